@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The test command (npm test): sets up what the tests need, type-checks, then runs every
+# vitest project this machine can run. The kvm project needs /dev/kvm; where it is absent,
+# this says so loudly and names what is missing (run `npm run test:kvm` to see it fail).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+say() { printf '\033[1m[test]\033[0m %s\n' "$*"; }
+
+say "type-checking (tsc --noEmit, strict)"
+npx tsc -p tsconfig.json --noEmit
+
+projects=(--project unit --project integration)
+if [[ -r /dev/kvm && -w /dev/kvm ]]; then
+  say "/dev/kvm present: building the guest kernel if needed, running the kvm project too"
+  bash kernels/build.sh
+  projects+=(--project kvm)
+else
+  reason="/dev/kvm does not exist on this machine"
+  if dmesg 2>/dev/null | grep -q 'kvm-pvm: this kernel is itself a kvm-pvm guest'; then
+    reason="$reason (kvm_pvm is loaded but did not bind: 'this kernel is itself a kvm-pvm guest')"
+  fi
+  echo "=================================================================="
+  echo " NOT RUN: the kvm test project (test/kvm). Missing: /dev/kvm."
+  echo " $reason"
+  echo "=================================================================="
+fi
+say "running vitest: ${projects[*]}"
+npx vitest run "${projects[@]}" "$@"

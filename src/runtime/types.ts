@@ -1,0 +1,137 @@
+/**
+ * The contract between the daemon (src/api, container records) and the isolations that run
+ * containers (src/runtime/host for --isolation=container, later src/runtime/vm). Both
+ * isolations implement `Isolation` so the API never branches on which one runs a container.
+ *
+ * Additive changes only: the API and the runtimes are written against this file in parallel.
+ */
+import type { Readable, Writable } from 'node:stream';
+
+export type IsolationKind = 'vm' | 'container';
+
+export interface Mount {
+  /** 'bind': host path; 'volume': a named volume's host directory (resolved by the daemon); 'tmpfs'. */
+  type: 'bind' | 'volume' | 'tmpfs';
+  source: string;
+  destination: string;
+  readonly: boolean;
+  /** tmpfs only, e.g. 'size=64m' */
+  options?: string[];
+}
+
+export interface Resources {
+  /** bytes; 0 or undefined = unlimited */
+  memory?: number;
+  memorySwap?: number;
+  /** CPU quota in units of 1e-9 CPUs (Docker's NanoCpus) */
+  nanoCpus?: number;
+  cpuShares?: number;
+  pidsLimit?: number;
+  cpusetCpus?: string;
+}
+
+export interface ProcessSpec {
+  args: string[];
+  env: string[];
+  cwd: string;
+  /** as given by the user: '', 'name', 'uid', 'name:group', 'uid:gid'; resolved in the rootfs */
+  user: string;
+  tty: boolean;
+  openStdin: boolean;
+}
+
+export interface ContainerSpec {
+  id: string;
+  name: string;
+  hostname: string;
+  isolation: IsolationKind;
+  /** image ID (sha256:...) whose base disk is the container's lower layer */
+  imageId: string;
+  process: ProcessSpec;
+  mounts: Mount[];
+  resources: Resources;
+  capAdd: string[];
+  capDrop: string[];
+  privileged: boolean;
+  readonlyRootfs: boolean;
+  network: 'none' | 'host';
+  /** directory owned by this container: containers/<id>/ under the data root */
+  stateDir: string;
+  /** json-file log, written by the supervisor so logs outlive the daemon */
+  logPath: string;
+}
+
+export interface ExitStatus {
+  /** Docker's convention: the exit code, or 128+N when killed by signal N */
+  exitCode: number;
+  /** ISO time */
+  finishedAt: string;
+  oomKilled: boolean;
+  /** set when the runtime itself failed (e.g. executable not found: exitCode 127, error text) */
+  error?: string;
+}
+
+export interface StdioStreams {
+  /** present only when the caller attaches stdin */
+  stdin?: Readable;
+  stdout: Writable;
+  /** ignored with a TTY: the pty merges both */
+  stderr: Writable;
+}
+
+export interface Attachment {
+  /** resolves when the process's output has ended (all bytes delivered) */
+  done: Promise<void>;
+  detach(): void;
+}
+
+export interface ExecSpec {
+  process: ProcessSpec;
+  privileged: boolean;
+}
+
+export interface ExecHandle {
+  pid: number;
+  attachment: Attachment;
+  resize(rows: number, cols: number): Promise<void>;
+  wait(): Promise<ExitStatus>;
+}
+
+export interface Stats {
+  read: string;
+  memory: { usage: number; limit: number; maxUsage?: number };
+  cpu: { totalUsageNs: number; systemUsageNs: number; onlineCpus: number };
+  pids: { current: number; limit?: number };
+}
+
+export interface RunningInfo {
+  /** PID of the workload's init as seen from the host (VM isolation: the VMM's PID) */
+  pid: number;
+  startedAt: string;
+}
+
+/** One isolation. Every method is idempotent where Docker's semantics allow it. */
+export interface Isolation {
+  readonly kind: IsolationKind;
+  /** prepares rootfs and state; leaves nothing behind if it throws */
+  create(spec: ContainerSpec): Promise<void>;
+  /** starts the supervisor and the workload; the supervisor outlives the daemon */
+  start(spec: ContainerSpec): Promise<RunningInfo>;
+  attach(spec: ContainerSpec, stdio: StdioStreams): Promise<Attachment>;
+  resize(spec: ContainerSpec, rows: number, cols: number): Promise<void>;
+  /** resolves when the workload has exited (also for containers started before a daemon restart) */
+  wait(spec: ContainerSpec): Promise<ExitStatus>;
+  kill(spec: ContainerSpec, signal: string | number): Promise<void>;
+  pause(spec: ContainerSpec): Promise<void>;
+  resume(spec: ContainerSpec): Promise<void>;
+  exec(spec: ContainerSpec, exec: ExecSpec, stdio: StdioStreams): Promise<ExecHandle>;
+  top(spec: ContainerSpec): Promise<{ pid: number; ppid: number; cmd: string }[]>;
+  stats(spec: ContainerSpec): Promise<Stats>;
+  /** removes rootfs upper layer, supervisor state; the container must be stopped */
+  remove(spec: ContainerSpec): Promise<void>;
+  /** after a daemon restart: is the supervisor of this container alive, and its status */
+  recover(spec: ContainerSpec): Promise<{ running: RunningInfo } | { exited: ExitStatus } | { lost: true }>;
+  /** `docker cp` and export: a path inside the container's filesystem, as seen by the workload */
+  archive(spec: ContainerSpec, containerPath: string): Promise<Readable>;
+  extract(spec: ContainerSpec, containerPath: string, tar: Readable): Promise<void>;
+}
