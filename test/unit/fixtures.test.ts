@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import tar from 'tar-stream';
+import { extract as tarExtract } from 'tar-stream';
 import { Readable } from 'node:stream';
 import { busyboxRootfsTar } from '../fixtures/rootfs.js';
 
@@ -7,7 +7,7 @@ describe('busybox rootfs fixture', () => {
   it('packs a tar with busybox and its applet links', async () => {
     const buf = await busyboxRootfsTar();
     const names: string[] = [];
-    const extract = tar.extract();
+    const extract = tarExtract();
     extract.on('entry', (h, stream, next) => {
       names.push(h.name);
       stream.resume();
