@@ -45,7 +45,7 @@ if [[ -f native/Makefile ]]; then
   make -s -C native
 fi
 
-if [[ ${1:-} == --kernel ]]; then
-  say "guest kernel (cached after the first build, ~10 min at -j2 the first time)"
+if [[ ${1:-} == --kernel && -f kernels/build.sh ]]; then
+  say "guest kernel (cached in ~/.cache/tvm/kernels after the first build, ~10 min at -j2 the first time)"
   bash kernels/build.sh
 fi
