@@ -9,9 +9,11 @@
 import { FormatError } from '../errors.js';
 
 export type Prim = 'u8' | 'u16' | 'u32' | 'u64' | 'i32' | 'i64';
-export type FieldType = Prim | Layout | ArrayType;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyLayout = Layout<any>;
+export type FieldType = Prim | AnyLayout | ArrayType;
 export interface ArrayType {
-  readonly of: Prim | Layout;
+  readonly of: Prim | AnyLayout;
   readonly length: number;
 }
 export interface Field {
@@ -21,7 +23,7 @@ export interface Field {
 
 const PRIM_SIZE: Record<Prim, number> = { u8: 1, u16: 2, u32: 4, u64: 8, i32: 4, i64: 8 };
 
-export function arrayOf(of: Prim | Layout, length: number): ArrayType {
+export function arrayOf(of: Prim | AnyLayout, length: number): ArrayType {
   return { of, length };
 }
 
@@ -52,7 +54,7 @@ export class Layout<T extends object = Plain> {
 
   /** Offset of a dotted member path such as `cs.dpl` or `io.port`. */
   offsetOf(path: string): number {
-    let layout: Layout = this as Layout;
+    let layout: AnyLayout = this;
     let offset = 0;
     const parts = path.split('.');
     for (let i = 0; i < parts.length; i++) {
