@@ -1,0 +1,975 @@
+/**
+ * A qcow2 differencing disk over a raw backing file (docs/interop/qcow2.txt).
+ *
+ * Consistency model (the order QEMU's metadata caches enforce):
+ * - Guest data goes to its host cluster immediately; L2 tables, the L1 table and refcount
+ *   blocks are changed in memory and written back by `flush` (or when a cache evicts a dirty
+ *   table), in this order, with fsync between the steps:
+ *     1. refcount blocks (counts only ever grow in memory), then refcount table entries that
+ *        point to new blocks;
+ *     2. fsync: data clusters and refcounts are durable;
+ *     3. L2 tables;  fsync;
+ *     4. L1 entries; fsync;
+ *     5. refcount decrements of clusters the now-durable tables no longer reference.
+ *   A crash between any two writes leaves references only to durable, counted clusters:
+ *   at worst clusters are leaked (counted but unreferenced), never referenced but free.
+ * - A failed write (I/O error) poisons the image: later calls throw and nothing more is
+ *   written, so a half-done request can never reach the on-disk metadata.
+ * - Every L1/L2/refcount-table entry is validated when used; a bad one raises a FormatError
+ *   naming the entry and, on a writable image, sets the corrupt bit like QEMU.
+ */
+import path from 'node:path';
+import fs from 'node:fs';
+import zlib from 'node:zlib';
+import { randomBytes } from 'node:crypto';
+import { ConflictError, FormatError, InvalidParameterError, NotFoundError, NotImplementedError, TvmError } from '../../errors.js';
+import { checkRange, checkWritable, type SyncBlockBackend } from '../block-backend.js';
+import { NodeFileIo, readZeroFilled, type FileIo } from '../raw.js';
+import {
+  COMPRESSION_ZLIB,
+  EXT_BACKING_FORMAT,
+  EXT_FEATURE_TABLE,
+  HEADER_FIELDS,
+  INCOMPAT_CORRUPT,
+  MAX_CLUSTER_BITS,
+  MAX_REFCOUNT_ORDER,
+  MIN_CLUSTER_BITS,
+  QCOW2_MAGIC,
+  checkSupported,
+  defaultFeatureTable,
+  parseHeader,
+  serializeHeader,
+  validateHeader,
+  type Qcow2Header,
+} from './header.js';
+import { decodeL1, decodeL2, encodeOffset, readHalves, writeHalves, type L2Entry } from './entries.js';
+import { getRefcount, maxRefcount, refcountBlockEntries, setRefcount } from './refcount.js';
+import { createLayout } from './layout.js';
+import { LruMap } from './lru.js';
+
+export interface Qcow2CreateOptions {
+  /** virtual size in bytes (multiple of 512); defaults to the backing file's size */
+  size?: number;
+  /** stored as given; a relative name is relative to the new image's directory */
+  backingFile?: string;
+  backingFormat?: 'raw';
+  /** 9..21; default 16 (64 KiB clusters) */
+  clusterBits?: number;
+  /** 0..6; default 4 (16-bit refcounts) */
+  refcountOrder?: number;
+}
+
+export interface Qcow2OpenOptions {
+  readOnly?: boolean;
+  /** L2 tables kept in memory (default 32: 16 GiB of disk at 64 KiB clusters) */
+  l2CacheTables?: number;
+  /** refcount blocks kept in memory (default 8) */
+  refcountCacheBlocks?: number;
+  /** opens the image file (tests interpose fault injection here); default: NodeFileIo */
+  openFile?: (path: string, readOnly: boolean) => FileIo;
+}
+
+const ERR_CORRUPT = 'ERR_QCOW2_CORRUPT';
+const ERR_UNSUPPORTED = 'ERR_QCOW2_UNSUPPORTED';
+const ERR_FAILED = 'ERR_QCOW2_FAILED';
+const SECTOR = 512;
+
+const hex = (n: number): string => `0x${n.toString(16)}`;
+
+function unsupported(name: string, what: string): NotImplementedError {
+  return new NotImplementedError(`qcow2 image ${name}: ${what} is not supported`, ERR_UNSUPPORTED);
+}
+
+/** Resolves a backing file name the way QEMU does: relative to the image's directory. */
+export function resolveBackingPath(imagePath: string, backingFile: string): string {
+  return path.isAbsolute(backingFile) ? backingFile : path.join(path.dirname(imagePath), backingFile);
+}
+
+export class Qcow2Image implements SyncBlockBackend {
+  readonly size: number;
+  readonly readOnly: boolean;
+  readonly clusterSize: number;
+  /** absolute or cwd-relative path of the opened backing file, if any */
+  readonly backingPath: string | undefined;
+
+  private readonly name: string;
+  private readonly io: FileIo;
+  private readonly backing: FileIo | undefined;
+  private readonly backingSize: number;
+  private header: Qcow2Header;
+  private readonly clusterBits: number;
+  private readonly l2Entries: number;
+  private readonly refcountOrder: number;
+  private readonly rbEntries: number;
+
+  private readonly l1: Uint8Array;
+  private readonly dirtyL1 = new Set<number>();
+  /** the whole refcount table, in memory */
+  private rt: Uint8Array;
+  private rtEntries: number;
+  private readonly dirtyRt = new Set<number>();
+  private readonly l2Cache: LruMap<Uint8Array>;
+  private readonly dirtyL2 = new Set<number>();
+  private readonly rbCache: LruMap<Uint8Array>;
+  private readonly dirtyRb = new Set<number>();
+  /** host clusters whose count drops once the tables that dropped them are durable */
+  private pendingFrees: number[] = [];
+  /** offsets of metadata clusters that data or tables must never alias */
+  private readonly refblockOffsets = new Set<number>();
+  private readonly l2Offsets = new Set<number>();
+
+  /** end of the last allocated cluster, or of the file if that is further */
+  private fileEnd: number;
+  /** lowest cluster index that may be free */
+  private freeHint = 0;
+  private readonly cowBuf: Buffer;
+  private compressedCache: { offset: number; data: Uint8Array } | undefined;
+  private failed: Error | undefined;
+  private closed = false;
+
+  private constructor(
+    name: string,
+    io: FileIo,
+    header: Qcow2Header,
+    readOnly: boolean,
+    backing: { io: FileIo; path: string } | undefined,
+    opts: Qcow2OpenOptions,
+  ) {
+    this.name = name;
+    this.io = io;
+    this.header = header;
+    this.readOnly = readOnly;
+    this.size = header.size;
+    this.clusterBits = header.clusterBits;
+    this.clusterSize = 2 ** header.clusterBits;
+    this.l2Entries = this.clusterSize / 8;
+    this.refcountOrder = header.refcountOrder;
+    this.rbEntries = refcountBlockEntries(header.clusterBits, header.refcountOrder);
+    this.backing = backing?.io;
+    this.backingPath = backing?.path;
+    this.backingSize = backing ? backing.io.size() : 0;
+    this.fileEnd = io.size();
+    this.l2Cache = new LruMap(opts.l2CacheTables ?? 32);
+    this.rbCache = new LruMap(opts.refcountCacheBlocks ?? 8);
+    this.cowBuf = Buffer.alloc(this.clusterSize);
+
+    this.l1 = new Uint8Array(header.l1Size * 8);
+    if (header.l1Size > 0) this.readExact(this.l1, header.l1TableOffset, 'L1 table');
+    this.rtEntries = (header.refcountTableClusters * this.clusterSize) / 8;
+    this.rt = new Uint8Array(header.refcountTableClusters * this.clusterSize);
+    this.readExact(this.rt, header.refcountTableOffset, 'refcount table');
+    for (let t = 0; t < this.rtEntries; t++) {
+      const off = this.rtEntry(t);
+      if (off !== 0) this.refblockOffsets.add(off);
+    }
+    for (let i = 0; i < header.l1Size; i++) {
+      const [hi, lo] = readHalves(this.l1, i);
+      const e = decodeL1(hi, lo);
+      if (e.offset !== 0 && !e.reservedBits) this.l2Offsets.add(e.offset);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // create / open
+
+  /** Creates a new image (refuses an existing path), written whole to a temp name and renamed. */
+  static createSync(imagePath: string, opts: Qcow2CreateOptions): Qcow2Image {
+    const clusterBits = opts.clusterBits ?? 16;
+    const refcountOrder = opts.refcountOrder ?? 4;
+    if (!Number.isInteger(clusterBits) || clusterBits < MIN_CLUSTER_BITS || clusterBits > MAX_CLUSTER_BITS) {
+      throw new InvalidParameterError(`qcow2 create ${imagePath}: clusterBits ${clusterBits} out of range ${MIN_CLUSTER_BITS}..${MAX_CLUSTER_BITS}`);
+    }
+    if (!Number.isInteger(refcountOrder) || refcountOrder < 0 || refcountOrder > MAX_REFCOUNT_ORDER) {
+      throw new InvalidParameterError(`qcow2 create ${imagePath}: refcountOrder ${refcountOrder} out of range 0..${MAX_REFCOUNT_ORDER}`);
+    }
+    if (opts.backingFormat !== undefined && opts.backingFormat !== 'raw') {
+      throw unsupported(imagePath, `backing format '${String(opts.backingFormat)}'`);
+    }
+    let size = opts.size;
+    if (opts.backingFile !== undefined) {
+      const resolved = resolveBackingPath(imagePath, opts.backingFile);
+      let st: fs.Stats;
+      try {
+        st = fs.statSync(resolved);
+      } catch {
+        throw new NotFoundError(`qcow2 create ${imagePath}: backing file ${resolved} does not exist`, 'ERR_DISK_NOT_FOUND');
+      }
+      if (!st.isFile() && !st.isBlockDevice()) throw new InvalidParameterError(`qcow2 create ${imagePath}: backing file ${resolved} is not a file`);
+      size ??= st.size;
+    }
+    if (size === undefined || !Number.isSafeInteger(size) || size <= 0 || size % SECTOR !== 0) {
+      throw new InvalidParameterError(`qcow2 create ${imagePath}: size ${size} must be a positive multiple of ${SECTOR}`);
+    }
+    if (fs.existsSync(imagePath)) throw new ConflictError(`qcow2 create ${imagePath}: file already exists`, 'ERR_DISK_EXISTS');
+
+    const layout = createLayout(size, clusterBits, refcountOrder);
+    const cs = layout.clusterSize;
+    const extensions = [{ type: EXT_FEATURE_TABLE, data: defaultFeatureTable() }];
+    if (opts.backingFile !== undefined) extensions.unshift({ type: EXT_BACKING_FORMAT, data: Buffer.from('raw') });
+    const { bytes: cluster0 } = serializeHeader({
+      version: 3,
+      backingFileOffset: 0,
+      backingFileSize: 0,
+      clusterBits,
+      size,
+      cryptMethod: 0,
+      l1Size: layout.l1Size,
+      l1TableOffset: layout.l1TableOffset,
+      refcountTableOffset: layout.refcountTableOffset,
+      refcountTableClusters: layout.refcountTableClusters,
+      nbSnapshots: 0,
+      snapshotsOffset: 0,
+      incompatibleFeatures: 0n,
+      compatibleFeatures: 0n,
+      autoclearFeatures: 0n,
+      refcountOrder,
+      headerLength: 0,
+      compressionType: COMPRESSION_ZLIB,
+      extensions,
+      featureNames: [],
+      ...(opts.backingFile !== undefined ? { backingFile: opts.backingFile } : {}),
+    });
+    const file = Buffer.alloc(layout.totalClusters * cs);
+    file.set(cluster0, 0);
+    const perBlock = refcountBlockEntries(clusterBits, refcountOrder);
+    layout.refcountBlockOffsets.forEach((off, t) => {
+      file.writeBigUInt64BE(BigInt(off), layout.refcountTableOffset + t * 8);
+      const block = file.subarray(off, off + cs);
+      for (let i = 0; i < perBlock; i++) {
+        const cluster = t * perBlock + i;
+        if (cluster >= layout.totalClusters) break;
+        setRefcount(block, i, refcountOrder, 1);
+      }
+    });
+
+    const dir = path.dirname(imagePath);
+    const tmp = path.join(dir, `.${path.basename(imagePath)}.${randomBytes(6).toString('hex')}.tmp`);
+    const io = NodeFileIo.open(tmp, { readOnly: false, create: true });
+    try {
+      io.pwrite(file, 0);
+      io.fsync();
+      io.close();
+      // Verify what we wrote parses before it gets its real name.
+      validateHeader(parseHeader(file.subarray(0, cs), imagePath), file.length, imagePath);
+      fs.renameSync(tmp, imagePath);
+    } catch (e) {
+      io.close();
+      fs.rmSync(tmp, { force: true });
+      throw e;
+    }
+    const dfd = fs.openSync(dir, 'r');
+    try {
+      fs.fsyncSync(dfd);
+    } finally {
+      fs.closeSync(dfd);
+    }
+    return Qcow2Image.openSync(imagePath, { readOnly: false });
+  }
+
+  static async create(imagePath: string, opts: Qcow2CreateOptions): Promise<Qcow2Image> {
+    return Qcow2Image.createSync(imagePath, opts);
+  }
+
+  static openSync(imagePath: string, opts: Qcow2OpenOptions = {}): Qcow2Image {
+    const readOnly = opts.readOnly ?? false;
+    const io = opts.openFile ? opts.openFile(imagePath, readOnly) : NodeFileIo.open(imagePath, { readOnly });
+    let backing: { io: FileIo; path: string } | undefined;
+    try {
+      const fileSize = io.size();
+      let head = new Uint8Array(Math.min(fileSize, 65536));
+      io.pread(head, 0);
+      const view = new DataView(head.buffer);
+      if (head.length >= 24 && view.getUint32(0) === QCOW2_MAGIC) {
+        const cs = 2 ** Math.min(view.getUint32(HEADER_FIELDS.cluster_bits.offset), MAX_CLUSTER_BITS);
+        if (cs > head.length && fileSize > head.length) {
+          head = new Uint8Array(Math.min(cs, fileSize));
+          io.pread(head, 0);
+        } else if (cs < head.length) head = head.subarray(0, cs);
+      }
+      const header = parseHeader(head, imagePath);
+      validateHeader(header, fileSize, imagePath);
+      checkSupported(header, imagePath, readOnly);
+      if (header.backingFile !== undefined) {
+        if (header.backingFormat !== undefined && header.backingFormat !== 'raw') {
+          throw unsupported(imagePath, `backing format '${header.backingFormat}' (only raw backing files)`);
+        }
+        const bpath = resolveBackingPath(imagePath, header.backingFile);
+        let bio: FileIo;
+        try {
+          bio = NodeFileIo.open(bpath, { readOnly: true });
+        } catch (e) {
+          if (e instanceof NotFoundError) {
+            throw new NotFoundError(`qcow2 image ${imagePath}: backing file ${bpath} does not exist`, 'ERR_DISK_NOT_FOUND');
+          }
+          throw e;
+        }
+        backing = { io: bio, path: bpath };
+        if (header.backingFormat === undefined) {
+          // No format recorded: never guess qcow2 (a raw disk's content must not pick its format).
+          const magic = new Uint8Array(4);
+          if (bio.pread(magic, 0) === 4 && new DataView(magic.buffer).getUint32(0) === QCOW2_MAGIC) {
+            throw unsupported(imagePath, `a qcow2 backing file without a recorded format (${bpath})`);
+          }
+        }
+      }
+      const img = new Qcow2Image(imagePath, io, header, readOnly, backing, opts);
+      img.validateRefcountTable();
+      if (!readOnly && header.autoclearFeatures !== 0n) img.clearAutoclear();
+      return img;
+    } catch (e) {
+      backing?.io.close();
+      io.close();
+      throw e;
+    }
+  }
+
+  static async open(imagePath: string, opts: Qcow2OpenOptions = {}): Promise<Qcow2Image> {
+    return Qcow2Image.openSync(imagePath, opts);
+  }
+
+  /** A copy of the parsed header as it is on disk now. */
+  getHeader(): Qcow2Header {
+    return { ...this.header, extensions: [...this.header.extensions] };
+  }
+
+  get path(): string {
+    return this.name;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // BlockBackend
+
+  readSync(buf: Uint8Array, offset: number): void {
+    checkRange(this.name, this.size, offset, buf.length);
+    this.checkUsable();
+    const cs = this.clusterSize;
+    let done = 0;
+    // Contiguous pieces of the same source are read with one pread.
+    let runKind: 'host' | 'backing' | 'none' = 'none';
+    let runSrc = 0;
+    let runBuf = 0;
+    let runLen = 0;
+    const flushRun = (): void => {
+      if (runLen === 0) return;
+      const dst = buf.subarray(runBuf, runBuf + runLen);
+      if (runKind === 'host') readZeroFilled(this.io, dst, runSrc);
+      else this.readBacking(dst, runSrc);
+      runLen = 0;
+    };
+    while (done < buf.length) {
+      const pos = offset + done;
+      const inOff = pos % cs;
+      const n = Math.min(cs - inOff, buf.length - done);
+      const e = this.lookup(pos);
+      let kind: 'host' | 'backing' | 'zero' | 'compressed';
+      let src = 0;
+      if (e === undefined || e.kind === 'unallocated') {
+        kind = this.backing && pos < this.backingSize ? 'backing' : 'zero';
+        src = pos;
+      } else if (e.kind === 'normal') {
+        kind = 'host';
+        src = e.offset + inOff;
+      } else if (e.kind === 'compressed') kind = 'compressed';
+      else kind = 'zero';
+
+      if ((kind === 'host' || kind === 'backing') && runKind === kind && runLen > 0 && runSrc + runLen === src && runBuf + runLen === done) {
+        runLen += n;
+      } else {
+        flushRun();
+        if (kind === 'host' || kind === 'backing') {
+          runKind = kind;
+          runSrc = src;
+          runBuf = done;
+          runLen = n;
+        } else if (kind === 'zero') {
+          buf.fill(0, done, done + n);
+        } else {
+          const data = this.readCompressed(e!, pos);
+          buf.set(data.subarray(inOff, inOff + n), done);
+        }
+      }
+      done += n;
+    }
+    flushRun();
+    this.trimCaches();
+  }
+
+  writeSync(buf: Uint8Array, offset: number): void {
+    checkWritable(this.name, this.readOnly);
+    checkRange(this.name, this.size, offset, buf.length);
+    this.checkUsable();
+    const cs = this.clusterSize;
+    let done = 0;
+    // Pieces that land in contiguous host clusters go out in one pwrite.
+    let runHost = 0;
+    let runBuf = 0;
+    let runLen = 0;
+    const flushRun = (): void => {
+      if (runLen === 0) return;
+      this.io.pwrite(buf.subarray(runBuf, runBuf + runLen), runHost);
+      runLen = 0;
+    };
+    try {
+      while (done < buf.length) {
+        const pos = offset + done;
+        const inOff = pos % cs;
+        const n = Math.min(cs - inOff, buf.length - done);
+        const host = this.prepareWrite(pos, inOff, buf.subarray(done, done + n));
+        if (host >= 0) {
+          if (runLen > 0 && runHost + runLen === host + inOff && runBuf + runLen === done) runLen += n;
+          else {
+            flushRun();
+            runHost = host + inOff;
+            runBuf = done;
+            runLen = n;
+          }
+        }
+        done += n;
+      }
+      flushRun();
+    } catch (e) {
+      if (e instanceof TvmError && e.code === ERR_UNSUPPORTED) {
+        // Refused before touching this cluster: entries already pointed at clusters get their data.
+        try {
+          flushRun();
+        } catch (e2) {
+          this.fail(e2);
+          throw e2;
+        }
+        throw e;
+      }
+      this.fail(e);
+      throw e;
+    }
+    this.trimCaches();
+  }
+
+  flushSync(): void {
+    if (this.readOnly) return;
+    this.checkUsable();
+    try {
+      this.writeback();
+    } catch (e) {
+      this.fail(e);
+      throw e;
+    }
+  }
+
+  /**
+   * Drops whole clusters inside the range: they read as zeros afterwards (zero flag when a
+   * backing file could show through, else unallocated) and their host clusters are freed.
+   * Partial clusters at the ends are left as they are (discard is advisory).
+   */
+  discardSync(offset: number, length: number): void {
+    checkWritable(this.name, this.readOnly);
+    checkRange(this.name, this.size, offset, length);
+    this.checkUsable();
+    const cs = this.clusterSize;
+    const first = Math.ceil(offset / cs);
+    const end = Math.floor((offset + length) / cs);
+    const useZeroFlag = this.backing !== undefined;
+    if (useZeroFlag && this.header.version < 3) return; // v2 has no zero flag: the backing file would show through
+    try {
+      for (let gc = first; gc < end; gc++) {
+        const l1i = Math.floor(gc / this.l2Entries);
+        const l2i = gc % this.l2Entries;
+        const [l1hi, l1lo] = readHalves(this.l1, l1i);
+        if (decodeL1(l1hi, l1lo).offset === 0 && !useZeroFlag) {
+          gc = (l1i + 1) * this.l2Entries - 1; // the whole L2 range already reads zeros
+          continue;
+        }
+        const { offset: l2Off, table } = this.l2ForWrite(l1i);
+        const [hi, lo] = readHalves(table, l2i);
+        const e = this.checkedL2(decodeL2(hi, lo, this.clusterBits), l2Off, l2i, gc * cs);
+        if (e.kind === 'zero' || (e.kind === 'unallocated' && !useZeroFlag)) continue;
+        if (e.kind === 'normal' || e.kind === 'zero-alloc') this.pendingFrees.push(e.offset);
+        else if (e.kind === 'compressed') {
+          const firstHost = Math.floor(e.offset / cs);
+          const lastHost = Math.floor((e.offset + e.compressedSize - 1) / cs);
+          for (let c = firstHost; c <= lastHost; c++) this.pendingFrees.push(c * cs);
+        }
+        if (useZeroFlag) writeHalves(table, l2i, 0, 1);
+        else writeHalves(table, l2i, 0, 0);
+        this.dirtyL2.add(l2Off);
+      }
+    } catch (e) {
+      if (!(e instanceof TvmError && e.code === ERR_UNSUPPORTED)) this.fail(e);
+      throw e;
+    }
+    this.trimCaches();
+  }
+
+  closeSync(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      if (!this.readOnly && this.failed === undefined) this.writeback();
+    } finally {
+      this.backing?.close();
+      this.io.close();
+    }
+  }
+
+  async read(buf: Uint8Array, offset: number): Promise<void> {
+    this.readSync(buf, offset);
+  }
+  async write(buf: Uint8Array, offset: number): Promise<void> {
+    this.writeSync(buf, offset);
+  }
+  async flush(): Promise<void> {
+    this.flushSync();
+  }
+  async discard(offset: number, length: number): Promise<void> {
+    this.discardSync(offset, length);
+  }
+  async close(): Promise<void> {
+    this.closeSync();
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // mapping
+
+  /** The L2 entry for a guest offset, or undefined when its whole L2 table is unallocated. */
+  private lookup(pos: number): L2Entry | undefined {
+    const gc = Math.floor(pos / this.clusterSize);
+    const l1i = Math.floor(gc / this.l2Entries);
+    const l2i = gc % this.l2Entries;
+    const l2Off = this.l1Entry(l1i);
+    if (l2Off === 0) return undefined;
+    const table = this.loadL2(l2Off, l1i);
+    const [hi, lo] = readHalves(table, l2i);
+    return this.checkedL2(decodeL2(hi, lo, this.clusterBits), l2Off, l2i, gc * this.clusterSize);
+  }
+
+  /** Validated L2 table offset from L1 entry `l1i` (0 = unallocated). */
+  private l1Entry(l1i: number): number {
+    const [hi, lo] = readHalves(this.l1, l1i);
+    const e = decodeL1(hi, lo);
+    if (e.offset === 0 && !e.reservedBits) return 0;
+    const what = `L1 entry ${l1i} (L2 table for guest offset ${hex(l1i * this.l2Entries * this.clusterSize)})`;
+    if (e.reservedBits) throw this.corrupt(`${what} has reserved bits set`);
+    this.checkHostCluster(e.offset, what, true);
+    return e.offset;
+  }
+
+  private checkedL2(e: L2Entry, l2Off: number, l2i: number, guestOff: number): L2Entry {
+    const what = () => `L2 entry ${l2i} of the L2 table at ${hex(l2Off)} (guest offset ${hex(guestOff)})`;
+    if (e.reservedBits) throw this.corrupt(`${what()} has reserved bits set`);
+    if (e.kind === 'normal' || e.kind === 'zero-alloc') {
+      this.checkHostCluster(e.offset, what(), false);
+    } else if (e.kind === 'compressed') {
+      if (e.offset < this.clusterSize || e.offset >= this.fileEnd) {
+        throw this.corrupt(`${what()} points to compressed data at ${hex(e.offset)} outside the file (${this.fileEnd} bytes)`);
+      }
+    } else if (e.copied && e.kind === 'unallocated') {
+      throw this.corrupt(`${what()} has host offset 0 with the copied flag (only valid with an external data file)`);
+    }
+    return e;
+  }
+
+  /** A host cluster offset from a table must be aligned, inside the file and not metadata. */
+  private checkHostCluster(off: number, what: string, isL2: boolean): void {
+    const cs = this.clusterSize;
+    if (off % cs !== 0) throw this.corrupt(`${what} points to ${hex(off)}, not aligned to the cluster size ${cs}`);
+    if (off >= this.fileEnd) throw this.corrupt(`${what} points to ${hex(off)}, past the end of the file (${this.fileEnd} bytes)`);
+    const h = this.header;
+    const overlaps = (start: number, len: number): boolean => off < start + len && start < off + cs;
+    let meta: string | undefined;
+    if (off < cs) meta = 'the header';
+    else if (h.l1Size > 0 && overlaps(h.l1TableOffset, h.l1Size * 8)) meta = 'the L1 table';
+    else if (overlaps(h.refcountTableOffset, h.refcountTableClusters * cs)) meta = 'the refcount table';
+    else if (this.refblockOffsets.has(off)) meta = 'a refcount block';
+    else if (!isL2 && this.l2Offsets.has(off)) meta = 'an L2 table';
+    if (meta) throw this.corrupt(`${what} points to ${hex(off)}, which overlaps ${meta}`);
+  }
+
+  private loadL2(l2Off: number, l1i: number): Uint8Array {
+    const hit = this.l2Cache.get(l2Off);
+    if (hit) return hit;
+    const table = new Uint8Array(this.clusterSize);
+    if (this.io.pread(table, l2Off) !== table.length) {
+      throw this.corrupt(`L1 entry ${l1i}: L2 table at ${hex(l2Off)} is cut short by the end of the file`);
+    }
+    this.l2Cache.set(l2Off, table);
+    return table;
+  }
+
+  /** The L2 table for `l1i`, allocated if missing, owned alone (copied flag) so it can change. */
+  private l2ForWrite(l1i: number): { offset: number; table: Uint8Array } {
+    const l2Off = this.l1Entry(l1i);
+    if (l2Off === 0) {
+      const off = this.allocCluster();
+      const table = new Uint8Array(this.clusterSize);
+      this.l2Cache.set(off, table);
+      this.l2Offsets.add(off);
+      this.dirtyL2.add(off);
+      const [hi, lo] = encodeOffset(off, true);
+      writeHalves(this.l1, l1i, hi, lo);
+      this.dirtyL1.add(l1i);
+      return { offset: off, table };
+    }
+    const [hi, lo] = readHalves(this.l1, l1i);
+    if (!decodeL1(hi, lo).copied) {
+      const rc = this.refcount(l2Off);
+      if (rc !== 1) throw unsupported(this.name, `writing through a shared L2 table at ${hex(l2Off)} (refcount ${rc})`);
+      const [nhi, nlo] = encodeOffset(l2Off, true);
+      writeHalves(this.l1, l1i, nhi, nlo);
+      this.dirtyL1.add(l1i);
+    }
+    return { offset: l2Off, table: this.loadL2(l2Off, l1i) };
+  }
+
+  /**
+   * Makes guest cluster of `pos` writable. Returns the host cluster offset the caller writes
+   * `data` into, or -1 when this already wrote a whole new cluster (copy-on-write merge).
+   */
+  private prepareWrite(pos: number, inOff: number, data: Uint8Array): number {
+    const cs = this.clusterSize;
+    const gc = Math.floor(pos / cs);
+    const l1i = Math.floor(gc / this.l2Entries);
+    const l2i = gc % this.l2Entries;
+    const { offset: l2Off, table } = this.l2ForWrite(l1i);
+    const [hi, lo] = readHalves(table, l2i);
+    const e = this.checkedL2(decodeL2(hi, lo, this.clusterBits), l2Off, l2i, gc * cs);
+    let source: 'backing' | 'zeros' = 'backing';
+    switch (e.kind) {
+      case 'normal': {
+        if (e.copied) return e.offset;
+        const rc = this.refcount(e.offset);
+        if (rc !== 1) throw unsupported(this.name, `writing to a shared cluster at ${hex(e.offset)} (refcount ${rc})`);
+        const [nhi, nlo] = encodeOffset(e.offset, true);
+        writeHalves(table, l2i, nhi, nlo);
+        this.dirtyL2.add(l2Off);
+        return e.offset;
+      }
+      case 'compressed':
+        throw unsupported(this.name, `writing to a compressed cluster (guest offset ${hex(gc * cs)})`);
+      case 'zero-alloc':
+        if (e.copied) {
+          // Preallocated and ours alone: fill it (zeros around the data), then drop the zero flag.
+          this.writeMerged(e.offset, gc, inOff, data, 'zeros');
+          const [nhi, nlo] = encodeOffset(e.offset, true);
+          writeHalves(table, l2i, nhi, nlo);
+          this.dirtyL2.add(l2Off);
+          return -1;
+        }
+        this.pendingFrees.push(e.offset);
+        source = 'zeros';
+        break;
+      case 'zero':
+        source = 'zeros';
+        break;
+      case 'unallocated':
+        source = 'backing';
+        break;
+    }
+    const host = this.allocCluster();
+    const [nhi, nlo] = encodeOffset(host, true);
+    let ret = host;
+    if (data.length !== cs) {
+      this.writeMerged(host, gc, inOff, data, source);
+      ret = -1;
+    }
+    writeHalves(table, l2i, nhi, nlo);
+    this.dirtyL2.add(l2Off);
+    return ret;
+  }
+
+  /** Writes a whole cluster: `data` at `inOff`, the rest from the backing file or zeros. */
+  private writeMerged(host: number, gc: number, inOff: number, data: Uint8Array, source: 'backing' | 'zeros'): void {
+    const cs = this.clusterSize;
+    const c = this.cowBuf;
+    const guest = gc * cs;
+    if (source === 'backing' && this.backing && guest < this.backingSize) this.readBacking(c, guest);
+    else c.fill(0);
+    c.set(data, inOff);
+    this.io.pwrite(c, host);
+  }
+
+  private readBacking(dst: Uint8Array, guestOff: number): void {
+    // Reads past the end of the backing file (or of the image's own size) are zeros.
+    const avail = Math.max(0, Math.min(dst.length, this.backingSize - guestOff));
+    if (avail > 0) readZeroFilled(this.backing!, dst.subarray(0, avail), guestOff);
+    if (avail < dst.length) dst.fill(0, avail);
+  }
+
+  private readCompressed(e: L2Entry, pos: number): Uint8Array {
+    if (this.compressedCache?.offset === e.offset) return this.compressedCache.data;
+    if (this.header.compressionType !== COMPRESSION_ZLIB) {
+      throw unsupported(this.name, `reading zstd-compressed clusters (guest offset ${hex(pos)})`);
+    }
+    const raw = Buffer.alloc(e.compressedSize);
+    readZeroFilled(this.io, raw, e.offset);
+    let data: Buffer;
+    try {
+      // QEMU writes raw deflate; the descriptor rounds up to sectors, so trailing bytes follow.
+      data = zlib.inflateRawSync(raw, { finishFlush: zlib.constants.Z_SYNC_FLUSH, maxOutputLength: this.clusterSize });
+    } catch (err) {
+      throw this.corrupt(`compressed cluster at ${hex(e.offset)} (guest offset ${hex(pos)}) does not inflate: ${(err as Error).message}`);
+    }
+    if (data.length !== this.clusterSize) {
+      throw this.corrupt(`compressed cluster at ${hex(e.offset)} (guest offset ${hex(pos)}) inflates to ${data.length} bytes, not ${this.clusterSize}`);
+    }
+    this.compressedCache = { offset: e.offset, data };
+    return data;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // refcounts
+
+  private rtEntry(t: number): number {
+    if (t >= this.rtEntries) return 0;
+    const [hi, lo] = readHalves(this.rt, t);
+    return hi * 0x1_0000_0000 + lo;
+  }
+
+  private validateRefcountTable(): void {
+    for (let t = 0; t < this.rtEntries; t++) {
+      const off = this.rtEntry(t);
+      if (off === 0) continue;
+      const what = `refcount table entry ${t}`;
+      if (off % this.clusterSize !== 0) throw this.corrupt(`${what} points to ${hex(off)}, not aligned to the cluster size`);
+      if (off >= this.fileEnd) throw this.corrupt(`${what} points to ${hex(off)}, past the end of the file (${this.fileEnd} bytes)`);
+      if (off < this.clusterSize) throw this.corrupt(`${what} points into the header cluster`);
+    }
+    if (this.rtEntry(0) === 0) throw this.corrupt('refcount table entry 0 is empty: the header cluster has no refcount');
+  }
+
+  private loadRefblock(off: number, t: number): Uint8Array {
+    const hit = this.rbCache.get(off);
+    if (hit) return hit;
+    const block = new Uint8Array(this.clusterSize);
+    if (this.io.pread(block, off) !== block.length) {
+      throw this.corrupt(`refcount table entry ${t}: refcount block at ${hex(off)} is cut short by the end of the file`);
+    }
+    this.rbCache.set(off, block);
+    return block;
+  }
+
+  private refcount(hostOff: number): number {
+    const cluster = Math.floor(hostOff / this.clusterSize);
+    const t = Math.floor(cluster / this.rbEntries);
+    const rb = this.rtEntry(t);
+    if (rb === 0) return 0;
+    return getRefcount(this.loadRefblock(rb, t), cluster % this.rbEntries, this.refcountOrder);
+  }
+
+  private addRefcount(hostOff: number, delta: number): void {
+    const cluster = Math.floor(hostOff / this.clusterSize);
+    const t = Math.floor(cluster / this.rbEntries);
+    const rb = this.rtEntry(t);
+    if (rb === 0) throw this.corrupt(`cluster ${hex(hostOff)} is in use but has no refcount block`);
+    const block = this.loadRefblock(rb, t);
+    const i = cluster % this.rbEntries;
+    const v = getRefcount(block, i, this.refcountOrder) + delta;
+    if (v < 0) throw this.corrupt(`refcount of cluster ${hex(hostOff)} would drop below 0`);
+    if (v > maxRefcount(this.refcountOrder)) throw unsupported(this.name, `a refcount above ${maxRefcount(this.refcountOrder)}`);
+    setRefcount(block, i, this.refcountOrder, v);
+    this.dirtyRb.add(rb);
+    if (v === 0) this.freeHint = Math.min(this.freeHint, cluster);
+  }
+
+  /** Finds a free host cluster, counts it (in memory) and returns its offset. */
+  private allocCluster(): number {
+    const cs = this.clusterSize;
+    for (;;) {
+      const idx = this.freeHint;
+      const t = Math.floor(idx / this.rbEntries);
+      if (t >= this.rtEntries) {
+        this.growRefcountTable(t);
+        continue;
+      }
+      const rbOff = this.rtEntry(t);
+      if (rbOff === 0) {
+        // No block: every count in its range is 0. Put the block at the range's first cluster,
+        // counting itself, so it needs no other block.
+        const off = t * this.rbEntries * cs;
+        if (t === 0) throw this.corrupt('refcount table entry 0 is empty');
+        const block = new Uint8Array(cs);
+        setRefcount(block, 0, this.refcountOrder, 1);
+        this.rbCache.set(off, block);
+        this.dirtyRb.add(off);
+        this.refblockOffsets.add(off);
+        const [hi, lo] = encodeOffset(off, false);
+        writeHalves(this.rt, t, hi, lo);
+        this.dirtyRt.add(t);
+        this.fileEnd = Math.max(this.fileEnd, off + cs);
+        if (idx === t * this.rbEntries) this.freeHint = idx + 1;
+        continue;
+      }
+      const block = this.loadRefblock(rbOff, t);
+      let j = idx % this.rbEntries;
+      while (j < this.rbEntries && getRefcount(block, j, this.refcountOrder) !== 0) j++;
+      if (j === this.rbEntries) {
+        this.freeHint = (t + 1) * this.rbEntries;
+        continue;
+      }
+      setRefcount(block, j, this.refcountOrder, 1);
+      this.dirtyRb.add(rbOff);
+      const cluster = t * this.rbEntries + j;
+      this.freeHint = cluster + 1;
+      this.fileEnd = Math.max(this.fileEnd, (cluster + 1) * cs);
+      return cluster * cs;
+    }
+  }
+
+  /**
+   * Moves the refcount table to a bigger one at the end of the file, with new refcount blocks
+   * for the area it occupies. Written and made durable before the header points to it; the
+   * old table is freed only after the header update is durable.
+   */
+  private growRefcountTable(neededIndex: number): void {
+    const cs = this.clusterSize;
+    const per = this.rbEntries;
+    const start = Math.ceil(this.fileEnd / cs);
+    let tableClusters = Math.max(this.header.refcountTableClusters * 2, Math.ceil(((neededIndex + 1) * 8) / cs));
+    let missing: number[] = [];
+    for (;;) {
+      const areaEnd = start + missing.length + tableClusters;
+      const tFirst = Math.floor(start / per);
+      const tLast = Math.floor((areaEnd - 1) / per);
+      const need: number[] = [];
+      for (let t = tFirst; t <= tLast; t++) if (this.rtEntry(t) === 0) need.push(t);
+      const clustersNeeded = Math.max(tableClusters, Math.ceil((Math.max(neededIndex, tLast) + 1) * 8 / cs));
+      if (need.length === missing.length && clustersNeeded === tableClusters) break;
+      missing = need;
+      tableClusters = clustersNeeded;
+    }
+    if (tableClusters * cs > 8 * 1024 * 1024) throw unsupported(this.name, 'a refcount table above 8 MiB (image too large for its cluster size)');
+    const newTable = new Uint8Array(tableClusters * cs);
+    newTable.set(this.rt);
+    const tableOff = (start + missing.length) * cs;
+    missing.forEach((t, k) => {
+      const off = (start + k) * cs;
+      this.rbCache.set(off, new Uint8Array(cs));
+      this.dirtyRb.add(off);
+      this.refblockOffsets.add(off);
+      const [hi, lo] = encodeOffset(off, false);
+      writeHalves(newTable, t, hi, lo);
+    });
+    const oldTableOff = this.header.refcountTableOffset;
+    const oldTableClusters = this.header.refcountTableClusters;
+    this.rt = newTable;
+    this.rtEntries = (tableClusters * cs) / 8;
+    const areaEnd = start + missing.length + tableClusters;
+    for (let c = start; c < areaEnd; c++) this.addRefcount(c * cs, 1);
+    this.fileEnd = Math.max(this.fileEnd, areaEnd * cs);
+
+    for (const off of this.dirtyRb) this.io.pwrite(this.rbCache.peek(off)!, off);
+    this.dirtyRb.clear();
+    this.io.pwrite(newTable, tableOff);
+    this.io.fsync();
+    const field = Buffer.alloc(12);
+    field.writeBigUInt64BE(BigInt(tableOff), 0);
+    field.writeUInt32BE(tableClusters, 8);
+    this.io.pwrite(field, HEADER_FIELDS.refcount_table_offset.offset);
+    this.io.fsync();
+    this.header = { ...this.header, refcountTableOffset: tableOff, refcountTableClusters: tableClusters };
+    this.dirtyRt.clear();
+    for (let c = 0; c < oldTableClusters; c++) this.addRefcount(oldTableOff + c * cs, -1);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // write-back, caches, failure
+
+  /** The ordered metadata write-back described at the top of this file. */
+  private writeback(): void {
+    const io = this.io;
+    for (const off of this.dirtyRb) io.pwrite(this.rbCache.peek(off)!, off);
+    this.dirtyRb.clear();
+    if (this.dirtyRt.size > 0) {
+      io.fsync(); // new refcount blocks before the entries that point to them
+      for (const t of [...this.dirtyRt].sort((a, b) => a - b)) io.pwrite(this.rt.subarray(t * 8, t * 8 + 8), this.header.refcountTableOffset + t * 8);
+      this.dirtyRt.clear();
+    }
+    io.fsync();
+    if (this.dirtyL2.size > 0) {
+      for (const off of this.dirtyL2) io.pwrite(this.l2Cache.peek(off)!, off);
+      this.dirtyL2.clear();
+      io.fsync();
+    }
+    if (this.dirtyL1.size > 0) {
+      for (const i of [...this.dirtyL1].sort((a, b) => a - b)) io.pwrite(this.l1.subarray(i * 8, i * 8 + 8), this.header.l1TableOffset + i * 8);
+      this.dirtyL1.clear();
+      io.fsync();
+    }
+    if (this.pendingFrees.length > 0) {
+      const frees = this.pendingFrees;
+      this.pendingFrees = [];
+      for (const off of frees) this.addRefcount(off, -1);
+      for (const off of this.dirtyRb) io.pwrite(this.rbCache.peek(off)!, off);
+      this.dirtyRb.clear();
+    }
+  }
+
+  /** Evicts least recently used tables once a request is complete (never in the middle of one). */
+  private trimCaches(): void {
+    while (this.l2Cache.overCapacity()) {
+      const k = this.l2Cache.oldestKey()!;
+      if (this.dirtyL2.has(k)) {
+        try {
+          this.writeback();
+        } catch (e) {
+          this.fail(e);
+          throw e;
+        }
+      }
+      this.l2Cache.delete(k);
+    }
+    while (this.rbCache.overCapacity()) {
+      const k = this.rbCache.oldestKey()!;
+      if (this.dirtyRb.has(k)) {
+        // Counts in memory only ever exceed the disk's until a write-back: safe to write any time.
+        try {
+          this.io.pwrite(this.rbCache.peek(k)!, k);
+        } catch (e) {
+          this.fail(e);
+          throw e;
+        }
+        this.dirtyRb.delete(k);
+      }
+      this.rbCache.delete(k);
+    }
+  }
+
+  private readExact(buf: Uint8Array, off: number, what: string): void {
+    if (this.io.pread(buf, off) !== buf.length) throw this.corrupt(`${what} at ${hex(off)} is cut short by the end of the file`);
+  }
+
+  private checkUsable(): void {
+    if (this.closed) throw new ConflictError(`qcow2 image ${this.name} is closed`, 'ERR_DISK_CLOSED');
+    if (this.failed) {
+      throw new TvmError(ERR_FAILED, `qcow2 image ${this.name} failed earlier and accepts no more requests: ${this.failed.message}`, 500, { cause: this.failed });
+    }
+  }
+
+  private fail(e: unknown): void {
+    this.failed ??= e instanceof Error ? e : new Error(String(e));
+  }
+
+  /** A corruption error; on a writable image also sets the corrupt bit and stops all writing. */
+  private corrupt(msg: string): FormatError {
+    const err = new FormatError(`qcow2 image ${this.name}: ${msg}`, ERR_CORRUPT);
+    if (!this.readOnly && this.header?.version === 3 && this.failed === undefined && !this.closed && this.io) {
+      try {
+        const bits = Buffer.alloc(8);
+        bits.writeBigUInt64BE(this.header.incompatibleFeatures | INCOMPAT_CORRUPT);
+        this.io.pwrite(bits, HEADER_FIELDS.incompatible_features.offset);
+        this.io.fsync();
+        this.header = { ...this.header, incompatibleFeatures: this.header.incompatibleFeatures | INCOMPAT_CORRUPT };
+      } catch {
+        // the error we are about to throw says more than a failed marking would
+      }
+    }
+    if (!this.readOnly) this.fail(err);
+    return err;
+  }
+
+  /** Unknown (and bitmap) autoclear bits must be cleared before writing: we keep no bitmaps. */
+  private clearAutoclear(): void {
+    const zero = Buffer.alloc(8);
+    this.io.pwrite(zero, HEADER_FIELDS.autoclear_features.offset);
+    this.io.fsync();
+    this.header = { ...this.header, autoclearFeatures: 0n };
+  }
+}

@@ -1,0 +1,45 @@
+/** A bounded least-recently-used map keyed by host offset (L2 tables, refcount blocks). */
+export class LruMap<V> {
+  private readonly map = new Map<number, V>();
+
+  constructor(readonly capacity: number) {
+    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`cache capacity ${capacity} must be a positive integer`);
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  /** Looks up and marks as most recently used. */
+  get(key: number): V | undefined {
+    const v = this.map.get(key);
+    if (v !== undefined) {
+      this.map.delete(key);
+      this.map.set(key, v);
+    }
+    return v;
+  }
+
+  set(key: number, value: V): void {
+    this.map.delete(key);
+    this.map.set(key, value);
+  }
+
+  delete(key: number): void {
+    this.map.delete(key);
+  }
+
+  /** The least recently used key, or undefined when empty. */
+  oldestKey(): number | undefined {
+    for (const k of this.map.keys()) return k;
+    return undefined;
+  }
+
+  overCapacity(): boolean {
+    return this.map.size > this.capacity;
+  }
+
+  peek(key: number): V | undefined {
+    return this.map.get(key);
+  }
+}
