@@ -27,4 +27,13 @@ else
   echo "=================================================================="
 fi
 say "running vitest: ${projects[*]}"
-npx vitest run "${projects[@]}" "$@"
+report=$(mktemp --suffix=.json)
+trap 'rm -f "$report"' EXIT
+rc=0
+npx vitest run "${projects[@]}" --reporter=default --reporter=json --outputFile.json="$report" "$@" || rc=$?
+# One plain closing line that any CI log reader understands.
+node -e '
+  const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
+' "$report" || true
+exit "$rc"
