@@ -1,0 +1,369 @@
+#define _GNU_SOURCE
+#include "cgroup.h"
+#include "util.h"
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CFS_PERIOD_US 100000
+
+/* v1 hierarchies we use; missing ones are skipped unless a limit needs them. */
+static const char *const v1_controllers[] = {"memory", "cpu", "cpuacct", "pids", "cpuset", "freezer", "blkio", "devices"};
+
+static void v1_dir(const container_spec *s, const char *ctrl, char *out, size_t n) {
+  snprintf(out, n, "%s/%s/%s", s->cgroup_root, ctrl, s->cgroup_path);
+}
+static void v2_dir(const container_spec *s, char *out, size_t n) {
+  snprintf(out, n, "%s/%s", s->cgroup_root, s->cgroup_path);
+}
+
+static int exists(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0;
+}
+
+static int knob(const char *dir, const char *name, const char *value, char *err, size_t errlen) {
+  char p[4096];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  int rc = write_file_str(p, value);
+  if (rc < 0) {
+    snprintf(err, errlen, "cgroup: writing \"%s\" to %s: %s", value, p, strerror(-rc));
+    return -1;
+  }
+  return 0;
+}
+
+static int64_t read_i64(const char *dir, const char *name) {
+  char p[4096];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  char *t = read_file(p, NULL);
+  if (!t) return -1;
+  int64_t v = strncmp(t, "max", 3) == 0 ? -1 : strtoll(t, NULL, 10);
+  free(t);
+  return v;
+}
+
+/* "key value" lines (memory.events, memory.oom_control, cpu.stat) */
+static int64_t read_keyed(const char *dir, const char *name, const char *key) {
+  char p[4096];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  char *t = read_file(p, NULL);
+  if (!t) return -1;
+  int64_t v = -1;
+  size_t kl = strlen(key);
+  for (char *line = t; line && *line;) {
+    if (strncmp(line, key, kl) == 0 && line[kl] == ' ') { v = strtoll(line + kl + 1, NULL, 10); break; }
+    line = strchr(line, '\n');
+    if (line) line++;
+  }
+  free(t);
+  return v;
+}
+
+/* cpuset children start empty in v1: copy cpus/mems down from the parent at each new level. */
+static int v1_cpuset_mkdir(const container_spec *s, char *err, size_t errlen) {
+  char path[4096], parent[4096];
+  snprintf(parent, sizeof parent, "%s/cpuset", s->cgroup_root);
+  char rel[1024];
+  snprintf(rel, sizeof rel, "%s", s->cgroup_path);
+  for (char *save = NULL, *c = strtok_r(rel, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+    snprintf(path, sizeof path, "%s/%s", parent, c);
+    if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+      snprintf(err, errlen, "cgroup: mkdir %s: %s", path, strerror(errno));
+      return -1;
+    }
+    const char *files[] = {"cpuset.cpus", "cpuset.mems"};
+    for (int i = 0; i < 2; i++) {
+      char fp[4200];
+      snprintf(fp, sizeof fp, "%s/%s", path, files[i]);
+      char *cur = read_file(fp, NULL);
+      int empty = !cur || cur[0] == '\n' || cur[0] == 0;
+      free(cur);
+      if (!empty) continue;
+      snprintf(fp, sizeof fp, "%s/%s", parent, files[i]);
+      char *pv = read_file(fp, NULL);
+      if (pv) {
+        int rc = knob(path, files[i], pv, err, errlen);
+        free(pv);
+        if (rc < 0) return -1;
+      }
+    }
+    snprintf(parent, sizeof parent, "%s", path);
+  }
+  return 0;
+}
+
+static int create_v1(const container_spec *s, char *err, size_t errlen) {
+  char dir[4096], root[4096];
+  for (size_t i = 0; i < ARRAY_LEN(v1_controllers); i++) {
+    const char *c = v1_controllers[i];
+    snprintf(root, sizeof root, "%s/%s", s->cgroup_root, c);
+    if (!exists(root)) {
+      if ((!strcmp(c, "memory") && s->res.memory) || (!strcmp(c, "pids") && s->res.pids_limit > 0) ||
+          (!strcmp(c, "cpu") && (s->res.nano_cpus || s->res.cpu_shares)) ||
+          (!strcmp(c, "cpuset") && s->res.cpuset_cpus && *s->res.cpuset_cpus)) {
+        snprintf(err, errlen, "cgroup: the %s controller is not mounted at %s", c, root);
+        return -1;
+      }
+      continue;
+    }
+    v1_dir(s, c, dir, sizeof dir);
+    if (exists(dir)) {
+      snprintf(err, errlen, "cgroup: %s already exists", dir);
+      return -1;
+    }
+    int rc = strcmp(c, "cpuset") == 0 ? v1_cpuset_mkdir(s, err, errlen) : mkdir_p(dir, 0755);
+    if (rc < 0) {
+      if (rc != -1) snprintf(err, errlen, "cgroup: mkdir %s: %s", dir, strerror(-rc));
+      return -1;
+    }
+  }
+  char v[64];
+  if (s->res.memory) {
+    v1_dir(s, "memory", dir, sizeof dir);
+    snprintf(v, sizeof v, "%" PRId64, s->res.memory);
+    if (knob(dir, "memory.limit_in_bytes", v, err, errlen) < 0) return -1;
+    char sw[4200];
+    snprintf(sw, sizeof sw, "%s/memory.memsw.limit_in_bytes", dir);
+    if (exists(sw)) {
+      /* Docker: unset swap = as much swap as memory; -1 = unlimited */
+      int64_t memsw = s->res.memory_swap == 0 ? 2 * s->res.memory : s->res.memory_swap;
+      if (memsw > 0) snprintf(v, sizeof v, "%" PRId64, memsw); else snprintf(v, sizeof v, "-1");
+      if (knob(dir, "memory.memsw.limit_in_bytes", v, err, errlen) < 0) return -1;
+    }
+  }
+  if (s->res.nano_cpus) {
+    v1_dir(s, "cpu", dir, sizeof dir);
+    snprintf(v, sizeof v, "%d", CFS_PERIOD_US);
+    if (knob(dir, "cpu.cfs_period_us", v, err, errlen) < 0) return -1;
+    snprintf(v, sizeof v, "%" PRId64, s->res.nano_cpus * CFS_PERIOD_US / 1000000000);
+    if (knob(dir, "cpu.cfs_quota_us", v, err, errlen) < 0) return -1;
+  }
+  if (s->res.cpu_shares) {
+    v1_dir(s, "cpu", dir, sizeof dir);
+    snprintf(v, sizeof v, "%" PRId64, s->res.cpu_shares < 2 ? 2 : s->res.cpu_shares);
+    if (knob(dir, "cpu.shares", v, err, errlen) < 0) return -1;
+  }
+  if (s->res.pids_limit > 0) {
+    v1_dir(s, "pids", dir, sizeof dir);
+    snprintf(v, sizeof v, "%" PRId64, s->res.pids_limit);
+    if (knob(dir, "pids.max", v, err, errlen) < 0) return -1;
+  }
+  if (s->res.cpuset_cpus && *s->res.cpuset_cpus) {
+    v1_dir(s, "cpuset", dir, sizeof dir);
+    if (knob(dir, "cpuset.cpus", s->res.cpuset_cpus, err, errlen) < 0) return -1;
+  }
+  return 0;
+}
+
+/* v2: every ancestor must delegate the controllers we use to its children. */
+static int v2_enable_controllers(const container_spec *s, char *err, size_t errlen) {
+  char path[4096], rel[1024];
+  snprintf(path, sizeof path, "%s", s->cgroup_root);
+  snprintf(rel, sizeof rel, "%s", s->cgroup_path);
+  char *save = NULL;
+  char *c = strtok_r(rel, "/", &save);
+  while (c) {
+    char fp[4200];
+    snprintf(fp, sizeof fp, "%s/cgroup.controllers", path);
+    char *avail = read_file(fp, NULL);
+    const char *want[] = {"memory", "cpu", "pids", "cpuset"};
+    for (int i = 0; avail && i < 4; i++) {
+      if (!strstr(avail, want[i])) continue;
+      char val[32];
+      snprintf(val, sizeof val, "+%s", want[i]);
+      knob(path, "cgroup.subtree_control", val, err, errlen); /* best effort: checked via limits below */
+    }
+    free(avail);
+    size_t l = strlen(path);
+    snprintf(path + l, sizeof path - l, "/%s", c);
+    if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+      snprintf(err, errlen, "cgroup: mkdir %s: %s", path, strerror(errno));
+      return -1;
+    }
+    c = strtok_r(NULL, "/", &save);
+  }
+  err[0] = 0;
+  return 0;
+}
+
+static int create_v2(const container_spec *s, char *err, size_t errlen) {
+  char dir[4096], v[64];
+  v2_dir(s, dir, sizeof dir);
+  if (exists(dir)) {
+    snprintf(err, errlen, "cgroup: %s already exists", dir);
+    return -1;
+  }
+  if (v2_enable_controllers(s, err, errlen) < 0) return -1;
+  if (s->res.memory) {
+    snprintf(v, sizeof v, "%" PRId64, s->res.memory);
+    if (knob(dir, "memory.max", v, err, errlen) < 0) return -1;
+    int64_t memsw = s->res.memory_swap == 0 ? 2 * s->res.memory : s->res.memory_swap;
+    if (memsw > 0) snprintf(v, sizeof v, "%" PRId64, memsw - s->res.memory); else snprintf(v, sizeof v, "max");
+    char sw[4200];
+    snprintf(sw, sizeof sw, "%s/memory.swap.max", dir);
+    if (exists(sw) && knob(dir, "memory.swap.max", v, err, errlen) < 0) return -1;
+  }
+  if (s->res.nano_cpus) {
+    snprintf(v, sizeof v, "%" PRId64 " %d", s->res.nano_cpus * CFS_PERIOD_US / 1000000000, CFS_PERIOD_US);
+    if (knob(dir, "cpu.max", v, err, errlen) < 0) return -1;
+  }
+  if (s->res.cpu_shares) {
+    /* the conversion runc and crun use from shares [2, 262144] to weight [1, 10000] */
+    int64_t sh = s->res.cpu_shares < 2 ? 2 : s->res.cpu_shares > 262144 ? 262144 : s->res.cpu_shares;
+    snprintf(v, sizeof v, "%" PRId64, 1 + ((sh - 2) * 9999) / 262142);
+    if (knob(dir, "cpu.weight", v, err, errlen) < 0) return -1;
+  }
+  if (s->res.pids_limit > 0) {
+    snprintf(v, sizeof v, "%" PRId64, s->res.pids_limit);
+    if (knob(dir, "pids.max", v, err, errlen) < 0) return -1;
+  }
+  if (s->res.cpuset_cpus && *s->res.cpuset_cpus && knob(dir, "cpuset.cpus", s->res.cpuset_cpus, err, errlen) < 0)
+    return -1;
+  return 0;
+}
+
+int cgroup_create(const container_spec *s, char *err, size_t errlen) {
+  if (!s->cgroup_version) return 0;
+  int rc = s->cgroup_version == 1 ? create_v1(s, err, errlen) : create_v2(s, err, errlen);
+  if (rc < 0 && !strstr(err, "already exists")) cgroup_destroy(s);
+  return rc;
+}
+
+int cgroup_join(const container_spec *s, pid_t pid, char *err, size_t errlen) {
+  char dir[4096], v[32];
+  snprintf(v, sizeof v, "%d", (int)pid);
+  if (s->cgroup_version == 2) {
+    v2_dir(s, dir, sizeof dir);
+    return knob(dir, "cgroup.procs", v, err, errlen);
+  }
+  if (s->cgroup_version != 1) return 0;
+  for (size_t i = 0; i < ARRAY_LEN(v1_controllers); i++) {
+    v1_dir(s, v1_controllers[i], dir, sizeof dir);
+    if (!exists(dir)) continue;
+    if (knob(dir, "cgroup.procs", v, err, errlen) < 0) return -1;
+  }
+  return 0;
+}
+
+int cgroup_freeze(const container_spec *s, int frozen, char *err, size_t errlen) {
+  char dir[4096];
+  if (s->cgroup_version == 2) {
+    v2_dir(s, dir, sizeof dir);
+    if (knob(dir, "cgroup.freeze", frozen ? "1" : "0", err, errlen) < 0) return -1;
+    for (int i = 0; i < 1000; i++) {
+      if (read_keyed(dir, "cgroup.events", "frozen") == frozen) return 0;
+      usleep(1000);
+    }
+    snprintf(err, errlen, "cgroup: %s did not %s", dir, frozen ? "freeze" : "thaw");
+    return -1;
+  }
+  if (s->cgroup_version != 1) {
+    snprintf(err, errlen, "pause needs the freezer cgroup, which this agent has no cgroup for");
+    return -1;
+  }
+  v1_dir(s, "freezer", dir, sizeof dir);
+  const char *want = frozen ? "FROZEN" : "THAWED";
+  for (int i = 0; i < 1000; i++) {
+    if (knob(dir, "freezer.state", want, err, errlen) < 0) return -1;
+    char p[4200];
+    snprintf(p, sizeof p, "%s/freezer.state", dir);
+    char *st = read_file(p, NULL);
+    int done = st && strncmp(st, want, strlen(want)) == 0;
+    free(st);
+    if (done) return 0;
+    usleep(1000); /* FREEZING: the kernel is still stopping tasks */
+  }
+  snprintf(err, errlen, "cgroup: %s stuck while changing to %s", dir, want);
+  return -1;
+}
+
+int cgroup_stats_read(const container_spec *s, cgroup_stats *o) {
+  char dir[4096];
+  memset(o, 0, sizeof *o);
+  if (s->cgroup_version == 1) {
+    v1_dir(s, "memory", dir, sizeof dir);
+    o->mem_usage = read_i64(dir, "memory.usage_in_bytes");
+    o->mem_limit = read_i64(dir, "memory.limit_in_bytes");
+    o->mem_max_usage = read_i64(dir, "memory.max_usage_in_bytes");
+    v1_dir(s, "cpuacct", dir, sizeof dir);
+    o->cpu_usage_ns = read_i64(dir, "cpuacct.usage");
+    v1_dir(s, "pids", dir, sizeof dir);
+    o->pids_current = read_i64(dir, "pids.current");
+    o->pids_limit = read_i64(dir, "pids.max");
+  } else if (s->cgroup_version == 2) {
+    v2_dir(s, dir, sizeof dir);
+    o->mem_usage = read_i64(dir, "memory.current");
+    o->mem_limit = read_i64(dir, "memory.max");
+    o->mem_max_usage = read_i64(dir, "memory.peak");
+    int64_t us = read_keyed(dir, "cpu.stat", "usage_usec");
+    o->cpu_usage_ns = us < 0 ? -1 : us * 1000;
+    o->pids_current = read_i64(dir, "pids.current");
+    o->pids_limit = read_i64(dir, "pids.max");
+  }
+  return 0;
+}
+
+int64_t cgroup_oom_kills(const container_spec *s) {
+  char dir[4096];
+  if (s->cgroup_version == 1) {
+    v1_dir(s, "memory", dir, sizeof dir);
+    return read_keyed(dir, "memory.oom_control", "oom_kill");
+  }
+  if (s->cgroup_version == 2) {
+    v2_dir(s, dir, sizeof dir);
+    return read_keyed(dir, "memory.events", "oom_kill");
+  }
+  return -1;
+}
+
+int cgroup_pids(const container_spec *s, pid_t *pids, int n) {
+  char dir[4096], p[4200];
+  if (s->cgroup_version == 1) v1_dir(s, "pids", dir, sizeof dir);
+  else if (s->cgroup_version == 2) v2_dir(s, dir, sizeof dir);
+  else return -1;
+  if (s->cgroup_version == 1 && !exists(dir)) v1_dir(s, "memory", dir, sizeof dir);
+  snprintf(p, sizeof p, "%s/cgroup.procs", dir);
+  char *t = read_file(p, NULL);
+  if (!t) return -1;
+  int count = 0;
+  for (char *q = t; *q && count < n;) {
+    char *end;
+    long v = strtol(q, &end, 10);
+    if (end == q) break;
+    pids[count++] = (pid_t)v;
+    q = end;
+    while (*q == '\n') q++;
+  }
+  free(t);
+  return count;
+}
+
+int cgroup_destroy(const container_spec *s) {
+  char dir[4096];
+  int result = 0;
+  if (s->cgroup_version == 2) {
+    v2_dir(s, dir, sizeof dir);
+    for (int i = 0; i < 100 && rmdir(dir) < 0 && errno == EBUSY; i++) usleep(10000);
+    if (exists(dir)) result = -errno;
+    return result;
+  }
+  if (s->cgroup_version != 1) return 0;
+  for (size_t i = 0; i < ARRAY_LEN(v1_controllers); i++) {
+    v1_dir(s, v1_controllers[i], dir, sizeof dir);
+    if (!exists(dir)) continue;
+    /* a frozen group never empties: thaw first */
+    if (!strcmp(v1_controllers[i], "freezer")) {
+      char fp[4200];
+      snprintf(fp, sizeof fp, "%s/freezer.state", dir);
+      write_file_str(fp, "THAWED");
+    }
+    for (int k = 0; k < 100 && rmdir(dir) < 0 && errno == EBUSY; k++) usleep(10000);
+    if (exists(dir)) result = -EBUSY;
+  }
+  return result;
+}

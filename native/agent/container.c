@@ -1,0 +1,421 @@
+#define _GNU_SOURCE
+#include "container.h"
+#include "caps.h"
+#include "cgroup.h"
+#include "mounts.h"
+#include "seccomp.h"
+#include "user.h"
+#include "util.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+/* What a child needs to report back: errfd gets "<code> <message>" on failure; closing on
+ * exec (O_CLOEXEC) is the success signal. */
+typedef struct {
+  int errfd;
+  int syncfd;   /* read end: the agent writes one byte once the child is in its cgroup */
+  int ptysock;  /* the child sends its pty master here (SCM_RIGHTS); -1 without a tty */
+  int in_fd, out_fd, err_fd; /* child ends of the stdio pipes (non-tty) */
+} child_ctx;
+
+static void __attribute__((noreturn)) child_fail(const child_ctx *c, int code, const char *fmt, ...) {
+  char msg[1200];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = snprintf(msg, sizeof msg, "%d ", code);
+  vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
+  va_end(ap);
+  write_all(c->errfd, msg, strlen(msg));
+  _exit(code);
+}
+
+int lookup_path(const char *file, char *const envp[], char *out, size_t outlen, char *err, size_t errlen) {
+  struct stat st;
+  if (strchr(file, '/')) {
+    if (stat(file, &st) < 0) {
+      snprintf(err, errlen, "exec: \"%s\": stat %s: %s", file, file, strerror(errno));
+      return errno == ENOENT || errno == ENOTDIR ? 127 : 126;
+    }
+    if (S_ISDIR(st.st_mode) || access(file, X_OK) < 0) {
+      snprintf(err, errlen, "exec: \"%s\": permission denied", file);
+      return 126;
+    }
+    snprintf(out, outlen, "%s", file);
+    return 0;
+  }
+  const char *path = DEFAULT_PATH;
+  for (char *const *e = envp; *e; e++)
+    if (strncmp(*e, "PATH=", 5) == 0) path = *e + 5;
+  int saw_denied = 0;
+  const char *p = path;
+  for (;;) {
+    const char *colon = strchr(p, ':');
+    size_t n = colon ? (size_t)(colon - p) : strlen(p);
+    char cand[PATH_MAX];
+    /* an empty PATH entry means the current directory */
+    if (n == 0) snprintf(cand, sizeof cand, "./%s", file);
+    else snprintf(cand, sizeof cand, "%.*s/%s", (int)n, p, file);
+    if (stat(cand, &st) == 0 && !S_ISDIR(st.st_mode)) {
+      if (access(cand, X_OK) == 0) {
+        snprintf(out, outlen, "%s", cand);
+        return 0;
+      }
+      saw_denied = 1;
+    }
+    if (!colon) break;
+    p = colon + 1;
+  }
+  if (saw_denied) {
+    snprintf(err, errlen, "exec: \"%s\": permission denied", file);
+    return 126;
+  }
+  snprintf(err, errlen, "exec: \"%s\": executable file not found in $PATH", file);
+  return 127;
+}
+
+static int env_has(char **env, size_t n, const char *key) {
+  size_t kl = strlen(key);
+  for (size_t i = 0; i < n; i++)
+    if (strncmp(env[i], key, kl) == 0 && env[i][kl] == '=') return 1;
+  return 0;
+}
+
+/* Docker's environment: the spec's, plus PATH, HOSTNAME, HOME (and TERM with a tty) if absent. */
+static char **build_env(const proc_spec *p, const char *hostname, const char *home) {
+  size_t n = p->nenv;
+  char **env = calloc(n + 5, sizeof(char *));
+  size_t k = 0;
+  if (!env_has(p->env, n, "PATH")) env[k++] = strdup("PATH=" DEFAULT_PATH);
+  if (hostname && !env_has(p->env, n, "HOSTNAME")) {
+    env[k] = malloc(strlen(hostname) + 10);
+    sprintf(env[k++], "HOSTNAME=%s", hostname);
+  }
+  for (size_t i = 0; i < n; i++) env[k++] = p->env[i];
+  if (p->tty && !env_has(p->env, n, "TERM")) env[k++] = strdup("TERM=xterm");
+  if (!env_has(p->env, n, "HOME")) {
+    env[k] = malloc(strlen(home) + 6);
+    sprintf(env[k++], "HOME=%s", home);
+  }
+  env[k] = NULL;
+  return env;
+}
+
+static int send_fd(int sock, int fd) {
+  char byte = 'P';
+  struct iovec iov = {&byte, 1};
+  union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+  memset(&u, 0, sizeof u);
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  return sendmsg(sock, &msg, 0) < 0 ? -1 : 0;
+}
+
+static int recv_fd(int sock) {
+  char byte;
+  struct iovec iov = {&byte, 1};
+  union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+  ssize_t n;
+  do n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); while (n < 0 && errno == EINTR);
+  if (n <= 0) return -1;
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  if (!c || c->cmsg_type != SCM_RIGHTS) return -1;
+  int fd;
+  memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  return fd;
+}
+
+/* Inside the container's root: stdio, user, workdir, capabilities, seccomp, execve. */
+static void __attribute__((noreturn)) finish_and_exec(const child_ctx *c, const proc_spec *p, const char *hostname,
+                                                     uint64_t caps, int privileged) {
+  char err[1024];
+  if (p->tty) {
+    int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0) child_fail(c, 126, "open /dev/ptmx: %s", strerror(errno));
+    int unlock = 0;
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0) child_fail(c, 126, "unlock pty: %s", strerror(errno));
+    int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+    if (slave < 0) child_fail(c, 126, "open pty peer: %s", strerror(errno));
+    if (send_fd(c->ptysock, master) < 0) child_fail(c, 126, "send pty master: %s", strerror(errno));
+    close(master);
+    if (setsid() < 0) child_fail(c, 126, "setsid: %s", strerror(errno));
+    if (ioctl(slave, TIOCSCTTY, 0) < 0) child_fail(c, 126, "set controlling tty: %s", strerror(errno));
+    for (int fd = 0; fd < 3; fd++) dup2(slave, fd);
+    if (slave > 2) close(slave);
+  } else {
+    dup2(c->in_fd, 0);
+    dup2(c->out_fd, 1);
+    dup2(c->err_fd, 2);
+  }
+
+  char *passwd = read_file("/etc/passwd", NULL);
+  char *group = read_file("/etc/group", NULL);
+  exec_user u;
+  if (user_resolve(p->user, passwd, group, &u, err, sizeof err) < 0) child_fail(c, 126, "%s", err);
+  free(passwd);
+  free(group);
+
+  char **env = build_env(p, hostname, u.home);
+  /* Docker creates a missing workdir (root-owned) */
+  int rc = mkdir_p(p->cwd, 0755);
+  if (rc < 0 && rc != -EEXIST) child_fail(c, 126, "mkdir %s: %s", p->cwd, strerror(-rc));
+
+  if (!privileged && caps_apply_bounding(caps) < 0) child_fail(c, 126, "drop bounding capabilities: %s", strerror(errno));
+  if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) child_fail(c, 126, "keepcaps: %s", strerror(errno));
+  if (setgroups(u.ngroups, u.groups) < 0) child_fail(c, 126, "setgroups: %s", strerror(errno));
+  if (setresgid(u.gid, u.gid, u.gid) < 0) child_fail(c, 126, "setgid %u: %s", (unsigned)u.gid, strerror(errno));
+  if (setresuid(u.uid, u.uid, u.uid) < 0) child_fail(c, 126, "setuid %u: %s", (unsigned)u.uid, strerror(errno));
+  if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0) child_fail(c, 126, "keepcaps: %s", strerror(errno));
+  /* non-root: execve clears permitted/effective anyway (no ambient set), as in Docker */
+  if (caps_apply_sets(caps) < 0) child_fail(c, 126, "set capabilities: %s", strerror(errno));
+  if (chdir(p->cwd) < 0)
+    child_fail(c, 126, "chdir to cwd (\"%s\") set in config.json failed: %s", p->cwd, strerror(errno));
+
+  char exe[PATH_MAX];
+  int code = lookup_path(p->args[0], env, exe, sizeof exe, err, sizeof err);
+  if (code) child_fail(c, code, "%s", err);
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_fail(c, 126, "no_new_privs: %s", strerror(errno));
+  if (!privileged && seccomp_install(caps) < 0) child_fail(c, 126, "install seccomp filter: %s", strerror(errno));
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  execve(exe, p->args, env);
+  code = errno == ENOENT ? 127 : 126;
+  child_fail(c, code, "exec: \"%s\": %s", p->args[0], errno == EACCES ? "permission denied" : strerror(errno));
+}
+
+/* Agent and child ends of everything a child needs. */
+typedef struct {
+  int err[2], sync[2], pty[2], in[2], out[2], errp[2];
+} fdset;
+
+static void close_fd(int *fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
+static void fdset_close(fdset *f) {
+  int *all = &f->err[0];
+  for (size_t i = 0; i < sizeof *f / sizeof(int); i++) close_fd(&all[i]);
+}
+
+static int fdset_open(fdset *f, const proc_spec *p, char *err, size_t errlen) {
+  memset(f, 0xff, sizeof *f);
+  if (pipe2(f->err, O_CLOEXEC) < 0 || pipe2(f->sync, O_CLOEXEC) < 0) goto fail;
+  if (p->tty) {
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, f->pty) < 0) goto fail;
+  } else {
+    if (p->stdin_open) {
+      if (pipe2(f->in, O_CLOEXEC) < 0) goto fail;
+    } else {
+      f->in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (f->in[0] < 0) goto fail;
+    }
+    if (pipe2(f->out, O_CLOEXEC) < 0 || pipe2(f->errp, O_CLOEXEC) < 0) goto fail;
+  }
+  return 0;
+fail:
+  snprintf(err, errlen, "create stdio pipes: %s", strerror(errno));
+  fdset_close(f);
+  return -1;
+}
+
+static child_ctx child_ends(fdset *f) {
+  child_ctx c = {f->err[1], f->sync[0], f->pty[1], f->in[0], f->out[1], f->errp[1]};
+  return c;
+}
+
+/* Parent side after the child exists: wait for its report, collect the agent's ends. */
+static int collect(fdset *f, const proc_spec *p, proc_io *io, int *code, char *err, size_t errlen) {
+  close_fd(&f->err[1]);
+  close_fd(&f->pty[1]);
+  close_fd(&f->in[0]);
+  close_fd(&f->out[1]);
+  close_fd(&f->errp[1]);
+  close_fd(&f->sync[0]);
+  io->pty = -1;
+  if (p->tty) {
+    /* the child either sends the master or fails and closes the socket */
+    io->pty = recv_fd(f->pty[0]);
+  }
+  char msg[1200];
+  ssize_t n = read_full(f->err[0], msg, sizeof msg - 1);
+  if (n > 0) {
+    msg[n] = 0;
+    char *sp = strchr(msg, ' ');
+    *code = atoi(msg);
+    snprintf(err, errlen, "%s", sp ? sp + 1 : msg);
+    close_fd(&io->pty);
+    fdset_close(f);
+    return -1;
+  }
+  if (p->tty && io->pty < 0) {
+    *code = 126;
+    snprintf(err, errlen, "pty master was not received");
+    fdset_close(f);
+    return -1;
+  }
+  io->stdin_fd = f->in[1];
+  io->stdout_fd = f->out[0];
+  io->stderr_fd = f->errp[0];
+  f->in[1] = f->out[0] = f->errp[0] = -1;
+  fdset_close(f);
+  return 0;
+}
+
+static pid_t raw_clone(unsigned long flags) {
+  /* fork-like clone (no new stack): x86_64 argument order flags, stack, ptid, ctid, tls */
+  return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
+}
+
+int container_start(const container_spec *s, proc_io *io, int *code, char *err, size_t errlen) {
+  fdset f;
+  *code = 126;
+  if (fdset_open(&f, &s->process, err, errlen) < 0) return -1;
+  unsigned long flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (s->net_none ? CLONE_NEWNET : 0);
+  pid_t pid = raw_clone(flags);
+  if (pid < 0) {
+    snprintf(err, errlen, "clone: %s", strerror(errno));
+    fdset_close(&f);
+    return -1;
+  }
+  if (pid == 0) {
+    child_ctx c = child_ends(&f);
+    char b;
+    /* wait until the agent has put us in the cgroup: every later allocation is accounted */
+    if (read(c.syncfd, &b, 1) != 1) _exit(126);
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
+      child_fail(&c, 126, "sethostname: %s", strerror(errno));
+    if (rootfs_setup(s, err, errlen) < 0) child_fail(&c, 126, "%s", err);
+    finish_and_exec(&c, &s->process, s->hostname, s->caps, s->privileged);
+  }
+  io->pid = pid;
+  if (cgroup_join(s, pid, err, errlen) < 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    fdset_close(&f);
+    return -1;
+  }
+  if (write(f.sync[1], "g", 1) != 1) {
+    snprintf(err, errlen, "sync with container init: %s", strerror(errno));
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    fdset_close(&f);
+    return -1;
+  }
+  close_fd(&f.sync[1]);
+  if (collect(&f, &s->process, io, code, err, errlen) < 0) {
+    /* the child exits with the code it reported; the caller reaps it */
+    return -1;
+  }
+  return 0;
+}
+
+int container_exec(const container_spec *s, pid_t init_pid, const proc_spec *p, int privileged, proc_io *io,
+                   int *code, char *err, size_t errlen) {
+  static const char *const nss[] = {"ipc", "uts", "net", "pid", "mnt"};
+  int nsfd[5];
+  *code = 126;
+  for (int i = 0; i < 5; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)init_pid, nss[i]);
+    nsfd[i] = open(path, O_RDONLY | O_CLOEXEC);
+    if (nsfd[i] < 0) {
+      snprintf(err, errlen, "open %s: %s", path, strerror(errno));
+      while (i--) close(nsfd[i]);
+      return -1;
+    }
+  }
+  fdset f;
+  if (fdset_open(&f, p, err, errlen) < 0) {
+    for (int i = 0; i < 5; i++) close(nsfd[i]);
+    return -1;
+  }
+  int pidpipe[2];
+  if (pipe2(pidpipe, O_CLOEXEC) < 0) {
+    snprintf(err, errlen, "pipe: %s", strerror(errno));
+    fdset_close(&f);
+    for (int i = 0; i < 5; i++) close(nsfd[i]);
+    return -1;
+  }
+  pid_t mid = fork();
+  if (mid < 0) {
+    snprintf(err, errlen, "fork: %s", strerror(errno));
+    fdset_close(&f);
+    close(pidpipe[0]);
+    close(pidpipe[1]);
+    for (int i = 0; i < 5; i++) close(nsfd[i]);
+    return -1;
+  }
+  if (mid == 0) {
+    child_ctx c = child_ends(&f);
+    char b;
+    if (read(c.syncfd, &b, 1) != 1) _exit(126);
+    for (int i = 0; i < 5; i++)
+      if (setns(nsfd[i], 0) < 0) child_fail(&c, 126, "setns %s: %s", nss[i], strerror(errno));
+    /* setns(pid) applies to children only: CLONE_PARENT makes the agent the parent, so it
+     * reaps the exec process directly */
+    pid_t pid = raw_clone(CLONE_PARENT);
+    if (pid < 0) child_fail(&c, 126, "clone: %s", strerror(errno));
+    if (pid == 0) {
+      close(pidpipe[0]);
+      close(pidpipe[1]);
+      finish_and_exec(&c, p, s->hostname, privileged ? caps_all() : s->caps, privileged);
+    }
+    write_all(pidpipe[1], &pid, sizeof pid);
+    _exit(0);
+  }
+  for (int i = 0; i < 5; i++) close(nsfd[i]);
+  close(pidpipe[1]);
+  /* the intermediate process joins the cgroup first: the exec process inherits it */
+  if (cgroup_join(s, mid, err, errlen) < 0) {
+    kill(mid, SIGKILL);
+    waitpid(mid, NULL, 0);
+    close(pidpipe[0]);
+    fdset_close(&f);
+    return -1;
+  }
+  if (write(f.sync[1], "g", 1) != 1) {
+    snprintf(err, errlen, "sync with exec: %s", strerror(errno));
+    kill(mid, SIGKILL);
+    waitpid(mid, NULL, 0);
+    close(pidpipe[0]);
+    fdset_close(&f);
+    return -1;
+  }
+  close_fd(&f.sync[1]);
+  pid_t pid = -1;
+  ssize_t n = read_full(pidpipe[0], &pid, sizeof pid);
+  close(pidpipe[0]);
+  int st;
+  waitpid(mid, &st, 0);
+  int rc = collect(&f, p, io, code, err, errlen);
+  io->pid = n == (ssize_t)sizeof pid ? pid : -1;
+  if (rc < 0) return -1;
+  if (io->pid < 0) {
+    snprintf(err, errlen, "exec: no process was created");
+    return -1;
+  }
+  return 0;
+}

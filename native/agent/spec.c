@@ -1,0 +1,261 @@
+#include "spec.h"
+#include "caps.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ERR(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
+
+static int check_keys(const jval *o, const char *where, const char *const *allowed, char *err, size_t errlen) {
+  if (!o || o->type != J_OBJ) ERR("%s: expected an object", where);
+  for (size_t i = 0; i < o->len; i++) {
+    int ok = 0;
+    for (const char *const *a = allowed; *a; a++)
+      if (strcmp(*a, o->keys[i]) == 0) { ok = 1; break; }
+    if (!ok) ERR("%s: unknown key \"%s\"", where, o->keys[i]);
+  }
+  return 0;
+}
+
+static int get_str(const jval *o, const char *key, const char *where, int required, char **out, char *err,
+                   size_t errlen) {
+  const jval *v = json_get(o, key);
+  *out = NULL;
+  if (!v || v->type == J_NULL) {
+    if (required) ERR("%s.%s: required", where, key);
+    return 0;
+  }
+  if (v->type != J_STR) ERR("%s.%s: expected a string, got %s", where, key, json_type_name(v->type));
+  *out = strdup(v->str);
+  return 0;
+}
+
+static int get_bool(const jval *o, const char *key, const char *where, int *out, char *err, size_t errlen) {
+  const jval *v = json_get(o, key);
+  *out = 0;
+  if (!v || v->type == J_NULL) return 0;
+  if (v->type != J_BOOL) ERR("%s.%s: expected a boolean, got %s", where, key, json_type_name(v->type));
+  *out = v->boolean;
+  return 0;
+}
+
+static int get_int(const jval *o, const char *key, const char *where, int64_t min, int64_t *out, char *err,
+                   size_t errlen) {
+  const jval *v = json_get(o, key);
+  *out = 0;
+  if (!v || v->type == J_NULL) return 0;
+  if (v->type != J_NUM || !v->is_int) ERR("%s.%s: expected an integer", where, key);
+  if (v->i64 < min) ERR("%s.%s: must be >= %lld", where, key, (long long)min);
+  *out = v->i64;
+  return 0;
+}
+
+static int get_str_array(const jval *o, const char *key, const char *where, char ***out, size_t *n, char *err,
+                         size_t errlen) {
+  const jval *v = json_get(o, key);
+  *out = calloc(1, sizeof(char *));
+  *n = 0;
+  if (!v || v->type == J_NULL) return 0;
+  if (v->type != J_ARR) ERR("%s.%s: expected an array of strings", where, key);
+  char **arr = realloc(*out, (v->len + 1) * sizeof(char *));
+  if (!arr) ERR("out of memory");
+  *out = arr;
+  for (size_t i = 0; i < v->len; i++) {
+    if (v->items[i].type != J_STR) { arr[i] = NULL; ERR("%s.%s[%zu]: expected a string", where, key, i); }
+    arr[i] = strdup(v->items[i].str);
+    *n = i + 1;
+  }
+  arr[v->len] = NULL;
+  return 0;
+}
+
+static void free_strv(char **v) {
+  if (!v) return;
+  for (char **p = v; *p; p++) free(*p);
+  free(v);
+}
+
+int spec_valid_id(const char *id) {
+  size_t n = strlen(id);
+  if (n == 0 || n > 128) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = id[i];
+    int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum && (i == 0 || (c != '_' && c != '.' && c != '-'))) return 0;
+  }
+  return 1;
+}
+
+static int abs_path(const char *p) { return p && p[0] == '/'; }
+
+int proc_spec_parse(const jval *v, proc_spec *p, const char *where, char *err, size_t errlen) {
+  static const char *const keys[] = {"args", "env", "cwd", "user", "tty", "stdin", NULL};
+  memset(p, 0, sizeof *p);
+  if (check_keys(v, where, keys, err, errlen) < 0) return -1;
+  if (get_str_array(v, "args", where, &p->args, &p->nargs, err, errlen) < 0) return -1;
+  if (p->nargs == 0) ERR("%s.args: at least one argument is required", where);
+  if (p->args[0][0] == 0) ERR("%s.args[0]: empty command", where);
+  if (get_str_array(v, "env", where, &p->env, &p->nenv, err, errlen) < 0) return -1;
+  for (size_t i = 0; i < p->nenv; i++)
+    if (!strchr(p->env[i], '=') || p->env[i][0] == '=') ERR("%s.env[%zu]: expected KEY=VALUE", where, i);
+  if (get_str(v, "cwd", where, 0, &p->cwd, err, errlen) < 0) return -1;
+  if (!p->cwd || !p->cwd[0]) { free(p->cwd); p->cwd = strdup("/"); }
+  if (!abs_path(p->cwd)) ERR("%s.cwd: must be an absolute path, got \"%s\"", where, p->cwd);
+  if (get_str(v, "user", where, 0, &p->user, err, errlen) < 0) return -1;
+  if (!p->user) p->user = strdup("");
+  if (get_bool(v, "tty", where, &p->tty, err, errlen) < 0) return -1;
+  if (get_bool(v, "stdin", where, &p->stdin_open, err, errlen) < 0) return -1;
+  return 0;
+}
+
+void proc_spec_free(proc_spec *p) {
+  free_strv(p->args);
+  free_strv(p->env);
+  free(p->cwd);
+  free(p->user);
+  memset(p, 0, sizeof *p);
+}
+
+static int parse_mounts(const jval *v, container_spec *s, char *err, size_t errlen) {
+  static const char *const keys[] = {"type", "source", "destination", "readonly", "options", NULL};
+  if (!v || v->type == J_NULL) return 0;
+  if (v->type != J_ARR) ERR("spec.mounts: expected an array");
+  s->mounts = calloc(v->len ? v->len : 1, sizeof *s->mounts);
+  for (size_t i = 0; i < v->len; i++) {
+    char where[64];
+    snprintf(where, sizeof where, "spec.mounts[%zu]", i);
+    const jval *m = &v->items[i];
+    mount_spec *ms = &s->mounts[i];
+    s->nmounts = i + 1;
+    if (check_keys(m, where, keys, err, errlen) < 0) return -1;
+    char *type;
+    if (get_str(m, "type", where, 1, &type, err, errlen) < 0) return -1;
+    if (strcmp(type, "bind") == 0) ms->type = MOUNT_BIND;
+    else if (strcmp(type, "volume") == 0) ms->type = MOUNT_VOLUME;
+    else if (strcmp(type, "tmpfs") == 0) ms->type = MOUNT_TMPFS;
+    else { snprintf(err, errlen, "%s.type: unknown mount type \"%s\"", where, type); free(type); return -1; }
+    free(type);
+    if (get_str(m, "source", where, ms->type != MOUNT_TMPFS, &ms->source, err, errlen) < 0) return -1;
+    if (ms->type != MOUNT_TMPFS && !abs_path(ms->source)) ERR("%s.source: must be an absolute path", where);
+    if (get_str(m, "destination", where, 1, &ms->destination, err, errlen) < 0) return -1;
+    if (!abs_path(ms->destination)) ERR("%s.destination: must be an absolute path", where);
+    if (strstr(ms->destination, "/../") || (strlen(ms->destination) >= 3 && strcmp(ms->destination + strlen(ms->destination) - 3, "/..") == 0))
+      ERR("%s.destination: must not contain \"..\"", where);
+    if (get_bool(m, "readonly", where, &ms->readonly, err, errlen) < 0) return -1;
+    char **opts;
+    size_t nopts;
+    if (get_str_array(m, "options", where, &opts, &nopts, err, errlen) < 0) { free_strv(opts); return -1; }
+    if (nopts) {
+      size_t total = 1;
+      for (size_t k = 0; k < nopts; k++) total += strlen(opts[k]) + 1;
+      ms->options = calloc(1, total);
+      for (size_t k = 0; k < nopts; k++) {
+        if (strchr(opts[k], ',')) { free_strv(opts); ERR("%s.options[%zu]: must not contain ','", where, k); }
+        if (k) strcat(ms->options, ",");
+        strcat(ms->options, opts[k]);
+      }
+    }
+    free_strv(opts);
+  }
+  return 0;
+}
+
+int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
+  static const char *const keys[] = {"id", "hostname", "privileged", "readonlyRootfs", "network", "rootfs",
+                                     "process", "mounts", "resources", "capAdd", "capDrop", "cgroup",
+                                     "logPath", NULL};
+  static const char *const rootfs_keys[] = {"lower", "upper", "work", "target", NULL};
+  static const char *const res_keys[] = {"memory", "memorySwap", "nanoCpus", "cpuShares", "pidsLimit",
+                                         "cpusetCpus", NULL};
+  static const char *const cg_keys[] = {"version", "root", "path", NULL};
+  memset(s, 0, sizeof *s);
+  if (check_keys(v, "spec", keys, err, errlen) < 0) return -1;
+  if (get_str(v, "id", "spec", 1, &s->id, err, errlen) < 0) return -1;
+  if (!spec_valid_id(s->id)) ERR("spec.id: \"%s\" is not a valid container id", s->id);
+  if (get_str(v, "hostname", "spec", 0, &s->hostname, err, errlen) < 0) return -1;
+  if (s->hostname && strlen(s->hostname) > 64) ERR("spec.hostname: longer than 64 bytes");
+  if (get_bool(v, "privileged", "spec", &s->privileged, err, errlen) < 0) return -1;
+  if (get_bool(v, "readonlyRootfs", "spec", &s->readonly_rootfs, err, errlen) < 0) return -1;
+  char *net;
+  if (get_str(v, "network", "spec", 0, &net, err, errlen) < 0) return -1;
+  if (!net || strcmp(net, "none") == 0) s->net_none = 1;
+  else if (strcmp(net, "host") == 0) s->net_none = 0;
+  else { snprintf(err, errlen, "spec.network: unknown network mode \"%s\"", net); free(net); return -1; }
+  free(net);
+
+  const jval *r = json_get(v, "rootfs");
+  if (check_keys(r, "spec.rootfs", rootfs_keys, err, errlen) < 0) return -1;
+  if (get_str(r, "lower", "spec.rootfs", 1, &s->lower, err, errlen) < 0) return -1;
+  if (get_str(r, "upper", "spec.rootfs", 1, &s->upper, err, errlen) < 0) return -1;
+  if (get_str(r, "work", "spec.rootfs", 1, &s->work, err, errlen) < 0) return -1;
+  if (get_str(r, "target", "spec.rootfs", 1, &s->target, err, errlen) < 0) return -1;
+  if (!abs_path(s->lower) || !abs_path(s->upper) || !abs_path(s->work) || !abs_path(s->target))
+    ERR("spec.rootfs: paths must be absolute");
+  for (const char *p = s->lower; *p; p++)
+    if (*p == ',' || *p == ':') ERR("spec.rootfs.lower: must not contain ',' or ':'");
+
+  const jval *pv = json_get(v, "process");
+  if (!pv) ERR("spec.process: required");
+  if (proc_spec_parse(pv, &s->process, "spec.process", err, errlen) < 0) return -1;
+  if (parse_mounts(json_get(v, "mounts"), s, err, errlen) < 0) return -1;
+
+  const jval *rv = json_get(v, "resources");
+  if (rv && rv->type != J_NULL) {
+    if (check_keys(rv, "spec.resources", res_keys, err, errlen) < 0) return -1;
+    if (get_int(rv, "memory", "spec.resources", 0, &s->res.memory, err, errlen) < 0) return -1;
+    if (get_int(rv, "memorySwap", "spec.resources", -1, &s->res.memory_swap, err, errlen) < 0) return -1;
+    if (get_int(rv, "nanoCpus", "spec.resources", 0, &s->res.nano_cpus, err, errlen) < 0) return -1;
+    if (get_int(rv, "cpuShares", "spec.resources", 0, &s->res.cpu_shares, err, errlen) < 0) return -1;
+    if (get_int(rv, "pidsLimit", "spec.resources", -1, &s->res.pids_limit, err, errlen) < 0) return -1;
+    if (get_str(rv, "cpusetCpus", "spec.resources", 0, &s->res.cpuset_cpus, err, errlen) < 0) return -1;
+    if (s->res.memory && s->res.memory < 6 * 1024 * 1024)
+      ERR("spec.resources.memory: minimum memory limit allowed is 6MB");
+    if (s->res.memory_swap > 0 && s->res.memory_swap < s->res.memory)
+      ERR("spec.resources.memorySwap: must be at least the memory limit");
+    if (s->res.memory_swap > 0 && !s->res.memory) ERR("spec.resources.memorySwap: needs a memory limit");
+    if (s->res.cpuset_cpus)
+      for (const char *p = s->res.cpuset_cpus; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || *p == ',' || *p == '-')) ERR("spec.resources.cpusetCpus: invalid \"%s\"", s->res.cpuset_cpus);
+  }
+
+  char **add, **drop;
+  size_t nadd, ndrop;
+  int rc = get_str_array(v, "capAdd", "spec", &add, &nadd, err, errlen);
+  if (rc == 0) rc = get_str_array(v, "capDrop", "spec", &drop, &ndrop, err, errlen);
+  else drop = NULL;
+  if (rc == 0)
+    rc = caps_compute((const char *const *)add, nadd, (const char *const *)drop, ndrop, s->privileged, &s->caps,
+                      err, errlen);
+  free_strv(add);
+  free_strv(drop);
+  if (rc < 0) return -1;
+
+  const jval *cg = json_get(v, "cgroup");
+  if (cg && cg->type != J_NULL) {
+    if (check_keys(cg, "spec.cgroup", cg_keys, err, errlen) < 0) return -1;
+    int64_t ver;
+    if (get_int(cg, "version", "spec.cgroup", 0, &ver, err, errlen) < 0) return -1;
+    if (ver != 1 && ver != 2) ERR("spec.cgroup.version: must be 1 or 2");
+    s->cgroup_version = (int)ver;
+    if (get_str(cg, "root", "spec.cgroup", 1, &s->cgroup_root, err, errlen) < 0) return -1;
+    if (get_str(cg, "path", "spec.cgroup", 1, &s->cgroup_path, err, errlen) < 0) return -1;
+    if (!abs_path(s->cgroup_root)) ERR("spec.cgroup.root: must be an absolute path");
+    if (s->cgroup_path[0] == '/' || strstr(s->cgroup_path, "..")) ERR("spec.cgroup.path: must be relative without \"..\"");
+  }
+  if (get_str(v, "logPath", "spec", 1, &s->log_path, err, errlen) < 0) return -1;
+  if (!abs_path(s->log_path)) ERR("spec.logPath: must be an absolute path");
+  return 0;
+}
+
+void spec_free(container_spec *s) {
+  free(s->id); free(s->hostname);
+  free(s->lower); free(s->upper); free(s->work); free(s->target);
+  proc_spec_free(&s->process);
+  for (size_t i = 0; i < s->nmounts; i++) {
+    free(s->mounts[i].source); free(s->mounts[i].destination); free(s->mounts[i].options);
+  }
+  free(s->mounts);
+  free(s->res.cpuset_cpus);
+  free(s->cgroup_root); free(s->cgroup_path); free(s->log_path);
+  memset(s, 0, sizeof *s);
+}

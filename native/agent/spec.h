@@ -1,0 +1,60 @@
+/* The container spec the daemon sends with `create` (docs/agent-protocol.md), parsed strictly:
+ * unknown keys and wrong types are errors naming the field. */
+#ifndef TVM_SPEC_H
+#define TVM_SPEC_H
+#include "json.h"
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+  char **args; /* NULL-terminated */
+  size_t nargs;
+  char **env;  /* NULL-terminated */
+  size_t nenv;
+  char *cwd;
+  char *user;
+  int tty;
+  int stdin_open;
+} proc_spec;
+
+enum mount_type { MOUNT_BIND, MOUNT_VOLUME, MOUNT_TMPFS };
+
+typedef struct {
+  enum mount_type type;
+  char *source;
+  char *destination;
+  int readonly;
+  char *options; /* comma-joined, may be NULL */
+} mount_spec;
+
+typedef struct {
+  int64_t memory, memory_swap, nano_cpus, cpu_shares, pids_limit;
+  char *cpuset_cpus;
+} resources_spec;
+
+typedef struct {
+  char *id;
+  char *hostname;
+  int privileged;
+  int readonly_rootfs;
+  int net_none;
+  char *lower, *upper, *work, *target;
+  proc_spec process;
+  mount_spec *mounts;
+  size_t nmounts;
+  resources_spec res;
+  uint64_t caps;
+  int cgroup_version; /* 0: no cgroup (guest without cgroupfs), 1, 2 */
+  char *cgroup_root;
+  char *cgroup_path;
+  char *log_path;
+} container_spec;
+
+int spec_parse(const jval *v, container_spec *out, char *err, size_t errlen);
+void spec_free(container_spec *s);
+/* The `process` object of a spec or of an exec request. */
+int proc_spec_parse(const jval *v, proc_spec *out, const char *where, char *err, size_t errlen);
+void proc_spec_free(proc_spec *p);
+/* Container ids become path components: [A-Za-z0-9][A-Za-z0-9_.-]{0,127}. */
+int spec_valid_id(const char *id);
+#endif
