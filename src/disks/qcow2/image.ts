@@ -35,6 +35,7 @@ import {
   MAX_REFCOUNT_ORDER,
   MIN_CLUSTER_BITS,
   QCOW2_MAGIC,
+  V3_HEADER_LENGTH,
   checkSupported,
   defaultFeatureTable,
   parseHeader,
@@ -204,8 +205,12 @@ export class Qcow2Image implements SyncBlockBackend {
 
     const layout = createLayout(size, clusterBits, refcountOrder);
     const cs = layout.clusterSize;
-    const extensions = [{ type: EXT_FEATURE_TABLE, data: defaultFeatureTable() }];
-    if (opts.backingFile !== undefined) extensions.unshift({ type: EXT_BACKING_FORMAT, data: Buffer.from('raw') });
+    const extensions = [{ type: EXT_BACKING_FORMAT, data: Buffer.from('raw') as Uint8Array }];
+    if (opts.backingFile === undefined) extensions.pop();
+    // The feature name table is optional; like QEMU, leave it out where it does not fit (512-byte clusters).
+    const table = defaultFeatureTable();
+    const nameLen = opts.backingFile !== undefined ? Buffer.byteLength(opts.backingFile) : 0;
+    if (V3_HEADER_LENGTH + 16 + 8 + 8 + table.length + nameLen <= cs) extensions.push({ type: EXT_FEATURE_TABLE, data: table });
     const { bytes: cluster0 } = serializeHeader({
       version: 3,
       backingFileOffset: 0,
