@@ -134,7 +134,10 @@ mkdir -p "$obj"
 say "configuring: tinyconfig + config-fragment"
 kmake -s tinyconfig >/dev/null
 cat "$here/config-fragment" >> "$obj/.config"
-kmake -s olddefconfig >/dev/null
+# Kconfig warns once per fragment line that changes tinyconfig's choice ("override:"): expected.
+kmake -s olddefconfig >/dev/null 2>"$obj/.olddefconfig.log" || { cat "$obj/.olddefconfig.log" >&2; die "make olddefconfig failed"; }
+grep -v 'warning: override:' "$obj/.olddefconfig.log" >&2 || true
+say "fragment overrode $(grep -c 'warning: override: reassigning' "$obj/.olddefconfig.log" || true) tinyconfig settings"
 "$here/check-config.sh" "$here/config-fragment" "$obj/.config" >&2
 
 # 4. Build.

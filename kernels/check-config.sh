@@ -23,7 +23,7 @@ done
 
 awk -v fragment="$fragment" '
   # Pass 1: the resolved .config, as name -> value ("n" for "is not set").
-  FNR == NR {
+  FILENAME == ARGV[1] {
     if (match($0, /^CONFIG_[A-Za-z0-9_]+=/)) {
       name = substr($0, 1, RLENGTH - 1); have[name] = substr($0, RLENGTH + 1)
     } else if (match($0, /^# CONFIG_[A-Za-z0-9_]+ is not set$/)) {
