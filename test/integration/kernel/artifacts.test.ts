@@ -1,12 +1,12 @@
 import { describe, it, expect } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
-  kernelKey, kernelKeyMaterial, kernelInputs, kernelsDir, kernelCacheDir, findKernel, systemMapSymbol, parseKernelConfig,
+  kernelKey, kernelKeyMaterial, kernelInputs, kernelsDir, kernelCacheDir, findKernel, buildKernel, systemMapSymbol, parseKernelConfig,
 } from '../../../src/vmm/kernel-artifacts.js';
-import { NotFoundError } from '../../../src/errors.js';
+import { NotFoundError, TvmError } from '../../../src/errors.js';
 
 describe('kernel artifacts', () => {
   it('computes the same cache key as kernels/build.sh --print-key', async () => {
@@ -36,6 +36,37 @@ describe('kernel artifacts', () => {
       await expect(findKernel({ ...process.env, TVM_CACHE: dir })).rejects.toThrow('guest kernel not built: run tvm kernel build');
       // Without the source tarball there is no key; with no `current` build that is also "not built".
       await expect(findKernel({ ...process.env, TVM_CACHE: dir, TVM_KERNEL_SOURCE: path.join(dir, 'none.tar.xz') })).rejects.toThrow(NotFoundError);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('without the source tarball, findKernel falls back to the last build (current)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'tvm-kcache-'));
+    try {
+      const key = 'ab'.repeat(32);
+      const kdir = path.join(dir, 'kernels', key);
+      mkdirSync(kdir, { recursive: true });
+      for (const f of ['vmlinux', 'bzImage', 'System.map', 'config']) writeFileSync(path.join(kdir, f), '');
+      symlinkSync(key, path.join(dir, 'kernels', 'current'));
+      const a = await findKernel({ ...process.env, TVM_CACHE: dir, TVM_KERNEL_SOURCE: path.join(dir, 'none.tar.xz') });
+      expect(a).toEqual({
+        key, dir: kdir, vmlinux: path.join(kdir, 'vmlinux'), bzImage: path.join(kdir, 'bzImage'),
+        systemMap: path.join(kdir, 'System.map'), config: path.join(kdir, 'config'),
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('buildKernel reports a failed build with the script\'s message', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'tvm-kcache-'));
+    const lines: string[] = [];
+    try {
+      const p = buildKernel({ env: { ...process.env, TVM_CACHE: dir, TVM_KERNEL_SOURCE: path.join(dir, 'none.tar.xz') }, onProgress: (l) => lines.push(l) });
+      await expect(p).rejects.toThrow(TvmError);
+      await expect(p).rejects.toThrow(/kernel source .*none\.tar\.xz not found/);
+      expect(lines.join('\n')).toContain('not found');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
