@@ -168,6 +168,8 @@ export function decompressLayer(source: Readable, what = 'layer'): Readable {
 export class Tee extends Transform {
   constructor(private readonly side: Writable) {
     super();
+    // A failing side (corrupt layer, unsafe entry) fails the whole pipeline instead of stalling it.
+    side.on('error', (e: Error) => this.destroy(e));
   }
   override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
     if (this.side.write(chunk)) cb(null, chunk);

@@ -1,0 +1,161 @@
+/**
+ * Registry credentials and the token dance of the distribution auth spec: on a 401 the
+ * registry names a realm; we ask it for a bearer token for the repository scope (with basic
+ * credentials when we have them, or an OAuth2 refresh token), and cache it until it expires.
+ */
+import { readFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { request, type Dispatcher } from 'undici';
+import { TvmError } from '../errors.js';
+import type { Challenge } from './www-authenticate.js';
+
+export interface Credentials {
+  username?: string;
+  password?: string;
+  /** OAuth2 refresh token (Docker's IdentityToken) */
+  identitytoken?: string;
+  /** a bearer token to send as is */
+  registrytoken?: string;
+}
+
+export class AuthError extends TvmError {
+  constructor(message: string, code = 'ERR_UNAUTHORIZED', status = 401) {
+    super(code, message, status);
+  }
+}
+
+/** Docker keeps Docker Hub's credentials under its v1 index URL. */
+const DOCKER_HUB_AUTH_KEYS = ['https://index.docker.io/v1/', 'index.docker.io', 'docker.io', 'registry-1.docker.io'];
+
+function authKeyHost(key: string): string {
+  return key.replace(/^https?:\/\//, '').replace(/\/.*$/, '');
+}
+
+/**
+ * Basic credentials for `registry` from a docker config.json (`auths.<host>.auth` = base64
+ * 'user:pass', or `identitytoken`). Credential helpers (`credsStore`) are not run.
+ */
+export async function loadDockerConfigCredentials(registry: string, configPath?: string): Promise<Credentials | undefined> {
+  const file = configPath ?? path.join(process.env.DOCKER_CONFIG ?? path.join(os.homedir(), '.docker'), 'config.json');
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  let cfg: { auths?: Record<string, { auth?: string; username?: string; password?: string; identitytoken?: string; registrytoken?: string }> };
+  try {
+    cfg = JSON.parse(text);
+  } catch (e) {
+    throw new TvmError('ERR_BAD_DOCKER_CONFIG', `${file}: not valid JSON: ${(e as Error).message}`, 500);
+  }
+  const auths = cfg.auths ?? {};
+  const wanted = registry === 'docker.io' ? DOCKER_HUB_AUTH_KEYS : [registry];
+  for (const [key, entry] of Object.entries(auths)) {
+    const host = authKeyHost(key);
+    if (!wanted.includes(host) && !wanted.includes(key)) continue;
+    const creds: Credentials = {};
+    if (entry.auth) {
+      const decoded = Buffer.from(entry.auth, 'base64').toString('utf8');
+      const colon = decoded.indexOf(':');
+      if (colon < 0) throw new TvmError('ERR_BAD_DOCKER_CONFIG', `${file}: auths.${key}.auth is not base64 "user:password"`, 500);
+      creds.username = decoded.slice(0, colon);
+      creds.password = decoded.slice(colon + 1);
+    }
+    if (entry.username) creds.username = entry.username;
+    if (entry.password) creds.password = entry.password;
+    if (entry.identitytoken) creds.identitytoken = entry.identitytoken;
+    if (entry.registrytoken) creds.registrytoken = entry.registrytoken;
+    return creds;
+  }
+  return undefined;
+}
+
+export function basicAuthorization(c: Credentials): string | undefined {
+  if (c.username === undefined || c.password === undefined) return undefined;
+  return 'Basic ' + Buffer.from(`${c.username}:${c.password}`).toString('base64');
+}
+
+interface CachedToken {
+  token: string;
+  expiresAt: number;
+}
+
+/** Docker's default when the token server gives no expires_in (docker/distribution minimumTokenLifetimeSeconds). */
+const DEFAULT_TOKEN_LIFETIME_S = 60;
+
+/** Per-registry token cache keyed by scope. */
+export class TokenCache {
+  private readonly tokens = new Map<string, CachedToken>();
+
+  get(scope: string): string | undefined {
+    const t = this.tokens.get(scope);
+    if (!t) return undefined;
+    if (Date.now() >= t.expiresAt) {
+      this.tokens.delete(scope);
+      return undefined;
+    }
+    return t.token;
+  }
+
+  set(scope: string, token: string, lifetimeS: number): void {
+    // renew a little early so a token does not expire in flight
+    this.tokens.set(scope, { token, expiresAt: Date.now() + Math.max(1, lifetimeS - 5) * 1000 });
+  }
+}
+
+/** Fetches a bearer token for `scope` from the challenge's realm. */
+export async function fetchBearerToken(
+  challenge: Challenge,
+  scope: string,
+  creds: Credentials | undefined,
+  dispatcher: Dispatcher | undefined,
+  userAgent: string,
+): Promise<{ token: string; expiresIn: number }> {
+  const realm = challenge.params.realm;
+  if (!realm) throw new AuthError('bearer challenge without realm');
+  let url: URL;
+  try {
+    url = new URL(realm);
+  } catch {
+    throw new AuthError(`bearer challenge realm is not a URL: ${realm}`);
+  }
+  const service = challenge.params.service;
+  const headers: Record<string, string> = { 'user-agent': userAgent };
+  let res: Dispatcher.ResponseData;
+  if (creds?.identitytoken) {
+    const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: creds.identitytoken, client_id: 'tvm', scope });
+    if (service) form.set('service', service);
+    res = await request(url, {
+      method: 'POST',
+      headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' },
+      body: form.toString(),
+      ...(dispatcher && { dispatcher }),
+    });
+  } else {
+    if (service) url.searchParams.set('service', service);
+    if (scope) url.searchParams.set('scope', scope);
+    const basic = creds ? basicAuthorization(creds) : undefined;
+    if (basic) {
+      headers.authorization = basic;
+      url.searchParams.set('account', creds!.username!);
+    }
+    res = await request(url, { method: 'GET', headers, ...(dispatcher && { dispatcher }) });
+  }
+  const text = await res.body.text();
+  if (res.statusCode === 401 || res.statusCode === 403) {
+    throw new AuthError(`token server ${url.origin} refused credentials (${res.statusCode}): ${text.slice(0, 200)}`);
+  }
+  if (res.statusCode !== 200) throw new AuthError(`token server ${url.origin} answered ${res.statusCode}: ${text.slice(0, 200)}`, 'ERR_TOKEN_SERVER', 502);
+  let json: { token?: string; access_token?: string; expires_in?: number };
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new AuthError(`token server ${url.origin} answered non-JSON`, 'ERR_TOKEN_SERVER', 502);
+  }
+  const token = json.access_token || json.token;
+  if (!token) throw new AuthError(`token server ${url.origin} answered without a token`, 'ERR_TOKEN_SERVER', 502);
+  return { token, expiresIn: typeof json.expires_in === 'number' && json.expires_in > 0 ? json.expires_in : DEFAULT_TOKEN_LIFETIME_S };
+}

@@ -1,0 +1,60 @@
+/**
+ * Docker's JSON progress messages (pkg/jsonmessage, distribution/xfer), as the docker CLI
+ * renders them: per layer, keyed by the first 12 hex digits of the blob digest.
+ */
+import type { PullProgress } from './types.js';
+
+export const PROGRESS_BAR_WIDTH = 50;
+
+/** go-units HumanSize: decimal units, 4 significant digits ('2.811MB', '512B', '1.5kB'). */
+export function humanSize(bytes: number): string {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
+  let v = bytes;
+  let i = 0;
+  while (v >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  return `${Number(v.toPrecision(4))}${units[i]}`;
+}
+
+/** '[=====>      ]  1.2MB/3.4MB', as jsonmessage.JSONProgress.String() draws it. */
+export function progressBar(current: number, total: number): string {
+  if (total <= 0) return humanSize(current);
+  const ratio = Math.min(1, current / total);
+  const filled = Math.floor(ratio * PROGRESS_BAR_WIDTH);
+  let bar = '='.repeat(filled);
+  if (filled < PROGRESS_BAR_WIDTH) bar += '>' + ' '.repeat(PROGRESS_BAR_WIDTH - filled - 1);
+  const numbers = `${humanSize(current)}/${humanSize(total)}`;
+  return `[${bar}] ${numbers.padStart(18)}`;
+}
+
+export function shortId(digest: string): string {
+  return digest.replace(/^sha256:/, '').slice(0, 12);
+}
+
+export const progress = {
+  pullingFrom: (familiarRepo: string, tagOrDigest: string): PullProgress => ({ status: `Pulling from ${familiarRepo}`, id: tagOrDigest }),
+  layer: (status: 'Pulling fs layer' | 'Waiting' | 'Already exists' | 'Verifying Checksum' | 'Download complete' | 'Pull complete', digest: string): PullProgress => ({
+    status,
+    id: shortId(digest),
+    progressDetail: {},
+  }),
+  downloading: (digest: string, current: number, total: number): PullProgress => ({
+    status: 'Downloading',
+    id: shortId(digest),
+    progress: progressBar(current, total),
+    progressDetail: { current, total },
+  }),
+  loading: (digest: string, current: number, total: number): PullProgress => ({
+    status: 'Loading layer',
+    id: shortId(digest),
+    progress: progressBar(current, total),
+    progressDetail: { current, total },
+  }),
+  digest: (digest: string): PullProgress => ({ status: `Digest: ${digest}` }),
+  downloadedNewer: (familiar: string): PullProgress => ({ status: `Status: Downloaded newer image for ${familiar}` }),
+  upToDate: (familiar: string): PullProgress => ({ status: `Status: Image is up to date for ${familiar}` }),
+  loadedImage: (familiar: string): PullProgress => ({ status: `Loaded image: ${familiar}` }),
+  loadedImageId: (id: string): PullProgress => ({ status: `Loaded image ID: ${id}` }),
+};

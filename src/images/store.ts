@@ -1,0 +1,557 @@
+/**
+ * The image store: images identified by their config digest (as Docker does), their layer
+ * blobs kept as pulled (compressed) in the blob store, and a repositories index mapping
+ * `repo:tag` and `repo@digest` references to image IDs.
+ *
+ * Layout under the data root:
+ *   blobs/sha256/<hex>                 configs, manifests, layers (verified on write)
+ *   images/repositories.json           {"Repositories": {repo: {ref: imageId}}} (atomic writes)
+ *   images/meta/<hex>.json             per image: its layers (blob digest, media type, diff ID, sizes)
+ *   images/layerdb/<blob-hex>.json     diff ID and uncompressed size of a layer blob
+ *
+ * An image appears only after all its blobs are verified and its meta is written; the index
+ * is updated last, so a crash leaves at worst unreferenced blobs, never a broken image.
+ */
+import { readFile, readdir, unlink, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { type Readable, PassThrough, Transform } from 'node:stream';
+import { writeJsonAtomic } from '../atomic-file.js';
+import { ConflictError, InvalidParameterError, NotFoundError, FormatError } from '../errors.js';
+import { BlobStore } from './blob-store.js';
+import { digestHex, sha256Digest } from './digest.js';
+import { Tee, diffIdSink, decompressLayer, computeDiffId } from './layer.js';
+import { MediaType, parseImageConfig, parseManifest, hostPlatform, type Descriptor, type ImageConfig, type Platform } from './manifest.js';
+import { Mutex, mapLimit } from './mutex.js';
+import { progress } from './progress.js';
+import { familiarName, familiarString, formatReference, parseNormalized, parseReference, repositoryName, type Reference } from './reference.js';
+import { RegistryClient, type RegistryClientOptions } from './registry.js';
+import type { Credentials } from './auth.js';
+import type { ImageRecord, ImageStore, PullProgress } from './types.js';
+import { loadArchive, planSave, saveArchive } from './docker-archive.js';
+import { importRootfs } from './import.js';
+
+export interface LayerMeta {
+  /** digest of the blob as stored (compressed or not) */
+  digest: string;
+  mediaType: string;
+  /** stored blob size */
+  size: number;
+  diffId: string;
+  uncompressedSize: number;
+}
+
+export interface ImageMeta {
+  id: string;
+  layers: LayerMeta[];
+  /** when this daemon stored the image */
+  stored: string;
+}
+
+interface RepositoriesFile {
+  Repositories: Record<string, Record<string, string>>;
+}
+
+export interface StoreOptions {
+  /** registries (host[:port]) allowed over plain HTTP besides loopback */
+  insecureRegistries?: string[];
+  /** docker config.json with `auths` (default ~/.docker/config.json) */
+  dockerConfigPath?: string;
+  /** platform to pull from manifest lists (default linux/<host arch>) */
+  platform?: Platform;
+  /** parallel layer downloads (Docker's max-concurrent-downloads default: 3) */
+  maxConcurrentDownloads?: number;
+  /** bytes between two Downloading progress messages of one layer */
+  progressEveryBytes?: number;
+}
+
+const ID_RE = /^sha256:[a-f0-9]{64}$/;
+const ID_PREFIX_RE = /^(?:sha256:)?([a-f0-9]{1,64})$/;
+
+export class Store implements ImageStore {
+  readonly blobs: BlobStore;
+  private readonly imagesDir: string;
+  private readonly metaDir: string;
+  private readonly layerDbDir: string;
+  private readonly reposPath: string;
+  private readonly lock = new Mutex();
+  private readonly configCache = new Map<string, ImageConfig>();
+
+  constructor(
+    readonly root: string,
+    readonly opts: StoreOptions = {},
+  ) {
+    this.blobs = new BlobStore(root);
+    this.imagesDir = path.join(root, 'images');
+    this.metaDir = path.join(this.imagesDir, 'meta');
+    this.layerDbDir = path.join(this.imagesDir, 'layerdb');
+    this.reposPath = path.join(this.imagesDir, 'repositories.json');
+  }
+
+  // ---- index and meta files ----
+
+  private async readRepos(): Promise<RepositoriesFile> {
+    try {
+      const j = JSON.parse(await readFile(this.reposPath, 'utf8')) as RepositoriesFile;
+      return { Repositories: j.Repositories ?? {} };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { Repositories: {} };
+      throw e;
+    }
+  }
+
+  private async writeRepos(r: RepositoriesFile): Promise<void> {
+    for (const [repo, refs] of Object.entries(r.Repositories)) if (Object.keys(refs).length === 0) delete r.Repositories[repo];
+    await writeJsonAtomic(this.reposPath, r);
+  }
+
+  private metaPath(id: string): string {
+    return path.join(this.metaDir, `${digestHex(id)}.json`);
+  }
+
+  async readMeta(id: string): Promise<ImageMeta | undefined> {
+    try {
+      return JSON.parse(await readFile(this.metaPath(id), 'utf8')) as ImageMeta;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  private async allIds(): Promise<string[]> {
+    try {
+      return (await readdir(this.metaDir)).filter((n) => /^[a-f0-9]{64}\.json$/.test(n)).map((n) => `sha256:${n.slice(0, 64)}`);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+  }
+
+  private async readLayerDb(blobDigest: string): Promise<{ diffId: string; size: number } | undefined> {
+    try {
+      return JSON.parse(await readFile(path.join(this.layerDbDir, `${digestHex(blobDigest)}.json`), 'utf8'));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  private async writeLayerDb(blobDigest: string, v: { diffId: string; size: number }): Promise<void> {
+    await writeJsonAtomic(path.join(this.layerDbDir, `${digestHex(blobDigest)}.json`), v);
+  }
+
+  async config(id: string): Promise<ImageConfig> {
+    let c = this.configCache.get(id);
+    if (!c) {
+      c = parseImageConfig(await this.blobs.readBuffer(id), `image config ${id}`);
+      this.configCache.set(id, c);
+    }
+    return c;
+  }
+
+  private async record(id: string, repos?: RepositoriesFile): Promise<ImageRecord> {
+    const meta = await this.readMeta(id);
+    if (!meta) throw new NotFoundError(`No such image: ${id}`, 'ERR_NO_SUCH_IMAGE');
+    const cfg = await this.config(id);
+    const r = repos ?? (await this.readRepos());
+    const repoTags: string[] = [];
+    const repoDigests: string[] = [];
+    for (const refs of Object.values(r.Repositories)) {
+      for (const [ref, target] of Object.entries(refs)) {
+        if (target !== id) continue;
+        const parsed = parseReference(ref);
+        (parsed.digest ? repoDigests : repoTags).push(familiarString(parsed));
+      }
+    }
+    return {
+      id,
+      repoTags: repoTags.sort(),
+      repoDigests: repoDigests.sort(),
+      created: cfg.created ?? new Date(0).toISOString(),
+      architecture: cfg.architecture,
+      os: cfg.os,
+      config: cfg.config ?? {},
+      diffIds: cfg.rootfs.diff_ids,
+      size: meta.layers.reduce((s, l) => s + l.uncompressedSize, 0),
+    };
+  }
+
+  // ---- lookups ----
+
+  /** Image ID for a reference, without reading configs. */
+  async resolveId(ref: string, repos?: RepositoriesFile): Promise<string> {
+    const r = repos ?? (await this.readRepos());
+    if (ID_RE.test(ref)) {
+      if (await this.readMeta(ref)) return ref;
+      throw new NotFoundError(`No such image: ${ref}`, 'ERR_NO_SUCH_IMAGE');
+    }
+    let parsed: Reference | undefined;
+    try {
+      parsed = parseNormalized(ref);
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed) {
+      const repo = r.Repositories[repositoryName(parsed)];
+      // name:tag@digest resolves by digest, as Docker does
+      const key = parsed.digest ? `${repositoryName(parsed)}@${parsed.digest}` : formatReference(parsed);
+      const id = repo?.[key];
+      if (id) return id;
+    }
+    const m = ID_PREFIX_RE.exec(ref);
+    if (m && (!parsed || (parsed.domain === 'docker.io' && parsed.tag === 'latest' && !ref.includes(':')) || ref.startsWith('sha256:'))) {
+      const hits = (await this.allIds()).filter((id) => id.slice(7).startsWith(m[1]!));
+      if (hits.length === 1) return hits[0]!;
+      if (hits.length > 1) throw new InvalidParameterError(`short image ID ${ref} is ambiguous`, 'ERR_AMBIGUOUS_ID');
+    }
+    throw new NotFoundError(`No such image: ${parsed ? familiarString(parsed) : ref}`, 'ERR_NO_SUCH_IMAGE');
+  }
+
+  async resolve(ref: string): Promise<ImageRecord> {
+    const repos = await this.readRepos();
+    return this.record(await this.resolveId(ref, repos), repos);
+  }
+
+  async list(): Promise<ImageRecord[]> {
+    const repos = await this.readRepos();
+    const out: ImageRecord[] = [];
+    for (const id of await this.allIds()) out.push(await this.record(id, repos));
+    return out;
+  }
+
+  async inspectMeta(ref: string): Promise<ImageMeta> {
+    const id = await this.resolveId(ref);
+    return (await this.readMeta(id))!;
+  }
+
+  // ---- tagging and removal ----
+
+  private static tagKey(newRef: string): { repo: string; key: string } {
+    const r = parseNormalized(newRef);
+    if (r.digest) throw new InvalidParameterError(`refusing to create a tag with a digest reference: ${newRef}`, 'ERR_INVALID_REFERENCE');
+    return { repo: repositoryName(r), key: formatReference(r) };
+  }
+
+  async tag(ref: string, newRef: string): Promise<void> {
+    const { repo, key } = Store.tagKey(newRef);
+    await this.lock.run(async () => {
+      const repos = await this.readRepos();
+      const id = await this.resolveId(ref, repos);
+      (repos.Repositories[repo] ??= {})[key] = id;
+      await this.writeRepos(repos);
+    });
+  }
+
+  /** Adds references (full normalised strings) for an image, replacing where they pointed before. */
+  private async addRefs(id: string, refs: string[]): Promise<void> {
+    if (!refs.length) return;
+    await this.lock.run(async () => {
+      const repos = await this.readRepos();
+      for (const ref of refs) {
+        const p = parseReference(ref);
+        (repos.Repositories[repositoryName(p)] ??= {})[formatReference(p)] = id;
+      }
+      await this.writeRepos(repos);
+    });
+  }
+
+  async remove(ref: string, opts: { force: boolean; inUse: Set<string> }): Promise<{ Untagged?: string; Deleted?: string }[]> {
+    return this.lock.run(async () => {
+      const repos = await this.readRepos();
+      const id = await this.resolveId(ref, repos);
+      const refsOf = () =>
+        Object.values(repos.Repositories).flatMap((refs) => Object.entries(refs).filter(([, t]) => t === id).map(([k]) => k));
+      const tagsOf = () => refsOf().filter((k) => !parseReference(k).digest);
+      const out: { Untagged?: string; Deleted?: string }[] = [];
+      const untag = (k: string) => {
+        const p = parseReference(k);
+        delete repos.Repositories[repositoryName(p)]![k];
+        out.push({ Untagged: familiarString(p) });
+      };
+      const short = id.slice(7, 19);
+      const byId = ID_RE.test(ref) || (ID_PREFIX_RE.test(ref) && !refsOf().some((k) => refMatches(k, ref)));
+      const inUse = opts.inUse.has(id);
+      if (!byId) {
+        const p = parseNormalized(ref);
+        const key = p.digest ? `${repositoryName(p)}@${p.digest}` : formatReference(p);
+        const isLast = refsOf().filter((k) => k !== key && !parseReference(k).digest).length === 0;
+        if (isLast && inUse && !opts.force) {
+          throw new ConflictError(
+            `conflict: unable to remove repository reference "${familiarString(p)}" (must force) - container is using its referenced image ${short}`,
+            'ERR_IMAGE_IN_USE',
+          );
+        }
+        untag(key);
+        // Removing the last tag also drops the image's digest references and then the image.
+        if (tagsOf().length > 0 || inUse) {
+          await this.writeRepos(repos);
+          return out;
+        }
+        for (const k of refsOf()) untag(k);
+      } else {
+        if (inUse && !opts.force) {
+          throw new ConflictError(`conflict: unable to delete ${short} (must be forced) - image is being used by a container`, 'ERR_IMAGE_IN_USE');
+        }
+        const tags = tagsOf();
+        if (tags.length > 1 && !opts.force) {
+          throw new ConflictError(`conflict: unable to delete ${short} (must be forced) - image is referenced in multiple repositories`, 'ERR_IMAGE_MULTIPLE_REFS');
+        }
+        for (const k of refsOf()) untag(k);
+      }
+      await this.writeRepos(repos);
+      const meta = await this.readMeta(id);
+      await unlink(this.metaPath(id)).catch(() => {});
+      this.configCache.delete(id);
+      out.push({ Deleted: id });
+      // Blobs no other image uses go too.
+      const candidates = [id, ...(meta?.layers.map((l) => l.digest) ?? [])];
+      for (const d of await this.unreferenced(candidates)) {
+        await this.blobs.delete(d);
+        if (d !== id) out.push({ Deleted: d });
+      }
+      return out;
+    });
+  }
+
+  /** Those of `digests` that no stored image uses as config or layer. */
+  private async unreferenced(digests: string[]): Promise<string[]> {
+    const used = new Set<string>();
+    for (const other of await this.allIds()) {
+      used.add(other);
+      const m = await this.readMeta(other);
+      for (const l of m?.layers ?? []) used.add(l.digest);
+    }
+    return digests.filter((d) => !used.has(d));
+  }
+
+  // ---- adding images ----
+
+  /**
+   * Records an image whose config and layer blobs are already in the blob store and verified
+   * (config digest = id; layer diff IDs match the config). Then points `refs` at it.
+   */
+  async commitImage(configDigest: string, layers: LayerMeta[], refs: string[]): Promise<ImageRecord> {
+    const cfg = await this.config(configDigest);
+    const diffIds = cfg.rootfs.diff_ids;
+    if (diffIds.length !== layers.length || diffIds.some((d, i) => d !== layers[i]!.diffId)) {
+      throw new FormatError(
+        `image ${configDigest}: layer diff IDs [${layers.map((l) => l.diffId).join(', ')}] do not match the config's rootfs.diff_ids [${diffIds.join(', ')}]`,
+        'ERR_DIFF_ID_MISMATCH',
+      );
+    }
+    for (const l of layers) await this.writeLayerDb(l.digest, { diffId: l.diffId, size: l.uncompressedSize });
+    if (!(await this.readMeta(configDigest))) {
+      await mkdir(this.metaDir, { recursive: true });
+      await writeJsonAtomic(this.metaPath(configDigest), { id: configDigest, layers, stored: new Date().toISOString() } satisfies ImageMeta);
+    }
+    await this.addRefs(configDigest, refs);
+    return this.resolve(configDigest);
+  }
+
+  /** Deletes blobs written by a failed operation unless some image uses them. */
+  async discardBlobs(digests: string[]): Promise<void> {
+    for (const d of await this.unreferenced(digests)) await this.blobs.delete(d);
+  }
+
+  private registryClient(domain: string, auth: Credentials | undefined): RegistryClient {
+    const o: RegistryClientOptions = {};
+    if (this.opts.insecureRegistries) o.insecureRegistries = this.opts.insecureRegistries;
+    if (this.opts.dockerConfigPath) o.dockerConfigPath = this.opts.dockerConfigPath;
+    if (auth && Object.values(auth).some((v) => v)) o.credentials = auth;
+    return new RegistryClient(domain, o);
+  }
+
+  async pull(
+    ref: string,
+    opts: { auth?: Credentials; onProgress?: (p: PullProgress) => void; platform?: Platform } = {},
+  ): Promise<ImageRecord> {
+    const r = parseNormalized(ref);
+    const emit = opts.onProgress ?? (() => {});
+    const client = this.registryClient(r.domain, opts.auth);
+    const written: string[] = [];
+    try {
+      const reference = r.digest ?? r.tag!;
+      emit(progress.pullingFrom(r.path, reference));
+      const resolved = await client.resolveImage(r.path, reference, opts.platform ?? this.opts.platform ?? hostPlatform());
+      const manifest = resolved.manifest.manifest;
+      const id = manifest.config.digest;
+
+      // Config first: it names the diff IDs the layers must have.
+      if (!(await this.blobs.has(id, manifest.config.size))) {
+        const body = await client.getBlob(r.path, manifest.config);
+        await this.blobs.write(body, { expected: manifest.config, what: `image config ${id}` });
+        written.push(id);
+      }
+      const cfg = await this.config(id);
+      const diffIds = cfg.rootfs.diff_ids;
+      if (diffIds.length !== manifest.layers.length) {
+        throw new FormatError(`image ${id}: manifest has ${manifest.layers.length} layers, config has ${diffIds.length} diff IDs`, 'ERR_DIFF_ID_MISMATCH');
+      }
+      const existing = await this.readMeta(id);
+      const layers: LayerMeta[] = [];
+      let downloaded = false;
+      if (existing && (await this.allBlobsPresent(existing))) {
+        layers.push(...existing.layers);
+      } else {
+        for (const l of manifest.layers) emit(progress.layer('Pulling fs layer', l.digest));
+        const limit = this.opts.maxConcurrentDownloads ?? 3;
+        const metas = await mapLimit(manifest.layers, limit, async (l, i) => {
+          const m = await this.fetchLayer(client, r.path, l, diffIds[i]!, emit, written);
+          if (m.downloaded) downloaded = true;
+          return m.meta;
+        });
+        layers.push(...metas);
+      }
+      // Keep the manifests too, so `save`/`push` can reproduce what was pulled.
+      for (const m of [resolved.index, resolved.manifest]) {
+        if (m && !(await this.blobs.has(m.digest))) await this.blobs.writeBuffer(m.body, { digest: m.digest });
+      }
+      const refs = [`${repositoryName(r)}@${resolved.digest}`];
+      if (r.tag && !r.digest) refs.push(formatReference(r));
+      const before = existing ? (await this.readRepos()).Repositories[repositoryName(r)]?.[formatReference(r)] : undefined;
+      const rec = await this.commitImage(id, layers, refs);
+      emit(progress.digest(resolved.digest));
+      const shown = familiarString(r);
+      emit(downloaded || before !== id ? progress.downloadedNewer(shown) : progress.upToDate(shown));
+      return rec;
+    } catch (e) {
+      await this.discardBlobs(written).catch(() => {});
+      throw e;
+    } finally {
+      await client.close();
+    }
+  }
+
+  private async allBlobsPresent(meta: ImageMeta): Promise<boolean> {
+    for (const l of meta.layers) if (!(await this.blobs.has(l.digest, l.size))) return false;
+    return true;
+  }
+
+  /** Downloads one layer (unless present), verifying blob digest and diff ID in one pass. */
+  private async fetchLayer(
+    client: RegistryClient,
+    repo: string,
+    l: Descriptor,
+    wantDiffId: string,
+    emit: (p: PullProgress) => void,
+    written: string[],
+  ): Promise<{ meta: LayerMeta; downloaded: boolean }> {
+    if (await this.blobs.has(l.digest, l.size)) {
+      let db = await this.readLayerDb(l.digest);
+      if (!db) {
+        const c = await computeDiffId(await this.blobs.open(l.digest), `layer ${l.digest}`);
+        db = { diffId: c.diffId, size: c.size };
+      }
+      if (db.diffId !== wantDiffId) {
+        throw new FormatError(`layer ${l.digest}: diff ID ${db.diffId} differs from the config's ${wantDiffId}`, 'ERR_DIFF_ID_MISMATCH');
+      }
+      emit(progress.layer('Already exists', l.digest));
+      return { meta: { digest: l.digest, mediaType: l.mediaType, size: l.size, diffId: db.diffId, uncompressedSize: db.size }, downloaded: false };
+    }
+    const body = await client.getBlob(repo, l);
+    const every = this.opts.progressEveryBytes ?? 512 * 1024;
+    let seen = 0;
+    let lastShown = 0;
+    const meter = new Transform({
+      transform(c: Buffer, _e, cb) {
+        seen += c.length;
+        if (seen - lastShown >= every || seen === l.size) {
+          lastShown = seen;
+          emit(progress.downloading(l.digest, seen, l.size));
+        }
+        cb(null, c);
+      },
+    });
+    const { sink, done } = diffIdSink(`layer ${l.digest}`);
+    const info = await this.blobs.write(body, { expected: l, what: `layer ${l.digest}`, through: [meter, new Tee(sink)] });
+    written.push(info.digest);
+    emit(progress.layer('Verifying Checksum', l.digest));
+    const { diffId, size } = await done;
+    if (diffId !== wantDiffId) {
+      throw new FormatError(`layer ${l.digest}: uncompressed digest ${diffId} differs from the config's diff ID ${wantDiffId}`, 'ERR_DIFF_ID_MISMATCH');
+    }
+    emit(progress.layer('Download complete', l.digest));
+    emit(progress.layer('Pull complete', l.digest));
+    return { meta: { digest: l.digest, mediaType: l.mediaType, size: l.size, diffId, uncompressedSize: size }, downloaded: true };
+  }
+
+  /** Pushes an image's blobs and a manifest for it under `ref` (docker push). */
+  async push(ref: string, opts: { auth?: Credentials; onProgress?: (p: PullProgress) => void } = {}): Promise<string> {
+    const r = parseNormalized(ref);
+    const id = await this.resolveId(ref);
+    const meta = (await this.readMeta(id))!;
+    const emit = opts.onProgress ?? (() => {});
+    const client = this.registryClient(r.domain, opts.auth);
+    try {
+      const cfgInfo = (await this.blobs.stat(id))!;
+      const allDocker = meta.layers.every((l) => l.mediaType.startsWith('application/vnd.docker.'));
+      const manifest = {
+        schemaVersion: 2,
+        mediaType: allDocker ? MediaType.DockerManifest : MediaType.OciManifest,
+        config: { mediaType: allDocker ? MediaType.DockerConfig : MediaType.OciConfig, digest: id, size: cfgInfo.size },
+        layers: meta.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
+      };
+      await mapLimit(meta.layers, 3, async (l) => {
+        emit({ status: 'Preparing', id: l.digest.slice(7, 19), progressDetail: {} });
+        const res = await client.pushBlob(r.path, l, () => this.blobs.open(l.digest));
+        emit({ status: res === 'exists' ? 'Layer already exists' : 'Pushed', id: l.digest.slice(7, 19), progressDetail: {} });
+      });
+      await client.pushBlob(r.path, cfgInfo, () => this.blobs.open(id));
+      const body = Buffer.from(JSON.stringify(manifest));
+      parseManifest(body, manifest.mediaType, `manifest for ${ref}`);
+      const digest = await client.putManifest(r.path, r.tag ?? r.digest!, manifest.mediaType, body);
+      if (!(await this.blobs.has(digest))) await this.blobs.writeBuffer(body, { digest });
+      await this.addRefs(id, [`${repositoryName(r)}@${digest}`]);
+      emit({ status: `${r.tag ?? 'latest'}: digest: ${digest} size: ${body.length}` });
+      return digest;
+    } finally {
+      await client.close();
+    }
+  }
+
+  // ---- reading layers ----
+
+  async *layerStreams(imageId: string): AsyncIterable<Readable> {
+    const id = await this.resolveId(imageId);
+    const meta = (await this.readMeta(id))!;
+    for (const l of meta.layers) {
+      const raw = await this.blobs.open(l.digest);
+      yield decompressLayer(raw, `layer ${l.digest}`);
+    }
+  }
+
+  async load(tar: Readable, onProgress?: (p: PullProgress) => void): Promise<ImageRecord[]> {
+    return loadArchive(this, tar, onProgress);
+  }
+
+  async save(refs: string[]): Promise<Readable> {
+    // Resolve first, so an unknown ref is a 404 rather than a broken stream.
+    const plan = await planSave(this, refs);
+    const out = new PassThrough();
+    saveArchive(this, plan, out).catch((e: Error) => out.destroy(e));
+    return out;
+  }
+
+  async importRootfs(tar: Readable, opts: { ref?: string; changes?: string[]; message?: string }): Promise<ImageRecord> {
+    return importRootfs(this, tar, opts);
+  }
+
+  /** Stores a config blob from memory and returns its digest. */
+  async putConfig(config: object | Buffer): Promise<string> {
+    const body = Buffer.isBuffer(config) ? config : Buffer.from(JSON.stringify(config));
+    parseImageConfig(body);
+    const digest = sha256Digest(body);
+    if (!(await this.blobs.has(digest))) await this.blobs.writeBuffer(body, { digest });
+    return digest;
+  }
+}
+
+/** Whether a stored full reference is what a user string names (for rmi by name vs by ID). */
+function refMatches(stored: string, user: string): boolean {
+  try {
+    const p = parseNormalized(user);
+    return formatReference(p) === stored || `${repositoryName(p)}@${p.digest}` === stored;
+  } catch {
+    return false;
+  }
+}
+

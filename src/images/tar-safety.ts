@@ -1,0 +1,74 @@
+/**
+ * Checks on tar entries before we trust them: archive member names (docker load) and layer
+ * contents (import, load). A name that is absolute or climbs out with `..`, a hard link to a
+ * path that does not exist yet, or a truncated/corrupt tar is a FormatError naming the entry.
+ */
+import { Writable } from 'node:stream';
+import { extract, type Header } from 'tar-stream';
+import { FormatError } from '../errors.js';
+
+/** Normalises a member name ('./a//b/' -> 'a/b'); refuses absolute paths and '..' components. */
+export function safeEntryName(name: string, what: string): string {
+  if (name.includes('\0')) throw new FormatError(`${what}: entry name contains NUL: ${JSON.stringify(name)}`, 'ERR_UNSAFE_TAR_ENTRY');
+  if (name.startsWith('/')) throw new FormatError(`${what}: entry ${JSON.stringify(name)} has an absolute path`, 'ERR_UNSAFE_TAR_ENTRY');
+  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..')) throw new FormatError(`${what}: entry ${JSON.stringify(name)} contains '..'`, 'ERR_UNSAFE_TAR_ENTRY');
+  return parts.join('/');
+}
+
+/** tar-stream's error for a short archive, or any parse error, as a FormatError. */
+export function tarError(e: unknown, what: string): FormatError {
+  if (e instanceof FormatError) return e;
+  const msg = (e as Error)?.message ?? String(e);
+  return new FormatError(`${what}: corrupt or truncated tar: ${msg}`, 'ERR_BAD_TAR', { cause: e });
+}
+
+/**
+ * A Writable that parses a layer tar and checks every entry. `known` carries the paths of
+ * lower layers (for hard links that point into them) and receives this layer's paths.
+ */
+export function layerTarValidator(what: string, known: Set<string> = new Set()): { sink: Writable; done: Promise<{ entries: number }> } {
+  const ex = extract();
+  let entries = 0;
+  const done = new Promise<{ entries: number }>((resolve, reject) => {
+    ex.on('entry', (h: Header, stream, next) => {
+      try {
+        const name = safeEntryName(h.name, what);
+        if (h.type === 'link') {
+          const target = safeEntryName(h.linkname ?? '', `${what}: hard link ${JSON.stringify(h.name)}`);
+          if (!known.has(target)) {
+            throw new FormatError(`${what}: hard link ${JSON.stringify(h.name)} points to missing ${JSON.stringify(h.linkname)}`, 'ERR_UNSAFE_TAR_ENTRY');
+          }
+        }
+        if (name !== '') known.add(name);
+        entries++;
+      } catch (e) {
+        stream.resume();
+        ex.destroy(e as Error);
+        return;
+      }
+      stream.on('end', () => next());
+      stream.resume();
+    });
+    ex.on('finish', () => resolve({ entries }));
+    ex.on('error', (e) => reject(tarError(e, what)));
+  });
+  done.catch(() => {});
+  // tar-stream is built on streamx; a node Writable in front keeps node's pipeline semantics.
+  const sink = new Writable({
+    write(chunk: Buffer, _e, cb) {
+      if (ex.write(chunk)) cb(null);
+      else ex.once('drain', () => cb(null));
+    },
+    final(cb) {
+      ex.end(undefined);
+      done.then(() => cb(null), (e: Error) => cb(e));
+    },
+    destroy(err, cb) {
+      ex.destroy(err ?? undefined);
+      cb(err);
+    },
+  });
+  done.catch((e: Error) => sink.destroy(e));
+  return { sink, done };
+}
