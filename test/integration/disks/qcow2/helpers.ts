@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FileIo } from '../../../../src/disks/raw.js';
@@ -47,8 +47,17 @@ export function qemuCompare(a: string, b: string): { identical: boolean; out: st
   return { identical: r.status === 0, out: r.stdout + r.stderr };
 }
 
+const made: string[] = [];
+
 export function tempDir(tag: string): string {
-  return mkdtempSync(path.join(tmpdir(), `tvm-qcow2-${tag}-`));
+  const d = mkdtempSync(path.join(tmpdir(), `tvm-qcow2-${tag}-`));
+  made.push(d);
+  return d;
+}
+
+/** Removes every directory tempDir made (call from afterAll). */
+export function removeTempDirs(): void {
+  for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true });
 }
 
 /** Deterministic PRNG (mulberry32) so failures can be replayed from the seed. */
@@ -120,7 +129,8 @@ export class CrashingFileIo implements FileIo {
       this.crash();
       throw new CrashError();
     }
-    this.pending.push({ buf: Uint8Array.from(buf), pos: position });
+    // copy: the caller may reuse its buffer (Buffer#slice would not copy)
+    this.pending.push({ buf: Uint8Array.prototype.slice.call(buf), pos: position });
   }
 
   fsync(): void {

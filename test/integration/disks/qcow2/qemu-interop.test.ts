@@ -2,13 +2,13 @@
  * qcow2 against the real QEMU tools: images we write must pass `qemu-img check` and compare
  * equal to a raw reference; images QEMU writes must read (and keep writing) correctly in ours.
  */
-import { describe, it, expect, beforeAll } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { readFileSync, writeFileSync, openSync, writeSync, closeSync, readSync } from 'node:fs';
 import path from 'node:path';
 import { Qcow2Image } from '../../../../src/disks/qcow2/image.js';
 import { RawFile } from '../../../../src/disks/raw.js';
 import { FormatError, NotImplementedError, TvmError } from '../../../../src/errors.js';
-import { makeBase, prng, qemuCheck, qemuCompare, requireTool, runOk, tempDir } from './helpers.js';
+import { makeBase, prng, qemuCheck, qemuCompare, removeTempDirs, requireTool, runOk, tempDir } from './helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -16,6 +16,7 @@ beforeAll(() => {
   requireTool('qemu-img');
   requireTool('qemu-io');
 });
+afterAll(() => removeTempDirs());
 
 function expectClean(image: string): void {
   const c = qemuCheck(image);
