@@ -44,15 +44,18 @@ async function spool(store: Store, tar: Readable, members: Map<string, Member>, 
   const ex = extract();
   await new Promise<void>((resolve, reject) => {
     let failed = false;
+    // the member being written, so that a failure waits for its temp file to be removed
+    let inflight: Promise<unknown> = Promise.resolve();
     const fail = (e: unknown) => {
       if (failed) return;
       failed = true;
-      reject(tarError(e, ARCHIVE));
       ex.destroy();
       tar.destroy();
+      void inflight.catch(() => {}).then(() => reject(tarError(e, ARCHIVE)));
     };
     ex.on('entry', (h: Header, stream, next) => {
-      (async () => {
+      stream.on('error', () => {});
+      inflight = (async () => {
         const name = safeEntryName(h.name, ARCHIVE);
         if (h.type === 'file' || h.type === 'contiguous-file') {
           const m = /^blobs\/sha256\/([a-f0-9]{64})$/.exec(name);
@@ -71,7 +74,8 @@ async function spool(store: Store, tar: Readable, members: Map<string, Member>, 
         }
         stream.resume();
         await new Promise<void>((r) => stream.on('end', () => r()));
-      })().then(() => next(), fail);
+      })();
+      inflight.then(() => next(), fail);
     });
     ex.on('finish', () => {
       if (!failed) resolve();

@@ -32,6 +32,8 @@ export function layerTarValidator(what: string, known: Set<string> = new Set()):
   let entries = 0;
   const done = new Promise<{ entries: number }>((resolve, reject) => {
     ex.on('entry', (h: Header, stream, next) => {
+      // the extractor reports the error; the entry stream repeats it
+      stream.on('error', () => {});
       try {
         const name = safeEntryName(h.name, what);
         if (h.type === 'link') {
