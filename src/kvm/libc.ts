@@ -81,6 +81,8 @@ const c = {
   gettid: lib.func('int gettid(void)'),
   tgkill: lib.func('int tgkill(int tgid, int tid, int sig)'),
   signal: lib.func('intptr_t signal(int sig, intptr_t handler)'),
+  sigaction: lib.func('int sigaction(int sig, void *act, void *oldact)'),
+  dlsym: lib.func('intptr_t dlsym(intptr_t handle, const char *name)'),
   pthreadSigmask: lib.func('int pthread_sigmask(int how, void *set, void *oldset)'),
   sigtimedwait: lib.func('int sigtimedwait(void *set, void *info, void *timeout)'),
   sigrtmin: lib.func('int __libc_current_sigrtmin(void)'),
@@ -194,13 +196,37 @@ export const sigrtmin = (): number => c.sigrtmin() as number;
 export function ignoreSignal(sig: number): void {
   if ((c.signal(sig, 1) as number) === -1) throw new SysError('signal', koffi.errno());
 }
+/** glibc's struct sigaction on x86_64: handler, sa_mask (128 bytes), sa_flags, sa_restorer. */
+const SIGACTION_SIZE = 152;
+const SA_MASK_OFFSET = 8;
+const SA_FLAGS_OFFSET = 136;
+
+/**
+ * Installs a handler that does nothing for `sig` (process-wide). A vCPU thread is kicked out of
+ * KVM_RUN with such a signal: it must have a handler, because an ignored signal is dropped
+ * when it is sent and would not interrupt KVM_RUN, and the default action would kill the
+ * process. The handler is libc's getpid (async-signal-safe, ignores its argument), found
+ * with dlsym, since a JS callback must never run in signal context.
+ */
+export function installNoopSignalHandler(sig: number): void {
+  const fn = c.dlsym(0, 'getpid') as number;
+  if (!fn) throw new SysError('dlsym', 0, 'getpid');
+  const act = new Uint8Array(SIGACTION_SIZE);
+  const v = new DataView(act.buffer);
+  v.setBigUint64(0, BigInt(fn), true);
+  act.fill(0xff, SA_MASK_OFFSET, SA_MASK_OFFSET + SIGSET_BYTES); // block everything while it runs
+  v.setInt32(SA_FLAGS_OFFSET, 0, true);
+  check(c.sigaction(sig, act, null), 'sigaction');
+}
+
 export function sigset(signals: number[], bytes = SIGSET_BYTES): Uint8Array {
   const s = new Uint8Array(bytes);
   for (const sig of signals) s[(sig - 1) >> 3]! |= 1 << ((sig - 1) & 7);
   return s;
 }
-export function pthreadSigmask(how: number, set: Uint8Array): void {
-  const r = c.pthreadSigmask(how, set, null) as number;
+/** pthread_sigmask; `old` (SIGSET_BYTES) receives the previous mask when given. */
+export function pthreadSigmask(how: number, set: Uint8Array, old: Uint8Array | null = null): void {
+  const r = c.pthreadSigmask(how, set, old) as number;
   if (r !== 0) throw new SysError('pthread_sigmask', r);
 }
 /** Consumes one pending signal of `set` without waiting; returns its number or 0. */

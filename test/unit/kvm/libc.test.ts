@@ -71,6 +71,19 @@ describe('libc bindings', () => {
     expect(libc.sigtimedwaitNow(set)).toBe(0);
     libc.pthreadSigmask(libc.SIG_UNBLOCK, set);
   });
+
+  it('a no-op handler lets a kick signal be delivered without killing the process', () => {
+    const sig = libc.sigrtmin() + 6;
+    libc.installNoopSignalHandler(sig);
+    libc.tgkill(libc.getpid(), libc.gettid(), sig); // unblocked: delivered to getpid, harmless
+    const set = libc.sigset([sig]);
+    const old = new Uint8Array(libc.SIGSET_BYTES);
+    libc.pthreadSigmask(libc.SIG_BLOCK, set, old);
+    expect(old[(sig - 1) >> 3]! & (1 << ((sig - 1) & 7))).toBe(0);
+    libc.tgkill(libc.getpid(), libc.gettid(), sig); // blocked: stays pending
+    expect(libc.sigtimedwaitNow(set)).toBe(sig);
+    libc.pthreadSigmask(libc.SIG_UNBLOCK, set);
+  });
 });
 
 describe('KVM detection', () => {
