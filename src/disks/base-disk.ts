@@ -1,0 +1,102 @@
+/**
+ * The per-image read-only base disk: `<dataRoot>/disks/base/<image-id-hex>.ext4`, built once
+ * from the image's layers by the ext4 writer and shared by every container of the image (VMs
+ * through a qcow2 overlay, container isolation through a read-only loop mount + overlayfs).
+ *
+ * A disk is current when its superblock carries the UUID derived from (image ID, writer
+ * version) and our label: a writer change bumps BASE_DISK_WRITER_VERSION and every disk is
+ * rebuilt on next use. Builds go to a temp file and are renamed into place (the writer does
+ * that), and concurrent ensure() calls for one image share a single build.
+ */
+import { createHash } from 'node:crypto';
+import { open, rm, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import type { BaseDisks, ImageRecord } from '../images/types.js';
+import { InvalidParameterError } from '../errors.js';
+import { writeExt4FromLayers, uuidFromDigest, type Ext4Stats } from './ext4/writer.js';
+import { SUPERBLOCK, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, EXT4_SUPER_MAGIC } from './ext4/superblock.js';
+
+/** bump whenever the writer's output for the same layers changes */
+export const BASE_DISK_WRITER_VERSION = 1;
+export const BASE_DISK_LABEL = 'tvm-base';
+
+export interface BaseDiskCacheOptions {
+  dataRoot: string;
+  /** uncompressed layer tars of an image, bottom first */
+  layerStreams: (imageId: string) => AsyncIterable<Readable>;
+  /** called after each build (for logs and events) */
+  onBuilt?: (imageId: string, stats: Ext4Stats, path: string) => void;
+}
+
+export function imageIdHex(imageId: string): string {
+  const m = /^(?:sha256:)?([0-9a-f]{64})$/.exec(imageId);
+  if (!m) throw new InvalidParameterError(`malformed image ID ${JSON.stringify(imageId)}`, 'ERR_BAD_IMAGE_ID');
+  return m[1]!;
+}
+
+/** the filesystem UUID a current base disk of `imageId` has */
+export function baseDiskUuid(imageId: string, version = BASE_DISK_WRITER_VERSION): Buffer {
+  return uuidFromDigest(createHash('sha256').update(`tvm base disk v${version}\n${imageIdHex(imageId)}`).digest());
+}
+
+export class BaseDiskCache implements BaseDisks {
+  private readonly inflight = new Map<string, Promise<string>>();
+
+  constructor(private readonly opts: BaseDiskCacheOptions) {}
+
+  get dir(): string {
+    return path.join(this.opts.dataRoot, 'disks', 'base');
+  }
+
+  pathFor(imageId: string): string {
+    return path.join(this.dir, `${imageIdHex(imageId)}.ext4`);
+  }
+
+  ensure(image: ImageRecord): Promise<string> {
+    const key = imageIdHex(image.id);
+    const running = this.inflight.get(key);
+    if (running) return running;
+    const p = this.ensureOnce(image.id).finally(() => this.inflight.delete(key));
+    this.inflight.set(key, p);
+    return p;
+  }
+
+  /** true when the disk exists and was written by this writer version for this image */
+  async isCurrent(imageId: string): Promise<boolean> {
+    let fh;
+    try {
+      fh = await open(this.pathFor(imageId), 'r');
+    } catch {
+      return false;
+    }
+    try {
+      const sb = Buffer.alloc(SUPERBLOCK_SIZE);
+      const { bytesRead } = await fh.read(sb, 0, SUPERBLOCK_SIZE, SUPERBLOCK_OFFSET);
+      if (bytesRead !== SUPERBLOCK_SIZE) return false;
+      const f = SUPERBLOCK.decode(sb);
+      if (f.s_magic !== EXT4_SUPER_MAGIC) return false;
+      const label = Buffer.from(f.s_volume_name as Uint8Array).toString('utf8').replace(/\0+$/, '');
+      return label === BASE_DISK_LABEL && Buffer.from(f.s_uuid as Uint8Array).equals(baseDiskUuid(imageId));
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** removes an image's base disk (image deletion); containers holding it open keep their copy */
+  async remove(imageId: string): Promise<void> {
+    await rm(this.pathFor(imageId), { force: true });
+  }
+
+  private async ensureOnce(imageId: string): Promise<string> {
+    const target = this.pathFor(imageId);
+    if (await this.isCurrent(imageId)) return target;
+    await mkdir(this.dir, { recursive: true });
+    const stats = await writeExt4FromLayers(this.opts.layerStreams(imageId), target, {
+      uuid: baseDiskUuid(imageId),
+      label: BASE_DISK_LABEL,
+    });
+    this.opts.onBuilt?.(imageId, stats, target);
+    return target;
+  }
+}
