@@ -1,6 +1,33 @@
 import { Command } from 'commander';
+import { registerDaemonCommand } from './commands/daemon.js';
+import { registerContainerCommands } from './commands/containers.js';
+import { registerImageCommands } from './commands/images.js';
+import { registerSystemCommands } from './commands/system.js';
+import { registerKernelCommands } from './commands/kernel.js';
+import { isTvmError } from '../errors.js';
 
 const program = new Command();
 program.name('tvm').description('A container engine: each container a KVM microVM or a shared-kernel container').version('0.1.0');
 
-await program.parseAsync(process.argv);
+registerDaemonCommand(program);
+registerContainerCommands(program);
+registerImageCommands(program);
+registerSystemCommands(program);
+registerKernelCommands(program);
+
+// `tvm vmm` is written by the VMM part; registered once it lands (then imported statically).
+try {
+  const vmmModule: string = './commands/vmm.js';
+  const mod = (await import(vmmModule)) as { registerVmmCommands?: (p: Command) => void };
+  mod.registerVmmCommands?.(program);
+} catch (e) {
+  if ((e as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw e;
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  const msg = isTvmError(e) && e.code.startsWith('HTTP_') ? `Error response from daemon: ${e.message}` : e instanceof Error ? e.message : String(e);
+  process.stderr.write(`${msg}\n`);
+  process.exitCode = process.exitCode || 1;
+}

@@ -1,0 +1,312 @@
+/** /containers/*: create, lifecycle, inspect, list, logs, wait, stats, top, archive, export, prune. */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Readable } from 'node:stream';
+import { InvalidParameterError } from '../errors.js';
+import type { ApiContext } from './context.js';
+import { parseFilters } from './filters.js';
+import { inspectJson, listJson } from './container-json.js';
+import { beginStream, clientGone, writeOut } from './streaming.js';
+import { encodeFrame, STREAM_STDERR, STREAM_STDOUT } from './stream-header.js';
+import { MULTIPLEXED_STREAM, RAW_STREAM, qbool } from './hijack.js';
+import { parseTimeArg } from '../runtime/events.js';
+import { validateListFilters, type WaitCondition } from '../runtime/manager.js';
+import { statFromArchive, encodeStat } from './archive-stat.js';
+import { logSize } from '../runtime/log-file.js';
+import type { Stats } from '../runtime/types.js';
+
+type Q = Record<string, string | undefined>;
+type IdReq = FastifyRequest<{ Params: { id: string }; Querystring: Q }>;
+
+const strQuery = (keys: string[]) => ({
+  type: 'object',
+  properties: Object.fromEntries(keys.map((k) => [k, { type: 'string' }])),
+});
+
+const stringArray = { type: ['array', 'null'], items: { type: 'string' } };
+const argv = { type: ['array', 'string', 'null'], items: { type: 'string' } };
+const int = { type: 'integer' };
+const intOrNull = { type: ['integer', 'null'] };
+const bool = { type: 'boolean' };
+const strMap = { type: ['object', 'null'], additionalProperties: { type: 'string' } };
+
+/** JSON schema of the create body: the fields we act on, typed; the rest passes through. */
+export const createBodySchema = {
+  type: 'object',
+  required: ['Image'],
+  properties: {
+    Hostname: { type: 'string' },
+    Domainname: { type: 'string' },
+    User: { type: 'string' },
+    AttachStdin: bool,
+    AttachStdout: bool,
+    AttachStderr: bool,
+    Tty: bool,
+    OpenStdin: bool,
+    StdinOnce: bool,
+    Env: stringArray,
+    Cmd: argv,
+    Entrypoint: argv,
+    Image: { type: 'string', minLength: 1 },
+    Labels: strMap,
+    WorkingDir: { type: 'string' },
+    StopSignal: { type: 'string' },
+    StopTimeout: intOrNull,
+    HostConfig: {
+          type: ['object', 'null'],
+          properties: {
+            Binds: stringArray,
+            Memory: int,
+            MemorySwap: int,
+            MemoryReservation: int,
+            NanoCpus: int,
+            CpuShares: int,
+            CpuQuota: int,
+            CpuPeriod: int,
+            CpusetCpus: { type: 'string' },
+            PidsLimit: intOrNull,
+            CapAdd: stringArray,
+            CapDrop: stringArray,
+            Privileged: bool,
+            ReadonlyRootfs: bool,
+            NetworkMode: { type: 'string' },
+            AutoRemove: bool,
+            Isolation: { type: 'string' },
+            PublishAllPorts: bool,
+            Mounts: {
+              type: ['array', 'null'],
+              items: {
+                type: 'object',
+                properties: { Type: { type: 'string' }, Source: { type: 'string' }, Target: { type: 'string' }, ReadOnly: bool },
+              },
+            },
+            Tmpfs: strMap,
+          },
+    },
+  },
+};
+
+/** The raw request body: fastify hands it over parsed only when a Content-Type was sent. */
+export function bodyStream(req: FastifyRequest): Readable {
+  return req.body instanceof Readable ? req.body : req.raw;
+}
+
+function requireStdStreams(q: Q): { stdout: boolean; stderr: boolean } {
+  const stdout = qbool(q.stdout);
+  const stderr = qbool(q.stderr);
+  if (!stdout && !stderr) throw new InvalidParameterError('Bad parameters: you must choose at least one stream');
+  return { stdout, stderr };
+}
+
+function optInt(v: string | undefined, name: string): number | undefined {
+  if (v === undefined || v === '') return undefined;
+  if (!/^-?\d+$/.test(v)) throw new InvalidParameterError(`invalid value for ${name}: ${v}`);
+  return Number(v);
+}
+
+export function statsJson(s: Stats, pre: Stats | undefined, id: string, name: string): Record<string, unknown> {
+  const cpu = (x: Stats | undefined) => ({
+    cpu_usage: { total_usage: x?.cpu.totalUsageNs ?? 0, usage_in_kernelmode: 0, usage_in_usermode: 0 },
+    system_cpu_usage: x?.cpu.systemUsageNs ?? 0,
+    online_cpus: x?.cpu.onlineCpus ?? 0,
+    throttling_data: { periods: 0, throttled_periods: 0, throttled_time: 0 },
+  });
+  return {
+    name,
+    id,
+    read: s.read,
+    preread: pre?.read ?? '0001-01-01T00:00:00Z',
+    pids_stats: { current: s.pids.current, ...(s.pids.limit !== undefined && { limit: s.pids.limit }) },
+    blkio_stats: { io_service_bytes_recursive: null, io_serviced_recursive: null, io_queue_recursive: null, io_service_time_recursive: null, io_wait_time_recursive: null, io_merged_recursive: null, io_time_recursive: null, sectors_recursive: null },
+    num_procs: 0,
+    storage_stats: {},
+    cpu_stats: cpu(s),
+    precpu_stats: cpu(pre),
+    memory_stats: { usage: s.memory.usage, limit: s.memory.limit, ...(s.memory.maxUsage !== undefined && { max_usage: s.memory.maxUsage }), stats: {} },
+  };
+}
+
+const emptyStats = (): Stats => ({ read: '0001-01-01T00:00:00Z', memory: { usage: 0, limit: 0 }, cpu: { totalUsageNs: 0, systemUsageNs: 0, onlineCpus: 0 }, pids: { current: 0 } });
+
+export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  const m = ctx.manager;
+
+  app.get('/containers/json', { schema: { querystring: strQuery(['all', 'limit', 'size', 'filters']) } }, async (req: FastifyRequest<{ Querystring: Q }>) => {
+    const q = req.query;
+    const filters = parseFilters(q.filters);
+    validateListFilters(filters);
+    const recs = m.list({ all: qbool(q.all), limit: optInt(q.limit, 'limit') ?? -1, filters });
+    const withSize = qbool(q.size);
+    const out = [];
+    for (const r of recs) out.push(listJson(r, withSize ? { rw: await logSize(r.spec.logPath), rootFs: 0 } : undefined));
+    return out;
+  });
+
+  app.post('/containers/create', { schema: { querystring: strQuery(['name', 'platform']), body: createBodySchema } }, async (req: FastifyRequest<{ Querystring: Q; Body: Record<string, unknown> }>, reply) => {
+    const res = await m.create(req.body as never, req.query.name, req.query.platform);
+    return reply.code(201).send(res);
+  });
+
+  app.get('/containers/:id/json', async (req: IdReq) => {
+    const rec = m.get(req.params.id);
+    const out = inspectJson(rec, m.execsOf(rec.id));
+    if (qbool(req.query.size)) Object.assign(out, { SizeRw: await logSize(rec.spec.logPath), SizeRootFs: 0 });
+    return out;
+  });
+
+  app.get('/containers/:id/top', async (req: IdReq) => {
+    const procs = await m.top(req.params.id);
+    return { Titles: ['PID', 'PPID', 'CMD'], Processes: procs.map((p) => [String(p.pid), String(p.ppid), p.cmd]) };
+  });
+
+  app.get('/containers/:id/logs', async (req: IdReq, reply: FastifyReply) => {
+    const q = req.query;
+    const { stdout, stderr } = requireStdStreams(q);
+    const tail = q.tail === undefined || q.tail === '' || q.tail === 'all' ? undefined : optInt(q.tail, 'tail');
+    const since = q.since && q.since !== '0' ? parseTimeArg(q.since) : undefined;
+    const until = q.until && q.until !== '0' ? parseTimeArg(q.until) : undefined;
+    const timestamps = qbool(q.timestamps);
+    const follow = qbool(q.follow);
+    const ac = new AbortController();
+    const { tty, entries } = m.logs(req.params.id, { ...(tail !== undefined && { tail }), ...(since !== undefined && { sinceNano: since }), ...(until !== undefined && { untilNano: until }), follow, signal: ac.signal });
+    const res = beginStream(reply, tty ? RAW_STREAM : MULTIPLEXED_STREAM);
+    res.on('close', () => ac.abort());
+    try {
+      for await (const e of entries) {
+        if (e.stream === 'stdout' ? !stdout : !stderr) continue;
+        const text = timestamps ? `${e.time} ${e.log}` : e.log;
+        const chunk = tty ? Buffer.from(text) : encodeFrame(e.stream === 'stdout' ? STREAM_STDOUT : STREAM_STDERR, text);
+        if (!(await writeOut(res, chunk))) break;
+      }
+    } finally {
+      ac.abort();
+      res.end();
+    }
+  });
+
+  app.get('/containers/:id/export', async (req: IdReq, reply) => {
+    const tar = await m.archive(req.params.id, '/');
+    return reply.header('content-type', 'application/x-tar').send(tar);
+  });
+
+  app.get('/containers/:id/stats', async (req: IdReq, reply) => {
+    const q = req.query;
+    const rec = m.get(req.params.id);
+    const stream = qbool(q.stream, true);
+    const oneShot = qbool(q['one-shot']);
+    if (!stream) {
+      const first = await m.stats(rec.id);
+      let pre: Stats | undefined;
+      let cur = first;
+      if (!oneShot && first) {
+        await new Promise((r) => setTimeout(r, 500));
+        pre = first;
+        cur = (await m.stats(rec.id)) ?? first;
+      }
+      return statsJson(cur ?? emptyStats(), pre, rec.id, rec.name);
+    }
+    const res = beginStream(reply, 'application/json');
+    const gone = clientGone(res);
+    let pre: Stats | undefined;
+    while (!gone.aborted) {
+      const s = await m.stats(rec.id).catch(() => undefined);
+      if (!(await writeOut(res, JSON.stringify(statsJson(s ?? emptyStats(), pre, rec.id, rec.name)) + '\n'))) break;
+      if (!s) break;
+      pre = s;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    res.end();
+  });
+
+  app.post('/containers/:id/resize', { schema: { querystring: strQuery(['h', 'w']) } }, async (req: IdReq, reply) => {
+    const h = optInt(req.query.h, 'h') ?? 0;
+    const w = optInt(req.query.w, 'w') ?? 0;
+    if (h < 0 || w < 0) throw new InvalidParameterError('invalid terminal size');
+    await m.resize(req.params.id, h, w);
+    return reply.code(200).send();
+  });
+
+  app.post('/containers/:id/start', async (req: IdReq, reply) => {
+    await m.start(req.params.id);
+    return reply.code(204).send();
+  });
+
+  const stopOpts = (q: Q) => {
+    const timeout = optInt(q.t ?? q.timeout, 't');
+    return { ...(q.signal && { signal: q.signal }), ...(timeout !== undefined && { timeout }) };
+  };
+  app.post('/containers/:id/stop', { schema: { querystring: strQuery(['t', 'signal']) } }, async (req: IdReq, reply) => {
+    await m.stop(req.params.id, stopOpts(req.query));
+    return reply.code(204).send();
+  });
+  app.post('/containers/:id/restart', { schema: { querystring: strQuery(['t', 'signal']) } }, async (req: IdReq, reply) => {
+    await m.restart(req.params.id, stopOpts(req.query));
+    return reply.code(204).send();
+  });
+  app.post('/containers/:id/kill', { schema: { querystring: strQuery(['signal']) } }, async (req: IdReq, reply) => {
+    await m.kill(req.params.id, req.query.signal && req.query.signal !== '' ? req.query.signal : 'SIGKILL');
+    return reply.code(204).send();
+  });
+  app.post('/containers/:id/rename', { schema: { querystring: { type: 'object', required: ['name'], properties: { name: { type: 'string' } } } } }, async (req: IdReq, reply) => {
+    await m.rename(req.params.id, req.query.name ?? '');
+    return reply.code(204).send();
+  });
+  app.post('/containers/:id/pause', async (req: IdReq, reply) => {
+    await m.pause(req.params.id);
+    return reply.code(204).send();
+  });
+  app.post('/containers/:id/unpause', async (req: IdReq, reply) => {
+    await m.unpause(req.params.id);
+    return reply.code(204).send();
+  });
+  app.post('/containers/:id/update', async () => {
+    throw new InvalidParameterError('docker update is not supported yet by tvm');
+  });
+
+  app.post('/containers/:id/wait', { schema: { querystring: strQuery(['condition']) } }, async (req: IdReq, reply) => {
+    const cond = (req.query.condition ?? '') === '' ? 'not-running' : req.query.condition!;
+    if (!['not-running', 'next-exit', 'removed'].includes(cond)) throw new InvalidParameterError(`invalid condition: "${cond}"`);
+    // Resolving the container first turns an unknown ID into a plain 404 before headers go out.
+    const result = m.wait(req.params.id, cond as WaitCondition);
+    const res = beginStream(reply, 'application/json');
+    const r = await result;
+    await writeOut(res, JSON.stringify(r) + '\n');
+    res.end();
+  });
+
+  app.delete('/containers/:id', { schema: { querystring: strQuery(['force', 'v', 'link']) } }, async (req: IdReq, reply) => {
+    if (qbool(req.query.link)) throw new InvalidParameterError('links are not supported by tvm');
+    await m.remove(req.params.id, { force: qbool(req.query.force), volumes: qbool(req.query.v) });
+    return reply.code(204).send();
+  });
+
+  app.post('/containers/prune', { schema: { querystring: strQuery(['filters']) } }, async (req: FastifyRequest<{ Querystring: Q }>) => {
+    return m.prune(parseFilters(req.query.filters));
+  });
+
+  // docker cp
+  const archivePath = (q: Q) => {
+    if (!q.path) throw new InvalidParameterError('path is required (no path given)');
+    return q.path;
+  };
+  app.head('/containers/:id/archive', { schema: { querystring: strQuery(['path']) } }, async (req: IdReq, reply) => {
+    const p = archivePath(req.query);
+    const tar = await m.archive(req.params.id, p);
+    const { stat } = await statFromArchive(p, tar);
+    tar.destroy();
+    return reply.header('X-Docker-Container-Path-Stat', encodeStat(stat)).code(200).send();
+  });
+  app.get('/containers/:id/archive', { schema: { querystring: strQuery(['path']) } }, async (req: IdReq, reply) => {
+    const p = archivePath(req.query);
+    const tar = await m.archive(req.params.id, p);
+    const { stat, replay } = await statFromArchive(p, tar);
+    return reply
+      .header('X-Docker-Container-Path-Stat', encodeStat(stat))
+      .header('content-type', 'application/x-tar')
+      .send(Readable.from(replay));
+  });
+  app.put('/containers/:id/archive', { schema: { querystring: strQuery(['path', 'noOverwriteDirNonDir', 'copyUIDGID']) } }, async (req: FastifyRequest<{ Params: { id: string }; Querystring: Q; Body: unknown }>, reply) => {
+    const p = archivePath(req.query);
+    await m.extract(req.params.id, p, bodyStream(req));
+    return reply.code(200).send();
+  });
+}

@@ -1,0 +1,126 @@
+/**
+ * `tvm daemon`: loads the parts, recovers every container (supervisors outlive the daemon),
+ * serves the Docker Engine API on its listeners, writes a pid file, and shuts down gracefully
+ * on SIGTERM/SIGINT leaving the containers running.
+ */
+import { mkdir, readFile, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
+import type { FastifyInstance } from 'fastify';
+import { ConflictError, InvalidParameterError } from '../errors.js';
+import { buildApi } from '../api/server.js';
+import { ContainerManager } from '../runtime/manager.js';
+import type { IsolationKind } from '../runtime/types.js';
+import { loadComponents, type Components } from './components.js';
+import { listen, parseHost, type Listener, type TlsOptions } from './listen.js';
+import { writeFileAtomic } from '../atomic-file.js';
+import { SERVER_VERSION } from '../api/streaming.js';
+
+export const DEFAULT_HOST = 'unix:///run/tvm/tvm.sock';
+
+export interface DaemonOptions {
+  hosts: string[];
+  dataRoot: string;
+  execRoot: string;
+  defaultIsolation: IsolationKind;
+  group?: string;
+  tls?: TlsOptions;
+  insecureTcp?: boolean;
+  insecureRegistries?: string[];
+  /** injected parts (tests); default: the real ones */
+  components?: Components;
+  log?: (msg: string) => void;
+}
+
+export interface RunningDaemon {
+  manager: ContainerManager;
+  app: FastifyInstance;
+  addresses: string[];
+  close(): Promise<void>;
+}
+
+async function takePidFile(file: string): Promise<void> {
+  try {
+    const pid = Number((await readFile(file, 'utf8')).trim());
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) {
+      try {
+        process.kill(pid, 0);
+        throw new ConflictError(`a tvm daemon is already running (pid ${pid}, pid file ${file})`);
+      } catch (e) {
+        if (e instanceof ConflictError) throw e;
+      }
+    }
+  } catch (e) {
+    if (e instanceof ConflictError) throw e;
+  }
+  await writeFileAtomic(file, `${process.pid}\n`);
+}
+
+async function daemonId(dataRoot: string): Promise<string> {
+  const f = path.join(dataRoot, 'engine-id');
+  try {
+    return (await readFile(f, 'utf8')).trim();
+  } catch {
+    const id = randomUUID();
+    await writeFileAtomic(f, id + '\n');
+    return id;
+  }
+}
+
+export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
+  const log = o.log ?? ((m: string) => process.stderr.write(`tvm daemon: ${m}\n`));
+  if (o.hosts.length === 0) throw new InvalidParameterError('no -H listener given');
+  const specs = o.hosts.map(parseHost);
+  await mkdir(o.dataRoot, { recursive: true, mode: 0o711 });
+  await mkdir(o.execRoot, { recursive: true, mode: 0o711 });
+  const pidFile = path.join(o.execRoot, 'tvm.pid');
+  await takePidFile(pidFile);
+  const listeners: Listener[] = [];
+  try {
+    const components = o.components ?? (await loadComponents({ dataRoot: o.dataRoot, execRoot: o.execRoot, ...(o.insecureRegistries && { insecureRegistries: o.insecureRegistries }) }));
+    const manager = new ContainerManager({ dataRoot: o.dataRoot, isolations: components.isolations, images: components.images, defaultIsolation: o.defaultIsolation, log });
+    await manager.init();
+    const app = await buildApi({
+      manager,
+      images: components.images,
+      info: { dataRoot: o.dataRoot, execRoot: o.execRoot, version: SERVER_VERSION, id: await daemonId(o.dataRoot), name: os.hostname() },
+      log,
+    });
+    for (const s of specs) {
+      listeners.push(await listen(app.server, s, { ...(o.group !== undefined && { group: o.group }), ...(o.tls && { tls: o.tls }), ...(o.insecureTcp && { insecureTcp: true }) }));
+    }
+    let closed = false;
+    return {
+      manager,
+      app,
+      addresses: listeners.map((l) => l.address),
+      async close() {
+        if (closed) return;
+        closed = true;
+        await Promise.all(listeners.map((l) => l.close()));
+        await app.close();
+        await unlink(pidFile).catch(() => {});
+      },
+    };
+  } catch (e) {
+    await Promise.all(listeners.map((l) => l.close().catch(() => {})));
+    await unlink(pidFile).catch(() => {});
+    throw e;
+  }
+}
+
+/** Runs until SIGTERM/SIGINT; containers keep running (their supervisors are not our children). */
+export async function runDaemon(o: DaemonOptions): Promise<void> {
+  const d = await startDaemon(o);
+  process.stderr.write(`tvm daemon ${SERVER_VERSION}: listening on ${d.addresses.join(', ')} (data root ${o.dataRoot}, default isolation ${o.defaultIsolation}, isolations: ${d.manager.availableIsolations().join(', ') || 'none'})\n`);
+  await new Promise<void>((resolve) => {
+    const stop = (sig: string) => {
+      process.stderr.write(`tvm daemon: ${sig}, shutting down (containers keep running)\n`);
+      void d.close().then(resolve, resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+

@@ -1,0 +1,318 @@
+/**
+ * Turns Docker's container-create body (Config + HostConfig) plus the image config into the
+ * container's effective Config and the runtime's ContainerSpec pieces, validating what Docker
+ * validates with Docker's messages.
+ */
+import { cpus } from 'node:os';
+import path from 'node:path';
+import { InvalidParameterError, NotImplementedError } from '../errors.js';
+import type { ImageRecord } from '../images/types.js';
+import type { IsolationKind, Mount, ProcessSpec, Resources } from './types.js';
+import { parseSignal } from './signals.js';
+
+export interface CreateBody {
+  Hostname?: string;
+  Domainname?: string;
+  User?: string;
+  AttachStdin?: boolean;
+  AttachStdout?: boolean;
+  AttachStderr?: boolean;
+  Tty?: boolean;
+  OpenStdin?: boolean;
+  StdinOnce?: boolean;
+  Env?: string[] | null;
+  Cmd?: string[] | string | null;
+  Entrypoint?: string[] | string | null;
+  Image?: string;
+  Labels?: Record<string, string> | null;
+  Volumes?: Record<string, object> | null;
+  WorkingDir?: string;
+  StopSignal?: string;
+  StopTimeout?: number | null;
+  ExposedPorts?: Record<string, object> | null;
+  HostConfig?: HostConfigBody | null;
+  NetworkingConfig?: unknown;
+  [k: string]: unknown;
+}
+
+export interface HostConfigBody {
+  Binds?: string[] | null;
+  Mounts?: { Type?: string; Source?: string; Target?: string; ReadOnly?: boolean; TmpfsOptions?: { SizeBytes?: number; Mode?: number } }[] | null;
+  Tmpfs?: Record<string, string> | null;
+  Memory?: number;
+  MemorySwap?: number;
+  MemoryReservation?: number;
+  NanoCpus?: number;
+  CpuShares?: number;
+  CpuQuota?: number;
+  CpuPeriod?: number;
+  CpusetCpus?: string;
+  PidsLimit?: number | null;
+  CapAdd?: string[] | null;
+  CapDrop?: string[] | null;
+  Privileged?: boolean;
+  ReadonlyRootfs?: boolean;
+  NetworkMode?: string;
+  PortBindings?: Record<string, unknown> | null;
+  PublishAllPorts?: boolean;
+  AutoRemove?: boolean;
+  Isolation?: string;
+  RestartPolicy?: { Name?: string; MaximumRetryCount?: number } | null;
+  LogConfig?: { Type?: string; Config?: Record<string, string> } | null;
+  [k: string]: unknown;
+}
+
+/** Docker's isolation names -> ours. '' and 'default' take the daemon's default. */
+export function mapIsolation(name: string | undefined, defaultKind: IsolationKind): IsolationKind {
+  switch ((name ?? '').toLowerCase()) {
+    case '':
+    case 'default':
+      return defaultKind;
+    case 'vm':
+    case 'hyperv':
+      return 'vm';
+    case 'container':
+    case 'process':
+      return 'container';
+    default:
+      throw new InvalidParameterError(
+        `invalid isolation "${name}": tvm supports 'default', 'container' (or 'process') and 'vm' (or 'hyperv')`,
+      );
+  }
+}
+
+/** Docker's Isolation field value for a kind, as shown by inspect. */
+export function isolationLabel(kind: IsolationKind): string {
+  return kind;
+}
+
+export const MIN_MEMORY = 6 * 1024 * 1024;
+
+export function validateResources(hc: HostConfigBody): Resources {
+  const r: Resources = {};
+  const mem = hc.Memory ?? 0;
+  if (mem < 0) throw new InvalidParameterError('invalid memory limit: must be a positive number');
+  if (mem > 0 && mem < MIN_MEMORY) throw new InvalidParameterError('Minimum memory limit allowed is 6MB');
+  if (mem > 0) r.memory = mem;
+  const swap = hc.MemorySwap ?? 0;
+  if (swap > 0) {
+    if (mem === 0) throw new InvalidParameterError('You should always set the Memory limit when using Memoryswap limit, see usage');
+    if (swap < mem) throw new InvalidParameterError('Minimum memoryswap limit should be larger than memory limit, see usage');
+    r.memorySwap = swap;
+  } else if (swap === -1) {
+    r.memorySwap = -1;
+  }
+  const ncpu = cpus().length;
+  const nano = hc.NanoCpus ?? 0;
+  if (nano !== 0) {
+    if ((hc.CpuQuota ?? 0) > 0 || (hc.CpuPeriod ?? 0) > 0) {
+      throw new InvalidParameterError('Conflicting options: Nano CPUs and CPU Period cannot both be set');
+    }
+    if (nano < 0 || nano > ncpu * 1e9 || nano < 1e7) {
+      throw new InvalidParameterError(`Range of CPUs is from 0.01 to ${ncpu}.00, as there are only ${ncpu} CPUs available`);
+    }
+    r.nanoCpus = nano;
+  } else if ((hc.CpuQuota ?? 0) > 0) {
+    const period = hc.CpuPeriod && hc.CpuPeriod > 0 ? hc.CpuPeriod : 100_000;
+    if ((hc.CpuQuota ?? 0) < 1000) throw new InvalidParameterError('CPU cfs quota can not be less than 1ms (i.e. 1000)');
+    r.nanoCpus = Math.round((hc.CpuQuota! / period) * 1e9);
+  }
+  if ((hc.CpuShares ?? 0) < 0) throw new InvalidParameterError('invalid CPU shares: must be a positive number');
+  if (hc.CpuShares) r.cpuShares = hc.CpuShares;
+  if (hc.PidsLimit !== undefined && hc.PidsLimit !== null && hc.PidsLimit > 0) r.pidsLimit = hc.PidsLimit;
+  if (hc.CpusetCpus) {
+    if (!/^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(hc.CpusetCpus)) throw new InvalidParameterError(`Invalid value ${hc.CpusetCpus} for cpuset cpus`);
+    for (const part of hc.CpusetCpus.split(',')) {
+      for (const n of part.split('-').map(Number)) {
+        if (n >= ncpu) throw new InvalidParameterError(`Requested CPUs are not available - requested ${hc.CpusetCpus}, available: 0-${ncpu - 1}`);
+      }
+    }
+    r.cpusetCpus = hc.CpusetCpus;
+  }
+  return r;
+}
+
+export function validateNetwork(hc: HostConfigBody): 'none' | 'host' {
+  const bindings = hc.PortBindings ? Object.keys(hc.PortBindings) : [];
+  if (bindings.length > 0 || hc.PublishAllPorts) {
+    throw new InvalidParameterError('port publishing is not supported yet: tvm containers run with --network none or host');
+  }
+  const mode = hc.NetworkMode ?? '';
+  if (mode === '' || mode === 'default' || mode === 'none') return 'none';
+  if (mode === 'host') return 'host';
+  if (mode === 'bridge') throw new NotImplementedError('network mode "bridge" is not supported yet: use --network none or --network host');
+  throw new InvalidParameterError(`network ${mode} not found (tvm supports --network none and host only)`);
+}
+
+export function validateRestartPolicy(hc: HostConfigBody): void {
+  const name = hc.RestartPolicy?.Name ?? '';
+  if (name !== '' && name !== 'no') {
+    throw new NotImplementedError(`restart policy "${name}" is not supported yet: use --restart no`);
+  }
+  if (hc.AutoRemove && name !== '' && name !== 'no') {
+    throw new InvalidParameterError('can\'t create \'AutoRemove\' container with restart policy');
+  }
+  const logType = hc.LogConfig?.Type ?? '';
+  if (logType !== '' && logType !== 'json-file') {
+    throw new InvalidParameterError(`logging driver "${logType}" is not supported: tvm writes json-file logs`);
+  }
+}
+
+function asArgv(v: string[] | string | null | undefined): string[] | undefined {
+  if (v === undefined || v === null) return undefined;
+  return typeof v === 'string' ? [v] : v;
+}
+
+/** Image env first, container env overrides by key; PATH is always present. */
+export function mergeEnv(imageEnv: string[], userEnv: string[]): string[] {
+  const order: string[] = [];
+  const vals = new Map<string, string>();
+  for (const e of [...imageEnv, ...userEnv]) {
+    const eq = e.indexOf('=');
+    const key = eq < 0 ? e : e.slice(0, eq);
+    if (eq < 0) continue;
+    if (!vals.has(key)) order.push(key);
+    vals.set(key, e);
+  }
+  if (!vals.has('PATH')) {
+    order.unshift('PATH');
+    vals.set('PATH', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
+  }
+  return order.map((k) => vals.get(k)!);
+}
+
+export interface EffectiveConfig {
+  config: Record<string, unknown>;
+  process: ProcessSpec;
+  path: string;
+  args: string[];
+  hostname: string;
+  stopSignal: string;
+}
+
+/** Docker's rules: a user Entrypoint resets the image Cmd; Cmd falls back to the image's. */
+export function effectiveConfig(body: CreateBody, image: ImageRecord, id: string): EffectiveConfig {
+  const ic = image.config ?? {};
+  const userEntry = asArgv(body.Entrypoint);
+  const userCmd = asArgv(body.Cmd);
+  // An explicitly empty entrypoint (`--entrypoint ""`) clears the image's.
+  const entrypoint = userEntry !== undefined ? (userEntry.length === 1 && userEntry[0] === '' ? [] : userEntry) : (ic.Entrypoint ?? []);
+  const cmd = userCmd !== undefined && userCmd.length > 0 ? userCmd : userEntry !== undefined ? [] : (ic.Cmd ?? []);
+  const argv = [...entrypoint, ...cmd];
+  if (argv.length === 0) throw new InvalidParameterError('no command specified');
+  const hostname = body.Hostname && body.Hostname !== '' ? body.Hostname : id.slice(0, 12);
+  const tty = body.Tty === true;
+  const userEnv = body.Env ?? [];
+  const base = [`HOSTNAME=${hostname}`, ...(tty ? ['TERM=xterm'] : [])];
+  const env = mergeEnv([...base, ...(ic.Env ?? [])], userEnv);
+  const cwd = body.WorkingDir && body.WorkingDir !== '' ? body.WorkingDir : ic.WorkingDir && ic.WorkingDir !== '' ? ic.WorkingDir : '/';
+  if (!path.posix.isAbsolute(cwd)) throw new InvalidParameterError(`the working directory '${cwd}' is invalid, it needs to be an absolute path`);
+  const user = body.User !== undefined && body.User !== '' ? body.User : (ic.User ?? '');
+  const stopSignal = body.StopSignal && body.StopSignal !== '' ? body.StopSignal : ic.StopSignal && ic.StopSignal !== '' ? ic.StopSignal : 'SIGTERM';
+  parseSignal(stopSignal);
+  const labels = { ...(ic.Labels ?? {}), ...(body.Labels ?? {}) };
+  const config: Record<string, unknown> = {
+    Hostname: hostname,
+    Domainname: body.Domainname ?? '',
+    User: user,
+    AttachStdin: body.AttachStdin ?? false,
+    AttachStdout: body.AttachStdout ?? false,
+    AttachStderr: body.AttachStderr ?? false,
+    Tty: tty,
+    OpenStdin: body.OpenStdin ?? false,
+    StdinOnce: body.StdinOnce ?? false,
+    Env: env,
+    Cmd: cmd,
+    Image: body.Image,
+    Volumes: { ...(ic.Volumes ?? {}), ...(body.Volumes ?? {}) },
+    WorkingDir: cwd === '/' && !body.WorkingDir && !ic.WorkingDir ? '' : cwd,
+    Entrypoint: entrypoint.length > 0 ? entrypoint : null,
+    Labels: labels,
+    StopSignal: stopSignal,
+    ...(body.StopTimeout !== undefined && body.StopTimeout !== null && { StopTimeout: body.StopTimeout }),
+  };
+  return {
+    config,
+    process: { args: argv, env, cwd, user, tty, openStdin: body.OpenStdin === true },
+    path: argv[0]!,
+    args: argv.slice(1),
+    hostname,
+    stopSignal,
+  };
+}
+
+export interface MountRequest {
+  mount: Mount;
+  /** volume name to create or look up, for type 'volume' */
+  volumeName?: string;
+  anonymous?: boolean;
+  mode: string;
+}
+
+/** Parses `-v` binds (`/host:/ctr[:ro]`, `name:/ctr[:ro]`, `/ctr`), `--mount`, `--tmpfs`, image Volumes. */
+export function parseMounts(hc: HostConfigBody, imageVolumes: Record<string, object> | null | undefined): MountRequest[] {
+  const out: MountRequest[] = [];
+  const seen = new Set<string>();
+  const add = (m: MountRequest) => {
+    const dest = path.posix.normalize(m.mount.destination);
+    if (!path.posix.isAbsolute(dest)) throw new InvalidParameterError(`invalid mount config: mount path must be absolute: ${m.mount.destination}`);
+    if (dest === '/') throw new InvalidParameterError('invalid specification: destination can\'t be \'/\'');
+    if (seen.has(dest)) throw new InvalidParameterError(`Duplicate mount point: ${dest}`);
+    seen.add(dest);
+    m.mount.destination = dest;
+    out.push(m);
+  };
+  for (const b of hc.Binds ?? []) {
+    const parts = b.split(':');
+    if (parts.length < 1 || parts.length > 3 || parts.some((p) => p === '')) throw new InvalidParameterError(`invalid volume specification: '${b}'`);
+    if (parts.length === 1) {
+      add({ mount: { type: 'volume', source: '', destination: parts[0]!, readonly: false }, anonymous: true, mode: '' });
+      continue;
+    }
+    const [src, dst, modeStr = ''] = parts as [string, string, string?];
+    const modes = modeStr === '' ? [] : modeStr.split(',');
+    for (const m of modes) {
+      if (!['ro', 'rw', 'z', 'Z', 'private', 'rprivate', 'shared', 'rshared', 'slave', 'rslave', 'nocopy'].includes(m)) {
+        throw new InvalidParameterError(`invalid mode: ${m}`);
+      }
+    }
+    const readonly = modes.includes('ro');
+    if (src.startsWith('/')) {
+      add({ mount: { type: 'bind', source: path.posix.normalize(src), destination: dst, readonly }, mode: modeStr });
+    } else {
+      add({ mount: { type: 'volume', source: '', destination: dst, readonly }, volumeName: src, mode: modeStr });
+    }
+  }
+  for (const m of hc.Mounts ?? []) {
+    const type = m.Type ?? 'volume';
+    if (!m.Target) throw new InvalidParameterError('invalid mount config: Target must not be empty');
+    if (type === 'bind') {
+      if (!m.Source || !m.Source.startsWith('/')) throw new InvalidParameterError(`invalid mount config for type "bind": invalid mount path: '${m.Source ?? ''}' mount path must be absolute`);
+      add({ mount: { type: 'bind', source: m.Source, destination: m.Target, readonly: m.ReadOnly === true }, mode: '' });
+    } else if (type === 'volume') {
+      add({ mount: { type: 'volume', source: '', destination: m.Target, readonly: m.ReadOnly === true }, ...(m.Source ? { volumeName: m.Source } : { anonymous: true }), mode: '' });
+    } else if (type === 'tmpfs') {
+      const opts: string[] = [];
+      if (m.TmpfsOptions?.SizeBytes) opts.push(`size=${m.TmpfsOptions.SizeBytes}`);
+      if (m.TmpfsOptions?.Mode) opts.push(`mode=${m.TmpfsOptions.Mode.toString(8)}`);
+      add({ mount: { type: 'tmpfs', source: 'tmpfs', destination: m.Target, readonly: m.ReadOnly === true, options: opts }, mode: '' });
+    } else {
+      throw new InvalidParameterError(`invalid mount config: mount type unknown: "${type}"`);
+    }
+  }
+  for (const [dst, opts] of Object.entries(hc.Tmpfs ?? {})) {
+    add({ mount: { type: 'tmpfs', source: 'tmpfs', destination: dst, readonly: false, options: opts === '' ? [] : opts.split(',') }, mode: '' });
+  }
+  for (const dst of Object.keys(imageVolumes ?? {})) {
+    if (seen.has(path.posix.normalize(dst))) continue;
+    add({ mount: { type: 'volume', source: '', destination: dst, readonly: false }, anonymous: true, mode: '' });
+  }
+  return out;
+}
+
+/** Normalizes a user's image reference for messages (`busybox` -> `busybox:latest`). */
+export function displayRef(ref: string): string {
+  if (ref.includes('@') || /^(sha256:)?[0-9a-f]{12,64}$/.test(ref)) return ref;
+  const lastSlash = ref.lastIndexOf('/');
+  return ref.slice(lastSlash + 1).includes(':') ? ref : `${ref}:latest`;
+}

@@ -1,0 +1,1004 @@
+/**
+ * The container manager: owns container records, drives each container through the lifecycle
+ * state machine by calling its Isolation, publishes events, and recovers everything at daemon
+ * start. The API layer is a thin translation of HTTP onto these methods.
+ */
+import { mkdir, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { Writable, type Readable } from 'node:stream';
+import { ConflictError, InvalidParameterError, NotFoundError, NotImplementedError, TvmError } from '../errors.js';
+import type { ImageRecord, ImageStore } from '../images/types.js';
+import type { Attachment, ContainerSpec, ExecHandle, ExitStatus, Isolation, IsolationKind, Mount, Stats, StdioStreams } from './types.js';
+import { RecordStore, RECORD_VERSION, type ContainerRecord, type MountPoint } from './records.js';
+import { assertRunning, isActive, NotModifiedError, transition, type ContainerStatus } from './state-machine.js';
+import { EventBus } from './events.js';
+import { VolumeStore } from './volumes.js';
+import { newId, randomName, validateName } from './ids.js';
+import {
+  displayRef, effectiveConfig, mapIsolation, parseMounts, validateNetwork, validateResources, validateRestartPolicy,
+  type CreateBody,
+} from './container-config.js';
+import { parseSignal } from './signals.js';
+import { readLog, logSize, type LogEntry, type ReadLogOptions } from './log-file.js';
+
+export interface ManagerOptions {
+  dataRoot: string;
+  isolations: Partial<Record<IsolationKind, Isolation>>;
+  images: ImageStore;
+  defaultIsolation: IsolationKind;
+  events?: EventBus;
+  volumes?: VolumeStore;
+  /** diagnostics (recovery problems, background failures) */
+  log?: (msg: string) => void;
+}
+
+export type WaitCondition = 'not-running' | 'next-exit' | 'removed';
+
+export interface WaitResult {
+  StatusCode: number;
+  Error: { Message: string } | null;
+}
+
+export interface AttachOptions {
+  stdin: boolean;
+  stdout: boolean;
+  stderr: boolean;
+  /** replay the log before streaming */
+  logs: boolean;
+  stream: boolean;
+}
+
+export interface ExecConfig {
+  Cmd: string[];
+  Env: string[];
+  WorkingDir: string;
+  User: string;
+  Tty: boolean;
+  AttachStdin: boolean;
+  AttachStdout: boolean;
+  AttachStderr: boolean;
+  Privileged: boolean;
+  DetachKeys: string;
+}
+
+export interface ExecRecord {
+  id: string;
+  containerId: string;
+  config: ExecConfig;
+  running: boolean;
+  started: boolean;
+  exitCode: number | null;
+  pid: number;
+  handle?: ExecHandle;
+  exit?: Promise<ExitStatus>;
+}
+
+export interface ListOptions {
+  all: boolean;
+  limit: number;
+  filters: Record<string, string[]>;
+}
+
+interface PendingAttach {
+  stdio: StdioStreams;
+  opts: AttachOptions;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+  detached: boolean;
+}
+
+interface Live {
+  /** bumps at each start so a stale exit report cannot end a newer run */
+  runGen: number;
+  exit?: Promise<ExitStatus>;
+  exitWaiters: ((r: WaitResult) => void)[];
+  removedWaiters: ((r: WaitResult) => void)[];
+  pending: PendingAttach[];
+  lock: Promise<unknown>;
+  saving: Promise<unknown>;
+  removing: boolean;
+  /** set while stop/kill/restart drive the exit, so `die` is followed by `stop` */
+  stopping: boolean;
+  execs: Map<string, ExecRecord>;
+}
+
+const discard = (): Writable => new Writable({ write: (_c, _e, cb) => cb() });
+const now = (): string => new Date().toISOString();
+const ZERO_TIME = '0001-01-01T00:00:00Z';
+const MAX_EXECS_PER_CONTAINER = 256;
+
+export class ContainerManager {
+  readonly records: RecordStore;
+  readonly events: EventBus;
+  readonly volumes: VolumeStore;
+  readonly images: ImageStore;
+  readonly dataRoot: string;
+  defaultIsolation: IsolationKind;
+  private readonly isolations: Partial<Record<IsolationKind, Isolation>>;
+  private readonly live = new Map<string, Live>();
+  private readonly execs = new Map<string, ExecRecord>();
+  private readonly log: (msg: string) => void;
+
+  constructor(o: ManagerOptions) {
+    this.dataRoot = o.dataRoot;
+    this.records = new RecordStore(o.dataRoot);
+    this.events = o.events ?? new EventBus();
+    this.volumes = o.volumes ?? new VolumeStore(o.dataRoot);
+    this.images = o.images;
+    this.isolations = o.isolations;
+    this.defaultIsolation = o.defaultIsolation;
+    this.log = o.log ?? (() => {});
+  }
+
+  availableIsolations(): IsolationKind[] {
+    return (Object.keys(this.isolations) as IsolationKind[]).filter((k) => this.isolations[k] !== undefined);
+  }
+
+  isolationFor(kind: IsolationKind): Isolation {
+    const iso = this.isolations[kind];
+    if (!iso) {
+      if (kind === 'vm') {
+        throw new NotImplementedError(
+          'isolation "vm" (hyperv) is not available yet in this tvm daemon: the microVM runtime is not built; use --isolation=container',
+          'ERR_ISOLATION_UNAVAILABLE',
+        );
+      }
+      throw new NotImplementedError(`isolation "${kind}" is not available in this tvm daemon`, 'ERR_ISOLATION_UNAVAILABLE');
+    }
+    return iso;
+  }
+
+  /** Loads records and volumes, then reconciles every container with its supervisor. */
+  async init(): Promise<void> {
+    await this.volumes.load();
+    const { removed, broken } = await this.records.load();
+    for (const r of removed) this.log(`removed leftover of an interrupted create: containers/${r}`);
+    for (const b of broken) this.log(`container record ${b.id} is unreadable, ignored: ${b.error}`);
+    await Promise.all(this.records.all().map((rec) => this.recoverOne(rec)));
+  }
+
+  private async recoverOne(rec: ContainerRecord): Promise<void> {
+    const st = rec.state.status;
+    if (st === 'removing') {
+      // A removal interrupted by a crash: finish it.
+      rec.state.status = 'dead';
+    }
+    if (!isActive(st)) {
+      if (rec.hostConfig.AutoRemove === true && (st === 'exited' || st === 'dead')) {
+        await this.remove(rec.id, { force: true, volumes: true }).catch((e) => this.log(`auto-remove of ${rec.id} failed: ${String(e)}`));
+      }
+      return;
+    }
+    const iso = this.isolations[rec.spec.isolation];
+    if (!iso) {
+      this.markDead(rec, `isolation ${rec.spec.isolation} is not available in this daemon`);
+      return;
+    }
+    let r: Awaited<ReturnType<Isolation['recover']>>;
+    try {
+      r = await iso.recover(rec.spec);
+    } catch (e) {
+      this.markDead(rec, `recovery failed: ${(e as Error).message}`);
+      return;
+    }
+    if ('running' in r) {
+      rec.state.pid = r.running.pid;
+      if (rec.state.status === 'restarting') rec.state.status = 'running';
+      await this.persist(rec);
+      this.monitor(rec, iso);
+    } else if ('exited' in r) {
+      this.onExit(rec.id, this.liveOf(rec.id).runGen, r.exited);
+    } else {
+      this.markDead(rec, 'the container\'s supervisor is gone (lost across a daemon restart)');
+    }
+  }
+
+  private markDead(rec: ContainerRecord, error: string): void {
+    rec.state.status = transition(rec.state.status, 'lost', rec.name);
+    rec.state.error = error;
+    rec.state.pid = 0;
+    rec.state.finishedAt = now();
+    this.log(`container ${rec.id}: ${error}`);
+    void this.persist(rec);
+  }
+
+  private liveOf(id: string): Live {
+    let l = this.live.get(id);
+    if (!l) {
+      l = { runGen: 0, exitWaiters: [], removedWaiters: [], pending: [], lock: Promise.resolve(), saving: Promise.resolve(), removing: false, stopping: false, execs: new Map() };
+      this.live.set(id, l);
+    }
+    return l;
+  }
+
+  /** Serializes state-changing operations on one container. */
+  private locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const l = this.liveOf(id);
+    const run = l.lock.then(fn, fn);
+    l.lock = run.catch(() => {});
+    return run;
+  }
+
+  /**
+   * Writes are chained per container so they land in order; each write serializes the record
+   * as it is when the write runs, so the last write always carries the newest state.
+   */
+  private persist(rec: ContainerRecord): Promise<void> {
+    const l = this.liveOf(rec.id);
+    const p = l.saving.then(() => (this.records.get(rec.id) === rec ? this.records.save(rec) : undefined));
+    l.saving = p.catch((e) => this.log(`saving container ${rec.id} failed: ${String(e)}`));
+    return p;
+  }
+
+  get(ref: string): ContainerRecord {
+    return this.records.resolve(ref);
+  }
+
+  private emit(rec: ContainerRecord, action: string, extra: Record<string, string> = {}): void {
+    const attrs: Record<string, string> = { image: rec.image, name: rec.name.slice(1), ...extra };
+    for (const [k, v] of Object.entries((rec.config.Labels as Record<string, string> | undefined) ?? {})) {
+      if (!(k in attrs)) attrs[k] = v;
+    }
+    this.events.publish('container', action, rec.id, attrs);
+  }
+
+  // ---------------------------------------------------------------------------------- create
+
+  async create(body: CreateBody, nameArg?: string, platform?: string): Promise<{ Id: string; Warnings: string[] }> {
+    if (platform && platform !== '' && !/^linux(\/amd64)?$/.test(platform)) {
+      throw new InvalidParameterError(`image platform ${platform} is not supported: tvm runs linux/amd64`);
+    }
+    if (typeof body.Image !== 'string' || body.Image === '') throw new InvalidParameterError('config cannot be empty in order to create a container');
+    const hc = body.HostConfig ?? {};
+    const kind = mapIsolation(hc.Isolation, this.defaultIsolation);
+    const iso = this.isolationFor(kind);
+    const resources = validateResources(hc);
+    const network = validateNetwork(hc);
+    validateRestartPolicy(hc);
+    const name = nameArg !== undefined && nameArg !== '' ? validateName(nameArg) : randomName((n) => this.records.nameTaken(n));
+
+    let image: ImageRecord;
+    try {
+      image = await this.images.resolve(body.Image);
+    } catch (e) {
+      if (e instanceof NotFoundError) throw new NotFoundError(`No such image: ${displayRef(body.Image)}`, 'ERR_NO_SUCH_IMAGE');
+      throw e;
+    }
+    const id = newId();
+    const eff = effectiveConfig(body, image, id);
+    const mountReqs = parseMounts(hc, eff.config.Volumes as Record<string, object>);
+    for (const m of mountReqs) {
+      if (m.mount.type === 'bind') {
+        try {
+          await stat(m.mount.source);
+        } catch {
+          throw new InvalidParameterError(`invalid mount config for type "bind": bind source path does not exist: ${m.mount.source}`);
+        }
+      }
+    }
+
+    this.records.reserveName(name, id);
+    const stateDir = this.records.stateDir(id);
+    const createdVolumes: string[] = [];
+    const created = now();
+    try {
+      const mounts: Mount[] = [];
+      const points: MountPoint[] = [];
+      for (const m of mountReqs) {
+        if (m.mount.type === 'volume') {
+          const { volume, created: isNew } = await this.volumes.create({ ...(m.volumeName !== undefined && { name: m.volumeName }), ...(m.anonymous && { anonymous: true }) });
+          if (isNew) {
+            createdVolumes.push(volume.Name);
+            this.events.publish('volume', 'create', volume.Name, { driver: 'local' });
+          }
+          mounts.push({ ...m.mount, source: volume.Mountpoint });
+          points.push({ Type: 'volume', Name: volume.Name, Source: volume.Mountpoint, Destination: m.mount.destination, Driver: 'local', Mode: m.mode === '' ? 'z' : m.mode, RW: !m.mount.readonly, Propagation: '', ...(m.anonymous && { anonymous: true }) });
+        } else {
+          mounts.push(m.mount);
+          points.push({ Type: m.mount.type, Source: m.mount.source, Destination: m.mount.destination, Mode: m.mode, RW: !m.mount.readonly, Propagation: m.mount.type === 'bind' ? 'rprivate' : '' });
+        }
+      }
+      const spec: ContainerSpec = {
+        id,
+        name,
+        hostname: eff.hostname,
+        isolation: kind,
+        imageId: image.id,
+        process: eff.process,
+        mounts,
+        resources,
+        capAdd: hc.CapAdd ?? [],
+        capDrop: hc.CapDrop ?? [],
+        privileged: hc.Privileged === true,
+        readonlyRootfs: hc.ReadonlyRootfs === true,
+        network,
+        stateDir,
+        logPath: path.join(stateDir, 'log.jsonl'),
+      };
+      const hostConfig: Record<string, unknown> = {
+        ...hc,
+        NetworkMode: network,
+        Isolation: kind,
+        Memory: resources.memory ?? 0,
+        MemorySwap: resources.memorySwap ?? 0,
+        NanoCpus: resources.nanoCpus ?? 0,
+        CpuShares: resources.cpuShares ?? 0,
+        PidsLimit: resources.pidsLimit ?? null,
+        CpusetCpus: resources.cpusetCpus ?? '',
+        Binds: hc.Binds ?? null,
+        AutoRemove: hc.AutoRemove === true,
+        Privileged: hc.Privileged === true,
+        ReadonlyRootfs: hc.ReadonlyRootfs === true,
+        CapAdd: hc.CapAdd ?? null,
+        CapDrop: hc.CapDrop ?? null,
+        RestartPolicy: { Name: hc.RestartPolicy?.Name || 'no', MaximumRetryCount: hc.RestartPolicy?.MaximumRetryCount ?? 0 },
+        LogConfig: { Type: 'json-file', Config: hc.LogConfig?.Config ?? {} },
+      };
+      const rec: ContainerRecord = {
+        version: RECORD_VERSION,
+        id,
+        name,
+        created,
+        image: body.Image,
+        imageId: image.id,
+        path: eff.path,
+        args: eff.args,
+        config: eff.config,
+        hostConfig,
+        state: { status: 'created', pid: 0, exitCode: 0, error: '', oomKilled: false, startedAt: ZERO_TIME, finishedAt: ZERO_TIME },
+        restartCount: 0,
+        mounts: points,
+        spec,
+      };
+      await mkdir(stateDir, { recursive: true, mode: 0o710 });
+      await iso.create(spec);
+      try {
+        await this.records.save(rec);
+      } catch (e) {
+        await iso.remove(spec).catch(() => {});
+        throw e;
+      }
+      this.liveOf(id);
+      this.emit(rec, 'create');
+      const warnings: string[] = [];
+      return { Id: id, Warnings: warnings };
+    } catch (e) {
+      this.records.releaseName(name);
+      this.live.delete(id);
+      await rm(stateDir, { recursive: true, force: true });
+      for (const v of createdVolumes) await this.volumes.remove(v, new Map(), true).catch(() => {});
+      throw e;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------- start
+
+  async start(ref: string): Promise<void> {
+    const rec = this.get(ref);
+    await this.locked(rec.id, () => this.startLocked(rec));
+  }
+
+  private async startLocked(rec: ContainerRecord): Promise<void> {
+    const l = this.liveOf(rec.id);
+    if (l.removing) throw new ConflictError('container is marked for removal and cannot be started');
+    const next = transition(rec.state.status, 'start', rec.id);
+    const iso = this.isolationFor(rec.spec.isolation);
+    const logOffset = await logSize(rec.spec.logPath);
+    let info;
+    try {
+      info = await iso.start(rec.spec);
+    } catch (e) {
+      rec.state.error = (e as Error).message;
+      rec.state.exitCode = /not found|no such file/i.test(rec.state.error) ? 127 : /permission denied/i.test(rec.state.error) ? 126 : 128;
+      await this.persist(rec);
+      this.failPending(l, e);
+      if (e instanceof TvmError) throw e;
+      throw new InvalidParameterError(`failed to start container ${rec.id}: ${(e as Error).message}`, 'ERR_START_FAILED', { cause: e });
+    }
+    rec.state = { status: next, pid: info.pid, exitCode: 0, error: '', oomKilled: false, startedAt: info.startedAt, finishedAt: rec.state.finishedAt };
+    l.runGen++;
+    await this.persist(rec);
+    this.monitor(rec, iso);
+    this.emit(rec, 'start');
+    await this.connectPending(rec, iso, logOffset);
+  }
+
+  private monitor(rec: ContainerRecord, iso: Isolation): void {
+    const l = this.liveOf(rec.id);
+    const gen = l.runGen;
+    const exit = iso.wait(rec.spec).catch((e): ExitStatus => ({
+      exitCode: 255,
+      finishedAt: now(),
+      oomKilled: false,
+      error: `lost track of the container: ${(e as Error).message}`,
+    }));
+    l.exit = exit;
+    void exit.then((st) => this.onExit(rec.id, gen, st));
+  }
+
+  private onExit(id: string, gen: number, st: ExitStatus): void {
+    const rec = this.records.get(id);
+    const l = this.liveOf(id);
+    if (!rec || gen !== l.runGen || !isActive(rec.state.status)) return;
+    rec.state = {
+      status: transition(rec.state.status, 'exit', rec.name),
+      pid: 0,
+      exitCode: st.exitCode,
+      error: st.error ?? '',
+      oomKilled: st.oomKilled,
+      startedAt: rec.state.startedAt,
+      finishedAt: st.finishedAt,
+    };
+    void this.persist(rec);
+    if (st.oomKilled) this.emit(rec, 'oom');
+    const started = Date.parse(rec.state.startedAt);
+    const dur = Number.isNaN(started) ? 0 : Math.max(0, Math.round((Date.parse(st.finishedAt) - started) / 1000));
+    this.emit(rec, 'die', { exitCode: String(st.exitCode), execDuration: String(dur) });
+    for (const e of l.execs.values()) e.running = false;
+    const result: WaitResult = { StatusCode: st.exitCode, Error: st.error ? { Message: st.error } : null };
+    const waiters = l.exitWaiters.splice(0);
+    for (const w of waiters) w(result);
+    if (rec.hostConfig.AutoRemove === true && !l.removing) {
+      // Docker removes --rm containers (and their anonymous volumes) once they exit.
+      void this.remove(id, { force: true, volumes: true }).catch((e) => this.log(`auto-remove of ${id} failed: ${String(e)}`));
+    }
+  }
+
+  // ---------------------------------------------------------------------------------- stop, kill, restart
+
+  async stop(ref: string, opts: { signal?: string; timeout?: number }): Promise<void> {
+    const rec = this.get(ref);
+    await this.locked(rec.id, () => this.stopLocked(rec, opts));
+  }
+
+  private async stopLocked(rec: ContainerRecord, opts: { signal?: string; timeout?: number }): Promise<void> {
+    if (!isActive(rec.state.status)) throw new NotModifiedError(`container ${rec.id} is already stopped`);
+    const l = this.liveOf(rec.id);
+    const iso = this.isolationFor(rec.spec.isolation);
+    const sig = opts.signal && opts.signal !== '' ? opts.signal : (rec.config.StopSignal as string | undefined) ?? 'SIGTERM';
+    const sigNum = parseSignal(sig);
+    const timeout = opts.timeout ?? (rec.config.StopTimeout as number | undefined) ?? 10;
+    l.stopping = true;
+    try {
+      if (rec.state.status === 'paused') {
+        // A frozen process cannot act on its stop signal: thaw it first, as Docker does.
+        await iso.resume(rec.spec).catch(() => {});
+        rec.state.status = 'running';
+      }
+      const exited = l.exit;
+      await iso.kill(rec.spec, sigNum).catch((e) => this.log(`stop signal to ${rec.id}: ${String(e)}`));
+      this.emit(rec, 'kill', { signal: String(sigNum) });
+      const ok = timeout < 0 ? (await exited, true) : await waitFor(exited, timeout * 1000);
+      if (!ok) {
+        await iso.kill(rec.spec, 9).catch((e) => this.log(`SIGKILL to ${rec.id}: ${String(e)}`));
+        this.emit(rec, 'kill', { signal: '9' });
+        await exited;
+      }
+      await this.settle(rec.id);
+      this.emit(rec, 'stop');
+    } finally {
+      l.stopping = false;
+    }
+  }
+
+  /** Lets onExit's synchronous state change land before returning to the caller. */
+  private async settle(id: string): Promise<void> {
+    await new Promise<void>((r) => setImmediate(r));
+    await this.liveOf(id).saving;
+  }
+
+  async kill(ref: string, signal = 'SIGKILL'): Promise<void> {
+    const rec = this.get(ref);
+    await this.locked(rec.id, async () => {
+      assertRunning(rec.state.status, rec.id, 'kill');
+      const n = parseSignal(signal);
+      const iso = this.isolationFor(rec.spec.isolation);
+      if (rec.state.status === 'paused' && n === 9) {
+        await iso.kill(rec.spec, n);
+        await iso.resume(rec.spec).catch(() => {});
+      } else {
+        await iso.kill(rec.spec, n);
+      }
+      this.emit(rec, 'kill', { signal: String(n) });
+      if (n === 9 && this.liveOf(rec.id).exit) {
+        await waitFor(this.liveOf(rec.id).exit!, 10_000);
+        await this.settle(rec.id);
+      }
+    });
+  }
+
+  async restart(ref: string, opts: { signal?: string; timeout?: number }): Promise<void> {
+    const rec = this.get(ref);
+    await this.locked(rec.id, async () => {
+      if (isActive(rec.state.status)) await this.stopLocked(rec, opts);
+      rec.restartCount++;
+      await this.startLocked(rec);
+      this.emit(rec, 'restart');
+    });
+  }
+
+  async pause(ref: string): Promise<void> {
+    const rec = this.get(ref);
+    await this.locked(rec.id, async () => {
+      const next = transition(rec.state.status, 'pause', rec.id);
+      await this.isolationFor(rec.spec.isolation).pause(rec.spec);
+      rec.state.status = next;
+      await this.persist(rec);
+      this.emit(rec, 'pause');
+    });
+  }
+
+  async unpause(ref: string): Promise<void> {
+    const rec = this.get(ref);
+    await this.locked(rec.id, async () => {
+      const next = transition(rec.state.status, 'unpause', rec.id);
+      await this.isolationFor(rec.spec.isolation).resume(rec.spec);
+      rec.state.status = next;
+      await this.persist(rec);
+      this.emit(rec, 'unpause');
+    });
+  }
+
+  async rename(ref: string, newName: string): Promise<void> {
+    const rec = this.get(ref);
+    const name = validateName(newName);
+    await this.locked(rec.id, async () => {
+      if (name === rec.name) throw new ConflictError(`Renaming a container with the same name as its current name`);
+      this.records.reserveName(name, rec.id);
+      const old = rec.name;
+      rec.name = name;
+      try {
+        await this.persist(rec);
+      } catch (e) {
+        rec.name = old;
+        this.records.releaseName(name);
+        throw e;
+      }
+      this.emit(rec, 'rename', { oldName: old });
+    });
+  }
+
+  // ---------------------------------------------------------------------------------- remove
+
+  async remove(ref: string, opts: { force: boolean; volumes: boolean }): Promise<void> {
+    const rec = this.get(ref);
+    const l = this.liveOf(rec.id);
+    if (l.removing) throw new ConflictError(`removal of container ${rec.id} is already in progress`);
+    await this.locked(rec.id, async () => {
+      if (l.removing || this.records.get(rec.id) !== rec) return;
+      if (isActive(rec.state.status)) {
+        if (!opts.force) transition(rec.state.status, 'remove', rec.name);
+        l.removing = true;
+        const iso = this.isolationFor(rec.spec.isolation);
+        await iso.kill(rec.spec, 9).catch((e) => this.log(`SIGKILL to ${rec.id}: ${String(e)}`));
+        if (rec.state.status === 'paused') await iso.resume(rec.spec).catch(() => {});
+        this.emit(rec, 'kill', { signal: '9' });
+        if (l.exit && !(await waitFor(l.exit, 10_000))) {
+          this.onExit(rec.id, l.runGen, { exitCode: 137, finishedAt: now(), oomKilled: false, error: 'container did not exit after SIGKILL' });
+        }
+        await this.settle(rec.id);
+      }
+      l.removing = true;
+      const prev = rec.state.status;
+      rec.state.status = transition(prev, 'remove', rec.name);
+      try {
+        const iso = this.isolations[rec.spec.isolation];
+        if (iso) await iso.remove(rec.spec);
+        await l.saving;
+        await this.records.delete(rec.id);
+      } catch (e) {
+        rec.state.status = transition(rec.state.status, 'remove-failed', rec.name);
+        rec.state.error = `removal failed: ${(e as Error).message}`;
+        l.removing = false;
+        await this.persist(rec).catch(() => {});
+        throw e;
+      }
+      for (const ex of l.execs.keys()) this.execs.delete(ex);
+      this.live.delete(rec.id);
+      if (opts.volumes) {
+        const inUse = this.volumeUsers();
+        for (const m of rec.mounts) {
+          if (m.Type === 'volume' && m.anonymous && m.Name) {
+            await this.volumes.remove(m.Name, inUse, true).then(
+              () => this.events.publish('volume', 'destroy', m.Name!, { driver: 'local' }),
+              (e) => this.log(`volume ${m.Name}: ${String(e)}`),
+            );
+          }
+        }
+      }
+      this.emit(rec, 'destroy');
+      const result: WaitResult = { StatusCode: rec.state.exitCode, Error: null };
+      for (const w of l.exitWaiters.splice(0)) w(result);
+      for (const w of l.removedWaiters.splice(0)) w(result);
+    });
+  }
+
+  /** volume name -> IDs of containers that mount it */
+  volumeUsers(): Map<string, string[]> {
+    const m = new Map<string, string[]>();
+    for (const rec of this.records.all()) {
+      for (const p of rec.mounts) {
+        if (p.Type === 'volume' && p.Name) m.set(p.Name, [...(m.get(p.Name) ?? []), rec.id]);
+      }
+    }
+    return m;
+  }
+
+  imagesInUse(): Set<string> {
+    return new Set(this.records.all().map((r) => r.imageId));
+  }
+
+  async prune(filters: Record<string, string[]>): Promise<{ ContainersDeleted: string[]; SpaceReclaimed: number }> {
+    const deleted: string[] = [];
+    let space = 0;
+    for (const rec of this.records.all()) {
+      if (isActive(rec.state.status) || rec.state.status === 'removing') continue;
+      if (!matchesLabelFilters(rec, filters.label ?? [], filters['label!'] ?? [])) continue;
+      if (filters.until?.length) {
+        const until = Math.min(...filters.until.map(parseUntil));
+        if (Date.parse(rec.created) >= until) continue;
+      }
+      space += await logSize(rec.spec.logPath);
+      await this.remove(rec.id, { force: false, volumes: false }).then(
+        () => deleted.push(rec.id),
+        (e) => this.log(`prune ${rec.id}: ${String(e)}`),
+      );
+    }
+    return { ContainersDeleted: deleted, SpaceReclaimed: space };
+  }
+
+  // ---------------------------------------------------------------------------------- wait
+
+  /** Throws synchronously (404) before the caller commits to a response. */
+  wait(ref: string, condition: WaitCondition = 'not-running'): Promise<WaitResult> {
+    const rec = this.get(ref);
+    const l = this.liveOf(rec.id);
+    const current = (): WaitResult => ({ StatusCode: rec.state.exitCode, Error: rec.state.error ? { Message: rec.state.error } : null });
+    if (condition === 'not-running') {
+      if (!isActive(rec.state.status)) return Promise.resolve(current());
+      return new Promise((resolve) => l.exitWaiters.push(resolve));
+    }
+    if (condition === 'next-exit') return new Promise((resolve) => l.exitWaiters.push(resolve));
+    return new Promise((resolve) => l.removedWaiters.push(resolve));
+  }
+
+  // ---------------------------------------------------------------------------------- attach, logs
+
+  /**
+   * Attaches to a container. Before start (the `docker run` order: create, attach, wait, start)
+   * the attachment is held and connected the moment the workload starts; without a TTY its
+   * output is then read from the supervisor's log from the start offset, so not a byte of a
+   * short-lived workload is missed.
+   */
+  async attach(ref: string, stdio: StdioStreams, opts: AttachOptions): Promise<Attachment> {
+    const rec = this.get(ref);
+    const st = rec.state.status;
+    const wants: StdioStreams = {
+      ...(opts.stdin && stdio.stdin && { stdin: stdio.stdin }),
+      stdout: opts.stdout ? stdio.stdout : discard(),
+      stderr: opts.stderr ? stdio.stderr : discard(),
+    };
+    if (opts.logs && rec.config.Tty !== true) {
+      for await (const e of readLog(rec.spec.logPath, {})) (e.stream === 'stdout' ? wants.stdout : wants.stderr).write(e.log);
+    }
+    if (!opts.stream) {
+      return { done: Promise.resolve(), detach: () => {} };
+    }
+    if (st === 'created') {
+      const l = this.liveOf(rec.id);
+      let pending!: PendingAttach;
+      const done = new Promise<void>((resolve, reject) => {
+        pending = { stdio: wants, opts, resolve, reject, detached: false };
+      });
+      l.pending.push(pending);
+      this.emit(rec, 'attach');
+      return {
+        done,
+        detach: () => {
+          pending.detached = true;
+          l.pending = l.pending.filter((p) => p !== pending);
+          pending.resolve();
+        },
+      };
+    }
+    assertRunning(st, rec.id, 'attach');
+    const a = await this.isolationFor(rec.spec.isolation).attach(rec.spec, wants);
+    this.emit(rec, 'attach');
+    return a;
+  }
+
+  /** The checks attach makes, run before a hijacked connection is upgraded (so errors are HTTP). */
+  checkAttachable(ref: string): ContainerRecord {
+    const rec = this.get(ref);
+    if (rec.state.status !== 'created') assertRunning(rec.state.status, rec.id, 'attach');
+    return rec;
+  }
+
+  private failPending(l: Live, e: unknown): void {
+    for (const p of l.pending.splice(0)) p.reject(e);
+  }
+
+  private async connectPending(rec: ContainerRecord, iso: Isolation, logOffset: number): Promise<void> {
+    const l = this.liveOf(rec.id);
+    const tty = rec.config.Tty === true;
+    for (const p of l.pending.splice(0)) {
+      if (p.detached) continue;
+      try {
+        if (tty) {
+          const a = await iso.attach(rec.spec, p.stdio);
+          a.done.then(p.resolve, p.reject);
+          continue;
+        }
+        if (p.stdio.stdin) {
+          await iso.attach(rec.spec, { stdin: p.stdio.stdin, stdout: discard(), stderr: discard() });
+        }
+        const exited = l.exit!;
+        let finished = false;
+        void exited.then(() => {
+          finished = true;
+        });
+        void (async () => {
+          for await (const e of readLog(rec.spec.logPath, { follow: true, fromOffset: logOffset, finished: () => finished, onFinish: exited })) {
+            if (p.detached) return;
+            const w = e.stream === 'stdout' ? p.stdio.stdout : p.stdio.stderr;
+            if (!w.write(e.log)) await new Promise((r) => w.once('drain', r));
+          }
+        })().then(p.resolve, p.reject);
+      } catch (e) {
+        p.reject(e);
+      }
+    }
+  }
+
+  /** `docker logs`; without follow it ends at the current end of the log. */
+  logs(ref: string, o: Omit<ReadLogOptions, 'finished' | 'onFinish'>): { tty: boolean; entries: AsyncGenerator<LogEntry> } {
+    const rec = this.get(ref);
+    const l = this.liveOf(rec.id);
+    let finished = !isActive(rec.state.status);
+    const exitP = l.exit ?? Promise.resolve();
+    if (!finished) {
+      void exitP.then(() => {
+        finished = true;
+      });
+    }
+    return {
+      tty: rec.config.Tty === true,
+      entries: readLog(rec.spec.logPath, { ...o, finished: () => finished || !isActive(rec.state.status), onFinish: exitP }),
+    };
+  }
+
+  async resize(ref: string, rows: number, cols: number): Promise<void> {
+    const rec = this.get(ref);
+    if (!isActive(rec.state.status)) throw new ConflictError(`Container ${rec.id} is not running`);
+    await this.isolationFor(rec.spec.isolation).resize(rec.spec, rows, cols);
+  }
+
+  async top(ref: string): Promise<{ pid: number; ppid: number; cmd: string }[]> {
+    const rec = this.get(ref);
+    assertRunning(rec.state.status, rec.id, 'top');
+    return this.isolationFor(rec.spec.isolation).top(rec.spec);
+  }
+
+  async stats(ref: string): Promise<Stats | undefined> {
+    const rec = this.get(ref);
+    if (!isActive(rec.state.status)) return undefined;
+    return this.isolationFor(rec.spec.isolation).stats(rec.spec);
+  }
+
+  async archive(ref: string, containerPath: string): Promise<Readable> {
+    const rec = this.get(ref);
+    return this.isolationFor(rec.spec.isolation).archive(rec.spec, containerPath);
+  }
+
+  async extract(ref: string, containerPath: string, tar: Readable): Promise<void> {
+    const rec = this.get(ref);
+    if (rec.spec.readonlyRootfs) throw new ConflictError('container rootfs is marked read-only');
+    await this.isolationFor(rec.spec.isolation).extract(rec.spec, containerPath, tar);
+  }
+
+  // ---------------------------------------------------------------------------------- exec
+
+  createExec(ref: string, body: Partial<ExecConfig>): string {
+    const rec = this.get(ref);
+    assertRunning(rec.state.status, rec.id, 'exec');
+    const cmd = body.Cmd ?? [];
+    if (cmd.length === 0) throw new InvalidParameterError('No exec command specified');
+    if (body.WorkingDir && !body.WorkingDir.startsWith('/')) {
+      throw new InvalidParameterError(`the working directory '${body.WorkingDir}' is invalid, it needs to be an absolute path`);
+    }
+    const l = this.liveOf(rec.id);
+    if (l.execs.size >= MAX_EXECS_PER_CONTAINER) {
+      for (const [id, e] of l.execs) {
+        if (!e.running && e.started) {
+          l.execs.delete(id);
+          this.execs.delete(id);
+          break;
+        }
+      }
+    }
+    const id = newId();
+    const ex: ExecRecord = {
+      id,
+      containerId: rec.id,
+      config: {
+        Cmd: cmd,
+        Env: body.Env ?? [],
+        WorkingDir: body.WorkingDir ?? '',
+        User: body.User ?? '',
+        Tty: body.Tty === true,
+        AttachStdin: body.AttachStdin === true,
+        AttachStdout: body.AttachStdout === true,
+        AttachStderr: body.AttachStderr === true,
+        Privileged: body.Privileged === true,
+        DetachKeys: body.DetachKeys ?? '',
+      },
+      running: false,
+      started: false,
+      exitCode: null,
+      pid: 0,
+    };
+    this.execs.set(id, ex);
+    l.execs.set(id, ex);
+    this.emit(rec, `exec_create: ${cmd.join(' ')}`, { execID: id });
+    return id;
+  }
+
+  getExec(id: string): ExecRecord {
+    const ex = this.execs.get(id);
+    if (!ex) throw new NotFoundError(`No such exec instance: ${id}`);
+    return ex;
+  }
+
+  /** Starts an exec; with `stdio` undefined it runs detached. Resolves once it is running. */
+  async startExec(id: string, stdio: StdioStreams | undefined): Promise<{ attachment: Attachment; exit: Promise<ExitStatus> }> {
+    const ex = this.getExec(id);
+    if (ex.started) throw new ConflictError(`Error: Exec command ${id} has already run`);
+    const rec = this.records.get(ex.containerId);
+    if (!rec) throw new NotFoundError(`No such container: ${ex.containerId}`);
+    assertRunning(rec.state.status, rec.id, 'exec');
+    ex.started = true;
+    ex.running = true;
+    const cfg = ex.config;
+    const process = {
+      args: cfg.Cmd,
+      env: [...rec.spec.process.env.filter((e) => !cfg.Env.some((x) => x.split('=')[0] === e.split('=')[0])), ...cfg.Env],
+      cwd: cfg.WorkingDir !== '' ? cfg.WorkingDir : rec.spec.process.cwd,
+      user: cfg.User !== '' ? cfg.User : rec.spec.process.user,
+      tty: cfg.Tty,
+      openStdin: cfg.AttachStdin,
+    };
+    const streams: StdioStreams = stdio
+      ? {
+          ...(cfg.AttachStdin && stdio.stdin && { stdin: stdio.stdin }),
+          stdout: cfg.AttachStdout ? stdio.stdout : discard(),
+          stderr: cfg.AttachStderr ? stdio.stderr : discard(),
+        }
+      : { stdout: discard(), stderr: discard() };
+    let handle: ExecHandle;
+    try {
+      handle = await this.isolationFor(rec.spec.isolation).exec(rec.spec, { process, privileged: cfg.Privileged }, streams);
+    } catch (e) {
+      ex.running = false;
+      ex.exitCode = /not found|no such file/i.test((e as Error).message) ? 127 : 126;
+      throw e;
+    }
+    ex.handle = handle;
+    ex.pid = handle.pid;
+    this.emit(rec, `exec_start: ${cfg.Cmd.join(' ')}`, { execID: id });
+    const exit = handle.wait().then(
+      (st) => {
+        ex.running = false;
+        ex.exitCode = st.exitCode;
+        this.emit(rec, 'exec_die', { execID: id, exitCode: String(st.exitCode) });
+        return st;
+      },
+      (e) => {
+        ex.running = false;
+        ex.exitCode = 126;
+        throw e;
+      },
+    );
+    ex.exit = exit;
+    return { attachment: handle.attachment, exit };
+  }
+
+  async resizeExec(id: string, rows: number, cols: number): Promise<void> {
+    const ex = this.getExec(id);
+    if (!ex.handle || !ex.running) throw new ConflictError(`Exec ${id} is not running`);
+    await ex.handle.resize(rows, cols);
+  }
+
+  execsOf(containerId: string): string[] {
+    return [...(this.live.get(containerId)?.execs.keys() ?? [])];
+  }
+
+  // ---------------------------------------------------------------------------------- list
+
+  list(o: ListOptions): ContainerRecord[] {
+    let recs = this.records.all().sort((a, b) => (a.created < b.created ? 1 : a.created > b.created ? -1 : 0));
+    const f = o.filters;
+    const all = o.all || o.limit > 0 || (f.status?.length ?? 0) > 0 || (f.exited?.length ?? 0) > 0;
+    if (!all) recs = recs.filter((r) => isActive(r.state.status));
+    recs = recs.filter((r) => matchesFilters(r, f, (ref) => this.records.find(ref)));
+    if (o.limit > 0) recs = recs.slice(0, o.limit);
+    return recs;
+  }
+}
+
+const STATUS_VALUES: ContainerStatus[] = ['created', 'restarting', 'running', 'removing', 'paused', 'exited', 'dead'];
+const LIST_FILTERS = new Set(['status', 'name', 'id', 'label', 'label!', 'ancestor', 'exited', 'isolation', 'before', 'since', 'volume', 'network', 'health', 'is-task', 'expose', 'publish']);
+
+/** Validates `filters` keys and values for container listing, with Docker's messages. */
+export function validateListFilters(f: Record<string, string[]>): void {
+  for (const [k, vals] of Object.entries(f)) {
+    if (!LIST_FILTERS.has(k)) throw new InvalidParameterError(`invalid filter '${k}'`);
+    if (k === 'status') {
+      for (const v of vals) {
+        if (!STATUS_VALUES.includes(v as ContainerStatus)) throw new InvalidParameterError(`invalid filter 'status=${v}'`);
+      }
+    }
+    if (k === 'exited') {
+      for (const v of vals) if (!/^-?\d+$/.test(v)) throw new InvalidParameterError(`invalid filter 'exited=${v}'`);
+    }
+  }
+}
+
+function matchesLabelFilters(rec: ContainerRecord, want: string[], notWant: string[]): boolean {
+  const labels = (rec.config.Labels as Record<string, string> | undefined) ?? {};
+  const has = (v: string) => {
+    const eq = v.indexOf('=');
+    return eq < 0 ? v in labels : labels[v.slice(0, eq)] === v.slice(eq + 1);
+  };
+  return want.every(has) && !notWant.some(has);
+}
+
+function parseUntil(v: string): number {
+  if (/^\d+(\.\d+)?$/.test(v)) return Number(v) * 1000;
+  const d = /^(\d+)(s|m|h)$/.exec(v);
+  if (d) return Date.now() - Number(d[1]) * { s: 1e3, m: 60e3, h: 3600e3 }[d[2] as 's' | 'm' | 'h'];
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) throw new InvalidParameterError(`invalid filter 'until=${v}'`);
+  return t;
+}
+
+export function matchesFilters(rec: ContainerRecord, f: Record<string, string[]>, find: (ref: string) => ContainerRecord | undefined): boolean {
+  const any = (k: string, pred: (v: string) => boolean) => !f[k] || f[k]!.length === 0 || f[k]!.some(pred);
+  return (
+    any('status', (v) => rec.state.status === v) &&
+    any('name', (v) => new RegExp(v).test(rec.name.slice(1)) || new RegExp(v).test(rec.name)) &&
+    any('id', (v) => rec.id.startsWith(v)) &&
+    matchesLabelFilters(rec, f.label ?? [], f['label!'] ?? []) &&
+    any('ancestor', (v) => rec.image === v || rec.image === `${v}:latest` || rec.imageId === v || rec.imageId === `sha256:${v}` || rec.imageId.startsWith(v.startsWith('sha256:') ? v : `sha256:${v}`)) &&
+    any('exited', (v) => rec.state.status === 'exited' && rec.state.exitCode === Number(v)) &&
+    any('isolation', (v) => rec.spec.isolation === v || (v === 'process' && rec.spec.isolation === 'container') || (v === 'hyperv' && rec.spec.isolation === 'vm')) &&
+    any('before', (v) => {
+      const o = find(v);
+      return o !== undefined && rec.created < o.created;
+    }) &&
+    any('since', (v) => {
+      const o = find(v);
+      return o !== undefined && rec.created > o.created;
+    }) &&
+    any('volume', (v) => rec.mounts.some((m) => m.Name === v || m.Destination === v)) &&
+    any('network', (v) => rec.spec.network === v)
+  );
+}
+
+/** Resolves true when `p` settles within `ms`, false on timeout. */
+function waitFor(p: Promise<unknown> | undefined, ms: number): Promise<boolean> {
+  if (!p) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    p.then(
+      () => {
+        clearTimeout(t);
+        resolve(true);
+      },
+      () => {
+        clearTimeout(t);
+        resolve(true);
+      },
+    );
+  });
+}
+
