@@ -25,6 +25,8 @@
  * closes the vCPU and VM fds and unmaps guest memory (machine.ts).
  */
 import { Worker } from 'node:worker_threads';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
 import * as libc from '../kvm/libc.js';
 import type { Vcpu } from '../kvm/vcpu.js';
 import { CTL_EXITS, CTL_GP_INJECTED, CTL_INTS, CTL_REQUEST, CTL_STATE, CTL_TID, Request, State, controlView, waitAsync, type VcpuWorkerData } from './vcpu-control.js';
@@ -46,11 +48,17 @@ export function allocateControl(vcpus: number): SharedArrayBuffer {
   return new SharedArrayBuffer(vcpus * CTL_INTS * 4);
 }
 
-function workerUrl(): { url: URL; execArgv?: string[] } {
-  // Under tsx (development, tests) the sources are .ts and the worker needs the same loader.
-  const ts = import.meta.url.endsWith('.ts');
-  const url = new URL(ts ? './vcpu-worker.ts' : './vcpu-worker.js', import.meta.url);
-  return ts ? { url, execArgv: [...process.execArgv.filter((a) => a !== '--import' && a !== 'tsx'), '--import', 'tsx'] } : { url };
+/**
+ * The worker script. Built code runs vcpu-worker.js directly. From sources (tsx, vitest) the
+ * worker first registers tsx's loader in its own thread, then imports vcpu-worker.ts.
+ */
+function createWorker(workerData: VcpuWorkerData): Worker {
+  const opts = { workerData, stdout: false, stderr: false };
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./vcpu-worker.js', import.meta.url), opts);
+  const tsxApi = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
+  const script = new URL('./vcpu-worker.ts', import.meta.url).href;
+  const boot = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(script)}); });`;
+  return new Worker(boot, { ...opts, eval: true });
 }
 
 export interface VcpuThreadOptions {
@@ -88,8 +96,7 @@ export class VcpuThread {
       fd: this.vcpu.fd, id: this.vcpu.id, runAddr: this.vcpu.runAddr, runSize: this.vcpu.runSize,
       ctl: this.sab, kickSignal: vcpuKickSignal(), guardPio: this.opts.guardPio,
     };
-    const { url, execArgv } = workerUrl();
-    const w = new Worker(url, { workerData: data, execArgv, stdout: false, stderr: false });
+    const w = createWorker(data);
     this.worker = w;
     w.on('message', (m: WorkerReport) => {
       if (m.type === 'end') this.report = m.end;
