@@ -14,6 +14,8 @@ export interface LayerFacts {
   diffId: string;
   size: number;
   entries: number;
+  paths: Set<string>;
+  dangling: { name: string; target: string }[];
 }
 
 class Discard extends Transform {
@@ -23,13 +25,13 @@ class Discard extends Transform {
 }
 
 /** A sink for a layer blob; `done` resolves after the blob ended and the tar was checked. */
-export function layerInspector(what: string, known?: Set<string>): { sink: Writable; done: Promise<LayerFacts> } {
+export function layerInspector(what: string, known?: Set<string>, opts: { deferLinks?: boolean } = {}): { sink: Writable; done: Promise<LayerFacts> } {
   const dec = new LayerDecompressor(what);
   const hasher = new HashingStream(`${what} (uncompressed)`);
-  const validator = layerTarValidator(what, known);
+  const validator = layerTarValidator(what, known, opts);
   const done = Promise.all([pipeline(dec, hasher, new Tee(validator.sink), new Discard()), validator.done]).then(([, v]) => {
     const r = hasher.result();
-    return { compression: dec.compression ?? 'none', diffId: r.digest, size: r.size, entries: v.entries };
+    return { compression: dec.compression ?? 'none', diffId: r.digest, size: r.size, entries: v.entries, paths: v.paths, dangling: v.dangling };
   });
   done.catch(() => {});
   return { sink: dec, done };

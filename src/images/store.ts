@@ -19,7 +19,9 @@ import { writeJsonAtomic } from '../atomic-file.js';
 import { ConflictError, InvalidParameterError, NotFoundError, FormatError } from '../errors.js';
 import { BlobStore } from './blob-store.js';
 import { digestHex, sha256Digest } from './digest.js';
-import { Tee, diffIdSink, decompressLayer, computeDiffId } from './layer.js';
+import { Tee, decompressLayer, computeDiffId } from './layer.js';
+import { layerInspector, inspectLayer } from './layer-inspect.js';
+import { checkDeferredLinks } from './tar-safety.js';
 import { MediaType, parseImageConfig, parseManifest, hostPlatform, type Descriptor, type ImageConfig, type Platform } from './manifest.js';
 import { Mutex, mapLimit } from './mutex.js';
 import { progress } from './progress.js';
@@ -394,12 +396,17 @@ export class Store implements ImageStore {
       } else {
         for (const l of manifest.layers) emit(progress.layer('Pulling fs layer', l.digest));
         const limit = this.opts.maxConcurrentDownloads ?? 3;
-        const metas = await mapLimit(manifest.layers, limit, async (l, i) => {
+        const fetched = await mapLimit(manifest.layers, limit, async (l, i) => {
           const m = await this.fetchLayer(client, r.path, l, diffIds[i]!, emit, written);
           if (m.downloaded) downloaded = true;
-          return m.meta;
+          return m;
         });
-        layers.push(...metas);
+        // Hard links into lower layers could only be checked once all layers were here.
+        await checkDeferredLinks(
+          fetched.map((f) => ({ what: `layer ${f.meta.digest}`, dangling: f.dangling ?? [] })),
+          async (j) => fetched[j]!.paths ?? (fetched[j]!.paths = (await inspectLayer(await this.blobs.open(fetched[j]!.meta.digest), `layer ${fetched[j]!.meta.digest}`)).paths),
+        );
+        layers.push(...fetched.map((f) => f.meta));
       }
       // Keep the manifests too, so `save`/`push` can reproduce what was pulled.
       for (const m of [resolved.index, resolved.manifest]) {
@@ -434,7 +441,7 @@ export class Store implements ImageStore {
     wantDiffId: string,
     emit: (p: PullProgress) => void,
     written: string[],
-  ): Promise<{ meta: LayerMeta; downloaded: boolean }> {
+  ): Promise<{ meta: LayerMeta; downloaded: boolean; paths?: Set<string>; dangling?: { name: string; target: string }[] }> {
     if (await this.blobs.has(l.digest, l.size)) {
       let db = await this.readLayerDb(l.digest);
       if (!db) {
@@ -461,17 +468,17 @@ export class Store implements ImageStore {
         cb(null, c);
       },
     });
-    const { sink, done } = diffIdSink(`layer ${l.digest}`);
+    const { sink, done } = layerInspector(`layer ${l.digest}`, new Set(), { deferLinks: true });
     const info = await this.blobs.write(body, { expected: l, what: `layer ${l.digest}`, through: [meter, new Tee(sink)] });
     written.push(info.digest);
     emit(progress.layer('Verifying Checksum', l.digest));
-    const { diffId, size } = await done;
+    const { diffId, size, paths, dangling } = await done;
     if (diffId !== wantDiffId) {
       throw new FormatError(`layer ${l.digest}: uncompressed digest ${diffId} differs from the config's diff ID ${wantDiffId}`, 'ERR_DIFF_ID_MISMATCH');
     }
     emit(progress.layer('Download complete', l.digest));
     emit(progress.layer('Pull complete', l.digest));
-    return { meta: { digest: l.digest, mediaType: l.mediaType, size: l.size, diffId, uncompressedSize: size }, downloaded: true };
+    return { meta: { digest: l.digest, mediaType: l.mediaType, size: l.size, diffId, uncompressedSize: size }, downloaded: true, paths, dangling };
   }
 
   /** Pushes an image's blobs and a manifest for it under `ref` (docker push). */

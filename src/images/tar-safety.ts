@@ -27,10 +27,23 @@ export function tarError(e: unknown, what: string): FormatError {
  * A Writable that parses a layer tar and checks every entry. `known` carries the paths of
  * lower layers (for hard links that point into them) and receives this layer's paths.
  */
-export function layerTarValidator(what: string, known: Set<string> = new Set()): { sink: Writable; done: Promise<{ entries: number }> } {
+export interface LayerTarFacts {
+  entries: number;
+  /** this layer's paths (plus `known` when one was passed) */
+  paths: Set<string>;
+  /** hard links whose targets were not seen (only with deferLinks): they must be in lower layers */
+  dangling: { name: string; target: string }[];
+}
+
+export function layerTarValidator(
+  what: string,
+  known: Set<string> = new Set(),
+  opts: { deferLinks?: boolean } = {},
+): { sink: Writable; done: Promise<LayerTarFacts> } {
   const ex = extract();
   let entries = 0;
-  const done = new Promise<{ entries: number }>((resolve, reject) => {
+  const dangling: { name: string; target: string }[] = [];
+  const done = new Promise<LayerTarFacts>((resolve, reject) => {
     ex.on('entry', (h: Header, stream, next) => {
       // the extractor reports the error; the entry stream repeats it
       stream.on('error', () => {});
@@ -38,7 +51,8 @@ export function layerTarValidator(what: string, known: Set<string> = new Set()):
         const name = safeEntryName(h.name, what);
         if (h.type === 'link') {
           const target = safeEntryName(h.linkname ?? '', `${what}: hard link ${JSON.stringify(h.name)}`);
-          if (!known.has(target)) {
+          if (!known.has(target) && opts.deferLinks) dangling.push({ name: h.name, target });
+          else if (!known.has(target)) {
             throw new FormatError(`${what}: hard link ${JSON.stringify(h.name)} points to missing ${JSON.stringify(h.linkname)}`, 'ERR_UNSAFE_TAR_ENTRY');
           }
         }
@@ -52,7 +66,7 @@ export function layerTarValidator(what: string, known: Set<string> = new Set()):
       stream.on('end', () => next());
       stream.resume();
     });
-    ex.on('finish', () => resolve({ entries }));
+    ex.on('finish', () => resolve({ entries, paths: known, dangling }));
     ex.on('error', (e) => reject(tarError(e, what)));
   });
   done.catch(() => {});
@@ -73,4 +87,23 @@ export function layerTarValidator(what: string, known: Set<string> = new Set()):
   });
   done.catch((e: Error) => sink.destroy(e));
   return { sink, done };
+}
+
+/**
+ * Layers checked separately (concurrent downloads) may hard-link into lower layers: each
+ * dangling target must exist in some layer below. `pathsOf` supplies a lower layer's paths.
+ */
+export async function checkDeferredLinks(
+  layers: { what: string; dangling: { name: string; target: string }[] }[],
+  pathsOf: (index: number) => Promise<Set<string>>,
+): Promise<void> {
+  for (let i = 0; i < layers.length; i++) {
+    for (const d of layers[i]!.dangling) {
+      let found = false;
+      for (let j = i - 1; j >= 0 && !found; j--) found = (await pathsOf(j)).has(d.target);
+      if (!found) {
+        throw new FormatError(`${layers[i]!.what}: hard link ${JSON.stringify(d.name)} points to missing ${JSON.stringify(d.target)}`, 'ERR_UNSAFE_TAR_ENTRY');
+      }
+    }
+  }
 }

@@ -14,6 +14,11 @@ let reg: RunningRegistry;
 let client: RegistryClient;
 const roots: string[] = [];
 
+async function fileTar(content: Buffer): Promise<Buffer> {
+  const { packTar } = await import('../../fixtures/rootfs.js');
+  return packTar([{ name: 'file.bin', content }]);
+}
+
 function newStore(): Store {
   const root = mkdtempSync(path.join(os.tmpdir(), 'tvm-images-'));
   roots.push(root);
@@ -113,7 +118,7 @@ describe('pull from a real docker-registry', () => {
 
   it('resolves a manifest list to linux/amd64', async () => {
     const amd = await busyboxImage({ architecture: 'amd64' });
-    const arm = buildImage([Buffer.alloc(1024)], { architecture: 'arm64', config: { config: { Cmd: ['arm'] } } });
+    const arm = buildImage([await fileTar(Buffer.alloc(1024))], { architecture: 'arm64', config: { config: { Cmd: ['arm'] } } });
     for (const format of ['docker', 'oci'] as const) {
       const index = buildIndex(
         [
@@ -136,7 +141,7 @@ describe('pull from a real docker-registry', () => {
   });
 
   it('rejects a blob whose content does not match its digest, storing nothing', async () => {
-    const img = buildImage([Buffer.concat([Buffer.alloc(4096, 1)])], { config: { config: { Cmd: ['corrupt'] } } });
+    const img = buildImage([await fileTar(Buffer.alloc(4096, 1))], { config: { config: { Cmd: ['corrupt'] } } });
     await pushImage(client, 'test/corrupt', 'v1', img);
     const p = registryBlobPath(img.layers[0]!.digest);
     const data = readFileSync(p);
@@ -152,7 +157,7 @@ describe('pull from a real docker-registry', () => {
   });
 
   it('rejects a truncated blob, storing nothing', async () => {
-    const img = buildImage([Buffer.alloc(8192, 2)], { config: { config: { Cmd: ['short'] } } });
+    const img = buildImage([await fileTar(Buffer.alloc(8192, 2))], { config: { config: { Cmd: ['short'] } } });
     await pushImage(client, 'test/short', 'v1', img);
     const p = registryBlobPath(img.layers[0]!.digest);
     writeFileSync(p, readFileSync(p).subarray(0, 10));
@@ -164,7 +169,7 @@ describe('pull from a real docker-registry', () => {
   });
 
   it('rejects a layer whose diff ID differs from the config', async () => {
-    const img = buildImage([Buffer.alloc(2048, 3)], { config: { rootfs: { type: 'layers', diff_ids: [sha256('something else')] } } });
+    const img = buildImage([await fileTar(Buffer.alloc(2048, 3))], { config: { rootfs: { type: 'layers', diff_ids: [sha256('something else')] } } });
     await pushImage(client, 'test/diffid', 'v1', img);
     const store = newStore();
     await expect(store.pull(`${reg.host}/test/diffid:v1`)).rejects.toMatchObject({ code: 'ERR_DIFF_ID_MISMATCH' });
@@ -172,7 +177,7 @@ describe('pull from a real docker-registry', () => {
   });
 
   it('rejects unknown layer media types', async () => {
-    const img = buildImage([Buffer.alloc(1024, 4)], { format: 'oci', compression: 'gzip', config: { config: { Cmd: ['mt'] } } });
+    const img = buildImage([await fileTar(Buffer.alloc(1024, 4))], { format: 'oci', compression: 'gzip', config: { config: { Cmd: ['mt'] } } });
     const m = JSON.parse(img.manifest.data.toString());
     m.layers[0].mediaType = 'application/x-tvm-unknown';
     const body = Buffer.from(JSON.stringify(m));
@@ -181,6 +186,25 @@ describe('pull from a real docker-registry', () => {
     const store = newStore();
     await expect(store.pull(`${reg.host}/test/mediatype:v1`)).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED_MEDIA_TYPE' });
     expect(await store.blobs.list()).toEqual([]);
+  });
+
+  it('rejects layers with unsafe entries or hard links to nothing, storing nothing', async () => {
+    const { packTar } = await import('../../fixtures/rootfs.js');
+    const base = await packTar([{ name: 'bin/', type: 'directory' }, { name: 'bin/x', content: 'x' }]);
+    const cases: [string, Buffer, RegExp][] = [
+      ['dotdot', await packTar([{ name: 'a/../../../etc/shadow', content: 'x' }]), /contains '\.\.'/],
+      ['dangling', await packTar([{ name: 'bin/y', type: 'link', linkname: 'bin/nope' }]), /points to missing "bin\/nope"/],
+    ];
+    for (const [name, top, re] of cases) {
+      const img = buildImage([base, top], { config: { config: { Cmd: [name] } } });
+      await pushImage(client, `test/unsafe-${name}`, 'v1', img);
+      const store = newStore();
+      const err = await store.pull(`${reg.host}/test/unsafe-${name}:v1`).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(FormatError);
+      expect((err as Error).message).toMatch(re);
+      expect(await store.list()).toEqual([]);
+      expect(await store.blobs.list()).toEqual([]);
+    }
   });
 
   it('a missing tag is a 404', async () => {
