@@ -95,7 +95,13 @@ int caps_apply_sets(uint64_t keep) {
   if (last < 63) keep &= (2ull << last) - 1;
   struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
   struct __user_cap_data_struct data[2];
+  /* never ask for more than we hold (a host may withhold some, e.g. from a privileged container) */
   memset(data, 0, sizeof data);
+  if (syscall(SYS_capget, &hdr, data) < 0) return -1;
+  keep &= ((uint64_t)data[1].permitted << 32) | data[0].permitted;
+  memset(data, 0, sizeof data);
+  hdr.version = _LINUX_CAPABILITY_VERSION_3;
+  hdr.pid = 0;
   data[0].effective = data[0].permitted = (uint32_t)keep;
   data[1].effective = data[1].permitted = (uint32_t)(keep >> 32);
   if (syscall(SYS_capset, &hdr, data) < 0) return -1;

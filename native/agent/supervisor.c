@@ -19,6 +19,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
@@ -1013,8 +1014,18 @@ int supervisor_run(const supervisor_opts *o) {
       }
     }
   }
-  for (conn *c = g.conns; c; c = c->next)
-    if (!c->dead) conn_close(c);
+  /* whatever was produced is delivered before we go: blocking, bounded by a send timeout */
+  for (conn *c = g.conns; c; c = c->next) {
+    if (c->dead) continue;
+    if (c->wlen) {
+      struct timeval tv = {2, 0};
+      setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+      fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) & ~O_NONBLOCK);
+      write_all(c->fd, c->wbuf, c->wlen);
+      c->wlen = 0;
+    }
+    conn_close(c);
+  }
   free_dead_conns();
   return 0;
 }

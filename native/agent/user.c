@@ -140,7 +140,10 @@ int user_resolve(const char *spec, const char *passwd, const char *group, exec_u
       }
       out->gid = (gid_t)gr.gid;
     }
-  } else if (pw.found) {
+  }
+  /* the primary group is in the supplementary list too, as runc sets it up */
+  out->groups[out->ngroups++] = out->gid;
+  if (!(gspec && *gspec) && pw.found) {
     struct sg_ctx sg = {pw.uname, out};
     each_line(group, 4, sg_match, &sg);
   }

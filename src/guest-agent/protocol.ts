@@ -1,0 +1,169 @@
+/**
+ * Agent protocol messages (docs/agent-protocol.md) as TypeScript types, with encoding and
+ * validating decoding. Anything malformed or of an unknown type is a FormatError.
+ */
+import { FormatError, TvmError } from '../errors.js';
+import { encodeFrame } from './framing.js';
+
+export const PROTOCOL_VERSION = 1;
+export const SUPPORTED_VERSIONS = [1] as const;
+
+export type StreamName = 'stdin' | 'stdout' | 'stderr';
+
+export interface AgentProcess {
+  args: string[];
+  env: string[];
+  cwd: string;
+  user: string;
+  tty: boolean;
+  stdin: boolean;
+}
+
+export interface AgentMount {
+  type: 'bind' | 'volume' | 'tmpfs';
+  source?: string;
+  destination: string;
+  readonly: boolean;
+  options?: string[];
+}
+
+/** The `create` spec: what the agent needs, with every path resolved by the host side. */
+export interface AgentSpec {
+  id: string;
+  hostname: string;
+  privileged: boolean;
+  readonlyRootfs: boolean;
+  network: 'none' | 'host';
+  rootfs: { lower: string; upper: string; work: string; target: string };
+  process: AgentProcess;
+  mounts: AgentMount[];
+  resources: {
+    memory?: number;
+    memorySwap?: number;
+    nanoCpus?: number;
+    cpuShares?: number;
+    pidsLimit?: number;
+    cpusetCpus?: string;
+  };
+  capAdd: string[];
+  capDrop: string[];
+  cgroup?: { version: 1 | 2; root: string; path: string };
+  logPath: string;
+}
+
+export interface AgentExitStatus {
+  exitCode: number;
+  finishedAt: string;
+  oomKilled: boolean;
+  error?: string;
+}
+
+export interface HelloRequest {
+  v: 1;
+  type: 'hello';
+  versions: number[];
+  kind: 'control' | 'stream';
+  stream?: StreamName;
+  exec?: string;
+}
+
+export type RequestType =
+  | 'create' | 'start' | 'wait' | 'signal' | 'resize' | 'exec' | 'start-exec'
+  | 'pause' | 'resume' | 'stats' | 'ps' | 'state' | 'shutdown';
+
+export const REQUEST_TYPES: readonly RequestType[] = [
+  'create', 'start', 'wait', 'signal', 'resize', 'exec', 'start-exec', 'pause', 'resume', 'stats', 'ps', 'state',
+  'shutdown',
+];
+
+export interface Request {
+  v: 1;
+  type: RequestType;
+  id: number;
+  [field: string]: unknown;
+}
+
+export interface HelloReply { v: 1; type: 'hello'; version: number; agent: string; pid: number }
+export interface OkReply { v: 1; type: 'ok'; id: number; [field: string]: unknown }
+export interface ErrorReply { v: 1; type: 'error'; id?: number; code: string; message: string }
+export type AgentReply = HelloReply | OkReply | ErrorReply;
+
+/** An error the agent answered with; `agentCode` is its ERR_* code. */
+export class AgentError extends TvmError {
+  readonly agentCode: string;
+  constructor(agentCode: string, message: string) {
+    const status = agentCode === 'ERR_NOT_FOUND' ? 404 : agentCode === 'ERR_STATE' ? 409 : agentCode === 'ERR_BAD_SPEC' ? 400 : 500;
+    super(agentCode === 'ERR_EXEC' ? 'ERR_EXEC' : `ERR_AGENT_${agentCode.replace(/^ERR_/, '')}`, message, status);
+    this.agentCode = agentCode;
+  }
+}
+
+export function encodeMessage(msg: HelloRequest | Request): Buffer {
+  return encodeFrame(Buffer.from(JSON.stringify(msg), 'utf8'));
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function bad(what: string): never {
+  throw new FormatError(`malformed agent message: ${what}`, 'ERR_AGENT_MESSAGE');
+}
+
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** Decodes and validates one frame payload from the agent. */
+export function decodeReply(payload: Uint8Array): AgentReply {
+  let text: string;
+  let msg: unknown;
+  try {
+    text = decoder.decode(payload);
+    msg = JSON.parse(text);
+  } catch (e) {
+    throw new FormatError(`malformed agent message: not UTF-8 JSON (${(e as Error).message})`, 'ERR_AGENT_MESSAGE', { cause: e });
+  }
+  if (!isObject(msg)) bad('not an object');
+  if (msg.v !== PROTOCOL_VERSION) bad(`unsupported version ${JSON.stringify(msg.v)}`);
+  const id = msg.id;
+  if (id !== undefined && (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id > 0xffffffff)) bad('bad id');
+  switch (msg.type) {
+    case 'hello':
+      if (typeof msg.version !== 'number' || typeof msg.agent !== 'string' || typeof msg.pid !== 'number') bad('hello fields');
+      return msg as unknown as HelloReply;
+    case 'ok':
+      if (typeof id !== 'number' || id === 0) bad('ok without id');
+      return msg as unknown as OkReply;
+    case 'error':
+      if (typeof msg.code !== 'string' || typeof msg.message !== 'string') bad('error without code/message');
+      return msg as unknown as ErrorReply;
+    default:
+      return bad(`unknown type ${JSON.stringify(msg.type)}`);
+  }
+}
+
+/** Validates a request as the agent will (used by the fake agent in tests and by the client). */
+export function decodeRequest(payload: Uint8Array): HelloRequest | Request {
+  let msg: unknown;
+  try {
+    msg = JSON.parse(decoder.decode(payload));
+  } catch (e) {
+    throw new FormatError(`malformed agent request: ${(e as Error).message}`, 'ERR_AGENT_MESSAGE', { cause: e });
+  }
+  if (!isObject(msg) || msg.v !== PROTOCOL_VERSION || typeof msg.type !== 'string') bad('request envelope');
+  if (msg.type === 'hello') {
+    if (!Array.isArray(msg.versions) || (msg.kind !== 'control' && msg.kind !== 'stream')) bad('hello fields');
+    return msg as unknown as HelloRequest;
+  }
+  if (!(REQUEST_TYPES as readonly string[]).includes(msg.type)) bad(`unknown type ${JSON.stringify(msg.type)}`);
+  if (typeof msg.id !== 'number' || !Number.isInteger(msg.id) || msg.id < 1 || msg.id > 0xffffffff) bad('request id');
+  return msg as unknown as Request;
+}
+
+export function parseExitStatus(v: unknown): AgentExitStatus {
+  if (!isObject(v) || typeof v.exitCode !== 'number' || typeof v.finishedAt !== 'string' || typeof v.oomKilled !== 'boolean') {
+    bad('exit status');
+  }
+  const s: AgentExitStatus = { exitCode: v.exitCode, finishedAt: v.finishedAt, oomKilled: v.oomKilled };
+  if (typeof v.error === 'string') s.error = v.error;
+  return s;
+}

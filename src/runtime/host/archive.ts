@@ -1,0 +1,186 @@
+/**
+ * `docker cp` for --isolation=container: tar out of / into the container's filesystem as the
+ * workload sees it. Paths are resolved inside the root by hand (symlinks included) so nothing a
+ * container controls can point us at the host's files.
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { lstat, mkdir, readdir, readlink, symlink, link, lchown, chmod, utimes, rm, mkdtemp, rmdir } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { PassThrough, type Readable } from 'node:stream';
+import { promisify } from 'node:util';
+import { pack as tarPack, extract as tarExtract, type Header } from 'tar-stream';
+import { InvalidParameterError, NotFoundError, TvmError } from '../../errors.js';
+
+const run = promisify(execFile);
+const MAX_SYMLINKS = 40;
+
+/** Joins root and an in-container path, resolving symlinks as if root were "/". */
+export async function resolveIn(root: string, unsafe: string, followLast = true): Promise<string> {
+  let rel: string[] = [];
+  let todo = unsafe.split('/').filter((c) => c && c !== '.');
+  let links = 0;
+  while (todo.length) {
+    const comp = todo.shift()!;
+    if (comp === '..') {
+      rel.pop();
+      continue;
+    }
+    const host = path.join(root, ...rel, comp);
+    let st;
+    try {
+      st = await lstat(host);
+    } catch {
+      rel.push(comp);
+      continue;
+    }
+    if (st.isSymbolicLink() && (followLast || todo.length)) {
+      if (++links > MAX_SYMLINKS) throw new InvalidParameterError(`too many symlinks resolving ${unsafe}`);
+      const target = await readlink(host);
+      if (target.startsWith('/')) rel = [];
+      todo = [...target.split('/').filter((c) => c && c !== '.'), ...todo];
+      continue;
+    }
+    rel.push(comp);
+  }
+  return path.join(root, ...rel);
+}
+
+/** A mounted view of the container's root, released by cleanup(). */
+export interface RootView {
+  root: string;
+  cleanup(): Promise<void>;
+}
+
+/** Mounts lower+upper as the container would see them (for a stopped container). */
+export async function mountStoppedRoot(tmpParent: string, lower: string, upper: string, work: string): Promise<RootView> {
+  await mkdir(tmpParent, { recursive: true });
+  const dir = await mkdtemp(path.join(tmpParent, 'cp-'));
+  try {
+    await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, dir]);
+  } catch (e) {
+    await rmdir(dir).catch(() => {});
+    throw new TvmError('ERR_ROOTFS_MOUNT', `cannot mount the container's filesystem: ${(e as { stderr?: string }).stderr ?? e}`, 500, { cause: e });
+  }
+  return {
+    root: dir,
+    async cleanup() {
+      await run('umount', [dir]).catch(() => run('umount', ['-l', dir]));
+      await rmdir(dir).catch(() => {});
+    },
+  };
+}
+
+type EntryHeader = Partial<Header> & { name: string };
+
+async function headerFor(hostPath: string, name: string): Promise<EntryHeader | undefined> {
+  const st = await lstat(hostPath);
+  const base = { name, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime };
+  if (st.isDirectory()) return { ...base, type: 'directory' };
+  if (st.isFile()) return { ...base, type: 'file', size: st.size };
+  if (st.isSymbolicLink()) return { ...base, type: 'symlink', linkname: await readlink(hostPath) };
+  if (st.isCharacterDevice() || st.isBlockDevice()) {
+    return { ...base, type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor: Math.floor(st.rdev / 256) & 0xfff, devminor: (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00) };
+  }
+  if (st.isFIFO()) return { ...base, type: 'fifo' };
+  return undefined; // sockets are not archived
+}
+
+/** Tar of containerPath (named by its base name, as Docker's archive endpoint does). */
+export async function archiveFrom(view: RootView, containerPath: string): Promise<Readable> {
+  const start = await resolveIn(view.root, containerPath);
+  try {
+    await lstat(start);
+  } catch {
+    await view.cleanup();
+    throw new NotFoundError(`Could not find the file ${containerPath} in container`);
+  }
+  const top = path.basename(path.resolve('/', containerPath)) || '.';
+  const pack = tarPack();
+  const out = new PassThrough();
+  pack.pipe(out);
+  const walk = async (host: string, name: string): Promise<void> => {
+    const h = await headerFor(host, name);
+    if (!h) return;
+    if (h.type === 'file') {
+      await new Promise<void>((resolve, reject) => {
+        const entry = pack.entry(h, (err) => (err ? reject(err) : resolve()));
+        createReadStream(host).on('error', reject).pipe(entry);
+      });
+      return;
+    }
+    pack.entry(h);
+    if (h.type === 'directory') {
+      for (const child of (await readdir(host)).sort()) await walk(path.join(host, child), `${name}/${child}`);
+    }
+  };
+  walk(start, top)
+    .then(() => pack.finalize())
+    .catch((e) => pack.destroy(e as Error))
+    .finally(() => void view.cleanup());
+  return out;
+}
+
+/** Unpacks a tar into containerPath, which must be an existing directory. */
+export async function extractTo(view: RootView, containerPath: string, tar: Readable): Promise<void> {
+  try {
+    const dest = await resolveIn(view.root, containerPath);
+    let st;
+    try {
+      st = await lstat(dest);
+    } catch {
+      throw new NotFoundError(`Could not find the file ${containerPath} in container`);
+    }
+    if (!st.isDirectory()) throw new InvalidParameterError(`extraction point ${containerPath} is not a directory`);
+    const ex = tarExtract();
+    ex.on('entry', (h, stream, next) => {
+      const fail = (e: unknown) => {
+        stream.resume();
+        ex.destroy(e as Error);
+      };
+      (async () => {
+        const name = path.posix.normalize(h.name).replace(/^\/+/, '');
+        if (name === '..' || name.startsWith('../')) throw new InvalidParameterError(`tar entry ${JSON.stringify(h.name)} escapes the destination`);
+        const rel = path.posix.join(containerPath, name);
+        const parent = await resolveIn(view.root, path.posix.dirname(rel));
+        const target = path.join(parent, path.posix.basename(rel));
+        await mkdir(parent, { recursive: true });
+        const mode = (h.mode ?? 0o644) & 0o7777;
+        switch (h.type) {
+          case 'directory':
+            await mkdir(target, { recursive: true });
+            await chmod(target, mode);
+            stream.resume();
+            break;
+          case 'file':
+          case 'contiguous-file':
+            await rm(target, { force: true, recursive: false }).catch(() => {});
+            await pipeline(stream, createWriteStream(target, { mode }));
+            await chmod(target, mode);
+            break;
+          case 'symlink':
+            await rm(target, { force: true }).catch(() => {});
+            await symlink(h.linkname ?? '', target);
+            stream.resume();
+            break;
+          case 'link': {
+            const src = await resolveIn(view.root, path.posix.join(containerPath, h.linkname ?? ''), false);
+            await rm(target, { force: true }).catch(() => {});
+            await link(src, target);
+            stream.resume();
+            break;
+          }
+          default:
+            stream.resume(); // devices and fifos are not created through cp
+            return;
+        }
+        await lchown(target, h.uid ?? 0, h.gid ?? 0).catch(() => {});
+        if (h.type !== 'symlink' && h.mtime) await utimes(target, h.mtime, h.mtime).catch(() => {});
+      })().then(() => next(), fail);
+    });
+    await pipeline(tar, ex);
+  } finally {
+    await view.cleanup();
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * Each image's base disk (raw ext4) loop-mounted read-only once under runRoot/base/<image-hex>,
+ * shared by every container of that image as its overlay lower layer. Nothing is counted in
+ * memory: whether a mount is still needed is decided from which containers reference it on disk
+ * (the caller passes that in), so a daemon restart loses nothing.
+ */
+import { execFile } from 'node:child_process';
+import { readFile, mkdir, rmdir } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { InvalidParameterError, TvmError } from '../../errors.js';
+
+const run = promisify(execFile);
+
+export function imageHex(imageId: string): string {
+  const m = /^(?:sha256:)?([0-9a-f]{64})$/.exec(imageId);
+  if (!m) throw new InvalidParameterError(`invalid image ID ${JSON.stringify(imageId)}: expected sha256:<64 hex>`);
+  return m[1]!;
+}
+
+/** Mount points from /proc/self/mountinfo (octal escapes decoded). */
+export async function mountPoints(): Promise<Set<string>> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  const out = new Set<string>();
+  for (const line of text.split('\n')) {
+    const f = line.split(' ');
+    if (f.length > 4) out.add(f[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
+  }
+  return out;
+}
+
+export class BaseMounts {
+  private locks = new Map<string, Promise<unknown>>();
+
+  constructor(private readonly runRoot: string) {}
+
+  mountPoint(imageId: string): string {
+    return path.join(this.runRoot, 'base', imageHex(imageId));
+  }
+
+  /** Serializes mount/unmount of one image within this process. */
+  private async locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(key) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    this.locks.set(key, next.catch(() => {}));
+    return next;
+  }
+
+  /** Mounts the disk (once) and returns the mount point. */
+  async acquire(imageId: string, diskPath: string): Promise<string> {
+    const mp = this.mountPoint(imageId);
+    return this.locked(mp, async () => {
+      if ((await mountPoints()).has(mp)) return mp;
+      await mkdir(mp, { recursive: true });
+      try {
+        // noload: never replay a journal on a disk that must stay byte-identical
+        await run('mount', ['-t', 'ext4', '-o', 'loop,ro,noload', diskPath, mp]);
+      } catch (e) {
+        await rmdir(mp).catch(() => {});
+        const err = e as { stderr?: string; message: string };
+        throw new TvmError('ERR_BASE_MOUNT', `cannot mount base disk ${diskPath} at ${mp}: ${(err.stderr || err.message).trim()}`, 500, { cause: e });
+      }
+      return mp;
+    });
+  }
+
+  /** Unmounts the image's base disk when stillUsed() says no container references it. */
+  async release(imageId: string, stillUsed: () => Promise<boolean>): Promise<void> {
+    const mp = this.mountPoint(imageId);
+    await this.locked(mp, async () => {
+      if (await stillUsed()) return;
+      if ((await mountPoints()).has(mp)) {
+        try {
+          // the loop device goes with the mount (autoclear)
+          await run('umount', [mp]);
+        } catch (e) {
+          const err = e as { stderr?: string; message: string };
+          throw new TvmError('ERR_BASE_UNMOUNT', `cannot unmount ${mp}: ${(err.stderr || err.message).trim()}`, 500, { cause: e });
+        }
+      }
+      await rmdir(mp).catch(() => {});
+    });
+  }
+}

@@ -1,0 +1,477 @@
+/**
+ * --isolation=container: each container is run by its own `tvm-agent supervise` process
+ * (namespaces, cgroups, capabilities, seccomp; see docs/agent-protocol.md), which owns the
+ * workload's stdio, log and exit status and outlives the daemon. This class keeps nothing that
+ * cannot be rebuilt from the state directory: a new instance recovers every container.
+ *
+ * State dir (spec.stateDir) contents written here: host.json (image + lower dir + cgroup),
+ * upper/, work/ (overlay), rootfs/ (mount point inside the container's mount namespace).
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, readdir, rm, unlink } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { writeJsonAtomic } from '../../atomic-file.js';
+import { ConflictError, InvalidParameterError, NotFoundError, TvmError } from '../../errors.js';
+import type { AgentClient } from '../../guest-agent/client.js';
+import { AgentError, parseExitStatus, type AgentExitStatus } from '../../guest-agent/protocol.js';
+import type { BaseDisks, ImageStore } from '../../images/types.js';
+import type {
+  Attachment, ContainerSpec, ExecHandle, ExecSpec, ExitStatus, Isolation, RunningInfo, Stats, StdioStreams,
+} from '../types.js';
+import { BaseMounts } from './base-mounts.js';
+import { cgroupFor, removeCgroup, type CgroupConfig } from './cgroups.js';
+import { agentProcess, agentSpec, validateProcess, validateSpec } from './spec.js';
+import { attachStreams } from './stdio.js';
+import { connectSupervisor, spawnSupervisor, supervisorPid } from './supervisor.js';
+import { archiveFrom, extractTo, mountStoppedRoot, type RootView } from './archive.js';
+
+export interface HostIsolationOptions {
+  dataRoot: string;
+  runRoot: string;
+  agentPath: string;
+  baseDisks: BaseDisks;
+  images: ImageStore;
+  /** seconds an exited, unclaimed supervisor waits before exiting (the agent's default if unset) */
+  supervisorLinger?: number;
+}
+
+interface HostRecord {
+  imageId: string;
+  lower: string;
+  cgroup: CgroupConfig;
+}
+
+interface PendingAttach {
+  stdio: StdioStreams;
+  resolve: (a: Attachment) => void;
+  reject: (e: unknown) => void;
+  detached: boolean;
+}
+
+/** What this process knows about a container; all of it can be rebuilt. */
+interface Live {
+  client?: AgentClient;
+  exited?: Promise<ExitStatus>;
+  pending: PendingAttach[];
+  startWaiters: (() => void)[];
+}
+
+const RECORD = 'host.json';
+
+export function parseSignal(sig: string | number): number {
+  if (typeof sig === 'number') {
+    if (Number.isInteger(sig) && sig >= 1 && sig <= 64) return sig;
+  } else {
+    const s = sig.trim();
+    if (/^\d+$/.test(s)) return parseSignal(Number(s));
+    const name = s.toUpperCase().startsWith('SIG') ? s.toUpperCase() : `SIG${s.toUpperCase()}`;
+    const n = (os.constants.signals as Record<string, number>)[name];
+    if (n !== undefined) return n;
+  }
+  throw new InvalidParameterError(`invalid signal: ${JSON.stringify(sig)}`);
+}
+
+function toExit(s: AgentExitStatus): ExitStatus {
+  const out: ExitStatus = { exitCode: s.exitCode, finishedAt: s.finishedAt, oomKilled: s.oomKilled };
+  if (s.error) out.error = s.error;
+  return out;
+}
+
+export class HostIsolation implements Isolation {
+  readonly kind = 'container' as const;
+  private readonly baseMounts: BaseMounts;
+  private readonly lives = new Map<string, Live>();
+
+  constructor(private readonly opts: HostIsolationOptions) {
+    this.baseMounts = new BaseMounts(opts.runRoot);
+  }
+
+  private live(id: string): Live {
+    let l = this.lives.get(id);
+    if (!l) {
+      l = { pending: [], startWaiters: [] };
+      this.lives.set(id, l);
+    }
+    return l;
+  }
+
+  private async readRecord(spec: ContainerSpec): Promise<HostRecord> {
+    try {
+      return JSON.parse(await readFile(path.join(spec.stateDir, RECORD), 'utf8')) as HostRecord;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`No such container: ${spec.id}`);
+      throw e;
+    }
+  }
+
+  private async readExitFile(spec: ContainerSpec): Promise<ExitStatus | undefined> {
+    try {
+      return toExit(parseExitStatus(JSON.parse(await readFile(path.join(spec.stateDir, 'exit.json'), 'utf8'))));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  /** The supervisor's client if one is alive (connecting after a daemon restart). */
+  private async agent(spec: ContainerSpec): Promise<AgentClient | undefined> {
+    const l = this.live(spec.id);
+    if (l.client && !l.client.closed) return l.client;
+    l.client = undefined;
+    if (!(await supervisorPid(spec.stateDir))) return undefined;
+    try {
+      l.client = await connectSupervisor(spec.stateDir, this.opts.runRoot);
+    } catch {
+      return undefined; // exiting right now: its exit file is the truth
+    }
+    return l.client;
+  }
+
+  private async running(spec: ContainerSpec): Promise<AgentClient> {
+    const c = await this.agent(spec);
+    if (c) {
+      const st = await c.state();
+      if (st.status === 'running' || st.status === 'paused') return c;
+    }
+    await this.readRecord(spec);
+    throw new ConflictError(`Container ${spec.id} is not running`);
+  }
+
+  /** Resolves with the exit status once the main process has exited; then lets the supervisor go. */
+  private watchExit(spec: ContainerSpec, client: AgentClient): Promise<ExitStatus> {
+    const p = client.wait().then(
+      async (s) => {
+        await client.shutdown().catch(() => {});
+        client.close();
+        return toExit(s);
+      },
+      async (e) => {
+        // connection lost: the supervisor wrote the status before it went away, or it crashed
+        const f = await this.readExitFile(spec);
+        if (f) return f;
+        throw e instanceof TvmError ? e : new TvmError('ERR_SUPERVISOR_LOST', `supervisor of ${spec.id} lost`, 500, { cause: e });
+      },
+    );
+    p.catch(() => {});
+    return p;
+  }
+
+  async create(spec: ContainerSpec): Promise<void> {
+    validateSpec(spec);
+    if (existsSync(path.join(spec.stateDir, RECORD))) throw new ConflictError(`container ${spec.id} already exists`);
+    const image = await this.opts.images.resolve(spec.imageId);
+    const disk = await this.opts.baseDisks.ensure(image);
+    const stateDirExisted = existsSync(spec.stateDir);
+    const lower = await this.baseMounts.acquire(image.id, disk);
+    try {
+      await mkdir(spec.stateDir, { recursive: true, mode: 0o700 });
+      for (const d of ['upper', 'work', 'rootfs']) await mkdir(path.join(spec.stateDir, d), { mode: 0o755 });
+      const rec: HostRecord = { imageId: image.id, lower, cgroup: cgroupFor(spec.id) };
+      await writeJsonAtomic(path.join(spec.stateDir, RECORD), rec);
+    } catch (e) {
+      if (stateDirExisted) {
+        for (const d of ['upper', 'work', 'rootfs', RECORD]) await rm(path.join(spec.stateDir, d), { recursive: true, force: true });
+      } else {
+        await rm(spec.stateDir, { recursive: true, force: true });
+      }
+      await this.baseMounts.release(image.id, () => this.imageInUse(image.id, spec.stateDir)).catch(() => {});
+      throw e;
+    }
+  }
+
+  async start(spec: ContainerSpec): Promise<RunningInfo> {
+    const rec = await this.readRecord(spec);
+    const l = this.live(spec.id);
+    let client = await this.agent(spec);
+    if (client) {
+      const st = await client.state();
+      if ((st.status === 'running' || st.status === 'paused') && st.pid && st.startedAt) {
+        return { pid: st.pid, startedAt: st.startedAt };
+      }
+      // a supervisor from an earlier run (exited) or a start interrupted half-way: replace it
+      await client.shutdown().catch(() => {});
+      client.close();
+      client = undefined;
+    }
+    const lower = await this.baseMounts.acquire(rec.imageId, await this.opts.baseDisks.ensure(await this.opts.images.resolve(rec.imageId)));
+    await unlink(path.join(spec.stateDir, 'exit.json')).catch(() => {});
+    await removeCgroup(rec.cgroup).catch(() => {});
+    await spawnSupervisor(this.opts.agentPath, spec.stateDir, this.opts.supervisorLinger);
+    client = await connectSupervisor(spec.stateDir, this.opts.runRoot);
+    l.client = client;
+    try {
+      await client.create(agentSpec(spec, lower, rec.cgroup));
+    } catch (e) {
+      await client.shutdown().catch(() => {});
+      client.close();
+      if (e instanceof AgentError && e.agentCode === 'ERR_BAD_SPEC') throw new InvalidParameterError(e.message);
+      throw e;
+    }
+    // attach requests made before start get every byte
+    const pending = l.pending.splice(0);
+    for (const p of pending) {
+      if (p.detached) continue;
+      try {
+        p.resolve(await attachStreams(client, p.stdio, { tty: spec.process.tty, openStdin: spec.process.openStdin }));
+      } catch (e) {
+        p.reject(e);
+      }
+    }
+    l.exited = undefined;
+    let info: RunningInfo;
+    try {
+      info = await client.start();
+    } catch (e) {
+      l.exited = this.watchExit(spec, client);
+      this.wakeStartWaiters(l);
+      if (e instanceof AgentError && e.agentCode === 'ERR_EXEC') {
+        // Docker: the start fails, and the container records exit 127/126 with the message
+        throw new TvmError('ERR_EXEC', e.message, 400, { cause: e });
+      }
+      throw e;
+    }
+    l.exited = this.watchExit(spec, client);
+    this.wakeStartWaiters(l);
+    return info;
+  }
+
+  private wakeStartWaiters(l: Live): void {
+    for (const w of l.startWaiters.splice(0)) w();
+  }
+
+  async attach(spec: ContainerSpec, stdio: StdioStreams): Promise<Attachment> {
+    await this.readRecord(spec);
+    const client = await this.agent(spec);
+    if (client) {
+      const st = await client.state();
+      if (st.status === 'running' || st.status === 'paused') {
+        return attachStreams(client, stdio, { tty: spec.process.tty, openStdin: spec.process.openStdin });
+      }
+    }
+    // not running: connected at the next start (docker run / start -a attach first)
+    const l = this.live(spec.id);
+    return new Promise<Attachment>((resolve, reject) => {
+      const entry: PendingAttach = { stdio, resolve, reject, detached: false };
+      l.pending.push(entry);
+      // the caller gets an Attachment now; its streams appear at start
+      let inner: Attachment | undefined;
+      let doneResolve!: () => void;
+      const done = new Promise<void>((r) => (doneResolve = r));
+      entry.resolve = (a) => {
+        inner = a;
+        a.done.then(doneResolve, doneResolve);
+      };
+      entry.reject = () => doneResolve();
+      resolve({
+        done,
+        detach() {
+          entry.detached = true;
+          inner?.detach();
+          doneResolve();
+        },
+      });
+    });
+  }
+
+  async resize(spec: ContainerSpec, rows: number, cols: number): Promise<void> {
+    const c = await this.running(spec);
+    await c.resize(rows, cols);
+  }
+
+  async wait(spec: ContainerSpec): Promise<ExitStatus> {
+    await this.readRecord(spec);
+    const l = this.live(spec.id);
+    for (;;) {
+      if (l.exited) return l.exited;
+      const client = await this.agent(spec);
+      if (client) {
+        const st = await client.state();
+        if (st.status !== 'created') {
+          l.exited = this.watchExit(spec, client);
+          continue;
+        }
+      }
+      const f = await this.readExitFile(spec);
+      if (f) return f;
+      // created, never started: Docker's wait blocks until it has run
+      await new Promise<void>((r) => l.startWaiters.push(r));
+    }
+  }
+
+  async kill(spec: ContainerSpec, signal: string | number): Promise<void> {
+    const sig = parseSignal(signal);
+    const c = await this.running(spec);
+    await c.signal(sig);
+  }
+
+  async pause(spec: ContainerSpec): Promise<void> {
+    const c = await this.running(spec);
+    try {
+      await c.pause();
+    } catch (e) {
+      if (e instanceof AgentError && e.agentCode === 'ERR_STATE') throw new ConflictError(`Container ${spec.id} is already paused`);
+      throw e;
+    }
+  }
+
+  async resume(spec: ContainerSpec): Promise<void> {
+    const c = await this.running(spec);
+    try {
+      await c.resume();
+    } catch (e) {
+      if (e instanceof AgentError && e.agentCode === 'ERR_STATE') throw new ConflictError(`Container ${spec.id} is not paused`);
+      throw e;
+    }
+  }
+
+  async exec(spec: ContainerSpec, exec: ExecSpec, stdio: StdioStreams): Promise<ExecHandle> {
+    validateProcess(spec, exec.process, 'exec.process');
+    const c = await this.running(spec);
+    const id = randomBytes(16).toString('hex');
+    await c.exec(id, agentProcess(exec.process), exec.privileged);
+    const attachment = await attachStreams(c, stdio, { tty: exec.process.tty, openStdin: exec.process.openStdin, exec: id });
+    let pid = 0;
+    try {
+      pid = (await c.startExec(id)).pid;
+    } catch (e) {
+      // a failed exec reports 126/127 and its message through wait(), as Docker's exec inspect does
+      if (!(e instanceof AgentError && e.agentCode === 'ERR_EXEC')) {
+        attachment.detach();
+        throw e;
+      }
+    }
+    const status = c.wait(id).then(toExit);
+    status.catch(() => {});
+    return {
+      pid,
+      attachment,
+      resize: (rows, cols) => c.resize(rows, cols, id),
+      wait: () => status,
+    };
+  }
+
+  async top(spec: ContainerSpec): Promise<{ pid: number; ppid: number; cmd: string }[]> {
+    const c = await this.running(spec);
+    return c.ps();
+  }
+
+  async stats(spec: ContainerSpec): Promise<Stats> {
+    const c = await this.running(spec);
+    const r = await c.stats();
+    const mem = r.memory as { usage: number; limit: number; maxUsage: number };
+    const cpu = r.cpu as { totalUsageNs: number; systemUsageNs: number; onlineCpus: number };
+    const pids = r.pids as { current: number; limit: number };
+    // v1 reports "unlimited" as a huge number, v2 as max (-1): Docker shows the host's memory
+    const total = os.totalmem();
+    const limit = mem.limit < 0 || mem.limit > total ? total : mem.limit;
+    const out: Stats = {
+      read: new Date().toISOString(),
+      memory: { usage: mem.usage, limit, maxUsage: mem.maxUsage },
+      cpu: { totalUsageNs: cpu.totalUsageNs, systemUsageNs: cpu.systemUsageNs, onlineCpus: cpu.onlineCpus },
+      pids: { current: pids.current },
+    };
+    if (pids.limit > 0) out.pids.limit = pids.limit;
+    return out;
+  }
+
+  /** Does any other container's record still use this image's base mount? */
+  private async imageInUse(imageId: string, exceptStateDir: string): Promise<boolean> {
+    const parents = new Set([path.join(this.opts.dataRoot, 'containers'), path.dirname(exceptStateDir)]);
+    for (const parent of parents) {
+      let names: string[];
+      try {
+        names = await readdir(parent);
+      } catch {
+        continue;
+      }
+      for (const n of names) {
+        const dir = path.join(parent, n);
+        if (path.resolve(dir) === path.resolve(exceptStateDir)) continue;
+        try {
+          const rec = JSON.parse(await readFile(path.join(dir, RECORD), 'utf8')) as HostRecord;
+          if (rec.imageId === imageId) return true;
+        } catch {
+          // not a container of ours
+        }
+      }
+    }
+    return false;
+  }
+
+  async remove(spec: ContainerSpec): Promise<void> {
+    let rec: HostRecord;
+    try {
+      rec = await this.readRecord(spec);
+    } catch (e) {
+      if (e instanceof NotFoundError) {
+        await rm(spec.stateDir, { recursive: true, force: true });
+        return; // already gone: remove is idempotent
+      }
+      throw e;
+    }
+    const client = await this.agent(spec);
+    if (client) {
+      const st = await client.state();
+      if (st.status === 'running' || st.status === 'paused') {
+        throw new ConflictError(`You cannot remove a running container ${spec.id}. Stop the container before attempting removal or force remove`);
+      }
+      await client.shutdown().catch(() => {});
+      client.close();
+    }
+    const l = this.live(spec.id);
+    for (const p of l.pending.splice(0)) p.reject(new NotFoundError(`No such container: ${spec.id}`));
+    this.lives.delete(spec.id);
+    await removeCgroup(rec.cgroup);
+    await rm(spec.stateDir, { recursive: true, force: true });
+    await this.baseMounts.release(rec.imageId, () => this.imageInUse(rec.imageId, spec.stateDir));
+  }
+
+  async recover(spec: ContainerSpec): Promise<{ running: RunningInfo } | { exited: ExitStatus } | { lost: true }> {
+    try {
+      await this.readRecord(spec);
+    } catch (e) {
+      if (e instanceof NotFoundError) return { lost: true };
+      throw e;
+    }
+    const client = await this.agent(spec);
+    if (client) {
+      const st = await client.state();
+      if ((st.status === 'running' || st.status === 'paused') && st.pid && st.startedAt) {
+        const l = this.live(spec.id);
+        if (!l.exited) l.exited = this.watchExit(spec, client);
+        return { running: { pid: st.pid, startedAt: st.startedAt } };
+      }
+      if (st.exit) return { exited: toExit(st.exit) };
+    }
+    const f = await this.readExitFile(spec);
+    if (f) return { exited: f };
+    return { lost: true };
+  }
+
+  async archive(spec: ContainerSpec, containerPath: string): Promise<Readable> {
+    const rec = await this.readRecord(spec);
+    return archiveFrom(await this.rootView(spec, rec), containerPath);
+  }
+
+  async extract(spec: ContainerSpec, containerPath: string, tar: Readable): Promise<void> {
+    const rec = await this.readRecord(spec);
+    await extractTo(await this.rootView(spec, rec), containerPath, tar);
+  }
+
+  /** The container's filesystem as the workload sees it: live through /proc/<pid>/root, or, for
+   * a stopped container, its overlay mounted on the host for the duration of the copy. */
+  private async rootView(spec: ContainerSpec, rec: HostRecord): Promise<RootView> {
+    const c = await this.agent(spec);
+    if (c) {
+      const st = await c.state();
+      if ((st.status === 'running' || st.status === 'paused') && st.pid) {
+        return { root: `/proc/${st.pid}/root`, cleanup: async () => {} };
+      }
+    }
+    await this.baseMounts.acquire(rec.imageId, await this.opts.baseDisks.ensure(await this.opts.images.resolve(rec.imageId)));
+    return mountStoppedRoot(path.join(this.opts.runRoot, 'tmp'), rec.lower, path.join(spec.stateDir, 'upper'), path.join(spec.stateDir, 'work'));
+  }
+}
