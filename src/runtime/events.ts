@@ -34,9 +34,10 @@ export class EventBus {
   }
 
   publish(type: EventType, action: string, id: string, attributes: Record<string, string> = {}): DockerEvent {
-    // Strictly increasing timestamps so `since`/`until` cut the stream exactly.
+    // Strictly increasing timestamps so `since`/`until` cut the stream exactly. Steps of a
+    // microsecond: timeNano travels as a JSON number, exact only to 256 ns at today's epoch.
     let nano = BigInt(Date.now()) * 1_000_000n;
-    if (nano <= this.lastNano) nano = this.lastNano + 1n;
+    if (nano <= this.lastNano) nano = this.lastNano + 1000n;
     this.lastNano = nano;
     const ev: DockerEvent = {
       Type: type,

@@ -1,0 +1,83 @@
+import { describe, it, expect } from 'vitest';
+import { mkdtemp, appendFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { EventBus, matchEvent, parseTimeArg } from '../../../src/runtime/events.js';
+import { readLog, parseLogLine, timeToNano, formatLogLine, type LogEntry } from '../../../src/runtime/log-file.js';
+
+describe('events', () => {
+  it('publishes Docker-shaped events with increasing timestamps and filters them', () => {
+    const bus = new EventBus();
+    const seen: string[] = [];
+    const off = bus.subscribe((e) => seen.push(e.Action));
+    const a = bus.publish('container', 'start', 'abc', { name: 'web', image: 'busybox', tier: 'front' });
+    const b = bus.publish('image', 'pull', 'busybox:latest', { name: 'busybox:latest' });
+    off();
+    bus.publish('container', 'die', 'abc', { name: 'web', image: 'busybox' });
+    expect(seen).toEqual(['start', 'pull']);
+    expect(b.timeNano).toBeGreaterThan(a.timeNano);
+    expect(a).toMatchObject({ Type: 'container', status: 'start', id: 'abc', from: 'busybox', scope: 'local' });
+    expect(matchEvent(a, { type: ['container'], event: ['start', 'die'] })).toBe(true);
+    expect(matchEvent(a, { container: ['web'] })).toBe(true);
+    expect(matchEvent(a, { container: ['ab'] })).toBe(true);
+    expect(matchEvent(a, { label: ['tier=front'] })).toBe(true);
+    expect(matchEvent(a, { label: ['tier=back'] })).toBe(false);
+    expect(matchEvent(b, { type: ['container'] })).toBe(false);
+    expect(matchEvent(b, { image: ['busybox:latest'] })).toBe(true);
+    expect(bus.history(BigInt(b.timeNano), undefined).map((e) => e.Action)).toEqual(['pull', 'die']);
+  });
+  it('parses time arguments', () => {
+    expect(parseTimeArg('1700000000')).toBe(1700000000n * 1_000_000_000n);
+    expect(parseTimeArg('1700000000.5')).toBe(1700000000500000000n);
+    expect(parseTimeArg('2024-01-01T00:00:00Z')).toBe(BigInt(Date.parse('2024-01-01T00:00:00Z')) * 1_000_000n);
+    expect(parseTimeArg('10m', 1_000_000)).toBe(BigInt(1_000_000 - 600_000) * 1_000_000n);
+    expect(() => parseTimeArg('yesterday')).toThrow('invalid time value: yesterday');
+  });
+});
+
+describe('json-file log', () => {
+  const entries = (texts: [string, 'stdout' | 'stderr', string][]) => texts.map(([log, stream, time]) => JSON.stringify({ log, stream, time }) + '\n').join('');
+  const all = async (g: AsyncGenerator<LogEntry>) => {
+    const out: string[] = [];
+    for await (const e of g) out.push(e.log);
+    return out;
+  };
+
+  it('parses lines and skips torn ones', () => {
+    expect(parseLogLine('{"log":"hi\\n","stream":"stdout","time":"2024-01-01T00:00:00.000000001Z"}')).toEqual({ log: 'hi\n', stream: 'stdout', time: '2024-01-01T00:00:00.000000001Z' });
+    expect(parseLogLine('{"log":"hi')).toBeUndefined();
+    expect(parseLogLine('{"log":1,"stream":"stdout","time":"x"}')).toBeUndefined();
+    expect(timeToNano('2024-01-01T00:00:00.000000001Z') - timeToNano('2024-01-01T00:00:00Z')).toBe(1n);
+    expect(formatLogLine('stderr', 'x\n', '2024-01-01T00:00:00Z')).toBe('{"log":"x\\n","stream":"stderr","time":"2024-01-01T00:00:00Z"}\n');
+  });
+
+  it('reads with tail, since and until', async () => {
+    const f = path.join(await mkdtemp(path.join(tmpdir(), 'tvm-log-')), 'log.jsonl');
+    await writeFile(f, entries([
+      ['a\n', 'stdout', '2024-01-01T00:00:01Z'],
+      ['b\n', 'stderr', '2024-01-01T00:00:02Z'],
+      ['c\n', 'stdout', '2024-01-01T00:00:03Z'],
+    ]) + '{"log":"torn');
+    expect(await all(readLog(f))).toEqual(['a\n', 'b\n', 'c\n']);
+    expect(await all(readLog(f, { tail: 2 }))).toEqual(['b\n', 'c\n']);
+    expect(await all(readLog(f, { tail: 0 }))).toEqual([]);
+    expect(await all(readLog(f, { sinceNano: timeToNano('2024-01-01T00:00:02Z') }))).toEqual(['b\n', 'c\n']);
+    expect(await all(readLog(f, { untilNano: timeToNano('2024-01-01T00:00:02Z') }))).toEqual(['a\n', 'b\n']);
+  });
+
+  it('follows appended lines until the writer is finished', async () => {
+    const f = path.join(await mkdtemp(path.join(tmpdir(), 'tvm-log-')), 'log.jsonl');
+    await writeFile(f, entries([['1\n', 'stdout', '2024-01-01T00:00:01Z']]));
+    let finished = false;
+    let finish!: () => void;
+    const onFinish = new Promise<void>((r) => (finish = r));
+    const got = all(readLog(f, { follow: true, finished: () => finished, onFinish }));
+    await new Promise((r) => setTimeout(r, 50));
+    await appendFile(f, entries([['2\n', 'stdout', '2024-01-01T00:00:02Z']]));
+    await new Promise((r) => setTimeout(r, 50));
+    await appendFile(f, entries([['3\n', 'stderr', '2024-01-01T00:00:03Z']]));
+    finished = true;
+    finish();
+    expect(await got).toEqual(['1\n', '2\n', '3\n']);
+  });
+});
