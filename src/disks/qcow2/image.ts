@@ -551,41 +551,43 @@ export class Qcow2Image implements SyncBlockBackend {
     const [hi, lo] = readHalves(this.l1, l1i);
     const e = decodeL1(hi, lo);
     if (e.offset === 0 && !e.reservedBits) return 0;
-    const what = `L1 entry ${l1i} (L2 table for guest offset ${hex(l1i * this.l2Entries * this.clusterSize)})`;
-    if (e.reservedBits) throw this.corrupt(`${what} has reserved bits set`);
-    this.checkHostCluster(e.offset, what, true);
+    const problem = e.reservedBits ? 'has reserved bits set' : this.hostClusterProblem(e.offset, true);
+    if (problem) throw this.corrupt(`L1 entry ${l1i} (L2 table for guest offset ${hex(l1i * this.l2Entries * this.clusterSize)}) ${problem}`);
     return e.offset;
   }
 
   private checkedL2(e: L2Entry, l2Off: number, l2i: number, guestOff: number): L2Entry {
-    const what = () => `L2 entry ${l2i} of the L2 table at ${hex(l2Off)} (guest offset ${hex(guestOff)})`;
-    if (e.reservedBits) throw this.corrupt(`${what()} has reserved bits set`);
-    if (e.kind === 'normal' || e.kind === 'zero-alloc') {
-      this.checkHostCluster(e.offset, what(), false);
-    } else if (e.kind === 'compressed') {
+    let problem: string | undefined;
+    if (e.reservedBits) problem = 'has reserved bits set';
+    else if (e.kind === 'normal' || e.kind === 'zero-alloc') problem = this.hostClusterProblem(e.offset, false);
+    else if (e.kind === 'compressed') {
       if (e.offset < this.clusterSize || e.offset >= this.fileEnd) {
-        throw this.corrupt(`${what()} points to compressed data at ${hex(e.offset)} outside the file (${this.fileEnd} bytes)`);
+        problem = `points to compressed data at ${hex(e.offset)} outside the file (${this.fileEnd} bytes)`;
       }
     } else if (e.copied && e.kind === 'unallocated') {
-      throw this.corrupt(`${what()} has host offset 0 with the copied flag (only valid with an external data file)`);
+      problem = 'has host offset 0 with the copied flag (only valid with an external data file)';
     }
+    if (problem) throw this.corrupt(`L2 entry ${l2i} of the L2 table at ${hex(l2Off)} (guest offset ${hex(guestOff)}) ${problem}`);
     return e;
   }
 
-  /** A host cluster offset from a table must be aligned, inside the file and not metadata. */
-  private checkHostCluster(off: number, what: string, isL2: boolean): void {
+  /**
+   * Why a host cluster offset taken from a table is unusable, or undefined when it is fine:
+   * it must be aligned, inside the file and not any metadata's cluster.
+   */
+  private hostClusterProblem(off: number, isL2: boolean): string | undefined {
     const cs = this.clusterSize;
-    if (off % cs !== 0) throw this.corrupt(`${what} points to ${hex(off)}, not aligned to the cluster size ${cs}`);
-    if (off >= this.fileEnd) throw this.corrupt(`${what} points to ${hex(off)}, past the end of the file (${this.fileEnd} bytes)`);
+    if (off % cs !== 0) return `points to ${hex(off)}, not aligned to the cluster size ${cs}`;
+    if (off >= this.fileEnd) return `points to ${hex(off)}, past the end of the file (${this.fileEnd} bytes)`;
     const h = this.header;
-    const overlaps = (start: number, len: number): boolean => off < start + len && start < off + cs;
+    const end = off + cs;
     let meta: string | undefined;
     if (off < cs) meta = 'the header';
-    else if (h.l1Size > 0 && overlaps(h.l1TableOffset, h.l1Size * 8)) meta = 'the L1 table';
-    else if (overlaps(h.refcountTableOffset, h.refcountTableClusters * cs)) meta = 'the refcount table';
+    else if (h.l1Size > 0 && off < h.l1TableOffset + h.l1Size * 8 && h.l1TableOffset < end) meta = 'the L1 table';
+    else if (off < h.refcountTableOffset + h.refcountTableClusters * cs && h.refcountTableOffset < end) meta = 'the refcount table';
     else if (this.refblockOffsets.has(off)) meta = 'a refcount block';
     else if (!isL2 && this.l2Offsets.has(off)) meta = 'an L2 table';
-    if (meta) throw this.corrupt(`${what} points to ${hex(off)}, which overlaps ${meta}`);
+    return meta ? `points to ${hex(off)}, which overlaps ${meta}` : undefined;
   }
 
   private loadL2(l2Off: number, l1i: number): Uint8Array {

@@ -1,6 +1,7 @@
 /** A bounded least-recently-used map keyed by host offset (L2 tables, refcount blocks). */
 export class LruMap<V> {
   private readonly map = new Map<number, V>();
+  private newest: number | undefined;
 
   constructor(readonly capacity: number) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`cache capacity ${capacity} must be a positive integer`);
@@ -13,9 +14,11 @@ export class LruMap<V> {
   /** Looks up and marks as most recently used. */
   get(key: number): V | undefined {
     const v = this.map.get(key);
-    if (v !== undefined) {
+    // Re-inserting moves the key to the back; skip it when it is already there (the usual case).
+    if (v !== undefined && key !== this.newest) {
       this.map.delete(key);
       this.map.set(key, v);
+      this.newest = key;
     }
     return v;
   }
@@ -23,10 +26,12 @@ export class LruMap<V> {
   set(key: number, value: V): void {
     this.map.delete(key);
     this.map.set(key, value);
+    this.newest = key;
   }
 
   delete(key: number): void {
     this.map.delete(key);
+    if (key === this.newest) this.newest = undefined;
   }
 
   /** The least recently used key, or undefined when empty. */
