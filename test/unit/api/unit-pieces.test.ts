@@ -1,0 +1,95 @@
+import { describe, it, expect } from 'vitest';
+import { encodeFrame, encodeHeader, FrameDecoder, HEADER_SIZE, STREAM_STDERR, STREAM_STDOUT } from '../../../src/api/stream-header.js';
+import { splitVersion, versionError, compareVersions, API_VERSION, MIN_API_VERSION } from '../../../src/api/version.js';
+import { parseFilters, checkFilterKeys } from '../../../src/api/filters.js';
+import { mapError } from '../../../src/api/errors.js';
+import { qbool } from '../../../src/api/hijack.js';
+import { goFileMode } from '../../../src/api/archive-stat.js';
+import { humanDuration } from '../../../src/api/container-json.js';
+import { ConflictError, NotFoundError, NotImplementedError } from '../../../src/errors.js';
+import { NotModifiedError } from '../../../src/runtime/state-machine.js';
+
+describe('multiplexed stream header', () => {
+  it('pins the 8-byte layout: stream id, 3 zero bytes, big-endian length', () => {
+    expect(HEADER_SIZE).toBe(8);
+    expect([...encodeHeader(STREAM_STDERR, 0x01020304)]).toEqual([2, 0, 0, 0, 1, 2, 3, 4]);
+    expect([...encodeFrame(STREAM_STDOUT, 'hi')]).toEqual([1, 0, 0, 0, 0, 0, 0, 2, 0x68, 0x69]);
+  });
+  it('decodes frames split across chunks', () => {
+    const d = new FrameDecoder();
+    const all = Buffer.concat([encodeFrame(1, 'hello'), encodeFrame(2, 'err'), encodeFrame(1, '')]);
+    const out = [];
+    for (let i = 0; i < all.length; i += 3) out.push(...d.push(all.subarray(i, i + 3)));
+    expect(out.map((f) => [f.stream, f.payload.toString()])).toEqual([[1, 'hello'], [2, 'err'], [1, '']]);
+    expect(d.pending).toBe(0);
+  });
+  it('rejects malformed headers', () => {
+    expect(() => new FrameDecoder().push(Buffer.from([9, 0, 0, 0, 0, 0, 0, 0]))).toThrow('bad stream id 9');
+    expect(() => new FrameDecoder().push(Buffer.from([1, 1, 0, 0, 0, 0, 0, 0]))).toThrow('bad padding');
+    expect(() => encodeHeader(1, -1)).toThrow();
+  });
+});
+
+describe('API version negotiation', () => {
+  it('splits the /v1.xx prefix', () => {
+    expect(splitVersion('/v1.50/containers/json?all=1')).toEqual({ version: '1.50', url: '/containers/json?all=1' });
+    expect(splitVersion('/_ping')).toEqual({ version: undefined, url: '/_ping' });
+    expect(splitVersion('/v1.24')).toEqual({ version: '1.24', url: '/' });
+    expect(splitVersion('/version')).toEqual({ version: undefined, url: '/version' });
+  });
+  it('accepts [min, max] and refuses the rest with Docker\'s messages', () => {
+    expect(versionError(API_VERSION)).toBeUndefined();
+    expect(versionError(MIN_API_VERSION)).toBeUndefined();
+    expect(versionError('1.41')).toBeUndefined();
+    expect(versionError('1.99')?.message).toBe(`client version 1.99 is too new. Maximum supported API version is ${API_VERSION}`);
+    expect(versionError('1.12')?.message).toBe(`client version 1.12 is too old. Minimum supported API version is ${MIN_API_VERSION}, please upgrade your client to a newer version`);
+    expect(compareVersions('1.9', '1.10')).toBeLessThan(0);
+  });
+});
+
+describe('filters', () => {
+  it('parses both Docker filter encodings', () => {
+    expect(parseFilters('{"status":{"running":true,"exited":false}}')).toEqual({ status: ['running'] });
+    expect(parseFilters('{"label":["a=b"]}')).toEqual({ label: ['a=b'] });
+    expect(parseFilters(undefined)).toEqual({});
+  });
+  it('rejects malformed filters and unknown keys', () => {
+    expect(() => parseFilters('{bad')).toThrow(/invalid filter/);
+    expect(() => parseFilters('[1]')).toThrow(/not a JSON object/);
+    expect(() => parseFilters('{"a":{"b":"yes"}}')).toThrow(/booleans/);
+    expect(() => checkFilterKeys({ colour: [] }, ['status'])).toThrow("invalid filter 'colour'");
+  });
+});
+
+describe('error mapping', () => {
+  it('maps typed errors to Docker statuses', () => {
+    expect(mapError(new NotFoundError('No such container: x'))).toEqual({ status: 404, message: 'No such container: x' });
+    expect(mapError(new ConflictError('busy'))).toEqual({ status: 409, message: 'busy' });
+    expect(mapError(new NotImplementedError('later')).status).toBe(501);
+    expect(mapError(new NotModifiedError('same')).status).toBe(304);
+    expect(mapError(new Error('bug')).status).toBe(500);
+    expect(mapError(Object.assign(new Error('body/Image must be string'), { validation: [], validationContext: 'body' }))).toEqual({ status: 400, message: 'invalid JSON: Image must be string' });
+  });
+});
+
+describe('small helpers', () => {
+  it('reads Docker booleans', () => {
+    expect(qbool('1')).toBe(true);
+    expect(qbool('true')).toBe(true);
+    expect(qbool('0')).toBe(false);
+    expect(qbool('false')).toBe(false);
+    expect(qbool('')).toBe(false);
+    expect(qbool(undefined, true)).toBe(true);
+  });
+  it('encodes Go file modes for docker cp', () => {
+    expect(goFileMode({ type: 'directory', mode: 0o755 })).toBe(2 ** 31 + 0o755);
+    expect(goFileMode({ type: 'symlink', mode: 0o777 })).toBe(2 ** 27 + 0o777);
+    expect(goFileMode({ type: 'file', mode: 0o4755 })).toBe(2 ** 23 + 0o755);
+  });
+  it('prints Docker\'s human durations', () => {
+    expect(humanDuration(200)).toBe('Less than a second');
+    expect(humanDuration(5000)).toBe('5 seconds');
+    expect(humanDuration(65_000)).toBe('About a minute');
+    expect(humanDuration(3 * 3600_000)).toBe('3 hours');
+  });
+});
