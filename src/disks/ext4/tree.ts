@@ -84,7 +84,12 @@ export class MergedTree {
     this.root.links = 1;
   }
 
-  /** walks to the parent directory of `parts`, creating missing or non-directory parents in `layer` */
+  /**
+   * Walks to the parent directory of `parts`, creating missing or non-directory parents in
+   * `layer`. A symlink on the way is replaced, not followed: a layer's entries describe its own
+   * directory, as Docker's overlay2 applies a layer into the layer's diff directory, where
+   * "lib/x" makes "lib" a directory that hides a lower "lib -> usr/lib".
+   */
   parentOf(parts: string[], layer: number, implicitMeta: () => NodeMeta): FsNode {
     let dir = this.root;
     if (dir.layer < layer) dir.layer = layer;
