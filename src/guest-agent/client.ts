@@ -72,22 +72,23 @@ async function handshake(sock: net.Socket, hello: { kind: 'control' | 'stream'; 
   return new Promise((resolve, reject) => {
     const fail = (e: Error) => { cleanup(); sock.destroy(); reject(e); };
     const onData = (d: Buffer) => {
-      let frames: Buffer[];
+      let frame: Buffer | undefined;
       try {
-        frames = dec.push(d);
+        dec.append(d);
+        frame = dec.next();
       } catch (e) {
         fail(e as Error);
         return;
       }
-      if (!frames.length) return;
+      if (!frame) return;
       cleanup();
       sock.pause();
       try {
-        const r = decodeReply(frames[0]!);
+        const r = decodeReply(frame);
         if (r.type === 'error') throw new AgentError(r.code, r.message);
         if (r.type !== 'hello') throw new FormatError(`agent answered hello with ${r.type}`, 'ERR_AGENT_MESSAGE');
         if (r.version !== PROTOCOL_VERSION) throw new FormatError(`agent chose protocol version ${r.version}`, 'ERR_AGENT_MESSAGE');
-        const rest = Buffer.concat([...frames.slice(1).map((f) => lengthPrefixed(f)), dec.remainder()]);
+        const rest = dec.remainder();
         resolve({ reply: r, rest });
       } catch (e) {
         sock.destroy();
@@ -100,12 +101,6 @@ async function handshake(sock: net.Socket, hello: { kind: 'control' | 'stream'; 
     sock.on('end', onEnd);
     sock.on('error', fail);
   });
-}
-
-function lengthPrefixed(f: Buffer): Buffer {
-  const h = Buffer.alloc(4);
-  h.writeUInt32BE(f.length);
-  return Buffer.concat([h, f]);
 }
 
 interface Pending { resolve: (r: OkReply) => void; reject: (e: Error) => void }

@@ -24,23 +24,28 @@ export class FrameDecoder {
 
   /** Throws FormatError on an invalid length; the decoder is then unusable (close the connection). */
   push(chunk: Uint8Array): Buffer[] {
-    if (chunk.length) {
-      this.chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length));
-      this.buffered += chunk.length;
-    }
+    this.append(chunk);
     const frames: Buffer[] = [];
-    for (;;) {
-      if (this.buffered < FRAME_HEADER_SIZE) break;
-      const head = this.peek(FRAME_HEADER_SIZE);
-      const len = head.readUInt32BE(0);
-      if (len === 0 || len > FRAME_MAX) {
-        throw new FormatError(`agent frame length ${len} is outside 1..${FRAME_MAX}`, 'ERR_AGENT_FRAME');
-      }
-      if (this.buffered < FRAME_HEADER_SIZE + len) break;
-      const all = this.take(FRAME_HEADER_SIZE + len);
-      frames.push(all.subarray(FRAME_HEADER_SIZE));
-    }
+    for (let f = this.next(); f; f = this.next()) frames.push(f);
     return frames;
+  }
+
+  append(chunk: Uint8Array): void {
+    if (!chunk.length) return;
+    this.chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length));
+    this.buffered += chunk.length;
+  }
+
+  /** The next whole frame's payload, or undefined until more bytes arrive. Reading one frame at a
+   * time lets a stream connection stop after its hello: what follows is raw data, not frames. */
+  next(): Buffer | undefined {
+    if (this.buffered < FRAME_HEADER_SIZE) return undefined;
+    const len = this.peek(FRAME_HEADER_SIZE).readUInt32BE(0);
+    if (len === 0 || len > FRAME_MAX) {
+      throw new FormatError(`agent frame length ${len} is outside 1..${FRAME_MAX}`, 'ERR_AGENT_FRAME');
+    }
+    if (this.buffered < FRAME_HEADER_SIZE + len) return undefined;
+    return this.take(FRAME_HEADER_SIZE + len).subarray(FRAME_HEADER_SIZE);
   }
 
   /** Bytes received after the last whole frame (a stream connection's first raw bytes). */
