@@ -79,21 +79,12 @@ export interface ListOptions {
   filters: Record<string, string[]>;
 }
 
-interface PendingAttach {
-  stdio: StdioStreams;
-  opts: AttachOptions;
-  resolve: () => void;
-  reject: (e: unknown) => void;
-  detached: boolean;
-}
-
 interface Live {
   /** bumps at each start so a stale exit report cannot end a newer run */
   runGen: number;
   exit?: Promise<ExitStatus>;
   exitWaiters: ((r: WaitResult) => void)[];
   removedWaiters: ((r: WaitResult) => void)[];
-  pending: PendingAttach[];
   lock: Promise<unknown>;
   saving: Promise<unknown>;
   removing: boolean;
@@ -205,7 +196,7 @@ export class ContainerManager {
   private liveOf(id: string): Live {
     let l = this.live.get(id);
     if (!l) {
-      l = { runGen: 0, exitWaiters: [], removedWaiters: [], pending: [], lock: Promise.resolve(), saving: Promise.resolve(), removing: false, stopping: false, execs: new Map() };
+      l = { runGen: 0, exitWaiters: [], removedWaiters: [], lock: Promise.resolve(), saving: Promise.resolve(), removing: false, stopping: false, execs: new Map() };
       this.live.set(id, l);
     }
     return l;
@@ -383,7 +374,6 @@ export class ContainerManager {
     if (l.removing) throw new ConflictError('container is marked for removal and cannot be started');
     const next = transition(rec.state.status, 'start', rec.id);
     const iso = this.isolationFor(rec.spec.isolation);
-    const logOffset = await logSize(rec.spec.logPath);
     let info;
     try {
       info = await iso.start(rec.spec);
@@ -391,7 +381,6 @@ export class ContainerManager {
       rec.state.error = (e as Error).message;
       rec.state.exitCode = /not found|no such file/i.test(rec.state.error) ? 127 : /permission denied/i.test(rec.state.error) ? 126 : 128;
       await this.persist(rec);
-      this.failPending(l, e);
       if (e instanceof TvmError) throw e;
       throw new InvalidParameterError(`failed to start container ${rec.id}: ${(e as Error).message}`, 'ERR_START_FAILED', { cause: e });
     }
@@ -400,7 +389,6 @@ export class ContainerManager {
     await this.persist(rec);
     this.monitor(rec, iso);
     this.emit(rec, 'start');
-    await this.connectPending(rec, iso, logOffset);
   }
 
   private monitor(rec: ContainerRecord, iso: Isolation): void {
@@ -665,10 +653,9 @@ export class ContainerManager {
   // ---------------------------------------------------------------------------------- attach, logs
 
   /**
-   * Attaches to a container. Before start (the `docker run` order: create, attach, wait, start)
-   * the attachment is held and connected the moment the workload starts; without a TTY its
-   * output is then read from the supervisor's log from the start offset, so not a byte of a
-   * short-lived workload is missed.
+   * Attaches to a container. Before start (the `docker run` order: create, attach, wait,
+   * start) the isolation holds the attachment and connects it when the workload starts, before
+   * its first byte: that is the Isolation contract for attach on a created container.
    */
   async attach(ref: string, stdio: StdioStreams, opts: AttachOptions): Promise<Attachment> {
     const rec = this.get(ref);
@@ -684,24 +671,7 @@ export class ContainerManager {
     if (!opts.stream) {
       return { done: Promise.resolve(), detach: () => {} };
     }
-    if (st === 'created') {
-      const l = this.liveOf(rec.id);
-      let pending!: PendingAttach;
-      const done = new Promise<void>((resolve, reject) => {
-        pending = { stdio: wants, opts, resolve, reject, detached: false };
-      });
-      l.pending.push(pending);
-      this.emit(rec, 'attach');
-      return {
-        done,
-        detach: () => {
-          pending.detached = true;
-          l.pending = l.pending.filter((p) => p !== pending);
-          pending.resolve();
-        },
-      };
-    }
-    assertRunning(st, rec.id, 'attach');
+    if (st !== 'created') assertRunning(st, rec.id, 'attach');
     const a = await this.isolationFor(rec.spec.isolation).attach(rec.spec, wants);
     this.emit(rec, 'attach');
     return a;
@@ -712,42 +682,6 @@ export class ContainerManager {
     const rec = this.get(ref);
     if (rec.state.status !== 'created') assertRunning(rec.state.status, rec.id, 'attach');
     return rec;
-  }
-
-  private failPending(l: Live, e: unknown): void {
-    for (const p of l.pending.splice(0)) p.reject(e);
-  }
-
-  private async connectPending(rec: ContainerRecord, iso: Isolation, logOffset: number): Promise<void> {
-    const l = this.liveOf(rec.id);
-    const tty = rec.config.Tty === true;
-    for (const p of l.pending.splice(0)) {
-      if (p.detached) continue;
-      try {
-        if (tty) {
-          const a = await iso.attach(rec.spec, p.stdio);
-          a.done.then(p.resolve, p.reject);
-          continue;
-        }
-        if (p.stdio.stdin) {
-          await iso.attach(rec.spec, { stdin: p.stdio.stdin, stdout: discard(), stderr: discard() });
-        }
-        const exited = l.exit!;
-        let finished = false;
-        void exited.then(() => {
-          finished = true;
-        });
-        void (async () => {
-          for await (const e of readLog(rec.spec.logPath, { follow: true, fromOffset: logOffset, finished: () => finished, onFinish: exited })) {
-            if (p.detached) return;
-            const w = e.stream === 'stdout' ? p.stdio.stdout : p.stdio.stderr;
-            if (!w.write(e.log)) await new Promise((r) => w.once('drain', r));
-          }
-        })().then(p.resolve, p.reject);
-      } catch (e) {
-        p.reject(e);
-      }
-    }
   }
 
   /** `docker logs`; without follow it ends at the current end of the log. */
