@@ -21,6 +21,8 @@ export interface BlockBackend {
   flush(): Promise<void>;
   /** advisory: the range's content becomes unspecified (qcow2: whole clusters read as zeros) */
   discard(offset: number, length: number): Promise<void>;
+  /** the range reads as zeros afterwards (virtio-blk WRITE_ZEROES); qcow2 unmaps whole clusters */
+  writeZeroes(offset: number, length: number): Promise<void>;
   /** flushes (when writable) and releases the files; idempotent */
   close(): Promise<void>;
 }
@@ -30,6 +32,7 @@ export interface SyncBlockBackend extends BlockBackend {
   writeSync(buf: Uint8Array, offset: number): void;
   flushSync(): void;
   discardSync(offset: number, length: number): void;
+  writeZeroesSync(offset: number, length: number): void;
   closeSync(): void;
 }
 
@@ -42,6 +45,17 @@ export function checkRange(name: string, size: number, offset: number, length: n
     );
   }
 }
+
+/** Writes zeros over a range in bounded chunks through `write`. */
+export function writeZeroChunks(write: (buf: Uint8Array, offset: number) => void, offset: number, length: number): void {
+  const chunk = new Uint8Array(Math.min(length, ZERO_CHUNK));
+  for (let done = 0; done < length; done += chunk.length) {
+    const n = Math.min(chunk.length, length - done);
+    write(n === chunk.length ? chunk : chunk.subarray(0, n), offset + done);
+  }
+}
+
+const ZERO_CHUNK = 1024 * 1024;
 
 export function checkWritable(name: string, readOnly: boolean): void {
   if (readOnly) throw new ConflictError(`${name}: disk is open read-only`, 'ERR_BLOCK_READ_ONLY');

@@ -4,7 +4,7 @@
  * simulation) without the formats knowing.
  */
 import fs from 'node:fs';
-import { checkRange, checkWritable, type SyncBlockBackend } from './block-backend.js';
+import { checkRange, checkWritable, writeZeroChunks, type SyncBlockBackend } from './block-backend.js';
 import { NotFoundError, TvmError } from '../errors.js';
 
 export interface FileIo {
@@ -142,6 +142,12 @@ export class RawFile implements SyncBlockBackend {
     checkRange(this.io.path, this.size, offset, length);
   }
 
+  writeZeroesSync(offset: number, length: number): void {
+    checkWritable(this.io.path, this.readOnly);
+    checkRange(this.io.path, this.size, offset, length);
+    writeZeroChunks((b, o) => this.io.pwrite(b, o), offset, length);
+  }
+
   closeSync(): void {
     if (this.closed) return;
     this.closed = true;
@@ -163,6 +169,9 @@ export class RawFile implements SyncBlockBackend {
   }
   async discard(offset: number, length: number): Promise<void> {
     this.discardSync(offset, length);
+  }
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    this.writeZeroesSync(offset, length);
   }
   async close(): Promise<void> {
     this.closeSync();

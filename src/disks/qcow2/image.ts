@@ -23,7 +23,7 @@ import fs from 'node:fs';
 import zlib from 'node:zlib';
 import { randomBytes } from 'node:crypto';
 import { ConflictError, FormatError, InvalidParameterError, NotFoundError, NotImplementedError, TvmError } from '../../errors.js';
-import { checkRange, checkWritable, type SyncBlockBackend } from '../block-backend.js';
+import { checkRange, checkWritable, writeZeroChunks, type SyncBlockBackend } from '../block-backend.js';
 import { NodeFileIo, readZeroFilled, type FileIo } from '../raw.js';
 import {
   COMPRESSION_ZLIB,
@@ -504,6 +504,28 @@ export class Qcow2Image implements SyncBlockBackend {
     this.trimCaches();
   }
 
+  /**
+   * Makes the range read as zeros: whole clusters are unmapped like `discard` (zero flag, or
+   * unallocated when nothing could show through), partial ones get zeros written.
+   */
+  writeZeroesSync(offset: number, length: number): void {
+    checkWritable(this.name, this.readOnly);
+    checkRange(this.name, this.size, offset, length);
+    this.checkUsable();
+    const cs = this.clusterSize;
+    const first = Math.ceil(offset / cs) * cs;
+    const end = Math.floor((offset + length) / cs) * cs;
+    const write = (b: Uint8Array, o: number): void => this.writeSync(b, o);
+    if (end <= first) {
+      writeZeroChunks(write, offset, length);
+      return;
+    }
+    if (first > offset) writeZeroChunks(write, offset, first - offset);
+    if (this.backing !== undefined && this.header.version < 3) writeZeroChunks(write, first, end - first);
+    else this.discardSync(first, end - first);
+    if (offset + length > end) writeZeroChunks(write, end, offset + length - end);
+  }
+
   closeSync(): void {
     if (this.closed) return;
     this.closed = true;
@@ -526,6 +548,9 @@ export class Qcow2Image implements SyncBlockBackend {
   }
   async discard(offset: number, length: number): Promise<void> {
     this.discardSync(offset, length);
+  }
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    this.writeZeroesSync(offset, length);
   }
   async close(): Promise<void> {
     this.closeSync();

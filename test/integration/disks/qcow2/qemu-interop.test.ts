@@ -123,6 +123,11 @@ async function workload(o: WorkloadOpts): Promise<{ dir: string; image: string; 
       const first = Math.ceil(off / cs) * cs;
       const end = Math.floor((off + len) / cs) * cs;
       if (end > first) ref.fill(0, first, end);
+    } else if (op < 0.76) {
+      const off = rint(o.size);
+      const len = rint(Math.min(o.size - off, 3 * cs));
+      await img.writeZeroes(off, len);
+      ref.fill(0, off, off + len);
     } else if (op < 0.8) {
       await img.flush();
     } else if (op < 0.83) {
@@ -174,6 +179,34 @@ describe('random workloads compared with a raw reference', () => {
     const { image, ref } = await workload({ seed: 4, baseSize: 2 * MiB, size: 3 * MiB, clusterBits: 13, refcountOrder: 0, ops: 300 });
     expectClean(image);
     expectIdentical(image, ref);
+  });
+});
+
+describe('large virtual disks', () => {
+  it('a 20 GiB overlay: writes far into the disk use later L1 entries and stay sparse', async () => {
+    const dir = tempDir('large');
+    makeBase(path.join(dir, 'base.raw'), 2 * MiB);
+    const image = path.join(dir, 'big.qcow2');
+    const size = 20 * 1024 * MiB;
+    const img = await Qcow2Image.create(image, { size, backingFile: 'base.raw' });
+    const spots = [0, 600 * MiB + 123, 5 * 1024 * MiB - 3000, 17 * 1024 * MiB + 65536 * 3 + 17, size - 70000];
+    for (const [i, off] of spots.entries()) await img.write(Buffer.alloc(70000, 0x10 + i), off);
+    for (const [i, off] of spots.entries()) {
+      const got = Buffer.alloc(70000);
+      await img.read(got, off);
+      expect(got.every((x) => x === 0x10 + i)).toBe(true);
+    }
+    await img.writeZeroes(17 * 1024 * MiB, 65536 * 4);
+    await img.close();
+    expectClean(image);
+    const ro = await Qcow2Image.open(image, { readOnly: true });
+    // the zeroed range covers the head of the write at 17 GiB + 3 clusters + 17; its tail survives
+    const z = Buffer.alloc(65536 * 5, 1);
+    await ro.read(z, 17 * 1024 * MiB);
+    expect(z.subarray(0, 65536 * 4).every((x) => x === 0)).toBe(true);
+    expect(z.subarray(65536 * 4, 65536 * 3 + 17 + 70000).every((x) => x === 0x13)).toBe(true);
+    await ro.close();
+    runOk('qemu-io', ['-f', 'qcow2', '-c', `read -P 0x13 ${17 * 1024 * MiB + 65536 * 4} 4096`, '-c', `read -P 0x14 ${size - 70000} 70000`, image]);
   });
 });
 
@@ -361,6 +394,9 @@ describe('raw backend', () => {
     await r.read(b, 1000);
     expect(b.every((x) => x === 9)).toBe(true);
     await expect(r.read(Buffer.alloc(2), 65535)).rejects.toMatchObject({ code: 'ERR_BLOCK_RANGE' });
+    await r.writeZeroes(1010, 50);
+    await r.read(b, 1000);
+    expect([...b.subarray(0, 10)].every((x) => x === 9) && b.subarray(10, 60).every((x) => x === 0) && b.subarray(60).every((x) => x === 9)).toBe(true);
     await r.close();
     const ro = RawFile.open(p, { readOnly: true });
     expect(() => ro.writeSync(Buffer.alloc(1), 0)).toThrow(TvmError);
