@@ -18,12 +18,16 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
+
+#define CONTAINER_NOFILE_SOFT 1024
+#define CONTAINER_NOFILE_HARD 524288
 
 /* What a child needs to report back: errfd gets "<code> <message>" on failure; closing on
  * exec (O_CLOEXEC) is the success signal. */
@@ -180,6 +184,14 @@ static void __attribute__((noreturn)) finish_and_exec(const child_ctx *c, const 
   int rc = mkdir_p(p->cwd, 0755);
   if (rc < 0 && rc != -EEXIST) child_fail(c, 126, "mkdir %s: %s", p->cwd, strerror(-rc));
 
+  /* Docker (containerd >= 1.7) gives containers nofile 1024 soft / 524288 hard */
+  struct rlimit nofile;
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+    rlim_t hard = nofile.rlim_max < CONTAINER_NOFILE_HARD ? nofile.rlim_max : CONTAINER_NOFILE_HARD;
+    nofile.rlim_max = hard;
+    nofile.rlim_cur = hard < CONTAINER_NOFILE_SOFT ? hard : CONTAINER_NOFILE_SOFT;
+    if (setrlimit(RLIMIT_NOFILE, &nofile) < 0) child_fail(c, 126, "setrlimit nofile: %s", strerror(errno));
+  }
   if (!privileged && caps_apply_bounding(caps) < 0) child_fail(c, 126, "drop bounding capabilities: %s", strerror(errno));
   if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) child_fail(c, 126, "keepcaps: %s", strerror(errno));
   if (setgroups(u.ngroups, u.groups) < 0) child_fail(c, 126, "setgroups: %s", strerror(errno));

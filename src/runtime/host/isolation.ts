@@ -444,7 +444,12 @@ export class HostIsolation implements Isolation {
         if (!l.exited) l.exited = this.watchExit(spec, client);
         return { running: { pid: st.pid, startedAt: st.startedAt } };
       }
-      if (st.exit) return { exited: toExit(st.exit) };
+      if (st.exit) {
+        // nothing left to supervise: collect the status and let the supervisor go
+        await client.shutdown().catch(() => {});
+        client.close();
+        return { exited: toExit(st.exit) };
+      }
     }
     const f = await this.readExitFile(spec);
     if (f) return { exited: f };

@@ -153,6 +153,10 @@ describe('HostIsolation: run', () => {
     expect(r.stdout).toContain('CapEff:\t00000000a80425fb');
     expect(r.stdout).toContain('Seccomp:\t2');
     expect(r.stdout).toContain('NoNewPrivs:\t1');
+    const lim = await run(env, spec(['sh', '-c', 'ulimit -n; ulimit -Hn']));
+    // Docker's 1024/524288, bounded by what the host lets us have
+    const hostHard = Number(/Max open files\s+\d+\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'utf8'))![1]);
+    expect(lim.stdout.trim().split('\n')).toEqual(['1024', String(Math.min(hostHard, 524288))]);
   });
 
   it('seccomp refuses unshare(CLONE_NEWUSER) (no capability needed) and mount; privileged allows them', async () => {
