@@ -259,17 +259,29 @@ export class TarReader {
       if (str('ctime') !== undefined) header.ctime = parsePaxTime(str('ctime')!, name);
       for (const [k, v] of all) {
         if (k.startsWith('SCHILY.xattr.')) header.xattrs.set(k.slice('SCHILY.xattr.'.length), v);
+        // bsdtar: URL-encoded name, base64 value
+        else if (k.startsWith('LIBARCHIVE.xattr.')) {
+          let xname: string;
+          try {
+            xname = Buffer.from(decodeURIComponent(k.slice('LIBARCHIVE.xattr.'.length)), 'utf8').toString('latin1');
+          } catch {
+            throw new FormatError(`tar entry ${name}: malformed pax key ${JSON.stringify(k)}`, 'ERR_TAR_FORMAT');
+          }
+          if (!header.xattrs.has(xname)) header.xattrs.set(xname, Buffer.from(v.toString('latin1'), 'base64'));
+        }
       }
+      // pre-POSIX archives mark directories only by a trailing slash on an old-style ('\0') file entry
+      if (flag === '\0' && name.endsWith('/')) header.type = 'dir';
       const storedSize = num('size', size);
       header.size = storedSize;
-      this.remaining = type === 'file' ? storedSize : 0;
-      // hard links, devices and the rest may carry a size field but no body (ustar); skip it only if present
-      const bodyBytes = type === 'file' ? storedSize : type === 'link' || type === 'symlink' ? 0 : 0;
-      this.padding = (Math.ceil(bodyBytes / TAR_BLOCK) * TAR_BLOCK - bodyBytes);
+      // like Go's archive/tar: only regular files have a body; other types ignore their size field
+      const bodyBytes = header.type === 'file' ? storedSize : 0;
+      this.remaining = bodyBytes;
+      this.padding = Math.ceil(bodyBytes / TAR_BLOCK) * TAR_BLOCK - bodyBytes;
       this.sparsePrefixPending = false;
       const major = str('GNU.sparse.major');
       if (str('GNU.sparse.map') !== undefined || major !== undefined) {
-        if (type !== 'file') throw new FormatError(`tar entry ${name}: sparse header on a non-file`, 'ERR_TAR_FORMAT');
+        if (header.type !== 'file') throw new FormatError(`tar entry ${name}: sparse header on a non-file`, 'ERR_TAR_FORMAT');
         if (str('GNU.sparse.name') !== undefined) header.name = str('GNU.sparse.name')!;
         const realSize = num('GNU.sparse.realsize', num('GNU.sparse.size', -1));
         if (realSize < 0) throw new FormatError(`tar entry ${name}: sparse file without real size`, 'ERR_TAR_FORMAT');

@@ -102,7 +102,11 @@ export interface Ext4WriteOptions {
   uuid?: string | Uint8Array;
   /** volume label, at most 16 bytes */
   label?: string;
-  /** seconds since the epoch for the superblock times and implicit directories; default 0 */
+  /**
+   * seconds since the epoch for the superblock times, /lost+found and directories the layers
+   * imply but do not list; default: the newest mtime in the layers (so output stays a pure
+   * function of the input)
+   */
   timestamp?: number;
 }
 
@@ -219,7 +223,9 @@ class Ext4Builder {
   private readonly alloc: BlockAllocator;
   private readonly writer: BlockWriter;
   private readonly tree: MergedTree;
-  private readonly defaultTime: Timestamp;
+  /** newest mtime seen so far, the default time */
+  private newest = 0;
+  private rootListed = false;
   private readonly contentHash: Hash | null;
   private readonly fixedBlocks: number | null;
   private hardlinks = 0;
@@ -236,7 +242,6 @@ class Ext4Builder {
       throw new InvalidParameterError(`label ${JSON.stringify(opts.label)} is longer than ${EXT4_LABEL_MAX} bytes`, 'ERR_BAD_LABEL');
     }
     if (opts.uuid !== undefined) parseUuid(opts.uuid);
-    this.defaultTime = { sec: opts.timestamp ?? 0, nsec: 0 };
     if (opts.sizeBytes !== undefined) {
       if (!Number.isSafeInteger(opts.sizeBytes) || opts.sizeBytes <= 0) {
         throw new InvalidParameterError(`disk size ${opts.sizeBytes} is not a positive integer`, 'ERR_DISK_TOO_SMALL');
@@ -262,12 +267,17 @@ class Ext4Builder {
   }
   private readonly fh: FileHandle;
 
+  private get defaultTime(): Timestamp {
+    return { sec: this.opts.timestamp ?? this.newest, nsec: 0 };
+  }
+
   private implicitMeta(): NodeMeta {
     const t = this.defaultTime;
     return { mode: 0o755, uid: 0, gid: 0, atime: t, mtime: t, ctime: t, xattrs: new Map() };
   }
 
   private metaOf(h: TarHeader): NodeMeta {
+    if (h.mtime.sec > this.newest) this.newest = h.mtime.sec;
     return {
       mode: h.mode,
       uid: h.uid,
@@ -300,6 +310,7 @@ class Ext4Builder {
     if (parts.length === 0) {
       if (h.type !== 'dir') throw new FormatError(`tar entry ${h.name}: the root must be a directory`, 'ERR_TAR_FORMAT');
       this.tree.root.meta = this.metaOf(h);
+      this.rootListed = true;
       return;
     }
     const base = parts[parts.length - 1]!;
@@ -427,6 +438,7 @@ class Ext4Builder {
   async finish(layerCount: number): Promise<Ext4Stats> {
     const tree = this.tree;
     const root = tree.root;
+    if (!this.rootListed) root.meta = this.implicitMeta();
     if (!root.children!.has('lost+found')) {
       tree.link(root, 'lost+found', new FsNode('dir', { ...this.implicitMeta(), mode: 0o700 }, layerCount));
     } else if (root.children!.get('lost+found')!.kind !== 'dir') {

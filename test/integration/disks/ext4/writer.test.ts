@@ -61,6 +61,26 @@ describe('ext4 writer: busybox rootfs', () => {
     expect(st).toContain('EXTENTS:');
   });
 
+  it('stays consistent when the kernel mounts it read-write and changes it (the VM rootfs case)', async () => {
+    const img = path.join(work, 'rw.ext4');
+    await buildDisk([await packTar(busyboxRootfsEntries())], img);
+    const dir = tempDir('rwmnt');
+    execFileSync('mount', ['-o', 'loop', img, dir]);
+    try {
+      execFileSync('sh', [
+        '-c',
+        `set -e; cd ${dir}; dd if=/dev/urandom of=data bs=1M count=20 status=none; mkdir many; ` +
+          `for i in $(seq 1 400); do echo $i > many/f$i; done; rm bin/busybox etc/passwd; ln -s /x sl; ` +
+          `echo more >> etc/group; sync`,
+      ]);
+    } finally {
+      execFileSync('umount', [dir]);
+      cleanup(dir);
+    }
+    fsck(img);
+    expect(debugfs(img, 'cat /many/f400')).toBe('400\n');
+  });
+
   it('is deterministic: the same layers give a byte-identical disk', async () => {
     const tar = await packTar(busyboxRootfsEntries());
     const a = path.join(work, 'det-a.ext4');

@@ -101,6 +101,14 @@ describe('TarReader', () => {
     expect(e!.h.xattrs.get('user.x')!.toString()).toBe('y');
   });
 
+  it('reads bsdtar LIBARCHIVE.xattr records and old-style directories', async () => {
+    const p = pax([['LIBARCHIVE.xattr.user.a%20b', Buffer.from([0, 1, 2, 255]).toString('base64')]]);
+    const tar = Buffer.concat([header({ name: 'PaxHeader', type: 'x', size: p.length }), pad(p), header({ name: 'x', size: 0 }), header({ name: 'olddir/', type: '\0' }), END]);
+    const [x, d] = await readAll(tar);
+    expect(x!.h.xattrs.get('user.a b')).toEqual(Buffer.from([0, 1, 2, 255]));
+    expect(d!.h.type).toBe('dir');
+  });
+
   it('reads GNU long names and base-256 sizes', async () => {
     const name = 'n'.repeat(300);
     const l = Buffer.from(name + '\0');
