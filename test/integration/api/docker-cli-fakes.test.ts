@@ -1,0 +1,4 @@
+// The docker CLI against the daemon running on the fakes: the API and its plumbing, fast.
+import { dockerCliSuite } from './suite.js';
+
+dockerCliSuite(['container'], { fake: true });
