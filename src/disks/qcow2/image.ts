@@ -21,6 +21,7 @@
 import path from 'node:path';
 import fs from 'node:fs';
 import zlib from 'node:zlib';
+import { Decompress as ZstdDecompress } from 'fzstd';
 import { randomBytes } from 'node:crypto';
 import { ConflictError, FormatError, InvalidParameterError, NotFoundError, NotImplementedError, TvmError } from '../../errors.js';
 import { checkRange, checkWritable, writeZeroChunks, type SyncBlockBackend } from '../block-backend.js';
@@ -79,6 +80,32 @@ const hex = (n: number): string => `0x${n.toString(16)}`;
 
 function unsupported(name: string, what: string): NotImplementedError {
   return new NotImplementedError(`qcow2 image ${name}: ${what} is not supported`, ERR_UNSUPPORTED);
+}
+
+/** zlib compression type: QEMU writes raw deflate (no zlib header). */
+function inflateCluster(raw: Uint8Array, clusterSize: number): Uint8Array {
+  return zlib.inflateRawSync(raw, { finishFlush: zlib.constants.Z_SYNC_FLUSH, maxOutputLength: clusterSize });
+}
+
+/**
+ * zstd compression type: one frame per cluster. Fed in small pieces so decoding stops once a
+ * cluster's worth is out instead of running on into the next cluster's frame (or padding).
+ */
+function unzstdCluster(raw: Uint8Array, clusterSize: number): Uint8Array {
+  const out = new Uint8Array(clusterSize);
+  let n = 0;
+  const d = new ZstdDecompress((chunk) => {
+    const take = Math.min(chunk.length, clusterSize - n);
+    out.set(chunk.subarray(0, take), n);
+    n += take;
+  });
+  const PIECE = 4096;
+  try {
+    for (let p = 0; p < raw.length && n < clusterSize; p += PIECE) d.push(raw.subarray(p, Math.min(raw.length, p + PIECE)), p + PIECE >= raw.length);
+  } catch (e) {
+    if (n < clusterSize) throw e; // errors past our frame belong to whatever follows it
+  }
+  return out.subarray(0, n);
 }
 
 /** Resolves a backing file name the way QEMU does: relative to the image's directory. */
@@ -727,15 +754,12 @@ export class Qcow2Image implements SyncBlockBackend {
 
   private readCompressed(e: L2Entry, pos: number): Uint8Array {
     if (this.compressedCache?.offset === e.offset) return this.compressedCache.data;
-    if (this.header.compressionType !== COMPRESSION_ZLIB) {
-      throw unsupported(this.name, `reading zstd-compressed clusters (guest offset ${hex(pos)})`);
-    }
     const raw = Buffer.alloc(e.compressedSize);
     readZeroFilled(this.io, raw, e.offset);
-    let data: Buffer;
+    let data: Uint8Array;
     try {
-      // QEMU writes raw deflate; the descriptor rounds up to sectors, so trailing bytes follow.
-      data = zlib.inflateRawSync(raw, { finishFlush: zlib.constants.Z_SYNC_FLUSH, maxOutputLength: this.clusterSize });
+      // The descriptor rounds up to whole sectors, so other clusters' data may follow ours.
+      data = this.header.compressionType === COMPRESSION_ZLIB ? inflateCluster(raw, this.clusterSize) : unzstdCluster(raw, this.clusterSize);
     } catch (err) {
       throw this.corrupt(`compressed cluster at ${hex(e.offset)} (guest offset ${hex(pos)}) does not inflate: ${(err as Error).message}`);
     }

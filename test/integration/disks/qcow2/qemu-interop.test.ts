@@ -247,7 +247,7 @@ describe('images QEMU writes', () => {
     runOk('qemu-io', ['-f', 'qcow2', '-c', 'read -P 0xef 60000 70000', '-c', 'read -P 0x22 1052672 4096', image]);
   });
 
-  it('reads compressed clusters (qemu-img convert -c) and refuses to write into them', async () => {
+  it.each(['zlib', 'zstd'])('reads %s-compressed clusters (qemu-img convert -c) and refuses to write into them', async (type) => {
     const dir = tempDir('compressed');
     const raw = path.join(dir, 'src.raw');
     makeBase(raw, 2 * MiB);
@@ -256,7 +256,7 @@ describe('images QEMU writes', () => {
     writeSync(fd, Buffer.alloc(200000, 0x5a), 0, 200000, 300000);
     closeSync(fd);
     const image = path.join(dir, 'c.qcow2');
-    runOk('qemu-img', ['convert', '-c', '-f', 'raw', '-O', 'qcow2', raw, image]);
+    runOk('qemu-img', ['convert', '-c', '-f', 'raw', '-O', 'qcow2', '-o', `compression_type=${type}`, raw, image]);
     const check = JSON.parse(runOk('qemu-img', ['check', '--output=json', image]));
     expect(check['compressed-clusters']).toBeGreaterThan(10);
     const img = await Qcow2Image.open(image, { readOnly: false });
