@@ -65,7 +65,7 @@ export class GuestMemory implements GuestRam {
   private views: Uint8Array[];
   private closed = false;
 
-  private constructor(readonly size: number, readonly hostAddress: number, readonly fd: number) {
+  private constructor(readonly size: number, readonly hostAddress: number, readonly fd: number, private readonly owner = true) {
     this.regions = ramRegions(size);
     const ab = libc.viewAddress(hostAddress, size);
     this.views = this.regions.map((r) => new Uint8Array(ab, r.hostOffset, r.size));
@@ -101,6 +101,14 @@ export class GuestMemory implements GuestRam {
     }
   }
 
+  /**
+   * Views guest RAM that another thread of this process mapped (pass `hostAddress` and `size`
+   * in workerData). The result does not own the mapping: close() only drops the views.
+   */
+  static attach(hostAddress: number, size: number): GuestMemory {
+    return new GuestMemory(size, hostAddress, -1, false);
+  }
+
   slice(gpa: number, len: number): Uint8Array {
     if (this.closed) throw new GuestMemoryError('guest memory is closed');
     return translate(this.regions, this.views, gpa, len);
@@ -115,6 +123,7 @@ export class GuestMemory implements GuestRam {
     if (this.closed) return;
     this.closed = true;
     this.views = [];
+    if (!this.owner) return;
     libc.munmap(this.hostAddress, this.size);
     if (this.fd >= 0) libc.close(this.fd);
   }
