@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -295,6 +296,24 @@ static int collect(fdset *f, const proc_spec *p, proc_io *io, int *code, char *e
   return 0;
 }
 
+/* A new network namespace has only lo, and down: Docker's "none" network brings it up. */
+static int loopback_up(void) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
+  int rc = ioctl(fd, SIOCGIFFLAGS, &ifr);
+  if (rc == 0 && !(ifr.ifr_flags & IFF_UP)) {
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
+  }
+  int e = errno;
+  close(fd);
+  errno = e;
+  return rc;
+}
+
 static pid_t raw_clone(unsigned long flags) {
   /* fork-like clone (no new stack): x86_64 argument order flags, stack, ptid, ctid, tls */
   return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
@@ -317,6 +336,7 @@ int container_start(const container_spec *s, proc_io *io, int *code, char *err, 
     /* wait until the agent has put us in the cgroup: every later allocation is accounted */
     if (read(c.syncfd, &b, 1) != 1) _exit(126);
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (s->net_none && loopback_up() < 0) child_fail(&c, 126, "bring up lo: %s", strerror(errno));
     if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
       child_fail(&c, 126, "sethostname: %s", strerror(errno));
     if (rootfs_setup(s, err, errlen) < 0) child_fail(&c, 126, "%s", err);

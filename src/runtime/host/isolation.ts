@@ -25,6 +25,7 @@ import { BaseMounts } from './base-mounts.js';
 import { cgroupFor, removeCgroup, type CgroupConfig } from './cgroups.js';
 import { agentProcess, agentSpec, validateProcess, validateSpec } from './spec.js';
 import { attachStreams } from './stdio.js';
+import { prepareEtcFiles } from './etc-files.js';
 import { connectSupervisor, spawnSupervisor, supervisorPid } from './supervisor.js';
 import { archiveFrom, extractTo, mountStoppedRoot, type RootView } from './archive.js';
 
@@ -202,8 +203,11 @@ export class HostIsolation implements Isolation {
     await spawnSupervisor(this.opts.agentPath, spec.stateDir, this.opts.supervisorLinger);
     client = await connectSupervisor(spec.stateDir, this.opts.runRoot);
     l.client = client;
+    const aspec = agentSpec(spec, lower, rec.cgroup);
+    // Docker's per-container /etc files go first: user mounts may be nested below /etc
+    aspec.mounts.unshift(...(await prepareEtcFiles(spec.stateDir, aspec.hostname, spec.network, spec.mounts.map((m) => m.destination))));
     try {
-      await client.create(agentSpec(spec, lower, rec.cgroup));
+      await client.create(aspec);
     } catch (e) {
       await client.shutdown().catch(() => {});
       client.close();

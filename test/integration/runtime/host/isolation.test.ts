@@ -112,6 +112,16 @@ describe('HostIsolation: run', () => {
     expect(Number(count)).toBeLessThanOrEqual(3);
   });
 
+  it('writes /etc/hostname, /etc/hosts, /etc/resolv.conf and brings up lo in its own network namespace', async () => {
+    const r = await run(env, spec(['sh', '-c', 'cat /etc/hostname; grep -c localhost /etc/hosts; grep -c nameserver /etc/resolv.conf; cat /sys/class/net/lo/operstate; ls /sys/class/net']));
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toBe('box');
+    expect(Number(lines[1])).toBeGreaterThan(0);
+    expect(Number(lines[2])).toBeGreaterThan(0);
+    expect(lines[3]).toMatch(/unknown|up/);
+    expect(lines.slice(4)).toEqual(['lo']);
+  });
+
   it('has a private /dev with the standard nodes and /dev/pts, /dev/shm', async () => {
     const r = await run(env, spec(['sh', '-c', 'ls /dev; echo x > /dev/null && head -c 4 /dev/zero | wc -c; readlink /dev/ptmx']));
     for (const n of ['null', 'zero', 'full', 'random', 'urandom', 'tty', 'pts', 'shm', 'mqueue', 'ptmx', 'fd', 'stdin', 'stdout', 'stderr']) {

@@ -1,0 +1,57 @@
+/**
+ * /etc/hostname, /etc/hosts and /etc/resolv.conf, which Docker writes per container and bind-
+ * mounts over the image's: the hostname is the container's, hosts has the localhost entries
+ * (the host's file with --network host), resolv.conf is the host's minus loopback nameservers a
+ * separate network namespace cannot reach.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { writeFileAtomic } from '../../atomic-file.js';
+import type { AgentMount } from '../../guest-agent/protocol.js';
+
+const DEFAULT_NAMESERVERS = ['8.8.8.8', '8.8.4.4'];
+
+export function hostsFile(hostname: string): string {
+  return [
+    '127.0.0.1\tlocalhost',
+    '::1\tlocalhost ip6-localhost ip6-loopback',
+    'fe00::0\tip6-localnet',
+    'ff00::0\tip6-mcastprefix',
+    'ff02::1\tip6-allnodes',
+    'ff02::2\tip6-allrouters',
+    `127.0.1.1\t${hostname}`,
+    '',
+  ].join('\n');
+}
+
+/** The host's resolv.conf for a container: loopback nameservers dropped unless it shares the host's network. */
+export function resolvConf(host: string, hostNetwork: boolean): string {
+  if (hostNetwork) return host;
+  const lines = host.split('\n').filter((l) => l.trim() !== '');
+  const kept = lines.filter((l) => {
+    const m = /^\s*nameserver\s+(\S+)/.exec(l);
+    return !m || !(m[1]!.startsWith('127.') || m[1] === '::1');
+  });
+  if (!kept.some((l) => /^\s*nameserver\s/.test(l))) kept.push(...DEFAULT_NAMESERVERS.map((n) => `nameserver ${n}`));
+  return kept.join('\n').replace(/\n*$/, '\n');
+}
+
+/** Writes the three files into the state dir; returns the bind mounts the user has not overridden. */
+export async function prepareEtcFiles(stateDir: string, hostname: string, network: 'none' | 'host', userDestinations: string[]): Promise<AgentMount[]> {
+  const hostNet = network === 'host';
+  const readHost = (p: string) => readFile(p, 'utf8').catch(() => '');
+  const files: [string, string][] = [
+    ['hostname', `${hostname}\n`],
+    ['hosts', hostNet ? (await readHost('/etc/hosts')) || hostsFile(hostname) : hostsFile(hostname)],
+    ['resolv.conf', resolvConf(await readHost('/etc/resolv.conf'), hostNet)],
+  ];
+  const mounts: AgentMount[] = [];
+  for (const [name, content] of files) {
+    const dest = `/etc/${name}`;
+    const src = path.join(stateDir, name);
+    await writeFileAtomic(src, content);
+    if (userDestinations.includes(dest)) continue;
+    mounts.push({ type: 'bind', source: src, destination: dest, readonly: false });
+  }
+  return mounts;
+}
