@@ -23,6 +23,11 @@ export interface WriteOptions {
   what?: string;
   /** extra stages between the verifier and the file, e.g. a tee into a diff-ID hasher */
   through?: Transform[];
+  /**
+   * fsync the directory after the rename (default). Callers writing many blobs pass false and
+   * call syncDir() once before recording anything that refers to them.
+   */
+  syncDir?: boolean;
 }
 
 export class BlobStore {
@@ -107,7 +112,7 @@ export class BlobStore {
       await unlink(tmp).catch(() => {});
       throw e;
     }
-    await this.syncDir();
+    if (opts.syncDir !== false) await this.syncDir();
     return info;
   }
 
@@ -137,7 +142,7 @@ export class BlobStore {
     for (const n of await readdir(this.tmpDir)) await unlink(path.join(this.tmpDir, n)).catch(() => {});
   }
 
-  private async syncDir(): Promise<void> {
+  async syncDir(): Promise<void> {
     const dh = await open(this.dir, 'r');
     try {
       await dh.sync();

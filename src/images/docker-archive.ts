@@ -60,7 +60,7 @@ async function spool(store: Store, tar: Readable, members: Map<string, Member>, 
         if (h.type === 'file' || h.type === 'contiguous-file') {
           const m = /^blobs\/sha256\/([a-f0-9]{64})$/.exec(name);
           const expected = { size: h.size ?? 0, ...(m && { digest: `sha256:${m[1]}` }) };
-          const info = await store.blobs.write(stream as unknown as AsyncIterable<Uint8Array>, { expected, what: `archive member ${name}` });
+          const info = await store.blobs.write(stream as unknown as AsyncIterable<Uint8Array>, { expected, what: `archive member ${name}`, syncDir: false });
           written.push(info.digest);
           members.set(name, { kind: 'file', ...info });
           return;

@@ -19,6 +19,8 @@ const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
 const XZ_MAGIC = [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00];
 const BZIP2_MAGIC = [0x42, 0x5a, 0x68];
 const MAGIC_BYTES = 6;
+/** zlib's default 16 KiB output chunks make every later stage (hash, tar checks) run 8x as often. */
+const GUNZIP_CHUNK = 128 * 1024;
 
 function startsWith(buf: Buffer, magic: number[]): boolean {
   return buf.length >= magic.length && magic.every((b, i) => buf[i] === b);
@@ -89,7 +91,7 @@ export class LayerDecompressor extends Transform {
     this.head = [];
     this.compression = sniffCompression(head, this.what);
     const inner: Duplex =
-      this.compression === 'gzip' ? createGunzip() : this.compression === 'zstd' ? new ZstdStream(this.what) : new PassThrough();
+      this.compression === 'gzip' ? createGunzip({ chunkSize: GUNZIP_CHUNK }) : this.compression === 'zstd' ? new ZstdStream(this.what) : new PassThrough();
     this.inner = inner;
     inner.on('data', (c: Buffer) => {
       if (!this.push(c)) inner.pause();

@@ -7,7 +7,6 @@
  *   blobs/sha256/<hex>                 configs, manifests, layers (verified on write)
  *   images/repositories.json           {"Repositories": {repo: {ref: imageId}}} (atomic writes)
  *   images/meta/<hex>.json             per image: its layers (blob digest, media type, diff ID, sizes)
- *   images/layerdb/<blob-hex>.json     diff ID and uncompressed size of a layer blob
  *
  * An image appears only after all its blobs are verified and its meta is written; the index
  * is updated last, so a crash leaves at worst unreferenced blobs, never a broken image.
@@ -73,7 +72,6 @@ export class Store implements ImageStore {
   readonly blobs: BlobStore;
   private readonly imagesDir: string;
   private readonly metaDir: string;
-  private readonly layerDbDir: string;
   private readonly reposPath: string;
   private readonly lock = new Mutex();
   private readonly configCache = new Map<string, ImageConfig>();
@@ -85,7 +83,6 @@ export class Store implements ImageStore {
     this.blobs = new BlobStore(root);
     this.imagesDir = path.join(root, 'images');
     this.metaDir = path.join(this.imagesDir, 'meta');
-    this.layerDbDir = path.join(this.imagesDir, 'layerdb');
     this.reposPath = path.join(this.imagesDir, 'repositories.json');
   }
 
@@ -128,17 +125,13 @@ export class Store implements ImageStore {
     }
   }
 
-  private async readLayerDb(blobDigest: string): Promise<{ diffId: string; size: number } | undefined> {
-    try {
-      return JSON.parse(await readFile(path.join(this.layerDbDir, `${digestHex(blobDigest)}.json`), 'utf8'));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw e;
+  /** Diff ID and uncompressed size of a stored layer blob, from any image that uses it. */
+  private async knownLayer(blobDigest: string): Promise<{ diffId: string; size: number } | undefined> {
+    for (const id of await this.allIds()) {
+      const l = (await this.readMeta(id))?.layers.find((x) => x.digest === blobDigest);
+      if (l) return { diffId: l.diffId, size: l.uncompressedSize };
     }
-  }
-
-  private async writeLayerDb(blobDigest: string, v: { diffId: string; size: number }): Promise<void> {
-    await writeJsonAtomic(path.join(this.layerDbDir, `${digestHex(blobDigest)}.json`), v);
+    return undefined;
   }
 
   async config(id: string): Promise<ImageConfig> {
@@ -340,7 +333,8 @@ export class Store implements ImageStore {
         'ERR_DIFF_ID_MISMATCH',
       );
     }
-    for (const l of layers) await this.writeLayerDb(l.digest, { diffId: l.diffId, size: l.uncompressedSize });
+    // blobs were renamed into place without a directory fsync each; one covers them all
+    await this.blobs.syncDir();
     if (!(await this.readMeta(configDigest))) {
       await mkdir(this.metaDir, { recursive: true });
       await writeJsonAtomic(this.metaPath(configDigest), { id: configDigest, layers, stored: new Date().toISOString() } satisfies ImageMeta);
@@ -380,7 +374,7 @@ export class Store implements ImageStore {
       // Config first: it names the diff IDs the layers must have.
       if (!(await this.blobs.has(id, manifest.config.size))) {
         const body = await client.getBlob(r.path, manifest.config);
-        await this.blobs.write(body, { expected: manifest.config, what: `image config ${id}` });
+        await this.blobs.write(body, { expected: manifest.config, what: `image config ${id}`, syncDir: false });
         written.push(id);
       }
       const cfg = await this.config(id);
@@ -443,7 +437,7 @@ export class Store implements ImageStore {
     written: string[],
   ): Promise<{ meta: LayerMeta; downloaded: boolean; paths?: Set<string>; dangling?: { name: string; target: string }[] }> {
     if (await this.blobs.has(l.digest, l.size)) {
-      let db = await this.readLayerDb(l.digest);
+      let db = await this.knownLayer(l.digest);
       if (!db) {
         const c = await computeDiffId(await this.blobs.open(l.digest), `layer ${l.digest}`);
         db = { diffId: c.diffId, size: c.size };
@@ -469,7 +463,7 @@ export class Store implements ImageStore {
       },
     });
     const { sink, done } = layerInspector(`layer ${l.digest}`, new Set(), { deferLinks: true });
-    const info = await this.blobs.write(body, { expected: l, what: `layer ${l.digest}`, through: [meter, new Tee(sink)] });
+    const info = await this.blobs.write(body, { expected: l, what: `layer ${l.digest}`, through: [meter, new Tee(sink)], syncDir: false });
     written.push(info.digest);
     emit(progress.layer('Verifying Checksum', l.digest));
     const { diffId, size, paths, dangling } = await done;
