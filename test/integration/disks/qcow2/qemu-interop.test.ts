@@ -247,6 +247,28 @@ describe('images QEMU writes', () => {
     runOk('qemu-io', ['-f', 'qcow2', '-c', 'read -P 0xef 60000 70000', '-c', 'read -P 0x22 1052672 4096', image]);
   });
 
+  it('writes into a preallocated zero cluster (qemu-io write -z keeps the allocation)', async () => {
+    const dir = tempDir('zero-alloc');
+    const image = path.join(dir, 'z.qcow2');
+    runOk('qemu-img', ['create', '-q', '-f', 'qcow2', image, '1M']);
+    runOk('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x44 0 128k', '-c', 'write -z 0 64k', image]);
+    const img = await Qcow2Image.open(image);
+    const b = Buffer.alloc(65536, 9);
+    await img.read(b, 0);
+    expect(b.every((x) => x === 0)).toBe(true);
+    await img.write(Buffer.alloc(1000, 0x55), 3000);
+    await img.close();
+    const ref = Buffer.alloc(MiB);
+    ref.fill(0x44, 65536, 131072);
+    ref.fill(0x55, 3000, 4000);
+    writeFileSync(path.join(dir, 'ref.raw'), ref);
+    expectClean(image);
+    expectIdentical(image, path.join(dir, 'ref.raw'));
+    // reused in place: still only the two data clusters QEMU allocated
+    const check = JSON.parse(runOk('qemu-img', ['check', '--output=json', image]));
+    expect(check['allocated-clusters']).toBe(2);
+  });
+
   it.each(['zlib', 'zstd'])('reads %s-compressed clusters (qemu-img convert -c) and refuses to write into them', async (type) => {
     const dir = tempDir('compressed');
     const raw = path.join(dir, 'src.raw');
