@@ -9,7 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
-import { startTestDaemon, missingRealParts, requireDocker, type TestDaemon } from '../../fixtures/daemon.js';
+import { startTestDaemon, missingRealParts, requireDocker, type TestDaemon, type DockerOptions } from '../../fixtures/daemon.js';
 import { busyboxDockerArchive } from '../../fixtures/fake-images.js';
 
 function rawRequest(socket: string, req: string): Promise<string> {
@@ -39,8 +39,8 @@ export function dockerCliSuite(isolations: string[], o: { fake: boolean }): void
   describe.each(isolations)('docker CLI against tvm daemon (--isolation=%s)', (isolation) => {
     let d: TestDaemon;
     let tmp: string;
-    const run = (args: string[], opts = {}) => d.docker(args, opts);
-    const runIso = (args: string[], opts = {}) => d.docker(['run', `--isolation=${isolation}`, ...args], opts);
+    const run = (args: string[], opts: DockerOptions = {}) => d.docker(args, opts);
+    const runIso = (args: string[], opts: DockerOptions = {}) => d.docker(['run', `--isolation=${isolation}`, ...args], opts);
 
     beforeAll(async () => {
       requireDocker();
@@ -177,8 +177,8 @@ export function dockerCliSuite(isolations: string[], o: { fake: boolean }): void
           env: { DOCKER_HOST: d.host }, reject: false, timeout: 60_000, input: '',
         });
         expect(r.exitCode, r.stderr).toBe(0);
-        expect(r.stdout).toMatch(/\/dev\/pts\/\d+/);
-        expect(r.stdout).toContain('tty-ok');
+        expect(String(r.stdout)).toMatch(/\/dev\/pts\/\d+/);
+        expect(String(r.stdout)).toContain('tty-ok');
       });
 
       it('enforces memory and pids limits', async () => {
