@@ -37,6 +37,8 @@ export interface HostIsolationOptions {
   images: ImageStore;
   /** seconds an exited, unclaimed supervisor waits before exiting (the agent's default if unset) */
   supervisorLinger?: number;
+  /** the cgroup hierarchy to use; default: detected under /sys/fs/cgroup */
+  cgroup?: { version: 1 | 2; root: string };
 }
 
 interface HostRecord {
@@ -170,7 +172,8 @@ export class HostIsolation implements Isolation {
     try {
       await mkdir(spec.stateDir, { recursive: true, mode: 0o700 });
       for (const d of ['upper', 'work', 'rootfs']) await mkdir(path.join(spec.stateDir, d), { mode: 0o755 });
-      const rec: HostRecord = { imageId: image.id, lower, cgroup: cgroupFor(spec.id) };
+      const cgroup = this.opts.cgroup ? { ...this.opts.cgroup, path: `tvm/${spec.id}` } : cgroupFor(spec.id);
+      const rec: HostRecord = { imageId: image.id, lower, cgroup };
       await writeJsonAtomic(path.join(spec.stateDir, RECORD), rec);
     } catch (e) {
       if (stateDirExisted) {

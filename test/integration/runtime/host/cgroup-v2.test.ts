@@ -1,0 +1,58 @@
+/**
+ * The agent's cgroup v2 path. This host is v1 for controllers, but a cgroup2 hierarchy is
+ * mounted (hybrid, no controllers): membership, freeze/thaw, process listing and removal are
+ * core v2 features and work there. Limits need controllers and are covered on v2 hosts only.
+ */
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HostIsolation } from '../../../../src/runtime/host/isolation.js';
+import { AGENT, fakeImages, makeSpec, setup, until, type Env } from './harness.js';
+
+function cgroup2Mount(): string {
+  for (const line of readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
+    const f = line.split(' ');
+    if (f[2] === 'cgroup2') return f[1]!;
+  }
+  throw new Error('no cgroup2 hierarchy is mounted on this host (needed to test the agent\'s v2 path)');
+}
+
+let env: Env;
+let root: string;
+let iso: HostIsolation;
+
+beforeAll(async () => {
+  env = await setup();
+  root = cgroup2Mount();
+  iso = new HostIsolation({ dataRoot: env.dataRoot, runRoot: env.runRoot, agentPath: AGENT, ...fakeImages(env.disk), cgroup: { version: 2, root } });
+});
+
+afterAll(() => {
+  rmSync(env.root, { recursive: true, force: true });
+});
+
+describe('HostIsolation on a cgroup v2 hierarchy', () => {
+  it('puts the workload in <root>/tvm/<id>, freezes and thaws it with cgroup.freeze, lists and removes it', async () => {
+    const s = makeSpec(env, ['sh', '-c', 'i=0; while true; do i=$((i+1)); echo $i > /tmp/c; sleep 0.02; done']);
+    await iso.create(s);
+    const info = await iso.start(s);
+    const dir = path.join(root, 'tvm', s.id);
+    const procs = readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').trim().split('\n').map(Number);
+    expect(procs).toContain(info.pid);
+    const counter = path.join(s.stateDir, 'upper/tmp/c');
+    const read = () => { try { return Number(readFileSync(counter, 'utf8')); } catch { return 0; } };
+    await until(() => read() > 2, 'the counter to run');
+    await iso.pause(s);
+    expect(readFileSync(path.join(dir, 'cgroup.events'), 'utf8')).toContain('frozen 1');
+    const a = read();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(read()).toBe(a);
+    await iso.resume(s);
+    await until(() => read() > a, 'the counter to advance');
+    expect((await iso.top(s)).some((p) => p.pid === info.pid)).toBe(true);
+    await iso.kill(s, 'KILL');
+    expect((await iso.wait(s)).exitCode).toBe(137);
+    await iso.remove(s);
+    expect(existsSync(dir)).toBe(false);
+  });
+});
