@@ -61,6 +61,29 @@ function createWorker(workerData: VcpuWorkerData): Worker {
   return new Worker(boot, { ...opts, eval: true });
 }
 
+/**
+ * The main thread's half of the hand-off: whenever the worker parks an exit (EXIT_PENDING),
+ * perform it and let the worker go on. Returns when the worker has stopped.
+ */
+export async function serveDeviceExits(ctl: Int32Array, onExit: () => void, onError: (e: unknown) => void): Promise<void> {
+  for (;;) {
+    const st = Atomics.load(ctl, CTL_STATE);
+    if (st === State.STOPPED) return;
+    if (st === State.EXIT_PENDING) {
+      try {
+        onExit();
+      } catch (e) {
+        onError(e);
+      }
+      Atomics.store(ctl, CTL_STATE, State.RUNNING);
+      Atomics.notify(ctl, CTL_STATE);
+      continue;
+    }
+    const r = waitAsync(ctl, CTL_STATE, st);
+    if (r.async) await r.value;
+  }
+}
+
 export interface VcpuThreadOptions {
   /** performs a device exit on kvm_run (main thread); throwing ends the machine */
   onDeviceExit: (vcpu: Vcpu) => void;
@@ -115,24 +138,8 @@ export class VcpuThread {
     void this.serve();
   }
 
-  /** Serves device exits until the worker stops. */
-  private async serve(): Promise<void> {
-    for (;;) {
-      const st = Atomics.load(this.ctl, CTL_STATE);
-      if (st === State.STOPPED) return;
-      if (st === State.EXIT_PENDING) {
-        try {
-          this.opts.onDeviceExit(this.vcpu);
-        } catch (e) {
-          this.opts.onError(e);
-        }
-        Atomics.store(this.ctl, CTL_STATE, State.RUNNING);
-        Atomics.notify(this.ctl, CTL_STATE);
-        continue;
-      }
-      const r = waitAsync(this.ctl, CTL_STATE, st);
-      if (r.async) await r.value;
-    }
+  private serve(): Promise<void> {
+    return serveDeviceExits(this.ctl, () => this.opts.onDeviceExit(this.vcpu), this.opts.onError);
   }
 
   kick(): void {
