@@ -27,7 +27,7 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
     // Docker's clients send opaque IDs with dots, long names: do not be clever about paths.
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
     // Bodies are validated strictly: Docker (Go) rejects a string where a number belongs.
-    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false, allowUnionTypes: true } },
     rewriteUrl(req) {
       const { version, url } = splitVersion(req.url ?? '/');
       (req as VersionedRequest)[API_VERSION_KEY] = version;

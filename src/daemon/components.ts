@@ -30,8 +30,15 @@ async function importPart(rel: string, what: string): Promise<Record<string, unk
 export async function loadComponents(o: { dataRoot: string; execRoot: string; insecureRegistries?: string[] }): Promise<Components> {
   const storeMod = await importPart('images/store.js', 'the image store');
   const openImageStore = storeMod.openImageStore as ((x: { dataRoot: string; insecureRegistries?: string[] }) => Promise<ImageStore>) | undefined;
-  if (typeof openImageStore !== 'function') throw new TvmError('ERR_PART_MISSING', 'src/images/store.ts does not export openImageStore yet', 500);
-  const images = await openImageStore({ dataRoot: o.dataRoot, ...(o.insecureRegistries && { insecureRegistries: o.insecureRegistries }) });
+  const Store = storeMod.Store as (new (root: string, opts: { insecureRegistries?: string[] }) => ImageStore) | undefined;
+  let images: ImageStore;
+  if (typeof openImageStore === 'function') {
+    images = await openImageStore({ dataRoot: o.dataRoot, ...(o.insecureRegistries && { insecureRegistries: o.insecureRegistries }) });
+  } else if (typeof Store === 'function') {
+    images = new Store(o.dataRoot, { ...(o.insecureRegistries && { insecureRegistries: o.insecureRegistries }) });
+  } else {
+    throw new TvmError('ERR_PART_MISSING', 'src/images/store.ts exports neither openImageStore nor Store', 500);
+  }
 
   const diskMod = await importPart('disks/base-disk.js', 'the base-disk cache');
   const BaseDiskCache = diskMod.BaseDiskCache as (new (x: { dataRoot: string; layerStreams: (id: string) => AsyncIterable<NodeJS.ReadableStream> }) => BaseDisks) | undefined;

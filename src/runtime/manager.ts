@@ -570,9 +570,10 @@ export class ContainerManager {
       const prev = rec.state.status;
       rec.state.status = transition(prev, 'remove', rec.name);
       try {
+        // Writes in flight land before the isolation clears the state directory.
+        await l.saving;
         const iso = this.isolations[rec.spec.isolation];
         if (iso) await iso.remove(rec.spec);
-        await l.saving;
         await this.records.delete(rec.id);
       } catch (e) {
         rec.state.status = transition(rec.state.status, 'remove-failed', rec.name);
