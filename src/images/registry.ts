@@ -212,6 +212,7 @@ export class RegistryClient {
     if (s === 403) throw new AuthError(`${what}: denied: ${summary || 'access forbidden'}`, 'ERR_DENIED', 403);
     if (s === 404) throw new NotFoundError(`${what}: not found: ${summary || 'unknown'}`, 'ERR_REGISTRY_NOT_FOUND');
     if (s === 429) throw new RegistryError(`${what}: too many requests: ${summary}`, 'ERR_TOO_MANY_REQUESTS', 429);
+    if (s >= 500) throw new RegistryError(`${what}: registry answered ${s}: ${summary}`, 'ERR_REGISTRY_SERVER', 502);
     throw new RegistryError(`${what}: registry answered ${s}: ${summary}`);
   }
 

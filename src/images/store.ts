@@ -15,7 +15,7 @@ import { readFile, readdir, unlink, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { type Readable, PassThrough, Transform } from 'node:stream';
 import { writeJsonAtomic } from '../atomic-file.js';
-import { ConflictError, InvalidParameterError, NotFoundError, FormatError } from '../errors.js';
+import { ConflictError, InvalidParameterError, NotFoundError, FormatError, TvmError } from '../errors.js';
 import { BlobStore } from './blob-store.js';
 import { digestHex, sha256Digest } from './digest.js';
 import { Tee, decompressLayer, computeDiffId } from './layer.js';
@@ -25,7 +25,7 @@ import { MediaType, parseImageConfig, parseManifest, hostPlatform, type Descript
 import { Mutex, mapLimit } from './mutex.js';
 import { progress } from './progress.js';
 import { familiarName, familiarString, formatReference, parseNormalized, parseReference, repositoryName, type Reference } from './reference.js';
-import { RegistryClient, type RegistryClientOptions } from './registry.js';
+import { RegistryClient, RegistryError, type RegistryClientOptions } from './registry.js';
 import type { Credentials } from './auth.js';
 import type { ImageRecord, ImageStore, PullProgress } from './types.js';
 import { loadArchive, planSave, saveArchive } from './docker-archive.js';
@@ -63,6 +63,18 @@ export interface StoreOptions {
   maxConcurrentDownloads?: number;
   /** bytes between two Downloading progress messages of one layer */
   progressEveryBytes?: number;
+  /** tries per layer download when the connection fails (default 3) */
+  downloadAttempts?: number;
+  /** delay before retry n is n times this (default 1000 ms) */
+  retryDelayMs?: number;
+}
+
+/** Network failures worth another try: unreachable registry, 5xx, reset or cut connections. */
+function isTransient(e: unknown): boolean {
+  if (e instanceof RegistryError) return e.code === 'ERR_REGISTRY_UNREACHABLE' || e.code === 'ERR_REGISTRY_SERVER';
+  if (e instanceof TvmError) return false;
+  const code = (e as { code?: string })?.code ?? '';
+  return /^(UND_ERR_(SOCKET|CLOSED|ABORTED|BODY_TIMEOUT|HEADERS_TIMEOUT|CONNECT_TIMEOUT)|ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT)$/.test(code) || (e as Error)?.message === 'terminated';
 }
 
 const ID_RE = /^sha256:[a-f0-9]{64}$/;
@@ -84,6 +96,14 @@ export class Store implements ImageStore {
     this.imagesDir = path.join(root, 'images');
     this.metaDir = path.join(this.imagesDir, 'meta');
     this.reposPath = path.join(this.imagesDir, 'repositories.json');
+  }
+
+  /**
+   * Daemon start: removes temp files of blob writes a crash interrupted. Images themselves
+   * need no repair: a blob, a meta file and the index each appear atomically.
+   */
+  async recover(): Promise<void> {
+    await this.blobs.cleanTemp();
   }
 
   // ---- index and meta files ----
@@ -448,25 +468,39 @@ export class Store implements ImageStore {
       emit(progress.layer('Already exists', l.digest));
       return { meta: { digest: l.digest, mediaType: l.mediaType, size: l.size, diffId: db.diffId, uncompressedSize: db.size }, downloaded: false };
     }
-    const body = await client.getBlob(repo, l);
-    const every = this.opts.progressEveryBytes ?? 512 * 1024;
-    let seen = 0;
-    let lastShown = 0;
-    const meter = new Transform({
-      transform(c: Buffer, _e, cb) {
-        seen += c.length;
-        if (seen - lastShown >= every || seen === l.size) {
-          lastShown = seen;
-          emit(progress.downloading(l.digest, seen, l.size));
-        }
-        cb(null, c);
-      },
-    });
-    const { sink, done } = layerInspector(`layer ${l.digest}`, new Set(), { deferLinks: true });
-    const info = await this.blobs.write(body, { expected: l, what: `layer ${l.digest}`, through: [meter, new Tee(sink)], syncDir: false });
+    const maxAttempts = this.opts.downloadAttempts ?? 3;
+    let info: { digest: string; size: number } | undefined;
+    let inspected: ReturnType<typeof layerInspector>['done'] | undefined;
+    for (let attempt = 1; !info; attempt++) {
+      const every = this.opts.progressEveryBytes ?? 512 * 1024;
+      let seen = 0;
+      let lastShown = 0;
+      const meter = new Transform({
+        transform(c: Buffer, _e, cb) {
+          seen += c.length;
+          if (seen - lastShown >= every || seen === l.size) {
+            lastShown = seen;
+            emit(progress.downloading(l.digest, seen, l.size));
+          }
+          cb(null, c);
+        },
+      });
+      const { sink, done } = layerInspector(`layer ${l.digest}`, new Set(), { deferLinks: true });
+      try {
+        const body = await client.getBlob(repo, l);
+        info = await this.blobs.write(body, { expected: l, what: `layer ${l.digest}`, through: [meter, new Tee(sink)], syncDir: false });
+        inspected = done;
+      } catch (e) {
+        // Connection trouble is retried (as Docker does); bad content never is.
+        if (attempt >= maxAttempts || !isTransient(e)) throw e;
+        const delay = attempt * (this.opts.retryDelayMs ?? 1000);
+        emit({ status: `Retrying in ${Math.round(delay / 1000)} second${delay === 1000 ? '' : 's'}`, id: l.digest.slice(7, 19), progressDetail: {} });
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
     written.push(info.digest);
     emit(progress.layer('Verifying Checksum', l.digest));
-    const { diffId, size, paths, dangling } = await done;
+    const { diffId, size, paths, dangling } = await inspected!;
     if (diffId !== wantDiffId) {
       throw new FormatError(`layer ${l.digest}: uncompressed digest ${diffId} differs from the config's diff ID ${wantDiffId}`, 'ERR_DIFF_ID_MISMATCH');
     }
