@@ -14,6 +14,20 @@
 /* v1 hierarchies we use; missing ones are skipped unless a limit needs them. */
 static const char *const v1_controllers[] = {"memory", "cpu", "cpuacct", "pids", "cpuset", "freezer", "blkio", "devices"};
 
+static const char *const device_allow[] = {
+  "c *:* m", "b *:* m",
+  "c 1:3 rwm",   /* null */
+  "c 1:5 rwm",   /* zero */
+  "c 1:7 rwm",   /* full */
+  "c 1:8 rwm",   /* random */
+  "c 1:9 rwm",   /* urandom */
+  "c 5:0 rwm",   /* tty */
+  "c 5:1 rwm",   /* console */
+  "c 5:2 rwm",   /* ptmx */
+  "c 136:* rwm", /* pty slaves */
+  "c 10:200 rwm", /* tun */
+};
+
 static void v1_dir(const container_spec *s, const char *ctrl, char *out, size_t n) {
   snprintf(out, n, "%s/%s/%s", s->cgroup_root, ctrl, s->cgroup_path);
 }
@@ -156,6 +170,14 @@ static int create_v1(const container_spec *s, char *err, size_t errlen) {
   if (s->res.cpuset_cpus && *s->res.cpuset_cpus) {
     v1_dir(s, "cpuset", dir, sizeof dir);
     if (knob(dir, "cpuset.cpus", s->res.cpuset_cpus, err, errlen) < 0) return -1;
+  }
+  v1_dir(s, "devices", dir, sizeof dir);
+  if (exists(dir) && !s->privileged) {
+    /* Docker's device allowlist: mknod of anything (CAP_MKNOD decides), but read/write only
+     * the standard nodes and ptys; without it CAP_MKNOD would open the host's disks */
+    if (knob(dir, "devices.deny", "a", err, errlen) < 0) return -1;
+    for (size_t i = 0; i < ARRAY_LEN(device_allow); i++)
+      if (knob(dir, "devices.allow", device_allow[i], err, errlen) < 0) return -1;
   }
   return 0;
 }

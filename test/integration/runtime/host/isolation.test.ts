@@ -180,6 +180,13 @@ describe('HostIsolation: run', () => {
     expect(p.stdout).toContain('m=0');
   });
 
+  it('lets mknod make a block device but not open it (device cgroup allowlist)', async () => {
+    const r = await run(env, spec(['sh', '-c', 'mknod /tmp/disk b 7 0 && echo made; head -c 1 /tmp/disk > /dev/null; echo read=$?']));
+    expect(r.stdout).toContain('made');
+    expect(r.stdout).toContain('read=1');
+    expect(r.stderr).toContain('Operation not permitted');
+  });
+
   it('honours bind mounts, read-only bind mounts, tmpfs and a read-only rootfs', async () => {
     const host = path.join(env.root, 'vol');
     const { mkdirSync, writeFileSync } = await import('node:fs');
