@@ -180,6 +180,61 @@ describe('save and load round trip', () => {
   });
 });
 
+describe('archive shapes Docker writes', () => {
+  it('Docker 25+ layout: manifest.json naming blobs/sha256 members next to index.json', async () => {
+    const layer = await packTar([{ name: 'hello.txt', content: 'docker 25\n' }]);
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: ['/hello'] }, rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }));
+    const b = (x: Buffer) => `blobs/sha256/${sha256(x).slice(7)}`;
+    const manifest = Buffer.from(JSON.stringify({
+      schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha256(layer), size: layer.length }],
+    }));
+    const tar = await packTar([
+      { name: 'blobs/', type: 'directory' },
+      { name: 'blobs/sha256/', type: 'directory' },
+      { name: b(layer), content: layer },
+      { name: b(config), content: config },
+      { name: b(manifest), content: manifest },
+      { name: 'index.json', content: JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(manifest), size: manifest.length, annotations: { 'io.containerd.image.name': 'docker.io/library/hello:25', 'org.opencontainers.image.ref.name': '25' } }] }) },
+      { name: 'manifest.json', content: JSON.stringify([{ Config: b(config), RepoTags: ['hello:25'], Layers: [b(layer)] }]) },
+      { name: 'oci-layout', content: '{"imageLayoutVersion":"1.0.0"}' },
+    ]);
+    const store = newStore();
+    const [rec] = await store.load(Readable.from([tar]));
+    expect(rec!.id).toBe(sha256(config));
+    expect(rec!.repoTags).toEqual(['hello:25']);
+    expect(rec!.config.Cmd).toEqual(['/hello']);
+  });
+
+  it('legacy layout with a symlinked shared layer and an OCI index naming the image', async () => {
+    const layer = await packTar([{ name: 'same.txt', content: 'shared\n' }]);
+    const cfg = (cmd: string) => Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: [cmd] }, rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }));
+    const c1 = cfg('one');
+    const c2 = cfg('two');
+    const tar = await packTar([
+      { name: 'aaa/', type: 'directory' },
+      { name: 'aaa/layer.tar', content: layer },
+      { name: 'bbb/', type: 'directory' },
+      { name: 'bbb/layer.tar', type: 'symlink', linkname: '../aaa/layer.tar' },
+      { name: 'c1.json', content: c1 },
+      { name: 'c2.json', content: c2 },
+      { name: 'repositories', content: '{"one":{"latest":"aaa"}}' },
+      { name: 'manifest.json', content: JSON.stringify([
+        { Config: 'c1.json', RepoTags: ['one:latest'], Layers: ['aaa/layer.tar'] },
+        { Config: 'c2.json', RepoTags: null, Layers: ['bbb/layer.tar'] },
+      ]) },
+    ]);
+    const store = newStore();
+    const msgs: string[] = [];
+    const recs = await store.load(Readable.from([tar]), (p) => msgs.push(p.status));
+    expect(recs.map((r) => r.config.Cmd)).toEqual([['one'], ['two']]);
+    expect(msgs).toContain('Loaded image: one:latest');
+    expect(msgs).toContain(`Loaded image ID: ${sha256(c2)}`);
+    expect((await store.blobs.list()).sort()).toEqual([sha256(layer), sha256(c1), sha256(c2)].sort());
+  });
+});
+
 describe('bad archives are rejected with nothing stored', () => {
   async function goodArchive(): Promise<Buffer> {
     const a = newStore();
