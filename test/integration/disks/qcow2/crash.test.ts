@@ -8,6 +8,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import path from 'node:path';
 import { rmSync } from 'node:fs';
 import { Qcow2Image } from '../../../../src/disks/qcow2/image.js';
+import { checkQcow2 } from '../../../../src/disks/qcow2/check.js';
 import { NodeFileIo } from '../../../../src/disks/raw.js';
 import { CrashError, CrashingFileIo, makeBase, prng, qemuCheck, removeTempDirs, requireTool, tempDir } from './helpers.js';
 
@@ -107,9 +108,13 @@ async function runUntilCrash(cfg: Config, crashAfter: number, seed: number): Pro
   return { image, writes: (io as unknown as { writes: number }).writes, crashed, durable, volatile };
 }
 
-async function verifyAfterCrash(o: Outcome, cfg: Config): Promise<void> {
+async function verifyAfterCrash(o: Outcome, cfg: Config): Promise<number> {
   const c = qemuCheck(o.image);
   if (c.corruptions !== 0 || (c.status !== 0 && c.status !== 3)) throw new Error(`qemu-img check after crash: ${c.raw}`);
+  // our own checker agrees with QEMU's, leak for leak
+  const mine = checkQcow2(o.image);
+  expect(mine.corruptions).toEqual([]);
+  expect(mine.leaks).toBe(c.leaks);
   const ro = await Qcow2Image.open(o.image, { readOnly: true });
   const got = Buffer.alloc(cfg.size);
   await ro.read(got, 0);
@@ -133,37 +138,43 @@ async function verifyAfterCrash(o: Outcome, cfg: Config): Promise<void> {
   await rw.close();
   const c2 = qemuCheck(o.image);
   if (c2.corruptions !== 0 || (c2.status !== 0 && c2.status !== 3)) throw new Error(`qemu-img check after writing the crashed image: ${c2.raw}`);
+  // leaks can be reclaimed, after which QEMU finds the image clean
+  const fixed = checkQcow2(o.image, { repairLeaks: true });
+  expect(fixed.leaksFixed).toBe(c2.leaks);
+  const c3 = qemuCheck(o.image);
+  if (c3.status !== 0) throw new Error(`qemu-img check after repairing leaks: ${c3.raw}`);
+  return c.leaks;
 }
 
+/** Returns how many crash points left leaked clusters (all of them repaired). */
 async function sweep(cfg: Config, seed: number, points: number): Promise<number> {
   const full = await runUntilCrash(cfg, Number.POSITIVE_INFINITY, seed);
   expect(full.crashed).toBe(false);
   expect(qemuCheck(full.image).status).toBe(0);
-  let crashes = 0;
+  let leaky = 0;
   for (let k = 0; k < points; k++) {
     const n = Math.floor((full.writes * k) / points);
     const o = await runUntilCrash(cfg, n, seed);
     expect(o.crashed).toBe(true);
-    crashes++;
-    await verifyAfterCrash(o, cfg);
+    if ((await verifyAfterCrash(o, cfg)) > 0) leaky++;
     rmSync(path.dirname(o.image), { recursive: true, force: true });
   }
-  return crashes;
+  return leaky;
 }
 
 describe('crash consistency (power-failure model)', () => {
   it('64 KiB clusters: every crash point leaves a consistent image', async () => {
-    const n = await sweep({ clusterBits: 16, refcountOrder: 4, size: 4 * MiB, baseSize: 3 * MiB, ops: 80, prefill: 0, l2CacheTables: 32 }, 11, 24);
-    expect(n).toBe(24);
+    const n = await sweep({ clusterBits: 16, refcountOrder: 4, size: 4 * MiB, baseSize: 3 * MiB, ops: 80, prefill: 0, l2CacheTables: 32 }, 11, 20);
+    expect(n).toBeGreaterThan(0);
   });
 
   it('4 KiB clusters with L2 evictions and refcount block allocation', async () => {
-    const n = await sweep({ clusterBits: 12, refcountOrder: 4, size: 6 * MiB, baseSize: 2 * MiB, ops: 80, prefill: 0, l2CacheTables: 1 }, 12, 16);
-    expect(n).toBe(16);
+    const n = await sweep({ clusterBits: 12, refcountOrder: 4, size: 6 * MiB, baseSize: 2 * MiB, ops: 80, prefill: 0, l2CacheTables: 1 }, 12, 14);
+    expect(n).toBeGreaterThan(0);
   });
 
   it('512-byte clusters with 64-bit refcounts: crashes while the refcount table moves', async () => {
-    const n = await sweep({ clusterBits: 9, refcountOrder: 6, size: 3 * MiB, baseSize: MiB, ops: 40, prefill: 2560 * 1024, l2CacheTables: 4 }, 13, 20);
-    expect(n).toBe(20);
+    const n = await sweep({ clusterBits: 9, refcountOrder: 6, size: 3 * MiB, baseSize: MiB, ops: 40, prefill: 2560 * 1024, l2CacheTables: 4 }, 13, 16);
+    expect(n).toBeGreaterThan(0);
   });
 });

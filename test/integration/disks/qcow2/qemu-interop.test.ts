@@ -6,6 +6,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { readFileSync, writeFileSync, openSync, writeSync, closeSync, readSync } from 'node:fs';
 import path from 'node:path';
 import { Qcow2Image } from '../../../../src/disks/qcow2/image.js';
+import { checkQcow2 } from '../../../../src/disks/qcow2/check.js';
 import { RawFile } from '../../../../src/disks/raw.js';
 import { FormatError, NotImplementedError, TvmError } from '../../../../src/errors.js';
 import { makeBase, prng, qemuCheck, qemuCompare, removeTempDirs, requireTool, runOk, tempDir } from './helpers.js';
@@ -19,6 +20,9 @@ beforeAll(() => {
 afterAll(() => removeTempDirs());
 
 function expectClean(image: string): void {
+  const mine = checkQcow2(image);
+  expect(mine.corruptions).toEqual([]);
+  expect(mine.leaks).toBe(0);
   const c = qemuCheck(image);
   expect(c.raw).not.toMatch(/ERROR|Leaked/);
   expect({ status: c.status, corruptions: c.corruptions, leaks: c.leaks, checkErrors: c.checkErrors }).toEqual({ status: 0, corruptions: 0, leaks: 0, checkErrors: 0 });
@@ -378,6 +382,7 @@ describe('corrupt images are rejected', () => {
     const info = JSON.parse(runOk('qemu-img', ['info', '--output=json', '--force-share', image]));
     expect(info['format-specific'].data.corrupt).toBe(true);
     await expect(Qcow2Image.open(image, { readOnly: false })).rejects.toMatchObject({ code: 'ERR_QCOW2_CORRUPT' });
+    expect(checkQcow2(image).corruptions).toEqual([expect.stringMatching(/^L2 entry 1 of the L2 table at 0x[0-9a-f]+ points to 0x40000000 \(misaligned or past the end of the file\)$/)]);
   });
 
   it('an L1 entry pointing at the refcount table is refused as overlapping metadata', async () => {
