@@ -12,7 +12,7 @@ import { Machine, type FlatImage, type MachineEnd } from '../../src/vmm/machine.
 import { MiB } from '../../src/vmm/layout.js';
 import {
   requireKvmDevice, printGuest, stringIoGuest, mmioGuest, smpGuest, apTrampoline, userPioGuest, outHltGuest,
-  REAL_LOAD, FLAT_LOAD, AP_TRAMPOLINE,
+  REAL_LOAD, FLAT_LOAD, AP_TRAMPOLINE, spinGuest,
 } from '../fixtures/guests/guests.js';
 
 class Collect extends Writable {
@@ -109,6 +109,24 @@ describe('Machine with synthetic guests', () => {
     const { end, out } = await runImage(flat(userPioGuest(), 'long'));
     expect(out).toBe('KG');
     expect(end.kind).toBe('rebooted');
+  });
+
+  it('a spinning guest is paused, resumed and stopped by kicking its vCPU thread', async () => {
+    const out = new Collect();
+    const machine = await Machine.create({ image: flat(spinGuest(), 'long'), memMiB: 64, cpus: 2, console: { output: out } });
+    const running = machine.run();
+    const t0 = Date.now();
+    while (out.text !== 'P') {
+      if (Date.now() - t0 > 60_000) throw new Error('guest did not print P');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await machine.pause();
+    machine.resume();
+    await machine.pause();
+    machine.resume();
+    machine.stop('test');
+    const end = await running;
+    expect(end).toMatchObject({ kind: 'stopped', detail: 'test' });
   });
 
   it('create and destroy 100 VMs leaves no fd, mapping or thread behind', async () => {
