@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "cgroup.h"
+#include "devices.h"
 #include "util.h"
 #include <errno.h>
 #include <inttypes.h>
@@ -246,6 +247,10 @@ static int create_v2(const container_spec *s, char *err, size_t errlen) {
   }
   if (s->res.cpuset_cpus && *s->res.cpuset_cpus && knob(dir, "cpuset.cpus", s->res.cpuset_cpus, err, errlen) < 0)
     return -1;
+  if (!s->privileged && devices_attach(dir) < 0) {
+    snprintf(err, errlen, "cgroup: attaching the device filter to %s: %s", dir, strerror(errno));
+    return -1;
+  }
   return 0;
 }
 

@@ -1,13 +1,13 @@
 /**
  * The agent's cgroup v2 path. This host is v1 for controllers, but a cgroup2 hierarchy is
  * mounted (hybrid, no controllers): membership, freeze/thaw, process listing and removal are
- * core v2 features and work there. Limits need controllers and are covered on v2 hosts only.
+ * core v2 features and work there, as does the eBPF device filter. Limits need controllers.
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HostIsolation } from '../../../../src/runtime/host/isolation.js';
-import { AGENT, fakeImages, makeSpec, setup, until, type Env } from './harness.js';
+import { AGENT, fakeImages, makeSpec, setup, Sink, until, type Env } from './harness.js';
 
 function cgroup2Mount(): string {
   for (const line of readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
@@ -50,6 +50,12 @@ describe('HostIsolation on a cgroup v2 hierarchy', () => {
     await iso.resume(s);
     await until(() => read() > a, 'the counter to advance');
     expect((await iso.top(s)).some((p) => p.pid === info.pid)).toBe(true);
+    // the eBPF device filter (the v1 devices controller is not in play for this container)
+    const out = new Sink();
+    const e = await iso.exec(s, { process: { args: ['sh', '-c', 'mknod /tmp/disk b 7 0 && echo made; head -c 1 /tmp/disk >/dev/null; echo read=$?; head -c 1 /dev/urandom | wc -c'], env: [], cwd: '/', user: '', tty: false, openStdin: false }, privileged: false }, { stdout: out, stderr: new Sink() });
+    await e.wait();
+    await e.attachment.done;
+    expect(out.text).toBe('made\nread=1\n1\n');
     await iso.kill(s, 'KILL');
     expect((await iso.wait(s)).exitCode).toBe(137);
     await iso.remove(s);
