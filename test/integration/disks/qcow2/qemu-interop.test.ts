@@ -251,6 +251,44 @@ describe('images QEMU writes', () => {
     runOk('qemu-io', ['-f', 'qcow2', '-c', 'read -P 0xef 60000 70000', '-c', 'read -P 0x22 1052672 4096', image]);
   });
 
+  it.each([
+    ['compat=0.10 (version 2: no zero flag)', 'compat=0.10'],
+    ['2 MiB clusters', 'cluster_size=2M'],
+    ['refcount_bits=1, 4 KiB clusters', 'refcount_bits=1,cluster_size=4096'],
+    ['lazy_refcounts=on (clean)', 'lazy_refcounts=on'],
+  ])('QEMU-created %s: ours writes, zeroes and discards; QEMU agrees', async (_label, options) => {
+    const dir = tempDir('qemu-opts');
+    const base = makeBase(path.join(dir, 'base.raw'), 6 * MiB);
+    const image = path.join(dir, 'o.qcow2');
+    runOk('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', options, '-b', 'base.raw', '-F', 'raw', image, String(8 * MiB)]);
+    const ref = Buffer.alloc(8 * MiB);
+    base.copy(ref);
+    const img = await Qcow2Image.open(image);
+    const r = prng(options.length);
+    for (let i = 0; i < 120; i++) {
+      const len = 1 + Math.floor(r() * 300000);
+      const off = Math.floor(r() * (8 * MiB - len));
+      if (i % 10 === 9) {
+        await img.writeZeroes(off, len);
+        ref.fill(0, off, off + len);
+      } else {
+        const d = Buffer.alloc(len, i + 1);
+        await img.write(d, off);
+        d.copy(ref, off);
+      }
+      if (i % 25 === 0) await img.flush();
+    }
+    // discard is advisory: what it guarantees is that the result is consistent
+    await img.discard(MiB, 3 * MiB);
+    const after = Buffer.alloc(3 * MiB);
+    await img.read(after, MiB);
+    after.copy(ref, MiB);
+    await img.close();
+    writeFileSync(path.join(dir, 'ref.raw'), ref);
+    expectClean(image);
+    expectIdentical(image, path.join(dir, 'ref.raw'));
+  });
+
   it('writes into a preallocated zero cluster (qemu-io write -z keeps the allocation)', async () => {
     const dir = tempDir('zero-alloc');
     const image = path.join(dir, 'z.qcow2');
