@@ -23,7 +23,6 @@ import {
   EXT4_EXT_MAGIC,
   EXTENT_HEADER,
   EXT4_INODE_ROOT_ENTRIES,
-  type Extent,
 } from './extent.js';
 import { GROUP_DESC, GROUP_DESC_SIZE_64, EXT4_BG_INODE_ZEROED, groupDescChecksum, bitmapChecksum } from './group-descriptor.js';
 import {
@@ -35,6 +34,7 @@ import {
   EXT4_JOURNAL_INO,
   EXT4_GOOD_OLD_FIRST_INO,
   EXT4_EXTENTS_FL,
+  EXT4_INDEX_FL,
   EXT4_LINK_MAX,
   S_IFREG,
   S_IFDIR,
@@ -65,7 +65,6 @@ import {
 import {
   SUPERBLOCK,
   SUPERBLOCK_OFFSET,
-  SUPERBLOCK_SIZE,
   EXT4_SUPER_MAGIC,
   EXT4_FEATURE_COMPAT,
   EXT4_FEATURE_INCOMPAT,
@@ -84,6 +83,7 @@ import {
   setSuperblockChecksum,
 } from './superblock.js';
 import { TarReader, type TarHeader } from './tar-reader.js';
+import { packHashedDirectory } from './htree.js';
 import { FsNode, MergedTree, splitPath, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX, type NodeMeta } from './tree.js';
 import {
   buildXattrBlock,
@@ -213,6 +213,8 @@ async function* hashing(src: AsyncIterable<Buffer | string>, h: Hash): AsyncGene
 /** per-inode layout decided in finish() */
 interface InodeLayout {
   iblock: Buffer | null;
+  /** hashed directory (EXT4_INDEX_FL) */
+  indexed?: boolean;
   treeBlocks: number;
   xattrBlock: number;
   inodeXattrs: Xattr[];
@@ -513,12 +515,18 @@ class Ext4Builder {
       const seed = inodeCsumSeed(fsSeed, n.ino, 0);
       if (n.kind === 'dir') {
         const parentIno = n === root ? EXT4_ROOT_INO : this.parentIno.get(n)!;
-        const entries: DirEntry[] = [
+        const entries: DirEntry[] = [];
+        for (const [name, child] of n.children!) entries.push({ name: Buffer.from(name, 'latin1'), inode: child.ino, fileType: fileTypeOf(child) });
+        const dots: DirEntry[] = [
           { name: Buffer.from('.'), inode: n.ino, fileType: EXT4_FT.DIR },
           { name: Buffer.from('..'), inode: parentIno, fileType: EXT4_FT.DIR },
         ];
-        for (const [name, child] of n.children!) entries.push({ name: Buffer.from(name, 'latin1'), inode: child.ino, fileType: fileTypeOf(child) });
-        const blocks = packDirectory(entries, BLOCK_SIZE, seed);
+        // more than one block: hashed (dir_index), as the kernel would have made it
+        const indexed = dirBlocksNeeded([1, 2, ...entries.map((e) => e.name.length)], BLOCK_SIZE) > 1;
+        const blocks = indexed
+          ? packHashedDirectory(n.ino, parentIno, entries, BLOCK_SIZE, seed, hashSeed, true)
+          : packDirectory([...dots, ...entries], BLOCK_SIZE, seed);
+        layouts.get(n)!.indexed = indexed;
         const phys = allocMeta(blocks.length);
         n.extents = [];
         for (let i = 0; i < blocks.length; i++) {
@@ -741,7 +749,6 @@ class Ext4Builder {
     }
     await this.writer.flush();
     await this.fh.truncate(geo.blocksCount * BLOCK_SIZE);
-    void SUPERBLOCK_SIZE;
 
     // stats
     const s = { files: 0, directories: 0, symlinks: 0, devices: 0, fifos: 0, data: 0 };
@@ -876,6 +883,7 @@ class Ext4Builder {
     if (n.kind === 'file' || n.kind === 'dir' || (n.kind === 'symlink' && n.target!.length >= 60)) {
       iblock = lay.iblock ?? emptyExtentRoot();
       flags |= EXT4_EXTENTS_FL;
+      if (lay.indexed) flags |= EXT4_INDEX_FL;
     } else if (n.kind === 'symlink') {
       iblock = Buffer.alloc(60);
       n.target!.copy(iblock);
@@ -985,4 +993,3 @@ function popcount8(b: number): number {
 const lo = (v: number) => v % 0x1_0000_0000;
 const hi = (v: number) => Math.floor(v / 0x1_0000_0000);
 
-export type { Extent };
