@@ -681,10 +681,15 @@ static void op_shutdown(conn *c, uint32_t id) {
     usleep(10000);
     reap();
   }
-  if (m && m->state == P_EXITED && !m->finalized) {
-    m->ended[0] = m->ended[1] = 1;
-    try_finalize(m);
-  }
+  /* every exited process answers its waiters now, output drained or not */
+  for (proc *p = g.procs; p; p = p->next)
+    if (p->state == P_EXITED && !p->finalized) {
+      for (int i = 0; i < 2; i++)
+        if (!p->ended[i] && p->out_fd[i] >= 0) on_output(p, i);
+      end_output(p, 0);
+      end_output(p, 1);
+    }
+  (void)m;
   if (g.have_spec) {
     int rc = cgroup_destroy(&g.spec);
     if (rc < 0) diag("removing cgroup: %s", strerror(-rc));
