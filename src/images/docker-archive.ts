@@ -27,7 +27,7 @@ import { progress } from './progress.js';
 import { familiarString, formatReference, parseNormalized, parseReference, repositoryName } from './reference.js';
 import { safeEntryName, tarError } from './tar-safety.js';
 import type { ImageRecord, PullProgress } from './types.js';
-import type { LayerMeta, Store } from './store.js';
+import type { Lease, LayerMeta, Store } from './store.js';
 
 const ARCHIVE = 'archive';
 const MAX_LINK_HOPS = 16;
@@ -40,7 +40,7 @@ type Member = { kind: 'file'; digest: string; size: number } | { kind: 'link'; t
 const ANNOTATION_IMAGE_NAME = 'io.containerd.image.name';
 const ANNOTATION_REF_NAME = 'org.opencontainers.image.ref.name';
 
-async function spool(store: Store, tar: Readable, members: Map<string, Member>, written: string[]): Promise<void> {
+async function spool(store: Store, tar: Readable, members: Map<string, Member>, written: string[], lease: Lease): Promise<void> {
   const ex = extract();
   await new Promise<void>((resolve, reject) => {
     let failed = false;
@@ -61,6 +61,7 @@ async function spool(store: Store, tar: Readable, members: Map<string, Member>, 
           const m = /^blobs\/sha256\/([a-f0-9]{64})$/.exec(name);
           const expected = { size: h.size ?? 0, ...(m && { digest: `sha256:${m[1]}` }) };
           const info = await store.blobs.write(stream as unknown as AsyncIterable<Uint8Array>, { expected, what: `archive member ${name}`, syncDir: false });
+          lease.pin(info.digest);
           written.push(info.digest);
           members.set(name, { kind: 'file', ...info });
           return;
@@ -224,13 +225,15 @@ async function loadOciLayout(store: Store, members: Map<string, Member>, onProgr
 export async function loadArchive(store: Store, tar: Readable, onProgress?: (p: PullProgress) => void): Promise<ImageRecord[]> {
   const members = new Map<string, Member>();
   const written: string[] = [];
+  const lease = store.lease();
   try {
-    await spool(store, tar, members, written);
+    await spool(store, tar, members, written, lease);
     if (members.has('manifest.json')) return await loadDockerArchive(store, members, onProgress);
     if (members.has('index.json')) return await loadOciLayout(store, members, onProgress);
     throw new FormatError('archive: neither manifest.json (docker-archive) nor index.json (OCI layout) found', 'ERR_BAD_ARCHIVE');
   } finally {
     // Archive members that are not part of a loaded image (manifest.json, repositories, ...) go.
+    lease.release();
     await store.discardBlobs([...new Set(written)]);
   }
 }

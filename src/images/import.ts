@@ -20,8 +20,10 @@ export async function importRootfs(store: Store, tar: Readable, opts: { ref?: st
   const runConfig = applyChanges({}, opts.changes ?? []);
   const { sink, done } = layerInspector('imported rootfs');
   const written: string[] = [];
+  const lease = store.lease();
   try {
     const blob = await store.blobs.write(tar, { what: 'imported rootfs', through: [new Tee(sink)] });
+    lease.pin(blob.digest);
     written.push(blob.digest);
     const facts = await done;
     const now = new Date().toISOString();
@@ -34,6 +36,7 @@ export async function importRootfs(store: Store, tar: Readable, opts: { ref?: st
       history: [{ created: now, comment: opts.message || 'Imported from -' }],
     };
     const id = await store.putConfig(config);
+    lease.pin(id);
     written.push(id);
     return await store.commitImage(
       id,
@@ -41,7 +44,10 @@ export async function importRootfs(store: Store, tar: Readable, opts: { ref?: st
       ref ? [formatReference(ref)] : [],
     );
   } catch (e) {
+    lease.release();
     await store.discardBlobs(written);
     throw e;
+  } finally {
+    lease.release();
   }
 }

@@ -52,6 +52,11 @@ interface RepositoriesFile {
   Repositories: Record<string, Record<string, string>>;
 }
 
+export interface Lease {
+  pin(digest: string): void;
+  release(): void;
+}
+
 export interface StoreOptions {
   /** registries (host[:port]) allowed over plain HTTP besides loopback */
   insecureRegistries?: string[];
@@ -87,6 +92,8 @@ export class Store implements ImageStore {
   private readonly reposPath: string;
   private readonly lock = new Mutex();
   private readonly configCache = new Map<string, ImageConfig>();
+  /** blobs that operations in progress wrote or rely on: never deleted as unreferenced */
+  private readonly pins = new Map<string, number>();
 
   constructor(
     readonly root: string,
@@ -327,9 +334,43 @@ export class Store implements ImageStore {
     });
   }
 
-  /** Those of `digests` that no stored image uses as config or layer. */
+  /**
+   * A set of pins for one operation (pull, load, import): what it wrote or found present
+   * stays until it commits its image or gives up, even if a concurrent remove or failed
+   * operation would otherwise delete it as unreferenced.
+   */
+  lease(): Lease {
+    const mine: string[] = [];
+    let released = false;
+    return {
+      pin: (d: string) => {
+        if (released) throw new Error('lease already released');
+        mine.push(d);
+        this.pins.set(d, (this.pins.get(d) ?? 0) + 1);
+      },
+      release: () => {
+        if (released) return;
+        released = true;
+        for (const d of mine) {
+          const n = (this.pins.get(d) ?? 1) - 1;
+          if (n <= 0) this.pins.delete(d);
+          else this.pins.set(d, n);
+        }
+      },
+    };
+  }
+
+  /** Pins `digest` and tells whether the blob is present, atomically with respect to removals. */
+  async pinIfPresent(lease: Lease, digest: string, size?: number): Promise<boolean> {
+    return this.lock.run(async () => {
+      lease.pin(digest);
+      return this.blobs.has(digest, size);
+    });
+  }
+
+  /** Those of `digests` that no stored image uses as config or layer and nothing pins. */
   private async unreferenced(digests: string[]): Promise<string[]> {
-    const used = new Set<string>();
+    const used = new Set<string>(this.pins.keys());
     for (const other of await this.allIds()) {
       used.add(other);
       const m = await this.readMeta(other);
@@ -365,7 +406,9 @@ export class Store implements ImageStore {
 
   /** Deletes blobs written by a failed operation unless some image uses them. */
   async discardBlobs(digests: string[]): Promise<void> {
-    for (const d of await this.unreferenced(digests)) await this.blobs.delete(d);
+    await this.lock.run(async () => {
+      for (const d of await this.unreferenced(digests)) await this.blobs.delete(d);
+    });
   }
 
   private registryClient(domain: string, auth: Credentials | undefined): RegistryClient {
@@ -384,6 +427,7 @@ export class Store implements ImageStore {
     const emit = opts.onProgress ?? (() => {});
     const client = this.registryClient(r.domain, opts.auth);
     const written: string[] = [];
+    const lease = this.lease();
     try {
       const reference = r.digest ?? r.tag!;
       emit(progress.pullingFrom(r.path, reference));
@@ -392,7 +436,7 @@ export class Store implements ImageStore {
       const id = manifest.config.digest;
 
       // Config first: it names the diff IDs the layers must have.
-      if (!(await this.blobs.has(id, manifest.config.size))) {
+      if (!(await this.pinIfPresent(lease, id, manifest.config.size))) {
         const body = await client.getBlob(r.path, manifest.config);
         await this.blobs.write(body, { expected: manifest.config, what: `image config ${id}`, syncDir: false });
         written.push(id);
@@ -405,13 +449,13 @@ export class Store implements ImageStore {
       const existing = await this.readMeta(id);
       const layers: LayerMeta[] = [];
       let downloaded = false;
-      if (existing && (await this.allBlobsPresent(existing))) {
+      if (existing && (await this.allBlobsPresent(existing, lease))) {
         layers.push(...existing.layers);
       } else {
         for (const l of manifest.layers) emit(progress.layer('Pulling fs layer', l.digest));
         const limit = this.opts.maxConcurrentDownloads ?? 3;
         const fetched = await mapLimit(manifest.layers, limit, async (l, i) => {
-          const m = await this.fetchLayer(client, r.path, l, diffIds[i]!, emit, written);
+          const m = await this.fetchLayer(client, r.path, l, diffIds[i]!, emit, written, lease);
           if (m.downloaded) downloaded = true;
           return m;
         });
@@ -424,7 +468,7 @@ export class Store implements ImageStore {
       }
       // Keep the manifests too, so `save`/`push` can reproduce what was pulled.
       for (const m of [resolved.index, resolved.manifest]) {
-        if (m && !(await this.blobs.has(m.digest))) await this.blobs.writeBuffer(m.body, { digest: m.digest });
+        if (m && !(await this.pinIfPresent(lease, m.digest))) await this.blobs.writeBuffer(m.body, { digest: m.digest });
       }
       const refs = [`${repositoryName(r)}@${resolved.digest}`];
       if (r.tag && !r.digest) refs.push(formatReference(r));
@@ -435,15 +479,17 @@ export class Store implements ImageStore {
       emit(downloaded || before !== id ? progress.downloadedNewer(shown) : progress.upToDate(shown));
       return rec;
     } catch (e) {
+      lease.release();
       await this.discardBlobs(written).catch(() => {});
       throw e;
     } finally {
+      lease.release();
       await client.close();
     }
   }
 
-  private async allBlobsPresent(meta: ImageMeta): Promise<boolean> {
-    for (const l of meta.layers) if (!(await this.blobs.has(l.digest, l.size))) return false;
+  private async allBlobsPresent(meta: ImageMeta, lease: Lease): Promise<boolean> {
+    for (const l of meta.layers) if (!(await this.pinIfPresent(lease, l.digest, l.size))) return false;
     return true;
   }
 
@@ -455,8 +501,9 @@ export class Store implements ImageStore {
     wantDiffId: string,
     emit: (p: PullProgress) => void,
     written: string[],
+    lease: Lease,
   ): Promise<{ meta: LayerMeta; downloaded: boolean; paths?: Set<string>; dangling?: { name: string; target: string }[] }> {
-    if (await this.blobs.has(l.digest, l.size)) {
+    if (await this.pinIfPresent(lease, l.digest, l.size)) {
       let db = await this.knownLayer(l.digest);
       if (!db) {
         const c = await computeDiffId(await this.blobs.open(l.digest), `layer ${l.digest}`);

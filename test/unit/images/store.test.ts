@@ -96,6 +96,22 @@ describe('image store: resolve, tag, remove', () => {
     expect(Buffer.concat(chunks).includes(Buffer.from('same'))).toBe(true);
   });
 
+  it('blobs pinned by an operation in progress survive removals and discards', async () => {
+    const s = new Store(tmp());
+    const a = await image(s, 'pinned', 'p:1');
+    const layer = (await s.inspectMeta(a.id)).layers[0]!.digest;
+    const lease = s.lease();
+    expect(await s.pinIfPresent(lease, layer)).toBe(true);
+    const res = await s.remove('p:1', { force: false, inUse: new Set() });
+    expect(res).toContainEqual({ Deleted: a.id });
+    expect(res).not.toContainEqual({ Deleted: layer });
+    await s.discardBlobs([layer]);
+    expect(await s.blobs.has(layer)).toBe(true);
+    lease.release();
+    await s.discardBlobs([layer]);
+    expect(await s.blobs.has(layer)).toBe(false);
+  });
+
   it('ambiguous short IDs are an error', async () => {
     const s = new Store(tmp());
     const ids: string[] = [];
