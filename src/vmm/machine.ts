@@ -197,7 +197,7 @@ export class Machine {
 
     const serialIrq = this.irqfd(COM1_IRQ);
     this.serial = new Serial({
-      sink: (b) => this.config.console?.output.write(b),
+      sink: (b) => this.consoleOut(b),
       raiseIrq: () => libc.eventfdSignal(serialIrq),
       onInputSpace: () => this.resumeInput?.(),
     });
@@ -309,6 +309,25 @@ export class Machine {
   }
 
   private resumeInput?: () => void;
+  private consolePending: number[] = [];
+  private consoleFlushScheduled = false;
+
+  /** Console bytes arrive one per exit: batch them into one stream write per event-loop turn. */
+  private consoleOut(b: Uint8Array): void {
+    if (!this.config.console) return;
+    for (const x of b) this.consolePending.push(x);
+    if (this.consoleFlushScheduled) return;
+    this.consoleFlushScheduled = true;
+    setImmediate(() => this.flushConsole());
+  }
+
+  private flushConsole(): void {
+    this.consoleFlushScheduled = false;
+    if (!this.consolePending.length) return;
+    const bytes = Uint8Array.from(this.consolePending);
+    this.consolePending = [];
+    this.config.console?.output.write(bytes);
+  }
 
   private attachConsoleInput(input: Readable): void {
     let pending: Uint8Array | undefined;
@@ -395,6 +414,7 @@ export class Machine {
   private async teardown(): Promise<void> {
     this.consoleCleanup?.();
     await Promise.all(this.threads.map((t) => t.stop()));
+    this.flushConsole();
     this.release();
   }
 
