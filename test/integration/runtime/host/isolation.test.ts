@@ -149,6 +149,31 @@ describe('HostIsolation: run', () => {
     expect(last).toBe(19);
   });
 
+  it('writes every resource limit into the cgroup as Docker does', async () => {
+    const s = spec(['sleep', '1000'], { resources: { memory: 64 << 20, memorySwap: 96 << 20, nanoCpus: 500_000_000, cpuShares: 512, pidsLimit: 30, cpusetCpus: '0' } });
+    await env.iso.create(s);
+    await env.iso.start(s);
+    const cg = (ctrl: string, file: string) => readFileSync(path.join('/sys/fs/cgroup', ctrl, 'tvm', s.id, file), 'utf8').trim();
+    expect(cg('memory', 'memory.limit_in_bytes')).toBe(String(64 << 20));
+    expect(cg('memory', 'memory.memsw.limit_in_bytes')).toBe(String(96 << 20));
+    expect(cg('cpu', 'cpu.cfs_period_us')).toBe('100000');
+    expect(cg('cpu', 'cpu.cfs_quota_us')).toBe('50000');
+    expect(cg('cpu', 'cpu.shares')).toBe('512');
+    expect(cg('pids', 'pids.max')).toBe('30');
+    expect(cg('cpuset', 'cpuset.cpus')).toBe('0');
+    expect(cg('devices', 'devices.list')).toContain('c 136:* rwm');
+    await env.iso.kill(s, 'KILL');
+    await env.iso.wait(s);
+    // the supervisor removes the group when it goes
+    await until(() => !existsSync(path.join('/sys/fs/cgroup/memory/tvm', s.id)), 'the cgroup to be removed');
+  });
+
+  it('shares the host network namespace with network=host', async () => {
+    const r = await run(env, spec(['sh', '-c', 'ls /sys/class/net | wc -l'], { network: 'host' }));
+    const { readdirSync } = await import('node:fs');
+    expect(Number(r.stdout.trim())).toBe(readdirSync('/sys/class/net').length);
+  });
+
   it('drops capabilities: chown works by default and fails with --cap-drop CHOWN', async () => {
     const ok = await run(env, spec(['chown', '1000', '/tmp']));
     expect(ok.status.exitCode).toBe(0);
