@@ -18,11 +18,17 @@ let reg: RunningRegistry;
 let proxy: Server;
 let proxyHost: string;
 let cutsLeft = 0;
+/** when set, blob GETs are answered with a 307 to the registry itself (another origin), like S3-backed registries */
+let redirectBlobs = false;
 const roots: string[] = [];
 
 beforeAll(async () => {
   reg = await startRegistry();
   proxy = createServer((req, res) => {
+    if (redirectBlobs && req.method === 'GET' && /\/blobs\/sha256:/.test(req.url ?? '')) {
+      res.writeHead(307, { location: `http://${reg.host}${req.url}` }).end();
+      return;
+    }
     const up = httpRequest({ host: '127.0.0.1', port: Number(reg.host.split(':')[1]), path: req.url, method: req.method, headers: req.headers }, (ur) => {
       res.writeHead(ur.statusCode ?? 502, ur.headers);
       const cut = req.method === 'GET' && /\/blobs\/sha256:/.test(req.url ?? '') && cutsLeft > 0 && Number(ur.headers['content-length']) > 100_000;
@@ -60,6 +66,22 @@ function newStore(attempts: number): Store {
   roots.push(root);
   return new Store(root, { downloadAttempts: attempts, retryDelayMs: 50 });
 }
+
+describe('redirected blob downloads', () => {
+  it('follows a 307 to another origin', async () => {
+    const c = new RegistryClient(reg.host);
+    const img = await busyboxImage({ config: { config: { Cmd: ['redirected'] } } });
+    await pushImage(c, 'redirect/app', 'v1', img);
+    await c.close();
+    redirectBlobs = true;
+    try {
+      const rec = await newStore(1).pull(`${proxyHost}/redirect/app:v1`);
+      expect(rec.id).toBe(img.config.digest);
+    } finally {
+      redirectBlobs = false;
+    }
+  });
+});
 
 describe('dropped connections during a pull', () => {
   it('retries a cut layer download and completes', async () => {
