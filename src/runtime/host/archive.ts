@@ -99,7 +99,11 @@ export async function archiveFrom(view: RootView, containerPath: string): Promis
   const top = path.basename(path.resolve('/', containerPath)) || '.';
   const pack = tarPack();
   const out = new PassThrough();
-  pack.pipe(out);
+  // the stream ends only once the view is released (a frozen container thawed again)
+  pack.pipe(out, { end: false });
+  pack.on('end', () => {
+    void view.cleanup().finally(() => out.end());
+  });
   const walk = async (host: string, name: string): Promise<void> => {
     const h = await headerFor(host, name);
     if (!h) return;
@@ -117,8 +121,10 @@ export async function archiveFrom(view: RootView, containerPath: string): Promis
   };
   walk(start, top)
     .then(() => pack.finalize())
-    .catch((e) => pack.destroy(e as Error))
-    .finally(() => void view.cleanup());
+    .catch((e) => {
+      pack.destroy(e as Error);
+      void view.cleanup().finally(() => out.destroy(e as Error));
+    });
   return out;
 }
 

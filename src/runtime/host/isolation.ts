@@ -480,7 +480,11 @@ export class HostIsolation implements Isolation {
     if (c) {
       const st = await c.state();
       if ((st.status === 'running' || st.status === 'paused') && st.pid) {
-        return { root: `/proc/${st.pid}/root`, cleanup: async () => {} };
+        // frozen while we walk it, so that no path we resolved can be swapped for a symlink
+        // under us (the docker cp race, CVE-2018-15664, fixed the same way in Docker)
+        const freeze = st.status === 'running';
+        if (freeze) await c.pause();
+        return { root: `/proc/${st.pid}/root`, cleanup: async () => { if (freeze) await c.resume().catch(() => {}); } };
       }
     }
     await this.baseMounts.acquire(rec.imageId, await this.opts.baseDisks.ensure(await this.opts.images.resolve(rec.imageId)));

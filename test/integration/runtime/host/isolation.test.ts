@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidParameterError } from '../../../../src/errors.js';
 import { mountPoints } from '../../../../src/runtime/host/base-mounts.js';
 import { cgroupDirs, cgroupFor } from '../../../../src/runtime/host/cgroups.js';
+import { busyboxRootfsEntries } from '../../../fixtures/rootfs.js';
 import { makeSpec, run, setup, Sink, until, type Env } from './harness.js';
 
 let env: Env;
@@ -396,6 +397,34 @@ describe('HostIsolation: lifecycle', () => {
     expect(names).toEqual(['passwd']);
     expect(body).toContain('app:x:1000:1000');
     await expect(env.iso.archive(s, '/nonexistent')).rejects.toThrow('Could not find the file');
+
+    // running: read through the live root while the container is frozen, thawed afterwards
+    const live = spec(['sh', '-c', 'ln -s / /tmp/escape; echo inside > /tmp/f; sleep 1000']);
+    await env.iso.create(live);
+    await env.iso.start(live);
+    await until(async () => { try { return await env.iso.archive(live, '/tmp/f'); } catch { return undefined; } }, 'the file to appear');
+    const t2 = await env.iso.archive(live, '/tmp/escape/etc/passwd');
+    const ex2 = extract();
+    let body2 = '';
+    ex2.on('entry', (_h, stream, next) => {
+      stream.on('data', (d: unknown) => {
+        body2 += String(d);
+      });
+      stream.on('end', () => next());
+    });
+    await new Promise<void>((resolve, reject) => {
+      ex2.on('finish', () => resolve());
+      ex2.on('error', reject);
+      t2.pipe(ex2);
+    });
+    // the container's /etc/passwd, not the host's: the symlink resolved inside the container
+    expect(body2).toContain('app:x:1000:1000');
+    expect(body2).toBe(String(busyboxRootfsEntries().find((e) => e.name === 'etc/passwd')!.content));
+    await until(async () => ((await env.iso.top(live)).length > 0 ? true : undefined), 'ps');
+    await env.iso.pause(live); // it was thawed after the copy, so this succeeds
+    await env.iso.resume(live);
+    await env.iso.kill(live, 'KILL');
+    await env.iso.wait(live);
   });
 
   it('refuses to remove a running container; remove unmounts the base disk and deletes everything', async () => {
