@@ -9,9 +9,9 @@ import { Kvm } from '../kvm/kvm.js';
 import type { Vm } from '../kvm/vm.js';
 import type { Vcpu } from '../kvm/vcpu.js';
 import * as libc from '../kvm/libc.js';
-import { KvmCap, KvmExit, KVM_PIT_SPEAKER_DUMMY, type KvmSregs } from '../kvm/structs.js';
+import { KvmCap, KvmExit, KVM_PIT_SPEAKER_DUMMY, KVM_IOEVENTFD_FLAG_DATAMATCH, type KvmSregs } from '../kvm/structs.js';
 import { InvalidParameterError, TvmError } from '../errors.js';
-import { GuestMemory } from './memory.js';
+import { GuestMemory, type GuestRam } from './memory.js';
 import * as L from './layout.js';
 import { isElf, loadElf } from './boot/elf.js';
 import { isBzImage, loadBzImage } from './boot/bzimage.js';
@@ -25,7 +25,7 @@ import { placeInitrd } from './boot/initrd.js';
 import { buildKernelCmdline } from './kernel-args.js';
 import { buildCpuid } from './cpuid.js';
 import { bootMsrs, writeMsrsEach } from './msrs.js';
-import { Bus } from './devices/bus.js';
+import { Bus, type BusDevice } from './devices/bus.js';
 import { Serial, COM1_PORT, COM1_IRQ, SERIAL_PORT_LEN } from './devices/serial.js';
 import { I8042, I8042_DATA_PORT, I8042_PORT_LEN } from './devices/i8042.js';
 import { dispatchIo, dispatchMmio, exitReason, type IoStats } from './vcpu-exit.js';
@@ -43,7 +43,39 @@ export interface FlatImage {
   mode: 'real' | 'protected' | 'long';
 }
 
+/** What an MMIO device gets when the machine places it (its window, its interrupt line). */
+export interface MmioDeviceContext {
+  base: number;
+  size: number;
+  irq: number;
+  /** edge on the device's IRQ line (an irqfd write) */
+  raiseIrq: () => void;
+  memory: GuestRam;
+  /**
+   * Registers KVM_IOEVENTFD for a guest write of `len` bytes at base+offset (optionally only
+   * of value `datamatch`) and returns the eventfd: such writes never exit to user space. The
+   * machine closes it at teardown.
+   */
+  ioeventfd: (offset: number, len: 1 | 2 | 4 | 8, datamatch?: bigint) => number;
+}
+
+/** A device in the MMIO hole, e.g. a virtio-mmio transport (src/vmm/devices/virtio). */
+export interface MmioDeviceSpec {
+  name: string;
+  create: (ctx: MmioDeviceContext) => BusDevice;
+  /** announce it to Linux as `virtio_mmio.device=4K@<base>:<irq>` */
+  virtio?: boolean;
+}
+
+/** The kernel argument that declares a virtio-mmio device (drivers/virtio/virtio_mmio.c). */
+export function virtioMmioArg(base: number, size: number, irq: number): string {
+  const sz = size % 1024 === 0 ? `${size / 1024}K` : String(size);
+  return `virtio_mmio.device=${sz}@0x${base.toString(16)}:${irq}`;
+}
+
 export interface MachineConfig {
+  /** devices placed one per 4 KiB window from 0xd0000000, IRQs from 5 */
+  mmioDevices?: MmioDeviceSpec[];
   /** an ELF vmlinux or a bzImage (path or bytes); or `image` */
   kernel?: string | Uint8Array;
   image?: FlatImage;
@@ -139,7 +171,7 @@ export class Machine {
   private memory?: GuestMemory;
   private vcpus: Vcpu[] = [];
   private threads: VcpuThread[] = [];
-  private irqfds: number[] = [];
+  private eventfds: number[] = [];
   readonly pio = new Bus('pio');
   readonly mmio = new Bus('mmio');
   readonly stats: IoStats = { unhandledPio: 0, unhandledMmio: 0 };
@@ -215,7 +247,34 @@ export class Machine {
     }
     this.vcpus[0]!.setFpu({ fcw: 0x37f, mxcsr: 0x1f80 });
     writeMptable(mem, L.MPTABLE_START, c.cpus);
+    this.placeMmioDevices(c.mmioDevices ?? [], vm, mem);
     return { kvm, vm, mem };
+  }
+
+  /** Kernel arguments for the virtio-mmio devices placed. */
+  private virtioArgs: string[] = [];
+
+  private placeMmioDevices(specs: MmioDeviceSpec[], vm: Vm, mem: GuestMemory): void {
+    const maxDevices = L.IRQ_MAX - L.VIRTIO_IRQ_START + 1;
+    if (specs.length > maxDevices) throw new InvalidParameterError(`${specs.length} MMIO devices, at most ${maxDevices}`);
+    specs.forEach((spec, i) => {
+      const base = L.VIRTIO_MMIO_START + i * L.VIRTIO_MMIO_SIZE;
+      const irq = L.VIRTIO_IRQ_START + i;
+      const irqFd = this.irqfd(irq);
+      const device = spec.create({
+        base, size: L.VIRTIO_MMIO_SIZE, irq, memory: mem,
+        raiseIrq: () => libc.eventfdSignal(irqFd),
+        ioeventfd: (offset, len, datamatch) => {
+          if (offset < 0 || offset + len > L.VIRTIO_MMIO_SIZE) throw new InvalidParameterError(`${spec.name}: ioeventfd at offset ${offset} outside its window`);
+          const fd = libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK);
+          this.eventfds.push(fd);
+          vm.ioeventfd({ datamatch: datamatch ?? 0n, addr: BigInt(base + offset), len, fd, flags: datamatch !== undefined ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0 });
+          return fd;
+        },
+      });
+      this.mmio.insert(base, L.VIRTIO_MMIO_SIZE, spec.name, device);
+      if (spec.virtio) this.virtioArgs.push(virtioMmioArg(base, L.VIRTIO_MMIO_SIZE, irq));
+    });
   }
 
   private buildFlat(img: FlatImage): void {
@@ -279,7 +338,7 @@ export class Machine {
       mem.slice(addr, initrd.length).set(initrd);
       ramdisk = { addr, size: initrd.length };
     }
-    const cmdline = buildKernelCmdline(c.cmdline ?? '', kvm.flavor, Math.min(cmdlineSize, L.CMDLINE_MAX_SIZE));
+    const cmdline = buildKernelCmdline([...this.virtioArgs, c.cmdline ?? ''].join(' '), kvm.flavor, Math.min(cmdlineSize, L.CMDLINE_MAX_SIZE));
     const cmdlineLen = cmdline.writeTo(mem, L.CMDLINE_START);
     this.log(`kernel command line: ${cmdline.text}`);
     const e820 = buildE820(mem.regions);
@@ -303,7 +362,7 @@ export class Machine {
 
   private irqfd(gsi: number): number {
     const fd = libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK);
-    this.irqfds.push(fd);
+    this.eventfds.push(fd);
     this.vm!.irqfd({ fd, gsi, flags: 0, resamplefd: 0 });
     return fd;
   }
@@ -423,12 +482,12 @@ export class Machine {
     if (this.ended) return;
     this.ended = true;
     for (const v of this.vcpus) v.close();
-    for (const fd of this.irqfds) libc.close(fd);
+    for (const fd of this.eventfds) libc.close(fd);
     this.vm?.close();
     this.memory?.close();
     this.kvm?.close();
     this.vcpus = [];
-    this.irqfds = [];
+    this.eventfds = [];
   }
 
   /** Guest memory (for tests and snapshots); undefined after teardown. */

@@ -8,11 +8,12 @@ import { Writable } from 'node:stream';
 import { Kvm } from '../../src/kvm/kvm.js';
 import { KvmExit, KVM_EXIT_IO_OUT, kvmRun } from '../../src/kvm/structs.js';
 import { GuestMemory } from '../../src/vmm/memory.js';
+import * as libc from '../../src/kvm/libc.js';
 import { Machine, type FlatImage, type MachineEnd } from '../../src/vmm/machine.js';
 import { MiB } from '../../src/vmm/layout.js';
 import {
   requireKvmDevice, printGuest, stringIoGuest, mmioGuest, smpGuest, apTrampoline, userPioGuest, outHltGuest,
-  REAL_LOAD, FLAT_LOAD, AP_TRAMPOLINE, spinGuest,
+  REAL_LOAD, FLAT_LOAD, AP_TRAMPOLINE, spinGuest, notifyGuest,
 } from '../fixtures/guests/guests.js';
 
 class Collect extends Writable {
@@ -93,6 +94,34 @@ describe('Machine with synthetic guests', () => {
     });
     expect(writes).toEqual([0, 0x12345678]);
     expect(out).toBe('M');
+    expect(end.kind).toBe('rebooted');
+  });
+
+  it('an MMIO device with an ioeventfd: notify writes reach the eventfd without exits', async () => {
+    const out = new Collect();
+    const accesses: string[] = [];
+    const machine = await Machine.create({
+      image: flat(notifyGuest(), 'long'), memMiB: 64, cpus: 1, console: { output: out },
+      mmioDevices: [{
+        name: 'notify-probe',
+        create: (ctx) => {
+          expect([ctx.base, ctx.irq]).toEqual([0xd0000000, 5]);
+          const fd = ctx.ioeventfd(0x50, 4);
+          return {
+            read: (off, d) => {
+              const b = new Uint8Array(8);
+              const n = libc.read(fd, b) === 8 ? Number(new DataView(b.buffer).getBigUint64(0, true)) : 0;
+              accesses.push(`r${off}`);
+              d.fill(0x30 + n);
+            },
+            write: (off) => accesses.push(`w${off}`),
+          };
+        },
+      }],
+    });
+    const end = await machine.run();
+    expect(out.text).toBe('3');
+    expect(accesses).toEqual(['r0']);
     expect(end.kind).toBe('rebooted');
   });
 

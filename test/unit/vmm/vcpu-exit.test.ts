@@ -5,7 +5,7 @@ import { Bus } from '../../../src/vmm/devices/bus.js';
 import { Serial, COM1_PORT } from '../../../src/vmm/devices/serial.js';
 import { buildKernelCmdline } from '../../../src/vmm/kernel-args.js';
 import { exitStatusOf } from '../../../src/vmm/main.js';
-import { bootSregs, validateMachineConfig } from '../../../src/vmm/machine.js';
+import { bootSregs, validateMachineConfig, virtioMmioArg } from '../../../src/vmm/machine.js';
 import { kvmSregs } from '../../../src/kvm/structs.js';
 
 const RUN_SIZE = 4096 * 3;
@@ -88,6 +88,10 @@ describe('machine pieces without KVM', () => {
     expect([l.cs.selector, l.cs.l, l.ss.selector, l.tr.selector, l.gdt.base, l.gdt.limit]).toEqual([0x10, 1, 0x18, 0x20, 0x500n, 47]);
     const p = bootSregs(base, 'protected', 0);
     expect([p.cr0 & 0x80000001n, p.efer, p.cs.db, p.cs.l]).toEqual([1n, 0n, 1, 0]);
+  });
+  it('declares virtio-mmio devices on the kernel command line', () => {
+    expect(virtioMmioArg(0xd0000000, 0x1000, 5)).toBe('virtio_mmio.device=4K@0xd0000000:5');
+    expect(virtioMmioArg(0xd0001000, 0x200, 6)).toBe('virtio_mmio.device=512@0xd0001000:6');
   });
   it('validates the configuration', () => {
     expect(() => validateMachineConfig({ memMiB: 16, cpus: 1 })).toThrow(/--mem 16/);
