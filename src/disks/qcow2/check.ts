@@ -3,39 +3,63 @@
  * recount every reference (header, L1 table, refcount table and blocks, L2 tables, data and
  * compressed clusters) and compare with the stored refcounts. Stored > counted is a leak
  * (harmless, what a crash may leave); stored < counted, references outside the file or into
- * metadata, and wrong copied flags are corruption. `repairLeaks` lowers leaked counts to the
- * counted value (only when nothing is corrupt), so the daemon can reclaim space after a crash.
+ * metadata, and wrong copied flags are corruption.
+ *
+ * Repair modes: 'leaks' lowers leaked counts (only when nothing is corrupt), so the daemon can
+ * reclaim space after a crash; 'all' also raises too-low counts and fixes copied flags, which
+ * is what an image with the dirty bit needs (lazy refcounts, crashed writer), then clears the
+ * dirty and corrupt bits. Pointer corruption (entries past the end of the file, into metadata,
+ * reserved bits) is never "repaired": it is reported and the image left untouched.
+ * Order of the repair writes: refcount blocks, fsync, L2/L1 copied flags, fsync, header, fsync.
  */
 import { NotImplementedError } from '../../errors.js';
 import { NodeFileIo, type FileIo } from '../raw.js';
-import { EXT_BITMAPS, checkSupported, parseHeader, validateHeader, HEADER_FIELDS, QCOW2_MAGIC, MAX_CLUSTER_BITS } from './header.js';
-import { decodeL1, decodeL2, readHalves } from './entries.js';
-import { getRefcount, refcountBlockEntries, setRefcount, maxRefcount } from './refcount.js';
+import {
+  EXT_BITMAPS,
+  HEADER_FIELDS,
+  INCOMPAT_CORRUPT,
+  INCOMPAT_DIRTY,
+  MAX_CLUSTER_BITS,
+  QCOW2_MAGIC,
+  checkSupported,
+  parseHeader,
+  validateHeader,
+} from './header.js';
+import { QCOW_OFLAG_COPIED_HI, decodeL1, decodeL2, readHalves, writeHalves } from './entries.js';
+import { getRefcount, maxRefcount, refcountBlockEntries, setRefcount } from './refcount.js';
+
+export type Qcow2RepairMode = 'none' | 'leaks' | 'all';
 
 export interface Qcow2CheckResult {
-  /** one line per problem that makes the image unsafe to use */
+  /** one line per problem that makes the image unsafe to use (after repair, what is left) */
   corruptions: string[];
-  /** clusters whose stored refcount is higher than their references */
+  /** clusters whose stored refcount is higher than their references (before repair) */
   leaks: number;
-  /** leaks fixed by this call (repairLeaks only) */
+  /** leaked clusters whose count this call lowered */
   leaksFixed: number;
+  /** refcounts raised and copied flags corrected by this call (mode 'all') */
+  errorsFixed: number;
   /** host clusters referenced at least once */
   allocatedClusters: number;
 }
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
 
-export function checkQcow2(path: string, opts: { repairLeaks?: boolean; openFile?: (path: string, readOnly: boolean) => FileIo } = {}): Qcow2CheckResult {
-  const repair = opts.repairLeaks ?? false;
-  const io = opts.openFile ? opts.openFile(path, !repair) : NodeFileIo.open(path, { readOnly: !repair });
+export function checkQcow2(
+  path: string,
+  opts: { repair?: Qcow2RepairMode; openFile?: (path: string, readOnly: boolean) => FileIo } = {},
+): Qcow2CheckResult {
+  const mode: Qcow2RepairMode = opts.repair ?? 'none';
+  const readOnly = mode === 'none';
+  const io = opts.openFile ? opts.openFile(path, readOnly) : NodeFileIo.open(path, { readOnly });
   try {
-    return check(io, path, repair);
+    return check(io, path, mode);
   } finally {
     io.close();
   }
 }
 
-function check(io: FileIo, path: string, repair: boolean): Qcow2CheckResult {
+function check(io: FileIo, path: string, mode: Qcow2RepairMode): Qcow2CheckResult {
   const fileSize = io.size();
   let head = new Uint8Array(Math.min(fileSize, 65536));
   io.pread(head, 0);
@@ -102,7 +126,7 @@ function check(io: FileIo, path: string, repair: boolean): Qcow2CheckResult {
 
   const l1 = new Uint8Array(h.l1Size * 8);
   io.pread(l1, h.l1TableOffset);
-  const dataRefs: { cluster: number; copied: boolean; what: string }[] = [];
+  const dataRefs: { cluster: number; copied: boolean; what: string; l2Off: number; index: number }[] = [];
   const l2Tables: { off: number; copied: boolean; l1i: number }[] = [];
   for (let i = 0; i < h.l1Size; i++) {
     const [hi, lo] = readHalves(l1, i);
@@ -137,7 +161,7 @@ function check(io: FileIo, path: string, repair: boolean): Qcow2CheckResult {
         const c = e.offset / cs;
         if (metadata.has(c) || l2Set.has(c)) corruptions.push(`${what} points to ${hex(e.offset)}, a metadata cluster`);
         ref(e.offset, cs, what);
-        dataRefs.push({ cluster: c, copied: e.copied, what });
+        dataRefs.push({ cluster: c, copied: e.copied, what, l2Off: t.off, index: j });
       }
     }
   }
@@ -145,44 +169,96 @@ function check(io: FileIo, path: string, repair: boolean): Qcow2CheckResult {
   let leaks = 0;
   let allocated = 0;
   const leaked: number[] = [];
+  const undercounted: number[] = [];
+  const refcountProblems: string[] = [];
   const limit = Math.max(fileClusters, blocks.size > 0 ? Math.max(...[...blocks.keys()].map((t) => (t + 1) * perBlock)) : 0);
   for (let c = 0; c < limit; c++) {
     const want = c < fileClusters ? counted[c]! : 0;
     const have = stored(c);
     if (want > 0) allocated++;
-    if (have < want) corruptions.push(`cluster ${hex(c * cs)} is referenced ${want} times but its refcount is ${have}`);
-    else if (have > want) {
+    if (want > maxRefcount(h.refcountOrder)) corruptions.push(`cluster ${hex(c * cs)} needs a refcount above the maximum`);
+    else if (have < want) {
+      refcountProblems.push(`cluster ${hex(c * cs)} is referenced ${want} times but its refcount is ${have}`);
+      undercounted.push(c);
+    } else if (have > want) {
       leaks++;
       leaked.push(c);
     }
-    if (want > maxRefcount(h.refcountOrder)) corruptions.push(`cluster ${hex(c * cs)} needs a refcount above the maximum`);
   }
-  // The copied flag must say "refcount is exactly one" where it is set, and may only be
-  // missing where the cluster is shared.
-  for (const t of l2Tables) {
-    const rc = stored(t.off / cs);
-    if (t.copied !== (rc === 1)) corruptions.push(`L1 entry ${t.l1i}: copied flag ${t.copied ? 'set' : 'clear'} but the L2 table's refcount is ${rc}`);
-  }
-  for (const d of dataRefs) {
-    const rc = stored(d.cluster);
-    if (d.copied !== (rc === 1)) corruptions.push(`${d.what}: copied flag ${d.copied ? 'set' : 'clear'} but the cluster's refcount is ${rc}`);
-  }
+  const pointerCorruption = corruptions.length > 0;
 
   let leaksFixed = 0;
-  if (repair && corruptions.length === 0 && leaked.length > 0) {
-    const dirty = new Set<number>();
-    for (const c of leaked) {
-      const t = Math.floor(c / perBlock);
-      const b = blocks.get(t)!;
-      setRefcount(b.data, c % perBlock, h.refcountOrder, c < fileClusters ? counted[c]! : 0);
-      dirty.add(t);
-      leaksFixed++;
+  let errorsFixed = 0;
+  const dirtyBlocks = new Set<number>();
+  const setCount = (c: number): boolean => {
+    const t = Math.floor(c / perBlock);
+    const b = blocks.get(t);
+    if (!b) return false;
+    setRefcount(b.data, c % perBlock, h.refcountOrder, c < fileClusters ? counted[c]! : 0);
+    dirtyBlocks.add(t);
+    return true;
+  };
+  if (!pointerCorruption && mode !== 'none') {
+    if (mode === 'all') {
+      for (const c of undercounted) {
+        if (setCount(c)) errorsFixed++;
+        else corruptions.push(`cluster ${hex(c * cs)} is in use but has no refcount block (cannot repair)`);
+      }
+      refcountProblems.length = 0;
     }
-    for (const t of dirty) {
-      const b = blocks.get(t)!;
-      io.pwrite(b.data, b.off);
-    }
-    io.fsync();
+    for (const c of leaked) if (setCount(c)) leaksFixed++;
+    for (const t of dirtyBlocks) io.pwrite(blocks.get(t)!.data, blocks.get(t)!.off);
+    if (dirtyBlocks.size > 0) io.fsync();
   }
-  return { corruptions, leaks, leaksFixed, allocatedClusters: allocated };
+  corruptions.push(...refcountProblems);
+
+  // The copied flag must say "refcount is exactly one" where it is set, and may only be
+  // missing where the cluster is shared (checked against the counts as they are now).
+  const fixCopied = mode === 'all' && !pointerCorruption && corruptions.length === 0;
+  let l1Changed = false;
+  for (const t of l2Tables) {
+    const one = stored(t.off / cs) === 1;
+    if (t.copied !== one) {
+      if (fixCopied) {
+        const [hi, lo] = readHalves(l1, t.l1i);
+        writeHalves(l1, t.l1i, one ? (hi | QCOW_OFLAG_COPIED_HI) >>> 0 : (hi & ~QCOW_OFLAG_COPIED_HI) >>> 0, lo);
+        l1Changed = true;
+        errorsFixed++;
+      } else corruptions.push(`L1 entry ${t.l1i}: copied flag ${t.copied ? 'set' : 'clear'} but the L2 table's refcount is ${stored(t.off / cs)}`);
+    }
+  }
+  const l2Fixes = new Map<number, number[]>();
+  for (const d of dataRefs) {
+    const one = stored(d.cluster) === 1;
+    if (d.copied !== one) {
+      if (fixCopied) {
+        const list = l2Fixes.get(d.l2Off) ?? [];
+        list.push(d.index);
+        l2Fixes.set(d.l2Off, list);
+        errorsFixed++;
+      } else corruptions.push(`${d.what}: copied flag ${d.copied ? 'set' : 'clear'} but the cluster's refcount is ${stored(d.cluster)}`);
+    }
+  }
+  if (fixCopied) {
+    for (const [off, idx] of l2Fixes) {
+      io.pread(table, off);
+      for (const j of idx) {
+        const [hi, lo] = readHalves(table, j);
+        const e = decodeL2(hi, lo, h.clusterBits);
+        const one = stored(e.offset / cs) === 1;
+        writeHalves(table, j, one ? (hi | QCOW_OFLAG_COPIED_HI) >>> 0 : (hi & ~QCOW_OFLAG_COPIED_HI) >>> 0, lo);
+      }
+      io.pwrite(table, off);
+    }
+    if (l1Changed) io.pwrite(l1, h.l1TableOffset);
+    if (l2Fixes.size > 0 || l1Changed) io.fsync();
+    const bits = h.incompatibleFeatures & ~(INCOMPAT_DIRTY | INCOMPAT_CORRUPT);
+    if (bits !== h.incompatibleFeatures && h.version === 3) {
+      const b = Buffer.alloc(8);
+      b.writeBigUInt64BE(bits);
+      io.pwrite(b, HEADER_FIELDS.incompatible_features.offset);
+      io.fsync();
+    }
+  }
+  return { corruptions, leaks, leaksFixed, errorsFixed, allocatedClusters: allocated };
 }

@@ -32,6 +32,7 @@ import {
   EXT_FEATURE_TABLE,
   HEADER_FIELDS,
   INCOMPAT_CORRUPT,
+  INCOMPAT_DIRTY,
   MAX_CLUSTER_BITS,
   MAX_REFCOUNT_ORDER,
   MIN_CLUSTER_BITS,
@@ -48,6 +49,7 @@ import { decodeL1, decodeL2, encodeOffset, readHalves, writeHalves, type L2Entry
 import { getRefcount, maxRefcount, refcountBlockEntries, setRefcount } from './refcount.js';
 import { createLayout } from './layout.js';
 import { LruMap } from './lru.js';
+import { checkQcow2 } from './check.js';
 
 export interface Qcow2CreateOptions {
   /** virtual size in bytes (multiple of 512); defaults to the backing file's size */
@@ -302,7 +304,16 @@ export class Qcow2Image implements SyncBlockBackend {
     return Qcow2Image.createSync(imagePath, opts);
   }
 
+  /**
+   * Opens an image. A writable open of an image whose dirty bit is set (a writer using lazy
+   * refcounts stopped without closing it) first rebuilds its refcounts, as the spec asks and
+   * QEMU does; pointer corruption found on the way is refused, never repaired.
+   */
   static openSync(imagePath: string, opts: Qcow2OpenOptions = {}): Qcow2Image {
+    return Qcow2Image.openOnce(imagePath, opts, true);
+  }
+
+  private static openOnce(imagePath: string, opts: Qcow2OpenOptions, mayRepair: boolean): Qcow2Image {
     const readOnly = opts.readOnly ?? false;
     const io = opts.openFile ? opts.openFile(imagePath, readOnly) : NodeFileIo.open(imagePath, { readOnly });
     let backing: { io: FileIo; path: string } | undefined;
@@ -320,6 +331,15 @@ export class Qcow2Image implements SyncBlockBackend {
       }
       const header = parseHeader(head, imagePath);
       validateHeader(header, fileSize, imagePath);
+      if (!readOnly && mayRepair && (header.incompatibleFeatures & INCOMPAT_DIRTY) !== 0n && (header.incompatibleFeatures & INCOMPAT_CORRUPT) === 0n) {
+        checkSupported(header, imagePath, true);
+        io.close();
+        const r = checkQcow2(imagePath, { repair: 'all', ...(opts.openFile ? { openFile: opts.openFile } : {}) });
+        if (r.corruptions.length > 0) {
+          throw new FormatError(`qcow2 image ${imagePath}: dirty image could not be repaired: ${r.corruptions.slice(0, 3).join('; ')}`, ERR_CORRUPT);
+        }
+        return Qcow2Image.openOnce(imagePath, opts, false);
+      }
       checkSupported(header, imagePath, readOnly);
       if (header.backingFile !== undefined) {
         if (header.backingFormat !== undefined && header.backingFormat !== 'raw') {

@@ -139,7 +139,7 @@ async function verifyAfterCrash(o: Outcome, cfg: Config): Promise<number> {
   const c2 = qemuCheck(o.image);
   if (c2.corruptions !== 0 || (c2.status !== 0 && c2.status !== 3)) throw new Error(`qemu-img check after writing the crashed image: ${c2.raw}`);
   // leaks can be reclaimed, after which QEMU finds the image clean
-  const fixed = checkQcow2(o.image, { repairLeaks: true });
+  const fixed = checkQcow2(o.image, { repair: 'leaks' });
   expect(fixed.leaksFixed).toBe(c2.leaks);
   const c3 = qemuCheck(o.image);
   if (c3.status !== 0) throw new Error(`qemu-img check after repairing leaks: ${c3.raw}`);

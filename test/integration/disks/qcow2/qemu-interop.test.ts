@@ -9,7 +9,7 @@ import { Qcow2Image } from '../../../../src/disks/qcow2/image.js';
 import { checkQcow2 } from '../../../../src/disks/qcow2/check.js';
 import { RawFile } from '../../../../src/disks/raw.js';
 import { FormatError, NotImplementedError, TvmError } from '../../../../src/errors.js';
-import { makeBase, prng, qemuCheck, qemuCompare, removeTempDirs, requireTool, runOk, tempDir } from './helpers.js';
+import { makeBase, prng, qemuCheck, qemuCompare, removeTempDirs, requireTool, run, runOk, tempDir } from './helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -287,6 +287,29 @@ describe('images QEMU writes', () => {
     writeFileSync(path.join(dir, 'ref.raw'), ref);
     expectClean(image);
     expectIdentical(image, path.join(dir, 'ref.raw'));
+  });
+
+  it('repairs a dirty lazy-refcount image (qemu-io abort) on a writable open, like QEMU', async () => {
+    const dir = tempDir('dirty');
+    const image = path.join(dir, 'lz.qcow2');
+    runOk('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'lazy_refcounts=on', image, '4M']);
+    run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x61 0 300k', '-c', 'write -P 0x62 1M 64k', '-c', 'abort', image]);
+    expect(JSON.parse(runOk('qemu-img', ['info', '--output=json', '--force-share', image]))['dirty-flag']).toBe(true);
+    expect(qemuCheck(image).corruptions).toBeGreaterThan(0);
+    // our checker sees the same missing refcounts
+    expect(checkQcow2(image).corruptions.some((c) => /referenced 1 times but its refcount is 0/.test(c))).toBe(true);
+    // read-only: readable as is; writable: repaired first
+    const ro = await Qcow2Image.open(image, { readOnly: true });
+    const b = Buffer.alloc(300 * 1024);
+    await ro.read(b, 0);
+    expect(b.every((x) => x === 0x61)).toBe(true);
+    await ro.close();
+    const rw = await Qcow2Image.open(image);
+    expect(rw.getHeader().incompatibleFeatures & 1n).toBe(0n);
+    await rw.write(Buffer.alloc(4096, 0x63), 2 * MiB);
+    await rw.close();
+    expectClean(image);
+    runOk('qemu-io', ['-f', 'qcow2', '-c', 'read -P 0x61 0 300k', '-c', 'read -P 0x62 1M 64k', '-c', 'read -P 0x63 2M 4k', image]);
   });
 
   it('writes into a preallocated zero cluster (qemu-io write -z keeps the allocation)', async () => {
