@@ -156,10 +156,8 @@ async function loadDockerArchive(store: Store, members: Map<string, Member>, onP
     const config = lookup(members, Config, what);
     await store.config(config.digest);
     const layers = await layerMetas(store, (Layers as string[]).map((l) => lookup(members, l, what)), onProgress);
-    const rec = await store.commitImage(config.digest, layers, tags);
-    for (const t of tags) onProgress?.(progress.loadedImage(familiarString(parseReference(t))));
-    if (!tags.length) onProgress?.(progress.loadedImageId(rec.id));
-    out.push(rec);
+    // 'Loaded image: ...' lines are the API's to write (Docker sends them as `stream`), from the records.
+    out.push(await store.commitImage(config.digest, layers, tags));
   }
   return out;
 }
@@ -215,9 +213,7 @@ async function loadOciLayout(store: Store, members: Map<string, Member>, onProgr
       m.layers.map((l) => ({ ...ociBlob(members, l, `manifest ${desc.digest}`), mediaType: l.mediaType })),
       onProgress,
     );
-    const rec = await store.commitImage(config.digest, layers, name ? [name] : []);
-    onProgress?.(name ? progress.loadedImage(familiarString(parseReference(name))) : progress.loadedImageId(rec.id));
-    out.push(rec);
+    out.push(await store.commitImage(config.digest, layers, name ? [name] : []));
   }
   return out;
 }

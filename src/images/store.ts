@@ -627,6 +627,14 @@ export class Store implements ImageStore {
   }
 }
 
+/** The daemon's entry point: a store under `dataRoot`, with crash leftovers cleaned. */
+export async function openImageStore(o: { dataRoot: string } & StoreOptions): Promise<Store> {
+  const { dataRoot, ...opts } = o;
+  const store = new Store(dataRoot, opts);
+  await store.recover();
+  return store;
+}
+
 /** Whether a stored full reference is what a user string names (for rmi by name vs by ID). */
 function refMatches(stored: string, user: string): boolean {
   try {

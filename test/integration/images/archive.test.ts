@@ -167,7 +167,7 @@ describe('save and load round trip', () => {
     expect((await b.resolve('team/app:1')).id).toBe(rec.id);
     expect((await b.resolve('team/app:2')).id).toBe(rec.id);
     expect((await b.resolve('other')).id).toBe(imported.id);
-    expect(msgs).toContain('Loaded image: team/app:1');
+    expect(msgs.filter((m) => m === 'Loading layer').length).toBeGreaterThan(0);
     expect(await layerHashes(b, rec.id)).toEqual(rec.diffIds);
     // loading again changes nothing and stores nothing twice
     const blobsBefore = (await b.blobs.list()).sort();
@@ -229,8 +229,8 @@ describe('archive shapes Docker writes', () => {
     const msgs: string[] = [];
     const recs = await store.load(Readable.from([tar]), (p) => msgs.push(p.status));
     expect(recs.map((r) => r.config.Cmd)).toEqual([['one'], ['two']]);
-    expect(msgs).toContain('Loaded image: one:latest');
-    expect(msgs).toContain(`Loaded image ID: ${sha256(c2)}`);
+    expect(recs.map((r) => r.repoTags)).toEqual([['one:latest'], []]);
+    expect(msgs).toContain('Loading layer');
     expect((await store.blobs.list()).sort()).toEqual([sha256(layer), sha256(c1), sha256(c2)].sort());
   });
 });
