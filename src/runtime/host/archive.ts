@@ -100,7 +100,10 @@ export async function archiveFrom(view: RootView, containerPath: string): Promis
   const pack = tarPack();
   const out = new PassThrough();
   // the stream ends only once the view is released (a frozen container thawed again)
-  pack.pipe(out, { end: false });
+  pack.on('data', (chunk: Buffer) => {
+    if (!out.write(chunk)) pack.pause();
+  });
+  out.on('drain', () => pack.resume());
   pack.on('end', () => {
     void view.cleanup().finally(() => out.end());
   });
