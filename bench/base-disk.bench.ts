@@ -3,7 +3,10 @@
  * the usual way, `tar -x` of every layer into a directory + `mke2fs -t ext4 -d dir`, on the same
  * layers and the same disk size, in one run. Reports times and the ratio (goal: ours <= 1.0x).
  *
- *   npx tsx bench/base-disk.bench.ts [--rounds N] [--dirs usr/include,usr/lib/python3.11,...]
+ *   npx tsx bench/base-disk.bench.ts [--rounds N] [--dirs 'usr/include;usr/lib/python3.11,usr/sbin']
+ *
+ * (';' separates layers, ',' directories within a layer). Rounds alternate ours / reference so
+ * load from other processes hits both; median and best are reported.
  *
  * The layers are tars of directories of this machine (default ~200 MB of many small files),
  * split into three layers. Both outputs are checked with e2fsck -fn (not timed).
@@ -20,7 +23,7 @@ const opt = (name: string, dflt: string) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 && args[i + 1] ? args[i + 1]! : dflt;
 };
-const rounds = Number(opt('rounds', '2'));
+const rounds = Number(opt('rounds', '5'));
 const layerDirs = opt('dirs', 'usr/include;usr/lib/python3.11;usr/sbin,usr/share/perl5,usr/lib/x86_64-linux-gnu/perl-base')
   .split(';')
   .map((l) => l.split(',').filter((d) => existsSync(path.join('/', d))));
@@ -85,10 +88,11 @@ try {
     rmSync(root, { recursive: true, force: true });
   }
   const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
-  const o = median(ours);
-  const m = median(ref);
-  console.log(`\nmedian of ${rounds}: ours ${o.toFixed(0)} ms (${((inputBytes / 2 ** 20) / (o / 1000)).toFixed(0)} MiB/s), tar -x + mke2fs -d ${m.toFixed(0)} ms`);
-  console.log(`ratio ours / reference: ${(o / m).toFixed(2)}x (goal <= 1.00x)`);
+  const best = (a: number[]) => Math.min(...a);
+  const mib = inputBytes / 2 ** 20;
+  console.log(`\nmedian of ${rounds}: ours ${median(ours).toFixed(0)} ms (${(mib / (median(ours) / 1000)).toFixed(0)} MiB/s), tar -x + mke2fs -d ${median(ref).toFixed(0)} ms`);
+  console.log(`best of ${rounds}:   ours ${best(ours).toFixed(0)} ms (${(mib / (best(ours) / 1000)).toFixed(0)} MiB/s), tar -x + mke2fs -d ${best(ref).toFixed(0)} ms`);
+  console.log(`ratio ours / reference: median ${(median(ours) / median(ref)).toFixed(2)}x, best ${(best(ours) / best(ref)).toFixed(2)}x (goal <= 1.00x)`);
 } finally {
   rmSync(work, { recursive: true, force: true });
 }
