@@ -100,8 +100,8 @@ export async function archiveFrom(view: RootView, containerPath: string): Promis
   const pack = tarPack();
   const out = new PassThrough();
   // the stream ends only once the view is released (a frozen container thawed again)
-  pack.on('data', (chunk: Buffer) => {
-    if (!out.write(chunk)) pack.pause();
+  pack.on('data', (chunk: unknown) => {
+    if (!out.write(chunk as Buffer)) pack.pause();
   });
   out.on('drain', () => pack.resume());
   pack.on('end', () => {
