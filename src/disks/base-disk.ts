@@ -9,7 +9,7 @@
  * that), and concurrent ensure() calls for one image share a single build.
  */
 import { createHash } from 'node:crypto';
-import { open, rm, mkdir } from 'node:fs/promises';
+import { open, rm, mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { BaseDisks, ImageRecord } from '../images/types.js';
@@ -92,6 +92,12 @@ export class BaseDiskCache implements BaseDisks {
     const target = this.pathFor(imageId);
     if (await this.isCurrent(imageId)) return target;
     await mkdir(this.dir, { recursive: true });
+    // a build killed mid-way (daemon crash) leaves its temp file: builds of one image are
+    // serialised in this process, so any temp for this image now is stale
+    const stale = `.${path.basename(target)}.`;
+    for (const name of await readdir(this.dir)) {
+      if (name.startsWith(stale) && name.endsWith('.tmp')) await rm(path.join(this.dir, name), { force: true });
+    }
     const stats = await writeExt4FromLayers(this.opts.layerStreams(imageId), target, {
       uuid: baseDiskUuid(imageId),
       label: BASE_DISK_LABEL,

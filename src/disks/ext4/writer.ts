@@ -145,6 +145,7 @@ const DEFAULT_HEADROOM = 256 << 20;
 const DEFAULT_MAX_GROUPS = 16384;
 const MAX_FILE_BLOCKS = 2 ** 32;
 const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
+const NO_XATTRS: Map<string, Buffer> = new Map();
 
 export async function writeExt4FromLayers(layers: AsyncIterable<Readable>, outPath: string, opts: Ext4WriteOptions = {}): Promise<Ext4Stats> {
   const dir = path.dirname(outPath);
@@ -275,7 +276,7 @@ class Ext4Builder {
 
   private implicitMeta(): NodeMeta {
     const t = this.defaultTime;
-    return { mode: 0o755, uid: 0, gid: 0, atime: t, mtime: t, ctime: t, xattrs: new Map() };
+    return { mode: 0o755, uid: 0, gid: 0, atime: t, mtime: t, ctime: t, xattrs: NO_XATTRS };
   }
 
   private metaOf(h: TarHeader): NodeMeta {
@@ -287,7 +288,8 @@ class Ext4Builder {
       mtime: h.mtime,
       atime: h.atime ?? h.mtime,
       ctime: h.ctime ?? h.mtime,
-      xattrs: h.xattrs,
+      // most entries have none: share one empty map instead of keeping one per file
+      xattrs: h.xattrs.size > 0 ? h.xattrs : NO_XATTRS,
     };
   }
 

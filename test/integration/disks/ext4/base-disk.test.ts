@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { BaseDiskCache, baseDiskUuid, BASE_DISK_WRITER_VERSION, imageIdHex } from '../../../../src/disks/base-disk.js';
@@ -84,8 +84,12 @@ describe('BaseDiskCache', () => {
     await expect(cache.ensure(image())).rejects.toBeInstanceOf(FormatError);
     expect(readdirSync(path.join(dataRoot, 'disks', 'base'))).toEqual([]);
     bad = false;
+    // what a daemon killed during a build leaves behind
+    const stale = path.join(dataRoot, 'disks', 'base', `.${'ab'.repeat(32)}.ext4.0123456789ab.tmp`);
+    writeFileSync(stale, 'partial');
     const p = await cache.ensure(image());
     expect(existsSync(p)).toBe(true);
+    expect(existsSync(stale)).toBe(false);
     fsck(p);
   });
 
