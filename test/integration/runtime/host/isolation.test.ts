@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidParameterError } from '../../../../src/errors.js';
 import { mountPoints } from '../../../../src/runtime/host/base-mounts.js';
 import { cgroupDirs, cgroupFor } from '../../../../src/runtime/host/cgroups.js';
+import { supervisorPid } from '../../../../src/runtime/host/supervisor.js';
 import { busyboxRootfsEntries } from '../../../fixtures/rootfs.js';
 import { makeSpec, run, setup, Sink, until, type Env } from './harness.js';
 
@@ -102,6 +103,9 @@ describe('HostIsolation: run', () => {
     const s = spec(['id'], {}, { user: 'ghost' });
     await env.iso.create(s);
     await expect(env.iso.start(s)).rejects.toThrow('unable to find user ghost');
+    // the failed start is an exit status, and the supervisor and its cgroup go away
+    expect(await env.iso.wait(s)).toMatchObject({ exitCode: 126, error: expect.stringContaining('unable to find user ghost') });
+    await until(async () => (await supervisorPid(s.stateDir)) === undefined && cgroupDirs(cgroupFor(s.id)).length === 0, 'the supervisor to go');
   });
 
   it('sets the hostname and makes the workload PID 1 of a pid namespace that shows only its own processes', async () => {
