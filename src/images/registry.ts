@@ -187,6 +187,7 @@ export class RegistryClient {
       }
       if ([301, 302, 303, 307, 308].includes(res.statusCode) && res.headers.location) {
         await res.body.dump();
+        if (body instanceof Readable) throw new RegistryError(`${this.domain}: ${method} ${url.pathname} redirected after its body was sent`, 'ERR_REGISTRY', 502);
         if (hop >= MAX_REDIRECTS) throw new RegistryError(`${this.domain}: too many redirects`, 'ERR_TOO_MANY_REDIRECTS', 502);
         const loc = Array.isArray(res.headers.location) ? res.headers.location[0]! : res.headers.location;
         const next = new URL(loc, url);
