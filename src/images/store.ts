@@ -17,7 +17,7 @@ import { type Readable, PassThrough, Transform } from 'node:stream';
 import { writeJsonAtomic } from '../atomic-file.js';
 import { ConflictError, InvalidParameterError, NotFoundError, FormatError, TvmError } from '../errors.js';
 import { BlobStore } from './blob-store.js';
-import { digestHex, sha256Digest } from './digest.js';
+import { HashingStream, digestHex, sha256Digest } from './digest.js';
 import { Tee, decompressLayer, computeDiffId } from './layer.js';
 import { layerInspector, inspectLayer } from './layer-inspect.js';
 import { checkDeferredLinks } from './tar-safety.js';
@@ -592,12 +592,20 @@ export class Store implements ImageStore {
 
   // ---- reading layers ----
 
+  /**
+   * Each stream is checked against the layer's diff ID and size as it is read, so a blob
+   * damaged on disk fails the consumer (at the end of that stream) instead of building a
+   * silently different root filesystem.
+   */
   async *layerStreams(imageId: string): AsyncIterable<Readable> {
     const id = await this.resolveId(imageId);
     const meta = (await this.readMeta(id))!;
     for (const l of meta.layers) {
       const raw = await this.blobs.open(l.digest);
-      yield decompressLayer(raw, `layer ${l.digest}`);
+      const verify = new HashingStream(`layer ${l.digest} (stored)`, { digest: l.diffId, size: l.uncompressedSize });
+      const tar = decompressLayer(raw, `layer ${l.digest}`);
+      tar.on('error', (e) => verify.destroy(e));
+      yield tar.pipe(verify);
     }
   }
 

@@ -112,6 +112,20 @@ describe('image store: resolve, tag, remove', () => {
     expect(await s.blobs.has(layer)).toBe(false);
   });
 
+  it('layer streams fail when a stored blob was damaged on disk', async () => {
+    const s = new Store(tmp());
+    const a = await image(s, 'intact content', 'd:1');
+    const layer = (await s.inspectMeta(a.id)).layers[0]!.digest;
+    const p = s.blobs.path(layer);
+    const data = readFileSync(p);
+    data[data.indexOf('intact')] = 'X'.charCodeAt(0);
+    writeFileSync(p, data);
+    const read = async () => {
+      for await (const l of s.layerStreams(a.id)) for await (const _ of l) void _;
+    };
+    await expect(read()).rejects.toMatchObject({ code: 'ERR_DIGEST_MISMATCH' });
+  });
+
   it('ambiguous short IDs are an error', async () => {
     const s = new Store(tmp());
     const ids: string[] = [];
