@@ -36,9 +36,9 @@ interface Case {
   count: number;
 }
 
-const scale = quick ? 0.25 : 0.5;
+const scale = quick ? 0.25 : 0.35;
 /** each of ours / qemu writeback is measured this many times, interleaved; the best counts */
-const ROUNDS = quick ? 1 : 2;
+const ROUNDS = quick ? 1 : 3;
 const cases: Case[] = ([
   { name: '4 KiB random read, unallocated (backing file)', overlay: 'fresh', write: false, size: 4096, step: RANDOM_STEP, count: 20000 * scale },
   { name: '4 KiB random write, allocating (COW from backing)', overlay: 'fresh', write: true, size: 4096, step: RANDOM_STEP, count: 4000 * scale },

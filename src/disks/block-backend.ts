@@ -14,6 +14,11 @@ export interface BlockBackend {
   /** virtual disk size in bytes */
   readonly size: number;
   readonly readOnly: boolean;
+  /**
+   * bytes: discard only acts on whole aligned units of this size (qcow2: the cluster size);
+   * 0 when discard never frees anything (then do not offer VIRTIO_BLK_F_DISCARD)
+   */
+  readonly discardGranularity: number;
   /** fills `buf` from `offset`; the whole range must lie inside the disk */
   read(buf: Uint8Array, offset: number): Promise<void>;
   write(buf: Uint8Array, offset: number): Promise<void>;

@@ -107,6 +107,7 @@ export function readZeroFilled(io: FileIo, buf: Uint8Array, position: number): v
  */
 export class RawFile implements SyncBlockBackend {
   readonly size: number;
+  readonly discardGranularity = 0;
   private closed = false;
 
   constructor(readonly io: FileIo, readonly readOnly: boolean) {

@@ -292,7 +292,8 @@ export function checkSupported(h: Qcow2Header, name: string, readOnly: boolean):
     throw new FormatError(`qcow2 image ${name}: the corrupt bit is set; it may only be opened read-only (repair with qemu-img check -r all)`, 'ERR_QCOW2_CORRUPT');
   }
   if (h.incompatibleFeatures & INCOMPAT_DIRTY) {
-    throw unsupported('writing an image whose dirty bit is set (refcounts need a repair scan first: qemu-img check -r all)');
+    // Qcow2Image.open repairs such images (checkQcow2 repair 'all') before it gets here.
+    throw unsupported('writing an image whose dirty bit is set before its refcounts are rebuilt');
   }
   if (h.nbSnapshots > 0) throw unsupported(`writing an image with internal snapshots (nb_snapshots ${h.nbSnapshots})`);
 }

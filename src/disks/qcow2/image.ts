@@ -119,6 +119,10 @@ export class Qcow2Image implements SyncBlockBackend {
   readonly size: number;
   readonly readOnly: boolean;
   readonly clusterSize: number;
+  get discardGranularity(): number {
+    // version 2 has no zero flag: with a backing file, discarding would expose its data
+    return this.backing !== undefined && this.header.version < 3 ? 0 : this.clusterSize;
+  }
   /** absolute or cwd-relative path of the opened backing file, if any */
   readonly backingPath: string | undefined;
 
@@ -520,6 +524,7 @@ export class Qcow2Image implements SyncBlockBackend {
     const first = Math.ceil(offset / cs);
     const end = Math.floor((offset + length) / cs);
     const useZeroFlag = this.backing !== undefined;
+    this.compressedCache = undefined; // freed compressed clusters may be reused
     if (useZeroFlag && this.header.version < 3) return; // v2 has no zero flag: the backing file would show through
     try {
       for (let gc = first; gc < end; gc++) {

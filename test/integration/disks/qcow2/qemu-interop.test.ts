@@ -40,6 +40,7 @@ describe('images we create', () => {
     makeBase(path.join(dir, 'base.raw'), 4 * MiB);
     const img = Qcow2Image.createSync(path.join(dir, 'ov.qcow2'), { backingFile: 'base.raw', backingFormat: 'raw' });
     expect(img.size).toBe(4 * MiB);
+    expect(img.discardGranularity).toBe(65536);
     img.closeSync();
     expectClean(path.join(dir, 'ov.qcow2'));
     const info = JSON.parse(runOk('qemu-img', ['info', '--output=json', path.join(dir, 'ov.qcow2')]));
