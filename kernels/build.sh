@@ -19,6 +19,10 @@
 # A finished <key> directory is never modified, so a second run with the same inputs is instant.
 set -euo pipefail
 
+# Everything runs inside main, so bash has parsed the whole file before it starts: editing or
+# updating this script while a build runs cannot change what that build executes.
+main() {
+
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source_tarball=${TVM_KERNEL_SOURCE:-/usr/src/linux-source-6.1.tar.xz}
 cache=${TVM_CACHE:-$HOME/.cache/tvm}/kernels
@@ -161,3 +165,6 @@ mv -T "$tmp" "$out"
 point_current
 say "ready: $out ($(du -h "$out/vmlinux" | cut -f1) vmlinux, $(kmake -s kernelrelease))"
 printf '%s\n' "$out"
+}
+
+main "$@"
