@@ -8,7 +8,7 @@ function fakeVcpu(id: number, refuse = -1) {
   const calls: string[] = [];
   const st = {
     regs: kvmRegs.decode(kvmRegs.alloc()), sregs: kvmSregs.decode(kvmSregs.alloc()), fpu: kvmFpu.decode(kvmFpu.alloc()),
-    xcrs: kvmXcrs.decode(kvmXcrs.alloc()), lapic: new Uint8Array(1024), events: kvmVcpuEvents.decode(kvmVcpuEvents.alloc()),
+    xcrs: kvmXcrs.decode(kvmXcrs.alloc()), lapic: new Uint8Array(1024) as Uint8Array, events: kvmVcpuEvents.decode(kvmVcpuEvents.alloc()),
     mp: 0, msrs: new Map<number, bigint>(),
   };
   const v: StatefulVcpu = {
