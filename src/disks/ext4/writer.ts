@@ -55,6 +55,7 @@ import {
   BLOCKS_PER_GROUP,
   LOG_BLOCK_SIZE,
   LOG_GROUPS_PER_FLEX,
+  MAX_INODES_PER_GROUP,
   computeGeometry,
   gdtBlocksFor,
   groupBlocks,
@@ -859,7 +860,9 @@ class Ext4Builder {
     walk(this.tree.root);
     const content = (live + metaEstimate) * BLOCK_SIZE + lastIno * EXT4_INODE_SIZE;
     const want = Math.max(Math.ceil(content * 1.5) + DEFAULT_HEADROOM, DEFAULT_MIN_SIZE);
-    let blocks = Math.ceil(want / BLOCK_SIZE / BLOCKS_PER_GROUP) * BLOCKS_PER_GROUP;
+    // enough groups for the size formula and for the inodes (at most one bitmap block of them per group)
+    const groupsForInodes = Math.ceil(minInodes / MAX_INODES_PER_GROUP);
+    let blocks = Math.max(Math.ceil(want / BLOCK_SIZE / BLOCKS_PER_GROUP), groupsForInodes) * BLOCKS_PER_GROUP;
     for (;;) {
       const geo = computeGeometry(blocks, minInodes);
       const needed =
