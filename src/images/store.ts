@@ -52,6 +52,16 @@ interface RepositoriesFile {
   Repositories: Record<string, Record<string, string>>;
 }
 
+/** One row of GET /images/{name}/history, in Docker's field names. */
+export interface ImageHistoryEntry {
+  Id: string;
+  Created: number;
+  CreatedBy: string;
+  Tags: string[] | null;
+  Size: number;
+  Comment: string;
+}
+
 export interface Lease {
   pin(digest: string): void;
   release(): void;
@@ -243,6 +253,35 @@ export class Store implements ImageStore {
   async inspectMeta(ref: string): Promise<ImageMeta> {
     const id = await this.resolveId(ref);
     return (await this.readMeta(id))!;
+  }
+
+  /**
+   * `docker history`: the config's history, newest first, each non-empty-layer entry paired
+   * with its layer's uncompressed size; only the top entry carries the image ID, as in Docker.
+   */
+  async history(ref: string): Promise<ImageHistoryEntry[]> {
+    const rec = await this.resolve(ref);
+    const cfg = await this.config(rec.id);
+    const meta = (await this.readMeta(rec.id))!;
+    const hist = cfg.history?.length ? cfg.history : meta.layers.map(() => ({}) as NonNullable<ImageConfig['history']>[number]);
+    let layer = 0;
+    const out: ImageHistoryEntry[] = hist.map((h) => {
+      const size = h.empty_layer ? 0 : (meta.layers[layer++]?.uncompressedSize ?? 0);
+      return {
+        Id: '<missing>',
+        Created: h.created ? Math.floor(Date.parse(h.created) / 1000) || 0 : 0,
+        CreatedBy: h.created_by ?? '',
+        Tags: null,
+        Size: size,
+        Comment: h.comment ?? '',
+      };
+    });
+    out.reverse();
+    if (out[0]) {
+      out[0].Id = rec.id;
+      out[0].Tags = rec.repoTags.length ? rec.repoTags : null;
+    }
+    return out;
   }
 
   // ---- tagging and removal ----

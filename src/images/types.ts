@@ -57,6 +57,8 @@ export interface ImageStore {
   remove(ref: string, opts: { force: boolean; inUse: Set<string> }): Promise<{ Untagged?: string; Deleted?: string }[]>;
   /** uncompressed layer tar streams, bottom first */
   layerStreams(imageId: string): AsyncIterable<Readable>;
+  /** docker history rows, newest first, Docker's field names (added by images) */
+  history?(ref: string): Promise<{ Id: string; Created: number; CreatedBy: string; Tags: string[] | null; Size: number; Comment: string }[]>;
   /** docker push: blobs then manifest under the ref's tag; returns the manifest digest (added by images) */
   push?(ref: string, opts: { auth?: { username?: string; password?: string; identitytoken?: string; registrytoken?: string }; onProgress?: (p: PullProgress) => void }): Promise<string>;
 }

@@ -126,6 +126,31 @@ describe('image store: resolve, tag, remove', () => {
     await expect(read()).rejects.toMatchObject({ code: 'ERR_DIGEST_MISMATCH' });
   });
 
+  it('history pairs config history with layer sizes, newest first', async () => {
+    const s = new Store(tmp());
+    const layer = await packTar([{ name: 'h.txt', content: 'history' }]);
+    const other = await packTar([{ name: 'i.txt', content: 'more' }]);
+    const a = await s.importRootfs(Readable.from([layer]), {});
+    const b = await s.importRootfs(Readable.from([other]), {});
+    const la = (await s.inspectMeta(a.id)).layers[0]!;
+    const lb = (await s.inspectMeta(b.id)).layers[0]!;
+    const id = await s.putConfig({
+      architecture: 'amd64', os: 'linux', created: '2024-05-01T00:00:00Z',
+      rootfs: { type: 'layers', diff_ids: [la.diffId, lb.diffId] },
+      history: [
+        { created: '2024-01-01T00:00:00Z', created_by: 'ADD rootfs' },
+        { created: '2024-02-01T00:00:00Z', created_by: 'ENV A=1', empty_layer: true },
+        { created: '2024-03-01T00:00:00Z', created_by: 'RUN touch i.txt', comment: 'c' },
+      ],
+    });
+    await s.commitImage(id, [la, lb], ['docker.io/library/hist:1']);
+    expect(await s.history('hist:1')).toEqual([
+      { Id: id, Created: 1709251200, CreatedBy: 'RUN touch i.txt', Tags: ['hist:1'], Size: lb.uncompressedSize, Comment: 'c' },
+      { Id: '<missing>', Created: 1706745600, CreatedBy: 'ENV A=1', Tags: null, Size: 0, Comment: '' },
+      { Id: '<missing>', Created: 1704067200, CreatedBy: 'ADD rootfs', Tags: null, Size: la.uncompressedSize, Comment: '' },
+    ]);
+  });
+
   it('ambiguous short IDs are an error', async () => {
     const s = new Store(tmp());
     const ids: string[] = [];
