@@ -185,6 +185,8 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
 
   app.get('/containers/:id/export', async (req: IdReq, reply) => {
     const tar = await m.archive(req.params.id, '/');
+    tar.on('error', () => {});
+    reply.raw.on('close', () => tar.destroy());
     return reply.header('content-type', 'application/x-tar').send(tar);
   });
 
@@ -291,18 +293,27 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
   app.head('/containers/:id/archive', { schema: { querystring: strQuery(['path']) } }, async (req: IdReq, reply) => {
     const p = archivePath(req.query);
     const tar = await m.archive(req.params.id, p);
-    const { stat } = await statFromArchive(p, tar);
-    tar.destroy();
+    // Only the first header is needed, but the rest is drained rather than destroyed: a
+    // producer cut short mid-pipeline may throw where no one listens.
+    tar.on('error', () => {});
+    const { stat, replay } = await statFromArchive(p, tar);
+    void (async () => {
+      for await (const _ of replay);
+    })().catch(() => {});
     return reply.header('X-Docker-Container-Path-Stat', encodeStat(stat)).code(200).send();
   });
   app.get('/containers/:id/archive', { schema: { querystring: strQuery(['path']) } }, async (req: IdReq, reply) => {
     const p = archivePath(req.query);
     const tar = await m.archive(req.params.id, p);
     const { stat, replay } = await statFromArchive(p, tar);
+    const body = Readable.from(replay);
+    // A client that hangs up mid-copy ends the producer too.
+    body.on('close', () => tar.destroy());
+    tar.on('error', (e) => body.destroy(e));
     return reply
       .header('X-Docker-Container-Path-Stat', encodeStat(stat))
       .header('content-type', 'application/x-tar')
-      .send(Readable.from(replay));
+      .send(body);
   });
   app.put('/containers/:id/archive', { schema: { querystring: strQuery(['path', 'noOverwriteDirNonDir', 'copyUIDGID']) } }, async (req: FastifyRequest<{ Params: { id: string }; Querystring: Q; Body: unknown }>, reply) => {
     const p = archivePath(req.query);

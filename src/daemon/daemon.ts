@@ -113,6 +113,9 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
 /** Runs until SIGTERM/SIGINT; containers keep running (their supervisors are not our children). */
 export async function runDaemon(o: DaemonOptions): Promise<void> {
   const d = await startDaemon(o);
+  // One bad request must not take the API away from every container: log loudly, keep serving.
+  process.on('uncaughtException', (e) => process.stderr.write(`tvm daemon: BUG: uncaught exception: ${e.stack ?? e.message}\n`));
+  process.on('unhandledRejection', (e) => process.stderr.write(`tvm daemon: BUG: unhandled rejection: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`));
   process.stderr.write(`tvm daemon ${SERVER_VERSION}: listening on ${d.addresses.join(', ')} (data root ${o.dataRoot}, default isolation ${o.defaultIsolation}, isolations: ${d.manager.availableIsolations().join(', ') || 'none'})\n`);
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {

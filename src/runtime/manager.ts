@@ -378,11 +378,15 @@ export class ContainerManager {
     try {
       info = await iso.start(rec.spec);
     } catch (e) {
-      rec.state.error = (e as Error).message;
+      rec.state.error = goErrnoText((e as Error).message);
       rec.state.exitCode = /not found|no such file/i.test(rec.state.error) ? 127 : /permission denied/i.test(rec.state.error) ? 126 : 128;
       await this.persist(rec);
-      if (e instanceof TvmError) throw e;
-      throw new InvalidParameterError(`failed to start container ${rec.id}: ${(e as Error).message}`, 'ERR_START_FAILED', { cause: e });
+      if (rec.hostConfig.AutoRemove === true) {
+        // Docker removes a --rm container whose start failed; `docker run --rm` waits for it.
+        void this.remove(rec.id, { force: true, volumes: true }).catch((err) => this.log(`auto-remove of ${rec.id} failed: ${String(err)}`));
+      }
+      const status = e instanceof TvmError ? e.status : 400;
+      throw new TvmError(e instanceof TvmError ? e.code : 'ERR_START_FAILED', `failed to start container ${rec.id.slice(0, 12)}: ${rec.state.error}`, status, { cause: e });
     }
     rec.state = { status: next, pid: info.pid, exitCode: 0, error: '', oomKilled: false, startedAt: info.startedAt, finishedAt: rec.state.finishedAt };
     l.runGen++;
@@ -917,6 +921,17 @@ export function matchesFilters(rec: ContainerRecord, f: Record<string, string[]>
     any('volume', (v) => rec.mounts.some((m) => m.Name === v || m.Destination === v)) &&
     any('network', (v) => rec.spec.network === v)
   );
+}
+
+/**
+ * The docker CLI picks `docker run`'s exit code (127 not found, 126 not executable) by
+ * looking for Go's lowercase errno texts in the start error; C's strerror capitalizes them.
+ */
+export function goErrnoText(msg: string): string {
+  return msg
+    .replace(/No such file or directory/g, 'no such file or directory')
+    .replace(/Permission denied/g, 'permission denied')
+    .replace(/Is a directory/g, 'is a directory');
 }
 
 /** Resolves true when `p` settles within `ms`, false on timeout. */
