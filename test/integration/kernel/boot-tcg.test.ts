@@ -212,12 +212,15 @@ describe('guest kernel under QEMU TCG', () => {
     line('TVM-PTY ok');
   });
 
-  it('runs syscalls through the PVM syscall bridge (user-mode jmp to entry_SYSCALL_64)', () => {
+  it('runs syscalls through the PVM syscall bridge (user-mode jmp to entry_SYSCALL_64), with signals and restart', () => {
     expect(boot.console).not.toContain('BRIDGE FAIL');
     expect(line('BRIDGE getpid ')).toMatch(/^BRIDGE getpid bridged=(\d+) direct=\1$/);
     line('BRIDGE write via bridge');
     line('BRIDGE pass IOPL stays 0');
     line('BRIDGE pass 1000 bridged getpid calls');
+    // Exit-to-user work on the bridge's exit path: signal delivery and syscall restart.
+    expect(line('BRIDGE signal+SA_RESTART ')).toBe('BRIDGE signal+SA_RESTART read=1 handler=1');
+    expect(line('BRIDGE signal read=')).toBe('BRIDGE signal read=-4 handler=1');
     line('BRIDGE OK');
     expect(line('TVM-BRIDGE-EXIT ')).toBe('TVM-BRIDGE-EXIT 0');
   });
