@@ -100,6 +100,10 @@ export class TokenCache {
     return t.token;
   }
 
+  delete(scope: string): void {
+    this.tokens.delete(scope);
+  }
+
   set(scope: string, token: string, lifetimeS: number): void {
     // renew a little early so a token does not expire in flight
     this.tokens.set(scope, { token, expiresAt: Date.now() + Math.max(1, lifetimeS - 5) * 1000 });

@@ -88,6 +88,8 @@ export class RegistryClient {
   private readonly ownDispatcher: boolean;
   private readonly userAgent: string;
   private readonly tokens = new TokenCache();
+  /** token requests in flight per scope, so parallel layer requests share one */
+  private readonly tokenFetches = new Map<string, Promise<string>>();
   private challenge: Challenge | undefined;
   private credsLoaded = false;
   private creds: Credentials | undefined;
@@ -139,9 +141,17 @@ export class RegistryClient {
     if (ch.scheme === 'bearer') {
       const cached = this.tokens.get(scope);
       if (cached) return `Bearer ${cached}`;
-      const { token, expiresIn } = await fetchBearerToken(ch, scope, creds, this.dispatcher, this.userAgent);
-      this.tokens.set(scope, token, expiresIn);
-      return `Bearer ${token}`;
+      let inflight = this.tokenFetches.get(scope);
+      if (!inflight) {
+        inflight = fetchBearerToken(ch, scope, creds, this.dispatcher, this.userAgent)
+          .then(({ token, expiresIn }) => {
+            this.tokens.set(scope, token, expiresIn);
+            return token;
+          })
+          .finally(() => this.tokenFetches.delete(scope));
+        this.tokenFetches.set(scope, inflight);
+      }
+      return `Bearer ${await inflight}`;
     }
     throw new AuthError(`${this.domain}: unsupported authentication scheme ${ch.scheme}`);
   }
@@ -181,6 +191,8 @@ export class RegistryClient {
         const pick = challenges.find((c) => c.scheme === 'bearer') ?? challenges.find((c) => c.scheme === 'basic');
         if (!pick) throw new AuthError(`${this.domain}: no supported authentication scheme in ${JSON.stringify(header)}`);
         this.challenge = pick;
+        // a cached token the registry no longer accepts (revoked, clock skew) is dropped
+        this.tokens.delete(o.scope);
         authTried = true;
         if (body instanceof Readable) throw new AuthError(`${this.domain}: authentication required mid-upload`);
         continue;

@@ -80,7 +80,10 @@ describe('registry auth', () => {
     const authed = new Store(tmp(), { dockerConfigPath: dockerConfig(reg.host, users[0]!.username, users[0]!.password) });
     await authed.pull(ref);
     await authed.tag(ref, `${reg.host}/private/copy:v1`);
+    const beforePush = reg.tokensIssued();
     const digest = await authed.push(`${reg.host}/private/copy:v1`);
+    // HEADs, upload sessions, PUTs and the manifest all share one pull,push token
+    expect(reg.tokensIssued() - beforePush).toBe(1);
     expect(digest).toMatch(/^sha256:[a-f0-9]{64}$/);
     expect((await anon.pull(`${reg.host}/private/copy:v1`)).id).toBe(id);
   });
