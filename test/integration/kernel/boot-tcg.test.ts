@@ -29,6 +29,9 @@ const QEMU = 'qemu-system-x86_64';
 const MARKER = `m${process.pid}x${Date.now().toString(36)}`;
 /** Generous: TCG on a shared 2-core machine. A hung guest fails the test instead of CI. */
 const BOOT_TIMEOUT_MS = 420_000;
+/** A fresh CI machine builds the kernel first (8 to 20 minutes at -j2), hence far above the
+ * integration project's default hook timeout. */
+const BUILD_AND_BOOT_TIMEOUT_MS = 45 * 60_000 + BOOT_TIMEOUT_MS;
 
 function requireTool(cmd: string, args: string[], pkg: string): void {
   try {
@@ -156,7 +159,7 @@ beforeAll(async () => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-});
+}, BUILD_AND_BOOT_TIMEOUT_MS);
 
 function line(prefix: string): string {
   const l = boot.console.split('\n').find((x) => x.startsWith(prefix));
