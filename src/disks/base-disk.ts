@@ -5,7 +5,7 @@
  *
  * A disk is current when its superblock carries the UUID derived from (image ID, writer
  * version) and our label: a writer change bumps BASE_DISK_WRITER_VERSION and every disk is
- * rebuilt on next use. Builds go to a temp file and are renamed into place (the writer does
+ * rebuilt on next use, unless containers still use it (see `inUse`). Builds go to a temp file and are renamed into place (the writer does
  * that), and concurrent ensure() calls for one image share a single build.
  */
 import { createHash } from 'node:crypto';
@@ -25,6 +25,12 @@ export interface BaseDiskCacheOptions {
   dataRoot: string;
   /** uncompressed layer tars of an image, bottom first */
   layerStreams: (imageId: string) => AsyncIterable<Readable>;
+  /**
+   * Whether containers still use the image's disk (their qcow2 overlays name it as backing
+   * file). A disk of an older writer version is then kept rather than rebuilt underneath them:
+   * it is a valid filesystem, and rebuilding it would change the blocks their overlays sit on.
+   */
+  inUse?: (imageId: string) => boolean | Promise<boolean>;
   /** called after each build (for logs and events) */
   onBuilt?: (imageId: string, stats: Ext4Stats, path: string) => void;
 }
@@ -64,23 +70,10 @@ export class BaseDiskCache implements BaseDisks {
 
   /** true when the disk exists and was written by this writer version for this image */
   async isCurrent(imageId: string): Promise<boolean> {
-    let fh;
-    try {
-      fh = await open(this.pathFor(imageId), 'r');
-    } catch {
-      return false;
-    }
-    try {
-      const sb = Buffer.alloc(SUPERBLOCK_SIZE);
-      const { bytesRead } = await fh.read(sb, 0, SUPERBLOCK_SIZE, SUPERBLOCK_OFFSET);
-      if (bytesRead !== SUPERBLOCK_SIZE) return false;
-      const f = SUPERBLOCK.decode(sb);
-      if (f.s_magic !== EXT4_SUPER_MAGIC) return false;
-      const label = Buffer.from(f.s_volume_name as Uint8Array).toString('utf8').replace(/\0+$/, '');
-      return label === BASE_DISK_LABEL && Buffer.from(f.s_uuid as Uint8Array).equals(baseDiskUuid(imageId));
-    } finally {
-      await fh.close();
-    }
+    const f = await readSuperblock(this.pathFor(imageId));
+    if (!f) return false;
+    const label = Buffer.from(f.s_volume_name as Uint8Array).toString('utf8').replace(/\0+$/, '');
+    return label === BASE_DISK_LABEL && Buffer.from(f.s_uuid as Uint8Array).equals(baseDiskUuid(imageId));
   }
 
   /** removes an image's base disk (image deletion); containers holding it open keep their copy */
@@ -91,6 +84,7 @@ export class BaseDiskCache implements BaseDisks {
   private async ensureOnce(imageId: string): Promise<string> {
     const target = this.pathFor(imageId);
     if (await this.isCurrent(imageId)) return target;
+    if (this.opts.inUse && (await readSuperblock(target)) && (await this.opts.inUse(imageId))) return target;
     await mkdir(this.dir, { recursive: true });
     // a build killed mid-way (daemon crash) leaves its temp file: builds of one image are
     // serialised in this process, so any temp for this image now is stale
@@ -104,5 +98,24 @@ export class BaseDiskCache implements BaseDisks {
     });
     this.opts.onBuilt?.(imageId, stats, target);
     return target;
+  }
+}
+
+/** the superblock's fields, or null if `p` is missing or not ext4 */
+async function readSuperblock(p: string): Promise<ReturnType<typeof SUPERBLOCK.decode> | null> {
+  let fh;
+  try {
+    fh = await open(p, 'r');
+  } catch {
+    return null;
+  }
+  try {
+    const sb = Buffer.alloc(SUPERBLOCK_SIZE);
+    const { bytesRead } = await fh.read(sb, 0, SUPERBLOCK_SIZE, SUPERBLOCK_OFFSET);
+    if (bytesRead !== SUPERBLOCK_SIZE) return null;
+    const f = SUPERBLOCK.decode(sb);
+    return f.s_magic === EXT4_SUPER_MAGIC ? f : null;
+  } finally {
+    await fh.close();
   }
 }

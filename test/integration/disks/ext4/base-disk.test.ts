@@ -66,6 +66,11 @@ describe('BaseDiskCache', () => {
       label: 'tvm-base',
     });
     expect(await cache.isCurrent(ID)).toBe(false);
+    // while containers use it, the old disk stays (their overlays sit on its blocks)
+    const pinned = new BaseDiskCache({ dataRoot, layerStreams: async function* () { calls++; }, inUse: () => true });
+    expect(await pinned.ensure(image())).toBe(p);
+    expect(calls).toBe(0);
+    expect(await cache.isCurrent(ID)).toBe(false);
     await cache.ensure(image());
     expect(calls).toBe(1);
     expect(await cache.isCurrent(ID)).toBe(true);
