@@ -18,50 +18,29 @@
  * - Every L1/L2/refcount-table entry is validated when used; a bad one raises a FormatError
  *   naming the entry and, on a writable image, sets the corrupt bit like QEMU.
  */
-import path from 'node:path';
-import fs from 'node:fs';
-import zlib from 'node:zlib';
-import { Decompress as ZstdDecompress } from 'fzstd';
-import { randomBytes } from 'node:crypto';
-import { ConflictError, FormatError, InvalidParameterError, NotFoundError, NotImplementedError, TvmError } from '../../errors.js';
+import { ConflictError, FormatError, NotFoundError, NotImplementedError, TvmError } from '../../errors.js';
 import { checkRange, checkWritable, writeZeroChunks, type SyncBlockBackend } from '../block-backend.js';
 import { NodeFileIo, readZeroFilled, type FileIo } from '../raw.js';
 import {
   COMPRESSION_ZLIB,
-  EXT_BACKING_FORMAT,
-  EXT_FEATURE_TABLE,
   HEADER_FIELDS,
   INCOMPAT_CORRUPT,
   INCOMPAT_DIRTY,
   MAX_CLUSTER_BITS,
-  MAX_REFCOUNT_ORDER,
-  MIN_CLUSTER_BITS,
   QCOW2_MAGIC,
-  V3_HEADER_LENGTH,
   checkSupported,
-  defaultFeatureTable,
   parseHeader,
-  serializeHeader,
   validateHeader,
   type Qcow2Header,
 } from './header.js';
 import { decodeL1, decodeL2, encodeOffset, readHalves, writeHalves, type L2Entry } from './entries.js';
 import { getRefcount, maxRefcount, refcountBlockEntries, setRefcount } from './refcount.js';
-import { createLayout } from './layout.js';
+import { resolveBackingPath, writeNewImage, type Qcow2CreateOptions } from './create.js';
 import { LruMap } from './lru.js';
 import { checkQcow2 } from './check.js';
+import { inflateCluster, unzstdCluster } from './compression.js';
 
-export interface Qcow2CreateOptions {
-  /** virtual size in bytes (multiple of 512); defaults to the backing file's size */
-  size?: number;
-  /** stored as given; a relative name is relative to the new image's directory */
-  backingFile?: string;
-  backingFormat?: 'raw';
-  /** 9..21; default 16 (64 KiB clusters) */
-  clusterBits?: number;
-  /** 0..6; default 4 (16-bit refcounts) */
-  refcountOrder?: number;
-}
+export { resolveBackingPath, type Qcow2CreateOptions } from './create.js';
 
 export interface Qcow2OpenOptions {
   readOnly?: boolean;
@@ -76,43 +55,11 @@ export interface Qcow2OpenOptions {
 const ERR_CORRUPT = 'ERR_QCOW2_CORRUPT';
 const ERR_UNSUPPORTED = 'ERR_QCOW2_UNSUPPORTED';
 const ERR_FAILED = 'ERR_QCOW2_FAILED';
-const SECTOR = 512;
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
 
 function unsupported(name: string, what: string): NotImplementedError {
   return new NotImplementedError(`qcow2 image ${name}: ${what} is not supported`, ERR_UNSUPPORTED);
-}
-
-/** zlib compression type: QEMU writes raw deflate (no zlib header). */
-function inflateCluster(raw: Uint8Array, clusterSize: number): Uint8Array {
-  return zlib.inflateRawSync(raw, { finishFlush: zlib.constants.Z_SYNC_FLUSH, maxOutputLength: clusterSize });
-}
-
-/**
- * zstd compression type: one frame per cluster. Fed in small pieces so decoding stops once a
- * cluster's worth is out instead of running on into the next cluster's frame (or padding).
- */
-function unzstdCluster(raw: Uint8Array, clusterSize: number): Uint8Array {
-  const out = new Uint8Array(clusterSize);
-  let n = 0;
-  const d = new ZstdDecompress((chunk) => {
-    const take = Math.min(chunk.length, clusterSize - n);
-    out.set(chunk.subarray(0, take), n);
-    n += take;
-  });
-  const PIECE = 4096;
-  try {
-    for (let p = 0; p < raw.length && n < clusterSize; p += PIECE) d.push(raw.subarray(p, Math.min(raw.length, p + PIECE)), p + PIECE >= raw.length);
-  } catch (e) {
-    if (n < clusterSize) throw e; // errors past our frame belong to whatever follows it
-  }
-  return out.subarray(0, n);
-}
-
-/** Resolves a backing file name the way QEMU does: relative to the image's directory. */
-export function resolveBackingPath(imagePath: string, backingFile: string): string {
-  return path.isAbsolute(backingFile) ? backingFile : path.join(path.dirname(imagePath), backingFile);
 }
 
 export class Qcow2Image implements SyncBlockBackend {
@@ -208,99 +155,7 @@ export class Qcow2Image implements SyncBlockBackend {
 
   /** Creates a new image (refuses an existing path), written whole to a temp name and renamed. */
   static createSync(imagePath: string, opts: Qcow2CreateOptions): Qcow2Image {
-    const clusterBits = opts.clusterBits ?? 16;
-    const refcountOrder = opts.refcountOrder ?? 4;
-    if (!Number.isInteger(clusterBits) || clusterBits < MIN_CLUSTER_BITS || clusterBits > MAX_CLUSTER_BITS) {
-      throw new InvalidParameterError(`qcow2 create ${imagePath}: clusterBits ${clusterBits} out of range ${MIN_CLUSTER_BITS}..${MAX_CLUSTER_BITS}`);
-    }
-    if (!Number.isInteger(refcountOrder) || refcountOrder < 0 || refcountOrder > MAX_REFCOUNT_ORDER) {
-      throw new InvalidParameterError(`qcow2 create ${imagePath}: refcountOrder ${refcountOrder} out of range 0..${MAX_REFCOUNT_ORDER}`);
-    }
-    if (opts.backingFormat !== undefined && opts.backingFormat !== 'raw') {
-      throw unsupported(imagePath, `backing format '${String(opts.backingFormat)}'`);
-    }
-    let size = opts.size;
-    if (opts.backingFile !== undefined) {
-      const resolved = resolveBackingPath(imagePath, opts.backingFile);
-      let st: fs.Stats;
-      try {
-        st = fs.statSync(resolved);
-      } catch {
-        throw new NotFoundError(`qcow2 create ${imagePath}: backing file ${resolved} does not exist`, 'ERR_DISK_NOT_FOUND');
-      }
-      if (!st.isFile() && !st.isBlockDevice()) throw new InvalidParameterError(`qcow2 create ${imagePath}: backing file ${resolved} is not a file`);
-      size ??= st.size;
-    }
-    if (size === undefined || !Number.isSafeInteger(size) || size <= 0 || size % SECTOR !== 0) {
-      throw new InvalidParameterError(`qcow2 create ${imagePath}: size ${size} must be a positive multiple of ${SECTOR}`);
-    }
-    if (fs.existsSync(imagePath)) throw new ConflictError(`qcow2 create ${imagePath}: file already exists`, 'ERR_DISK_EXISTS');
-
-    const layout = createLayout(size, clusterBits, refcountOrder);
-    const cs = layout.clusterSize;
-    const extensions = [{ type: EXT_BACKING_FORMAT, data: Buffer.from('raw') as Uint8Array }];
-    if (opts.backingFile === undefined) extensions.pop();
-    // The feature name table is optional; like QEMU, leave it out where it does not fit (512-byte clusters).
-    const table = defaultFeatureTable();
-    const nameLen = opts.backingFile !== undefined ? Buffer.byteLength(opts.backingFile) : 0;
-    if (V3_HEADER_LENGTH + 16 + 8 + 8 + table.length + nameLen <= cs) extensions.push({ type: EXT_FEATURE_TABLE, data: table });
-    const { bytes: cluster0 } = serializeHeader({
-      version: 3,
-      backingFileOffset: 0,
-      backingFileSize: 0,
-      clusterBits,
-      size,
-      cryptMethod: 0,
-      l1Size: layout.l1Size,
-      l1TableOffset: layout.l1TableOffset,
-      refcountTableOffset: layout.refcountTableOffset,
-      refcountTableClusters: layout.refcountTableClusters,
-      nbSnapshots: 0,
-      snapshotsOffset: 0,
-      incompatibleFeatures: 0n,
-      compatibleFeatures: 0n,
-      autoclearFeatures: 0n,
-      refcountOrder,
-      headerLength: 0,
-      compressionType: COMPRESSION_ZLIB,
-      extensions,
-      featureNames: [],
-      ...(opts.backingFile !== undefined ? { backingFile: opts.backingFile } : {}),
-    });
-    const file = Buffer.alloc(layout.totalClusters * cs);
-    file.set(cluster0, 0);
-    const perBlock = refcountBlockEntries(clusterBits, refcountOrder);
-    layout.refcountBlockOffsets.forEach((off, t) => {
-      file.writeBigUInt64BE(BigInt(off), layout.refcountTableOffset + t * 8);
-      const block = file.subarray(off, off + cs);
-      for (let i = 0; i < perBlock; i++) {
-        const cluster = t * perBlock + i;
-        if (cluster >= layout.totalClusters) break;
-        setRefcount(block, i, refcountOrder, 1);
-      }
-    });
-
-    const dir = path.dirname(imagePath);
-    const tmp = path.join(dir, `.${path.basename(imagePath)}.${randomBytes(6).toString('hex')}.tmp`);
-    const io = NodeFileIo.open(tmp, { readOnly: false, create: true });
-    try {
-      io.pwrite(file, 0);
-      io.fsync();
-      io.close();
-      // Verify what we wrote parses before it gets its real name.
-      validateHeader(parseHeader(file.subarray(0, cs), imagePath), file.length, imagePath);
-      fs.renameSync(tmp, imagePath);
-    } catch (e) {
-      io.close();
-      fs.rmSync(tmp, { force: true });
-      throw e;
-    }
-    const dfd = fs.openSync(dir, 'r');
-    try {
-      fs.fsyncSync(dfd);
-    } finally {
-      fs.closeSync(dfd);
-    }
+    writeNewImage(imagePath, opts);
     return Qcow2Image.openSync(imagePath, { readOnly: false });
   }
 

@@ -1,0 +1,33 @@
+/**
+ * Decoding compressed clusters (read only). A compressed descriptor rounds up to whole
+ * 512-byte sectors, so the bytes read may run on into the next cluster's compressed data:
+ * both decoders stop after exactly one cluster.
+ */
+import zlib from 'node:zlib';
+import { Decompress as ZstdDecompress } from 'fzstd';
+
+/** zlib compression type: QEMU writes raw deflate (no zlib header). */
+export function inflateCluster(raw: Uint8Array, clusterSize: number): Uint8Array {
+  return zlib.inflateRawSync(raw, { finishFlush: zlib.constants.Z_SYNC_FLUSH, maxOutputLength: clusterSize });
+}
+
+/**
+ * zstd compression type: one frame per cluster. Fed in small pieces so decoding stops once a
+ * cluster's worth is out instead of running on into the next cluster's frame (or padding).
+ */
+export function unzstdCluster(raw: Uint8Array, clusterSize: number): Uint8Array {
+  const out = new Uint8Array(clusterSize);
+  let n = 0;
+  const d = new ZstdDecompress((chunk) => {
+    const take = Math.min(chunk.length, clusterSize - n);
+    out.set(chunk.subarray(0, take), n);
+    n += take;
+  });
+  const PIECE = 4096;
+  try {
+    for (let p = 0; p < raw.length && n < clusterSize; p += PIECE) d.push(raw.subarray(p, Math.min(raw.length, p + PIECE)), p + PIECE >= raw.length);
+  } catch (e) {
+    if (n < clusterSize) throw e; // errors past our frame belong to whatever follows it
+  }
+  return out.subarray(0, n);
+}
