@@ -603,6 +603,7 @@ export class Store implements ImageStore {
     const emit = opts.onProgress ?? (() => {});
     const client = this.registryClient(r.domain, opts.auth);
     try {
+      emit({ status: `The push refers to repository [${repositoryName(r)}]` });
       const cfgInfo = (await this.blobs.stat(id))!;
       const allDocker = meta.layers.every((l) => l.mediaType.startsWith('application/vnd.docker.'));
       const manifest = {

@@ -216,7 +216,11 @@ describe('pull from a real docker-registry', () => {
     const a = newStore();
     const rec = await a.pull(`${reg.host}/test/layers:zstd`);
     await a.tag(rec.id, `${reg.host}/pushed/again:v2`);
-    const digest = await a.push(`${reg.host}/pushed/again:v2`);
+    const pushMsgs: string[] = [];
+    const digest = await a.push(`${reg.host}/pushed/again:v2`, { onProgress: (p) => pushMsgs.push(p.status) });
+    expect(pushMsgs[0]).toBe(`The push refers to repository [${reg.host}/pushed/again]`);
+    expect(pushMsgs).toContain('Pushed');
+    expect(pushMsgs.at(-1)).toMatch(/^v2: digest: sha256:[a-f0-9]{64} size: \d+$/);
     const b = newStore();
     const back = await b.pull(`${reg.host}/pushed/again:v2`);
     expect(back.id).toBe(rec.id);
