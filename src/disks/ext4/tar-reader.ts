@@ -1,7 +1,7 @@
 /**
  * A streaming tar reader for image layers: ustar, POSIX pax (binary-safe values, so
  * SCHILY.xattr.* keeps raw bytes such as security.capability), GNU long names, base-256
- * numbers and GNU sparse files in pax formats 0.1 and 1.0. Every malformed or truncated input
+ * numbers and GNU sparse files (old GNU 'S' and pax formats 0.1 and 1.0). Every malformed or truncated input
  * is a FormatError naming the entry. Names are kept as latin1 strings, i.e. the raw bytes.
  */
 import { FormatError } from '../../errors.js';
@@ -161,7 +161,7 @@ export function parsePaxTime(v: string, entry: string): Timestamp {
 }
 
 const TYPES: Record<string, TarEntryType> = {
-  '0': 'file', '\0': 'file', '7': 'file', '1': 'link', '2': 'symlink', '3': 'char', '4': 'block', '5': 'dir', '6': 'fifo',
+  '0': 'file', '\0': 'file', '7': 'file', 'S': 'file', '1': 'link', '2': 'symlink', '3': 'char', '4': 'block', '5': 'dir', '6': 'fifo',
 };
 
 export class TarReader {
@@ -296,11 +296,38 @@ export class TarReader {
           for (let i = 0; i < parts.length; i += 2) header.sparseMap.push({ offset: parseInt(parts[i]!, 10), length: parseInt(parts[i + 1]!, 10) });
         }
       }
+      if (flag === 'S') await this.readOldGnuSparse(h, header);
       this.current = header;
       if (this.sparsePrefixPending) await this.readSparseMap1(header);
       if (header.sparseMap) validateSparseMap(header, this.remaining);
       return header;
     }
+  }
+
+  /**
+   * Old GNU sparse ('S', what `tar --sparse` writes in its default format): four map entries in
+   * the header, more in extension blocks that follow it (not counted in the size field).
+   */
+  private async readOldGnuSparse(block: Buffer, h: TarHeader): Promise<void> {
+    const map: { offset: number; length: number }[] = [];
+    const take = (b: Buffer, at: number, n: number) => {
+      for (let i = 0; i < n; i++) {
+        const e = b.subarray(at + i * 24, at + i * 24 + 24);
+        if (e.every((x) => x === 0)) continue;
+        const length = parseNumber(e.subarray(12, 24), 'sparse length', h.name);
+        if (length > 0) map.push({ offset: parseNumber(e.subarray(0, 12), 'sparse offset', h.name), length });
+      }
+    };
+    take(block, 386, 4);
+    let extended = block[482] !== 0;
+    h.size = parseNumber(block.subarray(483, 495), 'sparse real size', h.name);
+    for (let n = 0; extended; n++) {
+      if (n > 100_000) throw new FormatError(`tar entry ${h.name}: sparse map too large`, 'ERR_TAR_FORMAT');
+      const ext = await this.readBlock(`the sparse map of ${h.name}`);
+      take(ext, 0, 21);
+      extended = ext[504] !== 0;
+    }
+    h.sparseMap = map;
   }
 
   /** pax sparse 1.0: the map is a block-padded list of decimal lines at the start of the body */

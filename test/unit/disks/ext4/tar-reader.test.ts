@@ -164,7 +164,7 @@ describe('TarReader', () => {
     };
     await bad(Buffer.concat([header({ name: 'f', size: 600 }), Buffer.alloc(100)]), /truncated in entry f/);
     await bad(header({ name: 'f' }), /truncated after f/);
-    await bad(Buffer.concat([header({ name: 'dev', type: 'S' }), END]), /dev: unsupported type flag "S"/);
+    await bad(Buffer.concat([header({ name: 'dump', type: 'D' }), END]), /dump: unsupported type flag "D"/);
     const h = header({ name: 'sum' });
     h[0] = 0x53;
     await bad(Buffer.concat([h, END]), /checksum/);
