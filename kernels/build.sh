@@ -136,7 +136,7 @@ fi
 kmake() { make -C "$src" O="$obj" ARCH=x86_64 "$@"; }
 mkdir -p "$obj"
 say "configuring: tinyconfig + config-fragment"
-kmake -s tinyconfig >/dev/null
+kmake -s tinyconfig >/dev/null 2>"$obj/.tinyconfig.log" || { cat "$obj/.tinyconfig.log" >&2; die "make tinyconfig failed"; }
 cat "$here/config-fragment" >> "$obj/.config"
 # Kconfig warns once per fragment line that changes tinyconfig's choice ("override:"): expected.
 kmake -s olddefconfig >/dev/null 2>"$obj/.olddefconfig.log" || { cat "$obj/.olddefconfig.log" >&2; die "make olddefconfig failed"; }
