@@ -61,6 +61,31 @@ describe('ext4 writer: busybox rootfs', () => {
     expect(st).toContain('EXTENTS:');
   });
 
+  it('serves as the read-only lower layer of an overlayfs (the container isolation case)', async () => {
+    const img = path.join(work, 'lower.ext4');
+    await buildDisk([await packTar(busyboxRootfsEntries())], img);
+    const base = tempDir('ovl');
+    const [lower, upper, wd, merged] = ['lower', 'upper', 'work', 'merged'].map((d) => path.join(base, d));
+    for (const d of [lower, upper, wd, merged]) mkdirSync(d!);
+    execFileSync('mount', ['-o', 'loop,ro', img, lower!]);
+    try {
+      execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${wd}`, merged!]);
+      try {
+        const out = execFileSync('chroot', [merged!, '/bin/sh', '-c', 'echo written > /etc/new; rm /etc/hostname; cat /etc/new; ls /etc'], { encoding: 'utf8' });
+        expect(out).toBe('written\ngroup\nnew\npasswd\n');
+      } finally {
+        execFileSync('umount', [merged!]);
+      }
+      // the base disk is untouched: the change and the whiteout live in the upper directory
+      expect(readFileSync(path.join(upper!, 'etc/new'), 'utf8')).toBe('written\n');
+      expect(readFileSync(path.join(lower!, 'etc/hostname'), 'utf8')).toBe('localhost\n');
+    } finally {
+      execFileSync('umount', [lower!]);
+      cleanup(base);
+    }
+    fsck(img);
+  });
+
   it('stays consistent when the kernel mounts it read-write and changes it (the VM rootfs case)', async () => {
     const img = path.join(work, 'rw.ext4');
     await buildDisk([await packTar(busyboxRootfsEntries())], img);
