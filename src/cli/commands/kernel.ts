@@ -2,7 +2,7 @@
  * `tvm kernel build` and `tvm kernel path`: build (or reuse) the guest kernel and show where its
  * artifacts are. The lead wires registerKernelCommands into src/cli/main.ts.
  */
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { buildKernel, findKernel, kernelKey, type KernelArtifacts } from '../../vmm/kernel-artifacts.js';
 
 function print(a: KernelArtifacts, json: boolean): void {
@@ -18,7 +18,7 @@ export function registerKernelCommands(program: Command): void {
     .description('Build the guest kernel from linux-source-6.1 (cached: instant when nothing changed)')
     .option('-j, --jobs <n>', 'parallel make jobs (default: number of CPUs)', (v) => {
       const n = Number(v);
-      if (!Number.isInteger(n) || n < 1) throw new Error(`--jobs must be a positive integer, not "${v}"`);
+      if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`must be a positive integer, not "${v}"`);
       return n;
     })
     .option('--json', 'print all artifact paths as JSON')
