@@ -145,6 +145,8 @@ const DEFAULT_HEADROOM = 256 << 20;
 /** without a given size, the descriptor area is reserved for disks up to this many groups (2 TiB) */
 const DEFAULT_MAX_GROUPS = 16384;
 const MAX_FILE_BLOCKS = 2 ** 32;
+/** 16 TiB: plenty for a container disk, and every count stays far inside JS integer precision */
+const MAX_BLOCKS = 2 ** 32;
 const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
 const NO_XATTRS: Map<string, Buffer> = new Map();
 
@@ -252,7 +254,7 @@ class Ext4Builder {
       }
       const blocks = trimBlocksCount(Math.floor(opts.sizeBytes / BLOCK_SIZE));
       if (blocks < 4096) throw new InvalidParameterError(`disk size ${opts.sizeBytes} is below the 16 MiB minimum`, 'ERR_DISK_TOO_SMALL');
-      if (blocks >= 2 ** 32 * 64) throw new InvalidParameterError(`disk size ${opts.sizeBytes} is too large`, 'ERR_DISK_TOO_LARGE');
+      if (blocks > MAX_BLOCKS) throw new InvalidParameterError(`disk size ${opts.sizeBytes} is above the 16 TiB maximum`, 'ERR_DISK_TOO_LARGE');
       this.fixedBlocks = blocks;
       this.reservedPerBackup = 1 + gdtBlocksFor(Math.ceil(blocks / BLOCKS_PER_GROUP));
     } else {
