@@ -140,7 +140,8 @@ export async function fetchBearerToken(
     });
   } else {
     if (service) url.searchParams.set('service', service);
-    if (scope) url.searchParams.set('scope', scope);
+    // several scopes (a push that mounts from another repository) are separate parameters
+    for (const sc of scope.split(' ').filter(Boolean)) url.searchParams.append('scope', sc);
     const basic = creds ? basicAuthorization(creds) : undefined;
     if (basic) {
       headers.authorization = basic;

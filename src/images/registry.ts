@@ -127,6 +127,12 @@ export class RegistryClient {
     return `repository:${repo}:${actions}`;
   }
 
+  /** One token serves a whole push: push on the target, pull on the repository blobs are mounted from. */
+  static pushScope(repo: string, mountFrom?: string): string {
+    const own = RegistryClient.scope(repo, 'pull,push');
+    return mountFrom && mountFrom !== repo ? `${own} ${RegistryClient.scope(mountFrom, 'pull')}` : own;
+  }
+
   /** The Authorization header for `scope`, fetching a token if the registry wants bearer auth. */
   private async authorization(scope: string): Promise<string | undefined> {
     const creds = await this.credentials();
@@ -302,19 +308,34 @@ export class RegistryClient {
   }
 
   /** Size of the blob if the registry has it in `repo`. */
-  async headBlob(repo: string, digest: string, actions = 'pull'): Promise<number | undefined> {
-    const res = await this.send({ method: 'HEAD', url: `/v2/${repo}/blobs/${digest}`, scope: RegistryClient.scope(repo, actions) });
+  async headBlob(repo: string, digest: string, actions = 'pull', scope = RegistryClient.scope(repo, actions)): Promise<number | undefined> {
+    const res = await this.send({ method: 'HEAD', url: `/v2/${repo}/blobs/${digest}`, scope });
     await res.body.dump();
     if (res.statusCode === 200) return Number(res.headers['content-length'] ?? 0);
     if (res.statusCode === 404) return undefined;
     return this.fail(res, `blob ${digest}`);
   }
 
-  /** Monolithic upload (POST to open a session, PUT with ?digest=); skipped if present. */
-  async pushBlob(repo: string, desc: Pick<Descriptor, 'digest' | 'size'>, open: () => Promise<Readable> | Readable): Promise<'exists' | 'pushed'> {
-    const scope = RegistryClient.scope(repo, 'pull,push');
-    if ((await this.headBlob(repo, desc.digest, 'pull,push')) !== undefined) return 'exists';
-    const start = await this.send({ method: 'POST', url: `/v2/${repo}/blobs/uploads/`, scope, headers: { 'content-length': '0' } });
+  /**
+   * Monolithic upload (POST to open a session, PUT with ?digest=); skipped if present. With
+   * `mountFrom` (another repository of this registry holding the blob) the registry is first
+   * asked to link it across (201) instead of receiving the bytes again.
+   */
+  async pushBlob(
+    repo: string,
+    desc: Pick<Descriptor, 'digest' | 'size'>,
+    open: () => Promise<Readable> | Readable,
+    mountFrom?: string,
+  ): Promise<'exists' | 'mounted' | 'pushed'> {
+    const scope = RegistryClient.pushScope(repo, mountFrom);
+    if ((await this.headBlob(repo, desc.digest, 'pull,push', scope)) !== undefined) return 'exists';
+    let startUrl = `/v2/${repo}/blobs/uploads/`;
+    if (mountFrom && mountFrom !== repo) startUrl += `?mount=${encodeURIComponent(desc.digest)}&from=${encodeURIComponent(mountFrom)}`;
+    const start = await this.send({ method: 'POST', url: startUrl, scope, headers: { 'content-length': '0' } });
+    if (start.statusCode === 201) {
+      await start.body.dump();
+      return 'mounted';
+    }
     if (start.statusCode !== 202) await this.fail(start, `upload of ${desc.digest}`);
     await start.body.dump();
     const loc = start.headers.location;
@@ -334,14 +355,14 @@ export class RegistryClient {
   }
 
   /** PUT a manifest under a tag or its digest; returns its digest. */
-  async putManifest(repo: string, reference: string, mediaType: string, body: Buffer): Promise<string> {
+  async putManifest(repo: string, reference: string, mediaType: string, body: Buffer, mountFrom?: string): Promise<string> {
     if (![MediaType.DockerManifest, MediaType.DockerManifestList, MediaType.OciManifest, MediaType.OciIndex].includes(mediaType as never)) {
       throw new InvalidParameterError(`cannot push manifest of media type ${mediaType}`);
     }
     const res = await this.send({
       method: 'PUT',
       url: `/v2/${repo}/manifests/${reference}`,
-      scope: RegistryClient.scope(repo, 'pull,push'),
+      scope: RegistryClient.pushScope(repo, mountFrom),
       headers: { 'content-type': mediaType },
       body,
     });

@@ -612,15 +612,21 @@ export class Store implements ImageStore {
         config: { mediaType: allDocker ? MediaType.DockerConfig : MediaType.OciConfig, digest: id, size: cfgInfo.size },
         layers: meta.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
       };
+      // A repository of the same registry this image came from can lend its blobs (cross-repo mount).
+      const repos = await this.readRepos();
+      const mountFrom = Object.values(repos.Repositories)
+        .flatMap((refs) => Object.entries(refs).filter(([, t]) => t === id).map(([k]) => parseReference(k)))
+        .find((p) => p.digest && p.domain === r.domain && p.path !== r.path)?.path;
+      for (const l of meta.layers) emit({ status: 'Preparing', id: l.digest.slice(7, 19), progressDetail: {} });
       await mapLimit(meta.layers, 3, async (l) => {
-        emit({ status: 'Preparing', id: l.digest.slice(7, 19), progressDetail: {} });
-        const res = await client.pushBlob(r.path, l, () => this.blobs.open(l.digest));
-        emit({ status: res === 'exists' ? 'Layer already exists' : 'Pushed', id: l.digest.slice(7, 19), progressDetail: {} });
+        const res = await client.pushBlob(r.path, l, () => this.blobs.open(l.digest), mountFrom);
+        const status = res === 'exists' ? 'Layer already exists' : res === 'mounted' ? `Mounted from ${mountFrom}` : 'Pushed';
+        emit({ status, id: l.digest.slice(7, 19), progressDetail: {} });
       });
-      await client.pushBlob(r.path, cfgInfo, () => this.blobs.open(id));
+      await client.pushBlob(r.path, cfgInfo, () => this.blobs.open(id), mountFrom);
       const body = Buffer.from(JSON.stringify(manifest));
       parseManifest(body, manifest.mediaType, `manifest for ${ref}`);
-      const digest = await client.putManifest(r.path, r.tag ?? r.digest!, manifest.mediaType, body);
+      const digest = await client.putManifest(r.path, r.tag ?? r.digest!, manifest.mediaType, body, mountFrom);
       if (!(await this.blobs.has(digest))) await this.blobs.writeBuffer(body, { digest });
       await this.addRefs(id, [`${repositoryName(r)}@${digest}`]);
       emit({ status: `${r.tag ?? 'latest'}: digest: ${digest} size: ${body.length}` });
