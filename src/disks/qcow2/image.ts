@@ -17,6 +17,12 @@
  *   written, so a half-done request can never reach the on-disk metadata.
  * - Every L1/L2/refcount-table entry is validated when used; a bad one raises a FormatError
  *   naming the entry and, on a writable image, sets the corrupt bit like QEMU.
+ * - Like a disk with a volatile write cache: writes to newly allocated clusters become
+ *   durable (and survive a crash) only at `flush`, so the virtio-blk device must offer
+ *   VIRTIO_BLK_F_FLUSH and call flushSync for VIRTIO_BLK_T_FLUSH (or flush after each write
+ *   to act write-through).
+ * - One writer at a time: the file is not locked (Node has no fcntl locks); the runtime must
+ *   not open a container's overlay twice for writing.
  */
 import { ConflictError, FormatError, NotFoundError, NotImplementedError, TvmError } from '../../errors.js';
 import { checkRange, checkWritable, writeZeroChunks, type SyncBlockBackend } from '../block-backend.js';
