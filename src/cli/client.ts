@@ -3,7 +3,7 @@
  * TVM_HOST then DOCKER_HOST. Hijacked endpoints (attach, exec start) use a raw connection
  * so the socket is ours after `101 UPGRADED`.
  */
-import { Client, type Dispatcher } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import net from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
 import { TvmError } from '../errors.js';
@@ -51,7 +51,8 @@ function buildQuery(q: RequestOptions['query']): string {
 
 export class TvmClient {
   readonly host: string;
-  private readonly client: Client;
+  /** a pool: `run` holds a wait request open while it starts the container on another connection */
+  private readonly client: Pool;
   private readonly unixPath: string | undefined;
   private readonly tcp: { host: string; port: number } | undefined;
 
@@ -59,11 +60,11 @@ export class TvmClient {
     this.host = host;
     if (host.startsWith('unix://')) {
       this.unixPath = host.slice('unix://'.length);
-      this.client = new Client('http://localhost', { socketPath: this.unixPath, bodyTimeout: 0, headersTimeout: 0 });
+      this.client = new Pool('http://localhost', { socketPath: this.unixPath, bodyTimeout: 0, headersTimeout: 0, connections: 8 });
     } else if (host.startsWith('tcp://') || host.startsWith('http://')) {
       const u = new URL(host.replace(/^tcp:/, 'http:'));
       this.tcp = { host: u.hostname, port: Number(u.port || 2375) };
-      this.client = new Client(`http://${u.host}`, { bodyTimeout: 0, headersTimeout: 0 });
+      this.client = new Pool(`http://${u.host}`, { bodyTimeout: 0, headersTimeout: 0, connections: 8 });
     } else {
       throw new TvmError('ERR_BAD_HOST', `unsupported daemon host ${host}: use unix:///path or tcp://host:port`, 400);
     }

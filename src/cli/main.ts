@@ -8,6 +8,8 @@ import { isTvmError } from '../errors.js';
 
 const program = new Command();
 program.name('tvm').description('A container engine: each container a KVM microVM or a shared-kernel container').version('0.1.0');
+// `tvm run IMAGE sh -c ...`: options after the image are the container's, not ours.
+program.enablePositionalOptions();
 
 registerDaemonCommand(program);
 registerContainerCommands(program);

@@ -53,6 +53,8 @@ export function registerContainerCommands(program: Command): void {
   program
     .command('run')
     .description('Create and run a container')
+    // everything after the image belongs to the container's command, like docker's
+    .passThroughOptions()
     .argument('<image>')
     .argument('[command...]')
     .addOption(new Option('--isolation <kind>', 'container (shared kernel) or vm (KVM microVM)').choices(['vm', 'container', 'process', 'hyperv', 'default']))
@@ -175,6 +177,7 @@ export function registerContainerCommands(program: Command): void {
   program
     .command('exec')
     .description('Run a command in a running container')
+    .passThroughOptions()
     .argument('<container>')
     .argument('<command...>')
     .option('-i, --interactive', 'keep stdin open')

@@ -66,7 +66,9 @@ export function registerImageCommands(program: Command): void {
     .option('-i, --input <file>', 'read from a file instead of stdin')
     .option('-q, --quiet', 'suppress progress')
     .action(async (o: { input?: string; quiet?: boolean }) => {
-      await withClient((c) => printStream(c, '/images/load', { query: { quiet: o.quiet === true }, stream: o.input ? createReadStream(o.input) : process.stdin }));
+      // Like docker: progress only on a terminal.
+      const quiet = o.quiet === true || process.stdout.isTTY !== true;
+      await withClient((c) => printStream(c, '/images/load', { query: { quiet }, stream: o.input ? createReadStream(o.input) : process.stdin }));
     });
 
   program
