@@ -106,6 +106,16 @@ describe('ext4 writer: busybox rootfs', () => {
     expect(debugfs(img, 'cat /many/f400')).toBe('400\n');
   });
 
+  it('can be grown with resize2fs (a larger --storage-opt size on top of the base disk)', async () => {
+    const img = path.join(work, 'grow.ext4');
+    await buildDisk([await packTar(busyboxRootfsEntries())], img);
+    execFileSync('truncate', ['-s', '6G', img]);
+    execFileSync(requireTool('resize2fs', 'e2fsprogs'), [img], { stdio: 'ignore' });
+    fsck(img);
+    expect(debugfs(img, 'stats')).toMatch(/Block count:\s+1572864/);
+    expect(debugfs(img, 'cat /etc/hostname')).toBe('localhost\n');
+  });
+
   it('has a working journal: a copy taken while mounted read-write (a crash image) is recovered by the kernel', async () => {
     const img = path.join(work, 'journal.ext4');
     const crash = path.join(work, 'journal-crash.ext4');
