@@ -4,6 +4,7 @@
  * on SIGTERM/SIGINT leaving the containers running.
  */
 import { mkdir, readFile, unlink } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
@@ -40,19 +41,30 @@ export interface RunningDaemon {
   close(): Promise<void>;
 }
 
-async function takePidFile(file: string): Promise<void> {
+/** Is `pid` a live tvm daemon? (A pid file on the data root can outlive a reboot and its pid be reused.) */
+function isLiveDaemon(pid: number): boolean {
+  if (pid === process.pid) return true;
   try {
-    const pid = Number((await readFile(file, 'utf8')).trim());
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) {
-      try {
-        process.kill(pid, 0);
-        throw new ConflictError(`a tvm daemon is already running (pid ${pid}, pid file ${file})`);
-      } catch (e) {
-        if (e instanceof ConflictError) throw e;
-      }
-    }
-  } catch (e) {
-    if (e instanceof ConflictError) throw e;
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('daemon');
+  } catch {
+    return false;
+  }
+}
+
+async function takePidFile(file: string): Promise<void> {
+  let pid = 0;
+  try {
+    pid = Number((await readFile(file, 'utf8')).trim());
+  } catch {
+    // none: first start
+  }
+  if (Number.isInteger(pid) && pid > 0 && isLiveDaemon(pid)) {
+    throw new ConflictError(`a tvm daemon is already running (pid ${pid}, pid file ${file})`);
   }
   await writeFileAtomic(file, `${process.pid}\n`);
 }
@@ -75,7 +87,15 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   await mkdir(o.dataRoot, { recursive: true, mode: 0o711 });
   await mkdir(o.execRoot, { recursive: true, mode: 0o711 });
   const pidFile = path.join(o.execRoot, 'tvm.pid');
-  await takePidFile(pidFile);
+  // Also on the data root: two daemons sharing container records would corrupt each other.
+  const dataPidFile = path.join(o.dataRoot, 'tvm.pid');
+  await takePidFile(dataPidFile);
+  try {
+    await takePidFile(pidFile);
+  } catch (e) {
+    await unlink(dataPidFile).catch(() => {});
+    throw e;
+  }
   const listeners: Listener[] = [];
   try {
     const components = o.components ?? (await loadComponents({ dataRoot: o.dataRoot, execRoot: o.execRoot, ...(o.insecureRegistries && { insecureRegistries: o.insecureRegistries }) }));
@@ -101,11 +121,13 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
         await Promise.all(listeners.map((l) => l.close()));
         await app.close();
         await unlink(pidFile).catch(() => {});
+        await unlink(dataPidFile).catch(() => {});
       },
     };
   } catch (e) {
     await Promise.all(listeners.map((l) => l.close().catch(() => {})));
     await unlink(pidFile).catch(() => {});
+    await unlink(dataPidFile).catch(() => {});
     throw e;
   }
 }
