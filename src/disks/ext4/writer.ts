@@ -321,6 +321,7 @@ class Ext4Builder {
       return;
     }
     const base = parts[parts.length - 1]!;
+    // parents are created first even for whiteouts, as Docker's layer unpacker does
     const parent = this.tree.parentOf(parts, layer, () => this.implicitMeta());
     if (base.startsWith(WHITEOUT_PREFIX)) {
       if (base === WHITEOUT_OPAQUE) this.tree.opaque(parent, layer);
