@@ -2,14 +2,15 @@ import { describe, it, expect } from 'vitest';
 import { virtioTestbed } from '../../../fixtures/virtio-driver.js';
 import { RngDevice, RNG_MAX_CHAIN_BYTES } from '../../../../src/vmm/devices/virtio/rng.js';
 import { bit, VIRTIO_MMIO_DEVICE_ID, VIRTIO_ID_RNG } from '../../../../src/vmm/devices/virtio/mmio.js';
-import { VIRTIO_F_VERSION_1 } from '../../../../src/vmm/devices/virtio/virtqueue.js';
+import { VIRTIO_F_VERSION_1, VIRTIO_RING_F_INDIRECT_DESC } from '../../../../src/vmm/devices/virtio/virtqueue.js';
 
 describe('virtio-rng', () => {
   it('fills every writable buffer of a chain with fresh random bytes', () => {
     const dev = new RngDevice();
     const { driver, irq } = virtioTestbed(dev);
     expect(driver.r32(VIRTIO_MMIO_DEVICE_ID)).toBe(VIRTIO_ID_RNG);
-    expect(driver.init(bit(VIRTIO_F_VERSION_1), 1)).toBe(bit(VIRTIO_F_VERSION_1));
+    const want = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_INDIRECT_DESC);
+    expect(driver.init(want, 1)).toBe(want);
     const q = driver.queues[0]!;
     const a = driver.post(q, [{ writable: 64 }, { writable: 64 }]);
     const b = driver.post(q, [{ writable: 64 }], { indirect: true });
