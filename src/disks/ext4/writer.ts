@@ -161,7 +161,8 @@ export async function writeExt4FromLayers(layers: AsyncIterable<Readable>, outPa
       try {
         await builder.applyLayer(layer, index);
       } finally {
-        if (!layer.destroyed) layer.destroy();
+        // release the source (a file or a decompressor) even when we stopped early
+        if (typeof layer.destroy === 'function' && !layer.destroyed) layer.destroy();
       }
       index++;
     }
