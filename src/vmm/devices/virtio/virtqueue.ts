@@ -160,6 +160,9 @@ export class Virtqueue {
     if (this.eventIdx) {
       // avail_event: notify us when the driver passes this index.
       setU16(memory, this.usedRing + VIRTQ_USED.ring + VIRTQ_USED_ELEM.size * this.size, this.nextAvail);
+      // The next pending() must see an avail.idx the driver wrote before it read avail_event;
+      // otherwise a buffer added in between would get neither a notification nor a look.
+      fullFence();
     }
     try {
       return { head, descriptors: this.walk(memory, head) };
