@@ -187,3 +187,17 @@ describe('virtio-mmio register file', () => {
     expect(transport.status).toBe(0);
   });
 });
+
+describe('virtio-mmio config space', () => {
+  it('reads within the device config only; writes only after DRIVER', async () => {
+    const { BlockDevice, VIRTIO_BLK_CONFIG } = await import('../../../../src/vmm/devices/virtio/block.js');
+    const backend = { size: 1 << 20, readOnly: true, discardGranularity: 0 } as never;
+    const { driver, transport } = virtioTestbed(new BlockDevice({ backend }));
+    const cap = new DataView(driver.readConfig(0, 8).buffer).getBigUint64(0, true);
+    expect(cap).toBe(2048n);
+    expect([...driver.readConfig(VIRTIO_BLK_CONFIG.size - 2, 4)]).toEqual([0, 0, 0, 0]); // runs past the end
+    expect(transport.rejected.at(-1)).toMatch(/config read/);
+    transport.write(0x100, Uint8Array.of(1));
+    expect(transport.rejected.at(-1)).toMatch(/config write before DRIVER/);
+  });
+});
