@@ -46,11 +46,22 @@ export class BaseMounts {
     return next;
   }
 
-  /** Mounts the disk (once) and returns the mount point. */
-  async acquire(imageId: string, diskPath: string): Promise<string> {
+  /**
+   * Mounts the disk (once) and returns the mount point. `record`, if given, runs under the same
+   * lock as release(): a container recording its use of the mount cannot race an unmount.
+   */
+  async acquire(imageId: string, diskPath: string, record?: (mountPoint: string) => Promise<void>): Promise<string> {
     const mp = this.mountPoint(imageId);
     return this.locked(mp, async () => {
-      if ((await mountPoints()).has(mp)) return mp;
+      await this.mount(mp, diskPath);
+      if (record) await record(mp);
+      return mp;
+    });
+  }
+
+  private async mount(mp: string, diskPath: string): Promise<void> {
+    {
+      if ((await mountPoints()).has(mp)) return;
       await mkdir(mp, { recursive: true });
       try {
         // noload: never replay a journal on a disk that must stay byte-identical
@@ -60,8 +71,7 @@ export class BaseMounts {
         const err = e as { stderr?: string; message: string };
         throw new TvmError('ERR_BASE_MOUNT', `cannot mount base disk ${diskPath} at ${mp}: ${(err.stderr || err.message).trim()}`, 500, { cause: e });
       }
-      return mp;
-    });
+    }
   }
 
   /** Unmounts the image's base disk when stillUsed() says no container references it. */

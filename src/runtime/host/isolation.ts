@@ -168,13 +168,15 @@ export class HostIsolation implements Isolation {
     const image = await this.opts.images.resolve(spec.imageId);
     const disk = await this.opts.baseDisks.ensure(image);
     const stateDirExisted = existsSync(spec.stateDir);
-    const lower = await this.baseMounts.acquire(image.id, disk);
     try {
-      await mkdir(spec.stateDir, { recursive: true, mode: 0o700 });
-      for (const d of ['upper', 'work', 'rootfs']) await mkdir(path.join(spec.stateDir, d), { mode: 0o755 });
-      const cgroup = this.opts.cgroup ? { ...this.opts.cgroup, path: `tvm/${spec.id}` } : cgroupFor(spec.id);
-      const rec: HostRecord = { imageId: image.id, lower, cgroup };
-      await writeJsonAtomic(path.join(spec.stateDir, RECORD), rec);
+      // host.json is what keeps the base mount in use: written under the mount's lock
+      await this.baseMounts.acquire(image.id, disk, async (lower) => {
+        await mkdir(spec.stateDir, { recursive: true, mode: 0o700 });
+        for (const d of ['upper', 'work', 'rootfs']) await mkdir(path.join(spec.stateDir, d), { mode: 0o755 });
+        const cgroup = this.opts.cgroup ? { ...this.opts.cgroup, path: `tvm/${spec.id}` } : cgroupFor(spec.id);
+        const rec: HostRecord = { imageId: image.id, lower, cgroup };
+        await writeJsonAtomic(path.join(spec.stateDir, RECORD), rec);
+      });
     } catch (e) {
       if (stateDirExisted) {
         for (const d of ['upper', 'work', 'rootfs', RECORD]) await rm(path.join(spec.stateDir, d), { recursive: true, force: true });

@@ -431,6 +431,21 @@ describe('HostIsolation: lifecycle', () => {
     await env.iso.wait(live);
   });
 
+  it('keeps the shared base mount while a concurrent create records its use and a remove releases it', async () => {
+    const mp = path.join(env.runRoot, 'base', 'ab'.repeat(32));
+    const a = makeSpec(env, ['true']);
+    await env.iso.create(a);
+    const b = spec(['echo', 'still mounted']);
+    await Promise.all([env.iso.remove(a), env.iso.create(b)]);
+    expect((await mountPoints()).has(mp)).toBe(true);
+    const out = new Sink();
+    const att = await env.iso.attach(b, { stdout: out, stderr: new Sink() });
+    await env.iso.start(b);
+    expect((await env.iso.wait(b)).exitCode).toBe(0);
+    await att.done;
+    expect(out.text).toBe('still mounted\n');
+  });
+
   it('refuses to remove a running container; remove unmounts the base disk and deletes everything', async () => {
     const s = spec(['sleep', '1000']);
     await env.iso.create(s);
