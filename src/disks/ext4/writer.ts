@@ -24,7 +24,15 @@ import {
   EXTENT_HEADER,
   EXT4_INODE_ROOT_ENTRIES,
 } from './extent.js';
-import { GROUP_DESC, GROUP_DESC_SIZE_64, EXT4_BG_INODE_ZEROED, groupDescChecksum, bitmapChecksum } from './group-descriptor.js';
+import {
+  GROUP_DESC,
+  GROUP_DESC_SIZE_64,
+  EXT4_BG_INODE_ZEROED,
+  EXT4_BG_BLOCK_UNINIT,
+  EXT4_BG_INODE_UNINIT,
+  groupDescChecksum,
+  bitmapChecksum,
+} from './group-descriptor.js';
 import {
   INODE,
   EXT4_INODE_SIZE,
@@ -643,16 +651,22 @@ class Ext4Builder {
       if (gLen < BLOCKS_PER_GROUP) setBits(bitmap, gLen, BLOCKS_PER_GROUP); // padding past the end
       const freeBlocks = gLen - usedInGroup;
       freeBlocksTotal += freeBlocks;
-      await this.writer.write(blockBitmapAt[g]!, bitmap);
+      // like mke2fs: a group holding nothing but its own superblock copy is BLOCK_UNINIT (the
+      // kernel derives its bitmap), one without inodes INODE_UNINIT; neither bitmap is written
+      const baseMeta = hasSuperblockBackup(g) ? 1 + geo.gdtBlocks : 0;
+      const blockUninit = g !== geo.groupCount - 1 && usedInGroup === baseMeta;
+      if (!blockUninit) await this.writer.write(blockBitmapAt[g]!, bitmap);
 
       const inodesUsed = Math.max(0, Math.min(geo.inodesPerGroup, lastIno - g * geo.inodesPerGroup));
+      const inodeUninit = inodesUsed === 0;
       const ibitmap = Buffer.alloc(BLOCK_SIZE);
       setBits(ibitmap, 0, inodesUsed);
       setBits(ibitmap, geo.inodesPerGroup, BLOCK_SIZE * 8);
-      await this.writer.write(inodeBitmapAt[g]!, ibitmap);
+      if (!inodeUninit) await this.writer.write(inodeBitmapAt[g]!, ibitmap);
 
-      const bbCsum = bitmapChecksum(fsSeed, bitmap, BLOCKS_PER_GROUP / 8);
-      const ibCsum = bitmapChecksum(fsSeed, ibitmap, geo.inodesPerGroup / 8);
+      const bbCsum = blockUninit ? 0 : bitmapChecksum(fsSeed, bitmap, BLOCKS_PER_GROUP / 8);
+      const ibCsum = inodeUninit ? 0 : bitmapChecksum(fsSeed, ibitmap, geo.inodesPerGroup / 8);
+      const flags = EXT4_BG_INODE_ZEROED | (blockUninit ? EXT4_BG_BLOCK_UNINIT : 0) | (inodeUninit ? EXT4_BG_INODE_UNINIT : 0);
       const at = g * GROUP_DESC_SIZE_64;
       GROUP_DESC.encode(
         {
@@ -670,7 +684,7 @@ class Ext4Builder {
           bg_used_dirs_count_hi: perGroupDirs[g]! >>> 16,
           bg_itable_unused_lo: (geo.inodesPerGroup - inodesUsed) & 0xffff,
           bg_itable_unused_hi: (geo.inodesPerGroup - inodesUsed) >>> 16,
-          bg_flags: EXT4_BG_INODE_ZEROED,
+          bg_flags: flags,
           bg_block_bitmap_csum_lo: bbCsum & 0xffff,
           bg_block_bitmap_csum_hi: bbCsum >>> 16,
           bg_inode_bitmap_csum_lo: ibCsum & 0xffff,
