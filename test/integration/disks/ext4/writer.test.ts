@@ -388,6 +388,10 @@ describe('ext4 writer: big and sparse', () => {
     expect(stats.blocksCount).toBe((3 * 2 ** 30) / 4096);
     expect(stats.groups).toBe(24);
     fsck(img);
+    // untouched groups are left uninitialised, as mke2fs leaves them
+    const groups = execFileSync(requireTool('dumpe2fs', 'e2fsprogs'), [img], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    expect(groups).toMatch(/Group 20: .*\[INODE_UNINIT, BLOCK_UNINIT, ITABLE_ZEROED\]/);
+    expect(groups).toMatch(/Group 0: .*\[ITABLE_ZEROED\]/);
     const small = path.join(work, 'small.ext4');
     await expect(buildDisk([Buffer.concat([rawMember({ name: 'f' }, Buffer.alloc(40 << 20, 1)), TAR_END])], small, { sizeBytes: 32 << 20 })).rejects.toBeInstanceOf(InvalidParameterError);
     expect(existsSync(small)).toBe(false);
