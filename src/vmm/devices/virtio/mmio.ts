@@ -11,7 +11,8 @@
  */
 import type { BusDevice } from '../bus.js';
 import type { GuestRam } from '../../memory.js';
-import { Virtqueue, VirtqueueError, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC } from './virtqueue.js';
+import { FormatError } from '../../../errors.js';
+import { Virtqueue, VirtqueueError, type VirtqueueState, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC } from './virtqueue.js';
 
 /** Register offsets (virtio_mmio.h). */
 export const VIRTIO_MMIO_MAGIC_VALUE = 0x000;
@@ -89,6 +90,21 @@ export interface VirtioDevice {
   notify(index: number): void;
   /** back to the state before activate (status written 0) */
   reset(): void;
+}
+
+/** The transport as a plain, versioned record (snapshots); device state is the device's own. */
+export interface MmioTransportState {
+  version: 1;
+  deviceId: number;
+  status: number;
+  interruptStatus: number;
+  configGeneration: number;
+  /** hex */
+  driverFeatures: string;
+  deviceFeaturesSel: number;
+  driverFeaturesSel: number;
+  queueSel: number;
+  queues: VirtqueueState[];
 }
 
 export interface MmioTransportOptions {
@@ -282,13 +298,17 @@ export class MmioTransport implements BusDevice {
     }
     this.status |= VIRTIO_CONFIG_S_DRIVER_OK;
     this.activated = true;
-    this.device.activate({
+    this.device.activate(this.activateContext());
+  }
+
+  private activateContext(): ActivateContext {
+    return {
       memory: this.opts.memory,
       queues: this.queues,
       features: this.driverFeatures,
       signalUsed: (i) => this.signalUsed(i),
       needsReset: (why) => this.needsReset(why),
-    });
+    };
   }
 
   private signalUsed(index: number): void {
@@ -313,6 +333,56 @@ export class MmioTransport implements BusDevice {
     if (this.activated) {
       this.interruptStatus |= VIRTIO_MMIO_INT_CONFIG;
       this.opts.raiseIrq();
+    }
+  }
+
+  saveState(): MmioTransportState {
+    return {
+      version: 1, deviceId: this.device.deviceId, status: this.status, interruptStatus: this.interruptStatus,
+      configGeneration: this.configGeneration, driverFeatures: this.driverFeatures.toString(16),
+      deviceFeaturesSel: this.deviceFeaturesSel, driverFeaturesSel: this.driverFeaturesSel, queueSel: this.queueSel,
+      queues: this.queues.map((q) => q.saveState()),
+    };
+  }
+
+  /**
+   * Restores a saved transport into this fresh one (same device type, same guest memory) and,
+   * if the driver had reached DRIVER_OK, activates the device on the restored queues. A record
+   * that does not fit leaves the transport reset and throws.
+   */
+  restoreState(s: MmioTransportState): void {
+    const bad = (why: string) => new FormatError(`virtio-mmio state for device ${this.device.deviceId}: ${why}`, 'ERR_VIRTIO_STATE');
+    if (this.activated || this.status !== 0) throw bad('restore into a transport that is in use');
+    if (s?.version !== 1) throw bad(`version ${String(s?.version)}, expected 1`);
+    if (s.deviceId !== this.device.deviceId) throw bad(`saved from device type ${s.deviceId}`);
+    if (!Array.isArray(s.queues) || s.queues.length !== this.queues.length) throw bad(`${s.queues?.length} queues, the device has ${this.queues.length}`);
+    if (!/^[0-9a-f]{1,16}$/.test(s.driverFeatures)) throw bad(`driver features ${JSON.stringify(s.driverFeatures)}`);
+    const features = BigInt(`0x${s.driverFeatures}`);
+    if (features & ~this.offered) throw bad(`driver features 0x${s.driverFeatures} were not offered`);
+    for (const n of [s.status, s.interruptStatus, s.configGeneration, s.deviceFeaturesSel, s.driverFeaturesSel, s.queueSel]) {
+      if (!Number.isInteger(n) || n < 0 || n > 0xffff_ffff) throw bad('register value out of range');
+    }
+    try {
+      s.queues.forEach((q, i) => this.queues[i]!.restoreState(q, this.opts.memory));
+    } catch (e) {
+      this.reset();
+      throw bad((e as Error).message);
+    }
+    this.driverFeatures = features;
+    this.interruptStatus = s.interruptStatus;
+    this.configGeneration = s.configGeneration;
+    this.deviceFeaturesSel = s.deviceFeaturesSel;
+    this.driverFeaturesSel = s.driverFeaturesSel;
+    this.queueSel = s.queueSel;
+    this.status = s.status & ~VIRTIO_CONFIG_S_DRIVER_OK;
+    if (s.status & VIRTIO_CONFIG_S_DRIVER_OK) {
+      if (this.queues.some((q) => !q.ready)) {
+        this.reset();
+        throw bad('DRIVER_OK with a queue not ready');
+      }
+      this.status |= VIRTIO_CONFIG_S_DRIVER_OK;
+      this.activated = true;
+      this.device.activate(this.activateContext());
     }
   }
 

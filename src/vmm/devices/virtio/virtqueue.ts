@@ -48,6 +48,20 @@ export class VirtqueueError extends TvmError {
   }
 }
 
+export interface VirtqueueState {
+  size: number;
+  ready: boolean;
+  descTable: number;
+  availRing: number;
+  usedRing: number;
+  nextAvail: number;
+  nextUsed: number;
+  eventIdx: boolean;
+  indirect: boolean;
+  /** used.idx at the last interrupt decision, null before the first */
+  signalledUsed: number | null;
+}
+
 export interface Descriptor {
   addr: number;
   len: number;
@@ -107,6 +121,33 @@ export class Virtqueue {
       throw new VirtqueueError(`queue max size ${maxSize}: a power of 2 up to ${VIRTQ_MAX_SIZE}`);
     }
     this.size = maxSize;
+  }
+
+  /** The queue as a plain record (snapshots). */
+  saveState(): VirtqueueState {
+    return {
+      size: this.size, ready: this.ready, descTable: this.descTable, availRing: this.availRing, usedRing: this.usedRing,
+      nextAvail: this.nextAvail, nextUsed: this.nextUsed, eventIdx: this.eventIdx, indirect: this.indirect,
+      signalledUsed: this.signalledValid ? this.signalledUsed : null,
+    };
+  }
+
+  /** Restores a saved queue; a ready queue must still be valid against `memory`. */
+  restoreState(s: VirtqueueState, memory: GuestRam): void {
+    const u16ok = (n: unknown) => Number.isInteger(n) && (n as number) >= 0 && (n as number) <= 0xffff;
+    const addrOk = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
+    if (!u16ok(s.nextAvail) || !u16ok(s.nextUsed) || !addrOk(s.descTable) || !addrOk(s.availRing) || !addrOk(s.usedRing) || !Number.isInteger(s.size) || (s.signalledUsed !== null && !u16ok(s.signalledUsed))) {
+      throw new VirtqueueError('saved queue state has out-of-range fields', 'ERR_VIRTQUEUE_STATE');
+    }
+    const before = this.saveState();
+    Object.assign(this, { size: s.size, ready: s.ready === true, descTable: s.descTable, availRing: s.availRing, usedRing: s.usedRing, nextAvail: s.nextAvail, nextUsed: s.nextUsed, eventIdx: s.eventIdx === true, indirect: s.indirect === true });
+    this.signalledValid = s.signalledUsed !== null;
+    this.signalledUsed = s.signalledUsed ?? 0;
+    const why = this.ready ? this.invalidReason(memory) : null;
+    if (why) {
+      this.restoreState(before, memory);
+      throw new VirtqueueError(`saved queue state: ${why}`, 'ERR_VIRTQUEUE_STATE');
+    }
   }
 
   reset(): void {

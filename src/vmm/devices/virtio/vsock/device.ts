@@ -6,7 +6,7 @@
 import { ChainBuffers } from '../virtqueue.js';
 import { VIRTIO_ID_VSOCK, type ActivateContext, type VirtioDevice } from '../mmio.js';
 import { InvalidParameterError } from '../../../../errors.js';
-import { decodeHeader, encodeHeader, VSOCK_CONFIG_SIZE, VSOCK_HDR, VSOCK_MAX_PKT_BUF_SIZE, VMADDR_CID_HOST, type VsockHeader, type VsockPacket } from './packet.js';
+import { decodeHeader, encodeHeader, VIRTIO_VSOCK_EVENT_TRANSPORT_RESET, VSOCK_EVENT_SIZE, VSOCK_CONFIG_SIZE, VSOCK_HDR, VSOCK_MAX_PKT_BUF_SIZE, VMADDR_CID_HOST, type VsockHeader, type VsockPacket } from './packet.js';
 
 export const VSOCK_RX_QUEUE = 0;
 export const VSOCK_TX_QUEUE = 1;
@@ -88,6 +88,33 @@ export class VsockDevice implements VirtioDevice {
     } finally {
       this.busy = false;
     }
+  }
+
+  /**
+   * Tells the guest that every connection is gone (VIRTIO_VSOCK_EVENT_TRANSPORT_RESET), as
+   * after a snapshot restore: the host sockets did not survive. False when the driver has no
+   * event buffer posted (or the device is not active).
+   */
+  sendTransportReset(): boolean {
+    const ctx = this.ctx;
+    if (!ctx) return false;
+    this.backend.reset();
+    const q = ctx.queues[VSOCK_EVENT_QUEUE]!;
+    const c = q.pop(ctx.memory);
+    if (!c) return false;
+    let len = 0;
+    if (c.error) this.drop(c.error.message);
+    else {
+      const buf = new ChainBuffers(ctx.memory, c.descriptors);
+      if (buf.writableLength >= VSOCK_EVENT_SIZE) {
+        const ev = new Uint8Array(VSOCK_EVENT_SIZE);
+        new DataView(ev.buffer).setUint32(0, VIRTIO_VSOCK_EVENT_TRANSPORT_RESET, true);
+        len = buf.write(0, ev);
+      } else this.drop(`event buffer of ${buf.writableLength} bytes`);
+    }
+    q.addUsed(ctx.memory, c.head, len);
+    ctx.signalUsed(VSOCK_EVENT_QUEUE);
+    return len === VSOCK_EVENT_SIZE;
   }
 
   private processTx(): void {
