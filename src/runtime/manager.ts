@@ -383,7 +383,10 @@ export class ContainerManager {
       await this.persist(rec);
       if (rec.hostConfig.AutoRemove === true) {
         // Docker removes a --rm container whose start failed; `docker run --rm` waits for it.
-        void this.remove(rec.id, { force: true, volumes: true }).catch((err) => this.log(`auto-remove of ${rec.id} failed: ${String(err)}`));
+        // The supervisor may still be winding down the failed start: let it finish first.
+        void waitFor(iso.wait(rec.spec), 10_000)
+          .then(() => this.remove(rec.id, { force: true, volumes: true }))
+          .catch((err) => this.log(`auto-remove of ${rec.id} failed: ${String(err)}`));
       }
       const status = e instanceof TvmError ? e.status : 400;
       throw new TvmError(e instanceof TvmError ? e.code : 'ERR_START_FAILED', `failed to start container ${rec.id.slice(0, 12)}: ${rec.state.error}`, status, { cause: e });
@@ -584,6 +587,9 @@ export class ContainerManager {
         rec.state.error = `removal failed: ${(e as Error).message}`;
         l.removing = false;
         await this.persist(rec).catch(() => {});
+        // Nobody waiting for the removal may hang on one that failed.
+        const failed: WaitResult = { StatusCode: rec.state.exitCode, Error: { Message: rec.state.error } };
+        for (const w of l.removedWaiters.splice(0)) w(failed);
         throw e;
       }
       for (const ex of l.execs.keys()) this.execs.delete(ex);
