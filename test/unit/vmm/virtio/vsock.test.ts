@@ -203,6 +203,22 @@ describe('virtio-vsock with the unix-socket muxer', () => {
     expect(g.mux.connectionCount).toBe(0);
   });
 
+  it('packets for the guest wait until it posts rx buffers', async () => {
+    const g = await guest({ rxBuffers: 0 });
+    await hostConnect(70);
+    for (let i = 0; i < 5; i++) await tick();
+    g.collect();
+    expect(g.received).toHaveLength(0);
+    const rxq = g.tb.driver.queues[VSOCK_RX_QUEUE]!;
+    g.tb.driver.post(rxq, [{ writable: VSOCK_HDR.size }]); // header-only buffer: enough for a REQUEST
+    const irq = g.tb.nextIrq();
+    g.tb.driver.notify(rxq);
+    await irq;
+    const used = g.tb.driver.takeUsed(rxq);
+    expect(used).toHaveLength(1);
+    expect(used[0]!.len).toBe(VSOCK_HDR.size);
+  });
+
   it('guest-initiated: nobody listening -> RST', async () => {
     const g = await guest();
     g.send({ op: VIRTIO_VSOCK_OP_REQUEST, srcPort: 6000, dstPort: 7 });

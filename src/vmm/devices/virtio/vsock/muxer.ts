@@ -24,6 +24,8 @@ const MAX_HANDSHAKE = 32;
 /** Host ports the muxer hands out for host-initiated connections (Firecracker-like range). */
 const LOCAL_PORT_FIRST = 1 << 30;
 const LOCAL_PORT_LAST = 0xffff_fffe;
+/** Connections per VM (Firecracker's limit is of the same order): bounds host memory per guest. */
+export const VSOCK_MAX_CONNECTIONS = 1024;
 
 export interface VsockMuxerOptions {
   /** the unix socket host processes connect to; guest-initiated connections go to `<uds>_<port>` */
@@ -131,6 +133,7 @@ export class VsockMuxer implements VsockBackend {
   }
 
   private connectToGuest(s: net.Socket, port: number, initial: Buffer): void {
+    if (this.conns.size >= VSOCK_MAX_CONNECTIONS) return this.refuse(s, `${VSOCK_MAX_CONNECTIONS} connections open`);
     const local = this.allocLocalPort(port);
     const c = new VsockConnection(this.guestCid, local, port, 'request-guest', this.events);
     this.conns.set(c.key, c);
@@ -166,6 +169,7 @@ export class VsockMuxer implements VsockBackend {
   }
 
   private connectToHost(hdr: VsockHeader): void {
+    if (this.conns.size >= VSOCK_MAX_CONNECTIONS) return this.rstFor(hdr, `${VSOCK_MAX_CONNECTIONS} connections open`);
     const c = new VsockConnection(this.guestCid, hdr.dstPort, hdr.srcPort, 'connect-host', this.events);
     c.fromGuestCredit(hdr);
     this.conns.set(c.key, c);
