@@ -425,6 +425,17 @@ describe('ext4 writer: bad input', () => {
     });
   }
 
+  it('rejects bad options before writing anything', async () => {
+    const dir = path.join(work, 'bad-opts');
+    mkdirSync(dir);
+    const tar = await packTar([{ name: 'f', content: 'x' }]);
+    const out = path.join(dir, 'disk.ext4');
+    await expect(buildDisk([tar], out, { label: 'a-label-that-is-too-long' })).rejects.toThrow(/longer than 16 bytes/);
+    await expect(buildDisk([tar], out, { uuid: 'not-a-uuid' })).rejects.toBeInstanceOf(InvalidParameterError);
+    await expect(buildDisk([tar], out, { sizeBytes: 1 << 20 })).rejects.toThrow(/16 MiB minimum/);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
   it('propagates a failing layer stream and cleans up', async () => {
     const dir = path.join(work, 'bad-stream');
     mkdirSync(dir);
