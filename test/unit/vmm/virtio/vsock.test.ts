@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { virtioTestbed } from '../../../fixtures/virtio-driver.js';
-import { bit, VIRTIO_MMIO_STATUS } from '../../../../src/vmm/devices/virtio/mmio.js';
+import { bit, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_NEEDS_RESET } from '../../../../src/vmm/devices/virtio/mmio.js';
 import { VIRTIO_F_VERSION_1 } from '../../../../src/vmm/devices/virtio/virtqueue.js';
 import { VsockDevice, VSOCK_RX_QUEUE, VSOCK_TX_QUEUE } from '../../../../src/vmm/devices/virtio/vsock/device.js';
 import { VsockMuxer } from '../../../../src/vmm/devices/virtio/vsock/muxer.js';
@@ -217,6 +217,17 @@ describe('virtio-vsock with the unix-socket muxer', () => {
     const used = g.tb.driver.takeUsed(rxq);
     expect(used).toHaveLength(1);
     expect(used[0]!.len).toBe(VSOCK_HDR.size);
+  });
+
+  it('a broken rx ring found while serving host data sets DEVICE_NEEDS_RESET instead of throwing', async () => {
+    const g = await guest({ rxBuffers: 0 });
+    const rxq = g.tb.driver.queues[VSOCK_RX_QUEUE]!;
+    g.tb.driver.pushAvail(rxq, 4000); // a head index past the queue
+    const s = await hostConnect(71);
+    const closed = new Promise<void>((r) => s.once('close', () => r()));
+    await closed; // the muxer dropped every connection
+    expect(g.tb.driver.status() & VIRTIO_CONFIG_S_NEEDS_RESET).toBeTruthy();
+    expect(g.mux.connectionCount).toBe(0);
   });
 
   it('guest-initiated: nobody listening -> RST', async () => {

@@ -3,7 +3,7 @@
  * is the guest's CID. The device only moves packets between the queues and a backend (the
  * unix-socket muxer); connection state lives in the backend.
  */
-import { ChainBuffers } from '../virtqueue.js';
+import { ChainBuffers, VirtqueueError } from '../virtqueue.js';
 import { VIRTIO_ID_VSOCK, type ActivateContext, type VirtioDevice } from '../mmio.js';
 import { InvalidParameterError } from '../../../../errors.js';
 import { decodeHeader, encodeHeader, VIRTIO_VSOCK_EVENT_TRANSPORT_RESET, VSOCK_EVENT_SIZE, VSOCK_CONFIG_SIZE, VSOCK_HDR, VSOCK_MAX_PKT_BUF_SIZE, VMADDR_CID_HOST, type VsockHeader, type VsockPacket } from './packet.js';
@@ -36,6 +36,8 @@ export class VsockDevice implements VirtioDevice {
   private ctx?: ActivateContext;
   private busy = false;
   private kicked = false;
+  /** a queue could not be trusted: nothing runs until the driver resets the device */
+  private broken = false;
 
   constructor(readonly guestCid: bigint, private readonly backend: VsockBackend, private readonly log?: (line: string) => void) {
     // CIDs 0-2 are reserved (hypervisor, local, host); u32 ~0 is VMADDR_CID_ANY.
@@ -54,10 +56,12 @@ export class VsockDevice implements VirtioDevice {
 
   activate(ctx: ActivateContext): void {
     this.ctx = ctx;
+    this.broken = false;
   }
 
   reset(): void {
     this.ctx = undefined;
+    this.broken = false;
     this.backend.reset();
   }
 
@@ -77,7 +81,13 @@ export class VsockDevice implements VirtioDevice {
     if (this.ctx) this.run(() => {});
   }
 
+  /**
+   * Runs queue work, then fills rx buffers until the backend has nothing more. Also entered
+   * from socket events (kick), outside the transport's notify: a broken ring is reported here
+   * as DEVICE_NEEDS_RESET rather than thrown into the event loop.
+   */
   private run(work: () => void): void {
+    if (this.broken) return;
     this.busy = true;
     try {
       work();
@@ -85,6 +95,11 @@ export class VsockDevice implements VirtioDevice {
         this.kicked = false;
         this.processRx();
       } while (this.kicked);
+    } catch (e) {
+      if (!(e instanceof VirtqueueError)) throw e;
+      this.broken = true;
+      this.backend.reset();
+      this.ctx?.needsReset(e.message);
     } finally {
       this.busy = false;
     }
