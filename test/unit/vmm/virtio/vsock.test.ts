@@ -31,8 +31,8 @@ afterEach(async () => {
 const tick = () => new Promise<void>((r) => setImmediate(r));
 
 /** A guest: rx buffers posted, packets sent on tx, received packets collected. */
-async function guest(opts: { bufAlloc?: number; rxBuffers?: number; rxSize?: number } = {}) {
-  const mux = new VsockMuxer({ udsPath: uds, connectTimeoutMs: 60_000 });
+async function guest(opts: { bufAlloc?: number; rxBuffers?: number; rxSize?: number; connectTimeoutMs?: number; handshakeTimeoutMs?: number } = {}) {
+  const mux = new VsockMuxer({ udsPath: uds, connectTimeoutMs: opts.connectTimeoutMs ?? 60_000, handshakeTimeoutMs: opts.handshakeTimeoutMs });
   await mux.listen();
   cleanups.push(() => mux.close());
   const dev = new VsockDevice(CID, mux);
@@ -228,6 +228,27 @@ describe('virtio-vsock with the unix-socket muxer', () => {
     await closed; // the muxer dropped every connection
     expect(g.tb.driver.status() & VIRTIO_CONFIG_S_NEEDS_RESET).toBeTruthy();
     expect(g.mux.connectionCount).toBe(0);
+  });
+
+  it('host-initiated: a guest that never answers gets RST and the host socket is closed', async () => {
+    const g = await guest({ connectTimeoutMs: 50 });
+    const s = await hostConnect(72);
+    const closed = new Promise<void>((r) => s.once('close', () => r()));
+    const req = await g.expectPacket((p) => p.hdr.op === VIRTIO_VSOCK_OP_REQUEST);
+    await closed;
+    const rst = await g.expectPacket((p) => p.hdr.op === VIRTIO_VSOCK_OP_RST);
+    expect(rst.hdr).toMatchObject({ srcPort: req.hdr.srcPort, dstPort: 72 });
+    expect(g.mux.connectionCount).toBe(0);
+  });
+
+  it('a host connection that never sends its CONNECT line is closed', async () => {
+    const g = await guest({ handshakeTimeoutMs: 50 });
+    const s = net.connect({ path: uds });
+    cleanups.push(() => void s.destroy());
+    s.write('CONNECT 5'); // no newline, ever
+    await new Promise<void>((r) => s.once('close', () => r()));
+    g.collect();
+    expect(g.received).toHaveLength(0);
   });
 
   it('guest-initiated: nobody listening -> RST', async () => {

@@ -32,6 +32,8 @@ export interface VsockMuxerOptions {
   udsPath: string;
   /** how long a host-initiated connection waits for the guest's RESPONSE (default 5 s) */
   connectTimeoutMs?: number;
+  /** how long a host connection may take to send its `CONNECT <port>` line (default 5 s) */
+  handshakeTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -100,6 +102,9 @@ export class VsockMuxer implements VsockBackend {
     s.once('close', () => this.hostSockets.delete(s));
     s.on('error', () => {});
     let buf = Buffer.alloc(0);
+    const timer = setTimeout(() => this.refuse(s, 'no CONNECT line in time'), this.opts.handshakeTimeoutMs ?? 5000);
+    timer.unref();
+    s.once('close', () => clearTimeout(timer));
     const onData = (chunk: Buffer) => {
       buf = Buffer.concat([buf, chunk]);
       const nl = buf.indexOf(0x0a);
@@ -108,6 +113,7 @@ export class VsockMuxer implements VsockBackend {
         return;
       }
       s.off('data', onData);
+      clearTimeout(timer);
       s.pause();
       const line = buf.subarray(0, nl).toString('latin1');
       const m = /^CONNECT ([0-9]{1,10})$/.exec(line);
