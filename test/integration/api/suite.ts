@@ -174,13 +174,20 @@ export function dockerCliSuite(isolations: string[], o: { fake: boolean }): void
     });
 
     if (!o.fake) {
-      it('-it through a pty', async () => {
+      it('run -it and exec -it through a pty', async () => {
         const r = await execa('script', ['-qec', `docker run --rm -it --isolation=${isolation} busybox sh -c 'tty; echo tty-ok'`, '/dev/null'], {
           env: { DOCKER_HOST: d.host }, reject: false, timeout: 60_000, input: '',
         });
         expect(r.exitCode, r.stderr).toBe(0);
         expect(String(r.stdout)).toMatch(/\/dev\/pts\/\d+/);
         expect(String(r.stdout)).toContain('tty-ok');
+        await runIso(['-d', '--name', 'ttybox', 'busybox', 'sleep', '60']);
+        const ex = await execa('script', ['-qec', `docker exec -it ttybox sh -c 'tty; exit 3'`, '/dev/null'], {
+          env: { DOCKER_HOST: d.host }, reject: false, timeout: 60_000, input: '',
+        });
+        expect(ex.exitCode).toBe(3);
+        expect(String(ex.stdout)).toMatch(/\/dev\/pts\/\d+/);
+        await run(['rm', '-f', 'ttybox']);
       });
 
       it('enforces memory and pids limits', async () => {

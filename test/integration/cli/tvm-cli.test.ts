@@ -77,6 +77,14 @@ describe('tvm CLI', () => {
     expect([gone.code, gone.err]).toEqual([1, 'Error response from daemon: No such container: bg']);
   });
 
+  it('run -it through a pty', async () => {
+    const r = await execa('script', ['-qec', `${process.execPath} ${path.join(REPO, 'bin', 'tvm.js')} run --rm -it busybox sh -c 'tty; exit 4'`, '/dev/null'], {
+      env: { TVM_HOST: d.host }, reject: false, timeout: 60_000, input: '',
+    });
+    expect(r.exitCode).toBe(4);
+    expect(String(r.stdout)).toMatch(/\/dev\/pts\/\d+/);
+  });
+
   it('refuses --isolation=vm and bad limits with the daemon\'s message', async () => {
     const vm = await tvm(['run', '--rm', '--isolation=vm', 'busybox', 'true']);
     expect(vm.code).toBe(1);
