@@ -110,6 +110,7 @@ describe('virtio-vsock with the unix-socket muxer', () => {
     const c = g.tb.driver.readConfig(0, 8);
     expect(new DataView(c.buffer).getBigUint64(0, true)).toBe(CID);
     expect(() => new VsockDevice(2n, new VsockMuxer({ udsPath: uds }))).toThrow(/CID/);
+    expect(() => new VsockMuxer({ udsPath: `/tmp/${'x'.repeat(100)}` })).toThrow(/too long for a unix socket/);
   });
 
   it('host-initiated: CONNECT/REQUEST/RESPONSE/OK handshake, data both ways, guest close', async () => {

@@ -49,7 +49,9 @@ export class VsockMuxer implements VsockBackend {
   private server?: net.Server;
   private readonly hostSockets = new Set<net.Socket>();
 
-  constructor(private readonly opts: VsockMuxerOptions) {}
+  constructor(private readonly opts: VsockMuxerOptions) {
+    validateUdsPath(opts.udsPath);
+  }
 
   attach(kick: () => void, guestCid: bigint): void {
     this.kick = kick;
