@@ -190,6 +190,19 @@ export function dockerCliSuite(isolations: string[], o: { fake: boolean }): void
         await run(['rm', '-f', 'ttybox']);
       });
 
+      it('volumes: created on use, persistent, read-only, binds; anonymous ones go with --rm', async () => {
+        const w = await runIso(['--rm', '-v', 'vol1:/data', 'busybox', 'sh', '-c', 'echo persisted > /data/x']);
+        expect(w.exitCode, w.stderr).toBe(0);
+        const ro = await runIso(['--rm', '-v', 'vol1:/data:ro', 'busybox', 'sh', '-c', 'cat /data/x; touch /data/y']);
+        expect([ro.exitCode, ro.stdout]).toEqual([1, 'persisted']);
+        expect(ro.stderr).toMatch(/Read-only file system/);
+        await writeFile(path.join(tmp, 'bound.txt'), 'from host\n');
+        expect((await runIso(['--rm', '-v', `${tmp}:/host:ro`, 'busybox', 'cat', '/host/bound.txt'])).stdout).toBe('from host');
+        await runIso(['--rm', '-v', '/anon', 'busybox', 'true']);
+        expect((await run(['volume', 'ls', '-q'])).stdout).toBe('vol1');
+        expect((await run(['volume', 'rm', 'vol1'])).exitCode).toBe(0);
+      });
+
       it('enforces memory and pids limits', async () => {
         const oom = await runIso(['--name', 'oomer', '-m', '16m', 'busybox', 'sh', '-c', 'x=$(head -c 80000000 /dev/zero | tr "\\0" a); echo ${#x}']);
         expect(oom.exitCode).toBe(137);
