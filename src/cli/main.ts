@@ -4,6 +4,7 @@ import { registerContainerCommands } from './commands/containers.js';
 import { registerImageCommands } from './commands/images.js';
 import { registerSystemCommands } from './commands/system.js';
 import { registerKernelCommands } from './commands/kernel.js';
+import { registerVmmCommands } from './commands/vmm.js';
 import { isTvmError } from '../errors.js';
 
 const program = new Command();
@@ -16,15 +17,7 @@ registerContainerCommands(program);
 registerImageCommands(program);
 registerSystemCommands(program);
 registerKernelCommands(program);
-
-// `tvm vmm` is written by the VMM part; registered once it lands (then imported statically).
-try {
-  const vmmModule: string = './commands/vmm.js';
-  const mod = (await import(vmmModule)) as { registerVmmCommands?: (p: Command) => void };
-  mod.registerVmmCommands?.(program);
-} catch (e) {
-  if ((e as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw e;
-}
+registerVmmCommands(program);
 
 try {
   await program.parseAsync(process.argv);
