@@ -4,6 +4,7 @@ import { InvalidParameterError } from '../errors.js';
 import type { ApiContext } from './context.js';
 import { MULTIPLEXED_STREAM, RAW_STREAM, qbool, type HijackContext, type HijackRoute } from './hijack.js';
 import { framedWriter, rawWriter, encodeFrame, STREAM_STDERR, STREAM_STDOUT } from './stream-header.js';
+import { parseDetachKeys, detachFilter, DEFAULT_DETACH_KEYS } from './detach-keys.js';
 
 type Q = Record<string, string | undefined>;
 
@@ -61,10 +62,18 @@ export function hijackRoutes(ctx: ApiContext): HijackRoute[] {
     const q = h.query;
     const opts = { stdin: qbool(q.get('stdin')), stdout: qbool(q.get('stdout')), stderr: qbool(q.get('stderr')), logs: qbool(q.get('logs')), stream: qbool(q.get('stream')) };
     if (!opts.stdin) h.stdin.resume();
+    const keys = parseDetachKeys(q.get('detachKeys') || DEFAULT_DETACH_KEYS);
     h.upgrade(tty ? RAW_STREAM : MULTIPLEXED_STREAM);
     const stdout = tty ? rawWriter(h.socket) : framedWriter(h.socket, STREAM_STDOUT);
     const stderr = tty ? rawWriter(h.socket) : framedWriter(h.socket, STREAM_STDERR);
-    const a = await m.attach(rec.id, { ...(opts.stdin && { stdin: h.stdin }), stdout, stderr }, opts);
+    let detachNow = () => {};
+    // With a TTY the detach keys end the session and leave the container running.
+    const stdin = opts.stdin && tty ? h.stdin.pipe(detachFilter(keys, () => detachNow())) : h.stdin;
+    const a = await m.attach(rec.id, { ...(opts.stdin && { stdin }), stdout, stderr }, opts);
+    detachNow = () => {
+      a.detach();
+      h.socket.end();
+    };
     h.socket.on('close', () => a.detach());
     try {
       await a.done;

@@ -93,3 +93,25 @@ describe('small helpers', () => {
     expect(humanDuration(3 * 3600_000)).toBe('3 hours');
   });
 });
+
+import { parseDetachKeys, detachFilter } from '../../../src/api/detach-keys.js';
+
+describe('detach keys', () => {
+  it('parses Docker\'s key specs', () => {
+    expect([...parseDetachKeys('ctrl-p,ctrl-q')]).toEqual([0x10, 0x11]);
+    expect([...parseDetachKeys('ctrl-a,x')]).toEqual([0x01, 0x78]);
+    expect(() => parseDetachKeys('ctrl-,')).toThrow('Invalid detach keys (ctrl-,) provided');
+  });
+  it('passes input through and detaches on the sequence, releasing broken partial matches', async () => {
+    let detached = 0;
+    const f = detachFilter(Buffer.from([0x10, 0x11]), () => detached++);
+    const out: Buffer[] = [];
+    f.on('data', (c: Buffer) => out.push(c));
+    f.write(Buffer.from([0x61, 0x10]));
+    f.write(Buffer.from([0x62, 0x10]));
+    f.write(Buffer.from([0x11, 0x63]));
+    await new Promise((r) => setImmediate(r));
+    expect([...Buffer.concat(out)]).toEqual([0x61, 0x10, 0x62]);
+    expect(detached).toBe(1);
+  });
+});
