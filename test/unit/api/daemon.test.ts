@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { mkdtemp, stat, readFile } from 'node:fs/promises';
+import { mkdtemp, stat, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import http from 'node:http';
@@ -37,6 +37,7 @@ describe('tvm daemon', () => {
     await expect(startDaemon({ ...o, dataRoot: path.join(base, 'data3'), execRoot: path.join(base, 'run3') }).then(() => 'started')).rejects.toThrow(`another daemon is listening on ${sock}`);
     await d.close();
     await expect(stat(sock)).rejects.toThrow();
+    await rm(base, { recursive: true, force: true });
   });
 
   it('refuses plain TCP unless forced', async () => {
@@ -46,5 +47,6 @@ describe('tvm daemon', () => {
     const d = await startDaemon({ ...o, insecureTcp: true });
     expect(d.addresses[0]).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/);
     await d.close();
+    await rm(base, { recursive: true, force: true });
   });
 });

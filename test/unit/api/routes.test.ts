@@ -1,5 +1,6 @@
 import { describe, it, expect, beforeEach, afterEach } from 'vitest';
 import net from 'node:net';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { apiOnFakes } from './helpers.js';
 import { FrameDecoder } from '../../../src/api/stream-header.js';
@@ -11,6 +12,7 @@ beforeEach(async () => {
 });
 afterEach(async () => {
   await t.app.close();
+  await rm(t.dataRoot, { recursive: true, force: true });
 });
 
 const create = (body: Record<string, unknown>, name?: string) =>

@@ -1,5 +1,5 @@
-import { describe, it, expect } from 'vitest';
-import { mkdtemp, appendFile, writeFile } from 'node:fs/promises';
+import { describe, it, expect, afterAll } from 'vitest';
+import { mkdtemp, appendFile, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { EventBus, matchEvent, parseTimeArg } from '../../../src/runtime/events.js';
@@ -36,6 +36,15 @@ describe('events', () => {
 });
 
 describe('json-file log', () => {
+  const dirs: string[] = [];
+  const tmp = async () => {
+    const d = await mkdtemp(path.join(tmpdir(), 'tvm-log-'));
+    dirs.push(d);
+    return d;
+  };
+  afterAll(async () => {
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  });
   const entries = (texts: [string, 'stdout' | 'stderr', string][]) => texts.map(([log, stream, time]) => JSON.stringify({ log, stream, time }) + '\n').join('');
   const all = async (g: AsyncGenerator<LogEntry>) => {
     const out: string[] = [];
@@ -52,7 +61,7 @@ describe('json-file log', () => {
   });
 
   it('reads with tail, since and until', async () => {
-    const f = path.join(await mkdtemp(path.join(tmpdir(), 'tvm-log-')), 'log.jsonl');
+    const f = path.join(await tmp(), 'log.jsonl');
     await writeFile(f, entries([
       ['a\n', 'stdout', '2024-01-01T00:00:01Z'],
       ['b\n', 'stderr', '2024-01-01T00:00:02Z'],
@@ -66,7 +75,7 @@ describe('json-file log', () => {
   });
 
   it('follows appended lines until the writer is finished', async () => {
-    const f = path.join(await mkdtemp(path.join(tmpdir(), 'tvm-log-')), 'log.jsonl');
+    const f = path.join(await tmp(), 'log.jsonl');
     await writeFile(f, entries([['1\n', 'stdout', '2024-01-01T00:00:01Z']]));
     let finished = false;
     let finish!: () => void;

@@ -1,5 +1,5 @@
-import { describe, it, expect, beforeEach } from 'vitest';
-import { mkdtemp, readdir } from 'node:fs/promises';
+import { describe, it, expect, beforeEach, afterEach } from 'vitest';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -24,6 +24,9 @@ describe('ContainerManager', () => {
   let t: Awaited<ReturnType<typeof setup>>;
   beforeEach(async () => {
     t = await setup();
+  });
+  afterEach(async () => {
+    await rm(t.dataRoot, { recursive: true, force: true });
   });
 
   it('walks a container through its lifecycle with events', async () => {

@@ -1,5 +1,5 @@
-import { describe, it, expect, beforeEach } from 'vitest';
-import { mkdtemp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { describe, it, expect, beforeEach, afterEach } from 'vitest';
+import { mkdtemp, mkdir, readdir, readFile, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { RecordStore, RECORD_VERSION, type ContainerRecord } from '../../../src/runtime/records.js';
@@ -23,6 +23,9 @@ describe('RecordStore', () => {
   let root: string;
   beforeEach(async () => {
     root = await mkdtemp(path.join(tmpdir(), 'tvm-records-'));
+  });
+  afterEach(async () => {
+    await rm(root, { recursive: true, force: true });
   });
 
   it('saves atomically and loads back', async () => {
