@@ -101,6 +101,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
     const components = o.components ?? (await loadComponents({ dataRoot: o.dataRoot, execRoot: o.execRoot, ...(o.insecureRegistries && { insecureRegistries: o.insecureRegistries }) }));
     const manager = new ContainerManager({ dataRoot: o.dataRoot, isolations: components.isolations, images: components.images, defaultIsolation: o.defaultIsolation, log });
     await manager.init();
+    components.bindImagesInUse?.(() => manager.imagesInUse());
     const app = await buildApi({
       manager,
       images: components.images,

@@ -561,7 +561,9 @@ export class ContainerManager {
     if (l.removing) throw new ConflictError(`removal of container ${rec.id} is already in progress`);
     await this.locked(rec.id, async () => {
       if (l.removing || this.records.get(rec.id) !== rec) return;
-      if (isActive(rec.state.status)) {
+      // A dead container is one whose removal failed: its workload may still run, so a forced
+      // removal kills it again first.
+      if (isActive(rec.state.status) || (opts.force && rec.state.status === 'dead')) {
         if (!opts.force) transition(rec.state.status, 'remove', rec.name);
         l.removing = true;
         const iso = this.isolationFor(rec.spec.isolation);

@@ -4,7 +4,7 @@
  * container controls can point us at the host's files.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { lstat, mkdir, readdir, readlink, symlink, link, lchown, chmod, utimes, rm, mkdtemp, rmdir } from 'node:fs/promises';
+import { lstat, stat, mkdir, readdir, readlink, symlink, link, lchown, chmod, utimes, rm, mkdtemp, rmdir } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -74,8 +74,8 @@ export async function mountStoppedRoot(tmpParent: string, lower: string, upper: 
 
 type EntryHeader = Partial<Header> & { name: string };
 
-async function headerFor(hostPath: string, name: string): Promise<EntryHeader | undefined> {
-  const st = await lstat(hostPath);
+async function headerFor(hostPath: string, name: string, follow = false): Promise<EntryHeader | undefined> {
+  const st = follow ? await stat(hostPath) : await lstat(hostPath);
   const base = { name, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime };
   if (st.isDirectory()) return { ...base, type: 'directory' };
   if (st.isFile()) return { ...base, type: 'file', size: st.size };
@@ -104,12 +104,21 @@ export async function archiveFrom(view: RootView, containerPath: string): Promis
     if (!out.write(chunk as Buffer)) pack.pause();
   });
   out.on('drain', () => pack.resume());
+  // errors reach the caller through `out`; without a listener the pack's own would crash the daemon
+  pack.on('error', () => {});
   pack.on('end', () => {
     void view.cleanup().finally(() => out.end());
   });
-  const walk = async (host: string, name: string): Promise<void> => {
-    const h = await headerFor(host, name);
+  // The view's root of a running container is /proc/<pid>/root, itself a symlink: the top of
+  // the walk is always followed, everything below is archived as it is.
+  // Like `tar --one-file-system`: mount points inside (the container's /proc, /sys, /dev,
+  // volumes) are archived as empty directories. Pseudo files report sizes that differ from
+  // what a read returns, and Docker's export holds only the container's own filesystem.
+  const rootDev = (await stat(start)).dev;
+  const walk = async (host: string, name: string, top = false): Promise<void> => {
+    const h = await headerFor(host, name, top);
     if (!h) return;
+    const crossesMount = h.type === 'directory' && !top && (await lstat(host)).dev !== rootDev;
     if (h.type === 'file') {
       await new Promise<void>((resolve, reject) => {
         const entry = pack.entry(h, (err) => (err ? reject(err) : resolve()));
@@ -118,11 +127,11 @@ export async function archiveFrom(view: RootView, containerPath: string): Promis
       return;
     }
     pack.entry(h);
-    if (h.type === 'directory') {
+    if (h.type === 'directory' && !crossesMount) {
       for (const child of (await readdir(host)).sort()) await walk(path.join(host, child), `${name}/${child}`);
     }
   };
-  walk(start, top)
+  walk(start, top, start === view.root)
     .then(() => pack.finalize())
     .catch((e) => {
       pack.destroy(e as Error);

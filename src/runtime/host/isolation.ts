@@ -83,6 +83,8 @@ function toExit(s: AgentExitStatus): ExitStatus {
   return out;
 }
 
+const SIGKILL = 9;
+
 export class HostIsolation implements Isolation {
   readonly kind = 'container' as const;
   private readonly baseMounts: BaseMounts;
@@ -314,6 +316,11 @@ export class HostIsolation implements Isolation {
     const sig = parseSignal(signal);
     const c = await this.running(spec);
     await c.signal(sig);
+    // A SIGKILL stays pending in a frozen cgroup (a pause, or a copy in progress): thaw so it lands.
+    if (sig === SIGKILL) {
+      const st = await c.state().catch(() => undefined);
+      if (st?.status === 'paused') await c.resume().catch(() => {});
+    }
   }
 
   async pause(spec: ContainerSpec): Promise<void> {
