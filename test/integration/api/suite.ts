@@ -203,6 +203,31 @@ export function dockerCliSuite(isolations: string[], o: { fake: boolean }): void
         expect((await run(['volume', 'rm', 'vol1'])).exitCode).toBe(0);
       });
 
+      it('docker export of a running and a stopped container holds its own filesystem only', async () => {
+        await runIso(['-d', '--name', 'exp', 'busybox', 'sh', '-c', 'echo mine > /tmp/mark; sleep 60']);
+        await until('the mark file', async () => ((await run(['exec', 'exp', 'cat', '/tmp/mark'])).stdout === 'mine' ? true : undefined));
+        for (const phase of ['running', 'stopped']) {
+          const out = path.join(tmp, `export-${phase}.tar`);
+          const ex = await run(['export', '-o', out, 'exp']);
+          expect(ex.exitCode, ex.stderr).toBe(0);
+          const names = String((await execa('tar', ['-tf', out])).stdout).split('\n').map((n) => n.replace(/^\.\//, ''));
+          expect(names).toContain('bin/busybox');
+          expect(names).toContain('tmp/mark');
+          // mount points are there, their pseudo-filesystem contents are not
+          expect(names.filter((n) => n.startsWith('proc/') && n !== 'proc/')).toEqual([]);
+          if (phase === 'running') await run(['stop', '-t', '1', 'exp']);
+        }
+        await run(['rm', 'exp']);
+      });
+
+      it('rm -f of a paused container', async () => {
+        await runIso(['-d', '--name', 'frozen', 'busybox', 'sleep', '60']);
+        expect((await run(['pause', 'frozen'])).exitCode).toBe(0);
+        const rm = await run(['rm', '-f', 'frozen']);
+        expect(rm.exitCode, rm.stderr).toBe(0);
+        expect((await run(['ps', '-aq', '-f', 'name=frozen'])).stdout).toBe('');
+      });
+
       it('enforces memory and pids limits', async () => {
         const oom = await runIso(['--name', 'oomer', '-m', '16m', 'busybox', 'sh', '-c', 'x=$(head -c 80000000 /dev/zero | tr "\\0" a); echo ${#x}']);
         expect(oom.exitCode).toBe(137);
