@@ -40,14 +40,8 @@ export type NewcField = (typeof NEWC_FIELDS)[number][0];
 export type NewcHeader = Record<NewcField, number>;
 
 /** File type bits of c_mode (the S_IF* values from <sys/stat.h>). */
-export const S_IFMT = 0o170000;
-export const S_IFSOCK = 0o140000;
-export const S_IFLNK = 0o120000;
-export const S_IFREG = 0o100000;
-export const S_IFBLK = 0o060000;
-export const S_IFDIR = 0o040000;
-export const S_IFCHR = 0o020000;
-export const S_IFIFO = 0o010000;
+export { S_IFMT, S_IFSOCK, S_IFLNK, S_IFREG, S_IFBLK, S_IFDIR, S_IFCHR, S_IFIFO } from './file-mode.js';
+import { S_IFMT, S_IFSOCK, S_IFLNK, S_IFREG, S_IFBLK, S_IFDIR, S_IFCHR, S_IFIFO } from './file-mode.js';
 const PERMISSION_BITS = 0o7777;
 
 /** The kernel's PATH_MAX: longer names are rejected by the initramfs unpacker. */

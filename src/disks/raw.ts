@@ -4,7 +4,7 @@
  * simulation) without the formats knowing.
  */
 import fs from 'node:fs';
-import { checkRange, checkWritable, writeZeroChunks, type SyncBlockBackend } from './block-backend.js';
+import { checkRange, checkWritable, writeZeroChunks, SyncBackedBlockBackend } from './block-backend.js';
 import { NotFoundError, TvmError } from '../errors.js';
 
 export interface FileIo {
@@ -105,12 +105,13 @@ export function readZeroFilled(io: FileIo, buf: Uint8Array, position: number): v
  * Discard is a no-op (advisory; Node has no portable hole punching and the raw base disks
  * are read-only anyway).
  */
-export class RawFile implements SyncBlockBackend {
+export class RawFile extends SyncBackedBlockBackend {
   readonly size: number;
   readonly discardGranularity = 0;
   private closed = false;
 
   constructor(readonly io: FileIo, readonly readOnly: boolean) {
+    super();
     this.size = io.size();
   }
 
@@ -159,22 +160,4 @@ export class RawFile implements SyncBlockBackend {
     }
   }
 
-  async read(buf: Uint8Array, offset: number): Promise<void> {
-    this.readSync(buf, offset);
-  }
-  async write(buf: Uint8Array, offset: number): Promise<void> {
-    this.writeSync(buf, offset);
-  }
-  async flush(): Promise<void> {
-    this.flushSync();
-  }
-  async discard(offset: number, length: number): Promise<void> {
-    this.discardSync(offset, length);
-  }
-  async writeZeroes(offset: number, length: number): Promise<void> {
-    this.writeZeroesSync(offset, length);
-  }
-  async close(): Promise<void> {
-    this.closeSync();
-  }
 }

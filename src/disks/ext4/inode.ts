@@ -16,14 +16,8 @@ export const EXT4_ROOT_INO = 2;
 export const EXT4_JOURNAL_INO = 8;
 export const EXT4_GOOD_OLD_FIRST_INO = 11;
 
-export const S_IFMT = 0o170000;
-export const S_IFSOCK = 0o140000;
-export const S_IFLNK = 0o120000;
-export const S_IFREG = 0o100000;
-export const S_IFBLK = 0o060000;
-export const S_IFDIR = 0o040000;
-export const S_IFCHR = 0o020000;
-export const S_IFIFO = 0o010000;
+export { S_IFMT, S_IFSOCK, S_IFLNK, S_IFREG, S_IFBLK, S_IFDIR, S_IFCHR, S_IFIFO } from '../file-mode.js';
+import { S_IFMT, S_IFSOCK, S_IFLNK, S_IFREG, S_IFBLK, S_IFDIR, S_IFCHR, S_IFIFO } from '../file-mode.js';
 
 export const EXT4_HUGE_FILE_FL = 0x00040000;
 export const EXT4_EXTENTS_FL = 0x00080000;

@@ -25,7 +25,7 @@
  *   not open a container's overlay twice for writing.
  */
 import { ConflictError, FormatError, NotFoundError, NotImplementedError, TvmError } from '../../errors.js';
-import { checkRange, checkWritable, writeZeroChunks, type SyncBlockBackend } from '../block-backend.js';
+import { checkRange, checkWritable, writeZeroChunks, SyncBackedBlockBackend } from '../block-backend.js';
 import { NodeFileIo, readZeroFilled, type FileIo } from '../raw.js';
 import {
   COMPRESSION_ZLIB,
@@ -68,7 +68,7 @@ function unsupported(name: string, what: string): NotImplementedError {
   return new NotImplementedError(`qcow2 image ${name}: ${what} is not supported`, ERR_UNSUPPORTED);
 }
 
-export class Qcow2Image implements SyncBlockBackend {
+export class Qcow2Image extends SyncBackedBlockBackend {
   readonly size: number;
   readonly readOnly: boolean;
   readonly clusterSize: number;
@@ -122,6 +122,7 @@ export class Qcow2Image implements SyncBlockBackend {
     backing: { io: FileIo; path: string } | undefined,
     opts: Qcow2OpenOptions,
   ) {
+    super();
     this.name = name;
     this.io = io;
     this.header = header;
@@ -450,24 +451,6 @@ export class Qcow2Image implements SyncBlockBackend {
     }
   }
 
-  async read(buf: Uint8Array, offset: number): Promise<void> {
-    this.readSync(buf, offset);
-  }
-  async write(buf: Uint8Array, offset: number): Promise<void> {
-    this.writeSync(buf, offset);
-  }
-  async flush(): Promise<void> {
-    this.flushSync();
-  }
-  async discard(offset: number, length: number): Promise<void> {
-    this.discardSync(offset, length);
-  }
-  async writeZeroes(offset: number, length: number): Promise<void> {
-    this.writeZeroesSync(offset, length);
-  }
-  async close(): Promise<void> {
-    this.closeSync();
-  }
 
   // ---------------------------------------------------------------------------------------
   // mapping
