@@ -9,6 +9,7 @@ import { parseFilters, checkFilterKeys } from './filters.js';
 import { matchEvent, parseTimeArg, type DockerEvent } from '../runtime/events.js';
 import { isActive } from '../runtime/state-machine.js';
 import { imageSummary } from './images.js';
+import { NotImplementedError } from '../errors.js';
 import { listJson } from './container-json.js';
 import { logSize } from '../runtime/log-file.js';
 
@@ -72,6 +73,34 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): voi
     BuildTime: '',
   });
   app.get('/version', async () => versionJson());
+
+  // `docker login`: Docker checks the credentials against the registry and keeps nothing.
+  const authBodySchema = {
+    type: 'object',
+    properties: {
+      username: { type: 'string' },
+      password: { type: 'string' },
+      email: { type: 'string' },
+      serveraddress: { type: 'string' },
+      identitytoken: { type: 'string' },
+      registrytoken: { type: 'string' },
+    },
+  } as const;
+  app.post<{ Body: { username?: string; password?: string; serveraddress?: string; identitytoken?: string } }>(
+    '/auth',
+    { schema: { body: authBodySchema } },
+    async (req) => {
+      const b = req.body ?? {};
+      const login = ctx.images.login?.bind(ctx.images);
+      if (!login) throw new NotImplementedError('this image store cannot log in to registries');
+      await login(b.serveraddress ?? '', {
+        ...(b.username !== undefined && { username: b.username }),
+        ...(b.password !== undefined && { password: b.password }),
+        ...(b.identitytoken !== undefined && { identitytoken: b.identitytoken }),
+      });
+      return { Status: 'Login Succeeded', IdentityToken: '' };
+    },
+  );
 
   app.get('/info', async () => {
     const recs = m.records.all();

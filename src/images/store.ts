@@ -24,7 +24,7 @@ import { checkDeferredLinks } from './tar-safety.js';
 import { MediaType, parseImageConfig, parseManifest, hostPlatform, type Descriptor, type ImageConfig, type Platform } from './manifest.js';
 import { Mutex, mapLimit } from './mutex.js';
 import { progress } from './progress.js';
-import { familiarName, familiarString, formatReference, parseNormalized, parseReference, repositoryName, type Reference } from './reference.js';
+import { DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN, familiarName, familiarString, formatReference, parseNormalized, parseReference, repositoryName, type Reference } from './reference.js';
 import { RegistryClient, RegistryError, type RegistryClientOptions } from './registry.js';
 import type { Credentials } from './auth.js';
 import type { ImageRecord, ImageStore, PullProgress } from './types.js';
@@ -450,6 +450,20 @@ export class Store implements ImageStore {
     });
   }
 
+  /**
+   * `docker login` (POST /auth): checks the credentials against the registry's /v2/ (through
+   * its Basic or token challenge). Nothing is stored: the client keeps its credentials and
+   * sends them with each pull or push.
+   */
+  async login(serverAddress: string, creds: Credentials): Promise<void> {
+    const client = this.registryClient(loginDomain(serverAddress), creds);
+    try {
+      await client.ping();
+    } finally {
+      await client.close();
+    }
+  }
+
   private registryClient(domain: string, auth: Credentials | undefined): RegistryClient {
     const o: RegistryClientOptions = {};
     if (this.opts.insecureRegistries) o.insecureRegistries = this.opts.insecureRegistries;
@@ -699,3 +713,9 @@ function refMatches(stored: string, user: string): boolean {
   }
 }
 
+/** The registry a `docker login` server address names: scheme and path dropped; Docker Hub's aliases -> docker.io. */
+export function loginDomain(serverAddress: string): string {
+  const host = serverAddress.trim().replace(/^[a-z]+:\/\//i, '').replace(/\/.*$/, '').toLowerCase();
+  if (host === '' || host === LEGACY_DEFAULT_DOMAIN || host === 'registry-1.docker.io') return DEFAULT_DOMAIN;
+  return host;
+}

@@ -60,6 +60,8 @@ export interface ImageStore {
   /** docker history rows, newest first, Docker's field names (added by images) */
   history?(ref: string): Promise<{ Id: string; Created: number; CreatedBy: string; Tags: string[] | null; Size: number; Comment: string }[]>;
   /** docker push: blobs then manifest under the ref's tag; returns the manifest digest (added by images) */
+  /** `docker login`: checks credentials against a registry; throws AuthError (401) when refused */
+  login?(serverAddress: string, creds: { username?: string; password?: string; identitytoken?: string }): Promise<void>;
   push?(ref: string, opts: { auth?: { username?: string; password?: string; identitytoken?: string; registrytoken?: string }; onProgress?: (p: PullProgress) => void }): Promise<string>;
 }
 
