@@ -1,6 +1,5 @@
 /** `tvm daemon`: serves the Docker Engine API. */
 import { Command, Option } from 'commander';
-import { DEFAULT_HOST, runDaemon } from '../../daemon/daemon.js';
 import type { IsolationKind } from '../../runtime/types.js';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -25,6 +24,8 @@ export function registerDaemonCommand(program: Command): void {
       host: string[]; dataRoot: string; execRoot: string; defaultIsolation: IsolationKind; group?: string; tlsverify?: boolean; tls?: boolean;
       tlscacert?: string; tlscert?: string; tlskey?: string; insecureTcp?: boolean; insecureRegistry: string[];
     }) => {
+      // Loaded on use: the daemon pulls in fastify and every part; other commands need none of it.
+      const { DEFAULT_HOST, runDaemon } = await import('../../daemon/daemon.js');
       const tlsOn = o.tlsverify === true || o.tls === true || o.tlscert !== undefined;
       await runDaemon({
         hosts: o.host.length > 0 ? o.host : [DEFAULT_HOST],

@@ -3,7 +3,10 @@
  * artifacts are. The lead wires registerKernelCommands into src/cli/main.ts.
  */
 import { InvalidArgumentError, type Command } from 'commander';
-import { buildKernel, findKernel, kernelKey, type KernelArtifacts } from '../../vmm/kernel-artifacts.js';
+import type { KernelArtifacts } from '../../vmm/kernel-artifacts.js';
+
+// Loaded on use, so `tvm` starts without execa and the kernel build machinery.
+const artifacts = () => import('../../vmm/kernel-artifacts.js');
 
 function print(a: KernelArtifacts, json: boolean): void {
   if (json) process.stdout.write(JSON.stringify(a, null, 2) + '\n');
@@ -23,7 +26,7 @@ export function registerKernelCommands(program: Command): void {
     })
     .option('--json', 'print all artifact paths as JSON')
     .action(async (opts: { jobs?: number; json?: boolean }) => {
-      const a = await buildKernel({ ...(opts.jobs !== undefined && { jobs: opts.jobs }) });
+      const a = await (await artifacts()).buildKernel({ ...(opts.jobs !== undefined && { jobs: opts.jobs }) });
       print(a, opts.json ?? false);
     });
 
@@ -34,9 +37,9 @@ export function registerKernelCommands(program: Command): void {
     .option('--key', 'print only the cache key of the current kernel inputs')
     .action(async (opts: { json?: boolean; key?: boolean }) => {
       if (opts.key) {
-        process.stdout.write((await kernelKey()) + '\n');
+        process.stdout.write((await (await artifacts()).kernelKey()) + '\n');
         return;
       }
-      print(await findKernel(), opts.json ?? false);
+      print(await (await artifacts()).findKernel(), opts.json ?? false);
     });
 }

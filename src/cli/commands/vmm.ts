@@ -1,6 +1,5 @@
 /** `tvm vmm run`: boot a kernel in a microVM with the console on stdio (the lead wires it into main.ts). */
 import type { Command } from 'commander';
-import { runVmm, parsePositiveInt } from '../../vmm/main.js';
 import { isTvmError } from '../../errors.js';
 
 export function registerVmmCommands(program: Command): void {
@@ -18,6 +17,8 @@ export function registerVmmCommands(program: Command): void {
     .action(async (o: { kernel: string; initrd?: string; append: string; mem: string; cpus: string; boot: string; verbose?: boolean }) => {
       try {
         if (o.boot !== 'linux64' && o.boot !== 'pvh') throw new Error(`--boot ${o.boot}: linux64 or pvh`);
+        // Loaded on use: koffi and the VMM are not needed by other commands.
+        const { runVmm, parsePositiveInt } = await import('../../vmm/main.js');
         process.exitCode = await runVmm({
           kernel: o.kernel, initrd: o.initrd, append: o.append, memMiB: parsePositiveInt(o.mem, '--mem'),
           cpus: parsePositiveInt(o.cpus, '--cpus'), boot: o.boot, verbose: o.verbose,
