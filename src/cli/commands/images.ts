@@ -1,6 +1,9 @@
 /** `tvm images`, `pull`, `load`, `import`. */
 import type { Command } from 'commander';
 import { createReadStream } from 'node:fs';
+import { access, constants } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { InvalidParameterError } from '../../errors.js';
 import { ApiError, TvmClient } from '../client.js';
 import { table } from '../output.js';
 import { humanSize } from '../units.js';
@@ -68,7 +71,8 @@ export function registerImageCommands(program: Command): void {
     .action(async (o: { input?: string; quiet?: boolean }) => {
       // Like docker: progress only on a terminal.
       const quiet = o.quiet === true || process.stdout.isTTY !== true;
-      await withClient((c) => printStream(c, '/images/load', { query: { quiet }, stream: o.input ? createReadStream(o.input) : process.stdin }));
+      const stream = o.input ? await inputFile(o.input) : process.stdin;
+      await withClient((c) => printStream(c, '/images/load', { query: { quiet }, stream }));
     });
 
   program
@@ -88,11 +92,26 @@ export function registerImageCommands(program: Command): void {
           tag = reference.slice(colon + 1);
         } else repo = reference;
       }
+      const stream = file === '-' ? process.stdin : await inputFile(file);
       await withClient((c) =>
         printStream(c, '/images/create', {
           query: { fromSrc: '-', ...(repo && { repo }), ...(tag && { tag }), changes: o.change, ...(o.message && { message: o.message }) },
-          stream: file === '-' ? process.stdin : createReadStream(file),
+          stream,
         }),
       );
     });
+}
+
+/**
+ * Opens an input tar before the request starts: a missing file must be reported as such, as
+ * docker does (`open x: no such file or directory`), not as a failed connection to the daemon.
+ */
+async function inputFile(file: string): Promise<Readable> {
+  try {
+    await access(file, constants.R_OK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new InvalidParameterError(`open ${file}: ${code === 'ENOENT' ? 'no such file or directory' : code === 'EACCES' ? 'permission denied' : (e as Error).message}`);
+  }
+  return createReadStream(file);
 }

@@ -32,6 +32,14 @@ describe('tvm CLI', () => {
     if (tmp) await rm(tmp, { recursive: true, force: true });
   });
 
+  it('names a missing input file instead of blaming the daemon', async () => {
+    for (const args of [['import', path.join(tmp, 'nope.tar'), 'x:1'], ['load', '-i', path.join(tmp, 'nope.tar')]]) {
+      const r = await tvm(args);
+      expect(r.code).toBe(1);
+      expect(r.err).toContain(`open ${path.join(tmp, 'nope.tar')}: no such file or directory`);
+    }
+  });
+
   it('says how to start a daemon when none answers', async () => {
     const r = await tvm(['ps'], { host: `unix://${path.join(os.tmpdir(), 'no-such-tvm.sock')}` });
     expect(r.code).toBe(1);
