@@ -573,6 +573,8 @@ export class ContainerManager {
         if (l.exit && !(await waitFor(l.exit, 10_000))) {
           this.onExit(rec.id, l.runGen, { exitCode: 137, finishedAt: now(), oomKilled: false, error: 'container did not exit after SIGKILL' });
         }
+        // A dead container has no exit watcher: ask the isolation for the end of the workload.
+        if (!l.exit && rec.state.status === 'dead') await waitFor(iso.wait(rec.spec).catch(() => undefined), 10_000);
         await this.settle(rec.id);
       }
       l.removing = true;
