@@ -119,7 +119,8 @@ async function vmmBoot(): Promise<number | undefined> {
 async function main(): Promise<void> {
   await rm(work, { recursive: true, force: true });
   await mkdir(work, { recursive: true });
-  const dataRoot = path.join(process.env.TVM_DEMO_DATA ?? path.join(os.homedir(), '.cache', 'tvm', 'demo-data'));
+  // A private data root per run, removed at the end: the demo leaves no images behind.
+  const dataRoot = process.env.TVM_DEMO_DATA ?? path.join(work, 'data');
   say(`starting tvm daemon on ${host} (data root ${dataRoot})`);
   const daemon = spawn(process.execPath, [TVM, 'daemon', '-H', host, '--data-root', dataRoot, '--exec-root', path.join(work, 'run')], {
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -141,6 +142,8 @@ async function main(): Promise<void> {
   } finally {
     daemon.kill('SIGTERM');
     await new Promise((res) => daemon.on('exit', res));
+    // Every container was --rm, so no base disk is mounted any more; if one still is, keep the files.
+    await rm(work, { recursive: true, force: true }).catch((e: Error) => say(`left ${work} behind: ${e.message}`));
   }
 }
 
