@@ -26,7 +26,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = path.resolve(here, '..', '..');
 export const AGENT_PATH = path.join(REPO_ROOT, 'native', 'build', 'tvm-agent');
 
-export async function loadComponents(o: { dataRoot: string; execRoot: string; insecureRegistries?: string[] }): Promise<Components> {
+export async function loadComponents(o: { dataRoot: string; execRoot: string; insecureRegistries?: string[]; baseDiskSize?: number }): Promise<Components> {
   if (!existsSync(AGENT_PATH)) throw new TvmError('ERR_PART_MISSING', `the agent binary ${AGENT_PATH} is missing: run scripts/setup.sh (make -C native)`, 500);
   const images = await openImageStore({ dataRoot: o.dataRoot, ...(o.insecureRegistries && { insecureRegistries: o.insecureRegistries }) });
   // Until the manager has loaded the records, every image counts as in use: never rebuild a
@@ -36,6 +36,7 @@ export async function loadComponents(o: { dataRoot: string; execRoot: string; in
     dataRoot: o.dataRoot,
     layerStreams: (id: string) => images.layerStreams(id),
     inUse: (id: string) => (imagesInUse === undefined ? true : imagesInUse().has(id)),
+    ...(o.baseDiskSize !== undefined && { sizeBytes: o.baseDiskSize }),
   });
   const container = new HostIsolation({ dataRoot: o.dataRoot, runRoot: o.execRoot, agentPath: AGENT_PATH, baseDisks, images });
   return {

@@ -29,6 +29,8 @@ export interface DaemonOptions {
   tls?: TlsOptions;
   insecureTcp?: boolean;
   insecureRegistries?: string[];
+  /** `--storage-opt size=`: virtual size of the image base disks (bytes) */
+  baseDiskSize?: number;
   /** injected parts (tests); default: the real ones */
   components?: Components;
   log?: (msg: string) => void;
@@ -98,7 +100,12 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   }
   const listeners: Listener[] = [];
   try {
-    const components = o.components ?? (await loadComponents({ dataRoot: o.dataRoot, execRoot: o.execRoot, ...(o.insecureRegistries && { insecureRegistries: o.insecureRegistries }) }));
+    const components = o.components ?? (await loadComponents({
+        dataRoot: o.dataRoot,
+        execRoot: o.execRoot,
+        ...(o.insecureRegistries && { insecureRegistries: o.insecureRegistries }),
+        ...(o.baseDiskSize !== undefined && { baseDiskSize: o.baseDiskSize }),
+      }));
     const manager = new ContainerManager({ dataRoot: o.dataRoot, isolations: components.isolations, images: components.images, defaultIsolation: o.defaultIsolation, log });
     await manager.init();
     components.bindImagesInUse?.(() => manager.imagesInUse());

@@ -31,6 +31,11 @@ export interface BaseDiskCacheOptions {
    * it is a valid filesystem, and rebuilding it would change the blocks their overlays sit on.
    */
   inUse?: (imageId: string) => boolean | Promise<boolean>;
+  /**
+   * virtual size of every base disk (the daemon's `--storage-opt size=`): the free space a VM's
+   * writable root gets through its overlay; default: the writer's, from the content
+   */
+  sizeBytes?: number;
   /** called after each build (for logs and events) */
   onBuilt?: (imageId: string, stats: Ext4Stats, path: string) => void;
 }
@@ -42,8 +47,10 @@ export function imageIdHex(imageId: string): string {
 }
 
 /** the filesystem UUID a current base disk of `imageId` has */
-export function baseDiskUuid(imageId: string, version = BASE_DISK_WRITER_VERSION): Buffer {
-  return uuidFromDigest(createHash('sha256').update(`tvm base disk v${version}\n${imageIdHex(imageId)}`).digest());
+export function baseDiskUuid(imageId: string, version = BASE_DISK_WRITER_VERSION, sizeBytes?: number): Buffer {
+  // The size is part of the identity, so a daemon started with another size rebuilds its disks.
+  const size = sizeBytes === undefined ? '' : `\nsize ${sizeBytes}`;
+  return uuidFromDigest(createHash('sha256').update(`tvm base disk v${version}\n${imageIdHex(imageId)}${size}`).digest());
 }
 
 export class BaseDiskCache implements BaseDisks {
@@ -73,7 +80,7 @@ export class BaseDiskCache implements BaseDisks {
     const f = await readSuperblock(this.pathFor(imageId));
     if (!f) return false;
     const label = Buffer.from(f.s_volume_name as Uint8Array).toString('utf8').replace(/\0+$/, '');
-    return label === BASE_DISK_LABEL && Buffer.from(f.s_uuid as Uint8Array).equals(baseDiskUuid(imageId));
+    return label === BASE_DISK_LABEL && Buffer.from(f.s_uuid as Uint8Array).equals(baseDiskUuid(imageId, BASE_DISK_WRITER_VERSION, this.opts.sizeBytes));
   }
 
   /** removes an image's base disk (image deletion); containers holding it open keep their copy */
@@ -93,8 +100,9 @@ export class BaseDiskCache implements BaseDisks {
       if (name.startsWith(stale) && name.endsWith('.tmp')) await rm(path.join(this.dir, name), { force: true });
     }
     const stats = await writeExt4FromLayers(this.opts.layerStreams(imageId), target, {
-      uuid: baseDiskUuid(imageId),
+      uuid: baseDiskUuid(imageId, BASE_DISK_WRITER_VERSION, this.opts.sizeBytes),
       label: BASE_DISK_LABEL,
+      ...(this.opts.sizeBytes !== undefined && { sizeBytes: this.opts.sizeBytes }),
     });
     this.opts.onBuilt?.(imageId, stats, target);
     return target;

@@ -54,6 +54,7 @@ export interface HostConfigBody {
   ReadonlyRootfs?: boolean;
   NetworkMode?: string;
   PortBindings?: Record<string, unknown> | null;
+  StorageOpt?: Record<string, string> | null;
   PublishAllPorts?: boolean;
   AutoRemove?: boolean;
   Isolation?: string;
@@ -130,6 +131,18 @@ export function validateResources(hc: HostConfigBody): Resources {
     r.cpusetCpus = hc.CpusetCpus;
   }
   return r;
+}
+
+/**
+ * Per-container `--storage-opt`: a container's writes land in an overlayfs upper directory on
+ * the host, which has no size limit here (Docker itself refuses it unless overlay sits on xfs
+ * with pquota). Refused rather than ignored.
+ */
+export function validateStorageOpt(hc: HostConfigBody): void {
+  const keys = Object.keys(hc.StorageOpt ?? {});
+  if (keys.length > 0) {
+    throw new InvalidParameterError(`--storage-opt ${keys.join(',')} is not supported per container: the writable layer is an overlayfs upper directory on the host (set the base disk size with tvm daemon --storage-opt size=)`);
+  }
 }
 
 export function validateNetwork(hc: HostConfigBody): 'none' | 'host' {

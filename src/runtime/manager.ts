@@ -15,7 +15,7 @@ import { EventBus } from './events.js';
 import { VolumeStore } from './volumes.js';
 import { newId, randomName, validateName } from './ids.js';
 import {
-  displayRef, effectiveConfig, mapIsolation, parseMounts, validateNetwork, validateResources, validateRestartPolicy,
+  displayRef, effectiveConfig, mapIsolation, parseMounts, validateNetwork, validateResources, validateRestartPolicy, validateStorageOpt,
   type CreateBody,
 } from './container-config.js';
 import { parseSignal } from './signals.js';
@@ -245,6 +245,7 @@ export class ContainerManager {
     const iso = this.isolationFor(kind);
     const resources = validateResources(hc);
     const network = validateNetwork(hc);
+    validateStorageOpt(hc);
     validateRestartPolicy(hc);
     const name = nameArg !== undefined && nameArg !== '' ? validateName(nameArg) : randomName((n) => this.records.nameTaken(n));
 

@@ -1,6 +1,10 @@
 /** `tvm daemon`: serves the Docker Engine API. */
 import { Command, Option } from 'commander';
 import type { IsolationKind } from '../../runtime/types.js';
+import { InvalidParameterError } from '../../errors.js';
+import { parseBytes } from '../units.js';
+
+const MIN_BASE_DISK_SIZE = 64 * 1024 * 1024;
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -19,13 +23,15 @@ export function registerDaemonCommand(program: Command): void {
     .option('--tlscert <file>', 'server certificate')
     .option('--tlskey <file>', 'server key')
     .option('--insecure-tcp', 'allow plain TCP without TLS (anyone reaching it is root)')
+    .option('--storage-opt <k=v>', 'storage driver option: size=<bytes|k|m|g> sets the virtual size of image base disks (repeatable)', collect, [])
     .option('--insecure-registry <host>', 'registry reachable over plain HTTP (repeatable)', collect, [])
     .action(async (o: {
       host: string[]; dataRoot: string; execRoot: string; defaultIsolation: IsolationKind; group?: string; tlsverify?: boolean; tls?: boolean;
-      tlscacert?: string; tlscert?: string; tlskey?: string; insecureTcp?: boolean; insecureRegistry: string[];
+      tlscacert?: string; tlscert?: string; tlskey?: string; insecureTcp?: boolean; insecureRegistry: string[]; storageOpt: string[];
     }) => {
       // Loaded on use: the daemon pulls in fastify and every part; other commands need none of it.
       const { DEFAULT_HOST, runDaemon } = await import('../../daemon/daemon.js');
+      const baseDiskSize = parseStorageOpts(o.storageOpt);
       const tlsOn = o.tlsverify === true || o.tls === true || o.tlscert !== undefined;
       await runDaemon({
         hosts: o.host.length > 0 ? o.host : [DEFAULT_HOST],
@@ -36,6 +42,20 @@ export function registerDaemonCommand(program: Command): void {
         ...(tlsOn && { tls: { verify: o.tlsverify === true, ...(o.tlscacert && { ca: o.tlscacert }), ...(o.tlscert && { cert: o.tlscert }), ...(o.tlskey && { key: o.tlskey }) } }),
         ...(o.insecureTcp && { insecureTcp: true }),
         ...(o.insecureRegistry.length > 0 && { insecureRegistries: o.insecureRegistry }),
+        ...(baseDiskSize !== undefined && { baseDiskSize }),
       });
     });
+}
+
+/** `--storage-opt size=10G` -> bytes; any other key is refused (nothing else is configurable yet). */
+export function parseStorageOpts(opts: string[]): number | undefined {
+  let size: number | undefined;
+  for (const kv of opts) {
+    const eq = kv.indexOf('=');
+    const key = eq < 0 ? kv : kv.slice(0, eq).trim().toLowerCase();
+    if (key !== 'size' || eq < 0) throw new InvalidParameterError(`--storage-opt ${kv}: unknown option (supported: size=<bytes|k|m|g>)`);
+    size = parseBytes(kv.slice(eq + 1));
+    if (size < MIN_BASE_DISK_SIZE) throw new InvalidParameterError(`--storage-opt ${kv}: a base disk needs at least 64 MiB`);
+  }
+  return size;
 }

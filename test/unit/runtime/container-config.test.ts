@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { cpus } from 'node:os';
 import {
-  mapIsolation, validateResources, validateNetwork, effectiveConfig, parseMounts, mergeEnv, displayRef, validateRestartPolicy,
+  mapIsolation, validateResources, validateNetwork, validateStorageOpt, effectiveConfig, parseMounts, mergeEnv, displayRef, validateRestartPolicy,
 } from '../../../src/runtime/container-config.js';
 import { parseSignal } from '../../../src/runtime/signals.js';
 import type { ImageRecord } from '../../../src/images/types.js';
@@ -57,6 +57,12 @@ describe('resource limits', () => {
 });
 
 describe('network and policies', () => {
+  it('refuses a per-container --storage-opt instead of ignoring it', () => {
+    expect(() => validateStorageOpt({ StorageOpt: { size: '10G' } })).toThrow('--storage-opt size is not supported per container');
+    expect(() => validateStorageOpt({ StorageOpt: {} })).not.toThrow();
+    expect(() => validateStorageOpt({})).not.toThrow();
+  });
+
   it('allows none and host only; refuses port publishing clearly', () => {
     expect(validateNetwork({})).toBe('none');
     expect(validateNetwork({ NetworkMode: 'default' })).toBe('none');

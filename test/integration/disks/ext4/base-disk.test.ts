@@ -48,6 +48,30 @@ describe('BaseDiskCache', () => {
     expect(readdirSync(path.dirname(a))).toEqual([path.basename(a)]);
   });
 
+  it('honours the daemon\'s --storage-opt size= and rebuilds when it changes', async () => {
+    const dataRoot = path.join(work, 'root-size');
+    let calls = 0;
+    const layerStreams = async function* () {
+      calls++;
+      yield Readable.from([busybox]);
+    };
+    const GiB = 1024 ** 3;
+    const two = new BaseDiskCache({ dataRoot, layerStreams, sizeBytes: 2 * GiB });
+    const a = await two.ensure(image());
+    expect(statSync(a).size).toBe(2 * GiB);
+    fsck(a);
+    expect(await two.ensure(image())).toBe(a);
+    expect(calls).toBe(1);
+    const three = new BaseDiskCache({ dataRoot, layerStreams, sizeBytes: 3 * GiB });
+    expect(await three.isCurrent(ID)).toBe(false);
+    await three.ensure(image());
+    expect(calls).toBe(2);
+    expect(statSync(a).size).toBe(3 * GiB);
+    fsck(a);
+    expect(baseDiskUuid(ID, BASE_DISK_WRITER_VERSION, 2 * GiB).equals(baseDiskUuid(ID, BASE_DISK_WRITER_VERSION, 3 * GiB))).toBe(false);
+    expect(baseDiskUuid(ID).equals(baseDiskUuid(ID, BASE_DISK_WRITER_VERSION, undefined))).toBe(true);
+  });
+
   it('rebuilds a disk left by another writer version', async () => {
     const dataRoot = path.join(work, 'root2');
     let calls = 0;
