@@ -220,6 +220,16 @@ export function dockerCliSuite(isolations: string[], o: { fake: boolean }): void
         await run(['rm', 'exp']);
       });
 
+      it('a killed agent ends its container with a clear status, never a hang', async () => {
+        const id = (await runIso(['-d', 'busybox', 'sleep', '60'])).stdout;
+        const agentPid = Number(await readFile(path.join(d.dataRoot, 'containers', id, 'agent.pid'), 'utf8'));
+        process.kill(agentPid, 'SIGKILL');
+        const w = await run(['wait', id], { timeout: 30_000 });
+        expect([w.exitCode, w.stdout]).toEqual([0, '255']);
+        expect((await run(['inspect', '-f', '{{.State.Status}}|{{.State.Error}}', id])).stdout).toBe('exited|lost track of the container: agent connection closed');
+        expect((await run(['rm', id])).exitCode).toBe(0);
+      });
+
       it('rm -f of a paused container', async () => {
         await runIso(['-d', '--name', 'frozen', 'busybox', 'sleep', '60']);
         expect((await run(['pause', 'frozen'])).exitCode).toBe(0);
