@@ -187,3 +187,13 @@ export class TvmClient {
     await this.client.close();
   }
 }
+
+/** Runs fn with a client for the configured daemon and closes it afterwards. */
+export async function withClient<T>(fn: (c: TvmClient) => Promise<T>): Promise<T> {
+  const c = new TvmClient();
+  try {
+    return await fn(c);
+  } finally {
+    await c.close();
+  }
+}

@@ -1,21 +1,11 @@
 /** `tvm run`, `ps`, `exec`, `logs`, `stop`, `kill`, `rm`, `start`, `inspect`. */
 import { Command, Option } from 'commander';
 import type { Duplex } from 'node:stream';
-import { ApiError, TvmClient } from '../client.js';
+import { ApiError, TvmClient, withClient } from '../client.js';
 import { copyStream, table } from '../output.js';
 import { parseBytes, parseCpus } from '../units.js';
 import { humanDuration } from '../../api/container-json.js';
-
-const collect = (v: string, prev: string[]) => [...prev, v];
-
-async function withClient<T>(fn: (c: TvmClient) => Promise<T>): Promise<T> {
-  const c = new TvmClient();
-  try {
-    return await fn(c);
-  } finally {
-    await c.close();
-  }
-}
+import { collect } from '../options.js';
 
 /** Pulls with progress on stderr (like docker run's implicit pull). */
 export async function pullImage(c: TvmClient, ref: string, out: NodeJS.WritableStream = process.stderr): Promise<void> {

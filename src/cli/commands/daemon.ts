@@ -3,10 +3,9 @@ import { Command, Option } from 'commander';
 import type { IsolationKind } from '../../runtime/types.js';
 import { InvalidParameterError } from '../../errors.js';
 import { parseBytes } from '../units.js';
+import { collect } from '../options.js';
 
 const MIN_BASE_DISK_SIZE = 64 * 1024 * 1024;
-
-const collect = (v: string, prev: string[]) => [...prev, v];
 
 export function registerDaemonCommand(program: Command): void {
   program

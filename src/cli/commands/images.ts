@@ -4,22 +4,12 @@ import { createReadStream } from 'node:fs';
 import { access, constants } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { InvalidParameterError } from '../../errors.js';
-import { ApiError, TvmClient } from '../client.js';
+import { ApiError, TvmClient, withClient } from '../client.js';
 import { table } from '../output.js';
 import { humanSize } from '../units.js';
 import { humanDuration } from '../../api/container-json.js';
 import { pullImage } from './containers.js';
-
-async function withClient<T>(fn: (c: TvmClient) => Promise<T>): Promise<T> {
-  const c = new TvmClient();
-  try {
-    return await fn(c);
-  } finally {
-    await c.close();
-  }
-}
-
-const collect = (v: string, prev: string[]) => [...prev, v];
+import { collect } from '../options.js';
 
 export function registerImageCommands(program: Command): void {
   program
