@@ -7,8 +7,8 @@
  */
 import type { SyncBlockBackend } from '../../../disks/block-backend.js';
 import { InvalidParameterError } from '../../../errors.js';
-import { ChainBuffers } from './virtqueue.js';
-import { bit, VIRTIO_ID_BLOCK, type ActivateContext, type VirtioDevice } from './mmio.js';
+import type { ChainBuffers } from './virtqueue.js';
+import { bit, serveQueue, VIRTIO_ID_BLOCK, type ActivateContext, type VirtioDevice } from './mmio.js';
 import {
   parseBlockRequest, SECTOR_SIZE, VIRTIO_BLK_OUTHDR, VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK,
   type BlockLimits, type BlockRequest,
@@ -128,19 +128,10 @@ export class BlockDevice implements VirtioDevice {
   notify(index: number): void {
     const ctx = this.ctx;
     if (!ctx || index !== 0) return;
-    const q = ctx.queues[0]!;
-    let done = 0;
-    for (let c = q.pop(ctx.memory); c; c = q.pop(ctx.memory)) {
-      if (c.error) {
-        this.opts.log?.(`virtio-blk: ${c.error.message}`);
-        this.stats.refused++;
-        q.addUsed(ctx.memory, c.head, 0);
-      } else {
-        q.addUsed(ctx.memory, c.head, this.process(new ChainBuffers(ctx.memory, c.descriptors)));
-      }
-      done++;
-    }
-    if (done) ctx.signalUsed(0);
+    serveQueue(ctx, 0, (buf) => this.process(buf), (e) => {
+      this.opts.log?.(`virtio-blk: ${e.message}`);
+      this.stats.refused++;
+    });
   }
 
   /** Runs one request; returns the bytes written into the chain (data + status). */

@@ -12,7 +12,7 @@
 import type { BusDevice } from '../bus.js';
 import type { GuestRam } from '../../memory.js';
 import { FormatError } from '../../../errors.js';
-import { Virtqueue, VirtqueueError, type VirtqueueState, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC } from './virtqueue.js';
+import { ChainBuffers, Virtqueue, VirtqueueError, type VirtqueueState, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC } from './virtqueue.js';
 
 /** Register offsets (virtio_mmio.h). */
 export const VIRTIO_MMIO_MAGIC_VALUE = 0x000;
@@ -74,6 +74,26 @@ export interface ActivateContext {
   signalUsed: (queue: number) => void;
   /** the device cannot go on: DEVICE_NEEDS_RESET + configuration interrupt */
   needsReset: (why: string) => void;
+}
+
+/**
+ * Serves every available chain of one queue: a chain that failed validation is completed with
+ * length 0 (after `refused`), a valid one with the byte count `handle` wrote into it; one
+ * interrupt at the end if anything was used.
+ */
+export function serveQueue(ctx: ActivateContext, index: number, handle: (buf: ChainBuffers) => number, refused: (e: Error) => void): void {
+  const q = ctx.queues[index]!;
+  let done = 0;
+  for (let c = q.pop(ctx.memory); c; c = q.pop(ctx.memory)) {
+    done++;
+    if (c.error) {
+      refused(c.error);
+      q.addUsed(ctx.memory, c.head, 0);
+    } else {
+      q.addUsed(ctx.memory, c.head, handle(new ChainBuffers(ctx.memory, c.descriptors)));
+    }
+  }
+  if (done) ctx.signalUsed(index);
 }
 
 export interface VirtioDevice {

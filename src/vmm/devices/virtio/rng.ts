@@ -3,8 +3,8 @@
  * buffer the driver posts is filled from the host's CSPRNG. No configuration, no features.
  */
 import { randomFillSync } from 'node:crypto';
-import { ChainBuffers } from './virtqueue.js';
-import { VIRTIO_ID_RNG, type ActivateContext, type VirtioDevice } from './mmio.js';
+import type { ChainBuffers } from './virtqueue.js';
+import { serveQueue, VIRTIO_ID_RNG, type ActivateContext, type VirtioDevice } from './mmio.js';
 
 export const RNG_QUEUE_SIZE = 256;
 /** Bytes handed out per chain at most (bounded work per notification; Linux asks for <= 64). */
@@ -34,28 +34,21 @@ export class RngDevice implements VirtioDevice {
   notify(index: number): void {
     const ctx = this.ctx;
     if (!ctx || index !== 0) return;
-    const q = ctx.queues[0]!;
-    let done = 0;
-    for (let c = q.pop(ctx.memory); c; c = q.pop(ctx.memory)) {
-      done++;
-      if (c.error) {
-        this.log?.(`virtio-rng: ${c.error.message}`);
-        q.addUsed(ctx.memory, c.head, 0);
-        continue;
-      }
-      const buf = new ChainBuffers(ctx.memory, c.descriptors);
-      let left = RNG_MAX_CHAIN_BYTES;
-      let n = 0;
-      for (const w of buf.writable) {
-        const take = Math.min(w.length, left);
-        if (take === 0) break;
-        randomFillSync(w, 0, take);
-        left -= take;
-        n += take;
-      }
-      this.bytesServed += n;
-      q.addUsed(ctx.memory, c.head, n);
+    serveQueue(ctx, 0, (buf) => this.fill(buf), (e) => this.log?.(`virtio-rng: ${e.message}`));
+  }
+
+  /** Fills the chain's writable buffers, at most RNG_MAX_CHAIN_BYTES; returns the bytes written. */
+  private fill(buf: ChainBuffers): number {
+    let left = RNG_MAX_CHAIN_BYTES;
+    let n = 0;
+    for (const w of buf.writable) {
+      const take = Math.min(w.length, left);
+      if (take === 0) break;
+      randomFillSync(w, 0, take);
+      left -= take;
+      n += take;
     }
-    if (done) ctx.signalUsed(0);
+    this.bytesServed += n;
+    return n;
   }
 }
