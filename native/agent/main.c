@@ -1,8 +1,11 @@
 /* tvm-agent: the per-container supervisor on the host (`supervise`), and later PID 1 in the
  * microVM guest. Usage:
  *   tvm-agent supervise --state-dir DIR [--linger SECONDS] [--foreground]
+ *   tvm-agent run --spec FILE [--state-dir DIR]   (foreground, like runc run: run.h)
+ *   tvm-agent pause|resume --spec FILE
  *   tvm-agent version */
 #define _GNU_SOURCE
+#include "run.h"
 #include "supervisor.h"
 #include "util.h"
 #include <errno.h>
@@ -22,6 +25,8 @@
 
 static void usage(void) {
   fprintf(stderr, "usage: tvm-agent supervise --state-dir DIR [--linger SECONDS] [--foreground]\n"
+                  "       tvm-agent run --spec FILE [--state-dir DIR]\n"
+                  "       tvm-agent pause|resume --spec FILE\n"
                   "       tvm-agent version\n");
   exit(2);
 }
@@ -160,6 +165,9 @@ int main(int argc, char **argv) {
     printf("tvm-agent 0.1 protocol 1\n");
     return 0;
   }
+  if (strcmp(argv[1], "run") == 0) return run_main(argc - 1, argv + 1);
+  if (strcmp(argv[1], "pause") == 0 || strcmp(argv[1], "resume") == 0)
+    return run_freeze_main(argc - 1, argv + 1, strcmp(argv[1], "pause") == 0);
   if (strcmp(argv[1], "supervise") != 0) usage();
   const char *dir = NULL;
   int linger = DEFAULT_LINGER, fg = 0;

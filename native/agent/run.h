@@ -1,0 +1,27 @@
+/* `tvm-agent run`: a foreground mode like `runc run`. It reads an agent create spec (the JSON of
+ * the protocol's `create` op) from a file, creates the cgroup and starts the container with the
+ * supervisor's code (cgroup.c, container.c), connects the container's stdio to its own, forwards
+ * signals, waits, removes the cgroup and exits with the container's status.
+ * `tvm-agent pause|resume --spec FILE` freeze and thaw the cgroup of a container that `run`
+ * started from the same spec. */
+#ifndef TVM_RUN_H
+#define TVM_RUN_H
+#include <stddef.h>
+
+/* Exit code for errors of the agent itself (bad spec, cgroup setup), as `docker run` uses 125. */
+#define RUN_AGENT_ERROR 125
+
+typedef struct {
+  const char *spec_path;
+  const char *state_dir; /* optional: receives pid and exit.json */
+} run_args;
+
+/* Parses the arguments after the subcommand name; 0, or -1 with a message. */
+int run_parse_args(int argc, char *const argv[], run_args *out, char *err, size_t errlen);
+/* A waitpid status as Docker reports it: the exit code, or 128 + N for signal N. */
+int run_exit_code(int status);
+
+/* The subcommands; argv[0] is the subcommand name. They return the process exit code. */
+int run_main(int argc, char *const argv[]);
+int run_freeze_main(int argc, char *const argv[], int frozen);
+#endif
