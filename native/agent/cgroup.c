@@ -79,6 +79,23 @@ static int64_t read_keyed(const char *dir, const char *name, const char *key) {
   return v;
 }
 
+/* With a user namespace the group belongs to the container's root, as runc delegates it: the
+ * directory and the files that move processes, so a cgroupfs the container mounts is usable. */
+static int chown_to_userns_root(const container_spec *s, const char *dir, char *err, size_t errlen) {
+  if (!s->userns.nuid) return 0;
+  int64_t uid = userns_to_host(s->userns.uid, s->userns.nuid, 0), gid = userns_to_host(s->userns.gid, s->userns.ngid, 0);
+  static const char *const files[] = {"", "/cgroup.procs", "/tasks", "/cgroup.threads", "/cgroup.subtree_control"};
+  for (size_t i = 0; i < ARRAY_LEN(files); i++) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s%s", dir, files[i]);
+    if (chown(p, (uid_t)uid, (gid_t)gid) < 0 && !(i > 0 && errno == ENOENT)) {
+      snprintf(err, errlen, "cgroup: chown %s to the container's root: %s", p, strerror(errno));
+      return -1;
+    }
+  }
+  return 0;
+}
+
 /* cpuset children start empty in v1: copy cpus/mems down from the parent at each new level. */
 static int v1_cpuset_mkdir(const container_spec *s, char *err, size_t errlen) {
   char path[4096], parent[4096];
@@ -136,6 +153,7 @@ static int create_v1(const container_spec *s, char *err, size_t errlen) {
       if (rc != -1) snprintf(err, errlen, "cgroup: mkdir %s: %s", dir, strerror(-rc));
       return -1;
     }
+    if (chown_to_userns_root(s, dir, err, errlen) < 0) return -1;
   }
   char v[64];
   if (s->res.memory) {
@@ -222,6 +240,7 @@ static int create_v2(const container_spec *s, char *err, size_t errlen) {
     return -1;
   }
   if (v2_enable_controllers(s, err, errlen) < 0) return -1;
+  if (chown_to_userns_root(s, dir, err, errlen) < 0) return -1;
   if (s->res.memory) {
     snprintf(v, sizeof v, "%" PRId64, s->res.memory);
     if (knob(dir, "memory.max", v, err, errlen) < 0) return -1;

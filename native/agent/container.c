@@ -5,6 +5,7 @@
 #include "mounts.h"
 #include "seccomp.h"
 #include "user.h"
+#include "userns.h"
 #include "util.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -324,6 +325,9 @@ int container_start(const container_spec *s, proc_io *io, int *code, char *err, 
   *code = 126;
   if (fdset_open(&f, &s->process, err, errlen) < 0) return -1;
   unsigned long flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (s->net_none ? CLONE_NEWNET : 0);
+  /* created with the others, the user namespace owns them: the child may mount proc, sysfs (its
+   * own netns), mqueue and overlayfs as the namespace's root */
+  if (s->userns.nuid) flags |= CLONE_NEWUSER;
   pid_t pid = raw_clone(flags);
   if (pid < 0) {
     snprintf(err, errlen, "clone: %s", strerror(errno));
@@ -336,6 +340,8 @@ int container_start(const container_spec *s, proc_io *io, int *code, char *err, 
     /* wait until the agent has put us in the cgroup: every later allocation is accounted */
     if (read(c.syncfd, &b, 1) != 1) _exit(126);
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    /* the agent has written our id maps before the sync byte */
+    if (s->userns.nuid && userns_become_root(err, errlen) < 0) child_fail(&c, 126, "%s", err);
     if (s->net_none && loopback_up() < 0) child_fail(&c, 126, "bring up lo: %s", strerror(errno));
     if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
       child_fail(&c, 126, "sethostname: %s", strerror(errno));
@@ -343,7 +349,7 @@ int container_start(const container_spec *s, proc_io *io, int *code, char *err, 
     finish_and_exec(&c, &s->process, s->hostname, s->caps, s->privileged);
   }
   io->pid = pid;
-  if (cgroup_join(s, pid, err, errlen) < 0) {
+  if (cgroup_join(s, pid, err, errlen) < 0 || (s->userns.nuid && userns_write_maps(pid, &s->userns, err, errlen) < 0)) {
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     fdset_close(&f);
@@ -366,10 +372,13 @@ int container_start(const container_spec *s, proc_io *io, int *code, char *err, 
 
 int container_exec(const container_spec *s, pid_t init_pid, const proc_spec *p, int privileged, proc_io *io,
                    int *code, char *err, size_t errlen) {
-  static const char *const nss[] = {"ipc", "uts", "net", "pid", "mnt"};
-  int nsfd[5];
+  /* the user namespace first: it owns the others, and joining it grants the capabilities to join them */
+  static const char *const all_nss[] = {"user", "ipc", "uts", "net", "pid", "mnt"};
+  const char *const *nss = s->userns.nuid ? all_nss : all_nss + 1;
+  const int nns = s->userns.nuid ? 6 : 5;
+  int nsfd[6];
   *code = 126;
-  for (int i = 0; i < 5; i++) {
+  for (int i = 0; i < nns; i++) {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)init_pid, nss[i]);
     nsfd[i] = open(path, O_RDONLY | O_CLOEXEC);
@@ -381,14 +390,14 @@ int container_exec(const container_spec *s, pid_t init_pid, const proc_spec *p, 
   }
   fdset f;
   if (fdset_open(&f, p, err, errlen) < 0) {
-    for (int i = 0; i < 5; i++) close(nsfd[i]);
+    for (int i = 0; i < nns; i++) close(nsfd[i]);
     return -1;
   }
   int pidpipe[2];
   if (pipe2(pidpipe, O_CLOEXEC) < 0) {
     snprintf(err, errlen, "pipe: %s", strerror(errno));
     fdset_close(&f);
-    for (int i = 0; i < 5; i++) close(nsfd[i]);
+    for (int i = 0; i < nns; i++) close(nsfd[i]);
     return -1;
   }
   pid_t mid = fork();
@@ -397,15 +406,16 @@ int container_exec(const container_spec *s, pid_t init_pid, const proc_spec *p, 
     fdset_close(&f);
     close(pidpipe[0]);
     close(pidpipe[1]);
-    for (int i = 0; i < 5; i++) close(nsfd[i]);
+    for (int i = 0; i < nns; i++) close(nsfd[i]);
     return -1;
   }
   if (mid == 0) {
     child_ctx c = child_ends(&f);
     char b;
     if (read(c.syncfd, &b, 1) != 1) _exit(126);
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < nns; i++)
       if (setns(nsfd[i], 0) < 0) child_fail(&c, 126, "setns %s: %s", nss[i], strerror(errno));
+    if (s->userns.nuid && userns_become_root(err, errlen) < 0) child_fail(&c, 126, "%s", err);
     /* setns(pid) applies to children only: CLONE_PARENT makes the agent the parent, so it
      * reaps the exec process directly */
     pid_t pid = raw_clone(CLONE_PARENT);
@@ -418,7 +428,7 @@ int container_exec(const container_spec *s, pid_t init_pid, const proc_spec *p, 
     write_all(pidpipe[1], &pid, sizeof pid);
     _exit(0);
   }
-  for (int i = 0; i < 5; i++) close(nsfd[i]);
+  for (int i = 0; i < nns; i++) close(nsfd[i]);
   close(pidpipe[1]);
   /* the intermediate process joins the cgroup first: the exec process inherits it */
   if (cgroup_join(s, mid, err, errlen) < 0) {

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -119,6 +120,22 @@ static int mount_dev(const char *root, char *err, size_t errlen) {
   return 0;
 }
 
+/* Read-only remount of a bind mount keeping the flags it already has: in a user namespace the
+ * kernel refuses to clear nosuid/nodev/noexec/atime flags locked by the mount's original owner
+ * (EPERM), and a plain MS_RDONLY remount would clear them. */
+static int remount_bind_ro(const char *path, unsigned long extra) {
+  struct statvfs sv;
+  if (statvfs(path, &sv) < 0) return -1;
+  unsigned long fl = MS_REMOUNT | MS_BIND | MS_RDONLY | extra;
+  static const struct { unsigned long st, ms; } keep[] = {
+    {ST_NOSUID, MS_NOSUID}, {ST_NODEV, MS_NODEV}, {ST_NOEXEC, MS_NOEXEC}, {ST_NOATIME, MS_NOATIME},
+    {ST_NODIRATIME, MS_NODIRATIME}, {ST_RELATIME, MS_RELATIME},
+  };
+  for (size_t i = 0; i < ARRAY_LEN(keep); i++)
+    if (sv.f_flag & keep[i].st) fl |= keep[i].ms;
+  return mount(NULL, path, NULL, fl, NULL);
+}
+
 /* Creates the mount point: a directory, or an empty file when the source is a file. */
 static int make_mountpoint(const char *path, int is_file) {
   if (!is_file) return mkdir_p(path, 0755);
@@ -153,7 +170,7 @@ static int user_mounts(const container_spec *s, char *err, size_t errlen) {
     if ((rc = make_mountpoint(dest, !S_ISDIR(st.st_mode))) < 0) { errno = -rc; ERRNO("create mount point %s", m->destination); }
     if (mount(m->source, dest, NULL, MS_BIND | MS_REC, NULL) < 0) ERRNO("bind %s on %s", m->source, m->destination);
     /* MS_RDONLY is ignored on the bind itself: it takes a remount of the new mount */
-    if (m->readonly && mount(NULL, dest, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
+    if (m->readonly && remount_bind_ro(dest, 0) < 0)
       ERRNO("remount %s read-only", m->destination);
   }
   return 0;
@@ -171,7 +188,7 @@ static int mask_paths(char *err, size_t errlen) {
     struct stat st;
     if (stat(readonly_paths[i], &st) < 0) continue;
     if (mount(readonly_paths[i], readonly_paths[i], NULL, MS_BIND | MS_REC, NULL) < 0 ||
-        mount(NULL, readonly_paths[i], NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_REC, NULL) < 0)
+        remount_bind_ro(readonly_paths[i], MS_REC) < 0)
       ERRNO("make %s read-only", readonly_paths[i]);
   }
   return 0;
@@ -181,7 +198,10 @@ int rootfs_setup(const container_spec *s, char *err, size_t errlen) {
   char p[PATH_MAX], opts[3 * PATH_MAX + 64];
   /* nothing we mount may propagate back to the host */
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) ERRNO("make / private");
-  snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", s->lower, s->upper, s->work);
+  /* in a user namespace overlayfs cannot set trusted.* xattrs: opaque directories and redirects
+   * go to user.overlay.* instead (the upper dir is the container's own) */
+  snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s%s", s->lower, s->upper, s->work,
+           s->userns.nuid ? ",userxattr" : "");
   if (mount("overlay", s->target, "overlay", 0, opts) < 0) ERRNO("mount overlay rootfs (%s)", opts);
 
   snprintf(p, sizeof p, "%s/proc", s->target);
@@ -193,7 +213,7 @@ int rootfs_setup(const container_spec *s, char *err, size_t errlen) {
   if (mount("sysfs", p, "sysfs", sysfl, NULL) < 0) {
     /* sysfs cannot be mounted without owning the network namespace: bind the host's instead */
     if (mount("/sys", p, NULL, MS_BIND | MS_REC, NULL) < 0) ERRNO("mount /sys");
-    if (!s->privileged && mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0) ERRNO("remount /sys read-only");
+    if (!s->privileged && remount_bind_ro(p, 0) < 0) ERRNO("remount /sys read-only");
   }
   if (mount_dev(s->target, err, errlen) < 0) return -1;
   if (user_mounts(s, err, errlen) < 0) return -1;

@@ -163,7 +163,7 @@ static int parse_mounts(const jval *v, container_spec *s, char *err, size_t errl
 int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
   static const char *const keys[] = {"id", "hostname", "privileged", "readonlyRootfs", "network", "rootfs",
                                      "process", "mounts", "resources", "capAdd", "capDrop", "cgroup",
-                                     "logPath", NULL};
+                                     "logPath", "userns", NULL};
   static const char *const rootfs_keys[] = {"lower", "upper", "work", "target", NULL};
   static const char *const res_keys[] = {"memory", "memorySwap", "nanoCpus", "cpuShares", "pidsLimit",
                                          "cpusetCpus", NULL};
@@ -244,6 +244,11 @@ int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
   }
   if (get_str(v, "logPath", "spec", 1, &s->log_path, err, errlen) < 0) return -1;
   if (!abs_path(s->log_path)) ERR("spec.logPath: must be an absolute path");
+  if (userns_parse(json_get(v, "userns"), &s->userns, "spec.userns", err, errlen) < 0) return -1;
+  /* Docker refuses both with remapping: sharing the host's network namespace needs --userns=host,
+   * and privileged means the host's capabilities */
+  if (s->userns.nuid && !s->net_none) ERR("spec.userns: a user namespace needs its own network namespace (network \"none\")");
+  if (s->userns.nuid && s->privileged) ERR("spec.userns: privileged containers run in the host's user namespace");
   return 0;
 }
 
@@ -257,5 +262,6 @@ void spec_free(container_spec *s) {
   free(s->mounts);
   free(s->res.cpuset_cpus);
   free(s->cgroup_root); free(s->cgroup_path); free(s->log_path);
+  userns_free(&s->userns);
   memset(s, 0, sizeof *s);
 }

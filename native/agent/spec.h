@@ -3,6 +3,7 @@
 #ifndef TVM_SPEC_H
 #define TVM_SPEC_H
 #include "json.h"
+#include "userns.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,6 +49,7 @@ typedef struct {
   char *cgroup_root;
   char *cgroup_path;
   char *log_path;
+  userns_spec userns; /* userns.nuid == 0: the host's user namespace */
 } container_spec;
 
 int spec_parse(const jval *v, container_spec *out, char *err, size_t errlen);
