@@ -59,6 +59,47 @@ export interface ContainerSpec {
   stateDir: string;
   /** json-file log, written by the supervisor so logs outlive the daemon */
   logPath: string;
+  /** `--security-opt` (seccomp, no-new-privileges); absent: Docker's defaults */
+  security?: SecuritySpec;
+  /** process options Docker's HostConfig carries (--ulimit, --sysctl, --shm-size, --init, ...) */
+  processOptions?: ProcessOptions;
+}
+
+export interface SecuritySpec {
+  /** 'default': Docker's default profile; or a custom profile's JSON text */
+  seccomp: 'default' | 'unconfined' | { profile: string };
+  noNewPrivileges: boolean;
+}
+
+export interface Ulimit {
+  /** Docker's name: nofile, nproc, core, ... */
+  name: string;
+  soft: number;
+  hard: number;
+}
+
+export interface DeviceMapping {
+  pathOnHost: string;
+  pathInContainer: string;
+  /** Docker's cgroup permissions: a combination of r, w, m */
+  permissions: string;
+}
+
+export interface ProcessOptions {
+  ulimits?: Ulimit[];
+  /** already validated against Docker's namespaced-sysctl rules */
+  sysctls?: Record<string, string>;
+  /** /dev/shm size in bytes (Docker's default 64 MiB when unset) */
+  shmSize?: number;
+  /** run the command under the agent's init (docker-init) as PID 1 */
+  init?: boolean;
+  /** extra groups: names (resolved in the container's /etc/group) or numeric gids */
+  groupAdd?: string[];
+  oomScoreAdj?: number;
+  devices?: DeviceMapping[];
+  /** bytes: memory.soft_limit_in_bytes (v1) / memory.low (v2) */
+  memoryReservation?: number;
+  oomKillDisable?: boolean;
 }
 
 export interface ExitStatus {
