@@ -13,6 +13,7 @@ import type { Readable } from 'node:stream';
 import { FormatError, InvalidParameterError } from '../../errors.js';
 import { BlockAllocator, type Run } from './allocator.js';
 import { BlockWriter } from './block-writer.js';
+import { shiftId, shiftXattr, type IdShift } from './id-shift.js';
 import { crc32cUpdate } from './crc32c.js';
 import { packDirectory, dirBlocksNeeded, EXT4_FT, type DirEntry } from './dir-entry.js';
 import {
@@ -117,6 +118,12 @@ export interface Ext4WriteOptions {
    * function of the input)
    */
   timestamp?: number;
+  /**
+   * ownership shift for a root used under a user namespace (`--userns-remap`): every uid/gid,
+   * and the ids in ACLs and file capabilities, become the host ids the maps give them
+   * (id-shift.ts); an id the maps do not cover fails the build
+   */
+  idShift?: IdShift;
 }
 
 export interface Ext4Stats {
@@ -288,20 +295,28 @@ class Ext4Builder {
 
   private implicitMeta(): NodeMeta {
     const t = this.defaultTime;
-    return { mode: 0o755, uid: 0, gid: 0, atime: t, mtime: t, ctime: t, xattrs: NO_XATTRS };
+    const sh = this.opts.idShift;
+    const uid = sh ? shiftId(sh.uidMap, 0, 'uid', 'the root directory') : 0;
+    const gid = sh ? shiftId(sh.gidMap, 0, 'gid', 'the root directory') : 0;
+    return { mode: 0o755, uid, gid, atime: t, mtime: t, ctime: t, xattrs: NO_XATTRS };
   }
 
   private metaOf(h: TarHeader): NodeMeta {
     if (h.mtime.sec > this.newest) this.newest = h.mtime.sec;
+    const sh = this.opts.idShift;
+    let xattrs = h.xattrs;
+    if (sh && xattrs.size > 0) {
+      xattrs = new Map([...xattrs].map(([k, v]) => [k, shiftXattr(k, v, sh, h.name)]));
+    }
     return {
       mode: h.mode,
-      uid: h.uid,
-      gid: h.gid,
+      uid: sh ? shiftId(sh.uidMap, h.uid, 'uid', h.name) : h.uid,
+      gid: sh ? shiftId(sh.gidMap, h.gid, 'gid', h.name) : h.gid,
       mtime: h.mtime,
       atime: h.atime ?? h.mtime,
       ctime: h.ctime ?? h.mtime,
       // most entries have none: share one empty map instead of keeping one per file
-      xattrs: h.xattrs.size > 0 ? h.xattrs : NO_XATTRS,
+      xattrs: xattrs.size > 0 ? xattrs : NO_XATTRS,
     };
   }
 
