@@ -1,66 +1,17 @@
 /**
  * Offline reading of an ext4 disk (e.g. `docker cp` / `export` from a stopped VM container's
- * disk) through libext2fs compiled to WASM (the `ext2fs` package). The image file is never
+ * disk) through libext2fs compiled to WASM (the `ext2fs` package). The image is a raw file or a
+ * qcow2 overlay (read through our qcow2 backend, backing chain included). It is never
  * modified: anything libext2fs writes (it opens read-write) lands in an in-memory overlay.
  * Also the independent reader our writer's tests check against.
  */
-import { open, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { mount, umount, type Ext2Disk, type Ext2Fs } from 'ext2fs';
-import { NotFoundError, FormatError } from '../../errors.js';
+import { mount, umount, type Ext2Fs } from 'ext2fs';
+import { NotFoundError, FormatError, TvmError } from '../../errors.js';
+import type { BlockBackend } from '../block-backend.js';
+import { openDiskImage } from '../disk-image.js';
+import { OverlayDisk } from './ext2fs-disk.js';
 import { S_IFMT, S_IFREG, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK } from './inode.js';
-
-const SECTOR = 512;
-
-/** read-only file with a copy-on-write overlay in 512-byte sectors */
-class OverlayFileDisk implements Ext2Disk {
-  private readonly written = new Map<number, Buffer>();
-  constructor(private readonly fh: FileHandle) {}
-
-  async read(buffer: Buffer, bufferOffset: number, length: number, fileOffset: number): Promise<{ bytesRead: number; buffer: Buffer }> {
-    let done = 0;
-    while (done < length) {
-      const { bytesRead } = await this.fh.read(buffer, bufferOffset + done, length - done, fileOffset + done);
-      if (bytesRead === 0) {
-        buffer.fill(0, bufferOffset + done, bufferOffset + length);
-        break;
-      }
-      done += bytesRead;
-    }
-    if (this.written.size > 0) {
-      const first = Math.floor(fileOffset / SECTOR);
-      const last = Math.floor((fileOffset + length - 1) / SECTOR);
-      for (let s = first; s <= last; s++) {
-        const w = this.written.get(s);
-        if (!w) continue;
-        const from = Math.max(s * SECTOR, fileOffset);
-        const to = Math.min((s + 1) * SECTOR, fileOffset + length);
-        w.copy(buffer, bufferOffset + (from - fileOffset), from - s * SECTOR, to - s * SECTOR);
-      }
-    }
-    return { bytesRead: length, buffer };
-  }
-
-  async write(buffer: Buffer, bufferOffset: number, length: number, fileOffset: number): Promise<{ bytesWritten: number; buffer: Buffer }> {
-    const first = Math.floor(fileOffset / SECTOR);
-    const last = Math.floor((fileOffset + length - 1) / SECTOR);
-    for (let s = first; s <= last; s++) {
-      let sec = this.written.get(s);
-      if (!sec) {
-        sec = Buffer.alloc(SECTOR);
-        await this.read(sec, 0, SECTOR, s * SECTOR);
-        this.written.set(s, sec);
-      }
-      const from = Math.max(s * SECTOR, fileOffset);
-      const to = Math.min((s + 1) * SECTOR, fileOffset + length);
-      buffer.copy(sec, from - s * SECTOR, bufferOffset + (from - fileOffset), bufferOffset + (to - fileOffset));
-    }
-    return { bytesWritten: length, buffer };
-  }
-
-  async discard(): Promise<void> {}
-  async flush(): Promise<void> {}
-}
 
 export type Ext4EntryType = 'file' | 'dir' | 'symlink' | 'char' | 'block' | 'fifo' | 'sock';
 
@@ -105,24 +56,26 @@ function typeOf(mode: number): Ext4EntryType {
 const join = (dir: string, name: string) => (dir === '/' ? `/${name}` : `${dir}/${name}`);
 
 export class Ext4Reader {
-  private constructor(
-    private readonly image: string,
-    private readonly fh: FileHandle,
-    private readonly fs: Ext2Fs,
+  protected constructor(
+    protected readonly image: string,
+    protected readonly disk: BlockBackend,
+    protected readonly fs: Ext2Fs,
   ) {}
 
+  /** `image`: a raw ext4 image or a qcow2 overlay whose disk is one */
   static async open(image: string): Promise<Ext4Reader> {
-    const fh = await open(image, 'r');
+    const disk = await openDiskImage(image, { readOnly: true });
     try {
-      const fs = await mount(new OverlayFileDisk(fh));
-      return new Ext4Reader(image, fh, fs);
+      const fs = await mount(new OverlayDisk(disk));
+      return new Ext4Reader(image, disk, fs);
     } catch (e) {
-      await fh.close();
+      await disk.close();
+      if (e instanceof TvmError) throw e;
       throw new FormatError(`${image} is not a readable ext4 filesystem: ${(e as Error).message}`, 'ERR_EXT4_FORMAT', { cause: e });
     }
   }
 
-  private wrap<T>(p: string, fn: () => Promise<T>): Promise<T> {
+  protected wrap<T>(p: string, fn: () => Promise<T>): Promise<T> {
     return fn().catch((e: NodeJS.ErrnoException) => {
       if (e && e.code === 'ENOENT') throw new NotFoundError(`${p}: no such file or directory in ${this.image}`);
       throw e;
@@ -188,7 +141,7 @@ export class Ext4Reader {
     try {
       await umount(this.fs);
     } finally {
-      await this.fh.close();
+      await this.disk.close();
     }
   }
 }
