@@ -9,6 +9,7 @@ import { InvalidParameterError, NotImplementedError } from '../errors.js';
 import type { ImageRecord } from '../images/types.js';
 import type { IsolationKind, Mount, ProcessSpec, Resources } from './types.js';
 import { parseSignal } from './signals.js';
+import { parseRestartPolicy, type RestartPolicy } from './restart-policy.js';
 
 export interface CreateBody {
   Hostname?: string;
@@ -157,18 +158,20 @@ export function validateNetwork(hc: HostConfigBody): 'none' | 'host' {
   throw new InvalidParameterError(`network ${mode} not found (tvm supports --network none and host only)`);
 }
 
-export function validateRestartPolicy(hc: HostConfigBody): void {
-  const name = hc.RestartPolicy?.Name ?? '';
-  if (name !== '' && name !== 'no') {
-    throw new NotImplementedError(`restart policy "${name}" is not supported yet: use --restart no`);
-  }
-  if (hc.AutoRemove && name !== '' && name !== 'no') {
+/**
+ * HostConfig.RestartPolicy (Docker's validation and messages) and the log driver; returns the
+ * normalized policy the record keeps.
+ */
+export function validateRestartPolicy(hc: HostConfigBody): RestartPolicy {
+  const policy = parseRestartPolicy(hc.RestartPolicy);
+  if (hc.AutoRemove && policy.Name !== 'no') {
     throw new InvalidParameterError('can\'t create \'AutoRemove\' container with restart policy');
   }
   const logType = hc.LogConfig?.Type ?? '';
   if (logType !== '' && logType !== 'json-file') {
     throw new InvalidParameterError(`logging driver "${logType}" is not supported: tvm writes json-file logs`);
   }
+  return policy;
 }
 
 function asArgv(v: string[] | string | null | undefined): string[] | undefined {

@@ -19,6 +19,8 @@ import {
   type CreateBody,
 } from './container-config.js';
 import { parseSignal } from './signals.js';
+import { policyOf, shouldRestart, shouldStartOnBoot } from './restart-policy.js';
+import { nextBackoff, realTimers, type Timers } from './backoff.js';
 import { readLog, logSize, type LogEntry, type ReadLogOptions } from './log-file.js';
 
 export interface ManagerOptions {
@@ -30,6 +32,8 @@ export interface ManagerOptions {
   volumes?: VolumeStore;
   /** diagnostics (recovery problems, background failures) */
   log?: (msg: string) => void;
+  /** schedules restart-policy back-offs (tests pass a fake clock) */
+  timers?: Timers;
 }
 
 export type WaitCondition = 'not-running' | 'next-exit' | 'removed';
@@ -91,6 +95,13 @@ interface Live {
   /** set while stop/kill/restart drive the exit, so `die` is followed by `stop` */
   stopping: boolean;
   execs: Map<string, ExecRecord>;
+  /** the exit in progress was asked for (stop, kill, rm -f): no policy restart (Docker's ExitOnNext) */
+  exitOnNext: boolean;
+  /** the last restart back-off (ms); 0 before the first */
+  backoffMs: number;
+  /** pending policy restart, and a token that invalidates a timer already firing */
+  restartTimer?: unknown;
+  restartToken: number;
 }
 
 const discard = (): Writable => new Writable({ write: (_c, _e, cb) => cb() });
@@ -109,6 +120,7 @@ export class ContainerManager {
   private readonly live = new Map<string, Live>();
   private readonly execs = new Map<string, ExecRecord>();
   private readonly log: (msg: string) => void;
+  private readonly timers: Timers;
 
   constructor(o: ManagerOptions) {
     this.dataRoot = o.dataRoot;
@@ -119,6 +131,7 @@ export class ContainerManager {
     this.isolations = o.isolations;
     this.defaultIsolation = o.defaultIsolation;
     this.log = o.log ?? (() => {});
+    this.timers = o.timers ?? realTimers;
   }
 
   availableIsolations(): IsolationKind[] {
@@ -157,6 +170,8 @@ export class ContainerManager {
     if (!isActive(st)) {
       if (rec.hostConfig.AutoRemove === true && (st === 'exited' || st === 'dead')) {
         await this.remove(rec.id, { force: true, volumes: true }).catch((e) => this.log(`auto-remove of ${rec.id} failed: ${String(e)}`));
+      } else if (st === 'exited') {
+        await this.startOnBoot(rec);
       }
       return;
     }
@@ -177,11 +192,28 @@ export class ContainerManager {
       if (rec.state.status === 'restarting') rec.state.status = 'running';
       await this.persist(rec);
       this.monitor(rec, iso);
+    } else if (st === 'restarting') {
+      // The daemon went away during a restart back-off: the restart is due now.
+      rec.state.status = 'exited';
+      await this.persist(rec);
+      await this.startOnBoot(rec);
     } else if ('exited' in r) {
       this.onExit(rec.id, this.liveOf(rec.id).runGen, r.exited);
+    } else if (shouldStartOnBoot(policyOf(rec.hostConfig), { exitCode: 255, manuallyStopped: rec.manuallyStopped === true, restartCount: rec.restartCount })) {
+      // Host reboot (the supervisor is gone with its workload): the policy brings it back, as
+      // Docker does with containers whose task vanished.
+      this.onExit(rec.id, this.liveOf(rec.id).runGen, { exitCode: 255, finishedAt: now(), oomKilled: false, error: 'the container\'s supervisor is gone (lost across a daemon restart)' });
     } else {
       this.markDead(rec, 'the container\'s supervisor is gone (lost across a daemon restart)');
     }
+  }
+
+  /** Docker's restore: a stopped container that ran before comes back if its policy says so. */
+  private async startOnBoot(rec: ContainerRecord): Promise<void> {
+    if (rec.state.startedAt === ZERO_TIME) return;
+    const policy = policyOf(rec.hostConfig);
+    if (!shouldStartOnBoot(policy, { exitCode: rec.state.exitCode, manuallyStopped: rec.manuallyStopped === true, restartCount: rec.restartCount })) return;
+    await this.locked(rec.id, () => this.startLocked(rec)).catch((e) => this.log(`restart policy ${policy.Name}: starting ${rec.id} at daemon start failed: ${String(e)}`));
   }
 
   private markDead(rec: ContainerRecord, error: string): void {
@@ -196,7 +228,10 @@ export class ContainerManager {
   private liveOf(id: string): Live {
     let l = this.live.get(id);
     if (!l) {
-      l = { runGen: 0, exitWaiters: [], removedWaiters: [], lock: Promise.resolve(), saving: Promise.resolve(), removing: false, stopping: false, execs: new Map() };
+      l = {
+        runGen: 0, exitWaiters: [], removedWaiters: [], lock: Promise.resolve(), saving: Promise.resolve(), removing: false, stopping: false,
+        execs: new Map(), exitOnNext: false, backoffMs: 0, restartToken: 0,
+      };
       this.live.set(id, l);
     }
     return l;
@@ -246,7 +281,7 @@ export class ContainerManager {
     const resources = validateResources(hc);
     const network = validateNetwork(hc);
     validateStorageOpt(hc);
-    validateRestartPolicy(hc);
+    const restartPolicy = validateRestartPolicy(hc);
     const name = nameArg !== undefined && nameArg !== '' ? validateName(nameArg) : randomName((n) => this.records.nameTaken(n));
 
     let image: ImageRecord;
@@ -312,7 +347,8 @@ export class ContainerManager {
         NetworkMode: network,
         Isolation: kind,
         Memory: resources.memory ?? 0,
-        MemorySwap: resources.memorySwap ?? 0,
+        // Docker records the implied swap limit: twice the memory when only memory is set
+        MemorySwap: resources.memorySwap ?? (resources.memory ? 2 * resources.memory : 0),
         NanoCpus: resources.nanoCpus ?? 0,
         CpuShares: resources.cpuShares ?? 0,
         PidsLimit: resources.pidsLimit ?? null,
@@ -323,7 +359,7 @@ export class ContainerManager {
         ReadonlyRootfs: hc.ReadonlyRootfs === true,
         CapAdd: hc.CapAdd ?? null,
         CapDrop: hc.CapDrop ?? null,
-        RestartPolicy: { Name: hc.RestartPolicy?.Name || 'no', MaximumRetryCount: hc.RestartPolicy?.MaximumRetryCount ?? 0 },
+        RestartPolicy: restartPolicy,
         LogConfig: { Type: 'json-file', Config: hc.LogConfig?.Config ?? {} },
       };
       const rec: ContainerRecord = {
@@ -375,6 +411,12 @@ export class ContainerManager {
     if (l.removing) throw new ConflictError('container is marked for removal and cannot be started');
     const next = transition(rec.state.status, 'start', rec.id);
     const iso = this.isolationFor(rec.spec.isolation);
+    // A user start begins a new restart-policy series (Docker's ResetRestartManager(true)).
+    this.cancelRestart(rec);
+    rec.restartCount = 0;
+    rec.manuallyStopped = false;
+    l.exitOnNext = false;
+    l.backoffMs = 0;
     let info;
     try {
       info = await iso.start(rec.spec);
@@ -415,9 +457,16 @@ export class ContainerManager {
   private onExit(id: string, gen: number, st: ExitStatus): void {
     const rec = this.records.get(id);
     const l = this.liveOf(id);
-    if (!rec || gen !== l.runGen || !isActive(rec.state.status)) return;
+    if (!rec || gen !== l.runGen || !isActive(rec.state.status) || rec.state.status === 'restarting') return;
+    const restart = !l.removing && shouldRestart(policyOf(rec.hostConfig), {
+      exitCode: st.exitCode,
+      manuallyStopped: rec.manuallyStopped === true,
+      cancelled: l.exitOnNext || l.stopping,
+      restartCount: rec.restartCount,
+    });
+    const runMs = Math.max(0, Date.parse(st.finishedAt) - Date.parse(rec.state.startedAt)) || 0;
     rec.state = {
-      status: transition(rec.state.status, 'exit', rec.name),
+      status: transition(rec.state.status, restart ? 'restart-wait' : 'exit', rec.name),
       pid: 0,
       exitCode: st.exitCode,
       error: st.error ?? '',
@@ -425,6 +474,11 @@ export class ContainerManager {
       startedAt: rec.state.startedAt,
       finishedAt: st.finishedAt,
     };
+    if (restart) {
+      rec.restartCount++;
+      l.backoffMs = nextBackoff(l.backoffMs, runMs);
+      this.scheduleRestart(rec, l.backoffMs);
+    }
     void this.persist(rec);
     if (st.oomKilled) this.emit(rec, 'oom');
     const started = Date.parse(rec.state.startedAt);
@@ -434,10 +488,72 @@ export class ContainerManager {
     const result: WaitResult = { StatusCode: st.exitCode, Error: st.error ? { Message: st.error } : null };
     const waiters = l.exitWaiters.splice(0);
     for (const w of waiters) w(result);
-    if (rec.hostConfig.AutoRemove === true && !l.removing) {
+    if (rec.hostConfig.AutoRemove === true && !l.removing && !restart) {
       // Docker removes --rm containers (and their anonymous volumes) once they exit.
       void this.remove(id, { force: true, volumes: true }).catch((e) => this.log(`auto-remove of ${id} failed: ${String(e)}`));
     }
+  }
+
+  /** Restarts a container in `restarting` after `ms` (the back-off), unless cancelled first. */
+  private scheduleRestart(rec: ContainerRecord, ms: number): void {
+    const l = this.liveOf(rec.id);
+    if (l.restartTimer !== undefined) this.timers.clear(l.restartTimer);
+    const token = ++l.restartToken;
+    l.restartTimer = this.timers.set(() => {
+      if (token !== l.restartToken) return;
+      l.restartTimer = undefined;
+      void this.locked(rec.id, () => this.policyRestart(rec, token)).catch((e) => this.log(`restart of ${rec.id} failed: ${String(e)}`));
+    }, ms);
+  }
+
+  private async policyRestart(rec: ContainerRecord, token: number): Promise<void> {
+    const l = this.liveOf(rec.id);
+    if (token !== l.restartToken || l.removing || rec.state.status !== 'restarting' || this.records.get(rec.id) !== rec) return;
+    const iso = this.isolationFor(rec.spec.isolation);
+    let info;
+    try {
+      info = await iso.start(rec.spec);
+    } catch (e) {
+      // Docker: a failed restart leaves the container stopped with the error; no further tries.
+      rec.state.status = transition(rec.state.status, 'restart-cancel', rec.name);
+      rec.state.error = goErrnoText((e as Error).message);
+      if (rec.state.exitCode === 0) rec.state.exitCode = 128;
+      this.wakeExitWaiters(rec);
+      await this.persist(rec);
+      this.log(`restart policy: restarting ${rec.id} failed: ${rec.state.error}`);
+      return;
+    }
+    rec.state = {
+      status: transition(rec.state.status, 'restart-start', rec.name),
+      pid: info.pid, exitCode: 0, error: '', oomKilled: false, startedAt: info.startedAt, finishedAt: rec.state.finishedAt,
+    };
+    l.runGen++;
+    await this.persist(rec);
+    this.monitor(rec, iso);
+    this.emit(rec, 'start');
+  }
+
+  /**
+   * Drops a pending policy restart; a container waiting in `restarting` becomes `exited`.
+   * Returns whether it was restarting. Callers hold the container's lock.
+   */
+  private cancelRestart(rec: ContainerRecord): boolean {
+    const l = this.liveOf(rec.id);
+    l.restartToken++;
+    if (l.restartTimer !== undefined) {
+      this.timers.clear(l.restartTimer);
+      l.restartTimer = undefined;
+    }
+    if (rec.state.status !== 'restarting') return false;
+    rec.state.status = transition(rec.state.status, 'restart-cancel', rec.name);
+    rec.state.pid = 0;
+    this.wakeExitWaiters(rec);
+    return true;
+  }
+
+  private wakeExitWaiters(rec: ContainerRecord): void {
+    const result: WaitResult = { StatusCode: rec.state.exitCode, Error: rec.state.error ? { Message: rec.state.error } : null };
+    for (const w of this.liveOf(rec.id).exitWaiters.splice(0)) w(result);
   }
 
   // ---------------------------------------------------------------------------------- stop, kill, restart
@@ -450,6 +566,14 @@ export class ContainerManager {
   private async stopLocked(rec: ContainerRecord, opts: { signal?: string; timeout?: number }): Promise<void> {
     if (!isActive(rec.state.status)) throw new NotModifiedError(`container ${rec.id} is already stopped`);
     const l = this.liveOf(rec.id);
+    rec.manuallyStopped = true;
+    l.exitOnNext = true;
+    if (this.cancelRestart(rec)) {
+      // Nothing runs during the back-off: stopping it is cancelling the pending restart.
+      await this.persist(rec);
+      this.emit(rec, 'stop');
+      return;
+    }
     const iso = this.isolationFor(rec.spec.isolation);
     const sig = opts.signal && opts.signal !== '' ? opts.signal : (rec.config.StopSignal as string | undefined) ?? 'SIGTERM';
     const sigNum = parseSignal(sig);
@@ -486,8 +610,21 @@ export class ContainerManager {
   async kill(ref: string, signal = 'SIGKILL'): Promise<void> {
     const rec = this.get(ref);
     await this.locked(rec.id, async () => {
-      assertRunning(rec.state.status, rec.id, 'kill');
       const n = parseSignal(signal);
+      const l = this.liveOf(rec.id);
+      // Docker: a kill marks the container stopped by the user; with SIGKILL or the stop signal
+      // it also cancels the restart the coming exit would trigger (ExitOnNext).
+      const stopSig = (rec.config.StopSignal as string | undefined) ?? 'SIGTERM';
+      const cancels = n === 9 || stopSig === 'SIGTERM' || parseSignal(stopSig) === n;
+      if (rec.state.status === 'restarting') {
+        rec.manuallyStopped = true;
+        if (cancels) this.cancelRestart(rec);
+        await this.persist(rec);
+        return;
+      }
+      assertRunning(rec.state.status, rec.id, 'kill');
+      rec.manuallyStopped = true;
+      if (cancels) l.exitOnNext = true;
       const iso = this.isolationFor(rec.spec.isolation);
       if (rec.state.status === 'paused' && n === 9) {
         await iso.kill(rec.spec, n);
@@ -507,7 +644,7 @@ export class ContainerManager {
     const rec = this.get(ref);
     await this.locked(rec.id, async () => {
       if (isActive(rec.state.status)) await this.stopLocked(rec, opts);
-      rec.restartCount++;
+      // Docker's restart is a stop and a user start: RestartCount starts again from 0.
       await this.startLocked(rec);
       this.emit(rec, 'restart');
     });
@@ -562,6 +699,10 @@ export class ContainerManager {
     if (l.removing) throw new ConflictError(`removal of container ${rec.id} is already in progress`);
     await this.locked(rec.id, async () => {
       if (l.removing || this.records.get(rec.id) !== rec) return;
+      if (opts.force) {
+        l.exitOnNext = true;
+        this.cancelRestart(rec);
+      }
       // A dead container is one whose removal failed: its workload may still run, so a forced
       // removal kills it again first.
       if (isActive(rec.state.status) || (opts.force && rec.state.status === 'dead')) {

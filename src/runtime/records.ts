@@ -52,6 +52,8 @@ export interface ContainerRecord {
   hostConfig: Record<string, unknown>;
   state: ContainerState;
   restartCount: number;
+  /** `docker stop`/`kill` since the last start (Docker's HasBeenManuallyStopped): restart policies honour it */
+  manuallyStopped?: boolean;
   mounts: MountPoint[];
   spec: ContainerSpec;
 }

@@ -6,12 +6,17 @@
  *   running|paused --exit--> exited --start--> running
  *   created|exited|dead --remove--> removing --(gone)
  *   running|paused --lost--> dead   (supervisor vanished across a daemon restart)
+ *   running|paused --restart-wait--> restarting  (exited; the restart policy restarts it after a back-off)
+ *   restarting --restart-start--> running
+ *   restarting --restart-cancel--> exited  (stop, kill, rm -f, policy changed, or the restart failed)
  */
 import { ConflictError, TvmError } from '../errors.js';
 
 export type ContainerStatus = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
 
-export type LifecycleEvent = 'start' | 'pause' | 'unpause' | 'exit' | 'remove' | 'lost' | 'remove-failed';
+export type LifecycleEvent =
+  | 'start' | 'pause' | 'unpause' | 'exit' | 'remove' | 'lost' | 'remove-failed'
+  | 'restart-wait' | 'restart-start' | 'restart-cancel';
 
 const TRANSITIONS: Record<LifecycleEvent, Partial<Record<ContainerStatus, ContainerStatus>>> = {
   start: { created: 'running', exited: 'running', dead: 'running' },
@@ -21,6 +26,9 @@ const TRANSITIONS: Record<LifecycleEvent, Partial<Record<ContainerStatus, Contai
   remove: { created: 'removing', exited: 'removing', dead: 'removing' },
   lost: { running: 'dead', paused: 'dead', restarting: 'dead', removing: 'dead' },
   'remove-failed': { removing: 'dead' },
+  'restart-wait': { running: 'restarting', paused: 'restarting' },
+  'restart-start': { restarting: 'running' },
+  'restart-cancel': { restarting: 'exited' },
 };
 
 /** 304 Not Modified: Docker answers it (empty body) for start/stop of a container already there. */
@@ -41,14 +49,21 @@ export function transition(from: ContainerStatus, ev: LifecycleEvent, name: stri
   throw forbidden(from, ev, name);
 }
 
+/** Docker's errContainerIsRestarting. */
+export function restartingError(id: string): TvmError {
+  return new ConflictError(`Container ${id} is restarting, wait until the container is running`);
+}
+
 function forbidden(from: ContainerStatus, ev: LifecycleEvent, name: string): TvmError {
   switch (ev) {
     case 'start':
-      if (from === 'running') return new NotModifiedError(`container ${name} is already running`);
+      // a restarting container counts as running for Docker (State.Running is true)
+      if (from === 'running' || from === 'restarting') return new NotModifiedError(`container ${name} is already running`);
       if (from === 'paused') return new ConflictError('cannot start a paused container, try unpause instead');
       if (from === 'removing') return new ConflictError(`container is marked for removal and cannot be started`);
       break;
     case 'pause':
+      if (from === 'restarting') return restartingError(name);
       if (from === 'paused') return new ConflictError(`Container ${name} is already paused`);
       return new ConflictError(`Container ${name} is not running`);
     case 'unpause':
@@ -71,6 +86,7 @@ function forbidden(from: ContainerStatus, ev: LifecycleEvent, name: string): Tvm
 /** Checks for operations that need a running container (kill, exec, top, ...), with Docker's words. */
 export function assertRunning(status: ContainerStatus, id: string, op: 'kill' | 'exec' | 'top' | 'attach' | 'resize' | 'stats'): void {
   if (op === 'exec') {
+    if (status === 'restarting') throw restartingError(id);
     if (status === 'paused') throw new ConflictError(`container ${id} is paused, unpause the container before exec`);
     if (status !== 'running') throw new ConflictError(`container ${id} is not running`);
     return;

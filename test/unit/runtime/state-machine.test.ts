@@ -11,6 +11,9 @@ const ALLOWED: Record<LifecycleEvent, Partial<Record<ContainerStatus, ContainerS
   remove: { created: 'removing', exited: 'removing', dead: 'removing' },
   lost: { running: 'dead', paused: 'dead', restarting: 'dead', removing: 'dead' },
   'remove-failed': { removing: 'dead' },
+  'restart-wait': { running: 'restarting', paused: 'restarting' },
+  'restart-start': { restarting: 'running' },
+  'restart-cancel': { restarting: 'exited' },
 };
 
 describe('container state machine', () => {
@@ -55,5 +58,14 @@ describe('container state machine', () => {
     expect(() => assertRunning('exited', 'abc', 'attach')).toThrow('You cannot attach to a stopped container, start it first');
     expect(() => assertRunning('running', 'abc', 'kill')).not.toThrow();
     expect(() => assertRunning('paused', 'abc', 'top')).not.toThrow();
+  });
+
+  it('treats a restarting container as running, with Docker\'s restarting messages', () => {
+    expect(() => transition('restarting', 'start', 'abc')).toThrow(NotModifiedError);
+    expect(() => transition('restarting', 'pause', 'abc')).toThrow('Container abc is restarting, wait until the container is running');
+    expect(() => assertRunning('restarting', 'abc', 'exec')).toThrow('Container abc is restarting, wait until the container is running');
+    expect(() => transition('restarting', 'remove', '/web')).toThrow(
+      'cannot remove container "/web": container is restarting: stop the container before removing or force remove',
+    );
   });
 });
