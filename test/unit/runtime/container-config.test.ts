@@ -71,8 +71,12 @@ describe('network and policies', () => {
     expect(() => validateNetwork({ NetworkMode: 'bridge' })).toThrow(/not supported yet/);
     expect(() => validateNetwork({ NetworkMode: 'mynet' })).toThrow(/network mynet not found/);
   });
-  it('refuses restart policies and foreign log drivers', () => {
-    expect(() => validateRestartPolicy({ RestartPolicy: { Name: 'always' } })).toThrow(/not supported yet/);
+  it('validates restart policies; refuses foreign log drivers and --rm with a policy', () => {
+    expect(validateRestartPolicy({ RestartPolicy: { Name: 'always' } })).toEqual({ Name: 'always', MaximumRetryCount: 0 });
+    expect(validateRestartPolicy({ RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 3 } })).toEqual({ Name: 'on-failure', MaximumRetryCount: 3 });
+    expect(validateRestartPolicy({})).toEqual({ Name: 'no', MaximumRetryCount: 0 });
+    expect(() => validateRestartPolicy({ RestartPolicy: { Name: 'sometimes' } })).toThrow("invalid restart policy: unknown policy 'sometimes'");
+    expect(() => validateRestartPolicy({ AutoRemove: true, RestartPolicy: { Name: 'always' } })).toThrow("can't create 'AutoRemove' container with restart policy");
     expect(() => validateRestartPolicy({ LogConfig: { Type: 'syslog' } })).toThrow(/json-file/);
     expect(() => validateRestartPolicy({ RestartPolicy: { Name: 'no' } })).not.toThrow();
   });
