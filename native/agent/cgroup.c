@@ -4,13 +4,21 @@
 #include "util.h"
 #include <errno.h>
 #include <inttypes.h>
+#include <linux/capability.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define CFS_PERIOD_US 100000
+/* cpu.shares range (kernel MIN_SHARES, MAX_SHARES) and cpu.weight range (CGROUP_WEIGHT_MIN/MAX) */
+#define CPU_SHARES_MIN 2
+#define CPU_SHARES_MAX 262144
+#define CPU_WEIGHT_MIN 1
+#define CPU_WEIGHT_MAX 10000
 
 /* v1 hierarchies we use; missing ones are skipped unless a limit needs them. */
 static const char *const v1_controllers[] = {"memory", "cpu", "cpuacct", "pids", "cpuset", "freezer", "blkio", "devices"};
@@ -201,6 +209,38 @@ static int create_v1(const container_spec *s, char *err, size_t errlen) {
   return 0;
 }
 
+/* Is word one of the space-separated words of list (cgroup.controllers)? "cpu" is not "cpuset". */
+static int has_word(const char *list, const char *word) {
+  size_t n = strlen(word);
+  for (const char *p = list; (p = strstr(p, word)) != NULL; p += n)
+    if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\n' || p[n] == 0)) return 1;
+  return 0;
+}
+
+int64_t cgroup_shares_to_weight(int64_t shares) {
+  if (shares <= 0) return 0;
+  if (shares <= CPU_SHARES_MIN) return CPU_WEIGHT_MIN;
+  if (shares >= CPU_SHARES_MAX) return CPU_WEIGHT_MAX;
+  /* The quadratic in log2(shares) that runc (>= 1.3.2) and crun (>= 1.23) use: it maps the
+   * ends onto each other and v1's default 1024 onto v2's default 100, which the older linear
+   * 1 + (shares - 2) * 9999 / 262142 did not (1024 -> 39). */
+  double l = log2((double)shares);
+  double w = ceil(pow(10.0, (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0));
+  return w < CPU_WEIGHT_MIN ? CPU_WEIGHT_MIN : w > CPU_WEIGHT_MAX ? CPU_WEIGHT_MAX : (int64_t)w;
+}
+
+/* A kernel built without bpf() (our guest kernel: CONFIG_BPF_SYSCALL is off) can attach no
+ * device program. Probed with a call that fails with EFAULT/EINVAL wherever bpf() exists. */
+static int bpf_missing(void) {
+  static int cached = -1;
+  if (cached < 0) cached = syscall(SYS_bpf, BPF_PROG_LOAD, NULL, 0) < 0 && errno == ENOSYS;
+  return cached;
+}
+
+int cgroup_devices_unfiltered(const container_spec *s) {
+  return s->cgroup_version == 2 && !s->privileged && bpf_missing();
+}
+
 /* v2: every ancestor must delegate the controllers we use to its children. */
 static int v2_enable_controllers(const container_spec *s, char *err, size_t errlen) {
   char path[4096], rel[1024];
@@ -214,7 +254,7 @@ static int v2_enable_controllers(const container_spec *s, char *err, size_t errl
     char *avail = read_file(fp, NULL);
     const char *want[] = {"memory", "cpu", "pids", "cpuset"};
     for (int i = 0; avail && i < 4; i++) {
-      if (!strstr(avail, want[i])) continue;
+      if (!has_word(avail, want[i])) continue;
       char val[32];
       snprintf(val, sizeof val, "+%s", want[i]);
       knob(path, "cgroup.subtree_control", val, err, errlen); /* best effort: checked via limits below */
@@ -232,7 +272,7 @@ static int v2_enable_controllers(const container_spec *s, char *err, size_t errl
   return 0;
 }
 
-static int create_v2(const container_spec *s, char *err, size_t errlen) {
+static int create_v2(container_spec *s, char *err, size_t errlen) {
   char dir[4096], v[64];
   v2_dir(s, dir, sizeof dir);
   if (exists(dir)) {
@@ -255,9 +295,7 @@ static int create_v2(const container_spec *s, char *err, size_t errlen) {
     if (knob(dir, "cpu.max", v, err, errlen) < 0) return -1;
   }
   if (s->res.cpu_shares) {
-    /* the conversion runc and crun use from shares [2, 262144] to weight [1, 10000] */
-    int64_t sh = s->res.cpu_shares < 2 ? 2 : s->res.cpu_shares > 262144 ? 262144 : s->res.cpu_shares;
-    snprintf(v, sizeof v, "%" PRId64, 1 + ((sh - 2) * 9999) / 262142);
+    snprintf(v, sizeof v, "%" PRId64, cgroup_shares_to_weight(s->res.cpu_shares));
     if (knob(dir, "cpu.weight", v, err, errlen) < 0) return -1;
   }
   if (s->res.pids_limit > 0) {
@@ -266,14 +304,18 @@ static int create_v2(const container_spec *s, char *err, size_t errlen) {
   }
   if (s->res.cpuset_cpus && *s->res.cpuset_cpus && knob(dir, "cpuset.cpus", s->res.cpuset_cpus, err, errlen) < 0)
     return -1;
-  if (!s->privileged && devices_attach(dir) < 0) {
+  /* Without bpf() v2 has no device control at all: withhold CAP_MKNOD instead, so the container
+   * cannot make a node beyond the allowlisted ones its /dev is given (this is our guest kernel,
+   * where the VM is the boundary; every distribution kernel with cgroup v2 has bpf()). */
+  if (cgroup_devices_unfiltered(s)) s->caps &= ~(1ull << CAP_MKNOD);
+  else if (!s->privileged && devices_attach(dir) < 0) {
     snprintf(err, errlen, "cgroup: attaching the device filter to %s: %s", dir, strerror(errno));
     return -1;
   }
   return 0;
 }
 
-int cgroup_create(const container_spec *s, char *err, size_t errlen) {
+int cgroup_create(container_spec *s, char *err, size_t errlen) {
   if (!s->cgroup_version) return 0;
   int rc = s->cgroup_version == 1 ? create_v1(s, err, errlen) : create_v2(s, err, errlen);
   if (rc < 0 && !strstr(err, "already exists")) cgroup_destroy(s);

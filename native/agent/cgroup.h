@@ -12,8 +12,9 @@ typedef struct {
   int64_t pids_current, pids_limit;
 } cgroup_stats;
 
-/* Creates the group and writes the limits; on failure removes what it created. */
-int cgroup_create(const container_spec *s, char *err, size_t errlen);
+/* Creates the group and writes the limits; on failure removes what it created. On v2 with a
+ * kernel without bpf() (no device program can be attached) it removes CAP_MKNOD from s->caps. */
+int cgroup_create(container_spec *s, char *err, size_t errlen);
 int cgroup_join(const container_spec *s, pid_t pid, char *err, size_t errlen);
 int cgroup_freeze(const container_spec *s, int frozen, char *err, size_t errlen);
 int cgroup_stats_read(const container_spec *s, cgroup_stats *out);
@@ -21,6 +22,11 @@ int cgroup_stats_read(const container_spec *s, cgroup_stats *out);
 int64_t cgroup_oom_kills(const container_spec *s);
 /* Fills pids (max n) with the members; returns the count or -1. */
 int cgroup_pids(const container_spec *s, pid_t *pids, int n);
+/* v1 cpu.shares -> v2 cpu.weight as runc/crun convert it ([2, 262144] -> [1, 10000], 1024 -> 100);
+ * 0 (unset) stays 0. */
+int64_t cgroup_shares_to_weight(int64_t shares);
+/* v2 on a kernel without bpf(): no device program can be attached (see cgroup_create). */
+int cgroup_devices_unfiltered(const container_spec *s);
 /* Removes the group once it is empty; returns 0 or -errno. */
 int cgroup_destroy(const container_spec *s);
 #endif
