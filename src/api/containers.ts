@@ -1,7 +1,7 @@
 /** /containers/*: create, lifecycle, inspect, list, logs, wait, stats, top, archive, export, prune. */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Readable } from 'node:stream';
-import { InvalidParameterError } from '../errors.js';
+import { InvalidParameterError, NotImplementedError } from '../errors.js';
 import type { ApiContext } from './context.js';
 import { parseFilters } from './filters.js';
 import { inspectJson, listJson } from './container-json.js';
@@ -156,6 +156,14 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
   app.get('/containers/:id/top', async (req: IdReq) => {
     const procs = await m.top(req.params.id);
     return { Titles: ['PID', 'PPID', 'CMD'], Processes: procs.map((p) => [String(p.pid), String(p.ppid), p.cmd]) };
+  });
+
+  // docker diff
+  app.get('/containers/:id/changes', async (req: IdReq) => {
+    const rec = m.get(req.params.id);
+    const iso = m.isolationFor(rec.spec.isolation);
+    if (!iso.changes) throw new NotImplementedError(`docker diff is not supported for --isolation=${rec.spec.isolation} containers yet`);
+    return iso.changes(rec.spec);
   });
 
   app.get('/containers/:id/logs', async (req: IdReq, reply: FastifyReply) => {

@@ -134,16 +134,77 @@ export function validateResources(hc: HostConfigBody): Resources {
   return r;
 }
 
+/** Docker's RAMInBytes multiples (go-units' binary map): k, m, g, t, p, with optional b / ib. */
+const STORAGE_UNITS: Record<string, number> = { k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
+
 /**
- * Per-container `--storage-opt`: a container's writes land in an overlayfs upper directory on
- * the host, which has no size limit here (Docker itself refuses it unless overlay sits on xfs
- * with pquota). Refused rather than ignored.
+ * A size as Docker's daemon parses `--storage-opt size=` (go-units RAMInBytes): a decimal
+ * number, an optional space, then an optional suffix among b, k, kb, kib, m, ... p (any case);
+ * fractions are truncated to whole bytes. Docker's own messages for bad input.
  */
-export function validateStorageOpt(hc: HostConfigBody): void {
-  const keys = Object.keys(hc.StorageOpt ?? {});
-  if (keys.length > 0) {
-    throw new InvalidParameterError(`--storage-opt ${keys.join(',')} is not supported per container: the writable layer is an overlayfs upper directory on the host (set the base disk size with tvm daemon --storage-opt size=)`);
+export function parseStorageSize(s: string): number {
+  let sep = -1;
+  for (let i = s.length - 1; i >= 0; i--) {
+    if ('0123456789. '.includes(s[i]!)) {
+      sep = i;
+      break;
+    }
   }
+  if (sep < 0) throw new InvalidParameterError(`invalid size: '${s}'`);
+  const num = s[sep] === ' ' ? s.slice(0, sep) : s.slice(0, sep + 1);
+  const rawSfx = s.slice(sep + 1);
+  // Go's strconv.ParseFloat (decimal forms; Docker never documents more)
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(num)) {
+    throw new InvalidParameterError(`strconv.ParseFloat: parsing ${JSON.stringify(num)}: invalid syntax`);
+  }
+  let size = Number(num);
+  if (size < 0) throw new InvalidParameterError(`invalid size: '${s}'`);
+  if (rawSfx !== '') {
+    const sfx = rawSfx.toLowerCase();
+    const badSuffix = () => new InvalidParameterError(`invalid suffix: '${sfx}'`);
+    if (sfx.length > 3) throw badSuffix();
+    if (sfx[0] === 'b') {
+      if (sfx.length > 1) throw badSuffix();
+    } else {
+      const mul = STORAGE_UNITS[sfx[0]!];
+      if (mul === undefined) throw badSuffix();
+      if ((sfx.length === 2 && sfx[1] !== 'b') || (sfx.length === 3 && sfx.slice(1) !== 'ib')) throw badSuffix();
+      size *= mul;
+    }
+  }
+  if (!Number.isFinite(size) || size > Number.MAX_SAFE_INTEGER) throw new InvalidParameterError(`invalid size: '${s}'`);
+  return Math.floor(size);
+}
+
+/** The smallest writable layer: our ext4 writer's smallest filesystem (src/disks/ext4/writer.ts). */
+export const MIN_WRITABLE_LAYER_SIZE = 16 * 1024 * 1024;
+
+/**
+ * Per-container `--storage-opt`, Docker's overlay2 keys: only `size` (any case), parsed as
+ * Docker does; anything else is `Unknown option <key>`. `size=0` means no limit, as in overlay2.
+ *
+ * --isolation=container: the overlay upper/work directories live on an ext4 filesystem of
+ * `sizeBytes` usable bytes (a sparse file in the state dir, loop-mounted), so writes beyond it
+ * fail with ENOSPC inside the container (src/runtime/host/writable-layer.ts).
+ *
+ * --isolation=vm (not built yet): the guest's root disk is a qcow2 overlay over the image's raw
+ * base disk; `size` becomes that overlay's virtual size (Qcow2Image.create accepts a virtual
+ * size larger than its backing file) and the guest agent runs resize2fs on the root filesystem
+ * at boot so it fills the larger disk. A size smaller than the base disk is refused there (a
+ * filesystem cannot shrink under data the image already holds).
+ */
+export function validateStorageOpt(hc: HostConfigBody): { sizeBytes: number } | undefined {
+  let sizeBytes: number | undefined;
+  for (const [rawKey, val] of Object.entries(hc.StorageOpt ?? {})) {
+    const key = rawKey.toLowerCase();
+    if (key !== 'size') throw new InvalidParameterError(`Unknown option ${key}`);
+    if (typeof val !== 'string') throw new InvalidParameterError(`invalid size: '${String(val)}'`);
+    sizeBytes = parseStorageSize(val);
+    if (sizeBytes !== 0 && sizeBytes < MIN_WRITABLE_LAYER_SIZE) {
+      throw new InvalidParameterError(`--storage-opt size=${val}: storage size cannot be less than 16MiB (the smallest ext4 writable layer tvm makes)`);
+    }
+  }
+  return sizeBytes ? { sizeBytes } : undefined;
 }
 
 export function validateNetwork(hc: HostConfigBody): 'none' | 'host' {

@@ -280,7 +280,7 @@ export class ContainerManager {
     const iso = this.isolationFor(kind);
     const resources = validateResources(hc);
     const network = validateNetwork(hc);
-    validateStorageOpt(hc);
+    const storage = validateStorageOpt(hc);
     const restartPolicy = validateRestartPolicy(hc);
     const name = nameArg !== undefined && nameArg !== '' ? validateName(nameArg) : randomName((n) => this.records.nameTaken(n));
 
@@ -341,6 +341,7 @@ export class ContainerManager {
         network,
         stateDir,
         logPath: path.join(stateDir, 'log.jsonl'),
+        ...(storage && { storage }),
       };
       const hostConfig: Record<string, unknown> = {
         ...hc,

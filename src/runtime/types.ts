@@ -63,6 +63,19 @@ export interface ContainerSpec {
   security?: SecuritySpec;
   /** process options Docker's HostConfig carries (--ulimit, --sysctl, --shm-size, --init, ...) */
   processOptions?: ProcessOptions;
+  /** `--storage-opt size=`: usable bytes of the container's writable layer (unset: unlimited) */
+  storage?: { sizeBytes: number };
+}
+
+/** Docker's change kinds for `docker diff` (GET /containers/{id}/changes) */
+export const CHANGE_MODIFIED = 0;
+export const CHANGE_ADDED = 1;
+export const CHANGE_DELETED = 2;
+
+export interface Change {
+  /** absolute path inside the container */
+  Path: string;
+  Kind: typeof CHANGE_MODIFIED | typeof CHANGE_ADDED | typeof CHANGE_DELETED;
 }
 
 export interface SecuritySpec {
@@ -175,4 +188,6 @@ export interface Isolation {
   /** `docker cp` and export: a path inside the container's filesystem, as seen by the workload */
   archive(spec: ContainerSpec, containerPath: string): Promise<Readable>;
   extract(spec: ContainerSpec, containerPath: string, tar: Readable): Promise<void>;
+  /** `docker diff`: the writable layer against the image, in Docker's order; optional for isolations that cannot tell */
+  changes?(spec: ContainerSpec): Promise<Change[]>;
 }

@@ -29,6 +29,32 @@ export async function mountPoints(): Promise<Set<string>> {
   return out;
 }
 
+/**
+ * Loop-mounts an ext4 image file at mp (created if needed; removed again if the mount fails).
+ * `mount -o loop` sets autoclear: the loop device is released with the last unmount.
+ */
+export async function loopMount(diskPath: string, mp: string, options: string[], code: string): Promise<void> {
+  await mkdir(mp, { recursive: true });
+  try {
+    await run('mount', ['-t', 'ext4', '-o', ['loop', ...options].join(','), diskPath, mp]);
+  } catch (e) {
+    await rmdir(mp).catch(() => {});
+    const err = e as { stderr?: string; message: string };
+    throw new TvmError(code, `cannot mount ${diskPath} at ${mp}: ${(err.stderr || err.message).trim()}`, 500, { cause: e });
+  }
+}
+
+/** Unmounts mp if it is a mount point (its loop device goes with it); a no-op otherwise. */
+export async function unmountLoop(mp: string, code: string): Promise<void> {
+  if (!(await mountPoints()).has(path.resolve(mp))) return;
+  try {
+    await run('umount', [mp]);
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    throw new TvmError(code, `cannot unmount ${mp}: ${(err.stderr || err.message).trim()}`, 500, { cause: e });
+  }
+}
+
 export class BaseMounts {
   private locks = new Map<string, Promise<unknown>>();
 
@@ -60,18 +86,9 @@ export class BaseMounts {
   }
 
   private async mount(mp: string, diskPath: string): Promise<void> {
-    {
-      if ((await mountPoints()).has(mp)) return;
-      await mkdir(mp, { recursive: true });
-      try {
-        // noload: never replay a journal on a disk that must stay byte-identical
-        await run('mount', ['-t', 'ext4', '-o', 'loop,ro,noload', diskPath, mp]);
-      } catch (e) {
-        await rmdir(mp).catch(() => {});
-        const err = e as { stderr?: string; message: string };
-        throw new TvmError('ERR_BASE_MOUNT', `cannot mount base disk ${diskPath} at ${mp}: ${(err.stderr || err.message).trim()}`, 500, { cause: e });
-      }
-    }
+    if ((await mountPoints()).has(mp)) return;
+    // noload: never replay a journal on a disk that must stay byte-identical
+    await loopMount(diskPath, mp, ['ro', 'noload'], 'ERR_BASE_MOUNT');
   }
 
   /** Unmounts the image's base disk when stillUsed() says no container references it. */
@@ -79,15 +96,7 @@ export class BaseMounts {
     const mp = this.mountPoint(imageId);
     await this.locked(mp, async () => {
       if (await stillUsed()) return;
-      if ((await mountPoints()).has(mp)) {
-        try {
-          // the loop device goes with the mount (autoclear)
-          await run('umount', [mp]);
-        } catch (e) {
-          const err = e as { stderr?: string; message: string };
-          throw new TvmError('ERR_BASE_UNMOUNT', `cannot unmount ${mp}: ${(err.stderr || err.message).trim()}`, 500, { cause: e });
-        }
-      }
+      await unmountLoop(mp, 'ERR_BASE_UNMOUNT');
       await rmdir(mp).catch(() => {});
     });
   }

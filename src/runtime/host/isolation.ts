@@ -19,15 +19,20 @@ import type { AgentClient } from '../../guest-agent/client.js';
 import { AgentError, parseExitStatus, type AgentExitStatus } from '../../guest-agent/protocol.js';
 import type { BaseDisks, ImageStore } from '../../images/types.js';
 import type {
-  Attachment, ContainerSpec, ExecHandle, ExecSpec, ExitStatus, Isolation, RunningInfo, Stats, StdioStreams,
+  Attachment, Change, ContainerSpec, ExecHandle, ExecSpec, ExitStatus, Isolation, RunningInfo, Stats, StdioStreams,
 } from '../types.js';
 import { BaseMounts } from './base-mounts.js';
+import { containerUserns, giveToRoot, overlayDirsOf, ownStateForRoot } from './remap.js';
+import type { IdMappings } from '../userns.js';
+import { idShiftTag } from '../../disks/base-disk.js';
 import { cgroupFor, removeCgroup, type CgroupConfig } from './cgroups.js';
 import { agentProcess, agentSpec, validateProcess, validateSpec } from './spec.js';
 import { attachStreams } from './stdio.js';
 import { prepareEtcFiles } from './etc-files.js';
 import { connectSupervisor, spawnSupervisor, supervisorPid } from './supervisor.js';
 import { archiveFrom, extractTo, mountStoppedRoot, type RootView } from './archive.js';
+import { createSizedLayer, layerDirs, mountSizedLayer, removeSizedLayer } from './writable-layer.js';
+import { DOCKER_INIT_PATHS, overlayChanges } from './changes.js';
 
 export interface HostIsolationOptions {
   dataRoot: string;
@@ -39,12 +44,22 @@ export interface HostIsolationOptions {
   supervisorLinger?: number;
   /** the cgroup hierarchy to use; default: detected under /sys/fs/cgroup */
   cgroup?: { version: 1 | 2; root: string };
+  /**
+   * `tvm daemon --userns-remap`: new containers (unless `--userns=host`) run in a user namespace
+   * with these maps, on base disks whose owners are shifted to match (`baseDisks` built with the
+   * maps as idShift)
+   */
+  userns?: { maps: IdMappings; baseDisks: BaseDisks };
 }
 
 interface HostRecord {
   imageId: string;
   lower: string;
   cgroup: CgroupConfig;
+  /** the user namespace maps the container was created with (absent: the host's) */
+  userns?: IdMappings;
+  /** `--storage-opt size=`: upper/ and work/ are on a loop-mounted ext4 of this many usable bytes */
+  layer?: { sizeBytes: number };
 }
 
 interface PendingAttach {
@@ -88,6 +103,8 @@ const SIGKILL = 9;
 export class HostIsolation implements Isolation {
   readonly kind = 'container' as const;
   private readonly baseMounts: BaseMounts;
+  /** mounts of id-shifted base disks, one directory per set of maps */
+  private readonly remappedMounts = new Map<string, BaseMounts>();
   private readonly lives = new Map<string, Live>();
 
   constructor(private readonly opts: HostIsolationOptions) {
@@ -164,28 +181,60 @@ export class HostIsolation implements Isolation {
     return p;
   }
 
+  /** Where a container with these maps has its base disks mounted (a user namespace's are id-shifted). */
+  private mountsFor(userns: IdMappings | undefined): BaseMounts {
+    if (!userns) return this.baseMounts;
+    const tag = idShiftTag(userns);
+    let m = this.remappedMounts.get(tag);
+    if (!m) {
+      m = new BaseMounts(path.join(this.opts.runRoot, `userns-${tag}`));
+      this.remappedMounts.set(tag, m);
+    }
+    return m;
+  }
+
+  private disksFor(userns: IdMappings | undefined): BaseDisks {
+    if (!userns) return this.opts.baseDisks;
+    if (this.opts.userns && idShiftTag(this.opts.userns.maps) === idShiftTag(userns)) return this.opts.userns.baseDisks;
+    throw new TvmError('ERR_USERNS_MISMATCH', 'this container was created by a daemon with another --userns-remap: start the daemon with that remapping to run it', 409);
+  }
+
+  /** Mounts (once) a recorded container's base disk; returns the lower dir. */
+  private async acquireBase(rec: HostRecord): Promise<string> {
+    const disk = await this.disksFor(rec.userns).ensure(await this.opts.images.resolve(rec.imageId));
+    return this.mountsFor(rec.userns).acquire(rec.imageId, disk);
+  }
+
   async create(spec: ContainerSpec): Promise<void> {
     validateSpec(spec);
     if (existsSync(path.join(spec.stateDir, RECORD))) throw new ConflictError(`container ${spec.id} already exists`);
+    const userns = containerUserns(this.opts.userns?.maps, spec);
     const image = await this.opts.images.resolve(spec.imageId);
-    const disk = await this.opts.baseDisks.ensure(image);
+    const disk = await this.disksFor(userns).ensure(image);
+    const mounts = this.mountsFor(userns);
     const stateDirExisted = existsSync(spec.stateDir);
     try {
       // host.json is what keeps the base mount in use: written under the mount's lock
-      await this.baseMounts.acquire(image.id, disk, async (lower) => {
+      await mounts.acquire(image.id, disk, async (lower) => {
         await mkdir(spec.stateDir, { recursive: true, mode: 0o700 });
-        for (const d of ['upper', 'work', 'rootfs']) await mkdir(path.join(spec.stateDir, d), { mode: 0o755 });
+        const sized = spec.storage?.sizeBytes;
+        if (sized) await createSizedLayer(spec.stateDir, sized);
+        for (const d of sized ? ['rootfs'] : ['upper', 'work', 'rootfs']) await mkdir(path.join(spec.stateDir, d), { mode: 0o755 });
         const cgroup = this.opts.cgroup ? { ...this.opts.cgroup, path: `tvm/${spec.id}` } : cgroupFor(spec.id);
-        const rec: HostRecord = { imageId: image.id, lower, cgroup };
+        const rec: HostRecord = { imageId: image.id, lower, cgroup, ...(userns && { userns }), ...(sized && { layer: { sizeBytes: sized } }) };
+        if (userns) await ownStateForRoot(spec.stateDir, await overlayDirsOf(spec.stateDir), userns);
         await writeJsonAtomic(path.join(spec.stateDir, RECORD), rec);
       });
     } catch (e) {
-      if (stateDirExisted) {
-        for (const d of ['upper', 'work', 'rootfs', RECORD]) await rm(path.join(spec.stateDir, d), { recursive: true, force: true });
-      } else {
-        await rm(spec.stateDir, { recursive: true, force: true });
+      // never delete through a live mount: if the layer cannot be unmounted, the state dir stays
+      if (await removeSizedLayer(spec.stateDir).then(() => true, () => false)) {
+        if (stateDirExisted) {
+          for (const d of ['upper', 'work', 'rootfs', RECORD]) await rm(path.join(spec.stateDir, d), { recursive: true, force: true });
+        } else {
+          await rm(spec.stateDir, { recursive: true, force: true });
+        }
       }
-      await this.baseMounts.release(image.id, () => this.imageInUse(image.id, spec.stateDir)).catch(() => {});
+      await mounts.release(image.id, () => this.imageInUse(image.id, spec.stateDir, mounts.mountPoint(image.id))).catch(() => {});
       throw e;
     }
   }
@@ -204,15 +253,21 @@ export class HostIsolation implements Isolation {
       client.close();
       client = undefined;
     }
-    const lower = await this.baseMounts.acquire(rec.imageId, await this.opts.baseDisks.ensure(await this.opts.images.resolve(rec.imageId)));
+    const lower = await this.acquireBase(rec);
     await unlink(path.join(spec.stateDir, 'exit.json')).catch(() => {});
     await removeCgroup(rec.cgroup).catch(() => {});
+    // still mounted after a daemon restart; mounted again after a host reboot
+    if (rec.layer) await mountSizedLayer(spec.stateDir);
     await spawnSupervisor(this.opts.agentPath, spec.stateDir, this.opts.supervisorLinger);
     client = await connectSupervisor(spec.stateDir, this.opts.runRoot);
     l.client = client;
     const aspec = agentSpec(spec, lower, rec.cgroup);
+    if (rec.userns) aspec.userns = rec.userns;
+    Object.assign(aspec.rootfs, layerDirs(spec.stateDir, rec.layer !== undefined));
     // Docker's per-container /etc files go first: user mounts may be nested below /etc
     aspec.mounts.unshift(...(await prepareEtcFiles(spec.stateDir, aspec.hostname, spec.network, spec.mounts.map((m) => m.destination))));
+    // the container's root owns its /etc files and fresh volumes, as with Docker's remapping
+    if (rec.userns) await giveToRoot(aspec.mounts.filter((m) => m.type === 'volume' || (m.type === 'bind' && path.dirname(m.source ?? '') === spec.stateDir)).map((m) => m.source!), rec.userns);
     try {
       await client.create(aspec);
     } catch (e) {
@@ -394,7 +449,7 @@ export class HostIsolation implements Isolation {
   }
 
   /** Does any other container's record still use this image's base mount? */
-  private async imageInUse(imageId: string, exceptStateDir: string): Promise<boolean> {
+  private async imageInUse(imageId: string, exceptStateDir: string, lower?: string): Promise<boolean> {
     const parents = new Set([path.join(this.opts.dataRoot, 'containers'), path.dirname(exceptStateDir)]);
     for (const parent of parents) {
       let names: string[];
@@ -408,7 +463,8 @@ export class HostIsolation implements Isolation {
         if (path.resolve(dir) === path.resolve(exceptStateDir)) continue;
         try {
           const rec = JSON.parse(await readFile(path.join(dir, RECORD), 'utf8')) as HostRecord;
-          if (rec.imageId === imageId) return true;
+          // a plain and an id-shifted mount of one image are separate: `lower` tells which
+          if (rec.imageId === imageId && (lower === undefined || rec.lower === lower)) return true;
         } catch {
           // not a container of ours
         }
@@ -441,8 +497,9 @@ export class HostIsolation implements Isolation {
     for (const p of l.pending.splice(0)) p.reject(new NotFoundError(`No such container: ${spec.id}`));
     this.lives.delete(spec.id);
     await removeCgroup(rec.cgroup);
+    await removeSizedLayer(spec.stateDir);
     await rm(spec.stateDir, { recursive: true, force: true });
-    await this.baseMounts.release(rec.imageId, () => this.imageInUse(rec.imageId, spec.stateDir));
+    await this.mountsFor(rec.userns).release(rec.imageId, () => this.imageInUse(rec.imageId, spec.stateDir, rec.lower));
   }
 
   async recover(spec: ContainerSpec): Promise<{ running: RunningInfo } | { exited: ExitStatus } | { lost: true }> {
@@ -496,7 +553,17 @@ export class HostIsolation implements Isolation {
         return { root: `/proc/${st.pid}/root`, cleanup: async () => { if (freeze) await c.resume().catch(() => {}); } };
       }
     }
-    await this.baseMounts.acquire(rec.imageId, await this.opts.baseDisks.ensure(await this.opts.images.resolve(rec.imageId)));
-    return mountStoppedRoot(path.join(this.opts.runRoot, 'tmp'), rec.lower, path.join(spec.stateDir, 'upper'), path.join(spec.stateDir, 'work'));
+    await this.acquireBase(rec);
+    if (rec.layer) await mountSizedLayer(spec.stateDir);
+    const dirs = layerDirs(spec.stateDir, rec.layer !== undefined);
+    return mountStoppedRoot(path.join(this.opts.runRoot, 'tmp'), rec.lower, dirs.upper, dirs.work);
+  }
+
+  /** `docker diff`: the upper directory against the image's base disk (running or stopped). */
+  async changes(spec: ContainerSpec): Promise<Change[]> {
+    const rec = await this.readRecord(spec);
+    await this.acquireBase(rec);
+    if (rec.layer) await mountSizedLayer(spec.stateDir);
+    return overlayChanges(layerDirs(spec.stateDir, rec.layer !== undefined).upper, rec.lower, { hidden: DOCKER_INIT_PATHS });
   }
 }

@@ -1,0 +1,107 @@
+/**
+ * A size-limited writable layer (`--storage-opt size=`) for --isolation=container: the overlay
+ * upper and work directories live on their own ext4 filesystem, a sparse file in the
+ * container's state dir (layer.ext4) loop-mounted at <stateDir>/layer. Writes beyond its size
+ * fail with ENOSPC inside the container, and `df /` there shows the size (overlayfs reports
+ * the upper filesystem's statfs).
+ *
+ * The filesystem is made by our own writer (src/disks/ext4/writer.ts, zero layers: an empty
+ * filesystem), grown by its own metadata (journal, inode tables, bitmaps) so that `size` is
+ * what the container can write, as with Docker's xfs project quotas.
+ *
+ * The mount lives in the host's mount namespace and outlives the daemon; after a host reboot
+ * it is mounted again on the next use (mountSizedLayer).
+ */
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, rmdir, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { InvalidParameterError } from '../../errors.js';
+import { writeExt4FromLayers } from '../../disks/ext4/writer.js';
+import { BLOCK_SIZE } from '../../disks/ext4/layout.js';
+import { loopMount, mountPoints, unmountLoop } from './base-mounts.js';
+
+/** the filesystem image, in the state dir */
+export const LAYER_IMAGE = 'layer.ext4';
+/** its mount point, in the state dir */
+export const LAYER_MOUNT = 'layer';
+/** the largest layer we make: 16 TiB, the writer's limit */
+const MAX_LAYER_SIZE = 2 ** 44;
+/** sizing passes: metadata grows with the disk, so the first guess can fall short */
+const MAX_PASSES = 5;
+
+export interface LayerDirs {
+  upper: string;
+  work: string;
+}
+
+/** The overlay upper and work directories of a container (on the sized layer if it has one). */
+export function layerDirs(stateDir: string, sized: boolean): LayerDirs {
+  const base = sized ? path.join(stateDir, LAYER_MOUNT) : stateDir;
+  return { upper: path.join(base, 'upper'), work: path.join(base, 'work') };
+}
+
+/** no layers at all: the writer then makes an empty filesystem */
+async function* noLayers(): AsyncGenerator<never> {}
+
+/**
+ * Writes an empty ext4 filesystem at `image` whose free space is at least `usableBytes`.
+ * Returns the filesystem's total size.
+ */
+export async function writeLayerImage(image: string, usableBytes: number): Promise<number> {
+  if (!Number.isSafeInteger(usableBytes) || usableBytes <= 0 || usableBytes > MAX_LAYER_SIZE) {
+    throw new InvalidParameterError(`writable layer size ${usableBytes} out of range 1..${MAX_LAYER_SIZE}`);
+  }
+  const uuid = randomUUID();
+  const timestamp = Math.floor(Date.now() / 1000);
+  const want = Math.ceil(usableBytes / BLOCK_SIZE);
+  let total = want;
+  for (let pass = 0; pass < MAX_PASSES; pass++) {
+    const stats = await writeExt4FromLayers(noLayers(), image, { sizeBytes: total * BLOCK_SIZE, uuid, timestamp });
+    if (stats.freeBlocks >= want) return stats.sizeBytes;
+    total = stats.blocksCount + (want - stats.freeBlocks);
+  }
+  await unlink(image).catch(() => {});
+  throw new InvalidParameterError(`cannot size a writable layer of ${usableBytes} bytes`, 'ERR_LAYER_SIZE');
+}
+
+/** Mounts the container's layer if it is not mounted (after a host reboot); a no-op otherwise. */
+export async function mountSizedLayer(stateDir: string): Promise<void> {
+  const mp = path.join(stateDir, LAYER_MOUNT);
+  if ((await mountPoints()).has(path.resolve(mp))) return;
+  const image = path.join(stateDir, LAYER_IMAGE);
+  if (!existsSync(image)) throw new InvalidParameterError(`the writable layer ${image} of this container is missing`, 'ERR_LAYER_MISSING');
+  await loopMount(image, mp, [], 'ERR_LAYER_MOUNT');
+}
+
+/**
+ * Creates, mounts and prepares (upper/, work/) the container's sized layer; leaves nothing
+ * behind when it fails.
+ */
+export async function createSizedLayer(stateDir: string, usableBytes: number): Promise<LayerDirs> {
+  const image = path.join(stateDir, LAYER_IMAGE);
+  try {
+    await writeLayerImage(image, usableBytes);
+    await mountSizedLayer(stateDir);
+    const dirs = layerDirs(stateDir, true);
+    await mkdir(dirs.upper, { mode: 0o755 });
+    await mkdir(dirs.work, { mode: 0o755 });
+    return dirs;
+  } catch (e) {
+    await removeSizedLayer(stateDir).catch(() => {});
+    throw e;
+  }
+}
+
+/**
+ * Unmounts (releasing the loop device) and deletes the layer; a no-op for a container without
+ * one. Throws if the unmount fails, so that nobody deletes the state dir through a live mount.
+ */
+export async function removeSizedLayer(stateDir: string): Promise<void> {
+  const mp = path.join(stateDir, LAYER_MOUNT);
+  await unmountLoop(mp, 'ERR_LAYER_UNMOUNT');
+  await rmdir(mp).catch(() => {});
+  await unlink(path.join(stateDir, LAYER_IMAGE)).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'ENOENT') throw e;
+  });
+}
