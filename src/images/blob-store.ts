@@ -1,16 +1,31 @@
 /**
  * Content-addressed blobs under `<root>/blobs/sha256/<hex>`. A blob appears only complete and
- * verified: writers stream into `<root>/blobs/tmp/`, check size and digest, fsync, then rename.
+ * verified: writers stream into `<root>/blobs/tmp/`, check size and digest, fdatasync, then rename.
  * Two writers of the same digest both end with a rename of identical bytes, which is safe.
  */
-import { createReadStream, createWriteStream, type ReadStream } from 'node:fs';
-import { mkdir, open, rename, stat, unlink, readFile, readdir } from 'node:fs/promises';
+import { createReadStream, type ReadStream } from 'node:fs';
+import { mkdir, open, rename, stat, unlink, readFile, readdir, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { pipeline } from 'node:stream/promises';
-import { Readable, type Transform } from 'node:stream';
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { NotFoundError } from '../errors.js';
-import { HashingStream, digestHex, verifyBuffer, type Expected } from './digest.js';
+import { DigestMismatchError, SHA256_PREFIX, SizeMismatchError, digestHex, verifyBuffer, type Expected } from './digest.js';
+
+/** bytes gathered before one writev: large enough that syscalls stop mattering */
+const WRITE_BATCH = 1 << 20;
+
+/** writev until every byte is written (a regular file may take fewer bytes than asked) */
+async function writeAll(fh: FileHandle, bufs: Buffer[]): Promise<void> {
+  let left = bufs;
+  while (left.length) {
+    const { bytesWritten } = await fh.writev(left);
+    let n = bytesWritten;
+    let i = 0;
+    while (i < left.length && n >= left[i]!.length) n -= left[i++]!.length;
+    left = left.slice(i);
+    if (n > 0 && left.length) left[0] = left[0]!.subarray(n);
+  }
+}
 
 export interface BlobInfo {
   digest: string;
@@ -21,8 +36,13 @@ export interface WriteOptions {
   expected?: Expected;
   /** name used in error messages ('layer sha256:...') */
   what?: string;
-  /** extra stages between the verifier and the file, e.g. a tee into a diff-ID hasher */
-  through?: Transform[];
+  /**
+   * sees every chunk after it was counted and hashed (progress, a layer inspector); a promise
+   * it returns holds the next read back
+   */
+  onChunk?: (chunk: Buffer) => Promise<void> | undefined | void;
+  /** runs after the bytes were verified and before the blob is committed; a throw stores nothing */
+  beforeCommit?: () => Promise<void>;
   /**
    * fsync the directory after the rename (default). Callers writing many blobs pass false and
    * call syncDir() once before recording anything that refers to them.
@@ -87,33 +107,70 @@ export class BlobStore {
     return data;
   }
 
-  /** Streams `source` into the store; on any error nothing is stored. */
+  /**
+   * Streams `source` into the store; on any error nothing is stored. Chunks are hashed as they
+   * arrive and written in batches of WRITE_BATCH bytes, one write in flight while the next
+   * batch fills (a pull's 64 KiB network reads would otherwise cost a syscall each).
+   */
   async write(source: Readable | AsyncIterable<Uint8Array>, opts: WriteOptions = {}): Promise<BlobInfo> {
     await this.init();
     const what = opts.what ?? `blob ${opts.expected?.digest ?? ''}`.trim();
-    const hasher = new HashingStream(what, opts.expected);
+    const expected = opts.expected ?? {};
+    if (expected.digest !== undefined) digestHex(expected.digest);
+    const hash = createHash('sha256');
+    let count = 0;
     const tmp = path.join(this.tmpDir, `${Date.now()}-${randomBytes(8).toString('hex')}`);
     const fh = await open(tmp, 'wx', 0o644);
-    const out = createWriteStream('', { fd: fh.fd, autoClose: false });
+    let batch: Buffer[] = [];
+    let batchLen = 0;
+    let writing: Promise<void> | undefined;
+    const flush = async () => {
+      if (writing) await writing;
+      writing = undefined;
+      if (batchLen === 0) return;
+      const bufs = batch;
+      batch = [];
+      batchLen = 0;
+      writing = writeAll(fh, bufs);
+    };
     try {
-      const src = source instanceof Readable ? source : Readable.from(source);
-      await pipeline([src, hasher, ...(opts.through ?? []), out]);
-      await fh.sync();
+      for await (const c of source) {
+        const chunk = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+        count += chunk.length;
+        if (expected.size !== undefined && count > expected.size) throw new SizeMismatchError(what, expected.size, count, false);
+        hash.update(chunk);
+        if (opts.onChunk) {
+          const wait = opts.onChunk(chunk);
+          if (wait) await wait;
+        }
+        batch.push(chunk);
+        batchLen += chunk.length;
+        if (batchLen >= WRITE_BATCH) await flush();
+      }
+      await flush();
+      await flush();
+      if (expected.size !== undefined && count !== expected.size) throw new SizeMismatchError(what, expected.size, count, true);
+      const digest = SHA256_PREFIX + hash.digest('hex');
+      if (expected.digest !== undefined && digest !== expected.digest) throw new DigestMismatchError(what, expected.digest, digest);
+      if (opts.beforeCommit) await opts.beforeCommit();
+      // data (and size) durable before the name appears; the directory entry is synced by syncDir
+      await fh.datasync();
+      await fh.close();
+      try {
+        await rename(tmp, this.path(digest));
+      } catch (e) {
+        await unlink(tmp).catch(() => {});
+        throw e;
+      }
+      if (opts.syncDir !== false) await this.syncDir();
+      return { digest, size: count };
     } catch (e) {
+      if (source instanceof Readable) source.destroy();
+      await writing?.catch(() => {});
       await fh.close().catch(() => {});
       await unlink(tmp).catch(() => {});
       throw e;
     }
-    await fh.close();
-    const info = hasher.result();
-    try {
-      await rename(tmp, this.path(info.digest));
-    } catch (e) {
-      await unlink(tmp).catch(() => {});
-      throw e;
-    }
-    if (opts.syncDir !== false) await this.syncDir();
-    return info;
   }
 
   async writeBuffer(data: Uint8Array, expected: Expected = {}, what?: string): Promise<BlobInfo> {

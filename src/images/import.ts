@@ -5,8 +5,7 @@
  */
 import type { Readable } from 'node:stream';
 import { InvalidParameterError } from '../errors.js';
-import { Tee } from './layer.js';
-import { layerInspector, layerMediaType } from './layer-inspect.js';
+import { LayerInspector, layerMediaType } from './layer-inspect.js';
 import { applyChanges } from './changes.js';
 import { hostPlatform } from './manifest.js';
 import { formatReference, parseNormalized } from './reference.js';
@@ -18,14 +17,20 @@ export async function importRootfs(store: Store, tar: Readable, opts: { ref?: st
   const ref = opts.ref ? parseNormalized(opts.ref) : undefined;
   if (ref?.digest) throw new InvalidParameterError(`cannot import to a digest reference: ${opts.ref}`);
   const runConfig = applyChanges({}, opts.changes ?? []);
-  const { sink, done } = layerInspector('imported rootfs');
+  const inspector = new LayerInspector('imported rootfs');
+  let facts: Awaited<ReturnType<LayerInspector['end']>> | undefined;
   const written: string[] = [];
   const lease = store.lease();
   try {
-    const blob = await store.blobs.write(tar, { what: 'imported rootfs', through: [new Tee(sink)] });
+    const blob = await store.blobs.write(tar, {
+      what: 'imported rootfs',
+      onChunk: (c) => inspector.write(c),
+      // an unsafe or corrupt tar is refused before its blob is stored
+      beforeCommit: async () => void (facts = await inspector.end()),
+    });
     lease.pin(blob.digest);
     written.push(blob.digest);
-    const facts = await done;
+    if (!facts) throw new Error('imported rootfs: inspection did not finish');
     const now = new Date().toISOString();
     const config = {
       architecture: hostPlatform().architecture,
@@ -44,6 +49,7 @@ export async function importRootfs(store: Store, tar: Readable, opts: { ref?: st
       ref ? [formatReference(ref)] : [],
     );
   } catch (e) {
+    inspector.abort();
     lease.release();
     await store.discardBlobs(written);
     throw e;

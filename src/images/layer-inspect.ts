@@ -1,12 +1,19 @@
 /**
  * One pass over a layer blob that yields everything we must know before trusting it: the
  * compression, the diff ID and uncompressed size, and that every tar entry is safe.
+ *
+ * The pass is on the pull's hot path, so it is one object rather than a chain of streams:
+ * compressed chunks go straight into zlib (which inflates on libuv's thread pool, off the
+ * main thread), and each inflated chunk is hashed and walked (headers only) as it comes out.
  */
-import { Transform, type TransformCallback, type Readable, type Writable } from 'node:stream';
+import { createGunzip, type Gunzip } from 'node:zlib';
+import { createHash } from 'node:crypto';
+import { Writable, type Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { HashingStream } from './digest.js';
-import { LayerDecompressor, Tee, type Compression } from './layer.js';
-import { layerTarValidator } from './tar-safety.js';
+import { FormatError } from '../errors.js';
+import { SHA256_PREFIX } from './digest.js';
+import { GUNZIP_CHUNK, MAGIC_BYTES, ZstdStream, sniffCompression, type Compression } from './layer.js';
+import { LayerTarChecker, tarError } from './tar-safety.js';
 import { MediaType } from './manifest.js';
 
 export interface LayerFacts {
@@ -18,23 +25,163 @@ export interface LayerFacts {
   dangling: { name: string; target: string }[];
 }
 
-class Discard extends Transform {
-  override _transform(_c: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
-    cb();
+export class LayerInspector {
+  private readonly hash = createHash('sha256');
+  private readonly checker: LayerTarChecker;
+  private size = 0;
+  private head: Buffer[] = [];
+  private headLen = 0;
+  private decoder: Gunzip | Transform | undefined;
+  private decoderEnded: Promise<void> | undefined;
+  private failure: Error | undefined;
+  compression: Compression | undefined;
+
+  constructor(
+    private readonly what: string,
+    known?: Set<string>,
+    opts: { deferLinks?: boolean } = {},
+  ) {
+    this.checker = new LayerTarChecker(what, known, opts.deferLinks ?? false);
+  }
+
+  private plain(c: Buffer): void {
+    if (this.failure) return;
+    this.size += c.length;
+    this.hash.update(c);
+    try {
+      this.checker.push(c);
+    } catch (e) {
+      this.fail(tarError(e, this.what));
+    }
+  }
+
+  private fail(e: Error): void {
+    this.failure ??= e;
+    this.decoder?.destroy();
+  }
+
+  private start(): void {
+    const head = Buffer.concat(this.head);
+    this.head = [];
+    this.compression = sniffCompression(head, this.what);
+    if (this.compression !== 'none') {
+      const dec = this.compression === 'gzip' ? createGunzip({ chunkSize: GUNZIP_CHUNK }) : new ZstdStream(this.what);
+      this.decoder = dec;
+      dec.on('data', (c: Buffer) => this.plain(c));
+      this.decoderEnded = new Promise<void>((resolve, reject) => {
+        dec.on('end', resolve);
+        dec.on('close', () => reject(this.failure ?? new FormatError(`${this.what}: ${this.compression} stream closed early`, 'ERR_BAD_COMPRESSION')));
+        dec.on('error', (e: Error) => {
+          this.failure ??= e instanceof FormatError ? e : new FormatError(`${this.what}: corrupt ${this.compression} stream: ${e.message}`, 'ERR_BAD_COMPRESSION', { cause: e });
+          reject(this.failure);
+        });
+      });
+      this.decoderEnded.catch(() => {});
+    }
+    if (head.length) void this.feed(head);
+  }
+
+  private feed(c: Buffer): Promise<void> | undefined {
+    if (!this.decoder) {
+      this.plain(c);
+      return undefined;
+    }
+    if (this.decoder.write(c)) return undefined;
+    const dec = this.decoder;
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        dec.off('drain', done);
+        dec.off('close', done);
+        resolve();
+      };
+      dec.on('drain', done);
+      dec.on('close', done);
+    });
+  }
+
+  /** Takes the next compressed chunk; a promise means: wait before writing more. Throws the first error. */
+  write(chunk: Buffer): Promise<void> | undefined {
+    if (this.failure) throw this.failure;
+    if (this.compression === undefined) {
+      this.head.push(chunk);
+      this.headLen += chunk.length;
+      if (this.headLen < MAGIC_BYTES) return undefined;
+      this.start();
+      return undefined;
+    }
+    return this.feed(chunk);
+  }
+
+  /** The input has ended: waits for the decoder and returns the facts, or throws what went wrong. */
+  async end(): Promise<LayerFacts> {
+    if (this.failure) throw this.failure;
+    if (this.compression === undefined) this.start();
+    if (this.decoder) {
+      this.decoder.end();
+      await this.decoderEnded;
+    }
+    if (this.failure) throw this.failure;
+    let tar;
+    try {
+      tar = this.checker.end();
+    } catch (e) {
+      throw tarError(e, this.what);
+    }
+    return {
+      compression: this.compression ?? 'none',
+      diffId: SHA256_PREFIX + this.hash.digest('hex'),
+      size: this.size,
+      entries: tar.entries,
+      paths: tar.paths,
+      dangling: tar.dangling,
+    };
+  }
+
+  /** Stops early (the download failed): releases the decoder. */
+  abort(): void {
+    this.fail(new FormatError(`${this.what}: inspection aborted`, 'ERR_ABORTED'));
   }
 }
 
-/** A sink for a layer blob; `done` resolves after the blob ended and the tar was checked. */
+/** The inspector as a Writable sink, for pipelines; `done` resolves after the blob ended and the tar was checked. */
 export function layerInspector(what: string, known?: Set<string>, opts: { deferLinks?: boolean } = {}): { sink: Writable; done: Promise<LayerFacts> } {
-  const dec = new LayerDecompressor(what);
-  const hasher = new HashingStream(`${what} (uncompressed)`);
-  const validator = layerTarValidator(what, known, opts);
-  const done = Promise.all([pipeline(dec, hasher, new Tee(validator.sink), new Discard()), validator.done]).then(([, v]) => {
-    const r = hasher.result();
-    return { compression: dec.compression ?? 'none', diffId: r.digest, size: r.size, entries: v.entries, paths: v.paths, dangling: v.dangling };
+  const ins = new LayerInspector(what, known, opts);
+  let resolve!: (f: LayerFacts) => void;
+  let reject!: (e: Error) => void;
+  const done = new Promise<LayerFacts>((res, rej) => {
+    resolve = res;
+    reject = rej;
   });
   done.catch(() => {});
-  return { sink: dec, done };
+  const sink = new Writable({
+    highWaterMark: 1 << 20,
+    write(chunk: Buffer, _e, cb) {
+      let wait;
+      try {
+        wait = ins.write(chunk);
+      } catch (e) {
+        cb(e as Error);
+        return;
+      }
+      if (wait) wait.then(() => cb(), cb);
+      else cb();
+    },
+    final(cb) {
+      ins.end().then(
+        (f) => {
+          resolve(f);
+          cb();
+        },
+        (e: Error) => cb(e),
+      );
+    },
+    destroy(err, cb) {
+      if (err) ins.abort();
+      cb(err);
+    },
+  });
+  sink.on('error', (e) => reject(e));
+  return { sink, done };
 }
 
 export async function inspectLayer(source: Readable, what: string, known?: Set<string>): Promise<LayerFacts> {

@@ -18,9 +18,9 @@ const GZIP_MAGIC = [0x1f, 0x8b];
 const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
 const XZ_MAGIC = [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00];
 const BZIP2_MAGIC = [0x42, 0x5a, 0x68];
-const MAGIC_BYTES = 6;
+export const MAGIC_BYTES = 6;
 /** zlib's default 16 KiB output chunks make every later stage (hash, tar checks) run 8x as often. */
-const GUNZIP_CHUNK = 128 * 1024;
+export const GUNZIP_CHUNK = 128 * 1024;
 
 function startsWith(buf: Buffer, magic: number[]): boolean {
   return buf.length >= magic.length && magic.every((b, i) => buf[i] === b);
@@ -36,7 +36,7 @@ export function sniffCompression(head: Buffer, what = 'layer'): Compression {
 }
 
 /** fzstd's synchronous push decoder as a Transform. */
-class ZstdStream extends Transform {
+export class ZstdStream extends Transform {
   private readonly dec: ZstdDecompress;
   private pending: Buffer[] = [];
   constructor(private readonly what: string) {

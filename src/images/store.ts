@@ -13,13 +13,13 @@
  */
 import { readFile, readdir, unlink, mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { type Readable, PassThrough, Transform } from 'node:stream';
+import { type Readable, PassThrough } from 'node:stream';
 import { writeJsonAtomic } from '../atomic-file.js';
 import { ConflictError, InvalidParameterError, NotFoundError, FormatError, TvmError } from '../errors.js';
 import { BlobStore } from './blob-store.js';
 import { HashingStream, digestHex, sha256Digest } from './digest.js';
-import { Tee, decompressLayer, computeDiffId } from './layer.js';
-import { layerInspector, inspectLayer } from './layer-inspect.js';
+import { decompressLayer, computeDiffId } from './layer.js';
+import { LayerInspector, inspectLayer, type LayerFacts } from './layer-inspect.js';
 import { checkDeferredLinks } from './tar-safety.js';
 import { MediaType, parseImageConfig, parseManifest, hostPlatform, type Descriptor, type ImageConfig, type Platform } from './manifest.js';
 import { Mutex, mapLimit } from './mutex.js';
@@ -569,28 +569,40 @@ export class Store implements ImageStore {
       return { meta: { digest: l.digest, mediaType: l.mediaType, size: l.size, diffId: db.diffId, uncompressedSize: db.size }, downloaded: false };
     }
     const maxAttempts = this.opts.downloadAttempts ?? 3;
+    const what = `layer ${l.digest}`;
     let info: { digest: string; size: number } | undefined;
-    let inspected: ReturnType<typeof layerInspector>['done'] | undefined;
+    let facts: LayerFacts | undefined;
     for (let attempt = 1; !info; attempt++) {
       const every = this.opts.progressEveryBytes ?? 512 * 1024;
       let seen = 0;
       let lastShown = 0;
-      const meter = new Transform({
-        transform(c: Buffer, _e, cb) {
-          seen += c.length;
-          if (seen - lastShown >= every || seen === l.size) {
-            lastShown = seen;
-            emit(progress.downloading(l.digest, seen, l.size));
-          }
-          cb(null, c);
-        },
-      });
-      const { sink, done } = layerInspector(`layer ${l.digest}`, new Set(), { deferLinks: true });
+      // blob digest and size, diff ID and tar checks all in the download's one pass
+      const inspector = new LayerInspector(what, new Set(), { deferLinks: true });
       try {
         const body = await client.getBlob(repo, l);
-        info = await this.blobs.write(body, { expected: l, what: `layer ${l.digest}`, through: [meter, new Tee(sink)], syncDir: false });
-        inspected = done;
+        info = await this.blobs.write(body, {
+          expected: l,
+          what,
+          syncDir: false,
+          onChunk: (c) => {
+            seen += c.length;
+            if (seen - lastShown >= every || seen === l.size) {
+              lastShown = seen;
+              emit(progress.downloading(l.digest, seen, l.size));
+            }
+            return inspector.write(c);
+          },
+          // a layer whose tar is unsafe or whose diff ID is not the config's is never stored
+          beforeCommit: async () => {
+            emit(progress.layer('Verifying Checksum', l.digest));
+            facts = await inspector.end();
+            if (facts.diffId !== wantDiffId) {
+              throw new FormatError(`${what}: uncompressed digest ${facts.diffId} differs from the config's diff ID ${wantDiffId}`, 'ERR_DIFF_ID_MISMATCH');
+            }
+          },
+        });
       } catch (e) {
+        inspector.abort();
         // Connection trouble is retried (as Docker does); bad content never is.
         if (attempt >= maxAttempts || !isTransient(e)) throw e;
         const delay = attempt * (this.opts.retryDelayMs ?? 1000);
@@ -599,11 +611,7 @@ export class Store implements ImageStore {
       }
     }
     written.push(info.digest);
-    emit(progress.layer('Verifying Checksum', l.digest));
-    const { diffId, size, paths, dangling } = await inspected!;
-    if (diffId !== wantDiffId) {
-      throw new FormatError(`layer ${l.digest}: uncompressed digest ${diffId} differs from the config's diff ID ${wantDiffId}`, 'ERR_DIFF_ID_MISMATCH');
-    }
+    const { diffId, size, paths, dangling } = facts!;
     emit(progress.layer('Download complete', l.digest));
     emit(progress.layer('Pull complete', l.digest));
     return { meta: { digest: l.digest, mediaType: l.mediaType, size: l.size, diffId, uncompressedSize: size }, downloaded: true, paths, dangling };

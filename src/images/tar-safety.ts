@@ -4,7 +4,7 @@
  * path that does not exist yet, or a truncated/corrupt tar is a FormatError naming the entry.
  */
 import { Writable } from 'node:stream';
-import { extract, type Header } from 'tar-stream';
+import { TarWalker, type TarEntryInfo } from './tar-walker.js';
 import { FormatError } from '../errors.js';
 
 /** Normalises a member name ('./a//b/' -> 'a/b'); refuses absolute paths and '..' components. */
@@ -16,7 +16,7 @@ export function safeEntryName(name: string, what: string): string {
   return parts.join('/');
 }
 
-/** tar-stream's error for a short archive, or any parse error, as a FormatError. */
+/** Any parse error as a FormatError naming the layer. */
 export function tarError(e: unknown, what: string): FormatError {
   if (e instanceof FormatError) return e;
   const msg = (e as Error)?.message ?? String(e);
@@ -35,57 +35,75 @@ export interface LayerTarFacts {
   dangling: { name: string; target: string }[];
 }
 
+/** Checks entries as a TarWalker reports them; `push`/`end` throw FormatError on the first bad one. */
+export class LayerTarChecker {
+  private readonly walker: TarWalker;
+  readonly dangling: { name: string; target: string }[] = [];
+
+  constructor(
+    private readonly what: string,
+    readonly paths: Set<string> = new Set(),
+    private readonly deferLinks = false,
+  ) {
+    this.walker = new TarWalker(what, (e) => this.entry(e));
+  }
+
+  private entry(e: TarEntryInfo): void {
+    const name = safeEntryName(e.name, this.what);
+    if (e.type === '1') {
+      const target = safeEntryName(e.linkname, `${this.what}: hard link ${JSON.stringify(e.name)}`);
+      if (!this.paths.has(target)) {
+        if (!this.deferLinks) {
+          throw new FormatError(`${this.what}: hard link ${JSON.stringify(e.name)} points to missing ${JSON.stringify(e.linkname)}`, 'ERR_UNSAFE_TAR_ENTRY');
+        }
+        this.dangling.push({ name: e.name, target });
+      }
+    }
+    if (name !== '') this.paths.add(name);
+  }
+
+  push(chunk: Buffer): void {
+    this.walker.push(chunk);
+  }
+
+  end(): LayerTarFacts {
+    this.walker.end();
+    return { entries: this.walker.entries, paths: this.paths, dangling: this.dangling };
+  }
+}
+
 export function layerTarValidator(
   what: string,
   known: Set<string> = new Set(),
   opts: { deferLinks?: boolean } = {},
 ): { sink: Writable; done: Promise<LayerTarFacts> } {
-  const ex = extract();
-  let entries = 0;
-  const dangling: { name: string; target: string }[] = [];
-  const done = new Promise<LayerTarFacts>((resolve, reject) => {
-    ex.on('entry', (h: Header, stream, next) => {
-      // the extractor reports the error; the entry stream repeats it
-      stream.on('error', () => {});
-      try {
-        const name = safeEntryName(h.name, what);
-        if (h.type === 'link') {
-          const target = safeEntryName(h.linkname ?? '', `${what}: hard link ${JSON.stringify(h.name)}`);
-          if (!known.has(target) && opts.deferLinks) dangling.push({ name: h.name, target });
-          else if (!known.has(target)) {
-            throw new FormatError(`${what}: hard link ${JSON.stringify(h.name)} points to missing ${JSON.stringify(h.linkname)}`, 'ERR_UNSAFE_TAR_ENTRY');
-          }
-        }
-        if (name !== '') known.add(name);
-        entries++;
-      } catch (e) {
-        stream.resume();
-        ex.destroy(e as Error);
-        return;
-      }
-      stream.on('end', () => next());
-      stream.resume();
-    });
-    ex.on('finish', () => resolve({ entries, paths: known, dangling }));
-    ex.on('error', (e) => reject(tarError(e, what)));
+  const checker = new LayerTarChecker(what, known, opts.deferLinks ?? false);
+  let resolve!: (f: LayerTarFacts) => void;
+  let reject!: (e: Error) => void;
+  const done = new Promise<LayerTarFacts>((res, rej) => {
+    resolve = res;
+    reject = rej;
   });
   done.catch(() => {});
-  // tar-stream is built on streamx; a node Writable in front keeps node's pipeline semantics.
   const sink = new Writable({
     write(chunk: Buffer, _e, cb) {
-      if (ex.write(chunk)) cb(null);
-      else ex.once('drain', () => cb(null));
+      try {
+        checker.push(chunk);
+        cb();
+      } catch (e) {
+        cb(tarError(e, what));
+      }
     },
     final(cb) {
-      ex.end(undefined);
-      done.then(() => cb(null), (e: Error) => cb(e));
-    },
-    destroy(err, cb) {
-      ex.destroy(err ?? undefined);
-      cb(err);
+      try {
+        resolve(checker.end());
+        cb();
+      } catch (e) {
+        cb(tarError(e, what));
+      }
     },
   });
-  done.catch((e: Error) => sink.destroy(e));
+  sink.on('error', (e) => reject(e));
   return { sink, done };
 }
 
