@@ -209,8 +209,7 @@ static int create_v1(const container_spec *s, char *err, size_t errlen) {
   return 0;
 }
 
-/* Is word one of the space-separated words of list (cgroup.controllers)? "cpu" is not "cpuset". */
-static int has_word(const char *list, const char *word) {
+int cgroup_list_has(const char *list, const char *word) {
   size_t n = strlen(word);
   for (const char *p = list; (p = strstr(p, word)) != NULL; p += n)
     if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\n' || p[n] == 0)) return 1;
@@ -254,7 +253,7 @@ static int v2_enable_controllers(const container_spec *s, char *err, size_t errl
     char *avail = read_file(fp, NULL);
     const char *want[] = {"memory", "cpu", "pids", "cpuset"};
     for (int i = 0; avail && i < 4; i++) {
-      if (!has_word(avail, want[i])) continue;
+      if (!cgroup_list_has(avail, want[i])) continue;
       char val[32];
       snprintf(val, sizeof val, "+%s", want[i]);
       knob(path, "cgroup.subtree_control", val, err, errlen); /* best effort: checked via limits below */

@@ -22,6 +22,8 @@ int cgroup_stats_read(const container_spec *s, cgroup_stats *out);
 int64_t cgroup_oom_kills(const container_spec *s);
 /* Fills pids (max n) with the members; returns the count or -1. */
 int cgroup_pids(const container_spec *s, pid_t *pids, int n);
+/* Is word one of the words of a cgroup list file (cgroup.controllers)? "cpu" is not "cpuset". */
+int cgroup_list_has(const char *list, const char *word);
 /* v1 cpu.shares -> v2 cpu.weight as runc/crun convert it ([2, 262144] -> [1, 10000], 1024 -> 100);
  * 0 (unset) stays 0. */
 int64_t cgroup_shares_to_weight(int64_t shares);
