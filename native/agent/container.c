@@ -152,7 +152,7 @@ static int recv_fd(int sock) {
 }
 
 /* Inside the container's root: stdio, user, workdir, capabilities, seccomp, execve. */
-static void __attribute__((noreturn)) finish_and_exec(const child_ctx *c, const proc_spec *p, const char *hostname,
+static void __attribute__((noreturn)) finish_and_exec(const child_ctx *c, const container_spec *s, const proc_spec *p, const char *hostname,
                                                      uint64_t caps, int privileged) {
   char err[1024];
   if (p->tty) {
@@ -194,6 +194,10 @@ static void __attribute__((noreturn)) finish_and_exec(const child_ctx *c, const 
     nofile.rlim_cur = hard < CONTAINER_NOFILE_SOFT ? hard : CONTAINER_NOFILE_SOFT;
     if (setrlimit(RLIMIT_NOFILE, &nofile) < 0) child_fail(c, 126, "setrlimit nofile: %s", strerror(errno));
   }
+  /* Without no_new_privs, installing a filter takes CAP_SYS_ADMIN: install it while we still
+   * hold it, as runc does (the profile must then allow setuid, capset, execve: Docker's does). */
+  if (!s->no_new_privs && seccomp_install(&s->seccomp) < 0)
+    child_fail(c, 126, "install seccomp filter: %s", strerror(errno));
   if (!privileged && caps_apply_bounding(caps) < 0) child_fail(c, 126, "drop bounding capabilities: %s", strerror(errno));
   if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) child_fail(c, 126, "keepcaps: %s", strerror(errno));
   if (setgroups(u.ngroups, u.groups) < 0) child_fail(c, 126, "setgroups: %s", strerror(errno));
@@ -208,8 +212,11 @@ static void __attribute__((noreturn)) finish_and_exec(const child_ctx *c, const 
   char exe[PATH_MAX];
   int code = lookup_path(p->args[0], env, exe, sizeof exe, err, sizeof err);
   if (code) child_fail(c, code, "%s", err);
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_fail(c, 126, "no_new_privs: %s", strerror(errno));
-  if (!privileged && seccomp_install(caps) < 0) child_fail(c, 126, "install seccomp filter: %s", strerror(errno));
+  /* Docker sets no_new_privs only when asked (--security-opt no-new-privileges): setuid binaries work */
+  if (s->no_new_privs) {
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_fail(c, 126, "no_new_privs: %s", strerror(errno));
+    if (seccomp_install(&s->seccomp) < 0) child_fail(c, 126, "install seccomp filter: %s", strerror(errno));
+  }
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
@@ -346,7 +353,7 @@ int container_start(const container_spec *s, proc_io *io, int *code, char *err, 
     if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
       child_fail(&c, 126, "sethostname: %s", strerror(errno));
     if (rootfs_setup(s, err, errlen) < 0) child_fail(&c, 126, "%s", err);
-    finish_and_exec(&c, &s->process, s->hostname, s->caps, s->privileged);
+    finish_and_exec(&c, s, &s->process, s->hostname, s->caps, s->privileged);
   }
   io->pid = pid;
   if (cgroup_join(s, pid, err, errlen) < 0 || (s->userns.nuid && userns_write_maps(pid, &s->userns, err, errlen) < 0)) {
@@ -423,7 +430,7 @@ int container_exec(const container_spec *s, pid_t init_pid, const proc_spec *p, 
     if (pid == 0) {
       close(pidpipe[0]);
       close(pidpipe[1]);
-      finish_and_exec(&c, p, s->hostname, privileged ? caps_all() : s->caps, privileged);
+      finish_and_exec(&c, s, p, s->hostname, privileged ? caps_all() : s->caps, privileged);
     }
     write_all(pidpipe[1], &pid, sizeof pid);
     _exit(0);

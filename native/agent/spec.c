@@ -163,7 +163,7 @@ static int parse_mounts(const jval *v, container_spec *s, char *err, size_t errl
 int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
   static const char *const keys[] = {"id", "hostname", "privileged", "readonlyRootfs", "network", "rootfs",
                                      "process", "mounts", "resources", "capAdd", "capDrop", "cgroup",
-                                     "logPath", "userns", NULL};
+                                     "logPath", "userns", "seccomp", "noNewPrivileges", NULL};
   static const char *const rootfs_keys[] = {"lower", "upper", "work", "target", NULL};
   static const char *const res_keys[] = {"memory", "memorySwap", "nanoCpus", "cpuShares", "pidsLimit",
                                          "cpusetCpus", NULL};
@@ -244,6 +244,20 @@ int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
   }
   if (get_str(v, "logPath", "spec", 1, &s->log_path, err, errlen) < 0) return -1;
   if (!abs_path(s->log_path)) ERR("spec.logPath: must be an absolute path");
+  const jval *sc = json_get(v, "seccomp");
+  if (sc && sc->type != J_NULL) {
+    static const char *const sc_keys[] = {"filter", "flags", NULL};
+    if (check_keys(sc, "spec.seccomp", sc_keys, err, errlen) < 0) return -1;
+    char *filter;
+    int64_t flags;
+    if (get_str(sc, "filter", "spec.seccomp", 1, &filter, err, errlen) < 0) return -1;
+    int src = get_int(sc, "flags", "spec.seccomp", 0, &flags, err, errlen);
+    if (src == 0 && flags > 0xffff) { snprintf(err, errlen, "spec.seccomp.flags: out of range"); src = -1; }
+    if (src == 0) src = seccomp_decode(filter, (unsigned)flags, &s->seccomp, err, errlen);
+    free(filter);
+    if (src < 0) return -1;
+  }
+  if (get_bool(v, "noNewPrivileges", "spec", &s->no_new_privs, err, errlen) < 0) return -1;
   if (userns_parse(json_get(v, "userns"), &s->userns, "spec.userns", err, errlen) < 0) return -1;
   /* Docker refuses both with remapping: sharing the host's network namespace needs --userns=host,
    * and privileged means the host's capabilities */
@@ -262,6 +276,7 @@ void spec_free(container_spec *s) {
   free(s->mounts);
   free(s->res.cpuset_cpus);
   free(s->cgroup_root); free(s->cgroup_path); free(s->log_path);
+  seccomp_free(&s->seccomp);
   userns_free(&s->userns);
   memset(s, 0, sizeof *s);
 }

@@ -3,6 +3,7 @@
 #ifndef TVM_SPEC_H
 #define TVM_SPEC_H
 #include "json.h"
+#include "seccomp.h"
 #include "userns.h"
 #include <stddef.h>
 #include <stdint.h>
@@ -49,6 +50,8 @@ typedef struct {
   char *cgroup_root;
   char *cgroup_path;
   char *log_path;
+  seccomp_prog seccomp;  /* empty: none (privileged, seccomp=unconfined) */
+  int no_new_privs;      /* --security-opt no-new-privileges */
   userns_spec userns; /* userns.nuid == 0: the host's user namespace */
 } container_spec;
 

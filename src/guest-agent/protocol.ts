@@ -49,6 +49,9 @@ export interface AgentSpec {
   capDrop: string[];
   cgroup?: { version: 1 | 2; root: string; path: string };
   logPath: string;
+  /** the compiled filter (base64 struct sock_filter[]); absent: none */
+  seccomp?: { filter: string; flags: number };
+  noNewPrivileges?: boolean;
 }
 
 export interface AgentExitStatus {

@@ -14,6 +14,7 @@ import { assertRunning, isActive, NotModifiedError, transition, type ContainerSt
 import { EventBus } from './events.js';
 import { VolumeStore } from './volumes.js';
 import { newId, randomName, validateName } from './ids.js';
+import { validateHostOptions } from './create-options.js';
 import {
   displayRef, effectiveConfig, mapIsolation, parseMounts, validateNetwork, validateResources, validateRestartPolicy, validateStorageOpt,
   type CreateBody,
@@ -282,6 +283,7 @@ export class ContainerManager {
     const network = validateNetwork(hc);
     const storage = validateStorageOpt(hc);
     const restartPolicy = validateRestartPolicy(hc);
+    const hostOptions = validateHostOptions(body);
     const name = nameArg !== undefined && nameArg !== '' ? validateName(nameArg) : randomName((n) => this.records.nameTaken(n));
 
     let image: ImageRecord;
@@ -341,6 +343,7 @@ export class ContainerManager {
         network,
         stateDir,
         logPath: path.join(stateDir, 'log.jsonl'),
+        ...hostOptions,
         ...(storage && { storage }),
       };
       const hostConfig: Record<string, unknown> = {

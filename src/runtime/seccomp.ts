@@ -7,7 +7,7 @@ import { encodeProgram } from './bpf.js';
 import { compileSeccomp } from './seccomp-compile.js';
 import { DEFAULT_PROFILE } from './seccomp-default.js';
 import { parseProfile, resolveProfile, type ProfileJson } from './seccomp-profile.js';
-import type { SecuritySpec } from './types.js';
+import type { ContainerSpec, SecuritySpec } from './types.js';
 
 /** Docker's default capability set (moby oci/caps DefaultCapabilities). */
 export const DOCKER_DEFAULT_CAPS = [
@@ -51,4 +51,11 @@ export function containerSeccomp(security: SecuritySpec | undefined, caps: Reado
   if (!profile) return undefined;
   const resolved = resolveProfile(profile, { caps });
   return { filter: encodeProgram(compileSeccomp(resolved)).toString('base64'), flags: resolved.flags };
+}
+
+/** The agent spec's security fields for a container. */
+export function agentSecurity(spec: Pick<ContainerSpec, 'security' | 'capAdd' | 'capDrop' | 'privileged'>, allCaps: readonly string[]): { seccomp?: AgentSeccomp; noNewPrivileges?: boolean } {
+  const caps = effectiveCaps(spec.capAdd, spec.capDrop, spec.privileged, allCaps);
+  const seccomp = containerSeccomp(spec.security, caps, spec.privileged);
+  return { ...(seccomp && { seccomp }), ...(spec.security?.noNewPrivileges && { noNewPrivileges: true }) };
 }

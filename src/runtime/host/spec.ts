@@ -7,6 +7,7 @@ import { InvalidParameterError } from '../../errors.js';
 import type { AgentMount, AgentProcess, AgentSpec } from '../../guest-agent/protocol.js';
 import type { ContainerSpec, ProcessSpec } from '../types.js';
 import type { CgroupConfig } from './cgroups.js';
+import { agentSecurity } from '../seccomp.js';
 
 export const CAPABILITIES = [
   'CHOWN', 'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP',
@@ -109,5 +110,6 @@ export function agentSpec(spec: ContainerSpec, lower: string, cgroup: CgroupConf
     capDrop: spec.capDrop,
     cgroup,
     logPath: spec.logPath,
+    ...agentSecurity(spec, CAPABILITIES),
   };
 }
