@@ -15,6 +15,7 @@ import type { Readable } from 'node:stream';
 import type { BaseDisks, ImageRecord } from '../images/types.js';
 import { InvalidParameterError } from '../errors.js';
 import { writeExt4FromLayers, uuidFromDigest, type Ext4Stats } from './ext4/writer.js';
+import type { IdShift } from './ext4/id-shift.js';
 import { SUPERBLOCK, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, EXT4_SUPER_MAGIC } from './ext4/superblock.js';
 
 /** bump whenever the writer's output for the same layers changes */
@@ -36,6 +37,12 @@ export interface BaseDiskCacheOptions {
    * writable root gets through its overlay; default: the writer's, from the content
    */
   sizeBytes?: number;
+  /**
+   * `--userns-remap`: this cache holds the id-shifted variant of every disk (owners moved to the
+   * host ids the maps give them; see ext4/id-shift.ts). Its files are named and identified apart
+   * from the plain disks (`<hex>.userns-<tag>.ext4`), so both can exist side by side.
+   */
+  idShift?: IdShift;
   /** called after each build (for logs and events) */
   onBuilt?: (imageId: string, stats: Ext4Stats, path: string) => void;
 }
@@ -47,10 +54,18 @@ export function imageIdHex(imageId: string): string {
 }
 
 /** the filesystem UUID a current base disk of `imageId` has */
-export function baseDiskUuid(imageId: string, version = BASE_DISK_WRITER_VERSION, sizeBytes?: number): Buffer {
+export function baseDiskUuid(imageId: string, version = BASE_DISK_WRITER_VERSION, sizeBytes?: number, idShift?: IdShift): Buffer {
   // The size is part of the identity, so a daemon started with another size rebuilds its disks.
   const size = sizeBytes === undefined ? '' : `\nsize ${sizeBytes}`;
-  return uuidFromDigest(createHash('sha256').update(`tvm base disk v${version}\n${imageIdHex(imageId)}${size}`).digest());
+  const shift = idShift === undefined ? '' : `\nuserns ${idShiftTag(idShift)}`;
+  return uuidFromDigest(createHash('sha256').update(`tvm base disk v${version}\n${imageIdHex(imageId)}${size}${shift}`).digest());
+}
+
+/** A short stable name for a set of id maps: u<root uid>-g<root gid>-<digest of the maps>. */
+export function idShiftTag(shift: IdShift): string {
+  const root = (m: IdShift['uidMap']) => m.find((e) => e.containerID === 0)?.hostID ?? 'none';
+  const digest = createHash('sha256').update(JSON.stringify([shift.uidMap, shift.gidMap])).digest('hex').slice(0, 8);
+  return `u${root(shift.uidMap)}-g${root(shift.gidMap)}-${digest}`;
 }
 
 export class BaseDiskCache implements BaseDisks {
@@ -63,7 +78,8 @@ export class BaseDiskCache implements BaseDisks {
   }
 
   pathFor(imageId: string): string {
-    return path.join(this.dir, `${imageIdHex(imageId)}.ext4`);
+    const variant = this.opts.idShift ? `.userns-${idShiftTag(this.opts.idShift)}` : '';
+    return path.join(this.dir, `${imageIdHex(imageId)}${variant}.ext4`);
   }
 
   ensure(image: ImageRecord): Promise<string> {
@@ -80,7 +96,7 @@ export class BaseDiskCache implements BaseDisks {
     const f = await readSuperblock(this.pathFor(imageId));
     if (!f) return false;
     const label = Buffer.from(f.s_volume_name as Uint8Array).toString('utf8').replace(/\0+$/, '');
-    return label === BASE_DISK_LABEL && Buffer.from(f.s_uuid as Uint8Array).equals(baseDiskUuid(imageId, BASE_DISK_WRITER_VERSION, this.opts.sizeBytes));
+    return label === BASE_DISK_LABEL && Buffer.from(f.s_uuid as Uint8Array).equals(baseDiskUuid(imageId, BASE_DISK_WRITER_VERSION, this.opts.sizeBytes, this.opts.idShift));
   }
 
   /** removes an image's base disk (image deletion); containers holding it open keep their copy */
@@ -100,9 +116,10 @@ export class BaseDiskCache implements BaseDisks {
       if (name.startsWith(stale) && name.endsWith('.tmp')) await rm(path.join(this.dir, name), { force: true });
     }
     const stats = await writeExt4FromLayers(this.opts.layerStreams(imageId), target, {
-      uuid: baseDiskUuid(imageId, BASE_DISK_WRITER_VERSION, this.opts.sizeBytes),
+      uuid: baseDiskUuid(imageId, BASE_DISK_WRITER_VERSION, this.opts.sizeBytes, this.opts.idShift),
       label: BASE_DISK_LABEL,
       ...(this.opts.sizeBytes !== undefined && { sizeBytes: this.opts.sizeBytes }),
+      ...(this.opts.idShift && { idShift: this.opts.idShift }),
     });
     this.opts.onBuilt?.(imageId, stats, target);
     return target;

@@ -49,6 +49,8 @@ export interface AgentSpec {
   capDrop: string[];
   cgroup?: { version: 1 | 2; root: string; path: string };
   logPath: string;
+  /** own user namespace with these maps (`--userns-remap`); absent: the host's */
+  userns?: { uidMap: { containerID: number; hostID: number; size: number }[]; gidMap: { containerID: number; hostID: number; size: number }[] };
   /** the compiled filter (base64 struct sock_filter[]); absent: none */
   seccomp?: { filter: string; flags: number };
   noNewPrivileges?: boolean;

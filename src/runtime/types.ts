@@ -59,6 +59,11 @@ export interface ContainerSpec {
   stateDir: string;
   /** json-file log, written by the supervisor so logs outlive the daemon */
   logPath: string;
+  /**
+   * HostConfig.UsernsMode: 'host' opts the container out of the daemon's `--userns-remap` (it then
+   * runs in the host's user namespace); unset: the daemon's choice
+   */
+  usernsMode?: 'host';
   /** `--security-opt` (seccomp, no-new-privileges); absent: Docker's defaults */
   security?: SecuritySpec;
   /** process options Docker's HostConfig carries (--ulimit, --sysctl, --shm-size, --init, ...) */
