@@ -72,7 +72,8 @@ export function inspectJson(rec: ContainerRecord, execIds: string[]): Record<str
     Args: rec.args,
     State: {
       Status: st.status,
-      Running: st.status === 'running' || st.status === 'paused',
+      // Docker: a container waiting to be restarted by its policy counts as running
+      Running: st.status === 'running' || st.status === 'paused' || st.status === 'restarting',
       Paused: st.status === 'paused',
       Restarting: st.status === 'restarting',
       OOMKilled: st.oomKilled,

@@ -5,6 +5,7 @@ import { registerImageCommands } from './commands/images.js';
 import { registerSystemCommands } from './commands/system.js';
 import { registerKernelCommands } from './commands/kernel.js';
 import { registerVmmCommands } from './commands/vmm.js';
+import { registerRestartCommand } from './commands/restart.js';
 import { isTvmError } from '../errors.js';
 
 const program = new Command();
@@ -18,6 +19,7 @@ registerImageCommands(program);
 registerSystemCommands(program);
 registerKernelCommands(program);
 registerVmmCommands(program);
+registerRestartCommand(program);
 
 try {
   await program.parseAsync(process.argv);

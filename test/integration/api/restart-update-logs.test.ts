@@ -1,0 +1,99 @@
+/**
+ * Restart policies, `docker update` and json-file log rotation through the real docker CLI
+ * against a `tvm daemon` running the real parts (host isolation, tvm-agent supervisors).
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { writeFile, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { startTestDaemon, missingRealParts, requireDocker, type TestDaemon, type DockerOptions } from '../../fixtures/daemon.js';
+import { busyboxDockerArchive } from '../../fixtures/fake-images.js';
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, tries = 150): Promise<T> {
+  for (let i = 0; i < tries; i++) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+describe('restart policies, docker update, log rotation (docker CLI, real daemon)', () => {
+  let d: TestDaemon;
+  let tmp: string;
+  const run = (args: string[], opts: DockerOptions = {}) => d.docker(args, opts);
+  const inspect = async (name: string, format: string) => (await run(['inspect', '-f', format, name])).stdout.trim();
+
+  beforeAll(async () => {
+    requireDocker();
+    const missing = missingRealParts();
+    if (missing.length > 0) throw new Error(`the real daemon needs parts that are missing: ${missing.join(', ')}`);
+    d = await startTestDaemon({ fake: false });
+    tmp = await mkdtemp(path.join(os.tmpdir(), 'tvm-rul-'));
+    await writeFile(path.join(tmp, 'busybox.tar'), await busyboxDockerArchive());
+    const load = await run(['load', '-i', path.join(tmp, 'busybox.tar')]);
+    expect(load.exitCode, load.stderr).toBe(0);
+  });
+  afterAll(async () => {
+    if (d) {
+      const ids = (await run(['ps', '-aq'])).stdout.split('\n').filter(Boolean);
+      if (ids.length > 0) await run(['rm', '-f', ...ids]);
+      await d.destroy();
+    }
+    if (tmp) await rm(tmp, { recursive: true, force: true });
+  });
+
+  it('--restart on-failure:2 restarts a failing container twice, then leaves it exited', async () => {
+    const since = String(Math.floor(Date.now() / 1000) - 1);
+    const r = await run(['run', '-d', '--name', 'flaky', '--restart', 'on-failure:2', 'busybox', 'false']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const final = await until('flaky to give up', async () => {
+      const s = await inspect('flaky', '{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}');
+      return s.startsWith('exited') && s.includes(' 2 ') ? s : undefined;
+    });
+    expect(final).toBe('exited 1 2 on-failure:2');
+    const ev = await run(['events', '--since', since, '--until', String(Math.floor(Date.now() / 1000) + 1), '--filter', 'container=flaky', '--format', '{{.Action}}']);
+    expect(ev.stdout.split('\n')).toEqual(['create', 'start', 'die', 'start', 'die', 'start', 'die']);
+  });
+
+  it('refuses bad policies with Docker\'s messages', async () => {
+    const bad = await run(['run', '-d', '--restart', 'sometimes', 'busybox', 'true']);
+    expect(bad.exitCode).not.toBe(0);
+    expect(bad.stderr).toContain("invalid restart policy: unknown policy 'sometimes'");
+    const count = await run(['run', '-d', '--restart', 'always:3', 'busybox', 'true']);
+    expect(count.exitCode).not.toBe(0);
+    expect(count.stderr).toContain("invalid restart policy: maximum retry count can only be used with 'on-failure'");
+  });
+
+  it('--restart always restarts after any exit; docker stop stops it for good', async () => {
+    const r = await run(['run', '-d', '--name', 'always', '--restart', 'always', 'busybox', 'sh', '-c', 'sleep 0.3; exit 3']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    await until('two restarts', async () => (Number(await inspect('always', '{{.RestartCount}}')) >= 2 ? true : undefined));
+    const stop = await run(['stop', '-t', '1', 'always']);
+    expect(stop.exitCode, stop.stderr).toBe(0);
+    const after = await inspect('always', '{{.State.Status}} {{.RestartCount}}');
+    expect(after).toMatch(/^exited \d+$/);
+    await new Promise((res) => setTimeout(res, 1500));
+    expect(await inspect('always', '{{.State.Status}} {{.RestartCount}}')).toBe(after);
+    await run(['rm', '-f', 'always']);
+  });
+
+  it('after a daemon restart: always comes back if its workload died meanwhile; a stopped unless-stopped stays down', async () => {
+    expect((await run(['run', '-d', '--name', 'boot', '--restart', 'always', 'busybox', 'sleep', '1000'])).exitCode).toBe(0);
+    expect((await run(['run', '-d', '--name', 'parked', '--restart', 'unless-stopped', 'busybox', 'sleep', '1000'])).exitCode).toBe(0);
+    expect((await run(['stop', '-t', '0', 'parked'])).exitCode).toBe(0);
+    const pid = Number(await inspect('boot', '{{.State.Pid}}'));
+    expect(pid).toBeGreaterThan(0);
+    await d.stop();
+    process.kill(pid, 'SIGKILL');
+    await new Promise((res) => setTimeout(res, 300));
+    await d.start();
+    const back = await until('boot to run again', async () => {
+      const s = await inspect('boot', '{{.State.Status}} {{.State.Pid}}');
+      return s.startsWith('running') && !s.endsWith(` ${pid}`) ? s : undefined;
+    });
+    expect(back).toMatch(/^running \d+$/);
+    expect(await inspect('parked', '{{.State.Status}}')).toBe('exited');
+    await run(['rm', '-f', 'boot', 'parked']);
+  });
+});
