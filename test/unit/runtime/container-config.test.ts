@@ -57,10 +57,12 @@ describe('resource limits', () => {
 });
 
 describe('network and policies', () => {
-  it('refuses a per-container --storage-opt instead of ignoring it', () => {
-    expect(() => validateStorageOpt({ StorageOpt: { size: '10G' } })).toThrow('--storage-opt size is not supported per container');
-    expect(() => validateStorageOpt({ StorageOpt: {} })).not.toThrow();
-    expect(() => validateStorageOpt({})).not.toThrow();
+  it('per-container --storage-opt: size only (Docker\'s overlay2 keys), parsed as Docker does', () => {
+    expect(validateStorageOpt({ StorageOpt: { size: '10G' } })).toEqual({ sizeBytes: 10 * 1024 ** 3 });
+    expect(validateStorageOpt({ StorageOpt: { SIZE: '64m' } })).toEqual({ sizeBytes: 64 * 1024 ** 2 });
+    expect(() => validateStorageOpt({ StorageOpt: { inodes: '5' } })).toThrow('Unknown option inodes');
+    expect(validateStorageOpt({ StorageOpt: {} })).toBeUndefined();
+    expect(validateStorageOpt({})).toBeUndefined();
   });
 
   it('allows none and host only; refuses port publishing clearly', () => {
