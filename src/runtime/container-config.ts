@@ -61,6 +61,7 @@ export interface HostConfigBody {
   Isolation?: string;
   RestartPolicy?: { Name?: string; MaximumRetryCount?: number } | null;
   LogConfig?: { Type?: string; Config?: Record<string, string> } | null;
+  UsernsMode?: string;
   [k: string]: unknown;
 }
 
@@ -205,6 +206,17 @@ export function validateStorageOpt(hc: HostConfigBody): { sizeBytes: number } | 
     }
   }
   return sizeBytes ? { sizeBytes } : undefined;
+}
+
+/**
+ * HostConfig.UsernsMode: '' (the daemon's choice: its --userns-remap, if any) or 'host' (the
+ * host's user namespace); anything else is refused, as Docker does.
+ */
+export function validateUsernsMode(hc: HostConfigBody): 'host' | undefined {
+  const mode = hc.UsernsMode ?? '';
+  if (mode === '') return undefined;
+  if (mode === 'host') return 'host';
+  throw new InvalidParameterError(`invalid USER mode ${JSON.stringify(mode)}: --userns supports only "host"`);
 }
 
 export function validateNetwork(hc: HostConfigBody): 'none' | 'host' {

@@ -17,6 +17,7 @@ import { newId, randomName, validateName } from './ids.js';
 import { validateHostOptions } from './create-options.js';
 import {
   displayRef, effectiveConfig, mapIsolation, parseMounts, validateNetwork, validateResources, validateRestartPolicy, validateStorageOpt,
+  validateUsernsMode,
   type CreateBody,
 } from './container-config.js';
 import { parseSignal } from './signals.js';
@@ -283,6 +284,7 @@ export class ContainerManager {
     const network = validateNetwork(hc);
     const storage = validateStorageOpt(hc);
     const restartPolicy = validateRestartPolicy(hc);
+    const usernsMode = validateUsernsMode(hc);
     const hostOptions = validateHostOptions(body);
     const name = nameArg !== undefined && nameArg !== '' ? validateName(nameArg) : randomName((n) => this.records.nameTaken(n));
 
@@ -343,6 +345,7 @@ export class ContainerManager {
         network,
         stateDir,
         logPath: path.join(stateDir, 'log.jsonl'),
+        ...(usernsMode && { usernsMode }),
         ...hostOptions,
         ...(storage && { storage }),
       };
