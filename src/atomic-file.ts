@@ -17,6 +17,9 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array,
   } catch (e) {
     await fh.close().catch(() => {});
     await unlink(tmp).catch(() => {});
+    // an fd write's error names no file: name the one the caller asked for (full disk etc.)
+    const err = e as NodeJS.ErrnoException;
+    if (err && typeof err === 'object' && err.code && !err.path) err.path = target;
     throw e;
   }
   await fh.close();

@@ -11,8 +11,29 @@ export interface MappedError {
   message: string;
 }
 
+/**
+ * Resource errors from the host (a full or read-only data root, a failing disk) are not bugs;
+ * Docker answers them with 500 and Go's "op path: description", which we mirror.
+ */
+const HOST_RESOURCE_ERRNOS = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EIO', 'EMFILE', 'ENFILE']);
+
+function hostResourceError(err: unknown): MappedError | undefined {
+  const e = err as NodeJS.ErrnoException;
+  if (!(e instanceof Error) || !e.code || !HOST_RESOURCE_ERRNOS.has(e.code)) return undefined;
+  // Node: "ENOSPC: no space left on device, open '/x'" -> "no space left on device"
+  const description = e.message.replace(/^[A-Z]+: /, '').replace(/, \w+(?: '.*')?$/, '');
+  const where = [e.syscall, e.path].filter(Boolean).join(' ');
+  return { status: 500, message: where ? `${where}: ${description}` : description };
+}
+
+export function isHostResourceError(err: unknown): boolean {
+  return hostResourceError(err) !== undefined;
+}
+
 export function mapError(err: unknown): MappedError {
   if (isTvmError(err)) return { status: err.status, message: err.message };
+  const host = hostResourceError(err);
+  if (host) return host;
   const fe = err as Partial<FastifyError> & { validation?: unknown; validationContext?: string };
   if (fe && typeof fe === 'object') {
     if (fe.validation) {
@@ -36,7 +57,8 @@ export function errorBody(message: string): string {
 export function errorHandler(log: (msg: string) => void) {
   return (err: unknown, req: FastifyRequest, reply: FastifyReply): void => {
     const m = mapError(err);
-    if (m.status >= 500) log(`${req.method} ${req.url}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    if (isHostResourceError(err)) log(`${req.method} ${req.url}: ${m.message}`);
+    else if (m.status >= 500) log(`${req.method} ${req.url}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     if (m.status === 304) {
       void reply.code(304).send();
       return;

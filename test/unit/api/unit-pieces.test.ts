@@ -70,6 +70,18 @@ describe('error mapping', () => {
     expect(mapError(new Error('bug')).status).toBe(500);
     expect(mapError(Object.assign(new Error('body/Image must be string'), { validation: [], validationContext: 'body' }))).toEqual({ status: 400, message: 'invalid JSON: Image must be string' });
   });
+
+  it('words host resource errors as Docker does (op path: description)', async () => {
+    const { writeFile } = await import('node:fs/promises');
+    // a real errno error from Node, to pin the shape of its message
+    const enoent = await writeFile('/nonexistent-dir/x', 'y').catch((e: unknown) => e);
+    expect(mapError(Object.assign(enoent as Error, { code: 'ENOSPC', message: "ENOSPC: no space left on device, open '/nonexistent-dir/x'" })))
+      .toEqual({ status: 500, message: 'open /nonexistent-dir/x: no space left on device' });
+    const noPath = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
+    expect(mapError(noPath)).toEqual({ status: 500, message: 'write: no space left on device' });
+    expect(mapError(Object.assign(new Error('EROFS: read-only file system, mkdir \'/d\''), { code: 'EROFS', syscall: 'mkdir', path: '/d' })))
+      .toEqual({ status: 500, message: 'mkdir /d: read-only file system' });
+  });
 });
 
 describe('small helpers', () => {
