@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -335,4 +336,56 @@ int run_freeze_main(int argc, char *const argv[], int frozen) {
   if (rc < 0) fprintf(stderr, "tvm-agent %s: %s\n", cmd, err);
   spec_free(&s);
   return rc < 0 ? 1 : 0;
+}
+
+int run_stats_main(int argc, char *const argv[]) {
+  run_args a;
+  char err[1400];
+  if (run_parse_args(argc, argv, &a, err, sizeof err) < 0 || a.state_dir)
+    return usage_error("stats", a.state_dir ? "--state-dir is not used here" : err);
+  container_spec s;
+  if (load_spec(a.spec_path, &s, err, sizeof err) < 0) {
+    fprintf(stderr, "tvm-agent stats: %s\n", err);
+    return 1;
+  }
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s%s%s", s.cgroup_root ? s.cgroup_root : "", s.cgroup_version == 2 ? "/" : "/memory/",
+           s.cgroup_path ? s.cgroup_path : "");
+  struct stat st;
+  if (!s.cgroup_version || stat(dir, &st) < 0) {
+    fprintf(stderr, "tvm-agent stats: no cgroup for container %s%s%s\n", s.id, s.cgroup_version ? " at " : "",
+            s.cgroup_version ? dir : "");
+    spec_free(&s);
+    return 1;
+  }
+  cgroup_stats cs;
+  cgroup_stats_read(&s, &cs);
+  jwriter w;
+  jw_init(&w);
+  jw_obj_begin(&w);
+  jw_key(&w, "memory");
+  jw_obj_begin(&w);
+  jw_kint(&w, "usage", cs.mem_usage);
+  jw_kint(&w, "limit", cs.mem_limit);
+  jw_kint(&w, "maxUsage", cs.mem_max_usage);
+  jw_obj_end(&w);
+  jw_key(&w, "cpu");
+  jw_obj_begin(&w);
+  jw_kint(&w, "usageNs", cs.cpu_usage_ns);
+  jw_obj_end(&w);
+  jw_key(&w, "pids");
+  jw_obj_begin(&w);
+  jw_kint(&w, "current", cs.pids_current);
+  jw_kint(&w, "limit", cs.pids_limit);
+  jw_obj_end(&w);
+  jw_kint(&w, "oomKills", cgroup_oom_kills(&s));
+  jw_obj_end(&w);
+  int rc = w.oom ? 1 : 0;
+  if (!w.oom) {
+    write_all(1, w.buf, w.len);
+    write_all(1, "\n", 1);
+  }
+  jw_free(&w);
+  spec_free(&s);
+  return rc;
 }

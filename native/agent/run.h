@@ -3,7 +3,8 @@
  * supervisor's code (cgroup.c, container.c), connects the container's stdio to its own, forwards
  * signals, waits, removes the cgroup and exits with the container's status.
  * `tvm-agent pause|resume --spec FILE` freeze and thaw the cgroup of a container that `run`
- * started from the same spec. */
+ * started from the same spec; `tvm-agent stats --spec FILE` prints its counters as one JSON line
+ * (the readers the supervisor's `stats` op uses; -1 where a value is unlimited or absent). */
 #ifndef TVM_RUN_H
 #define TVM_RUN_H
 #include <stddef.h>
@@ -24,4 +25,5 @@ int run_exit_code(int status);
 /* The subcommands; argv[0] is the subcommand name. They return the process exit code. */
 int run_main(int argc, char *const argv[]);
 int run_freeze_main(int argc, char *const argv[], int frozen);
+int run_stats_main(int argc, char *const argv[]);
 #endif
