@@ -19,7 +19,8 @@ import { ConflictError, InvalidParameterError, NotFoundError, FormatError, TvmEr
 import { BlobStore } from './blob-store.js';
 import { HashingStream, digestHex, sha256Digest } from './digest.js';
 import { decompressLayer, computeDiffId } from './layer.js';
-import { LayerInspector, inspectLayer, type LayerFacts } from './layer-inspect.js';
+import { inspectLayer, type LayerFacts } from './layer-inspect.js';
+import { inspectionFor } from './inspect-pool.js';
 import { checkDeferredLinks } from './tar-safety.js';
 import { MediaType, parseImageConfig, parseManifest, hostPlatform, type Descriptor, type ImageConfig, type Platform } from './manifest.js';
 import { Mutex, mapLimit } from './mutex.js';
@@ -577,7 +578,7 @@ export class Store implements ImageStore {
       let seen = 0;
       let lastShown = 0;
       // blob digest and size, diff ID and tar checks all in the download's one pass
-      const inspector = new LayerInspector(what, new Set(), { deferLinks: true });
+      const inspector = inspectionFor(what, l.size, { deferLinks: true });
       try {
         const body = await client.getBlob(repo, l);
         info = await this.blobs.write(body, {

@@ -1,0 +1,217 @@
+/**
+ * Layer inspection on a second core. A pull's main thread receives, hashes and writes the
+ * compressed blob; the inflate + diff-ID hash + tar walk of the same bytes (the larger half of
+ * the work) runs in a small pool of worker threads fed with copies of the chunks. Small layers
+ * stay on the main thread: a message round trip costs more than inspecting them.
+ *
+ * Both kinds offer the same `LayerInspection` interface, so callers do not know which they got.
+ */
+import { Worker } from 'node:worker_threads';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import os from 'node:os';
+import { FormatError, TvmError } from '../errors.js';
+import { LayerInspector, type LayerFacts } from './layer-inspect.js';
+import type { Compression } from './layer.js';
+
+export interface LayerInspection {
+  /** a promise means: wait before writing more */
+  write(chunk: Buffer): Promise<void> | undefined | void;
+  end(): Promise<LayerFacts>;
+  abort(): void;
+}
+
+export type ToWorker =
+  | { op: 'start'; id: number; what: string; deferLinks: boolean }
+  | { op: 'data'; id: number; chunk: Uint8Array }
+  | { op: 'end'; id: number }
+  | { op: 'abort'; id: number };
+
+export type FromWorker =
+  | { op: 'ack'; id: number; bytes: number }
+  | {
+      op: 'done';
+      id: number;
+      facts: { compression: Compression; diffId: string; size: number; entries: number; paths: string[]; dangling: { name: string; target: string }[] };
+    }
+  | { op: 'error'; id: number; message: string; code: string; name: string };
+
+/** compressed layers at least this large go to a worker */
+export const WORKER_MIN_BYTES = 4 << 20;
+/** bytes gathered into one message (fewer, larger messages; one copy each) */
+const MESSAGE_BYTES = 512 << 10;
+/** bytes sent but not yet inspected before the sender waits */
+const MAX_IN_FLIGHT = 8 << 20;
+
+interface Job {
+  onAck(bytes: number): void;
+  onDone(f: LayerFacts): void;
+  onError(e: Error): void;
+}
+
+class PoolWorker {
+  readonly jobs = new Map<number, Job>();
+  private readonly worker: Worker;
+  dead: Error | undefined;
+
+  constructor(onExit: (w: PoolWorker) => void) {
+    this.worker = spawnWorker();
+    this.worker.unref();
+    this.worker.on('message', (m: FromWorker) => {
+      const job = this.jobs.get(m.id);
+      if (!job) return;
+      if (m.op === 'ack') job.onAck(m.bytes);
+      else if (m.op === 'done') {
+        this.finish(m.id);
+        job.onDone({ ...m.facts, paths: new Set(m.facts.paths) });
+      } else {
+        this.finish(m.id);
+        job.onError(rebuildError(m));
+      }
+    });
+    const die = (e: Error) => {
+      this.dead ??= e;
+      onExit(this);
+      for (const [id, job] of this.jobs) {
+        this.jobs.delete(id);
+        job.onError(new TvmError('ERR_LAYER_INSPECT', `layer inspection worker failed: ${e.message}`, 500, { cause: e }));
+      }
+    };
+    this.worker.on('error', die);
+    this.worker.on('exit', (code) => die(new Error(`exited with code ${code}`)));
+  }
+
+  post(m: ToWorker, transfer?: ArrayBuffer[]): void {
+    this.worker.postMessage(m, transfer);
+  }
+
+  add(id: number, job: Job): void {
+    // a worker with work keeps the process alive; an idle one does not
+    if (this.jobs.size === 0) this.worker.ref();
+    this.jobs.set(id, job);
+  }
+
+  finish(id: number): void {
+    this.jobs.delete(id);
+    if (this.jobs.size === 0) this.worker.unref();
+  }
+}
+
+/** From built code the worker is a .js file; from sources (tsx, vitest) it registers tsx first. */
+function spawnWorker(): Worker {
+  const opts = { stdout: false, stderr: false };
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./layer-inspect-worker.js', import.meta.url), opts);
+  const tsxApi = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
+  const script = new URL('./layer-inspect-worker.ts', import.meta.url).href;
+  return new Worker(`import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(script)}); });`, { ...opts, eval: true });
+}
+
+function rebuildError(m: Extract<FromWorker, { op: 'error' }>): Error {
+  if (m.name === 'FormatError' || m.name === 'DigestMismatchError' || m.name === 'SizeMismatchError') return new FormatError(m.message, m.code);
+  return new TvmError(m.code, m.message, 500);
+}
+
+const POOL_SIZE = Math.max(1, Math.min(2, os.availableParallelism() - 1));
+const pool: PoolWorker[] = [];
+let nextId = 1;
+
+function pickWorker(): PoolWorker {
+  const live = pool.filter((w) => !w.dead);
+  if (live.length < POOL_SIZE) {
+    const w = new PoolWorker((dead) => {
+      const i = pool.indexOf(dead);
+      if (i >= 0) pool.splice(i, 1);
+    });
+    pool.push(w);
+    return w;
+  }
+  return live.reduce((a, b) => (b.jobs.size < a.jobs.size ? b : a));
+}
+
+class RemoteInspector implements LayerInspection {
+  private readonly id = nextId++;
+  private readonly w: PoolWorker;
+  private batch: Buffer[] = [];
+  private batchLen = 0;
+  private inFlight = 0;
+  private waiter: (() => void) | undefined;
+  private failure: Error | undefined;
+  private readonly result: Promise<LayerFacts>;
+
+  constructor(what: string, deferLinks: boolean) {
+    this.w = pickWorker();
+    let resolve!: (f: LayerFacts) => void;
+    let reject!: (e: Error) => void;
+    this.result = new Promise<LayerFacts>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    this.result.catch(() => {});
+    this.w.add(this.id, {
+      onAck: (bytes) => {
+        this.inFlight -= bytes;
+        if (this.inFlight <= MAX_IN_FLIGHT / 2) this.wake();
+      },
+      onDone: resolve,
+      onError: (e) => {
+        this.failure ??= e;
+        this.wake();
+        reject(e);
+      },
+    });
+    this.w.post({ op: 'start', id: this.id, what, deferLinks });
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.();
+  }
+
+  private flush(): void {
+    if (this.batchLen === 0) return;
+    // one copy into a buffer of our own, which is then moved (not copied again) to the worker
+    const ab = new ArrayBuffer(this.batchLen);
+    const view = new Uint8Array(ab);
+    let off = 0;
+    for (const b of this.batch) {
+      view.set(b, off);
+      off += b.length;
+    }
+    this.inFlight += this.batchLen;
+    this.batch = [];
+    this.batchLen = 0;
+    this.w.post({ op: 'data', id: this.id, chunk: view }, [ab]);
+  }
+
+  write(chunk: Buffer): Promise<void> | undefined {
+    if (this.failure) throw this.failure;
+    this.batch.push(chunk);
+    this.batchLen += chunk.length;
+    if (this.batchLen < MESSAGE_BYTES) return undefined;
+    this.flush();
+    if (this.inFlight <= MAX_IN_FLIGHT) return undefined;
+    return new Promise<void>((resolve) => (this.waiter = resolve));
+  }
+
+  async end(): Promise<LayerFacts> {
+    if (this.failure) throw this.failure;
+    this.flush();
+    this.w.post({ op: 'end', id: this.id });
+    return this.result;
+  }
+
+  abort(): void {
+    if (!this.w.jobs.has(this.id)) return;
+    this.w.finish(this.id);
+    this.w.post({ op: 'abort', id: this.id });
+    this.failure ??= new FormatError('inspection aborted', 'ERR_ABORTED');
+    this.wake();
+  }
+}
+
+/** An inspection for a layer blob of `size` bytes: in a worker when large, inline otherwise. */
+export function inspectionFor(what: string, size: number, opts: { deferLinks?: boolean } = {}): LayerInspection {
+  if (size >= WORKER_MIN_BYTES) return new RemoteInspector(what, opts.deferLinks ?? false);
+  return new LayerInspector(what, new Set(), opts);
+}

@@ -1,0 +1,57 @@
+/**
+ * Worker thread side of the inspector pool (inspect-pool.ts): runs LayerInspectors for the
+ * main thread, so that gunzip, the diff-ID hash and the tar walk of a layer use the second
+ * core while the main thread downloads, hashes and writes the compressed blob.
+ * Messages per inspection id are handled strictly in order.
+ */
+import { parentPort } from 'node:worker_threads';
+import { LayerInspector } from './layer-inspect.js';
+import type { ToWorker, FromWorker } from './inspect-pool.js';
+
+const port = parentPort!;
+const jobs = new Map<number, { ins: LayerInspector; tail: Promise<void>; failed: boolean }>();
+
+function send(m: FromWorker): void {
+  port.postMessage(m);
+}
+
+function failed(id: number, e: unknown): void {
+  const job = jobs.get(id);
+  if (!job || job.failed) return;
+  job.failed = true;
+  job.ins.abort();
+  const err = e as { message?: string; code?: string; name?: string };
+  send({ op: 'error', id, message: err?.message ?? String(e), code: err?.code ?? 'ERR_LAYER_INSPECT', name: err?.name ?? 'Error' });
+}
+
+port.on('message', (m: ToWorker) => {
+  if (m.op === 'start') {
+    jobs.set(m.id, { ins: new LayerInspector(m.what, new Set(), { deferLinks: m.deferLinks }), tail: Promise.resolve(), failed: false });
+    return;
+  }
+  const job = jobs.get(m.id);
+  if (!job) return;
+  if (m.op === 'abort') {
+    job.failed = true;
+    job.ins.abort();
+    jobs.delete(m.id);
+    return;
+  }
+  job.tail = job.tail.then(async () => {
+    if (job.failed) return;
+    try {
+      if (m.op === 'data') {
+        const wait = job.ins.write(Buffer.from(m.chunk));
+        if (wait) await wait;
+        send({ op: 'ack', id: m.id, bytes: m.chunk.byteLength });
+      } else {
+        const f = await job.ins.end();
+        jobs.delete(m.id);
+        send({ op: 'done', id: m.id, facts: { compression: f.compression, diffId: f.diffId, size: f.size, entries: f.entries, paths: [...f.paths], dangling: f.dangling } });
+      }
+    } catch (e) {
+      failed(m.id, e);
+      jobs.delete(m.id);
+    }
+  });
+});

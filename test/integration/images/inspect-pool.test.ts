@@ -1,0 +1,59 @@
+/**
+ * The worker-thread layer inspection that pulls use for large layers: same facts as the
+ * inline inspector, the same typed errors for bad tars, and an abort that frees the job.
+ */
+import { describe, it, expect } from 'vitest';
+import { gzipSync } from 'node:zlib';
+import { randomBytes, createHash } from 'node:crypto';
+import { inspectionFor, WORKER_MIN_BYTES, type LayerInspection } from '../../../src/images/inspect-pool.js';
+import { LayerInspector } from '../../../src/images/layer-inspect.js';
+import { FormatError } from '../../../src/errors.js';
+import { packTar } from '../../fixtures/rootfs.js';
+
+async function feed(ins: LayerInspection, blob: Buffer, chunk = 64 * 1024) {
+  for (let i = 0; i < blob.length; i += chunk) {
+    const w = ins.write(blob.subarray(i, i + chunk));
+    if (w) await w;
+  }
+  return ins.end();
+}
+
+describe('layer inspection in a worker', () => {
+  it('gives the inline inspector\'s facts for a large gzip layer', async () => {
+    const tar = await packTar([
+      { name: 'data/', type: 'directory' },
+      ...Array.from({ length: 24 }, (_, i) => ({ name: `data/f${i}`, content: randomBytes(256 * 1024) })),
+      { name: 'data/hard', type: 'link', linkname: 'data/f0' },
+      { name: 'below', type: 'link', linkname: 'lower/file' },
+    ]);
+    const blob = gzipSync(tar, { level: 1 });
+    expect(blob.length).toBeGreaterThanOrEqual(WORKER_MIN_BYTES);
+    const remote = await feed(inspectionFor('layer big', blob.length, { deferLinks: true }), blob);
+    const local = await feed(new LayerInspector('layer big', new Set(), { deferLinks: true }), blob);
+    expect(remote).toEqual(local);
+    expect(remote.diffId).toBe('sha256:' + createHash('sha256').update(tar).digest('hex'));
+    expect(remote.compression).toBe('gzip');
+    expect(remote.entries).toBe(27);
+    expect(remote.dangling).toEqual([{ name: 'below', target: 'lower/file' }]);
+  });
+
+  it('reports unsafe entries and truncation as FormatErrors naming the layer', async () => {
+    const pad = { name: 'pad', content: randomBytes(WORKER_MIN_BYTES) };
+    const unsafe = gzipSync(await packTar([pad, { name: '../etc/passwd', content: 'x' }]), { level: 1 });
+    const err = await feed(inspectionFor('layer unsafe', unsafe.length), unsafe).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FormatError);
+    expect((err as FormatError).message).toMatch(/layer unsafe: entry "\.\.\/etc\/passwd" contains '\.\.'/);
+    const whole = gzipSync(await packTar([pad]), { level: 1 });
+    const cut = whole.subarray(0, whole.length - 1000);
+    await expect(feed(inspectionFor('layer cut', whole.length), cut)).rejects.toMatchObject({ code: 'ERR_BAD_COMPRESSION' });
+  });
+
+  it('aborts an inspection midway and keeps serving others', async () => {
+    const blob = gzipSync(await packTar([{ name: 'f', content: randomBytes(WORKER_MIN_BYTES + 1000) }]), { level: 1 });
+    const a = inspectionFor('layer a', blob.length);
+    await a.write(blob.subarray(0, 1 << 20));
+    a.abort();
+    const b = await feed(inspectionFor('layer b', blob.length), blob);
+    expect(b.entries).toBe(1);
+  });
+});
