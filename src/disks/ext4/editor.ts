@@ -24,6 +24,7 @@ import { mount, umount } from 'ext2fs';
 import { extract, type Header } from 'tar-stream';
 import { ConflictError, FormatError, InvalidParameterError, NotFoundError, NotImplementedError, TvmError } from '../../errors.js';
 import { safeEntryName, tarError } from '../../images/tar-safety.js';
+import { resolveScoped } from '../../scoped-path.js';
 import { openDiskImage } from '../disk-image.js';
 import { PassThroughDisk } from './ext2fs-disk.js';
 import { readSuperblockFacts, setInodeTimes, type InodeTimes } from './inode-times.js';
@@ -31,7 +32,6 @@ import type { Timestamp } from './inode.js';
 import { Ext4Reader, type Ext4Entry } from './reader.js';
 
 const run = promisify(execFile);
-const MAX_SYMLINKS = 40;
 /** bytes handed to libext2fs per write call */
 const WRITE_CHUNK = 1 << 20;
 
@@ -131,25 +131,10 @@ export class Ext4Editor extends Ext4Reader {
 
   /** An in-filesystem path with symlinks resolved as if the filesystem's root were "/". */
   async resolve(unsafe: string, followLast = true): Promise<string> {
-    let rel: string[] = [];
-    let todo = unsafe.split('/').filter((c) => c && c !== '.');
-    let links = 0;
-    while (todo.length) {
-      const comp = todo.shift()!;
-      if (comp === '..') {
-        rel.pop();
-        continue;
-      }
-      const here = '/' + [...rel, comp].join('/');
-      const st = await this.lstatOrNull(here);
-      if (st?.type === 'symlink' && (followLast || todo.length)) {
-        if (++links > MAX_SYMLINKS) throw new InvalidParameterError(`too many symlinks resolving ${unsafe}`);
-        if (st.target!.startsWith('/')) rel = [];
-        todo = [...st.target!.split('/').filter((c) => c && c !== '.'), ...todo];
-        continue;
-      }
-      rel.push(comp);
-    }
+    const rel = await resolveScoped(unsafe, followLast, async (parts) => {
+      const st = await this.lstatOrNull('/' + parts.join('/'));
+      return st?.type === 'symlink' ? st.target! : null;
+    });
     return '/' + rel.join('/');
   }
 

@@ -12,38 +12,17 @@ import { PassThrough, type Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { pack as tarPack, extract as tarExtract, type Header } from 'tar-stream';
 import { InvalidParameterError, NotFoundError, TvmError } from '../../errors.js';
+import { resolveScoped } from '../../scoped-path.js';
 
 const run = promisify(execFile);
-const MAX_SYMLINKS = 40;
 
 /** Joins root and an in-container path, resolving symlinks as if root were "/". */
 export async function resolveIn(root: string, unsafe: string, followLast = true): Promise<string> {
-  let rel: string[] = [];
-  let todo = unsafe.split('/').filter((c) => c && c !== '.');
-  let links = 0;
-  while (todo.length) {
-    const comp = todo.shift()!;
-    if (comp === '..') {
-      rel.pop();
-      continue;
-    }
-    const host = path.join(root, ...rel, comp);
-    let st;
-    try {
-      st = await lstat(host);
-    } catch {
-      rel.push(comp);
-      continue;
-    }
-    if (st.isSymbolicLink() && (followLast || todo.length)) {
-      if (++links > MAX_SYMLINKS) throw new InvalidParameterError(`too many symlinks resolving ${unsafe}`);
-      const target = await readlink(host);
-      if (target.startsWith('/')) rel = [];
-      todo = [...target.split('/').filter((c) => c && c !== '.'), ...todo];
-      continue;
-    }
-    rel.push(comp);
-  }
+  const rel = await resolveScoped(unsafe, followLast, async (parts) => {
+    const host = path.join(root, ...parts);
+    const st = await lstat(host).catch(() => null);
+    return st?.isSymbolicLink() ? readlink(host) : null;
+  });
   return path.join(root, ...rel);
 }
 
