@@ -6,6 +6,7 @@ import { registerSystemCommands } from './commands/system.js';
 import { registerKernelCommands } from './commands/kernel.js';
 import { registerVmmCommands } from './commands/vmm.js';
 import { registerRestartCommand } from './commands/restart.js';
+import { registerDiffCommand } from './commands/diff.js';
 import { isTvmError } from '../errors.js';
 
 const program = new Command();
@@ -20,6 +21,7 @@ registerSystemCommands(program);
 registerKernelCommands(program);
 registerVmmCommands(program);
 registerRestartCommand(program);
+registerDiffCommand(program);
 
 try {
   await program.parseAsync(process.argv);

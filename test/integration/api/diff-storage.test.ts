@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
-import { startTestDaemon, missingRealParts, requireDocker, type TestDaemon } from '../../fixtures/daemon.js';
+import { startTestDaemon, missingRealParts, requireDocker, REPO, type TestDaemon } from '../../fixtures/daemon.js';
 import { busyboxDockerArchive } from '../../fixtures/fake-images.js';
 
 const MiB = 1024 * 1024;
@@ -28,6 +28,10 @@ describe('docker run --storage-opt size= and docker diff (--isolation=container)
   let d: TestDaemon;
   let tmp: string;
   const docker = (args: string[]) => d.docker(args);
+  const tvm = async (args: string[]) => {
+    const r = await execa(process.execPath, [path.join(REPO, 'bin', 'tvm.js'), ...args], { reject: false, env: { TVM_HOST: d.host }, timeout: 120_000 });
+    return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+  };
 
   beforeAll(async () => {
     requireDocker();
@@ -90,7 +94,7 @@ describe('docker run --storage-opt size= and docker diff (--isolation=container)
     expect(mountedUnder(stateDir)).toEqual([]);
   });
 
-  it('a size in another spelling (10g, bytes) and the remount after the mount went away', async () => {
+  it('a size in other spellings (bytes, 20m, 10g; also through tvm run) and the remount after the mount went away', async () => {
     const c = await docker(['create', '--name', 'bytes', '--storage-opt', `SIZE=${32 * MiB}`, 'busybox', 'sh', '-c', 'df -k / | tail -1; echo x > /kept']);
     expect(c.exitCode, c.stderr).toBe(0);
     const id = c.stdout.trim();
@@ -104,6 +108,12 @@ describe('docker run --storage-opt size= and docker diff (--isolation=container)
     expect(Number(r.stdout.trim().split(/\s+/)[1])).toBeLessThan(33 * 1024);
     expect((await docker(['diff', 'bytes'])).stdout).toBe('A /kept');
     expect((await docker(['rm', 'bytes'])).exitCode).toBe(0);
+
+    const t = await tvm(['run', '--rm', '--storage-opt', 'size=20m', 'busybox', 'sh', '-c', 'df -k / | tail -1']);
+    expect(t.exitCode, t.stderr).toBe(0);
+    expect(Number(t.stdout.trim().split(/\s+/)[1])).toBeGreaterThanOrEqual(20 * 1024);
+    expect(Number(t.stdout.trim().split(/\s+/)[1])).toBeLessThan(21 * 1024);
+    expect((await tvm(['run', '--rm', '--storage-opt', 'size', 'busybox', 'true'])).stderr).toMatch(/invalid storage option/);
 
     const g = await docker(['run', '--rm', '--storage-opt', 'size=10g', 'busybox', 'sh', '-c', 'df -k / | tail -1']);
     expect(g.exitCode, g.stderr).toBe(0);
@@ -165,10 +175,13 @@ describe('docker run --storage-opt size= and docker diff (--isolation=container)
     const raw = await execa('curl', ['-s', '--unix-socket', d.socket, 'http://d/v1.50/containers/stopped/changes'], { reject: false });
     if (raw.exitCode !== 0) throw new Error(`curl failed (missing?): ${String(raw.stderr)}`);
     expect(JSON.parse(String(raw.stdout))).toEqual([{ Path: '/bin', Kind: 0 }, { Path: '/bin/cat', Kind: 2 }, { Path: '/made', Kind: 1 }]);
+    const t = await tvm(['diff', 'stopped']);
+    expect([t.exitCode, t.stdout, t.stderr]).toEqual([0, 'C /bin\nD /bin/cat\nA /made', '']);
     await docker(['rm', 'stopped']);
 
     const nf = await docker(['diff', 'nosuch']);
     expect(nf.exitCode).toBe(1);
     expect(nf.stderr).toMatch(/No such container: nosuch/);
+    expect((await tvm(['diff', 'nosuch'])).stderr).toMatch(/No such container: nosuch/);
   });
 });
