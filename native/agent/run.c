@@ -151,7 +151,8 @@ static int pump(const container_spec *s, proc_io *io, int sigfd, int *status) {
   int out_fd = tty ? io->pty : io->stdout_fd;
   int err_fd = tty ? -1 : io->stderr_fd;
   int in_dst = tty ? io->pty : io->stdin_fd;
-  int in_src = in_dst >= 0 && (tty || s->process.stdin_open) ? 0 : -1;
+  /* as docker run: our stdin reaches the container only when the spec opens it (-i) */
+  int in_src = in_dst >= 0 && s->process.stdin_open ? 0 : -1;
   int exited = 0;
   static pending in;
   in.off = in.len = 0;
@@ -294,8 +295,9 @@ int run_main(int argc, char *const argv[]) {
     int n = snprintf(v, sizeof v, "%d\n", (int)io.pid);
     write_state(a.state_dir, "pid", v, (size_t)n);
   }
-  if (s.process.tty && isatty(0)) {
-    copy_winsize(0, io.pty);
+  if (s.process.tty && isatty(0)) copy_winsize(0, io.pty);
+  /* keys go to the container's terminal unprocessed (^C included) only when it reads our stdin */
+  if (s.process.tty && s.process.stdin_open && isatty(0)) {
     if (tcgetattr(0, &saved) == 0) {
       struct termios t = saved;
       cfmakeraw(&t);

@@ -130,6 +130,14 @@ describe('tvm-agent run (foreground, host cgroup v1)', () => {
     expect(r.exitCode).toBe(0);
   });
 
+  it('with a tty and an open stdin our input reaches the container through the pty', async () => {
+    const s = spec({ args: ['sh', '-c', 'read line; echo "got $line"'], tty: true, openStdin: true });
+    const r = await execa(agent, ['run', '--spec', s.file], { input: 'hello\n', reject: false, stripFinalNewline: false });
+    // the terminal echoes the input line, then the container answers
+    expect(r.stdout).toBe('hello\r\ngot hello\r\n');
+    expect(r.exitCode).toBe(0);
+  });
+
   it('forwards SIGTERM to the container, whose exit status is the result', async () => {
     const s = spec({ args: ['sh', '-c', 'trap "exit 7" TERM; echo ready; while :; do sleep 0.05; done'] });
     const p = execa(agent, ['run', '--spec', s.file], { reject: false });
