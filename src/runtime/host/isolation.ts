@@ -479,6 +479,8 @@ export class HostIsolation implements Isolation {
       rec = await this.readRecord(spec);
     } catch (e) {
       if (e instanceof NotFoundError) {
+        // a create cut short (daemon killed) may have left its layer mounted: never rm through it
+        await removeSizedLayer(spec.stateDir);
         await rm(spec.stateDir, { recursive: true, force: true });
         return; // already gone: remove is idempotent
       }
