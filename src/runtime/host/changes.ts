@@ -21,7 +21,8 @@
  * Docker keeps the mount points its runtime makes (/proc, /sys, /dev, /etc/hosts, ...) in an
  * "init" layer under the container's own, so they never show in `docker diff`; here the agent
  * makes them in the upper directory, so they are left out by name (DOCKER_INIT_PATHS), and a
- * directory whose only change is holding one of them is not reported.
+ * directory whose only change is holding one of them (or that the runtime made to hold one, in
+ * an image without it) is not reported by itself.
  */
 import { lstat, readdir } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
@@ -121,8 +122,10 @@ export async function overlayChanges(upper: string, lower: string, opts: Changes
       if (opaque === 'y') {
         childLower = undefined;
         record(p, low ? CHANGE_DELETED : CHANGE_ADDED, true);
-      } else if (!low) {
+      } else if (!low && !(await holdsHidden(p, up))) {
         record(p, CHANGE_ADDED, true);
+      } else if (!low) {
+        // made by the runtime for its mount points (an image without /etc): Docker's init layer has it
       } else if (low.isDirectory() && low.mode === st.mode && (sameAttrs(st, low) || (await holdsHidden(p, up)))) {
         // unchanged by itself: reported only as the parent of a change below it
       } else {

@@ -131,12 +131,18 @@ describe('overlayChanges on a synthetic upper over a lower', () => {
     expect(out.find((c) => c.Path === '/etc/group')!.Kind).toBe(2);
   });
 
-  it('an empty upper has no changes; a missing one is a clear error', async () => {
+  it('an empty upper has no changes, nor one holding only runtime mount points; a missing one is a clear error', async () => {
     const lower = path.join(root, 'empty-lower');
     const upper = path.join(root, 'empty-upper');
     dir(lower);
     dir(upper);
     expect(await overlayChanges(upper, lower)).toEqual([]);
+    // an image without /etc: the runtime makes /etc for its hosts file; only a file of the workload there shows
+    dir(path.join(upper, 'etc'));
+    file(path.join(upper, 'etc/hosts'));
+    expect(await overlayChanges(upper, lower, { hidden: ['/etc/hosts'] })).toEqual([]);
+    file(path.join(upper, 'etc/app.conf'));
+    expect(lines(await overlayChanges(upper, lower, { hidden: ['/etc/hosts'] }))).toEqual(['C /etc', 'A /etc/app.conf']);
     await expect(overlayChanges(path.join(root, 'nope'), lower)).rejects.toThrow(/writable layer .* is missing/);
   });
 });
