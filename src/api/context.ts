@@ -12,6 +12,8 @@ export interface ApiContext {
     version: string;
     id: string;
     name: string;
+    /** `--userns-remap` is on (info: SecurityOptions name=userns) */
+    userns?: boolean;
   };
   log: (msg: string) => void;
 }

@@ -155,7 +155,7 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): voi
       LiveRestoreEnabled: true,
       Isolation: m.defaultIsolation,
       InitBinary: '',
-      SecurityOptions: [],
+      SecurityOptions: [...(ctx.info.userns ? ['name=userns'] : [])],
       Warnings: isolations.includes('vm') ? [] : ['WARNING: the vm isolation is not available in this daemon'],
     };
   });

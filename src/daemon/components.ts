@@ -11,6 +11,7 @@ import { BaseDiskCache } from '../disks/base-disk.js';
 import { HostIsolation } from '../runtime/host/isolation.js';
 import type { ImageStore } from '../images/types.js';
 import type { Isolation, IsolationKind } from '../runtime/types.js';
+import type { IdMappings } from '../runtime/userns.js';
 
 export interface Components {
   images: ImageStore;
@@ -26,7 +27,14 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = path.resolve(here, '..', '..');
 export const AGENT_PATH = path.join(REPO_ROOT, 'native', 'build', 'tvm-agent');
 
-export async function loadComponents(o: { dataRoot: string; execRoot: string; insecureRegistries?: string[]; baseDiskSize?: number }): Promise<Components> {
+export async function loadComponents(o: {
+  dataRoot: string;
+  execRoot: string;
+  insecureRegistries?: string[];
+  baseDiskSize?: number;
+  /** `--userns-remap`: container isolation runs in user namespaces with these maps */
+  userns?: IdMappings;
+}): Promise<Components> {
   if (!existsSync(AGENT_PATH)) throw new TvmError('ERR_PART_MISSING', `the agent binary ${AGENT_PATH} is missing: run scripts/setup.sh (make -C native)`, 500);
   const images = await openImageStore({ dataRoot: o.dataRoot, ...(o.insecureRegistries && { insecureRegistries: o.insecureRegistries }) });
   // Until the manager has loaded the records, every image counts as in use: never rebuild a
@@ -38,7 +46,19 @@ export async function loadComponents(o: { dataRoot: string; execRoot: string; in
     inUse: (id: string) => (imagesInUse === undefined ? true : imagesInUse().has(id)),
     ...(o.baseDiskSize !== undefined && { sizeBytes: o.baseDiskSize }),
   });
-  const container = new HostIsolation({ dataRoot: o.dataRoot, runRoot: o.execRoot, agentPath: AGENT_PATH, baseDisks, images });
+  // with remapping, a second cache holds the id-shifted variant of each disk (--userns=host
+  // containers and VMs keep using the plain one)
+  const userns = o.userns && {
+    maps: o.userns,
+    baseDisks: new BaseDiskCache({
+      dataRoot: o.dataRoot,
+      layerStreams: (id: string) => images.layerStreams(id),
+      inUse: (id: string) => (imagesInUse === undefined ? true : imagesInUse().has(id)),
+      ...(o.baseDiskSize !== undefined && { sizeBytes: o.baseDiskSize }),
+      idShift: o.userns,
+    }),
+  };
+  const container = new HostIsolation({ dataRoot: o.dataRoot, runRoot: o.execRoot, agentPath: AGENT_PATH, baseDisks, images, ...(userns && { userns }) });
   return {
     images,
     isolations: { container },

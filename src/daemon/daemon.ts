@@ -17,6 +17,8 @@ import { loadComponents, type Components } from './components.js';
 import { listen, parseHost, type Listener, type TlsOptions } from './listen.js';
 import { writeFileAtomic } from '../atomic-file.js';
 import { SERVER_VERSION } from '../api/streaming.js';
+import { resolveRemap, rootOf } from '../runtime/userns.js';
+import { checkReachable } from './userns-dirs.js';
 
 export const DEFAULT_HOST = 'unix:///run/tvm/tvm.sock';
 
@@ -31,6 +33,12 @@ export interface DaemonOptions {
   insecureRegistries?: string[];
   /** `--storage-opt size=`: virtual size of the image base disks (bytes) */
   baseDiskSize?: number;
+  /**
+   * `--userns-remap`: default | user | user:group | uid | uid:gid. Containers (container
+   * isolation, unless `--userns=host`) run in a user namespace whose root is the user's first
+   * subordinate id (/etc/subuid, /etc/subgid)
+   */
+  usernsRemap?: string;
   /** injected parts (tests); default: the real ones */
   components?: Components;
   log?: (msg: string) => void;
@@ -100,11 +108,18 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   }
   const listeners: Listener[] = [];
   try {
+    const remap = o.usernsRemap !== undefined ? await resolveRemap(o.usernsRemap) : undefined;
+    if (remap) {
+      await checkReachable(rootOf(remap.maps), [o.dataRoot, o.execRoot]);
+      const r = rootOf(remap.maps);
+      log(`user namespaces: containers' root is ${r.uid}:${r.gid} on the host (${remap.user}:${remap.group}, /etc/subuid and /etc/subgid)`);
+    }
     const components = o.components ?? (await loadComponents({
         dataRoot: o.dataRoot,
         execRoot: o.execRoot,
         ...(o.insecureRegistries && { insecureRegistries: o.insecureRegistries }),
         ...(o.baseDiskSize !== undefined && { baseDiskSize: o.baseDiskSize }),
+        ...(remap && { userns: remap.maps }),
       }));
     const manager = new ContainerManager({ dataRoot: o.dataRoot, isolations: components.isolations, images: components.images, defaultIsolation: o.defaultIsolation, log });
     await manager.init();
@@ -112,7 +127,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
     const app = await buildApi({
       manager,
       images: components.images,
-      info: { dataRoot: o.dataRoot, execRoot: o.execRoot, version: SERVER_VERSION, id: await daemonId(o.dataRoot), name: os.hostname() },
+      info: { dataRoot: o.dataRoot, execRoot: o.execRoot, version: SERVER_VERSION, id: await daemonId(o.dataRoot), name: os.hostname(), ...(remap && { userns: true }) },
       log,
     });
     for (const s of specs) {

@@ -24,9 +24,10 @@ export function registerDaemonCommand(program: Command): void {
     .option('--insecure-tcp', 'allow plain TCP without TLS (anyone reaching it is root)')
     .option('--storage-opt <k=v>', 'storage driver option: size=<bytes|k|m|g> sets the virtual size of image base disks (repeatable)', collect, [])
     .option('--insecure-registry <host>', 'registry reachable over plain HTTP (repeatable)', collect, [])
+    .option('--userns-remap <user[:group]>', 'run containers in user namespaces: default (user dockremap, created if absent), user, user:group, uid or uid:gid (ranges from /etc/subuid, /etc/subgid)')
     .action(async (o: {
       host: string[]; dataRoot: string; execRoot: string; defaultIsolation: IsolationKind; group?: string; tlsverify?: boolean; tls?: boolean;
-      tlscacert?: string; tlscert?: string; tlskey?: string; insecureTcp?: boolean; insecureRegistry: string[]; storageOpt: string[];
+      tlscacert?: string; tlscert?: string; tlskey?: string; insecureTcp?: boolean; insecureRegistry: string[]; storageOpt: string[]; usernsRemap?: string;
     }) => {
       // Loaded on use: the daemon pulls in fastify and every part; other commands need none of it.
       const { DEFAULT_HOST, runDaemon } = await import('../../daemon/daemon.js');
@@ -42,6 +43,7 @@ export function registerDaemonCommand(program: Command): void {
         ...(o.insecureTcp && { insecureTcp: true }),
         ...(o.insecureRegistry.length > 0 && { insecureRegistries: o.insecureRegistry }),
         ...(baseDiskSize !== undefined && { baseDiskSize }),
+        ...(o.usernsRemap !== undefined && { usernsRemap: o.usernsRemap }),
       });
     });
 }
