@@ -4,6 +4,7 @@
 #include "cgroup.h"
 #include "mounts.h"
 #include "seccomp.h"
+#include "hostopts.h"
 #include "user.h"
 #include "userns.h"
 #include "util.h"
@@ -178,6 +179,7 @@ static void __attribute__((noreturn)) finish_and_exec(const child_ctx *c, const 
   char *group = read_file("/etc/group", NULL);
   exec_user u;
   if (user_resolve(p->user, passwd, group, &u, err, sizeof err) < 0) child_fail(c, 126, "%s", err);
+  if (hostopts_groups(&s->opts, group, &u, err, sizeof err) < 0) child_fail(c, 126, "%s", err);
   free(passwd);
   free(group);
 
@@ -194,6 +196,8 @@ static void __attribute__((noreturn)) finish_and_exec(const child_ctx *c, const 
     nofile.rlim_cur = hard < CONTAINER_NOFILE_SOFT ? hard : CONTAINER_NOFILE_SOFT;
     if (setrlimit(RLIMIT_NOFILE, &nofile) < 0) child_fail(c, 126, "setrlimit nofile: %s", strerror(errno));
   }
+  /* --ulimit (over the default above) and --oom-score-adj, while we still hold CAP_SYS_RESOURCE */
+  if (hostopts_process(&s->opts, err, sizeof err) < 0) child_fail(c, 126, "%s", err);
   /* Without no_new_privs, installing a filter takes CAP_SYS_ADMIN: install it while we still
    * hold it, as runc does (the profile must then allow setuid, capset, execve: Docker's does). */
   if (!s->no_new_privs && seccomp_install(&s->seccomp) < 0)
@@ -210,7 +214,10 @@ static void __attribute__((noreturn)) finish_and_exec(const child_ctx *c, const 
     child_fail(c, 126, "chdir to cwd (\"%s\") set in config.json failed: %s", p->cwd, strerror(errno));
 
   char exe[PATH_MAX];
-  int code = lookup_path(p->args[0], env, exe, sizeof exe, err, sizeof err);
+  /* --init: docker-init (the agent, bind-mounted read-only) runs the command as its child */
+  char *const *argv = s->opts.init && p == &s->process ? hostopts_init_argv(p->args, p->nargs) : p->args;
+  if (!argv) child_fail(c, 126, "out of memory");
+  int code = lookup_path(argv[0], env, exe, sizeof exe, err, sizeof err);
   if (code) child_fail(c, code, "%s", err);
   /* Docker sets no_new_privs only when asked (--security-opt no-new-privileges): setuid binaries work */
   if (s->no_new_privs) {
@@ -220,7 +227,7 @@ static void __attribute__((noreturn)) finish_and_exec(const child_ctx *c, const 
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
-  execve(exe, p->args, env);
+  execve(exe, argv, env);
   code = errno == ENOENT ? 127 : 126;
   child_fail(c, code, "exec: \"%s\": %s", p->args[0], errno == EACCES ? "permission denied" : strerror(errno));
 }
@@ -357,6 +364,13 @@ int container_start(const container_spec *s, proc_io *io, int *code, char *err, 
   }
   io->pid = pid;
   if (cgroup_join(s, pid, err, errlen) < 0 || (s->userns.nuid && userns_write_maps(pid, &s->userns, err, errlen) < 0)) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    fdset_close(&f);
+    return -1;
+  }
+  /* --device rules, --memory-reservation, --oom-kill-disable on the container's cgroup */
+  if (hostopts_cgroup(&s->opts, s->cgroup_version, s->cgroup_root, s->cgroup_path, err, errlen) < 0) {
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     fdset_close(&f);

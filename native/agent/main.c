@@ -5,6 +5,7 @@
  *   tvm-agent pause|resume --spec FILE
  *   tvm-agent version */
 #define _GNU_SOURCE
+#include "init.h"
 #include "run.h"
 #include "supervisor.h"
 #include "util.h"
@@ -160,7 +161,11 @@ static int supervise(const char *dir, int linger, int foreground) {
 }
 
 int main(int argc, char **argv) {
+  /* --init mounts this binary at /sbin/docker-init */
+  const char *base = strrchr(argv[0], '/');
+  if (strcmp(base ? base + 1 : argv[0], "docker-init") == 0) return init_main(argc, argv);
   if (argc < 2) usage();
+  if (strcmp(argv[1], "init") == 0) return init_main(argc - 1, argv + 1);
   if (strcmp(argv[1], "version") == 0) {
     printf("tvm-agent 0.1 protocol 1\n");
     return 0;

@@ -217,12 +217,15 @@ int rootfs_setup(const container_spec *s, char *err, size_t errlen) {
   }
   if (mount_dev(s->target, err, errlen) < 0) return -1;
   if (user_mounts(s, err, errlen) < 0) return -1;
+  if (hostopts_rootfs(&s->opts, s->target, s->userns.nuid != 0, err, errlen) < 0) return -1;
 
   if (chdir(s->target) < 0) ERRNO("chdir %s", s->target);
   /* pivot_root(".", "."): the old root ends up stacked on the new one and is lazily detached */
   if (syscall(SYS_pivot_root, ".", ".") < 0) ERRNO("pivot_root");
   if (umount2(".", MNT_DETACH) < 0) ERRNO("detach the old root");
   if (chdir("/") < 0) ERRNO("chdir /");
+  /* --sysctl: written in the container's own ipc/net namespaces, before /proc/sys goes read-only */
+  if (hostopts_sysctls(&s->opts, err, errlen) < 0) return -1;
   if (!s->privileged && mask_paths(err, errlen) < 0) return -1;
   if (s->readonly_rootfs && mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
     ERRNO("remount / read-only");

@@ -163,7 +163,9 @@ static int parse_mounts(const jval *v, container_spec *s, char *err, size_t errl
 int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
   static const char *const keys[] = {"id", "hostname", "privileged", "readonlyRootfs", "network", "rootfs",
                                      "process", "mounts", "resources", "capAdd", "capDrop", "cgroup",
-                                     "logPath", "userns", "seccomp", "noNewPrivileges", NULL};
+                                     "logPath", "userns", "seccomp", "noNewPrivileges",
+                                     "ulimits", "sysctls", "shmSize", "init", "groupAdd", "oomScoreAdj", "devices",
+                                     "memoryReservation", "oomKillDisable", NULL};
   static const char *const rootfs_keys[] = {"lower", "upper", "work", "target", NULL};
   static const char *const res_keys[] = {"memory", "memorySwap", "nanoCpus", "cpuShares", "pidsLimit",
                                          "cpusetCpus", NULL};
@@ -258,6 +260,7 @@ int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
     if (src < 0) return -1;
   }
   if (get_bool(v, "noNewPrivileges", "spec", &s->no_new_privs, err, errlen) < 0) return -1;
+  if (hostopts_parse(v, &s->opts, err, errlen) < 0) return -1;
   if (userns_parse(json_get(v, "userns"), &s->userns, "spec.userns", err, errlen) < 0) return -1;
   /* Docker refuses both with remapping: sharing the host's network namespace needs --userns=host,
    * and privileged means the host's capabilities */
@@ -277,6 +280,7 @@ void spec_free(container_spec *s) {
   free(s->res.cpuset_cpus);
   free(s->cgroup_root); free(s->cgroup_path); free(s->log_path);
   seccomp_free(&s->seccomp);
+  hostopts_free(&s->opts);
   userns_free(&s->userns);
   memset(s, 0, sizeof *s);
 }

@@ -4,6 +4,7 @@
 #define TVM_SPEC_H
 #include "json.h"
 #include "seccomp.h"
+#include "hostopts.h"
 #include "userns.h"
 #include <stddef.h>
 #include <stdint.h>
@@ -52,6 +53,7 @@ typedef struct {
   char *log_path;
   seccomp_prog seccomp;  /* empty: none (privileged, seccomp=unconfined) */
   int no_new_privs;      /* --security-opt no-new-privileges */
+  host_opts opts;        /* --ulimit, --sysctl, --shm-size, --init, --group-add, ... (hostopts.h) */
   userns_spec userns; /* userns.nuid == 0: the host's user namespace */
 } container_spec;
 

@@ -54,6 +54,15 @@ export interface AgentSpec {
   /** the compiled filter (base64 struct sock_filter[]); absent: none */
   seccomp?: { filter: string; flags: number };
   noNewPrivileges?: boolean;
+  ulimits?: { name: string; soft: number; hard: number }[];
+  sysctls?: Record<string, string>;
+  shmSize?: number;
+  init?: boolean;
+  groupAdd?: string[];
+  oomScoreAdj?: number;
+  devices?: { path: string; containerPath: string; permissions: string }[];
+  memoryReservation?: number;
+  oomKillDisable?: boolean;
 }
 
 export interface AgentExitStatus {

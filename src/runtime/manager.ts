@@ -285,7 +285,7 @@ export class ContainerManager {
     const storage = validateStorageOpt(hc);
     const restartPolicy = validateRestartPolicy(hc);
     const usernsMode = validateUsernsMode(hc);
-    const hostOptions = validateHostOptions(body);
+    const hostOptions = validateHostOptions(body, network);
     const name = nameArg !== undefined && nameArg !== '' ? validateName(nameArg) : randomName((n) => this.records.nameTaken(n));
 
     let image: ImageRecord;

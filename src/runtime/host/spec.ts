@@ -8,6 +8,7 @@ import type { AgentMount, AgentProcess, AgentSpec } from '../../guest-agent/prot
 import type { ContainerSpec, ProcessSpec } from '../types.js';
 import type { CgroupConfig } from './cgroups.js';
 import { agentSecurity } from '../seccomp.js';
+import { agentProcessOptions } from '../process-options.js';
 
 export const CAPABILITIES = [
   'CHOWN', 'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP',
@@ -111,5 +112,6 @@ export function agentSpec(spec: ContainerSpec, lower: string, cgroup: CgroupConf
     cgroup,
     logPath: spec.logPath,
     ...agentSecurity(spec, CAPABILITIES),
+    ...agentProcessOptions(spec.processOptions),
   };
 }

@@ -4,7 +4,7 @@
  * error; never silently ignored. Few containers: each `docker run` checks several things.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { missingRealParts, requireDocker, startTestDaemon, type TestDaemon } from '../../fixtures/daemon.js';
@@ -75,5 +75,63 @@ describe('security and process options (docker CLI, --isolation=container)', () 
     const bp = await run(['--security-opt', `seccomp=${badProfile}`, 'busybox', 'true']);
     expect(bp.stderr).toContain('invalid seccomp profile: syscalls[0].action: unknown action "SCMP_ACT_NOPE"');
     expect((await d.docker(['ps', '-aq'])).stdout).toBe('');
+  });
+
+  it('--ulimit, --sysctl, --shm-size, --group-add, --oom-score-adj, --device, --memory-reservation, --oom-kill-disable and --init, in the container and its exec processes', async () => {
+    const r = await d.docker(['run', '-d', '--isolation=container', '--init',
+      '--ulimit', 'nofile=1000:2000', '--ulimit', 'nproc=300:400', '--ulimit', 'core=-1',
+      '--sysctl', 'net.ipv4.ip_forward=1', '--sysctl', 'kernel.shmmax=123456789', '--sysctl', 'fs.mqueue.msg_max=20',
+      '--shm-size', '32m', '--group-add', 'staff', '--group-add', '4242', '--oom-score-adj', '300',
+      '--device', '/dev/kmsg:/dev/mykmsg:r', '--memory', '128m', '--memory-reservation', '64m', '--oom-kill-disable',
+      'busybox', 'sleep', '300']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const id = r.stdout.trim();
+    const check = await d.docker(['exec', id, 'sh', '-c', [
+      'ulimit -n; ulimit -Hn; ulimit -u; ulimit -c',
+      'cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmax /proc/sys/fs/mqueue/msg_max',
+      'df -k /dev/shm | tail -1 | awk \'{print "shm", $2}\'',
+      'id -G', 'cat /proc/self/oom_score_adj /proc/1/oom_score_adj',
+      'ls -l /dev/mykmsg | cut -c1-10',
+      'echo tvm-test > /dev/mykmsg 2>/dev/null || echo write-refused',
+      'ps -o pid,comm | grep -E "^ *1 "',
+    ].join('; ')]);
+    expect(check.exitCode, check.stderr).toBe(0);
+    expect(check.stdout.split('\n')).toEqual([
+      '1000', '2000', '300', 'unlimited',
+      '1', '123456789', '20',
+      'shm 32768',
+      '0 50 4242', '300', '300',
+      'crw-r--r--', 'write-refused',
+      expect.stringMatching(/^\s*1 docker-init$/),
+    ]);
+    // the cgroup knobs, seen from the host
+    const pid = (await d.docker(['inspect', '-f', '{{.State.Pid}}', id])).stdout.trim();
+    const memLine = (await readFile(`/proc/${pid}/cgroup`, 'utf8')).split('\n').find((l) => /:memory:/.test(l))!;
+    const memDir = path.join('/sys/fs/cgroup/memory', memLine.split(':')[2]!);
+    expect((await readFile(path.join(memDir, 'memory.soft_limit_in_bytes'), 'utf8')).trim()).toBe(String(64 * 1024 * 1024));
+    expect(await readFile(path.join(memDir, 'memory.oom_control'), 'utf8')).toContain('oom_kill_disable 1');
+    const devDir = memDir.replace('/sys/fs/cgroup/memory', '/sys/fs/cgroup/devices');
+    expect((await readFile(path.join(devDir, 'devices.list'), 'utf8')).split('\n')).toContain('c 1:11 r');
+    // docker-init forwards SIGTERM to its child and exits with the child's status, at once
+    const stop = await d.docker(['stop', '-t', '30', id]);
+    expect(stop.exitCode, stop.stderr).toBe(0);
+    expect((await d.docker(['inspect', '-f', '{{.State.ExitCode}}', id])).stdout.trim()).toBe('143');
+    await d.docker(['rm', id]);
+    const code = await run(['--init', 'busybox', 'sh', '-c', 'exit 7']);
+    expect(code.exitCode).toBe(7);
+  });
+
+  it('refuses bad values with Docker\'s messages', async () => {
+    const cases: [string[], string][] = [
+      [['--sysctl', 'net.ipv4.ip_forward=1', '--network', 'host'], 'sysctl "net.ipv4.ip_forward" not allowed in host network namespace'],
+      [['--oom-score-adj', '1001'], 'Invalid value 1001, range for oom score adj is [-1000, 1000]'],
+      [['--device', '/dev/nope'], 'error gathering device information while adding custom device "/dev/nope"'],
+      [['--memory-reservation', '1m'], 'Minimum memory reservation allowed is 6MB'],
+      [['--group-add', 'nosuchgroup'], 'Unable to find group nosuchgroup'],
+    ];
+    for (const [args, msg] of cases) {
+      const r = await run([...args, 'busybox', 'true']);
+      expect([args, r.exitCode === 0, r.stderr]).toEqual([args, false, expect.stringContaining(msg)]);
+    }
   });
 });
