@@ -24,10 +24,9 @@ import { mount, umount } from 'ext2fs';
 import { extract, type Header } from 'tar-stream';
 import { ConflictError, FormatError, InvalidParameterError, NotFoundError, NotImplementedError, TvmError } from '../../errors.js';
 import { safeEntryName, tarError } from '../../images/tar-safety.js';
-import { resolveScoped } from '../../scoped-path.js';
 import { openDiskImage } from '../disk-image.js';
 import { PassThroughDisk } from './ext2fs-disk.js';
-import { readSuperblockFacts, setInodeTimes, type InodeTimes } from './inode-times.js';
+import { readSuperblockFacts, setInodeTimes, type InodeTimes } from './inode-table.js';
 import type { Timestamp } from './inode.js';
 import { Ext4Reader, type Ext4Entry } from './reader.js';
 
@@ -48,8 +47,6 @@ export interface ExtractOptions {
   /** Docker's noOverwriteDirNonDir: refuse to replace a directory by a non-directory or back */
   noOverwriteDirNonDir?: boolean;
 }
-
-const isEnoent = (e: unknown): boolean => (e as NodeJS.ErrnoException)?.code === 'ENOENT' || e instanceof NotFoundError;
 
 function toTimestamp(d: Date): Timestamp {
   const ms = d.getTime();
@@ -120,24 +117,6 @@ export class Ext4Editor extends Ext4Reader {
     return this.fs.promises;
   }
 
-  private async lstatOrNull(p: string): Promise<Ext4Entry | null> {
-    try {
-      return await this.stat(p);
-    } catch (e) {
-      if (isEnoent(e)) return null;
-      throw e;
-    }
-  }
-
-  /** An in-filesystem path with symlinks resolved as if the filesystem's root were "/". */
-  async resolve(unsafe: string, followLast = true): Promise<string> {
-    const rel = await resolveScoped(unsafe, followLast, async (parts) => {
-      const st = await this.lstatOrNull('/' + parts.join('/'));
-      return st?.type === 'symlink' ? st.target! : null;
-    });
-    return '/' + rel.join('/');
-  }
-
   private async applyAttrs(p: string, a: EntryAttrs, isSymlink = false): Promise<void> {
     await this.p.lchown(p, a.uid, a.gid);
     if (!isSymlink) await this.p.lchmod(p, a.mode & 0o7777);
@@ -149,7 +128,7 @@ export class Ext4Editor extends Ext4Reader {
     const parts = p.split('/').filter(Boolean);
     for (let i = 1; i <= parts.length; i++) {
       const dir = '/' + parts.slice(0, i).join('/');
-      const st = await this.lstatOrNull(dir);
+      const st = await this.statOrNull(dir);
       if (!st) await this.p.mkdir(dir, 0o755);
       else if (st.type !== 'dir') throw new InvalidParameterError(`${dir} exists in ${this.image} and is not a directory`);
     }
@@ -157,7 +136,7 @@ export class Ext4Editor extends Ext4Reader {
 
   /** Removes `p` (a directory with everything below it). */
   async remove(p: string): Promise<void> {
-    const st = await this.lstatOrNull(p);
+    const st = await this.statOrNull(p);
     if (!st) return;
     if (st.type === 'dir') {
       for (const name of await this.readdir(p)) await this.remove(`${p === '/' ? '' : p}/${name}`);
@@ -169,7 +148,7 @@ export class Ext4Editor extends Ext4Reader {
   }
 
   async mkdir(p: string, a: EntryAttrs): Promise<void> {
-    const st = await this.lstatOrNull(p);
+    const st = await this.statOrNull(p);
     if (st && st.type !== 'dir') await this.remove(p);
     if (!st || st.type !== 'dir') await this.p.mkdir(p, a.mode & 0o777);
     await this.applyAttrs(p, a);
@@ -204,7 +183,7 @@ export class Ext4Editor extends Ext4Reader {
   }
 
   async link(existing: string, p: string): Promise<void> {
-    const src = await this.lstatOrNull(existing);
+    const src = await this.statOrNull(existing);
     if (!src) throw new NotFoundError(`hard link target ${existing} does not exist in ${this.image}`);
     if (src.type === 'dir') throw new InvalidParameterError(`hard link target ${existing} is a directory`);
     await this.remove(p);
@@ -218,7 +197,7 @@ export class Ext4Editor extends Ext4Reader {
    */
   async extractTar(containerPath: string, tar: Readable, opts: ExtractOptions = {}): Promise<void> {
     const dest = await this.resolve(containerPath);
-    const st = await this.lstatOrNull(dest);
+    const st = await this.statOrNull(dest);
     if (!st) throw new NotFoundError(`Could not find the file ${containerPath} in container`);
     if (st.type !== 'dir') throw new InvalidParameterError(`extraction point ${containerPath} is not a directory`);
     const what = `archive for ${containerPath}`;
@@ -265,7 +244,7 @@ export class Ext4Editor extends Ext4Reader {
       drain();
       throw new NotImplementedError(`${what}: ${h.name} carries the extended attribute ${xattr.slice('SCHILY.xattr.'.length)}, which cannot be written into a stopped VM container's disk`, 'ERR_EXT4_OFFLINE_UNSUPPORTED');
     }
-    const existing = await this.lstatOrNull(target);
+    const existing = await this.statOrNull(target);
     if (opts.noOverwriteDirNonDir && existing) {
       const newIsDir = h.type === 'directory';
       if (existing.type === 'dir' && !newIsDir) {
@@ -306,7 +285,7 @@ export class Ext4Editor extends Ext4Reader {
   private async pendingTimes(): Promise<InodeTimes[]> {
     const out: InodeTimes[] = [];
     for (const [p, mtime] of this.times) {
-      const st = await this.lstatOrNull(p);
+      const st = await this.statOrNull(p);
       if (st) out.push({ ino: st.ino, mtime });
     }
     return out;

@@ -11,7 +11,9 @@ import { NotFoundError, FormatError, TvmError } from '../../errors.js';
 import type { BlockBackend } from '../block-backend.js';
 import { openDiskImage } from '../disk-image.js';
 import { OverlayDisk } from './ext2fs-disk.js';
-import { S_IFMT, S_IFREG, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK } from './inode.js';
+import { S_IFMT, S_IFREG, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK, INODE, EXT4_N_BLOCKS_BYTES, decodeDevice } from './inode.js';
+import { readInode } from './inode-table.js';
+import { resolveScoped } from '../../scoped-path.js';
 
 export type Ext4EntryType = 'file' | 'dir' | 'symlink' | 'char' | 'block' | 'fifo' | 'sock';
 
@@ -30,6 +32,8 @@ export interface Ext4Entry {
   mtimeSec: number;
   /** symlink target */
   target?: string;
+  /** char and block devices (read from the inode: the binding does not report rdev) */
+  device?: { major: number; minor: number };
 }
 
 function typeOf(mode: number): Ext4EntryType {
@@ -98,8 +102,31 @@ export class Ext4Reader {
         mtimeSec: Math.floor(st.mtime.getTime() / 1000),
       };
       if (type === 'symlink') e.target = await this.readlink(p);
+      if (type === 'char' || type === 'block') {
+        const raw = await readInode(this.disk, this.image, st.ino);
+        e.device = decodeDevice(raw.subarray(INODE.offsetOf('i_block'), INODE.offsetOf('i_block') + EXT4_N_BLOCKS_BYTES));
+      }
       return e;
     });
+  }
+
+  /** stat, or null when nothing is there */
+  async statOrNull(p: string): Promise<Ext4Entry | null> {
+    try {
+      return await this.stat(p);
+    } catch (e) {
+      if (e instanceof NotFoundError) return null;
+      throw e;
+    }
+  }
+
+  /** An in-filesystem path with symlinks resolved as if the filesystem's root were "/". */
+  async resolve(unsafe: string, followLast = true): Promise<string> {
+    const rel = await resolveScoped(unsafe, followLast, async (parts) => {
+      const st = await this.statOrNull('/' + parts.join('/'));
+      return st?.type === 'symlink' ? st.target! : null;
+    });
+    return '/' + rel.join('/');
   }
 
   async readdir(p: string): Promise<string[]> {

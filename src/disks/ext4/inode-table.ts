@@ -1,14 +1,14 @@
 /**
- * Sets inode timestamps directly in the inode table of an unmounted ext4 filesystem. libext2fs's
- * WASM binding has no utimes, but `docker cp` into a container keeps the archive's mtimes; the
- * inode is found from the superblock and group descriptor, patched, and its metadata_csum
- * checksum recomputed.
+ * Direct access to the inode table of an ext4 filesystem, for what libext2fs's WASM binding
+ * does not expose: device numbers and nanosecond times (read), and timestamps (write: `docker
+ * cp` into a container keeps the archive's mtimes). The inode is found from the superblock and
+ * its group descriptor; a patched inode gets its metadata_csum checksum recomputed.
  */
 import type { BlockBackend } from '../block-backend.js';
 import { FormatError, NotImplementedError } from '../../errors.js';
 import { crc32cUpdate } from './crc32c.js';
 import { GROUP_DESC } from './group-descriptor.js';
-import { INODE, EXT4_GOOD_OLD_INODE_SIZE, encodeTime, setInodeChecksum, type Timestamp } from './inode.js';
+import { INODE, EXT4_GOOD_OLD_INODE_SIZE, decodeTime, encodeTime, setInodeChecksum, type Timestamp } from './inode.js';
 import { EXT4_FEATURE_INCOMPAT, EXT4_FEATURE_RO_COMPAT, EXT4_SUPER_MAGIC, SUPERBLOCK, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE } from './superblock.js';
 
 /** ext2/3's group descriptor size when the 64bit feature is off */
@@ -75,6 +75,22 @@ async function inodeOffset(disk: BlockBackend, name: string, sb: Ext4SuperblockF
   const off = table * sb.blockSize + index * sb.inodeSize;
   if (table === 0 || off + sb.inodeSize > disk.size) throw new FormatError(`${name}: group ${group}'s inode table is outside the disk`, 'ERR_EXT4_FORMAT');
   return off;
+}
+
+/** The raw on-disk inode (s_inode_size bytes); the filesystem must not be changing under us. */
+export async function readInode(disk: BlockBackend, name: string, ino: number): Promise<Buffer> {
+  const sb = await readSuperblockFacts(disk, name);
+  const slot = Buffer.alloc(sb.inodeSize);
+  await disk.read(slot, await inodeOffset(disk, name, sb, ino));
+  return slot;
+}
+
+/** mtime with nanoseconds when the inode has the extra fields */
+export function inodeMtime(raw: Buffer): Timestamp {
+  const extra = raw.length > EXT4_GOOD_OLD_INODE_SIZE && EXT4_GOOD_OLD_INODE_SIZE + raw.readUInt16LE(INODE.offsetOf('i_extra_isize')) >= EXTRA_TIMES_END
+    ? raw.readUInt32LE(INODE.offsetOf('i_mtime_extra'))
+    : 0;
+  return decodeTime(raw.readUInt32LE(INODE.offsetOf('i_mtime')), extra);
 }
 
 export interface InodeTimes {
