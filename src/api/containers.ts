@@ -159,11 +159,13 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
   });
 
   // docker diff
-  app.get('/containers/:id/changes', async (req: IdReq) => {
+  app.get('/containers/:id/changes', async (req: IdReq, reply) => {
     const rec = m.get(req.params.id);
     const iso = m.isolationFor(rec.spec.isolation);
     if (!iso.changes) throw new NotImplementedError(`docker diff is not supported for --isolation=${rec.spec.isolation} containers yet`);
-    return iso.changes(rec.spec);
+    const changes = await iso.changes(rec.spec);
+    // dockerd answers null, not [], for a container without changes
+    return reply.header('content-type', 'application/json; charset=utf-8').send(JSON.stringify(changes.length > 0 ? changes : null));
   });
 
   app.get('/containers/:id/logs', async (req: IdReq, reply: FastifyReply) => {

@@ -1,28 +1,30 @@
 /**
- * `docker diff` for an overlayfs container: the upper directory against the lower (the image's
- * base disk), with Docker's rules (moby's archive.OverlayChanges):
+ * `docker diff` for an overlayfs container: what Docker reports, computed from the upper
+ * directory alone (plus lookups in the lower) instead of walking the whole root.
  *
- * - the result is sorted by path, byte-wise (moby's changesByPath), so a directory comes before
- *   what is in it;
- * - a whiteout (a 0/0 character device, or a file marked trusted.overlay.whiteout in a directory
- *   marked trusted.overlay.opaque=x) is a deletion (Kind 2) of its path;
- * - an opaque directory (trusted.overlay.opaque=y) hides everything below it in the lower: Docker
- *   reports it as deleted when the lower had it, and what is under it is compared against
- *   nothing (so it is all added);
- * - anything else is modified (0) when the lower has that path, added (1) otherwise; a directory
- *   present in both with the same size, mode and mtime is not a change by itself;
- * - an addition or deletion brings its parent directory along as modified (once; not /), even
- *   when the parent's own attributes are unchanged (moby PR 13590).
+ * The answer is Docker's diff of the container's root against its image (moby's
+ * archive.ChangesDirs, which dockerd's overlay2 driver uses on current kernels, checked against
+ * dockerd 20.10 on this machine's 6.x kernel):
  *
- * The lower is looked up one lstat per component from the lower root and a lower symlink is
- * never followed, so nothing outside the lower is ever consulted (moby's os.Stat would follow
- * an absolute link to the host's files).
+ * - a path the image lacks is added (1), and so is everything below an added directory;
+ * - a path the container lacks is deleted (2): a whiteout (a 0/0 character device, or a file
+ *   marked trusted.overlay.whiteout in a directory marked trusted.overlay.opaque=x), or, in an
+ *   opaque directory (trusted.overlay.opaque=y), a name the image has there and the upper does
+ *   not; below a deleted or replaced directory nothing more is reported;
+ * - a path in both is modified (0) when its type, mode, owner or device differ, or, for
+ *   anything but a directory, its mtime or size (moby's statDifferent: a directory's mtime and
+ *   size say nothing), or its security.capability;
+ * - every directory holding a change is modified too, up to (not including) /;
+ * - sorted by path, byte-wise (moby's changesByPath; dockerd's own order is a map's).
+ *
+ * Only what the upper directory holds can differ from the image (everything else is the lower's
+ * own file), so the walk visits the upper tree and looks each name up in the lower with one
+ * lstat per component, never following a lower symlink (nothing outside the lower is read).
  *
  * Docker keeps the mount points its runtime makes (/proc, /sys, /dev, /etc/hosts, ...) in an
  * "init" layer under the container's own, so they never show in `docker diff`; here the agent
  * makes them in the upper directory, so they are left out by name (DOCKER_INIT_PATHS), and a
- * directory whose only change is holding one of them (or that the runtime made to hold one, in
- * an image without it) is not reported by itself.
+ * directory the runtime made only to hold one (an image without /etc) counts as the image's.
  */
 import { lstat, readdir } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
@@ -33,6 +35,8 @@ import { lgetxattr } from './xattr.js';
 
 export const OVERLAY_OPAQUE_XATTR = 'trusted.overlay.opaque';
 export const OVERLAY_WHITEOUT_XATTR = 'trusted.overlay.whiteout';
+const CAPABILITY_XATTR = 'security.capability';
+const S_IFDIR = 0o040000n;
 
 /** What moby's init layer holds (daemon/initlayer): never part of a container's changes. */
 export const DOCKER_INIT_PATHS: readonly string[] = [
@@ -46,13 +50,10 @@ export interface ChangesOptions {
   getxattr?: (file: string, name: string) => Buffer | undefined;
 }
 
-type Kind = Change['Kind'];
-
-/** Go's sameFsTime: equal, or equal seconds where one side has no nanoseconds. */
+/** Go's sameFsTimeSpec: equal seconds, and equal nanoseconds unless one side has none. */
 function sameTime(a: bigint, b: bigint): boolean {
-  if (a === b) return true;
   const NS = 1_000_000_000n;
-  return a / NS === b / NS && (a % NS === 0n || b % NS === 0n);
+  return a / NS === b / NS && (a % NS === b % NS || a % NS === 0n || b % NS === 0n);
 }
 
 async function lstatOrUndefined(p: string): Promise<BigIntStats | undefined> {
@@ -65,79 +66,84 @@ async function lstatOrUndefined(p: string): Promise<BigIntStats | undefined> {
   }
 }
 
-function isWhiteoutDevice(st: BigIntStats): boolean {
-  return st.isCharacterDevice() && st.rdev === 0n;
-}
-
 function byteOrder(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
-/** The changes of an overlay `upper` directory over `lower`, in Docker's order and kinds. */
+/** moby's statDifferent */
+function statDifferent(a: BigIntStats, b: BigIntStats): boolean {
+  if (a.mode !== b.mode || a.uid !== b.uid || a.gid !== b.gid || a.rdev !== b.rdev) return true;
+  return (a.mode & S_IFDIR) !== S_IFDIR && (!sameTime(a.mtimeNs, b.mtimeNs) || a.size !== b.size);
+}
+
+/** The changes of an overlay `upper` directory over `lower`, as `docker diff` reports them. */
 export async function overlayChanges(upper: string, lower: string, opts: ChangesOptions = {}): Promise<Change[]> {
   const getxattr = opts.getxattr ?? lgetxattr;
   const hidden = new Set(opts.hidden ?? []);
   const out: Change[] = [];
-  const changedDirs = new Set<string>();
 
-  const record = (p: string, kind: Kind, isDir: boolean) => {
-    if (isDir) changedDirs.add(p);
-    const parent = path.posix.dirname(p);
-    if (kind !== CHANGE_MODIFIED && parent !== '/' && !changedDirs.has(parent)) {
-      changedDirs.add(parent);
-      out.push({ Path: parent, Kind: CHANGE_MODIFIED });
-    }
-    out.push({ Path: p, Kind: kind });
+  const sameCapability = (a: string, b: string) => {
+    const x = getxattr(a, CAPABILITY_XATTR);
+    const y = getxattr(b, CAPABILITY_XATTR);
+    return x === undefined || y === undefined ? x === y : x.equals(y);
   };
 
-  const sameAttrs = (a: BigIntStats, b: BigIntStats) => a.size === b.size && sameTime(a.mtimeNs, b.mtimeNs);
-  /** the directory directly holds a runtime mount point (which changed its mtime, and maybe its size) */
-  const holdsHidden = async (p: string, dir: string): Promise<boolean> => {
-    for (const h of hidden) {
-      if (path.posix.dirname(h) === p && (await lstatOrUndefined(path.join(dir, path.posix.basename(h))))) return true;
-    }
-    return false;
-  };
+  /** the directory (absent from the image) holds a runtime mount point: the runtime made it */
+  const holdsRuntimePaths = async (p: string, dir: string): Promise<boolean> => (await readdir(dir)).some((n) => hidden.has(`${p}/${n}`));
 
-  const walk = async (rel: string, upperDir: string, lowerDir: string | undefined, xwhiteouts: boolean): Promise<void> => {
-    const names = (await readdir(upperDir)).sort(byteOrder);
+  /**
+   * Reports the changes below directory `rel` (upper: upperDir; the image's directory at that
+   * path: lowerDir, if it has one); returns whether there were any.
+   */
+  const walk = async (rel: string, upperDir: string, lowerDir: string | undefined, opaque: boolean, xwhiteouts: boolean): Promise<boolean> => {
+    const before = out.length;
+    const names = await readdir(upperDir);
     for (const name of names) {
       const p = `${rel}/${name}`;
       if (hidden.has(p)) continue;
       const up = path.join(upperDir, name);
       const st = await lstatOrUndefined(up);
       if (!st) continue; // gone since readdir (a running container)
-      const low = lowerDir === undefined ? undefined : await lstatOrUndefined(path.join(lowerDir, name));
-      const isDir = st.isDirectory();
-      if (isWhiteoutDevice(st) || (xwhiteouts && st.isFile() && getxattr(up, OVERLAY_WHITEOUT_XATTR) !== undefined)) {
-        record(p, CHANGE_DELETED, false);
+      const lowPath = lowerDir === undefined ? undefined : path.join(lowerDir, name);
+      const low = lowPath === undefined ? undefined : await lstatOrUndefined(lowPath);
+      if ((st.isCharacterDevice() && st.rdev === 0n) || (xwhiteouts && st.isFile() && getxattr(up, OVERLAY_WHITEOUT_XATTR) !== undefined)) {
+        if (low) out.push({ Path: p, Kind: CHANGE_DELETED });
         continue;
       }
-      if (!isDir) {
-        record(p, low ? CHANGE_MODIFIED : CHANGE_ADDED, false);
+      if (!st.isDirectory()) {
+        if (!low) out.push({ Path: p, Kind: CHANGE_ADDED });
+        else if (statDifferent(low, st) || !sameCapability(lowPath!, up)) out.push({ Path: p, Kind: CHANGE_MODIFIED });
         continue;
       }
-      const opaque = getxattr(up, OVERLAY_OPAQUE_XATTR)?.toString('latin1');
-      let childLower = low?.isDirectory() ? path.join(lowerDir!, name) : undefined;
-      if (opaque === 'y') {
-        childLower = undefined;
-        record(p, low ? CHANGE_DELETED : CHANGE_ADDED, true);
-      } else if (!low && !(await holdsHidden(p, up))) {
-        record(p, CHANGE_ADDED, true);
-      } else if (!low) {
-        // made by the runtime for its mount points (an image without /etc): Docker's init layer has it
-      } else if (low.isDirectory() && low.mode === st.mode && (sameAttrs(st, low) || (await holdsHidden(p, up)))) {
-        // unchanged by itself: reported only as the parent of a change below it
+      const marker = getxattr(up, OVERLAY_OPAQUE_XATTR)?.toString('latin1');
+      let self: Change['Kind'] | undefined;
+      let childLower: string | undefined;
+      if (!low) {
+        if (!(await holdsRuntimePaths(p, up))) self = CHANGE_ADDED;
+      } else if (low.isDirectory()) {
+        childLower = lowPath;
+        if (statDifferent(low, st)) self = CHANGE_MODIFIED;
       } else {
-        record(p, CHANGE_MODIFIED, true);
+        self = CHANGE_MODIFIED; // a non-directory replaced by a directory
       }
-      await walk(p, up, childLower, opaque === 'x');
+      if (self !== undefined) out.push({ Path: p, Kind: self });
+      const inner = await walk(p, up, childLower, marker === 'y', marker === 'x');
+      if (inner && self === undefined) out.push({ Path: p, Kind: CHANGE_MODIFIED });
     }
+    if (opaque && lowerDir !== undefined) {
+      // an opaque directory hides what the image has in it: whatever the upper lacks is gone
+      const inUpper = new Set(names);
+      for (const name of await readdir(lowerDir)) {
+        const p = `${rel}/${name}`;
+        if (!inUpper.has(name) && !hidden.has(p)) out.push({ Path: p, Kind: CHANGE_DELETED });
+      }
+    }
+    return out.length > before;
   };
 
   const root = await lstatOrUndefined(upper);
   if (!root?.isDirectory()) throw new NotFoundError(`the container's writable layer ${upper} is missing`);
-  await walk('', upper, lower, false);
-  // moby's changesByPath order (a plain byte-wise sort, which puts a directory before its contents)
+  await walk('', upper, lower, false, false);
+  // moby's changesByPath order: a plain byte-wise sort, which puts a directory before its contents
   return out.sort((a, b) => byteOrder(a.Path, b.Path));
 }

@@ -41,16 +41,13 @@ function file(p: string, content = 'x'): void {
   writeFileSync(p, content);
   utimesSync(p, T0, T0);
 }
-function pin(...dirs: string[]): void {
-  for (const d of dirs) utimesSync(d, T0, T0);
-}
 function whiteout(p: string): void {
   execFileSync('mknod', [p, 'c', '0', '0']);
 }
 const lines = (cs: { Path: string; Kind: number }[]) => cs.map((c) => `${'CAD'[c.Kind]} ${c.Path}`);
 
 describe('overlayChanges on a synthetic upper over a lower', () => {
-  it('added, modified, deleted, opaque, parents, hidden runtime paths, byte order', async () => {
+  it('added, modified, deleted, opaque, ancestors, hidden runtime paths, byte order', async () => {
     const lower = path.join(root, 'syn-lower');
     const upper = path.join(root, 'syn-upper');
     for (const d of ['etc', 'usr/lib', 'usr/share/doc', 'var/cache', 'opt', 'srv', 'a']) dir(path.join(lower, d));
@@ -60,27 +57,28 @@ describe('overlayChanges on a synthetic upper over a lower', () => {
     file(path.join(lower, 'usr/share/doc/README'));
     file(path.join(lower, 'var/cache/old'));
     symlinkSync('/etc', path.join(lower, 'lnk')); // absolute: must never be followed to the host's /etc
-    pin(...['etc', 'usr/lib', 'usr/share/doc', 'usr/share', 'usr', 'var/cache', 'var', 'opt', 'srv', 'a'].map((d) => path.join(lower, d)));
 
-    // upper: /etc copied up with its mtime kept, passwd modified, group deleted
+    // /etc: passwd modified, group deleted; the runtime's hosts file is not a change
     dir(path.join(upper, 'etc'));
     file(path.join(upper, 'etc/passwd'), 'changed');
     whiteout(path.join(upper, 'etc/group'));
-    // runtime mount points (Docker's init layer): never reported, nor their directory's mtime
     file(path.join(upper, 'etc/hosts'));
+    // runtime mount points (Docker's init layer): never reported
     dir(path.join(upper, 'proc'));
     dir(path.join(upper, 'dev/pts'));
-    // /usr/lib and /usr copied up unchanged; a new file two levels down
+    // a copied-up file identical to the image's is no change; a new one two levels down is
     dir(path.join(upper, 'usr/lib'));
+    file(path.join(upper, 'usr/lib/libc.so'));
     file(path.join(upper, 'usr/lib/new.so'));
-    // /var/cache replaced: deleted then made again (opaque), with a new file
+    // /var/cache replaced: deleted then made again (opaque), with a new file: the old one is gone
     dir(path.join(upper, 'var/cache'));
     file(path.join(upper, 'var/cache/fresh'));
-    // /opt gains a file and its mtime changes: modified by itself
+    // /opt gains a file (its mtime is no change by itself)
     dir(path.join(upper, 'opt'));
     file(path.join(upper, 'opt/tool'));
     // /srv: mode changed only
     dir(path.join(upper, 'srv'));
+    execFileSync('chmod', ['0700', path.join(upper, 'srv')]);
     // a new tree, and names whose byte order differs from a per-directory walk
     dir(path.join(upper, 'new/deep'));
     file(path.join(upper, 'new/deep/f'));
@@ -93,10 +91,6 @@ describe('overlayChanges on a synthetic upper over a lower', () => {
     // an xwhiteout: a plain file marked as whiteout, in a directory marked opaque=x
     dir(path.join(upper, 'usr/share/doc'));
     file(path.join(upper, 'usr/share/doc/README'), '');
-    pin(...['etc', 'usr/lib', 'usr', 'var', 'usr/share/doc', 'usr/share', 'a'].map((d) => path.join(upper, d)));
-    utimesSync(path.join(upper, 'etc'), T0, new Date(T0.getTime() + 5000)); // the runtime's hosts file changed it
-    utimesSync(path.join(upper, 'srv'), T0, T0);
-    execFileSync('chmod', ['0700', path.join(upper, 'srv')]); // mkdirSync's mode passes through the umask
 
     const xattrs = new Map<string, Buffer>([
       [`${path.join(upper, 'var/cache')}|${OVERLAY_OPAQUE_XATTR}`, Buffer.from('y')],
@@ -120,15 +114,31 @@ describe('overlayChanges on a synthetic upper over a lower', () => {
       'C /opt',
       'A /opt/tool',
       'C /srv',
+      'C /usr',
       'C /usr/lib',
       'A /usr/lib/new.so',
+      'C /usr/share',
       'C /usr/share/doc',
       'D /usr/share/doc/README',
-      'C /var', // unchanged itself, but the parent of a deletion
-      'D /var/cache',
+      'C /var',
+      'C /var/cache',
       'A /var/cache/fresh',
+      'D /var/cache/old',
     ]);
     expect(out.find((c) => c.Path === '/etc/group')!.Kind).toBe(2);
+  });
+
+  it('a file or directory replaced by the other kind is modified, with nothing reported below the old one', async () => {
+    const lower = path.join(root, 'kind-lower');
+    const upper = path.join(root, 'kind-upper');
+    dir(path.join(lower, 'd/sub'));
+    file(path.join(lower, 'd/sub/f'));
+    file(path.join(lower, 'f'));
+    dir(upper);
+    file(path.join(upper, 'd'));
+    dir(path.join(upper, 'f'));
+    file(path.join(upper, 'f/inner'));
+    expect(lines(await overlayChanges(upper, lower, { getxattr: () => undefined }))).toEqual(['C /d', 'C /f', 'A /f/inner']);
   });
 
   it('an empty upper has no changes, nor one holding only runtime mount points; a missing one is a clear error', async () => {
@@ -179,12 +189,14 @@ describe('overlayChanges on what the kernel wrote', () => {
       'C /etc',
       'D /etc/group',
       'C /etc/passwd',
+      'C /home',
       'C /home/app',
       'A /home/app/a',
       'A /made',
       'C /var',
-      'D /var/log',
+      'C /var/log',
       'A /var/log/new.log',
+      'D /var/log/old.log',
     ]);
   });
 });
