@@ -2,6 +2,7 @@
  * The container-create options of Docker's HostConfig that are about the workload's security
  * and process environment: parsed and validated with Docker's rules before anything is created.
  */
+import { InvalidParameterError } from '../errors.js';
 import type { CreateBody } from './container-config.js';
 import { validateProcessOptions } from './process-options.js';
 import { parseSecurityOpt } from './security-opt.js';
@@ -13,6 +14,7 @@ export interface HostOptions {
 }
 
 export function validateHostOptions(body: CreateBody, network: 'none' | 'host'): HostOptions {
+  refuseUnsupported(body);
   const hc = body.HostConfig ?? {};
   const out: HostOptions = {};
   const security = parseSecurityOpt(hc.SecurityOpt as string[] | null | undefined);
@@ -20,4 +22,104 @@ export function validateHostOptions(body: CreateBody, network: 'none' | 'host'):
   const processOptions = validateProcessOptions(hc, network);
   if (Object.keys(processOptions).length > 0) out.processOptions = processOptions;
   return out;
+}
+
+/**
+ * Every field of Docker API v1.47 ContainerCreate (Config, HostConfig, NetworkingConfig), and
+ * what tvm does with it. A client always sends many of them with empty values (the docker CLI
+ * sends Dns: [], MemorySwappiness: -1, ConsoleSize: [0, 0], ...): only a value other than
+ * Docker's "unset" is refused, with a 400 naming the option.
+ *
+ * honoured, validated elsewhere (container-config.ts, security-opt.ts, process-options.ts,
+ * manager.ts): Hostname User Attach* Tty OpenStdin StdinOnce Env Cmd Entrypoint Image Volumes
+ * WorkingDir Labels StopSignal StopTimeout | Binds Mounts Tmpfs LogConfig NetworkMode
+ * PortBindings PublishAllPorts RestartPolicy AutoRemove CapAdd CapDrop Privileged ReadonlyRootfs
+ * SecurityOpt StorageOpt Isolation UsernsMode Memory MemorySwap MemoryReservation NanoCpus
+ * CpuShares CpuQuota CpuPeriod CpusetCpus PidsLimit Ulimits Sysctls ShmSize Init GroupAdd
+ * OomScoreAdj OomKillDisable Devices.
+ *
+ * ignored because harmless (no effect on the workload in Docker either, or metadata Docker
+ * only stores): ExposedPorts (EXPOSE metadata), ArgsEscaped (Windows), OnBuild and Shell (build
+ * metadata), NetworkDisabled (tvm's default network is already "none"), ContainerIDFile (the
+ * CLI writes that file itself), ConsoleSize (the client resizes the tty right after start),
+ * Annotations (stored, shown by inspect), VolumeDriver "local" (the only driver).
+ */
+interface Rule {
+  /** where the field lives in the create body */
+  at: 'Config' | 'HostConfig';
+  field: string;
+  /** how a user asks for it */
+  option: string;
+  /** is this value Docker's "unset"? */
+  unset: (v: unknown) => boolean;
+  why?: string;
+}
+
+const empty = (v: unknown): boolean =>
+  v === undefined || v === null || v === '' || v === 0 || v === false ||
+  (Array.isArray(v) && v.length === 0) || (typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length === 0);
+const oneOf = (...ok: unknown[]) => (v: unknown) => empty(v) || ok.includes(v);
+
+const REFUSED: Rule[] = [
+  { at: 'Config', field: 'Domainname', option: '--domainname', unset: empty },
+  { at: 'Config', field: 'MacAddress', option: '--mac-address', unset: empty, why: 'containers have no network interface of their own' },
+  { at: 'Config', field: 'Healthcheck', option: '--health-cmd', unset: (v) => empty(v) || empty((v as { Test?: unknown }).Test) || JSON.stringify((v as { Test?: unknown }).Test) === '["NONE"]' },
+  { at: 'HostConfig', field: 'VolumeDriver', option: '--volume-driver', unset: oneOf('local'), why: 'only the local driver exists' },
+  { at: 'HostConfig', field: 'VolumesFrom', option: '--volumes-from', unset: empty },
+  { at: 'HostConfig', field: 'CgroupnsMode', option: '--cgroupns', unset: oneOf('host'), why: 'containers share the host cgroup namespace' },
+  { at: 'HostConfig', field: 'Dns', option: '--dns', unset: empty },
+  { at: 'HostConfig', field: 'DnsOptions', option: '--dns-option', unset: empty },
+  { at: 'HostConfig', field: 'DnsSearch', option: '--dns-search', unset: empty },
+  { at: 'HostConfig', field: 'ExtraHosts', option: '--add-host', unset: empty },
+  { at: 'HostConfig', field: 'IpcMode', option: '--ipc', unset: oneOf('private', 'shareable'), why: 'every container has its own IPC namespace' },
+  { at: 'HostConfig', field: 'Cgroup', option: '--cgroup', unset: empty },
+  { at: 'HostConfig', field: 'Links', option: '--link', unset: empty },
+  { at: 'HostConfig', field: 'PidMode', option: '--pid', unset: oneOf('private'), why: 'every container has its own PID namespace' },
+  { at: 'HostConfig', field: 'UTSMode', option: '--uts', unset: oneOf('private'), why: 'every container has its own UTS namespace' },
+  { at: 'HostConfig', field: 'Runtime', option: '--runtime', unset: empty, why: 'choose with --isolation' },
+  { at: 'HostConfig', field: 'CgroupParent', option: '--cgroup-parent', unset: empty },
+  { at: 'HostConfig', field: 'BlkioWeight', option: '--blkio-weight', unset: empty },
+  { at: 'HostConfig', field: 'BlkioWeightDevice', option: '--blkio-weight-device', unset: empty },
+  { at: 'HostConfig', field: 'BlkioDeviceReadBps', option: '--device-read-bps', unset: empty },
+  { at: 'HostConfig', field: 'BlkioDeviceWriteBps', option: '--device-write-bps', unset: empty },
+  { at: 'HostConfig', field: 'BlkioDeviceReadIOps', option: '--device-read-iops', unset: empty },
+  { at: 'HostConfig', field: 'BlkioDeviceWriteIOps', option: '--device-write-iops', unset: empty },
+  { at: 'HostConfig', field: 'CpuRealtimePeriod', option: '--cpu-rt-period', unset: empty },
+  { at: 'HostConfig', field: 'CpuRealtimeRuntime', option: '--cpu-rt-runtime', unset: empty },
+  { at: 'HostConfig', field: 'CpusetMems', option: '--cpuset-mems', unset: empty },
+  { at: 'HostConfig', field: 'DeviceCgroupRules', option: '--device-cgroup-rule', unset: empty },
+  { at: 'HostConfig', field: 'DeviceRequests', option: '--gpus', unset: empty },
+  { at: 'HostConfig', field: 'KernelMemory', option: '--kernel-memory', unset: empty },
+  { at: 'HostConfig', field: 'KernelMemoryTCP', option: '--kernel-memory-tcp', unset: empty },
+  { at: 'HostConfig', field: 'MemorySwappiness', option: '--memory-swappiness', unset: oneOf(-1) },
+  { at: 'HostConfig', field: 'CpuCount', option: '--cpu-count', unset: empty, why: 'a Windows option' },
+  { at: 'HostConfig', field: 'CpuPercent', option: '--cpu-percent', unset: empty, why: 'a Windows option' },
+  { at: 'HostConfig', field: 'IOMaximumIOps', option: '--io-maxiops', unset: empty, why: 'a Windows option' },
+  { at: 'HostConfig', field: 'IOMaximumBandwidth', option: '--io-maxbandwidth', unset: empty, why: 'a Windows option' },
+  // the CLI turns --security-opt systempaths=unconfined into empty (non-null) lists
+  { at: 'HostConfig', field: 'MaskedPaths', option: '--security-opt systempaths=unconfined', unset: (v) => v === undefined || v === null, why: "Docker's masked and read-only /proc paths always apply" },
+  { at: 'HostConfig', field: 'ReadonlyPaths', option: '--security-opt systempaths=unconfined', unset: (v) => v === undefined || v === null, why: "Docker's masked and read-only /proc paths always apply" },
+];
+
+/** What an endpoint of NetworkingConfig may carry: nothing beyond the network's name. */
+const ENDPOINT_OPTIONS: [string, string][] = [
+  ['IPAMConfig', '--ip/--ip6'], ['Links', '--link'], ['Aliases', '--network-alias'], ['MacAddress', '--mac-address'],
+  ['DriverOpts', '--network driver options'], ['IPAddress', '--ip'], ['GlobalIPv6Address', '--ip6'],
+];
+
+export function refuseUnsupported(body: CreateBody): void {
+  const hc = (body.HostConfig ?? {}) as Record<string, unknown>;
+  for (const r of REFUSED) {
+    const v = r.at === 'Config' ? (body as Record<string, unknown>)[r.field] : hc[r.field];
+    if (!r.unset(v)) {
+      const shown = typeof v === 'string' || typeof v === 'number' ? ` ${v}` : '';
+      throw new InvalidParameterError(`${r.option}${shown} is not supported by tvm${r.why ? ` (${r.why})` : ''}`);
+    }
+  }
+  const endpoints = ((body.NetworkingConfig ?? {}) as { EndpointsConfig?: Record<string, Record<string, unknown> | null> }).EndpointsConfig ?? {};
+  for (const [net, ep] of Object.entries(endpoints)) {
+    for (const [field, option] of ENDPOINT_OPTIONS) {
+      if (!empty(ep?.[field])) throw new InvalidParameterError(`${option} (network ${net}) is not supported by tvm: containers have no network interface of their own`);
+    }
+  }
 }

@@ -128,6 +128,10 @@ describe('security and process options (docker CLI, --isolation=container)', () 
       [['--device', '/dev/nope'], 'error gathering device information while adding custom device "/dev/nope"'],
       [['--memory-reservation', '1m'], 'Minimum memory reservation allowed is 6MB'],
       [['--group-add', 'nosuchgroup'], 'Unable to find group nosuchgroup'],
+      [['--cgroup-parent', 'mine'], '--cgroup-parent mine is not supported by tvm'],
+      [['--pid', 'host'], '--pid host is not supported by tvm'],
+      [['--add-host', 'db:10.0.0.2'], '--add-host is not supported by tvm'],
+      [['--security-opt', 'systempaths=unconfined'], 'systempaths=unconfined is not supported by tvm'],
     ];
     for (const [args, msg] of cases) {
       const r = await run([...args, 'busybox', 'true']);
