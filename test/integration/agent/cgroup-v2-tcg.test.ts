@@ -11,6 +11,7 @@
  *   --cpus 0.5, --cpu-shares 512, --cpuset-cpus 0: cpu.max, cpu.weight, cpuset.cpus,
  *     Cpus_allowed_list of the workload, and throttling (nr_throttled > 0) of two busy loops
  *   pause/resume: cgroup.freeze stops a counting loop and lets it go on; SIGTERM is forwarded
+ *   stats: the agent's v2 readers (memory.current/max/peak, cpu.stat, pids) on a live group
  *   and every container's cgroup is gone at the end.
  *
  * pivot_root cannot leave the initramfs (rootfs has no parent mount), so the first /init copies
@@ -142,6 +143,7 @@ const CPU_SCRIPT = [
   'echo "TVM-CPU-WEIGHT $(cat $cg/cpu.weight)"',
   'echo "TVM-CPUSET-CPUS $(cat $cg/cpuset.cpus)"',
   'echo "TVM-CPUSET-EFFECTIVE $(cat $cg/cpuset.cpus.effective)"',
+  'echo "TVM-CPU-MEM $(cat $cg/memory.max) $(cat $cg/memory.swap.max)"',
   'yes > /dev/null & p1=$!',
   'yes > /dev/null & p2=$!',
   'echo "TVM-CPU-ALLOWED $(grep Cpus_allowed_list /proc/$p1/status | tr -d "\\t ")"',
@@ -190,6 +192,7 @@ i=0
 while [ ! -s /run/shared/ticks ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
 [ -s /run/shared/ticks ] || echo TVM-FAIL-freeze-container-never-counted
 echo "TVM-SUBTREE $(cat ${CG_ROOT}/tvm/cgroup.subtree_control)"
+echo "TVM-STATS $($A stats --spec /specs/freeze.json)"
 $A pause --spec /specs/freeze.json; echo "TVM-PAUSE-EXIT $?"
 echo "TVM-FREEZE-EVENTS $(grep frozen ${CG_ROOT}/tvm/freeze/cgroup.events)"
 a=$(wc -c < /run/shared/ticks); sleep 1; b=$(wc -c < /run/shared/ticks)
@@ -200,6 +203,7 @@ sleep 1; c=$(wc -c < /run/shared/ticks)
 echo "TVM-THAWED-TICKS $b $c"
 kill -TERM $rp; wait $rp; echo "TVM-EXIT-freeze $?"
 
+$A stats --spec /specs/mem.json 2>/run/stats.err; echo "TVM-STATS-AFTER-EXIT $? $(cat /run/stats.err)"
 $A run --spec /specs/missing.json 2>/run/badspec.err; echo "TVM-EXIT-badspec $?"
 echo "TVM-BADSPEC-ERR $(cat /run/badspec.err)"
 echo "TVM-CGROUPS-LEFT [$(find ${CG_ROOT}/tvm -mindepth 1 -type d | tr '\\n' ' ')]"
@@ -229,8 +233,9 @@ beforeAll(async () => {
     const specs: Record<string, string> = {
       mem: guestSpec('mem', MEM_SCRIPT, { memory: 16 * 1024 * 1024 }),
       pids: guestSpec('pids', PIDS_SCRIPT, { pidsLimit: 8 }),
-      cpu: guestSpec('cpu', CPU_SCRIPT, { nanoCpus: 500_000_000, cpuShares: 512, cpusetCpus: '0' }),
-      freeze: guestSpec('freeze', FREEZE_SCRIPT, {}, [shared]),
+      // --memory-swap -1: unlimited swap on top of the memory limit
+      cpu: guestSpec('cpu', CPU_SCRIPT, { nanoCpus: 500_000_000, cpuShares: 512, cpusetCpus: '0', memory: 64 * 1024 * 1024, memorySwap: -1 }),
+      freeze: guestSpec('freeze', FREEZE_SCRIPT, { memory: 64 * 1024 * 1024, pidsLimit: 20 }, [shared]),
     };
     const initramfs = buildInitramfs({
       init: initScript(),
@@ -323,6 +328,7 @@ describe('agent cgroup v2 limits in our guest kernel (QEMU TCG)', () => {
     expect(value('TVM-CPUSET-CPUS ')).toBe('0');
     expect(value('TVM-CPUSET-EFFECTIVE ')).toBe('0');
     expect(value('TVM-CPU-ALLOWED ')).toBe('Cpus_allowed_list:0');
+    expect(value('TVM-CPU-MEM ')).toBe(`${64 * 1024 * 1024} max`);
     const stat = keyed('TVM-CPU-STAT ');
     expect(stat.get('nr_throttled')).toBeGreaterThan(0);
     expect(stat.get('throttled_usec')).toBeGreaterThan(0);
@@ -344,6 +350,24 @@ describe('agent cgroup v2 limits in our guest kernel (QEMU TCG)', () => {
     const [b2, c] = value('TVM-THAWED-TICKS ').split(' ').map(Number);
     expect(c).toBeGreaterThan(b2!);
     expect(value('TVM-EXIT-freeze ')).toBe('7');
+  });
+
+  it('tvm-agent stats reads the v2 counters of a running container (memory, cpu, pids, oom)', () => {
+    const st = JSON.parse(value('TVM-STATS ')) as {
+      memory: { usage: number; limit: number; maxUsage: number };
+      cpu: { usageNs: number };
+      pids: { current: number; limit: number };
+      oomKills: number;
+    };
+    expect(st.memory.limit).toBe(64 * 1024 * 1024);
+    expect(st.memory.usage).toBeGreaterThan(0);
+    expect(st.memory.usage).toBeLessThanOrEqual(st.memory.limit);
+    expect(st.memory.maxUsage).toBeGreaterThanOrEqual(st.memory.usage);
+    expect(st.cpu.usageNs).toBeGreaterThan(0);
+    expect(st.pids).toEqual({ current: 1, limit: 20 });
+    expect(st.oomKills).toBe(0);
+    // once `run` has ended, the group is gone and stats says so
+    expect(value('TVM-STATS-AFTER-EXIT ')).toBe('1 tvm-agent stats: no cgroup for container mem at /sys/fs/cgroup/tvm/mem');
   });
 
   it('a missing spec is an agent error (125) naming the file', () => {
