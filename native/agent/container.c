@@ -20,6 +20,7 @@
 #include <string.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -39,6 +40,7 @@ typedef struct {
   int syncfd;   /* read end: the agent writes one byte once the child is in its cgroup */
   int ptysock;  /* the child sends its pty master here (SCM_RIGHTS); -1 without a tty */
   int in_fd, out_fd, err_fd; /* child ends of the stdio pipes (non-tty) */
+  int ovlfd;    /* user namespace only: the child writes one byte once its mounts are private */
 } child_ctx;
 
 static void __attribute__((noreturn)) child_fail(const child_ctx *c, int code, const char *fmt, ...) {
@@ -234,7 +236,7 @@ static void __attribute__((noreturn)) finish_and_exec(const child_ctx *c, const 
 
 /* Agent and child ends of everything a child needs. */
 typedef struct {
-  int err[2], sync[2], pty[2], in[2], out[2], errp[2];
+  int err[2], sync[2], pty[2], in[2], out[2], errp[2], ovl[2];
 } fdset;
 
 static void close_fd(int *fd) {
@@ -249,7 +251,7 @@ static void fdset_close(fdset *f) {
 
 static int fdset_open(fdset *f, const proc_spec *p, char *err, size_t errlen) {
   memset(f, 0xff, sizeof *f);
-  if (pipe2(f->err, O_CLOEXEC) < 0 || pipe2(f->sync, O_CLOEXEC) < 0) goto fail;
+  if (pipe2(f->err, O_CLOEXEC) < 0 || pipe2(f->sync, O_CLOEXEC) < 0 || pipe2(f->ovl, O_CLOEXEC) < 0) goto fail;
   if (p->tty) {
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, f->pty) < 0) goto fail;
   } else {
@@ -269,7 +271,7 @@ fail:
 }
 
 static child_ctx child_ends(fdset *f) {
-  child_ctx c = {f->err[1], f->sync[0], f->pty[1], f->in[0], f->out[1], f->errp[1]};
+  child_ctx c = {f->err[1], f->sync[0], f->pty[1], f->in[0], f->out[1], f->errp[1], f->ovl[1]};
   return c;
 }
 
@@ -281,6 +283,7 @@ static int collect(fdset *f, const proc_spec *p, proc_io *io, int *code, char *e
   close_fd(&f->out[1]);
   close_fd(&f->errp[1]);
   close_fd(&f->sync[0]);
+  close_fd(&f->ovl[1]);
   io->pty = -1;
   if (p->tty) {
     /* the child either sends the master or fails and closes the socket */
@@ -334,6 +337,54 @@ static pid_t raw_clone(unsigned long flags) {
   return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
 }
 
+/* User namespace: the overlay rootfs is mounted by a helper that joins the child's mount
+ * namespace but stays in the host's user namespace, so the filesystem belongs to the host's
+ * (as Docker's overlay2 mounts do): overlayfs keeps its trusted.* xattrs, and the daemon, as
+ * root, can create files in it through /proc/<pid>/root (docker cp) without EOVERFLOW. */
+static int overlay_into(const container_spec *s, pid_t pid, char *err, size_t errlen) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/ns/mnt", (int)pid);
+  int nsfd = open(path, O_RDONLY | O_CLOEXEC);
+  if (nsfd < 0) {
+    snprintf(err, errlen, "open %s: %s", path, strerror(errno));
+    return -1;
+  }
+  int ep[2];
+  if (pipe2(ep, O_CLOEXEC) < 0) {
+    snprintf(err, errlen, "pipe: %s", strerror(errno));
+    close(nsfd);
+    return -1;
+  }
+  pid_t h = fork();
+  if (h < 0) {
+    snprintf(err, errlen, "fork: %s", strerror(errno));
+    close(nsfd);
+    close(ep[0]);
+    close(ep[1]);
+    return -1;
+  }
+  if (h == 0) {
+    char e[1024] = "";
+    if (setns(nsfd, CLONE_NEWNS) < 0) snprintf(e, sizeof e, "join the container's mount namespace: %s", strerror(errno));
+    else rootfs_mount_overlay(s, e, sizeof e);
+    if (e[0]) write_all(ep[1], e, strlen(e));
+    _exit(e[0] ? 1 : 0);
+  }
+  close(nsfd);
+  close(ep[1]);
+  char msg[1024];
+  ssize_t n = read_full(ep[0], msg, sizeof msg - 1);
+  close(ep[0]);
+  int st;
+  while (waitpid(h, &st, 0) < 0 && errno == EINTR) {}
+  if (n > 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    msg[n > 0 ? n : 0] = 0;
+    snprintf(err, errlen, "%s", n > 0 ? msg : "mount the overlay rootfs: the helper failed");
+    return -1;
+  }
+  return 0;
+}
+
 int container_start(const container_spec *s, proc_io *io, int *code, char *err, size_t errlen) {
   fdset f;
   *code = 126;
@@ -355,7 +406,14 @@ int container_start(const container_spec *s, proc_io *io, int *code, char *err, 
     if (read(c.syncfd, &b, 1) != 1) _exit(126);
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     /* the agent has written our id maps before the sync byte */
-    if (s->userns.nuid && userns_become_root(err, errlen) < 0) child_fail(&c, 126, "%s", err);
+    if (s->userns.nuid) {
+      if (userns_become_root(err, errlen) < 0) child_fail(&c, 126, "%s", err);
+      /* the agent mounts the overlay rootfs into our mount namespace (see rootfs_mount_overlay):
+       * nothing may propagate back to the host from here on */
+      if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) child_fail(&c, 126, "make / private: %s", strerror(errno));
+      if (write(c.ovlfd, "r", 1) != 1 || read(c.syncfd, &b, 1) != 1) _exit(126);
+    }
+    close(c.ovlfd);
     if (s->net_none && loopback_up() < 0) child_fail(&c, 126, "bring up lo: %s", strerror(errno));
     if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
       child_fail(&c, 126, "sethostname: %s", strerror(errno));
@@ -383,6 +441,27 @@ int container_start(const container_spec *s, proc_io *io, int *code, char *err, 
     fdset_close(&f);
     return -1;
   }
+  close_fd(&f.ovl[1]);
+  if (s->userns.nuid) {
+    char b;
+    /* EOF: the child failed before; collect() reports why */
+    if (read_full(f.ovl[0], &b, 1) == 1) {
+      if (overlay_into(s, pid, err, errlen) < 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        fdset_close(&f);
+        return -1;
+      }
+      if (write(f.sync[1], "o", 1) != 1) {
+        snprintf(err, errlen, "sync with container init: %s", strerror(errno));
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        fdset_close(&f);
+        return -1;
+      }
+    }
+  }
+  close_fd(&f.ovl[0]);
   close_fd(&f.sync[1]);
   if (collect(&f, &s->process, io, code, err, errlen) < 0) {
     /* the child exits with the code it reported; the caller reaps it */

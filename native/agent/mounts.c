@@ -194,15 +194,19 @@ static int mask_paths(char *err, size_t errlen) {
   return 0;
 }
 
+int rootfs_mount_overlay(const container_spec *s, char *err, size_t errlen) {
+  char opts[3 * PATH_MAX + 64];
+  snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", s->lower, s->upper, s->work);
+  if (mount("overlay", s->target, "overlay", 0, opts) < 0) ERRNO("mount overlay rootfs (%s)", opts);
+  return 0;
+}
+
 int rootfs_setup(const container_spec *s, char *err, size_t errlen) {
-  char p[PATH_MAX], opts[3 * PATH_MAX + 64];
+  char p[PATH_MAX];
   /* nothing we mount may propagate back to the host */
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) ERRNO("make / private");
-  /* in a user namespace overlayfs cannot set trusted.* xattrs: opaque directories and redirects
-   * go to user.overlay.* instead (the upper dir is the container's own) */
-  snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s%s", s->lower, s->upper, s->work,
-           s->userns.nuid ? ",userxattr" : "");
-  if (mount("overlay", s->target, "overlay", 0, opts) < 0) ERRNO("mount overlay rootfs (%s)", opts);
+  /* with a user namespace the agent has mounted it already, from the host's user namespace */
+  if (!s->userns.nuid && rootfs_mount_overlay(s, err, errlen) < 0) return -1;
 
   snprintf(p, sizeof p, "%s/proc", s->target);
   mkdir(p, 0555);

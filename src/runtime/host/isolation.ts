@@ -24,6 +24,7 @@ import type {
 import { BaseMounts } from './base-mounts.js';
 import { containerUserns, giveToRoot, overlayDirsOf, ownStateForRoot } from './remap.js';
 import type { IdMappings } from '../userns.js';
+import { containerToHost, hostToContainer, remapTar } from './remap-tar.js';
 import { idShiftTag } from '../../disks/base-disk.js';
 import { cgroupFor, removeCgroup, type CgroupConfig } from './cgroups.js';
 import { agentProcess, agentSpec, validateProcess, validateSpec } from './spec.js';
@@ -533,12 +534,14 @@ export class HostIsolation implements Isolation {
 
   async archive(spec: ContainerSpec, containerPath: string): Promise<Readable> {
     const rec = await this.readRecord(spec);
-    return archiveFrom(await this.rootView(spec, rec), containerPath);
+    const tar = await archiveFrom(await this.rootView(spec, rec), containerPath);
+    // a remapped container's files are owned by host ids: the user sees container ids
+    return rec.userns ? remapTar(tar, hostToContainer(rec.userns)) : tar;
   }
 
   async extract(spec: ContainerSpec, containerPath: string, tar: Readable): Promise<void> {
     const rec = await this.readRecord(spec);
-    await extractTo(await this.rootView(spec, rec), containerPath, tar);
+    await extractTo(await this.rootView(spec, rec), containerPath, rec.userns ? remapTar(tar, containerToHost(rec.userns)) : tar);
   }
 
   /** The container's filesystem as the workload sees it: live through /proc/<pid>/root, or, for

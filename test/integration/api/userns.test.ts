@@ -4,7 +4,7 @@
  * absent; on this machine that happens once (the test is idempotent: later runs reuse them).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { missingRealParts, requireDocker, startTestDaemon, type TestDaemon } from '../../fixtures/daemon.js';
@@ -75,7 +75,7 @@ describe('user namespaces: tvm daemon --userns-remap=default (docker CLI, --isol
 
   it('writes to a bind mount as the shifted ids; the writable layer, /etc files and volumes belong to the container root', async () => {
     const out = path.join(tmp, 'out');
-    await (await import('node:fs/promises')).mkdir(out, { mode: 0o777 });
+    await mkdir(out, { mode: 0o777 });
     await chmod(out, 0o777);
     ok(await run(['-v', `${out}:/out`, 'busybox', 'sh', '-c', 'echo hi > /out/root-file && chown 1000:1000 /out/root-file && echo x > /out/root2']));
     expect((await stat(path.join(out, 'root-file'))).uid).toBe(uidStart + 1000);
@@ -89,6 +89,24 @@ describe('user namespaces: tvm daemon --userns-remap=default (docker CLI, --isol
     expect(ok(await run(['-v', 'userns-vol:/data', 'busybox', 'sh', '-c', 'echo v > /data/f && ls -ln /data/f'])).split(/\s+/).slice(2, 4)).toEqual(['0', '0']);
     expect(ok(await run(['-v', 'userns-vol:/data', 'busybox', 'cat', '/data/f'])).trim()).toBe('v');
     ok(await d.docker(['volume', 'rm', 'userns-vol']));
+  });
+
+  it('docker cp shows and takes container ids; a stopped container\'s view keeps its opaque directories', async () => {
+    const id = ok(await d.docker(['run', '-d', 'busybox', 'sleep', '300'])).trim();
+    const src = path.join(tmp, 'cp-in');
+    await writeFile(src, 'copied\n');
+    ok(await d.docker(['cp', src, `${id}:/tmp/in`]));
+    expect(ok(await d.docker(['exec', id, 'ls', '-ln', '/tmp/in'])).split(/\s+/).slice(2, 4)).toEqual(['0', '0']);
+    const pid = Number(ok(await d.docker(['inspect', '--format', '{{.State.Pid}}', id])).trim());
+    expect((await stat(`/proc/${pid}/root/tmp/in`)).uid).toBe(uidStart);
+    ok(await d.docker(['rm', '-f', id]));
+
+    const stopped = ok(await d.docker(['create', 'busybox', 'sh', '-c', 'rm -rf /home && mkdir /home && echo in > /home/new'])).trim();
+    ok(await d.docker(['start', '-a', stopped]));
+    const dest = path.join(tmp, 'cp-out');
+    ok(await d.docker(['cp', `${stopped}:/home`, dest]));
+    expect(await readdir(dest)).toEqual(['new']);
+    ok(await d.docker(['rm', stopped]));
   });
 
   it('--userns=host opts out (real root, privileged allowed); privileged or host network without it are refused as Docker does', async () => {
