@@ -98,14 +98,18 @@ export async function overlayChanges(upper: string, lower: string, opts: Changes
   const walk = async (rel: string, upperDir: string, lowerDir: string | undefined, opaque: boolean, xwhiteouts: boolean): Promise<boolean> => {
     const before = out.length;
     const names = await readdir(upperDir);
-    for (const name of names) {
+    // one directory's lstats at once (the thread pool runs them side by side), then in order
+    const entries = await Promise.all(names.map(async (name) => {
       const p = `${rel}/${name}`;
-      if (hidden.has(p)) continue;
+      if (hidden.has(p)) return undefined;
       const up = path.join(upperDir, name);
-      const st = await lstatOrUndefined(up);
-      if (!st) continue; // gone since readdir (a running container)
       const lowPath = lowerDir === undefined ? undefined : path.join(lowerDir, name);
-      const low = lowPath === undefined ? undefined : await lstatOrUndefined(lowPath);
+      const [st, low] = await Promise.all([lstatOrUndefined(up), lowPath === undefined ? undefined : lstatOrUndefined(lowPath)]);
+      return st && { p, up, st, low, lowPath }; // no st: gone since readdir (a running container)
+    }));
+    for (const e of entries) {
+      if (!e) continue;
+      const { p, up, st, low, lowPath } = e;
       if ((st.isCharacterDevice() && st.rdev === 0n) || (xwhiteouts && st.isFile() && getxattr(up, OVERLAY_WHITEOUT_XATTR) !== undefined)) {
         if (low) out.push({ Path: p, Kind: CHANGE_DELETED });
         continue;

@@ -1,0 +1,134 @@
+/**
+ * `docker diff` and the cost of `--storage-opt size=`, through the docker CLI: tvm daemon
+ * (container isolation) versus Debian's docker.io dockerd (overlay2), in one run, alternating.
+ *
+ *  - diff: `docker diff` of a stopped container that wrote FILES files in 20 directories, changed
+ *    /etc/passwd and deleted /bin/cat (both daemons must give the same list);
+ *  - create: `docker create` + `docker rm` of a busybox container; tvm also with
+ *    `--storage-opt size=1G` (a loop-mounted ext4 writable layer made per container). dockerd
+ *    cannot size a layer here (overlay2 needs xfs with pquota), so its plain create is the
+ *    reference for both.
+ *
+ *   npx tsx bench/diff-storage.bench.ts [--runs N] [--files N]
+ *
+ * Needs root, /usr/local/bin/docker (CLI), /usr/sbin/dockerd.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import net from 'node:net';
+import { startTestDaemon, missingRealParts, DOCKER } from '../test/fixtures/daemon.js';
+import { busyboxDockerArchive } from '../test/fixtures/fake-images.js';
+
+const args = process.argv.slice(2);
+const opt = (name: string, dflt: number) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] ? Number(args[i + 1]) : dflt;
+};
+const RUNS = opt('runs', 10);
+const FILES = opt('files', 2000);
+
+for (const [tool, pkg] of [[DOCKER, 'docker-ce-cli (the docker CLI)'], ['/usr/sbin/dockerd', 'docker.io']] as const) {
+  if (!existsSync(tool)) throw new Error(`missing ${tool}: install ${pkg}`);
+}
+const missing = missingRealParts();
+if (missing.length > 0) throw new Error(`tvm parts missing: ${missing.join(', ')}`);
+
+const work = mkdtempSync(path.join(tmpdir(), 'tvm-bench-diff-'));
+const dockerSock = path.join(work, 'docker.sock');
+
+function docker(host: string, cmd: string[]): { ms: number; code: number; out: string; err: string } {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(DOCKER, cmd, { env: { ...process.env, DOCKER_HOST: host, DOCKER_CONFIG: path.join(work, 'cfg') }, encoding: 'utf8' });
+  return { ms: Number(process.hrtime.bigint() - t0) / 1e6, code: r.status ?? -1, out: r.stdout, err: r.stderr };
+}
+function must(name: string, host: string, cmd: string[]): { ms: number; out: string } {
+  const r = docker(host, cmd);
+  if (r.code !== 0) throw new Error(`${name}: docker ${cmd.join(' ')} exited ${r.code}: ${r.err}`);
+  return r;
+}
+
+function answers(sock: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(sock);
+    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('error', () => resolve(false));
+  });
+}
+
+async function startDockerd(): Promise<ChildProcess> {
+  const d = spawn('/usr/sbin/dockerd', [
+    '-H', `unix://${dockerSock}`, '--data-root', path.join(work, 'docker-data'), '--exec-root', path.join(work, 'docker-exec'),
+    '--pidfile', path.join(work, 'docker.pid'), '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false',
+    '--userland-proxy=false', '--containerd-namespace', 'tvmbenchdiff', '--containerd-plugins-namespace', 'tvmbenchdiff-plugins',
+  ], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  d.stderr!.on('data', (c: Buffer) => (log += c.toString()));
+  for (let i = 0; i < 600; i++) {
+    if (d.exitCode !== null) throw new Error(`dockerd exited:\n${log.slice(-3000)}`);
+    if ((await answers(dockerSock)) && docker(`unix://${dockerSock}`, ['version']).code === 0) return d;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`dockerd did not answer within 60 s:\n${log.slice(-3000)}`);
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 2)]!;
+}
+
+const tvm = await startTestDaemon();
+let dockerd: ChildProcess | undefined;
+try {
+  dockerd = await startDockerd();
+  writeFileSync(path.join(work, 'busybox.tar'), await busyboxDockerArchive());
+  const hosts = { tvm: tvm.host, docker: `unix://${dockerSock}` } as const;
+  const script = `for d in $(seq 1 20); do mkdir -p /data/d$d; done; i=0; while [ $i -lt ${FILES} ]; do echo $i > /data/d$((i % 20 + 1))/f$i; i=$((i+1)); done; echo x >> /etc/passwd; rm /bin/cat`;
+  const lists: Record<string, string> = {};
+  for (const [name, host] of Object.entries(hosts)) {
+    must(name, host, ['load', '-i', path.join(work, 'busybox.tar')]);
+    must(name, host, ['run', '--name', 'changed', 'busybox', 'sh', '-c', script]);
+    lists[name] = must(name, host, ['diff', 'changed']).out.split('\n').sort().join('\n');
+  }
+  if (lists.tvm !== lists.docker) throw new Error('tvm and dockerd disagree on docker diff');
+  const lines = lists.tvm!.split('\n').length;
+
+  const t: Record<string, number[]> = { tvmDiff: [], dockerDiff: [], tvmCreate: [], tvmCreateSized: [], dockerCreate: [] };
+  for (let i = 0; i < RUNS + 1; i++) {
+    const keep = i > 0; // the first round warms up
+    const td = must('tvm', hosts.tvm, ['diff', 'changed']).ms;
+    const dd = must('docker', hosts.docker, ['diff', 'changed']).ms;
+    const create = (host: string, name: string, extra: string[]) => {
+      const c = must(name, host, ['create', ...extra, 'busybox', 'true']);
+      const r = must(name, host, ['rm', c.out.trim()]);
+      return c.ms + r.ms;
+    };
+    const tc = create(hosts.tvm, 'tvm', []);
+    const ts = create(hosts.tvm, 'tvm', ['--storage-opt', 'size=1G']);
+    const dc = create(hosts.docker, 'docker', []);
+    if (keep) {
+      t.tvmDiff!.push(td);
+      t.dockerDiff!.push(dd);
+      t.tvmCreate!.push(tc);
+      t.tvmCreateSized!.push(ts);
+      t.dockerCreate!.push(dc);
+    }
+  }
+  const f = (x: number) => `${x.toFixed(0).padStart(6)} ms`;
+  const m = Object.fromEntries(Object.entries(t).map(([k, v]) => [k, median(v)])) as Record<keyof typeof t, number>;
+  process.stdout.write(`medians of ${RUNS} runs (after 1 warm-up), alternating tvm / dockerd\n`);
+  process.stdout.write(`docker diff (${lines} changes)        tvm ${f(m.tvmDiff)}   dockerd ${f(m.dockerDiff)}   ratio ${(m.tvmDiff / m.dockerDiff).toFixed(2)}x\n`);
+  process.stdout.write(`create + rm                         tvm ${f(m.tvmCreate)}   dockerd ${f(m.dockerCreate)}   ratio ${(m.tvmCreate / m.dockerCreate).toFixed(2)}x\n`);
+  process.stdout.write(`create --storage-opt size=1G + rm   tvm ${f(m.tvmCreateSized)}   dockerd ${f(m.dockerCreate)} (no size)   ratio ${(m.tvmCreateSized / m.dockerCreate).toFixed(2)}x\n`);
+} finally {
+  if (dockerd && dockerd.exitCode === null) {
+    const done = new Promise((r) => dockerd!.once('exit', r));
+    dockerd.kill('SIGTERM');
+    await Promise.race([done, new Promise((r) => setTimeout(r, 15_000))]);
+    if (dockerd.exitCode === null) dockerd.kill('SIGKILL');
+  }
+  await tvm.destroy();
+  spawnSync('umount', ['-R', path.join(work, 'docker-data')], { stdio: 'ignore' });
+  rmSync(work, { recursive: true, force: true });
+}
