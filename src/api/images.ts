@@ -131,15 +131,19 @@ export function registerImageRoutes(app: FastifyInstance, ctx: ApiContext): void
     const tag = one(q.tag);
     const ref = tag ? (tag.startsWith('sha256:') ? `${fromImage}@${tag}` : `${fromImage}:${tag}`) : fromImage;
     const auth = decodeAuth(req.headers['x-registry-auth']);
-    const res = beginStream(reply, 'application/json');
+    // As Docker: the stream starts with the first progress message, so a pull that fails
+    // before it (no such image: 404, registry unreachable: 500) answers with its own status.
+    let res: ReturnType<typeof beginStream> | undefined;
+    const out = (line: string) => writeOut((res ??= beginStream(reply, 'application/json')), line);
     try {
-      const img = await images.pull(ref, { ...(auth && { auth }), onProgress: (p) => void writeOut(res, progressLine(p)) });
+      const img = await images.pull(ref, { ...(auth && { auth }), onProgress: (p) => void out(progressLine(p)) });
       ctx.manager.events.publish('image', 'pull', ref, { name: ref });
       void img;
     } catch (e) {
+      if (!res) throw e;
       await writeOut(res, errorLine((e as Error).message));
     }
-    res.end();
+    (res ?? beginStream(reply, 'application/json')).end();
   });
 
   app.post('/images/load', async (req: FastifyRequest<{ Querystring: Q; Body: unknown }>, reply) => {

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { request, type Dispatcher } from 'undici';
 import { TvmError } from '../errors.js';
 import type { Challenge } from './www-authenticate.js';
+import { AuthError, errcodeText, goNetError, goOp, parseErrorResponse, statusLine } from './registry-errors.js';
 
 export interface Credentials {
   username?: string;
@@ -19,11 +20,7 @@ export interface Credentials {
   registrytoken?: string;
 }
 
-export class AuthError extends TvmError {
-  constructor(message: string, code = 'ERR_UNAUTHORIZED', status = 401) {
-    super(code, message, status);
-  }
-}
+export { AuthError };
 
 /** Docker keeps Docker Hub's credentials under its v1 index URL. */
 const DOCKER_HUB_AUTH_KEYS = ['https://index.docker.io/v1/', 'index.docker.io', 'docker.io', 'registry-1.docker.io'];
@@ -129,38 +126,46 @@ export async function fetchBearerToken(
   const service = challenge.params.service;
   const headers: Record<string, string> = { 'user-agent': userAgent };
   let res: Dispatcher.ResponseData;
-  if (creds?.identitytoken) {
-    const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: creds.identitytoken, client_id: 'tvm', scope });
-    if (service) form.set('service', service);
-    res = await request(url, {
-      method: 'POST',
-      headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' },
-      body: form.toString(),
-      ...(dispatcher && { dispatcher }),
-    });
-  } else {
-    if (service) url.searchParams.set('service', service);
-    // several scopes (a push that mounts from another repository) are separate parameters
-    for (const sc of scope.split(' ').filter(Boolean)) url.searchParams.append('scope', sc);
-    const basic = creds ? basicAuthorization(creds) : undefined;
-    if (basic) {
-      headers.authorization = basic;
-      url.searchParams.set('account', creds!.username!);
+  const method = creds?.identitytoken ? 'POST' : 'GET';
+  try {
+    if (creds?.identitytoken) {
+      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: creds.identitytoken, client_id: 'tvm', scope });
+      if (service) form.set('service', service);
+      res = await request(url, {
+        method: 'POST',
+        headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' },
+        body: form.toString(),
+        ...(dispatcher && { dispatcher }),
+      });
+    } else {
+      if (service) url.searchParams.set('service', service);
+      // several scopes (a push that mounts from another repository) are separate parameters
+      for (const sc of scope.split(' ').filter(Boolean)) url.searchParams.append('scope', sc);
+      const basic = creds ? basicAuthorization(creds) : undefined;
+      if (basic) {
+        headers.authorization = basic;
+        url.searchParams.set('account', creds!.username!);
+      }
+      res = await request(url, { method: 'GET', headers, ...(dispatcher && { dispatcher }) });
     }
-    res = await request(url, { method: 'GET', headers, ...(dispatcher && { dispatcher }) });
+  } catch (e) {
+    throw new AuthError(`${goOp(method)} ${JSON.stringify(url.href)}: ${goNetError(e, url)}`, 'ERR_TOKEN_SERVER', 500);
   }
   const text = await res.body.text();
-  if (res.statusCode === 401 || res.statusCode === 403) {
-    throw new AuthError(`token server ${url.origin} refused credentials (${res.statusCode}): ${text.slice(0, 200)}`);
+  if (res.statusCode !== 200) {
+    // as docker/distribution's token handler reads the answer: "unauthorized: incorrect username or password"
+    const errs = parseErrorResponse(res.statusCode, text, res.headers['www-authenticate']);
+    const said = errs ? errcodeText(errs) : `token server ${url.origin} answered ${statusLine(res.statusCode)}`;
+    if (res.statusCode === 401 || res.statusCode === 403) throw new AuthError(said);
+    throw new AuthError(said, 'ERR_TOKEN_SERVER', 500);
   }
-  if (res.statusCode !== 200) throw new AuthError(`token server ${url.origin} answered ${res.statusCode}: ${text.slice(0, 200)}`, 'ERR_TOKEN_SERVER', 502);
   let json: { token?: string; access_token?: string; expires_in?: number };
   try {
     json = JSON.parse(text);
   } catch {
-    throw new AuthError(`token server ${url.origin} answered non-JSON`, 'ERR_TOKEN_SERVER', 502);
+    throw new AuthError(`token server ${url.origin} answered non-JSON`, 'ERR_TOKEN_SERVER', 500);
   }
   const token = json.access_token || json.token;
-  if (!token) throw new AuthError(`token server ${url.origin} answered without a token`, 'ERR_TOKEN_SERVER', 502);
+  if (!token) throw new AuthError(`token server ${url.origin} answered without a token`, 'ERR_TOKEN_SERVER', 500);
   return { token, expiresIn: typeof json.expires_in === 'number' && json.expires_in > 0 ? json.expires_in : DEFAULT_TOKEN_LIFETIME_S };
 }

@@ -6,7 +6,8 @@
  */
 import { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
-import { NotFoundError, TvmError, InvalidParameterError } from '../errors.js';
+import { InvalidParameterError } from '../errors.js';
+import { RegistryError, goNetError, goOp, responseError } from './registry-errors.js';
 import { AuthError, TokenCache, basicAuthorization, fetchBearerToken, loadDockerConfigCredentials, type Credentials } from './auth.js';
 import { parseWwwAuthenticate, type Challenge } from './www-authenticate.js';
 import { MANIFEST_ACCEPT, MAX_MANIFEST_SIZE, parseManifest, selectPlatform, hostPlatform, type Descriptor, type ImageManifest, type ParsedManifest, type Platform, MediaType } from './manifest.js';
@@ -17,11 +18,7 @@ export const DOCKER_HUB_REGISTRY_HOST = 'registry-1.docker.io';
 const MAX_REDIRECTS = 10;
 const USER_AGENT = 'tvm/0.1 (+https://github.com/tvm)';
 
-export class RegistryError extends TvmError {
-  constructor(message: string, code = 'ERR_REGISTRY', status = 500) {
-    super(code, message, status);
-  }
-}
+export { RegistryError };
 
 export interface RegistryClientOptions {
   /** hosts (host[:port]) reachable over plain HTTP besides loopback ones */
@@ -32,25 +29,14 @@ export interface RegistryClientOptions {
   dockerConfigPath?: string;
   dispatcher?: Dispatcher;
   userAgent?: string;
+  /** overrides the scheme chosen by host (a loopback TLS endpoint, tests) */
+  scheme?: 'https' | 'http';
 }
 
 /** Loopback registries speak HTTP, as Docker allows for 127.0.0.0/8 and localhost. */
 export function isLoopbackHost(domain: string): boolean {
   const host = domain.startsWith('[') ? domain.slice(0, domain.indexOf(']') + 1) : domain.replace(/:\d+$/, '');
   return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
-
-/** Registry error bodies: {"errors":[{"code":"MANIFEST_UNKNOWN","message":"..."}]} */
-function errorSummary(text: string): string {
-  try {
-    const j = JSON.parse(text) as { errors?: { code?: string; message?: string }[] };
-    if (Array.isArray(j.errors) && j.errors.length) {
-      return j.errors.map((e) => [e.code?.toLowerCase().replace(/_/g, ' '), e.message].filter(Boolean).join(': ')).join('; ');
-    }
-  } catch {
-    /* not JSON */
-  }
-  return text.slice(0, 200).trim();
 }
 
 export interface FetchedManifest {
@@ -67,6 +53,10 @@ export interface ResolvedImage {
   index?: FetchedManifest;
   /** the platform manifest */
   manifest: FetchedManifest & { manifest: ImageManifest };
+}
+
+function isFetched(m: FetchedManifest | { digest: string }): m is FetchedManifest {
+  return 'body' in m;
 }
 
 type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -92,6 +82,7 @@ export class RegistryClient {
   private readonly tokenFetches = new Map<string, Promise<string>>();
   private challenge: Challenge | undefined;
   private credsLoaded = false;
+  private probed = false;
   private creds: Credentials | undefined;
 
   constructor(
@@ -101,7 +92,7 @@ export class RegistryClient {
     this.domain = domain;
     const host = domain === DEFAULT_DOMAIN ? DOCKER_HUB_REGISTRY_HOST : domain;
     const plain = isLoopbackHost(domain) || (opts.insecureRegistries ?? []).includes(domain);
-    this.baseUrl = `${plain ? 'http' : 'https'}://${host}`;
+    this.baseUrl = `${opts.scheme ?? (plain ? 'http' : 'https')}://${host}`;
     this.ownDispatcher = opts.dispatcher === undefined;
     this.dispatcher = opts.dispatcher ?? new Agent({ connections: 16, pipelining: 1, keepAliveTimeout: 10_000 });
     this.userAgent = opts.userAgent ?? USER_AGENT;
@@ -141,7 +132,8 @@ export class RegistryClient {
     if (!ch) return undefined;
     if (ch.scheme === 'basic') {
       const b = creds ? basicAuthorization(creds) : undefined;
-      if (!b) throw new AuthError(`${this.domain}: registry requires basic authentication and no credentials are configured`);
+      // docker/distribution's auth.ErrNoBasicAuthCredentials
+      if (!b) throw new AuthError('no basic auth credentials');
       return b;
     }
     if (ch.scheme === 'bearer') {
@@ -179,23 +171,31 @@ export class RegistryClient {
     for (let hop = 0; ; hop++) {
       const headers: Record<string, string> = { 'user-agent': this.userAgent, ...o.headers };
       // Credentials never leave the registry's origin (blob storage redirects carry their own signatures).
+      // failures below HTTP read as Go's url.Error, as in Docker: Head "https://h/v2/...": <cause>
+      const op = `${goOp(method)} ${JSON.stringify(url.href)}`;
       if (url.origin === origin) {
-        const auth = await this.authorization(o.scope);
+        let auth: string | undefined;
+        try {
+          auth = await this.authorization(o.scope);
+        } catch (e) {
+          if (e instanceof AuthError) throw new AuthError(`${op}: ${e.message}`, e.code, e.status);
+          throw e;
+        }
         if (auth) headers.authorization = auth;
       }
       let res: Dispatcher.ResponseData;
       try {
         res = await request(url, { method, headers, ...(body !== undefined && { body }), dispatcher: this.dispatcher });
       } catch (e) {
-        throw new RegistryError(`${this.domain}: ${method} ${url.pathname} failed: ${(e as Error).message}`, 'ERR_REGISTRY_UNREACHABLE', 502);
+        throw new RegistryError(`${op}: ${goNetError(e, url)}`, 'ERR_REGISTRY_UNREACHABLE', 500);
       }
       if (res.statusCode === 401 && url.origin === origin && !authTried) {
         const header = res.headers['www-authenticate'];
         await res.body.dump();
-        if (!header) throw new AuthError(`${this.domain}: 401 without WWW-Authenticate`);
+        if (!header) throw new AuthError(`${op}: unauthorized: the registry answered 401 without WWW-Authenticate`);
         const challenges = parseWwwAuthenticate(header);
         const pick = challenges.find((c) => c.scheme === 'bearer') ?? challenges.find((c) => c.scheme === 'basic');
-        if (!pick) throw new AuthError(`${this.domain}: no supported authentication scheme in ${JSON.stringify(header)}`);
+        if (!pick) throw new AuthError(`${op}: no supported authentication scheme in ${JSON.stringify(header)}`);
         this.challenge = pick;
         // a cached token the registry no longer accepts (revoked, clock skew) is dropped
         this.tokens.delete(o.scope);
@@ -223,16 +223,10 @@ export class RegistryClient {
     }
   }
 
-  private async fail(res: Dispatcher.ResponseData, what: string): Promise<never> {
+  /** A non-success answer as the registry worded it (see registry-errors.ts). */
+  private async fail(res: Dispatcher.ResponseData, _what: string): Promise<never> {
     const text = await res.body.text().catch(() => '');
-    const summary = errorSummary(text);
-    const s = res.statusCode;
-    if (s === 401) throw new AuthError(`${what}: unauthorized: ${summary || 'authentication required'}`);
-    if (s === 403) throw new AuthError(`${what}: denied: ${summary || 'access forbidden'}`, 'ERR_DENIED', 403);
-    if (s === 404) throw new NotFoundError(`${what}: not found: ${summary || 'unknown'}`, 'ERR_REGISTRY_NOT_FOUND');
-    if (s === 429) throw new RegistryError(`${what}: too many requests: ${summary}`, 'ERR_TOO_MANY_REQUESTS', 429);
-    if (s >= 500) throw new RegistryError(`${what}: registry answered ${s}: ${summary}`, 'ERR_REGISTRY_SERVER', 502);
-    throw new RegistryError(`${what}: registry answered ${s}: ${summary}`);
+    throw responseError(res.statusCode, text, res.headers['www-authenticate']);
   }
 
   /** GET /v2/: checks the registry speaks the v2 API (and learns its auth challenge). */
@@ -279,9 +273,53 @@ export class RegistryClient {
     return { digest, mediaType: manifest.mediaType, body, manifest };
   }
 
+  /**
+   * Docker's first request to a registry: GET /v2/ without credentials. 200 and 401 (whose
+   * challenge is kept, saving the first authorized request a round trip) both mean "a v2
+   * registry is here"; a failure reads as Docker's (`Get "https://h/v2/": ...`).
+   */
+  async probe(): Promise<void> {
+    if (this.probed) return;
+    const url = this.absolute('/v2/');
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(url, { method: 'GET', headers: { 'user-agent': this.userAgent }, dispatcher: this.dispatcher });
+    } catch (e) {
+      throw new RegistryError(`Get ${JSON.stringify(url.href)}: ${goNetError(e, url)}`, 'ERR_REGISTRY_UNREACHABLE', 500);
+    }
+    await res.body.dump();
+    if (res.statusCode === 401) {
+      const header = res.headers['www-authenticate'];
+      const challenges = header ? parseWwwAuthenticate(header) : [];
+      this.challenge ??= challenges.find((c) => c.scheme === 'bearer') ?? challenges.find((c) => c.scheme === 'basic');
+    } else if (res.statusCode !== 200) {
+      throw responseError(res.statusCode, '', undefined);
+    }
+    this.probed = true;
+  }
+
+  /**
+   * The digest a tag points to, as Docker learns it: HEAD, then a GET when the HEAD did not
+   * say (some registries answer HEAD without Docker-Content-Digest; error details need a body).
+   */
+  private async resolveTag(repo: string, tag: string): Promise<FetchedManifest | { digest: string }> {
+    const res = await this.send({
+      method: 'HEAD',
+      url: `/v2/${repo}/manifests/${tag}`,
+      scope: RegistryClient.scope(repo, 'pull'),
+      headers: { accept: MANIFEST_ACCEPT.join(', ') },
+    });
+    await res.body.dump();
+    const digest = res.headers['docker-content-digest'];
+    if (res.statusCode === 200 && typeof digest === 'string' && /^sha256:[a-f0-9]{64}$/.test(digest)) return { digest };
+    return this.getManifest(repo, tag);
+  }
+
   /** Tag or digest -> the platform's image manifest, through an index if there is one. */
   async resolveImage(repo: string, reference: string, platform: Platform = hostPlatform()): Promise<ResolvedImage> {
-    const top = await this.getManifest(repo, reference);
+    await this.probe();
+    const found: FetchedManifest | { digest: string } = reference.includes(':') ? { digest: reference } : await this.resolveTag(repo, reference);
+    const top = isFetched(found) ? found : await this.getManifest(repo, found.digest);
     if (top.manifest.kind === 'manifest') {
       return { digest: top.digest, manifest: top as FetchedManifest & { manifest: ImageManifest } };
     }

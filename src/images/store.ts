@@ -27,7 +27,8 @@ import { Mutex, mapLimit } from './mutex.js';
 import { progress } from './progress.js';
 import { DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN, familiarName, familiarString, formatReference, parseNormalized, parseReference, repositoryName, type Reference } from './reference.js';
 import { RegistryClient, RegistryError, type RegistryClientOptions } from './registry.js';
-import type { Credentials } from './auth.js';
+import { AuthError, type Credentials } from './auth.js';
+import { RegistryResponseError, statusLine, translatePullError } from './registry-errors.js';
 import type { ImageRecord, ImageStore, PullProgress } from './types.js';
 import { loadArchive, planSave, saveArchive } from './docker-archive.js';
 import { importRootfs } from './import.js';
@@ -460,6 +461,12 @@ export class Store implements ImageStore {
     const client = this.registryClient(loginDomain(serverAddress), creds);
     try {
       await client.ping();
+    } catch (e) {
+      // Docker's words for credentials the registry refused (errdefs.Unauthorized: 401)
+      if (e instanceof RegistryResponseError && e.httpStatus === 401) {
+        throw new AuthError(`login attempt to ${client.baseUrl}/v2/ failed with status: ${statusLine(401)}`);
+      }
+      throw e;
     } finally {
       await client.close();
     }
@@ -484,8 +491,10 @@ export class Store implements ImageStore {
     const lease = this.lease();
     try {
       const reference = r.digest ?? r.tag!;
-      emit(progress.pullingFrom(r.path, reference));
       const resolved = await client.resolveImage(r.path, reference, opts.platform ?? this.opts.platform ?? hostPlatform());
+      // as Docker: nothing is reported before the manifest is found, so a failure to find it
+      // can still be answered with its own HTTP status
+      emit(progress.pullingFrom(r.path, reference));
       const manifest = resolved.manifest.manifest;
       const id = manifest.config.digest;
 
@@ -535,7 +544,7 @@ export class Store implements ImageStore {
     } catch (e) {
       lease.release();
       await this.discardBlobs(written).catch(() => {});
-      throw e;
+      throw translatePullError(e, r);
     } finally {
       lease.release();
       await client.close();
