@@ -8,6 +8,7 @@ import { humanDuration } from '../../api/container-json.js';
 import { collect } from '../options.js';
 import { parseRestartFlag } from './restart.js';
 import { parseStorageOptFlags } from './storage-opt.js';
+import { addSecurityFlags, securityHostConfig, type SecurityFlags } from './run-security.js';
 
 /** Pulls with progress on stderr (like docker run's implicit pull). */
 export async function pullImage(c: TvmClient, ref: string, out: NodeJS.WritableStream = process.stderr): Promise<void> {
@@ -42,8 +43,7 @@ function pumpStdin(sock: Duplex): void {
 }
 
 export function registerContainerCommands(program: Command): void {
-  program
-    .command('run')
+  addSecurityFlags(program.command('run'))
     .description('Create and run a container')
     // everything after the image belongs to the container's command, like docker's
     .passThroughOptions()
@@ -73,7 +73,7 @@ export function registerContainerCommands(program: Command): void {
       restart?: string; storageOpt: string[];
       isolation?: string; interactive?: boolean; tty?: boolean; detach?: boolean; rm?: boolean; env: string[]; memory?: string; cpus?: string; pidsLimit?: string;
       name?: string; volume: string[]; workdir?: string; user?: string; entrypoint?: string; network: string; label: string[]; stopSignal?: string; publish: string[];
-    }) => {
+    } & SecurityFlags) => {
       const code = await withClient(async (c) => {
         const labels = Object.fromEntries(o.label.map((l) => [l.split('=')[0]!, l.slice(l.indexOf('=') + 1)]));
         const body = {
@@ -102,6 +102,7 @@ export function registerContainerCommands(program: Command): void {
             ...(o.restart !== undefined && { RestartPolicy: parseRestartFlag(o.restart) }),
             ...(o.storageOpt.length > 0 && { StorageOpt: parseStorageOptFlags(o.storageOpt) }),
             ...(o.publish.length > 0 && { PortBindings: Object.fromEntries(o.publish.map((p) => [p, [{}]])) }),
+            ...securityHostConfig(o),
           },
         };
         const query = o.name ? { name: o.name } : {};

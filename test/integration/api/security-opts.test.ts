@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { missingRealParts, requireDocker, startTestDaemon, type TestDaemon } from '../../fixtures/daemon.js';
+import { execa } from 'execa';
+import { missingRealParts, REPO, requireDocker, startTestDaemon, type TestDaemon } from '../../fixtures/daemon.js';
 import { busyboxDockerArchive } from '../../fixtures/fake-images.js';
 
 describe('security and process options (docker CLI, --isolation=container)', () => {
@@ -137,5 +138,16 @@ describe('security and process options (docker CLI, --isolation=container)', () 
       const r = await run([...args, 'busybox', 'true']);
       expect([args, r.exitCode === 0, r.stderr]).toEqual([args, false, expect.stringContaining(msg)]);
     }
+  });
+
+  it('tvm run takes the same flags', async () => {
+    const profile = path.join(tmp, 'no-mkdir2.json');
+    await writeFile(profile, '{\n  "defaultAction": "SCMP_ACT_ALLOW",\n  "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]\n}\n');
+    const r = await execa(process.execPath, [path.join(REPO, 'bin', 'tvm.js'), 'run', '--rm', '--isolation', 'container', '--security-opt', `seccomp=${profile}`,
+      '--security-opt', 'no-new-privileges', '--ulimit', 'nofile=900:1900', '--init', '--shm-size', '16m', 'busybox', 'sh', '-c',
+      'mkdir /x 2>/dev/null || echo refused; ulimit -n; grep ^NoNewPrivs: /proc/self/status; df -k /dev/shm | tail -1 | awk \'{print $2}\'; ps -o comm | sed -n 2p'],
+    { reject: false, timeout: 120_000, env: { TVM_HOST: d.host } });
+    expect(r.stdout.split('\n'), r.stderr).toEqual(['refused', '900', 'NoNewPrivs:\t1', '16384', 'docker-init']);
+    expect(r.exitCode).toBe(0);
   });
 });
