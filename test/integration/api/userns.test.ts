@@ -70,6 +70,11 @@ describe('user namespaces: tvm daemon --userns-remap=default (docker CLI, --isol
     expect(ok(await d.docker(['exec', id, 'id', '-u'])).trim()).toBe('0');
     expect(ok(await d.docker(['exec', id, 'cat', '/proc/self/uid_map'])).trim().split(/\s+/)).toEqual(['0', String(uidStart), '65536']);
     expect(ok(await d.docker(['exec', '-u', '1000:1000', id, 'id'])).trim()).toBe('uid=1000(app) gid=1000(app) groups=1000(app)');
+    // a daemon restart finds it running, in its user namespace
+    await d.stop();
+    await d.start();
+    expect(ok(await d.docker(['inspect', '--format', '{{.State.Status}}', id])).trim()).toBe('running');
+    expect(ok(await d.docker(['exec', id, 'cat', '/proc/1/uid_map'])).trim().split(/\s+/)).toEqual(['0', String(uidStart), '65536']);
     ok(await d.docker(['rm', '-f', id]));
   });
 
