@@ -18,7 +18,8 @@ import { mkdir, rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidParameterError } from '../../errors.js';
 import { writeExt4FromLayers } from '../../disks/ext4/writer.js';
-import { BLOCK_SIZE } from '../../disks/ext4/layout.js';
+import { BLOCK_SIZE, BLOCKS_PER_GROUP, INODE_RATIO, INODES_PER_BLOCK } from '../../disks/ext4/layout.js';
+import { defaultJournalBlocks } from '../../disks/ext4/journal.js';
 import { loopMount, mountPoints, unmountLoop } from './base-mounts.js';
 
 /** the filesystem image, in the state dir */
@@ -41,6 +42,20 @@ export function layerDirs(stateDir: string, sized: boolean): LayerDirs {
   return { upper: path.join(base, 'upper'), work: path.join(base, 'work') };
 }
 
+/** the writer's smallest filesystem */
+const MIN_FS_BLOCKS = 4096;
+
+/**
+ * ext4's own blocks for a filesystem with `data` free blocks: the journal (mke2fs's size),
+ * per group an inode table (mke2fs's bytes-per-inode ratio) and two bitmaps, and a margin for
+ * descriptors and backups; the first pass usually fits, else the next one grows by the deficit.
+ */
+function metadataEstimate(data: number): number {
+  const groups = Math.ceil(data / BLOCKS_PER_GROUP);
+  const inodeTable = (BLOCKS_PER_GROUP * BLOCK_SIZE) / INODE_RATIO / INODES_PER_BLOCK;
+  return defaultJournalBlocks(Math.max(data, 2048)) + groups * (inodeTable + 2) + 4;
+}
+
 /** no layers at all: the writer then makes an empty filesystem */
 async function* noLayers(): AsyncGenerator<never> {}
 
@@ -55,7 +70,7 @@ export async function writeLayerImage(image: string, usableBytes: number): Promi
   const uuid = randomUUID();
   const timestamp = Math.floor(Date.now() / 1000);
   const want = Math.ceil(usableBytes / BLOCK_SIZE);
-  let total = want;
+  let total = Math.max(MIN_FS_BLOCKS, want + metadataEstimate(want));
   for (let pass = 0; pass < MAX_PASSES; pass++) {
     const stats = await writeExt4FromLayers(noLayers(), image, { sizeBytes: total * BLOCK_SIZE, uuid, timestamp });
     if (stats.freeBlocks >= want) return stats.sizeBytes;
