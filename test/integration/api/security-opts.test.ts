@@ -150,4 +150,26 @@ describe('security and process options (docker CLI, --isolation=container)', () 
     expect(r.stdout.split('\n'), r.stderr).toEqual(['refused', '900', 'NoNewPrivs:\t1', '16384', 'docker-init']);
     expect(r.exitCode).toBe(0);
   });
+
+  it("the kernel gives the default profile's verdicts (a static probe: keyctl, AF_VSOCK, personality, clone3, unshare, x32)", async () => {
+    const probe = path.join(tmp, 'probe');
+    const cc = await execa('musl-gcc', ['-static', '-O2', '-o', probe, path.join(REPO, 'test/fixtures/seccomp/probe.c')], { reject: false });
+    if (cc.exitCode !== 0) throw new Error(`building the seccomp probe needs musl-gcc (musl-tools): ${cc.stderr || String(cc.exitCode)}`);
+    const mount = ['-v', `${probe}:/probe:ro`];
+    const def = await run([...mount, 'busybox', '/probe']);
+    expect(def.stdout.split('\n'), def.stderr).toEqual([
+      'keyctl=EPERM', 'socket_vsock=EPERM', 'socket_inet=ok', 'personality_addr_no_randomize=EPERM', 'personality_query=ok',
+      'clone3=ENOSYS', 'unshare_user=EPERM', 'getpid=ok',
+    ]);
+    const admin = await run([...mount, '--cap-add', 'SYS_ADMIN', 'busybox', '/probe']);
+    expect(admin.stdout.split('\n'), admin.stderr).toEqual([
+      'keyctl=EPERM', 'socket_vsock=EPERM', 'socket_inet=ok', 'personality_addr_no_randomize=EPERM', 'personality_query=ok',
+      'clone3=EINVAL', 'unshare_user=ok', 'getpid=ok',
+    ]);
+    const open = await run([...mount, '--security-opt', 'seccomp=unconfined', 'busybox', '/probe']);
+    expect(open.stdout.split('\n').filter((l) => l.endsWith('=EPERM')), open.stdout).toEqual([]);
+    // an x32 syscall number on the x86_64 entry point: the process is killed (SIGSYS, 128+31)
+    const x32 = await run([...mount, 'busybox', '/probe', 'x32']);
+    expect([x32.exitCode, x32.stdout]).toEqual([159, '']);
+  });
 });
