@@ -177,6 +177,11 @@ static int create_v1(const container_spec *s, char *err, size_t errlen) {
       if (knob(dir, "memory.memsw.limit_in_bytes", v, err, errlen) < 0) return -1;
     }
   }
+  if (s->res.memory_reservation) {
+    v1_dir(s, "memory", dir, sizeof dir);
+    snprintf(v, sizeof v, "%" PRId64, s->res.memory_reservation);
+    if (knob(dir, "memory.soft_limit_in_bytes", v, err, errlen) < 0) return -1;
+  }
   if (s->res.nano_cpus) {
     v1_dir(s, "cpu", dir, sizeof dir);
     snprintf(v, sizeof v, "%d", CFS_PERIOD_US);
@@ -288,6 +293,10 @@ static int create_v2(container_spec *s, char *err, size_t errlen) {
     char sw[4200];
     snprintf(sw, sizeof sw, "%s/memory.swap.max", dir);
     if (exists(sw) && knob(dir, "memory.swap.max", v, err, errlen) < 0) return -1;
+  }
+  if (s->res.memory_reservation) {
+    snprintf(v, sizeof v, "%" PRId64, s->res.memory_reservation);
+    if (knob(dir, "memory.low", v, err, errlen) < 0) return -1;
   }
   if (s->res.nano_cpus) {
     snprintf(v, sizeof v, "%" PRId64 " %d", s->res.nano_cpus * CFS_PERIOD_US / 1000000000, CFS_PERIOD_US);
@@ -428,6 +437,152 @@ int cgroup_pids(const container_spec *s, pid_t *pids, int n) {
   }
   free(t);
   return count;
+}
+
+/* ---------- docker update ---------- */
+
+/* v1 memory and memory+swap: the kernel keeps limit <= memsw at every step, so the larger of the
+ * two moves first (runc's order). EBUSY: the new limit is below what the group uses. */
+static int v1_update_memory(const container_spec *s, int64_t mem, int64_t memsw, int set_memsw, char *err, size_t errlen) {
+  char dir[4096], v[64], sw[4200];
+  v1_dir(s, "memory", dir, sizeof dir);
+  snprintf(sw, sizeof sw, "%s/memory.memsw.limit_in_bytes", dir);
+  int have_memsw = set_memsw && exists(sw);
+  int64_t cur = read_i64(dir, "memory.limit_in_bytes");
+  int memsw_first = have_memsw && (memsw < 0 || (cur >= 0 && memsw > cur));
+  for (int step = 0; step < 2; step++) {
+    int do_memsw = (step == 0) == memsw_first;
+    if (do_memsw) {
+      if (!have_memsw) continue;
+      if (memsw > 0) snprintf(v, sizeof v, "%" PRId64, memsw); else snprintf(v, sizeof v, "-1");
+      int rc = write_file_str(sw, v);
+      if (rc == -EBUSY) {
+        snprintf(err, errlen, "unable to set memory+swap limit to %" PRId64 " (current usage: %" PRId64 ", peak usage: %" PRId64 ")", memsw,
+                 read_i64(dir, "memory.memsw.usage_in_bytes"), read_i64(dir, "memory.memsw.max_usage_in_bytes"));
+        return -1;
+      }
+      if (rc < 0) {
+        snprintf(err, errlen, "cgroup: writing \"%s\" to %s: %s", v, sw, strerror(-rc));
+        return -1;
+      }
+      continue;
+    }
+    if (!mem) continue;
+    char p[4200];
+    snprintf(p, sizeof p, "%s/memory.limit_in_bytes", dir);
+    snprintf(v, sizeof v, "%" PRId64, mem);
+    int rc = write_file_str(p, v);
+    if (rc == -EBUSY) {
+      snprintf(err, errlen, "unable to set memory limit to %" PRId64 " (current usage: %" PRId64 ", peak usage: %" PRId64 ")", mem,
+               read_i64(dir, "memory.usage_in_bytes"), read_i64(dir, "memory.max_usage_in_bytes"));
+      return -1;
+    }
+    if (rc < 0) {
+      snprintf(err, errlen, "cgroup: writing \"%s\" to %s: %s", v, p, strerror(-rc));
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static int update_v1(const container_spec *s, const resources_spec *n, unsigned set, char *err, size_t errlen) {
+  char dir[4096], v[64];
+  if (set & (RES_MEMORY | RES_MEMORY_SWAP)) {
+    int64_t memsw = n->memory_swap == 0 ? 2 * n->memory : n->memory_swap;
+    if (v1_update_memory(s, n->memory, memsw, n->memory != 0, err, errlen) < 0) return -1;
+  }
+  if (set & RES_MEMORY_RESERVATION) {
+    v1_dir(s, "memory", dir, sizeof dir);
+    if (n->memory_reservation > 0) snprintf(v, sizeof v, "%" PRId64, n->memory_reservation); else snprintf(v, sizeof v, "-1");
+    if (knob(dir, "memory.soft_limit_in_bytes", v, err, errlen) < 0) return -1;
+  }
+  if (set & RES_NANO_CPUS) {
+    v1_dir(s, "cpu", dir, sizeof dir);
+    snprintf(v, sizeof v, "%d", CFS_PERIOD_US);
+    if (knob(dir, "cpu.cfs_period_us", v, err, errlen) < 0) return -1;
+    if (n->nano_cpus > 0) snprintf(v, sizeof v, "%" PRId64, n->nano_cpus * CFS_PERIOD_US / 1000000000); else snprintf(v, sizeof v, "-1");
+    if (knob(dir, "cpu.cfs_quota_us", v, err, errlen) < 0) return -1;
+  }
+  if (set & RES_CPU_SHARES) {
+    v1_dir(s, "cpu", dir, sizeof dir);
+    snprintf(v, sizeof v, "%" PRId64, n->cpu_shares < 2 ? (n->cpu_shares ? 2 : 1024) : n->cpu_shares);
+    if (knob(dir, "cpu.shares", v, err, errlen) < 0) return -1;
+  }
+  if (set & RES_PIDS_LIMIT) {
+    v1_dir(s, "pids", dir, sizeof dir);
+    if (n->pids_limit > 0) snprintf(v, sizeof v, "%" PRId64, n->pids_limit); else snprintf(v, sizeof v, "max");
+    if (knob(dir, "pids.max", v, err, errlen) < 0) return -1;
+  }
+  if ((set & RES_CPUSET_CPUS) && n->cpuset_cpus && *n->cpuset_cpus) {
+    v1_dir(s, "cpuset", dir, sizeof dir);
+    if (knob(dir, "cpuset.cpus", n->cpuset_cpus, err, errlen) < 0) return -1;
+  }
+  return 0;
+}
+
+static int update_v2(const container_spec *s, const resources_spec *n, unsigned set, char *err, size_t errlen) {
+  char dir[4096], v[64], sw[4200];
+  v2_dir(s, dir, sizeof dir);
+  if ((set & (RES_MEMORY | RES_MEMORY_SWAP)) && n->memory) {
+    snprintf(v, sizeof v, "%" PRId64, n->memory);
+    if (knob(dir, "memory.max", v, err, errlen) < 0) return -1;
+    int64_t memsw = n->memory_swap == 0 ? 2 * n->memory : n->memory_swap;
+    if (memsw > 0) snprintf(v, sizeof v, "%" PRId64, memsw - n->memory); else snprintf(v, sizeof v, "max");
+    snprintf(sw, sizeof sw, "%s/memory.swap.max", dir);
+    if (exists(sw) && knob(dir, "memory.swap.max", v, err, errlen) < 0) return -1;
+  }
+  if (set & RES_MEMORY_RESERVATION) {
+    snprintf(v, sizeof v, "%" PRId64, n->memory_reservation > 0 ? n->memory_reservation : 0);
+    if (knob(dir, "memory.low", v, err, errlen) < 0) return -1;
+  }
+  if (set & RES_NANO_CPUS) {
+    if (n->nano_cpus > 0) snprintf(v, sizeof v, "%" PRId64 " %d", n->nano_cpus * CFS_PERIOD_US / 1000000000, CFS_PERIOD_US);
+    else snprintf(v, sizeof v, "max %d", CFS_PERIOD_US);
+    if (knob(dir, "cpu.max", v, err, errlen) < 0) return -1;
+  }
+  if (set & RES_CPU_SHARES) {
+    snprintf(v, sizeof v, "%" PRId64, n->cpu_shares ? cgroup_shares_to_weight(n->cpu_shares) : 100);
+    if (knob(dir, "cpu.weight", v, err, errlen) < 0) return -1;
+  }
+  if (set & RES_PIDS_LIMIT) {
+    if (n->pids_limit > 0) snprintf(v, sizeof v, "%" PRId64, n->pids_limit); else snprintf(v, sizeof v, "max");
+    if (knob(dir, "pids.max", v, err, errlen) < 0) return -1;
+  }
+  if ((set & RES_CPUSET_CPUS) && n->cpuset_cpus && *n->cpuset_cpus && knob(dir, "cpuset.cpus", n->cpuset_cpus, err, errlen) < 0)
+    return -1;
+  return 0;
+}
+
+int cgroup_update(container_spec *s, const resources_update *u, char *err, size_t errlen) {
+  /* the limits after the update: the current ones with what u sets */
+  resources_spec n = s->res;
+  const resources_spec *r = &u->res;
+  if (u->set & RES_MEMORY) n.memory = r->memory;
+  if (u->set & RES_MEMORY_SWAP) n.memory_swap = r->memory_swap;
+  if (u->set & RES_MEMORY_RESERVATION) n.memory_reservation = r->memory_reservation;
+  if (u->set & RES_NANO_CPUS) n.nano_cpus = r->nano_cpus;
+  if (u->set & RES_CPU_SHARES) n.cpu_shares = r->cpu_shares;
+  if (u->set & RES_PIDS_LIMIT) n.pids_limit = r->pids_limit;
+  if (u->set & RES_CPUSET_CPUS) n.cpuset_cpus = r->cpuset_cpus;
+  if (n.memory_swap > 0 && n.memory_swap < n.memory) {
+    snprintf(err, errlen, "Minimum memoryswap limit should be larger than memory limit, see usage");
+    return -1;
+  }
+  int rc = 0;
+  if (s->cgroup_version == 1) rc = update_v1(s, &n, u->set, err, errlen);
+  else if (s->cgroup_version == 2) rc = update_v2(s, &n, u->set, err, errlen);
+  else {
+    snprintf(err, errlen, "update needs a cgroup, which this agent has none of");
+    return -1;
+  }
+  if (rc < 0) return -1;
+  char *cpus = s->res.cpuset_cpus;
+  if (u->set & RES_CPUSET_CPUS) {
+    n.cpuset_cpus = r->cpuset_cpus ? strdup(r->cpuset_cpus) : NULL;
+    free(cpus);
+  }
+  s->res = n;
+  return 0;
 }
 
 int cgroup_destroy(const container_spec *s) {

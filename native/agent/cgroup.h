@@ -29,6 +29,9 @@ int cgroup_list_has(const char *list, const char *word);
 int64_t cgroup_shares_to_weight(int64_t shares);
 /* v2 on a kernel without bpf(): no device program can be attached (see cgroup_create). */
 int cgroup_devices_unfiltered(const container_spec *s);
+/* docker update: writes the limits u sets (v1 or v2) and, once all are written, merges them into
+ * s->res. A memory limit below the group's usage fails as runc reports it. */
+int cgroup_update(container_spec *s, const resources_update *u, char *err, size_t errlen);
 /* Removes the group once it is empty; returns 0 or -errno. */
 int cgroup_destroy(const container_spec *s);
 #endif

@@ -167,8 +167,8 @@ int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
                                      "ulimits", "sysctls", "shmSize", "init", "groupAdd", "oomScoreAdj", "devices",
                                      "memoryReservation", "oomKillDisable", NULL};
   static const char *const rootfs_keys[] = {"lower", "upper", "work", "target", NULL};
-  static const char *const res_keys[] = {"memory", "memorySwap", "nanoCpus", "cpuShares", "pidsLimit",
-                                         "cpusetCpus", NULL};
+  static const char *const res_keys[] = {"memory", "memorySwap", "memoryReservation", "nanoCpus", "cpuShares",
+                                         "pidsLimit", "cpusetCpus", NULL};
   static const char *const cg_keys[] = {"version", "root", "path", NULL};
   memset(s, 0, sizeof *s);
   if (check_keys(v, "spec", keys, err, errlen) < 0) return -1;
@@ -206,6 +206,7 @@ int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
     if (check_keys(rv, "spec.resources", res_keys, err, errlen) < 0) return -1;
     if (get_int(rv, "memory", "spec.resources", 0, &s->res.memory, err, errlen) < 0) return -1;
     if (get_int(rv, "memorySwap", "spec.resources", -1, &s->res.memory_swap, err, errlen) < 0) return -1;
+    if (get_int(rv, "memoryReservation", "spec.resources", 0, &s->res.memory_reservation, err, errlen) < 0) return -1;
     if (get_int(rv, "nanoCpus", "spec.resources", 0, &s->res.nano_cpus, err, errlen) < 0) return -1;
     if (get_int(rv, "cpuShares", "spec.resources", 0, &s->res.cpu_shares, err, errlen) < 0) return -1;
     if (get_int(rv, "pidsLimit", "spec.resources", -1, &s->res.pids_limit, err, errlen) < 0) return -1;
@@ -267,6 +268,39 @@ int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
   if (s->userns.nuid && !s->net_none) ERR("spec.userns: a user namespace needs its own network namespace (network \"none\")");
   if (s->userns.nuid && s->privileged) ERR("spec.userns: privileged containers run in the host's user namespace");
   return 0;
+}
+
+int resources_update_parse(const jval *v, resources_update *u, char *err, size_t errlen) {
+  static const char *const keys[] = {"memory", "memorySwap", "memoryReservation", "nanoCpus", "cpuShares",
+                                     "pidsLimit", "cpusetCpus", NULL};
+  static const unsigned bits[] = {RES_MEMORY, RES_MEMORY_SWAP, RES_MEMORY_RESERVATION, RES_NANO_CPUS,
+                                  RES_CPU_SHARES, RES_PIDS_LIMIT, RES_CPUSET_CPUS};
+  memset(u, 0, sizeof *u);
+  if (check_keys(v, "update.resources", keys, err, errlen) < 0) return -1;
+  for (size_t i = 0; keys[i]; i++) {
+    const jval *f = json_get(v, keys[i]);
+    if (f && f->type != J_NULL) u->set |= bits[i];
+  }
+  resources_spec *r = &u->res;
+  if (get_int(v, "memory", "update.resources", 0, &r->memory, err, errlen) < 0) return -1;
+  if (get_int(v, "memorySwap", "update.resources", -1, &r->memory_swap, err, errlen) < 0) return -1;
+  if (get_int(v, "memoryReservation", "update.resources", 0, &r->memory_reservation, err, errlen) < 0) return -1;
+  if (get_int(v, "nanoCpus", "update.resources", 0, &r->nano_cpus, err, errlen) < 0) return -1;
+  if (get_int(v, "cpuShares", "update.resources", 0, &r->cpu_shares, err, errlen) < 0) return -1;
+  /* <= 0: no limit, as Docker's --pids-limit -1 */
+  if (get_int(v, "pidsLimit", "update.resources", INT64_MIN, &r->pids_limit, err, errlen) < 0) return -1;
+  if (get_str(v, "cpusetCpus", "update.resources", 0, &r->cpuset_cpus, err, errlen) < 0) return -1;
+  if ((u->set & RES_MEMORY) && r->memory && r->memory < 6 * 1024 * 1024)
+    ERR("update.resources.memory: minimum memory limit allowed is 6MB");
+  if (r->cpuset_cpus)
+    for (const char *p = r->cpuset_cpus; *p; p++)
+      if (!((*p >= '0' && *p <= '9') || *p == ',' || *p == '-')) ERR("update.resources.cpusetCpus: invalid \"%s\"", r->cpuset_cpus);
+  return 0;
+}
+
+void resources_update_free(resources_update *u) {
+  free(u->res.cpuset_cpus);
+  memset(u, 0, sizeof *u);
 }
 
 void spec_free(container_spec *s) {

@@ -31,9 +31,19 @@ typedef struct {
 } mount_spec;
 
 typedef struct {
-  int64_t memory, memory_swap, nano_cpus, cpu_shares, pids_limit;
+  int64_t memory, memory_swap, memory_reservation, nano_cpus, cpu_shares, pids_limit;
   char *cpuset_cpus;
 } resources_spec;
+
+/* The `update` request (docker update): which limits it sets (RES_* bits) and their values. */
+enum {
+  RES_MEMORY = 1 << 0, RES_MEMORY_SWAP = 1 << 1, RES_MEMORY_RESERVATION = 1 << 2, RES_NANO_CPUS = 1 << 3,
+  RES_CPU_SHARES = 1 << 4, RES_PIDS_LIMIT = 1 << 5, RES_CPUSET_CPUS = 1 << 6,
+};
+typedef struct {
+  unsigned set;
+  resources_spec res;
+} resources_update;
 
 typedef struct {
   char *id;
@@ -58,6 +68,9 @@ typedef struct {
 } container_spec;
 
 int spec_parse(const jval *v, container_spec *out, char *err, size_t errlen);
+/* The `resources` object of an update request: only the keys present are set; strict as spec_parse. */
+int resources_update_parse(const jval *v, resources_update *out, char *err, size_t errlen);
+void resources_update_free(resources_update *u);
 void spec_free(container_spec *s);
 /* The `process` object of a spec or of an exec request. */
 int proc_spec_parse(const jval *v, proc_spec *out, const char *where, char *err, size_t errlen);

@@ -570,6 +570,25 @@ static void op_freeze(conn *c, uint32_t id, int frozen) {
   reply_ok(c, id);
 }
 
+/* docker update: new cgroup limits for a created, running or paused container. */
+static void op_update(conn *c, uint32_t id, const jval *req) {
+  if (!g.have_spec) { reply_error(c, id, "ERR_STATE", "update: no container created"); return; }
+  const jval *rv = json_get(req, "resources");
+  resources_update u;
+  char err[1200];
+  if (!rv) { reply_error(c, id, "ERR_BAD_SPEC", "update: resources is required"); return; }
+  if (resources_update_parse(rv, &u, err, sizeof err) < 0) {
+    resources_update_free(&u);
+    reply_error(c, id, "ERR_BAD_SPEC", "%s", err);
+    return;
+  }
+  int rc = cgroup_update(&g.spec, &u, err, sizeof err);
+  resources_update_free(&u);
+  if (rc < 0) { reply_error(c, id, "ERR_SYSTEM", "%s", err); return; }
+  diag("updated the resources of %s", g.spec.id);
+  reply_ok(c, id);
+}
+
 static int64_t system_usage_ns(void) {
   char *t = read_file("/proc/stat", NULL);
   if (!t) return 0;
@@ -806,6 +825,7 @@ static void on_request(conn *c, const jval *m) {
   else if (!strcmp(type, "ps")) op_ps(c, id);
   else if (!strcmp(type, "state")) op_state(c, id);
   else if (!strcmp(type, "shutdown")) op_shutdown(c, id);
+  else if (!strcmp(type, "update")) op_update(c, id, m);
   else {
     reply_error(c, id, "ERR_PROTOCOL", "unknown request type \"%s\"", type);
     c->closing = 1;

@@ -13,6 +13,7 @@ import { validateListFilters, type WaitCondition } from '../runtime/manager.js';
 import { statFromArchive, encodeStat } from './archive-stat.js';
 import { logSize } from '../runtime/log-file.js';
 import type { Stats } from '../runtime/types.js';
+import type { UpdateBody } from '../runtime/update.js';
 
 type Q = Record<string, string | undefined>;
 type IdReq = FastifyRequest<{ Params: { id: string }; Querystring: Q }>;
@@ -28,6 +29,8 @@ const int = { type: 'integer' };
 const intOrNull = { type: ['integer', 'null'] };
 const bool = { type: 'boolean' };
 const strMap = { type: ['object', 'null'], additionalProperties: { type: 'string' } };
+const restartPolicySchema = { type: ['object', 'null'], properties: { Name: { type: 'string' }, MaximumRetryCount: int } };
+const logConfigSchema = { type: ['object', 'null'], properties: { Type: { type: 'string' }, Config: strMap } };
 
 /** JSON schema of the create body: the fields we act on, typed; the rest passes through. */
 export const createBodySchema = {
@@ -80,8 +83,32 @@ export const createBodySchema = {
               },
             },
             Tmpfs: strMap,
+            RestartPolicy: restartPolicySchema,
+            LogConfig: logConfigSchema,
           },
     },
+  },
+};
+
+/** Docker's UpdateConfig: the resources `docker update` can change, and the restart policy. */
+export const updateBodySchema = {
+  type: ['object', 'null'],
+  properties: {
+    Memory: int,
+    MemorySwap: int,
+    MemoryReservation: int,
+    NanoCpus: int,
+    CpuShares: int,
+    CpuQuota: int,
+    CpuPeriod: int,
+    CpusetCpus: { type: 'string' },
+    CpusetMems: { type: 'string' },
+    PidsLimit: intOrNull,
+    BlkioWeight: int,
+    KernelMemory: int,
+    CpuRealtimePeriod: int,
+    CpuRealtimeRuntime: int,
+    RestartPolicy: restartPolicySchema,
   },
 };
 
@@ -270,8 +297,8 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
     await m.unpause(req.params.id);
     return reply.code(204).send();
   });
-  app.post('/containers/:id/update', async () => {
-    throw new InvalidParameterError('docker update is not supported yet by tvm');
+  app.post('/containers/:id/update', { schema: { body: updateBodySchema } }, async (req: FastifyRequest<{ Params: { id: string }; Body: UpdateBody }>) => {
+    return m.update(req.params.id, req.body ?? {});
   });
 
   app.post('/containers/:id/wait', { schema: { querystring: strQuery(['condition']) } }, async (req: IdReq, reply) => {

@@ -6,6 +6,7 @@ import { registerSystemCommands } from './commands/system.js';
 import { registerKernelCommands } from './commands/kernel.js';
 import { registerVmmCommands } from './commands/vmm.js';
 import { registerRestartCommand } from './commands/restart.js';
+import { registerUpdateCommand } from './commands/update.js';
 import { registerDiffCommand } from './commands/diff.js';
 import { isTvmError } from '../errors.js';
 
@@ -21,6 +22,7 @@ registerSystemCommands(program);
 registerKernelCommands(program);
 registerVmmCommands(program);
 registerRestartCommand(program);
+registerUpdateCommand(program);
 registerDiffCommand(program);
 
 try {

@@ -10,7 +10,7 @@ import { FormatError, TvmError } from '../errors.js';
 import { FrameDecoder } from './framing.js';
 import {
   AgentError, decodeReply, encodeMessage, parseExitStatus, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
-  type AgentExitStatus, type AgentProcess, type AgentSpec, type HelloReply, type OkReply, type RequestType,
+  type AgentExitStatus, type AgentProcess, type AgentResources, type AgentSpec, type HelloReply, type OkReply, type RequestType,
   type StreamName,
 } from './protocol.js';
 
@@ -217,6 +217,10 @@ export class AgentClient {
   }
   async shutdown(): Promise<void> {
     await this.request('shutdown');
+  }
+  /** docker update: the agent writes the cgroup limits given (only those) */
+  async update(resources: AgentResources): Promise<void> {
+    await this.request('update', { resources });
   }
 
   /**

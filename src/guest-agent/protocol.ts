@@ -27,6 +27,20 @@ export interface AgentMount {
   options?: string[];
 }
 
+/** cgroup limits, in the create spec and in `update` (there, only the keys to change). */
+export interface AgentResources {
+  memory?: number;
+  /** memory + swap; 0/unset: twice the memory, -1: unlimited */
+  memorySwap?: number;
+  /** soft limit (v1 memory.soft_limit_in_bytes, v2 memory.low) */
+  memoryReservation?: number;
+  nanoCpus?: number;
+  cpuShares?: number;
+  /** <= 0 in an update: unlimited */
+  pidsLimit?: number;
+  cpusetCpus?: string;
+}
+
 /** The `create` spec: what the agent needs, with every path resolved by the host side. */
 export interface AgentSpec {
   id: string;
@@ -37,14 +51,7 @@ export interface AgentSpec {
   rootfs: { lower: string; upper: string; work: string; target: string };
   process: AgentProcess;
   mounts: AgentMount[];
-  resources: {
-    memory?: number;
-    memorySwap?: number;
-    nanoCpus?: number;
-    cpuShares?: number;
-    pidsLimit?: number;
-    cpusetCpus?: string;
-  };
+  resources: AgentResources;
   capAdd: string[];
   capDrop: string[];
   cgroup?: { version: 1 | 2; root: string; path: string };
@@ -83,11 +90,11 @@ export interface HelloRequest {
 
 export type RequestType =
   | 'create' | 'start' | 'wait' | 'signal' | 'resize' | 'exec' | 'start-exec'
-  | 'pause' | 'resume' | 'stats' | 'ps' | 'state' | 'shutdown';
+  | 'pause' | 'resume' | 'stats' | 'ps' | 'state' | 'shutdown' | 'update';
 
 export const REQUEST_TYPES: readonly RequestType[] = [
   'create', 'start', 'wait', 'signal', 'resize', 'exec', 'start-exec', 'pause', 'resume', 'stats', 'ps', 'state',
-  'shutdown',
+  'shutdown', 'update',
 ];
 
 export interface Request {

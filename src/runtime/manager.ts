@@ -23,6 +23,8 @@ import {
 import { parseSignal } from './signals.js';
 import { policyOf, shouldRestart, shouldStartOnBoot } from './restart-policy.js';
 import { nextBackoff, realTimers, type Timers } from './backoff.js';
+import { planUpdate, validateUpdate, type UpdateBody } from './update.js';
+import { cpus } from 'node:os';
 import { readLog, logSize, type LogEntry, type ReadLogOptions } from './log-file.js';
 
 export interface ManagerOptions {
@@ -535,9 +537,10 @@ export class ContainerManager {
       pid: info.pid, exitCode: 0, error: '', oomKilled: false, startedAt: info.startedAt, finishedAt: rec.state.finishedAt,
     };
     l.runGen++;
-    await this.persist(rec);
+    // watched (and announced) before anything awaits: an exit right after the start is not missed
     this.monitor(rec, iso);
     this.emit(rec, 'start');
+    await this.persist(rec);
   }
 
   /**
@@ -654,6 +657,46 @@ export class ContainerManager {
       // Docker's restart is a stop and a user start: RestartCount starts again from 0.
       await this.startLocked(rec);
       this.emit(rec, 'restart');
+    });
+  }
+
+  /**
+   * `docker update`: new resource limits and/or restart policy. A running (or paused) container
+   * gets them live through its isolation (the agent writes its cgroup) before the record
+   * changes, so a refused limit leaves everything as it was; the next start uses the record.
+   */
+  async update(ref: string, body: UpdateBody): Promise<{ Warnings: string[] }> {
+    validateUpdate(body, cpus().length);
+    const rec = this.get(ref);
+    return this.locked(rec.id, async () => {
+      const l = this.liveOf(rec.id);
+      const st = rec.state.status;
+      const cannot = (msg: string) => `Cannot update container ${rec.id}: ${msg}`;
+      if (l.removing || st === 'removing' || st === 'dead') {
+        throw new ConflictError(cannot('container is marked for removal and cannot be "update"'));
+      }
+      let plan;
+      try {
+        plan = planUpdate(rec.hostConfig, rec.spec.resources, body);
+      } catch (e) {
+        if (e instanceof TvmError) throw new TvmError(e.code, cannot(e.message), e.status);
+        throw e;
+      }
+      if ((st === 'running' || st === 'paused') && Object.keys(plan.changes).length > 0) {
+        const iso = this.isolationFor(rec.spec.isolation);
+        if (!iso.update) throw new NotImplementedError(cannot(`--isolation=${rec.spec.isolation} cannot change the limits of a running container yet`));
+        try {
+          await iso.update(rec.spec, plan.changes);
+        } catch (e) {
+          const status = e instanceof TvmError ? e.status : 500;
+          throw new TvmError(e instanceof TvmError ? e.code : 'ERR_UPDATE', cannot((e as Error).message), status, { cause: e });
+        }
+      }
+      rec.hostConfig = plan.hostConfig;
+      rec.spec = { ...rec.spec, resources: plan.resources };
+      await this.persist(rec);
+      this.emit(rec, 'update');
+      return { Warnings: plan.warnings };
     });
   }
 

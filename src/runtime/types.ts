@@ -28,6 +28,8 @@ export interface Resources {
   cpuShares?: number;
   pidsLimit?: number;
   cpusetCpus?: string;
+  /** soft memory limit (Docker's MemoryReservation) */
+  memoryReservation?: number;
 }
 
 export interface ProcessSpec {
@@ -192,6 +194,11 @@ export interface Isolation {
   recover(spec: ContainerSpec): Promise<{ running: RunningInfo } | { exited: ExitStatus } | { lost: true }>;
   /** `docker cp` and export: a path inside the container's filesystem, as seen by the workload */
   archive(spec: ContainerSpec, containerPath: string): Promise<Readable>;
+  /**
+   * `docker update` of a running or paused container: applies the limits in `changes` (only
+   * those keys; pidsLimit <= 0 = unlimited) to its cgroup. Absent: the isolation cannot.
+   */
+  update?(spec: ContainerSpec, changes: Resources): Promise<void>;
   extract(spec: ContainerSpec, containerPath: string, tar: Readable): Promise<void>;
   /** `docker diff`: the writable layer against the image, in Docker's order; optional for isolations that cannot tell */
   changes?(spec: ContainerSpec): Promise<Change[]>;

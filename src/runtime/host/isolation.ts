@@ -27,7 +27,8 @@ import type { IdMappings } from '../userns.js';
 import { containerToHost, hostToContainer, remapTar } from './remap-tar.js';
 import { idShiftTag } from '../../disks/base-disk.js';
 import { cgroupFor, removeCgroup, type CgroupConfig } from './cgroups.js';
-import { agentProcess, agentSpec, validateProcess, validateSpec } from './spec.js';
+import { agentProcess, agentResourceChanges, agentSpec, validateProcess, validateSpec } from './spec.js';
+import type { Resources } from '../types.js';
 import { attachStreams } from './stdio.js';
 import { prepareEtcFiles } from './etc-files.js';
 import { connectSupervisor, spawnSupervisor, supervisorPid } from './supervisor.js';
@@ -423,6 +424,18 @@ export class HostIsolation implements Isolation {
       resize: (rows, cols) => c.resize(rows, cols, id),
       wait: () => status,
     };
+  }
+
+  async update(spec: ContainerSpec, changes: Resources): Promise<void> {
+    const c = await this.running(spec);
+    try {
+      await c.update(agentResourceChanges(changes));
+    } catch (e) {
+      // the kernel's refusal (a limit below the usage, ...) is the user's to fix: Docker's 500 text
+      if (e instanceof AgentError && e.agentCode === 'ERR_SYSTEM') throw new TvmError('ERR_UPDATE', e.message, 500, { cause: e });
+      if (e instanceof AgentError && e.agentCode === 'ERR_BAD_SPEC') throw new InvalidParameterError(e.message);
+      throw e;
+    }
   }
 
   async top(spec: ContainerSpec): Promise<{ pid: number; ppid: number; cmd: string }[]> {

@@ -4,8 +4,8 @@
  */
 import path from 'node:path';
 import { InvalidParameterError } from '../../errors.js';
-import type { AgentMount, AgentProcess, AgentSpec } from '../../guest-agent/protocol.js';
-import type { ContainerSpec, ProcessSpec } from '../types.js';
+import type { AgentMount, AgentProcess, AgentResources, AgentSpec } from '../../guest-agent/protocol.js';
+import type { ContainerSpec, ProcessSpec, Resources } from '../types.js';
 import type { CgroupConfig } from './cgroups.js';
 import { agentSecurity } from '../seccomp.js';
 import { agentProcessOptions } from '../process-options.js';
@@ -77,6 +77,17 @@ export function agentProcess(p: ProcessSpec): AgentProcess {
   return { args: p.args, env: p.env, cwd: p.cwd || '/', user: p.user ?? '', tty: p.tty, stdin: p.openStdin };
 }
 
+/** `docker update`: the keys of `changes` as the agent's `update` resources (the same names). */
+export function agentResourceChanges(changes: Resources): AgentResources {
+  const out: AgentResources = {};
+  for (const k of ['memory', 'memorySwap', 'memoryReservation', 'nanoCpus', 'cpuShares', 'pidsLimit'] as const) {
+    const v = changes[k];
+    if (v !== undefined) out[k] = v;
+  }
+  if (changes.cpusetCpus !== undefined) out.cpusetCpus = changes.cpusetCpus;
+  return out;
+}
+
 export function agentSpec(spec: ContainerSpec, lower: string, cgroup: CgroupConfig): AgentSpec {
   const r = spec.resources;
   const resources: AgentSpec['resources'] = {};
@@ -86,6 +97,7 @@ export function agentSpec(spec: ContainerSpec, lower: string, cgroup: CgroupConf
   if (r.cpuShares) resources.cpuShares = r.cpuShares;
   if (r.pidsLimit && r.pidsLimit > 0) resources.pidsLimit = r.pidsLimit;
   if (r.cpusetCpus) resources.cpusetCpus = r.cpusetCpus;
+  if (r.memoryReservation) resources.memoryReservation = r.memoryReservation;
   const mounts = spec.mounts.map((m): AgentMount => {
     const out: AgentMount = { type: m.type, destination: m.destination, readonly: m.readonly };
     if (m.type !== 'tmpfs') out.source = m.source;

@@ -3,7 +3,7 @@
  * against a `tvm daemon` running the real parts (host isolation, tvm-agent supervisors).
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { writeFile, mkdtemp, rm } from 'node:fs/promises';
+import { writeFile, readFile, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { startTestDaemon, missingRealParts, requireDocker, type TestDaemon, type DockerOptions } from '../../fixtures/daemon.js';
@@ -76,6 +76,39 @@ describe('restart policies, docker update, log rotation (docker CLI, real daemon
     await new Promise((res) => setTimeout(res, 1500));
     expect(await inspect('always', '{{.State.Status}} {{.RestartCount}}')).toBe(after);
     await run(['rm', '-f', 'always']);
+  });
+
+  it('docker update changes a running container\'s limits live (cgroup v1 files), inspect shows them, forks beyond the pids limit fail', async () => {
+    expect((await run(['run', '-d', '--name', 'upd', '-m', '64m', 'busybox', 'sleep', '1000'])).exitCode).toBe(0);
+    const id = await inspect('upd', '{{.Id}}');
+    const u = await run(['update', '--memory', '32m', '--pids-limit', '20', 'upd']);
+    expect([u.exitCode, u.stdout, u.stderr]).toEqual([0, 'upd', '']);
+    expect(await inspect('upd', '{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.PidsLimit}}')).toBe(`${32 * 1024 * 1024} ${128 * 1024 * 1024} 20`);
+    expect((await readFile(`/sys/fs/cgroup/memory/tvm/${id}/memory.limit_in_bytes`, 'utf8')).trim()).toBe(String(32 * 1024 * 1024));
+    expect((await readFile(`/sys/fs/cgroup/pids/tvm/${id}/pids.max`, 'utf8')).trim()).toBe('20');
+    const fork = await run(['exec', 'upd', 'sh', '-c', 'i=0; while [ $i -lt 40 ]; do sleep 30 </dev/null >/dev/null 2>&1 & i=$((i+1)); done; echo started $i']);
+    expect(fork.stderr).toMatch(/can't fork|Resource temporarily unavailable/);
+    // a restart keeps the new limits
+    expect((await run(['restart', '-t', '0', 'upd'])).exitCode).toBe(0);
+    expect((await readFile(`/sys/fs/cgroup/pids/tvm/${id}/pids.max`, 'utf8')).trim()).toBe('20');
+    expect((await readFile(`/sys/fs/cgroup/memory/tvm/${id}/memory.limit_in_bytes`, 'utf8')).trim()).toBe(String(32 * 1024 * 1024));
+    await run(['rm', '-f', 'upd']);
+  });
+
+  it('docker update refusals: memory without memory-swap above the recorded swap, a limit below the usage', async () => {
+    expect((await run(['run', '-d', '--name', 'nolimit', 'busybox', 'sleep', '1000'])).exitCode).toBe(0);
+    const id = await inspect('nolimit', '{{.Id}}');
+    const swap = await run(['update', '--memory', '32m', 'nolimit']);
+    expect(swap.exitCode).toBe(1);
+    expect(swap.stderr).toContain(`Cannot update container ${id}: Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time`);
+    // 24 MB in the container's /dev/shm (tmpfs, charged to its memory cgroup), then a limit far below it
+    expect((await run(['run', '-d', '--name', 'hog', '-m', '256m', 'busybox', 'sh', '-c', 'head -c 24000000 /dev/zero > /dev/shm/hog; echo ready; sleep 1000'])).exitCode).toBe(0);
+    await until('hog to hold its memory', async () => ((await run(['logs', 'hog'])).stdout.includes('ready') ? true : undefined));
+    const low = await run(['update', '--memory', '8m', '--memory-swap', '8m', 'hog']);
+    expect(low.exitCode).toBe(1);
+    expect(low.stderr).toMatch(/Cannot update container [0-9a-f]{64}: unable to set memory(\+swap)? limit to 8388608 \(current usage: \d+, peak usage: \d+\)/);
+    expect(await inspect('hog', '{{.HostConfig.Memory}}')).toBe(String(256 * 1024 * 1024));
+    await run(['rm', '-f', 'nolimit', 'hog']);
   });
 
   it('after a daemon restart: always comes back if its workload died meanwhile; a stopped unless-stopped stays down', async () => {

@@ -41,6 +41,12 @@ class FakeClock implements Timers {
 
 const settle = () => new Promise((r) => setTimeout(r, 15));
 
+/** Polls (real time) until cond holds: the manager's steps are asynchronous. */
+async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
+  if (!cond()) throw new Error('condition not reached');
+}
+
 let archive: Buffer | undefined;
 async function setup(iso = new MemoryIsolation(), dataRoot?: string) {
   const root = dataRoot ?? (await mkdtemp(path.join(tmpdir(), 'tvm-restart-')));
@@ -61,14 +67,14 @@ describe('restart policies', () => {
     t = await setup();
   });
   afterEach(async () => {
-    await rm(t.dataRoot, { recursive: true, force: true });
+    await rm(t.dataRoot, { recursive: true, force: true, maxRetries: 10, retryDelay: 20 });
   });
 
   it('on-failure:2 restarts a failing container twice with a doubling back-off, then leaves it exited', async () => {
     const { Id } = await t.m.create({ Image: 'busybox', Cmd: ['false'], HostConfig: { RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 2 } } }, 'flaky');
     await t.m.start(Id);
     t.iso.exit(Id, 1);
-    await settle();
+    await until(() => t.m.get(Id).state.status === 'restarting');
     const rec = t.m.get(Id);
     expect(rec.state.status).toBe('restarting');
     expect(rec.restartCount).toBe(1);
@@ -77,13 +83,14 @@ describe('restart policies', () => {
     await t.clock.advance(99);
     expect(t.m.get(Id).state.status).toBe('restarting');
     await t.clock.advance(1);
-    expect(t.m.get(Id).state.status).toBe('running');
+    await until(() => t.m.get(Id).state.status === 'running');
     t.iso.exit(Id, 1);
-    await settle();
+    await until(() => t.clock.pending.size === 1);
     expect(t.clock.delays()).toEqual([200]);
     await t.clock.advance(200);
+    await until(() => t.m.get(Id).state.status === 'running');
     t.iso.exit(Id, 1);
-    await settle();
+    await until(() => t.m.get(Id).state.status === 'exited');
     expect(t.clock.pending.size).toBe(0);
     expect(t.m.get(Id).state).toMatchObject({ status: 'exited', exitCode: 1 });
     expect(t.m.get(Id).restartCount).toBe(2);
@@ -170,8 +177,9 @@ describe('restart policies', () => {
     await t.m.start(Id);
     t.iso.failStart = new Error('exec: "sh": executable file not found in $PATH');
     t.iso.exit(Id, 5);
-    await settle();
+    await until(() => t.clock.pending.size === 1);
     await t.clock.advance(100);
+    await until(() => t.m.get(Id).state.status === 'exited');
     expect(t.m.get(Id).state).toMatchObject({ status: 'exited', exitCode: 5, error: expect.stringContaining('executable file not found') });
   });
 });
@@ -208,7 +216,7 @@ describe('restart policies across a daemon restart', () => {
       expect(status('unless-running')).toBe('running');
       expect(status('never-started')).toBe('created');
     } finally {
-      await rm(t.dataRoot, { recursive: true, force: true });
+      await rm(t.dataRoot, { recursive: true, force: true, maxRetries: 10, retryDelay: 20 });
     }
   });
 
@@ -227,7 +235,7 @@ describe('restart policies across a daemon restart', () => {
       await settle();
       expect(t2.m.get(Id).state.status).toBe('restarting');
     } finally {
-      await rm(t.dataRoot, { recursive: true, force: true });
+      await rm(t.dataRoot, { recursive: true, force: true, maxRetries: 10, retryDelay: 20 });
     }
   });
 });
