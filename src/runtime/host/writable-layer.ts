@@ -7,7 +7,10 @@
  *
  * The filesystem is made by our own writer (src/disks/ext4/writer.ts, zero layers: an empty
  * filesystem), grown by its own metadata (journal, inode tables, bitmaps) so that `size` is
- * what the container can write, as with Docker's xfs project quotas.
+ * its capacity as `df` shows it, as with Docker's xfs project quotas (the kernel keeps
+ * min(2%, 16 MiB) of that in reserve for ext4's own allocations, so slightly less is writable).
+ * The image file is sparse: it takes what the container writes plus the metadata in use
+ * (32 KiB for 64 MiB, 10 MiB for 1 TiB).
  *
  * The mount lives in the host's mount namespace and outlives the daemon; after a host reboot
  * it is mounted again on the next use (mountSizedLayer).
