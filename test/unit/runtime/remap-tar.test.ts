@@ -7,7 +7,10 @@ const maps = { uidMap: [{ containerID: 0, hostID: 100000, size: 65536 }], gidMap
 
 async function tarOf(entries: { h: Partial<Header> & { name: string }; body?: string }[]): Promise<Buffer> {
   const p = pack();
-  for (const e of entries) p.entry(e.h, e.body);
+  for (const e of entries) {
+    if (e.body !== undefined) p.entry(e.h, e.body);
+    else p.entry(e.h);
+  }
   p.finalize();
   const chunks: Buffer[] = [];
   for await (const c of p) chunks.push(c as Buffer);
@@ -20,7 +23,7 @@ async function read(s: Readable): Promise<{ h: Header; body: string }[]> {
   const done = new Promise<void>((resolve, reject) => {
     ex.on('entry', (h, body, next) => {
       const parts: Buffer[] = [];
-      body.on('data', (c: Buffer) => parts.push(c));
+      body.on('data', (c: unknown) => parts.push(c as Buffer));
       body.on('end', () => {
         out.push({ h, body: Buffer.concat(parts).toString() });
         next();
