@@ -155,7 +155,8 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): voi
       LiveRestoreEnabled: true,
       Isolation: m.defaultIsolation,
       InitBinary: '',
-      SecurityOptions: [...(ctx.info.userns ? ['name=userns'] : [])],
+      // every container gets Docker's default seccomp profile unless it asks otherwise
+      SecurityOptions: ['name=seccomp,profile=builtin', ...(ctx.info.userns ? ['name=userns'] : [])],
       Warnings: isolations.includes('vm') ? [] : ['WARNING: the vm isolation is not available in this daemon'],
     };
   });

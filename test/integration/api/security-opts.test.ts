@@ -42,6 +42,8 @@ describe('security and process options (docker CLI, --isolation=container)', () 
     expect(r.stdout).toContain('Seccomp:\t2');
     expect(r.stdout).toContain('unshare=1');
     expect(r.stderr).toMatch(/unshare.*Operation not permitted/);
+    const info = await d.docker(['info', '--format', '{{json .SecurityOptions}}']);
+    expect(info.stdout).toContain('name=seccomp,profile=builtin');
   });
 
   it('a custom profile (seccomp=<file>) that denies mkdir makes mkdir fail with EPERM; unconfined and --privileged install nothing', async () => {
@@ -87,6 +89,11 @@ describe('security and process options (docker CLI, --isolation=container)', () 
       'busybox', 'sleep', '300']);
     expect(r.exitCode, r.stderr).toBe(0);
     const id = r.stdout.trim();
+    // exec processes get the container's filter, --privileged ones too (as in Docker)
+    for (const priv of [[], ['--privileged']]) {
+      const ex = await d.docker(['exec', ...priv, id, 'sh', '-c', 'grep ^Seccomp: /proc/self/status; unshare -U true 2>/dev/null || echo refused']);
+      expect(ex.stdout, ex.stderr).toBe('Seccomp:\t2\nrefused');
+    }
     const check = await d.docker(['exec', id, 'sh', '-c', [
       'ulimit -n; ulimit -Hn; ulimit -u; ulimit -c',
       'cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmax /proc/sys/fs/mqueue/msg_max',
