@@ -112,6 +112,13 @@ describe('docker run --storage-opt size= and docker diff (--isolation=container)
     expect(Number(r.stdout.trim().split(/\s+/)[1])).toBeGreaterThanOrEqual(32 * 1024);
     expect(Number(r.stdout.trim().split(/\s+/)[1])).toBeLessThan(33 * 1024);
     expect((await docker(['diff', 'bytes'])).stdout).toBe('A /kept');
+    // docker cp on the stopped container reads and writes its sized layer
+    const cpOut = await docker(['cp', 'bytes:/kept', path.join(tmp, 'kept')]);
+    expect(cpOut.exitCode, cpOut.stderr).toBe(0);
+    expect(readFileSync(path.join(tmp, 'kept'), 'utf8')).toBe('x\n');
+    await writeFile(path.join(tmp, 'in.txt'), 'in\n');
+    expect((await docker(['cp', path.join(tmp, 'in.txt'), 'bytes:/in.txt'])).exitCode).toBe(0);
+    expect((await docker(['diff', 'bytes'])).stdout).toBe('A /in.txt\nA /kept');
     expect((await docker(['rm', 'bytes'])).exitCode).toBe(0);
 
     const t = await tvm(['run', '--rm', '--storage-opt', 'size=20m', 'busybox', 'sh', '-c', 'df -k / | tail -1']);
