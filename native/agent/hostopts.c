@@ -311,7 +311,13 @@ int hostopts_process(const host_opts *o, char *err, size_t errlen) {
   for (size_t i = 0; i < o->nulimits; i++) {
     const ulimit_spec *l = &o->ulimits[i];
     struct rlimit r = {l->soft < 0 ? RLIM_INFINITY : (rlim_t)l->soft, l->hard < 0 ? RLIM_INFINITY : (rlim_t)l->hard};
-    if (setrlimit(l->resource, &r) < 0) ERR("setrlimit %d: %s", l->resource, strerror(errno));
+    if (setrlimit(l->resource, &r) < 0) {
+      const char *name = "?";
+      for (size_t k = 0; k < ARRAY_LEN(rlimits); k++)
+        if (rlimits[k].res == l->resource) name = rlimits[k].name;
+      ERR("--ulimit %s=%lld:%lld: %s", name, (long long)l->soft, (long long)l->hard,
+          errno == EPERM ? "raising the hard limit needs CAP_SYS_RESOURCE, which this host withholds" : strerror(errno));
+    }
   }
   if (o->has_oom_score_adj) {
     char v[16];

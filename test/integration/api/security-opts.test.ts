@@ -127,6 +127,9 @@ describe('security and process options (docker CLI, --isolation=container)', () 
     await d.docker(['rm', id]);
     const code = await run(['--init', 'busybox', 'sh', '-c', 'exit 7']);
     expect(code.exitCode).toBe(7);
+    // with a tty the command is the terminal's foreground process group, under docker-init
+    const tty = await run(['--init', '-t', 'busybox', 'sh', '-c', 'ps -o pid,comm | grep -c docker-init; exit 3']);
+    expect([tty.exitCode, tty.stdout.trim()]).toEqual([3, '1']);
   });
 
   it('refuses bad values with Docker\'s messages', async () => {
