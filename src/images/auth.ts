@@ -3,12 +3,10 @@
  * registry names a realm; we ask it for a bearer token for the repository scope (with basic
  * credentials when we have them, or an OAuth2 refresh token), and cache it until it expires.
  */
-import { readFile } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { request, type Dispatcher } from 'undici';
 import { TvmError } from '../errors.js';
 import type { Challenge } from './www-authenticate.js';
+import { getDockerCredentials } from './docker-config.js';
 import { AuthError, errcodeText, goNetError, goOp, parseErrorResponse, statusLine } from './registry-errors.js';
 
 export interface Credentials {
@@ -22,52 +20,12 @@ export interface Credentials {
 
 export { AuthError };
 
-/** Docker keeps Docker Hub's credentials under its v1 index URL. */
-const DOCKER_HUB_AUTH_KEYS = ['https://index.docker.io/v1/', 'index.docker.io', 'docker.io', 'registry-1.docker.io'];
-
-function authKeyHost(key: string): string {
-  return key.replace(/^https?:\/\//, '').replace(/\/.*$/, '');
-}
-
 /**
- * Basic credentials for `registry` from a docker config.json (`auths.<host>.auth` = base64
- * 'user:pass', or `identitytoken`). Credential helpers (`credsStore`) are not run.
+ * Credentials for `registry` from a docker config.json: its credential helpers (credHelpers,
+ * credsStore) or its `auths` (see docker-config.ts).
  */
 export async function loadDockerConfigCredentials(registry: string, configPath?: string): Promise<Credentials | undefined> {
-  const file = configPath ?? path.join(process.env.DOCKER_CONFIG ?? path.join(os.homedir(), '.docker'), 'config.json');
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
-  let cfg: { auths?: Record<string, { auth?: string; username?: string; password?: string; identitytoken?: string; registrytoken?: string }> };
-  try {
-    cfg = JSON.parse(text);
-  } catch (e) {
-    throw new TvmError('ERR_BAD_DOCKER_CONFIG', `${file}: not valid JSON: ${(e as Error).message}`, 500);
-  }
-  const auths = cfg.auths ?? {};
-  const wanted = registry === 'docker.io' ? DOCKER_HUB_AUTH_KEYS : [registry];
-  for (const [key, entry] of Object.entries(auths)) {
-    const host = authKeyHost(key);
-    if (!wanted.includes(host) && !wanted.includes(key)) continue;
-    const creds: Credentials = {};
-    if (entry.auth) {
-      const decoded = Buffer.from(entry.auth, 'base64').toString('utf8');
-      const colon = decoded.indexOf(':');
-      if (colon < 0) throw new TvmError('ERR_BAD_DOCKER_CONFIG', `${file}: auths.${key}.auth is not base64 "user:password"`, 500);
-      creds.username = decoded.slice(0, colon);
-      creds.password = decoded.slice(colon + 1);
-    }
-    if (entry.username) creds.username = entry.username;
-    if (entry.password) creds.password = entry.password;
-    if (entry.identitytoken) creds.identitytoken = entry.identitytoken;
-    if (entry.registrytoken) creds.registrytoken = entry.registrytoken;
-    return creds;
-  }
-  return undefined;
+  return getDockerCredentials(registry, configPath !== undefined ? { configPath } : {});
 }
 
 export function basicAuthorization(c: Credentials): string | undefined {

@@ -28,6 +28,7 @@ import { progress } from './progress.js';
 import { DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN, familiarName, familiarString, formatReference, parseNormalized, parseReference, repositoryName, type Reference } from './reference.js';
 import { RegistryClient, RegistryError, type RegistryClientOptions } from './registry.js';
 import { AuthError, type Credentials } from './auth.js';
+import { storeDockerCredentials } from './docker-config.js';
 import { RegistryResponseError, statusLine, translatePullError } from './registry-errors.js';
 import type { ImageRecord, ImageStore, PullProgress } from './types.js';
 import { loadArchive, planSave, saveArchive } from './docker-archive.js';
@@ -72,8 +73,15 @@ export interface Lease {
 export interface StoreOptions {
   /** registries (host[:port]) allowed over plain HTTP besides loopback */
   insecureRegistries?: string[];
-  /** docker config.json with `auths` (default ~/.docker/config.json) */
+  /** docker config.json with `auths`, `credsStore`, `credHelpers` (default $DOCKER_CONFIG/config.json or ~/.docker/config.json) */
   dockerConfigPath?: string;
+  /**
+   * `login` also saves the credentials in that config, where `docker login` would (through its
+   * credential helper, or base64 in `auths`), for later pulls without X-Registry-Auth. Off by
+   * default: a shared daemon that remembered one user's login would serve it to every client
+   * (Docker's daemon keeps nothing; its CLI stores).
+   */
+  saveLogins?: boolean;
   /** platform to pull from manifest lists (default linux/<host arch>) */
   platform?: Platform;
   /** parallel layer downloads (Docker's max-concurrent-downloads default: 3) */
@@ -454,13 +462,17 @@ export class Store implements ImageStore {
 
   /**
    * `docker login` (POST /auth): checks the credentials against the registry's /v2/ (through
-   * its Basic or token challenge). Nothing is stored: the client keeps its credentials and
-   * sends them with each pull or push.
+   * its Basic or token challenge). The client keeps its credentials and sends them with each
+   * pull or push; with `saveLogins` they are also saved in the docker config.
    */
   async login(serverAddress: string, creds: Credentials): Promise<void> {
-    const client = this.registryClient(loginDomain(serverAddress), creds);
+    const domain = loginDomain(serverAddress);
+    const client = this.registryClient(domain, creds);
     try {
       await client.ping();
+      if (this.opts.saveLogins && Object.values(creds).some((v) => v)) {
+        await storeDockerCredentials(domain, creds, this.opts.dockerConfigPath !== undefined ? { configPath: this.opts.dockerConfigPath } : {});
+      }
     } catch (e) {
       // Docker's words for credentials the registry refused (errdefs.Unauthorized: 401)
       if (e instanceof RegistryResponseError && e.httpStatus === 401) {
