@@ -3,6 +3,7 @@
  *   tvm-agent supervise --state-dir DIR [--linger SECONDS] [--foreground]
  *   tvm-agent run --spec FILE [--state-dir DIR]   (foreground, like runc run: run.h)
  *   tvm-agent pause|resume|stats --spec FILE
+ *   tvm-agent update --spec FILE --resources JSON
  *   tvm-agent version */
 #define _GNU_SOURCE
 #include "init.h"
@@ -28,6 +29,7 @@ static void usage(void) {
   fprintf(stderr, "usage: tvm-agent supervise --state-dir DIR [--linger SECONDS] [--foreground]\n"
                   "       tvm-agent run --spec FILE [--state-dir DIR]\n"
                   "       tvm-agent pause|resume|stats --spec FILE\n"
+                  "       tvm-agent update --spec FILE --resources JSON\n"
                   "       tvm-agent version\n");
   exit(2);
 }
@@ -174,6 +176,7 @@ int main(int argc, char **argv) {
   if (strcmp(argv[1], "pause") == 0 || strcmp(argv[1], "resume") == 0)
     return run_freeze_main(argc - 1, argv + 1, strcmp(argv[1], "pause") == 0);
   if (strcmp(argv[1], "stats") == 0) return run_stats_main(argc - 1, argv + 1);
+  if (strcmp(argv[1], "update") == 0) return run_update_main(argc - 1, argv + 1);
   if (strcmp(argv[1], "supervise") != 0) usage();
   const char *dir = NULL;
   int linger = DEFAULT_LINGER, fg = 0;

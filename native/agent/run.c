@@ -24,7 +24,10 @@
 int run_parse_args(int argc, char *const argv[], run_args *o, char *err, size_t errlen) {
   memset(o, 0, sizeof *o);
   for (int i = 1; i < argc; i++) {
-    const char **slot = !strcmp(argv[i], "--spec") ? &o->spec_path : !strcmp(argv[i], "--state-dir") ? &o->state_dir : NULL;
+    const char **slot = !strcmp(argv[i], "--spec")        ? &o->spec_path
+                        : !strcmp(argv[i], "--state-dir") ? &o->state_dir
+                        : !strcmp(argv[i], "--resources") ? &o->resources
+                                                          : NULL;
     if (!slot) {
       snprintf(err, errlen, "unknown argument \"%s\"", argv[i]);
       return -1;
@@ -80,8 +83,18 @@ static int load_spec(const char *path, container_spec *s, char *err, size_t errl
 
 static int usage_error(const char *cmd, const char *msg) {
   fprintf(stderr, "tvm-agent %s: %s\nusage: tvm-agent %s --spec FILE%s\n", cmd, msg, cmd,
-          strcmp(cmd, "run") == 0 ? " [--state-dir DIR]" : "");
+          strcmp(cmd, "run") == 0 ? " [--state-dir DIR]" : strcmp(cmd, "update") == 0 ? " --resources JSON" : "");
   return 2;
+}
+
+/* The options a subcommand takes besides --spec: "state-dir", "resources" or none. */
+static int check_args(const char *cmd, int argc, char *const argv[], run_args *a, const char *allowed) {
+  char err[600];
+  if (run_parse_args(argc, argv, a, err, sizeof err) < 0) return usage_error(cmd, err);
+  if (a->state_dir && strcmp(allowed, "state-dir") != 0) return usage_error(cmd, "--state-dir is not used here");
+  if (a->resources && strcmp(allowed, "resources") != 0) return usage_error(cmd, "--resources is not used here");
+  if (!a->resources && strcmp(allowed, "resources") == 0) return usage_error(cmd, "--resources JSON is required");
+  return 0;
 }
 
 /* The daemon makes the overlay's directories on the host; here the spec is all there is. */
@@ -250,7 +263,8 @@ static const int forwarded[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUS
 int run_main(int argc, char *const argv[]) {
   run_args a;
   char err[1400];
-  if (run_parse_args(argc, argv, &a, err, sizeof err) < 0) return usage_error("run", err);
+  int bad = check_args("run", argc, argv, &a, "state-dir");
+  if (bad) return bad;
   container_spec s;
   if (load_spec(a.spec_path, &s, err, sizeof err) < 0) {
     fprintf(stderr, "tvm-agent run: %s\n", err);
@@ -327,8 +341,8 @@ int run_freeze_main(int argc, char *const argv[], int frozen) {
   const char *cmd = frozen ? "pause" : "resume";
   run_args a;
   char err[1400];
-  if (run_parse_args(argc, argv, &a, err, sizeof err) < 0 || a.state_dir)
-    return usage_error(cmd, a.state_dir ? "--state-dir is not used here" : err);
+  int bad = check_args(cmd, argc, argv, &a, "");
+  if (bad) return bad;
   container_spec s;
   if (load_spec(a.spec_path, &s, err, sizeof err) < 0) {
     fprintf(stderr, "tvm-agent %s: %s\n", cmd, err);
@@ -343,8 +357,8 @@ int run_freeze_main(int argc, char *const argv[], int frozen) {
 int run_stats_main(int argc, char *const argv[]) {
   run_args a;
   char err[1400];
-  if (run_parse_args(argc, argv, &a, err, sizeof err) < 0 || a.state_dir)
-    return usage_error("stats", a.state_dir ? "--state-dir is not used here" : err);
+  int bad = check_args("stats", argc, argv, &a, "");
+  if (bad) return bad;
   container_spec s;
   if (load_spec(a.spec_path, &s, err, sizeof err) < 0) {
     fprintf(stderr, "tvm-agent stats: %s\n", err);
@@ -390,4 +404,36 @@ int run_stats_main(int argc, char *const argv[]) {
   jw_free(&w);
   spec_free(&s);
   return rc;
+}
+
+int run_update_main(int argc, char *const argv[]) {
+  run_args a;
+  char err[1400], perr[512];
+  int bad = check_args("update", argc, argv, &a, "resources");
+  if (bad) return bad;
+  jval *v = json_parse(a.resources, strlen(a.resources), perr, sizeof perr);
+  if (!v) {
+    fprintf(stderr, "tvm-agent update: --resources: %s\n", perr);
+    return 1;
+  }
+  resources_update u;
+  int rc = resources_update_parse(v, &u, err, sizeof err);
+  json_free(v);
+  if (rc < 0) {
+    fprintf(stderr, "tvm-agent update: %s\n", err);
+    resources_update_free(&u);
+    return 1;
+  }
+  container_spec s;
+  if (load_spec(a.spec_path, &s, err, sizeof err) < 0) {
+    fprintf(stderr, "tvm-agent update: %s\n", err);
+    resources_update_free(&u);
+    return 1;
+  }
+  /* the spec's limits are what the group was created with: the merge starts from them */
+  rc = cgroup_update(&s, &u, err, sizeof err);
+  if (rc < 0) fprintf(stderr, "tvm-agent update: %s\n", err);
+  resources_update_free(&u);
+  spec_free(&s);
+  return rc < 0 ? 1 : 0;
 }

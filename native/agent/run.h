@@ -4,7 +4,8 @@
  * signals, waits, removes the cgroup and exits with the container's status.
  * `tvm-agent pause|resume --spec FILE` freeze and thaw the cgroup of a container that `run`
  * started from the same spec; `tvm-agent stats --spec FILE` prints its counters as one JSON line
- * (the readers the supervisor's `stats` op uses; -1 where a value is unlimited or absent). */
+ * (the readers the supervisor's `stats` op uses; -1 where a value is unlimited or absent);
+ * `tvm-agent update --spec FILE --resources JSON` changes its limits as the `update` op does. */
 #ifndef TVM_RUN_H
 #define TVM_RUN_H
 #include <stddef.h>
@@ -14,7 +15,8 @@
 
 typedef struct {
   const char *spec_path;
-  const char *state_dir; /* optional: receives pid and exit.json */
+  const char *state_dir; /* run: receives pid and exit.json */
+  const char *resources; /* update: the JSON of the protocol's update.resources */
 } run_args;
 
 /* Parses the arguments after the subcommand name; 0, or -1 with a message. */
@@ -26,4 +28,5 @@ int run_exit_code(int status);
 int run_main(int argc, char *const argv[]);
 int run_freeze_main(int argc, char *const argv[], int frozen);
 int run_stats_main(int argc, char *const argv[]);
+int run_update_main(int argc, char *const argv[]);
 #endif

@@ -24,6 +24,12 @@ static void test_args(void) {
   CHECK(parse(3, only, &a, err) == 0);
   CHECK(a.state_dir == NULL);
 
+  char *const upd[] = {"update", "--resources", "{\"pidsLimit\":5}", "--spec", "s.json"};
+  CHECK(parse(5, upd, &a, err) == 0);
+  CHECK_STR(a.resources, "{\"pidsLimit\":5}");
+  CHECK_STR(a.spec_path, "s.json");
+  CHECK(a.state_dir == NULL);
+
   char *const none[] = {"run"};
   CHECK(parse(1, none, &a, err) == -1);
   CHECK(strstr(err, "--spec FILE is required") != NULL);

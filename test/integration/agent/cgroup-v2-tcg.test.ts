@@ -12,6 +12,7 @@
  *     Cpus_allowed_list of the workload, and throttling (nr_throttled > 0) of two busy loops
  *   pause/resume: cgroup.freeze stops a counting loop and lets it go on; SIGTERM is forwarded
  *   stats: the agent's v2 readers (memory.current/max/peak, cpu.stat, pids) on a live group
+ *   update: docker update's v2 writes (memory/swap, pids, cpu.max, cpu.weight) on a live group
  *   and every container's cgroup is gone at the end.
  *
  * pivot_root cannot leave the initramfs (rootfs has no parent mount), so the first /init copies
@@ -153,6 +154,8 @@ const CPU_SCRIPT = [
   'echo "TVM-CPU-STAT $(tr "\\n" " " < $cg/cpu.stat)"',
 ].join('; ');
 
+const UPDATE_SCRIPT = 'while [ ! -e /shared/upd-stop ]; do sleep 0.2; done';
+
 const FREEZE_SCRIPT = 'trap "exit 7" TERM; while :; do echo -n x >> /shared/ticks; done';
 
 function initScript(): string {
@@ -203,6 +206,21 @@ sleep 1; c=$(wc -c < /run/shared/ticks)
 echo "TVM-THAWED-TICKS $b $c"
 kill -TERM $rp; wait $rp; echo "TVM-EXIT-freeze $?"
 
+$A run --spec /specs/upd.json --state-dir /run/state/upd & up=$!
+g=${CG_ROOT}/tvm/upd
+i=0
+while [ -z "$(cat $g/cgroup.procs 2>/dev/null)" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+knobs() { echo "$(cat $g/memory.max) $(cat $g/memory.swap.max) $(cat $g/pids.max) $(cat $g/cpu.max) $(cat $g/cpu.weight)"; }
+echo "TVM-UPD-BEFORE $(knobs)"
+$A update --spec /specs/upd.json --resources '{"memory":33554432,"pidsLimit":5,"nanoCpus":250000000,"cpuShares":1024}'
+echo "TVM-UPD-EXIT $?"
+echo "TVM-UPD-AFTER $(knobs)"
+$A update --spec /specs/upd.json --resources '{"pidsLimit":-1,"nanoCpus":0}'
+echo "TVM-UPD-UNLIMITED $? $(cat $g/pids.max) $(cat $g/cpu.max)"
+$A update --spec /specs/upd.json --resources '{"memory":1000}' 2>/run/upd.err
+echo "TVM-UPD-BAD $? $(cat /run/upd.err)"
+touch /run/shared/upd-stop; wait $up; echo "TVM-EXIT-upd $?"
+
 $A stats --spec /specs/mem.json 2>/run/stats.err; echo "TVM-STATS-AFTER-EXIT $? $(cat /run/stats.err)"
 $A run --spec /specs/missing.json 2>/run/badspec.err; echo "TVM-EXIT-badspec $?"
 echo "TVM-BADSPEC-ERR $(cat /run/badspec.err)"
@@ -235,6 +253,7 @@ beforeAll(async () => {
       pids: guestSpec('pids', PIDS_SCRIPT, { pidsLimit: 8 }),
       // --memory-swap -1: unlimited swap on top of the memory limit
       cpu: guestSpec('cpu', CPU_SCRIPT, { nanoCpus: 500_000_000, cpuShares: 512, cpusetCpus: '0', memory: 64 * 1024 * 1024, memorySwap: -1 }),
+      upd: guestSpec('upd', UPDATE_SCRIPT, { memory: 64 * 1024 * 1024, pidsLimit: 20, nanoCpus: 500_000_000, cpuShares: 512 }, [shared]),
       freeze: guestSpec('freeze', FREEZE_SCRIPT, { memory: 64 * 1024 * 1024, pidsLimit: 20 }, [shared]),
     };
     const initramfs = buildInitramfs({
@@ -368,6 +387,17 @@ describe('agent cgroup v2 limits in our guest kernel (QEMU TCG)', () => {
     expect(st.oomKills).toBe(0);
     // once `run` has ended, the group is gone and stats says so
     expect(value('TVM-STATS-AFTER-EXIT ')).toBe('1 tvm-agent stats: no cgroup for container mem at /sys/fs/cgroup/tvm/mem');
+  });
+
+  it('tvm-agent update changes the v2 limits of a running container (docker update)', () => {
+    const mib = 1024 * 1024;
+    expect(value('TVM-UPD-BEFORE ')).toBe(`${64 * mib} ${64 * mib} 20 50000 100000 59`);
+    expect(value('TVM-UPD-EXIT ')).toBe('0');
+    // swap follows the new memory limit (no --memory-swap: as much swap as memory); shares 1024 -> weight 100
+    expect(value('TVM-UPD-AFTER ')).toBe(`${32 * mib} ${32 * mib} 5 25000 100000 100`);
+    expect(value('TVM-UPD-UNLIMITED ')).toBe('0 max max 100000');
+    expect(value('TVM-UPD-BAD ')).toBe('1 tvm-agent update: update.resources.memory: minimum memory limit allowed is 6MB');
+    expect(value('TVM-EXIT-upd ')).toBe('0');
   });
 
   it('a missing spec is an agent error (125) naming the file', () => {
