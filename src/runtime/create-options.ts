@@ -19,7 +19,7 @@ export function validateHostOptions(body: CreateBody, network: 'none' | 'host'):
   const out: HostOptions = {};
   const security = parseSecurityOpt(hc.SecurityOpt as string[] | null | undefined);
   if (security.seccomp !== 'default' || security.noNewPrivileges) out.security = security;
-  const processOptions = validateProcessOptions(hc, network);
+  const processOptions = validateProcessOptions(hc, network, body.Domainname);
   if (Object.keys(processOptions).length > 0) out.processOptions = processOptions;
   return out;
 }
@@ -31,12 +31,12 @@ export function validateHostOptions(body: CreateBody, network: 'none' | 'host'):
  * Docker's "unset" is refused, with a 400 naming the option.
  *
  * honoured, validated elsewhere (container-config.ts, security-opt.ts, process-options.ts,
- * manager.ts): Hostname User Attach* Tty OpenStdin StdinOnce Env Cmd Entrypoint Image Volumes
+ * manager.ts): Hostname Domainname User Attach* Tty OpenStdin StdinOnce Env Cmd Entrypoint Image Volumes
  * WorkingDir Labels StopSignal StopTimeout | Binds Mounts Tmpfs LogConfig NetworkMode
  * PortBindings PublishAllPorts RestartPolicy AutoRemove CapAdd CapDrop Privileged ReadonlyRootfs
  * SecurityOpt StorageOpt Isolation UsernsMode Memory MemorySwap MemoryReservation NanoCpus
  * CpuShares CpuQuota CpuPeriod CpusetCpus PidsLimit Ulimits Sysctls ShmSize Init GroupAdd
- * OomScoreAdj OomKillDisable Devices.
+ * OomScoreAdj OomKillDisable Devices Dns DnsSearch DnsOptions ExtraHosts.
  *
  * ignored because harmless (no effect on the workload in Docker either, or metadata Docker
  * only stores): ExposedPorts (EXPOSE metadata), ArgsEscaped (Windows), OnBuild and Shell (build
@@ -61,16 +61,11 @@ const empty = (v: unknown): boolean =>
 const oneOf = (...ok: unknown[]) => (v: unknown) => empty(v) || ok.includes(v);
 
 const REFUSED: Rule[] = [
-  { at: 'Config', field: 'Domainname', option: '--domainname', unset: empty },
   { at: 'Config', field: 'MacAddress', option: '--mac-address', unset: empty, why: 'containers have no network interface of their own' },
   { at: 'Config', field: 'Healthcheck', option: '--health-cmd', unset: (v) => empty(v) || empty((v as { Test?: unknown }).Test) || JSON.stringify((v as { Test?: unknown }).Test) === '["NONE"]' },
   { at: 'HostConfig', field: 'VolumeDriver', option: '--volume-driver', unset: oneOf('local'), why: 'only the local driver exists' },
   { at: 'HostConfig', field: 'VolumesFrom', option: '--volumes-from', unset: empty },
   { at: 'HostConfig', field: 'CgroupnsMode', option: '--cgroupns', unset: oneOf('host'), why: 'containers share the host cgroup namespace' },
-  { at: 'HostConfig', field: 'Dns', option: '--dns', unset: empty },
-  { at: 'HostConfig', field: 'DnsOptions', option: '--dns-option', unset: empty },
-  { at: 'HostConfig', field: 'DnsSearch', option: '--dns-search', unset: empty },
-  { at: 'HostConfig', field: 'ExtraHosts', option: '--add-host', unset: empty },
   { at: 'HostConfig', field: 'IpcMode', option: '--ipc', unset: oneOf('private', 'shareable'), why: 'every container has its own IPC namespace' },
   { at: 'HostConfig', field: 'Cgroup', option: '--cgroup', unset: empty },
   { at: 'HostConfig', field: 'Links', option: '--link', unset: empty },

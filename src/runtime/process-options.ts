@@ -4,6 +4,7 @@
  * (and runc's) rules and messages, then turned into the agent spec's fields.
  */
 import { statSync } from 'node:fs';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { InvalidParameterError } from '../errors.js';
 import type { HostConfigBody } from './container-config.js';
@@ -91,8 +92,49 @@ function validateDevices(list: unknown): DeviceMapping[] {
   });
 }
 
-export function validateProcessOptions(hc: HostConfigBody, network: 'none' | 'host'): ProcessOptions {
+const strList = (v: unknown, what: string): string[] | undefined => {
+  if (v === undefined || v === null) return undefined;
+  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string' || x === '' || /[\s\n]/.test(x))) return bad(`${what}: expected a list of words`);
+  return v.length > 0 ? (v as string[]) : undefined;
+};
+
+/** --dns, --dns-search, --dns-option (Docker: nameservers must be IP addresses). */
+export function validateDns(hc: HostConfigBody): ProcessOptions['dns'] {
+  const nameservers = strList(hc.Dns, 'Dns');
+  for (const n of nameservers ?? []) if (!isIP(n)) bad(`${n} is not an ip address`);
+  const search = strList(hc.DnsSearch, 'DnsSearch');
+  for (const d of search ?? []) if (d !== '.' && !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,253})$/.test(d)) bad(`${d} is not a valid domain`);
+  const options = strList(hc.DnsOptions, 'DnsOptions');
+  if (!nameservers && !search && !options) return undefined;
+  // `--dns-search .` means: no search list
+  return { ...(nameservers && { nameservers }), ...(search && { search: search.filter((d) => d !== '.') }), ...(options && { options }) };
+}
+
+/** --add-host NAME:IP (or NAME=IP); Docker's messages. */
+export function validateExtraHosts(list: unknown): { name: string; ip: string }[] {
+  if (list === undefined || list === null) return [];
+  if (!Array.isArray(list)) return bad('ExtraHosts: expected a list of "host:ip"');
+  return list.map((e: unknown) => {
+    if (typeof e !== 'string') return bad('ExtraHosts: expected a list of "host:ip"');
+    const m = /^([^:=\s]+)[:=](.+)$/.exec(e);
+    if (!m) return bad(`bad format for add-host: "${e}"`);
+    const ip = m[2]!.replace(/^\[(.*)\]$/, '$1');
+    if (ip === 'host-gateway') bad(`--add-host ${e}: host-gateway needs a bridge network, which tvm does not have`);
+    if (!isIP(ip)) bad(`invalid IP address in add-host: "${m[2]}"`);
+    return { name: m[1]!, ip };
+  });
+}
+
+export function validateProcessOptions(hc: HostConfigBody, network: 'none' | 'host', domainname?: string): ProcessOptions {
   const out: ProcessOptions = {};
+  const dns = validateDns(hc);
+  if (dns) out.dns = dns;
+  const extraHosts = validateExtraHosts(hc.ExtraHosts);
+  if (extraHosts.length > 0) out.extraHosts = extraHosts;
+  if (domainname !== undefined && domainname !== '') {
+    if (domainname.length > 64 || !/^[A-Za-z0-9][A-Za-z0-9.-]*$/.test(domainname)) bad(`invalid domainname format: ${JSON.stringify(domainname)}`);
+    out.domainname = domainname;
+  }
   const ulimits = validateUlimits(hc.Ulimits);
   if (ulimits.length > 0) out.ulimits = ulimits;
   const sysctls = validateSysctls(hc.Sysctls, network);
@@ -125,9 +167,11 @@ export function validateProcessOptions(hc: HostConfigBody, network: 'none' | 'ho
 /** The agent spec's fields for these options. */
 export function agentProcessOptions(o: ProcessOptions | undefined): Record<string, unknown> {
   if (!o) return {};
+  // --domainname lives in the UTS namespace: the agent writes it like a sysctl
+  const sysctls = { ...(o.sysctls ?? {}), ...(o.domainname && { 'kernel.domainname': o.domainname }) };
   return {
     ...(o.ulimits && { ulimits: o.ulimits.map((u) => ({ name: u.name, soft: u.soft, hard: u.hard })) }),
-    ...(o.sysctls && { sysctls: o.sysctls }),
+    ...(Object.keys(sysctls).length > 0 && { sysctls }),
     ...(o.shmSize && { shmSize: o.shmSize }),
     ...(o.init && { init: true }),
     ...(o.groupAdd && { groupAdd: o.groupAdd }),

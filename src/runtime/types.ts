@@ -120,6 +120,12 @@ export interface ProcessOptions {
   /** bytes: memory.soft_limit_in_bytes (v1) / memory.low (v2) */
   memoryReservation?: number;
   oomKillDisable?: boolean;
+  /** --dns, --dns-search, --dns-option: replace the host's in the container's resolv.conf */
+  dns?: { nameservers?: string[]; search?: string[]; options?: string[] };
+  /** --add-host name:ip lines for the container's /etc/hosts */
+  extraHosts?: { name: string; ip: string }[];
+  /** --domainname (the UTS namespace's NIS domain name) */
+  domainname?: string;
 }
 
 export interface ExitStatus {

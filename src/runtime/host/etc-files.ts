@@ -8,10 +8,11 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../../atomic-file.js';
 import type { AgentMount } from '../../guest-agent/protocol.js';
+import type { ProcessOptions } from '../types.js';
 
 const DEFAULT_NAMESERVERS = ['8.8.8.8', '8.8.4.4'];
 
-export function hostsFile(hostname: string): string {
+export function hostsFile(hostname: string, extra: { name: string; ip: string }[] = []): string {
   return [
     '127.0.0.1\tlocalhost',
     '::1\tlocalhost ip6-localhost ip6-loopback',
@@ -20,6 +21,8 @@ export function hostsFile(hostname: string): string {
     'ff02::1\tip6-allnodes',
     'ff02::2\tip6-allrouters',
     `127.0.1.1\t${hostname}`,
+    // --add-host entries, after Docker's own as Docker writes them
+    ...extra.map((h) => `${h.ip}\t${h.name}`),
     '',
   ].join('\n');
 }
@@ -36,14 +39,30 @@ export function resolvConf(host: string, hostNetwork: boolean): string {
   return kept.join('\n').replace(/\n*$/, '\n');
 }
 
+/** --dns / --dns-search / --dns-option: each replaces the corresponding lines of the base file. */
+export function withDnsOptions(base: string, dns: ProcessOptions['dns']): string {
+  if (!dns) return base;
+  const keep = (l: string) =>
+    !(dns.nameservers && /^\s*nameserver\s/.test(l)) && !(dns.search && /^\s*(search|domain)\s/.test(l)) && !(dns.options && /^\s*options\s/.test(l));
+  const lines = base.split('\n').filter((l) => l.trim() !== '' && keep(l));
+  if (dns.nameservers) lines.push(...dns.nameservers.map((n) => `nameserver ${n}`));
+  if (dns.search && dns.search.length > 0) lines.push(`search ${dns.search.join(' ')}`);
+  if (dns.options) lines.push(`options ${dns.options.join(' ')}`);
+  return `${lines.join('\n')}\n`;
+}
+
+function appendHosts(base: string, extra: { name: string; ip: string }[]): string {
+  return extra.length === 0 ? base : `${base.replace(/\n*$/, '\n')}${extra.map((h) => `${h.ip}\t${h.name}\n`).join('')}`;
+}
+
 /** Writes the three files into the state dir; returns the bind mounts the user has not overridden. */
-export async function prepareEtcFiles(stateDir: string, hostname: string, network: 'none' | 'host', userDestinations: string[]): Promise<AgentMount[]> {
+export async function prepareEtcFiles(stateDir: string, hostname: string, network: 'none' | 'host', userDestinations: string[], opts?: ProcessOptions): Promise<AgentMount[]> {
   const hostNet = network === 'host';
   const readHost = (p: string) => readFile(p, 'utf8').catch(() => '');
   const files: [string, string][] = [
     ['hostname', `${hostname}\n`],
-    ['hosts', hostNet ? (await readHost('/etc/hosts')) || hostsFile(hostname) : hostsFile(hostname)],
-    ['resolv.conf', resolvConf(await readHost('/etc/resolv.conf'), hostNet)],
+    ['hosts', hostNet ? appendHosts((await readHost('/etc/hosts')) || hostsFile(hostname), opts?.extraHosts ?? []) : hostsFile(hostname, opts?.extraHosts)],
+    ['resolv.conf', withDnsOptions(resolvConf(await readHost('/etc/resolv.conf'), hostNet), opts?.dns)],
   ];
   const mounts: AgentMount[] = [];
   for (const [name, content] of files) {

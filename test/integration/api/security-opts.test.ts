@@ -86,6 +86,7 @@ describe('security and process options (docker CLI, --isolation=container)', () 
       '--sysctl', 'net.ipv4.ip_forward=1', '--sysctl', 'kernel.shmmax=123456789', '--sysctl', 'fs.mqueue.msg_max=20',
       '--shm-size', '32m', '--group-add', 'staff', '--group-add', '4242', '--oom-score-adj', '300',
       '--device', '/dev/kmsg:/dev/mykmsg:r', '--memory', '128m', '--memory-reservation', '64m', '--oom-kill-disable',
+      '--dns', '10.0.0.53', '--dns-search', 'example.com', '--dns-option', 'ndots:2', '--add-host', 'db:10.1.2.3', '--domainname', 'example.org',
       'busybox', 'sleep', '300']);
     expect(r.exitCode, r.stderr).toBe(0);
     const id = r.stdout.trim();
@@ -102,6 +103,7 @@ describe('security and process options (docker CLI, --isolation=container)', () 
       'ls -l /dev/mykmsg | cut -c1-10',
       'echo tvm-test > /dev/mykmsg 2>/dev/null || echo write-refused',
       'ps -o pid,comm | grep -E "^ *1 "',
+      'grep -v "^#" /etc/resolv.conf', 'tail -1 /etc/hosts', 'cat /proc/sys/kernel/domainname',
     ].join('; ')]);
     expect(check.exitCode, check.stderr).toBe(0);
     expect(check.stdout.split('\n')).toEqual([
@@ -111,6 +113,7 @@ describe('security and process options (docker CLI, --isolation=container)', () 
       '0 50 4242', '300', '300',
       'crw-r--r--', 'write-refused',
       expect.stringMatching(/^\s*1 docker-init$/),
+      'nameserver 10.0.0.53', 'search example.com', 'options ndots:2', '10.1.2.3\tdb', 'example.org',
     ]);
     // the cgroup knobs, seen from the host
     const pid = (await d.docker(['inspect', '-f', '{{.State.Pid}}', id])).stdout.trim();
@@ -141,7 +144,7 @@ describe('security and process options (docker CLI, --isolation=container)', () 
       [['--group-add', 'nosuchgroup'], 'Unable to find group nosuchgroup'],
       [['--cgroup-parent', 'mine'], '--cgroup-parent mine is not supported by tvm'],
       [['--pid', 'host'], '--pid host is not supported by tvm'],
-      [['--add-host', 'db:10.0.0.2'], '--add-host is not supported by tvm'],
+      [['--add-host', 'db:host-gateway'], 'host-gateway needs a bridge network'],
       [['--security-opt', 'systempaths=unconfined'], 'systempaths=unconfined is not supported by tvm'],
     ];
     for (const [args, msg] of cases) {

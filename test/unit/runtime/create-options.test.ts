@@ -24,10 +24,6 @@ describe('create options tvm does not implement are refused, never ignored', () 
     [{ PidMode: 'container:abc' }, '--pid container:abc'],
     [{ UTSMode: 'host' }, '--uts host'],
     [{ CgroupnsMode: 'private' }, '--cgroupns private'],
-    [{ Dns: ['1.1.1.1'] }, '--dns is not supported'],
-    [{ DnsSearch: ['x'] }, '--dns-search'],
-    [{ DnsOptions: ['ndots:1'] }, '--dns-option'],
-    [{ ExtraHosts: ['a:1.2.3.4'] }, '--add-host'],
     [{ Links: ['a:b'] }, '--link'],
     [{ VolumesFrom: ['c1'] }, '--volumes-from'],
     [{ VolumeDriver: 'nfs' }, '--volume-driver nfs'],
@@ -50,7 +46,6 @@ describe('create options tvm does not implement are refused, never ignored', () 
   });
 
   it.each([
-    [{ Domainname: 'example.com' }, '--domainname example.com'],
     [{ MacAddress: '02:42:ac:11:00:02' }, '--mac-address'],
     [{ Healthcheck: { Test: ['CMD', 'true'] } }, '--health-cmd'],
     [{ NetworkingConfig: { EndpointsConfig: { none: { Aliases: ['db'] } } } }, '--network-alias (network none)'],

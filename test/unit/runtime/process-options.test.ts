@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidParameterError } from '../../../src/errors.js';
-import { agentProcessOptions, validateProcessOptions, validateSysctls, validateUlimits } from '../../../src/runtime/process-options.js';
+import { agentProcessOptions, validateDns, validateExtraHosts, validateProcessOptions, validateSysctls, validateUlimits } from '../../../src/runtime/process-options.js';
 
 describe('--ulimit', () => {
   it("accepts Docker's names with -1 as unlimited", () => {
@@ -68,5 +68,27 @@ describe('process options', () => {
   ])('refuses %j', (hc, msg) => {
     expect(() => validateProcessOptions(hc, 'none')).toThrow(InvalidParameterError);
     expect(() => validateProcessOptions(hc, 'none')).toThrow(msg);
+  });
+});
+
+describe('--dns, --dns-search, --dns-option, --add-host, --domainname', () => {
+  it('parse into the container files and the UTS domain name', () => {
+    expect(validateDns({ Dns: [], DnsSearch: [], DnsOptions: [] })).toBeUndefined();
+    expect(validateDns({ Dns: ['10.0.0.53', '::1'], DnsSearch: ['example.com'], DnsOptions: ['ndots:2'] })).toEqual({ nameservers: ['10.0.0.53', '::1'], search: ['example.com'], options: ['ndots:2'] });
+    expect(validateDns({ DnsSearch: ['.'] })).toEqual({ search: [] });
+    expect(validateExtraHosts(['db:10.1.2.3', 'v6=::1', 'w:[fe80::1]'])).toEqual([{ name: 'db', ip: '10.1.2.3' }, { name: 'v6', ip: '::1' }, { name: 'w', ip: 'fe80::1' }]);
+    const o = validateProcessOptions({}, 'none', 'example.org');
+    expect(agentProcessOptions(o)).toEqual({ sysctls: { 'kernel.domainname': 'example.org' } });
+  });
+  it.each([
+    [() => validateDns({ Dns: ['dns.example.com'] }), 'dns.example.com is not an ip address'],
+    [() => validateDns({ DnsSearch: ['bad domain'] }), 'DnsSearch'],
+    [() => validateExtraHosts(['nocolon']), 'bad format for add-host: "nocolon"'],
+    [() => validateExtraHosts(['db:300.1.1.1']), 'invalid IP address in add-host: "300.1.1.1"'],
+    [() => validateExtraHosts(['db:host-gateway']), 'host-gateway needs a bridge network'],
+    [() => validateProcessOptions({}, 'none', 'bad domain'), 'invalid domainname format'],
+  ])('refuses bad values (%#)', (f, msg) => {
+    expect(f).toThrow(InvalidParameterError);
+    expect(f).toThrow(msg);
   });
 });
