@@ -5,7 +5,7 @@
  * (the caller passes that in), so a daemon restart loses nothing.
  */
 import { execFile } from 'node:child_process';
-import { readFile, mkdir, rmdir } from 'node:fs/promises';
+import { readFile, mkdir, realpath, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { InvalidParameterError, TvmError } from '../../errors.js';
@@ -44,9 +44,23 @@ export async function loopMount(diskPath: string, mp: string, options: string[],
   }
 }
 
+/**
+ * Is p a mount point? mountinfo names mount points by their real path, so p is resolved first
+ * (a data root reached through a symlink must not look unmounted).
+ */
+export async function isMountPoint(p: string): Promise<boolean> {
+  let real: string;
+  try {
+    real = await realpath(p);
+  } catch {
+    return false; // no such path: nothing is mounted there
+  }
+  return (await mountPoints()).has(real);
+}
+
 /** Unmounts mp if it is a mount point (its loop device goes with it); a no-op otherwise. */
 export async function unmountLoop(mp: string, code: string): Promise<void> {
-  if (!(await mountPoints()).has(path.resolve(mp))) return;
+  if (!(await isMountPoint(mp))) return;
   try {
     await run('umount', [mp]);
   } catch (e) {
@@ -86,7 +100,7 @@ export class BaseMounts {
   }
 
   private async mount(mp: string, diskPath: string): Promise<void> {
-    if ((await mountPoints()).has(mp)) return;
+    if (await isMountPoint(mp)) return;
     // noload: never replay a journal on a disk that must stay byte-identical
     await loopMount(diskPath, mp, ['ro', 'noload'], 'ERR_BASE_MOUNT');
   }

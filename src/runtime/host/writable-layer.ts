@@ -23,7 +23,7 @@ import { InvalidParameterError } from '../../errors.js';
 import { writeExt4FromLayers } from '../../disks/ext4/writer.js';
 import { BLOCK_SIZE, BLOCKS_PER_GROUP, INODE_RATIO, INODES_PER_BLOCK } from '../../disks/ext4/layout.js';
 import { defaultJournalBlocks } from '../../disks/ext4/journal.js';
-import { loopMount, mountPoints, unmountLoop } from './base-mounts.js';
+import { isMountPoint, loopMount, unmountLoop } from './base-mounts.js';
 
 /** the filesystem image, in the state dir */
 export const LAYER_IMAGE = 'layer.ext4';
@@ -86,7 +86,7 @@ export async function writeLayerImage(image: string, usableBytes: number): Promi
 /** Mounts the container's layer if it is not mounted (after a host reboot); a no-op otherwise. */
 export async function mountSizedLayer(stateDir: string): Promise<void> {
   const mp = path.join(stateDir, LAYER_MOUNT);
-  if ((await mountPoints()).has(path.resolve(mp))) return;
+  if (await isMountPoint(mp)) return;
   const image = path.join(stateDir, LAYER_IMAGE);
   if (!existsSync(image)) throw new InvalidParameterError(`the writable layer ${image} of this container is missing`, 'ERR_LAYER_MISSING');
   await loopMount(image, mp, [], 'ERR_LAYER_MOUNT');

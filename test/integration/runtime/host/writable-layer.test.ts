@@ -4,7 +4,7 @@
  * up with ENOSPC, and goes away with its loop device.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync, statfsSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, statfsSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -87,6 +87,21 @@ describe('writable layer', () => {
     expect(existsSync(image)).toBe(false);
     await removeSizedLayer(stateDir); // idempotent
     await expect(mountSizedLayer(stateDir)).rejects.toThrow(/writable layer .* is missing/);
+  });
+
+  it('a state dir reached through a symlink: seen as mounted, unmounted on remove', async () => {
+    mkdirSync(path.join(root, 'real'));
+    symlinkSync(path.join(root, 'real'), path.join(root, 'link'));
+    const stateDir = path.join(root, 'link', 'c3');
+    mkdirSync(stateDir);
+    await createSizedLayer(stateDir, 16 * MiB);
+    await mountSizedLayer(stateDir); // already mounted: no second mount on top
+    const real = path.join(root, 'real', 'c3', LAYER_MOUNT);
+    expect(readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.split(' ')[4] === real)).toHaveLength(1);
+    await removeSizedLayer(stateDir);
+    expect((await mountPoints()).has(real)).toBe(false);
+    expect(losetup()).not.toContain(path.join(root, 'real', 'c3'));
+    expect(existsSync(path.join(stateDir, LAYER_IMAGE))).toBe(false);
   });
 
   it('a failed create leaves nothing behind (the image is deleted when the mount fails)', async () => {
