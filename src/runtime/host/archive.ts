@@ -53,9 +53,13 @@ export async function mountStoppedRoot(tmpParent: string, lower: string, upper: 
 
 type EntryHeader = Partial<Header> & { name: string };
 
-async function headerFor(hostPath: string, name: string, follow = false): Promise<EntryHeader | undefined> {
+/** Translates file owners between the host and the container (a container in a user namespace). */
+export type MapIds = (uid: number, gid: number, name: string) => { uid: number; gid: number };
+
+async function headerFor(hostPath: string, name: string, follow = false, mapIds?: MapIds): Promise<EntryHeader | undefined> {
   const st = follow ? await stat(hostPath) : await lstat(hostPath);
-  const base = { name, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime };
+  const ids = mapIds ? mapIds(st.uid, st.gid, name) : { uid: st.uid, gid: st.gid };
+  const base = { name, mode: st.mode & 0o7777, uid: ids.uid, gid: ids.gid, mtime: st.mtime };
   if (st.isDirectory()) return { ...base, type: 'directory' };
   if (st.isFile()) return { ...base, type: 'file', size: st.size };
   if (st.isSymbolicLink()) return { ...base, type: 'symlink', linkname: await readlink(hostPath) };
@@ -67,7 +71,7 @@ async function headerFor(hostPath: string, name: string, follow = false): Promis
 }
 
 /** Tar of containerPath (named by its base name, as Docker's archive endpoint does). */
-export async function archiveFrom(view: RootView, containerPath: string): Promise<Readable> {
+export async function archiveFrom(view: RootView, containerPath: string, mapIds?: MapIds): Promise<Readable> {
   const start = await resolveIn(view.root, containerPath);
   try {
     await lstat(start);
@@ -95,7 +99,7 @@ export async function archiveFrom(view: RootView, containerPath: string): Promis
   // what a read returns, and Docker's export holds only the container's own filesystem.
   const rootDev = (await stat(start)).dev;
   const walk = async (host: string, name: string, top = false): Promise<void> => {
-    const h = await headerFor(host, name, top);
+    const h = await headerFor(host, name, top, mapIds);
     if (!h) return;
     const crossesMount = h.type === 'directory' && !top && (await lstat(host)).dev !== rootDev;
     if (h.type === 'file') {
@@ -120,7 +124,7 @@ export async function archiveFrom(view: RootView, containerPath: string): Promis
 }
 
 /** Unpacks a tar into containerPath, which must be an existing directory. */
-export async function extractTo(view: RootView, containerPath: string, tar: Readable): Promise<void> {
+export async function extractTo(view: RootView, containerPath: string, tar: Readable, mapIds?: MapIds): Promise<void> {
   try {
     const dest = await resolveIn(view.root, containerPath);
     let st;
@@ -139,6 +143,8 @@ export async function extractTo(view: RootView, containerPath: string, tar: Read
       (async () => {
         const name = path.posix.normalize(h.name).replace(/^\/+/, '');
         if (name === '..' || name.startsWith('../')) throw new InvalidParameterError(`tar entry ${JSON.stringify(h.name)} escapes the destination`);
+        // before anything is written: an owner the container cannot have refuses the entry
+        const ids = mapIds ? mapIds(h.uid ?? 0, h.gid ?? 0, h.name) : { uid: h.uid ?? 0, gid: h.gid ?? 0 };
         const rel = path.posix.join(containerPath, name);
         const parent = await resolveIn(view.root, path.posix.dirname(rel));
         const target = path.join(parent, path.posix.basename(rel));
@@ -172,7 +178,7 @@ export async function extractTo(view: RootView, containerPath: string, tar: Read
             stream.resume(); // devices and fifos are not created through cp
             return;
         }
-        await lchown(target, h.uid ?? 0, h.gid ?? 0).catch(() => {});
+        await lchown(target, ids.uid, ids.gid).catch(() => {});
         if (h.type !== 'symlink' && h.mtime) await utimes(target, h.mtime, h.mtime).catch(() => {});
       })().then(() => next(), fail);
     });

@@ -24,7 +24,7 @@ import type {
 import { BaseMounts } from './base-mounts.js';
 import { containerUserns, giveToRoot, overlayDirsOf, ownStateForRoot } from './remap.js';
 import type { IdMappings } from '../userns.js';
-import { containerToHost, hostToContainer, remapTar } from './remap-tar.js';
+import { containerToHost, hostToContainer } from './remap-ids.js';
 import { idShiftTag } from '../../disks/base-disk.js';
 import { cgroupFor, removeCgroup, type CgroupConfig } from './cgroups.js';
 import { agentProcess, agentResourceChanges, agentSpec, validateProcess, validateSpec } from './spec.js';
@@ -547,14 +547,13 @@ export class HostIsolation implements Isolation {
 
   async archive(spec: ContainerSpec, containerPath: string): Promise<Readable> {
     const rec = await this.readRecord(spec);
-    const tar = await archiveFrom(await this.rootView(spec, rec), containerPath);
     // a remapped container's files are owned by host ids: the user sees container ids
-    return rec.userns ? remapTar(tar, hostToContainer(rec.userns)) : tar;
+    return archiveFrom(await this.rootView(spec, rec), containerPath, rec.userns && hostToContainer(rec.userns));
   }
 
   async extract(spec: ContainerSpec, containerPath: string, tar: Readable): Promise<void> {
     const rec = await this.readRecord(spec);
-    await extractTo(await this.rootView(spec, rec), containerPath, rec.userns ? remapTar(tar, containerToHost(rec.userns)) : tar);
+    await extractTo(await this.rootView(spec, rec), containerPath, tar, rec.userns && containerToHost(rec.userns));
   }
 
   /** The container's filesystem as the workload sees it: live through /proc/<pid>/root, or, for
