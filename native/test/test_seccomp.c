@@ -4,6 +4,7 @@
  * unprivileged caller must). The compiler itself is tested in test/unit/runtime/seccomp.test.ts. */
 #include "check.h"
 #include "seccomp.h"
+#include "spec.h"
 #include <errno.h>
 #include <linux/audit.h>
 #include <linux/seccomp.h>
@@ -41,6 +42,19 @@ static const struct sock_filter deny_mkdir[] = {
   BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
   BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 };
+
+/* a whole create spec with extra top-level keys */
+static int spec_with(const char *extra, container_spec *s, char *err, size_t errlen) {
+  char buf[8192];
+  snprintf(buf, sizeof buf,
+           "{\"id\":\"c1\",\"network\":\"none\",\"rootfs\":{\"lower\":\"/l\",\"upper\":\"/u\",\"work\":\"/w\",\"target\":\"/t\"},"
+           "\"process\":{\"args\":[\"sh\"]},\"logPath\":\"/x/log\"%s}", extra);
+  jval *v = json_parse(buf, strlen(buf), err, errlen);
+  if (!v) return -2;
+  int rc = spec_parse(v, s, err, errlen);
+  json_free(v);
+  return rc;
+}
 
 int main(void) {
   char err[256];
@@ -103,5 +117,24 @@ int main(void) {
   seccomp_free(&p);
   free(enc);
   free(many);
+
+  /* in the create spec: "seccomp" {filter, flags} and "noNewPrivileges"; absent = no filter */
+  container_spec cs;
+  char extra[2048];
+  enc = b64(deny_mkdir, sizeof deny_mkdir);
+  snprintf(extra, sizeof extra, ",\"seccomp\":{\"filter\":\"%s\",\"flags\":1},\"noNewPrivileges\":true,\"init\":true", enc);
+  CHECK(spec_with(extra, &cs, err, sizeof err) == 0);
+  CHECK(cs.seccomp.n == 7 && cs.seccomp.flags == 1 && cs.no_new_privs && cs.opts.init);
+  spec_free(&cs);
+  CHECK(spec_with("", &cs, err, sizeof err) == 0 && cs.seccomp.insns == NULL && !cs.no_new_privs);
+  spec_free(&cs);
+  snprintf(extra, sizeof extra, ",\"seccomp\":{\"filter\":\"%s\",\"bpf\":1}", enc);
+  CHECK(spec_with(extra, &cs, err, sizeof err) < 0 && strstr(err, "spec.seccomp: unknown key \"bpf\""));
+  spec_free(&cs);
+  CHECK(spec_with(",\"seccomp\":{\"filter\":\"!!\"}", &cs, err, sizeof err) < 0 && strstr(err, "seccomp.filter"));
+  spec_free(&cs);
+  CHECK(spec_with(",\"seccomp\":{}", &cs, err, sizeof err) < 0 && strstr(err, "spec.seccomp.filter: required"));
+  spec_free(&cs);
+  free(enc);
   CHECK_DONE("test_seccomp");
 }
