@@ -111,6 +111,10 @@ describe('user namespaces: tvm daemon --userns-remap=default (docker CLI, --isol
     const dest = path.join(tmp, 'cp-out');
     ok(await d.docker(['cp', `${stopped}:/home`, dest]));
     expect(await readdir(dest)).toEqual(['new']);
+    // docker diff reads the overlay's own (trusted.*) marks, as without remapping
+    const diff = ok(await d.docker(['diff', stopped])).split('\n');
+    expect(diff).toContain('A /home/new');
+    expect(diff).toContain('D /home/app');
     ok(await d.docker(['rm', stopped]));
   });
 
