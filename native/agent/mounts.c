@@ -220,8 +220,9 @@ int rootfs_setup(const container_spec *s, char *err, size_t errlen) {
     if (!s->privileged && remount_bind_ro(p, 0) < 0) ERRNO("remount /sys read-only");
   }
   if (mount_dev(s->target, err, errlen) < 0) return -1;
-  if (user_mounts(s, err, errlen) < 0) return -1;
+  /* before the user's mounts, so a user mount at /dev/shm (or over /dev) wins, as in Docker */
   if (hostopts_rootfs(&s->opts, s->target, s->userns.nuid != 0, err, errlen) < 0) return -1;
+  if (user_mounts(s, err, errlen) < 0) return -1;
 
   if (chdir(s->target) < 0) ERRNO("chdir %s", s->target);
   /* pivot_root(".", "."): the old root ends up stacked on the new one and is lazily detached */

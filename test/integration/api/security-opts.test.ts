@@ -128,6 +128,9 @@ describe('security and process options (docker CLI, --isolation=container)', () 
     expect(stop.exitCode, stop.stderr).toBe(0);
     expect((await d.docker(['inspect', '-f', '{{.State.ExitCode}}', id])).stdout.trim()).toBe('143');
     await d.docker(['rm', id]);
+    // a user tmpfs at /dev/shm wins over --shm-size, as in Docker
+    const shm = await run(['--shm-size', '32m', '--tmpfs', '/dev/shm:size=8m', 'busybox', 'sh', '-c', 'df -k /dev/shm | tail -1 | awk \'{print $2}\'']);
+    expect(shm.stdout, shm.stderr).toBe('8192');
     const code = await run(['--init', 'busybox', 'sh', '-c', 'exit 7']);
     expect(code.exitCode).toBe(7);
     // with a tty the command is the terminal's foreground process group, under docker-init
