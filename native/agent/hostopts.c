@@ -244,6 +244,11 @@ int hostopts_rootfs(const host_opts *o, const char *root, int userns, char *err,
         ERR("add device %s at %s: %s", d->path, d->cpath, strerror(errno));
     }
   }
+  return 0;
+}
+
+int hostopts_init_mount(const host_opts *o, const char *root, char *err, size_t errlen) {
+  char p[PATH_MAX];
   if (o->init) {
     int jr = secure_join(root, DOCKER_INIT_PATH, p, sizeof p);
     if (jr < 0) ERR("%s: %s", DOCKER_INIT_PATH, strerror(-jr));

@@ -51,9 +51,11 @@ void hostopts_free(host_opts *o);
 /* Docker's ulimit names -> RLIMIT_*; -1 if unknown. */
 int hostopts_rlimit_of(const char *name);
 
-/* In the child, before pivot_root (root is the rootfs mount point): /dev/shm size, device
- * nodes, the docker-init bind mount. */
+/* In the child, before pivot_root and the user's mounts (root is the rootfs mount point):
+ * /dev/shm size, device nodes. */
 int hostopts_rootfs(const host_opts *o, const char *root, int userns, char *err, size_t errlen);
+/* After the user's mounts (so a volume over /sbin cannot hide it): the docker-init bind mount. */
+int hostopts_init_mount(const host_opts *o, const char *root, char *err, size_t errlen);
 /* In the child, after pivot_root, before /proc/sys goes read-only. */
 int hostopts_sysctls(const host_opts *o, char *err, size_t errlen);
 /* Adds --group-add groups (names resolved in the container's /etc/group text). */

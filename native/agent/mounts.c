@@ -223,6 +223,7 @@ int rootfs_setup(const container_spec *s, char *err, size_t errlen) {
   /* before the user's mounts, so a user mount at /dev/shm (or over /dev) wins, as in Docker */
   if (hostopts_rootfs(&s->opts, s->target, s->userns.nuid != 0, err, errlen) < 0) return -1;
   if (user_mounts(s, err, errlen) < 0) return -1;
+  if (hostopts_init_mount(&s->opts, s->target, err, errlen) < 0) return -1;
 
   if (chdir(s->target) < 0) ERRNO("chdir %s", s->target);
   /* pivot_root(".", "."): the old root ends up stacked on the new one and is lazily detached */

@@ -4,7 +4,7 @@
  * error; never silently ignored. Few containers: each `docker run` checks several things.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -131,6 +131,10 @@ describe('security and process options (docker CLI, --isolation=container)', () 
     // a user tmpfs at /dev/shm wins over --shm-size, as in Docker
     const shm = await run(['--shm-size', '32m', '--tmpfs', '/dev/shm:size=8m', 'busybox', 'sh', '-c', 'df -k /dev/shm | tail -1 | awk \'{print $2}\'']);
     expect(shm.stdout, shm.stderr).toBe('8192');
+    // docker-init is mounted after the user's mounts: a bind over /sbin does not hide it
+    await mkdir(path.join(tmp, 'sbin'), { recursive: true });
+    const over = await run(['--init', '-v', `${path.join(tmp, 'sbin')}:/sbin`, 'busybox', 'sh', '-c', 'ps -o pid,comm | grep -E "^ *1 "']);
+    expect(over.stdout, over.stderr).toMatch(/^\s*1 docker-init$/);
     const code = await run(['--init', 'busybox', 'sh', '-c', 'exit 7']);
     expect(code.exitCode).toBe(7);
     // with a tty the command is the terminal's foreground process group, under docker-init
