@@ -1,5 +1,6 @@
 #include "spec.h"
 #include "caps.h"
+#include "logfile.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,7 +164,7 @@ static int parse_mounts(const jval *v, container_spec *s, char *err, size_t errl
 int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
   static const char *const keys[] = {"id", "hostname", "privileged", "readonlyRootfs", "network", "rootfs",
                                      "process", "mounts", "resources", "capAdd", "capDrop", "cgroup",
-                                     "logPath", "userns", "seccomp", "noNewPrivileges",
+                                     "logPath", "logRotate", "userns", "seccomp", "noNewPrivileges",
                                      "ulimits", "sysctls", "shmSize", "init", "groupAdd", "oomScoreAdj", "devices",
                                      "memoryReservation", "oomKillDisable", NULL};
   static const char *const rootfs_keys[] = {"lower", "upper", "work", "target", NULL};
@@ -247,6 +248,18 @@ int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
   }
   if (get_str(v, "logPath", "spec", 1, &s->log_path, err, errlen) < 0) return -1;
   if (!abs_path(s->log_path)) ERR("spec.logPath: must be an absolute path");
+  s->log_max_files = 1;
+  const jval *lr = json_get(v, "logRotate");
+  if (lr && lr->type != J_NULL) {
+    static const char *const lr_keys[] = {"maxSize", "maxFiles", NULL};
+    if (check_keys(lr, "spec.logRotate", lr_keys, err, errlen) < 0) return -1;
+    int64_t files;
+    if (get_int(lr, "maxSize", "spec.logRotate", 1, &s->log_max_size, err, errlen) < 0) return -1;
+    if (get_int(lr, "maxFiles", "spec.logRotate", 1, &files, err, errlen) < 0) return -1;
+    if (!s->log_max_size) ERR("spec.logRotate.maxSize: required");
+    if (files > LOG_MAX_FILES) ERR("spec.logRotate.maxFiles: at most %d", LOG_MAX_FILES);
+    s->log_max_files = files ? (int)files : 1;
+  }
   const jval *sc = json_get(v, "seccomp");
   if (sc && sc->type != J_NULL) {
     static const char *const sc_keys[] = {"filter", "flags", NULL};

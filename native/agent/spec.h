@@ -61,6 +61,8 @@ typedef struct {
   char *cgroup_root;
   char *cgroup_path;
   char *log_path;
+  int64_t log_max_size; /* json-file max-size; 0: no rotation */
+  int log_max_files;    /* json-file max-file (>= 1) */
   seccomp_prog seccomp;  /* empty: none (privileged, seccomp=unconfined) */
   int no_new_privs;      /* --security-opt no-new-privileges */
   host_opts opts;        /* --ulimit, --sysctl, --shm-size, --init, --group-add, ... (hostopts.h) */

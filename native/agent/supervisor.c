@@ -79,7 +79,8 @@ typedef struct conn {
 
 static struct {
   const char *dir;
-  int ep, lfd, sfd, logfd;
+  int ep, lfd, sfd;
+  log_file log; /* the json-file log, rotated per spec.logRotate */
   int linger;
   container_spec spec;
   int have_spec, paused;
@@ -288,7 +289,7 @@ static void end_output(proc *p, int i) {
     if (p->out_fd[i] != p->io.pty) close(p->out_fd[i]);
     p->out_fd[i] = -1;
   }
-  if (p->is_main) log_flush(g.logfd, &p->logs[i]);
+  if (p->is_main) log_flush(&g.log, &p->logs[i]);
   close_readers(p, i + 1);
   try_finalize(p);
 }
@@ -315,7 +316,7 @@ static void on_output(proc *p, int i) {
       return;
     }
     if (n == 0) { end_output(p, i); return; }
-    if (p->is_main && log_write(g.logfd, &p->logs[i], buf, (size_t)n) < 0) diag("writing log: %s", strerror(errno));
+    if (p->is_main && log_write(&g.log, &p->logs[i], buf, (size_t)n) < 0) diag("writing log: %s", strerror(errno));
     for (conn *c = g.conns; c; c = c->next)
       if (!c->dead && c->kind == C_OUT && c->p == p && c->stream == i + 1) conn_queue(c, buf, (size_t)n);
     if (n < (ssize_t)sizeof buf) return;
@@ -428,11 +429,10 @@ static void op_create(conn *c, uint32_t id, const jval *req) {
     reply_error(c, id, "ERR_SYSTEM", "%s", err);
     return;
   }
-  g.logfd = open(g.spec.log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-  if (g.logfd < 0) {
-    int e = errno;
+  int lrc = log_open(&g.log, g.spec.log_path, g.spec.log_max_size, g.spec.log_max_files);
+  if (lrc < 0) {
     cgroup_destroy(&g.spec);
-    reply_error(c, id, "ERR_SYSTEM", "open log %s: %s", g.spec.log_path, strerror(e));
+    reply_error(c, id, "ERR_SYSTEM", "open log %s: %s", g.spec.log_path, strerror(-lrc));
     spec_free(&g.spec);
     return;
   }
@@ -966,7 +966,7 @@ int supervisor_run(const supervisor_opts *o) {
   g.dir = o->state_dir;
   g.lfd = o->listen_fd;
   g.linger = o->linger_seconds;
-  g.logfd = -1;
+  g.log.fd = -1;
   g.idle_since = time(NULL);
   signal(SIGPIPE, SIG_IGN);
   sigset_t mask;

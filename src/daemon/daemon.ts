@@ -31,6 +31,8 @@ export interface DaemonOptions {
   tls?: TlsOptions;
   insecureTcp?: boolean;
   insecureRegistries?: string[];
+  /** `--log-opt`: json-file options every container gets unless it sets them (Docker's log-opts) */
+  logOpts?: Record<string, string>;
   /** `--storage-opt size=`: virtual size of the image base disks (bytes) */
   baseDiskSize?: number;
   /**
@@ -121,7 +123,10 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
         ...(o.baseDiskSize !== undefined && { baseDiskSize: o.baseDiskSize }),
         ...(remap && { userns: remap.maps }),
       }));
-    const manager = new ContainerManager({ dataRoot: o.dataRoot, isolations: components.isolations, images: components.images, defaultIsolation: o.defaultIsolation, log });
+    const manager = new ContainerManager({
+      dataRoot: o.dataRoot, isolations: components.isolations, images: components.images, defaultIsolation: o.defaultIsolation, log,
+      ...(o.logOpts && { logOpts: o.logOpts }),
+    });
     await manager.init();
     components.bindImagesInUse?.(() => manager.imagesInUse());
     const app = await buildApi({
@@ -170,5 +175,7 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+  // The control connections to the supervisors (which outlive us) would keep the process alive.
+  process.exit(0);
 }
 

@@ -56,6 +56,8 @@ export interface AgentSpec {
   capDrop: string[];
   cgroup?: { version: 1 | 2; root: string; path: string };
   logPath: string;
+  /** json-file rotation: before a record would take the file past maxSize bytes (maxFiles kept) */
+  logRotate?: { maxSize: number; maxFiles: number };
   /** own user namespace with these maps (`--userns-remap`); absent: the host's */
   userns?: { uidMap: { containerID: number; hostID: number; size: number }[]; gidMap: { containerID: number; hostID: number; size: number }[] };
   /** the compiled filter (base64 struct sock_filter[]); absent: none */

@@ -1,10 +1,12 @@
 /**
  * Reads the json-file log the supervisor writes (`log.jsonl`, Docker's json-file driver
- * format: one `{"log": ..., "stream": ..., "time": ...}` object per line), with Docker's
- * `tail`, `since`, `until` and `follow` semantics.
+ * format: one `{"log": ..., "stream": ..., "time": ...}` object per line, rotated to
+ * `log.jsonl.1`.. with `max-size`/`max-file`), with Docker's `tail`, `since`, `until` and
+ * `follow` semantics.
  */
-import { open, stat } from 'node:fs/promises';
+import { open, readdir, stat, type FileHandle } from 'node:fs/promises';
 import { watch, type FSWatcher } from 'node:fs';
+import path from 'node:path';
 
 export interface LogEntry {
   stream: 'stdout' | 'stderr';
@@ -19,8 +21,6 @@ export interface ReadLogOptions {
   sinceNano?: bigint;
   untilNano?: bigint;
   follow?: boolean;
-  /** start reading at this byte offset (the log's size when a run started) */
-  fromOffset?: number;
   /** with follow: true once the writer is finished (container exited); reading then drains to EOF */
   finished?: () => boolean;
   /** with follow: resolves when the writer may have finished (wakes the follower) */
@@ -57,85 +57,192 @@ function inWindow(e: LogEntry, o: ReadLogOptions): boolean {
 const CHUNK = 64 * 1024;
 const POLL_MS = 250;
 
-export async function* readLog(file: string, o: ReadLogOptions = {}): AsyncGenerator<LogEntry> {
-  let offset = o.fromOffset ?? 0;
-  let rest = '';
-  const readNew = async (): Promise<LogEntry[]> => {
-    const out: LogEntry[] = [];
-    let fh;
-    try {
-      fh = await open(file, 'r');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return out;
-      throw e;
-    }
-    try {
-      const buf = Buffer.alloc(CHUNK);
-      for (;;) {
-        const { bytesRead } = await fh.read(buf, 0, CHUNK, offset);
-        if (bytesRead === 0) break;
-        offset += bytesRead;
-        const text = rest + buf.subarray(0, bytesRead).toString('utf8');
-        const lines = text.split('\n');
-        rest = lines.pop()!;
-        for (const l of lines) {
-          const e = parseLogLine(l);
-          if (e && inWindow(e, o)) out.push(e);
-        }
-      }
-    } finally {
-      await fh.close();
-    }
-    return out;
-  };
-
-  const first = await readNew();
-  const start = o.tail !== undefined && o.tail >= 0 ? Math.max(0, first.length - o.tail) : 0;
-  for (let i = start; i < first.length; i++) yield first[i]!;
-  if (!o.follow) return;
-
-  let wake: (() => void) | undefined;
-  const kick = () => {
-    const w = wake;
-    wake = undefined;
-    w?.();
-  };
-  let watcher: FSWatcher | undefined;
+/**
+ * The files of a rotated json-file log (`log.jsonl.N-1` .. `log.jsonl.1`, then `log.jsonl`),
+ * oldest first, as names in the log's directory. The agent rotates by renaming (see
+ * native/agent/logfile.c), so a file keeps its inode while its number grows.
+ */
+export async function logChainNames(file: string): Promise<string[]> {
+  const dir = path.dirname(file);
+  const base = path.basename(file);
+  let names: string[];
   try {
-    watcher = watch(file, kick);
-    watcher.on('error', () => {});
-  } catch {
-    // The file may not exist yet: polling covers it.
+    names = await readdir(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
   }
-  const timer = setInterval(kick, POLL_MS);
-  o.onFinish?.then(kick, kick);
-  o.signal?.addEventListener('abort', kick);
-  try {
-    for (;;) {
-      if (o.signal?.aborted) return;
-      const finished = o.finished?.() ?? false;
-      for (const e of await readNew()) {
-        if (o.untilNano !== undefined && timeToNano(e.time) > o.untilNano) return;
-        yield e;
+  const rotated: { n: number; name: string }[] = [];
+  let current = false;
+  for (const n of names) {
+    if (n === base) current = true;
+    else if (n.startsWith(`${base}.`) && /^\d+$/.test(n.slice(base.length + 1))) rotated.push({ n: Number(n.slice(base.length + 1)), name: n });
+  }
+  rotated.sort((a, b) => b.n - a.n);
+  return [...rotated.map((r) => path.join(dir, r.name)), ...(current ? [file] : [])];
+}
+
+/** One file of the chain, open: reading continues from `offset`. */
+interface ChainFile {
+  fh: FileHandle;
+  ino: number;
+  offset: number;
+  rest: string;
+}
+
+/**
+ * Opens every file of the log, oldest first, as one consistent snapshot: if a rotation moved
+ * files while they were being opened (a name no longer names the inode opened), it starts over.
+ * The same inode under two names (mid-rotation: linked as `.1` before the new file replaces the
+ * current one) is opened once.
+ */
+export async function openLogChain(file: string): Promise<ChainFile[]> {
+  for (let attempt = 0; ; attempt++) {
+    const names = await logChainNames(file);
+    const opened: { name: string; fh: FileHandle; ino: number }[] = [];
+    let stable = true;
+    for (const name of names) {
+      try {
+        const fh = await open(name, 'r');
+        opened.push({ name, fh, ino: (await fh.stat()).ino });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
+          await Promise.all(opened.map((o) => o.fh.close()));
+          throw e;
+        }
+        stable = false;
       }
-      if (finished) return;
-      if (o.untilNano !== undefined && BigInt(Date.now()) * 1_000_000n > o.untilNano) return;
-      await new Promise<void>((resolve) => {
-        wake = resolve;
-      });
     }
-  } finally {
-    clearInterval(timer);
-    watcher?.close();
+    for (const o of opened) {
+      if (!stable) break;
+      try {
+        if ((await stat(o.name)).ino !== o.ino) stable = false;
+      } catch {
+        stable = false;
+      }
+    }
+    if (stable || attempt >= 10) {
+      const out: ChainFile[] = [];
+      for (let i = 0; i < opened.length; i++) {
+        const o = opened[i]!;
+        if (opened.slice(i + 1).some((later) => later.ino === o.ino)) {
+          await o.fh.close();
+          continue;
+        }
+        out.push({ fh: o.fh, ino: o.ino, offset: 0, rest: '' });
+      }
+      return out;
+    }
+    await Promise.all(opened.map((o) => o.fh.close()));
   }
 }
 
-export async function logSize(file: string): Promise<number> {
-  try {
-    return (await stat(file)).size;
-  } catch {
-    return 0;
+/** Reads what is new in one file (complete lines only; a partial line waits in `rest`). */
+async function readMore(f: ChainFile, o: ReadLogOptions): Promise<LogEntry[]> {
+  const out: LogEntry[] = [];
+  const buf = Buffer.alloc(CHUNK);
+  for (;;) {
+    const { bytesRead } = await f.fh.read(buf, 0, CHUNK, f.offset);
+    if (bytesRead === 0) break;
+    f.offset += bytesRead;
+    const text = f.rest + buf.subarray(0, bytesRead).toString('utf8');
+    const lines = text.split('\n');
+    f.rest = lines.pop()!;
+    for (const l of lines) {
+      const e = parseLogLine(l);
+      if (e && inWindow(e, o)) out.push(e);
+    }
   }
+  return out;
+}
+
+/**
+ * `docker logs`: every entry of the log, across its rotated files in order, with `tail`,
+ * `since`/`until`; with `follow`, then what the writer appends, switching to the new file at
+ * each rotation (after draining the old one, which the writer no longer touches once renamed)
+ * so no line is lost or repeated.
+ */
+export async function* readLog(file: string, o: ReadLogOptions = {}): AsyncGenerator<LogEntry> {
+  let chain = await openLogChain(file);
+  try {
+    const first: LogEntry[] = [];
+    for (const f of chain) first.push(...(await readMore(f, o)));
+    const start = o.tail !== undefined && o.tail >= 0 ? Math.max(0, first.length - o.tail) : 0;
+    for (let i = start; i < first.length; i++) yield first[i]!;
+    if (!o.follow) return;
+    // Only the newest file can still grow.
+    for (const f of chain.slice(0, -1)) await f.fh.close();
+    chain = chain.slice(-1);
+    let cur: ChainFile | undefined = chain[0];
+
+    let wake: (() => void) | undefined;
+    const kick = () => {
+      const w = wake;
+      wake = undefined;
+      w?.();
+    };
+    let watcher: FSWatcher | undefined;
+    try {
+      watcher = watch(path.dirname(file), kick);
+      watcher.on('error', () => {});
+    } catch {
+      // polling covers it
+    }
+    const timer = setInterval(kick, POLL_MS);
+    o.onFinish?.then(kick, kick);
+    o.signal?.addEventListener('abort', kick);
+    try {
+      for (;;) {
+        if (o.signal?.aborted) return;
+        const finished = o.finished?.() ?? false;
+        const fresh: LogEntry[] = cur ? await readMore(cur, o) : [];
+        // Rotated away? Then `cur` is complete: go on with the files that came after it.
+        const now = await stat(file).then((st) => st.ino, () => undefined);
+        if (now !== undefined && now !== cur?.ino) {
+          if (cur) fresh.push(...(await readMore(cur, o)));
+          const next = await openLogChain(file);
+          const at = cur ? next.findIndex((f) => f.ino === cur!.ino) : -1;
+          for (const f of next.slice(0, at + 1)) await f.fh.close();
+          const newer = next.slice(at + 1);
+          for (const f of newer.slice(0, -1)) {
+            fresh.push(...(await readMore(f, o)));
+            await f.fh.close();
+          }
+          await cur?.fh.close();
+          cur = newer.at(-1);
+          chain = cur ? [cur] : [];
+          if (cur) fresh.push(...(await readMore(cur, o)));
+        }
+        for (const e of fresh) {
+          if (o.untilNano !== undefined && timeToNano(e.time) > o.untilNano) return;
+          yield e;
+        }
+        if (finished) return;
+        if (o.untilNano !== undefined && BigInt(Date.now()) * 1_000_000n > o.untilNano) return;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+      }
+    } finally {
+      clearInterval(timer);
+      watcher?.close();
+    }
+  } finally {
+    await Promise.all(chain.map((f) => f.fh.close().catch(() => {})));
+  }
+}
+
+/** Bytes of the log, rotated files included. */
+export async function logSize(file: string): Promise<number> {
+  let total = 0;
+  for (const name of await logChainNames(file)) {
+    try {
+      total += (await stat(name)).size;
+    } catch {
+      // rotated away meanwhile
+    }
+  }
+  return total;
 }
 
 let lastNs = 0n;

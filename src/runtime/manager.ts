@@ -24,6 +24,7 @@ import { parseSignal } from './signals.js';
 import { policyOf, shouldRestart, shouldStartOnBoot } from './restart-policy.js';
 import { nextBackoff, realTimers, type Timers } from './backoff.js';
 import { planUpdate, validateUpdate, type UpdateBody } from './update.js';
+import { resolveLogConfig } from './log-opts.js';
 import { cpus } from 'node:os';
 import { readLog, logSize, type LogEntry, type ReadLogOptions } from './log-file.js';
 
@@ -38,6 +39,8 @@ export interface ManagerOptions {
   log?: (msg: string) => void;
   /** schedules restart-policy back-offs (tests pass a fake clock) */
   timers?: Timers;
+  /** the daemon's json-file options (`tvm daemon --log-opt`), under each container's own */
+  logOpts?: Record<string, string>;
 }
 
 export type WaitCondition = 'not-running' | 'next-exit' | 'removed';
@@ -125,6 +128,7 @@ export class ContainerManager {
   private readonly execs = new Map<string, ExecRecord>();
   private readonly log: (msg: string) => void;
   private readonly timers: Timers;
+  private readonly logOpts: Record<string, string>;
 
   constructor(o: ManagerOptions) {
     this.dataRoot = o.dataRoot;
@@ -136,6 +140,7 @@ export class ContainerManager {
     this.defaultIsolation = o.defaultIsolation;
     this.log = o.log ?? (() => {});
     this.timers = o.timers ?? realTimers;
+    this.logOpts = o.logOpts ?? {};
   }
 
   availableIsolations(): IsolationKind[] {
@@ -286,6 +291,7 @@ export class ContainerManager {
     const network = validateNetwork(hc);
     const storage = validateStorageOpt(hc);
     const restartPolicy = validateRestartPolicy(hc);
+    const log = resolveLogConfig(hc.LogConfig, this.logOpts);
     const usernsMode = validateUsernsMode(hc);
     const hostOptions = validateHostOptions(body, network);
     const name = nameArg !== undefined && nameArg !== '' ? validateName(nameArg) : randomName((n) => this.records.nameTaken(n));
@@ -347,6 +353,7 @@ export class ContainerManager {
         network,
         stateDir,
         logPath: path.join(stateDir, 'log.jsonl'),
+        ...(log.rotate && { logRotate: log.rotate }),
         ...(usernsMode && { usernsMode }),
         ...hostOptions,
         ...(storage && { storage }),
@@ -369,7 +376,7 @@ export class ContainerManager {
         CapAdd: hc.CapAdd ?? null,
         CapDrop: hc.CapDrop ?? null,
         RestartPolicy: restartPolicy,
-        LogConfig: { Type: 'json-file', Config: hc.LogConfig?.Config ?? {} },
+        LogConfig: log.logConfig,
       };
       const rec: ContainerRecord = {
         version: RECORD_VERSION,

@@ -61,6 +61,8 @@ export interface ContainerSpec {
   stateDir: string;
   /** json-file log, written by the supervisor so logs outlive the daemon */
   logPath: string;
+  /** json-file max-size/max-file: the writer rotates to logPath.1.. (unset: never) */
+  logRotate?: { maxSize: number; maxFiles: number };
   /**
    * HostConfig.UsernsMode: 'host' opts the container out of the daemon's `--userns-remap` (it then
    * runs in the host's user namespace); unset: the daemon's choice

@@ -7,6 +7,7 @@ import { parseBytes, parseCpus } from '../units.js';
 import { humanDuration } from '../../api/container-json.js';
 import { collect } from '../options.js';
 import { parseRestartFlag } from './restart.js';
+import { parseLogOptFlags } from '../../runtime/log-opts.js';
 import { parseStorageOptFlags } from './storage-opt.js';
 import { addSecurityFlags, securityHostConfig, type SecurityFlags } from './run-security.js';
 
@@ -68,9 +69,10 @@ export function registerContainerCommands(program: Command): void {
     .option('--stop-signal <sig>', 'signal to stop the container')
     .option('-p, --publish <spec>', 'publish a port (not supported yet)', collect, [])
     .option('--restart <policy>', 'restart policy: no, always, unless-stopped, on-failure[:max-retries]')
+    .option('--log-opt <k=v>', 'json-file log option: max-size=10m, max-file=3 (repeatable)', collect, [])
     .option('--storage-opt <k=v>', 'storage option: size=<bytes|k|m|g> limits the writable layer (repeatable)', collect, [])
     .action(async (image: string, command: string[], o: {
-      restart?: string; storageOpt: string[];
+      restart?: string; logOpt: string[]; storageOpt: string[];
       isolation?: string; interactive?: boolean; tty?: boolean; detach?: boolean; rm?: boolean; env: string[]; memory?: string; cpus?: string; pidsLimit?: string;
       name?: string; volume: string[]; workdir?: string; user?: string; entrypoint?: string; network: string; label: string[]; stopSignal?: string; publish: string[];
     } & SecurityFlags) => {
@@ -100,6 +102,7 @@ export function registerContainerCommands(program: Command): void {
             ...(o.cpus && { NanoCpus: parseCpus(o.cpus) }),
             ...(o.pidsLimit && { PidsLimit: Number(o.pidsLimit) }),
             ...(o.restart !== undefined && { RestartPolicy: parseRestartFlag(o.restart) }),
+            ...(o.logOpt.length > 0 && { LogConfig: { Type: '', Config: parseLogOptFlags(o.logOpt) } }),
             ...(o.storageOpt.length > 0 && { StorageOpt: parseStorageOptFlags(o.storageOpt) }),
             ...(o.publish.length > 0 && { PortBindings: Object.fromEntries(o.publish.map((p) => [p, [{}]])) }),
             ...securityHostConfig(o),

@@ -4,6 +4,7 @@ import type { IsolationKind } from '../../runtime/types.js';
 import { InvalidParameterError } from '../../errors.js';
 import { parseBytes } from '../units.js';
 import { collect } from '../options.js';
+import { parseLogOptFlags, parseLogOpts } from '../../runtime/log-opts.js';
 
 const MIN_BASE_DISK_SIZE = 64 * 1024 * 1024;
 
@@ -24,14 +25,17 @@ export function registerDaemonCommand(program: Command): void {
     .option('--insecure-tcp', 'allow plain TCP without TLS (anyone reaching it is root)')
     .option('--storage-opt <k=v>', 'storage driver option: size=<bytes|k|m|g> sets the virtual size of image base disks (repeatable)', collect, [])
     .option('--insecure-registry <host>', 'registry reachable over plain HTTP (repeatable)', collect, [])
+    .option('--log-opt <k=v>', 'default json-file log option for containers: max-size=10m, max-file=3 (repeatable)', collect, [])
     .option('--userns-remap <user[:group]>', 'run containers in user namespaces: default (user dockremap, created if absent), user, user:group, uid or uid:gid (ranges from /etc/subuid, /etc/subgid)')
     .action(async (o: {
       host: string[]; dataRoot: string; execRoot: string; defaultIsolation: IsolationKind; group?: string; tlsverify?: boolean; tls?: boolean;
-      tlscacert?: string; tlscert?: string; tlskey?: string; insecureTcp?: boolean; insecureRegistry: string[]; storageOpt: string[]; usernsRemap?: string;
+      tlscacert?: string; tlscert?: string; tlskey?: string; insecureTcp?: boolean; insecureRegistry: string[]; storageOpt: string[]; logOpt: string[]; usernsRemap?: string;
     }) => {
       // Loaded on use: the daemon pulls in fastify and every part; other commands need none of it.
       const { DEFAULT_HOST, runDaemon } = await import('../../daemon/daemon.js');
       const baseDiskSize = parseStorageOpts(o.storageOpt);
+      const logOpts = parseLogOptFlags(o.logOpt);
+      parseLogOpts(logOpts); // refused at start, not at each container's create
       const tlsOn = o.tlsverify === true || o.tls === true || o.tlscert !== undefined;
       await runDaemon({
         hosts: o.host.length > 0 ? o.host : [DEFAULT_HOST],
@@ -43,6 +47,7 @@ export function registerDaemonCommand(program: Command): void {
         ...(o.insecureTcp && { insecureTcp: true }),
         ...(o.insecureRegistry.length > 0 && { insecureRegistries: o.insecureRegistry }),
         ...(baseDiskSize !== undefined && { baseDiskSize }),
+        ...(o.logOpt.length > 0 && { logOpts }),
         ...(o.usernsRemap !== undefined && { usernsRemap: o.usernsRemap }),
       });
     });

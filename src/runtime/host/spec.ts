@@ -123,6 +123,7 @@ export function agentSpec(spec: ContainerSpec, lower: string, cgroup: CgroupConf
     capDrop: spec.capDrop,
     cgroup,
     logPath: spec.logPath,
+    ...(spec.logRotate && { logRotate: spec.logRotate }),
     ...agentSecurity(spec, CAPABILITIES),
     ...agentProcessOptions(spec.processOptions),
   };

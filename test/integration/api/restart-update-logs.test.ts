@@ -3,7 +3,7 @@
  * against a `tvm daemon` running the real parts (host isolation, tvm-agent supervisors).
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { writeFile, readFile, mkdtemp, rm } from 'node:fs/promises';
+import { writeFile, readFile, readdir, stat, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { startTestDaemon, missingRealParts, requireDocker, type TestDaemon, type DockerOptions } from '../../fixtures/daemon.js';
@@ -109,6 +109,40 @@ describe('restart policies, docker update, log rotation (docker CLI, real daemon
     expect(low.stderr).toMatch(/Cannot update container [0-9a-f]{64}: unable to set memory(\+swap)? limit to 8388608 \(current usage: \d+, peak usage: \d+\)/);
     expect(await inspect('hog', '{{.HostConfig.Memory}}')).toBe(String(256 * 1024 * 1024));
     await run(['rm', '-f', 'nolimit', 'hog']);
+  });
+
+  it('--log-opt max-size=100k max-file=3: ~1 MB of output leaves three files, none over the size; docker logs shows the newest lines in order', async () => {
+    // 7000 lines of 100 bytes (~170 bytes each as json-file records)
+    const script = 'i=0; while [ $i -lt 7000 ]; do printf "line %05d %088d\\n" $i 0; i=$((i+1)); done';
+    const r = await run(['run', '--name', 'chatty', '--log-opt', 'max-size=100k', '--log-opt', 'max-file=3', 'busybox', 'sh', '-c', script]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(await inspect('chatty', '{{json .HostConfig.LogConfig}}')).toBe('{"Type":"json-file","Config":{"max-file":"3","max-size":"100k"}}');
+    const logPath = await inspect('chatty', '{{.LogPath}}');
+    const files = (await readdir(path.dirname(logPath))).filter((f) => f.startsWith('log.jsonl')).sort();
+    expect(files).toEqual(['log.jsonl', 'log.jsonl.1', 'log.jsonl.2']);
+    for (const f of files) expect((await stat(path.join(path.dirname(logPath), f))).size).toBeLessThanOrEqual(100_000);
+    const logs = (await run(['logs', 'chatty'])).stdout.split('\n');
+    const nums = logs.map((l) => Number(/^line (\d{5}) /.exec(l)?.[1]));
+    expect(nums.at(-1)).toBe(6999);
+    expect(nums[0]).toBeGreaterThan(0);
+    expect(nums).toEqual(nums.map((_, i) => nums[0]! + i));
+    expect((await run(['logs', '--tail', '3', 'chatty'])).stdout.split('\n').map((l) => l.slice(0, 10))).toEqual(['line 06997', 'line 06998', 'line 06999']);
+    const bad = await run(['run', '--rm', '--log-opt', 'max-sise=1m', 'busybox', 'true']);
+    expect(bad.exitCode).not.toBe(0);
+    expect(bad.stderr).toContain("unknown log opt 'max-sise' for json-file log driver");
+    await run(['rm', 'chatty']);
+  });
+
+  it('docker logs -f follows across rotations: every line once, in order', async () => {
+    const script = 'sleep 1; i=0; while [ $i -lt 3000 ]; do printf "line %05d %088d\\n" $i 0; i=$((i+1)); done';
+    expect((await run(['run', '-d', '--name', 'rotfollow', '--log-opt', 'max-size=40k', '--log-opt', 'max-file=20', 'busybox', 'sh', '-c', script])).exitCode).toBe(0);
+    const f = await run(['logs', '-f', 'rotfollow']);
+    expect(f.exitCode, f.stderr).toBe(0);
+    const nums = f.stdout.split('\n').map((l) => Number(/^line (\d{5}) /.exec(l)?.[1]));
+    expect(nums).toEqual(Array.from({ length: 3000 }, (_, i) => i));
+    const logPath = await inspect('rotfollow', '{{.LogPath}}');
+    expect((await readdir(path.dirname(logPath))).filter((x) => x.startsWith('log.jsonl.')).length).toBeGreaterThan(5);
+    await run(['rm', 'rotfollow']);
   });
 
   it('after a daemon restart: always comes back if its workload died meanwhile; a stopped unless-stopped stays down', async () => {
