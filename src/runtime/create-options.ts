@@ -38,6 +38,12 @@ export function validateHostOptions(body: CreateBody, network: 'none' | 'host'):
  * CpuShares CpuQuota CpuPeriod CpusetCpus PidsLimit Ulimits Sysctls ShmSize Init GroupAdd
  * OomScoreAdj OomKillDisable Devices Dns DnsSearch DnsOptions ExtraHosts.
  *
+ * Mounts: BindOptions (propagation other than rprivate, non-recursive, create-src),
+ * VolumeOptions (a driver, driver options, subpath) and TmpfsOptions.Options are refused; so is
+ * -v propagation shared/slave. VolumeOptions.NoCopy is what tvm does anyway (no copy-up);
+ * VolumeOptions.Labels are metadata; Consistency is for macOS; the z/Z relabel modes need SELinux,
+ * which is not enabled, so there is nothing to relabel.
+ *
  * ignored because harmless (no effect on the workload in Docker either, or metadata Docker
  * only stores): ExposedPorts (EXPOSE metadata), ArgsEscaped (Windows), OnBuild and Shell (build
  * metadata), NetworkDisabled (tvm's default network is already "none"), ContainerIDFile (the
@@ -102,8 +108,40 @@ const ENDPOINT_OPTIONS: [string, string][] = [
   ['DriverOpts', '--network driver options'], ['IPAddress', '--ip'], ['GlobalIPv6Address', '--ip6'],
 ];
 
+/** Mount propagation other than Docker's default (rprivate) is refused: every tvm mount is private. */
+const PROPAGATION = new Set(['shared', 'rshared', 'slave', 'rslave']);
+
+function refuseMountOptions(hc: Record<string, unknown>): void {
+  for (const b of (hc.Binds as unknown[] | null | undefined) ?? []) {
+    if (typeof b !== 'string') continue;
+    const mode = b.split(':')[2] ?? '';
+    for (const m of mode.split(',')) {
+      if (PROPAGATION.has(m)) throw new InvalidParameterError(`-v ${b}: bind propagation "${m}" is not supported by tvm (mounts are rprivate)`);
+    }
+  }
+  for (const m of (hc.Mounts as Record<string, unknown>[] | null | undefined) ?? []) {
+    const bo = (m?.BindOptions ?? {}) as Record<string, unknown>;
+    const vo = (m?.VolumeOptions ?? {}) as Record<string, unknown>;
+    const to = (m?.TmpfsOptions ?? {}) as Record<string, unknown>;
+    const target = String(m?.Target ?? '');
+    const refuse = (what: string): never => {
+      throw new InvalidParameterError(`--mount target=${target}: ${what} is not supported by tvm`);
+    };
+    if (typeof bo.Propagation === 'string' && PROPAGATION.has(bo.Propagation)) refuse(`bind-propagation=${bo.Propagation}`);
+    if (bo.NonRecursive === true) refuse('bind-recursive=disabled');
+    if (bo.ReadOnlyNonRecursive === true || bo.ReadOnlyForceRecursive === true) refuse('bind-recursive=writable/readonly');
+    if (bo.CreateMountpoint === true) refuse('bind-create-src');
+    const driver = (vo.DriverConfig as { Name?: unknown } | null | undefined)?.Name;
+    if (typeof driver === 'string' && driver !== '' && driver !== 'local') refuse(`volume-driver=${driver}`);
+    if (!empty((vo.DriverConfig as { Options?: unknown } | null | undefined)?.Options)) refuse('volume-opt');
+    if (typeof vo.Subpath === 'string' && vo.Subpath !== '') refuse('volume-subpath');
+    if (!empty(to.Options)) refuse('tmpfs options beyond size and mode');
+  }
+}
+
 export function refuseUnsupported(body: CreateBody): void {
   const hc = (body.HostConfig ?? {}) as Record<string, unknown>;
+  refuseMountOptions(hc);
   for (const r of REFUSED) {
     const v = r.at === 'Config' ? (body as Record<string, unknown>)[r.field] : hc[r.field];
     if (!r.unset(v)) {

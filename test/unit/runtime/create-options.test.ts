@@ -15,6 +15,10 @@ describe('create options tvm does not implement are refused, never ignored', () 
     expect(validateHostOptions(PLAIN_RUN, 'none')).toEqual({});
     expect(() => refuseUnsupported(withHc({ IpcMode: 'private', PidMode: 'private', UTSMode: '', CgroupnsMode: 'host', VolumeDriver: 'local', MemorySwappiness: -1, MaskedPaths: null }))).not.toThrow();
     expect(() => refuseUnsupported(withHc({}, { Healthcheck: { Test: ['NONE'] }, ExposedPorts: { '80/tcp': {} }, NetworkDisabled: true }))).not.toThrow();
+    expect(() => refuseUnsupported(withHc({
+      Binds: ['/a:/b:ro,z', 'v:/c:rprivate'],
+      Mounts: [{ Type: 'bind', Source: '/a', Target: '/d', BindOptions: { Propagation: 'rprivate' } }, { Type: 'volume', Source: 'v', Target: '/e', VolumeOptions: { NoCopy: true, Labels: { a: 'b' }, DriverConfig: { Name: 'local' } } }],
+    }))).not.toThrow();
   });
 
   it.each([
@@ -40,6 +44,13 @@ describe('create options tvm does not implement are refused, never ignored', () 
     [{ CpuCount: 2 }, '--cpu-count'],
     [{ MaskedPaths: [], ReadonlyPaths: [] }, 'systempaths=unconfined'],
     [{ Cgroup: 'x' }, '--cgroup x'],
+    [{ Binds: ['/a:/b:ro,rshared'] }, 'bind propagation "rshared" is not supported'],
+    [{ Mounts: [{ Type: 'bind', Source: '/a', Target: '/b', BindOptions: { Propagation: 'shared' } }] }, '--mount target=/b: bind-propagation=shared'],
+    [{ Mounts: [{ Type: 'bind', Source: '/a', Target: '/b', BindOptions: { NonRecursive: true } }] }, 'bind-recursive=disabled'],
+    [{ Mounts: [{ Type: 'bind', Source: '/a', Target: '/b', BindOptions: { CreateMountpoint: true } }] }, 'bind-create-src'],
+    [{ Mounts: [{ Type: 'volume', Source: 'v', Target: '/b', VolumeOptions: { DriverConfig: { Name: 'nfs' } } }] }, 'volume-driver=nfs'],
+    [{ Mounts: [{ Type: 'volume', Source: 'v', Target: '/b', VolumeOptions: { Subpath: 'x' } }] }, 'volume-subpath'],
+    [{ Mounts: [{ Type: 'tmpfs', Target: '/b', TmpfsOptions: { Options: [['exec']] } }] }, 'tmpfs options'],
   ])('HostConfig %j', (hc, msg) => {
     expect(() => refuseUnsupported(withHc(hc))).toThrow(InvalidParameterError);
     expect(() => refuseUnsupported(withHc(hc))).toThrow(msg);
