@@ -41,8 +41,14 @@ export interface WriteOptions {
    * it returns holds the next read back
    */
   onChunk?: (chunk: Buffer) => Promise<void> | undefined | void;
-  /** runs after the bytes were verified and before the blob is committed; a throw stores nothing */
+  /** runs after size and digest were verified and before the blob is committed; a throw stores nothing */
   beforeCommit?: () => Promise<void>;
+  /**
+   * the sha256 digest of exactly the chunks onChunk saw, computed by the consumer behind it (a
+   * layer inspection in a worker thread, sparing the downloading thread a second pass); it is
+   * checked against `expected` exactly as our own hash would be
+   */
+  digestOf?: () => Promise<string>;
   /**
    * fsync the directory after the rename (default). Callers writing many blobs pass false and
    * call syncDir() once before recording anything that refers to them.
@@ -117,7 +123,7 @@ export class BlobStore {
     const what = opts.what ?? `blob ${opts.expected?.digest ?? ''}`.trim();
     const expected = opts.expected ?? {};
     if (expected.digest !== undefined) digestHex(expected.digest);
-    const hash = createHash('sha256');
+    const hash = opts.digestOf ? undefined : createHash('sha256');
     let count = 0;
     const tmp = path.join(this.tmpDir, `${Date.now()}-${randomBytes(8).toString('hex')}`);
     const fh = await open(tmp, 'wx', 0o644);
@@ -138,7 +144,7 @@ export class BlobStore {
         const chunk = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
         count += chunk.length;
         if (expected.size !== undefined && count > expected.size) throw new SizeMismatchError(what, expected.size, count, false);
-        hash.update(chunk);
+        hash?.update(chunk);
         if (opts.onChunk) {
           const wait = opts.onChunk(chunk);
           if (wait) await wait;
@@ -150,7 +156,8 @@ export class BlobStore {
       await flush();
       await flush();
       if (expected.size !== undefined && count !== expected.size) throw new SizeMismatchError(what, expected.size, count, true);
-      const digest = SHA256_PREFIX + hash.digest('hex');
+      const digest = hash ? SHA256_PREFIX + hash.digest('hex') : await opts.digestOf!();
+      digestHex(digest);
       if (expected.digest !== undefined && digest !== expected.digest) throw new DigestMismatchError(what, expected.digest, digest);
       if (opts.beforeCommit) await opts.beforeCommit();
       // data (and size) durable before the name appears; the directory entry is synced by syncDir

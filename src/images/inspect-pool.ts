@@ -19,10 +19,12 @@ export interface LayerInspection {
   write(chunk: Buffer): Promise<void> | undefined | void;
   end(): Promise<LayerFacts>;
   abort(): void;
+  /** with `hashBlob`: the sha256 of the chunks written, known once end() was called (also when inspection fails) */
+  blobDigest?(): Promise<string>;
 }
 
 export type ToWorker =
-  | { op: 'start'; id: number; what: string; deferLinks: boolean }
+  | { op: 'start'; id: number; what: string; deferLinks: boolean; hashBlob: boolean }
   | { op: 'data'; id: number; chunk: Uint8Array }
   | { op: 'end'; id: number }
   | { op: 'abort'; id: number };
@@ -33,20 +35,21 @@ export type FromWorker =
       op: 'done';
       id: number;
       facts: { compression: Compression; diffId: string; size: number; entries: number; paths: string[]; dangling: { name: string; target: string }[] };
+      blobDigest?: string;
     }
-  | { op: 'error'; id: number; message: string; code: string; name: string };
+  | { op: 'error'; id: number; message: string; code: string; name: string; blobDigest?: string };
 
 /** compressed layers at least this large go to a worker */
 export const WORKER_MIN_BYTES = 4 << 20;
 /** bytes gathered into one message (fewer, larger messages; one copy each) */
-const MESSAGE_BYTES = 512 << 10;
+const MESSAGE_BYTES = 1 << 20;
 /** bytes sent but not yet inspected before the sender waits */
 const MAX_IN_FLIGHT = 8 << 20;
 
 interface Job {
   onAck(bytes: number): void;
-  onDone(f: LayerFacts): void;
-  onError(e: Error): void;
+  onDone(f: LayerFacts, blobDigest?: string): void;
+  onError(e: Error, blobDigest?: string): void;
 }
 
 class PoolWorker {
@@ -63,10 +66,10 @@ class PoolWorker {
       if (m.op === 'ack') job.onAck(m.bytes);
       else if (m.op === 'done') {
         this.finish(m.id);
-        job.onDone({ ...m.facts, paths: new Set(m.facts.paths) });
+        job.onDone({ ...m.facts, paths: new Set(m.facts.paths) }, m.blobDigest);
       } else {
         this.finish(m.id);
-        job.onError(rebuildError(m));
+        job.onError(rebuildError(m), m.blobDigest);
       }
     });
     const die = (e: Error) => {
@@ -137,8 +140,9 @@ class RemoteInspector implements LayerInspection {
   private waiter: (() => void) | undefined;
   private failure: Error | undefined;
   private readonly result: Promise<LayerFacts>;
+  private readonly digest: Promise<string>;
 
-  constructor(what: string, deferLinks: boolean) {
+  constructor(what: string, deferLinks: boolean, private readonly hashBlob: boolean) {
     this.w = pickWorker();
     let resolve!: (f: LayerFacts) => void;
     let reject!: (e: Error) => void;
@@ -147,20 +151,36 @@ class RemoteInspector implements LayerInspection {
       reject = rej;
     });
     this.result.catch(() => {});
+    let digestResolve!: (d: string) => void;
+    let digestReject!: (e: Error) => void;
+    this.digest = new Promise<string>((res, rej) => {
+      digestResolve = res;
+      digestReject = rej;
+    });
+    this.digest.catch(() => {});
     this.w.add(this.id, {
       onAck: (bytes) => {
         this.inFlight -= bytes;
         if (this.inFlight <= MAX_IN_FLIGHT / 2) this.wake();
       },
-      onDone: resolve,
-      onError: (e) => {
+      onDone: (f, d) => {
+        if (d) digestResolve(d);
+        else digestReject(new TvmError('ERR_LAYER_INSPECT', `${what}: the worker did not hash the blob`, 500));
+        resolve(f);
+      },
+      onError: (e, d) => {
         this.failure ??= e;
         this.wake();
+        if (d) digestResolve(d);
+        else digestReject(e);
         reject(e);
       },
     });
-    this.w.post({ op: 'start', id: this.id, what, deferLinks });
+    this.w.post({ op: 'start', id: this.id, what, deferLinks, hashBlob });
+    if (hashBlob) this.blobDigest = () => this.digest;
   }
+
+  blobDigest?: () => Promise<string>;
 
   private wake(): void {
     const w = this.waiter;
@@ -170,9 +190,9 @@ class RemoteInspector implements LayerInspection {
 
   private flush(): void {
     if (this.batchLen === 0) return;
-    // one copy into a buffer of our own, which is then moved (not copied again) to the worker
-    const ab = new ArrayBuffer(this.batchLen);
-    const view = new Uint8Array(ab);
+    // one copy into memory of our own (unpooled, not zero-filled), which is then moved, not
+    // copied again, to the worker
+    const view = Buffer.allocUnsafeSlow(this.batchLen);
     let off = 0;
     for (const b of this.batch) {
       view.set(b, off);
@@ -181,7 +201,7 @@ class RemoteInspector implements LayerInspection {
     this.inFlight += this.batchLen;
     this.batch = [];
     this.batchLen = 0;
-    this.w.post({ op: 'data', id: this.id, chunk: view }, [ab]);
+    this.w.post({ op: 'data', id: this.id, chunk: view }, [view.buffer as ArrayBuffer]);
   }
 
   write(chunk: Buffer): Promise<void> | undefined {
@@ -194,10 +214,15 @@ class RemoteInspector implements LayerInspection {
     return new Promise<void>((resolve) => (this.waiter = resolve));
   }
 
+  private ended = false;
+
   async end(): Promise<LayerFacts> {
     if (this.failure) throw this.failure;
-    this.flush();
-    this.w.post({ op: 'end', id: this.id });
+    if (!this.ended) {
+      this.ended = true;
+      this.flush();
+      this.w.post({ op: 'end', id: this.id });
+    }
     return this.result;
   }
 
@@ -210,8 +235,11 @@ class RemoteInspector implements LayerInspection {
   }
 }
 
-/** An inspection for a layer blob of `size` bytes: in a worker when large, inline otherwise. */
-export function inspectionFor(what: string, size: number, opts: { deferLinks?: boolean } = {}): LayerInspection {
-  if (size >= WORKER_MIN_BYTES) return new RemoteInspector(what, opts.deferLinks ?? false);
-  return new LayerInspector(what, new Set(), opts);
+/**
+ * An inspection for a layer blob of `size` bytes: in a worker when large, inline otherwise.
+ * With `hashBlob` a worker inspection also hashes the blob itself (see `blobDigest`).
+ */
+export function inspectionFor(what: string, size: number, opts: { deferLinks?: boolean; hashBlob?: boolean } = {}): LayerInspection {
+  if (size >= WORKER_MIN_BYTES) return new RemoteInspector(what, opts.deferLinks ?? false, opts.hashBlob ?? false);
+  return new LayerInspector(what, new Set(), { deferLinks: opts.deferLinks ?? false });
 }

@@ -5,28 +5,30 @@
  * Messages per inspection id are handled strictly in order.
  */
 import { parentPort } from 'node:worker_threads';
+import { createHash, type Hash } from 'node:crypto';
 import { LayerInspector } from './layer-inspect.js';
 import type { ToWorker, FromWorker } from './inspect-pool.js';
 
 const port = parentPort!;
-const jobs = new Map<number, { ins: LayerInspector; tail: Promise<void>; failed: boolean }>();
+const jobs = new Map<number, { ins: LayerInspector; blob: Hash | undefined; tail: Promise<void>; failed: boolean }>();
 
 function send(m: FromWorker): void {
   port.postMessage(m);
 }
 
-function failed(id: number, e: unknown): void {
+function failed(id: number, e: unknown, blobDigest?: string): void {
   const job = jobs.get(id);
   if (!job || job.failed) return;
   job.failed = true;
   job.ins.abort();
   const err = e as { message?: string; code?: string; name?: string };
-  send({ op: 'error', id, message: err?.message ?? String(e), code: err?.code ?? 'ERR_LAYER_INSPECT', name: err?.name ?? 'Error' });
+  send({ op: 'error', id, message: err?.message ?? String(e), code: err?.code ?? 'ERR_LAYER_INSPECT', name: err?.name ?? 'Error', ...(blobDigest && { blobDigest }) });
 }
 
 port.on('message', (m: ToWorker) => {
   if (m.op === 'start') {
-    jobs.set(m.id, { ins: new LayerInspector(m.what, new Set(), { deferLinks: m.deferLinks }), tail: Promise.resolve(), failed: false });
+    const blob = m.hashBlob ? createHash('sha256') : undefined;
+    jobs.set(m.id, { ins: new LayerInspector(m.what, new Set(), { deferLinks: m.deferLinks }), blob, tail: Promise.resolve(), failed: false });
     return;
   }
   const job = jobs.get(m.id);
@@ -39,18 +41,27 @@ port.on('message', (m: ToWorker) => {
   }
   job.tail = job.tail.then(async () => {
     if (job.failed) return;
+    let blobDigest: string | undefined;
     try {
       if (m.op === 'data') {
-        const wait = job.ins.write(Buffer.from(m.chunk));
+        const chunk = Buffer.from(m.chunk.buffer, m.chunk.byteOffset, m.chunk.byteLength);
+        job.blob?.update(chunk);
+        const wait = job.ins.write(chunk);
         if (wait) await wait;
         send({ op: 'ack', id: m.id, bytes: m.chunk.byteLength });
       } else {
+        if (job.blob) blobDigest = 'sha256:' + job.blob.digest('hex');
         const f = await job.ins.end();
         jobs.delete(m.id);
-        send({ op: 'done', id: m.id, facts: { compression: f.compression, diffId: f.diffId, size: f.size, entries: f.entries, paths: [...f.paths], dangling: f.dangling } });
+        send({
+          op: 'done',
+          id: m.id,
+          facts: { compression: f.compression, diffId: f.diffId, size: f.size, entries: f.entries, paths: [...f.paths], dangling: f.dangling },
+          ...(blobDigest && { blobDigest }),
+        });
       }
     } catch (e) {
-      failed(m.id, e);
+      failed(m.id, e, blobDigest);
       jobs.delete(m.id);
     }
   });

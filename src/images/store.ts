@@ -599,13 +599,23 @@ export class Store implements ImageStore {
       let seen = 0;
       let lastShown = 0;
       // blob digest and size, diff ID and tar checks all in the download's one pass
-      const inspector = inspectionFor(what, l.size, { deferLinks: true });
+      const inspector = inspectionFor(what, l.size, { deferLinks: true, hashBlob: true });
+      const digestOf = inspector.blobDigest?.bind(inspector);
       try {
         const body = await client.getBlob(repo, l);
         info = await this.blobs.write(body, {
           expected: l,
           what,
           syncDir: false,
+          // a worker inspection hashes the blob too, so the downloading thread does not
+          ...(digestOf && {
+            digestOf: async () => {
+              // ending the inspection is what makes the worker report its hash (a failed
+              // inspection still reports it, so a wrong digest is named as such first)
+              await inspector.end().catch(() => {});
+              return digestOf();
+            },
+          }),
           onChunk: (c) => {
             seen += c.length;
             if (seen - lastShown >= every || seen === l.size) {

@@ -57,3 +57,21 @@ describe('layer inspection in a worker', () => {
     expect(b.entries).toBe(1);
   });
 });
+
+describe('a worker inspection that hashes the blob too', () => {
+  it('reports the blob digest, also when the inspection fails', async () => {
+    const pad = { name: 'pad', content: randomBytes(WORKER_MIN_BYTES) };
+    const good = gzipSync(await packTar([pad]), { level: 1 });
+    const ins = inspectionFor('layer good', good.length, { hashBlob: true });
+    expect(ins.blobDigest).toBeTypeOf('function');
+    await feed(ins, good);
+    expect(await ins.blobDigest!()).toBe('sha256:' + createHash('sha256').update(good).digest('hex'));
+
+    const cut = good.subarray(0, good.length - 1000);
+    const bad = inspectionFor('layer cut', cut.length, { hashBlob: true });
+    await expect(feed(bad, cut)).rejects.toMatchObject({ code: 'ERR_BAD_COMPRESSION' });
+    expect(await bad.blobDigest!()).toBe('sha256:' + createHash('sha256').update(cut).digest('hex'));
+    // small layers are inspected inline and leave hashing to the blob store
+    expect(inspectionFor('layer small', 1000, { hashBlob: true }).blobDigest).toBeUndefined();
+  });
+});

@@ -156,6 +156,32 @@ describe('pull from a real docker-registry', () => {
     expect(readdirSync(path.join(store.root, 'blobs', 'tmp'))).toEqual([]);
   });
 
+  it('large layers (inspected and hashed in a worker): pulled intact; corrupted ones refused by digest, storing nothing', async () => {
+    const { randomBytes } = await import('node:crypto');
+    const { WORKER_MIN_BYTES } = await import('../../../src/images/inspect-pool.js');
+    const tar = await fileTar(randomBytes(WORKER_MIN_BYTES + 4096));
+    const img = buildImage([tar], { config: { config: { Cmd: ['big'] } } });
+    expect(img.layers[0]!.size).toBeGreaterThanOrEqual(WORKER_MIN_BYTES);
+    await pushImage(client, 'test/big', 'v1', img);
+    const good = newStore();
+    const rec = await good.pull(`${reg.host}/test/big:v1`);
+    expect(rec.diffIds).toEqual([sha256(tar)]);
+    expect((await collectLayers(good, rec.id))[0]!.equals(tar)).toBe(true);
+
+    const p = registryBlobPath(img.layers[0]!.digest);
+    const data = readFileSync(p);
+    // a flipped byte in the middle of a stored (incompressible) block: gzip still inflates
+    // to the end, only the digest can tell
+    data[Math.floor(data.length / 2)] ^= 0xff;
+    writeFileSync(p, data);
+    const store = newStore();
+    const err = await store.pull(`${reg.host}/test/big:v1`).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FormatError);
+    expect((err as FormatError).code).toBe('ERR_DIGEST_MISMATCH');
+    expect(await store.list()).toEqual([]);
+    expect(await store.blobs.list()).toEqual([]);
+  });
+
   it('rejects a truncated blob, storing nothing', async () => {
     const img = buildImage([await fileTar(Buffer.alloc(8192, 2))], { config: { config: { Cmd: ['short'] } } });
     await pushImage(client, 'test/short', 'v1', img);
