@@ -145,6 +145,23 @@ describe('restart policies, docker update, log rotation (docker CLI, real daemon
     await run(['rm', 'rotfollow']);
   });
 
+  it('while it waits for its back-off a container shows as Restarting (docker ps, inspect)', async () => {
+    expect((await run(['run', '-d', '--name', 'crashy', '--restart', 'always', 'busybox', 'sh', '-c', 'exit 1'])).exitCode).toBe(0);
+    const ps = await until('crashy to be seen restarting', async () => {
+      const out = (await run(['ps', '--filter', 'name=crashy', '--format', '{{.Status}}'])).stdout;
+      return /^Restarting \(1\) .* ago$/.test(out) ? out : undefined;
+    });
+    expect(ps).toMatch(/^Restarting \(1\) (Less than a second|\d+ seconds?) ago$/);
+    const st = await until('inspect to show it restarting', async () => {
+      const s2 = await inspect('crashy', '{{.State.Status}} {{.State.Restarting}} {{.State.Running}}');
+      return s2.startsWith('restarting') ? s2 : undefined;
+    });
+    expect(st).toBe('restarting true true');
+    const rm = await run(['rm', '-f', 'crashy']);
+    expect(rm.exitCode, rm.stderr).toBe(0);
+    expect((await run(['ps', '-a', '--filter', 'name=crashy', '-q'])).stdout).toBe('');
+  });
+
   it('after a daemon restart: always comes back if its workload died meanwhile; a stopped unless-stopped stays down', async () => {
     expect((await run(['run', '-d', '--name', 'boot', '--restart', 'always', 'busybox', 'sleep', '1000'])).exitCode).toBe(0);
     expect((await run(['run', '-d', '--name', 'parked', '--restart', 'unless-stopped', 'busybox', 'sleep', '1000'])).exitCode).toBe(0);
