@@ -96,13 +96,15 @@ describe('user namespaces: tvm daemon --userns-remap=default (docker CLI, --isol
     ok(await d.docker(['volume', 'rm', 'userns-vol']));
   });
 
-  it('read-only rootfs, read-only binds and tmpfs work from inside the user namespace', async () => {
+  it('read-only rootfs, read-only binds, tmpfs and a sized writable layer work from inside the user namespace', async () => {
     const ro = path.join(tmp, 'ro');
     await mkdir(ro, { mode: 0o755 });
     await writeFile(path.join(ro, 'f'), 'r\n');
     const out = ok(await run(['--read-only', '-v', `${ro}:/ro:ro`, '--tmpfs', '/scratch', 'busybox', 'sh', '-c',
       'touch /x 2>/dev/null; echo root=$?; touch /ro/y 2>/dev/null; echo ro=$?; cat /ro/f; touch /scratch/z && echo tmpfs=0']));
     expect(out.split('\n').map((l) => l.trim())).toEqual(['root=1', 'ro=1', 'r', 'tmpfs=0']);
+    // a sized writable layer (its own loop-mounted ext4) is the container root's too
+    expect(ok(await run(['--storage-opt', 'size=64m', 'busybox', 'sh', '-c', 'rm -rf /home && mkdir /home && touch /home/x && ls /home']))).toBe('x');
   });
 
   it('docker cp shows and takes container ids; a stopped container\'s view keeps its opaque directories', async () => {
