@@ -88,6 +88,14 @@ describe('restart policies, docker update, log rotation (docker CLI, real daemon
     expect((await readFile(`/sys/fs/cgroup/pids/tvm/${id}/pids.max`, 'utf8')).trim()).toBe('20');
     const fork = await run(['exec', 'upd', 'sh', '-c', 'i=0; while [ $i -lt 40 ]; do sleep 30 </dev/null >/dev/null 2>&1 & i=$((i+1)); done; echo started $i']);
     expect(fork.stderr).toMatch(/can't fork|Resource temporarily unavailable/);
+    // raising past the current memory+swap: the agent moves memsw first, as the kernel requires
+    const up = await run(['update', '--memory', '200m', '--memory-swap', '400m', 'upd']);
+    expect([up.exitCode, up.stderr]).toEqual([0, '']);
+    expect((await readFile(`/sys/fs/cgroup/memory/tvm/${id}/memory.limit_in_bytes`, 'utf8')).trim()).toBe(String(200 * 1024 * 1024));
+    expect((await readFile(`/sys/fs/cgroup/memory/tvm/${id}/memory.memsw.limit_in_bytes`, 'utf8')).trim()).toBe(String(400 * 1024 * 1024));
+    const down = await run(['update', '--memory', '32m', '--memory-swap', '64m', 'upd']);
+    expect([down.exitCode, down.stderr]).toEqual([0, '']);
+    expect((await readFile(`/sys/fs/cgroup/memory/tvm/${id}/memory.memsw.limit_in_bytes`, 'utf8')).trim()).toBe(String(64 * 1024 * 1024));
     // a restart keeps the new limits
     expect((await run(['restart', '-t', '0', 'upd'])).exitCode).toBe(0);
     expect((await readFile(`/sys/fs/cgroup/pids/tvm/${id}/pids.max`, 'utf8')).trim()).toBe('20');
