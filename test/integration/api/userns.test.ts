@@ -70,6 +70,13 @@ describe('user namespaces: tvm daemon --userns-remap=default (docker CLI, --isol
     expect(ok(await d.docker(['exec', id, 'id', '-u'])).trim()).toBe('0');
     expect(ok(await d.docker(['exec', id, 'cat', '/proc/self/uid_map'])).trim().split(/\s+/)).toEqual(['0', String(uidStart), '65536']);
     expect(ok(await d.docker(['exec', '-u', '1000:1000', id, 'id'])).trim()).toBe('uid=1000(app) gid=1000(app) groups=1000(app)');
+    // the rest of the lifecycle works on it: top, stats, pause/unpause, a privileged exec (all capabilities, of its namespace)
+    expect(ok(await d.docker(['top', id]))).toContain('sleep 300');
+    expect(ok(await d.docker(['stats', '--no-stream', '--format', '{{.Name}}', id])).trim()).not.toBe('');
+    ok(await d.docker(['pause', id]));
+    ok(await d.docker(['unpause', id]));
+    expect(ok(await d.docker(['exec', '--privileged', id, 'grep', '^CapEff', '/proc/self/status'])).trim()).toMatch(/^CapEff:\s+0*1ffffffffff$/);
+    expect(ok(await d.docker(['exec', '--privileged', id, 'cat', '/proc/self/uid_map'])).trim().split(/\s+/)).toEqual(['0', String(uidStart), '65536']);
     // a daemon restart finds it running, in its user namespace
     await d.stop();
     await d.start();
