@@ -172,6 +172,22 @@ describe('restart policies', () => {
     expect(t.iso.calls.filter((c) => c.op === 'start')).toHaveLength(2);
   });
 
+  it('docker kill with a signal other than the stop signal leaves always in charge', async () => {
+    const { Id } = await t.m.create({ Image: 'busybox', Cmd: ['sh'], StopSignal: 'SIGUSR1', HostConfig: { RestartPolicy: { Name: 'always' } } });
+    await t.m.start(Id);
+    await t.m.kill(Id, 'SIGHUP');
+    expect(t.m.get(Id).manuallyStopped).toBe(true);
+    t.iso.exit(Id, 129);
+    await until(() => t.m.get(Id).state.status === 'restarting');
+    // with the stop signal (or SIGKILL) the exit is final
+    await t.clock.advance(100);
+    await until(() => t.m.get(Id).state.status === 'running');
+    await t.m.kill(Id, 'SIGUSR1');
+    t.iso.exit(Id, 138);
+    await until(() => t.m.get(Id).state.status === 'exited');
+    expect(t.clock.pending.size).toBe(0);
+  });
+
   it('a failed restart leaves the container exited with the error', async () => {
     const { Id } = await t.m.create({ Image: 'busybox', Cmd: ['sh'], HostConfig: { RestartPolicy: { Name: 'always' } } });
     await t.m.start(Id);
@@ -215,6 +231,24 @@ describe('restart policies across a daemon restart', () => {
       expect(status('always-running')).toBe('running');
       expect(status('unless-running')).toBe('running');
       expect(status('never-started')).toBe('created');
+    } finally {
+      await rm(t.dataRoot, { recursive: true, force: true, maxRetries: 10, retryDelay: 20 });
+    }
+  });
+
+  it('a restart pending when the daemon went away happens at the next daemon start', async () => {
+    const t = await setup();
+    try {
+      const { Id } = await t.m.create({ Image: 'busybox', Cmd: ['sh'], HostConfig: { RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 5 } } });
+      await t.m.start(Id);
+      t.iso.exit(Id, 1);
+      await until(() => t.m.get(Id).state.status === 'restarting');
+      await settle();
+      const iso2 = new MemoryIsolation();
+      iso2.recoverAs = 'exited';
+      const t2 = await setup(iso2, t.dataRoot);
+      expect(t2.m.get(Id).state.status).toBe('running');
+      expect(iso2.calls.filter((c) => c.op === 'start')).toHaveLength(1);
     } finally {
       await rm(t.dataRoot, { recursive: true, force: true, maxRetries: 10, retryDelay: 20 });
     }
