@@ -95,9 +95,11 @@ export function assertRunning(status: ContainerStatus, id: string, op: 'kill' | 
     if (status === 'exited' || status === 'dead') throw new ConflictError('You cannot attach to a stopped container, start it first');
     if (status === 'paused') throw new ConflictError('You cannot attach to a paused container, unpause it first');
     if (status === 'removing') throw new ConflictError(`container is marked for removal and cannot be attached to`);
+    if (status === 'restarting') throw new ConflictError(`container ${id} is restarting, wait until the container is running`);
     return;
   }
   if (status === 'running' || status === 'paused') return;
+  if (status === 'restarting' && op === 'top') throw restartingError(id);
   if (op === 'kill') throw new ConflictError(`Cannot kill container: ${id}: Container ${id} is not running`);
   throw new ConflictError(`Container ${id} is not running`);
 }

@@ -64,6 +64,8 @@ describe('container state machine', () => {
     expect(() => transition('restarting', 'start', 'abc')).toThrow(NotModifiedError);
     expect(() => transition('restarting', 'pause', 'abc')).toThrow('Container abc is restarting, wait until the container is running');
     expect(() => assertRunning('restarting', 'abc', 'exec')).toThrow('Container abc is restarting, wait until the container is running');
+    expect(() => assertRunning('restarting', 'abc', 'top')).toThrow('Container abc is restarting, wait until the container is running');
+    expect(() => assertRunning('restarting', 'abc', 'attach')).toThrow('container abc is restarting, wait until the container is running');
     expect(() => transition('restarting', 'remove', '/web')).toThrow(
       'cannot remove container "/web": container is restarting: stop the container before removing or force remove',
     );
