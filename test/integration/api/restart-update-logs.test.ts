@@ -119,6 +119,21 @@ describe('restart policies, docker update, log rotation (docker CLI, real daemon
     await run(['rm', '-f', 'nolimit', 'hog']);
   });
 
+  it('docker update of a stopped container takes effect at its next start; --restart is updated too', async () => {
+    expect((await run(['create', '--name', 'later', 'busybox', 'sleep', '1000'])).exitCode).toBe(0);
+    const u = await run(['update', '--pids-limit', '7', '--cpu-shares', '512', '--restart', 'on-failure:3', 'later']);
+    expect([u.exitCode, u.stderr]).toEqual([0, '']);
+    expect(await inspect('later', '{{.HostConfig.PidsLimit}} {{.HostConfig.CpuShares}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}')).toBe('7 512 on-failure:3');
+    expect((await run(['start', 'later'])).exitCode).toBe(0);
+    const id = await inspect('later', '{{.Id}}');
+    expect((await readFile(`/sys/fs/cgroup/pids/tvm/${id}/pids.max`, 'utf8')).trim()).toBe('7');
+    expect((await readFile(`/sys/fs/cgroup/cpu/tvm/${id}/cpu.shares`, 'utf8')).trim()).toBe('512');
+    const bad = await run(['update', '--restart', 'always', '--memory', '1m', 'later']);
+    expect(bad.exitCode).toBe(1);
+    expect(bad.stderr).toContain('Minimum memory limit allowed is 6MB');
+    await run(['rm', '-f', 'later']);
+  });
+
   it('--log-opt max-size=100k max-file=3: ~1 MB of output leaves three files, none over the size; docker logs shows the newest lines in order', async () => {
     // 7000 lines of 100 bytes (~170 bytes each as json-file records)
     const script = 'i=0; while [ $i -lt 7000 ]; do printf "line %05d %088d\\n" $i 0; i=$((i+1)); done';
