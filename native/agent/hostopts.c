@@ -18,7 +18,7 @@
 #define ERR(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
 
 const char *const hostopts_keys[] = {"ulimits", "sysctls", "shmSize", "init", "groupAdd", "oomScoreAdj",
-                                     "devices", "memoryReservation", "oomKillDisable", NULL};
+                                     "devices", "oomKillDisable", NULL};
 
 /* go-units' ulimit names, as docker run --ulimit takes them */
 static const struct { const char *name; int res; } rlimits[] = {
@@ -154,9 +154,6 @@ int hostopts_parse(const jval *s, host_opts *o, char *err, size_t errlen) {
     o->oom_score_adj = (int)adj;
   }
   if ((v = json_get(s, "devices")) && v->type != J_NULL && parse_devices(v, o, err, errlen) < 0) return -1;
-  if ((v = json_get(s, "memoryReservation")) && v->type != J_NULL &&
-      int_of(v, "spec.memoryReservation", 0, INT64_MAX, &o->memory_reservation, err, errlen) < 0)
-    return -1;
   if ((v = json_get(s, "oomKillDisable")) && v->type != J_NULL) {
     if (v->type != J_BOOL) ERR("spec.oomKillDisable: expected a boolean");
     o->oom_kill_disable = v->boolean;
@@ -344,24 +341,17 @@ static int cg_write(const char *root, const char *ctl, const char *path, const c
 }
 
 int hostopts_cgroup(const host_opts *o, int version, const char *root, const char *path, char *err, size_t errlen) {
-  int want = o->ndevices || o->memory_reservation || o->oom_kill_disable;
-  if (!want) return 0;
-  if (version == 0) ERR("--device, --memory-reservation and --oom-kill-disable need a cgroup filesystem, which this host has not");
-  char v[64];
+  if (!o->ndevices && !o->oom_kill_disable) return 0;
+  if (version == 0) ERR("--device and --oom-kill-disable need a cgroup filesystem, which this host has not");
   if (version == 2) {
     if (o->ndevices) ERR("--device is not supported with cgroup v2 by tvm yet");
-    if (o->oom_kill_disable) ERR("--oom-kill-disable: cgroup v2 has no OOM-killer switch (memory.oom_control is v1 only)");
-    snprintf(v, sizeof v, "%lld", (long long)o->memory_reservation);
-    return cg_write(root, NULL, path, "memory.low", v, err, errlen);
+    ERR("--oom-kill-disable: cgroup v2 has no OOM-killer switch (memory.oom_control is v1 only)");
   }
+  char v[64];
   for (size_t i = 0; i < o->ndevices; i++) {
     const device_spec *d = &o->devices[i];
     snprintf(v, sizeof v, "%c %u:%u %s", d->type == S_IFBLK ? 'b' : 'c', d->major, d->minor, d->perms);
     if (cg_write(root, "devices", path, "devices.allow", v, err, errlen) < 0) return -1;
-  }
-  if (o->memory_reservation) {
-    snprintf(v, sizeof v, "%lld", (long long)o->memory_reservation);
-    if (cg_write(root, "memory", path, "memory.soft_limit_in_bytes", v, err, errlen) < 0) return -1;
   }
   if (o->oom_kill_disable && cg_write(root, "memory", path, "memory.oom_control", "1", err, errlen) < 0) return -1;
   return 0;

@@ -1,5 +1,6 @@
 /* Docker's HostConfig process options the agent applies: --ulimit, --sysctl, --shm-size,
- * --init, --group-add, --oom-score-adj, --device, --memory-reservation, --oom-kill-disable.
+ * --init, --group-add, --oom-score-adj, --device, --oom-kill-disable (--memory-reservation is a
+ * resource: spec.resources, cgroup.c).
  * Parsed from the spec's top-level keys (docs/agent-protocol.md) and applied at the point of
  * container setup each belongs to. */
 #ifndef TVM_HOSTOPTS_H
@@ -40,7 +41,6 @@ typedef struct {
   int oom_score_adj;
   device_spec *devices;
   size_t ndevices;
-  int64_t memory_reservation; /* bytes; 0: none */
   int oom_kill_disable;
 } host_opts;
 
@@ -62,8 +62,8 @@ int hostopts_sysctls(const host_opts *o, char *err, size_t errlen);
 int hostopts_groups(const host_opts *o, const char *group, exec_user *u, char *err, size_t errlen);
 /* setrlimit for each --ulimit, and oom_score_adj, for the calling process. */
 int hostopts_process(const host_opts *o, char *err, size_t errlen);
-/* Agent side, once the container's cgroup exists (v1): devices.allow, memory soft limit,
- * oom_control. cgroup_version 0 (no cgroupfs): refused when any is asked for. */
+/* Agent side, once the container's cgroup exists (v1): devices.allow, oom_control.
+ * cgroup_version 0 (no cgroupfs): refused when any is asked for. */
 int hostopts_cgroup(const host_opts *o, int cgroup_version, const char *cgroup_root, const char *cgroup_path,
                     char *err, size_t errlen);
 /* argv for running args under docker-init: {DOCKER_INIT_PATH, "--", args..., NULL} (malloc'd). */

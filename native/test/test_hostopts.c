@@ -42,12 +42,12 @@ int main(void) {
   CHECK(parse("{\"ulimits\":[{\"name\":\"nofile\",\"soft\":100,\"hard\":200},{\"name\":\"core\",\"soft\":-1,\"hard\":-1}],"
               "\"sysctls\":{\"net.ipv4.ip_forward\":\"1\"},\"shmSize\":1048576,\"init\":true,\"groupAdd\":[\"staff\",\"77\"],"
               "\"oomScoreAdj\":10,\"devices\":[{\"path\":\"/dev/null\",\"containerPath\":\"/dev/n\",\"permissions\":\"rw\"}],"
-              "\"memoryReservation\":8388608,\"oomKillDisable\":true}", &o, err, sizeof err) == 0);
+              "\"oomKillDisable\":true}", &o, err, sizeof err) == 0);
   CHECK(o.nulimits == 2 && o.ulimits[0].resource == RLIMIT_NOFILE && o.ulimits[0].soft == 100 && o.ulimits[1].hard == -1);
   CHECK(o.nsysctls == 1 && strcmp(o.sysctl_keys[0], "net.ipv4.ip_forward") == 0 && strcmp(o.sysctl_vals[0], "1") == 0);
   CHECK(o.shm_size == 1048576 && o.init && o.ngroup_add == 2 && o.has_oom_score_adj && o.oom_score_adj == 10);
   CHECK(o.ndevices == 1 && o.devices[0].major == 1 && o.devices[0].minor == 3 && strcmp(o.devices[0].perms, "rw") == 0);
-  CHECK(o.memory_reservation == 8388608 && o.oom_kill_disable);
+  CHECK(o.oom_kill_disable);
 
   /* --group-add: names through /etc/group, numbers as they are, duplicates once */
   exec_user u = {.uid = 0, .gid = 0, .ngroups = 1, .groups = {0}};

@@ -9,6 +9,7 @@ import { InvalidParameterError, NotImplementedError } from '../errors.js';
 import type { ImageRecord } from '../images/types.js';
 import type { IsolationKind, Mount, ProcessSpec, Resources } from './types.js';
 import { parseSignal } from './signals.js';
+import { validateMemoryReservation } from './process-options.js';
 import { parseRestartPolicy, type RestartPolicy } from './restart-policy.js';
 
 export interface CreateBody {
@@ -123,6 +124,9 @@ export function validateResources(hc: HostConfigBody): Resources {
   if ((hc.CpuShares ?? 0) < 0) throw new InvalidParameterError('invalid CPU shares: must be a positive number');
   if (hc.CpuShares) r.cpuShares = hc.CpuShares;
   if (hc.PidsLimit !== undefined && hc.PidsLimit !== null && hc.PidsLimit > 0) r.pidsLimit = hc.PidsLimit;
+  // --memory-reservation: a resource (the cgroup's soft limit), which docker update changes too
+  const resv = validateMemoryReservation(hc);
+  if (resv) r.memoryReservation = resv;
   if (hc.CpusetCpus) {
     if (!/^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(hc.CpusetCpus)) throw new InvalidParameterError(`Invalid value ${hc.CpusetCpus} for cpuset cpus`);
     for (const part of hc.CpusetCpus.split(',')) {

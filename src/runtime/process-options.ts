@@ -1,6 +1,6 @@
 /**
  * Docker's HostConfig process options (--ulimit, --sysctl, --shm-size, --init, --group-add,
- * --oom-score-adj, --device, --memory-reservation, --oom-kill-disable): validated with Docker's
+ * --oom-score-adj, --device, --oom-kill-disable, --dns*, --add-host, --domainname): validated with Docker's
  * (and runc's) rules and messages, then turned into the agent spec's fields.
  */
 import { statSync } from 'node:fs';
@@ -125,6 +125,20 @@ export function validateExtraHosts(list: unknown): { name: string; ip: string }[
   });
 }
 
+/**
+ * --memory-reservation, Docker's checks. The value belongs to Resources (the cgroup's soft
+ * limit, which `docker update` changes too): validateResources records it there.
+ */
+export function validateMemoryReservation(hc: HostConfigBody): number | undefined {
+  const resv = hc.MemoryReservation ?? 0;
+  if (!isInt(resv) || resv < 0) return bad('invalid memory reservation: must be a positive number');
+  if (resv === 0) return undefined;
+  if (resv < MIN_MEMORY) bad('Minimum memory reservation allowed is 6MB');
+  const mem = hc.Memory ?? 0;
+  if (mem > 0 && mem < resv) bad('Minimum memory limit can not be less than memory reservation limit, see usage');
+  return resv;
+}
+
 export function validateProcessOptions(hc: HostConfigBody, network: 'none' | 'host', domainname?: string): ProcessOptions {
   const out: ProcessOptions = {};
   const dns = validateDns(hc);
@@ -152,14 +166,6 @@ export function validateProcessOptions(hc: HostConfigBody, network: 'none' | 'ho
   if (adj !== 0) out.oomScoreAdj = adj as number;
   const devices = validateDevices(hc.Devices);
   if (devices.length > 0) out.devices = devices;
-  const resv = hc.MemoryReservation ?? 0;
-  if (!isInt(resv) || resv < 0) bad('invalid memory reservation: must be a positive number');
-  if ((resv as number) > 0) {
-    if ((resv as number) < MIN_MEMORY) bad('Minimum memory reservation allowed is 6MB');
-    const mem = hc.Memory ?? 0;
-    if (mem > 0 && mem < (resv as number)) bad('Minimum memory limit can not be less than memory reservation limit, see usage');
-    out.memoryReservation = resv as number;
-  }
   if (hc.OomKillDisable === true) out.oomKillDisable = true;
   return out;
 }
@@ -177,7 +183,6 @@ export function agentProcessOptions(o: ProcessOptions | undefined): Record<strin
     ...(o.groupAdd && { groupAdd: o.groupAdd }),
     ...(o.oomScoreAdj !== undefined && { oomScoreAdj: o.oomScoreAdj }),
     ...(o.devices && { devices: o.devices.map((d) => ({ path: d.pathOnHost, containerPath: d.pathInContainer, permissions: d.permissions })) }),
-    ...(o.memoryReservation && { memoryReservation: o.memoryReservation }),
     ...(o.oomKillDisable && { oomKillDisable: true }),
   };
 }

@@ -119,8 +119,6 @@ export interface ProcessOptions {
   groupAdd?: string[];
   oomScoreAdj?: number;
   devices?: DeviceMapping[];
-  /** bytes: memory.soft_limit_in_bytes (v1) / memory.low (v2) */
-  memoryReservation?: number;
   oomKillDisable?: boolean;
   /** --dns, --dns-search, --dns-option: replace the host's in the container's resolv.conf */
   dns?: { nameservers?: string[]; search?: string[]; options?: string[] };

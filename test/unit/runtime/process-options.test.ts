@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidParameterError } from '../../../src/errors.js';
-import { agentProcessOptions, validateDns, validateExtraHosts, validateProcessOptions, validateSysctls, validateUlimits } from '../../../src/runtime/process-options.js';
+import { agentProcessOptions, validateDns, validateExtraHosts, validateMemoryReservation, validateProcessOptions, validateSysctls, validateUlimits } from '../../../src/runtime/process-options.js';
 
 describe('--ulimit', () => {
   it("accepts Docker's names with -1 as unlimited", () => {
@@ -51,15 +51,22 @@ describe('process options', () => {
     }, 'none');
     expect(agentProcessOptions(o)).toEqual({
       ulimits: [{ name: 'nofile', soft: 1, hard: 2 }], shmSize: 1 << 20, init: true, groupAdd: ['staff', '42'], oomScoreAdj: -500,
-      devices: [{ path: '/dev/null', containerPath: '/dev/n2', permissions: 'rw' }], memoryReservation: 1 << 28, oomKillDisable: true,
+      devices: [{ path: '/dev/null', containerPath: '/dev/n2', permissions: 'rw' }], oomKillDisable: true,
     });
+    // a resource: recorded in Resources by validateResources, where docker update changes it
+    expect(validateMemoryReservation({ Memory: 1 << 30, MemoryReservation: 1 << 28 })).toBe(1 << 28);
+    expect(validateMemoryReservation({ MemoryReservation: 0 })).toBeUndefined();
     expect(validateProcessOptions({ Devices: [{ PathOnHost: '/dev/null' }] }, 'none').devices).toEqual([{ pathOnHost: '/dev/null', pathInContainer: '/dev/null', permissions: 'rwm' }]);
+  });
+  it.each([
+    [{ MemoryReservation: 1024 }, 'Minimum memory reservation allowed is 6MB'],
+    [{ Memory: 8 << 20, MemoryReservation: 16 << 20 }, 'Minimum memory limit can not be less than memory reservation limit'],
+  ])('refuses the reservation %j', (hc, msg) => {
+    expect(() => validateMemoryReservation(hc)).toThrow(msg);
   });
   it.each([
     [{ ShmSize: -1 }, 'SHM size can not be less than 0'],
     [{ OomScoreAdj: -1001 }, 'Invalid value -1001, range for oom score adj is [-1000, 1000]'],
-    [{ MemoryReservation: 1024 }, 'Minimum memory reservation allowed is 6MB'],
-    [{ Memory: 8 << 20, MemoryReservation: 16 << 20 }, 'Minimum memory limit can not be less than memory reservation limit'],
     [{ Devices: [{ PathOnHost: '/dev/null', CgroupPermissions: 'rx' }] }, '/dev/null invalid device mode: rx'],
     [{ Devices: [{ PathOnHost: '/nonexistent-dev' }] }, 'error gathering device information while adding custom device "/nonexistent-dev": no such file or directory'],
     [{ Devices: [{ PathOnHost: '/etc/hostname' }] }, 'not a device node'],
