@@ -116,6 +116,12 @@ const now = (): string => new Date().toISOString();
 const ZERO_TIME = '0001-01-01T00:00:00Z';
 const MAX_EXECS_PER_CONTAINER = 256;
 
+/**
+ * States in which an attach waits for the next start instead of failing: `docker run` attaches
+ * to a created container, `docker start -a` to an exited one (Docker's API allows both).
+ */
+const ATTACH_BEFORE_START = new Set(['created', 'exited']);
+
 export class ContainerManager {
   readonly records: RecordStore;
   readonly events: EventBus;
@@ -885,7 +891,7 @@ export class ContainerManager {
     if (!opts.stream) {
       return { done: Promise.resolve(), detach: () => {} };
     }
-    if (st !== 'created') assertRunning(st, rec.id, 'attach');
+    if (!ATTACH_BEFORE_START.has(st)) assertRunning(st, rec.id, 'attach');
     const a = await this.isolationFor(rec.spec.isolation).attach(rec.spec, wants);
     this.emit(rec, 'attach');
     return a;
@@ -894,7 +900,7 @@ export class ContainerManager {
   /** The checks attach makes, run before a hijacked connection is upgraded (so errors are HTTP). */
   checkAttachable(ref: string): ContainerRecord {
     const rec = this.get(ref);
-    if (rec.state.status !== 'created') assertRunning(rec.state.status, rec.id, 'attach');
+    if (!ATTACH_BEFORE_START.has(rec.state.status)) assertRunning(rec.state.status, rec.id, 'attach');
     return rec;
   }
 

@@ -1,6 +1,7 @@
 /**
- * API version negotiation: the docker CLI pinned to older API versions (DOCKER_API_VERSION)
- * drives the everyday commands against tvm, as clients of older Docker releases would.
+ * What docker CLI users do beyond the main suite: clients pinned to older API versions
+ * (DOCKER_API_VERSION) drive the everyday commands, and `docker start -a` re-runs an exited
+ * container attached (the CLI attaches before it starts).
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -9,7 +10,7 @@ import path from 'node:path';
 import { startTestDaemon, missingRealParts, requireDocker, type TestDaemon } from '../../fixtures/daemon.js';
 import { busyboxDockerArchive } from '../../fixtures/fake-images.js';
 
-describe('older API clients', () => {
+describe('docker CLI compatibility', () => {
   let d: TestDaemon;
   let tmp: string;
   beforeAll(async () => {
@@ -44,5 +45,14 @@ describe('older API clients', () => {
     expect(logs).toBe('started');
     const rm = await d.docker(['rm', '-f', name], { env });
     expect([rm.exitCode, rm.stdout]).toEqual([0, name]);
+  });
+
+  it('docker start -a on an exited container runs it again with its output attached', async () => {
+    const first = await d.docker(['run', '--name', 'again', 'busybox', 'sh', '-c', 'echo run; exit 3']);
+    expect([first.exitCode, first.stdout]).toEqual([3, 'run']);
+    const again = await d.docker(['start', '-a', 'again']);
+    expect([again.exitCode, again.stdout, again.stderr]).toEqual([3, 'run', '']);
+    expect((await d.docker(['logs', 'again'])).stdout).toBe('run\nrun');
+    await d.docker(['rm', 'again']);
   });
 });
