@@ -18,7 +18,7 @@
 #define ERR(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
 
 const char *const hostopts_keys[] = {"ulimits", "sysctls", "shmSize", "init", "groupAdd", "oomScoreAdj",
-                                     "devices", "oomKillDisable", NULL};
+                                     "devices", "oomKillDisable", "maskedPaths", "readonlyPaths", NULL};
 
 /* go-units' ulimit names, as docker run --ulimit takes them */
 static const struct { const char *name; int res; } rlimits[] = {
@@ -127,6 +127,19 @@ static int parse_devices(const jval *v, host_opts *o, char *err, size_t errlen) 
   return 0;
 }
 
+/* an array of absolute paths without ".." */
+static int parse_paths(const jval *v, const char *where, char ***out, size_t *n, char *err, size_t errlen) {
+  if (v->type != J_ARR) ERR("%s: expected an array of absolute paths", where);
+  *out = calloc(v->len + 1, sizeof(char *));
+  for (size_t i = 0; i < v->len; i++) {
+    const char *p = v->items[i].type == J_STR ? v->items[i].str : NULL;
+    if (!p || p[0] != '/' || strstr(p, "/..")) ERR("%s[%zu]: expected an absolute path without \"..\"", where, i);
+    (*out)[i] = strdup(p);
+    *n = i + 1;
+  }
+  return 0;
+}
+
 int hostopts_parse(const jval *s, host_opts *o, char *err, size_t errlen) {
   memset(o, 0, sizeof *o);
   const jval *v;
@@ -154,6 +167,14 @@ int hostopts_parse(const jval *s, host_opts *o, char *err, size_t errlen) {
     o->oom_score_adj = (int)adj;
   }
   if ((v = json_get(s, "devices")) && v->type != J_NULL && parse_devices(v, o, err, errlen) < 0) return -1;
+  if ((v = json_get(s, "maskedPaths")) && v->type != J_NULL) {
+    o->has_masked_paths = 1;
+    if (parse_paths(v, "spec.maskedPaths", &o->masked_paths, &o->nmasked_paths, err, errlen) < 0) return -1;
+  }
+  if ((v = json_get(s, "readonlyPaths")) && v->type != J_NULL) {
+    o->has_readonly_paths = 1;
+    if (parse_paths(v, "spec.readonlyPaths", &o->readonly_paths, &o->nreadonly_paths, err, errlen) < 0) return -1;
+  }
   if ((v = json_get(s, "oomKillDisable")) && v->type != J_NULL) {
     if (v->type != J_BOOL) ERR("spec.oomKillDisable: expected a boolean");
     o->oom_kill_disable = v->boolean;
@@ -171,6 +192,8 @@ void hostopts_free(host_opts *o) {
   free_strv(o->sysctl_keys, o->nsysctls);
   free_strv(o->sysctl_vals, o->nsysctls);
   free_strv(o->group_add, o->ngroup_add);
+  free_strv(o->masked_paths, o->nmasked_paths);
+  free_strv(o->readonly_paths, o->nreadonly_paths);
   for (size_t i = 0; i < o->ndevices; i++) {
     free(o->devices[i].path);
     free(o->devices[i].cpath);

@@ -42,6 +42,10 @@ typedef struct {
   device_spec *devices;
   size_t ndevices;
   int oom_kill_disable;
+  /* HostConfig.MaskedPaths / ReadonlyPaths when given (has_*): replace Docker's lists */
+  int has_masked_paths, has_readonly_paths;
+  char **masked_paths, **readonly_paths;
+  size_t nmasked_paths, nreadonly_paths;
 } host_opts;
 
 /* The keys this module reads, for the spec's unknown-key check. */

@@ -176,20 +176,25 @@ static int user_mounts(const container_spec *s, char *err, size_t errlen) {
   return 0;
 }
 
-static int mask_paths(char *err, size_t errlen) {
-  for (size_t i = 0; i < ARRAY_LEN(masked_paths); i++) {
+/* Docker's lists, or the spec's (HostConfig.MaskedPaths/ReadonlyPaths; empty with
+ * --security-opt systempaths=unconfined). */
+static int mask_paths(const host_opts *o, char *err, size_t errlen) {
+  const char *const *masked = o->has_masked_paths ? (const char *const *)o->masked_paths : masked_paths;
+  size_t nmasked = o->has_masked_paths ? o->nmasked_paths : ARRAY_LEN(masked_paths);
+  const char *const *ro = o->has_readonly_paths ? (const char *const *)o->readonly_paths : readonly_paths;
+  size_t nro = o->has_readonly_paths ? o->nreadonly_paths : ARRAY_LEN(readonly_paths);
+  for (size_t i = 0; i < nmasked; i++) {
     struct stat st;
-    if (stat(masked_paths[i], &st) < 0) continue;
-    int rc = S_ISDIR(st.st_mode) ? mount("tmpfs", masked_paths[i], "tmpfs", MS_RDONLY, NULL)
-                                 : mount("/dev/null", masked_paths[i], NULL, MS_BIND, NULL);
-    if (rc < 0) ERRNO("mask %s", masked_paths[i]);
+    if (stat(masked[i], &st) < 0) continue;
+    int rc = S_ISDIR(st.st_mode) ? mount("tmpfs", masked[i], "tmpfs", MS_RDONLY, NULL)
+                                 : mount("/dev/null", masked[i], NULL, MS_BIND, NULL);
+    if (rc < 0) ERRNO("mask %s", masked[i]);
   }
-  for (size_t i = 0; i < ARRAY_LEN(readonly_paths); i++) {
+  for (size_t i = 0; i < nro; i++) {
     struct stat st;
-    if (stat(readonly_paths[i], &st) < 0) continue;
-    if (mount(readonly_paths[i], readonly_paths[i], NULL, MS_BIND | MS_REC, NULL) < 0 ||
-        remount_bind_ro(readonly_paths[i], MS_REC) < 0)
-      ERRNO("make %s read-only", readonly_paths[i]);
+    if (stat(ro[i], &st) < 0) continue;
+    if (mount(ro[i], ro[i], NULL, MS_BIND | MS_REC, NULL) < 0 || remount_bind_ro(ro[i], MS_REC) < 0)
+      ERRNO("make %s read-only", ro[i]);
   }
   return 0;
 }
@@ -232,7 +237,7 @@ int rootfs_setup(const container_spec *s, char *err, size_t errlen) {
   if (chdir("/") < 0) ERRNO("chdir /");
   /* --sysctl: written in the container's own ipc/net namespaces, before /proc/sys goes read-only */
   if (hostopts_sysctls(&s->opts, err, errlen) < 0) return -1;
-  if (!s->privileged && mask_paths(err, errlen) < 0) return -1;
+  if (!s->privileged && mask_paths(&s->opts, err, errlen) < 0) return -1;
   if (s->readonly_rootfs && mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
     ERRNO("remount / read-only");
   return 0;

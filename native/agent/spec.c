@@ -166,7 +166,7 @@ int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
                                      "process", "mounts", "resources", "capAdd", "capDrop", "cgroup",
                                      "logPath", "logRotate", "userns", "seccomp", "noNewPrivileges",
                                      "ulimits", "sysctls", "shmSize", "init", "groupAdd", "oomScoreAdj", "devices",
-                                     "oomKillDisable", NULL};
+                                     "oomKillDisable", "maskedPaths", "readonlyPaths", NULL};
   static const char *const rootfs_keys[] = {"lower", "upper", "work", "target", NULL};
   static const char *const res_keys[] = {"memory", "memorySwap", "memoryReservation", "nanoCpus", "cpuShares",
                                          "pidsLimit", "cpusetCpus", NULL};

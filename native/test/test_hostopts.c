@@ -47,7 +47,7 @@ int main(void) {
   CHECK(o.nsysctls == 1 && strcmp(o.sysctl_keys[0], "net.ipv4.ip_forward") == 0 && strcmp(o.sysctl_vals[0], "1") == 0);
   CHECK(o.shm_size == 1048576 && o.init && o.ngroup_add == 2 && o.has_oom_score_adj && o.oom_score_adj == 10);
   CHECK(o.ndevices == 1 && o.devices[0].major == 1 && o.devices[0].minor == 3 && strcmp(o.devices[0].perms, "rw") == 0);
-  CHECK(o.oom_kill_disable);
+  CHECK(o.oom_kill_disable && !o.has_masked_paths && !o.has_readonly_paths);
 
   /* --group-add: names through /etc/group, numbers as they are, duplicates once */
   exec_user u = {.uid = 0, .gid = 0, .ngroups = 1, .groups = {0}};
@@ -79,6 +79,13 @@ int main(void) {
   char **iv = hostopts_init_argv((char *[]){"sh", "-c", "x", NULL}, 3);
   CHECK(strcmp(iv[0], DOCKER_INIT_PATH) == 0 && strcmp(iv[1], "--") == 0 && strcmp(iv[2], "sh") == 0 && iv[5] == NULL);
   free(iv);
+  hostopts_free(&o);
+
+  /* masked/readonly paths: given lists replace Docker's (empty: systempaths=unconfined) */
+  CHECK(parse("{\"maskedPaths\":[],\"readonlyPaths\":[\"/proc/sys\"]}", &o, err, sizeof err) == 0);
+  CHECK(o.has_masked_paths && o.nmasked_paths == 0 && o.has_readonly_paths && o.nreadonly_paths == 1);
+  hostopts_free(&o);
+  CHECK(parse("{\"maskedPaths\":[\"proc/kcore\"]}", &o, err, sizeof err) < 0 && strstr(err, "spec.maskedPaths[0]"));
   hostopts_free(&o);
 
   /* bad input names the field */

@@ -72,6 +72,8 @@ export interface AgentSpec {
   devices?: { path: string; containerPath: string; permissions: string }[];
   memoryReservation?: number;
   oomKillDisable?: boolean;
+  maskedPaths?: string[];
+  readonlyPaths?: string[];
 }
 
 export interface AgentExitStatus {

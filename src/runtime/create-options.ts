@@ -36,7 +36,7 @@ export function validateHostOptions(body: CreateBody, network: 'none' | 'host'):
  * PortBindings PublishAllPorts RestartPolicy AutoRemove CapAdd CapDrop Privileged ReadonlyRootfs
  * SecurityOpt StorageOpt Isolation UsernsMode Memory MemorySwap MemoryReservation NanoCpus
  * CpuShares CpuQuota CpuPeriod CpusetCpus PidsLimit Ulimits Sysctls ShmSize Init GroupAdd
- * OomScoreAdj OomKillDisable Devices Dns DnsSearch DnsOptions ExtraHosts.
+ * OomScoreAdj OomKillDisable Devices Dns DnsSearch DnsOptions ExtraHosts MaskedPaths ReadonlyPaths.
  *
  * Mounts: BindOptions (propagation other than rprivate, non-recursive, create-src),
  * VolumeOptions (a driver, driver options, subpath) and TmpfsOptions.Options are refused; so is
@@ -97,9 +97,6 @@ const REFUSED: Rule[] = [
   { at: 'HostConfig', field: 'CpuPercent', option: '--cpu-percent', unset: empty, why: 'a Windows option' },
   { at: 'HostConfig', field: 'IOMaximumIOps', option: '--io-maxiops', unset: empty, why: 'a Windows option' },
   { at: 'HostConfig', field: 'IOMaximumBandwidth', option: '--io-maxbandwidth', unset: empty, why: 'a Windows option' },
-  // the CLI turns --security-opt systempaths=unconfined into empty (non-null) lists
-  { at: 'HostConfig', field: 'MaskedPaths', option: '--security-opt systempaths=unconfined', unset: (v) => v === undefined || v === null, why: "Docker's masked and read-only /proc paths always apply" },
-  { at: 'HostConfig', field: 'ReadonlyPaths', option: '--security-opt systempaths=unconfined', unset: (v) => v === undefined || v === null, why: "Docker's masked and read-only /proc paths always apply" },
 ];
 
 /** What an endpoint of NetworkingConfig may carry: nothing beyond the network's name. */

@@ -167,6 +167,16 @@ export function validateProcessOptions(hc: HostConfigBody, network: 'none' | 'ho
   const devices = validateDevices(hc.Devices);
   if (devices.length > 0) out.devices = devices;
   if (hc.OomKillDisable === true) out.oomKillDisable = true;
+  // given lists replace Docker's masked and read-only /proc and /sys paths; the docker CLI sends
+  // both empty for --security-opt systempaths=unconfined
+  for (const [field, key] of [['MaskedPaths', 'maskedPaths'], ['ReadonlyPaths', 'readonlyPaths']] as const) {
+    const v = hc[field];
+    if (v === undefined || v === null) continue;
+    if (!Array.isArray(v) || v.some((p) => typeof p !== 'string' || !path.posix.isAbsolute(p) || p.split('/').includes('..') || p.includes('\0'))) {
+      bad(`${field}: expected a list of absolute paths`);
+    }
+    out[key] = v as string[];
+  }
   return out;
 }
 
@@ -184,5 +194,7 @@ export function agentProcessOptions(o: ProcessOptions | undefined): Record<strin
     ...(o.oomScoreAdj !== undefined && { oomScoreAdj: o.oomScoreAdj }),
     ...(o.devices && { devices: o.devices.map((d) => ({ path: d.pathOnHost, containerPath: d.pathInContainer, permissions: d.permissions })) }),
     ...(o.oomKillDisable && { oomKillDisable: true }),
+    ...(o.maskedPaths && { maskedPaths: o.maskedPaths }),
+    ...(o.readonlyPaths && { readonlyPaths: o.readonlyPaths }),
   };
 }

@@ -126,6 +126,9 @@ export interface ProcessOptions {
   extraHosts?: { name: string; ip: string }[];
   /** --domainname (the UTS namespace's NIS domain name) */
   domainname?: string;
+  /** HostConfig.MaskedPaths / ReadonlyPaths when given (empty with systempaths=unconfined); absent: Docker's lists */
+  maskedPaths?: string[];
+  readonlyPaths?: string[];
 }
 
 export interface ExitStatus {

@@ -42,7 +42,6 @@ describe('create options tvm does not implement are refused, never ignored', () 
     [{ KernelMemory: 1 << 20 }, '--kernel-memory'],
     [{ MemorySwappiness: 10 }, '--memory-swappiness 10'],
     [{ CpuCount: 2 }, '--cpu-count'],
-    [{ MaskedPaths: [], ReadonlyPaths: [] }, 'systempaths=unconfined'],
     [{ Cgroup: 'x' }, '--cgroup x'],
     [{ Binds: ['/a:/b:ro,rshared'] }, 'bind propagation "rshared" is not supported'],
     [{ Mounts: [{ Type: 'bind', Source: '/a', Target: '/b', BindOptions: { Propagation: 'shared' } }] }, '--mount target=/b: bind-propagation=shared'],

@@ -53,6 +53,8 @@ describe('process options', () => {
       ulimits: [{ name: 'nofile', soft: 1, hard: 2 }], shmSize: 1 << 20, init: true, groupAdd: ['staff', '42'], oomScoreAdj: -500,
       devices: [{ path: '/dev/null', containerPath: '/dev/n2', permissions: 'rw' }], oomKillDisable: true,
     });
+    expect(agentProcessOptions(validateProcessOptions({ MaskedPaths: [], ReadonlyPaths: ['/proc/sys'] }, 'none'))).toEqual({ maskedPaths: [], readonlyPaths: ['/proc/sys'] });
+    expect(() => validateProcessOptions({ MaskedPaths: ['proc/kcore'] }, 'none')).toThrow('MaskedPaths: expected a list of absolute paths');
     // a resource: recorded in Resources by validateResources, where docker update changes it
     expect(validateMemoryReservation({ Memory: 1 << 30, MemoryReservation: 1 << 28 })).toBe(1 << 28);
     expect(validateMemoryReservation({ MemoryReservation: 0 })).toBeUndefined();
