@@ -1,5 +1,5 @@
 /**
- * `tvm run` flags for Docker's security and process options, turned into HostConfig fields the
+ * `tvm run` flags for Docker's security and process options (and --dns*, --add-host), turned into HostConfig fields the
  * way the docker CLI does it (seccomp=<file> sends the file's compact JSON; --ulimit
  * NAME=SOFT[:HARD]; --device SRC[:DST][:MODE]; ...). The daemon validates the values.
  */
@@ -22,6 +22,10 @@ export interface SecurityFlags {
   privileged?: boolean;
   capAdd: string[];
   capDrop: string[];
+  dns: string[];
+  dnsSearch: string[];
+  dnsOption: string[];
+  addHost: string[];
 }
 
 export function addSecurityFlags(cmd: Command): Command {
@@ -38,7 +42,11 @@ export function addSecurityFlags(cmd: Command): Command {
     .option('--oom-kill-disable', 'disable the OOM killer (cgroup v1)')
     .option('--privileged', 'all capabilities, no seccomp filter, devices allowed')
     .option('--cap-add <cap>', 'add a capability (repeatable)', collect, [])
-    .option('--cap-drop <cap>', 'drop a capability (repeatable)', collect, []);
+    .option('--cap-drop <cap>', 'drop a capability (repeatable)', collect, [])
+    .option('--dns <ip>', 'nameserver for the container\'s resolv.conf (repeatable)', collect, [])
+    .option('--dns-search <domain>', 'search domain (repeatable)', collect, [])
+    .option('--dns-option <opt>', 'resolver option (repeatable)', collect, [])
+    .option('--add-host <host:ip>', 'line for the container\'s /etc/hosts (repeatable)', collect, []);
 }
 
 /** docker CLI: seccomp=<path> (other than unconfined/builtin) carries the file's compact JSON. */
@@ -116,5 +124,9 @@ export function securityHostConfig(o: SecurityFlags): Record<string, unknown> {
     ...(o.privileged && { Privileged: true }),
     ...(o.capAdd.length > 0 && { CapAdd: o.capAdd }),
     ...(o.capDrop.length > 0 && { CapDrop: o.capDrop }),
+    ...(o.dns.length > 0 && { Dns: o.dns }),
+    ...(o.dnsSearch.length > 0 && { DnsSearch: o.dnsSearch }),
+    ...(o.dnsOption.length > 0 && { DnsOptions: o.dnsOption }),
+    ...(o.addHost.length > 0 && { ExtraHosts: o.addHost }),
   };
 }
