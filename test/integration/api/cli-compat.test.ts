@@ -4,27 +4,15 @@
  * container attached (the CLI attaches before it starts).
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
-import { startTestDaemon, missingRealParts, requireDocker, type TestDaemon } from '../../fixtures/daemon.js';
-import { busyboxDockerArchive } from '../../fixtures/fake-images.js';
+import { startDaemonWithBusybox, type TestDaemon } from '../../fixtures/daemon.js';
 
 describe('docker CLI compatibility', () => {
   let d: TestDaemon;
-  let tmp: string;
   beforeAll(async () => {
-    requireDocker();
-    const missing = missingRealParts();
-    if (missing.length > 0) throw new Error(`the real daemon needs parts that are missing: ${missing.join(', ')}`);
-    d = await startTestDaemon();
-    tmp = await mkdtemp(path.join(os.tmpdir(), 'tvm-oldcli-'));
-    await writeFile(path.join(tmp, 'busybox.tar'), await busyboxDockerArchive());
-    expect((await d.docker(['load', '-i', path.join(tmp, 'busybox.tar')])).stdout).toContain('Loaded image: busybox:latest');
+    d = await startDaemonWithBusybox();
   });
   afterAll(async () => {
     await d?.destroy();
-    if (tmp) await rm(tmp, { recursive: true, force: true });
   });
 
   it.each(['1.24', '1.30', '1.41', '1.44'])('API %s: run, run -d, ps, inspect, exec, logs, rm -f', async (v) => {

@@ -7,12 +7,11 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, statSync, writeFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
-import { startTestDaemon, missingRealParts, requireDocker, type TestDaemon } from '../../fixtures/daemon.js';
-import { busyboxDockerArchive } from '../../fixtures/fake-images.js';
+import { startDaemonWithBusybox, type TestDaemon } from '../../fixtures/daemon.js';
 import { packTar } from '../../fixtures/rootfs.js';
 
 const DATA_ROOT_BYTES = 48 * 1024 * 1024;
@@ -40,21 +39,11 @@ describe('a full data root', () => {
   let tmp: string;
 
   beforeAll(async () => {
-    requireDocker();
-    const missing = missingRealParts();
-    if (missing.length > 0) throw new Error(`the real daemon needs parts that are missing: ${missing.join(', ')}`);
-    d = await startTestDaemon({ dataRootTmpfsBytes: DATA_ROOT_BYTES });
+    d = await startDaemonWithBusybox({ dataRootTmpfsBytes: DATA_ROOT_BYTES });
     tmp = await mkdtemp(path.join(os.tmpdir(), 'tvm-full-'));
-    await writeFile(path.join(tmp, 'busybox.tar'), await busyboxDockerArchive());
-    const load = await d.docker(['load', '-i', path.join(tmp, 'busybox.tar')]);
-    expect(load.stdout, load.stderr).toContain('Loaded image: busybox:latest');
   });
   afterAll(async () => {
-    if (d) {
-      const ids = (await d.docker(['ps', '-aq'])).stdout.split('\n').filter(Boolean);
-      if (ids.length > 0) await d.docker(['rm', '-f', ...ids]);
-      await d.destroy();
-    }
+    await d?.destroy();
     if (tmp) await rm(tmp, { recursive: true, force: true });
   });
 

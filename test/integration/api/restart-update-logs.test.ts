@@ -3,11 +3,9 @@
  * against a `tvm daemon` running the real parts (host isolation, tvm-agent supervisors).
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { writeFile, readFile, readdir, stat, mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { startTestDaemon, missingRealParts, requireDocker, type TestDaemon, type DockerOptions } from '../../fixtures/daemon.js';
-import { busyboxDockerArchive } from '../../fixtures/fake-images.js';
+import { startDaemonWithBusybox, type TestDaemon, type DockerOptions } from '../../fixtures/daemon.js';
 
 async function until<T>(what: string, fn: () => Promise<T | undefined>, tries = 150): Promise<T> {
   for (let i = 0; i < tries; i++) {
@@ -20,27 +18,14 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, tries = 
 
 describe('restart policies, docker update, log rotation (docker CLI, real daemon)', () => {
   let d: TestDaemon;
-  let tmp: string;
   const run = (args: string[], opts: DockerOptions = {}) => d.docker(args, opts);
   const inspect = async (name: string, format: string) => (await run(['inspect', '-f', format, name])).stdout.trim();
 
   beforeAll(async () => {
-    requireDocker();
-    const missing = missingRealParts();
-    if (missing.length > 0) throw new Error(`the real daemon needs parts that are missing: ${missing.join(', ')}`);
-    d = await startTestDaemon({ fake: false });
-    tmp = await mkdtemp(path.join(os.tmpdir(), 'tvm-rul-'));
-    await writeFile(path.join(tmp, 'busybox.tar'), await busyboxDockerArchive());
-    const load = await run(['load', '-i', path.join(tmp, 'busybox.tar')]);
-    expect(load.exitCode, load.stderr).toBe(0);
+    d = await startDaemonWithBusybox();
   });
   afterAll(async () => {
-    if (d) {
-      const ids = (await run(['ps', '-aq'])).stdout.split('\n').filter(Boolean);
-      if (ids.length > 0) await run(['rm', '-f', ...ids]);
-      await d.destroy();
-    }
-    if (tmp) await rm(tmp, { recursive: true, force: true });
+    await d?.destroy();
   });
 
   it('--restart on-failure:2 restarts a failing container twice, then leaves it exited', async () => {
