@@ -13,6 +13,16 @@ export interface HostOptions {
   processOptions?: ProcessOptions;
 }
 
+/** Docker's create warnings for options that are valid but probably not what was meant. */
+export function createWarnings(body: CreateBody): string[] {
+  const hc = body.HostConfig ?? {};
+  const out: string[] = [];
+  if (hc.OomKillDisable === true && !(hc.Memory && hc.Memory > 0)) {
+    out.push('OOM killer is disabled for the container, but no memory limit is set, this can result in the system running out of resources.');
+  }
+  return out;
+}
+
 export function validateHostOptions(body: CreateBody, network: 'none' | 'host'): HostOptions {
   refuseUnsupported(body);
   const hc = body.HostConfig ?? {};

@@ -14,7 +14,7 @@ import { assertRunning, isActive, NotModifiedError, transition, type ContainerSt
 import { EventBus } from './events.js';
 import { VolumeStore } from './volumes.js';
 import { newId, randomName, validateName } from './ids.js';
-import { validateHostOptions } from './create-options.js';
+import { createWarnings, validateHostOptions } from './create-options.js';
 import {
   displayRef, effectiveConfig, mapIsolation, parseMounts, validateNetwork, validateResources, validateRestartPolicy, validateStorageOpt,
   validateUsernsMode,
@@ -410,7 +410,7 @@ export class ContainerManager {
       }
       this.liveOf(id);
       this.emit(rec, 'create');
-      const warnings: string[] = [];
+      const warnings: string[] = createWarnings(body);
       return { Id: id, Warnings: warnings };
     } catch (e) {
       this.records.releaseName(name);

@@ -160,6 +160,9 @@ describe('security and process options (docker CLI, --isolation=container)', () 
       [['--pid', 'host'], '--pid host is not supported by tvm'],
       [['--add-host', 'db:host-gateway'], 'host-gateway needs a bridge network'],
     ];
+    const warned = await run(['--oom-kill-disable', 'busybox', 'true']);
+    expect(warned.exitCode).toBe(0);
+    expect(warned.stderr).toContain('OOM killer is disabled for the container, but no memory limit is set');
     for (const [args, msg] of cases) {
       const r = await run([...args, 'busybox', 'true']);
       expect([args, r.exitCode === 0, r.stderr]).toEqual([args, false, expect.stringContaining(msg)]);

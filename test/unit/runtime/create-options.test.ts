@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidParameterError } from '../../../src/errors.js';
 import type { CreateBody } from '../../../src/runtime/container-config.js';
-import { refuseUnsupported, validateHostOptions } from '../../../src/runtime/create-options.js';
+import { createWarnings, refuseUnsupported, validateHostOptions } from '../../../src/runtime/create-options.js';
 
 /** What docker CLI 28 sends for a plain `docker run busybox true` (API 1.47). */
 const PLAIN_RUN: CreateBody = {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": false, "AttachStdout": true, "AttachStderr": true, "Tty": false, "OpenStdin": false, "StdinOnce": false, "Env": null, "Cmd": ["true"], "Image": "busybox", "Volumes": {}, "WorkingDir": "", "Entrypoint": null, "OnBuild": null, "Labels": {}, "HostConfig": {"Binds": null, "ContainerIDFile": "", "LogConfig": {"Type": "", "Config": {}}, "NetworkMode": "default", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}, "AutoRemove": false, "VolumeDriver": "", "VolumesFrom": null, "ConsoleSize": [0, 0], "CapAdd": null, "CapDrop": null, "CgroupnsMode": "", "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": null, "GroupAdd": null, "IpcMode": "", "Cgroup": "", "Links": null, "OomScoreAdj": 0, "PidMode": "", "Privileged": false, "PublishAllPorts": false, "ReadonlyRootfs": false, "SecurityOpt": null, "UTSMode": "", "UsernsMode": "", "ShmSize": 0, "Isolation": "", "CpuShares": 0, "Memory": 0, "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [], "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [], "BlkioDeviceWriteIOps": [], "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0, "CpusetCpus": "", "CpusetMems": "", "Devices": [], "DeviceCgroupRules": null, "DeviceRequests": null, "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": -1, "OomKillDisable": false, "PidsLimit": 0, "Ulimits": [], "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "MaskedPaths": null, "ReadonlyPaths": null}, "NetworkingConfig": {"EndpointsConfig": {"default": {"IPAMConfig": null, "Links": null, "Aliases": null, "MacAddress": "", "DriverOpts": null, "GwPriority": 0, "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": null}}}};
@@ -62,5 +62,13 @@ describe('create options tvm does not implement are refused, never ignored', () 
     [{ NetworkingConfig: { EndpointsConfig: { default: { IPAMConfig: { IPv4Address: '10.0.0.2' } } } } }, '--ip/--ip6'],
   ])('Config %j', (top, msg) => {
     expect(() => refuseUnsupported(withHc({}, top))).toThrow(msg);
+  });
+});
+
+describe('create warnings', () => {
+  it("Docker's warning for --oom-kill-disable without a memory limit", () => {
+    expect(createWarnings(PLAIN_RUN)).toEqual([]);
+    expect(createWarnings(withHc({ OomKillDisable: true }))).toEqual(['OOM killer is disabled for the container, but no memory limit is set, this can result in the system running out of resources.']);
+    expect(createWarnings(withHc({ OomKillDisable: true, Memory: 64 << 20 }))).toEqual([]);
   });
 });
