@@ -8,8 +8,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
-import { missingRealParts, REPO, requireDocker, startTestDaemon, type TestDaemon } from '../../fixtures/daemon.js';
-import { busyboxDockerArchive } from '../../fixtures/fake-images.js';
+import { REPO, startDaemonWithBusybox, type TestDaemon } from '../../fixtures/daemon.js';
 
 describe('security and process options (docker CLI, --isolation=container)', () => {
   let d: TestDaemon;
@@ -17,21 +16,11 @@ describe('security and process options (docker CLI, --isolation=container)', () 
   const run = (args: string[]) => d.docker(['run', '--rm', '--isolation=container', ...args]);
 
   beforeAll(async () => {
-    requireDocker();
-    const missing = missingRealParts();
-    if (missing.length > 0) throw new Error(`the real daemon needs parts that are missing: ${missing.join(', ')}`);
-    d = await startTestDaemon({ fake: false });
+    d = await startDaemonWithBusybox();
     tmp = await mkdtemp(path.join(os.tmpdir(), 'tvm-secopt-'));
-    await writeFile(path.join(tmp, 'busybox.tar'), await busyboxDockerArchive());
-    const load = await d.docker(['load', '-i', path.join(tmp, 'busybox.tar')]);
-    expect(load.stdout).toContain('Loaded image: busybox:latest');
   });
   afterAll(async () => {
-    if (d) {
-      const ids = (await d.docker(['ps', '-aq'])).stdout.split('\n').filter(Boolean);
-      if (ids.length > 0) await d.docker(['rm', '-f', ...ids]);
-      await d.destroy();
-    }
+    if (d) await d.destroy();
     if (tmp) await rm(tmp, { recursive: true, force: true });
   });
 
