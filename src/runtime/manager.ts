@@ -371,7 +371,8 @@ export class ContainerManager {
         Memory: resources.memory ?? 0,
         // Docker records the implied swap limit: twice the memory when only memory is set
         MemorySwap: resources.memorySwap ?? (resources.memory ? 2 * resources.memory : 0),
-        NanoCpus: resources.nanoCpus ?? 0,
+        // what the user set: a quota given as CpuQuota/CpuPeriod stays there (docker update can change it)
+        NanoCpus: hc.NanoCpus ? (resources.nanoCpus ?? 0) : 0,
         CpuShares: resources.cpuShares ?? 0,
         PidsLimit: resources.pidsLimit ?? null,
         CpusetCpus: resources.cpusetCpus ?? '',
