@@ -8,6 +8,7 @@
 #include "user.h"
 #include "userns.h"
 #include "util.h"
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -31,6 +32,8 @@
 #include <unistd.h>
 
 #define CONTAINER_NOFILE_SOFT 1024
+/* linux/close_range.h's CLOSE_RANGE_CLOEXEC (Linux 5.11) */
+#define CLOSE_RANGE_CLOEXEC_FLAG (1U << 2)
 #define CONTAINER_NOFILE_HARD 524288
 
 /* What a child needs to report back: errfd gets "<code> <message>" on failure; closing on
@@ -154,6 +157,29 @@ static int recv_fd(int sock) {
   return fd;
 }
 
+/* Every descriptor above stdio closes at execve, as runc does: the agent's own are O_CLOEXEC,
+ * but whatever its caller left open without it (tvm-agent run under a shell, a test harness)
+ * must not reach the container. close_range needs Linux 5.11; older kernels walk /proc/self/fd. */
+static int cloexec_from_3(void) {
+#ifdef SYS_close_range
+  if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC_FLAG) == 0) return 0;
+#endif
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return -1;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    int fd = atoi(e->d_name);
+    if (fd >= 3 && fd != dirfd(d) && set_cloexec(fd) < 0) {
+      int err = errno;
+      closedir(d);
+      errno = err;
+      return -1;
+    }
+  }
+  closedir(d);
+  return 0;
+}
+
 /* Inside the container's root: stdio, user, workdir, capabilities, seccomp, execve. */
 static void __attribute__((noreturn)) finish_and_exec(const child_ctx *c, const container_spec *s, const proc_spec *p, const char *hostname,
                                                      uint64_t caps, int privileged) {
@@ -198,6 +224,8 @@ static void __attribute__((noreturn)) finish_and_exec(const child_ctx *c, const 
     nofile.rlim_cur = hard < CONTAINER_NOFILE_SOFT ? hard : CONTAINER_NOFILE_SOFT;
     if (setrlimit(RLIMIT_NOFILE, &nofile) < 0) child_fail(c, 126, "setrlimit nofile: %s", strerror(errno));
   }
+  /* before the filter: a profile need not allow close_range or fcntl */
+  if (cloexec_from_3() < 0) child_fail(c, 126, "mark inherited descriptors close-on-exec: %s", strerror(errno));
   /* --ulimit (over the default above) and --oom-score-adj, while we still hold CAP_SYS_RESOURCE */
   if (hostopts_process(&s->opts, err, sizeof err) < 0) child_fail(c, 126, "%s", err);
   /* Without no_new_privs, installing a filter takes CAP_SYS_ADMIN: install it while we still
@@ -209,6 +237,10 @@ static void __attribute__((noreturn)) finish_and_exec(const child_ctx *c, const 
   if (setgroups(u.ngroups, u.groups) < 0) child_fail(c, 126, "setgroups: %s", strerror(errno));
   if (setresgid(u.gid, u.gid, u.gid) < 0) child_fail(c, 126, "setgid %u: %s", (unsigned)u.gid, strerror(errno));
   if (setresuid(u.uid, u.uid, u.uid) < 0) child_fail(c, 126, "setuid %u: %s", (unsigned)u.uid, strerror(errno));
+  /* the kernel clears the parent-death signal when the euid/egid changes (commit_creds): the
+   * container's init set it after the sync and must die with its agent as a root init does */
+  if (p == &s->process && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+    child_fail(c, 126, "parent-death signal: %s", strerror(errno));
   if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0) child_fail(c, 126, "keepcaps: %s", strerror(errno));
   /* non-root: execve clears permitted/effective anyway (no ambient set), as in Docker */
   if (caps_apply_sets(caps) < 0) child_fail(c, 126, "set capabilities: %s", strerror(errno));
@@ -408,6 +440,9 @@ int container_start(const container_spec *s, proc_io *io, int *code, char *err, 
     /* the agent has written our id maps before the sync byte */
     if (s->userns.nuid) {
       if (userns_become_root(err, errlen) < 0) child_fail(&c, 126, "%s", err);
+      /* becoming the namespace's root cleared the parent-death signal: without it a dead agent
+       * would leave us waiting on the sync pipe below for ever */
+      prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
       /* the agent mounts the overlay rootfs into our mount namespace (see rootfs_mount_overlay):
        * nothing may propagate back to the host from here on */
       if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) child_fail(&c, 126, "make / private: %s", strerror(errno));

@@ -181,6 +181,43 @@ describe('tvm-agent run (foreground, host cgroup v1)', () => {
     expect(u.stderr).toContain('--spec needs a value');
   });
 
+  it('the container inherits no descriptor of its caller beyond stdio (as runc: only 0, 1, 2)', async () => {
+    const s = spec({ args: ['sh', '-c', 'ls /proc/$$/fd; true'] }); // ls lists the shell's descriptors, not its own
+    // fd 3 of the agent: a pipe without FD_CLOEXEC, as a caller's stray descriptor would be
+    const r = await execa(agent, ['run', '--spec', s.file], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], reject: false });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.split('\n')).toEqual(['0', '1', '2']);
+    expect(r.exitCode).toBe(0);
+  });
+
+  it('a container running as another user still dies with its agent (the parent-death signal survives the uid change)', async () => {
+    const s = spec({ args: ['sh', '-c', 'echo ready; exec sleep 1000'], user: '1000:1000' });
+    const p = execa(agent, ['run', '--spec', s.file, '--state-dir', s.state], { reject: false });
+    await new Promise<void>((resolve) => {
+      p.stdout?.on('data', (d: Buffer) => {
+        if (d.toString().includes('ready')) resolve();
+      });
+    });
+    const pid = Number(readFileSync(path.join(s.state, 'pid'), 'utf8'));
+    p.kill('SIGKILL');
+    await p;
+    const alive = (): boolean => {
+      try {
+        return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+      } catch {
+        return false;
+      }
+    };
+    // the kernel delivers the signal as the agent exits; give the orphan's reaper a moment
+    for (let i = 0; i < 50 && alive(); i++) await new Promise((r) => setTimeout(r, 100));
+    const survived = alive();
+    if (survived) process.kill(pid, 'SIGKILL');
+    for (let i = 0; i < 50 && alive(); i++) await new Promise((r) => setTimeout(r, 100));
+    // the killed agent could not remove its cgroup: ours to clean
+    for (const d of cgroupLeft(s.id)) rmdirSync(d);
+    expect(survived).toBe(false);
+  });
+
   it('pause and resume freeze and thaw the container of a running `run`', async () => {
     const s = spec({ args: ['sh', '-c', 'trap "exit 0" TERM; echo ready; while :; do sleep 0.05; done'] });
     const p = execa(agent, ['run', '--spec', s.file], { reject: false });
