@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #define ERR(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
@@ -124,5 +125,9 @@ int userns_become_root(char *err, size_t errlen) {
   if (setgroups(0, NULL) < 0) ERR("setgroups in the user namespace: %s", strerror(errno));
   if (setresgid(0, 0, 0) < 0) ERR("setgid 0 in the user namespace: %s", strerror(errno));
   if (setresuid(0, 0, 0) < 0) ERR("setuid 0 in the user namespace: %s", strerror(errno));
+  /* The uid change made us undumpable, and an undumpable process's /proc/self belongs to the
+   * host's root, which the namespace cannot write (oom_score_adj, ...). As runc does, become
+   * dumpable again: execve decides anew for the container's program. */
+  if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0) ERR("set dumpable in the user namespace: %s", strerror(errno));
   return 0;
 }

@@ -218,6 +218,22 @@ describe('tvm-agent run (foreground, host cgroup v1)', () => {
     expect(survived).toBe(false);
   });
 
+  it('in a user namespace the init can still write its own /proc/self files (--oom-score-adj)', async () => {
+    const s = spec({ args: ['sh', '-c', 'cat /proc/self/oom_score_adj'] });
+    // becoming the namespace's root makes the process undumpable, and an undumpable process's
+    // /proc/self belongs to the host's root, which the namespace cannot write
+    const map = [{ containerID: 0, hostID: 300000, size: 65536 }];
+    const a = JSON.parse(readFileSync(s.file, 'utf8'));
+    writeFileSync(s.file, JSON.stringify({ ...a, oomScoreAdj: 500, userns: { uidMap: map, gidMap: map } }));
+    // the remapped root must reach the rootfs through our (mkdtemp: 0700) directory
+    chmodSync(dir, 0o755);
+    const r = await execa(agent, ['run', '--spec', s.file], { reject: false });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('500');
+    expect(r.exitCode).toBe(0);
+    expect(cgroupLeft(s.id)).toEqual([]);
+  });
+
   it('pause and resume freeze and thaw the container of a running `run`', async () => {
     const s = spec({ args: ['sh', '-c', 'trap "exit 0" TERM; echo ready; while :; do sleep 0.05; done'] });
     const p = execa(agent, ['run', '--spec', s.file], { reject: false });
