@@ -146,6 +146,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
       async close() {
         if (closed) return;
         closed = true;
+        manager.shutdown();
         await Promise.all(listeners.map((l) => l.close()));
         await app.close();
         await unlink(pidFile).catch(() => {});

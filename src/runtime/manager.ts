@@ -135,6 +135,8 @@ export class ContainerManager {
   private readonly log: (msg: string) => void;
   private readonly timers: Timers;
   private readonly logOpts: Record<string, string>;
+  /** set by shutdown(): exits and pending restarts are left to the next daemon */
+  private closed = false;
 
   constructor(o: ManagerOptions) {
     this.dataRoot = o.dataRoot;
@@ -229,6 +231,23 @@ export class ContainerManager {
     const policy = policyOf(rec.hostConfig);
     if (!shouldStartOnBoot(policy, { exitCode: rec.state.exitCode, manuallyStopped: rec.manuallyStopped === true, restartCount: rec.restartCount })) return;
     await this.locked(rec.id, () => this.startLocked(rec)).catch((e) => this.log(`restart policy ${policy.Name}: starting ${rec.id} at daemon start failed: ${String(e)}`));
+  }
+
+  /**
+   * The daemon is going away: pending policy restarts are dropped without touching the records (a
+   * container in `restarting` is restarted by the next daemon's init), and an exit seen from now on
+   * is recorded without a restart (the next daemon's init applies the policy to it), so a departed
+   * daemon never starts a container.
+   */
+  shutdown(): void {
+    this.closed = true;
+    for (const l of this.live.values()) {
+      l.restartToken++;
+      if (l.restartTimer !== undefined) {
+        this.timers.clear(l.restartTimer);
+        l.restartTimer = undefined;
+      }
+    }
   }
 
   private markDead(rec: ContainerRecord, error: string): void {
@@ -481,7 +500,8 @@ export class ContainerManager {
     const rec = this.records.get(id);
     const l = this.liveOf(id);
     if (!rec || gen !== l.runGen || !isActive(rec.state.status) || rec.state.status === 'restarting') return;
-    const restart = !l.removing && shouldRestart(policyOf(rec.hostConfig), {
+    // after shutdown the exit is recorded, and the next daemon's init applies the policy
+    const restart = !this.closed && !l.removing && shouldRestart(policyOf(rec.hostConfig), {
       exitCode: st.exitCode,
       manuallyStopped: rec.manuallyStopped === true,
       cancelled: l.exitOnNext || l.stopping,
@@ -531,7 +551,7 @@ export class ContainerManager {
 
   private async policyRestart(rec: ContainerRecord, token: number): Promise<void> {
     const l = this.liveOf(rec.id);
-    if (token !== l.restartToken || l.removing || rec.state.status !== 'restarting' || this.records.get(rec.id) !== rec) return;
+    if (this.closed || token !== l.restartToken || l.removing || rec.state.status !== 'restarting' || this.records.get(rec.id) !== rec) return;
     const iso = this.isolationFor(rec.spec.isolation);
     let info;
     try {
