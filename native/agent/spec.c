@@ -51,6 +51,21 @@ static int get_int(const jval *o, const char *key, const char *where, int64_t mi
   return 0;
 }
 
+/* Limits the cgroup code does arithmetic on (2 * memory for the default swap, nanoCpus times the
+ * 100000us CFS period): beyond these the int64 results would wrap. 4 EiB, 92233 CPUs. */
+#define RES_MAX_BYTES (INT64_MAX / 2)
+#define RES_MAX_NANO_CPUS (INT64_MAX / 100000)
+
+static int check_res_bounds(const resources_spec *r, const char *where, char *err, size_t errlen) {
+  const struct { const char *key; int64_t v, max; } lim[] = {
+    {"memory", r->memory, RES_MAX_BYTES}, {"memorySwap", r->memory_swap, RES_MAX_BYTES},
+    {"memoryReservation", r->memory_reservation, RES_MAX_BYTES}, {"nanoCpus", r->nano_cpus, RES_MAX_NANO_CPUS},
+  };
+  for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++)
+    if (lim[i].v > lim[i].max) ERR("%s.%s: too large (at most %lld)", where, lim[i].key, (long long)lim[i].max);
+  return 0;
+}
+
 static int get_str_array(const jval *o, const char *key, const char *where, char ***out, size_t *n, char *err,
                          size_t errlen) {
   const jval *v = json_get(o, key);
@@ -212,6 +227,7 @@ int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
     if (get_int(rv, "cpuShares", "spec.resources", 0, &s->res.cpu_shares, err, errlen) < 0) return -1;
     if (get_int(rv, "pidsLimit", "spec.resources", -1, &s->res.pids_limit, err, errlen) < 0) return -1;
     if (get_str(rv, "cpusetCpus", "spec.resources", 0, &s->res.cpuset_cpus, err, errlen) < 0) return -1;
+    if (check_res_bounds(&s->res, "spec.resources", err, errlen) < 0) return -1;
     if (s->res.memory && s->res.memory < 6 * 1024 * 1024)
       ERR("spec.resources.memory: minimum memory limit allowed is 6MB");
     if (s->res.memory_swap > 0 && s->res.memory_swap < s->res.memory)
@@ -303,6 +319,7 @@ int resources_update_parse(const jval *v, resources_update *u, char *err, size_t
   /* <= 0: no limit, as Docker's --pids-limit -1 */
   if (get_int(v, "pidsLimit", "update.resources", INT64_MIN, &r->pids_limit, err, errlen) < 0) return -1;
   if (get_str(v, "cpusetCpus", "update.resources", 0, &r->cpuset_cpus, err, errlen) < 0) return -1;
+  if (check_res_bounds(r, "update.resources", err, errlen) < 0) return -1;
   if ((u->set & RES_MEMORY) && r->memory && r->memory < 6 * 1024 * 1024)
     ERR("update.resources.memory: minimum memory limit allowed is 6MB");
   if (r->cpuset_cpus)

@@ -73,6 +73,8 @@ int main(void) {
   CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]}}", rootfs), "logPath: required"));
   CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"resources\":{\"memory\":1000}}", rootfs), "6MB"));
   CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"resources\":{\"memory\":1.5}}", rootfs), "expected an integer"));
+  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"resources\":{\"memory\":4611686018427387904}}", rootfs), "spec.resources.memory: too large"));
+  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"resources\":{\"nanoCpus\":92233720368548}}", rootfs), "spec.resources.nanoCpus: too large"));
   CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"capAdd\":[\"NOPE\"]}", rootfs), "unknown capability: \"NOPE\""));
   CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"network\":\"bridge\"}", rootfs), "unknown network mode"));
   CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"mounts\":[{\"type\":\"bind\",\"source\":\"rel\",\"destination\":\"/x\"}]}", rootfs), "source: must be an absolute path"));

@@ -72,6 +72,18 @@ static void test_parse(void) {
   resources_update_free(&u);
   CHECK(parse("{\"memorySwap\":-2}", &u, err, sizeof err) < 0);
   resources_update_free(&u);
+  /* the agent computes 2 * memory (default swap) and nanoCpus * the CFS period: values that
+   * would overflow int64 are refused rather than written wrapped */
+  CHECK(parse("{\"memory\":4611686018427387904}", &u, err, sizeof err) < 0);
+  CHECK(strstr(err, "update.resources.memory: too large") != NULL);
+  resources_update_free(&u);
+  CHECK(parse("{\"memory\":4611686018427387903}", &u, err, sizeof err) == 0);
+  resources_update_free(&u);
+  CHECK(parse("{\"nanoCpus\":92233720368548}", &u, err, sizeof err) < 0);
+  CHECK(strstr(err, "update.resources.nanoCpus: too large") != NULL);
+  resources_update_free(&u);
+  CHECK(parse("{\"memorySwap\":9223372036854775807}", &u, err, sizeof err) < 0);
+  resources_update_free(&u);
 }
 
 static void test_v1(void) {
