@@ -83,13 +83,25 @@ export async function writeLayerImage(image: string, usableBytes: number): Promi
   throw new InvalidParameterError(`cannot size a writable layer of ${usableBytes} bytes`, 'ERR_LAYER_SIZE');
 }
 
+/** mounts in progress, by mount point: start, diff and cp of one container may remount at once */
+const mounting = new Map<string, Promise<void>>();
+
 /** Mounts the container's layer if it is not mounted (after a host reboot); a no-op otherwise. */
 export async function mountSizedLayer(stateDir: string): Promise<void> {
   const mp = path.join(stateDir, LAYER_MOUNT);
-  if (await isMountPoint(mp)) return;
-  const image = path.join(stateDir, LAYER_IMAGE);
-  if (!existsSync(image)) throw new InvalidParameterError(`the writable layer ${image} of this container is missing`, 'ERR_LAYER_MISSING');
-  await loopMount(image, mp, [], 'ERR_LAYER_MOUNT');
+  const prev = mounting.get(mp) ?? Promise.resolve();
+  const run = prev.then(async () => {
+    if (await isMountPoint(mp)) return;
+    const image = path.join(stateDir, LAYER_IMAGE);
+    if (!existsSync(image)) throw new InvalidParameterError(`the writable layer ${image} of this container is missing`, 'ERR_LAYER_MISSING');
+    await loopMount(image, mp, [], 'ERR_LAYER_MOUNT');
+  });
+  const tail = run.catch(() => {});
+  mounting.set(mp, tail);
+  void tail.then(() => {
+    if (mounting.get(mp) === tail) mounting.delete(mp);
+  });
+  return run;
 }
 
 /**
