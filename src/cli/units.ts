@@ -15,6 +15,14 @@ export function parseCpus(s: string): number {
   return Math.round(n * 1e9);
 }
 
+/** An integer flag as the docker CLI parses it (Go's strconv.ParseInt); its error otherwise. */
+export function parseIntFlag(s: string, flag: string): number {
+  if (!/^[+-]?\d+$/.test(s) || !Number.isSafeInteger(Number(s))) {
+    throw new InvalidParameterError(`invalid argument "${s}" for "${flag}" flag: strconv.ParseInt: parsing ${JSON.stringify(s)}: invalid syntax`);
+  }
+  return Number(s);
+}
+
 export function humanSize(n: number): string {
   const units = ['B', 'kB', 'MB', 'GB', 'TB'];
   let i = 0;

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import type { Duplex } from 'node:stream';
 import { ApiError, TvmClient, withClient } from '../client.js';
 import { copyStream, table } from '../output.js';
-import { parseBytes, parseCpus } from '../units.js';
+import { parseBytes, parseCpus, parseIntFlag } from '../units.js';
 import { humanDuration } from '../../api/container-json.js';
 import { collect } from '../options.js';
 import { parseRestartFlag } from './restart.js';
@@ -100,7 +100,7 @@ export function registerContainerCommands(program: Command): void {
             ...(o.isolation && { Isolation: o.isolation }),
             ...(o.memory && { Memory: parseBytes(o.memory) }),
             ...(o.cpus && { NanoCpus: parseCpus(o.cpus) }),
-            ...(o.pidsLimit && { PidsLimit: Number(o.pidsLimit) }),
+            ...(o.pidsLimit && { PidsLimit: parseIntFlag(o.pidsLimit, '--pids-limit') }),
             ...(o.restart !== undefined && { RestartPolicy: parseRestartFlag(o.restart) }),
             ...(o.logOpt.length > 0 && { LogConfig: { Type: '', Config: parseLogOptFlags(o.logOpt) } }),
             ...(o.storageOpt.length > 0 && { StorageOpt: parseStorageOptFlags(o.storageOpt) }),

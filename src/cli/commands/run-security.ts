@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { collect } from '../options.js';
-import { parseBytes } from '../units.js';
+import { parseBytes, parseIntFlag } from '../units.js';
 
 export interface SecurityFlags {
   securityOpt: string[];
@@ -117,7 +117,7 @@ export function securityHostConfig(o: SecurityFlags): Record<string, unknown> {
     ...(o.shmSize !== undefined && { ShmSize: parseBytes(o.shmSize) }),
     ...(o.init && { Init: true }),
     ...(o.groupAdd.length > 0 && { GroupAdd: o.groupAdd }),
-    ...(o.oomScoreAdj !== undefined && { OomScoreAdj: Number(o.oomScoreAdj) }),
+    ...(o.oomScoreAdj !== undefined && { OomScoreAdj: parseIntFlag(o.oomScoreAdj, '--oom-score-adj') }),
     ...(o.device.length > 0 && { Devices: o.device.map(parseDeviceFlag) }),
     ...(o.memoryReservation !== undefined && { MemoryReservation: parseBytes(o.memoryReservation) }),
     ...(o.oomKillDisable && { OomKillDisable: true }),

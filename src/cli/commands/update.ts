@@ -1,7 +1,7 @@
 /** `tvm update`: change the resource limits and restart policy of containers (live if running). */
 import type { Command } from 'commander';
 import { withClient } from '../client.js';
-import { parseBytes, parseCpus } from '../units.js';
+import { parseBytes, parseCpus, parseIntFlag } from '../units.js';
 import { parseRestartFlag } from './restart.js';
 
 interface UpdateOptions {
@@ -17,11 +17,11 @@ export function updateBody(o: UpdateOptions): Record<string, unknown> {
     ...(o.memorySwap !== undefined && { MemorySwap: bytes(o.memorySwap) }),
     ...(o.memoryReservation !== undefined && { MemoryReservation: bytes(o.memoryReservation) }),
     ...(o.cpus !== undefined && { NanoCpus: parseCpus(o.cpus) }),
-    ...(o.cpuShares !== undefined && { CpuShares: Number(o.cpuShares) }),
-    ...(o.cpuPeriod !== undefined && { CpuPeriod: Number(o.cpuPeriod) }),
-    ...(o.cpuQuota !== undefined && { CpuQuota: Number(o.cpuQuota) }),
+    ...(o.cpuShares !== undefined && { CpuShares: parseIntFlag(o.cpuShares, '--cpu-shares') }),
+    ...(o.cpuPeriod !== undefined && { CpuPeriod: parseIntFlag(o.cpuPeriod, '--cpu-period') }),
+    ...(o.cpuQuota !== undefined && { CpuQuota: parseIntFlag(o.cpuQuota, '--cpu-quota') }),
     ...(o.cpusetCpus !== undefined && { CpusetCpus: o.cpusetCpus }),
-    ...(o.pidsLimit !== undefined && { PidsLimit: Number(o.pidsLimit) }),
+    ...(o.pidsLimit !== undefined && { PidsLimit: parseIntFlag(o.pidsLimit, '--pids-limit') }),
     ...(o.restart !== undefined && { RestartPolicy: parseRestartFlag(o.restart) }),
   };
 }
