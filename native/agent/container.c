@@ -180,6 +180,16 @@ static int cloexec_from_3(void) {
   return 0;
 }
 
+/* An ignored signal stays ignored across execve: the agent's SIG_IGN for SIGPIPE, or whatever
+ * its caller ignored (nohup), would reach the container's program. Everything back to default. */
+static void reset_signals(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &sa, NULL); /* EINVAL for the reserved ones */
+}
+
 /* Inside the container's root: stdio, user, workdir, capabilities, seccomp, execve. */
 static void __attribute__((noreturn)) finish_and_exec(const child_ctx *c, const container_spec *s, const proc_spec *p, const char *hostname,
                                                      uint64_t caps, int privileged) {
@@ -226,6 +236,7 @@ static void __attribute__((noreturn)) finish_and_exec(const child_ctx *c, const 
   }
   /* before the filter: a profile need not allow close_range or fcntl */
   if (cloexec_from_3() < 0) child_fail(c, 126, "mark inherited descriptors close-on-exec: %s", strerror(errno));
+  reset_signals();
   /* --ulimit (over the default above) and --oom-score-adj, while we still hold CAP_SYS_RESOURCE */
   if (hostopts_process(&s->opts, err, sizeof err) < 0) child_fail(c, 126, "%s", err);
   /* Without no_new_privs, installing a filter takes CAP_SYS_ADMIN: install it while we still

@@ -234,6 +234,15 @@ describe('tvm-agent run (foreground, host cgroup v1)', () => {
     expect(cgroupLeft(s.id)).toEqual([]);
   });
 
+  it('the container starts with no signal ignored (the agent ignores SIGPIPE for itself only)', async () => {
+    const s = spec({ args: ['grep', 'SigIgn', '/proc/self/status'] });
+    // a caller's ignored SIGHUP (nohup) must not reach the container either
+    const r = await execa('sh', ['-c', 'trap "" HUP; exec "$0" "$@"', agent, 'run', '--spec', s.file], { reject: false });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('SigIgn:\t0000000000000000');
+    expect(r.exitCode).toBe(0);
+  });
+
   it('pause and resume freeze and thaw the container of a running `run`', async () => {
     const s = spec({ args: ['sh', '-c', 'trap "exit 0" TERM; echo ready; while :; do sleep 0.05; done'] });
     const p = execa(agent, ['run', '--spec', s.file], { reject: false });
