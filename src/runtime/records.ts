@@ -3,12 +3,13 @@
  * name registry and ID/name/prefix resolution. The record is the daemon's truth about a
  * container; the supervisor's state directory is the isolation's.
  */
-import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, realpath, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { writeJsonAtomic } from '../atomic-file.js';
-import { ConflictError, InvalidParameterError, NotFoundError } from '../errors.js';
+import { ConflictError, InvalidParameterError, NotFoundError, TvmError } from '../errors.js';
 import type { ContainerSpec } from './types.js';
 import type { ContainerStatus } from './state-machine.js';
+import { mountPoints, unmountLoop } from './host/base-mounts.js';
 
 export const RECORD_VERSION = 1;
 
@@ -60,6 +61,17 @@ export interface ContainerRecord {
 
 export const CONFIG_FILE = 'config.json';
 
+/** Unmounts every mount below dir, deepest first (stacked mounts one by one). */
+async function unmountBelow(dir: string): Promise<void> {
+  const real = await realpath(dir);
+  for (let pass = 0; pass < 8; pass++) {
+    const below = [...(await mountPoints())].filter((m) => m.startsWith(`${real}/`)).sort((a, b) => b.length - a.length);
+    if (below.length === 0) return;
+    for (const m of below) await unmountLoop(m, 'ERR_LEFTOVER_UNMOUNT');
+  }
+  throw new TvmError('ERR_LEFTOVER_UNMOUNT', `mounts below ${dir} keep coming back`, 500);
+}
+
 export class RecordStore {
   readonly dir: string;
   private readonly byId = new Map<string, ContainerRecord>();
@@ -92,6 +104,13 @@ export class RecordStore {
         text = await readFile(path.join(dir, CONFIG_FILE), 'utf8');
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        // a create cut short may have left its writable layer mounted: never rm through a mount
+        try {
+          await unmountBelow(dir);
+        } catch (err) {
+          broken.push({ id: entry, error: `leftover of an interrupted create, kept: ${(err as Error).message}` });
+          continue;
+        }
         await rm(dir, { recursive: true, force: true });
         removed.push(entry);
         continue;
