@@ -313,8 +313,18 @@ fail:
   return -1;
 }
 
+/* In a new child: its ends, with the agent's ends closed first. Holding its own copy of the
+ * sync pipe's write end, a child whose agent died before the sync byte would wait for ever;
+ * without it the read sees EOF. */
 static child_ctx child_ends(fdset *f) {
   child_ctx c = {f->err[1], f->sync[0], f->pty[1], f->in[0], f->out[1], f->errp[1], f->ovl[1]};
+  close_fd(&f->err[0]);
+  close_fd(&f->sync[1]);
+  close_fd(&f->pty[0]);
+  close_fd(&f->in[1]);
+  close_fd(&f->out[0]);
+  close_fd(&f->errp[0]);
+  close_fd(&f->ovl[0]);
   return c;
 }
 
@@ -445,9 +455,9 @@ int container_start(const container_spec *s, proc_io *io, int *code, char *err, 
   if (pid == 0) {
     child_ctx c = child_ends(&f);
     char b;
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     /* wait until the agent has put us in the cgroup: every later allocation is accounted */
     if (read(c.syncfd, &b, 1) != 1) _exit(126);
-    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     /* the agent has written our id maps before the sync byte */
     if (s->userns.nuid) {
       if (userns_become_root(err, errlen) < 0) child_fail(&c, 126, "%s", err);
