@@ -3,13 +3,13 @@
  * state machine by calling its Isolation, publishes events, and recovers everything at daemon
  * start. The API layer is a thin translation of HTTP onto these methods.
  */
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { ConflictError, InvalidParameterError, NotFoundError, NotImplementedError, TvmError } from '../errors.js';
 import type { ImageRecord, ImageStore } from '../images/types.js';
 import type { Attachment, ContainerSpec, ExecHandle, ExitStatus, Isolation, IsolationKind, Mount, Stats, StdioStreams } from './types.js';
-import { RecordStore, RECORD_VERSION, type ContainerRecord, type MountPoint } from './records.js';
+import { RecordStore, RECORD_VERSION, removeUnrecordedDir, type ContainerRecord, type MountPoint } from './records.js';
 import { assertRunning, isActive, NotModifiedError, transition, type ContainerStatus } from './state-machine.js';
 import { EventBus } from './events.js';
 import { VolumeStore } from './volumes.js';
@@ -435,7 +435,8 @@ export class ContainerManager {
     } catch (e) {
       this.records.releaseName(name);
       this.live.delete(id);
-      await rm(stateDir, { recursive: true, force: true });
+      // never through a mount the isolation could not undo; what stays is retried at the next init
+      await removeUnrecordedDir(stateDir).catch((err) => this.log(`create of ${id} failed; its state dir stays: ${String(err)}`));
       for (const v of createdVolumes) await this.volumes.remove(v, new Map(), true).catch(() => {});
       throw e;
     }

@@ -4,6 +4,7 @@
  * container; the supervisor's state directory is the isolation's.
  */
 import { mkdir, readdir, readFile, realpath, rm, stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { writeJsonAtomic } from '../atomic-file.js';
 import { ConflictError, InvalidParameterError, NotFoundError, TvmError } from '../errors.js';
@@ -60,6 +61,17 @@ export interface ContainerRecord {
 }
 
 export const CONFIG_FILE = 'config.json';
+
+/**
+ * Removes a container directory that has no record (a create that failed or was cut short):
+ * whatever is still mounted below it (its writable layer) is unmounted first, so nothing is
+ * deleted through a mount; throws, leaving the directory, when a mount cannot go.
+ */
+export async function removeUnrecordedDir(dir: string): Promise<void> {
+  if (!existsSync(dir)) return;
+  await unmountBelow(dir);
+  await rm(dir, { recursive: true, force: true });
+}
 
 /** Unmounts every mount below dir, deepest first (stacked mounts one by one). */
 async function unmountBelow(dir: string): Promise<void> {
