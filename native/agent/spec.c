@@ -53,6 +53,12 @@ static int get_int(const jval *o, const char *key, const char *where, int64_t mi
 
 /* Limits the cgroup code does arithmetic on (2 * memory for the default swap, nanoCpus times the
  * 100000us CFS period): beyond these the int64 results would wrap. 4 EiB, 92233 CPUs. */
+/* Lengths beyond which a path built from the spec would no longer fit the agent's PATH_MAX
+ * (4096) buffers or the kernel's one page of mount data. */
+#define SPEC_MOUNT_DATA_MAX 4096
+#define SPEC_TARGET_MAX (4096 - 256)
+#define SPEC_CGROUP_MAX 2048
+
 #define RES_MAX_BYTES (INT64_MAX / 2)
 #define RES_MAX_NANO_CPUS (INT64_MAX / 100000)
 
@@ -211,6 +217,11 @@ int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
     ERR("spec.rootfs: paths must be absolute");
   for (const char *p = s->lower; *p; p++)
     if (*p == ',' || *p == ':') ERR("spec.rootfs.lower: must not contain ',' or ':'");
+  /* the kernel copies one page of mount data: longer overlay options would be cut, silently */
+  if (strlen(s->lower) + strlen(s->upper) + strlen(s->work) + sizeof "lowerdir=,upperdir=,workdir=" > SPEC_MOUNT_DATA_MAX)
+    ERR("spec.rootfs: lower, upper and work too long for the overlay's mount options (%d bytes)", SPEC_MOUNT_DATA_MAX);
+  /* <target>/proc, /sys, /dev/... are made in PATH_MAX buffers */
+  if (strlen(s->target) > SPEC_TARGET_MAX) ERR("spec.rootfs.target: too long (at most %d bytes)", SPEC_TARGET_MAX);
 
   const jval *pv = json_get(v, "process");
   if (!pv) ERR("spec.process: required");
@@ -261,6 +272,9 @@ int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
     if (get_str(cg, "path", "spec.cgroup", 1, &s->cgroup_path, err, errlen) < 0) return -1;
     if (!abs_path(s->cgroup_root)) ERR("spec.cgroup.root: must be an absolute path");
     if (s->cgroup_path[0] == '/' || strstr(s->cgroup_path, "..")) ERR("spec.cgroup.path: must be relative without \"..\"");
+    /* <root>/<controller>/<path>/<file> is built in PATH_MAX buffers: cut, it would name another group */
+    if (strlen(s->cgroup_root) + strlen(s->cgroup_path) > SPEC_CGROUP_MAX)
+      ERR("spec.cgroup: root and path too long (at most %d bytes together)", SPEC_CGROUP_MAX);
   }
   if (get_str(v, "logPath", "spec", 1, &s->log_path, err, errlen) < 0) return -1;
   if (!abs_path(s->log_path)) ERR("spec.logPath: must be an absolute path");

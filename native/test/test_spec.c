@@ -4,6 +4,7 @@
 #include <linux/capability.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const char *base_fmt =
   "{\"id\":\"c1\",\"hostname\":\"box\",\"network\":\"none\","
@@ -83,6 +84,22 @@ int main(void) {
   CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"cgroup\":{\"version\":3,\"root\":\"/r\",\"path\":\"p\"}}", rootfs), "1 or 2"));
   CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"cgroup\":{\"version\":1,\"root\":\"/r\",\"path\":\"../p\"}}", rootfs), "relative without"));
   CHECK(bad("{\"id\":\"c\",\"rootfs\":{\"lower\":\"/a,b\",\"upper\":\"/u\",\"work\":\"/w\",\"target\":\"/t\"},\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\"}", "must not contain"));
+
+  /* paths the agent joins into fixed PATH_MAX buffers (cgroup dirs, <target>/proc, the overlay's
+   * one-page mount data): too long is refused, never truncated into another path */
+  {
+    static char big[3 * 4096], longp[2100], j2[sizeof big + 256];
+    memset(longp, 'a', sizeof longp - 1);
+    snprintf(big, sizeof big, "{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"cgroup\":{\"version\":1,\"root\":\"/r\",\"path\":\"%s\"}}", rootfs, longp);
+    CHECK(bad(big, "spec.cgroup: root and path too long"));
+    snprintf(big, sizeof big, "{\"id\":\"c\",\"rootfs\":{\"lower\":\"/%s\",\"upper\":\"/%s\",\"work\":\"/w\",\"target\":\"/t\"},\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\"}", longp, longp);
+    CHECK(bad(big, "spec.rootfs: lower, upper and work too long"));
+    char longt[4000];
+    memset(longt, 'a', sizeof longt - 1);
+    longt[sizeof longt - 1] = 0;
+    snprintf(j2, sizeof j2, "{\"id\":\"c\",\"rootfs\":{\"lower\":\"/l\",\"upper\":\"/u\",\"work\":\"/w\",\"target\":\"/%s\"},\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\"}", longt);
+    CHECK(bad(j2, "spec.rootfs.target: too long"));
+  }
 
   /* Docker's capability rules */
   uint64_t m;
