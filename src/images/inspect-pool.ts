@@ -30,7 +30,7 @@ export type ToWorker =
   | { op: 'abort'; id: number };
 
 export type FromWorker =
-  | { op: 'ack'; id: number; bytes: number }
+  | { op: 'ack'; id: number; bytes: number; memory?: ArrayBuffer }
   | {
       op: 'done';
       id: number;
@@ -45,9 +45,24 @@ export const WORKER_MIN_BYTES = 4 << 20;
 const MESSAGE_BYTES = 1 << 20;
 /** bytes sent but not yet inspected before the sender waits */
 const MAX_IN_FLIGHT = 8 << 20;
+/** message buffers: a batch plus one more network read fits */
+const MESSAGE_CAPACITY = MESSAGE_BYTES + (256 << 10);
+/**
+ * Message memory the workers handed back, reused for the next messages: on a VM every first
+ * touch of fresh pages is a costly fault, and a pull would otherwise fault in its whole size.
+ */
+const spareMemory: ArrayBuffer[] = [];
+const MAX_SPARE = 16;
+
+function messageMemory(bytes: number): Buffer {
+  if (bytes > MESSAGE_CAPACITY) return Buffer.allocUnsafeSlow(bytes);
+  const ab = spareMemory.pop();
+  // allocUnsafeSlow: memory of its own (transferable), not zero-filled
+  return ab ? Buffer.from(ab, 0, bytes) : Buffer.allocUnsafeSlow(MESSAGE_CAPACITY).subarray(0, bytes);
+}
 
 interface Job {
-  onAck(bytes: number): void;
+  onAck(bytes: number, memory?: ArrayBuffer): void;
   onDone(f: LayerFacts, blobDigest?: string): void;
   onError(e: Error, blobDigest?: string): void;
 }
@@ -63,7 +78,7 @@ class PoolWorker {
     this.worker.on('message', (m: FromWorker) => {
       const job = this.jobs.get(m.id);
       if (!job) return;
-      if (m.op === 'ack') job.onAck(m.bytes);
+      if (m.op === 'ack') job.onAck(m.bytes, m.memory);
       else if (m.op === 'done') {
         this.finish(m.id);
         job.onDone({ ...m.facts, paths: new Set(m.facts.paths) }, m.blobDigest);
@@ -159,7 +174,8 @@ class RemoteInspector implements LayerInspection {
     });
     this.digest.catch(() => {});
     this.w.add(this.id, {
-      onAck: (bytes) => {
+      onAck: (bytes, memory) => {
+        if (memory && memory.byteLength === MESSAGE_CAPACITY && spareMemory.length < MAX_SPARE) spareMemory.push(memory);
         this.inFlight -= bytes;
         if (this.inFlight <= MAX_IN_FLIGHT / 2) this.wake();
       },
@@ -190,9 +206,9 @@ class RemoteInspector implements LayerInspection {
 
   private flush(): void {
     if (this.batchLen === 0) return;
-    // one copy into memory of our own (unpooled, not zero-filled), which is then moved, not
-    // copied again, to the worker
-    const view = Buffer.allocUnsafeSlow(this.batchLen);
+    // one copy into memory of our own (reused when the worker hands it back), which is then
+    // moved, not copied again, to the worker
+    const view = messageMemory(this.batchLen);
     let off = 0;
     for (const b of this.batch) {
       view.set(b, off);

@@ -12,8 +12,8 @@ import type { ToWorker, FromWorker } from './inspect-pool.js';
 const port = parentPort!;
 const jobs = new Map<number, { ins: LayerInspector; blob: Hash | undefined; tail: Promise<void>; failed: boolean }>();
 
-function send(m: FromWorker): void {
-  port.postMessage(m);
+function send(m: FromWorker, transfer?: ArrayBuffer[]): void {
+  port.postMessage(m, transfer);
 }
 
 function failed(id: number, e: unknown, blobDigest?: string): void {
@@ -44,11 +44,13 @@ port.on('message', (m: ToWorker) => {
     let blobDigest: string | undefined;
     try {
       if (m.op === 'data') {
-        const chunk = Buffer.from(m.chunk.buffer, m.chunk.byteOffset, m.chunk.byteLength);
+        const bytes = m.chunk.byteLength;
+        const chunk = Buffer.from(m.chunk.buffer, m.chunk.byteOffset, bytes);
         job.blob?.update(chunk);
-        const wait = job.ins.write(chunk);
-        if (wait) await wait;
-        send({ op: 'ack', id: m.id, bytes: m.chunk.byteLength });
+        await job.ins.writeConsumed(chunk);
+        // the memory goes back to the sender for its next message: fresh pages cost a fault each
+        const memory = m.chunk.buffer as ArrayBuffer;
+        send({ op: 'ack', id: m.id, bytes, memory }, [memory]);
       } else {
         if (job.blob) blobDigest = 'sha256:' + job.blob.digest('hex');
         const f = await job.ins.end();

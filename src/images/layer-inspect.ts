@@ -112,6 +112,27 @@ export class LayerInspector {
     return this.feed(chunk);
   }
 
+  /**
+   * Like write, but resolves only once `chunk` itself has been consumed (inflated, hashed,
+   * walked), so that its memory may be reused; rejects with the first error.
+   */
+  writeConsumed(chunk: Buffer): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    // before the decoder exists, chunks are copied (head) or consumed synchronously (plain)
+    if (!this.decoder) return this.write(chunk) ?? Promise.resolve();
+    const dec = this.decoder;
+    return new Promise<void>((resolve, reject) => {
+      // a decoder that fails on this chunk is destroyed without calling the write back
+      const finish = () => {
+        dec.off('close', finish);
+        if (this.failure) reject(this.failure);
+        else resolve();
+      };
+      dec.once('close', finish);
+      dec.write(chunk, finish);
+    });
+  }
+
   /** The input has ended: waits for the decoder and returns the facts, or throws what went wrong. */
   async end(): Promise<LayerFacts> {
     if (this.failure) throw this.failure;

@@ -71,6 +71,10 @@ describe('a worker inspection that hashes the blob too', () => {
     const bad = inspectionFor('layer cut', cut.length, { hashBlob: true });
     await expect(feed(bad, cut)).rejects.toMatchObject({ code: 'ERR_BAD_COMPRESSION' });
     expect(await bad.blobDigest!()).toBe('sha256:' + createHash('sha256').update(cut).digest('hex'));
+    // a stream that breaks mid-way fails the inspection (and the hand-off) without hanging
+    const garbage = Buffer.concat([good.subarray(0, 64 * 1024), randomBytes(WORKER_MIN_BYTES)]);
+    const broken = inspectionFor('layer garbage', garbage.length, { hashBlob: true });
+    await expect(feed(broken, garbage)).rejects.toMatchObject({ code: 'ERR_BAD_COMPRESSION' });
     // small layers are inspected inline and leave hashing to the blob store
     expect(inspectionFor('layer small', 1000, { hashBlob: true }).blobDigest).toBeUndefined();
   });
