@@ -58,6 +58,7 @@ static int get_int(const jval *o, const char *key, const char *where, int64_t mi
 #define SPEC_MOUNT_DATA_MAX 4096
 #define SPEC_TARGET_MAX (4096 - 256)
 #define SPEC_CGROUP_MAX 2048
+#define SPEC_SYSCTL_KEY_MAX 1024
 
 #define RES_MAX_BYTES (INT64_MAX / 2)
 #define RES_MAX_NANO_CPUS (INT64_MAX / 100000)
@@ -305,6 +306,11 @@ int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
   }
   if (get_bool(v, "noNewPrivileges", "spec", &s->no_new_privs, err, errlen) < 0) return -1;
   if (hostopts_parse(v, &s->opts, err, errlen) < 0) return -1;
+  /* hostopts_sysctls turns a key into /proc/sys/<key> in a PATH_MAX buffer and walks it by the
+   * untruncated length: a longer key would be rewritten past the buffer's end */
+  for (size_t i = 0; i < s->opts.nsysctls; i++)
+    if (strlen(s->opts.sysctl_keys[i]) > SPEC_SYSCTL_KEY_MAX)
+      ERR("spec.sysctls: key too long (at most %d bytes): \"%.64s...\"", SPEC_SYSCTL_KEY_MAX, s->opts.sysctl_keys[i]);
   if (userns_parse(json_get(v, "userns"), &s->userns, "spec.userns", err, errlen) < 0) return -1;
   /* Docker refuses both with remapping: sharing the host's network namespace needs --userns=host,
    * and privileged means the host's capabilities */

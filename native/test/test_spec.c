@@ -88,7 +88,7 @@ int main(void) {
   /* paths the agent joins into fixed PATH_MAX buffers (cgroup dirs, <target>/proc, the overlay's
    * one-page mount data): too long is refused, never truncated into another path */
   {
-    static char big[3 * 4096], longp[2100], j2[sizeof big + 256];
+    static char big[3 * 4096], longp[2100], j2[sizeof big + 4400];
     memset(longp, 'a', sizeof longp - 1);
     snprintf(big, sizeof big, "{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"cgroup\":{\"version\":1,\"root\":\"/r\",\"path\":\"%s\"}}", rootfs, longp);
     CHECK(bad(big, "spec.cgroup: root and path too long"));
@@ -99,6 +99,14 @@ int main(void) {
     longt[sizeof longt - 1] = 0;
     snprintf(j2, sizeof j2, "{\"id\":\"c\",\"rootfs\":{\"lower\":\"/l\",\"upper\":\"/u\",\"work\":\"/w\",\"target\":\"/%s\"},\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\"}", longt);
     CHECK(bad(j2, "spec.rootfs.target: too long"));
+    /* a sysctl key becomes /proc/sys/<key> in a PATH_MAX buffer (hostopts_sysctls): Docker's
+     * name rules let "net." + any length through the daemon */
+    char key[4200];
+    memset(key, 'a', sizeof key - 1);
+    key[sizeof key - 1] = 0;
+    memcpy(key, "net.", 4);
+    snprintf(j2, sizeof j2, "{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"sysctls\":{\"%s\":\"1\"}}", rootfs, key);
+    CHECK(bad(j2, "spec.sysctls: key too long"));
   }
 
   /* Docker's capability rules */
