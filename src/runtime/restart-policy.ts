@@ -77,16 +77,17 @@ export function shouldRestart(policy: RestartPolicy, f: ExitFacts): boolean {
     case 'unless-stopped':
       return !f.manuallyStopped;
     case 'on-failure':
-      if (f.manuallyStopped) return false;
+      // as moby's restart manager: only unless-stopped reads the manual stop (a stop or kill with
+      // the stop signal cancels through `cancelled`)
       return f.exitCode !== 0 && (policy.MaximumRetryCount === 0 || f.restartCount < policy.MaximumRetryCount);
   }
 }
 
 /**
  * At daemon start, for a container found stopped that had been started before: start it again?
- * `always` comes back even after a `docker stop` (Docker's documented behaviour: "restarted
- * only when the daemon restarts"); `unless-stopped` and `on-failure` only when not stopped by
- * the user.
+ * A `docker stop` holds until the daemon restarts (Docker's documented behaviour): `always`
+ * comes back, `on-failure` too if it exited non-zero (moby's restart manager ignores the manual
+ * stop for it); `unless-stopped` only when not stopped by the user.
  */
 export function shouldStartOnBoot(policy: RestartPolicy, f: Omit<ExitFacts, 'cancelled'>): boolean {
   if (policy.Name === 'always') return true;

@@ -48,13 +48,19 @@ describe('restart decision after an exit', () => {
     expect(shouldRestart(p('on-failure', 2), { ...facts, restartCount: 1 })).toBe(true);
     expect(shouldRestart(p('on-failure', 2), { ...facts, restartCount: 2 })).toBe(false);
     expect(shouldRestart(p('on-failure', 2), { ...facts, cancelled: true })).toBe(false);
+    // a kill with a signal other than the stop signal does not cancel: on-failure still restarts
+    expect(shouldRestart(p('on-failure'), { ...facts, manuallyStopped: true })).toBe(true);
   });
   it('at daemon start: always comes back even after docker stop; unless-stopped only if not stopped', () => {
     const boot = { exitCode: 137, manuallyStopped: true, restartCount: 0 };
     expect(shouldStartOnBoot(p('always'), boot)).toBe(true);
     expect(shouldStartOnBoot(p('unless-stopped'), boot)).toBe(false);
     expect(shouldStartOnBoot(p('unless-stopped'), { ...boot, manuallyStopped: false })).toBe(true);
-    expect(shouldStartOnBoot(p('on-failure'), boot)).toBe(false);
+    // moby's restart manager reads HasBeenManuallyStopped only for unless-stopped: a stopped
+    // on-failure container that exited non-zero comes back at daemon start, as Docker documents
+    // ("the restart policy is ignored until the Docker daemon restarts")
+    expect(shouldStartOnBoot(p('on-failure'), boot)).toBe(true);
+    expect(shouldStartOnBoot(p('on-failure'), { ...boot, exitCode: 0 })).toBe(false);
     expect(shouldStartOnBoot(p('on-failure', 3), { ...boot, manuallyStopped: false, restartCount: 3 })).toBe(false);
     expect(shouldStartOnBoot(p('no'), { ...boot, manuallyStopped: false })).toBe(false);
   });
