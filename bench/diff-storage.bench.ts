@@ -13,13 +13,13 @@
  *
  * Needs root, /usr/local/bin/docker (CLI), /usr/sbin/dockerd.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import net from 'node:net';
 import { startTestDaemon, missingRealParts, DOCKER } from '../test/fixtures/daemon.js';
 import { busyboxDockerArchive } from '../test/fixtures/fake-images.js';
+import { DOCKERD, requireTools, startReferenceDockerd, timedDocker, type ReferenceDockerd } from './lib/reference-dockerd.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: number) => {
@@ -29,49 +29,19 @@ const opt = (name: string, dflt: number) => {
 const RUNS = opt('runs', 10);
 const FILES = opt('files', 2000);
 
-for (const [tool, pkg] of [[DOCKER, 'docker-ce-cli (the docker CLI)'], ['/usr/sbin/dockerd', 'docker.io']] as const) {
-  if (!existsSync(tool)) throw new Error(`missing ${tool}: install ${pkg}`);
-}
+requireTools([[DOCKER, 'docker-ce-cli (the docker CLI)'], [DOCKERD, 'docker.io']]);
 const missing = missingRealParts();
 if (missing.length > 0) throw new Error(`tvm parts missing: ${missing.join(', ')}`);
 
 const work = mkdtempSync(path.join(tmpdir(), 'tvm-bench-diff-'));
-const dockerSock = path.join(work, 'docker.sock');
 
-function docker(host: string, cmd: string[]): { ms: number; code: number; out: string; err: string } {
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(DOCKER, cmd, { env: { ...process.env, DOCKER_HOST: host, DOCKER_CONFIG: path.join(work, 'cfg') }, encoding: 'utf8' });
-  return { ms: Number(process.hrtime.bigint() - t0) / 1e6, code: r.status ?? -1, out: r.stdout, err: r.stderr };
-}
+const docker = (host: string, cmd: string[], input?: Buffer) => timedDocker(host, path.join(work, 'cfg'), cmd, input);
 function must(name: string, host: string, cmd: string[]): { ms: number; out: string } {
   const r = docker(host, cmd);
   if (r.code !== 0) throw new Error(`${name}: docker ${cmd.join(' ')} exited ${r.code}: ${r.err}`);
   return r;
 }
 
-function answers(sock: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(sock);
-    s.once('connect', () => (s.destroy(), resolve(true)));
-    s.once('error', () => resolve(false));
-  });
-}
-
-async function startDockerd(): Promise<ChildProcess> {
-  const d = spawn('/usr/sbin/dockerd', [
-    '-H', `unix://${dockerSock}`, '--data-root', path.join(work, 'docker-data'), '--exec-root', path.join(work, 'docker-exec'),
-    '--pidfile', path.join(work, 'docker.pid'), '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false',
-    '--userland-proxy=false', '--containerd-namespace', 'tvmbenchdiff', '--containerd-plugins-namespace', 'tvmbenchdiff-plugins',
-  ], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  d.stderr!.on('data', (c: Buffer) => (log += c.toString()));
-  for (let i = 0; i < 600; i++) {
-    if (d.exitCode !== null) throw new Error(`dockerd exited:\n${log.slice(-3000)}`);
-    if ((await answers(dockerSock)) && docker(`unix://${dockerSock}`, ['version']).code === 0) return d;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`dockerd did not answer within 60 s:\n${log.slice(-3000)}`);
-}
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -79,11 +49,11 @@ function median(xs: number[]): number {
 }
 
 const tvm = await startTestDaemon();
-let dockerd: ChildProcess | undefined;
+let dockerd: ReferenceDockerd | undefined;
 try {
-  dockerd = await startDockerd();
+  dockerd = await startReferenceDockerd(work, 'tvmbenchdiff');
   writeFileSync(path.join(work, 'busybox.tar'), await busyboxDockerArchive());
-  const hosts = { tvm: tvm.host, docker: `unix://${dockerSock}` } as const;
+  const hosts = { tvm: tvm.host, docker: dockerd.host } as const;
   const script = `for d in $(seq 1 20); do mkdir -p /data/d$d; done; i=0; while [ $i -lt ${FILES} ]; do echo $i > /data/d$((i % 20 + 1))/f$i; i=$((i+1)); done; echo x >> /etc/passwd; rm /bin/cat`;
   const lists: Record<string, string> = {};
   for (const [name, host] of Object.entries(hosts)) {
@@ -122,12 +92,7 @@ try {
   process.stdout.write(`create + rm                         tvm ${f(m.tvmCreate)}   dockerd ${f(m.dockerCreate)}   ratio ${(m.tvmCreate / m.dockerCreate).toFixed(2)}x\n`);
   process.stdout.write(`create --storage-opt size=1G + rm   tvm ${f(m.tvmCreateSized)}   dockerd ${f(m.dockerCreate)} (no size)   ratio ${(m.tvmCreateSized / m.dockerCreate).toFixed(2)}x\n`);
 } finally {
-  if (dockerd && dockerd.exitCode === null) {
-    const done = new Promise((r) => dockerd!.once('exit', r));
-    dockerd.kill('SIGTERM');
-    await Promise.race([done, new Promise((r) => setTimeout(r, 15_000))]);
-    if (dockerd.exitCode === null) dockerd.kill('SIGKILL');
-  }
+  await dockerd?.stop();
   await tvm.destroy();
   spawnSync('umount', ['-R', path.join(work, 'docker-data')], { stdio: 'ignore' });
   rmSync(work, { recursive: true, force: true });
