@@ -21,7 +21,7 @@ const mountedUnder = (dir: string) => readFileSync('/proc/self/mountinfo', 'utf8
 
 /** fails its create after mounting a tmpfs in the state dir, as a layer that would not unmount */
 class LeavesMountIsolation extends MemoryIsolation {
-  async create(spec: ContainerSpec): Promise<void> {
+  override async create(spec: ContainerSpec): Promise<void> {
     const layer = path.join(spec.stateDir, 'layer');
     mkdirSync(layer, { recursive: true });
     execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', layer]);
