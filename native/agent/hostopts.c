@@ -61,6 +61,7 @@ static int parse_ulimits(const jval *v, host_opts *o, char *err, size_t errlen) 
   static const char *const keys[] = {"name", "soft", "hard", NULL};
   if (v->type != J_ARR) ERR("spec.ulimits: expected an array");
   o->ulimits = calloc(v->len + 1, sizeof *o->ulimits);
+  if (!o->ulimits) ERR("spec.ulimits: out of memory");
   for (size_t i = 0; i < v->len; i++) {
     char w[64];
     snprintf(w, sizeof w, "spec.ulimits[%zu]", i);
@@ -83,6 +84,7 @@ static int parse_sysctls(const jval *v, host_opts *o, char *err, size_t errlen) 
   if (v->type != J_OBJ) ERR("spec.sysctls: expected an object");
   o->sysctl_keys = calloc(v->len + 1, sizeof(char *));
   o->sysctl_vals = calloc(v->len + 1, sizeof(char *));
+  if (!o->sysctl_keys || !o->sysctl_vals) ERR("spec.sysctls: out of memory");
   for (size_t i = 0; i < v->len; i++) {
     const char *k = v->keys[i];
     if (v->items[i].type != J_STR) ERR("spec.sysctls.%s: expected a string", k);
@@ -99,6 +101,7 @@ static int parse_devices(const jval *v, host_opts *o, char *err, size_t errlen) 
   static const char *const keys[] = {"path", "containerPath", "permissions", NULL};
   if (v->type != J_ARR) ERR("spec.devices: expected an array");
   o->devices = calloc(v->len + 1, sizeof *o->devices);
+  if (!o->devices) ERR("spec.devices: out of memory");
   for (size_t i = 0; i < v->len; i++) {
     char w[64];
     snprintf(w, sizeof w, "spec.devices[%zu]", i);
@@ -131,6 +134,7 @@ static int parse_devices(const jval *v, host_opts *o, char *err, size_t errlen) 
 static int parse_paths(const jval *v, const char *where, char ***out, size_t *n, char *err, size_t errlen) {
   if (v->type != J_ARR) ERR("%s: expected an array of absolute paths", where);
   *out = calloc(v->len + 1, sizeof(char *));
+  if (!*out) ERR("%s: out of memory", where);
   for (size_t i = 0; i < v->len; i++) {
     const char *p = v->items[i].type == J_STR ? v->items[i].str : NULL;
     if (!p || p[0] != '/' || strstr(p, "/..")) ERR("%s[%zu]: expected an absolute path without \"..\"", where, i);
@@ -154,6 +158,7 @@ int hostopts_parse(const jval *s, host_opts *o, char *err, size_t errlen) {
   if ((v = json_get(s, "groupAdd")) && v->type != J_NULL) {
     if (v->type != J_ARR) ERR("spec.groupAdd: expected an array of strings");
     o->group_add = calloc(v->len + 1, sizeof(char *));
+    if (!o->group_add) ERR("spec.groupAdd: out of memory");
     for (size_t i = 0; i < v->len; i++) {
       if (v->items[i].type != J_STR || !v->items[i].str[0]) ERR("spec.groupAdd[%zu]: expected a group name or id", i);
       o->group_add[i] = strdup(v->items[i].str);
@@ -287,6 +292,8 @@ int hostopts_sysctls(const host_opts *o, char *err, size_t errlen) {
   for (size_t i = 0; i < o->nsysctls; i++) {
     char p[PATH_MAX];
     int n = snprintf(p, sizeof p, "/proc/sys/%s", o->sysctl_keys[i]);
+    /* snprintf returns the length it wanted: a cut path would name another file */
+    if (n < 0 || (size_t)n >= sizeof p) ERR("sysctl %.64s...: name too long", o->sysctl_keys[i]);
     for (char *c = p + 10; c < p + n; c++)
       if (*c == '.') *c = '/';
     int rc = write_file_str(p, o->sysctl_vals[i]);

@@ -7,6 +7,7 @@
 #include "init.h"
 #include "json.h"
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -99,6 +100,18 @@ int main(void) {
   hostopts_free(&o);
   CHECK(parse("{\"sysctls\":{\"../x\":\"1\"}}", &o, err, sizeof err) < 0 && strstr(err, "invalid key"));
   hostopts_free(&o);
+  {
+    /* a name longer than a path: refused, never cut into another file's name (or past the buffer) */
+    static char body[2 * PATH_MAX];
+    char key[PATH_MAX + 16];
+    memset(key, 'a', sizeof key - 1);
+    key[sizeof key - 1] = 0;
+    memcpy(key, "net.", 4);
+    snprintf(body, sizeof body, "{\"sysctls\":{\"%s\":\"1\"}}", key);
+    CHECK(parse(body, &o, err, sizeof err) == 0 && o.nsysctls == 1);
+    CHECK(hostopts_sysctls(&o, err, sizeof err) < 0 && strstr(err, "name too long"));
+    hostopts_free(&o);
+  }
   CHECK(parse("{\"devices\":[{\"path\":\"/nonexistent\",\"containerPath\":\"/dev/x\",\"permissions\":\"r\"}]}", &o, err, sizeof err) < 0 &&
         strstr(err, "error gathering device information"));
   hostopts_free(&o);
