@@ -60,6 +60,7 @@ static void numbered(char *out, size_t n, const char *path, int k) { snprintf(ou
 
 int log_rotate(log_file *lf) {
   char from[4200], to[4200], tmp[4200];
+  int linked = 0;
   /* the new current file first: nothing is moved if it cannot be made */
   snprintf(tmp, sizeof tmp, "%s.rotating", lf->path);
   int nfd = open(tmp, O_WRONLY | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
@@ -74,6 +75,7 @@ int log_rotate(log_file *lf) {
     /* with max_files 2 the old .1 is the one dropped */
     if (unlink(to) < 0 && errno != ENOENT) goto fail;
     if (link(lf->path, to) < 0) goto fail;
+    linked = 1;
   }
   if (rename(tmp, lf->path) < 0) goto fail;
   close(lf->fd);
@@ -84,6 +86,8 @@ fail: {
     int e = errno;
     close(nfd);
     unlink(tmp);
+    /* the current file stays current: a second name for it as .1 would repeat its lines */
+    if (linked) unlink(to);
     errno = e;
     return -1;
   }
