@@ -83,25 +83,31 @@ export async function writeLayerImage(image: string, usableBytes: number): Promi
   throw new InvalidParameterError(`cannot size a writable layer of ${usableBytes} bytes`, 'ERR_LAYER_SIZE');
 }
 
-/** mounts in progress, by mount point: start, diff and cp of one container may remount at once */
-const mounting = new Map<string, Promise<void>>();
+/**
+ * Mounts and removals in progress, by mount point: start, diff and cp of one container may
+ * remount its layer at once, and a diff may race its rm -f; each waits for the one before.
+ */
+const inProgress = new Map<string, Promise<void>>();
+
+function serialized(mp: string, fn: () => Promise<void>): Promise<void> {
+  const run = (inProgress.get(mp) ?? Promise.resolve()).then(fn);
+  const tail = run.catch(() => {});
+  inProgress.set(mp, tail);
+  void tail.then(() => {
+    if (inProgress.get(mp) === tail) inProgress.delete(mp);
+  });
+  return run;
+}
 
 /** Mounts the container's layer if it is not mounted (after a host reboot); a no-op otherwise. */
 export async function mountSizedLayer(stateDir: string): Promise<void> {
   const mp = path.join(stateDir, LAYER_MOUNT);
-  const prev = mounting.get(mp) ?? Promise.resolve();
-  const run = prev.then(async () => {
+  return serialized(mp, async () => {
     if (await isMountPoint(mp)) return;
     const image = path.join(stateDir, LAYER_IMAGE);
     if (!existsSync(image)) throw new InvalidParameterError(`the writable layer ${image} of this container is missing`, 'ERR_LAYER_MISSING');
     await loopMount(image, mp, [], 'ERR_LAYER_MOUNT');
   });
-  const tail = run.catch(() => {});
-  mounting.set(mp, tail);
-  void tail.then(() => {
-    if (mounting.get(mp) === tail) mounting.delete(mp);
-  });
-  return run;
 }
 
 /**
@@ -129,9 +135,11 @@ export async function createSizedLayer(stateDir: string, usableBytes: number): P
  */
 export async function removeSizedLayer(stateDir: string): Promise<void> {
   const mp = path.join(stateDir, LAYER_MOUNT);
-  await unmountLoop(mp, 'ERR_LAYER_UNMOUNT');
-  await rmdir(mp).catch(() => {});
-  await unlink(path.join(stateDir, LAYER_IMAGE)).catch((e: NodeJS.ErrnoException) => {
-    if (e.code !== 'ENOENT') throw e;
+  return serialized(mp, async () => {
+    await unmountLoop(mp, 'ERR_LAYER_UNMOUNT');
+    await rmdir(mp).catch(() => {});
+    await unlink(path.join(stateDir, LAYER_IMAGE)).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOENT') throw e;
+    });
   });
 }

@@ -5,12 +5,12 @@
  * "already mounted", which failed the second request with a 500).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mountPoints } from '../../../../src/runtime/host/base-mounts.js';
-import { createSizedLayer, LAYER_MOUNT, mountSizedLayer, removeSizedLayer } from '../../../../src/runtime/host/writable-layer.js';
+import { createSizedLayer, LAYER_IMAGE, LAYER_MOUNT, mountSizedLayer, removeSizedLayer } from '../../../../src/runtime/host/writable-layer.js';
 
 let root: string;
 
@@ -55,5 +55,19 @@ describe('sized writable layer, concurrent remount', () => {
     expect(mountsAt(mp)).toBe(1);
     await removeSizedLayer(stateDir);
     expect(mountsAt(mp)).toBe(0);
+  });
+
+  it('a remount racing the removal (docker diff during rm -f) never leaves a mount behind', async () => {
+    for (let i = 0; i < 5; i++) {
+      const stateDir = path.join(root, `r${i}`);
+      execFileSync('mkdir', ['-p', stateDir]);
+      await createSizedLayer(stateDir, 16 * 1024 * 1024);
+      const mp = path.join(stateDir, LAYER_MOUNT);
+      execFileSync('umount', [mp]); // as after a reboot
+      const results = await Promise.allSettled([removeSizedLayer(stateDir), mountSizedLayer(stateDir)]);
+      expect(results[0]!.status).toBe('fulfilled');
+      expect(mountsAt(mp)).toBe(0);
+      expect(existsSync(path.join(stateDir, LAYER_IMAGE))).toBe(false);
+    }
   });
 });
