@@ -1,5 +1,6 @@
 /** `tvm update`: change the resource limits and restart policy of containers (live if running). */
 import type { Command } from 'commander';
+import { InvalidParameterError } from '../../errors.js';
 import { withClient } from '../client.js';
 import { parseBytes, parseCpus, parseIntFlag } from '../units.js';
 import { parseRestartFlag } from './restart.js';
@@ -26,6 +27,11 @@ export function updateBody(o: UpdateOptions): Record<string, unknown> {
   };
 }
 
+/** The docker CLI refuses an update without any flag (it would change nothing). */
+export function requireUpdateFlags(body: Record<string, unknown>): void {
+  if (Object.keys(body).length === 0) throw new InvalidParameterError('you must provide one or more flags when using this command');
+}
+
 export function registerUpdateCommand(program: Command): void {
   program
     .command('update')
@@ -43,6 +49,7 @@ export function registerUpdateCommand(program: Command): void {
     .option('--restart <policy>', 'restart policy: no, always, unless-stopped, on-failure[:max-retries]')
     .action(async (ids: string[], o: UpdateOptions) => {
       const body = updateBody(o);
+      requireUpdateFlags(body);
       await withClient(async (c) => {
         let failed = false;
         for (const id of ids) {
