@@ -67,7 +67,8 @@ int caps_compute(const char *const *add, size_t nadd, const char *const *drop, s
   if (privileged) *out = caps_all();
   else if (has_all(add, nadd)) *out = caps_all() & ~d;
   else if (has_all(drop, ndrop)) *out = a;
-  else *out = (caps_docker_default() | a) & ~d;
+  /* moby's TweakCapabilities: drop from the defaults first, then add (add X + drop X keeps X) */
+  else *out = (caps_docker_default() & ~d) | a;
   return 0;
 }
 

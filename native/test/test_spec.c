@@ -116,6 +116,8 @@ int main(void) {
   CHECK(__builtin_popcountll(caps_docker_default()) == 14);
   CHECK(caps_compute(all, 1, chown_, 1, 0, &m, err, sizeof err) == 0 && m == (caps_all() & ~(1ull << CAP_CHOWN)));
   CHECK(caps_compute(admin, 1, all, 1, 0, &m, err, sizeof err) == 0 && m == (1ull << CAP_SYS_ADMIN));
+  /* as moby: drops apply to the defaults, adds come after, so adding and dropping one keeps it */
+  CHECK(caps_compute(chown_, 1, chown_, 1, 0, &m, err, sizeof err) == 0 && m == caps_docker_default());
   CHECK(caps_compute(NULL, 0, all, 1, 1, &m, err, sizeof err) == 0 && m == caps_all());
   CHECK(cap_from_name("cap_sys_admin") == CAP_SYS_ADMIN && cap_from_name("Net_Raw") == CAP_NET_RAW);
   CHECK(cap_from_name("CHECKPOINT_RESTORE") == 40 && cap_from_name("FOO") == -1);

@@ -28,7 +28,8 @@ export function effectiveCaps(capAdd: readonly string[], capDrop: readonly strin
   if (privileged) return new Set(all);
   if (add.includes('ALL')) return new Set(all.filter((c) => !drop.includes(c)));
   if (drop.includes('ALL')) return new Set(named(add));
-  return new Set([...DOCKER_DEFAULT_CAPS, ...named(add)].filter((c) => !drop.includes(c)));
+  // moby's TweakCapabilities: drop from the defaults first, then add (add X + drop X keeps X)
+  return new Set([...DOCKER_DEFAULT_CAPS.filter((c) => !drop.includes(c)), ...named(add)]);
 }
 
 export interface AgentSeccomp {

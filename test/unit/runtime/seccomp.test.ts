@@ -265,6 +265,9 @@ describe('container seccomp', () => {
 
   it('effective capabilities follow the agent rules', () => {
     expect([...effectiveCaps(['SYS_ADMIN'], ['CAP_CHOWN'], false, CAPABILITIES)].sort()).toEqual([...DOCKER_DEFAULT_CAPS, 'SYS_ADMIN'].filter((c) => c !== 'CHOWN').sort());
+    // moby's TweakCapabilities drops from the defaults first, then adds: add X + drop X keeps X
+    expect(effectiveCaps(['CHOWN'], ['CHOWN'], false, CAPABILITIES).has('CHOWN')).toBe(true);
+    expect(effectiveCaps(['SYS_ADMIN'], ['SYS_ADMIN'], false, CAPABILITIES).has('SYS_ADMIN')).toBe(true);
     expect([...effectiveCaps(['NET_ADMIN'], ['ALL'], false, CAPABILITIES)]).toEqual(['NET_ADMIN']);
     expect(effectiveCaps(['ALL'], ['MKNOD'], false, CAPABILITIES).size).toBe(CAPABILITIES.length - 1);
     expect(effectiveCaps([], [], true, CAPABILITIES).size).toBe(CAPABILITIES.length);
