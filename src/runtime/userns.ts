@@ -150,6 +150,8 @@ export function validateIdMap(map: IdMapEntry[], what: string): void {
     return false;
   };
   if (overlap('containerID') || overlap('hostID')) throw new InvalidParameterError(`${what}: ranges overlap`, 'ERR_SUBID_RANGE');
+  // a subordinate range over host id 0 would give the container the host's root
+  if (map.some((e) => e.hostID === 0)) throw new InvalidParameterError(`${what}: a range includes host id 0 (root); fix /etc/subuid and /etc/subgid`, 'ERR_SUBID_RANGE');
 }
 
 /** `--userns-remap` value: 'default', 'user', 'user:group', 'uid', 'uid:gid'. */

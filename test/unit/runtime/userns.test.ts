@@ -62,6 +62,7 @@ describe('ranges and maps', () => {
   it('validates maps before they reach the kernel', () => {
     expect(() => validateIdMap([], 'm')).toThrow(/empty/);
     expect(() => validateIdMap([{ containerID: 0, hostID: 1, size: 0 }], 'm')).toThrow(/invalid entry/);
+    expect(() => validateIdMap([{ containerID: 0, hostID: 0, size: 65536 }], 'm')).toThrow(/host id 0/);
     expect(() => validateIdMap([{ containerID: 0, hostID: 100, size: 10 }, { containerID: 5, hostID: 200, size: 10 }], 'm')).toThrow(/overlap/);
     expect(() => validateIdMap([{ containerID: 0, hostID: 100, size: 10 }, { containerID: 10, hostID: 105, size: 10 }], 'm')).toThrow(/overlap/);
     expect(() => validateIdMap([{ containerID: 0, hostID: 100, size: 10 }, { containerID: 10, hostID: 110, size: 10 }], 'm')).not.toThrow();
