@@ -238,7 +238,10 @@ static void __attribute__((noreturn)) finish_and_exec(const child_ctx *c, const 
   if (cloexec_from_3() < 0) child_fail(c, 126, "mark inherited descriptors close-on-exec: %s", strerror(errno));
   reset_signals();
   /* --ulimit (over the default above) and --oom-score-adj, while we still hold CAP_SYS_RESOURCE */
-  if (hostopts_process(&s->opts, err, sizeof err) < 0) child_fail(c, 126, "%s", err);
+  host_opts po = s->opts; /* shallow: only a flag differs */
+  /* the container's init got its oom_score_adj from the agent (container_start), exec processes here */
+  if (p == &s->process) po.has_oom_score_adj = 0;
+  if (hostopts_process(&po, err, sizeof err) < 0) child_fail(c, 126, "%s", err);
   /* Without no_new_privs, installing a filter takes CAP_SYS_ADMIN: install it while we still
    * hold it, as runc does (the profile must then allow setuid, capset, execve: Docker's does). */
   if (!s->no_new_privs && seccomp_install(&s->seccomp) < 0)
@@ -483,8 +486,10 @@ int container_start(const container_spec *s, proc_io *io, int *code, char *err, 
     fdset_close(&f);
     return -1;
   }
-  /* --device rules, --memory-reservation, --oom-kill-disable on the container's cgroup */
-  if (hostopts_cgroup(&s->opts, s->cgroup_version, s->cgroup_root, s->cgroup_path, err, errlen) < 0) {
+  /* --device rules, --memory-reservation, --oom-kill-disable on the container's cgroup;
+   * --oom-score-adj from outside the container's user namespace */
+  if (hostopts_cgroup(&s->opts, s->cgroup_version, s->cgroup_root, s->cgroup_path, err, errlen) < 0 ||
+      hostopts_oom_score(&s->opts, pid, err, errlen) < 0) {
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     fdset_close(&f);

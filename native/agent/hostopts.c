@@ -360,6 +360,16 @@ int hostopts_process(const host_opts *o, char *err, size_t errlen) {
   return 0;
 }
 
+int hostopts_oom_score(const host_opts *o, pid_t pid, char *err, size_t errlen) {
+  if (!o->has_oom_score_adj) return 0;
+  char path[64], v[16];
+  snprintf(path, sizeof path, "/proc/%d/oom_score_adj", (int)pid);
+  snprintf(v, sizeof v, "%d", o->oom_score_adj);
+  int rc = write_file_str(path, v);
+  if (rc < 0) ERR("write %s (--oom-score-adj %d): %s", path, o->oom_score_adj, strerror(-rc));
+  return 0;
+}
+
 static int cg_write(const char *root, const char *ctl, const char *path, const char *file, const char *val, char *err,
                     size_t errlen) {
   char p[PATH_MAX];

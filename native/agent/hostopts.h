@@ -66,6 +66,9 @@ int hostopts_sysctls(const host_opts *o, char *err, size_t errlen);
 int hostopts_groups(const host_opts *o, const char *group, exec_user *u, char *err, size_t errlen);
 /* setrlimit for each --ulimit, and oom_score_adj, for the calling process. */
 int hostopts_process(const host_opts *o, char *err, size_t errlen);
+/* Agent side, before the container's init runs: --oom-score-adj written from outside, as runc
+ * does (inside a user namespace a negative value would need CAP_SYS_RESOURCE there). */
+int hostopts_oom_score(const host_opts *o, pid_t pid, char *err, size_t errlen);
 /* Agent side, once the container's cgroup exists (v1): devices.allow, oom_control.
  * cgroup_version 0 (no cgroupfs): refused when any is asked for. */
 int hostopts_cgroup(const host_opts *o, int cgroup_version, const char *cgroup_root, const char *cgroup_path,
