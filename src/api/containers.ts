@@ -27,6 +27,18 @@ const stringArray = { type: ['array', 'null'], items: { type: 'string' } };
 const argv = { type: ['array', 'string', 'null'], items: { type: 'string' } };
 const int = { type: 'integer' };
 const intOrNull = { type: ['integer', 'null'] };
+/** the HostConfig resources both create and update take */
+const resourceSchema = {
+  Memory: int,
+  MemorySwap: int,
+  MemoryReservation: int,
+  NanoCpus: int,
+  CpuShares: int,
+  CpuQuota: int,
+  CpuPeriod: int,
+  CpusetCpus: { type: 'string' },
+  PidsLimit: intOrNull,
+};
 const bool = { type: 'boolean' };
 const strMap = { type: ['object', 'null'], additionalProperties: { type: 'string' } };
 const restartPolicySchema = { type: ['object', 'null'], properties: { Name: { type: 'string' }, MaximumRetryCount: int } };
@@ -58,15 +70,7 @@ export const createBodySchema = {
           type: ['object', 'null'],
           properties: {
             Binds: stringArray,
-            Memory: int,
-            MemorySwap: int,
-            MemoryReservation: int,
-            NanoCpus: int,
-            CpuShares: int,
-            CpuQuota: int,
-            CpuPeriod: int,
-            CpusetCpus: { type: 'string' },
-            PidsLimit: intOrNull,
+            ...resourceSchema,
             CapAdd: stringArray,
             CapDrop: stringArray,
             Privileged: bool,
@@ -94,16 +98,8 @@ export const createBodySchema = {
 export const updateBodySchema = {
   type: ['object', 'null'],
   properties: {
-    Memory: int,
-    MemorySwap: int,
-    MemoryReservation: int,
-    NanoCpus: int,
-    CpuShares: int,
-    CpuQuota: int,
-    CpuPeriod: int,
-    CpusetCpus: { type: 'string' },
+    ...resourceSchema,
     CpusetMems: { type: 'string' },
-    PidsLimit: intOrNull,
     BlkioWeight: int,
     KernelMemory: int,
     CpuRealtimePeriod: int,

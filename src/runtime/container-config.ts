@@ -128,15 +128,20 @@ export function validateResources(hc: HostConfigBody): Resources {
   const resv = validateMemoryReservation(hc);
   if (resv) r.memoryReservation = resv;
   if (hc.CpusetCpus) {
-    if (!/^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(hc.CpusetCpus)) throw new InvalidParameterError(`Invalid value ${hc.CpusetCpus} for cpuset cpus`);
-    for (const part of hc.CpusetCpus.split(',')) {
-      for (const n of part.split('-').map(Number)) {
-        if (n >= ncpu) throw new InvalidParameterError(`Requested CPUs are not available - requested ${hc.CpusetCpus}, available: 0-${ncpu - 1}`);
-      }
-    }
+    checkCpuset(hc.CpusetCpus, ncpu);
     r.cpusetCpus = hc.CpusetCpus;
   }
   return r;
+}
+
+/** Docker's cpuset syntax ("0-2,4"), each CPU existing on this host (create and update). */
+export function checkCpuset(v: string, ncpu: number): void {
+  if (!/^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(v)) throw new InvalidParameterError(`Invalid value ${v} for cpuset cpus`);
+  for (const part of v.split(',')) {
+    for (const n of part.split('-').map(Number)) {
+      if (n >= ncpu) throw new InvalidParameterError(`Requested CPUs are not available - requested ${v}, available: 0-${ncpu - 1}`);
+    }
+  }
 }
 
 /** Docker's RAMInBytes multiples (go-units' binary map): k, m, g, t, p, with optional b / ib. */

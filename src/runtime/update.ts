@@ -6,7 +6,7 @@
  */
 import { ConflictError, InvalidParameterError } from '../errors.js';
 import type { Resources } from './types.js';
-import { MIN_MEMORY } from './container-config.js';
+import { MIN_MEMORY, checkCpuset } from './container-config.js';
 import { parseRestartPolicy, type RestartPolicy } from './restart-policy.js';
 
 /** The fields of Docker's UpdateConfig (Resources + RestartPolicy); zero means "unchanged". */
@@ -42,16 +42,6 @@ export interface UpdatePlan {
 }
 
 const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
-
-/** Docker's cpuset syntax ("0-2,4"), each CPU existing on this host. */
-function checkCpuset(v: string, ncpu: number): void {
-  if (!/^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(v)) throw new InvalidParameterError(`Invalid value ${v} for cpuset cpus`);
-  for (const part of v.split(',')) {
-    for (const n of part.split('-').map(Number)) {
-      if (n >= ncpu) throw new InvalidParameterError(`Requested CPUs are not available - requested ${v}, available: 0-${ncpu - 1}`);
-    }
-  }
-}
 
 /** Validation before anything changes: 400s with Docker's words. */
 export function validateUpdate(b: UpdateBody, ncpu: number): void {
