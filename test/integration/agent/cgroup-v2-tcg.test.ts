@@ -24,7 +24,6 @@ import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { buildKernel } from '../../../src/vmm/kernel-artifacts.js';
 import { buildInitramfs, busyboxEntries } from '../../../src/disks/initramfs.js';
 import type { CpioEntry } from '../../../src/disks/cpio.js';
@@ -32,46 +31,26 @@ import { agentSpec, validateSpec } from '../../../src/runtime/host/spec.js';
 import type { CgroupConfig } from '../../../src/runtime/host/cgroups.js';
 import type { ContainerSpec, Mount, Resources } from '../../../src/runtime/types.js';
 import { APPLETS, busyboxRootfsEntries, requireBusybox, type TarEntry } from '../../fixtures/rootfs.js';
+import { bootTcg, buildStaticProgram, consoleLine, KERNEL_BUILD_MS, QEMU, requireTool, type TcgBoot } from '../../fixtures/tcg.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const NATIVE = path.resolve(here, '../../../native');
 const PROGRAMS = path.resolve(here, '../../fixtures/guest-programs');
-const QEMU = 'qemu-system-x86_64';
 const BOOT_TIMEOUT_MS = 300_000;
 /** A fresh machine builds the kernel first (as boot-tcg.test.ts). */
-const BUILD_AND_BOOT_TIMEOUT_MS = 45 * 60_000 + BOOT_TIMEOUT_MS;
+const BUILD_AND_BOOT_TIMEOUT_MS = KERNEL_BUILD_MS + BOOT_TIMEOUT_MS;
 
 /** Guest layout: the container image, the specs, the agent's state. */
 const LOWER = '/ctr/rootfs';
 const CG_ROOT = '/sys/fs/cgroup';
 
-function requireTool(cmd: string, args: string[], pkg: string): void {
-  try {
-    execFileSync(cmd, args, { stdio: 'ignore' });
-  } catch {
-    throw new Error(`missing ${cmd} (apt-get install ${pkg}): needed by the cgroup v2 TCG test`);
-  }
-}
-
-function compiler(): string {
-  try {
-    execFileSync('musl-gcc', ['--version'], { stdio: 'ignore' });
-    return 'musl-gcc';
-  } catch {
-    requireTool('gcc', ['--version'], 'gcc');
-    return 'gcc';
-  }
-}
-
 function buildProgram(dir: string, name: string): Buffer {
-  const out = path.join(dir, name);
-  execFileSync(compiler(), ['-static', '-O2', '-Wall', '-Werror', '-o', out, path.join(PROGRAMS, `${name}.c`)], { stdio: 'pipe' });
-  return readFileSync(out);
+  return buildStaticProgram(path.join(PROGRAMS, `${name}.c`), dir);
 }
 
 /** A private build of the agent, so a concurrent `make -C native` elsewhere is not disturbed. */
 function buildAgent(dir: string): Buffer {
-  requireTool('make', ['--version'], 'make');
+  requireTool('make', ['--version'], 'make', 'the cgroup v2 TCG test');
   const build = path.join(dir, 'agent-build');
   execFileSync('make', ['-s', '-C', NATIVE, `BUILD=${build}`, `${build}/tvm-agent`], { stdio: 'pipe' });
   return readFileSync(path.join(build, 'tvm-agent'));
@@ -231,17 +210,10 @@ echo TVM-FAIL-reboot-returned
 `;
 }
 
-interface Boot {
-  console: string;
-  exitCode: number | undefined;
-  timedOut: boolean;
-  msTotal: number;
-}
-
-let boot: Boot;
+let boot: TcgBoot;
 
 beforeAll(async () => {
-  requireTool(QEMU, ['--version'], 'qemu-system-x86');
+  requireTool(QEMU, ['--version'], 'qemu-system-x86', 'the cgroup v2 TCG test');
   requireBusybox();
   const kernel = await buildKernel({ onProgress: (l) => process.stderr.write(`[kernel] ${l}\n`) });
   const dir = mkdtempSync(path.join(tmpdir(), 'tvm-cgroup-v2-tcg-'));
@@ -269,32 +241,14 @@ beforeAll(async () => {
     });
     const initrd = path.join(dir, 'initramfs.cpio');
     writeFileSync(initrd, initramfs);
-    const args = [
-      '-M', 'microvm,x-option-roms=off,isa-serial=on,rtc=off',
-      '-accel', 'tcg', '-cpu', 'max', '-smp', '2', '-m', '256',
-      '-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'stdio', '-no-reboot',
-      '-kernel', kernel.vmlinux, '-initrd', initrd,
-      '-append', 'console=ttyS0 reboot=t panic=-1 rdinit=/init',
-    ];
-    const start = Date.now();
-    let out = '';
-    const proc = execa(QEMU, args, { reject: false, timeout: BOOT_TIMEOUT_MS, stdin: 'ignore', all: true });
-    proc.all?.on('data', (c: Buffer) => {
-      out += c.toString();
-    });
-    const r = await proc;
-    boot = { console: out.replace(/\r\n/g, '\n'), exitCode: r.exitCode, timedOut: r.timedOut, msTotal: Date.now() - start };
+    boot = await bootTcg({ kernel: kernel.vmlinux, initrd, memoryMiB: 256, timeoutMs: BOOT_TIMEOUT_MS });
     process.stderr.write(`[cgroup-v2-tcg] QEMU TCG boot and checks took ${boot.msTotal} ms; initramfs ${initramfs.length} bytes\n`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }, BUILD_AND_BOOT_TIMEOUT_MS);
 
-function line(prefix: string): string {
-  const l = boot.console.split('\n').find((x) => x.startsWith(prefix));
-  if (l === undefined) throw new Error(`console has no line starting with ${prefix}; console:\n${boot.console.slice(-8000)}`);
-  return l;
-}
+const line = (prefix: string): string => consoleLine(boot, prefix);
 
 /** The value after the prefix. */
 function value(prefix: string): string {

@@ -17,43 +17,19 @@ import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { buildKernel, kernelsDir, parseKernelConfig, systemMapSymbol, type KernelArtifacts } from '../../../src/vmm/kernel-artifacts.js';
 import { buildInitramfs, busyboxEntries } from '../../../src/disks/initramfs.js';
 import { readCpio } from '../../../src/disks/cpio.js';
 import { APPLETS, requireBusybox } from '../../fixtures/rootfs.js';
+import { bootTcg, buildStaticProgram, consoleLine, KERNEL_BUILD_MS, QEMU, requireTool, type TcgBoot } from '../../fixtures/tcg.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BRIDGE_SOURCE = path.resolve(here, '../../fixtures/guest-programs/bridge.c');
-const QEMU = 'qemu-system-x86_64';
 const MARKER = `m${process.pid}x${Date.now().toString(36)}`;
 /** Generous: TCG on a shared 2-core machine. A hung guest fails the test instead of CI. */
 const BOOT_TIMEOUT_MS = 420_000;
-/** A fresh CI machine builds the kernel first (8 to 20 minutes at -j2), hence far above the
- * integration project's default hook timeout. */
-const BUILD_AND_BOOT_TIMEOUT_MS = 45 * 60_000 + BOOT_TIMEOUT_MS;
-
-function requireTool(cmd: string, args: string[], pkg: string): void {
-  try {
-    execFileSync(cmd, args, { stdio: 'ignore' });
-  } catch {
-    throw new Error(`missing ${cmd} (apt-get install ${pkg}): needed by the TCG boot test`);
-  }
-}
-
-/** The static test program, built with musl-gcc (or gcc -static as a fallback). */
-function buildBridge(dir: string): Buffer {
-  const out = path.join(dir, 'bridge');
-  let cc = 'musl-gcc';
-  try {
-    execFileSync('musl-gcc', ['--version'], { stdio: 'ignore' });
-  } catch {
-    requireTool('gcc', ['--version'], 'gcc');
-    cc = 'gcc';
-  }
-  execFileSync(cc, ['-static', '-O2', '-Wall', '-Werror', '-o', out, BRIDGE_SOURCE], { stdio: 'pipe' });
-  return readFileSync(out);
-}
+/** A fresh CI machine builds the kernel first, hence far above the default hook timeout. */
+const BUILD_AND_BOOT_TIMEOUT_MS = KERNEL_BUILD_MS + BOOT_TIMEOUT_MS;
 
 function initScript(entry: string): string {
   // Every check prints a TVM-* line the test asserts on; failures print what went wrong.
@@ -90,20 +66,16 @@ echo TVM-FAIL-reboot-returned
 `;
 }
 
-interface Boot {
-  console: string;
-  exitCode: number | undefined;
-  timedOut: boolean;
+interface Boot extends TcgBoot {
   msToInit: number | undefined;
   msToDone: number | undefined;
-  msTotal: number;
 }
 
 let kernel: KernelArtifacts;
 let boot: Boot;
 
 beforeAll(async () => {
-  requireTool(QEMU, ['--version'], 'qemu-system-x86');
+  requireTool(QEMU, ['--version'], 'qemu-system-x86', 'the TCG boot test');
   requireBusybox();
   // Builds on the first run (progress to stderr), instant afterwards.
   kernel = await buildKernel({ onProgress: (l) => process.stderr.write(`[kernel] ${l}\n`) });
@@ -116,40 +88,23 @@ beforeAll(async () => {
       dirs: ['proc', 'sys', 'tmp', 'root', 'etc'],
       files: [
         ...busyboxEntries(readFileSync(requireBusybox()), [...new Set([...APPLETS, 'unshare', 'ip', 'grep', 'sed', 'nproc'])]),
-        { path: 'bin/bridge', type: 'file', mode: 0o755, data: buildBridge(dir) },
+        { path: 'bin/bridge', type: 'file', mode: 0o755, data: buildStaticProgram(BRIDGE_SOURCE, dir) },
       ],
     });
     const initrd = path.join(dir, 'initramfs.cpio');
     writeFileSync(initrd, initramfs);
 
-    const args = [
-      '-M', 'microvm,x-option-roms=off,isa-serial=on,rtc=off',
-      '-accel', 'tcg', '-cpu', 'max', '-smp', '2', '-m', '128',
-      '-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'stdio', '-no-reboot',
-      '-kernel', kernel.vmlinux, '-initrd', initrd,
-      // reboot=t: triple fault, which QEMU turns into an exit with -no-reboot (fine under TCG;
-      // on PVM our VMM uses the i8042 reset instead). panic=-1: a dying init ends QEMU too.
-      '-append', `console=ttyS0 reboot=t panic=-1 rdinit=/init tvm.marker=${MARKER}`,
-    ];
-    const start = Date.now();
-    let out = '';
-    let msToInit: number | undefined;
-    let msToDone: number | undefined;
-    const proc = execa(QEMU, args, { reject: false, timeout: BOOT_TIMEOUT_MS, stdin: 'ignore', all: true });
-    proc.all?.on('data', (c: Buffer) => {
-      out += c.toString();
-      if (msToInit === undefined && out.includes('TVM-INIT-START')) msToInit = Date.now() - start;
-      if (msToDone === undefined && out.includes('TVM-INIT-DONE')) msToDone = Date.now() - start;
+    const b = await bootTcg({
+      kernel: kernel.vmlinux,
+      initrd,
+      memoryMiB: 128,
+      timeoutMs: BOOT_TIMEOUT_MS,
+      append: `tvm.marker=${MARKER}`,
+      watch: ['TVM-INIT-START', 'TVM-INIT-DONE'],
     });
-    const r = await proc;
-    boot = {
-      console: out.replace(/\r\n/g, '\n'),
-      exitCode: r.exitCode,
-      timedOut: r.timedOut,
-      msToInit,
-      msToDone,
-      msTotal: Date.now() - start,
-    };
+    const msToInit = b.marks['TVM-INIT-START'];
+    const msToDone = b.marks['TVM-INIT-DONE'];
+    boot = { ...b, msToInit, msToDone };
     process.stderr.write(
       `[boot-tcg] QEMU TCG (not PVM, not hardware KVM): /init after ${msToInit} ms, init done after ${msToDone} ms, ` +
         `QEMU exited after ${boot.msTotal} ms; initramfs ${initramfs.length} bytes\n`,
@@ -161,11 +116,7 @@ beforeAll(async () => {
   }
 }, BUILD_AND_BOOT_TIMEOUT_MS);
 
-function line(prefix: string): string {
-  const l = boot.console.split('\n').find((x) => x.startsWith(prefix));
-  if (l === undefined) throw new Error(`console has no line starting with ${prefix}; console:\n${boot.console.slice(-6000)}`);
-  return l;
-}
+const line = (prefix: string): string => consoleLine(boot, prefix, 6000);
 
 describe('guest kernel under QEMU TCG', () => {
   it('boots to /init and QEMU exits on reboot -f', () => {
