@@ -81,6 +81,12 @@ function isZeroBlock(h: Buffer): boolean {
   return true;
 }
 
+/**
+ * pax keys that decide an entry's name or body; the consumer names a pax sparse file (formats
+ * 0.1 and 1.0: GNU.sparse.map or GNU.sparse.major present) by GNU.sparse.name, not by path
+ */
+const LOCATING_KEYS = new Set(['path', 'linkpath', 'size', 'GNU.sparse.name', 'GNU.sparse.map', 'GNU.sparse.major']);
+
 /** "%d key=value\n" records (only the keys that locate entries are kept) */
 function parsePax(body: Buffer, entry: string, into: Map<string, string>): void {
   let i = 0;
@@ -95,7 +101,7 @@ function parsePax(body: Buffer, entry: string, into: Map<string, string>): void 
     const eq = rec.indexOf(0x3d);
     if (eq < 0) throw new FormatError(`tar entry ${entry}: pax record without '='`, 'ERR_BAD_TAR');
     const key = rec.subarray(0, eq).toString('latin1');
-    if (key === 'path' || key === 'linkpath' || key === 'size') into.set(key, rec.subarray(eq + 1).toString('latin1'));
+    if (LOCATING_KEYS.has(key)) into.set(key, rec.subarray(eq + 1).toString('latin1'));
     i += len;
   }
 }
@@ -205,6 +211,7 @@ export class TarWalker {
     const pax = this.globalPax.size ? new Map([...this.globalPax, ...this.pax]) : this.pax;
     if (pax.has('path')) name = pax.get('path')!;
     if (pax.has('linkpath')) linkname = pax.get('linkpath')!;
+    if ((pax.has('GNU.sparse.map') || pax.has('GNU.sparse.major')) && pax.has('GNU.sparse.name')) name = pax.get('GNU.sparse.name')!;
     let stored = size;
     if (pax.has('size')) {
       const v = pax.get('size')!;

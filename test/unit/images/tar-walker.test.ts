@@ -146,3 +146,48 @@ describe('LayerTarChecker', () => {
     expect([...ok.paths]).toEqual(['a/b', 'l']);
   });
 });
+
+describe('TarWalker reads names exactly as the ext4 TarReader', () => {
+  /** the names our ext4 consumer would write for `tar` */
+  async function readerNames(tar: Buffer): Promise<string[]> {
+    const { TarReader } = await import('../../../src/disks/ext4/tar-reader.js');
+    const r = new TarReader((async function* () {
+      yield tar;
+    })());
+    const out: string[] = [];
+    for (let h = await r.next(); h; h = await r.next()) out.push(h.name);
+    return out;
+  }
+
+  // pax sparse 1.0: the consumer names the file by GNU.sparse.name, not by path
+  const sparse1 = (sparseName: string) =>
+    Buffer.concat([
+      pax({ path: 'GNUSparseFile.0/decoy', 'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.name': sparseName, 'GNU.sparse.realsize': '0' }),
+      header({ name: 'GNUSparseFile.0/decoy', size: TAR_BLOCK }),
+      body('0\n'),
+      END,
+    ]);
+  // pax sparse 0.1: GNU.sparse.map in the records, the data in the body
+  const sparse01 = (sparseName: string) =>
+    Buffer.concat([
+      pax({ path: 'decoy', 'GNU.sparse.map': '0,3', 'GNU.sparse.name': sparseName, 'GNU.sparse.size': '3' }),
+      header({ name: 'decoy', size: 3 }),
+      body('abc'),
+      END,
+    ]);
+
+  it('uses GNU.sparse.name for pax sparse files (formats 0.1 and 1.0)', async () => {
+    for (const tar of [sparse1('real/name'), sparse01('real/name')]) {
+      expect(await readerNames(tar)).toEqual(['real/name']);
+      expect(walk(tar).map((e) => e.name)).toEqual(['real/name']);
+    }
+  });
+
+  it('refuses a .. hidden in GNU.sparse.name behind a harmless path', () => {
+    const c = new LayerTarChecker('layer sha256:x');
+    expect(() => {
+      c.push(sparse1('../../etc/shadow'));
+      c.end();
+    }).toThrow(/contains '\.\.'/);
+  });
+});
