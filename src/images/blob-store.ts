@@ -138,6 +138,9 @@ export class BlobStore {
       batch = [];
       batchLen = 0;
       writing = writeAll(fh, bufs);
+      // it fails while the loop may be waiting on the network: handled here (so Node does not
+      // treat it as unhandled and end the daemon), thrown where it is awaited
+      writing.catch(() => {});
     };
     try {
       for await (const c of source) {
