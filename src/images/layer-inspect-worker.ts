@@ -48,9 +48,14 @@ port.on('message', (m: ToWorker) => {
         const chunk = Buffer.from(m.chunk.buffer, m.chunk.byteOffset, bytes);
         job.blob?.update(chunk);
         await job.ins.writeConsumed(chunk);
-        // the memory goes back to the sender for its next message: fresh pages cost a fault each
-        const memory = m.chunk.buffer as ArrayBuffer;
-        send({ op: 'ack', id: m.id, bytes, memory }, [memory]);
+        // the memory goes back to the sender for its next message (fresh pages cost a fault
+        // each), but only when nothing here still refers to it: zlib is done with its input at
+        // the write's callback, whereas the tar walker of a plain layer keeps a header or pax
+        // record cut by the message's end, and the zstd decoder a cut block
+        if (job.ins.compression === 'gzip') {
+          const memory = m.chunk.buffer as ArrayBuffer;
+          send({ op: 'ack', id: m.id, bytes, memory }, [memory]);
+        } else send({ op: 'ack', id: m.id, bytes });
       } else {
         if (job.blob) blobDigest = 'sha256:' + job.blob.digest('hex');
         const f = await job.ins.end();

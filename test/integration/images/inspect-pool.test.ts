@@ -79,3 +79,70 @@ describe('a worker inspection that hashes the blob too', () => {
     expect(inspectionFor('layer small', 1000, { hashBlob: true }).blobDigest).toBeUndefined();
   });
 });
+
+describe('layer inspection in a worker: message memory', () => {
+  /** one ustar header block with a valid checksum */
+  function header(name: string, size: number, type = '0'): Buffer {
+    const h = Buffer.alloc(512);
+    h.write(name, 0, 'latin1');
+    h.write('0000644\0', 100, 'latin1');
+    h.write(size.toString(8).padStart(11, '0') + '\0', 124, 'latin1');
+    h.write(type, 156, 'latin1');
+    h.write('ustar\x0000', 257, 'latin1');
+    h.fill(0x20, 148, 156);
+    let sum = 0;
+    for (const b of h) sum += b;
+    h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
+    return h;
+  }
+
+  it('walks a plain tar whose pax record straddles two messages (the memory goes back to the sender)', async () => {
+    const rec = ' path=../escape\n';
+    const paxText = `${rec.length + 2}${rec}`;
+    const filler = (2 << 20) - 1024;
+    const tar = Buffer.concat([
+      header('filler', filler),
+      Buffer.alloc(filler, 1),
+      header('PaxHeader', paxText.length, 'x'),
+      Buffer.concat([Buffer.from(paxText), Buffer.alloc(512 - paxText.length)]),
+      header('harmless', 0),
+      Buffer.alloc(1024),
+    ]);
+    // the pax body starts at 2 MiB; the second message ends 256 bytes into it (the first one
+    // is copied while the compression is sniffed)
+    const cut = (2 << 20) + 256;
+    const ins = inspectionFor('layer plain', WORKER_MIN_BYTES, { deferLinks: true });
+    for (const part of [tar.subarray(0, 1 << 20), tar.subarray(1 << 20, cut), tar.subarray(cut)]) {
+      const w = ins.write(part);
+      if (w) await w;
+    }
+    const err = await ins.end().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FormatError);
+    expect((err as Error).message).toMatch(/"\.\.\/escape" contains '\.\.'/);
+  });
+
+  /** a zstd frame of raw (stored) blocks: what the decoder must buffer across messages */
+  function zstdRaw(data: Buffer): Buffer {
+    const BLOCK = 128 << 10;
+    // magic, frame header descriptor (no content size, no checksum), window 128 KiB
+    const parts = [Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x38])];
+    for (let off = 0; off < data.length; off += BLOCK) {
+      const n = Math.min(BLOCK, data.length - off);
+      const last = off + n >= data.length ? 1 : 0;
+      const bh = (n << 3) | last; // block type 0: raw
+      parts.push(Buffer.from([bh & 0xff, (bh >> 8) & 0xff, (bh >> 16) & 0xff]), data.subarray(off, off + n));
+    }
+    return Buffer.concat(parts);
+  }
+
+  it('inflates a zstd layer whose block straddles two messages', async () => {
+    const tar = await packTar(Array.from({ length: 6 }, (_, i) => ({ name: `f${i}`, content: randomBytes(700 * 1024) })));
+    const blob = zstdRaw(tar);
+    const ins = inspectionFor('layer zstd', WORKER_MIN_BYTES, { deferLinks: true });
+    // messages end mid-block, so the decoder keeps a message's tail until the next one
+    const f = await feed(ins, blob, 1000);
+    expect(f.compression).toBe('zstd');
+    expect(f.diffId).toBe('sha256:' + createHash('sha256').update(tar).digest('hex'));
+    expect(f.entries).toBe(6);
+  });
+});
