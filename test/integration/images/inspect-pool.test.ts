@@ -125,7 +125,7 @@ describe('layer inspection in a worker: message memory', () => {
   function zstdRaw(data: Buffer): Buffer {
     const BLOCK = 128 << 10;
     // magic, frame header descriptor (no content size, no checksum), window 128 KiB
-    const parts = [Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x38])];
+    const parts: Buffer[] = [Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x38])];
     for (let off = 0; off < data.length; off += BLOCK) {
       const n = Math.min(BLOCK, data.length - off);
       const last = off + n >= data.length ? 1 : 0;
