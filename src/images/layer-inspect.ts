@@ -205,8 +205,8 @@ export function layerInspector(what: string, known?: Set<string>, opts: { deferL
   return { sink, done };
 }
 
-export async function inspectLayer(source: Readable, what: string, known?: Set<string>): Promise<LayerFacts> {
-  const { sink, done } = layerInspector(what, known);
+export async function inspectLayer(source: Readable, what: string, known?: Set<string>, opts: { deferLinks?: boolean } = {}): Promise<LayerFacts> {
+  const { sink, done } = layerInspector(what, known, opts);
   await pipeline(source, sink);
   return done;
 }

@@ -18,7 +18,7 @@ import { writeJsonAtomic } from '../atomic-file.js';
 import { ConflictError, InvalidParameterError, NotFoundError, FormatError, TvmError } from '../errors.js';
 import { BlobStore } from './blob-store.js';
 import { HashingStream, digestHex, sha256Digest } from './digest.js';
-import { decompressLayer, computeDiffId } from './layer.js';
+import { decompressLayer } from './layer.js';
 import { inspectLayer, type LayerFacts } from './layer-inspect.js';
 import { inspectionFor } from './inspect-pool.js';
 import { checkDeferredLinks } from './tar-safety.js';
@@ -580,15 +580,22 @@ export class Store implements ImageStore {
   ): Promise<{ meta: LayerMeta; downloaded: boolean; paths?: Set<string>; dangling?: { name: string; target: string }[] }> {
     if (await this.pinIfPresent(lease, l.digest, l.size)) {
       let db = await this.knownLayer(l.digest);
+      let checked: LayerFacts | undefined;
       if (!db) {
-        const c = await computeDiffId(await this.blobs.open(l.digest), `layer ${l.digest}`);
-        db = { diffId: c.diffId, size: c.size };
+        // a blob no image refers to (an archive member while a load runs, a leftover) had no
+        // tar checks as a layer: it gets them here, as a download would
+        checked = await inspectLayer(await this.blobs.open(l.digest), `layer ${l.digest}`, new Set(), { deferLinks: true });
+        db = { diffId: checked.diffId, size: checked.size };
       }
       if (db.diffId !== wantDiffId) {
         throw new FormatError(`layer ${l.digest}: diff ID ${db.diffId} differs from the config's ${wantDiffId}`, 'ERR_DIFF_ID_MISMATCH');
       }
       emit(progress.layer('Already exists', l.digest));
-      return { meta: { digest: l.digest, mediaType: l.mediaType, size: l.size, diffId: db.diffId, uncompressedSize: db.size }, downloaded: false };
+      return {
+        meta: { digest: l.digest, mediaType: l.mediaType, size: l.size, diffId: db.diffId, uncompressedSize: db.size },
+        downloaded: false,
+        ...(checked && { paths: checked.paths, dangling: checked.dangling }),
+      };
     }
     const maxAttempts = this.opts.downloadAttempts ?? 3;
     const what = `layer ${l.digest}`;

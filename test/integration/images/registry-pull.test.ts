@@ -233,6 +233,19 @@ describe('pull from a real docker-registry', () => {
     }
   });
 
+  it('checks the tar of a layer blob already stored but not part of any image (a load in progress, a leftover)', async () => {
+    const { packTar } = await import('../../fixtures/rootfs.js');
+    const img = buildImage([await packTar([{ name: 'a/../../../etc/shadow', content: 'x' }])], { config: { config: { Cmd: ['present'] } } });
+    await pushImage(client, 'test/unsafe-present', 'v1', img);
+    const store = newStore();
+    const layer = img.layers[0]!;
+    await store.blobs.writeBuffer(layer.data, { digest: layer.digest, size: layer.size });
+    const err = await store.pull(`${reg.host}/test/unsafe-present:v1`).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FormatError);
+    expect((err as Error).message).toMatch(/contains '\.\.'/);
+    expect(await store.list()).toEqual([]);
+  });
+
   it('a missing tag is a 404', async () => {
     const store = newStore();
     await expect(store.pull(`${reg.host}/test/busybox:missing`)).rejects.toBeInstanceOf(NotFoundError);
