@@ -124,7 +124,9 @@ export async function getDockerCredentials(
     try {
       j = JSON.parse(out) as typeof j;
     } catch {
-      throw new CredentialHelperError(`error getting credentials - err: docker-credential-${helper} answered something that is not JSON, out: \`${out.slice(0, 200)}\``);
+      // the answer is not repeated: a helper's successful answer may carry the secret, and this
+      // message reaches API clients (docker's own client also reports only the decode error)
+      throw new CredentialHelperError(`error getting credentials - err: docker-credential-${helper} answered something that is not JSON (${out.length} bytes)`);
     }
     const username = typeof j.Username === 'string' ? j.Username : '';
     const secret = typeof j.Secret === 'string' ? j.Secret : '';

@@ -112,6 +112,15 @@ esac
     );
   });
 
+  it('a helper answer that is not JSON is refused without repeating it (it may hold the secret)', async () => {
+    const helper = path.join(bin, 'docker-credential-chatty');
+    writeFileSync(helper, "#!/bin/sh\ncat >/dev/null\nprintf 'Username: alice\\nSecret: hunter2-do-not-print\\n'\n");
+    chmodSync(helper, 0o755);
+    const err = await getDockerCredentials(reg.host, { configPath: config('chatty', { credsStore: 'chatty' }) }).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/error getting credentials - err: docker-credential-chatty answered something that is not JSON/);
+    expect((err as Error).message).not.toContain('hunter2');
+  });
+
   it("the helper's not-found answer means anonymous", async () => {
     rmSync(keychain, { recursive: true, force: true });
     await import('node:fs/promises').then((f) => f.mkdir(keychain));
