@@ -40,10 +40,22 @@ export async function readSuperblockFacts(disk: BlockBackend, name: string): Pro
   await disk.read(raw, SUPERBLOCK_OFFSET);
   const sb = SUPERBLOCK.decode(raw);
   if (sb.s_magic !== EXT4_SUPER_MAGIC) throw new FormatError(`${name}: no ext4 superblock (bad magic)`, 'ERR_EXT4_FORMAT');
+  // the guest wrote this superblock: geometry the kernel would refuse is refused here too
+  // (fs/ext4/super.c: block size 1 KiB..64 KiB, inode size a power of two from 128 up to the
+  // block size, 64bit descriptors of at least 64 bytes)
+  const logBlock = sb.s_log_block_size as number;
+  const rev0 = (sb.s_rev_level as number) === 0;
+  const inodeSize = rev0 ? EXT4_GOOD_OLD_INODE_SIZE : (sb.s_inode_size as number);
+  const bad = (what: string) => new FormatError(`${name}: ext4 superblock has ${what}`, 'ERR_EXT4_FORMAT');
+  if (logBlock > 6) throw bad(`an invalid block size (s_log_block_size ${logBlock})`);
+  const blockSizeOf = 1024 << logBlock;
+  if ((sb.s_inodes_per_group as number) === 0) throw bad('no inodes per group');
+  if (inodeSize < EXT4_GOOD_OLD_INODE_SIZE || inodeSize > blockSizeOf || (inodeSize & (inodeSize - 1)) !== 0) throw bad(`an invalid inode size (${inodeSize})`);
   const incompat = sb.s_feature_incompat as number;
   const roCompat = sb.s_feature_ro_compat as number;
-  const blockSize = 1024 << (sb.s_log_block_size as number);
+  const blockSize = blockSizeOf;
   const bit64 = (incompat & EXT4_FEATURE_INCOMPAT.BIT64) !== 0;
+  if (bit64 && (sb.s_desc_size as number) < 64) throw bad(`an invalid group descriptor size (${sb.s_desc_size as number})`);
   const metadataCsum = (roCompat & EXT4_FEATURE_RO_COMPAT.METADATA_CSUM) !== 0;
   const csumSeed = (incompat & EXT4_FEATURE_INCOMPAT.CSUM_SEED) !== 0
     ? (sb.s_checksum_seed as number)
@@ -51,7 +63,7 @@ export async function readSuperblockFacts(disk: BlockBackend, name: string): Pro
   return {
     blockSize,
     inodesPerGroup: sb.s_inodes_per_group as number,
-    inodeSize: (sb.s_rev_level as number) === 0 ? EXT4_GOOD_OLD_INODE_SIZE : (sb.s_inode_size as number),
+    inodeSize,
     inodesCount: sb.s_inodes_count as number,
     gdtOffset: ((sb.s_first_data_block as number) + 1) * blockSize,
     descSize: bit64 ? (sb.s_desc_size as number) : GROUP_DESC_SIZE_32,
