@@ -123,6 +123,13 @@ export class TarWalker {
   private longName: string | undefined;
   private longLink: string | undefined;
   private lastName = '(start of archive)';
+  /**
+   * pax bytes the consumer would hold at once: its 'x' records merge until the next entry and
+   * its 'g' records stay for the rest of the layer, so a gzip bomb of many headers, each under
+   * the per-header bound, would otherwise grow without limit in the ext4 writer
+   */
+  private paxBytes = 0;
+  private globalPaxBytes = 0;
   entries = 0;
 
   constructor(
@@ -219,6 +226,7 @@ export class TarWalker {
       stored = Number(v);
     }
     this.pax = new Map();
+    this.paxBytes = 0;
     this.longName = undefined;
     this.longLink = undefined;
     this.lastName = name;
@@ -239,6 +247,12 @@ export class TarWalker {
 
   private finishMeta(st: Extract<State, { kind: 'meta' }>): void {
     const body = Buffer.concat(st.parts).subarray(0, st.size);
+    if (st.flag === 'x' || st.flag === 'g') {
+      const total = st.flag === 'x' ? (this.paxBytes += st.size) : (this.globalPaxBytes += st.size);
+      if (total > MAX_META_BODY) {
+        throw new FormatError(`${this.what}: tar entry ${st.name}: ${st.flag === 'x' ? 'pax records' : 'global pax records'} of more than ${MAX_META_BODY} bytes`, 'ERR_BAD_TAR');
+      }
+    }
     if (st.flag === 'x') parsePax(body, st.name, this.pax);
     else if (st.flag === 'g') parsePax(body, st.name, this.globalPax);
     else if (st.flag === 'L') this.longName = cString(body);

@@ -191,3 +191,25 @@ describe('TarWalker reads names exactly as the ext4 TarReader', () => {
     }).toThrow(/contains '\.\.'/);
   });
 });
+
+describe('TarWalker bounds what the consumer would hold in memory', () => {
+  /** one pax header whose single record (an unknown key, so it is kept by the consumer only) is ~`bytes` long */
+  function bigPax(key: string, bytes: number, type = 'x'): Buffer {
+    const value = 'v'.repeat(bytes);
+    const rest = ` ${key}=${value}\n`;
+    let len = rest.length + 1;
+    while (String(len).length + rest.length !== len) len = String(len).length + rest.length;
+    const text = `${len}${rest}`;
+    return Buffer.concat([header({ name: 'PaxHeader', size: text.length, type }), body(text)]);
+  }
+
+  it('refuses pax records adding up past 64 MiB before one entry, or in global headers', () => {
+    const part = 33 << 20;
+    const local = Buffer.concat([bigPax('a.key', part), bigPax('b.key', part), header({ name: 'f' }), END]);
+    expect(() => walk(local, 1 << 20)).toThrow(/pax records of more than 67108864 bytes/);
+    const global = Buffer.concat([bigPax('a.key', part, 'g'), header({ name: 'f' }), bigPax('b.key', part, 'g'), header({ name: 'g' }), END]);
+    expect(() => walk(global, 1 << 20)).toThrow(/pax records of more than 67108864 bytes/);
+    // the same records, each before its own entry, are fine
+    expect(walk(Buffer.concat([bigPax('a.key', part), header({ name: 'f' }), bigPax('b.key', part), header({ name: 'g' }), END]), 1 << 20)).toHaveLength(2);
+  });
+});
