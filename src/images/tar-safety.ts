@@ -7,8 +7,17 @@ import { Writable } from 'node:stream';
 import { TarWalker, type TarEntryInfo } from './tar-walker.js';
 import { FormatError } from '../errors.js';
 
+/**
+ * Linux's PATH_MAX: no longer name can be created or opened, so none is accepted (names are
+ * kept for the hard link checks, and a gzip bomb of 64 MiB long names would grow that set
+ * without limit)
+ */
+export const MAX_ENTRY_NAME = 4096;
+
 /** Normalises a member name ('./a//b/' -> 'a/b'); refuses absolute paths and '..' components. */
 export function safeEntryName(name: string, what: string): string {
+  // names are latin1 strings of the raw bytes: length is the byte count
+  if (name.length > MAX_ENTRY_NAME) throw new FormatError(`${what}: entry name ${JSON.stringify(name.slice(0, 64) + '...')} is longer than ${MAX_ENTRY_NAME} bytes`, 'ERR_UNSAFE_TAR_ENTRY');
   if (name.includes('\0')) throw new FormatError(`${what}: entry name contains NUL: ${JSON.stringify(name)}`, 'ERR_UNSAFE_TAR_ENTRY');
   if (name.startsWith('/')) throw new FormatError(`${what}: entry ${JSON.stringify(name)} has an absolute path`, 'ERR_UNSAFE_TAR_ENTRY');
   const parts = name.split('/').filter((p) => p !== '' && p !== '.');

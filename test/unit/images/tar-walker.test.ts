@@ -213,3 +213,18 @@ describe('TarWalker bounds what the consumer would hold in memory', () => {
     expect(walk(Buffer.concat([bigPax('a.key', part), header({ name: 'f' }), bigPax('b.key', part), header({ name: 'g' }), END]), 1 << 20)).toHaveLength(2);
   });
 });
+
+describe('LayerTarChecker: name lengths', () => {
+  it('refuses names and link targets longer than PATH_MAX (each is kept for the hard link checks)', () => {
+    const c = (tar: Buffer) => {
+      const k = new LayerTarChecker('layer sha256:x');
+      k.push(tar);
+      return k.end();
+    };
+    const long = 'd/'.repeat(2100) + 'f';
+    expect(() => c(Buffer.concat([pax({ path: long }), header({ name: 'f' }), END]))).toThrow(/longer than 4096 bytes/);
+    expect(() => c(Buffer.concat([header({ name: 'f' }), pax({ linkpath: long }), header({ name: 'l', type: '1' }), END]))).toThrow(/longer than 4096 bytes/);
+    const ok = 'd/'.repeat(2000) + 'f';
+    expect(c(Buffer.concat([pax({ path: ok }), header({ name: 'f' }), END])).entries).toBe(1);
+  });
+});
