@@ -7,7 +7,7 @@ import { request, type Dispatcher } from 'undici';
 import { TvmError } from '../errors.js';
 import type { Challenge } from './www-authenticate.js';
 import { getDockerCredentials } from './docker-config.js';
-import { AuthError, errcodeText, goNetError, goOp, parseErrorResponse, statusLine } from './registry-errors.js';
+import { AuthError, errcodeText, goNetError, goOp, parseErrorResponse, readErrorBody, statusLine } from './registry-errors.js';
 
 export interface Credentials {
   username?: string;
@@ -109,7 +109,7 @@ export async function fetchBearerToken(
   } catch (e) {
     throw new AuthError(`${goOp(method)} ${JSON.stringify(url.href)}: ${goNetError(e, url)}`, 'ERR_TOKEN_SERVER', 500);
   }
-  const text = await res.body.text();
+  const text = res.statusCode === 200 ? await res.body.text() : await readErrorBody(res.body);
   if (res.statusCode !== 200) {
     // as docker/distribution's token handler reads the answer: "unauthorized: incorrect username or password"
     const errs = parseErrorResponse(res.statusCode, text, res.headers['www-authenticate']);

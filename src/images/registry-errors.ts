@@ -9,6 +9,7 @@
  *   - a pull turns DENIED / MANIFEST_UNKNOWN / NAME_UNKNOWN into the not-found sentences
  *     (HTTP 404, moby's notFoundError); everything else is HTTP 500 (moby's errdefs.Unknown).
  */
+import type { Dispatcher } from 'undici';
 import { NotFoundError, TvmError } from '../errors.js';
 import { familiarName, familiarString, type Reference } from './reference.js';
 import { parseWwwAuthenticate } from './www-authenticate.js';
@@ -198,4 +199,23 @@ export function translatePullError(e: unknown, ref: Reference): unknown {
   if (e instanceof AuthError && e.status !== 500) return new AuthError(e.message, e.code, 500);
   if (e instanceof RegistryError && e.status !== 500 && e.status !== 400) return new RegistryError(e.message, e.code, 500);
   return e;
+}
+
+/** error bodies are read up to this size: a registry's error is a short JSON document */
+export const MAX_ERROR_BODY = 64 << 10;
+
+/** The start of an error body (the rest is dropped): an endless body must not hang or fill memory. */
+export async function readErrorBody(body: Dispatcher.ResponseData['body']): Promise<string> {
+  const parts: Buffer[] = [];
+  let len = 0;
+  for await (const c of body) {
+    const b = c as Buffer;
+    parts.push(b.subarray(0, MAX_ERROR_BODY - len));
+    len += Math.min(b.length, MAX_ERROR_BODY - len);
+    if (len >= MAX_ERROR_BODY) {
+      body.on('error', () => {}).destroy();
+      break;
+    }
+  }
+  return Buffer.concat(parts).toString('utf8');
 }

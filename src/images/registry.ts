@@ -7,7 +7,7 @@
 import { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
 import { InvalidParameterError } from '../errors.js';
-import { RegistryError, goNetError, goOp, responseError } from './registry-errors.js';
+import { RegistryError, goNetError, goOp, readErrorBody, responseError } from './registry-errors.js';
 import { AuthError, TokenCache, basicAuthorization, fetchBearerToken, loadDockerConfigCredentials, type Credentials } from './auth.js';
 import { parseWwwAuthenticate, type Challenge } from './www-authenticate.js';
 import { MANIFEST_ACCEPT, MAX_MANIFEST_SIZE, parseManifest, selectPlatform, hostPlatform, type Descriptor, type ImageManifest, type ParsedManifest, type Platform, MediaType } from './manifest.js';
@@ -225,7 +225,7 @@ export class RegistryClient {
 
   /** A non-success answer as the registry worded it (see registry-errors.ts). */
   private async fail(res: Dispatcher.ResponseData, _what: string): Promise<never> {
-    const text = await res.body.text().catch(() => '');
+    const text = await readErrorBody(res.body).catch(() => '');
     throw responseError(res.statusCode, text, res.headers['www-authenticate']);
   }
 

@@ -72,3 +72,36 @@ describe("pull errors in Docker's words", () => {
     }
   });
 });
+
+describe('error bodies from a hostile registry', () => {
+  it('reads at most a bounded prefix of an error body (an endless one does not hang or fill memory)', async () => {
+    const http = await import('node:http');
+    const server = http.createServer((req, res) => {
+      if (req.url === '/v2/') {
+        res.writeHead(200).end();
+        return;
+      }
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.write('{"errors":[{"code":"MANIFEST_UNKNOWN","message":"');
+      const chunk = Buffer.alloc(64 << 10, 0x61);
+      const pump = () => {
+        while (res.write(chunk));
+      };
+      res.on('drain', pump);
+      pump();
+      req.socket.on('close', () => res.destroy());
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as { port: number }).port;
+    const c = new RegistryClient(`127.0.0.1:${port}`);
+    try {
+      const err = await c.getManifest('test/endless', 'v1').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect((err as { status?: number }).status).toBe(404);
+    } finally {
+      await c.close();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  }, 20_000);
+});
