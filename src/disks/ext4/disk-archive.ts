@@ -12,7 +12,7 @@ import { pack as tarPack, type Header as TarHeader } from 'tar-stream';
 
 /** what pack.entry takes: a name and the fields that apply */
 type Header = Partial<TarHeader> & { name: string };
-import { NotFoundError } from '../../errors.js';
+import { FormatError, NotFoundError } from '../../errors.js';
 import { CHANGE_ADDED, CHANGE_DELETED, CHANGE_MODIFIED, type Change } from '../../runtime/types.js';
 import type { Ext4Entry, Ext4Reader } from './reader.js';
 
@@ -28,6 +28,16 @@ const TAR_TYPE: Record<Ext4Entry['type'], TarHeader['type'] | undefined> = {
   fifo: 'fifo',
   sock: undefined, // sockets are not archived (as Docker's tar writer skips them)
 };
+
+/**
+ * The guest wrote this filesystem and can point a directory entry at an ancestor: a walk keeps
+ * the directory inodes on its current path and refuses to enter one twice (an endless walk
+ * otherwise ends only when libext2fs runs out of WASM memory, taking every later mount with it).
+ */
+function enterDir(onPath: Set<number>, e: Ext4Entry, image: string): void {
+  if (onPath.has(e.ino)) throw new FormatError(`${image}: directory cycle at ${e.path} (inode ${e.ino} is its own ancestor)`, 'ERR_EXT4_FORMAT');
+  onPath.add(e.ino);
+}
 
 /** ext4 paths use '/' and are absolute */
 const childPath = (dir: string, name: string) => (dir === '/' ? `/${name}` : `${dir}/${name}`);
@@ -66,6 +76,7 @@ export async function archiveFromDisk(reader: Ext4Reader, containerPath: string,
   pack.on('error', (e: Error) => out.destroy(e));
   pack.pipe(out);
   const firstName = new Map<number, string>();
+  const onPath = new Set<number>();
 
   const entry = (h: Header, body?: Readable) =>
     new Promise<void>((resolve, reject) => {
@@ -96,11 +107,13 @@ export async function archiveFromDisk(reader: Ext4Reader, containerPath: string,
     // docker export names entries relative to the root and has no entry for the root itself
     if (!isExportRoot) await entry(h);
     if (e.type !== 'dir') return;
+    enterDir(onPath, e, 'the container\'s disk');
     for (const child of (await reader.readdir(e.path)).sort()) {
       const p = childPath(e.path, child);
       if (p === LOST_AND_FOUND) continue;
       await walk(await reader.stat(p), name === '.' ? child : `${name}/${child}`);
     }
+    onPath.delete(e.ino);
   };
 
   const rootName = opts.exportRoot ? '.' : start === '/' ? '.' : start.split('/').pop()!;
@@ -137,9 +150,11 @@ function byteOrder(a: Change, b: Change): number {
 export async function diffDisks(base: Ext4Reader, top: Ext4Reader, hidden: readonly string[] = []): Promise<Change[]> {
   const skip = new Set([LOST_AND_FOUND, ...hidden]);
   const out: Change[] = [];
+  const onPath = new Set<number>();
   /** reports the changes below directory `dir`; returns whether there were any */
   const walk = async (dir: string, baseHasDir: boolean): Promise<boolean> => {
     const before = out.length;
+    enterDir(onPath, await top.stat(dir), 'the container\'s disk');
     const topNames = await top.readdir(dir);
     const baseNames = baseHasDir ? await base.readdir(dir) : [];
     for (const name of topNames) {
@@ -157,6 +172,7 @@ export async function diffDisks(base: Ext4Reader, top: Ext4Reader, hidden: reado
         if (inner && self === undefined) out.splice(at, 0, { Path: p, Kind: CHANGE_MODIFIED });
       }
     }
+    onPath.delete((await top.stat(dir)).ino);
     const inTop = new Set(topNames);
     for (const name of baseNames) {
       const p = childPath(dir, name);

@@ -156,12 +156,17 @@ export class Ext4Reader {
   }
 
   /** every entry below `dir`, depth first, parents before children */
-  async *walk(dir = '/'): AsyncGenerator<Ext4Entry> {
+  async *walk(dir = '/', onPath: Set<number> = new Set()): AsyncGenerator<Ext4Entry> {
+    // a guest can point a directory entry at an ancestor: entering one twice is refused
+    const ino = (await this.stat(dir)).ino;
+    if (onPath.has(ino)) throw new FormatError(`${this.image}: directory cycle at ${dir} (inode ${ino} is its own ancestor)`, 'ERR_EXT4_FORMAT');
+    onPath.add(ino);
     for (const name of (await this.readdir(dir)).sort()) {
       const e = await this.stat(join(dir, name));
       yield e;
-      if (e.type === 'dir') yield* this.walk(e.path);
+      if (e.type === 'dir') yield* this.walk(e.path, onPath);
     }
+    onPath.delete(ino);
   }
 
   async close(): Promise<void> {
