@@ -135,11 +135,15 @@ export class Ext4Editor extends Ext4Reader {
   }
 
   /** Removes `p` (a directory with everything below it). */
-  async remove(p: string): Promise<void> {
+  async remove(p: string, onPath: Set<number> = new Set()): Promise<void> {
     const st = await this.statOrNull(p);
     if (!st) return;
     if (st.type === 'dir') {
-      for (const name of await this.readdir(p)) await this.remove(`${p === '/' ? '' : p}/${name}`);
+      // the guest wrote this disk and can point an entry at an ancestor: never enter one twice
+      if (onPath.has(st.ino)) throw new FormatError(`${this.image}: directory cycle at ${p} (inode ${st.ino} is its own ancestor)`, 'ERR_EXT4_FORMAT');
+      onPath.add(st.ino);
+      for (const name of await this.readdir(p)) await this.remove(`${p === '/' ? '' : p}/${name}`, onPath);
+      onPath.delete(st.ino);
       await this.p.rmdir(p);
     } else {
       await this.p.unlink(p);

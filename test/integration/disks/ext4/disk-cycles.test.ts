@@ -86,3 +86,20 @@ describe('Ext4Reader.walk on a guest-written disk', () => {
     }
   });
 });
+
+describe('Ext4Editor on a guest-written disk', () => {
+  it('removing a directory with a cycle below it is refused and leaves the disk as it was', async () => {
+    const { Ext4Editor } = await import('../../../../src/disks/ext4/editor.js');
+    const { copyFileSync, readFileSync } = await import('node:fs');
+    const img = path.join(work, 'edit-looped.img');
+    copyFileSync(looped, img);
+    const before = readFileSync(img);
+    const err = await Promise.race([
+      Ext4Editor.edit(img, (ed) => ed.remove('/a')).then(() => undefined, (e: unknown) => e),
+      new Promise((r) => setTimeout(() => r(new Error('remove did not finish')), 20_000)),
+    ]);
+    expect(err).toBeInstanceOf(FormatError);
+    expect((err as Error).message).toMatch(/directory cycle/);
+    expect(readFileSync(img).equals(before)).toBe(true);
+  }, 30_000);
+});
