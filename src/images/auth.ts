@@ -7,7 +7,7 @@ import { request, type Dispatcher } from 'undici';
 import { TvmError } from '../errors.js';
 import type { Challenge } from './www-authenticate.js';
 import { getDockerCredentials } from './docker-config.js';
-import { AuthError, errcodeText, goNetError, goOp, parseErrorResponse, readErrorBody, statusLine } from './registry-errors.js';
+import { AuthError, errcodeText, goNetError, goOp, parseErrorResponse, readBounded, readErrorBody, statusLine } from './registry-errors.js';
 
 export interface Credentials {
   username?: string;
@@ -65,6 +65,9 @@ export class TokenCache {
   }
 }
 
+/** the largest token answer read (tokens are JWTs of a few KiB) */
+const MAX_TOKEN_ANSWER = 1 << 20;
+
 /** Fetches a bearer token for `scope` from the challenge's realm. */
 export async function fetchBearerToken(
   challenge: Challenge,
@@ -109,7 +112,13 @@ export async function fetchBearerToken(
   } catch (e) {
     throw new AuthError(`${goOp(method)} ${JSON.stringify(url.href)}: ${goNetError(e, url)}`, 'ERR_TOKEN_SERVER', 500);
   }
-  const text = res.statusCode === 200 ? await res.body.text() : await readErrorBody(res.body);
+  let text: string;
+  if (res.statusCode === 200) {
+    // a token is a few KiB: an endless answer must not hang the pull or fill memory
+    const got = await readBounded(res.body, MAX_TOKEN_ANSWER);
+    if (got.truncated) throw new AuthError(`token server ${url.origin} answered more than ${MAX_TOKEN_ANSWER} bytes`, 'ERR_TOKEN_SERVER', 500);
+    text = got.text;
+  } else text = await readErrorBody(res.body);
   if (res.statusCode !== 200) {
     // as docker/distribution's token handler reads the answer: "unauthorized: incorrect username or password"
     const errs = parseErrorResponse(res.statusCode, text, res.headers['www-authenticate']);

@@ -204,18 +204,24 @@ export function translatePullError(e: unknown, ref: Reference): unknown {
 /** error bodies are read up to this size: a registry's error is a short JSON document */
 export const MAX_ERROR_BODY = 64 << 10;
 
-/** The start of an error body (the rest is dropped): an endless body must not hang or fill memory. */
-export async function readErrorBody(body: Dispatcher.ResponseData['body']): Promise<string> {
+/** Up to `limit` bytes of a body (the rest is dropped, the body destroyed), and whether there was more. */
+export async function readBounded(body: Dispatcher.ResponseData['body'], limit: number): Promise<{ text: string; truncated: boolean }> {
   const parts: Buffer[] = [];
   let len = 0;
   for await (const c of body) {
     const b = c as Buffer;
-    parts.push(b.subarray(0, MAX_ERROR_BODY - len));
-    len += Math.min(b.length, MAX_ERROR_BODY - len);
-    if (len >= MAX_ERROR_BODY) {
+    if (len + b.length > limit) {
+      parts.push(b.subarray(0, limit - len));
       body.on('error', () => {}).destroy();
-      break;
+      return { text: Buffer.concat(parts).toString('utf8'), truncated: true };
     }
+    parts.push(b);
+    len += b.length;
   }
-  return Buffer.concat(parts).toString('utf8');
+  return { text: Buffer.concat(parts).toString('utf8'), truncated: false };
+}
+
+/** The start of an error body (the rest is dropped): an endless body must not hang or fill memory. */
+export async function readErrorBody(body: Dispatcher.ResponseData['body']): Promise<string> {
+  return (await readBounded(body, MAX_ERROR_BODY)).text;
 }

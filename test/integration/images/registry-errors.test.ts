@@ -105,3 +105,31 @@ describe('error bodies from a hostile registry', () => {
     }
   }, 20_000);
 });
+
+describe('token answers from a hostile token server', () => {
+  it('an endless 200 token answer is refused after a bounded read, not read forever', async () => {
+    const http = await import('node:http');
+    const { fetchBearerToken } = await import('../../../src/images/auth.js');
+    const server = http.createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"token":"');
+      const chunk = Buffer.alloc(64 << 10, 0x61);
+      const pump = () => {
+        while (res.write(chunk));
+      };
+      res.on('drain', pump);
+      pump();
+      req.socket.on('close', () => res.destroy());
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const err = await fetchBearerToken({ scheme: 'bearer', params: { realm: `http://127.0.0.1:${port}/token` } }, 'repository:x:pull', undefined, undefined, 'tvm-test').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect((err as Error).message).toMatch(/token server http:\/\/127\.0\.0\.1:\d+ answered more than \d+ bytes/);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  }, 20_000);
+});
