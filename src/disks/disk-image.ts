@@ -31,8 +31,13 @@ export function detectDiskFormat(path: string): DiskFormat {
   }
 }
 
-export async function openDiskImage(path: string, opts: { readOnly: boolean }): Promise<SyncBlockBackend & { readonly path: string }> {
-  return detectDiskFormat(path) === 'qcow2'
+/**
+ * `format`: what the caller knows the file to be. Pass it whenever a guest can write the file's
+ * first bytes (a raw disk): detection would then let the guest turn its disk into a qcow2 header
+ * whose backing file names a host path. Detection is for files the host made (tools, tests).
+ */
+export async function openDiskImage(path: string, opts: { readOnly: boolean; format?: DiskFormat }): Promise<SyncBlockBackend & { readonly path: string }> {
+  return (opts.format ?? detectDiskFormat(path)) === 'qcow2'
     ? Qcow2Image.open(path, { readOnly: opts.readOnly })
     : RawFile.open(path, { readOnly: opts.readOnly });
 }

@@ -24,7 +24,7 @@ import { mount, umount } from 'ext2fs';
 import { extract, type Header } from 'tar-stream';
 import { ConflictError, FormatError, InvalidParameterError, NotFoundError, NotImplementedError, TvmError } from '../../errors.js';
 import { safeEntryName, tarError } from '../../images/tar-safety.js';
-import { openDiskImage } from '../disk-image.js';
+import { openDiskImage, type DiskFormat } from '../disk-image.js';
 import { PassThroughDisk } from './ext2fs-disk.js';
 import { readSuperblockFacts, setInodeTimes, type InodeTimes } from './inode-table.js';
 import type { Timestamp } from './inode.js';
@@ -62,7 +62,7 @@ export class Ext4Editor extends Ext4Reader {
    * fn resolves. Refuses a filesystem whose journal still needs replaying (the guest stopped
    * uncleanly): writing around an unreplayed journal would be lost or corrupt on the next boot.
    */
-  static async edit<T>(image: string, fn: (ed: Ext4Editor) => Promise<T>): Promise<T> {
+  static async edit<T>(image: string, fn: (ed: Ext4Editor) => Promise<T>, opts: { format?: DiskFormat } = {}): Promise<T> {
     const work = path.join(path.dirname(image), `.${path.basename(image)}.edit-${randomBytes(6).toString('hex')}`);
     try {
       await run('cp', ['--sparse=always', '--reflink=auto', '--', image, work]);
@@ -73,7 +73,7 @@ export class Ext4Editor extends Ext4Reader {
     }
     let disk: Awaited<ReturnType<typeof openDiskImage>> | undefined;
     try {
-      disk = await openDiskImage(work, { readOnly: false });
+      disk = await openDiskImage(work, { readOnly: false, ...opts });
       const facts = await readSuperblockFacts(disk, image);
       if (facts.needsRecovery) {
         throw new ConflictError(`${image}: the filesystem's journal needs recovery (the container did not stop cleanly); start it once to replay the journal, then retry`, 'ERR_EXT4_NEEDS_RECOVERY');

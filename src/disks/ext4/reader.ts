@@ -9,7 +9,7 @@ import type { Readable } from 'node:stream';
 import { mount, umount, type Ext2Fs } from 'ext2fs';
 import { NotFoundError, FormatError, TvmError } from '../../errors.js';
 import type { BlockBackend } from '../block-backend.js';
-import { openDiskImage } from '../disk-image.js';
+import { openDiskImage, type DiskFormat } from '../disk-image.js';
 import { OverlayDisk } from './ext2fs-disk.js';
 import { S_IFMT, S_IFREG, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK, INODE, EXT4_N_BLOCKS_BYTES, decodeDevice } from './inode.js';
 import { readInode } from './inode-table.js';
@@ -67,8 +67,9 @@ export class Ext4Reader {
   ) {}
 
   /** `image`: a raw ext4 image or a qcow2 overlay whose disk is one */
-  static async open(image: string): Promise<Ext4Reader> {
-    const disk = await openDiskImage(image, { readOnly: true });
+  /** `format`: pass it when the guest could have written the file's first bytes (disk-image.ts) */
+  static async open(image: string, opts: { format?: DiskFormat } = {}): Promise<Ext4Reader> {
+    const disk = await openDiskImage(image, { readOnly: true, ...opts });
     try {
       const fs = await mount(new OverlayDisk(disk));
       return new Ext4Reader(image, disk, fs);

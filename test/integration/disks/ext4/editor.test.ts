@@ -146,6 +146,26 @@ describe('Ext4Editor: docker cp into a stopped VM container\'s qcow2 disk', () =
     await expect(Ext4Editor.edit(disk, (ed) => ed.extractTar('/', Readable.from([tar]), { noOverwriteDirNonDir: true }))).rejects.toThrow(/cannot overwrite directory/);
   });
 
+  it('an explicit format wins over what the file\'s first bytes say (a guest can write them on a raw disk)', async () => {
+    const raw = path.join(work, 'guest-written.ext4');
+    copyFileSync(base, raw);
+    // ext4 leaves its first 1024 bytes to the boot loader: a guest can put a qcow2 magic there
+    const fd = openSync(raw, 'r+');
+    const magic = Buffer.alloc(4);
+    magic.writeUInt32BE(0x514649fb, 0);
+    writeSync(fd, magic, 0, 4, 0);
+    closeSync(fd);
+    expect(detectDiskFormat(raw)).toBe('qcow2');
+    const r = await Ext4Reader.open(raw, { format: 'raw' });
+    try {
+      expect((await r.stat('/bin/busybox')).type).toBe('file');
+    } finally {
+      await r.close();
+    }
+    await Ext4Editor.edit(raw, (ed) => ed.writeFile('/x', Buffer.from('x'), { mode: 0o644, uid: 0, gid: 0 }), { format: 'raw' });
+    fsck(raw);
+  });
+
   it('refuses a filesystem whose journal needs recovery (the guest stopped uncleanly)', async () => {
     const raw = path.join(work, 'dirty.ext4');
     copyFileSync(base, raw);
