@@ -441,10 +441,30 @@ int cgroup_pids(const container_spec *s, pid_t *pids, int n) {
 
 /* ---------- docker update ---------- */
 
+/* One v1 memory limit file (<= 0: unlimited). EBUSY, the limit below what the group uses,
+ * worded as runc does. */
+static int v1_write_limit(const char *dir, const char *file, const char *usage, const char *peak, const char *what, int64_t val,
+                          char *err, size_t errlen) {
+  char p[4200], v[32];
+  snprintf(p, sizeof p, "%s/%s", dir, file);
+  if (val > 0) snprintf(v, sizeof v, "%" PRId64, val); else snprintf(v, sizeof v, "-1");
+  int rc = write_file_str(p, v);
+  if (rc == -EBUSY) {
+    snprintf(err, errlen, "unable to set %s to %" PRId64 " (current usage: %" PRId64 ", peak usage: %" PRId64 ")", what, val,
+             read_i64(dir, usage), read_i64(dir, peak));
+    return -1;
+  }
+  if (rc < 0) {
+    snprintf(err, errlen, "cgroup: writing \"%s\" to %s: %s", v, p, strerror(-rc));
+    return -1;
+  }
+  return 0;
+}
+
 /* v1 memory and memory+swap: the kernel keeps limit <= memsw at every step, so the larger of the
- * two moves first (runc's order). EBUSY: the new limit is below what the group uses. */
+ * two moves first (runc's order). */
 static int v1_update_memory(const container_spec *s, int64_t mem, int64_t memsw, int set_memsw, char *err, size_t errlen) {
-  char dir[4096], v[64], sw[4200];
+  char dir[4096], sw[4200];
   v1_dir(s, "memory", dir, sizeof dir);
   snprintf(sw, sizeof sw, "%s/memory.memsw.limit_in_bytes", dir);
   int have_memsw = set_memsw && exists(sw);
@@ -452,35 +472,14 @@ static int v1_update_memory(const container_spec *s, int64_t mem, int64_t memsw,
   int memsw_first = have_memsw && (memsw < 0 || (cur >= 0 && memsw > cur));
   for (int step = 0; step < 2; step++) {
     int do_memsw = (step == 0) == memsw_first;
-    if (do_memsw) {
-      if (!have_memsw) continue;
-      if (memsw > 0) snprintf(v, sizeof v, "%" PRId64, memsw); else snprintf(v, sizeof v, "-1");
-      int rc = write_file_str(sw, v);
-      if (rc == -EBUSY) {
-        snprintf(err, errlen, "unable to set memory+swap limit to %" PRId64 " (current usage: %" PRId64 ", peak usage: %" PRId64 ")", memsw,
-                 read_i64(dir, "memory.memsw.usage_in_bytes"), read_i64(dir, "memory.memsw.max_usage_in_bytes"));
-        return -1;
-      }
-      if (rc < 0) {
-        snprintf(err, errlen, "cgroup: writing \"%s\" to %s: %s", v, sw, strerror(-rc));
-        return -1;
-      }
-      continue;
-    }
-    if (!mem) continue;
-    char p[4200];
-    snprintf(p, sizeof p, "%s/memory.limit_in_bytes", dir);
-    snprintf(v, sizeof v, "%" PRId64, mem);
-    int rc = write_file_str(p, v);
-    if (rc == -EBUSY) {
-      snprintf(err, errlen, "unable to set memory limit to %" PRId64 " (current usage: %" PRId64 ", peak usage: %" PRId64 ")", mem,
-               read_i64(dir, "memory.usage_in_bytes"), read_i64(dir, "memory.max_usage_in_bytes"));
+    if (do_memsw && have_memsw &&
+        v1_write_limit(dir, "memory.memsw.limit_in_bytes", "memory.memsw.usage_in_bytes", "memory.memsw.max_usage_in_bytes",
+                       "memory+swap limit", memsw, err, errlen) < 0)
       return -1;
-    }
-    if (rc < 0) {
-      snprintf(err, errlen, "cgroup: writing \"%s\" to %s: %s", v, p, strerror(-rc));
+    if (!do_memsw && mem &&
+        v1_write_limit(dir, "memory.limit_in_bytes", "memory.usage_in_bytes", "memory.max_usage_in_bytes", "memory limit", mem, err,
+                       errlen) < 0)
       return -1;
-    }
   }
   return 0;
 }
