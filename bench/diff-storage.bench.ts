@@ -20,6 +20,7 @@ import path from 'node:path';
 import { startTestDaemon, missingRealParts, DOCKER } from '../test/fixtures/daemon.js';
 import { busyboxDockerArchive } from '../test/fixtures/fake-images.js';
 import { DOCKERD, requireTools, startReferenceDockerd, timedDocker, type ReferenceDockerd } from './lib/reference-dockerd.js';
+import { median } from './lib/stats.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: number) => {
@@ -40,12 +41,6 @@ function must(name: string, host: string, cmd: string[]): { ms: number; out: str
   const r = docker(host, cmd);
   if (r.code !== 0) throw new Error(`${name}: docker ${cmd.join(' ')} exited ${r.code}: ${r.err}`);
   return r;
-}
-
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor((s.length - 1) / 2)]!;
 }
 
 const tvm = await startTestDaemon();

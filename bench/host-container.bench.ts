@@ -10,20 +10,10 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { makeSpec, run, setup } from '../test/integration/runtime/host/harness.js';
+import { median, timeMs } from './lib/stats.js';
 
 const exec = promisify(execFile);
 const N = Number(process.argv[2] ?? 20);
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
-async function time(fn: () => Promise<unknown>): Promise<number> {
-  const t = process.hrtime.bigint();
-  await fn();
-  return Number(process.hrtime.bigint() - t) / 1e6;
-}
 
 async function main(): Promise<void> {
   execFileSync('sh', ['-c', 'command -v unshare && command -v chroot'], { stdio: 'pipe' });
@@ -39,15 +29,15 @@ async function main(): Promise<void> {
     for (let i = 0; i < N; i++) {
       // interleaved so that machine noise hits both sides alike
       const s = makeSpec(env, ['true']);
-      lifecycle.push(await time(async () => {
+      lifecycle.push(await timeMs(async () => {
         await env.iso.create(s);
-        startToExit.push(await time(async () => {
+        startToExit.push(await timeMs(async () => {
           await env.iso.start(s);
           await env.iso.wait(s);
         }));
         await env.iso.remove(s);
       }));
-      reference.push(await time(() => exec('unshare', ['--fork', '--pid', '--mount', '--uts', '--ipc', '--net', '--mount-proc', 'chroot', rootfs, '/bin/true'])));
+      reference.push(await timeMs(() => exec('unshare', ['--fork', '--pid', '--mount', '--uts', '--ipc', '--net', '--mount-proc', 'chroot', rootfs, '/bin/true'])));
     }
     await env.iso.remove(warm);
     const ref = median(reference);

@@ -24,6 +24,7 @@ import { startRegistry } from '../test/fixtures/registry.js';
 import { packTar, type TarEntry } from '../test/fixtures/rootfs.js';
 import { RegistryClient } from '../src/images/registry.js';
 import { Store } from '../src/images/store.js';
+import { median } from './lib/stats.js';
 
 const run = promisify(execFile);
 
@@ -49,12 +50,6 @@ async function makeLayer(bytes: number, seed: number): Promise<Buffer> {
     entries.push({ name: `layer${seed}/file${i}.bin`, content });
   }
   return packTar(entries);
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 async function main(): Promise<void> {

@@ -17,6 +17,7 @@ import path from 'node:path';
 import { startTestDaemon, missingRealParts, DOCKER } from '../test/fixtures/daemon.js';
 import { busyboxDockerArchive } from '../test/fixtures/fake-images.js';
 import { DOCKERD, requireTools, startReferenceDockerd, timedDocker, type ReferenceDockerd } from './lib/reference-dockerd.js';
+import { summary } from './lib/stats.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: number) => {
@@ -33,13 +34,6 @@ if (missing.length > 0) throw new Error(`tvm parts missing: ${missing.join(', ')
 const work = mkdtempSync(path.join(tmpdir(), 'tvm-bench-run-'));
 
 const docker = (host: string, cmd: string[], input?: Buffer) => timedDocker(host, path.join(work, 'cfg'), cmd, input);
-
-
-function stats(xs: number[]) {
-  const s = [...xs].sort((a, b) => a - b);
-  const q = (p: number) => s[Math.min(s.length - 1, Math.ceil(p * s.length) - 1)]!;
-  return { min: s[0]!, median: q(0.5), p95: q(0.95) };
-}
 
 const tvm = await startTestDaemon();
 let dockerd: ReferenceDockerd | undefined;
@@ -62,8 +56,8 @@ try {
       if (i >= WARMUP) times[name].push(r.ms);
     }
   }
-  const t = stats(times.tvm);
-  const d = stats(times.docker);
+  const t = summary(times.tvm);
+  const d = summary(times.docker);
   const f = (x: number) => `${x.toFixed(0).padStart(6)} ms`;
   process.stdout.write(`docker run --rm busybox true, ${RUNS} runs each (after ${WARMUP} warm-up), alternating\n`);
   process.stdout.write(`                    min      median         p95\n`);

@@ -19,21 +19,11 @@ import { BaseDiskCache } from '../src/disks/base-disk.js';
 import { HostIsolation } from '../src/runtime/host/isolation.js';
 import { busyboxRootfsEntries, packTar } from '../test/fixtures/rootfs.js';
 import { AGENT, fakeImages, makeSpec, run, setup } from '../test/integration/runtime/host/harness.js';
+import { median, timeMs } from './lib/stats.js';
 
 const exec = promisify(execFile);
 const N = Number(process.argv[2] ?? 10);
 const maps = { uidMap: [{ containerID: 0, hostID: 200000, size: 65536 }], gidMap: [{ containerID: 0, hostID: 200000, size: 65536 }] };
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
-async function time(fn: () => Promise<unknown>): Promise<number> {
-  const t = process.hrtime.bigint();
-  await fn();
-  return Number(process.hrtime.bigint() - t) / 1e6;
-}
 
 async function main(): Promise<void> {
   execFileSync('sh', ['-c', 'command -v unshare && command -v chroot'], { stdio: 'pipe' });
@@ -55,7 +45,7 @@ async function main(): Promise<void> {
     const once = async (over: object, into: number[]) => {
       const s = makeSpec(env, ['true'], over);
       await iso.create(s);
-      into.push(await time(async () => {
+      into.push(await timeMs(async () => {
         await iso.start(s);
         await iso.wait(s);
       }));
@@ -65,7 +55,7 @@ async function main(): Promise<void> {
       // interleaved so that machine noise hits every side alike
       await once({ usernsMode: 'host' }, plain);
       await once({}, userns);
-      reference.push(await time(() => exec('unshare', ['--user', '--map-root-user', '--fork', '--pid', '--mount', '--uts', '--ipc', '--net', '--mount-proc', 'chroot', rootfs, '/bin/true'])));
+      reference.push(await timeMs(() => exec('unshare', ['--user', '--map-root-user', '--fork', '--pid', '--mount', '--uts', '--ipc', '--net', '--mount-proc', 'chroot', rootfs, '/bin/true'])));
     }
     for (const w of warm) await iso.remove(w);
     // one untimed write of each first (JIT, page cache)
@@ -78,9 +68,9 @@ async function main(): Promise<void> {
     const diskShifted: number[] = [];
     for (let i = 0; i < Math.max(5, N); i++) {
       const out = path.join(env.root, `bench-${i}.ext4`);
-      diskPlain.push(await time(() => writeExt4FromLayers(layers(), out, { timestamp: 1 })));
+      diskPlain.push(await timeMs(() => writeExt4FromLayers(layers(), out, { timestamp: 1 })));
       rmSync(out);
-      diskShifted.push(await time(() => writeExt4FromLayers(layers(), out, { timestamp: 1, idShift: maps })));
+      diskShifted.push(await timeMs(() => writeExt4FromLayers(layers(), out, { timestamp: 1, idShift: maps })));
       rmSync(out);
     }
     const ref = median(reference);
