@@ -43,15 +43,23 @@ export interface UpdatePlan {
 
 const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
 
+/** The body's numbers, absent or null read as 0 (Docker's "unchanged"). */
+function numbersOf(b: UpdateBody) {
+  return {
+    mem: num(b.Memory),
+    swap: num(b.MemorySwap),
+    resv: num(b.MemoryReservation),
+    nano: num(b.NanoCpus ?? b.NanoCPUs),
+    quota: num(b.CpuQuota),
+    period: num(b.CpuPeriod),
+    shares: num(b.CpuShares),
+  };
+}
+
 /** Validation before anything changes: 400s with Docker's words. */
 export function validateUpdate(b: UpdateBody, ncpu: number): void {
-  const mem = num(b.Memory);
-  const swap = num(b.MemorySwap);
-  const resv = num(b.MemoryReservation);
-  const nano = num(b.NanoCpus ?? b.NanoCPUs);
-  const quota = num(b.CpuQuota);
-  const period = num(b.CpuPeriod);
-  for (const [k, v] of [['Memory', mem], ['MemoryReservation', resv], ['CpuShares', num(b.CpuShares)], ['NanoCpus', nano]] as const) {
+  const { mem, swap, resv, nano, quota, period, shares } = numbersOf(b);
+  for (const [k, v] of [['Memory', mem], ['MemoryReservation', resv], ['CpuShares', shares], ['NanoCpus', nano]] as const) {
     if (v < 0) throw new InvalidParameterError(`invalid ${k}: must be a positive number`);
   }
   if (swap < -1) throw new InvalidParameterError('invalid MemorySwap: -1 (unlimited) or a positive number');
@@ -91,13 +99,7 @@ export function planUpdate(hostConfig: Record<string, unknown>, resources: Resou
     period: num(hc.CpuPeriod),
     swap: num(hc.MemorySwap),
   };
-  const mem = num(b.Memory);
-  const swap = num(b.MemorySwap);
-  const resv = num(b.MemoryReservation);
-  const nano = num(b.NanoCpus ?? b.NanoCPUs);
-  const quota = num(b.CpuQuota);
-  const period = num(b.CpuPeriod);
-  const shares = num(b.CpuShares);
+  const { mem, swap, resv, nano, quota, period, shares } = numbersOf(b);
   if (nano > 0 && cur.period > 0) throw new ConflictError('Conflicting options: Nano CPUs cannot be updated as CPU Period has already been set');
   if (nano > 0 && cur.quota > 0) throw new ConflictError('Conflicting options: Nano CPUs cannot be updated as CPU Quota has already been set');
   if (period > 0 && cur.nano > 0) throw new ConflictError('Conflicting options: CPU Period cannot be updated as NanoCPUs has already been set');
