@@ -6,18 +6,15 @@
  * isolation's error.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ContainerManager } from '../../../src/runtime/manager.js';
 import type { ContainerSpec } from '../../../src/runtime/types.js';
 import { MemoryIsolation } from '../../fixtures/fake-isolation.js';
 import { FakeImageStore, busyboxDockerArchive } from '../../fixtures/fake-images.js';
-
-let root: string;
-const mountedUnder = (dir: string) => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(`${dir}/`));
+import { mountScratch, mountedUnder } from '../../fixtures/mount-scratch.js';
 
 /** fails its create after mounting a tmpfs in the state dir, as a layer that would not unmount */
 class LeavesMountIsolation extends MemoryIsolation {
@@ -30,33 +27,17 @@ class LeavesMountIsolation extends MemoryIsolation {
   }
 }
 
-beforeAll(() => {
-  if (process.getuid?.() !== 0) throw new Error('this test needs root (mounts)');
-  for (const t of ['mount', 'umount']) {
-    try {
-      execFileSync('sh', ['-c', `command -v ${t}`], { stdio: 'pipe' });
-    } catch {
-      throw new Error(`missing tool: ${t}`);
-    }
-  }
-  root = mkdtempSync(path.join(os.tmpdir(), 'tvm-createfail-'));
-});
-
-afterAll(() => {
-  if (!root) return;
-  for (const m of mountedUnder(root).reverse()) execFileSync('umount', ['-l', m]);
-  rmSync(root, { recursive: true, force: true });
-});
+const scratch = mountScratch('tvm-createfail-');
 
 describe('create failure with a mount left in the state dir', () => {
   it('answers the isolation\'s error, unmounts and removes the state dir and the new volume', async () => {
     const images = new FakeImageStore();
     await images.load(Readable.from([await busyboxDockerArchive()]));
-    const m = new ContainerManager({ dataRoot: root, images, isolations: { container: new LeavesMountIsolation() }, defaultIsolation: 'container' });
+    const m = new ContainerManager({ dataRoot: scratch.root(), images, isolations: { container: new LeavesMountIsolation() }, defaultIsolation: 'container' });
     await m.init();
     await expect(m.create({ Image: 'busybox', Cmd: ['true'], HostConfig: { Binds: ['vol1:/data'] } }, 'c1')).rejects.toThrow('boom');
-    expect(mountedUnder(path.join(root, 'containers'))).toEqual([]);
-    const containers = path.join(root, 'containers');
+    expect(await mountedUnder(path.join(scratch.root(), 'containers'))).toEqual([]);
+    const containers = path.join(scratch.root(), 'containers');
     expect(existsSync(containers) ? execFileSync('ls', [containers], { encoding: 'utf8' }) : '').toBe('');
     expect(m.volumes.list().map((v) => v.Name)).not.toContain('vol1');
   });
