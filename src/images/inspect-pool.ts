@@ -129,7 +129,11 @@ function rebuildError(m: Extract<FromWorker, { op: 'error' }>): Error {
   return new TvmError(m.code, m.message, 500);
 }
 
-const POOL_SIZE = Math.max(1, Math.min(2, os.availableParallelism() - 1));
+/**
+ * One worker per core, at most two: the main thread's share (receive, copy, write) is the
+ * smaller one, and with two workers two of the (three concurrent) layers inflate at once.
+ */
+const POOL_SIZE = Math.max(1, Math.min(2, os.availableParallelism()));
 const pool: PoolWorker[] = [];
 let nextId = 1;
 

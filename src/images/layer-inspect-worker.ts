@@ -49,13 +49,9 @@ port.on('message', (m: ToWorker) => {
         job.blob?.update(chunk);
         await job.ins.writeConsumed(chunk);
         // the memory goes back to the sender for its next message (fresh pages cost a fault
-        // each), but only when nothing here still refers to it: zlib is done with its input at
-        // the write's callback, whereas the tar walker of a plain layer keeps a header or pax
-        // record cut by the message's end, and the zstd decoder a cut block
-        if (job.ins.compression === 'gzip') {
-          const memory = m.chunk.buffer as ArrayBuffer;
-          send({ op: 'ack', id: m.id, bytes, memory }, [memory]);
-        } else send({ op: 'ack', id: m.id, bytes });
+        // each): the inspector consumed the chunk and kept no reference to it
+        const memory = m.chunk.buffer as ArrayBuffer;
+        send({ op: 'ack', id: m.id, bytes, memory }, [memory]);
       } else {
         if (job.blob) blobDigest = 'sha256:' + job.blob.digest('hex');
         const f = await job.ins.end();

@@ -2,17 +2,19 @@
  * One pass over a layer blob that yields everything we must know before trusting it: the
  * compression, the diff ID and uncompressed size, and that every tar entry is safe.
  *
- * The pass is on the pull's hot path, so it is one object rather than a chain of streams:
- * compressed chunks go straight into zlib (which inflates on libuv's thread pool, off the
- * main thread), and each inflated chunk is hashed and walked (headers only) as it comes out.
+ * The pass is on the pull's hot path, so it is synchronous and allocation-free per chunk:
+ * compressed chunks are inflated on the calling thread (gzip through the system zlib into one
+ * reused buffer, see gunzip.ts; zstd through fzstd) and each inflated piece is hashed and
+ * walked (headers only) before the next is made. Large layers run this on a worker thread
+ * (inspect-pool.ts), small ones inline.
  */
-import { createGunzip, type Gunzip } from 'node:zlib';
 import { createHash } from 'node:crypto';
-import { Writable, type Readable, type Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import { Decompress as ZstdDecompress } from 'fzstd';
 import { FormatError } from '../errors.js';
 import { SHA256_PREFIX } from './digest.js';
-import { GUNZIP_CHUNK, MAGIC_BYTES, ZstdStream, sniffCompression, type Compression } from './layer.js';
+import { MAGIC_BYTES, sniffCompression, type Compression } from './layer.js';
+import { Gunzip } from './gunzip.js';
 import { LayerTarChecker, tarError } from './tar-safety.js';
 import { MediaType } from './manifest.js';
 
@@ -25,15 +27,45 @@ export interface LayerFacts {
   dangling: { name: string; target: string }[];
 }
 
+/** A push decoder: bytes in, uncompressed pieces out through the callback given at creation. */
+interface Decoder {
+  write(c: Uint8Array): void;
+  end(): void;
+  close(): void;
+}
+
+function zstdDecoder(what: string, onData: (c: Buffer) => void): Decoder {
+  const bad = (e: unknown) => new FormatError(`${what}: corrupt zstd stream: ${(e as Error).message}`, 'ERR_BAD_COMPRESSION', { cause: e });
+  const dec = new ZstdDecompress((data) => onData(Buffer.from(data.buffer, data.byteOffset, data.byteLength)));
+  return {
+    write(c) {
+      try {
+        // fzstd keeps input it cannot decode yet by reference: give it a copy of its own
+        dec.push(c.slice());
+      } catch (e) {
+        throw e instanceof FormatError ? e : bad(e);
+      }
+    },
+    end() {
+      try {
+        dec.push(new Uint8Array(0), true);
+      } catch (e) {
+        throw e instanceof FormatError ? e : bad(e);
+      }
+    },
+    close() {},
+  };
+}
+
 export class LayerInspector {
   private readonly hash = createHash('sha256');
   private readonly checker: LayerTarChecker;
   private size = 0;
   private head: Buffer[] = [];
   private headLen = 0;
-  private decoder: Gunzip | Transform | undefined;
-  private decoderEnded: Promise<void> | undefined;
+  private decoder: Decoder | undefined;
   private failure: Error | undefined;
+  private finished = false;
   compression: Compression | undefined;
 
   constructor(
@@ -44,110 +76,86 @@ export class LayerInspector {
     this.checker = new LayerTarChecker(what, known, opts.deferLinks ?? false);
   }
 
-  private plain(c: Buffer): void {
-    if (this.failure) return;
+  private readonly plain = (c: Buffer): void => {
     this.size += c.length;
     this.hash.update(c);
     try {
       this.checker.push(c);
     } catch (e) {
-      this.fail(tarError(e, this.what));
+      throw tarError(e, this.what);
     }
-  }
+  };
 
-  private fail(e: Error): void {
-    this.failure ??= e;
-    this.decoder?.destroy();
+  /** Records the first failure, releases the decoder and throws it. */
+  private fail(e: unknown): never {
+    this.failure ??= e as Error;
+    this.decoder?.close();
+    throw this.failure;
   }
 
   private start(): void {
     const head = Buffer.concat(this.head);
     this.head = [];
     this.compression = sniffCompression(head, this.what);
-    if (this.compression !== 'none') {
-      const dec = this.compression === 'gzip' ? createGunzip({ chunkSize: GUNZIP_CHUNK }) : new ZstdStream(this.what);
-      this.decoder = dec;
-      dec.on('data', (c: Buffer) => this.plain(c));
-      this.decoderEnded = new Promise<void>((resolve, reject) => {
-        dec.on('end', resolve);
-        dec.on('close', () => reject(this.failure ?? new FormatError(`${this.what}: ${this.compression} stream closed early`, 'ERR_BAD_COMPRESSION')));
-        dec.on('error', (e: Error) => {
-          this.failure ??= e instanceof FormatError ? e : new FormatError(`${this.what}: corrupt ${this.compression} stream: ${e.message}`, 'ERR_BAD_COMPRESSION', { cause: e });
-          reject(this.failure);
-        });
-      });
-      this.decoderEnded.catch(() => {});
-    }
-    if (head.length) void this.feed(head);
+    if (this.compression === 'gzip') this.decoder = new Gunzip(this.what, this.plain);
+    else if (this.compression === 'zstd') this.decoder = zstdDecoder(this.what, this.plain);
+    if (head.length) this.feed(head);
   }
 
-  private feed(c: Buffer): Promise<void> | undefined {
-    if (!this.decoder) {
-      this.plain(c);
-      return undefined;
-    }
-    if (this.decoder.write(c)) return undefined;
-    const dec = this.decoder;
-    return new Promise<void>((resolve) => {
-      const done = () => {
-        dec.off('drain', done);
-        dec.off('close', done);
-        resolve();
-      };
-      dec.on('drain', done);
-      dec.on('close', done);
-    });
-  }
-
-  /** Takes the next compressed chunk; a promise means: wait before writing more. Throws the first error. */
-  write(chunk: Buffer): Promise<void> | undefined {
-    if (this.failure) throw this.failure;
-    if (this.compression === undefined) {
-      this.head.push(chunk);
-      this.headLen += chunk.length;
-      if (this.headLen < MAGIC_BYTES) return undefined;
-      this.start();
-      return undefined;
-    }
-    return this.feed(chunk);
+  private feed(c: Buffer): void {
+    if (this.decoder) this.decoder.write(c);
+    else this.plain(c);
   }
 
   /**
-   * Like write, but resolves only once `chunk` itself has been consumed (inflated, hashed,
-   * walked), so that its memory may be reused; rejects with the first error.
+   * Takes the next compressed chunk and consumes it before returning (inflated, hashed,
+   * walked: the caller may reuse its memory); throws the first error, then again on every call.
    */
-  writeConsumed(chunk: Buffer): Promise<void> {
-    if (this.failure) return Promise.reject(this.failure);
-    // before the decoder exists, chunks are copied (head) or consumed synchronously (plain)
-    if (!this.decoder) return this.write(chunk) ?? Promise.resolve();
-    const dec = this.decoder;
-    return new Promise<void>((resolve, reject) => {
-      // a decoder that fails on this chunk is destroyed without calling the write back
-      const finish = () => {
-        dec.off('close', finish);
-        if (this.failure) reject(this.failure);
-        else resolve();
-      };
-      dec.once('close', finish);
-      dec.write(chunk, finish);
-    });
+  write(chunk: Buffer): undefined {
+    if (this.failure) throw this.failure;
+    try {
+      if (this.compression === undefined) {
+        // the first bytes decide the decoder; they are copied, the caller's chunk is not kept
+        this.head.push(Buffer.from(chunk));
+        this.headLen += chunk.length;
+        if (this.headLen >= MAGIC_BYTES) this.start();
+        return undefined;
+      }
+      this.feed(chunk);
+    } catch (e) {
+      this.fail(e);
+    }
+    return undefined;
   }
 
-  /** The input has ended: waits for the decoder and returns the facts, or throws what went wrong. */
-  async end(): Promise<LayerFacts> {
-    if (this.failure) throw this.failure;
-    if (this.compression === undefined) this.start();
-    if (this.decoder) {
-      this.decoder.end();
-      await this.decoderEnded;
+  /** Like write; kept for callers that await consumption. */
+  writeConsumed(chunk: Buffer): Promise<void> {
+    try {
+      this.write(chunk);
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e as Error);
     }
+  }
+
+  /** The input has ended: returns the facts, or throws what went wrong. */
+  async end(): Promise<LayerFacts> {
+    return this.endSync();
+  }
+
+  endSync(): LayerFacts {
     if (this.failure) throw this.failure;
+    if (this.finished) throw new FormatError(`${this.what}: inspection ended twice`, 'ERR_ABORTED');
+    this.finished = true;
     let tar;
     try {
+      if (this.compression === undefined) this.start();
+      this.decoder?.end();
       tar = this.checker.end();
     } catch (e) {
-      throw tarError(e, this.what);
+      this.fail(e instanceof FormatError ? e : tarError(e, this.what));
     }
+    this.decoder?.close();
     return {
       compression: this.compression ?? 'none',
       diffId: SHA256_PREFIX + this.hash.digest('hex'),
@@ -160,55 +168,23 @@ export class LayerInspector {
 
   /** Stops early (the download failed): releases the decoder. */
   abort(): void {
-    this.fail(new FormatError(`${this.what}: inspection aborted`, 'ERR_ABORTED'));
+    if (this.finished && !this.failure) return;
+    this.failure ??= new FormatError(`${this.what}: inspection aborted`, 'ERR_ABORTED');
+    this.decoder?.close();
   }
 }
 
-/** The inspector as a Writable sink, for pipelines; `done` resolves after the blob ended and the tar was checked. */
-export function layerInspector(what: string, known?: Set<string>, opts: { deferLinks?: boolean } = {}): { sink: Writable; done: Promise<LayerFacts> } {
-  const ins = new LayerInspector(what, known, opts);
-  let resolve!: (f: LayerFacts) => void;
-  let reject!: (e: Error) => void;
-  const done = new Promise<LayerFacts>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  done.catch(() => {});
-  const sink = new Writable({
-    highWaterMark: 1 << 20,
-    write(chunk: Buffer, _e, cb) {
-      let wait;
-      try {
-        wait = ins.write(chunk);
-      } catch (e) {
-        cb(e as Error);
-        return;
-      }
-      if (wait) wait.then(() => cb(), cb);
-      else cb();
-    },
-    final(cb) {
-      ins.end().then(
-        (f) => {
-          resolve(f);
-          cb();
-        },
-        (e: Error) => cb(e),
-      );
-    },
-    destroy(err, cb) {
-      if (err) ins.abort();
-      cb(err);
-    },
-  });
-  sink.on('error', (e) => reject(e));
-  return { sink, done };
-}
-
+/** Inspects a whole blob read from `source` (which is destroyed if inspection fails). */
 export async function inspectLayer(source: Readable, what: string, known?: Set<string>, opts: { deferLinks?: boolean } = {}): Promise<LayerFacts> {
-  const { sink, done } = layerInspector(what, known, opts);
-  await pipeline(source, sink);
-  return done;
+  const ins = new LayerInspector(what, known, opts);
+  try {
+    for await (const c of source) ins.write(c as Buffer);
+    return ins.endSync();
+  } catch (e) {
+    ins.abort();
+    source.destroy();
+    throw e;
+  }
 }
 
 /** OCI media type for a layer stored as it came. */

@@ -1,6 +1,8 @@
 /**
  * A push-driven tar walker: fed the uncompressed bytes of a layer chunk by chunk, it parses
- * each 512-byte header and skips bodies by arithmetic, never copying file data. It reads the
+ * each 512-byte header and skips bodies by arithmetic, never copying file data. It keeps no
+ * reference to a chunk after push returns (a header or pax record cut by a chunk's end is
+ * copied), so callers may reuse their buffers. It reads the
  * archive exactly as our consumer (src/disks/ext4/tar-reader.ts, like Go's archive/tar) does,
  * so no entry can hide from the checks in a place the consumer would parse as a header:
  *   - only regular files ('0', '\0', '7', 'S') have a body; other types ignore their size;
@@ -155,7 +157,7 @@ export class TarWalker {
       }
       if (st.kind === 'meta') {
         const n = Math.min(st.left, chunk.length - off);
-        st.parts.push(chunk.subarray(off, off + n));
+        st.parts.push(Buffer.from(chunk.subarray(off, off + n)));
         st.left -= n;
         off += n;
         if (st.left === 0) this.finishMeta(st);
@@ -168,7 +170,7 @@ export class TarWalker {
         off += TAR_BLOCK;
       } else {
         const n = Math.min(TAR_BLOCK - this.partialLen, chunk.length - off);
-        this.partial.push(chunk.subarray(off, off + n));
+        this.partial.push(Buffer.from(chunk.subarray(off, off + n)));
         this.partialLen += n;
         off += n;
         if (this.partialLen < TAR_BLOCK) return;
