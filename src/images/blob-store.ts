@@ -41,6 +41,8 @@ export interface WriteOptions {
    * it returns holds the next read back
    */
   onChunk?: (chunk: Buffer) => Promise<void> | undefined | void;
+  /** the source has ended (all bytes read, nothing verified or synced yet) */
+  onSourceEnd?: () => void;
   /** runs after size and digest were verified and before the blob is committed; a throw stores nothing */
   beforeCommit?: () => Promise<void>;
   /**
@@ -156,6 +158,7 @@ export class BlobStore {
         batchLen += chunk.length;
         if (batchLen >= WRITE_BATCH) await flush();
       }
+      opts.onSourceEnd?.();
       await flush();
       await flush();
       if (expected.size !== undefined && count !== expected.size) throw new SizeMismatchError(what, expected.size, count, true);

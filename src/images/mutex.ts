@@ -38,3 +38,28 @@ export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, in
   if (failed) throw firstError;
   return results;
 }
+
+/** A counting semaphore: at most `limit` holders at once, served in FIFO order. */
+export class Semaphore {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(limit: number) {
+    this.free = Math.max(1, limit);
+  }
+
+  /** Resolves once a slot is ours, with the function that gives it back (idempotent). */
+  async acquire(): Promise<() => void> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      const next = this.waiting.shift();
+      // the slot passes straight to the next waiter, so a later acquire cannot overtake it
+      if (next) next();
+      else this.free++;
+    };
+  }
+}

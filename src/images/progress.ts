@@ -58,3 +58,30 @@ export const progress = {
   loadedImage: (familiar: string): PullProgress => ({ status: `Loaded image: ${familiar}` }),
   loadedImageId: (id: string): PullProgress => ({ status: `Loaded image ID: ${id}` }),
 };
+
+/**
+ * When to send a layer's next Downloading message, as moby's progress reader decides: after
+ * every `everyBytes` (512 KiB, or 1% of the layer if less), at most one per `everyMs` (100 ms),
+ * and always the last. The docker CLI redraws its bars on each one, so more would only cost.
+ */
+export class ProgressThrottle {
+  private readonly everyBytes: number;
+  private lastBytes = 0;
+  private lastAt = -Infinity;
+
+  constructor(
+    private readonly total: number,
+    opts: { everyBytes?: number | undefined; everyMs?: number | undefined } = {},
+    private readonly everyMs = opts.everyMs ?? 100,
+  ) {
+    this.everyBytes = opts.everyBytes ?? Math.max(1, Math.min(512 * 1024, Math.floor(total / 100)));
+  }
+
+  /** Whether `seen` bytes at time `now` (ms) deserve a message; if so, it counts as sent. */
+  due(seen: number, now: number): boolean {
+    if (seen !== this.total && (seen - this.lastBytes < this.everyBytes || now - this.lastAt < this.everyMs)) return false;
+    this.lastBytes = seen;
+    this.lastAt = now;
+    return true;
+  }
+}

@@ -13,18 +13,18 @@
  */
 import { readFile, readdir, unlink, mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { type Readable, PassThrough } from 'node:stream';
+import { Readable, PassThrough } from 'node:stream';
 import { writeJsonAtomic } from '../atomic-file.js';
 import { ConflictError, InvalidParameterError, NotFoundError, FormatError, TvmError } from '../errors.js';
 import { BlobStore } from './blob-store.js';
-import { HashingStream, digestHex, sha256Digest } from './digest.js';
+import { HashingStream, SizeMismatchError, digestHex, sha256Digest, verifyBuffer } from './digest.js';
 import { decompressLayer } from './layer.js';
 import { inspectLayer, type LayerFacts } from './layer-inspect.js';
 import { inspectionFor } from './inspect-pool.js';
 import { checkDeferredLinks } from './tar-safety.js';
 import { MediaType, parseImageConfig, parseManifest, hostPlatform, type Descriptor, type ImageConfig, type Platform } from './manifest.js';
-import { Mutex, mapLimit } from './mutex.js';
-import { progress } from './progress.js';
+import { Mutex, Semaphore, mapLimit } from './mutex.js';
+import { ProgressThrottle, progress } from './progress.js';
 import { DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN, familiarName, familiarString, formatReference, parseNormalized, parseReference, repositoryName, type Reference } from './reference.js';
 import { RegistryClient, RegistryError, type RegistryClientOptions } from './registry.js';
 import { AuthError, type Credentials } from './auth.js';
@@ -86,8 +86,10 @@ export interface StoreOptions {
   platform?: Platform;
   /** parallel layer downloads (Docker's max-concurrent-downloads default: 3) */
   maxConcurrentDownloads?: number;
-  /** bytes between two Downloading progress messages of one layer */
+  /** bytes between two Downloading progress messages of one layer (see ProgressThrottle) */
   progressEveryBytes?: number;
+  /** least time between two Downloading messages of one layer, except the last (default 100 ms) */
+  progressEveryMs?: number;
   /** tries per layer download when the connection fails (default 3) */
   downloadAttempts?: number;
   /** delay before retry n is n times this (default 1000 ms) */
@@ -501,6 +503,7 @@ export class Store implements ImageStore {
     const client = this.registryClient(r.domain, opts.auth);
     const written: string[] = [];
     const lease = this.lease();
+    let configStored: Promise<void> | undefined;
     try {
       const reference = r.digest ?? r.tag!;
       const resolved = await client.resolveImage(r.path, reference, opts.platform ?? this.opts.platform ?? hostPlatform());
@@ -510,13 +513,17 @@ export class Store implements ImageStore {
       const manifest = resolved.manifest.manifest;
       const id = manifest.config.digest;
 
-      // Config first: it names the diff IDs the layers must have.
-      if (!(await this.pinIfPresent(lease, id, manifest.config.size))) {
-        const body = await client.getBlob(r.path, manifest.config);
-        await this.blobs.write(body, { expected: manifest.config, what: `image config ${id}`, syncDir: false });
-        written.push(id);
+      // Config first: it names the diff IDs the layers must have. A new one is read into memory
+      // and verified there, and stored while the layers download.
+      let cfg: ImageConfig;
+      if (await this.pinIfPresent(lease, id, manifest.config.size)) cfg = await this.config(id);
+      else {
+        const what = `image config ${id}`;
+        const body = await readSmallBlob(client, r.path, manifest.config, what);
+        cfg = parseImageConfig(body, what);
+        configStored = this.blobs.write(Readable.from([body]), { expected: manifest.config, what, syncDir: false }).then(() => void written.push(id));
+        configStored.catch(() => {});
       }
-      const cfg = await this.config(id);
       const diffIds = cfg.rootfs.diff_ids;
       if (diffIds.length !== manifest.layers.length) {
         throw new FormatError(`image ${id}: manifest has ${manifest.layers.length} layers, config has ${diffIds.length} diff IDs`, 'ERR_DIFF_ID_MISMATCH');
@@ -528,9 +535,11 @@ export class Store implements ImageStore {
         layers.push(...existing.layers);
       } else {
         for (const l of manifest.layers) emit(progress.layer('Pulling fs layer', l.digest));
-        const limit = this.opts.maxConcurrentDownloads ?? 3;
-        const fetched = await mapLimit(manifest.layers, limit, async (l, i) => {
-          const m = await this.fetchLayer(client, r.path, l, diffIds[i]!, emit, written, lease);
+        // at most this many downloads at once (Docker's --max-concurrent-downloads); a layer's
+        // slot is free again when its last byte arrived, not after it was verified and synced
+        const slots = new Semaphore(this.opts.maxConcurrentDownloads ?? 3);
+        const fetched = await mapLimit(manifest.layers, manifest.layers.length, async (l, i) => {
+          const m = await this.fetchLayer(client, r.path, l, diffIds[i]!, emit, written, lease, slots);
           if (m.downloaded) downloaded = true;
           return m;
         });
@@ -548,12 +557,14 @@ export class Store implements ImageStore {
       const refs = [`${repositoryName(r)}@${resolved.digest}`];
       if (r.tag && !r.digest) refs.push(formatReference(r));
       const before = existing ? (await this.readRepos()).Repositories[repositoryName(r)]?.[formatReference(r)] : undefined;
+      await configStored;
       const rec = await this.commitImage(id, layers, refs);
       emit(progress.digest(resolved.digest));
       const shown = familiarString(r);
       emit(downloaded || before !== id ? progress.downloadedNewer(shown) : progress.upToDate(shown));
       return rec;
     } catch (e) {
+      await configStored?.catch(() => {});
       lease.release();
       await this.discardBlobs(written).catch(() => {});
       throw translatePullError(e, r);
@@ -577,6 +588,7 @@ export class Store implements ImageStore {
     emit: (p: PullProgress) => void,
     written: string[],
     lease: Lease,
+    slots: Semaphore,
   ): Promise<{ meta: LayerMeta; downloaded: boolean; paths?: Set<string>; dangling?: { name: string; target: string }[] }> {
     if (await this.pinIfPresent(lease, l.digest, l.size)) {
       let db = await this.knownLayer(l.digest);
@@ -602,18 +614,19 @@ export class Store implements ImageStore {
     let info: { digest: string; size: number } | undefined;
     let facts: LayerFacts | undefined;
     for (let attempt = 1; !info; attempt++) {
-      const every = this.opts.progressEveryBytes ?? 512 * 1024;
+      const shown = new ProgressThrottle(l.size, { everyBytes: this.opts.progressEveryBytes, everyMs: this.opts.progressEveryMs });
       let seen = 0;
-      let lastShown = 0;
       // blob digest and size, diff ID and tar checks all in the download's one pass
       const inspector = inspectionFor(what, l.size, { deferLinks: true, hashBlob: true });
       const digestOf = inspector.blobDigest?.bind(inspector);
+      const release = await slots.acquire();
       try {
         const body = await client.getBlob(repo, l);
         info = await this.blobs.write(body, {
           expected: l,
           what,
           syncDir: false,
+          onSourceEnd: release,
           // a worker inspection hashes the blob too, so the downloading thread does not
           ...(digestOf && {
             digestOf: async () => {
@@ -625,10 +638,7 @@ export class Store implements ImageStore {
           }),
           onChunk: (c) => {
             seen += c.length;
-            if (seen - lastShown >= every || seen === l.size) {
-              lastShown = seen;
-              emit(progress.downloading(l.digest, seen, l.size));
-            }
+            if (shown.due(seen, performance.now())) emit(progress.downloading(l.digest, seen, l.size));
             return inspector.write(c);
           },
           // a layer whose tar is unsafe or whose diff ID is not the config's is never stored
@@ -641,6 +651,7 @@ export class Store implements ImageStore {
           },
         });
       } catch (e) {
+        release();
         inspector.abort();
         // Connection trouble is retried (as Docker does); bad content never is.
         if (attempt >= maxAttempts || !isTransient(e)) throw e;
@@ -765,4 +776,23 @@ export function loginDomain(serverAddress: string): string {
   const host = serverAddress.trim().replace(/^[a-z]+:\/\//i, '').replace(/\/.*$/, '').toLowerCase();
   if (host === '' || host === LEGACY_DEFAULT_DOMAIN || host === 'registry-1.docker.io') return DEFAULT_DOMAIN;
   return host;
+}
+
+/** A small blob (an image config) read whole into memory, then checked against its descriptor. */
+async function readSmallBlob(client: RegistryClient, repo: string, desc: Descriptor, what: string): Promise<Buffer> {
+  const body = await client.getBlob(repo, desc);
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of body) {
+    n += (c as Buffer).length;
+    // a body longer than the descriptor says is cut off at once, not read to its end
+    if (n > desc.size) {
+      body.destroy();
+      throw new SizeMismatchError(what, desc.size, n, false);
+    }
+    chunks.push(c as Buffer);
+  }
+  const data = Buffer.concat(chunks, n);
+  verifyBuffer(what, data, { digest: desc.digest, size: desc.size });
+  return data;
 }

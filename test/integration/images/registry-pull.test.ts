@@ -182,6 +182,24 @@ describe('pull from a real docker-registry', () => {
     expect(await store.blobs.list()).toEqual([]);
   });
 
+  it('rejects a config blob that does not match its digest or is longer than its descriptor, storing nothing', async () => {
+    const img = buildImage([await fileTar(Buffer.alloc(1024, 5))], { config: { config: { Cmd: ['cfg'] } } });
+    await pushImage(client, 'test/badcfg', 'v1', img);
+    const p = registryBlobPath(img.config.digest);
+    const good = readFileSync(p);
+    const flipped = Buffer.from(good);
+    flipped[flipped.length - 2] ^= 0x01;
+    for (const [bad, code] of [[flipped, 'ERR_DIGEST_MISMATCH'], [Buffer.concat([good, Buffer.from('     ')]), /ERR_SIZE_MISMATCH|ERR_DIGEST_MISMATCH|ERR_BAD_FORMAT/]] as const) {
+      writeFileSync(p, bad);
+      const store = newStore();
+      const err = await store.pull(`${reg.host}/test/badcfg:v1`).catch((e: unknown) => e);
+      expect(err).toMatchObject({ status: 400 });
+      expect((err as FormatError).code).toMatch(code);
+      expect(await store.list()).toEqual([]);
+      expect(await store.blobs.list()).toEqual([]);
+    }
+  });
+
   it('rejects a truncated blob, storing nothing', async () => {
     const img = buildImage([await fileTar(Buffer.alloc(8192, 2))], { config: { config: { Cmd: ['short'] } } });
     await pushImage(client, 'test/short', 'v1', img);

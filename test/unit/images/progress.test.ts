@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { humanSize, progressBar, progress, shortId } from '../../../src/images/progress.js';
+import { ProgressThrottle, humanSize, progressBar, progress, shortId } from '../../../src/images/progress.js';
 
 const D = 'sha256:' + '0123456789ab'.repeat(5) + 'cdef';
 
@@ -25,5 +25,27 @@ describe('progress messages', () => {
     expect(progress.digest(D)).toEqual({ status: `Digest: ${D}` });
     expect(progress.downloadedNewer('alpine:latest')).toEqual({ status: 'Status: Downloaded newer image for alpine:latest' });
     expect(progress.upToDate('alpine:latest')).toEqual({ status: 'Status: Image is up to date for alpine:latest' });
+  });
+});
+
+describe('ProgressThrottle (moby progressreader rules)', () => {
+  it('waits for 512 KiB or 1% of the layer, whichever is less, and 100 ms; always lets the last through', () => {
+    const big = new ProgressThrottle(100 << 20);
+    expect(big.due(100_000, 0)).toBe(false);
+    expect(big.due(600_000, 0)).toBe(true);
+    // enough bytes, too soon
+    expect(big.due(1_200_000, 50)).toBe(false);
+    expect(big.due(1_200_000, 100)).toBe(true);
+    expect(big.due(100 << 20, 101)).toBe(true);
+    // 1% of a 10 kB layer is 100 bytes
+    const small = new ProgressThrottle(10_000);
+    expect(small.due(99, 0)).toBe(false);
+    expect(small.due(100, 0)).toBe(true);
+    expect(small.due(10_000, 1)).toBe(true);
+  });
+
+  it('takes explicit byte and time steps', () => {
+    const t = new ProgressThrottle(1000, { everyBytes: 10, everyMs: 0 });
+    expect([10, 15, 20, 30].map((n) => t.due(n, 0))).toEqual([true, false, true, true]);
   });
 });
