@@ -27,6 +27,17 @@ async function writeAll(fh: FileHandle, bufs: Buffer[]): Promise<void> {
   }
 }
 
+/** The temp file a writeFrom producer fills. */
+export interface BlobFile {
+  /** Counts bytes as part of the blob (size check, hash) before they are written; throws past the expected size. */
+  count(chunk: Buffer): void;
+  /**
+   * Appends `bufs` after everything written before (in call order, one write at a time),
+   * counting them first unless `counted` says the producer already did.
+   */
+  write(bufs: Buffer[], counted?: boolean): Promise<void>;
+}
+
 export interface BlobInfo {
   digest: string;
   size: number;
@@ -121,6 +132,51 @@ export class BlobStore {
    * batch fills (a pull's 64 KiB network reads would otherwise cost a syscall each).
    */
   async write(source: Readable | AsyncIterable<Uint8Array>, opts: WriteOptions = {}): Promise<BlobInfo> {
+    return this.writeFrom(async (file) => {
+      let batch: Buffer[] = [];
+      let batchLen = 0;
+      let writing: Promise<void> | undefined;
+      const flush = async () => {
+        if (writing) await writing;
+        writing = undefined;
+        if (batchLen === 0) return;
+        const bufs = batch;
+        batch = [];
+        batchLen = 0;
+        writing = file.write(bufs);
+        // it fails while the loop may be waiting on the network: handled here (so Node does
+        // not treat it as unhandled and end the daemon), thrown where it is awaited
+        writing.catch(() => {});
+      };
+      try {
+        for await (const c of source) {
+          const chunk = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+          file.count(chunk);
+          if (opts.onChunk) {
+            const wait = opts.onChunk(chunk);
+            if (wait) await wait;
+          }
+          batch.push(chunk);
+          batchLen += chunk.length;
+          if (batchLen >= WRITE_BATCH) await flush();
+        }
+        opts.onSourceEnd?.();
+        await flush();
+        await flush();
+      } catch (e) {
+        if (source instanceof Readable) source.destroy();
+        await writing?.catch(() => {});
+        throw e;
+      }
+    }, opts);
+  }
+
+  /**
+   * Stores what `produce` writes to the file it is given; on any error (its own included)
+   * nothing is stored. The producer counts every byte once (count, or write's `counted: false`),
+   * which checks the expected size and hashes it, unless `digestOf` names the digest.
+   */
+  async writeFrom(produce: (file: BlobFile) => Promise<void>, opts: WriteOptions = {}): Promise<BlobInfo> {
     await this.init();
     const what = opts.what ?? `blob ${opts.expected?.digest ?? ''}`.trim();
     const expected = opts.expected ?? {};
@@ -129,38 +185,31 @@ export class BlobStore {
     let count = 0;
     const tmp = path.join(this.tmpDir, `${Date.now()}-${randomBytes(8).toString('hex')}`);
     const fh = await open(tmp, 'wx', 0o644);
-    let batch: Buffer[] = [];
-    let batchLen = 0;
-    let writing: Promise<void> | undefined;
-    const flush = async () => {
-      if (writing) await writing;
-      writing = undefined;
-      if (batchLen === 0) return;
-      const bufs = batch;
-      batch = [];
-      batchLen = 0;
-      writing = writeAll(fh, bufs);
-      // it fails while the loop may be waiting on the network: handled here (so Node does not
-      // treat it as unhandled and end the daemon), thrown where it is awaited
-      writing.catch(() => {});
-    };
-    try {
-      for await (const c of source) {
-        const chunk = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+    let tail: Promise<void> = Promise.resolve();
+    const file: BlobFile = {
+      count: (chunk) => {
         count += chunk.length;
         if (expected.size !== undefined && count > expected.size) throw new SizeMismatchError(what, expected.size, count, false);
         hash?.update(chunk);
-        if (opts.onChunk) {
-          const wait = opts.onChunk(chunk);
-          if (wait) await wait;
+      },
+      write: (bufs, counted = true) => {
+        if (!counted) {
+          try {
+            for (const b of bufs) file.count(b);
+          } catch (e) {
+            return Promise.reject(e as Error);
+          }
         }
-        batch.push(chunk);
-        batchLen += chunk.length;
-        if (batchLen >= WRITE_BATCH) await flush();
-      }
-      opts.onSourceEnd?.();
-      await flush();
-      await flush();
+        // writes land in call order, one at a time
+        const p = tail.then(() => writeAll(fh, bufs));
+        tail = p;
+        p.catch(() => {});
+        return p;
+      },
+    };
+    try {
+      await produce(file);
+      await tail;
       if (expected.size !== undefined && count !== expected.size) throw new SizeMismatchError(what, expected.size, count, true);
       const digest = hash ? SHA256_PREFIX + hash.digest('hex') : await opts.digestOf!();
       digestHex(digest);
@@ -178,8 +227,7 @@ export class BlobStore {
       if (opts.syncDir !== false) await this.syncDir();
       return { digest, size: count };
     } catch (e) {
-      if (source instanceof Readable) source.destroy();
-      await writing?.catch(() => {});
+      await tail.catch(() => {});
       await fh.close().catch(() => {});
       await unlink(tmp).catch(() => {});
       throw e;

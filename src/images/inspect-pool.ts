@@ -17,6 +17,11 @@ import type { Compression } from './layer.js';
 export interface LayerInspection {
   /** a promise means: wait before writing more */
   write(chunk: Buffer): Promise<void> | undefined | void;
+  /**
+   * Like write, for a buffer from messageBuffer() that the caller gives up: a worker gets it
+   * without a copy (and hands it back for reuse); inline, it is inspected and reused at once.
+   */
+  writeOwned(buf: Buffer): Promise<void> | undefined | void;
   end(): Promise<LayerFacts>;
   abort(): void;
   /** with `hashBlob`: the sha256 of the chunks written, known once end() was called (also when inspection fails) */
@@ -59,6 +64,16 @@ function messageMemory(bytes: number): Buffer {
   const ab = spareMemory.pop();
   // allocUnsafeSlow: memory of its own (transferable), not zero-filled
   return ab ? Buffer.from(ab, 0, bytes) : Buffer.allocUnsafeSlow(MESSAGE_CAPACITY).subarray(0, bytes);
+}
+
+/** A whole message buffer (MESSAGE_CAPACITY bytes) to fill and pass to writeOwned. */
+export function messageBuffer(): Buffer {
+  return messageMemory(MESSAGE_CAPACITY);
+}
+
+function recycle(buf: Buffer): void {
+  const ab = buf.buffer as ArrayBuffer;
+  if (ab.byteLength === MESSAGE_CAPACITY && buf.byteOffset === 0 && spareMemory.length < MAX_SPARE) spareMemory.push(ab);
 }
 
 interface Job {
@@ -224,6 +239,22 @@ class RemoteInspector implements LayerInspection {
     this.w.post({ op: 'data', id: this.id, chunk: view }, [view.buffer as ArrayBuffer]);
   }
 
+  writeOwned(buf: Buffer): Promise<void> | undefined {
+    if (this.failure) throw this.failure;
+    this.flush();
+    if (buf.byteLength === 0) {
+      recycle(buf);
+      return undefined;
+    }
+    const whole = buf.byteOffset === 0 && (buf.buffer as ArrayBuffer).byteLength === MESSAGE_CAPACITY;
+    // a buffer not from messageBuffer() goes the copying way
+    if (!whole) return this.write(buf);
+    this.inFlight += buf.byteLength;
+    this.w.post({ op: 'data', id: this.id, chunk: buf }, [buf.buffer as ArrayBuffer]);
+    if (this.inFlight <= MAX_IN_FLIGHT) return undefined;
+    return new Promise<void>((resolve) => (this.waiter = resolve));
+  }
+
   write(chunk: Buffer): Promise<void> | undefined {
     if (this.failure) throw this.failure;
     this.batch.push(chunk);
@@ -261,5 +292,17 @@ class RemoteInspector implements LayerInspection {
  */
 export function inspectionFor(what: string, size: number, opts: { deferLinks?: boolean; hashBlob?: boolean } = {}): LayerInspection {
   if (size >= WORKER_MIN_BYTES) return new RemoteInspector(what, opts.deferLinks ?? false, opts.hashBlob ?? false);
-  return new LayerInspector(what, new Set(), { deferLinks: opts.deferLinks ?? false });
+  const ins = new LayerInspector(what, new Set(), { deferLinks: opts.deferLinks ?? false });
+  return {
+    write: (c) => ins.write(c),
+    writeOwned: (buf) => {
+      try {
+        ins.write(buf);
+      } finally {
+        recycle(buf);
+      }
+    },
+    end: () => ins.end(),
+    abort: () => ins.abort(),
+  };
 }

@@ -333,6 +333,25 @@ export class RegistryClient {
   }
 
   /** The raw body of a blob; the caller verifies it (HashingStream) while storing it. */
+  /**
+   * What a blob GET sends first: its URL and headers, with the authorization the registry asked
+   * for. For the direct body read of blob-fetch.ts; undefined when a caller's own dispatcher
+   * (proxy, custom TLS) must carry every request.
+   */
+  async blobRequest(repo: string, digest: string): Promise<{ url: URL; headers: Record<string, string> } | undefined> {
+    if (!this.ownDispatcher) return undefined;
+    const url = this.absolute(`/v2/${repo}/blobs/${digest}`);
+    const headers: Record<string, string> = { 'user-agent': this.userAgent };
+    try {
+      const auth = await this.authorization(RegistryClient.scope(repo, 'pull'));
+      if (auth) headers.authorization = auth;
+    } catch (e) {
+      if (e instanceof AuthError) throw new AuthError(`${goOp('GET')} ${JSON.stringify(url.href)}: ${e.message}`, e.code, e.status);
+      throw e;
+    }
+    return { url, headers };
+  }
+
   async getBlob(repo: string, desc: Pick<Descriptor, 'digest' | 'size'>): Promise<Readable> {
     const what = `blob ${desc.digest}`;
     const res = await this.send({ method: 'GET', url: `/v2/${repo}/blobs/${desc.digest}`, scope: RegistryClient.scope(repo, 'pull') });

@@ -16,7 +16,9 @@ import path from 'node:path';
 import { Readable, PassThrough } from 'node:stream';
 import { writeJsonAtomic } from '../atomic-file.js';
 import { ConflictError, InvalidParameterError, NotFoundError, FormatError, TvmError } from '../errors.js';
-import { BlobStore } from './blob-store.js';
+import { BlobStore, type WriteOptions } from './blob-store.js';
+import { openBlobBody, type OpenedBody } from './blob-fetch.js';
+import { LayerBodySink } from './layer-download.js';
 import { HashingStream, SizeMismatchError, digestHex, sha256Digest, verifyBuffer } from './digest.js';
 import { decompressLayer } from './layer.js';
 import { inspectLayer, type LayerFacts } from './layer-inspect.js';
@@ -620,13 +622,12 @@ export class Store implements ImageStore {
       const inspector = inspectionFor(what, l.size, { deferLinks: true, hashBlob: true });
       const digestOf = inspector.blobDigest?.bind(inspector);
       const release = await slots.acquire();
+      let direct: Extract<OpenedBody, { kind: 'body' }> | undefined;
       try {
-        const body = await client.getBlob(repo, l);
-        info = await this.blobs.write(body, {
+        const common: WriteOptions = {
           expected: l,
           what,
           syncDir: false,
-          onSourceEnd: release,
           // a worker inspection hashes the blob too, so the downloading thread does not
           ...(digestOf && {
             digestOf: async () => {
@@ -636,11 +637,6 @@ export class Store implements ImageStore {
               return digestOf();
             },
           }),
-          onChunk: (c) => {
-            seen += c.length;
-            if (shown.due(seen, performance.now())) emit(progress.downloading(l.digest, seen, l.size));
-            return inspector.write(c);
-          },
           // a layer whose tar is unsafe or whose diff ID is not the config's is never stored
           beforeCommit: async () => {
             emit(progress.layer('Verifying Checksum', l.digest));
@@ -649,9 +645,37 @@ export class Store implements ImageStore {
               throw new FormatError(`${what}: uncompressed digest ${facts.diffId} differs from the config's diff ID ${wantDiffId}`, 'ERR_DIFF_ID_MISMATCH');
             }
           },
-        });
+        };
+        const seenChunk = (c: Buffer) => {
+          seen += c.length;
+          if (shown.due(seen, performance.now())) emit(progress.downloading(l.digest, seen, l.size));
+        };
+        direct = await openDirect(client, repo, l);
+        if (direct) {
+          const body = direct;
+          info = await this.blobs.writeFrom(async (file) => {
+            const sink = new LayerBodySink(file, inspector);
+            await body.pipe((c) => {
+              seenChunk(c);
+              return sink.push(c);
+            });
+            release();
+            await sink.end();
+          }, common);
+        } else {
+          const body = await client.getBlob(repo, l);
+          info = await this.blobs.write(body, {
+            ...common,
+            onSourceEnd: release,
+            onChunk: (c) => {
+              seenChunk(c);
+              return inspector.write(c);
+            },
+          });
+        }
       } catch (e) {
         release();
+        direct?.destroy();
         inspector.abort();
         // Connection trouble is retried (as Docker does); bad content never is.
         if (attempt >= maxAttempts || !isTransient(e)) throw e;
@@ -795,4 +819,21 @@ async function readSmallBlob(client: RegistryClient, repo: string, desc: Descrip
   const data = Buffer.concat(chunks, n);
   verifyBuffer(what, data, { digest: desc.digest, size: desc.size });
   return data;
+}
+
+/**
+ * A layer body read directly from its socket (blob-fetch.ts), or undefined when the registry
+ * client must carry the request (its own dispatcher; any answer but a plain 200: a redirect,
+ * 401, an error status, which it then words as Docker does).
+ */
+async function openDirect(client: RegistryClient, repo: string, l: Descriptor): Promise<Extract<OpenedBody, { kind: 'body' }> | undefined> {
+  const req = await client.blobRequest(repo, l.digest);
+  if (!req) return undefined;
+  const opened = await openBlobBody(req);
+  if (opened.kind === 'other') return undefined;
+  if (opened.length !== l.size) {
+    opened.destroy();
+    throw new RegistryError(`blob ${l.digest}: Content-Length ${opened.length} differs from descriptor size ${l.size}`, 'ERR_SIZE_MISMATCH', 400);
+  }
+  return opened;
 }

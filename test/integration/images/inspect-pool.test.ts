@@ -5,14 +5,25 @@
 import { describe, it, expect } from 'vitest';
 import { gzipSync } from 'node:zlib';
 import { randomBytes, createHash } from 'node:crypto';
-import { inspectionFor, WORKER_MIN_BYTES, type LayerInspection } from '../../../src/images/inspect-pool.js';
+import { inspectionFor, messageBuffer, WORKER_MIN_BYTES, type LayerInspection } from '../../../src/images/inspect-pool.js';
 import { LayerInspector } from '../../../src/images/layer-inspect.js';
 import { FormatError } from '../../../src/errors.js';
 import { packTar } from '../../fixtures/rootfs.js';
 
-async function feed(ins: LayerInspection, blob: Buffer, chunk = 64 * 1024) {
+async function feed(ins: Pick<LayerInspection, 'write' | 'end'>, blob: Buffer, chunk = 64 * 1024) {
   for (let i = 0; i < blob.length; i += chunk) {
     const w = ins.write(blob.subarray(i, i + chunk));
+    if (w) await w;
+  }
+  return ins.end();
+}
+
+/** As a direct blob download feeds it: whole message buffers, given up to the inspection. */
+async function feedOwned(ins: LayerInspection, blob: Buffer, fill = 700 * 1024) {
+  for (let i = 0; i < blob.length; i += fill) {
+    const buf = messageBuffer();
+    const n = blob.copy(buf, 0, i, i + fill);
+    const w = ins.writeOwned(buf.subarray(0, n));
     if (w) await w;
   }
   return ins.end();
@@ -31,6 +42,9 @@ describe('layer inspection in a worker', () => {
     const remote = await feed(inspectionFor('layer big', blob.length, { deferLinks: true }), blob);
     const local = await feed(new LayerInspector('layer big', new Set(), { deferLinks: true }), blob);
     expect(remote).toEqual(local);
+    // given up buffers (moved to the worker, or inspected inline and reused) give the same facts
+    expect(await feedOwned(inspectionFor('layer big', blob.length, { deferLinks: true }), blob)).toEqual(local);
+    expect(await feedOwned(inspectionFor('layer big', 1000, { deferLinks: true }), blob)).toEqual(local);
     expect(remote.diffId).toBe('sha256:' + createHash('sha256').update(tar).digest('hex'));
     expect(remote.compression).toBe('gzip');
     expect(remote.entries).toBe(27);
