@@ -21,7 +21,14 @@ export const MAX_HEADER_BYTES = 64 * 1024;
 /** no byte for this long: the connection is given up (and the download retried) */
 export const IDLE_TIMEOUT_MS = 60_000;
 
-/** the reads of all blob sockets of this thread land here, one after another (each is consumed before the next read) */
+/** bytes a read may return while the head is awaited: body bytes that come with it are copied */
+export const HEAD_READ_BYTES = 16 * 1024;
+
+/**
+ * The reads of all blob sockets of this thread land in these, one after another (each read is
+ * consumed before the next): a small one for heads, a large one for bodies.
+ */
+let headBuffer: Buffer | undefined;
 let readBuffer: Buffer | undefined;
 
 export interface BlobBodyRequest {
@@ -86,7 +93,8 @@ export function openBlobBody(req: BlobBodyRequest): Promise<OpenedBody> {
   const unreachable = (e: unknown) => new RegistryError(`${op}: ${goNetError(e, url)}`, 'ERR_REGISTRY_UNREACHABLE', 500);
   // a body that stops early: transient, as undici's 'other side closed' is
   const cut = (got: number, want: number) => new RegistryError(`${op}: unexpected EOF after ${got} of ${want} bytes`, 'ERR_REGISTRY_UNREACHABLE', 500);
-  const buffer = (readBuffer ??= Buffer.allocUnsafeSlow(READ_BYTES));
+  const heads = (headBuffer ??= Buffer.allocUnsafeSlow(HEAD_READ_BYTES));
+  const bodies = (readBuffer ??= Buffer.allocUnsafeSlow(READ_BYTES));
 
   return new Promise<OpenedBody>((resolveOpen, rejectOpen) => {
     let phase: 'head' | 'held' | 'body' | 'done' = 'head';
@@ -209,7 +217,7 @@ export function openBlobBody(req: BlobBodyRequest): Promise<OpenedBody> {
 
     const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
     const host = url.hostname.replace(/^\[|\]$/g, '');
-    const onread = { buffer, callback: onRead };
+    const onread = { buffer: () => (phase === 'head' ? heads : bodies), callback: onRead };
     const sock: net.Socket =
       url.protocol === 'https:'
         ? tls.connect({ host, port, ...(net.isIP(host) === 0 && { servername: host }), ALPNProtocols: ['http/1.1'], onread } as tls.ConnectionOptions)

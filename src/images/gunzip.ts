@@ -63,6 +63,13 @@ interface Zlib {
 }
 
 let zlib: Zlib | undefined;
+/**
+ * Output memory shared by this thread's streams: a write fills and hands out its contents
+ * before returning, so the next write (of any stream) may reuse it. A write made from inside
+ * another's onData gets memory of its own.
+ */
+let sharedOut: Buffer | undefined;
+let sharedOutBusy = false;
 
 /**
  * Binds the zlib this process already has, on first use. Node links zlib in and exports its
@@ -107,8 +114,7 @@ export class Gunzip {
   private readonly strmPtr = koffi.alloc('uint8_t', Z_STREAM.SIZE);
   private readonly strm = new DataView(koffi.view(this.strmPtr, Z_STREAM.SIZE));
   private readonly strmAddr = koffi.address(this.strmPtr);
-  private readonly out = Buffer.from(new ArrayBuffer(GUNZIP_OUT_BYTES));
-  private readonly outAddr = koffi.address(this.out);
+
   private open = false;
   /** between members: the last one ended and no byte of the next has been seen */
   private atMemberEnd = false;
@@ -143,13 +149,26 @@ export class Gunzip {
     const s = this.strm;
     s.setBigUint64(Z_STREAM.next_in, koffi.address(input), true);
     s.setUint32(Z_STREAM.avail_in, input.byteLength, true);
+    const own = sharedOutBusy;
+    const out = own ? Buffer.from(new ArrayBuffer(GUNZIP_OUT_BYTES)) : (sharedOut ??= Buffer.from(new ArrayBuffer(GUNZIP_OUT_BYTES)));
+    const outAddr = koffi.address(out);
+    if (!own) sharedOutBusy = true;
+    try {
+      this.inflateAll(out, outAddr);
+    } finally {
+      if (!own) sharedOutBusy = false;
+    }
+  }
+
+  private inflateAll(out: Buffer, outAddr: bigint): void {
+    const s = this.strm;
     for (;;) {
       if (this.atMemberEnd) {
         // more input after a member: it must be the next member (zlib checks its header)
         if (this.z.inflateReset(this.strmAddr) !== Z_OK) throw this.fail('inflateReset failed');
         this.atMemberEnd = false;
       }
-      s.setBigUint64(Z_STREAM.next_out, this.outAddr, true);
+      s.setBigUint64(Z_STREAM.next_out, outAddr, true);
       s.setUint32(Z_STREAM.avail_out, GUNZIP_OUT_BYTES, true);
       const rc = this.z.inflate(this.strmAddr, Z_NO_FLUSH);
       const produced = GUNZIP_OUT_BYTES - s.getUint32(Z_STREAM.avail_out, true);
@@ -161,7 +180,7 @@ export class Gunzip {
       if (rc === Z_NEED_DICT) throw this.fail('a preset dictionary is required (not gzip)');
       if (produced > 0) {
         this.bytesOut += produced;
-        this.onData(this.out.subarray(0, produced));
+        this.onData(out.subarray(0, produced));
       }
       const availIn = s.getUint32(Z_STREAM.avail_in, true);
       if (rc === Z_STREAM_END) {

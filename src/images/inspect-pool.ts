@@ -49,18 +49,45 @@ export const WORKER_MIN_BYTES = 4 << 20;
 /** bytes gathered into one message (fewer, larger messages; one copy each) */
 const MESSAGE_BYTES = 1 << 20;
 /** bytes sent but not yet inspected before the sender waits */
-const MAX_IN_FLIGHT = 8 << 20;
+const MAX_IN_FLIGHT = 4 << 20;
 /** message buffers: a batch plus one more network read fits */
 const MESSAGE_CAPACITY = MESSAGE_BYTES + (256 << 10);
 /**
  * Message memory the workers handed back, reused for the next messages: on a VM every first
- * touch of fresh pages is a costly fault, and a pull would otherwise fault in its whole size.
+ * touch of fresh pages is a costly fault (15 us each on a PVM guest), and a pull would
+ * otherwise fault in its whole size. A pull of several large layers keeps about this many in
+ * use at once; they are let go after SPARE_IDLE_MS without use, so an idle daemon holds none.
  */
 const spareMemory: ArrayBuffer[] = [];
-const MAX_SPARE = 16;
+const MAX_SPARE = 32;
+export const SPARE_IDLE_MS = 30_000;
+let lastUse = 0;
+let idleTimer: NodeJS.Timeout | undefined;
+
+function releaseWhenIdle(): void {
+  if (idleTimer) return;
+  idleTimer = setTimeout(() => {
+    idleTimer = undefined;
+    if (Date.now() - lastUse >= SPARE_IDLE_MS) spareMemory.length = 0;
+    else releaseWhenIdle();
+  }, SPARE_IDLE_MS);
+  idleTimer.unref();
+}
+
+function keepSpare(ab: ArrayBuffer): void {
+  if (ab.byteLength !== MESSAGE_CAPACITY || spareMemory.length >= MAX_SPARE) return;
+  spareMemory.push(ab);
+  releaseWhenIdle();
+}
+
+/** Spare message buffers held now (for tests). */
+export function spareMessageBuffers(): number {
+  return spareMemory.length;
+}
 
 function messageMemory(bytes: number): Buffer {
   if (bytes > MESSAGE_CAPACITY) return Buffer.allocUnsafeSlow(bytes);
+  lastUse = Date.now();
   const ab = spareMemory.pop();
   // allocUnsafeSlow: memory of its own (transferable), not zero-filled
   return ab ? Buffer.from(ab, 0, bytes) : Buffer.allocUnsafeSlow(MESSAGE_CAPACITY).subarray(0, bytes);
@@ -72,8 +99,7 @@ export function messageBuffer(): Buffer {
 }
 
 function recycle(buf: Buffer): void {
-  const ab = buf.buffer as ArrayBuffer;
-  if (ab.byteLength === MESSAGE_CAPACITY && buf.byteOffset === 0 && spareMemory.length < MAX_SPARE) spareMemory.push(ab);
+  if (buf.byteOffset === 0) keepSpare(buf.buffer as ArrayBuffer);
 }
 
 interface Job {
@@ -194,7 +220,7 @@ class RemoteInspector implements LayerInspection {
     this.digest.catch(() => {});
     this.w.add(this.id, {
       onAck: (bytes, memory) => {
-        if (memory && memory.byteLength === MESSAGE_CAPACITY && spareMemory.length < MAX_SPARE) spareMemory.push(memory);
+        if (memory) keepSpare(memory);
         this.inFlight -= bytes;
         if (this.inFlight <= MAX_IN_FLIGHT / 2) this.wake();
       },

@@ -41,7 +41,8 @@ function zstdDecoder(what: string, onData: (c: Buffer) => void): Decoder {
     write(c) {
       try {
         // fzstd keeps input it cannot decode yet by reference: give it a copy of its own
-        dec.push(c.slice());
+        // (Buffer#slice would be a view)
+        dec.push(new Uint8Array(c));
       } catch (e) {
         throw e instanceof FormatError ? e : bad(e);
       }
@@ -93,8 +94,8 @@ export class LayerInspector {
     throw this.failure;
   }
 
-  private start(): void {
-    const head = Buffer.concat(this.head);
+  /** Picks the decoder from the first bytes (`head`, or what was gathered) and feeds them. */
+  private start(head: Buffer = Buffer.concat(this.head)): void {
     this.head = [];
     this.compression = sniffCompression(head, this.what);
     if (this.compression === 'gzip') this.decoder = new Gunzip(this.what, this.plain);
@@ -115,7 +116,12 @@ export class LayerInspector {
     if (this.failure) throw this.failure;
     try {
       if (this.compression === undefined) {
-        // the first bytes decide the decoder; they are copied, the caller's chunk is not kept
+        // the first bytes decide the decoder: a chunk that holds them all is used as it is;
+        // shorter ones are copied (the caller's memory is never kept)
+        if (this.headLen === 0 && chunk.length >= MAGIC_BYTES) {
+          this.start(chunk);
+          return undefined;
+        }
         this.head.push(Buffer.from(chunk));
         this.headLen += chunk.length;
         if (this.headLen >= MAGIC_BYTES) this.start();

@@ -9,6 +9,7 @@ import { inspectionFor, messageBuffer, WORKER_MIN_BYTES, type LayerInspection } 
 import { LayerInspector } from '../../../src/images/layer-inspect.js';
 import { FormatError } from '../../../src/errors.js';
 import { packTar } from '../../fixtures/rootfs.js';
+import { zstdRaw } from '../../fixtures/zstd.js';
 
 async function feed(ins: Pick<LayerInspection, 'write' | 'end'>, blob: Buffer, chunk = 64 * 1024) {
   for (let i = 0; i < blob.length; i += chunk) {
@@ -134,20 +135,6 @@ describe('layer inspection in a worker: message memory', () => {
     expect(err).toBeInstanceOf(FormatError);
     expect((err as Error).message).toMatch(/"\.\.\/escape" contains '\.\.'/);
   });
-
-  /** a zstd frame of raw (stored) blocks: what the decoder must buffer across messages */
-  function zstdRaw(data: Buffer): Buffer {
-    const BLOCK = 128 << 10;
-    // magic, frame header descriptor (no content size, no checksum), window 128 KiB
-    const parts: Buffer[] = [Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x38])];
-    for (let off = 0; off < data.length; off += BLOCK) {
-      const n = Math.min(BLOCK, data.length - off);
-      const last = off + n >= data.length ? 1 : 0;
-      const bh = (n << 3) | last; // block type 0: raw
-      parts.push(Buffer.from([bh & 0xff, (bh >> 8) & 0xff, (bh >> 16) & 0xff]), data.subarray(off, off + n));
-    }
-    return Buffer.concat(parts);
-  }
 
   it('inflates a zstd layer whose block straddles two messages', async () => {
     const tar = await packTar(Array.from({ length: 6 }, (_, i) => ({ name: `f${i}`, content: randomBytes(700 * 1024) })));
