@@ -31,12 +31,17 @@ export async function loadComponents(o: {
   dataRoot: string;
   execRoot: string;
   insecureRegistries?: string[];
+  maxConcurrentDownloads?: number;
   baseDiskSize?: number;
   /** `--userns-remap`: container isolation runs in user namespaces with these maps */
   userns?: IdMappings;
 }): Promise<Components> {
   if (!existsSync(AGENT_PATH)) throw new TvmError('ERR_PART_MISSING', `the agent binary ${AGENT_PATH} is missing: run scripts/setup.sh (make -C native)`, 500);
-  const images = await openImageStore({ dataRoot: o.dataRoot, ...(o.insecureRegistries && { insecureRegistries: o.insecureRegistries }) });
+  const images = await openImageStore({
+    dataRoot: o.dataRoot,
+    ...(o.insecureRegistries && { insecureRegistries: o.insecureRegistries }),
+    ...(o.maxConcurrentDownloads !== undefined && { maxConcurrentDownloads: o.maxConcurrentDownloads }),
+  });
   // Until the manager has loaded the records, every image counts as in use: never rebuild a
   // base disk that a container's overlay may sit on.
   let imagesInUse: (() => Set<string>) | undefined;

@@ -31,6 +31,8 @@ export interface DaemonOptions {
   tls?: TlsOptions;
   insecureTcp?: boolean;
   insecureRegistries?: string[];
+  /** `--max-concurrent-downloads`: layer downloads at once per pull (Docker's default: 3) */
+  maxConcurrentDownloads?: number;
   /** `--log-opt`: json-file options every container gets unless it sets them (Docker's log-opts) */
   logOpts?: Record<string, string>;
   /** `--storage-opt size=`: virtual size of the image base disks (bytes) */
@@ -120,6 +122,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
         dataRoot: o.dataRoot,
         execRoot: o.execRoot,
         ...(o.insecureRegistries && { insecureRegistries: o.insecureRegistries }),
+        ...(o.maxConcurrentDownloads !== undefined && { maxConcurrentDownloads: o.maxConcurrentDownloads }),
         ...(o.baseDiskSize !== undefined && { baseDiskSize: o.baseDiskSize }),
         ...(remap && { userns: remap.maps }),
       }));

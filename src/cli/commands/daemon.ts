@@ -25,11 +25,12 @@ export function registerDaemonCommand(program: Command): void {
     .option('--insecure-tcp', 'allow plain TCP without TLS (anyone reaching it is root)')
     .option('--storage-opt <k=v>', 'storage driver option: size=<bytes|k|m|g> sets the virtual size of image base disks (repeatable)', collect, [])
     .option('--insecure-registry <host>', 'registry reachable over plain HTTP (repeatable)', collect, [])
+    .option('--max-concurrent-downloads <n>', 'layer downloads at once per pull', parseDownloads, 3)
     .option('--log-opt <k=v>', 'default json-file log option for containers: max-size=10m, max-file=3 (repeatable)', collect, [])
     .option('--userns-remap <user[:group]>', 'run containers in user namespaces: default (user dockremap, created if absent), user, user:group, uid or uid:gid (ranges from /etc/subuid, /etc/subgid)')
     .action(async (o: {
       host: string[]; dataRoot: string; execRoot: string; defaultIsolation: IsolationKind; group?: string; tlsverify?: boolean; tls?: boolean;
-      tlscacert?: string; tlscert?: string; tlskey?: string; insecureTcp?: boolean; insecureRegistry: string[]; storageOpt: string[]; logOpt: string[]; usernsRemap?: string;
+      tlscacert?: string; tlscert?: string; tlskey?: string; insecureTcp?: boolean; insecureRegistry: string[]; maxConcurrentDownloads: number; storageOpt: string[]; logOpt: string[]; usernsRemap?: string;
     }) => {
       // Loaded on use: the daemon pulls in fastify and every part; other commands need none of it.
       const { DEFAULT_HOST, runDaemon } = await import('../../daemon/daemon.js');
@@ -46,11 +47,18 @@ export function registerDaemonCommand(program: Command): void {
         ...(tlsOn && { tls: { verify: o.tlsverify === true, ...(o.tlscacert && { ca: o.tlscacert }), ...(o.tlscert && { cert: o.tlscert }), ...(o.tlskey && { key: o.tlskey }) } }),
         ...(o.insecureTcp && { insecureTcp: true }),
         ...(o.insecureRegistry.length > 0 && { insecureRegistries: o.insecureRegistry }),
+        maxConcurrentDownloads: o.maxConcurrentDownloads,
         ...(baseDiskSize !== undefined && { baseDiskSize }),
         ...(o.logOpt.length > 0 && { logOpts }),
         ...(o.usernsRemap !== undefined && { usernsRemap: o.usernsRemap }),
       });
     });
+}
+
+/** `--max-concurrent-downloads N`: a whole number from 1 (dockerd refuses less, as this does). */
+export function parseDownloads(v: string): number {
+  if (!/^\d+$/.test(v.trim()) || Number(v) < 1) throw new InvalidParameterError(`--max-concurrent-downloads ${v}: needs a whole number of at least 1`);
+  return Number(v);
 }
 
 /** `--storage-opt size=10G` -> bytes; any other key is refused (nothing else is configurable yet). */

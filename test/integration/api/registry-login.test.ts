@@ -28,7 +28,8 @@ describe('docker login / pull / run from a private registry through tvm', () => 
     const pusher = new RegistryClient(reg.host, { credentials: alice });
     await pushImage(pusher, 'private/app', 'v1', await busyboxImage());
     await pusher.close();
-    d = await startTestDaemon();
+    // one download at a time: the daemon takes Docker's flag, and pulls still complete
+    d = await startTestDaemon({ daemonArgs: ['--max-concurrent-downloads', '1'] });
     dockerConfig = await mkdtemp(path.join(os.tmpdir(), 'tvm-docker-config-'));
   });
   afterAll(async () => {

@@ -16,3 +16,12 @@ describe('tvm daemon --storage-opt', () => {
     expect(() => parseStorageOpts(['size=lots'])).toThrow("invalid size: 'lots'");
   });
 });
+
+describe('--max-concurrent-downloads', () => {
+  it('takes a whole number from 1, as dockerd does', async () => {
+    const { parseDownloads } = await import('../../../src/cli/commands/daemon.js');
+    expect(parseDownloads('1')).toBe(1);
+    expect(parseDownloads('6')).toBe(6);
+    for (const bad of ['0', '-1', '2.5', 'many', '']) expect(() => parseDownloads(bad)).toThrow(/needs a whole number of at least 1/);
+  });
+});
