@@ -31,11 +31,8 @@ async function writeAll(fh: FileHandle, bufs: Buffer[]): Promise<void> {
 export interface BlobFile {
   /** Counts bytes as part of the blob (size check, hash) before they are written; throws past the expected size. */
   count(chunk: Buffer): void;
-  /**
-   * Appends `bufs` after everything written before (in call order, one write at a time),
-   * counting them first unless `counted` says the producer already did.
-   */
-  write(bufs: Buffer[], counted?: boolean): Promise<void>;
+  /** Appends `bufs` (already counted) after everything written before, in call order, one write at a time. */
+  write(bufs: Buffer[]): Promise<void>;
 }
 
 export interface BlobInfo {
@@ -173,8 +170,8 @@ export class BlobStore {
 
   /**
    * Stores what `produce` writes to the file it is given; on any error (its own included)
-   * nothing is stored. The producer counts every byte once (count, or write's `counted: false`),
-   * which checks the expected size and hashes it, unless `digestOf` names the digest.
+   * nothing is stored. The producer counts every byte once as it arrives (count), which checks
+   * the expected size and hashes it unless `digestOf` names the digest.
    */
   async writeFrom(produce: (file: BlobFile) => Promise<void>, opts: WriteOptions = {}): Promise<BlobInfo> {
     await this.init();
@@ -192,14 +189,7 @@ export class BlobStore {
         if (expected.size !== undefined && count > expected.size) throw new SizeMismatchError(what, expected.size, count, false);
         hash?.update(chunk);
       },
-      write: (bufs, counted = true) => {
-        if (!counted) {
-          try {
-            for (const b of bufs) file.count(b);
-          } catch (e) {
-            return Promise.reject(e as Error);
-          }
-        }
+      write: (bufs) => {
         // writes land in call order, one at a time
         const p = tail.then(() => writeAll(fh, bufs));
         tail = p;

@@ -1,6 +1,6 @@
 /**
- * gzip (RFC 1952) decoding through zlib, bound with koffi, into one output buffer that is
- * reused for the whole stream.
+ * gzip (RFC 1952) decoding through zlib, bound with koffi, into output memory that is reused
+ * (one buffer per thread, shared by its streams).
  *
  * Why not node:zlib: its streams inflate on libuv's thread pool and hand every output chunk
  * over in a freshly allocated Buffer. A pull inflates hundreds of megabytes, so that meant
