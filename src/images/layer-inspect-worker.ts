@@ -47,7 +47,8 @@ port.on('message', (m: ToWorker) => {
         const bytes = m.chunk.byteLength;
         const chunk = Buffer.from(m.chunk.buffer, m.chunk.byteOffset, bytes);
         job.blob?.update(chunk);
-        await job.ins.writeConsumed(chunk);
+        // consumed (inflated, hashed, walked) before write returns
+        job.ins.write(chunk);
         // the memory goes back to the sender for its next message (fresh pages cost a fault
         // each): the inspector consumed the chunk and kept no reference to it
         const memory = m.chunk.buffer as ArrayBuffer;

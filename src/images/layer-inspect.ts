@@ -3,8 +3,8 @@
  * compression, the diff ID and uncompressed size, and that every tar entry is safe.
  *
  * The pass is on the pull's hot path, so it is synchronous and allocation-free per chunk:
- * compressed chunks are inflated on the calling thread (gzip through the system zlib into one
- * reused buffer, see gunzip.ts; zstd through fzstd) and each inflated piece is hashed and
+ * compressed chunks are inflated on the calling thread (gzip through the zlib Node carries, into
+ * reused memory, see gunzip.ts; zstd through fzstd) and each inflated piece is hashed and
  * walked (headers only) before the next is made. Large layers run this on a worker thread
  * (inspect-pool.ts), small ones inline.
  */
@@ -132,16 +132,6 @@ export class LayerInspector {
       this.fail(e);
     }
     return undefined;
-  }
-
-  /** Like write; kept for callers that await consumption. */
-  writeConsumed(chunk: Buffer): Promise<void> {
-    try {
-      this.write(chunk);
-      return Promise.resolve();
-    } catch (e) {
-      return Promise.reject(e as Error);
-    }
   }
 
   /** The input has ended: returns the facts, or throws what went wrong. */
