@@ -1,11 +1,12 @@
-/* tvm-agent: the per-container supervisor on the host (`supervise`), and later PID 1 in the
- * microVM guest. Usage:
+/* tvm-agent: the per-container supervisor on the host (`supervise`), and PID 1 in the
+ * microVM guest (guest.c). Usage:
  *   tvm-agent supervise --state-dir DIR [--linger SECONDS] [--foreground]
  *   tvm-agent run --spec FILE [--state-dir DIR]   (foreground, like runc run: run.h)
  *   tvm-agent pause|resume|stats --spec FILE
  *   tvm-agent update --spec FILE --resources JSON
  *   tvm-agent version */
 #define _GNU_SOURCE
+#include "guest.h"
 #include "init.h"
 #include "run.h"
 #include "supervisor.h"
@@ -163,6 +164,8 @@ static int supervise(const char *dir, int linger, int foreground) {
 }
 
 int main(int argc, char **argv) {
+  /* the kernel runs the initramfs's /init as PID 1: we are the microVM guest's agent */
+  if (getpid() == 1) return guest_main();
   /* --init mounts this binary at /sbin/docker-init */
   const char *base = strrchr(argv[0], '/');
   if (strcmp(base ? base + 1 : argv[0], "docker-init") == 0) return init_main(argc, argv);
