@@ -122,6 +122,7 @@ static int listen_vsock(void) {
 }
 
 int guest_main(void) {
+  say("init");
   reenter_root();
   mount_or_die("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
   mount_or_die("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);

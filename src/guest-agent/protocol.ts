@@ -48,7 +48,8 @@ export interface AgentSpec {
   privileged: boolean;
   readonlyRootfs: boolean;
   network: 'none' | 'host';
-  rootfs: { lower: string; upper: string; work: string; target: string };
+  /** without upper and work, lower itself is bound as the writable root (the microVM guest's disk) */
+  rootfs: { lower: string; upper?: string; work?: string; target: string };
   process: AgentProcess;
   mounts: AgentMount[];
   resources: AgentResources;
