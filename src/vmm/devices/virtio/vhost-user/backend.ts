@@ -43,7 +43,13 @@ export interface VhostUserBackendOptions {
 
 /** Ring features our Virtqueue implements, offered with every device's own. */
 const RING_FEATURES = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_RING_F_INDIRECT_DESC);
-export const PROTOCOL_FEATURES = bit(VHOST_USER_PROTOCOL_F_REPLY_ACK) | bit(VHOST_USER_PROTOCOL_F_CONFIG);
+/**
+ * REPLY_ACK always; CONFIG for devices with a config space (blk and vsock refuse to start
+ * without it; QEMU warns when a device without one, rng, is offered it).
+ */
+export function protocolFeaturesFor(device: VirtioDevice): bigint {
+  return bit(VHOST_USER_PROTOCOL_F_REPLY_ACK) | (device.configSize > 0 ? bit(VHOST_USER_PROTOCOL_F_CONFIG) : 0n);
+}
 
 interface Ring {
   readonly q: Virtqueue;
@@ -72,6 +78,7 @@ export function vhostUserSocketPair(): { ours: number; theirs: number } {
 
 export class VhostUserBackend {
   readonly offered: bigint;
+  readonly protocolOffered: bigint;
   acked = 0n;
   protocolAcked = 0n;
   /** messages handled, by name (diagnostics and tests) */
@@ -103,6 +110,7 @@ export class VhostUserBackend {
       throw new InvalidParameterError(`vhost-user: ${n} queues for a device with ${o.device.queueMaxSizes.length}`);
     }
     this.offered = o.device.features | RING_FEATURES | bit(VHOST_USER_F_PROTOCOL_FEATURES);
+    this.protocolOffered = protocolFeaturesFor(o.device);
     // QEMU sizes every ring itself (1024 entries) whatever the device prefers.
     this.rings = Array.from({ length: n }, () => ({ q: new Virtqueue(VIRTQ_MAX_SIZE), kickFd: -1, callFd: -1, errFd: -1, started: false, enabled: false }));
     const self = this;
@@ -239,10 +247,10 @@ export class VhostUserBackend {
         this.acked = m.value;
         return false;
       case Q.VHOST_USER_GET_PROTOCOL_FEATURES:
-        this.reply(m.request, encodeU64(PROTOCOL_FEATURES));
+        this.reply(m.request, encodeU64(this.protocolOffered));
         return true;
       case Q.VHOST_USER_SET_PROTOCOL_FEATURES:
-        if (m.value & ~PROTOCOL_FEATURES) throw new VhostUserError(`SET_PROTOCOL_FEATURES: 0x${(m.value & ~PROTOCOL_FEATURES).toString(16)} were not offered`);
+        if (m.value & ~this.protocolOffered) throw new VhostUserError(`SET_PROTOCOL_FEATURES: 0x${(m.value & ~this.protocolOffered).toString(16)} were not offered`);
         this.protocolAcked = m.value;
         return false;
       case Q.VHOST_USER_GET_QUEUE_NUM:
