@@ -2,9 +2,8 @@
  * The guest's initramfs: the static agent as /init (uncompressed: decompression would run as
  * guest kernel code, which is slow everywhere but on hardware KVM), cached per agent build.
  * Each VM gets that archive with a second one appended holding its own files (Docker's
- * /etc/hosts, /etc/hostname, /etc/resolv.conf), at the same absolute paths the agent spec
- * names as their bind sources on the host, so the spec needs no translation. The kernel
- * unpacks concatenated newc archives in order.
+ * /etc/hosts, /etc/hostname, /etc/resolv.conf), which the agent spec binds from there. The
+ * kernel unpacks concatenated newc archives in order.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';

@@ -40,6 +40,7 @@ import type {
 import { agentInitramfs, writeVmInitramfs } from './initrd.js';
 import { AGENT_VSOCK_PORT, EXIT_FILE, LAUNCH_FILE, vsockSocketPath, type VmLaunchConfig } from './launch-config.js';
 import { spawnVmSupervisor, vmSupervisorPid } from './supervisor.js';
+import { reachableSocketPath } from '../socket-path.js';
 
 export const MiB = 1024 * 1024;
 /** guest RAM without --memory */
@@ -49,9 +50,13 @@ export const GUEST_MEMORY_MARGIN_MIB = 96;
 /** where the guest agent mounts /dev/vda (native/agent/guest.h) */
 const GUEST_DISK_DIR = '/run/tvm/disk';
 const GUEST_ROOTFS_TARGET = '/run/tvm/rootfs';
+/** the VM's own files in its initramfs (hostname, hosts, resolv.conf) */
+const GUEST_FILES_DIR = '/tvm/files';
 
 export interface VmIsolationOptions {
   dataRoot: string;
+  /** the daemon's run root: short links to sockets whose paths are too long (socket-path.ts) */
+  runRoot: string;
   agentPath: string;
   baseDisks: BaseDisks;
   images: ImageStore;
@@ -135,10 +140,15 @@ export class VmIsolation implements Isolation {
   private async connectAgent(spec: ContainerSpec): Promise<AgentClient | undefined> {
     if (!(await vmSupervisorPid(spec.stateDir))) return undefined;
     try {
-      return await AgentClient.connect(vsockConnector(vsockSocketPath(spec.stateDir), AGENT_VSOCK_PORT));
+      return await this.connectGuest(spec);
     } catch {
       return undefined; // booting, or powering off: the exit file is the truth
     }
+  }
+
+  private async connectGuest(spec: ContainerSpec): Promise<AgentClient> {
+    const sock = await reachableSocketPath(vsockSocketPath(spec.stateDir), this.opts.runRoot);
+    return AgentClient.connect(vsockConnector(sock, AGENT_VSOCK_PORT));
   }
 
   private kernelArtifacts(): Promise<{ bzImage: string; vmlinux: string }> {
@@ -197,11 +207,13 @@ export class VmIsolation implements Isolation {
     // the supervisor writes the host's log from the streams; the guest keeps none
     aspec.logPath = '/dev/null';
     delete aspec.logRotate;
+    // Docker's /etc files travel in the VM's initramfs, under a guest path of their own
     const etc = await prepareEtcFiles(spec.stateDir, aspec.hostname, spec.network, spec.mounts.map((m) => m.destination), spec.processOptions);
-    aspec.mounts.unshift(...etc);
+    const files = await Promise.all(etc.map(async (m) => ({ path: path.posix.join(GUEST_FILES_DIR, path.basename(m.source!)), data: await readFile(m.source!) })));
+    aspec.mounts.unshift(...etc.map((m, i) => ({ ...m, source: files[i]!.path })));
     const baseInitrd = await agentInitramfs(this.opts.agentPath, path.join(this.opts.dataRoot, 'vm'));
     const initrd = path.join(spec.stateDir, 'initrd.cpio');
-    await writeVmInitramfs(baseInitrd, await Promise.all(etc.map(async (m) => ({ path: m.source!, data: await readFile(m.source!) }))), initrd);
+    await writeVmInitramfs(baseInitrd, files, initrd);
 
     const bootTimeoutMs = this.opts.bootTimeoutMs ?? 120_000;
     const launch: VmLaunchConfig = {
@@ -224,7 +236,7 @@ export class VmIsolation implements Isolation {
     await writeJsonAtomic(path.join(spec.stateDir, LAUNCH_FILE), launch);
     const ready = await spawnVmSupervisor(spec.stateDir, bootTimeoutMs + 15_000);
     try {
-      client = await AgentClient.connect(vsockConnector(vsockSocketPath(spec.stateDir), AGENT_VSOCK_PORT));
+      client = await this.connectGuest(spec);
     } catch (e) {
       process.kill(ready.pid, 'SIGTERM');
       throw e;

@@ -22,7 +22,7 @@ import type { GuestEnd, RunningGuest } from '../../vmm/launch/types.js';
 import { JsonLogWriter } from '../log-writer.js';
 import { ConsoleSink } from './console.js';
 import {
-  AGENT_VSOCK_PORT, BOOT_FILE, CONSOLE_FILE, EXIT_FILE, PID_FILE, readLaunchConfig, vsockSocketPath, type VmLaunchConfig,
+  AGENT_VSOCK_PORT, BOOT_FILE, CONSOLE_FILE, EXIT_FILE, PID_FILE, readLaunchConfig, VSOCK_SOCKET, type VmLaunchConfig,
 } from './launch-config.js';
 
 const t0 = Date.now();
@@ -76,7 +76,7 @@ async function launch(cfg: VmLaunchConfig, devices: GuestDevices, consoleSink: C
 async function connectAgent(stateDir: string, consoleSink: ConsoleSink, ended: Promise<GuestEnd>, deadline: number): Promise<AgentClient> {
   let gone: GuestEnd | undefined;
   void ended.then((e) => (gone = e));
-  const connector = vsockConnector(vsockSocketPath(stateDir), AGENT_VSOCK_PORT);
+  const connector = vsockConnector(path.join('.', VSOCK_SOCKET), AGENT_VSOCK_PORT);
   await consoleSink.waitFor(AGENT_READY, Math.max(0, deadline - Date.now()), () => gone !== undefined || consoleSink.has(AGENT_FATAL));
   for (let attempt = 0; ; attempt++) {
     const fatal = consoleSink.line(AGENT_FATAL);
@@ -102,6 +102,8 @@ function streamEnded(s: Duplex): Promise<void> {
 
 async function main(stateDir: string): Promise<number> {
   const cfg = await readLaunchConfig(stateDir);
+  // sockets are bound relative to the state dir, whose absolute path may not fit sun_path
+  process.chdir(stateDir);
   await writeFileAtomic(path.join(stateDir, PID_FILE), `${process.pid}\n`);
   const consoleSink = new ConsoleSink(path.join(stateDir, CONSOLE_FILE));
   consoleSink.onLine((l) => {
@@ -129,7 +131,7 @@ async function main(stateDir: string): Promise<number> {
       disk: cfg.disk,
       diskId: cfg.diskId,
       cid: BigInt(cfg.cid),
-      vsockUds: vsockSocketPath(stateDir),
+      vsockUds: VSOCK_SOCKET,
       log: diag,
     });
     guest = await launch(cfg, devices, consoleSink);
