@@ -189,14 +189,14 @@ export class VmIsolation implements Isolation {
     validateVmSpec(spec);
     let client = await this.sessions.agent(spec);
     if (client) {
-      const st = await client.state();
-      if ((st.status === 'running' || st.status === 'paused') && st.pid && st.startedAt) {
+      const st = await client.state().catch(() => undefined);
+      if (st && (st.status === 'running' || st.status === 'paused') && st.pid && st.startedAt) {
         return { pid: (await vmSupervisorPid(spec.stateDir)) ?? st.pid, startedAt: st.startedAt };
       }
-      // a guest from an earlier run that has not powered off yet
-      throw new ConflictError(`container ${spec.id} is still stopping: try again`);
+      client.close();
     }
-    if (await vmSupervisorPid(spec.stateDir)) throw new ConflictError(`container ${spec.id} is still starting or stopping: try again`);
+    // a guest from the last run may still be powering off (docker restart, restart policies)
+    if (!(await this.supervisorGone(spec, 15_000))) throw new ConflictError(`container ${spec.id} is still stopping: try again`);
     const kernel = await this.kernelArtifacts();
     await unlink(path.join(spec.stateDir, EXIT_FILE)).catch((e: NodeJS.ErrnoException) => {
       if (e.code !== 'ENOENT') throw e;
@@ -300,20 +300,17 @@ export class VmIsolation implements Isolation {
       }
       throw e;
     }
-    const client = await this.sessions.agent(spec);
-    if (client) {
-      const st = await client.state();
-      if (st.status === 'running' || st.status === 'paused') {
-        throw new ConflictError(`You cannot remove a running container ${spec.id}. Stop the container before attempting removal or force remove`);
-      }
-      client.close();
+    if (await this.isRunning(spec)) {
+      throw new ConflictError(`You cannot remove a running container ${spec.id}. Stop the container before attempting removal or force remove`);
     }
     const pid = await vmSupervisorPid(spec.stateDir);
     if (pid) {
       // exited but not yet powered off: power it off now, and wait so no file stays open
       process.kill(pid, 'SIGTERM');
-      for (let i = 0; i < 200 && (await vmSupervisorPid(spec.stateDir)); i++) await new Promise((r) => setTimeout(r, 50));
-      if (await vmSupervisorPid(spec.stateDir)) process.kill(pid, 'SIGKILL');
+      if (!(await this.supervisorGone(spec, 10_000))) {
+        process.kill(pid, 'SIGKILL');
+        await this.supervisorGone(spec, 5_000);
+      }
     }
     this.sessions.forget(spec, new NotFoundError(`No such container: ${spec.id}`));
     await rm(spec.stateDir, { recursive: true, force: true });
@@ -342,10 +339,35 @@ export class VmIsolation implements Isolation {
     return { lost: true };
   }
 
-  /** Offline disk tools need the guest gone: the overlay is the guest's while it runs. */
+  /**
+   * Is the workload running or paused? A guest that is powering off answers on a closing
+   * connection, or not at all: that is "not running".
+   */
+  private async isRunning(spec: ContainerSpec): Promise<boolean> {
+    const client = await this.sessions.agent(spec);
+    if (!client) return false;
+    const st = await client.state().catch(() => undefined);
+    return st?.status === 'running' || st?.status === 'paused';
+  }
+
+  /** Waits up to `ms` for the supervisor to exit; true when it has. */
+  private async supervisorGone(spec: ContainerSpec, ms: number): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    while (await vmSupervisorPid(spec.stateDir)) {
+      if (Date.now() > deadline) return false;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return true;
+  }
+
+  /**
+   * Offline disk tools need the guest gone: the overlay is the guest's while it runs. A guest
+   * whose workload has exited is given the moment it takes to power off.
+   */
   private async stoppedDisk(spec: ContainerSpec, what: string): Promise<VmRecord> {
     const rec = await this.readRecord(spec);
     if (await vmSupervisorPid(spec.stateDir)) {
+      if (!(await this.isRunning(spec)) && (await this.supervisorGone(spec, 15_000))) return rec;
       throw new NotImplementedError(`${what} of a running --isolation=vm container is not supported yet: stop it first`, 'ERR_VM_RUNNING');
     }
     return rec;

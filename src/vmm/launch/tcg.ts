@@ -13,6 +13,8 @@ import { qemuMicrovmArgs } from '../tcg/qemu-args.js';
 import type { GuestEnd, GuestLaunch, RunningGuest } from './types.js';
 import { QEMU_BINARY } from './tcg-binary.js';
 
+/** util-linux's setpriv: execs QEMU with PR_SET_PDEATHSIG set */
+export const SETPRIV = 'setpriv';
 /** what the tcg machine adds to the guest's kernel arguments */
 export const TCG_KERNEL_ARGS = 'console=ttyS0 reboot=t panic=-1';
 
@@ -61,7 +63,9 @@ export async function launchTcg(o: GuestLaunch, qemu = QEMU_BINARY): Promise<Run
       vcpus: o.cpus,
       vhostUser: devices.map((d, i) => ({ kind: d.kind, fd: 3 + i })),
     });
-    child = spawn(qemu, args, { stdio: ['ignore', 'pipe', 'pipe', ...theirs], detached: false });
+    // QEMU must not outlive its supervisor (a SIGKILLed supervisor leaves a guest without
+    // devices): setpriv (util-linux) gives it the parent-death signal Node cannot set
+    child = spawn(SETPRIV, ['--pdeathsig', 'SIGKILL', '--', qemu, ...args], { stdio: ['ignore', 'pipe', 'pipe', ...theirs], detached: false });
   } catch (e) {
     await closeAll();
     throw e;
