@@ -10,13 +10,12 @@
  * Timings here are TCG figures, neither PVM nor hardware KVM.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as libc from '../../../src/kvm/libc.js';
 import { buildKernel, type KernelArtifacts } from '../../../src/vmm/kernel-artifacts.js';
 import { buildInitramfs, busyboxEntries } from '../../../src/disks/initramfs.js';
 import { Qcow2Image } from '../../../src/disks/qcow2/image.js';
@@ -24,10 +23,9 @@ import { BlockDevice } from '../../../src/vmm/devices/virtio/block.js';
 import { RngDevice } from '../../../src/vmm/devices/virtio/rng.js';
 import { VsockDevice } from '../../../src/vmm/devices/virtio/vsock/device.js';
 import { VsockMuxer } from '../../../src/vmm/devices/virtio/vsock/muxer.js';
-import { VhostUserBackend, vhostUserSocketPair } from '../../../src/vmm/devices/virtio/vhost-user/backend.js';
-import { qemuMicrovmArgs } from '../../../src/vmm/tcg/qemu-args.js';
 import { APPLETS, requireBusybox } from '../../fixtures/rootfs.js';
-import { buildStaticProgram, consoleLine, KERNEL_BUILD_MS, QEMU, requireTool, type TcgBoot } from '../../fixtures/tcg.js';
+import { buildStaticProgram, consoleLine, KERNEL_BUILD_MS, QEMU, requireTool } from '../../fixtures/tcg.js';
+import { bootWithVhostUser, type VhostUserQemuRun } from '../../fixtures/vhost-user-qemu.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ECHO_SOURCE = path.resolve(here, '../../fixtures/guest-programs/vsock-echo.c');
@@ -62,12 +60,11 @@ echo TVM-FAIL-reboot-returned
 
 let kernel: KernelArtifacts;
 let dir: string;
-let boot: TcgBoot;
+let boot: VhostUserQemuRun;
 let echoed = '';
 let okLine = '';
 let qcowAfter: Uint8Array;
 let imageCheck = '';
-const backendErrors: string[] = [];
 let rngBytes = 0;
 
 beforeAll(async () => {
@@ -102,46 +99,25 @@ beforeAll(async () => {
     { kind: 'vsock' as const, device: new VsockDevice(GUEST_CID, muxer), queues: 2 },
     { kind: 'rng' as const, device: rng, queues: 1 },
   ];
-  const pairs = devices.map(() => vhostUserSocketPair());
-  const backends = devices.map((d, i) => new VhostUserBackend({
-    fd: pairs[i]!.ours, device: d.device, queues: d.queues,
-    log: (l) => process.stderr.write(`[${d.kind}] ${l}\n`),
-    onClose: (e) => e && backendErrors.push(`${d.kind}: ${e.message}`),
-  }));
-  for (const b of backends) b.start();
-
-  const args = qemuMicrovmArgs({
-    kernel: kernel.bzImage, initrd, memoryMiB: 256, vcpus: 1,
-    cmdline: 'console=ttyS0 reboot=t panic=-1 rdinit=/init',
-    vhostUser: devices.map((d, i) => ({ kind: d.kind, fd: 3 + i })),
-  });
-  const start = Date.now();
-  const child = spawn(QEMU, args, { stdio: ['ignore', 'pipe', 'pipe', ...pairs.map((p) => p.theirs)] });
-  // QEMU holds its ends now: ours would keep the sockets open after QEMU exits.
-  for (const p of pairs) libc.close(p.theirs);
-  const marks: Record<string, number> = {};
-  let out = '';
   let echoStarted = false;
-  const onData = (c: Buffer) => {
-    out += c.toString();
-    for (const m of ['TVM-INIT-START', 'VSOCK-LISTENING', 'TVM-INIT-DONE']) if (!(m in marks) && out.includes(m)) marks[m] = Date.now() - start;
-    if (!echoStarted && out.includes('VSOCK-LISTENING')) {
-      echoStarted = true;
-      void echoThroughMuxer(uds).then((r) => ({ echoed, okLine } = r), (e: Error) => (echoed = `ERROR ${e.message}`));
-    }
-  };
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
-  const timer = setTimeout(() => child.kill('SIGKILL'), BOOT_TIMEOUT_MS);
-  const exit = await new Promise<{ code: number | null; signal: string | null }>((r) => child.once('exit', (code, signal) => r({ code, signal })));
-  clearTimeout(timer);
-  boot = { console: out.replace(/\r\n/g, '\n'), exitCode: exit.code ?? undefined, timedOut: exit.signal === 'SIGKILL', msTotal: Date.now() - start, marks };
-  process.stderr.write(`[vhost-user-qemu] QEMU TCG (not PVM, not hardware KVM): /init after ${marks['TVM-INIT-START']} ms, done after ${marks['TVM-INIT-DONE']} ms, exit after ${boot.msTotal} ms\n`);
-
-  for (const b of backends) await b.close();
-  await muxer.close();
+  try {
+    boot = await bootWithVhostUser({
+      kernel: kernel.bzImage, initrd, memoryMiB: 256, devices, timeoutMs: BOOT_TIMEOUT_MS,
+      watch: ['TVM-INIT-START', 'VSOCK-LISTENING', 'TVM-INIT-DONE'],
+      log: (l) => process.stderr.write(`${l}\n`),
+      onConsole: (out) => {
+        if (echoStarted || !out.includes('VSOCK-LISTENING')) return;
+        echoStarted = true;
+        void echoThroughMuxer(uds).then((r) => ({ echoed, okLine } = r), (e: Error) => (echoed = `ERROR ${e.message}`));
+      },
+    });
+  } finally {
+    await muxer.close();
+    img.closeSync();
+  }
+  const m = boot.marks;
+  process.stderr.write(`[vhost-user-qemu] QEMU TCG (not PVM, not hardware KVM): /init after ${m['TVM-INIT-START']} ms, done after ${m['TVM-INIT-DONE']} ms, exit after ${boot.msTotal} ms\n`);
   rngBytes = rng.bytesServed;
-  img.closeSync();
   const back = Qcow2Image.openSync(diskPath, { readOnly: true });
   qcowAfter = new Uint8Array(512);
   back.readSync(qcowAfter, WRITE_SECTOR * 512);
@@ -182,7 +158,7 @@ describe('QEMU TCG guest served by our vhost-user backends', () => {
     expect(boot.console).not.toContain('TVM-FAIL');
     expect(boot.console).not.toContain('VSOCK-FAIL');
     expect(boot.exitCode).toBe(0);
-    expect(backendErrors).toEqual([]);
+    expect(boot.backendErrors).toEqual([]);
   });
 
   it('no kernel warnings or oopses, and no virtio complaints', () => {
