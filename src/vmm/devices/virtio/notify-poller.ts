@@ -117,6 +117,9 @@ export class NotifyPoller {
     if (this.closed) return;
     this.closed = true;
     if (this.worker) {
+      // Unref'd, the thread would not keep the process alive while we wait for it to exit: a
+      // caller awaiting close() with nothing else pending would see Node exit under it.
+      this.worker.ref();
       libc.eventfdSignal(this.stopFd);
       await this.stopped;
     }

@@ -77,7 +77,7 @@ describe('vhost-user backend: virtio-rng', () => {
 
     // Stop (reboot): GET_VRING_BASE answers the next avail index; the ring restarts from it.
     expect(await fe.stop(1)).toEqual([2]);
-    expect(be.seen).toContain('VHOST_USER_GET_VRING_BASE');
+    expect(be.handled.get('VHOST_USER_GET_VRING_BASE')).toBe(1);
     fe.driver.post(q!, [{ writable: 8 }]);
     fe.sendMemTable();
     expect(await fe.replyU64(Q.VHOST_USER_SET_MEM_TABLE)).toBe(0n);
@@ -85,6 +85,21 @@ describe('vhost-user backend: virtio-rng', () => {
     const p3 = fe.driver.post(q2, [{ writable: 8 }]);
     // No kick: SET_VRING_ENABLE re-scans the ring.
     expect(await fe.used(q2, 1)).toEqual([{ id: p3.head, len: 8 }]);
+  });
+
+  it('a new memory table while the rings run replaces the mappings under the device', async () => {
+    const { fe, be } = connect(new RngDevice());
+    const r = await fe.realize(1, 0);
+    const [q] = await fe.driverOk(r.features, 1);
+    fe.driver.post(q!, [{ writable: 8 }]);
+    fe.kick(0);
+    await fe.used(q!, 1);
+    fe.sendMemTable();
+    expect(await fe.replyU64(Q.VHOST_USER_SET_MEM_TABLE)).toBe(0n);
+    const p = fe.driver.post(q!, [{ writable: 8 }]);
+    fe.kick(0);
+    expect(await fe.used(q!, 1)).toEqual([{ id: p.head, len: 8 }]);
+    expect(be.handled.get('VHOST_USER_SET_MEM_TABLE')).toBe(2);
   });
 
   it('a kick before SET_VRING_ENABLE is not lost', async () => {

@@ -81,8 +81,8 @@ export class VhostUserBackend {
   readonly protocolOffered: bigint;
   acked = 0n;
   protocolAcked = 0n;
-  /** messages handled, by name (diagnostics and tests) */
-  readonly seen: string[] = [];
+  /** messages handled, counted by name (diagnostics and tests) */
+  readonly handled = new Map<string, number>();
   private readonly rings: Ring[];
   private readonly poller: NotifyPoller;
   private memory?: VhostUserMemory;
@@ -221,7 +221,8 @@ export class VhostUserBackend {
       for (const fd of fds) libc.close(fd);
       throw e;
     }
-    this.seen.push(requestName(h.request));
+    const name = requestName(h.request);
+    this.handled.set(name, (this.handled.get(name) ?? 0) + 1);
     const replied = this.handle(msg);
     // REPLY_ACK: success is u64 0 (a failure has already ended the connection).
     if (msg.needReply && !replied) this.reply(h.request, encodeU64(0n));
