@@ -72,7 +72,7 @@ export async function loadComponents(o: {
   const container = new HostIsolation({ dataRoot: o.dataRoot, runRoot: o.execRoot, agentPath: AGENT_PATH, baseDisks, images, ...(userns && { userns }) });
   // VMs use the plain base disk: the VM is the boundary, and the guest's root is its own
   const choice = chooseVmBackend(o.vmBackend ?? 'auto');
-  const vm = choice && new VmIsolation({ dataRoot: o.dataRoot, runRoot: o.execRoot, agentPath: AGENT_PATH, baseDisks, images, backend: choice.backend });
+  const vm = choice && new VmIsolation({ dataRoot: o.dataRoot, runRoot: o.execRoot, agentPath: AGENT_PATH, baseDisks, images, backend: choice.backend, ...(o.log && { log: o.log }) });
   o.log?.(choice ? `VM isolation: backend ${choice.backend} (${choice.reason})` : 'VM isolation unavailable: no usable /dev/kvm and no qemu-system-x86_64 (apt-get install qemu-system-x86)');
   return {
     images,

@@ -65,6 +65,7 @@ export interface VmIsolationOptions {
   kernel?: { bzImage: string; vmlinux: string };
   /** launch to agent-ready bound (default 120 s: TCG on a loaded 2-core machine is slow) */
   bootTimeoutMs?: number;
+  log?: (msg: string) => void;
 }
 
 interface VmRecord {
@@ -378,12 +379,12 @@ export class VmIsolation implements Isolation {
     const reader = await Ext4Reader.open(rec.disk, { format: 'qcow2' });
     try {
       const tar = containerPath.replace(/\/+$/, '') === '' ? await exportDisk(reader) : await archiveFromDisk(reader, containerPath);
-      // the reader lives until the tar has been read (or abandoned)
+      // the reader lives until the tar has been read, or abandoned by a client that went away
       const out = new PassThrough();
       tar.on('error', (e) => out.destroy(e));
       out.on('close', () => {
-        tar.destroy();
-        void reader.close();
+        if (!tar.readableEnded) tar.destroy();
+        reader.close().catch((e: Error) => this.opts.log?.(`closing the disk of ${spec.id} after a copy: ${e.message}`));
       });
       return tar.pipe(out);
     } catch (e) {
