@@ -66,6 +66,8 @@ export interface VmIsolationOptions {
   /** launch to agent-ready bound (default 120 s: TCG on a loaded 2-core machine is slow) */
   bootTimeoutMs?: number;
   log?: (msg: string) => void;
+  /** more guest kernel arguments (diagnostics: `ignore_loglevel`, tests: a broken init) */
+  kernelArgs?: string;
 }
 
 interface VmRecord {
@@ -223,7 +225,7 @@ export class VmIsolation implements Isolation {
       kernel: this.opts.backend === 'kvm' ? kernel.vmlinux : kernel.bzImage,
       initrd,
       // quiet: every console byte is an emulated port write under TCG; the agent prints its own markers
-      cmdline: `quiet tvm.time=${Date.now()}`,
+      cmdline: `quiet tvm.time=${Date.now()}${this.opts.kernelArgs ? ` ${this.opts.kernelArgs}` : ''}`,
       memMiB: guestMemoryMiB(spec.resources.memory),
       cpus: guestCpus(spec.resources.nanoCpus),
       disk: rec.disk,

@@ -49,6 +49,8 @@ export async function spawnVmSupervisor(stateDir: string, timeoutMs: number): Pr
   return new Promise<SupervisorReady>((resolve, reject) => {
     let buf = '';
     let settled = false;
+    let exited = false;
+    proc.once('exit', () => (exited = true));
     const finish = (f: () => void) => {
       if (settled) return;
       settled = true;
@@ -57,30 +59,47 @@ export async function spawnVmSupervisor(stateDir: string, timeoutMs: number): Pr
       proc.unref();
       f();
     };
+    /** A failed start leaves nothing running: the error is returned once the supervisor is gone. */
+    let failure: Error | undefined;
+    const fail = (e: Error) => {
+      if (settled || failure) return;
+      failure = e;
+      if (exited) return finish(() => reject(e));
+      setTimeout(() => proc.kill('SIGKILL'), 10_000).unref();
+    };
     const timer = setTimeout(() => {
       // it may still come up; it must not run a container nobody knows about
       proc.kill('SIGTERM');
-      finish(() => reject(new TvmError('ERR_VM_BOOT_TIMEOUT', `the VM did not become ready within ${Math.round(timeoutMs / 1000)} s (see ${stateDir}/supervisor.log and console.log)`, 500)));
+      fail(new TvmError('ERR_VM_BOOT_TIMEOUT', `the VM did not become ready within ${Math.round(timeoutMs / 1000)} s (see ${stateDir}/supervisor.log and console.log)`, 500));
     }, timeoutMs);
     proc.stdout!.on('data', (d: Buffer) => {
       buf += d.toString();
       const nl = buf.indexOf('\n');
       if (nl < 0) {
-        if (buf.length > 1 << 20) finish(() => reject(new TvmError('ERR_VM_SUPERVISOR', 'the VM supervisor sent an overlong ready line', 500)));
+        if (buf.length > 1 << 20) {
+          proc.kill('SIGTERM');
+          fail(new TvmError('ERR_VM_SUPERVISOR', 'the VM supervisor sent an overlong ready line', 500));
+        }
         return;
       }
       let msg: { ok: boolean; message?: string; code?: string; status?: number; console?: string };
       try {
         msg = JSON.parse(buf.slice(0, nl)) as typeof msg;
       } catch {
-        finish(() => reject(new TvmError('ERR_VM_SUPERVISOR', `the VM supervisor sent ${JSON.stringify(buf.slice(0, 200))}`, 500)));
+        proc.kill('SIGTERM');
+        fail(new TvmError('ERR_VM_SUPERVISOR', `the VM supervisor sent ${JSON.stringify(buf.slice(0, 200))}`, 500));
         return;
       }
       if (msg.ok) finish(() => resolve(msg as SupervisorReady));
-      else finish(() => reject(new TvmError(msg.code ?? 'ERR_VM_START', msg.message ?? 'the VM failed to start', msg.status ?? 500)));
+      else fail(new TvmError(msg.code ?? 'ERR_VM_START', msg.message ?? 'the VM failed to start', msg.status ?? 500));
     });
-    proc.once('error', (e) => finish(() => reject(new TvmError('ERR_VM_SUPERVISOR', `cannot start the VM supervisor: ${e.message}`, 500, { cause: e }))));
-    proc.once('exit', (code, signal) => finish(() => reject(new TvmError('ERR_VM_SUPERVISOR', `the VM supervisor exited (${signal ?? code}) before it was ready: see ${stateDir}/supervisor.log`, 500))));
+    proc.once('error', (e) => {
+      exited = true; // it never ran
+      fail(new TvmError('ERR_VM_SUPERVISOR', `cannot start the VM supervisor: ${e.message}`, 500, { cause: e }));
+    });
+    proc.once('exit', (code, signal) =>
+      finish(() => reject(failure ?? new TvmError('ERR_VM_SUPERVISOR', `the VM supervisor exited (${signal ?? code}) before it was ready: see ${stateDir}/supervisor.log`, 500))),
+    );
   });
 }
 
