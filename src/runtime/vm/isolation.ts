@@ -40,6 +40,7 @@ import type {
 import { agentInitramfs, writeVmInitramfs } from './initrd.js';
 import { AGENT_VSOCK_PORT, EXIT_FILE, LAUNCH_FILE, vsockSocketPath, type VmLaunchConfig } from './launch-config.js';
 import { spawnVmSupervisor, vmSupervisorPid } from './supervisor.js';
+import { buildSupervisorBundle } from './supervisor-bundle.js';
 import { reachableSocketPath } from '../socket-path.js';
 
 export const MiB = 1024 * 1024;
@@ -108,8 +109,19 @@ export class VmIsolation implements Isolation {
   readonly kind = 'vm' as const;
   private readonly sessions: AgentSessions;
   private kernel?: Promise<{ bzImage: string; vmlinux: string }>;
+  /** the supervisor bundled from these sources (undefined: run them through tsx) */
+  private readonly bundle: Promise<string | undefined>;
 
   constructor(private readonly opts: VmIsolationOptions) {
+    this.bundle = import.meta.url.endsWith('.ts')
+      ? buildSupervisorBundle().then(
+          (b) => b.main,
+          (e: Error) => {
+            opts.log?.(`VM supervisor runs from sources (slower start): bundling failed: ${e.message}`);
+            return undefined;
+          },
+        )
+      : Promise.resolve(undefined);
     this.sessions = new AgentSessions({
       connect: (spec) => this.connectAgent(spec),
       readExitFile: (spec) => this.readExitFile(spec),
@@ -237,7 +249,7 @@ export class VmIsolation implements Isolation {
       bootTimeoutMs,
     };
     await writeJsonAtomic(path.join(spec.stateDir, LAUNCH_FILE), launch);
-    const ready = await spawnVmSupervisor(spec.stateDir, bootTimeoutMs + 15_000);
+    const ready = await spawnVmSupervisor(spec.stateDir, bootTimeoutMs + 15_000, await this.bundle);
     try {
       client = await this.connectGuest(spec);
     } catch (e) {

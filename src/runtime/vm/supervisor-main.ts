@@ -20,6 +20,7 @@ import { AgentError } from '../../guest-agent/protocol.js';
 import { openGuestDevices, type GuestDevices } from '../../vmm/launch/devices.js';
 import type { GuestEnd, RunningGuest } from '../../vmm/launch/types.js';
 import { JsonLogWriter } from '../log-writer.js';
+import { NotifyPoller } from '../../vmm/devices/virtio/notify-poller.js';
 import { ConsoleSink } from './console.js';
 import {
   AGENT_VSOCK_PORT, BOOT_FILE, CONSOLE_FILE, EXIT_FILE, PID_FILE, readLaunchConfig, VSOCK_SOCKET, type VmLaunchConfig,
@@ -27,6 +28,9 @@ import {
 
 const t0 = Date.now();
 const marks: Record<string, number> = {};
+/** the daemon's spawn to this line: Node's start and loading this program */
+const spawnedAt = Number(process.env.TVM_SPAWNED_AT);
+if (Number.isFinite(spawnedAt) && spawnedAt > 0) marks.processStart = t0 - spawnedAt;
 const mark = (name: string) => (marks[name] ??= Date.now() - t0);
 const diag = (line: string) => {
   try {
@@ -57,7 +61,7 @@ function report(msg: Record<string, unknown>): void {
   readyFd = -1;
 }
 
-async function launch(cfg: VmLaunchConfig, devices: GuestDevices, consoleSink: ConsoleSink): Promise<RunningGuest> {
+async function launch(cfg: VmLaunchConfig, devices: GuestDevices, consoleSink: ConsoleSink, poller: NotifyPoller): Promise<RunningGuest> {
   const o = {
     kernel: cfg.kernel,
     initrd: cfg.initrd,
@@ -67,6 +71,7 @@ async function launch(cfg: VmLaunchConfig, devices: GuestDevices, consoleSink: C
     devices,
     console: consoleSink.stream,
     log: diag,
+    poller,
   };
   if (cfg.backend === 'kvm') return (await import('../../vmm/launch/kvm.js')).launchKvm(o);
   return (await import('../../vmm/launch/tcg.js')).launchTcg(o);
@@ -101,12 +106,16 @@ function streamEnded(s: Duplex): Promise<void> {
 }
 
 async function main(stateDir: string): Promise<number> {
+  // the tcg backend's poller thread loads while the rest starts (QEMU waits on its replies)
+  const poller = new NotifyPoller((e) => diag(`notify poller: ${(e as Error).message}`));
+  poller.warmUp();
   const cfg = await readLaunchConfig(stateDir);
   // sockets are bound relative to the state dir, whose absolute path may not fit sun_path
   process.chdir(stateDir);
   await writeFileAtomic(path.join(stateDir, PID_FILE), `${process.pid}\n`);
   const consoleSink = new ConsoleSink(path.join(stateDir, CONSOLE_FILE));
   consoleSink.onLine((l) => {
+    mark('kernelFirstLine');
     if (l.startsWith(AGENT_INIT)) mark('kernelToInit');
     if (l.startsWith(AGENT_READY)) mark('agentListening');
   });
@@ -134,7 +143,7 @@ async function main(stateDir: string): Promise<number> {
       vsockUds: VSOCK_SOCKET,
       log: diag,
     });
-    guest = await launch(cfg, devices, consoleSink);
+    guest = await launch(cfg, devices, consoleSink, poller);
     mark('backendStarted');
     diag(`guest started on ${guest.backend}${guest.vcpuPid ? ` (QEMU pid ${guest.vcpuPid})` : ''}`);
     const client = await connectAgent(stateDir, consoleSink, guest.ended, t0 + cfg.bootTimeoutMs);
@@ -199,6 +208,8 @@ async function main(stateDir: string): Promise<number> {
     }
   } finally {
     await devices?.close().catch((e: Error) => diag(`closing the devices: ${e.message}`));
+    // the tcg backend closed it with its devices; the kvm backend never used it
+    await poller.close();
     await consoleSink.close();
     await unlink(path.join(stateDir, PID_FILE)).catch((e: NodeJS.ErrnoException) => {
       if (e.code !== 'ENOENT') diag(`removing the pid file: ${e.message}`);

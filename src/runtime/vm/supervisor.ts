@@ -12,8 +12,9 @@ import { PID_FILE } from './launch-config.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
-/** How this process runs TypeScript (tsx from a checkout) or the compiled build. */
-function supervisorCommand(): string[] {
+/** The bundle when there is one (supervisor-bundle.ts), else the sources through tsx. */
+function supervisorCommand(bundle?: string): string[] {
+  if (bundle) return [bundle];
   const ts = path.join(here, 'supervisor-main.ts');
   // --import is resolved from the child's cwd (/): name tsx's loader by its URL
   if (existsSync(ts) && import.meta.url.endsWith('.ts')) return ['--import', import.meta.resolve('tsx'), ts];
@@ -32,15 +33,16 @@ export interface SupervisorReady {
  * Starts the supervisor for `stateDir` and waits for its ready line (the guest agent has the
  * container created). Its diagnostics go to STATE/supervisor.log.
  */
-export async function spawnVmSupervisor(stateDir: string, timeoutMs: number): Promise<SupervisorReady> {
+export async function spawnVmSupervisor(stateDir: string, timeoutMs: number, bundle?: string): Promise<SupervisorReady> {
   const logFd = openSync(path.join(stateDir, 'supervisor.log'), 'a', 0o640);
   let child;
   try {
-    child = spawn(process.execPath, [...supervisorCommand(), stateDir], {
+    child = spawn(process.execPath, [...supervisorCommand(bundle), stateDir], {
       detached: true,
       stdio: ['ignore', 'pipe', logFd],
       cwd: '/',
-      env: { ...process.env, NODE_OPTIONS: '' },
+      // the spawn time, so the supervisor's boot marks can include its own start-up
+      env: { ...process.env, NODE_OPTIONS: '', TVM_SPAWNED_AT: String(Date.now()) },
     });
   } finally {
     closeSync(logFd);

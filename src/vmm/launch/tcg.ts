@@ -10,6 +10,7 @@ import * as libc from '../../kvm/libc.js';
 import { TvmError } from '../../errors.js';
 import { VhostUserBackend, vhostUserSocketPair } from '../devices/virtio/vhost-user/backend.js';
 import { qemuMicrovmArgs } from '../tcg/qemu-args.js';
+import { NotifyPoller } from '../devices/virtio/notify-poller.js';
 import type { GuestEnd, GuestLaunch, RunningGuest } from './types.js';
 import { QEMU_BINARY } from './tcg-binary.js';
 
@@ -27,9 +28,13 @@ export async function launchTcg(o: GuestLaunch, qemu = QEMU_BINARY): Promise<Run
   const backends: VhostUserBackend[] = [];
   const theirs: number[] = [];
   let qemuExited = false;
+  // one thread watches every device's socket and kick eventfds
+  const poller = o.poller ?? new NotifyPoller((e) => o.log?.(`vhost-user poller: ${(e as Error).message}`));
+  poller.warmUp();
   const closeAll = async () => {
     for (const fd of theirs.splice(0)) libc.close(fd);
     await Promise.all(backends.map((b) => b.close()));
+    await poller.close();
   };
   let fatal: Error | undefined;
   let child: ReturnType<typeof spawn> | undefined;
@@ -40,6 +45,7 @@ export async function launchTcg(o: GuestLaunch, qemu = QEMU_BINARY): Promise<Run
       const b = new VhostUserBackend({
         fd: pair.ours,
         device: d.device,
+        poller,
         ...(d.queues !== undefined && { queues: d.queues }),
         log: (l) => o.log?.(`vhost-user-${d.kind}: ${l}`),
         onClose: (err) => {

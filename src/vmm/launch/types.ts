@@ -5,6 +5,7 @@
  */
 import type { Writable } from 'node:stream';
 import type { GuestDevices } from './devices.js';
+import type { NotifyPoller } from '../devices/virtio/notify-poller.js';
 
 export type VmBackendKind = 'kvm' | 'tcg';
 
@@ -18,6 +19,8 @@ export interface GuestLaunch {
   devices: GuestDevices;
   /** the guest's serial console */
   console: Writable;
+  /** a notify poller already started (its thread takes a while to load): the tcg backend's devices share it */
+  poller?: NotifyPoller;
   log?: (line: string) => void;
 }
 

@@ -82,6 +82,14 @@ export class NotifyPoller {
     }
   }
 
+  /**
+   * Starts the thread now rather than at the first watch: loading it takes a few hundred ms
+   * from sources, and a vhost-user front end (QEMU) waits on every reply meanwhile.
+   */
+  warmUp(): void {
+    if (!this.closed) this.start();
+  }
+
   private start(): void {
     if (this.worker) return;
     const data = { epfd: this.epfd, stopFd: this.stopFd };

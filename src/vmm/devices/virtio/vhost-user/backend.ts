@@ -39,6 +39,11 @@ export interface VhostUserBackendOptions {
   log?: (line: string) => void;
   /** the peer hung up (no error) or a fatal protocol error ended the connection */
   onClose?: (err?: Error) => void;
+  /**
+   * a notify poller shared with the VM's other backends (one thread for all; the caller
+   * closes it after the backends); default: one of its own
+   */
+  poller?: NotifyPoller;
 }
 
 /** Ring features our Virtqueue implements, offered with every device's own. */
@@ -85,6 +90,7 @@ export class VhostUserBackend {
   readonly handled = new Map<string, number>();
   private readonly rings: Ring[];
   private readonly poller: NotifyPoller;
+  private readonly ownsPoller: boolean;
   private memory?: VhostUserMemory;
   /** what the device holds: follows `memory` when a new table replaces it */
   private readonly ram: GuestRam;
@@ -122,13 +128,14 @@ export class VhostUserBackend {
         return self.memory.slice(gpa, len);
       },
     };
-    this.poller = new NotifyPoller((e) => this.fail(e instanceof Error ? e : new Error(String(e))));
+    this.ownsPoller = o.poller === undefined;
+    this.poller = o.poller ?? new NotifyPoller((e) => this.fail(e instanceof Error ? e : new Error(String(e))));
   }
 
   start(): void {
     if (this.started || this.closed) return;
     this.started = true;
-    this.poller.addReadable(this.o.fd, () => this.onReadable());
+    this.poller.addReadable(this.o.fd, this.guarded(() => this.onReadable()));
   }
 
   /** Releases every fd, mapping and the poller thread; the device is reset if it was running. Idempotent. */
@@ -150,7 +157,18 @@ export class VhostUserBackend {
     this.memory?.close();
     this.memory = undefined;
     libc.close(this.o.fd);
-    await this.poller.close();
+    if (this.ownsPoller) await this.poller.close();
+  }
+
+  /** A handler's failure ends this connection only, also on a poller shared with other devices. */
+  private guarded(f: () => void): () => void {
+    return () => {
+      try {
+        f();
+      } catch (e) {
+        this.fail(e instanceof Error ? e : new Error(String(e)));
+      }
+    };
   }
 
   private log(line: string): void {
@@ -387,7 +405,7 @@ export class VhostUserBackend {
     r.kickFd = replaceFd(r.kickFd, fd);
     if (fd >= 0) {
       const index = this.rings.indexOf(r);
-      this.poller.add(fd, () => this.kicked(index));
+      this.poller.add(fd, this.guarded(() => this.kicked(index)));
     }
   }
 
