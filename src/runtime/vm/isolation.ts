@@ -249,7 +249,15 @@ export class VmIsolation implements Isolation {
       bootTimeoutMs,
     };
     await writeJsonAtomic(path.join(spec.stateDir, LAUNCH_FILE), launch);
-    const ready = await spawnVmSupervisor(spec.stateDir, bootTimeoutMs + 15_000, await this.bundle);
+    let ready;
+    try {
+      ready = await spawnVmSupervisor(spec.stateDir, bootTimeoutMs + 15_000, await this.bundle);
+    } catch (e) {
+      // the user gets the reason; the daemon log also gets what the guest printed last
+      const tail = (e as { consoleTail?: string }).consoleTail;
+      this.opts.log?.(`VM of ${spec.id.slice(0, 12)} did not start: ${(e as Error).message}${tail ? `\nconsole tail:\n${tail}` : ''}`);
+      throw e;
+    }
     try {
       client = await this.connectGuest(spec);
     } catch (e) {

@@ -93,7 +93,7 @@ export async function spawnVmSupervisor(stateDir: string, timeoutMs: number, bun
         return;
       }
       if (msg.ok) finish(() => resolve(msg as SupervisorReady));
-      else fail(new TvmError(msg.code ?? 'ERR_VM_START', msg.message ?? 'the VM failed to start', msg.status ?? 500));
+      else fail(Object.assign(new TvmError(msg.code ?? 'ERR_VM_START', msg.message ?? 'the VM failed to start', msg.status ?? 500), { consoleTail: msg.console ?? '' }));
     });
     proc.once('error', (e) => {
       exited = true; // it never ran
