@@ -6,14 +6,16 @@
  * (containerd's shim API is the model: one client protocol whatever runs the container.)
  */
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import os from 'node:os';
-import { ConflictError, InvalidParameterError, TvmError } from '../errors.js';
+import path from 'node:path';
+import { ConflictError, InvalidParameterError, NotFoundError, TvmError } from '../errors.js';
 import { parseSignal } from './signals.js';
 import type { AgentClient } from '../guest-agent/client.js';
-import { AgentError, type AgentExitStatus } from '../guest-agent/protocol.js';
+import { AgentError, parseExitStatus, type AgentExitStatus } from '../guest-agent/protocol.js';
 import { attachStreams } from './host/stdio.js';
 import { agentProcess, agentResourceChanges, validateProcess } from './host/spec.js';
-import type { Attachment, ContainerSpec, ExecHandle, ExecSpec, ExitStatus, Resources, RunningInfo, Stats, StdioStreams } from './types.js';
+import type { Attachment, ContainerSpec, ExecHandle, ExecSpec, ExitStatus, Isolation, Resources, RunningInfo, Stats, StdioStreams } from './types.js';
 
 export function toExit(s: AgentExitStatus): ExitStatus {
   const out: ExitStatus = { exitCode: s.exitCode, finishedAt: s.finishedAt, oomKilled: s.oomKilled };
@@ -22,6 +24,26 @@ export function toExit(s: AgentExitStatus): ExitStatus {
 }
 
 export const SIGKILL = 9;
+
+/** An isolation's record of a container (STATE/<name>); NotFoundError when there is none. */
+export async function readStateRecord<T>(spec: ContainerSpec, name: string): Promise<T> {
+  try {
+    return JSON.parse(await readFile(path.join(spec.stateDir, name), 'utf8')) as T;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`No such container: ${spec.id}`);
+    throw e;
+  }
+}
+
+/** The exit status a supervisor persisted (STATE/exit.json), if it has. */
+export async function readExitStatus(spec: ContainerSpec): Promise<ExitStatus | undefined> {
+  try {
+    return toExit(parseExitStatus(JSON.parse(await readFile(path.join(spec.stateDir, 'exit.json'), 'utf8'))));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
 
 /** How an isolation reaches its containers' agents. */
 export interface SessionTransport {
@@ -294,5 +316,61 @@ export class AgentSessions {
     };
     if (pids.limit > 0) out.pids.limit = pids.limit;
     return out;
+  }
+}
+
+/**
+ * An isolation whose containers run under an agent: everything after "reach the agent" is the
+ * shared session. A subclass says how it reaches the agent and keeps its record; it builds the
+ * root filesystem and the supervisor (create, start, remove, recover, archive, ...).
+ */
+export abstract class AgentSessionIsolation implements Pick<Isolation, 'attach' | 'resize' | 'wait' | 'kill' | 'pause' | 'resume' | 'exec' | 'update' | 'top' | 'stats'> {
+  protected readonly sessions: AgentSessions;
+
+  constructor() {
+    this.sessions = new AgentSessions({
+      connect: (spec) => this.connectAgent(spec),
+      readExitFile: (spec) => readExitStatus(spec),
+      checkRecord: (spec) => this.checkRecord(spec),
+      afterExit: (spec, client) => this.afterExit(spec, client),
+    });
+  }
+
+  /** a client of the container's agent if its supervisor is alive, else undefined */
+  protected abstract connectAgent(spec: ContainerSpec): Promise<AgentClient | undefined>;
+  /** NotFoundError when the isolation has no record of the container */
+  protected abstract checkRecord(spec: ContainerSpec): Promise<void>;
+  /** once the daemon has the exit status (default: nothing) */
+  protected async afterExit(_spec: ContainerSpec, _client: AgentClient): Promise<void> {}
+
+  attach(spec: ContainerSpec, stdio: StdioStreams): Promise<Attachment> {
+    return this.sessions.attach(spec, stdio);
+  }
+  resize(spec: ContainerSpec, rows: number, cols: number): Promise<void> {
+    return this.sessions.resize(spec, rows, cols);
+  }
+  wait(spec: ContainerSpec): Promise<ExitStatus> {
+    return this.sessions.wait(spec);
+  }
+  kill(spec: ContainerSpec, signal: string | number): Promise<void> {
+    return this.sessions.kill(spec, signal);
+  }
+  pause(spec: ContainerSpec): Promise<void> {
+    return this.sessions.pause(spec);
+  }
+  resume(spec: ContainerSpec): Promise<void> {
+    return this.sessions.resume(spec);
+  }
+  exec(spec: ContainerSpec, exec: ExecSpec, stdio: StdioStreams): Promise<ExecHandle> {
+    return this.sessions.exec(spec, exec, stdio);
+  }
+  update(spec: ContainerSpec, changes: Resources): Promise<void> {
+    return this.sessions.update(spec, changes);
+  }
+  top(spec: ContainerSpec): Promise<{ pid: number; ppid: number; cmd: string }[]> {
+    return this.sessions.top(spec);
+  }
+  stats(spec: ContainerSpec): Promise<Stats> {
+    return this.sessions.stats(spec);
   }
 }

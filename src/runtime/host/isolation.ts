@@ -14,11 +14,9 @@ import type { Readable } from 'node:stream';
 import { writeJsonAtomic } from '../../atomic-file.js';
 import { ConflictError, InvalidParameterError, NotFoundError, TvmError } from '../../errors.js';
 import type { AgentClient } from '../../guest-agent/client.js';
-import { AgentError, parseExitStatus } from '../../guest-agent/protocol.js';
+import { AgentError } from '../../guest-agent/protocol.js';
 import type { BaseDisks, ImageStore } from '../../images/types.js';
-import type {
-  Attachment, Change, ContainerSpec, ExecHandle, ExecSpec, ExitStatus, Isolation, RunningInfo, Stats, StdioStreams,
-} from '../types.js';
+import type { Change, ContainerSpec, ExitStatus, Isolation, RunningInfo } from '../types.js';
 import { BaseMounts } from './base-mounts.js';
 import { containerUserns, giveToRoot, overlayDirsOf, ownStateForRoot } from './remap.js';
 import type { IdMappings } from '../userns.js';
@@ -26,13 +24,12 @@ import { containerToHost, hostToContainer } from './remap-ids.js';
 import { idShiftTag } from '../../disks/base-disk.js';
 import { cgroupFor, removeCgroup, type CgroupConfig } from './cgroups.js';
 import { agentSpec, validateSpec } from './spec.js';
-import type { Resources } from '../types.js';
 import { prepareEtcFiles } from './etc-files.js';
 import { connectSupervisor, spawnSupervisor, supervisorPid } from './supervisor.js';
 import { archiveFrom, extractTo, mountStoppedRoot, type RootView } from './archive.js';
 import { createSizedLayer, layerDirs, mountSizedLayer, removeSizedLayer } from './writable-layer.js';
 import { DOCKER_INIT_PATHS, overlayChanges } from './changes.js';
-import { AgentSessions, toExit } from '../agent-session.js';
+import { AgentSessionIsolation, readExitStatus, readStateRecord, toExit } from '../agent-session.js';
 
 export interface HostIsolationOptions {
   dataRoot: string;
@@ -64,46 +61,37 @@ interface HostRecord {
 
 const RECORD = 'host.json';
 
-export class HostIsolation implements Isolation {
+export class HostIsolation extends AgentSessionIsolation implements Isolation {
   readonly kind = 'container' as const;
   private readonly baseMounts: BaseMounts;
   /** mounts of id-shifted base disks, one directory per set of maps */
   private readonly remappedMounts = new Map<string, BaseMounts>();
-  private readonly sessions: AgentSessions;
 
   constructor(private readonly opts: HostIsolationOptions) {
+    super();
     this.baseMounts = new BaseMounts(opts.runRoot);
-    this.sessions = new AgentSessions({
-      connect: (spec) => this.connectAgent(spec),
-      readExitFile: (spec) => this.readExitFile(spec),
-      checkRecord: async (spec) => void (await this.readRecord(spec)),
-      afterExit: async (_spec, client) => {
-        // the supervisor lingers until the status is collected: let it go
-        await client.shutdown().catch(() => {});
-      },
-    });
   }
 
-  private async readRecord(spec: ContainerSpec): Promise<HostRecord> {
-    try {
-      return JSON.parse(await readFile(path.join(spec.stateDir, RECORD), 'utf8')) as HostRecord;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`No such container: ${spec.id}`);
-      throw e;
-    }
+  private readRecord(spec: ContainerSpec): Promise<HostRecord> {
+    return readStateRecord<HostRecord>(spec, RECORD);
   }
 
-  private async readExitFile(spec: ContainerSpec): Promise<ExitStatus | undefined> {
-    try {
-      return toExit(parseExitStatus(JSON.parse(await readFile(path.join(spec.stateDir, 'exit.json'), 'utf8'))));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw e;
-    }
+  protected async checkRecord(spec: ContainerSpec): Promise<void> {
+    await this.readRecord(spec);
+  }
+
+  /** the host supervisor lingers until the status is collected: let it go */
+  protected override async afterExit(_spec: ContainerSpec, client: AgentClient): Promise<void> {
+    // one that went away by itself meanwhile has nothing left to let go of
+    await client.shutdown().catch(() => {});
+  }
+
+  private readExitFile(spec: ContainerSpec): Promise<ExitStatus | undefined> {
+    return readExitStatus(spec);
   }
 
   /** A client of the container's supervisor if one is alive (connecting after a daemon restart). */
-  private async connectAgent(spec: ContainerSpec): Promise<AgentClient | undefined> {
+  protected async connectAgent(spec: ContainerSpec): Promise<AgentClient | undefined> {
     if (!(await supervisorPid(spec.stateDir))) return undefined;
     try {
       return await connectSupervisor(spec.stateDir, this.opts.runRoot);
@@ -214,37 +202,6 @@ export class HostIsolation implements Isolation {
     // attach requests made before start get every byte
     await this.sessions.connectPending(spec, client);
     return this.sessions.startWorkload(spec, client);
-  }
-
-  attach(spec: ContainerSpec, stdio: StdioStreams): Promise<Attachment> {
-    return this.sessions.attach(spec, stdio);
-  }
-  resize(spec: ContainerSpec, rows: number, cols: number): Promise<void> {
-    return this.sessions.resize(spec, rows, cols);
-  }
-  wait(spec: ContainerSpec): Promise<ExitStatus> {
-    return this.sessions.wait(spec);
-  }
-  kill(spec: ContainerSpec, signal: string | number): Promise<void> {
-    return this.sessions.kill(spec, signal);
-  }
-  pause(spec: ContainerSpec): Promise<void> {
-    return this.sessions.pause(spec);
-  }
-  resume(spec: ContainerSpec): Promise<void> {
-    return this.sessions.resume(spec);
-  }
-  exec(spec: ContainerSpec, exec: ExecSpec, stdio: StdioStreams): Promise<ExecHandle> {
-    return this.sessions.exec(spec, exec, stdio);
-  }
-  update(spec: ContainerSpec, changes: Resources): Promise<void> {
-    return this.sessions.update(spec, changes);
-  }
-  top(spec: ContainerSpec): Promise<{ pid: number; ppid: number; cmd: string }[]> {
-    return this.sessions.top(spec);
-  }
-  stats(spec: ContainerSpec): Promise<Stats> {
-    return this.sessions.stats(spec);
   }
 
   /** Does any other container's record still use this image's base mount? */

@@ -21,7 +21,6 @@ import { PassThrough, type Readable } from 'node:stream';
 import { writeJsonAtomic } from '../../atomic-file.js';
 import { ConflictError, InvalidParameterError, NotFoundError, NotImplementedError, TvmError } from '../../errors.js';
 import { AgentClient, vsockConnector } from '../../guest-agent/client.js';
-import { parseExitStatus } from '../../guest-agent/protocol.js';
 import type { BaseDisks, ImageStore } from '../../images/types.js';
 import { Qcow2Image } from '../../disks/qcow2/image.js';
 import { Ext4Reader } from '../../disks/ext4/reader.js';
@@ -29,14 +28,12 @@ import { Ext4Editor } from '../../disks/ext4/editor.js';
 import { archiveFromDisk, diffDisks, exportDisk } from '../../disks/ext4/disk-archive.js';
 import { findKernel } from '../../vmm/kernel-artifacts.js';
 import type { VmBackendKind } from '../../vmm/launch/types.js';
-import { AgentSessions, SIGKILL, toExit } from '../agent-session.js';
+import { AgentSessionIsolation, readExitStatus, readStateRecord, SIGKILL, toExit } from '../agent-session.js';
 import { parseSignal } from '../signals.js';
 import { agentSpec, validateSpec } from '../host/spec.js';
 import { prepareEtcFiles } from '../host/etc-files.js';
 import { DOCKER_INIT_PATHS } from '../host/changes.js';
-import type {
-  Attachment, Change, ContainerSpec, ExecHandle, ExecSpec, ExitStatus, Isolation, Resources, RunningInfo, Stats, StdioStreams,
-} from '../types.js';
+import type { Change, ContainerSpec, ExitStatus, Isolation, RunningInfo, Stats } from '../types.js';
 import { agentInitramfs, writeVmInitramfs } from './initrd.js';
 import { AGENT_VSOCK_PORT, EXIT_FILE, LAUNCH_FILE, vsockSocketPath, type VmLaunchConfig } from './launch-config.js';
 import { spawnVmSupervisor, vmSupervisorPid } from './supervisor.js';
@@ -105,14 +102,14 @@ export function validateVmSpec(spec: ContainerSpec): void {
   if (spec.processOptions?.oomKillDisable) throw new InvalidParameterError('--oom-kill-disable is not supported with --isolation=vm (the guest has cgroup v2)');
 }
 
-export class VmIsolation implements Isolation {
+export class VmIsolation extends AgentSessionIsolation implements Isolation {
   readonly kind = 'vm' as const;
-  private readonly sessions: AgentSessions;
   private kernel?: Promise<{ bzImage: string; vmlinux: string }>;
   /** the supervisor bundled from these sources (undefined: run them through tsx) */
   private readonly bundle: Promise<string | undefined>;
 
   constructor(private readonly opts: VmIsolationOptions) {
+    super();
     this.bundle = import.meta.url.endsWith('.ts')
       ? buildSupervisorBundle().then(
           (b) => b.main,
@@ -122,37 +119,25 @@ export class VmIsolation implements Isolation {
           },
         )
       : Promise.resolve(undefined);
-    this.sessions = new AgentSessions({
-      connect: (spec) => this.connectAgent(spec),
-      readExitFile: (spec) => this.readExitFile(spec),
-      checkRecord: async (spec) => void (await this.readRecord(spec)),
-      // the supervisor collects the status itself and powers the guest off
-    });
   }
 
   get backend(): VmBackendKind {
     return this.opts.backend;
   }
 
-  private async readRecord(spec: ContainerSpec): Promise<VmRecord> {
-    try {
-      return JSON.parse(await readFile(path.join(spec.stateDir, RECORD), 'utf8')) as VmRecord;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`No such container: ${spec.id}`);
-      throw e;
-    }
+  private readRecord(spec: ContainerSpec): Promise<VmRecord> {
+    return readStateRecord<VmRecord>(spec, RECORD);
   }
 
-  private async readExitFile(spec: ContainerSpec): Promise<ExitStatus | undefined> {
-    try {
-      return toExit(parseExitStatus(JSON.parse(await readFile(path.join(spec.stateDir, EXIT_FILE), 'utf8'))));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw e;
-    }
+  protected async checkRecord(spec: ContainerSpec): Promise<void> {
+    await this.readRecord(spec);
   }
 
-  private async connectAgent(spec: ContainerSpec): Promise<AgentClient | undefined> {
+  private readExitFile(spec: ContainerSpec): Promise<ExitStatus | undefined> {
+    return readExitStatus(spec);
+  }
+
+  protected async connectAgent(spec: ContainerSpec): Promise<AgentClient | undefined> {
     if (!(await vmSupervisorPid(spec.stateDir))) return undefined;
     try {
       return await this.connectGuest(spec);
@@ -271,17 +256,7 @@ export class VmIsolation implements Isolation {
     return { pid: ready.pid, startedAt: info.startedAt };
   }
 
-  attach(spec: ContainerSpec, stdio: StdioStreams): Promise<Attachment> {
-    return this.sessions.attach(spec, stdio);
-  }
-  resize(spec: ContainerSpec, rows: number, cols: number): Promise<void> {
-    return this.sessions.resize(spec, rows, cols);
-  }
-  wait(spec: ContainerSpec): Promise<ExitStatus> {
-    return this.sessions.wait(spec);
-  }
-
-  async kill(spec: ContainerSpec, signal: string | number): Promise<void> {
+  override async kill(spec: ContainerSpec, signal: string | number): Promise<void> {
     const sig = parseSignal(signal);
     try {
       await this.sessions.kill(spec, sig);
@@ -293,22 +268,7 @@ export class VmIsolation implements Isolation {
     }
   }
 
-  pause(spec: ContainerSpec): Promise<void> {
-    return this.sessions.pause(spec);
-  }
-  resume(spec: ContainerSpec): Promise<void> {
-    return this.sessions.resume(spec);
-  }
-  exec(spec: ContainerSpec, exec: ExecSpec, stdio: StdioStreams): Promise<ExecHandle> {
-    return this.sessions.exec(spec, exec, stdio);
-  }
-  update(spec: ContainerSpec, changes: Resources): Promise<void> {
-    return this.sessions.update(spec, changes);
-  }
-  top(spec: ContainerSpec): Promise<{ pid: number; ppid: number; cmd: string }[]> {
-    return this.sessions.top(spec);
-  }
-  async stats(spec: ContainerSpec): Promise<Stats> {
+  override async stats(spec: ContainerSpec): Promise<Stats> {
     const launch = JSON.parse(await readFile(path.join(spec.stateDir, LAUNCH_FILE), 'utf8').catch(() => '{}')) as Partial<VmLaunchConfig>;
     return this.sessions.stats(spec, (launch.memMiB ?? DEFAULT_GUEST_MEMORY_MIB) * MiB);
   }
