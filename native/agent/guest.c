@@ -137,7 +137,7 @@ int guest_main(void) {
   int lfd = listen_vsock();
   if (lfd < 0) fatal("listen on vsock port 1024");
   say("ready");
-  supervisor_opts o = {GUEST_STATE_DIR, lfd, 0};
+  supervisor_opts o = {GUEST_STATE_DIR, lfd, 0, GUEST_DISK_DIR};
   int rc = supervisor_run(&o);
   say("powering off (supervisor exited %d)", rc);
   power_off();

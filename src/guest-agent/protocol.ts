@@ -95,11 +95,11 @@ export interface HelloRequest {
 
 export type RequestType =
   | 'create' | 'start' | 'wait' | 'signal' | 'resize' | 'exec' | 'start-exec'
-  | 'pause' | 'resume' | 'stats' | 'ps' | 'state' | 'shutdown' | 'update';
+  | 'pause' | 'resume' | 'stats' | 'ps' | 'state' | 'shutdown' | 'update' | 'freeze-fs' | 'thaw-fs';
 
 export const REQUEST_TYPES: readonly RequestType[] = [
   'create', 'start', 'wait', 'signal', 'resize', 'exec', 'start-exec', 'pause', 'resume', 'stats', 'ps', 'state',
-  'shutdown', 'update',
+  'shutdown', 'update', 'freeze-fs', 'thaw-fs',
 ];
 
 export interface Request {

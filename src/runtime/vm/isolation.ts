@@ -344,54 +344,118 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
   }
 
   /**
-   * Offline disk tools need the guest gone: the overlay is the guest's while it runs. A guest
-   * whose workload has exited is given the moment it takes to power off.
+   * Writing the overlay needs the guest gone: it owns the disk while it runs. A guest whose
+   * workload has exited is given the moment it takes to power off.
    */
   private async stoppedDisk(spec: ContainerSpec, what: string): Promise<VmRecord> {
     const rec = await this.readRecord(spec);
     if (await vmSupervisorPid(spec.stateDir)) {
       if (!(await this.isRunning(spec)) && (await this.supervisorGone(spec, 15_000))) return rec;
-      throw new NotImplementedError(`${what} of a running --isolation=vm container is not supported yet: stop it first`, 'ERR_VM_RUNNING');
+      throw new NotImplementedError(`${what} a running --isolation=vm container is not supported yet: stop it first`, 'ERR_VM_RUNNING');
     }
     return rec;
   }
 
-  async archive(spec: ContainerSpec, containerPath: string): Promise<Readable> {
-    const rec = await this.stoppedDisk(spec, 'copying files out');
-    const reader = await Ext4Reader.open(rec.disk, { format: 'qcow2' });
+  /**
+   * The disk's filesystem as the workload sees it, for reading. Stopped: the overlay itself.
+   * Running: the workload is paused (nothing changes under the copy: the docker cp race,
+   * CVE-2018-15664, as host containers are frozen) and the guest freezes its filesystem, which
+   * flushes it to the overlay; both are undone when `release` runs. One copy at a time per VM.
+   */
+  private async diskView(spec: ContainerSpec): Promise<{ rec: VmRecord; release: () => Promise<void> }> {
+    const rec = await this.readRecord(spec);
+    if (!(await vmSupervisorPid(spec.stateDir))) return { rec, release: async () => {} };
+    if (!(await this.isRunning(spec)) && (await this.supervisorGone(spec, 15_000))) return { rec, release: async () => {} };
+    const unlock = await this.copyLock(spec.id);
     try {
+      const c = await this.sessions.running(spec);
+      const pauseIt = (await c.state()).status === 'running';
+      if (pauseIt) await c.pause();
+      try {
+        await c.freezeFs();
+      } catch (e) {
+        if (pauseIt) await c.resume();
+        throw e;
+      }
+      return {
+        rec,
+        release: async () => {
+          try {
+            await c.thawFs();
+            if (pauseIt) await c.resume();
+          } catch (e) {
+            // the agent thaws by itself when this connection goes; say why the container may lag
+            this.opts.log?.(`after a copy from ${spec.id.slice(0, 12)}: ${(e as Error).message}`);
+          } finally {
+            unlock();
+          }
+        },
+      };
+    } catch (e) {
+      unlock();
+      throw e;
+    }
+  }
+
+  private readonly copyLocks = new Map<string, Promise<void>>();
+  private async copyLock(id: string): Promise<() => void> {
+    const before = this.copyLocks.get(id) ?? Promise.resolve();
+    let unlock!: () => void;
+    const mine = new Promise<void>((r) => (unlock = r));
+    const chained = before.then(() => mine);
+    this.copyLocks.set(id, chained);
+    await before;
+    return () => {
+      unlock();
+      if (this.copyLocks.get(id) === chained) this.copyLocks.delete(id);
+    };
+  }
+
+  async archive(spec: ContainerSpec, containerPath: string): Promise<Readable> {
+    const { rec, release } = await this.diskView(spec);
+    let reader: Ext4Reader | undefined;
+    const done = async () => {
+      await reader?.close().catch((e: Error) => this.opts.log?.(`closing the disk of ${spec.id.slice(0, 12)} after a copy: ${e.message}`));
+      await release();
+    };
+    try {
+      reader = await Ext4Reader.open(rec.disk, { format: 'qcow2' });
       const tar = containerPath.replace(/\/+$/, '') === '' ? await exportDisk(reader) : await archiveFromDisk(reader, containerPath);
-      // the reader lives until the tar has been read, or abandoned by a client that went away
+      // the view lives until the tar has been read, or abandoned by a client that went away
       const out = new PassThrough();
       tar.on('error', (e) => out.destroy(e));
       out.on('close', () => {
         if (!tar.readableEnded) tar.destroy();
-        reader.close().catch((e: Error) => this.opts.log?.(`closing the disk of ${spec.id} after a copy: ${e.message}`));
+        void done();
       });
       return tar.pipe(out);
     } catch (e) {
-      await reader.close();
+      await done();
       throw e;
     }
   }
 
   async extract(spec: ContainerSpec, containerPath: string, tar: Readable): Promise<void> {
-    const rec = await this.stoppedDisk(spec, 'copying files in');
+    const rec = await this.stoppedDisk(spec, 'copying files into');
     await Ext4Editor.edit(rec.disk, (ed) => ed.extractTar(containerPath, tar), { format: 'qcow2' });
   }
 
   async changes(spec: ContainerSpec): Promise<Change[]> {
-    const rec = await this.stoppedDisk(spec, 'docker diff');
-    const base = await Ext4Reader.open(rec.baseDisk, { format: 'raw' });
+    const { rec, release } = await this.diskView(spec);
     try {
-      const top = await Ext4Reader.open(rec.disk, { format: 'qcow2' });
+      const base = await Ext4Reader.open(rec.baseDisk, { format: 'raw' });
       try {
-        return await diffDisks(base, top, DOCKER_INIT_PATHS);
+        const top = await Ext4Reader.open(rec.disk, { format: 'qcow2' });
+        try {
+          return await diffDisks(base, top, DOCKER_INIT_PATHS);
+        } finally {
+          await top.close();
+        }
       } finally {
-        await top.close();
+        await base.close();
       }
     } finally {
-      await base.close();
+      await release();
     }
   }
 }

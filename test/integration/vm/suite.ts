@@ -6,7 +6,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, readlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -138,7 +138,7 @@ describe(`--isolation=vm through the docker CLI (backend ${backend ?? 'auto'})`,
     expect([next.exitCode, next.stdout]).toEqual([0, 'next']);
   });
 
-  it('a SIGKILLed VM supervisor takes QEMU with it; rm -f leaves no process or file', async () => {
+  it('a SIGKILLed VM supervisor takes QEMU with it; a SIGKILLed QEMU ends the container with the reason; rm -f leaves nothing', async () => {
     const id = (await run(['run', '-d', 'busybox', 'sleep', '60'])).stdout;
     const vmDir = path.join(d.dataRoot, 'containers', id);
     const pid = Number(await readFile(path.join(vmDir, 'supervisor.pid'), 'utf8'));
@@ -148,6 +148,19 @@ describe(`--isolation=vm through the docker CLI (backend ${backend ?? 'auto'})`,
     await until('QEMU gone', async () => ((await processesNaming(vmDir)).length === 0 ? true : undefined));
     expect((await run(['rm', '-f', id])).exitCode).toBe(0);
     expect(existsSync(vmDir)).toBe(false);
+
+    // QEMU (the vCPU) killed under a running workload: the container ends with the reason
+    const id2 = (await run(['run', '-d', 'busybox', 'sleep', '60'])).stdout;
+    const vmDir2 = path.join(d.dataRoot, 'containers', id2);
+    const qemu = (await processesNaming(vmDir2)).filter((p) => readlinkSync(`/proc/${p}/exe`).includes('qemu-system'));
+    if (backend !== 'kvm' && !existsSync('/dev/kvm')) {
+      expect(qemu).toHaveLength(1);
+      process.kill(qemu[0]!, 'SIGKILL');
+      expect((await run(['wait', id2], { timeout: 60_000 })).stdout).toBe('255');
+      expect((await run(['inspect', '-f', '{{.State.Error}}', id2])).stdout).toMatch(/the VM ended unexpectedly: QEMU exited with SIGKILL/);
+      await until('the supervisor gone', async () => ((await processesNaming(vmDir2)).length === 0 ? true : undefined));
+    }
+    expect((await run(['rm', '-f', id2])).exitCode).toBe(0);
   });
 });
 }
