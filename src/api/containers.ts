@@ -210,6 +210,11 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
         const chunk = tty ? Buffer.from(text) : encodeFrame(e.stream === 'stdout' ? STREAM_STDOUT : STREAM_STDERR, text);
         if (!(await writeOut(res, chunk))) break;
       }
+    } catch (e) {
+      // The 200 and part of the body are already sent: the status cannot say it, so the log does,
+      // and the connection is cut rather than ended cleanly so the client sees a short read.
+      ctx.log(`GET /containers/${req.params.id}/logs: reading the log failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+      res.destroy();
     } finally {
       ac.abort();
       res.end();
