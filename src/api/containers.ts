@@ -223,7 +223,9 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
 
   app.get('/containers/:id/export', async (req: IdReq, reply) => {
     const tar = await m.archive(req.params.id, '/');
-    tar.on('error', () => {});
+    // fastify reports a body stream's error by cutting the response; this listener only keeps
+    // the emitter from throwing when that error has no other listener yet.
+    tar.on('error', (e) => ctx.log(`GET /containers/${req.params.id}/export: ${e.message}`));
     reply.raw.on('close', () => tar.destroy());
     return reply.header('content-type', 'application/x-tar').send(tar);
   });
@@ -331,21 +333,29 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
   app.head('/containers/:id/archive', { schema: { querystring: strQuery(['path']) } }, async (req: IdReq, reply) => {
     const p = archivePath(req.query);
     const tar = await m.archive(req.params.id, p);
-    // Only the first header is needed, but the rest is drained rather than destroyed: a
-    // producer cut short mid-pipeline may throw where no one listens.
-    tar.on('error', () => {});
-    const { stat, replay } = await statFromArchive(p, tar);
-    void (async () => {
-      for await (const _ of replay);
-    })().catch(() => {});
-    return reply.header('X-Docker-Container-Path-Stat', encodeStat(stat)).code(200).send();
+    try {
+      const { stat } = await statFromArchive(p, tar);
+      return reply.header('X-Docker-Container-Path-Stat', encodeStat(stat)).code(200).send();
+    } finally {
+      // Only the first header is needed: ending the producer now releases its view (a running
+      // container is frozen while it is open).
+      tar.destroy();
+    }
   });
   app.get('/containers/:id/archive', { schema: { querystring: strQuery(['path']) } }, async (req: IdReq, reply) => {
     const p = archivePath(req.query);
     const tar = await m.archive(req.params.id, p);
-    const { stat, replay } = await statFromArchive(p, tar);
+    // A client that hangs up mid-copy ends the producer too (which thaws and unmounts).
+    reply.raw.on('close', () => tar.destroy());
+    let replay: AsyncIterable<Buffer>;
+    let stat;
+    try {
+      ({ stat, replay } = await statFromArchive(p, tar));
+    } catch (e) {
+      tar.destroy();
+      throw e;
+    }
     const body = Readable.from(replay);
-    // A client that hangs up mid-copy ends the producer too.
     body.on('close', () => tar.destroy());
     tar.on('error', (e) => body.destroy(e));
     return reply

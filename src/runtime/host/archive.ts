@@ -70,43 +70,81 @@ async function headerFor(hostPath: string, name: string, follow = false, mapIds?
   return undefined; // sockets are not archived
 }
 
-/** Tar of containerPath (named by its base name, as Docker's archive endpoint does). */
+/**
+ * Tar of containerPath (named by its base name, as Docker's archive endpoint does). The view is
+ * released exactly once, whatever ends the stream: the last byte read, an error while walking,
+ * or the reader going away early (destroying the returned stream). A view of a running
+ * container is frozen until released, so a leak here leaves a workload stopped under a
+ * "running" record.
+ */
 export async function archiveFrom(view: RootView, containerPath: string, mapIds?: MapIds): Promise<Readable> {
-  const start = await resolveIn(view.root, containerPath);
+  let released: Promise<void> | undefined;
+  const release = () => (released ??= view.cleanup());
+  let start: string;
+  let rootDev: number;
   try {
-    await lstat(start);
-  } catch {
-    await view.cleanup();
-    throw new NotFoundError(`Could not find the file ${containerPath} in container`);
+    start = await resolveIn(view.root, containerPath);
+    try {
+      await lstat(start);
+    } catch {
+      throw new NotFoundError(`Could not find the file ${containerPath} in container`);
+    }
+    // The view's root of a running container is /proc/<pid>/root, itself a symlink: the top
+    // of the walk is always followed, everything below is archived as it is.
+    rootDev = (await stat(start)).dev;
+  } catch (e) {
+    await release();
+    throw e;
   }
   const top = path.basename(path.resolve('/', containerPath)) || '.';
   const pack = tarPack();
   const out = new PassThrough();
-  // the stream ends only once the view is released (a frozen container thawed again)
+  // Set when the reader is gone or the walk failed: the walk stops at its next step, and a
+  // file being copied is closed now (its fd would otherwise wait for a pack no one reads).
+  const stop = new AbortController();
+  let ended = false;
   pack.on('data', (chunk: unknown) => {
     if (!out.write(chunk as Buffer)) pack.pause();
   });
   out.on('drain', () => pack.resume());
-  // errors reach the caller through `out`; without a listener the pack's own would crash the daemon
+  // The walk's rejection below is the one place that reports an error (through `out`); the
+  // pack re-emits it, and destroying it on abort emits nothing worth reporting.
   pack.on('error', () => {});
   pack.on('end', () => {
-    void view.cleanup().finally(() => out.end());
+    ended = true;
+    // the stream ends only once the view is released (a frozen container thawed again)
+    void release().finally(() => out.end());
   });
-  // The view's root of a running container is /proc/<pid>/root, itself a symlink: the top of
-  // the walk is always followed, everything below is archived as it is.
+  out.on('close', () => {
+    if (ended) return;
+    stop.abort();
+    pack.destroy();
+    void release();
+  });
   // Like `tar --one-file-system`: mount points inside (the container's /proc, /sys, /dev,
   // volumes) are archived as empty directories. Pseudo files report sizes that differ from
   // what a read returns, and Docker's export holds only the container's own filesystem.
-  const rootDev = (await stat(start)).dev;
-  const walk = async (host: string, name: string, top = false): Promise<void> => {
-    const h = await headerFor(host, name, top, mapIds);
+  const walk = async (host: string, name: string, isTop = false): Promise<void> => {
+    if (stop.signal.aborted) throw new Error('archive reader went away');
+    const h = await headerFor(host, name, isTop, mapIds);
     if (!h) return;
-    const crossesMount = h.type === 'directory' && !top && (await lstat(host)).dev !== rootDev;
+    const crossesMount = h.type === 'directory' && !isTop && (await lstat(host)).dev !== rootDev;
     if (h.type === 'file') {
-      await new Promise<void>((resolve, reject) => {
-        const entry = pack.entry(h, (err) => (err ? reject(err) : resolve()));
-        createReadStream(host).on('error', reject).pipe(entry);
-      });
+      const rs = createReadStream(host);
+      try {
+        await new Promise<void>((resolve, reject) => {
+          const onAbort = () => reject(new Error('archive reader went away'));
+          stop.signal.addEventListener('abort', onAbort, { once: true });
+          const entry = pack.entry(h, (err) => {
+            stop.signal.removeEventListener('abort', onAbort);
+            if (err) reject(err);
+            else resolve();
+          });
+          rs.on('error', reject).pipe(entry);
+        });
+      } finally {
+        rs.destroy();
+      }
       return;
     }
     pack.entry(h);
@@ -116,9 +154,10 @@ export async function archiveFrom(view: RootView, containerPath: string, mapIds?
   };
   walk(start, top, start === view.root)
     .then(() => pack.finalize())
-    .catch((e) => {
-      pack.destroy(e as Error);
-      void view.cleanup().finally(() => out.destroy(e as Error));
+    .catch((e: unknown) => {
+      stop.abort();
+      pack.destroy();
+      void release().finally(() => out.destroy(e as Error));
     });
   return out;
 }

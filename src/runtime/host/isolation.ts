@@ -52,6 +52,8 @@ export interface HostIsolationOptions {
    * maps as idShift)
    */
   userns?: { maps: IdMappings; baseDisks: BaseDisks };
+  /** where failures nobody waits for go (a thaw or unmount after a copy); default: stderr */
+  log?: (msg: string) => void;
 }
 
 interface HostRecord {
@@ -77,6 +79,10 @@ interface Live {
   exited?: Promise<ExitStatus>;
   pending: PendingAttach[];
   startWaiters: (() => void)[];
+  /** `docker cp`/export views open on the running container, and whether they froze it */
+  copyFreezes?: number;
+  copyFroze?: boolean;
+  copyFreezing?: Promise<void>;
 }
 
 const RECORD = 'host.json';
@@ -102,6 +108,10 @@ function toExit(s: AgentExitStatus): ExitStatus {
 
 const SIGKILL = 9;
 
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
 export class HostIsolation implements Isolation {
   readonly kind = 'container' as const;
   private readonly baseMounts: BaseMounts;
@@ -113,10 +123,14 @@ export class HostIsolation implements Isolation {
     this.baseMounts = new BaseMounts(opts.runRoot);
   }
 
+  private log(msg: string): void {
+    (this.opts.log ?? ((m: string) => process.stderr.write(`tvm daemon: ${m}\n`)))(msg);
+  }
+
   private live(id: string): Live {
     let l = this.lives.get(id);
     if (!l) {
-      l = { pending: [], startWaiters: [] };
+      l = { pending: [], startWaiters: [], copyFreezes: 0 };
       this.lives.set(id, l);
     }
     return l;
@@ -557,23 +571,48 @@ export class HostIsolation implements Isolation {
   }
 
   /** The container's filesystem as the workload sees it: live through /proc/<pid>/root, or, for
-   * a stopped container, its overlay mounted on the host for the duration of the copy. */
+   * a stopped container, its overlay mounted on the host for the duration of the copy. The
+   * view's cleanup never rejects (a failure is logged): callers release it on every path. */
   private async rootView(spec: ContainerSpec, rec: HostRecord): Promise<RootView> {
     const c = await this.agent(spec);
     if (c) {
       const st = await c.state();
       if ((st.status === 'running' || st.status === 'paused') && st.pid) {
         // frozen while we walk it, so that no path we resolved can be swapped for a symlink
-        // under us (the docker cp race, CVE-2018-15664, fixed the same way in Docker)
-        const freeze = st.status === 'running';
-        if (freeze) await c.pause();
-        return { root: `/proc/${st.pid}/root`, cleanup: async () => { if (freeze) await c.resume().catch(() => {}); } };
+        // under us (the docker cp race, CVE-2018-15664, fixed the same way in Docker). Copies
+        // at once share one freeze: the last one done thaws, and a user's pause is left alone.
+        const l = this.live(spec.id);
+        const first = !l.copyFreezes;
+        l.copyFreezes = (l.copyFreezes ?? 0) + 1;
+        if (first) l.copyFreezing = st.status === 'running' ? c.pause().then(() => void (l.copyFroze = true)) : Promise.resolve();
+        try {
+          await l.copyFreezing;
+        } catch (e) {
+          l.copyFreezes -= 1;
+          throw e;
+        }
+        let done = false;
+        return {
+          root: `/proc/${st.pid}/root`,
+          cleanup: async () => {
+            if (done) return;
+            done = true;
+            l.copyFreezes = (l.copyFreezes ?? 1) - 1;
+            if (l.copyFreezes > 0 || !l.copyFroze) return;
+            l.copyFroze = false;
+            await c.resume().catch((e: unknown) => this.log(`container ${spec.id}: cannot thaw after a copy: ${errText(e)}`));
+          },
+        };
       }
     }
     await this.acquireBase(rec);
     if (rec.layer) await mountSizedLayer(spec.stateDir);
     const dirs = layerDirs(spec.stateDir, rec.layer !== undefined);
-    return mountStoppedRoot(path.join(this.opts.runRoot, 'tmp'), rec.lower, dirs.upper, dirs.work);
+    const view = await mountStoppedRoot(path.join(this.opts.runRoot, 'tmp'), rec.lower, dirs.upper, dirs.work);
+    return {
+      root: view.root,
+      cleanup: () => view.cleanup().catch((e: unknown) => this.log(`container ${spec.id}: cannot unmount the copy's view ${view.root}: ${errText(e)}`)),
+    };
   }
 
   /** `docker diff`: the upper directory against the image's base disk (running or stopped). */

@@ -1,0 +1,59 @@
+/**
+ * The reliability suite (issue 16): fault injection against one real `tvm daemon` driven by the
+ * docker CLI and raw API calls. Each case names the item it guards.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { startDaemonWithBusybox, type TestDaemon } from '../../fixtures/daemon.js';
+import { eventually, fdCount, mountsUnder, request, requestAndHangUp } from './helpers.js';
+
+describe('reliability (real daemon, --isolation=container)', () => {
+  let d: TestDaemon;
+  beforeAll(async () => {
+    d = await startDaemonWithBusybox();
+  });
+  afterAll(async () => {
+    await d?.destroy();
+  });
+  const ok = async (args: string[]) => {
+    const r = await d.docker(args);
+    expect(r.exitCode, `docker ${args.join(' ')}: ${r.stderr}`).toBe(0);
+    return r.stdout.trim();
+  };
+
+  // Item 2: a copy whose reader goes away early must thaw the container and leak no fd.
+  it('cp/export cut short thaws a running container and leaks no fd', async () => {
+    const id = await ok(['run', '-d', '--name', 'rel-cp', 'busybox', 'sleep', '1000']);
+    const pid = d.pid()!;
+    // warm up: the first call opens the supervisor connection the daemon keeps
+    await ok(['exec', id, 'true']);
+    const before = fdCount(pid);
+    for (let i = 0; i < 6; i++) {
+      const url = i % 2 === 0 ? `/containers/${id}/archive?path=/bin` : `/containers/${id}/export`;
+      const r = await requestAndHangUp(d.socket, url, 1000);
+      expect(r.status).toBe(200);
+    }
+    // /proc/self names the daemon's own pid, not one in the container: an error, still thawed
+    const self = await request(d.socket, 'GET', `/containers/${id}/archive?path=/proc/self`);
+    expect(self.status).toBeGreaterThanOrEqual(400);
+    await eventually('the container to be thawed', async () => (await d.docker(['exec', id, 'true'])).exitCode === 0);
+    await ok(['pause', id]);
+    await ok(['unpause', id]);
+    await eventually('the daemon to close the copies fds', () => fdCount(pid) <= before + 1);
+    expect((await ok(['inspect', '-f', '{{.State.Status}}', id]))).toBe('running');
+    await ok(['rm', '-f', id]);
+  });
+
+  // Item 2: the same on a stopped container leaked the overlay mount, which pinned the base disk.
+  it('cp/export cut short on a stopped container unmounts its view', async () => {
+    const id = await ok(['create', '--name', 'rel-cp-stopped', 'busybox', 'true']);
+    for (let i = 0; i < 3; i++) {
+      const r = await requestAndHangUp(d.socket, i === 0 ? `/containers/${id}/export` : `/containers/${id}/archive?path=/bin`, 1000);
+      expect(r.status).toBe(200);
+    }
+    const missing = await request(d.socket, 'GET', `/containers/${id}/archive?path=/nope`);
+    expect(missing.status).toBe(404);
+    await eventually('the copy views to be unmounted', () => mountsUnder(`${d.execRoot}/tmp`).length === 0);
+    await ok(['rm', '-f', id]);
+    await eventually('the base disk to be unmounted', () => mountsUnder(`${d.execRoot}/base`).length === 0);
+  });
+});
