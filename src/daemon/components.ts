@@ -21,6 +21,12 @@ export interface Components {
    * exists: a base disk from an older writer version is kept (not rebuilt) under them.
    */
   bindImagesInUse?: (inUse: () => Set<string>) => void;
+  /**
+   * Daemon start, once the records are loaded: deletes what an interrupted load/pull/remove
+   * left behind (blobs no image uses, base disks of images that are gone, build temp files);
+   * returns one line per thing reclaimed, for the log.
+   */
+  reclaim?: () => Promise<string[]>;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -37,8 +43,11 @@ export async function loadComponents(o: {
   userns?: IdMappings;
 }): Promise<Components> {
   if (!existsSync(AGENT_PATH)) throw new TvmError('ERR_PART_MISSING', `the agent binary ${AGENT_PATH} is missing: run scripts/setup.sh (make -C native)`, 500);
+  // Bound below, once the base-disk caches exist: an image's removal deletes its disks too.
+  let onImageDeleted: ((id: string) => Promise<void>) | undefined;
   const images = await openImageStore({
     dataRoot: o.dataRoot,
+    onImageDeleted: (id) => onImageDeleted?.(id) ?? Promise.resolve(),
     ...(o.insecureRegistries && { insecureRegistries: o.insecureRegistries }),
     ...(o.maxConcurrentDownloads !== undefined && { maxConcurrentDownloads: o.maxConcurrentDownloads }),
   });
@@ -64,11 +73,25 @@ export async function loadComponents(o: {
     }),
   };
   const container = new HostIsolation({ dataRoot: o.dataRoot, runRoot: o.execRoot, agentPath: AGENT_PATH, baseDisks, images, ...(userns && { userns }) });
+  const caches = [baseDisks, ...(userns ? [userns.baseDisks] : [])];
+  onImageDeleted = async (id) => {
+    // A container still on it (rmi -f) keeps its disk: reclaimed at a daemon start once it is gone.
+    if (imagesInUse === undefined || imagesInUse().has(id)) return;
+    for (const c of caches) await c.remove(id);
+  };
   return {
     images,
     isolations: { container },
     bindImagesInUse: (f) => {
       imagesInUse = f;
+    },
+    reclaim: async () => {
+      const live = new Set(await images.imageIds());
+      const used = imagesInUse?.() ?? live;
+      const blobs = await images.collectGarbage();
+      // The caches share one directory: one prune covers every variant.
+      const disks = await baseDisks.prune((id) => live.has(id) || used.has(id));
+      return [...blobs.map((d) => `blob ${d} (no image uses it)`), ...disks.map((n) => `base disk ${n} (its image is gone)`)];
     },
   };
 }

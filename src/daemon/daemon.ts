@@ -132,6 +132,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
     });
     await manager.init();
     components.bindImagesInUse?.(() => manager.imagesInUse());
+    for (const what of (await components.reclaim?.()) ?? []) log(`reclaimed ${what}`);
     const app = await buildApi({
       manager,
       images: components.images,

@@ -92,6 +92,11 @@ export interface StoreOptions {
   progressEveryBytes?: number;
   /** least time between two Downloading messages of one layer, except the last (default 100 ms) */
   progressEveryMs?: number;
+  /**
+   * Called (under the store's lock) once an image is deleted, to reclaim what is derived from
+   * it outside the store (its base disks). A failure fails the removal's answer, not the removal.
+   */
+  onImageDeleted?: (id: string) => Promise<void>;
   /** tries per layer download when the connection fails (default 3) */
   downloadAttempts?: number;
   /** delay before retry n is n times this (default 1000 ms) */
@@ -343,6 +348,7 @@ export class Store implements ImageStore {
         out.push({ Untagged: familiarString(p) });
       };
       const short = id.slice(7, 19);
+      const manifestDigests = refsOf().flatMap((k) => parseReference(k).digest ?? []);
       const byId = ID_RE.test(ref) || (ID_PREFIX_RE.test(ref) && !refsOf().some((k) => refMatches(k, ref)));
       const inUse = opts.inUse.has(id);
       if (!byId) {
@@ -377,12 +383,13 @@ export class Store implements ImageStore {
       await unlink(this.metaPath(id)).catch(() => {});
       this.configCache.delete(id);
       out.push({ Deleted: id });
-      // Blobs no other image uses go too.
-      const candidates = [id, ...(meta?.layers.map((l) => l.digest) ?? [])];
+      // Blobs no other image uses go too, the manifests its digest references named included.
+      const candidates = [id, ...(meta?.layers.map((l) => l.digest) ?? []), ...manifestDigests];
       for (const d of await this.unreferenced(candidates)) {
         await this.blobs.delete(d);
-        if (d !== id) out.push({ Deleted: d });
+        if (d !== id && !manifestDigests.includes(d)) out.push({ Deleted: d });
       }
+      await this.opts.onImageDeleted?.(id);
       return out;
     });
   }
@@ -455,6 +462,27 @@ export class Store implements ImageStore {
     }
     await this.addRefs(configDigest, refs);
     return this.resolve(configDigest);
+  }
+
+  /**
+   * Daemon start: deletes every blob no image uses (as config, layer, or a manifest one of its
+   * references names), left by a load or pull that a crash or a cut connection interrupted
+   * between writing blobs and recording the image. Returns the digests deleted.
+   */
+  async collectGarbage(): Promise<string[]> {
+    return this.lock.run(async () => {
+      const repos = await this.readRepos();
+      const named = Object.values(repos.Repositories).flatMap((refs) => Object.keys(refs).flatMap((k) => parseReference(k).digest ?? []));
+      const unused = new Set(await this.unreferenced(await this.blobs.list()));
+      for (const d of named) unused.delete(d);
+      for (const d of unused) await this.blobs.delete(d);
+      return [...unused];
+    });
+  }
+
+  /** IDs of every stored image. */
+  async imageIds(): Promise<string[]> {
+    return this.allIds();
   }
 
   /** Deletes blobs written by a failed operation unless some image uses them. */

@@ -3,7 +3,12 @@
  * docker CLI and raw API calls. Each case names the item it guards.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
 import { startDaemonWithBusybox, type TestDaemon } from '../../fixtures/daemon.js';
+import { busyboxDockerArchive } from '../../fixtures/fake-images.js';
 import { eventually, fdCount, mountsUnder, request, requestAndHangUp } from './helpers.js';
 
 describe('reliability (real daemon, --isolation=container)', () => {
@@ -55,5 +60,37 @@ describe('reliability (real daemon, --isolation=container)', () => {
     await eventually('the copy views to be unmounted', () => mountsUnder(`${d.execRoot}/tmp`).length === 0);
     await ok(['rm', '-f', id]);
     await eventually('the base disk to be unmounted', () => mountsUnder(`${d.execRoot}/base`).length === 0);
+  });
+
+  // Item 3: rmi deletes the image's base disk; a daemon start reclaims orphaned blobs and disks.
+  it('rmi deletes the base disk; daemon start collects orphaned blobs and disks', async () => {
+    const archive = path.join(path.dirname(d.dataRoot), 'rel-rmi.tar');
+    await writeFile(archive, await busyboxDockerArchive('rel-rmi:1', { Labels: { rel: 'rmi' } }));
+    await ok(['load', '-i', archive]);
+    const id = (await ok(['image', 'inspect', '-f', '{{.Id}}', 'rel-rmi:1'])).replace('sha256:', '');
+    await ok(['run', '--rm', 'rel-rmi:1', 'true']);
+    const baseDir = path.join(d.dataRoot, 'disks', 'base');
+    expect(existsSync(path.join(baseDir, `${id}.ext4`))).toBe(true);
+    await eventually('the base disk to be unmounted', () => mountsUnder(`${d.execRoot}/base`).every((m) => !m.endsWith(id)));
+    await ok(['rmi', 'rel-rmi:1']);
+    expect(readdirSync(baseDir).filter((n) => n.includes(id))).toEqual([]);
+
+    // What a load or pull interrupted by a crash leaves: a blob no image records, a base disk
+    // of an image that is gone, a build's temp file.
+    const body = Buffer.from('rel orphan blob');
+    const hex = createHash('sha256').update(body).digest('hex');
+    const blobDir = path.join(d.dataRoot, 'blobs', 'sha256');
+    await mkdir(blobDir, { recursive: true });
+    await writeFile(path.join(blobDir, hex), body);
+    await writeFile(path.join(baseDir, `${'e'.repeat(64)}.ext4`), 'x');
+    await writeFile(path.join(baseDir, `.${'e'.repeat(64)}.ext4.abc.tmp`), 'x');
+    const before = readdirSync(blobDir).length;
+    await d.stop();
+    await d.start();
+    expect(existsSync(path.join(blobDir, hex))).toBe(false);
+    expect(readdirSync(blobDir).length).toBe(before - 1);
+    expect(readdirSync(baseDir).filter((n) => n.includes('eeee'))).toEqual([]);
+    // busybox (still an image) keeps its blobs and runs
+    expect(await ok(['run', '--rm', 'busybox', 'echo', 'still'])).toBe('still');
   });
 });
