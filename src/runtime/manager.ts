@@ -176,6 +176,14 @@ export class ContainerManager {
     for (const r of removed) this.log(`removed leftover of an interrupted create: containers/${r}`);
     for (const b of broken) this.log(`container record ${b.id} is unreadable, ignored: ${b.error}`);
     await Promise.all(this.records.all().map((rec) => this.recoverOne(rec)));
+    for (const [kind, iso] of Object.entries(this.isolations)) {
+      try {
+        for (const what of (await iso?.reconcile?.()) ?? []) this.log(`released ${what} (left by an interrupted daemon)`);
+      } catch (e) {
+        // The daemon still serves: what stays behind is retried at the next start.
+        this.log(`reconciling ${kind} isolation resources failed: ${String(e)}`);
+      }
+    }
   }
 
   private async recoverOne(rec: ContainerRecord): Promise<void> {

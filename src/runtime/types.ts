@@ -201,6 +201,12 @@ export interface Isolation {
   remove(spec: ContainerSpec): Promise<void>;
   /** after a daemon restart: is the supervisor of this container alive, and its status */
   recover(spec: ContainerSpec): Promise<{ running: RunningInfo } | { exited: ExitStatus } | { lost: true }>;
+  /**
+   * Daemon start, after every container was recovered: releases host resources no container
+   * holds any more (mounts, loop devices) that a daemon killed mid-operation left; returns one
+   * line per thing released, for the log.
+   */
+  reconcile?(): Promise<string[]>;
   /** `docker cp` and export: a path inside the container's filesystem, as seen by the workload */
   archive(spec: ContainerSpec, containerPath: string): Promise<Readable>;
   /**

@@ -8,7 +8,7 @@
  * upper/, work/ (overlay), rootfs/ (mount point inside the container's mount namespace).
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, rm, unlink } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, rmdir, unlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -21,7 +21,7 @@ import type { BaseDisks, ImageStore } from '../../images/types.js';
 import type {
   Attachment, Change, ContainerSpec, ExecHandle, ExecSpec, ExitStatus, Isolation, RunningInfo, Stats, StdioStreams,
 } from '../types.js';
-import { BaseMounts } from './base-mounts.js';
+import { BaseMounts, detachLoop, isMountPoint, unmountLoop, unmountedLoopsOver } from './base-mounts.js';
 import { containerUserns, giveToRoot, overlayDirsOf, ownStateForRoot } from './remap.js';
 import type { IdMappings } from '../userns.js';
 import { containerToHost, hostToContainer } from './remap-ids.js';
@@ -530,6 +530,48 @@ export class HostIsolation implements Isolation {
     await removeSizedLayer(spec.stateDir);
     await rm(spec.stateDir, { recursive: true, force: true });
     await this.mountsFor(rec.userns).release(rec.imageId, () => this.imageInUse(rec.imageId, spec.stateDir, rec.lower));
+  }
+
+  /**
+   * Daemon start: a daemon killed mid-copy leaves its overlay view mounted, one killed during
+   * `rm -f` of many containers leaves base disks mounted (or their loop devices attached) that
+   * no container references any more. Views go first: they pin the base mounts under them.
+   */
+  async reconcile(): Promise<string[]> {
+    const done: string[] = [];
+    const tmp = path.join(this.opts.runRoot, 'tmp');
+    for (const name of await readdir(tmp).catch(() => [] as string[])) {
+      if (!name.startsWith('cp-')) continue;
+      const dir = path.join(tmp, name);
+      await unmountLoop(dir, 'ERR_VIEW_UNMOUNT');
+      await rmdir(dir);
+      done.push(`copy view ${dir}`);
+    }
+    const sets = [this.baseMounts];
+    for (const name of await readdir(this.opts.runRoot).catch(() => [] as string[])) {
+      if (!name.startsWith('userns-')) continue;
+      const tag = name.slice('userns-'.length);
+      let m = this.remappedMounts.get(tag);
+      if (!m) {
+        m = new BaseMounts(path.join(this.opts.runRoot, name));
+        this.remappedMounts.set(tag, m);
+      }
+      sets.push(m);
+    }
+    const nobody = path.join(this.opts.dataRoot, 'containers', '.none');
+    for (const mounts of sets) {
+      for (const id of await mounts.mountedImages()) {
+        const mp = mounts.mountPoint(id);
+        const was = await isMountPoint(mp);
+        await mounts.release(id, () => this.imageInUse(id, nobody, mp));
+        if (was && !(await isMountPoint(mp))) done.push(`base disk mount ${mp}`);
+      }
+    }
+    for (const dev of await unmountedLoopsOver(path.join(this.opts.dataRoot, 'disks', 'base'))) {
+      await detachLoop(dev);
+      done.push(`loop device ${dev}`);
+    }
+    return done;
   }
 
   async recover(spec: ContainerSpec): Promise<{ running: RunningInfo } | { exited: ExitStatus } | { lost: true }> {

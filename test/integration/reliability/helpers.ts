@@ -67,3 +67,18 @@ export async function eventually(what: string, fn: () => boolean | Promise<boole
   }
   throw new Error(`gave up waiting for ${what}`);
 }
+
+/** Loop devices attached to a file in `dir` (from /sys/block). */
+export function loopsOver(dir: string): string[] {
+  const out: string[] = [];
+  for (const n of readdirSync('/sys/block').filter((x) => /^loop\d+$/.test(x))) {
+    let backing: string;
+    try {
+      backing = readFileSync(`/sys/block/${n}/loop/backing_file`, 'utf8').trim().replace(/ \(deleted\)$/, '');
+    } catch {
+      continue;
+    }
+    if (backing.startsWith(dir + '/')) out.push(`/dev/${n}`);
+  }
+  return out;
+}

@@ -7,9 +7,10 @@ import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
+import { execa } from 'execa';
 import { startDaemonWithBusybox, type TestDaemon } from '../../fixtures/daemon.js';
 import { busyboxDockerArchive } from '../../fixtures/fake-images.js';
-import { eventually, fdCount, mountsUnder, request, requestAndHangUp } from './helpers.js';
+import { eventually, fdCount, loopsOver, mountsUnder, request, requestAndHangUp } from './helpers.js';
 
 describe('reliability (real daemon, --isolation=container)', () => {
   let d: TestDaemon;
@@ -17,7 +18,10 @@ describe('reliability (real daemon, --isolation=container)', () => {
     d = await startDaemonWithBusybox();
   });
   afterAll(async () => {
-    await d?.destroy();
+    if (!d) return;
+    await d.destroy();
+    // a failed run of the loop-device case must not leave its device attached
+    for (const dev of loopsOver(d.dataRoot)) await execa('losetup', ['-d', dev], { reject: false });
   });
   const ok = async (args: string[]) => {
     const r = await d.docker(args);
@@ -92,5 +96,41 @@ describe('reliability (real daemon, --isolation=container)', () => {
     expect(readdirSync(baseDir).filter((n) => n.includes('eeee'))).toEqual([]);
     // busybox (still an image) keeps its blobs and runs
     expect(await ok(['run', '--rm', 'busybox', 'echo', 'still'])).toBe('still');
+  });
+
+  // Item 4: a daemon SIGKILLed during `docker rm -f` of many containers left the base disk
+  // mounted and its loop device attached; the next start releases what no container holds.
+  it('daemon start releases base mounts, loop devices and copy views nothing holds', async () => {
+    const ids = [];
+    for (let i = 0; i < 4; i++) ids.push(await ok(['create', 'busybox', 'true']));
+    const rm = d.docker(['rm', '-f', ...ids]);
+    await new Promise((r) => setTimeout(r, 150));
+    process.kill(d.pid()!, 'SIGKILL');
+    await rm;
+    await d.start();
+    const left = (await ok(['ps', '-aq'])).split('\n').filter(Boolean);
+    if (left.length > 0) await ok(['rm', '-f', ...left]);
+    await eventually('the base mount to go', () => mountsUnder(`${d.execRoot}/base`).length === 0);
+
+    // Deterministic leftovers of the same kind: the base disk mounted with no container, its
+    // loop device attached with nothing mounted, a copy view still mounted.
+    const id = (await ok(['image', 'inspect', '-f', '{{.Id}}', 'busybox'])).replace('sha256:', '');
+    const disk = path.join(d.dataRoot, 'disks', 'base', `${id}.ext4`);
+    expect(existsSync(disk)).toBe(true);
+    await d.stop();
+    const mp = path.join(d.execRoot, 'base', id);
+    await mkdir(mp, { recursive: true });
+    await execa('mount', ['-t', 'ext4', '-o', 'loop,ro,noload', disk, mp]);
+    const loose = (await execa('losetup', ['-f', '--show', '-r', disk])).stdout.trim();
+    const view = path.join(d.execRoot, 'tmp', 'cp-rel1');
+    await mkdir(view, { recursive: true });
+    await execa('mount', ['-t', 'tmpfs', 'rel-view', view]);
+    expect(loopsOver(path.dirname(disk)).length).toBe(2);
+    await d.start();
+    expect(mountsUnder(d.execRoot)).toEqual([]);
+    expect(loopsOver(path.dirname(disk))).toEqual([]);
+    expect(existsSync(view)).toBe(false);
+    expect(d.logs()).toContain(`released loop device ${loose}`);
+    expect(await ok(['run', '--rm', 'busybox', 'echo', 'ok'])).toBe('ok');
   });
 });
