@@ -18,6 +18,7 @@ import { listen, parseHost, type Listener, type TlsOptions } from './listen.js';
 import { writeFileAtomic } from '../atomic-file.js';
 import { SERVER_VERSION } from '../api/streaming.js';
 import { resolveRemap, rootOf } from '../runtime/userns.js';
+import { processAliveSync } from '../process-alive.js';
 import { checkReachable } from './userns-dirs.js';
 
 export const DEFAULT_HOST = 'unix:///run/tvm/tvm.sock';
@@ -58,11 +59,8 @@ export interface RunningDaemon {
 /** Is `pid` a live tvm daemon? (A pid file on the data root can outlive a reboot and its pid be reused.) */
 function isLiveDaemon(pid: number): boolean {
   if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
+  // a killed daemon is a zombie until reaped: kill(pid, 0) would call it alive
+  if (!processAliveSync(pid)) return false;
   try {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('daemon');
   } catch {
