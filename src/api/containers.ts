@@ -1,6 +1,6 @@
 /** /containers/*: create, lifecycle, inspect, list, logs, wait, stats, top, archive, export, prune. */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { InvalidParameterError, NotImplementedError } from '../errors.js';
 import type { ApiContext } from './context.js';
 import { parseFilters } from './filters.js';
@@ -109,8 +109,24 @@ export const updateBodySchema = {
 };
 
 /** The raw request body: fastify hands it over parsed only when a Content-Type was sent. */
+/**
+ * A raw request body (tar) for a consumer that may give up early (a bad archive). Consumers
+ * destroy their source on error; destroying the request itself would destroy its socket, and
+ * the client, still uploading, would get no response at all. So the consumer gets its own
+ * stream, and once that is gone the rest of the upload is read and dropped: the error answer
+ * then reaches the client on an intact connection, as with dockerd.
+ */
 export function bodyStream(req: FastifyRequest): Readable {
-  return req.body instanceof Readable ? req.body : req.raw;
+  const src: Readable = req.body instanceof Readable ? req.body : req.raw;
+  const out = new PassThrough();
+  src.pipe(out);
+  src.on('error', (e) => out.destroy(e));
+  out.on('close', () => {
+    if (src.readableEnded) return;
+    src.unpipe(out);
+    src.resume();
+  });
+  return out;
 }
 
 function requireStdStreams(q: Q): { stdout: boolean; stderr: boolean } {

@@ -7,6 +7,7 @@ import { parseFilters, checkFilterKeys } from './filters.js';
 import { beginStream, writeOut } from './streaming.js';
 import { qbool } from './hijack.js';
 import { bodyStream } from './containers.js';
+import { mapError } from './errors.js';
 
 type Q = Record<string, string | string[] | undefined>;
 
@@ -146,16 +147,26 @@ export function registerImageRoutes(app: FastifyInstance, ctx: ApiContext): void
     (res ?? beginStream(reply, 'application/json')).end();
   });
 
+  // As dockerd: a chunked stream of JSON messages (docker-py reads it line by line), progress
+  // only when `quiet` is off (on by default), and an error after the body was accepted as a
+  // JSON error message in that stream rather than a status.
   app.post('/images/load', async (req: FastifyRequest<{ Querystring: Q; Body: unknown }>, reply) => {
-    const quiet = qbool(one(req.query.quiet));
-    const lines: string[] = [];
-    const loaded = await images.load(bodyStream(req), quiet ? undefined : (p) => lines.push(progressLine(p)));
-    for (const img of loaded) {
-      if (img.repoTags.length === 0) lines.push(JSON.stringify({ stream: `Loaded image ID: ${img.id}\n` }) + '\r\n');
-      for (const t of img.repoTags) lines.push(JSON.stringify({ stream: `Loaded image: ${t}\n` }) + '\r\n');
-      ctx.manager.events.publish('image', 'load', img.id, { name: img.repoTags[0] ?? img.id });
+    const quiet = qbool(one(req.query.quiet), true);
+    const res = beginStream(reply, 'application/json');
+    const out = (line: string) => void writeOut(res, line);
+    try {
+      const loaded = await images.load(bodyStream(req), quiet ? undefined : (p) => out(progressLine(p)));
+      for (const img of loaded) {
+        if (img.repoTags.length === 0) out(JSON.stringify({ stream: `Loaded image ID: ${img.id}\n` }) + '\r\n');
+        for (const t of img.repoTags) out(JSON.stringify({ stream: `Loaded image: ${t}\n` }) + '\r\n');
+        ctx.manager.events.publish('image', 'load', img.id, { name: img.repoTags[0] ?? img.id });
+      }
+    } catch (e) {
+      const { status, message } = mapError(e);
+      if (status >= 500) ctx.log(`POST /images/load: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+      out(errorLine(message));
     }
-    return reply.header('content-type', 'application/json').send(Buffer.from(lines.join('')));
+    res.end();
   });
 
   const save = async (refs: string[], reply: FastifyReply) => {

@@ -133,4 +133,34 @@ describe('reliability (real daemon, --isolation=container)', () => {
     expect(d.logs()).toContain(`released loop device ${loose}`);
     expect(await ok(['run', '--rm', 'busybox', 'echo', 'ok'])).toBe('ok');
   });
+
+  // Item 6: a bad archive got no HTTP response (the request's socket was destroyed mid-upload);
+  // dockerd answers a chunked JSON stream (quiet by default) with the error as a message.
+  it('docker load: a chunked JSON stream, the archive error as a message', async () => {
+    const good = await busyboxDockerArchive('rel-load:1', { Labels: { rel: 'load' } });
+    const r = await request(d.socket, 'POST', '/images/load', good, { 'Content-Type': 'application/x-tar' });
+    expect(r.status).toBe(200);
+    expect(r.headers['transfer-encoding']).toBe('chunked');
+    expect(r.headers['content-length']).toBeUndefined();
+    const lines = r.body.toString().split('\r\n').filter(Boolean).map((l) => JSON.parse(l) as { stream?: string });
+    // quiet by default: no progress, only what was loaded
+    expect(lines).toEqual([{ stream: 'Loaded image: rel-load:1\n' }]);
+    const loud = await request(d.socket, 'POST', '/images/load?quiet=0', good, { 'Content-Type': 'application/x-tar' });
+    expect(loud.body.toString().split('\r\n').filter(Boolean).length).toBeGreaterThan(1);
+
+    // garbage after a valid start, large enough that the client is still uploading when the
+    // archive is refused
+    const bad = Buffer.concat([good.subarray(0, 1024), Buffer.alloc(8 << 20, 0x41)]);
+    const e = await request(d.socket, 'POST', '/images/load', bad, { 'Content-Type': 'application/x-tar' });
+    expect(e.status).toBe(200);
+    const msg = JSON.parse(e.body.toString().trim()) as { error: string; errorDetail: { message: string } };
+    expect(msg.error).toBe(msg.errorDetail.message);
+    expect(msg.error).not.toContain(d.dataRoot);
+    const file = path.join(path.dirname(d.dataRoot), 'rel-bad.tar');
+    await writeFile(file, bad);
+    const cli = await d.docker(['load', '-i', file]);
+    expect(cli.exitCode).toBe(1);
+    expect(cli.stderr).toContain(msg.error);
+    await ok(['rmi', 'rel-load:1']);
+  });
 });
