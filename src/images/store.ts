@@ -775,6 +775,8 @@ export class Store implements ImageStore {
       const verify = new HashingStream(`layer ${l.digest} (stored)`, { digest: l.diffId, size: l.uncompressedSize });
       const tar = decompressLayer(raw, `layer ${l.digest}`);
       tar.on('error', (e) => verify.destroy(e));
+      // the consumer closing its end early releases the decompressor and, through it, the file
+      verify.once('close', () => tar.destroy());
       yield tar.pipe(verify);
     }
   }
