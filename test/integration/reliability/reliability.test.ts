@@ -163,4 +163,28 @@ describe('reliability (real daemon, --isolation=container)', () => {
     expect(cli.stderr).toContain(msg.error);
     await ok(['rmi', 'rel-load:1']);
   });
+
+  // Item 13: attach (and exec start) as a plain POST without Upgrade answered 404; dockerd
+  // streams after 200 OK on the same connection (dockerode's docker.run() attaches so).
+  it('attach and exec start without Upgrade stream after 200 OK', async () => {
+    const id = await ok(['create', 'busybox', 'sh', '-c', 'sleep 1; echo attached']);
+    const attached = request(d.socket, 'POST', `/containers/${id}/attach?stream=1&stdout=1&stderr=1`);
+    await new Promise((r) => setTimeout(r, 300));
+    await ok(['start', id]);
+    const a = await attached;
+    expect(a.status).toBe(200);
+    expect(a.headers['content-type']).toBe('application/vnd.docker.multiplexed-stream');
+    // one stdout frame: [1,0,0,0, len32be] + payload
+    expect(a.body[0]).toBe(1);
+    expect(a.body.subarray(8).toString()).toBe('attached\n');
+    await ok(['rm', '-f', id]);
+
+    const c = await ok(['run', '-d', 'busybox', 'sleep', '100']);
+    const ex = await request(d.socket, 'POST', `/containers/${c}/exec`, JSON.stringify({ Cmd: ['echo', 'exec'], AttachStdout: true }), { 'Content-Type': 'application/json' });
+    const execId = (JSON.parse(ex.body.toString()) as { Id: string }).Id;
+    const st = await request(d.socket, 'POST', `/exec/${execId}/start`, '{}', { 'Content-Type': 'application/json' });
+    expect(st.status).toBe(200);
+    expect(st.body.subarray(8).toString()).toBe('exec\n');
+    await ok(['rm', '-f', c]);
+  });
 });
