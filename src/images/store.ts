@@ -223,6 +223,7 @@ export class Store implements ImageStore {
       config: cfg.config ?? {},
       diffIds: cfg.rootfs.diff_ids,
       size: meta.layers.reduce((s, l) => s + l.uncompressedSize, 0),
+      ...(typeof cfg.comment === 'string' && cfg.comment !== '' && { comment: cfg.comment }),
     };
   }
 

@@ -187,4 +187,27 @@ describe('reliability (real daemon, --isolation=container)', () => {
     expect(st.body.subarray(8).toString()).toBe('exec\n');
     await ok(['rm', '-f', c]);
   });
+
+  // Item 14: image rows as dockerd answers them.
+  it('images REPO:TAG, load, import -m and tag events answer as dockerd', async () => {
+    const archive = path.join(path.dirname(d.dataRoot), 'rel-img.tar');
+    await writeFile(archive, await busyboxDockerArchive('rel-img:a', { Labels: { rel: 'img' } }));
+    await ok(['load', '-i', archive]);
+    const since = Math.floor(Date.now() / 1000) - 1;
+    await ok(['tag', 'rel-img:a', 'rel-img:evtag']);
+    // only the tag asked for, not every tag of that image ID
+    expect(await ok(['images', 'rel-img:a', '--format', '{{.Repository}}:{{.Tag}}'])).toBe('rel-img:a');
+    expect((await ok(['images', 'rel-img', '--format', '{{.Tag}}'])).split('\n').sort()).toEqual(['a', 'evtag']);
+    // a load reports the archive's tags, not every tag the image already has
+    expect(await ok(['load', '-i', archive])).toBe('Loaded image: rel-img:a');
+    const ev = await ok(['events', '--since', String(since), '--until', String(Math.floor(Date.now() / 1000) + 1), '--filter', 'event=tag', '--format', '{{.Actor.Attributes.name}}']);
+    expect(ev.split('\n')).toContain('rel-img:evtag');
+    expect(ev).not.toContain('docker.io/library');
+    const { busyboxRootfsTar } = await import('../../fixtures/rootfs.js');
+    const rootfs = path.join(path.dirname(d.dataRoot), 'rel-rootfs.tar');
+    await writeFile(rootfs, await busyboxRootfsTar());
+    await ok(['import', '-m', 'rel import message', rootfs, 'rel-imp:1']);
+    expect(await ok(['image', 'inspect', '-f', '{{.Comment}}', 'rel-imp:1'])).toBe('rel import message');
+    await ok(['rmi', 'rel-img:a', 'rel-img:evtag', 'rel-imp:1']);
+  });
 });
