@@ -153,6 +153,47 @@ static int make_mountpoint(const char *path, int is_file) {
   return 0;
 }
 
+/* Docker's tmpfs options mix mount flags (noexec, nosuid, ro, ...) with tmpfs data (size, mode):
+ * the flags go to mount(2)'s flags, the rest to its data (tmpfs refuses flag words there). Later
+ * words win (the daemon puts Docker's defaults noexec,nosuid,nodev first); propagation words are
+ * dropped (every container mount is private here). Returns -1 if data does not fit. */
+static int tmpfs_options(const char *opts, unsigned long *fl, char *data, size_t datalen) {
+  static const struct { const char *name; unsigned long flag; int set; } words[] = {
+    {"noexec", MS_NOEXEC, 1}, {"exec", MS_NOEXEC, 0}, {"nosuid", MS_NOSUID, 1}, {"suid", MS_NOSUID, 0},
+    {"nodev", MS_NODEV, 1}, {"dev", MS_NODEV, 0}, {"ro", MS_RDONLY, 1}, {"rw", MS_RDONLY, 0},
+    {"noatime", MS_NOATIME, 1}, {"atime", MS_NOATIME, 0}, {"nodiratime", MS_NODIRATIME, 1}, {"diratime", MS_NODIRATIME, 0},
+    {"relatime", MS_RELATIME, 1}, {"norelatime", MS_RELATIME, 0}, {"strictatime", MS_STRICTATIME, 1},
+    {"nostrictatime", MS_STRICTATIME, 0}, {"sync", MS_SYNCHRONOUS, 1}, {"async", MS_SYNCHRONOUS, 0},
+    {"dirsync", MS_DIRSYNC, 1}, {"mand", MS_MANDLOCK, 1}, {"nomand", MS_MANDLOCK, 0},
+  };
+  static const char *const propagation[] = {"private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable", NULL};
+  data[0] = 0;
+  if (!opts) return 0;
+  const char *p = opts;
+  while (*p) {
+    size_t n = strcspn(p, ",");
+    int known = 0;
+    for (size_t i = 0; i < sizeof words / sizeof words[0] && !known; i++) {
+      if (strlen(words[i].name) == n && !strncmp(p, words[i].name, n)) {
+        if (words[i].set) *fl |= words[i].flag;
+        else *fl &= ~words[i].flag;
+        known = 1;
+      }
+    }
+    for (size_t i = 0; propagation[i] && !known; i++)
+      if (strlen(propagation[i]) == n && !strncmp(p, propagation[i], n)) known = 1;
+    if (!known && n > 0) {
+      size_t used = strlen(data);
+      if (used + n + 2 > datalen) return -1;
+      if (used) strcat(data, ",");
+      strncat(data, p, n);
+    }
+    p += n;
+    if (*p == ',') p++;
+  }
+  return 0;
+}
+
 static int user_mounts(const container_spec *s, char *err, size_t errlen) {
   for (size_t i = 0; i < s->nmounts; i++) {
     const mount_spec *m = &s->mounts[i];
@@ -161,8 +202,11 @@ static int user_mounts(const container_spec *s, char *err, size_t errlen) {
     if (rc < 0) { errno = -rc; ERRNO("mount destination %s", m->destination); }
     if (m->type == MOUNT_TMPFS) {
       if ((rc = make_mountpoint(dest, 0)) < 0) { errno = -rc; ERRNO("create mount point %s", m->destination); }
-      unsigned long fl = MS_NOSUID | MS_NODEV | (m->readonly ? MS_RDONLY : 0);
-      if (mount("tmpfs", dest, "tmpfs", fl, m->options) < 0) ERRNO("mount tmpfs on %s", m->destination);
+      unsigned long fl = MS_NOSUID | MS_NODEV;
+      char data[4096];
+      if (tmpfs_options(m->options, &fl, data, sizeof data) < 0) { errno = E2BIG; ERRNO("tmpfs options for %s", m->destination); }
+      if (m->readonly) fl |= MS_RDONLY;
+      if (mount("tmpfs", dest, "tmpfs", fl, data[0] ? data : NULL) < 0) ERRNO("mount tmpfs on %s", m->destination);
       continue;
     }
     struct stat st;

@@ -11,7 +11,7 @@ import { MULTIPLEXED_STREAM, RAW_STREAM, qbool } from './hijack.js';
 import { parseTimeArg } from '../runtime/events.js';
 import { validateListFilters, type WaitCondition } from '../runtime/manager.js';
 import { statFromArchive, encodeStat } from './archive-stat.js';
-import { logSize } from '../runtime/log-file.js';
+import { hostTop } from './top.js';
 import type { Stats } from '../runtime/types.js';
 import type { UpdateBody } from '../runtime/update.js';
 
@@ -176,7 +176,7 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
     const recs = m.list({ all: qbool(q.all), limit: optInt(q.limit, 'limit') ?? -1, filters });
     const withSize = qbool(q.size);
     const out = [];
-    for (const r of recs) out.push(listJson(r, withSize ? { rw: await logSize(r.spec.logPath), rootFs: 0 } : undefined));
+    for (const r of recs) out.push(listJson(r, withSize ? await m.sizes(r.id) : undefined));
     return out;
   });
 
@@ -188,12 +188,18 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
   app.get('/containers/:id/json', async (req: IdReq) => {
     const rec = m.get(req.params.id);
     const out = inspectJson(rec, m.execsOf(rec.id));
-    if (qbool(req.query.size)) Object.assign(out, { SizeRw: await logSize(rec.spec.logPath), SizeRootFs: 0 });
+    if (qbool(req.query.size)) {
+      const s = await m.sizes(rec.id);
+      Object.assign(out, { SizeRw: s.rw, SizeRootFs: s.rootFs });
+    }
     return out;
   });
 
   app.get('/containers/:id/top', async (req: IdReq) => {
     const procs = await m.top(req.params.id);
+    // A shared-kernel container's pids are host pids: the host's ps shows them with the user's
+    // options, as dockerd does (default -ef). A VM's processes are only known by the agent.
+    if (m.get(req.params.id).spec.isolation === 'container') return hostTop(req.query.ps_args || '-ef', new Set(procs.map((p) => p.pid)));
     return { Titles: ['PID', 'PPID', 'CMD'], Processes: procs.map((p) => [String(p.pid), String(p.ppid), p.cmd]) };
   });
 
@@ -238,7 +244,7 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
   });
 
   app.get('/containers/:id/export', async (req: IdReq, reply) => {
-    const tar = await m.archive(req.params.id, '/');
+    const tar = await m.archive(req.params.id, '/', { export: true });
     // fastify reports a body stream's error by cutting the response; this listener only keeps
     // the emitter from throwing when that error has no other listener yet.
     tar.on('error', (e) => ctx.log(`GET /containers/${req.params.id}/export: ${e.message}`));

@@ -347,6 +347,12 @@ export interface MountRequest {
   mode: string;
 }
 
+/**
+ * Docker's options for every tmpfs mount, before the user's (a later `exec`, `suid` or `dev`
+ * overrides them; the agent applies the words in order).
+ */
+const TMPFS_DEFAULTS = ['noexec', 'nosuid', 'nodev'];
+
 /** Parses `-v` binds (`/host:/ctr[:ro]`, `name:/ctr[:ro]`, `/ctr`), `--mount`, `--tmpfs`, image Volumes. */
 export function parseMounts(hc: HostConfigBody, imageVolumes: Record<string, object> | null | undefined): MountRequest[] {
   const out: MountRequest[] = [];
@@ -393,13 +399,13 @@ export function parseMounts(hc: HostConfigBody, imageVolumes: Record<string, obj
       const opts: string[] = [];
       if (m.TmpfsOptions?.SizeBytes) opts.push(`size=${m.TmpfsOptions.SizeBytes}`);
       if (m.TmpfsOptions?.Mode) opts.push(`mode=${m.TmpfsOptions.Mode.toString(8)}`);
-      add({ mount: { type: 'tmpfs', source: 'tmpfs', destination: m.Target, readonly: m.ReadOnly === true, options: opts }, mode: '' });
+      add({ mount: { type: 'tmpfs', source: 'tmpfs', destination: m.Target, readonly: m.ReadOnly === true, options: [...TMPFS_DEFAULTS, ...opts] }, mode: '' });
     } else {
       throw new InvalidParameterError(`invalid mount config: mount type unknown: "${type}"`);
     }
   }
   for (const [dst, opts] of Object.entries(hc.Tmpfs ?? {})) {
-    add({ mount: { type: 'tmpfs', source: 'tmpfs', destination: dst, readonly: false, options: opts === '' ? [] : opts.split(',') }, mode: '' });
+    add({ mount: { type: 'tmpfs', source: 'tmpfs', destination: dst, readonly: false, options: [...TMPFS_DEFAULTS, ...(opts === '' ? [] : opts.split(','))] }, mode: '' });
   }
   for (const dst of Object.keys(imageVolumes ?? {})) {
     if (seen.has(path.posix.normalize(dst))) continue;

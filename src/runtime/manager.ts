@@ -8,7 +8,8 @@ import path from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { ConflictError, InvalidParameterError, NotFoundError, NotImplementedError, TvmError } from '../errors.js';
 import type { ImageRecord, ImageStore } from '../images/types.js';
-import type { Attachment, ContainerSpec, ExecHandle, ExitStatus, Isolation, IsolationKind, Mount, Stats, StdioStreams } from './types.js';
+import { parseNormalized } from '../images/reference.js';
+import type { ArchiveOptions, Attachment, ContainerSpec, ExecHandle, ExitStatus, Isolation, IsolationKind, Mount, Stats, StdioStreams } from './types.js';
 import { RecordStore, RECORD_VERSION, removeUnrecordedDir, type ContainerRecord, type MountPoint } from './records.js';
 import { assertRunning, isActive, NotModifiedError, transition, type ContainerStatus } from './state-machine.js';
 import { EventBus } from './events.js';
@@ -969,9 +970,23 @@ export class ContainerManager {
     return this.isolationFor(rec.spec.isolation).stats(rec.spec);
   }
 
-  async archive(ref: string, containerPath: string): Promise<Readable> {
+  /** SizeRw and SizeRootFs (SizeRw plus the image's size), as `docker ps -s` shows them. */
+  async sizes(ref: string): Promise<{ rw: number; rootFs: number }> {
     const rec = this.get(ref);
-    return this.isolationFor(rec.spec.isolation).archive(rec.spec, containerPath);
+    const iso = this.isolations[rec.spec.isolation];
+    const rw = (await iso?.sizeRw?.(rec.spec).catch((e: unknown) => {
+      // a container mid-removal has no layer left to measure: it counts as empty
+      this.log(`size of ${rec.id}'s writable layer: ${String(e)}`);
+      return 0;
+    })) ?? 0;
+    // an image removed under the container (rmi -f) has no size left to add
+    const image = await this.images.resolve(rec.imageId).catch(() => undefined);
+    return { rw, rootFs: rw + (image?.size ?? 0) };
+  }
+
+  async archive(ref: string, containerPath: string, opts?: ArchiveOptions): Promise<Readable> {
+    const rec = this.get(ref);
+    return this.isolationFor(rec.spec.isolation).archive(rec.spec, containerPath, opts);
   }
 
   async extract(ref: string, containerPath: string, tar: Readable): Promise<void> {

@@ -9,6 +9,12 @@ import type { Readable, Writable } from 'node:stream';
 
 export type IsolationKind = 'vm' | 'container';
 
+/** How `archive` names its entries. */
+export interface ArchiveOptions {
+  /** `docker export`: the root's contents as `bin/`, `etc/passwd` (no `./` prefix, no root entry) */
+  export?: boolean;
+}
+
 export interface Mount {
   /** 'bind': host path; 'volume': a named volume's host directory (resolved by the daemon); 'tmpfs'. */
   type: 'bind' | 'volume' | 'tmpfs';
@@ -208,7 +214,7 @@ export interface Isolation {
    */
   reconcile?(): Promise<string[]>;
   /** `docker cp` and export: a path inside the container's filesystem, as seen by the workload */
-  archive(spec: ContainerSpec, containerPath: string): Promise<Readable>;
+  archive(spec: ContainerSpec, containerPath: string, opts?: ArchiveOptions): Promise<Readable>;
   /**
    * `docker update` of a running or paused container: applies the limits in `changes` (only
    * those keys; pidsLimit <= 0 = unlimited) to its cgroup. Absent: the isolation cannot.
@@ -217,4 +223,6 @@ export interface Isolation {
   extract(spec: ContainerSpec, containerPath: string, tar: Readable): Promise<void>;
   /** `docker diff`: the writable layer against the image, in Docker's order; optional for isolations that cannot tell */
   changes?(spec: ContainerSpec): Promise<Change[]>;
+  /** bytes in the container's writable layer (SizeRw of `docker ps -s`, `inspect --size`) */
+  sizeRw?(spec: ContainerSpec): Promise<number>;
 }

@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { pack as tarPack, extract as tarExtract, type Header } from 'tar-stream';
 import { InvalidParameterError, NotFoundError, TvmError } from '../../errors.js';
 import { resolveScoped } from '../../scoped-path.js';
+import type { ArchiveOptions } from '../types.js';
 
 const run = promisify(execFile);
 
@@ -21,7 +22,13 @@ export async function resolveIn(root: string, unsafe: string, followLast = true)
   const rel = await resolveScoped(unsafe, followLast, async (parts) => {
     const host = path.join(root, ...parts);
     const st = await lstat(host).catch(() => null);
-    return st?.isSymbolicLink() ? readlink(host) : null;
+    if (!st?.isSymbolicLink()) return null;
+    // A link that cannot be read from outside (the container's /proc/self: our pid is not in its
+    // pid namespace) leads nowhere the caller can reach: as dockerd, the path is not found.
+    return readlink(host).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') throw new NotFoundError(`Could not find the file ${unsafe} in container`);
+      throw e;
+    });
   });
   return path.join(root, ...rel);
 }
@@ -53,6 +60,23 @@ export async function mountStoppedRoot(tmpParent: string, lower: string, upper: 
 
 type EntryHeader = Partial<Header> & { name: string };
 
+const USER_INPUT_ERRNOS = new Set(['ENOENT', 'EEXIST', 'ENOTDIR', 'EISDIR', 'ELOOP', 'ENAMETOOLONG', 'EXDEV', 'ENOTEMPTY']);
+
+/**
+ * A filesystem error met inside the container's view, in the container's terms: the view's host
+ * prefix (/proc/<pid>/root, the temp mount) is dropped, so no answer shows the daemon's paths.
+ * What a user's tar or path asks for that cannot be (a hard link to nothing) is a 400.
+ */
+export function inContainerTerms(e: unknown, root: string): unknown {
+  const err = e as NodeJS.ErrnoException & { dest?: string };
+  if (!(err instanceof Error) || typeof err.code !== 'string' || e instanceof TvmError) return e;
+  const strip = (p: string) => (p === root ? '/' : p.startsWith(root + '/') ? p.slice(root.length) : p);
+  const description = err.message.replace(/^[A-Z]+: /, '').replace(/, \w+ '.*$/, '');
+  const where = [err.path, err.dest].filter((p): p is string => typeof p === 'string').map(strip).join(' ');
+  const status = USER_INPUT_ERRNOS.has(err.code) ? 400 : 500;
+  return new TvmError(`ERR_ARCHIVE_${err.code}`, `${err.syscall ?? 'archive'}${where ? ` ${where}` : ''}: ${description}`, status, { cause: e });
+}
+
 /** Translates file owners between the host and the container (a container in a user namespace). */
 export type MapIds = (uid: number, gid: number, name: string) => { uid: number; gid: number };
 
@@ -77,13 +101,15 @@ async function headerFor(hostPath: string, name: string, follow = false, mapIds?
  * container is frozen until released, so a leak here leaves a workload stopped under a
  * "running" record.
  */
-export async function archiveFrom(view: RootView, containerPath: string, mapIds?: MapIds): Promise<Readable> {
+export async function archiveFrom(view: RootView, containerPath: string, mapIds?: MapIds, opts: ArchiveOptions = {}): Promise<Readable> {
   let released: Promise<void> | undefined;
   const release = () => (released ??= view.cleanup());
   let start: string;
   let rootDev: number;
   try {
-    start = await resolveIn(view.root, containerPath);
+    // The last component is not followed: a symlink is archived (and stat'ed) as the link, as
+    // dockerd does; the client resolves it (docker cp FILE ctr:/link-to-file writes the target).
+    start = await resolveIn(view.root, containerPath, false);
     try {
       await lstat(start);
     } catch {
@@ -91,10 +117,11 @@ export async function archiveFrom(view: RootView, containerPath: string, mapIds?
     }
     // The view's root of a running container is /proc/<pid>/root, itself a symlink: the top
     // of the walk is always followed, everything below is archived as it is.
-    rootDev = (await stat(start)).dev;
+    // (A symlink start is the link itself: stat() would follow it out of the container.)
+    rootDev = (start === view.root ? await stat(start) : await lstat(start)).dev;
   } catch (e) {
     await release();
-    throw e;
+    throw inContainerTerms(e, view.root);
   }
   const top = path.basename(path.resolve('/', containerPath)) || '.';
   const pack = tarPack();
@@ -147,9 +174,12 @@ export async function archiveFrom(view: RootView, containerPath: string, mapIds?
       }
       return;
     }
-    pack.entry(h);
+    // tar's convention, and dockerd's: a directory's name ends with '/'. An export has no
+    // entry for the root itself and names what is in it from there (bin/, etc/passwd).
+    const rootOfExport = opts.export === true && isTop;
+    if (!rootOfExport) pack.entry(h.type === 'directory' ? { ...h, name: `${name}/` } : h);
     if (h.type === 'directory' && !crossesMount) {
-      for (const child of (await readdir(host)).sort()) await walk(path.join(host, child), `${name}/${child}`);
+      for (const child of (await readdir(host)).sort()) await walk(path.join(host, child), rootOfExport ? child : `${name}/${child}`);
     }
   };
   walk(start, top, start === view.root)
@@ -157,7 +187,8 @@ export async function archiveFrom(view: RootView, containerPath: string, mapIds?
     .catch((e: unknown) => {
       stop.abort();
       pack.destroy();
-      void release().finally(() => out.destroy(e as Error));
+      // before the first header this is the request's answer (a status): in the container's terms
+      void release().finally(() => out.destroy(inContainerTerms(e, view.root) as Error));
     });
   return out;
 }
@@ -222,6 +253,8 @@ export async function extractTo(view: RootView, containerPath: string, tar: Read
       })().then(() => next(), fail);
     });
     await pipeline(tar, ex);
+  } catch (e) {
+    throw inContainerTerms(e, view.root);
   } finally {
     await view.cleanup();
   }

@@ -19,7 +19,7 @@ import type { AgentClient } from '../../guest-agent/client.js';
 import { AgentError, parseExitStatus, type AgentExitStatus } from '../../guest-agent/protocol.js';
 import type { BaseDisks, ImageStore } from '../../images/types.js';
 import type {
-  Attachment, Change, ContainerSpec, ExecHandle, ExecSpec, ExitStatus, Isolation, RunningInfo, Stats, StdioStreams,
+  ArchiveOptions, Attachment, Change, ContainerSpec, ExecHandle, ExecSpec, ExitStatus, Isolation, RunningInfo, Stats, StdioStreams,
 } from '../types.js';
 import { BaseMounts, detachLoop, isMountPoint, unmountLoop, unmountedLoopsOver } from './base-mounts.js';
 import { containerUserns, giveToRoot, overlayDirsOf, ownStateForRoot } from './remap.js';
@@ -35,6 +35,7 @@ import { connectSupervisor, spawnSupervisor, supervisorPid } from './supervisor.
 import { archiveFrom, extractTo, mountStoppedRoot, type RootView } from './archive.js';
 import { createSizedLayer, layerDirs, mountSizedLayer, removeSizedLayer } from './writable-layer.js';
 import { DOCKER_INIT_PATHS, overlayChanges } from './changes.js';
+import { treeSize } from './tree-size.js';
 
 export interface HostIsolationOptions {
   dataRoot: string;
@@ -601,10 +602,10 @@ export class HostIsolation implements Isolation {
     return { lost: true };
   }
 
-  async archive(spec: ContainerSpec, containerPath: string): Promise<Readable> {
+  async archive(spec: ContainerSpec, containerPath: string, opts?: ArchiveOptions): Promise<Readable> {
     const rec = await this.readRecord(spec);
     // a remapped container's files are owned by host ids: the user sees container ids
-    return archiveFrom(await this.rootView(spec, rec), containerPath, rec.userns && hostToContainer(rec.userns));
+    return archiveFrom(await this.rootView(spec, rec), containerPath, rec.userns && hostToContainer(rec.userns), opts);
   }
 
   async extract(spec: ContainerSpec, containerPath: string, tar: Readable): Promise<void> {
@@ -655,6 +656,13 @@ export class HostIsolation implements Isolation {
       root: view.root,
       cleanup: () => view.cleanup().catch((e: unknown) => this.log(`container ${spec.id}: cannot unmount the copy's view ${view.root}: ${errText(e)}`)),
     };
+  }
+
+  /** SizeRw: the apparent size of what the container wrote (its overlay upper), hard links once. */
+  async sizeRw(spec: ContainerSpec): Promise<number> {
+    const rec = await this.readRecord(spec);
+    if (rec.layer) await mountSizedLayer(spec.stateDir);
+    return treeSize(layerDirs(spec.stateDir, rec.layer !== undefined).upper);
   }
 
   /** `docker diff`: the upper directory against the image's base disk (running or stopped). */
