@@ -334,7 +334,11 @@ export class ContainerManager {
     try {
       image = await this.images.resolve(body.Image);
     } catch (e) {
-      if (e instanceof NotFoundError) throw new NotFoundError(`No such image: ${displayRef(body.Image)}`, 'ERR_NO_SUCH_IMAGE');
+      if (e instanceof NotFoundError) {
+        // A malformed reference (UPPER:1) names no image at all: dockerd's 400, not a 404.
+        if (!/^(?:sha256:)?[0-9a-f]{1,64}$/.test(body.Image)) parseNormalized(body.Image);
+        throw new NotFoundError(`No such image: ${displayRef(body.Image)}`, 'ERR_NO_SUCH_IMAGE');
+      }
       throw e;
     }
     const id = newId();

@@ -41,9 +41,11 @@ describe('reliability (real daemon, --isolation=container)', () => {
       const r = await requestAndHangUp(d.socket, url, 1000);
       expect(r.status).toBe(200);
     }
-    // /proc/self names the daemon's own pid, not one in the container: an error, still thawed
+    // /proc/self (a link the daemon cannot follow into the container): answered, still thawed
     const self = await request(d.socket, 'GET', `/containers/${id}/archive?path=/proc/self`);
-    expect(self.status).toBeGreaterThanOrEqual(400);
+    expect([200, 400, 404]).toContain(self.status);
+    expect(self.body.toString()).not.toContain(d.execRoot);
+    expect(self.body.toString()).not.toMatch(/\/proc\/\d+\/root/);
     await eventually('the container to be thawed', async () => (await d.docker(['exec', id, 'true'])).exitCode === 0);
     await ok(['pause', id]);
     await ok(['unpause', id]);
@@ -209,5 +211,64 @@ describe('reliability (real daemon, --isolation=container)', () => {
     await ok(['import', '-m', 'rel import message', rootfs, 'rel-imp:1']);
     expect(await ok(['image', 'inspect', '-f', '{{.Comment}}', 'rel-imp:1'])).toBe('rel import message');
     await ok(['rmi', 'rel-img:a', 'rel-img:evtag', 'rel-imp:1']);
+  });
+
+  // Item 15: top with ps options, sizes, tmpfs defaults, export and cp names, cp into a symlink.
+  it('top -o, ps -s, --tmpfs, export and cp rows match dockerd', async () => {
+    const id = await ok(['run', '-d', '--tmpfs', '/t', '--tmpfs', '/x:exec', 'busybox', 'sh', '-c', 'head -c 100000 /dev/zero > /big; ln -s /etc/target /etc/link; echo old > /etc/target; sleep 1000']);
+    await eventually('the file to be written', async () => (await d.docker(['exec', id, 'test', '-e', '/etc/link'])).exitCode === 0);
+    const top = await ok(['top', id, '-o', 'pid,comm']);
+    expect(top.split('\n')[0]).toMatch(/^PID\s+COMMAND$/);
+    expect(top).toMatch(/\n\d+\s+sleep$/m);
+    expect(await ok(['top', id])).toMatch(/^UID\s+PID\s+PPID\s+C\s+STIME\s+TTY\s+TIME\s+CMD/);
+    const rw = Number(await ok(['inspect', '--size', '-f', '{{.SizeRw}}', id]));
+    expect(rw).toBeGreaterThanOrEqual(100000);
+    expect(await ok(['ps', '-s', '--filter', `id=${id}`, '--format', '{{.Size}}'])).toMatch(/^100kB \(virtual /);
+    const mounts = await ok(['exec', id, 'cat', '/proc/mounts']);
+    expect(mounts).toMatch(/^tmpfs \/t tmpfs rw,nosuid,nodev,noexec/m);
+    expect(mounts).toMatch(/^tmpfs \/x tmpfs rw,nosuid,nodev[ ,](?!.*noexec)/m);
+    // export: no ./ prefix, directories end with '/'
+    const exp = await execa('sh', ['-c', `docker export ${id} | tar -t | head -n 400`], { env: { DOCKER_HOST: d.host } });
+    const names = exp.stdout.split('\n');
+    expect(names).toContain('bin/');
+    expect(names).toContain('etc/passwd');
+    expect(names.some((n) => n.startsWith('./') || n === '.')).toBe(false);
+    const cp = await execa('sh', ['-c', `docker cp ${id}:/etc - | tar -t | head -n 1`], { env: { DOCKER_HOST: d.host } });
+    expect(cp.stdout).toBe('etc/');
+    // cp onto a symlink to a file writes the file it points at
+    const src = path.join(path.dirname(d.dataRoot), 'rel-new.txt');
+    await writeFile(src, 'new\n');
+    await ok(['cp', src, `${id}:/etc/link`]);
+    expect(await ok(['exec', id, 'cat', '/etc/target'])).toBe('new');
+    expect(await ok(['exec', id, 'readlink', '/etc/link'])).toBe('/etc/target');
+    await ok(['rm', '-f', id]);
+  });
+
+  // Item 17: Docker's statuses, and no host path in any answer.
+  it('errors carry Docker statuses and no host paths', async () => {
+    const id = await ok(['run', '-d', 'busybox', 'sleep', '1000']);
+    const hostPaths = (m: string) => [d.dataRoot, d.execRoot].some((p) => m.includes(p)) || /\/proc\/\d+\/root/.test(m);
+    const self = await request(d.socket, 'GET', `/containers/${id}/archive?path=/proc/self/nope`);
+    expect([self.status, self.body.toString()]).toEqual([404, expect.any(String)]);
+    expect(hostPaths(self.body.toString()), self.body.toString()).toBe(false);
+    const { packTar } = await import('../../fixtures/rootfs.js');
+    const tar = await packTar([{ name: 'hl', type: 'link', linkname: 'missing' } as never]);
+    const put = await request(d.socket, 'PUT', `/containers/${id}/archive?path=/tmp`, tar, { 'Content-Type': 'application/x-tar' });
+    expect(put.status).toBe(400);
+    expect(put.body.toString()).toContain('no such file or directory');
+    expect(hostPaths(put.body.toString())).toBe(false);
+    const pull = await request(d.socket, 'POST', '/images/create?fromImage=localhost:99999/x&tag=latest');
+    expect(pull.status).toBe(400);
+    const upper = await request(d.socket, 'POST', '/containers/create', JSON.stringify({ Image: 'UPPER:1' }), { 'Content-Type': 'application/json' });
+    expect([upper.status, (JSON.parse(upper.body.toString()) as { message: string }).message]).toEqual([400, 'invalid reference format: repository name (library/UPPER) must be lowercase']);
+    // a long name is either refused or usable by name
+    const long = 'n'.repeat(1000);
+    await ok(['create', '--name', long, 'busybox', 'true']);
+    expect(await ok(['inspect', '-f', '{{.Name}}', long])).toBe(`/${long}`);
+    await ok(['rm', long]);
+    const tooLong = await d.docker(['create', '--name', 'n'.repeat(1100), 'busybox', 'true']);
+    expect(tooLong.exitCode).toBe(1);
+    expect(tooLong.stderr).toContain('longer than 1024 characters');
+    await ok(['rm', '-f', id]);
   });
 });
