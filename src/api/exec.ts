@@ -2,6 +2,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { PassThrough } from 'node:stream';
 import { InvalidParameterError } from '../errors.js';
+import { failedStartExitCode } from '../guest-agent/protocol.js';
 import type { ApiContext } from './context.js';
 import { MULTIPLEXED_STREAM, RAW_STREAM, qbool, serveHijacked, type HijackContext, type HijackRoute } from './hijack.js';
 import { effectiveVersion, splitVersion } from './version.js';
@@ -50,9 +51,6 @@ function parseStartBody(buf: Buffer): ExecStartBody {
   return b as ExecStartBody;
 }
 
-function exitCodeFor(message: string): number {
-  return /not found|no such file/i.test(message) ? 127 : 126;
-}
 
 export function hijackRoutes(ctx: ApiContext): HijackRoute[] {
   const m = ctx.manager;
@@ -113,7 +111,7 @@ export function hijackRoutes(ctx: ApiContext): HijackRoute[] {
       await Promise.allSettled([attachment.done, exit]);
     } catch (e) {
       const msg = `OCI runtime exec failed: ${(e as Error).message}`;
-      ex.exitCode = exitCodeFor(msg);
+      ex.exitCode = failedStartExitCode(e, 126);
       ex.running = false;
       if (!h.socket.destroyed) h.socket.write(tty ? `${msg}\r\n` : encodeFrame(STREAM_STDOUT, `${msg}\n`));
     }

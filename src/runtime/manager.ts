@@ -9,6 +9,7 @@ import { Writable, type Readable } from 'node:stream';
 import { ConflictError, InvalidParameterError, NotFoundError, NotImplementedError, TvmError } from '../errors.js';
 import type { ImageRecord, ImageStore } from '../images/types.js';
 import { parseNormalized } from '../images/reference.js';
+import { failedStartExitCode } from '../guest-agent/protocol.js';
 import type { ArchiveOptions, Attachment, ContainerSpec, ExecHandle, ExitStatus, Isolation, IsolationKind, Mount, Stats, StdioStreams } from './types.js';
 import { RecordStore, RECORD_VERSION, removeUnrecordedDir, type ContainerRecord, type MountPoint } from './records.js';
 import { assertRunning, isActive, NotModifiedError, transition, type ContainerStatus } from './state-machine.js';
@@ -478,7 +479,7 @@ export class ContainerManager {
       info = await iso.start(rec.spec);
     } catch (e) {
       rec.state.error = goErrnoText((e as Error).message);
-      rec.state.exitCode = /not found|no such file/i.test(rec.state.error) ? 127 : /permission denied/i.test(rec.state.error) ? 126 : 128;
+      rec.state.exitCode = failedStartExitCode(e, 128);
       await this.persist(rec);
       if (rec.hostConfig.AutoRemove === true) {
         // Docker removes a --rm container whose start failed; `docker run --rm` waits for it.
@@ -1082,7 +1083,7 @@ export class ContainerManager {
       handle = await this.isolationFor(rec.spec.isolation).exec(rec.spec, { process, privileged: cfg.Privileged }, streams);
     } catch (e) {
       ex.running = false;
-      ex.exitCode = /not found|no such file/i.test((e as Error).message) ? 127 : 126;
+      ex.exitCode = failedStartExitCode(e, 126);
       throw e;
     }
     ex.handle = handle;

@@ -199,7 +199,8 @@ export async function extractTo(view: RootView, containerPath: string, tar: Read
     const dest = await resolveIn(view.root, containerPath);
     let st;
     try {
-      st = await lstat(dest);
+      // a running container's root is /proc/<pid>/root, itself a symlink: follow that one only
+      st = dest === view.root ? await stat(dest) : await lstat(dest);
     } catch {
       throw new NotFoundError(`Could not find the file ${containerPath} in container`);
     }

@@ -271,4 +271,22 @@ describe('reliability (real daemon, --isolation=container)', () => {
     expect(tooLong.stderr).toContain('longer than 1024 characters');
     await ok(['rm', '-f', id]);
   });
+
+  // Item 18: exit codes come typed from the agent, not from the message's words: a file
+  // named "not found" that is not executable is 126 (EACCES), not 127.
+  it('a failed start or exec takes its exit code from the agent, not the message text', async () => {
+    const src = path.join(path.dirname(d.dataRoot), 'not found');
+    await writeFile(src, 'data\n', { mode: 0o644 });
+    const id = await ok(['create', 'busybox', '/not found']);
+    await ok(['cp', src, `${id}:/`]);
+    const start = await d.docker(['start', id]);
+    expect(start.exitCode).not.toBe(0);
+    expect(await ok(['inspect', '-f', '{{.State.ExitCode}}', id])).toBe('126');
+    await ok(['rm', '-f', id]);
+    const c = await ok(['run', '-d', 'busybox', 'sleep', '1000']);
+    await ok(['cp', src, `${c}:/`]);
+    expect((await d.docker(['exec', c, '/not found'])).exitCode).toBe(126);
+    expect((await d.docker(['exec', c, '/nope'])).exitCode).toBe(127);
+    await ok(['rm', '-f', c]);
+  });
 });
