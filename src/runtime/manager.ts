@@ -10,6 +10,7 @@ import { ConflictError, InvalidParameterError, NotFoundError, NotImplementedErro
 import type { ImageRecord, ImageStore } from '../images/types.js';
 import { parseNormalized } from '../images/reference.js';
 import { failedStartExitCode } from '../guest-agent/protocol.js';
+import { LinearRegex, RegexSyntaxError } from './linear-regex.js';
 import type { ArchiveOptions, Attachment, ContainerSpec, ExecHandle, ExitStatus, Isolation, IsolationKind, Mount, Stats, StdioStreams } from './types.js';
 import { RecordStore, RECORD_VERSION, removeUnrecordedDir, type ContainerRecord, type MountPoint } from './records.js';
 import { assertRunning, isActive, NotModifiedError, transition, type ContainerStatus } from './state-machine.js';
@@ -1165,11 +1166,32 @@ function parseUntil(v: string): number {
   return t;
 }
 
+/** A user's name filter, compiled once per pattern: linear-time, never a backtracking RegExp. */
+const nameRegexes = new Map<string, LinearRegex | undefined>();
+function nameRegex(pattern: string): LinearRegex | undefined {
+  if (!nameRegexes.has(pattern)) {
+    if (nameRegexes.size > 256) nameRegexes.clear();
+    let re: LinearRegex | undefined;
+    try {
+      re = new LinearRegex(pattern);
+    } catch (e) {
+      if (!(e instanceof RegexSyntaxError)) throw e;
+      re = undefined;
+    }
+    nameRegexes.set(pattern, re);
+  }
+  return nameRegexes.get(pattern);
+}
+
 export function matchesFilters(rec: ContainerRecord, f: Record<string, string[]>, find: (ref: string) => ContainerRecord | undefined): boolean {
   const any = (k: string, pred: (v: string) => boolean) => !f[k] || f[k]!.length === 0 || f[k]!.some(pred);
   return (
     any('status', (v) => rec.state.status === v) &&
-    any('name', (v) => new RegExp(v).test(rec.name.slice(1)) || new RegExp(v).test(rec.name)) &&
+    any('name', (v) => {
+      // dockerd matches with RE2 and a pattern it cannot compile matches nothing (no error)
+      const re = nameRegex(v);
+      return re !== undefined && (re.test(rec.name.slice(1)) || re.test(rec.name));
+    }) &&
     any('id', (v) => rec.id.startsWith(v)) &&
     matchesLabelFilters(rec, f.label ?? [], f['label!'] ?? []) &&
     any('ancestor', (v) => rec.image === v || rec.image === `${v}:latest` || rec.imageId === v || rec.imageId === `sha256:${v}` || rec.imageId.startsWith(v.startsWith('sha256:') ? v : `sha256:${v}`)) &&
