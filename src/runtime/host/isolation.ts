@@ -36,6 +36,7 @@ import { archiveFrom, extractTo, mountStoppedRoot, type RootView } from './archi
 import { createSizedLayer, layerDirs, mountSizedLayer, removeSizedLayer } from './writable-layer.js';
 import { DOCKER_INIT_PATHS, overlayChanges } from './changes.js';
 import { treeSize } from './tree-size.js';
+import { hideLostFound, LOST_FOUND } from './lost-found.js';
 
 export interface HostIsolationOptions {
   dataRoot: string;
@@ -240,6 +241,7 @@ export class HostIsolation implements Isolation {
         const cgroup = this.opts.cgroup ? { ...this.opts.cgroup, path: `tvm/${spec.id}` } : cgroupFor(spec.id);
         const rec: HostRecord = { imageId: image.id, lower, cgroup, ...(userns && { userns }), ...(sized && { layer: { sizeBytes: sized } }) };
         if (userns) await ownStateForRoot(spec.stateDir, await overlayDirsOf(spec.stateDir), userns);
+        await hideLostFound(lower, layerDirs(spec.stateDir, Boolean(sized)).upper);
         await writeJsonAtomic(path.join(spec.stateDir, RECORD), rec);
       });
     } catch (e) {
@@ -670,6 +672,6 @@ export class HostIsolation implements Isolation {
     const rec = await this.readRecord(spec);
     await this.acquireBase(rec);
     if (rec.layer) await mountSizedLayer(spec.stateDir);
-    return overlayChanges(layerDirs(spec.stateDir, rec.layer !== undefined).upper, rec.lower, { hidden: DOCKER_INIT_PATHS });
+    return overlayChanges(layerDirs(spec.stateDir, rec.layer !== undefined).upper, rec.lower, { hidden: [...DOCKER_INIT_PATHS, LOST_FOUND] });
   }
 }

@@ -289,4 +289,15 @@ describe('reliability (real daemon, --isolation=container)', () => {
     expect((await d.docker(['exec', c, '/nope'])).exitCode).toBe(127);
     await ok(['rm', '-f', c]);
   });
+
+  // Item 11: the ext4 base disk's /lost+found showed in the container and its export.
+  it('the container root has no /lost+found (run, diff, export, sized layer)', async () => {
+    expect((await ok(['run', '--rm', 'busybox', 'ls', '-a', '/'])).split('\n')).not.toContain('lost+found');
+    expect((await ok(['run', '--rm', '--storage-opt', 'size=64M', 'busybox', 'ls', '/'])).split('\n')).not.toContain('lost+found');
+    const id = await ok(['create', 'busybox', 'true']);
+    expect(await ok(['diff', id])).toBe('');
+    const exp = await execa('sh', ['-c', `docker export ${id} | tar -t`], { env: { DOCKER_HOST: d.host } });
+    expect(exp.stdout.split('\n').filter((n) => n.startsWith('lost+found'))).toEqual([]);
+    await ok(['rm', id]);
+  });
 });
