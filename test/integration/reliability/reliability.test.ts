@@ -3,7 +3,7 @@
  * docker CLI and raw API calls. Each case names the item it guards.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
@@ -299,5 +299,23 @@ describe('reliability (real daemon, --isolation=container)', () => {
     const exp = await execa('sh', ['-c', `docker export ${id} | tar -t`], { env: { DOCKER_HOST: d.host } });
     expect(exp.stdout.split('\n').filter((n) => n.startsWith('lost+found'))).toEqual([]);
     await ok(['rm', id]);
+  });
+
+  // Item 10: /sys/fs/cgroup as dockerd gives it (the container's own group, read-only), so
+  // runtimes see their limits; item 16: dockerd's defaults (nofile inherited, no /dev/core).
+  it('/sys/fs/cgroup shows the container\'s limits; nofile and /dev as dockerd', async () => {
+    const v1 = existsSync('/sys/fs/cgroup/memory');
+    const limit = v1 ? '/sys/fs/cgroup/memory/memory.limit_in_bytes' : '/sys/fs/cgroup/memory.max';
+    expect(await ok(['run', '--rm', '-m', '64m', 'busybox', 'cat', limit])).toBe('67108864');
+    const w = await d.docker(['run', '--rm', 'busybox', 'sh', '-c', `echo 1 > ${v1 ? '/sys/fs/cgroup/pids/pids.max' : '/sys/fs/cgroup/pids.max'}`]);
+    expect(w.exitCode).not.toBe(0);
+    expect(w.stderr).toContain('Read-only file system');
+    const own = await execa('sh', ['-c', 'ulimit -n; ulimit -Hn']);
+    // the daemon (and so the container) inherits this test's limits, as dockerd's containers do
+    expect(await ok(['run', '--rm', 'busybox', 'sh', '-c', 'ulimit -n; ulimit -Hn'])).toBe(own.stdout.trim());
+    expect((await ok(['run', '--rm', 'busybox', 'ls', '/dev'])).split('\n')).not.toContain('core');
+    // the socket's group: docker's where that group exists, as dockerd's default -G
+    const docker = readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.startsWith('docker:'));
+    expect(statSync(d.socket).gid).toBe(docker ? Number(docker.split(':')[2]) : 0);
   });
 });
