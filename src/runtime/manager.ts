@@ -19,7 +19,7 @@ import { VolumeStore } from './volumes.js';
 import { newId, randomName, validateName } from './ids.js';
 import { createWarnings, validateHostOptions } from './create-options.js';
 import {
-  displayRef, effectiveConfig, mapIsolation, parseMounts, validateNetwork, validateResources, validateRestartPolicy, validateStorageOpt,
+  displayRef, effectiveConfig, mapIsolation, parseMounts, volumesFromBinds, validateNetwork, validateResources, validateRestartPolicy, validateStorageOpt,
   validateUsernsMode,
   type CreateBody,
 } from './container-config.js';
@@ -345,7 +345,8 @@ export class ContainerManager {
     }
     const id = newId();
     const eff = effectiveConfig(body, image, id);
-    const mountReqs = parseMounts(hc, eff.config.Volumes as Record<string, object>);
+    const fromBinds = volumesFromBinds(hc, (ref) => this.records.find(ref));
+    const mountReqs = parseMounts(fromBinds.length > 0 ? { ...hc, Binds: [...(hc.Binds ?? []), ...fromBinds] } : hc, eff.config.Volumes as Record<string, object>);
     for (const m of mountReqs) {
       if (m.mount.type === 'bind') {
         try {

@@ -21,6 +21,11 @@ export interface Mount {
   source: string;
   destination: string;
   readonly: boolean;
+  /**
+   * volume only: fill the volume from the image's directory at this destination when the
+   * volume is still empty at start (Docker's copy-up; off with `nocopy`)
+   */
+  copyUp?: boolean;
   /** tmpfs only, e.g. 'size=64m' */
   options?: string[];
 }

@@ -37,6 +37,7 @@ import { createSizedLayer, layerDirs, mountSizedLayer, removeSizedLayer } from '
 import { DOCKER_INIT_PATHS, overlayChanges } from './changes.js';
 import { treeSize } from './tree-size.js';
 import { hideLostFound, LOST_FOUND } from './lost-found.js';
+import { copyUpVolumes } from './copy-up.js';
 
 export interface HostIsolationOptions {
   dataRoot: string;
@@ -277,6 +278,7 @@ export class HostIsolation implements Isolation {
     await removeCgroup(rec.cgroup).catch(() => {});
     // still mounted after a daemon restart; mounted again after a host reboot
     if (rec.layer) await mountSizedLayer(spec.stateDir);
+    await copyUpVolumes(spec.mounts, lower);
     await spawnSupervisor(this.opts.agentPath, spec.stateDir, this.opts.supervisorLinger);
     client = await connectSupervisor(spec.stateDir, this.opts.runRoot);
     l.client = client;

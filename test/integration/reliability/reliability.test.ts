@@ -318,4 +318,20 @@ describe('reliability (real daemon, --isolation=container)', () => {
     const docker = readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.startsWith('docker:'));
     expect(statSync(d.socket).gid).toBe(docker ? Number(docker.split(':')[2]) : 0);
   });
+
+  // Item 12: a new named volume over an image directory gets its files once (Docker's copy-up,
+  // not with nocopy); --volumes-from shares another container's volumes.
+  it('named volumes copy up from the image once; --volumes-from shares them', async () => {
+    expect(await ok(['run', '--rm', '-v', 'rel-cu:/etc', 'busybox', 'cat', '/etc/passwd'])).toContain('root:');
+    // once: what the container changed stays, nothing is copied over it again
+    await ok(['run', '--rm', '-v', 'rel-cu:/etc', 'busybox', 'sh', '-c', 'rm /etc/passwd; echo mine > /etc/own']);
+    expect(await ok(['run', '--rm', '-v', 'rel-cu:/etc', 'busybox', 'ls', '/etc'])).not.toContain('passwd');
+    expect(await ok(['run', '--rm', '-v', 'rel-nc:/etc:nocopy', 'busybox', 'ls', '-A', '/etc'])).not.toContain('passwd');
+    const src = await ok(['create', '-v', 'rel-cu:/data', '-v', '/srv', 'busybox', 'true']);
+    expect(await ok(['run', '--rm', '--volumes-from', src, 'busybox', 'cat', '/data/own'])).toBe('mine');
+    const ro = await d.docker(['run', '--rm', '--volumes-from', `${src}:ro`, 'busybox', 'touch', '/data/x']);
+    expect(ro.exitCode).not.toBe(0);
+    await ok(['rm', '-v', src]);
+    await ok(['volume', 'rm', 'rel-cu', 'rel-nc']);
+  });
 });
