@@ -104,6 +104,7 @@ export function hijackRoutes(ctx: ApiContext): HijackRoute[] {
       const { attachment, exit } = await m.startExec(id, { stdin: h.stdin, stdout, stderr });
       h.socket.on('close', () => attachment.detach());
       if (tty && body.ConsoleSize && body.ConsoleSize[0] > 0) {
+        // the client resizes the tty again on its own; an exec that already ended has nothing to resize
         await m.resizeExec(id, body.ConsoleSize[0], body.ConsoleSize[1]).catch(() => {});
       }
       // The CLI reads the exit code from /exec/{id}/json right after the stream ends: the exit

@@ -105,6 +105,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   try {
     await takePidFile(pidFile);
   } catch (e) {
+    // start is failing with its own error; a pid file left behind names no live daemon and is taken over
     await unlink(dataPidFile).catch(() => {});
     throw e;
   }
@@ -151,13 +152,18 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
         manager.shutdown();
         await Promise.all(listeners.map((l) => l.close()));
         await app.close();
+        // shutting down: a pid file left behind names no live daemon and is taken over at the next start
         await unlink(pidFile).catch(() => {});
+        // shutting down: a pid file left behind names no live daemon and is taken over at the next start
         await unlink(dataPidFile).catch(() => {});
       },
     };
   } catch (e) {
+    // start is failing with its own error; closing the listeners opened so far is best effort
     await Promise.all(listeners.map((l) => l.close().catch(() => {})));
+    // start is failing with its own error; a pid file left behind names no live daemon
     await unlink(pidFile).catch(() => {});
+    // start is failing with its own error; a pid file left behind names no live daemon
     await unlink(dataPidFile).catch(() => {});
     throw e;
   }

@@ -56,6 +56,7 @@ async function clearStaleSocket(p: string): Promise<void> {
     s.once('error', () => resolve(false));
   });
   if (alive) throw new ConflictError(`another daemon is listening on ${p}`);
+  // a stale socket nobody answers on: bind() below fails loudly if it is still in the way
   await unlink(p).catch(() => {});
 }
 
@@ -91,6 +92,7 @@ export async function listen(api: http.Server, spec: HostSpec, o: { group?: stri
     if (gid !== undefined) await chown(spec.path, 0, gid);
     return {
       address: `unix://${spec.path}`,
+      // the socket file may already be gone; nothing to undo
       close: () => closeServer(server).then(() => unlink(spec.path).catch(() => {})),
     };
   }

@@ -51,6 +51,7 @@ async function spool(store: Store, tar: Readable, members: Map<string, Member>, 
       failed = true;
       ex.destroy();
       tar.destroy();
+      // waits for the in-flight write to settle; its own error is secondary to the archive's, which is reported
       void inflight.catch(() => {}).then(() => reject(tarError(e, ARCHIVE)));
     };
     ex.on('entry', (h: Header, stream, next) => {

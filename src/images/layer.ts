@@ -202,6 +202,7 @@ export function diffIdSink(what: string): { sink: Writable; done: Promise<{ diff
     const r = hasher.result();
     return { diffId: r.digest, size: r.size };
   });
+  // observed only so an early rejection is not 'unhandled': it is awaited, and its error reported, where it is used
   done.catch(() => {});
   return { sink: dec, done };
 }

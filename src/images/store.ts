@@ -381,6 +381,7 @@ export class Store implements ImageStore {
       }
       await this.writeRepos(repos);
       const meta = await this.readMeta(id);
+      // the meta file may already be gone (an interrupted removal); the index no longer names the image either way
       await unlink(this.metaPath(id)).catch(() => {});
       this.configCache.delete(id);
       out.push({ Deleted: id });
@@ -553,6 +554,7 @@ export class Store implements ImageStore {
         const body = await readSmallBlob(client, r.path, manifest.config, what);
         cfg = parseImageConfig(body, what);
         configStored = this.blobs.write(Readable.from([body]), { expected: manifest.config, what, syncDir: false }).then(() => void written.push(id));
+        // observed only so an early rejection is not 'unhandled': it is awaited, and its error reported, where it is used
         configStored.catch(() => {});
       }
       const diffIds = cfg.rootfs.diff_ids;
@@ -595,8 +597,10 @@ export class Store implements ImageStore {
       emit(downloaded || before !== id ? progress.downloadedNewer(shown) : progress.upToDate(shown));
       return rec;
     } catch (e) {
+      // the pull's own error is thrown below; this only waits for the config write to settle
       await configStored?.catch(() => {});
       lease.release();
+      // the pull's error is thrown below; unreferenced blobs left behind are collected at the next daemon start
       await this.discardBlobs(written).catch(() => {});
       throw translatePullError(e, r);
     } finally {
@@ -662,6 +666,7 @@ export class Store implements ImageStore {
             digestOf: async () => {
               // ending the inspection is what makes the worker report its hash (a failed
               // inspection still reports it, so a wrong digest is named as such first)
+              // a failed inspection still reports its hash (what this waits for); its own error is raised by beforeCommit
               await inspector.end().catch(() => {});
               return digestOf();
             },

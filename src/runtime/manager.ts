@@ -286,6 +286,7 @@ export class ContainerManager {
   private locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
     const l = this.liveOf(id);
     const run = l.lock.then(fn, fn);
+    // the chain only orders the work: each caller awaits its own promise and gets its own error
     l.lock = run.catch(() => {});
     return run;
   }
@@ -441,7 +442,7 @@ export class ContainerManager {
       try {
         await this.records.save(rec);
       } catch (e) {
-        await iso.remove(spec).catch(() => {});
+        await iso.remove(spec).catch((err) => this.log(`create of ${id} failed; removing what the isolation made failed too: ${String(err)}`));
         throw e;
       }
       this.liveOf(id);
@@ -453,7 +454,7 @@ export class ContainerManager {
       this.live.delete(id);
       // never through a mount the isolation could not undo; what stays is retried at the next init
       await removeUnrecordedDir(stateDir).catch((err) => this.log(`create of ${id} failed; its state dir stays: ${String(err)}`));
-      for (const v of createdVolumes) await this.volumes.remove(v, new Map(), true).catch(() => {});
+      for (const v of createdVolumes) await this.volumes.remove(v, new Map(), true).catch((err) => this.log(`create of ${id} failed; its new volume ${v} stays: ${String(err)}`));
       throw e;
     }
   }
@@ -643,6 +644,7 @@ export class ContainerManager {
     try {
       if (rec.state.status === 'paused') {
         // A frozen process cannot act on its stop signal: thaw it first, as Docker does.
+        // only a frozen container needs the thaw; on a running one it fails, which changes nothing
         await iso.resume(rec.spec).catch(() => {});
         rec.state.status = 'running';
       }
@@ -689,6 +691,7 @@ export class ContainerManager {
       const iso = this.isolationFor(rec.spec.isolation);
       if (rec.state.status === 'paused' && n === 9) {
         await iso.kill(rec.spec, n);
+        // only a frozen container needs the thaw; on a running one it fails, which changes nothing
         await iso.resume(rec.spec).catch(() => {});
       } else {
         await iso.kill(rec.spec, n);
@@ -811,6 +814,7 @@ export class ContainerManager {
         l.removing = true;
         const iso = this.isolationFor(rec.spec.isolation);
         await iso.kill(rec.spec, 9).catch((e) => this.log(`SIGKILL to ${rec.id}: ${String(e)}`));
+        // only a frozen container needs the thaw; on a running one it fails, which changes nothing
         if (rec.state.status === 'paused') await iso.resume(rec.spec).catch(() => {});
         this.emit(rec, 'kill', { signal: '9' });
         if (l.exit && !(await waitFor(l.exit, 10_000))) {
@@ -833,7 +837,7 @@ export class ContainerManager {
         rec.state.status = transition(rec.state.status, 'remove-failed', rec.name);
         rec.state.error = `removal failed: ${(e as Error).message}`;
         l.removing = false;
-        await this.persist(rec).catch(() => {});
+        await this.persist(rec).catch((err) => this.log(`${rec.id}: recording the failed removal failed too: ${String(err)}`));
         // Nobody waiting for the removal may hang on one that failed.
         const failed: WaitResult = { StatusCode: rec.state.exitCode, Error: { Message: rec.state.error } };
         for (const w of l.removedWaiters.splice(0)) w(failed);

@@ -46,6 +46,7 @@ export async function mountStoppedRoot(tmpParent: string, lower: string, upper: 
   try {
     await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, dir]);
   } catch (e) {
+    // the mount failed: this only tidies its empty directory; the mount's error is thrown
     await rmdir(dir).catch(() => {});
     throw new TvmError('ERR_ROOTFS_MOUNT', `cannot mount the container's filesystem: ${(e as { stderr?: string }).stderr ?? e}`, 500, { cause: e });
   }
@@ -53,6 +54,7 @@ export async function mountStoppedRoot(tmpParent: string, lower: string, upper: 
     root: dir,
     async cleanup() {
       await run('umount', [dir]).catch(() => run('umount', ['-l', dir]));
+      // an empty mount-point directory left behind is harmless: the next mount reuses it
       await rmdir(dir).catch(() => {});
     },
   };
@@ -229,17 +231,20 @@ export async function extractTo(view: RootView, containerPath: string, tar: Read
             break;
           case 'file':
           case 'contiguous-file':
+            // nothing there yet is the usual case; a real obstacle fails the write just below
             await rm(target, { force: true, recursive: false }).catch(() => {});
             await pipeline(stream, createWriteStream(target, { mode }));
             await chmod(target, mode);
             break;
           case 'symlink':
+            // nothing there yet is the usual case; a real obstacle fails the symlink() just below
             await rm(target, { force: true }).catch(() => {});
             await symlink(h.linkname ?? '', target);
             stream.resume();
             break;
           case 'link': {
             const src = await resolveIn(view.root, path.posix.join(containerPath, h.linkname ?? ''), false);
+            // nothing there yet is the usual case; a real obstacle fails the link() just below
             await rm(target, { force: true }).catch(() => {});
             await link(src, target);
             stream.resume();
@@ -249,7 +254,9 @@ export async function extractTo(view: RootView, containerPath: string, tar: Read
             stream.resume(); // devices and fifos are not created through cp
             return;
         }
+        // as tar without privileges: owners are best effort (a remapped root cannot give away host ids)
         await lchown(target, ids.uid, ids.gid).catch(() => {});
+        // as tar: times are best effort, the content is what was asked for
         if (h.type !== 'symlink' && h.mtime) await utimes(target, h.mtime, h.mtime).catch(() => {});
       })().then(() => next(), fail);
     });

@@ -38,6 +38,7 @@ export async function loopMount(diskPath: string, mp: string, options: string[],
   try {
     await run('mount', ['-t', 'ext4', '-o', ['loop', ...options].join(','), diskPath, mp]);
   } catch (e) {
+    // the mount failed: this only tidies its empty directory, and the mount's error is thrown
     await rmdir(mp).catch(() => {});
     const err = e as { stderr?: string; message: string };
     throw new TvmError(code, `cannot mount ${diskPath} at ${mp}: ${(err.stderr || err.message).trim()}`, 500, { cause: e });
@@ -92,6 +93,7 @@ export class BaseMounts {
   private async locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.locks.get(key) ?? Promise.resolve();
     const next = prev.then(fn, fn);
+    // the chain only orders the work: each caller awaits its own promise and gets its own error
     this.locks.set(key, next.catch(() => {}));
     return next;
   }
@@ -121,6 +123,7 @@ export class BaseMounts {
     await this.locked(mp, async () => {
       if (await stillUsed()) return;
       await unmountLoop(mp, 'ERR_BASE_UNMOUNT');
+      // an empty mount-point directory left behind is harmless: the next mount reuses it
       await rmdir(mp).catch(() => {});
     });
   }

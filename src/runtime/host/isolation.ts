@@ -185,6 +185,7 @@ export class HostIsolation implements Isolation {
   private watchExit(spec: ContainerSpec, client: AgentClient): Promise<ExitStatus> {
     const p = client.wait().then(
       async (s) => {
+        // the supervisor may already be gone; one left over exits by itself after its linger time
         await client.shutdown().catch(() => {});
         client.close();
         return toExit(s);
@@ -196,6 +197,7 @@ export class HostIsolation implements Isolation {
         throw e instanceof TvmError ? e : new TvmError('ERR_SUPERVISOR_LOST', `supervisor of ${spec.id} lost`, 500, { cause: e });
       },
     );
+    // observed only so an early rejection is not 'unhandled': it is awaited, and its error reported, where it is used
     p.catch(() => {});
     return p;
   }
@@ -254,7 +256,7 @@ export class HostIsolation implements Isolation {
           await rm(spec.stateDir, { recursive: true, force: true });
         }
       }
-      await mounts.release(image.id, () => this.imageInUse(image.id, spec.stateDir, mounts.mountPoint(image.id))).catch(() => {});
+      await mounts.release(image.id, () => this.imageInUse(image.id, spec.stateDir, mounts.mountPoint(image.id))).catch((err: unknown) => this.log(`create of ${spec.id} failed; its base disk stays mounted until the next daemon start: ${errText(err)}`));
       throw e;
     }
   }
@@ -269,12 +271,15 @@ export class HostIsolation implements Isolation {
         return { pid: st.pid, startedAt: st.startedAt };
       }
       // a supervisor from an earlier run (exited) or a start interrupted half-way: replace it
+      // the supervisor may already be gone; one left over exits by itself after its linger time
       await client.shutdown().catch(() => {});
       client.close();
       client = undefined;
     }
     const lower = await this.acquireBase(rec);
+    // no exit file from an earlier run is the usual case
     await unlink(path.join(spec.stateDir, 'exit.json')).catch(() => {});
+    // a stale group from an earlier run, if any: the agent creates the group afresh and fails loudly if it cannot
     await removeCgroup(rec.cgroup).catch(() => {});
     // still mounted after a daemon restart; mounted again after a host reboot
     if (rec.layer) await mountSizedLayer(spec.stateDir);
@@ -292,6 +297,7 @@ export class HostIsolation implements Isolation {
     try {
       await client.create(aspec);
     } catch (e) {
+      // the supervisor may already be gone; one left over exits by itself after its linger time
       await client.shutdown().catch(() => {});
       client.close();
       if (e instanceof AgentError && e.agentCode === 'ERR_BAD_SPEC') throw new InvalidParameterError(e.message);
@@ -395,6 +401,7 @@ export class HostIsolation implements Isolation {
     // A SIGKILL stays pending in a frozen cgroup (a pause, or a copy in progress): thaw so it lands.
     if (sig === SIGKILL) {
       const st = await c.state().catch(() => undefined);
+      // only a frozen container needs the thaw; on a running one it fails, which changes nothing
       if (st?.status === 'paused') await c.resume().catch(() => {});
     }
   }
@@ -436,6 +443,7 @@ export class HostIsolation implements Isolation {
       }
     }
     const status = c.wait(id).then(toExit);
+    // observed only so an early rejection is not 'unhandled': it is awaited, and its error reported, where it is used
     status.catch(() => {});
     return {
       pid,
@@ -525,6 +533,7 @@ export class HostIsolation implements Isolation {
       if (st.status === 'running' || st.status === 'paused') {
         throw new ConflictError(`You cannot remove a running container ${spec.id}. Stop the container before attempting removal or force remove`);
       }
+      // the supervisor may already be gone; one left over exits by itself after its linger time
       await client.shutdown().catch(() => {});
       client.close();
     }
@@ -596,6 +605,7 @@ export class HostIsolation implements Isolation {
       }
       if (st.exit) {
         // nothing left to supervise: collect the status and let the supervisor go
+        // the supervisor may already be gone; one left over exits by itself after its linger time
         await client.shutdown().catch(() => {});
         client.close();
         return { exited: toExit(st.exit) };

@@ -67,6 +67,7 @@ export async function connectSupervisor(stateDir: string, runRoot: string): Prom
       throw new TvmError('ERR_SOCKET_PATH', `runRoot ${runRoot} is too long for a unix socket path`);
     }
     if (!existsSync(link)) {
+      // a dangling link from an earlier run, if any: symlink() below fails loudly if it is still in the way
       await unlink(link).catch(() => {});
       await symlink(sock, link);
     }
