@@ -567,7 +567,13 @@ export class Store implements ImageStore {
       if (existing && (await this.allBlobsPresent(existing, lease))) {
         layers.push(...existing.layers);
       } else {
-        for (const l of manifest.layers) emit(progress.layer('Pulling fs layer', l.digest));
+        // As dockerd: a layer already here (pulled before, or stored by an import or a load
+        // with the same digest) says only "Already exists" (from fetchLayer); announcing it as
+        // "Pulling fs layer" first read as a download starting again.
+        const present = await Promise.all(manifest.layers.map((l) => this.pinIfPresent(lease, l.digest, l.size)));
+        manifest.layers.forEach((l, i) => {
+          if (!present[i]) emit(progress.layer('Pulling fs layer', l.digest));
+        });
         // at most this many downloads at once (Docker's --max-concurrent-downloads); a layer's
         // slot is free again when its last byte arrived, not after it was verified and synced
         const slots = new Semaphore(this.opts.maxConcurrentDownloads ?? 3);
