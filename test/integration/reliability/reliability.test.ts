@@ -29,6 +29,16 @@ describe('reliability (real daemon, --isolation=container)', () => {
     return r.stdout.trim();
   };
 
+  // Item 1: docker logs of ~125k+ lines answered 200 with 0 bytes (also --tail 1).
+  it('docker logs of 130k lines, whole and --tail 1', async () => {
+    const id = await ok(['run', '-d', 'busybox', 'seq', '1', '130000']);
+    await ok(['wait', id]);
+    const all = await execa('sh', ['-c', `docker logs ${id} | wc -l`], { env: { DOCKER_HOST: d.host } });
+    expect(all.stdout.trim()).toBe('130000');
+    expect(await ok(['logs', '--tail', '1', id])).toBe('130000');
+    await ok(['rm', id]);
+  });
+
   // Item 2: a copy whose reader goes away early must thaw the container and leak no fd.
   it('cp/export cut short thaws a running container and leaks no fd', async () => {
     const id = await ok(['run', '-d', '--name', 'rel-cp', 'busybox', 'sleep', '1000']);
