@@ -31,6 +31,8 @@ export interface ImageRecord {
   diffIds: string[];
   /** sum of uncompressed layer sizes */
   size: number;
+  /** the config's top-level `comment` (`docker import -m`, `docker commit -m`) */
+  comment?: string;
 }
 
 export interface PullProgress {
