@@ -87,8 +87,8 @@ describe('ContainerManager', () => {
     await expect(t.m.create({ Image: 'busybox', Cmd: ['true'] }, 'dup')).rejects.toMatchObject({ status: 409 });
   });
 
-  it('refuses the vm isolation while it does not exist', async () => {
-    await expect(t.m.create({ Image: 'busybox', Cmd: ['true'], HostConfig: { Isolation: 'hyperv' } })).rejects.toMatchObject({ status: 501, message: expect.stringContaining('not available yet') });
+  it('refuses the vm isolation where this daemon has none', async () => {
+    await expect(t.m.create({ Image: 'busybox', Cmd: ['true'], HostConfig: { Isolation: 'hyperv' } })).rejects.toMatchObject({ status: 501, message: expect.stringContaining('not available in this tvm daemon') });
   });
 
   it('resolves wait conditions', async () => {
