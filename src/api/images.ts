@@ -33,15 +33,16 @@ export function imageInspect(img: ImageRecord): Record<string, unknown> {
     RepoTags: img.repoTags,
     RepoDigests: img.repoDigests,
     Parent: '',
-    Comment: '',
+    Comment: img.comment ?? '',
     Created: img.created,
     DockerVersion: '',
-    Author: '',
+    Author: img.author ?? '',
     Config: {
       Hostname: '', Domainname: '', User: img.config.User ?? '', AttachStdin: false, AttachStdout: false, AttachStderr: false,
       Tty: false, OpenStdin: false, StdinOnce: false, Env: img.config.Env ?? null, Cmd: img.config.Cmd ?? null,
       Image: '', Volumes: img.config.Volumes ?? null, WorkingDir: img.config.WorkingDir ?? '', Entrypoint: img.config.Entrypoint ?? null,
-      OnBuild: null, Labels: img.config.Labels ?? null, ...(img.config.StopSignal && { StopSignal: img.config.StopSignal }),
+      OnBuild: img.config.OnBuild ?? null, Labels: img.config.Labels ?? null, ...(img.config.StopSignal && { StopSignal: img.config.StopSignal }),
+      ...(img.config.Healthcheck && { Healthcheck: img.config.Healthcheck }), ...(img.config.Shell && { Shell: img.config.Shell }),
       ...(img.config.ExposedPorts && { ExposedPorts: img.config.ExposedPorts }),
     },
     Architecture: img.architecture,
@@ -190,6 +191,7 @@ export function registerImageRoutes(app: FastifyInstance, ctx: ApiContext): void
     if (what === 'get') return save([name], reply);
     const img = await images.resolve(name);
     if (what === 'json') return imageInspect(img);
+    if (images.history) return images.history(name);
     return [{ Id: img.id, Created: Math.floor(Date.parse(img.created) / 1000) || 0, CreatedBy: '', Tags: img.repoTags, Size: img.size, Comment: '' }];
   });
 

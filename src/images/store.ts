@@ -218,6 +218,8 @@ export class Store implements ImageStore {
       config: cfg.config ?? {},
       diffIds: cfg.rootfs.diff_ids,
       size: meta.layers.reduce((s, l) => s + l.uncompressedSize, 0),
+      ...(typeof cfg.author === 'string' && cfg.author && { author: cfg.author }),
+      ...(typeof cfg.comment === 'string' && cfg.comment && { comment: cfg.comment }),
     };
   }
 

@@ -15,6 +15,10 @@ export interface ImageRunConfig {
   ExposedPorts?: Record<string, object> | null;
   Volumes?: Record<string, object> | null;
   StopSignal?: string;
+  /** set by the builder (HEALTHCHECK, ONBUILD, SHELL) and `docker commit` */
+  Healthcheck?: { Test?: string[]; Interval?: number; Timeout?: number; StartPeriod?: number; StartInterval?: number; Retries?: number } | null;
+  OnBuild?: string[] | null;
+  Shell?: string[] | null;
 }
 
 export interface ImageRecord {
@@ -31,6 +35,9 @@ export interface ImageRecord {
   diffIds: string[];
   /** sum of uncompressed layer sizes */
   size: number;
+  /** the config's author and comment (`docker commit -a/-m`), when set */
+  author?: string;
+  comment?: string;
 }
 
 export interface PullProgress {

@@ -211,4 +211,9 @@ export interface Isolation {
   extract(spec: ContainerSpec, containerPath: string, tar: Readable): Promise<void>;
   /** `docker diff`: the writable layer against the image, in Docker's order; optional for isolations that cannot tell */
   changes?(spec: ContainerSpec): Promise<Change[]>;
+  /**
+   * `docker commit` and the builder: the writable layer as an image layer tar (whiteouts for
+   * deletions), from the same changes as `changes`; optional for isolations that cannot tell
+   */
+  layerTar?(spec: ContainerSpec): Promise<Readable>;
 }

@@ -35,6 +35,7 @@ import { connectSupervisor, spawnSupervisor, supervisorPid } from './supervisor.
 import { archiveFrom, extractTo, mountStoppedRoot, type RootView } from './archive.js';
 import { createSizedLayer, layerDirs, mountSizedLayer, removeSizedLayer } from './writable-layer.js';
 import { DOCKER_INIT_PATHS, overlayChanges } from './changes.js';
+import { changesTar } from './layer-tar.js';
 
 export interface HostIsolationOptions {
   dataRoot: string;
@@ -582,5 +583,12 @@ export class HostIsolation implements Isolation {
     await this.acquireBase(rec);
     if (rec.layer) await mountSizedLayer(spec.stateDir);
     return overlayChanges(layerDirs(spec.stateDir, rec.layer !== undefined).upper, rec.lower, { hidden: DOCKER_INIT_PATHS });
+  }
+
+  /** `docker commit`: the changes above as a layer tar, read from the upper directory. */
+  async layerTar(spec: ContainerSpec): Promise<Readable> {
+    const rec = await this.readRecord(spec);
+    const changes = await this.changes(spec);
+    return changesTar(layerDirs(spec.stateDir, rec.layer !== undefined).upper, changes, rec.userns && hostToContainer(rec.userns));
   }
 }
