@@ -1,0 +1,256 @@
+/**
+ * The build context: the request body of POST /build (a tar, plain or gzip; or a bare
+ * Dockerfile), unpacked into a private directory under the data root, `.dockerignore` applied.
+ *
+ * Unpacking trusts nothing in the tar: names are normalized and one that climbs out of the
+ * context (`../x`, or through a symlink the tar made) is refused; symlinks are kept as written
+ * (COPY resolves them inside the context, never on the host); devices are not created.
+ * Lookups resolve paths as if the context were `/`, and refuse a path outside it.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, link, utimes, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { extract as tarExtract } from 'tar-stream';
+import { BuildError } from './errors.js';
+import { IgnoreMatcher, parseDockerignore } from './dockerignore.js';
+
+/** The name a context made from a bare Dockerfile gives it. */
+const BARE_DOCKERFILE = 'Dockerfile';
+
+async function firstBytes(body: Readable, n: number): Promise<{ head: Buffer; rest: Readable }> {
+  const chunks: Buffer[] = [];
+  let len = 0;
+  const it = body[Symbol.asyncIterator]();
+  let done = false;
+  while (len < n) {
+    const r = await it.next();
+    if (r.done) {
+      done = true;
+      break;
+    }
+    const c = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value as Uint8Array);
+    chunks.push(c);
+    len += c.length;
+  }
+  const head = Buffer.concat(chunks);
+  const rest = new PassThrough();
+  rest.write(head);
+  if (done) rest.end();
+  else {
+    void (async () => {
+      try {
+        for (;;) {
+          const r = await it.next();
+          if (r.done) break;
+          if (!rest.write(r.value)) await new Promise((res) => rest.once('drain', res));
+        }
+        rest.end();
+      } catch (e) {
+        rest.destroy(e as Error);
+      }
+    })();
+  }
+  return { head, rest };
+}
+
+function isTar(head: Buffer): boolean {
+  return head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar';
+}
+
+export class BuildContext {
+  private ignore: IgnoreMatcher | undefined;
+
+  private constructor(readonly root: string) {}
+
+  /** Unpacks `body` into a new directory under `parent`; removes it again if that fails. */
+  static async open(body: Readable, parent: string, o: { dockerignore?: boolean } = {}): Promise<BuildContext> {
+    await mkdir(parent, { recursive: true });
+    const root = await mkdtemp(path.join(parent, 'ctx-'));
+    const ctx = new BuildContext(root);
+    try {
+      const { head, rest } = await firstBytes(body, 512);
+      if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) await ctx.unpack(rest.pipe(createGunzip()));
+      else if (isTar(head) || head.length === 0) await ctx.unpack(rest);
+      else if (head[0] === 0x42 && head[1] === 0x5a && head[2] === 0x68) throw new BuildError('bzip2-compressed build contexts are not supported: send a plain or gzip tar');
+      else if (head[0] === 0xfd && head.subarray(1, 6).toString('latin1') === '7zXZ\0') throw new BuildError('xz-compressed build contexts are not supported: send a plain or gzip tar');
+      else {
+        // not an archive: the body is the Dockerfile itself (a context of just that file)
+        const w = createWriteStream(path.join(root, BARE_DOCKERFILE));
+        await pipeline(rest, w);
+      }
+      if (o.dockerignore !== false) await ctx.applyDockerignore();
+      return ctx;
+    } catch (e) {
+      await ctx.close();
+      throw e;
+    }
+  }
+
+  async close(): Promise<void> {
+    await rm(this.root, { recursive: true, force: true });
+  }
+
+  private async unpack(tar: Readable): Promise<void> {
+    const ex = tarExtract();
+    ex.on('entry', (h, stream, next) => {
+      (async () => {
+        const name = path.posix.normalize(h.name.replace(/^(\.\/)+/, '').replace(/^\/+/, ''));
+        if (name === '..' || name.startsWith('../')) throw new BuildError(`invalid build context: tar entry ${JSON.stringify(h.name)} is outside of the context`);
+        if (name === '.' || name === '') {
+          stream.resume();
+          return;
+        }
+        const parent = await this.resolve(path.posix.dirname(name), true, h.name);
+        const target = path.join(parent, path.posix.basename(name));
+        await mkdir(parent, { recursive: true });
+        const mode = (h.mode ?? 0o644) & 0o7777;
+        switch (h.type) {
+          case 'directory':
+            await mkdir(target, { recursive: true });
+            await chmod(target, mode | 0o700);
+            stream.resume();
+            break;
+          case 'file':
+          case 'contiguous-file':
+            await unlink(target).catch(() => {}); // nothing there is the usual case
+            await pipeline(stream, createWriteStream(target, { mode: mode | 0o600 }));
+            await chmod(target, mode);
+            if (h.mtime) await utimes(target, h.mtime, h.mtime);
+            break;
+          case 'symlink':
+            await unlink(target).catch(() => {}); // nothing there is the usual case
+            await symlink(h.linkname ?? '', target);
+            stream.resume();
+            break;
+          case 'link': {
+            const lname = path.posix.normalize((h.linkname ?? '').replace(/^\/+/, ''));
+            if (lname === '..' || lname.startsWith('../')) throw new BuildError(`invalid build context: hard link ${JSON.stringify(h.name)} points outside of the context`);
+            const src = await this.resolve(lname, false, h.linkname ?? '');
+            await unlink(target).catch(() => {}); // nothing there is the usual case
+            await link(src, target);
+            stream.resume();
+            break;
+          }
+          default:
+            stream.resume(); // devices, fifos: never part of a COPY
+        }
+      })().then(
+        () => next(),
+        (e: unknown) => {
+          stream.resume();
+          ex.destroy(e as Error);
+        },
+      );
+    });
+    try {
+      await pipeline(tar, ex);
+    } catch (e) {
+      if (e instanceof BuildError) throw e;
+      throw new BuildError(`invalid build context: ${(e as Error).message}`, 'ERR_BUILD_CONTEXT', { cause: e });
+    }
+  }
+
+  /**
+   * The host path of a context path, symlinks followed inside the context; a path that
+   * leaves the context is refused with Docker's "Forbidden path outside the build context".
+   */
+  async resolve(rel: string, followLast = true, shown = rel): Promise<string> {
+    const outside = (why: string) => new BuildError(`Forbidden path outside the build context: ${shown} (${why})`, 'ERR_BUILD_CONTEXT_PATH');
+    let todo = rel.split('/').filter((c) => c && c !== '.');
+    const parts: string[] = [];
+    let links = 0;
+    while (todo.length) {
+      const comp = todo.shift()!;
+      if (comp === '..') {
+        if (parts.length === 0) throw outside('it climbs above the context');
+        parts.pop();
+        continue;
+      }
+      const host = path.join(this.root, ...parts, comp);
+      const st = followLast || todo.length ? await lstat(host).catch(() => null) : null;
+      if (st?.isSymbolicLink()) {
+        if (++links > 40) throw new BuildError(`too many symlinks resolving ${shown}`);
+        const t = await readlink(host);
+        // an absolute target names a host path: never followed out of the context
+        if (t.startsWith('/')) throw outside(`the symlink ${[...parts, comp].join('/')} points to ${t}`);
+        todo = [...t.split('/').filter((c) => c && c !== '.'), ...todo];
+        continue;
+      }
+      parts.push(comp);
+    }
+    return path.join(this.root, ...parts);
+  }
+
+  private async applyDockerignore(): Promise<void> {
+    let text: string;
+    try {
+      text = await readFile(path.join(this.root, '.dockerignore'), 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw e;
+    }
+    const m = new IgnoreMatcher(parseDockerignore(text));
+    this.ignore = m;
+    // the Dockerfile and .dockerignore stay readable for the builder; COPY never sees them if excluded
+    const walk = async (rel: string): Promise<void> => {
+      for (const name of await readdir(path.join(this.root, rel))) {
+        const r = rel ? `${rel}/${name}` : name;
+        const host = path.join(this.root, r);
+        if (m.matches(r)) {
+          if (r === '.dockerignore' || r === BARE_DOCKERFILE) continue;
+          // an exception below an excluded directory can bring a child back: walk into it
+          if (m.hasExceptions && (await lstat(host)).isDirectory()) await walk(r);
+          else await rm(host, { recursive: true, force: true });
+          continue;
+        }
+        if ((await lstat(host)).isDirectory()) await walk(r);
+      }
+    };
+    await walk('');
+  }
+
+  /** Whether .dockerignore excludes a context path (the builder's own files). */
+  ignored(rel: string): boolean {
+    return this.ignore?.matches(rel) ?? false;
+  }
+
+  /** The Dockerfile's text: `name` is a context path (the CLI puts an outside -f in as `.dockerfile.<random>`). */
+  async dockerfile(name: string): Promise<string> {
+    const candidates = name === '' || name === BARE_DOCKERFILE ? [BARE_DOCKERFILE, 'dockerfile'] : [name];
+    for (const c of candidates) {
+      try {
+        const host = await this.resolve(c, true);
+        return await readFile(host, 'utf8');
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== 'ENOENT' && code !== 'ENOTDIR' && code !== 'EISDIR') throw e;
+      }
+    }
+    throw new BuildError(`Cannot locate specified Dockerfile: ${name || BARE_DOCKERFILE}`, 'ERR_NO_DOCKERFILE');
+  }
+}
+
+/**
+ * A content checksum of a context path (file, link or tree), as the classic builder keys its
+ * cache: names, modes, sizes, link targets and contents, but not times (tarsum leaves them out).
+ */
+export async function checksum(host: string, name: string): Promise<string> {
+  const h = createHash('sha256');
+  const visit = async (p: string, rel: string): Promise<void> => {
+    const st = await lstat(p);
+    h.update(`${rel}\0${st.mode}\0`);
+    if (st.isSymbolicLink()) h.update(`l${await readlink(p)}\0`);
+    else if (st.isFile()) {
+      h.update(`f${st.size}\0`);
+      for await (const c of createReadStream(p)) h.update(c as Buffer);
+    } else if (st.isDirectory()) {
+      for (const n of (await readdir(p)).sort()) await visit(path.join(p, n), `${rel}/${n}`);
+    }
+  };
+  await visit(host, name);
+  return h.digest('hex');
+}
