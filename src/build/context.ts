@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, link, utimes, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { extract as tarExtract } from 'tar-stream';
@@ -57,6 +57,25 @@ async function firstBytes(body: Readable, n: number): Promise<{ head: Buffer; re
   return { head, rest };
 }
 
+/**
+ * Pads a tar stream to a whole 512-byte block: the docker CLI's context for `-f` outside the
+ * context ends right after its last file's bytes (no padding, no end blocks), which dockerd's
+ * reader accepts.
+ */
+function blockPadded(): Transform {
+  let n = 0;
+  return new Transform({
+    transform(c: Buffer, _e, cb) {
+      n += c.length;
+      cb(null, c);
+    },
+    flush(cb) {
+      const pad = (512 - (n % 512)) % 512;
+      cb(null, pad ? Buffer.alloc(pad) : undefined);
+    },
+  });
+}
+
 function isTar(head: Buffer): boolean {
   return head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar';
 }
@@ -73,8 +92,8 @@ export class BuildContext {
     const ctx = new BuildContext(root);
     try {
       const { head, rest } = await firstBytes(body, 512);
-      if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) await ctx.unpack(rest.pipe(createGunzip()));
-      else if (isTar(head) || head.length === 0) await ctx.unpack(rest);
+      if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) await ctx.unpack(rest.pipe(createGunzip()).pipe(blockPadded()));
+      else if (isTar(head) || head.length === 0) await ctx.unpack(rest.pipe(blockPadded()));
       else if (head[0] === 0x42 && head[1] === 0x5a && head[2] === 0x68) throw new BuildError('bzip2-compressed build contexts are not supported: send a plain or gzip tar');
       else if (head[0] === 0xfd && head.subarray(1, 6).toString('latin1') === '7zXZ\0') throw new BuildError('xz-compressed build contexts are not supported: send a plain or gzip tar');
       else {

@@ -90,4 +90,140 @@ describe('docker build, classic builder (--isolation=container)', () => {
     expect(nocache.exitCode).toBe(0);
     expect(nocache.stdout).toMatch(/^sha256:[0-9a-f]{64}$/);
   });
+
+  it('multi-stage: COPY --from a stage, scratch, --target, build args in FROM', async () => {
+    const dir = await context({
+      Dockerfile: [
+        'ARG BASE=busybox',
+        'FROM ${BASE} AS build',
+        'RUN mkdir -p /out/sub && echo built > /out/sub/result && echo x > /out/top',
+        'FROM scratch AS final',
+        'COPY --from=build /out /',
+        'COPY --from=0 /bin/busybox /bin/sh',
+        'CMD ["/bin/sh", "-c", "cat /sub/result /top"]',
+        'FROM final AS extra',
+        'ENV LATE=1',
+      ].join('\n'),
+    });
+    const r = await build(dir, '--target', 'final', '-t', 'build-test:multi');
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toContain('Step 7/7 : CMD');
+    expect((await docker(['run', '--rm', 'build-test:multi'])).stdout).toBe('built\nx');
+    const layers = await docker(['inspect', '-f', '{{len .RootFS.Layers}} {{.Config.Env}}', 'build-test:multi']);
+    expect(layers.stdout).toBe('2 []');
+    const missing = await build(dir, '--target', 'nope');
+    expect(missing.exitCode).toBe(1);
+    expect(missing.stderr).toContain('failed to reach build target nope in Dockerfile');
+  });
+
+  it('COPY and ADD rules: directories, globs, --chown, a local tar, symlinks, .dockerignore', async () => {
+    const dir = await context({
+      Dockerfile: [
+        'FROM busybox',
+        'COPY dir /dst/',
+        'COPY *.txt /globbed/',
+        'COPY --chown=app:app one.txt /owned',
+        'COPY --chown=7:8 --chmod=600 one.txt /numeric',
+        'ADD archive.tar /unpacked/',
+        'COPY link /via-link',
+        'COPY . /all/',
+      ].join('\n'),
+      'dir/a': 'A',
+      'dir/sub/b': 'B',
+      'one.txt': '1',
+      'two.txt': '2',
+      'secret.key': 'do not send',
+      'logs/x.log': 'log',
+      'logs/keep.log': 'keep',
+      '.dockerignore': '*.key\nlogs\n!logs/keep.log\n',
+    });
+    await symlink('dir/a', path.join(dir, 'link'));
+    await execa('tar', ['-cf', path.join(dir, 'archive.tar'), '-C', path.join(dir, 'dir'), '.']);
+    const r = await build(dir, '-t', 'build-test:copy');
+    expect(r.exitCode, r.stderr).toBe(0);
+    const out = await runIn('build-test:copy', [
+      'cat /dst/a /dst/sub/b; echo',
+      'ls /globbed | tr "\\n" " "; echo',
+      'stat -c "%u:%g %a" /owned /numeric',
+      'cat /unpacked/a /unpacked/sub/b; echo',
+      'cat /via-link; echo',
+      'ls -a /all /all/logs | tr "\\n" " "',
+    ].join('; '));
+    expect(out.split('\n')).toEqual([
+      'AB',
+      'one.txt two.txt ',
+      '1000:1000 644',
+      '7:8 600',
+      'AB',
+      'A',
+      '/all: . .. .dockerignore Dockerfile archive.tar dir link logs one.txt two.txt  /all/logs: . .. keep.log ',
+    ]);
+  });
+
+  it('a failing RUN: Docker\'s message and exit code, nothing tagged, no container left', async () => {
+    const dir = await context({ Dockerfile: 'FROM busybox\nRUN echo before\nRUN exit 3\n' });
+    const r = await build(dir, '-t', 'build-test:fails');
+    expect(r.exitCode).toBe(3);
+    expect(r.stderr).toContain("The command '/bin/sh -c exit 3' returned a non-zero code: 3");
+    expect((await docker(['inspect', 'build-test:fails'])).exitCode).toBe(1);
+    expect((await docker(['ps', '-aq'])).stdout).toBe('');
+  });
+
+  it('bad input: Docker\'s errors, nothing tagged, no container left', async () => {
+    const cases: [Record<string, string>, string[], RegExp][] = [
+      [{ Dockerfile: 'FROM busybox\nFOO bar\n' }, [], /dockerfile parse error on line 2: unknown instruction: FOO/],
+      [{ Dockerfile: 'FROM busybox\nCOPY --bogus=1 a /b\n' }, [], /unknown flag: bogus/],
+      // an unknown --from is an image to pull: a loopback registry that is not there (never Docker Hub)
+      [{ Dockerfile: 'FROM busybox\nCOPY --from=127.0.0.1:1/nostage /x /y\n' }, [], /127\.0\.0\.1:1/],
+      [{ Dockerfile: 'FROM busybox\nCOPY ../outside /x\n' }, [], /Forbidden path outside the build context: \.\.\/outside/],
+      [{ Dockerfile: 'FROM busybox\nCOPY missing.txt /x\n' }, [], /file not found in build context or excluded by \.dockerignore: stat missing\.txt: file does not exist/],
+      [{ Dockerfile: 'FROM busybox\nADD http://example.invalid/x /x\n' }, [], /remote URL .* not supported/],
+      [{ Dockerfile: 'FROM busybox\nRUN <<EOF\necho\nEOF\n' }, [], /heredocs .* need BuildKit/],
+      [{ Dockerfile: 'FROM busybox\nRUN true\n' }, ['--platform', 'linux/arm64'], /platform linux\/arm64 is not supported/],
+      [{ Dockerfile: 'FROM busybox\nRUN true\n' }, ['--isolation', 'bogus'], /invalid isolation "bogus"/],
+    ];
+    for (const [files, args, re] of cases) {
+      const dir = await context(files);
+      const r = await build(dir, ...args, '-t', 'build-test:bad');
+      expect(r.exitCode, `${files.Dockerfile}: ${r.stdout}`).not.toBe(0);
+      expect(r.stderr, files.Dockerfile).toMatch(re);
+    }
+    const esc = await context({ Dockerfile: 'FROM busybox\nCOPY escape /x\n' });
+    await symlink('../../../../etc/passwd', path.join(esc, 'escape'));
+    const e = await build(esc, '-t', 'build-test:bad');
+    expect(e.stderr).toMatch(/Forbidden path outside the build context: escape/);
+    expect((await docker(['inspect', 'build-test:bad'])).exitCode).toBe(1);
+    expect((await docker(['ps', '-aq'])).stdout).toBe('');
+  });
+
+  it('-f outside the context, stdin Dockerfile, --build-arg, --label, --iidfile, --isolation container', async () => {
+    const dir = await context({ 'data.txt': 'ctx' });
+    const df = path.join(tmp, 'Other.Dockerfile');
+    await writeFile(df, 'FROM busybox\nARG WHO\nCOPY data.txt /\nRUN echo "who=$WHO" > /who\n');
+    const iid = path.join(tmp, 'iid');
+    const r = await docker(['build', '-f', df, '--build-arg', 'WHO=me', '--build-arg', 'UNUSED=1', '--label', 'a.b=c d', '--iidfile', iid,
+      '--isolation', 'container', '-t', 'build-test:f', dir]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout + r.stderr).toContain('[Warning] One or more build-args [UNUSED] were not consumed');
+    expect(await runIn('build-test:f', 'cat /data.txt; echo; cat /who')).toBe('ctx\nwho=me');
+    expect((await docker(['inspect', '-f', '{{index .Config.Labels "a.b"}}', 'build-test:f'])).stdout).toBe('c d');
+    expect((await readFile(iid, 'utf8')).trim()).toBe((await docker(['inspect', '-f', '{{.Id}}', 'build-test:f'])).stdout);
+    const stdin = await docker(['build', '-t', 'build-test:stdin', '-'], 'FROM busybox\nRUN echo from-stdin > /s\n');
+    expect(stdin.exitCode, stdin.stderr).toBe(0);
+    expect(await runIn('build-test:stdin', 'cat /s')).toBe('from-stdin');
+  });
+
+  it('the cache survives a daemon restart; docker builder prune clears it', async () => {
+    const dir = await context({ Dockerfile: 'FROM busybox\nRUN echo cached-run > /c\n' });
+    expect((await build(dir, '-t', 'build-test:cache')).exitCode).toBe(0);
+    await d.stop();
+    await d.start();
+    const again = await build(dir, '-t', 'build-test:cache');
+    expect(again.stdout).toContain('Using cache');
+    const prune = await docker(['builder', 'prune', '-f']);
+    expect(prune.exitCode, prune.stderr).toBe(0);
+    const after = await build(dir, '-t', 'build-test:cache');
+    expect(after.stdout).not.toContain('Using cache');
+    expect(after.stdout).toContain('Running in');
+  });
 });
