@@ -7,6 +7,7 @@ import { parseFilters, checkFilterKeys } from './filters.js';
 import { beginStream, writeOut } from './streaming.js';
 import { qbool } from './hijack.js';
 import { bodyStream } from './containers.js';
+import { pushRoute } from './push.js';
 
 type Q = Record<string, string | string[] | undefined>;
 
@@ -54,7 +55,7 @@ export function imageInspect(img: ImageRecord): Record<string, unknown> {
   };
 }
 
-function decodeAuth(header: string | string[] | undefined): { username?: string; password?: string; identitytoken?: string; registrytoken?: string } | undefined {
+export function decodeAuth(header: string | string[] | undefined): { username?: string; password?: string; identitytoken?: string; registrytoken?: string } | undefined {
   const h = Array.isArray(header) ? header[0] : header;
   if (!h) return undefined;
   try {
@@ -200,7 +201,7 @@ export function registerImageRoutes(app: FastifyInstance, ctx: ApiContext): void
     const mm = /^(.+)\/(tag|push)$/.exec(p);
     if (!mm) throw new NotFoundError('page not found');
     const [, name, what] = mm as unknown as [string, string, string];
-    if (what === 'push') throw new NotImplementedError('docker push is not supported yet by tvm');
+    if (what === 'push') return pushRoute(ctx, name, one(req.query.tag), decodeAuth(req.headers['x-registry-auth']), reply);
     const repo = one(req.query.repo);
     if (!repo) throw new InvalidParameterError('repository name must have at least one component');
     const tag = one(req.query.tag);

@@ -35,6 +35,7 @@ import { RegistryResponseError, statusLine, translatePullError } from './registr
 import type { ImageRecord, ImageStore, PullProgress } from './types.js';
 import { loadArchive, planSave, saveArchive } from './docker-archive.js';
 import { importRootfs } from './import.js';
+import { pushImage } from './push.js';
 
 export interface LayerMeta {
   /** digest of the blob as stored (compressed or not) */
@@ -319,7 +320,7 @@ export class Store implements ImageStore {
   }
 
   /** Adds references (full normalised strings) for an image, replacing where they pointed before. */
-  private async addRefs(id: string, refs: string[]): Promise<void> {
+  async addRefs(id: string, refs: string[]): Promise<void> {
     if (!refs.length) return;
     await this.lock.run(async () => {
       const repos = await this.readRepos();
@@ -693,45 +694,10 @@ export class Store implements ImageStore {
     return { meta: { digest: l.digest, mediaType: l.mediaType, size: l.size, diffId, uncompressedSize: size }, downloaded: true, paths, dangling };
   }
 
-  /** Pushes an image's blobs and a manifest for it under `ref` (docker push). */
+  /** Pushes an image's blobs and a manifest for it under `ref` (docker push: push.ts). */
   async push(ref: string, opts: { auth?: Credentials; onProgress?: (p: PullProgress) => void } = {}): Promise<string> {
-    const r = parseNormalized(ref);
-    const id = await this.resolveId(ref);
-    const meta = (await this.readMeta(id))!;
-    const emit = opts.onProgress ?? (() => {});
-    const client = this.registryClient(r.domain, opts.auth);
-    try {
-      emit({ status: `The push refers to repository [${repositoryName(r)}]` });
-      const cfgInfo = (await this.blobs.stat(id))!;
-      const allDocker = meta.layers.every((l) => l.mediaType.startsWith('application/vnd.docker.'));
-      const manifest = {
-        schemaVersion: 2,
-        mediaType: allDocker ? MediaType.DockerManifest : MediaType.OciManifest,
-        config: { mediaType: allDocker ? MediaType.DockerConfig : MediaType.OciConfig, digest: id, size: cfgInfo.size },
-        layers: meta.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
-      };
-      // A repository of the same registry this image came from can lend its blobs (cross-repo mount).
-      const repos = await this.readRepos();
-      const mountFrom = Object.values(repos.Repositories)
-        .flatMap((refs) => Object.entries(refs).filter(([, t]) => t === id).map(([k]) => parseReference(k)))
-        .find((p) => p.digest && p.domain === r.domain && p.path !== r.path)?.path;
-      for (const l of meta.layers) emit({ status: 'Preparing', id: l.digest.slice(7, 19), progressDetail: {} });
-      await mapLimit(meta.layers, 3, async (l) => {
-        const res = await client.pushBlob(r.path, l, () => this.blobs.open(l.digest), mountFrom);
-        const status = res === 'exists' ? 'Layer already exists' : res === 'mounted' ? `Mounted from ${mountFrom}` : 'Pushed';
-        emit({ status, id: l.digest.slice(7, 19), progressDetail: {} });
-      });
-      await client.pushBlob(r.path, cfgInfo, () => this.blobs.open(id), mountFrom);
-      const body = Buffer.from(JSON.stringify(manifest));
-      parseManifest(body, manifest.mediaType, `manifest for ${ref}`);
-      const digest = await client.putManifest(r.path, r.tag ?? r.digest!, manifest.mediaType, body, mountFrom);
-      if (!(await this.blobs.has(digest))) await this.blobs.writeBuffer(body, { digest });
-      await this.addRefs(id, [`${repositoryName(r)}@${digest}`]);
-      emit({ status: `${r.tag ?? 'latest'}: digest: ${digest} size: ${body.length}` });
-      return digest;
-    } finally {
-      await client.close();
-    }
+    const [digest] = await pushImage(this, ref, parseNormalized(ref).tag ?? 'latest', opts);
+    return digest!;
   }
 
   // ---- reading layers ----
