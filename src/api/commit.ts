@@ -90,6 +90,7 @@ export function registerCommitRoutes(app: FastifyInstance, ctx: ApiContext): voi
       const author = one(q.author) ?? '';
       const img = await write.image({
         parent,
+        parentId: rec.imageId,
         layer,
         runConfig,
         history: { created_by: [rec.path, ...rec.args].join(' '), ...(author && { author }), ...(comment && { comment }) },

@@ -17,7 +17,7 @@ const many = (v: string | string[] | undefined): string[] => (v === undefined ? 
 export function imageSummary(img: ImageRecord, containers: number): Record<string, unknown> {
   return {
     Id: img.id,
-    ParentId: '',
+    ParentId: img.parent ?? '',
     RepoTags: img.repoTags,
     RepoDigests: img.repoDigests,
     Created: Math.floor(Date.parse(img.created) / 1000) || 0,
@@ -33,7 +33,7 @@ export function imageInspect(img: ImageRecord): Record<string, unknown> {
     Id: img.id,
     RepoTags: img.repoTags,
     RepoDigests: img.repoDigests,
-    Parent: '',
+    Parent: img.parent ?? '',
     Comment: img.comment ?? '',
     Created: img.created,
     DockerVersion: '',
@@ -99,9 +99,14 @@ export function registerImageRoutes(app: FastifyInstance, ctx: ApiContext): void
     checkFilterKeys(f, ['dangling', 'label', 'reference', 'before', 'since', 'until']);
     const used = usage();
     let list = await images.list();
+    // as Docker: an untagged image that others were built on (a build step) is intermediate,
+    // listed only with all=1 and never dangling
+    const parents = new Set(list.map((i) => i.parent).filter((p): p is string => p !== undefined));
+    const intermediate = (i: ImageRecord) => i.repoTags.length === 0 && parents.has(i.id);
+    if (!qbool(one(req.query.all))) list = list.filter((i) => !intermediate(i));
     if (f.dangling?.length) {
       const want = f.dangling.includes('true');
-      list = list.filter((i) => (i.repoTags.length === 0) === want);
+      list = list.filter((i) => (i.repoTags.length === 0 && !intermediate(i)) === want);
     }
     if (f.reference?.length) list = list.filter((i) => f.reference!.some((p) => matchRefFilter(i, p)));
     if (f.label?.length) {

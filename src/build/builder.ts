@@ -382,7 +382,8 @@ export class BuildRun {
       const layer = r.produce ? await r.produce(w) : undefined;
       const history: HistoryEntry = { created_by: r.createdBy };
       const author = r.author ?? st.author;
-      const img = await w.image({ parent: st.parent, layer, runConfig: r.runConfig, history, ...(author && { author }) });
+      const parentId = st.imageId ?? this.emptyImage;
+      const img = await w.image({ parent: st.parent, ...(parentId && { parentId }), layer, runConfig: r.runConfig, history, ...(author && { author }) });
       w.done();
       await cache.set(key, img.id);
       this.moveTo(st, img.id, await parentOf(store, img.id));

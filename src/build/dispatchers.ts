@@ -129,7 +129,8 @@ async function copyLike(b: BuildRun, st: StageState, ins: Instruction): Promise<
   const workdir = st.runConfig.WorkingDir || '/';
   await b.commit(st, {
     // moby's withCmdCommentString: one word, so one space after #(nop) (config-only steps have two)
-    createdBy: [...shellOf(st), `#(nop) ${instr} ${hash} in ${destRaw} `].join(' '),
+    // and moby writes --chown right before the hash, with no space between (checked against dockerd 20.10)
+    createdBy: [...shellOf(st), `#(nop) ${instr} ${chown !== undefined ? `--chown=${chown}` : ''}${hash} in ${destRaw} `].join(' '),
     runConfig: cloneConfig(st),
     key: { hash, chown: chown ?? null, chmod: chmod ?? null, from: fromKey ?? null, workdir },
     produce: (w) =>

@@ -54,6 +54,8 @@ export class ImageWrite {
   /** Stores the child config of `parent` and records the image (tagged with `refs`, full references). */
   async image(o: {
     parent: { config: ImageConfig; layers: LayerMeta[] } | undefined;
+    /** the parent's image ID (recorded as Docker's Parent) */
+    parentId?: string;
     layer: LayerMeta | undefined;
     runConfig: ImageRunConfig;
     history: HistoryEntry;
@@ -79,7 +81,7 @@ export class ImageWrite {
     const id = await this.store.putConfig(config);
     this.lease.pin(id);
     this.written.push(id);
-    return this.store.commitImage(id, [...(o.parent?.layers ?? []), ...(o.layer ? [o.layer] : [])], o.refs ?? []);
+    return this.store.commitImage(id, [...(o.parent?.layers ?? []), ...(o.layer ? [o.layer] : [])], o.refs ?? [], { ...(o.parentId && { parent: o.parentId }) });
   }
 
   /** Success: the images now hold their blobs. */

@@ -52,6 +52,8 @@ export interface ImageMeta {
   layers: LayerMeta[];
   /** when this daemon stored the image */
   stored: string;
+  /** the image this one was built or committed on (Docker's Parent; set by the builder and commit) */
+  parent?: string;
 }
 
 interface RepositoriesFile {
@@ -219,6 +221,7 @@ export class Store implements ImageStore {
       config: cfg.config ?? {},
       diffIds: cfg.rootfs.diff_ids,
       size: meta.layers.reduce((s, l) => s + l.uncompressedSize, 0),
+      ...(meta.parent && { parent: meta.parent }),
       ...(typeof cfg.author === 'string' && cfg.author && { author: cfg.author }),
       ...(typeof cfg.comment === 'string' && cfg.comment && { comment: cfg.comment }),
     };
@@ -441,7 +444,7 @@ export class Store implements ImageStore {
    * Records an image whose config and layer blobs are already in the blob store and verified
    * (config digest = id; layer diff IDs match the config). Then points `refs` at it.
    */
-  async commitImage(configDigest: string, layers: LayerMeta[], refs: string[]): Promise<ImageRecord> {
+  async commitImage(configDigest: string, layers: LayerMeta[], refs: string[], opts: { parent?: string } = {}): Promise<ImageRecord> {
     const cfg = await this.config(configDigest);
     const diffIds = cfg.rootfs.diff_ids;
     if (diffIds.length !== layers.length || diffIds.some((d, i) => d !== layers[i]!.diffId)) {
@@ -454,7 +457,7 @@ export class Store implements ImageStore {
     await this.blobs.syncDir();
     if (!(await this.readMeta(configDigest))) {
       await mkdir(this.metaDir, { recursive: true });
-      await writeJsonAtomic(this.metaPath(configDigest), { id: configDigest, layers, stored: new Date().toISOString() } satisfies ImageMeta);
+      await writeJsonAtomic(this.metaPath(configDigest), { id: configDigest, layers, stored: new Date().toISOString(), ...(opts.parent && { parent: opts.parent }) } satisfies ImageMeta);
     }
     await this.addRefs(configDigest, refs);
     return this.resolve(configDigest);

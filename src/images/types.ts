@@ -35,6 +35,8 @@ export interface ImageRecord {
   diffIds: string[];
   /** sum of uncompressed layer sizes */
   size: number;
+  /** the image this one was built or committed on (Docker's Parent), when known */
+  parent?: string;
   /** the config's author and comment (`docker commit -a/-m`), when set */
   author?: string;
   comment?: string;

@@ -71,6 +71,11 @@ describe('docker build, classic builder (--isolation=container)', () => {
     expect(rows.some((x) => /^\/bin\/sh -c #\(nop\) COPY file:[0-9a-f]{64} in \.\/ ?$/.test(x)), rows.join("\n")).toBe(true);
     // no intermediate container is left
     expect((await docker(['ps', '-aq'])).stdout).toBe('');
+    // the step images are intermediate: listed with -a only, never dangling
+    expect((await docker(['images', '--format', '{{.Repository}}:{{.Tag}}'])).stdout.split('\n').sort()).toEqual(['build-test:one', 'busybox:latest']);
+    expect((await docker(['images', '-q', '--filter', 'dangling=true'])).stdout).toBe('');
+    expect((await docker(['images', '-aq'])).stdout.split('\n').length).toBeGreaterThan(8);
+    expect((await docker(['inspect', '-f', '{{.Parent}}', 'build-test:one'])).stdout).toMatch(/^sha256:[0-9a-f]{64}$/);
 
     // the same build again: every step from the cache, same image
     const again = await build(dir, '-t', 'build-test:one');
