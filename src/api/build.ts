@@ -99,7 +99,7 @@ export function registerBuildRoutes(app: FastifyInstance, ctx: ApiContext): void
     if (!(store instanceof Store)) throw new NotImplementedError('docker build needs the daemon image store');
     const opts = buildOptions(req.query, ctx.manager.defaultIsolation);
     const tmpDir = path.join(ctx.manager.dataRoot, 'build', 'tmp', randomBytes(8).toString('hex'));
-    const context = await BuildContext.open(bodyStream(req), tmpDir).catch(async (e: unknown) => {
+    const context = await BuildContext.open(bodyStream(req), tmpDir, { dockerfile: opts.dockerfile }).catch(async (e: unknown) => {
       await rm(tmpDir, { recursive: true, force: true }).catch((err) => ctx.log(`build: removing ${tmpDir}: ${String(err)}`));
       throw e;
     });

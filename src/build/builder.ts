@@ -32,6 +32,16 @@ import { parseInstructions, type Instruction, type Stage } from './instructions.
 import { dispatch } from './dispatchers.js';
 import { envMap, processWord } from './lex.js';
 import { nodeFromLine } from './parser.js';
+import { copyTar, type CopyOwner, type CopyPlan } from './copy.js';
+import { writePlan } from './root-writer.js';
+
+/** What a COPY/ADD step writes: the plan, the owner, --chmod, the directories to make. */
+export interface CopyJob {
+  plan: CopyPlan;
+  owner: CopyOwner;
+  chmod: number | undefined;
+  missing: Set<string>;
+}
 
 export interface BuildOptions {
   /** the Dockerfile's path in the context */
@@ -266,14 +276,22 @@ export class BuildRun {
   }
 
   /**
-   * Unpacks the tar `make` returns (given the container, to look into it) at `/` in a created
-   * container of the stage's image; stores and returns the layer (undefined: `make` had nothing).
+   * COPY/ADD: `prepare` (given the created container, to look into it) says what goes where;
+   * written straight into the container's filesystem where the isolation allows it, else
+   * unpacked through `docker cp`; stores and returns the layer (undefined: nothing to copy).
    */
-  async unpack(st: StageState, w: ImageWrite, make: (id: string) => Promise<Readable | undefined>): Promise<LayerMeta | undefined> {
+  async copyInto(st: StageState, w: ImageWrite, prepare: (id: string) => Promise<CopyJob | undefined>): Promise<LayerMeta | undefined> {
     return this.withContainer(st, { cmd: ['/bin/sh'] }, async (id) => {
-      const tar = await make(id);
-      if (!tar) return undefined;
-      await this.deps.manager.extract(id, '/', tar);
+      const job = await prepare(id);
+      if (!job) return undefined;
+      const m = this.deps.manager;
+      const rec = m.get(id);
+      const iso = m.isolationFor(rec.spec.isolation);
+      if (iso.withRoot && !job.plan.items.some((i) => i.hostIsTarForAdd)) {
+        await iso.withRoot(rec.spec, (root, toHost) => writePlan(root, job.plan, job.owner, job.chmod, job.missing, toHost));
+      } else {
+        await m.extract(id, '/', copyTar(job.plan, job.owner, job.chmod, job.missing));
+      }
       return w.layer(await this.layerOf(id), `layer of step ${this.stepNo}`);
     });
   }

@@ -7,9 +7,8 @@
  * (COPY resolves them inside the context, never on the host); devices are not created.
  * Lookups resolve paths as if the context were `/`, and refuse a path outside it.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, link, utimes, unlink } from 'node:fs/promises';
+import { chmodSync, createWriteStream, linkSync, mkdirSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -17,6 +16,9 @@ import { createGunzip } from 'node:zlib';
 import { extract as tarExtract } from 'tar-stream';
 import { BuildError } from './errors.js';
 import { IgnoreMatcher, parseDockerignore } from './dockerignore.js';
+
+/** files up to this size are read into memory and written in one call */
+const SMALL_FILE = 1 << 20;
 
 /** The name a context made from a bare Dockerfile gives it. */
 const BARE_DOCKERFILE = 'Dockerfile';
@@ -86,7 +88,7 @@ export class BuildContext {
   private constructor(readonly root: string) {}
 
   /** Unpacks `body` into a new directory under `parent`; removes it again if that fails. */
-  static async open(body: Readable, parent: string, o: { dockerignore?: boolean } = {}): Promise<BuildContext> {
+  static async open(body: Readable, parent: string, o: { dockerignore?: boolean; dockerfile?: string } = {}): Promise<BuildContext> {
     await mkdir(parent, { recursive: true });
     const root = await mkdtemp(path.join(parent, 'ctx-'));
     const ctx = new BuildContext(root);
@@ -101,7 +103,7 @@ export class BuildContext {
         const w = createWriteStream(path.join(root, BARE_DOCKERFILE));
         await pipeline(rest, w);
       }
-      if (o.dockerignore !== false) await ctx.applyDockerignore();
+      if (o.dockerignore !== false) await ctx.applyDockerignore(o.dockerfile);
       return ctx;
     } catch (e) {
       await ctx.close();
@@ -114,43 +116,79 @@ export class BuildContext {
   }
 
   private async unpack(tar: Readable): Promise<void> {
+    /**
+     * context directories known to be real directories we made (no symlink on their path):
+     * entries below them need no lookup. Small files are written with synchronous calls (the
+     * thread-pool round trips of a 10,000-file context cost far more than the writes), with a
+     * yield to the event loop every few hundred entries.
+     */
+    const dirs = new Set<string>(['.']);
+    let sinceYield = 0;
+    const parentOf = async (name: string, shown: string): Promise<string> => {
+      const rel = path.posix.dirname(name);
+      if (dirs.has(rel)) return rel === '.' ? this.root : path.join(this.root, rel);
+      const host = await this.resolve(rel, true, shown);
+      mkdirSync(host, { recursive: true });
+      if (host === path.join(this.root, rel)) for (let d = rel; d !== '.' && !dirs.has(d); d = path.posix.dirname(d)) dirs.add(d);
+      return host;
+    };
+    const clear = (target: string) => {
+      try {
+        unlinkSync(target);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== 'ENOENT' && code !== 'EISDIR' && code !== 'EPERM') throw e;
+      }
+    };
     const ex = tarExtract();
     ex.on('entry', (h, stream, next) => {
       (async () => {
-        const name = path.posix.normalize(h.name.replace(/^(\.\/)+/, '').replace(/^\/+/, ''));
+        const name = path.posix.normalize(h.name.replace(/^(\.\/)+/, '').replace(/^\/+/, '')).replace(/\/+$/, '');
         if (name === '..' || name.startsWith('../')) throw new BuildError(`invalid build context: tar entry ${JSON.stringify(h.name)} is outside of the context`);
         if (name === '.' || name === '') {
           stream.resume();
           return;
         }
-        const parent = await this.resolve(path.posix.dirname(name), true, h.name);
+        if (++sinceYield >= 256) {
+          sinceYield = 0;
+          await new Promise((r) => setImmediate(r));
+        }
+        const parent = await parentOf(name, h.name);
         const target = path.join(parent, path.posix.basename(name));
-        await mkdir(parent, { recursive: true });
         const mode = (h.mode ?? 0o644) & 0o7777;
         switch (h.type) {
           case 'directory':
-            await mkdir(target, { recursive: true });
-            await chmod(target, mode | 0o700);
+            mkdirSync(target, { recursive: true });
+            chmodSync(target, mode | 0o700);
+            if (parent === path.join(this.root, path.posix.dirname(name)) || path.posix.dirname(name) === '.') dirs.add(name);
             stream.resume();
             break;
           case 'file':
-          case 'contiguous-file':
-            await unlink(target).catch(() => {}); // nothing there is the usual case
-            await pipeline(stream, createWriteStream(target, { mode: mode | 0o600 }));
-            await chmod(target, mode);
-            if (h.mtime) await utimes(target, h.mtime, h.mtime);
+          case 'contiguous-file': {
+            clear(target);
+            if ((h.size ?? 0) <= SMALL_FILE) {
+              const chunks: Buffer[] = [];
+              for await (const c of stream) chunks.push(c as Buffer);
+              writeFileSync(target, Buffer.concat(chunks), { mode: mode | 0o600 });
+            } else {
+              await pipeline(stream, createWriteStream(target, { mode: mode | 0o600 }));
+            }
+            if ((mode | 0o600) !== mode || (mode & 0o022) !== 0) chmodSync(target, mode);
+            if (h.mtime) utimesSync(target, h.mtime, h.mtime);
             break;
+          }
           case 'symlink':
-            await unlink(target).catch(() => {}); // nothing there is the usual case
-            await symlink(h.linkname ?? '', target);
+            clear(target);
+            dirs.delete(name);
+            symlinkSync(h.linkname ?? '', target);
             stream.resume();
             break;
           case 'link': {
             const lname = path.posix.normalize((h.linkname ?? '').replace(/^\/+/, ''));
             if (lname === '..' || lname.startsWith('../')) throw new BuildError(`invalid build context: hard link ${JSON.stringify(h.name)} points outside of the context`);
             const src = await this.resolve(lname, false, h.linkname ?? '');
-            await unlink(target).catch(() => {}); // nothing there is the usual case
-            await link(src, target);
+            clear(target);
+            linkSync(src, target);
             stream.resume();
             break;
           }
@@ -204,7 +242,8 @@ export class BuildContext {
     return path.join(this.root, ...parts);
   }
 
-  private async applyDockerignore(): Promise<void> {
+  /** Removes what .dockerignore excludes, except the Dockerfile (named `dockerfile`) and .dockerignore, which the builder reads. */
+  private async applyDockerignore(dockerfile = BARE_DOCKERFILE): Promise<void> {
     let text: string;
     try {
       text = await readFile(path.join(this.root, '.dockerignore'), 'utf8');
@@ -220,7 +259,7 @@ export class BuildContext {
         const r = rel ? `${rel}/${name}` : name;
         const host = path.join(this.root, r);
         if (m.matches(r)) {
-          if (r === '.dockerignore' || r === BARE_DOCKERFILE) continue;
+          if (r === '.dockerignore' || r === BARE_DOCKERFILE || r === path.posix.normalize(dockerfile)) continue;
           // an exception below an excluded directory can bring a child back: walk into it
           if (m.hasExceptions && (await lstat(host)).isDirectory()) await walk(r);
           else await rm(host, { recursive: true, force: true });
@@ -251,25 +290,4 @@ export class BuildContext {
     }
     throw new BuildError(`Cannot locate specified Dockerfile: ${name || BARE_DOCKERFILE}`, 'ERR_NO_DOCKERFILE');
   }
-}
-
-/**
- * A content checksum of a context path (file, link or tree), as the classic builder keys its
- * cache: names, modes, sizes, link targets and contents, but not times (tarsum leaves them out).
- */
-export async function checksum(host: string, name: string): Promise<string> {
-  const h = createHash('sha256');
-  const visit = async (p: string, rel: string): Promise<void> => {
-    const st = await lstat(p);
-    h.update(`${rel}\0${st.mode}\0`);
-    if (st.isSymbolicLink()) h.update(`l${await readlink(p)}\0`);
-    else if (st.isFile()) {
-      h.update(`f${st.size}\0`);
-      for await (const c of createReadStream(p)) h.update(c as Buffer);
-    } else if (st.isDirectory()) {
-      for (const n of (await readdir(p)).sort()) await visit(path.join(p, n), `${rel}/${n}`);
-    }
-  };
-  await visit(host, name);
-  return h.digest('hex');
 }

@@ -13,7 +13,7 @@
  * - ADD unpacks a local tar (plain or gzip) into the destination directory instead.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, lstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { lstat, open, readdir, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
@@ -104,18 +104,32 @@ export async function looksLikeTar(host: string): Promise<'tar' | 'gzip' | undef
   }
 }
 
+/** files up to this size are read in one synchronous call (see context.ts) */
+const SMALL_FILE = 1 << 20;
+
+/** lets the event loop run every few hundred files of a long synchronous walk */
+function yielder(): () => Promise<void> {
+  let n = 0;
+  return async () => {
+    if (++n % 256 === 0) await new Promise((r) => setImmediate(r));
+  };
+}
+
 /** The checksum of what a source contributes (names, modes, sizes, link targets, contents; no times). */
 async function sourceHash(host: string): Promise<string> {
   const h = createHash('sha256');
+  const pause = yielder();
   const visit = async (p: string, rel: string): Promise<void> => {
-    const st = await lstat(p);
+    await pause();
+    const st = lstatSync(p);
     h.update(`${rel}\0${st.mode}\0`);
-    if (st.isSymbolicLink()) h.update(`l${await readlink(p)}\0`);
+    if (st.isSymbolicLink()) h.update(`l${readlinkSync(p)}\0`);
     else if (st.isFile()) {
       h.update(`f${st.size}\0`);
-      for await (const c of createReadStream(p)) h.update(c as Buffer);
+      if (st.size <= SMALL_FILE) h.update(readFileSync(p));
+      else for await (const c of createReadStream(p)) h.update(c as Buffer);
     } else if (st.isDirectory()) {
-      for (const n of (await readdir(p)).sort()) await visit(path.join(p, n), `${rel}/${n}`);
+      for (const n of readdirSync(p).sort()) await visit(path.join(p, n), `${rel}/${n}`);
     }
   };
   await visit(host, '.');
@@ -193,19 +207,25 @@ export function copyTar(plan: CopyPlan, owner: CopyOwner, chmod: number | undefi
       else if (h.type === 'file') pack.entry(h, Buffer.alloc(0), done);
       else pack.entry(h, done);
     });
+  const entryBuffer = (h: EntryHeader, data: Buffer): Promise<void> =>
+    new Promise((resolve, reject) => void pack.entry(h, data, (err) => (err ? reject(err) : resolve())));
   const name = (p: string) => p.replace(/^\/+/, '') || '.';
   // the mode as stored, with the type bits so a mode of 0 is not replaced by tar-stream's default
   const modeOf = (m: number, isDir: boolean) => (chmod !== undefined ? chmod | (isDir ? 0o040000 : 0o100000) : m);
+  const pause = yielder();
   const one = async (host: string, dest: string): Promise<void> => {
-    const st = await lstat(host);
+    await pause();
+    const st = lstatSync(host);
     const base = { name: name(dest), uid: owner.uid, gid: owner.gid, mtime: st.mtime };
     if (st.isDirectory()) {
       await entry({ ...base, type: 'directory', mode: modeOf(st.mode, true) });
-      for (const n of (await readdir(host)).sort()) await one(path.join(host, n), path.posix.join(dest, n));
+      for (const n of readdirSync(host).sort()) await one(path.join(host, n), path.posix.join(dest, n));
     } else if (st.isSymbolicLink()) {
-      await entry({ ...base, type: 'symlink', linkname: await readlink(host), mode: st.mode });
+      await entry({ ...base, type: 'symlink', linkname: readlinkSync(host), mode: st.mode });
     } else if (st.isFile()) {
-      await entry({ ...base, type: 'file', size: st.size, mode: modeOf(st.mode, false) }, st.size > 0 ? createReadStream(host) : undefined);
+      const h: EntryHeader = { ...base, type: 'file', size: st.size, mode: modeOf(st.mode, false) };
+      if (st.size <= SMALL_FILE) await entryBuffer(h, readFileSync(host));
+      else await entry(h, createReadStream(host));
     }
   };
   const untar = async (host: string, dest: string): Promise<void> => {

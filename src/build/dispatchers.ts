@@ -12,7 +12,7 @@ import path from 'node:path';
 import type { ImageRunConfig } from '../images/types.js';
 import { parseSignal } from '../runtime/signals.js';
 import type { BuildRun, StageState, StepResult } from './builder.js';
-import { copyHash, copyTar, globIn, isGlob, planCopy, type CopySource } from './copy.js';
+import { copyHash, globIn, isGlob, planCopy, type CopySource } from './copy.js';
 import { BuildError } from './errors.js';
 import type { Instruction } from './instructions.js';
 import { processWords } from './lex.js';
@@ -134,12 +134,12 @@ async function copyLike(b: BuildRun, st: StageState, ins: Instruction): Promise<
     runConfig: cloneConfig(st),
     key: { hash, chown: chown ?? null, chmod: chmod ?? null, from: fromKey ?? null, workdir },
     produce: (w) =>
-      b.unpack(st, w, async (id) => {
+      b.copyInto(st, w, async (id) => {
         const plan = await planCopy(instr, sources, destRaw, workdir, async (p) => (await b.statIn(id, p)) === 'directory');
         const missing = new Set<string>();
         for (const d of plan.mkdirs) if ((await b.statIn(id, d)) === undefined) missing.add(d);
         const owner = chown ? await resolveOwner(b, id, chown) : { uid: 0, gid: 0 };
-        return copyTar(plan, owner, chmod, missing);
+        return { plan, owner, chmod, missing };
       }),
   });
 }
@@ -255,9 +255,9 @@ const DISPATCHERS: Record<string, Dispatcher> = {
       key: { workdir: dir },
       // moby makes the directory now (a layer if it was missing); an existing one changes nothing
       produce: (w) =>
-        b.unpack(st, w, async (id) => {
+        b.copyInto(st, w, async (id) => {
           if (dir === '/' || (await b.statIn(id, dir)) !== undefined) return undefined;
-          return copyTar({ items: [], mkdirs: [dir] }, { uid: 0, gid: 0 }, undefined, new Set([dir]));
+          return { plan: { items: [], mkdirs: [dir] }, owner: { uid: 0, gid: 0 }, chmod: undefined, missing: new Set([dir]) };
         }),
     });
   },

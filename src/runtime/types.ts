@@ -216,4 +216,10 @@ export interface Isolation {
    * deletions), from the same changes as `changes`; optional for isolations that cannot tell
    */
   layerTar?(spec: ContainerSpec): Promise<Readable>;
+  /**
+   * The builder's COPY: runs `fn` with the (created, not running) container's root filesystem
+   * at a host path, as the workload would see it; `toHost` maps the container's owner ids to
+   * the ids to write (a user namespace's). Optional: without it the builder goes through `extract`.
+   */
+  withRoot?<T>(spec: ContainerSpec, fn: (root: string, toHost: (uid: number, gid: number) => { uid: number; gid: number }) => Promise<T>): Promise<T>;
 }

@@ -585,6 +585,18 @@ export class HostIsolation implements Isolation {
     return overlayChanges(layerDirs(spec.stateDir, rec.layer !== undefined).upper, rec.lower, { hidden: DOCKER_INIT_PATHS });
   }
 
+  /** The builder's COPY: the container's filesystem mounted for `fn` (see Isolation.withRoot). */
+  async withRoot<T>(spec: ContainerSpec, fn: (root: string, toHost: (uid: number, gid: number) => { uid: number; gid: number }) => Promise<T>): Promise<T> {
+    const rec = await this.readRecord(spec);
+    const map = rec.userns && containerToHost(rec.userns);
+    const view = await this.rootView(spec, rec);
+    try {
+      return await fn(view.root, (uid, gid) => (map ? map(uid, gid, spec.id) : { uid, gid }));
+    } finally {
+      await view.cleanup();
+    }
+  }
+
   /** `docker commit`: the changes above as a layer tar, read from the upper directory. */
   async layerTar(spec: ContainerSpec): Promise<Readable> {
     const rec = await this.readRecord(spec);

@@ -13,8 +13,7 @@
  * The runtime's own mount points (DOCKER_INIT_PATHS) are not part of the change list, so they
  * never reach an image, as with Docker's init layer.
  */
-import { createReadStream } from 'node:fs';
-import { lstat, readlink } from 'node:fs/promises';
+import { createReadStream, lstatSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pack as tarPack, type Header } from 'tar-stream';
@@ -22,6 +21,9 @@ import { CHANGE_DELETED, type Change } from '../types.js';
 import type { MapIds } from './remap-ids.js';
 
 type EntryHeader = Partial<Header> & { name: string };
+
+/** files up to this size are read in one synchronous call */
+const SMALL_FILE = 1 << 20;
 
 /** A tar of `changes` read from `upper` (container paths are absolute: `/etc/passwd`). */
 export function changesTar(upper: string, changes: Change[], mapIds?: MapIds): Readable {
@@ -44,8 +46,13 @@ export function changesTar(upper: string, changes: Change[], mapIds?: MapIds): R
       else pack.entry(h, done);
     });
 
+  const entryBuffer = (h: EntryHeader, data: Buffer): Promise<void> =>
+    new Promise<void>((resolve, reject) => void pack.entry(h, data, (err) => (err ? reject(err) : resolve())));
+
   const write = async (): Promise<void> => {
+    let n = 0;
     for (const c of changes) {
+      if (++n % 256 === 0) await new Promise((r) => setImmediate(r));
       const rel = c.Path.replace(/^\/+/, '');
       if (c.Kind === CHANGE_DELETED) {
         const name = path.posix.join(path.posix.dirname(rel), `.wh.${path.posix.basename(rel)}`);
@@ -53,12 +60,12 @@ export function changesTar(upper: string, changes: Change[], mapIds?: MapIds): R
         continue;
       }
       const host = path.join(upper, rel);
-      const st = await lstat(host);
+      const st = lstatSync(host);
       const ids = mapIds ? mapIds(st.uid, st.gid, c.Path) : { uid: st.uid, gid: st.gid };
       // the whole st_mode: tar-stream replaces a mode of 0 with its default, type bits are masked off
       const base = { name: rel, mode: st.mode, uid: ids.uid, gid: ids.gid, mtime: st.mtime };
       if (st.isDirectory()) await entry({ ...base, type: 'directory' });
-      else if (st.isSymbolicLink()) await entry({ ...base, type: 'symlink', linkname: await readlink(host) });
+      else if (st.isSymbolicLink()) await entry({ ...base, type: 'symlink', linkname: readlinkSync(host) });
       else if (st.isFile()) {
         const key = `${st.dev}:${st.ino}`;
         const first = st.nlink > 1 ? inodes.get(key) : undefined;
@@ -67,7 +74,9 @@ export function changesTar(upper: string, changes: Change[], mapIds?: MapIds): R
           continue;
         }
         if (st.nlink > 1) inodes.set(key, rel);
-        await entry({ ...base, type: 'file', size: st.size }, st.size > 0 ? createReadStream(host) : undefined);
+        // small files in one read: a layer of many small files is mostly per-file overhead
+        if (st.size > 0 && st.size <= SMALL_FILE) await entryBuffer({ ...base, type: 'file', size: st.size }, readFileSync(host));
+        else await entry({ ...base, type: 'file', size: st.size }, st.size > 0 ? createReadStream(host) : undefined);
       } else if (st.isCharacterDevice() || st.isBlockDevice()) {
         const devmajor = Math.floor(st.rdev / 256) & 0xfff;
         const devminor = (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00);
