@@ -20,6 +20,7 @@ import { BuildCache } from '../build/cache.js';
 import { BuildContext } from '../build/context.js';
 import { build, type BuildOptions } from '../build/builder.js';
 import { RunStepError } from '../build/errors.js';
+import { parseInstructions } from '../build/instructions.js';
 import { beginStream, writeOut } from './streaming.js';
 import { qbool } from './hijack.js';
 import { bodyStream } from './containers.js';
@@ -51,11 +52,24 @@ export function buildOptions(q: Q, defaultIsolation: 'vm' | 'container'): BuildO
   if (one(q.version) === '2') throw new NotImplementedError('BuildKit (version=2) is not supported by tvm: build with the classic builder (DOCKER_BUILDKIT=0)');
   const platform = one(q.platform);
   if (platform && !/^linux(\/amd64)?$/.test(platform)) throw new InvalidParameterError(`platform ${platform} is not supported: tvm builds linux/amd64 images only`);
+  // build options that would change how RUN steps run: refused unless left at their defaults
+  for (const [k, flag] of [['memory', '--memory'], ['memswap', '--memory-swap'], ['cpushares', '--cpu-shares'], ['cpuperiod', '--cpu-period'], ['cpuquota', '--cpu-quota'], ['shmsize', '--shm-size']] as const) {
+    const v = one(q[k]);
+    if (v !== undefined && v !== '' && Number(v) !== 0 && !(k === 'memswap' && Number(v) === -1)) throw new InvalidParameterError(`${flag} is not supported by tvm for builds`);
+  }
+  for (const [k, flag] of [['cgroupparent', '--cgroup-parent'], ['cpusetcpus', '--cpuset-cpus'], ['cpusetmems', '--cpuset-mems'], ['extrahosts', '--add-host']] as const) {
+    if (one(q[k])) throw new InvalidParameterError(`${flag} is not supported by tvm for builds`);
+  }
+  for (const [k, flag] of [['ulimits', '--ulimit'], ['cachefrom', '--cache-from'], ['securityopt', '--security-opt']] as const) {
+    const v = one(q[k]);
+    if (v && v !== 'null' && v !== '[]' && v !== '{}') throw new InvalidParameterError(`${flag} is not supported by tvm for builds`);
+  }
   const squash = one(q.squash);
   if (squash && qbool(squash)) throw new NotImplementedError('--squash is not supported by tvm');
   const net = one(q.networkmode) ?? '';
   let network: 'none' | 'host';
-  if (net === '' || net === 'default' || net === 'none') network = net === 'none' ? 'none' : 'none';
+  // dockerd's default is its bridge; tvm has no bridge network yet, so RUN steps get none
+  if (net === '' || net === 'default' || net === 'none') network = 'none';
   else if (net === 'host') network = 'host';
   else throw new InvalidParameterError(`network mode "${net}" is not supported for builds: tvm runs RUN steps with --network none or host`);
   const isolation = one(q.isolation) ?? '';
@@ -113,7 +127,6 @@ export function registerBuildRoutes(app: FastifyInstance, ctx: ApiContext): void
     };
     try {
       // a Dockerfile that does not parse is answered with its own status, before any output
-      const { parseInstructions } = await import('../build/instructions.js');
       parseInstructions(await context.dockerfile(opts.dockerfile));
       const id = await build({ manager: ctx.manager, store, cache: cacheOf(ctx), tmpDir, log: ctx.log }, context, opts, {
         stream: (text) => send({ stream: text }),

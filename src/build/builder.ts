@@ -22,16 +22,16 @@ import { NotFoundError } from '../errors.js';
 import type { ImageConfig } from '../images/manifest.js';
 import type { ImageRunConfig, PullProgress } from '../images/types.js';
 import type { LayerMeta, Store } from '../images/store.js';
-import { familiarString, parseNormalized } from '../images/reference.js';
+import { parseNormalized } from '../images/reference.js';
 import type { ContainerManager } from '../runtime/manager.js';
 import { BuildContext } from './context.js';
 import { BuildCache, cacheKey } from './cache.js';
 import { BuildError, RunStepError } from './errors.js';
 import { ImageWrite, parentOf, type HistoryEntry } from './image-writer.js';
-import { parseInstructions, type Instruction, type Stage } from './instructions.js';
+import { instruction, parseInstructions, type Instruction, type Stage } from './instructions.js';
 import { dispatch } from './dispatchers.js';
 import { envMap, processWord } from './lex.js';
-import { nodeFromLine } from './parser.js';
+import { nodeFromLine, parseDockerfile } from './parser.js';
 import { copyTar, type CopyOwner, type CopyPlan } from './copy.js';
 import { writePlan } from './root-writer.js';
 
@@ -422,7 +422,7 @@ export class BuildRun {
 
   async build(text: string): Promise<{ imageId: string }> {
     const df = parseInstructions(text);
-    for (const w of df.warnings) this.out.stream(`${w}\n`);
+    for (const w of df.warnings) this.say(`${w}\n`);
     let stages = df.stages;
     if (this.opts.target) {
       const ix = stages.findIndex((s) => s.name === this.opts.target!.toLowerCase());
@@ -485,7 +485,6 @@ export class BuildRun {
           st.runConfig.OnBuild = null;
           for (const t of triggers) {
             const node = nodeFromLine(t, this.escape, stage.from.startLine, stage.from.endLine);
-            const { instruction } = await import('./instructions.js');
             await dispatch(this, st, instruction(node));
           }
         }
@@ -505,7 +504,7 @@ export class BuildRun {
       last = st;
     }
     const unused = Object.keys(this.opts.buildArgs).filter((k) => !this.usedArgs.has(k) && !BUILTIN_ARGS.has(k)).sort();
-    if (unused.length) this.out.stream(`[Warning] One or more build-args [${unused.join(' ')}] were not consumed\n`);
+    if (unused.length) this.say(`[Warning] One or more build-args [${unused.join(' ')}] were not consumed\n`);
     const finalId = last?.imageId ?? (await this.containerImage(last!));
     return { imageId: finalId };
   }
@@ -522,7 +521,6 @@ export class BuildRun {
 export async function build(deps: BuilderDeps, ctx: BuildContext, opts: BuildOptions, out: BuildOutput): Promise<string> {
   const text = await ctx.dockerfile(opts.dockerfile);
   if (text.trim() === '') throw new BuildError(`the Dockerfile (${opts.dockerfile || 'Dockerfile'}) cannot be empty`);
-  const { parseDockerfile } = await import('./parser.js');
   const escape = parseDockerfile(text).directives.escape;
   const run = new BuildRun(deps, ctx, opts, out, escape);
   try {
@@ -533,8 +531,4 @@ export async function build(deps: BuilderDeps, ctx: BuildContext, opts: BuildOpt
     await run.cleanup();
     await rm(deps.tmpDir, { recursive: true, force: true }).catch((e) => deps.log(`build: removing ${deps.tmpDir}: ${String(e)}`));
   }
-}
-
-export function familiarTag(ref: string): string {
-  return familiarString(parseNormalized(ref));
 }

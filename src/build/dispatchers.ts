@@ -15,7 +15,7 @@ import type { BuildRun, StageState, StepResult } from './builder.js';
 import { copyHash, globIn, isGlob, planCopy, type CopySource } from './copy.js';
 import { BuildError } from './errors.js';
 import type { Instruction } from './instructions.js';
-import { processWords } from './lex.js';
+import { processWord, processWords } from './lex.js';
 
 type Dispatcher = (b: BuildRun, st: StageState, ins: Instruction) => Promise<void>;
 
@@ -169,7 +169,6 @@ const DISPATCHERS: Record<string, Dispatcher> = {
     const c = cloneConfig(st);
     const pairs: string[] = [];
     // every pair of one ENV sees the environment before it (Docker's rule)
-    const { processWord } = await import('./lex.js');
     for (let i = 0; i < ins.node.args.length; i += 2) {
       const k = processWord(ins.node.args[i]!, env, b.escape);
       const v = processWord(ins.node.args[i + 1]!, env, b.escape);
@@ -182,7 +181,6 @@ const DISPATCHERS: Record<string, Dispatcher> = {
   async label(b, st, ins) {
     const env = b.env(st);
     const literal = (ins as Instruction & { literal?: boolean }).literal === true;
-    const { processWord } = await import('./lex.js');
     const c = cloneConfig(st);
     const labels = { ...(c.Labels ?? {}) };
     const pairs: string[] = [];
