@@ -107,11 +107,26 @@ function cacheOf(ctx: ApiContext): BuildCache {
 
 const line = (o: unknown) => JSON.stringify(o) + '\r\n';
 
+/**
+ * Scratch directories of builds a previous daemon process ran (it stopped mid-build) are
+ * removed before this process's first build makes its own.
+ */
+const swept = new WeakMap<ApiContext, Promise<void>>();
+function sweepOnce(ctx: ApiContext): Promise<void> {
+  let p = swept.get(ctx);
+  if (!p) {
+    p = rm(path.join(ctx.manager.dataRoot, 'build', 'tmp'), { recursive: true, force: true }).catch((e) => ctx.log(`build: removing old scratch dirs: ${String(e)}`));
+    swept.set(ctx, p);
+  }
+  return p;
+}
+
 export function registerBuildRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.post('/build', async (req: FastifyRequest<{ Querystring: Q; Body: unknown }>, reply: FastifyReply) => {
     const store = ctx.images;
     if (!(store instanceof Store)) throw new NotImplementedError('docker build needs the daemon image store');
     const opts = buildOptions(req.query, ctx.manager.defaultIsolation);
+    await sweepOnce(ctx);
     const tmpDir = path.join(ctx.manager.dataRoot, 'build', 'tmp', randomBytes(8).toString('hex'));
     const context = await BuildContext.open(bodyStream(req), tmpDir, { dockerfile: opts.dockerfile }).catch(async (e: unknown) => {
       await rm(tmpDir, { recursive: true, force: true }).catch((err) => ctx.log(`build: removing ${tmpDir}: ${String(err)}`));

@@ -179,8 +179,11 @@ export function registerImageRoutes(app: FastifyInstance, ctx: ApiContext): void
     const danglingOnly = !(f.dangling ?? ['true']).includes('false');
     const used = m.imagesInUse();
     const deleted: { Untagged?: string; Deleted?: string }[] = [];
-    for (const img of await images.list()) {
-      if (used.has(img.id)) continue;
+    const all = await images.list();
+    // an image others were built on (a build step, a committed container's image) stays, as in Docker
+    const parents = new Set(all.map((i) => i.parent).filter((p): p is string => p !== undefined));
+    for (const img of all) {
+      if (used.has(img.id) || parents.has(img.id)) continue;
       if (danglingOnly && img.repoTags.length > 0) continue;
       const refs = img.repoTags.length > 0 ? img.repoTags : [img.id];
       for (const r of refs) deleted.push(...(await images.remove(r, { force: false, inUse: used }).catch(() => [])));

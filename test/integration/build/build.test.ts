@@ -76,6 +76,10 @@ describe('docker build, classic builder (--isolation=container)', () => {
     expect((await docker(['images', '-q', '--filter', 'dangling=true'])).stdout).toBe('');
     expect((await docker(['images', '-aq'])).stdout.split('\n').length).toBeGreaterThan(8);
     expect((await docker(['inspect', '-f', '{{.Parent}}', 'build-test:one'])).stdout).toMatch(/^sha256:[0-9a-f]{64}$/);
+    // and docker image prune keeps them (they are the cache)
+    const before = (await docker(['images', '-aq'])).stdout;
+    expect((await docker(['image', 'prune', '-f'])).exitCode).toBe(0);
+    expect((await docker(['images', '-aq'])).stdout).toBe(before);
 
     // the same build again: every step from the cache, same image
     const again = await build(dir, '-t', 'build-test:one');
