@@ -148,6 +148,7 @@ export function parseInstructions(text: string): Dockerfile {
     if (node.cmd === 'from') {
       const name = node.args.length === 3 ? node.args[2]!.toLowerCase() : undefined;
       if (name && stages.some((s) => s.name === name)) throw new DockerfileParseError(node.startLine, `duplicate name ${name}`);
+      if (name && node.args[0]!.toLowerCase() === name) throw new DockerfileParseError(node.startLine, `circular dependency detected on stage: ${name}`);
       const platform = typeof ins.flags.platform === 'string' ? ins.flags.platform : undefined;
       stages.push({ ...(name && { name }), base: node.args[0]!, ...(platform && { platform }), index: stages.length, from: node, instructions: [] });
       continue;
@@ -157,6 +158,10 @@ export function parseInstructions(text: string): Dockerfile {
       if (node.cmd !== 'arg') throw new DockerfileParseError(node.startLine, `no build stage in current context`);
       metaArgs.push(ins);
       continue;
+    }
+    const from = ins.flags.from;
+    if (typeof from === 'string' && (from.toLowerCase() === stage.name || from === String(stage.index))) {
+      throw new DockerfileParseError(node.startLine, `invalid from flag value ${from}: refers to current build stage`);
     }
     stage.instructions.push(ins);
   }

@@ -99,6 +99,9 @@ describe('instructions', () => {
     expect(() => parseInstructions('RUN x')).toThrow(/no build stage in current context/);
     expect(() => parseInstructions('FROM a AS x\nFROM b AS X')).toThrow(/duplicate name x/);
     expect(() => parseInstructions('')).toThrow(/file with no instructions/);
+    expect(() => parseInstructions('FROM base AS base')).toThrow(/circular dependency detected on stage: base/);
+    expect(() => parseInstructions('FROM a AS one\nCOPY --from=one /x /y')).toThrow(/invalid from flag value one: refers to current build stage/);
+    expect(() => parseInstructions('FROM a\nCOPY --from=0 /x /y')).toThrow(/refers to current build stage/);
   });
 });
 
