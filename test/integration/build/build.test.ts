@@ -5,11 +5,12 @@
  * that leave nothing tagged and no container behind.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdir, mkdtemp, rm, writeFile, symlink, readFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile, symlink, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { startDaemonWithBusybox, type TestDaemon, type DockerResult } from '../../fixtures/daemon.js';
+import { packTar } from '../../fixtures/rootfs.js';
 
 describe('docker build, classic builder (--isolation=container)', () => {
   let d: TestDaemon;
@@ -199,10 +200,19 @@ describe('docker build, classic builder (--isolation=container)', () => {
       expect(r.exitCode, `${files.Dockerfile}: ${r.stdout}`).not.toBe(0);
       expect(r.stderr, files.Dockerfile).toMatch(re);
     }
+    // a context tar whose entry climbs out of the context: refused before anything is written there
+    const evil = await packTar([
+      { name: 'Dockerfile', content: 'FROM busybox\nCOPY . /\n' },
+      { name: '../build-test-evil', content: 'x' },
+    ]);
+    const raw = await execa('curl', ['-s', '-w', '\n%{http_code}', '--unix-socket', d.socket, '-X', 'POST', '-H', 'Content-Type: application/x-tar', '--data-binary', '@-', 'http://d/v1.50/build?t=build-test:bad'], { input: evil, reject: false });
+    expect(String(raw.stdout)).toMatch(/invalid build context: tar entry .{1,3}\.\.\/build-test-evil.{1,3} is outside of the context[\s\S]*\n400$/);
     const esc = await context({ Dockerfile: 'FROM busybox\nCOPY escape /x\n' });
     await symlink('../../../../etc/passwd', path.join(esc, 'escape'));
     const e = await build(esc, '-t', 'build-test:bad');
     expect(e.stderr).toMatch(/Forbidden path outside the build context: escape/);
+    // no scratch directory of a failed build stays behind
+    expect(await readdir(path.join(d.dataRoot, 'build', 'tmp')).catch(() => [])).toEqual([]);
     expect((await docker(['inspect', 'build-test:bad'])).exitCode).toBe(1);
     expect((await docker(['ps', '-aq'])).stdout).toBe('');
   });
