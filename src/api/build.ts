@@ -186,6 +186,7 @@ export function registerBuildRoutes(app: FastifyInstance, ctx: ApiContext): void
         }
         // only the builder's own untagged step images: a tagged result stays
         if (rec.repoTags.length > 0 || inUse.has(id)) continue;
+        // one a container or another image still needs is kept (as dockerd's prune keeps it): not an error here
         const out = await store.remove(id, { force: false, inUse }).catch(() => []);
         if (out.length) {
           deleted.push(id);

@@ -228,6 +228,7 @@ export class BuildContext {
         continue;
       }
       const host = path.join(this.root, ...parts, comp);
+      // nothing there: the rest of the path is taken literally (the caller finds it missing)
       const st = followLast || todo.length ? await lstat(host).catch(() => null) : null;
       if (st?.isSymbolicLink()) {
         if (++links > 40) throw new BuildError(`too many symlinks resolving ${shown}`);

@@ -81,7 +81,7 @@ export async function globIn(root: string, pattern: string): Promise<string[]> {
       try {
         names = await readdir(path.join(root, dir));
       } catch {
-        continue;
+        continue; // not a directory (or gone): a pattern component cannot match inside it
       }
       for (const n of names.sort()) if (re.test(n)) next.push(dir ? `${dir}/${n}` : n);
     }

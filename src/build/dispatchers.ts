@@ -116,7 +116,7 @@ async function copyLike(b: BuildRun, st: StageState, ins: Instruction): Promise<
         continue;
       }
       const host = await b.ctx.resolve(s, true, s);
-      const st2 = await lstat(host).catch(() => undefined);
+      const st2 = await lstat(host).catch(() => undefined); // missing: Docker's error below
       if (!st2) throw new BuildError(`${instr} failed: file not found in build context or excluded by .dockerignore: stat ${s}: file does not exist`, 'ERR_BUILD_COPY_SOURCE');
       sources.push({ shown: s, host, rel: path.posix.normalize(s).replace(/^\/+/, '') || '.' });
     }
