@@ -301,6 +301,21 @@ export class Store implements ImageStore {
       out[0].Id = rec.id;
       out[0].Tags = rec.repoTags.length ? rec.repoTags : null;
     }
+    // images this one was built on (the builder's steps, a committed container's image) are
+    // here too: their rows carry their IDs, as in Docker
+    const seen = new Set<string>([rec.id]);
+    for (let parent = meta.parent; parent && !seen.has(parent); ) {
+      seen.add(parent);
+      const pm = await this.readMeta(parent);
+      if (!pm) break;
+      const row = out[hist.length - ((await this.config(parent)).history?.length ?? pm.layers.length)];
+      if (row) {
+        const pr = await this.record(parent);
+        row.Id = parent;
+        row.Tags = pr.repoTags.length ? pr.repoTags : null;
+      }
+      parent = pm.parent;
+    }
     return out;
   }
 

@@ -67,6 +67,9 @@ describe('docker build, classic builder (--isolation=container)', () => {
     expect(cfg.stdout).toBe('{"org.test":"yes"} {"8080/tcp":{}} /app');
     const hist = await docker(['history', '--no-trunc', '--format', '{{.CreatedBy}}', 'build-test:one']);
     const rows = hist.stdout.split('\n');
+    // each step's image is here: its row has its ID (the base image's too)
+    const histIds = (await docker(['history', '-q', 'build-test:one'])).stdout.split('\n');
+    expect([histIds.length, histIds.includes('<missing>')]).toEqual([9, false]);
     expect(rows[0]).toBe('/bin/sh -c #(nop)  CMD ["cat" "copied.txt"]');
     expect(rows).toContain('|1 GREETING=hello /bin/sh -c echo "$GREETING from RUN" && cat hello.txt > copied.txt');
     expect(rows.some((x) => /^\/bin\/sh -c #\(nop\) COPY file:[0-9a-f]{64} in \.\/ ?$/.test(x)), rows.join("\n")).toBe(true);
