@@ -250,4 +250,35 @@ describe('docker build, classic builder (--isolation=container)', () => {
     expect(after.stdout).not.toContain('Using cache');
     expect(after.stdout).toContain('Running in');
   });
+
+  it('config instructions: SHELL, HEALTHCHECK, ONBUILD (run by the next build), STOPSIGNAL, VOLUME, ENTRYPOINT, substitution', async () => {
+    const base = await context({
+      Dockerfile: [
+        'FROM busybox',
+        'ARG FLAVOR',
+        'ENV SUFFIX=${FLAVOR:+-$FLAVOR} DEFAULTED=${UNSET:-fallback}',
+        'SHELL ["/bin/sh", "-ec"]',
+        'RUN echo "shell=$0" > /shell',
+        'HEALTHCHECK --interval=5s --retries=2 CMD ["true"]',
+        'ONBUILD RUN echo triggered > /onbuild',
+        'STOPSIGNAL SIGINT',
+        'VOLUME /data',
+        'RUN echo lost > /data/x',
+        'ENTRYPOINT ["sh", "-c"]',
+      ].join('\n'),
+    });
+    const r = await build(base, '--build-arg', 'FLAVOR=mint', '-t', 'build-test:config');
+    expect(r.exitCode, r.stderr).toBe(0);
+    const fmt = '{{json .Config.Healthcheck}}|{{json .Config.OnBuild}}|{{.Config.StopSignal}}|{{json .Config.Volumes}}|{{json .Config.Entrypoint}}|{{json .Config.Cmd}}|{{json .Config.Shell}}';
+    expect((await docker(['inspect', '-f', fmt, 'build-test:config'])).stdout).toBe(
+      '{"Test":["CMD","true"],"Interval":5000000000,"Retries":2}|["RUN echo triggered > /onbuild"]|SIGINT|{"/data":{}}|["sh","-c"]|null|["/bin/sh","-ec"]',
+    );
+    expect((await docker(['run', '--rm', 'build-test:config', 'echo $SUFFIX $DEFAULTED; cat /shell; ls /data'])).stdout).toBe('-mint fallback\nshell=/bin/sh');
+    const child = await context({ Dockerfile: 'FROM build-test:config\nRUN true\n' });
+    const c = await build(child, '-t', 'build-test:child');
+    expect(c.exitCode, c.stderr).toBe(0);
+    expect(c.stdout).toContain('# Executing 1 build trigger');
+    expect((await docker(['run', '--rm', 'build-test:child', 'cat /onbuild'])).stdout).toBe('triggered');
+    expect((await docker(['inspect', '-f', '{{json .Config.OnBuild}}', 'build-test:child'])).stdout).toBe('null');
+  });
 });
