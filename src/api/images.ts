@@ -224,7 +224,20 @@ export function registerImageRoutes(app: FastifyInstance, ctx: ApiContext): void
     const name = req.params['*'];
     const force = qbool(one(req.query.force));
     const img = await images.resolve(name);
-    const res = await images.remove(name, { force, inUse: m.imagesInUse() });
+    const inUse = m.imagesInUse();
+    const res = await images.remove(name, { force, inUse });
+    // as Docker: deleting an image also deletes the untagged images it was built on that
+    // nothing else uses (a build's step images), up the parent chain
+    if (res.some((r) => r.Deleted === img.id)) {
+      for (let parent = img.parent; parent !== undefined; ) {
+        const all = await images.list();
+        const p = all.find((i) => i.id === parent);
+        if (!p || p.repoTags.length > 0 || inUse.has(p.id) || all.some((i) => i.parent === p.id)) break;
+        const gone = await images.remove(p.id, { force: false, inUse });
+        res.push(...gone.filter((r) => r.Deleted));
+        parent = p.parent;
+      }
+    }
     for (const r of res) {
       if (r.Untagged) ctx.manager.events.publish('image', 'untag', img.id, { name: r.Untagged });
       if (r.Deleted) ctx.manager.events.publish('image', 'delete', r.Deleted, { name });

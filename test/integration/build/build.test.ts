@@ -99,6 +99,14 @@ describe('docker build, classic builder (--isolation=container)', () => {
     expect(changed.stdout).toContain('hello from RUN');
     expect(await ids()).not.toBe(first);
     // --no-cache runs everything
+    // removing a built image removes its step images too (none is used by anything else)
+    const many = async () => (await docker(['images', '-aq'])).stdout.split('\n').filter(Boolean).length;
+    const beforeRmi = await many();
+    const rmi = await docker(['rmi', 'build-test:one']);
+    expect(rmi.exitCode, rmi.stderr).toBe(0);
+    expect(rmi.stdout.match(/Deleted: sha256/g)?.length).toBeGreaterThan(3);
+    expect(await many()).toBeLessThan(beforeRmi - 3);
+    expect((await docker(['run', '--rm', 'busybox', 'true'])).exitCode).toBe(0);
     const nocache = await build(dir, '--no-cache', '-q');
     expect(nocache.exitCode).toBe(0);
     expect(nocache.stdout).toMatch(/^sha256:[0-9a-f]{64}$/);
