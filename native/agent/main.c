@@ -1,11 +1,12 @@
-/* tvm-agent: the per-container supervisor on the host (`supervise`), and later PID 1 in the
- * microVM guest. Usage:
+/* tvm-agent: the per-container supervisor on the host (`supervise`), and PID 1 in the
+ * microVM guest (guest.c). Usage:
  *   tvm-agent supervise --state-dir DIR [--linger SECONDS] [--foreground]
  *   tvm-agent run --spec FILE [--state-dir DIR]   (foreground, like runc run: run.h)
  *   tvm-agent pause|resume|stats --spec FILE
  *   tvm-agent update --spec FILE --resources JSON
  *   tvm-agent version */
 #define _GNU_SOURCE
+#include "guest.h"
 #include "init.h"
 #include "run.h"
 #include "supervisor.h"
@@ -152,7 +153,7 @@ static int supervise(const char *dir, int linger, int foreground) {
     write_all(ready[1], "ok", 2);
     close(ready[1]);
   }
-  supervisor_opts o = {abs, lfd, linger};
+  supervisor_opts o = {abs, lfd, linger, NULL};
   int rc = supervisor_run(&o);
   char sockp[4200];
   snprintf(sockp, sizeof sockp, "%s/agent.sock", abs);
@@ -163,9 +164,11 @@ static int supervise(const char *dir, int linger, int foreground) {
 }
 
 int main(int argc, char **argv) {
-  /* --init mounts this binary at /sbin/docker-init */
+  /* --init mounts this binary at /sbin/docker-init, where it is PID 1 of the container too */
   const char *base = strrchr(argv[0], '/');
   if (strcmp(base ? base + 1 : argv[0], "docker-init") == 0) return init_main(argc, argv);
+  /* the kernel runs the initramfs's /init as PID 1: we are the microVM guest's agent */
+  if (getpid() == 1 && strcmp(argv[0], "/init") == 0) return guest_main();
   if (argc < 2) usage();
   if (strcmp(argv[1], "init") == 0) return init_main(argc - 1, argv + 1);
   if (strcmp(argv[1], "version") == 0) {

@@ -201,6 +201,12 @@ static int mask_paths(const host_opts *o, char *err, size_t errlen) {
 
 int rootfs_mount_overlay(const container_spec *s, char *err, size_t errlen) {
   char opts[3 * PATH_MAX + 64];
+  if (!s->upper) {
+    int rc = mkdir_p(s->target, 0755);
+    if (rc < 0 && rc != -EEXIST) { errno = -rc; ERRNO("mkdir %s", s->target); }
+    if (mount(s->lower, s->target, NULL, MS_BIND | MS_REC, NULL) < 0) ERRNO("bind the rootfs %s", s->lower);
+    return 0;
+  }
   snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", s->lower, s->upper, s->work);
   if (mount("overlay", s->target, "overlay", 0, opts) < 0) ERRNO("mount overlay rootfs (%s)", opts);
   return 0;

@@ -101,6 +101,7 @@ static int check_args(const char *cmd, int argc, char *const argv[], run_args *a
 static int make_rootfs_dirs(const container_spec *s, char *err, size_t errlen) {
   const char *dirs[] = {s->upper, s->work, s->target};
   for (size_t i = 0; i < ARRAY_LEN(dirs); i++) {
+    if (!dirs[i]) continue; /* no overlay: lower is bound as the root */
     int rc = mkdir_p(dirs[i], 0755);
     if (rc < 0 && rc != -EEXIST) {
       snprintf(err, errlen, "mkdir %s: %s", dirs[i], strerror(-rc));

@@ -211,15 +211,18 @@ int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
   const jval *r = json_get(v, "rootfs");
   if (check_keys(r, "spec.rootfs", rootfs_keys, err, errlen) < 0) return -1;
   if (get_str(r, "lower", "spec.rootfs", 1, &s->lower, err, errlen) < 0) return -1;
-  if (get_str(r, "upper", "spec.rootfs", 1, &s->upper, err, errlen) < 0) return -1;
-  if (get_str(r, "work", "spec.rootfs", 1, &s->work, err, errlen) < 0) return -1;
+  /* upper and work absent: lower is the container's writable root itself, bound at target (in
+   * the microVM guest, where the disk under lower is the container's own qcow2 overlay) */
+  if (get_str(r, "upper", "spec.rootfs", 0, &s->upper, err, errlen) < 0) return -1;
+  if (get_str(r, "work", "spec.rootfs", 0, &s->work, err, errlen) < 0) return -1;
   if (get_str(r, "target", "spec.rootfs", 1, &s->target, err, errlen) < 0) return -1;
-  if (!abs_path(s->lower) || !abs_path(s->upper) || !abs_path(s->work) || !abs_path(s->target))
+  if (!s->upper != !s->work) ERR("spec.rootfs: upper and work go together");
+  if (!abs_path(s->lower) || (s->upper && !abs_path(s->upper)) || (s->work && !abs_path(s->work)) || !abs_path(s->target))
     ERR("spec.rootfs: paths must be absolute");
   for (const char *p = s->lower; *p; p++)
     if (*p == ',' || *p == ':') ERR("spec.rootfs.lower: must not contain ',' or ':'");
   /* the kernel copies one page of mount data: longer overlay options would be cut, silently */
-  if (strlen(s->lower) + strlen(s->upper) + strlen(s->work) + sizeof "lowerdir=,upperdir=,workdir=" > SPEC_MOUNT_DATA_MAX)
+  if (s->upper && strlen(s->lower) + strlen(s->upper) + strlen(s->work) + sizeof "lowerdir=,upperdir=,workdir=" > SPEC_MOUNT_DATA_MAX)
     ERR("spec.rootfs: lower, upper and work too long for the overlay's mount options (%d bytes)", SPEC_MOUNT_DATA_MAX);
   /* <target>/proc, /sys, /dev/... are made in PATH_MAX buffers */
   if (strlen(s->target) > SPEC_TARGET_MAX) ERR("spec.rootfs.target: too long (at most %d bytes)", SPEC_TARGET_MAX);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
@@ -75,6 +76,7 @@ typedef struct conn {
   proc *p;
   int stream;
   int closing, dead, want_out, paused;
+  int froze_fs; /* this control connection froze the guest's disk: thawed when it goes */
 } conn;
 
 static struct {
@@ -89,7 +91,11 @@ static struct {
   time_t idle_since;
   int quit;
   ev_src lsrc, ssrc;
+  const char *freezable_fs;
+  int fs_frozen;
 } g;
+
+static int fs_freeze(int freeze);
 
 /* ---------- connections ---------- */
 
@@ -114,6 +120,8 @@ static void conn_close(conn *c) {
       else w = &(*w)->next;
     }
   if (c->kind == C_CONTROL) g.idle_since = time(NULL);
+  /* a reader that went away must not leave the guest's disk frozen for ever */
+  if (c->froze_fs && g.fs_frozen && fs_freeze(0) < 0) diag("thaw %s: %s", g.freezable_fs, strerror(errno));
 }
 
 static void conn_flush(conn *c) {
@@ -687,7 +695,39 @@ static void op_state(conn *c, uint32_t id) {
 
 static void reap(void);
 
+/* FIFREEZE flushes the disk's dirty data and checkpoints its journal: the block device then
+ * holds a consistent filesystem until FITHAW, and writers in the guest wait meanwhile. */
+static int fs_freeze(int freeze) {
+  int fd = open(g.freezable_fs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  int rc = ioctl(fd, freeze ? FIFREEZE : FITHAW, 0);
+  int e = errno;
+  close(fd);
+  errno = e;
+  if (rc == 0) g.fs_frozen = freeze;
+  return rc;
+}
+
+static void op_freeze_fs(conn *c, uint32_t id, int freeze) {
+  if (!g.freezable_fs) {
+    reply_error(c, id, "ERR_STATE", "%s: only the guest agent has a disk to freeze", freeze ? "freeze-fs" : "thaw-fs");
+    return;
+  }
+  if (freeze == g.fs_frozen) {
+    reply_error(c, id, "ERR_STATE", "the container's disk is %s", freeze ? "already frozen" : "not frozen");
+    return;
+  }
+  if (fs_freeze(freeze) < 0) {
+    reply_error(c, id, "ERR_SYSTEM", "%s %s: %s", freeze ? "freeze" : "thaw", g.freezable_fs, strerror(errno));
+    return;
+  }
+  for (conn *o = g.conns; o; o = o->next) o->froze_fs = 0;
+  c->froze_fs = freeze;
+  reply_ok(c, id);
+}
+
 static void op_shutdown(conn *c, uint32_t id) {
+  if (g.fs_frozen && fs_freeze(0) < 0) diag("thaw %s: %s", g.freezable_fs, strerror(errno));
   proc *m = main_proc();
   if (g.have_spec && g.paused) { char err[256]; cgroup_freeze(&g.spec, 0, err, sizeof err); g.paused = 0; }
   for (proc *p = g.procs; p; p = p->next)
@@ -826,6 +866,8 @@ static void on_request(conn *c, const jval *m) {
   else if (!strcmp(type, "state")) op_state(c, id);
   else if (!strcmp(type, "shutdown")) op_shutdown(c, id);
   else if (!strcmp(type, "update")) op_update(c, id, m);
+  else if (!strcmp(type, "freeze-fs")) op_freeze_fs(c, id, 1);
+  else if (!strcmp(type, "thaw-fs")) op_freeze_fs(c, id, 0);
   else {
     reply_error(c, id, "ERR_PROTOCOL", "unknown request type \"%s\"", type);
     c->closing = 1;
@@ -966,6 +1008,7 @@ int supervisor_run(const supervisor_opts *o) {
   g.dir = o->state_dir;
   g.lfd = o->listen_fd;
   g.linger = o->linger_seconds;
+  g.freezable_fs = o->freezable_fs;
   g.log.fd = -1;
   g.idle_since = time(NULL);
   signal(SIGPIPE, SIG_IGN);

@@ -7,6 +7,9 @@ typedef struct {
   const char *state_dir;
   int listen_fd;
   int linger_seconds;
+  /* the guest agent: the container's disk, which `freeze-fs`/`thaw-fs` make consistent on the
+   * block device so the host can read it offline while the VM runs (NULL on the host) */
+  const char *freezable_fs;
 } supervisor_opts;
 
 /* Runs until shutdown or linger timeout; returns the process exit code. */

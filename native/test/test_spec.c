@@ -66,6 +66,18 @@ int main(void) {
   const char *rootfs = "\"rootfs\":{\"lower\":\"/l\",\"upper\":\"/u\",\"work\":\"/w\",\"target\":\"/t\"}";
   char j[1024];
 #define SPEC(...) (snprintf(j, sizeof j, __VA_ARGS__), j)
+  /* the microVM guest's root: lower bound as the root, no overlay */
+  CHECK(bad(SPEC("{\"id\":\"c\",\"rootfs\":{\"lower\":\"/l\",\"upper\":\"/u\",\"target\":\"/t\"},\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\"}"), "upper and work go together"));
+  {
+    const char *vm = SPEC("{\"id\":\"c\",\"rootfs\":{\"lower\":\"/run/tvm/disk\",\"target\":\"/t\"},\"process\":{\"args\":[\"a\"]},\"logPath\":\"/dev/null\"}");
+    jval *v = json_parse(vm, strlen(vm), err, sizeof err);
+    CHECK(v && spec_parse(v, &s, err, sizeof err) == 0);
+    CHECK(s.upper == NULL && s.work == NULL);
+    CHECK_STR(s.lower, "/run/tvm/disk");
+    json_free(v);
+    spec_free(&s);
+  }
+  CHECK(bad(SPEC("{\"id\":\"c\",\"rootfs\":{\"lower\":\"/l\",\"upper\":\"u\",\"work\":\"/w\",\"target\":\"/t\"},\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\"}"), "must be absolute"));
   CHECK(bad(SPEC("{\"id\":\"../x\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\"}", rootfs), "not a valid container id"));
   CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[]},\"logPath\":\"/l\"}", rootfs), "at least one argument"));
   CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"],\"env\":[\"NOEQ\"]},\"logPath\":\"/l\"}", rootfs), "KEY=VALUE"));

@@ -116,7 +116,11 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): voi
       ContainersStopped: recs.length - running - paused,
       Images: imgs.length,
       Driver: 'tvm',
-      DriverStatus: [['Isolations', isolations.join(', ')], ['Default isolation', m.defaultIsolation]],
+      DriverStatus: [
+        ['Isolations', isolations.join(', ')],
+        ['Default isolation', m.defaultIsolation],
+        ...(isolations.includes('vm') ? [['VM backend', m.isolationFor('vm').backend ?? 'unknown']] : []),
+      ],
       Plugins: { Volume: ['local'], Network: ['host', 'none'], Authorization: null, Log: ['json-file'] },
       MemoryLimit: true,
       SwapLimit: true,

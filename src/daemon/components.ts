@@ -1,6 +1,6 @@
 /**
  * The real parts the daemon runs on: the image store (src/images), the per-image base disks
- * (src/disks) and the isolations (src/runtime/host; src/runtime/vm later).
+ * (src/disks) and the isolations (src/runtime/host, src/runtime/vm).
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -9,6 +9,9 @@ import { TvmError } from '../errors.js';
 import { openImageStore } from '../images/store.js';
 import { BaseDiskCache } from '../disks/base-disk.js';
 import { HostIsolation } from '../runtime/host/isolation.js';
+import { VmIsolation } from '../runtime/vm/isolation.js';
+import { chooseVmBackend } from '../vmm/launch/backend.js';
+import type { VmBackendKind } from '../vmm/launch/types.js';
 import type { ImageStore } from '../images/types.js';
 import type { Isolation, IsolationKind } from '../runtime/types.js';
 import type { IdMappings } from '../runtime/userns.js';
@@ -35,6 +38,9 @@ export async function loadComponents(o: {
   baseDiskSize?: number;
   /** `--userns-remap`: container isolation runs in user namespaces with these maps */
   userns?: IdMappings;
+  /** `--vm-backend` (default auto: kvm where /dev/kvm is usable, else tcg where QEMU is installed) */
+  vmBackend?: VmBackendKind | 'auto';
+  log?: (msg: string) => void;
 }): Promise<Components> {
   if (!existsSync(AGENT_PATH)) throw new TvmError('ERR_PART_MISSING', `the agent binary ${AGENT_PATH} is missing: run scripts/setup.sh (make -C native)`, 500);
   const images = await openImageStore({
@@ -64,9 +70,13 @@ export async function loadComponents(o: {
     }),
   };
   const container = new HostIsolation({ dataRoot: o.dataRoot, runRoot: o.execRoot, agentPath: AGENT_PATH, baseDisks, images, ...(userns && { userns }) });
+  // VMs use the plain base disk: the VM is the boundary, and the guest's root is its own
+  const choice = chooseVmBackend(o.vmBackend ?? 'auto');
+  const vm = choice && new VmIsolation({ dataRoot: o.dataRoot, runRoot: o.execRoot, agentPath: AGENT_PATH, baseDisks, images, backend: choice.backend, ...(o.log && { log: o.log }) });
+  o.log?.(choice ? `VM isolation: backend ${choice.backend} (${choice.reason})` : 'VM isolation unavailable: no usable /dev/kvm and no qemu-system-x86_64 (apt-get install qemu-system-x86)');
   return {
     images,
-    isolations: { container },
+    isolations: { container, ...(vm && { vm }) },
     bindImagesInUse: (f) => {
       imagesInUse = f;
     },

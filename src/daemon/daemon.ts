@@ -43,6 +43,8 @@ export interface DaemonOptions {
    * subordinate id (/etc/subuid, /etc/subgid)
    */
   usernsRemap?: string;
+  /** `--vm-backend`: kvm | tcg | auto (default) */
+  vmBackend?: 'kvm' | 'tcg' | 'auto';
   /** injected parts (tests); default: the real ones */
   components?: Components;
   log?: (msg: string) => void;
@@ -125,6 +127,8 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
         ...(o.maxConcurrentDownloads !== undefined && { maxConcurrentDownloads: o.maxConcurrentDownloads }),
         ...(o.baseDiskSize !== undefined && { baseDiskSize: o.baseDiskSize }),
         ...(remap && { userns: remap.maps }),
+        ...(o.vmBackend && { vmBackend: o.vmBackend }),
+        log,
       }));
     const manager = new ContainerManager({
       dataRoot: o.dataRoot, isolations: components.isolations, images: components.images, defaultIsolation: o.defaultIsolation, log,

@@ -218,6 +218,17 @@ export class AgentClient {
   async shutdown(): Promise<void> {
     await this.request('shutdown');
   }
+  /**
+   * The guest agent only: FIFREEZE on the container's disk (flushed, journal checkpointed) so
+   * the host can read it offline while the VM runs; thawed by thawFs, shutdown, or when this
+   * connection closes.
+   */
+  async freezeFs(): Promise<void> {
+    await this.request('freeze-fs');
+  }
+  async thawFs(): Promise<void> {
+    await this.request('thaw-fs');
+  }
   /** docker update: the agent writes the cgroup limits given (only those) */
   async update(resources: AgentResources): Promise<void> {
     await this.request('update', { resources });

@@ -48,7 +48,8 @@ export interface AgentSpec {
   privileged: boolean;
   readonlyRootfs: boolean;
   network: 'none' | 'host';
-  rootfs: { lower: string; upper: string; work: string; target: string };
+  /** without upper and work, lower itself is bound as the writable root (the microVM guest's disk) */
+  rootfs: { lower: string; upper?: string; work?: string; target: string };
   process: AgentProcess;
   mounts: AgentMount[];
   resources: AgentResources;
@@ -94,11 +95,11 @@ export interface HelloRequest {
 
 export type RequestType =
   | 'create' | 'start' | 'wait' | 'signal' | 'resize' | 'exec' | 'start-exec'
-  | 'pause' | 'resume' | 'stats' | 'ps' | 'state' | 'shutdown' | 'update';
+  | 'pause' | 'resume' | 'stats' | 'ps' | 'state' | 'shutdown' | 'update' | 'freeze-fs' | 'thaw-fs';
 
 export const REQUEST_TYPES: readonly RequestType[] = [
   'create', 'start', 'wait', 'signal', 'resize', 'exec', 'start-exec', 'pause', 'resume', 'stats', 'ps', 'state',
-  'shutdown', 'update',
+  'shutdown', 'update', 'freeze-fs', 'thaw-fs',
 ];
 
 export interface Request {

@@ -160,7 +160,7 @@ export class ContainerManager {
     if (!iso) {
       if (kind === 'vm') {
         throw new NotImplementedError(
-          'isolation "vm" (hyperv) is not available yet in this tvm daemon: the microVM runtime is not built; use --isolation=container',
+          'isolation "vm" (hyperv) is not available in this tvm daemon: it needs a usable /dev/kvm or qemu-system-x86_64 (apt-get install qemu-system-x86); use --isolation=container',
           'ERR_ISOLATION_UNAVAILABLE',
         );
       }
@@ -387,6 +387,8 @@ export class ContainerManager {
         ...hc,
         NetworkMode: network,
         Isolation: kind,
+        // who runs it: Docker names the OCI runtime here; ours is the isolation and its backend
+        Runtime: iso.backend ? `tvm-${kind}-${iso.backend}` : `tvm-${kind}`,
         Memory: resources.memory ?? 0,
         // Docker records the implied swap limit: twice the memory when only memory is set
         MemorySwap: resources.memorySwap ?? (resources.memory ? 2 * resources.memory : 0),

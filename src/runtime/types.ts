@@ -183,6 +183,8 @@ export interface RunningInfo {
 /** One isolation. Every method is idempotent where Docker's semantics allow it. */
 export interface Isolation {
   readonly kind: IsolationKind;
+  /** who runs it, for `docker info` and inspect (VM isolation: 'kvm' or 'tcg') */
+  readonly backend?: string;
   /** prepares rootfs and state; leaves nothing behind if it throws */
   create(spec: ContainerSpec): Promise<void>;
   /** starts the supervisor and the workload; the supervisor outlives the daemon */

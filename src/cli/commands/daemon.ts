@@ -27,10 +27,11 @@ export function registerDaemonCommand(program: Command): void {
     .option('--insecure-registry <host>', 'registry reachable over plain HTTP (repeatable)', collect, [])
     .option('--max-concurrent-downloads <n>', 'layer downloads at once per pull', parseDownloads, 3)
     .option('--log-opt <k=v>', 'default json-file log option for containers: max-size=10m, max-file=3 (repeatable)', collect, [])
+    .addOption(new Option('--vm-backend <kind>', 'who runs the vCPUs of --isolation=vm containers: kvm (tvm\'s VMM on /dev/kvm), tcg (QEMU\'s software CPU with tvm\'s devices over vhost-user), auto').choices(['kvm', 'tcg', 'auto']).default('auto'))
     .option('--userns-remap <user[:group]>', 'run containers in user namespaces: default (user dockremap, created if absent), user, user:group, uid or uid:gid (ranges from /etc/subuid, /etc/subgid)')
     .action(async (o: {
       host: string[]; dataRoot: string; execRoot: string; defaultIsolation: IsolationKind; group?: string; tlsverify?: boolean; tls?: boolean;
-      tlscacert?: string; tlscert?: string; tlskey?: string; insecureTcp?: boolean; insecureRegistry: string[]; maxConcurrentDownloads: number; storageOpt: string[]; logOpt: string[]; usernsRemap?: string;
+      tlscacert?: string; tlscert?: string; tlskey?: string; insecureTcp?: boolean; insecureRegistry: string[]; maxConcurrentDownloads: number; storageOpt: string[]; logOpt: string[]; usernsRemap?: string; vmBackend: 'kvm' | 'tcg' | 'auto';
     }) => {
       // Loaded on use: the daemon pulls in fastify and every part; other commands need none of it.
       const { DEFAULT_HOST, runDaemon } = await import('../../daemon/daemon.js');
@@ -51,6 +52,7 @@ export function registerDaemonCommand(program: Command): void {
         ...(baseDiskSize !== undefined && { baseDiskSize }),
         ...(o.logOpt.length > 0 && { logOpts }),
         ...(o.usernsRemap !== undefined && { usernsRemap: o.usernsRemap }),
+        vmBackend: o.vmBackend,
       });
     });
 }

@@ -34,6 +34,8 @@ export function registerSystemCommands(program: Command): void {
           `Default Isolation: ${String(i.Isolation)}`, `Cgroup Version: ${String(i.CgroupVersion)}`, `Kernel Version: ${String(i.KernelVersion)}`,
           `Operating System: ${String(i.OperatingSystem)}`, `CPUs: ${String(i.NCPU)}`, `Total Memory: ${String(i.MemTotal)}`,
           `Docker Root Dir: ${String(i.DockerRootDir)}`,
+          // Isolations, VM backend: what runs containers here
+          ...((i.DriverStatus as [string, string][] | undefined) ?? []).map(([k, v]) => `${k}: ${v}`),
         ];
         process.stdout.write(lines.join('\n') + '\n');
       } finally {

@@ -81,10 +81,14 @@ export async function archiveFromDisk(reader: Ext4Reader, containerPath: string,
   const entry = (h: Header, body?: Readable) =>
     new Promise<void>((resolve, reject) => {
       if (!body) {
-        pack.entry(h, (err) => (err ? reject(err) : resolve()));
+        // an empty buffer, not none: tar-stream waits for the body of a file entry given none,
+        // so an empty regular file would stall the archive for ever
+        pack.entry(h, Buffer.alloc(0), (err) => (err ? reject(err) : resolve()));
         return;
       }
       const sink = pack.entry(h, (err) => (err ? reject(err) : resolve()));
+      // a reader that goes away destroys the pack, and with it this entry's sink
+      sink.on('error', reject);
       body.on('error', reject).pipe(sink);
     });
 

@@ -9,32 +9,27 @@
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm, unlink } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { writeJsonAtomic } from '../../atomic-file.js';
 import { ConflictError, InvalidParameterError, NotFoundError, TvmError } from '../../errors.js';
 import type { AgentClient } from '../../guest-agent/client.js';
-import { AgentError, parseExitStatus, type AgentExitStatus } from '../../guest-agent/protocol.js';
+import { AgentError } from '../../guest-agent/protocol.js';
 import type { BaseDisks, ImageStore } from '../../images/types.js';
-import type {
-  Attachment, Change, ContainerSpec, ExecHandle, ExecSpec, ExitStatus, Isolation, RunningInfo, Stats, StdioStreams,
-} from '../types.js';
+import type { Change, ContainerSpec, ExitStatus, Isolation, RunningInfo } from '../types.js';
 import { BaseMounts } from './base-mounts.js';
 import { containerUserns, giveToRoot, overlayDirsOf, ownStateForRoot } from './remap.js';
 import type { IdMappings } from '../userns.js';
 import { containerToHost, hostToContainer } from './remap-ids.js';
 import { idShiftTag } from '../../disks/base-disk.js';
 import { cgroupFor, removeCgroup, type CgroupConfig } from './cgroups.js';
-import { agentProcess, agentResourceChanges, agentSpec, validateProcess, validateSpec } from './spec.js';
-import type { Resources } from '../types.js';
-import { attachStreams } from './stdio.js';
+import { agentSpec, validateSpec } from './spec.js';
 import { prepareEtcFiles } from './etc-files.js';
 import { connectSupervisor, spawnSupervisor, supervisorPid } from './supervisor.js';
 import { archiveFrom, extractTo, mountStoppedRoot, type RootView } from './archive.js';
 import { createSizedLayer, layerDirs, mountSizedLayer, removeSizedLayer } from './writable-layer.js';
 import { DOCKER_INIT_PATHS, overlayChanges } from './changes.js';
+import { AgentSessionIsolation, readExitStatus, readStateRecord, toExit } from '../agent-session.js';
 import { changesTar } from './layer-tar.js';
 
 export interface HostIsolationOptions {
@@ -65,123 +60,49 @@ interface HostRecord {
   layer?: { sizeBytes: number };
 }
 
-interface PendingAttach {
-  stdio: StdioStreams;
-  resolve: (a: Attachment) => void;
-  reject: (e: unknown) => void;
-  detached: boolean;
-}
-
-/** What this process knows about a container; all of it can be rebuilt. */
-interface Live {
-  client?: AgentClient;
-  exited?: Promise<ExitStatus>;
-  pending: PendingAttach[];
-  startWaiters: (() => void)[];
-}
-
 const RECORD = 'host.json';
 
-export function parseSignal(sig: string | number): number {
-  if (typeof sig === 'number') {
-    if (Number.isInteger(sig) && sig >= 1 && sig <= 64) return sig;
-  } else {
-    const s = sig.trim();
-    if (/^\d+$/.test(s)) return parseSignal(Number(s));
-    const name = s.toUpperCase().startsWith('SIG') ? s.toUpperCase() : `SIG${s.toUpperCase()}`;
-    const n = (os.constants.signals as Record<string, number>)[name];
-    if (n !== undefined) return n;
-  }
-  throw new InvalidParameterError(`invalid signal: ${JSON.stringify(sig)}`);
-}
-
-function toExit(s: AgentExitStatus): ExitStatus {
-  const out: ExitStatus = { exitCode: s.exitCode, finishedAt: s.finishedAt, oomKilled: s.oomKilled };
-  if (s.error) out.error = s.error;
-  return out;
-}
-
-const SIGKILL = 9;
-
-export class HostIsolation implements Isolation {
+export class HostIsolation extends AgentSessionIsolation implements Isolation {
   readonly kind = 'container' as const;
   private readonly baseMounts: BaseMounts;
   /** mounts of id-shifted base disks, one directory per set of maps */
   private readonly remappedMounts = new Map<string, BaseMounts>();
-  private readonly lives = new Map<string, Live>();
 
   constructor(private readonly opts: HostIsolationOptions) {
+    super();
     this.baseMounts = new BaseMounts(opts.runRoot);
   }
 
-  private live(id: string): Live {
-    let l = this.lives.get(id);
-    if (!l) {
-      l = { pending: [], startWaiters: [] };
-      this.lives.set(id, l);
-    }
-    return l;
+  private readRecord(spec: ContainerSpec): Promise<HostRecord> {
+    return readStateRecord<HostRecord>(spec, RECORD);
   }
 
-  private async readRecord(spec: ContainerSpec): Promise<HostRecord> {
-    try {
-      return JSON.parse(await readFile(path.join(spec.stateDir, RECORD), 'utf8')) as HostRecord;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`No such container: ${spec.id}`);
-      throw e;
-    }
+  protected async checkRecord(spec: ContainerSpec): Promise<void> {
+    await this.readRecord(spec);
   }
 
-  private async readExitFile(spec: ContainerSpec): Promise<ExitStatus | undefined> {
-    try {
-      return toExit(parseExitStatus(JSON.parse(await readFile(path.join(spec.stateDir, 'exit.json'), 'utf8'))));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw e;
-    }
+  /** the host supervisor lingers until the status is collected: let it go */
+  protected override async afterExit(_spec: ContainerSpec, client: AgentClient): Promise<void> {
+    // one that went away by itself meanwhile has nothing left to let go of
+    await client.shutdown().catch(() => {});
   }
 
-  /** The supervisor's client if one is alive (connecting after a daemon restart). */
-  private async agent(spec: ContainerSpec): Promise<AgentClient | undefined> {
-    const l = this.live(spec.id);
-    if (l.client && !l.client.closed) return l.client;
-    l.client = undefined;
+  private readExitFile(spec: ContainerSpec): Promise<ExitStatus | undefined> {
+    return readExitStatus(spec);
+  }
+
+  /** A client of the container's supervisor if one is alive (connecting after a daemon restart). */
+  protected async connectAgent(spec: ContainerSpec): Promise<AgentClient | undefined> {
     if (!(await supervisorPid(spec.stateDir))) return undefined;
     try {
-      l.client = await connectSupervisor(spec.stateDir, this.opts.runRoot);
+      return await connectSupervisor(spec.stateDir, this.opts.runRoot);
     } catch {
       return undefined; // exiting right now: its exit file is the truth
     }
-    return l.client;
   }
 
-  private async running(spec: ContainerSpec): Promise<AgentClient> {
-    const c = await this.agent(spec);
-    if (c) {
-      const st = await c.state();
-      if (st.status === 'running' || st.status === 'paused') return c;
-    }
-    await this.readRecord(spec);
-    throw new ConflictError(`Container ${spec.id} is not running`);
-  }
-
-  /** Resolves with the exit status once the main process has exited; then lets the supervisor go. */
-  private watchExit(spec: ContainerSpec, client: AgentClient): Promise<ExitStatus> {
-    const p = client.wait().then(
-      async (s) => {
-        await client.shutdown().catch(() => {});
-        client.close();
-        return toExit(s);
-      },
-      async (e) => {
-        // connection lost: the supervisor wrote the status before it went away, or it crashed
-        const f = await this.readExitFile(spec);
-        if (f) return f;
-        throw e instanceof TvmError ? e : new TvmError('ERR_SUPERVISOR_LOST', `supervisor of ${spec.id} lost`, 500, { cause: e });
-      },
-    );
-    p.catch(() => {});
-    return p;
+  private agent(spec: ContainerSpec): Promise<AgentClient | undefined> {
+    return this.sessions.agent(spec);
   }
 
   /** Where a container with these maps has its base disks mounted (a user namespace's are id-shifted). */
@@ -244,7 +165,7 @@ export class HostIsolation implements Isolation {
 
   async start(spec: ContainerSpec): Promise<RunningInfo> {
     const rec = await this.readRecord(spec);
-    const l = this.live(spec.id);
+    const l = this.sessions.live(spec.id);
     let client = await this.agent(spec);
     if (client) {
       const st = await client.state();
@@ -280,187 +201,8 @@ export class HostIsolation implements Isolation {
       throw e;
     }
     // attach requests made before start get every byte
-    const pending = l.pending.splice(0);
-    for (const p of pending) {
-      if (p.detached) continue;
-      try {
-        p.resolve(await attachStreams(client, p.stdio, { tty: spec.process.tty, openStdin: spec.process.openStdin }));
-      } catch (e) {
-        p.reject(e);
-      }
-    }
-    l.exited = undefined;
-    let info: RunningInfo;
-    try {
-      info = await client.start();
-    } catch (e) {
-      l.exited = this.watchExit(spec, client);
-      this.wakeStartWaiters(l);
-      if (e instanceof AgentError && e.agentCode === 'ERR_EXEC') {
-        // Docker: the start fails, and the container records exit 127/126 with the message
-        throw new TvmError('ERR_EXEC', e.message, 400, { cause: e });
-      }
-      throw e;
-    }
-    l.exited = this.watchExit(spec, client);
-    this.wakeStartWaiters(l);
-    return info;
-  }
-
-  private wakeStartWaiters(l: Live): void {
-    for (const w of l.startWaiters.splice(0)) w();
-  }
-
-  async attach(spec: ContainerSpec, stdio: StdioStreams): Promise<Attachment> {
-    await this.readRecord(spec);
-    const client = await this.agent(spec);
-    if (client) {
-      const st = await client.state();
-      if (st.status === 'running' || st.status === 'paused') {
-        return attachStreams(client, stdio, { tty: spec.process.tty, openStdin: spec.process.openStdin });
-      }
-    }
-    // not running: connected at the next start (docker run / start -a attach first)
-    const l = this.live(spec.id);
-    return new Promise<Attachment>((resolve, reject) => {
-      const entry: PendingAttach = { stdio, resolve, reject, detached: false };
-      l.pending.push(entry);
-      // the caller gets an Attachment now; its streams appear at start
-      let inner: Attachment | undefined;
-      let doneResolve!: () => void;
-      const done = new Promise<void>((r) => (doneResolve = r));
-      entry.resolve = (a) => {
-        inner = a;
-        a.done.then(doneResolve, doneResolve);
-      };
-      entry.reject = () => doneResolve();
-      resolve({
-        done,
-        detach() {
-          entry.detached = true;
-          inner?.detach();
-          doneResolve();
-        },
-      });
-    });
-  }
-
-  async resize(spec: ContainerSpec, rows: number, cols: number): Promise<void> {
-    const c = await this.running(spec);
-    await c.resize(rows, cols);
-  }
-
-  async wait(spec: ContainerSpec): Promise<ExitStatus> {
-    await this.readRecord(spec);
-    const l = this.live(spec.id);
-    for (;;) {
-      if (l.exited) return l.exited;
-      const client = await this.agent(spec);
-      if (client) {
-        const st = await client.state();
-        if (st.status !== 'created') {
-          l.exited = this.watchExit(spec, client);
-          continue;
-        }
-      }
-      const f = await this.readExitFile(spec);
-      if (f) return f;
-      // created, never started: Docker's wait blocks until it has run
-      await new Promise<void>((r) => l.startWaiters.push(r));
-    }
-  }
-
-  async kill(spec: ContainerSpec, signal: string | number): Promise<void> {
-    const sig = parseSignal(signal);
-    const c = await this.running(spec);
-    await c.signal(sig);
-    // A SIGKILL stays pending in a frozen cgroup (a pause, or a copy in progress): thaw so it lands.
-    if (sig === SIGKILL) {
-      const st = await c.state().catch(() => undefined);
-      if (st?.status === 'paused') await c.resume().catch(() => {});
-    }
-  }
-
-  async pause(spec: ContainerSpec): Promise<void> {
-    const c = await this.running(spec);
-    try {
-      await c.pause();
-    } catch (e) {
-      if (e instanceof AgentError && e.agentCode === 'ERR_STATE') throw new ConflictError(`Container ${spec.id} is already paused`);
-      throw e;
-    }
-  }
-
-  async resume(spec: ContainerSpec): Promise<void> {
-    const c = await this.running(spec);
-    try {
-      await c.resume();
-    } catch (e) {
-      if (e instanceof AgentError && e.agentCode === 'ERR_STATE') throw new ConflictError(`Container ${spec.id} is not paused`);
-      throw e;
-    }
-  }
-
-  async exec(spec: ContainerSpec, exec: ExecSpec, stdio: StdioStreams): Promise<ExecHandle> {
-    validateProcess(spec, exec.process, 'exec.process');
-    const c = await this.running(spec);
-    const id = randomBytes(16).toString('hex');
-    await c.exec(id, agentProcess(exec.process), exec.privileged);
-    const attachment = await attachStreams(c, stdio, { tty: exec.process.tty, openStdin: exec.process.openStdin, exec: id });
-    let pid = 0;
-    try {
-      pid = (await c.startExec(id)).pid;
-    } catch (e) {
-      // a failed exec reports 126/127 and its message through wait(), as Docker's exec inspect does
-      if (!(e instanceof AgentError && e.agentCode === 'ERR_EXEC')) {
-        attachment.detach();
-        throw e;
-      }
-    }
-    const status = c.wait(id).then(toExit);
-    status.catch(() => {});
-    return {
-      pid,
-      attachment,
-      resize: (rows, cols) => c.resize(rows, cols, id),
-      wait: () => status,
-    };
-  }
-
-  async update(spec: ContainerSpec, changes: Resources): Promise<void> {
-    const c = await this.running(spec);
-    try {
-      await c.update(agentResourceChanges(changes));
-    } catch (e) {
-      // the kernel's refusal (a limit below the usage, ...) is the user's to fix: Docker's 500 text
-      if (e instanceof AgentError && e.agentCode === 'ERR_SYSTEM') throw new TvmError('ERR_UPDATE', e.message, 500, { cause: e });
-      if (e instanceof AgentError && e.agentCode === 'ERR_BAD_SPEC') throw new InvalidParameterError(e.message);
-      throw e;
-    }
-  }
-
-  async top(spec: ContainerSpec): Promise<{ pid: number; ppid: number; cmd: string }[]> {
-    const c = await this.running(spec);
-    return c.ps();
-  }
-
-  async stats(spec: ContainerSpec): Promise<Stats> {
-    const c = await this.running(spec);
-    const r = await c.stats();
-    const mem = r.memory as { usage: number; limit: number; maxUsage: number };
-    const cpu = r.cpu as { totalUsageNs: number; systemUsageNs: number; onlineCpus: number };
-    const pids = r.pids as { current: number; limit: number };
-    // v1 reports "unlimited" as a huge number, v2 as max (-1): Docker shows the host's memory
-    const total = os.totalmem();
-    const limit = mem.limit < 0 || mem.limit > total ? total : mem.limit;
-    const out: Stats = {
-      read: new Date().toISOString(),
-      memory: { usage: mem.usage, limit, maxUsage: mem.maxUsage },
-      cpu: { totalUsageNs: cpu.totalUsageNs, systemUsageNs: cpu.systemUsageNs, onlineCpus: cpu.onlineCpus },
-      pids: { current: pids.current },
-    };
-    if (pids.limit > 0) out.pids.limit = pids.limit;
-    return out;
+    await this.sessions.connectPending(spec, client);
+    return this.sessions.startWorkload(spec, client);
   }
 
   /** Does any other container's record still use this image's base mount? */
@@ -510,9 +252,7 @@ export class HostIsolation implements Isolation {
       await client.shutdown().catch(() => {});
       client.close();
     }
-    const l = this.live(spec.id);
-    for (const p of l.pending.splice(0)) p.reject(new NotFoundError(`No such container: ${spec.id}`));
-    this.lives.delete(spec.id);
+    this.sessions.forget(spec, new NotFoundError(`No such container: ${spec.id}`));
     await removeCgroup(rec.cgroup);
     await removeSizedLayer(spec.stateDir);
     await rm(spec.stateDir, { recursive: true, force: true });
@@ -530,8 +270,8 @@ export class HostIsolation implements Isolation {
     if (client) {
       const st = await client.state();
       if ((st.status === 'running' || st.status === 'paused') && st.pid && st.startedAt) {
-        const l = this.live(spec.id);
-        if (!l.exited) l.exited = this.watchExit(spec, client);
+        const l = this.sessions.live(spec.id);
+        if (!l.exited) l.exited = this.sessions.watchExit(spec, client);
         return { running: { pid: st.pid, startedAt: st.startedAt } };
       }
       if (st.exit) {

@@ -4,15 +4,11 @@
  * is listening, so no polling is needed.
  */
 import { execFile } from 'node:child_process';
-import { readFile, symlink, mkdir, unlink } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { createHash } from 'node:crypto';
 import { TvmError } from '../../errors.js';
 import { AgentClient, unixConnector } from '../../guest-agent/client.js';
-
-/** sun_path holds 108 bytes including the NUL. */
-const SUN_PATH_MAX = 107;
+import { reachableSocketPath } from '../socket-path.js';
 
 export function socketPath(stateDir: string): string {
   return path.join(stateDir, 'agent.sock');
@@ -61,19 +57,5 @@ export async function supervisorPid(stateDir: string): Promise<number | undefine
  * symlink under runRoot/sock.
  */
 export async function connectSupervisor(stateDir: string, runRoot: string): Promise<AgentClient> {
-  let sock = socketPath(stateDir);
-  if (Buffer.byteLength(sock) > SUN_PATH_MAX) {
-    const dir = path.join(runRoot, 'sock');
-    await mkdir(dir, { recursive: true });
-    const link = path.join(dir, createHash('sha256').update(stateDir).digest('hex').slice(0, 16));
-    if (Buffer.byteLength(link) > SUN_PATH_MAX) {
-      throw new TvmError('ERR_SOCKET_PATH', `runRoot ${runRoot} is too long for a unix socket path`);
-    }
-    if (!existsSync(link)) {
-      await unlink(link).catch(() => {});
-      await symlink(sock, link);
-    }
-    sock = link;
-  }
-  return AgentClient.connect(unixConnector(sock));
+  return AgentClient.connect(unixConnector(await reachableSocketPath(socketPath(stateDir), runRoot)));
 }

@@ -1,5 +1,6 @@
 // The docker CLI against the daemon running the real parts (image store, base disks, host
-// isolation with tvm-agent). Add 'vm' to the list when the VM isolation exists.
+// isolation with tvm-agent, VM isolation on this host's backend: tcg here, kvm where
+// /dev/kvm exists). One suite, both isolations: the Isolation contract as users see it.
 import { dockerCliSuite } from './suite.js';
 
-dockerCliSuite(['container'], { fake: false });
+dockerCliSuite(['container', 'vm'], { fake: false });

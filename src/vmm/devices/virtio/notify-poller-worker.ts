@@ -6,6 +6,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import * as libc from '../../../kvm/libc.js';
 
+/** notify-poller.ts READABLE_TAG: a one-shot watch the main thread reads and re-arms. */
+const READABLE_TAG = 1n << 32n;
 const { epfd, stopFd } = workerData as { epfd: number; stopFd: number };
 const counter = new Uint8Array(8);
 for (;;) {
@@ -13,9 +15,13 @@ for (;;) {
   const ready: number[] = [];
   let stop = false;
   for (const e of events) {
-    const fd = Number(e.data);
+    const fd = Number(e.data & 0xffff_ffffn);
     if (fd === stopFd) {
       stop = true;
+      continue;
+    }
+    if (e.data & READABLE_TAG) {
+      ready.push(fd);
       continue;
     }
     // Level-triggered: draining here (not on the main thread) keeps us from spinning; a write

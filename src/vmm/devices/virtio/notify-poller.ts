@@ -5,6 +5,10 @@
  * on all of them (notify-poller-worker.ts) and posts the fds that fired; the main thread,
  * which owns every device, then runs the queue. The worker cannot be terminated while it is
  * inside epoll_wait, hence a stop eventfd in the same epoll set.
+ *
+ * A socket can be watched too (`addReadable`): the worker must not read it, so it is armed
+ * one-shot (EPOLLONESHOT) and re-armed on this thread after its handler has read what it
+ * wanted; the epoll data carries READABLE_TAG so the worker knows not to drain it.
  */
 import { Worker } from 'node:worker_threads';
 import { createRequire } from 'node:module';
@@ -12,10 +16,15 @@ import { pathToFileURL } from 'node:url';
 import * as libc from '../../../kvm/libc.js';
 import { ConflictError } from '../../../errors.js';
 
+/** Marks an fd in the epoll data as a one-shot readable watch (not an eventfd to drain). */
+export const READABLE_TAG = 1n << 32n;
+const EPOLLONESHOT = 1 << 30;
+
 export class NotifyPoller {
   private readonly epfd: number;
   private readonly stopFd: number;
   private readonly handlers = new Map<number, () => void>();
+  private readonly oneShot = new Set<number>();
   private worker?: Worker;
   private stopped?: Promise<void>;
   private closed = false;
@@ -40,6 +49,47 @@ export class NotifyPoller {
     this.start();
   }
 
+  /**
+   * Watches a readable fd the worker must not touch (a socket): `handler` runs on this thread
+   * when it is readable or hung up, then the watch is re-armed. The handler reads until EAGAIN.
+   */
+  addReadable(fd: number, handler: () => void): void {
+    if (this.closed) throw new ConflictError('notify poller is closed', 'ERR_VIRTIO_POLLER_CLOSED');
+    if (this.handlers.has(fd)) throw new ConflictError(`notify poller: fd ${fd} is already watched`, 'ERR_VIRTIO_POLLER_FD');
+    libc.epollCtl(this.epfd, libc.EPOLL_CTL_ADD, fd, libc.EPOLLIN | EPOLLONESHOT, BigInt(fd) | READABLE_TAG);
+    this.handlers.set(fd, handler);
+    this.oneShot.add(fd);
+    this.start();
+  }
+
+  /** Stops watching `fd` (before its owner closes it). A notification already posted is dropped. */
+  remove(fd: number): void {
+    if (!this.handlers.delete(fd)) return;
+    this.oneShot.delete(fd);
+    if (!this.closed) libc.epollCtl(this.epfd, libc.EPOLL_CTL_DEL, fd, 0);
+  }
+
+  private fire(fd: number): void {
+    const h = this.handlers.get(fd);
+    if (!h) return;
+    try {
+      h();
+    } finally {
+      // Re-arm only if the handler kept the watch (it may have removed it and closed the fd).
+      if (this.oneShot.has(fd) && this.handlers.get(fd) === h && !this.closed) {
+        libc.epollCtl(this.epfd, libc.EPOLL_CTL_MOD, fd, libc.EPOLLIN | EPOLLONESHOT, BigInt(fd) | READABLE_TAG);
+      }
+    }
+  }
+
+  /**
+   * Starts the thread now rather than at the first watch: loading it takes a few hundred ms
+   * from sources, and a vhost-user front end (QEMU) waits on every reply meanwhile.
+   */
+  warmUp(): void {
+    if (!this.closed) this.start();
+  }
+
   private start(): void {
     if (this.worker) return;
     const data = { epfd: this.epfd, stopFd: this.stopFd };
@@ -58,7 +108,7 @@ export class NotifyPoller {
       if (m === 'stopped') return;
       for (const fd of m) {
         try {
-          this.handlers.get(fd)?.();
+          this.fire(fd);
         } catch (e) {
           this.onError(e);
         }
@@ -75,11 +125,15 @@ export class NotifyPoller {
     if (this.closed) return;
     this.closed = true;
     if (this.worker) {
+      // Unref'd, the thread would not keep the process alive while we wait for it to exit: a
+      // caller awaiting close() with nothing else pending would see Node exit under it.
+      this.worker.ref();
       libc.eventfdSignal(this.stopFd);
       await this.stopped;
     }
     libc.close(this.stopFd);
     libc.close(this.epfd);
     this.handlers.clear();
+    this.oneShot.clear();
   }
 }

@@ -67,6 +67,8 @@ beforeAll(async () => {
   await Ext4Editor.edit(overlay, async (ed) => {
     await ed.remove('/data/hl');
     await ed.writeFile('/data/new', Buffer.from('new\n'), attrs);
+    // an empty file (a bind-mount point the agent made) once stalled the archive for ever
+    await ed.writeFile('/data/empty', Buffer.alloc(0), attrs);
     await ed.writeFile('/etc/passwd', Buffer.from('root:x:0:0:root:/root:/bin/sh\n'), attrs);
     await ed.mkdir('/newdir', { ...attrs, mode: 0o755 });
     await ed.writeFile('/newdir/f', Buffer.from('f'), attrs);
@@ -81,6 +83,7 @@ describe('a stopped VM container\'s disk, read offline', () => {
     try {
       expect(await diffDisks(b, t)).toEqual([
         { Path: '/data', Kind: 0 },
+        { Path: '/data/empty', Kind: 1 },
         { Path: '/data/hl', Kind: 2 },
         { Path: '/data/new', Kind: 1 },
         { Path: '/etc', Kind: 0 },
@@ -90,7 +93,7 @@ describe('a stopped VM container\'s disk, read offline', () => {
       ]);
       expect(await diffDisks(b, b)).toEqual([]);
       // what the runtime makes is left out by name
-      expect((await diffDisks(b, t, ['/newdir', '/etc'])).map((c) => c.Path)).toEqual(['/data', '/data/hl', '/data/new']);
+      expect((await diffDisks(b, t, ['/newdir', '/etc'])).map((c) => c.Path)).toEqual(['/data', '/data/empty', '/data/hl', '/data/new']);
     } finally {
       await t.close();
       await b.close();
@@ -119,11 +122,22 @@ describe('a stopped VM container\'s disk, read offline', () => {
     }
   });
 
+  it('docker export of the overlay ends, empty files included', async () => {
+    const r = await Ext4Reader.open(overlay);
+    try {
+      const got = await untar(await exportDisk(r));
+      expect(got.get('data/empty')!.h.size).toBe(0);
+      expect(got.get('data/new')!.body.toString()).toBe('new\n');
+    } finally {
+      await r.close();
+    }
+  });
+
   it('docker cp out: a path named by its base name, symlinks in the path resolved inside the disk', async () => {
     const r = await Ext4Reader.open(overlay);
     try {
       const dir = await untar(await archiveFromDisk(r, '/data'));
-      expect([...dir.keys()].sort()).toEqual(['data', 'data/big', 'data/fifo', 'data/new', 'data/sym']);
+      expect([...dir.keys()].sort()).toEqual(['data', 'data/big', 'data/empty', 'data/fifo', 'data/new', 'data/sym']);
       expect(dir.get('data/new')!.body.toString()).toBe('new\n');
       const file = await untar(await archiveFromDisk(r, '/etc/passwd'));
       expect([...file.keys()]).toEqual(['passwd']);

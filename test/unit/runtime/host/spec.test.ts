@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidParameterError } from '../../../../src/errors.js';
 import { imageHex } from '../../../../src/runtime/host/base-mounts.js';
-import { parseSignal } from '../../../../src/runtime/host/isolation.js';
+import { parseSignal } from '../../../../src/runtime/signals.js';
 import { agentSpec, validateSpec } from '../../../../src/runtime/host/spec.js';
 import type { ContainerSpec } from '../../../../src/runtime/types.js';
 

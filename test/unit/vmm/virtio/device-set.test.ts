@@ -1,4 +1,8 @@
 import { describe, it, expect } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { socketpair, sendmsg, recvmsg } from '../../../../src/kvm/socket.js';
 import * as libc from '../../../../src/kvm/libc.js';
 import { BufferRam } from '../../../../src/vmm/memory.js';
 import type { MmioDeviceContext } from '../../../../src/vmm/machine.js';
@@ -36,6 +40,54 @@ describe('NotifyPoller', () => {
       libc.close(b);
     }
     expect(() => p.add(a, () => {})).toThrow(/closed/);
+  });
+
+  it('watches a socket one-shot without reading it, re-arms after the handler, and drops removed fds', async () => {
+    const p = new NotifyPoller();
+    const [x, y] = socketpair();
+    const e = libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK);
+    try {
+      const got: number[] = [];
+      let wake: () => void = () => {};
+      const fired = () => new Promise<void>((r) => (wake = r));
+      p.addReadable(y, () => {
+        const b = new Uint8Array(16);
+        for (let r = recvmsg(y, b); r.bytes > 0; r = recvmsg(y, b)) got.push(...b.subarray(0, r.bytes));
+        wake();
+      });
+      let f = fired();
+      sendmsg(x, new Uint8Array([1, 2]));
+      await f;
+      f = fired();
+      sendmsg(x, new Uint8Array([3]));
+      await f;
+      expect(got).toEqual([1, 2, 3]);
+      let kicks = 0;
+      p.add(e, () => kicks++);
+      p.remove(e);
+      libc.eventfdSignal(e);
+      f = fired();
+      sendmsg(x, new Uint8Array([4]));
+      await f;
+      expect(kicks).toBe(0);
+      expect(libc.read(e, new Uint8Array(8))).toBe(8); // nobody drained it
+    } finally {
+      await p.close();
+      for (const fd of [x, y, e]) libc.close(fd);
+    }
+  });
+
+  it('keeps the process alive while close() waits for its thread', () => {
+    // A process whose only pending work is `await poller.close()` must not exit under it.
+    const src = `import { NotifyPoller } from './src/vmm/devices/virtio/notify-poller.ts';
+import * as libc from './src/kvm/libc.ts';
+const p = new NotifyPoller();
+const fd = libc.eventfd();
+p.add(fd, () => {});
+await p.close();
+console.log('closed');`;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', src], { encoding: 'utf8', cwd: path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..') });
+    expect([r.status, r.stdout.trim()], r.stderr).toEqual([0, 'closed']);
   });
 });
 

@@ -108,13 +108,15 @@ export class VsockDevice implements VirtioDevice {
   /**
    * Tells the guest that every connection is gone (VIRTIO_VSOCK_EVENT_TRANSPORT_RESET), as
    * after a snapshot restore: the host sockets did not survive. False when the driver has no
-   * event buffer posted (or the device is not active).
+   * event buffer posted, the device is not active, or its event queue is not ours (vhost-user).
    */
   sendTransportReset(): boolean {
     const ctx = this.ctx;
     if (!ctx) return false;
     this.backend.reset();
-    const q = ctx.queues[VSOCK_EVENT_QUEUE]!;
+    // Served over vhost-user the event queue stays in QEMU: only rx and tx are ours.
+    const q = ctx.queues[VSOCK_EVENT_QUEUE];
+    if (!q) return false;
     const c = q.pop(ctx.memory);
     if (!c) return false;
     let len = 0;

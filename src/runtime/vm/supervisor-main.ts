@@ -1,0 +1,233 @@
+/**
+ * The per-container VM supervisor process (what containerd-shim is to runc): started detached by
+ * the daemon, it outlives daemon restarts. It opens the guest's devices, launches the guest on
+ * the configured backend, waits for the guest agent, creates the container in the guest, writes
+ * the workload's output to the json-file log, reports "ready" on fd 1 (one JSON line), and
+ * when the workload has exited writes exit.json, lets the guest power off and exits.
+ * The daemon talks to the guest agent directly through STATE/vsock.sock.
+ *
+ *   node supervisor-main.(ts|js) STATE_DIR
+ * fd 1: the ready line; fd 2: diagnostics (STATE/supervisor.log, opened by the daemon).
+ */
+import { closeSync, writeSync } from 'node:fs';
+import { unlink } from 'node:fs/promises';
+import path from 'node:path';
+import type { Duplex } from 'node:stream';
+import { writeFileAtomic, writeJsonAtomic } from '../../atomic-file.js';
+import { TvmError } from '../../errors.js';
+import { AgentClient, vsockConnector } from '../../guest-agent/client.js';
+import { AgentError } from '../../guest-agent/protocol.js';
+import { openGuestDevices, type GuestDevices } from '../../vmm/launch/devices.js';
+import type { GuestEnd, RunningGuest } from '../../vmm/launch/types.js';
+import { JsonLogWriter } from '../log-writer.js';
+import { NotifyPoller } from '../../vmm/devices/virtio/notify-poller.js';
+import { ConsoleSink } from './console.js';
+import {
+  AGENT_VSOCK_PORT, BOOT_FILE, CONSOLE_FILE, EXIT_FILE, PID_FILE, readLaunchConfig, VSOCK_SOCKET, type VmLaunchConfig,
+} from './launch-config.js';
+
+const t0 = Date.now();
+const marks: Record<string, number> = {};
+/** the daemon's spawn to this line: Node's start and loading this program */
+const spawnedAt = Number(process.env.TVM_SPAWNED_AT);
+if (Number.isFinite(spawnedAt) && spawnedAt > 0) marks.processStart = t0 - spawnedAt;
+const mark = (name: string) => (marks[name] ??= Date.now() - t0);
+const diag = (line: string) => {
+  try {
+    writeSync(2, `${new Date().toISOString()} tvm-vm-supervisor: ${line}\n`);
+  } catch {
+    // stderr is our log file; with it gone there is nowhere left to report
+  }
+};
+
+/** How long a powered-down guest may take to exit after the agent's shutdown. */
+const POWEROFF_TIMEOUT_MS = 10_000;
+/** How long the log streams may lag behind the exit status. */
+const DRAIN_TIMEOUT_MS = 5_000;
+/** The guest agent's console lines (native/agent/guest.c). */
+const AGENT_INIT = 'tvm-agent: init';
+const AGENT_READY = 'tvm-agent: ready';
+const AGENT_FATAL = 'tvm-agent: fatal: ';
+
+let readyFd = 1;
+function report(msg: Record<string, unknown>): void {
+  if (readyFd < 0) return;
+  try {
+    writeSync(readyFd, JSON.stringify(msg) + '\n');
+    closeSync(readyFd);
+  } catch (e) {
+    diag(`reporting to the daemon: ${(e as Error).message}`);
+  }
+  readyFd = -1;
+}
+
+async function launch(cfg: VmLaunchConfig, devices: GuestDevices, consoleSink: ConsoleSink, poller: NotifyPoller): Promise<RunningGuest> {
+  const o = {
+    kernel: cfg.kernel,
+    initrd: cfg.initrd,
+    cmdline: cfg.cmdline,
+    memMiB: cfg.memMiB,
+    cpus: cfg.cpus,
+    devices,
+    console: consoleSink.stream,
+    log: diag,
+    poller,
+  };
+  if (cfg.backend === 'kvm') return (await import('../../vmm/launch/kvm.js')).launchKvm(o);
+  return (await import('../../vmm/launch/tcg.js')).launchTcg(o);
+}
+
+/** Connects to the guest agent once it listens; fails when the guest ends or the deadline passes. */
+async function connectAgent(stateDir: string, consoleSink: ConsoleSink, ended: Promise<GuestEnd>, deadline: number): Promise<AgentClient> {
+  let gone: GuestEnd | undefined;
+  void ended.then((e) => (gone = e));
+  const connector = vsockConnector(path.join('.', VSOCK_SOCKET), AGENT_VSOCK_PORT);
+  await consoleSink.waitFor(AGENT_READY, Math.max(0, deadline - Date.now()), () => gone !== undefined || consoleSink.has(AGENT_FATAL));
+  for (let attempt = 0; ; attempt++) {
+    const fatal = consoleSink.line(AGENT_FATAL);
+    if (fatal) throw new TvmError('ERR_VM_GUEST', `the guest agent failed: ${fatal.slice(AGENT_FATAL.length)}`, 500);
+    if (gone) throw new TvmError('ERR_VM_GUEST', `the VM ended before its agent answered (${gone.detail})`, 500);
+    if (Date.now() > deadline) throw new TvmError('ERR_VM_BOOT_TIMEOUT', `the guest agent did not answer within ${Math.round((deadline - t0) / 1000)} s`, 500);
+    try {
+      return await AgentClient.connect(connector);
+    } catch (e) {
+      if (attempt % 40 === 39) diag(`agent not reachable yet: ${(e as Error).message}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+}
+
+function streamEnded(s: Duplex): Promise<void> {
+  return new Promise((resolve) => {
+    s.once('end', resolve);
+    s.once('close', resolve);
+    s.once('error', () => resolve());
+  });
+}
+
+async function main(stateDir: string): Promise<number> {
+  // the tcg backend's poller thread loads while the rest starts (QEMU waits on its replies)
+  const poller = new NotifyPoller((e) => diag(`notify poller: ${(e as Error).message}`));
+  poller.warmUp();
+  const cfg = await readLaunchConfig(stateDir);
+  // sockets are bound relative to the state dir, whose absolute path may not fit sun_path
+  process.chdir(stateDir);
+  await writeFileAtomic(path.join(stateDir, PID_FILE), `${process.pid}\n`);
+  const consoleSink = new ConsoleSink(path.join(stateDir, CONSOLE_FILE));
+  consoleSink.onLine((l) => {
+    mark('kernelFirstLine');
+    if (l.startsWith(AGENT_INIT)) mark('kernelToInit');
+    if (l.startsWith(AGENT_READY)) mark('agentListening');
+  });
+  let devices: GuestDevices | undefined;
+  let guest: RunningGuest | undefined;
+  let exitWritten = false;
+  const writeExit = async (status: Record<string, unknown>) => {
+    if (exitWritten) return;
+    exitWritten = true;
+    await writeJsonAtomic(path.join(stateDir, EXIT_FILE), status);
+  };
+  const onSignal = (sig: NodeJS.Signals) => {
+    diag(`received ${sig}: powering the VM off`);
+    guest?.stop(`the VM was powered off by the host (${sig})`);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGHUP', () => {});
+  let rc = 0;
+  try {
+    devices = await openGuestDevices({
+      disk: cfg.disk,
+      diskId: cfg.diskId,
+      cid: BigInt(cfg.cid),
+      vsockUds: VSOCK_SOCKET,
+      log: diag,
+    });
+    guest = await launch(cfg, devices, consoleSink, poller);
+    mark('backendStarted');
+    diag(`guest started on ${guest.backend}${guest.vcpuPid ? ` (QEMU pid ${guest.vcpuPid})` : ''}`);
+    const client = await connectAgent(stateDir, consoleSink, guest.ended, t0 + cfg.bootTimeoutMs);
+    mark('agentReady');
+    try {
+      await client.create(cfg.spec);
+    } catch (e) {
+      if (e instanceof AgentError) throw new TvmError(e.agentCode === 'ERR_BAD_SPEC' ? 'ERR_BAD_SPEC' : 'ERR_VM_CREATE', e.message, e.agentCode === 'ERR_BAD_SPEC' ? 400 : 500, { cause: e });
+      throw e;
+    }
+    const log = new JsonLogWriter(cfg.logPath, cfg.logRotate);
+    const streams: Promise<void>[] = [];
+    for (const name of cfg.spec.process.tty ? (['stdout'] as const) : (['stdout', 'stderr'] as const)) {
+      const s = await client.openStream(name);
+      s.on('data', (d: Buffer) => log.write(name, d));
+      streams.push(streamEnded(s).then(() => log.flush(name)));
+      s.resume();
+    }
+    mark('created');
+    await writeJsonAtomic(path.join(stateDir, BOOT_FILE), { backend: cfg.backend, marks });
+    report({ ok: true, pid: process.pid, backend: guest.backend, vcpuPid: guest.vcpuPid, marks });
+
+    const outcome = await Promise.race([
+      client.wait().then((status) => ({ status }), (e: Error) => ({ lost: e })),
+      guest.ended.then((end) => ({ end })),
+    ]);
+    if ('status' in outcome) {
+      // the host's clock: the guest's is only as good as the boot-time hint it was given
+      await writeExit({ ...outcome.status, finishedAt: new Date().toISOString() });
+      await Promise.race([Promise.all(streams), new Promise((r) => setTimeout(r, DRAIN_TIMEOUT_MS))]);
+      log.close();
+      await client.shutdown().catch((e: Error) => diag(`agent shutdown: ${e.message} (the VM is powered off below)`));
+      client.close();
+      const end = await Promise.race([guest.ended, new Promise<undefined>((r) => setTimeout(r, POWEROFF_TIMEOUT_MS))]);
+      if (!end) {
+        diag('the guest did not power off: stopping it');
+        guest.stop('the guest did not power off after its workload exited');
+        await guest.ended;
+      }
+    } else {
+      const end = 'end' in outcome ? outcome.end : await (guest.stop(`lost the agent: ${outcome.lost.message}`), guest.ended);
+      log.close();
+      client.close();
+      const tail = consoleSink.tail(2000);
+      diag(`the VM ended before its workload: ${end.detail}; console tail:\n${tail}`);
+      await writeExit({
+        exitCode: end.kind === 'stopped' ? 137 : 255,
+        finishedAt: new Date().toISOString(),
+        oomKilled: false,
+        error: end.kind === 'stopped' ? end.detail : `the VM ended unexpectedly: ${end.detail}`,
+      });
+    }
+  } catch (e) {
+    rc = 1;
+    const err = e as TvmError;
+    const tail = consoleSink.tail(2000);
+    diag(`failed: ${err.message}${tail ? `; console tail:\n${tail}` : ''}`);
+    report({ ok: false, code: err.code ?? 'ERR_VM_START', status: err.status ?? 500, message: err.message, console: tail });
+    if (guest) {
+      guest.stop(`start failed: ${err.message}`);
+      await guest.ended;
+    }
+  } finally {
+    await devices?.close().catch((e: Error) => diag(`closing the devices: ${e.message}`));
+    // the tcg backend closed it with its devices; the kvm backend never used it
+    await poller.close();
+    await consoleSink.close();
+    await unlink(path.join(stateDir, PID_FILE)).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOENT') diag(`removing the pid file: ${e.message}`);
+    });
+  }
+  diag(`exiting (${rc})`);
+  return rc;
+}
+
+const stateDir = process.argv[2];
+if (!stateDir) {
+  diag('usage: supervisor-main STATE_DIR');
+  process.exit(2);
+}
+main(path.resolve(stateDir)).then(
+  (rc) => process.exit(rc),
+  (e: Error) => {
+    diag(`fatal: ${e.stack ?? e.message}`);
+    process.exit(1);
+  },
+);
