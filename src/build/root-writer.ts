@@ -40,27 +40,39 @@ export async function writePlan(
     if (st && !st.isDirectory()) rmSync(target, { force: true });
   };
   const modeOf = (m: number) => (chmod !== undefined ? chmod : m & 0o7777);
+  /** directories this writer made in this run: nothing was in them before */
+  const fresh = new Set<string>();
+  // what a new file already has without a chmod/chown: the mode (less the umask) and root's ids
+  const umask = process.umask();
+  const rootIds = ids.uid === process.getuid?.() && ids.gid === process.getgid?.();
   const one = async (host: string, dest: string): Promise<void> => {
     if (++n % 256 === 0) await new Promise((r) => setImmediate(r));
     const st = lstatSync(host);
+    const parentDir = path.posix.dirname(dest);
     const target = path.join(await parentOf(dest), path.posix.basename(dest));
+    const inFresh = fresh.has(parentDir);
     if (st.isDirectory()) {
+      const existed = !inFresh && lstatSync(target, { throwIfNoEntry: false }) !== undefined;
       mkdirSync(target, { recursive: true });
       chmodSync(target, modeOf(st.mode));
       lchownSync(target, ids.uid, ids.gid);
       utimesSync(target, st.mtime, st.mtime);
-      if (target === path.join(root, dest)) trusted.add(dest);
+      if (target === path.join(root, dest)) {
+        trusted.add(dest);
+        if (!existed) fresh.add(dest);
+      }
       for (const c of readdirSync(host).sort()) await one(path.join(host, c), path.posix.join(dest, c));
     } else if (st.isSymbolicLink()) {
-      clear(target);
+      if (!inFresh) clear(target);
       symlinkSync(readlinkSync(host), target);
-      lchownSync(target, ids.uid, ids.gid);
+      if (!rootIds) lchownSync(target, ids.uid, ids.gid);
     } else if (st.isFile()) {
-      clear(target);
-      if (st.size <= SMALL_FILE) writeFileSync(target, readFileSync(host), { mode: 0o600 });
-      else await pipeline(createReadStream(host), createWriteStream(target, { mode: 0o600 }));
-      chmodSync(target, modeOf(st.mode));
-      lchownSync(target, ids.uid, ids.gid);
+      if (!inFresh) clear(target);
+      const mode = modeOf(st.mode);
+      if (st.size <= SMALL_FILE) writeFileSync(target, readFileSync(host), { mode });
+      else await pipeline(createReadStream(host), createWriteStream(target, { mode }));
+      if ((mode & umask) !== 0 || (mode & 0o7000) !== 0 || !inFresh) chmodSync(target, mode);
+      if (!rootIds) lchownSync(target, ids.uid, ids.gid);
       utimesSync(target, st.mtime, st.mtime);
     }
   };
