@@ -24,7 +24,7 @@ import { decompressLayer } from './layer.js';
 import { inspectLayer, type LayerFacts } from './layer-inspect.js';
 import { inspectionFor } from './inspect-pool.js';
 import { checkDeferredLinks } from './tar-safety.js';
-import { MediaType, parseImageConfig, parseManifest, hostPlatform, type Descriptor, type ImageConfig, type Platform } from './manifest.js';
+import { parseImageConfig, hostPlatform, type Descriptor, type ImageConfig, type Platform } from './manifest.js';
 import { Mutex, Semaphore, mapLimit } from './mutex.js';
 import { ProgressThrottle, progress } from './progress.js';
 import { DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN, familiarName, familiarString, formatReference, parseNormalized, parseReference, repositoryName, type Reference } from './reference.js';
