@@ -4,10 +4,11 @@
  *
  * - every step prints `Step N/M : <instruction>` and ends with ` ---> <image ID>`;
  * - a step is looked up in the layer cache first (cache.ts): a hit prints ` ---> Using cache`;
- * - RUN runs in a container of the step's parent image, through the runtime (either
- *   isolation), its output streamed; COPY/ADD/WORKDIR unpack into a created container; the
- *   container's changes (the same list as `docker diff`) become the step's layer, and the
- *   container is removed;
+ * - RUN runs in a container of the step's parent image, through the runtime (the build's
+ *   --isolation), its output streamed; COPY/ADD/WORKDIR write into a created container (straight
+ *   into its root where the isolation offers one, else through `docker cp`'s extract); the
+ *   container's changes (the same list as `docker diff`, Isolation.layerTar) become the step's
+ *   layer, and the container is removed;
  * - the other instructions only change the image config (an empty layer in the history);
  * - a failure stops the build: its container is removed, the images of the steps before it
  *   stay (they are the cache), nothing is tagged.
