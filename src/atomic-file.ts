@@ -15,7 +15,9 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array,
     await fh.writeFile(data);
     await fh.sync();
   } catch (e) {
+    // on an error path the original error is what the caller needs; the handle is released even if close() reports one
     await fh.close().catch(() => {});
+    // the error being thrown is the one that matters; a temp file left behind is never read as data
     await unlink(tmp).catch(() => {});
     // an fd write's error names no file: name the one the caller asked for (full disk etc.)
     const err = e as NodeJS.ErrnoException;
@@ -26,6 +28,7 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array,
   try {
     await rename(tmp, target);
   } catch (e) {
+    // the error being thrown is the one that matters; a temp file left behind is never read as data
     await unlink(tmp).catch(() => {});
     throw e;
   }

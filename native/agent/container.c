@@ -31,10 +31,8 @@
 #include <termios.h>
 #include <unistd.h>
 
-#define CONTAINER_NOFILE_SOFT 1024
 /* linux/close_range.h's CLOSE_RANGE_CLOEXEC (Linux 5.11) */
 #define CLOSE_RANGE_CLOEXEC_FLAG (1U << 2)
-#define CONTAINER_NOFILE_HARD 524288
 
 /* What a child needs to report back: errfd gets "<code> <message>" on failure; closing on
  * exec (O_CLOEXEC) is the success signal. */
@@ -226,14 +224,8 @@ static void __attribute__((noreturn)) finish_and_exec(const child_ctx *c, const 
   int rc = mkdir_p(p->cwd, 0755);
   if (rc < 0 && rc != -EEXIST) child_fail(c, 126, "mkdir %s: %s", p->cwd, strerror(-rc));
 
-  /* Docker (containerd >= 1.7) gives containers nofile 1024 soft / 524288 hard */
-  struct rlimit nofile;
-  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
-    rlim_t hard = nofile.rlim_max < CONTAINER_NOFILE_HARD ? nofile.rlim_max : CONTAINER_NOFILE_HARD;
-    nofile.rlim_max = hard;
-    nofile.rlim_cur = hard < CONTAINER_NOFILE_SOFT ? hard : CONTAINER_NOFILE_SOFT;
-    if (setrlimit(RLIMIT_NOFILE, &nofile) < 0) child_fail(c, 126, "setrlimit nofile: %s", strerror(errno));
-  }
+  /* nofile: as with dockerd, whose OCI spec sets no rlimits, the container keeps the daemon's
+   * (inherited through the supervisor); --ulimit below overrides it */
   /* before the filter: a profile need not allow close_range or fcntl */
   if (cloexec_from_3() < 0) child_fail(c, 126, "mark inherited descriptors close-on-exec: %s", strerror(errno));
   reset_signals();

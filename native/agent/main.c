@@ -35,6 +35,20 @@ static void usage(void) {
   exit(2);
 }
 
+/* Is pid a process that can still act? Not kill(pid, 0): that succeeds on a zombie, which is
+ * what a SIGKILLed supervisor is until someone reaps it. The state letter after the last ')'
+ * of /proc/PID/stat (the command may hold ')') is Z or X once it has exited. */
+static int process_alive(int pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  char *t = read_file(path, NULL);
+  if (!t) return 0;
+  char *close = strrchr(t, ')');
+  int alive = close && close[1] == ' ' && close[2] != '\0' && close[2] != 'Z' && close[2] != 'X';
+  free(t);
+  return alive;
+}
+
 /* Is another supervisor already serving this state dir? */
 static int alive_agent(const char *dir) {
   char path[4096];
@@ -43,7 +57,7 @@ static int alive_agent(const char *dir) {
   if (!t) return 0;
   int pid = atoi(t);
   free(t);
-  return pid > 0 && pid != getpid() && kill(pid, 0) == 0;
+  return pid > 0 && pid != getpid() && process_alive(pid);
 }
 
 /* Binds DIR/agent.sock relative to DIR, so a long state dir never hits sun_path's 108 bytes. */

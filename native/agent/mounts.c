@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "mounts.h"
 #include "util.h"
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -111,7 +112,7 @@ static int mount_dev(const char *root, char *err, size_t errlen) {
   if (mount("mqueue", p, "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) ERRNO("mount /dev/mqueue");
   static const char *const links[][2] = {
     {"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
-    {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}, {"/proc/kcore", "core"},
+    {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"},
   };
   for (size_t i = 0; i < ARRAY_LEN(links); i++) {
     snprintf(p, sizeof p, "%s/dev/%s", root, links[i][1]);
@@ -153,6 +154,47 @@ static int make_mountpoint(const char *path, int is_file) {
   return 0;
 }
 
+/* Docker's tmpfs options mix mount flags (noexec, nosuid, ro, ...) with tmpfs data (size, mode):
+ * the flags go to mount(2)'s flags, the rest to its data (tmpfs refuses flag words there). Later
+ * words win (the daemon puts Docker's defaults noexec,nosuid,nodev first); propagation words are
+ * dropped (every container mount is private here). Returns -1 if data does not fit. */
+static int tmpfs_options(const char *opts, unsigned long *fl, char *data, size_t datalen) {
+  static const struct { const char *name; unsigned long flag; int set; } words[] = {
+    {"noexec", MS_NOEXEC, 1}, {"exec", MS_NOEXEC, 0}, {"nosuid", MS_NOSUID, 1}, {"suid", MS_NOSUID, 0},
+    {"nodev", MS_NODEV, 1}, {"dev", MS_NODEV, 0}, {"ro", MS_RDONLY, 1}, {"rw", MS_RDONLY, 0},
+    {"noatime", MS_NOATIME, 1}, {"atime", MS_NOATIME, 0}, {"nodiratime", MS_NODIRATIME, 1}, {"diratime", MS_NODIRATIME, 0},
+    {"relatime", MS_RELATIME, 1}, {"norelatime", MS_RELATIME, 0}, {"strictatime", MS_STRICTATIME, 1},
+    {"nostrictatime", MS_STRICTATIME, 0}, {"sync", MS_SYNCHRONOUS, 1}, {"async", MS_SYNCHRONOUS, 0},
+    {"dirsync", MS_DIRSYNC, 1}, {"mand", MS_MANDLOCK, 1}, {"nomand", MS_MANDLOCK, 0},
+  };
+  static const char *const propagation[] = {"private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable", NULL};
+  data[0] = 0;
+  if (!opts) return 0;
+  const char *p = opts;
+  while (*p) {
+    size_t n = strcspn(p, ",");
+    int known = 0;
+    for (size_t i = 0; i < sizeof words / sizeof words[0] && !known; i++) {
+      if (strlen(words[i].name) == n && !strncmp(p, words[i].name, n)) {
+        if (words[i].set) *fl |= words[i].flag;
+        else *fl &= ~words[i].flag;
+        known = 1;
+      }
+    }
+    for (size_t i = 0; propagation[i] && !known; i++)
+      if (strlen(propagation[i]) == n && !strncmp(p, propagation[i], n)) known = 1;
+    if (!known && n > 0) {
+      size_t used = strlen(data);
+      if (used + n + 2 > datalen) return -1;
+      if (used) strcat(data, ",");
+      strncat(data, p, n);
+    }
+    p += n;
+    if (*p == ',') p++;
+  }
+  return 0;
+}
+
 static int user_mounts(const container_spec *s, char *err, size_t errlen) {
   for (size_t i = 0; i < s->nmounts; i++) {
     const mount_spec *m = &s->mounts[i];
@@ -161,8 +203,11 @@ static int user_mounts(const container_spec *s, char *err, size_t errlen) {
     if (rc < 0) { errno = -rc; ERRNO("mount destination %s", m->destination); }
     if (m->type == MOUNT_TMPFS) {
       if ((rc = make_mountpoint(dest, 0)) < 0) { errno = -rc; ERRNO("create mount point %s", m->destination); }
-      unsigned long fl = MS_NOSUID | MS_NODEV | (m->readonly ? MS_RDONLY : 0);
-      if (mount("tmpfs", dest, "tmpfs", fl, m->options) < 0) ERRNO("mount tmpfs on %s", m->destination);
+      unsigned long fl = MS_NOSUID | MS_NODEV;
+      char data[4096];
+      if (tmpfs_options(m->options, &fl, data, sizeof data) < 0) { errno = E2BIG; ERRNO("tmpfs options for %s", m->destination); }
+      if (m->readonly) fl |= MS_RDONLY;
+      if (mount("tmpfs", dest, "tmpfs", fl, data[0] ? data : NULL) < 0) ERRNO("mount tmpfs on %s", m->destination);
       continue;
     }
     struct stat st;
@@ -173,6 +218,55 @@ static int user_mounts(const container_spec *s, char *err, size_t errlen) {
     if (m->readonly && remount_bind_ro(dest, 0) < 0)
       ERRNO("remount %s read-only", m->destination);
   }
+  return 0;
+}
+
+/* /sys/fs/cgroup as Docker gives it, so runtimes that size themselves from their cgroup (JVM,
+ * Go, Node) see the container's limits: the container's own group as the root of the view,
+ * read-only unless privileged. v1: a tmpfs with each hierarchy's group bound under its name
+ * (what the host mounts over /sys/fs/cgroup stays hidden); v2: the group's directory itself. */
+static int mount_cgroupfs(const container_spec *s, char *err, size_t errlen) {
+  if (s->cgroup_version == 0 || !s->cgroup_root || !s->cgroup_path) return 0;
+  char dst[PATH_MAX], src[PATH_MAX];
+  snprintf(dst, sizeof dst, "%s/sys/fs/cgroup", s->target);
+  unsigned long ro = s->privileged ? 0 : MS_RDONLY;
+  if (s->cgroup_version == 2) {
+    snprintf(src, sizeof src, "%s/%s", s->cgroup_root, s->cgroup_path);
+    if (mount(src, dst, NULL, MS_BIND, NULL) < 0) ERRNO("bind the container's cgroup on /sys/fs/cgroup");
+    if (ro && remount_bind_ro(dst, 0) < 0) ERRNO("remount /sys/fs/cgroup read-only");
+    return 0;
+  }
+  if (mount("tmpfs", dst, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755") < 0) ERRNO("mount tmpfs on /sys/fs/cgroup");
+  DIR *d = opendir(s->cgroup_root);
+  if (!d) ERRNO("open %s", s->cgroup_root);
+  struct dirent *e;
+  int rc = 0;
+  while (rc == 0 && (e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    struct stat st;
+    snprintf(src, sizeof src, "%s/%s/%s", s->cgroup_root, e->d_name, s->cgroup_path);
+    /* a co-mounted pair (cpu,cpuacct) appears as a symlink: link it as the host does */
+    char host[PATH_MAX];
+    snprintf(host, sizeof host, "%s/%s", s->cgroup_root, e->d_name);
+    if (lstat(host, &st) == 0 && S_ISLNK(st.st_mode)) {
+      char target[PATH_MAX];
+      ssize_t n = readlink(host, target, sizeof target - 1);
+      if (n > 0) {
+        target[n] = 0;
+        snprintf(dst, sizeof dst, "%s/sys/fs/cgroup/%s", s->target, e->d_name);
+        if (symlink(target, dst) < 0) rc = -1;
+      }
+      continue;
+    }
+    if (stat(src, &st) < 0 || !S_ISDIR(st.st_mode)) continue; /* a hierarchy we have no group in */
+    snprintf(dst, sizeof dst, "%s/sys/fs/cgroup/%s", s->target, e->d_name);
+    if (mkdir(dst, 0755) < 0 || mount(src, dst, NULL, MS_BIND, NULL) < 0 || (ro && remount_bind_ro(dst, 0) < 0)) rc = -1;
+  }
+  int saved = errno;
+  closedir(d);
+  errno = saved;
+  if (rc < 0) ERRNO("mount %s", dst);
+  /* the tmpfs itself stays writable, as dockerd's (v1): only the groups are read-only */
   return 0;
 }
 
@@ -230,6 +324,7 @@ int rootfs_setup(const container_spec *s, char *err, size_t errlen) {
     if (mount("/sys", p, NULL, MS_BIND | MS_REC, NULL) < 0) ERRNO("mount /sys");
     if (!s->privileged && remount_bind_ro(p, 0) < 0) ERRNO("remount /sys read-only");
   }
+  if (mount_cgroupfs(s, err, errlen) < 0) return -1;
   if (mount_dev(s->target, err, errlen) < 0) return -1;
   /* before the user's mounts, so a user mount at /dev/shm (or over /dev) wins, as in Docker */
   if (hostopts_rootfs(&s->opts, s->target, s->userns.nuid != 0, err, errlen) < 0) return -1;

@@ -475,7 +475,16 @@ static void start_proc(conn *c, uint32_t id, proc *p) {
     diag("start %s failed (%d): %s", p->is_main ? "main" : p->id, code, err);
     p->pid = -1;
     proc_failed(p, code, err);
-    reply_error(c, id, "ERR_EXEC", "%s", err);
+    /* the exit status rides along typed (127 not found, 126 not executable): the daemon must not
+     * guess it from the message's words */
+    jwriter w;
+    begin_reply(&w, "error", id);
+    jw_kstr(&w, "code", "ERR_EXEC");
+    jw_kstr(&w, "message", err);
+    jw_kint(&w, "exitCode", code);
+    jw_obj_end(&w);
+    send_json(c, &w);
+    jw_free(&w);
     return;
   }
   p->pid = p->io.pid;

@@ -1,6 +1,6 @@
 /** /containers/*: create, lifecycle, inspect, list, logs, wait, stats, top, archive, export, prune. */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { InvalidParameterError, NotImplementedError } from '../errors.js';
 import type { ApiContext } from './context.js';
 import { parseFilters } from './filters.js';
@@ -11,7 +11,7 @@ import { MULTIPLEXED_STREAM, RAW_STREAM, qbool } from './hijack.js';
 import { parseTimeArg } from '../runtime/events.js';
 import { validateListFilters, type WaitCondition } from '../runtime/manager.js';
 import { statFromArchive, encodeStat } from './archive-stat.js';
-import { logSize } from '../runtime/log-file.js';
+import { hostTop } from './top.js';
 import type { Stats } from '../runtime/types.js';
 import type { UpdateBody } from '../runtime/update.js';
 
@@ -109,8 +109,24 @@ export const updateBodySchema = {
 };
 
 /** The raw request body: fastify hands it over parsed only when a Content-Type was sent. */
+/**
+ * A raw request body (tar) for a consumer that may give up early (a bad archive). Consumers
+ * destroy their source on error; destroying the request itself would destroy its socket, and
+ * the client, still uploading, would get no response at all. So the consumer gets its own
+ * stream, and once that is gone the rest of the upload is read and dropped: the error answer
+ * then reaches the client on an intact connection, as with dockerd.
+ */
 export function bodyStream(req: FastifyRequest): Readable {
-  return req.body instanceof Readable ? req.body : req.raw;
+  const src: Readable = req.body instanceof Readable ? req.body : req.raw;
+  const out = new PassThrough();
+  src.pipe(out);
+  src.on('error', (e) => out.destroy(e));
+  out.on('close', () => {
+    if (src.readableEnded) return;
+    src.unpipe(out);
+    src.resume();
+  });
+  return out;
 }
 
 function requireStdStreams(q: Q): { stdout: boolean; stderr: boolean } {
@@ -160,7 +176,7 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
     const recs = m.list({ all: qbool(q.all), limit: optInt(q.limit, 'limit') ?? -1, filters });
     const withSize = qbool(q.size);
     const out = [];
-    for (const r of recs) out.push(listJson(r, withSize ? { rw: await logSize(r.spec.logPath), rootFs: 0 } : undefined));
+    for (const r of recs) out.push(listJson(r, withSize ? await m.sizes(r.id) : undefined));
     return out;
   });
 
@@ -172,12 +188,18 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
   app.get('/containers/:id/json', async (req: IdReq) => {
     const rec = m.get(req.params.id);
     const out = inspectJson(rec, m.execsOf(rec.id));
-    if (qbool(req.query.size)) Object.assign(out, { SizeRw: await logSize(rec.spec.logPath), SizeRootFs: 0 });
+    if (qbool(req.query.size)) {
+      const s = await m.sizes(rec.id);
+      Object.assign(out, { SizeRw: s.rw, SizeRootFs: s.rootFs });
+    }
     return out;
   });
 
   app.get('/containers/:id/top', async (req: IdReq) => {
     const procs = await m.top(req.params.id);
+    // A shared-kernel container's pids are host pids: the host's ps shows them with the user's
+    // options, as dockerd does (default -ef). A VM's processes are only known by the agent.
+    if (m.get(req.params.id).spec.isolation === 'container') return hostTop(req.query.ps_args || '-ef', new Set(procs.map((p) => p.pid)));
     return { Titles: ['PID', 'PPID', 'CMD'], Processes: procs.map((p) => [String(p.pid), String(p.ppid), p.cmd]) };
   });
 
@@ -210,6 +232,11 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
         const chunk = tty ? Buffer.from(text) : encodeFrame(e.stream === 'stdout' ? STREAM_STDOUT : STREAM_STDERR, text);
         if (!(await writeOut(res, chunk))) break;
       }
+    } catch (e) {
+      // The 200 and part of the body are already sent: the status cannot say it, so the log does,
+      // and the connection is cut rather than ended cleanly so the client sees a short read.
+      ctx.log(`GET /containers/${req.params.id}/logs: reading the log failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+      res.destroy();
     } finally {
       ac.abort();
       res.end();
@@ -217,8 +244,10 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
   });
 
   app.get('/containers/:id/export', async (req: IdReq, reply) => {
-    const tar = await m.archive(req.params.id, '/');
-    tar.on('error', () => {});
+    const tar = await m.archive(req.params.id, '/', { export: true });
+    // fastify reports a body stream's error by cutting the response; this listener only keeps
+    // the emitter from throwing when that error has no other listener yet.
+    tar.on('error', (e) => ctx.log(`GET /containers/${req.params.id}/export: ${e.message}`));
     reply.raw.on('close', () => tar.destroy());
     return reply.header('content-type', 'application/x-tar').send(tar);
   });
@@ -326,21 +355,29 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
   app.head('/containers/:id/archive', { schema: { querystring: strQuery(['path']) } }, async (req: IdReq, reply) => {
     const p = archivePath(req.query);
     const tar = await m.archive(req.params.id, p);
-    // Only the first header is needed, but the rest is drained rather than destroyed: a
-    // producer cut short mid-pipeline may throw where no one listens.
-    tar.on('error', () => {});
-    const { stat, replay } = await statFromArchive(p, tar);
-    void (async () => {
-      for await (const _ of replay);
-    })().catch(() => {});
-    return reply.header('X-Docker-Container-Path-Stat', encodeStat(stat)).code(200).send();
+    try {
+      const { stat } = await statFromArchive(p, tar);
+      return reply.header('X-Docker-Container-Path-Stat', encodeStat(stat)).code(200).send();
+    } finally {
+      // Only the first header is needed: ending the producer now releases its view (a running
+      // container is frozen while it is open).
+      tar.destroy();
+    }
   });
   app.get('/containers/:id/archive', { schema: { querystring: strQuery(['path']) } }, async (req: IdReq, reply) => {
     const p = archivePath(req.query);
     const tar = await m.archive(req.params.id, p);
-    const { stat, replay } = await statFromArchive(p, tar);
+    // A client that hangs up mid-copy ends the producer too (which thaws and unmounts).
+    reply.raw.on('close', () => tar.destroy());
+    let replay: AsyncIterable<Buffer>;
+    let stat;
+    try {
+      ({ stat, replay } = await statFromArchive(p, tar));
+    } catch (e) {
+      tar.destroy();
+      throw e;
+    }
     const body = Readable.from(replay);
-    // A client that hangs up mid-copy ends the producer too.
     body.on('close', () => tar.destroy());
     tar.on('error', (e) => body.destroy(e));
     return reply

@@ -57,7 +57,8 @@ export function errorBody(message: string): string {
 export function errorHandler(log: (msg: string) => void) {
   return (err: unknown, req: FastifyRequest, reply: FastifyReply): void => {
     const m = mapError(err);
-    if (isHostResourceError(err)) log(`${req.method} ${req.url}: ${m.message}`);
+    // a full host disk, or a feature this daemon refuses (501), is not a bug: one line, no stack
+    if (isHostResourceError(err) || m.status === 501) log(`${req.method} ${req.url}: ${m.message}`);
     else if (m.status >= 500) log(`${req.method} ${req.url}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     if (m.status === 304) {
       void reply.code(304).send();

@@ -1,8 +1,11 @@
 /** Exec (create, start, resize, inspect) and container attach: the hijacked endpoints. */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { PassThrough } from 'node:stream';
 import { InvalidParameterError } from '../errors.js';
+import { failedStartExitCode } from '../guest-agent/protocol.js';
 import type { ApiContext } from './context.js';
-import { MULTIPLEXED_STREAM, RAW_STREAM, qbool, type HijackContext, type HijackRoute } from './hijack.js';
+import { MULTIPLEXED_STREAM, RAW_STREAM, qbool, serveHijacked, type HijackContext, type HijackRoute } from './hijack.js';
+import { effectiveVersion, splitVersion } from './version.js';
 import { framedWriter, rawWriter, encodeFrame, STREAM_STDERR, STREAM_STDOUT } from './stream-header.js';
 import { parseDetachKeys, detachFilter, DEFAULT_DETACH_KEYS } from './detach-keys.js';
 
@@ -48,9 +51,6 @@ function parseStartBody(buf: Buffer): ExecStartBody {
   return b as ExecStartBody;
 }
 
-function exitCodeFor(message: string): number {
-  return /not found|no such file/i.test(message) ? 127 : 126;
-}
 
 export function hijackRoutes(ctx: ApiContext): HijackRoute[] {
   const m = ctx.manager;
@@ -104,6 +104,7 @@ export function hijackRoutes(ctx: ApiContext): HijackRoute[] {
       const { attachment, exit } = await m.startExec(id, { stdin: h.stdin, stdout, stderr });
       h.socket.on('close', () => attachment.detach());
       if (tty && body.ConsoleSize && body.ConsoleSize[0] > 0) {
+        // the client resizes the tty again on its own; an exec that already ended has nothing to resize
         await m.resizeExec(id, body.ConsoleSize[0], body.ConsoleSize[1]).catch(() => {});
       }
       // The CLI reads the exit code from /exec/{id}/json right after the stream ends: the exit
@@ -111,7 +112,7 @@ export function hijackRoutes(ctx: ApiContext): HijackRoute[] {
       await Promise.allSettled([attachment.done, exit]);
     } catch (e) {
       const msg = `OCI runtime exec failed: ${(e as Error).message}`;
-      ex.exitCode = exitCodeFor(msg);
+      ex.exitCode = failedStartExitCode(e, 126);
       ex.running = false;
       if (!h.socket.destroyed) h.socket.write(tty ? `${msg}\r\n` : encodeFrame(STREAM_STDOUT, `${msg}\n`));
     }
@@ -133,12 +134,28 @@ export function registerExecRoutes(app: FastifyInstance, ctx: ApiContext): void 
     return reply.code(201).send({ Id: id });
   });
 
-  // Without `Upgrade: tcp`: the detached form (`docker exec -d`).
+  // Attach and exec start without `Upgrade: tcp` (dockerode's docker.run() attaches so): dockerd
+  // takes the connection all the same and streams after `200 OK` until it closes. Bytes the
+  // client sends after its request are not read as stdin here (Node's HTTP parser owns them),
+  // so stdin stays open and empty until the connection closes.
+  const [attachRoute, execRoute] = hijackRoutes(ctx);
+  const plain = (route: HijackRoute, req: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply, body: Buffer): Promise<void> => {
+    reply.hijack();
+    const socket = req.raw.socket;
+    const stdin = new PassThrough();
+    socket.once('close', () => stdin.end());
+    const { version } = splitVersion(req.originalUrl);
+    const query = new URL(req.url, 'http://docker').searchParams;
+    return serveHijacked(route, { method: 'POST', params: [req.params.id], query, headers: req.headers, body, version: effectiveVersion(version), socket, stdin }, false, ctx.log, req.url);
+  };
+  app.post('/containers/:id/attach', async (req: FastifyRequest<{ Params: { id: string } }>, reply) => plain(attachRoute!, req, reply, Buffer.alloc(0)));
+
+  // Without `Upgrade: tcp`: the detached form (`docker exec -d`), or a plain attached start.
   app.post('/exec/:id/start', async (req: FastifyRequest<{ Params: { id: string }; Body: unknown }>, reply) => {
     const body = (req.body ?? {}) as ExecStartBody;
     const ex = m.getExec(req.params.id);
     if (ex.started) throw new InvalidParameterError(`Error: Exec command ${ex.id} has already run`, 'ERR_EXEC_STARTED');
-    if (!body.Detach) throw new InvalidParameterError('an attached exec start needs a hijacked connection (Connection: Upgrade, Upgrade: tcp)');
+    if (!body.Detach) return plain(execRoute!, req, reply, Buffer.from(JSON.stringify(body)));
     await m.startExec(req.params.id, undefined);
     return reply.code(200).send();
   });

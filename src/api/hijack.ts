@@ -97,43 +97,64 @@ export function installHijack(server: Server, routes: HijackRoute[], log: (msg: 
         }
       }
       if (!route || !params) return httpError(socket, 404, new NotFoundError(`page not found`).message);
-      let upgraded = false;
+      let body: Buffer;
+      const stdin = new PassThrough();
       try {
-        const { body, rest } = await readBody(req, socket, head);
-        const stdin = new PassThrough();
-        if (rest.length > 0) stdin.write(rest);
-        socket.on('data', (c: Buffer) => stdin.write(c));
-        socket.on('end', () => stdin.end());
-        socket.on('close', () => {
-          if (!stdin.writableEnded) stdin.end();
-        });
-        const ctx: HijackContext = {
-          method,
-          params,
-          query: u.searchParams,
-          headers: req.headers,
-          body,
-          version: effectiveVersion(version),
-          socket,
-          stdin,
-          upgrade(contentType: string) {
-            if (upgraded) return;
-            upgraded = true;
-            socket.write(`HTTP/1.1 101 UPGRADED\r\nContent-Type: ${contentType}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n`);
-          },
-          get upgraded() {
-            return upgraded;
-          },
-        };
-        await route.handle(ctx);
+        const r = await readBody(req, socket, head);
+        body = r.body;
+        if (r.rest.length > 0) stdin.write(r.rest);
       } catch (e) {
         const m = mapError(e);
-        if (m.status >= 500) log(`${method} ${url}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-        if (!upgraded) httpError(socket, m.status, m.message);
-        else socket.destroy();
+        return httpError(socket, m.status, m.message);
       }
+      socket.on('data', (c: Buffer) => stdin.write(c));
+      socket.on('end', () => stdin.end());
+      socket.on('close', () => {
+        if (!stdin.writableEnded) stdin.end();
+      });
+      const base = { method, params, query: u.searchParams, headers: req.headers, body, version: effectiveVersion(version), socket, stdin };
+      await serveHijacked(route, base, true, log, url);
     })();
   });
+}
+
+/**
+ * Runs a hijack route on a connection that is now the route's. With `Upgrade: tcp` the stream
+ * starts with `101 UPGRADED`; without it (dockerode's docker.run() attaches with a plain POST)
+ * dockerd answers `200 OK` and streams on the same connection until it closes, as here.
+ */
+export async function serveHijacked(
+  route: HijackRoute,
+  base: Omit<HijackContext, 'upgrade' | 'upgraded'>,
+  upgrade: boolean,
+  log: (msg: string) => void,
+  where: string,
+): Promise<void> {
+  const { socket } = base;
+  let upgraded = false;
+  const ctx: HijackContext = {
+    ...base,
+    upgrade(contentType: string) {
+      if (upgraded) return;
+      upgraded = true;
+      socket.write(
+        upgrade
+          ? `HTTP/1.1 101 UPGRADED\r\nContent-Type: ${contentType}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n`
+          : `HTTP/1.1 200 OK\r\nContent-Type: ${contentType}\r\nConnection: close\r\n\r\n`,
+      );
+    },
+    get upgraded() {
+      return upgraded;
+    },
+  };
+  try {
+    await route.handle(ctx);
+  } catch (e) {
+    const m = mapError(e);
+    if (m.status >= 500) log(`${base.method} ${where}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    if (!upgraded) httpError(socket, m.status, m.message);
+    else socket.destroy();
+  }
 }
 
 /** Parses Docker's boolean query values: absent, '', '0', 'false', 'no', 'none' are false. */

@@ -8,6 +8,8 @@ import { beginStream, writeOut } from './streaming.js';
 import { qbool } from './hijack.js';
 import { bodyStream } from './containers.js';
 import { pushRoute } from './push.js';
+import { familiarString, parseNormalized } from '../images/reference.js';
+import { mapError } from './errors.js';
 
 type Q = Record<string, string | string[] | undefined>;
 
@@ -79,10 +81,32 @@ function errorLine(message: string): string {
   return JSON.stringify({ errorDetail: { message }, error: message }) + '\r\n';
 }
 
-function matchRefFilter(img: ImageRecord, pattern: string): boolean {
-  // Docker's `reference` filter: shell-style glob on familiar names with or without tag.
-  const re = new RegExp('^' + pattern.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '.') + '$');
-  return img.repoTags.some((t) => re.test(t) || re.test(t.replace(/:[^:/]+$/, '')));
+/** Docker's FamiliarMatch: a shell-style glob on the familiar reference, or on its name alone. */
+function refMatcher(pattern: string): (familiarRef: string) => boolean {
+  const re = new RegExp('^' + pattern.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]') + '$');
+  return (t) => re.test(t) || re.test(t.replace(/@sha256:[0-9a-f]+$/, '').replace(/:[^:/]+$/, ''));
+}
+
+/**
+ * The `reference` filter as dockerd applies it: an image is listed when one of its references
+ * matches, and then with only the references that matched (`docker images bb:1` shows bb:1,
+ * not every tag of that image ID).
+ */
+function filterByReference(img: ImageRecord, patterns: string[]): ImageRecord | undefined {
+  const ms = patterns.map(refMatcher);
+  const hit = (r: string) => ms.some((m) => m(r));
+  const repoTags = img.repoTags.filter(hit);
+  const repoDigests = img.repoDigests.filter(hit);
+  if (repoTags.length === 0 && repoDigests.length === 0) return undefined;
+  return { ...img, repoTags, repoDigests };
+}
+
+function familiarRef(ref: string): string {
+  try {
+    return familiarString(parseNormalized(ref));
+  } catch {
+    return ref;
+  }
 }
 
 export function registerImageRoutes(app: FastifyInstance, ctx: ApiContext): void {
@@ -108,7 +132,7 @@ export function registerImageRoutes(app: FastifyInstance, ctx: ApiContext): void
       const want = f.dangling.includes('true');
       list = list.filter((i) => (i.repoTags.length === 0 && !intermediate(i)) === want);
     }
-    if (f.reference?.length) list = list.filter((i) => f.reference!.some((p) => matchRefFilter(i, p)));
+    if (f.reference?.length) list = list.flatMap((i) => filterByReference(i, f.reference!) ?? []);
     if (f.label?.length) {
       list = list.filter((i) => f.label!.every((l) => {
         const eq = l.indexOf('=');
@@ -153,16 +177,26 @@ export function registerImageRoutes(app: FastifyInstance, ctx: ApiContext): void
     (res ?? beginStream(reply, 'application/json')).end();
   });
 
+  // As dockerd: a chunked stream of JSON messages (docker-py reads it line by line), progress
+  // only when `quiet` is off (on by default), and an error after the body was accepted as a
+  // JSON error message in that stream rather than a status.
   app.post('/images/load', async (req: FastifyRequest<{ Querystring: Q; Body: unknown }>, reply) => {
-    const quiet = qbool(one(req.query.quiet));
-    const lines: string[] = [];
-    const loaded = await images.load(bodyStream(req), quiet ? undefined : (p) => lines.push(progressLine(p)));
-    for (const img of loaded) {
-      if (img.repoTags.length === 0) lines.push(JSON.stringify({ stream: `Loaded image ID: ${img.id}\n` }) + '\r\n');
-      for (const t of img.repoTags) lines.push(JSON.stringify({ stream: `Loaded image: ${t}\n` }) + '\r\n');
-      ctx.manager.events.publish('image', 'load', img.id, { name: img.repoTags[0] ?? img.id });
+    const quiet = qbool(one(req.query.quiet), true);
+    const res = beginStream(reply, 'application/json');
+    const out = (line: string) => void writeOut(res, line);
+    try {
+      const loaded = await images.load(bodyStream(req), quiet ? undefined : (p) => out(progressLine(p)));
+      for (const img of loaded) {
+        if (img.repoTags.length === 0) out(JSON.stringify({ stream: `Loaded image ID: ${img.id}\n` }) + '\r\n');
+        for (const t of img.repoTags) out(JSON.stringify({ stream: `Loaded image: ${t}\n` }) + '\r\n');
+        ctx.manager.events.publish('image', 'load', img.id, { name: img.repoTags[0] ?? img.id });
+      }
+    } catch (e) {
+      const { status, message } = mapError(e);
+      if (status >= 500) ctx.log(`POST /images/load: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+      out(errorLine(message));
     }
-    return reply.header('content-type', 'application/json').send(Buffer.from(lines.join('')));
+    res.end();
   });
 
   const save = async (refs: string[], reply: FastifyReply) => {
@@ -216,7 +250,8 @@ export function registerImageRoutes(app: FastifyInstance, ctx: ApiContext): void
     const newRef = tag ? `${repo}:${tag}` : repo;
     const img = await images.resolve(name);
     await images.tag(name, newRef);
-    ctx.manager.events.publish('image', 'tag', img.id, { name: newRef });
+    // The client sends the normalized name (docker.io/library/bb); dockerd's event says bb:evtag.
+    ctx.manager.events.publish('image', 'tag', img.id, { name: familiarRef(newRef) });
     return reply.code(201).send();
   });
 

@@ -27,7 +27,8 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
     exposeHeadRoutes: false,
     bodyLimit: 4 * 1024 * 1024,
     // Docker's clients send opaque IDs with dots, long names: do not be clever about paths.
-    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
+    // 2048 holds a full-length container name (MAX_NAME_LENGTH, 1024) even %-encoded twice over.
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 2048 },
     // Bodies are validated strictly: Docker (Go) rejects a string where a number belongs.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false, allowUnionTypes: true } },
     rewriteUrl(req) {

@@ -24,6 +24,12 @@ export interface Components {
    * exists: a base disk from an older writer version is kept (not rebuilt) under them.
    */
   bindImagesInUse?: (inUse: () => Set<string>) => void;
+  /**
+   * Daemon start, once the records are loaded: deletes what an interrupted load/pull/remove
+   * left behind (blobs no image uses, base disks of images that are gone, build temp files);
+   * returns one line per thing reclaimed, for the log.
+   */
+  reclaim?: () => Promise<string[]>;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -43,8 +49,11 @@ export async function loadComponents(o: {
   log?: (msg: string) => void;
 }): Promise<Components> {
   if (!existsSync(AGENT_PATH)) throw new TvmError('ERR_PART_MISSING', `the agent binary ${AGENT_PATH} is missing: run scripts/setup.sh (make -C native)`, 500);
+  // Bound below, once the base-disk caches exist: an image's removal deletes its disks too.
+  let onImageDeleted: ((id: string) => Promise<void>) | undefined;
   const images = await openImageStore({
     dataRoot: o.dataRoot,
+    onImageDeleted: (id) => onImageDeleted?.(id) ?? Promise.resolve(),
     ...(o.insecureRegistries && { insecureRegistries: o.insecureRegistries }),
     ...(o.maxConcurrentDownloads !== undefined && { maxConcurrentDownloads: o.maxConcurrentDownloads }),
   });
@@ -74,11 +83,25 @@ export async function loadComponents(o: {
   const choice = chooseVmBackend(o.vmBackend ?? 'auto');
   const vm = choice && new VmIsolation({ dataRoot: o.dataRoot, runRoot: o.execRoot, agentPath: AGENT_PATH, baseDisks, images, backend: choice.backend, ...(o.log && { log: o.log }) });
   o.log?.(choice ? `VM isolation: backend ${choice.backend} (${choice.reason})` : 'VM isolation unavailable: no usable /dev/kvm and no qemu-system-x86_64 (apt-get install qemu-system-x86)');
+  const caches = [baseDisks, ...(userns ? [userns.baseDisks] : [])];
+  onImageDeleted = async (id) => {
+    // A container still on it (rmi -f) keeps its disk: reclaimed at a daemon start once it is gone.
+    if (imagesInUse === undefined || imagesInUse().has(id)) return;
+    for (const c of caches) await c.remove(id);
+  };
   return {
     images,
     isolations: { container, ...(vm && { vm }) },
     bindImagesInUse: (f) => {
       imagesInUse = f;
+    },
+    reclaim: async () => {
+      const live = new Set(await images.imageIds());
+      const used = imagesInUse?.() ?? live;
+      const blobs = await images.collectGarbage();
+      // The caches share one directory: one prune covers every variant.
+      const disks = await baseDisks.prune((id) => live.has(id) || used.has(id));
+      return [...blobs.map((d) => `blob ${d} (no image uses it)`), ...disks.map((n) => `base disk ${n} (its image is gone)`)];
     },
   };
 }

@@ -18,6 +18,7 @@ import { listen, parseHost, type Listener, type TlsOptions } from './listen.js';
 import { writeFileAtomic } from '../atomic-file.js';
 import { SERVER_VERSION } from '../api/streaming.js';
 import { resolveRemap, rootOf } from '../runtime/userns.js';
+import { processAliveSync } from '../process-alive.js';
 import { checkReachable } from './userns-dirs.js';
 
 export const DEFAULT_HOST = 'unix:///run/tvm/tvm.sock';
@@ -60,11 +61,8 @@ export interface RunningDaemon {
 /** Is `pid` a live tvm daemon? (A pid file on the data root can outlive a reboot and its pid be reused.) */
 function isLiveDaemon(pid: number): boolean {
   if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
+  // a killed daemon is a zombie until reaped: kill(pid, 0) would call it alive
+  if (!processAliveSync(pid)) return false;
   try {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('daemon');
   } catch {
@@ -109,6 +107,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   try {
     await takePidFile(pidFile);
   } catch (e) {
+    // start is failing with its own error; a pid file left behind names no live daemon and is taken over
     await unlink(dataPidFile).catch(() => {});
     throw e;
   }
@@ -136,6 +135,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
     });
     await manager.init();
     components.bindImagesInUse?.(() => manager.imagesInUse());
+    for (const what of (await components.reclaim?.()) ?? []) log(`reclaimed ${what}`);
     const app = await buildApi({
       manager,
       images: components.images,
@@ -156,13 +156,18 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
         manager.shutdown();
         await Promise.all(listeners.map((l) => l.close()));
         await app.close();
+        // shutting down: a pid file left behind names no live daemon and is taken over at the next start
         await unlink(pidFile).catch(() => {});
+        // shutting down: a pid file left behind names no live daemon and is taken over at the next start
         await unlink(dataPidFile).catch(() => {});
       },
     };
   } catch (e) {
+    // start is failing with its own error; closing the listeners opened so far is best effort
     await Promise.all(listeners.map((l) => l.close().catch(() => {})));
+    // start is failing with its own error; a pid file left behind names no live daemon
     await unlink(pidFile).catch(() => {});
+    // start is failing with its own error; a pid file left behind names no live daemon
     await unlink(dataPidFile).catch(() => {});
     throw e;
   }

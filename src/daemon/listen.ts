@@ -35,6 +35,9 @@ export function parseHost(h: string): HostSpec {
   throw new InvalidParameterError(`invalid -H ${h}: use unix:///path or tcp://host:port`);
 }
 
+/** the group dockerd gives its socket unless told otherwise (`dockerd -G`) */
+export const DEFAULT_SOCKET_GROUP = 'docker';
+
 async function groupId(group: string): Promise<number> {
   if (/^\d+$/.test(group)) return Number(group);
   const line = (await readFile('/etc/group', 'utf8')).split('\n').find((l) => l.split(':')[0] === group);
@@ -53,6 +56,7 @@ async function clearStaleSocket(p: string): Promise<void> {
     s.once('error', () => resolve(false));
   });
   if (alive) throw new ConflictError(`another daemon is listening on ${p}`);
+  // a stale socket nobody answers on: bind() below fails loudly if it is still in the way
   await unlink(p).catch(() => {});
 }
 
@@ -80,9 +84,15 @@ export async function listen(api: http.Server, spec: HostSpec, o: { group?: stri
       server.listen(spec.path, () => resolve());
     });
     await chmod(spec.path, 0o660);
-    if (o.group !== undefined) await chown(spec.path, 0, await groupId(o.group));
+    // dockerd's default --group is "docker": used when that group exists, root's otherwise
+    const gid = o.group !== undefined ? await groupId(o.group) : await groupId(DEFAULT_SOCKET_GROUP).catch((e: unknown) => {
+      if (e instanceof InvalidParameterError) return undefined; // no docker group: the socket stays root's
+      throw e;
+    });
+    if (gid !== undefined) await chown(spec.path, 0, gid);
     return {
       address: `unix://${spec.path}`,
+      // the socket file may already be gone; nothing to undo
       close: () => closeServer(server).then(() => unlink(spec.path).catch(() => {})),
     };
   }

@@ -104,6 +104,29 @@ export class BaseDiskCache implements BaseDisks {
     await rm(this.pathFor(imageId), { force: true });
   }
 
+  /**
+   * Daemon start: deletes the base disks (every variant: they share the directory) of images
+   * `keep` rejects, and the temp files of builds a crash interrupted. Returns the names removed.
+   */
+  async prune(keep: (imageId: string) => boolean): Promise<string[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+    const removed: string[] = [];
+    for (const name of names) {
+      const disk = /^([0-9a-f]{64})(?:\.userns-[^.]+)?\.ext4$/.exec(name);
+      const stale = disk ? !keep(`sha256:${disk[1]}`) : name.startsWith('.') && name.endsWith('.tmp');
+      if (!stale) continue;
+      await rm(path.join(this.dir, name), { force: true });
+      removed.push(name);
+    }
+    return removed;
+  }
+
   private async ensureOnce(imageId: string): Promise<string> {
     const target = this.pathFor(imageId);
     if (await this.isCurrent(imageId)) return target;

@@ -85,7 +85,7 @@ async function handshake(sock: net.Socket, hello: { kind: 'control' | 'stream'; 
       sock.pause();
       try {
         const r = decodeReply(frame);
-        if (r.type === 'error') throw new AgentError(r.code, r.message);
+        if (r.type === 'error') throw AgentError.of(r);
         if (r.type !== 'hello') throw new FormatError(`agent answered hello with ${r.type}`, 'ERR_AGENT_MESSAGE');
         if (r.version !== PROTOCOL_VERSION) throw new FormatError(`agent chose protocol version ${r.version}`, 'ERR_AGENT_MESSAGE');
         const rest = dec.remainder();
@@ -140,12 +140,12 @@ export class AgentClient {
     const id = r.id ?? 0;
     if (id === 0) {
       // an error without id: the agent refused the connection as a whole
-      throw r.type === 'error' ? new AgentError(r.code, r.message) : new FormatError('reply without id', 'ERR_AGENT_MESSAGE');
+      throw r.type === 'error' ? AgentError.of(r) : new FormatError('reply without id', 'ERR_AGENT_MESSAGE');
     }
     const p = this.pending.get(id);
     if (!p) throw new FormatError(`reply to unknown request id ${id}`, 'ERR_AGENT_MESSAGE');
     this.pending.delete(id);
-    if (r.type === 'error') p.reject(new AgentError(r.code, r.message));
+    if (r.type === 'error') p.reject(AgentError.of(r));
     else p.resolve(r);
   }
 

@@ -111,17 +111,45 @@ export interface Request {
 
 export interface HelloReply { v: 1; type: 'hello'; version: number; agent: string; pid: number }
 export interface OkReply { v: 1; type: 'ok'; id: number; [field: string]: unknown }
-export interface ErrorReply { v: 1; type: 'error'; id?: number; code: string; message: string }
+export interface ErrorReply {
+  v: 1;
+  type: 'error';
+  id?: number;
+  code: string;
+  message: string;
+  /** ERR_EXEC: the exit status the failed start stands for (127 not found, 126 not executable) */
+  exitCode?: number;
+}
 export type AgentReply = HelloReply | OkReply | ErrorReply;
 
 /** An error the agent answered with; `agentCode` is its ERR_* code. */
 export class AgentError extends TvmError {
   readonly agentCode: string;
-  constructor(agentCode: string, message: string) {
+  /** with ERR_EXEC: the exit status the agent gave the failed start */
+  readonly exitCode: number | undefined;
+  constructor(agentCode: string, message: string, exitCode?: number) {
     const status = agentCode === 'ERR_NOT_FOUND' ? 404 : agentCode === 'ERR_STATE' ? 409 : agentCode === 'ERR_BAD_SPEC' ? 400 : 500;
     super(agentCode === 'ERR_EXEC' ? 'ERR_EXEC' : `ERR_AGENT_${agentCode.replace(/^ERR_/, '')}`, message, status);
     this.agentCode = agentCode;
+    this.exitCode = exitCode;
   }
+
+  static of(r: ErrorReply): AgentError {
+    return new AgentError(r.code, r.message, typeof r.exitCode === 'number' && Number.isInteger(r.exitCode) ? r.exitCode : undefined);
+  }
+}
+
+/**
+ * The exit status of a start or exec that failed: the agent's typed code (it saw the errno of
+ * execve: 127 not found, 126 not executable), never a guess from the message's words (a path
+ * named "not found" is not ENOENT). `fallback` for failures before the agent ran anything.
+ */
+export function failedStartExitCode(e: unknown, fallback: number): number {
+  // isolations wrap the agent's error (a 400 for the API): its cause still carries the code
+  for (let cur: unknown = e, depth = 0; cur instanceof Error && depth < 5; cur = cur.cause, depth++) {
+    if (cur instanceof AgentError && cur.exitCode !== undefined) return cur.exitCode;
+  }
+  return fallback;
 }
 
 export function encodeMessage(msg: HelloRequest | Request): Buffer {

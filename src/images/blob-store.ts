@@ -143,6 +143,7 @@ export class BlobStore {
         writing = file.write(bufs);
         // it fails while the loop may be waiting on the network: handled here (so Node does
         // not treat it as unhandled and end the daemon), thrown where it is awaited
+        // observed only so an early rejection is not 'unhandled': it is awaited, and its error reported, where it is used
         writing.catch(() => {});
       };
       try {
@@ -162,6 +163,7 @@ export class BlobStore {
         await flush();
       } catch (e) {
         if (source instanceof Readable) source.destroy();
+        // the source's error is what the caller gets; the write being abandoned fails with it
         await writing?.catch(() => {});
         throw e;
       }
@@ -193,6 +195,7 @@ export class BlobStore {
         // writes land in call order, one at a time
         const p = tail.then(() => writeAll(fh, bufs));
         tail = p;
+        // observed only so an early rejection is not 'unhandled': it is awaited, and its error reported, where it is used
         p.catch(() => {});
         return p;
       },
@@ -211,14 +214,18 @@ export class BlobStore {
       try {
         await rename(tmp, this.path(digest));
       } catch (e) {
+        // the error being thrown is the one that matters; a temp file left behind is never read as data (cleanTemp sweeps the temp dir at start)
         await unlink(tmp).catch(() => {});
         throw e;
       }
       if (opts.syncDir !== false) await this.syncDir();
       return { digest, size: count };
     } catch (e) {
+      // the error being thrown is the one that matters; this only waits for queued writes to stop
       await tail.catch(() => {});
+      // on an error path the original error is what the caller needs; the handle is released even if close() reports one
       await fh.close().catch(() => {});
+      // the error being thrown is the one that matters; a temp file left behind is never read as data (cleanTemp sweeps the temp dir at start)
       await unlink(tmp).catch(() => {});
       throw e;
     }
@@ -247,6 +254,7 @@ export class BlobStore {
   /** Removes temp files left by a crash mid-write (call at daemon start, not while writing). */
   async cleanTemp(): Promise<void> {
     await this.init();
+    // a temp file that vanished meanwhile is what we wanted; any other is retried at the next start
     for (const n of await readdir(this.tmpDir)) await unlink(path.join(this.tmpDir, n)).catch(() => {});
   }
 

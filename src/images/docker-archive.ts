@@ -51,6 +51,7 @@ async function spool(store: Store, tar: Readable, members: Map<string, Member>, 
       failed = true;
       ex.destroy();
       tar.destroy();
+      // waits for the in-flight write to settle; its own error is secondary to the archive's, which is reported
       void inflight.catch(() => {}).then(() => reject(tarError(e, ARCHIVE)));
     };
     ex.on('entry', (h: Header, stream, next) => {
@@ -157,7 +158,10 @@ async function loadDockerArchive(store: Store, members: Map<string, Member>, onP
     await store.config(config.digest);
     const layers = await layerMetas(store, (Layers as string[]).map((l) => lookup(members, l, what)), onProgress);
     // 'Loaded image: ...' lines are the API's to write (Docker sends them as `stream`), from the records.
-    out.push(await store.commitImage(config.digest, layers, tags));
+    // The archive's tags only: an image already known under other tags is reported as loaded
+    // under the archive's, as dockerd does.
+    const rec = await store.commitImage(config.digest, layers, tags);
+    out.push({ ...rec, repoTags: tags.map((t) => familiarString(parseReference(t))).sort() });
   }
   return out;
 }
@@ -213,7 +217,8 @@ async function loadOciLayout(store: Store, members: Map<string, Member>, onProgr
       m.layers.map((l) => ({ ...ociBlob(members, l, `manifest ${desc.digest}`), mediaType: l.mediaType })),
       onProgress,
     );
-    out.push(await store.commitImage(config.digest, layers, name ? [name] : []));
+    const rec = await store.commitImage(config.digest, layers, name ? [name] : []);
+    out.push({ ...rec, repoTags: name ? [familiarString(parseReference(name))] : [] });
   }
   return out;
 }

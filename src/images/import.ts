@@ -38,6 +38,8 @@ export async function importRootfs(store: Store, tar: Readable, opts: { ref?: st
       created: now,
       config: runConfig,
       rootfs: { type: 'layers', diff_ids: [facts.diffId] },
+      // as dockerd: the message is the image's comment too (docker inspect .Comment)
+      ...(opts.message && { comment: opts.message }),
       history: [{ created: now, comment: opts.message || 'Imported from -' }],
     };
     const id = await store.putConfig(config);

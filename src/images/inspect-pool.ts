@@ -210,6 +210,7 @@ class RemoteInspector implements LayerInspection {
       resolve = res;
       reject = rej;
     });
+    // observed only so an early rejection is not 'unhandled': it is awaited, and its error reported, where it is used
     this.result.catch(() => {});
     let digestResolve!: (d: string) => void;
     let digestReject!: (e: Error) => void;
@@ -217,6 +218,7 @@ class RemoteInspector implements LayerInspection {
       digestResolve = res;
       digestReject = rej;
     });
+    // observed only so an early rejection is not 'unhandled': it is awaited, and its error reported, where it is used
     this.digest.catch(() => {});
     this.w.add(this.id, {
       onAck: (bytes, memory) => {

@@ -51,6 +51,7 @@ export class LayerBodySink {
       .then(() => this.file.write([b]))
       .then(() => this.inspection.writeOwned(b))
       .finally(() => void this.queued--);
+    // the chain only orders the work: each caller awaits its own promise and gets its own error
     this.tail.catch(() => {});
   }
 

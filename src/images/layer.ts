@@ -160,6 +160,9 @@ export class LayerDecompressor extends Transform {
 export function decompressLayer(source: Readable, what = 'layer'): Readable {
   const d = new LayerDecompressor(what);
   source.on('error', (e) => d.destroy(e));
+  // pipe() never ends its source: a consumer that stops early (a failed base-disk build) would
+  // leave the blob's file open until garbage collection
+  d.once('close', () => source.destroy());
   return source.pipe(d);
 }
 
@@ -199,6 +202,7 @@ export function diffIdSink(what: string): { sink: Writable; done: Promise<{ diff
     const r = hasher.result();
     return { diffId: r.digest, size: r.size };
   });
+  // observed only so an early rejection is not 'unhandled': it is awaited, and its error reported, where it is used
   done.catch(() => {});
   return { sink: dec, done };
 }

@@ -93,6 +93,9 @@ export class RegistryClient {
     const host = domain === DEFAULT_DOMAIN ? DOCKER_HUB_REGISTRY_HOST : domain;
     const plain = isLoopbackHost(domain) || (opts.insecureRegistries ?? []).includes(domain);
     this.baseUrl = `${opts.scheme ?? (plain ? 'http' : 'https')}://${host}`;
+    // A reference's grammar allows any port digits (localhost:99999/x): the URL refuses them.
+    // That is the user's input, a 400 as with dockerd, not a 500 "Invalid URL".
+    if (!URL.canParse(this.baseUrl)) throw new InvalidParameterError(`invalid registry address ${JSON.stringify(domain)}: not a valid host[:port]`, 'ERR_INVALID_REFERENCE');
     this.ownDispatcher = opts.dispatcher === undefined;
     this.dispatcher = opts.dispatcher ?? new Agent({ connections: 16, pipelining: 1, keepAliveTimeout: 10_000 });
     this.userAgent = opts.userAgent ?? USER_AGENT;

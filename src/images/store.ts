@@ -95,6 +95,11 @@ export interface StoreOptions {
   progressEveryBytes?: number;
   /** least time between two Downloading messages of one layer, except the last (default 100 ms) */
   progressEveryMs?: number;
+  /**
+   * Called (under the store's lock) once an image is deleted, to reclaim what is derived from
+   * it outside the store (its base disks). A failure fails the removal's answer, not the removal.
+   */
+  onImageDeleted?: (id: string) => Promise<void>;
   /** tries per layer download when the connection fails (default 3) */
   downloadAttempts?: number;
   /** delay before retry n is n times this (default 1000 ms) */
@@ -364,6 +369,7 @@ export class Store implements ImageStore {
         out.push({ Untagged: familiarString(p) });
       };
       const short = id.slice(7, 19);
+      const manifestDigests = refsOf().flatMap((k) => parseReference(k).digest ?? []);
       const byId = ID_RE.test(ref) || (ID_PREFIX_RE.test(ref) && !refsOf().some((k) => refMatches(k, ref)));
       const inUse = opts.inUse.has(id);
       if (!byId) {
@@ -395,15 +401,17 @@ export class Store implements ImageStore {
       }
       await this.writeRepos(repos);
       const meta = await this.readMeta(id);
+      // the meta file may already be gone (an interrupted removal); the index no longer names the image either way
       await unlink(this.metaPath(id)).catch(() => {});
       this.configCache.delete(id);
       out.push({ Deleted: id });
-      // Blobs no other image uses go too.
-      const candidates = [id, ...(meta?.layers.map((l) => l.digest) ?? [])];
+      // Blobs no other image uses go too, the manifests its digest references named included.
+      const candidates = [id, ...(meta?.layers.map((l) => l.digest) ?? []), ...manifestDigests];
       for (const d of await this.unreferenced(candidates)) {
         await this.blobs.delete(d);
-        if (d !== id) out.push({ Deleted: d });
+        if (d !== id && !manifestDigests.includes(d)) out.push({ Deleted: d });
       }
+      await this.opts.onImageDeleted?.(id);
       return out;
     });
   }
@@ -478,6 +486,27 @@ export class Store implements ImageStore {
     return this.resolve(configDigest);
   }
 
+  /**
+   * Daemon start: deletes every blob no image uses (as config, layer, or a manifest one of its
+   * references names), left by a load or pull that a crash or a cut connection interrupted
+   * between writing blobs and recording the image. Returns the digests deleted.
+   */
+  async collectGarbage(): Promise<string[]> {
+    return this.lock.run(async () => {
+      const repos = await this.readRepos();
+      const named = Object.values(repos.Repositories).flatMap((refs) => Object.keys(refs).flatMap((k) => parseReference(k).digest ?? []));
+      const unused = new Set(await this.unreferenced(await this.blobs.list()));
+      for (const d of named) unused.delete(d);
+      for (const d of unused) await this.blobs.delete(d);
+      return [...unused];
+    });
+  }
+
+  /** IDs of every stored image. */
+  async imageIds(): Promise<string[]> {
+    return this.allIds();
+  }
+
   /** Deletes blobs written by a failed operation unless some image uses them. */
   async discardBlobs(digests: string[]): Promise<void> {
     await this.lock.run(async () => {
@@ -545,6 +574,7 @@ export class Store implements ImageStore {
         const body = await readSmallBlob(client, r.path, manifest.config, what);
         cfg = parseImageConfig(body, what);
         configStored = this.blobs.write(Readable.from([body]), { expected: manifest.config, what, syncDir: false }).then(() => void written.push(id));
+        // observed only so an early rejection is not 'unhandled': it is awaited, and its error reported, where it is used
         configStored.catch(() => {});
       }
       const diffIds = cfg.rootfs.diff_ids;
@@ -557,7 +587,13 @@ export class Store implements ImageStore {
       if (existing && (await this.allBlobsPresent(existing, lease))) {
         layers.push(...existing.layers);
       } else {
-        for (const l of manifest.layers) emit(progress.layer('Pulling fs layer', l.digest));
+        // As dockerd: a layer already here (pulled before, or stored by an import or a load
+        // with the same digest) says only "Already exists" (from fetchLayer); announcing it as
+        // "Pulling fs layer" first read as a download starting again.
+        const present = await Promise.all(manifest.layers.map((l) => this.pinIfPresent(lease, l.digest, l.size)));
+        manifest.layers.forEach((l, i) => {
+          if (!present[i]) emit(progress.layer('Pulling fs layer', l.digest));
+        });
         // at most this many downloads at once (Docker's --max-concurrent-downloads); a layer's
         // slot is free again when its last byte arrived, not after it was verified and synced
         const slots = new Semaphore(this.opts.maxConcurrentDownloads ?? 3);
@@ -587,8 +623,10 @@ export class Store implements ImageStore {
       emit(downloaded || before !== id ? progress.downloadedNewer(shown) : progress.upToDate(shown));
       return rec;
     } catch (e) {
+      // the pull's own error is thrown below; this only waits for the config write to settle
       await configStored?.catch(() => {});
       lease.release();
+      // the pull's error is thrown below; unreferenced blobs left behind are collected at the next daemon start
       await this.discardBlobs(written).catch(() => {});
       throw translatePullError(e, r);
     } finally {
@@ -654,6 +692,7 @@ export class Store implements ImageStore {
             digestOf: async () => {
               // ending the inspection is what makes the worker report its hash (a failed
               // inspection still reports it, so a wrong digest is named as such first)
+              // a failed inspection still reports its hash (what this waits for); its own error is raised by beforeCommit
               await inspector.end().catch(() => {});
               return digestOf();
             },
@@ -733,6 +772,8 @@ export class Store implements ImageStore {
       const verify = new HashingStream(`layer ${l.digest} (stored)`, { digest: l.diffId, size: l.uncompressedSize });
       const tar = decompressLayer(raw, `layer ${l.digest}`);
       tar.on('error', (e) => verify.destroy(e));
+      // the consumer closing its end early releases the decompressor and, through it, the file
+      verify.once('close', () => tar.destroy());
       yield tar.pipe(verify);
     }
   }

@@ -93,6 +93,7 @@ export function layerTarValidator(
     resolve = res;
     reject = rej;
   });
+  // observed only so an early rejection is not 'unhandled': it is awaited, and its error reported, where it is used
   done.catch(() => {});
   const sink = new Writable({
     write(chunk: Buffer, _e, cb) {

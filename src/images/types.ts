@@ -37,8 +37,9 @@ export interface ImageRecord {
   size: number;
   /** the image this one was built or committed on (Docker's Parent), when known */
   parent?: string;
-  /** the config's author and comment (`docker commit -a/-m`), when set */
+  /** the config's author (`docker commit -a`), when set */
   author?: string;
+  /** the config's top-level `comment` (`docker import -m`, `docker commit -m`) */
   comment?: string;
 }
 

@@ -119,7 +119,7 @@ export class AgentSessions {
         throw e instanceof TvmError ? e : new TvmError('ERR_SUPERVISOR_LOST', `supervisor of ${spec.id} lost`, 500, { cause: e });
       },
     );
-    // every caller awaits p itself; this only keeps an unobserved failure from crashing the daemon
+    // observed only so an early rejection is not 'unhandled': it is awaited, and its error reported, where it is used
     p.catch(() => {});
     return p;
   }
@@ -231,6 +231,7 @@ export class AgentSessions {
     // A SIGKILL stays pending in a frozen cgroup (a pause, or a copy in progress): thaw so it lands.
     if (sig === SIGKILL) {
       const st = await c.state().catch(() => undefined);
+      // only a frozen container needs the thaw; on a running one it fails, which changes nothing
       if (st?.status === 'paused') await c.resume().catch(() => {});
     }
   }
@@ -272,7 +273,7 @@ export class AgentSessions {
       }
     }
     const status = c.wait(id).then(toExit);
-    // the caller's wait() observes it; this keeps an exec nobody waits for from crashing the daemon
+    // observed only so an early rejection is not 'unhandled': it is awaited, and its error reported, where it is used
     status.catch(() => {});
     return {
       pid,

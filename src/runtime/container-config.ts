@@ -5,7 +5,7 @@
  */
 import { cpus } from 'node:os';
 import path from 'node:path';
-import { InvalidParameterError, NotImplementedError } from '../errors.js';
+import { InvalidParameterError, NotFoundError, NotImplementedError } from '../errors.js';
 import type { ImageRecord } from '../images/types.js';
 import type { IsolationKind, Mount, ProcessSpec, Resources } from './types.js';
 import { parseSignal } from './signals.js';
@@ -39,7 +39,8 @@ export interface CreateBody {
 
 export interface HostConfigBody {
   Binds?: string[] | null;
-  Mounts?: { Type?: string; Source?: string; Target?: string; ReadOnly?: boolean; TmpfsOptions?: { SizeBytes?: number; Mode?: number } }[] | null;
+  Mounts?: { Type?: string; Source?: string; Target?: string; ReadOnly?: boolean; TmpfsOptions?: { SizeBytes?: number; Mode?: number }; VolumeOptions?: { NoCopy?: boolean } | null }[] | null;
+  VolumesFrom?: string[] | null;
   Tmpfs?: Record<string, string> | null;
   Memory?: number;
   MemorySwap?: number;
@@ -347,6 +348,12 @@ export interface MountRequest {
   mode: string;
 }
 
+/**
+ * Docker's options for every tmpfs mount, before the user's (a later `exec`, `suid` or `dev`
+ * overrides them; the agent applies the words in order).
+ */
+const TMPFS_DEFAULTS = ['noexec', 'nosuid', 'nodev'];
+
 /** Parses `-v` binds (`/host:/ctr[:ro]`, `name:/ctr[:ro]`, `/ctr`), `--mount`, `--tmpfs`, image Volumes. */
 export function parseMounts(hc: HostConfigBody, imageVolumes: Record<string, object> | null | undefined): MountRequest[] {
   const out: MountRequest[] = [];
@@ -364,7 +371,7 @@ export function parseMounts(hc: HostConfigBody, imageVolumes: Record<string, obj
     const parts = b.split(':');
     if (parts.length < 1 || parts.length > 3 || parts.some((p) => p === '')) throw new InvalidParameterError(`invalid volume specification: '${b}'`);
     if (parts.length === 1) {
-      add({ mount: { type: 'volume', source: '', destination: parts[0]!, readonly: false }, anonymous: true, mode: '' });
+      add({ mount: { type: 'volume', source: '', destination: parts[0]!, readonly: false, copyUp: true }, anonymous: true, mode: '' });
       continue;
     }
     const [src, dst, modeStr = ''] = parts as [string, string, string?];
@@ -378,7 +385,7 @@ export function parseMounts(hc: HostConfigBody, imageVolumes: Record<string, obj
     if (src.startsWith('/')) {
       add({ mount: { type: 'bind', source: path.posix.normalize(src), destination: dst, readonly }, mode: modeStr });
     } else {
-      add({ mount: { type: 'volume', source: '', destination: dst, readonly }, volumeName: src, mode: modeStr });
+      add({ mount: { type: 'volume', source: '', destination: dst, readonly, copyUp: !modes.includes('nocopy') }, volumeName: src, mode: modeStr });
     }
   }
   for (const m of hc.Mounts ?? []) {
@@ -388,22 +395,52 @@ export function parseMounts(hc: HostConfigBody, imageVolumes: Record<string, obj
       if (!m.Source || !m.Source.startsWith('/')) throw new InvalidParameterError(`invalid mount config for type "bind": invalid mount path: '${m.Source ?? ''}' mount path must be absolute`);
       add({ mount: { type: 'bind', source: m.Source, destination: m.Target, readonly: m.ReadOnly === true }, mode: '' });
     } else if (type === 'volume') {
-      add({ mount: { type: 'volume', source: '', destination: m.Target, readonly: m.ReadOnly === true }, ...(m.Source ? { volumeName: m.Source } : { anonymous: true }), mode: '' });
+      add({ mount: { type: 'volume', source: '', destination: m.Target, readonly: m.ReadOnly === true, copyUp: m.VolumeOptions?.NoCopy !== true }, ...(m.Source ? { volumeName: m.Source } : { anonymous: true }), mode: '' });
     } else if (type === 'tmpfs') {
       const opts: string[] = [];
       if (m.TmpfsOptions?.SizeBytes) opts.push(`size=${m.TmpfsOptions.SizeBytes}`);
       if (m.TmpfsOptions?.Mode) opts.push(`mode=${m.TmpfsOptions.Mode.toString(8)}`);
-      add({ mount: { type: 'tmpfs', source: 'tmpfs', destination: m.Target, readonly: m.ReadOnly === true, options: opts }, mode: '' });
+      add({ mount: { type: 'tmpfs', source: 'tmpfs', destination: m.Target, readonly: m.ReadOnly === true, options: [...TMPFS_DEFAULTS, ...opts] }, mode: '' });
     } else {
       throw new InvalidParameterError(`invalid mount config: mount type unknown: "${type}"`);
     }
   }
   for (const [dst, opts] of Object.entries(hc.Tmpfs ?? {})) {
-    add({ mount: { type: 'tmpfs', source: 'tmpfs', destination: dst, readonly: false, options: opts === '' ? [] : opts.split(',') }, mode: '' });
+    add({ mount: { type: 'tmpfs', source: 'tmpfs', destination: dst, readonly: false, options: [...TMPFS_DEFAULTS, ...(opts === '' ? [] : opts.split(','))] }, mode: '' });
   }
   for (const dst of Object.keys(imageVolumes ?? {})) {
     if (seen.has(path.posix.normalize(dst))) continue;
-    add({ mount: { type: 'volume', source: '', destination: dst, readonly: false }, anonymous: true, mode: '' });
+    add({ mount: { type: 'volume', source: '', destination: dst, readonly: false, copyUp: true }, anonymous: true, mode: '' });
+  }
+  return out;
+}
+
+/**
+ * `--volumes-from CTR[:ro|:rw]`: the other container's volumes and binds, at the same
+ * destinations, as `-v` entries (read-only as the suffix says, else as they are there). A
+ * destination this container mounts itself keeps its own mount, as with dockerd.
+ */
+export function volumesFromBinds(
+  hc: HostConfigBody,
+  find: (ref: string) => { mounts: { Type: string; Name?: string; Source: string; Destination: string; RW: boolean }[] } | undefined,
+): string[] {
+  const own = new Set<string>([
+    ...(hc.Binds ?? []).map((b) => path.posix.normalize(b.split(':').length === 1 ? b : b.split(':')[1]!)),
+    ...(hc.Mounts ?? []).map((m) => path.posix.normalize(m.Target ?? '')),
+    ...Object.keys(hc.Tmpfs ?? {}).map((d) => path.posix.normalize(d)),
+  ]);
+  const out: string[] = [];
+  for (const entry of hc.VolumesFrom ?? []) {
+    const m = /^(.+?)(?::(ro|rw))?$/.exec(entry);
+    if (!m || m[1] === '') throw new InvalidParameterError(`invalid volumes-from specification: '${entry}'`);
+    const src = find(m[1]!);
+    if (!src) throw new NotFoundError(`No such container: ${m[1]}`);
+    for (const p of src.mounts) {
+      if ((p.Type !== 'volume' && p.Type !== 'bind') || own.has(p.Destination)) continue;
+      own.add(p.Destination);
+      const rw = m[2] === undefined ? p.RW : m[2] === 'rw';
+      out.push(`${p.Type === 'volume' ? p.Name : p.Source}:${p.Destination}${rw ? '' : ':ro'}`);
+    }
   }
   return out;
 }

@@ -42,7 +42,7 @@ export function validateHostOptions(body: CreateBody, network: 'none' | 'host'):
  *
  * honoured, validated elsewhere (container-config.ts, security-opt.ts, process-options.ts,
  * manager.ts): Hostname Domainname User Attach* Tty OpenStdin StdinOnce Env Cmd Entrypoint Image Volumes
- * WorkingDir Labels StopSignal StopTimeout | Binds Mounts Tmpfs LogConfig NetworkMode
+ * WorkingDir Labels StopSignal StopTimeout | Binds Mounts Tmpfs VolumesFrom LogConfig NetworkMode
  * PortBindings PublishAllPorts RestartPolicy AutoRemove CapAdd CapDrop Privileged ReadonlyRootfs
  * SecurityOpt StorageOpt Isolation UsernsMode Memory MemorySwap MemoryReservation NanoCpus
  * CpuShares CpuQuota CpuPeriod CpusetCpus PidsLimit Ulimits Sysctls ShmSize Init GroupAdd
@@ -50,7 +50,7 @@ export function validateHostOptions(body: CreateBody, network: 'none' | 'host'):
  *
  * Mounts: BindOptions (propagation other than rprivate, non-recursive, create-src),
  * VolumeOptions (a driver, driver options, subpath) and TmpfsOptions.Options are refused; so is
- * -v propagation shared/slave. VolumeOptions.NoCopy is what tvm does anyway (no copy-up);
+ * -v propagation shared/slave. VolumeOptions.NoCopy turns the copy-up off, as with Docker;
  * VolumeOptions.Labels are metadata; Consistency is for macOS; the z/Z relabel modes need SELinux,
  * which is not enabled, so there is nothing to relabel.
  *
@@ -80,7 +80,6 @@ const REFUSED: Rule[] = [
   { at: 'Config', field: 'MacAddress', option: '--mac-address', unset: empty, why: 'containers have no network interface of their own' },
   { at: 'Config', field: 'Healthcheck', option: '--health-cmd', unset: (v) => empty(v) || empty((v as { Test?: unknown }).Test) || JSON.stringify((v as { Test?: unknown }).Test) === '["NONE"]' },
   { at: 'HostConfig', field: 'VolumeDriver', option: '--volume-driver', unset: oneOf('local'), why: 'only the local driver exists' },
-  { at: 'HostConfig', field: 'VolumesFrom', option: '--volumes-from', unset: empty },
   { at: 'HostConfig', field: 'CgroupnsMode', option: '--cgroupns', unset: oneOf('host'), why: 'containers share the host cgroup namespace' },
   { at: 'HostConfig', field: 'IpcMode', option: '--ipc', unset: oneOf('private', 'shareable'), why: 'every container has its own IPC namespace' },
   { at: 'HostConfig', field: 'Cgroup', option: '--cgroup', unset: empty },

@@ -22,7 +22,16 @@ export function shortId(id: string): string {
 const NAME_RE = /^\/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
 
 /** Returns the canonical '/name' form or throws Docker's message. */
+/**
+ * Names travel in URL paths (/containers/NAME/...): the API server takes path parameters up to
+ * MAX_PARAM_LENGTH, so a longer name would be created but never reachable by name again.
+ */
+export const MAX_NAME_LENGTH = 1024;
+
 export function validateName(name: string): string {
+  if (name.length > MAX_NAME_LENGTH) {
+    throw new InvalidParameterError(`Invalid container name (${name.slice(0, 32)}...): longer than ${MAX_NAME_LENGTH} characters`);
+  }
   if (!NAME_RE.test(name)) {
     throw new InvalidParameterError(`Invalid container name (${name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
   }

@@ -137,9 +137,12 @@ export async function openLogChain(file: string): Promise<ChainFile[]> {
   }
 }
 
-/** Reads what is new in one file (complete lines only; a partial line waits in `rest`). */
-async function readMore(f: ChainFile, o: ReadLogOptions): Promise<LogEntry[]> {
-  const out: LogEntry[] = [];
+/**
+ * Reads what is new in one file, entry by entry (complete lines only; a partial line waits in
+ * `rest`). A generator, so a log of any length costs one chunk of memory, never one array
+ * element per line (spreading such an array into push() overflowed the stack at ~125k lines).
+ */
+async function* readMore(f: ChainFile, o: ReadLogOptions): AsyncGenerator<LogEntry> {
   const buf = Buffer.alloc(CHUNK);
   for (;;) {
     const { bytesRead } = await f.fh.read(buf, 0, CHUNK, f.offset);
@@ -150,25 +153,74 @@ async function readMore(f: ChainFile, o: ReadLogOptions): Promise<LogEntry[]> {
     f.rest = lines.pop()!;
     for (const l of lines) {
       const e = parseLogLine(l);
-      if (e && inWindow(e, o)) out.push(e);
+      if (e && inWindow(e, o)) yield e;
     }
   }
-  return out;
+}
+
+/**
+ * `--tail`: scans one file backwards from `size` in chunks, adding entries that pass the window
+ * to `acc` (newest first) until it holds `n`. Returns where the last complete line ends (bytes
+ * after it are a line still being written: a follower resumes there). Memory is O(n), not the
+ * log's size.
+ */
+async function tailFile(fh: FileHandle, size: number, n: number, o: ReadLogOptions, acc: LogEntry[]): Promise<number> {
+  const buf = Buffer.alloc(CHUNK);
+  let pos = size;
+  let carry: Buffer = Buffer.alloc(0);
+  let completeEnd: number | undefined;
+  const take = (line: Buffer) => {
+    const e = parseLogLine(line.toString('utf8'));
+    if (e && inWindow(e, o)) acc.push(e);
+  };
+  while (pos > 0 && (acc.length < n || completeEnd === undefined)) {
+    const len = Math.min(CHUNK, pos);
+    pos -= len;
+    let got = 0;
+    while (got < len) {
+      const { bytesRead } = await fh.read(buf, got, len - got, pos + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    const data = carry.length > 0 ? Buffer.concat([buf.subarray(0, got), carry]) : buf.subarray(0, got);
+    let stop = data.length;
+    for (let i = data.lastIndexOf(0x0a, stop - 1); i >= 0; i = stop > 0 ? data.lastIndexOf(0x0a, stop - 1) : -1) {
+      if (completeEnd === undefined) completeEnd = pos + i + 1;
+      else if (acc.length < n) take(data.subarray(i + 1, stop));
+      stop = i;
+      if (acc.length >= n) break;
+    }
+    // A copy: `buf` is reused for the next chunk.
+    carry = Buffer.from(data.subarray(0, stop));
+  }
+  // The file's first line has no newline before it.
+  if (pos === 0 && completeEnd !== undefined && acc.length < n && carry.length > 0) take(carry);
+  return completeEnd ?? 0;
 }
 
 /**
  * `docker logs`: every entry of the log, across its rotated files in order, with `tail`,
  * `since`/`until`; with `follow`, then what the writer appends, switching to the new file at
  * each rotation (after draining the old one, which the writer no longer touches once renamed)
- * so no line is lost or repeated.
+ * so no line is lost or repeated. Entries are yielded as read: memory does not grow with the log.
  */
 export async function* readLog(file: string, o: ReadLogOptions = {}): AsyncGenerator<LogEntry> {
   let chain = await openLogChain(file);
   try {
-    const first: LogEntry[] = [];
-    for (const f of chain) first.push(...(await readMore(f, o)));
-    const start = o.tail !== undefined && o.tail >= 0 ? Math.max(0, first.length - o.tail) : 0;
-    for (let i = start; i < first.length; i++) yield first[i]!;
+    if (o.tail !== undefined && o.tail >= 0) {
+      // Newest file first, each from its end: only the last `tail` lines are ever read.
+      const acc: LogEntry[] = [];
+      for (let k = chain.length - 1; k >= 0; k--) {
+        const f = chain[k]!;
+        const newest = k === chain.length - 1;
+        if (!newest && acc.length >= o.tail) break;
+        const end = await tailFile(f.fh, (await f.fh.stat()).size, o.tail, o, acc);
+        if (newest) f.offset = end;
+      }
+      for (let i = acc.length - 1; i >= 0; i--) yield acc[i]!;
+    } else {
+      for (const f of chain) yield* readMore(f, o);
+    }
     if (!o.follow) return;
     // Only the newest file can still grow.
     for (const f of chain.slice(0, -1)) await f.fh.close();
@@ -184,6 +236,7 @@ export async function* readLog(file: string, o: ReadLogOptions = {}): AsyncGener
     let watcher: FSWatcher | undefined;
     try {
       watcher = watch(path.dirname(file), kick);
+      // The poll timer below wakes the follower anyway; a watcher error only costs latency.
       watcher.on('error', () => {});
     } catch {
       // polling covers it
@@ -191,31 +244,44 @@ export async function* readLog(file: string, o: ReadLogOptions = {}): AsyncGener
     const timer = setInterval(kick, POLL_MS);
     o.onFinish?.then(kick, kick);
     o.signal?.addEventListener('abort', kick);
+    // Stops at the first entry past `until` (entries are in time order).
+    let pastUntil = false;
+    async function* drain(f: ChainFile): AsyncGenerator<LogEntry> {
+      for await (const e of readMore(f, o)) {
+        if (o.untilNano !== undefined && timeToNano(e.time) > o.untilNano) {
+          pastUntil = true;
+          return;
+        }
+        yield e;
+      }
+    }
     try {
       for (;;) {
         if (o.signal?.aborted) return;
         const finished = o.finished?.() ?? false;
-        const fresh: LogEntry[] = cur ? await readMore(cur, o) : [];
+        if (cur) yield* drain(cur);
+        if (pastUntil) return;
         // Rotated away? Then `cur` is complete: go on with the files that came after it.
         const now = await stat(file).then((st) => st.ino, () => undefined);
         if (now !== undefined && now !== cur?.ino) {
-          if (cur) fresh.push(...(await readMore(cur, o)));
+          if (cur) yield* drain(cur);
+          if (pastUntil) return;
           const next = await openLogChain(file);
           const at = cur ? next.findIndex((f) => f.ino === cur!.ino) : -1;
           for (const f of next.slice(0, at + 1)) await f.fh.close();
           const newer = next.slice(at + 1);
-          for (const f of newer.slice(0, -1)) {
-            fresh.push(...(await readMore(f, o)));
-            await f.fh.close();
-          }
           await cur?.fh.close();
+          // Until the middle files are drained, they are ours to close (the finally below).
+          chain = newer;
           cur = newer.at(-1);
-          chain = cur ? [cur] : [];
-          if (cur) fresh.push(...(await readMore(cur, o)));
-        }
-        for (const e of fresh) {
-          if (o.untilNano !== undefined && timeToNano(e.time) > o.untilNano) return;
-          yield e;
+          for (const f of newer.slice(0, -1)) {
+            yield* drain(f);
+            await f.fh.close();
+            chain = chain.filter((c) => c !== f);
+            if (pastUntil) return;
+          }
+          if (cur) yield* drain(cur);
+          if (pastUntil) return;
         }
         if (finished) return;
         if (o.untilNano !== undefined && BigInt(Date.now()) * 1_000_000n > o.untilNano) return;
@@ -226,9 +292,17 @@ export async function* readLog(file: string, o: ReadLogOptions = {}): AsyncGener
     } finally {
       clearInterval(timer);
       watcher?.close();
+      o.signal?.removeEventListener('abort', kick);
     }
   } finally {
-    await Promise.all(chain.map((f) => f.fh.close().catch(() => {})));
+    await Promise.all(
+      chain.map((f) =>
+        f.fh.close().catch((e: unknown) => {
+          // Closing a read-only handle can only fail if it is already closed: nothing to undo.
+          void e;
+        }),
+      ),
+    );
   }
 }
 

@@ -8,7 +8,10 @@ import path from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { ConflictError, InvalidParameterError, NotFoundError, NotImplementedError, TvmError } from '../errors.js';
 import type { ImageRecord, ImageStore } from '../images/types.js';
-import type { Attachment, ContainerSpec, ExecHandle, ExitStatus, Isolation, IsolationKind, Mount, Stats, StdioStreams } from './types.js';
+import { parseNormalized } from '../images/reference.js';
+import { failedStartExitCode } from '../guest-agent/protocol.js';
+import { LinearRegex, RegexSyntaxError } from './linear-regex.js';
+import type { ArchiveOptions, Attachment, ContainerSpec, ExecHandle, ExitStatus, Isolation, IsolationKind, Mount, Stats, StdioStreams } from './types.js';
 import { RecordStore, RECORD_VERSION, removeUnrecordedDir, type ContainerRecord, type MountPoint } from './records.js';
 import { assertRunning, isActive, NotModifiedError, transition, type ContainerStatus } from './state-machine.js';
 import { EventBus } from './events.js';
@@ -16,7 +19,7 @@ import { VolumeStore } from './volumes.js';
 import { newId, randomName, validateName } from './ids.js';
 import { createWarnings, validateHostOptions } from './create-options.js';
 import {
-  displayRef, effectiveConfig, mapIsolation, parseMounts, validateNetwork, validateResources, validateRestartPolicy, validateStorageOpt,
+  displayRef, effectiveConfig, mapIsolation, parseMounts, volumesFromBinds, validateNetwork, validateResources, validateRestartPolicy, validateStorageOpt,
   validateUsernsMode,
   type CreateBody,
 } from './container-config.js';
@@ -176,6 +179,14 @@ export class ContainerManager {
     for (const r of removed) this.log(`removed leftover of an interrupted create: containers/${r}`);
     for (const b of broken) this.log(`container record ${b.id} is unreadable, ignored: ${b.error}`);
     await Promise.all(this.records.all().map((rec) => this.recoverOne(rec)));
+    for (const [kind, iso] of Object.entries(this.isolations)) {
+      try {
+        for (const what of (await iso?.reconcile?.()) ?? []) this.log(`released ${what} (left by an interrupted daemon)`);
+      } catch (e) {
+        // The daemon still serves: what stays behind is retried at the next start.
+        this.log(`reconciling ${kind} isolation resources failed: ${String(e)}`);
+      }
+    }
   }
 
   private async recoverOne(rec: ContainerRecord): Promise<void> {
@@ -275,6 +286,7 @@ export class ContainerManager {
   private locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
     const l = this.liveOf(id);
     const run = l.lock.then(fn, fn);
+    // the chain only orders the work: each caller awaits its own promise and gets its own error
     l.lock = run.catch(() => {});
     return run;
   }
@@ -325,12 +337,17 @@ export class ContainerManager {
     try {
       image = await this.images.resolve(body.Image);
     } catch (e) {
-      if (e instanceof NotFoundError) throw new NotFoundError(`No such image: ${displayRef(body.Image)}`, 'ERR_NO_SUCH_IMAGE');
+      if (e instanceof NotFoundError) {
+        // A malformed reference (UPPER:1) names no image at all: dockerd's 400, not a 404.
+        if (!/^(?:sha256:)?[0-9a-f]{1,64}$/.test(body.Image)) parseNormalized(body.Image);
+        throw new NotFoundError(`No such image: ${displayRef(body.Image)}`, 'ERR_NO_SUCH_IMAGE');
+      }
       throw e;
     }
     const id = newId();
     const eff = effectiveConfig(body, image, id);
-    const mountReqs = parseMounts(hc, eff.config.Volumes as Record<string, object>);
+    const fromBinds = volumesFromBinds(hc, (ref) => this.records.find(ref));
+    const mountReqs = parseMounts(fromBinds.length > 0 ? { ...hc, Binds: [...(hc.Binds ?? []), ...fromBinds] } : hc, eff.config.Volumes as Record<string, object>);
     for (const m of mountReqs) {
       if (m.mount.type === 'bind') {
         try {
@@ -427,7 +444,7 @@ export class ContainerManager {
       try {
         await this.records.save(rec);
       } catch (e) {
-        await iso.remove(spec).catch(() => {});
+        await iso.remove(spec).catch((err) => this.log(`create of ${id} failed; removing what the isolation made failed too: ${String(err)}`));
         throw e;
       }
       this.liveOf(id);
@@ -439,7 +456,7 @@ export class ContainerManager {
       this.live.delete(id);
       // never through a mount the isolation could not undo; what stays is retried at the next init
       await removeUnrecordedDir(stateDir).catch((err) => this.log(`create of ${id} failed; its state dir stays: ${String(err)}`));
-      for (const v of createdVolumes) await this.volumes.remove(v, new Map(), true).catch(() => {});
+      for (const v of createdVolumes) await this.volumes.remove(v, new Map(), true).catch((err) => this.log(`create of ${id} failed; its new volume ${v} stays: ${String(err)}`));
       throw e;
     }
   }
@@ -467,7 +484,7 @@ export class ContainerManager {
       info = await iso.start(rec.spec);
     } catch (e) {
       rec.state.error = goErrnoText((e as Error).message);
-      rec.state.exitCode = /not found|no such file/i.test(rec.state.error) ? 127 : /permission denied/i.test(rec.state.error) ? 126 : 128;
+      rec.state.exitCode = failedStartExitCode(e, 128);
       await this.persist(rec);
       if (rec.hostConfig.AutoRemove === true) {
         // Docker removes a --rm container whose start failed; `docker run --rm` waits for it.
@@ -629,6 +646,7 @@ export class ContainerManager {
     try {
       if (rec.state.status === 'paused') {
         // A frozen process cannot act on its stop signal: thaw it first, as Docker does.
+        // only a frozen container needs the thaw; on a running one it fails, which changes nothing
         await iso.resume(rec.spec).catch(() => {});
         rec.state.status = 'running';
       }
@@ -675,6 +693,7 @@ export class ContainerManager {
       const iso = this.isolationFor(rec.spec.isolation);
       if (rec.state.status === 'paused' && n === 9) {
         await iso.kill(rec.spec, n);
+        // only a frozen container needs the thaw; on a running one it fails, which changes nothing
         await iso.resume(rec.spec).catch(() => {});
       } else {
         await iso.kill(rec.spec, n);
@@ -797,6 +816,7 @@ export class ContainerManager {
         l.removing = true;
         const iso = this.isolationFor(rec.spec.isolation);
         await iso.kill(rec.spec, 9).catch((e) => this.log(`SIGKILL to ${rec.id}: ${String(e)}`));
+        // only a frozen container needs the thaw; on a running one it fails, which changes nothing
         if (rec.state.status === 'paused') await iso.resume(rec.spec).catch(() => {});
         this.emit(rec, 'kill', { signal: '9' });
         if (l.exit && !(await waitFor(l.exit, 10_000))) {
@@ -819,7 +839,7 @@ export class ContainerManager {
         rec.state.status = transition(rec.state.status, 'remove-failed', rec.name);
         rec.state.error = `removal failed: ${(e as Error).message}`;
         l.removing = false;
-        await this.persist(rec).catch(() => {});
+        await this.persist(rec).catch((err) => this.log(`${rec.id}: recording the failed removal failed too: ${String(err)}`));
         // Nobody waiting for the removal may hang on one that failed.
         const failed: WaitResult = { StatusCode: rec.state.exitCode, Error: { Message: rec.state.error } };
         for (const w of l.removedWaiters.splice(0)) w(failed);
@@ -963,9 +983,23 @@ export class ContainerManager {
     return this.isolationFor(rec.spec.isolation).stats(rec.spec);
   }
 
-  async archive(ref: string, containerPath: string): Promise<Readable> {
+  /** SizeRw and SizeRootFs (SizeRw plus the image's size), as `docker ps -s` shows them. */
+  async sizes(ref: string): Promise<{ rw: number; rootFs: number }> {
     const rec = this.get(ref);
-    return this.isolationFor(rec.spec.isolation).archive(rec.spec, containerPath);
+    const iso = this.isolations[rec.spec.isolation];
+    const rw = (await iso?.sizeRw?.(rec.spec).catch((e: unknown) => {
+      // a container mid-removal has no layer left to measure: it counts as empty
+      this.log(`size of ${rec.id}'s writable layer: ${String(e)}`);
+      return 0;
+    })) ?? 0;
+    // an image removed under the container (rmi -f) has no size left to add
+    const image = await this.images.resolve(rec.imageId).catch(() => undefined);
+    return { rw, rootFs: rw + (image?.size ?? 0) };
+  }
+
+  async archive(ref: string, containerPath: string, opts?: ArchiveOptions): Promise<Readable> {
+    const rec = this.get(ref);
+    return this.isolationFor(rec.spec.isolation).archive(rec.spec, containerPath, opts);
   }
 
   async extract(ref: string, containerPath: string, tar: Readable): Promise<void> {
@@ -1057,7 +1091,7 @@ export class ContainerManager {
       handle = await this.isolationFor(rec.spec.isolation).exec(rec.spec, { process, privileged: cfg.Privileged }, streams);
     } catch (e) {
       ex.running = false;
-      ex.exitCode = /not found|no such file/i.test((e as Error).message) ? 127 : 126;
+      ex.exitCode = failedStartExitCode(e, 126);
       throw e;
     }
     ex.handle = handle;
@@ -1139,11 +1173,32 @@ function parseUntil(v: string): number {
   return t;
 }
 
+/** A user's name filter, compiled once per pattern: linear-time, never a backtracking RegExp. */
+const nameRegexes = new Map<string, LinearRegex | undefined>();
+function nameRegex(pattern: string): LinearRegex | undefined {
+  if (!nameRegexes.has(pattern)) {
+    if (nameRegexes.size > 256) nameRegexes.clear();
+    let re: LinearRegex | undefined;
+    try {
+      re = new LinearRegex(pattern);
+    } catch (e) {
+      if (!(e instanceof RegexSyntaxError)) throw e;
+      re = undefined;
+    }
+    nameRegexes.set(pattern, re);
+  }
+  return nameRegexes.get(pattern);
+}
+
 export function matchesFilters(rec: ContainerRecord, f: Record<string, string[]>, find: (ref: string) => ContainerRecord | undefined): boolean {
   const any = (k: string, pred: (v: string) => boolean) => !f[k] || f[k]!.length === 0 || f[k]!.some(pred);
   return (
     any('status', (v) => rec.state.status === v) &&
-    any('name', (v) => new RegExp(v).test(rec.name.slice(1)) || new RegExp(v).test(rec.name)) &&
+    any('name', (v) => {
+      // dockerd matches with RE2 and a pattern it cannot compile matches nothing (no error)
+      const re = nameRegex(v);
+      return re !== undefined && (re.test(rec.name.slice(1)) || re.test(rec.name));
+    }) &&
     any('id', (v) => rec.id.startsWith(v)) &&
     matchesLabelFilters(rec, f.label ?? [], f['label!'] ?? []) &&
     any('ancestor', (v) => rec.image === v || rec.image === `${v}:latest` || rec.imageId === v || rec.imageId === `sha256:${v}` || rec.imageId.startsWith(v.startsWith('sha256:') ? v : `sha256:${v}`)) &&

@@ -88,6 +88,12 @@ export class RecordStore {
   readonly dir: string;
   private readonly byId = new Map<string, ContainerRecord>();
   private readonly byName = new Map<string, string>();
+  /**
+   * The name each record is indexed under. Not `byId.get(id).name`: callers (rename) change the
+   * record object in place before saving it, so that would already be the new name and the
+   * old one would stay taken until a daemon restart.
+   */
+  private readonly indexedName = new Map<string, string>();
   /** names held by creates still in progress, so two creates cannot take the same name */
   private readonly reserved = new Map<string, string>();
 
@@ -131,6 +137,7 @@ export class RecordStore {
         const rec = parseRecord(text, entry);
         this.byId.set(rec.id, rec);
         this.byName.set(rec.name, rec.id);
+        this.indexedName.set(rec.id, rec.name);
       } catch (e) {
         broken.push({ id: entry, error: (e as Error).message });
       }
@@ -168,10 +175,11 @@ export class RecordStore {
   /** Persists a record atomically and indexes it (also the first write of a new record). */
   async save(rec: ContainerRecord): Promise<void> {
     await writeJsonAtomic(path.join(this.stateDir(rec.id), CONFIG_FILE), rec);
-    const old = this.byId.get(rec.id);
-    if (old && old.name !== rec.name && this.byName.get(old.name) === rec.id) this.byName.delete(old.name);
+    const prev = this.indexedName.get(rec.id);
+    if (prev !== undefined && prev !== rec.name && this.byName.get(prev) === rec.id) this.byName.delete(prev);
     this.byId.set(rec.id, rec);
     this.byName.set(rec.name, rec.id);
+    this.indexedName.set(rec.id, rec.name);
     this.reserved.delete(rec.name);
   }
 
@@ -183,7 +191,9 @@ export class RecordStore {
     await rm(this.stateDir(id), { recursive: true, force: true });
     if (rec) {
       this.byId.delete(id);
-      if (this.byName.get(rec.name) === id) this.byName.delete(rec.name);
+      const name = this.indexedName.get(id) ?? rec.name;
+      if (this.byName.get(name) === id) this.byName.delete(name);
+      this.indexedName.delete(id);
     }
   }
 

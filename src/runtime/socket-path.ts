@@ -21,6 +21,7 @@ export async function reachableSocketPath(sock: string, runRoot: string): Promis
     throw new TvmError('ERR_SOCKET_PATH', `runRoot ${runRoot} is too long for a unix socket path`);
   }
   if (!existsSync(link)) {
+    // a dangling link from an earlier run, if any: symlink() below fails loudly if it is still in the way
     await unlink(link).catch(() => {});
     await symlink(sock, link);
   }

@@ -9,12 +9,23 @@ import type { Readable, Writable } from 'node:stream';
 
 export type IsolationKind = 'vm' | 'container';
 
+/** How `archive` names its entries. */
+export interface ArchiveOptions {
+  /** `docker export`: the root's contents as `bin/`, `etc/passwd` (no `./` prefix, no root entry) */
+  export?: boolean;
+}
+
 export interface Mount {
   /** 'bind': host path; 'volume': a named volume's host directory (resolved by the daemon); 'tmpfs'. */
   type: 'bind' | 'volume' | 'tmpfs';
   source: string;
   destination: string;
   readonly: boolean;
+  /**
+   * volume only: fill the volume from the image's directory at this destination when the
+   * volume is still empty at start (Docker's copy-up; off with `nocopy`)
+   */
+  copyUp?: boolean;
   /** tmpfs only, e.g. 'size=64m' */
   options?: string[];
 }
@@ -203,8 +214,14 @@ export interface Isolation {
   remove(spec: ContainerSpec): Promise<void>;
   /** after a daemon restart: is the supervisor of this container alive, and its status */
   recover(spec: ContainerSpec): Promise<{ running: RunningInfo } | { exited: ExitStatus } | { lost: true }>;
+  /**
+   * Daemon start, after every container was recovered: releases host resources no container
+   * holds any more (mounts, loop devices) that a daemon killed mid-operation left; returns one
+   * line per thing released, for the log.
+   */
+  reconcile?(): Promise<string[]>;
   /** `docker cp` and export: a path inside the container's filesystem, as seen by the workload */
-  archive(spec: ContainerSpec, containerPath: string): Promise<Readable>;
+  archive(spec: ContainerSpec, containerPath: string, opts?: ArchiveOptions): Promise<Readable>;
   /**
    * `docker update` of a running or paused container: applies the limits in `changes` (only
    * those keys; pidsLimit <= 0 = unlimited) to its cgroup. Absent: the isolation cannot.
@@ -224,4 +241,6 @@ export interface Isolation {
    * the ids to write (a user namespace's). Optional: without it the builder goes through `extract`.
    */
   withRoot?<T>(spec: ContainerSpec, fn: (root: string, toHost: (uid: number, gid: number) => { uid: number; gid: number }) => Promise<T>): Promise<T>;
+  /** bytes in the container's writable layer (SizeRw of `docker ps -s`, `inspect --size`) */
+  sizeRw?(spec: ContainerSpec): Promise<number>;
 }

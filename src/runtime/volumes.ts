@@ -22,6 +22,16 @@ export interface VolumeRecord {
 }
 
 const VOLUME_NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
+/** the longest file name Linux filesystems take */
+const NAME_MAX = 255;
+
+/**
+ * A create's or remove's temp directory: dot-prefixed (load() sweeps them after a crash) and of
+ * fixed length, never derived from the volume's name, which may already be NAME_MAX long.
+ */
+function tempName(what: 'new' | 'rm'): string {
+  return `.${what}-${randomBytes(8).toString('hex')}`;
+}
 
 export class VolumeStore {
   readonly dir: string;
@@ -75,10 +85,15 @@ export class VolumeStore {
     if (!VOLUME_NAME_RE.test(name)) {
       throw new InvalidParameterError(`create ${name}: "${name}" includes invalid characters for a local volume name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host directory, use absolute path`);
     }
+    // The name is a directory name: past NAME_MAX the filesystem refuses it (dockerd answers
+    // with its host path in a 500); say so plainly instead.
+    if (Buffer.byteLength(name) > NAME_MAX) {
+      throw new InvalidParameterError(`create ${name.slice(0, 32)}...: volume name is too long (at most ${NAME_MAX} characters)`);
+    }
     const existing = this.volumes.get(name);
     if (existing) return { volume: existing, created: false };
     const final = path.join(this.dir, name);
-    const tmp = path.join(this.dir, `.${name}.${randomBytes(4).toString('hex')}`);
+    const tmp = path.join(this.dir, tempName('new'));
     const v: VolumeRecord = {
       Name: name,
       Driver: 'local',
@@ -112,7 +127,7 @@ export class VolumeStore {
     if (users && users.length > 0) {
       throw new ConflictError(`remove ${name}: volume is in use - [${users.join(', ')}]`);
     }
-    const tmp = path.join(this.dir, `.${name}.rm.${randomBytes(4).toString('hex')}`);
+    const tmp = path.join(this.dir, tempName('rm'));
     await rename(path.join(this.dir, name), tmp);
     this.volumes.delete(name);
     await rm(tmp, { recursive: true, force: true });

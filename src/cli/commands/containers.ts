@@ -28,6 +28,7 @@ function ttySession(resize: (h: number, w: number) => Promise<unknown>): () => v
   const isTty = stdin.isTTY === true && process.stdout.isTTY === true;
   if (!isTty) return () => {};
   stdin.setRawMode(true);
+  // a resize racing the container's exit has nothing to resize; the next one is sent on the next SIGWINCH
   const onResize = () => void resize(process.stdout.rows, process.stdout.columns).catch(() => {});
   process.stdout.on('resize', onResize);
   onResize();

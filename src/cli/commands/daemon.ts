@@ -16,7 +16,7 @@ export function registerDaemonCommand(program: Command): void {
     .option('--data-root <dir>', 'persistent state: images, disks, containers, volumes', '/var/lib/tvm')
     .option('--exec-root <dir>', 'runtime state: pid file, supervisor sockets', '/run/tvm')
     .addOption(new Option('--default-isolation <kind>', 'isolation for containers that ask for "default"').choices(['vm', 'container']).default('container'))
-    .option('--group <group>', 'group owning the unix socket (mode 0660)')
+    .option('--group <group>', 'group owning the unix socket (mode 0660); default: docker, if that group exists')
     .option('--tlsverify', 'require client certificates signed by --tlscacert (TCP)')
     .option('--tls', 'serve TCP over TLS without verifying clients')
     .option('--tlscacert <file>', 'CA for client certificates')

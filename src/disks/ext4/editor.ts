@@ -91,6 +91,7 @@ export class Ext4Editor extends Ext4Reader {
         result = await fn(ed);
         updates = await ed.pendingTimes();
       } catch (e) {
+        // the edit's error is thrown; unmounting the in-memory filesystem frees memory only
         await umount(fs).catch(() => {});
         throw e;
       }
@@ -107,6 +108,7 @@ export class Ext4Editor extends Ext4Reader {
       }
       return result;
     } catch (e) {
+      // on an error path the original error is what the caller needs; the handle is released even if close() reports one
       await disk?.close().catch(() => {});
       await rm(work, { force: true });
       throw e;

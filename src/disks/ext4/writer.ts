@@ -193,7 +193,9 @@ export async function writeExt4FromLayers(layers: AsyncIterable<Readable>, outPa
     }
     return stats;
   } catch (e) {
+    // on an error path the original error is what the caller needs; the handle is released even if close() reports one
     await fh.close().catch(() => {});
+    // the error being thrown is the one that matters; a temp file left behind is never read as data (the next build of this image removes stale temps)
     await unlink(tmp).catch(() => {});
     throw e;
   }
@@ -332,6 +334,7 @@ class Ext4Builder {
       if (e instanceof FormatError) throw new FormatError(`layer ${layer}: ${e.message}`, e.code, { cause: e });
       throw e;
     } finally {
+      // reading is finished or failed already; closing the layer reader releases memory only
       await tar.close().catch(() => {});
     }
   }

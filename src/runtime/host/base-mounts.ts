@@ -5,7 +5,7 @@
  * (the caller passes that in), so a daemon restart loses nothing.
  */
 import { execFile } from 'node:child_process';
-import { readFile, mkdir, realpath, rmdir } from 'node:fs/promises';
+import { readFile, readdir, mkdir, realpath, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { InvalidParameterError, TvmError } from '../../errors.js';
@@ -38,6 +38,7 @@ export async function loopMount(diskPath: string, mp: string, options: string[],
   try {
     await run('mount', ['-t', 'ext4', '-o', ['loop', ...options].join(','), diskPath, mp]);
   } catch (e) {
+    // the mount failed: this only tidies its empty directory, and the mount's error is thrown
     await rmdir(mp).catch(() => {});
     const err = e as { stderr?: string; message: string };
     throw new TvmError(code, `cannot mount ${diskPath} at ${mp}: ${(err.stderr || err.message).trim()}`, 500, { cause: e });
@@ -74,6 +75,16 @@ export class BaseMounts {
 
   constructor(private readonly runRoot: string) {}
 
+  /** Image IDs with a mount point directory here (mounted or a leftover). */
+  async mountedImages(): Promise<string[]> {
+    try {
+      return (await readdir(path.join(this.runRoot, 'base'))).filter((n) => /^[0-9a-f]{64}$/.test(n)).map((n) => `sha256:${n}`);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+  }
+
   mountPoint(imageId: string): string {
     return path.join(this.runRoot, 'base', imageHex(imageId));
   }
@@ -82,6 +93,7 @@ export class BaseMounts {
   private async locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.locks.get(key) ?? Promise.resolve();
     const next = prev.then(fn, fn);
+    // the chain only orders the work: each caller awaits its own promise and gets its own error
     this.locks.set(key, next.catch(() => {}));
     return next;
   }
@@ -111,7 +123,52 @@ export class BaseMounts {
     await this.locked(mp, async () => {
       if (await stillUsed()) return;
       await unmountLoop(mp, 'ERR_BASE_UNMOUNT');
+      // an empty mount-point directory left behind is harmless: the next mount reuses it
       await rmdir(mp).catch(() => {});
     });
   }
+}
+
+/** Mount sources (e.g. /dev/loop3) of every mount in this namespace. */
+async function mountSources(): Promise<Set<string>> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  const out = new Set<string>();
+  for (const line of text.split('\n')) {
+    const sep = line.indexOf(' - ');
+    if (sep < 0) continue;
+    const src = line.slice(sep + 3).split(' ')[1];
+    if (src) out.add(src);
+  }
+  return out;
+}
+
+/**
+ * Loop devices whose backing file is in `diskDir` (deleted or not) and that nothing in this
+ * mount namespace has mounted: what a daemon killed between attaching and mounting, or
+ * between unmounting and the kernel's autoclear, leaves behind.
+ */
+export async function unmountedLoopsOver(diskDir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = (await readdir('/sys/block')).filter((n) => /^loop\d+$/.test(n));
+  } catch {
+    return [];
+  }
+  const mounted = await mountSources();
+  const out: string[] = [];
+  for (const n of names) {
+    let backing: string;
+    try {
+      backing = (await readFile(`/sys/block/${n}/loop/backing_file`, 'utf8')).trim().replace(/ \(deleted\)$/, '');
+    } catch {
+      continue; // not attached
+    }
+    if (path.dirname(backing) === diskDir && !mounted.has(`/dev/${n}`)) out.push(`/dev/${n}`);
+  }
+  return out;
+}
+
+/** Detaches a loop device (a busy one is only marked to detach on its last close). */
+export async function detachLoop(dev: string): Promise<void> {
+  await run('losetup', ['-d', dev]);
 }

@@ -8,7 +8,7 @@
  * upper/, work/ (overlay), rootfs/ (mount point inside the container's mount namespace).
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, rm, unlink } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { writeJsonAtomic } from '../../atomic-file.js';
@@ -16,8 +16,8 @@ import { ConflictError, InvalidParameterError, NotFoundError, TvmError } from '.
 import type { AgentClient } from '../../guest-agent/client.js';
 import { AgentError } from '../../guest-agent/protocol.js';
 import type { BaseDisks, ImageStore } from '../../images/types.js';
-import type { Change, ContainerSpec, ExitStatus, Isolation, RunningInfo } from '../types.js';
-import { BaseMounts } from './base-mounts.js';
+import type { ArchiveOptions, Change, ContainerSpec, ExitStatus, Isolation, RunningInfo } from '../types.js';
+import { BaseMounts, detachLoop, isMountPoint, unmountLoop, unmountedLoopsOver } from './base-mounts.js';
 import { containerUserns, giveToRoot, overlayDirsOf, ownStateForRoot } from './remap.js';
 import type { IdMappings } from '../userns.js';
 import { containerToHost, hostToContainer } from './remap-ids.js';
@@ -29,6 +29,9 @@ import { connectSupervisor, spawnSupervisor, supervisorPid } from './supervisor.
 import { archiveFrom, extractTo, mountStoppedRoot, type RootView } from './archive.js';
 import { createSizedLayer, layerDirs, mountSizedLayer, removeSizedLayer } from './writable-layer.js';
 import { DOCKER_INIT_PATHS, overlayChanges } from './changes.js';
+import { treeSize } from './tree-size.js';
+import { hideLostFound, LOST_FOUND } from './lost-found.js';
+import { copyUpVolumes } from './copy-up.js';
 import { AgentSessionIsolation, readExitStatus, readStateRecord, toExit } from '../agent-session.js';
 import { changesTar } from './layer-tar.js';
 
@@ -48,6 +51,8 @@ export interface HostIsolationOptions {
    * maps as idShift)
    */
   userns?: { maps: IdMappings; baseDisks: BaseDisks };
+  /** where failures nobody waits for go (a thaw or unmount after a copy); default: stderr */
+  log?: (msg: string) => void;
 }
 
 interface HostRecord {
@@ -62,15 +67,31 @@ interface HostRecord {
 
 const RECORD = 'host.json';
 
+/** `docker cp`/export views open on a running container, and whether they froze it */
+interface CopyFreeze {
+  views: number;
+  froze: boolean;
+  freezing?: Promise<void>;
+}
+
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
 export class HostIsolation extends AgentSessionIsolation implements Isolation {
   readonly kind = 'container' as const;
   private readonly baseMounts: BaseMounts;
   /** mounts of id-shifted base disks, one directory per set of maps */
   private readonly remappedMounts = new Map<string, BaseMounts>();
+  private readonly copyFreezes = new Map<string, CopyFreeze>();
 
   constructor(private readonly opts: HostIsolationOptions) {
     super();
     this.baseMounts = new BaseMounts(opts.runRoot);
+  }
+
+  private log(msg: string): void {
+    (this.opts.log ?? ((m: string) => process.stderr.write(`tvm daemon: ${m}\n`)))(msg);
   }
 
   private readRecord(spec: ContainerSpec): Promise<HostRecord> {
@@ -147,6 +168,7 @@ export class HostIsolation extends AgentSessionIsolation implements Isolation {
         const cgroup = this.opts.cgroup ? { ...this.opts.cgroup, path: `tvm/${spec.id}` } : cgroupFor(spec.id);
         const rec: HostRecord = { imageId: image.id, lower, cgroup, ...(userns && { userns }), ...(sized && { layer: { sizeBytes: sized } }) };
         if (userns) await ownStateForRoot(spec.stateDir, await overlayDirsOf(spec.stateDir), userns);
+        await hideLostFound(lower, layerDirs(spec.stateDir, Boolean(sized)).upper);
         await writeJsonAtomic(path.join(spec.stateDir, RECORD), rec);
       });
     } catch (e) {
@@ -158,7 +180,7 @@ export class HostIsolation extends AgentSessionIsolation implements Isolation {
           await rm(spec.stateDir, { recursive: true, force: true });
         }
       }
-      await mounts.release(image.id, () => this.imageInUse(image.id, spec.stateDir, mounts.mountPoint(image.id))).catch(() => {});
+      await mounts.release(image.id, () => this.imageInUse(image.id, spec.stateDir, mounts.mountPoint(image.id))).catch((err: unknown) => this.log(`create of ${spec.id} failed; its base disk stays mounted until the next daemon start: ${errText(err)}`));
       throw e;
     }
   }
@@ -173,15 +195,19 @@ export class HostIsolation extends AgentSessionIsolation implements Isolation {
         return { pid: st.pid, startedAt: st.startedAt };
       }
       // a supervisor from an earlier run (exited) or a start interrupted half-way: replace it
+      // the supervisor may already be gone; one left over exits by itself after its linger time
       await client.shutdown().catch(() => {});
       client.close();
       client = undefined;
     }
     const lower = await this.acquireBase(rec);
+    // no exit file from an earlier run is the usual case
     await unlink(path.join(spec.stateDir, 'exit.json')).catch(() => {});
+    // a stale group from an earlier run, if any: the agent creates the group afresh and fails loudly if it cannot
     await removeCgroup(rec.cgroup).catch(() => {});
     // still mounted after a daemon restart; mounted again after a host reboot
     if (rec.layer) await mountSizedLayer(spec.stateDir);
+    await copyUpVolumes(spec.mounts, lower);
     await spawnSupervisor(this.opts.agentPath, spec.stateDir, this.opts.supervisorLinger);
     client = await connectSupervisor(spec.stateDir, this.opts.runRoot);
     l.client = client;
@@ -195,6 +221,7 @@ export class HostIsolation extends AgentSessionIsolation implements Isolation {
     try {
       await client.create(aspec);
     } catch (e) {
+      // the supervisor may already be gone; one left over exits by itself after its linger time
       await client.shutdown().catch(() => {});
       client.close();
       if (e instanceof AgentError && e.agentCode === 'ERR_BAD_SPEC') throw new InvalidParameterError(e.message);
@@ -249,6 +276,7 @@ export class HostIsolation extends AgentSessionIsolation implements Isolation {
       if (st.status === 'running' || st.status === 'paused') {
         throw new ConflictError(`You cannot remove a running container ${spec.id}. Stop the container before attempting removal or force remove`);
       }
+      // the supervisor may already be gone; one left over exits by itself after its linger time
       await client.shutdown().catch(() => {});
       client.close();
     }
@@ -257,6 +285,48 @@ export class HostIsolation extends AgentSessionIsolation implements Isolation {
     await removeSizedLayer(spec.stateDir);
     await rm(spec.stateDir, { recursive: true, force: true });
     await this.mountsFor(rec.userns).release(rec.imageId, () => this.imageInUse(rec.imageId, spec.stateDir, rec.lower));
+  }
+
+  /**
+   * Daemon start: a daemon killed mid-copy leaves its overlay view mounted, one killed during
+   * `rm -f` of many containers leaves base disks mounted (or their loop devices attached) that
+   * no container references any more. Views go first: they pin the base mounts under them.
+   */
+  async reconcile(): Promise<string[]> {
+    const done: string[] = [];
+    const tmp = path.join(this.opts.runRoot, 'tmp');
+    for (const name of await readdir(tmp).catch(() => [] as string[])) {
+      if (!name.startsWith('cp-')) continue;
+      const dir = path.join(tmp, name);
+      await unmountLoop(dir, 'ERR_VIEW_UNMOUNT');
+      await rmdir(dir);
+      done.push(`copy view ${dir}`);
+    }
+    const sets = [this.baseMounts];
+    for (const name of await readdir(this.opts.runRoot).catch(() => [] as string[])) {
+      if (!name.startsWith('userns-')) continue;
+      const tag = name.slice('userns-'.length);
+      let m = this.remappedMounts.get(tag);
+      if (!m) {
+        m = new BaseMounts(path.join(this.opts.runRoot, name));
+        this.remappedMounts.set(tag, m);
+      }
+      sets.push(m);
+    }
+    const nobody = path.join(this.opts.dataRoot, 'containers', '.none');
+    for (const mounts of sets) {
+      for (const id of await mounts.mountedImages()) {
+        const mp = mounts.mountPoint(id);
+        const was = await isMountPoint(mp);
+        await mounts.release(id, () => this.imageInUse(id, nobody, mp));
+        if (was && !(await isMountPoint(mp))) done.push(`base disk mount ${mp}`);
+      }
+    }
+    for (const dev of await unmountedLoopsOver(path.join(this.opts.dataRoot, 'disks', 'base'))) {
+      await detachLoop(dev);
+      done.push(`loop device ${dev}`);
+    }
+    return done;
   }
 
   async recover(spec: ContainerSpec): Promise<{ running: RunningInfo } | { exited: ExitStatus } | { lost: true }> {
@@ -276,6 +346,7 @@ export class HostIsolation extends AgentSessionIsolation implements Isolation {
       }
       if (st.exit) {
         // nothing left to supervise: collect the status and let the supervisor go
+        // the supervisor may already be gone; one left over exits by itself after its linger time
         await client.shutdown().catch(() => {});
         client.close();
         return { exited: toExit(st.exit) };
@@ -286,10 +357,10 @@ export class HostIsolation extends AgentSessionIsolation implements Isolation {
     return { lost: true };
   }
 
-  async archive(spec: ContainerSpec, containerPath: string): Promise<Readable> {
+  async archive(spec: ContainerSpec, containerPath: string, opts?: ArchiveOptions): Promise<Readable> {
     const rec = await this.readRecord(spec);
     // a remapped container's files are owned by host ids: the user sees container ids
-    return archiveFrom(await this.rootView(spec, rec), containerPath, rec.userns && hostToContainer(rec.userns));
+    return archiveFrom(await this.rootView(spec, rec), containerPath, rec.userns && hostToContainer(rec.userns), opts);
   }
 
   async extract(spec: ContainerSpec, containerPath: string, tar: Readable): Promise<void> {
@@ -298,23 +369,61 @@ export class HostIsolation extends AgentSessionIsolation implements Isolation {
   }
 
   /** The container's filesystem as the workload sees it: live through /proc/<pid>/root, or, for
-   * a stopped container, its overlay mounted on the host for the duration of the copy. */
+   * a stopped container, its overlay mounted on the host for the duration of the copy. The
+   * view's cleanup never rejects (a failure is logged): callers release it on every path. */
   private async rootView(spec: ContainerSpec, rec: HostRecord): Promise<RootView> {
     const c = await this.agent(spec);
     if (c) {
       const st = await c.state();
       if ((st.status === 'running' || st.status === 'paused') && st.pid) {
         // frozen while we walk it, so that no path we resolved can be swapped for a symlink
-        // under us (the docker cp race, CVE-2018-15664, fixed the same way in Docker)
-        const freeze = st.status === 'running';
-        if (freeze) await c.pause();
-        return { root: `/proc/${st.pid}/root`, cleanup: async () => { if (freeze) await c.resume().catch(() => {}); } };
+        // under us (the docker cp race, CVE-2018-15664, fixed the same way in Docker). Copies
+        // at once share one freeze: the last one done thaws, and a user's pause is left alone.
+        let f = this.copyFreezes.get(spec.id);
+        if (!f) {
+          f = { views: 0, froze: false };
+          this.copyFreezes.set(spec.id, f);
+        }
+        const freeze = f;
+        const first = freeze.views === 0;
+        freeze.views += 1;
+        if (first) freeze.freezing = st.status === 'running' ? c.pause().then(() => void (freeze.froze = true)) : Promise.resolve();
+        try {
+          await freeze.freezing;
+        } catch (e) {
+          freeze.views -= 1;
+          throw e;
+        }
+        let done = false;
+        return {
+          root: `/proc/${st.pid}/root`,
+          cleanup: async () => {
+            if (done) return;
+            done = true;
+            freeze.views -= 1;
+            if (freeze.views > 0 || !freeze.froze) return;
+            freeze.froze = false;
+            this.copyFreezes.delete(spec.id);
+            await c.resume().catch((e: unknown) => this.log(`container ${spec.id}: cannot thaw after a copy: ${errText(e)}`));
+          },
+        };
       }
     }
     await this.acquireBase(rec);
     if (rec.layer) await mountSizedLayer(spec.stateDir);
     const dirs = layerDirs(spec.stateDir, rec.layer !== undefined);
-    return mountStoppedRoot(path.join(this.opts.runRoot, 'tmp'), rec.lower, dirs.upper, dirs.work);
+    const view = await mountStoppedRoot(path.join(this.opts.runRoot, 'tmp'), rec.lower, dirs.upper, dirs.work);
+    return {
+      root: view.root,
+      cleanup: () => view.cleanup().catch((e: unknown) => this.log(`container ${spec.id}: cannot unmount the copy's view ${view.root}: ${errText(e)}`)),
+    };
+  }
+
+  /** SizeRw: the apparent size of what the container wrote (its overlay upper), hard links once. */
+  async sizeRw(spec: ContainerSpec): Promise<number> {
+    const rec = await this.readRecord(spec);
+    if (rec.layer) await mountSizedLayer(spec.stateDir);
+    return treeSize(layerDirs(spec.stateDir, rec.layer !== undefined).upper);
   }
 
   /** `docker diff`: the upper directory against the image's base disk (running or stopped). */
@@ -322,7 +431,7 @@ export class HostIsolation extends AgentSessionIsolation implements Isolation {
     const rec = await this.readRecord(spec);
     await this.acquireBase(rec);
     if (rec.layer) await mountSizedLayer(spec.stateDir);
-    return overlayChanges(layerDirs(spec.stateDir, rec.layer !== undefined).upper, rec.lower, { hidden: DOCKER_INIT_PATHS });
+    return overlayChanges(layerDirs(spec.stateDir, rec.layer !== undefined).upper, rec.lower, { hidden: [...DOCKER_INIT_PATHS, LOST_FOUND] });
   }
 
   /** The builder's COPY: the container's filesystem mounted for `fn` (see Isolation.withRoot). */

@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { TvmError } from '../../errors.js';
+import { processAlive } from '../../process-alive.js';
 import { AgentClient, unixConnector } from '../../guest-agent/client.js';
 import { reachableSocketPath } from '../socket-path.js';
 
@@ -36,12 +37,8 @@ export async function supervisorPid(stateDir: string): Promise<number | undefine
     return undefined;
   }
   const pid = Number.parseInt(text.trim(), 10);
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return undefined;
-  }
+  // not kill(pid, 0): a SIGKILLed supervisor nobody reaped yet passes that as a zombie
+  if (!(await processAlive(pid))) return undefined;
   // a recycled pid is not our supervisor: it must be a tvm-agent
   try {
     const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8');

@@ -79,6 +79,7 @@ export async function writeLayerImage(image: string, usableBytes: number): Promi
     if (stats.freeBlocks >= want) return stats.sizeBytes;
     total = stats.blocksCount + (want - stats.freeBlocks);
   }
+  // the image file may never have been created; a leftover is removed with the state directory
   await unlink(image).catch(() => {});
   throw new InvalidParameterError(`cannot size a writable layer of ${usableBytes} bytes`, 'ERR_LAYER_SIZE');
 }
@@ -91,6 +92,7 @@ const inProgress = new Map<string, Promise<void>>();
 
 function serialized(mp: string, fn: () => Promise<void>): Promise<void> {
   const run = (inProgress.get(mp) ?? Promise.resolve()).then(fn);
+  // the chain only orders the work: each caller awaits its own promise and gets its own error
   const tail = run.catch(() => {});
   inProgress.set(mp, tail);
   void tail.then(() => {
@@ -124,6 +126,7 @@ export async function createSizedLayer(stateDir: string, usableBytes: number): P
     await mkdir(dirs.work, { mode: 0o755 });
     return dirs;
   } catch (e) {
+    // cleanup after a failed create: its error is thrown, and a layer still mounted keeps the state dir from being deleted
     await removeSizedLayer(stateDir).catch(() => {});
     throw e;
   }
@@ -137,6 +140,7 @@ export async function removeSizedLayer(stateDir: string): Promise<void> {
   const mp = path.join(stateDir, LAYER_MOUNT);
   return serialized(mp, async () => {
     await unmountLoop(mp, 'ERR_LAYER_UNMOUNT');
+    // an empty mount-point directory left behind is harmless: the next mount reuses it
     await rmdir(mp).catch(() => {});
     await unlink(path.join(stateDir, LAYER_IMAGE)).catch((e: NodeJS.ErrnoException) => {
       if (e.code !== 'ENOENT') throw e;

@@ -88,7 +88,7 @@ describe('container create validation', () => {
     expect(r.statusCode).toBe(400);
     r = await create({ Image: 'busybox', Cmd: ['true'], HostConfig: { Isolation: 'hyperv' } });
     expect(r.statusCode).toBe(501);
-    expect(r.json().message).toMatch(/isolation "vm" \(hyperv\) is not available yet/);
+    expect(r.json().message).toMatch(/isolation "vm" \(hyperv\) is not available in this tvm daemon: it needs a usable \/dev\/kvm or qemu-system-x86_64/);
     r = await create({ Image: 'busybox', Cmd: ['true'], HostConfig: { PortBindings: { '80/tcp': [{ HostPort: '80' }] } } });
     expect([r.statusCode, r.json().message]).toEqual([400, 'port publishing is not supported yet: tvm containers run with --network none or host']);
     r = await create({ Image: 'busybox', Cmd: ['true'] }, 'bad%20name');

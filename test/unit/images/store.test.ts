@@ -1,5 +1,5 @@
 import { describe, it, expect, afterAll } from 'vitest';
-import { mkdtempSync, rmSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -221,5 +221,33 @@ describe('docker config.json credentials', () => {
     expect(await loadDockerConfigCredentials('tok.example', p)).toEqual({ identitytoken: 'refresh' });
     expect(await loadDockerConfigCredentials('other', p)).toBeUndefined();
     expect(await loadDockerConfigCredentials('other', path.join(tmp(), 'missing.json'))).toBeUndefined();
+  });
+});
+
+describe('image store: layer streams release their files (issue 16 item 7)', () => {
+  // A failed base-disk build stops reading a layer and destroys its stream; the blob's file
+  // handle stayed open behind the decompressor until garbage collection.
+  it('destroying a layer stream early closes the blob file', async () => {
+    const s = new Store(tmp());
+    const { randomBytes } = await import('node:crypto');
+    const tar = await packTar([{ name: 'big.bin', content: randomBytes(8 << 20).toString('base64') }]);
+    const img = await s.importRootfs(Readable.from([tar]), {});
+    const blobDir = s.blobs.dir;
+    const openBlobs = () =>
+      readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`).startsWith(blobDir);
+        } catch {
+          return false;
+        }
+      }).length;
+    const it = s.layerStreams(img.id)[Symbol.asyncIterator]();
+    const first = (await it.next()).value as Readable;
+    await new Promise<void>((resolve) => first.once('data', () => resolve()));
+    expect(openBlobs()).toBe(1);
+    first.destroy();
+    await it.return?.();
+    for (let i = 0; i < 20 && openBlobs() > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(openBlobs()).toBe(0);
   });
 });

@@ -29,7 +29,6 @@ describe('create options tvm does not implement are refused, never ignored', () 
     [{ UTSMode: 'host' }, '--uts host'],
     [{ CgroupnsMode: 'private' }, '--cgroupns private'],
     [{ Links: ['a:b'] }, '--link'],
-    [{ VolumesFrom: ['c1'] }, '--volumes-from'],
     [{ VolumeDriver: 'nfs' }, '--volume-driver nfs'],
     [{ Runtime: 'runsc' }, '--runtime runsc'],
     [{ BlkioWeight: 300 }, '--blkio-weight 300'],

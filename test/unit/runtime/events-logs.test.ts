@@ -1,5 +1,5 @@
 import { describe, it, expect, afterAll } from 'vitest';
-import { mkdtemp, appendFile, writeFile, rm } from 'node:fs/promises';
+import { mkdtemp, appendFile, writeFile, rm, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { EventBus, matchEvent, parseTimeArg } from '../../../src/runtime/events.js';
@@ -88,5 +88,78 @@ describe('json-file log', () => {
     finished = true;
     finish();
     expect(await got).toEqual(['1\n', '2\n', '3\n']);
+  });
+});
+
+describe('json-file log at scale', () => {
+  const dirs: string[] = [];
+  afterAll(async () => {
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  });
+  const line = (i: number) => JSON.stringify({ log: `${i}\n`, stream: 'stdout', time: '2024-01-01T00:00:01Z' }) + '\n';
+
+  // Regression: 200k entries were spread into push(...), overflowing the stack; docker logs
+  // then answered 200 with 0 bytes (also with --tail 1).
+  it('reads and tails a log of 200k lines', async () => {
+    const d = await mkdtemp(path.join(tmpdir(), 'rel-log-'));
+    dirs.push(d);
+    const f = path.join(d, 'log.jsonl');
+    const parts: string[] = [];
+    for (let i = 0; i < 200_000; i++) parts.push(line(i));
+    await writeFile(f, parts.join(''));
+    let n = 0;
+    let last = '';
+    for await (const e of readLog(f)) {
+      n++;
+      last = e.log;
+    }
+    expect(n).toBe(200_000);
+    expect(last).toBe('199999\n');
+    const tail: string[] = [];
+    for await (const e of readLog(f, { tail: 1 })) tail.push(e.log);
+    expect(tail).toEqual(['199999\n']);
+  });
+
+  // Regression: --tail read the whole log (every line into memory) to keep its last N. A sparse
+  // 64 GiB run of zero bytes before the last lines makes a front-to-back reader fail (string
+  // too long) or run for minutes; reading from the end touches only the last few KiB.
+  it('tails from the end without reading the front of the log', async () => {
+    const d = await mkdtemp(path.join(tmpdir(), 'rel-log-'));
+    dirs.push(d);
+    const f = path.join(d, 'log.jsonl');
+    const fh = await open(f, 'w');
+    const tailText = '\n' + line(1) + line(2) + line(3) + '{"log":"par';
+    await fh.write(tailText, 64 * 1024 ** 3);
+    await fh.close();
+    const got: string[] = [];
+    for await (const e of readLog(f, { tail: 2 })) got.push(e.log);
+    expect(got).toEqual(['2\n', '3\n']);
+    // tail across rotated files: the newest has one line, the rest come from .1
+    await writeFile(`${f}.1`, line(10) + line(11));
+    await writeFile(f, line(12) + '{"log":"par');
+    const rot: string[] = [];
+    for await (const e of readLog(f, { tail: 3 })) rot.push(e.log);
+    expect(rot).toEqual(['10\n', '11\n', '12\n']);
+  });
+
+  it('follows after a tail from where the last complete line ends', async () => {
+    const d = await mkdtemp(path.join(tmpdir(), 'rel-log-'));
+    dirs.push(d);
+    const f = path.join(d, 'log.jsonl');
+    const partial = line(2);
+    await writeFile(f, line(1) + partial.slice(0, 5));
+    let finished = false;
+    let finish!: () => void;
+    const onFinish = new Promise<void>((r) => (finish = r));
+    const got: string[] = [];
+    const done = (async () => {
+      for await (const e of readLog(f, { tail: 1, follow: true, finished: () => finished, onFinish })) got.push(e.log);
+    })();
+    await new Promise((r) => setTimeout(r, 50));
+    await appendFile(f, partial.slice(5) + line(3));
+    finished = true;
+    finish();
+    await done;
+    expect(got).toEqual(['1\n', '2\n', '3\n']);
   });
 });

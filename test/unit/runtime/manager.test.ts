@@ -47,6 +47,30 @@ describe('ContainerManager', () => {
     expect(await readdir(path.join(t.dataRoot, 'containers'))).toEqual([]);
   });
 
+  // Issue 16 item 9: the old name stayed reserved until a daemon restart.
+  it('rename frees the old name at once', async () => {
+    await t.m.create({ Image: 'busybox', Cmd: ['true'] }, 'rel-a');
+    await t.m.rename('rel-a', 'rel-b');
+    expect(t.m.records.nameTaken('/rel-a')).toBe(false);
+    expect(() => t.m.get('rel-a')).toThrow('No such container: rel-a');
+    const { Id } = await t.m.create({ Image: 'busybox', Cmd: ['true'] }, 'rel-a');
+    expect(t.m.get('rel-a').id).toBe(Id);
+    await t.m.rename('rel-b', 'rel-c');
+    await t.m.remove('rel-c', { force: true, volumes: false });
+    expect(t.m.records.nameTaken('/rel-b')).toBe(false);
+    expect(t.m.records.nameTaken('/rel-c')).toBe(false);
+  });
+
+  // Issue 16 item 19: name filters ran user regexes on the event loop with backtracking (one
+  // pattern stalled every client) and an invalid one surfaced as "invalid JSON".
+  it('name filters match in linear time; an invalid pattern matches nothing', async () => {
+    await t.m.create({ Image: 'busybox', Cmd: ['true'] }, `${'a'.repeat(40)}-`);
+    const names = (f: string) => t.m.list({ all: true, limit: -1, filters: { name: [f] } }).map((r) => r.name);
+    expect(names('(a+)+$')).toEqual([]);
+    expect(names('^a+-$')).toEqual([`/${'a'.repeat(40)}-`]);
+    expect(names('(')).toEqual([]);
+  });
+
   it('leaves nothing behind when create fails half-way', async () => {
     t.iso.failCreate = new Error('disk full');
     await expect(t.m.create({ Image: 'busybox', Cmd: ['true'], HostConfig: { Binds: ['anon-vol:/data'] } }, 'half')).rejects.toThrow('disk full');
@@ -63,8 +87,8 @@ describe('ContainerManager', () => {
     await expect(t.m.create({ Image: 'busybox', Cmd: ['true'] }, 'dup')).rejects.toMatchObject({ status: 409 });
   });
 
-  it('refuses the vm isolation while it does not exist', async () => {
-    await expect(t.m.create({ Image: 'busybox', Cmd: ['true'], HostConfig: { Isolation: 'hyperv' } })).rejects.toMatchObject({ status: 501, message: expect.stringContaining('not available yet') });
+  it('refuses the vm isolation where this daemon has none', async () => {
+    await expect(t.m.create({ Image: 'busybox', Cmd: ['true'], HostConfig: { Isolation: 'hyperv' } })).rejects.toMatchObject({ status: 501, message: expect.stringContaining('not available in this tvm daemon') });
   });
 
   it('resolves wait conditions', async () => {

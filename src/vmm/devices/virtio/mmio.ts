@@ -136,6 +136,9 @@ export interface MmioTransportOptions {
 /** Transport-level features every device gets. */
 const TRANSPORT_FEATURES = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_RING_F_INDIRECT_DESC);
 
+/** rejected driver actions kept for diagnostics */
+const MAX_REJECTED_KEPT = 64;
+
 export class MmioTransport implements BusDevice {
   readonly queues: Virtqueue[];
   readonly offered: bigint;
@@ -147,8 +150,12 @@ export class MmioTransport implements BusDevice {
   private driverFeaturesSel = 0;
   private queueSel = 0;
   private activated = false;
-  /** ignored driver actions, for tests and diagnostics */
+  /**
+   * the last ignored driver actions, for tests and diagnostics: bounded, since a guest can
+   * repeat a bad write forever (rejectedTotal counts them all)
+   */
   readonly rejected: string[] = [];
+  rejectedTotal = 0;
 
   constructor(readonly device: VirtioDevice, private readonly opts: MmioTransportOptions) {
     this.queues = device.queueMaxSizes.map((n) => new Virtqueue(n));
@@ -160,8 +167,12 @@ export class MmioTransport implements BusDevice {
   }
 
   private reject(what: string): void {
+    this.rejectedTotal++;
     this.rejected.push(what);
-    this.opts.log?.(`virtio-mmio (device ${this.device.deviceId}): ${what}`);
+    if (this.rejected.length > MAX_REJECTED_KEPT) this.rejected.splice(0, this.rejected.length - MAX_REJECTED_KEPT);
+    // the log is bounded too: the first ones, then every power of two
+    const n = this.rejectedTotal;
+    if (n <= MAX_REJECTED_KEPT || (n & (n - 1)) === 0) this.opts.log?.(`virtio-mmio (device ${this.device.deviceId}): ${what}${n > MAX_REJECTED_KEPT ? ` (${n} rejected so far)` : ''}`);
   }
 
   private has(s: number): boolean {

@@ -84,11 +84,20 @@ const u16 = (m: GuestRam, a: number): number => {
   const b = m.slice(a, 2);
   return b[0]! | (b[1]! << 8);
 };
-const setU16 = (m: GuestRam, a: number, v: number): void => {
+/**
+ * The ring indexes and event words (avail.idx, used.idx, used_event, avail_event, avail.flags)
+ * are written by the guest's vCPUs while we read them (and the other way round): each is one
+ * naturally aligned 16-bit word accessed with Atomics, so it is never torn into two byte
+ * accesses or cached, whatever the JIT does. The rings are 2-byte aligned (checked at
+ * QueueReady), and the host is little-endian like virtio's le16.
+ */
+const idxView = (m: GuestRam, a: number): Uint16Array => {
   const b = m.slice(a, 2);
-  b[0] = v & 0xff;
-  b[1] = (v >> 8) & 0xff;
+  if ((b.byteOffset & 1) !== 0) throw new VirtqueueError(`ring index at 0x${a.toString(16)} is not 2-byte aligned`, 'ERR_VIRTQUEUE_BROKEN');
+  return new Uint16Array(b.buffer, b.byteOffset, 1);
 };
+const loadIdx = (m: GuestRam, a: number): number => Atomics.load(idxView(m, a), 0);
+const storeIdx = (m: GuestRam, a: number, v: number): void => void Atomics.store(idxView(m, a), 0, v & 0xffff);
 const view = (m: GuestRam, a: number, len: number): DataView => {
   const b = m.slice(a, len);
   return new DataView(b.buffer, b.byteOffset, b.byteLength);
@@ -182,7 +191,7 @@ export class Virtqueue {
 
   /** avail.idx - nextAvail, refusing a driver that claims more than `size` new entries. */
   pending(memory: GuestRam): number {
-    const n = (u16(memory, this.availRing + VIRTQ_AVAIL.idx) - this.nextAvail) & 0xffff;
+    const n = (loadIdx(memory, this.availRing + VIRTQ_AVAIL.idx) - this.nextAvail) & 0xffff;
     if (n > this.size) throw new VirtqueueError(`avail.idx moved ${n} entries ahead on a queue of ${this.size}`, 'ERR_VIRTQUEUE_BROKEN');
     return n;
   }
@@ -200,7 +209,7 @@ export class Virtqueue {
     this.nextAvail = (this.nextAvail + 1) & 0xffff;
     if (this.eventIdx) {
       // avail_event: notify us when the driver passes this index.
-      setU16(memory, this.usedRing + VIRTQ_USED.ring + VIRTQ_USED_ELEM.size * this.size, this.nextAvail);
+      storeIdx(memory, this.usedRing + VIRTQ_USED.ring + VIRTQ_USED_ELEM.size * this.size, this.nextAvail);
       // The next pending() must see an avail.idx the driver wrote before it read avail_event;
       // otherwise a buffer added in between would get neither a notification nor a look.
       fullFence();
@@ -275,7 +284,7 @@ export class Virtqueue {
     e.setUint32(VIRTQ_USED_ELEM.len, len >>> 0, true);
     this.nextUsed = (this.nextUsed + 1) & 0xffff;
     // TSO keeps the element stores before this one.
-    setU16(memory, this.usedRing + VIRTQ_USED.idx, this.nextUsed);
+    storeIdx(memory, this.usedRing + VIRTQ_USED.idx, this.nextUsed);
   }
 
   /**
@@ -289,9 +298,9 @@ export class Virtqueue {
     const valid = this.signalledValid;
     this.signalledUsed = newUsed;
     this.signalledValid = true;
-    if (!this.eventIdx) return (u16(memory, this.availRing + VIRTQ_AVAIL.flags) & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
+    if (!this.eventIdx) return (loadIdx(memory, this.availRing + VIRTQ_AVAIL.flags) & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
     if (!valid) return true;
-    const usedEvent = u16(memory, this.availRing + VIRTQ_AVAIL.ring + 2 * this.size);
+    const usedEvent = loadIdx(memory, this.availRing + VIRTQ_AVAIL.ring + 2 * this.size);
     // vring_need_event: new crossed used_event since old.
     return ((newUsed - usedEvent - 1) & 0xffff) < ((newUsed - old) & 0xffff);
   }

@@ -7,7 +7,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HostIsolation } from '../../../../src/runtime/host/isolation.js';
-import { AGENT, fakeImages, makeSpec, setup, Sink, until, type Env } from './harness.js';
+import { AGENT, fakeImages, makeSpec, run, setup, Sink, until, type Env } from './harness.js';
 
 function cgroup2Mount(): string {
   for (const line of readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
@@ -32,6 +32,18 @@ afterAll(() => {
 });
 
 describe('HostIsolation on a cgroup v2 hierarchy', () => {
+  // Issue 16 item 10: the container's own group is its /sys/fs/cgroup, read-only, as Docker's
+  // cgroup namespace gives it (runtimes read their limits there).
+  it('shows the container its own group at /sys/fs/cgroup, read-only', async () => {
+    const s = makeSpec(env, ['sh', '-c', 'cat /sys/fs/cgroup/cgroup.procs; ls /sys/fs/cgroup | grep -c "^cgroup.freeze$"; echo 1 > /sys/fs/cgroup/cgroup.freeze || echo refused']);
+    const r = await run(env, s, iso);
+    const out = r.stdout.trim().split('\n');
+    expect(out[0]).toBe('1');
+    expect(out).toContain('refused');
+    expect(r.stderr).toContain('Read-only file system');
+    await iso.remove(s);
+  });
+
   it('puts the workload in <root>/tvm/<id>, freezes and thaws it with cgroup.freeze, lists and removes it', async () => {
     const s = makeSpec(env, ['sh', '-c', 'i=0; while true; do i=$((i+1)); echo $i > /tmp/c; sleep 0.02; done']);
     await iso.create(s);

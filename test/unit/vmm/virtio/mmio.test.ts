@@ -57,6 +57,14 @@ describe('virtio-mmio register file', () => {
     expect(transport.rejected.length).toBe(5);
   });
 
+  // Issue 16 item 20: a guest repeating a bad write grew the list without bound.
+  it('keeps a bounded list of rejected driver actions', () => {
+    const { driver, transport } = bed();
+    for (let i = 0; i < 10_000; i++) driver.w32(VIRTIO_MMIO_STATUS, DRIVER);
+    expect(transport.rejectedTotal).toBe(10_000);
+    expect(transport.rejected.length).toBe(64);
+  });
+
   it('FAILED can be set at any time and then blocks progress; 0 resets', () => {
     const { driver } = bed();
     driver.w32(VIRTIO_MMIO_STATUS, ACK);

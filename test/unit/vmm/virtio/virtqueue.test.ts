@@ -1,4 +1,4 @@
-import { describe, it, expect } from 'vitest';
+import { describe, it, expect, vi } from 'vitest';
 import { virtioTestbed } from '../../../fixtures/virtio-driver.js';
 import { RngDevice } from '../../../../src/vmm/devices/virtio/rng.js';
 import { bit, VIRTIO_CONFIG_S_NEEDS_RESET } from '../../../../src/vmm/devices/virtio/mmio.js';
@@ -19,6 +19,29 @@ function rawQueue(features = V1 | bit(VIRTIO_RING_F_INDIRECT_DESC)) {
   vq.indirect = (features & bit(VIRTIO_RING_F_INDIRECT_DESC)) !== 0n;
   return { ...tb, dq, vq };
 }
+
+describe('split virtqueue: shared index words (issue 16 item 20)', () => {
+  // The guest's vCPUs write avail.idx while the device reads it (and read used.idx while the
+  // device writes it): each access must be one atomic 16-bit access, not two byte accesses.
+  it('reads avail.idx and publishes used.idx with Atomics', () => {
+    const { driver, dq, vq, mem } = rawQueue();
+    driver.post(dq, [{ writable: 4 }]);
+    const load = vi.spyOn(Atomics, 'load');
+    const store = vi.spyOn(Atomics, 'store');
+    try {
+      const c = vq.pop(mem)!;
+      expect(load).toHaveBeenCalled();
+      vq.addUsed(mem, c.head, 4);
+      expect(store).toHaveBeenCalled();
+      const [arr, index, value] = store.mock.calls.at(-1)! as unknown as [Uint16Array, number, number];
+      expect(arr).toBeInstanceOf(Uint16Array);
+      expect([index, value]).toEqual([0, 1]);
+    } finally {
+      load.mockRestore();
+      store.mockRestore();
+    }
+  });
+});
 
 describe('split virtqueue: descriptor chains', () => {
   it('walks a chain in order with readable then writable buffers', () => {
