@@ -7,6 +7,7 @@ import { parseFilters, checkFilterKeys } from './filters.js';
 import { beginStream, writeOut } from './streaming.js';
 import { qbool } from './hijack.js';
 import { bodyStream } from './containers.js';
+import { pushRoute } from './push.js';
 import { familiarString, parseNormalized } from '../images/reference.js';
 import { mapError } from './errors.js';
 
@@ -18,7 +19,7 @@ const many = (v: string | string[] | undefined): string[] => (v === undefined ? 
 export function imageSummary(img: ImageRecord, containers: number): Record<string, unknown> {
   return {
     Id: img.id,
-    ParentId: '',
+    ParentId: img.parent ?? '',
     RepoTags: img.repoTags,
     RepoDigests: img.repoDigests,
     Created: Math.floor(Date.parse(img.created) / 1000) || 0,
@@ -34,16 +35,17 @@ export function imageInspect(img: ImageRecord): Record<string, unknown> {
     Id: img.id,
     RepoTags: img.repoTags,
     RepoDigests: img.repoDigests,
-    Parent: '',
+    Parent: img.parent ?? '',
     Comment: img.comment ?? '',
     Created: img.created,
     DockerVersion: '',
-    Author: '',
+    Author: img.author ?? '',
     Config: {
       Hostname: '', Domainname: '', User: img.config.User ?? '', AttachStdin: false, AttachStdout: false, AttachStderr: false,
       Tty: false, OpenStdin: false, StdinOnce: false, Env: img.config.Env ?? null, Cmd: img.config.Cmd ?? null,
       Image: '', Volumes: img.config.Volumes ?? null, WorkingDir: img.config.WorkingDir ?? '', Entrypoint: img.config.Entrypoint ?? null,
-      OnBuild: null, Labels: img.config.Labels ?? null, ...(img.config.StopSignal && { StopSignal: img.config.StopSignal }),
+      OnBuild: img.config.OnBuild ?? null, Labels: img.config.Labels ?? null, ...(img.config.StopSignal && { StopSignal: img.config.StopSignal }),
+      ...(img.config.Healthcheck && { Healthcheck: img.config.Healthcheck }), ...(img.config.Shell && { Shell: img.config.Shell }),
       ...(img.config.ExposedPorts && { ExposedPorts: img.config.ExposedPorts }),
     },
     Architecture: img.architecture,
@@ -55,7 +57,7 @@ export function imageInspect(img: ImageRecord): Record<string, unknown> {
   };
 }
 
-function decodeAuth(header: string | string[] | undefined): { username?: string; password?: string; identitytoken?: string; registrytoken?: string } | undefined {
+export function decodeAuth(header: string | string[] | undefined): { username?: string; password?: string; identitytoken?: string; registrytoken?: string } | undefined {
   const h = Array.isArray(header) ? header[0] : header;
   if (!h) return undefined;
   try {
@@ -121,9 +123,14 @@ export function registerImageRoutes(app: FastifyInstance, ctx: ApiContext): void
     checkFilterKeys(f, ['dangling', 'label', 'reference', 'before', 'since', 'until']);
     const used = usage();
     let list = await images.list();
+    // as Docker: an untagged image that others were built on (a build step) is intermediate,
+    // listed only with all=1 and never dangling
+    const parents = new Set(list.map((i) => i.parent).filter((p): p is string => p !== undefined));
+    const intermediate = (i: ImageRecord) => i.repoTags.length === 0 && parents.has(i.id);
+    if (!qbool(one(req.query.all))) list = list.filter((i) => !intermediate(i));
     if (f.dangling?.length) {
       const want = f.dangling.includes('true');
-      list = list.filter((i) => (i.repoTags.length === 0) === want);
+      list = list.filter((i) => (i.repoTags.length === 0 && !intermediate(i)) === want);
     }
     if (f.reference?.length) list = list.flatMap((i) => filterByReference(i, f.reference!) ?? []);
     if (f.label?.length) {
@@ -206,8 +213,11 @@ export function registerImageRoutes(app: FastifyInstance, ctx: ApiContext): void
     const danglingOnly = !(f.dangling ?? ['true']).includes('false');
     const used = m.imagesInUse();
     const deleted: { Untagged?: string; Deleted?: string }[] = [];
-    for (const img of await images.list()) {
-      if (used.has(img.id)) continue;
+    const all = await images.list();
+    // an image others were built on (a build step, a committed container's image) stays, as in Docker
+    const parents = new Set(all.map((i) => i.parent).filter((p): p is string => p !== undefined));
+    for (const img of all) {
+      if (used.has(img.id) || parents.has(img.id)) continue;
       if (danglingOnly && img.repoTags.length > 0) continue;
       const refs = img.repoTags.length > 0 ? img.repoTags : [img.id];
       for (const r of refs) deleted.push(...(await images.remove(r, { force: false, inUse: used }).catch(() => [])));
@@ -224,6 +234,7 @@ export function registerImageRoutes(app: FastifyInstance, ctx: ApiContext): void
     if (what === 'get') return save([name], reply);
     const img = await images.resolve(name);
     if (what === 'json') return imageInspect(img);
+    if (images.history) return images.history(name);
     return [{ Id: img.id, Created: Math.floor(Date.parse(img.created) / 1000) || 0, CreatedBy: '', Tags: img.repoTags, Size: img.size, Comment: '' }];
   });
 
@@ -232,7 +243,7 @@ export function registerImageRoutes(app: FastifyInstance, ctx: ApiContext): void
     const mm = /^(.+)\/(tag|push)$/.exec(p);
     if (!mm) throw new NotFoundError('page not found');
     const [, name, what] = mm as unknown as [string, string, string];
-    if (what === 'push') throw new NotImplementedError('docker push is not supported yet by tvm');
+    if (what === 'push') return pushRoute(ctx, name, one(req.query.tag), decodeAuth(req.headers['x-registry-auth']), reply);
     const repo = one(req.query.repo);
     if (!repo) throw new InvalidParameterError('repository name must have at least one component');
     const tag = one(req.query.tag);
@@ -248,7 +259,20 @@ export function registerImageRoutes(app: FastifyInstance, ctx: ApiContext): void
     const name = req.params['*'];
     const force = qbool(one(req.query.force));
     const img = await images.resolve(name);
-    const res = await images.remove(name, { force, inUse: m.imagesInUse() });
+    const inUse = m.imagesInUse();
+    const res = await images.remove(name, { force, inUse });
+    // as Docker: deleting an image also deletes the untagged images it was built on that
+    // nothing else uses (a build's step images), up the parent chain
+    if (res.some((r) => r.Deleted === img.id)) {
+      for (let parent = img.parent; parent !== undefined; ) {
+        const all = await images.list();
+        const p = all.find((i) => i.id === parent);
+        if (!p || p.repoTags.length > 0 || inUse.has(p.id) || all.some((i) => i.parent === p.id)) break;
+        const gone = await images.remove(p.id, { force: false, inUse });
+        res.push(...gone.filter((r) => r.Deleted));
+        parent = p.parent;
+      }
+    }
     for (const r of res) {
       if (r.Untagged) ctx.manager.events.publish('image', 'untag', img.id, { name: r.Untagged });
       if (r.Deleted) ctx.manager.events.publish('image', 'delete', r.Deleted, { name });

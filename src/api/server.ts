@@ -14,6 +14,8 @@ import { registerContainerRoutes } from './containers.js';
 import { registerExecRoutes, hijackRoutes } from './exec.js';
 import { registerImageRoutes } from './images.js';
 import { registerVolumeRoutes } from './volumes.js';
+import { registerCommitRoutes } from './commit.js';
+import { registerBuildRoutes } from './build.js';
 import { installHijack } from './hijack.js';
 
 const API_VERSION_KEY = Symbol('tvm.apiVersion');
@@ -60,6 +62,8 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
   registerExecRoutes(app, ctx);
   registerImageRoutes(app, ctx);
   registerVolumeRoutes(app, ctx);
+  registerCommitRoutes(app, ctx);
+  registerBuildRoutes(app, ctx);
   installHijack(app.server, hijackRoutes(ctx), ctx.log);
   await app.ready();
   return app;

@@ -24,7 +24,7 @@ import { decompressLayer } from './layer.js';
 import { inspectLayer, type LayerFacts } from './layer-inspect.js';
 import { inspectionFor } from './inspect-pool.js';
 import { checkDeferredLinks } from './tar-safety.js';
-import { MediaType, parseImageConfig, parseManifest, hostPlatform, type Descriptor, type ImageConfig, type Platform } from './manifest.js';
+import { parseImageConfig, hostPlatform, type Descriptor, type ImageConfig, type Platform } from './manifest.js';
 import { Mutex, Semaphore, mapLimit } from './mutex.js';
 import { ProgressThrottle, progress } from './progress.js';
 import { DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN, familiarName, familiarString, formatReference, parseNormalized, parseReference, repositoryName, type Reference } from './reference.js';
@@ -35,6 +35,7 @@ import { RegistryResponseError, statusLine, translatePullError } from './registr
 import type { ImageRecord, ImageStore, PullProgress } from './types.js';
 import { loadArchive, planSave, saveArchive } from './docker-archive.js';
 import { importRootfs } from './import.js';
+import { pushImage } from './push.js';
 
 export interface LayerMeta {
   /** digest of the blob as stored (compressed or not) */
@@ -51,6 +52,8 @@ export interface ImageMeta {
   layers: LayerMeta[];
   /** when this daemon stored the image */
   stored: string;
+  /** the image this one was built or committed on (Docker's Parent; set by the builder and commit) */
+  parent?: string;
 }
 
 interface RepositoriesFile {
@@ -223,7 +226,9 @@ export class Store implements ImageStore {
       config: cfg.config ?? {},
       diffIds: cfg.rootfs.diff_ids,
       size: meta.layers.reduce((s, l) => s + l.uncompressedSize, 0),
-      ...(typeof cfg.comment === 'string' && cfg.comment !== '' && { comment: cfg.comment }),
+      ...(meta.parent && { parent: meta.parent }),
+      ...(typeof cfg.author === 'string' && cfg.author && { author: cfg.author }),
+      ...(typeof cfg.comment === 'string' && cfg.comment && { comment: cfg.comment }),
     };
   }
 
@@ -301,6 +306,21 @@ export class Store implements ImageStore {
       out[0].Id = rec.id;
       out[0].Tags = rec.repoTags.length ? rec.repoTags : null;
     }
+    // images this one was built on (the builder's steps, a committed container's image) are
+    // here too: their rows carry their IDs, as in Docker
+    const seen = new Set<string>([rec.id]);
+    for (let parent = meta.parent; parent && !seen.has(parent); ) {
+      seen.add(parent);
+      const pm = await this.readMeta(parent);
+      if (!pm) break;
+      const row = out[hist.length - ((await this.config(parent)).history?.length ?? pm.layers.length)];
+      if (row) {
+        const pr = await this.record(parent);
+        row.Id = parent;
+        row.Tags = pr.repoTags.length ? pr.repoTags : null;
+      }
+      parent = pm.parent;
+    }
     return out;
   }
 
@@ -323,7 +343,7 @@ export class Store implements ImageStore {
   }
 
   /** Adds references (full normalised strings) for an image, replacing where they pointed before. */
-  private async addRefs(id: string, refs: string[]): Promise<void> {
+  async addRefs(id: string, refs: string[]): Promise<void> {
     if (!refs.length) return;
     await this.lock.run(async () => {
       const repos = await this.readRepos();
@@ -447,7 +467,7 @@ export class Store implements ImageStore {
    * Records an image whose config and layer blobs are already in the blob store and verified
    * (config digest = id; layer diff IDs match the config). Then points `refs` at it.
    */
-  async commitImage(configDigest: string, layers: LayerMeta[], refs: string[]): Promise<ImageRecord> {
+  async commitImage(configDigest: string, layers: LayerMeta[], refs: string[], opts: { parent?: string } = {}): Promise<ImageRecord> {
     const cfg = await this.config(configDigest);
     const diffIds = cfg.rootfs.diff_ids;
     if (diffIds.length !== layers.length || diffIds.some((d, i) => d !== layers[i]!.diffId)) {
@@ -460,7 +480,7 @@ export class Store implements ImageStore {
     await this.blobs.syncDir();
     if (!(await this.readMeta(configDigest))) {
       await mkdir(this.metaDir, { recursive: true });
-      await writeJsonAtomic(this.metaPath(configDigest), { id: configDigest, layers, stored: new Date().toISOString() } satisfies ImageMeta);
+      await writeJsonAtomic(this.metaPath(configDigest), { id: configDigest, layers, stored: new Date().toISOString(), ...(opts.parent && { parent: opts.parent }) } satisfies ImageMeta);
     }
     await this.addRefs(configDigest, refs);
     return this.resolve(configDigest);
@@ -731,45 +751,10 @@ export class Store implements ImageStore {
     return { meta: { digest: l.digest, mediaType: l.mediaType, size: l.size, diffId, uncompressedSize: size }, downloaded: true, paths, dangling };
   }
 
-  /** Pushes an image's blobs and a manifest for it under `ref` (docker push). */
+  /** Pushes an image's blobs and a manifest for it under `ref` (docker push: push.ts). */
   async push(ref: string, opts: { auth?: Credentials; onProgress?: (p: PullProgress) => void } = {}): Promise<string> {
-    const r = parseNormalized(ref);
-    const id = await this.resolveId(ref);
-    const meta = (await this.readMeta(id))!;
-    const emit = opts.onProgress ?? (() => {});
-    const client = this.registryClient(r.domain, opts.auth);
-    try {
-      emit({ status: `The push refers to repository [${repositoryName(r)}]` });
-      const cfgInfo = (await this.blobs.stat(id))!;
-      const allDocker = meta.layers.every((l) => l.mediaType.startsWith('application/vnd.docker.'));
-      const manifest = {
-        schemaVersion: 2,
-        mediaType: allDocker ? MediaType.DockerManifest : MediaType.OciManifest,
-        config: { mediaType: allDocker ? MediaType.DockerConfig : MediaType.OciConfig, digest: id, size: cfgInfo.size },
-        layers: meta.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
-      };
-      // A repository of the same registry this image came from can lend its blobs (cross-repo mount).
-      const repos = await this.readRepos();
-      const mountFrom = Object.values(repos.Repositories)
-        .flatMap((refs) => Object.entries(refs).filter(([, t]) => t === id).map(([k]) => parseReference(k)))
-        .find((p) => p.digest && p.domain === r.domain && p.path !== r.path)?.path;
-      for (const l of meta.layers) emit({ status: 'Preparing', id: l.digest.slice(7, 19), progressDetail: {} });
-      await mapLimit(meta.layers, 3, async (l) => {
-        const res = await client.pushBlob(r.path, l, () => this.blobs.open(l.digest), mountFrom);
-        const status = res === 'exists' ? 'Layer already exists' : res === 'mounted' ? `Mounted from ${mountFrom}` : 'Pushed';
-        emit({ status, id: l.digest.slice(7, 19), progressDetail: {} });
-      });
-      await client.pushBlob(r.path, cfgInfo, () => this.blobs.open(id), mountFrom);
-      const body = Buffer.from(JSON.stringify(manifest));
-      parseManifest(body, manifest.mediaType, `manifest for ${ref}`);
-      const digest = await client.putManifest(r.path, r.tag ?? r.digest!, manifest.mediaType, body, mountFrom);
-      if (!(await this.blobs.has(digest))) await this.blobs.writeBuffer(body, { digest });
-      await this.addRefs(id, [`${repositoryName(r)}@${digest}`]);
-      emit({ status: `${r.tag ?? 'latest'}: digest: ${digest} size: ${body.length}` });
-      return digest;
-    } finally {
-      await client.close();
-    }
+    const [digest] = await pushImage(this, ref, parseNormalized(ref).tag ?? 'latest', opts);
+    return digest!;
   }
 
   // ---- reading layers ----

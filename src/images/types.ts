@@ -15,6 +15,10 @@ export interface ImageRunConfig {
   ExposedPorts?: Record<string, object> | null;
   Volumes?: Record<string, object> | null;
   StopSignal?: string;
+  /** set by the builder (HEALTHCHECK, ONBUILD, SHELL) and `docker commit` */
+  Healthcheck?: { Test?: string[]; Interval?: number; Timeout?: number; StartPeriod?: number; StartInterval?: number; Retries?: number } | null;
+  OnBuild?: string[] | null;
+  Shell?: string[] | null;
 }
 
 export interface ImageRecord {
@@ -31,6 +35,10 @@ export interface ImageRecord {
   diffIds: string[];
   /** sum of uncompressed layer sizes */
   size: number;
+  /** the image this one was built or committed on (Docker's Parent), when known */
+  parent?: string;
+  /** the config's author (`docker commit -a`), when set */
+  author?: string;
   /** the config's top-level `comment` (`docker import -m`, `docker commit -m`) */
   comment?: string;
 }

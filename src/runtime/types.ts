@@ -230,6 +230,17 @@ export interface Isolation {
   extract(spec: ContainerSpec, containerPath: string, tar: Readable): Promise<void>;
   /** `docker diff`: the writable layer against the image, in Docker's order; optional for isolations that cannot tell */
   changes?(spec: ContainerSpec): Promise<Change[]>;
+  /**
+   * `docker commit` and the builder: the writable layer as an image layer tar (whiteouts for
+   * deletions), from the same changes as `changes`; optional for isolations that cannot tell
+   */
+  layerTar?(spec: ContainerSpec): Promise<Readable>;
+  /**
+   * The builder's COPY: runs `fn` with the (created, not running) container's root filesystem
+   * at a host path, as the workload would see it; `toHost` maps the container's owner ids to
+   * the ids to write (a user namespace's). Optional: without it the builder goes through `extract`.
+   */
+  withRoot?<T>(spec: ContainerSpec, fn: (root: string, toHost: (uid: number, gid: number) => { uid: number; gid: number }) => Promise<T>): Promise<T>;
   /** bytes in the container's writable layer (SizeRw of `docker ps -s`, `inspect --size`) */
   sizeRw?(spec: ContainerSpec): Promise<number>;
 }

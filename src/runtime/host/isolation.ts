@@ -33,6 +33,7 @@ import { treeSize } from './tree-size.js';
 import { hideLostFound, LOST_FOUND } from './lost-found.js';
 import { copyUpVolumes } from './copy-up.js';
 import { AgentSessionIsolation, readExitStatus, readStateRecord, toExit } from '../agent-session.js';
+import { changesTar } from './layer-tar.js';
 
 export interface HostIsolationOptions {
   dataRoot: string;
@@ -431,5 +432,24 @@ export class HostIsolation extends AgentSessionIsolation implements Isolation {
     await this.acquireBase(rec);
     if (rec.layer) await mountSizedLayer(spec.stateDir);
     return overlayChanges(layerDirs(spec.stateDir, rec.layer !== undefined).upper, rec.lower, { hidden: [...DOCKER_INIT_PATHS, LOST_FOUND] });
+  }
+
+  /** The builder's COPY: the container's filesystem mounted for `fn` (see Isolation.withRoot). */
+  async withRoot<T>(spec: ContainerSpec, fn: (root: string, toHost: (uid: number, gid: number) => { uid: number; gid: number }) => Promise<T>): Promise<T> {
+    const rec = await this.readRecord(spec);
+    const map = rec.userns && containerToHost(rec.userns);
+    const view = await this.rootView(spec, rec);
+    try {
+      return await fn(view.root, (uid, gid) => (map ? map(uid, gid, spec.id) : { uid, gid }));
+    } finally {
+      await view.cleanup();
+    }
+  }
+
+  /** `docker commit`: the changes above as a layer tar, read from the upper directory. */
+  async layerTar(spec: ContainerSpec): Promise<Readable> {
+    const rec = await this.readRecord(spec);
+    const changes = await this.changes(spec);
+    return changesTar(layerDirs(spec.stateDir, rec.layer !== undefined).upper, changes, rec.userns && hostToContainer(rec.userns));
   }
 }

@@ -26,6 +26,7 @@ import { Qcow2Image } from '../../disks/qcow2/image.js';
 import { Ext4Reader } from '../../disks/ext4/reader.js';
 import { Ext4Editor } from '../../disks/ext4/editor.js';
 import { archiveFromDisk, diffDisks, exportDisk } from '../../disks/ext4/disk-archive.js';
+import { diskChangesTar } from '../../disks/ext4/changes-tar.js';
 import { findKernel } from '../../vmm/kernel-artifacts.js';
 import type { VmBackendKind } from '../../vmm/launch/types.js';
 import { AgentSessionIsolation, readExitStatus, readStateRecord, SIGKILL, toExit } from '../agent-session.js';
@@ -438,6 +439,38 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
   async extract(spec: ContainerSpec, containerPath: string, tar: Readable): Promise<void> {
     const rec = await this.stoppedDisk(spec, 'copying files into');
     await Ext4Editor.edit(rec.disk, (ed) => ed.extractTar(containerPath, tar), { format: 'qcow2' });
+  }
+
+  /** `docker commit` and the builder: the disk's changes (as `changes`) as a layer tar, read offline. */
+  async layerTar(spec: ContainerSpec): Promise<Readable> {
+    const { rec, release } = await this.diskView(spec);
+    let top: Ext4Reader | undefined;
+    const done = async () => {
+      await top?.close().catch((e: Error) => this.opts.log?.(`closing the disk of ${spec.id.slice(0, 12)} after a commit: ${e.message}`));
+      await release();
+    };
+    try {
+      const base = await Ext4Reader.open(rec.baseDisk, { format: 'raw' });
+      let changes: Change[];
+      try {
+        top = await Ext4Reader.open(rec.disk, { format: 'qcow2' });
+        changes = await diffDisks(base, top, DOCKER_INIT_PATHS);
+      } finally {
+        await base.close();
+      }
+      const tar = diskChangesTar(top, changes);
+      // the view lives until the tar has been read, or abandoned
+      const out = new PassThrough();
+      tar.on('error', (e) => out.destroy(e));
+      out.on('close', () => {
+        if (!tar.readableEnded) tar.destroy();
+        void done();
+      });
+      return tar.pipe(out);
+    } catch (e) {
+      await done();
+      throw e;
+    }
   }
 
   async changes(spec: ContainerSpec): Promise<Change[]> {
