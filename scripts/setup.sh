@@ -14,6 +14,7 @@ APT_PACKAGES=(
   skopeo umoci docker-registry          # independent OCI producers and a real registry
   linux-source-6.1 bc flex bison libelf-dev libssl-dev xz-utils  # the guest kernel
   zstd iproute2 util-linux hyperfine
+  iptables curl                         # bridge networks' netfilter rules; the network tests' HTTP client
 )
 
 missing=()

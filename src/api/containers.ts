@@ -160,7 +160,7 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
     const recs = m.list({ all: qbool(q.all), limit: optInt(q.limit, 'limit') ?? -1, filters });
     const withSize = qbool(q.size);
     const out = [];
-    for (const r of recs) out.push(listJson(r, withSize ? { rw: await logSize(r.spec.logPath), rootFs: 0 } : undefined));
+    for (const r of recs) out.push(listJson(r, withSize ? { rw: await logSize(r.spec.logPath), rootFs: 0 } : undefined, m.network));
     return out;
   });
 
@@ -171,7 +171,7 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
 
   app.get('/containers/:id/json', async (req: IdReq) => {
     const rec = m.get(req.params.id);
-    const out = inspectJson(rec, m.execsOf(rec.id));
+    const out = inspectJson(rec, m.execsOf(rec.id), m.network);
     if (qbool(req.query.size)) Object.assign(out, { SizeRw: await logSize(rec.spec.logPath), SizeRootFs: 0 });
     return out;
   });

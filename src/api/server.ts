@@ -14,6 +14,7 @@ import { registerContainerRoutes } from './containers.js';
 import { registerExecRoutes, hijackRoutes } from './exec.js';
 import { registerImageRoutes } from './images.js';
 import { registerVolumeRoutes } from './volumes.js';
+import { registerNetworkRoutes } from './networks.js';
 import { installHijack } from './hijack.js';
 
 const API_VERSION_KEY = Symbol('tvm.apiVersion');
@@ -59,6 +60,7 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
   registerExecRoutes(app, ctx);
   registerImageRoutes(app, ctx);
   registerVolumeRoutes(app, ctx);
+  registerNetworkRoutes(app, ctx);
   installHijack(app.server, hijackRoutes(ctx), ctx.log);
   await app.ready();
   return app;

@@ -19,6 +19,7 @@ import { writeFileAtomic } from '../atomic-file.js';
 import { SERVER_VERSION } from '../api/streaming.js';
 import { resolveRemap, rootOf } from '../runtime/userns.js';
 import { checkReachable } from './userns-dirs.js';
+import { NetworkManager } from '../network/manager.js';
 
 export const DEFAULT_HOST = 'unix:///run/tvm/tvm.sock';
 
@@ -43,6 +44,8 @@ export interface DaemonOptions {
    * subordinate id (/etc/subuid, /etc/subgid)
    */
   usernsRemap?: string;
+  /** bridge networks: the default bridge's device ('none': none), --bip, --default-address-pool; absent: no networks (containers get none or host) */
+  network?: { bridge: string; bip?: string; pools?: { base: string; size: number }[] };
   /** injected parts (tests); default: the real ones */
   components?: Components;
   log?: (msg: string) => void;
@@ -126,9 +129,15 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
         ...(o.baseDiskSize !== undefined && { baseDiskSize: o.baseDiskSize }),
         ...(remap && { userns: remap.maps }),
       }));
+    let network: NetworkManager | undefined;
+    if (o.network) {
+      network = new NetworkManager({ dataRoot: o.dataRoot, runRoot: o.execRoot, bridge: o.network.bridge, ...(o.network.bip && { bip: o.network.bip }), ...(o.network.pools && { pools: o.network.pools }), log });
+      await network.init();
+    }
     const manager = new ContainerManager({
       dataRoot: o.dataRoot, isolations: components.isolations, images: components.images, defaultIsolation: o.defaultIsolation, log,
       ...(o.logOpts && { logOpts: o.logOpts }),
+      ...(network && { network }),
     });
     await manager.init();
     components.bindImagesInUse?.(() => manager.imagesInUse());

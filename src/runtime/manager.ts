@@ -27,6 +27,9 @@ import { planUpdate, validateUpdate, type UpdateBody } from './update.js';
 import { resolveLogConfig } from './log-opts.js';
 import { cpus } from 'node:os';
 import { readLog, logSize, type LogEntry, type ReadLogOptions } from './log-file.js';
+import type { EndpointConfigBody, NetworkAttach, NetworkManager } from '../network/manager.js';
+import { parseBindings } from '../network/ports.js';
+import type { RunningInfo } from './types.js';
 
 export interface ManagerOptions {
   dataRoot: string;
@@ -41,6 +44,8 @@ export interface ManagerOptions {
   timers?: Timers;
   /** the daemon's json-file options (`tvm daemon --log-opt`), under each container's own */
   logOpts?: Record<string, string>;
+  /** bridge networks (absent: containers get --network none or host only) */
+  network?: NetworkManager;
 }
 
 export type WaitCondition = 'not-running' | 'next-exit' | 'removed';
@@ -135,6 +140,7 @@ export class ContainerManager {
   private readonly log: (msg: string) => void;
   private readonly timers: Timers;
   private readonly logOpts: Record<string, string>;
+  readonly network: NetworkManager | undefined;
   /** set by shutdown(): exits and pending restarts are left to the next daemon */
   private closed = false;
 
@@ -149,6 +155,7 @@ export class ContainerManager {
     this.log = o.log ?? (() => {});
     this.timers = o.timers ?? realTimers;
     this.logOpts = o.logOpts ?? {};
+    this.network = o.network;
   }
 
   availableIsolations(): IsolationKind[] {
@@ -176,6 +183,34 @@ export class ContainerManager {
     for (const r of removed) this.log(`removed leftover of an interrupted create: containers/${r}`);
     for (const b of broken) this.log(`container record ${b.id} is unreadable, ignored: ${b.error}`);
     await Promise.all(this.records.all().map((rec) => this.recoverOne(rec)));
+    if (this.network) {
+      const all = this.records.all();
+      const running = all.filter((r) => r.state.status === 'running' || r.state.status === 'paused').map((r) => r.id);
+      await this.network.reconcile(new Set(all.map((r) => r.id)), new Set(running));
+    }
+  }
+
+  /**
+   * Starts the workload; a bridge-networked container gets its namespace and endpoints first,
+   * taken down again if the start fails.
+   */
+  private async startIsolation(rec: ContainerRecord, iso: Isolation): Promise<RunningInfo> {
+    if (!this.network || rec.spec.network !== 'bridge') return iso.start(rec.spec);
+    const sb = await this.network.setUp({
+      id: rec.id,
+      portBindings: rec.hostConfig.PortBindings as Record<string, unknown> | null | undefined,
+      publishAll: rec.hostConfig.PublishAllPorts === true,
+      exposed: rec.config.ExposedPorts as Record<string, unknown> | null | undefined,
+    });
+    if (sb) rec.spec.netns = sb;
+    else delete rec.spec.netns;
+    try {
+      // disconnected from every network: Docker runs it with only lo
+      return await iso.start(sb ? rec.spec : { ...rec.spec, network: 'none' });
+    } catch (e) {
+      await this.network.tearDown(rec.id).catch((err) => this.log(`taking down the network of ${rec.id}: ${String(err)}`));
+      throw e;
+    }
   }
 
   private async recoverOne(rec: ContainerRecord): Promise<void> {
@@ -304,6 +339,15 @@ export class ContainerManager {
 
   // ---------------------------------------------------------------------------------- create
 
+  /** NetworkMode and EndpointsConfig: checked against the daemon's networks, nothing changed. */
+  private networkAttach(body: CreateBody): NetworkAttach {
+    const hc = body.HostConfig ?? {};
+    if (!this.network) return { mode: validateNetwork(hc), networks: [] };
+    if ((body as { NetworkDisabled?: boolean }).NetworkDisabled === true) return { mode: 'none', networks: [] };
+    const endpoints = ((body.NetworkingConfig ?? {}) as { EndpointsConfig?: Record<string, EndpointConfigBody | null> | null }).EndpointsConfig ?? undefined;
+    return this.network.resolveCreate(hc.NetworkMode, endpoints);
+  }
+
   async create(body: CreateBody, nameArg?: string, platform?: string): Promise<{ Id: string; Warnings: string[] }> {
     if (platform && platform !== '' && !/^linux(\/amd64)?$/.test(platform)) {
       throw new InvalidParameterError(`image platform ${platform} is not supported: tvm runs linux/amd64`);
@@ -313,12 +357,26 @@ export class ContainerManager {
     const kind = mapIsolation(hc.Isolation, this.defaultIsolation);
     const iso = this.isolationFor(kind);
     const resources = validateResources(hc);
-    const network = validateNetwork(hc);
+    const attach = this.networkAttach(body);
+    const network = attach.mode;
     const storage = validateStorageOpt(hc);
     const restartPolicy = validateRestartPolicy(hc);
     const log = resolveLogConfig(hc.LogConfig, this.logOpts);
     const usernsMode = validateUsernsMode(hc);
     const hostOptions = validateHostOptions(body, network);
+    const warnings: string[] = [];
+    if (network === 'bridge') {
+      parseBindings(hc.PortBindings, hc.PublishAllPorts === true, body.ExposedPorts);
+    } else if (Object.keys(hc.PortBindings ?? {}).length > 0 || hc.PublishAllPorts) {
+      if (network === 'none') throw new InvalidParameterError('conflicting options: port publishing and the container type network mode');
+      warnings.push('Published ports are discarded when using host network mode');
+    }
+    for (const h of hostOptions.processOptions?.extraHosts ?? []) {
+      if (h.ip !== 'host-gateway') continue;
+      const gw = this.network?.hostGatewayIp();
+      if (!gw) throw new InvalidParameterError('unable to derive the IP value for host-gateway');
+      h.ip = gw;
+    }
     const name = nameArg !== undefined && nameArg !== '' ? validateName(nameArg) : randomName((n) => this.records.nameTaken(n));
 
     let image: ImageRecord;
@@ -385,7 +443,7 @@ export class ContainerManager {
       };
       const hostConfig: Record<string, unknown> = {
         ...hc,
-        NetworkMode: network,
+        NetworkMode: network === 'bridge' ? (hc.NetworkMode && hc.NetworkMode !== 'default' ? hc.NetworkMode : 'bridge') : network,
         Isolation: kind,
         Memory: resources.memory ?? 0,
         // Docker records the implied swap limit: twice the memory when only memory is set
@@ -424,13 +482,16 @@ export class ContainerManager {
       await iso.create(spec);
       try {
         await this.records.save(rec);
+        if (this.network) await this.network.join(id, name, attach);
       } catch (e) {
+        await this.network?.leave(id).catch((err) => this.log(`create of ${id} failed; leaving its networks: ${String(err)}`));
+        await this.records.delete(id).catch(() => {});
         await iso.remove(spec).catch(() => {});
         throw e;
       }
       this.liveOf(id);
       this.emit(rec, 'create');
-      const warnings: string[] = createWarnings(body);
+      warnings.push(...createWarnings(body));
       return { Id: id, Warnings: warnings };
     } catch (e) {
       this.records.releaseName(name);
@@ -462,7 +523,7 @@ export class ContainerManager {
     l.backoffMs = 0;
     let info;
     try {
-      info = await iso.start(rec.spec);
+      info = await this.startIsolation(rec, iso);
     } catch (e) {
       rec.state.error = goErrnoText((e as Error).message);
       rec.state.exitCode = /not found|no such file/i.test(rec.state.error) ? 127 : /permission denied/i.test(rec.state.error) ? 126 : 128;
@@ -501,6 +562,8 @@ export class ContainerManager {
     const rec = this.records.get(id);
     const l = this.liveOf(id);
     if (!rec || gen !== l.runGen || !isActive(rec.state.status) || rec.state.status === 'restarting') return;
+    // queued before any restart's setup: the next run gets a fresh namespace
+    if (this.network && rec.spec.network === 'bridge') void this.network.tearDown(id).catch((e) => this.log(`taking down the network of ${id}: ${String(e)}`));
     // after shutdown the exit is recorded, and the next daemon's init applies the policy
     const restart = !this.closed && !l.removing && shouldRestart(policyOf(rec.hostConfig), {
       exitCode: st.exitCode,
@@ -556,7 +619,7 @@ export class ContainerManager {
     const iso = this.isolationFor(rec.spec.isolation);
     let info;
     try {
-      info = await iso.start(rec.spec);
+      info = await this.startIsolation(rec, iso);
     } catch (e) {
       // Docker: a failed restart leaves the container stopped with the error; no further tries.
       rec.state.status = transition(rec.state.status, 'restart-cancel', rec.name);
@@ -772,7 +835,38 @@ export class ContainerManager {
         this.records.releaseName(name);
         throw e;
       }
+      await this.network?.rename(rec.id, name).catch((e) => this.log(`renaming ${rec.id} on its networks: ${String(e)}`));
       this.emit(rec, 'rename', { oldName: old });
+    });
+  }
+
+  // ---------------------------------------------------------------------------------- networks
+
+  private requireNetworks(): NetworkManager {
+    if (!this.network) throw new NotImplementedError('this tvm daemon has no networks');
+    return this.network;
+  }
+
+  /** `docker network connect`: recorded; plumbed at once into a running container. */
+  async connectNetwork(netRef: string, ref: string, ep: EndpointConfigBody | undefined): Promise<void> {
+    const nm = this.requireNetworks();
+    const rec = this.get(ref);
+    await this.locked(rec.id, async () => {
+      const running = rec.state.status === 'running' || rec.state.status === 'paused';
+      const mode = rec.spec.network === 'bridge' ? 'bridge' : rec.spec.network;
+      await nm.connect(netRef, rec.id, rec.name, ep, mode, running);
+      const n = nm.get(netRef);
+      this.events.publish('network', 'connect', n.Id, { container: rec.id, name: n.Name, type: 'bridge' });
+    });
+  }
+
+  async disconnectNetwork(netRef: string, ref: string): Promise<void> {
+    const nm = this.requireNetworks();
+    const rec = this.get(ref);
+    await this.locked(rec.id, async () => {
+      const n = nm.get(netRef);
+      await nm.disconnect(netRef, rec.id);
+      this.events.publish('network', 'disconnect', n.Id, { container: rec.id, name: n.Name, type: 'bridge' });
     });
   }
 
@@ -812,6 +906,7 @@ export class ContainerManager {
         await l.saving;
         const iso = this.isolations[rec.spec.isolation];
         if (iso) await iso.remove(rec.spec);
+        await this.network?.leave(rec.id);
         await this.records.delete(rec.id);
       } catch (e) {
         rec.state.status = transition(rec.state.status, 'remove-failed', rec.name);
