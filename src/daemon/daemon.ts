@@ -159,6 +159,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
         if (closed) return;
         closed = true;
         manager.shutdown();
+        network?.close();
         await Promise.all(listeners.map((l) => l.close()));
         await app.close();
         await unlink(pidFile).catch(() => {});

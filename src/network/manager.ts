@@ -19,6 +19,7 @@ import { applyRules, removeRules, type FilterNetwork, type FilterPort } from './
 import { createNetns, netnsExists, removeNetns } from './netns.js';
 import { allocatePorts, parseBindings, type PortMapping } from './ports.js';
 import { NetworkStore, type Endpoint, type Member, type NetworkRecord } from './store.js';
+import { EmbeddedDns } from './dns.js';
 import { attachEndpoint, detachEndpoint } from './veth.js';
 
 export type { NetworkRecord, Member, Endpoint } from './store.js';
@@ -47,6 +48,8 @@ export interface Sandbox {
   path: string;
   /** the primary address, for /etc/hosts */
   ip: string;
+  /** on a user-defined network: its embedded DNS server, in place of the host's nameservers */
+  nameservers?: string[];
 }
 
 export interface EndpointConfigBody {
@@ -67,6 +70,8 @@ export class NetworkManager {
   private readonly store: NetworkStore;
   private readonly nets = new Map<string, NetworkRecord>();
   private queue: Promise<unknown> = Promise.resolve();
+  /** embedded DNS servers of the user-defined networks, by network id */
+  private readonly dns = new Map<string, EmbeddedDns>();
   private readonly log: (m: string) => void;
   readonly defaultBridge: string | undefined;
 
@@ -95,9 +100,56 @@ export class NetworkManager {
       if (this.defaultBridge) await this.ensureDefault(this.defaultBridge);
       if (this.nets.size === 0) return;
       await enableForwarding();
-      for (const n of this.nets.values()) await ensureBridge(n.bridge, this.gatewayCidr(n), this.log);
+      for (const n of this.nets.values()) {
+        await ensureBridge(n.bridge, this.gatewayCidr(n), this.log);
+        await this.startDns(n);
+      }
       await this.applyRules();
     });
+  }
+
+  /** The daemon is going away: its DNS servers stop (containers keep their addresses). */
+  close(): void {
+    for (const s of this.dns.values()) s.stop();
+    this.dns.clear();
+  }
+
+  private async startDns(n: NetworkRecord): Promise<void> {
+    if (n.Name === 'bridge' || this.dns.has(n.Id)) return;
+    const s = new EmbeddedDns((from, name) => this.resolveName(from, name), this.log);
+    try {
+      await s.start(n.IPAM.Config[0]!.Gateway);
+      this.dns.set(n.Id, s);
+    } catch (e) {
+      // containers then resolve with the host's nameservers only: worse, not broken
+      this.log(`network ${n.Name}: embedded DNS on ${n.IPAM.Config[0]!.Gateway}:53 failed: ${String(e)}`);
+    }
+  }
+
+  private stopDns(id: string): void {
+    this.dns.get(id)?.stop();
+    this.dns.delete(id);
+  }
+
+  /**
+   * What `name` is for the container at address `from`: the containers (names, aliases, short
+   * ids) on the user-defined networks it shares with them, by their address there.
+   */
+  resolveName(from: string, name: string): string[] | undefined {
+    const q = name.toLowerCase();
+    const user = [...this.nets.values()].filter((n) => n.Name !== 'bridge');
+    // the asking container, by its address on the network whose server it asked
+    const askers = new Set(user.flatMap((n) => Object.entries(n.members).filter(([, m]) => m.endpoint?.ip === from).map(([id]) => id)));
+    const mine = user.filter((n) => Object.entries(n.members).some(([id, m]) => askers.has(id) && m.endpoint));
+    const out: string[] = [];
+    for (const n of mine) {
+      for (const [id, m] of Object.entries(n.members)) {
+        if (!m.endpoint) continue;
+        const names = [m.name, id.slice(0, 12), id, ...m.aliases].map((x) => x.toLowerCase());
+        if (names.includes(q) && !out.includes(m.endpoint.ip)) out.push(m.endpoint.ip);
+      }
+    }
+    return out.length > 0 ? out : undefined;
   }
 
   private gatewayCidr(n: NetworkRecord): string {
@@ -299,6 +351,8 @@ export class NetworkManager {
         undo.push(() => this.store.remove(id));
         this.nets.set(id, n);
         undo.push(async () => this.nets.delete(id));
+        await this.startDns(n);
+        undo.push(async () => this.stopDns(id));
         await this.applyRules();
       } catch (e) {
         await undo.rollback(this.log);
@@ -319,6 +373,7 @@ export class NetworkManager {
       }
       await this.store.remove(n.Id);
       this.nets.delete(n.Id);
+      this.stopDns(n.Id);
       await deleteBridge(n.bridge);
       await this.applyRules();
       return n;
@@ -468,7 +523,8 @@ export class NetworkManager {
         await this.applyRules().catch((err) => this.log(`restoring the netfilter rules: ${String(err)}`));
         throw e;
       }
-      return { path: file, ip: nets[0]!.member.endpoint!.ip };
+      const user = nets.find((x) => x.net.Name !== 'bridge' && this.dns.has(x.net.Id));
+      return { path: file, ip: nets[0]!.member.endpoint!.ip, ...(user && { nameservers: [user.net.IPAM.Config[0]!.Gateway] }) };
     });
   }
 

@@ -62,7 +62,7 @@ export interface ContainerSpec {
    */
   network: 'none' | 'host' | 'bridge';
   /** bridge: the prepared namespace of the current run and the container's primary address */
-  netns?: { path: string; ip: string };
+  netns?: { path: string; ip: string; nameservers?: string[] };
   /** directory owned by this container: containers/<id>/ under the data root */
   stateDir: string;
   /** json-file log, written by the supervisor so logs outlive the daemon */

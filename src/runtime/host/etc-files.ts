@@ -57,13 +57,22 @@ function appendHosts(base: string, extra: { name: string; ip: string }[]): strin
 }
 
 /** Writes the three files into the state dir; returns the bind mounts the user has not overridden. */
-export async function prepareEtcFiles(stateDir: string, hostname: string, network: 'none' | 'host' | 'bridge', userDestinations: string[], opts?: ProcessOptions, ip?: string): Promise<AgentMount[]> {
+/** A user-defined network's embedded DNS in place of the host's nameservers; search and options kept (as Docker does). */
+export function withNameservers(base: string, nameservers: string[] | undefined): string {
+  if (!nameservers?.length) return base;
+  const lines = base.split('\n').filter((l) => l.trim() !== '' && !/^\s*nameserver\s/.test(l));
+  return `${[...nameservers.map((n) => `nameserver ${n}`), ...lines].join('\n')}\n`;
+}
+
+/** `net`: a bridge-networked container's address (for its hostname) and nameservers. */
+export async function prepareEtcFiles(stateDir: string, hostname: string, network: 'none' | 'host' | 'bridge', userDestinations: string[], opts?: ProcessOptions, net?: { ip: string; nameservers?: string[] }): Promise<AgentMount[]> {
   const hostNet = network === 'host';
+  const ip = net?.ip;
   const readHost = (p: string) => readFile(p, 'utf8').catch(() => '');
   const files: [string, string][] = [
     ['hostname', `${hostname}\n`],
     ['hosts', hostNet ? appendHosts((await readHost('/etc/hosts')) || hostsFile(hostname), opts?.extraHosts ?? []) : hostsFile(hostname, opts?.extraHosts, ip)],
-    ['resolv.conf', withDnsOptions(resolvConf(await readHost('/etc/resolv.conf'), hostNet), opts?.dns)],
+    ['resolv.conf', withDnsOptions(withNameservers(resolvConf(await readHost('/etc/resolv.conf'), hostNet), net?.nameservers), opts?.dns)],
   ];
   const mounts: AgentMount[] = [];
   for (const [name, content] of files) {

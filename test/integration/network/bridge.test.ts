@@ -158,9 +158,20 @@ describe('bridge networks (docker CLI, daemon in its own network namespace)', ()
     // an address taken
     const taken = await run(['run', '--rm', '--network', 'neta', '--ip', '10.214.0.10', 'busybox', 'true']);
     expect(taken.stderr).toContain('Address already in use');
+    // the network's embedded DNS: names, --network-alias, short ids; nothing of other networks
+    await ok(['run', '-d', '--name', 'a2', '--network', 'neta', '--network-alias', 'db', 'busybox', 'sleep', '60']);
+    const a2Ip = await ok(['inspect', '-f', '{{.NetworkSettings.Networks.neta.IPAddress}}', 'a2']);
+    const lookup = async (name: string) => (await run(['exec', a1, 'busybox', 'nslookup', name])).stdout;
+    expect(await ok(['exec', a1, 'cat', '/etc/resolv.conf'])).toContain('nameserver 10.214.0.254');
+    expect(await lookup('a2')).toContain(`Address: ${a2Ip}`);
+    expect(await lookup('db')).toContain(`Address: ${a2Ip}`);
+    expect(await lookup(a1.slice(0, 12))).toContain('Address: 10.214.0.10');
+    expect(JSON.parse(await ok(['inspect', 'a2']))[0].NetworkSettings.Networks.neta.Aliases).toEqual(['db']);
+    await ok(['rm', '-f', 'a2']);
     // connect a running container to a second network, then disconnect it
     await ok(['network', 'connect', 'netb', a1]);
     expect(await ok(['exec', a1, 'busybox', 'wget', '-qO-', `http://${bIp}/`])).toBe(`hello from ${b1.slice(0, 12)}`);
+    expect(await lookup('b1')).toContain(`Address: ${bIp}`);
     expect((await run(['network', 'connect', 'netb', a1])).stderr).toContain('endpoint with name a1 already exists in network netb');
     await ok(['network', 'disconnect', 'netb', a1]);
     expect((await run(['exec', a1, 'busybox', 'ip', '-o', 'link', 'show', 'eth1'])).exitCode).not.toBe(0);
