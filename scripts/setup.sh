@@ -15,6 +15,7 @@ APT_PACKAGES=(
   linux-source-6.1 bc flex bison libelf-dev libssl-dev xz-utils  # the guest kernel
   zstd iproute2 util-linux hyperfine
   iptables curl                         # bridge networks' netfilter rules; the network tests' HTTP client
+  docker-compose                        # 1.29, driven by test/integration/network/compose.test.ts
 )
 
 missing=()

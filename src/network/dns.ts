@@ -116,10 +116,15 @@ export class EmbeddedDns {
 
   /** Relays the query to the first upstream that answers. */
   private async forward(msg: Buffer): Promise<Buffer | undefined> {
-    for (const ns of this.upstream()) {
+    for (const server of this.upstream()) {
+      // "ip" or "ip:port" (tests)
+      const [ns, port = '53'] = server.split(':');
       const reply = await new Promise<Buffer | undefined>((resolve) => {
         const s = dgram.createSocket('udp4');
+        let over = false;
         const done = (b: Buffer | undefined) => {
+          if (over) return;
+          over = true;
           clearTimeout(t);
           s.close();
           resolve(b);
@@ -127,7 +132,9 @@ export class EmbeddedDns {
         const t = setTimeout(() => done(undefined), FORWARD_TIMEOUT_MS);
         s.on('error', () => done(undefined));
         s.on('message', (b) => done(b));
-        s.send(msg, 53, ns);
+        s.send(msg, Number(port), ns!, (e) => {
+          if (e) done(undefined); // unreachable: the next one
+        });
       });
       if (reply) return reply;
     }

@@ -296,9 +296,9 @@ export class NetworkManager {
   // ------------------------------------------------------------------ networks
 
   async create(body: {
-    Name?: string; Driver?: string; Internal?: boolean; Attachable?: boolean; EnableIPv6?: boolean; CheckDuplicate?: boolean;
-    IPAM?: { Driver?: string; Config?: { Subnet?: string; Gateway?: string; IPRange?: string; AuxiliaryAddresses?: unknown }[] | null; Options?: Record<string, string> | null } | null;
-    Options?: Record<string, string> | null; Labels?: Record<string, string> | null; Scope?: string; ConfigOnly?: boolean; ConfigFrom?: unknown; Ingress?: boolean;
+    Name?: string; Driver?: string | null; Internal?: boolean | null; Attachable?: boolean | null; EnableIPv6?: boolean | null; CheckDuplicate?: boolean | null;
+    IPAM?: { Driver?: string | null; Config?: { Subnet?: string | null; Gateway?: string | null; IPRange?: string | null; AuxiliaryAddresses?: unknown }[] | null; Options?: Record<string, string> | null } | null;
+    Options?: Record<string, string> | null; Labels?: Record<string, string> | null; Scope?: string | null; ConfigOnly?: boolean | null; ConfigFrom?: unknown; Ingress?: boolean | null;
   }): Promise<{ Id: string; Warning: string }> {
     const name = body.Name ?? '';
     if (name === '') throw new InvalidParameterError('network name cannot be empty');
@@ -317,7 +317,7 @@ export class NetworkManager {
     if (given?.AuxiliaryAddresses && Object.keys(given.AuxiliaryAddresses).length > 0) throw new NotImplementedError('--aux-address is not supported by tvm');
     if (given) {
       if (!given.Subnet && (given.Gateway || given.IPRange)) throw new InvalidParameterError('invalid network config:\nIP-Range or gateway specified without a subnet');
-      if (given.Subnet) validateIpamConfig(given);
+      if (given.Subnet) validateIpamConfig({ Subnet: given.Subnet, ...(given.Gateway && { Gateway: given.Gateway }), ...(given.IPRange && { IPRange: given.IPRange }) });
     }
     const opts = body.Options ?? {};
     const bridgeName = opts['com.docker.network.bridge.name'];
@@ -329,7 +329,7 @@ export class NetworkManager {
       if ([...this.nets.values()].some((n) => n.bridge === bridge)) throw new ConflictError(`bridge name ${bridge} is used by another network`);
       let cfg;
       if (given?.Subnet) {
-        cfg = completeConfig(given as { Subnet: string });
+        cfg = completeConfig({ Subnet: given.Subnet, ...(given.Gateway && { Gateway: given.Gateway }), ...(given.IPRange && { IPRange: given.IPRange }) });
         const sub = cidr(cfg.Subnet);
         if ([...this.nets.values()].some((n) => overlaps(cidr(n.IPAM.Config[0]!.Subnet), sub))) {
           throw new ForbiddenError('invalid pool request: Pool overlaps with other one on this address space', 'ERR_POOL_OVERLAP');

@@ -340,10 +340,13 @@ export class ContainerManager {
   // ---------------------------------------------------------------------------------- create
 
   /** NetworkMode and EndpointsConfig: checked against the daemon's networks, nothing changed. */
-  private networkAttach(body: CreateBody): NetworkAttach {
+  private networkAttach(body: CreateBody, kind: IsolationKind): NetworkAttach {
     const hc = body.HostConfig ?? {};
     if (!this.network) return { mode: validateNetwork(hc), networks: [] };
     if ((body as { NetworkDisabled?: boolean }).NetworkDisabled === true) return { mode: 'none', networks: [] };
+    // a microVM has no network device yet: by default it keeps --network none; asked for a
+    // network, the VM isolation refuses it
+    if (kind === 'vm' && ['', 'default'].includes(hc.NetworkMode ?? '')) return { mode: 'none', networks: [] };
     const endpoints = ((body.NetworkingConfig ?? {}) as { EndpointsConfig?: Record<string, EndpointConfigBody | null> | null }).EndpointsConfig ?? undefined;
     return this.network.resolveCreate(hc.NetworkMode, endpoints);
   }
@@ -357,7 +360,7 @@ export class ContainerManager {
     const kind = mapIsolation(hc.Isolation, this.defaultIsolation);
     const iso = this.isolationFor(kind);
     const resources = validateResources(hc);
-    const attach = this.networkAttach(body);
+    const attach = this.networkAttach(body, kind);
     const network = attach.mode;
     const storage = validateStorageOpt(hc);
     const restartPolicy = validateRestartPolicy(hc);
