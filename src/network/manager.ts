@@ -20,7 +20,7 @@ import { createNetns, netnsExists, removeNetns } from './netns.js';
 import { allocatePorts, parseBindings, type PortMapping } from './ports.js';
 import { NetworkStore, type Endpoint, type Member, type NetworkRecord } from './store.js';
 import { EmbeddedDns } from './dns.js';
-import { attachEndpoint, detachEndpoint } from './veth.js';
+import { attachEndpoint, detachEndpoint, insideCommands } from './veth.js';
 
 export type { NetworkRecord, Member, Endpoint } from './store.js';
 
@@ -495,8 +495,6 @@ export class NetworkManager {
       const bindings = parseBindings(c.portBindings, c.publishAll === true, c.exposed);
       const undo = new Undo();
       try {
-        await createNetns(file);
-        undo.push(() => removeNetns(file));
         let routed = false;
         for (const [i, { net, member }] of nets.entries()) {
           const cfg = net.IPAM.Config[0]!;
@@ -506,8 +504,14 @@ export class NetworkManager {
           const ep: Endpoint = { id: randomBytes(32).toString('hex'), ip: addr, mac: macFor(addr), ifname: `eth${i}`, hostIf, ports: [] };
           const gateway = !routed && !net.Internal ? cfg.Gateway : undefined;
           if (gateway) routed = true;
-          await ensureBridge(net.bridge, this.gatewayCidr(net), this.log);
-          await attachEndpoint({ netns: file, bridge: net.bridge, hostIf, ifname: ep.ifname, address: `${addr}/${cidr(cfg.Subnet).prefix}`, mac: ep.mac, ...(gateway && { gateway }) }, this.log);
+          const plumbing = { netns: file, bridge: net.bridge, hostIf, ifname: ep.ifname, address: `${addr}/${cidr(cfg.Subnet).prefix}`, mac: ep.mac, ...(gateway && { gateway }) };
+          if (i === 0) {
+            // the namespace and its first endpoint's inside in one process (bridges exist since create/init)
+            await createNetns(file, insideCommands(plumbing));
+            undo.push(() => removeNetns(file));
+            undo.push(() => detachEndpoint(hostIf));
+          }
+          await attachEndpoint(plumbing, this.log, i === 0);
           undo.push(() => detachEndpoint(hostIf));
           if (i === 0 && bindings.length > 0) {
             ep.ports = await allocatePorts(bindings, this.allPorts(), `${member.name} (${ep.id.slice(0, 12)})`);
@@ -516,7 +520,8 @@ export class NetworkManager {
           undo.push(async () => delete member.endpoint);
         }
         for (const { net } of nets) await this.store.save(net);
-        await this.applyRules();
+        // the rules change only with published ports
+        if (bindings.length > 0) await this.applyRules();
       } catch (e) {
         await undo.rollback(this.log);
         for (const { net } of nets) await this.store.save(net).catch((err) => this.log(`saving network ${net.Name}: ${String(err)}`));
@@ -543,10 +548,10 @@ export class NetworkManager {
       const m = n.members[containerId];
       if (!m?.endpoint) continue;
       await detachEndpoint(m.endpoint.hostIf);
+      if (m.endpoint.ports.length > 0) changed = true;
       delete m.endpoint;
       release(n.allocations, containerId);
       await this.store.save(n);
-      changed = true;
     }
     // a stale allocation (a crash between steps) is released too
     for (const n of this.nets.values()) release(n.allocations, containerId);

@@ -67,7 +67,11 @@ export function render(networks: FilterNetwork[], ports: FilterPort[]): { filter
   return { filter: filter.join('\n'), nat: nat.join('\n') };
 }
 
+/** The jumps are checked once per daemon (and after removeRules): they do not change with the rules. */
+let jumpsInPlace = false;
+
 async function ensureJumps(): Promise<void> {
+  if (jumpsInPlace) return;
   for (const j of JUMPS) {
     try {
       await run('iptables', ['-w', '-t', j.table, '-C', j.chain, ...j.rule]);
@@ -75,6 +79,7 @@ async function ensureJumps(): Promise<void> {
       await run('iptables', ['-w', '-t', j.table, '-I', j.chain, '1', ...j.rule]);
     }
   }
+  jumpsInPlace = true;
 }
 
 /** Replaces our chains' rules with exactly these (chains made when missing). */
@@ -87,6 +92,7 @@ export async function applyRules(networks: FilterNetwork[], ports: FilterPort[])
 
 /** No network left: our jumps and chains go, so nothing of ours stays in the host's tables. */
 export async function removeRules(): Promise<void> {
+  jumpsInPlace = false;
   for (const j of JUMPS) {
     for (;;) {
       try {

@@ -19,19 +19,27 @@ export interface EndpointPlumbing {
   gateway?: string;
 }
 
-export async function attachEndpoint(e: EndpointPlumbing, log: (m: string) => void): Promise<void> {
+/**
+ * The namespace's side, as `ip -batch` lines run inside it: the pair is made there with its
+ * peer sent to the daemon's namespace (no temporary name to rename), then addressed and routed.
+ */
+export function insideCommands(e: EndpointPlumbing): string[] {
+  return [
+    `link add ${e.ifname} type veth peer name ${e.hostIf} netns ${process.pid}`,
+    `link set dev ${e.ifname} address ${e.mac}`,
+    `addr add ${e.address} dev ${e.ifname}`,
+    `link set dev ${e.ifname} up`,
+    ...(e.gateway ? [`route add default via ${e.gateway} dev ${e.ifname}`] : []),
+  ];
+}
+
+/** The host's side: the peer on the bridge, up. `insideDone`: the inside commands already ran (with the namespace's creation). */
+export async function attachEndpoint(e: EndpointPlumbing, log: (m: string) => void, insideDone = false): Promise<void> {
   const undo = new Undo();
   try {
-    // made inside the namespace with its peer sent to ours: no temporary name to rename
-    await ipBatchIn(e.netns, [`link add ${e.ifname} type veth peer name ${e.hostIf} netns ${process.pid}`]);
+    if (!insideDone) await ipBatchIn(e.netns, insideCommands(e));
     undo.push(() => ip('link', 'del', 'dev', e.hostIf));
     await ip('link', 'set', 'dev', e.hostIf, 'master', e.bridge, 'up');
-    await ipBatchIn(e.netns, [
-      `link set dev ${e.ifname} address ${e.mac}`,
-      `addr add ${e.address} dev ${e.ifname}`,
-      `link set dev ${e.ifname} up`,
-      ...(e.gateway ? [`route add default via ${e.gateway} dev ${e.ifname}`] : []),
-    ]);
   } catch (err) {
     await undo.rollback(log);
     throw err;
