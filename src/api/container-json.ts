@@ -64,6 +64,8 @@ function endpointJson(networkId: string, e?: { id: string; ip: string; mac: stri
 
 /** NetworkSettings.Networks: the pseudo network (none, host), or each bridge network with its endpoint while running. */
 function networks(rec: ContainerRecord, net?: NetworkManager): Record<string, unknown> {
+  // Docker shows no networks for a container in another's namespace
+  if (rec.spec.network === 'container') return {};
   if (rec.spec.network !== 'bridge' || !net) {
     const name = rec.spec.network;
     return { [name]: endpointJson(net && name !== 'bridge' ? NetworkManager.pseudo(name).Id : name) };

@@ -38,7 +38,8 @@ export interface NetworkManagerOptions {
 
 /** How a container is networked, decided at create. */
 export interface NetworkAttach {
-  mode: 'none' | 'host' | 'bridge';
+  /** container: another container's namespace (resolved by the container manager) */
+  mode: 'none' | 'host' | 'bridge' | 'container';
   networks: { id: string; aliases: string[]; ipv4?: string }[];
 }
 
@@ -417,7 +418,13 @@ export class NetworkManager {
       if (eps.some(([k]) => k !== mode)) throw new InvalidParameterError(`container cannot be connected to multiple networks with one of the networks in private (${mode}) mode`);
       return { mode, networks: [] };
     }
-    if (mode.startsWith('container:')) throw new NotImplementedError('--network container:<id> is not supported by tvm yet');
+    if (mode.startsWith('container:')) {
+      if (eps.some(([k]) => k !== mode)) throw new InvalidParameterError('conflicting options: container type network can\'t be used with multiple networks');
+      for (const [, ep] of eps) {
+        if (ep?.Aliases?.length || ep?.IPAMConfig?.IPv4Address) throw new InvalidParameterError('network-scoped alias is supported only for containers in user defined networks');
+      }
+      return { mode: 'container', networks: [] };
+    }
     const primary = this.find(mode);
     if (!primary) throw new NotFoundError(`network ${mode} not found`, 'ERR_NO_SUCH_NETWORK');
     const out: NetworkAttach = { mode: 'bridge', networks: [] };

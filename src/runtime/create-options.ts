@@ -23,7 +23,7 @@ export function createWarnings(body: CreateBody): string[] {
   return out;
 }
 
-export function validateHostOptions(body: CreateBody, network: 'none' | 'host' | 'bridge'): HostOptions {
+export function validateHostOptions(body: CreateBody, network: 'none' | 'host' | 'bridge' | 'container'): HostOptions {
   refuseUnsupported(body);
   const hc = body.HostConfig ?? {};
   const out: HostOptions = {};

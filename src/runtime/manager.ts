@@ -195,6 +195,16 @@ export class ContainerManager {
    * taken down again if the start fails.
    */
   private async startIsolation(rec: ContainerRecord, iso: Isolation): Promise<RunningInfo> {
+    if (rec.spec.network === 'container') {
+      const ref = String(rec.hostConfig.NetworkMode ?? '').slice('container:'.length);
+      const target = this.records.get(ref);
+      if (!target) throw new NotFoundError(`No such container: ${ref}`);
+      if (!(target.state.status === 'running' || target.state.status === 'paused') || !target.state.pid) {
+        throw new ConflictError(`cannot join network of a non running container: ${ref}`);
+      }
+      rec.spec.netns = { path: `/proc/${target.state.pid}/ns/net`, ip: target.spec.netns?.ip ?? '127.0.1.1', ...(target.spec.netns?.nameservers && { nameservers: target.spec.netns.nameservers }) };
+      return iso.start(rec.spec);
+    }
     if (!this.network || rec.spec.network !== 'bridge') return iso.start(rec.spec);
     const sb = await this.network.setUp({
       id: rec.id,
@@ -347,6 +357,20 @@ export class ContainerManager {
     // a microVM has no network device yet: by default it keeps --network none; asked for a
     // network, the VM isolation refuses it
     if (kind === 'vm' && ['', 'default'].includes(hc.NetworkMode ?? '')) return { mode: 'none', networks: [] };
+    const mode = hc.NetworkMode ?? '';
+    if (mode.startsWith('container:')) {
+      // Docker's conflicts: what the other container's namespace and files decide
+      const target = this.get(mode.slice('container:'.length));
+      if (body.Hostname) throw new InvalidParameterError('conflicting options: hostname and the network mode');
+      const some = (v: unknown) => Array.isArray(v) && v.length > 0;
+      if (some(hc.Dns) || some(hc.DnsSearch) || some(hc.DnsOptions)) throw new InvalidParameterError('conflicting options: dns and the network mode');
+      if (some(hc.ExtraHosts)) throw new InvalidParameterError('conflicting options: custom host-to-IP mapping and the network mode');
+      if (Object.keys(hc.PortBindings ?? {}).length > 0 || hc.PublishAllPorts) throw new InvalidParameterError('conflicting options: port publishing and the container type network mode');
+      if (body.ExposedPorts && Object.keys(body.ExposedPorts).length > 0) throw new InvalidParameterError('conflicting options: port exposing and the container type network mode');
+      hc.NetworkMode = `container:${target.id}`;
+      // the other container's host name, as Docker gives it
+      body.Hostname = (target.config.Hostname as string | undefined) ?? target.id.slice(0, 12);
+    }
     const endpoints = ((body.NetworkingConfig ?? {}) as { EndpointsConfig?: Record<string, EndpointConfigBody | null> | null }).EndpointsConfig ?? undefined;
     return this.network.resolveCreate(hc.NetworkMode, endpoints);
   }
@@ -446,7 +470,7 @@ export class ContainerManager {
       };
       const hostConfig: Record<string, unknown> = {
         ...hc,
-        NetworkMode: network === 'bridge' ? (hc.NetworkMode && hc.NetworkMode !== 'default' ? hc.NetworkMode : 'bridge') : network,
+        NetworkMode: network === 'bridge' || network === 'container' ? (hc.NetworkMode && hc.NetworkMode !== 'default' ? hc.NetworkMode : 'bridge') : network,
         Isolation: kind,
         Memory: resources.memory ?? 0,
         // Docker records the implied swap limit: twice the memory when only memory is set
@@ -1193,7 +1217,10 @@ export class ContainerManager {
     const f = o.filters;
     const all = o.all || o.limit > 0 || (f.status?.length ?? 0) > 0 || (f.exited?.length ?? 0) > 0;
     if (!all) recs = recs.filter((r) => isActive(r.state.status));
-    recs = recs.filter((r) => matchesFilters(r, f, (ref) => this.records.find(ref)));
+    const nets = this.network;
+    // --filter network=: a network's name or id, the ones the container is on
+    const onNetworks = nets ? (r: ContainerRecord) => nets.networksOf(r.id).flatMap((x) => [x.net.Name, x.net.Id]) : undefined;
+    recs = recs.filter((r) => matchesFilters(r, f, (ref) => this.records.find(ref), onNetworks));
     if (o.limit > 0) recs = recs.slice(0, o.limit);
     return recs;
   }
@@ -1235,7 +1262,7 @@ function parseUntil(v: string): number {
   return t;
 }
 
-export function matchesFilters(rec: ContainerRecord, f: Record<string, string[]>, find: (ref: string) => ContainerRecord | undefined): boolean {
+export function matchesFilters(rec: ContainerRecord, f: Record<string, string[]>, find: (ref: string) => ContainerRecord | undefined, networksOf?: (rec: ContainerRecord) => string[]): boolean {
   const any = (k: string, pred: (v: string) => boolean) => !f[k] || f[k]!.length === 0 || f[k]!.some(pred);
   return (
     any('status', (v) => rec.state.status === v) &&
@@ -1254,7 +1281,7 @@ export function matchesFilters(rec: ContainerRecord, f: Record<string, string[]>
       return o !== undefined && rec.created > o.created;
     }) &&
     any('volume', (v) => rec.mounts.some((m) => m.Name === v || m.Destination === v)) &&
-    any('network', (v) => rec.spec.network === v)
+    any('network', (v) => rec.spec.network === v || (networksOf?.(rec) ?? []).some((n) => n === v || (v.length >= 12 && n.startsWith(v))))
   );
 }
 

@@ -58,10 +58,11 @@ export interface ContainerSpec {
   readonlyRootfs: boolean;
   /**
    * none: a namespace with only lo; host: the host's; bridge: the namespace the daemon's
-   * networks prepare at each start (`netns`), with an endpoint on each of its networks
+   * networks prepare at each start (`netns`), with an endpoint on each of its networks;
+   * container: another running container's namespace (`netns`: its /proc/<pid>/ns/net)
    */
-  network: 'none' | 'host' | 'bridge';
-  /** bridge: the prepared namespace of the current run and the container's primary address */
+  network: 'none' | 'host' | 'bridge' | 'container';
+  /** bridge, container: the namespace to join for the current run and the container's primary address */
   netns?: { path: string; ip: string; nameservers?: string[] };
   /** directory owned by this container: containers/<id>/ under the data root */
   stateDir: string;

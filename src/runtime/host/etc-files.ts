@@ -65,7 +65,7 @@ export function withNameservers(base: string, nameservers: string[] | undefined)
 }
 
 /** `net`: a bridge-networked container's address (for its hostname) and nameservers. */
-export async function prepareEtcFiles(stateDir: string, hostname: string, network: 'none' | 'host' | 'bridge', userDestinations: string[], opts?: ProcessOptions, net?: { ip: string; nameservers?: string[] }): Promise<AgentMount[]> {
+export async function prepareEtcFiles(stateDir: string, hostname: string, network: 'none' | 'host' | 'bridge' | 'container', userDestinations: string[], opts?: ProcessOptions, net?: { ip: string; nameservers?: string[] }): Promise<AgentMount[]> {
   const hostNet = network === 'host';
   const ip = net?.ip;
   const readHost = (p: string) => readFile(p, 'utf8').catch(() => '');

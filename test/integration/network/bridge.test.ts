@@ -45,6 +45,7 @@ describe('bridge networks (docker CLI, daemon in its own network namespace)', ()
   }, 120_000);
   afterAll(async () => {
     if (d) {
+      if (process.env.TVM_NET_DEBUG) process.stderr.write(d.logs());
       const ids = (await run(['ps', '-aq'])).stdout.split('\n').filter(Boolean);
       if (ids.length > 0) await run(['rm', '-f', ...ids]);
       await d.destroy();
@@ -67,6 +68,19 @@ describe('bridge networks (docker CLI, daemon in its own network namespace)', ()
     expect(await ok(['run', '--rm', '--network', 'none', 'busybox', 'sh', '-c', 'busybox ip -o link | busybox wc -l'])).toBe('1');
     const add = await ok(['run', '--rm', '--add-host', 'gw:host-gateway', 'busybox', 'grep', 'gw', '/etc/hosts']);
     expect(add).toBe('10.213.0.1\tgw');
+  });
+
+  it('--network container:<name> joins a running container\'s namespace, with Docker\'s conflicts', async () => {
+    const id = await ok(['run', '-d', '--name', 'cweb', 'busybox', 'sh', '-c', SERVE]);
+    expect(await ok(['run', '--rm', '--network', 'container:cweb', 'busybox', 'sh', '-c', 'busybox wget -qO- http://127.0.0.1/; hostname'])).toBe(`hello from ${id.slice(0, 12)}\n${id.slice(0, 12)}`);
+    const c = await run(['run', '--rm', '--network', 'container:cweb', '-p', '8080:80', 'busybox', 'true']);
+    expect(c.stderr).toContain('conflicting options: port publishing and the container type network mode');
+    expect((await ok(['ps', '--filter', 'network=bridge', '--format', '{{.Names}}']))).toBe('cweb');
+    await ok(['stop', '-t', '0', 'cweb']);
+    await ok(['create', '--name', 'joiner', '--network', 'container:cweb', 'busybox', 'true']);
+    const dead = await run(['start', 'joiner']);
+    expect(dead.stderr).toContain(`cannot join network of a non running container: ${id}`);
+    await ok(['rm', '-f', 'joiner', 'cweb']);
   });
 
   it('inspect shows NetworkSettings of a running container; publishes ports on 127.0.0.1 and the host addresses', async () => {
