@@ -16,6 +16,8 @@ APT_PACKAGES=(
   zstd iproute2 util-linux hyperfine
   docker.io                             # reference dockerd: legacy-builder comparison test, benchmarks
   procps                                # ps: docker top runs the host's ps with the user's options, as dockerd
+  iptables curl                         # bridge networks' netfilter rules; the network tests' HTTP client
+  docker-compose                        # 1.29, driven by test/integration/network/compose.test.ts
 )
 
 missing=()

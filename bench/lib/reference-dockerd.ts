@@ -43,15 +43,22 @@ export interface ReferenceDockerd {
   stop(): Promise<void>;
 }
 
-/** Starts dockerd under `work` with its own containerd namespace; resolves once it answers. */
-export async function startReferenceDockerd(work: string, namespace: string): Promise<ReferenceDockerd> {
+/**
+ * Starts dockerd under `work` with its own containerd namespace; resolves once it answers.
+ * `network`: dockerd's own networking (default bridge at `bip`, iptables, userland proxy, all
+ * Docker's defaults) inside the network namespace bound at `netns`, so nothing touches the host's.
+ */
+export async function startReferenceDockerd(work: string, namespace: string, network?: { netns: string; bip: string }): Promise<ReferenceDockerd> {
   const sock = path.join(work, 'docker.sock');
   const host = `unix://${sock}`;
-  const d: ChildProcess = spawn(DOCKERD, [
+  const netArgs = network ? ['--bip', network.bip] : ['--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false', '--userland-proxy=false'];
+  const argv = [
     '-H', host, '--data-root', path.join(work, 'docker-data'), '--exec-root', path.join(work, 'docker-exec'),
-    '--pidfile', path.join(work, 'docker.pid'), '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false',
-    '--userland-proxy=false', '--containerd-namespace', namespace, '--containerd-plugins-namespace', `${namespace}-plugins`,
-  ], { stdio: ['ignore', 'ignore', 'pipe'] });
+    '--pidfile', path.join(work, 'docker.pid'), ...netArgs, '--containerd-namespace', namespace, '--containerd-plugins-namespace', `${namespace}-plugins`,
+  ];
+  const d: ChildProcess = network
+    ? spawn('nsenter', [`--net=${network.netns}`, DOCKERD, ...argv], { stdio: ['ignore', 'ignore', 'pipe'] })
+    : spawn(DOCKERD, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   d.stderr!.on('data', (c: Buffer) => (log += c.toString()));
   const stop = async () => {

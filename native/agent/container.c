@@ -380,6 +380,25 @@ static int loopback_up(void) {
   return rc;
 }
 
+/* Enters the network namespace at `path`, keeping an fd of the current one in *own. */
+static int netns_enter(const char *path, int *own, char *err, size_t errlen) {
+  int target = open(path, O_RDONLY | O_CLOEXEC);
+  if (target < 0) {
+    snprintf(err, errlen, "open network namespace %s: %s", path, strerror(errno));
+    return -1;
+  }
+  *own = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (*own < 0 || setns(target, CLONE_NEWNET) < 0) {
+    snprintf(err, errlen, "join network namespace %s: %s", path, strerror(errno));
+    if (*own >= 0) close(*own);
+    *own = -1;
+    close(target);
+    return -1;
+  }
+  close(target);
+  return 0;
+}
+
 static pid_t raw_clone(unsigned long flags) {
   /* fork-like clone (no new stack): x86_64 argument order flags, stack, ptid, ctid, tls */
   return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
@@ -441,12 +460,33 @@ int container_start(const container_spec *s, proc_io *io, int *code, char *err, 
   /* created with the others, the user namespace owns them: the child may mount proc, sysfs (its
    * own netns), mqueue and overlayfs as the namespace's root */
   if (s->userns.nuid) flags |= CLONE_NEWUSER;
-  pid_t pid = raw_clone(flags);
-  if (pid < 0) {
-    snprintf(err, errlen, "clone: %s", strerror(errno));
+  /* A prepared network namespace is entered by the agent around the clone, not by the child:
+   * a child in a new user namespace could not join one owned by the host's (as runc joins
+   * namespaces before it unshares the user namespace) */
+  int own_net = -1;
+  if (s->netns_path && netns_enter(s->netns_path, &own_net, err, errlen) < 0) {
     fdset_close(&f);
     return -1;
   }
+  pid_t pid = raw_clone(flags);
+  int clone_errno = errno;
+  if (pid != 0 && own_net >= 0) {
+    /* back to the supervisor's own namespace; failing that, it would serve from the container's */
+    if (setns(own_net, CLONE_NEWNET) < 0) {
+      snprintf(err, errlen, "return to the agent's network namespace: %s", strerror(errno));
+      if (pid > 0) { kill(pid, SIGKILL); waitpid(pid, NULL, 0); }
+      close(own_net);
+      fdset_close(&f);
+      return -1;
+    }
+    close(own_net);
+  }
+  if (pid < 0) {
+    snprintf(err, errlen, "clone: %s", strerror(clone_errno));
+    fdset_close(&f);
+    return -1;
+  }
+  if (pid == 0 && own_net >= 0) close(own_net);
   if (pid == 0) {
     child_ctx c = child_ends(&f);
     char b;

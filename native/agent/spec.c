@@ -201,12 +201,21 @@ int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
   if (s->hostname && strlen(s->hostname) > 64) ERR("spec.hostname: longer than 64 bytes");
   if (get_bool(v, "privileged", "spec", &s->privileged, err, errlen) < 0) return -1;
   if (get_bool(v, "readonlyRootfs", "spec", &s->readonly_rootfs, err, errlen) < 0) return -1;
-  char *net;
-  if (get_str(v, "network", "spec", 0, &net, err, errlen) < 0) return -1;
-  if (!net || strcmp(net, "none") == 0) s->net_none = 1;
-  else if (strcmp(net, "host") == 0) s->net_none = 0;
-  else { snprintf(err, errlen, "spec.network: unknown network mode \"%s\"", net); free(net); return -1; }
-  free(net);
+  const jval *netv = json_get(v, "network");
+  if (netv && netv->type == J_OBJ) {
+    /* a namespace the daemon has made and plumbed (bridge networks): joined, not created */
+    static const char *const net_keys[] = {"path", NULL};
+    if (check_keys(netv, "spec.network", net_keys, err, errlen) < 0) return -1;
+    if (get_str(netv, "path", "spec.network", 1, &s->netns_path, err, errlen) < 0) return -1;
+    if (!abs_path(s->netns_path)) ERR("spec.network.path: must be an absolute path");
+  } else {
+    char *net;
+    if (get_str(v, "network", "spec", 0, &net, err, errlen) < 0) return -1;
+    if (!net || strcmp(net, "none") == 0) s->net_none = 1;
+    else if (strcmp(net, "host") == 0) s->net_none = 0;
+    else { snprintf(err, errlen, "spec.network: unknown network mode \"%s\"", net); free(net); return -1; }
+    free(net);
+  }
 
   const jval *r = json_get(v, "rootfs");
   if (check_keys(r, "spec.rootfs", rootfs_keys, err, errlen) < 0) return -1;
@@ -317,7 +326,8 @@ int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
   if (userns_parse(json_get(v, "userns"), &s->userns, "spec.userns", err, errlen) < 0) return -1;
   /* Docker refuses both with remapping: sharing the host's network namespace needs --userns=host,
    * and privileged means the host's capabilities */
-  if (s->userns.nuid && !s->net_none) ERR("spec.userns: a user namespace needs its own network namespace (network \"none\")");
+  if (s->userns.nuid && !s->net_none && !s->netns_path)
+    ERR("spec.userns: a user namespace needs its own network namespace (network \"none\" or a path)");
   if (s->userns.nuid && s->privileged) ERR("spec.userns: privileged containers run in the host's user namespace");
   return 0;
 }
@@ -357,7 +367,7 @@ void resources_update_free(resources_update *u) {
 }
 
 void spec_free(container_spec *s) {
-  free(s->id); free(s->hostname);
+  free(s->id); free(s->hostname); free(s->netns_path);
   free(s->lower); free(s->upper); free(s->work); free(s->target);
   proc_spec_free(&s->process);
   for (size_t i = 0; i < s->nmounts; i++) {

@@ -51,6 +51,7 @@ typedef struct {
   int privileged;
   int readonly_rootfs;
   int net_none;
+  char *netns_path; /* network {"path"}: join this prepared namespace (net_none is 0) */
   char *lower, *upper, *work, *target;
   proc_spec process;
   mount_spec *mounts;

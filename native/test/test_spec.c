@@ -90,6 +90,20 @@ int main(void) {
   CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"resources\":{\"nanoCpus\":92233720368548}}", rootfs), "spec.resources.nanoCpus: too large"));
   CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"capAdd\":[\"NOPE\"]}", rootfs), "unknown capability: \"NOPE\""));
   CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"network\":\"bridge\"}", rootfs), "unknown network mode"));
+  /* a prepared namespace (bridge networks): joined by path, never a new one */
+  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"network\":{\"path\":\"rel/ns\"}}", rootfs), "spec.network.path: must be an absolute path"));
+  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"network\":{\"path\":\"/n\",\"x\":1}}", rootfs), "unknown key \"x\""));
+  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"network\":{}}", rootfs), "spec.network.path: required"));
+  {
+    container_spec n;
+    SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"network\":{\"path\":\"/run/tvm/netns/c\"}}", rootfs);
+    jval *v = json_parse(j, strlen(j), err, sizeof err);
+    CHECK(v && spec_parse(v, &n, err, sizeof err) == 0);
+    CHECK(n.net_none == 0);
+    CHECK_STR(n.netns_path, "/run/tvm/netns/c");
+    spec_free(&n);
+    json_free(v);
+  }
   CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"mounts\":[{\"type\":\"bind\",\"source\":\"rel\",\"destination\":\"/x\"}]}", rootfs), "source: must be an absolute path"));
   CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"mounts\":[{\"type\":\"bind\",\"source\":\"/s\",\"destination\":\"/x/../..\"}]}", rootfs), "\"..\""));
   CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"mounts\":[{\"type\":\"nfs\",\"destination\":\"/x\"}]}", rootfs), "unknown mount type"));

@@ -176,7 +176,7 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
     const recs = m.list({ all: qbool(q.all), limit: optInt(q.limit, 'limit') ?? -1, filters });
     const withSize = qbool(q.size);
     const out = [];
-    for (const r of recs) out.push(listJson(r, withSize ? await m.sizes(r.id) : undefined));
+    for (const r of recs) out.push(listJson(r, withSize ? await m.sizes(r.id) : undefined, m.network));
     return out;
   });
 
@@ -187,7 +187,7 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
 
   app.get('/containers/:id/json', async (req: IdReq) => {
     const rec = m.get(req.params.id);
-    const out = inspectJson(rec, m.execsOf(rec.id));
+    const out = inspectJson(rec, m.execsOf(rec.id), m.network);
     if (qbool(req.query.size)) {
       const s = await m.sizes(rec.id);
       Object.assign(out, { SizeRw: s.rw, SizeRootFs: s.rootFs });

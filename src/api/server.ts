@@ -16,6 +16,7 @@ import { registerImageRoutes } from './images.js';
 import { registerVolumeRoutes } from './volumes.js';
 import { registerCommitRoutes } from './commit.js';
 import { registerBuildRoutes } from './build.js';
+import { registerNetworkRoutes } from './networks.js';
 import { installHijack } from './hijack.js';
 
 const API_VERSION_KEY = Symbol('tvm.apiVersion');
@@ -64,6 +65,7 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
   registerVolumeRoutes(app, ctx);
   registerCommitRoutes(app, ctx);
   registerBuildRoutes(app, ctx);
+  registerNetworkRoutes(app, ctx);
   installHijack(app.server, hijackRoutes(ctx), ctx.log);
   await app.ready();
   return app;

@@ -121,7 +121,7 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): voi
         ['Default isolation', m.defaultIsolation],
         ...(isolations.includes('vm') ? [['VM backend', m.isolationFor('vm').backend ?? 'unknown']] : []),
       ],
-      Plugins: { Volume: ['local'], Network: ['host', 'none'], Authorization: null, Log: ['json-file'] },
+      Plugins: { Volume: ['local'], Network: ctx.manager.network ? ['bridge', 'host', 'null'] : ['host', 'none'], Authorization: null, Log: ['json-file'] },
       MemoryLimit: true,
       SwapLimit: true,
       CpuCfsPeriod: true,
@@ -228,7 +228,7 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): voi
     const used = m.imagesInUse();
     const users = m.volumeUsers();
     const containers = [];
-    for (const r of recs) containers.push(listJson(r, { rw: await logSize(r.spec.logPath), rootFs: 0 }));
+    for (const r of recs) containers.push(listJson(r, { rw: await logSize(r.spec.logPath), rootFs: 0 }, ctx.manager.network));
     return {
       LayersSize: imgs.reduce((a, i) => a + i.size, 0),
       Images: imgs.map((i) => imageSummary(i, recs.filter((r) => r.imageId === i.id).length)),

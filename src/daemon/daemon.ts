@@ -20,6 +20,7 @@ import { SERVER_VERSION } from '../api/streaming.js';
 import { resolveRemap, rootOf } from '../runtime/userns.js';
 import { processAliveSync } from '../process-alive.js';
 import { checkReachable } from './userns-dirs.js';
+import { NetworkManager } from '../network/manager.js';
 
 export const DEFAULT_HOST = 'unix:///run/tvm/tvm.sock';
 
@@ -46,6 +47,8 @@ export interface DaemonOptions {
   usernsRemap?: string;
   /** `--vm-backend`: kvm | tcg | auto (default) */
   vmBackend?: 'kvm' | 'tcg' | 'auto';
+  /** bridge networks: the default bridge's device ('none': none), --bip, --default-address-pool; absent: no networks (containers get none or host) */
+  network?: { bridge: string; bip?: string; pools?: { base: string; size: number }[] };
   /** injected parts (tests); default: the real ones */
   components?: Components;
   log?: (msg: string) => void;
@@ -129,9 +132,15 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
         ...(o.vmBackend && { vmBackend: o.vmBackend }),
         log,
       }));
+    let network: NetworkManager | undefined;
+    if (o.network) {
+      network = new NetworkManager({ dataRoot: o.dataRoot, runRoot: o.execRoot, bridge: o.network.bridge, ...(o.network.bip && { bip: o.network.bip }), ...(o.network.pools && { pools: o.network.pools }), log });
+      await network.init();
+    }
     const manager = new ContainerManager({
       dataRoot: o.dataRoot, isolations: components.isolations, images: components.images, defaultIsolation: o.defaultIsolation, log,
       ...(o.logOpts && { logOpts: o.logOpts }),
+      ...(network && { network }),
     });
     await manager.init();
     components.bindImagesInUse?.(() => manager.imagesInUse());
@@ -154,6 +163,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
         if (closed) return;
         closed = true;
         manager.shutdown();
+        network?.close();
         await Promise.all(listeners.map((l) => l.close()));
         await app.close();
         // shutting down: a pid file left behind names no live daemon and is taken over at the next start

@@ -47,7 +47,8 @@ export interface AgentSpec {
   hostname: string;
   privileged: boolean;
   readonlyRootfs: boolean;
-  network: 'none' | 'host';
+  /** none: a new namespace with lo; host: the agent's; path: join a namespace the daemon prepared */
+  network: 'none' | 'host' | { path: string };
   /** without upper and work, lower itself is bound as the writable root (the microVM guest's disk) */
   rootfs: { lower: string; upper?: string; work?: string; target: string };
   process: AgentProcess;

@@ -324,6 +324,8 @@ export function effectiveConfig(body: CreateBody, image: ImageRecord, id: string
     Cmd: cmd,
     Image: body.Image,
     Volumes: { ...(ic.Volumes ?? {}), ...(body.Volumes ?? {}) },
+    // the image's EXPOSE and --expose: what -P publishes
+    ...((ic.ExposedPorts || body.ExposedPorts) && { ExposedPorts: { ...(ic.ExposedPorts ?? {}), ...(body.ExposedPorts ?? {}) } }),
     WorkingDir: cwd === '/' && !body.WorkingDir && !ic.WorkingDir ? '' : cwd,
     Entrypoint: entrypoint.length > 0 ? entrypoint : null,
     Labels: labels,

@@ -23,13 +23,14 @@ export function createWarnings(body: CreateBody): string[] {
   return out;
 }
 
-export function validateHostOptions(body: CreateBody, network: 'none' | 'host'): HostOptions {
+export function validateHostOptions(body: CreateBody, network: 'none' | 'host' | 'bridge' | 'container'): HostOptions {
   refuseUnsupported(body);
   const hc = body.HostConfig ?? {};
   const out: HostOptions = {};
   const security = parseSecurityOpt(hc.SecurityOpt as string[] | null | undefined);
   if (security.seccomp !== 'default' || security.noNewPrivileges) out.security = security;
-  const processOptions = validateProcessOptions(hc, network, body.Domainname);
+  // a bridge-networked container has its own network namespace, as with none
+  const processOptions = validateProcessOptions(hc, network === 'host' ? 'host' : 'none', body.Domainname);
   if (Object.keys(processOptions).length > 0) out.processOptions = processOptions;
   return out;
 }
@@ -55,8 +56,8 @@ export function validateHostOptions(body: CreateBody, network: 'none' | 'host'):
  * which is not enabled, so there is nothing to relabel.
  *
  * ignored because harmless (no effect on the workload in Docker either, or metadata Docker
- * only stores): ExposedPorts (EXPOSE metadata), ArgsEscaped (Windows), OnBuild and Shell (build
- * metadata), NetworkDisabled (tvm's default network is already "none"), ContainerIDFile (the
+ * only stores): ExposedPorts (EXPOSE metadata; -P publishes them), ArgsEscaped (Windows), OnBuild and Shell (build
+ * metadata), NetworkDisabled (the docker CLI sends it only with --network none), ContainerIDFile (the
  * CLI writes that file itself), ConsoleSize (the client resizes the tty right after start),
  * Annotations (stored, shown by inspect), VolumeDriver "local" (the only driver).
  */
@@ -77,7 +78,7 @@ const empty = (v: unknown): boolean =>
 const oneOf = (...ok: unknown[]) => (v: unknown) => empty(v) || ok.includes(v);
 
 const REFUSED: Rule[] = [
-  { at: 'Config', field: 'MacAddress', option: '--mac-address', unset: empty, why: 'containers have no network interface of their own' },
+  { at: 'Config', field: 'MacAddress', option: '--mac-address', unset: empty, why: 'a container\'s MAC address follows its IP address' },
   { at: 'Config', field: 'Healthcheck', option: '--health-cmd', unset: (v) => empty(v) || empty((v as { Test?: unknown }).Test) || JSON.stringify((v as { Test?: unknown }).Test) === '["NONE"]' },
   { at: 'HostConfig', field: 'VolumeDriver', option: '--volume-driver', unset: oneOf('local'), why: 'only the local driver exists' },
   { at: 'HostConfig', field: 'CgroupnsMode', option: '--cgroupns', unset: oneOf('host'), why: 'containers share the host cgroup namespace' },
@@ -108,10 +109,9 @@ const REFUSED: Rule[] = [
   { at: 'HostConfig', field: 'IOMaximumBandwidth', option: '--io-maxbandwidth', unset: empty, why: 'a Windows option' },
 ];
 
-/** What an endpoint of NetworkingConfig may carry: nothing beyond the network's name. */
+/** What an endpoint of NetworkingConfig may not carry (Aliases and IPAMConfig.IPv4Address are the networks' to check). */
 const ENDPOINT_OPTIONS: [string, string][] = [
-  ['IPAMConfig', '--ip/--ip6'], ['Links', '--link'], ['Aliases', '--network-alias'], ['MacAddress', '--mac-address'],
-  ['DriverOpts', '--network driver options'], ['IPAddress', '--ip'], ['GlobalIPv6Address', '--ip6'],
+  ['Links', '--link'], ['MacAddress', '--mac-address'], ['DriverOpts', '--network driver options'], ['GlobalIPv6Address', '--ip6'],
 ];
 
 /** Mount propagation other than Docker's default (rprivate) is refused: every tvm mount is private. */
@@ -158,7 +158,10 @@ export function refuseUnsupported(body: CreateBody): void {
   const endpoints = ((body.NetworkingConfig ?? {}) as { EndpointsConfig?: Record<string, Record<string, unknown> | null> }).EndpointsConfig ?? {};
   for (const [net, ep] of Object.entries(endpoints)) {
     for (const [field, option] of ENDPOINT_OPTIONS) {
-      if (!empty(ep?.[field])) throw new InvalidParameterError(`${option} (network ${net}) is not supported by tvm: containers have no network interface of their own`);
+      if (!empty(ep?.[field])) throw new InvalidParameterError(`${option} (network ${net}) is not supported by tvm`);
     }
+    const ipam = (ep?.IPAMConfig ?? {}) as Record<string, unknown>;
+    if (!empty(ipam.IPv6Address)) throw new InvalidParameterError(`--ip6 (network ${net}) is not supported by tvm: networks are IPv4 only`);
+    if (!empty(ipam.LinkLocalIPs)) throw new InvalidParameterError(`--link-local-ip (network ${net}) is not supported by tvm`);
   }
 }

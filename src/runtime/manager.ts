@@ -30,6 +30,9 @@ import { planUpdate, validateUpdate, type UpdateBody } from './update.js';
 import { resolveLogConfig } from './log-opts.js';
 import { cpus } from 'node:os';
 import { readLog, logSize, type LogEntry, type ReadLogOptions } from './log-file.js';
+import type { EndpointConfigBody, NetworkAttach, NetworkManager } from '../network/manager.js';
+import { parseBindings } from '../network/ports.js';
+import type { RunningInfo } from './types.js';
 
 export interface ManagerOptions {
   dataRoot: string;
@@ -44,6 +47,8 @@ export interface ManagerOptions {
   timers?: Timers;
   /** the daemon's json-file options (`tvm daemon --log-opt`), under each container's own */
   logOpts?: Record<string, string>;
+  /** bridge networks (absent: containers get --network none or host only) */
+  network?: NetworkManager;
 }
 
 export type WaitCondition = 'not-running' | 'next-exit' | 'removed';
@@ -138,6 +143,7 @@ export class ContainerManager {
   private readonly log: (msg: string) => void;
   private readonly timers: Timers;
   private readonly logOpts: Record<string, string>;
+  readonly network: NetworkManager | undefined;
   /** set by shutdown(): exits and pending restarts are left to the next daemon */
   private closed = false;
 
@@ -152,6 +158,7 @@ export class ContainerManager {
     this.log = o.log ?? (() => {});
     this.timers = o.timers ?? realTimers;
     this.logOpts = o.logOpts ?? {};
+    this.network = o.network;
   }
 
   availableIsolations(): IsolationKind[] {
@@ -186,6 +193,44 @@ export class ContainerManager {
         // The daemon still serves: what stays behind is retried at the next start.
         this.log(`reconciling ${kind} isolation resources failed: ${String(e)}`);
       }
+    }
+    if (this.network) {
+      const all = this.records.all();
+      const running = all.filter((r) => r.state.status === 'running' || r.state.status === 'paused').map((r) => r.id);
+      await this.network.reconcile(new Set(all.map((r) => r.id)), new Set(running));
+    }
+  }
+
+  /**
+   * Starts the workload; a bridge-networked container gets its namespace and endpoints first,
+   * taken down again if the start fails.
+   */
+  private async startIsolation(rec: ContainerRecord, iso: Isolation): Promise<RunningInfo> {
+    if (rec.spec.network === 'container') {
+      const ref = String(rec.hostConfig.NetworkMode ?? '').slice('container:'.length);
+      const target = this.records.get(ref);
+      if (!target) throw new NotFoundError(`No such container: ${ref}`);
+      if (!(target.state.status === 'running' || target.state.status === 'paused') || !target.state.pid) {
+        throw new ConflictError(`cannot join network of a non running container: ${ref}`);
+      }
+      rec.spec.netns = { path: `/proc/${target.state.pid}/ns/net`, ip: target.spec.netns?.ip ?? '127.0.1.1', ...(target.spec.netns?.nameservers && { nameservers: target.spec.netns.nameservers }) };
+      return iso.start(rec.spec);
+    }
+    if (!this.network || rec.spec.network !== 'bridge') return iso.start(rec.spec);
+    const sb = await this.network.setUp({
+      id: rec.id,
+      portBindings: rec.hostConfig.PortBindings as Record<string, unknown> | null | undefined,
+      publishAll: rec.hostConfig.PublishAllPorts === true,
+      exposed: rec.config.ExposedPorts as Record<string, unknown> | null | undefined,
+    });
+    if (sb) rec.spec.netns = sb;
+    else delete rec.spec.netns;
+    try {
+      // disconnected from every network: Docker runs it with only lo
+      return await iso.start(sb ? rec.spec : { ...rec.spec, network: 'none' });
+    } catch (e) {
+      await this.network.tearDown(rec.id).catch((err) => this.log(`taking down the network of ${rec.id}: ${String(err)}`));
+      throw e;
     }
   }
 
@@ -316,6 +361,32 @@ export class ContainerManager {
 
   // ---------------------------------------------------------------------------------- create
 
+  /** NetworkMode and EndpointsConfig: checked against the daemon's networks, nothing changed. */
+  private networkAttach(body: CreateBody, kind: IsolationKind): NetworkAttach {
+    const hc = body.HostConfig ?? {};
+    if (!this.network) return { mode: validateNetwork(hc), networks: [] };
+    if ((body as { NetworkDisabled?: boolean }).NetworkDisabled === true) return { mode: 'none', networks: [] };
+    // a microVM has no network device yet: by default it keeps --network none; asked for a
+    // network, the VM isolation refuses it
+    if (kind === 'vm' && ['', 'default'].includes(hc.NetworkMode ?? '')) return { mode: 'none', networks: [] };
+    const mode = hc.NetworkMode ?? '';
+    if (mode.startsWith('container:')) {
+      // Docker's conflicts: what the other container's namespace and files decide
+      const target = this.get(mode.slice('container:'.length));
+      if (body.Hostname) throw new InvalidParameterError('conflicting options: hostname and the network mode');
+      const some = (v: unknown) => Array.isArray(v) && v.length > 0;
+      if (some(hc.Dns) || some(hc.DnsSearch) || some(hc.DnsOptions)) throw new InvalidParameterError('conflicting options: dns and the network mode');
+      if (some(hc.ExtraHosts)) throw new InvalidParameterError('conflicting options: custom host-to-IP mapping and the network mode');
+      if (Object.keys(hc.PortBindings ?? {}).length > 0 || hc.PublishAllPorts) throw new InvalidParameterError('conflicting options: port publishing and the container type network mode');
+      if (body.ExposedPorts && Object.keys(body.ExposedPorts).length > 0) throw new InvalidParameterError('conflicting options: port exposing and the container type network mode');
+      hc.NetworkMode = `container:${target.id}`;
+      // the other container's host name, as Docker gives it
+      body.Hostname = (target.config.Hostname as string | undefined) ?? target.id.slice(0, 12);
+    }
+    const endpoints = ((body.NetworkingConfig ?? {}) as { EndpointsConfig?: Record<string, EndpointConfigBody | null> | null }).EndpointsConfig ?? undefined;
+    return this.network.resolveCreate(hc.NetworkMode, endpoints);
+  }
+
   async create(body: CreateBody, nameArg?: string, platform?: string): Promise<{ Id: string; Warnings: string[] }> {
     if (platform && platform !== '' && !/^linux(\/amd64)?$/.test(platform)) {
       throw new InvalidParameterError(`image platform ${platform} is not supported: tvm runs linux/amd64`);
@@ -325,12 +396,26 @@ export class ContainerManager {
     const kind = mapIsolation(hc.Isolation, this.defaultIsolation);
     const iso = this.isolationFor(kind);
     const resources = validateResources(hc);
-    const network = validateNetwork(hc);
+    const attach = this.networkAttach(body, kind);
+    const network = attach.mode;
     const storage = validateStorageOpt(hc);
     const restartPolicy = validateRestartPolicy(hc);
     const log = resolveLogConfig(hc.LogConfig, this.logOpts);
     const usernsMode = validateUsernsMode(hc);
     const hostOptions = validateHostOptions(body, network);
+    const warnings: string[] = [];
+    if (network === 'bridge') {
+      parseBindings(hc.PortBindings, hc.PublishAllPorts === true, body.ExposedPorts);
+    } else if (Object.keys(hc.PortBindings ?? {}).length > 0 || hc.PublishAllPorts) {
+      if (network === 'none') throw new InvalidParameterError('conflicting options: port publishing and the container type network mode');
+      warnings.push('Published ports are discarded when using host network mode');
+    }
+    for (const h of hostOptions.processOptions?.extraHosts ?? []) {
+      if (h.ip !== 'host-gateway') continue;
+      const gw = this.network?.hostGatewayIp();
+      if (!gw) throw new InvalidParameterError('unable to derive the IP value for host-gateway');
+      h.ip = gw;
+    }
     const name = nameArg !== undefined && nameArg !== '' ? validateName(nameArg) : randomName((n) => this.records.nameTaken(n));
 
     let image: ImageRecord;
@@ -402,7 +487,7 @@ export class ContainerManager {
       };
       const hostConfig: Record<string, unknown> = {
         ...hc,
-        NetworkMode: network,
+        NetworkMode: network === 'bridge' || network === 'container' ? (hc.NetworkMode && hc.NetworkMode !== 'default' ? hc.NetworkMode : 'bridge') : network,
         Isolation: kind,
         // who runs it: Docker names the OCI runtime here; ours is the isolation and its backend
         Runtime: iso.backend ? `tvm-${kind}-${iso.backend}` : `tvm-${kind}`,
@@ -443,13 +528,16 @@ export class ContainerManager {
       await iso.create(spec);
       try {
         await this.records.save(rec);
+        if (this.network) await this.network.join(id, name, attach);
       } catch (e) {
+        await this.network?.leave(id).catch((err) => this.log(`create of ${id} failed; leaving its networks: ${String(err)}`));
+        await this.records.delete(id).catch((err) => this.log(`create of ${id} failed; its record stays until the next start: ${String(err)}`));
         await iso.remove(spec).catch((err) => this.log(`create of ${id} failed; removing what the isolation made failed too: ${String(err)}`));
         throw e;
       }
       this.liveOf(id);
       this.emit(rec, 'create');
-      const warnings: string[] = createWarnings(body);
+      warnings.push(...createWarnings(body));
       return { Id: id, Warnings: warnings };
     } catch (e) {
       this.records.releaseName(name);
@@ -481,7 +569,7 @@ export class ContainerManager {
     l.backoffMs = 0;
     let info;
     try {
-      info = await iso.start(rec.spec);
+      info = await this.startIsolation(rec, iso);
     } catch (e) {
       rec.state.error = goErrnoText((e as Error).message);
       rec.state.exitCode = failedStartExitCode(e, 128);
@@ -520,6 +608,8 @@ export class ContainerManager {
     const rec = this.records.get(id);
     const l = this.liveOf(id);
     if (!rec || gen !== l.runGen || !isActive(rec.state.status) || rec.state.status === 'restarting') return;
+    // queued before any restart's setup: the next run gets a fresh namespace
+    if (this.network && rec.spec.network === 'bridge') void this.network.tearDown(id).catch((e) => this.log(`taking down the network of ${id}: ${String(e)}`));
     // after shutdown the exit is recorded, and the next daemon's init applies the policy
     const restart = !this.closed && !l.removing && shouldRestart(policyOf(rec.hostConfig), {
       exitCode: st.exitCode,
@@ -575,7 +665,7 @@ export class ContainerManager {
     const iso = this.isolationFor(rec.spec.isolation);
     let info;
     try {
-      info = await iso.start(rec.spec);
+      info = await this.startIsolation(rec, iso);
     } catch (e) {
       // Docker: a failed restart leaves the container stopped with the error; no further tries.
       rec.state.status = transition(rec.state.status, 'restart-cancel', rec.name);
@@ -793,7 +883,38 @@ export class ContainerManager {
         this.records.releaseName(name);
         throw e;
       }
+      await this.network?.rename(rec.id, name).catch((e) => this.log(`renaming ${rec.id} on its networks: ${String(e)}`));
       this.emit(rec, 'rename', { oldName: old });
+    });
+  }
+
+  // ---------------------------------------------------------------------------------- networks
+
+  private requireNetworks(): NetworkManager {
+    if (!this.network) throw new NotImplementedError('this tvm daemon has no networks');
+    return this.network;
+  }
+
+  /** `docker network connect`: recorded; plumbed at once into a running container. */
+  async connectNetwork(netRef: string, ref: string, ep: EndpointConfigBody | undefined): Promise<void> {
+    const nm = this.requireNetworks();
+    const rec = this.get(ref);
+    await this.locked(rec.id, async () => {
+      const running = rec.state.status === 'running' || rec.state.status === 'paused';
+      const mode = rec.spec.network === 'bridge' ? 'bridge' : rec.spec.network;
+      await nm.connect(netRef, rec.id, rec.name, ep, mode, running);
+      const n = nm.get(netRef);
+      this.events.publish('network', 'connect', n.Id, { container: rec.id, name: n.Name, type: 'bridge' });
+    });
+  }
+
+  async disconnectNetwork(netRef: string, ref: string): Promise<void> {
+    const nm = this.requireNetworks();
+    const rec = this.get(ref);
+    await this.locked(rec.id, async () => {
+      const n = nm.get(netRef);
+      await nm.disconnect(netRef, rec.id);
+      this.events.publish('network', 'disconnect', n.Id, { container: rec.id, name: n.Name, type: 'bridge' });
     });
   }
 
@@ -834,6 +955,7 @@ export class ContainerManager {
         await l.saving;
         const iso = this.isolations[rec.spec.isolation];
         if (iso) await iso.remove(rec.spec);
+        await this.network?.leave(rec.id);
         await this.records.delete(rec.id);
       } catch (e) {
         rec.state.status = transition(rec.state.status, 'remove-failed', rec.name);
@@ -1131,7 +1253,10 @@ export class ContainerManager {
     const f = o.filters;
     const all = o.all || o.limit > 0 || (f.status?.length ?? 0) > 0 || (f.exited?.length ?? 0) > 0;
     if (!all) recs = recs.filter((r) => isActive(r.state.status));
-    recs = recs.filter((r) => matchesFilters(r, f, (ref) => this.records.find(ref)));
+    const nets = this.network;
+    // --filter network=: a network's name or id, the ones the container is on
+    const onNetworks = nets ? (r: ContainerRecord) => nets.networksOf(r.id).flatMap((x) => [x.net.Name, x.net.Id]) : undefined;
+    recs = recs.filter((r) => matchesFilters(r, f, (ref) => this.records.find(ref), onNetworks));
     if (o.limit > 0) recs = recs.slice(0, o.limit);
     return recs;
   }
@@ -1190,7 +1315,7 @@ function nameRegex(pattern: string): LinearRegex | undefined {
   return nameRegexes.get(pattern);
 }
 
-export function matchesFilters(rec: ContainerRecord, f: Record<string, string[]>, find: (ref: string) => ContainerRecord | undefined): boolean {
+export function matchesFilters(rec: ContainerRecord, f: Record<string, string[]>, find: (ref: string) => ContainerRecord | undefined, networksOf?: (rec: ContainerRecord) => string[]): boolean {
   const any = (k: string, pred: (v: string) => boolean) => !f[k] || f[k]!.length === 0 || f[k]!.some(pred);
   return (
     any('status', (v) => rec.state.status === v) &&
@@ -1213,7 +1338,7 @@ export function matchesFilters(rec: ContainerRecord, f: Record<string, string[]>
       return o !== undefined && rec.created > o.created;
     }) &&
     any('volume', (v) => rec.mounts.some((m) => m.Name === v || m.Destination === v)) &&
-    any('network', (v) => rec.spec.network === v)
+    any('network', (v) => rec.spec.network === v || (networksOf?.(rec) ?? []).some((n) => n === v || (v.length >= 12 && n.startsWith(v))))
   );
 }
 

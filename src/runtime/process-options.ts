@@ -119,7 +119,8 @@ export function validateExtraHosts(list: unknown): { name: string; ip: string }[
     const m = /^([^:=\s]+)[:=](.+)$/.exec(e);
     if (!m) return bad(`bad format for add-host: "${e}"`);
     const ip = m[2]!.replace(/^\[(.*)\]$/, '$1');
-    if (ip === 'host-gateway') bad(`--add-host ${e}: host-gateway needs a bridge network, which tvm does not have`);
+    // the default bridge's gateway, resolved by the container manager
+    if (ip === 'host-gateway') return { name: m[1]!, ip };
     if (!isIP(ip)) bad(`invalid IP address in add-host: "${m[2]}"`);
     return { name: m[1]!, ip };
   });

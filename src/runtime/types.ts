@@ -67,7 +67,14 @@ export interface ContainerSpec {
   capDrop: string[];
   privileged: boolean;
   readonlyRootfs: boolean;
-  network: 'none' | 'host';
+  /**
+   * none: a namespace with only lo; host: the host's; bridge: the namespace the daemon's
+   * networks prepare at each start (`netns`), with an endpoint on each of its networks;
+   * container: another running container's namespace (`netns`: its /proc/<pid>/ns/net)
+   */
+  network: 'none' | 'host' | 'bridge' | 'container';
+  /** bridge, container: the namespace to join for the current run and the container's primary address */
+  netns?: { path: string; ip: string; nameservers?: string[] };
   /** directory owned by this container: containers/<id>/ under the data root */
   stateDir: string;
   /** json-file log, written by the supervisor so logs outlive the daemon */

@@ -29,15 +29,21 @@ export function registerDaemonCommand(program: Command): void {
     .option('--log-opt <k=v>', 'default json-file log option for containers: max-size=10m, max-file=3 (repeatable)', collect, [])
     .addOption(new Option('--vm-backend <kind>', 'who runs the vCPUs of --isolation=vm containers: kvm (tvm\'s VMM on /dev/kvm), tcg (QEMU\'s software CPU with tvm\'s devices over vhost-user), auto').choices(['kvm', 'tcg', 'auto']).default('auto'))
     .option('--userns-remap <user[:group]>', 'run containers in user namespaces: default (user dockremap, created if absent), user, user:group, uid or uid:gid (ranges from /etc/subuid, /etc/subgid)')
+    .option('-b, --bridge <name>', 'device of the default bridge network; "none": no default bridge (containers default to --network none)', 'tvm0')
+    .option('--bip <addr/prefix>', 'the default bridge\'s address and prefix, e.g. 172.17.0.1/16 (default: the first pool subnet no host route uses)')
+    .option('--default-address-pool <base=cidr,size=n>', 'pool subnets of new networks are taken from (repeatable; default Docker\'s)', collect, [])
     .action(async (o: {
       host: string[]; dataRoot: string; execRoot: string; defaultIsolation: IsolationKind; group?: string; tlsverify?: boolean; tls?: boolean;
       tlscacert?: string; tlscert?: string; tlskey?: string; insecureTcp?: boolean; insecureRegistry: string[]; maxConcurrentDownloads: number; storageOpt: string[]; logOpt: string[]; usernsRemap?: string; vmBackend: 'kvm' | 'tcg' | 'auto';
+      bridge: string; bip?: string; defaultAddressPool: string[];
     }) => {
       // Loaded on use: the daemon pulls in fastify and every part; other commands need none of it.
       const { DEFAULT_HOST, runDaemon } = await import('../../daemon/daemon.js');
       const baseDiskSize = parseStorageOpts(o.storageOpt);
       const logOpts = parseLogOptFlags(o.logOpt);
       parseLogOpts(logOpts); // refused at start, not at each container's create
+      const { parseAddressPool } = await import('../../network/ipam.js');
+      const pools = o.defaultAddressPool.map(parseAddressPool);
       const tlsOn = o.tlsverify === true || o.tls === true || o.tlscert !== undefined;
       await runDaemon({
         hosts: o.host.length > 0 ? o.host : [DEFAULT_HOST],
@@ -53,6 +59,7 @@ export function registerDaemonCommand(program: Command): void {
         ...(o.logOpt.length > 0 && { logOpts }),
         ...(o.usernsRemap !== undefined && { usernsRemap: o.usernsRemap }),
         vmBackend: o.vmBackend,
+        network: { bridge: o.bridge, ...(o.bip && { bip: o.bip }), ...(pools.length > 0 && { pools }) },
       });
     });
 }

@@ -12,7 +12,8 @@ import type { ProcessOptions } from '../types.js';
 
 const DEFAULT_NAMESERVERS = ['8.8.8.8', '8.8.4.4'];
 
-export function hostsFile(hostname: string, extra: { name: string; ip: string }[] = []): string {
+/** `ip`: the container's address on its network (bridge), which Docker lists for the hostname. */
+export function hostsFile(hostname: string, extra: { name: string; ip: string }[] = [], ip?: string): string {
   return [
     '127.0.0.1\tlocalhost',
     '::1\tlocalhost ip6-localhost ip6-loopback',
@@ -20,7 +21,7 @@ export function hostsFile(hostname: string, extra: { name: string; ip: string }[
     'ff00::0\tip6-mcastprefix',
     'ff02::1\tip6-allnodes',
     'ff02::2\tip6-allrouters',
-    `127.0.1.1\t${hostname}`,
+    `${ip ?? '127.0.1.1'}\t${hostname}`,
     // --add-host entries, after Docker's own as Docker writes them
     ...extra.map((h) => `${h.ip}\t${h.name}`),
     '',
@@ -56,13 +57,22 @@ function appendHosts(base: string, extra: { name: string; ip: string }[]): strin
 }
 
 /** Writes the three files into the state dir; returns the bind mounts the user has not overridden. */
-export async function prepareEtcFiles(stateDir: string, hostname: string, network: 'none' | 'host', userDestinations: string[], opts?: ProcessOptions): Promise<AgentMount[]> {
+/** A user-defined network's embedded DNS in place of the host's nameservers; search and options kept (as Docker does). */
+export function withNameservers(base: string, nameservers: string[] | undefined): string {
+  if (!nameservers?.length) return base;
+  const lines = base.split('\n').filter((l) => l.trim() !== '' && !/^\s*nameserver\s/.test(l));
+  return `${[...nameservers.map((n) => `nameserver ${n}`), ...lines].join('\n')}\n`;
+}
+
+/** `net`: a bridge-networked container's address (for its hostname) and nameservers. */
+export async function prepareEtcFiles(stateDir: string, hostname: string, network: 'none' | 'host' | 'bridge' | 'container', userDestinations: string[], opts?: ProcessOptions, net?: { ip: string; nameservers?: string[] }): Promise<AgentMount[]> {
   const hostNet = network === 'host';
+  const ip = net?.ip;
   const readHost = (p: string) => readFile(p, 'utf8').catch(() => '');
   const files: [string, string][] = [
     ['hostname', `${hostname}\n`],
-    ['hosts', hostNet ? appendHosts((await readHost('/etc/hosts')) || hostsFile(hostname), opts?.extraHosts ?? []) : hostsFile(hostname, opts?.extraHosts)],
-    ['resolv.conf', withDnsOptions(resolvConf(await readHost('/etc/resolv.conf'), hostNet), opts?.dns)],
+    ['hosts', hostNet ? appendHosts((await readHost('/etc/hosts')) || hostsFile(hostname), opts?.extraHosts ?? []) : hostsFile(hostname, opts?.extraHosts, ip)],
+    ['resolv.conf', withDnsOptions(withNameservers(resolvConf(await readHost('/etc/resolv.conf'), hostNet), net?.nameservers), opts?.dns)],
   ];
   const mounts: AgentMount[] = [];
   for (const [name, content] of files) {

@@ -215,7 +215,7 @@ export class HostIsolation extends AgentSessionIsolation implements Isolation {
     if (rec.userns) aspec.userns = rec.userns;
     Object.assign(aspec.rootfs, layerDirs(spec.stateDir, rec.layer !== undefined));
     // Docker's per-container /etc files go first: user mounts may be nested below /etc
-    aspec.mounts.unshift(...(await prepareEtcFiles(spec.stateDir, aspec.hostname, spec.network, spec.mounts.map((m) => m.destination), spec.processOptions)));
+    aspec.mounts.unshift(...(await prepareEtcFiles(spec.stateDir, aspec.hostname, spec.network, spec.mounts.map((m) => m.destination), spec.processOptions, spec.netns)));
     // the container's root owns its /etc files and fresh volumes, as with Docker's remapping
     if (rec.userns) await giveToRoot(aspec.mounts.filter((m) => m.type === 'volume' || (m.type === 'bind' && path.dirname(m.source ?? '') === spec.stateDir)).map((m) => m.source!), rec.userns);
     try {

@@ -70,7 +70,12 @@ export function validateSpec(spec: ContainerSpec): void {
   if (r.pidsLimit !== undefined && (!Number.isSafeInteger(r.pidsLimit) || r.pidsLimit < -1)) fail(spec, 'resources.pidsLimit', 'must be an integer >= -1');
   if (r.cpusetCpus && !/^[0-9,-]+$/.test(r.cpusetCpus)) fail(spec, 'resources.cpusetCpus', `invalid ${JSON.stringify(r.cpusetCpus)}`);
   for (const c of [...spec.capAdd, ...spec.capDrop]) if (!validCap(c)) fail(spec, 'capabilities', `unknown capability: ${JSON.stringify(c)}`);
-  if (spec.network !== 'none' && spec.network !== 'host') fail(spec, 'network', `unsupported network mode ${JSON.stringify(spec.network)}`);
+  if (!['none', 'host', 'bridge', 'container'].includes(spec.network)) fail(spec, 'network', `unsupported network mode ${JSON.stringify(spec.network)}`);
+}
+
+function netnsOf(spec: ContainerSpec): string {
+  if (!spec.netns) fail(spec, 'netns', 'a bridge-networked container starts in the namespace its networks prepared');
+  return spec.netns.path;
 }
 
 export function agentProcess(p: ProcessSpec): AgentProcess {
@@ -109,7 +114,7 @@ export function agentSpec(spec: ContainerSpec, lower: string, cgroup: CgroupConf
     hostname: spec.hostname || spec.id.slice(0, 12),
     privileged: spec.privileged,
     readonlyRootfs: spec.readonlyRootfs,
-    network: spec.network,
+    network: spec.network === 'bridge' || spec.network === 'container' ? { path: netnsOf(spec) } : spec.network,
     rootfs: {
       lower,
       upper: path.join(spec.stateDir, 'upper'),

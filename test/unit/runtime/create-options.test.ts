@@ -57,8 +57,9 @@ describe('create options tvm does not implement are refused, never ignored', () 
   it.each([
     [{ MacAddress: '02:42:ac:11:00:02' }, '--mac-address'],
     [{ Healthcheck: { Test: ['CMD', 'true'] } }, '--health-cmd'],
-    [{ NetworkingConfig: { EndpointsConfig: { none: { Aliases: ['db'] } } } }, '--network-alias (network none)'],
-    [{ NetworkingConfig: { EndpointsConfig: { default: { IPAMConfig: { IPv4Address: '10.0.0.2' } } } } }, '--ip/--ip6'],
+    // --network-alias and --ip are the networks' to check (test/integration/network); these stay refused
+    [{ NetworkingConfig: { EndpointsConfig: { db: { Links: ['a:b'] } } } }, '--link (network db)'],
+    [{ NetworkingConfig: { EndpointsConfig: { db: { IPAMConfig: { IPv6Address: 'fd00::2' } } } } }, '--ip6 (network db)'],
   ])('Config %j', (top, msg) => {
     expect(() => refuseUnsupported(withHc({}, top))).toThrow(msg);
   });

@@ -81,6 +81,10 @@ describe('process options', () => {
 });
 
 describe('--dns, --dns-search, --dns-option, --add-host, --domainname', () => {
+  it('keeps host-gateway for the container manager to resolve (the default bridge\'s gateway)', () => {
+    expect(validateExtraHosts(['gw:host-gateway'])).toEqual([{ name: 'gw', ip: 'host-gateway' }]);
+  });
+
   it('parse into the container files and the UTS domain name', () => {
     expect(validateDns({ Dns: [], DnsSearch: [], DnsOptions: [] })).toBeUndefined();
     expect(validateDns({ Dns: ['10.0.0.53', '::1'], DnsSearch: ['example.com'], DnsOptions: ['ndots:2'] })).toEqual({ nameservers: ['10.0.0.53', '::1'], search: ['example.com'], options: ['ndots:2'] });
@@ -94,7 +98,6 @@ describe('--dns, --dns-search, --dns-option, --add-host, --domainname', () => {
     [() => validateDns({ DnsSearch: ['bad domain'] }), 'DnsSearch'],
     [() => validateExtraHosts(['nocolon']), 'bad format for add-host: "nocolon"'],
     [() => validateExtraHosts(['db:300.1.1.1']), 'invalid IP address in add-host: "300.1.1.1"'],
-    [() => validateExtraHosts(['db:host-gateway']), 'host-gateway needs a bridge network'],
     [() => validateProcessOptions({}, 'none', 'bad domain'), 'invalid domainname format'],
   ])('refuses bad values (%#)', (f, msg) => {
     expect(f).toThrow(InvalidParameterError);

@@ -19,6 +19,13 @@ describe('host spec validation', () => {
     expect(() => validateSpec(spec())).not.toThrow();
   });
 
+  it('a bridge-networked container joins the namespace its networks prepared', () => {
+    const cg = { version: 1 as const, root: '/sys/fs/cgroup', path: 'tvm/abc123' };
+    expect(agentSpec(spec({ network: 'bridge', netns: { path: '/run/tvm/netns/abc123', ip: '172.17.0.2' } }), '/l', cg).network).toEqual({ path: '/run/tvm/netns/abc123' });
+    expect(() => agentSpec(spec({ network: 'bridge' }), '/l', cg)).toThrow('netns');
+    expect(agentSpec(spec({ network: 'host' }), '/l', cg).network).toBe('host');
+  });
+
   it.each([
     ['id', { id: '../etc' }, 'invalid container id'],
     ['stateDir', { stateDir: 'rel' }, 'stateDir'],
@@ -34,7 +41,7 @@ describe('host spec validation', () => {
     ['mount type', { mounts: [{ type: 'nfs' as 'bind', source: '/a', destination: '/b', readonly: false }] }, 'unknown mount type'],
     ['mount dest', { mounts: [{ type: 'bind' as const, source: '/a', destination: 'b', readonly: false }] }, 'destination'],
     ['mount ..', { mounts: [{ type: 'bind' as const, source: '/a', destination: '/b/../../c', readonly: false }] }, '".."'],
-    ['network', { network: 'bridge' as 'none' }, 'network'],
+    ['network', { network: 'overlay' as 'none' }, 'network'],
   ])('rejects a bad %s with InvalidParameterError', (_f, over, msg) => {
     expect(() => validateSpec(spec(over as Partial<ContainerSpec>))).toThrow(InvalidParameterError);
     expect(() => validateSpec(spec(over as Partial<ContainerSpec>))).toThrow(msg);
