@@ -1,8 +1,8 @@
 /**
  * Bridge networking, tvm daemon versus Debian's docker.io dockerd, each in a network namespace
- * made here (so neither touches the host's bridges or iptables), both with their defaults:
+ * made here (so neither touches the host's bridges or iptables), both on their default bridge:
  *   1. start-path cost: `docker run --rm busybox true` on the default bridge (namespace, veth,
- *      address, rules; and their removal), and with `-p <port>:80` (a published port);
+ *      address, rules; and their removal), and with `-p 18500:80` (a published port);
  *   2. TCP throughput: N MiB from the host side to a container through a published port on
  *      127.0.0.1 (both: kernel DNAT; dockerd with --userland-proxy=false, see
  *      reference-dockerd.ts), and to the container's bridge address directly (both: the
