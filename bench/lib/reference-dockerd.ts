@@ -45,13 +45,15 @@ export interface ReferenceDockerd {
 
 /**
  * Starts dockerd under `work` with its own containerd namespace; resolves once it answers.
- * `network`: dockerd's own networking (default bridge at `bip`, iptables, userland proxy, all
- * Docker's defaults) inside the network namespace bound at `netns`, so nothing touches the host's.
+ * `network`: dockerd's own networking (default bridge at `bip`, iptables) inside the network
+ * namespace bound at `netns`, so nothing touches the host's; `--userland-proxy=false` (published
+ * ports by DNAT, loopback included, as tvm does them: in a namespace, docker-proxy's IPv6
+ * listener hung dockerd's `run -p` here)
  */
 export async function startReferenceDockerd(work: string, namespace: string, network?: { netns: string; bip: string }): Promise<ReferenceDockerd> {
   const sock = path.join(work, 'docker.sock');
   const host = `unix://${sock}`;
-  const netArgs = network ? ['--bip', network.bip] : ['--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false', '--userland-proxy=false'];
+  const netArgs = network ? ['--bip', network.bip, '--userland-proxy=false', '--ip6tables=false'] : ['--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false', '--userland-proxy=false'];
   const argv = [
     '-H', host, '--data-root', path.join(work, 'docker-data'), '--exec-root', path.join(work, 'docker-exec'),
     '--pidfile', path.join(work, 'docker.pid'), ...netArgs, '--containerd-namespace', namespace, '--containerd-plugins-namespace', `${namespace}-plugins`,

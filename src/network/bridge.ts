@@ -5,6 +5,7 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { ip, NetworkSetupError, Undo } from './exec.js';
+import { macFor } from './ipam.js';
 
 export async function linkExists(name: string): Promise<boolean> {
   try {
@@ -15,10 +16,10 @@ export async function linkExists(name: string): Promise<boolean> {
   }
 }
 
-/** All links whose name starts with `prefix` (leftover veths of a crashed daemon). */
-export async function linksWithPrefix(prefix: string): Promise<string[]> {
-  const out = JSON.parse((await ip('-j', 'link', 'show')) || '[]') as { ifname: string }[];
-  return out.map((l) => l.ifname).filter((n) => n.startsWith(prefix));
+/** The links enslaved to these bridges (a crashed daemon's leftover veths are among them). */
+export async function linksOnBridges(bridges: Set<string>): Promise<string[]> {
+  const out = JSON.parse((await ip('-j', 'link', 'show')) || '[]') as { ifname: string; master?: string }[];
+  return out.filter((l) => l.master !== undefined && bridges.has(l.master)).map((l) => l.ifname);
 }
 
 async function sysctl(key: string, value: string): Promise<void> {
@@ -44,6 +45,10 @@ export async function ensureBridge(name: string, gatewayCidr: string, log: (m: s
       await ip('link', 'add', 'name', name, 'type', 'bridge');
       undo.push(() => ip('link', 'del', 'dev', name));
     }
+    // A bridge without an address of its own takes the lowest of its ports' MACs, so it would
+    // change as containers come and go and strand every container's ARP entry for the gateway
+    // (seconds of lost packets): it gets a fixed one, derived from the gateway's address.
+    await ip('link', 'set', 'dev', name, 'address', macFor(gatewayCidr.split('/')[0]!));
     const addrs = JSON.parse(await ip('-j', '-4', 'addr', 'show', 'dev', name)) as { addr_info?: { local: string; prefixlen: number }[] }[];
     const have = (addrs[0]?.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`);
     if (!have.includes(gatewayCidr)) await ip('addr', 'add', gatewayCidr, 'dev', name);

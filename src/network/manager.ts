@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { ConflictError, InvalidParameterError, NotFoundError, NotImplementedError } from '../errors.js';
-import { deleteBridge, enableForwarding, ensureBridge, linksWithPrefix } from './bridge.js';
+import { deleteBridge, enableForwarding, ensureBridge, linksOnBridges } from './bridge.js';
 import { ip, Undo } from './exec.js';
 import {
   allocate, cidr, completeConfig, DEFAULT_POOLS, ForbiddenError, formatCidr, formatIp, macFor, overlaps, parseCidr, pickSubnet, release,
@@ -158,22 +158,17 @@ export class NetworkManager {
     return `${c.Gateway}/${cidr(c.Subnet).prefix}`;
   }
 
-  private async hostRoutes(): Promise<Cidr[]> {
-    const routes = JSON.parse((await ip('-j', '-4', 'route', 'show', 'table', 'all')) || '[]') as { dst: string }[];
-    const out: Cidr[] = [];
-    for (const r of routes) {
-      if (r.dst === 'default') continue;
-      const c = parseCidr(r.dst.includes('/') ? r.dst : `${r.dst}/32`);
-      if (c && !r.dst.startsWith('127.')) out.push({ base: c.addr, prefix: c.prefix });
-    }
-    return out;
-  }
-
-  private async takenSubnets(except?: string): Promise<Cidr[]> {
-    const ours = [...this.nets.values()].filter((n) => n.Id !== except).map((n) => cidr(n.IPAM.Config[0]!.Subnet));
+  /** Subnets a new network must not overlap: ours, and every route of the host that is not one of our bridges'. */
+  private async takenSubnets(): Promise<Cidr[]> {
+    const ours = [...this.nets.values()].map((n) => cidr(n.IPAM.Config[0]!.Subnet));
     const bridges = new Set([...this.nets.values()].map((n) => n.bridge));
-    const routes = (await ip('-j', '-4', 'route', 'show')) ? JSON.parse(await ip('-j', '-4', 'route', 'show')) as { dst: string; dev?: string }[] : [];
-    const host = (await this.hostRoutes()).filter((c) => !routes.some((r) => r.dev && bridges.has(r.dev) && r.dst === formatCidr(c)));
+    const routes = JSON.parse((await ip('-j', '-4', 'route', 'show', 'table', 'all')) || '[]') as { dst: string; dev?: string }[];
+    const host: Cidr[] = [];
+    for (const r of routes) {
+      if (r.dst === 'default' || r.dst.startsWith('127.') || (r.dev && bridges.has(r.dev))) continue;
+      const c = parseCidr(r.dst.includes('/') ? r.dst : `${r.dst}/32`);
+      if (c) host.push({ base: c.addr, prefix: c.prefix });
+    }
     return [...ours, ...host];
   }
 
@@ -240,7 +235,10 @@ export class NetworkManager {
         if (!running.has(f)) await removeNetns(path.join(dir, f)).catch((e) => this.log(`removing a leftover network namespace ${f}: ${String(e)}`));
       }
       const live = new Set([...this.nets.values()].flatMap((n) => Object.values(n.members).map((m) => m.endpoint?.hostIf).filter(Boolean)));
-      for (const l of await linksWithPrefix(VETH_PREFIX).catch(() => [] as string[])) {
+      // only on our bridges: another daemon's veths are not ours to judge
+      const bridges = new Set([...this.nets.values()].map((n) => n.bridge));
+      const links = bridges.size > 0 ? await linksOnBridges(bridges).catch((e) => (this.log(`listing the bridges' links: ${String(e)}`), [] as string[])) : [];
+      for (const l of links) {
         if (!live.has(l) && /^tv[0-9a-f]{11}$/.test(l)) await detachEndpoint(l).catch((e) => this.log(`removing a leftover veth ${l}: ${String(e)}`));
       }
     });

@@ -19,7 +19,7 @@ describe('bridge networks (docker CLI, daemon in its own network namespace)', ()
   let tmp: string;
   const run = (args: string[]) => d.docker(args);
   /** a command in the daemon's network namespace (the test's "host") */
-  const host = (cmd: string[]) => execa('nsenter', [`--net=/proc/${d.pid()}/ns/net`, ...cmd], { reject: false });
+  const host = (cmd: string[]) => execa('nsenter', [`--net=${path.join(path.dirname(d.dataRoot), 'netns')}`, ...cmd], { reject: false });
   const ok = async (args: string[]) => {
     const r = await run(args);
     expect(r.exitCode, `docker ${args.join(' ')}: ${r.stderr}`).toBe(0);
@@ -45,6 +45,7 @@ describe('bridge networks (docker CLI, daemon in its own network namespace)', ()
   }, 120_000);
   afterAll(async () => {
     if (d) {
+      // the daemon's log, when a failure needs it
       if (process.env.TVM_NET_DEBUG) process.stderr.write(d.logs());
       const ids = (await run(['ps', '-aq'])).stdout.split('\n').filter(Boolean);
       if (ids.length > 0) await run(['rm', '-f', ...ids]);
@@ -115,7 +116,7 @@ describe('bridge networks (docker CLI, daemon in its own network namespace)', ()
   });
 
   it('a host port another process holds is refused with Docker\'s error before the container starts', async () => {
-    const holder = execa('nsenter', [`--net=/proc/${d.pid()}/ns/net`, 'busybox', 'nc', '-l', '-p', '18090'], { reject: false });
+    const holder = execa('nsenter', [`--net=${path.join(path.dirname(d.dataRoot), 'netns')}`, 'busybox', 'nc', '-l', '-p', '18090'], { reject: false });
     try {
       for (let i = 0; i < 50 && !(await host(['busybox', 'sh', '-c', 'busybox netstat -ltn | grep -q :18090'])).exitCode === false; i++) await new Promise((r) => setTimeout(r, 50));
       await new Promise((r) => setTimeout(r, 300));
@@ -182,10 +183,13 @@ describe('bridge networks (docker CLI, daemon in its own network namespace)', ()
     expect(await lookup(a1.slice(0, 12))).toContain('Address: 10.214.0.10');
     expect(JSON.parse(await ok(['inspect', 'a2']))[0].NetworkSettings.Networks.neta.Aliases).toEqual(['db']);
     await ok(['rm', '-f', 'a2']);
+    // the gateway's MAC is fixed: a port leaving must not change it under the others' ARP caches
+    expect((await host(['ip', '-j', 'link', 'show', 'dev', `br-${net.Id.slice(0, 12)}`])).stdout).toContain('"address":"02:42:0a:d6:00:fe"');
     // connect a running container to a second network, then disconnect it
     await ok(['network', 'connect', 'netb', a1]);
     expect(await ok(['exec', a1, 'busybox', 'wget', '-qO-', `http://${bIp}/`])).toBe(`hello from ${b1.slice(0, 12)}`);
-    expect(await lookup('b1')).toContain(`Address: ${bIp}`);
+    const lb = await lookup('b1');
+    expect(lb).toContain(`Address: ${bIp}`);
     expect((await run(['network', 'connect', 'netb', a1])).stderr).toContain('endpoint with name a1 already exists in network netb');
     await ok(['network', 'disconnect', 'netb', a1]);
     expect((await run(['exec', a1, 'busybox', 'ip', '-o', 'link', 'show', 'eth1'])).exitCode).not.toBe(0);
@@ -201,7 +205,16 @@ describe('bridge networks (docker CLI, daemon in its own network namespace)', ()
     await ok(['network', 'create', '--subnet', '10.219.0.0/24', 'keep']);
     const id = await ok(['run', '-d', '--name', 'k1', '--network', 'keep', '-p', '18100:80', 'busybox', 'sh', '-c', SERVE]);
     await d.stop();
+    // what a crashed daemon could leave: a veth on our bridge, a namespace of no running container
+    const add = await host(['ip', 'link', 'add', 'tv0123456789a', 'type', 'veth', 'peer', 'name', 'tvpeer0']);
+    expect(add.exitCode, add.stderr).toBe(0);
+    expect((await host(['ip', 'link', 'set', 'tv0123456789a', 'master', 'tvm0'])).exitCode).toBe(0);
+    const stray = path.join(d.execRoot, 'netns', 'f'.repeat(64));
+    await writeFile(stray, '');
+    expect((await execa('unshare', [`--net=${stray}`, 'true'], { reject: false })).exitCode).toBe(0);
     await d.start();
+    expect((await host(['ip', 'link', 'show', 'tv0123456789a'])).exitCode).not.toBe(0);
+    expect(await readdir(path.join(d.execRoot, 'netns'))).toEqual([id]);
     expect(await ok(['network', 'ls', '--format', '{{.Name}}'])).toContain('keep');
     expect(await fetch('http://127.0.0.1:18100/')).toBe(`hello from ${id.slice(0, 12)}`);
     await ok(['stop', '-t', '1', id]);
