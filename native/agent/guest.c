@@ -18,10 +18,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <linux/fs.h>
 #include <linux/vm_sockets.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/socket.h>
@@ -108,6 +111,40 @@ static void reenter_root(void) {
   if (chdir("/") < 0) fatal("chdir /");
 }
 
+#ifndef EXT4_IOC_RESIZE_FS
+#define EXT4_IOC_RESIZE_FS _IOW('f', 16, uint64_t)
+#endif
+
+/* ext4 superblock fields (at byte 1024 of the disk) this needs */
+#define SB_OFFSET 1024
+#define SB_BLOCKS_COUNT_LO 0x04
+#define SB_LOG_BLOCK_SIZE 0x18
+#define SB_BLOCKS_COUNT_HI 0x150
+
+/* `--storage-opt size=` made the container's overlay larger than the image's filesystem: grow
+ * the filesystem online to the whole disk (the kernel converts to meta_bg where it must). A
+ * failure leaves the image's size, which still works, and says so. */
+static void grow_disk(void) {
+  int dev = open("/dev/vda", O_RDONLY | O_CLOEXEC);
+  if (dev < 0) return;
+  uint64_t bytes = 0;
+  unsigned char sb[0x200];
+  int ok = ioctl(dev, BLKGETSIZE64, &bytes) == 0 && pread(dev, sb, sizeof sb, SB_OFFSET) == (ssize_t)sizeof sb;
+  close(dev);
+  if (!ok) return;
+  uint32_t lo = sb[SB_BLOCKS_COUNT_LO] | sb[SB_BLOCKS_COUNT_LO + 1] << 8 | sb[SB_BLOCKS_COUNT_LO + 2] << 16 | (uint32_t)sb[SB_BLOCKS_COUNT_LO + 3] << 24;
+  uint32_t hi = sb[SB_BLOCKS_COUNT_HI] | sb[SB_BLOCKS_COUNT_HI + 1] << 8 | sb[SB_BLOCKS_COUNT_HI + 2] << 16 | (uint32_t)sb[SB_BLOCKS_COUNT_HI + 3] << 24;
+  uint32_t log = sb[SB_LOG_BLOCK_SIZE];
+  if (log > 6) return;
+  uint64_t block = 1024u << log, have = (uint64_t)hi << 32 | lo, want = bytes / block;
+  if (want <= have) return;
+  int fd = open(GUEST_DISK_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  if (ioctl(fd, EXT4_IOC_RESIZE_FS, &want) < 0) say("could not grow the disk to %llu blocks: %s", (unsigned long long)want, strerror(errno));
+  else say("disk grown from %llu to %llu blocks", (unsigned long long)have, (unsigned long long)want);
+  close(fd);
+}
+
 static int listen_vsock(void) {
   int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
@@ -133,6 +170,7 @@ int guest_main(void) {
   set_clock();
   /* the container's disk; ext4 errors remount it read-only rather than corrupting the overlay */
   mount_or_die("/dev/vda", GUEST_DISK_DIR, "ext4", MS_NOATIME, "errors=remount-ro");
+  grow_disk();
   if (mkdir_p(GUEST_STATE_DIR, 0700) < 0) fatal("mkdir " GUEST_STATE_DIR);
   int lfd = listen_vsock();
   if (lfd < 0) fatal("listen on vsock port 1024");

@@ -98,9 +98,20 @@ export function validateVmSpec(spec: ContainerSpec): void {
     }
   }
   if (spec.network !== 'none') throw new InvalidParameterError(`--network ${spec.network} is not supported with --isolation=vm yet (use --network none)`);
-  if (spec.storage) throw new InvalidParameterError('--storage-opt size is not supported with --isolation=vm yet');
   if (spec.processOptions?.devices?.length) throw new InvalidParameterError('--device is not supported with --isolation=vm: host devices are not in the guest');
   if (spec.processOptions?.oomKillDisable) throw new InvalidParameterError('--oom-kill-disable is not supported with --isolation=vm (the guest has cgroup v2)');
+}
+
+/**
+ * The overlay's virtual size: the image's disk, or larger with `--storage-opt size=` (the guest
+ * agent grows the filesystem to it at boot). A VM's disk cannot be smaller than its image's.
+ */
+export function vmDiskSize(baseBytes: number, wanted: number | undefined): number {
+  if (wanted === undefined) return baseBytes;
+  if (wanted < baseBytes) {
+    throw new InvalidParameterError(`--storage-opt size=${wanted} is smaller than the image's disk (${baseBytes} bytes): with --isolation=vm the container's disk can only be larger`);
+  }
+  return Math.ceil(wanted / MiB) * MiB;
 }
 
 export class VmIsolation extends AgentSessionIsolation implements Isolation {
@@ -172,7 +183,7 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
     try {
       await mkdir(spec.stateDir, { recursive: true, mode: 0o700 });
       // the overlay names its backing file by absolute path: the base disk never moves
-      const size = (await stat(baseDisk)).size;
+      const size = vmDiskSize((await stat(baseDisk)).size, spec.storage?.sizeBytes);
       Qcow2Image.createSync(disk, { size, backingFile: baseDisk, backingFormat: 'raw' }).closeSync();
       await writeJsonAtomic(path.join(spec.stateDir, RECORD), { version: 1, imageId: image.id, baseDisk, disk } satisfies VmRecord);
     } catch (e) {

@@ -130,12 +130,18 @@ describe(`--isolation=vm through the docker CLI (backend ${backend ?? 'auto'})`,
     expect(await processesNaming(vmDir)).toEqual([]);
   });
 
-  it('a guest user process doing port I/O gets SIGSEGV, and the next VM works', async () => {
+  it('a guest user process doing port I/O gets SIGSEGV, and the next VM (a larger disk) works', async () => {
     const r = await run(['run', '--rm', 'portio:1', '/portio']);
     expect(r.stdout).toBe('before');
     expect(r.exitCode).toBe(139);
-    const next = await run(['run', '--rm', 'busybox', 'echo', 'next']);
-    expect([next.exitCode, next.stdout]).toEqual([0, 'next']);
+    // --storage-opt size: the overlay is larger and the agent grows the filesystem at boot
+    const next = await run(['run', '--rm', '--storage-opt', 'size=2G', 'busybox', 'sh', '-c', "echo next; df -k / | tail -1 | tr -s ' ' | cut -d' ' -f2"]);
+    expect(next.exitCode, next.stderr).toBe(0);
+    const [word, kib] = next.stdout.split('\n');
+    expect(word).toBe('next');
+    expect(Number(kib)).toBeGreaterThan(1.8 * 1024 * 1024);
+    const small = await run(['run', '--rm', '--storage-opt', 'size=64M', 'busybox', 'true']);
+    expect(small.stderr).toMatch(/smaller than the image's disk/);
   });
 
   it('a SIGKILLed VM supervisor takes QEMU with it; a SIGKILLed QEMU ends the container with the reason; rm -f leaves nothing', async () => {

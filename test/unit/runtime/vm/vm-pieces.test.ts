@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { InvalidParameterError } from '../../../../src/errors.js';
 import { readCpio } from '../../../../src/disks/cpio.js';
-import { guestCpus, guestMemoryMiB, validateVmSpec, GUEST_MEMORY_MARGIN_MIB, DEFAULT_GUEST_MEMORY_MIB } from '../../../../src/runtime/vm/isolation.js';
+import { guestCpus, guestMemoryMiB, validateVmSpec, vmDiskSize, GUEST_MEMORY_MARGIN_MIB, DEFAULT_GUEST_MEMORY_MIB } from '../../../../src/runtime/vm/isolation.js';
 import { agentInitramfs, writeVmInitramfs } from '../../../../src/runtime/vm/initrd.js';
 import { readLaunchConfig } from '../../../../src/runtime/vm/launch-config.js';
 import { chooseVmBackend } from '../../../../src/vmm/launch/backend.js';
@@ -42,14 +42,22 @@ describe('guest sizing', () => {
 });
 
 describe('what --isolation=vm refuses (never ignores)', () => {
-  it('refuses host directories, networks other than none, sized layers, devices', () => {
+  it('refuses host directories, networks other than none, devices', () => {
     expect(() => validateVmSpec(spec())).not.toThrow();
     expect(() => validateVmSpec(spec({ mounts: [{ type: 'tmpfs', source: '', destination: '/t', readonly: false }] }))).not.toThrow();
     expect(() => validateVmSpec(spec({ mounts: [{ type: 'bind', source: '/etc', destination: '/e', readonly: true }] }))).toThrow(/bind mounts \(\/e\) are not supported with --isolation=vm/);
     expect(() => validateVmSpec(spec({ mounts: [{ type: 'volume', source: '/v', destination: '/d', readonly: false }] }))).toThrow(/named volumes/);
     expect(() => validateVmSpec(spec({ network: 'host' }))).toThrow(InvalidParameterError);
-    expect(() => validateVmSpec(spec({ storage: { sizeBytes: 1 << 30 } }))).toThrow(/--storage-opt/);
+    expect(() => validateVmSpec(spec({ storage: { sizeBytes: 1 << 30 } }))).not.toThrow();
     expect(() => validateVmSpec(spec({ processOptions: { devices: [{ pathOnHost: '/dev/fuse', pathInContainer: '/dev/fuse', permissions: 'rwm' }] } }))).toThrow(/--device/);
+  });
+});
+
+describe('the VM disk size', () => {
+  it('is the image disk, or larger with --storage-opt size (MiB aligned), never smaller', () => {
+    expect(vmDiskSize(1 << 30, undefined)).toBe(1 << 30);
+    expect(vmDiskSize(1 << 30, 2 * (1 << 30) + 1)).toBe(2 * (1 << 30) + MiB);
+    expect(() => vmDiskSize(1 << 30, 512 * MiB)).toThrow(/can only be larger/);
   });
 });
 
