@@ -114,6 +114,20 @@ export function vmDiskSize(baseBytes: number, wanted: number | undefined): numbe
   return Math.ceil(wanted / MiB) * MiB;
 }
 
+/**
+ * `tar` as the caller's stream; `done` (releasing the disk view the tar reads) runs once it has
+ * been read, or abandoned by a client that went away (then the tar is stopped too).
+ */
+function holdUntilRead(tar: Readable, done: () => Promise<void>): Readable {
+  const out = new PassThrough();
+  tar.on('error', (e) => out.destroy(e));
+  out.on('close', () => {
+    if (!tar.readableEnded) tar.destroy();
+    void done();
+  });
+  return tar.pipe(out);
+}
+
 export class VmIsolation extends AgentSessionIsolation implements Isolation {
   readonly kind = 'vm' as const;
   private kernel?: Promise<{ bzImage: string; vmlinux: string }>;
@@ -433,14 +447,7 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
     try {
       reader = await Ext4Reader.open(rec.disk, { format: 'qcow2' });
       const tar = containerPath.replace(/\/+$/, '') === '' ? await exportDisk(reader) : await archiveFromDisk(reader, containerPath);
-      // the view lives until the tar has been read, or abandoned by a client that went away
-      const out = new PassThrough();
-      tar.on('error', (e) => out.destroy(e));
-      out.on('close', () => {
-        if (!tar.readableEnded) tar.destroy();
-        void done();
-      });
-      return tar.pipe(out);
+      return holdUntilRead(tar, done);
     } catch (e) {
       await done();
       throw e;
@@ -469,15 +476,7 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
       } finally {
         await base.close();
       }
-      const tar = diskChangesTar(top, changes);
-      // the view lives until the tar has been read, or abandoned
-      const out = new PassThrough();
-      tar.on('error', (e) => out.destroy(e));
-      out.on('close', () => {
-        if (!tar.readableEnded) tar.destroy();
-        void done();
-      });
-      return tar.pipe(out);
+      return holdUntilRead(diskChangesTar(top, changes), done);
     } catch (e) {
       await done();
       throw e;
