@@ -14,12 +14,13 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, lstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
-import { lstat, open, readdir, readlink } from 'node:fs/promises';
+import { lstat, open, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { extract as tarExtract, pack as tarPack, type Header } from 'tar-stream';
+import { extract as tarExtract } from 'tar-stream';
+import { tarStream, type TarEntryHeader as EntryHeader } from '../tar-stream-writer.js';
 import { BuildError } from './errors.js';
 
 export interface CopySource {
@@ -188,71 +189,52 @@ export interface CopyOwner {
   gid: number;
 }
 
-type EntryHeader = Partial<Header> & { name: string };
-
 /** The tar of a plan, names relative to `/`. */
 export function copyTar(plan: CopyPlan, owner: CopyOwner, chmod: number | undefined, missingDirs: Set<string>): Readable {
-  const pack = tarPack();
-  const out = new PassThrough();
-  pack.on('data', (c: unknown) => {
-    if (!out.write(c as Buffer)) pack.pause();
-  });
-  out.on('drain', () => pack.resume());
-  pack.on('error', (e) => out.destroy(e));
-  pack.on('end', () => out.end());
-  const entry = (h: EntryHeader, body?: Readable): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const done = (err?: Error | null) => (err ? reject(err) : resolve());
-      if (body) body.on('error', reject).pipe(pack.entry(h, done));
-      else if (h.type === 'file') pack.entry(h, Buffer.alloc(0), done);
-      else pack.entry(h, done);
-    });
-  const entryBuffer = (h: EntryHeader, data: Buffer): Promise<void> =>
-    new Promise((resolve, reject) => void pack.entry(h, data, (err) => (err ? reject(err) : resolve())));
-  const name = (p: string) => p.replace(/^\/+/, '') || '.';
-  // the mode as stored, with the type bits so a mode of 0 is not replaced by tar-stream's default
-  const modeOf = (m: number, isDir: boolean) => (chmod !== undefined ? chmod | (isDir ? 0o040000 : 0o100000) : m);
-  const pause = yielder();
-  const one = async (host: string, dest: string): Promise<void> => {
-    await pause();
-    const st = lstatSync(host);
-    const base = { name: name(dest), uid: owner.uid, gid: owner.gid, mtime: st.mtime };
-    if (st.isDirectory()) {
-      await entry({ ...base, type: 'directory', mode: modeOf(st.mode, true) });
-      for (const n of readdirSync(host).sort()) await one(path.join(host, n), path.posix.join(dest, n));
-    } else if (st.isSymbolicLink()) {
-      await entry({ ...base, type: 'symlink', linkname: readlinkSync(host), mode: st.mode });
-    } else if (st.isFile()) {
-      const h: EntryHeader = { ...base, type: 'file', size: st.size, mode: modeOf(st.mode, false) };
-      if (st.size <= SMALL_FILE) await entryBuffer(h, readFileSync(host));
-      else await entry(h, createReadStream(host));
-    }
-  };
-  const untar = async (host: string, dest: string): Promise<void> => {
-    const kind = await looksLikeTar(host);
-    const ex = tarExtract();
-    ex.on('entry', (h, stream, next) => {
-      const rel = path.posix.normalize(h.name.replace(/^\/+/, ''));
-      if (rel === '..' || rel.startsWith('../')) {
-        stream.resume();
-        ex.destroy(new BuildError(`ADD: archive entry ${JSON.stringify(h.name)} is outside of the destination`));
-        return;
+  return tarStream(async ({ entry, entryBuffer }) => {
+    const name = (p: string) => p.replace(/^\/+/, '') || '.';
+    // the mode as stored, with the type bits so a mode of 0 is not replaced by tar-stream's default
+    const modeOf = (m: number, isDir: boolean) => (chmod !== undefined ? chmod | (isDir ? 0o040000 : 0o100000) : m);
+    const pause = yielder();
+    const one = async (host: string, dest: string): Promise<void> => {
+      await pause();
+      const st = lstatSync(host);
+      const base = { name: name(dest), uid: owner.uid, gid: owner.gid, mtime: st.mtime };
+      if (st.isDirectory()) {
+        await entry({ ...base, type: 'directory', mode: modeOf(st.mode, true) });
+        for (const n of readdirSync(host).sort()) await one(path.join(host, n), path.posix.join(dest, n));
+      } else if (st.isSymbolicLink()) {
+        await entry({ ...base, type: 'symlink', linkname: readlinkSync(host), mode: st.mode });
+      } else if (st.isFile()) {
+        const h: EntryHeader = { ...base, type: 'file', size: st.size, mode: modeOf(st.mode, false) };
+        if (st.size <= SMALL_FILE) await entryBuffer(h, readFileSync(host));
+        else await entry(h, createReadStream(host));
       }
-      const target = rel === '.' ? dest : path.posix.join(dest, rel);
-      const hh: EntryHeader = { ...h, name: name(target), mode: h.mode ?? 0o644 };
-      if (h.type === 'link' && h.linkname) hh.linkname = name(path.posix.join(dest, path.posix.normalize(h.linkname.replace(/^\/+/, ''))));
-      if (hh.type === 'file' || hh.type === 'contiguous-file') {
-        hh.type = 'file';
-        entry(hh, stream as unknown as Readable).then(() => next(), (e: unknown) => ex.destroy(e as Error));
-      } else {
-        stream.resume();
-        entry(hh).then(() => next(), (e: unknown) => ex.destroy(e as Error));
-      }
-    });
-    const src = createReadStream(host);
-    await pipeline(kind === 'gzip' ? src.pipe(createGunzip()) : src, ex);
-  };
-  (async () => {
+    };
+    const untar = async (host: string, dest: string): Promise<void> => {
+      const kind = await looksLikeTar(host);
+      const ex = tarExtract();
+      ex.on('entry', (h, stream, next) => {
+        const rel = path.posix.normalize(h.name.replace(/^\/+/, ''));
+        if (rel === '..' || rel.startsWith('../')) {
+          stream.resume();
+          ex.destroy(new BuildError(`ADD: archive entry ${JSON.stringify(h.name)} is outside of the destination`));
+          return;
+        }
+        const target = rel === '.' ? dest : path.posix.join(dest, rel);
+        const hh: EntryHeader = { ...h, name: name(target), mode: h.mode ?? 0o644 };
+        if (h.type === 'link' && h.linkname) hh.linkname = name(path.posix.join(dest, path.posix.normalize(h.linkname.replace(/^\/+/, ''))));
+        if (hh.type === 'file' || hh.type === 'contiguous-file') {
+          hh.type = 'file';
+          entry(hh, stream as unknown as Readable).then(() => next(), (e: unknown) => ex.destroy(e as Error));
+        } else {
+          stream.resume();
+          entry(hh).then(() => next(), (e: unknown) => ex.destroy(e as Error));
+        }
+      });
+      const src = createReadStream(host);
+      await pipeline(kind === 'gzip' ? src.pipe(createGunzip()) : src, ex);
+    };
     for (const d of plan.mkdirs) {
       if (missingDirs.has(d) && d !== '/') await entry({ name: name(d), type: 'directory', mode: 0o40755, uid: owner.uid, gid: owner.gid, mtime: new Date() });
     }
@@ -262,12 +244,5 @@ export function copyTar(plan: CopyPlan, owner: CopyOwner, chmod: number | undefi
         for (const n of (await readdir(it.host)).sort()) await one(path.join(it.host, n), path.posix.join(it.dest, n));
       } else await one(it.host, it.dest);
     }
-  })().then(
-    () => pack.finalize(),
-    (e: unknown) => {
-      pack.destroy(e as Error);
-      out.destroy(e as Error);
-    },
-  );
-  return out;
+  });
 }

@@ -6,34 +6,17 @@
  * as `.wh.<name>` files, files sharing an inode as one file and hard links to it, in the
  * change list's path order.
  */
-import { PassThrough, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import path from 'node:path';
-import { pack as tarPack, type Header } from 'tar-stream';
+import { tarStream } from '../../tar-stream-writer.js';
 import { CHANGE_DELETED, type Change } from '../../runtime/types.js';
 import type { Ext4Reader } from './reader.js';
-
-type EntryHeader = Partial<Header> & { name: string };
 
 const TYPE_BITS: Record<string, number> = { file: 0o100000, dir: 0o040000, symlink: 0o120000, char: 0o020000, block: 0o060000, fifo: 0o010000 };
 
 export function diskChangesTar(disk: Ext4Reader, changes: Change[]): Readable {
-  const pack = tarPack();
-  const out = new PassThrough();
-  pack.on('data', (c: unknown) => {
-    if (!out.write(c as Buffer)) pack.pause();
-  });
-  out.on('drain', () => pack.resume());
-  pack.on('error', (e) => out.destroy(e));
-  pack.on('end', () => out.end());
-  const entry = (h: EntryHeader, body?: Readable): Promise<void> =>
-    new Promise<void>((resolve, reject) => {
-      const done = (err?: Error | null) => (err ? reject(err) : resolve());
-      if (body) body.on('error', reject).pipe(pack.entry(h, done));
-      else if (h.type === 'file') pack.entry(h, Buffer.alloc(0), done);
-      else pack.entry(h, done);
-    });
-  const inodes = new Map<number, string>();
-  (async () => {
+  return tarStream(async ({ entry }) => {
+    const inodes = new Map<number, string>();
     for (const c of changes) {
       const rel = c.Path.replace(/^\/+/, '');
       if (c.Kind === CHANGE_DELETED) {
@@ -58,12 +41,5 @@ export function diskChangesTar(disk: Ext4Reader, changes: Change[]): Readable {
         await entry({ ...base, type: e.type === 'char' ? 'character-device' : 'block-device', devmajor: e.device?.major ?? 0, devminor: e.device?.minor ?? 0 });
       } else if (e.type === 'fifo') await entry({ ...base, type: 'fifo' });
     }
-  })().then(
-    () => pack.finalize(),
-    (err: unknown) => {
-      pack.destroy(err as Error);
-      out.destroy(err as Error);
-    },
-  );
-  return out;
+  });
 }

@@ -7,11 +7,11 @@
  * to the first name of the inode, devices with their numbers, symlinks with their targets.
  * Extended attributes are not carried (the ext2fs binding does not read them).
  */
-import { PassThrough, type Readable } from 'node:stream';
-import { pack as tarPack, type Header as TarHeader } from 'tar-stream';
+import type { Readable } from 'node:stream';
+import type { Header as TarHeader } from 'tar-stream';
+import { tarStream, type TarEntryHeader as Header } from '../../tar-stream-writer.js';
 
 /** what pack.entry takes: a name and the fields that apply */
-type Header = Partial<TarHeader> & { name: string };
 import { FormatError, NotFoundError } from '../../errors.js';
 import { CHANGE_ADDED, CHANGE_DELETED, CHANGE_MODIFIED, type Change } from '../../runtime/types.js';
 import type { Ext4Entry, Ext4Reader } from './reader.js';
@@ -71,60 +71,39 @@ export async function archiveFromDisk(reader: Ext4Reader, containerPath: string,
     if (e instanceof NotFoundError) throw new NotFoundError(`Could not find the file ${containerPath} in container`);
     throw e;
   }
-  const pack = tarPack();
-  const out = new PassThrough();
-  pack.on('error', (e: Error) => out.destroy(e));
-  pack.pipe(out);
+  const rootName = opts.exportRoot ? '.' : start === '/' ? '.' : start.split('/').pop()!;
   const firstName = new Map<number, string>();
   const onPath = new Set<number>();
-
-  const entry = (h: Header, body?: Readable) =>
-    new Promise<void>((resolve, reject) => {
-      if (!body) {
-        // an empty buffer, not none: tar-stream waits for the body of a file entry given none,
-        // so an empty regular file would stall the archive for ever
-        pack.entry(h, Buffer.alloc(0), (err) => (err ? reject(err) : resolve()));
+  return tarStream(async ({ entry }) => {
+    const walk = async (e: Ext4Entry, name: string): Promise<void> => {
+      if (e.type !== 'dir' && e.nlink > 1) {
+        const first = firstName.get(e.ino);
+        if (first !== undefined) {
+          await entry({ name, type: 'link', linkname: first, mode: e.mode, uid: e.uid, gid: e.gid, mtime: new Date(e.mtimeSec * 1000) });
+          return;
+        }
+        firstName.set(e.ino, name);
+      }
+      const h = header(e, name);
+      if (!h) return;
+      const isExportRoot = opts.exportRoot && name === '.';
+      if (e.type === 'file') {
+        await entry(h, e.size > 0 ? reader.createReadStream(e.path) : undefined);
         return;
       }
-      const sink = pack.entry(h, (err) => (err ? reject(err) : resolve()));
-      // a reader that goes away destroys the pack, and with it this entry's sink
-      sink.on('error', reject);
-      body.on('error', reject).pipe(sink);
-    });
-
-  const walk = async (e: Ext4Entry, name: string): Promise<void> => {
-    if (e.type !== 'dir' && e.nlink > 1) {
-      const first = firstName.get(e.ino);
-      if (first !== undefined) {
-        await entry({ name, type: 'link', linkname: first, mode: e.mode, uid: e.uid, gid: e.gid, mtime: new Date(e.mtimeSec * 1000) });
-        return;
+      // docker export names entries relative to the root and has no entry for the root itself
+      if (!isExportRoot) await entry(h);
+      if (e.type !== 'dir') return;
+      enterDir(onPath, e, 'the container\'s disk');
+      for (const child of (await reader.readdir(e.path)).sort()) {
+        const p = childPath(e.path, child);
+        if (p === LOST_AND_FOUND) continue;
+        await walk(await reader.stat(p), name === '.' ? child : `${name}/${child}`);
       }
-      firstName.set(e.ino, name);
-    }
-    const h = header(e, name);
-    if (!h) return;
-    const isExportRoot = opts.exportRoot && name === '.';
-    if (e.type === 'file') {
-      await entry(h, e.size > 0 ? reader.createReadStream(e.path) : undefined);
-      return;
-    }
-    // docker export names entries relative to the root and has no entry for the root itself
-    if (!isExportRoot) await entry(h);
-    if (e.type !== 'dir') return;
-    enterDir(onPath, e, 'the container\'s disk');
-    for (const child of (await reader.readdir(e.path)).sort()) {
-      const p = childPath(e.path, child);
-      if (p === LOST_AND_FOUND) continue;
-      await walk(await reader.stat(p), name === '.' ? child : `${name}/${child}`);
-    }
-    onPath.delete(e.ino);
-  };
-
-  const rootName = opts.exportRoot ? '.' : start === '/' ? '.' : start.split('/').pop()!;
-  walk(top, rootName)
-    .then(() => pack.finalize())
-    .catch((e: Error) => pack.destroy(e));
-  return out;
+      onPath.delete(e.ino);
+    };
+    await walk(top, rootName);
+  });
 }
 
 /** The whole filesystem as `docker export` writes it. */

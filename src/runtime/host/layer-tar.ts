@@ -15,41 +15,18 @@
  */
 import { createReadStream, lstatSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
-import { pack as tarPack, type Header } from 'tar-stream';
+import type { Readable } from 'node:stream';
+import { tarStream } from '../../tar-stream-writer.js';
 import { CHANGE_DELETED, type Change } from '../types.js';
 import type { MapIds } from './remap-ids.js';
-
-type EntryHeader = Partial<Header> & { name: string };
 
 /** files up to this size are read in one synchronous call */
 const SMALL_FILE = 1 << 20;
 
 /** A tar of `changes` read from `upper` (container paths are absolute: `/etc/passwd`). */
 export function changesTar(upper: string, changes: Change[], mapIds?: MapIds): Readable {
-  const pack = tarPack();
-  const out = new PassThrough();
-  pack.on('data', (chunk: unknown) => {
-    if (!out.write(chunk as Buffer)) pack.pause();
-  });
-  out.on('drain', () => pack.resume());
-  // errors reach the caller through `out`; without a listener the pack's own would crash the daemon
-  pack.on('error', (e) => out.destroy(e));
-  pack.on('end', () => out.end());
-  const inodes = new Map<string, string>();
-
-  const entry = (h: EntryHeader, body?: Readable): Promise<void> =>
-    new Promise<void>((resolve, reject) => {
-      const done = (err?: Error | null) => (err ? reject(err) : resolve());
-      if (body) body.on('error', reject).pipe(pack.entry(h, done));
-      else if (h.type === 'file') pack.entry(h, Buffer.alloc(0), done);
-      else pack.entry(h, done);
-    });
-
-  const entryBuffer = (h: EntryHeader, data: Buffer): Promise<void> =>
-    new Promise<void>((resolve, reject) => void pack.entry(h, data, (err) => (err ? reject(err) : resolve())));
-
-  const write = async (): Promise<void> => {
+  return tarStream(async ({ entry, entryBuffer }) => {
+    const inodes = new Map<string, string>();
     let n = 0;
     for (const c of changes) {
       if (++n % 256 === 0) await new Promise((r) => setImmediate(r));
@@ -84,13 +61,5 @@ export function changesTar(upper: string, changes: Change[], mapIds?: MapIds): R
       } else if (st.isFIFO()) await entry({ ...base, type: 'fifo' });
       // sockets are not archived (moby's tar writer skips them too)
     }
-  };
-  write().then(
-    () => pack.finalize(),
-    (e: unknown) => {
-      pack.destroy(e as Error);
-      out.destroy(e as Error);
-    },
-  );
-  return out;
+  });
 }
