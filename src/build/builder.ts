@@ -297,15 +297,20 @@ export class BuildRun {
     });
   }
 
-  /** The first header of `docker cp` out of a container path, or undefined when nothing is there. */
-  async statIn(id: string, p: string): Promise<'directory' | 'other' | undefined> {
-    let tar: Readable;
+  /** `docker cp` out of a container path, or undefined when nothing is there. */
+  private async archiveOrNone(id: string, p: string): Promise<Readable | undefined> {
     try {
-      tar = await this.deps.manager.archive(id, p);
+      return await this.deps.manager.archive(id, p);
     } catch (e) {
       if (e instanceof NotFoundError) return undefined;
       throw e;
     }
+  }
+
+  /** The first header of `docker cp` out of a container path, or undefined when nothing is there. */
+  async statIn(id: string, p: string): Promise<'directory' | 'other' | undefined> {
+    const tar = await this.archiveOrNone(id, p);
+    if (!tar) return undefined;
     let kind: 'directory' | 'other' | undefined;
     const ex = tarExtract();
     ex.on('entry', (h, stream, next) => {
@@ -319,13 +324,8 @@ export class BuildRun {
 
   /** A small file of a container (its /etc/passwd), or undefined. */
   async readIn(id: string, p: string): Promise<Buffer | undefined> {
-    let tar: Readable;
-    try {
-      tar = await this.deps.manager.archive(id, p);
-    } catch (e) {
-      if (e instanceof NotFoundError) return undefined;
-      throw e;
-    }
+    const tar = await this.archiveOrNone(id, p);
+    if (!tar) return undefined;
     let data: Buffer | undefined;
     const ex = tarExtract();
     ex.on('entry', (h, stream, next) => {

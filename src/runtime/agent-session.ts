@@ -341,6 +341,23 @@ export abstract class AgentSessionIsolation implements Pick<Isolation, 'attach' 
   protected abstract connectAgent(spec: ContainerSpec): Promise<AgentClient | undefined>;
   /** NotFoundError when the isolation has no record of the container */
   protected abstract checkRecord(spec: ContainerSpec): Promise<void>;
+  /** Has the isolation a record of the container? (recover: none means the container is lost) */
+  protected async recorded(spec: ContainerSpec): Promise<boolean> {
+    try {
+      await this.checkRecord(spec);
+      return true;
+    } catch (e) {
+      if (e instanceof NotFoundError) return false;
+      throw e;
+    }
+  }
+
+  /** After a daemon restart: watch the exit of a workload found running. */
+  protected adopt(spec: ContainerSpec, client: AgentClient): void {
+    const l = this.sessions.live(spec.id);
+    if (!l.exited) l.exited = this.sessions.watchExit(spec, client);
+  }
+
   /** once the daemon has the exit status (default: nothing) */
   protected async afterExit(_spec: ContainerSpec, _client: AgentClient): Promise<void> {}
 

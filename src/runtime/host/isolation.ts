@@ -330,18 +330,12 @@ export class HostIsolation extends AgentSessionIsolation implements Isolation {
   }
 
   async recover(spec: ContainerSpec): Promise<{ running: RunningInfo } | { exited: ExitStatus } | { lost: true }> {
-    try {
-      await this.readRecord(spec);
-    } catch (e) {
-      if (e instanceof NotFoundError) return { lost: true };
-      throw e;
-    }
+    if (!(await this.recorded(spec))) return { lost: true };
     const client = await this.agent(spec);
     if (client) {
       const st = await client.state();
       if ((st.status === 'running' || st.status === 'paused') && st.pid && st.startedAt) {
-        const l = this.sessions.live(spec.id);
-        if (!l.exited) l.exited = this.sessions.watchExit(spec, client);
+        this.adopt(spec, client);
         return { running: { pid: st.pid, startedAt: st.startedAt } };
       }
       if (st.exit) {
