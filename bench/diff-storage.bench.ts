@@ -59,7 +59,7 @@ try {
   if (lists.tvm !== lists.docker) throw new Error('tvm and dockerd disagree on docker diff');
   const lines = lists.tvm!.split('\n').length;
 
-  const t: Record<string, number[]> = { tvmDiff: [], dockerDiff: [], tvmCreate: [], tvmCreateSized: [], dockerCreate: [] };
+  const t = { tvmDiff: [] as number[], dockerDiff: [] as number[], tvmCreate: [] as number[], tvmCreateSized: [] as number[], dockerCreate: [] as number[] };
   for (let i = 0; i < RUNS + 1; i++) {
     const keep = i > 0; // the first round warms up
     const td = must('tvm', hosts.tvm, ['diff', 'changed']).ms;
@@ -73,11 +73,11 @@ try {
     const ts = create(hosts.tvm, 'tvm', ['--storage-opt', 'size=1G']);
     const dc = create(hosts.docker, 'docker', []);
     if (keep) {
-      t.tvmDiff!.push(td);
-      t.dockerDiff!.push(dd);
-      t.tvmCreate!.push(tc);
-      t.tvmCreateSized!.push(ts);
-      t.dockerCreate!.push(dc);
+      t.tvmDiff.push(td);
+      t.dockerDiff.push(dd);
+      t.tvmCreate.push(tc);
+      t.tvmCreateSized.push(ts);
+      t.dockerCreate.push(dc);
     }
   }
   const f = (x: number) => `${x.toFixed(0).padStart(6)} ms`;

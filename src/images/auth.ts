@@ -4,7 +4,6 @@
  * credentials when we have them, or an OAuth2 refresh token), and cache it until it expires.
  */
 import { request, type Dispatcher } from 'undici';
-import { TvmError } from '../errors.js';
 import type { Challenge } from './www-authenticate.js';
 import { getDockerCredentials } from './docker-config.js';
 import { AuthError, errcodeText, goNetError, goOp, parseErrorResponse, readBounded, readErrorBody, statusLine } from './registry-errors.js';

@@ -202,7 +202,7 @@ class RemoteInspector implements LayerInspection {
   private readonly result: Promise<LayerFacts>;
   private readonly digest: Promise<string>;
 
-  constructor(what: string, deferLinks: boolean, private readonly hashBlob: boolean) {
+  constructor(what: string, deferLinks: boolean, hashBlob: boolean) {
     this.w = pickWorker();
     let resolve!: (f: LayerFacts) => void;
     let reject!: (e: Error) => void;

@@ -27,7 +27,7 @@ import { checkDeferredLinks } from './tar-safety.js';
 import { parseImageConfig, hostPlatform, type Descriptor, type ImageConfig, type Platform } from './manifest.js';
 import { Mutex, Semaphore, mapLimit } from './mutex.js';
 import { ProgressThrottle, progress } from './progress.js';
-import { DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN, familiarName, familiarString, formatReference, parseNormalized, parseReference, repositoryName, type Reference } from './reference.js';
+import { DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN, familiarString, formatReference, parseNormalized, parseReference, repositoryName, type Reference } from './reference.js';
 import { RegistryClient, RegistryError, type RegistryClientOptions } from './registry.js';
 import { AuthError, type Credentials } from './auth.js';
 import { storeDockerCredentials } from './docker-config.js';

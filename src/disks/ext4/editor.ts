@@ -28,7 +28,7 @@ import { openDiskImage, type DiskFormat } from '../disk-image.js';
 import { PassThroughDisk } from './ext2fs-disk.js';
 import { readSuperblockFacts, setInodeTimes, type InodeTimes } from './inode-table.js';
 import type { Timestamp } from './inode.js';
-import { Ext4Reader, type Ext4Entry } from './reader.js';
+import { Ext4Reader } from './reader.js';
 
 const run = promisify(execFile);
 /** bytes handed to libext2fs per write call */

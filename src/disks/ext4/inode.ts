@@ -17,7 +17,6 @@ export const EXT4_JOURNAL_INO = 8;
 export const EXT4_GOOD_OLD_FIRST_INO = 11;
 
 export { S_IFMT, S_IFSOCK, S_IFLNK, S_IFREG, S_IFBLK, S_IFDIR, S_IFCHR, S_IFIFO } from '../file-mode.js';
-import { S_IFMT, S_IFSOCK, S_IFLNK, S_IFREG, S_IFBLK, S_IFDIR, S_IFCHR, S_IFIFO } from '../file-mode.js';
 
 export const EXT4_HUGE_FILE_FL = 0x00040000;
 export const EXT4_EXTENTS_FL = 0x00080000;

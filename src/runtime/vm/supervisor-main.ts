@@ -78,7 +78,7 @@ async function launch(cfg: VmLaunchConfig, devices: GuestDevices, consoleSink: C
 }
 
 /** Connects to the guest agent once it listens; fails when the guest ends or the deadline passes. */
-async function connectAgent(stateDir: string, consoleSink: ConsoleSink, ended: Promise<GuestEnd>, deadline: number): Promise<AgentClient> {
+async function connectAgent(consoleSink: ConsoleSink, ended: Promise<GuestEnd>, deadline: number): Promise<AgentClient> {
   let gone: GuestEnd | undefined;
   void ended.then((e) => (gone = e));
   const connector = vsockConnector(path.join('.', VSOCK_SOCKET), AGENT_VSOCK_PORT);
@@ -146,7 +146,7 @@ async function main(stateDir: string): Promise<number> {
     guest = await launch(cfg, devices, consoleSink, poller);
     mark('backendStarted');
     diag(`guest started on ${guest.backend}${guest.vcpuPid ? ` (QEMU pid ${guest.vcpuPid})` : ''}`);
-    const client = await connectAgent(stateDir, consoleSink, guest.ended, t0 + cfg.bootTimeoutMs);
+    const client = await connectAgent(consoleSink, guest.ended, t0 + cfg.bootTimeoutMs);
     mark('agentReady');
     try {
       await client.create(cfg.spec);

@@ -145,7 +145,7 @@ describe('pull from a real docker-registry', () => {
     await pushImage(client, 'test/corrupt', 'v1', img);
     const p = registryBlobPath(img.layers[0]!.digest);
     const data = readFileSync(p);
-    data[data.length - 20] ^= 0xff;
+    data[data.length - 20]! ^= 0xff;
     writeFileSync(p, data);
     const store = newStore();
     const err = await store.pull(`${reg.host}/test/corrupt:v1`).catch((e: unknown) => e);
@@ -172,7 +172,7 @@ describe('pull from a real docker-registry', () => {
     const data = readFileSync(p);
     // a changed gzip MTIME (header bytes 4-7): the layer still inflates to the same tar with
     // the same diff ID; only the blob digest can tell
-    data[4] ^= 0xff;
+    data[4]! ^= 0xff;
     writeFileSync(p, data);
     const store = newStore();
     const err = await store.pull(`${reg.host}/test/big:v1`).catch((e: unknown) => e);
@@ -188,7 +188,7 @@ describe('pull from a real docker-registry', () => {
     const p = registryBlobPath(img.config.digest);
     const good = readFileSync(p);
     const flipped = Buffer.from(good);
-    flipped[flipped.length - 2] ^= 0x01;
+    flipped[flipped.length - 2]! ^= 0x01;
     for (const [bad, code] of [[flipped, 'ERR_DIGEST_MISMATCH'], [Buffer.concat([good, Buffer.from('     ')]), /ERR_SIZE_MISMATCH|ERR_DIGEST_MISMATCH|ERR_BAD_FORMAT/]] as const) {
       writeFileSync(p, bad);
       const store = newStore();
