@@ -11,16 +11,16 @@ export type TarEntryHeader = Partial<Header> & { name: string };
 
 export interface TarWriter {
   /** one entry; a body streams its content; a file without one is empty */
-  entry(h: TarEntryHeader, body?: Readable): Promise<void>;
+  entry: (h: TarEntryHeader, body?: Readable) => Promise<void>;
   /** one entry whose content is in memory */
-  entryBuffer(h: TarEntryHeader, data: Buffer): Promise<void>;
+  entryBuffer: (h: TarEntryHeader, data: Buffer) => Promise<void>;
 }
 
 export function tarStream(write: (w: TarWriter) => Promise<void>): Readable {
   const pack = tarPack();
   const out = new PassThrough();
   pack.on('data', (c: unknown) => {
-    if (!out.write(c as Buffer)) pack.pause();
+    if (!out.write(c)) pack.pause();
   });
   out.on('drain', () => pack.resume());
   // errors reach the caller through `out`; without a listener the pack's own would crash the daemon

@@ -70,6 +70,7 @@ export async function statFromArchive(containerPath: string, archive: Readable):
   });
   const it = archive[Symbol.asyncIterator]();
   let header: Header | undefined;
+  // only records the header: a failure of `first` is seen by the race below
   void first.then((h) => (header = h), () => {});
   let ended = false;
   while (!header) {

@@ -40,7 +40,7 @@ function jsonMap(name: string, v: string | undefined): Record<string, string | n
   }
   if (j === null) return {};
   if (typeof j !== 'object' || Array.isArray(j)) throw new InvalidParameterError(`${name}: expected a JSON object`);
-  for (const [k, x] of Object.entries(j as object)) {
+  for (const [k, x] of Object.entries(j)) {
     if (x !== null && typeof x !== 'string') throw new InvalidParameterError(`${name}: value of ${k} is not a string`);
   }
   return j as Record<string, string | null>;

@@ -22,7 +22,7 @@ const many = (v: string | string[] | undefined): string[] => (v === undefined ? 
 const RUN_CONFIG_KEYS = ['User', 'ExposedPorts', 'Env', 'Cmd', 'Healthcheck', 'Volumes', 'WorkingDir', 'Entrypoint', 'OnBuild', 'Labels', 'StopSignal', 'Shell'] as const;
 
 const isEmpty = (v: unknown): boolean =>
-  v === undefined || v === null || v === '' || (Array.isArray(v) && v.length === 0) || (typeof v === 'object' && Object.keys(v as object).length === 0);
+  v === undefined || v === null || v === '' || (Array.isArray(v) && v.length === 0) || (typeof v === 'object' && Object.keys(v).length === 0);
 
 /**
  * The image-side run config of a container: what it was created with, less what the runtime
@@ -39,7 +39,7 @@ export function containerRunConfig(rec: ContainerRecord, image: ImageConfig): Im
     else delete out.Env;
   }
   if (out.StopSignal === 'SIGTERM' && !image.config?.StopSignal) delete out.StopSignal;
-  return out as ImageRunConfig;
+  return out;
 }
 
 export function registerCommitRoutes(app: FastifyInstance, ctx: ApiContext): void {

@@ -181,7 +181,7 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
   });
 
   app.post('/containers/create', { schema: { querystring: strQuery(['name', 'platform']), body: createBodySchema } }, async (req: FastifyRequest<{ Querystring: Q; Body: Record<string, unknown> }>, reply) => {
-    const res = await m.create(req.body as never, req.query.name, req.query.platform);
+    const res = await m.create(req.body, req.query.name, req.query.platform);
     return reply.code(201).send(res);
   });
 
@@ -272,6 +272,7 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
     const gone = clientGone(res);
     let pre: Stats | undefined;
     while (!gone.aborted) {
+      // a container that went away ends the stream: its last frame is the empty stats
       const s = await m.stats(rec.id).catch(() => undefined);
       if (!(await writeOut(res, JSON.stringify(statsJson(s ?? emptyStats(), pre, rec.id, rec.name)) + '\n'))) break;
       if (!s) break;

@@ -48,7 +48,7 @@ function parseStartBody(buf: Buffer): ExecStartBody {
   const b = v as Record<string, unknown>;
   if (b.Detach !== undefined && typeof b.Detach !== 'boolean') throw new InvalidParameterError('invalid exec start body: Detach must be a boolean');
   if (b.Tty !== undefined && typeof b.Tty !== 'boolean') throw new InvalidParameterError('invalid exec start body: Tty must be a boolean');
-  return b as ExecStartBody;
+  return b;
 }
 
 
@@ -130,7 +130,7 @@ export function registerExecRoutes(app: FastifyInstance, ctx: ApiContext): void 
   const m = ctx.manager;
 
   app.post('/containers/:id/exec', { schema: { body: execBodySchema } }, async (req: FastifyRequest<{ Params: { id: string }; Body: Record<string, unknown> }>, reply) => {
-    const id = m.createExec(req.params.id, req.body as never);
+    const id = m.createExec(req.params.id, req.body);
     return reply.code(201).send({ Id: id });
   });
 

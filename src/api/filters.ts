@@ -19,7 +19,7 @@ export function parseFilters(raw: string | undefined): Filters {
   for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
     if (Array.isArray(val)) {
       if (!val.every((x) => typeof x === 'string')) throw new InvalidParameterError(`invalid filter '${k}': values must be strings`, 'ERR_BAD_FILTER');
-      out[k] = val as string[];
+      out[k] = val;
     } else if (typeof val === 'object' && val !== null) {
       const vals: string[] = [];
       for (const [name, on] of Object.entries(val as Record<string, unknown>)) {

@@ -220,6 +220,7 @@ export function registerImageRoutes(app: FastifyInstance, ctx: ApiContext): void
       if (used.has(img.id) || parents.has(img.id)) continue;
       if (danglingOnly && img.repoTags.length > 0) continue;
       const refs = img.repoTags.length > 0 ? img.repoTags : [img.id];
+      // prune removes what it can: an image still in use, or removed meanwhile, is left as dockerd's prune leaves it
       for (const r of refs) deleted.push(...(await images.remove(r, { force: false, inUse: used }).catch(() => [])));
     }
     return { ImagesDeleted: deleted.length > 0 ? deleted : null, SpaceReclaimed: 0 };

@@ -79,7 +79,7 @@ function labelsMatch(labels: Record<string, string>, wanted: string[]): boolean 
 const LIST_FILTERS = ['dangling', 'driver', 'id', 'label', 'name', 'scope', 'type'];
 
 function matches(j: Record<string, unknown>, f: Filters, builtin: boolean, used: boolean): boolean {
-  const any = (key: string, test: (v: string) => boolean) => !f[key]?.length || f[key]!.some(test);
+  const any = (key: string, test: (v: string) => boolean) => !f[key]?.length || f[key].some(test);
   return any('driver', (v) => v === j.Driver)
     && any('id', (v) => (j.Id as string).startsWith(v))
     && any('name', (v) => (j.Name as string).includes(v))

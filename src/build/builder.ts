@@ -227,7 +227,7 @@ export class BuildRun {
       Labels: {},
       HostConfig: { NetworkMode: this.opts.network, Isolation: this.opts.isolation },
     };
-    const { Id } = await m.create(body as never);
+    const { Id } = await m.create(body);
     this.containers.add(Id);
     try {
       return await fn(Id);

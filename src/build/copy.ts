@@ -74,6 +74,7 @@ export async function globIn(root: string, pattern: string): Promise<string[]> {
     for (const dir of found) {
       if (!isGlob(comp)) {
         const rel = dir ? `${dir}/${comp}` : comp;
+        // a path that cannot be stat'ed matches nothing: the COPY then fails as for a missing file
         if (await lstat(path.join(root, rel)).then(() => true, () => false)) next.push(rel);
         continue;
       }

@@ -80,7 +80,7 @@ async function copyLike(b: BuildRun, st: StageState, ins: Instruction): Promise<
   const words = ins.node.args.map((a) => b.word(st, a));
   const destRaw = words.pop()!;
   const srcs = words;
-  const flag = (n: string) => (typeof ins.flags[n] === 'string' ? b.word(st, ins.flags[n] as string) : undefined);
+  const flag = (n: string) => (typeof ins.flags[n] === 'string' ? b.word(st, ins.flags[n]) : undefined);
   const chown = flag('chown');
   const chmodText = flag('chmod');
   let chmod: number | undefined;

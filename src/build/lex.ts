@@ -182,12 +182,12 @@ class Lexer {
     const unset = value === undefined || (colon && value === '');
     switch (mod) {
       case '-':
-        return unset ? word : value!;
+        return unset ? word : value;
       case '+':
         return unset ? '' : word;
       default:
         if (unset) throw new BuildError(`${n}: ${word || 'is not allowed to be unset'}`);
-        return value!;
+        return value;
     }
   }
 

@@ -232,7 +232,7 @@ function parseJsonArray(text: string, line: number): string[] | undefined {
   }
   if (!Array.isArray(v)) return undefined;
   if (!v.every((x) => typeof x === 'string')) throw new DockerfileParseError(line, 'when using JSON array syntax, arrays must be comprised of strings only');
-  return v as string[];
+  return v;
 }
 
 /**

@@ -108,7 +108,7 @@ export async function listen(api: http.Server, spec: HostSpec, o: { group?: stri
         requestCert: o.tls.verify,
         rejectUnauthorized: o.tls.verify,
         minVersion: 'TLSv1.2',
-      }) as unknown as http.Server,
+      }),
     );
   } else {
     if (!o.insecureTcp) {

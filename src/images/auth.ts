@@ -127,7 +127,7 @@ export async function fetchBearerToken(
   }
   let json: { token?: string; access_token?: string; expires_in?: number };
   try {
-    json = JSON.parse(text);
+    json = JSON.parse(text) as typeof json;
   } catch {
     throw new AuthError(`token server ${url.origin} answered non-JSON`, 'ERR_TOKEN_SERVER', 500);
   }

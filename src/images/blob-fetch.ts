@@ -14,6 +14,9 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { RegistryError, goNetError } from './registry-errors.js';
 
+/** A rejection passed on as an Error: a consumer's promise may reject with anything. */
+const asError = (e: unknown): Error => (e instanceof Error ? e : new Error(String(e)));
+
 /** bytes one read may return */
 export const READ_BYTES = 1 << 20;
 /** an answer's status line and headers may not exceed this */
@@ -118,7 +121,7 @@ export function openBlobBody(req: BlobBodyRequest): Promise<OpenedBody> {
       if (e !== undefined) failure ??= e;
       // before pipe() a failure is kept for it (open itself may have resolved already)
       if (finish) finish(failure);
-      else if (failure !== undefined) rejectOpen(failure);
+      else if (failure !== undefined) rejectOpen(asError(failure));
     };
     const fail = (e: unknown) => settle(e);
 
@@ -188,9 +191,9 @@ export function openBlobBody(req: BlobBodyRequest): Promise<OpenedBody> {
           new Promise<void>((resolve, reject) => {
             if (onData) throw new Error('blob body piped twice');
             onData = fn;
-            finish = (e?: unknown) => (e === undefined ? resolve() : reject(e));
+            finish = (e?: unknown) => (e === undefined ? resolve() : reject(asError(e)));
             if (settled) {
-              reject(failure ?? new RegistryError(`${op}: connection gone before the body was read`, 'ERR_REGISTRY_UNREACHABLE', 500));
+              reject(failure !== undefined ? asError(failure) : new RegistryError(`${op}: connection gone before the body was read`, 'ERR_REGISTRY_UNREACHABLE', 500));
               return;
             }
             phase = 'body';

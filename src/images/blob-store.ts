@@ -147,7 +147,7 @@ export class BlobStore {
         writing.catch(() => {});
       };
       try {
-        for await (const c of source) {
+        for await (const c of source as AsyncIterable<Uint8Array>) {
           const chunk = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
           file.count(chunk);
           if (opts.onChunk) {

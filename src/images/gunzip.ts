@@ -111,7 +111,7 @@ function bind(): Zlib {
 export class Gunzip {
   private readonly z = bind();
   /** the z_stream, outside the JS heap: it must not move (zlib keeps a pointer back to it) */
-  private readonly strmPtr = koffi.alloc('uint8_t', Z_STREAM.SIZE);
+  private readonly strmPtr: unknown = koffi.alloc('uint8_t', Z_STREAM.SIZE);
   private readonly strm = new DataView(koffi.view(this.strmPtr, Z_STREAM.SIZE));
   private readonly strmAddr = koffi.address(this.strmPtr);
 

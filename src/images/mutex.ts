@@ -17,7 +17,7 @@ export class Mutex {
 
 /** Runs `fn` over `items` with at most `limit` in flight; rejects with the first error after all settle. */
 export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
+  const results = new Array<R>(items.length);
   let next = 0;
   let firstError: unknown;
   let failed = false;

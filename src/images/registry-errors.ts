@@ -73,7 +73,7 @@ export function parseErrorResponse(status: number, body: string, wwwAuthenticate
   if (status < 400 || status >= 500) return undefined;
   let j: { errors?: { code?: unknown; message?: unknown }[]; details?: unknown } | undefined;
   try {
-    j = JSON.parse(body);
+    j = JSON.parse(body) as typeof j;
   } catch {
     j = undefined;
   }

@@ -228,6 +228,7 @@ export class RegistryClient {
 
   /** A non-success answer as the registry worded it (see registry-errors.ts). */
   private async fail(res: Dispatcher.ResponseData, _what: string): Promise<never> {
+    // the status code alone still makes the error: a body that cannot be read only loses its wording
     const text = await readErrorBody(res.body).catch(() => '');
     throw responseError(res.statusCode, text, res.headers['www-authenticate']);
   }

@@ -288,7 +288,7 @@ export class Store implements ImageStore {
     const rec = await this.resolve(ref);
     const cfg = await this.config(rec.id);
     const meta = (await this.readMeta(rec.id))!;
-    const hist = cfg.history?.length ? cfg.history : meta.layers.map(() => ({}) as NonNullable<ImageConfig['history']>[number]);
+    const hist = cfg.history?.length ? cfg.history : meta.layers.map((): NonNullable<ImageConfig['history']>[number] => ({}));
     let layer = 0;
     const out: ImageHistoryEntry[] = hist.map((h) => {
       const size = h.empty_layer ? 0 : (meta.layers[layer++]?.uncompressedSize ?? 0);

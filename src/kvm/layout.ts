@@ -54,6 +54,7 @@ export class Layout<T extends object = Plain> {
 
   /** Offset of a dotted member path such as `cs.dpl` or `io.port`. */
   offsetOf(path: string): number {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- a cursor that walks down from this layout, not a capture
     let layout: AnyLayout = this;
     let offset = 0;
     const parts = path.split('.');

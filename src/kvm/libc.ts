@@ -88,9 +88,11 @@ const c = {
   sigrtmin: lib.func('int __libc_current_sigrtmin(void)'),
 };
 
-function check(ret: number, syscall: string, what?: string): number {
-  if (ret < 0) throw new SysError(syscall, koffi.errno(), what);
-  return ret;
+/** `ret`: what a koffi binding of an int-returning call gave back (typed `any` by koffi). */
+function check(ret: unknown, syscall: string, what?: string): number {
+  const n = ret as number;
+  if (n < 0) throw new SysError(syscall, koffi.errno(), what);
+  return n;
 }
 
 type Bytes = Uint8Array | DataView;
@@ -181,7 +183,7 @@ export function eventfdSignal(fd: number, n = 1n): void {
 
 /** An ArrayBuffer over `len` bytes of this process's memory at `addr` (no copy). */
 export function viewAddress(addr: number, len: number): ArrayBuffer {
-  const ptr = koffi.decode(new BigUint64Array([BigInt(addr)]), 'void *');
+  const ptr: unknown = koffi.decode(new BigUint64Array([BigInt(addr)]), 'void *');
   return koffi.view(ptr, len);
 }
 

@@ -132,7 +132,7 @@ export class EmbeddedDns {
         const t = setTimeout(() => done(undefined), FORWARD_TIMEOUT_MS);
         s.on('error', () => done(undefined));
         s.on('message', (b) => done(b));
-        s.send(msg, Number(port), ns!, (e) => {
+        s.send(msg, Number(port), ns, (e) => {
           if (e) done(undefined); // unreachable: the next one
         });
       });

@@ -85,6 +85,7 @@ export class NetworkManager {
   /** One change at a time: records, bridges and rules move together. */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const p = this.queue.then(fn, fn);
+    // the queue only orders the work: each caller awaits `p` and gets its own error
     this.queue = p.catch(() => undefined);
     return p;
   }
@@ -230,6 +231,7 @@ export class NetworkManager {
     }
     await this.serial(async () => {
       const dir = path.join(this.o.runRoot, 'netns');
+      // no netns directory yet: nothing is left over to remove
       const files = await readdir(dir).catch(() => [] as string[]);
       for (const f of files) {
         if (!running.has(f)) await removeNetns(path.join(dir, f)).catch((e) => this.log(`removing a leftover network namespace ${f}: ${String(e)}`));

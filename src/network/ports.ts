@@ -87,13 +87,13 @@ export function probe(proto: 'tcp' | 'udp', hostIp: string, port: number): Promi
   return new Promise((resolve) => {
     if (proto === 'tcp') {
       const s = net.createServer();
-      s.once('error', (e) => resolve(e as NodeJS.ErrnoException));
+      s.once('error', (e) => resolve(e));
       s.listen({ host, port, exclusive: true }, () => s.close(() => resolve(undefined)));
     } else {
       const s = dgram.createSocket('udp4');
       s.once('error', (e) => {
         s.close();
-        resolve(e as NodeJS.ErrnoException);
+        resolve(e);
       });
       s.bind({ address: host, port, exclusive: true }, () => s.close(() => resolve(undefined)));
     }

@@ -230,6 +230,7 @@ export class AgentSessions {
     await c.signal(sig);
     // A SIGKILL stays pending in a frozen cgroup (a pause, or a copy in progress): thaw so it lands.
     if (sig === SIGKILL) {
+      // no state (the agent went away meanwhile) means no frozen cgroup to thaw
       const st = await c.state().catch(() => undefined);
       // only a frozen container needs the thaw; on a running one it fails, which changes nothing
       if (st?.status === 'paused') await c.resume().catch(() => {});

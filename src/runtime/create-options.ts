@@ -129,7 +129,7 @@ function refuseMountOptions(hc: Record<string, unknown>): void {
     const bo = (m?.BindOptions ?? {}) as Record<string, unknown>;
     const vo = (m?.VolumeOptions ?? {}) as Record<string, unknown>;
     const to = (m?.TmpfsOptions ?? {}) as Record<string, unknown>;
-    const target = String(m?.Target ?? '');
+    const target = typeof m?.Target === 'string' ? m.Target : '';
     const refuse = (what: string): never => {
       throw new InvalidParameterError(`--mount target=${target}: ${what} is not supported by tvm`);
     };

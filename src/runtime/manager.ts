@@ -207,7 +207,7 @@ export class ContainerManager {
    */
   private async startIsolation(rec: ContainerRecord, iso: Isolation): Promise<RunningInfo> {
     if (rec.spec.network === 'container') {
-      const ref = String(rec.hostConfig.NetworkMode ?? '').slice('container:'.length);
+      const ref = ((rec.hostConfig.NetworkMode as string | undefined) ?? '').slice('container:'.length);
       const target = this.records.get(ref);
       if (!target) throw new NotFoundError(`No such container: ${ref}`);
       if (!(target.state.status === 'running' || target.state.status === 'paused') || !target.state.pid) {
@@ -790,7 +790,7 @@ export class ContainerManager {
       }
       this.emit(rec, 'kill', { signal: String(n) });
       if (n === 9 && this.liveOf(rec.id).exit) {
-        await waitFor(this.liveOf(rec.id).exit!, 10_000);
+        await waitFor(this.liveOf(rec.id).exit, 10_000);
         await this.settle(rec.id);
       }
     });
@@ -1316,7 +1316,7 @@ function nameRegex(pattern: string): LinearRegex | undefined {
 }
 
 export function matchesFilters(rec: ContainerRecord, f: Record<string, string[]>, find: (ref: string) => ContainerRecord | undefined, networksOf?: (rec: ContainerRecord) => string[]): boolean {
-  const any = (k: string, pred: (v: string) => boolean) => !f[k] || f[k]!.length === 0 || f[k]!.some(pred);
+  const any = (k: string, pred: (v: string) => boolean) => !f[k] || f[k].length === 0 || f[k].some(pred);
   return (
     any('status', (v) => rec.state.status === v) &&
     any('name', (v) => {

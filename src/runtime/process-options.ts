@@ -163,7 +163,7 @@ export function validateProcessOptions(hc: HostConfigBody, network: 'none' | 'ho
   if (!Array.isArray(groups) || groups.some((g) => typeof g !== 'string' || g === '' || g.includes(':') || g.includes('\n'))) bad('GroupAdd: expected group names or ids');
   if ((groups as string[]).length > 0) out.groupAdd = groups as string[];
   const adj = hc.OomScoreAdj ?? 0;
-  if (!isInt(adj) || adj < -1000 || adj > 1000) bad(`Invalid value ${String(adj)}, range for oom score adj is [-1000, 1000]`);
+  if (!isInt(adj) || adj < -1000 || adj > 1000) bad(`Invalid value ${typeof adj === 'number' ? adj : JSON.stringify(adj)}, range for oom score adj is [-1000, 1000]`);
   if (adj !== 0) out.oomScoreAdj = adj as number;
   const devices = validateDevices(hc.Devices);
   if (devices.length > 0) out.devices = devices;

@@ -143,7 +143,7 @@ export async function diffDisks(base: Ext4Reader, top: Ext4Reader, hidden: reado
     for (const name of topNames) {
       const p = childPath(dir, name);
       if (skip.has(p)) continue;
-      const t = (await top.stat(p))!;
+      const t = (await top.stat(p));
       const b = baseHasDir ? await base.statOrNull(p) : null;
       const at = out.length;
       let self: Change['Kind'] | undefined;

@@ -217,9 +217,9 @@ export class Ext4Editor extends Ext4Reader {
       // (a streamx Readable: async-iterable and resumable like a Node one)
       inFlight = this.extractEntry(dest, h, body as unknown as Readable, opts, what).then(
         () => next(),
-        (e) => {
+        (e: unknown) => {
           body.resume();
-          ex.destroy(e);
+          ex.destroy(e as Error);
         },
       );
     });

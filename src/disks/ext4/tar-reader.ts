@@ -360,7 +360,7 @@ export class TarReader {
    * Streams the current entry's data to `sink` as (chunk, offset in the file). Sparse files
    * deliver only their data regions; holes are simply not delivered.
    */
-  async readData(sink: (chunk: Buffer, fileOffset: number) => unknown | Promise<unknown>): Promise<void> {
+  async readData(sink: (chunk: Buffer, fileOffset: number) => unknown): Promise<void> {
     const h = this.current;
     const name = h?.name ?? '(none)';
     const regions = h?.sparseMap ?? [{ offset: 0, length: this.remaining }];

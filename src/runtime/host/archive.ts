@@ -21,6 +21,7 @@ const run = promisify(execFile);
 export async function resolveIn(root: string, unsafe: string, followLast = true): Promise<string> {
   const rel = await resolveScoped(unsafe, followLast, async (parts) => {
     const host = path.join(root, ...parts);
+    // a component that does not exist is not a symlink: the caller's own access reports the error
     const st = await lstat(host).catch(() => null);
     if (!st?.isSymbolicLink()) return null;
     // A link that cannot be read from outside (the container's /proc/self: our pid is not in its
@@ -48,7 +49,7 @@ export async function mountStoppedRoot(tmpParent: string, lower: string, upper: 
   } catch (e) {
     // the mount failed: this only tidies its empty directory; the mount's error is thrown
     await rmdir(dir).catch(() => {});
-    throw new TvmError('ERR_ROOTFS_MOUNT', `cannot mount the container's filesystem: ${(e as { stderr?: string }).stderr ?? e}`, 500, { cause: e });
+    throw new TvmError('ERR_ROOTFS_MOUNT', `cannot mount the container's filesystem: ${(e as { stderr?: string }).stderr ?? String(e)}`, 500, { cause: e });
   }
   return {
     root: dir,
@@ -133,7 +134,7 @@ export async function archiveFrom(view: RootView, containerPath: string, mapIds?
   const stop = new AbortController();
   let ended = false;
   pack.on('data', (chunk: unknown) => {
-    if (!out.write(chunk as Buffer)) pack.pause();
+    if (!out.write(chunk)) pack.pause();
   });
   out.on('drain', () => pack.resume());
   // The walk's rejection below is the one place that reports an error (through `out`); the

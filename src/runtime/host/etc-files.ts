@@ -68,6 +68,7 @@ export function withNameservers(base: string, nameservers: string[] | undefined)
 export async function prepareEtcFiles(stateDir: string, hostname: string, network: 'none' | 'host' | 'bridge' | 'container', userDestinations: string[], opts?: ProcessOptions, net?: { ip: string; nameservers?: string[] }): Promise<AgentMount[]> {
   const hostNet = network === 'host';
   const ip = net?.ip;
+  // a host without the file gets the defaults
   const readHost = (p: string) => readFile(p, 'utf8').catch(() => '');
   const files: [string, string][] = [
     ['hostname', `${hostname}\n`],

@@ -295,6 +295,7 @@ export class HostIsolation extends AgentSessionIsolation implements Isolation {
   async reconcile(): Promise<string[]> {
     const done: string[] = [];
     const tmp = path.join(this.opts.runRoot, 'tmp');
+    // no tmp directory: no copy view was left behind
     for (const name of await readdir(tmp).catch(() => [] as string[])) {
       if (!name.startsWith('cp-')) continue;
       const dir = path.join(tmp, name);
@@ -303,6 +304,7 @@ export class HostIsolation extends AgentSessionIsolation implements Isolation {
       done.push(`copy view ${dir}`);
     }
     const sets = [this.baseMounts];
+    // no run root yet: nothing was mounted to adopt
     for (const name of await readdir(this.opts.runRoot).catch(() => [] as string[])) {
       if (!name.startsWith('userns-')) continue;
       const tag = name.slice('userns-'.length);

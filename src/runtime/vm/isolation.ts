@@ -215,6 +215,7 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
     validateVmSpec(spec);
     let client = await this.sessions.agent(spec);
     if (client) {
+      // an agent that does not answer counts as not running: the start goes on below
       const st = await client.state().catch(() => undefined);
       if (st && (st.status === 'running' || st.status === 'paused') && st.pid && st.startedAt) {
         return { pid: (await vmSupervisorPid(spec.stateDir)) ?? st.pid, startedAt: st.startedAt };
@@ -295,6 +296,7 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
   }
 
   override async stats(spec: ContainerSpec): Promise<Stats> {
+    // no launch file (created but never started): the default memory size is the limit
     const launch = JSON.parse(await readFile(path.join(spec.stateDir, LAUNCH_FILE), 'utf8').catch(() => '{}')) as Partial<VmLaunchConfig>;
     return this.sessions.stats(spec, (launch.memMiB ?? DEFAULT_GUEST_MEMORY_MIB) * MiB);
   }
@@ -349,6 +351,7 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
   private async isRunning(spec: ContainerSpec): Promise<boolean> {
     const client = await this.sessions.agent(spec);
     if (!client) return false;
+    // an agent that does not answer has no running workload
     const st = await client.state().catch(() => undefined);
     return st?.status === 'running' || st?.status === 'paused';
   }

@@ -76,7 +76,7 @@ export function buildBootParams(input: BootParamsInput): Uint8Array {
     if (input.setupHeaderBytes.length > BOOT_PARAMS_SIZE - SETUP_HEADER_OFFSET) throw new FormatError('setup header too long');
     bp.set(input.setupHeaderBytes, SETUP_HEADER_OFFSET);
   } else {
-    bootParams.encode(bp, { hdr: { boot_flag: BOOT_FLAG_MAGIC, header: HDRS_MAGIC, kernel_alignment: 0x0100_0000 } } as never);
+    bootParams.encode(bp, { hdr: { boot_flag: BOOT_FLAG_MAGIC, header: HDRS_MAGIC, kernel_alignment: 0x0100_0000 } });
   }
   const hdr = (bootParams.decode(bp) as { hdr: Record<string, number> }).hdr;
   const split = (v: number) => [v % 2 ** 32, Math.floor(v / 2 ** 32)] as const;
@@ -102,6 +102,6 @@ export function buildBootParams(input: BootParamsInput): Uint8Array {
     bpv.ext_ramdisk_image = ib;
     bpv.ext_ramdisk_size = sb;
   }
-  bootParams.encode(bp, bpv as never);
+  bootParams.encode(bp, bpv);
   return bp;
 }

@@ -52,7 +52,7 @@ export function parseBzImage(data: Uint8Array, name = 'kernel'): BzImageInfo {
     initrdAddrMax: h.initrd_addr_max as number,
     cmdlineSize: h.cmdline_size as number,
     relocatable: (h.relocatable_kernel as number) !== 0,
-    prefAddress: Number(h.pref_address as bigint),
+    prefAddress: Number(h.pref_address),
     initSize: h.init_size as number,
   };
 }

@@ -119,6 +119,7 @@ export class VhostUserBackend {
     this.protocolOffered = protocolFeaturesFor(o.device);
     // QEMU sizes every ring itself (1024 entries) whatever the device prefers.
     this.rings = Array.from({ length: n }, () => ({ q: new Virtqueue(VIRTQ_MAX_SIZE), kickFd: -1, callFd: -1, errFd: -1, started: false, enabled: false }));
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the getters below have their own `this`
     const self = this;
     this.ram = {
       get size() { return self.memory?.size ?? 0; },
