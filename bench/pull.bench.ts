@@ -213,6 +213,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
+    // teardown: a daemon that will not stop must not hide the benchmark's own error
     for (const stop of daemons.reverse()) await stop().catch(() => {});
     await reg.stop();
     rmSync(work, { recursive: true, force: true });

@@ -132,7 +132,7 @@ async function vmmBoot(): Promise<number | undefined> {
   const t0 = process.hrtime.bigint();
   let atMarker: number | undefined;
   const vmm = spawn(process.execPath, [TVM, 'vmm', 'run', '--kernel', kernel.vmlinux, '--initrd', initrd, '--mem', '128'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  vmm.stdout!.on('data', (b: Buffer) => {
+  vmm.stdout.on('data', (b: Buffer) => {
     process.stdout.write(b);
     if (atMarker === undefined && b.toString().includes(marker)) atMarker = ms(process.hrtime.bigint() - t0);
   });
@@ -151,7 +151,7 @@ async function main(): Promise<void> {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let daemonLog = '';
-  daemon.stderr!.on('data', (b: Buffer) => (daemonLog += b.toString()));
+  daemon.stderr.on('data', (b: Buffer) => (daemonLog += b.toString()));
   try {
     await waitForSocket(daemon, 30_000);
     const container = await containerIsolation();

@@ -30,7 +30,7 @@ import type { CpioEntry } from '../../../src/disks/cpio.js';
 import { agentSpec, validateSpec } from '../../../src/runtime/host/spec.js';
 import type { CgroupConfig } from '../../../src/runtime/host/cgroups.js';
 import type { ContainerSpec, Mount, Resources } from '../../../src/runtime/types.js';
-import { APPLETS, busyboxRootfsEntries, requireBusybox, type TarEntry } from '../../fixtures/rootfs.js';
+import { APPLETS, busyboxRootfsEntries, requireBusybox } from '../../fixtures/rootfs.js';
 import { bootTcg, buildStaticProgram, consoleLine, KERNEL_BUILD_MS, QEMU, requireTool, type TcgBoot } from '../../fixtures/tcg.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -60,7 +60,7 @@ function buildAgent(dir: string): Buffer {
 function imageEntries(programs: Record<string, Buffer>): CpioEntry[] {
   const out: CpioEntry[] = [];
   const root = LOWER.slice(1);
-  for (const e of busyboxRootfsEntries() as TarEntry[]) {
+  for (const e of busyboxRootfsEntries()) {
     const p = `${root}/${e.name.replace(/\/$/, '')}`;
     const type = e.type ?? 'file';
     if (type === 'directory') out.push({ path: p, type: 'directory', mode: e.mode ?? 0o755, uid: e.uid, gid: e.gid });

@@ -44,6 +44,7 @@ afterAll(async () => {
   const pid = await supervisorPid(dir);
   if (pid) {
     const c = await AgentClient.connect(unixConnector(path.join(dir, 'agent.sock')));
+    // teardown: a supervisor that already went is what we want
     await c.shutdown().catch(() => {});
     c.close();
   }

@@ -84,6 +84,7 @@ describe('agent death during container setup', () => {
       expect(existsSync(group)).toBe(true);
       // the join's open(O_WRONLY) of this FIFO blocks until a reader comes: none will
       execFileSync('mkfifo', [path.join(group, 'cgroup.procs')]);
+      // never settles while the FIFO blocks the join; the test watches the child, not this call
       c.start().catch(() => {});
       await until(() => children(pid).length > 0);
       child = children(pid)[0] ?? 0;

@@ -70,7 +70,7 @@ describe('tvm vs dockerd legacy builder: the same images', () => {
           next();
         });
       });
-      ex.end(tar.stdout as unknown as Buffer);
+      ex.end(tar.stdout);
       await done;
       return out;
     } finally {

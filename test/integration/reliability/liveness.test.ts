@@ -20,7 +20,7 @@ const AGENT = path.join(REPO, 'native/build/tvm-agent');
 /** A zombie: `sleep 0.3` exits, and its parent (exec'ed into sleep) never reaps it. */
 async function zombie(): Promise<{ pid: number; parent: ChildProcess }> {
   const parent = spawn('sh', ['-c', 'sleep 0.3 & echo $!; exec sleep 60'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  const pid = await new Promise<number>((resolve) => parent.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
+  const pid = await new Promise<number>((resolve) => parent.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
   await eventually('the child to become a zombie', async () => procState(await readFile(`/proc/${pid}/stat`, 'utf8')) === 'Z');
   return { pid, parent };
 }

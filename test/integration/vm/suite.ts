@@ -37,6 +37,7 @@ async function processesNaming(needle: string): Promise<number[]> {
   const out: number[] = [];
   for (const e of await readdir('/proc')) {
     if (!/^\d+$/.test(e)) continue;
+    // a process that exited meanwhile has no command line: it is not one we look for
     const cmd = await readFile(`/proc/${e}/cmdline`, 'utf8').catch(() => '');
     if (cmd.includes(needle)) out.push(Number(e));
   }

@@ -137,7 +137,7 @@ describe('AgentClient', () => {
           for (const f of dec.push(x)) {
             const m = decodeRequest(f);
             if (m.type === 'hello') send(sock, hello);
-            else send(sock, { v: 1, type: 'ok', id: (m as Request).id, status: 'running' });
+            else send(sock, { v: 1, type: 'ok', id: (m).id, status: 'running' });
           }
         });
       });

@@ -12,7 +12,7 @@ describe('message buffers', () => {
     const ins = inspectionFor('layer small', blob.length);
     const buf = messageBuffer();
     const n = blob.copy(buf);
-    ins.writeOwned(buf.subarray(0, n));
+    await ins.writeOwned(buf.subarray(0, n));
     expect((await ins.end()).entries).toBe(1);
     expect(spareMessageBuffers()).toBe(1);
     // the same memory comes back for the next message
@@ -21,7 +21,7 @@ describe('message buffers', () => {
     expect(spareMessageBuffers()).toBe(0);
     const ins2 = inspectionFor('layer small', blob.length);
     blob.copy(again);
-    ins2.writeOwned(again.subarray(0, n));
+    await ins2.writeOwned(again.subarray(0, n));
     await ins2.end();
     expect(spareMessageBuffers()).toBe(1);
     vi.advanceTimersByTime(SPARE_IDLE_MS - 1000);

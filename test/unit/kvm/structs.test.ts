@@ -54,7 +54,7 @@ describe('layout encode/decode', () => {
   });
   it('decodes the io exit from kvm_run', () => {
     const b = new Uint8Array(kvmRun.size);
-    kvmRun.encode(b, { exit_reason: 2, io: { direction: 1, size: 1, port: 0x3f8, count: 1, data_offset: 4096n } } as never);
+    kvmRun.encode(b, { exit_reason: 2, io: { direction: 1, size: 1, port: 0x3f8, count: 1, data_offset: 4096n } });
     const r = kvmRun.decode(b) as { exit_reason: number; io: { port: number; data_offset: bigint } };
     expect(r.exit_reason).toBe(2);
     expect(r.io.port).toBe(0x3f8);

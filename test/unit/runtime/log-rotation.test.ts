@@ -19,8 +19,10 @@ const texts = async (g: AsyncGenerator<{ log: string }>) => {
 
 /** The agent's rotation, step by step: shift, link the current as .1, replace the current. */
 async function rotate(file: string, maxFiles: number): Promise<void> {
+  // as the agent: a generation not there yet has nothing to shift
   for (let k = maxFiles - 1; k >= 2; k--) await rename(`${file}.${k - 1}`, `${file}.${k}`).catch(() => {});
   if (maxFiles > 1) {
+    // as the agent: no .1 yet on the first rotation
     await unlink(`${file}.1`).catch(() => {});
     await link(file, `${file}.1`);
   }

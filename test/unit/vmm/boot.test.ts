@@ -89,7 +89,7 @@ describe('zero page', () => {
     expect(v.getUint32(E820_TABLE_OFFSET + 56, true)).toBe(E820_RAM);
   });
   it('keeps a bzImage setup header', () => {
-    const hdr = setupHeader.pack({ setup_sects: 27, boot_flag: 0xaa55, header: HDRS_MAGIC, version: 0x20f, loadflags: 1, kernel_alignment: 0x200000 } as any);
+    const hdr = setupHeader.pack({ setup_sects: 27, boot_flag: 0xaa55, header: HDRS_MAGIC, version: 0x20f, loadflags: 1, kernel_alignment: 0x200000 });
     const bp = buildBootParams({ setupHeaderBytes: hdr, cmdlinePtr: CMDLINE_START, cmdlineSize: 2048, e820: buildE820(ramRegions(64 * MiB)) });
     expect(bp[SETUP_HEADER_OFFSET]).toBe(27);
     expect((bootParams.decode(bp) as any).hdr.version).toBe(0x20f);

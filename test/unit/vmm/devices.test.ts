@@ -152,7 +152,7 @@ function fakeVcpu(cs: { selector: number; dpl: number }, cr0 = 0x80050033n) {
   const sregs = kvmSregs.decode(kvmSregs.alloc());
   sregs.cr0 = cr0;
   sregs.cs = { ...sregs.cs, ...cs };
-  const events = kvmVcpuEvents.decode(kvmVcpuEvents.pack({ nmi: { injected: 0, pending: 1, masked: 1 } as never, flags: 0 }));
+  const events = kvmVcpuEvents.decode(kvmVcpuEvents.pack({ nmi: { injected: 0, pending: 1, masked: 1 }, flags: 0 }));
   const set: Partial<KvmVcpuEvents>[] = [];
   return { vcpu: { getSregs: () => sregs, getVcpuEvents: () => structuredClone(events), setVcpuEvents: (e: Partial<KvmVcpuEvents>) => set.push(e) }, set };
 }

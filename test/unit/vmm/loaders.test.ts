@@ -86,7 +86,7 @@ function fakeBzImage(opts: { version?: number; xlf?: number; setupSects?: number
     setup_sects: setupSects, boot_flag: 0xaa55, jump: 0x66eb, header: HDRS_MAGIC, version: opts.version ?? 0x020f,
     xloadflags: opts.xlf ?? XLF_KERNEL_64, relocatable_kernel: 1, pref_address: 0x1000000n, init_size: 0x10000,
     initrd_addr_max: 0x7fffffff, cmdline_size: 2047,
-  } as never), SETUP_HEADER_OFFSET);
+  }), SETUP_HEADER_OFFSET);
   img[(setupSects + 1) * 512] = 0xf4;
   return img;
 }

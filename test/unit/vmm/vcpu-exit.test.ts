@@ -11,7 +11,7 @@ import { kvmSregs } from '../../../src/kvm/structs.js';
 const RUN_SIZE = 4096 * 3;
 function run(v: Record<string, unknown>): Uint8Array {
   const b = new Uint8Array(RUN_SIZE);
-  kvmRun.encode(b, v as never);
+  kvmRun.encode(b, v);
   return b;
 }
 const view = (b: Uint8Array) => new DataView(b.buffer);

@@ -91,7 +91,7 @@ describe('BaseDiskCache', () => {
     });
     expect(await cache.isCurrent(ID)).toBe(false);
     // while containers use it, the old disk stays (their overlays sit on its blocks)
-    const pinned = new BaseDiskCache({ dataRoot, layerStreams: async function* () { calls++; }, inUse: () => true });
+    const pinned = new BaseDiskCache({ dataRoot, layerStreams: async function* () { calls++; yield* []; }, inUse: () => true });
     expect(await pinned.ensure(image())).toBe(p);
     expect(calls).toBe(0);
     expect(await cache.isCurrent(ID)).toBe(false);

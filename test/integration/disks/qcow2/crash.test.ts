@@ -103,6 +103,7 @@ async function runUntilCrash(cfg: Config, crashAfter: number, seed: number): Pro
     if (!(e instanceof CrashError) && !(e as { cause?: unknown }).cause) throw e;
     crashed = true;
     io!.crash();
+    // the crashed I/O fails the close too: what counts is the image reopened below
     await img.close().catch(() => {});
   }
   return { image, writes: (io as unknown as { writes: number }).writes, crashed, durable, volatile };

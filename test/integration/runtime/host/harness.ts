@@ -129,7 +129,7 @@ export async function run(env: Env, spec: ContainerSpec, iso = env.iso) {
 export async function until<T>(fn: () => Promise<T | undefined> | T | undefined, what: string, tries = 400): Promise<T> {
   for (let i = 0; i < tries; i++) {
     const v = await fn();
-    if (v !== undefined && v !== false) return v as T;
+    if (v !== undefined && v !== false) return v;
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`gave up waiting for ${what}`);

@@ -18,6 +18,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const m of made) {
+    // teardown is best effort: a test may already have killed or removed its container
     await env.iso.kill(m.spec, 'KILL').catch(() => {});
     await env.iso.wait(m.spec).catch(() => {});
     await env.iso.remove(m.spec).catch(() => {});
@@ -458,6 +459,7 @@ describe('HostIsolation: lifecycle', () => {
     await env.iso.wait(s);
     // every other container of this test file is gone by now except those in `made`: remove all
     for (const m of made) {
+      // some of these already ended: a kill or wait that fails changes nothing here
       await env.iso.kill(m.spec, 'KILL').catch(() => {});
       await env.iso.wait(m.spec).catch(() => {});
       await env.iso.remove(m.spec);

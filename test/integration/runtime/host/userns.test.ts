@@ -37,6 +37,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const s of made) {
+    // teardown is best effort: a test may already have killed or removed its container
     await iso.kill(s, 'KILL').catch(() => {});
     await iso.wait(s).catch(() => {});
     await iso.remove(s).catch(() => {});

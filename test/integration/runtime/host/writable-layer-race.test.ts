@@ -65,7 +65,7 @@ describe('sized writable layer, concurrent remount', () => {
       const mp = path.join(stateDir, LAYER_MOUNT);
       execFileSync('umount', [mp]); // as after a reboot
       const results = await Promise.allSettled([removeSizedLayer(stateDir), mountSizedLayer(stateDir)]);
-      expect(results[0]!.status).toBe('fulfilled');
+      expect(results[0].status).toBe('fulfilled');
       expect(mountsAt(mp)).toBe(0);
       expect(existsSync(path.join(stateDir, LAYER_IMAGE))).toBe(false);
     }

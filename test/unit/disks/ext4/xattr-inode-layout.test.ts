@@ -42,7 +42,7 @@ describe('xattrs', () => {
       { index: 1, name: Buffer.from('b'), value: Buffer.alloc(1) },
       { index: 1, name: Buffer.from('a'), value: Buffer.alloc(1) },
     ];
-    expect(sortXattrs(l).map((x) => `${x.index}.${x.name}`)).toEqual(['1.a', '1.b', '1.zz', '6.capability']);
+    expect(sortXattrs(l).map((x) => `${x.index}.${x.name.toString()}`)).toEqual(['1.a', '1.b', '1.zz', '6.capability']);
   });
 
   it('lays out in-inode attributes after the ibody magic, values at the end', () => {

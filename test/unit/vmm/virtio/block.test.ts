@@ -54,7 +54,10 @@ function request(driver: VirtioMmioDriver, type: number, sector: number, opts: {
   const inParts = p.addrs.slice(p.addrs.length - 1 - nIn, p.addrs.length - 1).map((a, i) => driver.bytes(a, opts.inLen![i]!).slice());
   const data = new Uint8Array(inParts.reduce((n, b) => n + b.length, 0));
   let o = 0;
-  for (const b of inParts) (data.set(b, o), (o += b.length));
+  for (const b of inParts) {
+    data.set(b, o);
+    o += b.length;
+  }
   return { status: driver.bytes(statusAddr, 1)[0], len: used[0]!.len, data };
 }
 

@@ -52,7 +52,7 @@ describe('virtio-mmio transport state (snapshots)', () => {
     ];
     for (const [patch, msg] of cases) {
       const t = fresh();
-      expect(() => t.restoreState({ ...good, ...patch } as MmioTransportState)).toThrow(msg);
+      expect(() => t.restoreState({ ...good, ...patch })).toThrow(msg);
       expect(t.isActive).toBe(false);
       expect(t.queues[0]!.ready).toBe(false);
     }

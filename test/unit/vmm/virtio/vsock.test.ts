@@ -147,7 +147,7 @@ describe('virtio-vsock with the unix-socket muxer', () => {
     const g = await guest();
     const s = await hostConnect(99);
     let data = '';
-    s.on('data', (b) => (data += b));
+    s.on('data', (b: Buffer) => (data += b.toString()));
     const closed = new Promise<void>((r) => s.once('close', () => r()));
     const req = await g.expectPacket((p) => p.hdr.op === VIRTIO_VSOCK_OP_REQUEST);
     g.send({ op: VIRTIO_VSOCK_OP_RST, srcPort: 99, dstPort: req.hdr.srcPort });
