@@ -18,6 +18,7 @@ APT_PACKAGES=(
   procps                                # ps: docker top runs the host's ps with the user's options, as dockerd
   iptables curl                         # bridge networks' netfilter rules; the network tests' HTTP client
   docker-compose                        # 1.29, driven by test/integration/network/compose.test.ts
+  clang-format-14                       # npm run lint / format: native/'s layout (pinned: versions differ)
 )
 
 missing=()

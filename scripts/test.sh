@@ -11,6 +11,9 @@ say() { printf '\033[1m[test]\033[0m %s\n' "$*"; }
 
 say "type-checking (tsc --noEmit, strict)"
 npx tsc -p tsconfig.json --noEmit
+# ESLint (a forgotten promise loses an error), Prettier and clang-format: see scripts/lint.sh
+say "linting (npm run lint)"
+npm run -s lint
 
 projects=(--project unit --project integration)
 if [[ -r /dev/kvm && -w /dev/kvm ]]; then

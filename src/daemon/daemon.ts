@@ -47,7 +47,10 @@ export interface DaemonOptions {
   usernsRemap?: string;
   /** `--vm-backend`: kvm | tcg | auto (default) */
   vmBackend?: 'kvm' | 'tcg' | 'auto';
-  /** bridge networks: the default bridge's device ('none': none), --bip, --default-address-pool; absent: no networks (containers get none or host) */
+  /**
+   * bridge networks: the default bridge's device ('none': none), --bip, --default-address-pool;
+   * absent: no networks (containers get none or host)
+   */
   network?: { bridge: string; bip?: string; pools?: { base: string; size: number }[] };
   /** injected parts (tests); default: the real ones */
   components?: Components;

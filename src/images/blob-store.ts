@@ -214,7 +214,8 @@ export class BlobStore {
       try {
         await rename(tmp, this.path(digest));
       } catch (e) {
-        // the error being thrown is the one that matters; a temp file left behind is never read as data (cleanTemp sweeps the temp dir at start)
+        // the error being thrown is the one that matters; a temp file left behind is never read as
+        // data (cleanTemp sweeps the temp dir at start)
         await unlink(tmp).catch(() => {});
         throw e;
       }
@@ -225,7 +226,8 @@ export class BlobStore {
       await tail.catch(() => {});
       // on an error path the original error is what the caller needs; the handle is released even if close() reports one
       await fh.close().catch(() => {});
-      // the error being thrown is the one that matters; a temp file left behind is never read as data (cleanTemp sweeps the temp dir at start)
+      // the error being thrown is the one that matters; a temp file left behind is never read as data
+      // (cleanTemp sweeps the temp dir at start)
       await unlink(tmp).catch(() => {});
       throw e;
     }

@@ -195,7 +195,8 @@ export async function writeExt4FromLayers(layers: AsyncIterable<Readable>, outPa
   } catch (e) {
     // on an error path the original error is what the caller needs; the handle is released even if close() reports one
     await fh.close().catch(() => {});
-    // the error being thrown is the one that matters; a temp file left behind is never read as data (the next build of this image removes stale temps)
+    // the error being thrown is the one that matters; a temp file left behind is never read as data
+    // (the next build of this image removes stale temps)
     await unlink(tmp).catch(() => {});
     throw e;
   }
