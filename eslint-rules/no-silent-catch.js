@@ -65,8 +65,12 @@ function enclosingStatement(node) {
     }
   }
   // `if (x) await p.catch(() => {});` and `for (...) await ...`: the reason sits above the `if`
-  // or the `for`, which starts on the same line as the statement inside it.
-  for (let n = stmt.parent; n && n.loc.start.line === stmt.loc.start.line; n = n.parent) {
+  // or the `for`, whose body the statement is (on its line, or on the next when it is long),
+  // or which starts on the same line (`if (x) { ... }` on one line).
+  for (let n = stmt.parent, child = stmt; n; child = n, n = n.parent) {
+    const sameLine = n.loc.start.line === stmt.loc.start.line;
+    const bodyOf = isStatement(n) && child === stmt;
+    if (!sameLine && !bodyOf) break;
     if (isStatement(n)) stmt = n;
   }
   return stmt;

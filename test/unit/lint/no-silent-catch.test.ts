@@ -21,6 +21,8 @@ tester.run('no-silent-catch', rule, {
     'p.catch(() => undefined); // the caller reports it',
     // the reason above an `if` or a `for` covers the statement on the same line
     'async function f(p, x) {\n  // only a frozen one needs it\n  if (x) await p.catch(() => {});\n}',
+    'async function f(p, x) {\n  // only a frozen one needs it\n  if (x)\n    await waitFor(\n      p.catch(() => undefined),\n      10,\n    );\n}',
+    'async function f(ps) {\n  // best effort\n  for (const p of ps) { await p.catch(() => {}); }\n}',
     // a run of such statements, one a line, shares the comment above its first
     'async function f(a, b) {\n  // teardown is best effort\n  await a.catch(() => {});\n  await b.catch(() => {});\n}',
     // handlers that do something with the failure are not silent
@@ -39,6 +41,8 @@ tester.run('no-silent-catch', rule, {
     { code: 'p.then(() => 1, () => false);', errors: silent },
     // a trailing comment of the line before is about that line, not this one
     { code: 'a(); // done\np.catch(() => {});', errors: silent },
+    // the comment above a block's `if` is about the `if`, not about what its block does
+    { code: '// a reason\nif (x) {\n  a();\n  p.catch(() => {});\n}', errors: silent },
     // a blank line ends a run
     { code: '// best effort\nawait a.catch(() => {});\n\nawait b.catch(() => {});', errors: silent },
   ],
