@@ -35,6 +35,7 @@ import { agentSpec, validateSpec } from '../host/spec.js';
 import { prepareEtcFiles } from '../host/etc-files.js';
 import { DOCKER_INIT_PATHS } from '../host/changes.js';
 import type { Change, ContainerSpec, ExitStatus, Isolation, RunningInfo, Stats } from '../types.js';
+import { extractThroughAgent } from './guest-extract.js';
 import { agentInitramfs, writeVmInitramfs } from './initrd.js';
 import { AGENT_VSOCK_PORT, EXIT_FILE, LAUNCH_FILE, vsockSocketPath, type VmLaunchConfig } from './launch-config.js';
 import { spawnVmSupervisor, vmSupervisorPid } from './supervisor.js';
@@ -371,7 +372,8 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
     const rec = await this.readRecord(spec);
     if (await vmSupervisorPid(spec.stateDir)) {
       if (!(await this.isRunning(spec)) && (await this.supervisorGone(spec, 15_000))) return rec;
-      throw new NotImplementedError(`${what} a running --isolation=vm container is not supported yet: stop it first`, 'ERR_VM_RUNNING');
+      // it was not running a moment ago (the caller asked): it has just been started
+      throw new ConflictError(`${what} container ${spec.id}: it started during the copy, try again`, 'ERR_VM_RUNNING');
     }
     return rec;
   }
@@ -448,7 +450,21 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
     }
   }
 
+  /**
+   * Running: the guest agent applies the entries (the guest owns the disk). Stopped: the overlay
+   * is edited offline. One copy at a time per VM, so a copy out never freezes the disk under it.
+   */
   async extract(spec: ContainerSpec, containerPath: string, tar: Readable): Promise<void> {
+    await this.readRecord(spec);
+    if ((await vmSupervisorPid(spec.stateDir)) && (await this.isRunning(spec))) {
+      const unlock = await this.copyLock(spec.id);
+      try {
+        await extractThroughAgent(await this.sessions.running(spec), containerPath, tar);
+      } finally {
+        unlock();
+      }
+      return;
+    }
     const rec = await this.stoppedDisk(spec, 'copying files into');
     await Ext4Editor.edit(rec.disk, (ed) => ed.extractTar(containerPath, tar), { format: 'qcow2' });
   }
