@@ -29,7 +29,7 @@ export function entryPath(name: string): string {
 }
 
 /** The frame header for one tar entry, or undefined for what cp does not create (devices, fifos). */
-export function entryFrame(h: Header): ExtractEntry | undefined {
+export function entryFrame(h: Partial<Header> & { name: string }): ExtractEntry | undefined {
   const kind = h.type ? KINDS[h.type] : 'file';
   if (!kind) return undefined;
   const e: ExtractEntry = {
