@@ -315,12 +315,11 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
     }
     const pid = await vmSupervisorPid(spec.stateDir);
     if (pid) {
-      // exited but not yet powered off: power it off now, and wait so no file stays open
-      process.kill(pid, 'SIGTERM');
-      if (!(await this.supervisorGone(spec, 10_000))) {
-        process.kill(pid, 'SIGKILL');
-        await this.supervisorGone(spec, 5_000);
-      }
+      // exited but not yet powered off: nothing of the guest outlives this removal (its disk
+      // and log go with the state dir), so it is ended at once rather than shut down
+      // gracefully (--rm waits on this); QEMU dies with its supervisor (PDEATHSIG)
+      process.kill(pid, 'SIGKILL');
+      if (!(await this.supervisorGone(spec, 5_000))) throw new ConflictError(`the VM of ${spec.id} did not end: try again`);
     }
     this.sessions.forget(spec, new NotFoundError(`No such container: ${spec.id}`));
     await rm(spec.stateDir, { recursive: true, force: true });
@@ -359,7 +358,7 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
     const deadline = Date.now() + ms;
     while (await vmSupervisorPid(spec.stateDir)) {
       if (Date.now() > deadline) return false;
-      await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 10));
     }
     return true;
   }
