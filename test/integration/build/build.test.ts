@@ -137,6 +137,27 @@ describe('docker build, classic builder (--isolation=container)', () => {
     expect(missing.stderr).toContain('failed to reach build target nope in Dockerfile');
   });
 
+  it('COPY --from with globs: matched in the stage\'s files, a symlinked directory not entered, no match is Docker\'s error', async () => {
+    const dir = await context({
+      Dockerfile: [
+        'FROM busybox AS build',
+        'RUN mkdir -p /out/a /out/b /real && echo 1 > /out/a/x.txt && echo 2 > /out/b/y.txt && echo 3 > /out/top.txt && echo no > /out/a/x.md && echo r > /real/r.txt && ln -s /real /out/lnk',
+        'FROM busybox',
+        'COPY --from=build /out/*/*.txt /out/top.* /got/',
+        'COPY --from=build out/lnk/*.txt /none-from-link/',
+        'COPY --from=build /out/[a]/ /dir-contents/',
+      ].join('\n'),
+    });
+    const r = await build(dir, '-t', 'build-test:fromglob');
+    // the symlinked directory is not walked: nothing matches, as in moby's walk
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain('COPY failed: no source files were specified');
+    await writeFile(path.join(dir, 'Dockerfile'), (await readFile(path.join(dir, 'Dockerfile'), 'utf8')).replace(/^COPY --from=build out\/lnk.*\n/m, ''));
+    const ok = await build(dir, '-t', 'build-test:fromglob');
+    expect(ok.exitCode, ok.stderr).toBe(0);
+    expect(await runIn('build-test:fromglob', 'cd /got && ls && cat x.txt y.txt top.txt && ls /dir-contents')).toBe('top.txt\nx.txt\ny.txt\n1\n2\n3\nx.md\nx.txt');
+  });
+
   it('COPY and ADD rules: directories, globs, --chown, a local tar, symlinks, .dockerignore', async () => {
     const dir = await context({
       Dockerfile: [
@@ -288,5 +309,8 @@ describe('docker build, classic builder (--isolation=container)', () => {
     expect(c.stdout).toContain('# Executing 1 build trigger');
     expect((await docker(['run', '--rm', 'build-test:child', 'cat /onbuild'])).stdout).toBe('triggered');
     expect((await docker(['inspect', '-f', '{{json .Config.OnBuild}}', 'build-test:child'])).stdout).toBe('null');
+    // the history line as dockerd 20.10's classic builder writes it: the %q of the whole HealthConfig
+    const hist = (await docker(['history', '--no-trunc', '--format', '{{.CreatedBy}}', 'build-test:config'])).stdout.split('\n');
+    expect(hist).toContain('/bin/sh -ec #(nop)  HEALTHCHECK &{["CMD" "true"] "5s" "0s" "0s" \'\\x02\'}');
   });
 });

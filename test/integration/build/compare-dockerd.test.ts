@@ -2,7 +2,7 @@
  * The same Dockerfiles built by tvm's classic builder and by Debian's dockerd legacy builder
  * (DOCKER_BUILDKIT=0 against each), compared: every file of the resulting images (type, mode,
  * owner, size, content, link target; not times), the number of layers, the history's
- * created_by lines (COPY hashes aside), and the run config. One dockerd for the whole file.
+ * created_by lines (COPY hashes aside; HEALTHCHECK's %q of a struct included), and the run config. One dockerd for the whole file.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { createHash } from 'node:crypto';
@@ -122,6 +122,10 @@ describe('tvm vs dockerd legacy builder: the same images', () => {
       'COPY --chown=1000:1000 b.txt /home/app/',
       'FROM base',
       'RUN touch /newfile && rm -rf /opt/app/dir/sub && mkfifo /fifo 2>/dev/null; true',
+      'COPY --from=base /opt/app/*.txt /opt/app/dir/[o]ne /globbed/',
+      'HEALTHCHECK --interval=5m --timeout=3s --retries=3 CMD wget -q "http://localhost/" || exit 1',
+      'HEALTHCHECK --start-period=1.5s CMD ["true"]',
+      'HEALTHCHECK NONE',
       'LABEL k=v',
       'USER app',
       'EXPOSE 80',
