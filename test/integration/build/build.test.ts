@@ -137,6 +137,33 @@ describe('docker build, classic builder (--isolation=container)', () => {
     expect(missing.stderr).toContain('failed to reach build target nope in Dockerfile');
   });
 
+  it('rmi of an image others were built on: refused by ID (even forced), only untagged by name, gone with its last child', async () => {
+    const parentDir = await context({ Dockerfile: 'FROM busybox\nRUN echo p > /p\n' });
+    expect((await build(parentDir, '-t', 'build-test:parent')).exitCode).toBe(0);
+    const childDir = await context({ Dockerfile: 'FROM build-test:parent\nRUN echo c > /c\n' });
+    expect((await build(childDir, '-t', 'build-test:child-of')).exitCode).toBe(0);
+    const parentId = (await docker(['inspect', '-f', '{{.Id}}', 'build-test:parent'])).stdout;
+    const short = parentId.slice(7, 19);
+    for (const args of [['rmi', parentId], ['rmi', '-f', short]]) {
+      const r = await docker(args);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toContain(`conflict: unable to delete ${short} (cannot be forced) - image has dependent child images`);
+    }
+    // the raw answer is dockerd's 409
+    const raw = await execa('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--unix-socket', d.socket, '-X', 'DELETE', `http://localhost/v1.41/images/${parentId}`], { reject: false });
+    expect(raw.stdout).toBe('409');
+    // by name: untagged only, the image stays for its child
+    const untag = await docker(['rmi', 'build-test:parent']);
+    expect([untag.exitCode, untag.stdout]).toEqual([0, 'Untagged: build-test:parent']);
+    expect((await docker(['inspect', '-f', '{{.Id}}', parentId])).stdout).toBe(parentId);
+    expect(await runIn('build-test:child-of', 'cat /p /c')).toBe('p\nc');
+    // the last child gone, so is the untagged parent
+    const rmChild = await docker(['rmi', 'build-test:child-of']);
+    expect(rmChild.exitCode, rmChild.stderr).toBe(0);
+    expect(rmChild.stdout).toContain(`Deleted: ${parentId}`);
+    expect((await docker(['inspect', parentId])).exitCode).toBe(1);
+  });
+
   it('COPY --from with globs: matched in the stage\'s files, a symlinked directory not entered, no match is Docker\'s error', async () => {
     const dir = await context({
       Dockerfile: [

@@ -150,4 +150,39 @@ describe('tvm vs dockerd legacy builder: the same images', () => {
     expect(ia.stdout).toBe(ib.stdout);
     expect(await historyOf(tvm.host, 'build-cmp:one')).toEqual((await historyOf(ref.host, 'build-cmp:one')).map((l) => l));
   });
+
+  it('COPY --from with a pattern nothing matches: the same error', async () => {
+    const ctx = path.join(work, 'glob-ctx');
+    await mkdir(ctx, { recursive: true });
+    await writeFile(path.join(ctx, 'Dockerfile'), 'FROM busybox AS a\nFROM busybox\nCOPY --from=a /etc/nothing-*.conf /x/\n');
+    const err = async (host: string) => {
+      const r = await docker(host, ['build', '--network', 'none', ctx]);
+      return [r.exitCode, r.stderr.trim().split('\n').at(-1)];
+    };
+    const mine = await err(tvm.host);
+    expect(mine).toEqual([1, 'COPY failed: no source files were specified']);
+    expect(mine).toEqual(await err(ref.host));
+  });
+
+  it('rmi of an image with a dependent child: the same refusal by ID, the same untag by name', async () => {
+    const ctx = path.join(work, 'rmi-ctx');
+    await mkdir(ctx, { recursive: true });
+    const outcome = async (host: string) => {
+      await writeFile(path.join(ctx, 'Dockerfile'), 'FROM busybox\nRUN echo p > /p\n');
+      expect((await docker(host, ['build', '-q', '--network', 'none', '-t', 'rmi-cmp:parent', ctx])).exitCode).toBe(0);
+      await writeFile(path.join(ctx, 'Dockerfile'), 'FROM rmi-cmp:parent\nRUN echo c > /c\n');
+      expect((await docker(host, ['build', '-q', '--network', 'none', '-t', 'rmi-cmp:child', ctx])).exitCode).toBe(0);
+      const id = (await docker(host, ['inspect', '-f', '{{.Id}}', 'rmi-cmp:parent'])).stdout.trim();
+      const norm = (r: { exitCode: number; stdout: string; stderr: string }) => `${r.exitCode} ${r.stdout.trim()} ${r.stderr.trim()}`.replaceAll(id.slice(7, 19), '<id>');
+      return [
+        norm(await docker(host, ['rmi', id])),
+        norm(await docker(host, ['rmi', '-f', id])),
+        norm(await docker(host, ['rmi', 'rmi-cmp:parent'])),
+        (await docker(host, ['inspect', '-f', '{{.Id}}', id])).stdout.trim() === id,
+      ];
+    };
+    const mine = await outcome(tvm.host);
+    expect(mine[0]).toContain('image has dependent child images');
+    expect(mine).toEqual(await outcome(ref.host));
+  });
 });
