@@ -542,7 +542,7 @@ export class NetworkManager {
           member.endpoint = ep;
           undo.push(async () => delete member.endpoint);
         }
-        user = nets.find((x) => x.net.Name !== 'bridge' && this.dns.has(x.net.Id));
+        user = this.dnsTarget(c.id);
         if (user) await redirectDns(file, user.net.IPAM.Config[0]!.Gateway, user.member.endpoint!.ip);
         for (const { net } of nets) await this.store.save(net);
         // the rules change only with published ports
@@ -555,6 +555,11 @@ export class NetworkManager {
       }
       return { path: file, ip: nets[0]!.member.endpoint!.ip, ...(user && { nameservers: [EMBEDDED_DNS_ADDRESS] }) };
     });
+  }
+
+  /** The network whose embedded server the container's 127.0.0.11 leads to: its first user-defined one with a live endpoint. */
+  private dnsTarget(containerId: string): { net: NetworkRecord; member: Member } | undefined {
+    return this.networksOf(containerId).find((x) => x.net.Name !== 'bridge' && this.dns.has(x.net.Id) && x.member.endpoint);
   }
 
   private allPorts(): PortMapping[] {
@@ -631,6 +636,7 @@ export class NetworkManager {
       const n = this.get(ref);
       const m = n.members[containerId];
       if (!m) throw new ForbiddenError(`container ${containerId} is not connected to network ${n.Name}`);
+      const wasTarget = this.dnsTarget(containerId)?.net.Id === n.Id;
       if (m.endpoint) {
         await detachEndpoint(m.endpoint.hostIf);
         release(n.allocations, containerId);
@@ -638,6 +644,9 @@ export class NetworkManager {
       delete n.members[containerId];
       await this.store.save(n);
       await this.applyRules();
+      // 127.0.0.11 led to this network's server, now out of reach: to the next user network's
+      const next = wasTarget ? this.dnsTarget(containerId) : undefined;
+      if (next) await redirectDns(this.netnsPath(containerId), next.net.IPAM.Config[0]!.Gateway, next.member.endpoint!.ip);
     });
   }
 }

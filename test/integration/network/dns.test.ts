@@ -131,4 +131,17 @@ describe('embedded DNS at 127.0.0.11 (docker CLI, daemon in its own network name
     expect(tcp.stdout.split('\n').sort()).toEqual(['nowhere.example ', 'outside.example 192.0.2.77', `p1 ${p1Ip}`]);
     expect(upstreamLog).toContain('tcp outside.example');
   });
+
+  it('keeps answering at 127.0.0.11 after the network it led to is disconnected', async () => {
+    await ok(['network', 'create', '--subnet', '10.233.0.0/24', 'dnsnet2']);
+    await ok(['run', '-d', '--name', 'p2', '--network', 'dnsnet2', 'busybox', 'sleep', '300']);
+    await ok(['run', '-d', '--name', 'm1', '--network', 'dnsnet', 'busybox', 'sleep', '300']);
+    await ok(['network', 'connect', 'dnsnet2', 'm1']);
+    const p2Ip = await ok(['inspect', '-f', '{{.NetworkSettings.Networks.dnsnet2.IPAddress}}', 'p2']);
+    expect((await run(['exec', 'm1', 'busybox', 'nslookup', 'p2'])).stdout).toContain(`Address: ${p2Ip}`);
+    await ok(['network', 'disconnect', 'dnsnet', 'm1']);
+    expect((await run(['exec', 'm1', 'busybox', 'nslookup', 'p2'])).stdout).toContain(`Address: ${p2Ip}`);
+    await ok(['rm', '-f', 'm1', 'p2']);
+    await ok(['network', 'rm', 'dnsnet2']);
+  });
 });
