@@ -177,7 +177,7 @@ describe('bridge networks (docker CLI, daemon in its own network namespace)', ()
     await ok(['run', '-d', '--name', 'a2', '--network', 'neta', '--network-alias', 'db', 'busybox', 'sleep', '60']);
     const a2Ip = await ok(['inspect', '-f', '{{.NetworkSettings.Networks.neta.IPAddress}}', 'a2']);
     const lookup = async (name: string) => (await run(['exec', a1, 'busybox', 'nslookup', name])).stdout;
-    expect(await ok(['exec', a1, 'cat', '/etc/resolv.conf'])).toContain('nameserver 10.214.0.254');
+    expect(await ok(['exec', a1, 'cat', '/etc/resolv.conf'])).toContain('nameserver 127.0.0.11');
     expect(await lookup('a2')).toContain(`Address: ${a2Ip}`);
     expect(await lookup('db')).toContain(`Address: ${a2Ip}`);
     expect(await lookup(a1.slice(0, 12))).toContain('Address: 10.214.0.10');
