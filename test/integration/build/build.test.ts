@@ -251,7 +251,7 @@ describe('docker build, classic builder (--isolation=container)', () => {
       [{ Dockerfile: 'FROM busybox\nRUN true\n' }, ['--platform', 'linux/arm64'], /platform linux\/arm64 is not supported/],
       [{ Dockerfile: 'FROM busybox\nRUN true\n' }, ['--isolation', 'bogus'], /invalid isolation "bogus"/],
       [{ Dockerfile: 'FROM busybox\nRUN true\n' }, ['--memory', '64m'], /--memory is not supported by tvm for builds/],
-      [{ Dockerfile: 'FROM busybox\nRUN true\n' }, ['--network', 'bridge'], /network mode "bridge" is not supported for builds/],
+      [{ Dockerfile: 'FROM busybox\nRUN true\n' }, ['--network', 'container:x'], /network mode "container:x" is not supported for builds/],
     ];
     for (const [files, args, re] of cases) {
       const dir = await context(files);
