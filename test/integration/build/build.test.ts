@@ -288,6 +288,13 @@ describe('docker build, classic builder (--isolation=container)', () => {
     expect(await runIn('build-test:f', 'cat /data.txt; echo; cat /who')).toBe('ctx\nwho=me');
     expect((await docker(['inspect', '-f', '{{index .Config.Labels "a.b"}}', 'build-test:f'])).stdout).toBe('c d');
     expect((await readFile(iid, 'utf8')).trim()).toBe((await docker(['inspect', '-f', '{{.Id}}', 'build-test:f'])).stdout);
+    // ARGs naming each other are no cycle: each default expands with what is declared so far
+    const args = await docker(['build', '-t', 'build-test:args', '-'], 'FROM busybox\nARG A=${B}-a\nARG B=${A}-b\nRUN echo "A=$A B=$B" > /ab\n');
+    expect(args.exitCode, args.stderr).toBe(0);
+    expect(await runIn('build-test:args', 'cat /ab')).toBe('A=-a B=-a-b');
+    const given = await docker(['build', '--build-arg', 'A=x', '-t', 'build-test:args2', '-'], 'FROM busybox\nARG A=${B}-a\nARG B=${A}-b\nRUN echo "A=$A B=$B" > /ab\n');
+    expect(given.exitCode, given.stderr).toBe(0);
+    expect(await runIn('build-test:args2', 'cat /ab')).toBe('A=x B=x-b');
     const stdin = await docker(['build', '-t', 'build-test:stdin', '-'], 'FROM busybox\nRUN echo from-stdin > /s\n');
     expect(stdin.exitCode, stdin.stderr).toBe(0);
     expect(await runIn('build-test:stdin', 'cat /s')).toBe('from-stdin');
