@@ -79,7 +79,7 @@ function readBody(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<{
 
 export function installHijack(server: Server, routes: HijackRoute[], log: (msg: string) => void): void {
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    void (async () => {
+    (async () => {
       socket.on('error', () => {});
       const { version, url } = splitVersion(req.url ?? '/');
       const verr = versionError(version);
@@ -114,7 +114,11 @@ export function installHijack(server: Server, routes: HijackRoute[], log: (msg: 
       });
       const base = { method, params, query: u.searchParams, headers: req.headers, body, version: effectiveVersion(version), socket, stdin };
       await serveHijacked(route, base, true, log, url);
-    })();
+    })().catch((e: unknown) => {
+      // past the answer's head there is no status left to send: log it and hang up
+      log(`${req.method ?? 'GET'} ${req.url ?? '/'} (hijacked): ${e instanceof Error ? e.message : String(e)}`);
+      socket.destroy();
+    });
   });
 }
 

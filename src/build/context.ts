@@ -43,6 +43,7 @@ async function firstBytes(body: Readable, n: number): Promise<{ head: Buffer; re
   rest.write(head);
   if (done) rest.end();
   else {
+    // the pump reports its own failure, by destroying `rest`
     void (async () => {
       try {
         for (;;) {

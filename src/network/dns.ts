@@ -144,9 +144,12 @@ export class EmbeddedDns {
     }
     sock.on('error', (e) => this.log(`embedded DNS on ${address} (udp): ${e.message}`));
     sock.on('message', (msg, rinfo) => {
-      void this.reply(msg, rinfo.address, 'udp').then((r) => {
-        if (r) sock.send(r, rinfo.port, rinfo.address);
-      });
+      this.reply(msg, rinfo.address, 'udp').then(
+        (r) => {
+          if (r) sock.send(r, rinfo.port, rinfo.address);
+        },
+        (e: Error) => this.log(`embedded DNS on ${address} (udp): answering ${rinfo.address}: ${e.message}`),
+      );
     });
     tcp.on('error', (e) => this.log(`embedded DNS on ${address} (tcp): ${e.message}`));
     this.sock = sock;
@@ -174,9 +177,12 @@ export class EmbeddedDns {
       pending = Buffer.from(rest);
       for (const m of messages) {
         const from = c.remoteAddress?.replace(/^::ffff:/, '') ?? '';
-        void this.reply(Buffer.from(m), from, 'tcp').then((r) => {
-          if (r && !c.destroyed) c.write(framed(r));
-        });
+        this.reply(Buffer.from(m), from, 'tcp').then(
+          (r) => {
+            if (r && !c.destroyed) c.write(framed(r));
+          },
+          (e: Error) => this.log(`embedded DNS (tcp): answering ${from}: ${e.message}`),
+        );
       }
     });
   }

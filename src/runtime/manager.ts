@@ -313,6 +313,7 @@ export class ContainerManager {
     rec.state.pid = 0;
     rec.state.finishedAt = now();
     this.log(`container ${rec.id}: ${error}`);
+    // persist() logs its own failure (through the save chain); nothing here waits for the disk
     void this.persist(rec);
   }
 
@@ -602,6 +603,7 @@ export class ContainerManager {
       error: `lost track of the container: ${(e as Error).message}`,
     }));
     l.exit = exit;
+    // exit never rejects (a failed wait is mapped to an exit status above), and onExit is synchronous
     void exit.then((st) => this.onExit(rec.id, gen, st));
   }
 
@@ -633,6 +635,7 @@ export class ContainerManager {
       l.backoffMs = nextBackoff(l.backoffMs, runMs);
       this.scheduleRestart(rec, l.backoffMs);
     }
+    // persist() logs its own failure (through the save chain); nothing here waits for the disk
     void this.persist(rec);
     if (st.oomKilled) this.emit(rec, 'oom');
     const started = Date.parse(rec.state.startedAt);
@@ -1078,6 +1081,7 @@ export class ContainerManager {
     let finished = !isActive(rec.state.status);
     const exitP = l.exit ?? Promise.resolve();
     if (!finished) {
+      // exitP never rejects (see watchExit): it only marks the log finished
       void exitP.then(() => {
         finished = true;
       });

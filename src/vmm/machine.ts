@@ -437,6 +437,7 @@ export class Machine {
           onError: (e) => this.requestEnd({ kind: 'error', detail: `device emulation failed: ${(e as Error).message}`, exits: 0 }),
         });
         this.threads.push(t);
+        // a vCPU's ended only resolves (its failure is a VcpuResult)
         void t.ended.then((r) => this.requestEnd(this.endOf(r, v.id)));
         await t.start();
       }

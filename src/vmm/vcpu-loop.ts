@@ -135,6 +135,7 @@ export class VcpuThread {
       if (r.async) await r.value;
       if (this.report) return;
     }
+    // serveDeviceExits hands every failure to onError; its promise only says the worker stopped
     void this.serve();
   }
 

@@ -142,13 +142,18 @@ export async function archiveFrom(view: RootView, containerPath: string, mapIds?
   pack.on('error', () => {});
   pack.on('end', () => {
     ended = true;
-    // the stream ends only once the view is released (a frozen container thawed again)
-    void release().finally(() => out.end());
+    // the stream ends only once the view is released (a frozen container thawed again); a
+    // release that fails is the reader's error: the container may be left frozen
+    release().then(
+      () => out.end(),
+      (e: unknown) => out.destroy(e as Error),
+    );
   });
   out.on('close', () => {
     if (ended) return;
     stop.abort();
     pack.destroy();
+    // no reader is left to tell: a failed release reaches the daemon's unhandledRejection log
     void release();
   });
   // Like `tar --one-file-system`: mount points inside (the container's /proc, /sys, /dev,
@@ -190,8 +195,11 @@ export async function archiveFrom(view: RootView, containerPath: string, mapIds?
     .catch((e: unknown) => {
       stop.abort();
       pack.destroy();
-      // before the first header this is the request's answer (a status): in the container's terms
-      void release().finally(() => out.destroy(inContainerTerms(e, view.root) as Error));
+      // before the first header this is the request's answer (a status): in the container's terms.
+      // The walk's error is the one the reader gets; a failed release as well goes unreported
+      // only here, where there is a better error to give.
+      const fail = () => void out.destroy(inContainerTerms(e, view.root) as Error);
+      release().then(fail, fail);
     });
   return out;
 }

@@ -95,6 +95,7 @@ function serialized(mp: string, fn: () => Promise<void>): Promise<void> {
   // the chain only orders the work: each caller awaits its own promise and gets its own error
   const tail = run.catch(() => {});
   inProgress.set(mp, tail);
+  // tail never rejects (caught above): this only forgets a finished chain
   void tail.then(() => {
     if (inProgress.get(mp) === tail) inProgress.delete(mp);
   });

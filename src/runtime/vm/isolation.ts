@@ -124,6 +124,7 @@ function holdUntilRead(tar: Readable, done: () => Promise<void>): Readable {
   tar.on('error', (e) => out.destroy(e));
   out.on('close', () => {
     if (!tar.readableEnded) tar.destroy();
+    // no one is left to tell: done() logs what fails in it (see archive and layerTar)
     void done();
   });
   return tar.pipe(out);
@@ -440,7 +441,7 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
     let reader: Ext4Reader | undefined;
     const done = async () => {
       await reader?.close().catch((e: Error) => this.opts.log?.(`closing the disk of ${spec.id.slice(0, 12)} after a copy: ${e.message}`));
-      await release();
+      await release().catch((e: Error) => this.opts.log?.(`releasing the disk of ${spec.id.slice(0, 12)} after a copy: ${e.message}`));
     };
     try {
       reader = await Ext4Reader.open(rec.disk, { format: 'qcow2' });
@@ -477,7 +478,7 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
     let top: Ext4Reader | undefined;
     const done = async () => {
       await top?.close().catch((e: Error) => this.opts.log?.(`closing the disk of ${spec.id.slice(0, 12)} after a commit: ${e.message}`));
-      await release();
+      await release().catch((e: Error) => this.opts.log?.(`releasing the disk of ${spec.id.slice(0, 12)} after a commit: ${e.message}`));
     };
     try {
       const base = await Ext4Reader.open(rec.baseDisk, { format: 'raw' });

@@ -80,6 +80,7 @@ async function launch(cfg: VmLaunchConfig, devices: GuestDevices, consoleSink: C
 /** Connects to the guest agent once it listens; fails when the guest ends or the deadline passes. */
 async function connectAgent(consoleSink: ConsoleSink, ended: Promise<GuestEnd>, deadline: number): Promise<AgentClient> {
   let gone: GuestEnd | undefined;
+  // ended never rejects (a guest end is a value): this only records it for the loop below
   void ended.then((e) => (gone = e));
   const connector = vsockConnector(path.join('.', VSOCK_SOCKET), AGENT_VSOCK_PORT);
   await consoleSink.waitFor(AGENT_READY, Math.max(0, deadline - Date.now()), () => gone !== undefined || consoleSink.has(AGENT_FATAL));
