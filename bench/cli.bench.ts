@@ -96,6 +96,12 @@ try {
     'tvm run --rm bb true (tsx)': () => timedTvm(tvm.host, ['run', '--rm', 'bb', 'true'], true),
     'tvm --help': () => timedTvm(tvm.host, ['--help'], false),
     'tvm --help (tsx)': () => timedTvm(tvm.host, ['--help'], true),
+    // the floor under any Node CLI on this machine at this load
+    'node -e 0': () => {
+      const t0 = process.hrtime.bigint();
+      const r = spawnSync(process.execPath, ['-e', '0']);
+      return { ms: Number(process.hrtime.bigint() - t0) / 1e6, code: r.status ?? -1, err: '' };
+    },
   };
   const times: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
   for (let i = 0; i < WARMUP + RUNS; i++) {

@@ -92,7 +92,7 @@ export async function buildJs(): Promise<{ files: number; ms: number }> {
       platform: 'node',
       format: 'esm',
       target: 'node20',
-      // stack traces name the .ts lines (node --enable-source-maps, set by bin/tvm.js)
+      // with NODE_OPTIONS=--enable-source-maps, stack traces name the .ts lines
       sourcemap: 'linked',
       logLevel: 'error',
     });
