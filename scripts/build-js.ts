@@ -6,14 +6,15 @@
  *
  * One .js per .ts, in the same layout (dist/cli/main.js for src/cli/main.ts): the daemon finds
  * its worker files, the agent binary and kernels/ relative to its own modules, which a bundle
- * would break. esbuild strips the types only (tsc checks them in `npm run typecheck`), which
- * takes well under a second for the whole tree. The VM supervisor is the exception: it starts
- * at every `docker run --isolation=vm`, so dist/ holds it bundled, built by the same function
- * the daemon uses from the sources (supervisor-bundle.ts).
+ * would break. esbuild strips the types only (tsc checks them in `npm run typecheck`): a few
+ * seconds for the whole tree. Two exceptions, bundled because they start often: the CLI's own
+ * modules (dist/cli/main.js, at every `tvm` call) and the VM supervisor (at every
+ * `docker run --isolation=vm`; built by the function the daemon uses from the sources,
+ * supervisor-bundle.ts).
  *
  * dist/ is replaced whole (built aside, then renamed), so a tvm starting meanwhile sees the old
  * build, no build, or the new one; never half of one. The stamp written last says which source
- * files the build saw and when it started (bin/tvm.js compares them with src/).
+ * files the build saw and when it started (bin/dist-fresh.js compares them with src/).
  */
 import { cp, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -24,7 +25,7 @@ import { buildSupervisorBundle } from '../src/runtime/vm/supervisor-bundle.js';
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SRC = path.join(REPO, 'src');
 const DIST = path.join(REPO, 'dist');
-/** Read by bin/tvm.js: keep the two in step. */
+/** Read by bin/dist-fresh.js (which bin/tvm.js asks): keep the two in step. */
 export const STAMP = '.tvm-build.json';
 
 export interface BuildStamp {
