@@ -146,7 +146,44 @@ describe('--isolation=vm on bridge networks (docker CLI, daemon in its own netwo
     await ok(['rm', '-f', 'vmnet-hostweb']);
     expect((await host(['ip', '-o', 'link', 'show', 'type', 'veth'])).stdout.trim()).toBe('');
   }, 300_000);
+
+  it('a VM defaults to the bridge; a killed supervisor takes QEMU, the tap and the namespace with it', async () => {
+    const id = await ok(['run', '-d', '--isolation=vm', '--name', 'vmnet-default', 'busybox', 'sleep', '600']);
+    const ins = JSON.parse(await ok(['inspect', 'vmnet-default']))[0];
+    expect(ins.HostConfig.NetworkMode).toBe('bridge');
+    const ip = ins.NetworkSettings.Networks.bridge.IPAddress as string;
+    expect(ip).toMatch(/^10\.216\.0\.\d+$/);
+    // the guest reaches the default bridge's gateway (the host's end)
+    expect(await ok(['exec', 'vmnet-default', 'busybox', 'ping', '-c', '1', '-W', '5', '10.216.0.1'])).toContain('1 packets received');
+    const supervisor = await supervisorOf(id);
+    expect(supervisor).toBeDefined();
+    const qemu = await childrenNamed(supervisor!, 'qemu-system');
+    expect(qemu.length).toBe(1);
+    process.kill(supervisor!, 'SIGKILL');
+    await until('the container to exit', async () => ((await ok(['inspect', '-f', '{{.State.Status}}', 'vmnet-default'])) === 'exited' ? 'yes' : undefined), 150);
+    await until('QEMU to go', async () => (existsSync(`/proc/${qemu[0]}`) && !(await isZombie(qemu[0]!)) ? undefined : 'gone'));
+    expect(existsSync(path.join(d.execRoot, 'netns', id))).toBe(false);
+    expect((await host(['iptables-save'])).stdout).not.toContain(`${ip}/`);
+    // the address went back to the pool: the next container may take it
+    expect(JSON.parse(await ok(['network', 'inspect', 'bridge']))[0].Containers[id]).toBeUndefined();
+    await ok(['rm', 'vmnet-default']);
+  }, 300_000);
 });
+
+/** Pids of the children of `pid` whose command line names `what`. */
+async function childrenNamed(pid: number, what: string): Promise<number[]> {
+  const out: number[] = [];
+  for (const e of await readdir('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    const stat = await readFile(`/proc/${e}/stat`, 'utf8').catch(() => '');
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (ppid !== pid) continue;
+    // setpriv execs QEMU: the child's command line is QEMU's once it runs
+    const cmd = await readFile(`/proc/${e}/cmdline`, 'utf8').catch(() => '');
+    if (cmd.includes(what)) out.push(Number(e));
+  }
+  return out;
+}
 
 /** A shell line printing the body of http://ADDR/ (busybox nc; the body is the last line). */
 function httpGet(addr: string): string {
