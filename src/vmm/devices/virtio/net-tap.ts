@@ -1,12 +1,13 @@
 /**
- * The virtio-net device's port on a tap fd (src/kvm/tun.ts): a write is one frame out, a read
- * one frame in. Readiness comes from the VM's NotifyPoller as a one-shot readable watch, re-armed
+ * The virtio-net device's port on a tap fd (src/kvm/tun.ts): a write is one packet out, a read
+ * one packet in, each a virtio_net_hdr_v1 and a frame. Readiness comes from the VM's NotifyPoller as a one-shot readable watch, re-armed
  * after each handler run, so frames left waiting wake the handler again.
  */
 import * as libc from '../../../kvm/libc.js';
 import { SysError } from '../../../kvm/libc.js';
 import type { NotifyPoller } from './notify-poller.js';
-import type { FramePort } from './net.js';
+import type { FramePort, RxOffloads } from './net.js';
+import { setTapOffload, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 } from '../../../kvm/tun.js';
 
 export class TapPort implements FramePort {
   private watched = false;
@@ -30,6 +31,11 @@ export class TapPort implements FramePort {
   receive(buf: Uint8Array): number {
     if (this.closed) return -1;
     return libc.read(this.fd, buf);
+  }
+
+  setOffloads(o: RxOffloads): void {
+    if (this.closed) return;
+    setTapOffload(this.fd, (o.csum ? TUN_F_CSUM : 0) | (o.tso4 ? TUN_F_TSO4 : 0) | (o.tso6 ? TUN_F_TSO6 : 0));
   }
 
   watch(onReadable: (() => void) | undefined): void {

@@ -1,18 +1,20 @@
 /**
- * virtio-net (virtio 1.2 §5.1, "Network Device"): one receive and one transmit queue, frames
+ * virtio-net (virtio 1.2 §5.1, "Network Device"): one receive and one transmit queue, packets
  * to and from a `FramePort` (a tap device in the container's network namespace, net-tap.ts).
- * No offloads: the guest checksums and segments everything itself, so every frame is a plain
- * Ethernet frame of at most the MTU and the header carries nothing but num_buffers.
+ * A packet is a `virtio_net_hdr_v1` (12 bytes: with VERSION_1 it is that header whatever
+ * MRG_RXBUF says, §5.1.6) and an Ethernet frame, the layout of a virtio-net buffer and of a tap
+ * opened with IFF_VNET_HDR, so packets pass through unchanged but for checks.
  *
- * Features offered: VIRTIO_NET_F_MAC (the config space holds the container's MAC). Not
- * offered: CSUM/GUEST_CSUM and the TSO/UFO family (a tap without IFF_VNET_HDR gets finished
- * checksums and segments from the kernel), MRG_RXBUF (without it and without GUEST_TSO Linux
- * posts receive buffers of a full frame each), CTRL_VQ, STATUS (the link is always up), MQ.
- * With VERSION_1 the header is `struct virtio_net_hdr_v1`, 12 bytes, whatever MRG_RXBUF says
- * (§5.1.6: num_buffers is always there; the device sets it to 1 without MRG_RXBUF).
+ * Features offered: VIRTIO_NET_F_MAC (the config space holds the container's MAC), and the
+ * checksum and TSO offloads both ways (CSUM, GUEST_CSUM, HOST_TSO4/6, GUEST_TSO4/6): the
+ * guest's stack under TCG is the slow part, and 64 KiB segments cost it a fraction of 1500-byte
+ * frames. The tap is told (TUNSETOFFLOAD) which of them the driver accepted, so it never hands
+ * over what the guest cannot take. Not offered: MRG_RXBUF (Linux then posts receive buffers of
+ * a whole 64 KiB segment with GUEST_TSO, of a whole frame without), ECN and UFO, CTRL_VQ,
+ * STATUS (the link is always up), MQ. num_buffers is 1 on every received packet.
  *
- * Flow control: a received frame is taken from the port only when the guest has posted a
- * receive buffer for it. With none posted, the port's watch is dropped (the frames wait in the
+ * Flow control: a received packet is taken from the port only when the guest has posted a
+ * receive buffer for it. With none posted, the port's watch is dropped (packets wait in the
  * tap's queue, which drops on overflow as a NIC does) and resumed by the next receive kick;
  * the ring's avail_event is left at the next index, so the driver kicks as soon as it posts.
  */
@@ -27,6 +29,10 @@ export const VIRTIO_NET_F_CSUM = 0;
 export const VIRTIO_NET_F_GUEST_CSUM = 1;
 export const VIRTIO_NET_F_MTU = 3;
 export const VIRTIO_NET_F_MAC = 5;
+export const VIRTIO_NET_F_GUEST_TSO4 = 7;
+export const VIRTIO_NET_F_GUEST_TSO6 = 8;
+export const VIRTIO_NET_F_HOST_TSO4 = 11;
+export const VIRTIO_NET_F_HOST_TSO6 = 12;
 export const VIRTIO_NET_F_MRG_RXBUF = 15;
 export const VIRTIO_NET_F_STATUS = 16;
 export const VIRTIO_NET_F_CTRL_VQ = 17;
@@ -35,25 +41,37 @@ export const VIRTIO_NET_F_MQ = 22;
 /** struct virtio_net_hdr_v1: u8 flags, u8 gso_type, le16 hdr_len, le16 gso_size, le16 csum_start, le16 csum_offset, le16 num_buffers. */
 export const VIRTIO_NET_HDR = { size: 12, flags: 0, gso_type: 1, hdr_len: 2, gso_size: 4, csum_start: 6, csum_offset: 8, num_buffers: 10 } as const;
 export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
+export const VIRTIO_NET_HDR_F_DATA_VALID = 2;
 export const VIRTIO_NET_HDR_GSO_NONE = 0;
+export const VIRTIO_NET_HDR_GSO_TCPV4 = 1;
+export const VIRTIO_NET_HDR_GSO_TCPV6 = 4;
 /** struct virtio_net_config: u8 mac[6], le16 status, le16 max_virtqueue_pairs, le16 mtu. */
 export const VIRTIO_NET_CONFIG = { size: 12, mac: 0, status: 6, max_virtqueue_pairs: 8, mtu: 10 } as const;
 
 export const NET_RX_QUEUE = 0;
 export const NET_TX_QUEUE = 1;
 export const NET_QUEUE_SIZE = 256;
-/** Largest frame either way: 1500 MTU + Ethernet header + a VLAN tag, with room to spare. */
-export const NET_MAX_FRAME = 1536 + 64;
-/** Frames moved per wake-up at most (the event loop gets its turn; the tap's watch fires again). */
+/** Largest frame either way: a 64 KiB TSO segment and its Ethernet header (and a VLAN tag). */
+export const NET_MAX_FRAME = 65536 + 18;
+/** Packets moved per wake-up at most (the event loop gets its turn; the tap's watch fires again). */
 export const NET_RX_BURST = 256;
 const ETH_HLEN = 14;
 
-/** Where frames go and come from (the tap; a socketpair in tests). */
+/** The offloads the guest accepts on what it receives (the tap's TUNSETOFFLOAD). */
+export interface RxOffloads {
+  csum: boolean;
+  tso4: boolean;
+  tso6: boolean;
+}
+
+/** Where packets (header + frame) go and come from: the tap; memory in tests. */
 export interface FramePort {
-  /** one frame out; false when the port dropped it */
-  send(frame: Uint8Array): boolean;
-  /** the next waiting frame into `buf`: its length, or -1 when none waits */
+  /** one packet out; false when the port dropped it */
+  send(packet: Uint8Array): boolean;
+  /** the next waiting packet into `buf`: its length, or -1 when none waits */
   receive(buf: Uint8Array): number;
+  /** what received packets may leave to the guest (none until a driver accepts some) */
+  setOffloads(o: RxOffloads): void;
   /**
    * Calls `onReadable` (on this thread) whenever a frame may be waiting, until `watch(undefined)`.
    * The port keeps calling while frames wait, so a handler may stop short of draining it.
@@ -82,24 +100,24 @@ export function parseMac(mac: string): Uint8Array {
 
 export class NetDevice implements VirtioDevice {
   readonly deviceId = VIRTIO_ID_NET;
-  readonly features = bit(VIRTIO_NET_F_MAC);
+  readonly features = bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_CSUM) | bit(VIRTIO_NET_F_GUEST_CSUM) | bit(VIRTIO_NET_F_GUEST_TSO4) | bit(VIRTIO_NET_F_GUEST_TSO6)
+    | bit(VIRTIO_NET_F_HOST_TSO4) | bit(VIRTIO_NET_F_HOST_TSO6);
   readonly queueMaxSizes = [NET_QUEUE_SIZE, NET_QUEUE_SIZE];
   readonly configSize = VIRTIO_NET_CONFIG.size;
   readonly stats: NetStats = { rxFrames: 0, rxBytes: 0, rxDropped: 0, txFrames: 0, txBytes: 0, txDropped: 0 };
   /** the NIC's MAC, "02:42:..." (QEMU's virtio-net is given it too) */
   readonly mac: string;
   private readonly config = new Uint8Array(VIRTIO_NET_CONFIG.size);
-  private readonly frame = new Uint8Array(NET_MAX_FRAME);
-  private readonly header = new Uint8Array(VIRTIO_NET_HDR.size);
+  private readonly packet = new Uint8Array(VIRTIO_NET_HDR.size + NET_MAX_FRAME);
   private ctx?: ActivateContext;
+  /** what the driver accepted */
+  private acked = 0n;
   /** the port is watched (false: no receive buffer was posted, waiting for a kick) */
   private watching = false;
 
   constructor(private readonly o: { port: FramePort; mac: string; log?: (line: string) => void }) {
     this.mac = o.mac.toLowerCase();
     this.config.set(parseMac(o.mac), VIRTIO_NET_CONFIG.mac);
-    // num_buffers is 1 on every frame without MRG_RXBUF; the rest of the header stays zero
-    new DataView(this.header.buffer).setUint16(VIRTIO_NET_HDR.num_buffers, 1, true);
   }
 
   readConfig(offset: number, data: Uint8Array): void {
@@ -113,11 +131,17 @@ export class NetDevice implements VirtioDevice {
 
   activate(ctx: ActivateContext): void {
     this.ctx = ctx;
+    this.acked = ctx.features;
+    const has = (f: number) => (ctx.features & bit(f)) !== 0n;
+    // the spec ties GUEST_TSO* to GUEST_CSUM; the tap's TSO needs its CSUM likewise
+    const csum = has(VIRTIO_NET_F_GUEST_CSUM);
+    this.o.port.setOffloads({ csum, tso4: csum && has(VIRTIO_NET_F_GUEST_TSO4), tso6: csum && has(VIRTIO_NET_F_GUEST_TSO6) });
     this.watch(true);
   }
 
   reset(): void {
     this.ctx = undefined;
+    this.acked = 0n;
     this.watch(false);
   }
 
@@ -161,34 +185,44 @@ export class NetDevice implements VirtioDevice {
   }
 
   private transmit(buf: ChainBuffers): number {
-    const len = buf.readableLength - VIRTIO_NET_HDR.size;
-    if (len < ETH_HLEN || len > NET_MAX_FRAME) {
+    const len = buf.readableLength;
+    if (len < VIRTIO_NET_HDR.size + ETH_HLEN || len > this.packet.length) {
       this.stats.txDropped++;
-      this.o.log?.(`virtio-net: tx: a chain of ${buf.readableLength} bytes is not a header and a frame`);
+      this.o.log?.(`virtio-net: tx: a chain of ${len} bytes is not a header and a frame`);
       return 0;
     }
-    // no offloads were offered: a header asking for one is a driver we do not understand
-    buf.read(0, this.header);
-    if (this.header[VIRTIO_NET_HDR.gso_type] !== VIRTIO_NET_HDR_GSO_NONE || this.header[VIRTIO_NET_HDR.flags]! & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
+    const p = this.packet.subarray(0, len);
+    buf.read(0, p);
+    const why = this.refusedHeader(p);
+    if (why) {
       this.stats.txDropped++;
-      this.o.log?.('virtio-net: tx: a header asks for an offload that was not negotiated');
-      this.resetHeader();
+      this.o.log?.(`virtio-net: tx: ${why}`);
       return 0;
     }
-    const f = this.frame.subarray(0, len);
-    buf.read(VIRTIO_NET_HDR.size, f);
-    if (this.o.port.send(f)) {
+    if (this.o.port.send(p)) {
       this.stats.txFrames++;
-      this.stats.txBytes += len;
+      this.stats.txBytes += len - VIRTIO_NET_HDR.size;
     } else {
       this.stats.txDropped++;
     }
     return 0;
   }
 
-  private resetHeader(): void {
-    this.header.fill(0);
-    new DataView(this.header.buffer).setUint16(VIRTIO_NET_HDR.num_buffers, 1, true);
+  /** Why the driver's header asks for what was not negotiated (the tap would refuse it or worse), or null. */
+  private refusedHeader(p: Uint8Array): string | null {
+    const has = (f: number) => (this.acked & bit(f)) !== 0n;
+    if (p[VIRTIO_NET_HDR.flags]! & VIRTIO_NET_HDR_F_NEEDS_CSUM && !has(VIRTIO_NET_F_CSUM)) return 'a partial checksum without VIRTIO_NET_F_CSUM';
+    if (p[VIRTIO_NET_HDR.flags]! & ~(VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID)) return `header flags 0x${p[VIRTIO_NET_HDR.flags]!.toString(16)}`;
+    switch (p[VIRTIO_NET_HDR.gso_type]) {
+      case VIRTIO_NET_HDR_GSO_NONE:
+        return null;
+      case VIRTIO_NET_HDR_GSO_TCPV4:
+        return has(VIRTIO_NET_F_HOST_TSO4) ? null : 'a TSOv4 segment without VIRTIO_NET_F_HOST_TSO4';
+      case VIRTIO_NET_HDR_GSO_TCPV6:
+        return has(VIRTIO_NET_F_HOST_TSO6) ? null : 'a TSOv6 segment without VIRTIO_NET_F_HOST_TSO6';
+      default:
+        return `gso_type ${p[VIRTIO_NET_HDR.gso_type]} was not negotiated`;
+    }
   }
 
   /** Moves waiting frames into posted receive buffers, at most NET_RX_BURST per call. */
@@ -207,13 +241,16 @@ export class NetDevice implements VirtioDevice {
           if (q.pending(ctx.memory) === 0) break;
           this.watch(true);
         }
-        const len = this.o.port.receive(this.frame);
+        const len = this.o.port.receive(this.packet);
         if (len < 0) break;
-        if (len < ETH_HLEN) {
+        if (len < VIRTIO_NET_HDR.size + ETH_HLEN) {
           this.stats.rxDropped++;
           continue;
         }
-        // the frame goes into the first well-formed chain; malformed ones are completed empty
+        // the tap leaves num_buffers alone (its header is the 10-byte legacy one plus room)
+        this.packet[VIRTIO_NET_HDR.num_buffers] = 1;
+        this.packet[VIRTIO_NET_HDR.num_buffers + 1] = 0;
+        // the packet goes into the first well-formed chain; malformed ones are completed empty
         for (let c = q.pop(ctx.memory); c; c = q.pop(ctx.memory)) {
           used++;
           if (c.error) {
@@ -222,18 +259,17 @@ export class NetDevice implements VirtioDevice {
             continue;
           }
           const buf = new ChainBuffers(ctx.memory, c.descriptors);
-          if (buf.readableLength > 0 || buf.writableLength < VIRTIO_NET_HDR.size + len) {
+          if (buf.readableLength > 0 || buf.writableLength < len) {
             // a receive chain is device-writable only and holds a header and a whole frame
             this.stats.rxDropped++;
-            this.o.log?.(`virtio-net: rx: a chain of ${buf.writableLength} writable bytes for a ${len}-byte frame`);
+            this.o.log?.(`virtio-net: rx: a chain of ${buf.writableLength} writable bytes for a ${len}-byte packet`);
             q.addUsed(ctx.memory, c.head, 0);
             break;
           }
-          buf.write(0, this.header);
-          buf.write(VIRTIO_NET_HDR.size, this.frame.subarray(0, len));
-          q.addUsed(ctx.memory, c.head, VIRTIO_NET_HDR.size + len);
+          buf.write(0, this.packet.subarray(0, len));
+          q.addUsed(ctx.memory, c.head, len);
           this.stats.rxFrames++;
-          this.stats.rxBytes += len;
+          this.stats.rxBytes += len - VIRTIO_NET_HDR.size;
           break;
         }
       }
