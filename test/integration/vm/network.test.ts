@@ -162,7 +162,8 @@ describe('--isolation=vm on bridge networks (docker CLI, daemon in its own netwo
     process.kill(supervisor!, 'SIGKILL');
     await until('the container to exit', async () => ((await ok(['inspect', '-f', '{{.State.Status}}', 'vmnet-default'])) === 'exited' ? 'yes' : undefined), 150);
     await until('QEMU to go', async () => (existsSync(`/proc/${qemu[0]}`) && !(await isZombie(qemu[0]!)) ? undefined : 'gone'));
-    expect(existsSync(path.join(d.execRoot, 'netns', id))).toBe(false);
+    // the network goes right after the exit is recorded (the manager tears it down behind it)
+    await until('the namespace to go', async () => (existsSync(path.join(d.execRoot, 'netns', id)) ? undefined : 'gone'));
     expect((await host(['iptables-save'])).stdout).not.toContain(`${ip}/`);
     // the address went back to the pool: the next container may take it
     expect(JSON.parse(await ok(['network', 'inspect', 'bridge']))[0].Containers[id]).toBeUndefined();
