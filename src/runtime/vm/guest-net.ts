@@ -9,6 +9,7 @@
  * them anyway). All of it lives in the namespace and goes with it at teardown.
  */
 import { run } from '../../network/exec.js';
+import { EMBEDDED_DNS_ADDRESS } from '../../network/dns-netns.js';
 import { TvmError } from '../../errors.js';
 
 /** the tap's name in the container's namespace (each VM has a namespace of its own) */
@@ -27,6 +28,17 @@ export interface GuestNic {
 /** The kernel command line's `tvm.net=ADDRESS/PREFIX,GATEWAY,MAC` (native/agent/guest.c). */
 export function guestNetArg(n: GuestNic): string {
   return `tvm.net=${n.address},${n.gateway ?? ''},${n.mac}`;
+}
+
+/**
+ * The guest's nameservers. The embedded DNS's 127.0.0.11 is a DNAT in the namespace's own
+ * netfilter (network/dns-netns.ts) that the guest's packets never cross (they leave through
+ * the tap and tc, and the guest's loopback is its own): the guest asks the network's server
+ * where it listens, the gateway of the network its NIC is on, as itself. On an internal
+ * network (no route, so no gateway known here) the address stays and names do not resolve.
+ */
+export function guestNameservers(nameservers: string[] | undefined, nic: GuestNic): string[] | undefined {
+  return nameservers?.map((s) => (s === EMBEDDED_DNS_ADDRESS && nic.gateway ? nic.gateway : s));
 }
 
 interface IpAddr { address?: string; addr_info?: { family?: string; local?: string; prefixlen?: number }[] }

@@ -41,7 +41,7 @@ import { AGENT_VSOCK_PORT, EXIT_FILE, LAUNCH_FILE, vsockSocketPath, type VmLaunc
 import { spawnVmSupervisor, vmSupervisorPid } from './supervisor.js';
 import { buildSupervisorBundle } from './supervisor-bundle.js';
 import { reachableSocketPath } from '../socket-path.js';
-import { guestNetArg, plumbGuestNic } from './guest-net.js';
+import { guestNameservers, guestNetArg, plumbGuestNic } from './guest-net.js';
 
 export const MiB = 1024 * 1024;
 /** guest RAM without --memory */
@@ -242,7 +242,9 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
     // on a network: the guest's own stack owns the NIC (guest-net.ts), the workload shares it
     const nic = spec.network === 'bridge' && spec.netns ? await plumbGuestNic(spec.netns.path) : undefined;
     if (nic) aspec.network = 'host';
-    const etc = await prepareEtcFiles(spec.stateDir, aspec.hostname, spec.network, spec.mounts.map((m) => m.destination), spec.processOptions, spec.netns);
+    const nameservers = nic && spec.netns ? guestNameservers(spec.netns.nameservers, nic) : undefined;
+    const net = spec.netns && { ...spec.netns, ...(nameservers && { nameservers }) };
+    const etc = await prepareEtcFiles(spec.stateDir, aspec.hostname, spec.network, spec.mounts.map((m) => m.destination), spec.processOptions, net);
     const files = await Promise.all(etc.map(async (m) => ({ path: path.posix.join(GUEST_FILES_DIR, path.basename(m.source!)), data: await readFile(m.source!) })));
     aspec.mounts.unshift(...etc.map((m, i) => ({ ...m, source: files[i]!.path })));
     const baseInitrd = await agentInitramfs(this.opts.agentPath, path.join(this.opts.dataRoot, 'vm'));

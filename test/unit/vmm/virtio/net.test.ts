@@ -13,7 +13,7 @@ import {
   TUNSETIFF, IFF_TAP, IFF_NO_PI, IFREQ, IFNAMSIZ, O_NONBLOCK, IFF_VNET_HDR, TUNSETOFFLOAD, TUNSETVNETHDRSZ, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6,
 } from '../../../../src/kvm/tun.js';
 import { SOCKADDR_UN, SOCK_NONBLOCK } from '../../../../src/kvm/socket.js';
-import { parseEndpoint, guestNetArg } from '../../../../src/runtime/vm/guest-net.js';
+import { parseEndpoint, guestNetArg, guestNameservers } from '../../../../src/runtime/vm/guest-net.js';
 
 const checks: [string, number][] = [
   ['sizeof(struct virtio_net_hdr_v1)', VIRTIO_NET_HDR.size],
@@ -274,5 +274,14 @@ describe('the VM endpoint in its namespace (guest-net.ts)', () => {
     expect(() => parseEndpoint('[]\n[]')).toThrow(/no MAC/);
     expect(() => parseEndpoint('[{"address":"02:42:ac:12:00:02","addr_info":[]}]\n[]')).toThrow(/no IPv4 address/);
     expect(() => parseEndpoint('oops')).toThrow(/unexpected output/);
+  });
+
+  it("points the guest at the network's DNS server on the gateway, not at the namespace's 127.0.0.11", () => {
+    const nic = { tap: 'tap0', mac: '02:42:ac:12:00:02', address: '172.18.0.2/16', gateway: '172.18.0.1' };
+    expect(guestNameservers(['127.0.0.11'], nic)).toEqual(['172.18.0.1']);
+    expect(guestNameservers(['10.0.0.53', '127.0.0.11'], nic)).toEqual(['10.0.0.53', '172.18.0.1']);
+    expect(guestNameservers(undefined, nic)).toBeUndefined();
+    const { gateway: _, ...internal } = nic;
+    expect(guestNameservers(['127.0.0.11'], internal)).toEqual(['127.0.0.11']);
   });
 });
