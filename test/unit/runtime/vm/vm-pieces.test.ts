@@ -44,6 +44,8 @@ describe('what --isolation=vm refuses (never ignores)', () => {
     expect(() => validateVmSpec(spec({ mounts: [{ type: 'bind', source: '/etc', destination: '/e', readonly: true }] }))).toThrow(/bind mounts \(\/e\) are not supported with --isolation=vm/);
     expect(() => validateVmSpec(spec({ mounts: [{ type: 'volume', source: '/v', destination: '/d', readonly: false }] }))).toThrow(/named volumes/);
     expect(() => validateVmSpec(spec({ network: 'host' }))).toThrow(InvalidParameterError);
+    expect(() => validateVmSpec(spec({ network: 'container' }))).toThrow(/--network container:<name\|id> is not supported with --isolation=vm: a microVM has its own network stack/);
+    expect(() => validateVmSpec(spec({ network: 'bridge' }))).not.toThrow();
     expect(() => validateVmSpec(spec({ storage: { sizeBytes: 1 << 30 } }))).not.toThrow();
     expect(() => validateVmSpec(spec({ processOptions: { devices: [{ pathOnHost: '/dev/fuse', pathInContainer: '/dev/fuse', permissions: 'rwm' }] } }))).toThrow(/--device/);
   });
