@@ -14,7 +14,10 @@ import { run } from './exec.js';
 
 export const EMBEDDED_DNS_ADDRESS = '127.0.0.11';
 
-/** The iptables-restore input for the container's nat table (pure: unit-tested). A fresh namespace's table is empty: ours replaces it whole. */
+/**
+ * The iptables-restore input for the container's nat table (pure: unit-tested). A fresh
+ * namespace's table is empty: ours replaces it whole.
+ */
 export function renderDnsRedirect(server: string, containerIp: string): string {
   const lines = ['*nat', ':PREROUTING ACCEPT [0:0]', ':INPUT ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', ':POSTROUTING ACCEPT [0:0]'];
   for (const p of ['udp', 'tcp']) {

@@ -197,7 +197,10 @@ export class EmbeddedDns {
     return (await this.forward(msg, this.upstream(from), proto)) ?? answer(msg, q, [], 2 /* SERVFAIL */);
   }
 
-  /** Relays the query to the first upstream that answers, over the protocol it came by (a truncated UDP answer makes the client ask again over TCP). */
+  /**
+   * Relays the query to the first upstream that answers, over the protocol it came by (a
+   * truncated UDP answer makes the client ask again over TCP).
+   */
   private async forward(msg: Buffer, servers: string[], proto: 'udp' | 'tcp'): Promise<Buffer | undefined> {
     for (const server of servers) {
       const reply = proto === 'udp' ? await forwardUdp(msg, server) : await forwardTcp(msg, server);

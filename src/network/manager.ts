@@ -159,7 +159,10 @@ export class NetworkManager {
     return out.length > 0 ? out : undefined;
   }
 
-  /** Where the container at `from` has other names resolved: its --dns servers, else the host's (read at each query, as the host's may change). */
+  /**
+   * Where the container at `from` has other names resolved: its --dns servers, else the host's
+   * (read at each query, as the host's may change).
+   */
   private upstreamOf(from: string): string[] {
     for (const n of this.nets.values()) {
       for (const m of Object.values(n.members)) {
