@@ -27,6 +27,8 @@ export default tseslint.config(
       'no-empty': ['error', { allowEmptyCatch: false }],
       // Likewise `.catch(() => {})` / `.catch(() => undefined)`: see eslint-rules/no-silent-catch.js.
       'tvm/no-silent-catch': 'error',
+      // A promise deliberately not awaited (`void p`) says why: see eslint-rules/no-unexplained-void.js.
+      'tvm/no-unexplained-void': 'error',
       // Off: an `async` method without an `await` still turns a throw into a rejection, which
       // is what its callers (and the Isolation / route interfaces it implements) expect.
       '@typescript-eslint/require-await': 'off',

@@ -55,30 +55,7 @@ function rejectionHandler(call) {
   return undefined;
 }
 
-/** The statement (or class member) the call belongs to: the unit a reason is written above. */
-function enclosingStatement(node) {
-  let stmt = node;
-  for (let n = node; n; n = n.parent) {
-    if (isStatement(n)) {
-      stmt = n;
-      break;
-    }
-  }
-  // `if (x) await p.catch(() => {});` and `for (...) await ...`: the reason sits above the `if`
-  // or the `for`, whose body the statement is (on its line, or on the next when it is long),
-  // or which starts on the same line (`if (x) { ... }` on one line).
-  for (let n = stmt.parent, child = stmt; n; child = n, n = n.parent) {
-    const sameLine = n.loc.start.line === stmt.loc.start.line;
-    const bodyOf = isStatement(n) && child === stmt;
-    if (!sameLine && !bodyOf) break;
-    if (isStatement(n)) stmt = n;
-  }
-  return stmt;
-}
-
-function isStatement(n) {
-  return (/(Statement|Declaration)$/.test(n.type) && n.type !== 'BlockStatement') || n.type === 'PropertyDefinition';
-}
+import { enclosingStatement, reasonChecker } from './reason.js';
 
 /** @type {import('eslint').Rule.RuleModule} */
 export default {
@@ -92,40 +69,13 @@ export default {
     },
   },
   create(context) {
-    const source = context.sourceCode;
-    /** statements already found to drop an error with a reason: the next line may share it */
-    const explained = new Set();
-    const hasReason = (stmt, handler) => {
-      // A comment right above the statement, or one from the statement's start to the handler's
-      // last line (inside the handler, before it in a chain, or trailing on its line).
-      // (Above means on a line of its own: a trailing comment of the line before is about that line.)
-      const above = source.getCommentsBefore(stmt).filter((c) => {
-        const before = source.getTokenBefore(c, { includeComments: true });
-        return !before || before.loc.end.line < c.loc.start.line;
-      });
-      if (above.length > 0) return true;
-      const end = handler.loc.end.line;
-      if (source.getAllComments().some((c) => c.range[0] >= stmt.range[0] && c.loc.start.line <= end)) return true;
-      // A run of such statements, one a line (a teardown's kill, wait, remove), shares the
-      // comment above its first.
-      const prev = previousStatement(stmt);
-      return prev !== undefined && explained.has(prev) && prev.loc.end.line + 1 === stmt.loc.start.line;
-    };
+    const hasReason = reasonChecker(context.sourceCode);
     return {
       CallExpression(call) {
         const handler = rejectionHandler(call);
         if (!handler || !isSilentHandler(handler)) return;
-        const stmt = enclosingStatement(call);
-        if (hasReason(stmt, handler)) explained.add(stmt);
-        else context.report({ node: handler, messageId: 'silent' });
+        if (!hasReason(enclosingStatement(call), handler.loc.end.line)) context.report({ node: handler, messageId: 'silent' });
       },
     };
   },
 };
-
-function previousStatement(stmt) {
-  const parent = stmt.parent;
-  const list = parent?.type === 'SwitchCase' ? parent.consequent : Array.isArray(parent?.body) ? parent.body : undefined;
-  const i = list ? list.indexOf(stmt) : -1;
-  return i > 0 ? list[i - 1] : undefined;
-}

@@ -8,6 +8,7 @@ import { rmSync } from 'node:fs';
 import { Store } from '../../src/images/store.js';
 
 process.on('message', (m: { ref: string; root: string }) => {
+  // the body reports every failure to the parent process (the catch below)
   void (async () => {
     const t = process.hrtime.bigint();
     const c = process.cpuUsage();

@@ -61,6 +61,7 @@ export function errorHandler(log: (msg: string) => void) {
     if (isHostResourceError(err) || m.status === 501) log(`${req.method} ${req.url}: ${m.message}`);
     else if (m.status >= 500) log(`${req.method} ${req.url}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     if (m.status === 304) {
+      // fastify sends it and reports its own failures: the reply is only thenable
       void reply.code(304).send();
       return;
     }

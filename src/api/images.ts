@@ -167,6 +167,7 @@ export function registerImageRoutes(app: FastifyInstance, ctx: ApiContext): void
     let res: ReturnType<typeof beginStream> | undefined;
     const out = (line: string) => writeOut((res ??= beginStream(reply, 'application/json')), line);
     try {
+      // progress lines are best effort: writeOut never rejects (false: the client went away)
       const img = await images.pull(ref, { ...(auth && { auth }), onProgress: (p) => void out(progressLine(p)) });
       ctx.manager.events.publish('image', 'pull', ref, { name: ref });
       void img;
@@ -183,6 +184,7 @@ export function registerImageRoutes(app: FastifyInstance, ctx: ApiContext): void
   app.post('/images/load', async (req: FastifyRequest<{ Querystring: Q; Body: unknown }>, reply) => {
     const quiet = qbool(one(req.query.quiet), true);
     const res = beginStream(reply, 'application/json');
+    // writeOut never rejects (false: the client went away, and the next write finds it gone)
     const out = (line: string) => void writeOut(res, line);
     try {
       const loaded = await images.load(bodyStream(req), quiet ? undefined : (p) => out(progressLine(p)));

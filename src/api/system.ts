@@ -36,6 +36,7 @@ function cgroupVersion(): string {
 export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const m = ctx.manager;
   const ping = (_req: FastifyRequest, reply: FastifyReply) => {
+    // fastify sends it and reports its own failures: the reply is only thenable
     void reply
       .headers({ ...commonHeaders(SERVER_VERSION), 'Builder-Version': '1', 'Cache-Control': 'no-cache, no-store, must-revalidate', Pragma: 'no-cache', Swarm: 'inactive' })
       .header('content-type', 'text/plain; charset=utf-8')
@@ -43,6 +44,7 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): voi
   };
   app.get('/_ping', ping);
   app.head('/_ping', (_req, reply) => {
+    // fastify sends it and reports its own failures: the reply is only thenable
     void reply
       .headers({ ...commonHeaders(SERVER_VERSION), 'Builder-Version': '1', 'Cache-Control': 'no-cache, no-store, must-revalidate', Pragma: 'no-cache', Swarm: 'inactive', 'Content-Length': '0' })
       .header('content-type', 'text/plain; charset=utf-8')

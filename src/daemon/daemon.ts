@@ -196,6 +196,7 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
       process.stderr.write(`tvm daemon: ${sig}, shutting down (containers keep running)\n`);
+      // the daemon ends either way: a close that fails resolves the wait as well
       void d.close().then(resolve, resolve);
     };
     process.once('SIGTERM', () => stop('SIGTERM'));

@@ -656,6 +656,7 @@ export class ContainerManager {
     l.restartTimer = this.timers.set(() => {
       if (token !== l.restartToken) return;
       l.restartTimer = undefined;
+      // a timer has no caller to tell: a failed restart is logged
       void this.locked(rec.id, () => this.policyRestart(rec, token)).catch((e) => this.log(`restart of ${rec.id} failed: ${String(e)}`));
     }, ms);
   }

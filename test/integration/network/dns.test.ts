@@ -82,6 +82,7 @@ describe('embedded DNS at 127.0.0.11 (docker CLI, daemon in its own network name
         upstreamLog += b.toString();
         if (upstreamLog.includes('ready')) resolve();
       });
+      // execa with reject: false never rejects: an exit, whatever its status, fails the wait
       void upstream!.then((r) => reject(new Error(`the fake upstream DNS exited: ${String(r.stderr)}`)));
     });
   }, 120_000);

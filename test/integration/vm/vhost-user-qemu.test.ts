@@ -108,6 +108,7 @@ beforeAll(async () => {
       onConsole: (out) => {
         if (echoStarted || !out.includes('VSOCK-LISTENING')) return;
         echoStarted = true;
+        // both outcomes are recorded in `echoed`, which the test asserts
         void echoThroughMuxer(uds).then((r) => ({ echoed, okLine } = r), (e: Error) => (echoed = `ERROR ${e.message}`));
       },
     });

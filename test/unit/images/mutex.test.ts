@@ -27,6 +27,7 @@ describe('Semaphore', () => {
     const e = await s.acquire();
     const f = await s.acquire();
     let g = false;
+    // the acquire must wait: the test looks at `g`, not at this promise
     void s.acquire().then(() => (g = true));
     await tick();
     expect(g).toBe(false);
@@ -38,6 +39,7 @@ describe('Semaphore', () => {
     const s = new Semaphore(0);
     const r = await s.acquire();
     let second = false;
+    // the acquire must wait: the test looks at `second`, not at this promise
     void s.acquire().then(() => (second = true));
     await tick();
     expect(second).toBe(false);

@@ -180,12 +180,14 @@ export class VhostUserBackend {
   private fail(err: Error): void {
     if (this.closed) return;
     this.log(`closing: ${err.message}`);
+    // both outcomes go to onClose: nothing is left to reject
     void this.close().then(() => this.o.onClose?.(err), (e: Error) => this.o.onClose?.(e));
   }
 
   private hangUp(): void {
     if (this.closed) return;
     this.log('front end hung up');
+    // both outcomes go to onClose: nothing is left to reject
     void this.close().then(() => this.o.onClose?.(), (e: Error) => this.o.onClose?.(e));
   }
 
