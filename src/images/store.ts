@@ -23,7 +23,7 @@ import { HashingStream, SizeMismatchError, digestHex, sha256Digest, verifyBuffer
 import { decompressLayer } from './layer.js';
 import { inspectLayer, type LayerFacts } from './layer-inspect.js';
 import { inspectionFor } from './inspect-pool.js';
-import { checkDeferredLinks } from './tar-safety.js';
+import { checkDeferredLinks } from '../tar-safety.js';
 import { parseImageConfig, hostPlatform, type Descriptor, type ImageConfig, type Platform } from './manifest.js';
 import { Mutex, Semaphore, mapLimit } from './mutex.js';
 import { ProgressThrottle, progress } from './progress.js';
