@@ -23,6 +23,9 @@ export interface ExecConfig {
   DetachKeys: string;
 }
 
+/** POST /containers/{id}/exec's body as it may arrive: any field absent or null. */
+export type ExecCreateBody = { [K in keyof ExecConfig]?: ExecConfig[K] | null };
+
 export interface ExecRecord {
   id: string;
   containerId: string;
@@ -40,7 +43,7 @@ export class ExecStore {
   private readonly byContainer = new Map<string, Map<string, ExecRecord>>();
 
   /** Checks the request (Docker's messages) and records a new exec of `containerId`, not started. */
-  create(containerId: string, body: Partial<ExecConfig>): ExecRecord {
+  create(containerId: string, body: ExecCreateBody): ExecRecord {
     const cmd = body.Cmd ?? [];
     if (cmd.length === 0) throw new InvalidParameterError('No exec command specified');
     if (body.WorkingDir && !body.WorkingDir.startsWith('/')) {

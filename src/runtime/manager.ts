@@ -20,7 +20,7 @@ import { createWarnings } from './create-options.js';
 import { displayRef, effectiveConfig, mapIsolation, parseMounts, volumesFromBinds, validateNetwork, type CreateBody } from './container-config.js';
 import { parseSignal } from './signals.js';
 import { containerSpec, newContainerRecord, planCreate, recordedHostConfig, ZERO_TIME } from './create-plan.js';
-import { ExecStore, type ExecConfig, type ExecRecord } from './exec-store.js';
+import { ExecStore, type ExecCreateBody, type ExecRecord } from './exec-store.js';
 import { RestartScheduler, type RestartSlot } from './restart-scheduler.js';
 import { matchesFilters, matchesLabelFilters, parseUntil } from './list-filters.js';
 import { goErrnoText, startFailedError } from './start-error.js';
@@ -32,7 +32,7 @@ import { readLog, logSize, type LogEntry, type ReadLogOptions } from './log-file
 import type { EndpointConfigBody, NetworkAttach, NetworkManager } from '../network/manager.js';
 import type { RunningInfo } from './types.js';
 
-export type { ExecConfig, ExecRecord } from './exec-store.js';
+export type { ExecConfig, ExecCreateBody, ExecRecord } from './exec-store.js';
 export { validateListFilters, matchesFilters } from './list-filters.js';
 export { goErrnoText } from './start-error.js';
 
@@ -1017,7 +1017,7 @@ export class ContainerManager {
 
   // ---------------------------------------------------------------------------------- exec
 
-  createExec(ref: string, body: Partial<ExecConfig>): string {
+  createExec(ref: string, body: ExecCreateBody): string {
     const rec = this.get(ref);
     assertRunning(rec.state.status, rec.id, 'exec');
     const ex = this.execs.create(rec.id, body);
