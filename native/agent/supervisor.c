@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "supervisor.h"
+#include "extract.h"
 #include "cgroup.h"
 #include "container.h"
 #include "frame.h"
@@ -787,6 +788,29 @@ static int check_envelope(conn *c, const jval *m, const char **type) {
   return 0;
 }
 
+/* `docker cp` into the running container: a forked helper owns the connection from here on
+ * (it joins the container's mounts, which this process must not), so the event loop never
+ * waits on a copy. The agent reaps it like any child it does not track. */
+static void on_extract_hello(conn *c, const jval *m) {
+  const char *dest = get_s(m, "path");
+  proc *p = main_proc();
+  if (!dest || dest[0] != '/') {
+    reply_error(c, 0, "ERR_PROTOCOL", "extract: path must be absolute");
+  } else if (!p || p->state != P_RUNNING) {
+    reply_error(c, 0, "ERR_STATE", "extract: the container is not running");
+  } else {
+    pid_t child = fork();
+    if (child == 0) _exit(extract_child(c->fd, p->pid, dest, c->rd.buf, c->rd.len));
+    if (child > 0) {
+      conn_close(c); /* our copy only: the helper answers on its own */
+      return;
+    }
+    reply_error(c, 0, "ERR_SYSTEM", "extract: fork: %s", strerror(errno));
+  }
+  c->closing = 1;
+  conn_flush(c);
+}
+
 static void on_hello(conn *c, const jval *m) {
   const char *type;
   if (check_envelope(c, m, &type) < 0) { c->closing = 1; conn_flush(c); return; }
@@ -828,8 +852,11 @@ static void on_hello(conn *c, const jval *m) {
     c->p = p;
     c->stream = sn;
     c->kind = sn == 0 ? C_IN : C_OUT;
+  } else if (kind && strcmp(kind, "extract") == 0) {
+    on_extract_hello(c, m);
+    return;
   } else {
-    reply_error(c, 0, "ERR_PROTOCOL", "hello: kind must be control or stream");
+    reply_error(c, 0, "ERR_PROTOCOL", "hello: kind must be control, stream or extract");
     c->closing = 1;
     conn_flush(c);
     return;

@@ -66,12 +66,11 @@ export function buildOptions(q: Q, defaultIsolation: 'vm' | 'container'): BuildO
   }
   const squash = one(q.squash);
   if (squash && qbool(squash)) throw new NotImplementedError('--squash is not supported by tvm');
-  const net = one(q.networkmode) ?? '';
-  let network: 'none' | 'host';
-  // dockerd's default is its bridge; tvm has no bridge network yet, so RUN steps get none
-  if (net === '' || net === 'default' || net === 'none') network = 'none';
-  else if (net === 'host') network = 'host';
-  else throw new InvalidParameterError(`network mode "${net}" is not supported for builds: tvm runs RUN steps with --network none or host`);
+  // as dockerd: RUN steps join the default bridge unless told otherwise ('' lets the container
+  // create choose, as it does for `docker run`); a network that does not exist fails the
+  // first RUN with the create's error
+  const network = one(q.networkmode) ?? '';
+  if (network.startsWith('container:')) throw new InvalidParameterError(`network mode "${network}" is not supported for builds`);
   const isolation = one(q.isolation) ?? '';
   mapIsolation(isolation, defaultIsolation); // refuses an unknown one now, not at the first RUN
   const tags = many(q.t).map((t) => {

@@ -55,7 +55,8 @@ export interface BuildOptions {
   noCache: boolean;
   pull: boolean;
   labels: Record<string, string>;
-  network: 'none' | 'host';
+  /** HostConfig.NetworkMode for every RUN: '' (the daemon's default), none, host, bridge, a network */
+  network: string;
   /** HostConfig.Isolation for every RUN (as given: '', 'container', 'vm', ...) */
   isolation: string;
   quiet: boolean;

@@ -65,13 +65,16 @@ function componentRe(pattern: string): RegExp {
   return new RegExp(re + '$', 's');
 }
 
-/** Context paths (relative to root) matching a glob, component by component, sorted. */
+/** Paths (relative to root) matching a glob, component by component, sorted; symlinked directories are not entered. */
 export async function globIn(root: string, pattern: string): Promise<string[]> {
   const comps = pattern.split('/').filter((c) => c && c !== '.');
   let found = [''];
   for (const comp of comps) {
     const next: string[] = [];
     for (const dir of found) {
+      // as moby's walk: a symlink is never descended (one in another image's files would lead
+      // out of them, into the daemon's own filesystem)
+      if (!(await lstat(path.join(root, dir)).then((st) => st.isDirectory(), () => false))) continue;
       if (!isGlob(comp)) {
         const rel = dir ? `${dir}/${comp}` : comp;
         if (await lstat(path.join(root, rel)).then(() => true, () => false)) next.push(rel);
@@ -82,7 +85,7 @@ export async function globIn(root: string, pattern: string): Promise<string[]> {
       try {
         names = await readdir(path.join(root, dir));
       } catch {
-        continue; // not a directory (or gone): a pattern component cannot match inside it
+        continue; // gone meanwhile: a pattern component cannot match inside it
       }
       for (const n of names.sort()) if (re.test(n)) next.push(dir ? `${dir}/${n}` : n);
     }

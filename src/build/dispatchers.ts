@@ -14,6 +14,7 @@ import { parseSignal } from '../runtime/signals.js';
 import type { BuildRun, StageState, StepResult } from './builder.js';
 import { copyHash, globIn, isGlob, planCopy, type CopySource } from './copy.js';
 import { BuildError } from './errors.js';
+import { goQuoteHealthConfig, goQuoteString } from './go-format.js';
 import type { Instruction } from './instructions.js';
 import { processWord, processWords } from './lex.js';
 
@@ -22,8 +23,9 @@ type Dispatcher = (b: BuildRun, st: StageState, ins: Instruction) => Promise<voi
 const DEFAULT_SHELL = ['/bin/sh', '-c'];
 
 /** Go's %q of a []string: ["a" "b"] */
+/** Go's %q of a []string, as moby's history lines write CMD and ENTRYPOINT. */
 function goQuote(list: readonly string[]): string {
-  return `[${list.map((s) => JSON.stringify(s)).join(' ')}]`;
+  return `[${list.map(goQuoteString).join(' ')}]`;
 }
 
 function shellOf(st: StageState): string[] {
@@ -75,6 +77,13 @@ function duration(name: string, v: string | boolean | undefined): number {
   return Math.round(total);
 }
 
+/** The directory above a pattern's first wildcard component, e.g. /app for /app/*.txt/x. */
+function globBase(abs: string): string {
+  const comps = abs.split('/').filter(Boolean);
+  const i = comps.findIndex(isGlob);
+  return `/${comps.slice(0, i).join('/')}`;
+}
+
 async function copyLike(b: BuildRun, st: StageState, ins: Instruction): Promise<void> {
   const instr = ins.kind === 'add' ? 'ADD' : 'COPY';
   const words = ins.node.args.map((a) => b.word(st, a));
@@ -100,13 +109,25 @@ async function copyLike(b: BuildRun, st: StageState, ins: Instruction): Promise<
     const stage = b.stageByRef(from);
     const imageId = stage ? await b.containerImage(stage) : (await b.image(from)).id;
     fromKey = imageId;
-    if (srcs.some(isGlob)) throw new BuildError(`${instr} --from with wildcards (${srcs.find(isGlob)}) is not supported by tvm yet: name the paths`);
-    const { found } = await b.filesOf(imageId, srcs.map((s) => path.posix.resolve('/', s)));
-    for (const s of srcs) {
-      const host = found.get(path.posix.resolve('/', s));
-      if (!host) throw new BuildError(`${instr} failed: stat ${path.posix.resolve('/', s)}: file does not exist in ${from}`, 'ERR_BUILD_COPY_SOURCE');
-      sources.push({ shown: s, host, rel: path.posix.basename(path.posix.resolve('/', s)) || '.' });
+    // a pattern is matched in the directory above its first wildcard (moby walks the whole
+    // filesystem; matches are the same: `*` never crosses a `/`)
+    const abs = srcs.map((s) => path.posix.resolve('/', s));
+    const fetchPath = (p: string) => (isGlob(p) ? globBase(p) : p);
+    const { found } = await b.filesOf(imageId, [...new Set(abs.map(fetchPath))]);
+    for (const [i, s] of srcs.entries()) {
+      const p = abs[i]!;
+      if (isGlob(s)) {
+        const base = globBase(p);
+        const host = found.get(base);
+        const rest = path.posix.relative(base, p);
+        for (const m of host ? await globIn(host, rest) : []) sources.push({ shown: s, host: path.join(host!, m), rel: m });
+        continue;
+      }
+      const host = found.get(p);
+      if (!host) throw new BuildError(`${instr} failed: stat ${p}: file does not exist in ${from}`, 'ERR_BUILD_COPY_SOURCE');
+      sources.push({ shown: s, host, rel: path.posix.basename(p) || '.' });
     }
+    if (sources.length === 0) throw new BuildError(`${instr} failed: no source files were specified`, 'ERR_BUILD_COPY_SOURCE');
   } else {
     for (const s of srcs) {
       if (isGlob(s)) {
@@ -331,7 +352,8 @@ const DISPATCHERS: Record<string, Dispatcher> = {
         Retries: retries,
       };
     }
-    await meta(b, st, `HEALTHCHECK ${goQuote(test)}`, c);
+    // moby: fmt.Sprintf("HEALTHCHECK %q", runConfig.Healthcheck), the %q of the whole struct
+    await meta(b, st, `HEALTHCHECK ${goQuoteHealthConfig(c.Healthcheck)}`, c);
   },
 
   async onbuild(b, st, ins) {

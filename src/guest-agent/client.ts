@@ -11,7 +11,7 @@ import { FrameDecoder } from './framing.js';
 import {
   AgentError, decodeReply, encodeMessage, parseExitStatus, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
   type AgentExitStatus, type AgentProcess, type AgentResources, type AgentSpec, type HelloReply, type OkReply, type RequestType,
-  type StreamName,
+  type HelloRequest, type StreamName,
 } from './protocol.js';
 
 export type Connector = () => Promise<net.Socket>;
@@ -66,7 +66,7 @@ export function vsockConnector(udsPath: string, port: number): Connector {
 }
 
 /** Sends hello and reads the agent's hello; returns it plus bytes that followed it. */
-async function handshake(sock: net.Socket, hello: { kind: 'control' | 'stream'; stream?: StreamName; exec?: string }): Promise<{ reply: HelloReply; rest: Buffer }> {
+async function handshake(sock: net.Socket, hello: Pick<HelloRequest, 'kind' | 'stream' | 'exec' | 'path'>): Promise<{ reply: HelloReply; rest: Buffer }> {
   const dec = new FrameDecoder();
   sock.write(encodeMessage({ v: PROTOCOL_VERSION, type: 'hello', versions: [...SUPPORTED_VERSIONS], ...hello }));
   return new Promise((resolve, reject) => {
@@ -242,6 +242,18 @@ export class AgentClient {
     const sock = await this.connector();
     const { rest } = await handshake(sock, exec ? { kind: 'stream', stream, exec } : { kind: 'stream', stream });
     // left paused: the consumer's pipe()/iteration starts the flow, so no byte is lost
+    if (rest.length) sock.unshift(rest);
+    return sock;
+  }
+
+  /**
+   * An extract connection (`docker cp` into the running container): after the hello the caller
+   * writes entry frames and reads one answer frame. The hello fails with the agent's error when
+   * `dest` is missing or not a directory in the container.
+   */
+  async openExtract(dest: string): Promise<net.Socket> {
+    const sock = await this.connector();
+    const { rest } = await handshake(sock, { kind: 'extract', path: dest });
     if (rest.length) sock.unshift(rest);
     return sock;
   }

@@ -89,10 +89,34 @@ export interface HelloRequest {
   v: 1;
   type: 'hello';
   versions: number[];
-  kind: 'control' | 'stream';
+  kind: 'control' | 'stream' | 'extract';
   stream?: StreamName;
   exec?: string;
+  /** kind `extract`: the directory in the container the entries land in */
+  path?: string;
 }
+
+/**
+ * What follows an `extract` hello, one frame each: the entries of `docker cp`'s tar, already
+ * parsed and checked by the daemon (file data follows its entry raw), then `end`.
+ */
+export interface ExtractEntry {
+  v: 1;
+  type: 'entry';
+  /** relative to the destination, normalized; `.` is the destination itself */
+  path: string;
+  kind: 'file' | 'dir' | 'symlink' | 'link';
+  mode: number;
+  uid: number;
+  gid: number;
+  /** seconds since the epoch */
+  mtime?: number;
+  /** symlink: its target as written; link: the linked entry's path, relative to the destination */
+  linkname?: string;
+  /** file: the bytes that follow this frame */
+  size: number;
+}
+export interface ExtractEnd { v: 1; type: 'end' }
 
 export type RequestType =
   | 'create' | 'start' | 'wait' | 'signal' | 'resize' | 'exec' | 'start-exec'
@@ -153,7 +177,7 @@ export function failedStartExitCode(e: unknown, fallback: number): number {
   return fallback;
 }
 
-export function encodeMessage(msg: HelloRequest | Request): Buffer {
+export function encodeMessage(msg: HelloRequest | Request | ExtractEntry | ExtractEnd): Buffer {
   return encodeFrame(Buffer.from(JSON.stringify(msg), 'utf8'));
 }
 
@@ -206,7 +230,7 @@ export function decodeRequest(payload: Uint8Array): HelloRequest | Request {
   }
   if (!isObject(msg) || msg.v !== PROTOCOL_VERSION || typeof msg.type !== 'string') bad('request envelope');
   if (msg.type === 'hello') {
-    if (!Array.isArray(msg.versions) || (msg.kind !== 'control' && msg.kind !== 'stream')) bad('hello fields');
+    if (!Array.isArray(msg.versions) || (msg.kind !== 'control' && msg.kind !== 'stream' && msg.kind !== 'extract')) bad('hello fields');
     return msg as unknown as HelloRequest;
   }
   if (!(REQUEST_TYPES as readonly string[]).includes(msg.type)) bad(`unknown type ${JSON.stringify(msg.type)}`);

@@ -18,15 +18,17 @@ export function humanSize(bytes: number): string {
   return `${Number(v.toPrecision(4))}${units[i]}`;
 }
 
-/** '[=====>      ]  1.2MB/3.4MB', as jsonmessage.JSONProgress.String() draws it. */
+/**
+ * '[=====>      ]  1.2MB/3.4MB', as the daemon's jsonmessage.JSONProgress.String() writes it
+ * (no terminal: 200 columns, no time left): `=` per 2%, always a `>`, the current size padded
+ * to 8; the total left out when current passed it.
+ */
 export function progressBar(current: number, total: number): string {
-  if (total <= 0) return humanSize(current);
-  const ratio = Math.min(1, current / total);
-  const filled = Math.floor(ratio * PROGRESS_BAR_WIDTH);
-  let bar = '='.repeat(filled);
-  if (filled < PROGRESS_BAR_WIDTH) bar += '>' + ' '.repeat(PROGRESS_BAR_WIDTH - filled - 1);
-  const numbers = `${humanSize(current)}/${humanSize(total)}`;
-  return `[${bar}] ${numbers.padStart(18)}`;
+  if (total <= 0) return humanSize(current).padStart(8);
+  const pct = Math.min(PROGRESS_BAR_WIDTH, Math.trunc(Math.trunc((current / total) * 100) / 2));
+  const bar = `[${'='.repeat(pct)}>${' '.repeat(PROGRESS_BAR_WIDTH - pct)}] `;
+  const cur = humanSize(current).padStart(8);
+  return bar + (current > total ? cur : `${cur}/${humanSize(total)}`);
 }
 
 export function shortId(digest: string): string {
@@ -49,6 +51,12 @@ export const progress = {
   loading: (digest: string, current: number, total: number): PullProgress => ({
     status: 'Loading layer',
     id: shortId(digest),
+    progress: progressBar(current, total),
+    progressDetail: { current, total },
+  }),
+  pushing: (id: string, current: number, total: number): PullProgress => ({
+    status: 'Pushing',
+    id,
     progress: progressBar(current, total),
     progressDetail: { current, total },
   }),

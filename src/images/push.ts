@@ -3,8 +3,15 @@
  * to a registry, with Docker's progress messages:
  *
  *   The push refers to repository [host/repo]
- *   <layer>: Preparing / Waiting / Pushed / Layer already exists / Mounted from other/repo
+ *   <layer>: Preparing / Waiting / Pushing [==>  ] 1.2MB/3MB / Pushed / Layer already exists /
+ *            Mounted from other/repo
  *   <tag>: digest: sha256:... size: N
+ *
+ * As dockerd's upload manager: the layers top first (the order the docker CLI draws them in),
+ * all Preparing, then Waiting for those beyond the five uploads at once, Pushing with
+ * progressDetail {current,total} as the bytes go (throttled as pulls' Downloading), and how
+ * each ended. The bar counts the compressed blob's bytes (dockerd counts the uncompressed
+ * ones it compresses on the fly; tvm compressed the layer before the upload began).
  *
  * Layers the builder or `docker commit` made are stored uncompressed; like dockerd they are
  * pushed gzip-compressed. The compressed blob is kept in the blob store and remembered by diff
@@ -14,6 +21,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { Transform, type Readable } from 'node:stream';
 import { createGzip } from 'node:zlib';
 import { writeJsonAtomic } from '../atomic-file.js';
 import { InvalidParameterError, NotFoundError } from '../errors.js';
@@ -22,8 +30,12 @@ import { MediaType, parseManifest } from './manifest.js';
 import { Mutex, mapLimit } from './mutex.js';
 import { familiarName, parseNormalized, repositoryName, type Reference } from './reference.js';
 import { RegistryClient, type RegistryClientOptions } from './registry.js';
+import { progress, ProgressThrottle } from './progress.js';
 import type { LayerMeta, Store } from './store.js';
 import type { PullProgress } from './types.js';
+
+/** dockerd's max-concurrent-uploads default */
+const MAX_CONCURRENT_UPLOADS = 5;
 
 const UNCOMPRESSED = new Set<string>([MediaType.OciLayer, 'application/vnd.docker.image.rootfs.diff.tar']);
 
@@ -73,8 +85,30 @@ function clientFor(store: Store, domain: string, auth: Credentials | undefined):
 
 const shortId = (d: string) => d.replace(/^sha256:/, '').slice(0, 12);
 
+interface ProgressOptions {
+  /** bytes between two Pushing messages of one layer (tests); default as pulls' (see ProgressThrottle) */
+  progressEveryBytes?: number;
+  progressEveryMs?: number;
+}
+
+/** `body`, reporting the bytes read from it as ProgressThrottle lets through (always the last). */
+function counted(body: Readable, total: number, report: (n: number) => void, o: ProgressOptions): Readable {
+  const shown = new ProgressThrottle(total, { everyBytes: o.progressEveryBytes ?? undefined, everyMs: o.progressEveryMs ?? undefined });
+  let seen = 0;
+  const t = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      seen += chunk.length;
+      if (shown.due(seen, Date.now())) report(seen);
+      done(null, chunk);
+    },
+  });
+  // a failed read fails the upload that reads `t`
+  body.on('error', (e) => t.destroy(e));
+  return body.pipe(t);
+}
+
 /** Pushes one tag of a repository; returns the manifest digest. */
-async function pushTag(store: Store, client: RegistryClient, r: Reference, emit: (p: PullProgress) => void): Promise<string> {
+async function pushTag(store: Store, client: RegistryClient, r: Reference, emit: (p: PullProgress) => void, opts: ProgressOptions): Promise<string> {
   const ref = `${repositoryName(r)}:${r.tag}`;
   const id = await store.resolveId(ref);
   const meta = (await store.readMeta(id))!;
@@ -86,15 +120,23 @@ async function pushTag(store: Store, client: RegistryClient, r: Reference, emit:
     .find((img) => img.id === id)
     ?.repoDigests.map((d) => parseNormalized(d))
     .find((p) => p.domain === r.domain && p.path !== r.path)?.path;
-  for (const l of meta.layers) emit({ status: 'Preparing', id: shortId(l.diffId), progressDetail: {} });
-  const layers = await mapLimit(meta.layers, 5, async (l) => {
+  // top layer first, as dockerd lists (and uploads) them
+  const top = [...meta.layers].reverse();
+  for (const l of top) emit({ status: 'Preparing', id: shortId(l.diffId), progressDetail: {} });
+  for (const l of top.slice(MAX_CONCURRENT_UPLOADS)) emit({ status: 'Waiting', id: shortId(l.diffId), progressDetail: {} });
+  const pushed = await mapLimit(top, MAX_CONCURRENT_UPLOADS, async (l) => {
+    const id = shortId(l.diffId);
     const desc = UNCOMPRESSED.has(l.mediaType)
       ? { mediaType: oci ? MediaType.OciLayerGzip : MediaType.DockerLayerGzip, ...(await compressed(store, l)) }
       : { mediaType: l.mediaType, digest: l.digest, size: l.size };
-    const res = await client.pushBlob(r.path, desc, () => store.blobs.open(desc.digest), mountFrom);
-    emit({ status: res === 'exists' ? 'Layer already exists' : res === 'mounted' ? `Mounted from ${mountFrom}` : 'Pushed', id: shortId(l.diffId), progressDetail: {} });
+    // opened only when the registry has the blob nowhere: the upload itself
+    const open = async () => counted(await store.blobs.open(desc.digest), desc.size, (n) => emit(progress.pushing(id, n, desc.size)), opts);
+    const res = await client.pushBlob(r.path, desc, open, mountFrom);
+    emit({ status: res === 'exists' ? 'Layer already exists' : res === 'mounted' ? `Mounted from ${mountFrom}` : 'Pushed', id, progressDetail: {} });
     return desc;
   });
+  // the manifest lists them bottom first, as the image's rootfs does
+  const layers = pushed.reverse();
   await client.pushBlob(r.path, cfgInfo, () => store.blobs.open(id), mountFrom);
   const manifest = {
     schemaVersion: 2,
@@ -116,7 +158,7 @@ async function pushTag(store: Store, client: RegistryClient, r: Reference, emit:
  * `docker push name[:tag]`; without a tag (`--all-tags`) every tag of the repository. Throws
  * before anything is sent (404) when the image or repository is unknown.
  */
-export async function pushImage(store: Store, name: string, tag: string | undefined, opts: { auth?: Credentials; onProgress?: (p: PullProgress) => void } = {}): Promise<string[]> {
+export async function pushImage(store: Store, name: string, tag: string | undefined, opts: { auth?: Credentials; onProgress?: (p: PullProgress) => void } & ProgressOptions = {}): Promise<string[]> {
   const emit = opts.onProgress ?? (() => {});
   const parsed = parseNormalized(name);
   // the repository; a tag in the name counts when no tag parameter is given (POST /images/repo:tag/push)
@@ -142,7 +184,11 @@ export async function pushImage(store: Store, name: string, tag: string | undefi
   try {
     emit({ status: `The push refers to repository [${repositoryName(base)}]` });
     const out: string[] = [];
-    for (const r of refs) out.push(await pushTag(store, client, r, emit));
+    // the daemon's Downloading throttle (tests set it small) unless the caller gives its own
+    const every = opts.progressEveryBytes ?? store.opts.progressEveryBytes;
+    const ms = opts.progressEveryMs ?? store.opts.progressEveryMs;
+    const po: ProgressOptions = { ...(every !== undefined && { progressEveryBytes: every }), ...(ms !== undefined && { progressEveryMs: ms }) };
+    for (const r of refs) out.push(await pushTag(store, client, r, emit, po));
     return out;
   } finally {
     await client.close();

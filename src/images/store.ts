@@ -359,6 +359,11 @@ export class Store implements ImageStore {
       const manifestDigests = refsOf().flatMap((k) => parseReference(k).digest ?? []);
       const byId = ID_RE.test(ref) || (ID_PREFIX_RE.test(ref) && !refsOf().some((k) => refMatches(k, ref)));
       const inUse = opts.inUse.has(id);
+      // images built or committed on this one (their parent chain points here), as dockerd's imageStore.Children
+      const hasChildren = async () => {
+        for (const other of await this.allIds()) if ((await this.readMeta(other))?.parent === id) return true;
+        return false;
+      };
       if (!byId) {
         const p = parseNormalized(ref);
         const key = p.digest ? `${repositoryName(p)}@${p.digest}` : formatReference(p);
@@ -376,7 +381,15 @@ export class Store implements ImageStore {
           return out;
         }
         for (const k of refsOf()) untag(k);
+        // a parent keeps its layers for its children: untagged, not deleted (dockerd's quiet conflict)
+        if (await hasChildren()) {
+          await this.writeRepos(repos);
+          return out;
+        }
       } else {
+        if (await hasChildren()) {
+          throw new ConflictError(`conflict: unable to delete ${short} (cannot be forced) - image has dependent child images`, 'ERR_IMAGE_HAS_CHILDREN');
+        }
         if (inUse && !opts.force) {
           throw new ConflictError(`conflict: unable to delete ${short} (must be forced) - image is being used by a container`, 'ERR_IMAGE_IN_USE');
         }

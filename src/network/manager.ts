@@ -7,6 +7,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
+import { isIPv4 } from 'node:net';
 import path from 'node:path';
 import { ConflictError, InvalidParameterError, NotFoundError, NotImplementedError } from '../errors.js';
 import { deleteBridge, enableForwarding, ensureBridge, linksOnBridges } from './bridge.js';
@@ -19,7 +20,8 @@ import { applyRules, removeRules, type FilterNetwork, type FilterPort } from './
 import { createNetns, netnsExists, removeNetns } from './netns.js';
 import { allocatePorts, parseBindings, type PortMapping } from './ports.js';
 import { NetworkStore, type Endpoint, type Member, type NetworkRecord } from './store.js';
-import { EmbeddedDns } from './dns.js';
+import { EmbeddedDns, hostNameservers } from './dns.js';
+import { EMBEDDED_DNS_ADDRESS, redirectDns } from './dns-netns.js';
 import { attachEndpoint, detachEndpoint, insideCommands } from './veth.js';
 
 export type { NetworkRecord, Member, Endpoint } from './store.js';
@@ -49,7 +51,7 @@ export interface Sandbox {
   path: string;
   /** the primary address, for /etc/hosts */
   ip: string;
-  /** on a user-defined network: its embedded DNS server, in place of the host's nameservers */
+  /** on a user-defined network: the embedded DNS (127.0.0.11), in place of the host's nameservers */
   nameservers?: string[];
 }
 
@@ -117,7 +119,7 @@ export class NetworkManager {
 
   private async startDns(n: NetworkRecord): Promise<void> {
     if (n.Name === 'bridge' || this.dns.has(n.Id)) return;
-    const s = new EmbeddedDns((from, name) => this.resolveName(from, name), this.log);
+    const s = new EmbeddedDns((from, name) => this.resolveName(from, name), this.log, (from) => this.upstreamOf(from));
     try {
       await s.start(n.IPAM.Config[0]!.Gateway);
       this.dns.set(n.Id, s);
@@ -134,7 +136,8 @@ export class NetworkManager {
 
   /**
    * What `name` is for the container at address `from`: the containers (names, aliases, short
-   * ids) on the user-defined networks it shares with them, by their address there.
+   * ids) on the user-defined networks it shares with them, by their address there; as Docker,
+   * `<name>.<network>` asks one network only.
    */
   resolveName(from: string, name: string): string[] | undefined {
     const q = name.toLowerCase();
@@ -144,13 +147,25 @@ export class NetworkManager {
     const mine = user.filter((n) => Object.entries(n.members).some(([id, m]) => askers.has(id) && m.endpoint));
     const out: string[] = [];
     for (const n of mine) {
+      const net = n.Name.toLowerCase();
+      const local = q.endsWith(`.${net}`) ? q.slice(0, -net.length - 1) : undefined;
       for (const [id, m] of Object.entries(n.members)) {
         if (!m.endpoint) continue;
         const names = [m.name, id.slice(0, 12), id, ...m.aliases].map((x) => x.toLowerCase());
-        if (names.includes(q) && !out.includes(m.endpoint.ip)) out.push(m.endpoint.ip);
+        if ((names.includes(q) || (local !== undefined && names.includes(local))) && !out.includes(m.endpoint.ip)) out.push(m.endpoint.ip);
       }
     }
     return out.length > 0 ? out : undefined;
+  }
+
+  /** Where the container at `from` has other names resolved: its --dns servers, else the host's (read at each query, as the host's may change). */
+  private upstreamOf(from: string): string[] {
+    for (const n of this.nets.values()) {
+      for (const m of Object.values(n.members)) {
+        if (m.endpoint?.ip === from && m.endpoint.dns?.length) return m.endpoint.dns;
+      }
+    }
+    return hostNameservers();
   }
 
   private gatewayCidr(n: NetworkRecord): string {
@@ -489,7 +504,7 @@ export class NetworkManager {
    * Before the workload starts: its namespace, an endpoint on each of its networks, its
    * published ports. Everything undone if a step fails. Undefined: not on a bridge network.
    */
-  setUp(c: { id: string; portBindings?: Record<string, unknown> | null; publishAll?: boolean; exposed?: Record<string, unknown> | null }): Promise<Sandbox | undefined> {
+  setUp(c: { id: string; portBindings?: Record<string, unknown> | null; publishAll?: boolean; exposed?: Record<string, unknown> | null; dns?: string[] | null }): Promise<Sandbox | undefined> {
     return this.serial(async () => {
       const nets = this.networksOf(c.id);
       if (nets.length === 0) return undefined;
@@ -498,7 +513,10 @@ export class NetworkManager {
       await this.tearDownLocked(c.id);
       const file = this.netnsPath(c.id);
       const bindings = parseBindings(c.portBindings, c.publishAll === true, c.exposed);
+      // the embedded DNS forwards the container's other names to its --dns servers (IPv4: it forwards over udp4/tcp4)
+      const upstream = (c.dns ?? []).filter((s) => isIPv4(s));
       const undo = new Undo();
+      let user: { net: NetworkRecord; member: Member } | undefined;
       try {
         let routed = false;
         for (const [i, { net, member }] of nets.entries()) {
@@ -506,7 +524,7 @@ export class NetworkManager {
           const addr = allocate(cfg, net.allocations, c.id, member.ipv4);
           undo.push(async () => release(net.allocations, c.id));
           const hostIf = `${VETH_PREFIX}${createHash('sha256').update(`${c.id}/${net.Id}`).digest('hex').slice(0, 11)}`;
-          const ep: Endpoint = { id: randomBytes(32).toString('hex'), ip: addr, mac: macFor(addr), ifname: `eth${i}`, hostIf, ports: [] };
+          const ep: Endpoint = { id: randomBytes(32).toString('hex'), ip: addr, mac: macFor(addr), ifname: `eth${i}`, hostIf, ports: [], ...(upstream.length > 0 && { dns: upstream }) };
           const gateway = !routed && !net.Internal ? cfg.Gateway : undefined;
           if (gateway) routed = true;
           const plumbing = { netns: file, bridge: net.bridge, hostIf, ifname: ep.ifname, address: `${addr}/${cidr(cfg.Subnet).prefix}`, mac: ep.mac, ...(gateway && { gateway }) };
@@ -524,6 +542,8 @@ export class NetworkManager {
           member.endpoint = ep;
           undo.push(async () => delete member.endpoint);
         }
+        user = this.dnsTarget(c.id);
+        if (user) await redirectDns(file, user.net.IPAM.Config[0]!.Gateway, user.member.endpoint!.ip);
         for (const { net } of nets) await this.store.save(net);
         // the rules change only with published ports
         if (bindings.length > 0) await this.applyRules();
@@ -533,9 +553,13 @@ export class NetworkManager {
         await this.applyRules().catch((err) => this.log(`restoring the netfilter rules: ${String(err)}`));
         throw e;
       }
-      const user = nets.find((x) => x.net.Name !== 'bridge' && this.dns.has(x.net.Id));
-      return { path: file, ip: nets[0]!.member.endpoint!.ip, ...(user && { nameservers: [user.net.IPAM.Config[0]!.Gateway] }) };
+      return { path: file, ip: nets[0]!.member.endpoint!.ip, ...(user && { nameservers: [EMBEDDED_DNS_ADDRESS] }) };
     });
+  }
+
+  /** The network whose embedded server the container's 127.0.0.11 leads to: its first user-defined one with a live endpoint. */
+  private dnsTarget(containerId: string): { net: NetworkRecord; member: Member } | undefined {
+    return this.networksOf(containerId).find((x) => x.net.Name !== 'bridge' && this.dns.has(x.net.Id) && x.member.endpoint);
   }
 
   private allPorts(): PortMapping[] {
@@ -589,7 +613,9 @@ export class NetworkManager {
           let i = 0;
           while (used.has(`eth${i}`)) i++;
           const hostIf = `${VETH_PREFIX}${createHash('sha256').update(`${containerId}/${n.Id}`).digest('hex').slice(0, 11)}`;
-          const e: Endpoint = { id: randomBytes(32).toString('hex'), ip: addr, mac: macFor(addr), ifname: `eth${i}`, hostIf, ports: [] };
+          // the container's --dns servers, as its other endpoints have them
+          const dns = this.networksOf(containerId).find((x) => x.member.endpoint?.dns)?.member.endpoint?.dns;
+          const e: Endpoint = { id: randomBytes(32).toString('hex'), ip: addr, mac: macFor(addr), ifname: `eth${i}`, hostIf, ports: [], ...(dns && { dns }) };
           await attachEndpoint({ netns: file, bridge: n.bridge, hostIf, ifname: e.ifname, address: `${addr}/${cidr(cfg.Subnet).prefix}`, mac: e.mac }, this.log);
           undo.push(() => detachEndpoint(hostIf));
           member.endpoint = e;
@@ -610,6 +636,7 @@ export class NetworkManager {
       const n = this.get(ref);
       const m = n.members[containerId];
       if (!m) throw new ForbiddenError(`container ${containerId} is not connected to network ${n.Name}`);
+      const wasTarget = this.dnsTarget(containerId)?.net.Id === n.Id;
       if (m.endpoint) {
         await detachEndpoint(m.endpoint.hostIf);
         release(n.allocations, containerId);
@@ -617,6 +644,9 @@ export class NetworkManager {
       delete n.members[containerId];
       await this.store.save(n);
       await this.applyRules();
+      // 127.0.0.11 led to this network's server, now out of reach: to the next user network's
+      const next = wasTarget ? this.dnsTarget(containerId) : undefined;
+      if (next) await redirectDns(this.netnsPath(containerId), next.net.IPAM.Config[0]!.Gateway, next.member.endpoint!.ip);
     });
   }
 }

@@ -19,6 +19,8 @@ export interface Endpoint {
   hostIf: string;
   /** published ports (on the container's first network only) */
   ports: PortMapping[];
+  /** the container's --dns servers (IPv4), where the embedded DNS forwards its other names; absent: the host's */
+  dns?: string[];
 }
 
 /** A container configured on a network (running or not). */

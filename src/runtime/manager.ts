@@ -195,6 +195,7 @@ export class ContainerManager {
       portBindings: rec.hostConfig.PortBindings as Record<string, unknown> | null | undefined,
       publishAll: rec.hostConfig.PublishAllPorts === true,
       exposed: rec.config.ExposedPorts as Record<string, unknown> | null | undefined,
+      dns: rec.hostConfig.Dns as string[] | null | undefined,
     });
     if (sb) rec.spec.netns = sb;
     else delete rec.spec.netns;

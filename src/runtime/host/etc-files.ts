@@ -2,7 +2,7 @@
  * /etc/hostname, /etc/hosts and /etc/resolv.conf, which Docker writes per container and bind-
  * mounts over the image's: the hostname is the container's, hosts has the localhost entries
  * (the host's file with --network host), resolv.conf is the host's minus loopback nameservers a
- * separate network namespace cannot reach.
+ * separate network namespace cannot reach, or on a user-defined network the embedded DNS's.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -56,15 +56,43 @@ function appendHosts(base: string, extra: { name: string; ip: string }[]): strin
   return extra.length === 0 ? base : `${base.replace(/\n*$/, '\n')}${extra.map((h) => `${h.ip}\t${h.name}\n`).join('')}`;
 }
 
-/** Writes the three files into the state dir; returns the bind mounts the user has not overridden. */
-/** A user-defined network's embedded DNS in place of the host's nameservers; search and options kept (as Docker does). */
-export function withNameservers(base: string, nameservers: string[] | undefined): string {
-  if (!nameservers?.length) return base;
-  const lines = base.split('\n').filter((l) => l.trim() !== '' && !/^\s*nameserver\s/.test(l));
-  return `${[...nameservers.map((n) => `nameserver ${n}`), ...lines].join('\n')}\n`;
+/** The fields of the last `keyword` line (as Docker's resolvconf package reads them: the last one wins); undefined: none. */
+function lastFields(conf: string, keyword: string): string[] | undefined {
+  let out: string[] | undefined;
+  for (const l of conf.split('\n')) {
+    const f = l.replace(/[#;].*$/, '').trim().split(/\s+/);
+    if (f[0] === keyword) out = f.slice(1);
+  }
+  return out;
 }
 
-/** `net`: a bridge-networked container's address (for its hostname) and nameservers. */
+/**
+ * resolv.conf of a container with the embedded DNS (a user-defined network), as Docker 20.10's
+ * sandbox writes it (setupDNS, then rebuildDNS): the search domains and options of the host
+ * (or --dns-search / --dns-option), the embedded server as the only IPv4 nameserver (--dns
+ * servers are where it forwards, not listed), IPv6 ones kept, and ndots:0 unless an ndots
+ * option is given, so a container's single-label names go to the embedded server first.
+ */
+export function embeddedResolvConf(host: string, dns: ProcessOptions['dns'], nameserver: string): string {
+  const search = dns?.search ?? lastFields(host, 'search') ?? [];
+  const options = [...(dns?.options ?? lastFields(host, 'options') ?? [])];
+  const servers = dns?.nameservers ?? host.split('\n').map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1]).filter((x): x is string => !!x);
+  const v6 = servers.filter((n) => n.includes(':') && n !== '::1');
+  if (!options.some((o) => o.startsWith('ndots:'))) options.push('ndots:0');
+  const lines = [
+    ...(search.length > 0 && search.join(' ').trim() !== '.' ? [`search ${search.join(' ')}`] : []),
+    `nameserver ${nameserver}`,
+    ...v6.map((n) => `nameserver ${n}`),
+    `options ${options.join(' ')}`,
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * Writes the three files into the state dir; returns the bind mounts the user has not
+ * overridden. `net`: a bridge-networked container's address (for its hostname) and, on a
+ * user-defined network, the embedded DNS server's address.
+ */
 export async function prepareEtcFiles(stateDir: string, hostname: string, network: 'none' | 'host' | 'bridge' | 'container', userDestinations: string[], opts?: ProcessOptions, net?: { ip: string; nameservers?: string[] }): Promise<AgentMount[]> {
   const hostNet = network === 'host';
   const ip = net?.ip;
@@ -72,7 +100,7 @@ export async function prepareEtcFiles(stateDir: string, hostname: string, networ
   const files: [string, string][] = [
     ['hostname', `${hostname}\n`],
     ['hosts', hostNet ? appendHosts((await readHost('/etc/hosts')) || hostsFile(hostname), opts?.extraHosts ?? []) : hostsFile(hostname, opts?.extraHosts, ip)],
-    ['resolv.conf', withDnsOptions(withNameservers(resolvConf(await readHost('/etc/resolv.conf'), hostNet), net?.nameservers), opts?.dns)],
+    ['resolv.conf', net?.nameservers?.[0] ? embeddedResolvConf(await readHost('/etc/resolv.conf'), opts?.dns, net.nameservers[0]) : withDnsOptions(resolvConf(await readHost('/etc/resolv.conf'), hostNet), opts?.dns)],
   ];
   const mounts: AgentMount[] = [];
   for (const [name, content] of files) {

@@ -35,6 +35,7 @@ import { agentSpec, validateSpec } from '../host/spec.js';
 import { prepareEtcFiles } from '../host/etc-files.js';
 import { DOCKER_INIT_PATHS } from '../host/changes.js';
 import type { Change, ContainerSpec, ExitStatus, Isolation, RunningInfo, Stats } from '../types.js';
+import { extractThroughAgent } from './guest-extract.js';
 import { agentInitramfs, writeVmInitramfs } from './initrd.js';
 import { AGENT_VSOCK_PORT, EXIT_FILE, LAUNCH_FILE, vsockSocketPath, type VmLaunchConfig } from './launch-config.js';
 import { spawnVmSupervisor, vmSupervisorPid } from './supervisor.js';
@@ -314,12 +315,11 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
     }
     const pid = await vmSupervisorPid(spec.stateDir);
     if (pid) {
-      // exited but not yet powered off: power it off now, and wait so no file stays open
-      process.kill(pid, 'SIGTERM');
-      if (!(await this.supervisorGone(spec, 10_000))) {
-        process.kill(pid, 'SIGKILL');
-        await this.supervisorGone(spec, 5_000);
-      }
+      // exited but not yet powered off: nothing of the guest outlives this removal (its disk
+      // and log go with the state dir), so it is ended at once rather than shut down
+      // gracefully (--rm waits on this); QEMU dies with its supervisor (PDEATHSIG)
+      process.kill(pid, 'SIGKILL');
+      if (!(await this.supervisorGone(spec, 5_000))) throw new ConflictError(`the VM of ${spec.id} did not end: try again`);
     }
     this.sessions.forget(spec, new NotFoundError(`No such container: ${spec.id}`));
     await rm(spec.stateDir, { recursive: true, force: true });
@@ -358,7 +358,7 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
     const deadline = Date.now() + ms;
     while (await vmSupervisorPid(spec.stateDir)) {
       if (Date.now() > deadline) return false;
-      await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 10));
     }
     return true;
   }
@@ -371,7 +371,8 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
     const rec = await this.readRecord(spec);
     if (await vmSupervisorPid(spec.stateDir)) {
       if (!(await this.isRunning(spec)) && (await this.supervisorGone(spec, 15_000))) return rec;
-      throw new NotImplementedError(`${what} a running --isolation=vm container is not supported yet: stop it first`, 'ERR_VM_RUNNING');
+      // it was not running a moment ago (the caller asked): it has just been started
+      throw new ConflictError(`${what} container ${spec.id}: it started during the copy, try again`, 'ERR_VM_RUNNING');
     }
     return rec;
   }
@@ -448,7 +449,21 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
     }
   }
 
+  /**
+   * Running: the guest agent applies the entries (the guest owns the disk). Stopped: the overlay
+   * is edited offline. One copy at a time per VM, so a copy out never freezes the disk under it.
+   */
   async extract(spec: ContainerSpec, containerPath: string, tar: Readable): Promise<void> {
+    await this.readRecord(spec);
+    if ((await vmSupervisorPid(spec.stateDir)) && (await this.isRunning(spec))) {
+      const unlock = await this.copyLock(spec.id);
+      try {
+        await extractThroughAgent(await this.sessions.running(spec), containerPath, tar);
+      } finally {
+        unlock();
+      }
+      return;
+    }
     const rec = await this.stoppedDisk(spec, 'copying files into');
     await Ext4Editor.edit(rec.disk, (ed) => ed.extractTar(containerPath, tar), { format: 'qcow2' });
   }

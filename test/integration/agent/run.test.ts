@@ -6,14 +6,14 @@
  * no cgroup left behind.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { agentSpec, validateSpec } from '../../../src/runtime/host/spec.js';
 import { V1_CONTROLLERS, type CgroupConfig } from '../../../src/runtime/host/cgroups.js';
 import type { ContainerSpec, ProcessSpec, Resources } from '../../../src/runtime/types.js';
-import { busyboxRootfsEntries } from '../../fixtures/rootfs.js';
+import { busyboxRootfsEntries, writeRootfs } from '../../fixtures/rootfs.js';
 
 const NATIVE = path.resolve(import.meta.dirname, '../../../native');
 const MEMHOG = path.resolve(import.meta.dirname, '../../fixtures/guest-programs/memhog.c');
@@ -37,17 +37,8 @@ function compiler(): string {
 }
 
 /** The busybox rootfs (test/fixtures/rootfs.ts) as a directory, plus the memory hog. */
-function writeRootfs(to: string): void {
-  for (const e of busyboxRootfsEntries()) {
-    const p = path.join(to, e.name);
-    if (e.type === 'directory') mkdirSync(p, { recursive: true, mode: e.mode ?? 0o755 });
-    else if (e.type === 'symlink') symlinkSync(e.linkname!, p);
-    else writeFileSync(p, e.content ?? '', { mode: e.mode ?? 0o644 });
-    if (e.type !== 'symlink') {
-      chmodSync(p, e.mode ?? (e.type === 'directory' ? 0o755 : 0o644));
-      chownSync(p, e.uid ?? 0, e.gid ?? 0);
-    }
-  }
+function writeRootfsWithHog(to: string): void {
+  writeRootfs(to, busyboxRootfsEntries());
   execFileSync(compiler(), ['-static', '-O2', '-o', path.join(to, 'memhog'), MEMHOG], { stdio: 'pipe' });
 }
 
@@ -90,8 +81,7 @@ beforeAll(() => {
   execFileSync('make', ['-s', '-C', NATIVE, `BUILD=${build}`, `${build}/tvm-agent`], { stdio: 'pipe' });
   agent = path.join(build, 'tvm-agent');
   lower = path.join(dir, 'lower');
-  mkdirSync(lower);
-  writeRootfs(lower);
+  writeRootfsWithHog(lower);
 });
 
 afterAll(() => {

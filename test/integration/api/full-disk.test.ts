@@ -7,7 +7,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, statSync, writeFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -66,6 +66,24 @@ describe('a full data root', () => {
     expect(r.stdout).toMatch(/rc=1/);
     const again = await d.docker(['run', '--rm', 'busybox', 'echo', 'still fine']);
     expect([again.exitCode, again.stdout]).toEqual([0, 'still fine']);
+  });
+
+  it('docker build whose RUN fills the disk fails with the RUN\'s code, tags nothing, leaves no container', async () => {
+    const ctx = path.join(tmp, 'fill-build');
+    await mkdir(ctx, { recursive: true });
+    const run = `dd if=/dev/zero of=/fill bs=1M count=${(DATA_ROOT_BYTES >> 20) * 2}`;
+    writeFileSync(path.join(ctx, 'Dockerfile'), `FROM busybox\nRUN ${run}\n`);
+    const r = await d.docker(['build', '-t', 'fill:1', ctx]);
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stdout + r.stderr).toMatch(/No space left on device/);
+    expect(r.stderr).toContain(`The command '/bin/sh -c ${run}' returned a non-zero code: 1`);
+    expect((await d.docker(['images', '-q', 'fill'])).stdout).toBe('');
+    expect((await d.docker(['ps', '-aq'])).stdout).toBe('');
+    writeFileSync(path.join(ctx, 'Dockerfile'), 'FROM busybox\nRUN echo fits > /small\n');
+    const ok = await d.docker(['build', '-q', '-t', 'fill:2', ctx]);
+    expect(ok.exitCode, ok.stderr).toBe(0);
+    expect((await d.docker(['run', '--rm', 'fill:2', 'cat', '/small'])).stdout).toBe('fits');
+    expect((await d.docker(['rmi', 'fill:2'])).exitCode).toBe(0);
   });
 
   it('docker run on a full data root fails clearly and leaves no container behind', async () => {

@@ -4,7 +4,8 @@
  * fakes (the fakes cannot enforce limits nor survive a daemon restart: those cases need real).
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { writeFile, readFile, mkdtemp, rm } from 'node:fs/promises';
+import { writeFile, readFile, mkdtemp, mkdir, rm, symlink } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -127,7 +128,7 @@ export function dockerCliSuite(isolations: string[], o: { fake: boolean }): void
       expect([r.exitCode, r.stdout]).toEqual([0, 'from stdin\nend']);
     });
 
-    when(vm, 'docker cp both ways (a VM: out while it runs, in before it starts and after it stopped)', async () => {
+    when(vm, 'docker cp both ways (a VM: in before it starts, both ways while it runs and after it stopped)', async () => {
       const c = await run(['create', `--isolation=${isolation}`, '--name', 'cpbox', 'busybox', 'sh', '-c', 'cat /tmp/in.txt; echo made > /tmp/made; sleep 60']);
       expect(c.exitCode, c.stderr).toBe(0);
       await writeFile(path.join(tmp, 'in.txt'), 'copied in\n');
@@ -135,15 +136,28 @@ export function dockerCliSuite(isolations: string[], o: { fake: boolean }): void
       expect(cin.exitCode, cin.stderr).toBe(0);
       expect((await run(['start', 'cpbox'])).exitCode).toBe(0);
       await until('the copied file in the log', async () => ((await run(['logs', 'cpbox'])).stdout === 'copied in' ? true : undefined));
-      // out of a running VM: through its frozen disk; in: refused until it stops
+      // out of a running VM: through its frozen disk
       await until('the made file', async () => ((await run(['exec', 'cpbox', 'cat', '/tmp/made'])).stdout === 'made' ? true : undefined));
       const live = await run(['cp', 'cpbox:/tmp/made', path.join(tmp, 'made.live')]);
       expect(live.exitCode, live.stderr).toBe(0);
       expect(await readFile(path.join(tmp, 'made.live'), 'utf8')).toBe('made\n');
       expect((await run(['exec', 'cpbox', 'echo', 'thawed'])).stdout).toBe('thawed');
+      // in while it runs: through the guest agent, a file under a new name, a tree with a
+      // symlink and a mode, and a file big enough to need many frames
       const cinLive = await run(['cp', path.join(tmp, 'in.txt'), 'cpbox:/tmp/again.txt']);
-      expect(cinLive.exitCode).toBe(1);
-      expect(cinLive.stderr).toMatch(/copying files into a running --isolation=vm container is not supported yet: stop it first/);
+      expect(cinLive.exitCode, cinLive.stderr).toBe(0);
+      await mkdir(path.join(tmp, 'tree', 'sub'), { recursive: true });
+      await writeFile(path.join(tmp, 'tree', 'sub', 'f'), 'deep\n', { mode: 0o751 });
+      await symlink('sub/f', path.join(tmp, 'tree', 'ln'));
+      const big = randomBytes(3 * 1024 * 1024 + 17);
+      await writeFile(path.join(tmp, 'tree', 'big'), big);
+      const ctree = await run(['cp', path.join(tmp, 'tree'), 'cpbox:/tmp/']);
+      expect(ctree.exitCode, ctree.stderr).toBe(0);
+      const seen = await run(['exec', 'cpbox', 'sh', '-c', 'cat /tmp/again.txt /tmp/tree/ln; stat -c %a /tmp/tree/sub/f; readlink /tmp/tree/ln; md5sum < /tmp/tree/big']);
+      expect(seen.stdout).toBe(`copied in\ndeep\n751\nsub/f\n${createHash('md5').update(big).digest('hex')}  -`);
+      const cinMissing = await run(['cp', path.join(tmp, 'in.txt'), 'cpbox:/nope/x']);
+      expect(cinMissing.exitCode).toBe(1);
+      expect(cinMissing.stderr).toMatch(/Could not find the file \/nope in container/);
       await run(['stop', '-t', '1', 'cpbox']);
       const cout = await run(['cp', 'cpbox:/tmp/made', path.join(tmp, 'made.out')]);
       expect(cout.exitCode, cout.stderr).toBe(0);

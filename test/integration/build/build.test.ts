@@ -137,6 +137,54 @@ describe('docker build, classic builder (--isolation=container)', () => {
     expect(missing.stderr).toContain('failed to reach build target nope in Dockerfile');
   });
 
+  it('rmi of an image others were built on: refused by ID (even forced), only untagged by name, gone with its last child', async () => {
+    const parentDir = await context({ Dockerfile: 'FROM busybox\nRUN echo p > /p\n' });
+    expect((await build(parentDir, '-t', 'build-test:parent')).exitCode).toBe(0);
+    const childDir = await context({ Dockerfile: 'FROM build-test:parent\nRUN echo c > /c\n' });
+    expect((await build(childDir, '-t', 'build-test:child-of')).exitCode).toBe(0);
+    const parentId = (await docker(['inspect', '-f', '{{.Id}}', 'build-test:parent'])).stdout;
+    const short = parentId.slice(7, 19);
+    for (const args of [['rmi', parentId], ['rmi', '-f', short]]) {
+      const r = await docker(args);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toContain(`conflict: unable to delete ${short} (cannot be forced) - image has dependent child images`);
+    }
+    // the raw answer is dockerd's 409
+    const raw = await execa('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--unix-socket', d.socket, '-X', 'DELETE', `http://localhost/v1.41/images/${parentId}`], { reject: false });
+    expect(raw.stdout).toBe('409');
+    // by name: untagged only, the image stays for its child
+    const untag = await docker(['rmi', 'build-test:parent']);
+    expect([untag.exitCode, untag.stdout]).toEqual([0, 'Untagged: build-test:parent']);
+    expect((await docker(['inspect', '-f', '{{.Id}}', parentId])).stdout).toBe(parentId);
+    expect(await runIn('build-test:child-of', 'cat /p /c')).toBe('p\nc');
+    // the last child gone, so is the untagged parent
+    const rmChild = await docker(['rmi', 'build-test:child-of']);
+    expect(rmChild.exitCode, rmChild.stderr).toBe(0);
+    expect(rmChild.stdout).toContain(`Deleted: ${parentId}`);
+    expect((await docker(['inspect', parentId])).exitCode).toBe(1);
+  });
+
+  it('COPY --from with globs: matched in the stage\'s files, a symlinked directory not entered, no match is Docker\'s error', async () => {
+    const dir = await context({
+      Dockerfile: [
+        'FROM busybox AS build',
+        'RUN mkdir -p /out/a /out/b /real && echo 1 > /out/a/x.txt && echo 2 > /out/b/y.txt && echo 3 > /out/top.txt && echo no > /out/a/x.md && echo r > /real/r.txt && ln -s /real /out/lnk',
+        'FROM busybox',
+        'COPY --from=build /out/*/*.txt /out/top.* /got/',
+        'COPY --from=build out/lnk/*.txt /none-from-link/',
+        'COPY --from=build /out/[a]/ /dir-contents/',
+      ].join('\n'),
+    });
+    const r = await build(dir, '-t', 'build-test:fromglob');
+    // the symlinked directory is not walked: nothing matches, as in moby's walk
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain('COPY failed: no source files were specified');
+    await writeFile(path.join(dir, 'Dockerfile'), (await readFile(path.join(dir, 'Dockerfile'), 'utf8')).replace(/^COPY --from=build out\/lnk.*\n/m, ''));
+    const ok = await build(dir, '-t', 'build-test:fromglob');
+    expect(ok.exitCode, ok.stderr).toBe(0);
+    expect(await runIn('build-test:fromglob', 'cd /got && ls && cat x.txt y.txt top.txt && ls /dir-contents')).toBe('top.txt\nx.txt\ny.txt\n1\n2\n3\nx.md\nx.txt');
+  });
+
   it('COPY and ADD rules: directories, globs, --chown, a local tar, symlinks, .dockerignore', async () => {
     const dir = await context({
       Dockerfile: [
@@ -203,7 +251,7 @@ describe('docker build, classic builder (--isolation=container)', () => {
       [{ Dockerfile: 'FROM busybox\nRUN true\n' }, ['--platform', 'linux/arm64'], /platform linux\/arm64 is not supported/],
       [{ Dockerfile: 'FROM busybox\nRUN true\n' }, ['--isolation', 'bogus'], /invalid isolation "bogus"/],
       [{ Dockerfile: 'FROM busybox\nRUN true\n' }, ['--memory', '64m'], /--memory is not supported by tvm for builds/],
-      [{ Dockerfile: 'FROM busybox\nRUN true\n' }, ['--network', 'bridge'], /network mode "bridge" is not supported for builds/],
+      [{ Dockerfile: 'FROM busybox\nRUN true\n' }, ['--network', 'container:x'], /network mode "container:x" is not supported for builds/],
     ];
     for (const [files, args, re] of cases) {
       const dir = await context(files);
@@ -240,6 +288,13 @@ describe('docker build, classic builder (--isolation=container)', () => {
     expect(await runIn('build-test:f', 'cat /data.txt; echo; cat /who')).toBe('ctx\nwho=me');
     expect((await docker(['inspect', '-f', '{{index .Config.Labels "a.b"}}', 'build-test:f'])).stdout).toBe('c d');
     expect((await readFile(iid, 'utf8')).trim()).toBe((await docker(['inspect', '-f', '{{.Id}}', 'build-test:f'])).stdout);
+    // ARGs naming each other are no cycle: each default expands with what is declared so far
+    const args = await docker(['build', '-t', 'build-test:args', '-'], 'FROM busybox\nARG A=${B}-a\nARG B=${A}-b\nRUN echo "A=$A B=$B" > /ab\n');
+    expect(args.exitCode, args.stderr).toBe(0);
+    expect(await runIn('build-test:args', 'cat /ab')).toBe('A=-a B=-a-b');
+    const given = await docker(['build', '--build-arg', 'A=x', '-t', 'build-test:args2', '-'], 'FROM busybox\nARG A=${B}-a\nARG B=${A}-b\nRUN echo "A=$A B=$B" > /ab\n');
+    expect(given.exitCode, given.stderr).toBe(0);
+    expect(await runIn('build-test:args2', 'cat /ab')).toBe('A=x B=x-b');
     const stdin = await docker(['build', '-t', 'build-test:stdin', '-'], 'FROM busybox\nRUN echo from-stdin > /s\n');
     expect(stdin.exitCode, stdin.stderr).toBe(0);
     expect(await runIn('build-test:stdin', 'cat /s')).toBe('from-stdin');
@@ -288,5 +343,8 @@ describe('docker build, classic builder (--isolation=container)', () => {
     expect(c.stdout).toContain('# Executing 1 build trigger');
     expect((await docker(['run', '--rm', 'build-test:child', 'cat /onbuild'])).stdout).toBe('triggered');
     expect((await docker(['inspect', '-f', '{{json .Config.OnBuild}}', 'build-test:child'])).stdout).toBe('null');
+    // the history line as dockerd 20.10's classic builder writes it: the %q of the whole HealthConfig
+    const hist = (await docker(['history', '--no-trunc', '--format', '{{.CreatedBy}}', 'build-test:config'])).stdout.split('\n');
+    expect(hist).toContain('/bin/sh -ec #(nop)  HEALTHCHECK &{["CMD" "true"] "5s" "0s" "0s" \'\\x02\'}');
   });
 });

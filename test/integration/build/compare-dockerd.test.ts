@@ -2,7 +2,7 @@
  * The same Dockerfiles built by tvm's classic builder and by Debian's dockerd legacy builder
  * (DOCKER_BUILDKIT=0 against each), compared: every file of the resulting images (type, mode,
  * owner, size, content, link target; not times), the number of layers, the history's
- * created_by lines (COPY hashes aside), and the run config. One dockerd for the whole file.
+ * created_by lines (COPY hashes aside; HEALTHCHECK's %q of a struct included), and the run config. One dockerd for the whole file.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { createHash } from 'node:crypto';
@@ -122,6 +122,10 @@ describe('tvm vs dockerd legacy builder: the same images', () => {
       'COPY --chown=1000:1000 b.txt /home/app/',
       'FROM base',
       'RUN touch /newfile && rm -rf /opt/app/dir/sub && mkfifo /fifo 2>/dev/null; true',
+      'COPY --from=base /opt/app/*.txt /opt/app/dir/[o]ne /globbed/',
+      'HEALTHCHECK --interval=5m --timeout=3s --retries=3 CMD wget -q "http://localhost/" || exit 1',
+      'HEALTHCHECK --start-period=1.5s CMD ["true"]',
+      'HEALTHCHECK NONE',
       'LABEL k=v',
       'USER app',
       'EXPOSE 80',
@@ -145,5 +149,40 @@ describe('tvm vs dockerd legacy builder: the same images', () => {
     const [ia, ib] = [await docker(tvm.host, ['inspect', '-f', fmt, 'build-cmp:one']), await docker(ref.host, ['inspect', '-f', fmt, 'build-cmp:one'])];
     expect(ia.stdout).toBe(ib.stdout);
     expect(await historyOf(tvm.host, 'build-cmp:one')).toEqual((await historyOf(ref.host, 'build-cmp:one')).map((l) => l));
+  });
+
+  it('COPY --from with a pattern nothing matches: the same error', async () => {
+    const ctx = path.join(work, 'glob-ctx');
+    await mkdir(ctx, { recursive: true });
+    await writeFile(path.join(ctx, 'Dockerfile'), 'FROM busybox AS a\nFROM busybox\nCOPY --from=a /etc/nothing-*.conf /x/\n');
+    const err = async (host: string) => {
+      const r = await docker(host, ['build', '--network', 'none', ctx]);
+      return [r.exitCode, r.stderr.trim().split('\n').at(-1)];
+    };
+    const mine = await err(tvm.host);
+    expect(mine).toEqual([1, 'COPY failed: no source files were specified']);
+    expect(mine).toEqual(await err(ref.host));
+  });
+
+  it('rmi of an image with a dependent child: the same refusal by ID, the same untag by name', async () => {
+    const ctx = path.join(work, 'rmi-ctx');
+    await mkdir(ctx, { recursive: true });
+    const outcome = async (host: string) => {
+      await writeFile(path.join(ctx, 'Dockerfile'), 'FROM busybox\nRUN echo p > /p\n');
+      expect((await docker(host, ['build', '-q', '--network', 'none', '-t', 'rmi-cmp:parent', ctx])).exitCode).toBe(0);
+      await writeFile(path.join(ctx, 'Dockerfile'), 'FROM rmi-cmp:parent\nRUN echo c > /c\n');
+      expect((await docker(host, ['build', '-q', '--network', 'none', '-t', 'rmi-cmp:child', ctx])).exitCode).toBe(0);
+      const id = (await docker(host, ['inspect', '-f', '{{.Id}}', 'rmi-cmp:parent'])).stdout.trim();
+      const norm = (r: { exitCode: number; stdout: string; stderr: string }) => `${r.exitCode} ${r.stdout.trim()} ${r.stderr.trim()}`.replaceAll(id.slice(7, 19), '<id>');
+      return [
+        norm(await docker(host, ['rmi', id])),
+        norm(await docker(host, ['rmi', '-f', id])),
+        norm(await docker(host, ['rmi', 'rmi-cmp:parent'])),
+        (await docker(host, ['inspect', '-f', '{{.Id}}', id])).stdout.trim() === id,
+      ];
+    };
+    const mine = await outcome(tvm.host);
+    expect(mine[0]).toContain('image has dependent child images');
+    expect(mine).toEqual(await outcome(ref.host));
   });
 });

@@ -5,7 +5,8 @@
  * repository mounts them, --all-tags pushes each tag, and the image pulls back and runs.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execa } from 'execa';
 import os from 'node:os';
 import path from 'node:path';
 import { startRegistry, type RunningRegistry } from '../../fixtures/registry.js';
@@ -80,5 +81,47 @@ describe('docker push to a private registry through tvm', () => {
     expect(pull.stdout).toContain(`Digest: ${digest}`);
     const run = await docker(['run', '--rm', img]);
     expect([run.exitCode, run.stdout]).toEqual([0, 'pushed image\nbuilt']);
+  });
+
+  it("reports each layer as dockerd does: Preparing, Waiting beyond five uploads, Pushing with progressDetail, Pushed", async () => {
+    // seven layers: two of them wait for one of the five upload slots
+    const ctx = path.join(tmp, 'many');
+    await mkdir(ctx, { recursive: true });
+    await writeFile(path.join(ctx, 'Dockerfile'), ['FROM busybox', ...[1, 2, 3, 4, 5, 6].map((i) => `RUN head -c ${i * 3000} /dev/urandom > /f${i}`)].join('\n'));
+    const img = `${reg.host}/team/many:v1`;
+    const b = await docker(['build', '-q', '-t', img, ctx]);
+    expect(b.exitCode, b.stderr).toBe(0);
+    // the raw stream, as the docker CLI reads it (POST /images/{name}/push with X-Registry-Auth)
+    const auth = Buffer.from(JSON.stringify({ ...bob, serveraddress: reg.host })).toString('base64url');
+    const raw = await execa('curl', ['-sS', '--unix-socket', d.socket, '-X', 'POST', '-H', `X-Registry-Auth: ${auth}`, `http://localhost/v1.41/images/${encodeURIComponent(`${reg.host}/team/many`)}/push?tag=v1`], { reject: false });
+    expect(raw.exitCode, raw.stderr).toBe(0);
+    const msgs = raw.stdout.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as { status?: string; id?: string; progress?: string; progressDetail?: { current?: number; total?: number }; error?: string });
+    expect(msgs.find((m) => m.error)).toBeUndefined();
+    expect(msgs[0]!.status).toBe(`The push refers to repository [${reg.host}/team/many]`);
+    const diffIds = JSON.parse((await docker(['inspect', '-f', '{{json .RootFS.Layers}}', img])).stdout) as string[];
+    const ids = diffIds.map((l) => l.slice(7, 19)).reverse();
+    // every layer Preparing first, the top one first; the two beyond five Waiting
+    expect(msgs.slice(1, 8).map((m) => `${m.id} ${m.status}`)).toEqual(ids.map((i) => `${i} Preparing`));
+    expect(msgs.slice(8, 10).map((m) => `${m.id} ${m.status}`)).toEqual(ids.slice(5).map((i) => `${i} Waiting`));
+    for (const id of ids.slice(0, 6)) {
+      // the new layers: Pushing up to the whole blob, then Pushed
+      const mine = msgs.filter((m) => m.id === id).map((m) => m.status);
+      expect(mine[0]).toBe('Preparing');
+      expect(mine.at(-1)).toBe('Pushed');
+      const pushing = msgs.filter((m) => m.id === id && m.status === 'Pushing');
+      expect(pushing.length).toBeGreaterThan(0);
+      const last = pushing.at(-1)!;
+      expect(last.progressDetail!.current).toBe(last.progressDetail!.total);
+      expect(last.progressDetail!.total).toBeGreaterThan(0);
+      expect(last.progress).toMatch(/^\[={50}>\]  +\S+\/\S+$/);
+    }
+    const bottom = msgs.filter((m) => m.id === ids[6]).map((m) => m.status);
+    expect(bottom.slice(0, 2)).toEqual(['Preparing', 'Waiting']);
+    expect(bottom.at(-1)).toBe('Pushed');
+    expect(msgs.some((m) => /^v1: digest: sha256:[0-9a-f]{64} size: \d+$/.test(m.status ?? ''))).toBe(true);
+    // the docker CLI draws them (without a terminal: one line per message)
+    const again = await docker(['push', img]);
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(again.stdout).toContain(`${ids[0]}: Layer already exists`);
   });
 });

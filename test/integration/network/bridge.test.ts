@@ -5,7 +5,7 @@
  * traffic stays on that namespace's loopback and bridges.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -177,7 +177,7 @@ describe('bridge networks (docker CLI, daemon in its own network namespace)', ()
     await ok(['run', '-d', '--name', 'a2', '--network', 'neta', '--network-alias', 'db', 'busybox', 'sleep', '60']);
     const a2Ip = await ok(['inspect', '-f', '{{.NetworkSettings.Networks.neta.IPAddress}}', 'a2']);
     const lookup = async (name: string) => (await run(['exec', a1, 'busybox', 'nslookup', name])).stdout;
-    expect(await ok(['exec', a1, 'cat', '/etc/resolv.conf'])).toContain('nameserver 10.214.0.254');
+    expect(await ok(['exec', a1, 'cat', '/etc/resolv.conf'])).toContain('nameserver 127.0.0.11');
     expect(await lookup('a2')).toContain(`Address: ${a2Ip}`);
     expect(await lookup('db')).toContain(`Address: ${a2Ip}`);
     expect(await lookup(a1.slice(0, 12))).toContain('Address: 10.214.0.10');
@@ -199,6 +199,21 @@ describe('bridge networks (docker CLI, daemon in its own network namespace)', ()
     await ok(['network', 'rm', 'neta', 'netc']);
     expect(await ok(['network', 'prune', '-f'])).toContain('netb');
     expect((await ok(['network', 'ls', '--format', '{{.Name}}'])).split('\n').sort()).toEqual(['bridge', 'host', 'none']);
+  });
+
+  it('docker build: RUN steps join the default bridge as with dockerd, or none when asked', async () => {
+    const ctx = path.join(tmp, 'build-net');
+    await mkdir(ctx, { recursive: true });
+    await writeFile(path.join(ctx, 'Dockerfile'), 'FROM busybox\nRUN if grep -q eth0 /proc/net/dev; then echo bridged; else echo none; fi > /net\n');
+    await ok(['build', '-q', '-t', 'netbuild:default', ctx]);
+    expect(await ok(['run', '--rm', 'netbuild:default', 'cat', '/net'])).toBe('bridged');
+    // the network is not part of the cache key (as dockerd's): a fresh build to see it
+    await ok(['build', '-q', '--no-cache', '--network', 'none', '-t', 'netbuild:none', ctx]);
+    expect(await ok(['run', '--rm', 'netbuild:none', 'cat', '/net'])).toBe('none');
+    const bad = await run(['build', '-q', '--no-cache', '--network', 'nosuchnet', ctx]);
+    expect(bad.exitCode).not.toBe(0);
+    expect(bad.stderr).toMatch(/network nosuchnet not found/);
+    await ok(['rmi', 'netbuild:default', 'netbuild:none']);
   });
 
   it('survives a daemon restart; leaves nothing behind once containers and networks are gone', async () => {

@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { copyHash, globIn, planCopy, type CopySource } from '../../../src/build/copy.js';
@@ -22,6 +22,19 @@ describe('COPY planning (moby copy.go rules)', () => {
     expect(await globIn(root, 'dir/*/f')).toEqual(['dir/sub/f']);
     expect(await globIn(root, '[ab].txt')).toEqual(['a.txt', 'b.txt']);
     expect(await globIn(root, '*.none')).toEqual([]);
+  });
+
+  it('globs never enter a symlinked directory (as moby\'s walk): it could lead out of the root', async () => {
+    await symlink(path.join(root, 'dir'), path.join(root, 'lnk'));
+    try {
+      expect(await globIn(root, 'lnk/*/f')).toEqual([]);
+      expect(await globIn(root, 'lnk/sub/*')).toEqual([]);
+      expect(await globIn(path.join(root, 'lnk'), '*')).toEqual([]);
+      // the link itself matches
+      expect(await globIn(root, 'l*')).toEqual(['lnk']);
+    } finally {
+      await rm(path.join(root, 'lnk'));
+    }
   });
 
   it('a file goes to dest, or into it when dest ends in / or is a directory', async () => {

@@ -11,11 +11,12 @@ describe('progress messages', () => {
     expect(humanSize(2_811_000)).toBe('2.811MB');
     expect(humanSize(3_000_000_000)).toBe('3GB');
   });
-  it('draws a 50-wide bar', () => {
-    const bar = progressBar(1_000_000, 4_000_000);
-    expect(bar.startsWith('[' + '='.repeat(12) + '>' + ' '.repeat(37) + ']')).toBe(true);
-    expect(bar.endsWith('1MB/4MB')).toBe(true);
-    expect(progressBar(4, 4).startsWith('[' + '='.repeat(50) + ']')).toBe(true);
+  it('draws the bar as dockerd writes it: one = per 2%, always a >, the current size padded to 8', () => {
+    expect(progressBar(1_000_000, 4_000_000)).toBe(`[${'='.repeat(12)}>${' '.repeat(38)}]      1MB/4MB`);
+    expect(progressBar(2_814_000, 2_814_000)).toBe(`[${'='.repeat(50)}>]  2.814MB/2.814MB`);
+    expect(progressBar(1, 3)).toBe(`[${'='.repeat(16)}>${' '.repeat(34)}]       1B/3B`);
+    expect(progressBar(5, 4)).toBe(`[${'='.repeat(50)}>]       5B`);
+    expect(progressBar(512, 0)).toBe('    512B');
   });
   it('builds Docker-shaped messages', () => {
     expect(shortId(D)).toBe('0123456789ab');

@@ -1,0 +1,138 @@
+/**
+ * `docker cp` into a running VM: the guest owns its disk, so the daemon cannot write it. The
+ * user's tar is parsed here (the same name checks as the host isolation's extractTo) and sent to
+ * the guest agent entry by entry over an `extract` connection (docs/agent-protocol.md), where a
+ * helper in the container's mount namespace applies it.
+ */
+import path from 'node:path';
+import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
+import { extract as tarExtract, type Header } from 'tar-stream';
+import { InvalidParameterError, NotFoundError } from '../../errors.js';
+import type { AgentClient } from '../../guest-agent/client.js';
+import { FrameDecoder } from '../../guest-agent/framing.js';
+import { AgentError, decodeReply, encodeMessage, PROTOCOL_VERSION, type ExtractEntry } from '../../guest-agent/protocol.js';
+
+const KINDS: Partial<Record<NonNullable<Header['type']>, ExtractEntry['kind']>> = {
+  file: 'file',
+  'contiguous-file': 'file',
+  directory: 'dir',
+  symlink: 'symlink',
+  link: 'link',
+};
+
+/** The entry's path relative to the destination; refuses a name that climbs out of it. */
+export function entryPath(name: string): string {
+  const rel = path.posix.normalize(name).replace(/^\/+/, '').replace(/\/+$/, '') || '.';
+  if (rel === '..' || rel.startsWith('../')) throw new InvalidParameterError(`tar entry ${JSON.stringify(name)} escapes the destination`);
+  return rel;
+}
+
+/** The frame header for one tar entry, or undefined for what cp does not create (devices, fifos). */
+export function entryFrame(h: Partial<Header> & { name: string }): ExtractEntry | undefined {
+  const kind = h.type ? KINDS[h.type] : 'file';
+  if (!kind) return undefined;
+  const e: ExtractEntry = {
+    v: PROTOCOL_VERSION,
+    type: 'entry',
+    path: entryPath(h.name),
+    kind,
+    mode: (h.mode ?? (kind === 'dir' ? 0o755 : 0o644)) & 0o7777,
+    uid: h.uid ?? 0,
+    gid: h.gid ?? 0,
+    size: kind === 'file' ? (h.size ?? 0) : 0,
+  };
+  if (h.mtime) e.mtime = Math.floor(h.mtime.getTime() / 1000);
+  if (kind === 'symlink') e.linkname = h.linkname ?? '';
+  if (kind === 'link') e.linkname = entryPath(h.linkname ?? '');
+  return e;
+}
+
+function agentAnswer(sock: Socket): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const dec = new FrameDecoder();
+    const onData = (d: Buffer) => {
+      let frame: Buffer | undefined;
+      try {
+        dec.append(d);
+        frame = dec.next();
+        if (!frame) return;
+        const r = decodeReply(frame);
+        done();
+        if (r.type === 'error') reject(AgentError.of(r));
+        else resolve();
+      } catch (e) {
+        done();
+        reject(e as Error);
+      }
+    };
+    const onEnd = () => {
+      done();
+      reject(new AgentError('ERR_PROTOCOL', 'the guest agent closed the copy without an answer'));
+    };
+    const done = () => {
+      sock.off('data', onData);
+      sock.off('end', onEnd);
+      sock.off('error', onEnd);
+    };
+    sock.on('data', onData);
+    sock.on('end', onEnd);
+    sock.on('error', onEnd);
+    // the handshake left the socket paused
+    sock.resume();
+  });
+}
+
+export async function extractThroughAgent(client: AgentClient, dest: string, tar: Readable): Promise<void> {
+  let sock: Socket;
+  try {
+    sock = await client.openExtract(dest);
+  } catch (e) {
+    tar.resume();
+    if (e instanceof AgentError && e.agentCode === 'ERR_NOT_FOUND') throw new NotFoundError(`Could not find the file ${dest} in container`);
+    if (e instanceof AgentError && e.agentCode === 'ERR_NOT_DIR') throw new InvalidParameterError(`extraction point ${dest} is not a directory`);
+    throw e;
+  }
+  const answer = agentAnswer(sock);
+  // an early answer is an error: it stops the sending below
+  let failed: unknown;
+  const stopped = answer.then(
+    () => undefined,
+    (e: unknown) => {
+      failed = e;
+    },
+  );
+  const send = async (buf: Buffer) => {
+    if (failed !== undefined) throw failed;
+    if (!sock.write(buf)) await Promise.race([new Promise((r) => sock.once('drain', r)), stopped]);
+    if (failed !== undefined) throw failed;
+  };
+  const ex = tarExtract();
+  tar.on('error', (e) => ex.destroy(e));
+  tar.pipe(ex);
+  try {
+    for await (const entry of ex) {
+      const frame = entryFrame(entry.header);
+      if (!frame) {
+        entry.resume();
+        continue;
+      }
+      await send(encodeMessage(frame));
+      for await (const chunk of entry) await send(chunk as Buffer);
+    }
+    await send(encodeMessage({ v: PROTOCOL_VERSION, type: 'end' }));
+    sock.end();
+    await answer;
+  } catch (e) {
+    // the guest's own error, when it sent one, explains a failure better than the broken
+    // pipe it caused here
+    if (!(e instanceof InvalidParameterError)) await Promise.race([stopped, new Promise((r) => setTimeout(r, 200))]);
+    // a destroyed parser unpipes itself; the rest of the body is read and dropped
+    ex.destroy();
+    tar.resume();
+    sock.destroy();
+    throw failed ?? e;
+  } finally {
+    sock.destroy();
+  }
+}
