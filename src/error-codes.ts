@@ -128,6 +128,7 @@ export const ERROR_CODES = {
   ERR_NO_SUCH_IMAGE: { status: 404, area: 'Images and registries', meaning: 'No such image.' },
   ERR_AMBIGUOUS_ID: { status: 400, area: 'Images and registries', meaning: 'A short image ID matches more than one image.' },
   ERR_IMAGE_IN_USE: { status: 409, area: 'Images and registries', meaning: 'The image is used by a container (rmi without force).' },
+  ERR_IMAGE_HAS_CHILDREN: { status: 409, area: 'Images and registries', meaning: 'The image has dependent child images (rmi, even with force).' },
   ERR_IMAGE_MULTIPLE_REFS: { status: 409, area: 'Images and registries', meaning: 'The image is tagged in several repositories (rmi by ID without force).' },
   ERR_INVALID_REFERENCE: { status: 400, area: 'Images and registries', meaning: 'An image reference is malformed.' },
   ERR_INVALID_DIGEST: { status: 400, area: 'Images and registries', meaning: 'A digest is malformed.' },
@@ -242,6 +243,8 @@ export type ErrorCode = RegisteredErrorCode | `ERR_AGENT_${string}` | `ERR_ARCHI
 export const FOREIGN_CODES: Readonly<Record<string, string>> = {
   ERR_STATE: "the guest agent's wire code for an operation its state refuses (ERR_AGENT_STATE, 409)",
   ERR_SYSTEM: "the guest agent's wire code for a failed system call (ERR_AGENT_SYSTEM, 500)",
+  ERR_NOT_DIR: "the guest agent's wire code for an extraction point that is not a directory (docker cp into a running VM)",
+  ERR_PROTOCOL: "the guest agent's wire code for a broken exchange (raised as ERR_AGENT_PROTOCOL)",
   ERR_SSL_WRONG_VERSION_NUMBER: "Node's TLS error for a plain-HTTP registry spoken to over HTTPS",
   ERR_TLS_CERT_ALTNAME_INVALID: "Node's TLS error for a certificate that does not name the registry",
 };
