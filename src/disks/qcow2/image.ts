@@ -507,7 +507,7 @@ export class Qcow2Image extends SyncBackedBlockBackend {
   }
 
   private loadL2(l2Off: number, l1i: number): Uint8Array {
-    return this.l2Tables.load(l2Off, () => this.corrupt(`L1 entry ${l1i}: L2 table at ${hex(l2Off)} is cut short by the end of the file`));
+    return this.l2Tables.get(l2Off) ?? this.l2Tables.load(l2Off, () => this.corrupt(`L1 entry ${l1i}: L2 table at ${hex(l2Off)} is cut short by the end of the file`));
   }
 
   /** The L2 table for `l1i`, allocated if missing, owned alone (copied flag) so it can change. */

@@ -186,7 +186,7 @@ export class RefcountTable {
   }
 
   private loadBlock(off: number, t: number): Uint8Array {
-    return this.blocks.load(off, () => this.opts.corrupt(`refcount table entry ${t}: refcount block at ${hex(off)} is cut short by the end of the file`));
+    return this.blocks.get(off) ?? this.blocks.load(off, () => this.opts.corrupt(`refcount table entry ${t}: refcount block at ${hex(off)} is cut short by the end of the file`));
   }
 
   /**

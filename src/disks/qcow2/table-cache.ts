@@ -19,7 +19,15 @@ export class TableCache {
     this.lru = new LruMap(capacity);
   }
 
-  /** The table at `off`, read from the file on a miss; `cutShort` is the error when the file ends inside it. */
+  /** The cached table at `off` (now the most recently used), or undefined. */
+  get(off: number): Uint8Array | undefined {
+    return this.lru.get(off);
+  }
+
+  /**
+   * The table at `off`, read from the file on a miss; `cutShort` is the error when the file
+   * ends inside it. (Hot paths try `get` first, so no closure is made for a hit.)
+   */
   load(off: number, cutShort: () => Error): Uint8Array {
     const hit = this.lru.get(off);
     if (hit) return hit;
