@@ -2,33 +2,18 @@
 /* The supervisor's operations (docs/agent-protocol.md), one function each: create, start, exec,
  * wait, signal, resize, freeze, update, stats, ps, state, freeze-fs, shutdown. */
 #include "supervisor-internal.h"
-#include "supervisor.h"
-#include "extract.h"
 #include "cgroup.h"
-#include "container.h"
-#include "frame.h"
-#include "json.h"
-#include "logfile.h"
-#include "spec.h"
 #include "util.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/fs.h>
-#include <sys/epoll.h>
-#include <sys/ioctl.h>
-#include <sys/signalfd.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/time.h>
-#include <sys/wait.h>
-#include <termios.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 
 /* ---------- ops ---------- */
 
