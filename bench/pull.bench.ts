@@ -21,7 +21,8 @@
 import { execFile, fork, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
-import { randomBytes, createHash } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { sha256 as sha } from '../test/fixtures/hash.js';
 import os from 'node:os';
 import path from 'node:path';
 import { gzipSync, constants as zc } from 'node:zlib';
@@ -48,7 +49,6 @@ const SKOPEO = '/usr/bin/skopeo';
 const TIME = '/usr/bin/time';
 const CLK_TCK = 100;
 
-const sha = (b: Uint8Array) => 'sha256:' + createHash('sha256').update(b).digest('hex');
 
 /** A layer of files whose content is half random, half text: compresses about 2:1 like real layers. */
 async function makeLayer(bytes: number, seed: number): Promise<Buffer> {

@@ -49,6 +49,11 @@ if [[ -f native/Makefile ]]; then
   make -s -C native
 fi
 
+# bin/tvm.js (the CLI and the daemon) runs dist/ while it is newer than src/; without it, tsx
+# compiles the sources at every start (about half a second per CLI call)
+say "compiling src/ to dist/ (scripts/build-js.ts)"
+node --import tsx scripts/build-js.ts
+
 if [[ ${1:-} == --kernel && -f kernels/build.sh ]]; then
   say "guest kernel (cached in ~/.cache/tvm/kernels after the first build, ~10 min at -j2 the first time)"
   bash kernels/build.sh

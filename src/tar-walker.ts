@@ -31,7 +31,7 @@ export const TarField = {
 const GNU_SPARSE_ISEXTENDED = 482;
 const GNU_SPARSE_EXT_ISEXTENDED = 504;
 /** bound on the metadata bodies we buffer (pax records, long names), as the consumer's */
-const MAX_META_BODY = 64 << 20;
+export const MAX_META_BODY = 64 << 20;
 
 const BODY_TYPES = new Set(['0', '\0', '7', 'S']);
 const KNOWN_TYPES = new Set(['0', '\0', '7', 'S', '1', '2', '3', '4', '5', '6']);
@@ -137,6 +137,8 @@ export class TarWalker {
   constructor(
     private readonly what: string,
     private readonly onEntry: (e: TarEntryInfo) => void,
+    /** the bound on pax bytes held at once (tests pass a small one: 64 MiB of records takes seconds to build) */
+    private readonly maxPaxBytes = MAX_META_BODY,
   ) {}
 
   get ended(): boolean {
@@ -251,8 +253,8 @@ export class TarWalker {
     const body = Buffer.concat(st.parts).subarray(0, st.size);
     if (st.flag === 'x' || st.flag === 'g') {
       const total = st.flag === 'x' ? (this.paxBytes += st.size) : (this.globalPaxBytes += st.size);
-      if (total > MAX_META_BODY) {
-        throw new FormatError(`${this.what}: tar entry ${st.name}: ${st.flag === 'x' ? 'pax records' : 'global pax records'} of more than ${MAX_META_BODY} bytes`, 'ERR_BAD_TAR');
+      if (total > this.maxPaxBytes) {
+        throw new FormatError(`${this.what}: tar entry ${st.name}: ${st.flag === 'x' ? 'pax records' : 'global pax records'} of more than ${this.maxPaxBytes} bytes`, 'ERR_BAD_TAR');
       }
     }
     if (st.flag === 'x') parsePax(body, st.name, this.pax);

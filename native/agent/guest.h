@@ -12,4 +12,15 @@
 int guest_main(void);
 /* Parses "tvm.time=<unix ms>" out of a kernel command line; 0 if absent or malformed. */
 long long guest_cmdline_time_ms(const char *cmdline);
+
+/* The NIC's settings from "tvm.net=ADDR/PREFIX,GATEWAY,MAC" (GATEWAY may be empty). */
+typedef struct {
+  unsigned char addr[4];
+  unsigned prefix;
+  int has_gateway;
+  unsigned char gateway[4];
+  unsigned char mac[6];
+} guest_net;
+/* 1 when the command line has a well-formed tvm.net=, 0 when it has none, -1 when malformed. */
+int guest_cmdline_net(const char *cmdline, guest_net *out);
 #endif

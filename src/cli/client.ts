@@ -1,9 +1,10 @@
 /**
- * The tvm CLI's API client: undici over the daemon's unix socket (or TCP), honouring
+ * The tvm CLI's API client: node:http over the daemon's unix socket (or TCP), honouring
  * TVM_HOST then DOCKER_HOST. Hijacked endpoints (attach, exec start) use a raw connection
- * so the socket is ours after `101 UPGRADED`.
+ * so the socket is ours after `101 UPGRADED`. Not undici: loading it costs a CLI call more than
+ * its whole round trips to the daemon (about 80 ms of a 200 ms `tvm run`); node:http is built in.
  */
-import { Pool, type Dispatcher } from 'undici';
+import http from 'node:http';
 import net from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
 import { TvmError } from '../errors.js';
@@ -26,6 +27,21 @@ export class DaemonUnreachableError extends TvmError {
   constructor(host: string, cause: unknown) {
     super('ERR_DAEMON_UNREACHABLE', `Cannot connect to the tvm daemon at ${host}. Is the daemon running? Start one with: tvm daemon`, 500, { cause });
   }
+}
+
+export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE';
+
+/** A response whose status is below 400; read its body once. */
+export interface ApiResponse {
+  statusCode: number;
+  headers: http.IncomingHttpHeaders;
+  body: http.IncomingMessage;
+}
+
+async function bodyText(res: http.IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of res) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 export interface RequestOptions {
@@ -51,8 +67,8 @@ function buildQuery(q: RequestOptions['query']): string {
 
 export class TvmClient {
   readonly host: string;
-  /** a pool: `run` holds a wait request open while it starts the container on another connection */
-  private readonly client: Pool;
+  /** keep-alive, several sockets: `run` holds a wait request open while it starts the container on another */
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
   private readonly unixPath: string | undefined;
   private readonly tcp: { host: string; port: number } | undefined;
 
@@ -60,11 +76,9 @@ export class TvmClient {
     this.host = host;
     if (host.startsWith('unix://')) {
       this.unixPath = host.slice('unix://'.length);
-      this.client = new Pool('http://localhost', { socketPath: this.unixPath, bodyTimeout: 0, headersTimeout: 0, connections: 8 });
     } else if (host.startsWith('tcp://') || host.startsWith('http://')) {
       const u = new URL(host.replace(/^tcp:/, 'http:'));
       this.tcp = { host: u.hostname, port: Number(u.port || 2375) };
-      this.client = new Pool(`http://${u.host}`, { bodyTimeout: 0, headersTimeout: 0, connections: 8 });
     } else {
       throw new TvmError('ERR_BAD_HOST', `unsupported daemon host ${host}: use unix:///path or tcp://host:port`, 400);
     }
@@ -74,8 +88,22 @@ export class TvmClient {
     return `/v${API_VERSION}${p}${buildQuery(q)}`;
   }
 
-  async request(method: Dispatcher.HttpMethod, p: string, o: RequestOptions = {}): Promise<Dispatcher.ResponseData> {
-    let res: Dispatcher.ResponseData;
+  private send(method: HttpMethod, p: string, headers: Record<string, string>, body: string | Readable | undefined): Promise<http.IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      const where = this.unixPath !== undefined ? { socketPath: this.unixPath } : { host: this.tcp!.host, port: this.tcp!.port };
+      const req = http.request({ ...where, agent: this.agent, method, path: p, headers: { host: 'docker', ...headers } }, resolve);
+      req.once('error', reject);
+      if (typeof body === 'string') req.end(body);
+      else if (body) {
+        // the upload failing (a tar being read) ends the request with its error
+        body.once('error', (e) => req.destroy(e));
+        body.pipe(req);
+      } else req.end();
+    });
+  }
+
+  async request(method: HttpMethod, p: string, o: RequestOptions = {}): Promise<ApiResponse> {
+    let res: http.IncomingMessage;
     const headers: Record<string, string> = { ...o.headers };
     let body: string | Readable | undefined;
     if (o.stream) {
@@ -86,39 +114,41 @@ export class TvmClient {
       headers['content-type'] = 'application/json';
     }
     try {
-      res = await this.client.request({ method, path: this.path(p, o.query), headers, ...(body !== undefined && { body }) });
+      res = await this.send(method, this.path(p, o.query), headers, body);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ECONNREFUSED' || code === 'ENOENT' || code === 'EACCES' || code === 'UND_ERR_SOCKET') throw new DaemonUnreachableError(this.host, e);
+      if (code === 'ECONNREFUSED' || code === 'ENOENT' || code === 'EACCES') throw new DaemonUnreachableError(this.host, e);
       throw e;
     }
-    if (res.statusCode >= 400) {
-      const text = await res.body.text();
+    const statusCode = res.statusCode ?? 0;
+    if (statusCode >= 400) {
+      const text = await bodyText(res);
       let msg = text;
       try {
         msg = (JSON.parse(text) as { message?: string }).message ?? text;
       } catch {
         // not JSON
       }
-      throw new ApiError(res.statusCode, msg.trim());
+      throw new ApiError(statusCode, msg.trim());
     }
-    return res;
+    return { statusCode, headers: res.headers, body: res };
   }
 
-  async json<T>(method: Dispatcher.HttpMethod, p: string, o: RequestOptions = {}): Promise<T> {
+  async json<T>(method: HttpMethod, p: string, o: RequestOptions = {}): Promise<T> {
     const res = await this.request(method, p, o);
-    const text = await res.body.text();
+    const text = await bodyText(res.body);
     return (text === '' ? undefined : JSON.parse(text)) as T;
   }
 
-  async ok(method: Dispatcher.HttpMethod, p: string, o: RequestOptions = {}): Promise<number> {
+  async ok(method: HttpMethod, p: string, o: RequestOptions = {}): Promise<number> {
     const res = await this.request(method, p, o);
-    await res.body.dump();
+    // read to the end, so that the keep-alive socket is free for the next request
+    await bodyText(res.body);
     return res.statusCode;
   }
 
   /** Newline-delimited JSON stream (events, pull progress). */
-  async *jsonStream<T>(method: Dispatcher.HttpMethod, p: string, o: RequestOptions = {}): AsyncGenerator<T> {
+  async *jsonStream<T>(method: HttpMethod, p: string, o: RequestOptions = {}): AsyncGenerator<T> {
     const res = await this.request(method, p, o);
     let rest = '';
     for await (const chunk of res.body) {
@@ -184,7 +214,7 @@ export class TvmClient {
   }
 
   async close(): Promise<void> {
-    await this.client.close();
+    this.agent.destroy();
   }
 }
 

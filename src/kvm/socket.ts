@@ -33,6 +33,9 @@ export const F_GETFD = 1;
 export const F_SETFD = 2;
 export const FD_CLOEXEC = 1;
 export const SHUT_RDWR = 2;
+export const SOCK_NONBLOCK = 0o4000;
+/** struct sockaddr_un: sa_family_t sun_family; char sun_path[108]. */
+export const SOCKADDR_UN = { size: 110, family: 0, path: 2, pathMax: 108 } as const;
 /** File descriptors one message carries at most (vhost-user's VHOST_MEMORY_BASELINE_NREGIONS). */
 export const MAX_FDS = 8;
 /** Bytes one sendmsg/recvmsg moves at most through the scratch area. */
@@ -69,6 +72,10 @@ const c = {
   recvmsg: lib.func('intptr_t recvmsg(int fd, intptr_t msg, int flags)'),
   fcntl: lib.func('int fcntl(int fd, int cmd, ...)'),
   shutdown: lib.func('int shutdown(int fd, int how)'),
+  socket: lib.func('int socket(int domain, int type, int protocol)'),
+  bind: lib.func('int bind(int fd, const void *addr, uint32_t len)'),
+  listen: lib.func('int listen(int fd, int backlog)'),
+  accept4: lib.func('int accept4(int fd, void *addr, void *addrlen, int flags)'),
 };
 
 // Scratch: msghdr | iovec | control | data. One per thread (each thread loads this module anew).
@@ -190,4 +197,38 @@ export function recvmsg(fd: number, buf: Uint8Array, flags = MSG_DONTWAIT): Rece
     throw new SysError('recvmsg', osConstants.errno.EMSGSIZE, `more than ${MAX_FDS} file descriptors in one message`);
   }
   return { bytes: n, fds };
+}
+
+/**
+ * A listening AF_UNIX stream socket bound at `file` (relative paths are the caller's cwd's:
+ * sun_path is short). Non-blocking and close-on-exec; `acceptUnix` takes its connections.
+ */
+export function listenUnix(file: string, backlog = 4): number {
+  const path = new TextEncoder().encode(file);
+  if (path.length === 0 || path.length >= SOCKADDR_UN.pathMax) throw new InvalidParameterError(`unix socket path ${JSON.stringify(file)}: 1 to ${SOCKADDR_UN.pathMax - 1} bytes`);
+  const addr = new Uint8Array(SOCKADDR_UN.size);
+  new DataView(addr.buffer).setUint16(SOCKADDR_UN.family, AF_UNIX, true);
+  addr.set(path, SOCKADDR_UN.path);
+  const fd = c.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0) as number;
+  if (fd < 0) throw new SysError('socket', koffi.errno());
+  try {
+    if ((c.bind(fd, addr, SOCKADDR_UN.path + path.length + 1) as number) < 0) throw new SysError('bind', koffi.errno(), file);
+    if ((c.listen(fd, backlog) as number) < 0) throw new SysError('listen', koffi.errno(), file);
+  } catch (e) {
+    libc.close(fd);
+    throw e;
+  }
+  return fd;
+}
+
+/** The next connection on a listening socket (blocking, close-on-exec), or -1 when none waits. */
+export function acceptUnix(fd: number): number {
+  for (;;) {
+    const r = c.accept4(fd, null, null, SOCK_CLOEXEC) as number;
+    if (r >= 0) return r;
+    const e = koffi.errno();
+    if (e === EINTR) continue;
+    if (e === EAGAIN) return -1;
+    throw new SysError('accept4', e);
+  }
 }

@@ -330,13 +330,10 @@ export class ContainerManager {
   // ---------------------------------------------------------------------------------- create
 
   /** NetworkMode and EndpointsConfig: checked against the daemon's networks, nothing changed. */
-  private networkAttach(body: CreateBody, kind: IsolationKind): NetworkAttach {
+  private networkAttach(body: CreateBody): NetworkAttach {
     const hc = body.HostConfig ?? {};
     if (!this.network) return { mode: validateNetwork(hc), networks: [] };
     if ((body as { NetworkDisabled?: boolean }).NetworkDisabled === true) return { mode: 'none', networks: [] };
-    // a microVM has no network device yet: by default it keeps --network none; asked for a
-    // network, the VM isolation refuses it
-    if (kind === 'vm' && ['', 'default'].includes(hc.NetworkMode ?? '')) return { mode: 'none', networks: [] };
     const mode = hc.NetworkMode ?? '';
     if (mode.startsWith('container:')) {
       // Docker's conflicts: what the other container's namespace and files decide
@@ -363,7 +360,7 @@ export class ContainerManager {
     const kind = mapIsolation(body.HostConfig?.Isolation, this.defaultIsolation);
     const iso = this.isolationFor(kind);
     const plan = planCreate(body, kind, {
-      attachNetwork: () => this.networkAttach(body, kind),
+      attachNetwork: () => this.networkAttach(body),
       logOpts: this.logOpts,
       hostGatewayIp: () => this.network?.hostGatewayIp(),
     });
@@ -787,6 +784,8 @@ export class ContainerManager {
     const rec = this.get(ref);
     await this.locked(rec.id, async () => {
       const running = rec.state.status === 'running' || rec.state.status === 'paused';
+      // a microVM has one NIC, plugged at boot: no hot-plug, and no second network at start
+      if (rec.spec.isolation === 'vm') throw new ConflictError(`container ${rec.name.replace(/^\//, '')} runs with --isolation=vm: connecting it to another network is not supported (a microVM has one NIC, on the network it was created with)`);
       const mode = rec.spec.network === 'bridge' ? 'bridge' : rec.spec.network;
       await nm.connect(netRef, rec.id, rec.name, ep, mode, running);
       const n = nm.get(netRef);
@@ -799,6 +798,9 @@ export class ContainerManager {
     const rec = this.get(ref);
     await this.locked(rec.id, async () => {
       const n = nm.get(netRef);
+      if (rec.spec.isolation === 'vm' && (rec.state.status === 'running' || rec.state.status === 'paused')) {
+        throw new ConflictError(`container ${rec.name.replace(/^\//, '')} runs with --isolation=vm: its NIC cannot be unplugged while it runs (stop it first)`);
+      }
       await nm.disconnect(netRef, rec.id);
       this.events.publish('network', 'disconnect', n.Id, { container: rec.id, name: n.Name, type: 'bridge' });
     });

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { TarWalker, TarField, TAR_BLOCK, type TarEntryInfo } from '../../src/tar-walker.js';
+import { TarWalker, TarField, TAR_BLOCK, MAX_META_BODY, type TarEntryInfo } from '../../src/tar-walker.js';
 import { LayerTarChecker } from '../../src/tar-safety.js';
 import { FormatError } from '../../src/errors.js';
 import { packTar } from '../fixtures/rootfs.js';
@@ -203,14 +203,31 @@ describe('TarWalker bounds what the consumer would hold in memory', () => {
     return Buffer.concat([header({ name: 'PaxHeader', size: text.length, type }), body(text)]);
   }
 
-  it('refuses pax records adding up past 64 MiB before one entry, or in global headers', () => {
-    const part = 33 << 20;
+  /** walk() under a bound of `limit` pax bytes */
+  function walkBounded(tar: Buffer, limit: number, chunk: number): TarEntryInfo[] {
+    const seen: TarEntryInfo[] = [];
+    const w = new TarWalker('test layer', (e) => seen.push(e), limit);
+    for (let i = 0; i < tar.length; i += chunk) w.push(tar.subarray(i, i + chunk));
+    w.end();
+    return seen;
+  }
+
+  it('bounds pax records at 64 MiB, as the consumer does', () => {
+    expect(MAX_META_BODY).toBe(64 << 20);
+    // one header declaring more is refused before its body is read
+    expect(() => walk(Buffer.concat([header({ name: 'PaxHeader', size: MAX_META_BODY + 1, type: 'x' }), END]))).toThrow(/'x' header of 67108865 bytes is too large/);
+  });
+
+  // The bound scaled down 1024 times (64 KiB): 64 MiB of records took seconds to build and walk.
+  it('refuses pax records adding up past the bound before one entry, or in global headers', () => {
+    const limit = 64 << 10;
+    const part = 33 << 10;
     const local = Buffer.concat([bigPax('a.key', part), bigPax('b.key', part), header({ name: 'f' }), END]);
-    expect(() => walk(local, 1 << 20)).toThrow(/pax records of more than 67108864 bytes/);
+    expect(() => walkBounded(local, limit, 1 << 10)).toThrow(/pax records of more than 65536 bytes/);
     const global = Buffer.concat([bigPax('a.key', part, 'g'), header({ name: 'f' }), bigPax('b.key', part, 'g'), header({ name: 'g' }), END]);
-    expect(() => walk(global, 1 << 20)).toThrow(/pax records of more than 67108864 bytes/);
+    expect(() => walkBounded(global, limit, 1 << 10)).toThrow(/global pax records of more than 65536 bytes/);
     // the same records, each before its own entry, are fine
-    expect(walk(Buffer.concat([bigPax('a.key', part), header({ name: 'f' }), bigPax('b.key', part), header({ name: 'g' }), END]), 1 << 20)).toHaveLength(2);
+    expect(walkBounded(Buffer.concat([bigPax('a.key', part), header({ name: 'f' }), bigPax('b.key', part), header({ name: 'g' }), END]), limit, 1 << 10)).toHaveLength(2);
   });
 });
 

@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import { ApiError, TvmClient, withClient } from '../client.js';
 import { copyStream, table } from '../output.js';
 import { parseBytes, parseCpus, parseIntFlag } from '../units.js';
-import { humanDuration } from '../../api/container-json.js';
+import { humanDuration } from '../../api/human-duration.js';
 import { collect } from '../options.js';
 import { parseRestartFlag } from './restart.js';
 import { parseLogOptFlags } from '../../runtime/log-opts.js';

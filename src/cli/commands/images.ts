@@ -7,7 +7,7 @@ import { InvalidParameterError } from '../../errors.js';
 import { ApiError, TvmClient, withClient } from '../client.js';
 import { table } from '../output.js';
 import { humanSize } from '../units.js';
-import { humanDuration } from '../../api/container-json.js';
+import { humanDuration } from '../../api/human-duration.js';
 import { pullImage } from './containers.js';
 import { collect } from '../options.js';
 

@@ -41,6 +41,7 @@ import { AGENT_VSOCK_PORT, EXIT_FILE, LAUNCH_FILE, vsockSocketPath, type VmLaunc
 import { spawnVmSupervisor, vmSupervisorPid } from './supervisor.js';
 import { buildSupervisorBundle } from './supervisor-bundle.js';
 import { reachableSocketPath } from '../socket-path.js';
+import { guestNameservers, guestNetArg, plumbGuestNic } from './guest-net.js';
 
 export const MiB = 1024 * 1024;
 /** guest RAM without --memory */
@@ -98,7 +99,10 @@ export function validateVmSpec(spec: ContainerSpec): void {
       throw new InvalidParameterError(`${m.type === 'volume' ? 'named volumes' : 'bind mounts'} (${m.destination}) are not supported with --isolation=vm yet: the guest cannot see host directories`);
     }
   }
-  if (spec.network !== 'none') throw new InvalidParameterError(`--network ${spec.network} is not supported with --isolation=vm yet (use --network none)`);
+  // a VM has its own kernel and stack: it cannot share the host's or another container's
+  if (spec.network === 'host' || spec.network === 'container') {
+    throw new InvalidParameterError(`--network ${spec.network === 'host' ? 'host' : 'container:<name|id>'} is not supported with --isolation=vm: a microVM has its own network stack (use a bridge network or none)`);
+  }
   if (spec.processOptions?.devices?.length) throw new InvalidParameterError('--device is not supported with --isolation=vm: host devices are not in the guest');
   if (spec.processOptions?.oomKillDisable) throw new InvalidParameterError('--oom-kill-disable is not supported with --isolation=vm (the guest has cgroup v2)');
 }
@@ -235,7 +239,12 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
     aspec.logPath = '/dev/null';
     delete aspec.logRotate;
     // Docker's /etc files travel in the VM's initramfs, under a guest path of their own
-    const etc = await prepareEtcFiles(spec.stateDir, aspec.hostname, spec.network, spec.mounts.map((m) => m.destination), spec.processOptions);
+    // on a network: the guest's own stack owns the NIC (guest-net.ts), the workload shares it
+    const nic = spec.network === 'bridge' && spec.netns ? await plumbGuestNic(spec.netns.path) : undefined;
+    if (nic) aspec.network = 'host';
+    const nameservers = nic && spec.netns ? guestNameservers(spec.netns.nameservers, nic) : undefined;
+    const net = spec.netns && { ...spec.netns, ...(nameservers && { nameservers }) };
+    const etc = await prepareEtcFiles(spec.stateDir, aspec.hostname, spec.network, spec.mounts.map((m) => m.destination), spec.processOptions, net);
     const files = await Promise.all(etc.map(async (m) => ({ path: path.posix.join(GUEST_FILES_DIR, path.basename(m.source!)), data: await readFile(m.source!) })));
     aspec.mounts.unshift(...etc.map((m, i) => ({ ...m, source: files[i]!.path })));
     const baseInitrd = await agentInitramfs(this.opts.agentPath, path.join(this.opts.dataRoot, 'vm'));
@@ -246,10 +255,12 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
     const launch: VmLaunchConfig = {
       version: 1,
       backend: this.opts.backend,
-      kernel: this.opts.backend === 'kvm' ? kernel.vmlinux : kernel.bzImage,
+      // both backends enter the ELF vmlinux at its PVH entry: under TCG a bzImage costs QEMU's
+      // option ROM and the kernel's self-decompression, emulated (about 150 ms of every boot)
+      kernel: kernel.vmlinux,
       initrd,
       // quiet: every console byte is an emulated port write under TCG; the agent prints its own markers
-      cmdline: `quiet tvm.time=${Date.now()}${this.opts.kernelArgs ? ` ${this.opts.kernelArgs}` : ''}`,
+      cmdline: `quiet tvm.time=${Date.now()}${nic ? ` ${guestNetArg(nic)}` : ''}${this.opts.kernelArgs ? ` ${this.opts.kernelArgs}` : ''}`,
       memMiB: guestMemoryMiB(spec.resources.memory),
       cpus: guestCpus(spec.resources.nanoCpus),
       disk: rec.disk,
@@ -259,11 +270,12 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
       logPath: spec.logPath,
       ...(spec.logRotate && { logRotate: spec.logRotate }),
       bootTimeoutMs,
+      ...(nic && { net: { netns: spec.netns!.path, tap: nic.tap, mac: nic.mac } }),
     };
     await writeJsonAtomic(path.join(spec.stateDir, LAUNCH_FILE), launch);
     let ready;
     try {
-      ready = await spawnVmSupervisor(spec.stateDir, bootTimeoutMs + 15_000, await this.bundle);
+      ready = await spawnVmSupervisor(spec.stateDir, bootTimeoutMs + 15_000, await this.bundle, launch.net?.netns);
     } catch (e) {
       // the user gets the reason; the daemon log also gets what the guest printed last
       const tail = (e as { consoleTail?: string }).consoleTail;

@@ -6,6 +6,7 @@
  *   console.log     the guest's serial console (bounded)
  *   exit.json       the workload's exit status, written before the VM powers off
  *   boot.json       when each boot phase ended (ms after the supervisor started)
+ *   net.sock        tcg with a NIC: QEMU's vhost-user-net connection (gone once connected)
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -33,6 +34,11 @@ export interface VmLaunchConfig {
   logRotate?: { maxSize: number; maxFiles: number };
   /** how long the guest may take from launch to the agent's hello */
   bootTimeoutMs: number;
+  /**
+   * the guest's NIC: the supervisor runs in the container's network namespace (`netns`) and
+   * opens `tap` there; `mac` is the endpoint's (the guest takes over the veth's identity)
+   */
+  net?: { netns: string; tap: string; mac: string };
 }
 
 export const LAUNCH_FILE = 'launch.json';
@@ -41,6 +47,7 @@ export const VSOCK_SOCKET = 'vsock.sock';
 export const CONSOLE_FILE = 'console.log';
 export const EXIT_FILE = 'exit.json';
 export const BOOT_FILE = 'boot.json';
+export const NET_SOCKET = 'net.sock';
 /** the agent protocol's port in the guest (native/agent/guest.h) */
 export const AGENT_VSOCK_PORT = 1024;
 
@@ -55,6 +62,10 @@ export async function readLaunchConfig(stateDir: string): Promise<VmLaunchConfig
   }
   for (const k of ['memMiB', 'cpus', 'cid', 'bootTimeoutMs'] as const) {
     if (!Number.isSafeInteger(c[k]) || c[k] <= 0) throw new FormatError(`${file}: ${k} must be a positive integer`, 'ERR_VM_LAUNCH_CONFIG');
+  }
+  if (c.net !== undefined) {
+    const n = c.net as Partial<NonNullable<VmLaunchConfig['net']>>;
+    if (typeof n.netns !== 'string' || typeof n.tap !== 'string' || typeof n.mac !== 'string') throw new FormatError(`${file}: net needs netns, tap and mac`, 'ERR_VM_LAUNCH_CONFIG');
   }
   return c;
 }

@@ -30,6 +30,8 @@ export async function buildSupervisorBundle(cacheRoot = path.join(REPO, 'node_mo
       'supervisor-main': path.join(SRC, 'runtime', 'vm', 'supervisor-main.ts'),
       // NotifyPoller starts './notify-poller-worker.js' next to the running module
       'notify-poller-worker': path.join(SRC, 'vmm', 'devices', 'virtio', 'notify-poller-worker.ts'),
+      // and the kvm backend's vCPU loop './vcpu-worker.js'
+      'vcpu-worker': path.join(SRC, 'vmm', 'vcpu-worker.ts'),
     },
     bundle: true,
     platform: 'node',

@@ -23,7 +23,7 @@ import { JsonLogWriter } from '../log-writer.js';
 import { NotifyPoller } from '../../vmm/devices/virtio/notify-poller.js';
 import { ConsoleSink } from './console.js';
 import {
-  AGENT_VSOCK_PORT, BOOT_FILE, CONSOLE_FILE, EXIT_FILE, PID_FILE, readLaunchConfig, VSOCK_SOCKET, type VmLaunchConfig,
+  AGENT_VSOCK_PORT, BOOT_FILE, CONSOLE_FILE, EXIT_FILE, NET_SOCKET, PID_FILE, readLaunchConfig, VSOCK_SOCKET, type VmLaunchConfig,
 } from './launch-config.js';
 
 const t0 = Date.now();
@@ -72,6 +72,7 @@ async function launch(cfg: VmLaunchConfig, devices: GuestDevices, consoleSink: C
     console: consoleSink.stream,
     log: diag,
     poller,
+    netSocket: NET_SOCKET,
   };
   if (cfg.backend === 'kvm') return (await import('../../vmm/launch/kvm.js')).launchKvm(o);
   return (await import('../../vmm/launch/tcg.js')).launchTcg(o);
@@ -141,6 +142,8 @@ async function main(stateDir: string): Promise<number> {
       diskId: cfg.diskId,
       cid: BigInt(cfg.cid),
       vsockUds: VSOCK_SOCKET,
+      // the daemon started us in the container's network namespace, where the tap is
+      ...(cfg.net && { net: { tap: cfg.net.tap, mac: cfg.net.mac, poller } }),
       log: diag,
     });
     guest = await launch(cfg, devices, consoleSink, poller);

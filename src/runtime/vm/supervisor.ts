@@ -31,13 +31,18 @@ export interface SupervisorReady {
 
 /**
  * Starts the supervisor for `stateDir` and waits for its ready line (the guest agent has the
- * container created). Its diagnostics go to STATE/supervisor.log.
+ * container created). Its diagnostics go to STATE/supervisor.log. `netns`: the namespace it
+ * runs in (the VM has a NIC).
  */
-export async function spawnVmSupervisor(stateDir: string, timeoutMs: number, bundle?: string): Promise<SupervisorReady> {
+export async function spawnVmSupervisor(stateDir: string, timeoutMs: number, bundle?: string, netns?: string): Promise<SupervisorReady> {
   const logFd = openSync(path.join(stateDir, 'supervisor.log'), 'a', 0o640);
   let child;
+  const argv = [process.execPath, ...supervisorCommand(bundle), stateDir];
+  // with a NIC it runs in the container's network namespace (its tap is there; TUNSETIFF looks
+  // in the caller's): nsenter execs it, so the pid is still the supervisor's
+  if (netns) argv.unshift('nsenter', `--net=${netns}`, '--');
   try {
-    child = spawn(process.execPath, [...supervisorCommand(bundle), stateDir], {
+    child = spawn(argv[0]!, argv.slice(1), {
       detached: true,
       stdio: ['ignore', 'pipe', logFd],
       cwd: '/',

@@ -11,6 +11,10 @@ import { BlockDevice } from '../devices/virtio/block.js';
 import { RngDevice } from '../devices/virtio/rng.js';
 import { VsockDevice } from '../devices/virtio/vsock/device.js';
 import { VsockMuxer } from '../devices/virtio/vsock/muxer.js';
+import { NetDevice, parseMac } from '../devices/virtio/net.js';
+import { TapPort } from '../devices/virtio/net-tap.js';
+import type { NotifyPoller } from '../devices/virtio/notify-poller.js';
+import { openTap } from '../../kvm/tun.js';
 
 export interface GuestDevicesOptions {
   /** the container's qcow2 overlay */
@@ -20,6 +24,8 @@ export interface GuestDevicesOptions {
   cid: bigint;
   /** where host processes reach guest vsock ports (`CONNECT <port>\n`) */
   vsockUds: string;
+  /** the guest's NIC: a tap (already made, in this process's network namespace) and its MAC */
+  net?: { tap: string; mac: string; poller: NotifyPoller };
   log?: (line: string) => void;
 }
 
@@ -28,6 +34,7 @@ export interface GuestDevices {
   vsock: VsockDevice;
   rng: RngDevice;
   muxer: VsockMuxer;
+  net?: NetDevice;
   /** stops the muxer and flushes and closes the disk; idempotent */
   close(): Promise<void>;
 }
@@ -42,15 +49,29 @@ export async function openGuestDevices(o: GuestDevicesOptions): Promise<GuestDev
     disk.closeSync();
     throw e;
   }
+  let net: NetDevice | undefined;
+  try {
+    if (o.net) {
+      parseMac(o.net.mac); // before the tap is opened: nothing to undo
+      const port = new TapPort(openTap(o.net.tap), o.net.poller, o.log);
+      net = new NetDevice({ port, mac: o.net.mac, ...(o.log && { log: o.log }) });
+    }
+  } catch (e) {
+    await muxer.close();
+    disk.closeSync();
+    throw e;
+  }
   let closed: Promise<void> | undefined;
   return {
     blk: new BlockDevice({ backend: disk, id: o.diskId, ...(o.log && { log: o.log }) }),
     vsock: new VsockDevice(o.cid, muxer, o.log),
     rng: new RngDevice(),
     muxer,
+    ...(net && { net }),
     close() {
       closed ??= (async () => {
         try {
+          net?.close();
           await muxer.close();
         } finally {
           disk.flushSync();

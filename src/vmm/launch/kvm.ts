@@ -31,7 +31,10 @@ export async function launchKvm(o: GuestLaunch): Promise<RunningGuest> {
       memMiB: o.memMiB,
       cpus: o.cpus,
       console: { output: o.console },
-      mmioDevices: [set.add('vda', o.devices.blk), set.add('vsock', o.devices.vsock), set.add('rng', o.devices.rng)],
+      mmioDevices: [
+        set.add('vda', o.devices.blk), set.add('vsock', o.devices.vsock), set.add('rng', o.devices.rng),
+        ...(o.devices.net ? [set.add('net', o.devices.net)] : []),
+      ],
       ...(o.log && { log: o.log }),
     });
   } catch (e) {

@@ -4,20 +4,46 @@
  * per device (QEMU gets its end as an inherited fd, so there is no socket file and no connect
  * race). Guest RAM is a shared memfd QEMU creates and passes to our backends with SET_MEM_TABLE.
  * The guest ends by rebooting (reboot=t), which -no-reboot turns into QEMU's exit.
+ *
+ * The NIC (virtio-net over vhost-user, hw/net/vhost_net.c + net/vhost-user.c in QEMU 7.2):
+ * QEMU connects to a socket file we listen on (it refuses an inherited fd for a netdev) and
+ * runs the whole handshake while it initialises, before the guest starts. What it needs from
+ * the back end (QEMU's net/vhost-user.c, hw/net/vhost_net.c, hw/net/virtio-net.c; checked
+ * against 7.2 here by the VM network tests):
+ * - VHOST_USER_F_PROTOCOL_FEATURES: without it vhost_user_set_vring_enable fails, and rings
+ *   are enabled per queue pair (SET_VRING_ENABLE 1) once the guest sets DRIVER_OK;
+ * - no PROTOCOL_F_MQ: QEMU then takes max_queues = 1 (GET_QUEUE_NUM is only sent with MQ),
+ *   one pair of rings, rx = ring 0, tx = ring 1; the control queue (if the guest takes it)
+ *   and the config space (its `mac=`) stay in QEMU's virtio-net;
+ * - features: QEMU masks the guest's offer with ours for the bits in vhost-user's
+ *   user_feature_bits (the ring bits, VERSION_1, CSUM/GSO family, MRG_RXBUF, MTU...) and sends
+ *   the guest's acks of those bits in SET_FEATURES: the guest gets an offload (CSUM, TSO)
+ *   only if we offer it;
+ * - the header: vhost-user has no SET_VNET_HDR_LEN; both ends derive it from the features:
+ *   12 bytes (virtio_net_hdr_v1) with VERSION_1 or MRG_RXBUF, which VERSION_1 always gives.
  */
 import { spawn } from 'node:child_process';
+import { unlinkSync } from 'node:fs';
 import * as libc from '../../kvm/libc.js';
+import * as sock from '../../kvm/socket.js';
 import { TvmError } from '../../errors.js';
 import { VhostUserBackend, vhostUserSocketPair } from '../devices/virtio/vhost-user/backend.js';
 import { qemuMicrovmArgs } from '../tcg/qemu-args.js';
 import { NotifyPoller } from '../devices/virtio/notify-poller.js';
+import type { VirtioDevice } from '../devices/virtio/mmio.js';
 import type { GuestEnd, GuestLaunch, RunningGuest } from './types.js';
 import { QEMU_BINARY } from './tcg-binary.js';
 
 /** util-linux's setpriv: execs QEMU with PR_SET_PDEATHSIG set */
 export const SETPRIV = 'setpriv';
-/** what the tcg machine adds to the guest's kernel arguments */
-export const TCG_KERNEL_ARGS = 'console=ttyS0 reboot=t panic=-1';
+/**
+ * What the tcg machine adds to the guest's kernel arguments. `noapictimer`: under TCG the
+ * local APIC timer always fails the kernel's verification against the PIT (a quarter second
+ * of a boot spent measuring, "APIC timer disabled due to verification failure") and the PIT
+ * drives the tick anyway; skipping the check gives the same machine sooner. The floor in
+ * bench/vm-run.bench.ts boots with these arguments too.
+ */
+export const TCG_KERNEL_ARGS = 'console=ttyS0 reboot=t panic=-1 noapictimer';
 
 export async function launchTcg(o: GuestLaunch, qemu = QEMU_BINARY): Promise<RunningGuest> {
   const devices = [
@@ -31,7 +57,20 @@ export async function launchTcg(o: GuestLaunch, qemu = QEMU_BINARY): Promise<Run
   // one thread watches every device's socket and kick eventfds
   const poller = o.poller ?? new NotifyPoller((e) => o.log?.(`vhost-user poller: ${(e as Error).message}`));
   poller.warmUp();
+  let netListen = -1;
+  const stopListening = () => {
+    if (netListen < 0) return;
+    poller.remove(netListen);
+    libc.close(netListen);
+    netListen = -1;
+    try {
+      unlinkSync(o.netSocket!);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') o.log?.(`vhost-user-net: removing ${o.netSocket}: ${(e as Error).message}`);
+    }
+  };
   const closeAll = async () => {
+    stopListening();
     for (const fd of theirs.splice(0)) libc.close(fd);
     await Promise.all(backends.map((b) => b.close()));
     await poller.close();
@@ -39,26 +78,47 @@ export async function launchTcg(o: GuestLaunch, qemu = QEMU_BINARY): Promise<Run
   let fatal: Error | undefined;
   let child: ReturnType<typeof spawn> | undefined;
   try {
-    for (const d of devices) {
-      const pair = vhostUserSocketPair();
-      theirs.push(pair.theirs);
+    const serve = (kind: string, fd: number, device: VirtioDevice, queues: number | undefined) => {
       const b = new VhostUserBackend({
-        fd: pair.ours,
-        device: d.device,
+        fd,
+        device,
         poller,
-        ...(d.queues !== undefined && { queues: d.queues }),
-        log: (l) => o.log?.(`vhost-user-${d.kind}: ${l}`),
+        ...(queues !== undefined && { queues }),
+        log: (l) => o.log?.(`vhost-user-${kind}: ${l}`),
         onClose: (err) => {
           // QEMU hung up: normal at its exit; before it, the guest lost a device
           if (err && !qemuExited) {
             fatal ??= err;
-            o.log?.(`vhost-user-${d.kind}: ${err.message}`);
+            o.log?.(`vhost-user-${kind}: ${err.message}`);
             child?.kill('SIGKILL');
           }
         },
       });
       backends.push(b);
       b.start();
+    };
+    for (const d of devices) {
+      const pair = vhostUserSocketPair();
+      theirs.push(pair.theirs);
+      serve(d.kind, pair.ours, d.device, d.queues);
+    }
+    const net = o.devices.net;
+    if (net) {
+      if (!o.netSocket) throw new TvmError('ERR_VM_BACKEND', 'the tcg backend needs a socket path for the NIC', 500);
+      try {
+        unlinkSync(o.netSocket);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      }
+      netListen = sock.listenUnix(o.netSocket, 1);
+      const listening = netListen;
+      // one connection: QEMU's, made while it initialises; the socket file goes with it
+      poller.addReadable(listening, () => {
+        const fd = sock.acceptUnix(listening);
+        if (fd < 0) return;
+        stopListening();
+        serve('net', fd, net, 2);
+      });
     }
     // the child's fds 3, 4, 5 are the devices' sockets, in this order
     const args = qemuMicrovmArgs({
@@ -68,6 +128,7 @@ export async function launchTcg(o: GuestLaunch, qemu = QEMU_BINARY): Promise<Run
       memoryMiB: o.memMiB,
       vcpus: o.cpus,
       vhostUser: devices.map((d, i) => ({ kind: d.kind, fd: 3 + i })),
+      ...(net && { net: { socket: o.netSocket!, mac: net.mac } }),
     });
     // QEMU must not outlive its supervisor (a SIGKILLed supervisor leaves a guest without
     // devices): setpriv (util-linux) gives it the parent-death signal Node cannot set

@@ -19,6 +19,11 @@ export interface GuestLaunch {
   devices: GuestDevices;
   /** the guest's serial console */
   console: Writable;
+  /**
+   * tcg with a NIC (devices.net): where its vhost-user socket is made (relative: to the cwd,
+   * which QEMU shares); QEMU connects to it by path (qemu-args.ts says why not by fd)
+   */
+  netSocket?: string;
   /** a notify poller already started (its thread takes a while to load): the tcg backend's devices share it */
   poller?: NotifyPoller;
   log?: (line: string) => void;

@@ -7,7 +7,10 @@
  *   TSC calibration without them);
  * - guest RAM in a shared memfd: vhost-user back ends map it;
  * - `virtio-mmio.force-legacy=false`: QEMU 7.2 defaults to legacy virtio-mmio (no VERSION_1);
- * - each vhost-user device on a socket QEMU inherits as fd N (no socket files, no races).
+ * - each vhost-user device on a socket QEMU inherits as fd N (no socket files, no races);
+ * - except the NIC: `-netdev vhost-user` insists on a chardev with FD_PASS, which QEMU 7.2's
+ *   char-socket sets only for a socket it opened by path (`fd=` fails with "does not support FD
+ *   passing"), so QEMU connects to a socket file the backend listens on.
  */
 import { InvalidParameterError } from '../../errors.js';
 
@@ -20,6 +23,8 @@ export interface QemuMicrovmOptions {
   vcpus: number;
   /** fd numbers AS SEEN BY THE CHILD (e.g. 3, 4, 5 from spawn's stdio array) */
   vhostUser: { kind: 'blk' | 'vsock' | 'rng'; fd: number }[];
+  /** the guest's NIC: a vhost-user-net backend listening at `socket`; the NIC's MAC */
+  net?: { socket: string; mac: string };
 }
 
 const DEVICE: Record<QemuMicrovmOptions['vhostUser'][number]['kind'], string> = {
@@ -41,6 +46,10 @@ export function qemuMicrovmArgs(o: QemuMicrovmOptions): string[] {
     if (fds.has(d.fd)) throw bad(`fd ${d.fd} given to two vhost-user devices`);
     fds.add(d.fd);
   }
+  if (o.net) {
+    if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(o.net.mac)) throw bad(`NIC MAC ${JSON.stringify(o.net.mac)}`);
+    if (!o.net.socket || /[,\n\0]/.test(o.net.socket)) throw bad(`NIC socket path ${JSON.stringify(o.net.socket)}`);
+  }
   const args = [
     '-M', 'microvm,acpi=off,x-option-roms=off,isa-serial=on,rtc=off',
     '-accel', 'tcg', '-cpu', 'max',
@@ -55,5 +64,8 @@ export function qemuMicrovmArgs(o: QemuMicrovmOptions): string[] {
   o.vhostUser.forEach((d, i) => {
     args.push('-chardev', `socket,id=vhu${i},fd=${d.fd}`, '-device', `${DEVICE[d.kind]},chardev=vhu${i}`);
   });
+  if (o.net) {
+    args.push('-chardev', `socket,id=vhunet,path=${o.net.socket}`, '-netdev', 'vhost-user,id=net0,chardev=vhunet', '-device', `virtio-net-device,netdev=net0,mac=${o.net.mac}`);
+  }
   return args;
 }

@@ -18,8 +18,8 @@ import { spawnSupervisor } from '../../../src/runtime/host/supervisor.js';
 import { agentSpec, validateSpec } from '../../../src/runtime/host/spec.js';
 import { V1_CONTROLLERS, type CgroupConfig } from '../../../src/runtime/host/cgroups.js';
 import { extractThroughAgent } from '../../../src/runtime/vm/guest-extract.js';
-import type { ContainerSpec } from '../../../src/runtime/types.js';
 import { busyboxRootfsEntries, writeRootfs } from '../../fixtures/rootfs.js';
+import { containerSpec } from '../../fixtures/spec.js';
 
 const NATIVE = path.resolve(import.meta.dirname, '../../../native');
 const CG_ROOT = '/sys/fs/cgroup';
@@ -65,23 +65,7 @@ beforeAll(async () => {
   writeRootfs(lower, busyboxRootfsEntries());
   const state = path.join(dir, 'state');
   mkdirSync(state);
-  const s: ContainerSpec = {
-    id: 'x1',
-    name: 'x1',
-    hostname: 'x1',
-    isolation: 'container',
-    imageId: 'sha256:' + '0'.repeat(64),
-    process: { args: ['sleep', '60'], env: ['PATH=/bin'], cwd: '/', user: '', tty: false, openStdin: false },
-    mounts: [],
-    resources: {},
-    capAdd: [],
-    capDrop: [],
-    privileged: false,
-    readonlyRootfs: false,
-    network: 'none',
-    stateDir: state,
-    logPath: path.join(state, 'log.jsonl'),
-  };
+  const s = containerSpec({ id: 'x1', name: 'x1', hostname: 'x1', stateDir: state }, { args: ['sleep', '60'], env: ['PATH=/bin'] });
   validateSpec(s);
   const cg: CgroupConfig = { version: 1, root: CG_ROOT, path: `${CG_PARENT}/x1` };
   const aspec = agentSpec(s, lower, cg);

@@ -12,8 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { agentSpec, validateSpec } from '../../../src/runtime/host/spec.js';
 import { V1_CONTROLLERS, type CgroupConfig } from '../../../src/runtime/host/cgroups.js';
-import type { ContainerSpec, ProcessSpec, Resources } from '../../../src/runtime/types.js';
+import type { ProcessSpec, Resources } from '../../../src/runtime/types.js';
 import { busyboxRootfsEntries, writeRootfs } from '../../fixtures/rootfs.js';
+import { containerSpec } from '../../fixtures/spec.js';
 
 const NATIVE = path.resolve(import.meta.dirname, '../../../native');
 const MEMHOG = path.resolve(import.meta.dirname, '../../fixtures/guest-programs/memhog.c');
@@ -47,23 +48,7 @@ let seq = 0;
 function spec(process: Partial<ProcessSpec> & { args: string[] }, resources: Resources = {}): { file: string; state: string; id: string } {
   const id = `run${++seq}`;
   const stateDir = path.join(dir, id);
-  const s: ContainerSpec = {
-    id,
-    name: id,
-    hostname: id,
-    isolation: 'container',
-    imageId: 'sha256:' + '0'.repeat(64),
-    process: { env: ['PATH=/bin'], cwd: '/', user: '', tty: false, openStdin: false, ...process },
-    mounts: [],
-    resources,
-    capAdd: [],
-    capDrop: [],
-    privileged: false,
-    readonlyRootfs: false,
-    network: 'none',
-    stateDir,
-    logPath: path.join(stateDir, 'log.jsonl'),
-  };
+  const s = containerSpec({ id, name: id, hostname: id, imageId: 'sha256:' + '0'.repeat(64), resources, stateDir }, { env: ['PATH=/bin'], ...process });
   validateSpec(s);
   const cg: CgroupConfig = { version: 1, root: CG_ROOT, path: `${CG_PARENT}/${id}` };
   const file = path.join(dir, `${id}.json`);

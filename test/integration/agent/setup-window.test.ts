@@ -12,7 +12,8 @@ import { AgentClient, unixConnector } from '../../../src/guest-agent/client.js';
 import { spawnSupervisor, supervisorPid } from '../../../src/runtime/host/supervisor.js';
 import { agentSpec, validateSpec } from '../../../src/runtime/host/spec.js';
 import type { CgroupConfig } from '../../../src/runtime/host/cgroups.js';
-import type { ContainerSpec } from '../../../src/runtime/types.js';
+import { until } from '../../fixtures/wait.js';
+import { containerSpec } from '../../fixtures/spec.js';
 
 const NATIVE = path.resolve(import.meta.dirname, '../../../native');
 let dir: string;
@@ -45,33 +46,13 @@ function alive(pid: number): boolean {
   }
 }
 
-async function until(cond: () => boolean, tries = 100): Promise<void> {
-  for (let i = 0; i < tries && !cond(); i++) await new Promise((r) => setTimeout(r, 50));
-}
-
 describe('agent death during container setup', () => {
   it('the waiting child exits instead of blocking on the sync pipe for ever', async () => {
     const state = path.join(dir, 'state');
     const cgRoot = path.join(dir, 'cgroup');
     mkdirSync(state);
     mkdirSync(path.join(cgRoot, 'memory'), { recursive: true });
-    const s: ContainerSpec = {
-      id: 'w1',
-      name: 'w1',
-      hostname: 'w1',
-      isolation: 'container',
-      imageId: 'sha256:' + '0'.repeat(64),
-      process: { args: ['true'], env: ['PATH=/bin'], cwd: '/', user: '', tty: false, openStdin: false },
-      mounts: [],
-      resources: {},
-      capAdd: [],
-      capDrop: [],
-      privileged: false,
-      readonlyRootfs: false,
-      network: 'none',
-      stateDir: state,
-      logPath: path.join(state, 'log.jsonl'),
-    };
+    const s = containerSpec({ id: 'w1', name: 'w1', hostname: 'w1', imageId: 'sha256:' + '0'.repeat(64), stateDir: state }, { args: ['true'], env: ['PATH=/bin'] });
     validateSpec(s);
     const cg: CgroupConfig = { version: 1, root: cgRoot, path: 'tvm/w1' };
     await spawnSupervisor(agent, state, 30);
@@ -85,12 +66,12 @@ describe('agent death during container setup', () => {
       // the join's open(O_WRONLY) of this FIFO blocks until a reader comes: none will
       execFileSync('mkfifo', [path.join(group, 'cgroup.procs')]);
       c.start().catch(() => {});
-      await until(() => children(pid).length > 0);
+      await until('the agent to fork', () => children(pid).length > 0);
       [child] = children(pid);
       expect(child).toBeGreaterThan(0);
       process.kill(pid, 'SIGKILL');
-      await until(() => !alive(pid));
-      await until(() => !alive(child));
+      await until('the agent to die', () => !alive(pid));
+      await until('the waiting child to exit', () => !alive(child));
       expect(alive(child)).toBe(false);
     } finally {
       c.close();

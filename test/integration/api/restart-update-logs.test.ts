@@ -6,15 +6,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { startDaemonWithBusybox, type TestDaemon, type DockerOptions } from '../../fixtures/daemon.js';
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, tries = 150): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}
+import { until } from '../../fixtures/wait.js';
 
 describe('restart policies, docker update, log rotation (docker CLI, real daemon)', () => {
   let d: TestDaemon;

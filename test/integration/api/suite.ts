@@ -12,6 +12,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { startTestDaemon, missingRealParts, requireDocker, type TestDaemon, type DockerOptions } from '../../fixtures/daemon.js';
 import { busyboxDockerArchive } from '../../fixtures/fake-images.js';
+import { until } from '../../fixtures/wait.js';
 
 function rawRequest(socket: string, req: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -25,15 +26,6 @@ function rawRequest(socket: string, req: string): Promise<string> {
     s.on('close', () => resolve(out));
     s.on('error', reject);
   });
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, tries = 100): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`gave up waiting for ${what}`);
 }
 
 export function dockerCliSuite(isolations: string[], o: { fake: boolean }): void {

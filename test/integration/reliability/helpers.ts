@@ -59,15 +59,6 @@ export function mountsUnder(dir: string): string[] {
     .filter((m) => m.startsWith(dir + '/'));
 }
 
-/** Polls fn until it returns true (state settles asynchronously after a hang-up). */
-export async function eventually(what: string, fn: () => boolean | Promise<boolean>, tries = 100): Promise<void> {
-  for (let i = 0; i < tries; i++) {
-    if (await fn()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}
-
 /** Loop devices attached to a file in `dir` (from /sys/block). */
 export function loopsOver(dir: string): string[] {
   const out: string[] = [];

@@ -13,7 +13,7 @@ import { execa } from 'execa';
 import { processAlive, processAliveSync, procState } from '../../../src/process-alive.js';
 import { supervisorPid } from '../../../src/runtime/host/supervisor.js';
 import { REPO } from '../../fixtures/daemon.js';
-import { eventually } from './helpers.js';
+import { until } from '../../fixtures/wait.js';
 
 const AGENT = path.join(REPO, 'native/build/tvm-agent');
 
@@ -21,7 +21,7 @@ const AGENT = path.join(REPO, 'native/build/tvm-agent');
 async function zombie(): Promise<{ pid: number; parent: ChildProcess }> {
   const parent = spawn('sh', ['-c', 'sleep 0.3 & echo $!; exec sleep 60'], { stdio: ['ignore', 'pipe', 'ignore'] });
   const pid = await new Promise<number>((resolve) => parent.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
-  await eventually('the child to become a zombie', async () => procState(await readFile(`/proc/${pid}/stat`, 'utf8')) === 'Z');
+  await until('the child to become a zombie', async () => procState(await readFile(`/proc/${pid}/stat`, 'utf8')) === 'Z');
   return { pid, parent };
 }
 

@@ -10,7 +10,8 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { startDaemonWithBusybox, type TestDaemon } from '../../fixtures/daemon.js';
 import { busyboxDockerArchive } from '../../fixtures/fake-images.js';
-import { eventually, fdCount, loopsOver, mountsUnder, request, requestAndHangUp } from './helpers.js';
+import { fdCount, loopsOver, mountsUnder, request, requestAndHangUp } from './helpers.js';
+import { until } from '../../fixtures/wait.js';
 
 describe('reliability (real daemon, --isolation=container)', () => {
   let d: TestDaemon;
@@ -56,10 +57,10 @@ describe('reliability (real daemon, --isolation=container)', () => {
     expect([200, 400, 404]).toContain(self.status);
     expect(self.body.toString()).not.toContain(d.execRoot);
     expect(self.body.toString()).not.toMatch(/\/proc\/\d+\/root/);
-    await eventually('the container to be thawed', async () => (await d.docker(['exec', id, 'true'])).exitCode === 0);
+    await until('the container to be thawed', async () => (await d.docker(['exec', id, 'true'])).exitCode === 0);
     await ok(['pause', id]);
     await ok(['unpause', id]);
-    await eventually('the daemon to close the copies fds', () => fdCount(pid) <= before + 1);
+    await until('the daemon to close the copies fds', () => fdCount(pid) <= before + 1);
     expect((await ok(['inspect', '-f', '{{.State.Status}}', id]))).toBe('running');
     await ok(['rm', '-f', id]);
   });
@@ -73,9 +74,9 @@ describe('reliability (real daemon, --isolation=container)', () => {
     }
     const missing = await request(d.socket, 'GET', `/containers/${id}/archive?path=/nope`);
     expect(missing.status).toBe(404);
-    await eventually('the copy views to be unmounted', () => mountsUnder(`${d.execRoot}/tmp`).length === 0);
+    await until('the copy views to be unmounted', () => mountsUnder(`${d.execRoot}/tmp`).length === 0);
     await ok(['rm', '-f', id]);
-    await eventually('the base disk to be unmounted', () => mountsUnder(`${d.execRoot}/base`).length === 0);
+    await until('the base disk to be unmounted', () => mountsUnder(`${d.execRoot}/base`).length === 0);
   });
 
   // Item 3: rmi deletes the image's base disk; a daemon start reclaims orphaned blobs and disks.
@@ -87,7 +88,7 @@ describe('reliability (real daemon, --isolation=container)', () => {
     await ok(['run', '--rm', 'rel-rmi:1', 'true']);
     const baseDir = path.join(d.dataRoot, 'disks', 'base');
     expect(existsSync(path.join(baseDir, `${id}.ext4`))).toBe(true);
-    await eventually('the base disk to be unmounted', () => mountsUnder(`${d.execRoot}/base`).every((m) => !m.endsWith(id)));
+    await until('the base disk to be unmounted', () => mountsUnder(`${d.execRoot}/base`).every((m) => !m.endsWith(id)));
     await ok(['rmi', 'rel-rmi:1']);
     expect(readdirSync(baseDir).filter((n) => n.includes(id))).toEqual([]);
 
@@ -122,7 +123,7 @@ describe('reliability (real daemon, --isolation=container)', () => {
     await d.start();
     const left = (await ok(['ps', '-aq'])).split('\n').filter(Boolean);
     if (left.length > 0) await ok(['rm', '-f', ...left]);
-    await eventually('the base mount to go', () => mountsUnder(`${d.execRoot}/base`).length === 0);
+    await until('the base mount to go', () => mountsUnder(`${d.execRoot}/base`).length === 0);
 
     // Deterministic leftovers of the same kind: the base disk mounted with no container, its
     // loop device attached with nothing mounted, a copy view still mounted.
@@ -226,7 +227,7 @@ describe('reliability (real daemon, --isolation=container)', () => {
   // Item 15: top with ps options, sizes, tmpfs defaults, export and cp names, cp into a symlink.
   it('top -o, ps -s, --tmpfs, export and cp rows match dockerd', async () => {
     const id = await ok(['run', '-d', '--tmpfs', '/t', '--tmpfs', '/x:exec', 'busybox', 'sh', '-c', 'head -c 100000 /dev/zero > /big; ln -s /etc/target /etc/link; echo old > /etc/target; sleep 1000']);
-    await eventually('the file to be written', async () => (await d.docker(['exec', id, 'test', '-e', '/etc/link'])).exitCode === 0);
+    await until('the file to be written', async () => (await d.docker(['exec', id, 'test', '-e', '/etc/link'])).exitCode === 0);
     const top = await ok(['top', id, '-o', 'pid,comm']);
     expect(top.split('\n')[0]).toMatch(/^PID\s+COMMAND$/);
     expect(top).toMatch(/\n\d+\s+sleep$/m);

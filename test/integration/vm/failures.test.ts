@@ -13,6 +13,7 @@ import { chooseVmBackend } from '../../../src/vmm/launch/backend.js';
 import { buildKernel } from '../../../src/vmm/kernel-artifacts.js';
 import type { ContainerSpec } from '../../../src/runtime/types.js';
 import { AGENT, IMAGE_ID, fakeImages, makeBaseDisk, requireTools } from '../runtime/host/harness.js';
+import { containerSpec } from '../../fixtures/spec.js';
 
 function processesNaming(needle: string): number[] {
   const out: number[] = [];
@@ -31,13 +32,7 @@ let dir = '';
 let disk = '';
 
 function spec(id: string): ContainerSpec {
-  const stateDir = path.join(dir, 'containers', id);
-  return {
-    id, name: id, hostname: '', isolation: 'vm', imageId: IMAGE_ID,
-    process: { args: ['true'], env: ['PATH=/bin'], cwd: '/', user: '', tty: false, openStdin: false },
-    mounts: [], resources: {}, capAdd: [], capDrop: [], privileged: false, readonlyRootfs: false, network: 'none',
-    stateDir, logPath: path.join(stateDir, 'log.jsonl'),
-  };
+  return containerSpec({ id, name: id, isolation: 'vm', imageId: IMAGE_ID, stateDir: path.join(dir, 'containers', id) }, { args: ['true'], env: ['PATH=/bin'] });
 }
 
 beforeAll(async () => {

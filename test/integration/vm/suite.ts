@@ -15,21 +15,13 @@ import { startTestDaemon, missingRealParts, requireDocker, type TestDaemon } fro
 import { busyboxDockerArchive } from '../../fixtures/fake-images.js';
 import { busyboxRootfsEntries, packTar } from '../../fixtures/rootfs.js';
 import { buildStaticProgram, requireTool } from '../../fixtures/tcg.js';
+import { until } from '../../fixtures/wait.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const PROGRAMS = path.resolve(here, '../../fixtures/guest-programs');
 
 async function sha256File(p: string): Promise<string> {
   return createHash('sha256').update(await readFile(p)).digest('hex');
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, tries = 300): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`gave up waiting for ${what}`);
 }
 
 /** Processes whose command line names `needle` (ours only: the test's own temp dirs). */

@@ -1,6 +1,6 @@
 /** Restart policies in the ContainerManager, driven by a scripted isolation and a fake clock. */
 import { describe, it, expect, beforeEach, afterEach } from 'vitest';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -9,6 +9,7 @@ import type { Timers } from '../../../src/runtime/backoff.js';
 import { statusText } from '../../../src/api/container-json.js';
 import { MemoryIsolation } from '../../fixtures/fake-isolation.js';
 import { FakeImageStore, busyboxDockerArchive } from '../../fixtures/fake-images.js';
+import { until } from '../../fixtures/wait.js';
 
 /** A clock the test advances; callbacks run when their time comes. */
 class FakeClock implements Timers {
@@ -41,12 +42,6 @@ class FakeClock implements Timers {
 
 const settle = () => new Promise((r) => setTimeout(r, 15));
 
-/** Polls (real time) until cond holds: the manager's steps are asynchronous. */
-async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
-  if (!cond()) throw new Error('condition not reached');
-}
-
 let archive: Buffer | undefined;
 async function setup(iso = new MemoryIsolation(), dataRoot?: string) {
   const root = dataRoot ?? (await mkdtemp(path.join(tmpdir(), 'tvm-restart-')));
@@ -74,7 +69,7 @@ describe('restart policies', () => {
     const { Id } = await t.m.create({ Image: 'busybox', Cmd: ['false'], HostConfig: { RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 2 } } }, 'flaky');
     await t.m.start(Id);
     t.iso.exit(Id, 1);
-    await until(() => t.m.get(Id).state.status === 'restarting');
+    await until('restarting', () => t.m.get(Id).state.status === 'restarting');
     const rec = t.m.get(Id);
     expect(rec.state.status).toBe('restarting');
     expect(rec.restartCount).toBe(1);
@@ -83,14 +78,14 @@ describe('restart policies', () => {
     await t.clock.advance(99);
     expect(t.m.get(Id).state.status).toBe('restarting');
     await t.clock.advance(1);
-    await until(() => t.m.get(Id).state.status === 'running');
+    await until('running', () => t.m.get(Id).state.status === 'running');
     t.iso.exit(Id, 1);
-    await until(() => t.clock.pending.size === 1);
+    await until('a restart timer', () => t.clock.pending.size === 1);
     expect(t.clock.delays()).toEqual([200]);
     await t.clock.advance(200);
-    await until(() => t.m.get(Id).state.status === 'running');
+    await until('running', () => t.m.get(Id).state.status === 'running');
     t.iso.exit(Id, 1);
-    await until(() => t.m.get(Id).state.status === 'exited');
+    await until('exited', () => t.m.get(Id).state.status === 'exited');
     expect(t.clock.pending.size).toBe(0);
     expect(t.m.get(Id).state).toMatchObject({ status: 'exited', exitCode: 1 });
     expect(t.m.get(Id).restartCount).toBe(2);
@@ -178,13 +173,13 @@ describe('restart policies', () => {
     await t.m.kill(Id, 'SIGHUP');
     expect(t.m.get(Id).manuallyStopped).toBe(true);
     t.iso.exit(Id, 129);
-    await until(() => t.m.get(Id).state.status === 'restarting');
+    await until('restarting', () => t.m.get(Id).state.status === 'restarting');
     // with the stop signal (or SIGKILL) the exit is final
     await t.clock.advance(100);
-    await until(() => t.m.get(Id).state.status === 'running');
+    await until('running', () => t.m.get(Id).state.status === 'running');
     await t.m.kill(Id, 'SIGUSR1');
     t.iso.exit(Id, 138);
-    await until(() => t.m.get(Id).state.status === 'exited');
+    await until('exited', () => t.m.get(Id).state.status === 'exited');
     expect(t.clock.pending.size).toBe(0);
   });
 
@@ -193,9 +188,9 @@ describe('restart policies', () => {
     await t.m.start(Id);
     t.iso.failStart = new Error('exec: "sh": executable file not found in $PATH');
     t.iso.exit(Id, 5);
-    await until(() => t.clock.pending.size === 1);
+    await until('a restart timer', () => t.clock.pending.size === 1);
     await t.clock.advance(100);
-    await until(() => t.m.get(Id).state.status === 'exited');
+    await until('exited', () => t.m.get(Id).state.status === 'exited');
     expect(t.m.get(Id).state).toMatchObject({ status: 'exited', exitCode: 5, error: expect.stringContaining('executable file not found') });
   });
 });
@@ -242,8 +237,12 @@ describe('restart policies across a daemon restart', () => {
       const { Id } = await t.m.create({ Image: 'busybox', Cmd: ['sh'], HostConfig: { RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 5 } } });
       await t.m.start(Id);
       t.iso.exit(Id, 1);
-      await until(() => t.m.get(Id).state.status === 'restarting');
-      await settle();
+      await until('restarting', () => t.m.get(Id).state.status === 'restarting');
+      // the next daemon reads the record: wait for the write, not for a guess at how long it takes
+      await until('the restarting record on disk', async () => {
+        const rec = JSON.parse(await readFile(path.join(t.dataRoot, 'containers', Id, 'config.json'), 'utf8')) as { state: { status: string } };
+        return rec.state.status === 'restarting';
+      });
       const iso2 = new MemoryIsolation();
       iso2.recoverAs = 'exited';
       const t2 = await setup(iso2, t.dataRoot);

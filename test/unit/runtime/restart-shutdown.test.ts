@@ -14,6 +14,7 @@ import { ContainerManager } from '../../../src/runtime/manager.js';
 import type { Timers } from '../../../src/runtime/backoff.js';
 import { MemoryIsolation } from '../../fixtures/fake-isolation.js';
 import { FakeImageStore, busyboxDockerArchive } from '../../fixtures/fake-images.js';
+import { until } from '../../fixtures/wait.js';
 
 /** A clock the test fires by hand. */
 class ManualClock implements Timers {
@@ -35,11 +36,6 @@ class ManualClock implements Timers {
 }
 
 const settle = () => new Promise((r) => setTimeout(r, 20));
-
-async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
-  if (!cond()) throw new Error('condition not reached');
-}
 
 describe('restart policies at daemon shutdown', () => {
   let dataRoot: string;
@@ -63,7 +59,7 @@ describe('restart policies at daemon shutdown', () => {
     const { Id } = await m.create({ Image: 'busybox', Cmd: ['sh'], HostConfig: { RestartPolicy: { Name: 'always' } } });
     await m.start(Id);
     iso.exit(Id, 1);
-    await until(() => m.get(Id).state.status === 'restarting');
+    await until('restarting', () => m.get(Id).state.status === 'restarting');
     expect(clock.pending.size).toBe(1);
     m.shutdown();
     expect(clock.pending.size).toBe(0);
@@ -80,7 +76,7 @@ describe('restart policies at daemon shutdown', () => {
     await m.start(Id);
     m.shutdown();
     iso.exit(Id, 1);
-    await until(() => m.get(Id).state.status === 'exited');
+    await until('exited', () => m.get(Id).state.status === 'exited');
     expect(clock.pending.size).toBe(0);
     clock.fireAll();
     await settle();

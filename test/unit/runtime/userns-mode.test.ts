@@ -3,16 +3,12 @@ import { validateUsernsMode } from '../../../src/runtime/container-config.js';
 import { containerUserns, HOST_NETWORK_WITH_REMAP, PRIVILEGED_WITH_REMAP } from '../../../src/runtime/host/remap.js';
 import type { ContainerSpec } from '../../../src/runtime/types.js';
 import { idShiftTag, baseDiskUuid } from '../../../src/disks/base-disk.js';
+import { containerSpec } from '../../fixtures/spec.js';
 
 const maps = { uidMap: [{ containerID: 0, hostID: 100000, size: 65536 }], gidMap: [{ containerID: 0, hostID: 100000, size: 65536 }] };
 
 function spec(over: Partial<ContainerSpec> = {}): ContainerSpec {
-  return {
-    id: 'c1', name: 'n', hostname: 'h', isolation: 'container', imageId: 'sha256:' + 'a'.repeat(64),
-    process: { args: ['sh'], env: [], cwd: '/', user: '', tty: false, openStdin: false },
-    mounts: [], resources: {}, capAdd: [], capDrop: [], privileged: false, readonlyRootfs: false, network: 'none',
-    stateDir: '/s', logPath: '/s/log', ...over,
-  };
+  return containerSpec({ id: 'c1', hostname: 'h', stateDir: '/s', logPath: '/s/log', ...over });
 }
 
 describe('HostConfig.UsernsMode', () => {

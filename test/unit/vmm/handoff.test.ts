@@ -12,6 +12,7 @@ import { dispatchIo, dispatchMmio, exitReason } from '../../../src/vmm/vcpu-exit
 import { Bus } from '../../../src/vmm/devices/bus.js';
 import { Serial, COM1_PORT } from '../../../src/vmm/devices/serial.js';
 import { KvmExit } from '../../../src/kvm/structs.js';
+import { until } from '../../fixtures/wait.js';
 
 const tsxApi = new URL('../../../node_modules/tsx/dist/esm/api/index.mjs', import.meta.url).href;
 const loopMod = new URL('../../../src/vmm/vcpu-worker-loop.ts', import.meta.url).href;
@@ -55,14 +56,6 @@ import(${JSON.stringify(tsxApi)}).then(async (t) => {
   markStopped(ctl);
 });
 `;
-
-async function until(what: string, cond: () => boolean): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > 30_000) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
 
 describe('vCPU hand-off (worker loop <-> main thread devices)', () => {
   it('serves PIO and MMIO exits, refuses CPL-3 PIO, pauses, resumes and reports the end', async () => {

@@ -4,7 +4,7 @@
  * Ext4Editor as `docker cp` into the container would).
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { createHash } from 'node:crypto';
+import { sha256Hex as sha } from '../../../fixtures/hash.js';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { extract, type Header } from 'tar-stream';
@@ -16,7 +16,6 @@ import { NotFoundError } from '../../../../src/errors.js';
 import { busyboxRootfsEntries, packTar, type TarEntry } from '../../../fixtures/rootfs.js';
 import { buildDisk, cleanup, tempDir } from './helpers.js';
 
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const big = Buffer.alloc(200_000, 0x61);
 
 const extra: TarEntry[] = [

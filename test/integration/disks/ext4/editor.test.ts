@@ -5,7 +5,7 @@
  * conversion of it, and the base disk byte-identical.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { createHash } from 'node:crypto';
+import { sha256Hex as sha } from '../../../fixtures/hash.js';
 import { readFileSync, readdirSync, copyFileSync, openSync, writeSync, readSync, closeSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -19,7 +19,6 @@ import { busyboxRootfsEntries, packTar, type TarEntry } from '../../../fixtures/
 import { buildDisk, cleanup, debugfs, fsck, tempDir } from './helpers.js';
 import { qemuCheck, requireTool, runOk } from '../qcow2/helpers.js';
 
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const MTIME = new Date('2021-03-04T05:06:07.000Z');
 
 let work: string;

@@ -4,7 +4,7 @@
  * reference merge of the layers.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { sha256Hex as sha } from '../../../fixtures/hash.js';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, lstatSync, readlinkSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -78,7 +78,6 @@ export interface Expect {
   linkGroup?: string;
 }
 
-const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
 function isUnder(p: string, dir: string): boolean {
   return dir === '' || p.startsWith(dir + '/');

@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { createHash } from 'node:crypto';
+import { sha256Hex as sha } from '../../../fixtures/hash.js';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Ext4Reader } from '../../../../src/disks/ext4/reader.js';
@@ -13,7 +13,6 @@ beforeAll(() => {
 });
 afterAll(() => cleanup(work));
 
-const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
 describe('Ext4Reader (libext2fs via WASM) reads what the writer wrote', () => {
   it('lists every entry with type, mode, owner, size, target and content, and never modifies the image', async () => {

@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { sha256Hex as sha } from '../../../fixtures/hash.js';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync, openSync, writeSync, readSync, closeSync, ftruncateSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -31,7 +31,6 @@ beforeAll(() => {
 });
 afterAll(() => cleanup(work));
 
-const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
 describe('ext4 writer: busybox rootfs', () => {
   it('is fsck-clean, matches the layer file by file, and runs /bin/busybox from a read-only loop mount', async () => {

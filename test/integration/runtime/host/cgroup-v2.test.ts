@@ -7,7 +7,8 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HostIsolation } from '../../../../src/runtime/host/isolation.js';
-import { AGENT, fakeImages, makeSpec, run, setup, Sink, until, type Env } from './harness.js';
+import { AGENT, fakeImages, makeSpec, run, setup, Sink, type Env } from './harness.js';
+import { until } from '../../../fixtures/wait.js';
 
 function cgroup2Mount(): string {
   for (const line of readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
@@ -53,14 +54,14 @@ describe('HostIsolation on a cgroup v2 hierarchy', () => {
     expect(procs).toContain(info.pid);
     const counter = path.join(s.stateDir, 'upper/tmp/c');
     const read = () => { try { return Number(readFileSync(counter, 'utf8')); } catch { return 0; } };
-    await until(() => read() > 2, 'the counter to run');
+    await until('the counter to run', () => read() > 2);
     await iso.pause(s);
     expect(readFileSync(path.join(dir, 'cgroup.events'), 'utf8')).toContain('frozen 1');
     const a = read();
     await new Promise((r) => setTimeout(r, 200));
     expect(read()).toBe(a);
     await iso.resume(s);
-    await until(() => read() > a, 'the counter to advance');
+    await until('the counter to advance', () => read() > a);
     expect((await iso.top(s)).some((p) => p.pid === info.pid)).toBe(true);
     // the eBPF device filter (the v1 devices controller is not in play for this container)
     const out = new Sink();

@@ -3,7 +3,8 @@ import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeSpec, setup, Sink, until, type Env } from './harness.js';
+import { makeSpec, setup, Sink, type Env } from './harness.js';
+import { until } from '../../../fixtures/wait.js';
 
 let env: Env;
 beforeAll(async () => {
@@ -30,7 +31,7 @@ describe('daemon crash', () => {
     expect(r.signal).toBe('SIGKILL');
     const info = JSON.parse(r.stdout) as { pid: number };
     expect(() => process.kill(info.pid, 0)).not.toThrow();
-    await until(() => existsSync(s.logPath) && readFileSync(s.logPath, 'utf8').includes('before'), 'first log line');
+    await until('first log line', () => existsSync(s.logPath) && readFileSync(s.logPath, 'utf8').includes('before'));
 
     const iso = env.newIsolation();
     const rec = await iso.recover(s);

@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, writeFileSync, mkdirSync, rmSync } from 'node:
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { busyboxRootfsEntries, packTar } from '../../../fixtures/rootfs.js';
+import { containerSpec } from '../../../fixtures/spec.js';
 import type { BaseDisks, ImageRecord, ImageStore } from '../../../../src/images/types.js';
 import type { ContainerSpec, ProcessSpec } from '../../../../src/runtime/types.js';
 import { HostIsolation } from '../../../../src/runtime/host/isolation.js';
@@ -93,14 +94,10 @@ export async function setup(): Promise<Env> {
 let seq = 0;
 export function makeSpec(env: Env, args: string[], over: Partial<ContainerSpec> = {}, proc: Partial<ProcessSpec> = {}): ContainerSpec {
   const id = `t${process.pid}x${++seq}${Math.random().toString(16).slice(2, 8)}`;
-  const stateDir = path.join(env.dataRoot, 'containers', id);
-  return {
-    id, name: id, hostname: 'box', isolation: 'container', imageId: IMAGE_ID,
-    process: { args, env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], cwd: '/', user: '', tty: false, openStdin: false, ...proc },
-    mounts: [], resources: {}, capAdd: [], capDrop: [], privileged: false, readonlyRootfs: false, network: 'none',
-    stateDir, logPath: path.join(stateDir, 'log.jsonl'),
-    ...over,
-  };
+  return containerSpec(
+    { id, name: id, hostname: 'box', imageId: IMAGE_ID, stateDir: path.join(env.dataRoot, 'containers', id), ...over },
+    { args, env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], ...proc },
+  );
 }
 
 export class Sink extends Writable {
@@ -126,11 +123,3 @@ export async function run(env: Env, spec: ContainerSpec, iso = env.iso) {
   return { info, status, stdout: stdout.text, stderr: stderr.text };
 }
 
-export async function until<T>(fn: () => Promise<T | undefined> | T | undefined, what: string, tries = 400): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v as T;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}

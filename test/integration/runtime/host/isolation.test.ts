@@ -7,7 +7,8 @@ import { mountPoints } from '../../../../src/runtime/host/base-mounts.js';
 import { cgroupDirs, cgroupFor } from '../../../../src/runtime/host/cgroups.js';
 import { supervisorPid } from '../../../../src/runtime/host/supervisor.js';
 import { busyboxRootfsEntries } from '../../../fixtures/rootfs.js';
-import { makeSpec, run, setup, Sink, until, type Env } from './harness.js';
+import { makeSpec, run, setup, Sink, type Env } from './harness.js';
+import { until } from '../../../fixtures/wait.js';
 
 let env: Env;
 const made: { spec: ReturnType<typeof makeSpec> }[] = [];
@@ -105,7 +106,7 @@ describe('HostIsolation: run', () => {
     await expect(env.iso.start(s)).rejects.toThrow('unable to find user ghost');
     // the failed start is an exit status, and the supervisor and its cgroup go away
     expect(await env.iso.wait(s)).toMatchObject({ exitCode: 126, error: expect.stringContaining('unable to find user ghost') });
-    await until(async () => (await supervisorPid(s.stateDir)) === undefined && cgroupDirs(cgroupFor(s.id)).length === 0, 'the supervisor to go');
+    await until('the supervisor to go', async () => (await supervisorPid(s.stateDir)) === undefined && cgroupDirs(cgroupFor(s.id)).length === 0);
   });
 
   it('sets the hostname and makes the workload PID 1 of a pid namespace that shows only its own processes', async () => {
@@ -170,7 +171,7 @@ describe('HostIsolation: run', () => {
     await env.iso.kill(s, 'KILL');
     await env.iso.wait(s);
     // the supervisor removes the group when it goes
-    await until(() => !existsSync(path.join('/sys/fs/cgroup/memory/tvm', s.id)), 'the cgroup to be removed');
+    await until('the cgroup to be removed', () => !existsSync(path.join('/sys/fs/cgroup/memory/tvm', s.id)));
   });
 
   it('shares the host network namespace with network=host', async () => {
@@ -308,14 +309,14 @@ describe('HostIsolation: interactive and running containers', () => {
     await env.iso.start(s);
     const counter = path.join(s.stateDir, 'upper/tmp/c');
     const read = () => { try { return Number(readFileSync(counter, 'utf8')); } catch { return 0; } };
-    await until(() => read() > 2, 'the counter to run');
+    await until('the counter to run', () => read() > 2);
     await env.iso.pause(s);
     const a = read();
     await new Promise((r) => setTimeout(r, 300));
     expect(read()).toBe(a);
     await expect(env.iso.pause(s)).rejects.toThrow('already paused');
     await env.iso.resume(s);
-    await until(() => read() > a, 'the counter to advance after resume');
+    await until('the counter to advance after resume', () => read() > a);
     await env.iso.kill(s, 'KILL');
     expect((await env.iso.wait(s)).exitCode).toBe(137);
   });
@@ -341,7 +342,7 @@ describe('HostIsolation: lifecycle', () => {
     const first = env.newIsolation();
     await first.create(s);
     await first.start(s);
-    await until(() => existsSync(s.logPath) && readFileSync(s.logPath, 'utf8').includes('one'), 'first line');
+    await until('first line', () => existsSync(s.logPath) && readFileSync(s.logPath, 'utf8').includes('one'));
     // "daemon restart": a fresh instance with no memory of the container
     const second = env.newIsolation();
     const rec = await second.recover(s);
@@ -407,7 +408,7 @@ describe('HostIsolation: lifecycle', () => {
     const live = spec(['sh', '-c', 'ln -s / /tmp/escape; echo inside > /tmp/f; sleep 1000']);
     await env.iso.create(live);
     await env.iso.start(live);
-    await until(async () => { try { return await env.iso.archive(live, '/tmp/f'); } catch { return undefined; } }, 'the file to appear');
+    await until('the file to appear', async () => { try { return await env.iso.archive(live, '/tmp/f'); } catch { return undefined; } });
     const t2 = await env.iso.archive(live, '/tmp/escape/etc/passwd');
     const ex2 = extract();
     let body2 = '';
@@ -425,7 +426,7 @@ describe('HostIsolation: lifecycle', () => {
     // the container's /etc/passwd, not the host's: the symlink resolved inside the container
     expect(body2).toContain('app:x:1000:1000');
     expect(body2).toBe(String(busyboxRootfsEntries().find((e) => e.name === 'etc/passwd')!.content));
-    await until(async () => ((await env.iso.top(live)).length > 0 ? true : undefined), 'ps');
+    await until('ps', async () => ((await env.iso.top(live)).length > 0 ? true : undefined));
     await env.iso.pause(live); // it was thawed after the copy, so this succeeds
     await env.iso.resume(live);
     await env.iso.kill(live, 'KILL');

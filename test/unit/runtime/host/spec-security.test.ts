@@ -2,16 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { decodeProgram, runSeccomp, AUDIT_ARCH_X86_64, SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO } from '../../../../src/runtime/bpf.js';
 import { agentSpec } from '../../../../src/runtime/host/spec.js';
 import { SYSCALLS_X86_64 } from '../../../../src/runtime/syscalls-x86_64.js';
-import type { ContainerSpec } from '../../../../src/runtime/types.js';
+import { containerSpec } from '../../../fixtures/spec.js';
 
-function spec(over: Partial<ContainerSpec> = {}): ContainerSpec {
-  return {
-    id: 'abc123', name: 'n', hostname: '', isolation: 'container', imageId: `sha256:${'a'.repeat(64)}`,
-    process: { args: ['sh'], env: [], cwd: '/', user: '', tty: false, openStdin: false },
-    mounts: [], resources: {}, capAdd: [], capDrop: [], privileged: false, readonlyRootfs: false, network: 'none',
-    stateDir: '/var/lib/tvm/containers/abc123', logPath: '/var/lib/tvm/containers/abc123/log.jsonl', ...over,
-  };
-}
+const spec = containerSpec;
 
 const verdict = (filter: string, name: string) =>
   runSeccomp(decodeProgram(Buffer.from(filter, 'base64')), { nr: SYSCALLS_X86_64[name]!, arch: AUDIT_ARCH_X86_64 });

@@ -4,14 +4,10 @@ import { imageHex } from '../../../../src/runtime/host/base-mounts.js';
 import { parseSignal } from '../../../../src/runtime/signals.js';
 import { agentSpec, validateSpec } from '../../../../src/runtime/host/spec.js';
 import type { ContainerSpec } from '../../../../src/runtime/types.js';
+import { containerSpec } from '../../../fixtures/spec.js';
 
 function spec(over: Partial<ContainerSpec> = {}): ContainerSpec {
-  return {
-    id: 'abc123', name: 'n', hostname: '', isolation: 'container', imageId: `sha256:${'a'.repeat(64)}`,
-    process: { args: ['sh'], env: ['A=1'], cwd: '', user: '', tty: false, openStdin: true },
-    mounts: [], resources: {}, capAdd: [], capDrop: [], privileged: false, readonlyRootfs: false, network: 'none',
-    stateDir: '/var/lib/tvm/containers/abc123', logPath: '/var/lib/tvm/containers/abc123/log.jsonl', ...over,
-  };
+  return containerSpec(over, { env: ['A=1'], cwd: '', openStdin: true });
 }
 
 describe('host spec validation', () => {

@@ -13,16 +13,12 @@ import { agentInitramfs, writeVmInitramfs } from '../../../../src/runtime/vm/ini
 import { readLaunchConfig } from '../../../../src/runtime/vm/launch-config.js';
 import { chooseVmBackend } from '../../../../src/vmm/launch/backend.js';
 import type { ContainerSpec } from '../../../../src/runtime/types.js';
+import { containerSpec } from '../../../fixtures/spec.js';
 
 const MiB = 1024 * 1024;
 
 function spec(over: Partial<ContainerSpec> = {}): ContainerSpec {
-  return {
-    id: 'a'.repeat(64), name: 'n', hostname: '', isolation: 'vm', imageId: `sha256:${'b'.repeat(64)}`,
-    process: { args: ['sh'], env: [], cwd: '/', user: '', tty: false, openStdin: false },
-    mounts: [], resources: {}, capAdd: [], capDrop: [], privileged: false, readonlyRootfs: false, network: 'none',
-    stateDir: '/x', logPath: '/x/log.jsonl', ...over,
-  };
+  return containerSpec({ id: 'a'.repeat(64), isolation: 'vm', imageId: `sha256:${'b'.repeat(64)}`, stateDir: '/x', ...over });
 }
 
 describe('guest sizing', () => {
@@ -48,6 +44,8 @@ describe('what --isolation=vm refuses (never ignores)', () => {
     expect(() => validateVmSpec(spec({ mounts: [{ type: 'bind', source: '/etc', destination: '/e', readonly: true }] }))).toThrow(/bind mounts \(\/e\) are not supported with --isolation=vm/);
     expect(() => validateVmSpec(spec({ mounts: [{ type: 'volume', source: '/v', destination: '/d', readonly: false }] }))).toThrow(/named volumes/);
     expect(() => validateVmSpec(spec({ network: 'host' }))).toThrow(InvalidParameterError);
+    expect(() => validateVmSpec(spec({ network: 'container' }))).toThrow(/--network container:<name\|id> is not supported with --isolation=vm: a microVM has its own network stack/);
+    expect(() => validateVmSpec(spec({ network: 'bridge' }))).not.toThrow();
     expect(() => validateVmSpec(spec({ storage: { sizeBytes: 1 << 30 } }))).not.toThrow();
     expect(() => validateVmSpec(spec({ processOptions: { devices: [{ pathOnHost: '/dev/fuse', pathInContainer: '/dev/fuse', permissions: 'rwm' }] } }))).toThrow(/--device/);
   });

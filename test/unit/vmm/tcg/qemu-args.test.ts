@@ -31,6 +31,14 @@ describe('qemuMicrovmArgs', () => {
     expect(values(a, '-device')).toEqual(['vhost-user-blk,chardev=vhu0', 'vhost-user-vsock-device,chardev=vhu1', 'vhost-user-rng,chardev=vhu2']);
   });
 
+  it('puts the NIC on a vhost-user netdev QEMU connects to by path, with its MAC', () => {
+    const a = qemuMicrovmArgs({ ...base, net: { socket: 'net.sock', mac: '02:42:0a:00:00:02' } });
+    expect(values(a, '-chardev').slice(3)).toEqual(['socket,id=vhunet,path=net.sock']);
+    expect(values(a, '-netdev')).toEqual(['vhost-user,id=net0,chardev=vhunet']);
+    expect(values(a, '-device').slice(3)).toEqual(['virtio-net-device,netdev=net0,mac=02:42:0a:00:00:02']);
+    expect(qemuMicrovmArgs(base)).not.toContain('-netdev');
+  });
+
   it('leaves out the initrd when there is none and works without devices', () => {
     const a = qemuMicrovmArgs({ ...base, initrd: undefined, vhostUser: [] });
     expect(a).not.toContain('-initrd');
@@ -46,6 +54,8 @@ describe('qemuMicrovmArgs', () => {
     [{ vhostUser: [{ kind: 'blk', fd: 2 }] }, /fd 2; need 3/],
     [{ vhostUser: [{ kind: 'blk', fd: 3 }, { kind: 'rng', fd: 3 }] }, /fd 3 given to two/],
     [{ vhostUser: [{ kind: 'net', fd: 3 }] }, /unknown vhost-user device kind "net"/],
+    [{ net: { socket: 'net.sock', mac: '02:42:0a' } }, /NIC MAC/],
+    [{ net: { socket: 'a,server=on', mac: '02:42:0a:00:00:02' } }, /NIC socket path/],
   ] as [Partial<QemuMicrovmOptions>, RegExp][])('refuses %j', (over, why) => {
     expect(() => qemuMicrovmArgs({ ...base, ...over })).toThrow(InvalidParameterError);
     expect(() => qemuMicrovmArgs({ ...base, ...over })).toThrow(why);

@@ -4,7 +4,7 @@
  * virtio-vsock through the muxer's unix socket, and malformed input ending the connection
  * cleanly with no fd left behind.
  */
-import { describe, it, expect, afterEach, beforeEach } from 'vitest';
+import { describe, it, expect, afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import net from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +17,7 @@ import {
   VHOST_USER_VERSION, VHOST_USER_NEED_REPLY_MASK, VHOST_USER_PROTOCOL_F_REPLY_ACK, VHOST_USER_PROTOCOL_F_CONFIG,
 } from '../../../../src/vmm/devices/virtio/vhost-user/messages.js';
 import { getCloexec } from '../../../../src/kvm/socket.js';
+import { NotifyPoller } from '../../../../src/vmm/devices/virtio/notify-poller.js';
 import { RngDevice } from '../../../../src/vmm/devices/virtio/rng.js';
 import { BlockDevice } from '../../../../src/vmm/devices/virtio/block.js';
 import { VsockDevice, VSOCK_RX_QUEUE, VSOCK_TX_QUEUE } from '../../../../src/vmm/devices/virtio/vsock/device.js';
@@ -34,6 +35,29 @@ const RING = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO
 
 let dir: string;
 const cleanups: (() => Promise<void> | void)[] = [];
+/**
+ * One poller thread for the backends here, as tcg.ts shares one among a VM's backends: from the
+ * sources each thread takes about a second to load and stop. The clean hang-up test keeps a
+ * backend with a poller of its own (and checks that its fds go too).
+ */
+let poller: NotifyPoller;
+const pollerErrors: unknown[] = [];
+beforeAll(async () => {
+  poller = new NotifyPoller((e) => pollerErrors.push(e));
+  // Wait for its thread here, where a loaded machine's slow start has time: a front end waits
+  // only 5 s for each reply.
+  const fd = libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK);
+  await new Promise<void>((resolve) => {
+    poller.add(fd, () => resolve());
+    libc.eventfdSignal(fd);
+  });
+  poller.remove(fd);
+  libc.close(fd);
+}, 60_000);
+afterAll(async () => {
+  await poller.close();
+  expect(pollerErrors).toEqual([]);
+});
 beforeEach(() => {
   dir = mkdtempSync(path.join(tmpdir(), 'tvm-vhost-'));
 });
@@ -47,7 +71,7 @@ function connect(device: VirtioDevice, queues?: number) {
   const fe = new VhostUserFrontend();
   const logs: string[] = [];
   const closed: { err?: Error; done: boolean } = { done: false };
-  const be = new VhostUserBackend({ fd: fe.backendFd, device, queues, log: (l) => logs.push(l), onClose: (err) => Object.assign(closed, { err, done: true }) });
+  const be = new VhostUserBackend({ fd: fe.backendFd, device, queues, poller, log: (l) => logs.push(l), onClose: (err) => Object.assign(closed, { err, done: true }) });
   be.start();
   cleanups.push(async () => {
     await be.close();
@@ -221,7 +245,7 @@ describe('vhost-user backend: malformed input closes the connection cleanly', ()
     const fe = new VhostUserFrontend();
     const logs: string[] = [];
     let closedWith: Error | undefined | null = null;
-    const be = new VhostUserBackend({ fd: fe.backendFd, device: new RngDevice(), queues: opts.queues, log: (l) => logs.push(l), onClose: (e) => (closedWith = e) });
+    const be = new VhostUserBackend({ fd: fe.backendFd, device: new RngDevice(), queues: opts.queues, poller, log: (l) => logs.push(l), onClose: (e) => (closedWith = e) });
     be.start();
     try {
       await attack(fe);

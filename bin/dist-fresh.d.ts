@@ -1,0 +1,2 @@
+/** Whether dist/ is the build of src/ as it is (bin/dist-fresh.js). */
+export function distIsFresh(root: string): boolean;
