@@ -78,7 +78,8 @@ try {
   const poweroff = buildStaticProgram(path.join(here, 'lib', 'poweroff.c'), work);
   const floorInitrd = path.join(work, 'poweroff.cpio');
   writeFileSync(floorInitrd, buildInitramfs({ init: poweroff }));
-  const kernelImage = backend === 'kvm' ? kernel.vmlinux : kernel.bzImage;
+  // the image the VM isolation boots on either backend (PVH entry)
+  const kernelImage = kernel.vmlinux;
 
   const docker = (cmd: string[]) => timedDocker(tvm.host, path.join(work, 'cfg'), cmd);
   writeFileSync(path.join(work, 'busybox.tar'), await busyboxDockerArchive());

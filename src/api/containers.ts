@@ -1,8 +1,10 @@
 /** /containers/*: create, lifecycle, inspect, list, logs, wait, stats, top, archive, export, prune. */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 import { PassThrough, Readable } from 'node:stream';
 import { InvalidParameterError, NotImplementedError } from '../errors.js';
 import type { ApiContext } from './context.js';
+import { idParamsSchema } from './schemas.js';
 import { parseFilters } from './filters.js';
 import { inspectJson, listJson } from './container-json.js';
 import { beginStream, clientGone, writeOut } from './streaming.js';
@@ -13,7 +15,6 @@ import { validateListFilters, type WaitCondition } from '../runtime/manager.js';
 import { statFromArchive, encodeStat } from './archive-stat.js';
 import { hostTop } from './top.js';
 import type { Stats } from '../runtime/types.js';
-import type { UpdateBody } from '../runtime/update.js';
 
 type Q = Record<string, string | undefined>;
 type IdReq = FastifyRequest<{ Params: { id: string }; Querystring: Q }>;
@@ -23,10 +24,10 @@ const strQuery = (keys: string[]) => ({
   properties: Object.fromEntries(keys.map((k) => [k, { type: 'string' }])),
 });
 
-const stringArray = { type: ['array', 'null'], items: { type: 'string' } };
-const argv = { type: ['array', 'string', 'null'], items: { type: 'string' } };
-const int = { type: 'integer' };
-const intOrNull = { type: ['integer', 'null'] };
+const stringArray = { type: ['array', 'null'], items: { type: 'string' } } as const;
+const argv = { type: ['array', 'string', 'null'], items: { type: 'string' } } as const;
+const int = { type: 'integer' } as const;
+const intOrNull = { type: ['integer', 'null'] } as const;
 /** the HostConfig resources both create and update take */
 const resourceSchema = {
   Memory: int,
@@ -38,11 +39,11 @@ const resourceSchema = {
   CpuPeriod: int,
   CpusetCpus: { type: 'string' },
   PidsLimit: intOrNull,
-};
-const bool = { type: 'boolean' };
-const strMap = { type: ['object', 'null'], additionalProperties: { type: 'string' } };
-const restartPolicySchema = { type: ['object', 'null'], properties: { Name: { type: 'string' }, MaximumRetryCount: int } };
-const logConfigSchema = { type: ['object', 'null'], properties: { Type: { type: 'string' }, Config: strMap } };
+} as const;
+const bool = { type: 'boolean' } as const;
+const strMap = { type: ['object', 'null'], additionalProperties: { type: 'string' } } as const;
+const restartPolicySchema = { type: ['object', 'null'], properties: { Name: { type: 'string' }, MaximumRetryCount: int } } as const;
+const logConfigSchema = { type: ['object', 'null'], properties: { Type: { type: 'string' }, Config: strMap } } as const;
 
 /** JSON schema of the create body: the fields we act on, typed; the rest passes through. */
 export const createBodySchema = {
@@ -92,7 +93,9 @@ export const createBodySchema = {
           },
     },
   },
-};
+} as const;
+
+const createQuerySchema = { type: 'object', properties: { name: { type: 'string' }, platform: { type: 'string' } } } as const;
 
 /** Docker's UpdateConfig: the resources `docker update` can change, and the restart policy. */
 export const updateBodySchema = {
@@ -106,7 +109,7 @@ export const updateBodySchema = {
     CpuRealtimeRuntime: int,
     RestartPolicy: restartPolicySchema,
   },
-};
+} as const;
 
 /** The raw request body: fastify hands it over parsed only when a Content-Type was sent. */
 /**
@@ -168,6 +171,7 @@ const emptyStats = (): Stats => ({ read: '0001-01-01T00:00:00Z', memory: { usage
 
 export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const m = ctx.manager;
+  const typed = app.withTypeProvider<JsonSchemaToTsProvider>();
 
   app.get('/containers/json', { schema: { querystring: strQuery(['all', 'limit', 'size', 'filters']) } }, async (req: FastifyRequest<{ Querystring: Q }>) => {
     const q = req.query;
@@ -180,7 +184,8 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
     return out;
   });
 
-  app.post('/containers/create', { schema: { querystring: strQuery(['name', 'platform']), body: createBodySchema } }, async (req: FastifyRequest<{ Querystring: Q; Body: Record<string, unknown> }>, reply) => {
+  // body and query typed from their schemas (json-schema-to-ts), not asserted
+  typed.post('/containers/create', { schema: { querystring: createQuerySchema, body: createBodySchema } }, async (req, reply) => {
     const res = await m.create(req.body, req.query.name, req.query.platform);
     return reply.code(201).send(res);
   });
@@ -323,7 +328,7 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
     await m.unpause(req.params.id);
     return reply.code(204).send();
   });
-  app.post('/containers/:id/update', { schema: { body: updateBodySchema } }, async (req: FastifyRequest<{ Params: { id: string }; Body: UpdateBody }>) => {
+  typed.post('/containers/:id/update', { schema: { params: idParamsSchema, body: updateBodySchema } }, async (req) => {
     return m.update(req.params.id, req.body ?? {});
   });
 

@@ -1,5 +1,7 @@
 /** Exec (create, start, resize, inspect) and container attach: the hijacked endpoints. */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
+import { idParamsSchema } from './schemas.js';
 import { PassThrough } from 'node:stream';
 import { InvalidParameterError } from '../errors.js';
 import { failedStartExitCode } from '../guest-agent/protocol.js';
@@ -11,7 +13,7 @@ import { parseDetachKeys, detachFilter, DEFAULT_DETACH_KEYS } from './detach-key
 
 type Q = Record<string, string | undefined>;
 
-const stringArray = { type: 'array', items: { type: 'string' } };
+const stringArray = { type: 'array', items: { type: 'string' } } as const;
 export const execBodySchema = {
   type: 'object',
   required: ['Cmd'],
@@ -28,7 +30,7 @@ export const execBodySchema = {
     WorkingDir: { type: 'string' },
     ConsoleSize: { type: ['array', 'null'], items: { type: 'integer', minimum: 0 }, minItems: 2, maxItems: 2 },
   },
-};
+} as const;
 
 interface ExecStartBody {
   Detach?: boolean;
@@ -129,7 +131,8 @@ export function hijackRoutes(ctx: ApiContext): HijackRoute[] {
 export function registerExecRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const m = ctx.manager;
 
-  app.post('/containers/:id/exec', { schema: { body: execBodySchema } }, async (req: FastifyRequest<{ Params: { id: string }; Body: Record<string, unknown> }>, reply) => {
+  // body typed from its schema (json-schema-to-ts), not asserted
+  app.withTypeProvider<JsonSchemaToTsProvider>().post('/containers/:id/exec', { schema: { params: idParamsSchema, body: execBodySchema } }, async (req, reply) => {
     const id = m.createExec(req.params.id, req.body);
     return reply.code(201).send({ Id: id });
   });

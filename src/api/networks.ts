@@ -1,6 +1,8 @@
 /** /networks: list, inspect, create, remove, connect, disconnect, prune (bridge driver; host and none as Docker shows them). */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 import type { ApiContext } from './context.js';
+import { idParamsSchema } from './schemas.js';
 import { checkFilterKeys, parseFilters, type Filters } from './filters.js';
 import { NotImplementedError } from '../errors.js';
 import { NetworkManager, type NetworkRecord } from '../network/manager.js';
@@ -33,7 +35,7 @@ export const networkCreateSchema = {
     Options: { type: ['object', 'null'], additionalProperties: { type: 'string' } },
     Labels: { type: ['object', 'null'], additionalProperties: { type: 'string' } },
   },
-};
+} as const;
 
 const endpointSchema = {
   type: ['object', 'null'],
@@ -41,7 +43,7 @@ const endpointSchema = {
     IPAMConfig: { type: ['object', 'null'], properties: { IPv4Address: { type: 'string' } } },
     Aliases: { type: ['array', 'null'], items: { type: 'string' } },
   },
-};
+} as const;
 
 function pseudoJson(name: 'host' | 'none'): Record<string, unknown> {
   const p = NetworkManager.pseudo(name);
@@ -120,7 +122,7 @@ export function registerNetworkRoutes(app: FastifyInstance, ctx: ApiContext): vo
     return networkJson(networks(m).get(ref), true);
   });
 
-  app.post('/networks/create', { schema: { body: networkCreateSchema } }, async (req: FastifyRequest<{ Body: Parameters<NetworkManager['create']>[0] }>, reply) => {
+  app.withTypeProvider<JsonSchemaToTsProvider>().post('/networks/create', { schema: { body: networkCreateSchema } }, async (req, reply) => {
     const r = await networks(m).create(req.body ?? {});
     const n = networks(m).get(r.Id);
     m.events.publish('network', 'create', r.Id, { name: n.Name, type: 'bridge' });
@@ -133,14 +135,16 @@ export function registerNetworkRoutes(app: FastifyInstance, ctx: ApiContext): vo
     return reply.code(204).send();
   });
 
-  app.post('/networks/:id/connect', { schema: { body: { type: 'object', required: ['Container'], properties: { Container: { type: 'string' }, EndpointConfig: endpointSchema } } } },
-    async (req: FastifyRequest<{ Params: { id: string }; Body: { Container: string; EndpointConfig?: { IPAMConfig?: { IPv4Address?: string } | null; Aliases?: string[] | null } | null } }>, reply) => {
+  // params and bodies typed from their schemas (json-schema-to-ts)
+  const typed = app.withTypeProvider<JsonSchemaToTsProvider>();
+  typed.post('/networks/:id/connect', { schema: { params: idParamsSchema, body: { type: 'object', required: ['Container'], properties: { Container: { type: 'string' }, EndpointConfig: endpointSchema } } as const } },
+    async (req, reply) => {
       await m.connectNetwork(req.params.id, req.body.Container, req.body.EndpointConfig ?? undefined);
       return reply.code(200).send();
     });
 
-  app.post('/networks/:id/disconnect', { schema: { body: { type: 'object', required: ['Container'], properties: { Container: { type: 'string' }, Force: { type: 'boolean' } } } } },
-    async (req: FastifyRequest<{ Params: { id: string }; Body: { Container: string; Force?: boolean } }>, reply) => {
+  typed.post('/networks/:id/disconnect', { schema: { params: idParamsSchema, body: { type: 'object', required: ['Container'], properties: { Container: { type: 'string' }, Force: { type: 'boolean' } } } as const } },
+    async (req, reply) => {
       await m.disconnectNetwork(req.params.id, req.body.Container);
       return reply.code(200).send();
     });

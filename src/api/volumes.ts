@@ -1,5 +1,6 @@
 /** /volumes: create, list, inspect, remove, prune (local driver). */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { JsonSchemaToTsProvider } from '@fastify/type-provider-json-schema-to-ts';
 import type { ApiContext } from './context.js';
 import { parseFilters, checkFilterKeys } from './filters.js';
 import { qbool } from './hijack.js';
@@ -15,7 +16,7 @@ export const volumeCreateSchema = {
     DriverOpts: { type: ['object', 'null'], additionalProperties: { type: 'string' } },
     Labels: { type: ['object', 'null'], additionalProperties: { type: 'string' } },
   },
-};
+} as const;
 
 function volumeJson(v: VolumeRecord): Record<string, unknown> {
   const { Anonymous: _a, ...rest } = v;
@@ -40,7 +41,7 @@ export function registerVolumeRoutes(app: FastifyInstance, ctx: ApiContext): voi
     return { Volumes: list.map(volumeJson), Warnings: [] };
   });
 
-  app.post('/volumes/create', { schema: { body: volumeCreateSchema } }, async (req: FastifyRequest<{ Body: { Name?: string; Driver?: string; DriverOpts?: Record<string, string> | null; Labels?: Record<string, string> | null } }>, reply) => {
+  app.withTypeProvider<JsonSchemaToTsProvider>().post('/volumes/create', { schema: { body: volumeCreateSchema } }, async (req, reply) => {
     const b = req.body ?? {};
     const { volume, created } = await vols.create({ ...(b.Name && { name: b.Name }), ...(b.Driver && { driver: b.Driver }), ...(b.DriverOpts && { options: b.DriverOpts }), ...(b.Labels && { labels: b.Labels }) });
     if (created) m.events.publish('volume', 'create', volume.Name, { driver: 'local' });

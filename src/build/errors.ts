@@ -1,9 +1,9 @@
 /** Errors of the Dockerfile front end and the builder, in Docker's words and statuses. */
-import { InvalidParameterError, TvmError } from '../errors.js';
+import { InvalidParameterError, TvmError, type ErrorCode } from '../errors.js';
 
 /** 400: the Dockerfile or a build option is wrong (moby answers these with errdefs.InvalidParameter). */
 export class BuildError extends InvalidParameterError {
-  constructor(message: string, code = 'ERR_BUILD', options?: { cause?: unknown }) {
+  constructor(message: string, code: ErrorCode = 'ERR_BUILD', options?: { cause?: unknown }) {
     super(message, code, options);
   }
 }

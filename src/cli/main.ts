@@ -4,7 +4,7 @@ import { registerContainerCommands } from './commands/containers.js';
 import { registerImageCommands } from './commands/images.js';
 import { registerSystemCommands } from './commands/system.js';
 import { registerKernelCommands } from './commands/kernel.js';
-import { registerVmmCommands } from './commands/vmm.js';
+import { registerVmmCommands } from '../vmm/command.js';
 import { registerRestartCommand } from './commands/restart.js';
 import { registerUpdateCommand } from './commands/update.js';
 import { registerDiffCommand } from './commands/diff.js';

@@ -12,7 +12,6 @@ import { createHash } from 'node:crypto';
 import { open, rm, mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import type { BaseDisks, ImageRecord } from '../images/types.js';
 import { InvalidParameterError } from '../errors.js';
 import { writeExt4FromLayers, uuidFromDigest, type Ext4Stats } from './ext4/writer.js';
 import type { IdShift } from './ext4/id-shift.js';
@@ -68,6 +67,18 @@ export function idShiftTag(shift: IdShift): string {
   return `u${root(shift.uidMap)}-g${root(shift.gidMap)}-${digest}`;
 }
 
+/** The part of an image record a base disk is keyed by (an images ImageRecord is one). */
+export interface BaseDiskImage {
+  /** 'sha256:<hex>' */
+  id: string;
+}
+
+/** The per-image read-only ext4 base disk (built once, keyed by image ID + writer version). */
+export interface BaseDisks {
+  /** path of the finished base disk; builds it atomically if absent */
+  ensure(image: BaseDiskImage): Promise<string>;
+}
+
 export class BaseDiskCache implements BaseDisks {
   private readonly inflight = new Map<string, Promise<string>>();
 
@@ -82,7 +93,7 @@ export class BaseDiskCache implements BaseDisks {
     return path.join(this.dir, `${imageIdHex(imageId)}${variant}.ext4`);
   }
 
-  ensure(image: ImageRecord): Promise<string> {
+  ensure(image: BaseDiskImage): Promise<string> {
     const key = imageIdHex(image.id);
     const running = this.inflight.get(key);
     if (running) return running;

@@ -25,7 +25,7 @@ import { decompressLayer } from './layer.js';
 import { parseManifest, selectPlatform, hostPlatform, type Descriptor, type ImageIndex } from './manifest.js';
 import { progress } from './progress.js';
 import { familiarString, formatReference, parseNormalized, parseReference, repositoryName } from './reference.js';
-import { safeEntryName, tarError } from './tar-safety.js';
+import { safeEntryName, tarError } from '../tar-safety.js';
 import type { ImageRecord, PullProgress } from './types.js';
 import type { Lease, LayerMeta, Store } from './store.js';
 

@@ -10,7 +10,7 @@ import { Worker } from 'node:worker_threads';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import os from 'node:os';
-import { FormatError, TvmError } from '../errors.js';
+import { FormatError, TvmError, type ErrorCode } from '../errors.js';
 import { LayerInspector, type LayerFacts } from './layer-inspect.js';
 import type { Compression } from './layer.js';
 
@@ -166,8 +166,9 @@ function spawnWorker(): Worker {
 }
 
 function rebuildError(m: Extract<FromWorker, { op: 'error' }>): Error {
-  if (m.name === 'FormatError' || m.name === 'DigestMismatchError' || m.name === 'SizeMismatchError') return new FormatError(m.message, m.code);
-  return new TvmError(m.code, m.message, 500);
+  if (m.name === 'FormatError' || m.name === 'DigestMismatchError' || m.name === 'SizeMismatchError') return new FormatError(m.message, m.code as ErrorCode);
+  // the worker sends the code of the TvmError it caught
+  return new TvmError(m.code as ErrorCode, m.message, 500);
 }
 
 /**

@@ -15,7 +15,7 @@ import { FormatError } from '../errors.js';
 import { SHA256_PREFIX } from './digest.js';
 import { MAGIC_BYTES, sniffCompression, type Compression } from './layer.js';
 import { Gunzip } from './gunzip.js';
-import { LayerTarChecker, tarError } from './tar-safety.js';
+import { LayerTarChecker, tarError } from '../tar-safety.js';
 import { MediaType } from './manifest.js';
 
 export interface LayerFacts {

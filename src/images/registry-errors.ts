@@ -10,7 +10,7 @@
  *     (HTTP 404, moby's notFoundError); everything else is HTTP 500 (moby's errdefs.Unknown).
  */
 import type { Dispatcher } from 'undici';
-import { NotFoundError, TvmError } from '../errors.js';
+import { NotFoundError, TvmError, type ErrorCode } from '../errors.js';
 import { familiarName, familiarString, type Reference } from './reference.js';
 import { parseWwwAuthenticate } from './www-authenticate.js';
 
@@ -91,13 +91,13 @@ export function parseErrorResponse(status: number, body: string, wwwAuthenticate
 }
 
 export class AuthError extends TvmError {
-  constructor(message: string, code = 'ERR_UNAUTHORIZED', status = 401) {
+  constructor(message: string, code: ErrorCode = 'ERR_UNAUTHORIZED', status = 401) {
     super(code, message, status);
   }
 }
 
 export class RegistryError extends TvmError {
-  constructor(message: string, code = 'ERR_REGISTRY', status = 500) {
+  constructor(message: string, code: ErrorCode = 'ERR_REGISTRY', status = 500) {
     super(code, message, status);
   }
 }
@@ -106,7 +106,7 @@ export class RegistryError extends TvmError {
 export class RegistryResponseError extends TvmError {
   constructor(
     message: string,
-    code: string,
+    code: ErrorCode,
     status: number,
     readonly httpStatus: number,
     readonly errcodes: Errcode[],

@@ -75,8 +75,5 @@ export interface ImageStore {
   push?(ref: string, opts: { auth?: { username?: string; password?: string; identitytoken?: string; registrytoken?: string }; onProgress?: (p: PullProgress) => void }): Promise<string>;
 }
 
-/** src/disks: the per-image read-only ext4 base disk (built once, keyed by image ID + writer version). */
-export interface BaseDisks {
-  /** path of the finished base disk; builds it atomically if absent */
-  ensure(image: ImageRecord): Promise<string>;
-}
+/** src/disks: the per-image read-only ext4 base disk; defined there, below the images layer. */
+export type { BaseDisks } from '../disks/base-disk.js';

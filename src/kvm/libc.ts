@@ -11,14 +11,15 @@
 import koffi from 'koffi';
 import { constants as osConstants } from 'node:os';
 import { TvmError } from '../errors.js';
+import type { ErrnoName } from '../error-codes.js';
 
-const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([k, v]) => [v, k]));
+const ERRNO_NAMES = new Map<number, ErrnoName>(Object.entries(osConstants.errno).map(([k, v]) => [v, k as ErrnoName]));
 
 export class SysError extends TvmError {
   readonly errno: number;
   readonly syscall: string;
   constructor(syscall: string, errno: number, what?: string) {
-    const name = ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
+    const name = ERRNO_NAMES.get(errno) ?? (`errno ${errno}` as const);
     super(name, `${syscall}${what ? ` (${what})` : ''} failed: ${name}`, 500);
     this.errno = errno;
     this.syscall = syscall;

@@ -4,7 +4,7 @@
  * routes and other networks, and per-network address allocation (static or next free).
  * Pure functions over plain records, so the store can persist them as they are.
  */
-import { ConflictError, InvalidParameterError, TvmError } from '../errors.js';
+import { ConflictError, InvalidParameterError, TvmError, type ErrorCode } from '../errors.js';
 
 export interface Cidr {
   /** network address as an unsigned 32-bit number */
@@ -22,7 +22,7 @@ export interface IpamConfig {
 
 /** 403: Docker's ForbiddenError (overlapping pools, addresses taken). */
 export class ForbiddenError extends TvmError {
-  constructor(message: string, code = 'ERR_FORBIDDEN') {
+  constructor(message: string, code: ErrorCode = 'ERR_FORBIDDEN') {
     super(code, message, 403);
   }
 }

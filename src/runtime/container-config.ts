@@ -62,7 +62,7 @@ export interface HostConfigBody {
   AutoRemove?: boolean;
   Isolation?: string;
   RestartPolicy?: { Name?: string; MaximumRetryCount?: number } | null;
-  LogConfig?: { Type?: string; Config?: Record<string, string> } | null;
+  LogConfig?: { Type?: string; Config?: Record<string, string> | null } | null;
   UsernsMode?: string;
   [k: string]: unknown;
 }

@@ -10,29 +10,31 @@ import { ConflictError, InvalidParameterError, NotFoundError, NotImplementedErro
 import type { ImageRecord, ImageStore } from '../images/types.js';
 import { parseNormalized } from '../images/reference.js';
 import { failedStartExitCode } from '../guest-agent/protocol.js';
-import { LinearRegex, RegexSyntaxError } from './linear-regex.js';
-import type { ArchiveOptions, Attachment, ContainerSpec, ExecHandle, ExitStatus, Isolation, IsolationKind, Mount, Stats, StdioStreams } from './types.js';
-import { RecordStore, RECORD_VERSION, removeUnrecordedDir, type ContainerRecord, type MountPoint } from './records.js';
-import { assertRunning, isActive, NotModifiedError, transition, type ContainerStatus } from './state-machine.js';
+import type { ArchiveOptions, Attachment, ExecHandle, ExitStatus, Isolation, IsolationKind, Mount, Stats, StdioStreams } from './types.js';
+import { RecordStore, removeUnrecordedDir, type ContainerRecord, type MountPoint } from './records.js';
+import { assertRunning, isActive, NotModifiedError, transition } from './state-machine.js';
 import { EventBus } from './events.js';
 import { VolumeStore } from './volumes.js';
 import { newId, randomName, validateName } from './ids.js';
-import { createWarnings, validateHostOptions } from './create-options.js';
-import {
-  displayRef, effectiveConfig, mapIsolation, parseMounts, volumesFromBinds, validateNetwork, validateResources, validateRestartPolicy, validateStorageOpt,
-  validateUsernsMode,
-  type CreateBody,
-} from './container-config.js';
+import { createWarnings } from './create-options.js';
+import { displayRef, effectiveConfig, mapIsolation, parseMounts, volumesFromBinds, validateNetwork, type CreateBody } from './container-config.js';
 import { parseSignal } from './signals.js';
+import { containerSpec, newContainerRecord, planCreate, recordedHostConfig, ZERO_TIME } from './create-plan.js';
+import { ExecStore, type ExecCreateBody, type ExecRecord } from './exec-store.js';
+import { RestartScheduler, type RestartSlot } from './restart-scheduler.js';
+import { matchesFilters, matchesLabelFilters, parseUntil } from './list-filters.js';
+import { goErrnoText, startFailedError } from './start-error.js';
 import { policyOf, shouldRestart, shouldStartOnBoot } from './restart-policy.js';
 import { nextBackoff, realTimers, type Timers } from './backoff.js';
 import { planUpdate, validateUpdate, type UpdateBody } from './update.js';
-import { resolveLogConfig } from './log-opts.js';
 import { cpus } from 'node:os';
 import { readLog, logSize, type LogEntry, type ReadLogOptions } from './log-file.js';
 import type { EndpointConfigBody, NetworkAttach, NetworkManager } from '../network/manager.js';
-import { parseBindings } from '../network/ports.js';
 import type { RunningInfo } from './types.js';
+
+export type { ExecConfig, ExecCreateBody, ExecRecord } from './exec-store.js';
+export { validateListFilters, matchesFilters } from './list-filters.js';
+export { goErrnoText } from './start-error.js';
 
 export interface ManagerOptions {
   dataRoot: string;
@@ -67,38 +69,13 @@ export interface AttachOptions {
   stream: boolean;
 }
 
-export interface ExecConfig {
-  Cmd: string[];
-  Env: string[];
-  WorkingDir: string;
-  User: string;
-  Tty: boolean;
-  AttachStdin: boolean;
-  AttachStdout: boolean;
-  AttachStderr: boolean;
-  Privileged: boolean;
-  DetachKeys: string;
-}
-
-export interface ExecRecord {
-  id: string;
-  containerId: string;
-  config: ExecConfig;
-  running: boolean;
-  started: boolean;
-  exitCode: number | null;
-  pid: number;
-  handle?: ExecHandle;
-  exit?: Promise<ExitStatus>;
-}
-
 export interface ListOptions {
   all: boolean;
   limit: number;
   filters: Record<string, string[]>;
 }
 
-interface Live {
+interface Live extends RestartSlot {
   /** bumps at each start so a stale exit report cannot end a newer run */
   runGen: number;
   exit?: Promise<ExitStatus>;
@@ -109,20 +86,14 @@ interface Live {
   removing: boolean;
   /** set while stop/kill/restart drive the exit, so `die` is followed by `stop` */
   stopping: boolean;
-  execs: Map<string, ExecRecord>;
   /** the exit in progress was asked for (stop, kill, rm -f): no policy restart (Docker's ExitOnNext) */
   exitOnNext: boolean;
   /** the last restart back-off (ms); 0 before the first */
   backoffMs: number;
-  /** pending policy restart, and a token that invalidates a timer already firing */
-  restartTimer?: unknown;
-  restartToken: number;
 }
 
 const discard = (): Writable => new Writable({ write: (_c, _e, cb) => cb() });
 const now = (): string => new Date().toISOString();
-const ZERO_TIME = '0001-01-01T00:00:00Z';
-const MAX_EXECS_PER_CONTAINER = 256;
 
 /**
  * States in which an attach waits for the next start instead of failing: `docker run` attaches
@@ -139,7 +110,8 @@ export class ContainerManager {
   defaultIsolation: IsolationKind;
   private readonly isolations: Partial<Record<IsolationKind, Isolation>>;
   private readonly live = new Map<string, Live>();
-  private readonly execs = new Map<string, ExecRecord>();
+  private readonly execs = new ExecStore();
+  private readonly restarts: RestartScheduler;
   private readonly log: (msg: string) => void;
   private readonly timers: Timers;
   private readonly logOpts: Record<string, string>;
@@ -157,6 +129,7 @@ export class ContainerManager {
     this.defaultIsolation = o.defaultIsolation;
     this.log = o.log ?? (() => {});
     this.timers = o.timers ?? realTimers;
+    this.restarts = new RestartScheduler(this.timers);
     this.logOpts = o.logOpts ?? {};
     this.network = o.network;
   }
@@ -298,13 +271,7 @@ export class ContainerManager {
    */
   shutdown(): void {
     this.closed = true;
-    for (const l of this.live.values()) {
-      l.restartToken++;
-      if (l.restartTimer !== undefined) {
-        this.timers.clear(l.restartTimer);
-        l.restartTimer = undefined;
-      }
-    }
+    for (const l of this.live.values()) this.restarts.cancel(l);
   }
 
   private markDead(rec: ContainerRecord, error: string): void {
@@ -322,7 +289,7 @@ export class ContainerManager {
     if (!l) {
       l = {
         runGen: 0, exitWaiters: [], removedWaiters: [], lock: Promise.resolve(), saving: Promise.resolve(), removing: false, stopping: false,
-        execs: new Map(), exitOnNext: false, backoffMs: 0, restartToken: 0,
+        exitOnNext: false, backoffMs: 0, restartToken: 0,
       };
       this.live.set(id, l);
     }
@@ -391,30 +358,14 @@ export class ContainerManager {
       throw new InvalidParameterError(`image platform ${platform} is not supported: tvm runs linux/amd64`);
     }
     if (typeof body.Image !== 'string' || body.Image === '') throw new InvalidParameterError('config cannot be empty in order to create a container');
-    const hc = body.HostConfig ?? {};
-    const kind = mapIsolation(hc.Isolation, this.defaultIsolation);
+    const kind = mapIsolation(body.HostConfig?.Isolation, this.defaultIsolation);
     const iso = this.isolationFor(kind);
-    const resources = validateResources(hc);
-    const attach = this.networkAttach(body);
-    const network = attach.mode;
-    const storage = validateStorageOpt(hc);
-    const restartPolicy = validateRestartPolicy(hc);
-    const log = resolveLogConfig(hc.LogConfig, this.logOpts);
-    const usernsMode = validateUsernsMode(hc);
-    const hostOptions = validateHostOptions(body, network);
-    const warnings: string[] = [];
-    if (network === 'bridge') {
-      parseBindings(hc.PortBindings, hc.PublishAllPorts === true, body.ExposedPorts);
-    } else if (Object.keys(hc.PortBindings ?? {}).length > 0 || hc.PublishAllPorts) {
-      if (network === 'none') throw new InvalidParameterError('conflicting options: port publishing and the container type network mode');
-      warnings.push('Published ports are discarded when using host network mode');
-    }
-    for (const h of hostOptions.processOptions?.extraHosts ?? []) {
-      if (h.ip !== 'host-gateway') continue;
-      const gw = this.network?.hostGatewayIp();
-      if (!gw) throw new InvalidParameterError('unable to derive the IP value for host-gateway');
-      h.ip = gw;
-    }
+    const plan = planCreate(body, kind, {
+      attachNetwork: () => this.networkAttach(body),
+      logOpts: this.logOpts,
+      hostGatewayIp: () => this.network?.hostGatewayIp(),
+    });
+    const { hc, attach, warnings } = plan;
     const name = nameArg !== undefined && nameArg !== '' ? validateName(nameArg) : randomName((n) => this.records.nameTaken(n));
 
     let image: ImageRecord;
@@ -463,66 +414,11 @@ export class ContainerManager {
           points.push({ Type: m.mount.type, Source: m.mount.source, Destination: m.mount.destination, Mode: m.mode, RW: !m.mount.readonly, Propagation: m.mount.type === 'bind' ? 'rprivate' : '' });
         }
       }
-      const spec: ContainerSpec = {
-        id,
-        name,
-        hostname: eff.hostname,
-        isolation: kind,
-        imageId: image.id,
-        process: eff.process,
-        mounts,
-        resources,
-        capAdd: hc.CapAdd ?? [],
-        capDrop: hc.CapDrop ?? [],
-        privileged: hc.Privileged === true,
-        readonlyRootfs: hc.ReadonlyRootfs === true,
-        network,
-        stateDir,
-        logPath: path.join(stateDir, 'log.jsonl'),
-        ...(log.rotate && { logRotate: log.rotate }),
-        ...(usernsMode && { usernsMode }),
-        ...hostOptions,
-        ...(storage && { storage }),
-      };
-      const hostConfig: Record<string, unknown> = {
-        ...hc,
-        NetworkMode: network === 'bridge' || network === 'container' ? (hc.NetworkMode && hc.NetworkMode !== 'default' ? hc.NetworkMode : 'bridge') : network,
-        Isolation: kind,
-        // who runs it: Docker names the OCI runtime here; ours is the isolation and its backend
-        Runtime: iso.backend ? `tvm-${kind}-${iso.backend}` : `tvm-${kind}`,
-        Memory: resources.memory ?? 0,
-        // Docker records the implied swap limit: twice the memory when only memory is set
-        MemorySwap: resources.memorySwap ?? (resources.memory ? 2 * resources.memory : 0),
-        // what the user set: a quota given as CpuQuota/CpuPeriod stays there (docker update can change it)
-        NanoCpus: hc.NanoCpus ? (resources.nanoCpus ?? 0) : 0,
-        CpuShares: resources.cpuShares ?? 0,
-        PidsLimit: resources.pidsLimit ?? null,
-        CpusetCpus: resources.cpusetCpus ?? '',
-        Binds: hc.Binds ?? null,
-        AutoRemove: hc.AutoRemove === true,
-        Privileged: hc.Privileged === true,
-        ReadonlyRootfs: hc.ReadonlyRootfs === true,
-        CapAdd: hc.CapAdd ?? null,
-        CapDrop: hc.CapDrop ?? null,
-        RestartPolicy: restartPolicy,
-        LogConfig: log.logConfig,
-      };
-      const rec: ContainerRecord = {
-        version: RECORD_VERSION,
-        id,
-        name,
-        created,
-        image: body.Image,
-        imageId: image.id,
-        path: eff.path,
-        args: eff.args,
-        config: eff.config,
-        hostConfig,
-        state: { status: 'created', pid: 0, exitCode: 0, error: '', oomKilled: false, startedAt: ZERO_TIME, finishedAt: ZERO_TIME },
-        restartCount: 0,
-        mounts: points,
-        spec,
-      };
+      const spec = containerSpec(plan, { id, name, hostname: eff.hostname, imageId: image.id, process: eff.process, mounts, stateDir, logPath: path.join(stateDir, 'log.jsonl') });
+      const hostConfig = recordedHostConfig(plan, iso.backend);
+      const rec = newContainerRecord({
+        id, name, created, image: body.Image, imageId: image.id, path: eff.path, args: eff.args, config: eff.config, hostConfig, mounts: points, spec,
+      });
       await mkdir(stateDir, { recursive: true, mode: 0o710 });
       await iso.create(spec);
       try {
@@ -580,8 +476,7 @@ export class ContainerManager {
           .then(() => this.remove(rec.id, { force: true, volumes: true }))
           .catch((err) => this.log(`auto-remove of ${rec.id} failed: ${String(err)}`));
       }
-      const status = e instanceof TvmError ? e.status : 400;
-      throw new TvmError(e instanceof TvmError ? e.code : 'ERR_START_FAILED', `failed to start container ${rec.id.slice(0, 12)}: ${rec.state.error}`, status, { cause: e });
+      throw startFailedError(rec.id, rec.state.error, e);
     }
     rec.state = { status: next, pid: info.pid, exitCode: 0, error: '', oomKilled: false, startedAt: info.startedAt, finishedAt: rec.state.finishedAt };
     l.runGen++;
@@ -638,7 +533,7 @@ export class ContainerManager {
     const started = Date.parse(rec.state.startedAt);
     const dur = Number.isNaN(started) ? 0 : Math.max(0, Math.round((Date.parse(st.finishedAt) - started) / 1000));
     this.emit(rec, 'die', { exitCode: String(st.exitCode), execDuration: String(dur) });
-    for (const e of l.execs.values()) e.running = false;
+    this.execs.containerExited(id);
     const result: WaitResult = { StatusCode: st.exitCode, Error: st.error ? { Message: st.error } : null };
     const waiters = l.exitWaiters.splice(0);
     for (const w of waiters) w(result);
@@ -650,20 +545,15 @@ export class ContainerManager {
 
   /** Restarts a container in `restarting` after `ms` (the back-off), unless cancelled first. */
   private scheduleRestart(rec: ContainerRecord, ms: number): void {
-    const l = this.liveOf(rec.id);
-    if (l.restartTimer !== undefined) this.timers.clear(l.restartTimer);
-    const token = ++l.restartToken;
-    l.restartTimer = this.timers.set(() => {
-      if (token !== l.restartToken) return;
-      l.restartTimer = undefined;
+    this.restarts.schedule(this.liveOf(rec.id), ms, (token) => {
       // a timer has no caller to tell: a failed restart is logged
       void this.locked(rec.id, () => this.policyRestart(rec, token)).catch((e) => this.log(`restart of ${rec.id} failed: ${String(e)}`));
-    }, ms);
+    });
   }
 
   private async policyRestart(rec: ContainerRecord, token: number): Promise<void> {
     const l = this.liveOf(rec.id);
-    if (this.closed || token !== l.restartToken || l.removing || rec.state.status !== 'restarting' || this.records.get(rec.id) !== rec) return;
+    if (this.closed || !this.restarts.isCurrent(l, token) || l.removing || rec.state.status !== 'restarting' || this.records.get(rec.id) !== rec) return;
     const iso = this.isolationFor(rec.spec.isolation);
     let info;
     try {
@@ -694,12 +584,7 @@ export class ContainerManager {
    * Returns whether it was restarting. Callers hold the container's lock.
    */
   private cancelRestart(rec: ContainerRecord): boolean {
-    const l = this.liveOf(rec.id);
-    l.restartToken++;
-    if (l.restartTimer !== undefined) {
-      this.timers.clear(l.restartTimer);
-      l.restartTimer = undefined;
-    }
+    this.restarts.cancel(this.liveOf(rec.id));
     if (rec.state.status !== 'restarting') return false;
     rec.state.status = transition(rec.state.status, 'restart-cancel', rec.name);
     rec.state.pid = 0;
@@ -974,7 +859,7 @@ export class ContainerManager {
         for (const w of l.removedWaiters.splice(0)) w(failed);
         throw e;
       }
-      for (const ex of l.execs.keys()) this.execs.delete(ex);
+      this.execs.dropContainer(rec.id);
       this.live.delete(rec.id);
       if (opts.volumes) {
         const inUse = this.volumeUsers();
@@ -1140,55 +1025,16 @@ export class ContainerManager {
 
   // ---------------------------------------------------------------------------------- exec
 
-  createExec(ref: string, body: Partial<ExecConfig>): string {
+  createExec(ref: string, body: ExecCreateBody): string {
     const rec = this.get(ref);
     assertRunning(rec.state.status, rec.id, 'exec');
-    const cmd = body.Cmd ?? [];
-    if (cmd.length === 0) throw new InvalidParameterError('No exec command specified');
-    if (body.WorkingDir && !body.WorkingDir.startsWith('/')) {
-      throw new InvalidParameterError(`the working directory '${body.WorkingDir}' is invalid, it needs to be an absolute path`);
-    }
-    const l = this.liveOf(rec.id);
-    if (l.execs.size >= MAX_EXECS_PER_CONTAINER) {
-      for (const [id, e] of l.execs) {
-        if (!e.running && e.started) {
-          l.execs.delete(id);
-          this.execs.delete(id);
-          break;
-        }
-      }
-    }
-    const id = newId();
-    const ex: ExecRecord = {
-      id,
-      containerId: rec.id,
-      config: {
-        Cmd: cmd,
-        Env: body.Env ?? [],
-        WorkingDir: body.WorkingDir ?? '',
-        User: body.User ?? '',
-        Tty: body.Tty === true,
-        AttachStdin: body.AttachStdin === true,
-        AttachStdout: body.AttachStdout === true,
-        AttachStderr: body.AttachStderr === true,
-        Privileged: body.Privileged === true,
-        DetachKeys: body.DetachKeys ?? '',
-      },
-      running: false,
-      started: false,
-      exitCode: null,
-      pid: 0,
-    };
-    this.execs.set(id, ex);
-    l.execs.set(id, ex);
-    this.emit(rec, `exec_create: ${cmd.join(' ')}`, { execID: id });
-    return id;
+    const ex = this.execs.create(rec.id, body);
+    this.emit(rec, `exec_create: ${ex.config.Cmd.join(' ')}`, { execID: ex.id });
+    return ex.id;
   }
 
   getExec(id: string): ExecRecord {
-    const ex = this.execs.get(id);
-    if (!ex) throw new NotFoundError(`No such exec instance: ${id}`);
-    return ex;
+    return this.execs.get(id);
   }
 
   /** Starts an exec; with `stdio` undefined it runs detached. Resolves once it is running. */
@@ -1251,7 +1097,7 @@ export class ContainerManager {
   }
 
   execsOf(containerId: string): string[] {
-    return [...(this.live.get(containerId)?.execs.keys() ?? [])];
+    return this.execs.of(containerId);
   }
 
   // ---------------------------------------------------------------------------------- list
@@ -1268,97 +1114,6 @@ export class ContainerManager {
     if (o.limit > 0) recs = recs.slice(0, o.limit);
     return recs;
   }
-}
-
-const STATUS_VALUES: ContainerStatus[] = ['created', 'restarting', 'running', 'removing', 'paused', 'exited', 'dead'];
-const LIST_FILTERS = new Set(['status', 'name', 'id', 'label', 'label!', 'ancestor', 'exited', 'isolation', 'before', 'since', 'volume', 'network', 'health', 'is-task', 'expose', 'publish']);
-
-/** Validates `filters` keys and values for container listing, with Docker's messages. */
-export function validateListFilters(f: Record<string, string[]>): void {
-  for (const [k, vals] of Object.entries(f)) {
-    if (!LIST_FILTERS.has(k)) throw new InvalidParameterError(`invalid filter '${k}'`);
-    if (k === 'status') {
-      for (const v of vals) {
-        if (!STATUS_VALUES.includes(v as ContainerStatus)) throw new InvalidParameterError(`invalid filter 'status=${v}'`);
-      }
-    }
-    if (k === 'exited') {
-      for (const v of vals) if (!/^-?\d+$/.test(v)) throw new InvalidParameterError(`invalid filter 'exited=${v}'`);
-    }
-  }
-}
-
-function matchesLabelFilters(rec: ContainerRecord, want: string[], notWant: string[]): boolean {
-  const labels = (rec.config.Labels as Record<string, string> | undefined) ?? {};
-  const has = (v: string) => {
-    const eq = v.indexOf('=');
-    return eq < 0 ? v in labels : labels[v.slice(0, eq)] === v.slice(eq + 1);
-  };
-  return want.every(has) && !notWant.some(has);
-}
-
-function parseUntil(v: string): number {
-  if (/^\d+(\.\d+)?$/.test(v)) return Number(v) * 1000;
-  const d = /^(\d+)(s|m|h)$/.exec(v);
-  if (d) return Date.now() - Number(d[1]) * { s: 1e3, m: 60e3, h: 3600e3 }[d[2] as 's' | 'm' | 'h'];
-  const t = Date.parse(v);
-  if (Number.isNaN(t)) throw new InvalidParameterError(`invalid filter 'until=${v}'`);
-  return t;
-}
-
-/** A user's name filter, compiled once per pattern: linear-time, never a backtracking RegExp. */
-const nameRegexes = new Map<string, LinearRegex | undefined>();
-function nameRegex(pattern: string): LinearRegex | undefined {
-  if (!nameRegexes.has(pattern)) {
-    if (nameRegexes.size > 256) nameRegexes.clear();
-    let re: LinearRegex | undefined;
-    try {
-      re = new LinearRegex(pattern);
-    } catch (e) {
-      if (!(e instanceof RegexSyntaxError)) throw e;
-      re = undefined;
-    }
-    nameRegexes.set(pattern, re);
-  }
-  return nameRegexes.get(pattern);
-}
-
-export function matchesFilters(rec: ContainerRecord, f: Record<string, string[]>, find: (ref: string) => ContainerRecord | undefined, networksOf?: (rec: ContainerRecord) => string[]): boolean {
-  const any = (k: string, pred: (v: string) => boolean) => !f[k] || f[k].length === 0 || f[k].some(pred);
-  return (
-    any('status', (v) => rec.state.status === v) &&
-    any('name', (v) => {
-      // dockerd matches with RE2 and a pattern it cannot compile matches nothing (no error)
-      const re = nameRegex(v);
-      return re !== undefined && (re.test(rec.name.slice(1)) || re.test(rec.name));
-    }) &&
-    any('id', (v) => rec.id.startsWith(v)) &&
-    matchesLabelFilters(rec, f.label ?? [], f['label!'] ?? []) &&
-    any('ancestor', (v) => rec.image === v || rec.image === `${v}:latest` || rec.imageId === v || rec.imageId === `sha256:${v}` || rec.imageId.startsWith(v.startsWith('sha256:') ? v : `sha256:${v}`)) &&
-    any('exited', (v) => rec.state.status === 'exited' && rec.state.exitCode === Number(v)) &&
-    any('isolation', (v) => rec.spec.isolation === v || (v === 'process' && rec.spec.isolation === 'container') || (v === 'hyperv' && rec.spec.isolation === 'vm')) &&
-    any('before', (v) => {
-      const o = find(v);
-      return o !== undefined && rec.created < o.created;
-    }) &&
-    any('since', (v) => {
-      const o = find(v);
-      return o !== undefined && rec.created > o.created;
-    }) &&
-    any('volume', (v) => rec.mounts.some((m) => m.Name === v || m.Destination === v)) &&
-    any('network', (v) => rec.spec.network === v || (networksOf?.(rec) ?? []).some((n) => n === v || (v.length >= 12 && n.startsWith(v))))
-  );
-}
-
-/**
- * The docker CLI picks `docker run`'s exit code (127 not found, 126 not executable) by
- * looking for Go's lowercase errno texts in the start error; C's strerror capitalizes them.
- */
-export function goErrnoText(msg: string): string {
-  return msg
-    .replace(/No such file or directory/g, 'no such file or directory')
-    .replace(/Permission denied/g, 'permission denied')
-    .replace(/Is a directory/g, 'is a directory');
 }
 
 /** Resolves true when `p` settles within `ms`, false on timeout. */

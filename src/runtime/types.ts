@@ -6,6 +6,7 @@
  * Additive changes only: the API and the runtimes are written against this file in parallel.
  */
 import type { Readable, Writable } from 'node:stream';
+import type { Change } from '../fs-changes.js';
 
 export type IsolationKind = 'vm' | 'container';
 
@@ -94,16 +95,8 @@ export interface ContainerSpec {
   storage?: { sizeBytes: number };
 }
 
-/** Docker's change kinds for `docker diff` (GET /containers/{id}/changes) */
-export const CHANGE_MODIFIED = 0;
-export const CHANGE_ADDED = 1;
-export const CHANGE_DELETED = 2;
-
-export interface Change {
-  /** absolute path inside the container */
-  Path: string;
-  Kind: typeof CHANGE_MODIFIED | typeof CHANGE_ADDED | typeof CHANGE_DELETED;
-}
+/** Docker's change kinds for `docker diff`: shared with src/disks, so defined below both */
+export { CHANGE_MODIFIED, CHANGE_ADDED, CHANGE_DELETED, type Change } from '../fs-changes.js';
 
 export interface SecuritySpec {
   /** 'default': Docker's default profile; or a custom profile's JSON text */

@@ -11,6 +11,7 @@ import type { Vcpu } from '../kvm/vcpu.js';
 import * as libc from '../kvm/libc.js';
 import { KvmCap, KvmExit, KVM_PIT_SPEAKER_DUMMY, KVM_IOEVENTFD_FLAG_DATAMATCH, type KvmSregs } from '../kvm/structs.js';
 import { InvalidParameterError, TvmError } from '../errors.js';
+import { buildStep } from './build-steps.js';
 import { GuestMemory, type GuestRam } from './memory.js';
 import * as L from './layout.js';
 import { isElf, loadElf } from './boot/elf.js';
@@ -204,13 +205,27 @@ export class Machine {
     this.config.log?.(line);
   }
 
-  /** KVM VM, irqchip, PIT, RAM slots, console and i8042, vCPUs with CPUID/MSRs/LAPIC. */
+  /** KVM VM, irqchip, PIT, RAM slots, console and i8042, vCPUs with CPUID/MSRs/LAPIC, devices: one named step each. */
   private buildCommon(): { kvm: Kvm; vm: Vm; mem: GuestMemory } {
     const c = this.config;
-    const kvm = (this.kvm = Kvm.open(c.device));
+    const kvm = buildStep('kvm', () => this.openKvm());
+    const vm = buildStep('vm', () => this.createVm(kvm));
+    const mem = buildStep('memory', () => this.createMemory(vm));
+    buildStep('legacy-devices', () => this.addLegacyDevices());
+    buildStep('vcpus', () => this.createVcpus(kvm, vm, mem));
+    buildStep('mmio-devices', () => this.placeMmioDevices(c.mmioDevices ?? [], vm, mem));
+    return { kvm, vm, mem };
+  }
+
+  private openKvm(): Kvm {
+    const kvm = (this.kvm = Kvm.open(this.config.device));
     for (const [name, cap] of [['IRQCHIP', KvmCap.IRQCHIP], ['USER_MEMORY', KvmCap.USER_MEMORY], ['SET_TSS_ADDR', KvmCap.SET_TSS_ADDR], ['PIT2', KvmCap.PIT2], ['IRQFD', KvmCap.IRQFD], ['IOEVENTFD', KvmCap.IOEVENTFD]] as const) {
       if (!kvm.checkExtension(cap)) throw new MachineError(`KVM lacks KVM_CAP_${name}`);
     }
+    return kvm;
+  }
+
+  private createVm(kvm: Kvm): Vm {
     const vm = (this.vm = kvm.createVm());
     vm.setTssAddr(L.KVM_TSS_ADDR);
     try {
@@ -221,12 +236,19 @@ export class Machine {
     }
     vm.createIrqchip();
     vm.createPit2(KVM_PIT_SPEAKER_DUMMY);
+    return vm;
+  }
 
-    const mem = (this.memory = GuestMemory.create(c.memMiB * L.MiB));
+  private createMemory(vm: Vm): GuestMemory {
+    const mem = (this.memory = GuestMemory.create(this.config.memMiB * L.MiB));
     mem.regions.forEach((r, slot) =>
       vm.setUserMemoryRegion({ slot, flags: 0, guest_phys_addr: BigInt(r.guestAddr), memory_size: BigInt(r.size), userspace_addr: BigInt(mem.regionHostAddress(r)) }),
     );
+    return mem;
+  }
 
+  /** The serial console (COM1) and the i8042 whose reset line ends the machine. */
+  private addLegacyDevices(): void {
     const serialIrq = this.irqfd(COM1_IRQ);
     this.serial = new Serial({
       sink: (b) => this.consoleOut(b),
@@ -235,7 +257,11 @@ export class Machine {
     });
     this.pio.insert(COM1_PORT, SERIAL_PORT_LEN, 'serial0', this.serial);
     this.pio.insert(I8042_DATA_PORT, I8042_PORT_LEN, 'i8042', new I8042(() => this.requestEnd({ kind: 'rebooted', detail: 'i8042 reset (guest reboot)', exits: 0 })));
+  }
 
+  /** vCPUs with CPUID, MSRs and LAPIC LINT pins set, and the MP table that lists them. */
+  private createVcpus(kvm: Kvm, vm: Vm, mem: GuestMemory): void {
+    const c = this.config;
     const supported = kvm.supportedCpuid();
     for (let i = 0; i < c.cpus; i++) {
       const vcpu = vm.createVcpu(i);
@@ -247,8 +273,6 @@ export class Machine {
     }
     this.vcpus[0]!.setFpu({ fcw: 0x37f, mxcsr: 0x1f80 });
     writeMptable(mem, L.MPTABLE_START, c.cpus);
-    this.placeMmioDevices(c.mmioDevices ?? [], vm, mem);
-    return { kvm, vm, mem };
   }
 
   /** Kernel arguments for the virtio-mmio devices placed. */
@@ -298,8 +322,14 @@ export class Machine {
   }
 
   private build(kernel: Uint8Array, initrd: Uint8Array | undefined): void {
-    const c = this.config;
     const { kvm, mem } = this.buildCommon();
+    const boot = buildStep('kernel', () => this.loadKernel(kvm, mem, kernel, initrd));
+    buildStep('boot-cpu', () => this.setBootCpu(boot));
+  }
+
+  /** Kernel, initramfs, command line and the boot tables (GDT, page tables, zero page or PVH start info). */
+  private loadKernel(kvm: Kvm, mem: GuestMemory, kernel: Uint8Array, initrd: Uint8Array | undefined): { mode: BootMode; entry: number; cr3: number } {
+    const c = this.config;
     // Kernel.
     const wantPvh = c.boot === 'pvh';
     let entry: number;
@@ -352,7 +382,10 @@ export class Machine {
     } else {
       writePvhStartInfo(mem, { cmdlinePaddr: L.CMDLINE_START, e820, initrd: ramdisk });
     }
+    return { mode, entry, cr3 };
+  }
 
+  private setBootCpu({ mode, entry, cr3 }: { mode: BootMode; entry: number; cr3: number }): void {
     const bsp = this.vcpus[0]!;
     bsp.setSregs(bootSregs(bsp.getSregs(), mode, cr3));
     bsp.setRegs(mode === 'long'

@@ -3,7 +3,7 @@
  * sources). Supervisors and benchmarks spawn this; `tvm vmm run` is the same command.
  */
 import { Command } from 'commander';
-import { registerVmmCommands } from '../cli/commands/vmm.js';
+import { registerVmmCommands } from './command.js';
 
 const program = new Command().name('tvm-vmm');
 registerVmmCommands(program);

@@ -9,7 +9,7 @@
 import type { Readable } from 'node:stream';
 import path from 'node:path';
 import { tarStream } from '../../tar-stream-writer.js';
-import { CHANGE_DELETED, type Change } from '../../runtime/types.js';
+import { CHANGE_DELETED, type Change } from '../../fs-changes.js';
 import type { Ext4Reader } from './reader.js';
 
 const TYPE_BITS: Record<string, number> = { file: 0o100000, dir: 0o040000, symlink: 0o120000, char: 0o020000, block: 0o060000, fifo: 0o010000 };

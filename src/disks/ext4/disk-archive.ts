@@ -13,7 +13,7 @@ import { tarStream, type TarEntryHeader as Header } from '../../tar-stream-write
 
 /** what pack.entry takes: a name and the fields that apply */
 import { FormatError, NotFoundError } from '../../errors.js';
-import { CHANGE_ADDED, CHANGE_DELETED, CHANGE_MODIFIED, type Change } from '../../runtime/types.js';
+import { CHANGE_ADDED, CHANGE_DELETED, CHANGE_MODIFIED, type Change } from '../../fs-changes.js';
 import type { Ext4Entry, Ext4Reader } from './reader.js';
 
 /** mke2fs's directory and ext4's own: not part of any image or container */

@@ -23,7 +23,7 @@ import { randomBytes } from 'node:crypto';
 import { mount, umount } from 'ext2fs';
 import { extract, type Header } from 'tar-stream';
 import { ConflictError, FormatError, InvalidParameterError, NotFoundError, NotImplementedError, TvmError } from '../../errors.js';
-import { safeEntryName, tarError } from '../../images/tar-safety.js';
+import { safeEntryName, tarError } from '../../tar-safety.js';
 import { openDiskImage, type DiskFormat } from '../disk-image.js';
 import { PassThroughDisk } from './ext2fs-disk.js';
 import { readSuperblockFacts, setInodeTimes, type InodeTimes } from './inode-table.js';

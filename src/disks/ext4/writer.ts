@@ -243,6 +243,127 @@ interface InodeLayout {
   inodeXattrs: Xattr[];
 }
 
+/** what finish() decides in its first phases, read by the later ones */
+interface FsPlan {
+  uuid: Buffer;
+  fsSeed: number;
+  hashSeed: Buffer;
+  /** the root first, then every other inode in number order (not the journal) */
+  nodes: FsNode[];
+  lastIno: number;
+  layouts: Map<FsNode, InodeLayout>;
+  geo: Geometry;
+  /** metadata blocks allocated so far, for the block bitmaps */
+  metaRuns: Run[];
+}
+
+/** an xattr list too big for its inodes, stored once for all of them */
+interface SharedXattrBlock {
+  list: Xattr[];
+  refs: number;
+  block: number;
+}
+
+/** per group: where its block bitmap, inode bitmap and inode table start */
+interface GroupPlaces {
+  blockBitmap: number[];
+  inodeBitmap: number[];
+  inodeTable: number[];
+}
+
+/** One 64-byte group descriptor at index `g` of `gdt`, with its checksum. */
+function encodeGroupDescriptor(
+  gdt: Buffer,
+  g: number,
+  fsSeed: number,
+  d: { blockBitmap: number; inodeBitmap: number; inodeTable: number; freeBlocks: number; freeInodes: number; usedDirs: number; bbCsum: number; ibCsum: number; flags: number },
+): void {
+  const at = g * GROUP_DESC_SIZE_64;
+  GROUP_DESC.encode(
+    {
+      bg_block_bitmap_lo: lo(d.blockBitmap),
+      bg_block_bitmap_hi: hi(d.blockBitmap),
+      bg_inode_bitmap_lo: lo(d.inodeBitmap),
+      bg_inode_bitmap_hi: hi(d.inodeBitmap),
+      bg_inode_table_lo: lo(d.inodeTable),
+      bg_inode_table_hi: hi(d.inodeTable),
+      bg_free_blocks_count_lo: d.freeBlocks & 0xffff,
+      bg_free_blocks_count_hi: d.freeBlocks >>> 16,
+      bg_free_inodes_count_lo: d.freeInodes & 0xffff,
+      bg_free_inodes_count_hi: d.freeInodes >>> 16,
+      bg_used_dirs_count_lo: d.usedDirs & 0xffff,
+      bg_used_dirs_count_hi: d.usedDirs >>> 16,
+      bg_itable_unused_lo: d.freeInodes & 0xffff,
+      bg_itable_unused_hi: d.freeInodes >>> 16,
+      bg_flags: d.flags,
+      bg_block_bitmap_csum_lo: d.bbCsum & 0xffff,
+      bg_block_bitmap_csum_hi: d.bbCsum >>> 16,
+      bg_inode_bitmap_csum_lo: d.ibCsum & 0xffff,
+      bg_inode_bitmap_csum_hi: d.ibCsum >>> 16,
+    },
+    gdt,
+    at,
+  );
+  const desc = gdt.subarray(at, at + GROUP_DESC_SIZE_64);
+  gdt.writeUInt16LE(groupDescChecksum(fsSeed, g, desc), at + GROUP_DESC.offsetOf('bg_checksum'));
+}
+
+/** The primary superblock (group 0, no checksum yet): the features we write, the geometry, the journal. */
+function encodeSuperblock(p: { geo: Geometry; freeBlocks: number; freeInodes: number; time: number; uuid: Buffer; label: string; hashSeed: Buffer; jnlBlocks: Buffer }): Buffer {
+  const { geo, time: t } = p;
+  return SUPERBLOCK.encode({
+    s_inodes_count: geo.inodesCount,
+    s_blocks_count_lo: lo(geo.blocksCount),
+    s_blocks_count_hi: hi(geo.blocksCount),
+    s_r_blocks_count_lo: 0,
+    s_free_blocks_count_lo: lo(p.freeBlocks),
+    s_free_blocks_count_hi: hi(p.freeBlocks),
+    s_free_inodes_count: p.freeInodes,
+    s_first_data_block: 0,
+    s_log_block_size: LOG_BLOCK_SIZE,
+    s_log_cluster_size: LOG_BLOCK_SIZE,
+    s_blocks_per_group: BLOCKS_PER_GROUP,
+    s_clusters_per_group: BLOCKS_PER_GROUP,
+    s_inodes_per_group: geo.inodesPerGroup,
+    s_mtime: 0,
+    s_wtime: t,
+    s_mnt_count: 0,
+    s_max_mnt_count: 0xffff,
+    s_magic: EXT4_SUPER_MAGIC,
+    s_state: EXT4_STATE_VALID_FS,
+    s_errors: EXT4_ERRORS_CONTINUE,
+    s_lastcheck: t,
+    s_creator_os: EXT4_OS_LINUX,
+    s_rev_level: EXT4_DYNAMIC_REV,
+    s_first_ino: EXT4_GOOD_OLD_FIRST_INO,
+    s_inode_size: EXT4_INODE_SIZE,
+    s_feature_compat: EXT4_FEATURE_COMPAT.HAS_JOURNAL | EXT4_FEATURE_COMPAT.EXT_ATTR | EXT4_FEATURE_COMPAT.DIR_INDEX,
+    s_feature_incompat: EXT4_FEATURE_INCOMPAT.FILETYPE | EXT4_FEATURE_INCOMPAT.EXTENTS | EXT4_FEATURE_INCOMPAT.BIT64 | EXT4_FEATURE_INCOMPAT.FLEX_BG,
+    s_feature_ro_compat:
+      EXT4_FEATURE_RO_COMPAT.SPARSE_SUPER |
+      EXT4_FEATURE_RO_COMPAT.LARGE_FILE |
+      EXT4_FEATURE_RO_COMPAT.HUGE_FILE |
+      EXT4_FEATURE_RO_COMPAT.DIR_NLINK |
+      EXT4_FEATURE_RO_COMPAT.EXTRA_ISIZE |
+      EXT4_FEATURE_RO_COMPAT.METADATA_CSUM,
+    s_uuid: p.uuid,
+    s_volume_name: Buffer.from(p.label, 'utf8'),
+    s_journal_inum: EXT4_JOURNAL_INO,
+    s_hash_seed: p.hashSeed,
+    s_def_hash_version: DX_HASH_HALF_MD4,
+    s_jnl_backup_type: EXT3_JNL_BACKUP_BLOCKS,
+    s_desc_size: GROUP_DESC_SIZE_64,
+    s_default_mount_opts: EXT4_DEFM_XATTR_USER | EXT4_DEFM_ACL,
+    s_mkfs_time: t,
+    s_jnl_blocks: p.jnlBlocks,
+    s_min_extra_isize: EXT4_EXTRA_ISIZE,
+    s_want_extra_isize: EXT4_EXTRA_ISIZE,
+    s_flags: EXT4_FLAGS_SIGNED_HASH,
+    s_log_groups_per_flex: LOG_GROUPS_PER_FLEX,
+    s_checksum_type: EXT4_CRC32C_CHKSUM,
+  });
+}
+
 class Ext4Builder {
   private readonly reservedPerBackup: number;
   private readonly alloc: BlockAllocator;
@@ -471,30 +592,63 @@ class Ext4Builder {
   // ---------------------------------------------------------------------------------------
   // layout
 
+  /**
+   * Lays the merged tree out as a file system, in phases: inode numbers, extended attributes
+   * and the size estimate, the geometry, then blocks for xattrs, directories and long
+   * symlinks, the journal, extent trees, group metadata, inode tables, bitmaps with the group
+   * descriptors, and last the superblock copies (nothing points at an unwritten block).
+   */
   async finish(layerCount: number): Promise<Ext4Stats> {
-    const tree = this.tree;
-    const root = tree.root;
+    this.addLostFound(layerCount);
+    const uuid = this.opts.uuid !== undefined ? parseUuid(this.opts.uuid) : uuidFromDigest(this.contentHash!.digest());
+    // inode numbers: root is 2, the rest from 11 on, each directory's entries together
+    const nodes = [this.tree.root, ...this.numberInodes()];
+    const lastIno = EXT4_GOOD_OLD_FIRST_INO + nodes.length - 2;
+    const { layouts, xattrBlocks, estimate } = this.planInodes(nodes);
+    const geo = this.chooseGeometry(estimate, lastIno);
+    if (geo.gdtBlocks + 1 > this.reservedPerBackup) {
+      throw new InvalidParameterError(`a disk of ${geo.groupCount} groups needs more descriptor blocks than were reserved`, 'ERR_DISK_TOO_LARGE');
+    }
+    const fs: FsPlan = {
+      uuid,
+      fsSeed: crc32cUpdate(0xffffffff, uuid),
+      hashSeed: uuidFromDigest(createHash('sha256').update('ext4 hash seed').update(uuid).digest()),
+      nodes,
+      lastIno,
+      layouts,
+      geo,
+      metaRuns: [],
+    };
+    await this.writeXattrBlocks(fs, xattrBlocks);
+    await this.writeDirectories(fs);
+    const journal = await this.writeJournal(fs);
+    await this.writeExtentTrees(fs, [...nodes, journal]);
+    const places = this.placeGroupMetadata(fs);
+    await this.writeInodeTables(fs, places, journal);
+    const { gdt, freeBlocks } = await this.writeBitmapsAndDescriptors(fs, places, journal);
+    await this.writeSuperblocks(fs, gdt, freeBlocks, journal);
+    await this.writer.flush();
+    await this.fh.truncate(geo.blocksCount * BLOCK_SIZE);
+    return this.stats(fs, freeBlocks, layerCount);
+  }
+
+  /** The root's metadata when no layer listed it, and /lost+found as mke2fs makes it. */
+  private addLostFound(layerCount: number): void {
+    const root = this.tree.root;
     if (!this.rootListed) root.meta = this.implicitMeta();
     if (!root.children!.has('lost+found')) {
-      tree.link(root, 'lost+found', new FsNode('dir', { ...this.implicitMeta(), mode: 0o700 }, layerCount));
+      this.tree.link(root, 'lost+found', new FsNode('dir', { ...this.implicitMeta(), mode: 0o700 }, layerCount));
     } else if (root.children!.get('lost+found')!.kind !== 'dir') {
       throw new FormatError('the image has a /lost+found that is not a directory', 'ERR_TAR_FORMAT');
     }
+  }
 
-    const uuid = this.opts.uuid !== undefined ? parseUuid(this.opts.uuid) : uuidFromDigest(this.contentHash!.digest());
-    const fsSeed = crc32cUpdate(0xffffffff, uuid);
-    const hashSeed = uuidFromDigest(createHash('sha256').update('ext4 hash seed').update(uuid).digest());
-
-    // inode numbers: root is 2, the rest from 11 on, each directory's entries together
-    const nodes = this.numberInodes();
-    const lastIno = EXT4_GOOD_OLD_FIRST_INO + nodes.length - 1;
-
-    // xattrs per node, and which need a block
+  /** Where each inode's xattrs go (in the inode, or a shared block), and the metadata blocks the content will need. */
+  private planInodes(nodes: FsNode[]): { layouts: Map<FsNode, InodeLayout>; xattrBlocks: Map<string, SharedXattrBlock>; estimate: number } {
     const layouts = new Map<FsNode, InodeLayout>();
-    const xattrBlocks = new Map<string, { list: Xattr[]; refs: number; block: number }>();
+    const xattrBlocks = new Map<string, SharedXattrBlock>();
     let estimate = 0;
-    const all = [root, ...nodes];
-    for (const n of all) {
+    for (const n of nodes) {
       const list = this.xattrsOf(n);
       const lay: InodeLayout = { iblock: null, treeBlocks: 0, xattrBlock: 0, inodeXattrs: [] };
       if (list.length > 0) {
@@ -518,35 +672,37 @@ class Ext4Builder {
       } else if (n.kind === 'symlink' && n.target!.length >= 60) estimate++;
       else if (n.kind === 'file') estimate += extentTreeBlocksNeeded(n.extents.length, BLOCK_SIZE);
     }
+    return { layouts, xattrBlocks, estimate };
+  }
 
-    const geo = this.chooseGeometry(estimate, lastIno);
-    if (geo.gdtBlocks + 1 > this.reservedPerBackup) {
-      throw new InvalidParameterError(`a disk of ${geo.groupCount} groups needs more descriptor blocks than were reserved`, 'ERR_DISK_TOO_LARGE');
+  /** `n` metadata blocks (maybe in several runs), recorded for the block bitmaps. */
+  private allocMeta(fs: FsPlan, n: number): number[] {
+    const blocks: number[] = [];
+    while (blocks.length < n) {
+      const r = this.alloc.alloc(n - blocks.length);
+      fs.metaRuns.push(r);
+      for (let i = 0; i < r.len; i++) blocks.push(r.start + i);
     }
-    const metaRuns: Run[] = [];
-    const allocMeta = (n: number): number[] => {
-      const blocks: number[] = [];
-      while (blocks.length < n) {
-        const r = this.alloc.alloc(n - blocks.length);
-        metaRuns.push(r);
-        for (let i = 0; i < r.len; i++) blocks.push(r.start + i);
-      }
-      return blocks;
-    };
+    return blocks;
+  }
 
-    // shared xattr blocks
+  private async writeXattrBlocks(fs: FsPlan, xattrBlocks: Map<string, SharedXattrBlock>): Promise<void> {
     for (const x of xattrBlocks.values()) {
-      x.block = allocMeta(1)[0]!;
-      await this.writer.write(x.block, buildXattrBlock(x.list, BLOCK_SIZE, x.block, x.refs, fsSeed));
+      x.block = this.allocMeta(fs, 1)[0]!;
+      await this.writer.write(x.block, buildXattrBlock(x.list, BLOCK_SIZE, x.block, x.refs, fs.fsSeed));
     }
-    for (const n of all) {
+    for (const n of fs.nodes) {
       const list = this.xattrsOf(n);
-      if (list.length > 0 && layouts.get(n)!.inodeXattrs.length === 0) layouts.get(n)!.xattrBlock = xattrBlocks.get(xattrKey(list))!.block;
+      const lay = fs.layouts.get(n)!;
+      if (list.length > 0 && lay.inodeXattrs.length === 0) lay.xattrBlock = xattrBlocks.get(xattrKey(list))!.block;
     }
+  }
 
-    // directories and long symlinks get their blocks now
-    for (const n of all) {
-      const seed = inodeCsumSeed(fsSeed, n.ino, 0);
+  /** Directories and long symlinks get their blocks now. */
+  private async writeDirectories(fs: FsPlan): Promise<void> {
+    const root = this.tree.root;
+    for (const n of fs.nodes) {
+      const seed = inodeCsumSeed(fs.fsSeed, n.ino, 0);
       if (n.kind === 'dir') {
         const parentIno = n === root ? EXT4_ROOT_INO : this.parentIno.get(n)!;
         const entries: DirEntry[] = [];
@@ -558,10 +714,10 @@ class Ext4Builder {
         // more than one block: hashed (dir_index), as the kernel would have made it
         const indexed = dirBlocksNeeded([1, 2, ...entries.map((e) => e.name.length)], BLOCK_SIZE) > 1;
         const blocks = indexed
-          ? packHashedDirectory(n.ino, parentIno, entries, BLOCK_SIZE, seed, hashSeed, true)
+          ? packHashedDirectory(n.ino, parentIno, entries, BLOCK_SIZE, seed, fs.hashSeed, true)
           : packDirectory([...dots, ...entries], BLOCK_SIZE, seed);
-        layouts.get(n)!.indexed = indexed;
-        const phys = allocMeta(blocks.length);
+        fs.layouts.get(n)!.indexed = indexed;
+        const phys = this.allocMeta(fs, blocks.length);
         n.extents = [];
         for (let i = 0; i < blocks.length; i++) {
           await this.writer.write(phys[i]!, blocks[i]!);
@@ -570,7 +726,7 @@ class Ext4Builder {
         n.dataBlocks = blocks.length;
         n.size = blocks.length * BLOCK_SIZE;
       } else if (n.kind === 'symlink' && n.target!.length >= 60) {
-        const blk = allocMeta(1)[0]!;
+        const blk = this.allocMeta(fs, 1)[0]!;
         const data = Buffer.alloc(BLOCK_SIZE);
         n.target!.copy(data);
         await this.writer.write(blk, data);
@@ -578,9 +734,11 @@ class Ext4Builder {
         n.dataBlocks = 1;
       }
     }
+  }
 
-    // the journal: inode 8, fresh blocks (zeros) after the data
-    const journalBlocks = defaultJournalBlocks(geo.blocksCount);
+  /** The journal: inode 8, fresh blocks (zeros) after the data. */
+  private async writeJournal(fs: FsPlan): Promise<FsNode> {
+    const journalBlocks = defaultJournalBlocks(fs.geo.blocksCount);
     const journal = new FsNode('file', { ...this.implicitMeta(), mode: 0o600 }, 0);
     journal.ino = EXT4_JOURNAL_INO;
     journal.links = 1;
@@ -590,16 +748,19 @@ class Ext4Builder {
       journal.dataBlocks += r.len;
     }
     journal.size = journalBlocks * BLOCK_SIZE;
-    await this.writer.write(journal.extents[0]!.physical, buildJournalSuperblock(BLOCK_SIZE, journalBlocks, uuid));
-    layouts.set(journal, { iblock: null, treeBlocks: 0, xattrBlock: 0, inodeXattrs: [] });
+    await this.writer.write(journal.extents[0]!.physical, buildJournalSuperblock(BLOCK_SIZE, journalBlocks, fs.uuid));
+    fs.layouts.set(journal, { iblock: null, treeBlocks: 0, xattrBlock: 0, inodeXattrs: [] });
+    return journal;
+  }
 
-    // extent roots and trees
-    for (const n of [...all, journal]) {
+  /** Extent roots (in the inode) and the tree blocks of inodes with more extents than fit there. */
+  private async writeExtentTrees(fs: FsPlan, nodes: FsNode[]): Promise<void> {
+    for (const n of nodes) {
       if (n.kind !== 'file' && n.kind !== 'dir' && !(n.kind === 'symlink' && n.target!.length >= 60)) continue;
-      const lay = layouts.get(n)!;
+      const lay = fs.layouts.get(n)!;
       const need = extentTreeBlocksNeeded(n.extents.length, BLOCK_SIZE);
-      const tree = buildExtentTree(n.extents, need > 0 ? allocMeta(need) : [], BLOCK_SIZE);
-      const seed = inodeCsumSeed(fsSeed, n.ino, 0);
+      const tree = buildExtentTree(n.extents, need > 0 ? this.allocMeta(fs, need) : [], BLOCK_SIZE);
+      const seed = inodeCsumSeed(fs.fsSeed, n.ino, 0);
       for (const b of tree.blocks) {
         setExtentBlockChecksum(b.data, seed);
         await this.writer.write(b.block, b.data);
@@ -607,31 +768,32 @@ class Ext4Builder {
       lay.iblock = tree.root;
       lay.treeBlocks = tree.treeBlocks;
     }
+  }
 
-    // bitmaps and inode tables (fresh blocks, so unused inode slots read as zeros)
-    const blockBitmapAt: number[] = [];
-    const inodeBitmapAt: number[] = [];
-    const inodeTableAt: number[] = [];
-    for (let g = 0; g < geo.groupCount; g++) {
+  /** Bitmaps and inode tables of every group (fresh blocks, so unused inode slots read as zeros). */
+  private placeGroupMetadata(fs: FsPlan): GroupPlaces {
+    const places: GroupPlaces = { blockBitmap: [], inodeBitmap: [], inodeTable: [] };
+    for (let g = 0; g < fs.geo.groupCount; g++) {
       const r = this.alloc.allocContiguousFresh(2);
-      blockBitmapAt.push(r);
-      inodeBitmapAt.push(r + 1);
-      metaRuns.push({ start: r, len: 2 });
+      places.blockBitmap.push(r);
+      places.inodeBitmap.push(r + 1);
+      fs.metaRuns.push({ start: r, len: 2 });
     }
-    for (let g = 0; g < geo.groupCount; g++) {
-      const t = this.alloc.allocContiguousFresh(geo.inodeTableBlocks);
-      inodeTableAt.push(t);
-      metaRuns.push({ start: t, len: geo.inodeTableBlocks });
+    for (let g = 0; g < fs.geo.groupCount; g++) {
+      const t = this.alloc.allocContiguousFresh(fs.geo.inodeTableBlocks);
+      places.inodeTable.push(t);
+      fs.metaRuns.push({ start: t, len: fs.geo.inodeTableBlocks });
     }
-    if (this.alloc.highWater > geo.blocksCount) {
-      throw new InvalidParameterError(`the content needs ${this.alloc.highWater} blocks but the disk has ${geo.blocksCount}`, 'ERR_DISK_TOO_SMALL');
+    if (this.alloc.highWater > fs.geo.blocksCount) {
+      throw new InvalidParameterError(`the content needs ${this.alloc.highWater} blocks but the disk has ${fs.geo.blocksCount}`, 'ERR_DISK_TOO_SMALL');
     }
+    return places;
+  }
 
-    // inode tables
+  private async writeInodeTables(fs: FsPlan, places: GroupPlaces, journal: FsNode): Promise<void> {
+    const { geo, lastIno } = fs;
     const byIno = new Map<number, FsNode>();
-    for (const n of [...all, journal]) byIno.set(n.ino, n);
-    const perGroupDirs = new Array<number>(geo.groupCount).fill(0);
-    for (const n of all) if (n.kind === 'dir') perGroupDirs[Math.floor((n.ino - 1) / geo.inodesPerGroup)]!++;
+    for (const n of [...fs.nodes, journal]) byIno.set(n.ino, n);
     for (let g = 0; g * geo.inodesPerGroup < lastIno; g++) {
       const first = g * geo.inodesPerGroup + 1;
       const last = Math.min(lastIno, first + geo.inodesPerGroup - 1);
@@ -640,14 +802,19 @@ class Ext4Builder {
       for (let ino = first; ino <= last; ino++) {
         const n = byIno.get(ino);
         if (!n) continue; // reserved inodes stay zero
-        this.encodeInode(n, layouts.get(n)!, fsSeed, table.subarray((ino - first) * EXT4_INODE_SIZE, (ino - first + 1) * EXT4_INODE_SIZE));
+        this.encodeInode(n, fs.layouts.get(n)!, fs.fsSeed, table.subarray((ino - first) * EXT4_INODE_SIZE, (ino - first + 1) * EXT4_INODE_SIZE));
       }
-      await this.writer.write(inodeTableAt[g]!, table);
+      await this.writer.write(places.inodeTable[g]!, table);
     }
+  }
 
-    // block bitmaps from every block in use
-    const used: Run[] = [...metaRuns];
-    for (const n of [...all, journal]) for (const e of n.extents) used.push({ start: e.physical, len: e.len });
+  /** Block bitmaps from every block in use, inode bitmaps, and the group descriptor table. */
+  private async writeBitmapsAndDescriptors(fs: FsPlan, places: GroupPlaces, journal: FsNode): Promise<{ gdt: Buffer; freeBlocks: number }> {
+    const { geo, lastIno, fsSeed } = fs;
+    const perGroupDirs = new Array<number>(geo.groupCount).fill(0);
+    for (const n of fs.nodes) if (n.kind === 'dir') perGroupDirs[Math.floor((n.ino - 1) / geo.inodesPerGroup)]!++;
+    const used: Run[] = [...fs.metaRuns];
+    for (const n of [...fs.nodes, journal]) for (const e of n.extents) used.push({ start: e.physical, len: e.len });
     for (let g = 0; g < geo.groupCount; g++) {
       if (hasSuperblockBackup(g)) used.push({ start: g * BLOCKS_PER_GROUP, len: 1 + geo.gdtBlocks });
     }
@@ -674,109 +841,46 @@ class Ext4Builder {
       // kernel derives its bitmap), one without inodes INODE_UNINIT; neither bitmap is written
       const baseMeta = hasSuperblockBackup(g) ? 1 + geo.gdtBlocks : 0;
       const blockUninit = g !== geo.groupCount - 1 && usedInGroup === baseMeta;
-      if (!blockUninit) await this.writer.write(blockBitmapAt[g]!, bitmap);
+      if (!blockUninit) await this.writer.write(places.blockBitmap[g]!, bitmap);
 
       const inodesUsed = Math.max(0, Math.min(geo.inodesPerGroup, lastIno - g * geo.inodesPerGroup));
       const inodeUninit = inodesUsed === 0;
       const ibitmap = Buffer.alloc(BLOCK_SIZE);
       setBits(ibitmap, 0, inodesUsed);
       setBits(ibitmap, geo.inodesPerGroup, BLOCK_SIZE * 8);
-      if (!inodeUninit) await this.writer.write(inodeBitmapAt[g]!, ibitmap);
+      if (!inodeUninit) await this.writer.write(places.inodeBitmap[g]!, ibitmap);
 
-      const bbCsum = blockUninit ? 0 : bitmapChecksum(fsSeed, bitmap, BLOCKS_PER_GROUP / 8);
-      const ibCsum = inodeUninit ? 0 : bitmapChecksum(fsSeed, ibitmap, geo.inodesPerGroup / 8);
-      const flags = EXT4_BG_INODE_ZEROED | (blockUninit ? EXT4_BG_BLOCK_UNINIT : 0) | (inodeUninit ? EXT4_BG_INODE_UNINIT : 0);
-      const at = g * GROUP_DESC_SIZE_64;
-      GROUP_DESC.encode(
-        {
-          bg_block_bitmap_lo: lo(blockBitmapAt[g]!),
-          bg_block_bitmap_hi: hi(blockBitmapAt[g]!),
-          bg_inode_bitmap_lo: lo(inodeBitmapAt[g]!),
-          bg_inode_bitmap_hi: hi(inodeBitmapAt[g]!),
-          bg_inode_table_lo: lo(inodeTableAt[g]!),
-          bg_inode_table_hi: hi(inodeTableAt[g]!),
-          bg_free_blocks_count_lo: freeBlocks & 0xffff,
-          bg_free_blocks_count_hi: freeBlocks >>> 16,
-          bg_free_inodes_count_lo: (geo.inodesPerGroup - inodesUsed) & 0xffff,
-          bg_free_inodes_count_hi: (geo.inodesPerGroup - inodesUsed) >>> 16,
-          bg_used_dirs_count_lo: perGroupDirs[g]! & 0xffff,
-          bg_used_dirs_count_hi: perGroupDirs[g]! >>> 16,
-          bg_itable_unused_lo: (geo.inodesPerGroup - inodesUsed) & 0xffff,
-          bg_itable_unused_hi: (geo.inodesPerGroup - inodesUsed) >>> 16,
-          bg_flags: flags,
-          bg_block_bitmap_csum_lo: bbCsum & 0xffff,
-          bg_block_bitmap_csum_hi: bbCsum >>> 16,
-          bg_inode_bitmap_csum_lo: ibCsum & 0xffff,
-          bg_inode_bitmap_csum_hi: ibCsum >>> 16,
-        },
-        gdt,
-        at,
-      );
-      const desc = gdt.subarray(at, at + GROUP_DESC_SIZE_64);
-      gdt.writeUInt16LE(groupDescChecksum(fsSeed, g, desc), at + GROUP_DESC.offsetOf('bg_checksum'));
+      encodeGroupDescriptor(gdt, g, fsSeed, {
+        blockBitmap: places.blockBitmap[g]!,
+        inodeBitmap: places.inodeBitmap[g]!,
+        inodeTable: places.inodeTable[g]!,
+        freeBlocks,
+        freeInodes: geo.inodesPerGroup - inodesUsed,
+        usedDirs: perGroupDirs[g]!,
+        bbCsum: blockUninit ? 0 : bitmapChecksum(fsSeed, bitmap, BLOCKS_PER_GROUP / 8),
+        ibCsum: inodeUninit ? 0 : bitmapChecksum(fsSeed, ibitmap, geo.inodesPerGroup / 8),
+        flags: EXT4_BG_INODE_ZEROED | (blockUninit ? EXT4_BG_BLOCK_UNINIT : 0) | (inodeUninit ? EXT4_BG_INODE_UNINIT : 0),
+      });
     }
+    return { gdt, freeBlocks: freeBlocksTotal };
+  }
 
-    // superblock + descriptors, primary and backups
-    const jl = layouts.get(journal)!;
+  /** The superblock and the descriptor table, primary and backups. */
+  private async writeSuperblocks(fs: FsPlan, gdt: Buffer, freeBlocks: number, journal: FsNode): Promise<void> {
+    const { geo } = fs;
     const jnlBlocks = Buffer.alloc(68);
-    jl.iblock!.copy(jnlBlocks, 0);
+    fs.layouts.get(journal)!.iblock!.copy(jnlBlocks, 0);
     jnlBlocks.writeUInt32LE(hi(journal.size), 60);
     jnlBlocks.writeUInt32LE(lo(journal.size), 64);
-    const freeInodes = geo.inodesCount - lastIno;
-    const t = lo(Math.max(0, this.defaultTime.sec));
-    const features = {
-      s_feature_compat: EXT4_FEATURE_COMPAT.HAS_JOURNAL | EXT4_FEATURE_COMPAT.EXT_ATTR | EXT4_FEATURE_COMPAT.DIR_INDEX,
-      s_feature_incompat: EXT4_FEATURE_INCOMPAT.FILETYPE | EXT4_FEATURE_INCOMPAT.EXTENTS | EXT4_FEATURE_INCOMPAT.BIT64 | EXT4_FEATURE_INCOMPAT.FLEX_BG,
-      s_feature_ro_compat:
-        EXT4_FEATURE_RO_COMPAT.SPARSE_SUPER |
-        EXT4_FEATURE_RO_COMPAT.LARGE_FILE |
-        EXT4_FEATURE_RO_COMPAT.HUGE_FILE |
-        EXT4_FEATURE_RO_COMPAT.DIR_NLINK |
-        EXT4_FEATURE_RO_COMPAT.EXTRA_ISIZE |
-        EXT4_FEATURE_RO_COMPAT.METADATA_CSUM,
-    };
-    const sb = SUPERBLOCK.encode({
-      s_inodes_count: geo.inodesCount,
-      s_blocks_count_lo: lo(geo.blocksCount),
-      s_blocks_count_hi: hi(geo.blocksCount),
-      s_r_blocks_count_lo: 0,
-      s_free_blocks_count_lo: lo(freeBlocksTotal),
-      s_free_blocks_count_hi: hi(freeBlocksTotal),
-      s_free_inodes_count: freeInodes,
-      s_first_data_block: 0,
-      s_log_block_size: LOG_BLOCK_SIZE,
-      s_log_cluster_size: LOG_BLOCK_SIZE,
-      s_blocks_per_group: BLOCKS_PER_GROUP,
-      s_clusters_per_group: BLOCKS_PER_GROUP,
-      s_inodes_per_group: geo.inodesPerGroup,
-      s_mtime: 0,
-      s_wtime: t,
-      s_mnt_count: 0,
-      s_max_mnt_count: 0xffff,
-      s_magic: EXT4_SUPER_MAGIC,
-      s_state: EXT4_STATE_VALID_FS,
-      s_errors: EXT4_ERRORS_CONTINUE,
-      s_lastcheck: t,
-      s_creator_os: EXT4_OS_LINUX,
-      s_rev_level: EXT4_DYNAMIC_REV,
-      s_first_ino: EXT4_GOOD_OLD_FIRST_INO,
-      s_inode_size: EXT4_INODE_SIZE,
-      ...features,
-      s_uuid: uuid,
-      s_volume_name: Buffer.from(this.opts.label ?? '', 'utf8'),
-      s_journal_inum: EXT4_JOURNAL_INO,
-      s_hash_seed: hashSeed,
-      s_def_hash_version: DX_HASH_HALF_MD4,
-      s_jnl_backup_type: EXT3_JNL_BACKUP_BLOCKS,
-      s_desc_size: GROUP_DESC_SIZE_64,
-      s_default_mount_opts: EXT4_DEFM_XATTR_USER | EXT4_DEFM_ACL,
-      s_mkfs_time: t,
-      s_jnl_blocks: jnlBlocks,
-      s_min_extra_isize: EXT4_EXTRA_ISIZE,
-      s_want_extra_isize: EXT4_EXTRA_ISIZE,
-      s_flags: EXT4_FLAGS_SIGNED_HASH,
-      s_log_groups_per_flex: LOG_GROUPS_PER_FLEX,
-      s_checksum_type: EXT4_CRC32C_CHKSUM,
+    const sb = encodeSuperblock({
+      geo,
+      freeBlocks,
+      freeInodes: geo.inodesCount - fs.lastIno,
+      time: lo(Math.max(0, this.defaultTime.sec)),
+      uuid: fs.uuid,
+      label: this.opts.label ?? '',
+      hashSeed: fs.hashSeed,
+      jnlBlocks,
     });
     for (let g = 0; g < geo.groupCount; g++) {
       if (!hasSuperblockBackup(g)) continue;
@@ -787,12 +891,12 @@ class Ext4Builder {
       copy.copy(blk, g === 0 ? SUPERBLOCK_OFFSET : 0);
       await this.writer.write(g * BLOCKS_PER_GROUP, Buffer.concat([blk, gdt]));
     }
-    await this.writer.flush();
-    await this.fh.truncate(geo.blocksCount * BLOCK_SIZE);
+  }
 
-    // stats
+  private stats(fs: FsPlan, freeBlocksTotal: number, layerCount: number): Ext4Stats {
+    const { geo } = fs;
     const s = { files: 0, directories: 0, symlinks: 0, devices: 0, fifos: 0, data: 0 };
-    for (const n of all) {
+    for (const n of fs.nodes) {
       if (n.kind === 'file') {
         s.files++;
         s.data += n.dataBlocks;
@@ -804,6 +908,7 @@ class Ext4Builder {
       if (n.kind !== 'file' && n.kind !== 'dir') this.hardlinks += n.links - 1;
     }
     const usedBlocks = geo.blocksCount - freeBlocksTotal;
+    const journalBlocks = defaultJournalBlocks(geo.blocksCount);
     return {
       sizeBytes: geo.blocksCount * BLOCK_SIZE,
       blockSize: BLOCK_SIZE,
@@ -811,7 +916,7 @@ class Ext4Builder {
       freeBlocks: freeBlocksTotal,
       groups: geo.groupCount,
       inodesCount: geo.inodesCount,
-      inodesUsed: lastIno,
+      inodesUsed: fs.lastIno,
       dataBlocks: s.data,
       metadataBlocks: usedBlocks - s.data - journalBlocks,
       journalBlocks,
@@ -821,11 +926,11 @@ class Ext4Builder {
       hardlinks: this.hardlinks,
       devices: s.devices,
       fifos: s.fifos,
-      whiteouts: tree.counters.whiteouts,
-      opaqueDirs: tree.counters.opaques,
+      whiteouts: this.tree.counters.whiteouts,
+      opaqueDirs: this.tree.counters.opaques,
       skippedXattrs: this.skippedXattrs,
       layers: layerCount,
-      uuid: formatUuid(uuid),
+      uuid: formatUuid(fs.uuid),
     };
   }
 

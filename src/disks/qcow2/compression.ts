@@ -3,8 +3,19 @@
  * 512-byte sectors, so the bytes read may run on into the next cluster's compressed data:
  * both decoders stop after exactly one cluster.
  */
+import { createRequire } from 'node:module';
 import zlib from 'node:zlib';
-import { Decompress as ZstdDecompress } from 'fzstd';
+import type { Decompress } from 'fzstd';
+
+/**
+ * fzstd on first use: zstd clusters are rare, and every VM supervisor (which opens qcow2 disks
+ * on its start path) would otherwise load the decoder before its first line.
+ */
+let zstd: typeof Decompress | undefined;
+function zstdDecompress(): typeof Decompress {
+  zstd ??= (createRequire(import.meta.url)('fzstd') as { Decompress: typeof Decompress }).Decompress;
+  return zstd;
+}
 
 /** zlib compression type: QEMU writes raw deflate (no zlib header). */
 export function inflateCluster(raw: Uint8Array, clusterSize: number): Uint8Array {
@@ -18,7 +29,7 @@ export function inflateCluster(raw: Uint8Array, clusterSize: number): Uint8Array
 export function unzstdCluster(raw: Uint8Array, clusterSize: number): Uint8Array {
   const out = new Uint8Array(clusterSize);
   let n = 0;
-  const d = new ZstdDecompress((chunk) => {
+  const d = new (zstdDecompress())((chunk) => {
     const take = Math.min(chunk.length, clusterSize - n);
     out.set(chunk.subarray(0, take), n);
     n += take;

@@ -4,7 +4,7 @@
  * All numbers are big-endian. 64-bit fields are kept as numbers (checked to be safe integers)
  * except feature bitmasks, which stay bigint.
  */
-import { FormatError, NotImplementedError } from '../../errors.js';
+import { FormatError, NotImplementedError, type ErrorCode } from '../../errors.js';
 
 export const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb"
 
@@ -115,7 +115,7 @@ export interface Qcow2Header {
   featureNames: FeatureName[];
 }
 
-function bad(name: string, what: string, code = 'ERR_QCOW2_BAD_HEADER'): FormatError {
+function bad(name: string, what: string, code: ErrorCode = 'ERR_QCOW2_BAD_HEADER'): FormatError {
   return new FormatError(`qcow2 image ${name}: ${what}`, code);
 }
 

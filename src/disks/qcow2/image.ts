@@ -40,9 +40,10 @@ import {
   type Qcow2Header,
 } from './header.js';
 import { decodeL1, decodeL2, encodeOffset, readHalves, writeHalves, type L2Entry } from './entries.js';
-import { getRefcount, maxRefcount, refcountBlockEntries, setRefcount } from './refcount.js';
+import { refcountBlockEntries } from './refcount.js';
+import { RefcountTable } from './refcount-table.js';
+import { TableCache } from './table-cache.js';
 import { resolveBackingPath, writeNewImage, type Qcow2CreateOptions } from './create.js';
-import { LruMap } from './lru.js';
 import { checkQcow2 } from './check.js';
 import { inflateCluster, unzstdCluster } from './compression.js';
 
@@ -86,29 +87,16 @@ export class Qcow2Image extends SyncBackedBlockBackend {
   private header: Qcow2Header;
   private readonly clusterBits: number;
   private readonly l2Entries: number;
-  private readonly refcountOrder: number;
-  private readonly rbEntries: number;
 
   private readonly l1: Uint8Array;
   private readonly dirtyL1 = new Set<number>();
-  /** the whole refcount table, in memory */
-  private rt: Uint8Array;
-  private rtEntries: number;
-  private readonly dirtyRt = new Set<number>();
-  private readonly l2Cache: LruMap<Uint8Array>;
-  private readonly dirtyL2 = new Set<number>();
-  private readonly rbCache: LruMap<Uint8Array>;
-  private readonly dirtyRb = new Set<number>();
+  private readonly l2Tables: TableCache;
+  private readonly refcounts: RefcountTable;
   /** host clusters whose count drops once the tables that dropped them are durable */
   private pendingFrees: number[] = [];
-  /** offsets of metadata clusters that data or tables must never alias */
-  private readonly refblockOffsets = new Set<number>();
+  /** offsets of L2 tables: data must never alias them */
   private readonly l2Offsets = new Set<number>();
 
-  /** end of the last allocated cluster, or of the file if that is further */
-  private fileEnd: number;
-  /** lowest cluster index that may be free */
-  private freeHint = 0;
   private readonly cowBuf: Buffer;
   private compressedCache: { offset: number; data: Uint8Array } | undefined;
   private failed: Error | undefined;
@@ -131,25 +119,32 @@ export class Qcow2Image extends SyncBackedBlockBackend {
     this.clusterBits = header.clusterBits;
     this.clusterSize = 2 ** header.clusterBits;
     this.l2Entries = this.clusterSize / 8;
-    this.refcountOrder = header.refcountOrder;
-    this.rbEntries = refcountBlockEntries(header.clusterBits, header.refcountOrder);
     this.backing = backing?.io;
     this.backingPath = backing?.path;
     this.backingSize = backing ? backing.io.size() : 0;
-    this.fileEnd = io.size();
-    this.l2Cache = new LruMap(opts.l2CacheTables ?? 32);
-    this.rbCache = new LruMap(opts.refcountCacheBlocks ?? 8);
+    this.l2Tables = new TableCache(opts.l2CacheTables ?? 32, this.clusterSize, io);
     this.cowBuf = Buffer.alloc(this.clusterSize);
 
     this.l1 = new Uint8Array(header.l1Size * 8);
     if (header.l1Size > 0) this.readExact(this.l1, header.l1TableOffset, 'L1 table');
-    this.rtEntries = (header.refcountTableClusters * this.clusterSize) / 8;
-    this.rt = new Uint8Array(header.refcountTableClusters * this.clusterSize);
-    this.readExact(this.rt, header.refcountTableOffset, 'refcount table');
-    for (let t = 0; t < this.rtEntries; t++) {
-      const off = this.rtEntry(t);
-      if (off !== 0) this.refblockOffsets.add(off);
-    }
+    const rt = new Uint8Array(header.refcountTableClusters * this.clusterSize);
+    this.readExact(rt, header.refcountTableOffset, 'refcount table');
+    this.refcounts = new RefcountTable({
+      io,
+      clusterSize: this.clusterSize,
+      blockEntries: refcountBlockEntries(header.clusterBits, header.refcountOrder),
+      refcountOrder: header.refcountOrder,
+      table: rt,
+      tableOffset: header.refcountTableOffset,
+      tableClusters: header.refcountTableClusters,
+      fileEnd: io.size(),
+      cacheBlocks: opts.refcountCacheBlocks ?? 8,
+      corrupt: (msg) => this.corrupt(msg),
+      unsupported: (what) => unsupported(this.name, what),
+      onTableMoved: (offset, clusters) => {
+        this.header = { ...this.header, refcountTableOffset: offset, refcountTableClusters: clusters };
+      },
+    });
     for (let i = 0; i < header.l1Size; i++) {
       const [hi, lo] = readHalves(this.l1, i);
       const e = decodeL1(hi, lo);
@@ -231,7 +226,7 @@ export class Qcow2Image extends SyncBackedBlockBackend {
         }
       }
       const img = new Qcow2Image(imagePath, io, header, readOnly, backing, opts);
-      img.validateRefcountTable();
+      img.refcounts.validate();
       if (!readOnly && header.autoclearFeatures !== 0n) img.clearAutoclear();
       return img;
     } catch (e) {
@@ -409,7 +404,7 @@ export class Qcow2Image extends SyncBackedBlockBackend {
         }
         if (useZeroFlag) writeHalves(table, l2i, 0, 1);
         else writeHalves(table, l2i, 0, 0);
-        this.dirtyL2.add(l2Off);
+        this.l2Tables.markDirty(l2Off);
       }
     } catch (e) {
       if (!(e instanceof TvmError && e.code === ERR_UNSUPPORTED)) this.fail(e);
@@ -482,8 +477,8 @@ export class Qcow2Image extends SyncBackedBlockBackend {
     if (e.reservedBits) problem = 'has reserved bits set';
     else if (e.kind === 'normal' || e.kind === 'zero-alloc') problem = this.hostClusterProblem(e.offset, false);
     else if (e.kind === 'compressed') {
-      if (e.offset < this.clusterSize || e.offset >= this.fileEnd) {
-        problem = `points to compressed data at ${hex(e.offset)} outside the file (${this.fileEnd} bytes)`;
+      if (e.offset < this.clusterSize || e.offset >= this.refcounts.fileEnd) {
+        problem = `points to compressed data at ${hex(e.offset)} outside the file (${this.refcounts.fileEnd} bytes)`;
       }
     } else if (e.copied && e.kind === 'unallocated') {
       problem = 'has host offset 0 with the copied flag (only valid with an external data file)';
@@ -499,38 +494,29 @@ export class Qcow2Image extends SyncBackedBlockBackend {
   private hostClusterProblem(off: number, isL2: boolean): string | undefined {
     const cs = this.clusterSize;
     if (off % cs !== 0) return `points to ${hex(off)}, not aligned to the cluster size ${cs}`;
-    if (off >= this.fileEnd) return `points to ${hex(off)}, past the end of the file (${this.fileEnd} bytes)`;
+    if (off >= this.refcounts.fileEnd) return `points to ${hex(off)}, past the end of the file (${this.refcounts.fileEnd} bytes)`;
     const h = this.header;
     const end = off + cs;
     let meta: string | undefined;
     if (off < cs) meta = 'the header';
     else if (h.l1Size > 0 && off < h.l1TableOffset + h.l1Size * 8 && h.l1TableOffset < end) meta = 'the L1 table';
     else if (off < h.refcountTableOffset + h.refcountTableClusters * cs && h.refcountTableOffset < end) meta = 'the refcount table';
-    else if (this.refblockOffsets.has(off)) meta = 'a refcount block';
+    else if (this.refcounts.isBlock(off)) meta = 'a refcount block';
     else if (!isL2 && this.l2Offsets.has(off)) meta = 'an L2 table';
     return meta ? `points to ${hex(off)}, which overlaps ${meta}` : undefined;
   }
 
   private loadL2(l2Off: number, l1i: number): Uint8Array {
-    const hit = this.l2Cache.get(l2Off);
-    if (hit) return hit;
-    const table = new Uint8Array(this.clusterSize);
-    if (this.io.pread(table, l2Off) !== table.length) {
-      throw this.corrupt(`L1 entry ${l1i}: L2 table at ${hex(l2Off)} is cut short by the end of the file`);
-    }
-    this.l2Cache.set(l2Off, table);
-    return table;
+    return this.l2Tables.get(l2Off) ?? this.l2Tables.load(l2Off, () => this.corrupt(`L1 entry ${l1i}: L2 table at ${hex(l2Off)} is cut short by the end of the file`));
   }
 
   /** The L2 table for `l1i`, allocated if missing, owned alone (copied flag) so it can change. */
   private l2ForWrite(l1i: number): { offset: number; table: Uint8Array } {
     const l2Off = this.l1Entry(l1i);
     if (l2Off === 0) {
-      const off = this.allocCluster();
-      const table = new Uint8Array(this.clusterSize);
-      this.l2Cache.set(off, table);
+      const off = this.refcounts.alloc();
+      const table = this.l2Tables.create(off);
       this.l2Offsets.add(off);
-      this.dirtyL2.add(off);
       const [hi, lo] = encodeOffset(off, true);
       writeHalves(this.l1, l1i, hi, lo);
       this.dirtyL1.add(l1i);
@@ -538,7 +524,7 @@ export class Qcow2Image extends SyncBackedBlockBackend {
     }
     const [hi, lo] = readHalves(this.l1, l1i);
     if (!decodeL1(hi, lo).copied) {
-      const rc = this.refcount(l2Off);
+      const rc = this.refcounts.get(l2Off);
       if (rc !== 1) throw unsupported(this.name, `writing through a shared L2 table at ${hex(l2Off)} (refcount ${rc})`);
       const [nhi, nlo] = encodeOffset(l2Off, true);
       writeHalves(this.l1, l1i, nhi, nlo);
@@ -563,11 +549,11 @@ export class Qcow2Image extends SyncBackedBlockBackend {
     switch (e.kind) {
       case 'normal': {
         if (e.copied) return e.offset;
-        const rc = this.refcount(e.offset);
+        const rc = this.refcounts.get(e.offset);
         if (rc !== 1) throw unsupported(this.name, `writing to a shared cluster at ${hex(e.offset)} (refcount ${rc})`);
         const [nhi, nlo] = encodeOffset(e.offset, true);
         writeHalves(table, l2i, nhi, nlo);
-        this.dirtyL2.add(l2Off);
+        this.l2Tables.markDirty(l2Off);
         return e.offset;
       }
       case 'compressed':
@@ -578,7 +564,7 @@ export class Qcow2Image extends SyncBackedBlockBackend {
           this.writeMerged(e.offset, gc, inOff, data, 'zeros');
           const [nhi, nlo] = encodeOffset(e.offset, true);
           writeHalves(table, l2i, nhi, nlo);
-          this.dirtyL2.add(l2Off);
+          this.l2Tables.markDirty(l2Off);
           return -1;
         }
         this.pendingFrees.push(e.offset);
@@ -591,7 +577,7 @@ export class Qcow2Image extends SyncBackedBlockBackend {
         source = 'backing';
         break;
     }
-    const host = this.allocCluster();
+    const host = this.refcounts.alloc();
     const [nhi, nlo] = encodeOffset(host, true);
     let ret = host;
     if (data.length !== cs) {
@@ -599,7 +585,7 @@ export class Qcow2Image extends SyncBackedBlockBackend {
       ret = -1;
     }
     writeHalves(table, l2i, nhi, nlo);
-    this.dirtyL2.add(l2Off);
+    this.l2Tables.markDirty(l2Off);
     return ret;
   }
 
@@ -640,179 +626,14 @@ export class Qcow2Image extends SyncBackedBlockBackend {
   }
 
   // ---------------------------------------------------------------------------------------
-  // refcounts
-
-  private rtEntry(t: number): number {
-    if (t >= this.rtEntries) return 0;
-    const [hi, lo] = readHalves(this.rt, t);
-    return hi * 0x1_0000_0000 + lo;
-  }
-
-  private validateRefcountTable(): void {
-    for (let t = 0; t < this.rtEntries; t++) {
-      const off = this.rtEntry(t);
-      if (off === 0) continue;
-      const what = `refcount table entry ${t}`;
-      if (off % this.clusterSize !== 0) throw this.corrupt(`${what} points to ${hex(off)}, not aligned to the cluster size`);
-      if (off >= this.fileEnd) throw this.corrupt(`${what} points to ${hex(off)}, past the end of the file (${this.fileEnd} bytes)`);
-      if (off < this.clusterSize) throw this.corrupt(`${what} points into the header cluster`);
-    }
-    if (this.rtEntry(0) === 0) throw this.corrupt('refcount table entry 0 is empty: the header cluster has no refcount');
-  }
-
-  private loadRefblock(off: number, t: number): Uint8Array {
-    const hit = this.rbCache.get(off);
-    if (hit) return hit;
-    const block = new Uint8Array(this.clusterSize);
-    if (this.io.pread(block, off) !== block.length) {
-      throw this.corrupt(`refcount table entry ${t}: refcount block at ${hex(off)} is cut short by the end of the file`);
-    }
-    this.rbCache.set(off, block);
-    return block;
-  }
-
-  private refcount(hostOff: number): number {
-    const cluster = Math.floor(hostOff / this.clusterSize);
-    const t = Math.floor(cluster / this.rbEntries);
-    const rb = this.rtEntry(t);
-    if (rb === 0) return 0;
-    return getRefcount(this.loadRefblock(rb, t), cluster % this.rbEntries, this.refcountOrder);
-  }
-
-  private addRefcount(hostOff: number, delta: number): void {
-    const cluster = Math.floor(hostOff / this.clusterSize);
-    const t = Math.floor(cluster / this.rbEntries);
-    const rb = this.rtEntry(t);
-    if (rb === 0) throw this.corrupt(`cluster ${hex(hostOff)} is in use but has no refcount block`);
-    const block = this.loadRefblock(rb, t);
-    const i = cluster % this.rbEntries;
-    const v = getRefcount(block, i, this.refcountOrder) + delta;
-    if (v < 0) throw this.corrupt(`refcount of cluster ${hex(hostOff)} would drop below 0`);
-    if (v > maxRefcount(this.refcountOrder)) throw unsupported(this.name, `a refcount above ${maxRefcount(this.refcountOrder)}`);
-    setRefcount(block, i, this.refcountOrder, v);
-    this.dirtyRb.add(rb);
-    if (v === 0) this.freeHint = Math.min(this.freeHint, cluster);
-  }
-
-  /** Finds a free host cluster, counts it (in memory) and returns its offset. */
-  private allocCluster(): number {
-    const cs = this.clusterSize;
-    for (;;) {
-      const idx = this.freeHint;
-      const t = Math.floor(idx / this.rbEntries);
-      if (t >= this.rtEntries) {
-        this.growRefcountTable(t);
-        continue;
-      }
-      const rbOff = this.rtEntry(t);
-      if (rbOff === 0) {
-        // No block: every count in its range is 0. Put the block at the range's first cluster,
-        // counting itself, so it needs no other block.
-        const off = t * this.rbEntries * cs;
-        if (t === 0) throw this.corrupt('refcount table entry 0 is empty');
-        const block = new Uint8Array(cs);
-        setRefcount(block, 0, this.refcountOrder, 1);
-        this.rbCache.set(off, block);
-        this.dirtyRb.add(off);
-        this.refblockOffsets.add(off);
-        const [hi, lo] = encodeOffset(off, false);
-        writeHalves(this.rt, t, hi, lo);
-        this.dirtyRt.add(t);
-        this.fileEnd = Math.max(this.fileEnd, off + cs);
-        if (idx === t * this.rbEntries) this.freeHint = idx + 1;
-        continue;
-      }
-      const block = this.loadRefblock(rbOff, t);
-      let j = idx % this.rbEntries;
-      while (j < this.rbEntries && getRefcount(block, j, this.refcountOrder) !== 0) j++;
-      if (j === this.rbEntries) {
-        this.freeHint = (t + 1) * this.rbEntries;
-        continue;
-      }
-      setRefcount(block, j, this.refcountOrder, 1);
-      this.dirtyRb.add(rbOff);
-      const cluster = t * this.rbEntries + j;
-      this.freeHint = cluster + 1;
-      this.fileEnd = Math.max(this.fileEnd, (cluster + 1) * cs);
-      return cluster * cs;
-    }
-  }
-
-  /**
-   * Moves the refcount table to a bigger one at the end of the file, with new refcount blocks
-   * for the area it occupies. Written and made durable before the header points to it; the
-   * old table is freed only after the header update is durable.
-   */
-  private growRefcountTable(neededIndex: number): void {
-    const cs = this.clusterSize;
-    const per = this.rbEntries;
-    const start = Math.ceil(this.fileEnd / cs);
-    let tableClusters = Math.max(this.header.refcountTableClusters * 2, Math.ceil(((neededIndex + 1) * 8) / cs));
-    let missing: number[] = [];
-    for (;;) {
-      const areaEnd = start + missing.length + tableClusters;
-      const tFirst = Math.floor(start / per);
-      const tLast = Math.floor((areaEnd - 1) / per);
-      const need: number[] = [];
-      for (let t = tFirst; t <= tLast; t++) if (this.rtEntry(t) === 0) need.push(t);
-      const clustersNeeded = Math.max(tableClusters, Math.ceil((Math.max(neededIndex, tLast) + 1) * 8 / cs));
-      if (need.length === missing.length && clustersNeeded === tableClusters) break;
-      missing = need;
-      tableClusters = clustersNeeded;
-    }
-    if (tableClusters * cs > 8 * 1024 * 1024) throw unsupported(this.name, 'a refcount table above 8 MiB (image too large for its cluster size)');
-    const newTable = new Uint8Array(tableClusters * cs);
-    newTable.set(this.rt);
-    const tableOff = (start + missing.length) * cs;
-    missing.forEach((t, k) => {
-      const off = (start + k) * cs;
-      this.rbCache.set(off, new Uint8Array(cs));
-      this.dirtyRb.add(off);
-      this.refblockOffsets.add(off);
-      const [hi, lo] = encodeOffset(off, false);
-      writeHalves(newTable, t, hi, lo);
-    });
-    const oldTableOff = this.header.refcountTableOffset;
-    const oldTableClusters = this.header.refcountTableClusters;
-    this.rt = newTable;
-    this.rtEntries = (tableClusters * cs) / 8;
-    const areaEnd = start + missing.length + tableClusters;
-    for (let c = start; c < areaEnd; c++) this.addRefcount(c * cs, 1);
-    this.fileEnd = Math.max(this.fileEnd, areaEnd * cs);
-
-    for (const off of this.dirtyRb) this.io.pwrite(this.rbCache.peek(off)!, off);
-    this.dirtyRb.clear();
-    this.io.pwrite(newTable, tableOff);
-    this.io.fsync();
-    const field = Buffer.alloc(12);
-    field.writeBigUInt64BE(BigInt(tableOff), 0);
-    field.writeUInt32BE(tableClusters, 8);
-    this.io.pwrite(field, HEADER_FIELDS.refcount_table_offset.offset);
-    this.io.fsync();
-    this.header = { ...this.header, refcountTableOffset: tableOff, refcountTableClusters: tableClusters };
-    this.dirtyRt.clear();
-    for (let c = 0; c < oldTableClusters; c++) this.addRefcount(oldTableOff + c * cs, -1);
-  }
-
-  // ---------------------------------------------------------------------------------------
   // write-back, caches, failure
 
   /** The ordered metadata write-back described at the top of this file. */
   private writeback(): void {
     const io = this.io;
-    for (const off of this.dirtyRb) io.pwrite(this.rbCache.peek(off)!, off);
-    this.dirtyRb.clear();
-    if (this.dirtyRt.size > 0) {
-      io.fsync(); // new refcount blocks before the entries that point to them
-      for (const t of [...this.dirtyRt].sort((a, b) => a - b)) io.pwrite(this.rt.subarray(t * 8, t * 8 + 8), this.header.refcountTableOffset + t * 8);
-      this.dirtyRt.clear();
-    }
+    this.refcounts.writeBack();
     io.fsync();
-    if (this.dirtyL2.size > 0) {
-      for (const off of this.dirtyL2) io.pwrite(this.l2Cache.peek(off)!, off);
-      this.dirtyL2.clear();
-      io.fsync();
-    }
+    if (this.l2Tables.writeDirty()) io.fsync();
     if (this.dirtyL1.size > 0) {
       for (const i of [...this.dirtyL1].sort((a, b) => a - b)) io.pwrite(this.l1.subarray(i * 8, i * 8 + 8), this.header.l1TableOffset + i * 8);
       this.dirtyL1.clear();
@@ -821,39 +642,24 @@ export class Qcow2Image extends SyncBackedBlockBackend {
     if (this.pendingFrees.length > 0) {
       const frees = this.pendingFrees;
       this.pendingFrees = [];
-      for (const off of frees) this.addRefcount(off, -1);
-      for (const off of this.dirtyRb) io.pwrite(this.rbCache.peek(off)!, off);
-      this.dirtyRb.clear();
+      for (const off of frees) this.refcounts.add(off, -1);
+      this.refcounts.writeBlocks();
     }
   }
 
   /** Evicts least recently used tables once a request is complete (never in the middle of one). */
   private trimCaches(): void {
-    while (this.l2Cache.overCapacity()) {
-      const k = this.l2Cache.oldestKey()!;
-      if (this.dirtyL2.has(k)) {
-        try {
-          this.writeback();
-        } catch (e) {
-          this.fail(e);
-          throw e;
-        }
+    try {
+      while (this.l2Tables.overCapacity()) {
+        const k = this.l2Tables.oldest();
+        // a dirty L2 table may only reach the disk after the refcounts it relies on: all of step 1-5
+        if (this.l2Tables.isDirty(k)) this.writeback();
+        this.l2Tables.drop(k);
       }
-      this.l2Cache.delete(k);
-    }
-    while (this.rbCache.overCapacity()) {
-      const k = this.rbCache.oldestKey()!;
-      if (this.dirtyRb.has(k)) {
-        // Counts in memory only ever exceed the disk's until a write-back: safe to write any time.
-        try {
-          this.io.pwrite(this.rbCache.peek(k)!, k);
-        } catch (e) {
-          this.fail(e);
-          throw e;
-        }
-        this.dirtyRb.delete(k);
-      }
-      this.rbCache.delete(k);
+      this.refcounts.trim();
+    } catch (e) {
+      this.fail(e);
+      throw e;
     }
   }
 

@@ -12,6 +12,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { pack as tarPack, extract as tarExtract, type Header } from 'tar-stream';
 import { InvalidParameterError, NotFoundError, TvmError } from '../../errors.js';
+import type { ErrnoName } from '../../error-codes.js';
 import { resolveScoped } from '../../scoped-path.js';
 import type { ArchiveOptions } from '../types.js';
 
@@ -77,7 +78,8 @@ export function inContainerTerms(e: unknown, root: string): unknown {
   const description = err.message.replace(/^[A-Z]+: /, '').replace(/, \w+ '.*$/, '');
   const where = [err.path, err.dest].filter((p): p is string => typeof p === 'string').map(strip).join(' ');
   const status = USER_INPUT_ERRNOS.has(err.code) ? 400 : 500;
-  return new TvmError(`ERR_ARCHIVE_${err.code}`, `${err.syscall ?? 'archive'}${where ? ` ${where}` : ''}: ${description}`, status, { cause: e });
+  // err.code is a Node errno name here (a system call's error)
+  return new TvmError(`ERR_ARCHIVE_${err.code as ErrnoName}`, `${err.syscall ?? 'archive'}${where ? ` ${where}` : ''}: ${description}`, status, { cause: e });
 }
 
 /** Translates file owners between the host and the container (a container in a user namespace). */

@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { readFile, readdir, mkdir, realpath, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { InvalidParameterError, TvmError } from '../../errors.js';
+import { InvalidParameterError, TvmError, type ErrorCode } from '../../errors.js';
 
 const run = promisify(execFile);
 
@@ -33,7 +33,7 @@ export async function mountPoints(): Promise<Set<string>> {
  * Loop-mounts an ext4 image file at mp (created if needed; removed again if the mount fails).
  * `mount -o loop` sets autoclear: the loop device is released with the last unmount.
  */
-export async function loopMount(diskPath: string, mp: string, options: string[], code: string): Promise<void> {
+export async function loopMount(diskPath: string, mp: string, options: string[], code: ErrorCode): Promise<void> {
   await mkdir(mp, { recursive: true });
   try {
     await run('mount', ['-t', 'ext4', '-o', ['loop', ...options].join(','), diskPath, mp]);
@@ -60,7 +60,7 @@ export async function isMountPoint(p: string): Promise<boolean> {
 }
 
 /** Unmounts mp if it is a mount point (its loop device goes with it); a no-op otherwise. */
-export async function unmountLoop(mp: string, code: string): Promise<void> {
+export async function unmountLoop(mp: string, code: ErrorCode): Promise<void> {
   if (!(await isMountPoint(mp))) return;
   try {
     await run('umount', [mp]);

@@ -7,7 +7,7 @@ import { closeSync, existsSync, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { TvmError } from '../../errors.js';
+import { TvmError, type ErrorCode } from '../../errors.js';
 import { PID_FILE } from './launch-config.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -98,7 +98,7 @@ export async function spawnVmSupervisor(stateDir: string, timeoutMs: number, bun
         return;
       }
       if (msg.ok) finish(() => resolve(msg as SupervisorReady));
-      else fail(Object.assign(new TvmError(msg.code ?? 'ERR_VM_START', msg.message ?? 'the VM failed to start', msg.status ?? 500), { consoleTail: msg.console ?? '' }));
+      else fail(Object.assign(new TvmError((msg.code as ErrorCode | undefined) ?? 'ERR_VM_START', msg.message ?? 'the VM failed to start', msg.status ?? 500), { consoleTail: msg.console ?? '' }));
     });
     proc.once('error', (e) => {
       exited = true; // it never ran

@@ -30,7 +30,7 @@ describe('errorHandler logging', () => {
     expect(r.lines).toEqual(['POST /containers/create: isolation "vm" (hyperv) is not available in this tvm daemon']);
   });
   it('logs a bug (500) with its stack', () => {
-    const r = answer(new TvmError('ERR_X', 'boom', 500));
+    const r = answer(new TvmError('ERR_VMM', 'boom', 500));
     expect(r.status).toBe(500);
     expect(r.lines[0]).toMatch(/boom\n\s+at /);
   });

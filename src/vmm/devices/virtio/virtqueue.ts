@@ -12,7 +12,7 @@
  * then re-read avail.idx"): there `fullFence()` issues a seq-cst read-modify-write, a locked
  * instruction, which is a full barrier for all memory on x86 (the spec's virtio_mb).
  */
-import { TvmError } from '../../../errors.js';
+import { TvmError, type ErrorCode } from '../../../errors.js';
 import type { GuestRam } from '../../memory.js';
 
 // Descriptor flags (virtio_ring.h).
@@ -43,7 +43,7 @@ export const availRingBytes = (n: number): number => VIRTQ_AVAIL.ring + 2 * n + 
 export const usedRingBytes = (n: number): number => VIRTQ_USED.ring + VIRTQ_USED_ELEM.size * n + 2;
 
 export class VirtqueueError extends TvmError {
-  constructor(message: string, code = 'ERR_VIRTQUEUE') {
+  constructor(message: string, code: ErrorCode = 'ERR_VIRTQUEUE') {
     super(code, message, 500);
   }
 }

@@ -7,12 +7,12 @@
  * name or number.
  */
 import { Layout, type FieldType, type Field } from '../../../../kvm/layout.js';
-import { TvmError } from '../../../../errors.js';
+import { TvmError, type ErrorCode } from '../../../../errors.js';
 
 const f = (offset: number, type: FieldType): Field => ({ offset, type });
 
 export class VhostUserError extends TvmError {
-  constructor(message: string, code = 'ERR_VHOST_USER') {
+  constructor(message: string, code: ErrorCode = 'ERR_VHOST_USER') {
     super(code, message, 500);
   }
 }

@@ -5,7 +5,7 @@
  */
 import { Writable } from 'node:stream';
 import { TarWalker, type TarEntryInfo } from './tar-walker.js';
-import { FormatError } from '../errors.js';
+import { FormatError } from './errors.js';
 
 /**
  * Linux's PATH_MAX: no longer name can be created or opened, so none is accepted (names are

@@ -1,8 +1,8 @@
 import { describe, it, expect } from 'vitest';
-import { TarWalker, TarField, TAR_BLOCK, MAX_META_BODY, type TarEntryInfo } from '../../../src/images/tar-walker.js';
-import { LayerTarChecker } from '../../../src/images/tar-safety.js';
-import { FormatError } from '../../../src/errors.js';
-import { packTar } from '../../fixtures/rootfs.js';
+import { TarWalker, TarField, TAR_BLOCK, MAX_META_BODY, type TarEntryInfo } from '../../src/tar-walker.js';
+import { LayerTarChecker } from '../../src/tar-safety.js';
+import { FormatError } from '../../src/errors.js';
+import { packTar } from '../fixtures/rootfs.js';
 
 /** One ustar header block with a valid checksum. */
 function header(o: { name: string; size?: number; type?: string; linkname?: string; prefix?: string; magic?: string; extended?: boolean }): Buffer {
@@ -150,7 +150,7 @@ describe('LayerTarChecker', () => {
 describe('TarWalker reads names exactly as the ext4 TarReader', () => {
   /** the names our ext4 consumer would write for `tar` */
   async function readerNames(tar: Buffer): Promise<string[]> {
-    const { TarReader } = await import('../../../src/disks/ext4/tar-reader.js');
+    const { TarReader } = await import('../../src/disks/ext4/tar-reader.js');
     const r = new TarReader((async function* () {
       yield tar;
     })());

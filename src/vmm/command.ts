@@ -1,6 +1,10 @@
-/** `tvm vmm run`: boot a kernel in a microVM with the console on stdio (the lead wires it into main.ts). */
+/**
+ * `tvm vmm run`: boot a kernel in a microVM with the console on stdio. Defined here, not in
+ * src/cli, because the stand-alone VMM process (vmm-process.ts) runs the same command and the
+ * VMM layer must not import the CLI above it.
+ */
 import type { Command } from 'commander';
-import { isTvmError } from '../../errors.js';
+import { isTvmError } from '../errors.js';
 
 export function registerVmmCommands(program: Command): void {
   const vmm = program.command('vmm').description('the microVM monitor');
@@ -18,7 +22,7 @@ export function registerVmmCommands(program: Command): void {
       try {
         if (o.boot !== 'linux64' && o.boot !== 'pvh') throw new Error(`--boot ${o.boot}: linux64 or pvh`);
         // Loaded on use: koffi and the VMM are not needed by other commands.
-        const { runVmm, parsePositiveInt } = await import('../../vmm/main.js');
+        const { runVmm, parsePositiveInt } = await import('./main.js');
         process.exitCode = await runVmm({
           kernel: o.kernel, initrd: o.initrd, append: o.append, memMiB: parsePositiveInt(o.mem, '--mem'),
           cpus: parsePositiveInt(o.cpus, '--cpus'), boot: o.boot, verbose: o.verbose,

@@ -12,7 +12,7 @@
  *   - the archive ends at the first zero block; what follows is ignored, as the consumer does.
  * Names are kept as latin1 strings (the raw bytes), as the consumer keeps them.
  */
-import { FormatError } from '../errors.js';
+import { FormatError } from './errors.js';
 
 export const TAR_BLOCK = 512;
 
