@@ -94,7 +94,8 @@ export class BaseMounts {
     const prev = this.locks.get(key) ?? Promise.resolve();
     const next = prev.then(fn, fn);
     // the chain only orders the work: each caller awaits its own promise and gets its own error
-    this.locks.set(key, next.catch(() => {}));
+    const settled = next.catch(() => {});
+    this.locks.set(key, settled);
     return next;
   }
 
