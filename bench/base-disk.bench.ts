@@ -29,7 +29,8 @@ const layerDirs = opt('dirs', 'usr/include;usr/lib/python3.11;usr/sbin,usr/share
   .map((l) => l.split(',').filter((d) => existsSync(path.join('/', d))));
 
 for (const tool of ['tar', 'mke2fs', 'e2fsck']) {
-  if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) throw new Error(`missing tool ${tool}: apt-get install ${tool === 'tar' ? 'tar' : 'e2fsprogs'}`);
+  if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0)
+    throw new Error(`missing tool ${tool}: apt-get install ${tool === 'tar' ? 'tar' : 'e2fsprogs'}`);
 }
 
 const work = mkdtempSync(path.join(tmpdir(), 'tvm-bench-base-'));
@@ -82,7 +83,10 @@ try {
         const c = spawnSync('e2fsck', ['-fn', i], { encoding: 'utf8' });
         if (c.status !== 0) throw new Error(`e2fsck -fn ${i} failed:\n${c.stdout}${c.stderr}`);
       }
-      console.log(`disk: ${(sizeBytes / 2 ** 30).toFixed(2)} GiB virtual; ours ${(statSync(img).blocks / 2048).toFixed(1)} MiB allocated, ` + `mke2fs ${(statSync(refImg).blocks / 2048).toFixed(1)} MiB allocated; both e2fsck-clean`);
+      console.log(
+        `disk: ${(sizeBytes / 2 ** 30).toFixed(2)} GiB virtual; ours ${(statSync(img).blocks / 2048).toFixed(1)} MiB allocated, ` +
+          `mke2fs ${(statSync(refImg).blocks / 2048).toFixed(1)} MiB allocated; both e2fsck-clean`,
+      );
     }
     console.log(`round ${r + 1}: ours ${ours[r]!.toFixed(0)} ms, tar -x + mke2fs -d ${ref[r]!.toFixed(0)} ms`);
     rmSync(root, { recursive: true, force: true });
@@ -90,9 +94,15 @@ try {
   const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
   const best = (a: number[]) => Math.min(...a);
   const mib = inputBytes / 2 ** 20;
-  console.log(`\nmedian of ${rounds}: ours ${median(ours).toFixed(0)} ms (${(mib / (median(ours) / 1000)).toFixed(0)} MiB/s), tar -x + mke2fs -d ${median(ref).toFixed(0)} ms`);
-  console.log(`best of ${rounds}:   ours ${best(ours).toFixed(0)} ms (${(mib / (best(ours) / 1000)).toFixed(0)} MiB/s), tar -x + mke2fs -d ${best(ref).toFixed(0)} ms`);
-  console.log(`ratio ours / reference: median ${(median(ours) / median(ref)).toFixed(2)}x, best ${(best(ours) / best(ref)).toFixed(2)}x (goal <= 1.00x)`);
+  console.log(
+    `\nmedian of ${rounds}: ours ${median(ours).toFixed(0)} ms (${(mib / (median(ours) / 1000)).toFixed(0)} MiB/s), tar -x + mke2fs -d ${median(ref).toFixed(0)} ms`,
+  );
+  console.log(
+    `best of ${rounds}:   ours ${best(ours).toFixed(0)} ms (${(mib / (best(ours) / 1000)).toFixed(0)} MiB/s), tar -x + mke2fs -d ${best(ref).toFixed(0)} ms`,
+  );
+  console.log(
+    `ratio ours / reference: median ${(median(ours) / median(ref)).toFixed(2)}x, best ${(best(ours) / best(ref)).toFixed(2)}x (goal <= 1.00x)`,
+  );
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

@@ -29,7 +29,9 @@ function arg(name: string, def?: string): string | undefined {
 function defaultKernel(): string | undefined {
   const root = path.join(homedir(), '.cache/tvm/kernels');
   if (!existsSync(root)) return undefined;
-  const ks = readdirSync(root).map((d) => path.join(root, d, 'vmlinux')).filter((p) => existsSync(p));
+  const ks = readdirSync(root)
+    .map((d) => path.join(root, d, 'vmlinux'))
+    .filter((p) => existsSync(p));
   return ks.sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
 }
 
@@ -52,12 +54,56 @@ const cmdline = buildKernelCmdline(arg('append', 'reboot=t')!, pvm ? 'pvm' : 'ha
 const here = path.dirname(fileURLToPath(import.meta.url));
 const vmmEntry = path.join(here, '../src/vmm/vmm-process.ts');
 
-const tvmCmd = ['node', ['--import', 'tsx', vmmEntry, 'run', '--kernel', kernel, ...(initrd ? ['--initrd', initrd] : []), '--append', cmdline, '--mem', mem, '--cpus', cpus]] as const;
+const tvmCmd = [
+  'node',
+  [
+    '--import',
+    'tsx',
+    vmmEntry,
+    'run',
+    '--kernel',
+    kernel,
+    ...(initrd ? ['--initrd', initrd] : []),
+    '--append',
+    cmdline,
+    '--mem',
+    mem,
+    '--cpus',
+    cpus,
+  ],
+] as const;
 const qemuCpu = pvm ? 'host,-xsave,-popcnt,-smap,-smep,-arch-capabilities' : 'host';
-const qemuCmd = ['qemu-system-x86_64', ['-M', 'microvm', '-enable-kvm', '-cpu', qemuCpu, '-m', mem, '-smp', cpus, '-nodefaults', '-no-user-config',
-  '-nographic', '-serial', 'stdio', '-no-reboot', '-kernel', kernel, ...(initrd ? ['-initrd', initrd] : []), '-append', cmdline]] as const;
+const qemuCmd = [
+  'qemu-system-x86_64',
+  [
+    '-M',
+    'microvm',
+    '-enable-kvm',
+    '-cpu',
+    qemuCpu,
+    '-m',
+    mem,
+    '-smp',
+    cpus,
+    '-nodefaults',
+    '-no-user-config',
+    '-nographic',
+    '-serial',
+    'stdio',
+    '-no-reboot',
+    '-kernel',
+    kernel,
+    ...(initrd ? ['-initrd', initrd] : []),
+    '-append',
+    cmdline,
+  ],
+] as const;
 
-interface Sample { marker?: number; exit?: number; status: string }
+interface Sample {
+  marker?: number;
+  exit?: number;
+  status: string;
+}
 
 function boot(cmd: string, args: readonly string[]): Promise<Sample> {
   return new Promise((resolve) => {
@@ -89,10 +135,15 @@ function boot(cmd: string, args: readonly string[]): Promise<Sample> {
 
 const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
 const results: Record<'tvm' | 'qemu', Sample[]> = { tvm: [], qemu: [] };
-console.log(`boot benchmark (${label}): kernel ${kernel}${initrd ? `, initrd ${initrd}` : ''}, ${mem} MiB, ${cpus} vCPU, marker ${JSON.stringify(marker)}`);
+console.log(
+  `boot benchmark (${label}): kernel ${kernel}${initrd ? `, initrd ${initrd}` : ''}, ${mem} MiB, ${cpus} vCPU, marker ${JSON.stringify(marker)}`,
+);
 console.log(`command line: ${cmdline}`);
 for (let i = 0; i < boots; i++) {
-  for (const [name, [cmd, args]] of [['tvm', tvmCmd], ['qemu', qemuCmd]] as const) {
+  for (const [name, [cmd, args]] of [
+    ['tvm', tvmCmd],
+    ['qemu', qemuCmd],
+  ] as const) {
     const s = await boot(cmd, args);
     results[name].push(s);
     console.log(`  ${name} #${i + 1}: marker ${s.marker?.toFixed(0) ?? '-'} ms, end ${s.exit?.toFixed(0) ?? '-'} ms (${s.status})`);
@@ -102,4 +153,6 @@ const m = (n: 'tvm' | 'qemu', k: 'marker' | 'exit') => mean(results[n].map((s) =
 console.log(`\n           to marker (ms)   to exit (ms)`);
 console.log(`tvm        ${m('tvm', 'marker').toFixed(0).padStart(12)}   ${m('tvm', 'exit').toFixed(0).padStart(12)}`);
 console.log(`qemu       ${m('qemu', 'marker').toFixed(0).padStart(12)}   ${m('qemu', 'exit').toFixed(0).padStart(12)}`);
-console.log(`tvm/qemu   ${(m('tvm', 'marker') / m('qemu', 'marker')).toFixed(2).padStart(12)}   ${(m('tvm', 'exit') / m('qemu', 'exit')).toFixed(2).padStart(12)}   (${label}; < 1 means tvm is faster)`);
+console.log(
+  `tvm/qemu   ${(m('tvm', 'marker') / m('qemu', 'marker')).toFixed(2).padStart(12)}   ${(m('tvm', 'exit') / m('qemu', 'exit')).toFixed(2).padStart(12)}   (${label}; < 1 means tvm is faster)`,
+);

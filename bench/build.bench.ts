@@ -32,7 +32,11 @@ const opt = (name: string, dflt: number) => {
 };
 const RUNS = opt('runs', 5);
 
-requireTools([[DOCKER, 'docker-ce-cli (the docker CLI)'], [DOCKERD, 'docker.io'], ['/usr/sbin/runc', 'runc']]);
+requireTools([
+  [DOCKER, 'docker-ce-cli (the docker CLI)'],
+  [DOCKERD, 'docker.io'],
+  ['/usr/sbin/runc', 'runc'],
+]);
 const missing = missingRealParts();
 if (missing.length > 0) throw new Error(`tvm parts missing: ${missing.join(', ')}`);
 
@@ -45,15 +49,18 @@ const six = path.join(work, 'six');
 mkdirSync(path.join(six, 'src'), { recursive: true });
 for (let i = 0; i < 20; i++) writeFileSync(path.join(six, 'src', `f${i}.txt`), `file ${i}\n`.repeat(100));
 writeFileSync(path.join(six, 'app.conf'), 'v=1\n');
-writeFileSync(path.join(six, 'Dockerfile'), [
-  'FROM busybox',
-  'ENV APP=/app',
-  'WORKDIR /app',
-  'COPY src/ ./src/',
-  'RUN cat src/*.txt | wc -l > lines',
-  'COPY app.conf ./',
-  'CMD ["cat", "app.conf"]',
-].join('\n'));
+writeFileSync(
+  path.join(six, 'Dockerfile'),
+  [
+    'FROM busybox',
+    'ENV APP=/app',
+    'WORKDIR /app',
+    'COPY src/ ./src/',
+    'RUN cat src/*.txt | wc -l > lines',
+    'COPY app.conf ./',
+    'CMD ["cat", "app.conf"]',
+  ].join('\n'),
+);
 // the 10k-file context
 const big = path.join(work, 'big');
 for (let d = 0; d < 100; d++) {
@@ -79,7 +86,10 @@ try {
   };
   type Case = 'cold' | 'cached' | 'changed' | '10k';
   const times: Record<Case, Record<'tvm' | 'docker', number[]>> = {
-    cold: { tvm: [], docker: [] }, cached: { tvm: [], docker: [] }, changed: { tvm: [], docker: [] }, '10k': { tvm: [], docker: [] },
+    cold: { tvm: [], docker: [] },
+    cached: { tvm: [], docker: [] },
+    changed: { tvm: [], docker: [] },
+    '10k': { tvm: [], docker: [] },
   };
   for (let i = 0; i < RUNS; i++) {
     for (const name of ['tvm', 'docker'] as const) {
@@ -92,13 +102,17 @@ try {
     }
   }
   const f = (x: number) => `${x.toFixed(0).padStart(7)} ms`;
-  process.stdout.write(`DOCKER_BUILDKIT=0 docker build, ${RUNS} runs each, alternating (machine: ${process.env.BENCH_MACHINE ?? 'this host'})\n`);
+  process.stdout.write(
+    `DOCKER_BUILDKIT=0 docker build, ${RUNS} runs each, alternating (machine: ${process.env.BENCH_MACHINE ?? 'this host'})\n`,
+  );
   process.stdout.write(`case        tvm min   tvm median   dockerd min  dockerd median   ratio (median)\n`);
   for (const c of Object.keys(times) as Case[]) {
     const t = summary(times[c].tvm);
     const d = summary(times[c].docker);
     const goal = c === 'cached' ? ' (goal <= 0.5x)' : c === 'cold' || c === '10k' ? ' (goal <= 1.0x)' : '';
-    process.stdout.write(`${c.padEnd(8)} ${f(t.min)} ${f(t.median)}   ${f(d.min)}    ${f(d.median)}    ${(t.median / d.median).toFixed(2)}x${goal}\n`);
+    process.stdout.write(
+      `${c.padEnd(8)} ${f(t.min)} ${f(t.median)}   ${f(d.min)}    ${f(d.median)}    ${(t.median / d.median).toFixed(2)}x${goal}\n`,
+    );
   }
 } finally {
   await dockerd?.stop();

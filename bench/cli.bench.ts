@@ -42,7 +42,10 @@ const work = mkdtempSync(path.join(tmpdir(), 'tvm-bench-cli-'));
 /** One `tvm` call, timed end to end (node's own start included). */
 function timedTvm(host: string, cmd: string[], fromSources: boolean): { ms: number; code: number; err: string } {
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, [TVM, ...cmd], { env: { ...process.env, TVM_HOST: host, TVM_FROM_SOURCES: fromSources ? '1' : '0' }, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [TVM, ...cmd], {
+    env: { ...process.env, TVM_HOST: host, TVM_FROM_SOURCES: fromSources ? '1' : '0' },
+    encoding: 'utf8',
+  });
   return { ms: Number(process.hrtime.bigint() - t0) / 1e6, code: r.status ?? -1, err: r.stderr };
 }
 
@@ -62,11 +65,26 @@ async function daemonStartMs(n: number, fromSources: boolean): Promise<number> {
   const base = path.join(work, `daemon-${n}-${fromSources ? 'src' : 'dist'}`);
   const sock = path.join(base, 'tvm.sock');
   const t0 = process.hrtime.bigint();
-  const child = spawn(process.execPath, [TVM, 'daemon', '-H', `unix://${sock}`, '--data-root', path.join(base, 'data'), '--exec-root', path.join(base, 'run'), '--bridge', 'none'], {
-    cwd: REPO,
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, TVM_FROM_SOURCES: fromSources ? '1' : '0' },
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      TVM,
+      'daemon',
+      '-H',
+      `unix://${sock}`,
+      '--data-root',
+      path.join(base, 'data'),
+      '--exec-root',
+      path.join(base, 'run'),
+      '--bridge',
+      'none',
+    ],
+    {
+      cwd: REPO,
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, TVM_FROM_SOURCES: fromSources ? '1' : '0' },
+    },
+  );
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -125,7 +143,9 @@ try {
     process.stdout.write(`${name.padEnd(34)}${f(s.min)} ${f(s.median)} ${f(s.p95)}\n`);
   }
   const med = (k: string) => summary(times[k]!).median;
-  process.stdout.write(`tvm run / docker run (median): ${(med('tvm run --rm bb true') / med('docker run --rm bb true')).toFixed(2)}x (goal <= 1.2x); `);
+  process.stdout.write(
+    `tvm run / docker run (median): ${(med('tvm run --rm bb true') / med('docker run --rm bb true')).toFixed(2)}x (goal <= 1.2x); `,
+  );
   process.stdout.write(`tvm --help median ${med('tvm --help').toFixed(0)} ms (goal <= 100 ms)\n`);
 } finally {
   await tvm.destroy();

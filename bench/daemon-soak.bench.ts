@@ -58,7 +58,9 @@ async function main(): Promise<void> {
     console.log(row('before (after 3 warm-up runs)', before));
     console.log(row(`after ${SEQ} sequential (${(seqMs / 1000).toFixed(1)} s)`, afterSeq));
     console.log(row(`after ${CONC} concurrent (${(concMs / 1000).toFixed(1)} s)`, afterConc));
-    console.log(`growth: ${afterConc.rssKiB - before.rssKiB} KiB RSS, ${afterConc.fds - before.fds} fds; containers left: ${left === '' ? 0 : left.split('\n').length}`);
+    console.log(
+      `growth: ${afterConc.rssKiB - before.rssKiB} KiB RSS, ${afterConc.fds - before.fds} fds; containers left: ${left === '' ? 0 : left.split('\n').length}`,
+    );
   } finally {
     await d.destroy();
   }

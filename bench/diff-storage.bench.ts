@@ -30,7 +30,10 @@ const opt = (name: string, dflt: number) => {
 const RUNS = opt('runs', 10);
 const FILES = opt('files', 2000);
 
-requireTools([[DOCKER, 'docker-ce-cli (the docker CLI)'], [DOCKERD, 'docker.io']]);
+requireTools([
+  [DOCKER, 'docker-ce-cli (the docker CLI)'],
+  [DOCKERD, 'docker.io'],
+]);
 const missing = missingRealParts();
 if (missing.length > 0) throw new Error(`tvm parts missing: ${missing.join(', ')}`);
 
@@ -59,7 +62,13 @@ try {
   if (lists.tvm !== lists.docker) throw new Error('tvm and dockerd disagree on docker diff');
   const lines = lists.tvm!.split('\n').length;
 
-  const t = { tvmDiff: [] as number[], dockerDiff: [] as number[], tvmCreate: [] as number[], tvmCreateSized: [] as number[], dockerCreate: [] as number[] };
+  const t = {
+    tvmDiff: [] as number[],
+    dockerDiff: [] as number[],
+    tvmCreate: [] as number[],
+    tvmCreateSized: [] as number[],
+    dockerCreate: [] as number[],
+  };
   for (let i = 0; i < RUNS + 1; i++) {
     const keep = i > 0; // the first round warms up
     const td = must('tvm', hosts.tvm, ['diff', 'changed']).ms;
@@ -83,9 +92,15 @@ try {
   const f = (x: number) => `${x.toFixed(0).padStart(6)} ms`;
   const m = Object.fromEntries(Object.entries(t).map(([k, v]) => [k, median(v)])) as Record<keyof typeof t, number>;
   process.stdout.write(`medians of ${RUNS} runs (after 1 warm-up), alternating tvm / dockerd\n`);
-  process.stdout.write(`docker diff (${lines} changes)        tvm ${f(m.tvmDiff)}   dockerd ${f(m.dockerDiff)}   ratio ${(m.tvmDiff / m.dockerDiff).toFixed(2)}x\n`);
-  process.stdout.write(`create + rm                         tvm ${f(m.tvmCreate)}   dockerd ${f(m.dockerCreate)}   ratio ${(m.tvmCreate / m.dockerCreate).toFixed(2)}x\n`);
-  process.stdout.write(`create --storage-opt size=1G + rm   tvm ${f(m.tvmCreateSized)}   dockerd ${f(m.dockerCreate)} (no size)   ratio ${(m.tvmCreateSized / m.dockerCreate).toFixed(2)}x\n`);
+  process.stdout.write(
+    `docker diff (${lines} changes)        tvm ${f(m.tvmDiff)}   dockerd ${f(m.dockerDiff)}   ratio ${(m.tvmDiff / m.dockerDiff).toFixed(2)}x\n`,
+  );
+  process.stdout.write(
+    `create + rm                         tvm ${f(m.tvmCreate)}   dockerd ${f(m.dockerCreate)}   ratio ${(m.tvmCreate / m.dockerCreate).toFixed(2)}x\n`,
+  );
+  process.stdout.write(
+    `create --storage-opt size=1G + rm   tvm ${f(m.tvmCreateSized)}   dockerd ${f(m.dockerCreate)} (no size)   ratio ${(m.tvmCreateSized / m.dockerCreate).toFixed(2)}x\n`,
+  );
 } finally {
   await dockerd?.stop();
   await tvm.destroy();

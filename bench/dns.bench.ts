@@ -32,14 +32,24 @@ const RUNS = opt('runs', 6);
 const WARMUP = opt('warmup', 2);
 const LOOKUPS = opt('lookups', 50);
 
-requireTools([[DOCKER, 'docker-ce-cli (the docker CLI)'], [DOCKERD, 'docker.io'], ['/usr/sbin/runc', 'runc'], ['/usr/bin/nsenter', 'util-linux'], ['/usr/sbin/iptables', 'iptables']]);
+requireTools([
+  [DOCKER, 'docker-ce-cli (the docker CLI)'],
+  [DOCKERD, 'docker.io'],
+  ['/usr/sbin/runc', 'runc'],
+  ['/usr/bin/nsenter', 'util-linux'],
+  ['/usr/sbin/iptables', 'iptables'],
+]);
 const missing = missingRealParts();
 if (missing.length > 0) throw new Error(`tvm parts missing: ${missing.join(', ')}`);
 
 const work = mkdtempSync(path.join(tmpdir(), 'tvm-bench-dns-'));
 function docker(host: string, cmd: string[]): TimedRun {
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(DOCKER, cmd, { env: { ...process.env, DOCKER_HOST: host, DOCKER_CONFIG: path.join(work, 'cfg') }, encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(DOCKER, cmd, {
+    env: { ...process.env, DOCKER_HOST: host, DOCKER_CONFIG: path.join(work, 'cfg') },
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
   if (r.error) throw new Error(`docker ${cmd.join(' ')} against ${host}: ${r.error.message}`);
   return { ms: Number(process.hrtime.bigint() - t0) / 1e6, code: r.status ?? -1, out: r.stdout, err: r.stderr };
 }
@@ -66,9 +76,13 @@ try {
     must(['run', '-d', '--name', 'asker', '--network', 'benchdns', 'busybox', 'sleep', '3600']);
     const peer = must(['inspect', '-f', '{{.NetworkSettings.Networks.benchdns.IPAddress}}', 'peer']);
     const check = must(['exec', 'asker', 'busybox', 'nslookup', 'peer', '127.0.0.11']);
-    if (!check.includes(`Address: ${peer}`) && !check.includes(`Address 1: ${peer}`)) throw new Error(`${name}: the peer's name does not resolve:\n${check}`);
+    if (!check.includes(`Address: ${peer}`) && !check.includes(`Address 1: ${peer}`))
+      throw new Error(`${name}: the peer's name does not resolve:\n${check}`);
   }
-  const times: Record<'start' | 'lookups', Record<'tvm' | 'docker', number[]>> = { start: { tvm: [], docker: [] }, lookups: { tvm: [], docker: [] } };
+  const times: Record<'start' | 'lookups', Record<'tvm' | 'docker', number[]>> = {
+    start: { tvm: [], docker: [] },
+    lookups: { tvm: [], docker: [] },
+  };
   const loop = `i=0; while [ $i -lt ${LOOKUPS} ]; do busybox nslookup peer >/dev/null || exit 1; i=$((i+1)); done`;
   for (let i = 0; i < WARMUP + RUNS; i++) {
     for (const name of ['tvm', 'docker'] as const) {
@@ -88,10 +102,14 @@ try {
   for (const [what, t2] of Object.entries(times)) {
     const t = summary(t2.tvm);
     const d = summary(t2.docker);
-    out.write(`  ${what === 'start' ? 'docker run --rm (user network) ' : `${LOOKUPS} x nslookup peer (exec)      `}     min      median         p95\n`);
+    out.write(
+      `  ${what === 'start' ? 'docker run --rm (user network) ' : `${LOOKUPS} x nslookup peer (exec)      `}     min      median         p95\n`,
+    );
     out.write(`  tvm                            ${f(t.min)}   ${f(t.median)}   ${f(t.p95)}\n`);
     out.write(`  dockerd + runc                 ${f(d.min)}   ${f(d.median)}   ${f(d.p95)}\n`);
-    out.write(`  ratio tvm/docker     min ${(t.min / d.min).toFixed(2)}x  median ${(t.median / d.median).toFixed(2)}x  p95 ${(t.p95 / d.p95).toFixed(2)}x  (goal <= 1.0x)\n`);
+    out.write(
+      `  ratio tvm/docker     min ${(t.min / d.min).toFixed(2)}x  median ${(t.median / d.median).toFixed(2)}x  p95 ${(t.p95 / d.p95).toFixed(2)}x  (goal <= 1.0x)\n`,
+    );
   }
 } finally {
   for (const host of [tvm.host, dockerd?.host]) if (host) docker(host, ['rm', '-f', 'peer', 'asker']);

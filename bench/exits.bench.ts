@@ -68,7 +68,9 @@ int main(int argc, char **argv) {
 
 function runC(dir: string, guest: Uint8Array): { exits: number; seconds: number } {
   writeFileSync(path.join(dir, 'guest.bin'), guest);
-  const [exits, seconds] = execFileSync(path.join(dir, 'exits'), [path.join(dir, 'guest.bin')], { encoding: 'utf8' }).trim().split(' ');
+  const [exits, seconds] = execFileSync(path.join(dir, 'exits'), [path.join(dir, 'guest.bin')], { encoding: 'utf8' })
+    .trim()
+    .split(' ');
   return { exits: Number(exits), seconds: Number(seconds) };
 }
 
@@ -78,7 +80,13 @@ function runNodeLoop(guest: Uint8Array): { exits: number; seconds: number } {
   const mem = GuestMemory.create(64 * MiB);
   const vcpu = vm.createVcpu(0);
   try {
-    vm.setUserMemoryRegion({ slot: 0, flags: 0, guest_phys_addr: 0n, memory_size: BigInt(mem.size), userspace_addr: BigInt(mem.hostAddress) });
+    vm.setUserMemoryRegion({
+      slot: 0,
+      flags: 0,
+      guest_phys_addr: 0n,
+      memory_size: BigInt(mem.size),
+      userspace_addr: BigInt(mem.hostAddress),
+    });
     mem.slice(FLAT_LOAD, guest.length).set(guest);
     const s = bootSregs(vcpu.getSregs(), 'protected', 0);
     vcpu.setSregs(s);
@@ -103,7 +111,12 @@ function runNodeLoop(guest: Uint8Array): { exits: number; seconds: number } {
 
 async function runMachine(guest: Uint8Array): Promise<{ exits: number; seconds: number }> {
   const sink = new Writable({ write: (_c, _e, cb) => cb() });
-  const m = await Machine.create({ image: { bytes: guest, loadAddr: FLAT_LOAD, entry: FLAT_LOAD, mode: 'protected' }, memMiB: 64, cpus: 1, console: { output: sink } });
+  const m = await Machine.create({
+    image: { bytes: guest, loadAddr: FLAT_LOAD, entry: FLAT_LOAD, mode: 'protected' },
+    memMiB: 64,
+    cpus: 1,
+    console: { output: sink },
+  });
   const t0 = process.hrtime.bigint();
   const end = await m.run();
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
@@ -123,7 +136,9 @@ try {
     const n = runNodeLoop(guest);
     const t = await runMachine(guest);
     const rate = (r: { exits: number; seconds: number }) => r.exits / r.seconds;
-    console.log(`${kind.padEnd(6)}  ${rate(c).toFixed(0).padStart(9)}   ${rate(n).toFixed(0).padStart(9)} (${(rate(n) / rate(c)).toFixed(2)})           ${rate(t).toFixed(0).padStart(9)} (${(rate(t) / rate(c)).toFixed(2)})`);
+    console.log(
+      `${kind.padEnd(6)}  ${rate(c).toFixed(0).padStart(9)}   ${rate(n).toFixed(0).padStart(9)} (${(rate(n) / rate(c)).toFixed(2)})           ${rate(t).toFixed(0).padStart(9)} (${(rate(t) / rate(c)).toFixed(2)})`,
+    );
   }
 } finally {
   rmSync(dir, { recursive: true, force: true });

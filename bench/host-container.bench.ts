@@ -29,15 +29,23 @@ async function main(): Promise<void> {
     for (let i = 0; i < N; i++) {
       // interleaved so that machine noise hits both sides alike
       const s = makeSpec(env, ['true']);
-      lifecycle.push(await timeMs(async () => {
-        await env.iso.create(s);
-        startToExit.push(await timeMs(async () => {
-          await env.iso.start(s);
-          await env.iso.wait(s);
-        }));
-        await env.iso.remove(s);
-      }));
-      reference.push(await timeMs(() => exec('unshare', ['--fork', '--pid', '--mount', '--uts', '--ipc', '--net', '--mount-proc', 'chroot', rootfs, '/bin/true'])));
+      lifecycle.push(
+        await timeMs(async () => {
+          await env.iso.create(s);
+          startToExit.push(
+            await timeMs(async () => {
+              await env.iso.start(s);
+              await env.iso.wait(s);
+            }),
+          );
+          await env.iso.remove(s);
+        }),
+      );
+      reference.push(
+        await timeMs(() =>
+          exec('unshare', ['--fork', '--pid', '--mount', '--uts', '--ipc', '--net', '--mount-proc', 'chroot', rootfs, '/bin/true']),
+        ),
+      );
     }
     await env.iso.remove(warm);
     const ref = median(reference);

@@ -29,7 +29,13 @@ const RUNS = opt('runs', 6);
 const WARMUP = opt('warmup', 2);
 const MIB = opt('mib', 256);
 
-requireTools([[DOCKER, 'docker-ce-cli (the docker CLI)'], [DOCKERD, 'docker.io'], ['/usr/sbin/runc', 'runc'], ['/usr/bin/nsenter', 'util-linux'], ['/usr/sbin/iptables', 'iptables']]);
+requireTools([
+  [DOCKER, 'docker-ce-cli (the docker CLI)'],
+  [DOCKERD, 'docker.io'],
+  ['/usr/sbin/runc', 'runc'],
+  ['/usr/bin/nsenter', 'util-linux'],
+  ['/usr/sbin/iptables', 'iptables'],
+]);
 const missing = missingRealParts();
 if (missing.length > 0) throw new Error(`tvm parts missing: ${missing.join(', ')}`);
 
@@ -37,7 +43,11 @@ const work = mkdtempSync(path.join(tmpdir(), 'tvm-bench-net-'));
 /** One docker CLI call, timed; a call that hangs fails the benchmark instead of stalling it. */
 function docker(host: string, cmd: string[]): TimedRun {
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(DOCKER, cmd, { env: { ...process.env, DOCKER_HOST: host, DOCKER_CONFIG: path.join(work, 'cfg') }, encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(DOCKER, cmd, {
+    env: { ...process.env, DOCKER_HOST: host, DOCKER_CONFIG: path.join(work, 'cfg') },
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
   if (r.error) throw new Error(`docker ${cmd.join(' ')} against ${host}: ${r.error.message}`);
   return { ms: Number(process.hrtime.bigint() - t0) / 1e6, code: r.status ?? -1, out: r.stdout, err: r.stderr };
 }
@@ -49,7 +59,10 @@ if (mk.status !== 0) throw new Error(`making dockerd's network namespace: ${mk.s
 /** Sends MIB MiB from the side's namespace to addr:port (busybox nc), timed; the receiver is `nc -l` in a container. */
 function send(netns: string, addr: string, port: number): number {
   const t0 = process.hrtime.bigint();
-  const r = spawnSync('nsenter', [`--net=${netns}`, 'sh', '-c', `head -c ${MIB * 1024 * 1024} /dev/zero | busybox nc ${addr} ${port}`], { encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync('nsenter', [`--net=${netns}`, 'sh', '-c', `head -c ${MIB * 1024 * 1024} /dev/zero | busybox nc ${addr} ${port}`], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
   if (r.status !== 0) throw new Error(`sending to ${addr}:${port} failed: ${r.stderr}`);
   return Number(process.hrtime.bigint() - t0) / 1e6;
 }
@@ -67,7 +80,8 @@ try {
     const l = docker(s.host, ['load', '-i', path.join(work, 'busybox.tar')]);
     if (l.code !== 0) throw new Error(`${name}: docker load failed: ${l.err}`);
     const check = docker(s.host, ['run', '--rm', 'busybox', 'sh', '-c', 'busybox ip -4 -o addr show eth0']);
-    if (check.code !== 0 || !check.out.includes('inet ')) throw new Error(`${name}: a container on the default bridge has no address: ${check.err}${check.out}`);
+    if (check.code !== 0 || !check.out.includes('inet '))
+      throw new Error(`${name}: a container on the default bridge has no address: ${check.err}${check.out}`);
   }
   const start: Record<string, Record<'tvm' | 'docker', number[]>> = { bridge: { tvm: [], docker: [] }, published: { tvm: [], docker: [] } };
   for (let i = 0; i < WARMUP + RUNS; i++) {
@@ -94,7 +108,16 @@ try {
     for (const name of ['tvm', 'docker'] as const) {
       const s = sides[name];
       for (const how of ['published', 'direct'] as const) {
-        const id = docker(s.host, ['run', '-d', '-p', '127.0.0.1:18600:5001', 'busybox', 'sh', '-c', 'busybox nc -l -p 5001 > /dev/null']).out.trim();
+        const id = docker(s.host, [
+          'run',
+          '-d',
+          '-p',
+          '127.0.0.1:18600:5001',
+          'busybox',
+          'sh',
+          '-c',
+          'busybox nc -l -p 5001 > /dev/null',
+        ]).out.trim();
         const ip = docker(s.host, ['inspect', '-f', '{{.NetworkSettings.IPAddress}}', id]).out.trim();
         // the listener is up once the container runs its nc: give it a moment, as a client would retry
         spawnSync('sleep', ['0.3']);
@@ -113,7 +136,9 @@ try {
     out.write(`  ${what === 'bridge' ? 'default bridge       ' : 'bridge + -p port:80  '}     min      median         p95\n`);
     out.write(`  tvm                  ${f(t.min)}   ${f(t.median)}   ${f(t.p95)}\n`);
     out.write(`  dockerd + runc       ${f(d.min)}   ${f(d.median)}   ${f(d.p95)}\n`);
-    out.write(`  ratio tvm/docker     min ${(t.min / d.min).toFixed(2)}x  median ${(t.median / d.median).toFixed(2)}x  p95 ${(t.p95 / d.p95).toFixed(2)}x  (goal <= 1.0x)\n`);
+    out.write(
+      `  ratio tvm/docker     min ${(t.min / d.min).toFixed(2)}x  median ${(t.median / d.median).toFixed(2)}x  p95 ${(t.p95 / d.p95).toFixed(2)}x  (goal <= 1.0x)\n`,
+    );
   }
   out.write(`TCP throughput, ${MIB} MiB host -> container (busybox nc), ${tputRuns} runs each, MiB/s (higher is better)\n`);
   for (const [what, rates] of Object.entries(tput)) {

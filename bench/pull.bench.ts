@@ -49,7 +49,6 @@ const SKOPEO = '/usr/bin/skopeo';
 const TIME = '/usr/bin/time';
 const CLK_TCK = 100;
 
-
 /** A layer of files whose content is half random, half text: compresses about 2:1 like real layers. */
 async function makeLayer(bytes: number, seed: number): Promise<Buffer> {
   const entries: TarEntry[] = [{ name: `layer${seed}/`, type: 'directory' }];
@@ -76,7 +75,12 @@ interface Sample {
 }
 
 /** Runs a command under GNU time: wall time here, CPU seconds from time's report (plus a daemon's). */
-async function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env, daemonPid?: number): Promise<Sample & { out: string }> {
+async function timed(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+  daemonPid?: number,
+): Promise<Sample & { out: string }> {
   const d0 = processCpuMs(daemonPid);
   const t = process.hrtime.bigint();
   const { stdout, stderr } = await run(TIME, ['-f', 'CPU %U %S', cmd, ...args], { env, maxBuffer: 64 << 20 });
@@ -120,7 +124,11 @@ async function main(): Promise<void> {
     tars.length = 0;
     blobs.length = 0;
 
-    requireTools([[DOCKER, 'docker-ce-cli (the docker CLI)'], [DOCKERD, 'docker.io'], [TIME, 'time']]);
+    requireTools([
+      [DOCKER, 'docker-ce-cli (the docker CLI)'],
+      [DOCKERD, 'docker.io'],
+      [TIME, 'time'],
+    ]);
     const missing = missingRealParts();
     if (missing.length > 0) throw new Error(`tvm parts missing: ${missing.join(', ')}`);
     const tvmd = await startTestDaemon();
@@ -129,16 +137,20 @@ async function main(): Promise<void> {
     daemons.push(() => dockerd.stop());
     const dockerdPid = Number(readFileSync(path.join(work, 'docker.pid'), 'utf8'));
 
-    const server: ChildProcess = fork(path.join(import.meta.dirname, 'lib', 'pull-server.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    daemons.push(async () => void server.kill());
-    const fromServer = () => new Promise<Record<string, unknown>>((resolve, reject) => {
-      const exited = (code: number | null) => reject(new Error(`pull server exited (${code})`));
-      server.once('exit', exited);
-      server.once('message', (m) => {
-        server.off('exit', exited);
-        resolve(m as Record<string, unknown>);
-      });
+    const server: ChildProcess = fork(path.join(import.meta.dirname, 'lib', 'pull-server.ts'), [], {
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
+    daemons.push(async () => void server.kill());
+    const fromServer = () =>
+      new Promise<Record<string, unknown>>((resolve, reject) => {
+        const exited = (code: number | null) => reject(new Error(`pull server exited (${code})`));
+        server.once('exit', exited);
+        server.once('message', (m) => {
+          server.off('exit', exited);
+          resolve(m as Record<string, unknown>);
+        });
+      });
     await fromServer();
     const enginePull = async (r: number): Promise<Sample> => {
       const answer = fromServer();
@@ -163,7 +175,8 @@ async function main(): Promise<void> {
       const res = await timed(DOCKER, ['pull', ref], env, pid);
       const complete = res.out.split('\n').filter((l) => l.includes('Pull complete')).length;
       // the docker CLI prints the layer lines only on a terminal; its summary line suffices
-      if (!res.out.includes(`Downloaded newer image for ${ref}`) && complete !== LAYERS) throw new Error(`${name}: docker pull did not download the image:\n${res.out}`);
+      if (!res.out.includes(`Downloaded newer image for ${ref}`) && complete !== LAYERS)
+        throw new Error(`${name}: docker pull did not download the image:\n${res.out}`);
       await run(DOCKER, ['rmi', ref], { env });
       return res;
     };
@@ -199,11 +212,20 @@ async function main(): Promise<void> {
         wall[k].push(res[k].wallMs);
         cpu[k].push(res[k].cpuMs);
       }
-      console.log(`run ${r}/${RUNS}: ` + (Object.keys(wall) as Tool[]).map((k) => `${k} ${res[k].wallMs.toFixed(0)} ms (cpu ${res[k].cpuMs.toFixed(0)})`).join(', '));
+      console.log(
+        `run ${r}/${RUNS}: ` +
+          (Object.keys(wall) as Tool[]).map((k) => `${k} ${res[k].wallMs.toFixed(0)} ms (cpu ${res[k].cpuMs.toFixed(0)})`).join(', '),
+      );
     }
-    console.log(`\npull of ${LAYERS} layers, ${(compressed / 1e6).toFixed(1)} MB compressed / ${(uncompressed / 1e6).toFixed(1)} MB uncompressed, ${RUNS} runs, ${os.cpus().length} CPUs, load ${os.loadavg()[0]!.toFixed(1)}`);
+    console.log(
+      `\npull of ${LAYERS} layers, ${(compressed / 1e6).toFixed(1)} MB compressed / ${(uncompressed / 1e6).toFixed(1)} MB uncompressed, ${RUNS} runs, ${os.cpus().length} CPUs, load ${os.loadavg()[0]!.toFixed(1)}`,
+    );
     for (const k of Object.keys(wall) as Tool[]) {
-      console.log(`${k.padEnd(15)} wall min ${Math.min(...wall[k]).toFixed(0).padStart(6)} ms  median ${median(wall[k]).toFixed(0).padStart(6)} ms   cpu median ${median(cpu[k]).toFixed(0).padStart(6)} ms`);
+      console.log(
+        `${k.padEnd(15)} wall min ${Math.min(...wall[k])
+          .toFixed(0)
+          .padStart(6)} ms  median ${median(wall[k]).toFixed(0).padStart(6)} ms   cpu median ${median(cpu[k]).toFixed(0).padStart(6)} ms`,
+      );
     }
     for (const ours of ['tvm', 'tvm-engine'] as Tool[]) {
       for (const k of ['skopeo-oci', 'skopeo-archive', 'dockerd'] as Tool[]) {

@@ -39,15 +39,38 @@ interface Case {
 const scale = quick ? 0.25 : 0.35;
 /** each of ours / qemu writeback is measured this many times, interleaved; the best counts */
 const ROUNDS = quick ? 1 : 3;
-const cases: Case[] = ([
-  { name: '4 KiB random read, unallocated (backing file)', overlay: 'fresh', write: false, size: 4096, step: RANDOM_STEP, count: 20000 * scale },
-  { name: '4 KiB random write, allocating (COW from backing)', overlay: 'fresh', write: true, size: 4096, step: RANDOM_STEP, count: 4000 * scale },
-  { name: '4 KiB random write, allocated (in place)', overlay: 'allocated', write: true, size: 4096, step: RANDOM_STEP, count: 20000 * scale },
-  { name: '4 KiB random read, allocated', overlay: 'allocated', write: false, size: 4096, step: RANDOM_STEP, count: 20000 * scale },
-  { name: '1 MiB sequential write, allocating', overlay: 'fresh', write: true, size: MiB, step: MiB, count: 384 * scale },
-  { name: '1 MiB sequential read, allocated', overlay: 'allocated', write: false, size: MiB, step: MiB, count: 384 * scale },
-  { name: '1 MiB sequential read, unallocated (backing file)', overlay: 'fresh', write: false, size: MiB, step: MiB, count: 384 * scale },
-] as Case[]).map((c) => ({ ...c, count: Math.max(16, Math.round(c.count)) }));
+const cases: Case[] = (
+  [
+    {
+      name: '4 KiB random read, unallocated (backing file)',
+      overlay: 'fresh',
+      write: false,
+      size: 4096,
+      step: RANDOM_STEP,
+      count: 20000 * scale,
+    },
+    {
+      name: '4 KiB random write, allocating (COW from backing)',
+      overlay: 'fresh',
+      write: true,
+      size: 4096,
+      step: RANDOM_STEP,
+      count: 4000 * scale,
+    },
+    {
+      name: '4 KiB random write, allocated (in place)',
+      overlay: 'allocated',
+      write: true,
+      size: 4096,
+      step: RANDOM_STEP,
+      count: 20000 * scale,
+    },
+    { name: '4 KiB random read, allocated', overlay: 'allocated', write: false, size: 4096, step: RANDOM_STEP, count: 20000 * scale },
+    { name: '1 MiB sequential write, allocating', overlay: 'fresh', write: true, size: MiB, step: MiB, count: 384 * scale },
+    { name: '1 MiB sequential read, allocated', overlay: 'allocated', write: false, size: MiB, step: MiB, count: 384 * scale },
+    { name: '1 MiB sequential read, unallocated (backing file)', overlay: 'fresh', write: false, size: MiB, step: MiB, count: 384 * scale },
+  ] as Case[]
+).map((c) => ({ ...c, count: Math.max(16, Math.round(c.count)) }));
 
 const dir = mkdtempSync(path.join(tmpdir(), 'tvm-qcow2-bench-'));
 const basePath = path.join(dir, 'base.raw');
@@ -93,7 +116,25 @@ function newOverlay(tag: string): string {
 function preparedOverlay(c: Case, tag: string): string {
   const p = newOverlay(tag);
   if (c.overlay === 'allocated') {
-    sh('qemu-img', ['bench', '-q', '-f', 'qcow2', '-t', 'writeback', '-d', '1', '-w', '--pattern=90', '-s', String(c.size), '-S', String(c.step), '-c', String(c.count), p]);
+    sh('qemu-img', [
+      'bench',
+      '-q',
+      '-f',
+      'qcow2',
+      '-t',
+      'writeback',
+      '-d',
+      '1',
+      '-w',
+      '--pattern=90',
+      '-s',
+      String(c.size),
+      '-S',
+      String(c.step),
+      '-c',
+      String(c.count),
+      p,
+    ]);
   }
   return p;
 }
@@ -170,7 +211,9 @@ function rate(c: Case, seconds: number): string {
 
 async function main(): Promise<void> {
   console.log(`qcow2 bench: 1 GiB raw base, 64 KiB clusters, queue depth 1, best of ${ROUNDS}${quick ? ' (quick)' : ''}`);
-  console.log(`machine: ${fs.readFileSync('/proc/loadavg', 'utf8').trim().split(' ').slice(0, 3).join(' ')} load, ${(await import('node:os')).cpus().length} CPUs`);
+  console.log(
+    `machine: ${fs.readFileSync('/proc/loadavg', 'utf8').trim().split(' ').slice(0, 3).join(' ')} load, ${(await import('node:os')).cpus().length} CPUs`,
+  );
   const t = Date.now();
   makeBase();
   console.log(`base written in ${((Date.now() - t) / 1000).toFixed(1)} s\n`);
@@ -191,7 +234,9 @@ async function main(): Promise<void> {
   console.log('');
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const r of rows) console.log(r.map((v, i) => v.padEnd(widths[i]!)).join('  '));
-  console.log(`\nraw 4 KiB cached reads: fs.readSync ${sa.sync.toFixed(0)}/s, fs.promises ${sa.async.toFixed(0)}/s (sync ${(sa.sync / sa.async).toFixed(1)}x)`);
+  console.log(
+    `\nraw 4 KiB cached reads: fs.readSync ${sa.sync.toFixed(0)}/s, fs.promises ${sa.async.toFixed(0)}/s (sync ${(sa.sync / sa.async).toFixed(1)}x)`,
+  );
 }
 
 main()

@@ -27,7 +27,11 @@ const opt = (name: string, dflt: number) => {
 const RUNS = opt('runs', 15);
 const WARMUP = opt('warmup', 2);
 
-requireTools([[DOCKER, 'docker-ce-cli (the docker CLI)'], [DOCKERD, 'docker.io'], ['/usr/sbin/runc', 'runc']]);
+requireTools([
+  [DOCKER, 'docker-ce-cli (the docker CLI)'],
+  [DOCKERD, 'docker.io'],
+  ['/usr/sbin/runc', 'runc'],
+]);
 const missing = missingRealParts();
 if (missing.length > 0) throw new Error(`tvm parts missing: ${missing.join(', ')}`);
 
@@ -63,7 +67,9 @@ try {
   process.stdout.write(`                    min      median         p95\n`);
   process.stdout.write(`tvm (container) ${f(t.min)}   ${f(t.median)}   ${f(t.p95)}\n`);
   process.stdout.write(`dockerd + runc  ${f(d.min)}   ${f(d.median)}   ${f(d.p95)}\n`);
-  process.stdout.write(`ratio tvm/docker  min ${(t.min / d.min).toFixed(2)}x  median ${(t.median / d.median).toFixed(2)}x  p95 ${(t.p95 / d.p95).toFixed(2)}x  (goal <= 1.0x)\n`);
+  process.stdout.write(
+    `ratio tvm/docker  min ${(t.min / d.min).toFixed(2)}x  median ${(t.median / d.median).toFixed(2)}x  p95 ${(t.p95 / d.p95).toFixed(2)}x  (goal <= 1.0x)\n`,
+  );
 } finally {
   await dockerd?.stop();
   await tvm.destroy();

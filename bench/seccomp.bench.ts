@@ -26,7 +26,12 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 function probeRun(probe: string, filter: string): Map<string, number> {
   const out = execFileSync(probe, ['bench', filter, String(N)], { encoding: 'utf8' });
-  return new Map(out.trim().split('\n').map((l) => [l.split(' ')[0]!, Number(l.split(' ')[1])] as [string, number]));
+  return new Map(
+    out
+      .trim()
+      .split('\n')
+      .map((l) => [l.split(' ')[0]!, Number(l.split(' ')[1])] as [string, number]),
+  );
 }
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'tvm-seccomp-bench-'));
@@ -55,7 +60,9 @@ try {
     for (const [k, v] of probeRun(probe, '-')) (none[k] ??= []).push(v);
     for (const [k, v] of probeRun(probe, filterFile)) (tvm[k] ??= []).push(v);
   }
-  console.log(`seccomp, Docker's default profile: ${prog.length} BPF instructions; resolve + compile median ${median(compileMs).toFixed(2)} ms`);
+  console.log(
+    `seccomp, Docker's default profile: ${prog.length} BPF instructions; resolve + compile median ${median(compileMs).toFixed(2)} ms`,
+  );
   console.log(`ns per syscall, ${N} calls x ${ROUNDS} rounds, medians: no filter (reference) | tvm filter | ratio`);
   for (const k of Object.keys(none)) {
     const a = median(none[k]!);

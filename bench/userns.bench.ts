@@ -30,10 +30,20 @@ async function main(): Promise<void> {
   const env = await setup();
   chmodSync(env.root, 0o711);
   const tar = await packTar(busyboxRootfsEntries());
-  const layers = () => (async function* () { yield Readable.from([tar]); })();
+  const layers = () =>
+    (async function* () {
+      yield Readable.from([tar]);
+    })();
   const { images, baseDisks } = fakeImages(env.disk);
   const shifted = new BaseDiskCache({ dataRoot: env.dataRoot, layerStreams: layers, idShift: maps });
-  const iso = new HostIsolation({ dataRoot: env.dataRoot, runRoot: env.runRoot, agentPath: AGENT, images, baseDisks, userns: { maps, baseDisks: shifted } });
+  const iso = new HostIsolation({
+    dataRoot: env.dataRoot,
+    runRoot: env.runRoot,
+    agentPath: AGENT,
+    images,
+    baseDisks,
+    userns: { maps, baseDisks: shifted },
+  });
   try {
     const plain: number[] = [];
     const userns: number[] = [];
@@ -45,17 +55,36 @@ async function main(): Promise<void> {
     const once = async (over: object, into: number[]) => {
       const s = makeSpec(env, ['true'], over);
       await iso.create(s);
-      into.push(await timeMs(async () => {
-        await iso.start(s);
-        await iso.wait(s);
-      }));
+      into.push(
+        await timeMs(async () => {
+          await iso.start(s);
+          await iso.wait(s);
+        }),
+      );
       await iso.remove(s);
     };
     for (let i = 0; i < N; i++) {
       // interleaved so that machine noise hits every side alike
       await once({ usernsMode: 'host' }, plain);
       await once({}, userns);
-      reference.push(await timeMs(() => exec('unshare', ['--user', '--map-root-user', '--fork', '--pid', '--mount', '--uts', '--ipc', '--net', '--mount-proc', 'chroot', rootfs, '/bin/true'])));
+      reference.push(
+        await timeMs(() =>
+          exec('unshare', [
+            '--user',
+            '--map-root-user',
+            '--fork',
+            '--pid',
+            '--mount',
+            '--uts',
+            '--ipc',
+            '--net',
+            '--mount-proc',
+            'chroot',
+            rootfs,
+            '/bin/true',
+          ]),
+        ),
+      );
     }
     for (const w of warm) await iso.remove(w);
     // one untimed write of each first (JIT, page cache)
@@ -85,7 +114,9 @@ async function main(): Promise<void> {
     const dp = median(diskPlain);
     console.log(`busybox base disk write, ${diskPlain.length} runs each, medians (ms):`);
     console.log(`  ${'plain'.padEnd(52)} ${dp.toFixed(1).padStart(7)}  x1.00`);
-    console.log(`  ${'id-shifted (idShift)'.padEnd(52)} ${median(diskShifted).toFixed(1).padStart(7)}  x${(median(diskShifted) / dp).toFixed(2)}`);
+    console.log(
+      `  ${'id-shifted (idShift)'.padEnd(52)} ${median(diskShifted).toFixed(1).padStart(7)}  x${(median(diskShifted) / dp).toFixed(2)}`,
+    );
   } finally {
     rmSync(env.root, { recursive: true, force: true });
   }

@@ -24,7 +24,12 @@ const MiB = 1024 * 1024;
 const IMAGE = 256 * MiB;
 const ROUNDS = 3;
 
-interface Case { name: string; write: boolean; size: number; count: number }
+interface Case {
+  name: string;
+  write: boolean;
+  size: number;
+  count: number;
+}
 const cases: Case[] = [
   { name: '4 KiB seq read (allocated)', write: false, size: 4096, count: quick ? 5000 : 20000 },
   { name: '4 KiB seq write (fresh overlay)', write: true, size: 4096, count: quick ? 5000 : 20000 },
@@ -42,7 +47,24 @@ function qemuImg(args: string[]): string {
 function image(dir: string, name: string, fill: Case | undefined): string {
   const p = path.join(dir, name);
   qemuImg(['create', '-q', '-f', 'qcow2', p, String(IMAGE)]);
-  if (fill) qemuImg(['bench', '-q', '-w', '-f', 'qcow2', '-t', 'writeback', '-c', String(fill.count), '-s', String(fill.size), '-S', String(fill.size), '--pattern=0x5a', p]);
+  if (fill)
+    qemuImg([
+      'bench',
+      '-q',
+      '-w',
+      '-f',
+      'qcow2',
+      '-t',
+      'writeback',
+      '-c',
+      String(fill.count),
+      '-s',
+      String(fill.size),
+      '-S',
+      String(fill.size),
+      '--pattern=0x5a',
+      p,
+    ]);
   return p;
 }
 
@@ -80,7 +102,23 @@ function ours(file: string, c: Case): number {
 }
 
 function qemu(file: string, c: Case): number {
-  const out = qemuImg(['bench', ...(c.write ? ['-w'] : []), '-f', 'qcow2', '-t', 'writeback', '-d', '1', '-c', String(c.count), '-s', String(c.size), '-S', String(c.size), file]);
+  const out = qemuImg([
+    'bench',
+    ...(c.write ? ['-w'] : []),
+    '-f',
+    'qcow2',
+    '-t',
+    'writeback',
+    '-d',
+    '1',
+    '-c',
+    String(c.count),
+    '-s',
+    String(c.size),
+    '-S',
+    String(c.size),
+    file,
+  ]);
   const m = /Run completed in ([0-9.]+) seconds/.exec(out);
   if (!m) throw new Error(`qemu-img bench output not understood: ${out}`);
   return Number(m[1]);
@@ -89,7 +127,14 @@ function qemu(file: string, c: Case): number {
 const dir = mkdtempSync(path.join(tmpdir(), 'tvm-vblk-bench-'));
 try {
   console.log(`virtio-blk over qcow2 (64 KiB clusters, ${IMAGE / MiB} MiB), queue depth 1, best of ${ROUNDS} interleaved rounds`);
-  console.log('case'.padEnd(34), 'ours IOPS'.padStart(10), 'qemu IOPS'.padStart(10), 'ours MB/s'.padStart(10), 'qemu MB/s'.padStart(10), 'ours/qemu'.padStart(10));
+  console.log(
+    'case'.padEnd(34),
+    'ours IOPS'.padStart(10),
+    'qemu IOPS'.padStart(10),
+    'ours MB/s'.padStart(10),
+    'qemu MB/s'.padStart(10),
+    'ours/qemu'.padStart(10),
+  );
   for (const c of cases) {
     let bestOurs = Infinity;
     let bestQemu = Infinity;
@@ -103,7 +148,14 @@ try {
     }
     const iops = (s: number) => c.count / s;
     const mbs = (s: number) => (c.count * c.size) / s / 1e6;
-    console.log(c.name.padEnd(34), iops(bestOurs).toFixed(0).padStart(10), iops(bestQemu).toFixed(0).padStart(10), mbs(bestOurs).toFixed(1).padStart(10), mbs(bestQemu).toFixed(1).padStart(10), (bestQemu / bestOurs).toFixed(2).padStart(10));
+    console.log(
+      c.name.padEnd(34),
+      iops(bestOurs).toFixed(0).padStart(10),
+      iops(bestQemu).toFixed(0).padStart(10),
+      mbs(bestOurs).toFixed(1).padStart(10),
+      mbs(bestQemu).toFixed(1).padStart(10),
+      (bestQemu / bestOurs).toFixed(2).padStart(10),
+    );
   }
 } finally {
   rmSync(dir, { recursive: true, force: true });

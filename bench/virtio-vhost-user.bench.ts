@@ -40,8 +40,10 @@ const kernel = await buildKernel({ onProgress: (l) => process.stderr.write(`[ker
 const work = mkdtempSync(path.join(tmpdir(), 'tvm-bench-vhost-user-'));
 try {
   const initrd = path.join(work, 'init.cpio');
-  writeFileSync(initrd, buildInitramfs({
-    init: `#!/bin/sh
+  writeFileSync(
+    initrd,
+    buildInitramfs({
+      init: `#!/bin/sh
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -55,9 +57,10 @@ done
 echo BENCH-DONE
 reboot -f
 `,
-    dirs: ['proc', 'sys', 'dev'],
-    files: busyboxEntries(readFileSync(requireBusybox()), [...new Set([...APPLETS, 'seq'])]),
-  }));
+      dirs: ['proc', 'sys', 'dev'],
+      files: busyboxEntries(readFileSync(requireBusybox()), [...new Set([...APPLETS, 'seq'])]),
+    }),
+  );
   // Every cluster allocated: both sides read real data, not holes.
   const disk = path.join(work, 'disk.qcow2');
   const img = Qcow2Image.createSync(disk, { size: DISK });
@@ -74,9 +77,13 @@ reboot -f
       const image = side === 'ours' ? Qcow2Image.openSync(disk, { readOnly: true }) : undefined;
       try {
         const run = await bootWithVhostUser({
-          kernel: kernel.bzImage, initrd, timeoutMs: 300_000,
+          kernel: kernel.bzImage,
+          initrd,
+          timeoutMs: 300_000,
           devices: image ? [{ kind: 'blk', device: new BlockDevice({ backend: image }) }] : [],
-          extraArgs: image ? [] : ['-drive', `file=${disk},format=qcow2,if=none,id=d0,readonly=on`, '-device', 'virtio-blk-device,drive=d0'],
+          extraArgs: image
+            ? []
+            : ['-drive', `file=${disk},format=qcow2,if=none,id=d0,readonly=on`, '-device', 'virtio-blk-device,drive=d0'],
         });
         if (!run.console.includes('BENCH-DONE') || run.backendErrors.length) {
           throw new Error(`${side}: the guest did not finish: ${run.backendErrors.join('; ')}\n${run.console.slice(-3000)}`);
@@ -93,7 +100,9 @@ reboot -f
   const o = summary(mbps.ours);
   const q = summary(mbps.qemu);
   const f = (x: number) => x.toFixed(1).padStart(8);
-  console.log(`vda sequential read, ${PASSES} x ${DISK / MiB} MiB per sample, bs=1M O_DIRECT, QEMU TCG (not PVM, not hardware KVM); ${mbps.ours.length} samples per side`);
+  console.log(
+    `vda sequential read, ${PASSES} x ${DISK / MiB} MiB per sample, bs=1M O_DIRECT, QEMU TCG (not PVM, not hardware KVM); ${mbps.ours.length} samples per side`,
+  );
   console.log(`                          min   median      p95   (MB/s)`);
   console.log(`ours (vhost-user)   ${f(o.min)} ${f(o.median)} ${f(o.p95)}`);
   console.log(`QEMU virtio-blk     ${f(q.min)} ${f(q.median)} ${f(q.p95)}`);

@@ -37,7 +37,11 @@ const tvm = await startTestDaemon({ network: true, daemonArgs: ['--bip', '10.233
 const netns = `/proc/${tvm.pid()}/ns/net`;
 function docker(cmd: string[]): { ms: number; code: number; out: string; err: string } {
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(DOCKER, cmd, { env: { ...process.env, DOCKER_HOST: tvm.host, DOCKER_CONFIG: path.join(work, 'cfg') }, encoding: 'utf8', timeout: 300_000 });
+  const r = spawnSync(DOCKER, cmd, {
+    env: { ...process.env, DOCKER_HOST: tvm.host, DOCKER_CONFIG: path.join(work, 'cfg') },
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
   if (r.error) throw new Error(`docker ${cmd.join(' ')}: ${r.error.message}`);
   return { ms: Number(process.hrtime.bigint() - t0) / 1e6, code: r.status ?? -1, out: r.stdout, err: r.stderr };
 }
@@ -57,7 +61,10 @@ function transfer(id: string, addr: string): number {
   const bytes = MIB * 1024 * 1024;
   const t0 = process.hrtime.bigint();
   for (let attempt = 0; ; attempt++) {
-    const r = spawnSync('nsenter', [`--net=${netns}`, 'sh', '-c', `head -c ${bytes} /dev/zero | busybox nc ${addr} 5001`], { encoding: 'utf8', timeout: 300_000 });
+    const r = spawnSync('nsenter', [`--net=${netns}`, 'sh', '-c', `head -c ${bytes} /dev/zero | busybox nc ${addr} 5001`], {
+      encoding: 'utf8',
+      timeout: 300_000,
+    });
     if (r.status === 0) break;
     if (attempt > 50) throw new Error(`sending to ${addr}:5001 failed: ${r.stderr}`);
     spawnSync('sleep', ['0.2']);

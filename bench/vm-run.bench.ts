@@ -105,7 +105,9 @@ try {
   for (let i = 0; i < 3; i++) {
     const r = docker(['run', '--isolation=vm', 'busybox', 'true']);
     const id = docker(['ps', '-lq', '--no-trunc']).out.trim();
-    const boot = JSON.parse(readFileSync(path.join(tvm.dataRoot, 'containers', id, 'boot.json'), 'utf8')) as { marks: Record<string, number> };
+    const boot = JSON.parse(readFileSync(path.join(tvm.dataRoot, 'containers', id, 'boot.json'), 'utf8')) as {
+      marks: Record<string, number>;
+    };
     splits.push({ ...boot.marks, total: r.ms });
     docker(['rm', id]);
   }
@@ -123,7 +125,10 @@ try {
     [0, 1, 2, 3].map(
       () =>
         new Promise<void>((resolve, reject) => {
-          const p = spawn(DOCKER, ['run', '--rm', '--isolation=vm', 'busybox', 'sleep', '3'], { env: { ...process.env, DOCKER_HOST: tvm.host, DOCKER_CONFIG: path.join(work, 'cfg') }, stdio: 'ignore' });
+          const p = spawn(DOCKER, ['run', '--rm', '--isolation=vm', 'busybox', 'sleep', '3'], {
+            env: { ...process.env, DOCKER_HOST: tvm.host, DOCKER_CONFIG: path.join(work, 'cfg') },
+            stdio: 'ignore',
+          });
           p.once('exit', (c) => (c === 0 ? resolve() : reject(new Error(`a concurrent VM run exited ${c}`))));
         }),
     ),
@@ -142,13 +147,19 @@ try {
   out(`tvm --isolation=vm (${backend})       ${fmt(v.min)}   ${fmt(v.median)}   ${fmt(v.p95)}`);
   out(`tvm --isolation=container       ${fmt(c.min)}   ${fmt(c.median)}   ${fmt(c.p95)}`);
   out(`floor: QEMU ${backend} boot+poweroff   ${fmt(fl.min)}   ${fmt(fl.median)}   ${fmt(fl.p95)}`);
-  out(`ratio vm/floor      min ${(v.min / fl.min).toFixed(2)}x  median ${(v.median / fl.median).toFixed(2)}x  p95 ${(v.p95 / fl.p95).toFixed(2)}x  (goal on tcg <= 1.5x)`);
+  out(
+    `ratio vm/floor      min ${(v.min / fl.min).toFixed(2)}x  median ${(v.median / fl.median).toFixed(2)}x  p95 ${(v.p95 / fl.p95).toFixed(2)}x  (goal on tcg <= 1.5x)`,
+  );
   out(`ratio vm/container  min ${(v.min / c.min).toFixed(2)}x  median ${(v.median / c.median).toFixed(2)}x`);
   const keys = ['processStart', 'backendStarted', 'kernelFirstLine', 'kernelToInit', 'agentReady', 'created', 'total'];
-  out(`split of a VM run (${backend}; processStart: daemon's spawn to the supervisor's first line; the rest: ms after that line; total: the docker CLI's wall time), 3 runs:`);
+  out(
+    `split of a VM run (${backend}; processStart: daemon's spawn to the supervisor's first line; the rest: ms after that line; total: the docker CLI's wall time), 3 runs:`,
+  );
   out(`  ${keys.map((k) => k.padStart(16)).join('')}`);
   for (const s of splits) out(`  ${keys.map((k) => String(Math.round(s[k] ?? NaN)).padStart(16)).join('')}`);
-  out(`4 VMs at once (${backend}, each 'sleep 3'): total ${fmt(total4)}; at the peak: daemon ${Math.round(peak.daemon / 1024)} MiB, supervisors ${Math.round(peak.supervisors / 1024)} MiB (${Math.round(peak.supervisors / 4 / 1024)} MiB per VM), QEMU ${Math.round(peak.qemu / 1024)} MiB (${Math.round(peak.qemu / 4 / 1024)} MiB per VM, guest RAM touched included)`);
+  out(
+    `4 VMs at once (${backend}, each 'sleep 3'): total ${fmt(total4)}; at the peak: daemon ${Math.round(peak.daemon / 1024)} MiB, supervisors ${Math.round(peak.supervisors / 1024)} MiB (${Math.round(peak.supervisors / 4 / 1024)} MiB per VM), QEMU ${Math.round(peak.qemu / 1024)} MiB (${Math.round(peak.qemu / 4 / 1024)} MiB per VM, guest RAM touched included)`,
+  );
 } finally {
   await tvm.destroy();
   rmSync(work, { recursive: true, force: true });

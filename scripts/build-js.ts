@@ -67,8 +67,12 @@ async function bundleCli(out: string): Promise<void> {
     bundle: true,
     // commander inside too: loading its CommonJS files through Node's loaders took longer
     // than the rest of the CLI; its require()s of Node's modules go through createRequire
-    external: Object.keys((JSON.parse(await readFile(path.join(REPO, 'package.json'), 'utf8')) as { dependencies: Record<string, string> }).dependencies).filter((d) => d !== 'commander'),
-    banner: { js: "import { createRequire as __tvmCreateRequire } from 'node:module';\nconst require = __tvmCreateRequire(import.meta.url);" },
+    external: Object.keys(
+      (JSON.parse(await readFile(path.join(REPO, 'package.json'), 'utf8')) as { dependencies: Record<string, string> }).dependencies,
+    ).filter((d) => d !== 'commander'),
+    banner: {
+      js: "import { createRequire as __tvmCreateRequire } from 'node:module';\nconst require = __tvmCreateRequire(import.meta.url);",
+    },
     plugins: [outside],
     platform: 'node',
     format: 'esm',

@@ -71,7 +71,15 @@ async function containerIsolation(): Promise<number[]> {
   say(`tvm run --rm --isolation=container demo/busybox echo hello  (x${RUNS})`);
   const ours: number[] = [];
   for (let i = 0; i < RUNS; i++) {
-    const r = await timed(process.execPath, [TVM, 'run', '--rm', '--isolation=container', 'demo/busybox', 'echo', 'hello from a container']);
+    const r = await timed(process.execPath, [
+      TVM,
+      'run',
+      '--rm',
+      '--isolation=container',
+      'demo/busybox',
+      'echo',
+      'hello from a container',
+    ]);
     if (i === 0) console.log(`    ${r.stdout}`);
     ours.push(r.ms);
   }
@@ -80,7 +88,8 @@ async function containerIsolation(): Promise<number[]> {
   if (existsSync(DOCKER)) {
     say(`docker run --rm --isolation=container demo/busybox echo hello  (x${RUNS}, the real docker CLI against tvm)`);
     const viaDocker: number[] = [];
-    for (let i = 0; i < RUNS; i++) viaDocker.push((await timed(DOCKER, ['run', '--rm', '--isolation=container', 'demo/busybox', 'echo', 'hello'])).ms);
+    for (let i = 0; i < RUNS; i++)
+      viaDocker.push((await timed(DOCKER, ['run', '--rm', '--isolation=container', 'demo/busybox', 'echo', 'hello'])).ms);
     say(`  docker CLI: ${summary(viaDocker)}`);
     return viaDocker;
   }
@@ -94,10 +103,17 @@ async function vmBackend(): Promise<string> {
 
 async function vmIsolation(): Promise<{ times: number[]; backend: string }> {
   const backend = await vmBackend();
-  const label = backend === 'tcg' ? "tcg: QEMU's software CPU with tvm's devices over vhost-user (no /dev/kvm here)" : `${backend}: tvm's VMM on ${machineLabel()}`;
+  const label =
+    backend === 'tcg'
+      ? "tcg: QEMU's software CPU with tvm's devices over vhost-user (no /dev/kvm here)"
+      : `${backend}: tvm's VMM on ${machineLabel()}`;
   say(`--isolation=vm runs each container in its own microVM; backend ${label}`);
   say('first VM run (not counted)');
-  const first = await execa(process.execPath, [TVM, 'run', '--rm', '--isolation=vm', 'demo/busybox', 'sh', '-c', 'echo "guest kernel $(uname -r), host kernel ' + os.release() + '"'], { env, reject: false });
+  const first = await execa(
+    process.execPath,
+    [TVM, 'run', '--rm', '--isolation=vm', 'demo/busybox', 'sh', '-c', 'echo "guest kernel $(uname -r), host kernel ' + os.release() + '"'],
+    { env, reject: false },
+  );
   console.log(`    ${(first.stdout || first.stderr).trim()}`);
   if (first.exitCode !== 0) throw new Error(`--isolation=vm failed: ${first.stderr}`);
   say(`tvm run --rm --isolation=vm demo/busybox echo hello  (x${RUNS})`);
@@ -110,7 +126,8 @@ async function vmIsolation(): Promise<{ times: number[]; backend: string }> {
   if (existsSync(DOCKER)) {
     say(`docker run --rm --isolation=vm demo/busybox echo hello  (x${RUNS}, the real docker CLI against tvm)`);
     const viaDocker: number[] = [];
-    for (let i = 0; i < RUNS; i++) viaDocker.push((await timed(DOCKER, ['run', '--rm', '--isolation=vm', 'demo/busybox', 'echo', 'hello'])).ms);
+    for (let i = 0; i < RUNS; i++)
+      viaDocker.push((await timed(DOCKER, ['run', '--rm', '--isolation=vm', 'demo/busybox', 'echo', 'hello'])).ms);
     say(`  docker CLI: ${summary(viaDocker)}`);
     return { times: viaDocker, backend };
   }
@@ -120,18 +137,24 @@ async function vmIsolation(): Promise<{ times: number[]; backend: string }> {
 async function vmmBoot(): Promise<number | undefined> {
   if (!existsSync('/dev/kvm')) {
     say('our VMM booting our kernel: not run: /dev/kvm is missing on this machine');
-    if (existsSync('/sys/module/kvm_pvm')) console.log("    (kvm_pvm is loaded but did not bind: this machine is itself a PVM guest; see dmesg)");
+    if (existsSync('/sys/module/kvm_pvm'))
+      console.log('    (kvm_pvm is loaded but did not bind: this machine is itself a PVM guest; see dmesg)');
     return undefined;
   }
   const kernel = await findKernel();
   const marker = 'TVM-DEMO-GUEST-UP';
   const init = `#!/bin/busybox sh\n/bin/busybox echo ${marker}\n/bin/busybox reboot -f\n`;
   const initrd = path.join(work, 'demo-initrd.cpio');
-  await writeFile(initrd, buildInitramfs({ init, files: busyboxEntries(readFileSync(requireBusybox()), APPLETS), dirs: ['proc', 'sys', 'tmp'] }));
+  await writeFile(
+    initrd,
+    buildInitramfs({ init, files: busyboxEntries(readFileSync(requireBusybox()), APPLETS), dirs: ['proc', 'sys', 'tmp'] }),
+  );
   say(`our VMM booting our kernel (${machineLabel()}, 1 vCPU, 128 MiB); on PVM a boot takes minutes`);
   const t0 = process.hrtime.bigint();
   let atMarker: number | undefined;
-  const vmm = spawn(process.execPath, [TVM, 'vmm', 'run', '--kernel', kernel.vmlinux, '--initrd', initrd, '--mem', '128'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const vmm = spawn(process.execPath, [TVM, 'vmm', 'run', '--kernel', kernel.vmlinux, '--initrd', initrd, '--mem', '128'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   vmm.stdout.on('data', (b: Buffer) => {
     process.stdout.write(b);
     if (atMarker === undefined && b.toString().includes(marker)) atMarker = ms(process.hrtime.bigint() - t0);
@@ -161,7 +184,9 @@ async function main(): Promise<void> {
     console.log('');
     say('boot times (docker run --rm ... echo, process start to exit; this machine: ' + os.cpus().length + ' cores)');
     console.log(`    --isolation=container   ${summary(container)}`);
-    console.log(`    --isolation=vm          ${summary(vm.times)}  [backend ${vm.backend}${vm.backend === 'tcg' ? ': software CPU, not a KVM figure' : ''}]`);
+    console.log(
+      `    --isolation=vm          ${summary(vm.times)}  [backend ${vm.backend}${vm.backend === 'tcg' ? ': software CPU, not a KVM figure' : ''}]`,
+    );
     if (vmm !== undefined) console.log(`    our VMM alone           kernel boot to /init marker ${vmm.toFixed(0)} ms (${machineLabel()})`);
   } catch (e) {
     console.error(daemonLog.split('\n').slice(-20).join('\n'));

@@ -17,7 +17,11 @@ export const MAX_ENTRY_NAME = 4096;
 /** Normalises a member name ('./a//b/' -> 'a/b'); refuses absolute paths and '..' components. */
 export function safeEntryName(name: string, what: string): string {
   // names are latin1 strings of the raw bytes: length is the byte count
-  if (name.length > MAX_ENTRY_NAME) throw new FormatError(`${what}: entry name ${JSON.stringify(name.slice(0, 64) + '...')} is longer than ${MAX_ENTRY_NAME} bytes`, 'ERR_UNSAFE_TAR_ENTRY');
+  if (name.length > MAX_ENTRY_NAME)
+    throw new FormatError(
+      `${what}: entry name ${JSON.stringify(name.slice(0, 64) + '...')} is longer than ${MAX_ENTRY_NAME} bytes`,
+      'ERR_UNSAFE_TAR_ENTRY',
+    );
   if (name.includes('\0')) throw new FormatError(`${what}: entry name contains NUL: ${JSON.stringify(name)}`, 'ERR_UNSAFE_TAR_ENTRY');
   if (name.startsWith('/')) throw new FormatError(`${what}: entry ${JSON.stringify(name)} has an absolute path`, 'ERR_UNSAFE_TAR_ENTRY');
   const parts = name.split('/').filter((p) => p !== '' && p !== '.');
@@ -63,7 +67,10 @@ export class LayerTarChecker {
       const target = safeEntryName(e.linkname, `${this.what}: hard link ${JSON.stringify(e.name)}`);
       if (!this.paths.has(target)) {
         if (!this.deferLinks) {
-          throw new FormatError(`${this.what}: hard link ${JSON.stringify(e.name)} points to missing ${JSON.stringify(e.linkname)}`, 'ERR_UNSAFE_TAR_ENTRY');
+          throw new FormatError(
+            `${this.what}: hard link ${JSON.stringify(e.name)} points to missing ${JSON.stringify(e.linkname)}`,
+            'ERR_UNSAFE_TAR_ENTRY',
+          );
         }
         this.dangling.push({ name: e.name, target });
       }
@@ -130,7 +137,10 @@ export async function checkDeferredLinks(
       let found = false;
       for (let j = i - 1; j >= 0 && !found; j--) found = (await pathsOf(j)).has(d.target);
       if (!found) {
-        throw new FormatError(`${layers[i]!.what}: hard link ${JSON.stringify(d.name)} points to missing ${JSON.stringify(d.target)}`, 'ERR_UNSAFE_TAR_ENTRY');
+        throw new FormatError(
+          `${layers[i]!.what}: hard link ${JSON.stringify(d.name)} points to missing ${JSON.stringify(d.target)}`,
+          'ERR_UNSAFE_TAR_ENTRY',
+        );
       }
     }
   }

@@ -65,7 +65,8 @@ function parseNumber(b: Buffer, what: string, entry: string): number {
   }
   const s = cString(b).trim();
   if (s === '') return 0;
-  if (!/^[0-7]+$/.test(s)) throw new FormatError(`tar entry ${entry}: ${what} is not an octal number (${JSON.stringify(s)})`, 'ERR_BAD_TAR');
+  if (!/^[0-7]+$/.test(s))
+    throw new FormatError(`tar entry ${entry}: ${what} is not an octal number (${JSON.stringify(s)})`, 'ERR_BAD_TAR');
   return parseInt(s, 8);
 }
 
@@ -181,7 +182,8 @@ export class TarWalker {
         this.partialLen = 0;
       }
       if (st.kind === 'sparse-ext') {
-        if (block[GNU_SPARSE_EXT_ISEXTENDED] === 0) this.state = st.bodyAfter > 0 ? { kind: 'body', left: st.bodyAfter } : { kind: 'header' };
+        if (block[GNU_SPARSE_EXT_ISEXTENDED] === 0)
+          this.state = st.bodyAfter > 0 ? { kind: 'body', left: st.bodyAfter } : { kind: 'header' };
         continue;
       }
       this.header(block);
@@ -204,11 +206,13 @@ export class TarWalker {
       return;
     }
     const rawName = cString(field(h, TarField.name));
-    if (!checksumOk(h)) throw new FormatError(`${this.what}: tar header checksum mismatch at ${JSON.stringify(rawName || this.lastName)}`, 'ERR_BAD_TAR');
+    if (!checksumOk(h))
+      throw new FormatError(`${this.what}: tar header checksum mismatch at ${JSON.stringify(rawName || this.lastName)}`, 'ERR_BAD_TAR');
     const flag = String.fromCharCode(h[TarField.typeflag[0]]!);
     const size = parseNumber(field(h, TarField.size), 'size', rawName);
     if (flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K') {
-      if (size > MAX_META_BODY) throw new FormatError(`${this.what}: tar entry ${rawName}: '${flag}' header of ${size} bytes is too large`, 'ERR_BAD_TAR');
+      if (size > MAX_META_BODY)
+        throw new FormatError(`${this.what}: tar entry ${rawName}: '${flag}' header of ${size} bytes is too large`, 'ERR_BAD_TAR');
       const padded = Math.ceil(size / TAR_BLOCK) * TAR_BLOCK;
       const meta = { kind: 'meta' as const, flag, name: rawName, size, left: padded, parts: [] as Buffer[] };
       if (padded === 0) this.finishMeta(meta);
@@ -254,7 +258,10 @@ export class TarWalker {
     if (st.flag === 'x' || st.flag === 'g') {
       const total = st.flag === 'x' ? (this.paxBytes += st.size) : (this.globalPaxBytes += st.size);
       if (total > this.maxPaxBytes) {
-        throw new FormatError(`${this.what}: tar entry ${st.name}: ${st.flag === 'x' ? 'pax records' : 'global pax records'} of more than ${this.maxPaxBytes} bytes`, 'ERR_BAD_TAR');
+        throw new FormatError(
+          `${this.what}: tar entry ${st.name}: ${st.flag === 'x' ? 'pax records' : 'global pax records'} of more than ${this.maxPaxBytes} bytes`,
+          'ERR_BAD_TAR',
+        );
       }
     }
     if (st.flag === 'x') parsePax(body, st.name, this.pax);

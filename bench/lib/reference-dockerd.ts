@@ -26,7 +26,11 @@ export function requireTools(tools: readonly (readonly [string, string])[]): voi
 /** One docker CLI call against `host`, timed end to end (the CLI's own start included). */
 export function timedDocker(host: string, configDir: string, cmd: string[], input?: Buffer): TimedRun {
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(DOCKER, cmd, { env: { ...process.env, DOCKER_HOST: host, DOCKER_CONFIG: configDir }, ...(input && { input }), encoding: 'utf8' });
+  const r = spawnSync(DOCKER, cmd, {
+    env: { ...process.env, DOCKER_HOST: host, DOCKER_CONFIG: configDir },
+    ...(input && { input }),
+    encoding: 'utf8',
+  });
   return { ms: Number(process.hrtime.bigint() - t0) / 1e6, code: r.status ?? -1, out: r.stdout, err: r.stderr };
 }
 
@@ -50,13 +54,30 @@ export interface ReferenceDockerd {
  * ports by DNAT, loopback included, as tvm does them: in a namespace, docker-proxy's IPv6
  * listener hung dockerd's `run -p` here)
  */
-export async function startReferenceDockerd(work: string, namespace: string, network?: { netns: string; bip: string }): Promise<ReferenceDockerd> {
+export async function startReferenceDockerd(
+  work: string,
+  namespace: string,
+  network?: { netns: string; bip: string },
+): Promise<ReferenceDockerd> {
   const sock = path.join(work, 'docker.sock');
   const host = `unix://${sock}`;
-  const netArgs = network ? ['--bip', network.bip, '--userland-proxy=false', '--ip6tables=false'] : ['--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false', '--userland-proxy=false'];
+  const netArgs = network
+    ? ['--bip', network.bip, '--userland-proxy=false', '--ip6tables=false']
+    : ['--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false', '--userland-proxy=false'];
   const argv = [
-    '-H', host, '--data-root', path.join(work, 'docker-data'), '--exec-root', path.join(work, 'docker-exec'),
-    '--pidfile', path.join(work, 'docker.pid'), ...netArgs, '--containerd-namespace', namespace, '--containerd-plugins-namespace', `${namespace}-plugins`,
+    '-H',
+    host,
+    '--data-root',
+    path.join(work, 'docker-data'),
+    '--exec-root',
+    path.join(work, 'docker-exec'),
+    '--pidfile',
+    path.join(work, 'docker.pid'),
+    ...netArgs,
+    '--containerd-namespace',
+    namespace,
+    '--containerd-plugins-namespace',
+    `${namespace}-plugins`,
   ];
   const d: ChildProcess = network
     ? spawn('nsenter', [`--net=${network.netns}`, DOCKERD, ...argv], { stdio: ['ignore', 'ignore', 'pipe'] })

@@ -11,12 +11,47 @@
 #include <unistd.h>
 
 static const char *const names[CAPS_KNOWN] = {
-  "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
-  "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
-  "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
-  "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
-  "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
-  "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
 };
 
 int cap_from_name(const char *name) {
@@ -29,9 +64,8 @@ int cap_from_name(const char *name) {
 const char *cap_name(int cap) { return cap >= 0 && cap < CAPS_KNOWN ? names[cap] : "?"; }
 
 uint64_t caps_docker_default(void) {
-  static const int def[] = {CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FSETID, CAP_FOWNER, CAP_MKNOD, CAP_NET_RAW,
-                            CAP_SETGID, CAP_SETUID, CAP_SETFCAP, CAP_SETPCAP, CAP_NET_BIND_SERVICE,
-                            CAP_SYS_CHROOT, CAP_KILL, CAP_AUDIT_WRITE};
+  static const int def[] = {CAP_CHOWN,  CAP_DAC_OVERRIDE, CAP_FSETID,  CAP_FOWNER,           CAP_MKNOD,      CAP_NET_RAW, CAP_SETGID,
+                            CAP_SETUID, CAP_SETFCAP,      CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT, CAP_KILL,    CAP_AUDIT_WRITE};
   uint64_t m = 0;
   for (size_t i = 0; i < sizeof def / sizeof def[0]; i++) m |= 1ull << def[i];
   return m;
@@ -60,8 +94,8 @@ static int mask_of(const char *const *v, size_t n, uint64_t *out, char *err, siz
   return 0;
 }
 
-int caps_compute(const char *const *add, size_t nadd, const char *const *drop, size_t ndrop, int privileged,
-                 uint64_t *out, char *err, size_t errlen) {
+int caps_compute(const char *const *add, size_t nadd, const char *const *drop, size_t ndrop, int privileged, uint64_t *out, char *err,
+                 size_t errlen) {
   uint64_t a, d;
   if (mask_of(add, nadd, &a, err, errlen) < 0 || mask_of(drop, ndrop, &d, err, errlen) < 0) return -1;
   if (privileged) *out = caps_all();

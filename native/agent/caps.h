@@ -15,8 +15,8 @@ uint64_t caps_docker_default(void);
 uint64_t caps_all(void);
 /* Docker's rules: add ALL -> all minus drops; drop ALL -> only adds; else default + adds - drops.
  * Returns 0, or -1 with the bad name in err. */
-int caps_compute(const char *const *add, size_t nadd, const char *const *drop, size_t ndrop, int privileged,
-                 uint64_t *out, char *err, size_t errlen);
+int caps_compute(const char *const *add, size_t nadd, const char *const *drop, size_t ndrop, int privileged, uint64_t *out, char *err,
+                 size_t errlen);
 /* Drops every capability not in keep from the bounding set (needs CAP_SETPCAP). */
 int caps_apply_bounding(uint64_t keep);
 /* After the uid switch: effective = permitted = keep, inheritable = 0, ambient cleared. */

@@ -24,25 +24,22 @@
 static const char *const v1_controllers[] = {"memory", "cpu", "cpuacct", "pids", "cpuset", "freezer", "blkio", "devices"};
 
 static const char *const device_allow[] = {
-  "c *:* m", "b *:* m",
-  "c 1:3 rwm",   /* null */
-  "c 1:5 rwm",   /* zero */
-  "c 1:7 rwm",   /* full */
-  "c 1:8 rwm",   /* random */
-  "c 1:9 rwm",   /* urandom */
-  "c 5:0 rwm",   /* tty */
-  "c 5:1 rwm",   /* console */
-  "c 5:2 rwm",   /* ptmx */
-  "c 136:* rwm", /* pty slaves */
-  "c 10:200 rwm", /* tun */
+    "c *:* m",      "b *:* m", "c 1:3 rwm", /* null */
+    "c 1:5 rwm",                            /* zero */
+    "c 1:7 rwm",                            /* full */
+    "c 1:8 rwm",                            /* random */
+    "c 1:9 rwm",                            /* urandom */
+    "c 5:0 rwm",                            /* tty */
+    "c 5:1 rwm",                            /* console */
+    "c 5:2 rwm",                            /* ptmx */
+    "c 136:* rwm",                          /* pty slaves */
+    "c 10:200 rwm",                         /* tun */
 };
 
 static void v1_dir(const container_spec *s, const char *ctrl, char *out, size_t n) {
   snprintf(out, n, "%s/%s/%s", s->cgroup_root, ctrl, s->cgroup_path);
 }
-static void v2_dir(const container_spec *s, char *out, size_t n) {
-  snprintf(out, n, "%s/%s", s->cgroup_root, s->cgroup_path);
-}
+static void v2_dir(const container_spec *s, char *out, size_t n) { snprintf(out, n, "%s/%s", s->cgroup_root, s->cgroup_path); }
 
 static int exists(const char *p) {
   struct stat st;
@@ -79,7 +76,10 @@ static int64_t read_keyed(const char *dir, const char *name, const char *key) {
   int64_t v = -1;
   size_t kl = strlen(key);
   for (char *line = t; line && *line;) {
-    if (strncmp(line, key, kl) == 0 && line[kl] == ' ') { v = strtoll(line + kl + 1, NULL, 10); break; }
+    if (strncmp(line, key, kl) == 0 && line[kl] == ' ') {
+      v = strtoll(line + kl + 1, NULL, 10);
+      break;
+    }
     line = strchr(line, '\n');
     if (line) line++;
   }
@@ -173,7 +173,8 @@ static int create_v1(const container_spec *s, char *err, size_t errlen) {
     if (exists(sw)) {
       /* Docker: unset swap = as much swap as memory; -1 = unlimited */
       int64_t memsw = s->res.memory_swap == 0 ? 2 * s->res.memory : s->res.memory_swap;
-      if (memsw > 0) snprintf(v, sizeof v, "%" PRId64, memsw); else snprintf(v, sizeof v, "-1");
+      if (memsw > 0) snprintf(v, sizeof v, "%" PRId64, memsw);
+      else snprintf(v, sizeof v, "-1");
       if (knob(dir, "memory.memsw.limit_in_bytes", v, err, errlen) < 0) return -1;
     }
   }
@@ -241,9 +242,7 @@ static int bpf_missing(void) {
   return cached;
 }
 
-int cgroup_devices_unfiltered(const container_spec *s) {
-  return s->cgroup_version == 2 && !s->privileged && bpf_missing();
-}
+int cgroup_devices_unfiltered(const container_spec *s) { return s->cgroup_version == 2 && !s->privileged && bpf_missing(); }
 
 /* v2: every ancestor must delegate the controllers we use to its children. */
 static int v2_enable_controllers(const container_spec *s, char *err, size_t errlen) {
@@ -289,7 +288,8 @@ static int create_v2(container_spec *s, char *err, size_t errlen) {
     snprintf(v, sizeof v, "%" PRId64, s->res.memory);
     if (knob(dir, "memory.max", v, err, errlen) < 0) return -1;
     int64_t memsw = s->res.memory_swap == 0 ? 2 * s->res.memory : s->res.memory_swap;
-    if (memsw > 0) snprintf(v, sizeof v, "%" PRId64, memsw - s->res.memory); else snprintf(v, sizeof v, "max");
+    if (memsw > 0) snprintf(v, sizeof v, "%" PRId64, memsw - s->res.memory);
+    else snprintf(v, sizeof v, "max");
     char sw[4200];
     snprintf(sw, sizeof sw, "%s/memory.swap.max", dir);
     if (exists(sw) && knob(dir, "memory.swap.max", v, err, errlen) < 0) return -1;
@@ -310,8 +310,7 @@ static int create_v2(container_spec *s, char *err, size_t errlen) {
     snprintf(v, sizeof v, "%" PRId64, s->res.pids_limit);
     if (knob(dir, "pids.max", v, err, errlen) < 0) return -1;
   }
-  if (s->res.cpuset_cpus && *s->res.cpuset_cpus && knob(dir, "cpuset.cpus", s->res.cpuset_cpus, err, errlen) < 0)
-    return -1;
+  if (s->res.cpuset_cpus && *s->res.cpuset_cpus && knob(dir, "cpuset.cpus", s->res.cpuset_cpus, err, errlen) < 0) return -1;
   /* Without bpf() v2 has no device control at all: withhold CAP_MKNOD instead, so the container
    * cannot make a node beyond the allowlisted ones its /dev is given (this is our guest kernel,
    * where the VM is the boundary; every distribution kernel with cgroup v2 has bpf()). */
@@ -443,11 +442,12 @@ int cgroup_pids(const container_spec *s, pid_t *pids, int n) {
 
 /* One v1 memory limit file (<= 0: unlimited). EBUSY, the limit below what the group uses,
  * worded as runc does. */
-static int v1_write_limit(const char *dir, const char *file, const char *usage, const char *peak, const char *what, int64_t val,
-                          char *err, size_t errlen) {
+static int v1_write_limit(const char *dir, const char *file, const char *usage, const char *peak, const char *what, int64_t val, char *err,
+                          size_t errlen) {
   char p[4200], v[32];
   snprintf(p, sizeof p, "%s/%s", dir, file);
-  if (val > 0) snprintf(v, sizeof v, "%" PRId64, val); else snprintf(v, sizeof v, "-1");
+  if (val > 0) snprintf(v, sizeof v, "%" PRId64, val);
+  else snprintf(v, sizeof v, "-1");
   int rc = write_file_str(p, v);
   if (rc == -EBUSY) {
     snprintf(err, errlen, "unable to set %s to %" PRId64 " (current usage: %" PRId64 ", peak usage: %" PRId64 ")", what, val,
@@ -492,14 +492,16 @@ static int update_v1(const container_spec *s, const resources_spec *n, unsigned 
   }
   if (set & RES_MEMORY_RESERVATION) {
     v1_dir(s, "memory", dir, sizeof dir);
-    if (n->memory_reservation > 0) snprintf(v, sizeof v, "%" PRId64, n->memory_reservation); else snprintf(v, sizeof v, "-1");
+    if (n->memory_reservation > 0) snprintf(v, sizeof v, "%" PRId64, n->memory_reservation);
+    else snprintf(v, sizeof v, "-1");
     if (knob(dir, "memory.soft_limit_in_bytes", v, err, errlen) < 0) return -1;
   }
   if (set & RES_NANO_CPUS) {
     v1_dir(s, "cpu", dir, sizeof dir);
     snprintf(v, sizeof v, "%d", CFS_PERIOD_US);
     if (knob(dir, "cpu.cfs_period_us", v, err, errlen) < 0) return -1;
-    if (n->nano_cpus > 0) snprintf(v, sizeof v, "%" PRId64, n->nano_cpus * CFS_PERIOD_US / 1000000000); else snprintf(v, sizeof v, "-1");
+    if (n->nano_cpus > 0) snprintf(v, sizeof v, "%" PRId64, n->nano_cpus * CFS_PERIOD_US / 1000000000);
+    else snprintf(v, sizeof v, "-1");
     if (knob(dir, "cpu.cfs_quota_us", v, err, errlen) < 0) return -1;
   }
   if (set & RES_CPU_SHARES) {
@@ -509,7 +511,8 @@ static int update_v1(const container_spec *s, const resources_spec *n, unsigned 
   }
   if (set & RES_PIDS_LIMIT) {
     v1_dir(s, "pids", dir, sizeof dir);
-    if (n->pids_limit > 0) snprintf(v, sizeof v, "%" PRId64, n->pids_limit); else snprintf(v, sizeof v, "max");
+    if (n->pids_limit > 0) snprintf(v, sizeof v, "%" PRId64, n->pids_limit);
+    else snprintf(v, sizeof v, "max");
     if (knob(dir, "pids.max", v, err, errlen) < 0) return -1;
   }
   if ((set & RES_CPUSET_CPUS) && n->cpuset_cpus && *n->cpuset_cpus) {
@@ -526,7 +529,8 @@ static int update_v2(const container_spec *s, const resources_spec *n, unsigned 
     snprintf(v, sizeof v, "%" PRId64, n->memory);
     if (knob(dir, "memory.max", v, err, errlen) < 0) return -1;
     int64_t memsw = n->memory_swap == 0 ? 2 * n->memory : n->memory_swap;
-    if (memsw > 0) snprintf(v, sizeof v, "%" PRId64, memsw - n->memory); else snprintf(v, sizeof v, "max");
+    if (memsw > 0) snprintf(v, sizeof v, "%" PRId64, memsw - n->memory);
+    else snprintf(v, sizeof v, "max");
     snprintf(sw, sizeof sw, "%s/memory.swap.max", dir);
     if (exists(sw) && knob(dir, "memory.swap.max", v, err, errlen) < 0) return -1;
   }
@@ -544,11 +548,11 @@ static int update_v2(const container_spec *s, const resources_spec *n, unsigned 
     if (knob(dir, "cpu.weight", v, err, errlen) < 0) return -1;
   }
   if (set & RES_PIDS_LIMIT) {
-    if (n->pids_limit > 0) snprintf(v, sizeof v, "%" PRId64, n->pids_limit); else snprintf(v, sizeof v, "max");
+    if (n->pids_limit > 0) snprintf(v, sizeof v, "%" PRId64, n->pids_limit);
+    else snprintf(v, sizeof v, "max");
     if (knob(dir, "pids.max", v, err, errlen) < 0) return -1;
   }
-  if ((set & RES_CPUSET_CPUS) && n->cpuset_cpus && *n->cpuset_cpus && knob(dir, "cpuset.cpus", n->cpuset_cpus, err, errlen) < 0)
-    return -1;
+  if ((set & RES_CPUSET_CPUS) && n->cpuset_cpus && *n->cpuset_cpus && knob(dir, "cpuset.cpus", n->cpuset_cpus, err, errlen) < 0) return -1;
   return 0;
 }
 

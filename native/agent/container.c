@@ -38,10 +38,10 @@
  * exec (O_CLOEXEC) is the success signal. */
 typedef struct {
   int errfd;
-  int syncfd;   /* read end: the agent writes one byte once the child is in its cgroup */
-  int ptysock;  /* the child sends its pty master here (SCM_RIGHTS); -1 without a tty */
+  int syncfd;                /* read end: the agent writes one byte once the child is in its cgroup */
+  int ptysock;               /* the child sends its pty master here (SCM_RIGHTS); -1 without a tty */
   int in_fd, out_fd, err_fd; /* child ends of the stdio pipes (non-tty) */
-  int ovlfd;    /* user namespace only: the child writes one byte once its mounts are private */
+  int ovlfd;                 /* user namespace only: the child writes one byte once its mounts are private */
 } child_ctx;
 
 static void __attribute__((noreturn)) child_fail(const child_ctx *c, int code, const char *fmt, ...) {
@@ -129,7 +129,10 @@ static char **build_env(const proc_spec *p, const char *hostname, const char *ho
 static int send_fd(int sock, int fd) {
   char byte = 'P';
   struct iovec iov = {&byte, 1};
-  union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+  union {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } u;
   memset(&u, 0, sizeof u);
   struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
   struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
@@ -143,10 +146,14 @@ static int send_fd(int sock, int fd) {
 static int recv_fd(int sock) {
   char byte;
   struct iovec iov = {&byte, 1};
-  union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+  union {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } u;
   struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
   ssize_t n;
-  do n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); while (n < 0 && errno == EINTR);
+  do n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
   if (n <= 0) return -1;
   struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
   if (!c || c->cmsg_type != SCM_RIGHTS) return -1;
@@ -189,8 +196,8 @@ static void reset_signals(void) {
 }
 
 /* Inside the container's root: stdio, user, workdir, capabilities, seccomp, execve. */
-static void __attribute__((noreturn)) finish_and_exec(const child_ctx *c, const container_spec *s, const proc_spec *p, const char *hostname,
-                                                     uint64_t caps, int privileged) {
+static void __attribute__((noreturn))
+finish_and_exec(const child_ctx *c, const container_spec *s, const proc_spec *p, const char *hostname, uint64_t caps, int privileged) {
   char err[1024];
   if (p->tty) {
     int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -236,8 +243,7 @@ static void __attribute__((noreturn)) finish_and_exec(const child_ctx *c, const 
   if (hostopts_process(&po, err, sizeof err) < 0) child_fail(c, 126, "%s", err);
   /* Without no_new_privs, installing a filter takes CAP_SYS_ADMIN: install it while we still
    * hold it, as runc does (the profile must then allow setuid, capset, execve: Docker's does). */
-  if (!s->no_new_privs && seccomp_install(&s->seccomp) < 0)
-    child_fail(c, 126, "install seccomp filter: %s", strerror(errno));
+  if (!s->no_new_privs && seccomp_install(&s->seccomp) < 0) child_fail(c, 126, "install seccomp filter: %s", strerror(errno));
   if (!privileged && caps_apply_bounding(caps) < 0) child_fail(c, 126, "drop bounding capabilities: %s", strerror(errno));
   if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) child_fail(c, 126, "keepcaps: %s", strerror(errno));
   if (setgroups(u.ngroups, u.groups) < 0) child_fail(c, 126, "setgroups: %s", strerror(errno));
@@ -245,13 +251,11 @@ static void __attribute__((noreturn)) finish_and_exec(const child_ctx *c, const 
   if (setresuid(u.uid, u.uid, u.uid) < 0) child_fail(c, 126, "setuid %u: %s", (unsigned)u.uid, strerror(errno));
   /* the kernel clears the parent-death signal when the euid/egid changes (commit_creds): the
    * container's init set it after the sync and must die with its agent as a root init does */
-  if (p == &s->process && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
-    child_fail(c, 126, "parent-death signal: %s", strerror(errno));
+  if (p == &s->process && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) child_fail(c, 126, "parent-death signal: %s", strerror(errno));
   if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0) child_fail(c, 126, "keepcaps: %s", strerror(errno));
   /* non-root: execve clears permitted/effective anyway (no ambient set), as in Docker */
   if (caps_apply_sets(caps) < 0) child_fail(c, 126, "set capabilities: %s", strerror(errno));
-  if (chdir(p->cwd) < 0)
-    child_fail(c, 126, "chdir to cwd (\"%s\") set in config.json failed: %s", p->cwd, strerror(errno));
+  if (chdir(p->cwd) < 0) child_fail(c, 126, "chdir to cwd (\"%s\") set in config.json failed: %s", p->cwd, strerror(errno));
 
   char exe[PATH_MAX];
   /* --init: docker-init (the agent, bind-mounted read-only) runs the command as its child */
@@ -474,7 +478,10 @@ int container_start(const container_spec *s, proc_io *io, int *code, char *err, 
     /* back to the supervisor's own namespace; failing that, it would serve from the container's */
     if (setns(own_net, CLONE_NEWNET) < 0) {
       snprintf(err, errlen, "return to the agent's network namespace: %s", strerror(errno));
-      if (pid > 0) { kill(pid, SIGKILL); waitpid(pid, NULL, 0); }
+      if (pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+      }
       close(own_net);
       fdset_close(&f);
       return -1;
@@ -506,8 +513,7 @@ int container_start(const container_spec *s, proc_io *io, int *code, char *err, 
     }
     close(c.ovlfd);
     if (s->net_none && loopback_up() < 0) child_fail(&c, 126, "bring up lo: %s", strerror(errno));
-    if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
-      child_fail(&c, 126, "sethostname: %s", strerror(errno));
+    if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0) child_fail(&c, 126, "sethostname: %s", strerror(errno));
     if (rootfs_setup(s, err, errlen) < 0) child_fail(&c, 126, "%s", err);
     finish_and_exec(&c, s, &s->process, s->hostname, s->caps, s->privileged);
   }
@@ -563,8 +569,8 @@ int container_start(const container_spec *s, proc_io *io, int *code, char *err, 
   return 0;
 }
 
-int container_exec(const container_spec *s, pid_t init_pid, const proc_spec *p, int privileged, proc_io *io,
-                   int *code, char *err, size_t errlen) {
+int container_exec(const container_spec *s, pid_t init_pid, const proc_spec *p, int privileged, proc_io *io, int *code, char *err,
+                   size_t errlen) {
   /* the user namespace first: it owns the others, and joining it grants the capabilities to join them */
   static const char *const all_nss[] = {"user", "ipc", "uts", "net", "pid", "mnt"};
   const char *const *nss = s->userns.nuid ? all_nss : all_nss + 1;

@@ -18,8 +18,8 @@ typedef struct {
 /* On failure returns -1, err holds Docker's message and *code the exit code Docker reports
  * (127: executable not found, 126: not executable or another start failure). */
 int container_start(const container_spec *s, proc_io *io, int *code, char *err, size_t errlen);
-int container_exec(const container_spec *s, pid_t init_pid, const proc_spec *p, int privileged, proc_io *io,
-                   int *code, char *err, size_t errlen);
+int container_exec(const container_spec *s, pid_t init_pid, const proc_spec *p, int privileged, proc_io *io, int *code, char *err,
+                   size_t errlen);
 /* Docker's default PATH when the image sets none. */
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 /* Finds file in the PATH found in envp: 0 with the path in out, or 127/126 with Docker's text. */

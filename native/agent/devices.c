@@ -8,11 +8,13 @@
 #include <unistd.h>
 
 /* Character devices a container may read/write (minor -1: any), as in Docker's default. */
-static const struct { int32_t major, minor; } allowed[] = {
-  {1, 3}, {1, 5}, {1, 7}, {1, 8}, {1, 9}, /* null zero full random urandom */
-  {5, 0}, {5, 1}, {5, 2},                 /* tty console ptmx */
-  {136, -1},                              /* pty slaves */
-  {10, 200},                              /* tun */
+static const struct {
+  int32_t major, minor;
+} allowed[] = {
+    {1, 3},    {1, 5}, {1, 7}, {1, 8}, {1, 9}, /* null zero full random urandom */
+    {5, 0},    {5, 1}, {5, 2},                 /* tty console ptmx */
+    {136, -1},                                 /* pty slaves */
+    {10, 200},                                 /* tun */
 };
 
 #define INSN(c, d, s, o, i) ((struct bpf_insn){.code = (c), .dst_reg = (d), .src_reg = (s), .off = (o), .imm = (i)})
@@ -62,15 +64,24 @@ int devices_eval(const struct bpf_insn *prog, int n, unsigned type, unsigned acc
   for (int pc = 0; pc < n; pc++) {
     const struct bpf_insn *i = &prog[pc];
     switch (i->code) {
-      case BPF_LDX | BPF_MEM | BPF_W: { uint32_t v; memcpy(&v, (char *)&ctx + i->off, 4); r[i->dst_reg] = v; break; }
-      case BPF_ALU64 | BPF_MOV | BPF_X: r[i->dst_reg] = r[i->src_reg]; break;
-      case BPF_ALU64 | BPF_MOV | BPF_K: r[i->dst_reg] = (uint64_t)(int64_t)i->imm; break;
-      case BPF_ALU64 | BPF_AND | BPF_K: r[i->dst_reg] &= (uint64_t)(int64_t)i->imm; break;
-      case BPF_ALU64 | BPF_RSH | BPF_K: r[i->dst_reg] >>= i->imm; break;
-      case BPF_JMP | BPF_JEQ | BPF_K: if (r[i->dst_reg] == (uint64_t)(int64_t)i->imm) pc += i->off; break;
-      case BPF_JMP | BPF_JNE | BPF_K: if (r[i->dst_reg] != (uint64_t)(int64_t)i->imm) pc += i->off; break;
-      case BPF_JMP | BPF_EXIT: return (int)r[0];
-      default: return -1;
+    case BPF_LDX | BPF_MEM | BPF_W: {
+      uint32_t v;
+      memcpy(&v, (char *)&ctx + i->off, 4);
+      r[i->dst_reg] = v;
+      break;
+    }
+    case BPF_ALU64 | BPF_MOV | BPF_X: r[i->dst_reg] = r[i->src_reg]; break;
+    case BPF_ALU64 | BPF_MOV | BPF_K: r[i->dst_reg] = (uint64_t)(int64_t)i->imm; break;
+    case BPF_ALU64 | BPF_AND | BPF_K: r[i->dst_reg] &= (uint64_t)(int64_t)i->imm; break;
+    case BPF_ALU64 | BPF_RSH | BPF_K: r[i->dst_reg] >>= i->imm; break;
+    case BPF_JMP | BPF_JEQ | BPF_K:
+      if (r[i->dst_reg] == (uint64_t)(int64_t)i->imm) pc += i->off;
+      break;
+    case BPF_JMP | BPF_JNE | BPF_K:
+      if (r[i->dst_reg] != (uint64_t)(int64_t)i->imm) pc += i->off;
+      break;
+    case BPF_JMP | BPF_EXIT: return (int)r[0];
+    default: return -1;
     }
   }
   return -1;
@@ -79,7 +90,10 @@ int devices_eval(const struct bpf_insn *prog, int n, unsigned type, unsigned acc
 int devices_attach(const char *cgroup_dir) {
   struct bpf_insn insns[DEVICES_MAX_INSNS];
   int n = devices_build(insns, DEVICES_MAX_INSNS);
-  if (n < 0) { errno = E2BIG; return -1; }
+  if (n < 0) {
+    errno = E2BIG;
+    return -1;
+  }
   static char license[] = "Apache-2.0";
   union bpf_attr load;
   memset(&load, 0, sizeof load);
@@ -90,7 +104,12 @@ int devices_attach(const char *cgroup_dir) {
   int prog = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &load, sizeof load);
   if (prog < 0) return -1;
   int cg = open(cgroup_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (cg < 0) { int e = errno; close(prog); errno = e; return -1; }
+  if (cg < 0) {
+    int e = errno;
+    close(prog);
+    errno = e;
+    return -1;
+  }
   union bpf_attr at;
   memset(&at, 0, sizeof at);
   at.target_fd = (uint32_t)cg;

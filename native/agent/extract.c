@@ -243,7 +243,6 @@ int extract_child(int fd, pid_t init_pid, const char *dest, const void *pre, siz
    * closing first could reset the connection before the error is read */
   shutdown(fd, SHUT_WR);
   char buf[COPY_CHUNK];
-  while (read(fd, buf, sizeof buf) > 0) {
-  }
+  while (read(fd, buf, sizeof buf) > 0) {}
   return 1;
 }

@@ -4,7 +4,10 @@
 #include <string.h>
 
 void frame_reader_init(frame_reader *r) { memset(r, 0, sizeof *r); }
-void frame_reader_free(frame_reader *r) { free(r->buf); memset(r, 0, sizeof *r); }
+void frame_reader_free(frame_reader *r) {
+  free(r->buf);
+  memset(r, 0, sizeof *r);
+}
 
 int frame_reader_feed(frame_reader *r, const void *data, size_t n) {
   if (r->len + n > r->cap) {

@@ -263,15 +263,18 @@ static void grow_disk(void) {
   int ok = ioctl(dev, BLKGETSIZE64, &bytes) == 0 && pread(dev, sb, sizeof sb, SB_OFFSET) == (ssize_t)sizeof sb;
   close(dev);
   if (!ok) return;
-  uint32_t lo = sb[SB_BLOCKS_COUNT_LO] | sb[SB_BLOCKS_COUNT_LO + 1] << 8 | sb[SB_BLOCKS_COUNT_LO + 2] << 16 | (uint32_t)sb[SB_BLOCKS_COUNT_LO + 3] << 24;
-  uint32_t hi = sb[SB_BLOCKS_COUNT_HI] | sb[SB_BLOCKS_COUNT_HI + 1] << 8 | sb[SB_BLOCKS_COUNT_HI + 2] << 16 | (uint32_t)sb[SB_BLOCKS_COUNT_HI + 3] << 24;
+  uint32_t lo = sb[SB_BLOCKS_COUNT_LO] | sb[SB_BLOCKS_COUNT_LO + 1] << 8 | sb[SB_BLOCKS_COUNT_LO + 2] << 16 |
+                (uint32_t)sb[SB_BLOCKS_COUNT_LO + 3] << 24;
+  uint32_t hi = sb[SB_BLOCKS_COUNT_HI] | sb[SB_BLOCKS_COUNT_HI + 1] << 8 | sb[SB_BLOCKS_COUNT_HI + 2] << 16 |
+                (uint32_t)sb[SB_BLOCKS_COUNT_HI + 3] << 24;
   uint32_t log = sb[SB_LOG_BLOCK_SIZE];
   if (log > 6) return;
   uint64_t block = 1024u << log, have = (uint64_t)hi << 32 | lo, want = bytes / block;
   if (want <= have) return;
   int fd = open(GUEST_DISK_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return;
-  if (ioctl(fd, EXT4_IOC_RESIZE_FS, &want) < 0) say("could not grow the disk to %llu blocks: %s", (unsigned long long)want, strerror(errno));
+  if (ioctl(fd, EXT4_IOC_RESIZE_FS, &want) < 0)
+    say("could not grow the disk to %llu blocks: %s", (unsigned long long)want, strerror(errno));
   else say("disk grown from %llu to %llu blocks", (unsigned long long)have, (unsigned long long)want);
   close(fd);
 }

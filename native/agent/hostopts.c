@@ -15,17 +15,28 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#define ERR(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
+#define ERR(...)                                                                                                                           \
+  do {                                                                                                                                     \
+    snprintf(err, errlen, __VA_ARGS__);                                                                                                    \
+    return -1;                                                                                                                             \
+  } while (0)
 
-const char *const hostopts_keys[] = {"ulimits", "sysctls", "shmSize", "init", "groupAdd", "oomScoreAdj",
+const char *const hostopts_keys[] = {"ulimits", "sysctls",        "shmSize",     "init",          "groupAdd", "oomScoreAdj",
                                      "devices", "oomKillDisable", "maskedPaths", "readonlyPaths", NULL};
 
 /* go-units' ulimit names, as docker run --ulimit takes them */
-static const struct { const char *name; int res; } rlimits[] = {
-  {"core", RLIMIT_CORE}, {"cpu", RLIMIT_CPU}, {"data", RLIMIT_DATA}, {"fsize", RLIMIT_FSIZE},
-  {"locks", RLIMIT_LOCKS}, {"memlock", RLIMIT_MEMLOCK}, {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE},
-  {"nofile", RLIMIT_NOFILE}, {"nproc", RLIMIT_NPROC}, {"rss", RLIMIT_RSS}, {"rtprio", RLIMIT_RTPRIO},
-  {"rttime", RLIMIT_RTTIME}, {"sigpending", RLIMIT_SIGPENDING}, {"stack", RLIMIT_STACK},
+static const struct {
+  const char *name;
+  int res;
+} rlimits[] = {
+    {"core", RLIMIT_CORE},         {"cpu", RLIMIT_CPU},
+    {"data", RLIMIT_DATA},         {"fsize", RLIMIT_FSIZE},
+    {"locks", RLIMIT_LOCKS},       {"memlock", RLIMIT_MEMLOCK},
+    {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE},
+    {"nofile", RLIMIT_NOFILE},     {"nproc", RLIMIT_NPROC},
+    {"rss", RLIMIT_RSS},           {"rtprio", RLIMIT_RTPRIO},
+    {"rttime", RLIMIT_RTTIME},     {"sigpending", RLIMIT_SIGPENDING},
+    {"stack", RLIMIT_STACK},
 };
 
 int hostopts_rlimit_of(const char *name) {
@@ -109,8 +120,7 @@ static int parse_devices(const jval *v, host_opts *o, char *err, size_t errlen) 
     const char *path, *cpath, *perms;
     device_spec *ds = &o->devices[i];
     if (obj_check(d, w, keys, err, errlen) < 0 || str_of(json_get(d, "path"), w, &path, err, errlen) < 0 ||
-        str_of(json_get(d, "containerPath"), w, &cpath, err, errlen) < 0 ||
-        str_of(json_get(d, "permissions"), w, &perms, err, errlen) < 0)
+        str_of(json_get(d, "containerPath"), w, &cpath, err, errlen) < 0 || str_of(json_get(d, "permissions"), w, &perms, err, errlen) < 0)
       return -1;
     o->ndevices = i + 1;
     ds->path = strdup(path);
@@ -119,9 +129,9 @@ static int parse_devices(const jval *v, host_opts *o, char *err, size_t errlen) 
     if (!*perms || strlen(perms) > 3 || strspn(perms, "rwm") != strlen(perms)) ERR("%s.permissions: invalid \"%s\"", w, perms);
     snprintf(ds->perms, sizeof ds->perms, "%s", perms);
     struct stat st;
-    if (stat(path, &st) < 0)
-      ERR("error gathering device information while adding custom device \"%s\": %s", path, strerror(errno));
-    if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) ERR("error gathering device information while adding custom device \"%s\": not a device node", path);
+    if (stat(path, &st) < 0) ERR("error gathering device information while adding custom device \"%s\": %s", path, strerror(errno));
+    if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode))
+      ERR("error gathering device information while adding custom device \"%s\": not a device node", path);
     ds->type = st.st_mode & S_IFMT;
     ds->major = major(st.st_rdev);
     ds->minor = minor(st.st_rdev);
@@ -370,8 +380,7 @@ int hostopts_oom_score(const host_opts *o, pid_t pid, char *err, size_t errlen) 
   return 0;
 }
 
-static int cg_write(const char *root, const char *ctl, const char *path, const char *file, const char *val, char *err,
-                    size_t errlen) {
+static int cg_write(const char *root, const char *ctl, const char *path, const char *file, const char *val, char *err, size_t errlen) {
   char p[PATH_MAX];
   if (ctl) snprintf(p, sizeof p, "%s/%s/%s/%s", root, ctl, path, file);
   else snprintf(p, sizeof p, "%s/%s/%s", root, path, file);

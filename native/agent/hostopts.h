@@ -15,17 +15,17 @@
 #define DOCKER_INIT_PATH "/sbin/docker-init"
 
 typedef struct {
-  int resource; /* RLIMIT_* */
+  int resource;       /* RLIMIT_* */
   int64_t soft, hard; /* -1: unlimited */
 } ulimit_spec;
 
 typedef struct {
-  char *path;      /* on the host */
-  char *cpath;     /* in the container */
-  char perms[4];   /* subset of "rwm" */
-  mode_t type;     /* S_IFCHR or S_IFBLK, from the host node */
+  char *path;    /* on the host */
+  char *cpath;   /* in the container */
+  char perms[4]; /* subset of "rwm" */
+  mode_t type;   /* S_IFCHR or S_IFBLK, from the host node */
   unsigned major, minor;
-  mode_t mode;     /* permission bits of the host node */
+  mode_t mode; /* permission bits of the host node */
 } device_spec;
 
 typedef struct {
@@ -33,9 +33,9 @@ typedef struct {
   size_t nulimits;
   char **sysctl_keys, **sysctl_vals; /* keys in dotted form: net.ipv4.ip_forward */
   size_t nsysctls;
-  int64_t shm_size;   /* bytes; 0: Docker's default 64 MiB */
+  int64_t shm_size; /* bytes; 0: Docker's default 64 MiB */
   int init;
-  char **group_add;   /* names or numbers */
+  char **group_add; /* names or numbers */
   size_t ngroup_add;
   int has_oom_score_adj;
   int oom_score_adj;
@@ -71,8 +71,7 @@ int hostopts_process(const host_opts *o, char *err, size_t errlen);
 int hostopts_oom_score(const host_opts *o, pid_t pid, char *err, size_t errlen);
 /* Agent side, once the container's cgroup exists (v1): devices.allow, oom_control.
  * cgroup_version 0 (no cgroupfs): refused when any is asked for. */
-int hostopts_cgroup(const host_opts *o, int cgroup_version, const char *cgroup_root, const char *cgroup_path,
-                    char *err, size_t errlen);
+int hostopts_cgroup(const host_opts *o, int cgroup_version, const char *cgroup_root, const char *cgroup_path, char *err, size_t errlen);
 /* argv for running args under docker-init: {DOCKER_INIT_PATH, "--", args..., NULL} (malloc'd). */
 char **hostopts_init_argv(char *const *args, size_t nargs);
 #endif

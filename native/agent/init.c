@@ -15,8 +15,8 @@
 
 /* Signals that are about the init itself, not meant for the child. */
 static int forwardable(int sig) {
-  return sig != SIGCHLD && sig != SIGKILL && sig != SIGSTOP && sig != SIGTTIN && sig != SIGTTOU && sig != SIGFPE &&
-         sig != SIGILL && sig != SIGSEGV && sig != SIGBUS && sig != SIGABRT && sig != SIGTRAP && sig != SIGSYS;
+  return sig != SIGCHLD && sig != SIGKILL && sig != SIGSTOP && sig != SIGTTIN && sig != SIGTTOU && sig != SIGFPE && sig != SIGILL &&
+         sig != SIGSEGV && sig != SIGBUS && sig != SIGABRT && sig != SIGTRAP && sig != SIGSYS;
 }
 
 int init_main(int argc, char **argv) {

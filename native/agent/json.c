@@ -31,7 +31,10 @@ static void skip_ws(parser *ps) {
 static int parse_value(parser *ps, jval *out, int depth);
 
 static int hex4(parser *ps, unsigned *out) {
-  if (ps->end - ps->p < 4) { fail(ps, "truncated \\u escape"); return -1; }
+  if (ps->end - ps->p < 4) {
+    fail(ps, "truncated \\u escape");
+    return -1;
+  }
   unsigned v = 0;
   for (int i = 0; i < 4; i++) {
     char c = ps->p[i];
@@ -39,7 +42,10 @@ static int hex4(parser *ps, unsigned *out) {
     if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
     else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
     else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
-    else { fail(ps, "bad hex digit in \\u escape"); return -1; }
+    else {
+      fail(ps, "bad hex digit in \\u escape");
+      return -1;
+    }
   }
   ps->p += 4;
   *out = v;
@@ -47,14 +53,25 @@ static int hex4(parser *ps, unsigned *out) {
 }
 
 static size_t put_utf8(char *o, unsigned cp) {
-  if (cp < 0x80) { o[0] = (char)cp; return 1; }
-  if (cp < 0x800) { o[0] = (char)(0xC0 | (cp >> 6)); o[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
+  if (cp < 0x80) {
+    o[0] = (char)cp;
+    return 1;
+  }
+  if (cp < 0x800) {
+    o[0] = (char)(0xC0 | (cp >> 6));
+    o[1] = (char)(0x80 | (cp & 0x3F));
+    return 2;
+  }
   if (cp < 0x10000) {
-    o[0] = (char)(0xE0 | (cp >> 12)); o[1] = (char)(0x80 | ((cp >> 6) & 0x3F)); o[2] = (char)(0x80 | (cp & 0x3F));
+    o[0] = (char)(0xE0 | (cp >> 12));
+    o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    o[2] = (char)(0x80 | (cp & 0x3F));
     return 3;
   }
-  o[0] = (char)(0xF0 | (cp >> 18)); o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-  o[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); o[3] = (char)(0x80 | (cp & 0x3F));
+  o[0] = (char)(0xF0 | (cp >> 18));
+  o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+  o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+  o[3] = (char)(0x80 | (cp & 0x3F));
   return 4;
 }
 
@@ -64,10 +81,16 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
   if (c < 0x80) return 1;
   size_t len;
   unsigned cp;
-  if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
-  else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
-  else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
-  else return 0;
+  if (c >= 0xC2 && c <= 0xDF) {
+    len = 2;
+    cp = c & 0x1F;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    len = 3;
+    cp = c & 0x0F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    len = 4;
+    cp = c & 0x07;
+  } else return 0;
   if (n < len) return 0;
   for (size_t i = 1; i < len; i++) {
     if ((s[i] & 0xC0) != 0x80) return 0;
@@ -83,9 +106,15 @@ static int parse_string(parser *ps, char **out, size_t *outlen) {
   /* Output is never longer than input. */
   const char *scan = ps->p;
   while (scan < ps->end && *scan != '"') scan += (*scan == '\\' && scan + 1 < ps->end) ? 2 : 1;
-  if (scan >= ps->end) { fail(ps, "unterminated string"); return -1; }
+  if (scan >= ps->end) {
+    fail(ps, "unterminated string");
+    return -1;
+  }
   char *buf = malloc((size_t)(scan - ps->p) + 1);
-  if (!buf) { fail(ps, "out of memory"); return -1; }
+  if (!buf) {
+    fail(ps, "out of memory");
+    return -1;
+  }
   size_t n = 0;
   while (ps->p < ps->end) {
     unsigned char c = (unsigned char)*ps->p;
@@ -96,44 +125,62 @@ static int parse_string(parser *ps, char **out, size_t *outlen) {
       *outlen = n;
       return 0;
     }
-    if (c < 0x20) { fail(ps, "control character in string"); break; }
+    if (c < 0x20) {
+      fail(ps, "control character in string");
+      break;
+    }
     if (c == '\\') {
       ps->p++;
-      if (ps->p >= ps->end) { fail(ps, "unterminated escape"); break; }
+      if (ps->p >= ps->end) {
+        fail(ps, "unterminated escape");
+        break;
+      }
       char e = *ps->p++;
       switch (e) {
-        case '"': buf[n++] = '"'; break;
-        case '\\': buf[n++] = '\\'; break;
-        case '/': buf[n++] = '/'; break;
-        case 'b': buf[n++] = '\b'; break;
-        case 'f': buf[n++] = '\f'; break;
-        case 'n': buf[n++] = '\n'; break;
-        case 'r': buf[n++] = '\r'; break;
-        case 't': buf[n++] = '\t'; break;
-        case 'u': {
-          unsigned cp;
-          if (hex4(ps, &cp) < 0) goto bad;
-          if (cp >= 0xD800 && cp <= 0xDBFF) {
-            unsigned lo;
-            if (ps->end - ps->p < 2 || ps->p[0] != '\\' || ps->p[1] != 'u') { fail(ps, "lone high surrogate"); goto bad; }
-            ps->p += 2;
-            if (hex4(ps, &lo) < 0) goto bad;
-            if (lo < 0xDC00 || lo > 0xDFFF) { fail(ps, "bad low surrogate"); goto bad; }
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-          } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-            fail(ps, "lone low surrogate");
+      case '"': buf[n++] = '"'; break;
+      case '\\': buf[n++] = '\\'; break;
+      case '/': buf[n++] = '/'; break;
+      case 'b': buf[n++] = '\b'; break;
+      case 'f': buf[n++] = '\f'; break;
+      case 'n': buf[n++] = '\n'; break;
+      case 'r': buf[n++] = '\r'; break;
+      case 't': buf[n++] = '\t'; break;
+      case 'u': {
+        unsigned cp;
+        if (hex4(ps, &cp) < 0) goto bad;
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+          unsigned lo;
+          if (ps->end - ps->p < 2 || ps->p[0] != '\\' || ps->p[1] != 'u') {
+            fail(ps, "lone high surrogate");
             goto bad;
           }
-          if (cp == 0) { fail(ps, "\\u0000 not allowed"); goto bad; }
-          n += put_utf8(buf + n, cp);
-          break;
+          ps->p += 2;
+          if (hex4(ps, &lo) < 0) goto bad;
+          if (lo < 0xDC00 || lo > 0xDFFF) {
+            fail(ps, "bad low surrogate");
+            goto bad;
+          }
+          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+          fail(ps, "lone low surrogate");
+          goto bad;
         }
-        default: fail(ps, "bad escape \\%c", e); goto bad;
+        if (cp == 0) {
+          fail(ps, "\\u0000 not allowed");
+          goto bad;
+        }
+        n += put_utf8(buf + n, cp);
+        break;
+      }
+      default: fail(ps, "bad escape \\%c", e); goto bad;
       }
       continue;
     }
     size_t sl = utf8_seq((const unsigned char *)ps->p, (size_t)(ps->end - ps->p));
-    if (sl == 0) { fail(ps, "invalid UTF-8 in string"); break; }
+    if (sl == 0) {
+      fail(ps, "invalid UTF-8 in string");
+      break;
+    }
     memcpy(buf + n, ps->p, sl);
     n += sl;
     ps->p += sl;
@@ -148,42 +195,67 @@ static int parse_number(parser *ps, jval *out) {
   const char *s = ps->p;
   int is_int = 1;
   if (ps->p < ps->end && *ps->p == '-') ps->p++;
-  if (ps->p >= ps->end) { fail(ps, "bad number"); return -1; }
+  if (ps->p >= ps->end) {
+    fail(ps, "bad number");
+    return -1;
+  }
   if (*ps->p == '0') ps->p++;
-  else if (*ps->p >= '1' && *ps->p <= '9') while (ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9') ps->p++;
-  else { fail(ps, "bad number"); return -1; }
+  else if (*ps->p >= '1' && *ps->p <= '9')
+    while (ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9') ps->p++;
+  else {
+    fail(ps, "bad number");
+    return -1;
+  }
   if (ps->p < ps->end && *ps->p == '.') {
     is_int = 0;
     ps->p++;
-    if (ps->p >= ps->end || *ps->p < '0' || *ps->p > '9') { fail(ps, "bad fraction"); return -1; }
+    if (ps->p >= ps->end || *ps->p < '0' || *ps->p > '9') {
+      fail(ps, "bad fraction");
+      return -1;
+    }
     while (ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9') ps->p++;
   }
   if (ps->p < ps->end && (*ps->p == 'e' || *ps->p == 'E')) {
     is_int = 0;
     ps->p++;
     if (ps->p < ps->end && (*ps->p == '+' || *ps->p == '-')) ps->p++;
-    if (ps->p >= ps->end || *ps->p < '0' || *ps->p > '9') { fail(ps, "bad exponent"); return -1; }
+    if (ps->p >= ps->end || *ps->p < '0' || *ps->p > '9') {
+      fail(ps, "bad exponent");
+      return -1;
+    }
     while (ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9') ps->p++;
   }
   char tmp[64];
   size_t n = (size_t)(ps->p - s);
-  if (n >= sizeof tmp) { fail(ps, "number too long"); return -1; }
+  if (n >= sizeof tmp) {
+    fail(ps, "number too long");
+    return -1;
+  }
   memcpy(tmp, s, n);
   tmp[n] = 0;
   out->type = J_NUM;
   out->num = strtod(tmp, NULL);
-  if (!isfinite(out->num)) { fail(ps, "number out of range"); return -1; }
+  if (!isfinite(out->num)) {
+    fail(ps, "number out of range");
+    return -1;
+  }
   if (is_int) {
     errno = 0;
     long long v = strtoll(tmp, NULL, 10);
-    if (errno == 0) { out->is_int = 1; out->i64 = v; }
+    if (errno == 0) {
+      out->is_int = 1;
+      out->i64 = v;
+    }
   }
   return 0;
 }
 
 static int expect_word(parser *ps, const char *w) {
   size_t n = strlen(w);
-  if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, w, n) != 0) { fail(ps, "unexpected token"); return -1; }
+  if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, w, n) != 0) {
+    fail(ps, "unexpected token");
+    return -1;
+  }
   ps->p += n;
   return 0;
 }
@@ -192,11 +264,17 @@ static int push_item(parser *ps, jval *arr, size_t *cap, jval *item, char *key) 
   if (arr->len == *cap) {
     size_t nc = *cap ? *cap * 2 : 4;
     jval *ni = realloc(arr->items, nc * sizeof *ni);
-    if (!ni) { fail(ps, "out of memory"); return -1; }
+    if (!ni) {
+      fail(ps, "out of memory");
+      return -1;
+    }
     arr->items = ni;
     if (arr->type == J_OBJ) {
       char **nk = realloc(arr->keys, nc * sizeof *nk);
-      if (!nk) { fail(ps, "out of memory"); return -1; }
+      if (!nk) {
+        fail(ps, "out of memory");
+        return -1;
+      }
       arr->keys = nk;
     }
     *cap = nc;
@@ -222,37 +300,73 @@ static void free_inner(jval *v) {
 static int parse_value(parser *ps, jval *out, int depth) {
   memset(out, 0, sizeof *out);
   skip_ws(ps);
-  if (ps->p >= ps->end) { fail(ps, "unexpected end of input"); return -1; }
+  if (ps->p >= ps->end) {
+    fail(ps, "unexpected end of input");
+    return -1;
+  }
   char c = *ps->p;
   if (c == '{' || c == '[') {
-    if (depth >= JSON_MAX_DEPTH) { fail(ps, "nesting deeper than %d", JSON_MAX_DEPTH); return -1; }
+    if (depth >= JSON_MAX_DEPTH) {
+      fail(ps, "nesting deeper than %d", JSON_MAX_DEPTH);
+      return -1;
+    }
     int obj = c == '{';
     char close = obj ? '}' : ']';
     out->type = obj ? J_OBJ : J_ARR;
     size_t cap = 0;
     ps->p++;
     skip_ws(ps);
-    if (ps->p < ps->end && *ps->p == close) { ps->p++; return 0; }
+    if (ps->p < ps->end && *ps->p == close) {
+      ps->p++;
+      return 0;
+    }
     for (;;) {
       char *key = NULL;
       size_t klen;
       if (obj) {
         skip_ws(ps);
-        if (ps->p >= ps->end || *ps->p != '"') { fail(ps, "expected object key"); goto err; }
+        if (ps->p >= ps->end || *ps->p != '"') {
+          fail(ps, "expected object key");
+          goto err;
+        }
         if (parse_string(ps, &key, &klen) < 0) goto err;
         for (size_t i = 0; i < out->len; i++)
-          if (strcmp(out->keys[i], key) == 0) { fail(ps, "duplicate key \"%s\"", key); free(key); goto err; }
+          if (strcmp(out->keys[i], key) == 0) {
+            fail(ps, "duplicate key \"%s\"", key);
+            free(key);
+            goto err;
+          }
         skip_ws(ps);
-        if (ps->p >= ps->end || *ps->p != ':') { fail(ps, "expected ':'"); free(key); goto err; }
+        if (ps->p >= ps->end || *ps->p != ':') {
+          fail(ps, "expected ':'");
+          free(key);
+          goto err;
+        }
         ps->p++;
       }
       jval item;
-      if (parse_value(ps, &item, depth + 1) < 0) { free(key); goto err; }
-      if (push_item(ps, out, &cap, &item, key) < 0) { free_inner(&item); free(key); goto err; }
+      if (parse_value(ps, &item, depth + 1) < 0) {
+        free(key);
+        goto err;
+      }
+      if (push_item(ps, out, &cap, &item, key) < 0) {
+        free_inner(&item);
+        free(key);
+        goto err;
+      }
       skip_ws(ps);
-      if (ps->p >= ps->end) { fail(ps, "unexpected end of input"); goto err; }
-      if (*ps->p == ',') { ps->p++; continue; }
-      if (*ps->p == close) { ps->p++; return 0; }
+      if (ps->p >= ps->end) {
+        fail(ps, "unexpected end of input");
+        goto err;
+      }
+      if (*ps->p == ',') {
+        ps->p++;
+        continue;
+      }
+      if (*ps->p == close) {
+        ps->p++;
+        return 0;
+      }
       fail(ps, "expected ',' or '%c'", close);
       goto err;
     }
@@ -265,9 +379,19 @@ static int parse_value(parser *ps, jval *out, int depth) {
     out->type = J_STR;
     return parse_string(ps, &out->str, &out->len);
   }
-  if (c == 't') { out->type = J_BOOL; out->boolean = 1; return expect_word(ps, "true"); }
-  if (c == 'f') { out->type = J_BOOL; return expect_word(ps, "false"); }
-  if (c == 'n') { out->type = J_NULL; return expect_word(ps, "null"); }
+  if (c == 't') {
+    out->type = J_BOOL;
+    out->boolean = 1;
+    return expect_word(ps, "true");
+  }
+  if (c == 'f') {
+    out->type = J_BOOL;
+    return expect_word(ps, "false");
+  }
+  if (c == 'n') {
+    out->type = J_NULL;
+    return expect_word(ps, "null");
+  }
   if (c == '-' || (c >= '0' && c <= '9')) return parse_number(ps, out);
   fail(ps, "unexpected character '%c'", c);
   return -1;
@@ -277,7 +401,10 @@ jval *json_parse(const char *buf, size_t len, char *err, size_t errlen) {
   parser ps = {buf, buf + len, buf, err, errlen, 0};
   jval *v = malloc(sizeof *v);
   if (!v) return NULL;
-  if (parse_value(&ps, v, 0) < 0) { free(v); return NULL; }
+  if (parse_value(&ps, v, 0) < 0) {
+    free(v);
+    return NULL;
+  }
   skip_ws(&ps);
   if (ps.p != ps.end) {
     fail(&ps, "trailing data");
@@ -314,7 +441,10 @@ static void put(jwriter *w, const char *s, size_t n) {
     size_t nc = w->cap ? w->cap : 256;
     while (nc < w->len + n + 1) nc *= 2;
     char *nb = realloc(w->buf, nc);
-    if (!nb) { w->oom = 1; return; }
+    if (!nb) {
+      w->oom = 1;
+      return;
+    }
     w->buf = nb;
     w->cap = nc;
   }
@@ -324,13 +454,19 @@ static void put(jwriter *w, const char *s, size_t n) {
 }
 
 static void sep(jwriter *w) {
-  if (w->after_key) { w->after_key = 0; return; }
+  if (w->after_key) {
+    w->after_key = 0;
+    return;
+  }
   if (w->need_comma[w->depth]) put(w, ",", 1);
   w->need_comma[w->depth] = 1;
 }
 
 void jw_init(jwriter *w) { memset(w, 0, sizeof *w); }
-void jw_free(jwriter *w) { free(w->buf); memset(w, 0, sizeof *w); }
+void jw_free(jwriter *w) {
+  free(w->buf);
+  memset(w, 0, sizeof *w);
+}
 
 static void open_(jwriter *w, const char *c) {
   sep(w);
@@ -353,16 +489,34 @@ static void put_escaped(jwriter *w, const char *s, size_t n) {
   while (i < n) {
     unsigned char c = (unsigned char)s[i];
     char esc[8];
-    if (c == '"') { put(w, "\\\"", 2); i++; }
-    else if (c == '\\') { put(w, "\\\\", 2); i++; }
-    else if (c == '\n') { put(w, "\\n", 2); i++; }
-    else if (c == '\r') { put(w, "\\r", 2); i++; }
-    else if (c == '\t') { put(w, "\\t", 2); i++; }
-    else if (c < 0x20) { snprintf(esc, sizeof esc, "\\u%04x", c); put(w, esc, 6); i++; }
-    else {
+    if (c == '"') {
+      put(w, "\\\"", 2);
+      i++;
+    } else if (c == '\\') {
+      put(w, "\\\\", 2);
+      i++;
+    } else if (c == '\n') {
+      put(w, "\\n", 2);
+      i++;
+    } else if (c == '\r') {
+      put(w, "\\r", 2);
+      i++;
+    } else if (c == '\t') {
+      put(w, "\\t", 2);
+      i++;
+    } else if (c < 0x20) {
+      snprintf(esc, sizeof esc, "\\u%04x", c);
+      put(w, esc, 6);
+      i++;
+    } else {
       size_t sl = utf8_seq((const unsigned char *)s + i, n - i);
-      if (sl == 0) { put(w, "\\ufffd", 6); i++; }
-      else { put(w, s + i, sl); i += sl; }
+      if (sl == 0) {
+        put(w, "\\ufffd", 6);
+        i++;
+      } else {
+        put(w, s + i, sl);
+        i += sl;
+      }
     }
   }
   put(w, "\"", 1);
@@ -374,16 +528,37 @@ void jw_key(jwriter *w, const char *key) {
   put(w, ":", 1);
   w->after_key = 1;
 }
-void jw_str(jwriter *w, const char *s) { sep(w); put_escaped(w, s, strlen(s)); }
-void jw_strn(jwriter *w, const char *s, size_t n) { sep(w); put_escaped(w, s, n); }
+void jw_str(jwriter *w, const char *s) {
+  sep(w);
+  put_escaped(w, s, strlen(s));
+}
+void jw_strn(jwriter *w, const char *s, size_t n) {
+  sep(w);
+  put_escaped(w, s, n);
+}
 void jw_int(jwriter *w, int64_t v) {
   char b[32];
   int n = snprintf(b, sizeof b, "%lld", (long long)v);
   sep(w);
   put(w, b, (size_t)n);
 }
-void jw_bool(jwriter *w, int b) { sep(w); put(w, b ? "true" : "false", b ? 4 : 5); }
-void jw_null(jwriter *w) { sep(w); put(w, "null", 4); }
-void jw_kstr(jwriter *w, const char *k, const char *v) { jw_key(w, k); jw_str(w, v); }
-void jw_kint(jwriter *w, const char *k, int64_t v) { jw_key(w, k); jw_int(w, v); }
-void jw_kbool(jwriter *w, const char *k, int b) { jw_key(w, k); jw_bool(w, b); }
+void jw_bool(jwriter *w, int b) {
+  sep(w);
+  put(w, b ? "true" : "false", b ? 4 : 5);
+}
+void jw_null(jwriter *w) {
+  sep(w);
+  put(w, "null", 4);
+}
+void jw_kstr(jwriter *w, const char *k, const char *v) {
+  jw_key(w, k);
+  jw_str(w, v);
+}
+void jw_kint(jwriter *w, const char *k, int64_t v) {
+  jw_key(w, k);
+  jw_int(w, v);
+}
+void jw_kbool(jwriter *w, const char *k, int b) {
+  jw_key(w, k);
+  jw_bool(w, b);
+}

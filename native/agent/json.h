@@ -15,12 +15,12 @@ typedef struct jval {
   jtype type;
   int boolean;
   double num;
-  int is_int;      /* number had no fraction/exponent and fits in int64 */
+  int is_int; /* number had no fraction/exponent and fits in int64 */
   int64_t i64;
-  char *str;       /* J_STR: NUL-terminated UTF-8 */
-  size_t len;      /* J_STR: bytes; J_ARR/J_OBJ: number of items */
+  char *str;  /* J_STR: NUL-terminated UTF-8 */
+  size_t len; /* J_STR: bytes; J_ARR/J_OBJ: number of items */
   struct jval *items;
-  char **keys;     /* J_OBJ: keys[i] names items[i] */
+  char **keys; /* J_OBJ: keys[i] names items[i] */
 } jval;
 
 /* Returns NULL and a message in err on error. */

@@ -82,15 +82,15 @@ int log_rotate(log_file *lf) {
   lf->fd = nfd;
   lf->size = 0;
   return 0;
-fail: {
-    int e = errno;
-    close(nfd);
-    unlink(tmp);
-    /* the current file stays current: a second name for it as .1 would repeat its lines */
-    if (linked) unlink(to);
-    errno = e;
-    return -1;
-  }
+fail : {
+  int e = errno;
+  close(nfd);
+  unlink(tmp);
+  /* the current file stays current: a second name for it as .1 would repeat its lines */
+  if (linked) unlink(to);
+  errno = e;
+  return -1;
+}
 }
 
 int log_append(log_file *lf, const char *rec, size_t len) {

@@ -27,9 +27,9 @@ typedef struct {
 typedef struct {
   char *path;
   int fd;
-  int64_t size;      /* bytes in the current file */
-  int64_t max_size;  /* 0: never rotate */
-  int max_files;     /* >= 1 */
+  int64_t size;     /* bytes in the current file */
+  int64_t max_size; /* 0: never rotate */
+  int max_files;    /* >= 1 */
 } log_file;
 
 /* Opens (appends to) path; max_size 0 = no rotation. 0 or -errno. */

@@ -15,8 +15,14 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#define ERRNO(...) do { int e_ = errno; char m_[512]; snprintf(m_, sizeof m_, __VA_ARGS__); \
-  snprintf(err, errlen, "%s: %s", m_, strerror(e_)); return -1; } while (0)
+#define ERRNO(...)                                                                                                                         \
+  do {                                                                                                                                     \
+    int e_ = errno;                                                                                                                        \
+    char m_[512];                                                                                                                          \
+    snprintf(m_, sizeof m_, __VA_ARGS__);                                                                                                  \
+    snprintf(err, errlen, "%s: %s", m_, strerror(e_));                                                                                     \
+    return -1;                                                                                                                             \
+  } while (0)
 
 int secure_join(const char *root, const char *unsafe, char *out, size_t outlen) {
   /* rel: the resolved in-container path so far ("" = root); todo: what is left to walk */
@@ -64,19 +70,22 @@ int secure_join(const char *root, const char *unsafe, char *out, size_t outlen) 
   return 0;
 }
 
-struct devnode { const char *name; mode_t mode; unsigned major, minor; };
+struct devnode {
+  const char *name;
+  mode_t mode;
+  unsigned major, minor;
+};
 static const struct devnode devnodes[] = {
-  {"null", 0666, 1, 3}, {"zero", 0666, 1, 5}, {"full", 0666, 1, 7},
-  {"random", 0666, 1, 8}, {"urandom", 0666, 1, 9}, {"tty", 0666, 5, 0},
+    {"null", 0666, 1, 3}, {"zero", 0666, 1, 5}, {"full", 0666, 1, 7}, {"random", 0666, 1, 8}, {"urandom", 0666, 1, 9}, {"tty", 0666, 5, 0},
 };
 
 /* Docker's masked and read-only paths, relative to the container root. */
 static const char *const masked_paths[] = {
-  "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-  "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+    "/proc/asound",      "/proc/acpi",        "/proc/kcore", "/proc/keys",    "/proc/latency_stats",           "/proc/timer_list",
+    "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",  "/sys/firmware", "/sys/devices/virtual/powercap",
 };
 static const char *const readonly_paths[] = {
-  "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
 };
 
 static int mount_dev(const char *root, char *err, size_t errlen) {
@@ -102,8 +111,7 @@ static int mount_dev(const char *root, char *err, size_t errlen) {
   }
   snprintf(p, sizeof p, "%s/dev/pts", root);
   mkdir(p, 0755);
-  if (mount("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5") < 0)
-    ERRNO("mount /dev/pts");
+  if (mount("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5") < 0) ERRNO("mount /dev/pts");
   snprintf(p, sizeof p, "%s/dev/shm", root);
   mkdir(p, 01777);
   if (mount("shm", p, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k") < 0) ERRNO("mount /dev/shm");
@@ -111,8 +119,8 @@ static int mount_dev(const char *root, char *err, size_t errlen) {
   mkdir(p, 0755);
   if (mount("mqueue", p, "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) ERRNO("mount /dev/mqueue");
   static const char *const links[][2] = {
-    {"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
-    {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"},
+      {"pts/ptmx", "ptmx"},          {"/proc/self/fd", "fd"},       {"/proc/self/fd/0", "stdin"},
+      {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"},
   };
   for (size_t i = 0; i < ARRAY_LEN(links); i++) {
     snprintf(p, sizeof p, "%s/dev/%s", root, links[i][1]);
@@ -128,9 +136,11 @@ static int remount_bind_ro(const char *path, unsigned long extra) {
   struct statvfs sv;
   if (statvfs(path, &sv) < 0) return -1;
   unsigned long fl = MS_REMOUNT | MS_BIND | MS_RDONLY | extra;
-  static const struct { unsigned long st, ms; } keep[] = {
-    {ST_NOSUID, MS_NOSUID}, {ST_NODEV, MS_NODEV}, {ST_NOEXEC, MS_NOEXEC}, {ST_NOATIME, MS_NOATIME},
-    {ST_NODIRATIME, MS_NODIRATIME}, {ST_RELATIME, MS_RELATIME},
+  static const struct {
+    unsigned long st, ms;
+  } keep[] = {
+      {ST_NOSUID, MS_NOSUID},   {ST_NODEV, MS_NODEV},           {ST_NOEXEC, MS_NOEXEC},
+      {ST_NOATIME, MS_NOATIME}, {ST_NODIRATIME, MS_NODIRATIME}, {ST_RELATIME, MS_RELATIME},
   };
   for (size_t i = 0; i < ARRAY_LEN(keep); i++)
     if (sv.f_flag & keep[i].st) fl |= keep[i].ms;
@@ -159,15 +169,35 @@ static int make_mountpoint(const char *path, int is_file) {
  * words win (the daemon puts Docker's defaults noexec,nosuid,nodev first); propagation words are
  * dropped (every container mount is private here). Returns -1 if data does not fit. */
 static int tmpfs_options(const char *opts, unsigned long *fl, char *data, size_t datalen) {
-  static const struct { const char *name; unsigned long flag; int set; } words[] = {
-    {"noexec", MS_NOEXEC, 1}, {"exec", MS_NOEXEC, 0}, {"nosuid", MS_NOSUID, 1}, {"suid", MS_NOSUID, 0},
-    {"nodev", MS_NODEV, 1}, {"dev", MS_NODEV, 0}, {"ro", MS_RDONLY, 1}, {"rw", MS_RDONLY, 0},
-    {"noatime", MS_NOATIME, 1}, {"atime", MS_NOATIME, 0}, {"nodiratime", MS_NODIRATIME, 1}, {"diratime", MS_NODIRATIME, 0},
-    {"relatime", MS_RELATIME, 1}, {"norelatime", MS_RELATIME, 0}, {"strictatime", MS_STRICTATIME, 1},
-    {"nostrictatime", MS_STRICTATIME, 0}, {"sync", MS_SYNCHRONOUS, 1}, {"async", MS_SYNCHRONOUS, 0},
-    {"dirsync", MS_DIRSYNC, 1}, {"mand", MS_MANDLOCK, 1}, {"nomand", MS_MANDLOCK, 0},
+  static const struct {
+    const char *name;
+    unsigned long flag;
+    int set;
+  } words[] = {
+      {"noexec", MS_NOEXEC, 1},
+      {"exec", MS_NOEXEC, 0},
+      {"nosuid", MS_NOSUID, 1},
+      {"suid", MS_NOSUID, 0},
+      {"nodev", MS_NODEV, 1},
+      {"dev", MS_NODEV, 0},
+      {"ro", MS_RDONLY, 1},
+      {"rw", MS_RDONLY, 0},
+      {"noatime", MS_NOATIME, 1},
+      {"atime", MS_NOATIME, 0},
+      {"nodiratime", MS_NODIRATIME, 1},
+      {"diratime", MS_NODIRATIME, 0},
+      {"relatime", MS_RELATIME, 1},
+      {"norelatime", MS_RELATIME, 0},
+      {"strictatime", MS_STRICTATIME, 1},
+      {"nostrictatime", MS_STRICTATIME, 0},
+      {"sync", MS_SYNCHRONOUS, 1},
+      {"async", MS_SYNCHRONOUS, 0},
+      {"dirsync", MS_DIRSYNC, 1},
+      {"mand", MS_MANDLOCK, 1},
+      {"nomand", MS_MANDLOCK, 0},
   };
-  static const char *const propagation[] = {"private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable", NULL};
+  static const char *const propagation[] = {"private", "rprivate",   "shared",      "rshared", "slave",
+                                            "rslave",  "unbindable", "runbindable", NULL};
   data[0] = 0;
   if (!opts) return 0;
   const char *p = opts;
@@ -200,23 +230,34 @@ static int user_mounts(const container_spec *s, char *err, size_t errlen) {
     const mount_spec *m = &s->mounts[i];
     char dest[PATH_MAX];
     int rc = secure_join(s->target, m->destination, dest, sizeof dest);
-    if (rc < 0) { errno = -rc; ERRNO("mount destination %s", m->destination); }
+    if (rc < 0) {
+      errno = -rc;
+      ERRNO("mount destination %s", m->destination);
+    }
     if (m->type == MOUNT_TMPFS) {
-      if ((rc = make_mountpoint(dest, 0)) < 0) { errno = -rc; ERRNO("create mount point %s", m->destination); }
+      if ((rc = make_mountpoint(dest, 0)) < 0) {
+        errno = -rc;
+        ERRNO("create mount point %s", m->destination);
+      }
       unsigned long fl = MS_NOSUID | MS_NODEV;
       char data[4096];
-      if (tmpfs_options(m->options, &fl, data, sizeof data) < 0) { errno = E2BIG; ERRNO("tmpfs options for %s", m->destination); }
+      if (tmpfs_options(m->options, &fl, data, sizeof data) < 0) {
+        errno = E2BIG;
+        ERRNO("tmpfs options for %s", m->destination);
+      }
       if (m->readonly) fl |= MS_RDONLY;
       if (mount("tmpfs", dest, "tmpfs", fl, data[0] ? data : NULL) < 0) ERRNO("mount tmpfs on %s", m->destination);
       continue;
     }
     struct stat st;
     if (stat(m->source, &st) < 0) ERRNO("mount source %s", m->source);
-    if ((rc = make_mountpoint(dest, !S_ISDIR(st.st_mode))) < 0) { errno = -rc; ERRNO("create mount point %s", m->destination); }
+    if ((rc = make_mountpoint(dest, !S_ISDIR(st.st_mode))) < 0) {
+      errno = -rc;
+      ERRNO("create mount point %s", m->destination);
+    }
     if (mount(m->source, dest, NULL, MS_BIND | MS_REC, NULL) < 0) ERRNO("bind %s on %s", m->source, m->destination);
     /* MS_RDONLY is ignored on the bind itself: it takes a remount of the new mount */
-    if (m->readonly && remount_bind_ro(dest, 0) < 0)
-      ERRNO("remount %s read-only", m->destination);
+    if (m->readonly && remount_bind_ro(dest, 0) < 0) ERRNO("remount %s read-only", m->destination);
   }
   return 0;
 }
@@ -280,15 +321,13 @@ static int mask_paths(const host_opts *o, char *err, size_t errlen) {
   for (size_t i = 0; i < nmasked; i++) {
     struct stat st;
     if (stat(masked[i], &st) < 0) continue;
-    int rc = S_ISDIR(st.st_mode) ? mount("tmpfs", masked[i], "tmpfs", MS_RDONLY, NULL)
-                                 : mount("/dev/null", masked[i], NULL, MS_BIND, NULL);
+    int rc = S_ISDIR(st.st_mode) ? mount("tmpfs", masked[i], "tmpfs", MS_RDONLY, NULL) : mount("/dev/null", masked[i], NULL, MS_BIND, NULL);
     if (rc < 0) ERRNO("mask %s", masked[i]);
   }
   for (size_t i = 0; i < nro; i++) {
     struct stat st;
     if (stat(ro[i], &st) < 0) continue;
-    if (mount(ro[i], ro[i], NULL, MS_BIND | MS_REC, NULL) < 0 || remount_bind_ro(ro[i], MS_REC) < 0)
-      ERRNO("make %s read-only", ro[i]);
+    if (mount(ro[i], ro[i], NULL, MS_BIND | MS_REC, NULL) < 0 || remount_bind_ro(ro[i], MS_REC) < 0) ERRNO("make %s read-only", ro[i]);
   }
   return 0;
 }
@@ -297,7 +336,10 @@ int rootfs_mount_overlay(const container_spec *s, char *err, size_t errlen) {
   char opts[3 * PATH_MAX + 64];
   if (!s->upper) {
     int rc = mkdir_p(s->target, 0755);
-    if (rc < 0 && rc != -EEXIST) { errno = -rc; ERRNO("mkdir %s", s->target); }
+    if (rc < 0 && rc != -EEXIST) {
+      errno = -rc;
+      ERRNO("mkdir %s", s->target);
+    }
     if (mount(s->lower, s->target, NULL, MS_BIND | MS_REC, NULL) < 0) ERRNO("bind the rootfs %s", s->lower);
     return 0;
   }
@@ -339,7 +381,6 @@ int rootfs_setup(const container_spec *s, char *err, size_t errlen) {
   /* --sysctl: written in the container's own ipc/net namespaces, before /proc/sys goes read-only */
   if (hostopts_sysctls(&s->opts, err, errlen) < 0) return -1;
   if (!s->privileged && mask_paths(&s->opts, err, errlen) < 0) return -1;
-  if (s->readonly_rootfs && mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
-    ERRNO("remount / read-only");
+  if (s->readonly_rootfs && mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0) ERRNO("remount / read-only");
   return 0;
 }

@@ -83,7 +83,9 @@ static int load_spec(const char *path, container_spec *s, char *err, size_t errl
 
 static int usage_error(const char *cmd, const char *msg) {
   fprintf(stderr, "tvm-agent %s: %s\nusage: tvm-agent %s --spec FILE%s\n", cmd, msg, cmd,
-          strcmp(cmd, "run") == 0 ? " [--state-dir DIR]" : strcmp(cmd, "update") == 0 ? " --resources JSON" : "");
+          strcmp(cmd, "run") == 0      ? " [--state-dir DIR]"
+          : strcmp(cmd, "update") == 0 ? " --resources JSON"
+                                       : "");
   return 2;
 }
 
@@ -370,8 +372,7 @@ int run_stats_main(int argc, char *const argv[]) {
            s.cgroup_path ? s.cgroup_path : "");
   struct stat st;
   if (!s.cgroup_version || stat(dir, &st) < 0) {
-    fprintf(stderr, "tvm-agent stats: no cgroup for container %s%s%s\n", s.id, s.cgroup_version ? " at " : "",
-            s.cgroup_version ? dir : "");
+    fprintf(stderr, "tvm-agent stats: no cgroup for container %s%s%s\n", s.id, s.cgroup_version ? " at " : "", s.cgroup_version ? dir : "");
     spec_free(&s);
     return 1;
   }

@@ -25,7 +25,11 @@ static ssize_t b64_decode(const char *in, unsigned char *out, size_t max) {
     int v[4], pad = 0;
     for (int k = 0; k < 4; k++) {
       unsigned char c = (unsigned char)in[i + k];
-      if (c == '=' && i + 4 == len && k >= 2) { v[k] = 0; pad++; continue; }
+      if (c == '=' && i + 4 == len && k >= 2) {
+        v[k] = 0;
+        pad++;
+        continue;
+      }
       if (pad) return -1; /* data after padding */
       v[k] = b64_value(c);
       if (v[k] < 0) return -1;
@@ -59,8 +63,7 @@ int seccomp_decode(const char *b64, unsigned flags, seccomp_prog *out, char *err
     return -1;
   }
   if (n == 0 || n % (ssize_t)sizeof(struct sock_filter) != 0) {
-    snprintf(err, errlen, "seccomp.filter: %zd bytes is not a whole number of %zu-byte instructions", n,
-             sizeof(struct sock_filter));
+    snprintf(err, errlen, "seccomp.filter: %zd bytes is not a whole number of %zu-byte instructions", n, sizeof(struct sock_filter));
     free(buf);
     return -1;
   }

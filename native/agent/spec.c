@@ -5,21 +5,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ERR(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
+#define ERR(...)                                                                                                                           \
+  do {                                                                                                                                     \
+    snprintf(err, errlen, __VA_ARGS__);                                                                                                    \
+    return -1;                                                                                                                             \
+  } while (0)
 
 static int check_keys(const jval *o, const char *where, const char *const *allowed, char *err, size_t errlen) {
   if (!o || o->type != J_OBJ) ERR("%s: expected an object", where);
   for (size_t i = 0; i < o->len; i++) {
     int ok = 0;
     for (const char *const *a = allowed; *a; a++)
-      if (strcmp(*a, o->keys[i]) == 0) { ok = 1; break; }
+      if (strcmp(*a, o->keys[i]) == 0) {
+        ok = 1;
+        break;
+      }
     if (!ok) ERR("%s: unknown key \"%s\"", where, o->keys[i]);
   }
   return 0;
 }
 
-static int get_str(const jval *o, const char *key, const char *where, int required, char **out, char *err,
-                   size_t errlen) {
+static int get_str(const jval *o, const char *key, const char *where, int required, char **out, char *err, size_t errlen) {
   const jval *v = json_get(o, key);
   *out = NULL;
   if (!v || v->type == J_NULL) {
@@ -40,8 +46,7 @@ static int get_bool(const jval *o, const char *key, const char *where, int *out,
   return 0;
 }
 
-static int get_int(const jval *o, const char *key, const char *where, int64_t min, int64_t *out, char *err,
-                   size_t errlen) {
+static int get_int(const jval *o, const char *key, const char *where, int64_t min, int64_t *out, char *err, size_t errlen) {
   const jval *v = json_get(o, key);
   *out = 0;
   if (!v || v->type == J_NULL) return 0;
@@ -64,17 +69,21 @@ static int get_int(const jval *o, const char *key, const char *where, int64_t mi
 #define RES_MAX_NANO_CPUS (INT64_MAX / 100000)
 
 static int check_res_bounds(const resources_spec *r, const char *where, char *err, size_t errlen) {
-  const struct { const char *key; int64_t v, max; } lim[] = {
-    {"memory", r->memory, RES_MAX_BYTES}, {"memorySwap", r->memory_swap, RES_MAX_BYTES},
-    {"memoryReservation", r->memory_reservation, RES_MAX_BYTES}, {"nanoCpus", r->nano_cpus, RES_MAX_NANO_CPUS},
+  const struct {
+    const char *key;
+    int64_t v, max;
+  } lim[] = {
+      {"memory", r->memory, RES_MAX_BYTES},
+      {"memorySwap", r->memory_swap, RES_MAX_BYTES},
+      {"memoryReservation", r->memory_reservation, RES_MAX_BYTES},
+      {"nanoCpus", r->nano_cpus, RES_MAX_NANO_CPUS},
   };
   for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++)
     if (lim[i].v > lim[i].max) ERR("%s.%s: too large (at most %lld)", where, lim[i].key, (long long)lim[i].max);
   return 0;
 }
 
-static int get_str_array(const jval *o, const char *key, const char *where, char ***out, size_t *n, char *err,
-                         size_t errlen) {
+static int get_str_array(const jval *o, const char *key, const char *where, char ***out, size_t *n, char *err, size_t errlen) {
   const jval *v = json_get(o, key);
   *out = calloc(1, sizeof(char *));
   *n = 0;
@@ -84,7 +93,10 @@ static int get_str_array(const jval *o, const char *key, const char *where, char
   if (!arr) ERR("out of memory");
   *out = arr;
   for (size_t i = 0; i < v->len; i++) {
-    if (v->items[i].type != J_STR) { arr[i] = NULL; ERR("%s.%s[%zu]: expected a string", where, key, i); }
+    if (v->items[i].type != J_STR) {
+      arr[i] = NULL;
+      ERR("%s.%s[%zu]: expected a string", where, key, i);
+    }
     arr[i] = strdup(v->items[i].str);
     *n = i + 1;
   }
@@ -122,7 +134,10 @@ int proc_spec_parse(const jval *v, proc_spec *p, const char *where, char *err, s
   for (size_t i = 0; i < p->nenv; i++)
     if (!strchr(p->env[i], '=') || p->env[i][0] == '=') ERR("%s.env[%zu]: expected KEY=VALUE", where, i);
   if (get_str(v, "cwd", where, 0, &p->cwd, err, errlen) < 0) return -1;
-  if (!p->cwd || !p->cwd[0]) { free(p->cwd); p->cwd = strdup("/"); }
+  if (!p->cwd || !p->cwd[0]) {
+    free(p->cwd);
+    p->cwd = strdup("/");
+  }
   if (!abs_path(p->cwd)) ERR("%s.cwd: must be an absolute path, got \"%s\"", where, p->cwd);
   if (get_str(v, "user", where, 0, &p->user, err, errlen) < 0) return -1;
   if (!p->user) p->user = strdup("");
@@ -156,24 +171,35 @@ static int parse_mounts(const jval *v, container_spec *s, char *err, size_t errl
     if (strcmp(type, "bind") == 0) ms->type = MOUNT_BIND;
     else if (strcmp(type, "volume") == 0) ms->type = MOUNT_VOLUME;
     else if (strcmp(type, "tmpfs") == 0) ms->type = MOUNT_TMPFS;
-    else { snprintf(err, errlen, "%s.type: unknown mount type \"%s\"", where, type); free(type); return -1; }
+    else {
+      snprintf(err, errlen, "%s.type: unknown mount type \"%s\"", where, type);
+      free(type);
+      return -1;
+    }
     free(type);
     if (get_str(m, "source", where, ms->type != MOUNT_TMPFS, &ms->source, err, errlen) < 0) return -1;
     if (ms->type != MOUNT_TMPFS && !abs_path(ms->source)) ERR("%s.source: must be an absolute path", where);
     if (get_str(m, "destination", where, 1, &ms->destination, err, errlen) < 0) return -1;
     if (!abs_path(ms->destination)) ERR("%s.destination: must be an absolute path", where);
-    if (strstr(ms->destination, "/../") || (strlen(ms->destination) >= 3 && strcmp(ms->destination + strlen(ms->destination) - 3, "/..") == 0))
+    if (strstr(ms->destination, "/../") ||
+        (strlen(ms->destination) >= 3 && strcmp(ms->destination + strlen(ms->destination) - 3, "/..") == 0))
       ERR("%s.destination: must not contain \"..\"", where);
     if (get_bool(m, "readonly", where, &ms->readonly, err, errlen) < 0) return -1;
     char **opts;
     size_t nopts;
-    if (get_str_array(m, "options", where, &opts, &nopts, err, errlen) < 0) { free_strv(opts); return -1; }
+    if (get_str_array(m, "options", where, &opts, &nopts, err, errlen) < 0) {
+      free_strv(opts);
+      return -1;
+    }
     if (nopts) {
       size_t total = 1;
       for (size_t k = 0; k < nopts; k++) total += strlen(opts[k]) + 1;
       ms->options = calloc(1, total);
       for (size_t k = 0; k < nopts; k++) {
-        if (strchr(opts[k], ',')) { free_strv(opts); ERR("%s.options[%zu]: must not contain ','", where, k); }
+        if (strchr(opts[k], ',')) {
+          free_strv(opts);
+          ERR("%s.options[%zu]: must not contain ','", where, k);
+        }
         if (k) strcat(ms->options, ",");
         strcat(ms->options, opts[k]);
       }
@@ -184,14 +210,14 @@ static int parse_mounts(const jval *v, container_spec *s, char *err, size_t errl
 }
 
 int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
-  static const char *const keys[] = {"id", "hostname", "privileged", "readonlyRootfs", "network", "rootfs",
-                                     "process", "mounts", "resources", "capAdd", "capDrop", "cgroup",
-                                     "logPath", "logRotate", "userns", "seccomp", "noNewPrivileges",
-                                     "ulimits", "sysctls", "shmSize", "init", "groupAdd", "oomScoreAdj", "devices",
-                                     "oomKillDisable", "maskedPaths", "readonlyPaths", NULL};
+  static const char *const keys[] = {
+      "id",       "hostname",    "privileged",      "readonlyRootfs", "network",     "rootfs",        "process",
+      "mounts",   "resources",   "capAdd",          "capDrop",        "cgroup",      "logPath",       "logRotate",
+      "userns",   "seccomp",     "noNewPrivileges", "ulimits",        "sysctls",     "shmSize",       "init",
+      "groupAdd", "oomScoreAdj", "devices",         "oomKillDisable", "maskedPaths", "readonlyPaths", NULL};
   static const char *const rootfs_keys[] = {"lower", "upper", "work", "target", NULL};
-  static const char *const res_keys[] = {"memory", "memorySwap", "memoryReservation", "nanoCpus", "cpuShares",
-                                         "pidsLimit", "cpusetCpus", NULL};
+  static const char *const res_keys[] = {"memory",    "memorySwap", "memoryReservation", "nanoCpus",
+                                         "cpuShares", "pidsLimit",  "cpusetCpus",        NULL};
   static const char *const cg_keys[] = {"version", "root", "path", NULL};
   memset(s, 0, sizeof *s);
   if (check_keys(v, "spec", keys, err, errlen) < 0) return -1;
@@ -213,7 +239,11 @@ int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
     if (get_str(v, "network", "spec", 0, &net, err, errlen) < 0) return -1;
     if (!net || strcmp(net, "none") == 0) s->net_none = 1;
     else if (strcmp(net, "host") == 0) s->net_none = 0;
-    else { snprintf(err, errlen, "spec.network: unknown network mode \"%s\"", net); free(net); return -1; }
+    else {
+      snprintf(err, errlen, "spec.network: unknown network mode \"%s\"", net);
+      free(net);
+      return -1;
+    }
     free(net);
   }
 
@@ -252,10 +282,8 @@ int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
     if (get_int(rv, "pidsLimit", "spec.resources", -1, &s->res.pids_limit, err, errlen) < 0) return -1;
     if (get_str(rv, "cpusetCpus", "spec.resources", 0, &s->res.cpuset_cpus, err, errlen) < 0) return -1;
     if (check_res_bounds(&s->res, "spec.resources", err, errlen) < 0) return -1;
-    if (s->res.memory && s->res.memory < 6 * 1024 * 1024)
-      ERR("spec.resources.memory: minimum memory limit allowed is 6MB");
-    if (s->res.memory_swap > 0 && s->res.memory_swap < s->res.memory)
-      ERR("spec.resources.memorySwap: must be at least the memory limit");
+    if (s->res.memory && s->res.memory < 6 * 1024 * 1024) ERR("spec.resources.memory: minimum memory limit allowed is 6MB");
+    if (s->res.memory_swap > 0 && s->res.memory_swap < s->res.memory) ERR("spec.resources.memorySwap: must be at least the memory limit");
     if (s->res.memory_swap > 0 && !s->res.memory) ERR("spec.resources.memorySwap: needs a memory limit");
     if (s->res.cpuset_cpus)
       for (const char *p = s->res.cpuset_cpus; *p; p++)
@@ -267,9 +295,7 @@ int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
   int rc = get_str_array(v, "capAdd", "spec", &add, &nadd, err, errlen);
   if (rc == 0) rc = get_str_array(v, "capDrop", "spec", &drop, &ndrop, err, errlen);
   else drop = NULL;
-  if (rc == 0)
-    rc = caps_compute((const char *const *)add, nadd, (const char *const *)drop, ndrop, s->privileged, &s->caps,
-                      err, errlen);
+  if (rc == 0) rc = caps_compute((const char *const *)add, nadd, (const char *const *)drop, ndrop, s->privileged, &s->caps, err, errlen);
   free_strv(add);
   free_strv(drop);
   if (rc < 0) return -1;
@@ -311,7 +337,10 @@ int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
     int64_t flags;
     if (get_str(sc, "filter", "spec.seccomp", 1, &filter, err, errlen) < 0) return -1;
     int src = get_int(sc, "flags", "spec.seccomp", 0, &flags, err, errlen);
-    if (src == 0 && flags > 0xffff) { snprintf(err, errlen, "spec.seccomp.flags: out of range"); src = -1; }
+    if (src == 0 && flags > 0xffff) {
+      snprintf(err, errlen, "spec.seccomp.flags: out of range");
+      src = -1;
+    }
     if (src == 0) src = seccomp_decode(filter, (unsigned)flags, &s->seccomp, err, errlen);
     free(filter);
     if (src < 0) return -1;
@@ -333,10 +362,9 @@ int spec_parse(const jval *v, container_spec *s, char *err, size_t errlen) {
 }
 
 int resources_update_parse(const jval *v, resources_update *u, char *err, size_t errlen) {
-  static const char *const keys[] = {"memory", "memorySwap", "memoryReservation", "nanoCpus", "cpuShares",
-                                     "pidsLimit", "cpusetCpus", NULL};
-  static const unsigned bits[] = {RES_MEMORY, RES_MEMORY_SWAP, RES_MEMORY_RESERVATION, RES_NANO_CPUS,
-                                  RES_CPU_SHARES, RES_PIDS_LIMIT, RES_CPUSET_CPUS};
+  static const char *const keys[] = {"memory", "memorySwap", "memoryReservation", "nanoCpus", "cpuShares", "pidsLimit", "cpusetCpus", NULL};
+  static const unsigned bits[] = {RES_MEMORY,     RES_MEMORY_SWAP, RES_MEMORY_RESERVATION, RES_NANO_CPUS,
+                                  RES_CPU_SHARES, RES_PIDS_LIMIT,  RES_CPUSET_CPUS};
   memset(u, 0, sizeof *u);
   if (check_keys(v, "update.resources", keys, err, errlen) < 0) return -1;
   for (size_t i = 0; keys[i]; i++) {
@@ -367,15 +395,24 @@ void resources_update_free(resources_update *u) {
 }
 
 void spec_free(container_spec *s) {
-  free(s->id); free(s->hostname); free(s->netns_path);
-  free(s->lower); free(s->upper); free(s->work); free(s->target);
+  free(s->id);
+  free(s->hostname);
+  free(s->netns_path);
+  free(s->lower);
+  free(s->upper);
+  free(s->work);
+  free(s->target);
   proc_spec_free(&s->process);
   for (size_t i = 0; i < s->nmounts; i++) {
-    free(s->mounts[i].source); free(s->mounts[i].destination); free(s->mounts[i].options);
+    free(s->mounts[i].source);
+    free(s->mounts[i].destination);
+    free(s->mounts[i].options);
   }
   free(s->mounts);
   free(s->res.cpuset_cpus);
-  free(s->cgroup_root); free(s->cgroup_path); free(s->log_path);
+  free(s->cgroup_root);
+  free(s->cgroup_path);
+  free(s->log_path);
   seccomp_free(&s->seccomp);
   hostopts_free(&s->opts);
   userns_free(&s->userns);

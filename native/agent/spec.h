@@ -12,7 +12,7 @@
 typedef struct {
   char **args; /* NULL-terminated */
   size_t nargs;
-  char **env;  /* NULL-terminated */
+  char **env; /* NULL-terminated */
   size_t nenv;
   char *cwd;
   char *user;
@@ -37,8 +37,13 @@ typedef struct {
 
 /* The `update` request (docker update): which limits it sets (RES_* bits) and their values. */
 enum {
-  RES_MEMORY = 1 << 0, RES_MEMORY_SWAP = 1 << 1, RES_MEMORY_RESERVATION = 1 << 2, RES_NANO_CPUS = 1 << 3,
-  RES_CPU_SHARES = 1 << 4, RES_PIDS_LIMIT = 1 << 5, RES_CPUSET_CPUS = 1 << 6,
+  RES_MEMORY = 1 << 0,
+  RES_MEMORY_SWAP = 1 << 1,
+  RES_MEMORY_RESERVATION = 1 << 2,
+  RES_NANO_CPUS = 1 << 3,
+  RES_CPU_SHARES = 1 << 4,
+  RES_PIDS_LIMIT = 1 << 5,
+  RES_CPUSET_CPUS = 1 << 6,
 };
 typedef struct {
   unsigned set;
@@ -64,10 +69,10 @@ typedef struct {
   char *log_path;
   int64_t log_max_size; /* json-file max-size; 0: no rotation */
   int log_max_files;    /* json-file max-file (>= 1) */
-  seccomp_prog seccomp;  /* empty: none (privileged, seccomp=unconfined) */
-  int no_new_privs;      /* --security-opt no-new-privileges */
-  host_opts opts;        /* --ulimit, --sysctl, --shm-size, --init, --group-add, ... (hostopts.h) */
-  userns_spec userns; /* userns.nuid == 0: the host's user namespace */
+  seccomp_prog seccomp; /* empty: none (privileged, seccomp=unconfined) */
+  int no_new_privs;     /* --security-opt no-new-privileges */
+  host_opts opts;       /* --ulimit, --sysctl, --shm-size, --init, --group-add, ... (hostopts.h) */
+  userns_spec userns;   /* userns.nuid == 0: the host's user namespace */
 } container_spec;
 
 int spec_parse(const jval *v, container_spec *out, char *err, size_t errlen);

@@ -33,8 +33,11 @@ void conn_close(conn *c) {
   /* a closed control connection can no longer receive wait answers */
   for (proc *p = sup.procs; p; p = p->next)
     for (waiter **w = &p->waiters; *w;) {
-      if ((*w)->c == c) { waiter *d = *w; *w = d->next; free(d); }
-      else w = &(*w)->next;
+      if ((*w)->c == c) {
+        waiter *d = *w;
+        *w = d->next;
+        free(d);
+      } else w = &(*w)->next;
     }
   if (c->kind == C_CONTROL) sup.idle_since = time(NULL);
   /* a reader that went away must not leave the guest's disk frozen for ever */
@@ -56,7 +59,10 @@ void conn_flush(conn *c) {
   if (c->dead) return;
   if (!c->wlen && c->closing) {
     shutdown(c->fd, SHUT_WR);
-    if (c->kind != C_CONTROL) { conn_close(c); return; }
+    if (c->kind != C_CONTROL) {
+      conn_close(c);
+      return;
+    }
   }
   conn_update_events(c);
 }
@@ -72,7 +78,10 @@ int conn_queue(conn *c, const void *data, size_t n) {
     size_t nc = c->wcap ? c->wcap : 4096;
     while (nc < c->wlen + n) nc *= 2;
     char *nb = realloc(c->wbuf, nc);
-    if (!nb) { conn_close(c); return -1; }
+    if (!nb) {
+      conn_close(c);
+      return -1;
+    }
     c->wbuf = nb;
     c->wcap = nc;
   }
@@ -83,10 +92,18 @@ int conn_queue(conn *c, const void *data, size_t n) {
 }
 
 void send_json(conn *c, jwriter *w) {
-  if (w->oom) { diag("out of memory composing a reply"); conn_close(c); return; }
+  if (w->oom) {
+    diag("out of memory composing a reply");
+    conn_close(c);
+    return;
+  }
   size_t n;
   uint8_t *f = frame_encode(w->buf, w->len, &n);
-  if (!f) { diag("reply too large"); conn_close(c); return; }
+  if (!f) {
+    diag("reply too large");
+    conn_close(c);
+    return;
+  }
   conn_queue(c, f, n);
   free(f);
 }
@@ -163,7 +180,11 @@ static void on_extract_hello(conn *c, const jval *m) {
 
 static void on_hello(conn *c, const jval *m) {
   const char *type;
-  if (check_envelope(c, m, &type) < 0) { c->closing = 1; conn_flush(c); return; }
+  if (check_envelope(c, m, &type) < 0) {
+    c->closing = 1;
+    conn_flush(c);
+    return;
+  }
   if (strcmp(type, "hello") != 0) {
     reply_error(c, 0, "ERR_PROTOCOL", "expected hello, got \"%s\"", type);
     c->closing = 1;
@@ -222,14 +243,21 @@ static void on_hello(conn *c, const jval *m) {
   if (c->kind == C_OUT) {
     /* already ended (or stderr with a tty): nothing will come */
     int ended = c->p->ended[c->stream - 1] || (c->p->state == P_CREATED && c->stream == 2 && c->p->ps->tty);
-    if (ended) { c->closing = 1; conn_flush(c); }
+    if (ended) {
+      c->closing = 1;
+      conn_flush(c);
+    }
   }
   if (c->kind == C_CONTROL) sup.idle_since = 0;
 }
 
 static void on_request(conn *c, const jval *m) {
   const char *type;
-  if (check_envelope(c, m, &type) < 0) { c->closing = 1; conn_flush(c); return; }
+  if (check_envelope(c, m, &type) < 0) {
+    c->closing = 1;
+    conn_flush(c);
+    return;
+  }
   const jval *idv = json_get(m, "id");
   if (!idv || idv->type != J_NUM || !idv->is_int || idv->i64 < 1 || idv->i64 > 0xffffffffLL) {
     reply_error(c, 0, "ERR_PROTOCOL", "request \"%s\" needs an id 1..2^32-1", type);
@@ -281,7 +309,10 @@ void on_conn_readable(conn *c) {
         return;
       }
       /* a control client going away half-closed still gets its pending answers */
-      if (c->kind == C_CONTROL && c->wlen) { c->closing = 1; return; }
+      if (c->kind == C_CONTROL && c->wlen) {
+        c->closing = 1;
+        return;
+      }
       conn_close(c);
       return;
     }
@@ -290,15 +321,24 @@ void on_conn_readable(conn *c) {
       proc *p = c->p;
       if (p->state == P_EXITED) continue;
       char *nb = realloc(p->in_buf, p->in_len + (size_t)n);
-      if (!nb) { conn_close(c); return; }
+      if (!nb) {
+        conn_close(c);
+        return;
+      }
       p->in_buf = nb;
       memcpy(p->in_buf + p->in_len, buf, (size_t)n);
       p->in_len += (size_t)n;
       if (p->state == P_RUNNING) flush_stdin(p);
-      if (p->in_len >= STDIN_MAX_PENDING) { c->paused = 1; conn_update_events(c); }
+      if (p->in_len >= STDIN_MAX_PENDING) {
+        c->paused = 1;
+        conn_update_events(c);
+      }
       continue;
     }
-    if (frame_reader_feed(&c->rd, buf, (size_t)n) < 0) { conn_close(c); return; }
+    if (frame_reader_feed(&c->rd, buf, (size_t)n) < 0) {
+      conn_close(c);
+      return;
+    }
     for (;;) {
       char *payload, err[256];
       size_t len;

@@ -21,9 +21,17 @@
 #define IO_CHUNK 65536
 
 enum src_type { SRC_LISTEN, SRC_SIGNAL, SRC_CONN, SRC_OUT, SRC_STDIN };
-typedef struct { enum src_type type; void *obj; int which; } ev_src;
+typedef struct {
+  enum src_type type;
+  void *obj;
+  int which;
+} ev_src;
 
-typedef struct waiter { struct conn *c; uint32_t req; struct waiter *next; } waiter;
+typedef struct waiter {
+  struct conn *c;
+  uint32_t req;
+  struct waiter *next;
+} waiter;
 
 typedef enum { P_CREATED, P_RUNNING, P_EXITED } pstate;
 
@@ -37,7 +45,7 @@ typedef struct proc {
   pstate state;
   pid_t pid;
   proc_io io;
-  int out_fd[2];  /* stdout (or pty master), stderr; -1 once ended */
+  int out_fd[2]; /* stdout (or pty master), stderr; -1 once ended */
   int ended[2];
   log_line logs[2];
   ev_src out_src[2], in_src;

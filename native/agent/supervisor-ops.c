@@ -23,10 +23,16 @@ const char *get_s(const jval *req, const char *k) {
 }
 
 void op_create(conn *c, uint32_t id, const jval *req) {
-  if (sup.have_spec) { reply_error(c, id, "ERR_STATE", "container already created"); return; }
+  if (sup.have_spec) {
+    reply_error(c, id, "ERR_STATE", "container already created");
+    return;
+  }
   char err[1024];
   const jval *sv = json_get(req, "spec");
-  if (!sv) { reply_error(c, id, "ERR_BAD_SPEC", "create: spec is required"); return; }
+  if (!sv) {
+    reply_error(c, id, "ERR_BAD_SPEC", "create: spec is required");
+    return;
+  }
   if (spec_parse(sv, &sup.spec, err, sizeof err) < 0) {
     spec_free(&sup.spec);
     reply_error(c, id, "ERR_BAD_SPEC", "%s", err);
@@ -65,7 +71,10 @@ static void reply_pid(conn *c, uint32_t id, proc *p) {
 }
 
 static void start_proc(conn *c, uint32_t id, proc *p) {
-  if (p->state != P_CREATED) { reply_error(c, id, "ERR_STATE", "process already started"); return; }
+  if (p->state != P_CREATED) {
+    reply_error(c, id, "ERR_STATE", "process already started");
+    return;
+  }
   char err[1200];
   int code;
   int rc = p->is_main ? container_start(&sup.spec, &p->io, &code, err, sizeof err)
@@ -95,17 +104,32 @@ static void start_proc(conn *c, uint32_t id, proc *p) {
 }
 
 void op_start(conn *c, uint32_t id) {
-  if (!sup.have_spec) { reply_error(c, id, "ERR_STATE", "start: no container created"); return; }
+  if (!sup.have_spec) {
+    reply_error(c, id, "ERR_STATE", "start: no container created");
+    return;
+  }
   start_proc(c, id, main_proc());
 }
 
 void op_exec(conn *c, uint32_t id, const jval *req) {
   proc *m = main_proc();
   const char *eid = get_s(req, "exec");
-  if (!m || m->state != P_RUNNING) { reply_error(c, id, "ERR_STATE", "exec: container is not running"); return; }
-  if (sup.paused) { reply_error(c, id, "ERR_STATE", "exec: container is paused"); return; }
-  if (!eid || !spec_valid_id(eid)) { reply_error(c, id, "ERR_PROTOCOL", "exec: a valid exec id is required"); return; }
-  if (find_proc(eid)) { reply_error(c, id, "ERR_STATE", "exec %s already exists", eid); return; }
+  if (!m || m->state != P_RUNNING) {
+    reply_error(c, id, "ERR_STATE", "exec: container is not running");
+    return;
+  }
+  if (sup.paused) {
+    reply_error(c, id, "ERR_STATE", "exec: container is paused");
+    return;
+  }
+  if (!eid || !spec_valid_id(eid)) {
+    reply_error(c, id, "ERR_PROTOCOL", "exec: a valid exec id is required");
+    return;
+  }
+  if (find_proc(eid)) {
+    reply_error(c, id, "ERR_STATE", "exec %s already exists", eid);
+    return;
+  }
   const jval *pv = json_get(req, "process");
   proc_spec ps;
   char err[1024];
@@ -125,9 +149,15 @@ void op_exec(conn *c, uint32_t id, const jval *req) {
 void op_start_exec(conn *c, uint32_t id, const jval *req) {
   const char *eid = get_s(req, "exec");
   proc *p = eid && *eid ? find_proc(eid) : NULL;
-  if (!p) { reply_error(c, id, "ERR_NOT_FOUND", "no such exec: %s", eid ? eid : ""); return; }
+  if (!p) {
+    reply_error(c, id, "ERR_NOT_FOUND", "no such exec: %s", eid ? eid : "");
+    return;
+  }
   proc *m = main_proc();
-  if (!m || m->state != P_RUNNING) { reply_error(c, id, "ERR_STATE", "container is not running"); return; }
+  if (!m || m->state != P_RUNNING) {
+    reply_error(c, id, "ERR_STATE", "container is not running");
+    return;
+  }
   start_proc(c, id, p);
 }
 
@@ -157,8 +187,14 @@ void op_signal(conn *c, uint32_t id, const jval *req) {
     reply_error(c, id, "ERR_PROTOCOL", "signal: a signal number 1..64 is required");
     return;
   }
-  if (p->state != P_RUNNING) { reply_error(c, id, "ERR_STATE", "process is not running"); return; }
-  if (kill(p->pid, (int)s->i64) < 0) { reply_error(c, id, "ERR_SYSTEM", "kill: %s", strerror(errno)); return; }
+  if (p->state != P_RUNNING) {
+    reply_error(c, id, "ERR_STATE", "process is not running");
+    return;
+  }
+  if (kill(p->pid, (int)s->i64) < 0) {
+    reply_error(c, id, "ERR_SYSTEM", "kill: %s", strerror(errno));
+    return;
+  }
   reply_ok(c, id);
 }
 
@@ -166,34 +202,55 @@ void op_resize(conn *c, uint32_t id, const jval *req) {
   proc *p = target(c, id, req);
   if (!p) return;
   const jval *r = json_get(req, "rows"), *co = json_get(req, "cols");
-  if (!r || !co || r->type != J_NUM || co->type != J_NUM || !r->is_int || !co->is_int || r->i64 < 0 ||
-      r->i64 > 65535 || co->i64 < 0 || co->i64 > 65535) {
+  if (!r || !co || r->type != J_NUM || co->type != J_NUM || !r->is_int || !co->is_int || r->i64 < 0 || r->i64 > 65535 || co->i64 < 0 ||
+      co->i64 > 65535) {
     reply_error(c, id, "ERR_PROTOCOL", "resize: rows and cols 0..65535 are required");
     return;
   }
-  if (p->io.pty < 0) { reply_error(c, id, "ERR_STATE", "resize: the process has no tty"); return; }
+  if (p->io.pty < 0) {
+    reply_error(c, id, "ERR_STATE", "resize: the process has no tty");
+    return;
+  }
   struct winsize ws = {.ws_row = (unsigned short)r->i64, .ws_col = (unsigned short)co->i64};
-  if (ioctl(p->io.pty, TIOCSWINSZ, &ws) < 0) { reply_error(c, id, "ERR_SYSTEM", "TIOCSWINSZ: %s", strerror(errno)); return; }
+  if (ioctl(p->io.pty, TIOCSWINSZ, &ws) < 0) {
+    reply_error(c, id, "ERR_SYSTEM", "TIOCSWINSZ: %s", strerror(errno));
+    return;
+  }
   reply_ok(c, id);
 }
 
 void op_freeze(conn *c, uint32_t id, int frozen) {
   proc *m = main_proc();
-  if (!m || m->state != P_RUNNING) { reply_error(c, id, "ERR_STATE", "container is not running"); return; }
-  if (sup.paused == frozen) { reply_error(c, id, "ERR_STATE", frozen ? "container is already paused" : "container is not paused"); return; }
+  if (!m || m->state != P_RUNNING) {
+    reply_error(c, id, "ERR_STATE", "container is not running");
+    return;
+  }
+  if (sup.paused == frozen) {
+    reply_error(c, id, "ERR_STATE", frozen ? "container is already paused" : "container is not paused");
+    return;
+  }
   char err[1024];
-  if (cgroup_freeze(&sup.spec, frozen, err, sizeof err) < 0) { reply_error(c, id, "ERR_SYSTEM", "%s", err); return; }
+  if (cgroup_freeze(&sup.spec, frozen, err, sizeof err) < 0) {
+    reply_error(c, id, "ERR_SYSTEM", "%s", err);
+    return;
+  }
   sup.paused = frozen;
   reply_ok(c, id);
 }
 
 /* docker update: new cgroup limits for a created, running or paused container. */
 void op_update(conn *c, uint32_t id, const jval *req) {
-  if (!sup.have_spec) { reply_error(c, id, "ERR_STATE", "update: no container created"); return; }
+  if (!sup.have_spec) {
+    reply_error(c, id, "ERR_STATE", "update: no container created");
+    return;
+  }
   const jval *rv = json_get(req, "resources");
   resources_update u;
   char err[1200];
-  if (!rv) { reply_error(c, id, "ERR_BAD_SPEC", "update: resources is required"); return; }
+  if (!rv) {
+    reply_error(c, id, "ERR_BAD_SPEC", "update: resources is required");
+    return;
+  }
   if (resources_update_parse(rv, &u, err, sizeof err) < 0) {
     resources_update_free(&u);
     reply_error(c, id, "ERR_BAD_SPEC", "%s", err);
@@ -201,7 +258,10 @@ void op_update(conn *c, uint32_t id, const jval *req) {
   }
   int rc = cgroup_update(&sup.spec, &u, err, sizeof err);
   resources_update_free(&u);
-  if (rc < 0) { reply_error(c, id, "ERR_SYSTEM", "%s", err); return; }
+  if (rc < 0) {
+    reply_error(c, id, "ERR_SYSTEM", "%s", err);
+    return;
+  }
   diag("updated the resources of %s", sup.spec.id);
   reply_ok(c, id);
 }
@@ -221,7 +281,10 @@ static int64_t system_usage_ns(void) {
 }
 
 void op_stats(conn *c, uint32_t id) {
-  if (!sup.have_spec) { reply_error(c, id, "ERR_STATE", "no container created"); return; }
+  if (!sup.have_spec) {
+    reply_error(c, id, "ERR_STATE", "no container created");
+    return;
+  }
   cgroup_stats st;
   cgroup_stats_read(&sup.spec, &st);
   jwriter w;
@@ -249,7 +312,10 @@ void op_stats(conn *c, uint32_t id) {
 }
 
 void op_ps(conn *c, uint32_t id) {
-  if (!sup.have_spec) { reply_error(c, id, "ERR_STATE", "no container created"); return; }
+  if (!sup.have_spec) {
+    reply_error(c, id, "ERR_STATE", "no container created");
+    return;
+  }
   pid_t pids[4096];
   int n = cgroup_pids(&sup.spec, pids, 4096);
   jwriter w;
@@ -302,7 +368,6 @@ void op_state(conn *c, uint32_t id) {
   jw_free(&w);
 }
 
-
 /* FIFREEZE flushes the disk's dirty data and checkpoints its journal: the block device then
  * holds a consistent filesystem until FITHAW, and writers in the guest wait meanwhile. */
 int fs_freeze(int freeze) {
@@ -337,7 +402,11 @@ void op_freeze_fs(conn *c, uint32_t id, int freeze) {
 void op_shutdown(conn *c, uint32_t id) {
   if (sup.fs_frozen && fs_freeze(0) < 0) diag("thaw %s: %s", sup.freezable_fs, strerror(errno));
   proc *m = main_proc();
-  if (sup.have_spec && sup.paused) { char err[256]; cgroup_freeze(&sup.spec, 0, err, sizeof err); sup.paused = 0; }
+  if (sup.have_spec && sup.paused) {
+    char err[256];
+    cgroup_freeze(&sup.spec, 0, err, sizeof err);
+    sup.paused = 0;
+  }
   for (proc *p = sup.procs; p; p = p->next)
     if (p->state == P_RUNNING) kill(p->pid, SIGKILL);
   /* wait for every process we started; their status is recorded as they go */

@@ -72,18 +72,19 @@ static void close_stdin(proc *p) {
   p->in_len = 0;
 }
 
-
 static void try_finalize(proc *p) {
   if (p->finalized || p->state != P_EXITED || !p->ended[0] || !p->ended[1]) return;
   p->finalized = 1;
   close_stdin(p);
-  if (p->io.pty >= 0) { close(p->io.pty); p->io.pty = -1; }
+  if (p->io.pty >= 0) {
+    close(p->io.pty);
+    p->io.pty = -1;
+  }
   if (p->is_main) {
     write_exit_file(p);
     sup.idle_since = time(NULL);
   }
-  diag("process %s (pid %d) finished: exit %d%s", p->is_main ? "main" : p->id, (int)p->pid, p->exit_code,
-       p->oom ? " (oom)" : "");
+  diag("process %s (pid %d) finished: exit %d%s", p->is_main ? "main" : p->id, (int)p->pid, p->exit_code, p->oom ? " (oom)" : "");
   answer_waiters(p);
 }
 
@@ -138,7 +139,10 @@ void on_output(proc *p, int i) {
       end_output(p, i);
       return;
     }
-    if (n == 0) { end_output(p, i); return; }
+    if (n == 0) {
+      end_output(p, i);
+      return;
+    }
     if (p->is_main && log_write(&sup.log, &p->logs[i], buf, (size_t)n) < 0) diag("writing log: %s", strerror(errno));
     for (conn *c = sup.conns; c; c = c->next)
       if (!c->dead && c->kind == C_OUT && c->p == p && c->stream == i + 1) conn_queue(c, buf, (size_t)n);
@@ -168,7 +172,10 @@ static void stdin_update_events(proc *p) {
 
 static void resume_stdin_readers(proc *p) {
   for (conn *c = sup.conns; c; c = c->next)
-    if (!c->dead && c->kind == C_IN && c->p == p && c->paused) { c->paused = 0; conn_update_events(c); }
+    if (!c->dead && c->kind == C_IN && c->p == p && c->paused) {
+      c->paused = 0;
+      conn_update_events(c);
+    }
 }
 
 void flush_stdin(proc *p) {
@@ -196,7 +203,10 @@ void proc_register_io(proc *p) {
   for (int i = 0; i < 2; i++) {
     p->logs[i].stream = i ? "stderr" : "stdout";
     p->out_src[i] = (ev_src){SRC_OUT, p, i};
-    if (p->out_fd[i] < 0) { p->ended[i] = 1; continue; }
+    if (p->out_fd[i] < 0) {
+      p->ended[i] = 1;
+      continue;
+    }
     set_nonblock(p->out_fd[i]);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &p->out_src[i]};
     epoll_ctl(sup.ep, EPOLL_CTL_ADD, p->out_fd[i], &ev);
@@ -281,32 +291,35 @@ int supervisor_run(const supervisor_opts *o) {
       ev_src *s = evs[i].data.ptr;
       uint32_t e = evs[i].events;
       switch (s->type) {
-        case SRC_LISTEN: on_accept(); break;
-        case SRC_SIGNAL: {
-          struct signalfd_siginfo si;
-          while (read(sup.sfd, &si, sizeof si) == sizeof si) {}
-          reap();
-          break;
+      case SRC_LISTEN: on_accept(); break;
+      case SRC_SIGNAL: {
+        struct signalfd_siginfo si;
+        while (read(sup.sfd, &si, sizeof si) == sizeof si) {}
+        reap();
+        break;
+      }
+      case SRC_CONN: {
+        conn *c = s->obj;
+        if (c->dead) break;
+        if (e & EPOLLOUT) conn_flush(c);
+        if (!c->dead && (e & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))) on_conn_readable(c);
+        break;
+      }
+      case SRC_OUT: {
+        proc *p = s->obj;
+        if (s->which == 0 && p->io.pty >= 0 && (e & EPOLLOUT)) flush_stdin(p);
+        if (!p->ended[s->which] && (e & (EPOLLIN | EPOLLHUP | EPOLLERR))) on_output(p, s->which);
+        break;
+      }
+      case SRC_STDIN: {
+        proc *p = s->obj;
+        if (e & EPOLLERR) {
+          p->in_len = 0;
+          p->in_eof = 1;
         }
-        case SRC_CONN: {
-          conn *c = s->obj;
-          if (c->dead) break;
-          if (e & EPOLLOUT) conn_flush(c);
-          if (!c->dead && (e & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))) on_conn_readable(c);
-          break;
-        }
-        case SRC_OUT: {
-          proc *p = s->obj;
-          if (s->which == 0 && p->io.pty >= 0 && (e & EPOLLOUT)) flush_stdin(p);
-          if (!p->ended[s->which] && (e & (EPOLLIN | EPOLLHUP | EPOLLERR))) on_output(p, s->which);
-          break;
-        }
-        case SRC_STDIN: {
-          proc *p = s->obj;
-          if (e & EPOLLERR) { p->in_len = 0; p->in_eof = 1; }
-          flush_stdin(p);
-          break;
-        }
+        flush_stdin(p);
+        break;
+      }
       }
     }
     free_dead_conns();

@@ -10,7 +10,10 @@ static int split(char *line, char **f, int max) {
   int n = 0;
   f[n++] = line;
   for (char *p = line; *p && n < max; p++)
-    if (*p == ':') { *p = 0; f[n++] = p + 1; }
+    if (*p == ':') {
+      *p = 0;
+      f[n++] = p + 1;
+    }
   return n;
 }
 
@@ -47,7 +50,15 @@ static int each_line(const char *text, int nfields, line_fn fn, void *ctx) {
   return 0;
 }
 
-struct pw_ctx { const char *name; int by_id; unsigned long id; int found; unsigned long uid, gid; char home[256]; char uname[256]; };
+struct pw_ctx {
+  const char *name;
+  int by_id;
+  unsigned long id;
+  int found;
+  unsigned long uid, gid;
+  char home[256];
+  char uname[256];
+};
 static int pw_match(char **f, int n, void *vctx) {
   (void)n;
   struct pw_ctx *c = vctx;
@@ -62,7 +73,13 @@ static int pw_match(char **f, int n, void *vctx) {
   return 1;
 }
 
-struct gr_ctx { const char *name; int by_id; unsigned long id; int found; unsigned long gid; };
+struct gr_ctx {
+  const char *name;
+  int by_id;
+  unsigned long id;
+  int found;
+  unsigned long gid;
+};
 static int gr_match(char **f, int n, void *vctx) {
   (void)n;
   struct gr_ctx *c = vctx;
@@ -74,7 +91,10 @@ static int gr_match(char **f, int n, void *vctx) {
   return 1;
 }
 
-struct sg_ctx { const char *user; exec_user *out; };
+struct sg_ctx {
+  const char *user;
+  exec_user *out;
+};
 static int sg_match(char **f, int n, void *vctx) {
   (void)n;
   struct sg_ctx *c = vctx;
@@ -101,7 +121,10 @@ int user_resolve(const char *spec, const char *passwd, const char *group, exec_u
   }
   snprintf(ubuf, sizeof ubuf, "%s", spec);
   char *colon = strchr(ubuf, ':');
-  if (colon) { *colon = 0; gspec = colon + 1; }
+  if (colon) {
+    *colon = 0;
+    gspec = colon + 1;
+  }
   const char *uspec = ubuf[0] ? ubuf : "0";
 
   struct pw_ctx pw = {0};
@@ -110,7 +133,10 @@ int user_resolve(const char *spec, const char *passwd, const char *group, exec_u
     pw.by_id = 1;
     pw.id = num;
     each_line(passwd, 7, pw_match, &pw);
-    if (!pw.found) { pw.uid = num; pw.gid = 0; }
+    if (!pw.found) {
+      pw.uid = num;
+      pw.gid = 0;
+    }
   } else {
     if (!passwd) {
       snprintf(err, errlen, "unable to find user %s: no matching entries in passwd file", uspec);

@@ -10,7 +10,11 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-#define ERR(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
+#define ERR(...)                                                                                                                           \
+  do {                                                                                                                                     \
+    snprintf(err, errlen, __VA_ARGS__);                                                                                                    \
+    return -1;                                                                                                                             \
+  } while (0)
 #define MAX_ID 0xffffffffULL
 
 static int parse_entry(const jval *e, id_map_entry *out, const char *where, size_t i, char *err, size_t errlen) {

@@ -69,7 +69,8 @@ int write_file_atomic(const char *path, const void *data, size_t len) {
   snprintf(dir, sizeof dir, "%s", path);
   char *slash = strrchr(dir, '/');
   if (slash) {
-    if (slash == dir) slash[1] = 0; else *slash = 0;
+    if (slash == dir) slash[1] = 0;
+    else *slash = 0;
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
       fsync(dfd);
@@ -84,20 +85,34 @@ char *read_file(const char *path, size_t *len_out) {
   if (fd < 0) return NULL;
   size_t cap = 4096, len = 0;
   char *buf = malloc(cap + 1);
-  if (!buf) { close(fd); return NULL; }
+  if (!buf) {
+    close(fd);
+    return NULL;
+  }
   for (;;) {
     if (len == cap) {
-      if (cap >= (64u << 20)) { free(buf); close(fd); errno = EFBIG; return NULL; }
+      if (cap >= (64u << 20)) {
+        free(buf);
+        close(fd);
+        errno = EFBIG;
+        return NULL;
+      }
       cap *= 2;
       char *nb = realloc(buf, cap + 1);
-      if (!nb) { free(buf); close(fd); return NULL; }
+      if (!nb) {
+        free(buf);
+        close(fd);
+        return NULL;
+      }
       buf = nb;
     }
     ssize_t n = read(fd, buf + len, cap - len);
     if (n < 0) {
       if (errno == EINTR) continue;
       int e = errno;
-      free(buf); close(fd); errno = e;
+      free(buf);
+      close(fd);
+      errno = e;
       return NULL;
     }
     if (n == 0) break;
@@ -124,9 +139,9 @@ void format_time_rfc3339nano(char out[40]) {
   clock_gettime(CLOCK_REALTIME, &ts);
   struct tm tm;
   gmtime_r(&ts.tv_sec, &tm);
-  snprintf(out, 40, "%04u-%02u-%02uT%02u:%02u:%02u.%09uZ", (unsigned)(tm.tm_year + 1900) % 10000u,
-           (unsigned)(tm.tm_mon + 1) % 100u, (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u,
-           (unsigned)tm.tm_min % 100u, (unsigned)tm.tm_sec % 100u, (unsigned)ts.tv_nsec % 1000000000u);
+  snprintf(out, 40, "%04u-%02u-%02uT%02u:%02u:%02u.%09uZ", (unsigned)(tm.tm_year + 1900) % 10000u, (unsigned)(tm.tm_mon + 1) % 100u,
+           (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u, (unsigned)tm.tm_sec % 100u,
+           (unsigned)ts.tv_nsec % 1000000000u);
 }
 
 int mkdir_p(const char *path, mode_t mode) {

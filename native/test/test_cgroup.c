@@ -18,7 +18,10 @@ static void put(const char *rel, const char *content) {
   char p[512];
   snprintf(p, sizeof p, "%s/%s", root, rel);
   FILE *f = fopen(p, "w");
-  if (!f) { perror(p); exit(2); }
+  if (!f) {
+    perror(p);
+    exit(2);
+  }
   fputs(content, f);
   fclose(f);
 }
@@ -93,7 +96,8 @@ static void test_stats(void) {
   put("tvm/c1/memory.current", "1234567\n");
   put("tvm/c1/memory.max", "16777216\n");
   put("tvm/c1/memory.peak", "2345678\n");
-  put("tvm/c1/cpu.stat", "usage_usec 1264079\nuser_usec 1068066\nsystem_usec 196012\nnr_periods 25\nnr_throttled 25\nthrottled_usec 1204069\n");
+  put("tvm/c1/cpu.stat",
+      "usage_usec 1264079\nuser_usec 1068066\nsystem_usec 196012\nnr_periods 25\nnr_throttled 25\nthrottled_usec 1204069\n");
   put("tvm/c1/pids.current", "3\n");
   put("tvm/c1/pids.max", "8\n");
   put("tvm/c1/memory.events", "low 0\nhigh 0\nmax 53\noom 2\noom_kill 1\noom_group_kill 0\n");
@@ -182,7 +186,10 @@ static void test_create_failure_and_destroy(void) {
 
 int main(void) {
   snprintf(root, sizeof root, "/tmp/tvm-test-cgroup-%d", (int)getpid());
-  if (mkdir(root, 0755) < 0) { perror(root); return 2; }
+  if (mkdir(root, 0755) < 0) {
+    perror(root);
+    return 2;
+  }
   test_weight();
   test_list_has();
   test_stats();

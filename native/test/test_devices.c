@@ -18,8 +18,8 @@ int main(void) {
   CHECK(devices_eval(p, n, BLK, R, 7, 0) == 0);       /* loop0 */
   CHECK(devices_eval(p, n, BLK, MKNOD, 8, 0) == 1);   /* mknod is CAP_MKNOD's business */
   CHECK(devices_eval(p, n, CHR, MKNOD | R, 8, 0) == 0);
-  CHECK(devices_eval(p, n, CHR, R, 10, 200) == 1);    /* tun */
-  CHECK(devices_eval(p, n, CHR, R, 10, 229) == 0);    /* fuse */
+  CHECK(devices_eval(p, n, CHR, R, 10, 200) == 1); /* tun */
+  CHECK(devices_eval(p, n, CHR, R, 10, 229) == 0); /* fuse */
   CHECK(devices_build(p, 4) == -1);
   CHECK_DONE("test_devices");
 }

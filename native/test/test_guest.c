@@ -6,8 +6,8 @@ int main(void) {
   CHECK(guest_cmdline_time_ms("console=ttyS0 tvm.time=1765000000123 quiet") == 1765000000123LL);
   CHECK(guest_cmdline_time_ms("tvm.time=5\n") == 5);
   CHECK(guest_cmdline_time_ms("quiet") == 0);
-  CHECK(guest_cmdline_time_ms("xtvm.time=5") == 0);        /* not a word of its own */
-  CHECK(guest_cmdline_time_ms("tvm.time=5x") == 0);         /* trailing junk */
+  CHECK(guest_cmdline_time_ms("xtvm.time=5") == 0); /* not a word of its own */
+  CHECK(guest_cmdline_time_ms("tvm.time=5x") == 0); /* trailing junk */
   CHECK(guest_cmdline_time_ms("tvm.time=") == 0);
   CHECK(guest_cmdline_time_ms("tvm.time=-3") == 0);
   CHECK(guest_cmdline_time_ms("tvm.time=99999999999999999999999") == 0); /* overflow */
@@ -20,11 +20,11 @@ int main(void) {
   CHECK(n.mac[0] == 0x02 && n.mac[1] == 0x42 && n.mac[5] == 0x02);
   CHECK(guest_cmdline_net("tvm.net=10.0.0.5/24,,02:42:0a:00:00:05\n", &n) == 1); /* internal: no gateway */
   CHECK(!n.has_gateway && n.prefix == 24);
-  CHECK(guest_cmdline_net("xtvm.net=10.0.0.5/24,,02:42:0a:00:00:05", &n) == 0);   /* not a word of its own */
-  CHECK(guest_cmdline_net("tvm.net=10.0.0.5/33,,02:42:0a:00:00:05", &n) == -1);   /* prefix */
-  CHECK(guest_cmdline_net("tvm.net=10.0.0.5,,02:42:0a:00:00:05", &n) == -1);      /* no prefix */
+  CHECK(guest_cmdline_net("xtvm.net=10.0.0.5/24,,02:42:0a:00:00:05", &n) == 0); /* not a word of its own */
+  CHECK(guest_cmdline_net("tvm.net=10.0.0.5/33,,02:42:0a:00:00:05", &n) == -1); /* prefix */
+  CHECK(guest_cmdline_net("tvm.net=10.0.0.5,,02:42:0a:00:00:05", &n) == -1);    /* no prefix */
   CHECK(guest_cmdline_net("tvm.net=10.0.0.5/24,10.0.0,02:42:0a:00:00:05", &n) == -1);
-  CHECK(guest_cmdline_net("tvm.net=10.0.0.5/24,,02:42:0a:00:00", &n) == -1);      /* short MAC */
+  CHECK(guest_cmdline_net("tvm.net=10.0.0.5/24,,02:42:0a:00:00", &n) == -1); /* short MAC */
   CHECK(guest_cmdline_net("tvm.net=10.0.0.5/24,,02-42-0a-00-00-05", &n) == -1);
   CHECK_DONE("test_guest");
 }

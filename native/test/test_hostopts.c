@@ -43,7 +43,8 @@ int main(void) {
   CHECK(parse("{\"ulimits\":[{\"name\":\"nofile\",\"soft\":100,\"hard\":200},{\"name\":\"core\",\"soft\":-1,\"hard\":-1}],"
               "\"sysctls\":{\"net.ipv4.ip_forward\":\"1\"},\"shmSize\":1048576,\"init\":true,\"groupAdd\":[\"staff\",\"77\"],"
               "\"oomScoreAdj\":10,\"devices\":[{\"path\":\"/dev/null\",\"containerPath\":\"/dev/n\",\"permissions\":\"rw\"}],"
-              "\"oomKillDisable\":true}", &o, err, sizeof err) == 0);
+              "\"oomKillDisable\":true}",
+              &o, err, sizeof err) == 0);
   CHECK(o.nulimits == 2 && o.ulimits[0].resource == RLIMIT_NOFILE && o.ulimits[0].soft == 100 && o.ulimits[1].hard == -1);
   CHECK(o.nsysctls == 1 && strcmp(o.sysctl_keys[0], "net.ipv4.ip_forward") == 0 && strcmp(o.sysctl_vals[0], "1") == 0);
   CHECK(o.shm_size == 1048576 && o.init && o.ngroup_add == 2 && o.has_oom_score_adj && o.oom_score_adj == 10);
@@ -90,11 +91,13 @@ int main(void) {
   hostopts_free(&o);
 
   /* bad input names the field */
-  CHECK(parse("{\"ulimits\":[{\"name\":\"fds\",\"soft\":1,\"hard\":1}]}", &o, err, sizeof err) < 0 && strstr(err, "invalid ulimit type: fds"));
+  CHECK(parse("{\"ulimits\":[{\"name\":\"fds\",\"soft\":1,\"hard\":1}]}", &o, err, sizeof err) < 0 &&
+        strstr(err, "invalid ulimit type: fds"));
   hostopts_free(&o);
   CHECK(parse("{\"ulimits\":[{\"name\":\"nofile\",\"soft\":5,\"hard\":1}]}", &o, err, sizeof err) < 0 && strstr(err, "soft limit"));
   hostopts_free(&o);
-  CHECK(parse("{\"ulimits\":[{\"name\":\"nofile\",\"soft\":1,\"hard\":1,\"x\":1}]}", &o, err, sizeof err) < 0 && strstr(err, "unknown key"));
+  CHECK(parse("{\"ulimits\":[{\"name\":\"nofile\",\"soft\":1,\"hard\":1,\"x\":1}]}", &o, err, sizeof err) < 0 &&
+        strstr(err, "unknown key"));
   hostopts_free(&o);
   CHECK(parse("{\"oomScoreAdj\":1001}", &o, err, sizeof err) < 0 && strstr(err, "spec.oomScoreAdj"));
   hostopts_free(&o);

@@ -7,7 +7,10 @@ static jval *parse(const char *s, char *err) { return json_parse(s, strlen(s), e
 static int rejects(const char *s) {
   char err[200] = "";
   jval *v = parse(s, err);
-  if (v) { json_free(v); return 0; }
+  if (v) {
+    json_free(v);
+    return 0;
+  }
   return err[0] != 0;
 }
 
@@ -81,7 +84,10 @@ int main(void) {
   jw_obj_end(&w);
   jw_arr_end(&w);
   jw_key(&w, "bad");
-  jw_strn(&w, "a\xff" "b\xe2\x82", 5);
+  jw_strn(&w,
+          "a\xff"
+          "b\xe2\x82",
+          5);
   jw_obj_end(&w);
   CHECK_STR(w.buf, "{\"v\":1,\"s\":\"q\\\"b\\\\n\\n\\u0001\",\"a\":[-5,false,null,{}],\"bad\":\"a\\ufffdb\\ufffd\\ufffd\"}");
   /* what we write, we read back */

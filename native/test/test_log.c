@@ -15,7 +15,11 @@ static char *slurp_path(const char *p, size_t *len) {
   long n = ftell(f);
   char *b = calloc(1, (size_t)n + 1);
   rewind(f);
-  if (fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); fclose(f); return NULL; }
+  if (fread(b, 1, (size_t)n, f) != (size_t)n) {
+    free(b);
+    fclose(f);
+    return NULL;
+  }
   fclose(f);
   if (len) *len = (size_t)n;
   return b;
@@ -123,7 +127,9 @@ int main(void) {
   snprintf(tmp, sizeof tmp, "%s.rotating", path);
   CHECK(fsize(tmp) == -1);
   log_close(&lf);
-  unlink(path); unlink(p1); unlink(p2);
+  unlink(path);
+  unlink(p1);
+  unlink(p2);
 
   /* max-file 1: the log starts over (Docker truncates) */
   CHECK(log_open(&lf, path, max, 1) == 0);
@@ -142,12 +148,14 @@ int main(void) {
   CHECK(fsize(p2) == -1);
   /* a record larger than max-size still gets written, alone in its file */
   log_close(&lf);
-  unlink(path); unlink(p1);
+  unlink(path);
+  unlink(p1);
   CHECK(log_open(&lf, path, 10, 2) == 0);
   write_lines(&lf, 0, 2);
   CHECK(fsize(path) == (long)reclen && fsize(p1) == (long)reclen);
   log_close(&lf);
-  unlink(path); unlink(p1);
+  unlink(path);
+  unlink(p1);
   rmdir(dir);
   CHECK_DONE("test_log");
 }

@@ -34,13 +34,13 @@ static char *b64(const void *data, size_t n) {
 
 /* x86_64 only; mkdir -> EPERM; everything else allowed */
 static const struct sock_filter deny_mkdir[] = {
-  BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-  BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-  BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
-  BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-  BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mkdir, 0, 1),
-  BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-  BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mkdir, 0, 1),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 };
 
 /* a whole create spec with extra top-level keys */
@@ -48,7 +48,8 @@ static int spec_with(const char *extra, container_spec *s, char *err, size_t err
   char buf[8192];
   snprintf(buf, sizeof buf,
            "{\"id\":\"c1\",\"network\":\"none\",\"rootfs\":{\"lower\":\"/l\",\"upper\":\"/u\",\"work\":\"/w\",\"target\":\"/t\"},"
-           "\"process\":{\"args\":[\"sh\"]},\"logPath\":\"/x/log\"%s}", extra);
+           "\"process\":{\"args\":[\"sh\"]},\"logPath\":\"/x/log\"%s}",
+           extra);
   jval *v = json_parse(buf, strlen(buf), err, errlen);
   if (!v) return -2;
   int rc = spec_parse(v, s, err, errlen);

@@ -7,15 +7,15 @@
 #include <string.h>
 
 static const char *base_fmt =
-  "{\"id\":\"c1\",\"hostname\":\"box\",\"network\":\"none\","
-  "\"rootfs\":{\"lower\":\"/l\",\"upper\":\"/u\",\"work\":\"/w\",\"target\":\"/t\"},"
-  "\"process\":{\"args\":[\"sh\",\"-c\",\"x\"],\"env\":[\"A=1\"],\"cwd\":\"/tmp\",\"user\":\"app\",\"tty\":true,\"stdin\":true},"
-  "\"mounts\":[{\"type\":\"bind\",\"source\":\"/h\",\"destination\":\"/c\",\"readonly\":true},"
-  "{\"type\":\"tmpfs\",\"destination\":\"/t\",\"readonly\":false,\"options\":[\"size=1m\",\"mode=755\"]}],"
-  "\"resources\":{\"memory\":33554432,\"pidsLimit\":20,\"nanoCpus\":500000000},"
-  "\"capAdd\":[\"NET_ADMIN\"],\"capDrop\":[\"cap_chown\"],"
-  "\"cgroup\":{\"version\":1,\"root\":\"/sys/fs/cgroup\",\"path\":\"tvm/c1\"},"
-  "\"logPath\":\"/x/log.jsonl\"%s}";
+    "{\"id\":\"c1\",\"hostname\":\"box\",\"network\":\"none\","
+    "\"rootfs\":{\"lower\":\"/l\",\"upper\":\"/u\",\"work\":\"/w\",\"target\":\"/t\"},"
+    "\"process\":{\"args\":[\"sh\",\"-c\",\"x\"],\"env\":[\"A=1\"],\"cwd\":\"/tmp\",\"user\":\"app\",\"tty\":true,\"stdin\":true},"
+    "\"mounts\":[{\"type\":\"bind\",\"source\":\"/h\",\"destination\":\"/c\",\"readonly\":true},"
+    "{\"type\":\"tmpfs\",\"destination\":\"/t\",\"readonly\":false,\"options\":[\"size=1m\",\"mode=755\"]}],"
+    "\"resources\":{\"memory\":33554432,\"pidsLimit\":20,\"nanoCpus\":500000000},"
+    "\"capAdd\":[\"NET_ADMIN\"],\"capDrop\":[\"cap_chown\"],"
+    "\"cgroup\":{\"version\":1,\"root\":\"/sys/fs/cgroup\",\"path\":\"tvm/c1\"},"
+    "\"logPath\":\"/x/log.jsonl\"%s}";
 
 static int parse_with(const char *extra, container_spec *s, char *err) {
   char buf[4096];
@@ -67,9 +67,12 @@ int main(void) {
   char j[1024];
 #define SPEC(...) (snprintf(j, sizeof j, __VA_ARGS__), j)
   /* the microVM guest's root: lower bound as the root, no overlay */
-  CHECK(bad(SPEC("{\"id\":\"c\",\"rootfs\":{\"lower\":\"/l\",\"upper\":\"/u\",\"target\":\"/t\"},\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\"}"), "upper and work go together"));
+  CHECK(bad(SPEC("{\"id\":\"c\",\"rootfs\":{\"lower\":\"/l\",\"upper\":\"/u\",\"target\":\"/"
+                 "t\"},\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\"}"),
+            "upper and work go together"));
   {
-    const char *vm = SPEC("{\"id\":\"c\",\"rootfs\":{\"lower\":\"/run/tvm/disk\",\"target\":\"/t\"},\"process\":{\"args\":[\"a\"]},\"logPath\":\"/dev/null\"}");
+    const char *vm = SPEC("{\"id\":\"c\",\"rootfs\":{\"lower\":\"/run/tvm/disk\",\"target\":\"/"
+                          "t\"},\"process\":{\"args\":[\"a\"]},\"logPath\":\"/dev/null\"}");
     jval *v = json_parse(vm, strlen(vm), err, sizeof err);
     CHECK(v && spec_parse(v, &s, err, sizeof err) == 0);
     CHECK(s.upper == NULL && s.work == NULL);
@@ -77,7 +80,9 @@ int main(void) {
     json_free(v);
     spec_free(&s);
   }
-  CHECK(bad(SPEC("{\"id\":\"c\",\"rootfs\":{\"lower\":\"/l\",\"upper\":\"u\",\"work\":\"/w\",\"target\":\"/t\"},\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\"}"), "must be absolute"));
+  CHECK(bad(SPEC("{\"id\":\"c\",\"rootfs\":{\"lower\":\"/l\",\"upper\":\"u\",\"work\":\"/w\",\"target\":\"/"
+                 "t\"},\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\"}"),
+            "must be absolute"));
   CHECK(bad(SPEC("{\"id\":\"../x\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\"}", rootfs), "not a valid container id"));
   CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[]},\"logPath\":\"/l\"}", rootfs), "at least one argument"));
   CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"],\"env\":[\"NOEQ\"]},\"logPath\":\"/l\"}", rootfs), "KEY=VALUE"));
@@ -85,15 +90,24 @@ int main(void) {
   CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[1]},\"logPath\":\"/l\"}", rootfs), "args[0]: expected a string"));
   CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]}}", rootfs), "logPath: required"));
   CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"resources\":{\"memory\":1000}}", rootfs), "6MB"));
-  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"resources\":{\"memory\":1.5}}", rootfs), "expected an integer"));
-  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"resources\":{\"memory\":4611686018427387904}}", rootfs), "spec.resources.memory: too large"));
-  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"resources\":{\"nanoCpus\":92233720368548}}", rootfs), "spec.resources.nanoCpus: too large"));
-  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"capAdd\":[\"NOPE\"]}", rootfs), "unknown capability: \"NOPE\""));
-  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"network\":\"bridge\"}", rootfs), "unknown network mode"));
+  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"resources\":{\"memory\":1.5}}", rootfs),
+            "expected an integer"));
+  CHECK(bad(
+      SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"resources\":{\"memory\":4611686018427387904}}", rootfs),
+      "spec.resources.memory: too large"));
+  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"resources\":{\"nanoCpus\":92233720368548}}", rootfs),
+            "spec.resources.nanoCpus: too large"));
+  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"capAdd\":[\"NOPE\"]}", rootfs),
+            "unknown capability: \"NOPE\""));
+  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"network\":\"bridge\"}", rootfs),
+            "unknown network mode"));
   /* a prepared namespace (bridge networks): joined by path, never a new one */
-  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"network\":{\"path\":\"rel/ns\"}}", rootfs), "spec.network.path: must be an absolute path"));
-  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"network\":{\"path\":\"/n\",\"x\":1}}", rootfs), "unknown key \"x\""));
-  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"network\":{}}", rootfs), "spec.network.path: required"));
+  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"network\":{\"path\":\"rel/ns\"}}", rootfs),
+            "spec.network.path: must be an absolute path"));
+  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"network\":{\"path\":\"/n\",\"x\":1}}", rootfs),
+            "unknown key \"x\""));
+  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"network\":{}}", rootfs),
+            "spec.network.path: required"));
   {
     container_spec n;
     SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"network\":{\"path\":\"/run/tvm/netns/c\"}}", rootfs);
@@ -104,26 +118,52 @@ int main(void) {
     spec_free(&n);
     json_free(v);
   }
-  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"mounts\":[{\"type\":\"bind\",\"source\":\"rel\",\"destination\":\"/x\"}]}", rootfs), "source: must be an absolute path"));
-  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"mounts\":[{\"type\":\"bind\",\"source\":\"/s\",\"destination\":\"/x/../..\"}]}", rootfs), "\"..\""));
-  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"mounts\":[{\"type\":\"nfs\",\"destination\":\"/x\"}]}", rootfs), "unknown mount type"));
-  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"cgroup\":{\"version\":3,\"root\":\"/r\",\"path\":\"p\"}}", rootfs), "1 or 2"));
-  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"cgroup\":{\"version\":1,\"root\":\"/r\",\"path\":\"../p\"}}", rootfs), "relative without"));
-  CHECK(bad("{\"id\":\"c\",\"rootfs\":{\"lower\":\"/a,b\",\"upper\":\"/u\",\"work\":\"/w\",\"target\":\"/t\"},\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\"}", "must not contain"));
+  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/"
+                 "l\",\"mounts\":[{\"type\":\"bind\",\"source\":\"rel\",\"destination\":\"/x\"}]}",
+                 rootfs),
+            "source: must be an absolute path"));
+  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"mounts\":[{\"type\":\"bind\",\"source\":\"/"
+                 "s\",\"destination\":\"/x/../..\"}]}",
+                 rootfs),
+            "\"..\""));
+  CHECK(
+      bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"mounts\":[{\"type\":\"nfs\",\"destination\":\"/x\"}]}",
+               rootfs),
+          "unknown mount type"));
+  CHECK(bad(
+      SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"cgroup\":{\"version\":3,\"root\":\"/r\",\"path\":\"p\"}}",
+           rootfs),
+      "1 or 2"));
+  CHECK(bad(SPEC("{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"cgroup\":{\"version\":1,\"root\":\"/"
+                 "r\",\"path\":\"../p\"}}",
+                 rootfs),
+            "relative without"));
+  CHECK(bad("{\"id\":\"c\",\"rootfs\":{\"lower\":\"/a,b\",\"upper\":\"/u\",\"work\":\"/w\",\"target\":\"/"
+            "t\"},\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\"}",
+            "must not contain"));
 
   /* paths the agent joins into fixed PATH_MAX buffers (cgroup dirs, <target>/proc, the overlay's
    * one-page mount data): too long is refused, never truncated into another path */
   {
     static char big[3 * 4096], longp[2100], j2[sizeof big + 4400];
     memset(longp, 'a', sizeof longp - 1);
-    snprintf(big, sizeof big, "{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"cgroup\":{\"version\":1,\"root\":\"/r\",\"path\":\"%s\"}}", rootfs, longp);
+    snprintf(
+        big, sizeof big,
+        "{\"id\":\"c\",%s,\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\",\"cgroup\":{\"version\":1,\"root\":\"/r\",\"path\":\"%s\"}}",
+        rootfs, longp);
     CHECK(bad(big, "spec.cgroup: root and path too long"));
-    snprintf(big, sizeof big, "{\"id\":\"c\",\"rootfs\":{\"lower\":\"/%s\",\"upper\":\"/%s\",\"work\":\"/w\",\"target\":\"/t\"},\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\"}", longp, longp);
+    snprintf(big, sizeof big,
+             "{\"id\":\"c\",\"rootfs\":{\"lower\":\"/%s\",\"upper\":\"/%s\",\"work\":\"/w\",\"target\":\"/"
+             "t\"},\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\"}",
+             longp, longp);
     CHECK(bad(big, "spec.rootfs: lower, upper and work too long"));
     char longt[4000];
     memset(longt, 'a', sizeof longt - 1);
     longt[sizeof longt - 1] = 0;
-    snprintf(j2, sizeof j2, "{\"id\":\"c\",\"rootfs\":{\"lower\":\"/l\",\"upper\":\"/u\",\"work\":\"/w\",\"target\":\"/%s\"},\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\"}", longt);
+    snprintf(j2, sizeof j2,
+             "{\"id\":\"c\",\"rootfs\":{\"lower\":\"/l\",\"upper\":\"/u\",\"work\":\"/w\",\"target\":\"/"
+             "%s\"},\"process\":{\"args\":[\"a\"]},\"logPath\":\"/l\"}",
+             longt);
     CHECK(bad(j2, "spec.rootfs.target: too long"));
     /* a sysctl key becomes /proc/sys/<key> in a PATH_MAX buffer (hostopts_sysctls): Docker's
      * name rules let "net." + any length through the daemon */

@@ -21,7 +21,10 @@ static void touch(const char *rel) {
   char p[512];
   snprintf(p, sizeof p, "%s/%s", root, rel);
   FILE *f = fopen(p, "w");
-  if (!f) { perror(p); exit(2); }
+  if (!f) {
+    perror(p);
+    exit(2);
+  }
   fclose(f);
 }
 
@@ -42,13 +45,19 @@ static int is(const char *rel, const char *want) {
 static void mk(const char *rel) {
   char p[512];
   snprintf(p, sizeof p, "%s/%s", root, rel);
-  if (mkdir_p(p, 0755) < 0) { perror(p); exit(2); }
+  if (mkdir_p(p, 0755) < 0) {
+    perror(p);
+    exit(2);
+  }
 }
 
 static int parse(const char *json, resources_update *u, char *err, size_t errlen) {
   char perr[256];
   jval *v = json_parse(json, strlen(json), perr, sizeof perr);
-  if (!v) { snprintf(err, errlen, "json: %s", perr); return -1; }
+  if (!v) {
+    snprintf(err, errlen, "json: %s", perr);
+    return -1;
+  }
   int rc = resources_update_parse(v, u, err, errlen);
   json_free(v);
   return rc;
@@ -87,10 +96,19 @@ static void test_parse(void) {
 }
 
 static void test_v1(void) {
-  const char *files[] = {"memory/tvm/c1/memory.limit_in_bytes", "memory/tvm/c1/memory.memsw.limit_in_bytes",
-                         "memory/tvm/c1/memory.soft_limit_in_bytes", "pids/tvm/c1/pids.max", "cpu/tvm/c1/cpu.cfs_period_us",
-                         "cpu/tvm/c1/cpu.cfs_quota_us", "cpu/tvm/c1/cpu.shares", "cpuset/tvm/c1/cpuset.cpus", NULL};
-  mk("memory/tvm/c1"); mk("pids/tvm/c1"); mk("cpu/tvm/c1"); mk("cpuset/tvm/c1");
+  const char *files[] = {"memory/tvm/c1/memory.limit_in_bytes",
+                         "memory/tvm/c1/memory.memsw.limit_in_bytes",
+                         "memory/tvm/c1/memory.soft_limit_in_bytes",
+                         "pids/tvm/c1/pids.max",
+                         "cpu/tvm/c1/cpu.cfs_period_us",
+                         "cpu/tvm/c1/cpu.cfs_quota_us",
+                         "cpu/tvm/c1/cpu.shares",
+                         "cpuset/tvm/c1/cpuset.cpus",
+                         NULL};
+  mk("memory/tvm/c1");
+  mk("pids/tvm/c1");
+  mk("cpu/tvm/c1");
+  mk("cpuset/tvm/c1");
   for (int i = 0; files[i]; i++) touch(files[i]);
   container_spec s;
   memset(&s, 0, sizeof s);
@@ -103,7 +121,8 @@ static void test_v1(void) {
   resources_update u;
   char err[512];
   CHECK(parse("{\"memory\":33554432,\"memorySwap\":67108864,\"pidsLimit\":20,\"nanoCpus\":500000000,\"cpuShares\":512,"
-              "\"memoryReservation\":16777216,\"cpusetCpus\":\"0\"}", &u, err, sizeof err) == 0);
+              "\"memoryReservation\":16777216,\"cpusetCpus\":\"0\"}",
+              &u, err, sizeof err) == 0);
   CHECK(cgroup_update(&s, &u, err, sizeof err) == 0);
   resources_update_free(&u);
   CHECK(is("memory/tvm/c1/memory.limit_in_bytes", "33554432"));
@@ -154,8 +173,8 @@ static void test_v1(void) {
 }
 
 static void test_v2(void) {
-  const char *files[] = {"v2/tvm/c2/memory.max", "v2/tvm/c2/memory.swap.max", "v2/tvm/c2/memory.low", "v2/tvm/c2/cpu.max",
-                         "v2/tvm/c2/cpu.weight", "v2/tvm/c2/pids.max", "v2/tvm/c2/cpuset.cpus", NULL};
+  const char *files[] = {"v2/tvm/c2/memory.max", "v2/tvm/c2/memory.swap.max", "v2/tvm/c2/memory.low",  "v2/tvm/c2/cpu.max",
+                         "v2/tvm/c2/cpu.weight", "v2/tvm/c2/pids.max",        "v2/tvm/c2/cpuset.cpus", NULL};
   mk("v2/tvm/c2");
   for (int i = 0; files[i]; i++) touch(files[i]);
   char v2root[300];
@@ -168,7 +187,8 @@ static void test_v2(void) {
   resources_update u;
   char err[512];
   CHECK(parse("{\"memory\":33554432,\"memorySwap\":67108864,\"pidsLimit\":20,\"nanoCpus\":1500000000,\"cpuShares\":1024,"
-              "\"memoryReservation\":16777216}", &u, err, sizeof err) == 0);
+              "\"memoryReservation\":16777216}",
+              &u, err, sizeof err) == 0);
   CHECK(cgroup_update(&s, &u, err, sizeof err) == 0);
   resources_update_free(&u);
   CHECK(is("v2/tvm/c2/memory.max", "33554432"));
@@ -192,7 +212,10 @@ static void test_v2(void) {
 
 int main(void) {
   snprintf(root, sizeof root, "/tmp/tvm-test-update-XXXXXX");
-  if (!mkdtemp(root)) { perror("mkdtemp"); return 2; }
+  if (!mkdtemp(root)) {
+    perror("mkdtemp");
+    return 2;
+  }
   test_parse();
   test_v1();
   test_v2();

@@ -1,12 +1,11 @@
 #include "check.h"
 #include "user.h"
 
-static const char *passwd =
-  "root:x:0:0:root:/root:/bin/sh\n"
-  "# comment\n"
-  "broken line\n"
-  "app:x:1000:1000:app:/home/app:/bin/sh\n"
-  "nohome:x:1001:1001:::/bin/sh\n";
+static const char *passwd = "root:x:0:0:root:/root:/bin/sh\n"
+                            "# comment\n"
+                            "broken line\n"
+                            "app:x:1000:1000:app:/home/app:/bin/sh\n"
+                            "nohome:x:1001:1001:::/bin/sh\n";
 static const char *group = "root:x:0:\napp:x:1000:\nstaff:x:50:app,other\nwheel:x:10:other,app\n";
 
 int main(void) {

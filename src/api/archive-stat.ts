@@ -56,7 +56,10 @@ export function encodeStat(s: PathStat): string {
  * Reads the archive until its first header; returns the stat and a stream replaying every byte
  * (the consumed prefix, then the rest).
  */
-export async function statFromArchive(containerPath: string, archive: Readable): Promise<{ stat: PathStat; replay: AsyncIterable<Buffer> }> {
+export async function statFromArchive(
+  containerPath: string,
+  archive: Readable,
+): Promise<{ stat: PathStat; replay: AsyncIterable<Buffer> }> {
   const consumed: Buffer[] = [];
   const ex = extract();
   const first = new Promise<Header>((resolve, reject) => {
@@ -71,7 +74,10 @@ export async function statFromArchive(containerPath: string, archive: Readable):
   const it = archive[Symbol.asyncIterator]();
   let header: Header | undefined;
   // only records the header: a failure of `first` is seen by the race below
-  void first.then((h) => (header = h), () => {});
+  void first.then(
+    (h) => (header = h),
+    () => {},
+  );
   let ended = false;
   while (!header) {
     const r = await Promise.race([it.next(), first.then(() => undefined)]);

@@ -48,19 +48,41 @@ function jsonMap(name: string, v: string | undefined): Record<string, string | n
 
 /** The options of a build request, checked before the body is read. */
 export function buildOptions(q: Q, defaultIsolation: 'vm' | 'container'): BuildOptions {
-  if (one(q.remote)) throw new NotImplementedError('building from a remote context (URL or git repository) is not supported by tvm: send the context as the request body');
-  if (one(q.version) === '2') throw new NotImplementedError('BuildKit (version=2) is not supported by tvm: build with the classic builder (DOCKER_BUILDKIT=0)');
+  if (one(q.remote))
+    throw new NotImplementedError(
+      'building from a remote context (URL or git repository) is not supported by tvm: send the context as the request body',
+    );
+  if (one(q.version) === '2')
+    throw new NotImplementedError('BuildKit (version=2) is not supported by tvm: build with the classic builder (DOCKER_BUILDKIT=0)');
   const platform = one(q.platform);
-  if (platform && !/^linux(\/amd64)?$/.test(platform)) throw new InvalidParameterError(`platform ${platform} is not supported: tvm builds linux/amd64 images only`);
+  if (platform && !/^linux(\/amd64)?$/.test(platform))
+    throw new InvalidParameterError(`platform ${platform} is not supported: tvm builds linux/amd64 images only`);
   // build options that would change how RUN steps run: refused unless left at their defaults
-  for (const [k, flag] of [['memory', '--memory'], ['memswap', '--memory-swap'], ['cpushares', '--cpu-shares'], ['cpuperiod', '--cpu-period'], ['cpuquota', '--cpu-quota'], ['shmsize', '--shm-size']] as const) {
+  for (const [k, flag] of [
+    ['memory', '--memory'],
+    ['memswap', '--memory-swap'],
+    ['cpushares', '--cpu-shares'],
+    ['cpuperiod', '--cpu-period'],
+    ['cpuquota', '--cpu-quota'],
+    ['shmsize', '--shm-size'],
+  ] as const) {
     const v = one(q[k]);
-    if (v !== undefined && v !== '' && Number(v) !== 0 && !(k === 'memswap' && Number(v) === -1)) throw new InvalidParameterError(`${flag} is not supported by tvm for builds`);
+    if (v !== undefined && v !== '' && Number(v) !== 0 && !(k === 'memswap' && Number(v) === -1))
+      throw new InvalidParameterError(`${flag} is not supported by tvm for builds`);
   }
-  for (const [k, flag] of [['cgroupparent', '--cgroup-parent'], ['cpusetcpus', '--cpuset-cpus'], ['cpusetmems', '--cpuset-mems'], ['extrahosts', '--add-host']] as const) {
+  for (const [k, flag] of [
+    ['cgroupparent', '--cgroup-parent'],
+    ['cpusetcpus', '--cpuset-cpus'],
+    ['cpusetmems', '--cpuset-mems'],
+    ['extrahosts', '--add-host'],
+  ] as const) {
     if (one(q[k])) throw new InvalidParameterError(`${flag} is not supported by tvm for builds`);
   }
-  for (const [k, flag] of [['ulimits', '--ulimit'], ['cachefrom', '--cache-from'], ['securityopt', '--security-opt']] as const) {
+  for (const [k, flag] of [
+    ['ulimits', '--ulimit'],
+    ['cachefrom', '--cache-from'],
+    ['securityopt', '--security-opt'],
+  ] as const) {
     const v = one(q[k]);
     if (v && v !== 'null' && v !== '[]' && v !== '{}') throw new InvalidParameterError(`${flag} is not supported by tvm for builds`);
   }
@@ -114,7 +136,9 @@ const swept = new WeakMap<ApiContext, Promise<void>>();
 function sweepOnce(ctx: ApiContext): Promise<void> {
   let p = swept.get(ctx);
   if (!p) {
-    p = rm(path.join(ctx.manager.dataRoot, 'build', 'tmp'), { recursive: true, force: true }).catch((e) => ctx.log(`build: removing old scratch dirs: ${String(e)}`));
+    p = rm(path.join(ctx.manager.dataRoot, 'build', 'tmp'), { recursive: true, force: true }).catch((e) =>
+      ctx.log(`build: removing old scratch dirs: ${String(e)}`),
+    );
     swept.set(ctx, p);
   }
   return p;
@@ -162,7 +186,8 @@ export function registerBuildRoutes(app: FastifyInstance, ctx: ApiContext): void
       const message = e instanceof Error ? e.message : String(e);
       const code = e instanceof RunStepError ? e.exitCode : undefined;
       send({ errorDetail: { ...(code !== undefined && { code }), message }, error: message });
-      if ((!(e instanceof TvmError) || e.status >= 500) && !(e instanceof RunStepError)) ctx.log(`build failed: ${e instanceof Error ? (e.stack ?? message) : message}`);
+      if ((!(e instanceof TvmError) || e.status >= 500) && !(e instanceof RunStepError))
+        ctx.log(`build failed: ${e instanceof Error ? (e.stack ?? message) : message}`);
     }
     await rm(tmpDir, { recursive: true, force: true }).catch((err) => ctx.log(`build: removing ${tmpDir}: ${String(err)}`));
     await chain;

@@ -19,10 +19,27 @@ type Q = Record<string, string | string[] | undefined>;
 const one = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[v.length - 1] : v);
 const many = (v: string | string[] | undefined): string[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
 
-const RUN_CONFIG_KEYS = ['User', 'ExposedPorts', 'Env', 'Cmd', 'Healthcheck', 'Volumes', 'WorkingDir', 'Entrypoint', 'OnBuild', 'Labels', 'StopSignal', 'Shell'] as const;
+const RUN_CONFIG_KEYS = [
+  'User',
+  'ExposedPorts',
+  'Env',
+  'Cmd',
+  'Healthcheck',
+  'Volumes',
+  'WorkingDir',
+  'Entrypoint',
+  'OnBuild',
+  'Labels',
+  'StopSignal',
+  'Shell',
+] as const;
 
 const isEmpty = (v: unknown): boolean =>
-  v === undefined || v === null || v === '' || (Array.isArray(v) && v.length === 0) || (typeof v === 'object' && Object.keys(v).length === 0);
+  v === undefined ||
+  v === null ||
+  v === '' ||
+  (Array.isArray(v) && v.length === 0) ||
+  (typeof v === 'object' && Object.keys(v).length === 0);
 
 /**
  * The image-side run config of a container: what it was created with, less what the runtime
@@ -99,11 +116,17 @@ export function registerCommitRoutes(app: FastifyInstance, ctx: ApiContext): voi
         refs: ref ? [ref] : [],
       });
       write.done();
-      ctx.manager.events.publish('container', 'commit', rec.id, { comment, imageID: img.id, imageRef: ref ?? '', name: rec.name.replace(/^\//, '') });
+      ctx.manager.events.publish('container', 'commit', rec.id, {
+        comment,
+        imageID: img.id,
+        imageRef: ref ?? '',
+        name: rec.name.replace(/^\//, ''),
+      });
       if (ref) ctx.manager.events.publish('image', 'tag', img.id, { name: img.repoTags[0] ?? ref });
       return reply.code(201).send({ Id: img.id });
     } catch (e) {
-      if (paused) await ctx.manager.unpause(rec.id).catch((err) => ctx.log(`commit of ${rec.id}: unpausing after a failure: ${String(err)}`));
+      if (paused)
+        await ctx.manager.unpause(rec.id).catch((err) => ctx.log(`commit of ${rec.id}: unpausing after a failure: ${String(err)}`));
       await write.abandon(ctx.log);
       throw e;
     }

@@ -40,11 +40,30 @@ function mountsJson(rec: ContainerRecord) {
   }));
 }
 
-function endpointJson(networkId: string, e?: { id: string; ip: string; mac: string }, gateway = '', prefix = 0, extra: Record<string, unknown> = {}) {
+function endpointJson(
+  networkId: string,
+  e?: { id: string; ip: string; mac: string },
+  gateway = '',
+  prefix = 0,
+  extra: Record<string, unknown> = {},
+) {
   return {
-    IPAMConfig: null, Links: null, Aliases: null, MacAddress: e?.mac ?? '', DriverOpts: null, GwPriority: 0,
-    NetworkID: networkId, EndpointID: e?.id ?? '', Gateway: e ? gateway : '', IPAddress: e?.ip ?? '', IPPrefixLen: e ? prefix : 0, IPv6Gateway: '',
-    GlobalIPv6Address: '', GlobalIPv6PrefixLen: 0, DNSNames: null, ...extra,
+    IPAMConfig: null,
+    Links: null,
+    Aliases: null,
+    MacAddress: e?.mac ?? '',
+    DriverOpts: null,
+    GwPriority: 0,
+    NetworkID: networkId,
+    EndpointID: e?.id ?? '',
+    Gateway: e ? gateway : '',
+    IPAddress: e?.ip ?? '',
+    IPPrefixLen: e ? prefix : 0,
+    IPv6Gateway: '',
+    GlobalIPv6Address: '',
+    GlobalIPv6PrefixLen: 0,
+    DNSNames: null,
+    ...extra,
   };
 }
 
@@ -74,13 +93,22 @@ function legacySettings(rec: ContainerRecord, net?: NetworkManager): Record<stri
   const e = onBridge?.member.endpoint;
   const cfg = onBridge?.net.IPAM.Config[0];
   return {
-    EndpointID: e?.id ?? '', Gateway: e ? cfg!.Gateway : '', IPAddress: e?.ip ?? '', IPPrefixLen: e ? Number(cfg!.Subnet.split('/')[1]) : 0, MacAddress: e?.mac ?? '',
+    EndpointID: e?.id ?? '',
+    Gateway: e ? cfg!.Gateway : '',
+    IPAddress: e?.ip ?? '',
+    IPPrefixLen: e ? Number(cfg!.Subnet.split('/')[1]) : 0,
+    MacAddress: e?.mac ?? '',
   };
 }
 
 function portsList(rec: ContainerRecord, net?: NetworkManager): Record<string, unknown>[] {
   const mapped = net?.publishedPorts(rec.id) ?? [];
-  const out: Record<string, unknown>[] = mapped.map((p) => ({ IP: p.hostIp || '0.0.0.0', PrivatePort: p.containerPort, PublicPort: p.hostPort, Type: p.proto }));
+  const out: Record<string, unknown>[] = mapped.map((p) => ({
+    IP: p.hostIp || '0.0.0.0',
+    PrivatePort: p.containerPort,
+    PublicPort: p.hostPort,
+    Type: p.proto,
+  }));
   for (const k of Object.keys((rec.config.ExposedPorts as Record<string, unknown> | undefined) ?? {})) {
     const [port, proto = 'tcp'] = k.split('/');
     if (!mapped.some((p) => String(p.containerPort) === port && p.proto === proto)) out.push({ PrivatePort: Number(port), Type: proto });
@@ -127,12 +155,23 @@ export function inspectJson(rec: ContainerRecord, execIds: string[], net?: Netwo
     Mounts: mountsJson(rec),
     Config: rec.config,
     NetworkSettings: {
-      Bridge: '', SandboxID: rec.spec.netns && rec.state.pid ? rec.id : '', SandboxKey: rec.spec.netns && rec.state.pid ? rec.spec.netns.path : '',
-      Ports: rec.spec.network === 'bridge' ? portsJson(rec.config.ExposedPorts as Record<string, unknown> | undefined, net?.publishedPorts(rec.id) ?? []) : {},
-      HairpinMode: false, LinkLocalIPv6Address: '',
-      LinkLocalIPv6PrefixLen: 0, SecondaryIPAddresses: null, SecondaryIPv6Addresses: null,
-      GlobalIPv6Address: '', GlobalIPv6PrefixLen: 0,
-      IPv6Gateway: '', ...legacySettings(rec, net), Networks: networks(rec, net),
+      Bridge: '',
+      SandboxID: rec.spec.netns && rec.state.pid ? rec.id : '',
+      SandboxKey: rec.spec.netns && rec.state.pid ? rec.spec.netns.path : '',
+      Ports:
+        rec.spec.network === 'bridge'
+          ? portsJson(rec.config.ExposedPorts as Record<string, unknown> | undefined, net?.publishedPorts(rec.id) ?? [])
+          : {},
+      HairpinMode: false,
+      LinkLocalIPv6Address: '',
+      LinkLocalIPv6PrefixLen: 0,
+      SecondaryIPAddresses: null,
+      SecondaryIPv6Addresses: null,
+      GlobalIPv6Address: '',
+      GlobalIPv6PrefixLen: 0,
+      IPv6Gateway: '',
+      ...legacySettings(rec, net),
+      Networks: networks(rec, net),
     },
   };
 }

@@ -68,29 +68,29 @@ export const createBodySchema = {
     StopSignal: { type: 'string' },
     StopTimeout: intOrNull,
     HostConfig: {
-          type: ['object', 'null'],
-          properties: {
-            Binds: stringArray,
-            ...resourceSchema,
-            CapAdd: stringArray,
-            CapDrop: stringArray,
-            Privileged: bool,
-            ReadonlyRootfs: bool,
-            NetworkMode: { type: 'string' },
-            AutoRemove: bool,
-            Isolation: { type: 'string' },
-            PublishAllPorts: bool,
-            Mounts: {
-              type: ['array', 'null'],
-              items: {
-                type: 'object',
-                properties: { Type: { type: 'string' }, Source: { type: 'string' }, Target: { type: 'string' }, ReadOnly: bool },
-              },
-            },
-            Tmpfs: strMap,
-            RestartPolicy: restartPolicySchema,
-            LogConfig: logConfigSchema,
+      type: ['object', 'null'],
+      properties: {
+        Binds: stringArray,
+        ...resourceSchema,
+        CapAdd: stringArray,
+        CapDrop: stringArray,
+        Privileged: bool,
+        ReadonlyRootfs: bool,
+        NetworkMode: { type: 'string' },
+        AutoRemove: bool,
+        Isolation: { type: 'string' },
+        PublishAllPorts: bool,
+        Mounts: {
+          type: ['array', 'null'],
+          items: {
+            type: 'object',
+            properties: { Type: { type: 'string' }, Source: { type: 'string' }, Target: { type: 'string' }, ReadOnly: bool },
           },
+        },
+        Tmpfs: strMap,
+        RestartPolicy: restartPolicySchema,
+        LogConfig: logConfigSchema,
+      },
     },
   },
 } as const;
@@ -158,31 +158,54 @@ export function statsJson(s: Stats, pre: Stats | undefined, id: string, name: st
     read: s.read,
     preread: pre?.read ?? '0001-01-01T00:00:00Z',
     pids_stats: { current: s.pids.current, ...(s.pids.limit !== undefined && { limit: s.pids.limit }) },
-    blkio_stats: { io_service_bytes_recursive: null, io_serviced_recursive: null, io_queue_recursive: null, io_service_time_recursive: null, io_wait_time_recursive: null, io_merged_recursive: null, io_time_recursive: null, sectors_recursive: null },
+    blkio_stats: {
+      io_service_bytes_recursive: null,
+      io_serviced_recursive: null,
+      io_queue_recursive: null,
+      io_service_time_recursive: null,
+      io_wait_time_recursive: null,
+      io_merged_recursive: null,
+      io_time_recursive: null,
+      sectors_recursive: null,
+    },
     num_procs: 0,
     storage_stats: {},
     cpu_stats: cpu(s),
     precpu_stats: cpu(pre),
-    memory_stats: { usage: s.memory.usage, limit: s.memory.limit, ...(s.memory.maxUsage !== undefined && { max_usage: s.memory.maxUsage }), stats: {} },
+    memory_stats: {
+      usage: s.memory.usage,
+      limit: s.memory.limit,
+      ...(s.memory.maxUsage !== undefined && { max_usage: s.memory.maxUsage }),
+      stats: {},
+    },
   };
 }
 
-const emptyStats = (): Stats => ({ read: '0001-01-01T00:00:00Z', memory: { usage: 0, limit: 0 }, cpu: { totalUsageNs: 0, systemUsageNs: 0, onlineCpus: 0 }, pids: { current: 0 } });
+const emptyStats = (): Stats => ({
+  read: '0001-01-01T00:00:00Z',
+  memory: { usage: 0, limit: 0 },
+  cpu: { totalUsageNs: 0, systemUsageNs: 0, onlineCpus: 0 },
+  pids: { current: 0 },
+});
 
 export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const m = ctx.manager;
   const typed = app.withTypeProvider<JsonSchemaToTsProvider>();
 
-  app.get('/containers/json', { schema: { querystring: strQuery(['all', 'limit', 'size', 'filters']) } }, async (req: FastifyRequest<{ Querystring: Q }>) => {
-    const q = req.query;
-    const filters = parseFilters(q.filters);
-    validateListFilters(filters);
-    const recs = m.list({ all: qbool(q.all), limit: optInt(q.limit, 'limit') ?? -1, filters });
-    const withSize = qbool(q.size);
-    const out = [];
-    for (const r of recs) out.push(listJson(r, withSize ? await m.sizes(r.id) : undefined, m.network));
-    return out;
-  });
+  app.get(
+    '/containers/json',
+    { schema: { querystring: strQuery(['all', 'limit', 'size', 'filters']) } },
+    async (req: FastifyRequest<{ Querystring: Q }>) => {
+      const q = req.query;
+      const filters = parseFilters(q.filters);
+      validateListFilters(filters);
+      const recs = m.list({ all: qbool(q.all), limit: optInt(q.limit, 'limit') ?? -1, filters });
+      const withSize = qbool(q.size);
+      const out = [];
+      for (const r of recs) out.push(listJson(r, withSize ? await m.sizes(r.id) : undefined, m.network));
+      return out;
+    },
+  );
 
   // body and query typed from their schemas (json-schema-to-ts), not asserted
   typed.post('/containers/create', { schema: { querystring: createQuerySchema, body: createBodySchema } }, async (req, reply) => {
@@ -227,7 +250,13 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
     const timestamps = qbool(q.timestamps);
     const follow = qbool(q.follow);
     const ac = new AbortController();
-    const { tty, entries } = m.logs(req.params.id, { ...(tail !== undefined && { tail }), ...(since !== undefined && { sinceNano: since }), ...(until !== undefined && { untilNano: until }), follow, signal: ac.signal });
+    const { tty, entries } = m.logs(req.params.id, {
+      ...(tail !== undefined && { tail }),
+      ...(since !== undefined && { sinceNano: since }),
+      ...(until !== undefined && { untilNano: until }),
+      follow,
+      signal: ac.signal,
+    });
     const res = beginStream(reply, tty ? RAW_STREAM : MULTIPLEXED_STREAM);
     res.on('close', () => ac.abort());
     try {
@@ -316,10 +345,14 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
     await m.kill(req.params.id, req.query.signal && req.query.signal !== '' ? req.query.signal : 'SIGKILL');
     return reply.code(204).send();
   });
-  app.post('/containers/:id/rename', { schema: { querystring: { type: 'object', required: ['name'], properties: { name: { type: 'string' } } } } }, async (req: IdReq, reply) => {
-    await m.rename(req.params.id, req.query.name ?? '');
-    return reply.code(204).send();
-  });
+  app.post(
+    '/containers/:id/rename',
+    { schema: { querystring: { type: 'object', required: ['name'], properties: { name: { type: 'string' } } } } },
+    async (req: IdReq, reply) => {
+      await m.rename(req.params.id, req.query.name ?? '');
+      return reply.code(204).send();
+    },
+  );
   app.post('/containers/:id/pause', async (req: IdReq, reply) => {
     await m.pause(req.params.id);
     return reply.code(204).send();
@@ -386,14 +419,15 @@ export function registerContainerRoutes(app: FastifyInstance, ctx: ApiContext): 
     const body = Readable.from(replay);
     body.on('close', () => tar.destroy());
     tar.on('error', (e) => body.destroy(e));
-    return reply
-      .header('X-Docker-Container-Path-Stat', encodeStat(stat))
-      .header('content-type', 'application/x-tar')
-      .send(body);
+    return reply.header('X-Docker-Container-Path-Stat', encodeStat(stat)).header('content-type', 'application/x-tar').send(body);
   });
-  app.put('/containers/:id/archive', { schema: { querystring: strQuery(['path', 'noOverwriteDirNonDir', 'copyUIDGID']) } }, async (req: FastifyRequest<{ Params: { id: string }; Querystring: Q; Body: unknown }>, reply) => {
-    const p = archivePath(req.query);
-    await m.extract(req.params.id, p, bodyStream(req));
-    return reply.code(200).send();
-  });
+  app.put(
+    '/containers/:id/archive',
+    { schema: { querystring: strQuery(['path', 'noOverwriteDirNonDir', 'copyUIDGID']) } },
+    async (req: FastifyRequest<{ Params: { id: string }; Querystring: Q; Body: unknown }>, reply) => {
+      const p = archivePath(req.query);
+      await m.extract(req.params.id, p, bodyStream(req));
+      return reply.code(200).send();
+    },
+  );
 }

@@ -38,9 +38,12 @@ export function mapError(err: unknown): MappedError {
   if (fe && typeof fe === 'object') {
     if (fe.validation) {
       const where = fe.validationContext === 'body' ? 'invalid JSON' : `invalid ${fe.validationContext ?? 'request'}`;
-      return { status: 400, message: `${where}: ${(fe.message ?? 'bad input').replace(/\b(body|querystring|params)\//g, '').replace(/\//g, '.')}` };
+      return {
+        status: 400,
+        message: `${where}: ${(fe.message ?? 'bad input').replace(/\b(body|querystring|params)\//g, '').replace(/\//g, '.')}`,
+      };
     }
-    if (fe.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || fe.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || (err instanceof SyntaxError)) {
+    if (fe.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || fe.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || err instanceof SyntaxError) {
       return { status: 400, message: `invalid JSON: ${fe.message ?? ''}` };
     }
     if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
@@ -67,6 +70,9 @@ export function errorHandler(log: (msg: string) => void) {
     }
     // Buffer, so fastify does not append '; charset=utf-8': the docker CLI parses error bodies
     // only when Content-Type is exactly application/json.
-    void reply.code(m.status).header('content-type', 'application/json').send(Buffer.from(errorBody(m.message)));
+    void reply
+      .code(m.status)
+      .header('content-type', 'application/json')
+      .send(Buffer.from(errorBody(m.message)));
   };
 }

@@ -48,11 +48,11 @@ function parseStartBody(buf: Buffer): ExecStartBody {
   }
   if (typeof v !== 'object' || v === null) throw new InvalidParameterError('invalid exec start body: not an object');
   const b = v as Record<string, unknown>;
-  if (b.Detach !== undefined && typeof b.Detach !== 'boolean') throw new InvalidParameterError('invalid exec start body: Detach must be a boolean');
+  if (b.Detach !== undefined && typeof b.Detach !== 'boolean')
+    throw new InvalidParameterError('invalid exec start body: Detach must be a boolean');
   if (b.Tty !== undefined && typeof b.Tty !== 'boolean') throw new InvalidParameterError('invalid exec start body: Tty must be a boolean');
   return b;
 }
-
 
 export function hijackRoutes(ctx: ApiContext): HijackRoute[] {
   const m = ctx.manager;
@@ -62,7 +62,13 @@ export function hijackRoutes(ctx: ApiContext): HijackRoute[] {
     const rec = m.checkAttachable(id);
     const tty = rec.config.Tty === true;
     const q = h.query;
-    const opts = { stdin: qbool(q.get('stdin')), stdout: qbool(q.get('stdout')), stderr: qbool(q.get('stderr')), logs: qbool(q.get('logs')), stream: qbool(q.get('stream')) };
+    const opts = {
+      stdin: qbool(q.get('stdin')),
+      stdout: qbool(q.get('stdout')),
+      stderr: qbool(q.get('stderr')),
+      logs: qbool(q.get('logs')),
+      stream: qbool(q.get('stream')),
+    };
     if (!opts.stdin) h.stdin.resume();
     const keys = parseDetachKeys(q.get('detachKeys') || DEFAULT_DETACH_KEYS);
     h.upgrade(tty ? RAW_STREAM : MULTIPLEXED_STREAM);
@@ -80,7 +86,8 @@ export function hijackRoutes(ctx: ApiContext): HijackRoute[] {
     try {
       await a.done;
     } catch (e) {
-      if (!h.socket.destroyed) h.socket.write(tty ? `${(e as Error).message}\r\n` : encodeFrame(STREAM_STDERR, `${(e as Error).message}\n`));
+      if (!h.socket.destroyed)
+        h.socket.write(tty ? `${(e as Error).message}\r\n` : encodeFrame(STREAM_STDERR, `${(e as Error).message}\n`));
     }
     await new Promise<void>((r) => stdout.end(() => stderr.end(() => r())));
     h.socket.end();
@@ -132,10 +139,12 @@ export function registerExecRoutes(app: FastifyInstance, ctx: ApiContext): void 
   const m = ctx.manager;
 
   // body typed from its schema (json-schema-to-ts), not asserted
-  app.withTypeProvider<JsonSchemaToTsProvider>().post('/containers/:id/exec', { schema: { params: idParamsSchema, body: execBodySchema } }, async (req, reply) => {
-    const id = m.createExec(req.params.id, req.body);
-    return reply.code(201).send({ Id: id });
-  });
+  app
+    .withTypeProvider<JsonSchemaToTsProvider>()
+    .post('/containers/:id/exec', { schema: { params: idParamsSchema, body: execBodySchema } }, async (req, reply) => {
+      const id = m.createExec(req.params.id, req.body);
+      return reply.code(201).send({ Id: id });
+    });
 
   // Attach and exec start without `Upgrade: tcp` (dockerode's docker.run() attaches so): dockerd
   // takes the connection all the same and streams after `200 OK` until it closes. Bytes the
@@ -149,9 +158,17 @@ export function registerExecRoutes(app: FastifyInstance, ctx: ApiContext): void 
     socket.once('close', () => stdin.end());
     const { version } = splitVersion(req.originalUrl);
     const query = new URL(req.url, 'http://docker').searchParams;
-    return serveHijacked(route, { method: 'POST', params: [req.params.id], query, headers: req.headers, body, version: effectiveVersion(version), socket, stdin }, false, ctx.log, req.url);
+    return serveHijacked(
+      route,
+      { method: 'POST', params: [req.params.id], query, headers: req.headers, body, version: effectiveVersion(version), socket, stdin },
+      false,
+      ctx.log,
+      req.url,
+    );
   };
-  app.post('/containers/:id/attach', async (req: FastifyRequest<{ Params: { id: string } }>, reply) => plain(attachRoute!, req, reply, Buffer.alloc(0)));
+  app.post('/containers/:id/attach', async (req: FastifyRequest<{ Params: { id: string } }>, reply) =>
+    plain(attachRoute!, req, reply, Buffer.alloc(0)),
+  );
 
   // Without `Upgrade: tcp`: the detached form (`docker exec -d`), or a plain attached start.
   app.post('/exec/:id/start', async (req: FastifyRequest<{ Params: { id: string }; Body: unknown }>, reply) => {

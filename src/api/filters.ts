@@ -14,11 +14,13 @@ export function parseFilters(raw: string | undefined): Filters {
   } catch (e) {
     throw new InvalidParameterError(`invalid filter: ${(e as Error).message}`, 'ERR_BAD_FILTER');
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new InvalidParameterError('invalid filter: not a JSON object', 'ERR_BAD_FILTER');
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new InvalidParameterError('invalid filter: not a JSON object', 'ERR_BAD_FILTER');
   const out: Filters = {};
   for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
     if (Array.isArray(val)) {
-      if (!val.every((x) => typeof x === 'string')) throw new InvalidParameterError(`invalid filter '${k}': values must be strings`, 'ERR_BAD_FILTER');
+      if (!val.every((x) => typeof x === 'string'))
+        throw new InvalidParameterError(`invalid filter '${k}': values must be strings`, 'ERR_BAD_FILTER');
       out[k] = val;
     } else if (typeof val === 'object' && val !== null) {
       const vals: string[] = [];

@@ -40,7 +40,18 @@ const MAX_BODY = 1 << 20;
 
 function httpError(socket: Duplex, status: number, message: string): void {
   const body = errorBody(message);
-  const reason = status === 404 ? 'Not Found' : status === 409 ? 'Conflict' : status === 400 ? 'Bad Request' : status === 501 ? 'Not Implemented' : status === 304 ? 'Not Modified' : 'Error';
+  const reason =
+    status === 404
+      ? 'Not Found'
+      : status === 409
+        ? 'Conflict'
+        : status === 400
+          ? 'Bad Request'
+          : status === 501
+            ? 'Not Implemented'
+            : status === 304
+              ? 'Not Modified'
+              : 'Error';
   if (status === 304) {
     socket.end(`HTTP/1.1 304 Not Modified\r\nConnection: close\r\n\r\n`);
     return;
@@ -53,7 +64,8 @@ function httpError(socket: Duplex, status: number, message: string): void {
 /** Reads the request body (Content-Length) from `head` and the socket; returns it and what follows. */
 function readBody(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<{ body: Buffer; rest: Buffer }> {
   const len = Number(req.headers['content-length'] ?? 0);
-  if (!Number.isInteger(len) || len < 0 || len > MAX_BODY) return Promise.reject(new InvalidParameterError('bad Content-Length on hijacked request'));
+  if (!Number.isInteger(len) || len < 0 || len > MAX_BODY)
+    return Promise.reject(new InvalidParameterError('bad Content-Length on hijacked request'));
   if (head.length >= len) return Promise.resolve({ body: head.subarray(0, len), rest: head.subarray(len) });
   return new Promise((resolve, reject) => {
     let buf = head;

@@ -41,11 +41,26 @@ export function imageInspect(img: ImageRecord): Record<string, unknown> {
     DockerVersion: '',
     Author: img.author ?? '',
     Config: {
-      Hostname: '', Domainname: '', User: img.config.User ?? '', AttachStdin: false, AttachStdout: false, AttachStderr: false,
-      Tty: false, OpenStdin: false, StdinOnce: false, Env: img.config.Env ?? null, Cmd: img.config.Cmd ?? null,
-      Image: '', Volumes: img.config.Volumes ?? null, WorkingDir: img.config.WorkingDir ?? '', Entrypoint: img.config.Entrypoint ?? null,
-      OnBuild: img.config.OnBuild ?? null, Labels: img.config.Labels ?? null, ...(img.config.StopSignal && { StopSignal: img.config.StopSignal }),
-      ...(img.config.Healthcheck && { Healthcheck: img.config.Healthcheck }), ...(img.config.Shell && { Shell: img.config.Shell }),
+      Hostname: '',
+      Domainname: '',
+      User: img.config.User ?? '',
+      AttachStdin: false,
+      AttachStdout: false,
+      AttachStderr: false,
+      Tty: false,
+      OpenStdin: false,
+      StdinOnce: false,
+      Env: img.config.Env ?? null,
+      Cmd: img.config.Cmd ?? null,
+      Image: '',
+      Volumes: img.config.Volumes ?? null,
+      WorkingDir: img.config.WorkingDir ?? '',
+      Entrypoint: img.config.Entrypoint ?? null,
+      OnBuild: img.config.OnBuild ?? null,
+      Labels: img.config.Labels ?? null,
+      ...(img.config.StopSignal && { StopSignal: img.config.StopSignal }),
+      ...(img.config.Healthcheck && { Healthcheck: img.config.Healthcheck }),
+      ...(img.config.Shell && { Shell: img.config.Shell }),
       ...(img.config.ExposedPorts && { ExposedPorts: img.config.ExposedPorts }),
     },
     Architecture: img.architecture,
@@ -57,7 +72,9 @@ export function imageInspect(img: ImageRecord): Record<string, unknown> {
   };
 }
 
-export function decodeAuth(header: string | string[] | undefined): { username?: string; password?: string; identitytoken?: string; registrytoken?: string } | undefined {
+export function decodeAuth(
+  header: string | string[] | undefined,
+): { username?: string; password?: string; identitytoken?: string; registrytoken?: string } | undefined {
   const h = Array.isArray(header) ? header[0] : header;
   if (!h) return undefined;
   try {
@@ -83,7 +100,14 @@ function errorLine(message: string): string {
 
 /** Docker's FamiliarMatch: a shell-style glob on the familiar reference, or on its name alone. */
 function refMatcher(pattern: string): (familiarRef: string) => boolean {
-  const re = new RegExp('^' + pattern.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]') + '$');
+  const re = new RegExp(
+    '^' +
+      pattern
+        .replace(/[.+^${}()|\\]/g, '\\$&')
+        .replace(/\*/g, '[^/]*')
+        .replace(/\?/g, '[^/]') +
+      '$',
+  );
   return (t) => re.test(t) || re.test(t.replace(/@sha256:[0-9a-f]+$/, '').replace(/:[^:/]+$/, ''));
 }
 
@@ -134,11 +158,13 @@ export function registerImageRoutes(app: FastifyInstance, ctx: ApiContext): void
     }
     if (f.reference?.length) list = list.flatMap((i) => filterByReference(i, f.reference!) ?? []);
     if (f.label?.length) {
-      list = list.filter((i) => f.label!.every((l) => {
-        const eq = l.indexOf('=');
-        const labels = i.config.Labels ?? {};
-        return eq < 0 ? l in labels : labels[l.slice(0, eq)] === l.slice(eq + 1);
-      }));
+      list = list.filter((i) =>
+        f.label!.every((l) => {
+          const eq = l.indexOf('=');
+          const labels = i.config.Labels ?? {};
+          return eq < 0 ? l in labels : labels[l.slice(0, eq)] === l.slice(eq + 1);
+        }),
+      );
     }
     return list.sort((a, b) => (a.created < b.created ? 1 : -1)).map((i) => imageSummary(i, used.get(i.id) ?? 0));
   });
@@ -152,13 +178,18 @@ export function registerImageRoutes(app: FastifyInstance, ctx: ApiContext): void
       const repo = one(q.repo);
       const tag = one(q.tag);
       const ref = repo ? (tag ? `${repo}:${tag}` : repo) : undefined;
-      const img = await images.importRootfs(bodyStream(req), { ...(ref && { ref }), changes: many(q.changes), ...(one(q.message) && { message: one(q.message)! }) });
+      const img = await images.importRootfs(bodyStream(req), {
+        ...(ref && { ref }),
+        changes: many(q.changes),
+        ...(one(q.message) && { message: one(q.message)! }),
+      });
       ctx.manager.events.publish('image', 'import', img.id, { name: ref ?? img.id });
       return reply.header('content-type', 'application/json').send(Buffer.from(JSON.stringify({ status: img.id }) + '\r\n'));
     }
     if (!fromImage) throw new InvalidParameterError('fromImage or fromSrc is required');
     const platform = one(q.platform);
-    if (platform && !/^linux(\/amd64)?$/.test(platform)) throw new InvalidParameterError(`platform ${platform} is not supported: tvm runs linux/amd64`);
+    if (platform && !/^linux(\/amd64)?$/.test(platform))
+      throw new InvalidParameterError(`platform ${platform} is not supported: tvm runs linux/amd64`);
     const tag = one(q.tag);
     const ref = tag ? (tag.startsWith('sha256:') ? `${fromImage}@${tag}` : `${fromImage}:${tag}`) : fromImage;
     const auth = decodeAuth(req.headers['x-registry-auth']);
@@ -238,7 +269,16 @@ export function registerImageRoutes(app: FastifyInstance, ctx: ApiContext): void
     const img = await images.resolve(name);
     if (what === 'json') return imageInspect(img);
     if (images.history) return images.history(name);
-    return [{ Id: img.id, Created: Math.floor(Date.parse(img.created) / 1000) || 0, CreatedBy: '', Tags: img.repoTags, Size: img.size, Comment: '' }];
+    return [
+      {
+        Id: img.id,
+        Created: Math.floor(Date.parse(img.created) / 1000) || 0,
+        CreatedBy: '',
+        Tags: img.repoTags,
+        Size: img.size,
+        Comment: '',
+      },
+    ];
   });
 
   app.post('/images/*', async (req: FastifyRequest<{ Params: { '*': string }; Querystring: Q }>, reply) => {
@@ -267,7 +307,7 @@ export function registerImageRoutes(app: FastifyInstance, ctx: ApiContext): void
     // as Docker: deleting an image also deletes the untagged images it was built on that
     // nothing else uses (a build's step images), up the parent chain
     if (res.some((r) => r.Deleted === img.id)) {
-      for (let parent = img.parent; parent !== undefined; ) {
+      for (let parent = img.parent; parent !== undefined;) {
         const all = await images.list();
         const p = all.find((i) => i.id === parent);
         if (!p || p.repoTags.length > 0 || inUse.has(p.id) || all.some((i) => i.parent === p.id)) break;

@@ -28,7 +28,18 @@ export const networkCreateSchema = {
       properties: {
         Driver: { type: ['string', 'null'] },
         // docker-py sends null for what is not set
-        Config: { type: ['array', 'null'], items: { type: 'object', properties: { Subnet: { type: ['string', 'null'] }, Gateway: { type: ['string', 'null'] }, IPRange: { type: ['string', 'null'] }, AuxiliaryAddresses: { type: ['object', 'null'] } } } },
+        Config: {
+          type: ['array', 'null'],
+          items: {
+            type: 'object',
+            properties: {
+              Subnet: { type: ['string', 'null'] },
+              Gateway: { type: ['string', 'null'] },
+              IPRange: { type: ['string', 'null'] },
+              AuxiliaryAddresses: { type: ['object', 'null'] },
+            },
+          },
+        },
         Options: { type: ['object', 'null'], additionalProperties: { type: 'string' } },
       },
     },
@@ -48,9 +59,22 @@ const endpointSchema = {
 function pseudoJson(name: 'host' | 'none'): Record<string, unknown> {
   const p = NetworkManager.pseudo(name);
   return {
-    Name: p.Name, Id: p.Id, Created: '0001-01-01T00:00:00Z', Scope: 'local', Driver: p.Driver, EnableIPv4: true, EnableIPv6: false,
-    IPAM: { Driver: 'default', Options: null, Config: null }, Internal: false, Attachable: false, Ingress: false,
-    ConfigFrom: { Network: '' }, ConfigOnly: false, Containers: {}, Options: {}, Labels: {},
+    Name: p.Name,
+    Id: p.Id,
+    Created: '0001-01-01T00:00:00Z',
+    Scope: 'local',
+    Driver: p.Driver,
+    EnableIPv4: true,
+    EnableIPv6: false,
+    IPAM: { Driver: 'default', Options: null, Config: null },
+    Internal: false,
+    Attachable: false,
+    Ingress: false,
+    ConfigFrom: { Network: '' },
+    ConfigOnly: false,
+    Containers: {},
+    Options: {},
+    Labels: {},
   };
 }
 
@@ -60,14 +84,36 @@ function networkJson(n: NetworkRecord, withContainers: boolean): Record<string, 
     const prefix = n.IPAM.Config[0]!.Subnet.split('/')[1];
     for (const [id, m] of Object.entries(n.members)) {
       if (!m.endpoint) continue;
-      containers[id] = { Name: m.name, EndpointID: m.endpoint.id, MacAddress: m.endpoint.mac, IPv4Address: `${m.endpoint.ip}/${prefix}`, IPv6Address: '' };
+      containers[id] = {
+        Name: m.name,
+        EndpointID: m.endpoint.id,
+        MacAddress: m.endpoint.mac,
+        IPv4Address: `${m.endpoint.ip}/${prefix}`,
+        IPv6Address: '',
+      };
     }
   }
   return {
-    Name: n.Name, Id: n.Id, Created: n.Created, Scope: 'local', Driver: n.Driver, EnableIPv4: true, EnableIPv6: false,
-    IPAM: { Driver: n.IPAM.Driver, Options: n.IPAM.Options, Config: n.IPAM.Config.map((c) => ({ Subnet: c.Subnet, Gateway: c.Gateway, ...(c.IPRange && { IPRange: c.IPRange }) })) },
-    Internal: n.Internal, Attachable: n.Attachable, Ingress: false, ConfigFrom: { Network: '' }, ConfigOnly: false,
-    Containers: containers, Options: n.Options, Labels: n.Labels,
+    Name: n.Name,
+    Id: n.Id,
+    Created: n.Created,
+    Scope: 'local',
+    Driver: n.Driver,
+    EnableIPv4: true,
+    EnableIPv6: false,
+    IPAM: {
+      Driver: n.IPAM.Driver,
+      Options: n.IPAM.Options,
+      Config: n.IPAM.Config.map((c) => ({ Subnet: c.Subnet, Gateway: c.Gateway, ...(c.IPRange && { IPRange: c.IPRange }) })),
+    },
+    Internal: n.Internal,
+    Attachable: n.Attachable,
+    Ingress: false,
+    ConfigFrom: { Network: '' },
+    ConfigOnly: false,
+    Containers: containers,
+    Options: n.Options,
+    Labels: n.Labels,
   };
 }
 
@@ -82,13 +128,15 @@ const LIST_FILTERS = ['dangling', 'driver', 'id', 'label', 'name', 'scope', 'typ
 
 function matches(j: Record<string, unknown>, f: Filters, builtin: boolean, used: boolean): boolean {
   const any = (key: string, test: (v: string) => boolean) => !f[key]?.length || f[key].some(test);
-  return any('driver', (v) => v === j.Driver)
-    && any('id', (v) => (j.Id as string).startsWith(v))
-    && any('name', (v) => (j.Name as string).includes(v))
-    && any('scope', (v) => v === 'local')
-    && any('type', (v) => (v === 'builtin') === builtin)
-    && any('dangling', (v) => ((v === 'true' || v === '1') ? !used && !builtin : used || builtin))
-    && (!f.label?.length || labelsMatch(j.Labels as Record<string, string>, f.label));
+  return (
+    any('driver', (v) => v === j.Driver) &&
+    any('id', (v) => (j.Id as string).startsWith(v)) &&
+    any('name', (v) => (j.Name as string).includes(v)) &&
+    any('scope', (v) => v === 'local') &&
+    any('type', (v) => (v === 'builtin') === builtin) &&
+    any('dangling', (v) => (v === 'true' || v === '1' ? !used && !builtin : used || builtin)) &&
+    (!f.label?.length || labelsMatch(j.Labels as Record<string, string>, f.label))
+  );
 }
 
 function networks(m: ContainerManager): NetworkManager {
@@ -137,17 +185,41 @@ export function registerNetworkRoutes(app: FastifyInstance, ctx: ApiContext): vo
 
   // params and bodies typed from their schemas (json-schema-to-ts)
   const typed = app.withTypeProvider<JsonSchemaToTsProvider>();
-  typed.post('/networks/:id/connect', { schema: { params: idParamsSchema, body: { type: 'object', required: ['Container'], properties: { Container: { type: 'string' }, EndpointConfig: endpointSchema } } as const } },
+  typed.post(
+    '/networks/:id/connect',
+    {
+      schema: {
+        params: idParamsSchema,
+        body: {
+          type: 'object',
+          required: ['Container'],
+          properties: { Container: { type: 'string' }, EndpointConfig: endpointSchema },
+        } as const,
+      },
+    },
     async (req, reply) => {
       await m.connectNetwork(req.params.id, req.body.Container, req.body.EndpointConfig ?? undefined);
       return reply.code(200).send();
-    });
+    },
+  );
 
-  typed.post('/networks/:id/disconnect', { schema: { params: idParamsSchema, body: { type: 'object', required: ['Container'], properties: { Container: { type: 'string' }, Force: { type: 'boolean' } } } as const } },
+  typed.post(
+    '/networks/:id/disconnect',
+    {
+      schema: {
+        params: idParamsSchema,
+        body: {
+          type: 'object',
+          required: ['Container'],
+          properties: { Container: { type: 'string' }, Force: { type: 'boolean' } },
+        } as const,
+      },
+    },
     async (req, reply) => {
       await m.disconnectNetwork(req.params.id, req.body.Container);
       return reply.code(200).send();
-    });
+    },
+  );
 
   app.post('/networks/prune', async (req: FastifyRequest<{ Querystring: Q }>) => {
     const f = parseFilters(req.query.filters);

@@ -12,7 +12,13 @@ import { pushImage } from '../images/push.js';
 import { beginStream, writeOut } from './streaming.js';
 import type { ApiContext } from './context.js';
 
-export async function pushRoute(ctx: ApiContext, name: string, tag: string | undefined, auth: Credentials | undefined, reply: FastifyReply): Promise<void> {
+export async function pushRoute(
+  ctx: ApiContext,
+  name: string,
+  tag: string | undefined,
+  auth: Credentials | undefined,
+  reply: FastifyReply,
+): Promise<void> {
   const store = ctx.images;
   if (!(store instanceof Store)) throw new NotImplementedError('docker push needs the daemon image store');
   let res: ServerResponse | undefined;

@@ -56,7 +56,10 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
   app.setErrorHandler(errorHandler(ctx.log));
   app.setNotFoundHandler((_req, reply) => {
     // fastify sends it and reports its own failures: the reply is only thenable
-    void reply.code(404).header('content-type', 'application/json').send(Buffer.from(errorBody('page not found')));
+    void reply
+      .code(404)
+      .header('content-type', 'application/json')
+      .send(Buffer.from(errorBody('page not found')));
   });
 
   registerSystemRoutes(app, ctx);

@@ -38,7 +38,13 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): voi
   const ping = (_req: FastifyRequest, reply: FastifyReply) => {
     // fastify sends it and reports its own failures: the reply is only thenable
     void reply
-      .headers({ ...commonHeaders(SERVER_VERSION), 'Builder-Version': '1', 'Cache-Control': 'no-cache, no-store, must-revalidate', Pragma: 'no-cache', Swarm: 'inactive' })
+      .headers({
+        ...commonHeaders(SERVER_VERSION),
+        'Builder-Version': '1',
+        'Cache-Control': 'no-cache, no-store, must-revalidate',
+        Pragma: 'no-cache',
+        Swarm: 'inactive',
+      })
       .header('content-type', 'text/plain; charset=utf-8')
       .send('OK');
   };
@@ -46,7 +52,14 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): voi
   app.head('/_ping', (_req, reply) => {
     // fastify sends it and reports its own failures: the reply is only thenable
     void reply
-      .headers({ ...commonHeaders(SERVER_VERSION), 'Builder-Version': '1', 'Cache-Control': 'no-cache, no-store, must-revalidate', Pragma: 'no-cache', Swarm: 'inactive', 'Content-Length': '0' })
+      .headers({
+        ...commonHeaders(SERVER_VERSION),
+        'Builder-Version': '1',
+        'Cache-Control': 'no-cache, no-store, must-revalidate',
+        Pragma: 'no-cache',
+        Swarm: 'inactive',
+        'Content-Length': '0',
+      })
       .header('content-type', 'text/plain; charset=utf-8')
       .send();
   });
@@ -58,9 +71,18 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): voi
         Name: 'Engine',
         Version: SERVER_VERSION,
         Details: {
-          ApiVersion: API_VERSION, MinAPIVersion: MIN_API_VERSION, Os: 'linux', Arch: 'amd64', KernelVersion: os.release(),
-          Isolations: m.availableIsolations().join(','), DefaultIsolation: m.defaultIsolation, NodeVersion: process.version,
-          GitCommit: 'tvm', GoVersion: `node ${process.version}`, BuildTime: '', Experimental: 'false',
+          ApiVersion: API_VERSION,
+          MinAPIVersion: MIN_API_VERSION,
+          Os: 'linux',
+          Arch: 'amd64',
+          KernelVersion: os.release(),
+          Isolations: m.availableIsolations().join(','),
+          DefaultIsolation: m.defaultIsolation,
+          NodeVersion: process.version,
+          GitCommit: 'tvm',
+          GoVersion: `node ${process.version}`,
+          BuildTime: '',
+          Experimental: 'false',
         },
       },
     ],
@@ -123,7 +145,12 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): voi
         ['Default isolation', m.defaultIsolation],
         ...(isolations.includes('vm') ? [['VM backend', m.isolationFor('vm').backend ?? 'unknown']] : []),
       ],
-      Plugins: { Volume: ['local'], Network: ctx.manager.network ? ['bridge', 'host', 'null'] : ['host', 'none'], Authorization: null, Log: ['json-file'] },
+      Plugins: {
+        Volume: ['local'],
+        Network: ctx.manager.network ? ['bridge', 'host', 'null'] : ['host', 'none'],
+        Authorization: null,
+        Log: ['json-file'],
+      },
       MemoryLimit: true,
       SwapLimit: true,
       CpuCfsPeriod: true,
@@ -170,7 +197,22 @@ export function registerSystemRoutes(app: FastifyInstance, ctx: ApiContext): voi
   app.get('/events', async (req: FastifyRequest<{ Querystring: Q }>, reply) => {
     const q = req.query;
     const f = parseFilters(q.filters);
-    checkFilterKeys(f, ['container', 'event', 'image', 'label', 'type', 'volume', 'network', 'daemon', 'scope', 'node', 'plugin', 'service', 'config', 'secret']);
+    checkFilterKeys(f, [
+      'container',
+      'event',
+      'image',
+      'label',
+      'type',
+      'volume',
+      'network',
+      'daemon',
+      'scope',
+      'node',
+      'plugin',
+      'service',
+      'config',
+      'secret',
+    ]);
     const since = q.since ? parseTimeArg(q.since) : undefined;
     const until = q.until ? parseTimeArg(q.until) : undefined;
     const res = beginStream(reply, 'application/json');

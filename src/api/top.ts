@@ -50,7 +50,11 @@ export async function hostTop(psArgs: string, pids: Set<number>): Promise<TopBod
   validatePsArgs(psArgs);
   let stdout: string;
   try {
-    ({ stdout } = await run('ps', psArgs.split(' ').filter((a) => a !== ''), { maxBuffer: 64 << 20 }));
+    ({ stdout } = await run(
+      'ps',
+      psArgs.split(' ').filter((a) => a !== ''),
+      { maxBuffer: 64 << 20 },
+    ));
   } catch (e) {
     const err = e as { stderr?: string; message: string; code?: string };
     if (err.code === 'ENOENT') throw new TvmError('ERR_TOP', 'ps is not installed on the host (Debian package procps)', 500);

@@ -28,7 +28,10 @@ export function splitVersion(url: string): { version: string | undefined; url: s
 export function versionError(version: string | undefined): InvalidParameterError | undefined {
   if (version === undefined) return undefined;
   if (compareVersions(version, API_VERSION) > 0) {
-    return new InvalidParameterError(`client version ${version} is too new. Maximum supported API version is ${API_VERSION}`, 'ERR_API_VERSION');
+    return new InvalidParameterError(
+      `client version ${version} is too new. Maximum supported API version is ${API_VERSION}`,
+      'ERR_API_VERSION',
+    );
   }
   if (compareVersions(version, MIN_API_VERSION) < 0) {
     return new InvalidParameterError(

@@ -35,7 +35,11 @@ export function registerVolumeRoutes(app: FastifyInstance, ctx: ApiContext): voi
       if (f.dangling?.length && (f.dangling.includes('true') || f.dangling.includes('1')) === users.has(v.Name)) return false;
       if (f.name?.length && !f.name.some((n) => v.Name.includes(n))) return false;
       if (f.driver?.length && !f.driver.includes(v.Driver)) return false;
-      if (f.label?.length && !f.label.every((l) => (l.includes('=') ? v.Labels[l.split('=')[0]!] === l.slice(l.indexOf('=') + 1) : l in v.Labels))) return false;
+      if (
+        f.label?.length &&
+        !f.label.every((l) => (l.includes('=') ? v.Labels[l.split('=')[0]!] === l.slice(l.indexOf('=') + 1) : l in v.Labels))
+      )
+        return false;
       return true;
     });
     return { Volumes: list.map(volumeJson), Warnings: [] };
@@ -43,7 +47,12 @@ export function registerVolumeRoutes(app: FastifyInstance, ctx: ApiContext): voi
 
   app.withTypeProvider<JsonSchemaToTsProvider>().post('/volumes/create', { schema: { body: volumeCreateSchema } }, async (req, reply) => {
     const b = req.body ?? {};
-    const { volume, created } = await vols.create({ ...(b.Name && { name: b.Name }), ...(b.Driver && { driver: b.Driver }), ...(b.DriverOpts && { options: b.DriverOpts }), ...(b.Labels && { labels: b.Labels }) });
+    const { volume, created } = await vols.create({
+      ...(b.Name && { name: b.Name }),
+      ...(b.Driver && { driver: b.Driver }),
+      ...(b.DriverOpts && { options: b.DriverOpts }),
+      ...(b.Labels && { labels: b.Labels }),
+    });
     if (created) m.events.publish('volume', 'create', volume.Name, { driver: 'local' });
     return reply.code(201).send(volumeJson(volume));
   });

@@ -107,7 +107,18 @@ export interface BuilderDeps {
 const short = (id: string) => id.replace(/^sha256:/, '').slice(0, 12);
 
 /** The predefined ARGs Docker passes without a declaration (proxy settings). */
-const BUILTIN_ARGS = new Set(['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'FTP_PROXY', 'ftp_proxy', 'NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy']);
+const BUILTIN_ARGS = new Set([
+  'HTTP_PROXY',
+  'http_proxy',
+  'HTTPS_PROXY',
+  'https_proxy',
+  'FTP_PROXY',
+  'ftp_proxy',
+  'NO_PROXY',
+  'no_proxy',
+  'ALL_PROXY',
+  'all_proxy',
+]);
 
 export class BuildRun {
   readonly escape: string;
@@ -180,7 +191,13 @@ export class BuildRun {
     if (!this.emptyImage) {
       const w = new ImageWrite(this.deps.store);
       try {
-        const img = await w.image({ parent: undefined, layer: undefined, runConfig: {}, history: { created_by: 'scratch (tvm builder)' }, created: '1970-01-01T00:00:00Z' });
+        const img = await w.image({
+          parent: undefined,
+          layer: undefined,
+          runConfig: {},
+          history: { created_by: 'scratch (tvm builder)' },
+          created: '1970-01-01T00:00:00Z',
+        });
         this.emptyImage = img.id;
         w.done();
       } catch (e) {
@@ -195,10 +212,11 @@ export class BuildRun {
   async image(ref: string): Promise<{ id: string; config: ImageConfig; layers: LayerMeta[] }> {
     const { store } = this.deps;
     let id: string | undefined;
-    if (!this.opts.pull) id = await store.resolveId(ref).catch((e: unknown) => {
-      if (e instanceof NotFoundError) return undefined;
-      throw e;
-    });
+    if (!this.opts.pull)
+      id = await store.resolveId(ref).catch((e: unknown) => {
+        if (e instanceof NotFoundError) return undefined;
+        throw e;
+      });
     if (!id) {
       const r = parseNormalized(ref);
       if (!r.tag && !r.digest) ref = `${ref}:latest`;
@@ -245,7 +263,11 @@ export class BuildRun {
     const m = this.deps.manager;
     const rec = m.get(id);
     const iso = m.isolationFor(rec.spec.isolation);
-    if (!iso.layerTar) throw new BuildError(`building with --isolation=${rec.spec.isolation} is not supported yet: its containers cannot be committed`, 'ERR_BUILD_ISOLATION');
+    if (!iso.layerTar)
+      throw new BuildError(
+        `building with --isolation=${rec.spec.isolation} is not supported yet: its containers cannot be committed`,
+        'ERR_BUILD_ISOLATION',
+      );
     return iso.layerTar(rec.spec);
   }
 
@@ -264,7 +286,11 @@ export class BuildRun {
             cb();
           },
         });
-      const attachment = await m.attach(id, { stdout: sink(), stderr: sink() }, { stdin: false, stdout: true, stderr: true, logs: false, stream: true });
+      const attachment = await m.attach(
+        id,
+        { stdout: sink(), stderr: sink() },
+        { stdin: false, stdout: true, stderr: true, logs: false, stream: true },
+      );
       const exited = m.wait(id, 'next-exit');
       await m.start(id);
       const res = await exited;
@@ -403,7 +429,14 @@ export class BuildRun {
       const history: HistoryEntry = { created_by: r.createdBy };
       const author = r.author ?? st.author;
       const parentId = st.imageId ?? this.emptyImage;
-      const img = await w.image({ parent: st.parent, ...(parentId && { parentId }), layer, runConfig: r.runConfig, history, ...(author && { author }) });
+      const img = await w.image({
+        parent: st.parent,
+        ...(parentId && { parentId }),
+        layer,
+        runConfig: r.runConfig,
+        history,
+        ...(author && { author }),
+      });
       w.done();
       await cache.set(key, img.id);
       this.moveTo(st, img.id, await parentOf(store, img.id));
@@ -449,7 +482,10 @@ export class BuildRun {
       for (const w of a.node.args) {
         const eq = w.indexOf('=');
         const name = eq < 0 ? w : w.slice(0, eq);
-        const dflt = eq < 0 ? undefined : processWord(w.slice(eq + 1), envMap([...meta].filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`)), this.escape);
+        const dflt =
+          eq < 0
+            ? undefined
+            : processWord(w.slice(eq + 1), envMap([...meta].filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`)), this.escape);
         meta.set(name, this.argValue(name, dflt));
       }
     }
@@ -505,7 +541,9 @@ export class BuildRun {
       this.done.push(st);
       last = st;
     }
-    const unused = Object.keys(this.opts.buildArgs).filter((k) => !this.usedArgs.has(k) && !BUILTIN_ARGS.has(k)).sort();
+    const unused = Object.keys(this.opts.buildArgs)
+      .filter((k) => !this.usedArgs.has(k) && !BUILTIN_ARGS.has(k))
+      .sort();
     if (unused.length) this.say(`[Warning] One or more build-args [${unused.join(' ')}] were not consumed\n`);
     const finalId = last?.imageId ?? (await this.containerImage(last!));
     return { imageId: finalId };

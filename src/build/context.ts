@@ -97,8 +97,10 @@ export class BuildContext {
       const { head, rest } = await firstBytes(body, 512);
       if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) await ctx.unpack(rest.pipe(createGunzip()).pipe(blockPadded()));
       else if (isTar(head) || head.length === 0) await ctx.unpack(rest.pipe(blockPadded()));
-      else if (head[0] === 0x42 && head[1] === 0x5a && head[2] === 0x68) throw new BuildError('bzip2-compressed build contexts are not supported: send a plain or gzip tar');
-      else if (head[0] === 0xfd && head.subarray(1, 6).toString('latin1') === '7zXZ\0') throw new BuildError('xz-compressed build contexts are not supported: send a plain or gzip tar');
+      else if (head[0] === 0x42 && head[1] === 0x5a && head[2] === 0x68)
+        throw new BuildError('bzip2-compressed build contexts are not supported: send a plain or gzip tar');
+      else if (head[0] === 0xfd && head.subarray(1, 6).toString('latin1') === '7zXZ\0')
+        throw new BuildError('xz-compressed build contexts are not supported: send a plain or gzip tar');
       else {
         // not an archive: the body is the Dockerfile itself (a context of just that file)
         const w = createWriteStream(path.join(root, BARE_DOCKERFILE));
@@ -145,7 +147,8 @@ export class BuildContext {
     ex.on('entry', (h, stream, next) => {
       (async () => {
         const name = path.posix.normalize(h.name.replace(/^(\.\/)+/, '').replace(/^\/+/, '')).replace(/\/+$/, '');
-        if (name === '..' || name.startsWith('../')) throw new BuildError(`invalid build context: tar entry ${JSON.stringify(h.name)} is outside of the context`);
+        if (name === '..' || name.startsWith('../'))
+          throw new BuildError(`invalid build context: tar entry ${JSON.stringify(h.name)} is outside of the context`);
         if (name === '.' || name === '') {
           stream.resume();
           return;
@@ -186,7 +189,8 @@ export class BuildContext {
             break;
           case 'link': {
             const lname = path.posix.normalize((h.linkname ?? '').replace(/^\/+/, ''));
-            if (lname === '..' || lname.startsWith('../')) throw new BuildError(`invalid build context: hard link ${JSON.stringify(h.name)} points outside of the context`);
+            if (lname === '..' || lname.startsWith('../'))
+              throw new BuildError(`invalid build context: hard link ${JSON.stringify(h.name)} points outside of the context`);
             const src = await this.resolve(lname, false, h.linkname ?? '');
             clear(target);
             linkSync(src, target);
@@ -217,7 +221,8 @@ export class BuildContext {
    * leaves the context is refused with Docker's "Forbidden path outside the build context".
    */
   async resolve(rel: string, followLast = true, shown = rel): Promise<string> {
-    const outside = (why: string) => new BuildError(`Forbidden path outside the build context: ${shown} (${why})`, 'ERR_BUILD_CONTEXT_PATH');
+    const outside = (why: string) =>
+      new BuildError(`Forbidden path outside the build context: ${shown} (${why})`, 'ERR_BUILD_CONTEXT_PATH');
     let todo = rel.split('/').filter((c) => c && c !== '.');
     const parts: string[] = [];
     let links = 0;

@@ -74,11 +74,23 @@ export async function globIn(root: string, pattern: string): Promise<string[]> {
     for (const dir of found) {
       // as moby's walk: a symlink is never descended (one in another image's files would lead
       // out of them, into the daemon's own filesystem)
-      if (!(await lstat(path.join(root, dir)).then((st) => st.isDirectory(), () => false))) continue;
+      if (
+        !(await lstat(path.join(root, dir)).then(
+          (st) => st.isDirectory(),
+          () => false,
+        ))
+      )
+        continue;
       if (!isGlob(comp)) {
         const rel = dir ? `${dir}/${comp}` : comp;
         // a path that cannot be stat'ed matches nothing: the COPY then fails as for a missing file
-        if (await lstat(path.join(root, rel)).then(() => true, () => false)) next.push(rel);
+        if (
+          await lstat(path.join(root, rel)).then(
+            () => true,
+            () => false,
+          )
+        )
+          next.push(rel);
         continue;
       }
       const re = componentRe(comp);
@@ -155,7 +167,8 @@ export async function planCopy(
   const endsSlash = destRaw.endsWith('/') || destRaw.endsWith('/.') || destRaw === '.';
   let dest = path.posix.isAbsolute(destRaw) ? destRaw : path.posix.join(workdir || '/', destRaw);
   dest = path.posix.normalize(dest);
-  if (sources.length > 1 && !endsSlash) throw new BuildError(`When using ${instr} with more than one source file, the destination must be a directory and end with a /`);
+  if (sources.length > 1 && !endsSlash)
+    throw new BuildError(`When using ${instr} with more than one source file, the destination must be a directory and end with a /`);
   const items: CopyPlan['items'] = [];
   const mkdirs: string[] = [];
   for (const s of sources) {
@@ -227,20 +240,28 @@ export function copyTar(plan: CopyPlan, owner: CopyOwner, chmod: number | undefi
         }
         const target = rel === '.' ? dest : path.posix.join(dest, rel);
         const hh: EntryHeader = { ...h, name: name(target), mode: h.mode ?? 0o644 };
-        if (h.type === 'link' && h.linkname) hh.linkname = name(path.posix.join(dest, path.posix.normalize(h.linkname.replace(/^\/+/, ''))));
+        if (h.type === 'link' && h.linkname)
+          hh.linkname = name(path.posix.join(dest, path.posix.normalize(h.linkname.replace(/^\/+/, ''))));
         if (hh.type === 'file' || hh.type === 'contiguous-file') {
           hh.type = 'file';
-          entry(hh, stream as unknown as Readable).then(() => next(), (e: unknown) => ex.destroy(e as Error));
+          entry(hh, stream as unknown as Readable).then(
+            () => next(),
+            (e: unknown) => ex.destroy(e as Error),
+          );
         } else {
           stream.resume();
-          entry(hh).then(() => next(), (e: unknown) => ex.destroy(e as Error));
+          entry(hh).then(
+            () => next(),
+            (e: unknown) => ex.destroy(e as Error),
+          );
         }
       });
       const src = createReadStream(host);
       await pipeline(kind === 'gzip' ? src.pipe(createGunzip()) : src, ex);
     };
     for (const d of plan.mkdirs) {
-      if (missingDirs.has(d) && d !== '/') await entry({ name: name(d), type: 'directory', mode: 0o40755, uid: owner.uid, gid: owner.gid, mtime: new Date() });
+      if (missingDirs.has(d) && d !== '/')
+        await entry({ name: name(d), type: 'directory', mode: 0o40755, uid: owner.uid, gid: owner.gid, mtime: new Date() });
     }
     for (const it of plan.items) {
       if (it.hostIsTarForAdd) await untar(it.host, it.dest);

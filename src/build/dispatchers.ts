@@ -99,7 +99,9 @@ async function copyLike(b: BuildRun, st: StageState, ins: Instruction): Promise<
   }
   for (const s of srcs) {
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s) || /^git@/.test(s)) {
-      throw new BuildError(`${instr} from a remote URL (${s}) is not supported by tvm: fetch it in a RUN step or add the file to the build context`);
+      throw new BuildError(
+        `${instr} from a remote URL (${s}) is not supported by tvm: fetch it in a RUN step or add the file to the build context`,
+      );
     }
   }
   const from = flag('from');
@@ -138,7 +140,11 @@ async function copyLike(b: BuildRun, st: StageState, ins: Instruction): Promise<
       }
       const host = await b.ctx.resolve(s, true, s);
       const st2 = await lstat(host).catch(() => undefined); // missing: Docker's error below
-      if (!st2) throw new BuildError(`${instr} failed: file not found in build context or excluded by .dockerignore: stat ${s}: file does not exist`, 'ERR_BUILD_COPY_SOURCE');
+      if (!st2)
+        throw new BuildError(
+          `${instr} failed: file not found in build context or excluded by .dockerignore: stat ${s}: file does not exist`,
+          'ERR_BUILD_COPY_SOURCE',
+        );
       sources.push({ shown: s, host, rel: path.posix.normalize(s).replace(/^\/+/, '') || '.' });
     }
     if (sources.length === 0) throw new BuildError(`${instr} failed: no source files were specified`, 'ERR_BUILD_COPY_SOURCE');
@@ -172,12 +178,17 @@ async function resolveOwner(b: BuildRun, id: string, spec: string): Promise<{ ui
   const lookup = async (file: string, name: string, what: string): Promise<number> => {
     if (/^\d+$/.test(name)) return Number(name);
     const text = (await b.readIn(id, file))?.toString('utf8');
-    if (text === undefined) throw new BuildError(`unable to convert uid/gid chown string to host mapping: can't find uid for user ${name}: no such user: ${file} is missing`);
+    if (text === undefined)
+      throw new BuildError(
+        `unable to convert uid/gid chown string to host mapping: can't find uid for user ${name}: no such user: ${file} is missing`,
+      );
     for (const line of text.split('\n')) {
       const f = line.split(':');
       if (f[0] === name && f[2] !== undefined && /^\d+$/.test(f[2])) return Number(f[2]);
     }
-    throw new BuildError(`unable to convert uid/gid chown string to host mapping: can't find ${what} for ${what === 'uid' ? 'user' : 'group'} ${name}: no such ${what === 'uid' ? 'user' : 'group'}: ${name}`);
+    throw new BuildError(
+      `unable to convert uid/gid chown string to host mapping: can't find ${what} for ${what === 'uid' ? 'user' : 'group'} ${name}: no such ${what === 'uid' ? 'user' : 'group'}: ${name}`,
+    );
   };
   const uid = await lookup('/etc/passwd', user, 'uid');
   const gid = /^\d+$/.test(user) && groupGiven === undefined ? uid : await lookup('/etc/group', group, 'gid');
@@ -306,7 +317,9 @@ const DISPATCHERS: Record<string, Dispatcher> = {
   async volume(b, st, ins) {
     const c = cloneConfig(st);
     const vols = { ...(c.Volumes ?? {}) };
-    const list = ins.node.json ? ins.node.args.map((a) => b.word(st, a)) : ins.node.args.flatMap((a) => processWords(a, b.env(st), b.escape));
+    const list = ins.node.json
+      ? ins.node.args.map((a) => b.word(st, a))
+      : ins.node.args.flatMap((a) => processWords(a, b.env(st), b.escape));
     for (const v of list) {
       if (v.trim() === '') throw new BuildError('VOLUME specified can not be an empty string');
       vols[v] = {};

@@ -67,7 +67,9 @@ export class IgnoreMatcher {
   readonly hasExceptions: boolean;
 
   constructor(patterns: string[]) {
-    this.patterns = patterns.map((p) => (p.startsWith('!') ? { re: compile(p.slice(1)), exclusion: true } : { re: compile(p), exclusion: false }));
+    this.patterns = patterns.map((p) =>
+      p.startsWith('!') ? { re: compile(p.slice(1)), exclusion: true } : { re: compile(p), exclusion: false },
+    );
     this.hasExceptions = this.patterns.some((p) => p.exclusion);
   }
 

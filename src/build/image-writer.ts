@@ -44,7 +44,13 @@ export class ImageWrite {
       this.written.push(blob.digest);
       if (!facts) throw new Error(`${what}: inspection did not finish`);
       if (facts.diffId === EMPTY_LAYER_DIFF_ID) return undefined;
-      return { digest: blob.digest, mediaType: layerMediaType(facts.compression), size: blob.size, diffId: facts.diffId, uncompressedSize: facts.size };
+      return {
+        digest: blob.digest,
+        mediaType: layerMediaType(facts.compression),
+        size: blob.size,
+        diffId: facts.diffId,
+        uncompressedSize: facts.size,
+      };
     } catch (e) {
       inspector.abort();
       throw e;
@@ -81,7 +87,9 @@ export class ImageWrite {
     const id = await this.store.putConfig(config);
     this.lease.pin(id);
     this.written.push(id);
-    return this.store.commitImage(id, [...(o.parent?.layers ?? []), ...(o.layer ? [o.layer] : [])], o.refs ?? [], { ...(o.parentId && { parent: o.parentId }) });
+    return this.store.commitImage(id, [...(o.parent?.layers ?? []), ...(o.layer ? [o.layer] : [])], o.refs ?? [], {
+      ...(o.parentId && { parent: o.parentId }),
+    });
   }
 
   /** Success: the images now hold their blobs. */

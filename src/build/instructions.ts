@@ -60,7 +60,10 @@ function parseFlags(node: Node): FlagValues {
     const kind = allowed[name];
     if (!kind) {
       if (BUILDKIT_FLAGS[node.cmd]?.includes(name)) {
-        throw new DockerfileParseError(node.startLine, `the --${name} option requires BuildKit. Refer to https://docs.docker.com/go/buildkit/ to learn how to build images with BuildKit enabled`);
+        throw new DockerfileParseError(
+          node.startLine,
+          `the --${name} option requires BuildKit. Refer to https://docs.docker.com/go/buildkit/ to learn how to build images with BuildKit enabled`,
+        );
       }
       throw new DockerfileParseError(node.startLine, `unknown flag: ${name}`);
     }
@@ -90,7 +93,8 @@ function checkArgs(node: Node): void {
     case 'from':
       if (n !== 1 && n !== 3) fail('FROM requires either one or three arguments');
       if (n === 3 && node.args[1]!.toLowerCase() !== 'as') fail('FROM requires either one or three arguments');
-      if (n === 3 && !/^[a-z][a-z0-9-_.]*$/i.test(node.args[2]!)) fail(`invalid name for build stage: "${node.args[2]}", name can't start with a number or contain symbols`);
+      if (n === 3 && !/^[a-z][a-z0-9-_.]*$/i.test(node.args[2]!))
+        fail(`invalid name for build stage: "${node.args[2]}", name can't start with a number or contain symbols`);
       break;
     case 'copy':
     case 'add':
@@ -148,9 +152,17 @@ export function parseInstructions(text: string): Dockerfile {
     if (node.cmd === 'from') {
       const name = node.args.length === 3 ? node.args[2]!.toLowerCase() : undefined;
       if (name && stages.some((s) => s.name === name)) throw new DockerfileParseError(node.startLine, `duplicate name ${name}`);
-      if (name && node.args[0]!.toLowerCase() === name) throw new DockerfileParseError(node.startLine, `circular dependency detected on stage: ${name}`);
+      if (name && node.args[0]!.toLowerCase() === name)
+        throw new DockerfileParseError(node.startLine, `circular dependency detected on stage: ${name}`);
       const platform = typeof ins.flags.platform === 'string' ? ins.flags.platform : undefined;
-      stages.push({ ...(name && { name }), base: node.args[0]!, ...(platform && { platform }), index: stages.length, from: node, instructions: [] });
+      stages.push({
+        ...(name && { name }),
+        base: node.args[0]!,
+        ...(platform && { platform }),
+        index: stages.length,
+        from: node,
+        instructions: [],
+      });
       continue;
     }
     const stage = stages[stages.length - 1];

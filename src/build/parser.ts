@@ -47,7 +47,10 @@ const DIRECTIVE_RE = /^#[ \t]*([a-zA-Z][a-zA-Z0-9]*)[ \t]*=[ \t]*(.+?)[ \t]*$/;
 const KNOWN_DIRECTIVES = new Set(['escape', 'syntax', 'check']);
 
 /** The instructions Docker's classic builder knows, with how each splits its arguments. */
-const ARG_RULES: Record<string, 'json-or-string' | 'json-or-words' | 'name-val' | 'name-or-name-val' | 'words' | 'string' | 'health' | 'sub'> = {
+const ARG_RULES: Record<
+  string,
+  'json-or-string' | 'json-or-words' | 'name-val' | 'name-or-name-val' | 'words' | 'string' | 'health' | 'sub'
+> = {
   add: 'json-or-words',
   arg: 'name-or-name-val',
   cmd: 'json-or-string',
@@ -160,7 +163,10 @@ export function nodeFromLine(line: string, escape: string, startLine: number, en
   const { flags, rest } = extractFlags(m?.[2] ?? '');
   const node: Node = { cmd, original: line, startLine, endLine, flags, args: [], json: false };
   if ((cmd === 'run' || cmd === 'copy' || cmd === 'add') && HEREDOC_RE.test(rest) && !rest.trimStart().startsWith('[')) {
-    throw new DockerfileParseError(startLine, `heredocs (${word.toUpperCase()} <<EOF) need BuildKit; tvm builds with Docker's classic builder, which does not support them`);
+    throw new DockerfileParseError(
+      startLine,
+      `heredocs (${word.toUpperCase()} <<EOF) need BuildKit; tvm builds with Docker's classic builder, which does not support them`,
+    );
   }
   const body = rest.trim();
   switch (rule) {
@@ -209,7 +215,7 @@ export function nodeFromLine(line: string, escape: string, startLine: number, en
     case 'sub': {
       if (body === '') break;
       const sub = /^(\S+)/.exec(body)![1]!.toUpperCase();
-      if (sub === 'ONBUILD') throw new DockerfileParseError(startLine, 'Chaining ONBUILD via `ONBUILD ONBUILD` isn\'t allowed');
+      if (sub === 'ONBUILD') throw new DockerfileParseError(startLine, "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed");
       if (sub === 'FROM' || sub === 'MAINTAINER') throw new DockerfileParseError(startLine, `${sub} isn't allowed as an ONBUILD trigger`);
       node.next = nodeFromLine(body, escape, startLine, endLine);
       node.args = [body];
@@ -231,7 +237,8 @@ function parseJsonArray(text: string, line: number): string[] | undefined {
     return undefined;
   }
   if (!Array.isArray(v)) return undefined;
-  if (!v.every((x) => typeof x === 'string')) throw new DockerfileParseError(line, 'when using JSON array syntax, arrays must be comprised of strings only');
+  if (!v.every((x) => typeof x === 'string'))
+    throw new DockerfileParseError(line, 'when using JSON array syntax, arrays must be comprised of strings only');
   return v;
 }
 

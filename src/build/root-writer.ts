@@ -7,7 +7,21 @@
  * image has are followed as if the root were `/`, never to the host's files); a directory this
  * writer made itself is trusted for what follows below it.
  */
-import { chmodSync, createReadStream, createWriteStream, lchownSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  createReadStream,
+  createWriteStream,
+  lchownSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { resolveIn } from '../runtime/host/archive.js';

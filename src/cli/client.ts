@@ -25,7 +25,9 @@ export class ApiError extends TvmError {
 
 export class DaemonUnreachableError extends TvmError {
   constructor(host: string, cause: unknown) {
-    super('ERR_DAEMON_UNREACHABLE', `Cannot connect to the tvm daemon at ${host}. Is the daemon running? Start one with: tvm daemon`, 500, { cause });
+    super('ERR_DAEMON_UNREACHABLE', `Cannot connect to the tvm daemon at ${host}. Is the daemon running? Start one with: tvm daemon`, 500, {
+      cause,
+    });
   }
 }
 
@@ -88,7 +90,12 @@ export class TvmClient {
     return `/v${API_VERSION}${p}${buildQuery(q)}`;
   }
 
-  private send(method: HttpMethod, p: string, headers: Record<string, string>, body: string | Readable | undefined): Promise<http.IncomingMessage> {
+  private send(
+    method: HttpMethod,
+    p: string,
+    headers: Record<string, string>,
+    body: string | Readable | undefined,
+  ): Promise<http.IncomingMessage> {
     return new Promise((resolve, reject) => {
       const where = this.unixPath !== undefined ? { socketPath: this.unixPath } : { host: this.tcp!.host, port: this.tcp!.port };
       const req = http.request({ ...where, agent: this.agent, method, path: p, headers: { host: 'docker', ...headers } }, resolve);
@@ -166,7 +173,8 @@ export class TvmClient {
     const sock = this.unixPath ? net.connect(this.unixPath) : net.connect(this.tcp!.port, this.tcp!.host);
     return new Promise((resolve, reject) => {
       let buf = Buffer.alloc(0);
-      const onError = (e: NodeJS.ErrnoException) => reject(e.code === 'ECONNREFUSED' || e.code === 'ENOENT' ? new DaemonUnreachableError(this.host, e) : e);
+      const onError = (e: NodeJS.ErrnoException) =>
+        reject(e.code === 'ECONNREFUSED' || e.code === 'ENOENT' ? new DaemonUnreachableError(this.host, e) : e);
       sock.once('error', onError);
       sock.once('connect', () => {
         sock.write(

@@ -28,7 +28,8 @@ registerDiffCommand(program);
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
-  const msg = isTvmError(e) && e.code.startsWith('HTTP_') ? `Error response from daemon: ${e.message}` : e instanceof Error ? e.message : String(e);
+  const msg =
+    isTvmError(e) && e.code.startsWith('HTTP_') ? `Error response from daemon: ${e.message}` : e instanceof Error ? e.message : String(e);
   process.stderr.write(`${msg}\n`);
   process.exitCode = process.exitCode || 1;
 }

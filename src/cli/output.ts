@@ -6,12 +6,22 @@ export function table(rows: string[][], out: Writable = process.stdout): void {
   if (rows.length === 0) return;
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   for (const r of rows) {
-    out.write(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3))).join('').trimEnd() + '\n');
+    out.write(
+      r
+        .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3)))
+        .join('')
+        .trimEnd() + '\n',
+    );
   }
 }
 
 /** Copies a hijacked or logs stream to stdout/stderr: raw with a TTY, demultiplexed without. */
-export async function copyStream(src: Readable, tty: boolean, stdout: Writable = process.stdout, stderr: Writable = process.stderr): Promise<void> {
+export async function copyStream(
+  src: Readable,
+  tty: boolean,
+  stdout: Writable = process.stdout,
+  stderr: Writable = process.stderr,
+): Promise<void> {
   const dec = new FrameDecoder();
   for await (const chunk of src) {
     if (tty) {

@@ -11,14 +11,17 @@ export function parseBytes(s: string): number {
 
 export function parseCpus(s: string): number {
   const n = Number(s);
-  if (!Number.isFinite(n) || n < 0) throw new InvalidParameterError(`invalid argument "${s}" for "--cpus" flag: failed to parse ${s} as a rational number`);
+  if (!Number.isFinite(n) || n < 0)
+    throw new InvalidParameterError(`invalid argument "${s}" for "--cpus" flag: failed to parse ${s} as a rational number`);
   return Math.round(n * 1e9);
 }
 
 /** An integer flag as the docker CLI parses it (Go's strconv.ParseInt); its error otherwise. */
 export function parseIntFlag(s: string, flag: string): number {
   if (!/^[+-]?\d+$/.test(s) || !Number.isSafeInteger(Number(s))) {
-    throw new InvalidParameterError(`invalid argument "${s}" for "${flag}" flag: strconv.ParseInt: parsing ${JSON.stringify(s)}: invalid syntax`);
+    throw new InvalidParameterError(
+      `invalid argument "${s}" for "${flag}" flag: strconv.ParseInt: parsing ${JSON.stringify(s)}: invalid syntax`,
+    );
   }
   return Number(s);
 }

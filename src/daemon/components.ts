@@ -48,7 +48,8 @@ export async function loadComponents(o: {
   vmBackend?: VmBackendKind | 'auto';
   log?: (msg: string) => void;
 }): Promise<Components> {
-  if (!existsSync(AGENT_PATH)) throw new TvmError('ERR_PART_MISSING', `the agent binary ${AGENT_PATH} is missing: run scripts/setup.sh (make -C native)`, 500);
+  if (!existsSync(AGENT_PATH))
+    throw new TvmError('ERR_PART_MISSING', `the agent binary ${AGENT_PATH} is missing: run scripts/setup.sh (make -C native)`, 500);
   // Bound below, once the base-disk caches exist: an image's removal deletes its disks too.
   let onImageDeleted: ((id: string) => Promise<void>) | undefined;
   const images = await openImageStore({
@@ -78,11 +79,32 @@ export async function loadComponents(o: {
       idShift: o.userns,
     }),
   };
-  const container = new HostIsolation({ dataRoot: o.dataRoot, runRoot: o.execRoot, agentPath: AGENT_PATH, baseDisks, images, ...(userns && { userns }) });
+  const container = new HostIsolation({
+    dataRoot: o.dataRoot,
+    runRoot: o.execRoot,
+    agentPath: AGENT_PATH,
+    baseDisks,
+    images,
+    ...(userns && { userns }),
+  });
   // VMs use the plain base disk: the VM is the boundary, and the guest's root is its own
   const choice = chooseVmBackend(o.vmBackend ?? 'auto');
-  const vm = choice && new VmIsolation({ dataRoot: o.dataRoot, runRoot: o.execRoot, agentPath: AGENT_PATH, baseDisks, images, backend: choice.backend, ...(o.log && { log: o.log }) });
-  o.log?.(choice ? `VM isolation: backend ${choice.backend} (${choice.reason})` : 'VM isolation unavailable: no usable /dev/kvm and no qemu-system-x86_64 (apt-get install qemu-system-x86)');
+  const vm =
+    choice &&
+    new VmIsolation({
+      dataRoot: o.dataRoot,
+      runRoot: o.execRoot,
+      agentPath: AGENT_PATH,
+      baseDisks,
+      images,
+      backend: choice.backend,
+      ...(o.log && { log: o.log }),
+    });
+  o.log?.(
+    choice
+      ? `VM isolation: backend ${choice.backend} (${choice.reason})`
+      : 'VM isolation unavailable: no usable /dev/kvm and no qemu-system-x86_64 (apt-get install qemu-system-x86)',
+  );
   const caches = [baseDisks, ...(userns ? [userns.baseDisks] : [])];
   onImageDeleted = async (id) => {
     // A container still on it (rmi -f) keeps its disk: reclaimed at a daemon start once it is gone.

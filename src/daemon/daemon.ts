@@ -125,7 +125,9 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
       const r = rootOf(remap.maps);
       log(`user namespaces: containers' root is ${r.uid}:${r.gid} on the host (${remap.user}:${remap.group}, /etc/subuid and /etc/subgid)`);
     }
-    const components = o.components ?? (await loadComponents({
+    const components =
+      o.components ??
+      (await loadComponents({
         dataRoot: o.dataRoot,
         execRoot: o.execRoot,
         ...(o.insecureRegistries && { insecureRegistries: o.insecureRegistries }),
@@ -137,11 +139,22 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
       }));
     let network: NetworkManager | undefined;
     if (o.network) {
-      network = new NetworkManager({ dataRoot: o.dataRoot, runRoot: o.execRoot, bridge: o.network.bridge, ...(o.network.bip && { bip: o.network.bip }), ...(o.network.pools && { pools: o.network.pools }), log });
+      network = new NetworkManager({
+        dataRoot: o.dataRoot,
+        runRoot: o.execRoot,
+        bridge: o.network.bridge,
+        ...(o.network.bip && { bip: o.network.bip }),
+        ...(o.network.pools && { pools: o.network.pools }),
+        log,
+      });
       await network.init();
     }
     const manager = new ContainerManager({
-      dataRoot: o.dataRoot, isolations: components.isolations, images: components.images, defaultIsolation: o.defaultIsolation, log,
+      dataRoot: o.dataRoot,
+      isolations: components.isolations,
+      images: components.images,
+      defaultIsolation: o.defaultIsolation,
+      log,
       ...(o.logOpts && { logOpts: o.logOpts }),
       ...(network && { network }),
     });
@@ -151,11 +164,24 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
     const app = await buildApi({
       manager,
       images: components.images,
-      info: { dataRoot: o.dataRoot, execRoot: o.execRoot, version: SERVER_VERSION, id: await daemonId(o.dataRoot), name: os.hostname(), ...(remap && { userns: true }) },
+      info: {
+        dataRoot: o.dataRoot,
+        execRoot: o.execRoot,
+        version: SERVER_VERSION,
+        id: await daemonId(o.dataRoot),
+        name: os.hostname(),
+        ...(remap && { userns: true }),
+      },
       log,
     });
     for (const s of specs) {
-      listeners.push(await listen(app.server, s, { ...(o.group !== undefined && { group: o.group }), ...(o.tls && { tls: o.tls }), ...(o.insecureTcp && { insecureTcp: true }) }));
+      listeners.push(
+        await listen(app.server, s, {
+          ...(o.group !== undefined && { group: o.group }),
+          ...(o.tls && { tls: o.tls }),
+          ...(o.insecureTcp && { insecureTcp: true }),
+        }),
+      );
     }
     let closed = false;
     return {
@@ -191,8 +217,12 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
   const d = await startDaemon(o);
   // One bad request must not take the API away from every container: log loudly, keep serving.
   process.on('uncaughtException', (e) => process.stderr.write(`tvm daemon: BUG: uncaught exception: ${e.stack ?? e.message}\n`));
-  process.on('unhandledRejection', (e) => process.stderr.write(`tvm daemon: BUG: unhandled rejection: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`));
-  process.stderr.write(`tvm daemon ${SERVER_VERSION}: listening on ${d.addresses.join(', ')} (data root ${o.dataRoot}, default isolation ${o.defaultIsolation}, isolations: ${d.manager.availableIsolations().join(', ') || 'none'})\n`);
+  process.on('unhandledRejection', (e) =>
+    process.stderr.write(`tvm daemon: BUG: unhandled rejection: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`),
+  );
+  process.stderr.write(
+    `tvm daemon ${SERVER_VERSION}: listening on ${d.addresses.join(', ')} (data root ${o.dataRoot}, default isolation ${o.defaultIsolation}, isolations: ${d.manager.availableIsolations().join(', ') || 'none'})\n`,
+  );
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
       process.stderr.write(`tvm daemon: ${sig}, shutting down (containers keep running)\n`);
@@ -205,4 +235,3 @@ export async function runDaemon(o: DaemonOptions): Promise<void> {
   // The control connections to the supervisors (which outlive us) would keep the process alive.
   process.exit(0);
 }
-

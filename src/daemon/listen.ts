@@ -65,7 +65,11 @@ export interface Listener {
   close(): Promise<void>;
 }
 
-export async function listen(api: http.Server, spec: HostSpec, o: { group?: string; tls?: TlsOptions; insecureTcp?: boolean }): Promise<Listener> {
+export async function listen(
+  api: http.Server,
+  spec: HostSpec,
+  o: { group?: string; tls?: TlsOptions; insecureTcp?: boolean },
+): Promise<Listener> {
   const forward = (server: http.Server | https.Server) => {
     server.on('request', (req, res) => api.emit('request', req, res));
     server.on('upgrade', (req, sock, head) => api.emit('upgrade', req, sock, head));
@@ -85,10 +89,13 @@ export async function listen(api: http.Server, spec: HostSpec, o: { group?: stri
     });
     await chmod(spec.path, 0o660);
     // dockerd's default --group is "docker": used when that group exists, root's otherwise
-    const gid = o.group !== undefined ? await groupId(o.group) : await groupId(DEFAULT_SOCKET_GROUP).catch((e: unknown) => {
-      if (e instanceof InvalidParameterError) return undefined; // no docker group: the socket stays root's
-      throw e;
-    });
+    const gid =
+      o.group !== undefined
+        ? await groupId(o.group)
+        : await groupId(DEFAULT_SOCKET_GROUP).catch((e: unknown) => {
+            if (e instanceof InvalidParameterError) return undefined; // no docker group: the socket stays root's
+            throw e;
+          });
     if (gid !== undefined) await chown(spec.path, 0, gid);
     return {
       address: `unix://${spec.path}`,

@@ -57,13 +57,20 @@ export function baseDiskUuid(imageId: string, version = BASE_DISK_WRITER_VERSION
   // The size is part of the identity, so a daemon started with another size rebuilds its disks.
   const size = sizeBytes === undefined ? '' : `\nsize ${sizeBytes}`;
   const shift = idShift === undefined ? '' : `\nuserns ${idShiftTag(idShift)}`;
-  return uuidFromDigest(createHash('sha256').update(`tvm base disk v${version}\n${imageIdHex(imageId)}${size}${shift}`).digest());
+  return uuidFromDigest(
+    createHash('sha256')
+      .update(`tvm base disk v${version}\n${imageIdHex(imageId)}${size}${shift}`)
+      .digest(),
+  );
 }
 
 /** A short stable name for a set of id maps: u<root uid>-g<root gid>-<digest of the maps>. */
 export function idShiftTag(shift: IdShift): string {
   const root = (m: IdShift['uidMap']) => m.find((e) => e.containerID === 0)?.hostID ?? 'none';
-  const digest = createHash('sha256').update(JSON.stringify([shift.uidMap, shift.gidMap])).digest('hex').slice(0, 8);
+  const digest = createHash('sha256')
+    .update(JSON.stringify([shift.uidMap, shift.gidMap]))
+    .digest('hex')
+    .slice(0, 8);
   return `u${root(shift.uidMap)}-g${root(shift.gidMap)}-${digest}`;
 }
 
@@ -106,8 +113,13 @@ export class BaseDiskCache implements BaseDisks {
   async isCurrent(imageId: string): Promise<boolean> {
     const f = await readSuperblock(this.pathFor(imageId));
     if (!f) return false;
-    const label = Buffer.from(f.s_volume_name as Uint8Array).toString('utf8').replace(/\0+$/, '');
-    return label === BASE_DISK_LABEL && Buffer.from(f.s_uuid as Uint8Array).equals(baseDiskUuid(imageId, BASE_DISK_WRITER_VERSION, this.opts.sizeBytes, this.opts.idShift));
+    const label = Buffer.from(f.s_volume_name as Uint8Array)
+      .toString('utf8')
+      .replace(/\0+$/, '');
+    return (
+      label === BASE_DISK_LABEL &&
+      Buffer.from(f.s_uuid as Uint8Array).equals(baseDiskUuid(imageId, BASE_DISK_WRITER_VERSION, this.opts.sizeBytes, this.opts.idShift))
+    );
   }
 
   /** removes an image's base disk (image deletion); containers holding it open keep their copy */

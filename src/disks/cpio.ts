@@ -178,7 +178,10 @@ export function writeCpio(entries: Iterable<CpioEntry>): Buffer {
     if (slash > 0) {
       const parent = path.slice(0, slash);
       if (seen.get(parent) !== 'directory') {
-        throw new InvalidParameterError(`cpio entry "${path}": parent directory "${parent}" must come earlier in the archive`, 'ERR_CPIO_PARENT');
+        throw new InvalidParameterError(
+          `cpio entry "${path}": parent directory "${parent}" must come earlier in the archive`,
+          'ERR_CPIO_PARENT',
+        );
       }
     }
     const perms = e.mode ?? DEFAULT_PERMISSIONS[type];
@@ -248,7 +251,10 @@ export function decodeNewcHeader(buf: Buffer, offset: number): { magic: string; 
   }
   const magic = buf.toString('latin1', offset, offset + 6);
   if (magic !== NEWC_MAGIC && magic !== NEWC_CRC_MAGIC) {
-    throw new FormatError(`cpio: bad magic "${magic.replace(/[^\x20-\x7e]/g, '?')}" at offset ${offset} (want ${NEWC_MAGIC})`, 'ERR_CPIO_MAGIC');
+    throw new FormatError(
+      `cpio: bad magic "${magic.replace(/[^\x20-\x7e]/g, '?')}" at offset ${offset} (want ${NEWC_MAGIC})`,
+      'ERR_CPIO_MAGIC',
+    );
   }
   const header = {} as NewcHeader;
   for (const [name, off] of NEWC_FIELDS) {
@@ -263,14 +269,22 @@ export function decodeNewcHeader(buf: Buffer, offset: number): { magic: string; 
 
 function typeOf(mode: number): CpioRecord['type'] | undefined {
   switch (mode & S_IFMT) {
-    case S_IFREG: return 'file';
-    case S_IFDIR: return 'directory';
-    case S_IFLNK: return 'symlink';
-    case S_IFCHR: return 'char-device';
-    case S_IFBLK: return 'block-device';
-    case S_IFIFO: return 'fifo';
-    case S_IFSOCK: return 'socket';
-    default: return undefined;
+    case S_IFREG:
+      return 'file';
+    case S_IFDIR:
+      return 'directory';
+    case S_IFLNK:
+      return 'symlink';
+    case S_IFCHR:
+      return 'char-device';
+    case S_IFBLK:
+      return 'block-device';
+    case S_IFIFO:
+      return 'fifo';
+    case S_IFSOCK:
+      return 'socket';
+    default:
+      return undefined;
   }
 }
 
@@ -302,7 +316,8 @@ export function readCpio(buf: Buffer): CpioRecord[] {
     if (magic === NEWC_CRC_MAGIC) {
       let sum = 0;
       for (const byte of data) sum = (sum + byte) >>> 0;
-      if (sum !== h.c_check) throw new FormatError(`cpio: "${name}": checksum ${h.c_check} does not match data (${sum})`, 'ERR_CPIO_CHECKSUM');
+      if (sum !== h.c_check)
+        throw new FormatError(`cpio: "${name}": checksum ${h.c_check} does not match data (${sum})`, 'ERR_CPIO_CHECKSUM');
     }
     out.push({
       path: name,

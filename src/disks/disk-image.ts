@@ -36,7 +36,10 @@ export function detectDiskFormat(path: string): DiskFormat {
  * first bytes (a raw disk): detection would then let the guest turn its disk into a qcow2 header
  * whose backing file names a host path. Detection is for files the host made (tools, tests).
  */
-export async function openDiskImage(path: string, opts: { readOnly: boolean; format?: DiskFormat }): Promise<SyncBlockBackend & { readonly path: string }> {
+export async function openDiskImage(
+  path: string,
+  opts: { readOnly: boolean; format?: DiskFormat },
+): Promise<SyncBlockBackend & { readonly path: string }> {
   return (opts.format ?? detectDiskFormat(path)) === 'qcow2'
     ? Qcow2Image.open(path, { readOnly: opts.readOnly })
     : RawFile.open(path, { readOnly: opts.readOnly });

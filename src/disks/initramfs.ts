@@ -29,7 +29,8 @@ export interface InitramfsOptions {
 export function busyboxEntries(busybox: Uint8Array, applets: readonly string[]): CpioEntry[] {
   const entries: CpioEntry[] = [{ path: 'bin/busybox', type: 'file', mode: 0o755, data: busybox }];
   for (const a of applets) {
-    if (a === 'busybox' || a.includes('/')) throw new InvalidParameterError(`busybox applet name "${a}" is not a plain name`, 'ERR_INITRAMFS_APPLET');
+    if (a === 'busybox' || a.includes('/'))
+      throw new InvalidParameterError(`busybox applet name "${a}" is not a plain name`, 'ERR_INITRAMFS_APPLET');
     entries.push({ path: `bin/${a}`, type: 'symlink', target: 'busybox' });
   }
   return entries;
@@ -50,7 +51,10 @@ export function completeTree(entries: CpioEntry[]): CpioEntry[] {
       const existing = byPath.get(parent);
       if (existing === undefined) byPath.set(parent, { path: parent, type: 'directory', mode: 0o755 });
       else if (existing.type !== 'directory') {
-        throw new InvalidParameterError(`initramfs: "${path}" needs "${parent}" to be a directory, but it is a ${existing.type}`, 'ERR_INITRAMFS_PARENT');
+        throw new InvalidParameterError(
+          `initramfs: "${path}" needs "${parent}" to be a directory, but it is a ${existing.type}`,
+          'ERR_INITRAMFS_PARENT',
+        );
       }
     }
   }

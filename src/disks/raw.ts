@@ -31,7 +31,10 @@ export class NodeFileIo implements FileIo {
   private fd: number;
   private closed = false;
 
-  private constructor(readonly path: string, fd: number) {
+  private constructor(
+    readonly path: string,
+    fd: number,
+  ) {
     this.fd = fd;
   }
 
@@ -110,7 +113,10 @@ export class RawFile extends SyncBackedBlockBackend {
   readonly discardGranularity = 0;
   private closed = false;
 
-  constructor(readonly io: FileIo, readonly readOnly: boolean) {
+  constructor(
+    readonly io: FileIo,
+    readonly readOnly: boolean,
+  ) {
     super();
     this.size = io.size();
   }
@@ -159,5 +165,4 @@ export class RawFile extends SyncBackedBlockBackend {
       this.io.close();
     }
   }
-
 }

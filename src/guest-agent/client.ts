@@ -9,9 +9,21 @@ import type { Duplex } from 'node:stream';
 import { FormatError, TvmError } from '../errors.js';
 import { FrameDecoder } from './framing.js';
 import {
-  AgentError, decodeReply, encodeMessage, parseExitStatus, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
-  type AgentExitStatus, type AgentProcess, type AgentResources, type AgentSpec, type HelloReply, type OkReply, type RequestType,
-  type HelloRequest, type StreamName,
+  AgentError,
+  decodeReply,
+  encodeMessage,
+  parseExitStatus,
+  PROTOCOL_VERSION,
+  SUPPORTED_VERSIONS,
+  type AgentExitStatus,
+  type AgentProcess,
+  type AgentResources,
+  type AgentSpec,
+  type HelloReply,
+  type OkReply,
+  type RequestType,
+  type HelloRequest,
+  type StreamName,
 } from './protocol.js';
 
 export type Connector = () => Promise<net.Socket>;
@@ -50,8 +62,15 @@ export function vsockConnector(udsPath: string, port: number): Connector {
           reject(new FormatError('vsock proxy: handshake line too long', 'ERR_AGENT_HANDSHAKE'));
         }
       };
-      const onEnd = () => { cleanup(); reject(new TvmError('ERR_AGENT_UNREACHABLE', `vsock proxy closed during CONNECT ${port}`)); };
-      const cleanup = () => { sock.off('data', onData); sock.off('end', onEnd); sock.off('error', onEnd); };
+      const onEnd = () => {
+        cleanup();
+        reject(new TvmError('ERR_AGENT_UNREACHABLE', `vsock proxy closed during CONNECT ${port}`));
+      };
+      const cleanup = () => {
+        sock.off('data', onData);
+        sock.off('end', onEnd);
+        sock.off('error', onEnd);
+      };
       sock.on('data', onData);
       sock.on('end', onEnd);
       sock.on('error', onEnd);
@@ -66,11 +85,18 @@ export function vsockConnector(udsPath: string, port: number): Connector {
 }
 
 /** Sends hello and reads the agent's hello; returns it plus bytes that followed it. */
-async function handshake(sock: net.Socket, hello: Pick<HelloRequest, 'kind' | 'stream' | 'exec' | 'path'>): Promise<{ reply: HelloReply; rest: Buffer }> {
+async function handshake(
+  sock: net.Socket,
+  hello: Pick<HelloRequest, 'kind' | 'stream' | 'exec' | 'path'>,
+): Promise<{ reply: HelloReply; rest: Buffer }> {
   const dec = new FrameDecoder();
   sock.write(encodeMessage({ v: PROTOCOL_VERSION, type: 'hello', versions: [...SUPPORTED_VERSIONS], ...hello }));
   return new Promise((resolve, reject) => {
-    const fail = (e: Error) => { cleanup(); sock.destroy(); reject(e); };
+    const fail = (e: Error) => {
+      cleanup();
+      sock.destroy();
+      reject(e);
+    };
     const onData = (d: Buffer) => {
       let frame: Buffer | undefined;
       try {
@@ -96,14 +122,21 @@ async function handshake(sock: net.Socket, hello: Pick<HelloRequest, 'kind' | 's
       }
     };
     const onEnd = () => fail(new TvmError('ERR_AGENT_CLOSED', 'agent closed the connection during hello'));
-    const cleanup = () => { sock.off('data', onData); sock.off('end', onEnd); sock.off('error', fail); };
+    const cleanup = () => {
+      sock.off('data', onData);
+      sock.off('end', onEnd);
+      sock.off('error', fail);
+    };
     sock.on('data', onData);
     sock.on('end', onEnd);
     sock.on('error', fail);
   });
 }
 
-interface Pending { resolve: (r: OkReply) => void; reject: (e: Error) => void }
+interface Pending {
+  resolve: (r: OkReply) => void;
+  reject: (e: Error) => void;
+}
 
 export class AgentClient {
   private nextId = 1;
@@ -111,7 +144,12 @@ export class AgentClient {
   private closedError: Error | undefined;
   readonly agentPid: number;
 
-  private constructor(private readonly sock: net.Socket, private readonly connector: Connector, hello: HelloReply, rest: Buffer) {
+  private constructor(
+    private readonly sock: net.Socket,
+    private readonly connector: Connector,
+    hello: HelloReply,
+    rest: Buffer,
+  ) {
     this.agentPid = hello.pid;
     const dec = new FrameDecoder();
     const onFrames = (d: Buffer) => {

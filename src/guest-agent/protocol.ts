@@ -61,7 +61,10 @@ export interface AgentSpec {
   /** json-file rotation: before a record would take the file past maxSize bytes (maxFiles kept) */
   logRotate?: { maxSize: number; maxFiles: number };
   /** own user namespace with these maps (`--userns-remap`); absent: the host's */
-  userns?: { uidMap: { containerID: number; hostID: number; size: number }[]; gidMap: { containerID: number; hostID: number; size: number }[] };
+  userns?: {
+    uidMap: { containerID: number; hostID: number; size: number }[];
+    gidMap: { containerID: number; hostID: number; size: number }[];
+  };
   /** the compiled filter (base64 struct sock_filter[]); absent: none */
   seccomp?: { filter: string; flags: number };
   noNewPrivileges?: boolean;
@@ -116,15 +119,46 @@ export interface ExtractEntry {
   /** file: the bytes that follow this frame */
   size: number;
 }
-export interface ExtractEnd { v: 1; type: 'end' }
+export interface ExtractEnd {
+  v: 1;
+  type: 'end';
+}
 
 export type RequestType =
-  | 'create' | 'start' | 'wait' | 'signal' | 'resize' | 'exec' | 'start-exec'
-  | 'pause' | 'resume' | 'stats' | 'ps' | 'state' | 'shutdown' | 'update' | 'freeze-fs' | 'thaw-fs';
+  | 'create'
+  | 'start'
+  | 'wait'
+  | 'signal'
+  | 'resize'
+  | 'exec'
+  | 'start-exec'
+  | 'pause'
+  | 'resume'
+  | 'stats'
+  | 'ps'
+  | 'state'
+  | 'shutdown'
+  | 'update'
+  | 'freeze-fs'
+  | 'thaw-fs';
 
 export const REQUEST_TYPES: readonly RequestType[] = [
-  'create', 'start', 'wait', 'signal', 'resize', 'exec', 'start-exec', 'pause', 'resume', 'stats', 'ps', 'state',
-  'shutdown', 'update', 'freeze-fs', 'thaw-fs',
+  'create',
+  'start',
+  'wait',
+  'signal',
+  'resize',
+  'exec',
+  'start-exec',
+  'pause',
+  'resume',
+  'stats',
+  'ps',
+  'state',
+  'shutdown',
+  'update',
+  'freeze-fs',
+  'thaw-fs',
 ];
 
 export interface Request {
@@ -134,8 +168,19 @@ export interface Request {
   [field: string]: unknown;
 }
 
-export interface HelloReply { v: 1; type: 'hello'; version: number; agent: string; pid: number }
-export interface OkReply { v: 1; type: 'ok'; id: number; [field: string]: unknown }
+export interface HelloReply {
+  v: 1;
+  type: 'hello';
+  version: number;
+  agent: string;
+  pid: number;
+}
+export interface OkReply {
+  v: 1;
+  type: 'ok';
+  id: number;
+  [field: string]: unknown;
+}
 export interface ErrorReply {
   v: 1;
   type: 'error';

@@ -115,7 +115,8 @@ export async function fetchBearerToken(
   if (res.statusCode === 200) {
     // a token is a few KiB: an endless answer must not hang the pull or fill memory
     const got = await readBounded(res.body, MAX_TOKEN_ANSWER);
-    if (got.truncated) throw new AuthError(`token server ${url.origin} answered more than ${MAX_TOKEN_ANSWER} bytes`, 'ERR_TOKEN_SERVER', 500);
+    if (got.truncated)
+      throw new AuthError(`token server ${url.origin} answered more than ${MAX_TOKEN_ANSWER} bytes`, 'ERR_TOKEN_SERVER', 500);
     text = got.text;
   } else text = await readErrorBody(res.body);
   if (res.statusCode !== 200) {

@@ -78,7 +78,8 @@ export function requestHead(url: URL, headers: Record<string, string>): string {
   const all: Record<string, string> = { ...headers, host: url.host, 'accept-encoding': 'identity', connection: 'close' };
   let out = `GET ${url.pathname}${url.search} HTTP/1.1\r\n`;
   for (const [k, v] of Object.entries(all)) {
-    if (/[\r\n]/.test(k) || /[\r\n]/.test(v)) throw new RegistryError(`header ${k} of a blob request contains a line break`, 'ERR_BAD_HEADER', 400);
+    if (/[\r\n]/.test(k) || /[\r\n]/.test(v))
+      throw new RegistryError(`header ${k} of a blob request contains a line break`, 'ERR_BAD_HEADER', 400);
     out += `${k}: ${v}\r\n`;
   }
   return out + '\r\n';
@@ -95,7 +96,8 @@ export function openBlobBody(req: BlobBodyRequest): Promise<OpenedBody> {
   const op = `Get ${JSON.stringify(url.href)}`;
   const unreachable = (e: unknown) => new RegistryError(`${op}: ${goNetError(e, url)}`, 'ERR_REGISTRY_UNREACHABLE', 500);
   // a body that stops early: transient, as undici's 'other side closed' is
-  const cut = (got: number, want: number) => new RegistryError(`${op}: unexpected EOF after ${got} of ${want} bytes`, 'ERR_REGISTRY_UNREACHABLE', 500);
+  const cut = (got: number, want: number) =>
+    new RegistryError(`${op}: unexpected EOF after ${got} of ${want} bytes`, 'ERR_REGISTRY_UNREACHABLE', 500);
   const heads = (headBuffer ??= Buffer.allocUnsafeSlow(HEAD_READ_BYTES));
   const bodies = (readBuffer ??= Buffer.allocUnsafeSlow(READ_BYTES));
 
@@ -161,7 +163,8 @@ export function openBlobBody(req: BlobBodyRequest): Promise<OpenedBody> {
       const all = head.length === 1 ? head[0]! : Buffer.concat(head, headLen);
       const end = all.indexOf(HEADER_END);
       if (end < 0) {
-        if (headLen > MAX_HEADER_BYTES) fail(new RegistryError(`${op}: response headers larger than ${MAX_HEADER_BYTES} bytes`, 'ERR_REGISTRY', 502));
+        if (headLen > MAX_HEADER_BYTES)
+          fail(new RegistryError(`${op}: response headers larger than ${MAX_HEADER_BYTES} bytes`, 'ERR_REGISTRY', 502));
         return true;
       }
       let parsed;
@@ -172,12 +175,21 @@ export function openBlobBody(req: BlobBodyRequest): Promise<OpenedBody> {
         return false;
       }
       const cl = parsed.headers.get('content-length');
-      const plain = parsed.status === 200 && cl !== undefined && /^\d+$/.test(cl) && !parsed.headers.has('transfer-encoding') && (parsed.headers.get('content-encoding') ?? 'identity') === 'identity';
+      const plain =
+        parsed.status === 200 &&
+        cl !== undefined &&
+        /^\d+$/.test(cl) &&
+        !parsed.headers.has('transfer-encoding') &&
+        (parsed.headers.get('content-encoding') ?? 'identity') === 'identity';
       if (!plain) {
         settled = true;
         phase = 'done';
         sock.destroy();
-        resolveOpen({ kind: 'other', status: parsed.status, reason: parsed.status === 200 ? 'not framed by Content-Length' : `status ${parsed.status}` });
+        resolveOpen({
+          kind: 'other',
+          status: parsed.status,
+          reason: parsed.status === 200 ? 'not framed by Content-Length' : `status ${parsed.status}`,
+        });
         return false;
       }
       length = Number(cl);
@@ -193,7 +205,11 @@ export function openBlobBody(req: BlobBodyRequest): Promise<OpenedBody> {
             onData = fn;
             finish = (e?: unknown) => (e === undefined ? resolve() : reject(asError(e)));
             if (settled) {
-              reject(failure !== undefined ? asError(failure) : new RegistryError(`${op}: connection gone before the body was read`, 'ERR_REGISTRY_UNREACHABLE', 500));
+              reject(
+                failure !== undefined
+                  ? asError(failure)
+                  : new RegistryError(`${op}: connection gone before the body was read`, 'ERR_REGISTRY_UNREACHABLE', 500),
+              );
               return;
             }
             phase = 'body';
@@ -223,7 +239,13 @@ export function openBlobBody(req: BlobBodyRequest): Promise<OpenedBody> {
     const onread = { buffer: () => (phase === 'head' ? heads : bodies), callback: onRead };
     const sock: net.Socket =
       url.protocol === 'https:'
-        ? tls.connect({ host, port, ...(net.isIP(host) === 0 && { servername: host }), ALPNProtocols: ['http/1.1'], onread } as tls.ConnectionOptions)
+        ? tls.connect({
+            host,
+            port,
+            ...(net.isIP(host) === 0 && { servername: host }),
+            ALPNProtocols: ['http/1.1'],
+            onread,
+          } as tls.ConnectionOptions)
         : net.connect({ host, port, onread } as net.NetConnectOpts);
     sock.setNoDelay(true);
     sock.setTimeout(IDLE_TIMEOUT_MS, () => fail(unreachable(Object.assign(new Error('i/o timeout'), { code: 'ETIMEDOUT' }))));
@@ -239,7 +261,11 @@ export function openBlobBody(req: BlobBodyRequest): Promise<OpenedBody> {
     });
     sock.on('close', () => {
       if (phase === 'done') return;
-      fail(phase === 'head' ? unreachable(Object.assign(new Error('connection closed before an answer'), { code: 'ECONNRESET' })) : cut(received, length));
+      fail(
+        phase === 'head'
+          ? unreachable(Object.assign(new Error('connection closed before an answer'), { code: 'ECONNRESET' }))
+          : cut(received, length),
+      );
     });
   });
 }

@@ -61,7 +61,11 @@ async function spool(store: Store, tar: Readable, members: Map<string, Member>, 
         if (h.type === 'file' || h.type === 'contiguous-file') {
           const m = /^blobs\/sha256\/([a-f0-9]{64})$/.exec(name);
           const expected = { size: h.size ?? 0, ...(m && { digest: `sha256:${m[1]}` }) };
-          const info = await store.blobs.write(stream as unknown as AsyncIterable<Uint8Array>, { expected, what: `archive member ${name}`, syncDir: false });
+          const info = await store.blobs.write(stream as unknown as AsyncIterable<Uint8Array>, {
+            expected,
+            what: `archive member ${name}`,
+            syncDir: false,
+          });
           lease.pin(info.digest);
           written.push(info.digest);
           members.set(name, { kind: 'file', ...info });
@@ -69,7 +73,8 @@ async function spool(store: Store, tar: Readable, members: Map<string, Member>, 
         }
         if (h.type === 'symlink' || h.type === 'link') {
           const raw = h.linkname ?? '';
-          if (raw.startsWith('/')) throw new FormatError(`${ARCHIVE}: link ${JSON.stringify(h.name)} has an absolute target`, 'ERR_UNSAFE_TAR_ENTRY');
+          if (raw.startsWith('/'))
+            throw new FormatError(`${ARCHIVE}: link ${JSON.stringify(h.name)} has an absolute target`, 'ERR_UNSAFE_TAR_ENTRY');
           // symlink targets are relative to the link's directory, hard link targets to the root
           const rel = h.type === 'symlink' ? path.posix.join(path.posix.dirname(name), raw) : raw;
           members.set(name, { kind: 'link', target: safeEntryName(path.posix.normalize(rel), `${ARCHIVE}: link ${h.name}`) });
@@ -110,7 +115,11 @@ async function readJson(store: Store, digest: string, size: number, what: string
 }
 
 /** Checks each layer blob (safe tar, diff ID) bottom first. */
-async function layerMetas(store: Store, blobs: { digest: string; size: number; mediaType?: string }[], onProgress?: (p: PullProgress) => void): Promise<LayerMeta[]> {
+async function layerMetas(
+  store: Store,
+  blobs: { digest: string; size: number; mediaType?: string }[],
+  onProgress?: (p: PullProgress) => void,
+): Promise<LayerMeta[]> {
   const known = new Set<string>();
   const out: LayerMeta[] = [];
   for (const b of blobs) {
@@ -142,7 +151,11 @@ function normalizeTags(tags: unknown, what: string): string[] {
   });
 }
 
-async function loadDockerArchive(store: Store, members: Map<string, Member>, onProgress?: (p: PullProgress) => void): Promise<ImageRecord[]> {
+async function loadDockerArchive(
+  store: Store,
+  members: Map<string, Member>,
+  onProgress?: (p: PullProgress) => void,
+): Promise<ImageRecord[]> {
   const mf = lookup(members, 'manifest.json', ARCHIVE);
   const json = await readJson(store, mf.digest, mf.size, 'manifest.json');
   if (!Array.isArray(json)) throw new FormatError('manifest.json: not an array', 'ERR_BAD_ARCHIVE');
@@ -152,11 +165,16 @@ async function loadDockerArchive(store: Store, members: Map<string, Member>, onP
     if (typeof entry !== 'object' || entry === null) throw new FormatError(`${what}: not an object`, 'ERR_BAD_ARCHIVE');
     const { Config, RepoTags, Layers } = entry as { Config?: unknown; RepoTags?: unknown; Layers?: unknown };
     if (typeof Config !== 'string') throw new FormatError(`${what}: Config is not a string`, 'ERR_BAD_ARCHIVE');
-    if (!Array.isArray(Layers) || Layers.some((l) => typeof l !== 'string')) throw new FormatError(`${what}: Layers is not a list of paths`, 'ERR_BAD_ARCHIVE');
+    if (!Array.isArray(Layers) || Layers.some((l) => typeof l !== 'string'))
+      throw new FormatError(`${what}: Layers is not a list of paths`, 'ERR_BAD_ARCHIVE');
     const tags = normalizeTags(RepoTags, what);
     const config = lookup(members, Config, what);
     await store.config(config.digest);
-    const layers = await layerMetas(store, (Layers as string[]).map((l) => lookup(members, l, what)), onProgress);
+    const layers = await layerMetas(
+      store,
+      (Layers as string[]).map((l) => lookup(members, l, what)),
+      onProgress,
+    );
     // 'Loaded image: ...' lines are the API's to write (Docker sends them as `stream`), from the records.
     // The archive's tags only: an image already known under other tags is reported as loaded
     // under the archive's, as dockerd does.
@@ -192,7 +210,8 @@ function ociName(d: Descriptor): string | undefined {
 async function loadOciLayout(store: Store, members: Map<string, Member>, onProgress?: (p: PullProgress) => void): Promise<ImageRecord[]> {
   const layoutFile = lookup(members, 'oci-layout', ARCHIVE);
   const layout = (await readJson(store, layoutFile.digest, layoutFile.size, 'oci-layout')) as { imageLayoutVersion?: string };
-  if (layout?.imageLayoutVersion !== '1.0.0') throw new FormatError(`oci-layout: unsupported imageLayoutVersion ${String(layout?.imageLayoutVersion)}`, 'ERR_BAD_ARCHIVE');
+  if (layout?.imageLayoutVersion !== '1.0.0')
+    throw new FormatError(`oci-layout: unsupported imageLayoutVersion ${String(layout?.imageLayoutVersion)}`, 'ERR_BAD_ARCHIVE');
   const idx = lookup(members, 'index.json', ARCHIVE);
   const index = parseManifest(await store.blobs.readBuffer(idx.digest), undefined, 'index.json');
   if (index.kind !== 'index') throw new FormatError('index.json: not an image index', 'ERR_BAD_ARCHIVE');
@@ -205,7 +224,10 @@ async function loadOciLayout(store: Store, members: Map<string, Member>, onProgr
       if (depth > 4) throw new FormatError('index.json: indexes nested too deeply', 'ERR_BAD_ARCHIVE');
       const b = ociBlob(members, desc, 'index.json');
       const nested = parseManifest(await store.blobs.readBuffer(b.digest), desc.mediaType, `index ${desc.digest}`) as ImageIndex;
-      desc = selectPlatform({ ...nested, manifests: nested.manifests.filter((m) => members.has(`blobs/sha256/${m.digest.slice(7)}`)) }, hostPlatform());
+      desc = selectPlatform(
+        { ...nested, manifests: nested.manifests.filter((m) => members.has(`blobs/sha256/${m.digest.slice(7)}`)) },
+        hostPlatform(),
+      );
     }
     const mb = ociBlob(members, desc, 'index.json');
     const m = parseManifest(await store.blobs.readBuffer(mb.digest), desc.mediaType, `manifest ${desc.digest}`);
@@ -257,7 +279,9 @@ export async function planSave(store: Store, refs: string[]): Promise<SavePlan> 
     }
     if (parsed && !parsed.tag && !parsed.digest) {
       const repo = repositoryName(parsed);
-      const hits = all.flatMap((img) => img.repoTags.filter((t) => repositoryName(parseReference(t)) === repo).map((t) => [img.id, t] as const));
+      const hits = all.flatMap((img) =>
+        img.repoTags.filter((t) => repositoryName(parseReference(t)) === repo).map((t) => [img.id, t] as const),
+      );
       if (hits.length) {
         for (const [id, t] of hits) (byId.get(id) ?? byId.set(id, new Set()).get(id)!).add(formatReference(parseNormalized(t)));
         continue;
@@ -275,7 +299,9 @@ export async function saveArchive(store: Store, plan: SavePlan, out: Writable): 
   const piped = pipeline(pack as unknown as Readable, out);
   const mtime = new Date(0);
   const addBuffer = (name: string, data: Buffer) =>
-    new Promise<void>((resolve, reject) => pack.entry({ name, size: data.length, mode: 0o644, mtime }, data, (e) => (e ? reject(e) : resolve())));
+    new Promise<void>((resolve, reject) =>
+      pack.entry({ name, size: data.length, mode: 0o644, mtime }, data, (e) => (e ? reject(e) : resolve())),
+    );
   const dirs = new Set<string>();
   const manifest: { Config: string; RepoTags: string[] | null; Layers: string[] }[] = [];
   try {
@@ -294,14 +320,20 @@ export async function saveArchive(store: Store, plan: SavePlan, out: Writable): 
         layers.push(name);
         if (dirs.has(dir)) continue;
         dirs.add(dir);
-        await new Promise<void>((resolve, reject) => pack.entry({ name: `${dir}/`, type: 'directory', mode: 0o755, mtime }, (e) => (e ? reject(e) : resolve())));
+        await new Promise<void>((resolve, reject) =>
+          pack.entry({ name: `${dir}/`, type: 'directory', mode: 0o755, mtime }, (e) => (e ? reject(e) : resolve())),
+        );
         await addBuffer(`${dir}/VERSION`, Buffer.from('1.0'));
         // The uncompressed tar is re-verified against its diff ID as it is written.
         const verify = new HashingStream(`layer ${l.digest}`, { digest: l.diffId, size: l.uncompressedSize });
         const entry = pack.entry({ name, size: l.uncompressedSize, mode: 0o644, mtime });
         await pipeline(decompressLayer(await store.blobs.open(l.digest), `layer ${l.digest}`), verify, entry as unknown as Writable);
       }
-      manifest.push({ Config: configName, RepoTags: img.tags.length ? img.tags.map((t) => familiarString(parseReference(t))) : null, Layers: layers });
+      manifest.push({
+        Config: configName,
+        RepoTags: img.tags.length ? img.tags.map((t) => familiarString(parseReference(t))) : null,
+        Layers: layers,
+      });
     }
     await addBuffer('manifest.json', Buffer.from(JSON.stringify(manifest)));
     pack.finalize();

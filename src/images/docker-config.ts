@@ -97,10 +97,14 @@ async function runHelper(helper: string, action: 'get' | 'store' | 'erase', inpu
   const out = `${r.stdout ?? ''}`.trim() || `${r.stderr ?? ''}`.trim();
   const verb = action === 'get' ? 'getting' : action === 'store' ? 'storing' : 'erasing';
   if (r.code === 'ENOENT') {
-    throw new CredentialHelperError(`error ${verb} credentials - err: exec: ${JSON.stringify(program)}: executable file not found in $PATH, out: \`\``);
+    throw new CredentialHelperError(
+      `error ${verb} credentials - err: exec: ${JSON.stringify(program)}: executable file not found in $PATH, out: \`\``,
+    );
   }
-  if (r.code === 'EACCES') throw new CredentialHelperError(`error ${verb} credentials - err: exec: ${JSON.stringify(program)}: permission denied, out: \`\``);
-  if (r.timedOut) throw new CredentialHelperError(`error ${verb} credentials - err: ${program} timed out after ${timeoutMs} ms, out: \`${out}\``);
+  if (r.code === 'EACCES')
+    throw new CredentialHelperError(`error ${verb} credentials - err: exec: ${JSON.stringify(program)}: permission denied, out: \`\``);
+  if (r.timedOut)
+    throw new CredentialHelperError(`error ${verb} credentials - err: ${program} timed out after ${timeoutMs} ms, out: \`${out}\``);
   if (r.exitCode !== 0) {
     if (action === 'get' && out === HELPER_NOT_FOUND) return '';
     const why = r.signal ? `signal: ${r.signal}` : `exit status ${r.exitCode}`;
@@ -126,7 +130,9 @@ export async function getDockerCredentials(
     } catch {
       // the answer is not repeated: a helper's successful answer may carry the secret, and this
       // message reaches API clients (docker's own client also reports only the decode error)
-      throw new CredentialHelperError(`error getting credentials - err: docker-credential-${helper} answered something that is not JSON (${out.length} bytes)`);
+      throw new CredentialHelperError(
+        `error getting credentials - err: docker-credential-${helper} answered something that is not JSON (${out.length} bytes)`,
+      );
     }
     const username = typeof j.Username === 'string' ? j.Username : '';
     const secret = typeof j.Secret === 'string' ? j.Secret : '';
@@ -176,7 +182,8 @@ export async function storeDockerCredentials(
     auths[key] = {};
   } else {
     const entry: AuthEntry = {};
-    if (creds.username !== undefined && creds.password !== undefined) entry.auth = Buffer.from(`${creds.username}:${creds.password}`).toString('base64');
+    if (creds.username !== undefined && creds.password !== undefined)
+      entry.auth = Buffer.from(`${creds.username}:${creds.password}`).toString('base64');
     if (creds.identitytoken) entry.identitytoken = creds.identitytoken;
     auths[key] = entry;
   }

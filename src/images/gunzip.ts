@@ -102,7 +102,6 @@ function bind(): Zlib {
   return zlib;
 }
 
-
 /**
  * A gzip stream being decoded. `write` and `end` call `onData` with views of one reused buffer,
  * valid only until `onData` returns. Always `close()` it (also after an error): zlib's state
@@ -173,9 +172,14 @@ export class Gunzip {
       const rc = this.z.inflate(this.strmAddr, Z_NO_FLUSH);
       const produced = GUNZIP_OUT_BYTES - s.getUint32(Z_STREAM.avail_out, true);
       if (rc < 0 && rc !== Z_BUF_ERROR) {
-        const detail = rc === Z_DATA_ERROR ? (this.zlibMessage() ?? 'invalid data') : rc === Z_MEM_ERROR ? 'out of memory' : `zlib error ${rc}`;
+        const detail =
+          rc === Z_DATA_ERROR ? (this.zlibMessage() ?? 'invalid data') : rc === Z_MEM_ERROR ? 'out of memory' : `zlib error ${rc}`;
         // bytes after a complete member that are not a gzip header: Go says "invalid header"
-        throw this.fail(this.bytesOut > 0 && s.getBigUint64(Z_STREAM.total_out, true) === 0n && produced === 0 ? `trailing data after the gzip stream (${detail})` : detail);
+        throw this.fail(
+          this.bytesOut > 0 && s.getBigUint64(Z_STREAM.total_out, true) === 0n && produced === 0
+            ? `trailing data after the gzip stream (${detail})`
+            : detail,
+        );
       }
       if (rc === Z_NEED_DICT) throw this.fail('a preset dictionary is required (not gzip)');
       if (produced > 0) {

@@ -12,7 +12,11 @@ import { formatReference, parseNormalized } from './reference.js';
 import type { ImageRecord } from './types.js';
 import type { Store } from './store.js';
 
-export async function importRootfs(store: Store, tar: Readable, opts: { ref?: string; changes?: string[]; message?: string }): Promise<ImageRecord> {
+export async function importRootfs(
+  store: Store,
+  tar: Readable,
+  opts: { ref?: string; changes?: string[]; message?: string },
+): Promise<ImageRecord> {
   // Validate everything the caller gave before reading the body.
   const ref = opts.ref ? parseNormalized(opts.ref) : undefined;
   if (ref?.digest) throw new InvalidParameterError(`cannot import to a digest reference: ${opts.ref}`);
@@ -47,7 +51,15 @@ export async function importRootfs(store: Store, tar: Readable, opts: { ref?: st
     written.push(id);
     return await store.commitImage(
       id,
-      [{ digest: blob.digest, mediaType: layerMediaType(facts.compression), size: blob.size, diffId: facts.diffId, uncompressedSize: facts.size }],
+      [
+        {
+          digest: blob.digest,
+          mediaType: layerMediaType(facts.compression),
+          size: blob.size,
+          diffId: facts.diffId,
+          uncompressedSize: facts.size,
+        },
+      ],
       ref ? [formatReference(ref)] : [],
     );
   } catch (e) {

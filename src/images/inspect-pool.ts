@@ -39,7 +39,14 @@ export type FromWorker =
   | {
       op: 'done';
       id: number;
-      facts: { compression: Compression; diffId: string; size: number; entries: number; paths: string[]; dangling: { name: string; target: string }[] };
+      facts: {
+        compression: Compression;
+        diffId: string;
+        size: number;
+        entries: number;
+        paths: string[];
+        dangling: { name: string; target: string }[];
+      };
       blobDigest?: string;
     }
   | { op: 'error'; id: number; message: string; code: string; name: string; blobDigest?: string };
@@ -160,13 +167,21 @@ class PoolWorker {
 function spawnWorker(): Worker {
   const opts = { stdout: false, stderr: false };
   if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./layer-inspect-worker.js', import.meta.url), opts);
-  const tsxApi = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
+  const tsxApi = pathToFileURL(
+    createRequire(import.meta.url)
+      .resolve('tsx/esm/api')
+      .replace(/\.cjs$/, '.mjs'),
+  ).href;
   const script = new URL('./layer-inspect-worker.ts', import.meta.url).href;
-  return new Worker(`import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(script)}); });`, { ...opts, eval: true });
+  return new Worker(`import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(script)}); });`, {
+    ...opts,
+    eval: true,
+  });
 }
 
 function rebuildError(m: Extract<FromWorker, { op: 'error' }>): Error {
-  if (m.name === 'FormatError' || m.name === 'DigestMismatchError' || m.name === 'SizeMismatchError') return new FormatError(m.message, m.code as ErrorCode);
+  if (m.name === 'FormatError' || m.name === 'DigestMismatchError' || m.name === 'SizeMismatchError')
+    return new FormatError(m.message, m.code as ErrorCode);
   // the worker sends the code of the TvmError it caught
   return new TvmError(m.code as ErrorCode, m.message, 500);
 }

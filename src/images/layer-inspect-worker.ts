@@ -22,13 +22,25 @@ function failed(id: number, e: unknown, blobDigest?: string): void {
   job.failed = true;
   job.ins.abort();
   const err = e as { message?: string; code?: string; name?: string };
-  send({ op: 'error', id, message: err?.message ?? String(e), code: err?.code ?? 'ERR_LAYER_INSPECT', name: err?.name ?? 'Error', ...(blobDigest && { blobDigest }) });
+  send({
+    op: 'error',
+    id,
+    message: err?.message ?? String(e),
+    code: err?.code ?? 'ERR_LAYER_INSPECT',
+    name: err?.name ?? 'Error',
+    ...(blobDigest && { blobDigest }),
+  });
 }
 
 port.on('message', (m: ToWorker) => {
   if (m.op === 'start') {
     const blob = m.hashBlob ? createHash('sha256') : undefined;
-    jobs.set(m.id, { ins: new LayerInspector(m.what, new Set(), { deferLinks: m.deferLinks }), blob, tail: Promise.resolve(), failed: false });
+    jobs.set(m.id, {
+      ins: new LayerInspector(m.what, new Set(), { deferLinks: m.deferLinks }),
+      blob,
+      tail: Promise.resolve(),
+      failed: false,
+    });
     return;
   }
   const job = jobs.get(m.id);
@@ -60,7 +72,14 @@ port.on('message', (m: ToWorker) => {
         send({
           op: 'done',
           id: m.id,
-          facts: { compression: f.compression, diffId: f.diffId, size: f.size, entries: f.entries, paths: [...f.paths], dangling: f.dangling },
+          facts: {
+            compression: f.compression,
+            diffId: f.diffId,
+            size: f.size,
+            entries: f.entries,
+            paths: [...f.paths],
+            dangling: f.dangling,
+          },
           ...(blobDigest && { blobDigest }),
         });
       }

@@ -171,7 +171,12 @@ export class LayerInspector {
 }
 
 /** Inspects a whole blob read from `source` (which is destroyed if inspection fails). */
-export async function inspectLayer(source: Readable, what: string, known?: Set<string>, opts: { deferLinks?: boolean } = {}): Promise<LayerFacts> {
+export async function inspectLayer(
+  source: Readable,
+  what: string,
+  known?: Set<string>,
+  opts: { deferLinks?: boolean } = {},
+): Promise<LayerFacts> {
   const ins = new LayerInspector(what, known, opts);
   try {
     for await (const c of source) ins.write(c as Buffer);

@@ -31,7 +31,8 @@ export function sniffCompression(head: Buffer, what = 'layer'): Compression {
   if (startsWith(head, GZIP_MAGIC)) return 'gzip';
   if (startsWith(head, ZSTD_MAGIC)) return 'zstd';
   if (startsWith(head, XZ_MAGIC)) throw new FormatError(`${what}: xz-compressed layers are not supported`, 'ERR_UNSUPPORTED_COMPRESSION');
-  if (startsWith(head, BZIP2_MAGIC)) throw new FormatError(`${what}: bzip2-compressed layers are not supported`, 'ERR_UNSUPPORTED_COMPRESSION');
+  if (startsWith(head, BZIP2_MAGIC))
+    throw new FormatError(`${what}: bzip2-compressed layers are not supported`, 'ERR_UNSUPPORTED_COMPRESSION');
   return 'none';
 }
 
@@ -91,7 +92,11 @@ export class LayerDecompressor extends Transform {
     this.head = [];
     this.compression = sniffCompression(head, this.what);
     const inner: Duplex =
-      this.compression === 'gzip' ? createGunzip({ chunkSize: GUNZIP_CHUNK }) : this.compression === 'zstd' ? new ZstdStream(this.what) : new PassThrough();
+      this.compression === 'gzip'
+        ? createGunzip({ chunkSize: GUNZIP_CHUNK })
+        : this.compression === 'zstd'
+          ? new ZstdStream(this.what)
+          : new PassThrough();
     this.inner = inner;
     inner.on('data', (c: Buffer) => {
       if (!this.push(c)) inner.pause();
@@ -99,7 +104,11 @@ export class LayerDecompressor extends Transform {
     this.innerDone = new Promise<void>((resolve, reject) => {
       inner.on('end', resolve);
       inner.on('error', (e: Error) =>
-        reject(e instanceof FormatError ? e : new FormatError(`${this.what}: corrupt ${this.compression} stream: ${e.message}`, 'ERR_BAD_COMPRESSION', { cause: e })),
+        reject(
+          e instanceof FormatError
+            ? e
+            : new FormatError(`${this.what}: corrupt ${this.compression} stream: ${e.message}`, 'ERR_BAD_COMPRESSION', { cause: e }),
+        ),
       );
     });
     // Keep the promise from becoming an unhandled rejection before _flush awaits it.

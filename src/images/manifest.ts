@@ -26,12 +26,7 @@ export const MediaType = {
 } as const;
 
 /** What we ask registries for, in Docker's order of preference. */
-export const MANIFEST_ACCEPT = [
-  MediaType.DockerManifest,
-  MediaType.DockerManifestList,
-  MediaType.OciManifest,
-  MediaType.OciIndex,
-];
+export const MANIFEST_ACCEPT = [MediaType.DockerManifest, MediaType.DockerManifestList, MediaType.OciManifest, MediaType.OciIndex];
 
 export const LAYER_MEDIA_TYPES = new Set<string>([
   MediaType.DockerLayerGzip,
@@ -143,13 +138,18 @@ export function parseManifest(body: Uint8Array, contentType: string | undefined,
     else if (Array.isArray(json.manifests)) mediaType = MediaType.OciIndex;
     else if (json.schemaVersion === 1) mediaType = MediaType.DockerSchema1;
     else mediaType = MediaType.OciManifest;
-  } else if (ct && (ct === MediaType.DockerManifest || ct === MediaType.DockerManifestList || ct === MediaType.OciManifest || ct === MediaType.OciIndex) && ct !== bodyType) {
+  } else if (
+    ct &&
+    (ct === MediaType.DockerManifest || ct === MediaType.DockerManifestList || ct === MediaType.OciManifest || ct === MediaType.OciIndex) &&
+    ct !== bodyType
+  ) {
     throw new FormatError(`${what}: Content-Type ${ct} disagrees with mediaType ${bodyType}`, 'ERR_BAD_MANIFEST');
   }
   switch (mediaType) {
     case MediaType.DockerManifest:
     case MediaType.OciManifest: {
-      if (json.schemaVersion !== 2) throw new FormatError(`${what}: unsupported schemaVersion ${String(json.schemaVersion)}`, 'ERR_BAD_MANIFEST');
+      if (json.schemaVersion !== 2)
+        throw new FormatError(`${what}: unsupported schemaVersion ${String(json.schemaVersion)}`, 'ERR_BAD_MANIFEST');
       const config = parseDescriptor(json.config, `${what} config`);
       if (!Array.isArray(json.layers)) throw new FormatError(`${what}: layers is not an array`, 'ERR_BAD_MANIFEST');
       const layers = json.layers.map((l, i) => parseDescriptor(l, `${what} layer ${i}`));
@@ -165,13 +165,17 @@ export function parseManifest(body: Uint8Array, contentType: string | undefined,
     }
     case MediaType.DockerManifestList:
     case MediaType.OciIndex: {
-      if (json.schemaVersion !== 2) throw new FormatError(`${what}: unsupported schemaVersion ${String(json.schemaVersion)}`, 'ERR_BAD_MANIFEST');
+      if (json.schemaVersion !== 2)
+        throw new FormatError(`${what}: unsupported schemaVersion ${String(json.schemaVersion)}`, 'ERR_BAD_MANIFEST');
       if (!Array.isArray(json.manifests)) throw new FormatError(`${what}: manifests is not an array`, 'ERR_BAD_MANIFEST');
       return { kind: 'index', mediaType, manifests: json.manifests.map((m, i) => parseDescriptor(m, `${what} entry ${i}`)) };
     }
     case MediaType.DockerSchema1:
     case MediaType.DockerSchema1Signed:
-      throw new FormatError(`${what}: Docker image manifest schema 1 is not supported (deprecated by Docker)`, 'ERR_UNSUPPORTED_MEDIA_TYPE');
+      throw new FormatError(
+        `${what}: Docker image manifest schema 1 is not supported (deprecated by Docker)`,
+        'ERR_UNSUPPORTED_MEDIA_TYPE',
+      );
     default:
       throw new FormatError(`${what}: unsupported manifest media type ${mediaType}`, 'ERR_UNSUPPORTED_MEDIA_TYPE');
   }
@@ -179,7 +183,15 @@ export function parseManifest(body: Uint8Array, contentType: string | undefined,
 
 /** The platform this daemon runs images for, in OCI's architecture names. */
 export function hostPlatform(): Platform {
-  const arch: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+  const arch: Record<string, string> = {
+    x64: 'amd64',
+    arm64: 'arm64',
+    arm: 'arm',
+    ia32: '386',
+    ppc64: 'ppc64le',
+    s390x: 's390x',
+    riscv64: 'riscv64',
+  };
   return { os: 'linux', architecture: arch[process.arch] ?? process.arch };
 }
 
@@ -199,7 +211,8 @@ export function selectPlatform(index: ImageIndex, want: Platform): Descriptor {
   );
   const exact = candidates.find((m) => m.platform?.variant === want.variant);
   const pick = exact ?? candidates[0];
-  if (!pick) throw new NotFoundError(`no matching manifest for ${formatPlatform(want)} in the manifest list entries`, 'ERR_NO_MATCHING_MANIFEST');
+  if (!pick)
+    throw new NotFoundError(`no matching manifest for ${formatPlatform(want)} in the manifest list entries`, 'ERR_NO_MATCHING_MANIFEST');
   return pick;
 }
 

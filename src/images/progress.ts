@@ -37,7 +37,10 @@ export function shortId(digest: string): string {
 
 export const progress = {
   pullingFrom: (familiarRepo: string, tagOrDigest: string): PullProgress => ({ status: `Pulling from ${familiarRepo}`, id: tagOrDigest }),
-  layer: (status: 'Pulling fs layer' | 'Waiting' | 'Already exists' | 'Verifying Checksum' | 'Download complete' | 'Pull complete', digest: string): PullProgress => ({
+  layer: (
+    status: 'Pulling fs layer' | 'Waiting' | 'Already exists' | 'Verifying Checksum' | 'Download complete' | 'Pull complete',
+    digest: string,
+  ): PullProgress => ({
     status,
     id: shortId(digest),
     progressDetail: {},

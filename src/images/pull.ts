@@ -51,13 +51,18 @@ export async function pullImage(
       const what = `image config ${id}`;
       const body = await readSmallBlob(client, r.path, manifest.config, what);
       cfg = parseImageConfig(body, what);
-      configStored = store.blobs.write(Readable.from([body]), { expected: manifest.config, what, syncDir: false }).then(() => void written.push(id));
+      configStored = store.blobs
+        .write(Readable.from([body]), { expected: manifest.config, what, syncDir: false })
+        .then(() => void written.push(id));
       // observed only so an early rejection is not 'unhandled': it is awaited, and its error reported, where it is used
       configStored.catch(() => {});
     }
     const diffIds = cfg.rootfs.diff_ids;
     if (diffIds.length !== manifest.layers.length) {
-      throw new FormatError(`image ${id}: manifest has ${manifest.layers.length} layers, config has ${diffIds.length} diff IDs`, 'ERR_DIFF_ID_MISMATCH');
+      throw new FormatError(
+        `image ${id}: manifest has ${manifest.layers.length} layers, config has ${diffIds.length} diff IDs`,
+        'ERR_DIFF_ID_MISMATCH',
+      );
     }
     const existing = await store.readMeta(id);
     const layers: LayerMeta[] = [];
@@ -83,7 +88,11 @@ export async function pullImage(
       // Hard links into lower layers could only be checked once all layers were here.
       await checkDeferredLinks(
         fetched.map((f) => ({ what: `layer ${f.meta.digest}`, dangling: f.dangling ?? [] })),
-        async (j) => fetched[j]!.paths ?? (fetched[j]!.paths = (await inspectLayer(await store.blobs.open(fetched[j]!.meta.digest), `layer ${fetched[j]!.meta.digest}`)).paths),
+        async (j) =>
+          fetched[j]!.paths ??
+          (fetched[j]!.paths = (
+            await inspectLayer(await store.blobs.open(fetched[j]!.meta.digest), `layer ${fetched[j]!.meta.digest}`)
+          ).paths),
       );
       layers.push(...fetched.map((f) => f.meta));
     }
@@ -181,7 +190,10 @@ async function fetchLayer(
           emit(progress.layer('Verifying Checksum', l.digest));
           facts = await inspector.end();
           if (facts.diffId !== wantDiffId) {
-            throw new FormatError(`${what}: uncompressed digest ${facts.diffId} differs from the config's diff ID ${wantDiffId}`, 'ERR_DIFF_ID_MISMATCH');
+            throw new FormatError(
+              `${what}: uncompressed digest ${facts.diffId} differs from the config's diff ID ${wantDiffId}`,
+              'ERR_DIFF_ID_MISMATCH',
+            );
           }
         },
       };
@@ -219,7 +231,11 @@ async function fetchLayer(
       // Connection trouble is retried (as Docker does); bad content never is.
       if (attempt >= maxAttempts || !isTransient(e)) throw e;
       const delay = attempt * (store.opts.retryDelayMs ?? 1000);
-      emit({ status: `Retrying in ${Math.round(delay / 1000)} second${delay === 1000 ? '' : 's'}`, id: l.digest.slice(7, 19), progressDetail: {} });
+      emit({
+        status: `Retrying in ${Math.round(delay / 1000)} second${delay === 1000 ? '' : 's'}`,
+        id: l.digest.slice(7, 19),
+        progressDetail: {},
+      });
       await new Promise((r) => setTimeout(r, delay));
     }
   }
@@ -227,7 +243,12 @@ async function fetchLayer(
   const { diffId, size, paths, dangling } = facts!;
   emit(progress.layer('Download complete', l.digest));
   emit(progress.layer('Pull complete', l.digest));
-  return { meta: { digest: l.digest, mediaType: l.mediaType, size: l.size, diffId, uncompressedSize: size }, downloaded: true, paths, dangling };
+  return {
+    meta: { digest: l.digest, mediaType: l.mediaType, size: l.size, diffId, uncompressedSize: size },
+    downloaded: true,
+    paths,
+    dangling,
+  };
 }
 
 /** Network failures worth another try: unreachable registry, 5xx, reset or cut connections. */
@@ -235,7 +256,10 @@ function isTransient(e: unknown): boolean {
   if (e instanceof RegistryError) return e.code === 'ERR_REGISTRY_UNREACHABLE' || e.code === 'ERR_REGISTRY_SERVER';
   if (e instanceof TvmError) return false;
   const code = (e as { code?: string })?.code ?? '';
-  return /^(UND_ERR_(SOCKET|CLOSED|ABORTED|BODY_TIMEOUT|HEADERS_TIMEOUT|CONNECT_TIMEOUT)|ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT)$/.test(code) || (e as Error)?.message === 'terminated';
+  return (
+    /^(UND_ERR_(SOCKET|CLOSED|ABORTED|BODY_TIMEOUT|HEADERS_TIMEOUT|CONNECT_TIMEOUT)|ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT)$/.test(code) ||
+    (e as Error)?.message === 'terminated'
+  );
 }
 
 /** A small blob (an image config) read whole into memory, then checked against its descriptor. */
@@ -269,7 +293,11 @@ async function openDirect(client: RegistryClient, repo: string, l: Descriptor): 
   if (opened.kind === 'other') return undefined;
   if (opened.length !== l.size) {
     opened.destroy();
-    throw new RegistryError(`blob ${l.digest}: Content-Length ${opened.length} differs from descriptor size ${l.size}`, 'ERR_SIZE_MISMATCH', 400);
+    throw new RegistryError(
+      `blob ${l.digest}: Content-Length ${opened.length} differs from descriptor size ${l.size}`,
+      'ERR_SIZE_MISMATCH',
+      400,
+    );
   }
   return opened;
 }

@@ -108,7 +108,13 @@ function counted(body: Readable, total: number, report: (n: number) => void, o: 
 }
 
 /** Pushes one tag of a repository; returns the manifest digest. */
-async function pushTag(store: Store, client: RegistryClient, r: Reference, emit: (p: PullProgress) => void, opts: ProgressOptions): Promise<string> {
+async function pushTag(
+  store: Store,
+  client: RegistryClient,
+  r: Reference,
+  emit: (p: PullProgress) => void,
+  opts: ProgressOptions,
+): Promise<string> {
   const ref = `${repositoryName(r)}:${r.tag}`;
   const id = await store.resolveId(ref);
   const meta = (await store.readMeta(id))!;
@@ -132,7 +138,11 @@ async function pushTag(store: Store, client: RegistryClient, r: Reference, emit:
     // opened only when the registry has the blob nowhere: the upload itself
     const open = async () => counted(await store.blobs.open(desc.digest), desc.size, (n) => emit(progress.pushing(id, n, desc.size)), opts);
     const res = await client.pushBlob(r.path, desc, open, mountFrom);
-    emit({ status: res === 'exists' ? 'Layer already exists' : res === 'mounted' ? `Mounted from ${mountFrom}` : 'Pushed', id, progressDetail: {} });
+    emit({
+      status: res === 'exists' ? 'Layer already exists' : res === 'mounted' ? `Mounted from ${mountFrom}` : 'Pushed',
+      id,
+      progressDetail: {},
+    });
     return desc;
   });
   // the manifest lists them bottom first, as the image's rootfs does
@@ -158,7 +168,12 @@ async function pushTag(store: Store, client: RegistryClient, r: Reference, emit:
  * `docker push name[:tag]`; without a tag (`--all-tags`) every tag of the repository. Throws
  * before anything is sent (404) when the image or repository is unknown.
  */
-export async function pushImage(store: Store, name: string, tag: string | undefined, opts: { auth?: Credentials; onProgress?: (p: PullProgress) => void } & ProgressOptions = {}): Promise<string[]> {
+export async function pushImage(
+  store: Store,
+  name: string,
+  tag: string | undefined,
+  opts: { auth?: Credentials; onProgress?: (p: PullProgress) => void } & ProgressOptions = {},
+): Promise<string[]> {
   const emit = opts.onProgress ?? (() => {});
   const parsed = parseNormalized(name);
   // the repository; a tag in the name counts when no tag parameter is given (POST /images/repo:tag/push)
@@ -169,7 +184,9 @@ export async function pushImage(store: Store, name: string, tag: string | undefi
   if (tag) {
     refs = [{ ...base, tag }];
     await store.resolveId(`${repositoryName(base)}:${tag}`).catch((e: unknown) => {
-      throw e instanceof NotFoundError ? new NotFoundError(`An image does not exist locally with the tag: ${familiarName(base)}`, 'ERR_NO_SUCH_IMAGE') : e;
+      throw e instanceof NotFoundError
+        ? new NotFoundError(`An image does not exist locally with the tag: ${familiarName(base)}`, 'ERR_NO_SUCH_IMAGE')
+        : e;
     });
   } else {
     const repo = repositoryName(base);
@@ -177,7 +194,8 @@ export async function pushImage(store: Store, name: string, tag: string | undefi
       .flatMap((img) => img.repoTags)
       .map((t) => parseNormalized(t))
       .filter((p) => repositoryName(p) === repo && p.tag !== undefined);
-    if (tags.length === 0) throw new NotFoundError(`An image does not exist locally with the tag: ${familiarName(base)}`, 'ERR_NO_SUCH_IMAGE');
+    if (tags.length === 0)
+      throw new NotFoundError(`An image does not exist locally with the tag: ${familiarName(base)}`, 'ERR_NO_SUCH_IMAGE');
     refs = tags.sort((a, b) => (a.tag! < b.tag! ? -1 : 1));
   }
   const client = clientFor(store, base.domain, opts.auth);
@@ -187,7 +205,10 @@ export async function pushImage(store: Store, name: string, tag: string | undefi
     // the daemon's Downloading throttle (tests set it small) unless the caller gives its own
     const every = opts.progressEveryBytes ?? store.opts.progressEveryBytes;
     const ms = opts.progressEveryMs ?? store.opts.progressEveryMs;
-    const po: ProgressOptions = { ...(every !== undefined && { progressEveryBytes: every }), ...(ms !== undefined && { progressEveryMs: ms }) };
+    const po: ProgressOptions = {
+      ...(every !== undefined && { progressEveryBytes: every }),
+      ...(ms !== undefined && { progressEveryMs: ms }),
+    };
     for (const r of refs) out.push(await pushTag(store, client, r, emit, po));
     return out;
   } finally {

@@ -128,10 +128,7 @@ export function parseReference(input: string): Reference {
   }
   const { domain, remainder } = splitDomain(rest);
   if (remainder.toLowerCase() !== remainder) {
-    throw new InvalidParameterError(
-      `invalid reference format: repository name (${remainder}) must be lowercase`,
-      'ERR_INVALID_REFERENCE',
-    );
+    throw new InvalidParameterError(`invalid reference format: repository name (${remainder}) must be lowercase`, 'ERR_INVALID_REFERENCE');
   }
   if (remainder.length === 0) throw invalid(ref, 'repository name must have at least one component');
   if (!DOMAIN_RE.test(domain)) throw invalid(ref, 'invalid domain');

@@ -42,8 +42,17 @@ export function errcodeText(errs: Errcode[]): string {
 /** Go's http.Response.Status: "404 Not Found" */
 export function statusLine(status: number): string {
   const text: Record<number, string> = {
-    400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 409: 'Conflict',
-    429: 'Too Many Requests', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
+    400: 'Bad Request',
+    401: 'Unauthorized',
+    403: 'Forbidden',
+    404: 'Not Found',
+    405: 'Method Not Allowed',
+    409: 'Conflict',
+    429: 'Too Many Requests',
+    500: 'Internal Server Error',
+    502: 'Bad Gateway',
+    503: 'Service Unavailable',
+    504: 'Gateway Timeout',
   };
   return `${status} ${text[status] ?? ''}`.trim();
 }
@@ -121,12 +130,17 @@ export function responseError(httpStatus: number, body: string, wwwAuthenticate?
   const message = errs.length ? errcodeText(errs) : `received unexpected HTTP status: ${statusLine(httpStatus)}`;
   const first = errs[0]?.code;
   const code =
-    httpStatus >= 500 ? 'ERR_REGISTRY_SERVER'
-    : first === 'UNAUTHORIZED' ? 'ERR_UNAUTHORIZED'
-    : first === 'DENIED' ? 'ERR_DENIED'
-    : httpStatus === 404 ? 'ERR_REGISTRY_NOT_FOUND'
-    : httpStatus === 429 ? 'ERR_TOO_MANY_REQUESTS'
-    : 'ERR_REGISTRY';
+    httpStatus >= 500
+      ? 'ERR_REGISTRY_SERVER'
+      : first === 'UNAUTHORIZED'
+        ? 'ERR_UNAUTHORIZED'
+        : first === 'DENIED'
+          ? 'ERR_DENIED'
+          : httpStatus === 404
+            ? 'ERR_REGISTRY_NOT_FOUND'
+            : httpStatus === 429
+              ? 'ERR_TOO_MANY_REQUESTS'
+              : 'ERR_REGISTRY';
   const status = httpStatus === 401 || httpStatus === 404 || httpStatus === 429 ? httpStatus : 500;
   return new RegistryResponseError(message, code, status, httpStatus, errs);
 }
@@ -175,7 +189,8 @@ export function goNetError(e: unknown, url: URL): string {
     return 'http: server gave HTTP response to HTTPS client';
   }
   if (TLS_VERIFY[code]) return `tls: failed to verify certificate: ${TLS_VERIFY[code]}`;
-  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `tls: failed to verify certificate: x509: certificate is valid for other names, not ${url.hostname}`;
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID')
+    return `tls: failed to verify certificate: x509: certificate is valid for other names, not ${url.hostname}`;
   return msg;
 }
 
@@ -189,9 +204,13 @@ export function translatePullError(e: unknown, ref: Reference): unknown {
     const first = e.errcodes[0];
     const cause = first ? `${codeWords(first.code)}: ${first.message}` : e.message;
     if (first?.code === 'DENIED') {
-      return new NotFoundError(`pull access denied for ${familiarName(ref)}, repository does not exist or may require 'docker login': ${cause}`, 'ERR_PULL_ACCESS_DENIED');
+      return new NotFoundError(
+        `pull access denied for ${familiarName(ref)}, repository does not exist or may require 'docker login': ${cause}`,
+        'ERR_PULL_ACCESS_DENIED',
+      );
     }
-    if (first?.code === 'MANIFEST_UNKNOWN') return new NotFoundError(`manifest for ${familiarString(ref)} not found: ${cause}`, 'ERR_MANIFEST_UNKNOWN');
+    if (first?.code === 'MANIFEST_UNKNOWN')
+      return new NotFoundError(`manifest for ${familiarString(ref)} not found: ${cause}`, 'ERR_MANIFEST_UNKNOWN');
     if (first?.code === 'NAME_UNKNOWN') return new NotFoundError(`repository ${familiarName(ref)} not found: ${cause}`, 'ERR_NAME_UNKNOWN');
     return new RegistryResponseError(e.message, e.code, 500, e.httpStatus, e.errcodes);
   }

@@ -10,7 +10,18 @@ import { InvalidParameterError } from '../errors.js';
 import { RegistryError, goNetError, goOp, readErrorBody, responseError } from './registry-errors.js';
 import { AuthError, TokenCache, basicAuthorization, fetchBearerToken, loadDockerConfigCredentials, type Credentials } from './auth.js';
 import { parseWwwAuthenticate, type Challenge } from './www-authenticate.js';
-import { MANIFEST_ACCEPT, MAX_MANIFEST_SIZE, parseManifest, selectPlatform, hostPlatform, type Descriptor, type ImageManifest, type ParsedManifest, type Platform, MediaType } from './manifest.js';
+import {
+  MANIFEST_ACCEPT,
+  MAX_MANIFEST_SIZE,
+  parseManifest,
+  selectPlatform,
+  hostPlatform,
+  type Descriptor,
+  type ImageManifest,
+  type ParsedManifest,
+  type Platform,
+  MediaType,
+} from './manifest.js';
 import { DigestMismatchError, sha256Digest } from './digest.js';
 import { DEFAULT_DOMAIN } from './reference.js';
 
@@ -95,7 +106,11 @@ export class RegistryClient {
     this.baseUrl = `${opts.scheme ?? (plain ? 'http' : 'https')}://${host}`;
     // A reference's grammar allows any port digits (localhost:99999/x): the URL refuses them.
     // That is the user's input, a 400 as with dockerd, not a 500 "Invalid URL".
-    if (!URL.canParse(this.baseUrl)) throw new InvalidParameterError(`invalid registry address ${JSON.stringify(domain)}: not a valid host[:port]`, 'ERR_INVALID_REFERENCE');
+    if (!URL.canParse(this.baseUrl))
+      throw new InvalidParameterError(
+        `invalid registry address ${JSON.stringify(domain)}: not a valid host[:port]`,
+        'ERR_INVALID_REFERENCE',
+      );
     this.ownDispatcher = opts.dispatcher === undefined;
     this.dispatcher = opts.dispatcher ?? new Agent({ connections: 16, pipelining: 1, keepAliveTimeout: 10_000 });
     this.userAgent = opts.userAgent ?? USER_AGENT;
@@ -208,12 +223,17 @@ export class RegistryClient {
       }
       if ([301, 302, 303, 307, 308].includes(res.statusCode) && res.headers.location) {
         await res.body.dump();
-        if (body instanceof Readable) throw new RegistryError(`${this.domain}: ${method} ${url.pathname} redirected after its body was sent`, 'ERR_REGISTRY', 502);
+        if (body instanceof Readable)
+          throw new RegistryError(`${this.domain}: ${method} ${url.pathname} redirected after its body was sent`, 'ERR_REGISTRY', 502);
         if (hop >= MAX_REDIRECTS) throw new RegistryError(`${this.domain}: too many redirects`, 'ERR_TOO_MANY_REDIRECTS', 502);
         const loc = Array.isArray(res.headers.location) ? res.headers.location[0]! : res.headers.location;
         const next = new URL(loc, url);
         if (next.protocol === 'http:' && url.protocol === 'https:' && !isLoopbackHost(next.host)) {
-          throw new RegistryError(`${this.domain}: refusing redirect from HTTPS to plain HTTP ${next.origin}`, 'ERR_INSECURE_REDIRECT', 502);
+          throw new RegistryError(
+            `${this.domain}: refusing redirect from HTTPS to plain HTTP ${next.origin}`,
+            'ERR_INSECURE_REDIRECT',
+            502,
+          );
         }
         url = next;
         if (res.statusCode === 303) {
@@ -322,16 +342,23 @@ export class RegistryClient {
   /** Tag or digest -> the platform's image manifest, through an index if there is one. */
   async resolveImage(repo: string, reference: string, platform: Platform = hostPlatform()): Promise<ResolvedImage> {
     await this.probe();
-    const found: FetchedManifest | { digest: string } = reference.includes(':') ? { digest: reference } : await this.resolveTag(repo, reference);
+    const found: FetchedManifest | { digest: string } = reference.includes(':')
+      ? { digest: reference }
+      : await this.resolveTag(repo, reference);
     const top = isFetched(found) ? found : await this.getManifest(repo, found.digest);
     if (top.manifest.kind === 'manifest') {
       return { digest: top.digest, manifest: top as FetchedManifest & { manifest: ImageManifest } };
     }
     const entry = selectPlatform(top.manifest, platform);
     const m = await this.getManifest(repo, entry.digest, [entry.mediaType]);
-    if (m.manifest.kind !== 'manifest') throw new RegistryError(`${this.domain}/${repo}@${entry.digest}: index entry is itself an index`, 'ERR_BAD_MANIFEST', 400);
+    if (m.manifest.kind !== 'manifest')
+      throw new RegistryError(`${this.domain}/${repo}@${entry.digest}: index entry is itself an index`, 'ERR_BAD_MANIFEST', 400);
     if (m.body.length !== entry.size) {
-      throw new RegistryError(`${this.domain}/${repo}@${entry.digest}: size ${m.body.length} differs from index entry ${entry.size}`, 'ERR_BAD_MANIFEST', 400);
+      throw new RegistryError(
+        `${this.domain}/${repo}@${entry.digest}: size ${m.body.length} differs from index entry ${entry.size}`,
+        'ERR_BAD_MANIFEST',
+        400,
+      );
     }
     return { digest: top.digest, index: top, manifest: m as FetchedManifest & { manifest: ImageManifest } };
   }

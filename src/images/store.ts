@@ -21,7 +21,16 @@ import { HashingStream, digestHex, sha256Digest } from './digest.js';
 import { decompressLayer } from './layer.js';
 import { parseImageConfig, type ImageConfig, type Platform } from './manifest.js';
 import { Mutex } from './mutex.js';
-import { DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN, familiarString, formatReference, parseNormalized, parseReference, repositoryName, type Reference } from './reference.js';
+import {
+  DEFAULT_DOMAIN,
+  LEGACY_DEFAULT_DOMAIN,
+  familiarString,
+  formatReference,
+  parseNormalized,
+  parseReference,
+  repositoryName,
+  type Reference,
+} from './reference.js';
 import { RegistryClient, type RegistryClientOptions } from './registry.js';
 import { AuthError, type Credentials } from './auth.js';
 import { storeDockerCredentials } from './docker-config.js';
@@ -296,7 +305,7 @@ export class Store implements ImageStore {
     // images this one was built on (the builder's steps, a committed container's image) are
     // here too: their rows carry their IDs, as in Docker
     const seen = new Set<string>([rec.id]);
-    for (let parent = meta.parent; parent && !seen.has(parent); ) {
+    for (let parent = meta.parent; parent && !seen.has(parent);) {
       seen.add(parent);
       const pm = await this.readMeta(parent);
       if (!pm) break;
@@ -347,7 +356,11 @@ export class Store implements ImageStore {
       const repos = await this.readRepos();
       const id = await this.resolveId(ref, repos);
       const refsOf = () =>
-        Object.values(repos.Repositories).flatMap((refs) => Object.entries(refs).filter(([, t]) => t === id).map(([k]) => k));
+        Object.values(repos.Repositories).flatMap((refs) =>
+          Object.entries(refs)
+            .filter(([, t]) => t === id)
+            .map(([k]) => k),
+        );
       const tagsOf = () => refsOf().filter((k) => !parseReference(k).digest);
       const out: { Untagged?: string; Deleted?: string }[] = [];
       const untag = (k: string) => {
@@ -388,14 +401,23 @@ export class Store implements ImageStore {
         }
       } else {
         if (await hasChildren()) {
-          throw new ConflictError(`conflict: unable to delete ${short} (cannot be forced) - image has dependent child images`, 'ERR_IMAGE_HAS_CHILDREN');
+          throw new ConflictError(
+            `conflict: unable to delete ${short} (cannot be forced) - image has dependent child images`,
+            'ERR_IMAGE_HAS_CHILDREN',
+          );
         }
         if (inUse && !opts.force) {
-          throw new ConflictError(`conflict: unable to delete ${short} (must be forced) - image is being used by a container`, 'ERR_IMAGE_IN_USE');
+          throw new ConflictError(
+            `conflict: unable to delete ${short} (must be forced) - image is being used by a container`,
+            'ERR_IMAGE_IN_USE',
+          );
         }
         const tags = tagsOf();
         if (tags.length > 1 && !opts.force) {
-          throw new ConflictError(`conflict: unable to delete ${short} (must be forced) - image is referenced in multiple repositories`, 'ERR_IMAGE_MULTIPLE_REFS');
+          throw new ConflictError(
+            `conflict: unable to delete ${short} (must be forced) - image is referenced in multiple repositories`,
+            'ERR_IMAGE_MULTIPLE_REFS',
+          );
         }
         for (const k of refsOf()) untag(k);
       }
@@ -480,7 +502,12 @@ export class Store implements ImageStore {
     await this.blobs.syncDir();
     if (!(await this.readMeta(configDigest))) {
       await mkdir(this.metaDir, { recursive: true });
-      await writeJsonAtomic(this.metaPath(configDigest), { id: configDigest, layers, stored: new Date().toISOString(), ...(opts.parent && { parent: opts.parent }) } satisfies ImageMeta);
+      await writeJsonAtomic(this.metaPath(configDigest), {
+        id: configDigest,
+        layers,
+        stored: new Date().toISOString(),
+        ...(opts.parent && { parent: opts.parent }),
+      } satisfies ImageMeta);
     }
     await this.addRefs(configDigest, refs);
     return this.resolve(configDigest);
@@ -525,7 +552,11 @@ export class Store implements ImageStore {
     try {
       await client.ping();
       if (this.opts.saveLogins && Object.values(creds).some((v) => v)) {
-        await storeDockerCredentials(domain, creds, this.opts.dockerConfigPath !== undefined ? { configPath: this.opts.dockerConfigPath } : {});
+        await storeDockerCredentials(
+          domain,
+          creds,
+          this.opts.dockerConfigPath !== undefined ? { configPath: this.opts.dockerConfigPath } : {},
+        );
       }
     } catch (e) {
       // Docker's words for credentials the registry refused (errdefs.Unauthorized: 401)
@@ -548,7 +579,10 @@ export class Store implements ImageStore {
   }
 
   /** docker pull (pull.ts). */
-  async pull(ref: string, opts: { auth?: Credentials; onProgress?: (p: PullProgress) => void; platform?: Platform } = {}): Promise<ImageRecord> {
+  async pull(
+    ref: string,
+    opts: { auth?: Credentials; onProgress?: (p: PullProgress) => void; platform?: Platform } = {},
+  ): Promise<ImageRecord> {
     return pullImage(this, ref, opts);
   }
 
@@ -630,7 +664,11 @@ function refMatches(stored: string, user: string): boolean {
 
 /** The registry a `docker login` server address names: scheme and path dropped; Docker Hub's aliases -> docker.io. */
 export function loginDomain(serverAddress: string): string {
-  const host = serverAddress.trim().replace(/^[a-z]+:\/\//i, '').replace(/\/.*$/, '').toLowerCase();
+  const host = serverAddress
+    .trim()
+    .replace(/^[a-z]+:\/\//i, '')
+    .replace(/\/.*$/, '')
+    .toLowerCase();
   if (host === '' || host === LEGACY_DEFAULT_DOMAIN || host === 'registry-1.docker.io') return DEFAULT_DOMAIN;
   return host;
 }

@@ -16,7 +16,14 @@ export interface ImageRunConfig {
   Volumes?: Record<string, object> | null;
   StopSignal?: string;
   /** set by the builder (HEALTHCHECK, ONBUILD, SHELL) and `docker commit` */
-  Healthcheck?: { Test?: string[]; Interval?: number; Timeout?: number; StartPeriod?: number; StartInterval?: number; Retries?: number } | null;
+  Healthcheck?: {
+    Test?: string[];
+    Interval?: number;
+    Timeout?: number;
+    StartPeriod?: number;
+    StartInterval?: number;
+    Retries?: number;
+  } | null;
   OnBuild?: string[] | null;
   Shell?: string[] | null;
 }
@@ -55,7 +62,13 @@ export interface ImageStore {
   /** name, name:tag, name@digest, short or full ID; throws NotFoundError (404) */
   resolve(ref: string): Promise<ImageRecord>;
   list(): Promise<ImageRecord[]>;
-  pull(ref: string, opts: { auth?: { username?: string; password?: string; identitytoken?: string; registrytoken?: string }; onProgress?: (p: PullProgress) => void }): Promise<ImageRecord>;
+  pull(
+    ref: string,
+    opts: {
+      auth?: { username?: string; password?: string; identitytoken?: string; registrytoken?: string };
+      onProgress?: (p: PullProgress) => void;
+    },
+  ): Promise<ImageRecord>;
   /** docker-archive or OCI layout tar; returns the images loaded */
   load(tar: Readable, onProgress?: (p: PullProgress) => void): Promise<ImageRecord[]>;
   /** docker-archive tar of the given refs */
@@ -68,11 +81,19 @@ export interface ImageStore {
   /** uncompressed layer tar streams, bottom first */
   layerStreams(imageId: string): AsyncIterable<Readable>;
   /** docker history rows, newest first, Docker's field names (added by images) */
-  history?(ref: string): Promise<{ Id: string; Created: number; CreatedBy: string; Tags: string[] | null; Size: number; Comment: string }[]>;
+  history?(
+    ref: string,
+  ): Promise<{ Id: string; Created: number; CreatedBy: string; Tags: string[] | null; Size: number; Comment: string }[]>;
   /** docker push: blobs then manifest under the ref's tag; returns the manifest digest (added by images) */
   /** `docker login`: checks credentials against a registry; throws AuthError (401) when refused */
   login?(serverAddress: string, creds: { username?: string; password?: string; identitytoken?: string }): Promise<void>;
-  push?(ref: string, opts: { auth?: { username?: string; password?: string; identitytoken?: string; registrytoken?: string }; onProgress?: (p: PullProgress) => void }): Promise<string>;
+  push?(
+    ref: string,
+    opts: {
+      auth?: { username?: string; password?: string; identitytoken?: string; registrytoken?: string };
+      onProgress?: (p: PullProgress) => void;
+    },
+  ): Promise<string>;
 }
 
 /** src/disks: the per-image read-only ext4 base disk; defined there, below the images layer. */

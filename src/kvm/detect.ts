@@ -34,9 +34,10 @@ export function detectKvm(device = KVM_DEVICE, sysModule = '/sys/module'): KvmHo
 export function requireKvm(device = KVM_DEVICE, sysModule = '/sys/module'): KvmHost {
   const host = detectKvm(device, sysModule);
   if (!host.present) {
-    const hint = host.flavor === 'pvm'
-      ? ' (kvm_pvm is loaded but did not create the device: see dmesg; a PVM host that is itself a PVM guest cannot serve KVM)'
-      : ' (load kvm_intel or kvm_amd, or enable nested virtualization for this VM)';
+    const hint =
+      host.flavor === 'pvm'
+        ? ' (kvm_pvm is loaded but did not create the device: see dmesg; a PVM host that is itself a PVM guest cannot serve KVM)'
+        : ' (load kvm_intel or kvm_amd, or enable nested virtualization for this VM)';
     throw new KvmUnavailableError(`missing ${device}: this host offers no KVM${hint}`);
   }
   try {

@@ -1,10 +1,22 @@
 /** The /dev/kvm system fd: one thin method per system ioctl, no policy. */
 import * as libc from './libc.js';
 import {
-  KVM_CHECK_EXTENSION, KVM_CREATE_VM, KVM_GET_API_VERSION, KVM_GET_MSR_INDEX_LIST, KVM_GET_SUPPORTED_CPUID,
+  KVM_CHECK_EXTENSION,
+  KVM_CREATE_VM,
+  KVM_GET_API_VERSION,
+  KVM_GET_MSR_INDEX_LIST,
+  KVM_GET_SUPPORTED_CPUID,
   KVM_GET_VCPU_MMAP_SIZE,
 } from './ioctl.js';
-import { KVM_API_VERSION, KVM_CPUID2_ENTRIES, KVM_MSR_LIST_INDICES, kvmCpuid2, kvmCpuidEntry2, kvmMsrList, type KvmCpuidEntry2 } from './structs.js';
+import {
+  KVM_API_VERSION,
+  KVM_CPUID2_ENTRIES,
+  KVM_MSR_LIST_INDICES,
+  kvmCpuid2,
+  kvmCpuidEntry2,
+  kvmMsrList,
+  type KvmCpuidEntry2,
+} from './structs.js';
 import { requireKvm, KVM_DEVICE, KvmUnavailableError, type KvmFlavor } from './detect.js';
 import { Vm } from './vm.js';
 
@@ -12,7 +24,10 @@ const E2BIG = 7;
 
 export class Kvm {
   private closed = false;
-  private constructor(readonly fd: number, readonly flavor: KvmFlavor) {}
+  private constructor(
+    readonly fd: number,
+    readonly flavor: KvmFlavor,
+  ) {}
 
   static open(device = KVM_DEVICE): Kvm {
     const host = requireKvm(device);

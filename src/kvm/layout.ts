@@ -133,12 +133,18 @@ function writeType(view: DataView, off: number, t: FieldType, v: unknown, what: 
 
 export function readPrim(view: DataView, off: number, t: Prim): number | bigint {
   switch (t) {
-    case 'u8': return view.getUint8(off);
-    case 'u16': return view.getUint16(off, true);
-    case 'u32': return view.getUint32(off, true);
-    case 'i32': return view.getInt32(off, true);
-    case 'u64': return view.getBigUint64(off, true);
-    case 'i64': return view.getBigInt64(off, true);
+    case 'u8':
+      return view.getUint8(off);
+    case 'u16':
+      return view.getUint16(off, true);
+    case 'u32':
+      return view.getUint32(off, true);
+    case 'i32':
+      return view.getInt32(off, true);
+    case 'u64':
+      return view.getBigUint64(off, true);
+    case 'i64':
+      return view.getBigInt64(off, true);
   }
 }
 
@@ -153,9 +159,17 @@ function writePrim(view: DataView, off: number, t: Prim, v: unknown, what: strin
   const n = typeof v === 'bigint' ? Number(v) : typeof v === 'boolean' ? Number(v) : v;
   if (typeof n !== 'number' || !Number.isInteger(n)) throw new FormatError(`${what}: expected an integer, got ${String(v)}`);
   switch (t) {
-    case 'u8': view.setUint8(off, n & 0xff); break;
-    case 'u16': view.setUint16(off, n & 0xffff, true); break;
-    case 'u32': view.setUint32(off, n >>> 0, true); break;
-    case 'i32': view.setInt32(off, n | 0, true); break;
+    case 'u8':
+      view.setUint8(off, n & 0xff);
+      break;
+    case 'u16':
+      view.setUint16(off, n & 0xffff, true);
+      break;
+    case 'u32':
+      view.setUint32(off, n >>> 0, true);
+      break;
+    case 'i32':
+      view.setInt32(off, n | 0, true);
+      break;
   }
 }

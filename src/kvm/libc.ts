@@ -147,7 +147,10 @@ export function epollCtl(epfd: number, op: number, fd: number, events: number, d
   v.setBigUint64(4, data, true);
   check(c.epollCtl(epfd, op, fd, ev), 'epoll_ctl');
 }
-export interface EpollEvent { events: number; data: bigint }
+export interface EpollEvent {
+  events: number;
+  data: bigint;
+}
 /** Waits up to `timeoutMs` (-1: forever); EINTR yields an empty list. */
 export function epollWait(epfd: number, maxEvents: number, timeoutMs: number): EpollEvent[] {
   const buf = new Uint8Array(EPOLL_EVENT_SIZE * maxEvents);

@@ -42,18 +42,31 @@ export const MAX_FDS = 8;
 export const MAX_IO_BYTES = 60 * 1024;
 
 export const iovec = new Layout<{ iov_base: bigint; iov_len: bigint }>('struct iovec', 16, {
-  iov_base: f(0, 'u64'), iov_len: f(8, 'u64'),
+  iov_base: f(0, 'u64'),
+  iov_len: f(8, 'u64'),
 });
 export const msghdr = new Layout<{
-  msg_name: bigint; msg_namelen: number; msg_iov: bigint; msg_iovlen: bigint;
-  msg_control: bigint; msg_controllen: bigint; msg_flags: number;
+  msg_name: bigint;
+  msg_namelen: number;
+  msg_iov: bigint;
+  msg_iovlen: bigint;
+  msg_control: bigint;
+  msg_controllen: bigint;
+  msg_flags: number;
 }>('struct msghdr', 56, {
-  msg_name: f(0, 'u64'), msg_namelen: f(8, 'u32'), msg_iov: f(16, 'u64'), msg_iovlen: f(24, 'u64'),
-  msg_control: f(32, 'u64'), msg_controllen: f(40, 'u64'), msg_flags: f(48, 'i32'),
+  msg_name: f(0, 'u64'),
+  msg_namelen: f(8, 'u32'),
+  msg_iov: f(16, 'u64'),
+  msg_iovlen: f(24, 'u64'),
+  msg_control: f(32, 'u64'),
+  msg_controllen: f(40, 'u64'),
+  msg_flags: f(48, 'i32'),
 });
 /** The header of one control message; its data follows at CMSG_DATA (offset 16). */
 export const cmsghdr = new Layout<{ cmsg_len: bigint; cmsg_level: number; cmsg_type: number }>('struct cmsghdr', 16, {
-  cmsg_len: f(0, 'u64'), cmsg_level: f(8, 'i32'), cmsg_type: f(12, 'i32'),
+  cmsg_len: f(0, 'u64'),
+  cmsg_level: f(8, 'i32'),
+  cmsg_type: f(12, 'i32'),
 });
 export const SOCKET_LAYOUTS = [iovec, msghdr, cmsghdr] as Layout<object>[];
 
@@ -124,10 +137,16 @@ function prepare(len: number, controlLen: number): { addr: number; bytes: Uint8A
   const s = area();
   s.bytes.fill(0, 0, DATA_OFF);
   iovec.encode(s.bytes, { iov_base: BigInt(s.addr + DATA_OFF), iov_len: BigInt(len) }, IOV_OFF);
-  msghdr.encode(s.bytes, {
-    msg_iov: BigInt(s.addr + IOV_OFF), msg_iovlen: 1n,
-    msg_control: controlLen ? BigInt(s.addr + CTRL_OFF) : 0n, msg_controllen: BigInt(controlLen),
-  }, MSG_OFF);
+  msghdr.encode(
+    s.bytes,
+    {
+      msg_iov: BigInt(s.addr + IOV_OFF),
+      msg_iovlen: 1n,
+      msg_control: controlLen ? BigInt(s.addr + CTRL_OFF) : 0n,
+      msg_controllen: BigInt(controlLen),
+    },
+    MSG_OFF,
+  );
   return s;
 }
 
@@ -205,7 +224,8 @@ export function recvmsg(fd: number, buf: Uint8Array, flags = MSG_DONTWAIT): Rece
  */
 export function listenUnix(file: string, backlog = 4): number {
   const path = new TextEncoder().encode(file);
-  if (path.length === 0 || path.length >= SOCKADDR_UN.pathMax) throw new InvalidParameterError(`unix socket path ${JSON.stringify(file)}: 1 to ${SOCKADDR_UN.pathMax - 1} bytes`);
+  if (path.length === 0 || path.length >= SOCKADDR_UN.pathMax)
+    throw new InvalidParameterError(`unix socket path ${JSON.stringify(file)}: 1 to ${SOCKADDR_UN.pathMax - 1} bytes`);
   const addr = new Uint8Array(SOCKADDR_UN.size);
   new DataView(addr.buffer).setUint16(SOCKADDR_UN.family, AF_UNIX, true);
   addr.set(path, SOCKADDR_UN.path);

@@ -36,7 +36,8 @@ export const IFNAMSIZ = 16;
 /** Opens the existing tap `name` for headed frames (non-blocking, close-on-exec, no offloads yet); returns its fd. */
 export function openTap(name: string): number {
   const bytes = new TextEncoder().encode(name);
-  if (bytes.length === 0 || bytes.length >= IFNAMSIZ || name.includes('/')) throw new InvalidParameterError(`tap device name ${JSON.stringify(name)}: 1 to ${IFNAMSIZ - 1} bytes`);
+  if (bytes.length === 0 || bytes.length >= IFNAMSIZ || name.includes('/'))
+    throw new InvalidParameterError(`tap device name ${JSON.stringify(name)}: 1 to ${IFNAMSIZ - 1} bytes`);
   const req = new Uint8Array(IFREQ.size);
   req.set(bytes, IFREQ.name);
   new DataView(req.buffer).setUint16(IFREQ.flags, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, true);

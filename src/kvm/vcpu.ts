@@ -5,14 +5,49 @@
  */
 import * as libc from './libc.js';
 import {
-  KVM_GET_FPU, KVM_GET_LAPIC, KVM_GET_MP_STATE, KVM_GET_MSRS, KVM_GET_REGS, KVM_GET_SREGS, KVM_GET_VCPU_EVENTS,
-  KVM_GET_XCRS, KVM_RUN, KVM_SET_CPUID2, KVM_SET_FPU, KVM_SET_LAPIC, KVM_SET_MP_STATE, KVM_SET_MSRS,
-  KVM_SET_REGS, KVM_SET_SIGNAL_MASK, KVM_SET_SREGS, KVM_SET_VCPU_EVENTS, KVM_SET_XCRS,
+  KVM_GET_FPU,
+  KVM_GET_LAPIC,
+  KVM_GET_MP_STATE,
+  KVM_GET_MSRS,
+  KVM_GET_REGS,
+  KVM_GET_SREGS,
+  KVM_GET_VCPU_EVENTS,
+  KVM_GET_XCRS,
+  KVM_RUN,
+  KVM_SET_CPUID2,
+  KVM_SET_FPU,
+  KVM_SET_LAPIC,
+  KVM_SET_MP_STATE,
+  KVM_SET_MSRS,
+  KVM_SET_REGS,
+  KVM_SET_SIGNAL_MASK,
+  KVM_SET_SREGS,
+  KVM_SET_VCPU_EVENTS,
+  KVM_SET_XCRS,
 } from './ioctl.js';
 import {
-  KVM_CPUID2_ENTRIES, KVM_MSRS_ENTRIES, kvmCpuid2, kvmCpuidEntry2, kvmFpu, kvmLapicState, kvmMpState, kvmMsrEntry,
-  kvmMsrs, kvmRegs, kvmRun, kvmSignalMask, kvmSregs, kvmVcpuEvents, kvmXcrs, type KvmCpuidEntry2, type KvmFpu,
-  type KvmMsrEntry, type KvmRegs, type KvmSregs, type KvmVcpuEvents, type KvmXcrs,
+  KVM_CPUID2_ENTRIES,
+  KVM_MSRS_ENTRIES,
+  kvmCpuid2,
+  kvmCpuidEntry2,
+  kvmFpu,
+  kvmLapicState,
+  kvmMpState,
+  kvmMsrEntry,
+  kvmMsrs,
+  kvmRegs,
+  kvmRun,
+  kvmSignalMask,
+  kvmSregs,
+  kvmVcpuEvents,
+  kvmXcrs,
+  type KvmCpuidEntry2,
+  type KvmFpu,
+  type KvmMsrEntry,
+  type KvmRegs,
+  type KvmSregs,
+  type KvmVcpuEvents,
+  type KvmXcrs,
 } from './structs.js';
 
 const RUN_EXIT_REASON = kvmRun.offsetOf('exit_reason');
@@ -24,7 +59,13 @@ export class Vcpu {
   readonly run: DataView;
   readonly runBytes: Uint8Array;
 
-  private constructor(readonly fd: number, readonly id: number, readonly runAddr: number, readonly runSize: number, private readonly owner: boolean) {
+  private constructor(
+    readonly fd: number,
+    readonly id: number,
+    readonly runAddr: number,
+    readonly runSize: number,
+    private readonly owner: boolean,
+  ) {
     const ab = libc.viewAddress(runAddr, runSize);
     this.run = new DataView(ab);
     this.runBytes = new Uint8Array(ab);

@@ -1,20 +1,45 @@
 /** A VM fd: one thin method per VM ioctl, no policy. Closing it does not close its vCPUs. */
 import * as libc from './libc.js';
 import {
-  KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2, KVM_CREATE_VCPU, KVM_GET_CLOCK, KVM_GET_IRQCHIP, KVM_GET_PIT2,
-  KVM_IOEVENTFD, KVM_IRQFD, KVM_IRQ_LINE, KVM_SET_CLOCK, KVM_SET_IDENTITY_MAP_ADDR, KVM_SET_IRQCHIP,
-  KVM_SET_PIT2, KVM_SET_TSS_ADDR, KVM_SET_USER_MEMORY_REGION,
+  KVM_CREATE_IRQCHIP,
+  KVM_CREATE_PIT2,
+  KVM_CREATE_VCPU,
+  KVM_GET_CLOCK,
+  KVM_GET_IRQCHIP,
+  KVM_GET_PIT2,
+  KVM_IOEVENTFD,
+  KVM_IRQFD,
+  KVM_IRQ_LINE,
+  KVM_SET_CLOCK,
+  KVM_SET_IDENTITY_MAP_ADDR,
+  KVM_SET_IRQCHIP,
+  KVM_SET_PIT2,
+  KVM_SET_TSS_ADDR,
+  KVM_SET_USER_MEMORY_REGION,
 } from './ioctl.js';
 import {
-  kvmClockData, kvmIoeventfd, kvmIrqchip, kvmIrqfd, kvmIrqLevel, kvmPitConfig, kvmPitState2,
-  kvmUserspaceMemoryRegion, type KvmClockData, type KvmIoeventfd, type KvmIrqchip, type KvmIrqfd,
+  kvmClockData,
+  kvmIoeventfd,
+  kvmIrqchip,
+  kvmIrqfd,
+  kvmIrqLevel,
+  kvmPitConfig,
+  kvmPitState2,
+  kvmUserspaceMemoryRegion,
+  type KvmClockData,
+  type KvmIoeventfd,
+  type KvmIrqchip,
+  type KvmIrqfd,
   type KvmUserspaceMemoryRegion,
 } from './structs.js';
 import { Vcpu } from './vcpu.js';
 
 export class Vm {
   private closed = false;
-  constructor(readonly fd: number, readonly vcpuMmapSize: number) {}
+  constructor(
+    readonly fd: number,
+    readonly vcpuMmapSize: number,
+  ) {}
 
   setUserMemoryRegion(r: KvmUserspaceMemoryRegion): void {
     libc.ioctlPtr(this.fd, KVM_SET_USER_MEMORY_REGION, kvmUserspaceMemoryRegion.pack(r), 'KVM_SET_USER_MEMORY_REGION');

@@ -33,5 +33,9 @@ export function renderDnsRedirect(server: string, containerIp: string): string {
 /** Points the namespace at `netns`'s 127.0.0.11:53 to the embedded server at `server`, as `containerIp`. */
 export async function redirectDns(netns: string, server: string, containerIp: string): Promise<void> {
   // one process: the sysctl is the namespace's own only when written from inside it
-  await run('nsenter', [`--net=${netns}`, 'sh', '-c', 'echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet && exec iptables-restore -w'], renderDnsRedirect(server, containerIp));
+  await run(
+    'nsenter',
+    [`--net=${netns}`, 'sh', '-c', 'echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet && exec iptables-restore -w'],
+    renderDnsRedirect(server, containerIp),
+  );
 }

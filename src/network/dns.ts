@@ -69,7 +69,10 @@ export function answer(query: Buffer, q: Question, ips: string[], rcode = 0): Bu
 /** The host's nameservers (what Docker's resolver forwards to). */
 export function hostNameservers(resolvConf = '/etc/resolv.conf'): string[] {
   try {
-    return readFileSync(resolvConf, 'utf8').split('\n').map((l) => /^\s*nameserver\s+(\d+\.\d+\.\d+\.\d+)\s*$/.exec(l)?.[1]).filter((x): x is string => !!x);
+    return readFileSync(resolvConf, 'utf8')
+      .split('\n')
+      .map((l) => /^\s*nameserver\s+(\d+\.\d+\.\d+\.\d+)\s*$/.exec(l)?.[1])
+      .filter((x): x is string => !!x);
   } catch {
     // no resolv.conf on the host: nothing to forward to (the container gets SERVFAIL)
     return [];
@@ -117,7 +120,11 @@ export class EmbeddedDns {
   private tcp: net.Server | undefined;
   private readonly conns = new Set<net.Socket>();
 
-  constructor(private readonly lookup: Lookup, private readonly log: (m: string) => void, private readonly upstream: Upstream = () => hostNameservers()) {}
+  constructor(
+    private readonly lookup: Lookup,
+    private readonly log: (m: string) => void,
+    private readonly upstream: Upstream = () => hostNameservers(),
+  ) {}
 
   /** UDP and TCP on `address:port`; neither is left open when the other cannot bind. */
   async start(address: string, port = 53): Promise<void> {

@@ -16,7 +16,10 @@ export function run(cmd: string, args: string[], input?: string): Promise<string
   return new Promise((resolve, reject) => {
     const child = execFile(cmd, args, { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (err) {
-        const what = (err as NodeJS.ErrnoException).code === 'ENOENT' ? `${cmd} is missing (install iproute2, util-linux, iptables)` : (stderr.trim() || err.message);
+        const what =
+          (err as NodeJS.ErrnoException).code === 'ENOENT'
+            ? `${cmd} is missing (install iproute2, util-linux, iptables)`
+            : stderr.trim() || err.message;
         reject(new NetworkSetupError(`${cmd} ${args.join(' ')}: ${what}`, { cause: err }));
       } else {
         resolve(stdout);

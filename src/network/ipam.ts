@@ -68,12 +68,12 @@ export function size(c: Cidr): number {
 }
 
 export function contains(c: Cidr, ip: number): boolean {
-  return ((ip & maskOf(c.prefix)) >>> 0) === c.base;
+  return (ip & maskOf(c.prefix)) >>> 0 === c.base;
 }
 
 export function overlaps(a: Cidr, b: Cidr): boolean {
   const p = Math.min(a.prefix, b.prefix);
-  return ((a.base & maskOf(p)) >>> 0) === ((b.base & maskOf(p)) >>> 0);
+  return (a.base & maskOf(p)) >>> 0 === (b.base & maskOf(p)) >>> 0;
 }
 
 /**
@@ -95,7 +95,8 @@ export function validateIpamConfig(cfg: { Subnet?: string; Gateway?: string; IPR
       else {
         const rc = { base: (r.addr & maskOf(r.prefix)) >>> 0, prefix: r.prefix };
         if (rc.base !== r.addr) errs.push(`invalid ip-range ${cfg.IPRange}: it should be ${formatCidr(rc)}`);
-        if (r.prefix < c.prefix || !contains(c, rc.base)) errs.push(`invalid ip-range ${cfg.IPRange}: parent subnet ${formatCidr(c)} does not contain this IP range`);
+        if (r.prefix < c.prefix || !contains(c, rc.base))
+          errs.push(`invalid ip-range ${cfg.IPRange}: parent subnet ${formatCidr(c)} does not contain this IP range`);
       }
     }
     if (cfg.Gateway) {
@@ -111,21 +112,29 @@ export function validateIpamConfig(cfg: { Subnet?: string; Gateway?: string; IPR
 /** Docker's default address pools: 172.17-31.0.0/16, then 192.168.0.0/16 in /20s. */
 export const DEFAULT_POOLS: { base: string; size: number }[] = [
   { base: '172.17.0.0/16', size: 16 },
-  { base: '172.18.0.0/16', size: 16 }, { base: '172.19.0.0/16', size: 16 }, { base: '172.20.0.0/14', size: 16 },
-  { base: '172.24.0.0/14', size: 16 }, { base: '172.28.0.0/14', size: 16 },
+  { base: '172.18.0.0/16', size: 16 },
+  { base: '172.19.0.0/16', size: 16 },
+  { base: '172.20.0.0/14', size: 16 },
+  { base: '172.24.0.0/14', size: 16 },
+  { base: '172.28.0.0/14', size: 16 },
   { base: '192.168.0.0/16', size: 20 },
 ];
 
 /** `--default-address-pool base=10.10.0.0/16,size=24` */
 export function parseAddressPool(s: string): { base: string; size: number } {
-  const kv = Object.fromEntries(s.split(',').map((p) => {
-    const i = p.indexOf('=');
-    return [p.slice(0, i).trim(), p.slice(i + 1).trim()];
-  }));
+  const kv = Object.fromEntries(
+    s.split(',').map((p) => {
+      const i = p.indexOf('=');
+      return [p.slice(0, i).trim(), p.slice(i + 1).trim()];
+    }),
+  );
   const base = kv.base ?? '';
   const sz = Number(kv.size);
   const c = parseCidr(base);
-  if (!c || !Number.isInteger(sz) || sz < c.prefix || sz > 30) throw new InvalidParameterError(`invalid default address pool ${JSON.stringify(s)}: want base=<cidr>,size=<prefix length, at least the base's, at most 30>`);
+  if (!c || !Number.isInteger(sz) || sz < c.prefix || sz > 30)
+    throw new InvalidParameterError(
+      `invalid default address pool ${JSON.stringify(s)}: want base=<cidr>,size=<prefix length, at least the base's, at most 30>`,
+    );
   return { base, size: sz };
 }
 
@@ -142,7 +151,10 @@ export function pickSubnet(pools: { base: string; size: number }[], taken: Cidr[
       if (!taken.some((t) => overlaps(t, cand))) return cand;
     }
   }
-  throw new ForbiddenError('could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network', 'ERR_NO_POOL');
+  throw new ForbiddenError(
+    'could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network',
+    'ERR_NO_POOL',
+  );
 }
 
 /** A network's addresses in use: ip -> owner (container id, or "gateway"). */
@@ -164,7 +176,8 @@ export function allocate(cfg: IpamConfig, used: Allocations, owner: string, requ
     if (!contains(sub, ip) || ip === sub.base || ip === sub.base + size(sub) - 1) {
       throw new InvalidParameterError(`no configured subnet or ip-range contain the IP address ${requested}`);
     }
-    if (used[requested] !== undefined && used[requested] !== owner) throw new ForbiddenError('Address already in use', 'ERR_ADDRESS_IN_USE');
+    if (used[requested] !== undefined && used[requested] !== owner)
+      throw new ForbiddenError('Address already in use', 'ERR_ADDRESS_IN_USE');
     used[requested] = owner;
     return requested;
   }

@@ -13,8 +13,20 @@ import { ConflictError, InvalidParameterError, NotFoundError, NotImplementedErro
 import { deleteBridge, enableForwarding, ensureBridge, linksOnBridges } from './bridge.js';
 import { ip, Undo } from './exec.js';
 import {
-  allocate, cidr, completeConfig, DEFAULT_POOLS, ForbiddenError, formatCidr, formatIp, macFor, overlaps, parseCidr, pickSubnet, release,
-  validateIpamConfig, type Cidr,
+  allocate,
+  cidr,
+  completeConfig,
+  DEFAULT_POOLS,
+  ForbiddenError,
+  formatCidr,
+  formatIp,
+  macFor,
+  overlaps,
+  parseCidr,
+  pickSubnet,
+  release,
+  validateIpamConfig,
+  type Cidr,
 } from './ipam.js';
 import { applyRules, removeRules, type FilterNetwork, type FilterPort } from './netfilter.js';
 import { createNetns, netnsExists, removeNetns } from './netns.js';
@@ -120,7 +132,11 @@ export class NetworkManager {
 
   private async startDns(n: NetworkRecord): Promise<void> {
     if (n.Name === 'bridge' || this.dns.has(n.Id)) return;
-    const s = new EmbeddedDns((from, name) => this.resolveName(from, name), this.log, (from) => this.upstreamOf(from));
+    const s = new EmbeddedDns(
+      (from, name) => this.resolveName(from, name),
+      this.log,
+      (from) => this.upstreamOf(from),
+    );
     try {
       await s.start(n.IPAM.Config[0]!.Gateway);
       this.dns.set(n.Id, s);
@@ -144,7 +160,13 @@ export class NetworkManager {
     const q = name.toLowerCase();
     const user = [...this.nets.values()].filter((n) => n.Name !== 'bridge');
     // the asking container, by its address on the network whose server it asked
-    const askers = new Set(user.flatMap((n) => Object.entries(n.members).filter(([, m]) => m.endpoint?.ip === from).map(([id]) => id)));
+    const askers = new Set(
+      user.flatMap((n) =>
+        Object.entries(n.members)
+          .filter(([, m]) => m.endpoint?.ip === from)
+          .map(([id]) => id),
+      ),
+    );
     const mine = user.filter((n) => Object.entries(n.members).some(([id, m]) => askers.has(id) && m.endpoint));
     const out: string[] = [];
     for (const n of mine) {
@@ -209,16 +231,29 @@ export class NetworkManager {
       }
       return;
     }
-    const cfg = bip ? this.bipConfig(bip) : completeConfig({ Subnet: formatCidr(pickSubnet(this.o.pools ?? DEFAULT_POOLS, await this.takenSubnets())) });
+    const cfg = bip
+      ? this.bipConfig(bip)
+      : completeConfig({ Subnet: formatCidr(pickSubnet(this.o.pools ?? DEFAULT_POOLS, await this.takenSubnets())) });
     const n: NetworkRecord = {
-      Name: 'bridge', Id: predefinedId('bridge'), Created: new Date().toISOString(), Driver: 'bridge', Internal: false, Attachable: false,
+      Name: 'bridge',
+      Id: predefinedId('bridge'),
+      Created: new Date().toISOString(),
+      Driver: 'bridge',
+      Internal: false,
+      Attachable: false,
       IPAM: { Driver: 'default', Options: null, Config: [cfg] },
       Options: {
-        'com.docker.network.bridge.default_bridge': 'true', 'com.docker.network.bridge.enable_icc': 'true',
-        'com.docker.network.bridge.enable_ip_masquerade': 'true', 'com.docker.network.bridge.host_binding_ipv4': '0.0.0.0',
-        'com.docker.network.bridge.name': bridge, 'com.docker.network.driver.mtu': '1500',
+        'com.docker.network.bridge.default_bridge': 'true',
+        'com.docker.network.bridge.enable_icc': 'true',
+        'com.docker.network.bridge.enable_ip_masquerade': 'true',
+        'com.docker.network.bridge.host_binding_ipv4': '0.0.0.0',
+        'com.docker.network.bridge.name': bridge,
+        'com.docker.network.driver.mtu': '1500',
       },
-      Labels: {}, bridge, allocations: { [cfg.Gateway]: 'gateway' }, members: {},
+      Labels: {},
+      bridge,
+      allocations: { [cfg.Gateway]: 'gateway' },
+      members: {},
     };
     await this.store.save(n);
     this.nets.set(n.Id, n);
@@ -226,7 +261,8 @@ export class NetworkManager {
 
   private bipConfig(bip: string): { Subnet: string; Gateway: string } {
     const c = parseCidr(bip);
-    if (!c || c.prefix > 30) throw new InvalidParameterError(`invalid --bip ${bip}: want the bridge's address and prefix, e.g. 172.17.0.1/16`);
+    if (!c || c.prefix > 30)
+      throw new InvalidParameterError(`invalid --bip ${bip}: want the bridge's address and prefix, e.g. 172.17.0.1/16`);
     const sub = cidr(bip);
     if (c.addr === sub.base) throw new InvalidParameterError(`invalid --bip ${bip}: the bridge's address must not be the subnet's own`);
     return { Subnet: formatCidr(sub), Gateway: formatIp(c.addr) };
@@ -252,14 +288,25 @@ export class NetworkManager {
       // no netns directory yet: nothing is left over to remove
       const files = await readdir(dir).catch(() => [] as string[]);
       for (const f of files) {
-        if (!running.has(f)) await removeNetns(path.join(dir, f)).catch((e) => this.log(`removing a leftover network namespace ${f}: ${String(e)}`));
+        if (!running.has(f))
+          await removeNetns(path.join(dir, f)).catch((e) => this.log(`removing a leftover network namespace ${f}: ${String(e)}`));
       }
-      const live = new Set([...this.nets.values()].flatMap((n) => Object.values(n.members).map((m) => m.endpoint?.hostIf).filter(Boolean)));
+      const live = new Set(
+        [...this.nets.values()].flatMap((n) =>
+          Object.values(n.members)
+            .map((m) => m.endpoint?.hostIf)
+            .filter(Boolean),
+        ),
+      );
       // only on our bridges: another daemon's veths are not ours to judge
       const bridges = new Set([...this.nets.values()].map((n) => n.bridge));
-      const links = bridges.size > 0 ? await linksOnBridges(bridges).catch((e) => (this.log(`listing the bridges' links: ${String(e)}`), [] as string[])) : [];
+      const links =
+        bridges.size > 0
+          ? await linksOnBridges(bridges).catch((e) => (this.log(`listing the bridges' links: ${String(e)}`), [] as string[]))
+          : [];
       for (const l of links) {
-        if (!live.has(l) && /^tv[0-9a-f]{11}$/.test(l)) await detachEndpoint(l).catch((e) => this.log(`removing a leftover veth ${l}: ${String(e)}`));
+        if (!live.has(l) && /^tv[0-9a-f]{11}$/.test(l))
+          await detachEndpoint(l).catch((e) => this.log(`removing a leftover veth ${l}: ${String(e)}`));
       }
     });
   }
@@ -315,40 +362,71 @@ export class NetworkManager {
   // ------------------------------------------------------------------ networks
 
   async create(body: {
-    Name?: string; Driver?: string | null; Internal?: boolean | null; Attachable?: boolean | null; EnableIPv6?: boolean | null; CheckDuplicate?: boolean | null;
-    IPAM?: { Driver?: string | null; Config?: { Subnet?: string | null; Gateway?: string | null; IPRange?: string | null; AuxiliaryAddresses?: unknown }[] | null; Options?: Record<string, string> | null } | null;
-    Options?: Record<string, string> | null; Labels?: Record<string, string> | null; Scope?: string | null; ConfigOnly?: boolean | null; ConfigFrom?: unknown; Ingress?: boolean | null;
+    Name?: string;
+    Driver?: string | null;
+    Internal?: boolean | null;
+    Attachable?: boolean | null;
+    EnableIPv6?: boolean | null;
+    CheckDuplicate?: boolean | null;
+    IPAM?: {
+      Driver?: string | null;
+      Config?: { Subnet?: string | null; Gateway?: string | null; IPRange?: string | null; AuxiliaryAddresses?: unknown }[] | null;
+      Options?: Record<string, string> | null;
+    } | null;
+    Options?: Record<string, string> | null;
+    Labels?: Record<string, string> | null;
+    Scope?: string | null;
+    ConfigOnly?: boolean | null;
+    ConfigFrom?: unknown;
+    Ingress?: boolean | null;
   }): Promise<{ Id: string; Warning: string }> {
     const name = body.Name ?? '';
     if (name === '') throw new InvalidParameterError('network name cannot be empty');
-    if (!NAME_RE.test(name)) throw new InvalidParameterError(`invalid network name ${JSON.stringify(name)}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
+    if (!NAME_RE.test(name))
+      throw new InvalidParameterError(`invalid network name ${JSON.stringify(name)}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
     const driver = body.Driver || 'bridge';
     if (driver !== 'bridge') {
       if (driver === 'host' || driver === 'null') throw new ForbiddenError(`only one instance of "${driver}" network is allowed`);
       throw new NotFoundError(`plugin "${driver}" not found`, 'ERR_NO_SUCH_DRIVER');
     }
     if (body.EnableIPv6) throw new NotImplementedError('IPv6 networks are not supported by tvm');
-    if (body.Ingress || body.ConfigOnly || (body.Scope && body.Scope !== 'local')) throw new NotImplementedError('only local bridge networks are supported by tvm');
-    if (body.IPAM?.Driver && body.IPAM.Driver !== 'default') throw new NotFoundError(`plugin "${body.IPAM.Driver}" not found`, 'ERR_NO_SUCH_DRIVER');
+    if (body.Ingress || body.ConfigOnly || (body.Scope && body.Scope !== 'local'))
+      throw new NotImplementedError('only local bridge networks are supported by tvm');
+    if (body.IPAM?.Driver && body.IPAM.Driver !== 'default')
+      throw new NotFoundError(`plugin "${body.IPAM.Driver}" not found`, 'ERR_NO_SUCH_DRIVER');
     const configs = body.IPAM?.Config ?? [];
     if (configs.length > 1) throw new NotImplementedError('tvm networks have one IPv4 subnet');
     const given = configs[0];
-    if (given?.AuxiliaryAddresses && Object.keys(given.AuxiliaryAddresses).length > 0) throw new NotImplementedError('--aux-address is not supported by tvm');
+    if (given?.AuxiliaryAddresses && Object.keys(given.AuxiliaryAddresses).length > 0)
+      throw new NotImplementedError('--aux-address is not supported by tvm');
     if (given) {
-      if (!given.Subnet && (given.Gateway || given.IPRange)) throw new InvalidParameterError('invalid network config:\nIP-Range or gateway specified without a subnet');
-      if (given.Subnet) validateIpamConfig({ Subnet: given.Subnet, ...(given.Gateway && { Gateway: given.Gateway }), ...(given.IPRange && { IPRange: given.IPRange }) });
+      if (!given.Subnet && (given.Gateway || given.IPRange))
+        throw new InvalidParameterError('invalid network config:\nIP-Range or gateway specified without a subnet');
+      if (given.Subnet)
+        validateIpamConfig({
+          Subnet: given.Subnet,
+          ...(given.Gateway && { Gateway: given.Gateway }),
+          ...(given.IPRange && { IPRange: given.IPRange }),
+        });
     }
     const opts = body.Options ?? {};
     const bridgeName = opts['com.docker.network.bridge.name'];
-    if (bridgeName !== undefined && !/^[a-zA-Z0-9_.-]{1,15}$/.test(bridgeName)) throw new InvalidParameterError(`invalid bridge name ${JSON.stringify(bridgeName)}: at most 15 of [a-zA-Z0-9_.-]`);
+    if (bridgeName !== undefined && !/^[a-zA-Z0-9_.-]{1,15}$/.test(bridgeName))
+      throw new InvalidParameterError(`invalid bridge name ${JSON.stringify(bridgeName)}: at most 15 of [a-zA-Z0-9_.-]`);
     return this.serial(async () => {
-      if (PREDEFINED.has(name) || this.byName(name)) throw new ConflictError(`network with name ${name} already exists`, 'ERR_NETWORK_EXISTS');
+      if (PREDEFINED.has(name) || this.byName(name))
+        throw new ConflictError(`network with name ${name} already exists`, 'ERR_NETWORK_EXISTS');
       const id = randomBytes(32).toString('hex');
       const bridge = bridgeName ?? `br-${id.slice(0, 12)}`;
-      if ([...this.nets.values()].some((n) => n.bridge === bridge)) throw new ConflictError(`bridge name ${bridge} is used by another network`);
+      if ([...this.nets.values()].some((n) => n.bridge === bridge))
+        throw new ConflictError(`bridge name ${bridge} is used by another network`);
       let cfg;
       if (given?.Subnet) {
-        cfg = completeConfig({ Subnet: given.Subnet, ...(given.Gateway && { Gateway: given.Gateway }), ...(given.IPRange && { IPRange: given.IPRange }) });
+        cfg = completeConfig({
+          Subnet: given.Subnet,
+          ...(given.Gateway && { Gateway: given.Gateway }),
+          ...(given.IPRange && { IPRange: given.IPRange }),
+        });
         const sub = cidr(cfg.Subnet);
         if ([...this.nets.values()].some((n) => overlaps(cidr(n.IPAM.Config[0]!.Subnet), sub))) {
           throw new ForbiddenError('invalid pool request: Pool overlaps with other one on this address space', 'ERR_POOL_OVERLAP');
@@ -357,9 +435,18 @@ export class NetworkManager {
         cfg = completeConfig({ Subnet: formatCidr(pickSubnet(this.o.pools ?? DEFAULT_POOLS, await this.takenSubnets())) });
       }
       const n: NetworkRecord = {
-        Name: name, Id: id, Created: new Date().toISOString(), Driver: 'bridge', Internal: body.Internal === true, Attachable: body.Attachable === true,
+        Name: name,
+        Id: id,
+        Created: new Date().toISOString(),
+        Driver: 'bridge',
+        Internal: body.Internal === true,
+        Attachable: body.Attachable === true,
         IPAM: { Driver: 'default', Options: body.IPAM?.Options ?? {}, Config: [cfg] },
-        Options: opts, Labels: body.Labels ?? {}, bridge, allocations: { [cfg.Gateway]: 'gateway' }, members: {},
+        Options: opts,
+        Labels: body.Labels ?? {},
+        bridge,
+        allocations: { [cfg.Gateway]: 'gateway' },
+        members: {},
       };
       const undo = new Undo();
       try {
@@ -411,9 +498,18 @@ export class NetworkManager {
       return;
     }
     const fn: FilterNetwork[] = nets.map((n) => ({ bridge: n.bridge, subnet: n.IPAM.Config[0]!.Subnet, internal: n.Internal }));
-    const fp: FilterPort[] = nets.flatMap((n) => Object.values(n.members).flatMap((m) => (m.endpoint?.ports ?? []).map((p) => ({
-      bridge: n.bridge, proto: p.proto, hostIp: p.hostIp, hostPort: p.hostPort, containerIp: m.endpoint!.ip, containerPort: p.containerPort,
-    }))));
+    const fp: FilterPort[] = nets.flatMap((n) =>
+      Object.values(n.members).flatMap((m) =>
+        (m.endpoint?.ports ?? []).map((p) => ({
+          bridge: n.bridge,
+          proto: p.proto,
+          hostIp: p.hostIp,
+          hostPort: p.hostPort,
+          containerIp: m.endpoint!.ip,
+          containerPort: p.containerPort,
+        })),
+      ),
+    );
     await applyRules(fn, fp);
   }
 
@@ -427,19 +523,29 @@ export class NetworkManager {
     let mode = networkMode ?? '';
     if (mode === '' || mode === 'default') mode = this.defaultBridge ? 'bridge' : 'none';
     // the docker CLI names the primary endpoint as it was given (e.g. "default")
-    const eps = Object.entries(endpoints ?? {}).map(([k, v]): [string, EndpointConfigBody | null] => [k === networkMode || k === 'default' ? mode : k, v]);
+    const eps = Object.entries(endpoints ?? {}).map(([k, v]): [string, EndpointConfigBody | null] => [
+      k === networkMode || k === 'default' ? mode : k,
+      v,
+    ]);
     if (mode === 'none' || mode === 'host') {
       for (const [, ep] of eps) {
-        if (ep?.Aliases?.length) throw new InvalidParameterError('network-scoped alias is supported only for containers in user defined networks');
-        if (ep?.IPAMConfig?.IPv4Address) throw new InvalidParameterError('user specified IP address is supported on user defined networks only');
+        if (ep?.Aliases?.length)
+          throw new InvalidParameterError('network-scoped alias is supported only for containers in user defined networks');
+        if (ep?.IPAMConfig?.IPv4Address)
+          throw new InvalidParameterError('user specified IP address is supported on user defined networks only');
       }
-      if (eps.some(([k]) => k !== mode)) throw new InvalidParameterError(`container cannot be connected to multiple networks with one of the networks in private (${mode}) mode`);
+      if (eps.some(([k]) => k !== mode))
+        throw new InvalidParameterError(
+          `container cannot be connected to multiple networks with one of the networks in private (${mode}) mode`,
+        );
       return { mode, networks: [] };
     }
     if (mode.startsWith('container:')) {
-      if (eps.some(([k]) => k !== mode)) throw new InvalidParameterError('conflicting options: container type network can\'t be used with multiple networks');
+      if (eps.some(([k]) => k !== mode))
+        throw new InvalidParameterError("conflicting options: container type network can't be used with multiple networks");
       for (const [, ep] of eps) {
-        if (ep?.Aliases?.length || ep?.IPAMConfig?.IPv4Address) throw new InvalidParameterError('network-scoped alias is supported only for containers in user defined networks');
+        if (ep?.Aliases?.length || ep?.IPAMConfig?.IPv4Address)
+          throw new InvalidParameterError('network-scoped alias is supported only for containers in user defined networks');
       }
       return { mode: 'container', networks: [] };
     }
@@ -450,8 +556,10 @@ export class NetworkManager {
       if (out.networks.some((x) => x.id === n.Id)) return;
       const aliases = ep?.Aliases ?? [];
       const ipv4 = ep?.IPAMConfig?.IPv4Address || undefined;
-      if (n.Name === 'bridge' && aliases.length > 0) throw new InvalidParameterError('network-scoped alias is supported only for containers in user defined networks');
-      if (n.Name === 'bridge' && ipv4) throw new InvalidParameterError('user specified IP address is supported on user defined networks only');
+      if (n.Name === 'bridge' && aliases.length > 0)
+        throw new InvalidParameterError('network-scoped alias is supported only for containers in user defined networks');
+      if (n.Name === 'bridge' && ipv4)
+        throw new InvalidParameterError('user specified IP address is supported on user defined networks only');
       if (ipv4 !== undefined) {
         // outside the subnet or malformed: refused at create, as Docker's IPAM does
         allocate(n.IPAM.Config[0]!, { ...n.allocations }, 'probe', ipv4);
@@ -509,11 +617,18 @@ export class NetworkManager {
    * Before the workload starts: its namespace, an endpoint on each of its networks, its
    * published ports. Everything undone if a step fails. Undefined: not on a bridge network.
    */
-  setUp(c: { id: string; portBindings?: Record<string, unknown> | null; publishAll?: boolean; exposed?: Record<string, unknown> | null; dns?: string[] | null }): Promise<Sandbox | undefined> {
+  setUp(c: {
+    id: string;
+    portBindings?: Record<string, unknown> | null;
+    publishAll?: boolean;
+    exposed?: Record<string, unknown> | null;
+    dns?: string[] | null;
+  }): Promise<Sandbox | undefined> {
     return this.serial(async () => {
       const nets = this.networksOf(c.id);
       if (nets.length === 0) return undefined;
-      for (const { net } of nets) if (!this.nets.has(net.Id)) throw new NotFoundError(`network ${net.Name} not found`, 'ERR_NO_SUCH_NETWORK');
+      for (const { net } of nets)
+        if (!this.nets.has(net.Id)) throw new NotFoundError(`network ${net.Name} not found`, 'ERR_NO_SUCH_NETWORK');
       // a start after a crash may find the last run's namespace: begin clean
       await this.tearDownLocked(c.id);
       const file = this.netnsPath(c.id);
@@ -529,10 +644,26 @@ export class NetworkManager {
           const addr = allocate(cfg, net.allocations, c.id, member.ipv4);
           undo.push(async () => release(net.allocations, c.id));
           const hostIf = `${VETH_PREFIX}${createHash('sha256').update(`${c.id}/${net.Id}`).digest('hex').slice(0, 11)}`;
-          const ep: Endpoint = { id: randomBytes(32).toString('hex'), ip: addr, mac: macFor(addr), ifname: `eth${i}`, hostIf, ports: [], ...(upstream.length > 0 && { dns: upstream }) };
+          const ep: Endpoint = {
+            id: randomBytes(32).toString('hex'),
+            ip: addr,
+            mac: macFor(addr),
+            ifname: `eth${i}`,
+            hostIf,
+            ports: [],
+            ...(upstream.length > 0 && { dns: upstream }),
+          };
           const gateway = !routed && !net.Internal ? cfg.Gateway : undefined;
           if (gateway) routed = true;
-          const plumbing = { netns: file, bridge: net.bridge, hostIf, ifname: ep.ifname, address: `${addr}/${cidr(cfg.Subnet).prefix}`, mac: ep.mac, ...(gateway && { gateway }) };
+          const plumbing = {
+            netns: file,
+            bridge: net.bridge,
+            hostIf,
+            ifname: ep.ifname,
+            address: `${addr}/${cidr(cfg.Subnet).prefix}`,
+            mac: ep.mac,
+            ...(gateway && { gateway }),
+          };
           if (i === 0) {
             // the namespace and its first endpoint's inside in one process (bridges exist since create/init)
             await createNetns(file, insideCommands(plumbing));
@@ -595,11 +726,22 @@ export class NetworkManager {
   }
 
   /** `docker network connect`: recorded, and plumbed at once when the container runs. */
-  connect(ref: string, containerId: string, name: string, ep: EndpointConfigBody | undefined, mode: string, running: boolean): Promise<void> {
+  connect(
+    ref: string,
+    containerId: string,
+    name: string,
+    ep: EndpointConfigBody | undefined,
+    mode: string,
+    running: boolean,
+  ): Promise<void> {
     return this.serial(async () => {
       const n = this.get(ref);
       if (mode === 'host' || mode === 'none' || mode.startsWith('container:')) {
-        throw new ForbiddenError(mode === 'host' ? 'container cannot be disconnected from host network or connected to host network' : `container cannot be connected to multiple networks with one of the networks in private (${mode}) mode`);
+        throw new ForbiddenError(
+          mode === 'host'
+            ? 'container cannot be disconnected from host network or connected to host network'
+            : `container cannot be connected to multiple networks with one of the networks in private (${mode}) mode`,
+        );
       }
       const cname = name.replace(/^\//, '');
       if (n.members[containerId]) throw new ForbiddenError(`endpoint with name ${cname} already exists in network ${n.Name}`);
@@ -620,8 +762,19 @@ export class NetworkManager {
           const hostIf = `${VETH_PREFIX}${createHash('sha256').update(`${containerId}/${n.Id}`).digest('hex').slice(0, 11)}`;
           // the container's --dns servers, as its other endpoints have them
           const dns = this.networksOf(containerId).find((x) => x.member.endpoint?.dns)?.member.endpoint?.dns;
-          const e: Endpoint = { id: randomBytes(32).toString('hex'), ip: addr, mac: macFor(addr), ifname: `eth${i}`, hostIf, ports: [], ...(dns && { dns }) };
-          await attachEndpoint({ netns: file, bridge: n.bridge, hostIf, ifname: e.ifname, address: `${addr}/${cidr(cfg.Subnet).prefix}`, mac: e.mac }, this.log);
+          const e: Endpoint = {
+            id: randomBytes(32).toString('hex'),
+            ip: addr,
+            mac: macFor(addr),
+            ifname: `eth${i}`,
+            hostIf,
+            ports: [],
+            ...(dns && { dns }),
+          };
+          await attachEndpoint(
+            { netns: file, bridge: n.bridge, hostIf, ifname: e.ifname, address: `${addr}/${cidr(cfg.Subnet).prefix}`, mac: e.mac },
+            this.log,
+          );
           undo.push(() => detachEndpoint(hostIf));
           member.endpoint = e;
         }

@@ -55,12 +55,22 @@ export function render(networks: FilterNetwork[], ports: FilterPort[]): { filter
     nat.push(`-A TVM-POSTROUTING -s 127.0.0.0/8 -o ${n.bridge} -j MASQUERADE`);
     filter.push(`-A TVM-FORWARD -o ${n.bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`);
     for (const p of ports.filter((q) => q.bridge === n.bridge)) {
-      filter.push(`-A TVM-FORWARD -d ${p.containerIp}/32 ! -i ${n.bridge} -o ${n.bridge} -p ${p.proto} -m ${p.proto} --dport ${p.containerPort} -j ACCEPT`);
+      filter.push(
+        `-A TVM-FORWARD -d ${p.containerIp}/32 ! -i ${n.bridge} -o ${n.bridge} -p ${p.proto} -m ${p.proto} --dport ${p.containerPort} -j ACCEPT`,
+      );
     }
     filter.push(`-A TVM-FORWARD -i ${n.bridge} -j ACCEPT`, `-A TVM-FORWARD -o ${n.bridge} -j DROP`);
   }
   for (const p of ports) {
-    nat.push(['-A TVM-DNAT', ...dest(p), `! -i ${p.bridge}`, `-p ${p.proto} -m ${p.proto} --dport ${p.hostPort}`, `-j DNAT --to-destination ${p.containerIp}:${p.containerPort}`].join(' '));
+    nat.push(
+      [
+        '-A TVM-DNAT',
+        ...dest(p),
+        `! -i ${p.bridge}`,
+        `-p ${p.proto} -m ${p.proto} --dport ${p.hostPort}`,
+        `-j DNAT --to-destination ${p.containerIp}:${p.containerPort}`,
+      ].join(' '),
+    );
   }
   filter.push('COMMIT', '');
   nat.push('COMMIT', '');
@@ -102,7 +112,10 @@ export async function removeRules(): Promise<void> {
       }
     }
   }
-  for (const [table, chains] of [['filter', ['TVM-FORWARD', 'TVM-ISOLATION']], ['nat', ['TVM-DNAT', 'TVM-POSTROUTING']]] as const) {
+  for (const [table, chains] of [
+    ['filter', ['TVM-FORWARD', 'TVM-ISOLATION']],
+    ['nat', ['TVM-DNAT', 'TVM-POSTROUTING']],
+  ] as const) {
     for (const c of chains) {
       try {
         await run('iptables', ['-w', '-t', table, '-F', c]);

@@ -11,7 +11,9 @@ import { run } from './exec.js';
 
 function isMountPoint(file: string): boolean {
   // /proc/self/mounts escapes spaces as \040: our paths have none
-  return readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === file);
+  return readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .some((l) => l.split(' ')[1] === file);
 }
 
 /**

@@ -164,8 +164,17 @@ export async function allocatePorts(bindings: PortBinding[], taken: PortMapping[
     if (!chosen) {
       const range = b.hostPortLo === b.hostPortHi ? `${b.hostPortLo}` : `${b.hostPortLo}-${b.hostPortHi}`;
       if (lastErr) {
-        const what = lastErr.code === 'EADDRINUSE' ? 'bind: address already in use' : lastErr.code === 'EADDRNOTAVAIL' ? 'bind: cannot assign requested address' : lastErr.message;
-        throw new TvmError('ERR_PORT_IN_USE', `driver failed programming external connectivity on endpoint ${endpointName}: Error starting userland proxy: listen ${b.proto}4 ${shown}:${range}: ${what}`, 500);
+        const what =
+          lastErr.code === 'EADDRINUSE'
+            ? 'bind: address already in use'
+            : lastErr.code === 'EADDRNOTAVAIL'
+              ? 'bind: cannot assign requested address'
+              : lastErr.message;
+        throw new TvmError(
+          'ERR_PORT_IN_USE',
+          `driver failed programming external connectivity on endpoint ${endpointName}: Error starting userland proxy: listen ${b.proto}4 ${shown}:${range}: ${what}`,
+          500,
+        );
       }
       if (allocated) throw new TvmError('ERR_PORT_ALLOCATED', `Bind for ${shown}:${range} failed: port is already allocated`, 500);
     }
@@ -175,7 +184,10 @@ export async function allocatePorts(bindings: PortBinding[], taken: PortMapping[
 }
 
 /** NetworkSettings.Ports: every exposed or published port, with its host bindings (null: none). */
-export function portsJson(exposed: Record<string, unknown> | null | undefined, mappings: PortMapping[]): Record<string, { HostIp: string; HostPort: string }[] | null> {
+export function portsJson(
+  exposed: Record<string, unknown> | null | undefined,
+  mappings: PortMapping[],
+): Record<string, { HostIp: string; HostPort: string }[] | null> {
   const out: Record<string, { HostIp: string; HostPort: string }[] | null> = {};
   for (const k of Object.keys(exposed ?? {})) out[k.includes('/') ? k : `${k}/tcp`] = null;
   for (const m of mappings) {

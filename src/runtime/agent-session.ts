@@ -15,7 +15,18 @@ import type { AgentClient } from '../guest-agent/client.js';
 import { AgentError, parseExitStatus, type AgentExitStatus } from '../guest-agent/protocol.js';
 import { attachStreams } from './host/stdio.js';
 import { agentProcess, agentResourceChanges, validateProcess } from './host/spec.js';
-import type { Attachment, ContainerSpec, ExecHandle, ExecSpec, ExitStatus, Isolation, Resources, RunningInfo, Stats, StdioStreams } from './types.js';
+import type {
+  Attachment,
+  ContainerSpec,
+  ExecHandle,
+  ExecSpec,
+  ExitStatus,
+  Isolation,
+  Resources,
+  RunningInfo,
+  Stats,
+  StdioStreams,
+} from './types.js';
 
 export function toExit(s: AgentExitStatus): ExitStatus {
   const out: ExitStatus = { exitCode: s.exitCode, finishedAt: s.finishedAt, oomKilled: s.oomKilled };
@@ -326,7 +337,10 @@ export class AgentSessions {
  * shared session. A subclass says how it reaches the agent and keeps its record; it builds the
  * root filesystem and the supervisor (create, start, remove, recover, archive, ...).
  */
-export abstract class AgentSessionIsolation implements Pick<Isolation, 'attach' | 'resize' | 'wait' | 'kill' | 'pause' | 'resume' | 'exec' | 'update' | 'top' | 'stats'> {
+export abstract class AgentSessionIsolation implements Pick<
+  Isolation,
+  'attach' | 'resize' | 'wait' | 'kill' | 'pause' | 'resume' | 'exec' | 'update' | 'top' | 'stats'
+> {
   protected readonly sessions: AgentSessions;
 
   constructor() {

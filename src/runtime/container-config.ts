@@ -39,7 +39,16 @@ export interface CreateBody {
 
 export interface HostConfigBody {
   Binds?: string[] | null;
-  Mounts?: { Type?: string; Source?: string; Target?: string; ReadOnly?: boolean; TmpfsOptions?: { SizeBytes?: number; Mode?: number }; VolumeOptions?: { NoCopy?: boolean } | null }[] | null;
+  Mounts?:
+    | {
+        Type?: string;
+        Source?: string;
+        Target?: string;
+        ReadOnly?: boolean;
+        TmpfsOptions?: { SizeBytes?: number; Mode?: number };
+        VolumeOptions?: { NoCopy?: boolean } | null;
+      }[]
+    | null;
   VolumesFrom?: string[] | null;
   Tmpfs?: Record<string, string> | null;
   Memory?: number;
@@ -212,7 +221,9 @@ export function validateStorageOpt(hc: HostConfigBody): { sizeBytes: number } | 
     if (typeof val !== 'string') throw new InvalidParameterError(`invalid size: '${String(val)}'`);
     sizeBytes = parseStorageSize(val);
     if (sizeBytes !== 0 && sizeBytes < MIN_WRITABLE_LAYER_SIZE) {
-      throw new InvalidParameterError(`--storage-opt size=${val}: storage size cannot be less than 16MiB (the smallest ext4 writable layer tvm makes)`);
+      throw new InvalidParameterError(
+        `--storage-opt size=${val}: storage size cannot be less than 16MiB (the smallest ext4 writable layer tvm makes)`,
+      );
     }
   }
   return sizeBytes ? { sizeBytes } : undefined;
@@ -248,7 +259,7 @@ export function validateNetwork(hc: HostConfigBody): 'none' | 'host' {
 export function validateRestartPolicy(hc: HostConfigBody): RestartPolicy {
   const policy = parseRestartPolicy(hc.RestartPolicy);
   if (hc.AutoRemove && policy.Name !== 'no') {
-    throw new InvalidParameterError('can\'t create \'AutoRemove\' container with restart policy');
+    throw new InvalidParameterError("can't create 'AutoRemove' container with restart policy");
   }
   const logType = hc.LogConfig?.Type ?? '';
   if (logType !== '' && logType !== 'json-file') {
@@ -305,9 +316,11 @@ export function effectiveConfig(body: CreateBody, image: ImageRecord, id: string
   const base = [`HOSTNAME=${hostname}`, ...(tty ? ['TERM=xterm'] : [])];
   const env = mergeEnv([...base, ...(ic.Env ?? [])], userEnv);
   const cwd = body.WorkingDir && body.WorkingDir !== '' ? body.WorkingDir : ic.WorkingDir && ic.WorkingDir !== '' ? ic.WorkingDir : '/';
-  if (!path.posix.isAbsolute(cwd)) throw new InvalidParameterError(`the working directory '${cwd}' is invalid, it needs to be an absolute path`);
+  if (!path.posix.isAbsolute(cwd))
+    throw new InvalidParameterError(`the working directory '${cwd}' is invalid, it needs to be an absolute path`);
   const user = body.User !== undefined && body.User !== '' ? body.User : (ic.User ?? '');
-  const stopSignal = body.StopSignal && body.StopSignal !== '' ? body.StopSignal : ic.StopSignal && ic.StopSignal !== '' ? ic.StopSignal : 'SIGTERM';
+  const stopSignal =
+    body.StopSignal && body.StopSignal !== '' ? body.StopSignal : ic.StopSignal && ic.StopSignal !== '' ? ic.StopSignal : 'SIGTERM';
   parseSignal(stopSignal);
   const labels = { ...(ic.Labels ?? {}), ...(body.Labels ?? {}) };
   const config: Record<string, unknown> = {
@@ -362,8 +375,9 @@ export function parseMounts(hc: HostConfigBody, imageVolumes: Record<string, obj
   const seen = new Set<string>();
   const add = (m: MountRequest) => {
     const dest = path.posix.normalize(m.mount.destination);
-    if (!path.posix.isAbsolute(dest)) throw new InvalidParameterError(`invalid mount config: mount path must be absolute: ${m.mount.destination}`);
-    if (dest === '/') throw new InvalidParameterError('invalid specification: destination can\'t be \'/\'');
+    if (!path.posix.isAbsolute(dest))
+      throw new InvalidParameterError(`invalid mount config: mount path must be absolute: ${m.mount.destination}`);
+    if (dest === '/') throw new InvalidParameterError("invalid specification: destination can't be '/'");
     if (seen.has(dest)) throw new InvalidParameterError(`Duplicate mount point: ${dest}`);
     seen.add(dest);
     m.mount.destination = dest;
@@ -371,7 +385,8 @@ export function parseMounts(hc: HostConfigBody, imageVolumes: Record<string, obj
   };
   for (const b of hc.Binds ?? []) {
     const parts = b.split(':');
-    if (parts.length < 1 || parts.length > 3 || parts.some((p) => p === '')) throw new InvalidParameterError(`invalid volume specification: '${b}'`);
+    if (parts.length < 1 || parts.length > 3 || parts.some((p) => p === ''))
+      throw new InvalidParameterError(`invalid volume specification: '${b}'`);
     if (parts.length === 1) {
       add({ mount: { type: 'volume', source: '', destination: parts[0]!, readonly: false, copyUp: true }, anonymous: true, mode: '' });
       continue;
@@ -387,28 +402,63 @@ export function parseMounts(hc: HostConfigBody, imageVolumes: Record<string, obj
     if (src.startsWith('/')) {
       add({ mount: { type: 'bind', source: path.posix.normalize(src), destination: dst, readonly }, mode: modeStr });
     } else {
-      add({ mount: { type: 'volume', source: '', destination: dst, readonly, copyUp: !modes.includes('nocopy') }, volumeName: src, mode: modeStr });
+      add({
+        mount: { type: 'volume', source: '', destination: dst, readonly, copyUp: !modes.includes('nocopy') },
+        volumeName: src,
+        mode: modeStr,
+      });
     }
   }
   for (const m of hc.Mounts ?? []) {
     const type = m.Type ?? 'volume';
     if (!m.Target) throw new InvalidParameterError('invalid mount config: Target must not be empty');
     if (type === 'bind') {
-      if (!m.Source || !m.Source.startsWith('/')) throw new InvalidParameterError(`invalid mount config for type "bind": invalid mount path: '${m.Source ?? ''}' mount path must be absolute`);
+      if (!m.Source || !m.Source.startsWith('/'))
+        throw new InvalidParameterError(
+          `invalid mount config for type "bind": invalid mount path: '${m.Source ?? ''}' mount path must be absolute`,
+        );
       add({ mount: { type: 'bind', source: m.Source, destination: m.Target, readonly: m.ReadOnly === true }, mode: '' });
     } else if (type === 'volume') {
-      add({ mount: { type: 'volume', source: '', destination: m.Target, readonly: m.ReadOnly === true, copyUp: m.VolumeOptions?.NoCopy !== true }, ...(m.Source ? { volumeName: m.Source } : { anonymous: true }), mode: '' });
+      add({
+        mount: {
+          type: 'volume',
+          source: '',
+          destination: m.Target,
+          readonly: m.ReadOnly === true,
+          copyUp: m.VolumeOptions?.NoCopy !== true,
+        },
+        ...(m.Source ? { volumeName: m.Source } : { anonymous: true }),
+        mode: '',
+      });
     } else if (type === 'tmpfs') {
       const opts: string[] = [];
       if (m.TmpfsOptions?.SizeBytes) opts.push(`size=${m.TmpfsOptions.SizeBytes}`);
       if (m.TmpfsOptions?.Mode) opts.push(`mode=${m.TmpfsOptions.Mode.toString(8)}`);
-      add({ mount: { type: 'tmpfs', source: 'tmpfs', destination: m.Target, readonly: m.ReadOnly === true, options: [...TMPFS_DEFAULTS, ...opts] }, mode: '' });
+      add({
+        mount: {
+          type: 'tmpfs',
+          source: 'tmpfs',
+          destination: m.Target,
+          readonly: m.ReadOnly === true,
+          options: [...TMPFS_DEFAULTS, ...opts],
+        },
+        mode: '',
+      });
     } else {
       throw new InvalidParameterError(`invalid mount config: mount type unknown: "${type}"`);
     }
   }
   for (const [dst, opts] of Object.entries(hc.Tmpfs ?? {})) {
-    add({ mount: { type: 'tmpfs', source: 'tmpfs', destination: dst, readonly: false, options: [...TMPFS_DEFAULTS, ...(opts === '' ? [] : opts.split(','))] }, mode: '' });
+    add({
+      mount: {
+        type: 'tmpfs',
+        source: 'tmpfs',
+        destination: dst,
+        readonly: false,
+        options: [...TMPFS_DEFAULTS, ...(opts === '' ? [] : opts.split(','))],
+      },
+      mode: '',
+    });
   }
   for (const dst of Object.keys(imageVolumes ?? {})) {
     if (seen.has(path.posix.normalize(dst))) continue;

@@ -18,7 +18,9 @@ export function createWarnings(body: CreateBody): string[] {
   const hc = body.HostConfig ?? {};
   const out: string[] = [];
   if (hc.OomKillDisable === true && !(hc.Memory && hc.Memory > 0)) {
-    out.push('OOM killer is disabled for the container, but no memory limit is set, this can result in the system running out of resources.');
+    out.push(
+      'OOM killer is disabled for the container, but no memory limit is set, this can result in the system running out of resources.',
+    );
   }
   return out;
 }
@@ -73,16 +75,41 @@ interface Rule {
 }
 
 const empty = (v: unknown): boolean =>
-  v === undefined || v === null || v === '' || v === 0 || v === false ||
-  (Array.isArray(v) && v.length === 0) || (typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length === 0);
-const oneOf = (...ok: unknown[]) => (v: unknown) => empty(v) || ok.includes(v);
+  v === undefined ||
+  v === null ||
+  v === '' ||
+  v === 0 ||
+  v === false ||
+  (Array.isArray(v) && v.length === 0) ||
+  (typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length === 0);
+const oneOf =
+  (...ok: unknown[]) =>
+  (v: unknown) =>
+    empty(v) || ok.includes(v);
 
 const REFUSED: Rule[] = [
-  { at: 'Config', field: 'MacAddress', option: '--mac-address', unset: empty, why: 'a container\'s MAC address follows its IP address' },
-  { at: 'Config', field: 'Healthcheck', option: '--health-cmd', unset: (v) => empty(v) || empty((v as { Test?: unknown }).Test) || JSON.stringify((v as { Test?: unknown }).Test) === '["NONE"]' },
+  { at: 'Config', field: 'MacAddress', option: '--mac-address', unset: empty, why: "a container's MAC address follows its IP address" },
+  {
+    at: 'Config',
+    field: 'Healthcheck',
+    option: '--health-cmd',
+    unset: (v) => empty(v) || empty((v as { Test?: unknown }).Test) || JSON.stringify((v as { Test?: unknown }).Test) === '["NONE"]',
+  },
   { at: 'HostConfig', field: 'VolumeDriver', option: '--volume-driver', unset: oneOf('local'), why: 'only the local driver exists' },
-  { at: 'HostConfig', field: 'CgroupnsMode', option: '--cgroupns', unset: oneOf('host'), why: 'containers share the host cgroup namespace' },
-  { at: 'HostConfig', field: 'IpcMode', option: '--ipc', unset: oneOf('private', 'shareable'), why: 'every container has its own IPC namespace' },
+  {
+    at: 'HostConfig',
+    field: 'CgroupnsMode',
+    option: '--cgroupns',
+    unset: oneOf('host'),
+    why: 'containers share the host cgroup namespace',
+  },
+  {
+    at: 'HostConfig',
+    field: 'IpcMode',
+    option: '--ipc',
+    unset: oneOf('private', 'shareable'),
+    why: 'every container has its own IPC namespace',
+  },
   { at: 'HostConfig', field: 'Cgroup', option: '--cgroup', unset: empty },
   { at: 'HostConfig', field: 'Links', option: '--link', unset: empty },
   { at: 'HostConfig', field: 'PidMode', option: '--pid', unset: oneOf('private'), why: 'every container has its own PID namespace' },
@@ -111,7 +138,10 @@ const REFUSED: Rule[] = [
 
 /** What an endpoint of NetworkingConfig may not carry (Aliases and IPAMConfig.IPv4Address are the networks' to check). */
 const ENDPOINT_OPTIONS: [string, string][] = [
-  ['Links', '--link'], ['MacAddress', '--mac-address'], ['DriverOpts', '--network driver options'], ['GlobalIPv6Address', '--ip6'],
+  ['Links', '--link'],
+  ['MacAddress', '--mac-address'],
+  ['DriverOpts', '--network driver options'],
+  ['GlobalIPv6Address', '--ip6'],
 ];
 
 /** Mount propagation other than Docker's default (rprivate) is refused: every tvm mount is private. */
@@ -122,7 +152,8 @@ function refuseMountOptions(hc: Record<string, unknown>): void {
     if (typeof b !== 'string') continue;
     const mode = b.split(':')[2] ?? '';
     for (const m of mode.split(',')) {
-      if (PROPAGATION.has(m)) throw new InvalidParameterError(`-v ${b}: bind propagation "${m}" is not supported by tvm (mounts are rprivate)`);
+      if (PROPAGATION.has(m))
+        throw new InvalidParameterError(`-v ${b}: bind propagation "${m}" is not supported by tvm (mounts are rprivate)`);
     }
   }
   for (const m of (hc.Mounts as Record<string, unknown>[] | null | undefined) ?? []) {
@@ -155,7 +186,8 @@ export function refuseUnsupported(body: CreateBody): void {
       throw new InvalidParameterError(`${r.option}${shown} is not supported by tvm${r.why ? ` (${r.why})` : ''}`);
     }
   }
-  const endpoints = ((body.NetworkingConfig ?? {}) as { EndpointsConfig?: Record<string, Record<string, unknown> | null> }).EndpointsConfig ?? {};
+  const endpoints =
+    ((body.NetworkingConfig ?? {}) as { EndpointsConfig?: Record<string, Record<string, unknown> | null> }).EndpointsConfig ?? {};
   for (const [net, ep] of Object.entries(endpoints)) {
     for (const [field, option] of ENDPOINT_OPTIONS) {
       if (!empty(ep?.[field])) throw new InvalidParameterError(`${option} (network ${net}) is not supported by tvm`);

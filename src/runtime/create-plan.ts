@@ -8,8 +8,12 @@ import { InvalidParameterError } from '../errors.js';
 import type { NetworkAttach } from '../network/manager.js';
 import { parseBindings } from '../network/ports.js';
 import {
-  validateResources, validateRestartPolicy, validateStorageOpt, validateUsernsMode,
-  type CreateBody, type HostConfigBody,
+  validateResources,
+  validateRestartPolicy,
+  validateStorageOpt,
+  validateUsernsMode,
+  type CreateBody,
+  type HostConfigBody,
 } from './container-config.js';
 import { validateHostOptions, type HostOptions } from './create-options.js';
 import { resolveLogConfig } from './log-opts.js';
@@ -72,7 +76,16 @@ export function planCreate(body: CreateBody, kind: IsolationKind, ctx: PlanConte
 /** What the isolation runs. */
 export function containerSpec(
   plan: CreatePlan,
-  c: { id: string; name: string; hostname: string; imageId: string; process: ContainerSpec['process']; mounts: Mount[]; stateDir: string; logPath: string },
+  c: {
+    id: string;
+    name: string;
+    hostname: string;
+    imageId: string;
+    process: ContainerSpec['process'];
+    mounts: Mount[];
+    stateDir: string;
+    logPath: string;
+  },
 ): ContainerSpec {
   const { hc } = plan;
   return {
@@ -103,7 +116,12 @@ export function recordedHostConfig(plan: CreatePlan, backend: string | undefined
   const { hc, kind, network, resources } = plan;
   return {
     ...hc,
-    NetworkMode: network === 'bridge' || network === 'container' ? (hc.NetworkMode && hc.NetworkMode !== 'default' ? hc.NetworkMode : 'bridge') : network,
+    NetworkMode:
+      network === 'bridge' || network === 'container'
+        ? hc.NetworkMode && hc.NetworkMode !== 'default'
+          ? hc.NetworkMode
+          : 'bridge'
+        : network,
     Isolation: kind,
     // who runs it: Docker names the OCI runtime here; ours is the isolation and its backend
     Runtime: backend ? `tvm-${kind}-${backend}` : `tvm-${kind}`,

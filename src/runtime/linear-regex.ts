@@ -133,17 +133,28 @@ class Parser {
     const c = this.s[this.i++];
     if (c === undefined) throw new RegexSyntaxError('trailing backslash');
     switch (c) {
-      case 'd': return isDigit;
-      case 'D': return (ch) => !isDigit(ch);
-      case 'w': return isWord;
-      case 'W': return (ch) => !isWord(ch);
-      case 's': return isSpace;
-      case 'S': return (ch) => !isSpace(ch);
-      case 't': return (ch) => ch === 9;
-      case 'n': return (ch) => ch === 10;
-      case 'r': return (ch) => ch === 13;
-      case 'f': return (ch) => ch === 12;
-      case 'v': return (ch) => ch === 11;
+      case 'd':
+        return isDigit;
+      case 'D':
+        return (ch) => !isDigit(ch);
+      case 'w':
+        return isWord;
+      case 'W':
+        return (ch) => !isWord(ch);
+      case 's':
+        return isSpace;
+      case 'S':
+        return (ch) => !isSpace(ch);
+      case 't':
+        return (ch) => ch === 9;
+      case 'n':
+        return (ch) => ch === 10;
+      case 'r':
+        return (ch) => ch === 13;
+      case 'f':
+        return (ch) => ch === 12;
+      case 'v':
+        return (ch) => ch === 11;
     }
     if (/[A-Za-z0-9]/.test(c)) throw new RegexSyntaxError(`unsupported escape \\${c}${inClass ? ' in a class' : ''}`);
     const code = c.charCodeAt(0);

@@ -9,7 +9,24 @@ import type { ContainerRecord } from './records.js';
 import type { ContainerStatus } from './state-machine.js';
 
 const STATUS_VALUES: ContainerStatus[] = ['created', 'restarting', 'running', 'removing', 'paused', 'exited', 'dead'];
-const LIST_FILTERS = new Set(['status', 'name', 'id', 'label', 'label!', 'ancestor', 'exited', 'isolation', 'before', 'since', 'volume', 'network', 'health', 'is-task', 'expose', 'publish']);
+const LIST_FILTERS = new Set([
+  'status',
+  'name',
+  'id',
+  'label',
+  'label!',
+  'ancestor',
+  'exited',
+  'isolation',
+  'before',
+  'since',
+  'volume',
+  'network',
+  'health',
+  'is-task',
+  'expose',
+  'publish',
+]);
 
 /** Validates `filters` keys and values for container listing, with Docker's messages. */
 export function validateListFilters(f: Record<string, string[]>): void {
@@ -61,7 +78,12 @@ function nameRegex(pattern: string): LinearRegex | undefined {
   return nameRegexes.get(pattern);
 }
 
-export function matchesFilters(rec: ContainerRecord, f: Record<string, string[]>, find: (ref: string) => ContainerRecord | undefined, networksOf?: (rec: ContainerRecord) => string[]): boolean {
+export function matchesFilters(
+  rec: ContainerRecord,
+  f: Record<string, string[]>,
+  find: (ref: string) => ContainerRecord | undefined,
+  networksOf?: (rec: ContainerRecord) => string[],
+): boolean {
   const any = (k: string, pred: (v: string) => boolean) => !f[k] || f[k].length === 0 || f[k].some(pred);
   return (
     any('status', (v) => rec.state.status === v) &&
@@ -72,9 +94,23 @@ export function matchesFilters(rec: ContainerRecord, f: Record<string, string[]>
     }) &&
     any('id', (v) => rec.id.startsWith(v)) &&
     matchesLabelFilters(rec, f.label ?? [], f['label!'] ?? []) &&
-    any('ancestor', (v) => rec.image === v || rec.image === `${v}:latest` || rec.imageId === v || rec.imageId === `sha256:${v}` || rec.imageId.startsWith(v.startsWith('sha256:') ? v : `sha256:${v}`)) &&
+    any(
+      'ancestor',
+      (v) =>
+        rec.image === v ||
+        rec.image === `${v}:latest` ||
+        rec.imageId === v ||
+        rec.imageId === `sha256:${v}` ||
+        rec.imageId.startsWith(v.startsWith('sha256:') ? v : `sha256:${v}`),
+    ) &&
     any('exited', (v) => rec.state.status === 'exited' && rec.state.exitCode === Number(v)) &&
-    any('isolation', (v) => rec.spec.isolation === v || (v === 'process' && rec.spec.isolation === 'container') || (v === 'hyperv' && rec.spec.isolation === 'vm')) &&
+    any(
+      'isolation',
+      (v) =>
+        rec.spec.isolation === v ||
+        (v === 'process' && rec.spec.isolation === 'container') ||
+        (v === 'hyperv' && rec.spec.isolation === 'vm'),
+    ) &&
     any('before', (v) => {
       const o = find(v);
       return o !== undefined && rec.created < o.created;
@@ -87,4 +123,3 @@ export function matchesFilters(rec: ContainerRecord, f: Record<string, string[]>
     any('network', (v) => rec.spec.network === v || (networksOf?.(rec) ?? []).some((n) => n === v || (v.length >= 12 && n.startsWith(v))))
   );
 }
-

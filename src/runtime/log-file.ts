@@ -76,7 +76,8 @@ export async function logChainNames(file: string): Promise<string[]> {
   let current = false;
   for (const n of names) {
     if (n === base) current = true;
-    else if (n.startsWith(`${base}.`) && /^\d+$/.test(n.slice(base.length + 1))) rotated.push({ n: Number(n.slice(base.length + 1)), name: n });
+    else if (n.startsWith(`${base}.`) && /^\d+$/.test(n.slice(base.length + 1)))
+      rotated.push({ n: Number(n.slice(base.length + 1)), name: n });
   }
   rotated.sort((a, b) => b.n - a.n);
   return [...rotated.map((r) => path.join(dir, r.name)), ...(current ? [file] : [])];
@@ -262,7 +263,10 @@ export async function* readLog(file: string, o: ReadLogOptions = {}): AsyncGener
         if (cur) yield* drain(cur);
         if (pastUntil) return;
         // Rotated away? Then `cur` is complete: go on with the files that came after it.
-        const now = await stat(file).then((st) => st.ino, () => undefined);
+        const now = await stat(file).then(
+          (st) => st.ino,
+          () => undefined,
+        );
         if (now !== undefined && now !== cur?.ino) {
           if (cur) yield* drain(cur);
           if (pastUntil) return;

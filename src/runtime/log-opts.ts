@@ -52,8 +52,12 @@ export function parseLogOpts(cfg: Record<string, string> | null | undefined): Lo
   }
   if (c.compress !== undefined) {
     const b = parseGoBool(c.compress);
-    if (b && (maxFiles === 1 || maxSize === -1)) throw new InvalidParameterError('compress cannot be true when max-file is less than 2 or max-size is not set');
-    if (b) throw new InvalidParameterError('log opt \'compress\' is not supported by tvm\'s json-file logger: rotated files stay uncompressed (use compress=false)');
+    if (b && (maxFiles === 1 || maxSize === -1))
+      throw new InvalidParameterError('compress cannot be true when max-file is less than 2 or max-size is not set');
+    if (b)
+      throw new InvalidParameterError(
+        "log opt 'compress' is not supported by tvm's json-file logger: rotated files stay uncompressed (use compress=false)",
+      );
   }
   for (const k of Object.keys(c)) {
     if (UNSUPPORTED.has(k)) throw new InvalidParameterError(`log opt '${k}' is not supported by tvm's json-file logger`);

@@ -24,7 +24,10 @@ export class JsonLogWriter {
   private readonly partial: Record<Stream, Buffer[]> = { stdout: [], stderr: [] };
   private readonly partialLen: Record<Stream, number> = { stdout: 0, stderr: 0 };
 
-  constructor(private readonly path: string, private readonly rotate?: LogRotate) {
+  constructor(
+    private readonly path: string,
+    private readonly rotate?: LogRotate,
+  ) {
     this.fd = openSync(path, 'a', 0o640);
   }
 

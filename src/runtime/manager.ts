@@ -17,7 +17,15 @@ import { EventBus } from './events.js';
 import { VolumeStore } from './volumes.js';
 import { newId, randomName, validateName } from './ids.js';
 import { createWarnings } from './create-options.js';
-import { displayRef, effectiveConfig, mapIsolation, parseMounts, volumesFromBinds, validateNetwork, type CreateBody } from './container-config.js';
+import {
+  displayRef,
+  effectiveConfig,
+  mapIsolation,
+  parseMounts,
+  volumesFromBinds,
+  validateNetwork,
+  type CreateBody,
+} from './container-config.js';
 import { parseSignal } from './signals.js';
 import { containerSpec, newContainerRecord, planCreate, recordedHostConfig, ZERO_TIME } from './create-plan.js';
 import { ExecStore, type ExecCreateBody, type ExecRecord } from './exec-store.js';
@@ -186,7 +194,11 @@ export class ContainerManager {
       if (!(target.state.status === 'running' || target.state.status === 'paused') || !target.state.pid) {
         throw new ConflictError(`cannot join network of a non running container: ${ref}`);
       }
-      rec.spec.netns = { path: `/proc/${target.state.pid}/ns/net`, ip: target.spec.netns?.ip ?? '127.0.1.1', ...(target.spec.netns?.nameservers && { nameservers: target.spec.netns.nameservers }) };
+      rec.spec.netns = {
+        path: `/proc/${target.state.pid}/ns/net`,
+        ip: target.spec.netns?.ip ?? '127.0.1.1',
+        ...(target.spec.netns?.nameservers && { nameservers: target.spec.netns.nameservers }),
+      };
       return iso.start(rec.spec);
     }
     if (!this.network || rec.spec.network !== 'bridge') return iso.start(rec.spec);
@@ -246,12 +258,23 @@ export class ContainerManager {
       await this.startOnBoot(rec);
     } else if ('exited' in r) {
       this.onExit(rec.id, this.liveOf(rec.id).runGen, r.exited);
-    } else if (shouldStartOnBoot(policyOf(rec.hostConfig), { exitCode: 255, manuallyStopped: rec.manuallyStopped === true, restartCount: rec.restartCount })) {
+    } else if (
+      shouldStartOnBoot(policyOf(rec.hostConfig), {
+        exitCode: 255,
+        manuallyStopped: rec.manuallyStopped === true,
+        restartCount: rec.restartCount,
+      })
+    ) {
       // Host reboot (the supervisor is gone with its workload): the policy brings it back, as
       // Docker does with containers whose task vanished.
-      this.onExit(rec.id, this.liveOf(rec.id).runGen, { exitCode: 255, finishedAt: now(), oomKilled: false, error: 'the container\'s supervisor is gone (lost across a daemon restart)' });
+      this.onExit(rec.id, this.liveOf(rec.id).runGen, {
+        exitCode: 255,
+        finishedAt: now(),
+        oomKilled: false,
+        error: "the container's supervisor is gone (lost across a daemon restart)",
+      });
     } else {
-      this.markDead(rec, 'the container\'s supervisor is gone (lost across a daemon restart)');
+      this.markDead(rec, "the container's supervisor is gone (lost across a daemon restart)");
     }
   }
 
@@ -259,8 +282,17 @@ export class ContainerManager {
   private async startOnBoot(rec: ContainerRecord): Promise<void> {
     if (rec.state.startedAt === ZERO_TIME) return;
     const policy = policyOf(rec.hostConfig);
-    if (!shouldStartOnBoot(policy, { exitCode: rec.state.exitCode, manuallyStopped: rec.manuallyStopped === true, restartCount: rec.restartCount })) return;
-    await this.locked(rec.id, () => this.startLocked(rec)).catch((e) => this.log(`restart policy ${policy.Name}: starting ${rec.id} at daemon start failed: ${String(e)}`));
+    if (
+      !shouldStartOnBoot(policy, {
+        exitCode: rec.state.exitCode,
+        manuallyStopped: rec.manuallyStopped === true,
+        restartCount: rec.restartCount,
+      })
+    )
+      return;
+    await this.locked(rec.id, () => this.startLocked(rec)).catch((e) =>
+      this.log(`restart policy ${policy.Name}: starting ${rec.id} at daemon start failed: ${String(e)}`),
+    );
   }
 
   /**
@@ -288,8 +320,16 @@ export class ContainerManager {
     let l = this.live.get(id);
     if (!l) {
       l = {
-        runGen: 0, exitWaiters: [], removedWaiters: [], lock: Promise.resolve(), saving: Promise.resolve(), removing: false, stopping: false,
-        exitOnNext: false, backoffMs: 0, restartToken: 0,
+        runGen: 0,
+        exitWaiters: [],
+        removedWaiters: [],
+        lock: Promise.resolve(),
+        saving: Promise.resolve(),
+        removing: false,
+        stopping: false,
+        exitOnNext: false,
+        backoffMs: 0,
+        restartToken: 0,
       };
       this.live.set(id, l);
     }
@@ -341,15 +381,20 @@ export class ContainerManager {
       const target = this.get(mode.slice('container:'.length));
       if (body.Hostname) throw new InvalidParameterError('conflicting options: hostname and the network mode');
       const some = (v: unknown) => Array.isArray(v) && v.length > 0;
-      if (some(hc.Dns) || some(hc.DnsSearch) || some(hc.DnsOptions)) throw new InvalidParameterError('conflicting options: dns and the network mode');
+      if (some(hc.Dns) || some(hc.DnsSearch) || some(hc.DnsOptions))
+        throw new InvalidParameterError('conflicting options: dns and the network mode');
       if (some(hc.ExtraHosts)) throw new InvalidParameterError('conflicting options: custom host-to-IP mapping and the network mode');
-      if (Object.keys(hc.PortBindings ?? {}).length > 0 || hc.PublishAllPorts) throw new InvalidParameterError('conflicting options: port publishing and the container type network mode');
-      if (body.ExposedPorts && Object.keys(body.ExposedPorts).length > 0) throw new InvalidParameterError('conflicting options: port exposing and the container type network mode');
+      if (Object.keys(hc.PortBindings ?? {}).length > 0 || hc.PublishAllPorts)
+        throw new InvalidParameterError('conflicting options: port publishing and the container type network mode');
+      if (body.ExposedPorts && Object.keys(body.ExposedPorts).length > 0)
+        throw new InvalidParameterError('conflicting options: port exposing and the container type network mode');
       hc.NetworkMode = `container:${target.id}`;
       // the other container's host name, as Docker gives it
       body.Hostname = (target.config.Hostname as string | undefined) ?? target.id.slice(0, 12);
     }
-    const endpoints = ((body.NetworkingConfig ?? {}) as { EndpointsConfig?: Record<string, EndpointConfigBody | null> | null }).EndpointsConfig ?? undefined;
+    const endpoints =
+      ((body.NetworkingConfig ?? {}) as { EndpointsConfig?: Record<string, EndpointConfigBody | null> | null }).EndpointsConfig ??
+      undefined;
     return this.network.resolveCreate(hc.NetworkMode, endpoints);
   }
 
@@ -357,7 +402,8 @@ export class ContainerManager {
     if (platform && platform !== '' && !/^linux(\/amd64)?$/.test(platform)) {
       throw new InvalidParameterError(`image platform ${platform} is not supported: tvm runs linux/amd64`);
     }
-    if (typeof body.Image !== 'string' || body.Image === '') throw new InvalidParameterError('config cannot be empty in order to create a container');
+    if (typeof body.Image !== 'string' || body.Image === '')
+      throw new InvalidParameterError('config cannot be empty in order to create a container');
     const kind = mapIsolation(body.HostConfig?.Isolation, this.defaultIsolation);
     const iso = this.isolationFor(kind);
     const plan = planCreate(body, kind, {
@@ -382,7 +428,10 @@ export class ContainerManager {
     const id = newId();
     const eff = effectiveConfig(body, image, id);
     const fromBinds = volumesFromBinds(hc, (ref) => this.records.find(ref));
-    const mountReqs = parseMounts(fromBinds.length > 0 ? { ...hc, Binds: [...(hc.Binds ?? []), ...fromBinds] } : hc, eff.config.Volumes as Record<string, object>);
+    const mountReqs = parseMounts(
+      fromBinds.length > 0 ? { ...hc, Binds: [...(hc.Binds ?? []), ...fromBinds] } : hc,
+      eff.config.Volumes as Record<string, object>,
+    );
     for (const m of mountReqs) {
       if (m.mount.type === 'bind') {
         try {
@@ -402,22 +451,61 @@ export class ContainerManager {
       const points: MountPoint[] = [];
       for (const m of mountReqs) {
         if (m.mount.type === 'volume') {
-          const { volume, created: isNew } = await this.volumes.create({ ...(m.volumeName !== undefined && { name: m.volumeName }), ...(m.anonymous && { anonymous: true }) });
+          const { volume, created: isNew } = await this.volumes.create({
+            ...(m.volumeName !== undefined && { name: m.volumeName }),
+            ...(m.anonymous && { anonymous: true }),
+          });
           if (isNew) {
             createdVolumes.push(volume.Name);
             this.events.publish('volume', 'create', volume.Name, { driver: 'local' });
           }
           mounts.push({ ...m.mount, source: volume.Mountpoint });
-          points.push({ Type: 'volume', Name: volume.Name, Source: volume.Mountpoint, Destination: m.mount.destination, Driver: 'local', Mode: m.mode === '' ? 'z' : m.mode, RW: !m.mount.readonly, Propagation: '', ...(m.anonymous && { anonymous: true }) });
+          points.push({
+            Type: 'volume',
+            Name: volume.Name,
+            Source: volume.Mountpoint,
+            Destination: m.mount.destination,
+            Driver: 'local',
+            Mode: m.mode === '' ? 'z' : m.mode,
+            RW: !m.mount.readonly,
+            Propagation: '',
+            ...(m.anonymous && { anonymous: true }),
+          });
         } else {
           mounts.push(m.mount);
-          points.push({ Type: m.mount.type, Source: m.mount.source, Destination: m.mount.destination, Mode: m.mode, RW: !m.mount.readonly, Propagation: m.mount.type === 'bind' ? 'rprivate' : '' });
+          points.push({
+            Type: m.mount.type,
+            Source: m.mount.source,
+            Destination: m.mount.destination,
+            Mode: m.mode,
+            RW: !m.mount.readonly,
+            Propagation: m.mount.type === 'bind' ? 'rprivate' : '',
+          });
         }
       }
-      const spec = containerSpec(plan, { id, name, hostname: eff.hostname, imageId: image.id, process: eff.process, mounts, stateDir, logPath: path.join(stateDir, 'log.jsonl') });
+      const spec = containerSpec(plan, {
+        id,
+        name,
+        hostname: eff.hostname,
+        imageId: image.id,
+        process: eff.process,
+        mounts,
+        stateDir,
+        logPath: path.join(stateDir, 'log.jsonl'),
+      });
       const hostConfig = recordedHostConfig(plan, iso.backend);
       const rec = newContainerRecord({
-        id, name, created, image: body.Image, imageId: image.id, path: eff.path, args: eff.args, config: eff.config, hostConfig, mounts: points, spec,
+        id,
+        name,
+        created,
+        image: body.Image,
+        imageId: image.id,
+        path: eff.path,
+        args: eff.args,
+        config: eff.config,
+        hostConfig,
+        mounts: points,
+        spec,
       });
       await mkdir(stateDir, { recursive: true, mode: 0o710 });
       await iso.create(spec);
@@ -426,8 +514,12 @@ export class ContainerManager {
         if (this.network) await this.network.join(id, name, attach);
       } catch (e) {
         await this.network?.leave(id).catch((err) => this.log(`create of ${id} failed; leaving its networks: ${String(err)}`));
-        await this.records.delete(id).catch((err) => this.log(`create of ${id} failed; its record stays until the next start: ${String(err)}`));
-        await iso.remove(spec).catch((err) => this.log(`create of ${id} failed; removing what the isolation made failed too: ${String(err)}`));
+        await this.records
+          .delete(id)
+          .catch((err) => this.log(`create of ${id} failed; its record stays until the next start: ${String(err)}`));
+        await iso
+          .remove(spec)
+          .catch((err) => this.log(`create of ${id} failed; removing what the isolation made failed too: ${String(err)}`));
         throw e;
       }
       this.liveOf(id);
@@ -439,7 +531,10 @@ export class ContainerManager {
       this.live.delete(id);
       // never through a mount the isolation could not undo; what stays is retried at the next init
       await removeUnrecordedDir(stateDir).catch((err) => this.log(`create of ${id} failed; its state dir stays: ${String(err)}`));
-      for (const v of createdVolumes) await this.volumes.remove(v, new Map(), true).catch((err) => this.log(`create of ${id} failed; its new volume ${v} stays: ${String(err)}`));
+      for (const v of createdVolumes)
+        await this.volumes
+          .remove(v, new Map(), true)
+          .catch((err) => this.log(`create of ${id} failed; its new volume ${v} stays: ${String(err)}`));
       throw e;
     }
   }
@@ -478,7 +573,15 @@ export class ContainerManager {
       }
       throw startFailedError(rec.id, rec.state.error, e);
     }
-    rec.state = { status: next, pid: info.pid, exitCode: 0, error: '', oomKilled: false, startedAt: info.startedAt, finishedAt: rec.state.finishedAt };
+    rec.state = {
+      status: next,
+      pid: info.pid,
+      exitCode: 0,
+      error: '',
+      oomKilled: false,
+      startedAt: info.startedAt,
+      finishedAt: rec.state.finishedAt,
+    };
     l.runGen++;
     await this.persist(rec);
     this.monitor(rec, iso);
@@ -504,14 +607,18 @@ export class ContainerManager {
     const l = this.liveOf(id);
     if (!rec || gen !== l.runGen || !isActive(rec.state.status) || rec.state.status === 'restarting') return;
     // queued before any restart's setup: the next run gets a fresh namespace
-    if (this.network && rec.spec.network === 'bridge') void this.network.tearDown(id).catch((e) => this.log(`taking down the network of ${id}: ${String(e)}`));
+    if (this.network && rec.spec.network === 'bridge')
+      void this.network.tearDown(id).catch((e) => this.log(`taking down the network of ${id}: ${String(e)}`));
     // after shutdown the exit is recorded, and the next daemon's init applies the policy
-    const restart = !this.closed && !l.removing && shouldRestart(policyOf(rec.hostConfig), {
-      exitCode: st.exitCode,
-      manuallyStopped: rec.manuallyStopped === true,
-      cancelled: l.exitOnNext || l.stopping,
-      restartCount: rec.restartCount,
-    });
+    const restart =
+      !this.closed &&
+      !l.removing &&
+      shouldRestart(policyOf(rec.hostConfig), {
+        exitCode: st.exitCode,
+        manuallyStopped: rec.manuallyStopped === true,
+        cancelled: l.exitOnNext || l.stopping,
+        restartCount: rec.restartCount,
+      });
     const runMs = Math.max(0, Date.parse(st.finishedAt) - Date.parse(rec.state.startedAt)) || 0;
     rec.state = {
       status: transition(rec.state.status, restart ? 'restart-wait' : 'exit', rec.name),
@@ -553,7 +660,14 @@ export class ContainerManager {
 
   private async policyRestart(rec: ContainerRecord, token: number): Promise<void> {
     const l = this.liveOf(rec.id);
-    if (this.closed || !this.restarts.isCurrent(l, token) || l.removing || rec.state.status !== 'restarting' || this.records.get(rec.id) !== rec) return;
+    if (
+      this.closed ||
+      !this.restarts.isCurrent(l, token) ||
+      l.removing ||
+      rec.state.status !== 'restarting' ||
+      this.records.get(rec.id) !== rec
+    )
+      return;
     const iso = this.isolationFor(rec.spec.isolation);
     let info;
     try {
@@ -570,7 +684,12 @@ export class ContainerManager {
     }
     rec.state = {
       status: transition(rec.state.status, 'restart-start', rec.name),
-      pid: info.pid, exitCode: 0, error: '', oomKilled: false, startedAt: info.startedAt, finishedAt: rec.state.finishedAt,
+      pid: info.pid,
+      exitCode: 0,
+      error: '',
+      oomKilled: false,
+      startedAt: info.startedAt,
+      finishedAt: rec.state.finishedAt,
     };
     l.runGen++;
     // watched (and announced) before anything awaits: an exit right after the start is not missed
@@ -616,7 +735,7 @@ export class ContainerManager {
       return;
     }
     const iso = this.isolationFor(rec.spec.isolation);
-    const sig = opts.signal && opts.signal !== '' ? opts.signal : (rec.config.StopSignal as string | undefined) ?? 'SIGTERM';
+    const sig = opts.signal && opts.signal !== '' ? opts.signal : ((rec.config.StopSignal as string | undefined) ?? 'SIGTERM');
     const sigNum = parseSignal(sig);
     const timeout = opts.timeout ?? (rec.config.StopTimeout as number | undefined) ?? 10;
     l.stopping = true;
@@ -717,7 +836,8 @@ export class ContainerManager {
       }
       if ((st === 'running' || st === 'paused') && Object.keys(plan.changes).length > 0) {
         const iso = this.isolationFor(rec.spec.isolation);
-        if (!iso.update) throw new NotImplementedError(cannot(`--isolation=${rec.spec.isolation} cannot change the limits of a running container yet`));
+        if (!iso.update)
+          throw new NotImplementedError(cannot(`--isolation=${rec.spec.isolation} cannot change the limits of a running container yet`));
         try {
           await iso.update(rec.spec, plan.changes);
         } catch (e) {
@@ -789,7 +909,10 @@ export class ContainerManager {
     await this.locked(rec.id, async () => {
       const running = rec.state.status === 'running' || rec.state.status === 'paused';
       // a microVM has one NIC, plugged at boot: no hot-plug, and no second network at start
-      if (rec.spec.isolation === 'vm') throw new ConflictError(`container ${rec.name.replace(/^\//, '')} runs with --isolation=vm: connecting it to another network is not supported (a microVM has one NIC, on the network it was created with)`);
+      if (rec.spec.isolation === 'vm')
+        throw new ConflictError(
+          `container ${rec.name.replace(/^\//, '')} runs with --isolation=vm: connecting it to another network is not supported (a microVM has one NIC, on the network it was created with)`,
+        );
       const mode = rec.spec.network === 'bridge' ? 'bridge' : rec.spec.network;
       await nm.connect(netRef, rec.id, rec.name, ep, mode, running);
       const n = nm.get(netRef);
@@ -803,7 +926,9 @@ export class ContainerManager {
     await this.locked(rec.id, async () => {
       const n = nm.get(netRef);
       if (rec.spec.isolation === 'vm' && (rec.state.status === 'running' || rec.state.status === 'paused')) {
-        throw new ConflictError(`container ${rec.name.replace(/^\//, '')} runs with --isolation=vm: its NIC cannot be unplugged while it runs (stop it first)`);
+        throw new ConflictError(
+          `container ${rec.name.replace(/^\//, '')} runs with --isolation=vm: its NIC cannot be unplugged while it runs (stop it first)`,
+        );
       }
       await nm.disconnect(netRef, rec.id);
       this.events.publish('network', 'disconnect', n.Id, { container: rec.id, name: n.Name, type: 'bridge' });
@@ -833,10 +958,19 @@ export class ContainerManager {
         if (rec.state.status === 'paused') await iso.resume(rec.spec).catch(() => {});
         this.emit(rec, 'kill', { signal: '9' });
         if (l.exit && !(await waitFor(l.exit, 10_000))) {
-          this.onExit(rec.id, l.runGen, { exitCode: 137, finishedAt: now(), oomKilled: false, error: 'container did not exit after SIGKILL' });
+          this.onExit(rec.id, l.runGen, {
+            exitCode: 137,
+            finishedAt: now(),
+            oomKilled: false,
+            error: 'container did not exit after SIGKILL',
+          });
         }
         // A dead container has no exit watcher: ask the isolation for the end of the workload.
-        if (!l.exit && rec.state.status === 'dead') await waitFor(iso.wait(rec.spec).catch(() => undefined), 10_000);
+        if (!l.exit && rec.state.status === 'dead')
+          await waitFor(
+            iso.wait(rec.spec).catch(() => undefined),
+            10_000,
+          );
         await this.settle(rec.id);
       }
       l.removing = true;
@@ -1002,11 +1136,12 @@ export class ContainerManager {
   async sizes(ref: string): Promise<{ rw: number; rootFs: number }> {
     const rec = this.get(ref);
     const iso = this.isolations[rec.spec.isolation];
-    const rw = (await iso?.sizeRw?.(rec.spec).catch((e: unknown) => {
-      // a container mid-removal has no layer left to measure: it counts as empty
-      this.log(`size of ${rec.id}'s writable layer: ${String(e)}`);
-      return 0;
-    })) ?? 0;
+    const rw =
+      (await iso?.sizeRw?.(rec.spec).catch((e: unknown) => {
+        // a container mid-removal has no layer left to measure: it counts as empty
+        this.log(`size of ${rec.id}'s writable layer: ${String(e)}`);
+        return 0;
+      })) ?? 0;
     // an image removed under the container (rmi -f) has no size left to add
     const image = await this.images.resolve(rec.imageId).catch(() => undefined);
     return { rw, rootFs: rw + (image?.size ?? 0) };
@@ -1133,4 +1268,3 @@ function waitFor(p: Promise<unknown> | undefined, ms: number): Promise<boolean> 
     );
   });
 }
-

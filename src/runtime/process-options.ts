@@ -11,14 +11,39 @@ import type { HostConfigBody } from './container-config.js';
 import type { DeviceMapping, ProcessOptions, Ulimit } from './types.js';
 
 /** go-units' ulimit names (docker run --ulimit NAME=SOFT[:HARD]) */
-export const ULIMIT_NAMES = ['core', 'cpu', 'data', 'fsize', 'locks', 'memlock', 'msgqueue', 'nice', 'nofile', 'nproc', 'rss', 'rtprio', 'rttime', 'sigpending', 'stack'] as const;
+export const ULIMIT_NAMES = [
+  'core',
+  'cpu',
+  'data',
+  'fsize',
+  'locks',
+  'memlock',
+  'msgqueue',
+  'nice',
+  'nofile',
+  'nproc',
+  'rss',
+  'rtprio',
+  'rttime',
+  'sigpending',
+  'stack',
+] as const;
 
 /** Docker's /dev/shm size when ShmSize is 0 or unset */
 export const DEFAULT_SHM_SIZE = 64 * 1024 * 1024;
 const MIN_MEMORY = 6 * 1024 * 1024;
 
 /** sysctls that live in the IPC namespace (runc's list) */
-const IPC_SYSCTLS = new Set(['kernel.msgmax', 'kernel.msgmnb', 'kernel.msgmni', 'kernel.sem', 'kernel.shmall', 'kernel.shmmax', 'kernel.shmmni', 'kernel.shm_rmid_forced']);
+const IPC_SYSCTLS = new Set([
+  'kernel.msgmax',
+  'kernel.msgmnb',
+  'kernel.msgmni',
+  'kernel.sem',
+  'kernel.shmall',
+  'kernel.shmmax',
+  'kernel.shmmni',
+  'kernel.shm_rmid_forced',
+]);
 
 const bad = (msg: string): never => {
   throw new InvalidParameterError(msg);
@@ -35,7 +60,8 @@ export function validateUlimits(list: unknown): Ulimit[] {
     if (typeof name !== 'string' || !(ULIMIT_NAMES as readonly string[]).includes(name)) bad(`invalid ulimit type: ${String(name)}`);
     const soft = o.Soft ?? 0;
     const hard = o.Hard ?? 0;
-    if (!isInt(soft) || !isInt(hard) || soft < -1 || hard < -1) return bad(`invalid ulimit ${String(name)}: soft and hard must be integers >= -1 (-1: unlimited)`);
+    if (!isInt(soft) || !isInt(hard) || soft < -1 || hard < -1)
+      return bad(`invalid ulimit ${String(name)}: soft and hard must be integers >= -1 (-1: unlimited)`);
     // -1 is unlimited: the largest value
     const big = (v: number) => (v === -1 ? Infinity : v);
     if (big(soft) > big(hard)) bad(`ulimit soft limit must be less than or equal to hard limit: ${soft} > ${hard}`);
@@ -84,17 +110,21 @@ function validateDevices(list: unknown): DeviceMapping[] {
     try {
       st = statSync(host);
     } catch (e) {
-      return bad(`error gathering device information while adding custom device "${host}": ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (e as Error).message}`);
+      return bad(
+        `error gathering device information while adding custom device "${host}": ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (e as Error).message}`,
+      );
     }
     if (st.isDirectory()) bad(`--device ${host}: a directory of devices is not supported by tvm; name each device`);
-    if (!st.isCharacterDevice() && !st.isBlockDevice()) bad(`error gathering device information while adding custom device "${host}": not a device node`);
+    if (!st.isCharacterDevice() && !st.isBlockDevice())
+      bad(`error gathering device information while adding custom device "${host}": not a device node`);
     return { pathOnHost: host, pathInContainer: path.posix.normalize(inCtr), permissions: perms };
   });
 }
 
 const strList = (v: unknown, what: string): string[] | undefined => {
   if (v === undefined || v === null) return undefined;
-  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string' || x === '' || /[\s\n]/.test(x))) return bad(`${what}: expected a list of words`);
+  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string' || x === '' || /[\s\n]/.test(x)))
+    return bad(`${what}: expected a list of words`);
   return v.length > 0 ? (v as string[]) : undefined;
 };
 
@@ -147,7 +177,8 @@ export function validateProcessOptions(hc: HostConfigBody, network: 'none' | 'ho
   const extraHosts = validateExtraHosts(hc.ExtraHosts);
   if (extraHosts.length > 0) out.extraHosts = extraHosts;
   if (domainname !== undefined && domainname !== '') {
-    if (domainname.length > 64 || !/^[A-Za-z0-9][A-Za-z0-9.-]*$/.test(domainname)) bad(`invalid domainname format: ${JSON.stringify(domainname)}`);
+    if (domainname.length > 64 || !/^[A-Za-z0-9][A-Za-z0-9.-]*$/.test(domainname))
+      bad(`invalid domainname format: ${JSON.stringify(domainname)}`);
     out.domainname = domainname;
   }
   const ulimits = validateUlimits(hc.Ulimits);
@@ -160,20 +191,28 @@ export function validateProcessOptions(hc: HostConfigBody, network: 'none' | 'ho
   if ((shm as number) > 0) out.shmSize = shm as number;
   if (hc.Init === true) out.init = true;
   const groups = hc.GroupAdd ?? [];
-  if (!Array.isArray(groups) || groups.some((g) => typeof g !== 'string' || g === '' || g.includes(':') || g.includes('\n'))) bad('GroupAdd: expected group names or ids');
+  if (!Array.isArray(groups) || groups.some((g) => typeof g !== 'string' || g === '' || g.includes(':') || g.includes('\n')))
+    bad('GroupAdd: expected group names or ids');
   if ((groups as string[]).length > 0) out.groupAdd = groups as string[];
   const adj = hc.OomScoreAdj ?? 0;
-  if (!isInt(adj) || adj < -1000 || adj > 1000) bad(`Invalid value ${typeof adj === 'number' ? adj : JSON.stringify(adj)}, range for oom score adj is [-1000, 1000]`);
+  if (!isInt(adj) || adj < -1000 || adj > 1000)
+    bad(`Invalid value ${typeof adj === 'number' ? adj : JSON.stringify(adj)}, range for oom score adj is [-1000, 1000]`);
   if (adj !== 0) out.oomScoreAdj = adj as number;
   const devices = validateDevices(hc.Devices);
   if (devices.length > 0) out.devices = devices;
   if (hc.OomKillDisable === true) out.oomKillDisable = true;
   // given lists replace Docker's masked and read-only /proc and /sys paths; the docker CLI sends
   // both empty for --security-opt systempaths=unconfined
-  for (const [field, key] of [['MaskedPaths', 'maskedPaths'], ['ReadonlyPaths', 'readonlyPaths']] as const) {
+  for (const [field, key] of [
+    ['MaskedPaths', 'maskedPaths'],
+    ['ReadonlyPaths', 'readonlyPaths'],
+  ] as const) {
     const v = hc[field];
     if (v === undefined || v === null) continue;
-    if (!Array.isArray(v) || v.some((p) => typeof p !== 'string' || !path.posix.isAbsolute(p) || p.split('/').includes('..') || p.includes('\0'))) {
+    if (
+      !Array.isArray(v) ||
+      v.some((p) => typeof p !== 'string' || !path.posix.isAbsolute(p) || p.split('/').includes('..') || p.includes('\0'))
+    ) {
       bad(`${field}: expected a list of absolute paths`);
     }
     out[key] = v as string[];
@@ -193,7 +232,9 @@ export function agentProcessOptions(o: ProcessOptions | undefined): Record<strin
     ...(o.init && { init: true }),
     ...(o.groupAdd && { groupAdd: o.groupAdd }),
     ...(o.oomScoreAdj !== undefined && { oomScoreAdj: o.oomScoreAdj }),
-    ...(o.devices && { devices: o.devices.map((d) => ({ path: d.pathOnHost, containerPath: d.pathInContainer, permissions: d.permissions })) }),
+    ...(o.devices && {
+      devices: o.devices.map((d) => ({ path: d.pathOnHost, containerPath: d.pathInContainer, permissions: d.permissions })),
+    }),
     ...(o.oomKillDisable && { oomKillDisable: true }),
     ...(o.maskedPaths && { maskedPaths: o.maskedPaths }),
     ...(o.readonlyPaths && { readonlyPaths: o.readonlyPaths }),

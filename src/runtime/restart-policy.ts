@@ -22,7 +22,8 @@ export const NO_RESTART: RestartPolicy = { Name: 'no', MaximumRetryCount: 0 };
 export function parseRestartPolicy(p: { Name?: string; MaximumRetryCount?: number } | null | undefined): RestartPolicy {
   const name = p?.Name ?? '';
   const max = p?.MaximumRetryCount ?? 0;
-  if (!Number.isInteger(max)) throw new InvalidParameterError(`invalid restart policy: maximum retry count must be an integer, got ${String(max)}`);
+  if (!Number.isInteger(max))
+    throw new InvalidParameterError(`invalid restart policy: maximum retry count must be an integer, got ${String(max)}`);
   switch (name) {
     case '':
       // Clients before Engine 25 sent an empty name for "no", with any count.

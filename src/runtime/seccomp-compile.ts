@@ -11,8 +11,25 @@
  */
 import { InvalidParameterError } from '../errors.js';
 import {
-  AUDIT_ARCH_X86_64, BPF_ABS, BPF_ALU, BPF_AND, BPF_JA, BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JMP, BPF_K, BPF_LD, BPF_MAXINSNS,
-  BPF_RET, BPF_W, SECCOMP_DATA_ARCH, SECCOMP_DATA_ARGS, SECCOMP_DATA_NR, SECCOMP_RET_KILL_PROCESS, type Insn,
+  AUDIT_ARCH_X86_64,
+  BPF_ABS,
+  BPF_ALU,
+  BPF_AND,
+  BPF_JA,
+  BPF_JEQ,
+  BPF_JGE,
+  BPF_JGT,
+  BPF_JMP,
+  BPF_K,
+  BPF_LD,
+  BPF_MAXINSNS,
+  BPF_RET,
+  BPF_W,
+  SECCOMP_DATA_ARCH,
+  SECCOMP_DATA_ARGS,
+  SECCOMP_DATA_NR,
+  SECCOMP_RET_KILL_PROCESS,
+  type Insn,
 } from './bpf.js';
 import type { ArgCondition, ResolvedFilter, SyscallRules } from './seccomp-profile.js';
 import { X32_SYSCALL_BIT } from './syscalls-x86_64.js';
@@ -86,35 +103,55 @@ function emitCondition(a: Assembler, c: ArgCondition, fail: Label): void {
   const J = BPF_JMP | BPF_K;
   switch (c.op) {
     case 'SCMP_CMP_EQ':
-      a.ld(HI); a.emit(J | BPF_JEQ, hi32(v), 0, fail);
-      a.ld(LO); a.emit(J | BPF_JEQ, lo32(v), 0, fail);
+      a.ld(HI);
+      a.emit(J | BPF_JEQ, hi32(v), 0, fail);
+      a.ld(LO);
+      a.emit(J | BPF_JEQ, lo32(v), 0, fail);
       break;
     case 'SCMP_CMP_NE':
-      a.ld(HI); a.emit(J | BPF_JEQ, hi32(v), 0, pass);
-      a.ld(LO); a.emit(J | BPF_JEQ, lo32(v), fail, 0);
+      a.ld(HI);
+      a.emit(J | BPF_JEQ, hi32(v), 0, pass);
+      a.ld(LO);
+      a.emit(J | BPF_JEQ, lo32(v), fail, 0);
       break;
     case 'SCMP_CMP_MASKED_EQ': {
       const mask = v;
       const want = c.valueTwo;
-      a.ld(HI); a.emit(BPF_ALU | BPF_AND | BPF_K, hi32(mask)); a.emit(J | BPF_JEQ, hi32(want), 0, fail);
-      a.ld(LO); a.emit(BPF_ALU | BPF_AND | BPF_K, lo32(mask)); a.emit(J | BPF_JEQ, lo32(want), 0, fail);
+      a.ld(HI);
+      a.emit(BPF_ALU | BPF_AND | BPF_K, hi32(mask));
+      a.emit(J | BPF_JEQ, hi32(want), 0, fail);
+      a.ld(LO);
+      a.emit(BPF_ALU | BPF_AND | BPF_K, lo32(mask));
+      a.emit(J | BPF_JEQ, lo32(want), 0, fail);
       break;
     }
     case 'SCMP_CMP_GT':
-      a.ld(HI); a.emit(J | BPF_JGT, hi32(v), pass, 0); a.emit(J | BPF_JEQ, hi32(v), 0, fail);
-      a.ld(LO); a.emit(J | BPF_JGT, lo32(v), 0, fail);
+      a.ld(HI);
+      a.emit(J | BPF_JGT, hi32(v), pass, 0);
+      a.emit(J | BPF_JEQ, hi32(v), 0, fail);
+      a.ld(LO);
+      a.emit(J | BPF_JGT, lo32(v), 0, fail);
       break;
     case 'SCMP_CMP_GE':
-      a.ld(HI); a.emit(J | BPF_JGT, hi32(v), pass, 0); a.emit(J | BPF_JEQ, hi32(v), 0, fail);
-      a.ld(LO); a.emit(J | BPF_JGE, lo32(v), 0, fail);
+      a.ld(HI);
+      a.emit(J | BPF_JGT, hi32(v), pass, 0);
+      a.emit(J | BPF_JEQ, hi32(v), 0, fail);
+      a.ld(LO);
+      a.emit(J | BPF_JGE, lo32(v), 0, fail);
       break;
     case 'SCMP_CMP_LT':
-      a.ld(HI); a.emit(J | BPF_JGE, hi32(v), 0, pass); a.emit(J | BPF_JEQ, hi32(v), 0, fail);
-      a.ld(LO); a.emit(J | BPF_JGE, lo32(v), fail, 0);
+      a.ld(HI);
+      a.emit(J | BPF_JGE, hi32(v), 0, pass);
+      a.emit(J | BPF_JEQ, hi32(v), 0, fail);
+      a.ld(LO);
+      a.emit(J | BPF_JGE, lo32(v), fail, 0);
       break;
     case 'SCMP_CMP_LE':
-      a.ld(HI); a.emit(J | BPF_JGE, hi32(v), 0, pass); a.emit(J | BPF_JEQ, hi32(v), 0, fail);
-      a.ld(LO); a.emit(J | BPF_JGT, lo32(v), fail, 0);
+      a.ld(HI);
+      a.emit(J | BPF_JGE, hi32(v), 0, pass);
+      a.emit(J | BPF_JEQ, hi32(v), 0, fail);
+      a.ld(LO);
+      a.emit(J | BPF_JGT, lo32(v), fail, 0);
       break;
   }
   a.bind(pass);
@@ -197,7 +234,9 @@ export function compileSeccomp(f: ResolvedFilter): Insn[] {
   emitTree(a, iv, 0, iv.length);
   const prog = a.finish();
   if (prog.length > BPF_MAXINSNS) {
-    throw new InvalidParameterError(`seccomp profile compiles to ${prog.length} BPF instructions, more than the kernel's limit of ${BPF_MAXINSNS}`);
+    throw new InvalidParameterError(
+      `seccomp profile compiles to ${prog.length} BPF instructions, more than the kernel's limit of ${BPF_MAXINSNS}`,
+    );
   }
   return prog;
 }

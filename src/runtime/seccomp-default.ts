@@ -47,7 +47,11 @@ writev`;
 
 const names = (s: string): string[] => s.trim().split(/\s+/);
 const allow = 'SCMP_ACT_ALLOW';
-const withCap = (cap: string, list: string): ProfileJson['syscalls'][number] => ({ names: names(list), action: allow, includes: { caps: [cap] } });
+const withCap = (cap: string, list: string): ProfileJson['syscalls'][number] => ({
+  names: names(list),
+  action: allow,
+  includes: { caps: [cap] },
+});
 /** Every namespace flag clone(2) takes, as Docker's profile masks them (CLONE_NEWNS..CLONE_NEWNET). */
 const CLONE_NS_FLAGS = 0x7e020000;
 /** AF_VSOCK: sockets to the hypervisor stay closed to containers */
@@ -62,13 +66,25 @@ export const DEFAULT_PROFILE: ProfileJson = {
     { names: ['process_vm_readv', 'process_vm_writev', 'ptrace'], action: allow, includes: { minKernel: '4.8' } },
     { names: ['socket'], action: allow, args: [{ index: 0, value: AF_VSOCK, op: 'SCMP_CMP_NE' }] },
     // personality(2): PER_LINUX, UNAME26, PER_LINUX32, PER_LINUX32|UNAME26, and the query value
-    ...[0x0, 0x8, 0x20000, 0x20008, 0xffffffff].map((v) => ({ names: ['personality'], action: allow, args: [{ index: 0, value: v, op: 'SCMP_CMP_EQ' }] })),
+    ...[0x0, 0x8, 0x20000, 0x20008, 0xffffffff].map((v) => ({
+      names: ['personality'],
+      action: allow,
+      args: [{ index: 0, value: v, op: 'SCMP_CMP_EQ' }],
+    })),
     { names: ['arch_prctl'], action: allow, includes: { arches: ['amd64', 'x32'] } },
     { names: ['modify_ldt'], action: allow, includes: { arches: ['amd64', 'x32', 'x86'] } },
     withCap('CAP_DAC_READ_SEARCH', 'open_by_handle_at'),
-    withCap('CAP_SYS_ADMIN', `bpf clone clone3 fanotify_init fsconfig fsmount fsopen fspick lookup_dcookie mount mount_setattr
-      move_mount open_tree perf_event_open quotactl quotactl_fd setdomainname sethostname setns syslog umount umount2 unshare`),
-    { names: ['clone'], action: allow, args: [{ index: 0, value: CLONE_NS_FLAGS, op: 'SCMP_CMP_MASKED_EQ' }], excludes: { caps: ['CAP_SYS_ADMIN'], arches: ['s390', 's390x'] } },
+    withCap(
+      'CAP_SYS_ADMIN',
+      `bpf clone clone3 fanotify_init fsconfig fsmount fsopen fspick lookup_dcookie mount mount_setattr
+      move_mount open_tree perf_event_open quotactl quotactl_fd setdomainname sethostname setns syslog umount umount2 unshare`,
+    ),
+    {
+      names: ['clone'],
+      action: allow,
+      args: [{ index: 0, value: CLONE_NS_FLAGS, op: 'SCMP_CMP_MASKED_EQ' }],
+      excludes: { caps: ['CAP_SYS_ADMIN'], arches: ['s390', 's390x'] },
+    },
     // clone3 passes its flags in memory BPF cannot read: ENOSYS makes libcs fall back to clone
     { names: ['clone3'], action: 'SCMP_ACT_ERRNO', errnoRet: 38, excludes: { caps: ['CAP_SYS_ADMIN'] } },
     withCap('CAP_SYS_BOOT', 'reboot'),

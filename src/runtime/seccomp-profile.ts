@@ -16,8 +16,14 @@
 import { release } from 'node:os';
 import { InvalidParameterError } from '../errors.js';
 import {
-  SECCOMP_RET_ALLOW, SECCOMP_RET_DATA, SECCOMP_RET_ERRNO, SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_KILL_THREAD,
-  SECCOMP_RET_LOG, SECCOMP_RET_TRACE, SECCOMP_RET_TRAP,
+  SECCOMP_RET_ALLOW,
+  SECCOMP_RET_DATA,
+  SECCOMP_RET_ERRNO,
+  SECCOMP_RET_KILL_PROCESS,
+  SECCOMP_RET_KILL_THREAD,
+  SECCOMP_RET_LOG,
+  SECCOMP_RET_TRACE,
+  SECCOMP_RET_TRAP,
 } from './bpf.js';
 import { SYSCALLS_X86_64 } from './syscalls-x86_64.js';
 
@@ -57,7 +63,15 @@ export interface ProfileJson {
 }
 
 export type CmpOp = 'SCMP_CMP_NE' | 'SCMP_CMP_LT' | 'SCMP_CMP_LE' | 'SCMP_CMP_EQ' | 'SCMP_CMP_GE' | 'SCMP_CMP_GT' | 'SCMP_CMP_MASKED_EQ';
-export const CMP_OPS: readonly CmpOp[] = ['SCMP_CMP_NE', 'SCMP_CMP_LT', 'SCMP_CMP_LE', 'SCMP_CMP_EQ', 'SCMP_CMP_GE', 'SCMP_CMP_GT', 'SCMP_CMP_MASKED_EQ'];
+export const CMP_OPS: readonly CmpOp[] = [
+  'SCMP_CMP_NE',
+  'SCMP_CMP_LT',
+  'SCMP_CMP_LE',
+  'SCMP_CMP_EQ',
+  'SCMP_CMP_GE',
+  'SCMP_CMP_GT',
+  'SCMP_CMP_MASKED_EQ',
+];
 
 export interface ArgCondition {
   index: number;
@@ -130,7 +144,8 @@ function filterOf(v: unknown, where: string): ProfileFilter | undefined {
   if (caps) f.caps = caps;
   if (arches) f.arches = arches;
   if (v.minKernel !== undefined && v.minKernel !== null && v.minKernel !== '') {
-    if (typeof v.minKernel !== 'string' || !/^\d+\.\d+(\.\d+)?$/.test(v.minKernel)) bad(`${where}.minKernel: expected a kernel version like "4.8"`);
+    if (typeof v.minKernel !== 'string' || !/^\d+\.\d+(\.\d+)?$/.test(v.minKernel))
+      bad(`${where}.minKernel: expected a kernel version like "4.8"`);
     f.minKernel = v.minKernel;
   }
   return f;
@@ -159,7 +174,7 @@ export function validateProfile(raw: unknown): ProfileJson {
   if (der !== undefined && der !== null) p.defaultErrnoRet = der;
   const arches = strArray(raw.architectures, 'architectures');
   if (raw.archMap !== undefined && raw.archMap !== null) {
-    if (arches && arches.length > 0) bad('\'architectures\' and \'archMap\' cannot both be specified');
+    if (arches && arches.length > 0) bad("'architectures' and 'archMap' cannot both be specified");
     if (!Array.isArray(raw.archMap)) bad('archMap: expected an array');
     p.archMap = raw.archMap.map((m, i) => {
       if (!isObj(m) || typeof m.architecture !== 'string') bad(`archMap[${i}].architecture: required`);
@@ -172,7 +187,8 @@ export function validateProfile(raw: unknown): ProfileJson {
     for (const f of flags) if (!(f in FILTER_FLAGS)) bad(`flags: unknown flag "${f}" (known: ${Object.keys(FILTER_FLAGS).join(', ')})`);
     p.flags = flags;
   }
-  if (typeof raw.listenerPath === 'string' && raw.listenerPath !== '') bad('listenerPath: seccomp user notification (SCMP_ACT_NOTIFY) is not supported by tvm');
+  if (typeof raw.listenerPath === 'string' && raw.listenerPath !== '')
+    bad('listenerPath: seccomp user notification (SCMP_ACT_NOTIFY) is not supported by tvm');
   if (raw.syscalls !== undefined && raw.syscalls !== null) {
     if (!Array.isArray(raw.syscalls)) bad('syscalls: expected an array');
     p.syscalls = raw.syscalls.map((s, i) => validateSyscall(s, `syscalls[${i}]`));
@@ -204,7 +220,8 @@ function validateSyscall(s: unknown, where: string): ProfileSyscall {
       if (!isObj(a)) bad(`${w}: expected an object`);
       const index = optInt(a.index, `${w}.index`, 0, 5);
       if (index === undefined || index === null) bad(`${w}.index: required (0..5)`);
-      if (typeof a.op !== 'string' || !(CMP_OPS as readonly string[]).includes(a.op)) bad(`${w}.op: expected one of ${CMP_OPS.join(', ')}, got ${JSON.stringify(a.op)}`);
+      if (typeof a.op !== 'string' || !(CMP_OPS as readonly string[]).includes(a.op))
+        bad(`${w}.op: expected one of ${CMP_OPS.join(', ')}, got ${JSON.stringify(a.op)}`);
       return { index, op: a.op, value: u64(a.value ?? 0, `${w}.value`), valueTwo: u64(a.valueTwo ?? 0, `${w}.valueTwo`) };
     });
   }
@@ -219,16 +236,25 @@ function validateSyscall(s: unknown, where: string): ProfileSyscall {
 /** A profile action (with its errno for ERRNO/TRACE) -> the filter's return value. */
 export function actionRet(action: string, errnoRet: number | undefined, where: string): number {
   switch (action) {
-    case 'SCMP_ACT_ALLOW': return SECCOMP_RET_ALLOW;
-    case 'SCMP_ACT_ERRNO': return (SECCOMP_RET_ERRNO | ((errnoRet ?? EPERM) & SECCOMP_RET_DATA)) >>> 0;
-    case 'SCMP_ACT_TRACE': return (SECCOMP_RET_TRACE | ((errnoRet ?? EPERM) & SECCOMP_RET_DATA)) >>> 0;
+    case 'SCMP_ACT_ALLOW':
+      return SECCOMP_RET_ALLOW;
+    case 'SCMP_ACT_ERRNO':
+      return (SECCOMP_RET_ERRNO | ((errnoRet ?? EPERM) & SECCOMP_RET_DATA)) >>> 0;
+    case 'SCMP_ACT_TRACE':
+      return (SECCOMP_RET_TRACE | ((errnoRet ?? EPERM) & SECCOMP_RET_DATA)) >>> 0;
     case 'SCMP_ACT_KILL':
-    case 'SCMP_ACT_KILL_THREAD': return SECCOMP_RET_KILL_THREAD;
-    case 'SCMP_ACT_KILL_PROCESS': return SECCOMP_RET_KILL_PROCESS;
-    case 'SCMP_ACT_TRAP': return SECCOMP_RET_TRAP;
-    case 'SCMP_ACT_LOG': return SECCOMP_RET_LOG;
-    case 'SCMP_ACT_NOTIFY': return bad(`${where}: SCMP_ACT_NOTIFY (user notification) is not supported by tvm`);
-    default: return bad(`${where}: unknown action ${JSON.stringify(action)}`);
+    case 'SCMP_ACT_KILL_THREAD':
+      return SECCOMP_RET_KILL_THREAD;
+    case 'SCMP_ACT_KILL_PROCESS':
+      return SECCOMP_RET_KILL_PROCESS;
+    case 'SCMP_ACT_TRAP':
+      return SECCOMP_RET_TRAP;
+    case 'SCMP_ACT_LOG':
+      return SECCOMP_RET_LOG;
+    case 'SCMP_ACT_NOTIFY':
+      return bad(`${where}: SCMP_ACT_NOTIFY (user notification) is not supported by tvm`);
+    default:
+      return bad(`${where}: unknown action ${JSON.stringify(action)}`);
   }
 }
 
@@ -274,7 +300,12 @@ export function resolveProfile(p: ProfileJson, context: ResolveContext): Resolve
   for (const s of p.syscalls) {
     if (!applies(s, ctx)) continue;
     const ret = actionRet(s.action, s.errnoRet ?? undefined, 'syscall action');
-    const conditions: ArgCondition[] = (s.args ?? []).map((a) => ({ index: a.index, op: a.op as CmpOp, value: BigInt(a.value), valueTwo: BigInt(a.valueTwo ?? 0) }));
+    const conditions: ArgCondition[] = (s.args ?? []).map((a) => ({
+      index: a.index,
+      op: a.op as CmpOp,
+      value: BigInt(a.value),
+      valueTwo: BigInt(a.valueTwo ?? 0),
+    }));
     for (const name of [...(s.names ?? []), ...(s.name ? [s.name] : [])]) {
       const nr = SYSCALLS_X86_64[name];
       if (nr === undefined) continue;

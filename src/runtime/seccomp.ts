@@ -11,8 +11,20 @@ import type { ContainerSpec, SecuritySpec } from './types.js';
 
 /** Docker's default capability set (moby oci/caps DefaultCapabilities). */
 export const DOCKER_DEFAULT_CAPS = [
-  'CHOWN', 'DAC_OVERRIDE', 'FSETID', 'FOWNER', 'MKNOD', 'NET_RAW', 'SETGID', 'SETUID', 'SETFCAP', 'SETPCAP',
-  'NET_BIND_SERVICE', 'SYS_CHROOT', 'KILL', 'AUDIT_WRITE',
+  'CHOWN',
+  'DAC_OVERRIDE',
+  'FSETID',
+  'FOWNER',
+  'MKNOD',
+  'NET_RAW',
+  'SETGID',
+  'SETUID',
+  'SETFCAP',
+  'SETPCAP',
+  'NET_BIND_SERVICE',
+  'SYS_CHROOT',
+  'KILL',
+  'AUDIT_WRITE',
 ] as const;
 
 const norm = (c: string) => c.toUpperCase().replace(/^CAP_/, '');
@@ -21,7 +33,12 @@ const norm = (c: string) => c.toUpperCase().replace(/^CAP_/, '');
  * The capabilities a container holds, with the agent's rules (native/agent/caps.c): privileged
  * or add ALL: everything (minus drops); drop ALL: only the adds; else defaults + adds - drops.
  */
-export function effectiveCaps(capAdd: readonly string[], capDrop: readonly string[], privileged: boolean, all: readonly string[]): Set<string> {
+export function effectiveCaps(
+  capAdd: readonly string[],
+  capDrop: readonly string[],
+  privileged: boolean,
+  all: readonly string[],
+): Set<string> {
   const add = capAdd.map(norm);
   const drop = capDrop.map(norm);
   const named = (v: string[]) => v.filter((c) => c !== 'ALL');
@@ -46,7 +63,11 @@ export function profileOf(security: SecuritySpec | undefined): ProfileJson | und
 }
 
 /** The filter for a container, or undefined when it runs unconfined. */
-export function containerSeccomp(security: SecuritySpec | undefined, caps: ReadonlySet<string>, privileged: boolean): AgentSeccomp | undefined {
+export function containerSeccomp(
+  security: SecuritySpec | undefined,
+  caps: ReadonlySet<string>,
+  privileged: boolean,
+): AgentSeccomp | undefined {
   if (privileged) return undefined;
   const profile = profileOf(security);
   if (!profile) return undefined;
@@ -55,7 +76,10 @@ export function containerSeccomp(security: SecuritySpec | undefined, caps: Reado
 }
 
 /** The agent spec's security fields for a container. */
-export function agentSecurity(spec: Pick<ContainerSpec, 'security' | 'capAdd' | 'capDrop' | 'privileged'>, allCaps: readonly string[]): { seccomp?: AgentSeccomp; noNewPrivileges?: boolean } {
+export function agentSecurity(
+  spec: Pick<ContainerSpec, 'security' | 'capAdd' | 'capDrop' | 'privileged'>,
+  allCaps: readonly string[],
+): { seccomp?: AgentSeccomp; noNewPrivileges?: boolean } {
   const caps = effectiveCaps(spec.capAdd, spec.capDrop, spec.privileged, allCaps);
   const seccomp = containerSeccomp(spec.security, caps, spec.privileged);
   return { ...(seccomp && { seccomp }), ...(spec.security?.noNewPrivileges && { noNewPrivileges: true }) };

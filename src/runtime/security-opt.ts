@@ -48,12 +48,16 @@ export function parseSecurityOpt(opts: readonly string[] | null | undefined): Se
       case 'apparmor':
         // AppArmor is not enabled on the hosts tvm runs on: only "no profile" can be honoured
         if (v !== 'unconfined') {
-          throw new InvalidParameterError(`--security-opt apparmor=${v}: AppArmor is not enabled on this host (only apparmor=unconfined is accepted)`);
+          throw new InvalidParameterError(
+            `--security-opt apparmor=${v}: AppArmor is not enabled on this host (only apparmor=unconfined is accepted)`,
+          );
         }
         break;
       case 'label':
         if (v !== 'disable') {
-          throw new InvalidParameterError(`--security-opt label=${v}: SELinux is not enabled on this host (only label=disable is accepted)`);
+          throw new InvalidParameterError(
+            `--security-opt label=${v}: SELinux is not enabled on this host (only label=disable is accepted)`,
+          );
         }
         break;
       case 'writable-cgroups': {

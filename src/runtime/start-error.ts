@@ -19,5 +19,10 @@ export function goErrnoText(msg: string): string {
 /** The error a failed `start` answers with: the isolation's code and status, or a 400 ERR_START_FAILED. */
 export function startFailedError(id: string, errorText: string, cause: unknown): TvmError {
   const status = cause instanceof TvmError ? cause.status : 400;
-  return new TvmError(cause instanceof TvmError ? cause.code : 'ERR_START_FAILED', `failed to start container ${id.slice(0, 12)}: ${errorText}`, status, { cause });
+  return new TvmError(
+    cause instanceof TvmError ? cause.code : 'ERR_START_FAILED',
+    `failed to start container ${id.slice(0, 12)}: ${errorText}`,
+    status,
+    { cause },
+  );
 }

@@ -15,8 +15,7 @@ import { ConflictError, TvmError } from '../errors.js';
 export type ContainerStatus = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
 
 export type LifecycleEvent =
-  | 'start' | 'pause' | 'unpause' | 'exit' | 'remove' | 'lost' | 'remove-failed'
-  | 'restart-wait' | 'restart-start' | 'restart-cancel';
+  'start' | 'pause' | 'unpause' | 'exit' | 'remove' | 'lost' | 'remove-failed' | 'restart-wait' | 'restart-start' | 'restart-cancel';
 
 const TRANSITIONS: Record<LifecycleEvent, Partial<Record<ContainerStatus, ContainerStatus>>> = {
   start: { created: 'running', exited: 'running', dead: 'running' },

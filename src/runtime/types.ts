@@ -240,7 +240,10 @@ export interface Isolation {
    * at a host path, as the workload would see it; `toHost` maps the container's owner ids to
    * the ids to write (a user namespace's). Optional: without it the builder goes through `extract`.
    */
-  withRoot?<T>(spec: ContainerSpec, fn: (root: string, toHost: (uid: number, gid: number) => { uid: number; gid: number }) => Promise<T>): Promise<T>;
+  withRoot?<T>(
+    spec: ContainerSpec,
+    fn: (root: string, toHost: (uid: number, gid: number) => { uid: number; gid: number }) => Promise<T>,
+  ): Promise<T>;
   /** bytes in the container's writable layer (SizeRw of `docker ps -s`, `inspect --size`) */
   sizeRw?(spec: ContainerSpec): Promise<number>;
 }

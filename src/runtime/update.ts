@@ -59,14 +59,21 @@ function numbersOf(b: UpdateBody) {
 /** Validation before anything changes: 400s with Docker's words. */
 export function validateUpdate(b: UpdateBody, ncpu: number): void {
   const { mem, swap, resv, nano, quota, period, shares } = numbersOf(b);
-  for (const [k, v] of [['Memory', mem], ['MemoryReservation', resv], ['CpuShares', shares], ['NanoCpus', nano]] as const) {
+  for (const [k, v] of [
+    ['Memory', mem],
+    ['MemoryReservation', resv],
+    ['CpuShares', shares],
+    ['NanoCpus', nano],
+  ] as const) {
     if (v < 0) throw new InvalidParameterError(`invalid ${k}: must be a positive number`);
   }
   if (swap < -1) throw new InvalidParameterError('invalid MemorySwap: -1 (unlimited) or a positive number');
   if (mem !== 0 && mem < MIN_MEMORY) throw new InvalidParameterError('Minimum memory limit allowed is 6MB');
-  if (mem > 0 && swap > 0 && swap < mem) throw new InvalidParameterError('Minimum memoryswap limit should be larger than memory limit, see usage');
+  if (mem > 0 && swap > 0 && swap < mem)
+    throw new InvalidParameterError('Minimum memoryswap limit should be larger than memory limit, see usage');
   if (resv !== 0 && resv < MIN_MEMORY) throw new InvalidParameterError('Minimum memory reservation allowed is 6MB');
-  if (mem > 0 && resv > 0 && mem < resv) throw new InvalidParameterError('Minimum memory limit can not be less than memory reservation limit, see usage');
+  if (mem > 0 && resv > 0 && mem < resv)
+    throw new InvalidParameterError('Minimum memory limit can not be less than memory reservation limit, see usage');
   if (nano > 0 && period > 0) throw new InvalidParameterError('Conflicting options: Nano CPUs and CPU Period cannot both be set');
   if (nano > 0 && quota > 0) throw new InvalidParameterError('Conflicting options: Nano CPUs and CPU Quota cannot both be set');
   if (nano !== 0 && (nano < 1e7 || nano > ncpu * 1e9)) {
@@ -100,10 +107,14 @@ export function planUpdate(hostConfig: Record<string, unknown>, resources: Resou
     swap: num(hc.MemorySwap),
   };
   const { mem, swap, resv, nano, quota, period, shares } = numbersOf(b);
-  if (nano > 0 && cur.period > 0) throw new ConflictError('Conflicting options: Nano CPUs cannot be updated as CPU Period has already been set');
-  if (nano > 0 && cur.quota > 0) throw new ConflictError('Conflicting options: Nano CPUs cannot be updated as CPU Quota has already been set');
-  if (period > 0 && cur.nano > 0) throw new ConflictError('Conflicting options: CPU Period cannot be updated as NanoCPUs has already been set');
-  if (quota > 0 && cur.nano > 0) throw new ConflictError('Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set');
+  if (nano > 0 && cur.period > 0)
+    throw new ConflictError('Conflicting options: Nano CPUs cannot be updated as CPU Period has already been set');
+  if (nano > 0 && cur.quota > 0)
+    throw new ConflictError('Conflicting options: Nano CPUs cannot be updated as CPU Quota has already been set');
+  if (period > 0 && cur.nano > 0)
+    throw new ConflictError('Conflicting options: CPU Period cannot be updated as NanoCPUs has already been set');
+  if (quota > 0 && cur.nano > 0)
+    throw new ConflictError('Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set');
 
   const next: Resources = { ...resources };
   const changes: Resources = {};

@@ -87,7 +87,8 @@ export function rangesOf(ranges: SubIdRange[], name: string, id?: number): SubId
 
 /** Maps container ids 0.. onto the ranges in order, as Docker does with several ranges. */
 export function idMapFromRanges(ranges: SubIdRange[]): IdMapEntry[] {
-  if (ranges.length > MAX_MAP_LINES) throw new InvalidParameterError(`${ranges.length} subordinate ranges: the kernel maps at most ${MAX_MAP_LINES}`, 'ERR_SUBID_RANGE');
+  if (ranges.length > MAX_MAP_LINES)
+    throw new InvalidParameterError(`${ranges.length} subordinate ranges: the kernel maps at most ${MAX_MAP_LINES}`, 'ERR_SUBID_RANGE');
   const out: IdMapEntry[] = [];
   let next = 0;
   for (const r of ranges) {
@@ -131,7 +132,8 @@ export function contiguousSize(map: IdMapEntry[]): number {
 export function rootOf(maps: IdMappings): { uid: number; gid: number } {
   const uid = toHost(maps.uidMap, 0);
   const gid = toHost(maps.gidMap, 0);
-  if (uid === undefined || gid === undefined) throw new InvalidParameterError('the id maps do not map container root (0)', 'ERR_SUBID_RANGE');
+  if (uid === undefined || gid === undefined)
+    throw new InvalidParameterError('the id maps do not map container root (0)', 'ERR_SUBID_RANGE');
   return { uid, gid };
 }
 
@@ -140,7 +142,14 @@ export function validateIdMap(map: IdMapEntry[], what: string): void {
   if (map.length === 0) throw new InvalidParameterError(`${what}: empty`, 'ERR_SUBID_RANGE');
   if (map.length > MAX_MAP_LINES) throw new InvalidParameterError(`${what}: more than ${MAX_MAP_LINES} lines`, 'ERR_SUBID_RANGE');
   for (const e of map) {
-    if (!isId(e.containerID) || !isId(e.hostID) || !Number.isSafeInteger(e.size) || e.size < 1 || !isId(e.containerID + e.size - 1) || !isId(e.hostID + e.size - 1)) {
+    if (
+      !isId(e.containerID) ||
+      !isId(e.hostID) ||
+      !Number.isSafeInteger(e.size) ||
+      e.size < 1 ||
+      !isId(e.containerID + e.size - 1) ||
+      !isId(e.hostID + e.size - 1)
+    ) {
       throw new InvalidParameterError(`${what}: invalid entry ${JSON.stringify(e)}`, 'ERR_SUBID_RANGE');
     }
   }
@@ -151,7 +160,8 @@ export function validateIdMap(map: IdMapEntry[], what: string): void {
   };
   if (overlap('containerID') || overlap('hostID')) throw new InvalidParameterError(`${what}: ranges overlap`, 'ERR_SUBID_RANGE');
   // a subordinate range over host id 0 would give the container the host's root
-  if (map.some((e) => e.hostID === 0)) throw new InvalidParameterError(`${what}: a range includes host id 0 (root); fix /etc/subuid and /etc/subgid`, 'ERR_SUBID_RANGE');
+  if (map.some((e) => e.hostID === 0))
+    throw new InvalidParameterError(`${what}: a range includes host id 0 (root); fix /etc/subuid and /etc/subgid`, 'ERR_SUBID_RANGE');
 }
 
 /** `--userns-remap` value: 'default', 'user', 'user:group', 'uid', 'uid:gid'. */
@@ -161,8 +171,10 @@ export function parseRemapSpec(spec: string): { user: string; group?: string } {
   if (s === 'default') return { user: DEFAULT_REMAP_USER, group: DEFAULT_REMAP_USER };
   const parts = s.split(':');
   const ok = (p: string) => /^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$/.test(p);
-  if (parts.length > 2 || !parts.every(ok)) throw new InvalidParameterError(`--userns-remap ${JSON.stringify(spec)}: expected default, user, user:group, uid or uid:gid`);
-  if (parts[0] === 'root' || parts[0] === '0') throw new InvalidParameterError('--userns-remap: remapping to root is not allowed (it would not isolate anything)');
+  if (parts.length > 2 || !parts.every(ok))
+    throw new InvalidParameterError(`--userns-remap ${JSON.stringify(spec)}: expected default, user, user:group, uid or uid:gid`);
+  if (parts[0] === 'root' || parts[0] === '0')
+    throw new InvalidParameterError('--userns-remap: remapping to root is not allowed (it would not isolate anything)');
   return parts.length === 2 ? { user: parts[0]!, group: parts[1]! } : { user: parts[0]! };
 }
 
@@ -207,7 +219,8 @@ async function useradd(name: string): Promise<void> {
     await run('useradd', ['--system', '--no-create-home', '--shell', '/bin/false', '--user-group', name]);
   } catch (e) {
     const err = e as { stderr?: string; message: string; code?: string };
-    if (err.code === 'ENOENT') throw new TvmError('ERR_PART_MISSING', `--userns-remap=default needs useradd (package passwd) to create the ${name} user`, 500);
+    if (err.code === 'ENOENT')
+      throw new TvmError('ERR_PART_MISSING', `--userns-remap=default needs useradd (package passwd) to create the ${name} user`, 500);
     throw new TvmError('ERR_USERADD', `cannot create the ${name} user: ${(err.stderr || err.message).trim()}`, 500, { cause: e });
   }
 }
@@ -227,12 +240,20 @@ export async function resolveRemap(spec: string, o: ResolveRemapOptions = {}): P
     users = parseNameIdFile(await readOr(path.join(etc, 'passwd'), ''));
     user = lookup(users, want.user);
   }
-  if (!user) throw new InvalidParameterError(`--userns-remap: no such user ${JSON.stringify(want.user)} in ${path.join(etc, 'passwd')}`, 'ERR_NO_SUCH_USER');
+  if (!user)
+    throw new InvalidParameterError(
+      `--userns-remap: no such user ${JSON.stringify(want.user)} in ${path.join(etc, 'passwd')}`,
+      'ERR_NO_SUCH_USER',
+    );
   const groups = parseNameIdFile(await readOr(path.join(etc, 'group'), ''));
   // Docker: with only a user given, the group of the same name
   const groupName = want.group ?? user.name;
   const group = lookup(groups, groupName);
-  if (!group) throw new InvalidParameterError(`--userns-remap: no such group ${JSON.stringify(groupName)} in ${path.join(etc, 'group')}`, 'ERR_NO_SUCH_GROUP');
+  if (!group)
+    throw new InvalidParameterError(
+      `--userns-remap: no such group ${JSON.stringify(groupName)} in ${path.join(etc, 'group')}`,
+      'ERR_NO_SUCH_GROUP',
+    );
 
   // subgid lines are keyed by login name like subuid: the group's own entries if it has any, else the user's
   const mapFor = async (file: string, owner: Entry, fallback?: Entry): Promise<IdMapEntry[]> => {
@@ -247,7 +268,10 @@ export async function resolveRemap(spec: string, o: ResolveRemapOptions = {}): P
       mine = [r];
     }
     if (mine.length === 0) {
-      throw new InvalidParameterError(`--userns-remap: no subordinate ids for ${owner.name} in ${full} (add a line "${owner.name}:100000:65536")`, 'ERR_NO_SUBIDS');
+      throw new InvalidParameterError(
+        `--userns-remap: no subordinate ids for ${owner.name} in ${full} (add a line "${owner.name}:100000:65536")`,
+        'ERR_NO_SUBIDS',
+      );
     }
     return idMapFromRanges(mine);
   };

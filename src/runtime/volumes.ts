@@ -74,7 +74,13 @@ export class VolumeStore {
   }
 
   /** Creates a volume, or returns the existing one of that name (Docker's create is idempotent). */
-  async create(opts: { name?: string; labels?: Record<string, string>; driver?: string; options?: Record<string, string>; anonymous?: boolean }): Promise<{ volume: VolumeRecord; created: boolean }> {
+  async create(opts: {
+    name?: string;
+    labels?: Record<string, string>;
+    driver?: string;
+    options?: Record<string, string>;
+    anonymous?: boolean;
+  }): Promise<{ volume: VolumeRecord; created: boolean }> {
     if (opts.driver !== undefined && opts.driver !== '' && opts.driver !== 'local') {
       throw new NotFoundError(`error looking up volume plugin ${opts.driver}: plugin "${opts.driver}" not found`);
     }
@@ -83,7 +89,9 @@ export class VolumeStore {
     }
     const name = opts.name && opts.name !== '' ? opts.name : newId();
     if (!VOLUME_NAME_RE.test(name)) {
-      throw new InvalidParameterError(`create ${name}: "${name}" includes invalid characters for a local volume name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host directory, use absolute path`);
+      throw new InvalidParameterError(
+        `create ${name}: "${name}" includes invalid characters for a local volume name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host directory, use absolute path`,
+      );
     }
     // The name is a directory name: past NAME_MAX the filesystem refuses it (dockerd answers
     // with its host path in a 500); say so plainly instead.

@@ -24,8 +24,13 @@ export function registerVmmCommands(program: Command): void {
         // Loaded on use: koffi and the VMM are not needed by other commands.
         const { runVmm, parsePositiveInt } = await import('./main.js');
         process.exitCode = await runVmm({
-          kernel: o.kernel, initrd: o.initrd, append: o.append, memMiB: parsePositiveInt(o.mem, '--mem'),
-          cpus: parsePositiveInt(o.cpus, '--cpus'), boot: o.boot, verbose: o.verbose,
+          kernel: o.kernel,
+          initrd: o.initrd,
+          append: o.append,
+          memMiB: parsePositiveInt(o.mem, '--mem'),
+          cpus: parsePositiveInt(o.cpus, '--cpus'),
+          boot: o.boot,
+          verbose: o.verbose,
         });
       } catch (e) {
         process.stderr.write(`tvm vmm: ${isTvmError(e) ? `${e.message} (${e.code})` : (e as Error).message}\n`);

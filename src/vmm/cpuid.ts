@@ -13,7 +13,17 @@ import { InvalidParameterError } from '../errors.js';
 const bit = (n: number) => (1 << n) >>> 0;
 
 /** CPUID.01H:ECX */
-export const Leaf1Ecx = { FMA: bit(12), X2APIC: bit(21), POPCNT: bit(23), TSC_DEADLINE: bit(24), XSAVE: bit(26), OSXSAVE: bit(27), AVX: bit(28), F16C: bit(29), HYPERVISOR: bit(31) } as const;
+export const Leaf1Ecx = {
+  FMA: bit(12),
+  X2APIC: bit(21),
+  POPCNT: bit(23),
+  TSC_DEADLINE: bit(24),
+  XSAVE: bit(26),
+  OSXSAVE: bit(27),
+  AVX: bit(28),
+  F16C: bit(29),
+  HYPERVISOR: bit(31),
+} as const;
 /** CPUID.01H:EDX */
 export const Leaf1Edx = { HTT: bit(28) } as const;
 /** CPUID.(EAX=07H,ECX=0):EBX */
@@ -49,7 +59,8 @@ export function idBits(n: number): number {
 export function buildCpuid(supported: readonly KvmCpuidEntry2[], opts: CpuidTemplateOptions): KvmCpuidEntry2[] {
   const { cpus, cpuIndex, flavor } = opts;
   if (!Number.isInteger(cpus) || cpus < 1 || cpus > 254) throw new InvalidParameterError(`cpuid: ${cpus} vCPUs`);
-  if (!Number.isInteger(cpuIndex) || cpuIndex < 0 || cpuIndex >= cpus) throw new InvalidParameterError(`cpuid: vCPU index ${cpuIndex} of ${cpus}`);
+  if (!Number.isInteger(cpuIndex) || cpuIndex < 0 || cpuIndex >= cpus)
+    throw new InvalidParameterError(`cpuid: vCPU index ${cpuIndex} of ${cpus}`);
   const apicId = cpuIndex;
   const out: KvmCpuidEntry2[] = [];
   const hasLeaf = (fn: number) => supported.some((e) => e.function === fn);

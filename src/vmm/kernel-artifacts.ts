@@ -92,13 +92,19 @@ export async function kernelKeyMaterial(opts: { dir?: string; env?: NodeJS.Proce
   const tarball = kernelSourceTarball(opts.env);
   const lines = [`source ${path.basename(tarball)} ${await tarballSha256(tarball)}`];
   for (const f of await kernelInputs(dir)) {
-    lines.push(`kernels/${f} ${createHash('sha256').update(await readFile(path.join(dir, f))).digest('hex')}`);
+    lines.push(
+      `kernels/${f} ${createHash('sha256')
+        .update(await readFile(path.join(dir, f)))
+        .digest('hex')}`,
+    );
   }
   return lines.join('\n') + '\n';
 }
 
 export async function kernelKey(opts: { dir?: string; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
-  return createHash('sha256').update(await kernelKeyMaterial(opts)).digest('hex');
+  return createHash('sha256')
+    .update(await kernelKeyMaterial(opts))
+    .digest('hex');
 }
 
 function artifactsIn(dir: string, key: string): KernelArtifacts {
@@ -149,7 +155,14 @@ export async function buildKernel(opts: BuildKernelOptions = {}): Promise<Kernel
   const env = { ...(opts.env ?? process.env) };
   if (opts.jobs !== undefined) env.TVM_KERNEL_JOBS = String(opts.jobs);
   const progress = opts.onProgress ?? ((l: string) => process.stderr.write(l + '\n'));
-  const proc = execa('bash', [path.join(kernelsDir(), 'build.sh')], { env, extendEnv: false, reject: false, stderr: 'pipe', stdout: 'pipe', buffer: { stderr: false } });
+  const proc = execa('bash', [path.join(kernelsDir(), 'build.sh')], {
+    env,
+    extendEnv: false,
+    reject: false,
+    stderr: 'pipe',
+    stdout: 'pipe',
+    buffer: { stderr: false },
+  });
   let tail: string[] = [];
   let pending = '';
   proc.stderr?.on('data', (chunk: Buffer) => {

@@ -134,7 +134,8 @@ async function bytesOf(src: string | Uint8Array, what: string): Promise<Uint8Arr
 
 export function validateMachineConfig(c: MachineConfig): void {
   if (!Number.isInteger(c.cpus) || c.cpus < 1 || c.cpus > MAX_CPUS) throw new InvalidParameterError(`--cpus ${c.cpus}: 1..${MAX_CPUS}`);
-  if (!Number.isInteger(c.memMiB) || c.memMiB < 32 || c.memMiB % 2 !== 0) throw new InvalidParameterError(`--mem ${c.memMiB}: an even number of MiB, at least 32`);
+  if (!Number.isInteger(c.memMiB) || c.memMiB < 32 || c.memMiB % 2 !== 0)
+    throw new InvalidParameterError(`--mem ${c.memMiB}: an even number of MiB, at least 32`);
 }
 
 /** Segment register state for the boot CPU (Linux boot protocol or PVH). */
@@ -145,7 +146,7 @@ export function bootSregs(base: KvmSregs, mode: BootMode, cr3: number): KvmSregs
   s.gdt = { base: BigInt(L.BOOT_GDT_START), limit: gdt.length * 8 - 1 };
   s.idt = { base: BigInt(L.BOOT_IDT_START), limit: 7 };
   if (mode === 'long') {
-    s.cr0 = (base.cr0 | CR0_PE | CR0_PG | CR0_ET);
+    s.cr0 = base.cr0 | CR0_PE | CR0_PG | CR0_ET;
     s.cr3 = BigInt(cr3);
     s.cr4 = base.cr4 | CR4_PAE;
     s.efer = base.efer | EFER_LME | EFER_LMA;
@@ -187,7 +188,8 @@ export class Machine {
   /** Builds the whole VM; on failure releases everything it acquired. */
   static async create(config: MachineConfig): Promise<Machine> {
     validateMachineConfig(config);
-    if ((config.kernel === undefined) === (config.image === undefined)) throw new InvalidParameterError('give either a kernel or a flat image');
+    if ((config.kernel === undefined) === (config.image === undefined))
+      throw new InvalidParameterError('give either a kernel or a flat image');
     const kernel = config.kernel !== undefined ? await bytesOf(config.kernel, 'kernel') : undefined;
     const initrd = config.initrd !== undefined ? await bytesOf(config.initrd, 'initrd') : undefined;
     const m = new Machine(config);
@@ -219,7 +221,14 @@ export class Machine {
 
   private openKvm(): Kvm {
     const kvm = (this.kvm = Kvm.open(this.config.device));
-    for (const [name, cap] of [['IRQCHIP', KvmCap.IRQCHIP], ['USER_MEMORY', KvmCap.USER_MEMORY], ['SET_TSS_ADDR', KvmCap.SET_TSS_ADDR], ['PIT2', KvmCap.PIT2], ['IRQFD', KvmCap.IRQFD], ['IOEVENTFD', KvmCap.IOEVENTFD]] as const) {
+    for (const [name, cap] of [
+      ['IRQCHIP', KvmCap.IRQCHIP],
+      ['USER_MEMORY', KvmCap.USER_MEMORY],
+      ['SET_TSS_ADDR', KvmCap.SET_TSS_ADDR],
+      ['PIT2', KvmCap.PIT2],
+      ['IRQFD', KvmCap.IRQFD],
+      ['IOEVENTFD', KvmCap.IOEVENTFD],
+    ] as const) {
       if (!kvm.checkExtension(cap)) throw new MachineError(`KVM lacks KVM_CAP_${name}`);
     }
     return kvm;
@@ -242,7 +251,13 @@ export class Machine {
   private createMemory(vm: Vm): GuestMemory {
     const mem = (this.memory = GuestMemory.create(this.config.memMiB * L.MiB));
     mem.regions.forEach((r, slot) =>
-      vm.setUserMemoryRegion({ slot, flags: 0, guest_phys_addr: BigInt(r.guestAddr), memory_size: BigInt(r.size), userspace_addr: BigInt(mem.regionHostAddress(r)) }),
+      vm.setUserMemoryRegion({
+        slot,
+        flags: 0,
+        guest_phys_addr: BigInt(r.guestAddr),
+        memory_size: BigInt(r.size),
+        userspace_addr: BigInt(mem.regionHostAddress(r)),
+      }),
     );
     return mem;
   }
@@ -256,7 +271,12 @@ export class Machine {
       onInputSpace: () => this.resumeInput?.(),
     });
     this.pio.insert(COM1_PORT, SERIAL_PORT_LEN, 'serial0', this.serial);
-    this.pio.insert(I8042_DATA_PORT, I8042_PORT_LEN, 'i8042', new I8042(() => this.requestEnd({ kind: 'rebooted', detail: 'i8042 reset (guest reboot)', exits: 0 })));
+    this.pio.insert(
+      I8042_DATA_PORT,
+      I8042_PORT_LEN,
+      'i8042',
+      new I8042(() => this.requestEnd({ kind: 'rebooted', detail: 'i8042 reset (guest reboot)', exits: 0 })),
+    );
   }
 
   /** vCPUs with CPUID, MSRs and LAPIC LINT pins set, and the MP table that lists them. */
@@ -286,13 +306,23 @@ export class Machine {
       const irq = L.VIRTIO_IRQ_START + i;
       const irqFd = this.irqfd(irq);
       const device = spec.create({
-        base, size: L.VIRTIO_MMIO_SIZE, irq, memory: mem,
+        base,
+        size: L.VIRTIO_MMIO_SIZE,
+        irq,
+        memory: mem,
         raiseIrq: () => libc.eventfdSignal(irqFd),
         ioeventfd: (offset, len, datamatch) => {
-          if (offset < 0 || offset + len > L.VIRTIO_MMIO_SIZE) throw new InvalidParameterError(`${spec.name}: ioeventfd at offset ${offset} outside its window`);
+          if (offset < 0 || offset + len > L.VIRTIO_MMIO_SIZE)
+            throw new InvalidParameterError(`${spec.name}: ioeventfd at offset ${offset} outside its window`);
           const fd = libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK);
           this.eventfds.push(fd);
-          vm.ioeventfd({ datamatch: datamatch ?? 0n, addr: BigInt(base + offset), len, fd, flags: datamatch !== undefined ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0 });
+          vm.ioeventfd({
+            datamatch: datamatch ?? 0n,
+            addr: BigInt(base + offset),
+            len,
+            fd,
+            flags: datamatch !== undefined ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0,
+          });
           return fd;
         },
       });
@@ -328,7 +358,12 @@ export class Machine {
   }
 
   /** Kernel, initramfs, command line and the boot tables (GDT, page tables, zero page or PVH start info). */
-  private loadKernel(kvm: Kvm, mem: GuestMemory, kernel: Uint8Array, initrd: Uint8Array | undefined): { mode: BootMode; entry: number; cr3: number } {
+  private loadKernel(
+    kvm: Kvm,
+    mem: GuestMemory,
+    kernel: Uint8Array,
+    initrd: Uint8Array | undefined,
+  ): { mode: BootMode; entry: number; cr3: number } {
     const c = this.config;
     // Kernel.
     const wantPvh = c.boot === 'pvh';
@@ -342,7 +377,10 @@ export class Machine {
       const r = loadElf(kernel, mem);
       kernelEnd = r.end;
       if (wantPvh) {
-        if (r.pvhEntry === undefined) throw new InvalidParameterError('kernel has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY): build it with CONFIG_PVH=y or boot it with the 64-bit protocol');
+        if (r.pvhEntry === undefined)
+          throw new InvalidParameterError(
+            'kernel has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY): build it with CONFIG_PVH=y or boot it with the 64-bit protocol',
+          );
         entry = r.pvhEntry;
         mode = 'protected';
       } else {
@@ -368,7 +406,11 @@ export class Machine {
       mem.slice(addr, initrd.length).set(initrd);
       ramdisk = { addr, size: initrd.length };
     }
-    const cmdline = buildKernelCmdline([...this.virtioArgs, c.cmdline ?? ''].join(' '), kvm.flavor, Math.min(cmdlineSize, L.CMDLINE_MAX_SIZE));
+    const cmdline = buildKernelCmdline(
+      [...this.virtioArgs, c.cmdline ?? ''].join(' '),
+      kvm.flavor,
+      Math.min(cmdlineSize, L.CMDLINE_MAX_SIZE),
+    );
     const cmdlineLen = cmdline.writeTo(mem, L.CMDLINE_START);
     this.log(`kernel command line: ${cmdline.text}`);
     const e820 = buildE820(mem.regions);
@@ -378,7 +420,9 @@ export class Machine {
     let cr3 = 0;
     if (mode === 'long') {
       cr3 = writeIdentityPageTables(mem);
-      mem.slice(L.ZERO_PAGE_START, 4096).set(buildBootParams({ setupHeaderBytes, cmdlinePtr: L.CMDLINE_START, cmdlineSize: cmdlineLen, e820, ramdisk }));
+      mem
+        .slice(L.ZERO_PAGE_START, 4096)
+        .set(buildBootParams({ setupHeaderBytes, cmdlinePtr: L.CMDLINE_START, cmdlineSize: cmdlineLen, e820, ramdisk }));
     } else {
       writePvhStartInfo(mem, { cmdlinePaddr: L.CMDLINE_START, e820, initrd: ramdisk });
     }
@@ -388,9 +432,17 @@ export class Machine {
   private setBootCpu({ mode, entry, cr3 }: { mode: BootMode; entry: number; cr3: number }): void {
     const bsp = this.vcpus[0]!;
     bsp.setSregs(bootSregs(bsp.getSregs(), mode, cr3));
-    bsp.setRegs(mode === 'long'
-      ? { rflags: 2n, rip: BigInt(entry), rsp: BigInt(L.BOOT_STACK_POINTER), rbp: BigInt(L.BOOT_STACK_POINTER), rsi: BigInt(L.ZERO_PAGE_START) }
-      : { rflags: 2n, rip: BigInt(entry), rbx: BigInt(L.PVH_INFO_START) });
+    bsp.setRegs(
+      mode === 'long'
+        ? {
+            rflags: 2n,
+            rip: BigInt(entry),
+            rsp: BigInt(L.BOOT_STACK_POINTER),
+            rbp: BigInt(L.BOOT_STACK_POINTER),
+            rsi: BigInt(L.ZERO_PAGE_START),
+          }
+        : { rflags: 2n, rip: BigInt(entry), rbx: BigInt(L.PVH_INFO_START) },
+    );
   }
 
   private irqfd(gsi: number): number {
@@ -497,10 +549,14 @@ export class Machine {
 
   private endOf(r: VcpuResult, vcpu: number): MachineEnd {
     switch (r.kind) {
-      case 'halted': return { kind: 'halted', detail: 'vCPU halted', vcpu, exits: 0 };
-      case 'stopped': return { kind: 'stopped', detail: 'stopped by the host', vcpu, exits: 0 };
-      case 'unexpected-exit': return { kind: 'error', detail: r.detail, vcpu, exits: 0 };
-      default: return { kind: r.kind, detail: r.detail, vcpu, exits: 0 };
+      case 'halted':
+        return { kind: 'halted', detail: 'vCPU halted', vcpu, exits: 0 };
+      case 'stopped':
+        return { kind: 'stopped', detail: 'stopped by the host', vcpu, exits: 0 };
+      case 'unexpected-exit':
+        return { kind: 'error', detail: r.detail, vcpu, exits: 0 };
+      default:
+        return { kind: r.kind, detail: r.detail, vcpu, exits: 0 };
     }
   }
 

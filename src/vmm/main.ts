@@ -37,7 +37,10 @@ export function parsePositiveInt(v: string, what: string): number {
   return Number(v);
 }
 
-export async function runVmm(o: VmmRunOptions, io = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+export async function runVmm(
+  o: VmmRunOptions,
+  io = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr },
+): Promise<number> {
   const machine = await Machine.create({
     kernel: o.kernel,
     initrd: o.initrd,
@@ -55,8 +58,13 @@ export async function runVmm(o: VmmRunOptions, io = { stdin: process.stdin, stdo
   process.on('SIGTERM', onSignal);
   try {
     const end = await machine.run();
-    io.stderr.write(`tvm vmm: guest ${end.kind}${end.detail ? `: ${end.detail}` : ''}${end.vcpu !== undefined ? ` (vCPU ${end.vcpu})` : ''}\n`);
-    if (o.verbose) io.stderr.write(`tvm vmm: ${end.exits} exits to user space, ${machine.stats.unhandledPio} unhandled PIO, ${machine.stats.unhandledMmio} unhandled MMIO\n`);
+    io.stderr.write(
+      `tvm vmm: guest ${end.kind}${end.detail ? `: ${end.detail}` : ''}${end.vcpu !== undefined ? ` (vCPU ${end.vcpu})` : ''}\n`,
+    );
+    if (o.verbose)
+      io.stderr.write(
+        `tvm vmm: ${end.exits} exits to user space, ${machine.stats.unhandledPio} unhandled PIO, ${machine.stats.unhandledMmio} unhandled MMIO\n`,
+      );
     return exitStatusOf(end);
   } finally {
     process.off('SIGINT', onSignal);

@@ -65,7 +65,12 @@ export class GuestMemory implements GuestRam {
   private views: Uint8Array[];
   private closed = false;
 
-  private constructor(readonly size: number, readonly hostAddress: number, readonly fd: number, private readonly owner = true) {
+  private constructor(
+    readonly size: number,
+    readonly hostAddress: number,
+    readonly fd: number,
+    private readonly owner = true,
+  ) {
     this.regions = ramRegions(size);
     const ab = libc.viewAddress(hostAddress, size);
     this.views = this.regions.map((r) => new Uint8Array(ab, r.hostOffset, r.size));

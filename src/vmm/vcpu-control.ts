@@ -30,6 +30,8 @@ export function controlView(sab: SharedArrayBuffer, index: number): Int32Array {
 
 type WaitAsyncResult = { async: false; value: 'not-equal' | 'timed-out' } | { async: true; value: Promise<'ok' | 'timed-out'> };
 /** Atomics.waitAsync (Node >= 16; typed here because the project's lib is ES2022). */
-export const waitAsync = (Atomics as unknown as {
-  waitAsync: (a: Int32Array, index: number, value: number, timeoutMs?: number) => WaitAsyncResult;
-}).waitAsync;
+export const waitAsync = (
+  Atomics as unknown as {
+    waitAsync: (a: Int32Array, index: number, value: number, timeoutMs?: number) => WaitAsyncResult;
+  }
+).waitAsync;

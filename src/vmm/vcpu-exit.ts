@@ -60,11 +60,20 @@ export function terminalExit(run: DataView): VcpuEnd | undefined {
       const { suberror, ndata } = r.internal;
       const data = r.internal.data.slice(0, Math.min(ndata, 16));
       const name = INTERNAL_NAMES[suberror] ?? 'unknown';
-      return { kind: 'internal-error', suberror, data, detail: `KVM internal error. Suberror: ${suberror} (${name})${data.length ? ` data: ${data.map((d) => '0x' + d.toString(16)).join(' ')}` : ''}` };
+      return {
+        kind: 'internal-error',
+        suberror,
+        data,
+        detail: `KVM internal error. Suberror: ${suberror} (${name})${data.length ? ` data: ${data.map((d) => '0x' + d.toString(16)).join(' ')}` : ''}`,
+      };
     }
     case KvmExit.FAIL_ENTRY: {
       const r = kvmRun.decode(run) as { fail_entry: { hardware_entry_failure_reason: bigint; cpu: number } };
-      return { kind: 'fail-entry', reason: r.fail_entry.hardware_entry_failure_reason, detail: `KVM_EXIT_FAIL_ENTRY: hardware entry failure reason 0x${r.fail_entry.hardware_entry_failure_reason.toString(16)} on cpu ${r.fail_entry.cpu}` };
+      return {
+        kind: 'fail-entry',
+        reason: r.fail_entry.hardware_entry_failure_reason,
+        detail: `KVM_EXIT_FAIL_ENTRY: hardware entry failure reason 0x${r.fail_entry.hardware_entry_failure_reason.toString(16)} on cpu ${r.fail_entry.cpu}`,
+      };
     }
     case KvmExit.IO:
     case KvmExit.MMIO:

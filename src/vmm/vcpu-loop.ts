@@ -29,7 +29,19 @@ import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import * as libc from '../kvm/libc.js';
 import type { Vcpu } from '../kvm/vcpu.js';
-import { CTL_EXITS, CTL_GP_INJECTED, CTL_INTS, CTL_REQUEST, CTL_STATE, CTL_TID, Request, State, controlView, waitAsync, type VcpuWorkerData } from './vcpu-control.js';
+import {
+  CTL_EXITS,
+  CTL_GP_INJECTED,
+  CTL_INTS,
+  CTL_REQUEST,
+  CTL_STATE,
+  CTL_TID,
+  Request,
+  State,
+  controlView,
+  waitAsync,
+  type VcpuWorkerData,
+} from './vcpu-control.js';
 import type { WorkerReport } from './vcpu-worker.js';
 
 export type VcpuResult = WorkerReport['end'];
@@ -55,7 +67,11 @@ export function allocateControl(vcpus: number): SharedArrayBuffer {
 function createWorker(workerData: VcpuWorkerData): Worker {
   const opts = { workerData, stdout: false, stderr: false };
   if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./vcpu-worker.js', import.meta.url), opts);
-  const tsxApi = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
+  const tsxApi = pathToFileURL(
+    createRequire(import.meta.url)
+      .resolve('tsx/esm/api')
+      .replace(/\.cjs$/, '.mjs'),
+  ).href;
   const script = new URL('./vcpu-worker.ts', import.meta.url).href;
   const boot = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(script)}); });`;
   return new Worker(boot, { ...opts, eval: true });
@@ -98,7 +114,11 @@ export class VcpuThread {
   readonly ended: Promise<VcpuResult>;
   private resolveEnded!: (r: VcpuResult) => void;
 
-  constructor(readonly vcpu: Vcpu, private readonly sab: SharedArrayBuffer, private readonly opts: VcpuThreadOptions) {
+  constructor(
+    readonly vcpu: Vcpu,
+    private readonly sab: SharedArrayBuffer,
+    private readonly opts: VcpuThreadOptions,
+  ) {
     this.ctl = controlView(sab, vcpu.id);
     this.ended = new Promise((r) => (this.resolveEnded = r));
   }
@@ -116,8 +136,13 @@ export class VcpuThread {
   /** Starts the worker; resolves once it is about to enter KVM_RUN. */
   async start(): Promise<void> {
     const data: VcpuWorkerData = {
-      fd: this.vcpu.fd, id: this.vcpu.id, runAddr: this.vcpu.runAddr, runSize: this.vcpu.runSize,
-      ctl: this.sab, kickSignal: vcpuKickSignal(), guardPio: this.opts.guardPio,
+      fd: this.vcpu.fd,
+      id: this.vcpu.id,
+      runAddr: this.vcpu.runAddr,
+      runSize: this.vcpu.runSize,
+      ctl: this.sab,
+      kickSignal: vcpuKickSignal(),
+      guardPio: this.opts.guardPio,
     };
     const w = createWorker(data);
     this.worker = w;

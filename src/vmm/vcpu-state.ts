@@ -7,8 +7,17 @@
  * refusals are returned, not hidden.
  */
 import {
-  kvmRegs, kvmSregs, kvmFpu, kvmXcrs, kvmVcpuEvents, type KvmRegs, type KvmSregs, type KvmFpu, type KvmXcrs,
-  type KvmVcpuEvents, type KvmMsrEntry,
+  kvmRegs,
+  kvmSregs,
+  kvmFpu,
+  kvmXcrs,
+  kvmVcpuEvents,
+  type KvmRegs,
+  type KvmSregs,
+  type KvmFpu,
+  type KvmXcrs,
+  type KvmVcpuEvents,
+  type KvmMsrEntry,
 } from '../kvm/structs.js';
 import { FormatError } from '../errors.js';
 
@@ -31,14 +40,22 @@ export interface VcpuStateRecord {
 /** The vCPU operations state save/restore needs (Vcpu implements them). */
 export interface StatefulVcpu {
   readonly id: number;
-  getRegs(): KvmRegs; setRegs(r: KvmRegs): void;
-  getSregs(): KvmSregs; setSregs(s: KvmSregs): void;
-  getFpu(): KvmFpu; setFpu(f: KvmFpu): void;
-  getXcrs(): KvmXcrs; setXcrs(x: KvmXcrs): void;
-  getLapic(): Uint8Array; setLapic(regs: Uint8Array): void;
-  getVcpuEvents(): KvmVcpuEvents; setVcpuEvents(e: KvmVcpuEvents): void;
-  getMpState(): number; setMpState(s: number): void;
-  getMsrs(indices: number[]): KvmMsrEntry[]; setMsrs(e: KvmMsrEntry[]): number;
+  getRegs(): KvmRegs;
+  setRegs(r: KvmRegs): void;
+  getSregs(): KvmSregs;
+  setSregs(s: KvmSregs): void;
+  getFpu(): KvmFpu;
+  setFpu(f: KvmFpu): void;
+  getXcrs(): KvmXcrs;
+  setXcrs(x: KvmXcrs): void;
+  getLapic(): Uint8Array;
+  setLapic(regs: Uint8Array): void;
+  getVcpuEvents(): KvmVcpuEvents;
+  setVcpuEvents(e: KvmVcpuEvents): void;
+  getMpState(): number;
+  setMpState(s: number): void;
+  getMsrs(indices: number[]): KvmMsrEntry[];
+  setMsrs(e: KvmMsrEntry[]): number;
 }
 
 const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
@@ -73,7 +90,8 @@ export function saveVcpuState(vcpu: StatefulVcpu, msrIndices: number[], opts: { 
 
 export function validateVcpuState(r: VcpuStateRecord): void {
   if (!r || typeof r !== 'object') throw new FormatError('vCPU state: not an object');
-  if (r.version !== VCPU_STATE_VERSION) throw new FormatError(`vCPU state version ${String(r.version)}, this VMM reads ${VCPU_STATE_VERSION}`);
+  if (r.version !== VCPU_STATE_VERSION)
+    throw new FormatError(`vCPU state version ${String(r.version)}, this VMM reads ${VCPU_STATE_VERSION}`);
   if (!Number.isInteger(r.id) || !Number.isInteger(r.mpState)) throw new FormatError('vCPU state: id and mpState must be integers');
   unb64(r.regs, kvmRegs.size, 'regs');
   unb64(r.sregs, kvmSregs.size, 'sregs');
@@ -81,7 +99,10 @@ export function validateVcpuState(r: VcpuStateRecord): void {
   if (r.xcrs !== undefined) unb64(r.xcrs, kvmXcrs.size, 'xcrs');
   unb64(r.lapic, 1024, 'lapic');
   unb64(r.events, kvmVcpuEvents.size, 'events');
-  if (!Array.isArray(r.msrs) || r.msrs.some((m) => !Array.isArray(m) || !Number.isInteger(m[0]) || typeof m[1] !== 'string' || !/^[0-9a-f]{1,16}$/.test(m[1]))) {
+  if (
+    !Array.isArray(r.msrs) ||
+    r.msrs.some((m) => !Array.isArray(m) || !Number.isInteger(m[0]) || typeof m[1] !== 'string' || !/^[0-9a-f]{1,16}$/.test(m[1]))
+  ) {
     throw new FormatError('vCPU state: msrs must be [index, hex value] pairs');
   }
 }

@@ -19,7 +19,11 @@ export interface LoopVcpu extends GuardedVcpu {
 const EINTR = constants.errno.EINTR;
 const EAGAIN = constants.errno.EAGAIN;
 
-export function vcpuLoop(vcpu: LoopVcpu, ctl: Int32Array, opts: { guardPio: boolean; consumeKick: () => void; describeErrno: (errno: number) => string }): WorkerEnd {
+export function vcpuLoop(
+  vcpu: LoopVcpu,
+  ctl: Int32Array,
+  opts: { guardPio: boolean; consumeKick: () => void; describeErrno: (errno: number) => string },
+): WorkerEnd {
   Atomics.store(ctl, CTL_STATE, State.RUNNING);
   Atomics.notify(ctl, CTL_STATE);
   for (;;) {

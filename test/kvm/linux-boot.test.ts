@@ -23,13 +23,19 @@ beforeAll(() => {
   kernel = requireGuestKernel();
   dir = mkdtempSync(path.join(tmpdir(), 'tvm-linux-boot-'));
   initrd = path.join(dir, 'initramfs.cpio');
-  writeFileSync(initrd, busyboxInitramfs(`#!/bin/sh\necho ${MARKER} cpus=$(/bin/busybox nproc) $(/bin/busybox uname -r)\n/bin/busybox reboot -f\n`));
+  writeFileSync(
+    initrd,
+    busyboxInitramfs(`#!/bin/sh\necho ${MARKER} cpus=$(/bin/busybox nproc) $(/bin/busybox uname -r)\n/bin/busybox reboot -f\n`),
+  );
   return () => rmSync(dir, { recursive: true, force: true });
 });
 
 function vmmRun(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/vmm/vmm-process.ts'), 'run', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/vmm/vmm-process.ts'), 'run', ...args], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d: Buffer) => (stdout += d.toString('latin1')));

@@ -12,8 +12,19 @@ import * as libc from '../../src/kvm/libc.js';
 import { Machine, type FlatImage, type MachineEnd } from '../../src/vmm/machine.js';
 import { MiB } from '../../src/vmm/layout.js';
 import {
-  requireKvmDevice, printGuest, stringIoGuest, mmioGuest, smpGuest, apTrampoline, userPioGuest, outHltGuest,
-  REAL_LOAD, FLAT_LOAD, AP_TRAMPOLINE, spinGuest, notifyGuest,
+  requireKvmDevice,
+  printGuest,
+  stringIoGuest,
+  mmioGuest,
+  smpGuest,
+  apTrampoline,
+  userPioGuest,
+  outHltGuest,
+  REAL_LOAD,
+  FLAT_LOAD,
+  AP_TRAMPOLINE,
+  spinGuest,
+  notifyGuest,
 } from '../fixtures/guests/guests.js';
 
 class Collect extends Writable {
@@ -27,7 +38,10 @@ class Collect extends Writable {
   }
 }
 
-async function runImage(image: FlatImage, opts: { cpus?: number; before?: (m: Machine) => void } = {}): Promise<{ end: MachineEnd; out: string; machine: Machine }> {
+async function runImage(
+  image: FlatImage,
+  opts: { cpus?: number; before?: (m: Machine) => void } = {},
+): Promise<{ end: MachineEnd; out: string; machine: Machine }> {
   const out = new Collect();
   const machine = await Machine.create({ image, memMiB: 64, cpus: opts.cpus ?? 1, console: { output: out } });
   opts.before?.(machine);
@@ -49,7 +63,13 @@ describe('KVM through the thin wrappers', () => {
     const vm = kvm.createVm();
     const mem = GuestMemory.create(16 * MiB);
     try {
-      vm.setUserMemoryRegion({ slot: 0, flags: 0, guest_phys_addr: 0n, memory_size: BigInt(mem.size), userspace_addr: BigInt(mem.hostAddress) });
+      vm.setUserMemoryRegion({
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0n,
+        memory_size: BigInt(mem.size),
+        userspace_addr: BigInt(mem.hostAddress),
+      });
       mem.slice(REAL_LOAD, 16).set(outHltGuest());
       const vcpu = vm.createVcpu(0);
       const s = vcpu.getSregs();
@@ -87,10 +107,11 @@ describe('Machine with synthetic guests', () => {
   it('MMIO reads and writes reach the device on the MMIO bus', async () => {
     const writes: number[] = [];
     const { end, out } = await runImage(flat(mmioGuest(), 'long'), {
-      before: (m) => m.mmio.insert(0xd0000000, 0x1000, 'probe', {
-        read: (off, d) => d.fill(off === 4 ? 0x4d : 0),
-        write: (off, d) => writes.push(off, new DataView(d.buffer, d.byteOffset, d.byteLength).getUint32(0, true)),
-      }),
+      before: (m) =>
+        m.mmio.insert(0xd0000000, 0x1000, 'probe', {
+          read: (off, d) => d.fill(off === 4 ? 0x4d : 0),
+          write: (off, d) => writes.push(off, new DataView(d.buffer, d.byteOffset, d.byteLength).getUint32(0, true)),
+        }),
     });
     expect(writes).toEqual([0, 0x12345678]);
     expect(out).toBe('M');
@@ -101,23 +122,28 @@ describe('Machine with synthetic guests', () => {
     const out = new Collect();
     const accesses: string[] = [];
     const machine = await Machine.create({
-      image: flat(notifyGuest(), 'long'), memMiB: 64, cpus: 1, console: { output: out },
-      mmioDevices: [{
-        name: 'notify-probe',
-        create: (ctx) => {
-          expect([ctx.base, ctx.irq]).toEqual([0xd0000000, 5]);
-          const fd = ctx.ioeventfd(0x50, 4);
-          return {
-            read: (off, d) => {
-              const b = new Uint8Array(8);
-              const n = libc.read(fd, b) === 8 ? Number(new DataView(b.buffer).getBigUint64(0, true)) : 0;
-              accesses.push(`r${off}`);
-              d.fill(0x30 + n);
-            },
-            write: (off) => accesses.push(`w${off}`),
-          };
+      image: flat(notifyGuest(), 'long'),
+      memMiB: 64,
+      cpus: 1,
+      console: { output: out },
+      mmioDevices: [
+        {
+          name: 'notify-probe',
+          create: (ctx) => {
+            expect([ctx.base, ctx.irq]).toEqual([0xd0000000, 5]);
+            const fd = ctx.ioeventfd(0x50, 4);
+            return {
+              read: (off, d) => {
+                const b = new Uint8Array(8);
+                const n = libc.read(fd, b) === 8 ? Number(new DataView(b.buffer).getBigUint64(0, true)) : 0;
+                accesses.push(`r${off}`);
+                d.fill(0x30 + n);
+              },
+              write: (off) => accesses.push(`w${off}`),
+            };
+          },
         },
-      }],
+      ],
     });
     const end = await machine.run();
     expect(out.text).toBe('3');

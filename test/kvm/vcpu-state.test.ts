@@ -25,7 +25,13 @@ describe('vCPU state save/restore on KVM', () => {
       vm.setTssAddr(KVM_TSS_ADDR);
       vm.createIrqchip();
       const mem = GuestMemory.create(16 * MiB);
-      vm.setUserMemoryRegion({ slot: 0, flags: 0, guest_phys_addr: 0n, memory_size: BigInt(mem.size), userspace_addr: BigInt(mem.hostAddress) });
+      vm.setUserMemoryRegion({
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0n,
+        memory_size: BigInt(mem.size),
+        userspace_addr: BigInt(mem.hostAddress),
+      });
       const vcpu = vm.createVcpu(0);
       vcpu.setCpuid2(cpuid);
       return { vm, vcpu, mem };

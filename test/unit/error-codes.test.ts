@@ -40,7 +40,9 @@ describe('error codes (issue 18)', () => {
   const uses = codesInSrc();
 
   it('every code used in src is registered (or a foreign code src only compares against)', () => {
-    const unregistered = [...uses].filter(([c]) => !isRegisteredErrorCode(c) && !(c in FOREIGN_CODES)).map(([c, at]) => `${c} (${at.join(', ')})`);
+    const unregistered = [...uses]
+      .filter(([c]) => !isRegisteredErrorCode(c) && !(c in FOREIGN_CODES))
+      .map(([c, at]) => `${c} (${at.join(', ')})`);
     expect(unregistered).toEqual([]);
   });
 

@@ -4,7 +4,8 @@ import { InvalidParameterError } from '../../src/errors.js';
 
 /** a filesystem given as symlink table: path (relative, '/'-joined) -> target */
 const fs = (links: Record<string, string>) => async (parts: string[]) => links[parts.join('/')] ?? null;
-const resolve = async (p: string, links: Record<string, string>, followLast = true) => '/' + (await resolveScoped(p, followLast, fs(links))).join('/');
+const resolve = async (p: string, links: Record<string, string>, followLast = true) =>
+  '/' + (await resolveScoped(p, followLast, fs(links))).join('/');
 
 describe('resolveScoped', () => {
   it('takes plain paths literally and folds . and //', async () => {
@@ -24,7 +25,7 @@ describe('resolveScoped', () => {
     expect(await resolve('/d/lnk', { 'd/lnk': '/etc' }, false)).toBe('/d/lnk');
     expect(await resolve('/lnk/f', { lnk: '/etc' }, false)).toBe('/etc/f');
   });
-  it('refuses symlink loops after Linux\'s 40 links', async () => {
+  it("refuses symlink loops after Linux's 40 links", async () => {
     await expect(resolve('/a', { a: 'b', b: 'a' })).rejects.toBeInstanceOf(InvalidParameterError);
     const chain: Record<string, string> = {};
     for (let i = 0; i < MAX_SYMLINKS; i++) chain[`l${i}`] = `l${i + 1}`;

@@ -5,7 +5,15 @@ import { FormatError } from '../../src/errors.js';
 import { packTar } from '../fixtures/rootfs.js';
 
 /** One ustar header block with a valid checksum. */
-function header(o: { name: string; size?: number; type?: string; linkname?: string; prefix?: string; magic?: string; extended?: boolean }): Buffer {
+function header(o: {
+  name: string;
+  size?: number;
+  type?: string;
+  linkname?: string;
+  prefix?: string;
+  magic?: string;
+  extended?: boolean;
+}): Buffer {
   const h = Buffer.alloc(TAR_BLOCK);
   h.write(o.name, TarField.name[0], 'latin1');
   h.write('0000644\0', 100, 'latin1');
@@ -51,7 +59,15 @@ function walk(tar: Buffer, chunk = tar.length): TarEntryInfo[] {
 
 describe('TarWalker', () => {
   it('pins the ustar field offsets', () => {
-    expect(TarField).toEqual({ name: [0, 100], size: [124, 12], chksum: [148, 8], typeflag: [156, 1], linkname: [157, 100], magic: [257, 6], prefix: [345, 155] });
+    expect(TarField).toEqual({
+      name: [0, 100],
+      size: [124, 12],
+      chksum: [148, 8],
+      typeflag: [156, 1],
+      linkname: [157, 100],
+      magic: [257, 6],
+      prefix: [345, 155],
+    });
   });
 
   it('reads what packTar writes, in any chunking', async () => {
@@ -93,13 +109,25 @@ describe('TarWalker', () => {
 
   it('gives header-only types no body, as Go and our ext4 consumer read them', () => {
     // a directory whose size field claims 512 bytes: the next block is a header, not its data
-    const tar = Buffer.concat([header({ name: 'dir/', type: '5', size: 512 }), header({ name: 'after' }), header({ name: 'old-dir/', type: '\0', size: 512 }), header({ name: 'x' }), END]);
+    const tar = Buffer.concat([
+      header({ name: 'dir/', type: '5', size: 512 }),
+      header({ name: 'after' }),
+      header({ name: 'old-dir/', type: '\0', size: 512 }),
+      header({ name: 'x' }),
+      END,
+    ]);
     expect(walk(tar).map((e) => e.name)).toEqual(['dir/', 'after', 'old-dir/', 'x']);
   });
 
   it('walks old GNU sparse extension blocks before the body', () => {
     const ext = Buffer.alloc(TAR_BLOCK);
-    const tar = Buffer.concat([header({ name: 'sparse', type: 'S', size: 3, extended: true, magic: 'ustar  \0' }), ext, body('abc'), header({ name: 'next' }), END]);
+    const tar = Buffer.concat([
+      header({ name: 'sparse', type: 'S', size: 3, extended: true, magic: 'ustar  \0' }),
+      ext,
+      body('abc'),
+      header({ name: 'next' }),
+      END,
+    ]);
     expect(walk(tar, 64).map((e) => e.name)).toEqual(['sparse', 'next']);
   });
 
@@ -112,7 +140,9 @@ describe('TarWalker', () => {
     const tar = Buffer.concat([header({ name: 'file', size: 2000 }), body(Buffer.alloc(2000, 1)), END]);
     expect(() => walk(tar.subarray(0, 1000))).toThrow(/truncated in entry file/);
     expect(() => walk(tar.subarray(0, 100))).toThrow(/truncated in entry \(start of archive\)/);
-    expect(() => walk(Buffer.concat([header({ name: 'file', size: 1 }), body('x')]))).toThrow(/truncated after file: no end-of-archive marker/);
+    expect(() => walk(Buffer.concat([header({ name: 'file', size: 1 }), body('x')]))).toThrow(
+      /truncated after file: no end-of-archive marker/,
+    );
     expect(() => walk(Buffer.alloc(0))).toThrow(FormatError);
     const bad = header({ name: 'file' });
     bad[0]! ^= 1;
@@ -132,8 +162,12 @@ describe('LayerTarChecker', () => {
   it('refuses absolute paths and .. anywhere, including names from pax and long-name records', () => {
     expect(() => check(Buffer.concat([header({ name: '/etc/passwd' }), END]))).toThrow(/"\/etc\/passwd" has an absolute path/);
     expect(() => check(Buffer.concat([header({ name: 'a/../../b' }), END]))).toThrow(/contains '\.\.'/);
-    expect(() => check(Buffer.concat([pax({ path: '../escape' }), header({ name: 'harmless' }), END]))).toThrow(/"\.\.\/escape" contains '\.\.'/);
-    expect(() => check(Buffer.concat([header({ name: '././@LongLink', size: 10, type: 'L' }), body('/abs/long\0'), header({ name: 'ok' }), END]))).toThrow(/absolute/);
+    expect(() => check(Buffer.concat([pax({ path: '../escape' }), header({ name: 'harmless' }), END]))).toThrow(
+      /"\.\.\/escape" contains '\.\.'/,
+    );
+    expect(() =>
+      check(Buffer.concat([header({ name: '././@LongLink', size: 10, type: 'L' }), body('/abs/long\0'), header({ name: 'ok' }), END])),
+    ).toThrow(/absolute/);
   });
 
   it('needs hard link targets earlier in the layer or below; defers them when asked', () => {
@@ -151,9 +185,11 @@ describe('TarWalker reads names exactly as the ext4 TarReader', () => {
   /** the names our ext4 consumer would write for `tar` */
   async function readerNames(tar: Buffer): Promise<string[]> {
     const { TarReader } = await import('../../src/disks/ext4/tar-reader.js');
-    const r = new TarReader((async function* () {
-      yield tar;
-    })());
+    const r = new TarReader(
+      (async function* () {
+        yield tar;
+      })(),
+    );
     const out: string[] = [];
     for (let h = await r.next(); h; h = await r.next()) out.push(h.name);
     return out;
@@ -162,7 +198,13 @@ describe('TarWalker reads names exactly as the ext4 TarReader', () => {
   // pax sparse 1.0: the consumer names the file by GNU.sparse.name, not by path
   const sparse1 = (sparseName: string) =>
     Buffer.concat([
-      pax({ path: 'GNUSparseFile.0/decoy', 'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.name': sparseName, 'GNU.sparse.realsize': '0' }),
+      pax({
+        path: 'GNUSparseFile.0/decoy',
+        'GNU.sparse.major': '1',
+        'GNU.sparse.minor': '0',
+        'GNU.sparse.name': sparseName,
+        'GNU.sparse.realsize': '0',
+      }),
       header({ name: 'GNUSparseFile.0/decoy', size: TAR_BLOCK }),
       body('0\n'),
       END,
@@ -215,7 +257,9 @@ describe('TarWalker bounds what the consumer would hold in memory', () => {
   it('bounds pax records at 64 MiB, as the consumer does', () => {
     expect(MAX_META_BODY).toBe(64 << 20);
     // one header declaring more is refused before its body is read
-    expect(() => walk(Buffer.concat([header({ name: 'PaxHeader', size: MAX_META_BODY + 1, type: 'x' }), END]))).toThrow(/'x' header of 67108865 bytes is too large/);
+    expect(() => walk(Buffer.concat([header({ name: 'PaxHeader', size: MAX_META_BODY + 1, type: 'x' }), END]))).toThrow(
+      /'x' header of 67108865 bytes is too large/,
+    );
   });
 
   // The bound scaled down 1024 times (64 KiB): 64 MiB of records took seconds to build and walk.
@@ -224,10 +268,22 @@ describe('TarWalker bounds what the consumer would hold in memory', () => {
     const part = 33 << 10;
     const local = Buffer.concat([bigPax('a.key', part), bigPax('b.key', part), header({ name: 'f' }), END]);
     expect(() => walkBounded(local, limit, 1 << 10)).toThrow(/pax records of more than 65536 bytes/);
-    const global = Buffer.concat([bigPax('a.key', part, 'g'), header({ name: 'f' }), bigPax('b.key', part, 'g'), header({ name: 'g' }), END]);
+    const global = Buffer.concat([
+      bigPax('a.key', part, 'g'),
+      header({ name: 'f' }),
+      bigPax('b.key', part, 'g'),
+      header({ name: 'g' }),
+      END,
+    ]);
     expect(() => walkBounded(global, limit, 1 << 10)).toThrow(/global pax records of more than 65536 bytes/);
     // the same records, each before its own entry, are fine
-    expect(walkBounded(Buffer.concat([bigPax('a.key', part), header({ name: 'f' }), bigPax('b.key', part), header({ name: 'g' }), END]), limit, 1 << 10)).toHaveLength(2);
+    expect(
+      walkBounded(
+        Buffer.concat([bigPax('a.key', part), header({ name: 'f' }), bigPax('b.key', part), header({ name: 'g' }), END]),
+        limit,
+        1 << 10,
+      ),
+    ).toHaveLength(2);
   });
 });
 
@@ -240,7 +296,9 @@ describe('LayerTarChecker: name lengths', () => {
     };
     const long = 'd/'.repeat(2100) + 'f';
     expect(() => c(Buffer.concat([pax({ path: long }), header({ name: 'f' }), END]))).toThrow(/longer than 4096 bytes/);
-    expect(() => c(Buffer.concat([header({ name: 'f' }), pax({ linkpath: long }), header({ name: 'l', type: '1' }), END]))).toThrow(/longer than 4096 bytes/);
+    expect(() => c(Buffer.concat([header({ name: 'f' }), pax({ linkpath: long }), header({ name: 'l', type: '1' }), END]))).toThrow(
+      /longer than 4096 bytes/,
+    );
     const ok = 'd/'.repeat(2000) + 'f';
     expect(c(Buffer.concat([pax({ path: ok }), header({ name: 'f' }), END])).entries).toBe(1);
   });

@@ -15,7 +15,7 @@ export function formatChanges(changes: ChangeJson[] | null): string {
 export function registerDiffCommand(program: Command): void {
   program
     .command('diff')
-    .description('Inspect changes to files or directories on a container\'s filesystem')
+    .description("Inspect changes to files or directories on a container's filesystem")
     .argument('<container>')
     .action(async (container: string) => {
       await withClient(async (c) => {

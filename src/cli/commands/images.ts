@@ -30,7 +30,13 @@ export function registerImageCommands(program: Command): void {
           const tags = i.RepoTags.length > 0 ? i.RepoTags : ['<none>:<none>'];
           for (const t of tags) {
             const colon = t.lastIndexOf(':');
-            rows.push([t.slice(0, colon), t.slice(colon + 1), short(i.Id), `${humanDuration(Date.now() - i.Created * 1000)} ago`, humanSize(i.Size)]);
+            rows.push([
+              t.slice(0, colon),
+              t.slice(colon + 1),
+              short(i.Id),
+              `${humanDuration(Date.now() - i.Created * 1000)} ago`,
+              humanSize(i.Size),
+            ]);
           }
         }
         table(rows);
@@ -101,7 +107,9 @@ async function inputFile(file: string): Promise<Readable> {
     await access(file, constants.R_OK);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new InvalidParameterError(`open ${file}: ${code === 'ENOENT' ? 'no such file or directory' : code === 'EACCES' ? 'permission denied' : (e as Error).message}`);
+    throw new InvalidParameterError(
+      `open ${file}: ${code === 'ENOENT' ? 'no such file or directory' : code === 'EACCES' ? 'permission denied' : (e as Error).message}`,
+    );
   }
   return createReadStream(file);
 }

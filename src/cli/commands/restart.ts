@@ -10,7 +10,8 @@ export function parseRestartFlag(v: string): { Name: string; MaximumRetryCount: 
   const name = colon < 0 ? v : v.slice(0, colon);
   const count = colon < 0 ? '' : v.slice(colon + 1);
   if (colon >= 0 && name === '') throw new InvalidParameterError('invalid restart policy format: no policy provided before colon');
-  if (count !== '' && !/^[+-]?\d+$/.test(count)) throw new InvalidParameterError('invalid restart policy format: maximum retry count must be an integer');
+  if (count !== '' && !/^[+-]?\d+$/.test(count))
+    throw new InvalidParameterError('invalid restart policy format: maximum retry count must be an integer');
   return { Name: name, MaximumRetryCount: count === '' ? 0 : Number(count) };
 }
 
@@ -26,7 +27,9 @@ export function registerRestartCommand(program: Command): void {
         let failed = false;
         for (const id of ids) {
           try {
-            await c.ok('POST', `/containers/${encodeURIComponent(id)}/restart`, { query: { ...(o.time !== undefined && { t: o.time }), ...(o.signal !== undefined && { signal: o.signal }) } });
+            await c.ok('POST', `/containers/${encodeURIComponent(id)}/restart`, {
+              query: { ...(o.time !== undefined && { t: o.time }), ...(o.signal !== undefined && { signal: o.signal }) },
+            });
             process.stdout.write(`${id}\n`);
           } catch (e) {
             failed = true;

@@ -30,7 +30,12 @@ export interface SecurityFlags {
 
 export function addSecurityFlags(cmd: Command): Command {
   return cmd
-    .option('--security-opt <opt>', 'security option: seccomp=<profile.json>|unconfined, no-new-privileges, apparmor=unconfined, label=disable (repeatable)', collect, [])
+    .option(
+      '--security-opt <opt>',
+      'security option: seccomp=<profile.json>|unconfined, no-new-privileges, apparmor=unconfined, label=disable (repeatable)',
+      collect,
+      [],
+    )
     .option('--ulimit <name=soft[:hard]>', 'resource limit, e.g. nofile=1024:2048 (repeatable)', collect, [])
     .option('--sysctl <k=v>', 'namespaced kernel parameter, e.g. net.ipv4.ip_forward=1 (repeatable)', collect, [])
     .option('--shm-size <bytes>', 'size of /dev/shm (default 64m)')
@@ -43,10 +48,10 @@ export function addSecurityFlags(cmd: Command): Command {
     .option('--privileged', 'all capabilities, no seccomp filter, devices allowed')
     .option('--cap-add <cap>', 'add a capability (repeatable)', collect, [])
     .option('--cap-drop <cap>', 'drop a capability (repeatable)', collect, [])
-    .option('--dns <ip>', 'nameserver for the container\'s resolv.conf (repeatable)', collect, [])
+    .option('--dns <ip>', "nameserver for the container's resolv.conf (repeatable)", collect, [])
     .option('--dns-search <domain>', 'search domain (repeatable)', collect, [])
     .option('--dns-option <opt>', 'resolver option (repeatable)', collect, [])
-    .option('--add-host <host:ip>', 'line for the container\'s /etc/hosts (repeatable)', collect, []);
+    .option('--add-host <host:ip>', "line for the container's /etc/hosts (repeatable)", collect, []);
 }
 
 /** docker CLI: seccomp=<path> (other than unconfined/builtin) carries the file's compact JSON. */
@@ -77,7 +82,8 @@ export function parseUlimitFlag(s: string): { Name: string; Soft: number; Hard: 
   const eq = s.indexOf('=');
   if (eq <= 0) throw new Error(`invalid ulimit argument: ${s}`);
   const [soft, hard, extra] = s.slice(eq + 1).split(':');
-  if (extra !== undefined || soft === undefined || soft === '') throw new Error(`too many limit value arguments - ${s.slice(eq + 1)}, can only have up to two, \`soft[:hard]\``);
+  if (extra !== undefined || soft === undefined || soft === '')
+    throw new Error(`too many limit value arguments - ${s.slice(eq + 1)}, can only have up to two, \`soft[:hard]\``);
   const Soft = limit(soft, '--ulimit');
   return { Name: s.slice(0, eq), Soft, Hard: hard === undefined ? Soft : limit(hard, '--ulimit') };
 }

@@ -6,8 +6,16 @@ import { parseBytes, parseCpus, parseIntFlag } from '../units.js';
 import { parseRestartFlag } from './restart.js';
 
 interface UpdateOptions {
-  memory?: string; memorySwap?: string; memoryReservation?: string; cpus?: string; cpuShares?: string;
-  cpuPeriod?: string; cpuQuota?: string; cpusetCpus?: string; pidsLimit?: string; restart?: string;
+  memory?: string;
+  memorySwap?: string;
+  memoryReservation?: string;
+  cpus?: string;
+  cpuShares?: string;
+  cpuPeriod?: string;
+  cpuQuota?: string;
+  cpusetCpus?: string;
+  pidsLimit?: string;
+  restart?: string;
 }
 
 /** The UpdateConfig body the docker CLI sends for these flags. */

@@ -12,7 +12,14 @@ import { tarStream } from '../../tar-stream-writer.js';
 import { CHANGE_DELETED, type Change } from '../../fs-changes.js';
 import type { Ext4Reader } from './reader.js';
 
-const TYPE_BITS: Record<string, number> = { file: 0o100000, dir: 0o040000, symlink: 0o120000, char: 0o020000, block: 0o060000, fifo: 0o010000 };
+const TYPE_BITS: Record<string, number> = {
+  file: 0o100000,
+  dir: 0o040000,
+  symlink: 0o120000,
+  char: 0o020000,
+  block: 0o060000,
+  fifo: 0o010000,
+};
 
 export function diskChangesTar(disk: Ext4Reader, changes: Change[]): Readable {
   return tarStream(async ({ entry }) => {
@@ -20,7 +27,15 @@ export function diskChangesTar(disk: Ext4Reader, changes: Change[]): Readable {
     for (const c of changes) {
       const rel = c.Path.replace(/^\/+/, '');
       if (c.Kind === CHANGE_DELETED) {
-        await entry({ name: path.posix.join(path.posix.dirname(rel), `.wh.${path.posix.basename(rel)}`), type: 'file', size: 0, mode: 0o100600, uid: 0, gid: 0, mtime: new Date(0) });
+        await entry({
+          name: path.posix.join(path.posix.dirname(rel), `.wh.${path.posix.basename(rel)}`),
+          type: 'file',
+          size: 0,
+          mode: 0o100600,
+          uid: 0,
+          gid: 0,
+          mtime: new Date(0),
+        });
         continue;
       }
       const e = await disk.stat(c.Path);
@@ -38,7 +53,12 @@ export function diskChangesTar(disk: Ext4Reader, changes: Change[]): Readable {
         if (e.nlink > 1) inodes.set(e.ino, rel);
         await entry({ ...base, type: 'file', size: e.size }, e.size > 0 ? disk.createReadStream(c.Path) : undefined);
       } else if (e.type === 'char' || e.type === 'block') {
-        await entry({ ...base, type: e.type === 'char' ? 'character-device' : 'block-device', devmajor: e.device?.major ?? 0, devminor: e.device?.minor ?? 0 });
+        await entry({
+          ...base,
+          type: e.type === 'char' ? 'character-device' : 'block-device',
+          devmajor: e.device?.major ?? 0,
+          devminor: e.device?.minor ?? 0,
+        });
       } else if (e.type === 'fifo') await entry({ ...base, type: 'fifo' });
     }
   });

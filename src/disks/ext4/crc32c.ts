@@ -20,7 +20,16 @@ for (let n = 0; n < 256; n++) {
     T[t]![n] = c >>> 0;
   }
 }
-const [T0, T1, T2, T3, T4, T5, T6, T7] = T as [Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array];
+const [T0, T1, T2, T3, T4, T5, T6, T7] = T as [
+  Uint32Array,
+  Uint32Array,
+  Uint32Array,
+  Uint32Array,
+  Uint32Array,
+  Uint32Array,
+  Uint32Array,
+  Uint32Array,
+];
 
 /** raw CRC-32C register update over `data` starting from `crc` */
 export function crc32cUpdate(crc: number, data: Uint8Array, start = 0, end = data.length): number {
@@ -29,8 +38,14 @@ export function crc32cUpdate(crc: number, data: Uint8Array, start = 0, end = dat
   for (; i + 8 <= end; i += 8) {
     const a = (c ^ (data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24))) >>> 0;
     c =
-      T7[a & 0xff]! ^ T6[(a >>> 8) & 0xff]! ^ T5[(a >>> 16) & 0xff]! ^ T4[a >>> 24]! ^
-      T3[data[i + 4]!]! ^ T2[data[i + 5]!]! ^ T1[data[i + 6]!]! ^ T0[data[i + 7]!]!;
+      T7[a & 0xff]! ^
+      T6[(a >>> 8) & 0xff]! ^
+      T5[(a >>> 16) & 0xff]! ^
+      T4[a >>> 24]! ^
+      T3[data[i + 4]!]! ^
+      T2[data[i + 5]!]! ^
+      T1[data[i + 6]!]! ^
+      T0[data[i + 7]!]!;
   }
   for (; i < end; i++) c = (c >>> 8) ^ T0[(c ^ data[i]!) & 0xff]!;
   return c >>> 0;

@@ -35,7 +35,8 @@ const TAR_TYPE: Record<Ext4Entry['type'], TarHeader['type'] | undefined> = {
  * otherwise ends only when libext2fs runs out of WASM memory, taking every later mount with it).
  */
 function enterDir(onPath: Set<number>, e: Ext4Entry, image: string): void {
-  if (onPath.has(e.ino)) throw new FormatError(`${image}: directory cycle at ${e.path} (inode ${e.ino} is its own ancestor)`, 'ERR_EXT4_FORMAT');
+  if (onPath.has(e.ino))
+    throw new FormatError(`${image}: directory cycle at ${e.path} (inode ${e.ino} is its own ancestor)`, 'ERR_EXT4_FORMAT');
   onPath.add(e.ino);
 }
 
@@ -94,7 +95,7 @@ export async function archiveFromDisk(reader: Ext4Reader, containerPath: string,
       // docker export names entries relative to the root and has no entry for the root itself
       if (!isExportRoot) await entry(h);
       if (e.type !== 'dir') return;
-      enterDir(onPath, e, 'the container\'s disk');
+      enterDir(onPath, e, "the container's disk");
       for (const child of (await reader.readdir(e.path)).sort()) {
         const p = childPath(e.path, child);
         if (p === LOST_AND_FOUND) continue;
@@ -137,13 +138,13 @@ export async function diffDisks(base: Ext4Reader, top: Ext4Reader, hidden: reado
   /** reports the changes below directory `dir`; returns whether there were any */
   const walk = async (dir: string, baseHasDir: boolean): Promise<boolean> => {
     const before = out.length;
-    enterDir(onPath, await top.stat(dir), 'the container\'s disk');
+    enterDir(onPath, await top.stat(dir), "the container's disk");
     const topNames = await top.readdir(dir);
     const baseNames = baseHasDir ? await base.readdir(dir) : [];
     for (const name of topNames) {
       const p = childPath(dir, name);
       if (skip.has(p)) continue;
-      const t = (await top.stat(p));
+      const t = await top.stat(p);
       const b = baseHasDir ? await base.statOrNull(p) : null;
       const at = out.length;
       let self: Change['Kind'] | undefined;

@@ -68,7 +68,8 @@ export class Ext4Editor extends Ext4Reader {
       await run('cp', ['--sparse=always', '--reflink=auto', '--', image, work]);
     } catch (e) {
       await rm(work, { force: true });
-      if ((e as { stderr?: string }).stderr?.includes('No such file')) throw new NotFoundError(`${image}: no such disk image`, 'ERR_DISK_NOT_FOUND');
+      if ((e as { stderr?: string }).stderr?.includes('No such file'))
+        throw new NotFoundError(`${image}: no such disk image`, 'ERR_DISK_NOT_FOUND');
       throw new TvmError('ERR_DISK_IO', `copying ${image} for an offline edit failed: ${(e as Error).message}`, 500, { cause: e });
     }
     let disk: Awaited<ReturnType<typeof openDiskImage>> | undefined;
@@ -76,7 +77,10 @@ export class Ext4Editor extends Ext4Reader {
       disk = await openDiskImage(work, { readOnly: false, ...opts });
       const facts = await readSuperblockFacts(disk, image);
       if (facts.needsRecovery) {
-        throw new ConflictError(`${image}: the filesystem's journal needs recovery (the container did not stop cleanly); start it once to replay the journal, then retry`, 'ERR_EXT4_NEEDS_RECOVERY');
+        throw new ConflictError(
+          `${image}: the filesystem's journal needs recovery (the container did not stop cleanly); start it once to replay the journal, then retry`,
+          'ERR_EXT4_NEEDS_RECOVERY',
+        );
       }
       let fs;
       try {
@@ -142,7 +146,8 @@ export class Ext4Editor extends Ext4Reader {
     if (!st) return;
     if (st.type === 'dir') {
       // the guest wrote this disk and can point an entry at an ancestor: never enter one twice
-      if (onPath.has(st.ino)) throw new FormatError(`${this.image}: directory cycle at ${p} (inode ${st.ino} is its own ancestor)`, 'ERR_EXT4_FORMAT');
+      if (onPath.has(st.ino))
+        throw new FormatError(`${this.image}: directory cycle at ${p} (inode ${st.ino} is its own ancestor)`, 'ERR_EXT4_FORMAT');
       onPath.add(st.ino);
       for (const name of await this.readdir(p)) await this.remove(`${p === '/' ? '' : p}/${name}`, onPath);
       onPath.delete(st.ino);
@@ -170,7 +175,8 @@ export class Ext4Editor extends Ext4Reader {
         for (let off = 0; off < b.length; off += WRITE_CHUNK) {
           const part = b.subarray(off, off + WRITE_CHUNK);
           const { bytesWritten } = await this.p.write(h.fd, part, 0, part.length, pos);
-          if (bytesWritten !== part.length) throw new TvmError('ERR_DISK_FULL', `${this.image}: short write to ${p} (no space left on the disk?)`, 507);
+          if (bytesWritten !== part.length)
+            throw new TvmError('ERR_DISK_FULL', `${this.image}: short write to ${p} (no space left on the disk?)`, 507);
           pos += part.length;
         }
       };
@@ -243,12 +249,20 @@ export class Ext4Editor extends Ext4Reader {
     const parent = await this.resolve(path.posix.dirname(full));
     await this.mkdirp(parent);
     const target = path.posix.join(parent, path.posix.basename(full));
-    const attrs: EntryAttrs = { mode: (h.mode ?? 0o644) & 0o7777, uid: h.uid ?? 0, gid: h.gid ?? 0, mtime: h.mtime ? toTimestamp(h.mtime) : undefined };
+    const attrs: EntryAttrs = {
+      mode: (h.mode ?? 0o644) & 0o7777,
+      uid: h.uid ?? 0,
+      gid: h.gid ?? 0,
+      mtime: h.mtime ? toTimestamp(h.mtime) : undefined,
+    };
     const pax = h.pax ?? {};
     const xattr = Object.keys(pax).find((k) => k.startsWith('SCHILY.xattr.'));
     if (xattr) {
       drain();
-      throw new NotImplementedError(`${what}: ${h.name} carries the extended attribute ${xattr.slice('SCHILY.xattr.'.length)}, which cannot be written into a stopped VM container's disk`, 'ERR_EXT4_OFFLINE_UNSUPPORTED');
+      throw new NotImplementedError(
+        `${what}: ${h.name} carries the extended attribute ${xattr.slice('SCHILY.xattr.'.length)}, which cannot be written into a stopped VM container's disk`,
+        'ERR_EXT4_OFFLINE_UNSUPPORTED',
+      );
     }
     const existing = await this.statOrNull(target);
     if (opts.noOverwriteDirNonDir && existing) {
@@ -283,7 +297,10 @@ export class Ext4Editor extends Ext4Reader {
       }
       default:
         drain();
-        throw new NotImplementedError(`${what}: ${h.name} is a ${h.type}; device nodes, fifos and sockets cannot be written into a stopped VM container's disk`, 'ERR_EXT4_OFFLINE_UNSUPPORTED');
+        throw new NotImplementedError(
+          `${what}: ${h.name} is a ${h.type}; device nodes, fifos and sockets cannot be written into a stopped VM container's disk`,
+          'ERR_EXT4_OFFLINE_UNSUPPORTED',
+        );
     }
   }
 

@@ -132,7 +132,11 @@ export function buildExtentTree(extents: Extent[], blocks: number[], blockSize: 
   }
   if (next !== blocks.length) throw new Error('extent tree: more blocks reserved than used');
   const root = Buffer.alloc(60);
-  EXTENT_HEADER.encode({ eh_magic: EXT4_EXT_MAGIC, eh_entries: level.length, eh_max: EXT4_INODE_ROOT_ENTRIES, eh_depth: depth, eh_generation: 0 }, root, 0);
+  EXTENT_HEADER.encode(
+    { eh_magic: EXT4_EXT_MAGIC, eh_entries: level.length, eh_max: EXT4_INODE_ROOT_ENTRIES, eh_depth: depth, eh_generation: 0 },
+    root,
+    0,
+  );
   level.forEach((e, j) => e.write(root, EXTENT_HEADER_SIZE + j * EXTENT_ENTRY_SIZE));
   return { root, blocks: out, treeBlocks: out.length, depth };
 }

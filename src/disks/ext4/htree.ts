@@ -164,7 +164,7 @@ export function packHashedDirectory(
   let cur: DirEntry[] = [];
   let used = 0;
   let first = 0;
-  for (let i = 0; i < hashed.length; ) {
+  for (let i = 0; i < hashed.length;) {
     let j = i;
     let groupBytes = 0;
     while (j < hashed.length && hashed[j]!.hash === hashed[i]!.hash) groupBytes += dirEntrySize(hashed[j++]!.e.name.length);
@@ -193,7 +193,11 @@ export function packHashedDirectory(
   root.write('.', 8, 'latin1');
   DIR_ENTRY.encode({ inode: parent, rec_len: blockSize - 12, name_len: 2, file_type: EXT4_FT.DIR }, root, 12);
   root.write('..', 20, 'latin1');
-  DX_ROOT_INFO.encode({ reserved_zero: 0, hash_version: DX_HASH_HALF_MD4, info_length: DX_ROOT_INFO_LENGTH, indirect_levels: levels, unused_flags: 0 }, root, 24);
+  DX_ROOT_INFO.encode(
+    { reserved_zero: 0, hash_version: DX_HASH_HALF_MD4, info_length: DX_ROOT_INFO_LENGTH, indirect_levels: levels, unused_flags: 0 },
+    root,
+    24,
+  );
 
   const blocks: Buffer[] = [root];
   const leafIndex = leaves.map((l, i) => ({ hash: l.firstHash, block: firstLeaf + i }));

@@ -45,7 +45,10 @@ function mapId(map: IdShiftRange[], id: number): number | undefined {
 export function shiftId(map: IdShiftRange[], id: number, kind: 'uid' | 'gid', where: string): number {
   const h = mapId(map, id);
   if (h === undefined) {
-    throw new FormatError(`${where}: container ${kind} ${id} cannot be mapped to a host ${kind} (the remapped range does not cover it)`, 'ERR_ID_UNMAPPED');
+    throw new FormatError(
+      `${where}: container ${kind} ${id} cannot be mapped to a host ${kind} (the remapped range does not cover it)`,
+      'ERR_ID_UNMAPPED',
+    );
   }
   return h;
 }
@@ -53,7 +56,11 @@ export function shiftId(map: IdShiftRange[], id: number, kind: 'uid' | 'gid', wh
 /** The xattr value with its ids shifted (a new Buffer), or the value itself when it holds none. */
 export function shiftXattr(name: string, value: Buffer, shift: IdShift, where: string): Buffer {
   if (name === 'system.posix_acl_access' || name === 'system.posix_acl_default') {
-    if (value.length < POSIX_ACL_HEADER || (value.length - POSIX_ACL_HEADER) % POSIX_ACL_ENTRY !== 0 || value.readUInt32LE(0) !== POSIX_ACL_XATTR_VERSION) {
+    if (
+      value.length < POSIX_ACL_HEADER ||
+      (value.length - POSIX_ACL_HEADER) % POSIX_ACL_ENTRY !== 0 ||
+      value.readUInt32LE(0) !== POSIX_ACL_XATTR_VERSION
+    ) {
       throw new FormatError(`${where}: malformed POSIX ACL in ${name}`, 'ERR_TAR_FORMAT');
     }
     const out = Buffer.from(value);
@@ -77,7 +84,10 @@ export function shiftXattr(name: string, value: Buffer, shift: IdShift, where: s
     }
     if (rev === VFS_CAP_REVISION_3 && value.length === XATTR_CAPS_SZ_3) {
       const out = Buffer.from(value);
-      out.writeUInt32LE(shiftId(shift.uidMap, value.readUInt32LE(VFS_CAP_ROOTID_OFFSET), 'uid', `${where} (security.capability rootid)`), VFS_CAP_ROOTID_OFFSET);
+      out.writeUInt32LE(
+        shiftId(shift.uidMap, value.readUInt32LE(VFS_CAP_ROOTID_OFFSET), 'uid', `${where} (security.capability rootid)`),
+        VFS_CAP_ROOTID_OFFSET,
+      );
       return out;
     }
     // v1 or an unknown layout: kept as it is; the kernel ignores what it cannot read

@@ -9,7 +9,14 @@ import { FormatError, NotImplementedError } from '../../errors.js';
 import { crc32cUpdate } from './crc32c.js';
 import { GROUP_DESC } from './group-descriptor.js';
 import { INODE, EXT4_GOOD_OLD_INODE_SIZE, decodeTime, encodeTime, setInodeChecksum, type Timestamp } from './inode.js';
-import { EXT4_FEATURE_INCOMPAT, EXT4_FEATURE_RO_COMPAT, EXT4_SUPER_MAGIC, SUPERBLOCK, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE } from './superblock.js';
+import {
+  EXT4_FEATURE_INCOMPAT,
+  EXT4_FEATURE_RO_COMPAT,
+  EXT4_SUPER_MAGIC,
+  SUPERBLOCK,
+  SUPERBLOCK_OFFSET,
+  SUPERBLOCK_SIZE,
+} from './superblock.js';
 
 /** ext2/3's group descriptor size when the 64bit feature is off */
 const GROUP_DESC_SIZE_32 = 32;
@@ -35,7 +42,8 @@ export interface Ext4SuperblockFacts {
 }
 
 export async function readSuperblockFacts(disk: BlockBackend, name: string): Promise<Ext4SuperblockFacts> {
-  if (disk.size < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE) throw new FormatError(`${name}: too small for an ext4 filesystem`, 'ERR_EXT4_FORMAT');
+  if (disk.size < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE)
+    throw new FormatError(`${name}: too small for an ext4 filesystem`, 'ERR_EXT4_FORMAT');
   const raw = Buffer.alloc(SUPERBLOCK_SIZE);
   await disk.read(raw, SUPERBLOCK_OFFSET);
   const sb = SUPERBLOCK.decode(raw);
@@ -50,16 +58,16 @@ export async function readSuperblockFacts(disk: BlockBackend, name: string): Pro
   if (logBlock > 6) throw bad(`an invalid block size (s_log_block_size ${logBlock})`);
   const blockSizeOf = 1024 << logBlock;
   if ((sb.s_inodes_per_group as number) === 0) throw bad('no inodes per group');
-  if (inodeSize < EXT4_GOOD_OLD_INODE_SIZE || inodeSize > blockSizeOf || (inodeSize & (inodeSize - 1)) !== 0) throw bad(`an invalid inode size (${inodeSize})`);
+  if (inodeSize < EXT4_GOOD_OLD_INODE_SIZE || inodeSize > blockSizeOf || (inodeSize & (inodeSize - 1)) !== 0)
+    throw bad(`an invalid inode size (${inodeSize})`);
   const incompat = sb.s_feature_incompat as number;
   const roCompat = sb.s_feature_ro_compat as number;
   const blockSize = blockSizeOf;
   const bit64 = (incompat & EXT4_FEATURE_INCOMPAT.BIT64) !== 0;
   if (bit64 && (sb.s_desc_size as number) < 64) throw bad(`an invalid group descriptor size (${sb.s_desc_size as number})`);
   const metadataCsum = (roCompat & EXT4_FEATURE_RO_COMPAT.METADATA_CSUM) !== 0;
-  const csumSeed = (incompat & EXT4_FEATURE_INCOMPAT.CSUM_SEED) !== 0
-    ? (sb.s_checksum_seed as number)
-    : crc32cUpdate(0xffffffff, sb.s_uuid as Uint8Array);
+  const csumSeed =
+    (incompat & EXT4_FEATURE_INCOMPAT.CSUM_SEED) !== 0 ? (sb.s_checksum_seed as number) : crc32cUpdate(0xffffffff, sb.s_uuid as Uint8Array);
   return {
     blockSize,
     inodesPerGroup: sb.s_inodes_per_group as number,
@@ -76,8 +84,10 @@ export async function readSuperblockFacts(disk: BlockBackend, name: string): Pro
 }
 
 async function inodeOffset(disk: BlockBackend, name: string, sb: Ext4SuperblockFacts, ino: number): Promise<number> {
-  if (!Number.isInteger(ino) || ino < 1 || ino > sb.inodesCount) throw new FormatError(`${name}: inode ${ino} out of range`, 'ERR_EXT4_FORMAT');
-  if (sb.metaBg) throw new NotImplementedError(`${name}: meta_bg filesystems are not supported for offline timestamp edits`, 'ERR_EXT4_UNSUPPORTED');
+  if (!Number.isInteger(ino) || ino < 1 || ino > sb.inodesCount)
+    throw new FormatError(`${name}: inode ${ino} out of range`, 'ERR_EXT4_FORMAT');
+  if (sb.metaBg)
+    throw new NotImplementedError(`${name}: meta_bg filesystems are not supported for offline timestamp edits`, 'ERR_EXT4_UNSUPPORTED');
   const group = Math.floor((ino - 1) / sb.inodesPerGroup);
   const index = (ino - 1) % sb.inodesPerGroup;
   const desc = Buffer.alloc(GROUP_DESC.size);
@@ -85,7 +95,8 @@ async function inodeOffset(disk: BlockBackend, name: string, sb: Ext4SuperblockF
   const d = GROUP_DESC.decode(desc);
   const table = (d.bg_inode_table_lo as number) + (sb.bit64 ? (d.bg_inode_table_hi as number) * 0x1_0000_0000 : 0);
   const off = table * sb.blockSize + index * sb.inodeSize;
-  if (table === 0 || off + sb.inodeSize > disk.size) throw new FormatError(`${name}: group ${group}'s inode table is outside the disk`, 'ERR_EXT4_FORMAT');
+  if (table === 0 || off + sb.inodeSize > disk.size)
+    throw new FormatError(`${name}: group ${group}'s inode table is outside the disk`, 'ERR_EXT4_FORMAT');
   return off;
 }
 
@@ -99,9 +110,10 @@ export async function readInode(disk: BlockBackend, name: string, ino: number): 
 
 /** mtime with nanoseconds when the inode has the extra fields */
 export function inodeMtime(raw: Buffer): Timestamp {
-  const extra = raw.length > EXT4_GOOD_OLD_INODE_SIZE && EXT4_GOOD_OLD_INODE_SIZE + raw.readUInt16LE(INODE.offsetOf('i_extra_isize')) >= EXTRA_TIMES_END
-    ? raw.readUInt32LE(INODE.offsetOf('i_mtime_extra'))
-    : 0;
+  const extra =
+    raw.length > EXT4_GOOD_OLD_INODE_SIZE && EXT4_GOOD_OLD_INODE_SIZE + raw.readUInt16LE(INODE.offsetOf('i_extra_isize')) >= EXTRA_TIMES_END
+      ? raw.readUInt32LE(INODE.offsetOf('i_mtime_extra'))
+      : 0;
   return decodeTime(raw.readUInt32LE(INODE.offsetOf('i_mtime')), extra);
 }
 

@@ -11,7 +11,19 @@ import { NotFoundError, FormatError, TvmError } from '../../errors.js';
 import type { BlockBackend } from '../block-backend.js';
 import { openDiskImage, type DiskFormat } from '../disk-image.js';
 import { OverlayDisk } from './ext2fs-disk.js';
-import { S_IFMT, S_IFREG, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK, INODE, EXT4_N_BLOCKS_BYTES, decodeDevice } from './inode.js';
+import {
+  S_IFMT,
+  S_IFREG,
+  S_IFDIR,
+  S_IFLNK,
+  S_IFCHR,
+  S_IFBLK,
+  S_IFIFO,
+  S_IFSOCK,
+  INODE,
+  EXT4_N_BLOCKS_BYTES,
+  decodeDevice,
+} from './inode.js';
 import { readInode } from './inode-table.js';
 import { resolveScoped } from '../../scoped-path.js';
 
@@ -160,7 +172,8 @@ export class Ext4Reader {
   async *walk(dir = '/', onPath: Set<number> = new Set()): AsyncGenerator<Ext4Entry> {
     // a guest can point a directory entry at an ancestor: entering one twice is refused
     const ino = (await this.stat(dir)).ino;
-    if (onPath.has(ino)) throw new FormatError(`${this.image}: directory cycle at ${dir} (inode ${ino} is its own ancestor)`, 'ERR_EXT4_FORMAT');
+    if (onPath.has(ino))
+      throw new FormatError(`${this.image}: directory cycle at ${dir} (inode ${ino} is its own ancestor)`, 'ERR_EXT4_FORMAT');
     onPath.add(ino);
     for (const name of (await this.readdir(dir)).sort()) {
       const e = await this.stat(join(dir, name));

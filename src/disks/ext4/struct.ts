@@ -61,7 +61,8 @@ function writeField(buf: Buffer, off: number, type: FieldType, v: FieldValue, le
     buf.set(v, off);
     return;
   }
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new Error(`field ${name}: expected a non-negative integer, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
+    throw new Error(`field ${name}: expected a non-negative integer, got ${String(v)}`);
   switch (type) {
     case 'u8':
       if (v > 0xff) throw new Error(`field ${name}: ${v} does not fit in u8`);

@@ -112,7 +112,8 @@ function parseNumber(field: Buffer, what: string, entry: string): number {
   }
   const s = field.toString('latin1').replace(/\0.*$/s, '').trim();
   if (s === '') return 0;
-  if (!/^[0-7]+$/.test(s)) throw new FormatError(`tar entry ${entry}: ${what} is not an octal number (${JSON.stringify(s)})`, 'ERR_TAR_FORMAT');
+  if (!/^[0-7]+$/.test(s))
+    throw new FormatError(`tar entry ${entry}: ${what} is not an octal number (${JSON.stringify(s)})`, 'ERR_TAR_FORMAT');
   return parseInt(s, 8);
 }
 
@@ -161,7 +162,16 @@ export function parsePaxTime(v: string, entry: string): Timestamp {
 }
 
 const TYPES: Record<string, TarEntryType> = {
-  '0': 'file', '\0': 'file', '7': 'file', 'S': 'file', '1': 'link', '2': 'symlink', '3': 'char', '4': 'block', '5': 'dir', '6': 'fifo',
+  '0': 'file',
+  '\0': 'file',
+  '7': 'file',
+  S: 'file',
+  '1': 'link',
+  '2': 'symlink',
+  '3': 'char',
+  '4': 'block',
+  '5': 'dir',
+  '6': 'fifo',
 };
 
 export class TarReader {
@@ -291,9 +301,11 @@ export class TarReader {
           header.sparseMap = [];
         } else {
           const parts = (str('GNU.sparse.map') ?? '').split(',').filter((s) => s !== '');
-          if (parts.length % 2 !== 0 || parts.some((p) => !/^\d+$/.test(p))) throw new FormatError(`tar entry ${name}: malformed GNU.sparse.map`, 'ERR_TAR_FORMAT');
+          if (parts.length % 2 !== 0 || parts.some((p) => !/^\d+$/.test(p)))
+            throw new FormatError(`tar entry ${name}: malformed GNU.sparse.map`, 'ERR_TAR_FORMAT');
           header.sparseMap = [];
-          for (let i = 0; i < parts.length; i += 2) header.sparseMap.push({ offset: parseInt(parts[i]!, 10), length: parseInt(parts[i + 1]!, 10) });
+          for (let i = 0; i < parts.length; i += 2)
+            header.sparseMap.push({ offset: parseInt(parts[i]!, 10), length: parseInt(parts[i + 1]!, 10) });
         }
       }
       if (flag === 'S') await this.readOldGnuSparse(h, header);
@@ -401,9 +413,11 @@ function validateSparseMap(h: TarHeader, bodyBytes: number): void {
   let end = 0;
   let total = 0;
   for (const { offset, length } of h.sparseMap!) {
-    if (offset < end || offset + length > h.size) throw new FormatError(`tar entry ${h.name}: sparse map regions overlap or exceed the file`, 'ERR_TAR_FORMAT');
+    if (offset < end || offset + length > h.size)
+      throw new FormatError(`tar entry ${h.name}: sparse map regions overlap or exceed the file`, 'ERR_TAR_FORMAT');
     end = offset + length;
     total += length;
   }
-  if (total !== bodyBytes) throw new FormatError(`tar entry ${h.name}: sparse map covers ${total} bytes but the entry holds ${bodyBytes}`, 'ERR_TAR_FORMAT');
+  if (total !== bodyBytes)
+    throw new FormatError(`tar entry ${h.name}: sparse map covers ${total} bytes but the entry holds ${bodyBytes}`, 'ERR_TAR_FORMAT');
 }

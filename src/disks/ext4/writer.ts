@@ -95,15 +95,7 @@ import {
 import { TarReader, type TarHeader } from './tar-reader.js';
 import { packHashedDirectory } from './htree.js';
 import { FsNode, MergedTree, splitPath, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX, type NodeMeta } from './tree.js';
-import {
-  buildXattrBlock,
-  fitsInBlock,
-  fitsInInode,
-  posixAclToExt4,
-  splitXattrName,
-  writeInodeXattrs,
-  type Xattr,
-} from './xattr.js';
+import { buildXattrBlock, fitsInBlock, fitsInInode, posixAclToExt4, splitXattrName, writeInodeXattrs, type Xattr } from './xattr.js';
 
 export interface Ext4WriteOptions {
   /** virtual size of the disk; default max(content * 1.5 + 256 MiB, 1 GiB) */
@@ -165,7 +157,11 @@ const MAX_BLOCKS = 2 ** 32;
 const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
 const NO_XATTRS: Map<string, Buffer> = new Map();
 
-export async function writeExt4FromLayers(layers: AsyncIterable<Readable>, outPath: string, opts: Ext4WriteOptions = {}): Promise<Ext4Stats> {
+export async function writeExt4FromLayers(
+  layers: AsyncIterable<Readable>,
+  outPath: string,
+  opts: Ext4WriteOptions = {},
+): Promise<Ext4Stats> {
   const dir = path.dirname(outPath);
   const tmp = path.join(dir, `.${path.basename(outPath)}.${randomBytes(6).toString('hex')}.tmp`);
   const fh = await open(tmp, 'wx', 0o644);
@@ -276,7 +272,17 @@ function encodeGroupDescriptor(
   gdt: Buffer,
   g: number,
   fsSeed: number,
-  d: { blockBitmap: number; inodeBitmap: number; inodeTable: number; freeBlocks: number; freeInodes: number; usedDirs: number; bbCsum: number; ibCsum: number; flags: number },
+  d: {
+    blockBitmap: number;
+    inodeBitmap: number;
+    inodeTable: number;
+    freeBlocks: number;
+    freeInodes: number;
+    usedDirs: number;
+    bbCsum: number;
+    ibCsum: number;
+    flags: number;
+  },
 ): void {
   const at = g * GROUP_DESC_SIZE_64;
   GROUP_DESC.encode(
@@ -309,7 +315,16 @@ function encodeGroupDescriptor(
 }
 
 /** The primary superblock (group 0, no checksum yet): the features we write, the geometry, the journal. */
-function encodeSuperblock(p: { geo: Geometry; freeBlocks: number; freeInodes: number; time: number; uuid: Buffer; label: string; hashSeed: Buffer; jnlBlocks: Buffer }): Buffer {
+function encodeSuperblock(p: {
+  geo: Geometry;
+  freeBlocks: number;
+  freeInodes: number;
+  time: number;
+  uuid: Buffer;
+  label: string;
+  hashSeed: Buffer;
+  jnlBlocks: Buffer;
+}): Buffer {
   const { geo, time: t } = p;
   return SUPERBLOCK.encode({
     s_inodes_count: geo.inodesCount,
@@ -338,7 +353,8 @@ function encodeSuperblock(p: { geo: Geometry; freeBlocks: number; freeInodes: nu
     s_first_ino: EXT4_GOOD_OLD_FIRST_INO,
     s_inode_size: EXT4_INODE_SIZE,
     s_feature_compat: EXT4_FEATURE_COMPAT.HAS_JOURNAL | EXT4_FEATURE_COMPAT.EXT_ATTR | EXT4_FEATURE_COMPAT.DIR_INDEX,
-    s_feature_incompat: EXT4_FEATURE_INCOMPAT.FILETYPE | EXT4_FEATURE_INCOMPAT.EXTENTS | EXT4_FEATURE_INCOMPAT.BIT64 | EXT4_FEATURE_INCOMPAT.FLEX_BG,
+    s_feature_incompat:
+      EXT4_FEATURE_INCOMPAT.FILETYPE | EXT4_FEATURE_INCOMPAT.EXTENTS | EXT4_FEATURE_INCOMPAT.BIT64 | EXT4_FEATURE_INCOMPAT.FLEX_BG,
     s_feature_ro_compat:
       EXT4_FEATURE_RO_COMPAT.SPARSE_SUPER |
       EXT4_FEATURE_RO_COMPAT.LARGE_FILE |
@@ -394,7 +410,8 @@ class Ext4Builder {
       }
       const blocks = trimBlocksCount(Math.floor(opts.sizeBytes / BLOCK_SIZE));
       if (blocks < 4096) throw new InvalidParameterError(`disk size ${opts.sizeBytes} is below the 16 MiB minimum`, 'ERR_DISK_TOO_SMALL');
-      if (blocks > MAX_BLOCKS) throw new InvalidParameterError(`disk size ${opts.sizeBytes} is above the 16 TiB maximum`, 'ERR_DISK_TOO_LARGE');
+      if (blocks > MAX_BLOCKS)
+        throw new InvalidParameterError(`disk size ${opts.sizeBytes} is above the 16 TiB maximum`, 'ERR_DISK_TOO_LARGE');
       this.fixedBlocks = blocks;
       this.reservedPerBackup = 1 + gdtBlocksFor(Math.ceil(blocks / BLOCKS_PER_GROUP));
     } else {
@@ -492,8 +509,10 @@ class Ext4Builder {
       }
       case 'link': {
         const target = this.tree.lookup(splitPath(h.linkname, h.name));
-        if (!target) throw new FormatError(`tar entry ${h.name}: hard link target ${JSON.stringify(h.linkname)} does not exist`, 'ERR_TAR_BAD_LINK');
-        if (target.kind === 'dir') throw new FormatError(`tar entry ${h.name}: hard link to directory ${JSON.stringify(h.linkname)}`, 'ERR_TAR_BAD_LINK');
+        if (!target)
+          throw new FormatError(`tar entry ${h.name}: hard link target ${JSON.stringify(h.linkname)} does not exist`, 'ERR_TAR_BAD_LINK');
+        if (target.kind === 'dir')
+          throw new FormatError(`tar entry ${h.name}: hard link to directory ${JSON.stringify(h.linkname)}`, 'ERR_TAR_BAD_LINK');
         if (target.layer < layer) target.layer = layer;
         this.tree.link(parent, base, target);
         return;
@@ -512,7 +531,8 @@ class Ext4Builder {
       case 'char':
       case 'block': {
         const node = new FsNode(h.type, meta, layer);
-        if (h.devmajor > 0xfff || h.devminor > 0xfffff) throw new FormatError(`tar entry ${h.name}: device number ${h.devmajor}:${h.devminor} out of range`, 'ERR_TAR_FORMAT');
+        if (h.devmajor > 0xfff || h.devminor > 0xfffff)
+          throw new FormatError(`tar entry ${h.name}: device number ${h.devmajor}:${h.devminor} out of range`, 'ERR_TAR_FORMAT');
         node.rdev = { major: h.devmajor, minor: h.devminor };
         this.tree.link(parent, base, node);
         return;
@@ -521,7 +541,8 @@ class Ext4Builder {
         this.tree.link(parent, base, new FsNode('fifo', meta, layer));
         return;
       case 'file': {
-        if (h.size > MAX_FILE_BLOCKS * BLOCK_SIZE) throw new FormatError(`tar entry ${h.name}: file of ${h.size} bytes exceeds ext4's 16 TiB limit`, 'ERR_TAR_FORMAT');
+        if (h.size > MAX_FILE_BLOCKS * BLOCK_SIZE)
+          throw new FormatError(`tar entry ${h.name}: file of ${h.size} bytes exceeds ext4's 16 TiB limit`, 'ERR_TAR_FORMAT');
         const node = new FsNode('file', meta, layer);
         // link first: replacing an older file frees its blocks for this one
         this.tree.link(parent, base, node);
@@ -607,7 +628,10 @@ class Ext4Builder {
     const { layouts, xattrBlocks, estimate } = this.planInodes(nodes);
     const geo = this.chooseGeometry(estimate, lastIno);
     if (geo.gdtBlocks + 1 > this.reservedPerBackup) {
-      throw new InvalidParameterError(`a disk of ${geo.groupCount} groups needs more descriptor blocks than were reserved`, 'ERR_DISK_TOO_LARGE');
+      throw new InvalidParameterError(
+        `a disk of ${geo.groupCount} groups needs more descriptor blocks than were reserved`,
+        'ERR_DISK_TOO_LARGE',
+      );
     }
     const fs: FsPlan = {
       uuid,
@@ -706,7 +730,8 @@ class Ext4Builder {
       if (n.kind === 'dir') {
         const parentIno = n === root ? EXT4_ROOT_INO : this.parentIno.get(n)!;
         const entries: DirEntry[] = [];
-        for (const [name, child] of n.children!) entries.push({ name: Buffer.from(name, 'latin1'), inode: child.ino, fileType: fileTypeOf(child) });
+        for (const [name, child] of n.children!)
+          entries.push({ name: Buffer.from(name, 'latin1'), inode: child.ino, fileType: fileTypeOf(child) });
         const dots: DirEntry[] = [
           { name: Buffer.from('.'), inode: n.ino, fileType: EXT4_FT.DIR },
           { name: Buffer.from('..'), inode: parentIno, fileType: EXT4_FT.DIR },
@@ -785,7 +810,10 @@ class Ext4Builder {
       fs.metaRuns.push({ start: t, len: fs.geo.inodeTableBlocks });
     }
     if (this.alloc.highWater > fs.geo.blocksCount) {
-      throw new InvalidParameterError(`the content needs ${this.alloc.highWater} blocks but the disk has ${fs.geo.blocksCount}`, 'ERR_DISK_TOO_SMALL');
+      throw new InvalidParameterError(
+        `the content needs ${this.alloc.highWater} blocks but the disk has ${fs.geo.blocksCount}`,
+        'ERR_DISK_TOO_SMALL',
+      );
     }
     return places;
   }
@@ -802,7 +830,12 @@ class Ext4Builder {
       for (let ino = first; ino <= last; ino++) {
         const n = byIno.get(ino);
         if (!n) continue; // reserved inodes stay zero
-        this.encodeInode(n, fs.layouts.get(n)!, fs.fsSeed, table.subarray((ino - first) * EXT4_INODE_SIZE, (ino - first + 1) * EXT4_INODE_SIZE));
+        this.encodeInode(
+          n,
+          fs.layouts.get(n)!,
+          fs.fsSeed,
+          table.subarray((ino - first) * EXT4_INODE_SIZE, (ino - first + 1) * EXT4_INODE_SIZE),
+        );
       }
       await this.writer.write(places.inodeTable[g]!, table);
     }
@@ -1008,14 +1041,20 @@ class Ext4Builder {
     for (;;) {
       const geo = computeGeometry(blocks, minInodes);
       const needed =
-        this.alloc.highWater + metaEstimate + defaultJournalBlocks(blocks) + geo.groupCount * (geo.inodeTableBlocks + 2) + 4 * this.reservedPerBackup;
+        this.alloc.highWater +
+        metaEstimate +
+        defaultJournalBlocks(blocks) +
+        geo.groupCount * (geo.inodeTableBlocks + 2) +
+        4 * this.reservedPerBackup;
       if (needed + BLOCKS_PER_GROUP / 4 <= blocks) return geo;
       blocks += BLOCKS_PER_GROUP;
     }
   }
 
   private encodeInode(n: FsNode, lay: InodeLayout, fsSeed: number, raw: Buffer): void {
-    const typeBits = { file: S_IFREG, dir: S_IFDIR, symlink: S_IFLNK, char: S_IFCHR, block: S_IFBLK, fifo: S_IFIFO, sock: S_IFSOCK }[n.kind];
+    const typeBits = { file: S_IFREG, dir: S_IFDIR, symlink: S_IFLNK, char: S_IFCHR, block: S_IFBLK, fifo: S_IFIFO, sock: S_IFSOCK }[
+      n.kind
+    ];
     const m = n.meta;
     let links = n.links;
     if (n.kind === 'dir') {
@@ -1139,4 +1178,3 @@ function popcount8(b: number): number {
 
 const lo = (v: number) => v % 0x1_0000_0000;
 const hi = (v: number) => Math.floor(v / 0x1_0000_0000);
-

@@ -120,7 +120,14 @@ function writeEntries(region: Buffer, entriesAt: number, base: number, list: Xat
     const hash = xattrEntryHash(x.name, x.value);
     hashes.push(hash);
     XATTR_ENTRY.encode(
-      { e_name_len: x.name.length, e_name_index: x.index, e_value_offs: x.value.length ? v - base : 0, e_value_inum: 0, e_value_size: x.value.length, e_hash: hash },
+      {
+        e_name_len: x.name.length,
+        e_name_index: x.index,
+        e_value_offs: x.value.length ? v - base : 0,
+        e_value_inum: 0,
+        e_value_size: x.value.length,
+        e_hash: hash,
+      },
       region,
       e,
     );

@@ -72,7 +72,8 @@ function check(io: FileIo, path: string, mode: Qcow2RepairMode): Qcow2CheckResul
   const h = parseHeader(head, path);
   validateHeader(h, fileSize, path);
   checkSupported(h, path, true);
-  if (h.nbSnapshots > 0) throw new NotImplementedError(`qcow2 check ${path}: images with internal snapshots are not supported`, 'ERR_QCOW2_UNSUPPORTED');
+  if (h.nbSnapshots > 0)
+    throw new NotImplementedError(`qcow2 check ${path}: images with internal snapshots are not supported`, 'ERR_QCOW2_UNSUPPORTED');
   if (h.extensions.some((e) => e.type === EXT_BITMAPS)) {
     throw new NotImplementedError(`qcow2 check ${path}: images with persistent bitmaps are not supported`, 'ERR_QCOW2_UNSUPPORTED');
   }
@@ -224,7 +225,10 @@ function check(io: FileIo, path: string, mode: Qcow2RepairMode): Qcow2CheckResul
         writeHalves(l1, t.l1i, one ? (hi | QCOW_OFLAG_COPIED_HI) >>> 0 : (hi & ~QCOW_OFLAG_COPIED_HI) >>> 0, lo);
         l1Changed = true;
         errorsFixed++;
-      } else corruptions.push(`L1 entry ${t.l1i}: copied flag ${t.copied ? 'set' : 'clear'} but the L2 table's refcount is ${stored(t.off / cs)}`);
+      } else
+        corruptions.push(
+          `L1 entry ${t.l1i}: copied flag ${t.copied ? 'set' : 'clear'} but the L2 table's refcount is ${stored(t.off / cs)}`,
+        );
     }
   }
   const l2Fixes = new Map<number, number[]>();

@@ -36,7 +36,8 @@ export function unzstdCluster(raw: Uint8Array, clusterSize: number): Uint8Array 
   });
   const PIECE = 4096;
   try {
-    for (let p = 0; p < raw.length && n < clusterSize; p += PIECE) d.push(raw.subarray(p, Math.min(raw.length, p + PIECE)), p + PIECE >= raw.length);
+    for (let p = 0; p < raw.length && n < clusterSize; p += PIECE)
+      d.push(raw.subarray(p, Math.min(raw.length, p + PIECE)), p + PIECE >= raw.length);
   } catch (e) {
     if (n < clusterSize) throw e; // errors past our frame belong to whatever follows it
   }

@@ -47,13 +47,18 @@ export function writeNewImage(imagePath: string, opts: Qcow2CreateOptions): void
   const clusterBits = opts.clusterBits ?? 16;
   const refcountOrder = opts.refcountOrder ?? 4;
   if (!Number.isInteger(clusterBits) || clusterBits < MIN_CLUSTER_BITS || clusterBits > MAX_CLUSTER_BITS) {
-    throw new InvalidParameterError(`qcow2 create ${imagePath}: clusterBits ${clusterBits} out of range ${MIN_CLUSTER_BITS}..${MAX_CLUSTER_BITS}`);
+    throw new InvalidParameterError(
+      `qcow2 create ${imagePath}: clusterBits ${clusterBits} out of range ${MIN_CLUSTER_BITS}..${MAX_CLUSTER_BITS}`,
+    );
   }
   if (!Number.isInteger(refcountOrder) || refcountOrder < 0 || refcountOrder > MAX_REFCOUNT_ORDER) {
     throw new InvalidParameterError(`qcow2 create ${imagePath}: refcountOrder ${refcountOrder} out of range 0..${MAX_REFCOUNT_ORDER}`);
   }
   if (opts.backingFormat !== undefined && opts.backingFormat !== 'raw') {
-    throw new NotImplementedError(`qcow2 image ${imagePath}: backing format '${String(opts.backingFormat)}' is not supported`, 'ERR_QCOW2_UNSUPPORTED');
+    throw new NotImplementedError(
+      `qcow2 image ${imagePath}: backing format '${String(opts.backingFormat)}' is not supported`,
+      'ERR_QCOW2_UNSUPPORTED',
+    );
   }
   let size = opts.size;
   if (opts.backingFile !== undefined) {
@@ -64,7 +69,8 @@ export function writeNewImage(imagePath: string, opts: Qcow2CreateOptions): void
     } catch {
       throw new NotFoundError(`qcow2 create ${imagePath}: backing file ${resolved} does not exist`, 'ERR_DISK_NOT_FOUND');
     }
-    if (!st.isFile() && !st.isBlockDevice()) throw new InvalidParameterError(`qcow2 create ${imagePath}: backing file ${resolved} is not a file`);
+    if (!st.isFile() && !st.isBlockDevice())
+      throw new InvalidParameterError(`qcow2 create ${imagePath}: backing file ${resolved} is not a file`);
     size ??= st.size;
   }
   if (size === undefined || !Number.isSafeInteger(size) || size <= 0 || size % SECTOR !== 0) {

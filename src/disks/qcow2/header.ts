@@ -135,7 +135,8 @@ export function l1EntriesFor(size: number, clusterBits: number): number {
 }
 
 function decodeFeatureTable(data: Uint8Array, name: string): FeatureName[] {
-  if (data.length % FEATURE_ENTRY_SIZE !== 0) throw bad(name, `feature name table length ${data.length} is not a multiple of ${FEATURE_ENTRY_SIZE}`);
+  if (data.length % FEATURE_ENTRY_SIZE !== 0)
+    throw bad(name, `feature name table length ${data.length} is not a multiple of ${FEATURE_ENTRY_SIZE}`);
   const out: FeatureName[] = [];
   for (let p = 0; p < data.length; p += FEATURE_ENTRY_SIZE) {
     const raw = data.subarray(p + 2, p + FEATURE_ENTRY_SIZE);
@@ -150,11 +151,13 @@ function decodeFeatureTable(data: Uint8Array, name: string): FeatureName[] {
  * is shorter). Checks structure only; `validateHeader` checks it against the file.
  */
 export function parseHeader(cluster0: Uint8Array, name: string): Qcow2Header {
-  if (cluster0.length < V2_HEADER_LENGTH) throw bad(name, `file is ${cluster0.length} bytes, shorter than a qcow2 header`, 'ERR_QCOW2_BAD_MAGIC');
+  if (cluster0.length < V2_HEADER_LENGTH)
+    throw bad(name, `file is ${cluster0.length} bytes, shorter than a qcow2 header`, 'ERR_QCOW2_BAD_MAGIC');
   const view = new DataView(cluster0.buffer, cluster0.byteOffset, cluster0.byteLength);
   const F = HEADER_FIELDS;
   const magic = view.getUint32(F.magic.offset);
-  if (magic !== QCOW2_MAGIC) throw bad(name, `bad magic 0x${magic.toString(16).padStart(8, '0')} (not a qcow2 image)`, 'ERR_QCOW2_BAD_MAGIC');
+  if (magic !== QCOW2_MAGIC)
+    throw bad(name, `bad magic 0x${magic.toString(16).padStart(8, '0')} (not a qcow2 image)`, 'ERR_QCOW2_BAD_MAGIC');
   const version = view.getUint32(F.version.offset);
   if (version !== 2 && version !== 3) throw bad(name, `unsupported version ${version} (2 and 3 are supported)`, 'ERR_QCOW2_BAD_VERSION');
   const clusterBits = view.getUint32(F.cluster_bits.offset);
@@ -196,7 +199,8 @@ export function parseHeader(cluster0: Uint8Array, name: string): Qcow2Header {
     if (h.headerLength < V3_MIN_HEADER_LENGTH || h.headerLength % 8 !== 0) {
       throw bad(name, `header_length ${h.headerLength} must be at least ${V3_MIN_HEADER_LENGTH} and a multiple of 8`);
     }
-    if (h.headerLength > Math.min(clusterSize, cluster0.length)) throw bad(name, `header_length ${h.headerLength} runs past the first cluster`);
+    if (h.headerLength > Math.min(clusterSize, cluster0.length))
+      throw bad(name, `header_length ${h.headerLength} runs past the first cluster`);
     if (h.headerLength > F.compression_type.offset) h.compressionType = view.getUint8(F.compression_type.offset);
   }
   if (h.refcountOrder > MAX_REFCOUNT_ORDER) throw bad(name, `refcount_order ${h.refcountOrder} exceeds ${MAX_REFCOUNT_ORDER}`);
@@ -212,7 +216,8 @@ export function parseHeader(cluster0: Uint8Array, name: string): Qcow2Header {
     if (type === EXT_END) break;
     const dataStart = p + 8;
     const next = dataStart + Math.ceil(len / 8) * 8;
-    if (dataStart + len > extLimit) throw bad(name, `header extension 0x${type.toString(16)} at ${p} (length ${len}) runs past ${extLimit}`);
+    if (dataStart + len > extLimit)
+      throw bad(name, `header extension 0x${type.toString(16)} at ${p} (length ${len}) runs past ${extLimit}`);
     if (seen.has(type)) throw bad(name, `header extension 0x${type.toString(16)} appears twice`);
     seen.add(type);
     const data = new Uint8Array(len);
@@ -250,7 +255,8 @@ export function validateHeader(h: Qcow2Header, fileSize: number, name: string): 
   if (h.l1Size * 8 > MAX_L1_TABLE_BYTES) throw bad(name, `l1_size ${h.l1Size} exceeds ${MAX_L1_TABLE_BYTES / 8} entries`);
   if (h.l1Size > 0) within('L1 table (l1_table_offset)', h.l1TableOffset, h.l1Size * 8);
   if (h.refcountTableClusters === 0) throw bad(name, 'refcount_table_clusters is 0');
-  if (h.refcountTableClusters * cs > MAX_REFCOUNT_TABLE_BYTES) throw bad(name, `refcount_table_clusters ${h.refcountTableClusters} exceeds ${MAX_REFCOUNT_TABLE_BYTES} bytes`);
+  if (h.refcountTableClusters * cs > MAX_REFCOUNT_TABLE_BYTES)
+    throw bad(name, `refcount_table_clusters ${h.refcountTableClusters} exceeds ${MAX_REFCOUNT_TABLE_BYTES} bytes`);
   within('refcount table (refcount_table_offset)', h.refcountTableOffset, h.refcountTableClusters * cs);
   if (h.l1Size > 0) {
     const l1End = h.l1TableOffset + h.l1Size * 8;
@@ -260,8 +266,10 @@ export function validateHeader(h: Qcow2Header, fileSize: number, name: string): 
   if (h.nbSnapshots > 0) within('snapshot table (snapshots_offset)', h.snapshotsOffset, 1);
   const compressionBit = (h.incompatibleFeatures & INCOMPAT_COMPRESSION) !== 0n;
   if (compressionBit && h.compressionType === COMPRESSION_ZLIB) throw bad(name, 'compression type bit set but compression_type is 0');
-  if (!compressionBit && h.compressionType !== COMPRESSION_ZLIB) throw bad(name, `compression_type ${h.compressionType} without the compression type bit`);
-  if (h.compressionType !== COMPRESSION_ZLIB && h.compressionType !== COMPRESSION_ZSTD) throw bad(name, `unknown compression_type ${h.compressionType}`);
+  if (!compressionBit && h.compressionType !== COMPRESSION_ZLIB)
+    throw bad(name, `compression_type ${h.compressionType} without the compression type bit`);
+  if (h.compressionType !== COMPRESSION_ZLIB && h.compressionType !== COMPRESSION_ZSTD)
+    throw bad(name, `unknown compression_type ${h.compressionType}`);
 }
 
 function featureLabel(h: Qcow2Header, type: number, bit: number): string {
@@ -277,7 +285,10 @@ function featureLabel(h: Qcow2Header, type: number, bit: number): string {
 export function checkSupported(h: Qcow2Header, name: string, readOnly: boolean): void {
   const unsupported = (what: string): NotImplementedError =>
     new NotImplementedError(`qcow2 image ${name}: ${what} is not supported`, 'ERR_QCOW2_UNSUPPORTED');
-  if (h.cryptMethod !== CRYPT_NONE) throw unsupported(`encryption (crypt_method ${h.cryptMethod === CRYPT_AES ? 'AES' : h.cryptMethod === CRYPT_LUKS ? 'LUKS' : h.cryptMethod})`);
+  if (h.cryptMethod !== CRYPT_NONE)
+    throw unsupported(
+      `encryption (crypt_method ${h.cryptMethod === CRYPT_AES ? 'AES' : h.cryptMethod === CRYPT_LUKS ? 'LUKS' : h.cryptMethod})`,
+    );
   const unknown = h.incompatibleFeatures & ~INCOMPAT_KNOWN;
   if (unknown !== 0n) {
     const bits: string[] = [];
@@ -289,7 +300,10 @@ export function checkSupported(h: Qcow2Header, name: string, readOnly: boolean):
   if (h.extensions.some((e) => e.type === EXT_DATA_FILE)) throw unsupported('an external data file (header extension)');
   if (readOnly) return;
   if (h.incompatibleFeatures & INCOMPAT_CORRUPT) {
-    throw new FormatError(`qcow2 image ${name}: the corrupt bit is set; it may only be opened read-only (repair with qemu-img check -r all)`, 'ERR_QCOW2_CORRUPT');
+    throw new FormatError(
+      `qcow2 image ${name}: the corrupt bit is set; it may only be opened read-only (repair with qemu-img check -r all)`,
+      'ERR_QCOW2_CORRUPT',
+    );
   }
   if (h.incompatibleFeatures & INCOMPAT_DIRTY) {
     // Qcow2Image.open repairs such images (checkQcow2 repair 'all') before it gets here.
@@ -323,7 +337,8 @@ export function serializeHeader(input: Qcow2Header): { bytes: Buffer; header: Qc
   p += 8; // end marker: type 0, length 0 (already zero)
   const name = h.backingFile !== undefined ? Buffer.from(h.backingFile, 'utf8') : undefined;
   if (name) {
-    if (name.length === 0 || name.length > MAX_BACKING_FILE_NAME) throw bad('(new)', `backing file name length ${name.length} out of range 1..${MAX_BACKING_FILE_NAME}`);
+    if (name.length === 0 || name.length > MAX_BACKING_FILE_NAME)
+      throw bad('(new)', `backing file name length ${name.length} out of range 1..${MAX_BACKING_FILE_NAME}`);
     h.backingFileOffset = p;
     h.backingFileSize = name.length;
     buf.set(name, p);

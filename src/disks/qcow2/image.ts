@@ -192,12 +192,20 @@ export class Qcow2Image extends SyncBackedBlockBackend {
       }
       const header = parseHeader(head, imagePath);
       validateHeader(header, fileSize, imagePath);
-      if (!readOnly && mayRepair && (header.incompatibleFeatures & INCOMPAT_DIRTY) !== 0n && (header.incompatibleFeatures & INCOMPAT_CORRUPT) === 0n) {
+      if (
+        !readOnly &&
+        mayRepair &&
+        (header.incompatibleFeatures & INCOMPAT_DIRTY) !== 0n &&
+        (header.incompatibleFeatures & INCOMPAT_CORRUPT) === 0n
+      ) {
         checkSupported(header, imagePath, true);
         io.close();
         const r = checkQcow2(imagePath, { repair: 'all', ...(opts.openFile ? { openFile: opts.openFile } : {}) });
         if (r.corruptions.length > 0) {
-          throw new FormatError(`qcow2 image ${imagePath}: dirty image could not be repaired: ${r.corruptions.slice(0, 3).join('; ')}`, ERR_CORRUPT);
+          throw new FormatError(
+            `qcow2 image ${imagePath}: dirty image could not be repaired: ${r.corruptions.slice(0, 3).join('; ')}`,
+            ERR_CORRUPT,
+          );
         }
         return Qcow2Image.openOnce(imagePath, opts, false);
       }
@@ -285,7 +293,13 @@ export class Qcow2Image extends SyncBackedBlockBackend {
       } else if (e.kind === 'compressed') kind = 'compressed';
       else kind = 'zero';
 
-      if ((kind === 'host' || kind === 'backing') && runKind === kind && runLen > 0 && runSrc + runLen === src && runBuf + runLen === done) {
+      if (
+        (kind === 'host' || kind === 'backing') &&
+        runKind === kind &&
+        runLen > 0 &&
+        runSrc + runLen === src &&
+        runBuf + runLen === done
+      ) {
         runLen += n;
       } else {
         flushRun();
@@ -446,7 +460,6 @@ export class Qcow2Image extends SyncBackedBlockBackend {
     }
   }
 
-
   // ---------------------------------------------------------------------------------------
   // mapping
 
@@ -468,7 +481,8 @@ export class Qcow2Image extends SyncBackedBlockBackend {
     const e = decodeL1(hi, lo);
     if (e.offset === 0 && !e.reservedBits) return 0;
     const problem = e.reservedBits ? 'has reserved bits set' : this.hostClusterProblem(e.offset, true);
-    if (problem) throw this.corrupt(`L1 entry ${l1i} (L2 table for guest offset ${hex(l1i * this.l2Entries * this.clusterSize)}) ${problem}`);
+    if (problem)
+      throw this.corrupt(`L1 entry ${l1i} (L2 table for guest offset ${hex(l1i * this.l2Entries * this.clusterSize)}) ${problem}`);
     return e.offset;
   }
 
@@ -507,7 +521,10 @@ export class Qcow2Image extends SyncBackedBlockBackend {
   }
 
   private loadL2(l2Off: number, l1i: number): Uint8Array {
-    return this.l2Tables.get(l2Off) ?? this.l2Tables.load(l2Off, () => this.corrupt(`L1 entry ${l1i}: L2 table at ${hex(l2Off)} is cut short by the end of the file`));
+    return (
+      this.l2Tables.get(l2Off) ??
+      this.l2Tables.load(l2Off, () => this.corrupt(`L1 entry ${l1i}: L2 table at ${hex(l2Off)} is cut short by the end of the file`))
+    );
   }
 
   /** The L2 table for `l1i`, allocated if missing, owned alone (copied flag) so it can change. */
@@ -614,12 +631,15 @@ export class Qcow2Image extends SyncBackedBlockBackend {
     let data: Uint8Array;
     try {
       // The descriptor rounds up to whole sectors, so other clusters' data may follow ours.
-      data = this.header.compressionType === COMPRESSION_ZLIB ? inflateCluster(raw, this.clusterSize) : unzstdCluster(raw, this.clusterSize);
+      data =
+        this.header.compressionType === COMPRESSION_ZLIB ? inflateCluster(raw, this.clusterSize) : unzstdCluster(raw, this.clusterSize);
     } catch (err) {
       throw this.corrupt(`compressed cluster at ${hex(e.offset)} (guest offset ${hex(pos)}) does not inflate: ${(err as Error).message}`);
     }
     if (data.length !== this.clusterSize) {
-      throw this.corrupt(`compressed cluster at ${hex(e.offset)} (guest offset ${hex(pos)}) inflates to ${data.length} bytes, not ${this.clusterSize}`);
+      throw this.corrupt(
+        `compressed cluster at ${hex(e.offset)} (guest offset ${hex(pos)}) inflates to ${data.length} bytes, not ${this.clusterSize}`,
+      );
     }
     this.compressedCache = { offset: e.offset, data };
     return data;
@@ -635,7 +655,8 @@ export class Qcow2Image extends SyncBackedBlockBackend {
     io.fsync();
     if (this.l2Tables.writeDirty()) io.fsync();
     if (this.dirtyL1.size > 0) {
-      for (const i of [...this.dirtyL1].sort((a, b) => a - b)) io.pwrite(this.l1.subarray(i * 8, i * 8 + 8), this.header.l1TableOffset + i * 8);
+      for (const i of [...this.dirtyL1].sort((a, b) => a - b))
+        io.pwrite(this.l1.subarray(i * 8, i * 8 + 8), this.header.l1TableOffset + i * 8);
       this.dirtyL1.clear();
       io.fsync();
     }
@@ -670,7 +691,9 @@ export class Qcow2Image extends SyncBackedBlockBackend {
   private checkUsable(): void {
     if (this.closed) throw new ConflictError(`qcow2 image ${this.name} is closed`, 'ERR_DISK_CLOSED');
     if (this.failed) {
-      throw new TvmError(ERR_FAILED, `qcow2 image ${this.name} failed earlier and accepts no more requests: ${this.failed.message}`, 500, { cause: this.failed });
+      throw new TvmError(ERR_FAILED, `qcow2 image ${this.name} failed earlier and accepts no more requests: ${this.failed.message}`, 500, {
+        cause: this.failed,
+      });
     }
   }
 

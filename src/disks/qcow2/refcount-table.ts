@@ -186,7 +186,12 @@ export class RefcountTable {
   }
 
   private loadBlock(off: number, t: number): Uint8Array {
-    return this.blocks.get(off) ?? this.blocks.load(off, () => this.opts.corrupt(`refcount table entry ${t}: refcount block at ${hex(off)} is cut short by the end of the file`));
+    return (
+      this.blocks.get(off) ??
+      this.blocks.load(off, () =>
+        this.opts.corrupt(`refcount table entry ${t}: refcount block at ${hex(off)} is cut short by the end of the file`),
+      )
+    );
   }
 
   /**
@@ -206,12 +211,13 @@ export class RefcountTable {
       const tLast = Math.floor((areaEnd - 1) / per);
       const need: number[] = [];
       for (let t = tFirst; t <= tLast; t++) if (this.entry(t) === 0) need.push(t);
-      const clustersNeeded = Math.max(tableClusters, Math.ceil((Math.max(neededIndex, tLast) + 1) * 8 / cs));
+      const clustersNeeded = Math.max(tableClusters, Math.ceil(((Math.max(neededIndex, tLast) + 1) * 8) / cs));
       if (need.length === missing.length && clustersNeeded === tableClusters) break;
       missing = need;
       tableClusters = clustersNeeded;
     }
-    if (tableClusters * cs > 8 * 1024 * 1024) throw this.opts.unsupported('a refcount table above 8 MiB (image too large for its cluster size)');
+    if (tableClusters * cs > 8 * 1024 * 1024)
+      throw this.opts.unsupported('a refcount table above 8 MiB (image too large for its cluster size)');
     const newTable = new Uint8Array(tableClusters * cs);
     newTable.set(this.rt);
     const tableOff = (start + missing.length) * cs;

@@ -16,7 +16,11 @@ export function maxRefcount(refcountOrder: number): number {
 }
 
 /** Which refcount table entry and which block entry describe the cluster at `hostOffset`. */
-export function refcountLocation(hostOffset: number, clusterBits: number, refcountOrder: number): { tableIndex: number; blockIndex: number } {
+export function refcountLocation(
+  hostOffset: number,
+  clusterBits: number,
+  refcountOrder: number,
+): { tableIndex: number; blockIndex: number } {
   const cluster = Math.floor(hostOffset / 2 ** clusterBits);
   const per = refcountBlockEntries(clusterBits, refcountOrder);
   return { tableIndex: Math.floor(cluster / per), blockIndex: cluster % per };

@@ -50,7 +50,12 @@ export async function mountStoppedRoot(tmpParent: string, lower: string, upper: 
   } catch (e) {
     // the mount failed: this only tidies its empty directory; the mount's error is thrown
     await rmdir(dir).catch(() => {});
-    throw new TvmError('ERR_ROOTFS_MOUNT', `cannot mount the container's filesystem: ${(e as { stderr?: string }).stderr ?? String(e)}`, 500, { cause: e });
+    throw new TvmError(
+      'ERR_ROOTFS_MOUNT',
+      `cannot mount the container's filesystem: ${(e as { stderr?: string }).stderr ?? String(e)}`,
+      500,
+      { cause: e },
+    );
   }
   return {
     root: dir,
@@ -76,10 +81,18 @@ export function inContainerTerms(e: unknown, root: string): unknown {
   if (!(err instanceof Error) || typeof err.code !== 'string' || e instanceof TvmError) return e;
   const strip = (p: string) => (p === root ? '/' : p.startsWith(root + '/') ? p.slice(root.length) : p);
   const description = err.message.replace(/^[A-Z]+: /, '').replace(/, \w+ '.*$/, '');
-  const where = [err.path, err.dest].filter((p): p is string => typeof p === 'string').map(strip).join(' ');
+  const where = [err.path, err.dest]
+    .filter((p): p is string => typeof p === 'string')
+    .map(strip)
+    .join(' ');
   const status = USER_INPUT_ERRNOS.has(err.code) ? 400 : 500;
   // err.code is a Node errno name here (a system call's error)
-  return new TvmError(`ERR_ARCHIVE_${err.code as ErrnoName}`, `${err.syscall ?? 'archive'}${where ? ` ${where}` : ''}: ${description}`, status, { cause: e });
+  return new TvmError(
+    `ERR_ARCHIVE_${err.code as ErrnoName}`,
+    `${err.syscall ?? 'archive'}${where ? ` ${where}` : ''}: ${description}`,
+    status,
+    { cause: e },
+  );
 }
 
 /** Translates file owners between the host and the container (a container in a user namespace). */
@@ -93,7 +106,12 @@ async function headerFor(hostPath: string, name: string, follow = false, mapIds?
   if (st.isFile()) return { ...base, type: 'file', size: st.size };
   if (st.isSymbolicLink()) return { ...base, type: 'symlink', linkname: await readlink(hostPath) };
   if (st.isCharacterDevice() || st.isBlockDevice()) {
-    return { ...base, type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor: Math.floor(st.rdev / 256) & 0xfff, devminor: (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00) };
+    return {
+      ...base,
+      type: st.isCharacterDevice() ? 'character-device' : 'block-device',
+      devmajor: Math.floor(st.rdev / 256) & 0xfff,
+      devminor: (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00),
+    };
   }
   if (st.isFIFO()) return { ...base, type: 'fifo' };
   return undefined; // sockets are not archived
@@ -226,7 +244,8 @@ export async function extractTo(view: RootView, containerPath: string, tar: Read
       };
       (async () => {
         const name = path.posix.normalize(h.name).replace(/^\/+/, '');
-        if (name === '..' || name.startsWith('../')) throw new InvalidParameterError(`tar entry ${JSON.stringify(h.name)} escapes the destination`);
+        if (name === '..' || name.startsWith('../'))
+          throw new InvalidParameterError(`tar entry ${JSON.stringify(h.name)} escapes the destination`);
         // before anything is written: an owner the container cannot have refuses the entry
         const ids = mapIds ? mapIds(h.uid ?? 0, h.gid ?? 0, h.name) : { uid: h.uid ?? 0, gid: h.gid ?? 0 };
         const rel = path.posix.join(containerPath, name);

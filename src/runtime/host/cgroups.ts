@@ -20,7 +20,10 @@ export interface CgroupConfig {
 export function detectCgroupVersion(root = CGROUP_ROOT): 1 | 2 {
   if (existsSync(path.join(root, 'cgroup.controllers'))) return 2;
   if (existsSync(path.join(root, 'memory')) || existsSync(path.join(root, 'pids'))) return 1;
-  throw new TvmError('ERR_NO_CGROUPS', `no cgroup hierarchy found at ${root} (neither v2 cgroup.controllers nor v1 controller directories)`);
+  throw new TvmError(
+    'ERR_NO_CGROUPS',
+    `no cgroup hierarchy found at ${root} (neither v2 cgroup.controllers nor v1 controller directories)`,
+  );
 }
 
 export function cgroupFor(containerId: string, root = CGROUP_ROOT): CgroupConfig {

@@ -40,7 +40,14 @@ const S_IFDIR = 0o040000n;
 
 /** What moby's init layer holds (daemon/initlayer): never part of a container's changes. */
 export const DOCKER_INIT_PATHS: readonly string[] = [
-  '/dev', '/proc', '/sys', '/.dockerenv', '/etc/hosts', '/etc/hostname', '/etc/resolv.conf', '/etc/mtab',
+  '/dev',
+  '/proc',
+  '/sys',
+  '/.dockerenv',
+  '/etc/hosts',
+  '/etc/hostname',
+  '/etc/resolv.conf',
+  '/etc/mtab',
 ];
 
 export interface ChangesOptions {
@@ -95,18 +102,26 @@ export async function overlayChanges(upper: string, lower: string, opts: Changes
    * Reports the changes below directory `rel` (upper: upperDir; the image's directory at that
    * path: lowerDir, if it has one); returns whether there were any.
    */
-  const walk = async (rel: string, upperDir: string, lowerDir: string | undefined, opaque: boolean, xwhiteouts: boolean): Promise<boolean> => {
+  const walk = async (
+    rel: string,
+    upperDir: string,
+    lowerDir: string | undefined,
+    opaque: boolean,
+    xwhiteouts: boolean,
+  ): Promise<boolean> => {
     const before = out.length;
     const names = await readdir(upperDir);
     // one directory's lstats at once (the thread pool runs them side by side), then in order
-    const entries = await Promise.all(names.map(async (name) => {
-      const p = `${rel}/${name}`;
-      if (hidden.has(p)) return undefined;
-      const up = path.join(upperDir, name);
-      const lowPath = lowerDir === undefined ? undefined : path.join(lowerDir, name);
-      const [st, low] = await Promise.all([lstatOrUndefined(up), lowPath === undefined ? undefined : lstatOrUndefined(lowPath)]);
-      return st && { p, up, st, low, lowPath }; // no st: gone since readdir (a running container)
-    }));
+    const entries = await Promise.all(
+      names.map(async (name) => {
+        const p = `${rel}/${name}`;
+        if (hidden.has(p)) return undefined;
+        const up = path.join(upperDir, name);
+        const lowPath = lowerDir === undefined ? undefined : path.join(lowerDir, name);
+        const [st, low] = await Promise.all([lstatOrUndefined(up), lowPath === undefined ? undefined : lstatOrUndefined(lowPath)]);
+        return st && { p, up, st, low, lowPath }; // no st: gone since readdir (a running container)
+      }),
+    );
     for (const e of entries) {
       if (!e) continue;
       const { p, up, st, low, lowPath } = e;

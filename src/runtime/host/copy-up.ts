@@ -33,7 +33,12 @@ export async function copyUpVolumes(mounts: readonly Mount[], lower: string): Pr
       await run('cp', ['-a', '--', `${from}/.`, m.source]);
     } catch (e) {
       const err = e as { stderr?: string; message: string };
-      throw new TvmError('ERR_VOLUME_COPY', `copying the image's ${m.destination} into its volume: ${(err.stderr || err.message).trim()}`, 500, { cause: e });
+      throw new TvmError(
+        'ERR_VOLUME_COPY',
+        `copying the image's ${m.destination} into its volume: ${(err.stderr || err.message).trim()}`,
+        500,
+        { cause: e },
+      );
     }
   }
 }

@@ -44,7 +44,9 @@ export function resolvConf(host: string, hostNetwork: boolean): string {
 export function withDnsOptions(base: string, dns: ProcessOptions['dns']): string {
   if (!dns) return base;
   const keep = (l: string) =>
-    !(dns.nameservers && /^\s*nameserver\s/.test(l)) && !(dns.search && /^\s*(search|domain)\s/.test(l)) && !(dns.options && /^\s*options\s/.test(l));
+    !(dns.nameservers && /^\s*nameserver\s/.test(l)) &&
+    !(dns.search && /^\s*(search|domain)\s/.test(l)) &&
+    !(dns.options && /^\s*options\s/.test(l));
   const lines = base.split('\n').filter((l) => l.trim() !== '' && keep(l));
   if (dns.nameservers) lines.push(...dns.nameservers.map((n) => `nameserver ${n}`));
   if (dns.search && dns.search.length > 0) lines.push(`search ${dns.search.join(' ')}`);
@@ -60,7 +62,10 @@ function appendHosts(base: string, extra: { name: string; ip: string }[]): strin
 function lastFields(conf: string, keyword: string): string[] | undefined {
   let out: string[] | undefined;
   for (const l of conf.split('\n')) {
-    const f = l.replace(/[#;].*$/, '').trim().split(/\s+/);
+    const f = l
+      .replace(/[#;].*$/, '')
+      .trim()
+      .split(/\s+/);
     if (f[0] === keyword) out = f.slice(1);
   }
   return out;
@@ -76,7 +81,12 @@ function lastFields(conf: string, keyword: string): string[] | undefined {
 export function embeddedResolvConf(host: string, dns: ProcessOptions['dns'], nameserver: string): string {
   const search = dns?.search ?? lastFields(host, 'search') ?? [];
   const options = [...(dns?.options ?? lastFields(host, 'options') ?? [])];
-  const servers = dns?.nameservers ?? host.split('\n').map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1]).filter((x): x is string => !!x);
+  const servers =
+    dns?.nameservers ??
+    host
+      .split('\n')
+      .map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1])
+      .filter((x): x is string => !!x);
   const v6 = servers.filter((n) => n.includes(':') && n !== '::1');
   if (!options.some((o) => o.startsWith('ndots:'))) options.push('ndots:0');
   const lines = [
@@ -93,15 +103,32 @@ export function embeddedResolvConf(host: string, dns: ProcessOptions['dns'], nam
  * overridden. `net`: a bridge-networked container's address (for its hostname) and, on a
  * user-defined network, the embedded DNS server's address.
  */
-export async function prepareEtcFiles(stateDir: string, hostname: string, network: 'none' | 'host' | 'bridge' | 'container', userDestinations: string[], opts?: ProcessOptions, net?: { ip: string; nameservers?: string[] }): Promise<AgentMount[]> {
+export async function prepareEtcFiles(
+  stateDir: string,
+  hostname: string,
+  network: 'none' | 'host' | 'bridge' | 'container',
+  userDestinations: string[],
+  opts?: ProcessOptions,
+  net?: { ip: string; nameservers?: string[] },
+): Promise<AgentMount[]> {
   const hostNet = network === 'host';
   const ip = net?.ip;
   // a host without the file gets the defaults
   const readHost = (p: string) => readFile(p, 'utf8').catch(() => '');
   const files: [string, string][] = [
     ['hostname', `${hostname}\n`],
-    ['hosts', hostNet ? appendHosts((await readHost('/etc/hosts')) || hostsFile(hostname), opts?.extraHosts ?? []) : hostsFile(hostname, opts?.extraHosts, ip)],
-    ['resolv.conf', net?.nameservers?.[0] ? embeddedResolvConf(await readHost('/etc/resolv.conf'), opts?.dns, net.nameservers[0]) : withDnsOptions(resolvConf(await readHost('/etc/resolv.conf'), hostNet), opts?.dns)],
+    [
+      'hosts',
+      hostNet
+        ? appendHosts((await readHost('/etc/hosts')) || hostsFile(hostname), opts?.extraHosts ?? [])
+        : hostsFile(hostname, opts?.extraHosts, ip),
+    ],
+    [
+      'resolv.conf',
+      net?.nameservers?.[0]
+        ? embeddedResolvConf(await readHost('/etc/resolv.conf'), opts?.dns, net.nameservers[0])
+        : withDnsOptions(resolvConf(await readHost('/etc/resolv.conf'), hostNet), opts?.dns),
+    ],
   ];
   const mounts: AgentMount[] = [];
   for (const [name, content] of files) {

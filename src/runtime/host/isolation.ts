@@ -141,7 +141,11 @@ export class HostIsolation extends AgentSessionIsolation implements Isolation {
   private disksFor(userns: IdMappings | undefined): BaseDisks {
     if (!userns) return this.opts.baseDisks;
     if (this.opts.userns && idShiftTag(this.opts.userns.maps) === idShiftTag(userns)) return this.opts.userns.baseDisks;
-    throw new TvmError('ERR_USERNS_MISMATCH', 'this container was created by a daemon with another --userns-remap: start the daemon with that remapping to run it', 409);
+    throw new TvmError(
+      'ERR_USERNS_MISMATCH',
+      'this container was created by a daemon with another --userns-remap: start the daemon with that remapping to run it',
+      409,
+    );
   }
 
   /** Mounts (once) a recorded container's base disk; returns the lower dir. */
@@ -166,21 +170,36 @@ export class HostIsolation extends AgentSessionIsolation implements Isolation {
         if (sized) await createSizedLayer(spec.stateDir, sized);
         for (const d of sized ? ['rootfs'] : ['upper', 'work', 'rootfs']) await mkdir(path.join(spec.stateDir, d), { mode: 0o755 });
         const cgroup = this.opts.cgroup ? { ...this.opts.cgroup, path: `tvm/${spec.id}` } : cgroupFor(spec.id);
-        const rec: HostRecord = { imageId: image.id, lower, cgroup, ...(userns && { userns }), ...(sized && { layer: { sizeBytes: sized } }) };
+        const rec: HostRecord = {
+          imageId: image.id,
+          lower,
+          cgroup,
+          ...(userns && { userns }),
+          ...(sized && { layer: { sizeBytes: sized } }),
+        };
         if (userns) await ownStateForRoot(spec.stateDir, await overlayDirsOf(spec.stateDir), userns);
         await hideLostFound(lower, layerDirs(spec.stateDir, Boolean(sized)).upper);
         await writeJsonAtomic(path.join(spec.stateDir, RECORD), rec);
       });
     } catch (e) {
       // never delete through a live mount: if the layer cannot be unmounted, the state dir stays
-      if (await removeSizedLayer(spec.stateDir).then(() => true, () => false)) {
+      if (
+        await removeSizedLayer(spec.stateDir).then(
+          () => true,
+          () => false,
+        )
+      ) {
         if (stateDirExisted) {
           for (const d of ['upper', 'work', 'rootfs', RECORD]) await rm(path.join(spec.stateDir, d), { recursive: true, force: true });
         } else {
           await rm(spec.stateDir, { recursive: true, force: true });
         }
       }
-      await mounts.release(image.id, () => this.imageInUse(image.id, spec.stateDir, mounts.mountPoint(image.id))).catch((err: unknown) => this.log(`create of ${spec.id} failed; its base disk stays mounted until the next daemon start: ${errText(err)}`));
+      await mounts
+        .release(image.id, () => this.imageInUse(image.id, spec.stateDir, mounts.mountPoint(image.id)))
+        .catch((err: unknown) =>
+          this.log(`create of ${spec.id} failed; its base disk stays mounted until the next daemon start: ${errText(err)}`),
+        );
       throw e;
     }
   }
@@ -215,9 +234,24 @@ export class HostIsolation extends AgentSessionIsolation implements Isolation {
     if (rec.userns) aspec.userns = rec.userns;
     Object.assign(aspec.rootfs, layerDirs(spec.stateDir, rec.layer !== undefined));
     // Docker's per-container /etc files go first: user mounts may be nested below /etc
-    aspec.mounts.unshift(...(await prepareEtcFiles(spec.stateDir, aspec.hostname, spec.network, spec.mounts.map((m) => m.destination), spec.processOptions, spec.netns)));
+    aspec.mounts.unshift(
+      ...(await prepareEtcFiles(
+        spec.stateDir,
+        aspec.hostname,
+        spec.network,
+        spec.mounts.map((m) => m.destination),
+        spec.processOptions,
+        spec.netns,
+      )),
+    );
     // the container's root owns its /etc files and fresh volumes, as with Docker's remapping
-    if (rec.userns) await giveToRoot(aspec.mounts.filter((m) => m.type === 'volume' || (m.type === 'bind' && path.dirname(m.source ?? '') === spec.stateDir)).map((m) => m.source!), rec.userns);
+    if (rec.userns)
+      await giveToRoot(
+        aspec.mounts
+          .filter((m) => m.type === 'volume' || (m.type === 'bind' && path.dirname(m.source ?? '') === spec.stateDir))
+          .map((m) => m.source!),
+        rec.userns,
+      );
     try {
       await client.create(aspec);
     } catch (e) {
@@ -274,7 +308,9 @@ export class HostIsolation extends AgentSessionIsolation implements Isolation {
     if (client) {
       const st = await client.state();
       if (st.status === 'running' || st.status === 'paused') {
-        throw new ConflictError(`You cannot remove a running container ${spec.id}. Stop the container before attempting removal or force remove`);
+        throw new ConflictError(
+          `You cannot remove a running container ${spec.id}. Stop the container before attempting removal or force remove`,
+        );
       }
       // the supervisor may already be gone; one left over exits by itself after its linger time
       await client.shutdown().catch(() => {});
@@ -411,7 +447,8 @@ export class HostIsolation extends AgentSessionIsolation implements Isolation {
     const view = await mountStoppedRoot(path.join(this.opts.runRoot, 'tmp'), rec.lower, dirs.upper, dirs.work);
     return {
       root: view.root,
-      cleanup: () => view.cleanup().catch((e: unknown) => this.log(`container ${spec.id}: cannot unmount the copy's view ${view.root}: ${errText(e)}`)),
+      cleanup: () =>
+        view.cleanup().catch((e: unknown) => this.log(`container ${spec.id}: cannot unmount the copy's view ${view.root}: ${errText(e)}`)),
     };
   }
 
@@ -427,11 +464,16 @@ export class HostIsolation extends AgentSessionIsolation implements Isolation {
     const rec = await this.readRecord(spec);
     await this.acquireBase(rec);
     if (rec.layer) await mountSizedLayer(spec.stateDir);
-    return overlayChanges(layerDirs(spec.stateDir, rec.layer !== undefined).upper, rec.lower, { hidden: [...DOCKER_INIT_PATHS, LOST_FOUND] });
+    return overlayChanges(layerDirs(spec.stateDir, rec.layer !== undefined).upper, rec.lower, {
+      hidden: [...DOCKER_INIT_PATHS, LOST_FOUND],
+    });
   }
 
   /** The builder's COPY: the container's filesystem mounted for `fn` (see Isolation.withRoot). */
-  async withRoot<T>(spec: ContainerSpec, fn: (root: string, toHost: (uid: number, gid: number) => { uid: number; gid: number }) => Promise<T>): Promise<T> {
+  async withRoot<T>(
+    spec: ContainerSpec,
+    fn: (root: string, toHost: (uid: number, gid: number) => { uid: number; gid: number }) => Promise<T>,
+  ): Promise<T> {
     const rec = await this.readRecord(spec);
     const map = rec.userns && containerToHost(rec.userns);
     const view = await this.rootView(spec, rec);

@@ -10,7 +10,8 @@ import type { ContainerSpec } from '../types.js';
 import { rootOf, type IdMappings } from '../userns.js';
 
 /** Docker's messages (daemon/daemon_unix.go verifyPlatformContainerSettings) */
-export const PRIVILEGED_WITH_REMAP = 'privileged mode is incompatible with user namespaces.  You must run the container in the host namespace when running privileged mode';
+export const PRIVILEGED_WITH_REMAP =
+  'privileged mode is incompatible with user namespaces.  You must run the container in the host namespace when running privileged mode';
 export const HOST_NETWORK_WITH_REMAP = "cannot share the host's network namespace when user namespaces are enabled";
 
 /**

@@ -11,11 +11,46 @@ import { agentSecurity } from '../seccomp.js';
 import { agentProcessOptions } from '../process-options.js';
 
 export const CAPABILITIES = [
-  'CHOWN', 'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP',
-  'LINUX_IMMUTABLE', 'NET_BIND_SERVICE', 'NET_BROADCAST', 'NET_ADMIN', 'NET_RAW', 'IPC_LOCK', 'IPC_OWNER',
-  'SYS_MODULE', 'SYS_RAWIO', 'SYS_CHROOT', 'SYS_PTRACE', 'SYS_PACCT', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_NICE',
-  'SYS_RESOURCE', 'SYS_TIME', 'SYS_TTY_CONFIG', 'MKNOD', 'LEASE', 'AUDIT_WRITE', 'AUDIT_CONTROL', 'SETFCAP',
-  'MAC_OVERRIDE', 'MAC_ADMIN', 'SYSLOG', 'WAKE_ALARM', 'BLOCK_SUSPEND', 'AUDIT_READ', 'PERFMON', 'BPF',
+  'CHOWN',
+  'DAC_OVERRIDE',
+  'DAC_READ_SEARCH',
+  'FOWNER',
+  'FSETID',
+  'KILL',
+  'SETGID',
+  'SETUID',
+  'SETPCAP',
+  'LINUX_IMMUTABLE',
+  'NET_BIND_SERVICE',
+  'NET_BROADCAST',
+  'NET_ADMIN',
+  'NET_RAW',
+  'IPC_LOCK',
+  'IPC_OWNER',
+  'SYS_MODULE',
+  'SYS_RAWIO',
+  'SYS_CHROOT',
+  'SYS_PTRACE',
+  'SYS_PACCT',
+  'SYS_ADMIN',
+  'SYS_BOOT',
+  'SYS_NICE',
+  'SYS_RESOURCE',
+  'SYS_TIME',
+  'SYS_TTY_CONFIG',
+  'MKNOD',
+  'LEASE',
+  'AUDIT_WRITE',
+  'AUDIT_CONTROL',
+  'SETFCAP',
+  'MAC_OVERRIDE',
+  'MAC_ADMIN',
+  'SYSLOG',
+  'WAKE_ALARM',
+  'BLOCK_SUSPEND',
+  'AUDIT_READ',
+  'PERFMON',
+  'BPF',
   'CHECKPOINT_RESTORE',
 ] as const;
 
@@ -34,9 +69,11 @@ function validCap(c: string): boolean {
 
 export function validateProcess(owner: { id: string }, p: ProcessSpec, field: string): void {
   if (!Array.isArray(p.args) || p.args.length === 0 || !p.args[0]) fail(owner, `${field}.args`, 'a command is required');
-  for (const a of p.args) if (typeof a !== 'string' || a.includes('\0')) fail(owner, `${field}.args`, 'arguments must be strings without NUL');
+  for (const a of p.args)
+    if (typeof a !== 'string' || a.includes('\0')) fail(owner, `${field}.args`, 'arguments must be strings without NUL');
   for (const e of p.env) {
-    if (typeof e !== 'string' || e.includes('\0') || e.indexOf('=') < 1) fail(owner, `${field}.env`, `${JSON.stringify(e)} is not KEY=VALUE`);
+    if (typeof e !== 'string' || e.includes('\0') || e.indexOf('=') < 1)
+      fail(owner, `${field}.env`, `${JSON.stringify(e)} is not KEY=VALUE`);
   }
   if (p.cwd && !path.isAbsolute(p.cwd)) fail(owner, `${field}.cwd`, `${JSON.stringify(p.cwd)} is not an absolute path`);
   if (typeof p.user !== 'string' || p.user.includes('\0')) fail(owner, `${field}.user`, 'must be a string');
@@ -67,10 +104,13 @@ export function validateSpec(spec: ContainerSpec): void {
     const v = r[k];
     if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) fail(spec, `resources.${k}`, 'must be a non-negative integer');
   }
-  if (r.pidsLimit !== undefined && (!Number.isSafeInteger(r.pidsLimit) || r.pidsLimit < -1)) fail(spec, 'resources.pidsLimit', 'must be an integer >= -1');
+  if (r.pidsLimit !== undefined && (!Number.isSafeInteger(r.pidsLimit) || r.pidsLimit < -1))
+    fail(spec, 'resources.pidsLimit', 'must be an integer >= -1');
   if (r.cpusetCpus && !/^[0-9,-]+$/.test(r.cpusetCpus)) fail(spec, 'resources.cpusetCpus', `invalid ${JSON.stringify(r.cpusetCpus)}`);
-  for (const c of [...spec.capAdd, ...spec.capDrop]) if (!validCap(c)) fail(spec, 'capabilities', `unknown capability: ${JSON.stringify(c)}`);
-  if (!['none', 'host', 'bridge', 'container'].includes(spec.network)) fail(spec, 'network', `unsupported network mode ${JSON.stringify(spec.network)}`);
+  for (const c of [...spec.capAdd, ...spec.capDrop])
+    if (!validCap(c)) fail(spec, 'capabilities', `unknown capability: ${JSON.stringify(c)}`);
+  if (!['none', 'host', 'bridge', 'container'].includes(spec.network))
+    fail(spec, 'network', `unsupported network mode ${JSON.stringify(spec.network)}`);
 }
 
 function netnsOf(spec: ContainerSpec): string {

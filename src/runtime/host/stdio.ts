@@ -28,7 +28,11 @@ function pump(src: Duplex, dst: Writable): Promise<void> {
 }
 
 /** Opens the streams of the main process (exec undefined) or of an exec, and pipes them. */
-export async function attachStreams(client: AgentClient, stdio: StdioStreams, opts: { tty: boolean; openStdin: boolean; exec?: string }): Promise<Attachment> {
+export async function attachStreams(
+  client: AgentClient,
+  stdio: StdioStreams,
+  opts: { tty: boolean; openStdin: boolean; exec?: string },
+): Promise<Attachment> {
   const socks: Duplex[] = [];
   const ends: Promise<void>[] = [];
   try {

@@ -108,7 +108,8 @@ export async function mountSizedLayer(stateDir: string): Promise<void> {
   return serialized(mp, async () => {
     if (await isMountPoint(mp)) return;
     const image = path.join(stateDir, LAYER_IMAGE);
-    if (!existsSync(image)) throw new InvalidParameterError(`the writable layer ${image} of this container is missing`, 'ERR_LAYER_MISSING');
+    if (!existsSync(image))
+      throw new InvalidParameterError(`the writable layer ${image} of this container is missing`, 'ERR_LAYER_MISSING');
     await loopMount(image, mp, [], 'ERR_LAYER_MOUNT');
   });
 }

@@ -16,7 +16,9 @@ const XATTR_SIZE_MAX = 65536;
 let lgetxattrFn: ((path: string, name: string, value: Buffer | null, size: number) => number) | undefined;
 
 function bind(): NonNullable<typeof lgetxattrFn> {
-  lgetxattrFn ??= koffi.load('libc.so.6').func('intptr_t lgetxattr(const char *path, const char *name, void *value, size_t size)') as NonNullable<typeof lgetxattrFn>;
+  lgetxattrFn ??= koffi
+    .load('libc.so.6')
+    .func('intptr_t lgetxattr(const char *path, const char *name, void *value, size_t size)') as NonNullable<typeof lgetxattrFn>;
   return lgetxattrFn;
 }
 

@@ -21,7 +21,10 @@ export class ConsoleSink {
   private readonly seen: string[] = [];
   private readonly watchers = new Set<(line: string) => void>();
 
-  constructor(filePath: string, private readonly maxBytes = CONSOLE_FILE_MAX) {
+  constructor(
+    filePath: string,
+    private readonly maxBytes = CONSOLE_FILE_MAX,
+  ) {
     this.file = createWriteStream(filePath, { flags: 'a', mode: 0o640 });
     // a failing console file must not take the VM down: the tail in memory still works
     this.file.on('error', () => {});

@@ -90,7 +90,8 @@ export async function extractThroughAgent(client: AgentClient, dest: string, tar
   } catch (e) {
     tar.resume();
     if (e instanceof AgentError && e.agentCode === 'ERR_NOT_FOUND') throw new NotFoundError(`Could not find the file ${dest} in container`);
-    if (e instanceof AgentError && e.agentCode === 'ERR_NOT_DIR') throw new InvalidParameterError(`extraction point ${dest} is not a directory`);
+    if (e instanceof AgentError && e.agentCode === 'ERR_NOT_DIR')
+      throw new InvalidParameterError(`extraction point ${dest} is not a directory`);
     throw e;
   }
   const answer = agentAnswer(sock);

@@ -41,8 +41,14 @@ export function guestNameservers(nameservers: string[] | undefined, nic: GuestNi
   return nameservers?.map((s) => (s === EMBEDDED_DNS_ADDRESS && nic.gateway ? nic.gateway : s));
 }
 
-interface IpAddr { address?: string; addr_info?: { family?: string; local?: string; prefixlen?: number }[] }
-interface IpRoute { dst?: string; gateway?: string }
+interface IpAddr {
+  address?: string;
+  addr_info?: { family?: string; local?: string; prefixlen?: number }[];
+}
+interface IpRoute {
+  dst?: string;
+  gateway?: string;
+}
 
 /**
  * Parses what `ip -j -batch` printed for `addr show` and `route show default`. (Not `-4`: it
@@ -68,18 +74,26 @@ export function parseEndpoint(out: string): Omit<GuestNic, 'tap'> {
  */
 export async function plumbGuestNic(netns: string): Promise<GuestNic> {
   const ns = `--net=${netns}`;
-  const out = await run('nsenter', [ns, 'ip', '-j', '-batch', '-'], [
-    `addr show dev ${ENDPOINT_IF}`,
-    'route show default',
-    `tuntap add dev ${GUEST_TAP} mode tap`,
-    `link set dev ${GUEST_TAP} up`,
-    `addr flush dev ${ENDPOINT_IF}`,
-  ].join('\n') + '\n');
+  const out = await run(
+    'nsenter',
+    [ns, 'ip', '-j', '-batch', '-'],
+    [
+      `addr show dev ${ENDPOINT_IF}`,
+      'route show default',
+      `tuntap add dev ${GUEST_TAP} mode tap`,
+      `link set dev ${GUEST_TAP} up`,
+      `addr flush dev ${ENDPOINT_IF}`,
+    ].join('\n') + '\n',
+  );
   const ep = parseEndpoint(out);
   const redirect = (from: string, to: string) => [
     `qdisc add dev ${from} ingress`,
     `filter add dev ${from} parent ffff: protocol all u32 match u8 0 0 action mirred egress redirect dev ${to}`,
   ];
-  await run('nsenter', [ns, 'tc', '-batch', '-'], [...redirect(ENDPOINT_IF, GUEST_TAP), ...redirect(GUEST_TAP, ENDPOINT_IF)].join('\n') + '\n');
+  await run(
+    'nsenter',
+    [ns, 'tc', '-batch', '-'],
+    [...redirect(ENDPOINT_IF, GUEST_TAP), ...redirect(GUEST_TAP, ENDPOINT_IF)].join('\n') + '\n',
+  );
   return { tap: GUEST_TAP, ...ep };
 }

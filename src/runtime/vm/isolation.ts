@@ -96,15 +96,21 @@ export function guestCpus(nanoCpus: number | undefined, hostCpus = os.cpus().len
 export function validateVmSpec(spec: ContainerSpec): void {
   for (const m of spec.mounts) {
     if (m.type !== 'tmpfs') {
-      throw new InvalidParameterError(`${m.type === 'volume' ? 'named volumes' : 'bind mounts'} (${m.destination}) are not supported with --isolation=vm yet: the guest cannot see host directories`);
+      throw new InvalidParameterError(
+        `${m.type === 'volume' ? 'named volumes' : 'bind mounts'} (${m.destination}) are not supported with --isolation=vm yet: the guest cannot see host directories`,
+      );
     }
   }
   // a VM has its own kernel and stack: it cannot share the host's or another container's
   if (spec.network === 'host' || spec.network === 'container') {
-    throw new InvalidParameterError(`--network ${spec.network === 'host' ? 'host' : 'container:<name|id>'} is not supported with --isolation=vm: a microVM has its own network stack (use a bridge network or none)`);
+    throw new InvalidParameterError(
+      `--network ${spec.network === 'host' ? 'host' : 'container:<name|id>'} is not supported with --isolation=vm: a microVM has its own network stack (use a bridge network or none)`,
+    );
   }
-  if (spec.processOptions?.devices?.length) throw new InvalidParameterError('--device is not supported with --isolation=vm: host devices are not in the guest');
-  if (spec.processOptions?.oomKillDisable) throw new InvalidParameterError('--oom-kill-disable is not supported with --isolation=vm (the guest has cgroup v2)');
+  if (spec.processOptions?.devices?.length)
+    throw new InvalidParameterError('--device is not supported with --isolation=vm: host devices are not in the guest');
+  if (spec.processOptions?.oomKillDisable)
+    throw new InvalidParameterError('--oom-kill-disable is not supported with --isolation=vm (the guest has cgroup v2)');
 }
 
 /**
@@ -114,7 +120,9 @@ export function validateVmSpec(spec: ContainerSpec): void {
 export function vmDiskSize(baseBytes: number, wanted: number | undefined): number {
   if (wanted === undefined) return baseBytes;
   if (wanted < baseBytes) {
-    throw new InvalidParameterError(`--storage-opt size=${wanted} is smaller than the image's disk (${baseBytes} bytes): with --isolation=vm the container's disk can only be larger`);
+    throw new InvalidParameterError(
+      `--storage-opt size=${wanted} is smaller than the image's disk (${baseBytes} bytes): with --isolation=vm the container's disk can only be larger`,
+    );
   }
   return Math.ceil(wanted / MiB) * MiB;
 }
@@ -187,7 +195,12 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
     if (this.opts.kernel) return Promise.resolve(this.opts.kernel);
     this.kernel ??= findKernel().catch((e: Error) => {
       this.kernel = undefined;
-      throw new TvmError('ERR_KERNEL_NOT_BUILT', `--isolation=vm needs the guest kernel: ${e.message} (bash scripts/setup.sh --kernel)`, 500, { cause: e });
+      throw new TvmError(
+        'ERR_KERNEL_NOT_BUILT',
+        `--isolation=vm needs the guest kernel: ${e.message} (bash scripts/setup.sh --kernel)`,
+        500,
+        { cause: e },
+      );
     });
     return this.kernel;
   }
@@ -246,8 +259,17 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
     if (nic) aspec.network = 'host';
     const nameservers = nic && spec.netns ? guestNameservers(spec.netns.nameservers, nic) : undefined;
     const net = spec.netns && { ...spec.netns, ...(nameservers && { nameservers }) };
-    const etc = await prepareEtcFiles(spec.stateDir, aspec.hostname, spec.network, spec.mounts.map((m) => m.destination), spec.processOptions, net);
-    const files = await Promise.all(etc.map(async (m) => ({ path: path.posix.join(GUEST_FILES_DIR, path.basename(m.source!)), data: await readFile(m.source!) })));
+    const etc = await prepareEtcFiles(
+      spec.stateDir,
+      aspec.hostname,
+      spec.network,
+      spec.mounts.map((m) => m.destination),
+      spec.processOptions,
+      net,
+    );
+    const files = await Promise.all(
+      etc.map(async (m) => ({ path: path.posix.join(GUEST_FILES_DIR, path.basename(m.source!)), data: await readFile(m.source!) })),
+    );
     aspec.mounts.unshift(...etc.map((m, i) => ({ ...m, source: files[i]!.path })));
     const baseInitrd = await agentInitramfs(this.opts.agentPath, path.join(this.opts.dataRoot, 'vm'));
     const initrd = path.join(spec.stateDir, 'initrd.cpio');
@@ -326,7 +348,9 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
       throw e;
     }
     if (await this.isRunning(spec)) {
-      throw new ConflictError(`You cannot remove a running container ${spec.id}. Stop the container before attempting removal or force remove`);
+      throw new ConflictError(
+        `You cannot remove a running container ${spec.id}. Stop the container before attempting removal or force remove`,
+      );
     }
     const pid = await vmSupervisorPid(spec.stateDir);
     if (pid) {

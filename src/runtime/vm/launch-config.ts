@@ -56,7 +56,8 @@ export const vsockSocketPath = (stateDir: string): string => path.join(stateDir,
 export async function readLaunchConfig(stateDir: string): Promise<VmLaunchConfig> {
   const file = path.join(stateDir, LAUNCH_FILE);
   const c = JSON.parse(await readFile(file, 'utf8')) as VmLaunchConfig;
-  if (c.version !== 1 || (c.backend !== 'kvm' && c.backend !== 'tcg')) throw new FormatError(`${file}: unknown launch config`, 'ERR_VM_LAUNCH_CONFIG');
+  if (c.version !== 1 || (c.backend !== 'kvm' && c.backend !== 'tcg'))
+    throw new FormatError(`${file}: unknown launch config`, 'ERR_VM_LAUNCH_CONFIG');
   for (const k of ['kernel', 'initrd', 'disk', 'logPath', 'cmdline', 'diskId'] as const) {
     if (typeof c[k] !== 'string') throw new FormatError(`${file}: ${k} missing`, 'ERR_VM_LAUNCH_CONFIG');
   }
@@ -65,7 +66,8 @@ export async function readLaunchConfig(stateDir: string): Promise<VmLaunchConfig
   }
   if (c.net !== undefined) {
     const n = c.net as Partial<NonNullable<VmLaunchConfig['net']>>;
-    if (typeof n.netns !== 'string' || typeof n.tap !== 'string' || typeof n.mac !== 'string') throw new FormatError(`${file}: net needs netns, tap and mac`, 'ERR_VM_LAUNCH_CONFIG');
+    if (typeof n.netns !== 'string' || typeof n.tap !== 'string' || typeof n.mac !== 'string')
+      throw new FormatError(`${file}: net needs netns, tap and mac`, 'ERR_VM_LAUNCH_CONFIG');
   }
   return c;
 }

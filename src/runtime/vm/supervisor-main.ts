@@ -23,7 +23,15 @@ import { JsonLogWriter } from '../log-writer.js';
 import { NotifyPoller } from '../../vmm/devices/virtio/notify-poller.js';
 import { ConsoleSink } from './console.js';
 import {
-  AGENT_VSOCK_PORT, BOOT_FILE, CONSOLE_FILE, EXIT_FILE, NET_SOCKET, PID_FILE, readLaunchConfig, VSOCK_SOCKET, type VmLaunchConfig,
+  AGENT_VSOCK_PORT,
+  BOOT_FILE,
+  CONSOLE_FILE,
+  EXIT_FILE,
+  NET_SOCKET,
+  PID_FILE,
+  readLaunchConfig,
+  VSOCK_SOCKET,
+  type VmLaunchConfig,
 } from './launch-config.js';
 
 const t0 = Date.now();
@@ -89,7 +97,8 @@ async function connectAgent(consoleSink: ConsoleSink, ended: Promise<GuestEnd>, 
     const fatal = consoleSink.line(AGENT_FATAL);
     if (fatal) throw new TvmError('ERR_VM_GUEST', `the guest agent failed: ${fatal.slice(AGENT_FATAL.length)}`, 500);
     if (gone) throw new TvmError('ERR_VM_GUEST', `the VM ended before its agent answered (${gone.detail})`, 500);
-    if (Date.now() > deadline) throw new TvmError('ERR_VM_BOOT_TIMEOUT', `the guest agent did not answer within ${Math.round((deadline - t0) / 1000)} s`, 500);
+    if (Date.now() > deadline)
+      throw new TvmError('ERR_VM_BOOT_TIMEOUT', `the guest agent did not answer within ${Math.round((deadline - t0) / 1000)} s`, 500);
     try {
       return await AgentClient.connect(connector);
     } catch (e) {
@@ -155,7 +164,13 @@ async function main(stateDir: string): Promise<number> {
     try {
       await client.create(cfg.spec);
     } catch (e) {
-      if (e instanceof AgentError) throw new TvmError(e.agentCode === 'ERR_BAD_SPEC' ? 'ERR_BAD_SPEC' : 'ERR_VM_CREATE', e.message, e.agentCode === 'ERR_BAD_SPEC' ? 400 : 500, { cause: e });
+      if (e instanceof AgentError)
+        throw new TvmError(
+          e.agentCode === 'ERR_BAD_SPEC' ? 'ERR_BAD_SPEC' : 'ERR_VM_CREATE',
+          e.message,
+          e.agentCode === 'ERR_BAD_SPEC' ? 400 : 500,
+          { cause: e },
+        );
       throw e;
     }
     const log = new JsonLogWriter(cfg.logPath, cfg.logRotate);
@@ -171,7 +186,10 @@ async function main(stateDir: string): Promise<number> {
     report({ ok: true, pid: process.pid, backend: guest.backend, vcpuPid: guest.vcpuPid, marks });
 
     const outcome = await Promise.race([
-      client.wait().then((status) => ({ status }), (e: Error) => ({ lost: e })),
+      client.wait().then(
+        (status) => ({ status }),
+        (e: Error) => ({ lost: e }),
+      ),
       guest.ended.then((end) => ({ end })),
     ]);
     if ('status' in outcome) {

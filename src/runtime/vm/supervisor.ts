@@ -77,7 +77,13 @@ export async function spawnVmSupervisor(stateDir: string, timeoutMs: number, bun
     const timer = setTimeout(() => {
       // it may still come up; it must not run a container nobody knows about
       proc.kill('SIGTERM');
-      fail(new TvmError('ERR_VM_BOOT_TIMEOUT', `the VM did not become ready within ${Math.round(timeoutMs / 1000)} s (see ${stateDir}/supervisor.log and console.log)`, 500));
+      fail(
+        new TvmError(
+          'ERR_VM_BOOT_TIMEOUT',
+          `the VM did not become ready within ${Math.round(timeoutMs / 1000)} s (see ${stateDir}/supervisor.log and console.log)`,
+          500,
+        ),
+      );
     }, timeoutMs);
     proc.stdout!.on('data', (d: Buffer) => {
       buf += d.toString();
@@ -98,14 +104,29 @@ export async function spawnVmSupervisor(stateDir: string, timeoutMs: number, bun
         return;
       }
       if (msg.ok) finish(() => resolve(msg as SupervisorReady));
-      else fail(Object.assign(new TvmError((msg.code as ErrorCode | undefined) ?? 'ERR_VM_START', msg.message ?? 'the VM failed to start', msg.status ?? 500), { consoleTail: msg.console ?? '' }));
+      else
+        fail(
+          Object.assign(
+            new TvmError((msg.code as ErrorCode | undefined) ?? 'ERR_VM_START', msg.message ?? 'the VM failed to start', msg.status ?? 500),
+            { consoleTail: msg.console ?? '' },
+          ),
+        );
     });
     proc.once('error', (e) => {
       exited = true; // it never ran
       fail(new TvmError('ERR_VM_SUPERVISOR', `cannot start the VM supervisor: ${e.message}`, 500, { cause: e }));
     });
     proc.once('exit', (code, signal) =>
-      finish(() => reject(failure ?? new TvmError('ERR_VM_SUPERVISOR', `the VM supervisor exited (${signal ?? code}) before it was ready: see ${stateDir}/supervisor.log`, 500))),
+      finish(() =>
+        reject(
+          failure ??
+            new TvmError(
+              'ERR_VM_SUPERVISOR',
+              `the VM supervisor exited (${signal ?? code}) before it was ready: see ${stateDir}/supervisor.log`,
+              500,
+            ),
+        ),
+      ),
     );
   });
 }

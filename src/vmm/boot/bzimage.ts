@@ -74,7 +74,11 @@ export function loadBzImage(data: Uint8Array, mem: GuestRam, name = 'kernel'): B
   try {
     dst = mem.slice(loadAddr, span);
   } catch (e) {
-    throw new FormatError(`${name}: kernel needs 0x${span.toString(16)} bytes at 0x${loadAddr.toString(16)}, more than guest RAM`, undefined, { cause: e });
+    throw new FormatError(
+      `${name}: kernel needs 0x${span.toString(16)} bytes at 0x${loadAddr.toString(16)}, more than guest RAM`,
+      undefined,
+      { cause: e },
+    );
   }
   dst.set(payload);
   return { info, loadAddr, entry: loadAddr + STARTUP_64_OFFSET, end: loadAddr + span };

@@ -22,12 +22,16 @@ export class Cmdline {
     for (let i = 0; i < t.length; i++) {
       const c = t.charCodeAt(i);
       if (c < 0x20 || c > 0x7e) {
-        throw new InvalidParameterError(`kernel command line: character 0x${c.toString(16)} at ${i} of ${JSON.stringify(t)} is not printable ASCII`);
+        throw new InvalidParameterError(
+          `kernel command line: character 0x${c.toString(16)} at ${i} of ${JSON.stringify(t)} is not printable ASCII`,
+        );
       }
     }
     const next = [...this.parts, t].join(' ');
     if (next.length + 1 > this.capacity) {
-      throw new InvalidParameterError(`kernel command line is ${next.length + 1} bytes with its NUL, the kernel takes at most ${this.capacity}`);
+      throw new InvalidParameterError(
+        `kernel command line is ${next.length + 1} bytes with its NUL, the kernel takes at most ${this.capacity}`,
+      );
     }
     this.parts.push(t);
     return this;

@@ -37,7 +37,8 @@ export function buildE820(regions: readonly RamRegion[]): E820Entry[] {
 
 /** Sorted, non-empty, non-overlapping, and few enough for the zero page. */
 export function validateE820(map: readonly E820Entry[]): void {
-  if (map.length > E820_MAX_ENTRIES_ZEROPAGE) throw new InvalidParameterError(`e820: ${map.length} entries, at most ${E820_MAX_ENTRIES_ZEROPAGE}`);
+  if (map.length > E820_MAX_ENTRIES_ZEROPAGE)
+    throw new InvalidParameterError(`e820: ${map.length} entries, at most ${E820_MAX_ENTRIES_ZEROPAGE}`);
   let end = 0;
   for (const e of map) {
     if (e.size <= 0) throw new InvalidParameterError(`e820: empty entry at 0x${e.addr.toString(16)}`);

@@ -58,7 +58,8 @@ export function loadElf(data: Uint8Array, mem: GuestRam, name = 'kernel'): ElfLo
   if (!isElf(data) || data.length < EHDR_SIZE) throw new FormatError(`${name}: not an ELF file`);
   const v = new DataView(data.buffer, data.byteOffset, data.byteLength);
   if (data[EI_CLASS] !== ELFCLASS64 || data[EI_DATA] !== ELFDATA2LSB) throw new FormatError(`${name}: not a little-endian ELF64 file`);
-  if (v.getUint16(E_MACHINE, true) !== EM_X86_64) throw new FormatError(`${name}: ELF machine ${v.getUint16(E_MACHINE, true)} is not x86_64`);
+  if (v.getUint16(E_MACHINE, true) !== EM_X86_64)
+    throw new FormatError(`${name}: ELF machine ${v.getUint16(E_MACHINE, true)} is not x86_64`);
   if (v.getUint16(E_TYPE, true) !== ET_EXEC) throw new FormatError(`${name}: ELF is not an executable (ET_EXEC)`);
   const phoff = u64(v, E_PHOFF, 'e_phoff');
   const phentsize = v.getUint16(E_PHENTSIZE, true);
@@ -85,7 +86,11 @@ export function loadElf(data: Uint8Array, mem: GuestRam, name = 'kernel'): ElfLo
       try {
         dst = mem.slice(paddr, memsz);
       } catch (e) {
-        throw new FormatError(`${name}: segment ${i} (0x${paddr.toString(16)}+0x${memsz.toString(16)}) does not fit in guest RAM`, undefined, { cause: e });
+        throw new FormatError(
+          `${name}: segment ${i} (0x${paddr.toString(16)}+0x${memsz.toString(16)}) does not fit in guest RAM`,
+          undefined,
+          { cause: e },
+        );
       }
       dst.set(data.subarray(offset, offset + filesz));
       dst.fill(0, filesz);

@@ -7,7 +7,9 @@ export function placeInitrd(opts: { size: number; lowRamEnd: number; kernelEnd: 
   const limit = Math.min(opts.lowRamEnd, (opts.initrdAddrMax ?? 0x7fffffff) + 1);
   const addr = Math.floor((limit - opts.size) / PAGE_SIZE) * PAGE_SIZE;
   if (opts.size <= 0 || addr < opts.kernelEnd) {
-    throw new InvalidParameterError(`initrd of ${opts.size} bytes does not fit between the kernel (ends at 0x${opts.kernelEnd.toString(16)}) and 0x${limit.toString(16)}: give the VM more memory`);
+    throw new InvalidParameterError(
+      `initrd of ${opts.size} bytes does not fit between the kernel (ends at 0x${opts.kernelEnd.toString(16)}) and 0x${limit.toString(16)}: give the VM more memory`,
+    );
   }
   return addr;
 }

@@ -25,10 +25,14 @@ export class Bus {
     if (!Number.isSafeInteger(base) || !Number.isSafeInteger(len) || base < 0 || len <= 0) {
       throw new InvalidParameterError(`${this.kind} bus: bad range 0x${base.toString(16)}+${len} for ${name}`);
     }
-    if (this.kind === 'pio' && base + len > 0x10000) throw new InvalidParameterError(`pio bus: ${name} at 0x${base.toString(16)}+${len} is past port 0xffff`);
+    if (this.kind === 'pio' && base + len > 0x10000)
+      throw new InvalidParameterError(`pio bus: ${name} at 0x${base.toString(16)}+${len} is past port 0xffff`);
     for (const r of this.ranges) {
       if (base < r.base + r.len && r.base < base + len) {
-        throw new ConflictError(`${this.kind} bus: ${name} at 0x${base.toString(16)}+0x${len.toString(16)} overlaps ${r.name} at 0x${r.base.toString(16)}+0x${r.len.toString(16)}`, 'ERR_BUS_OVERLAP');
+        throw new ConflictError(
+          `${this.kind} bus: ${name} at 0x${base.toString(16)}+0x${len.toString(16)} overlaps ${r.name} at 0x${r.base.toString(16)}+0x${r.len.toString(16)}`,
+          'ERR_BUS_OVERLAP',
+        );
       }
     }
     this.ranges.push({ base, len, name, device });

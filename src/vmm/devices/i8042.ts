@@ -74,16 +74,39 @@ export class I8042 {
   private command(cmd: number): void {
     this.pending = null;
     switch (cmd) {
-      case CMD_READ_CTR: this.out.push(this.ctr); break;
-      case CMD_WRITE_CTR: case CMD_WRITE_OUTPUT_PORT: case CMD_WRITE_AUX: this.pending = cmd; break;
-      case CMD_SELF_TEST: this.out.push(SELF_TEST_OK); break;
-      case CMD_KBD_TEST: case CMD_AUX_TEST: this.out.push(0x00); break;
-      case CMD_READ_OUTPUT_PORT: this.out.push(this.outputPort); break;
-      case CMD_KBD_DISABLE: this.ctr |= 0x10; break;
-      case CMD_KBD_ENABLE: this.ctr &= ~0x10; break;
-      case CMD_AUX_DISABLE: this.ctr |= 0x20; break;
-      case CMD_AUX_ENABLE: this.ctr &= ~0x20; break;
-      case CMD_PULSE_RESET: this.onReset(); break;
+      case CMD_READ_CTR:
+        this.out.push(this.ctr);
+        break;
+      case CMD_WRITE_CTR:
+      case CMD_WRITE_OUTPUT_PORT:
+      case CMD_WRITE_AUX:
+        this.pending = cmd;
+        break;
+      case CMD_SELF_TEST:
+        this.out.push(SELF_TEST_OK);
+        break;
+      case CMD_KBD_TEST:
+      case CMD_AUX_TEST:
+        this.out.push(0x00);
+        break;
+      case CMD_READ_OUTPUT_PORT:
+        this.out.push(this.outputPort);
+        break;
+      case CMD_KBD_DISABLE:
+        this.ctr |= 0x10;
+        break;
+      case CMD_KBD_ENABLE:
+        this.ctr &= ~0x10;
+        break;
+      case CMD_AUX_DISABLE:
+        this.ctr |= 0x20;
+        break;
+      case CMD_AUX_ENABLE:
+        this.ctr &= ~0x20;
+        break;
+      case CMD_PULSE_RESET:
+        this.onReset();
+        break;
       default:
         // 0xf0..0xff pulse output lines; bit 0 of the low nibble clear pulses reset.
         if ((cmd & 0xf0) === 0xf0 && !(cmd & 0x01)) this.onReset();
@@ -94,12 +117,16 @@ export class I8042 {
     const cmd = this.pending;
     this.pending = null;
     switch (cmd) {
-      case CMD_WRITE_CTR: this.ctr = v; this.status = (this.status & ~STATUS_SYS) | (v & STATUS_SYS); return;
+      case CMD_WRITE_CTR:
+        this.ctr = v;
+        this.status = (this.status & ~STATUS_SYS) | (v & STATUS_SYS);
+        return;
       case CMD_WRITE_OUTPUT_PORT:
         this.outputPort = v;
         if (!(v & OUTPUT_PORT_RESET)) this.onReset();
         return;
-      case CMD_WRITE_AUX: return; // no mouse: the byte goes nowhere
+      case CMD_WRITE_AUX:
+        return; // no mouse: the byte goes nowhere
       default:
         // A byte for the keyboard: no keyboard is attached, but acknowledge like one would
         // so that drivers probing it time out quickly instead of retrying.

@@ -75,8 +75,17 @@ export interface SerialOptions {
 }
 
 export interface SerialState {
-  ier: number; lcr: number; mcr: number; lsr: number; msr: number; scr: number; fcr: number;
-  dll: number; dlm: number; thrInterruptPending: boolean; rx: number[];
+  ier: number;
+  lcr: number;
+  mcr: number;
+  lsr: number;
+  msr: number;
+  scr: number;
+  fcr: number;
+  dll: number;
+  dlm: number;
+  thrInterruptPending: boolean;
+  rx: number[];
 }
 
 export class Serial {
@@ -147,8 +156,11 @@ export class Serial {
       case UART_MSR: {
         let v: number;
         if (this.mcr & UART_MCR_LOOP) {
-          v = (this.mcr & UART_MCR_RTS ? UART_MSR_CTS : 0) | (this.mcr & UART_MCR_DTR ? UART_MSR_DSR : 0) |
-            (this.mcr & UART_MCR_OUT1 ? UART_MSR_RI : 0) | (this.mcr & UART_MCR_OUT2 ? UART_MSR_DCD : 0);
+          v =
+            (this.mcr & UART_MCR_RTS ? UART_MSR_CTS : 0) |
+            (this.mcr & UART_MCR_DTR ? UART_MSR_DSR : 0) |
+            (this.mcr & UART_MCR_OUT1 ? UART_MSR_RI : 0) |
+            (this.mcr & UART_MCR_OUT2 ? UART_MSR_DCD : 0);
         } else {
           v = this.msr;
         }
@@ -232,7 +244,19 @@ export class Serial {
 
   /** Plain record of the register state (for snapshots). */
   save(): SerialState {
-    return { ier: this.ier, lcr: this.lcr, mcr: this.mcr, lsr: this.lsr, msr: this.msr, scr: this.scr, fcr: this.fcr, dll: this.dll, dlm: this.dlm, thrInterruptPending: this.thrInterruptPending, rx: [...this.rx] };
+    return {
+      ier: this.ier,
+      lcr: this.lcr,
+      mcr: this.mcr,
+      lsr: this.lsr,
+      msr: this.msr,
+      scr: this.scr,
+      fcr: this.fcr,
+      dll: this.dll,
+      dlm: this.dlm,
+      thrInterruptPending: this.thrInterruptPending,
+      rx: [...this.rx],
+    };
   }
   restore(s: SerialState): void {
     Object.assign(this, { ...s, rx: s.rx.slice(0, RX_CAPACITY) });

@@ -40,7 +40,10 @@ export interface BackendChoice {
 }
 
 /** The backend for `wanted` ('auto' picks); undefined when VM isolation cannot run here at all. */
-export function chooseVmBackend(wanted: VmBackendKind | 'auto', o: { kvmDevice?: string; envPath?: string } = {}): BackendChoice | undefined {
+export function chooseVmBackend(
+  wanted: VmBackendKind | 'auto',
+  o: { kvmDevice?: string; envPath?: string } = {},
+): BackendChoice | undefined {
   const device = o.kvmDevice ?? KVM_DEVICE;
   if (wanted === 'kvm') {
     requireKvm(device);

@@ -32,7 +32,9 @@ export async function launchKvm(o: GuestLaunch): Promise<RunningGuest> {
       cpus: o.cpus,
       console: { output: o.console },
       mmioDevices: [
-        set.add('vda', o.devices.blk), set.add('vsock', o.devices.vsock), set.add('rng', o.devices.rng),
+        set.add('vda', o.devices.blk),
+        set.add('vsock', o.devices.vsock),
+        set.add('rng', o.devices.rng),
         ...(o.devices.net ? [set.add('net', o.devices.net)] : []),
       ],
       ...(o.log && { log: o.log }),
@@ -41,10 +43,13 @@ export async function launchKvm(o: GuestLaunch): Promise<RunningGuest> {
     await set.close();
     throw e;
   }
-  const ended = machine.run().then(
-    (end) => endOf(end),
-    (e: unknown) => ({ kind: 'crashed' as const, detail: `VMM error: ${(e as Error).message}` }),
-  ).finally(() => set.close());
+  const ended = machine
+    .run()
+    .then(
+      (end) => endOf(end),
+      (e: unknown) => ({ kind: 'crashed' as const, detail: `VMM error: ${(e as Error).message}` }),
+    )
+    .finally(() => set.close());
   return {
     backend: 'kvm',
     ended,

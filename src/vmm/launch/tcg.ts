@@ -135,7 +135,10 @@ export async function launchTcg(o: GuestLaunch, qemu = QEMU_BINARY): Promise<Run
     });
     // QEMU must not outlive its supervisor (a SIGKILLed supervisor leaves a guest without
     // devices): setpriv (util-linux) gives it the parent-death signal Node cannot set
-    child = spawn(SETPRIV, ['--pdeathsig', 'SIGKILL', '--', qemu, ...args], { stdio: ['ignore', 'pipe', 'pipe', ...theirs], detached: false });
+    child = spawn(SETPRIV, ['--pdeathsig', 'SIGKILL', '--', qemu, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe', ...theirs],
+      detached: false,
+    });
   } catch (e) {
     await closeAll();
     throw e;
@@ -162,7 +165,11 @@ export async function launchTcg(o: GuestLaunch, qemu = QEMU_BINARY): Promise<Run
       if (stopReason) resolve({ kind: 'stopped', detail: stopReason });
       else if (fatal) resolve({ kind: 'crashed', detail: `a device failed: ${fatal.message}` });
       else if (code === 0) resolve({ kind: 'poweroff', detail: 'the guest powered off' });
-      else resolve({ kind: 'crashed', detail: `QEMU exited with ${signal ?? `status ${code}`}${stderr ? `: ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}` });
+      else
+        resolve({
+          kind: 'crashed',
+          detail: `QEMU exited with ${signal ?? `status ${code}`}${stderr ? `: ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`,
+        });
     });
     stopper = (reason) => {
       stopReason ??= reason;

@@ -51,13 +51,31 @@ export function qemuMicrovmArgs(o: QemuMicrovmOptions): string[] {
     if (!o.net.socket || /[,\n\0]/.test(o.net.socket)) throw bad(`NIC socket path ${JSON.stringify(o.net.socket)}`);
   }
   const args = [
-    '-M', 'microvm,acpi=off,x-option-roms=off,isa-serial=on,rtc=off',
-    '-accel', 'tcg', '-cpu', 'max',
-    '-smp', String(o.vcpus), '-m', `${o.memoryMiB}M`,
-    '-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'stdio', '-no-reboot',
-    '-object', `memory-backend-memfd,id=mem,size=${o.memoryMiB}M,share=on`, '-machine', 'memory-backend=mem',
-    '-global', 'virtio-mmio.force-legacy=false',
-    '-kernel', o.kernel,
+    '-M',
+    'microvm,acpi=off,x-option-roms=off,isa-serial=on,rtc=off',
+    '-accel',
+    'tcg',
+    '-cpu',
+    'max',
+    '-smp',
+    String(o.vcpus),
+    '-m',
+    `${o.memoryMiB}M`,
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-serial',
+    'stdio',
+    '-no-reboot',
+    '-object',
+    `memory-backend-memfd,id=mem,size=${o.memoryMiB}M,share=on`,
+    '-machine',
+    'memory-backend=mem',
+    '-global',
+    'virtio-mmio.force-legacy=false',
+    '-kernel',
+    o.kernel,
   ];
   if (o.initrd) args.push('-initrd', o.initrd);
   args.push('-append', o.cmdline);
@@ -65,7 +83,14 @@ export function qemuMicrovmArgs(o: QemuMicrovmOptions): string[] {
     args.push('-chardev', `socket,id=vhu${i},fd=${d.fd}`, '-device', `${DEVICE[d.kind]},chardev=vhu${i}`);
   });
   if (o.net) {
-    args.push('-chardev', `socket,id=vhunet,path=${o.net.socket}`, '-netdev', 'vhost-user,id=net0,chardev=vhunet', '-device', `virtio-net-device,netdev=net0,mac=${o.net.mac}`);
+    args.push(
+      '-chardev',
+      `socket,id=vhunet,path=${o.net.socket}`,
+      '-netdev',
+      'vhost-user,id=net0,chardev=vhunet',
+      '-device',
+      `virtio-net-device,netdev=net0,mac=${o.net.mac}`,
+    );
   }
   return args;
 }

@@ -224,7 +224,13 @@ beforeAll(async () => {
       mem: guestSpec('mem', MEM_SCRIPT, { memory: 16 * 1024 * 1024 }),
       pids: guestSpec('pids', PIDS_SCRIPT, { pidsLimit: 8 }),
       // --memory-swap -1: unlimited swap on top of the memory limit
-      cpu: guestSpec('cpu', CPU_SCRIPT, { nanoCpus: 500_000_000, cpuShares: 512, cpusetCpus: '0', memory: 64 * 1024 * 1024, memorySwap: -1 }),
+      cpu: guestSpec('cpu', CPU_SCRIPT, {
+        nanoCpus: 500_000_000,
+        cpuShares: 512,
+        cpusetCpus: '0',
+        memory: 64 * 1024 * 1024,
+        memorySwap: -1,
+      }),
       upd: guestSpec('upd', UPDATE_SCRIPT, { memory: 64 * 1024 * 1024, pidsLimit: 20, nanoCpus: 500_000_000, cpuShares: 512 }, [shared]),
       freeze: guestSpec('freeze', FREEZE_SCRIPT, { memory: 64 * 1024 * 1024, pidsLimit: 20 }, [shared]),
     };

@@ -28,7 +28,16 @@ let dir: string;
 let lower: string;
 let client: AgentClient;
 
-function tar(entries: { name: string; type?: 'file' | 'directory' | 'symlink' | 'link'; content?: Buffer | string; mode?: number; linkname?: string; uid?: number }[]): Readable {
+function tar(
+  entries: {
+    name: string;
+    type?: 'file' | 'directory' | 'symlink' | 'link';
+    content?: Buffer | string;
+    mode?: number;
+    linkname?: string;
+    uid?: number;
+  }[],
+): Readable {
   const p = tarPack();
   for (const e of entries) {
     const { content, ...h } = e;
@@ -96,14 +105,18 @@ describe('agent extract connection', () => {
 
   it('writes files, directories, symlinks and hard links inside the container root, with modes and owners', async () => {
     const big = randomBytes(2 * 1024 * 1024 + 5);
-    await extractThroughAgent(client, '/tmp', tar([
-      { name: 'd', type: 'directory', mode: 0o750 },
-      { name: 'd/f', content: 'deep\n', mode: 0o4751, uid: 1000 },
-      { name: 'd/ln', type: 'symlink', linkname: 'f' },
-      { name: 'hard', type: 'link', linkname: 'd/f' },
-      { name: 'big', content: big },
-      { name: 'new/parent/file', content: 'p' },
-    ]));
+    await extractThroughAgent(
+      client,
+      '/tmp',
+      tar([
+        { name: 'd', type: 'directory', mode: 0o750 },
+        { name: 'd/f', content: 'deep\n', mode: 0o4751, uid: 1000 },
+        { name: 'd/ln', type: 'symlink', linkname: 'f' },
+        { name: 'hard', type: 'link', linkname: 'd/f' },
+        { name: 'big', content: big },
+        { name: 'new/parent/file', content: 'p' },
+      ]),
+    );
     const t = path.join(lower, 'tmp');
     expect(statSync(path.join(t, 'd')).mode & 0o7777).toBe(0o750);
     const f = statSync(path.join(t, 'd', 'f'));
@@ -114,7 +127,7 @@ describe('agent extract connection', () => {
     expect(readFileSync(path.join(t, 'new', 'parent', 'file'), 'utf8')).toBe('p');
   });
 
-  it('resolves symlinks in the container: an absolute link leads to its root, not the host\'s', async () => {
+  it("resolves symlinks in the container: an absolute link leads to its root, not the host's", async () => {
     const marker = `tvm-extract-escape-${process.pid}`;
     await extractThroughAgent(client, '/tmp', tar([{ name: 'esc', type: 'symlink', linkname: '/' }]));
     await extractThroughAgent(client, '/tmp', tar([{ name: `esc/${marker}`, content: 'inside' }]));
@@ -123,14 +136,21 @@ describe('agent extract connection', () => {
     expect(lstatSync(path.join(lower, 'tmp', 'esc')).isSymbolicLink()).toBe(true);
   });
 
-  it('answers Docker\'s errors for a missing destination and one that is not a directory', async () => {
-    await expect(extractThroughAgent(client, '/nope', tar([{ name: 'a', content: 'x' }]))).rejects.toMatchObject({ status: 404, message: 'Could not find the file /nope in container' });
-    await expect(extractThroughAgent(client, '/tmp/big', tar([{ name: 'a', content: 'x' }]))).rejects.toMatchObject({ status: 400, message: 'extraction point /tmp/big is not a directory' });
+  it("answers Docker's errors for a missing destination and one that is not a directory", async () => {
+    await expect(extractThroughAgent(client, '/nope', tar([{ name: 'a', content: 'x' }]))).rejects.toMatchObject({
+      status: 404,
+      message: 'Could not find the file /nope in container',
+    });
+    await expect(extractThroughAgent(client, '/tmp/big', tar([{ name: 'a', content: 'x' }]))).rejects.toMatchObject({
+      status: 400,
+      message: 'extraction point /tmp/big is not a directory',
+    });
     await expect(extractThroughAgent(client, '/tmp', tar([{ name: '../../etc/x', content: 'x' }]))).rejects.toMatchObject({ status: 400 });
   });
 
   it('refuses entries the daemon never sends: a climbing path, an unknown kind, data on a directory, a cut-off file', async () => {
-    const entry = (o: object) => encodeMessage({ v: 1, type: 'entry', path: 'a', kind: 'file', mode: 0o644, uid: 0, gid: 0, size: 0, ...o } as never);
+    const entry = (o: object) =>
+      encodeMessage({ v: 1, type: 'entry', path: 'a', kind: 'file', mode: 0o644, uid: 0, gid: 0, size: 0, ...o } as never);
     for (const frames of [
       [entry({ path: '../a' })],
       [entry({ path: 'a/../../b' })],

@@ -15,7 +15,23 @@ describe('native agent', () => {
     }
     const out = execFileSync('make', ['-s', '-C', NATIVE, 'all', 'test'], { encoding: 'utf8' });
     const results = [...out.matchAll(/^(test_\w+): (\d+) checks, (\d+) failed$/gm)];
-    expect(results.map((r) => r[1]).sort()).toEqual(['test_devices', 'test_frame', 'test_json', 'test_log', 'test_seccomp', 'test_hostopts', 'test_spec', 'test_user', 'test_userns', 'test_cgroup', 'test_run', 'test_update', 'test_guest'].sort());
+    expect(results.map((r) => r[1]).sort()).toEqual(
+      [
+        'test_devices',
+        'test_frame',
+        'test_json',
+        'test_log',
+        'test_seccomp',
+        'test_hostopts',
+        'test_spec',
+        'test_user',
+        'test_userns',
+        'test_cgroup',
+        'test_run',
+        'test_update',
+        'test_guest',
+      ].sort(),
+    );
     for (const r of results) {
       expect(Number(r[2])).toBeGreaterThan(5);
       expect(Number(r[3])).toBe(0);

@@ -86,7 +86,12 @@ describe('agent protocol against tvm-agent', () => {
 
   it('answers requests by id, out of order is fine, and refuses unknown types', async () => {
     const hello = encodeMessage({ v: 1, type: 'hello', versions: [1], kind: 'control' });
-    const got = await raw([hello, frame('{"v":1,"type":"state","id":7}'), frame('{"v":1,"type":"start","id":8}'), frame('{"v":1,"type":"frobnicate","id":9}')]);
+    const got = await raw([
+      hello,
+      frame('{"v":1,"type":"state","id":7}'),
+      frame('{"v":1,"type":"start","id":8}'),
+      frame('{"v":1,"type":"frobnicate","id":9}'),
+    ]);
     expect(got).toEqual([
       expect.objectContaining({ type: 'hello', version: 1 }),
       expect.objectContaining({ type: 'ok', id: 7, status: 'empty' }),

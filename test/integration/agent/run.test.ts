@@ -48,7 +48,10 @@ let seq = 0;
 function spec(process: Partial<ProcessSpec> & { args: string[] }, resources: Resources = {}): { file: string; state: string; id: string } {
   const id = `run${++seq}`;
   const stateDir = path.join(dir, id);
-  const s = containerSpec({ id, name: id, hostname: id, imageId: 'sha256:' + '0'.repeat(64), resources, stateDir }, { env: ['PATH=/bin'], ...process });
+  const s = containerSpec(
+    { id, name: id, hostname: id, imageId: 'sha256:' + '0'.repeat(64), resources, stateDir },
+    { env: ['PATH=/bin'], ...process },
+  );
   validateSpec(s);
   const cg: CgroupConfig = { version: 1, root: CG_ROOT, path: `${CG_PARENT}/${id}` };
   const file = path.join(dir, `${id}.json`);
@@ -136,7 +139,7 @@ describe('tvm-agent run (foreground, host cgroup v1)', () => {
     expect(cgroupLeft(s.id)).toEqual([]);
   });
 
-  it('a missing executable is Docker\'s 127 with its message, and leaves no cgroup', async () => {
+  it("a missing executable is Docker's 127 with its message, and leaves no cgroup", async () => {
     const s = spec({ args: ['no-such-program'] }, { pidsLimit: 10 });
     const r = await execa(agent, ['run', '--spec', s.file], { reject: false });
     expect(r.exitCode).toBe(127);

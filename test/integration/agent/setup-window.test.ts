@@ -52,7 +52,10 @@ describe('agent death during container setup', () => {
     const cgRoot = path.join(dir, 'cgroup');
     mkdirSync(state);
     mkdirSync(path.join(cgRoot, 'memory'), { recursive: true });
-    const s = containerSpec({ id: 'w1', name: 'w1', hostname: 'w1', imageId: 'sha256:' + '0'.repeat(64), stateDir: state }, { args: ['true'], env: ['PATH=/bin'] });
+    const s = containerSpec(
+      { id: 'w1', name: 'w1', hostname: 'w1', imageId: 'sha256:' + '0'.repeat(64), stateDir: state },
+      { args: ['true'], env: ['PATH=/bin'] },
+    );
     validateSpec(s);
     const cg: CgroupConfig = { version: 1, root: cgRoot, path: 'tvm/w1' };
     await spawnSupervisor(agent, state, 30);

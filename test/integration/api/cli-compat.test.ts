@@ -23,7 +23,9 @@ describe('docker CLI compatibility', () => {
     const det = await d.docker(['run', '-d', '--name', name, 'busybox', 'sh', '-c', 'echo started; sleep 30'], { env });
     expect(det.exitCode, det.stderr).toBe(0);
     expect((await d.docker(['ps', '--format', '{{.Names}}'], { env })).stdout).toBe(name);
-    expect((await d.docker(['inspect', '-f', '{{.State.Status}} {{.HostConfig.Isolation}}', name], { env })).stdout).toBe('running container');
+    expect((await d.docker(['inspect', '-f', '{{.State.Status}} {{.HostConfig.Isolation}}', name], { env })).stdout).toBe(
+      'running container',
+    );
     expect((await d.docker(['exec', name, 'echo', 'ex'], { env })).stdout).toBe('ex');
     let logs = '';
     for (let i = 0; i < 50 && logs === ''; i++) {

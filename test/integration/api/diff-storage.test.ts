@@ -21,7 +21,10 @@ async function loopDevices(): Promise<string> {
 }
 
 function mountedUnder(dir: string): string[] {
-  return readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(dir + '/'));
+  return readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[1] ?? '')
+    .filter((m) => m.startsWith(dir + '/'));
 }
 
 describe('docker run --storage-opt size= and docker diff (--isolation=container)', () => {
@@ -34,7 +37,11 @@ describe('docker run --storage-opt size= and docker diff (--isolation=container)
     return JSON.parse(String(raw.stdout));
   };
   const tvm = async (args: string[]) => {
-    const r = await execa(process.execPath, [path.join(REPO, 'bin', 'tvm.js'), ...args], { reject: false, env: { TVM_HOST: d.host }, timeout: 120_000 });
+    const r = await execa(process.execPath, [path.join(REPO, 'bin', 'tvm.js'), ...args], {
+      reject: false,
+      env: { TVM_HOST: d.host },
+      timeout: 120_000,
+    });
     return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
   };
 
@@ -59,8 +66,17 @@ describe('docker run --storage-opt size= and docker diff (--isolation=container)
   });
 
   it('size=64M: df shows it, writing past it is ENOSPC, inspect records it, rm leaves nothing', async () => {
-    const c = await docker(['create', '--name', 'sized', '--storage-opt', 'size=64M', 'busybox', 'sh', '-c',
-      'df -k / | tail -1; dd if=/dev/zero of=/big bs=1M count=100; echo dd=$?; ls -l /big']);
+    const c = await docker([
+      'create',
+      '--name',
+      'sized',
+      '--storage-opt',
+      'size=64M',
+      'busybox',
+      'sh',
+      '-c',
+      'df -k / | tail -1; dd if=/dev/zero of=/big bs=1M count=100; echo dd=$?; ls -l /big',
+    ]);
     expect(c.exitCode, c.stderr).toBe(0);
     const id = c.stdout.trim();
     const stateDir = path.join(d.dataRoot, 'containers', id);
@@ -100,7 +116,17 @@ describe('docker run --storage-opt size= and docker diff (--isolation=container)
   });
 
   it('a size in other spellings (bytes, 20m, 10g; also through tvm run) and the remount after the mount went away', async () => {
-    const c = await docker(['create', '--name', 'bytes', '--storage-opt', `SIZE=${32 * MiB}`, 'busybox', 'sh', '-c', 'df -k / | tail -1; echo x > /kept']);
+    const c = await docker([
+      'create',
+      '--name',
+      'bytes',
+      '--storage-opt',
+      `SIZE=${32 * MiB}`,
+      'busybox',
+      'sh',
+      '-c',
+      'df -k / | tail -1; echo x > /kept',
+    ]);
     expect(c.exitCode, c.stderr).toBe(0);
     const id = c.stdout.trim();
     const mp = path.join(d.dataRoot, 'containers', id, 'layer');
@@ -134,7 +160,7 @@ describe('docker run --storage-opt size= and docker diff (--isolation=container)
     expect(kib).toBeLessThan(10.01 * 1024 * 1024);
   });
 
-  it('refuses bad --storage-opt values with Docker\'s words and leaves nothing behind', async () => {
+  it("refuses bad --storage-opt values with Docker's words and leaves nothing behind", async () => {
     const before = (await docker(['ps', '-aq'])).stdout;
     const unknown = await docker(['run', '--rm', '--storage-opt', 'inodes=5', 'busybox', 'true']);
     expect(unknown.exitCode).toBe(125);
@@ -150,7 +176,7 @@ describe('docker run --storage-opt size= and docker diff (--isolation=container)
     expect((await docker(['ps', '-aq'])).stdout).toBe(before);
   });
 
-  it('docker diff: added, modified, deleted, in Docker\'s order; runtime mount points left out', async () => {
+  it("docker diff: added, modified, deleted, in Docker's order; runtime mount points left out", async () => {
     const fresh = await docker(['run', '--name', 'clean', 'busybox', 'true']);
     expect(fresh.exitCode, fresh.stderr).toBe(0);
     const none = await docker(['diff', 'clean']);
@@ -158,8 +184,16 @@ describe('docker run --storage-opt size= and docker diff (--isolation=container)
     expect(await changesJson('clean')).toBeNull(); // as dockerd answers
     await docker(['rm', 'clean']);
 
-    const r = await docker(['run', '-d', '--name', 'differ', 'busybox', 'sh', '-c',
-      'echo new > /tmp/new.txt; echo more >> /etc/passwd; rm /etc/group; mkdir -p /home/app/a/b; echo x > /home/app/a/b/f; rm -r /var; mkdir /var; echo y > /var/v; sleep 60']);
+    const r = await docker([
+      'run',
+      '-d',
+      '--name',
+      'differ',
+      'busybox',
+      'sh',
+      '-c',
+      'echo new > /tmp/new.txt; echo more >> /etc/passwd; rm /etc/group; mkdir -p /home/app/a/b; echo x > /home/app/a/b/f; rm -r /var; mkdir /var; echo y > /var/v; sleep 60',
+    ]);
     expect(r.exitCode, r.stderr).toBe(0);
     // exactly what dockerd 20.10 (overlay2) answers for this script on the busybox fixture, sorted
     const expected = [
@@ -181,22 +215,42 @@ describe('docker run --storage-opt size= and docker diff (--isolation=container)
       out = (await docker(['diff', 'differ'])).stdout;
       if (out !== expected) await new Promise((res) => setTimeout(res, 100));
     }
-    expect(out.split("\n")).toEqual(expected.split("\n")); // running
+    expect(out.split('\n')).toEqual(expected.split('\n')); // running
     expect((await docker(['rm', '-f', 'differ'])).exitCode).toBe(0);
 
     // stopped, and the API's JSON form
     await docker(['run', '--name', 'stopped', 'busybox', 'sh', '-c', 'touch /made; rm /bin/cat']);
     expect((await docker(['diff', 'stopped'])).stdout).toBe('C /bin\nD /bin/cat\nA /made');
-    expect(await changesJson('stopped')).toEqual([{ Path: '/bin', Kind: 0 }, { Path: '/bin/cat', Kind: 2 }, { Path: '/made', Kind: 1 }]);
+    expect(await changesJson('stopped')).toEqual([
+      { Path: '/bin', Kind: 0 },
+      { Path: '/bin/cat', Kind: 2 },
+      { Path: '/made', Kind: 1 },
+    ]);
     const t = await tvm(['diff', 'stopped']);
     expect([t.exitCode, t.stdout, t.stderr]).toEqual([0, 'C /bin\nD /bin/cat\nA /made', '']);
     await docker(['rm', 'stopped']);
 
     // what dockerd 20.10 (overlay2) answers for the same scripts on the busybox fixture
     const sorted = (s: string) => s.split('\n').sort().join('\n');
-    await docker(['run', '--name', 'owners', 'busybox', 'sh', '-c', 'chmod 700 /home; rm -r /home/app; mkdir /home/app; touch /home/app/n; mkdir -p /srv']);
+    await docker([
+      'run',
+      '--name',
+      'owners',
+      'busybox',
+      'sh',
+      '-c',
+      'chmod 700 /home; rm -r /home/app; mkdir /home/app; touch /home/app/n; mkdir -p /srv',
+    ]);
     expect(sorted((await docker(['diff', 'owners'])).stdout)).toBe(sorted('C /home\nC /home/app\nA /home/app/n\nA /srv'));
-    await docker(['run', '--name', 'kinds', 'busybox', 'sh', '-c', 'rm -rf /home; touch /home; ln -s x /etc/passwd2; rm /bin/ls; ln -s busybox /bin/ls']);
+    await docker([
+      'run',
+      '--name',
+      'kinds',
+      'busybox',
+      'sh',
+      '-c',
+      'rm -rf /home; touch /home; ln -s x /etc/passwd2; rm /bin/ls; ln -s busybox /bin/ls',
+    ]);
     expect(sorted((await docker(['diff', 'kinds'])).stdout)).toBe(sorted('C /home\nC /etc\nA /etc/passwd2\nC /bin\nC /bin/ls'));
     await docker(['run', '--name', 'vol', '-v', '/data', 'busybox', 'true']);
     expect((await docker(['diff', 'vol'])).stdout).toBe('A /data');

@@ -60,7 +60,14 @@ describe('a full data root', () => {
   });
 
   it('a container that fills its writable layer gets ENOSPC itself; the daemon carries on', async () => {
-    const r = await d.docker(['run', '--rm', 'busybox', 'sh', '-c', `dd if=/dev/zero of=/fill bs=1M count=${(DATA_ROOT_BYTES >> 20) * 2} 2>&1; echo rc=$?`]);
+    const r = await d.docker([
+      'run',
+      '--rm',
+      'busybox',
+      'sh',
+      '-c',
+      `dd if=/dev/zero of=/fill bs=1M count=${(DATA_ROOT_BYTES >> 20) * 2} 2>&1; echo rc=$?`,
+    ]);
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/No space left on device/);
     expect(r.stdout).toMatch(/rc=1/);
@@ -68,7 +75,7 @@ describe('a full data root', () => {
     expect([again.exitCode, again.stdout]).toEqual([0, 'still fine']);
   });
 
-  it('docker build whose RUN fills the disk fails with the RUN\'s code, tags nothing, leaves no container', async () => {
+  it("docker build whose RUN fills the disk fails with the RUN's code, tags nothing, leaves no container", async () => {
     const ctx = path.join(tmp, 'fill-build');
     await mkdir(ctx, { recursive: true });
     const run = `dd if=/dev/zero of=/fill bs=1M count=${(DATA_ROOT_BYTES >> 20) * 2}`;
@@ -89,7 +96,10 @@ describe('a full data root', () => {
   it('docker run on a full data root fails clearly and leaves no container behind', async () => {
     const filler = path.join(d.dataRoot, 'filler');
     // take every free byte (fallocate reserves real blocks on tmpfs)
-    await execa('sh', ['-c', `fallocate -l $(( $(stat -f -c '%a*%S' ${d.dataRoot}) )) ${filler} || true; dd if=/dev/zero of=${filler} bs=64k oflag=append conv=notrunc 2>/dev/null || true`]);
+    await execa('sh', [
+      '-c',
+      `fallocate -l $(( $(stat -f -c '%a*%S' ${d.dataRoot}) )) ${filler} || true; dd if=/dev/zero of=${filler} bs=64k oflag=append conv=notrunc 2>/dev/null || true`,
+    ]);
     try {
       const r = await d.docker(['run', '--name', 'nospace', 'busybox', 'true']);
       expect(r.exitCode).not.toBe(0);

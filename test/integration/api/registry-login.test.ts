@@ -38,7 +38,8 @@ describe('docker login / pull / run from a private registry through tvm', () => 
     if (dockerConfig) await rm(dockerConfig, { recursive: true, force: true });
   });
 
-  const docker = (args: string[], input?: string) => d.docker(args, { env: { DOCKER_CONFIG: dockerConfig }, ...(input !== undefined && { input }) });
+  const docker = (args: string[], input?: string) =>
+    d.docker(args, { env: { DOCKER_CONFIG: dockerConfig }, ...(input !== undefined && { input }) });
 
   it('refuses a pull without credentials and a login with a wrong password', async () => {
     const anon = await docker(['pull', `${reg.host}/private/app:v1`]);

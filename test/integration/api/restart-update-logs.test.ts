@@ -25,15 +25,28 @@ describe('restart policies, docker update, log rotation (docker CLI, real daemon
     const r = await run(['run', '-d', '--name', 'flaky', '--restart', 'on-failure:2', 'busybox', 'false']);
     expect(r.exitCode, r.stderr).toBe(0);
     const final = await until('flaky to give up', async () => {
-      const s = await inspect('flaky', '{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}');
+      const s = await inspect(
+        'flaky',
+        '{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}',
+      );
       return s.startsWith('exited') && s.includes(' 2 ') ? s : undefined;
     });
     expect(final).toBe('exited 1 2 on-failure:2');
-    const ev = await run(['events', '--since', since, '--until', String(Math.floor(Date.now() / 1000) + 1), '--filter', 'container=flaky', '--format', '{{.Action}}']);
+    const ev = await run([
+      'events',
+      '--since',
+      since,
+      '--until',
+      String(Math.floor(Date.now() / 1000) + 1),
+      '--filter',
+      'container=flaky',
+      '--format',
+      '{{.Action}}',
+    ]);
     expect(ev.stdout.split('\n')).toEqual(['create', 'start', 'die', 'start', 'die', 'start', 'die']);
   });
 
-  it('refuses bad policies with Docker\'s messages', async () => {
+  it("refuses bad policies with Docker's messages", async () => {
     const bad = await run(['run', '-d', '--restart', 'sometimes', 'busybox', 'true']);
     expect(bad.exitCode).not.toBe(0);
     expect(bad.stderr).toContain("invalid restart policy: unknown policy 'sometimes'");
@@ -55,15 +68,23 @@ describe('restart policies, docker update, log rotation (docker CLI, real daemon
     await run(['rm', '-f', 'always']);
   });
 
-  it('docker update changes a running container\'s limits live (cgroup v1 files), inspect shows them, forks beyond the pids limit fail', async () => {
+  it("docker update changes a running container's limits live (cgroup v1 files), inspect shows them, forks beyond the pids limit fail", async () => {
     expect((await run(['run', '-d', '--name', 'upd', '-m', '64m', 'busybox', 'sleep', '1000'])).exitCode).toBe(0);
     const id = await inspect('upd', '{{.Id}}');
     const u = await run(['update', '--memory', '32m', '--pids-limit', '20', 'upd']);
     expect([u.exitCode, u.stdout, u.stderr]).toEqual([0, 'upd', '']);
-    expect(await inspect('upd', '{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.PidsLimit}}')).toBe(`${32 * 1024 * 1024} ${128 * 1024 * 1024} 20`);
+    expect(await inspect('upd', '{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.PidsLimit}}')).toBe(
+      `${32 * 1024 * 1024} ${128 * 1024 * 1024} 20`,
+    );
     expect((await readFile(`/sys/fs/cgroup/memory/tvm/${id}/memory.limit_in_bytes`, 'utf8')).trim()).toBe(String(32 * 1024 * 1024));
     expect((await readFile(`/sys/fs/cgroup/pids/tvm/${id}/pids.max`, 'utf8')).trim()).toBe('20');
-    const fork = await run(['exec', 'upd', 'sh', '-c', 'i=0; while [ $i -lt 40 ]; do sleep 30 </dev/null >/dev/null 2>&1 & i=$((i+1)); done; echo started $i']);
+    const fork = await run([
+      'exec',
+      'upd',
+      'sh',
+      '-c',
+      'i=0; while [ $i -lt 40 ]; do sleep 30 </dev/null >/dev/null 2>&1 & i=$((i+1)); done; echo started $i',
+    ]);
     expect(fork.stderr).toMatch(/can't fork|Resource temporarily unavailable/);
     // raising past the current memory+swap: the agent moves memsw first, as the kernel requires
     const up = await run(['update', '--memory', '200m', '--memory-swap', '400m', 'upd']);
@@ -85,13 +106,32 @@ describe('restart policies, docker update, log rotation (docker CLI, real daemon
     const id = await inspect('nolimit', '{{.Id}}');
     const swap = await run(['update', '--memory', '32m', 'nolimit']);
     expect(swap.exitCode).toBe(1);
-    expect(swap.stderr).toContain(`Cannot update container ${id}: Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time`);
+    expect(swap.stderr).toContain(
+      `Cannot update container ${id}: Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time`,
+    );
     // 24 MB in the container's /dev/shm (tmpfs, charged to its memory cgroup), then a limit far below it
-    expect((await run(['run', '-d', '--name', 'hog', '-m', '256m', 'busybox', 'sh', '-c', 'head -c 24000000 /dev/zero > /dev/shm/hog; echo ready; sleep 1000'])).exitCode).toBe(0);
+    expect(
+      (
+        await run([
+          'run',
+          '-d',
+          '--name',
+          'hog',
+          '-m',
+          '256m',
+          'busybox',
+          'sh',
+          '-c',
+          'head -c 24000000 /dev/zero > /dev/shm/hog; echo ready; sleep 1000',
+        ])
+      ).exitCode,
+    ).toBe(0);
     await until('hog to hold its memory', async () => ((await run(['logs', 'hog'])).stdout.includes('ready') ? true : undefined));
     const low = await run(['update', '--memory', '8m', '--memory-swap', '8m', 'hog']);
     expect(low.exitCode).toBe(1);
-    expect(low.stderr).toMatch(/Cannot update container [0-9a-f]{64}: unable to set memory(\+swap)? limit to 8388608 \(current usage: \d+, peak usage: \d+\)/);
+    expect(low.stderr).toMatch(
+      /Cannot update container [0-9a-f]{64}: unable to set memory(\+swap)? limit to 8388608 \(current usage: \d+, peak usage: \d+\)/,
+    );
     expect(await inspect('hog', '{{.HostConfig.Memory}}')).toBe(String(256 * 1024 * 1024));
     await run(['rm', '-f', 'nolimit', 'hog']);
   });
@@ -100,7 +140,12 @@ describe('restart policies, docker update, log rotation (docker CLI, real daemon
     expect((await run(['create', '--name', 'later', 'busybox', 'sleep', '1000'])).exitCode).toBe(0);
     const u = await run(['update', '--pids-limit', '7', '--cpu-shares', '512', '--restart', 'on-failure:3', 'later']);
     expect([u.exitCode, u.stderr]).toEqual([0, '']);
-    expect(await inspect('later', '{{.HostConfig.PidsLimit}} {{.HostConfig.CpuShares}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}')).toBe('7 512 on-failure:3');
+    expect(
+      await inspect(
+        'later',
+        '{{.HostConfig.PidsLimit}} {{.HostConfig.CpuShares}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}',
+      ),
+    ).toBe('7 512 on-failure:3');
     expect((await run(['start', 'later'])).exitCode).toBe(0);
     const id = await inspect('later', '{{.Id}}');
     expect((await readFile(`/sys/fs/cgroup/pids/tvm/${id}/pids.max`, 'utf8')).trim()).toBe('7');
@@ -114,9 +159,23 @@ describe('restart policies, docker update, log rotation (docker CLI, real daemon
   it('--log-opt max-size=100k max-file=3: ~1 MB of output leaves three files, none over the size; docker logs shows the newest lines in order', async () => {
     // 7000 lines of 100 bytes (~170 bytes each as json-file records)
     const script = 'i=0; while [ $i -lt 7000 ]; do printf "line %05d %088d\\n" $i 0; i=$((i+1)); done';
-    const r = await run(['run', '--name', 'chatty', '--log-opt', 'max-size=100k', '--log-opt', 'max-file=3', 'busybox', 'sh', '-c', script]);
+    const r = await run([
+      'run',
+      '--name',
+      'chatty',
+      '--log-opt',
+      'max-size=100k',
+      '--log-opt',
+      'max-file=3',
+      'busybox',
+      'sh',
+      '-c',
+      script,
+    ]);
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(await inspect('chatty', '{{json .HostConfig.LogConfig}}')).toBe('{"Type":"json-file","Config":{"max-file":"3","max-size":"100k"}}');
+    expect(await inspect('chatty', '{{json .HostConfig.LogConfig}}')).toBe(
+      '{"Type":"json-file","Config":{"max-file":"3","max-size":"100k"}}',
+    );
     const logPath = await inspect('chatty', '{{.LogPath}}');
     const files = (await readdir(path.dirname(logPath))).filter((f) => f.startsWith('log.jsonl')).sort();
     expect(files).toEqual(['log.jsonl', 'log.jsonl.1', 'log.jsonl.2']);
@@ -126,7 +185,11 @@ describe('restart policies, docker update, log rotation (docker CLI, real daemon
     expect(nums.at(-1)).toBe(6999);
     expect(nums[0]).toBeGreaterThan(0);
     expect(nums).toEqual(nums.map((_, i) => nums[0]! + i));
-    expect((await run(['logs', '--tail', '3', 'chatty'])).stdout.split('\n').map((l) => l.slice(0, 10))).toEqual(['line 06997', 'line 06998', 'line 06999']);
+    expect((await run(['logs', '--tail', '3', 'chatty'])).stdout.split('\n').map((l) => l.slice(0, 10))).toEqual([
+      'line 06997',
+      'line 06998',
+      'line 06999',
+    ]);
     const bad = await run(['run', '--rm', '--log-opt', 'max-sise=1m', 'busybox', 'true']);
     expect(bad.exitCode).not.toBe(0);
     expect(bad.stderr).toContain("unknown log opt 'max-sise' for json-file log driver");
@@ -135,7 +198,24 @@ describe('restart policies, docker update, log rotation (docker CLI, real daemon
 
   it('docker logs -f follows across rotations: every line once, in order', async () => {
     const script = 'sleep 1; i=0; while [ $i -lt 3000 ]; do printf "line %05d %088d\\n" $i 0; i=$((i+1)); done';
-    expect((await run(['run', '-d', '--name', 'rotfollow', '--log-opt', 'max-size=40k', '--log-opt', 'max-file=20', 'busybox', 'sh', '-c', script])).exitCode).toBe(0);
+    expect(
+      (
+        await run([
+          'run',
+          '-d',
+          '--name',
+          'rotfollow',
+          '--log-opt',
+          'max-size=40k',
+          '--log-opt',
+          'max-file=20',
+          'busybox',
+          'sh',
+          '-c',
+          script,
+        ])
+      ).exitCode,
+    ).toBe(0);
     const f = await run(['logs', '-f', 'rotfollow']);
     expect(f.exitCode, f.stderr).toBe(0);
     const nums = f.stdout.split('\n').map((l) => Number(/^line (\d{5}) /.exec(l)?.[1]));

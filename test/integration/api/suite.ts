@@ -86,7 +86,15 @@ export function dockerCliSuite(isolations: string[], o: { fake: boolean }): void
     });
 
     it('-d, exec, logs -f, stop, rm', async () => {
-      const r = await runIso(['-d', '--name', 'ticker', 'busybox', 'sh', '-c', 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done']);
+      const r = await runIso([
+        '-d',
+        '--name',
+        'ticker',
+        'busybox',
+        'sh',
+        '-c',
+        'i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done',
+      ]);
       expect(r.exitCode, r.stderr).toBe(0);
       expect(r.stdout).toMatch(/^[0-9a-f]{64}$/);
       const ex = await run(['exec', 'ticker', 'sh', '-c', 'echo in-exec; exit 4']);
@@ -121,7 +129,16 @@ export function dockerCliSuite(isolations: string[], o: { fake: boolean }): void
     });
 
     when(vm, 'docker cp both ways (a VM: in before it starts, both ways while it runs and after it stopped)', async () => {
-      const c = await run(['create', `--isolation=${isolation}`, '--name', 'cpbox', 'busybox', 'sh', '-c', 'cat /tmp/in.txt; echo made > /tmp/made; sleep 60']);
+      const c = await run([
+        'create',
+        `--isolation=${isolation}`,
+        '--name',
+        'cpbox',
+        'busybox',
+        'sh',
+        '-c',
+        'cat /tmp/in.txt; echo made > /tmp/made; sleep 60',
+      ]);
       expect(c.exitCode, c.stderr).toBe(0);
       await writeFile(path.join(tmp, 'in.txt'), 'copied in\n');
       const cin = await run(['cp', path.join(tmp, 'in.txt'), 'cpbox:/tmp/']);
@@ -145,7 +162,13 @@ export function dockerCliSuite(isolations: string[], o: { fake: boolean }): void
       await writeFile(path.join(tmp, 'tree', 'big'), big);
       const ctree = await run(['cp', path.join(tmp, 'tree'), 'cpbox:/tmp/']);
       expect(ctree.exitCode, ctree.stderr).toBe(0);
-      const seen = await run(['exec', 'cpbox', 'sh', '-c', 'cat /tmp/again.txt /tmp/tree/ln; stat -c %a /tmp/tree/sub/f; readlink /tmp/tree/ln; md5sum < /tmp/tree/big']);
+      const seen = await run([
+        'exec',
+        'cpbox',
+        'sh',
+        '-c',
+        'cat /tmp/again.txt /tmp/tree/ln; stat -c %a /tmp/tree/sub/f; readlink /tmp/tree/ln; md5sum < /tmp/tree/big',
+      ]);
       expect(seen.stdout).toBe(`copied in\ndeep\n751\nsub/f\n${createHash('md5').update(big).digest('hex')}  -`);
       const cinMissing = await run(['cp', path.join(tmp, 'in.txt'), 'cpbox:/nope/x']);
       expect(cinMissing.exitCode).toBe(1);
@@ -180,14 +203,26 @@ export function dockerCliSuite(isolations: string[], o: { fake: boolean }): void
       const r = await runIso(['--name', 'evt', 'busybox', 'true']);
       expect(r.exitCode).toBe(0);
       await run(['rm', 'evt']);
-      const ev = await run(['events', '--since', since, '--until', String(Math.floor(Date.now() / 1000) + 1), '--filter', 'container=evt', '--format', '{{.Action}}']);
+      const ev = await run([
+        'events',
+        '--since',
+        since,
+        '--until',
+        String(Math.floor(Date.now() / 1000) + 1),
+        '--filter',
+        'container=evt',
+        '--format',
+        '{{.Action}}',
+      ]);
       expect(ev.stdout.split('\n')).toEqual(['create', 'attach', 'start', 'die', 'destroy']);
     });
 
     when(o.fake, 'refuses --isolation=vm clearly where it is not available', async () => {
       const r = await run(['run', '--rm', '--isolation=hyperv', 'busybox', 'true']);
       expect(r.exitCode).toBe(125);
-      expect(r.stderr).toMatch(/isolation "vm" \(hyperv\) is not available in this tvm daemon: it needs a usable \/dev\/kvm or qemu-system-x86_64/);
+      expect(r.stderr).toMatch(
+        /isolation "vm" \(hyperv\) is not available in this tvm daemon: it needs a usable \/dev\/kvm or qemu-system-x86_64/,
+      );
     });
 
     it('bad input: unknown container 404, name conflict 409, bad JSON 400, unknown image', async () => {
@@ -199,14 +234,19 @@ export function dockerCliSuite(isolations: string[], o: { fake: boolean }): void
       expect(dup.exitCode).not.toBe(0);
       expect(dup.stderr).toMatch(/Conflict\. The container name "\/taken" is already in use by container/);
       await run(['rm', 'taken']);
-      const bad = await rawRequest(d.socket, 'POST /v1.50/containers/create HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\nContent-Length: 9\r\nConnection: close\r\n\r\n{"Image":');
+      const bad = await rawRequest(
+        d.socket,
+        'POST /v1.50/containers/create HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\nContent-Length: 9\r\nConnection: close\r\n\r\n{"Image":',
+      );
       expect(bad).toMatch(/^HTTP\/1\.1 400/);
       expect(bad).toMatch(/"message":"invalid JSON/);
       const mem = await runIso(['--rm', '-m', '1', 'busybox', 'true']);
       expect(mem.stderr).toMatch(/Minimum memory limit allowed is 6MB/);
       const port = await runIso(['--rm', '-p', '8080:80', 'busybox', 'true']);
       // the fakes have no networks; the real test daemon has no default bridge (--bridge none)
-      expect(port.stderr).toMatch(o.fake ? /port publishing is not supported yet/ : /conflicting options: port publishing and the container type network mode/);
+      expect(port.stderr).toMatch(
+        o.fake ? /port publishing is not supported yet/ : /conflicting options: port publishing and the container type network mode/,
+      );
       const noimg = await runIso(['--rm', 'ghost:1', 'true']);
       expect(noimg.exitCode).toBe(125);
       expect(noimg.stderr).toMatch(/ghost/);
@@ -214,15 +254,25 @@ export function dockerCliSuite(isolations: string[], o: { fake: boolean }): void
 
     if (!o.fake) {
       it('run -it and exec -it through a pty', async () => {
-        const r = await execa('script', ['-qec', `docker run --rm -it --isolation=${isolation} busybox sh -c 'tty; echo tty-ok'`, '/dev/null'], {
-          env: { DOCKER_HOST: d.host }, reject: false, timeout: 60_000, input: '',
-        });
+        const r = await execa(
+          'script',
+          ['-qec', `docker run --rm -it --isolation=${isolation} busybox sh -c 'tty; echo tty-ok'`, '/dev/null'],
+          {
+            env: { DOCKER_HOST: d.host },
+            reject: false,
+            timeout: 60_000,
+            input: '',
+          },
+        );
         expect(r.exitCode, r.stderr).toBe(0);
         expect(String(r.stdout)).toMatch(/\/dev\/pts\/\d+/);
         expect(String(r.stdout)).toContain('tty-ok');
         await runIso(['-d', '--name', 'ttybox', 'busybox', 'sleep', '60']);
         const ex = await execa('script', ['-qec', `docker exec -it ttybox sh -c 'tty; exit 3'`, '/dev/null'], {
-          env: { DOCKER_HOST: d.host }, reject: false, timeout: 60_000, input: '',
+          env: { DOCKER_HOST: d.host },
+          reject: false,
+          timeout: 60_000,
+          input: '',
         });
         expect(ex.exitCode).toBe(3);
         expect(String(ex.stdout)).toMatch(/\/dev\/pts\/\d+/);
@@ -259,7 +309,9 @@ export function dockerCliSuite(isolations: string[], o: { fake: boolean }): void
           const out = path.join(tmp, `export-${phase}.tar`);
           const ex = await run(['export', '-o', out, 'exp']);
           expect(ex.exitCode, ex.stderr).toBe(0);
-          const names = String((await execa('tar', ['-tf', out])).stdout).split('\n').map((n) => n.replace(/^\.\//, ''));
+          const names = String((await execa('tar', ['-tf', out])).stdout)
+            .split('\n')
+            .map((n) => n.replace(/^\.\//, ''));
           expect(names).toContain('bin/busybox');
           expect(names).toContain('tmp/mark');
           // mount points are there, their pseudo-filesystem contents are not
@@ -276,7 +328,9 @@ export function dockerCliSuite(isolations: string[], o: { fake: boolean }): void
         process.kill(agentPid, 'SIGKILL');
         const w = await run(['wait', id], { timeout: 30_000 });
         expect([w.exitCode, w.stdout]).toEqual([0, '255']);
-        expect((await run(['inspect', '-f', '{{.State.Status}}|{{.State.Error}}', id])).stdout).toBe('exited|lost track of the container: agent connection closed');
+        expect((await run(['inspect', '-f', '{{.State.Status}}|{{.State.Error}}', id])).stdout).toBe(
+          'exited|lost track of the container: agent connection closed',
+        );
         expect((await run(['rm', id])).exitCode).toBe(0);
       });
 
@@ -289,11 +343,28 @@ export function dockerCliSuite(isolations: string[], o: { fake: boolean }): void
       });
 
       it('enforces memory and pids limits', async () => {
-        const oom = await runIso(['--name', 'oomer', '-m', '16m', 'busybox', 'sh', '-c', 'x=$(head -c 80000000 /dev/zero | tr "\\0" a); echo ${#x}']);
+        const oom = await runIso([
+          '--name',
+          'oomer',
+          '-m',
+          '16m',
+          'busybox',
+          'sh',
+          '-c',
+          'x=$(head -c 80000000 /dev/zero | tr "\\0" a); echo ${#x}',
+        ]);
         expect(oom.exitCode).toBe(137);
         expect((await run(['inspect', '-f', '{{.State.OOMKilled}}', 'oomer'])).stdout).toBe('true');
         await run(['rm', 'oomer']);
-        const pids = await runIso(['--rm', '--pids-limit', '5', 'busybox', 'sh', '-c', 'for i in 1 2 3 4 5 6 7 8; do sleep 2 & done; wait']);
+        const pids = await runIso([
+          '--rm',
+          '--pids-limit',
+          '5',
+          'busybox',
+          'sh',
+          '-c',
+          'for i in 1 2 3 4 5 6 7 8; do sleep 2 & done; wait',
+        ]);
         expect(pids.stderr).toMatch(/can't fork|Resource temporarily unavailable/);
       });
 
@@ -305,7 +376,9 @@ export function dockerCliSuite(isolations: string[], o: { fake: boolean }): void
         const st = await run(['inspect', '-f', '{{.State.Status}}', 'survivor']);
         expect(st.stdout).toBe('running');
         const before = (await run(['logs', 'survivor'])).stdout.split('\n').length;
-        await until('more beats after the restart', async () => ((await run(['logs', 'survivor'])).stdout.split('\n').length > before + 2 ? true : undefined));
+        await until('more beats after the restart', async () =>
+          (await run(['logs', 'survivor'])).stdout.split('\n').length > before + 2 ? true : undefined,
+        );
         const stop = await run(['stop', '-t', '2', 'survivor']);
         expect(stop.exitCode, stop.stderr).toBe(0);
         expect((await run(['inspect', '-f', '{{.State.Status}}', 'survivor'])).stdout).toBe('exited');

@@ -55,10 +55,26 @@ describe('user namespaces: tvm daemon --userns-remap=default (docker CLI, --isol
 
   it('runs as root inside, as the range start on the host; image files show their image owners', async () => {
     expect(ok(await run(['busybox', 'id'])).trim()).toBe('uid=0(root) gid=0(root) groups=0(root)');
-    expect(ok(await run(['busybox', 'cat', '/proc/self/uid_map'])).trim().split(/\s+/)).toEqual(['0', String(uidStart), '65536']);
-    expect(ok(await run(['busybox', 'cat', '/proc/self/gid_map'])).trim().split(/\s+/)).toEqual(['0', String(gidStart), '65536']);
-    expect(ok(await run(['busybox', 'ls', '-ln', '/bin/busybox'])).split(/\s+/).slice(2, 4)).toEqual(['0', '0']);
-    expect(ok(await run(['busybox', 'ls', '-lnd', '/home/app'])).split(/\s+/).slice(2, 4)).toEqual(['1000', '1000']);
+    expect(
+      ok(await run(['busybox', 'cat', '/proc/self/uid_map']))
+        .trim()
+        .split(/\s+/),
+    ).toEqual(['0', String(uidStart), '65536']);
+    expect(
+      ok(await run(['busybox', 'cat', '/proc/self/gid_map']))
+        .trim()
+        .split(/\s+/),
+    ).toEqual(['0', String(gidStart), '65536']);
+    expect(
+      ok(await run(['busybox', 'ls', '-ln', '/bin/busybox']))
+        .split(/\s+/)
+        .slice(2, 4),
+    ).toEqual(['0', '0']);
+    expect(
+      ok(await run(['busybox', 'ls', '-lnd', '/home/app']))
+        .split(/\s+/)
+        .slice(2, 4),
+    ).toEqual(['1000', '1000']);
 
     const id = ok(await d.docker(['run', '-d', 'busybox', 'sleep', '300'])).trim();
     const pid = Number(ok(await d.docker(['inspect', '--format', '{{.State.Pid}}', id])).trim());
@@ -68,20 +84,34 @@ describe('user namespaces: tvm daemon --userns-remap=default (docker CLI, --isol
     expect(status).toMatch(new RegExp(`^Gid:\\s+${gidStart}\\s`, 'm'));
     // exec joins the user namespace first and is root in it too
     expect(ok(await d.docker(['exec', id, 'id', '-u'])).trim()).toBe('0');
-    expect(ok(await d.docker(['exec', id, 'cat', '/proc/self/uid_map'])).trim().split(/\s+/)).toEqual(['0', String(uidStart), '65536']);
+    expect(
+      ok(await d.docker(['exec', id, 'cat', '/proc/self/uid_map']))
+        .trim()
+        .split(/\s+/),
+    ).toEqual(['0', String(uidStart), '65536']);
     expect(ok(await d.docker(['exec', '-u', '1000:1000', id, 'id'])).trim()).toBe('uid=1000(app) gid=1000(app) groups=1000(app)');
     // the rest of the lifecycle works on it: top, stats, pause/unpause, a privileged exec (all capabilities, of its namespace)
     expect(ok(await d.docker(['top', id]))).toContain('sleep 300');
     expect(ok(await d.docker(['stats', '--no-stream', '--format', '{{.Name}}', id])).trim()).not.toBe('');
     ok(await d.docker(['pause', id]));
     ok(await d.docker(['unpause', id]));
-    expect(ok(await d.docker(['exec', '--privileged', id, 'grep', '^CapEff', '/proc/self/status'])).trim()).toMatch(/^CapEff:\s+0*1ffffffffff$/);
-    expect(ok(await d.docker(['exec', '--privileged', id, 'cat', '/proc/self/uid_map'])).trim().split(/\s+/)).toEqual(['0', String(uidStart), '65536']);
+    expect(ok(await d.docker(['exec', '--privileged', id, 'grep', '^CapEff', '/proc/self/status'])).trim()).toMatch(
+      /^CapEff:\s+0*1ffffffffff$/,
+    );
+    expect(
+      ok(await d.docker(['exec', '--privileged', id, 'cat', '/proc/self/uid_map']))
+        .trim()
+        .split(/\s+/),
+    ).toEqual(['0', String(uidStart), '65536']);
     // a daemon restart finds it running, in its user namespace
     await d.stop();
     await d.start();
     expect(ok(await d.docker(['inspect', '--format', '{{.State.Status}}', id])).trim()).toBe('running');
-    expect(ok(await d.docker(['exec', id, 'cat', '/proc/1/uid_map'])).trim().split(/\s+/)).toEqual(['0', String(uidStart), '65536']);
+    expect(
+      ok(await d.docker(['exec', id, 'cat', '/proc/1/uid_map']))
+        .trim()
+        .split(/\s+/),
+    ).toEqual(['0', String(uidStart), '65536']);
     ok(await d.docker(['rm', '-f', id]));
   });
 
@@ -89,16 +119,36 @@ describe('user namespaces: tvm daemon --userns-remap=default (docker CLI, --isol
     const out = path.join(tmp, 'out');
     await mkdir(out, { mode: 0o777 });
     await chmod(out, 0o777);
-    ok(await run(['-v', `${out}:/out`, 'busybox', 'sh', '-c', 'echo hi > /out/root-file && chown 1000:1000 /out/root-file && echo x > /out/root2']));
+    ok(
+      await run([
+        '-v',
+        `${out}:/out`,
+        'busybox',
+        'sh',
+        '-c',
+        'echo hi > /out/root-file && chown 1000:1000 /out/root-file && echo x > /out/root2',
+      ]),
+    );
     expect((await stat(path.join(out, 'root-file'))).uid).toBe(uidStart + 1000);
     expect((await stat(path.join(out, 'root-file'))).gid).toBe(gidStart + 1000);
     expect((await stat(path.join(out, 'root2'))).uid).toBe(uidStart);
     // the rootfs: new files, replacing a directory of the image (an opaque dir in the upper layer)
-    const rootfs = ok(await run(['busybox', 'sh', '-c', 'touch /newfile && rm -rf /home && mkdir /home && echo one > /home/only && ls /home && echo 127.0.0.1 x >> /etc/hosts; echo hosts=$?']));
+    const rootfs = ok(
+      await run([
+        'busybox',
+        'sh',
+        '-c',
+        'touch /newfile && rm -rf /home && mkdir /home && echo one > /home/only && ls /home && echo 127.0.0.1 x >> /etc/hosts; echo hosts=$?',
+      ]),
+    );
     expect(rootfs).toContain('only');
     expect(rootfs).not.toContain('app');
     expect(rootfs).toContain('hosts=0');
-    expect(ok(await run(['-v', 'userns-vol:/data', 'busybox', 'sh', '-c', 'echo v > /data/f && ls -ln /data/f'])).split(/\s+/).slice(2, 4)).toEqual(['0', '0']);
+    expect(
+      ok(await run(['-v', 'userns-vol:/data', 'busybox', 'sh', '-c', 'echo v > /data/f && ls -ln /data/f']))
+        .split(/\s+/)
+        .slice(2, 4),
+    ).toEqual(['0', '0']);
     expect(ok(await run(['-v', 'userns-vol:/data', 'busybox', 'cat', '/data/f'])).trim()).toBe('v');
     ok(await d.docker(['volume', 'rm', 'userns-vol']));
   });
@@ -107,19 +157,36 @@ describe('user namespaces: tvm daemon --userns-remap=default (docker CLI, --isol
     const ro = path.join(tmp, 'ro');
     await mkdir(ro, { mode: 0o755 });
     await writeFile(path.join(ro, 'f'), 'r\n');
-    const out = ok(await run(['--read-only', '-v', `${ro}:/ro:ro`, '--tmpfs', '/scratch', 'busybox', 'sh', '-c',
-      'touch /x 2>/dev/null; echo root=$?; touch /ro/y 2>/dev/null; echo ro=$?; cat /ro/f; touch /scratch/z && echo tmpfs=0']));
+    const out = ok(
+      await run([
+        '--read-only',
+        '-v',
+        `${ro}:/ro:ro`,
+        '--tmpfs',
+        '/scratch',
+        'busybox',
+        'sh',
+        '-c',
+        'touch /x 2>/dev/null; echo root=$?; touch /ro/y 2>/dev/null; echo ro=$?; cat /ro/f; touch /scratch/z && echo tmpfs=0',
+      ]),
+    );
     expect(out.split('\n').map((l) => l.trim())).toEqual(['root=1', 'ro=1', 'r', 'tmpfs=0']);
     // a sized writable layer (its own loop-mounted ext4) is the container root's too
-    expect(ok(await run(['--storage-opt', 'size=64m', 'busybox', 'sh', '-c', 'rm -rf /home && mkdir /home && touch /home/x && ls /home']))).toBe('x');
+    expect(
+      ok(await run(['--storage-opt', 'size=64m', 'busybox', 'sh', '-c', 'rm -rf /home && mkdir /home && touch /home/x && ls /home'])),
+    ).toBe('x');
   });
 
-  it('docker cp shows and takes container ids; a stopped container\'s view keeps its opaque directories', async () => {
+  it("docker cp shows and takes container ids; a stopped container's view keeps its opaque directories", async () => {
     const id = ok(await d.docker(['run', '-d', 'busybox', 'sleep', '300'])).trim();
     const src = path.join(tmp, 'cp-in');
     await writeFile(src, 'copied\n');
     ok(await d.docker(['cp', src, `${id}:/tmp/in`]));
-    expect(ok(await d.docker(['exec', id, 'ls', '-ln', '/tmp/in'])).split(/\s+/).slice(2, 4)).toEqual(['0', '0']);
+    expect(
+      ok(await d.docker(['exec', id, 'ls', '-ln', '/tmp/in']))
+        .split(/\s+/)
+        .slice(2, 4),
+    ).toEqual(['0', '0']);
     const pid = Number(ok(await d.docker(['inspect', '--format', '{{.State.Pid}}', id])).trim());
     expect((await stat(`/proc/${pid}/root/tmp/in`)).uid).toBe(uidStart);
     ok(await d.docker(['rm', '-f', id]));
@@ -137,14 +204,20 @@ describe('user namespaces: tvm daemon --userns-remap=default (docker CLI, --isol
   });
 
   it('--userns=host opts out (real root, privileged allowed); privileged or host network without it are refused as Docker does', async () => {
-    expect(ok(await run(['--userns=host', 'busybox', 'cat', '/proc/self/uid_map'])).trim().split(/\s+/)).toEqual(['0', '0', '4294967295']);
+    expect(
+      ok(await run(['--userns=host', 'busybox', 'cat', '/proc/self/uid_map']))
+        .trim()
+        .split(/\s+/),
+    ).toEqual(['0', '0', '4294967295']);
     const hid = ok(await d.docker(['create', '--userns=host', 'busybox', 'true'])).trim();
     expect(ok(await d.docker(['inspect', '--format', '{{.HostConfig.UsernsMode}}', hid])).trim()).toBe('host');
     ok(await d.docker(['rm', hid]));
     expect(ok(await run(['--userns=host', '--privileged', 'busybox', 'id', '-u'])).trim()).toBe('0');
     const priv = await run(['--privileged', 'busybox', 'true']);
     expect(priv.exitCode).not.toBe(0);
-    expect(priv.stderr).toContain('privileged mode is incompatible with user namespaces.  You must run the container in the host namespace when running privileged mode');
+    expect(priv.stderr).toContain(
+      'privileged mode is incompatible with user namespaces.  You must run the container in the host namespace when running privileged mode',
+    );
     const net = await run(['--network', 'host', 'busybox', 'true']);
     expect(net.exitCode).not.toBe(0);
     expect(net.stderr).toContain("cannot share the host's network namespace when user namespaces are enabled");

@@ -16,7 +16,8 @@ describe('docker build, classic builder (--isolation=container)', () => {
   let d: TestDaemon;
   let tmp: string;
   let n = 0;
-  const docker = (args: string[], input?: string) => d.docker(args, { env: { DOCKER_BUILDKIT: '0' }, ...(input !== undefined && { input }) });
+  const docker = (args: string[], input?: string) =>
+    d.docker(args, { env: { DOCKER_BUILDKIT: '0' }, ...(input !== undefined && { input }) });
   /** a fresh context dir with these files */
   const context = async (files: Record<string, string>): Promise<string> => {
     const dir = path.join(tmp, `ctx${n++}`);
@@ -60,10 +61,17 @@ describe('docker build, classic builder (--isolation=container)', () => {
     expect(r.stdout).toContain('Step 1/9 : FROM busybox');
     expect(r.stdout).toContain('Step 6/9 : RUN echo "$GREETING from RUN" && cat hello.txt > copied.txt');
     expect(r.stdout).toContain('hello from RUN');
-    expect(r.stdout).toMatch(/Successfully built [0-9a-f]{12}\nSuccessfully tagged build-test:one:latest|Successfully tagged build-test:one/);
+    expect(r.stdout).toMatch(
+      /Successfully built [0-9a-f]{12}\nSuccessfully tagged build-test:one:latest|Successfully tagged build-test:one/,
+    );
     expect(await runIn('build-test:one', 'pwd; cat copied.txt; echo "$MODE"')).toBe('/app\nhi there\nprod mode');
     expect((await docker(['run', '--rm', 'build-test:one'])).stdout).toBe('hi there');
-    const cfg = await docker(['inspect', '-f', '{{json .Config.Labels}} {{json .Config.ExposedPorts}} {{.Config.WorkingDir}}', 'build-test:one']);
+    const cfg = await docker([
+      'inspect',
+      '-f',
+      '{{json .Config.Labels}} {{json .Config.ExposedPorts}} {{.Config.WorkingDir}}',
+      'build-test:one',
+    ]);
     expect(cfg.stdout).toBe('{"org.test":"yes"} {"8080/tcp":{}} /app');
     const hist = await docker(['history', '--no-trunc', '--format', '{{.CreatedBy}}', 'build-test:one']);
     const rows = hist.stdout.split('\n');
@@ -72,11 +80,17 @@ describe('docker build, classic builder (--isolation=container)', () => {
     expect([histIds.length, histIds.includes('<missing>')]).toEqual([9, false]);
     expect(rows[0]).toBe('/bin/sh -c #(nop)  CMD ["cat" "copied.txt"]');
     expect(rows).toContain('|1 GREETING=hello /bin/sh -c echo "$GREETING from RUN" && cat hello.txt > copied.txt');
-    expect(rows.some((x) => /^\/bin\/sh -c #\(nop\) COPY file:[0-9a-f]{64} in \.\/ ?$/.test(x)), rows.join("\n")).toBe(true);
+    expect(
+      rows.some((x) => /^\/bin\/sh -c #\(nop\) COPY file:[0-9a-f]{64} in \.\/ ?$/.test(x)),
+      rows.join('\n'),
+    ).toBe(true);
     // no intermediate container is left
     expect((await docker(['ps', '-aq'])).stdout).toBe('');
     // the step images are intermediate: listed with -a only, never dangling
-    expect((await docker(['images', '--format', '{{.Repository}}:{{.Tag}}'])).stdout.split('\n').sort()).toEqual(['build-test:one', 'busybox:latest']);
+    expect((await docker(['images', '--format', '{{.Repository}}:{{.Tag}}'])).stdout.split('\n').sort()).toEqual([
+      'build-test:one',
+      'busybox:latest',
+    ]);
     expect((await docker(['images', '-q', '--filter', 'dangling=true'])).stdout).toBe('');
     expect((await docker(['images', '-aq'])).stdout.split('\n').length).toBeGreaterThan(8);
     expect((await docker(['inspect', '-f', '{{.Parent}}', 'build-test:one'])).stdout).toMatch(/^sha256:[0-9a-f]{64}$/);
@@ -144,13 +158,31 @@ describe('docker build, classic builder (--isolation=container)', () => {
     expect((await build(childDir, '-t', 'build-test:child-of')).exitCode).toBe(0);
     const parentId = (await docker(['inspect', '-f', '{{.Id}}', 'build-test:parent'])).stdout;
     const short = parentId.slice(7, 19);
-    for (const args of [['rmi', parentId], ['rmi', '-f', short]]) {
+    for (const args of [
+      ['rmi', parentId],
+      ['rmi', '-f', short],
+    ]) {
       const r = await docker(args);
       expect(r.exitCode).toBe(1);
       expect(r.stderr).toContain(`conflict: unable to delete ${short} (cannot be forced) - image has dependent child images`);
     }
     // the raw answer is dockerd's 409
-    const raw = await execa('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--unix-socket', d.socket, '-X', 'DELETE', `http://localhost/v1.41/images/${parentId}`], { reject: false });
+    const raw = await execa(
+      'curl',
+      [
+        '-s',
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{http_code}',
+        '--unix-socket',
+        d.socket,
+        '-X',
+        'DELETE',
+        `http://localhost/v1.41/images/${parentId}`,
+      ],
+      { reject: false },
+    );
     expect(raw.stdout).toBe('409');
     // by name: untagged only, the image stays for its child
     const untag = await docker(['rmi', 'build-test:parent']);
@@ -164,7 +196,7 @@ describe('docker build, classic builder (--isolation=container)', () => {
     expect((await docker(['inspect', parentId])).exitCode).toBe(1);
   });
 
-  it('COPY --from with globs: matched in the stage\'s files, a symlinked directory not entered, no match is Docker\'s error', async () => {
+  it("COPY --from with globs: matched in the stage's files, a symlinked directory not entered, no match is Docker's error", async () => {
     const dir = await context({
       Dockerfile: [
         'FROM busybox AS build',
@@ -179,10 +211,15 @@ describe('docker build, classic builder (--isolation=container)', () => {
     // the symlinked directory is not walked: nothing matches, as in moby's walk
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toContain('COPY failed: no source files were specified');
-    await writeFile(path.join(dir, 'Dockerfile'), (await readFile(path.join(dir, 'Dockerfile'), 'utf8')).replace(/^COPY --from=build out\/lnk.*\n/m, ''));
+    await writeFile(
+      path.join(dir, 'Dockerfile'),
+      (await readFile(path.join(dir, 'Dockerfile'), 'utf8')).replace(/^COPY --from=build out\/lnk.*\n/m, ''),
+    );
     const ok = await build(dir, '-t', 'build-test:fromglob');
     expect(ok.exitCode, ok.stderr).toBe(0);
-    expect(await runIn('build-test:fromglob', 'cd /got && ls && cat x.txt y.txt top.txt && ls /dir-contents')).toBe('top.txt\nx.txt\ny.txt\n1\n2\n3\nx.md\nx.txt');
+    expect(await runIn('build-test:fromglob', 'cd /got && ls && cat x.txt y.txt top.txt && ls /dir-contents')).toBe(
+      'top.txt\nx.txt\ny.txt\n1\n2\n3\nx.md\nx.txt',
+    );
   });
 
   it('COPY and ADD rules: directories, globs, --chown, a local tar, symlinks, .dockerignore', async () => {
@@ -210,14 +247,17 @@ describe('docker build, classic builder (--isolation=container)', () => {
     await execa('tar', ['-cf', path.join(dir, 'archive.tar'), '-C', path.join(dir, 'dir'), '.']);
     const r = await build(dir, '-t', 'build-test:copy');
     expect(r.exitCode, r.stderr).toBe(0);
-    const out = await runIn('build-test:copy', [
-      'cat /dst/a /dst/sub/b; echo',
-      'ls /globbed | tr "\\n" " "; echo',
-      'stat -c "%u:%g %a" /owned /numeric',
-      'cat /unpacked/a /unpacked/sub/b; echo',
-      'cat /via-link; echo',
-      'ls -a /all /all/logs | tr "\\n" " "',
-    ].join('; '));
+    const out = await runIn(
+      'build-test:copy',
+      [
+        'cat /dst/a /dst/sub/b; echo',
+        'ls /globbed | tr "\\n" " "; echo',
+        'stat -c "%u:%g %a" /owned /numeric',
+        'cat /unpacked/a /unpacked/sub/b; echo',
+        'cat /via-link; echo',
+        'ls -a /all /all/logs | tr "\\n" " "',
+      ].join('; '),
+    );
     expect(out.split('\n')).toEqual([
       'AB',
       'one.txt two.txt ',
@@ -229,7 +269,7 @@ describe('docker build, classic builder (--isolation=container)', () => {
     ]);
   });
 
-  it('a failing RUN: Docker\'s message and exit code, nothing tagged, no container left', async () => {
+  it("a failing RUN: Docker's message and exit code, nothing tagged, no container left", async () => {
     const dir = await context({ Dockerfile: 'FROM busybox\nRUN echo before\nRUN exit 3\n' });
     const r = await build(dir, '-t', 'build-test:fails');
     expect(r.exitCode).toBe(3);
@@ -238,14 +278,18 @@ describe('docker build, classic builder (--isolation=container)', () => {
     expect((await docker(['ps', '-aq'])).stdout).toBe('');
   });
 
-  it('bad input: Docker\'s errors, nothing tagged, no container left', async () => {
+  it("bad input: Docker's errors, nothing tagged, no container left", async () => {
     const cases: [Record<string, string>, string[], RegExp][] = [
       [{ Dockerfile: 'FROM busybox\nFOO bar\n' }, [], /dockerfile parse error on line 2: unknown instruction: FOO/],
       [{ Dockerfile: 'FROM busybox\nCOPY --bogus=1 a /b\n' }, [], /unknown flag: bogus/],
       // an unknown --from is an image to pull: a loopback registry that is not there (never Docker Hub)
       [{ Dockerfile: 'FROM busybox\nCOPY --from=127.0.0.1:1/nostage /x /y\n' }, [], /127\.0\.0\.1:1/],
       [{ Dockerfile: 'FROM busybox\nCOPY ../outside /x\n' }, [], /Forbidden path outside the build context: \.\.\/outside/],
-      [{ Dockerfile: 'FROM busybox\nCOPY missing.txt /x\n' }, [], /file not found in build context or excluded by \.dockerignore: stat missing\.txt: file does not exist/],
+      [
+        { Dockerfile: 'FROM busybox\nCOPY missing.txt /x\n' },
+        [],
+        /file not found in build context or excluded by \.dockerignore: stat missing\.txt: file does not exist/,
+      ],
       [{ Dockerfile: 'FROM busybox\nADD http://example.invalid/x /x\n' }, [], /remote URL .* not supported/],
       [{ Dockerfile: 'FROM busybox\nRUN <<EOF\necho\nEOF\n' }, [], /heredocs .* need BuildKit/],
       [{ Dockerfile: 'FROM busybox\nRUN true\n' }, ['--platform', 'linux/arm64'], /platform linux\/arm64 is not supported/],
@@ -264,8 +308,27 @@ describe('docker build, classic builder (--isolation=container)', () => {
       { name: 'Dockerfile', content: 'FROM busybox\nCOPY . /\n' },
       { name: '../build-test-evil', content: 'x' },
     ]);
-    const raw = await execa('curl', ['-s', '-w', '\n%{http_code}', '--unix-socket', d.socket, '-X', 'POST', '-H', 'Content-Type: application/x-tar', '--data-binary', '@-', 'http://d/v1.50/build?t=build-test:bad'], { input: evil, reject: false });
-    expect(String(raw.stdout)).toMatch(/invalid build context: tar entry .{1,3}\.\.\/build-test-evil.{1,3} is outside of the context[\s\S]*\n400$/);
+    const raw = await execa(
+      'curl',
+      [
+        '-s',
+        '-w',
+        '\n%{http_code}',
+        '--unix-socket',
+        d.socket,
+        '-X',
+        'POST',
+        '-H',
+        'Content-Type: application/x-tar',
+        '--data-binary',
+        '@-',
+        'http://d/v1.50/build?t=build-test:bad',
+      ],
+      { input: evil, reject: false },
+    );
+    expect(String(raw.stdout)).toMatch(
+      /invalid build context: tar entry .{1,3}\.\.\/build-test-evil.{1,3} is outside of the context[\s\S]*\n400$/,
+    );
     const esc = await context({ Dockerfile: 'FROM busybox\nCOPY escape /x\n' });
     await symlink('../../../../etc/passwd', path.join(esc, 'escape'));
     const e = await build(esc, '-t', 'build-test:bad');
@@ -281,18 +344,40 @@ describe('docker build, classic builder (--isolation=container)', () => {
     const df = path.join(tmp, 'Other.Dockerfile');
     await writeFile(df, 'FROM busybox\nARG WHO\nCOPY data.txt /\nRUN echo "who=$WHO" > /who\n');
     const iid = path.join(tmp, 'iid');
-    const r = await docker(['build', '-f', df, '--build-arg', 'WHO=me', '--build-arg', 'UNUSED=1', '--label', 'a.b=c d', '--iidfile', iid,
-      '--isolation', 'container', '-t', 'build-test:f', dir]);
+    const r = await docker([
+      'build',
+      '-f',
+      df,
+      '--build-arg',
+      'WHO=me',
+      '--build-arg',
+      'UNUSED=1',
+      '--label',
+      'a.b=c d',
+      '--iidfile',
+      iid,
+      '--isolation',
+      'container',
+      '-t',
+      'build-test:f',
+      dir,
+    ]);
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout + r.stderr).toContain('[Warning] One or more build-args [UNUSED] were not consumed');
     expect(await runIn('build-test:f', 'cat /data.txt; echo; cat /who')).toBe('ctx\nwho=me');
     expect((await docker(['inspect', '-f', '{{index .Config.Labels "a.b"}}', 'build-test:f'])).stdout).toBe('c d');
     expect((await readFile(iid, 'utf8')).trim()).toBe((await docker(['inspect', '-f', '{{.Id}}', 'build-test:f'])).stdout);
     // ARGs naming each other are no cycle: each default expands with what is declared so far
-    const args = await docker(['build', '-t', 'build-test:args', '-'], 'FROM busybox\nARG A=${B}-a\nARG B=${A}-b\nRUN echo "A=$A B=$B" > /ab\n');
+    const args = await docker(
+      ['build', '-t', 'build-test:args', '-'],
+      'FROM busybox\nARG A=${B}-a\nARG B=${A}-b\nRUN echo "A=$A B=$B" > /ab\n',
+    );
     expect(args.exitCode, args.stderr).toBe(0);
     expect(await runIn('build-test:args', 'cat /ab')).toBe('A=-a B=-a-b');
-    const given = await docker(['build', '--build-arg', 'A=x', '-t', 'build-test:args2', '-'], 'FROM busybox\nARG A=${B}-a\nARG B=${A}-b\nRUN echo "A=$A B=$B" > /ab\n');
+    const given = await docker(
+      ['build', '--build-arg', 'A=x', '-t', 'build-test:args2', '-'],
+      'FROM busybox\nARG A=${B}-a\nARG B=${A}-b\nRUN echo "A=$A B=$B" > /ab\n',
+    );
     expect(given.exitCode, given.stderr).toBe(0);
     expect(await runIn('build-test:args2', 'cat /ab')).toBe('A=x B=x-b');
     const stdin = await docker(['build', '-t', 'build-test:stdin', '-'], 'FROM busybox\nRUN echo from-stdin > /s\n');
@@ -332,11 +417,14 @@ describe('docker build, classic builder (--isolation=container)', () => {
     });
     const r = await build(base, '--build-arg', 'FLAVOR=mint', '-t', 'build-test:config');
     expect(r.exitCode, r.stderr).toBe(0);
-    const fmt = '{{json .Config.Healthcheck}}|{{json .Config.OnBuild}}|{{.Config.StopSignal}}|{{json .Config.Volumes}}|{{json .Config.Entrypoint}}|{{json .Config.Cmd}}|{{json .Config.Shell}}';
+    const fmt =
+      '{{json .Config.Healthcheck}}|{{json .Config.OnBuild}}|{{.Config.StopSignal}}|{{json .Config.Volumes}}|{{json .Config.Entrypoint}}|{{json .Config.Cmd}}|{{json .Config.Shell}}';
     expect((await docker(['inspect', '-f', fmt, 'build-test:config'])).stdout).toBe(
       '{"Test":["CMD","true"],"Interval":5000000000,"Retries":2}|["RUN echo triggered > /onbuild"]|SIGINT|{"/data":{}}|["sh","-c"]|null|["/bin/sh","-ec"]',
     );
-    expect((await docker(['run', '--rm', 'build-test:config', 'echo $SUFFIX $DEFAULTED; cat /shell; ls /data'])).stdout).toBe('-mint fallback\nshell=/bin/sh');
+    expect((await docker(['run', '--rm', 'build-test:config', 'echo $SUFFIX $DEFAULTED; cat /shell; ls /data'])).stdout).toBe(
+      '-mint fallback\nshell=/bin/sh',
+    );
     const child = await context({ Dockerfile: 'FROM build-test:config\nRUN true\n' });
     const c = await build(child, '-t', 'build-test:child');
     expect(c.exitCode, c.stderr).toBe(0);

@@ -21,18 +21,42 @@ describe('docker commit (--isolation=container)', () => {
   });
 
   it('commits added, changed and deleted files with --change, -m and -a', async () => {
-    const r = await docker(['run', '--name', 'build-commit-a', 'busybox', 'sh', '-c',
-      'echo hello > /greeting && mkdir -p /data/sub && echo x > /data/sub/f && ln /greeting /hardlink && echo changed >> /etc/passwd && rm /etc/group']);
+    const r = await docker([
+      'run',
+      '--name',
+      'build-commit-a',
+      'busybox',
+      'sh',
+      '-c',
+      'echo hello > /greeting && mkdir -p /data/sub && echo x > /data/sub/f && ln /greeting /hardlink && echo changed >> /etc/passwd && rm /etc/group',
+    ]);
     expect(r.exitCode, r.stderr).toBe(0);
-    const c = await docker(['commit', '-c', 'CMD ["cat", "/greeting"]', '-c', 'ENV STAGE=committed', '-m', 'my message', '-a', 'Jane <j@x>',
-      'build-commit-a', 'build-commit:v1']);
+    const c = await docker([
+      'commit',
+      '-c',
+      'CMD ["cat", "/greeting"]',
+      '-c',
+      'ENV STAGE=committed',
+      '-m',
+      'my message',
+      '-a',
+      'Jane <j@x>',
+      'build-commit-a',
+      'build-commit:v1',
+    ]);
     expect(c.exitCode, c.stderr).toBe(0);
     expect(c.stdout).toMatch(/^sha256:[0-9a-f]{64}$/);
 
     const run = await docker(['run', '--rm', 'build-commit:v1']);
     expect([run.exitCode, run.stdout]).toEqual([0, 'hello']);
-    const files = await docker(['run', '--rm', 'build-commit:v1', 'sh', '-c',
-      'cat /data/sub/f; tail -n 1 /etc/passwd; test -e /etc/group && echo group-there || echo group-gone; stat -c %h /greeting; echo $STAGE']);
+    const files = await docker([
+      'run',
+      '--rm',
+      'build-commit:v1',
+      'sh',
+      '-c',
+      'cat /data/sub/f; tail -n 1 /etc/passwd; test -e /etc/group && echo group-there || echo group-gone; stat -c %h /greeting; echo $STAGE',
+    ]);
     expect(files.stdout).toBe('x\nchanged\ngroup-gone\n2\ncommitted');
 
     const inspect = await docker(['inspect', '-f', '{{.Author}}|{{json .Config.Cmd}}|{{len .RootFS.Layers}}', 'build-commit:v1']);
@@ -54,7 +78,8 @@ describe('docker commit (--isolation=container)', () => {
   it('pauses a running container for the copy and leaves it running', async () => {
     const r = await docker(['run', '-d', '--name', 'build-commit-c', 'busybox', 'sh', '-c', 'echo live > /live; sleep 300']);
     expect(r.exitCode, r.stderr).toBe(0);
-    for (let i = 0; i < 50 && (await docker(['exec', 'build-commit-c', 'cat', '/live'])).stdout !== 'live'; i++) await new Promise((res) => setTimeout(res, 100));
+    for (let i = 0; i < 50 && (await docker(['exec', 'build-commit-c', 'cat', '/live'])).stdout !== 'live'; i++)
+      await new Promise((res) => setTimeout(res, 100));
     const c = await docker(['commit', 'build-commit-c', 'build-commit:live']);
     expect(c.exitCode, c.stderr).toBe(0);
     expect((await docker(['inspect', '-f', '{{.State.Status}}', 'build-commit-c'])).stdout).toBe('running');

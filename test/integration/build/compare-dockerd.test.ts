@@ -37,7 +37,12 @@ describe('tvm vs dockerd legacy builder: the same images', () => {
   let work: string;
 
   const docker = async (host: string, args: string[], input?: string) => {
-    const r = await execa(DOCKER, args, { reject: false, env: { DOCKER_HOST: host, DOCKER_BUILDKIT: '0', DOCKER_CONFIG: path.join(work, 'cfg') }, ...(input !== undefined && { input }), timeout: 180_000 });
+    const r = await execa(DOCKER, args, {
+      reject: false,
+      env: { DOCKER_HOST: host, DOCKER_BUILDKIT: '0', DOCKER_CONFIG: path.join(work, 'cfg') },
+      ...(input !== undefined && { input }),
+      timeout: 180_000,
+    });
     return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
   };
 
@@ -47,7 +52,11 @@ describe('tvm vs dockerd legacy builder: the same images', () => {
     if (c.exitCode !== 0) throw new Error(`create on ${host}: ${c.stderr}`);
     const id = c.stdout.trim();
     try {
-      const tar = await execa(DOCKER, ['export', id], { env: { DOCKER_HOST: host, DOCKER_CONFIG: path.join(work, 'cfg') }, encoding: 'buffer', reject: false });
+      const tar = await execa(DOCKER, ['export', id], {
+        env: { DOCKER_HOST: host, DOCKER_CONFIG: path.join(work, 'cfg') },
+        encoding: 'buffer',
+        reject: false,
+      });
       if (tar.exitCode !== 0) throw new Error(`export on ${host}: ${String(tar.stderr)}`);
       const out = new Map<string, Entry>();
       const ex = extract();
@@ -63,8 +72,13 @@ describe('tvm vs dockerd legacy builder: the same images', () => {
           if (name !== '' && name !== '.' && !RUNTIME_PATHS.test(name)) {
             out.set(name, {
               // a symlink's mode means nothing on Linux (dockerd's overlay2 shows 0777, an ext4 copy what the tar said)
-              type: h.type ?? 'file', mode: h.type === 'symlink' ? 0o777 : (h.mode ?? 0) & 0o7777, uid: h.uid ?? 0, gid: h.gid ?? 0, size: h.type === 'file' ? (h.size ?? 0) : 0,
-              ...(h.type === 'file' && { content: hash.digest('hex') }), ...(h.linkname && { link: h.linkname }),
+              type: h.type ?? 'file',
+              mode: h.type === 'symlink' ? 0o777 : (h.mode ?? 0) & 0o7777,
+              uid: h.uid ?? 0,
+              gid: h.gid ?? 0,
+              size: h.type === 'file' ? (h.size ?? 0) : 0,
+              ...(h.type === 'file' && { content: hash.digest('hex') }),
+              ...(h.linkname && { link: h.linkname }),
             });
           }
           next();
@@ -84,7 +98,11 @@ describe('tvm vs dockerd legacy builder: the same images', () => {
       .map((l) => l.replace(/(file|dir|multi):[0-9a-f]{64}/, '$1:<hash>').trimEnd());
 
   beforeAll(async () => {
-    requireTools([[DOCKERD, 'docker.io'], ['/usr/sbin/runc', 'runc'], ['/usr/bin/containerd', 'containerd']]);
+    requireTools([
+      [DOCKERD, 'docker.io'],
+      ['/usr/sbin/runc', 'runc'],
+      ['/usr/bin/containerd', 'containerd'],
+    ]);
     if (process.getuid?.() !== 0) throw new Error('these tests need root (dockerd, overlay mounts)');
     work = await mkdtemp(path.join(os.tmpdir(), 'build-cmp-'));
     tvm = await startDaemonWithBusybox();
@@ -110,27 +128,30 @@ describe('tvm vs dockerd legacy builder: the same images', () => {
     await writeFile(path.join(ctx, '.dockerignore'), '*.log\n');
     await symlink('a.txt', path.join(ctx, 'link-to-a'));
     await execa('tar', ['-czf', path.join(ctx, 'archive.tar.gz'), '-C', path.join(ctx, 'dir'), '.']);
-    await writeFile(path.join(ctx, 'Dockerfile'), [
-      'FROM busybox AS base',
-      'ARG V=1',
-      'ENV P=/opt/app LANG=C',
-      'WORKDIR $P',
-      'COPY dir/ ./dir/',
-      'COPY *.txt link-to-a ./',
-      'ADD archive.tar.gz /unpacked/',
-      'RUN mkdir -p /var/data && echo "v=$V" > /var/data/v && rm /etc/group && ln -s /opt/app/a.txt /link && chmod 0600 /opt/app/a.txt',
-      'COPY --chown=1000:1000 b.txt /home/app/',
-      'FROM base',
-      'RUN touch /newfile && rm -rf /opt/app/dir/sub && mkfifo /fifo 2>/dev/null; true',
-      'COPY --from=base /opt/app/*.txt /opt/app/dir/[o]ne /globbed/',
-      'HEALTHCHECK --interval=5m --timeout=3s --retries=3 CMD wget -q "http://localhost/" || exit 1',
-      'HEALTHCHECK --start-period=1.5s CMD ["true"]',
-      'HEALTHCHECK NONE',
-      'LABEL k=v',
-      'USER app',
-      'EXPOSE 80',
-      'CMD ["sh"]',
-    ].join('\n'));
+    await writeFile(
+      path.join(ctx, 'Dockerfile'),
+      [
+        'FROM busybox AS base',
+        'ARG V=1',
+        'ENV P=/opt/app LANG=C',
+        'WORKDIR $P',
+        'COPY dir/ ./dir/',
+        'COPY *.txt link-to-a ./',
+        'ADD archive.tar.gz /unpacked/',
+        'RUN mkdir -p /var/data && echo "v=$V" > /var/data/v && rm /etc/group && ln -s /opt/app/a.txt /link && chmod 0600 /opt/app/a.txt',
+        'COPY --chown=1000:1000 b.txt /home/app/',
+        'FROM base',
+        'RUN touch /newfile && rm -rf /opt/app/dir/sub && mkfifo /fifo 2>/dev/null; true',
+        'COPY --from=base /opt/app/*.txt /opt/app/dir/[o]ne /globbed/',
+        'HEALTHCHECK --interval=5m --timeout=3s --retries=3 CMD wget -q "http://localhost/" || exit 1',
+        'HEALTHCHECK --start-period=1.5s CMD ["true"]',
+        'HEALTHCHECK NONE',
+        'LABEL k=v',
+        'USER app',
+        'EXPOSE 80',
+        'CMD ["sh"]',
+      ].join('\n'),
+    );
     for (const host of [tvm.host, ref.host]) {
       const r = await docker(host, ['build', '--network', 'none', '-t', 'build-cmp:one', ctx]);
       expect(r.exitCode, `${host}: ${r.stderr}`).toBe(0);
@@ -145,8 +166,12 @@ describe('tvm vs dockerd legacy builder: the same images', () => {
     for (const name of a.keys()) if (!b.has(name)) diff.push(`only in tvm: ${name}`);
     expect(diff).toEqual([]);
 
-    const fmt = '{{len .RootFS.Layers}} {{json .Config.Env}} {{json .Config.Cmd}} {{.Config.WorkingDir}} {{.Config.User}} {{json .Config.Labels}} {{json .Config.ExposedPorts}}';
-    const [ia, ib] = [await docker(tvm.host, ['inspect', '-f', fmt, 'build-cmp:one']), await docker(ref.host, ['inspect', '-f', fmt, 'build-cmp:one'])];
+    const fmt =
+      '{{len .RootFS.Layers}} {{json .Config.Env}} {{json .Config.Cmd}} {{.Config.WorkingDir}} {{.Config.User}} {{json .Config.Labels}} {{json .Config.ExposedPorts}}';
+    const [ia, ib] = [
+      await docker(tvm.host, ['inspect', '-f', fmt, 'build-cmp:one']),
+      await docker(ref.host, ['inspect', '-f', fmt, 'build-cmp:one']),
+    ];
     expect(ia.stdout).toBe(ib.stdout);
     expect(await historyOf(tvm.host, 'build-cmp:one')).toEqual((await historyOf(ref.host, 'build-cmp:one')).map((l) => l));
   });
@@ -173,7 +198,8 @@ describe('tvm vs dockerd legacy builder: the same images', () => {
       await writeFile(path.join(ctx, 'Dockerfile'), 'FROM rmi-cmp:parent\nRUN echo c > /c\n');
       expect((await docker(host, ['build', '-q', '--network', 'none', '-t', 'rmi-cmp:child', ctx])).exitCode).toBe(0);
       const id = (await docker(host, ['inspect', '-f', '{{.Id}}', 'rmi-cmp:parent'])).stdout.trim();
-      const norm = (r: { exitCode: number; stdout: string; stderr: string }) => `${r.exitCode} ${r.stdout.trim()} ${r.stderr.trim()}`.replaceAll(id.slice(7, 19), '<id>');
+      const norm = (r: { exitCode: number; stdout: string; stderr: string }) =>
+        `${r.exitCode} ${r.stdout.trim()} ${r.stderr.trim()}`.replaceAll(id.slice(7, 19), '<id>');
       return [
         norm(await docker(host, ['rmi', id])),
         norm(await docker(host, ['rmi', '-f', id])),

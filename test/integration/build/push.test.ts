@@ -19,7 +19,10 @@ describe('docker push to a private registry through tvm', () => {
   let d: TestDaemon;
   let tmp: string;
   const docker = (args: string[], input?: string) =>
-    d.docker(args, { env: { DOCKER_BUILDKIT: '0', DOCKER_CONFIG: path.join(tmp, 'docker-config') }, ...(input !== undefined && { input }) });
+    d.docker(args, {
+      env: { DOCKER_BUILDKIT: '0', DOCKER_CONFIG: path.join(tmp, 'docker-config') },
+      ...(input !== undefined && { input }),
+    });
 
   beforeAll(async () => {
     if (process.getuid?.() !== 0) throw new Error('these tests need root (overlay mounts, namespaces)');
@@ -83,19 +86,47 @@ describe('docker push to a private registry through tvm', () => {
     expect([run.exitCode, run.stdout]).toEqual([0, 'pushed image\nbuilt']);
   });
 
-  it("reports each layer as dockerd does: Preparing, Waiting beyond five uploads, Pushing with progressDetail, Pushed", async () => {
+  it('reports each layer as dockerd does: Preparing, Waiting beyond five uploads, Pushing with progressDetail, Pushed', async () => {
     // seven layers: two of them wait for one of the five upload slots
     const ctx = path.join(tmp, 'many');
     await mkdir(ctx, { recursive: true });
-    await writeFile(path.join(ctx, 'Dockerfile'), ['FROM busybox', ...[1, 2, 3, 4, 5, 6].map((i) => `RUN head -c ${i * 3000} /dev/urandom > /f${i}`)].join('\n'));
+    await writeFile(
+      path.join(ctx, 'Dockerfile'),
+      ['FROM busybox', ...[1, 2, 3, 4, 5, 6].map((i) => `RUN head -c ${i * 3000} /dev/urandom > /f${i}`)].join('\n'),
+    );
     const img = `${reg.host}/team/many:v1`;
     const b = await docker(['build', '-q', '-t', img, ctx]);
     expect(b.exitCode, b.stderr).toBe(0);
     // the raw stream, as the docker CLI reads it (POST /images/{name}/push with X-Registry-Auth)
     const auth = Buffer.from(JSON.stringify({ ...bob, serveraddress: reg.host })).toString('base64url');
-    const raw = await execa('curl', ['-sS', '--unix-socket', d.socket, '-X', 'POST', '-H', `X-Registry-Auth: ${auth}`, `http://localhost/v1.41/images/${encodeURIComponent(`${reg.host}/team/many`)}/push?tag=v1`], { reject: false });
+    const raw = await execa(
+      'curl',
+      [
+        '-sS',
+        '--unix-socket',
+        d.socket,
+        '-X',
+        'POST',
+        '-H',
+        `X-Registry-Auth: ${auth}`,
+        `http://localhost/v1.41/images/${encodeURIComponent(`${reg.host}/team/many`)}/push?tag=v1`,
+      ],
+      { reject: false },
+    );
     expect(raw.exitCode, raw.stderr).toBe(0);
-    const msgs = raw.stdout.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as { status?: string; id?: string; progress?: string; progressDetail?: { current?: number; total?: number }; error?: string });
+    const msgs = raw.stdout
+      .split('\n')
+      .filter((l) => l.trim())
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            status?: string;
+            id?: string;
+            progress?: string;
+            progressDetail?: { current?: number; total?: number };
+            error?: string;
+          },
+      );
     expect(msgs.find((m) => m.error)).toBeUndefined();
     expect(msgs[0]!.status).toBe(`The push refers to repository [${reg.host}/team/many]`);
     const diffIds = JSON.parse((await docker(['inspect', '-f', '{{json .RootFS.Layers}}', img])).stdout) as string[];

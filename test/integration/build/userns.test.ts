@@ -19,7 +19,10 @@ describe('docker build and commit with --userns-remap', () => {
     d = await startDaemonWithBusybox({ daemonArgs: ['--userns-remap', 'default'] });
     tmp = await mkdtemp(path.join(os.tmpdir(), 'build-userns-'));
     await writeFile(path.join(tmp, 'f'), 'copied');
-    await writeFile(path.join(tmp, 'Dockerfile'), 'FROM busybox\nCOPY f /f\nCOPY --chown=1000:1000 f /app/f\nRUN touch /made && chown 1000:1000 /made\n');
+    await writeFile(
+      path.join(tmp, 'Dockerfile'),
+      'FROM busybox\nCOPY f /f\nCOPY --chown=1000:1000 f /app/f\nRUN touch /made && chown 1000:1000 /made\n',
+    );
   });
   afterAll(async () => {
     await d?.destroy();
@@ -31,7 +34,9 @@ describe('docker build and commit with --userns-remap', () => {
     expect(b.exitCode, b.stderr).toBe(0);
     const own = await docker(['run', '--rm', '--userns=host', 'build-userns:one', 'stat', '-c', '%n %u:%g', '/f', '/app/f', '/made']);
     expect(own.stdout).toBe('/f 0:0\n/app/f 1000:1000\n/made 1000:1000');
-    expect((await docker(['run', '--name', 'build-userns-c', 'build-userns:one', 'sh', '-c', 'echo x > /c && chown 1000 /c'])).exitCode).toBe(0);
+    expect(
+      (await docker(['run', '--name', 'build-userns-c', 'build-userns:one', 'sh', '-c', 'echo x > /c && chown 1000 /c'])).exitCode,
+    ).toBe(0);
     const c = await docker(['commit', 'build-userns-c', 'build-userns:committed']);
     expect(c.exitCode, c.stderr).toBe(0);
     const cown = await docker(['run', '--rm', '--userns=host', 'build-userns:committed', 'stat', '-c', '%u', '/c']);

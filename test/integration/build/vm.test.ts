@@ -14,7 +14,8 @@ describe('docker commit and docker build with --isolation=vm', () => {
   let d: TestDaemon;
   let tmp: string;
   const docker = (args: string[]) => d.docker(args, { env: { DOCKER_BUILDKIT: '0' } });
-  const runIn = async (image: string, cmd: string) => (await docker(['run', '--rm', '--pull', 'never', '--isolation=container', image, 'sh', '-c', cmd])).stdout;
+  const runIn = async (image: string, cmd: string) =>
+    (await docker(['run', '--rm', '--pull', 'never', '--isolation=container', image, 'sh', '-c', cmd])).stdout;
 
   beforeAll(async () => {
     if (process.getuid?.() !== 0) throw new Error('these tests need root');
@@ -27,11 +28,22 @@ describe('docker commit and docker build with --isolation=vm', () => {
   });
 
   it('commits a VM container: added, deleted and hard-linked files', async () => {
-    const r = await docker(['run', '--isolation=vm', '--name', 'build-vm-c', 'busybox', 'sh', '-c', 'echo hi > /x && rm /etc/group && mkdir -p /d/e && ln /x /d/hl']);
+    const r = await docker([
+      'run',
+      '--isolation=vm',
+      '--name',
+      'build-vm-c',
+      'busybox',
+      'sh',
+      '-c',
+      'echo hi > /x && rm /etc/group && mkdir -p /d/e && ln /x /d/hl',
+    ]);
     expect(r.exitCode, r.stderr).toBe(0);
     const c = await docker(['commit', 'build-vm-c', 'build-vm:committed']);
     expect(c.exitCode, c.stderr).toBe(0);
-    expect(await runIn('build-vm:committed', 'cat /x; test -e /etc/group || echo group-gone; stat -c %h /x; ls /d')).toBe('hi\ngroup-gone\n2\ne\nhl');
+    expect(await runIn('build-vm:committed', 'cat /x; test -e /etc/group || echo group-gone; stat -c %h /x; ls /d')).toBe(
+      'hi\ngroup-gone\n2\ne\nhl',
+    );
   });
 
   it('builds with every RUN in a VM', async () => {

@@ -15,7 +15,10 @@ describe('tvm CLI', () => {
   let tmp: string;
   const tvm = async (args: string[], o: { input?: string; host?: string } = {}) => {
     const r = await execa(process.execPath, [path.join(REPO, 'bin', 'tvm.js'), ...args], {
-      reject: false, timeout: 120_000, env: { TVM_HOST: o.host ?? d.host }, ...(o.input !== undefined && { input: o.input }),
+      reject: false,
+      timeout: 120_000,
+      env: { TVM_HOST: o.host ?? d.host },
+      ...(o.input !== undefined && { input: o.input }),
     });
     return { code: r.exitCode ?? -1, out: String(r.stdout), err: String(r.stderr) };
   };
@@ -33,7 +36,10 @@ describe('tvm CLI', () => {
   });
 
   it('names a missing input file instead of blaming the daemon', async () => {
-    for (const args of [['import', path.join(tmp, 'nope.tar'), 'x:1'], ['load', '-i', path.join(tmp, 'nope.tar')]]) {
+    for (const args of [
+      ['import', path.join(tmp, 'nope.tar'), 'x:1'],
+      ['load', '-i', path.join(tmp, 'nope.tar')],
+    ]) {
       const r = await tvm(args);
       expect(r.code).toBe(1);
       expect(r.err).toContain(`open ${path.join(tmp, 'nope.tar')}: no such file or directory`);
@@ -43,7 +49,9 @@ describe('tvm CLI', () => {
   it('says how to start a daemon when none answers', async () => {
     const r = await tvm(['ps'], { host: `unix://${path.join(os.tmpdir(), 'no-such-tvm.sock')}` });
     expect(r.code).toBe(1);
-    expect(r.err).toMatch(/Cannot connect to the tvm daemon at unix:\/\/.*no-such-tvm\.sock\. Is the daemon running\? Start one with: tvm daemon/);
+    expect(r.err).toMatch(
+      /Cannot connect to the tvm daemon at unix:\/\/.*no-such-tvm\.sock\. Is the daemon running\? Start one with: tvm daemon/,
+    );
   });
 
   it('version, load, images', async () => {
@@ -86,14 +94,21 @@ describe('tvm CLI', () => {
   });
 
   it('run -it through a pty', async () => {
-    const r = await execa('script', ['-qec', `${process.execPath} ${path.join(REPO, 'bin', 'tvm.js')} run --rm -it busybox sh -c 'tty; exit 4'`, '/dev/null'], {
-      env: { TVM_HOST: d.host }, reject: false, timeout: 60_000, input: '',
-    });
+    const r = await execa(
+      'script',
+      ['-qec', `${process.execPath} ${path.join(REPO, 'bin', 'tvm.js')} run --rm -it busybox sh -c 'tty; exit 4'`, '/dev/null'],
+      {
+        env: { TVM_HOST: d.host },
+        reject: false,
+        timeout: 60_000,
+        input: '',
+      },
+    );
     expect(r.exitCode).toBe(4);
     expect(String(r.stdout)).toMatch(/\/dev\/pts\/\d+/);
   });
 
-  it('runs --isolation=vm in its own kernel; refuses bad limits with the daemon\'s message', async () => {
+  it("runs --isolation=vm in its own kernel; refuses bad limits with the daemon's message", async () => {
     const vm = await tvm(['run', '--rm', '--isolation=vm', 'busybox', 'sh', '-c', 'uname -r; exit 5']);
     expect(vm.code, vm.err).toBe(5);
     expect(vm.out).toMatch(/^6\.1\.\d+$/);

@@ -1,5 +1,15 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, rmSync, readFileSync, writeFileSync, existsSync, readdirSync, mkdirSync, createReadStream, createWriteStream } from 'node:fs';
+import {
+  mkdtempSync,
+  rmSync,
+  readFileSync,
+  writeFileSync,
+  existsSync,
+  readdirSync,
+  mkdirSync,
+  createReadStream,
+  createWriteStream,
+} from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
@@ -92,7 +102,13 @@ describe('skopeo and umoci as independent producers and consumers', () => {
 
   it('loads a skopeo-written OCI archive tar', async () => {
     const tar = path.join(dir('skopeo-archive'), 'img.tar');
-    run(SKOPEO, ['--insecure-policy', 'copy', '--src-tls-verify=false', `docker://${reg.host}/test/layers:v1`, `oci-archive:${tar}:example.com/team/layers:v1`]);
+    run(SKOPEO, [
+      '--insecure-policy',
+      'copy',
+      '--src-tls-verify=false',
+      `docker://${reg.host}/test/layers:v1`,
+      `oci-archive:${tar}:example.com/team/layers:v1`,
+    ]);
     const store = newStore();
     const [rec] = await store.load(createReadStream(tar));
     expect(rec!.id).toBe(pushed.config.digest);
@@ -183,20 +199,43 @@ describe('save and load round trip', () => {
 describe('archive shapes Docker writes', () => {
   it('Docker 25+ layout: manifest.json naming blobs/sha256 members next to index.json', async () => {
     const layer = await packTar([{ name: 'hello.txt', content: 'docker 25\n' }]);
-    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: ['/hello'] }, rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }));
+    const config = Buffer.from(
+      JSON.stringify({
+        architecture: 'amd64',
+        os: 'linux',
+        config: { Cmd: ['/hello'] },
+        rootfs: { type: 'layers', diff_ids: [sha256(layer)] },
+      }),
+    );
     const b = (x: Buffer) => `blobs/sha256/${sha256(x).slice(7)}`;
-    const manifest = Buffer.from(JSON.stringify({
-      schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
-      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha256(layer), size: layer.length }],
-    }));
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
+        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha256(layer), size: layer.length }],
+      }),
+    );
     const tar = await packTar([
       { name: 'blobs/', type: 'directory' },
       { name: 'blobs/sha256/', type: 'directory' },
       { name: b(layer), content: layer },
       { name: b(config), content: config },
       { name: b(manifest), content: manifest },
-      { name: 'index.json', content: JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(manifest), size: manifest.length, annotations: { 'io.containerd.image.name': 'docker.io/library/hello:25', 'org.opencontainers.image.ref.name': '25' } }] }) },
+      {
+        name: 'index.json',
+        content: JSON.stringify({
+          schemaVersion: 2,
+          manifests: [
+            {
+              mediaType: 'application/vnd.oci.image.manifest.v1+json',
+              digest: sha256(manifest),
+              size: manifest.length,
+              annotations: { 'io.containerd.image.name': 'docker.io/library/hello:25', 'org.opencontainers.image.ref.name': '25' },
+            },
+          ],
+        }),
+      },
       { name: 'manifest.json', content: JSON.stringify([{ Config: b(config), RepoTags: ['hello:25'], Layers: [b(layer)] }]) },
       { name: 'oci-layout', content: '{"imageLayoutVersion":"1.0.0"}' },
     ]);
@@ -209,7 +248,15 @@ describe('archive shapes Docker writes', () => {
 
   it('legacy layout with a symlinked shared layer and an OCI index naming the image', async () => {
     const layer = await packTar([{ name: 'same.txt', content: 'shared\n' }]);
-    const cfg = (cmd: string) => Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: [cmd] }, rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }));
+    const cfg = (cmd: string) =>
+      Buffer.from(
+        JSON.stringify({
+          architecture: 'amd64',
+          os: 'linux',
+          config: { Cmd: [cmd] },
+          rootfs: { type: 'layers', diff_ids: [sha256(layer)] },
+        }),
+      );
     const c1 = cfg('one');
     const c2 = cfg('two');
     const tar = await packTar([
@@ -220,10 +267,13 @@ describe('archive shapes Docker writes', () => {
       { name: 'c1.json', content: c1 },
       { name: 'c2.json', content: c2 },
       { name: 'repositories', content: '{"one":{"latest":"aaa"}}' },
-      { name: 'manifest.json', content: JSON.stringify([
-        { Config: 'c1.json', RepoTags: ['one:latest'], Layers: ['aaa/layer.tar'] },
-        { Config: 'c2.json', RepoTags: null, Layers: ['bbb/layer.tar'] },
-      ]) },
+      {
+        name: 'manifest.json',
+        content: JSON.stringify([
+          { Config: 'c1.json', RepoTags: ['one:latest'], Layers: ['aaa/layer.tar'] },
+          { Config: 'c2.json', RepoTags: null, Layers: ['bbb/layer.tar'] },
+        ]),
+      },
     ]);
     const store = newStore();
     const msgs: string[] = [];
@@ -249,7 +299,15 @@ describe('bad archives are rejected with nothing stored', () => {
     ['an absolute member name', () => packTar([{ name: '/etc/evil', content: 'x' }]), /absolute/],
     ['a truncated archive', async () => (await goodArchive()).subarray(0, 3000), /truncated|corrupt|no member/],
     ['no manifest.json nor index.json', () => packTar([{ name: 'hello.txt', content: 'x' }]), /neither manifest.json/],
-    ['manifest.json naming a missing layer', () => packTar([{ name: 'manifest.json', content: JSON.stringify([{ Config: 'c.json', RepoTags: ['a:1'], Layers: ['l.tar'] }]) }, { name: 'c.json', content: JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }) }]), /no member "l.tar"/],
+    [
+      'manifest.json naming a missing layer',
+      () =>
+        packTar([
+          { name: 'manifest.json', content: JSON.stringify([{ Config: 'c.json', RepoTags: ['a:1'], Layers: ['l.tar'] }]) },
+          { name: 'c.json', content: JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }) },
+        ]),
+      /no member "l.tar"/,
+    ],
     [
       'a layer with a hard link to a missing file',
       async () => {
@@ -278,7 +336,11 @@ describe('bad archives are rejected with nothing stored', () => {
     ],
     [
       'an OCI blob whose content does not match its name',
-      async () => packTar([{ name: 'oci-layout', content: '{"imageLayoutVersion":"1.0.0"}' }, { name: `blobs/sha256/${'a'.repeat(64)}`, content: 'not it' }]),
+      async () =>
+        packTar([
+          { name: 'oci-layout', content: '{"imageLayoutVersion":"1.0.0"}' },
+          { name: `blobs/sha256/${'a'.repeat(64)}`, content: 'not it' },
+        ]),
       /digest mismatch/,
     ],
   ];
@@ -300,7 +362,15 @@ describe('docker import', () => {
     const rec = await store.importRootfs(Readable.from([gzipSync(tar)]), {
       ref: 'imported/busybox:1',
       message: 'from test',
-      changes: ['CMD ["sh", "-c", "echo hi"]', 'ENV A=1 B="two words"', 'WORKDIR /srv', 'USER app', 'EXPOSE 80 53/udp', 'LABEL a=b', 'ENTRYPOINT ["/bin/env"]'],
+      changes: [
+        'CMD ["sh", "-c", "echo hi"]',
+        'ENV A=1 B="two words"',
+        'WORKDIR /srv',
+        'USER app',
+        'EXPOSE 80 53/udp',
+        'LABEL a=b',
+        'ENTRYPOINT ["/bin/env"]',
+      ],
     });
     expect(rec.repoTags).toEqual(['imported/busybox:1']);
     expect(rec.diffIds).toEqual([sha256(tar)]);
@@ -320,8 +390,12 @@ describe('docker import', () => {
 
   it('rejects an unsafe rootfs and a bad --change, storing nothing', async () => {
     const store = newStore();
-    await expect(store.importRootfs(Readable.from([await packTar([{ name: '/abs', content: 'x' }])]), {})).rejects.toBeInstanceOf(FormatError);
-    await expect(store.importRootfs(Readable.from([await packTar([{ name: 'x', content: 'x' }])]), { changes: ['RUN rm -rf /'] })).rejects.toThrow(/RUN is not supported/);
+    await expect(store.importRootfs(Readable.from([await packTar([{ name: '/abs', content: 'x' }])]), {})).rejects.toBeInstanceOf(
+      FormatError,
+    );
+    await expect(
+      store.importRootfs(Readable.from([await packTar([{ name: 'x', content: 'x' }])]), { changes: ['RUN rm -rf /'] }),
+    ).rejects.toThrow(/RUN is not supported/);
     const truncated = (await busyboxRootfsTar()).subarray(0, 100_000);
     await expect(store.importRootfs(Readable.from([truncated]), {})).rejects.toBeInstanceOf(FormatError);
     await expectEmpty(store);

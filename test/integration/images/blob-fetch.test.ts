@@ -98,7 +98,9 @@ describe('parsing and writing HTTP/1.1 heads', () => {
 
   it('writes a GET that asks for the identity encoding and a closed connection, refusing line breaks in values', () => {
     const head = requestHead(new URL('http://reg:5000/v2/a/blobs/sha256:ab?x=1'), { authorization: 'Bearer t' });
-    expect(head).toBe('GET /v2/a/blobs/sha256:ab?x=1 HTTP/1.1\r\nauthorization: Bearer t\r\nhost: reg:5000\r\naccept-encoding: identity\r\nconnection: close\r\n\r\n');
+    expect(head).toBe(
+      'GET /v2/a/blobs/sha256:ab?x=1 HTTP/1.1\r\nauthorization: Bearer t\r\nhost: reg:5000\r\naccept-encoding: identity\r\nconnection: close\r\n\r\n',
+    );
     expect(() => requestHead(new URL('http://reg/x'), { authorization: 'Bearer t\r\nx-evil: 1' })).toThrow(/line break/);
   });
 });
@@ -108,13 +110,23 @@ describe('openBlobBody', () => {
     const b = await body(`${base}/blob`, { authorization: 'Bearer tok', 'user-agent': 'tvm-test' });
     expect(b.length).toBe(payload.length);
     expect((await collect(b)).equals(payload)).toBe(true);
-    expect(seenHeaders).toMatchObject({ authorization: 'Bearer tok', 'user-agent': 'tvm-test', 'accept-encoding': 'identity', connection: 'close' });
+    expect(seenHeaders).toMatchObject({
+      authorization: 'Bearer tok',
+      'user-agent': 'tvm-test',
+      'accept-encoding': 'identity',
+      connection: 'close',
+    });
     expect((await collect(await body(`${base}/blob`), true)).equals(payload)).toBe(true);
     expect((await collect(await body(`${base}/empty`))).length).toBe(0);
   });
 
   it('hands back everything but a plain 200: redirects, 401, 404, chunked bodies', async () => {
-    for (const [p, status] of [['/redirect', 307], ['/unauthorized', 401], ['/missing', 404], ['/chunked', 200]] as const) {
+    for (const [p, status] of [
+      ['/redirect', 307],
+      ['/unauthorized', 401],
+      ['/missing', 404],
+      ['/chunked', 200],
+    ] as const) {
       const o = await openBlobBody({ url: new URL(base + p), headers: {} });
       expect(o).toMatchObject({ kind: 'other', status });
     }
@@ -139,7 +151,11 @@ describe('openBlobBody', () => {
 
   it('an error thrown or rejected by the consumer ends the read with that error', async () => {
     const b = await body(`${base}/blob`);
-    await expect(b.pipe(() => { throw new Error('no more'); })).rejects.toThrow('no more');
+    await expect(
+      b.pipe(() => {
+        throw new Error('no more');
+      }),
+    ).rejects.toThrow('no more');
     const b2 = await body(`${base}/blob`);
     await expect(b2.pipe(() => Promise.reject(new Error('later no more')))).rejects.toThrow('later no more');
   });
@@ -157,8 +173,27 @@ describe('openBlobBody', () => {
   it('reads over TLS, verifying the certificate (an unknown CA is refused)', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'tvm-blobtls-'));
     try {
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost',
-        '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-days',
+          '1',
+          '-subj',
+          '/CN=localhost',
+          '-addext',
+          'subjectAltName=DNS:localhost',
+          '-keyout',
+          path.join(dir, 'key.pem'),
+          '-out',
+          path.join(dir, 'cert.pem'),
+        ],
+        { stdio: 'ignore' },
+      );
       const cert = readFileSync(path.join(dir, 'cert.pem'));
       const srv = createTlsServer({ key: readFileSync(path.join(dir, 'key.pem')), cert }, handler);
       await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
@@ -170,7 +205,9 @@ describe('openBlobBody', () => {
         // trusted the way Node trusts extra CAs
         const { execa } = await import('execa');
         const script = `import('${path.resolve('src/images/blob-fetch.ts')}').then(async (m) => { const o = await m.openBlobBody({ url: new URL('https://localhost:${port}/blob'), headers: {} }); let n = 0; await o.pipe((c) => { n += c.length; }); console.log(n); })`;
-        const r = await execa(process.execPath, ['--import', 'tsx', '-e', script], { env: { ...process.env, NODE_EXTRA_CA_CERTS: path.join(dir, 'cert.pem') } });
+        const r = await execa(process.execPath, ['--import', 'tsx', '-e', script], {
+          env: { ...process.env, NODE_EXTRA_CA_CERTS: path.join(dir, 'cert.pem') },
+        });
         expect(Number(r.stdout.trim())).toBe(payload.length);
       } finally {
         await new Promise<void>((r) => srv.close(() => r()));

@@ -31,7 +31,10 @@ describe('docker credential helpers', () => {
     return p;
   };
   const keep = (server: string, username: string, secret: string) =>
-    writeFileSync(path.join(keychain, server.replace(/[^A-Za-z0-9]/g, '_')), JSON.stringify({ ServerURL: server, Username: username, Secret: secret }));
+    writeFileSync(
+      path.join(keychain, server.replace(/[^A-Za-z0-9]/g, '_')),
+      JSON.stringify({ ServerURL: server, Username: username, Secret: secret }),
+    );
   const store = (cfg: string, extra: object = {}) => new Store(mkdtempSync(path.join(dir, 'store-')), { dockerConfigPath: cfg, ...extra });
 
   beforeAll(async () => {
@@ -107,9 +110,9 @@ esac
     await expect(store(config('broken', { credHelpers: { [reg.host]: 'broken' } })).pull(ref)).rejects.toThrow(
       'error getting credentials - err: exit status 3, out: `helper exploded`',
     );
-    await expect(getDockerCredentials(reg.host, { configPath: config('sleepy', { credsStore: 'sleepy' }), timeoutMs: 300 })).rejects.toThrow(
-      /error getting credentials - err: docker-credential-sleepy timed out after 300 ms/,
-    );
+    await expect(
+      getDockerCredentials(reg.host, { configPath: config('sleepy', { credsStore: 'sleepy' }), timeoutMs: 300 }),
+    ).rejects.toThrow(/error getting credentials - err: docker-credential-sleepy timed out after 300 ms/);
   });
 
   it('a helper answer that is not JSON is refused without repeating it (it may hold the secret)', async () => {
@@ -131,7 +134,9 @@ esac
   it('identity tokens (Username <token>) and Docker Hub under its index URL', async () => {
     keep('https://index.docker.io/v1/', '<token>', 'refresh-me');
     const before = log();
-    expect(await getDockerCredentials('docker.io', { configPath: config('hub', { credsStore: 'tvmtest' }) })).toEqual({ identitytoken: 'refresh-me' });
+    expect(await getDockerCredentials('docker.io', { configPath: config('hub', { credsStore: 'tvmtest' }) })).toEqual({
+      identitytoken: 'refresh-me',
+    });
     expect(log().slice(before.length)).toBe('get https://index.docker.io/v1/\n');
   });
 
@@ -147,7 +152,9 @@ esac
 
     const plain = path.join(dir, 'fresh', 'config.json');
     await store(plain, { saveLogins: true }).login(reg.host, alice);
-    expect(JSON.parse(readFileSync(plain, 'utf8'))).toEqual({ auths: { [reg.host]: { auth: Buffer.from('alice:pa ss:word').toString('base64') } } });
+    expect(JSON.parse(readFileSync(plain, 'utf8'))).toEqual({
+      auths: { [reg.host]: { auth: Buffer.from('alice:pa ss:word').toString('base64') } },
+    });
     expect(((await import('node:fs')).statSync(plain).mode & 0o777).toString(8)).toBe('600');
     expect((await store(plain).pull(ref)).id).toBe(imageId);
 

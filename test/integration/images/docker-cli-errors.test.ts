@@ -32,17 +32,24 @@ describe('docker pull errors through tvm', () => {
   it("prints Docker's words", async () => {
     const missing = await d.docker(['pull', `${reg.host}/test/app:nope`]);
     expect(missing.exitCode).not.toBe(0);
-    expect(missing.stderr).toContain(`Error response from daemon: manifest for ${reg.host}/test/app:nope not found: manifest unknown: manifest unknown`);
+    expect(missing.stderr).toContain(
+      `Error response from daemon: manifest for ${reg.host}/test/app:nope not found: manifest unknown: manifest unknown`,
+    );
     const port = await freePort();
     const refused = await d.docker(['pull', `127.0.0.1:${port}/test/app:v1`]);
-    expect(refused.stderr).toContain(`Error response from daemon: Get "http://127.0.0.1:${port}/v2/": dial tcp 127.0.0.1:${port}: connect: connection refused`);
+    expect(refused.stderr).toContain(
+      `Error response from daemon: Get "http://127.0.0.1:${port}/v2/": dial tcp 127.0.0.1:${port}: connect: connection refused`,
+    );
   });
 
   it('answers POST /images/create with 404 / 500 before any progress, as Docker does', async () => {
     const agent = new Agent({ connect: { socketPath: d.socket } });
     try {
       const create = async (fromImage: string, tag: string) => {
-        const res = await request(`http://tvm/v1.47/images/create?fromImage=${encodeURIComponent(fromImage)}&tag=${tag}`, { method: 'POST', dispatcher: agent });
+        const res = await request(`http://tvm/v1.47/images/create?fromImage=${encodeURIComponent(fromImage)}&tag=${tag}`, {
+          method: 'POST',
+          dispatcher: agent,
+        });
         return { status: res.statusCode, body: (await res.body.json()) as { message?: string } };
       };
       expect(await create(`${reg.host}/test/app`, 'nope')).toEqual({

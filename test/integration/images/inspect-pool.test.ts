@@ -31,7 +31,7 @@ async function feedOwned(ins: LayerInspection, blob: Buffer, fill = 700 * 1024) 
 }
 
 describe('layer inspection in a worker', () => {
-  it('gives the inline inspector\'s facts for a large gzip layer', async () => {
+  it("gives the inline inspector's facts for a large gzip layer", async () => {
     const tar = await packTar([
       { name: 'data/', type: 'directory' },
       ...Array.from({ length: 24 }, (_, i) => ({ name: `data/f${i}`, content: randomBytes(256 * 1024) })),

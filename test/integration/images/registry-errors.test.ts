@@ -57,7 +57,10 @@ describe("pull errors in Docker's words", () => {
   it('nothing listening: connect: connection refused, 500', async () => {
     const port = await freePort();
     const e = await failure(`127.0.0.1:${port}/team/app:v1`);
-    expect([e.message, e.status]).toEqual([`Get "http://127.0.0.1:${port}/v2/": dial tcp 127.0.0.1:${port}: connect: connection refused`, 500]);
+    expect([e.message, e.status]).toEqual([
+      `Get "http://127.0.0.1:${port}/v2/": dial tcp 127.0.0.1:${port}: connect: connection refused`,
+      500,
+    ]);
   });
 
   it('TLS to a plain HTTP registry: http: server gave HTTP response to HTTPS client', async () => {
@@ -124,7 +127,13 @@ describe('token answers from a hostile token server', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     const port = (server.address() as { port: number }).port;
     try {
-      const err = await fetchBearerToken({ scheme: 'bearer', params: { realm: `http://127.0.0.1:${port}/token` } }, 'repository:x:pull', undefined, undefined, 'tvm-test').catch((e: unknown) => e);
+      const err = await fetchBearerToken(
+        { scheme: 'bearer', params: { realm: `http://127.0.0.1:${port}/token` } },
+        'repository:x:pull',
+        undefined,
+        undefined,
+        'tvm-test',
+      ).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(Error);
       expect((err as Error).message).toMatch(/token server http:\/\/127\.0\.0\.1:\d+ answered more than \d+ bytes/);
     } finally {

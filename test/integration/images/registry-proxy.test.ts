@@ -29,26 +29,30 @@ beforeAll(async () => {
       res.writeHead(307, { location: `http://${reg.host}${req.url}` }).end();
       return;
     }
-    const up = httpRequest({ host: '127.0.0.1', port: Number(reg.host.split(':')[1]), path: req.url, method: req.method, headers: req.headers }, (ur) => {
-      res.writeHead(ur.statusCode ?? 502, ur.headers);
-      const cut = req.method === 'GET' && /\/blobs\/sha256:/.test(req.url ?? '') && cutsLeft > 0 && Number(ur.headers['content-length']) > 100_000;
-      if (!cut) {
-        ur.pipe(res);
-        return;
-      }
-      cutsLeft--;
-      let sent = 0;
-      const half = Number(ur.headers['content-length']) / 2;
-      ur.on('data', (c: Buffer) => {
-        if (sent >= half) return;
-        sent += c.length;
-        res.write(c);
-        if (sent >= half) {
-          ur.destroy();
-          res.socket?.destroy();
+    const up = httpRequest(
+      { host: '127.0.0.1', port: Number(reg.host.split(':')[1]), path: req.url, method: req.method, headers: req.headers },
+      (ur) => {
+        res.writeHead(ur.statusCode ?? 502, ur.headers);
+        const cut =
+          req.method === 'GET' && /\/blobs\/sha256:/.test(req.url ?? '') && cutsLeft > 0 && Number(ur.headers['content-length']) > 100_000;
+        if (!cut) {
+          ur.pipe(res);
+          return;
         }
-      });
-    });
+        cutsLeft--;
+        let sent = 0;
+        const half = Number(ur.headers['content-length']) / 2;
+        ur.on('data', (c: Buffer) => {
+          if (sent >= half) return;
+          sent += c.length;
+          res.write(c);
+          if (sent >= half) {
+            ur.destroy();
+            res.socket?.destroy();
+          }
+        });
+      },
+    );
     req.pipe(up);
   });
   await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));

@@ -84,7 +84,13 @@ describe('pull from a real docker-registry', () => {
     expect(again.some((m) => m.status === 'Downloading')).toBe(false);
 
     // resolve by every name Docker accepts
-    for (const r of [`${reg.host}/test/busybox:v1`, `${reg.host}/test/busybox@${digest}`, rec.id, rec.id.slice(7, 19), rec.id.slice(0, 19)]) {
+    for (const r of [
+      `${reg.host}/test/busybox:v1`,
+      `${reg.host}/test/busybox@${digest}`,
+      rec.id,
+      rec.id.slice(7, 19),
+      rec.id.slice(0, 19),
+    ]) {
       expect((await store.resolve(r)).id).toBe(rec.id);
     }
     await expect(store.resolve(`${reg.host}/test/busybox:nope`)).rejects.toBeInstanceOf(NotFoundError);
@@ -189,7 +195,10 @@ describe('pull from a real docker-registry', () => {
     const good = readFileSync(p);
     const flipped = Buffer.from(good);
     flipped[flipped.length - 2]! ^= 0x01;
-    for (const [bad, code] of [[flipped, 'ERR_DIGEST_MISMATCH'], [Buffer.concat([good, Buffer.from('     ')]), /ERR_SIZE_MISMATCH|ERR_DIGEST_MISMATCH|ERR_BAD_FORMAT/]] as const) {
+    for (const [bad, code] of [
+      [flipped, 'ERR_DIGEST_MISMATCH'],
+      [Buffer.concat([good, Buffer.from('     ')]), /ERR_SIZE_MISMATCH|ERR_DIGEST_MISMATCH|ERR_BAD_FORMAT/],
+    ] as const) {
       writeFileSync(p, bad);
       const store = newStore();
       const err = await store.pull(`${reg.host}/test/badcfg:v1`).catch((e: unknown) => e);
@@ -213,7 +222,9 @@ describe('pull from a real docker-registry', () => {
   });
 
   it('rejects a layer whose diff ID differs from the config', async () => {
-    const img = buildImage([await fileTar(Buffer.alloc(2048, 3))], { config: { rootfs: { type: 'layers', diff_ids: [sha256('something else')] } } });
+    const img = buildImage([await fileTar(Buffer.alloc(2048, 3))], {
+      config: { rootfs: { type: 'layers', diff_ids: [sha256('something else')] } },
+    });
     await pushImage(client, 'test/diffid', 'v1', img);
     const store = newStore();
     await expect(store.pull(`${reg.host}/test/diffid:v1`)).rejects.toMatchObject({ code: 'ERR_DIFF_ID_MISMATCH' });
@@ -221,7 +232,11 @@ describe('pull from a real docker-registry', () => {
   });
 
   it('rejects unknown layer media types', async () => {
-    const img = buildImage([await fileTar(Buffer.alloc(1024, 4))], { format: 'oci', compression: 'gzip', config: { config: { Cmd: ['mt'] } } });
+    const img = buildImage([await fileTar(Buffer.alloc(1024, 4))], {
+      format: 'oci',
+      compression: 'gzip',
+      config: { config: { Cmd: ['mt'] } },
+    });
     const m = JSON.parse(img.manifest.data.toString());
     m.layers[0].mediaType = 'application/x-tvm-unknown';
     const body = Buffer.from(JSON.stringify(m));
@@ -234,7 +249,10 @@ describe('pull from a real docker-registry', () => {
 
   it('rejects layers with unsafe entries or hard links to nothing, storing nothing', async () => {
     const { packTar } = await import('../../fixtures/rootfs.js');
-    const base = await packTar([{ name: 'bin/', type: 'directory' }, { name: 'bin/x', content: 'x' }]);
+    const base = await packTar([
+      { name: 'bin/', type: 'directory' },
+      { name: 'bin/x', content: 'x' },
+    ]);
     const cases: [string, Buffer, RegExp][] = [
       ['dotdot', await packTar([{ name: 'a/../../../etc/shadow', content: 'x' }]), /contains '\.\.'/],
       ['dangling', await packTar([{ name: 'bin/y', type: 'link', linkname: 'bin/nope' }]), /points to missing "bin\/nope"/],
@@ -253,7 +271,9 @@ describe('pull from a real docker-registry', () => {
 
   it('checks the tar of a layer blob already stored but not part of any image (a load in progress, a leftover)', async () => {
     const { packTar } = await import('../../fixtures/rootfs.js');
-    const img = buildImage([await packTar([{ name: 'a/../../../etc/shadow', content: 'x' }])], { config: { config: { Cmd: ['present'] } } });
+    const img = buildImage([await packTar([{ name: 'a/../../../etc/shadow', content: 'x' }])], {
+      config: { config: { Cmd: ['present'] } },
+    });
     await pushImage(client, 'test/unsafe-present', 'v1', img);
     const store = newStore();
     const layer = img.layers[0]!;
@@ -275,7 +295,9 @@ describe('pull from a real docker-registry', () => {
     await a.tag(rec.id, `${reg.host}/pushed/again:v2`);
     const pushMsgs: string[] = [];
     // status lines only: Docker's last message is the aux record (Tag, Digest, Size), which has none
-    const digest = await a.push(`${reg.host}/pushed/again:v2`, { onProgress: (p) => void (p.status !== undefined && pushMsgs.push(p.status)) });
+    const digest = await a.push(`${reg.host}/pushed/again:v2`, {
+      onProgress: (p) => void (p.status !== undefined && pushMsgs.push(p.status)),
+    });
     expect(pushMsgs[0]).toBe(`The push refers to repository [${reg.host}/pushed/again]`);
     // the layers came from test/layers on the same registry: mounted, not uploaded again
     expect(pushMsgs.filter((m) => m === 'Mounted from test/layers').length).toBe(3);
@@ -286,7 +308,9 @@ describe('pull from a real docker-registry', () => {
     expect(back.repoDigests).toEqual([`${reg.host}/pushed/again@${digest}`]);
     const la = await collectLayers(a, rec.id);
     const lb = await collectLayers(b, back.id);
-    expect(lb.map((l) => createHash('sha256').update(l).digest('hex'))).toEqual(la.map((l) => createHash('sha256').update(l).digest('hex')));
+    expect(lb.map((l) => createHash('sha256').update(l).digest('hex'))).toEqual(
+      la.map((l) => createHash('sha256').update(l).digest('hex')),
+    );
     expect(existsSync(path.join(b.root, 'images', 'repositories.json'))).toBe(true);
   });
 });

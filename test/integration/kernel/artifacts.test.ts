@@ -4,13 +4,23 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
-  kernelKey, kernelKeyMaterial, kernelInputs, kernelsDir, kernelCacheDir, findKernel, buildKernel, systemMapSymbol, parseKernelConfig,
+  kernelKey,
+  kernelKeyMaterial,
+  kernelInputs,
+  kernelsDir,
+  kernelCacheDir,
+  findKernel,
+  buildKernel,
+  systemMapSymbol,
+  parseKernelConfig,
 } from '../../../src/vmm/kernel-artifacts.js';
 import { NotFoundError, TvmError } from '../../../src/errors.js';
 
 describe('kernel artifacts', () => {
   it('computes the same cache key as kernels/build.sh --print-key', async () => {
-    const fromScript = execFileSync('bash', [path.join(kernelsDir(), 'build.sh'), '--print-key']).toString().trim();
+    const fromScript = execFileSync('bash', [path.join(kernelsDir(), 'build.sh'), '--print-key'])
+      .toString()
+      .trim();
     expect(fromScript).toMatch(/^[0-9a-f]{64}$/);
     expect(await kernelKey()).toBe(fromScript);
   });
@@ -35,7 +45,9 @@ describe('kernel artifacts', () => {
       await expect(findKernel({ ...process.env, TVM_CACHE: dir })).rejects.toThrow(NotFoundError);
       await expect(findKernel({ ...process.env, TVM_CACHE: dir })).rejects.toThrow('guest kernel not built: run tvm kernel build');
       // Without the source tarball there is no key; with no `current` build that is also "not built".
-      await expect(findKernel({ ...process.env, TVM_CACHE: dir, TVM_KERNEL_SOURCE: path.join(dir, 'none.tar.xz') })).rejects.toThrow(NotFoundError);
+      await expect(findKernel({ ...process.env, TVM_CACHE: dir, TVM_KERNEL_SOURCE: path.join(dir, 'none.tar.xz') })).rejects.toThrow(
+        NotFoundError,
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -51,19 +63,26 @@ describe('kernel artifacts', () => {
       symlinkSync(key, path.join(dir, 'kernels', 'current'));
       const a = await findKernel({ ...process.env, TVM_CACHE: dir, TVM_KERNEL_SOURCE: path.join(dir, 'none.tar.xz') });
       expect(a).toEqual({
-        key, dir: kdir, vmlinux: path.join(kdir, 'vmlinux'), bzImage: path.join(kdir, 'bzImage'),
-        systemMap: path.join(kdir, 'System.map'), config: path.join(kdir, 'config'),
+        key,
+        dir: kdir,
+        vmlinux: path.join(kdir, 'vmlinux'),
+        bzImage: path.join(kdir, 'bzImage'),
+        systemMap: path.join(kdir, 'System.map'),
+        config: path.join(kdir, 'config'),
       });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });
 
-  it('buildKernel reports a failed build with the script\'s message', async () => {
+  it("buildKernel reports a failed build with the script's message", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'tvm-kcache-'));
     const lines: string[] = [];
     try {
-      const p = buildKernel({ env: { ...process.env, TVM_CACHE: dir, TVM_KERNEL_SOURCE: path.join(dir, 'none.tar.xz') }, onProgress: (l) => lines.push(l) });
+      const p = buildKernel({
+        env: { ...process.env, TVM_CACHE: dir, TVM_KERNEL_SOURCE: path.join(dir, 'none.tar.xz') },
+        onProgress: (l) => lines.push(l),
+      });
       await expect(p).rejects.toThrow(TvmError);
       await expect(p).rejects.toThrow(/kernel source .*none\.tar\.xz not found/);
       expect(lines.join('\n')).toContain('not found');
@@ -83,6 +102,10 @@ describe('kernel artifacts', () => {
       rmSync(dir, { recursive: true, force: true });
     }
     const c = parseKernelConfig('CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_S="a b"\n');
-    expect([...c]).toEqual([['CONFIG_A', 'y'], ['CONFIG_B', 'n'], ['CONFIG_S', '"a b"']]);
+    expect([...c]).toEqual([
+      ['CONFIG_A', 'y'],
+      ['CONFIG_B', 'n'],
+      ['CONFIG_S', '"a b"'],
+    ]);
   });
 });

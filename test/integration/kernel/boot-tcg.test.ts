@@ -207,6 +207,8 @@ describe('guest kernel under QEMU TCG', () => {
       else expect(have, k).toBe(v);
     }
     // And the build's own check, against the config that was really built.
-    execFileSync('bash', [path.join(kernelsDir(), 'check-config.sh'), path.join(kernelsDir(), 'config-fragment'), kernel.config], { stdio: 'pipe' });
+    execFileSync('bash', [path.join(kernelsDir(), 'check-config.sh'), path.join(kernelsDir(), 'config-fragment'), kernel.config], {
+      stdio: 'pipe',
+    });
   });
 });

@@ -12,7 +12,9 @@ function check(fragment: string, config: string): { code: number; out: string } 
     writeFileSync(path.join(dir, 'fragment'), fragment);
     writeFileSync(path.join(dir, 'config'), config);
     try {
-      const out = execFileSync('bash', [path.join(kernelsDir(), 'check-config.sh'), path.join(dir, 'fragment'), path.join(dir, 'config')], { stdio: 'pipe' });
+      const out = execFileSync('bash', [path.join(kernelsDir(), 'check-config.sh'), path.join(dir, 'fragment'), path.join(dir, 'config')], {
+        stdio: 'pipe',
+      });
       return { code: 0, out: out.toString() };
     } catch (e) {
       const err = e as { status: number; stderr: Buffer };

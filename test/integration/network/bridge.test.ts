@@ -55,7 +55,11 @@ describe('bridge networks (docker CLI, daemon in its own network namespace)', ()
   });
 
   it('lists the default bridge, host and none; containers default to the bridge', async () => {
-    expect((await ok(['network', 'ls', '--format', '{{.Name}} {{.Driver}}'])).split('\n').sort()).toEqual(['bridge bridge', 'host host', 'none null']);
+    expect((await ok(['network', 'ls', '--format', '{{.Name}} {{.Driver}}'])).split('\n').sort()).toEqual([
+      'bridge bridge',
+      'host host',
+      'none null',
+    ]);
     const inspect = JSON.parse(await ok(['network', 'inspect', 'bridge']))[0];
     expect(inspect.IPAM.Config).toEqual([{ Subnet: '10.213.0.0/24', Gateway: '10.213.0.1' }]);
     expect(inspect.Options['com.docker.network.bridge.name']).toBe('tvm0');
@@ -71,12 +75,14 @@ describe('bridge networks (docker CLI, daemon in its own network namespace)', ()
     expect(add).toBe('10.213.0.1\tgw');
   });
 
-  it('--network container:<name> joins a running container\'s namespace, with Docker\'s conflicts', async () => {
+  it("--network container:<name> joins a running container's namespace, with Docker's conflicts", async () => {
     const id = await ok(['run', '-d', '--name', 'cweb', 'busybox', 'sh', '-c', SERVE]);
-    expect(await ok(['run', '--rm', '--network', 'container:cweb', 'busybox', 'sh', '-c', 'busybox wget -qO- http://127.0.0.1/; hostname'])).toBe(`hello from ${id.slice(0, 12)}\n${id.slice(0, 12)}`);
+    expect(
+      await ok(['run', '--rm', '--network', 'container:cweb', 'busybox', 'sh', '-c', 'busybox wget -qO- http://127.0.0.1/; hostname']),
+    ).toBe(`hello from ${id.slice(0, 12)}\n${id.slice(0, 12)}`);
     const c = await run(['run', '--rm', '--network', 'container:cweb', '-p', '8080:80', 'busybox', 'true']);
     expect(c.stderr).toContain('conflicting options: port publishing and the container type network mode');
-    expect((await ok(['ps', '--filter', 'network=bridge', '--format', '{{.Names}}']))).toBe('cweb');
+    expect(await ok(['ps', '--filter', 'network=bridge', '--format', '{{.Names}}'])).toBe('cweb');
     await ok(['stop', '-t', '0', 'cweb']);
     await ok(['create', '--name', 'joiner', '--network', 'container:cweb', 'busybox', 'true']);
     const dead = await run(['start', 'joiner']);
@@ -115,10 +121,13 @@ describe('bridge networks (docker CLI, daemon in its own network namespace)', ()
     await ok(['rm', '-f', id, p]);
   });
 
-  it('a host port another process holds is refused with Docker\'s error before the container starts', async () => {
-    const holder = execa('nsenter', [`--net=${path.join(path.dirname(d.dataRoot), 'netns')}`, 'busybox', 'nc', '-l', '-p', '18090'], { reject: false });
+  it("a host port another process holds is refused with Docker's error before the container starts", async () => {
+    const holder = execa('nsenter', [`--net=${path.join(path.dirname(d.dataRoot), 'netns')}`, 'busybox', 'nc', '-l', '-p', '18090'], {
+      reject: false,
+    });
     try {
-      for (let i = 0; i < 50 && !(await host(['busybox', 'sh', '-c', 'busybox netstat -ltn | grep -q :18090'])).exitCode === false; i++) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 50 && !(await host(['busybox', 'sh', '-c', 'busybox netstat -ltn | grep -q :18090'])).exitCode === false; i++)
+        await new Promise((r) => setTimeout(r, 50));
       await new Promise((r) => setTimeout(r, 300));
       const r = await run(['run', '-d', '--name', 'busy', '-p', '18090:80', 'busybox', 'sleep', '30']);
       expect(r.exitCode).not.toBe(0);
@@ -131,8 +140,10 @@ describe('bridge networks (docker CLI, daemon in its own network namespace)', ()
     }
   });
 
-  it('user-defined networks: subnet, static ip, isolation, internal, connect/disconnect, Docker\'s errors', async () => {
-    expect(await ok(['network', 'create', '--subnet', '10.214.0.0/24', '--gateway', '10.214.0.254', '--label', 'team=a', 'neta'])).toMatch(/^[0-9a-f]{64}$/);
+  it("user-defined networks: subnet, static ip, isolation, internal, connect/disconnect, Docker's errors", async () => {
+    expect(await ok(['network', 'create', '--subnet', '10.214.0.0/24', '--gateway', '10.214.0.254', '--label', 'team=a', 'neta'])).toMatch(
+      /^[0-9a-f]{64}$/,
+    );
     await ok(['network', 'create', '--subnet', '10.215.0.0/24', '-o', 'com.docker.network.bridge.name=tvm-netb', 'netb']);
     await ok(['network', 'create', '--internal', '--subnet', '10.216.0.0/24', 'netc']);
     const errs: [string[], string][] = [
@@ -149,22 +160,36 @@ describe('bridge networks (docker CLI, daemon in its own network namespace)', ()
       expect(r.exitCode, args.join(' ')).not.toBe(0);
       expect(r.stderr).toContain(msg);
     }
-    expect((await ok(['network', 'ls', '--filter', 'label=team=a', '--format', '{{.Name}}']))).toBe('neta');
+    expect(await ok(['network', 'ls', '--filter', 'label=team=a', '--format', '{{.Name}}'])).toBe('neta');
     await ok(['create', '--name', 'idle', 'busybox', 'true']);
     expect((await run(['network', 'connect', 'nope', 'idle'])).stderr).toContain('network nope not found');
     await ok(['rm', 'idle']);
-    expect((await ok(['network', 'ls', '-q', '--filter', 'name=nope']))).toBe('');
+    expect(await ok(['network', 'ls', '-q', '--filter', 'name=nope'])).toBe('');
 
     const a1 = await ok(['run', '-d', '--name', 'a1', '--network', 'neta', '--ip', '10.214.0.10', 'busybox', 'sh', '-c', SERVE]);
     const b1 = await ok(['run', '-d', '--name', 'b1', '--network', 'netb', 'busybox', 'sh', '-c', SERVE]);
     expect(await ok(['inspect', '-f', '{{.NetworkSettings.Networks.neta.IPAddress}}', a1])).toBe('10.214.0.10');
     const bIp = await ok(['inspect', '-f', '{{.NetworkSettings.Networks.netb.IPAddress}}', b1]);
     // same network: reachable; other network: isolated
-    expect(await ok(['run', '--rm', '--network', 'neta', 'busybox', 'busybox', 'wget', '-qO-', 'http://10.214.0.10/'])).toBe(`hello from ${a1.slice(0, 12)}`);
+    expect(await ok(['run', '--rm', '--network', 'neta', 'busybox', 'busybox', 'wget', '-qO-', 'http://10.214.0.10/'])).toBe(
+      `hello from ${a1.slice(0, 12)}`,
+    );
     const iso = await run(['run', '--rm', '--network', 'neta', 'busybox', 'busybox', 'wget', '-qO-', '-T', '2', `http://${bIp}/`]);
     expect(iso.exitCode).not.toBe(0);
     // internal: no route out of its subnet
-    const internal = await run(['run', '--rm', '--network', 'netc', 'busybox', 'busybox', 'wget', '-qO-', '-T', '2', 'http://10.214.0.10/']);
+    const internal = await run([
+      'run',
+      '--rm',
+      '--network',
+      'netc',
+      'busybox',
+      'busybox',
+      'wget',
+      '-qO-',
+      '-T',
+      '2',
+      'http://10.214.0.10/',
+    ]);
     expect(internal.exitCode).not.toBe(0);
     const net = JSON.parse(await ok(['network', 'inspect', 'neta']))[0];
     expect(net.IPAM.Config).toEqual([{ Subnet: '10.214.0.0/24', Gateway: '10.214.0.254' }]);
@@ -184,7 +209,9 @@ describe('bridge networks (docker CLI, daemon in its own network namespace)', ()
     expect(JSON.parse(await ok(['inspect', 'a2']))[0].NetworkSettings.Networks.neta.Aliases).toEqual(['db']);
     await ok(['rm', '-f', 'a2']);
     // the gateway's MAC is fixed: a port leaving must not change it under the others' ARP caches
-    expect((await host(['ip', '-j', 'link', 'show', 'dev', `br-${net.Id.slice(0, 12)}`])).stdout).toContain('"address":"02:42:0a:d6:00:fe"');
+    expect((await host(['ip', '-j', 'link', 'show', 'dev', `br-${net.Id.slice(0, 12)}`])).stdout).toContain(
+      '"address":"02:42:0a:d6:00:fe"',
+    );
     // connect a running container to a second network, then disconnect it
     await ok(['network', 'connect', 'netb', a1]);
     expect(await ok(['exec', a1, 'busybox', 'wget', '-qO-', `http://${bIp}/`])).toBe(`hello from ${b1.slice(0, 12)}`);
@@ -204,7 +231,10 @@ describe('bridge networks (docker CLI, daemon in its own network namespace)', ()
   it('docker build: RUN steps join the default bridge as with dockerd, or none when asked', async () => {
     const ctx = path.join(tmp, 'build-net');
     await mkdir(ctx, { recursive: true });
-    await writeFile(path.join(ctx, 'Dockerfile'), 'FROM busybox\nRUN if grep -q eth0 /proc/net/dev; then echo bridged; else echo none; fi > /net\n');
+    await writeFile(
+      path.join(ctx, 'Dockerfile'),
+      'FROM busybox\nRUN if grep -q eth0 /proc/net/dev; then echo bridged; else echo none; fi > /net\n',
+    );
     await ok(['build', '-q', '-t', 'netbuild:default', ctx]);
     expect(await ok(['run', '--rm', 'netbuild:default', 'cat', '/net'])).toBe('bridged');
     // the network is not part of the cache key (as dockerd's): a fresh build to see it
@@ -239,7 +269,10 @@ describe('bridge networks (docker CLI, daemon in its own network namespace)', ()
     expect(await fetch('http://127.0.0.1:18100/')).toBe(`hello from ${id.slice(0, 12)}`);
     await ok(['rm', '-f', id]);
     await ok(['network', 'rm', 'keep']);
-    const links = (await host(['ip', '-o', 'link'])).stdout.split('\n').filter(Boolean).map((l) => l.split(': ')[1]!.split('@')[0]);
+    const links = (await host(['ip', '-o', 'link'])).stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split(': ')[1]!.split('@')[0]);
     expect(links.sort()).toEqual(['lo', 'tvm0']);
     // no netns directory at all is as empty as one with no files
     expect(await readdir(path.join(d.execRoot, 'netns')).catch(() => [])).toEqual([]);

@@ -38,7 +38,13 @@ volumes:
 describe('docker-compose 1.29 (two services, a network, a volume, a published port)', () => {
   let d: TestDaemon;
   let dir: string;
-  const compose = (args: string[]) => execa(COMPOSE, ['-p', 'mx', ...args], { cwd: dir, reject: false, env: { DOCKER_HOST: d.host, COMPOSE_INTERACTIVE_NO_CLI: '1' }, timeout: 120_000 });
+  const compose = (args: string[]) =>
+    execa(COMPOSE, ['-p', 'mx', ...args], {
+      cwd: dir,
+      reject: false,
+      env: { DOCKER_HOST: d.host, COMPOSE_INTERACTIVE_NO_CLI: '1' },
+      timeout: 120_000,
+    });
   const host = (cmd: string[]) => execa('nsenter', [`--net=/proc/${d.pid()}/ns/net`, ...cmd], { reject: false });
 
   beforeAll(async () => {

@@ -105,7 +105,21 @@ describe('embedded DNS at 127.0.0.11 (docker CLI, daemon in its own network name
     expect(`${plain}\n`).toBe(embeddedResolvConf(await readFile('/etc/resolv.conf', 'utf8'), undefined, '127.0.0.11'));
     expect(plain).toMatch(/^nameserver 127\.0\.0\.11$/m);
     expect(plain.match(/^nameserver /gm)).toHaveLength(1);
-    const given = await ok(['run', '--rm', '--network', 'dnsnet', '--dns', UPSTREAM, '--dns-search', 'corp.example', '--dns-option', 'timeout:2', 'busybox', 'cat', '/etc/resolv.conf']);
+    const given = await ok([
+      'run',
+      '--rm',
+      '--network',
+      'dnsnet',
+      '--dns',
+      UPSTREAM,
+      '--dns-search',
+      'corp.example',
+      '--dns-option',
+      'timeout:2',
+      'busybox',
+      'cat',
+      '/etc/resolv.conf',
+    ]);
     expect(given).toBe('search corp.example\nnameserver 127.0.0.11\noptions timeout:2 ndots:0');
     const bridge = await ok(['run', '--rm', '--dns', UPSTREAM, 'busybox', 'cat', '/etc/resolv.conf']);
     expect(bridge).toContain(`nameserver ${UPSTREAM}`);
@@ -127,7 +141,11 @@ describe('embedded DNS at 127.0.0.11 (docker CLI, daemon in its own network name
     expect(await nslookup('outside.example')).toContain('Address: 192.0.2.77');
     expect(upstreamLog).toContain('udp outside.example');
     // TCP, from inside the container's namespace
-    const tcp = await execa('nsenter', [`--net=${path.join(d.execRoot, 'netns', c1)}`, process.execPath, '-e', TCP_CLIENT_JS, 'p1', 'outside.example', 'nowhere.example'], { reject: false });
+    const tcp = await execa(
+      'nsenter',
+      [`--net=${path.join(d.execRoot, 'netns', c1)}`, process.execPath, '-e', TCP_CLIENT_JS, 'p1', 'outside.example', 'nowhere.example'],
+      { reject: false },
+    );
     expect(tcp.exitCode, tcp.stderr).toBe(0);
     expect(tcp.stdout.split('\n').sort()).toEqual(['nowhere.example ', 'outside.example 192.0.2.77', `p1 ${p1Ip}`]);
     expect(upstreamLog).toContain('tcp outside.example');

@@ -9,7 +9,13 @@ export interface RawResponse {
 }
 
 /** One request; the whole body. */
-export function request(socket: string, method: string, url: string, body?: Buffer | string, headers: Record<string, string> = {}): Promise<RawResponse> {
+export function request(
+  socket: string,
+  method: string,
+  url: string,
+  body?: Buffer | string,
+  headers: Record<string, string> = {},
+): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const req = http.request({ socketPath: socket, method, path: url, headers: { Host: 'docker', ...headers } }, (res) => {
       const chunks: Buffer[] = [];
@@ -65,7 +71,9 @@ export function loopsOver(dir: string): string[] {
   for (const n of readdirSync('/sys/block').filter((x) => /^loop\d+$/.test(x))) {
     let backing: string;
     try {
-      backing = readFileSync(`/sys/block/${n}/loop/backing_file`, 'utf8').trim().replace(/ \(deleted\)$/, '');
+      backing = readFileSync(`/sys/block/${n}/loop/backing_file`, 'utf8')
+        .trim()
+        .replace(/ \(deleted\)$/, '');
     } catch {
       continue;
     }

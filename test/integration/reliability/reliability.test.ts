@@ -61,7 +61,7 @@ describe('reliability (real daemon, --isolation=container)', () => {
     await ok(['pause', id]);
     await ok(['unpause', id]);
     await until('the daemon to close the copies fds', () => fdCount(pid) <= before + 1);
-    expect((await ok(['inspect', '-f', '{{.State.Status}}', id]))).toBe('running');
+    expect(await ok(['inspect', '-f', '{{.State.Status}}', id])).toBe('running');
     await ok(['rm', '-f', id]);
   });
 
@@ -155,7 +155,11 @@ describe('reliability (real daemon, --isolation=container)', () => {
     expect(r.status).toBe(200);
     expect(r.headers['transfer-encoding']).toBe('chunked');
     expect(r.headers['content-length']).toBeUndefined();
-    const lines = r.body.toString().split('\r\n').filter(Boolean).map((l) => JSON.parse(l) as { stream?: string });
+    const lines = r.body
+      .toString()
+      .split('\r\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { stream?: string });
     // quiet by default: no progress, only what was loaded
     expect(lines).toEqual([{ stream: 'Loaded image: rel-load:1\n' }]);
     const loud = await request(d.socket, 'POST', '/images/load?quiet=0', good, { 'Content-Type': 'application/x-tar' });
@@ -193,7 +197,9 @@ describe('reliability (real daemon, --isolation=container)', () => {
     await ok(['rm', '-f', id]);
 
     const c = await ok(['run', '-d', 'busybox', 'sleep', '100']);
-    const ex = await request(d.socket, 'POST', `/containers/${c}/exec`, JSON.stringify({ Cmd: ['echo', 'exec'], AttachStdout: true }), { 'Content-Type': 'application/json' });
+    const ex = await request(d.socket, 'POST', `/containers/${c}/exec`, JSON.stringify({ Cmd: ['echo', 'exec'], AttachStdout: true }), {
+      'Content-Type': 'application/json',
+    });
     const execId = (JSON.parse(ex.body.toString()) as { Id: string }).Id;
     const st = await request(d.socket, 'POST', `/exec/${execId}/start`, '{}', { 'Content-Type': 'application/json' });
     expect(st.status).toBe(200);
@@ -213,7 +219,17 @@ describe('reliability (real daemon, --isolation=container)', () => {
     expect((await ok(['images', 'rel-img', '--format', '{{.Tag}}'])).split('\n').sort()).toEqual(['a', 'evtag']);
     // a load reports the archive's tags, not every tag the image already has
     expect(await ok(['load', '-i', archive])).toBe('Loaded image: rel-img:a');
-    const ev = await ok(['events', '--since', String(since), '--until', String(Math.floor(Date.now() / 1000) + 1), '--filter', 'event=tag', '--format', '{{.Actor.Attributes.name}}']);
+    const ev = await ok([
+      'events',
+      '--since',
+      String(since),
+      '--until',
+      String(Math.floor(Date.now() / 1000) + 1),
+      '--filter',
+      'event=tag',
+      '--format',
+      '{{.Actor.Attributes.name}}',
+    ]);
     expect(ev.split('\n')).toContain('rel-img:evtag');
     expect(ev).not.toContain('docker.io/library');
     const { busyboxRootfsTar } = await import('../../fixtures/rootfs.js');
@@ -226,7 +242,18 @@ describe('reliability (real daemon, --isolation=container)', () => {
 
   // Item 15: top with ps options, sizes, tmpfs defaults, export and cp names, cp into a symlink.
   it('top -o, ps -s, --tmpfs, export and cp rows match dockerd', async () => {
-    const id = await ok(['run', '-d', '--tmpfs', '/t', '--tmpfs', '/x:exec', 'busybox', 'sh', '-c', 'head -c 100000 /dev/zero > /big; ln -s /etc/target /etc/link; echo old > /etc/target; sleep 1000']);
+    const id = await ok([
+      'run',
+      '-d',
+      '--tmpfs',
+      '/t',
+      '--tmpfs',
+      '/x:exec',
+      'busybox',
+      'sh',
+      '-c',
+      'head -c 100000 /dev/zero > /big; ln -s /etc/target /etc/link; echo old > /etc/target; sleep 1000',
+    ]);
     await until('the file to be written', async () => (await d.docker(['exec', id, 'test', '-e', '/etc/link'])).exitCode === 0);
     const top = await ok(['top', id, '-o', 'pid,comm']);
     expect(top.split('\n')[0]).toMatch(/^PID\s+COMMAND$/);
@@ -270,8 +297,13 @@ describe('reliability (real daemon, --isolation=container)', () => {
     expect(hostPaths(put.body.toString())).toBe(false);
     const pull = await request(d.socket, 'POST', '/images/create?fromImage=localhost:99999/x&tag=latest');
     expect(pull.status).toBe(400);
-    const upper = await request(d.socket, 'POST', '/containers/create', JSON.stringify({ Image: 'UPPER:1' }), { 'Content-Type': 'application/json' });
-    expect([upper.status, (JSON.parse(upper.body.toString()) as { message: string }).message]).toEqual([400, 'invalid reference format: repository name (library/UPPER) must be lowercase']);
+    const upper = await request(d.socket, 'POST', '/containers/create', JSON.stringify({ Image: 'UPPER:1' }), {
+      'Content-Type': 'application/json',
+    });
+    expect([upper.status, (JSON.parse(upper.body.toString()) as { message: string }).message]).toEqual([
+      400,
+      'invalid reference format: repository name (library/UPPER) must be lowercase',
+    ]);
     // a long name is either refused or usable by name
     const long = 'n'.repeat(1000);
     await ok(['create', '--name', long, 'busybox', 'true']);
@@ -314,11 +346,18 @@ describe('reliability (real daemon, --isolation=container)', () => {
 
   // Item 10: /sys/fs/cgroup as dockerd gives it (the container's own group, read-only), so
   // runtimes see their limits; item 16: dockerd's defaults (nofile inherited, no /dev/core).
-  it('/sys/fs/cgroup shows the container\'s limits; nofile and /dev as dockerd', async () => {
+  it("/sys/fs/cgroup shows the container's limits; nofile and /dev as dockerd", async () => {
     const v1 = existsSync('/sys/fs/cgroup/memory');
     const limit = v1 ? '/sys/fs/cgroup/memory/memory.limit_in_bytes' : '/sys/fs/cgroup/memory.max';
     expect(await ok(['run', '--rm', '-m', '64m', 'busybox', 'cat', limit])).toBe('67108864');
-    const w = await d.docker(['run', '--rm', 'busybox', 'sh', '-c', `echo 1 > ${v1 ? '/sys/fs/cgroup/pids/pids.max' : '/sys/fs/cgroup/pids.max'}`]);
+    const w = await d.docker([
+      'run',
+      '--rm',
+      'busybox',
+      'sh',
+      '-c',
+      `echo 1 > ${v1 ? '/sys/fs/cgroup/pids/pids.max' : '/sys/fs/cgroup/pids.max'}`,
+    ]);
     expect(w.exitCode).not.toBe(0);
     expect(w.stderr).toContain('Read-only file system');
     const own = await execa('sh', ['-c', 'ulimit -n; ulimit -Hn']);
@@ -326,7 +365,9 @@ describe('reliability (real daemon, --isolation=container)', () => {
     expect(await ok(['run', '--rm', 'busybox', 'sh', '-c', 'ulimit -n; ulimit -Hn'])).toBe(own.stdout.trim());
     expect((await ok(['run', '--rm', 'busybox', 'ls', '/dev'])).split('\n')).not.toContain('core');
     // the socket's group: docker's where that group exists, as dockerd's default -G
-    const docker = readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.startsWith('docker:'));
+    const docker = readFileSync('/etc/group', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('docker:'));
     expect(statSync(d.socket).gid).toBe(docker ? Number(docker.split(':')[2]) : 0);
   });
 

@@ -30,10 +30,15 @@ class LeavesMountIsolation extends MemoryIsolation {
 const scratch = mountScratch('tvm-createfail-');
 
 describe('create failure with a mount left in the state dir', () => {
-  it('answers the isolation\'s error, unmounts and removes the state dir and the new volume', async () => {
+  it("answers the isolation's error, unmounts and removes the state dir and the new volume", async () => {
     const images = new FakeImageStore();
     await images.load(Readable.from([await busyboxDockerArchive()]));
-    const m = new ContainerManager({ dataRoot: scratch.root(), images, isolations: { container: new LeavesMountIsolation() }, defaultIsolation: 'container' });
+    const m = new ContainerManager({
+      dataRoot: scratch.root(),
+      images,
+      isolations: { container: new LeavesMountIsolation() },
+      defaultIsolation: 'container',
+    });
     await m.init();
     await expect(m.create({ Image: 'busybox', Cmd: ['true'], HostConfig: { Binds: ['vol1:/data'] } }, 'c1')).rejects.toThrow('boom');
     expect(await mountedUnder(path.join(scratch.root(), 'containers'))).toEqual([]);

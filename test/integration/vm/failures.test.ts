@@ -32,7 +32,10 @@ let dir = '';
 let disk = '';
 
 function spec(id: string): ContainerSpec {
-  return containerSpec({ id, name: id, isolation: 'vm', imageId: IMAGE_ID, stateDir: path.join(dir, 'containers', id) }, { args: ['true'], env: ['PATH=/bin'] });
+  return containerSpec(
+    { id, name: id, isolation: 'vm', imageId: IMAGE_ID, stateDir: path.join(dir, 'containers', id) },
+    { args: ['true'], env: ['PATH=/bin'] },
+  );
 }
 
 beforeAll(async () => {
@@ -48,10 +51,20 @@ describe('VM isolation: a guest that does not come up', () => {
 
   it('a guest whose kernel panics at boot: start fails naming it, nothing is left running', async () => {
     if (!backend) throw new Error('no VM backend: needs /dev/kvm or qemu-system-x86_64 (apt-get install qemu-system-x86)');
-    const iso = new VmIsolation({ dataRoot: dir, runRoot: path.join(dir, 'run'), agentPath: AGENT, backend, ...fakeImages(disk), kernelArgs: 'rdinit=/no-such-init' });
+    const iso = new VmIsolation({
+      dataRoot: dir,
+      runRoot: path.join(dir, 'run'),
+      agentPath: AGENT,
+      backend,
+      ...fakeImages(disk),
+      kernelArgs: 'rdinit=/no-such-init',
+    });
     const s = spec('panic1');
     await iso.create(s);
-    const err = await iso.start(s).then(() => undefined, (e: Error) => e);
+    const err = await iso.start(s).then(
+      () => undefined,
+      (e: Error) => e,
+    );
     expect(err?.message).toMatch(/the VM ended before its agent answered/);
     expect(readFileSync(path.join(s.stateDir, 'console.log'), 'utf8')).toMatch(/Kernel panic|No working init found|Failed to execute/);
     expect(processesNaming(s.stateDir)).toEqual([]);
@@ -61,10 +74,20 @@ describe('VM isolation: a guest that does not come up', () => {
 
   it('a guest that does not answer within the boot bound: a timeout, and the VM is powered off', async () => {
     if (!backend) throw new Error('no VM backend');
-    const iso = new VmIsolation({ dataRoot: dir, runRoot: path.join(dir, 'run'), agentPath: AGENT, backend, ...fakeImages(disk), bootTimeoutMs: 300 });
+    const iso = new VmIsolation({
+      dataRoot: dir,
+      runRoot: path.join(dir, 'run'),
+      agentPath: AGENT,
+      backend,
+      ...fakeImages(disk),
+      bootTimeoutMs: 300,
+    });
     const s = spec('slow1');
     await iso.create(s);
-    const err = await iso.start(s).then(() => undefined, (e: Error) => e);
+    const err = await iso.start(s).then(
+      () => undefined,
+      (e: Error) => e,
+    );
     expect(err?.message).toMatch(/did not answer within|did not become ready/);
     for (let i = 0; i < 100 && processesNaming(s.stateDir).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
     expect(processesNaming(s.stateDir)).toEqual([]);

@@ -40,11 +40,12 @@ describe('--isolation=vm on bridge networks (docker CLI, daemon in its own netwo
     }
     throw new Error(`gave up waiting for ${what}: ${lastError}`);
   };
-  const curl = (url: string) => until(url, async () => {
-    const r = await host(['curl', '-sS', '-m', '3', url]);
-    lastError = r.stderr;
-    return r.exitCode === 0 ? r.stdout.trim() : undefined;
-  });
+  const curl = (url: string) =>
+    until(url, async () => {
+      const r = await host(['curl', '-sS', '-m', '3', url]);
+      lastError = r.stderr;
+      return r.exitCode === 0 ? r.stdout.trim() : undefined;
+    });
 
   beforeAll(async () => {
     requireDocker();
@@ -79,7 +80,23 @@ describe('--isolation=vm on bridge networks (docker CLI, daemon in its own netwo
   it('a VM on a user network serves a host container by name and a published port; inspect matches the guest; rm -f leaves nothing', async () => {
     // a host container the VM resolves by name
     await ok(['run', '-d', '--name', 'vmnet-hostweb', '--network', 'vmnet-user', 'busybox', 'sh', '-c', SERVE]);
-    const id = await ok(['run', '-d', '--isolation=vm', '--name', 'vmnet-web', '--network', 'vmnet-user', '--network-alias', 'vmalias', '-p', '18080:80', 'busybox', 'sh', '-c', SERVE]);
+    const id = await ok([
+      'run',
+      '-d',
+      '--isolation=vm',
+      '--name',
+      'vmnet-web',
+      '--network',
+      'vmnet-user',
+      '--network-alias',
+      'vmalias',
+      '-p',
+      '18080:80',
+      'busybox',
+      'sh',
+      '-c',
+      SERVE,
+    ]);
     const short = id.slice(0, 12);
     const ins = JSON.parse(await ok(['inspect', 'vmnet-web']))[0];
     expect(ins.HostConfig.Isolation).toBe('vm');
@@ -90,7 +107,13 @@ describe('--isolation=vm on bridge networks (docker CLI, daemon in its own netwo
     expect(ins.NetworkSettings.Ports['80/tcp']).toEqual([{ HostIp: '0.0.0.0', HostPort: '18080' }]);
 
     // the guest holds the endpoint's address, MAC and route; its /etc files name the network's DNS
-    const inGuest = await ok(['exec', 'vmnet-web', 'sh', '-c', 'busybox ip -4 addr show eth0; busybox ip link show eth0; busybox ip route; cat /etc/resolv.conf /etc/hosts; uname -r']);
+    const inGuest = await ok([
+      'exec',
+      'vmnet-web',
+      'sh',
+      '-c',
+      'busybox ip -4 addr show eth0; busybox ip link show eth0; busybox ip route; cat /etc/resolv.conf /etc/hosts; uname -r',
+    ]);
     expect(inGuest).toContain(`inet ${ep.IPAddress}/24`);
     expect(inGuest).toContain(`link/ether ${ep.MacAddress}`);
     expect(inGuest).toContain('default via 10.217.0.1 dev eth0');
@@ -102,15 +125,23 @@ describe('--isolation=vm on bridge networks (docker CLI, daemon in its own netwo
     // a host container resolves the VM's name and alias (the network's DNS) and reaches it over the bridge
     // (busybox's nslookup, then HTTP by address through nc: this host's static busybox wget
     // segfaults before it connects, between host containers too)
-    const lookup = async (where: string[], name: string) => (await ok([...where, 'busybox', 'nslookup', name])).split('\n').filter((l) => l.startsWith('Address:')).pop();
+    const lookup = async (where: string[], name: string) =>
+      (await ok([...where, 'busybox', 'nslookup', name]))
+        .split('\n')
+        .filter((l) => l.startsWith('Address:'))
+        .pop();
     const fromHost = ['run', '--rm', '--network', 'vmnet-user', 'busybox'];
     expect(await lookup(fromHost, 'vmnet-web')).toBe(`Address: ${ep.IPAddress}`);
     expect(await lookup(fromHost, 'vmalias')).toBe(`Address: ${ep.IPAddress}`);
-    const byAddr = await until('the VM over the bridge', async () => {
-      const r = await run([...fromHost, 'sh', '-c', httpGet(ep.IPAddress)]);
-      lastError = `exit ${r.exitCode}: ${r.stdout} ${r.stderr}`;
-      return r.exitCode === 0 && r.stdout.trim() !== '' ? r.stdout.trim() : undefined;
-    }, 10);
+    const byAddr = await until(
+      'the VM over the bridge',
+      async () => {
+        const r = await run([...fromHost, 'sh', '-c', httpGet(ep.IPAddress)]);
+        lastError = `exit ${r.exitCode}: ${r.stdout} ${r.stderr}`;
+        return r.exitCode === 0 && r.stdout.trim() !== '' ? r.stdout.trim() : undefined;
+      },
+      10,
+    );
     expect(byAddr).toBe(`hello from ${short}`);
     // the VM resolves a host container by name (the embedded DNS on the gateway, over its NIC) and reaches it
     const hostweb = JSON.parse(await ok(['inspect', 'vmnet-hostweb']))[0];
@@ -133,7 +164,9 @@ describe('--isolation=vm on bridge networks (docker CLI, daemon in its own netwo
     const supervisor = await supervisorOf(id);
     expect(supervisor, 'the VM supervisor process').toBeDefined();
     await ok(['rm', '-f', 'vmnet-web']);
-    await until('the supervisor to exit', async () => (existsSync(`/proc/${supervisor}`) && !(await isZombie(supervisor!)) ? undefined : 'gone'));
+    await until('the supervisor to exit', async () =>
+      existsSync(`/proc/${supervisor}`) && !(await isZombie(supervisor!)) ? undefined : 'gone',
+    );
     expect(await supervisorOf(id)).toBeUndefined();
     const nsDir = path.join(execRoot, 'netns');
     // no netns directory at all is as empty as one without this container's
@@ -161,7 +194,11 @@ describe('--isolation=vm on bridge networks (docker CLI, daemon in its own netwo
     const qemu = await childrenNamed(supervisor!, 'qemu-system');
     expect(qemu.length).toBe(1);
     process.kill(supervisor!, 'SIGKILL');
-    await until('the container to exit', async () => ((await ok(['inspect', '-f', '{{.State.Status}}', 'vmnet-default'])) === 'exited' ? 'yes' : undefined), 150);
+    await until(
+      'the container to exit',
+      async () => ((await ok(['inspect', '-f', '{{.State.Status}}', 'vmnet-default'])) === 'exited' ? 'yes' : undefined),
+      150,
+    );
     await until('QEMU to go', async () => (existsSync(`/proc/${qemu[0]}`) && !(await isZombie(qemu[0]!)) ? undefined : 'gone'));
     // the network goes right after the exit is recorded (the manager tears it down behind it)
     await until('the namespace to go', async () => (existsSync(path.join(d.execRoot, 'netns', id)) ? undefined : 'gone'));

@@ -77,14 +77,17 @@ beforeAll(async () => {
 beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'tvm-vhost-qemu-'));
   const initrd = path.join(dir, 'initramfs.cpio');
-  writeFileSync(initrd, buildInitramfs({
-    init: initScript(),
-    dirs: ['proc', 'sys', 'tmp', 'dev'],
-    files: [
-      ...busyboxEntries(readFileSync(requireBusybox()), [...new Set([...APPLETS, 'sync', 'od', 'sed'])]),
-      { path: 'bin/vsock-echo', type: 'file', mode: 0o755, data: buildStaticProgram(ECHO_SOURCE, dir) },
-    ],
-  }));
+  writeFileSync(
+    initrd,
+    buildInitramfs({
+      init: initScript(),
+      dirs: ['proc', 'sys', 'tmp', 'dev'],
+      files: [
+        ...busyboxEntries(readFileSync(requireBusybox()), [...new Set([...APPLETS, 'sync', 'od', 'sed'])]),
+        { path: 'bin/vsock-echo', type: 'file', mode: 0o755, data: buildStaticProgram(ECHO_SOURCE, dir) },
+      ],
+    }),
+  );
 
   const diskPath = path.join(dir, 'disk.qcow2');
   const img = Qcow2Image.createSync(diskPath, { size: 64 * 1024 * 1024 });
@@ -102,14 +105,21 @@ beforeAll(async () => {
   let echoStarted = false;
   try {
     boot = await bootWithVhostUser({
-      kernel: kernel.bzImage, initrd, memoryMiB: 256, devices, timeoutMs: BOOT_TIMEOUT_MS,
+      kernel: kernel.bzImage,
+      initrd,
+      memoryMiB: 256,
+      devices,
+      timeoutMs: BOOT_TIMEOUT_MS,
       watch: ['TVM-INIT-START', 'VSOCK-LISTENING', 'TVM-INIT-DONE'],
       log: (l) => process.stderr.write(`${l}\n`),
       onConsole: (out) => {
         if (echoStarted || !out.includes('VSOCK-LISTENING')) return;
         echoStarted = true;
         // both outcomes are recorded in `echoed`, which the test asserts
-        void echoThroughMuxer(uds).then((r) => ({ echoed, okLine } = r), (e: Error) => (echoed = `ERROR ${e.message}`));
+        void echoThroughMuxer(uds).then(
+          (r) => ({ echoed, okLine } = r),
+          (e: Error) => (echoed = `ERROR ${e.message}`),
+        );
       },
     });
   } finally {
@@ -117,7 +127,9 @@ beforeAll(async () => {
     img.closeSync();
   }
   const m = boot.marks;
-  process.stderr.write(`[vhost-user-qemu] QEMU TCG (not PVM, not hardware KVM): /init after ${m['TVM-INIT-START']} ms, done after ${m['TVM-INIT-DONE']} ms, exit after ${boot.msTotal} ms\n`);
+  process.stderr.write(
+    `[vhost-user-qemu] QEMU TCG (not PVM, not hardware KVM): /init after ${m['TVM-INIT-START']} ms, done after ${m['TVM-INIT-DONE']} ms, exit after ${boot.msTotal} ms\n`,
+  );
   rngBytes = rng.bytesServed;
   const back = Qcow2Image.openSync(diskPath, { readOnly: true });
   qcowAfter = new Uint8Array(512);

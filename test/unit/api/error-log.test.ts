@@ -19,7 +19,11 @@ function answer(err: unknown): { lines: string[]; status: number } {
       return reply;
     },
   };
-  errorHandler((l) => lines.push(l))(err, { method: 'POST', url: '/containers/create' } as FastifyRequest, reply as unknown as FastifyReply);
+  errorHandler((l) => lines.push(l))(
+    err,
+    { method: 'POST', url: '/containers/create' } as FastifyRequest,
+    reply as unknown as FastifyReply,
+  );
   return { lines, status };
 }
 

@@ -19,6 +19,11 @@ export async function apiOnFakes() {
   const manager = new ContainerManager({ dataRoot, images, isolations: { container: iso }, defaultIsolation: 'container' });
   await manager.init();
   const errors: string[] = [];
-  const app = await buildApi({ manager, images, info: { dataRoot, execRoot: dataRoot, version: '0.1.0', id: 'test', name: 'test' }, log: (m) => errors.push(m) });
+  const app = await buildApi({
+    manager,
+    images,
+    info: { dataRoot, execRoot: dataRoot, version: '0.1.0', id: 'test', name: 'test' },
+    log: (m) => errors.push(m),
+  });
   return { app, manager, iso, images, dataRoot, errors };
 }

@@ -38,7 +38,7 @@ describe('system endpoints', () => {
     expect(bad.json().message).toMatch(/too new/);
     expect(bad.headers['content-type']).toBe('application/json');
   });
-  it('answers unknown routes with Docker\'s 404 shape', async () => {
+  it("answers unknown routes with Docker's 404 shape", async () => {
     const r = await t.app.inject({ url: '/v1.50/nope' });
     expect(r.statusCode).toBe(404);
     expect(r.json()).toEqual({ message: 'page not found' });
@@ -64,7 +64,12 @@ describe('container create validation', () => {
     expect(r.json().message).toBe('No such image: ghost:latest');
   });
   it('rejects bad JSON and wrong types with 400', async () => {
-    const bad = await t.app.inject({ method: 'POST', url: '/containers/create', headers: { 'content-type': 'application/json' }, payload: '{"Image": ' });
+    const bad = await t.app.inject({
+      method: 'POST',
+      url: '/containers/create',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"Image": ',
+    });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().message).toMatch(/invalid JSON/);
     for (const body of [
@@ -88,9 +93,14 @@ describe('container create validation', () => {
     expect(r.statusCode).toBe(400);
     r = await create({ Image: 'busybox', Cmd: ['true'], HostConfig: { Isolation: 'hyperv' } });
     expect(r.statusCode).toBe(501);
-    expect(r.json().message).toMatch(/isolation "vm" \(hyperv\) is not available in this tvm daemon: it needs a usable \/dev\/kvm or qemu-system-x86_64/);
+    expect(r.json().message).toMatch(
+      /isolation "vm" \(hyperv\) is not available in this tvm daemon: it needs a usable \/dev\/kvm or qemu-system-x86_64/,
+    );
     r = await create({ Image: 'busybox', Cmd: ['true'], HostConfig: { PortBindings: { '80/tcp': [{ HostPort: '80' }] } } });
-    expect([r.statusCode, r.json().message]).toEqual([400, 'port publishing is not supported yet: tvm containers run with --network none or host']);
+    expect([r.statusCode, r.json().message]).toEqual([
+      400,
+      'port publishing is not supported yet: tvm containers run with --network none or host',
+    ]);
     r = await create({ Image: 'busybox', Cmd: ['true'] }, 'bad%20name');
     expect(r.statusCode).toBe(400);
     expect((await t.app.inject({ url: '/containers/json?all=1' })).json()).toEqual([]);
@@ -118,7 +128,15 @@ describe('container lifecycle over HTTP', () => {
   it('inspects with the isolation used and lists with Docker fields', async () => {
     const { Id } = (await create({ Image: 'busybox', Cmd: ['sh', '-c', 'echo hi'], Labels: { a: 'b' } }, 'insp')).json();
     const i = (await t.app.inject({ url: '/containers/insp/json' })).json();
-    expect(i).toMatchObject({ Id, Name: '/insp', Path: 'sh', Args: ['-c', 'echo hi'], State: { Status: 'created', Running: false }, HostConfig: { Isolation: 'container', NetworkMode: 'none' }, RestartCount: 0 });
+    expect(i).toMatchObject({
+      Id,
+      Name: '/insp',
+      Path: 'sh',
+      Args: ['-c', 'echo hi'],
+      State: { Status: 'created', Running: false },
+      HostConfig: { Isolation: 'container', NetworkMode: 'none' },
+      RestartCount: 0,
+    });
     expect(i.LogPath).toBe(path.join(t.dataRoot, 'containers', Id, 'log.jsonl'));
     const l = (await t.app.inject({ url: '/containers/json?all=1&filters=' + encodeURIComponent('{"label":{"a=b":true}}') })).json();
     expect(l).toHaveLength(1);
@@ -139,7 +157,10 @@ describe('container lifecycle over HTTP', () => {
     const r = await t.app.inject({ url: `/containers/${Id}/logs?stdout=1&stderr=1&tail=2` });
     expect(r.headers['content-type']).toBe('application/vnd.docker.multiplexed-stream');
     const frames = new FrameDecoder().push(r.rawPayload);
-    expect(frames.map((f) => [f.stream, f.payload.toString()])).toEqual([[2, 'two\n'], [1, 'three\n']]);
+    expect(frames.map((f) => [f.stream, f.payload.toString()])).toEqual([
+      [2, 'two\n'],
+      [1, 'three\n'],
+    ]);
     const ts = await t.app.inject({ url: `/containers/${Id}/logs?stdout=1&timestamps=1` });
     expect(new FrameDecoder().push(ts.rawPayload)[0]!.payload.toString()).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z one\n$/);
     const none = await t.app.inject({ url: `/containers/${Id}/logs` });
@@ -177,8 +198,13 @@ describe('container lifecycle over HTTP', () => {
     expect((await t.app.inject({ url: `/exec/${e2.Id}/json` })).json()).toMatchObject({ ExitCode: 5, Running: false, ContainerID: Id });
     expect((await t.app.inject({ url: `/exec/nope/json` })).statusCode).toBe(404);
     // until now, to the millisecond: the stream ends at once (a whole second ahead kept it open up to 2 s)
-    const ev = await t.app.inject({ url: `/events?since=0&until=${(Date.now() / 1000).toFixed(3)}&filters=` + encodeURIComponent('{"type":["container"]}') });
-    const actions = ev.body.trim().split('\n').map((l) => JSON.parse(l).Action);
+    const ev = await t.app.inject({
+      url: `/events?since=0&until=${(Date.now() / 1000).toFixed(3)}&filters=` + encodeURIComponent('{"type":["container"]}'),
+    });
+    const actions = ev.body
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).Action);
     expect(actions.slice(0, 5)).toEqual(['create', 'start', 'rename', 'pause', 'unpause']);
     expect(actions).toContain('exec_die');
   });
@@ -213,7 +239,9 @@ describe('hijacked attach', () => {
     await new Promise<void>((r) => t.app.server.listen(sock, () => r()));
     const { Id } = (await create({ Image: 'busybox', Cmd: ['echo', 'hi'], AttachStdout: true, AttachStderr: true })).json();
     const s = net.connect(sock);
-    s.write(`POST /v1.50/containers/${Id}/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n`);
+    s.write(
+      `POST /v1.50/containers/${Id}/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n`,
+    );
     const chunks: Buffer[] = [];
     s.on('data', (c: Buffer) => chunks.push(c));
     const closed = new Promise<void>((r) => s.on('close', () => r()));
@@ -230,14 +258,19 @@ describe('hijacked attach', () => {
     expect(head).toMatch(/^HTTP\/1\.1 101 UPGRADED/);
     expect(head).toMatch(/Content-Type: application\/vnd\.docker\.multiplexed-stream/);
     const frames = new FrameDecoder().push(all.subarray(headEnd + 4));
-    expect(frames.map((f) => [f.stream, f.payload.toString()])).toEqual([[1, 'hi\n'], [2, 'oops\n']]);
+    expect(frames.map((f) => [f.stream, f.payload.toString()])).toEqual([
+      [1, 'hi\n'],
+      [2, 'oops\n'],
+    ]);
   });
 
   it('answers an unknown container with a plain HTTP 404 before upgrading', async () => {
     const sock = path.join(t.dataRoot, 'api2.sock');
     await new Promise<void>((r) => t.app.server.listen(sock, () => r()));
     const s = net.connect(sock);
-    s.write(`POST /v1.50/containers/nope/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n`);
+    s.write(
+      `POST /v1.50/containers/nope/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n`,
+    );
     let data = '';
     s.on('data', (c: Buffer) => (data += c.toString()));
     await new Promise<void>((r) => s.on('close', () => r()));

@@ -20,7 +20,11 @@ describe('multiplexed stream header', () => {
     const all = Buffer.concat([encodeFrame(1, 'hello'), encodeFrame(2, 'err'), encodeFrame(1, '')]);
     const out = [];
     for (let i = 0; i < all.length; i += 3) out.push(...d.push(all.subarray(i, i + 3)));
-    expect(out.map((f) => [f.stream, f.payload.toString()])).toEqual([[1, 'hello'], [2, 'err'], [1, '']]);
+    expect(out.map((f) => [f.stream, f.payload.toString()])).toEqual([
+      [1, 'hello'],
+      [2, 'err'],
+      [1, ''],
+    ]);
     expect(d.pending).toBe(0);
   });
   it('rejects malformed headers', () => {
@@ -37,12 +41,14 @@ describe('API version negotiation', () => {
     expect(splitVersion('/v1.24')).toEqual({ version: '1.24', url: '/' });
     expect(splitVersion('/version')).toEqual({ version: undefined, url: '/version' });
   });
-  it('accepts [min, max] and refuses the rest with Docker\'s messages', () => {
+  it("accepts [min, max] and refuses the rest with Docker's messages", () => {
     expect(versionError(API_VERSION)).toBeUndefined();
     expect(versionError(MIN_API_VERSION)).toBeUndefined();
     expect(versionError('1.41')).toBeUndefined();
     expect(versionError('1.99')?.message).toBe(`client version 1.99 is too new. Maximum supported API version is ${API_VERSION}`);
-    expect(versionError('1.12')?.message).toBe(`client version 1.12 is too old. Minimum supported API version is ${MIN_API_VERSION}, please upgrade your client to a newer version`);
+    expect(versionError('1.12')?.message).toBe(
+      `client version 1.12 is too old. Minimum supported API version is ${MIN_API_VERSION}, please upgrade your client to a newer version`,
+    );
     expect(compareVersions('1.9', '1.10')).toBeLessThan(0);
   });
 });
@@ -68,19 +74,24 @@ describe('error mapping', () => {
     expect(mapError(new NotImplementedError('later')).status).toBe(501);
     expect(mapError(new NotModifiedError('same')).status).toBe(304);
     expect(mapError(new Error('bug')).status).toBe(500);
-    expect(mapError(Object.assign(new Error('body/Image must be string'), { validation: [], validationContext: 'body' }))).toEqual({ status: 400, message: 'invalid JSON: Image must be string' });
+    expect(mapError(Object.assign(new Error('body/Image must be string'), { validation: [], validationContext: 'body' }))).toEqual({
+      status: 400,
+      message: 'invalid JSON: Image must be string',
+    });
   });
 
   it('words host resource errors as Docker does (op path: description)', async () => {
     const { writeFile } = await import('node:fs/promises');
     // a real errno error from Node, to pin the shape of its message
     const enoent = await writeFile('/nonexistent-dir/x', 'y').catch((e: unknown) => e);
-    expect(mapError(Object.assign(enoent as Error, { code: 'ENOSPC', message: "ENOSPC: no space left on device, open '/nonexistent-dir/x'" })))
-      .toEqual({ status: 500, message: 'open /nonexistent-dir/x: no space left on device' });
+    expect(
+      mapError(Object.assign(enoent as Error, { code: 'ENOSPC', message: "ENOSPC: no space left on device, open '/nonexistent-dir/x'" })),
+    ).toEqual({ status: 500, message: 'open /nonexistent-dir/x: no space left on device' });
     const noPath = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
     expect(mapError(noPath)).toEqual({ status: 500, message: 'write: no space left on device' });
-    expect(mapError(Object.assign(new Error('EROFS: read-only file system, mkdir \'/d\''), { code: 'EROFS', syscall: 'mkdir', path: '/d' })))
-      .toEqual({ status: 500, message: 'mkdir /d: read-only file system' });
+    expect(
+      mapError(Object.assign(new Error("EROFS: read-only file system, mkdir '/d'"), { code: 'EROFS', syscall: 'mkdir', path: '/d' })),
+    ).toEqual({ status: 500, message: 'mkdir /d: read-only file system' });
   });
 });
 
@@ -98,7 +109,7 @@ describe('small helpers', () => {
     expect(goFileMode({ type: 'symlink', mode: 0o777 })).toBe(2 ** 27 + 0o777);
     expect(goFileMode({ type: 'file', mode: 0o4755 })).toBe(2 ** 23 + 0o755);
   });
-  it('prints Docker\'s human durations', () => {
+  it("prints Docker's human durations", () => {
     expect(humanDuration(200)).toBe('Less than a second');
     expect(humanDuration(5000)).toBe('5 seconds');
     expect(humanDuration(65_000)).toBe('About a minute');
@@ -109,7 +120,7 @@ describe('small helpers', () => {
 import { parseDetachKeys, detachFilter } from '../../../src/api/detach-keys.js';
 
 describe('detach keys', () => {
-  it('parses Docker\'s key specs', () => {
+  it("parses Docker's key specs", () => {
     expect([...parseDetachKeys('ctrl-p,ctrl-q')]).toEqual([0x10, 0x11]);
     expect([...parseDetachKeys('ctrl-a,x')]).toEqual([0x01, 0x78]);
     expect(() => parseDetachKeys('ctrl-,')).toThrow('Invalid detach keys (ctrl-,) provided');

@@ -24,7 +24,7 @@ describe('COPY planning (moby copy.go rules)', () => {
     expect(await globIn(root, '*.none')).toEqual([]);
   });
 
-  it('globs never enter a symlinked directory (as moby\'s walk): it could lead out of the root', async () => {
+  it("globs never enter a symlinked directory (as moby's walk): it could lead out of the root", async () => {
     await symlink(path.join(root, 'dir'), path.join(root, 'lnk'));
     try {
       expect(await globIn(root, 'lnk/*/f')).toEqual([]);

@@ -25,8 +25,9 @@ describe("Go's fmt for the classic builder's history", () => {
     expect(goQuoteRune(65)).toBe("'A'");
   });
   it('%q of a *HealthConfig', () => {
-    expect(goQuoteHealthConfig({ Test: ['CMD-SHELL', 'curl -f http://localhost/ || exit 1'], Interval: 300e9, Timeout: 3e9, Retries: 3 }))
-      .toBe('&{["CMD-SHELL" "curl -f http://localhost/ || exit 1"] "5m0s" "3s" "0s" \'\\x03\'}');
+    expect(
+      goQuoteHealthConfig({ Test: ['CMD-SHELL', 'curl -f http://localhost/ || exit 1'], Interval: 300e9, Timeout: 3e9, Retries: 3 }),
+    ).toBe('&{["CMD-SHELL" "curl -f http://localhost/ || exit 1"] "5m0s" "3s" "0s" \'\\x03\'}');
     expect(goQuoteHealthConfig({ Test: ['NONE'] })).toBe('&{["NONE"] "0s" "0s" "0s" \'\\x00\'}');
   });
 });

@@ -20,7 +20,10 @@ describe('Dockerfile parser', () => {
 
   it('instruction words are case-insensitive; comments and blank lines are skipped', () => {
     const n = nodes('# hello\n\nfrom busybox\n  # indented comment\nRuN true');
-    expect(n.map((x) => [x.cmd, x.startLine])).toEqual([['from', 3], ['run', 5]]);
+    expect(n.map((x) => [x.cmd, x.startLine])).toEqual([
+      ['from', 3],
+      ['run', 5],
+    ]);
   });
 
   it('the escape directive changes the continuation and escape character', () => {
@@ -30,7 +33,10 @@ describe('Dockerfile parser', () => {
   });
 
   it('directives only count at the top; syntax is recorded; duplicates and bad escapes are refused', () => {
-    expect(parseDockerfile('# syntax=docker/dockerfile:1\n# escape=`\nFROM a').directives).toEqual({ escape: '`', syntax: 'docker/dockerfile:1' });
+    expect(parseDockerfile('# syntax=docker/dockerfile:1\n# escape=`\nFROM a').directives).toEqual({
+      escape: '`',
+      syntax: 'docker/dockerfile:1',
+    });
     expect(parseDockerfile('FROM a\n# escape=`\nRUN x \\\n y').directives.escape).toBe('\\');
     expect(parseDockerfile('\n# escape=`\nFROM a').directives.escape).toBe('\\');
     expect(() => parseDockerfile('# escape=\\\n# escape=`\nFROM a')).toThrow(/only one escape parser directive/);
@@ -83,7 +89,10 @@ describe('instructions', () => {
   it('stages, names, meta ARGs', () => {
     const d = parseInstructions('ARG V=1\nFROM busybox:${V} AS Build\nRUN true\nFROM scratch\nCOPY --from=build /a /a');
     expect(d.metaArgs.map((a) => a.node.args)).toEqual([['V=1']]);
-    expect(d.stages.map((s) => [s.name, s.base, s.instructions.length])).toEqual([['build', 'busybox:${V}', 1], [undefined, 'scratch', 1]]);
+    expect(d.stages.map((s) => [s.name, s.base, s.instructions.length])).toEqual([
+      ['build', 'busybox:${V}', 1],
+      [undefined, 'scratch', 1],
+    ]);
     expect(d.stages[1]!.instructions[0]!.flags).toEqual({ from: 'build' });
   });
 
@@ -100,7 +109,9 @@ describe('instructions', () => {
     expect(() => parseInstructions('FROM a AS x\nFROM b AS X')).toThrow(/duplicate name x/);
     expect(() => parseInstructions('')).toThrow(/file with no instructions/);
     expect(() => parseInstructions('FROM base AS base')).toThrow(/circular dependency detected on stage: base/);
-    expect(() => parseInstructions('FROM a AS one\nCOPY --from=one /x /y')).toThrow(/invalid from flag value one: refers to current build stage/);
+    expect(() => parseInstructions('FROM a AS one\nCOPY --from=one /x /y')).toThrow(
+      /invalid from flag value one: refers to current build stage/,
+    );
     expect(() => parseInstructions('FROM a\nCOPY --from=0 /x /y')).toThrow(/refers to current build stage/);
   });
 });

@@ -45,21 +45,37 @@ describe('client host', () => {
   it('versions every path', async () => {
     const c = new TvmClient('unix:///nonexistent.sock');
     expect(c.path('/containers/json', { all: true, filters: '{}', x: undefined })).toBe('/v1.50/containers/json?all=1&filters=%7B%7D');
-    await expect(c.json('GET', '/_ping')).rejects.toThrow('Cannot connect to the tvm daemon at unix:///nonexistent.sock. Is the daemon running? Start one with: tvm daemon');
+    await expect(c.json('GET', '/_ping')).rejects.toThrow(
+      'Cannot connect to the tvm daemon at unix:///nonexistent.sock. Is the daemon running? Start one with: tvm daemon',
+    );
     await c.close();
   });
 });
 
 describe('output', () => {
-  it('aligns tables with docker\'s 3-space gutters', () => {
+  it("aligns tables with docker's 3-space gutters", () => {
     const s = sink();
-    table([['A', 'BB', 'C'], ['long', 'x', '']], s.w);
+    table(
+      [
+        ['A', 'BB', 'C'],
+        ['long', 'x', ''],
+      ],
+      s.w,
+    );
     expect(s.text()).toBe('A      BB   C\nlong   x\n');
   });
   it('demultiplexes framed output and passes raw TTY output', async () => {
     const out = sink();
     const err = sink();
-    await copyStream(Readable.from([Buffer.concat([encodeFrame(1, 'o1'), encodeFrame(2, 'e1')]).subarray(0, 5), Buffer.concat([encodeFrame(1, 'o1'), encodeFrame(2, 'e1')]).subarray(5)]), false, out.w, err.w);
+    await copyStream(
+      Readable.from([
+        Buffer.concat([encodeFrame(1, 'o1'), encodeFrame(2, 'e1')]).subarray(0, 5),
+        Buffer.concat([encodeFrame(1, 'o1'), encodeFrame(2, 'e1')]).subarray(5),
+      ]),
+      false,
+      out.w,
+      err.w,
+    );
     expect([out.text(), err.text()]).toEqual(['o1', 'e1']);
     const raw = sink();
     await copyStream(Readable.from([Buffer.from('tty bytes')]), true, raw.w, err.w);

@@ -10,14 +10,26 @@ import { securityHostConfig, type SecurityFlags } from '../../../src/cli/command
 import { parseIntFlag } from '../../../src/cli/units.js';
 
 const noFlags: SecurityFlags = {
-  securityOpt: [], ulimit: [], sysctl: [], groupAdd: [], device: [], capAdd: [], capDrop: [], dns: [], dnsSearch: [], dnsOption: [], addHost: [],
+  securityOpt: [],
+  ulimit: [],
+  sysctl: [],
+  groupAdd: [],
+  device: [],
+  capAdd: [],
+  capDrop: [],
+  dns: [],
+  dnsSearch: [],
+  dnsOption: [],
+  addHost: [],
 };
 
 describe('integer CLI flags', () => {
   it('parseIntFlag: integers (signed) pass, anything else is the docker CLI error', () => {
     expect(parseIntFlag('20', '--pids-limit')).toBe(20);
     expect(parseIntFlag('-1', '--pids-limit')).toBe(-1);
-    expect(() => parseIntFlag('abc', '--pids-limit')).toThrow('invalid argument "abc" for "--pids-limit" flag: strconv.ParseInt: parsing "abc": invalid syntax');
+    expect(() => parseIntFlag('abc', '--pids-limit')).toThrow(
+      'invalid argument "abc" for "--pids-limit" flag: strconv.ParseInt: parsing "abc": invalid syntax',
+    );
     expect(() => parseIntFlag('1.5', '--cpu-shares')).toThrow('invalid argument "1.5" for "--cpu-shares" flag');
     expect(() => parseIntFlag('', '--cpu-quota')).toThrow('invalid argument "" for "--cpu-quota" flag');
   });

@@ -11,8 +11,15 @@ describe('tvm run --restart / tvm update flags', () => {
     expect(() => parseRestartFlag('on-failure:x')).toThrow('invalid restart policy format: maximum retry count must be an integer');
   });
   it('builds the UpdateConfig body from the flags given (only those)', () => {
-    expect(updateBody({ memory: '32m', memorySwap: '-1', pidsLimit: '20' })).toEqual({ Memory: 32 * 1024 * 1024, MemorySwap: -1, PidsLimit: 20 });
-    expect(updateBody({ cpus: '0.5', restart: 'unless-stopped' })).toEqual({ NanoCpus: 500_000_000, RestartPolicy: { Name: 'unless-stopped', MaximumRetryCount: 0 } });
+    expect(updateBody({ memory: '32m', memorySwap: '-1', pidsLimit: '20' })).toEqual({
+      Memory: 32 * 1024 * 1024,
+      MemorySwap: -1,
+      PidsLimit: 20,
+    });
+    expect(updateBody({ cpus: '0.5', restart: 'unless-stopped' })).toEqual({
+      NanoCpus: 500_000_000,
+      RestartPolicy: { Name: 'unless-stopped', MaximumRetryCount: 0 },
+    });
     expect(updateBody({})).toEqual({});
   });
 });

@@ -17,7 +17,11 @@ describe('tvm run security flags, parsed as the docker CLI does', () => {
     expect(parseDeviceFlag('/dev/fuse')).toEqual({ PathOnHost: '/dev/fuse', PathInContainer: '/dev/fuse', CgroupPermissions: 'rwm' });
     expect(parseDeviceFlag('/dev/fuse:r')).toEqual({ PathOnHost: '/dev/fuse', PathInContainer: '/dev/fuse', CgroupPermissions: 'r' });
     expect(parseDeviceFlag('/dev/fuse:/dev/f2')).toEqual({ PathOnHost: '/dev/fuse', PathInContainer: '/dev/f2', CgroupPermissions: 'rwm' });
-    expect(parseDeviceFlag('/dev/fuse:/dev/f2:rw')).toEqual({ PathOnHost: '/dev/fuse', PathInContainer: '/dev/f2', CgroupPermissions: 'rw' });
+    expect(parseDeviceFlag('/dev/fuse:/dev/f2:rw')).toEqual({
+      PathOnHost: '/dev/fuse',
+      PathInContainer: '/dev/f2',
+      CgroupPermissions: 'rw',
+    });
     expect(() => parseDeviceFlag('a:b:c:d')).toThrow('invalid device specification');
   });
   it('--security-opt seccomp=<file> sends the compact JSON; other options pass through', () => {
@@ -36,13 +40,47 @@ describe('tvm run security flags, parsed as the docker CLI does', () => {
     }
   });
   it('HostConfig: only what was given', () => {
-    const none = { securityOpt: [], ulimit: [], sysctl: [], groupAdd: [], device: [], capAdd: [], capDrop: [], dns: [], dnsSearch: [], dnsOption: [], addHost: [] };
+    const none = {
+      securityOpt: [],
+      ulimit: [],
+      sysctl: [],
+      groupAdd: [],
+      device: [],
+      capAdd: [],
+      capDrop: [],
+      dns: [],
+      dnsSearch: [],
+      dnsOption: [],
+      addHost: [],
+    };
     expect(securityHostConfig(none)).toEqual({});
-    expect(securityHostConfig({ ...none, dns: ['10.0.0.53'], dnsSearch: ['x.example'], dnsOption: ['ndots:2'], addHost: ['db:10.1.2.3'] })).toEqual({
-      Dns: ['10.0.0.53'], DnsSearch: ['x.example'], DnsOptions: ['ndots:2'], ExtraHosts: ['db:10.1.2.3'],
+    expect(
+      securityHostConfig({ ...none, dns: ['10.0.0.53'], dnsSearch: ['x.example'], dnsOption: ['ndots:2'], addHost: ['db:10.1.2.3'] }),
+    ).toEqual({
+      Dns: ['10.0.0.53'],
+      DnsSearch: ['x.example'],
+      DnsOptions: ['ndots:2'],
+      ExtraHosts: ['db:10.1.2.3'],
     });
-    expect(securityHostConfig({ ...none, sysctl: ['net.ipv4.ip_forward=1'], shmSize: '32m', init: true, oomScoreAdj: '-5', groupAdd: ['audio'], memoryReservation: '64m', oomKillDisable: true })).toEqual({
-      Sysctls: { 'net.ipv4.ip_forward': '1' }, ShmSize: 32 << 20, Init: true, OomScoreAdj: -5, GroupAdd: ['audio'], MemoryReservation: 64 << 20, OomKillDisable: true,
+    expect(
+      securityHostConfig({
+        ...none,
+        sysctl: ['net.ipv4.ip_forward=1'],
+        shmSize: '32m',
+        init: true,
+        oomScoreAdj: '-5',
+        groupAdd: ['audio'],
+        memoryReservation: '64m',
+        oomKillDisable: true,
+      }),
+    ).toEqual({
+      Sysctls: { 'net.ipv4.ip_forward': '1' },
+      ShmSize: 32 << 20,
+      Init: true,
+      OomScoreAdj: -5,
+      GroupAdd: ['audio'],
+      MemoryReservation: 64 << 20,
+      OomKillDisable: true,
     });
   });
 });

@@ -40,10 +40,15 @@ async function staticGraph(): Promise<{ sources: string[]; packages: string[] }>
 }
 
 describe('the CLI start path', () => {
-  it('imports only commander and the CLI\'s own small modules', async () => {
+  it("imports only commander and the CLI's own small modules", async () => {
     const g = await staticGraph();
     expect(g.packages).toEqual(['commander']);
-    const outside = g.sources.filter((s) => !/^src\/(cli\/|errors\.ts$|api\/(version|stream-header|streaming|human-duration)\.ts$|runtime\/log-opts\.ts$|vmm\/command\.ts$)/.test(s));
+    const outside = g.sources.filter(
+      (s) =>
+        !/^src\/(cli\/|errors\.ts$|api\/(version|stream-header|streaming|human-duration)\.ts$|runtime\/log-opts\.ts$|vmm\/command\.ts$)/.test(
+          s,
+        ),
+    );
     expect(outside).toEqual([]);
   });
 });

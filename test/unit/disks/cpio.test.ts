@@ -4,9 +4,22 @@ import { mkdtempSync, rmSync, readFileSync, readlinkSync, lstatSync, existsSync 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
-  writeCpio, readCpio, encodeNewcHeader, decodeNewcHeader, normalizeCpioPath,
-  NEWC_FIELDS, NEWC_HEADER_SIZE, NEWC_FIELD_WIDTH, NEWC_MAGIC, NEWC_CRC_MAGIC, S_IFREG, S_IFDIR, S_IFLNK, S_IFCHR,
-  type CpioEntry, type NewcHeader,
+  writeCpio,
+  readCpio,
+  encodeNewcHeader,
+  decodeNewcHeader,
+  normalizeCpioPath,
+  NEWC_FIELDS,
+  NEWC_HEADER_SIZE,
+  NEWC_FIELD_WIDTH,
+  NEWC_MAGIC,
+  NEWC_CRC_MAGIC,
+  S_IFREG,
+  S_IFDIR,
+  S_IFLNK,
+  S_IFCHR,
+  type CpioEntry,
+  type NewcHeader,
 } from '../../../src/disks/cpio.js';
 import { FormatError, InvalidParameterError } from '../../../src/errors.js';
 
@@ -36,8 +49,19 @@ describe('newc header layout', () => {
     expect(NEWC_HEADER_SIZE).toBe(110);
     expect(NEWC_FIELD_WIDTH).toBe(8);
     expect(NEWC_FIELDS.map(([n]) => n)).toEqual([
-      'c_ino', 'c_mode', 'c_uid', 'c_gid', 'c_nlink', 'c_mtime', 'c_filesize',
-      'c_devmajor', 'c_devminor', 'c_rdevmajor', 'c_rdevminor', 'c_namesize', 'c_check',
+      'c_ino',
+      'c_mode',
+      'c_uid',
+      'c_gid',
+      'c_nlink',
+      'c_mtime',
+      'c_filesize',
+      'c_devmajor',
+      'c_devminor',
+      'c_rdevmajor',
+      'c_rdevminor',
+      'c_namesize',
+      'c_check',
     ]);
     NEWC_FIELDS.forEach(([, off], i) => expect(off).toBe(6 + 8 * i));
     expect(NEWC_FIELDS.at(-1)![1] + NEWC_FIELD_WIDTH).toBe(NEWC_HEADER_SIZE);
@@ -55,8 +79,20 @@ describe('newc header layout', () => {
   it('encodes the exact bytes of a known member', () => {
     const a = writeCpio([{ path: 'x', type: 'file', mode: 0o644, data: 'ab' }]);
     const first =
-      '070701' + '00000001' + '000081a4' + '00000000' + '00000000' + '00000001' + '00000000' + '00000002' +
-      '00000000' + '00000000' + '00000000' + '00000000' + '00000002' + '00000000';
+      '070701' +
+      '00000001' +
+      '000081a4' +
+      '00000000' +
+      '00000000' +
+      '00000001' +
+      '00000000' +
+      '00000002' +
+      '00000000' +
+      '00000000' +
+      '00000000' +
+      '00000000' +
+      '00000002' +
+      '00000000';
     expect(a.toString('latin1', 0, 110)).toBe(first);
     // name "x\0" then pad to 112, data "ab", pad to 116.
     expect(a.subarray(110, 116)).toEqual(Buffer.from([0x78, 0, 0x61, 0x62, 0, 0]));
@@ -115,9 +151,15 @@ describe('writeCpio / readCpio', () => {
       [{ path: 'a\0b', type: 'file' }],
       [{ path: 'TRAILER!!!', type: 'file' }],
       [{ path: 'x'.repeat(5000), type: 'file' }],
-      [{ path: 'a', type: 'file' }, { path: 'a', type: 'file' }],
+      [
+        { path: 'a', type: 'file' },
+        { path: 'a', type: 'file' },
+      ],
       [{ path: 'a/b', type: 'file' }],
-      [{ path: 'a', type: 'file' }, { path: 'a/b', type: 'file' }],
+      [
+        { path: 'a', type: 'file' },
+        { path: 'a/b', type: 'file' },
+      ],
       [{ path: 'a', type: 'file', mode: 0o10000 }],
       [{ path: 'a', type: 'file', uid: -1 }],
       [{ path: 'a', type: 'file', mtime: 2 ** 32 }],
@@ -196,7 +238,11 @@ describe('cross-check with GNU cpio', () => {
       execFileSync('sh', ['-c', `cd ${dir} && mkdir d && printf abc > d/f && ln -s f d/l`]);
       const archive = execFileSync('sh', ['-c', `cd ${dir} && printf 'd\\nd/f\\nd/l\\n' | ${cpio} -o --quiet -H newc`]);
       const recs = readCpio(archive);
-      expect(recs.map((r) => [r.path, r.type])).toEqual([['d', 'directory'], ['d/f', 'file'], ['d/l', 'symlink']]);
+      expect(recs.map((r) => [r.path, r.type])).toEqual([
+        ['d', 'directory'],
+        ['d/f', 'file'],
+        ['d/l', 'symlink'],
+      ]);
       expect(recs[1]!.data.toString()).toBe('abc');
       expect(recs[2]!.target).toBe('f');
     } finally {

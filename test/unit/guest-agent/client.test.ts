@@ -25,7 +25,10 @@ const send = (s: net.Socket, o: unknown) => s.write(encodeFrame(Buffer.from(JSON
 const hello = { v: 1, type: 'hello', version: 1, agent: 'fake', pid: 4242 };
 
 /** A fake agent: answers hello, then hands each request to onRequest. */
-function fakeAgent(onRequest: (sock: net.Socket, req: Request) => void, onStream?: (sock: net.Socket, h: Record<string, unknown>) => void): string {
+function fakeAgent(
+  onRequest: (sock: net.Socket, req: Request) => void,
+  onStream?: (sock: net.Socket, h: Record<string, unknown>) => void,
+): string {
   const p = path.join(dir, 'agent.sock');
   const server = net.createServer((sock) => {
     const dec = new FrameDecoder();
@@ -112,10 +115,13 @@ describe('AgentClient', () => {
   });
 
   it('opens stream connections that carry raw bytes after the hello, including bytes sent with it', async () => {
-    const p = fakeAgent(() => {}, (sock, h) => {
-      expect(h).toMatchObject({ kind: 'stream', stream: 'stdout', exec: 'e1' });
-      sock.end('raw output');
-    });
+    const p = fakeAgent(
+      () => {},
+      (sock, h) => {
+        expect(h).toMatchObject({ kind: 'stream', stream: 'stdout', exec: 'e1' });
+        sock.end('raw output');
+      },
+    );
     const c = await AgentClient.connect(unixConnector(p));
     const s = await c.openStream('stdout', 'e1');
     const chunks: Buffer[] = [];
@@ -137,7 +143,7 @@ describe('AgentClient', () => {
           for (const f of dec.push(x)) {
             const m = decodeRequest(f);
             if (m.type === 'hello') send(sock, hello);
-            else send(sock, { v: 1, type: 'ok', id: (m).id, status: 'running' });
+            else send(sock, { v: 1, type: 'ok', id: m.id, status: 'running' });
           }
         });
       });

@@ -40,7 +40,12 @@ describe('agent protocol messages', () => {
   });
 
   it('parses exit statuses strictly', () => {
-    expect(parseExitStatus({ exitCode: 127, finishedAt: 't', oomKilled: false, error: 'e' })).toEqual({ exitCode: 127, finishedAt: 't', oomKilled: false, error: 'e' });
+    expect(parseExitStatus({ exitCode: 127, finishedAt: 't', oomKilled: false, error: 'e' })).toEqual({
+      exitCode: 127,
+      finishedAt: 't',
+      oomKilled: false,
+      error: 'e',
+    });
     expect(() => parseExitStatus({ exitCode: '1', finishedAt: 't', oomKilled: false })).toThrow(FormatError);
   });
 

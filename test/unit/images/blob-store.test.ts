@@ -11,7 +11,7 @@ afterEach(async () => {
 });
 
 describe('BlobStore.write', () => {
-  it('a failed batch write is the write\'s error (not an unhandled rejection) and leaves no temp file', async () => {
+  it("a failed batch write is the write's error (not an unhandled rejection) and leaves no temp file", async () => {
     const root = await mkdtemp(path.join(os.tmpdir(), 'tvm-blobs-'));
     dirs.push(root);
     const store = new BlobStore(root);
@@ -19,7 +19,9 @@ describe('BlobStore.write', () => {
     const probe = await open(path.join(root, 'probe'), 'w');
     const proto = Object.getPrototypeOf(probe) as { writev: (...a: unknown[]) => Promise<unknown> };
     await probe.close();
-    vi.spyOn(proto, 'writev').mockImplementation(() => Promise.reject(Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' })));
+    vi.spyOn(proto, 'writev').mockImplementation(() =>
+      Promise.reject(Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' })),
+    );
     const unhandled: unknown[] = [];
     const onUnhandled = (e: unknown) => unhandled.push(e);
     process.on('unhandledRejection', onUnhandled);

@@ -80,7 +80,7 @@ describe('Gunzip (zlib through koffi, one reused output buffer)', () => {
     expect(decode(gzipSync(data)).largest).toBeLessThanOrEqual(GUNZIP_OUT_BYTES);
   });
 
-  it('streams written in turn share the output memory; one written from inside another\'s onData gets its own', () => {
+  it("streams written in turn share the output memory; one written from inside another's onData gets its own", () => {
     const a = randomBytes(600_000);
     const b = Buffer.alloc(900_000, 'b');
     const ga = gzipSync(a);

@@ -25,7 +25,9 @@ function fakes(opts: { failWriteAt?: number; slowInspect?: boolean } = {}) {
       order.push('inspect');
       return opts.slowInspect ? new Promise<void>((r) => setTimeout(r, 5)) : undefined;
     },
-    end: async () => { throw new Error('unused'); },
+    end: async () => {
+      throw new Error('unused');
+    },
     abort: () => {},
   } as LayerInspection;
   return { file, inspection, counted, written, inspected, order };

@@ -16,8 +16,17 @@ const dockerManifest = {
 describe('parseManifest', () => {
   it('parses Docker schema2 and OCI manifests', () => {
     const m = parseManifest(buf(dockerManifest), MediaType.DockerManifest);
-    expect(m).toEqual({ kind: 'manifest', mediaType: MediaType.DockerManifest, config: desc(MediaType.DockerConfig, 'a'), layers: [desc(MediaType.DockerLayerGzip, 'b')] });
-    const oci = { schemaVersion: 2, config: desc(MediaType.OciConfig, 'c'), layers: [desc(MediaType.OciLayerZstd, 'e'), desc(MediaType.OciLayer, 'f')] };
+    expect(m).toEqual({
+      kind: 'manifest',
+      mediaType: MediaType.DockerManifest,
+      config: desc(MediaType.DockerConfig, 'a'),
+      layers: [desc(MediaType.DockerLayerGzip, 'b')],
+    });
+    const oci = {
+      schemaVersion: 2,
+      config: desc(MediaType.OciConfig, 'c'),
+      layers: [desc(MediaType.OciLayerZstd, 'e'), desc(MediaType.OciLayer, 'f')],
+    };
     // OCI may omit mediaType: the Content-Type or the shape decides
     expect(parseManifest(buf(oci), MediaType.OciManifest).mediaType).toBe(MediaType.OciManifest);
     expect(parseManifest(buf(oci), 'application/json').kind).toBe('manifest');
@@ -41,9 +50,19 @@ describe('parseManifest', () => {
     ['array', [], undefined, /not a JSON object/],
     ['schema1', { schemaVersion: 1, name: 'x' }, MediaType.DockerSchema1Signed, /schema 1 is not supported/],
     ['unknown type', { schemaVersion: 2, mediaType: 'application/x-nope' }, undefined, /unsupported manifest media type/],
-    ['unknown layer type', { ...dockerManifest, layers: [desc('application/x-foo', 'b')] }, undefined, /unsupported layer media type application\/x-foo/],
+    [
+      'unknown layer type',
+      { ...dockerManifest, layers: [desc('application/x-foo', 'b')] },
+      undefined,
+      /unsupported layer media type application\/x-foo/,
+    ],
     ['unknown config type', { ...dockerManifest, config: desc('application/x-cfg', 'a') }, undefined, /unsupported config media type/],
-    ['bad digest', { ...dockerManifest, layers: [{ mediaType: MediaType.DockerLayerGzip, digest: 'sha256:xyz', size: 1 }] }, undefined, /invalid digest|checksum/],
+    [
+      'bad digest',
+      { ...dockerManifest, layers: [{ mediaType: MediaType.DockerLayerGzip, digest: 'sha256:xyz', size: 1 }] },
+      undefined,
+      /invalid digest|checksum/,
+    ],
     ['negative size', { ...dockerManifest, layers: [{ ...desc(MediaType.DockerLayerGzip, 'b'), size: -1 }] }, undefined, /invalid size/],
     ['fractional size', { ...dockerManifest, layers: [{ ...desc(MediaType.DockerLayerGzip, 'b'), size: 1.5 }] }, undefined, /invalid size/],
     ['no layers', { ...dockerManifest, layers: undefined }, undefined, /layers is not an array/],
@@ -81,7 +100,9 @@ describe('selectPlatform', () => {
   });
   it('404s when nothing matches', () => {
     expect(() => selectPlatform(index, { os: 'linux', architecture: 's390x' })).toThrow(NotFoundError);
-    expect(() => selectPlatform(index, { os: 'linux', architecture: 's390x' })).toThrow('no matching manifest for linux/s390x in the manifest list entries');
+    expect(() => selectPlatform(index, { os: 'linux', architecture: 's390x' })).toThrow(
+      'no matching manifest for linux/s390x in the manifest list entries',
+    );
   });
 });
 

@@ -53,7 +53,14 @@ describe('Mutex and mapLimit', () => {
   it('runs one at a time, in order', async () => {
     const m = new Mutex();
     const seen: number[] = [];
-    await Promise.all([1, 2, 3].map((i) => m.run(async () => { await tick(); seen.push(i); })));
+    await Promise.all(
+      [1, 2, 3].map((i) =>
+        m.run(async () => {
+          await tick();
+          seen.push(i);
+        }),
+      ),
+    );
     expect(seen).toEqual([1, 2, 3]);
   });
 
@@ -69,6 +76,11 @@ describe('Mutex and mapLimit', () => {
     });
     expect(out).toEqual([2, 4, 6, 8, 10]);
     expect(most).toBe(2);
-    await expect(mapLimit([1, 2], 2, async (x) => { if (x === 1) throw new Error('first'); return x; })).rejects.toThrow('first');
+    await expect(
+      mapLimit([1, 2], 2, async (x) => {
+        if (x === 1) throw new Error('first');
+        return x;
+      }),
+    ).rejects.toThrow('first');
   });
 });

@@ -22,7 +22,11 @@ describe('progress messages', () => {
     expect(shortId(D)).toBe('0123456789ab');
     expect(progress.pullingFrom('library/alpine', 'latest')).toEqual({ status: 'Pulling from library/alpine', id: 'latest' });
     expect(progress.layer('Pulling fs layer', D)).toEqual({ status: 'Pulling fs layer', id: '0123456789ab', progressDetail: {} });
-    expect(progress.downloading(D, 5, 10)).toMatchObject({ status: 'Downloading', id: '0123456789ab', progressDetail: { current: 5, total: 10 } });
+    expect(progress.downloading(D, 5, 10)).toMatchObject({
+      status: 'Downloading',
+      id: '0123456789ab',
+      progressDetail: { current: 5, total: 10 },
+    });
     expect(progress.digest(D)).toEqual({ status: `Digest: ${D}` });
     expect(progress.downloadedNewer('alpine:latest')).toEqual({ status: 'Status: Downloaded newer image for alpine:latest' });
     expect(progress.upToDate('alpine:latest')).toEqual({ status: 'Status: Image is up to date for alpine:latest' });

@@ -1,6 +1,12 @@
 import { describe, it, expect } from 'vitest';
 import {
-  parseReference, parseNormalized, formatReference, familiarName, familiarString, validateDigest, repositoryName,
+  parseReference,
+  parseNormalized,
+  formatReference,
+  familiarName,
+  familiarString,
+  validateDigest,
+  repositoryName,
 } from '../../../src/images/reference.js';
 import { InvalidParameterError } from '../../../src/errors.js';
 

@@ -3,8 +3,10 @@ import { RegistryClient, isLoopbackHost, DOCKER_HUB_REGISTRY_HOST } from '../../
 
 describe('registry endpoints', () => {
   it('treats only loopback hosts as plain HTTP by default', () => {
-    for (const h of ['localhost', 'localhost:5000', '127.0.0.1', '127.0.0.1:5000', '127.1.2.3:80', '[::1]:5000']) expect(isLoopbackHost(h)).toBe(true);
-    for (const h of ['registry.example', '10.0.0.1:5000', '128.0.0.1', 'localhost.evil.com', '[::2]:5000']) expect(isLoopbackHost(h)).toBe(false);
+    for (const h of ['localhost', 'localhost:5000', '127.0.0.1', '127.0.0.1:5000', '127.1.2.3:80', '[::1]:5000'])
+      expect(isLoopbackHost(h)).toBe(true);
+    for (const h of ['registry.example', '10.0.0.1:5000', '128.0.0.1', 'localhost.evil.com', '[::2]:5000'])
+      expect(isLoopbackHost(h)).toBe(false);
   });
   it('chooses scheme and host', async () => {
     const cases: [string, string[] | undefined, string][] = [

@@ -30,7 +30,15 @@ describe('image store: resolve, tag, remove', () => {
     const s = new Store(tmp());
     const a = await image(s, 'a', 'alpine');
     expect(a.repoTags).toEqual(['alpine:latest']);
-    for (const ref of ['alpine', 'alpine:latest', 'library/alpine', 'docker.io/library/alpine:latest', a.id, a.id.slice(7, 10), a.id.slice(7)]) {
+    for (const ref of [
+      'alpine',
+      'alpine:latest',
+      'library/alpine',
+      'docker.io/library/alpine:latest',
+      a.id,
+      a.id.slice(7, 10),
+      a.id.slice(7),
+    ]) {
       expect((await s.resolve(ref)).id).toBe(a.id);
     }
     await expect(s.resolve('alpine:3')).rejects.toBeInstanceOf(NotFoundError);
@@ -135,7 +143,9 @@ describe('image store: resolve, tag, remove', () => {
     const la = (await s.inspectMeta(a.id)).layers[0]!;
     const lb = (await s.inspectMeta(b.id)).layers[0]!;
     const id = await s.putConfig({
-      architecture: 'amd64', os: 'linux', created: '2024-05-01T00:00:00Z',
+      architecture: 'amd64',
+      os: 'linux',
+      created: '2024-05-01T00:00:00Z',
       rootfs: { type: 'layers', diff_ids: [la.diffId, lb.diffId] },
       history: [
         { created: '2024-01-01T00:00:00Z', created_by: 'ADD rootfs' },
@@ -196,10 +206,16 @@ describe('blob store', () => {
   it('a wrong digest, a short or long body leave nothing behind', async () => {
     const b = new BlobStore(tmp());
     const data = Buffer.from('hello');
-    await expect(b.write(Readable.from([data]), { expected: { digest: sha256Digest('other') } })).rejects.toMatchObject({ code: 'ERR_DIGEST_MISMATCH' });
+    await expect(b.write(Readable.from([data]), { expected: { digest: sha256Digest('other') } })).rejects.toMatchObject({
+      code: 'ERR_DIGEST_MISMATCH',
+    });
     await expect(b.write(Readable.from([data]), { expected: { size: 6 } })).rejects.toMatchObject({ code: 'ERR_TRUNCATED' });
     await expect(b.write(Readable.from([data]), { expected: { size: 4 } })).rejects.toMatchObject({ code: 'ERR_SIZE_MISMATCH' });
-    const failing = new Readable({ read() { this.destroy(new Error('connection reset')); } });
+    const failing = new Readable({
+      read() {
+        this.destroy(new Error('connection reset'));
+      },
+    });
     await expect(b.write(failing)).rejects.toThrow('connection reset');
     expect(await b.list()).toEqual([]);
     expect(readdirSync(path.join(b.root, 'blobs', 'tmp'))).toEqual([]);
@@ -209,13 +225,16 @@ describe('blob store', () => {
 describe('docker config.json credentials', () => {
   it('reads base64 auth for a registry and Docker Hub', async () => {
     const p = path.join(tmp(), 'config.json');
-    writeFileSync(p, JSON.stringify({
-      auths: {
-        'https://index.docker.io/v1/': { auth: Buffer.from('hub:pw').toString('base64') },
-        'reg.example:5000': { auth: Buffer.from('u:p:with:colons').toString('base64') },
-        'tok.example': { identitytoken: 'refresh' },
-      },
-    }));
+    writeFileSync(
+      p,
+      JSON.stringify({
+        auths: {
+          'https://index.docker.io/v1/': { auth: Buffer.from('hub:pw').toString('base64') },
+          'reg.example:5000': { auth: Buffer.from('u:p:with:colons').toString('base64') },
+          'tok.example': { identitytoken: 'refresh' },
+        },
+      }),
+    );
     expect(await loadDockerConfigCredentials('docker.io', p)).toEqual({ username: 'hub', password: 'pw' });
     expect(await loadDockerConfigCredentials('reg.example:5000', p)).toEqual({ username: 'u', password: 'p:with:colons' });
     expect(await loadDockerConfigCredentials('tok.example', p)).toEqual({ identitytoken: 'refresh' });

@@ -5,9 +5,14 @@ import { FormatError } from '../../../src/errors.js';
 describe('parseWwwAuthenticate', () => {
   it('parses a Docker Hub bearer challenge', () => {
     expect(
-      parseWwwAuthenticate('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull"'),
+      parseWwwAuthenticate(
+        'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull"',
+      ),
     ).toEqual([
-      { scheme: 'bearer', params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/alpine:pull' } },
+      {
+        scheme: 'bearer',
+        params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/alpine:pull' },
+      },
     ]);
   });
   it('parses basic with token values, case and spaces', () => {

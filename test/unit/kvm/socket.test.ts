@@ -1,6 +1,25 @@
 import { describe, it, expect } from 'vitest';
 import * as libc from '../../../src/kvm/libc.js';
-import { SOCKET_LAYOUTS, socketpair, sendmsg, recvmsg, setCloexec, getCloexec, cmsgLen, cmsgSpace, MAX_FDS, AF_UNIX, SOCK_STREAM, SOCK_CLOEXEC, SOL_SOCKET, SCM_RIGHTS, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_CMSG_CLOEXEC, MSG_CTRUNC } from '../../../src/kvm/socket.js';
+import {
+  SOCKET_LAYOUTS,
+  socketpair,
+  sendmsg,
+  recvmsg,
+  setCloexec,
+  getCloexec,
+  cmsgLen,
+  cmsgSpace,
+  MAX_FDS,
+  AF_UNIX,
+  SOCK_STREAM,
+  SOCK_CLOEXEC,
+  SOL_SOCKET,
+  SCM_RIGHTS,
+  MSG_DONTWAIT,
+  MSG_NOSIGNAL,
+  MSG_CMSG_CLOEXEC,
+  MSG_CTRUNC,
+} from '../../../src/kvm/socket.js';
 import { Layout } from '../../../src/kvm/layout.js';
 import { runC, parsePairs } from '../../fixtures/guests/cc.js';
 

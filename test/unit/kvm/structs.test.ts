@@ -47,7 +47,9 @@ describe('layout encode/decode', () => {
   });
   it('encodes nested segments at their offsets', () => {
     const b = kvmSregs.alloc();
-    kvmSregs.encode(b, { cs: { base: 0n, limit: 0xffffffff, selector: 0x10, type: 11, present: 1, dpl: 3, db: 0, s: 1, l: 1, g: 1, avl: 0, unusable: 0 } });
+    kvmSregs.encode(b, {
+      cs: { base: 0n, limit: 0xffffffff, selector: 0x10, type: 11, present: 1, dpl: 3, db: 0, s: 1, l: 1, g: 1, avl: 0, unusable: 0 },
+    });
     expect(b[kvmSregs.offsetOf('cs.dpl')]).toBe(3);
     expect(b[kvmSregs.offsetOf('cs.l')]).toBe(1);
     expect(kvmSregs.decode(b).cs.selector).toBe(0x10);

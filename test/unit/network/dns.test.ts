@@ -24,10 +24,14 @@ describe('embedded DNS', () => {
     });
     const asked: string[] = [];
     let upstream = [`127.0.0.1:${upPort}`];
-    const dns = new EmbeddedDns((from, name) => {
-      asked.push(`${from} ${name}`);
-      return name === 'db' ? ['10.1.0.5', '10.1.0.6'] : undefined;
-    }, () => {}, (from) => (asked.push(`upstream for ${from}`), upstream));
+    const dns = new EmbeddedDns(
+      (from, name) => {
+        asked.push(`${from} ${name}`);
+        return name === 'db' ? ['10.1.0.5', '10.1.0.6'] : undefined;
+      },
+      () => {},
+      (from) => (asked.push(`upstream for ${from}`), upstream),
+    );
     const port = await freePort();
     await dns.start('127.0.0.1', port);
     try {
@@ -100,20 +104,26 @@ describe('embedded DNS over TCP', () => {
     await new Promise<void>((r) => up.listen({ host: '127.0.0.1', port: 0 }, r));
     const upPort = (up.address() as net.AddressInfo).port;
     const port = await freePort();
-    const dns = new EmbeddedDns((_from, name) => (name === 'db' ? ['10.1.0.5'] : undefined), () => {}, () => [`127.0.0.1:${upPort}`]);
+    const dns = new EmbeddedDns(
+      (_from, name) => (name === 'db' ? ['10.1.0.5'] : undefined),
+      () => {},
+      () => [`127.0.0.1:${upPort}`],
+    );
     // TCP and UDP share the port number; a free UDP port may be a taken TCP one, rarely
     await dns.start('127.0.0.1', port);
     try {
       const c = net.connect({ host: '127.0.0.1', port });
       const replies: Buffer[] = [];
       let buf = Buffer.alloc(0);
-      const got = new Promise<void>((resolve) => c.on('data', (d) => {
-        buf = Buffer.concat([buf, d]);
-        const { messages, rest } = splitTcpMessages(buf);
-        buf = Buffer.from(rest);
-        replies.push(...messages.map((m) => Buffer.from(m)));
-        if (replies.length === 3) resolve();
-      }));
+      const got = new Promise<void>((resolve) =>
+        c.on('data', (d) => {
+          buf = Buffer.concat([buf, d]);
+          const { messages, rest } = splitTcpMessages(buf);
+          buf = Buffer.from(rest);
+          replies.push(...messages.map((m) => Buffer.from(m)));
+          if (replies.length === 3) resolve();
+        }),
+      );
       // two queries in one segment, the third split across two
       const third = framed(query(3, 'nowhere.example'));
       c.write(Buffer.concat([framed(query(1, 'db')), framed(query(2, 'far.example')), third.subarray(0, 5)]));

@@ -1,6 +1,16 @@
 import { describe, it, expect } from 'vitest';
 import {
-  allocate, cidr, completeConfig, formatCidr, macFor, overlaps, parseAddressPool, parseIp, pickSubnet, release, validateIpamConfig,
+  allocate,
+  cidr,
+  completeConfig,
+  formatCidr,
+  macFor,
+  overlaps,
+  parseAddressPool,
+  parseIp,
+  pickSubnet,
+  release,
+  validateIpamConfig,
 } from '../../../src/network/ipam.js';
 
 describe('IPAM', () => {
@@ -13,8 +23,10 @@ describe('IPAM', () => {
     expect(overlaps(cidr('10.0.0.0/24'), cidr('10.0.1.0/24'))).toBe(false);
   });
 
-  it('validates a network config with Docker\'s messages, listing every problem', () => {
-    expect(() => validateIpamConfig({ Subnet: '10.300.0.0/24' })).toThrow('invalid network config:\ninvalid subnet 10.300.0.0/24: invalid CIDR block notation');
+  it("validates a network config with Docker's messages, listing every problem", () => {
+    expect(() => validateIpamConfig({ Subnet: '10.300.0.0/24' })).toThrow(
+      'invalid network config:\ninvalid subnet 10.300.0.0/24: invalid CIDR block notation',
+    );
     expect(() => validateIpamConfig({ Subnet: '10.1.0.5/16' })).toThrow('invalid subnet 10.1.0.5/16: it should be 10.1.0.0/16');
     let msg = '';
     try {
@@ -22,7 +34,9 @@ describe('IPAM', () => {
     } catch (e) {
       msg = (e as Error).message;
     }
-    expect(msg).toBe('invalid network config:\ninvalid ip-range 10.1.1.0/25: parent subnet 10.1.0.0/24 does not contain this IP range\ninvalid gateway 10.2.0.1: parent subnet 10.1.0.0/24 does not contain this address');
+    expect(msg).toBe(
+      'invalid network config:\ninvalid ip-range 10.1.1.0/25: parent subnet 10.1.0.0/24 does not contain this IP range\ninvalid gateway 10.2.0.1: parent subnet 10.1.0.0/24 does not contain this address',
+    );
     expect(() => validateIpamConfig({ Subnet: '10.1.0.0/24', Gateway: '10.1.0.9', IPRange: '10.1.0.128/25' })).not.toThrow();
   });
 
@@ -51,7 +65,10 @@ describe('IPAM', () => {
   });
 
   it('picks the first pool subnet clear of taken ones (host routes, other networks)', () => {
-    const pools = [{ base: '172.17.0.0/16', size: 16 }, { base: '172.18.0.0/15', size: 16 }];
+    const pools = [
+      { base: '172.17.0.0/16', size: 16 },
+      { base: '172.18.0.0/15', size: 16 },
+    ];
     expect(formatCidr(pickSubnet(pools, []))).toBe('172.17.0.0/16');
     expect(formatCidr(pickSubnet(pools, [cidr('172.17.5.0/24')]))).toBe('172.18.0.0/16');
     expect(formatCidr(pickSubnet(pools, [cidr('172.17.0.0/16'), cidr('172.18.0.0/16')]))).toBe('172.19.0.0/16');

@@ -4,9 +4,14 @@ import { render } from '../../../src/network/netfilter.js';
 describe('netfilter rules', () => {
   it('renders masquerade, isolation, internal and DNAT rules for iptables-restore', () => {
     const r = render(
-      [{ bridge: 'tvm0', subnet: '172.17.0.0/16', internal: false }, { bridge: 'br-a', subnet: '10.1.0.0/24', internal: true }],
-      [{ bridge: 'tvm0', proto: 'tcp', hostIp: '', hostPort: 8080, containerIp: '172.17.0.2', containerPort: 80 },
-        { bridge: 'tvm0', proto: 'udp', hostIp: '127.0.0.1', hostPort: 5353, containerIp: '172.17.0.2', containerPort: 53 }],
+      [
+        { bridge: 'tvm0', subnet: '172.17.0.0/16', internal: false },
+        { bridge: 'br-a', subnet: '10.1.0.0/24', internal: true },
+      ],
+      [
+        { bridge: 'tvm0', proto: 'tcp', hostIp: '', hostPort: 8080, containerIp: '172.17.0.2', containerPort: 80 },
+        { bridge: 'tvm0', proto: 'udp', hostIp: '127.0.0.1', hostPort: 5353, containerIp: '172.17.0.2', containerPort: 53 },
+      ],
     );
     const f = r.filter.split('\n');
     const n = r.nat.split('\n');

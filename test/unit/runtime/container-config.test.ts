@@ -1,14 +1,29 @@
 import { describe, it, expect } from 'vitest';
 import { cpus } from 'node:os';
 import {
-  mapIsolation, validateResources, validateNetwork, validateStorageOpt, effectiveConfig, parseMounts, mergeEnv, displayRef, validateRestartPolicy,
+  mapIsolation,
+  validateResources,
+  validateNetwork,
+  validateStorageOpt,
+  effectiveConfig,
+  parseMounts,
+  mergeEnv,
+  displayRef,
+  validateRestartPolicy,
 } from '../../../src/runtime/container-config.js';
 import { parseSignal } from '../../../src/runtime/signals.js';
 import type { ImageRecord } from '../../../src/images/types.js';
 
 const image = (config: ImageRecord['config'] = {}): ImageRecord => ({
-  id: 'sha256:' + 'b'.repeat(64), repoTags: ['busybox:latest'], repoDigests: [], created: '2024-01-01T00:00:00Z',
-  architecture: 'amd64', os: 'linux', config, diffIds: [], size: 0,
+  id: 'sha256:' + 'b'.repeat(64),
+  repoTags: ['busybox:latest'],
+  repoDigests: [],
+  created: '2024-01-01T00:00:00Z',
+  architecture: 'amd64',
+  os: 'linux',
+  config,
+  diffIds: [],
+  size: 0,
 });
 const ID = 'c'.repeat(64);
 
@@ -38,12 +53,16 @@ describe('resource limits', () => {
     expect(() => validateResources({ Memory: 1 })).toThrow('Minimum memory limit allowed is 6MB');
     expect(() => validateResources({ Memory: -5 })).toThrow();
     expect(validateResources({ Memory: 6 * 1024 * 1024 }).memory).toBe(6 * 1024 * 1024);
-    expect(() => validateResources({ Memory: 64 << 20, MemorySwap: 32 << 20 })).toThrow('Minimum memoryswap limit should be larger than memory limit');
+    expect(() => validateResources({ Memory: 64 << 20, MemorySwap: 32 << 20 })).toThrow(
+      'Minimum memoryswap limit should be larger than memory limit',
+    );
     expect(() => validateResources({ MemorySwap: 32 << 20 })).toThrow('You should always set the Memory limit when using Memoryswap limit');
   });
   it('checks the CPU range against this host', () => {
     const n = cpus().length;
-    expect(() => validateResources({ NanoCpus: (n + 1) * 1e9 })).toThrow(`Range of CPUs is from 0.01 to ${n}.00, as there are only ${n} CPUs available`);
+    expect(() => validateResources({ NanoCpus: (n + 1) * 1e9 })).toThrow(
+      `Range of CPUs is from 0.01 to ${n}.00, as there are only ${n} CPUs available`,
+    );
     expect(validateResources({ NanoCpus: 5e8 }).nanoCpus).toBe(5e8);
     expect(() => validateResources({ NanoCpus: 1e9, CpuQuota: 50000 })).toThrow('Conflicting options');
     expect(validateResources({ CpuQuota: 50000, CpuPeriod: 100000 }).nanoCpus).toBe(5e8);
@@ -57,7 +76,7 @@ describe('resource limits', () => {
 });
 
 describe('network and policies', () => {
-  it('per-container --storage-opt: size only (Docker\'s overlay2 keys), parsed as Docker does', () => {
+  it("per-container --storage-opt: size only (Docker's overlay2 keys), parsed as Docker does", () => {
     expect(validateStorageOpt({ StorageOpt: { size: '10G' } })).toEqual({ sizeBytes: 10 * 1024 ** 3 });
     expect(validateStorageOpt({ StorageOpt: { SIZE: '64m' } })).toEqual({ sizeBytes: 64 * 1024 ** 2 });
     expect(() => validateStorageOpt({ StorageOpt: { inodes: '5' } })).toThrow('Unknown option inodes');
@@ -75,10 +94,17 @@ describe('network and policies', () => {
   });
   it('validates restart policies; refuses foreign log drivers and --rm with a policy', () => {
     expect(validateRestartPolicy({ RestartPolicy: { Name: 'always' } })).toEqual({ Name: 'always', MaximumRetryCount: 0 });
-    expect(validateRestartPolicy({ RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 3 } })).toEqual({ Name: 'on-failure', MaximumRetryCount: 3 });
+    expect(validateRestartPolicy({ RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 3 } })).toEqual({
+      Name: 'on-failure',
+      MaximumRetryCount: 3,
+    });
     expect(validateRestartPolicy({})).toEqual({ Name: 'no', MaximumRetryCount: 0 });
-    expect(() => validateRestartPolicy({ RestartPolicy: { Name: 'sometimes' } })).toThrow("invalid restart policy: unknown policy 'sometimes'");
-    expect(() => validateRestartPolicy({ AutoRemove: true, RestartPolicy: { Name: 'always' } })).toThrow("can't create 'AutoRemove' container with restart policy");
+    expect(() => validateRestartPolicy({ RestartPolicy: { Name: 'sometimes' } })).toThrow(
+      "invalid restart policy: unknown policy 'sometimes'",
+    );
+    expect(() => validateRestartPolicy({ AutoRemove: true, RestartPolicy: { Name: 'always' } })).toThrow(
+      "can't create 'AutoRemove' container with restart policy",
+    );
     expect(() => validateRestartPolicy({ LogConfig: { Type: 'syslog' } })).toThrow(/json-file/);
     expect(() => validateRestartPolicy({ RestartPolicy: { Name: 'no' } })).not.toThrow();
   });
@@ -105,15 +131,26 @@ describe('effective config', () => {
     expect(mergeEnv([], ['X=1'])[0]).toMatch(/^PATH=/);
   });
   it('rejects relative working directories and bad stop signals', () => {
-    expect(() => effectiveConfig({ Image: 'x', Cmd: ['sh'], WorkingDir: 'rel' }, image(), ID)).toThrow("the working directory 'rel' is invalid");
+    expect(() => effectiveConfig({ Image: 'x', Cmd: ['sh'], WorkingDir: 'rel' }, image(), ID)).toThrow(
+      "the working directory 'rel' is invalid",
+    );
     expect(() => effectiveConfig({ Image: 'x', Cmd: ['sh'], StopSignal: 'SIGNOPE' }, image(), ID)).toThrow('Invalid signal: SIGNOPE');
   });
 });
 
 describe('mounts', () => {
   it('parses binds, named and anonymous volumes, tmpfs and image volumes', () => {
-    const m = parseMounts({ Binds: ['/srv:/data:ro', 'cache:/cache', '/anon'], Tmpfs: { '/run': 'size=1m' }, Mounts: [{ Type: 'bind', Source: '/etc', Target: '/hostetc', ReadOnly: true }] }, { '/var/lib/x': {} });
-    expect(m.map((x) => [x.mount.type, x.mount.destination, x.mount.readonly, x.volumeName ?? (x.anonymous ? 'anon' : x.mount.source)])).toEqual([
+    const m = parseMounts(
+      {
+        Binds: ['/srv:/data:ro', 'cache:/cache', '/anon'],
+        Tmpfs: { '/run': 'size=1m' },
+        Mounts: [{ Type: 'bind', Source: '/etc', Target: '/hostetc', ReadOnly: true }],
+      },
+      { '/var/lib/x': {} },
+    );
+    expect(
+      m.map((x) => [x.mount.type, x.mount.destination, x.mount.readonly, x.volumeName ?? (x.anonymous ? 'anon' : x.mount.source)]),
+    ).toEqual([
       ['bind', '/data', true, '/srv'],
       ['volume', '/cache', false, 'cache'],
       ['volume', '/anon', false, 'anon'],

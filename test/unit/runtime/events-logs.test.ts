@@ -45,7 +45,8 @@ describe('json-file log', () => {
   afterAll(async () => {
     for (const d of dirs) await rm(d, { recursive: true, force: true });
   });
-  const entries = (texts: [string, 'stdout' | 'stderr', string][]) => texts.map(([log, stream, time]) => JSON.stringify({ log, stream, time }) + '\n').join('');
+  const entries = (texts: [string, 'stdout' | 'stderr', string][]) =>
+    texts.map(([log, stream, time]) => JSON.stringify({ log, stream, time }) + '\n').join('');
   const all = async (g: AsyncGenerator<LogEntry>) => {
     const out: string[] = [];
     for await (const e of g) out.push(e.log);
@@ -53,7 +54,11 @@ describe('json-file log', () => {
   };
 
   it('parses lines and skips torn ones', () => {
-    expect(parseLogLine('{"log":"hi\\n","stream":"stdout","time":"2024-01-01T00:00:00.000000001Z"}')).toEqual({ log: 'hi\n', stream: 'stdout', time: '2024-01-01T00:00:00.000000001Z' });
+    expect(parseLogLine('{"log":"hi\\n","stream":"stdout","time":"2024-01-01T00:00:00.000000001Z"}')).toEqual({
+      log: 'hi\n',
+      stream: 'stdout',
+      time: '2024-01-01T00:00:00.000000001Z',
+    });
     expect(parseLogLine('{"log":"hi')).toBeUndefined();
     expect(parseLogLine('{"log":1,"stream":"stdout","time":"x"}')).toBeUndefined();
     expect(timeToNano('2024-01-01T00:00:00.000000001Z') - timeToNano('2024-01-01T00:00:00Z')).toBe(1n);
@@ -62,11 +67,14 @@ describe('json-file log', () => {
 
   it('reads with tail, since and until', async () => {
     const f = path.join(await tmp(), 'log.jsonl');
-    await writeFile(f, entries([
-      ['a\n', 'stdout', '2024-01-01T00:00:01Z'],
-      ['b\n', 'stderr', '2024-01-01T00:00:02Z'],
-      ['c\n', 'stdout', '2024-01-01T00:00:03Z'],
-    ]) + '{"log":"torn');
+    await writeFile(
+      f,
+      entries([
+        ['a\n', 'stdout', '2024-01-01T00:00:01Z'],
+        ['b\n', 'stderr', '2024-01-01T00:00:02Z'],
+        ['c\n', 'stdout', '2024-01-01T00:00:03Z'],
+      ]) + '{"log":"torn',
+    );
     expect(await all(readLog(f))).toEqual(['a\n', 'b\n', 'c\n']);
     expect(await all(readLog(f, { tail: 2 }))).toEqual(['b\n', 'c\n']);
     expect(await all(readLog(f, { tail: 0 }))).toEqual([]);

@@ -3,12 +3,23 @@ import { ExecStore } from '../../../src/runtime/exec-store.js';
 import { InvalidParameterError, NotFoundError } from '../../../src/errors.js';
 
 describe('ExecStore', () => {
-  it('checks the request with Docker\'s messages and fills the defaults (null as absent)', () => {
+  it("checks the request with Docker's messages and fills the defaults (null as absent)", () => {
     const s = new ExecStore();
     expect(() => s.create('c1', { Cmd: [] })).toThrow(new InvalidParameterError('No exec command specified'));
     expect(() => s.create('c1', { Cmd: ['true'], WorkingDir: 'rel' })).toThrow(/needs to be an absolute path/);
     const ex = s.create('c1', { Cmd: ['echo', 'hi'], Env: null, User: null, Tty: true });
-    expect(ex.config).toEqual({ Cmd: ['echo', 'hi'], Env: [], WorkingDir: '', User: '', Tty: true, AttachStdin: false, AttachStdout: false, AttachStderr: false, Privileged: false, DetachKeys: '' });
+    expect(ex.config).toEqual({
+      Cmd: ['echo', 'hi'],
+      Env: [],
+      WorkingDir: '',
+      User: '',
+      Tty: true,
+      AttachStdin: false,
+      AttachStdout: false,
+      AttachStderr: false,
+      Privileged: false,
+      DetachKeys: '',
+    });
     expect(s.get(ex.id)).toBe(ex);
     expect(() => s.get('nope')).toThrow(NotFoundError);
   });

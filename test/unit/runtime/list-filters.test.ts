@@ -20,7 +20,7 @@ function rec(over: Partial<ContainerRecord> & { labels?: Record<string, string>;
 }
 
 describe('container list filters', () => {
-  it('validates keys and values with Docker\'s messages', () => {
+  it("validates keys and values with Docker's messages", () => {
     expect(() => validateListFilters({ status: ['running'], exited: ['0'], label: ['a=b'] })).not.toThrow();
     expect(() => validateListFilters({ colour: ['red'] })).toThrow("invalid filter 'colour'");
     expect(() => validateListFilters({ status: ['asleep'] })).toThrow("invalid filter 'status=asleep'");
@@ -56,10 +56,14 @@ describe('start errors', () => {
     expect(goErrnoText('exec: No such file or directory; Permission denied')).toBe('exec: no such file or directory; permission denied');
   });
 
-  it('keeps the isolation\'s code and status, else a 400 ERR_START_FAILED', () => {
+  it("keeps the isolation's code and status, else a 400 ERR_START_FAILED", () => {
     const id = 'c'.repeat(64);
     const kept = startFailedError(id, 'gone', new NotFoundError('gone', 'ERR_DISK_NOT_FOUND'));
-    expect([kept.code, kept.status, kept.message]).toEqual(['ERR_DISK_NOT_FOUND', 404, `failed to start container ${'c'.repeat(12)}: gone`]);
+    expect([kept.code, kept.status, kept.message]).toEqual([
+      'ERR_DISK_NOT_FOUND',
+      404,
+      `failed to start container ${'c'.repeat(12)}: gone`,
+    ]);
     const plain = startFailedError(id, 'boom', new Error('boom'));
     expect(plain).toBeInstanceOf(TvmError);
     expect([plain.code, plain.status]).toEqual(['ERR_START_FAILED', 400]);

@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { parseHumanSize, parseLogOpts, parseLogOptFlags, resolveLogConfig } from '../../../src/runtime/log-opts.js';
 
-describe('json-file log options (Docker\'s keys and messages)', () => {
+describe("json-file log options (Docker's keys and messages)", () => {
   it('parses max-size in decimal units as go-units FromHumanSize', () => {
     expect(parseHumanSize('100')).toBe(100);
     expect(parseHumanSize('100k')).toBe(100_000);
@@ -12,7 +12,7 @@ describe('json-file log options (Docker\'s keys and messages)', () => {
     expect(() => parseHumanSize('ten')).toThrow("invalid size: 'ten'");
     expect(() => parseHumanSize('-1m')).toThrow("invalid size: '-1m'");
   });
-  it('no options, or max-file alone: no rotation (Docker\'s default)', () => {
+  it("no options, or max-file alone: no rotation (Docker's default)", () => {
     expect(parseLogOpts(undefined)).toBeUndefined();
     expect(parseLogOpts({})).toBeUndefined();
     expect(parseLogOpts({ 'max-file': '3' })).toBeUndefined();
@@ -21,23 +21,28 @@ describe('json-file log options (Docker\'s keys and messages)', () => {
     expect(parseLogOpts({ 'max-size': '10m' })).toEqual({ maxSize: 10_000_000, maxFiles: 1 });
     expect(parseLogOpts({ 'max-size': '100k', 'max-file': '3', compress: 'false' })).toEqual({ maxSize: 100_000, maxFiles: 3 });
   });
-  it('refuses with Docker\'s messages', () => {
+  it("refuses with Docker's messages", () => {
     expect(() => parseLogOpts({ 'max-sise': '1m' })).toThrow("unknown log opt 'max-sise' for json-file log driver");
     expect(() => parseLogOpts({ 'max-size': '0' })).toThrow('max-size must be a positive number');
     expect(() => parseLogOpts({ 'max-size': '1m', 'max-file': 'x' })).toThrow('strconv.Atoi: parsing "x": invalid syntax');
     expect(() => parseLogOpts({ 'max-size': '1m', 'max-file': '0' })).toThrow('max-file cannot be less than 1');
     expect(() => parseLogOpts({ 'max-size': '1m', compress: 'maybe' })).toThrow('strconv.ParseBool: parsing "maybe": invalid syntax');
-    expect(() => parseLogOpts({ 'max-size': '1m', compress: 'true' })).toThrow('compress cannot be true when max-file is less than 2 or max-size is not set');
+    expect(() => parseLogOpts({ 'max-size': '1m', compress: 'true' })).toThrow(
+      'compress cannot be true when max-file is less than 2 or max-size is not set',
+    );
     expect(() => parseLogOpts({ 'max-size': '1m', 'max-file': '3', compress: 'true' })).toThrow("log opt 'compress' is not supported");
     expect(() => parseLogOpts({ tag: '{{.Name}}' })).toThrow("log opt 'tag' is not supported");
     expect(() => parseLogOpts({ 'max-size': '0' })).toThrow(expect.objectContaining({ status: 400 }));
   });
-  it('merges the daemon defaults under the container\'s own options', () => {
+  it("merges the daemon defaults under the container's own options", () => {
     expect(resolveLogConfig(undefined, { 'max-size': '1m', 'max-file': '2' })).toEqual({
       logConfig: { Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '2' } },
       rotate: { maxSize: 1_000_000, maxFiles: 2 },
     });
-    expect(resolveLogConfig({ Type: '', Config: { 'max-file': '5' } }, { 'max-size': '1m', 'max-file': '2' }).rotate).toEqual({ maxSize: 1_000_000, maxFiles: 5 });
+    expect(resolveLogConfig({ Type: '', Config: { 'max-file': '5' } }, { 'max-size': '1m', 'max-file': '2' }).rotate).toEqual({
+      maxSize: 1_000_000,
+      maxFiles: 5,
+    });
     expect(resolveLogConfig({ Type: 'json-file' }).rotate).toBeUndefined();
     expect(() => resolveLogConfig({ Type: 'syslog' })).toThrow('logging driver "syslog" is not supported');
   });
@@ -48,7 +53,7 @@ describe('json-file log options (Docker\'s keys and messages)', () => {
 });
 
 describe('ContainerManager: log options at create', () => {
-  it('applies the daemon default under the container\'s options and gives the writer the rotation', async () => {
+  it("applies the daemon default under the container's options and gives the writer the rotation", async () => {
     const { mkdtemp, rm } = await import('node:fs/promises');
     const { tmpdir } = await import('node:os');
     const path = await import('node:path');
@@ -60,15 +65,32 @@ describe('ContainerManager: log options at create', () => {
     try {
       const images = new FakeImageStore();
       await images.load(Readable.from([await busyboxDockerArchive()]));
-      const m = new ContainerManager({ dataRoot, images, isolations: { container: new MemoryIsolation() }, defaultIsolation: 'container', logOpts: { 'max-size': '10m', 'max-file': '2' } });
+      const m = new ContainerManager({
+        dataRoot,
+        images,
+        isolations: { container: new MemoryIsolation() },
+        defaultIsolation: 'container',
+        logOpts: { 'max-size': '10m', 'max-file': '2' },
+      });
       await m.init();
       const a = await m.create({ Image: 'busybox', Cmd: ['true'] });
       expect(m.get(a.Id).hostConfig.LogConfig).toEqual({ Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '2' } });
       expect(m.get(a.Id).spec.logRotate).toEqual({ maxSize: 10_000_000, maxFiles: 2 });
-      const b = await m.create({ Image: 'busybox', Cmd: ['true'], HostConfig: { LogConfig: { Type: 'json-file', Config: { 'max-size': '100k' } } } });
+      const b = await m.create({
+        Image: 'busybox',
+        Cmd: ['true'],
+        HostConfig: { LogConfig: { Type: 'json-file', Config: { 'max-size': '100k' } } },
+      });
       expect(m.get(b.Id).spec.logRotate).toEqual({ maxSize: 100_000, maxFiles: 2 });
-      await expect(m.create({ Image: 'busybox', Cmd: ['true'], HostConfig: { LogConfig: { Config: { bogus: '1' } } } })).rejects.toThrow("unknown log opt 'bogus' for json-file log driver");
-      const none = new ContainerManager({ dataRoot: path.join(dataRoot, 'x'), images, isolations: { container: new MemoryIsolation() }, defaultIsolation: 'container' });
+      await expect(m.create({ Image: 'busybox', Cmd: ['true'], HostConfig: { LogConfig: { Config: { bogus: '1' } } } })).rejects.toThrow(
+        "unknown log opt 'bogus' for json-file log driver",
+      );
+      const none = new ContainerManager({
+        dataRoot: path.join(dataRoot, 'x'),
+        images,
+        isolations: { container: new MemoryIsolation() },
+        defaultIsolation: 'container',
+      });
       await none.init();
       const c = await none.create({ Image: 'busybox', Cmd: ['true'] });
       expect(none.get(c.Id).spec.logRotate).toBeUndefined();

@@ -73,7 +73,9 @@ describe('ContainerManager', () => {
 
   it('leaves nothing behind when create fails half-way', async () => {
     t.iso.failCreate = new Error('disk full');
-    await expect(t.m.create({ Image: 'busybox', Cmd: ['true'], HostConfig: { Binds: ['anon-vol:/data'] } }, 'half')).rejects.toThrow('disk full');
+    await expect(t.m.create({ Image: 'busybox', Cmd: ['true'], HostConfig: { Binds: ['anon-vol:/data'] } }, 'half')).rejects.toThrow(
+      'disk full',
+    );
     expect(await readdir(path.join(t.dataRoot, 'containers'))).toEqual([]);
     expect(t.m.records.nameTaken('/half')).toBe(false);
     expect(t.m.volumes.has('anon-vol')).toBe(false);
@@ -81,14 +83,20 @@ describe('ContainerManager', () => {
     expect(t.actions).not.toContain('create');
   });
 
-  it('answers 404 with Docker\'s message for a missing image, 409 for a taken name', async () => {
-    await expect(t.m.create({ Image: 'nosuch', Cmd: ['true'] })).rejects.toMatchObject({ status: 404, message: 'No such image: nosuch:latest' });
+  it("answers 404 with Docker's message for a missing image, 409 for a taken name", async () => {
+    await expect(t.m.create({ Image: 'nosuch', Cmd: ['true'] })).rejects.toMatchObject({
+      status: 404,
+      message: 'No such image: nosuch:latest',
+    });
     await t.m.create({ Image: 'busybox', Cmd: ['true'] }, 'dup');
     await expect(t.m.create({ Image: 'busybox', Cmd: ['true'] }, 'dup')).rejects.toMatchObject({ status: 409 });
   });
 
   it('refuses the vm isolation where this daemon has none', async () => {
-    await expect(t.m.create({ Image: 'busybox', Cmd: ['true'], HostConfig: { Isolation: 'hyperv' } })).rejects.toMatchObject({ status: 501, message: expect.stringContaining('not available in this tvm daemon') });
+    await expect(t.m.create({ Image: 'busybox', Cmd: ['true'], HostConfig: { Isolation: 'hyperv' } })).rejects.toMatchObject({
+      status: 501,
+      message: expect.stringContaining('not available in this tvm daemon'),
+    });
   });
 
   it('resolves wait conditions', async () => {
@@ -129,7 +137,12 @@ describe('ContainerManager', () => {
     await new Promise((r) => setTimeout(r, 20));
     const iso2 = new MemoryIsolation();
     iso2.recoverAs = 'running';
-    const m2 = new ContainerManager({ dataRoot: t.dataRoot, images: t.images, isolations: { container: iso2 }, defaultIsolation: 'container' });
+    const m2 = new ContainerManager({
+      dataRoot: t.dataRoot,
+      images: t.images,
+      isolations: { container: iso2 },
+      defaultIsolation: 'container',
+    });
     await m2.init();
     expect(m2.get('keeps').state.status).toBe('running');
     expect(m2.get('keeps').state.pid).toBe(4242);
@@ -138,7 +151,12 @@ describe('ContainerManager', () => {
     expect((await w).StatusCode).toBe(0);
     const iso3 = new MemoryIsolation();
     iso3.recoverAs = 'lost';
-    const m3 = new ContainerManager({ dataRoot: t.dataRoot, images: t.images, isolations: { container: iso3 }, defaultIsolation: 'container' });
+    const m3 = new ContainerManager({
+      dataRoot: t.dataRoot,
+      images: t.images,
+      isolations: { container: iso3 },
+      defaultIsolation: 'container',
+    });
     await m3.init();
     expect(m3.get('lost').state.status).toBe('dead');
   });
@@ -149,7 +167,11 @@ describe('ContainerManager', () => {
     await t.m.start(a.Id);
     t.iso.exit(a.Id, 2);
     await new Promise((r) => setTimeout(r, 20));
-    const names = (f: Record<string, string[]>, all = true) => t.m.list({ all, limit: -1, filters: f }).map((r) => r.name).sort();
+    const names = (f: Record<string, string[]>, all = true) =>
+      t.m
+        .list({ all, limit: -1, filters: f })
+        .map((r) => r.name)
+        .sort();
     expect(names({}, false)).toEqual([]);
     expect(names({})).toEqual(['/one', '/two']);
     expect(names({ status: ['exited'] })).toEqual(['/one']);

@@ -7,14 +7,35 @@ import { newId, validateName, randomName } from '../../../src/runtime/ids.js';
 
 function record(id: string, name: string, stateDir: string): ContainerRecord {
   return {
-    version: RECORD_VERSION, id, name, created: new Date().toISOString(), image: 'busybox', imageId: 'sha256:' + 'a'.repeat(64),
-    path: 'sh', args: [], config: {}, hostConfig: {},
+    version: RECORD_VERSION,
+    id,
+    name,
+    created: new Date().toISOString(),
+    image: 'busybox',
+    imageId: 'sha256:' + 'a'.repeat(64),
+    path: 'sh',
+    args: [],
+    config: {},
+    hostConfig: {},
     state: { status: 'created', pid: 0, exitCode: 0, error: '', oomKilled: false, startedAt: '', finishedAt: '' },
-    restartCount: 0, mounts: [],
+    restartCount: 0,
+    mounts: [],
     spec: {
-      id, name, hostname: id.slice(0, 12), isolation: 'container', imageId: 'sha256:' + 'a'.repeat(64),
+      id,
+      name,
+      hostname: id.slice(0, 12),
+      isolation: 'container',
+      imageId: 'sha256:' + 'a'.repeat(64),
       process: { args: ['sh'], env: [], cwd: '/', user: '', tty: false, openStdin: false },
-      mounts: [], resources: {}, capAdd: [], capDrop: [], privileged: false, readonlyRootfs: false, network: 'none', stateDir, logPath: path.join(stateDir, 'log.jsonl'),
+      mounts: [],
+      resources: {},
+      capAdd: [],
+      capDrop: [],
+      privileged: false,
+      readonlyRootfs: false,
+      network: 'none',
+      stateDir,
+      logPath: path.join(stateDir, 'log.jsonl'),
     },
   };
 }
@@ -69,7 +90,7 @@ describe('RecordStore', () => {
     expect(() => s.resolve('nope')).toThrow('No such container: nope');
   });
 
-  it('refuses a taken name with Docker\'s 409 message, also while a create is in flight', async () => {
+  it("refuses a taken name with Docker's 409 message, also while a create is in flight", async () => {
     const s = new RecordStore(root);
     await s.load();
     const id = newId();

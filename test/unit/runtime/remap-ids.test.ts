@@ -2,7 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { containerToHost, hostToContainer } from '../../../src/runtime/host/remap-ids.js';
 
 const maps = {
-  uidMap: [{ containerID: 0, hostID: 200000, size: 1000 }, { containerID: 1000, hostID: 300000, size: 64536 }],
+  uidMap: [
+    { containerID: 0, hostID: 200000, size: 1000 },
+    { containerID: 1000, hostID: 300000, size: 64536 },
+  ],
   gidMap: [{ containerID: 0, hostID: 200000, size: 65536 }],
 };
 

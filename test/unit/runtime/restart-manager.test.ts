@@ -66,7 +66,10 @@ describe('restart policies', () => {
   });
 
   it('on-failure:2 restarts a failing container twice with a doubling back-off, then leaves it exited', async () => {
-    const { Id } = await t.m.create({ Image: 'busybox', Cmd: ['false'], HostConfig: { RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 2 } } }, 'flaky');
+    const { Id } = await t.m.create(
+      { Image: 'busybox', Cmd: ['false'], HostConfig: { RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 2 } } },
+      'flaky',
+    );
     await t.m.start(Id);
     t.iso.exit(Id, 1);
     await until('restarting', () => t.m.get(Id).state.status === 'restarting');
@@ -154,7 +157,9 @@ describe('restart policies', () => {
     await settle();
     await expect(t.m.start(Id)).rejects.toMatchObject({ status: 304 });
     await expect(t.m.pause(Id)).rejects.toThrow('is restarting, wait until the container is running');
-    await expect(t.m.remove(Id, { force: false, volumes: false })).rejects.toThrow('container is restarting: stop the container before removing or force remove');
+    await expect(t.m.remove(Id, { force: false, volumes: false })).rejects.toThrow(
+      'container is restarting: stop the container before removing or force remove',
+    );
     await t.m.restart(Id, {});
     expect(t.m.get(Id).state.status).toBe('running');
     expect(t.m.get(Id).restartCount).toBe(0);
@@ -168,7 +173,12 @@ describe('restart policies', () => {
   });
 
   it('docker kill with a signal other than the stop signal leaves always in charge', async () => {
-    const { Id } = await t.m.create({ Image: 'busybox', Cmd: ['sh'], StopSignal: 'SIGUSR1', HostConfig: { RestartPolicy: { Name: 'always' } } });
+    const { Id } = await t.m.create({
+      Image: 'busybox',
+      Cmd: ['sh'],
+      StopSignal: 'SIGUSR1',
+      HostConfig: { RestartPolicy: { Name: 'always' } },
+    });
     await t.m.start(Id);
     await t.m.kill(Id, 'SIGHUP');
     expect(t.m.get(Id).manuallyStopped).toBe(true);
@@ -234,13 +244,19 @@ describe('restart policies across a daemon restart', () => {
   it('a restart pending when the daemon went away happens at the next daemon start', async () => {
     const t = await setup();
     try {
-      const { Id } = await t.m.create({ Image: 'busybox', Cmd: ['sh'], HostConfig: { RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 5 } } });
+      const { Id } = await t.m.create({
+        Image: 'busybox',
+        Cmd: ['sh'],
+        HostConfig: { RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 5 } },
+      });
       await t.m.start(Id);
       t.iso.exit(Id, 1);
       await until('restarting', () => t.m.get(Id).state.status === 'restarting');
       // the next daemon reads the record: wait for the write, not for a guess at how long it takes
       await until('the restarting record on disk', async () => {
-        const rec = JSON.parse(await readFile(path.join(t.dataRoot, 'containers', Id, 'config.json'), 'utf8')) as { state: { status: string } };
+        const rec = JSON.parse(await readFile(path.join(t.dataRoot, 'containers', Id, 'config.json'), 'utf8')) as {
+          state: { status: string };
+        };
         return rec.state.status === 'restarting';
       });
       const iso2 = new MemoryIsolation();

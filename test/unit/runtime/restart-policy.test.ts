@@ -16,9 +16,15 @@ describe('restart policy validation (Engine API messages)', () => {
     expect(parseRestartPolicy({ Name: 'on-failure', MaximumRetryCount: 2 })).toEqual(p('on-failure', 2));
   });
   it('refuses what Docker refuses, with its words', () => {
-    expect(() => parseRestartPolicy({ Name: 'always', MaximumRetryCount: 3 })).toThrow("invalid restart policy: maximum retry count can only be used with 'on-failure'");
-    expect(() => parseRestartPolicy({ Name: 'no', MaximumRetryCount: -1 })).toThrow("can only be used with 'on-failure' and cannot be negative");
-    expect(() => parseRestartPolicy({ Name: 'on-failure', MaximumRetryCount: -1 })).toThrow('invalid restart policy: maximum retry count cannot be negative');
+    expect(() => parseRestartPolicy({ Name: 'always', MaximumRetryCount: 3 })).toThrow(
+      "invalid restart policy: maximum retry count can only be used with 'on-failure'",
+    );
+    expect(() => parseRestartPolicy({ Name: 'no', MaximumRetryCount: -1 })).toThrow(
+      "can only be used with 'on-failure' and cannot be negative",
+    );
+    expect(() => parseRestartPolicy({ Name: 'on-failure', MaximumRetryCount: -1 })).toThrow(
+      'invalid restart policy: maximum retry count cannot be negative',
+    );
     expect(() => parseRestartPolicy({ Name: 'bogus' })).toThrow(
       "invalid restart policy: unknown policy 'bogus'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'",
     );

@@ -2,8 +2,22 @@ import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { InvalidParameterError } from '../../../src/errors.js';
 import {
-  AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, BPF_JA, BPF_JMP, BPF_MAXINSNS, SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO, SECCOMP_RET_KILL_PROCESS,
-  SECCOMP_RET_KILL_THREAD, SECCOMP_RET_LOG, SECCOMP_RET_TRACE, SECCOMP_RET_TRAP, decodeProgram, encodeProgram, runSeccomp, type Insn,
+  AUDIT_ARCH_I386,
+  AUDIT_ARCH_X86_64,
+  BPF_JA,
+  BPF_JMP,
+  BPF_MAXINSNS,
+  SECCOMP_RET_ALLOW,
+  SECCOMP_RET_ERRNO,
+  SECCOMP_RET_KILL_PROCESS,
+  SECCOMP_RET_KILL_THREAD,
+  SECCOMP_RET_LOG,
+  SECCOMP_RET_TRACE,
+  SECCOMP_RET_TRAP,
+  decodeProgram,
+  encodeProgram,
+  runSeccomp,
+  type Insn,
 } from '../../../src/runtime/bpf.js';
 import { compileSeccomp } from '../../../src/runtime/seccomp-compile.js';
 import { DEFAULT_PROFILE } from '../../../src/runtime/seccomp-default.js';
@@ -49,7 +63,11 @@ describe('x86_64 syscall table', () => {
 
 describe('BPF encoding', () => {
   it('round-trips struct sock_filter (8 bytes: u16 code, u8 jt, u8 jf, u32 k, little-endian)', () => {
-    const prog: Insn[] = [{ code: 0x20, jt: 0, jf: 0, k: 4 }, { code: 0x15, jt: 1, jf: 2, k: AUDIT_ARCH_X86_64 }, { code: 0x06, jt: 0, jf: 0, k: SECCOMP_RET_KILL_PROCESS }];
+    const prog: Insn[] = [
+      { code: 0x20, jt: 0, jf: 0, k: 4 },
+      { code: 0x15, jt: 1, jf: 2, k: AUDIT_ARCH_X86_64 },
+      { code: 0x06, jt: 0, jf: 0, k: SECCOMP_RET_KILL_PROCESS },
+    ];
     const b = encodeProgram(prog);
     expect(b.length).toBe(24);
     expect([...b.subarray(8, 16)]).toEqual([0x15, 0x00, 0x01, 0x02, 0x3e, 0x00, 0x00, 0xc0]);
@@ -121,16 +139,26 @@ describe("Docker's default profile compiled", () => {
   });
 
   it('CAP_SYS_ADMIN opens the namespace syscalls and lifts the clone restriction', () => {
-    for (const s of ['mount', 'unshare', 'setns', 'sethostname', 'umount2', 'clone3', 'fsopen']) expect([s, verdict(admin, s)]).toEqual([s, SECCOMP_RET_ALLOW]);
+    for (const s of ['mount', 'unshare', 'setns', 'sethostname', 'umount2', 'clone3', 'fsopen'])
+      expect([s, verdict(admin, s)]).toEqual([s, SECCOMP_RET_ALLOW]);
     expect(verdict(admin, 'clone', [0x10000000 | 17])).toBe(SECCOMP_RET_ALLOW);
     expect(verdict(admin, 'keyctl')).toBe(EPERM);
     expect(verdict(admin, 'reboot')).toBe(EPERM);
   });
 
   it.each([
-    ['SYS_BOOT', 'reboot'], ['SYS_MODULE', 'finit_module'], ['SYS_PACCT', 'acct'], ['SYS_PTRACE', 'kcmp'], ['SYS_RAWIO', 'iopl'],
-    ['SYS_TIME', 'settimeofday'], ['SYS_TTY_CONFIG', 'vhangup'], ['SYS_NICE', 'mbind'], ['SYSLOG', 'syslog'], ['BPF', 'bpf'],
-    ['PERFMON', 'perf_event_open'], ['DAC_READ_SEARCH', 'open_by_handle_at'],
+    ['SYS_BOOT', 'reboot'],
+    ['SYS_MODULE', 'finit_module'],
+    ['SYS_PACCT', 'acct'],
+    ['SYS_PTRACE', 'kcmp'],
+    ['SYS_RAWIO', 'iopl'],
+    ['SYS_TIME', 'settimeofday'],
+    ['SYS_TTY_CONFIG', 'vhangup'],
+    ['SYS_NICE', 'mbind'],
+    ['SYSLOG', 'syslog'],
+    ['BPF', 'bpf'],
+    ['PERFMON', 'perf_event_open'],
+    ['DAC_READ_SEARCH', 'open_by_handle_at'],
   ])('CAP_%s allows %s', (cap, sc) => {
     expect(verdict(def, sc)).toBe(EPERM);
     expect(verdict(program(DEFAULT_PROFILE, withCaps(cap)), sc)).toBe(SECCOMP_RET_ALLOW);
@@ -147,7 +175,11 @@ describe("Docker's default profile compiled", () => {
 });
 
 describe('custom profiles', () => {
-  const prof = (syscalls: ProfileJson['syscalls'], defaultAction = 'SCMP_ACT_ALLOW', extra: Partial<ProfileJson> = {}): ProfileJson => ({ defaultAction, syscalls, ...extra });
+  const prof = (syscalls: ProfileJson['syscalls'], defaultAction = 'SCMP_ACT_ALLOW', extra: Partial<ProfileJson> = {}): ProfileJson => ({
+    defaultAction,
+    syscalls,
+    ...extra,
+  });
 
   it('a deny rule for mkdir answers EPERM; everything else follows the default', () => {
     const p = program(prof([{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO' }]), defaultCaps);
@@ -158,24 +190,39 @@ describe('custom profiles', () => {
   });
 
   it('maps every action to its return value, with errnoRet and defaultErrnoRet', () => {
-    const p = program(prof([
-      { names: ['read'], action: 'SCMP_ACT_ERRNO', errnoRet: 13 },
-      { names: ['write'], action: 'SCMP_ACT_KILL' },
-      { names: ['open'], action: 'SCMP_ACT_KILL_PROCESS' },
-      { names: ['close'], action: 'SCMP_ACT_TRAP' },
-      { names: ['stat'], action: 'SCMP_ACT_LOG' },
-      { names: ['fstat'], action: 'SCMP_ACT_TRACE', errnoRet: 7 },
-      { names: ['lstat'], action: 'SCMP_ACT_ALLOW' },
-    ], 'SCMP_ACT_ERRNO', { defaultErrnoRet: 22 }), defaultCaps);
+    const p = program(
+      prof(
+        [
+          { names: ['read'], action: 'SCMP_ACT_ERRNO', errnoRet: 13 },
+          { names: ['write'], action: 'SCMP_ACT_KILL' },
+          { names: ['open'], action: 'SCMP_ACT_KILL_PROCESS' },
+          { names: ['close'], action: 'SCMP_ACT_TRAP' },
+          { names: ['stat'], action: 'SCMP_ACT_LOG' },
+          { names: ['fstat'], action: 'SCMP_ACT_TRACE', errnoRet: 7 },
+          { names: ['lstat'], action: 'SCMP_ACT_ALLOW' },
+        ],
+        'SCMP_ACT_ERRNO',
+        { defaultErrnoRet: 22 },
+      ),
+      defaultCaps,
+    );
     expect(['read', 'write', 'open', 'close', 'stat', 'fstat', 'lstat', 'poll'].map((s) => verdict(p, s))).toEqual([
-      SECCOMP_RET_ERRNO | 13, SECCOMP_RET_KILL_THREAD, SECCOMP_RET_KILL_PROCESS, SECCOMP_RET_TRAP, SECCOMP_RET_LOG, SECCOMP_RET_TRACE | 7,
-      SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | 22,
+      SECCOMP_RET_ERRNO | 13,
+      SECCOMP_RET_KILL_THREAD,
+      SECCOMP_RET_KILL_PROCESS,
+      SECCOMP_RET_TRAP,
+      SECCOMP_RET_LOG,
+      SECCOMP_RET_TRACE | 7,
+      SECCOMP_RET_ALLOW,
+      SECCOMP_RET_ERRNO | 22,
     ]);
   });
 
-  const cmp = (op: string, value: bigint | number, valueTwo?: bigint | number) => program(prof([
-    { names: ['write'], action: 'SCMP_ACT_ERRNO', args: [{ index: 2, op, value, ...(valueTwo !== undefined && { valueTwo }) }] },
-  ]), defaultCaps);
+  const cmp = (op: string, value: bigint | number, valueTwo?: bigint | number) =>
+    program(
+      prof([{ names: ['write'], action: 'SCMP_ACT_ERRNO', args: [{ index: 2, op, value, ...(valueTwo !== undefined && { valueTwo }) }] }]),
+      defaultCaps,
+    );
   const big = 0x1_0000_0005n;
   it.each([
     ['SCMP_CMP_EQ', big, [big], [5n, 0x1_0000_0000n, big + 1n]],
@@ -198,10 +245,23 @@ describe('custom profiles', () => {
   });
 
   it('a rule holds only when all its conditions do; rules for one syscall are alternatives', () => {
-    const p = program(prof([
-      { names: ['kill'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, op: 'SCMP_CMP_EQ', value: 1 }, { index: 1, op: 'SCMP_CMP_EQ', value: 9 }] },
-      { names: ['kill'], action: 'SCMP_ACT_ALLOW', args: [{ index: 1, op: 'SCMP_CMP_EQ', value: 0 }] },
-    ], 'SCMP_ACT_ERRNO'), defaultCaps);
+    const p = program(
+      prof(
+        [
+          {
+            names: ['kill'],
+            action: 'SCMP_ACT_ALLOW',
+            args: [
+              { index: 0, op: 'SCMP_CMP_EQ', value: 1 },
+              { index: 1, op: 'SCMP_CMP_EQ', value: 9 },
+            ],
+          },
+          { names: ['kill'], action: 'SCMP_ACT_ALLOW', args: [{ index: 1, op: 'SCMP_CMP_EQ', value: 0 }] },
+        ],
+        'SCMP_ACT_ERRNO',
+      ),
+      defaultCaps,
+    );
     expect(verdict(p, 'kill', [1, 9])).toBe(SECCOMP_RET_ALLOW);
     expect(verdict(p, 'kill', [1, 15])).toBe(EPERM);
     expect(verdict(p, 'kill', [2, 9])).toBe(EPERM);
@@ -209,10 +269,19 @@ describe('custom profiles', () => {
   });
 
   it('large profiles stay within 8-bit jumps (many syscalls, each with conditional rules)', () => {
-    const rules = Object.keys(NR).slice(0, 100).flatMap((n, i) => [0, 1, 2].map((k) => ({
-      names: [n], action: 'SCMP_ACT_ERRNO', errnoRet: k + 1,
-      args: [{ index: k, op: 'SCMP_CMP_GT', value: 0x1_0000_0000n + BigInt(i) }, { index: 5, op: 'SCMP_CMP_NE', value: 3 }],
-    })));
+    const rules = Object.keys(NR)
+      .slice(0, 100)
+      .flatMap((n, i) =>
+        [0, 1, 2].map((k) => ({
+          names: [n],
+          action: 'SCMP_ACT_ERRNO',
+          errnoRet: k + 1,
+          args: [
+            { index: k, op: 'SCMP_CMP_GT', value: 0x1_0000_0000n + BigInt(i) },
+            { index: 5, op: 'SCMP_CMP_NE', value: 3 },
+          ],
+        })),
+      );
     const p = program(prof(rules), defaultCaps);
     expect(p.length).toBeLessThanOrEqual(BPF_MAXINSNS);
     expect(verdict(p, Object.keys(NR)[99]!, [0, 0x2_0000_0000n, 0, 0, 0, 0])).toBe(SECCOMP_RET_ERRNO | 2);
@@ -220,13 +289,22 @@ describe('custom profiles', () => {
   });
 
   it('refuses a profile that would not fit the kernel limit', () => {
-    const rules = Object.keys(NR).map((n, i) => ({ names: [n], action: 'SCMP_ACT_ERRNO', args: [0, 1, 2, 3, 4, 5].map((index) => ({ index, op: 'SCMP_CMP_LE', value: 0x1_0000_0000n + BigInt(i) })) }));
+    const rules = Object.keys(NR).map((n, i) => ({
+      names: [n],
+      action: 'SCMP_ACT_ERRNO',
+      args: [0, 1, 2, 3, 4, 5].map((index) => ({ index, op: 'SCMP_CMP_LE', value: 0x1_0000_0000n + BigInt(i) })),
+    }));
     expect(() => program(prof(rules), defaultCaps)).toThrow(/more than the kernel's limit of 4096/);
   });
 
   it('parses Docker JSON: uint64 values beyond 2^53, unknown keys ignored, unknown names skipped', () => {
-    const p = parseProfile(JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', future: 1, syscalls: [{ names: ['chown32', 'write'], action: 'SCMP_ACT_ERRNO', args: [{ index: 0, value: 1, op: 'SCMP_CMP_EQ' }] }] })
-      .replace('"value":1', '"value":18446744073709551615'));
+    const p = parseProfile(
+      JSON.stringify({
+        defaultAction: 'SCMP_ACT_ALLOW',
+        future: 1,
+        syscalls: [{ names: ['chown32', 'write'], action: 'SCMP_ACT_ERRNO', args: [{ index: 0, value: 1, op: 'SCMP_CMP_EQ' }] }],
+      }).replace('"value":1', '"value":18446744073709551615'),
+    );
     expect(p.syscalls[0]!.args![0]!.value).toBe(18446744073709551615n);
     const prog = program(p, defaultCaps);
     expect(verdict(prog, 'write', [0xffff_ffff_ffff_ffffn])).toBe(EPERM);
@@ -238,11 +316,31 @@ describe('custom profiles', () => {
     ['no default', '{"syscalls":[]}', 'defaultAction: required'],
     ['bad action', '{"defaultAction":"SCMP_ACT_NOPE"}', 'unknown action "SCMP_ACT_NOPE"'],
     ['notify', '{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_NOTIFY"}]}', 'SCMP_ACT_NOTIFY'],
-    ['bad op', '{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":1,"op":"SCMP_CMP_XX"}]}]}', 'syscalls[0].args[0].op'],
-    ['bad index', '{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":6,"value":1,"op":"SCMP_CMP_EQ"}]}]}', 'syscalls[0].args[0].index'],
-    ['negative value', '{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":-1,"op":"SCMP_CMP_EQ"}]}]}', 'unsigned 64-bit'],
-    ['name and names', '{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"name":"read","names":["write"],"action":"SCMP_ACT_ERRNO"}]}', "'name' and 'names'"],
-    ['arches and archMap', '{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64"],"archMap":[]}', "'architectures' and 'archMap'"],
+    [
+      'bad op',
+      '{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":1,"op":"SCMP_CMP_XX"}]}]}',
+      'syscalls[0].args[0].op',
+    ],
+    [
+      'bad index',
+      '{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":6,"value":1,"op":"SCMP_CMP_EQ"}]}]}',
+      'syscalls[0].args[0].index',
+    ],
+    [
+      'negative value',
+      '{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":-1,"op":"SCMP_CMP_EQ"}]}]}',
+      'unsigned 64-bit',
+    ],
+    [
+      'name and names',
+      '{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"name":"read","names":["write"],"action":"SCMP_ACT_ERRNO"}]}',
+      "'name' and 'names'",
+    ],
+    [
+      'arches and archMap',
+      '{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64"],"archMap":[]}',
+      "'architectures' and 'archMap'",
+    ],
     ['flag', '{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_X"]}', 'unknown flag'],
     ['names type', '{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":"read","action":"SCMP_ACT_ERRNO"}]}', 'syscalls[0].names'],
   ])('refuses %s with a typed error naming the field', (_n, text, msg) => {
@@ -258,13 +356,19 @@ describe('container seccomp', () => {
     const f = containerSeccomp(undefined, defaultCaps, false)!;
     const prog = decodeProgram(Buffer.from(f.filter, 'base64'));
     expect(verdict(prog, 'keyctl')).toBe(EPERM);
-    const custom = containerSeccomp({ seccomp: { profile: '{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_LOG"]}' }, noNewPrivileges: false }, defaultCaps, false)!;
+    const custom = containerSeccomp(
+      { seccomp: { profile: '{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_LOG"]}' }, noNewPrivileges: false },
+      defaultCaps,
+      false,
+    )!;
     expect(custom.flags).toBe(2);
     expect(verdict(decodeProgram(Buffer.from(custom.filter, 'base64')), 'keyctl')).toBe(SECCOMP_RET_ALLOW);
   });
 
   it('effective capabilities follow the agent rules', () => {
-    expect([...effectiveCaps(['SYS_ADMIN'], ['CAP_CHOWN'], false, CAPABILITIES)].sort()).toEqual([...DOCKER_DEFAULT_CAPS, 'SYS_ADMIN'].filter((c) => c !== 'CHOWN').sort());
+    expect([...effectiveCaps(['SYS_ADMIN'], ['CAP_CHOWN'], false, CAPABILITIES)].sort()).toEqual(
+      [...DOCKER_DEFAULT_CAPS, 'SYS_ADMIN'].filter((c) => c !== 'CHOWN').sort(),
+    );
     // moby's TweakCapabilities drops from the defaults first, then adds: add X + drop X keeps X
     expect(effectiveCaps(['CHOWN'], ['CHOWN'], false, CAPABILITIES).has('CHOWN')).toBe(true);
     expect(effectiveCaps(['SYS_ADMIN'], ['SYS_ADMIN'], false, CAPABILITIES).has('SYS_ADMIN')).toBe(true);

@@ -1,5 +1,12 @@
 import { describe, it, expect } from 'vitest';
-import { transition, canTransition, assertRunning, NotModifiedError, type ContainerStatus, type LifecycleEvent } from '../../../src/runtime/state-machine.js';
+import {
+  transition,
+  canTransition,
+  assertRunning,
+  NotModifiedError,
+  type ContainerStatus,
+  type LifecycleEvent,
+} from '../../../src/runtime/state-machine.js';
 import { ConflictError } from '../../../src/errors.js';
 
 const ALL: ContainerStatus[] = ['created', 'running', 'paused', 'restarting', 'removing', 'exited', 'dead'];
@@ -29,7 +36,13 @@ describe('container state machine', () => {
   }
 
   it('answers 304 for starting a running container', () => {
-    const e = (() => { try { transition('running', 'start', 'abc'); } catch (x) { return x; } })();
+    const e = (() => {
+      try {
+        transition('running', 'start', 'abc');
+      } catch (x) {
+        return x;
+      }
+    })();
     expect(e).toBeInstanceOf(NotModifiedError);
     expect((e as NotModifiedError).status).toBe(304);
   });
@@ -60,7 +73,7 @@ describe('container state machine', () => {
     expect(() => assertRunning('paused', 'abc', 'top')).not.toThrow();
   });
 
-  it('treats a restarting container as running, with Docker\'s restarting messages', () => {
+  it("treats a restarting container as running, with Docker's restarting messages", () => {
     expect(() => transition('restarting', 'start', 'abc')).toThrow(NotModifiedError);
     expect(() => transition('restarting', 'pause', 'abc')).toThrow('Container abc is restarting, wait until the container is running');
     expect(() => assertRunning('restarting', 'abc', 'exec')).toThrow('Container abc is restarting, wait until the container is running');

@@ -21,7 +21,7 @@ describe('parseStorageSize (go-units RAMInBytes)', () => {
     expect(parseStorageSize('1p')).toBe(1024 ** 5);
   });
 
-  it('takes fractions and exponents and truncates to whole bytes, as Go\'s int64(float) does', () => {
+  it("takes fractions and exponents and truncates to whole bytes, as Go's int64(float) does", () => {
     expect(parseStorageSize('1.5g')).toBe(1.5 * GiB);
     expect(parseStorageSize('0.5k')).toBe(512);
     expect(parseStorageSize('1.3')).toBe(1);
@@ -48,8 +48,12 @@ describe('validateStorageOpt', () => {
   it('size=0 is no limit (as in overlay2); anything else must fit the smallest ext4 layer', () => {
     expect(validateStorageOpt({ StorageOpt: { size: '0' } })).toBeUndefined();
     expect(validateStorageOpt({ StorageOpt: { size: '16M' } })).toEqual({ sizeBytes: MIN_WRITABLE_LAYER_SIZE });
-    expect(() => validateStorageOpt({ StorageOpt: { size: '1M' } })).toThrow('--storage-opt size=1M: storage size cannot be less than 16MiB');
-    expect(() => validateStorageOpt({ StorageOpt: { size: String(MIN_WRITABLE_LAYER_SIZE - 1) } })).toThrow('storage size cannot be less than 16MiB');
+    expect(() => validateStorageOpt({ StorageOpt: { size: '1M' } })).toThrow(
+      '--storage-opt size=1M: storage size cannot be less than 16MiB',
+    );
+    expect(() => validateStorageOpt({ StorageOpt: { size: String(MIN_WRITABLE_LAYER_SIZE - 1) } })).toThrow(
+      'storage size cannot be less than 16MiB',
+    );
   });
 
   it('keys are case-insensitive; unknown keys and non-string values are refused', () => {

@@ -47,6 +47,8 @@ describe('CPU quota set at create, then docker update', () => {
     await m.update(Id, { CpuPeriod: 50_000 });
     expect(iso.updates.at(-1)).toEqual({ nanoCpus: 5e8 });
     // --cpus on top of a quota stays refused, as in Docker
-    await expect(m.update(Id, { NanoCpus: 1e9 })).rejects.toThrow('Conflicting options: Nano CPUs cannot be updated as CPU Period has already been set');
+    await expect(m.update(Id, { NanoCpus: 1e9 })).rejects.toThrow(
+      'Conflicting options: Nano CPUs cannot be updated as CPU Period has already been set',
+    );
   });
 });

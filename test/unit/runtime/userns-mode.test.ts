@@ -26,11 +26,11 @@ describe('which containers get a user namespace', () => {
     expect(containerUserns(undefined, spec())).toBeUndefined();
     expect(containerUserns(undefined, spec({ privileged: true, network: 'host' }))).toBeUndefined();
   });
-  it('the daemon\'s maps with remapping, unless --userns=host', () => {
+  it("the daemon's maps with remapping, unless --userns=host", () => {
     expect(containerUserns(maps, spec())).toBe(maps);
     expect(containerUserns(maps, spec({ usernsMode: 'host', privileged: true, network: 'host' }))).toBeUndefined();
   });
-  it('refuses privileged and host network with remapping, with Docker\'s messages', () => {
+  it("refuses privileged and host network with remapping, with Docker's messages", () => {
     expect(() => containerUserns(maps, spec({ privileged: true }))).toThrow(PRIVILEGED_WITH_REMAP);
     expect(PRIVILEGED_WITH_REMAP).toMatch(/^privileged mode is incompatible with user namespaces/);
     expect(() => containerUserns(maps, spec({ network: 'host' }))).toThrow(HOST_NETWORK_WITH_REMAP);

@@ -3,7 +3,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
-  contiguousSize, findFreeRange, idMapFromRanges, parseRemapSpec, parseSubIdFile, rangesOf, resolveRemap, rootOf, toHost,
+  contiguousSize,
+  findFreeRange,
+  idMapFromRanges,
+  parseRemapSpec,
+  parseSubIdFile,
+  rangesOf,
+  resolveRemap,
+  rootOf,
+  toHost,
   validateIdMap,
 } from '../../../src/runtime/userns.js';
 
@@ -29,7 +37,7 @@ describe('parseSubIdFile', () => {
 describe('ranges and maps', () => {
   const ranges = parseSubIdFile('alice:100000:65536\nbob:165536:1000\nalice:300000:10\n1001:400000:5\n', 'f');
 
-  it('finds a user\'s ranges by name or numeric id, in file order', () => {
+  it("finds a user's ranges by name or numeric id, in file order", () => {
     expect(rangesOf(ranges, 'alice').map((r) => r.start)).toEqual([100000, 300000]);
     expect(rangesOf(ranges, 'carol', 1001).map((r) => r.start)).toEqual([400000]);
     expect(rangesOf(ranges, 'nobody')).toEqual([]);
@@ -63,14 +71,38 @@ describe('ranges and maps', () => {
     expect(() => validateIdMap([], 'm')).toThrow(/empty/);
     expect(() => validateIdMap([{ containerID: 0, hostID: 1, size: 0 }], 'm')).toThrow(/invalid entry/);
     expect(() => validateIdMap([{ containerID: 0, hostID: 0, size: 65536 }], 'm')).toThrow(/host id 0/);
-    expect(() => validateIdMap([{ containerID: 0, hostID: 100, size: 10 }, { containerID: 5, hostID: 200, size: 10 }], 'm')).toThrow(/overlap/);
-    expect(() => validateIdMap([{ containerID: 0, hostID: 100, size: 10 }, { containerID: 10, hostID: 105, size: 10 }], 'm')).toThrow(/overlap/);
-    expect(() => validateIdMap([{ containerID: 0, hostID: 100, size: 10 }, { containerID: 10, hostID: 110, size: 10 }], 'm')).not.toThrow();
+    expect(() =>
+      validateIdMap(
+        [
+          { containerID: 0, hostID: 100, size: 10 },
+          { containerID: 5, hostID: 200, size: 10 },
+        ],
+        'm',
+      ),
+    ).toThrow(/overlap/);
+    expect(() =>
+      validateIdMap(
+        [
+          { containerID: 0, hostID: 100, size: 10 },
+          { containerID: 10, hostID: 105, size: 10 },
+        ],
+        'm',
+      ),
+    ).toThrow(/overlap/);
+    expect(() =>
+      validateIdMap(
+        [
+          { containerID: 0, hostID: 100, size: 10 },
+          { containerID: 10, hostID: 110, size: 10 },
+        ],
+        'm',
+      ),
+    ).not.toThrow();
   });
 });
 
 describe('parseRemapSpec', () => {
-  it('accepts Docker\'s forms', () => {
+  it("accepts Docker's forms", () => {
     expect(parseRemapSpec('default')).toEqual({ user: 'dockremap', group: 'dockremap' });
     expect(parseRemapSpec('alice')).toEqual({ user: 'alice' });
     expect(parseRemapSpec('alice:staff')).toEqual({ user: 'alice', group: 'staff' });
@@ -106,7 +138,7 @@ describe('resolveRemap', () => {
     expect(r.maps.gidMap).toEqual([{ containerID: 0, hostID: 200000, size: 65536 }]);
   });
 
-  it('a group without subgid lines of its own uses the user\'s', async () => {
+  it("a group without subgid lines of its own uses the user's", async () => {
     const r = await resolveRemap('alice:staff', { etcDir: etc });
     expect(r.group).toBe('staff');
     expect(r.maps.gidMap[0]!.hostID).toBe(200000);

@@ -33,7 +33,10 @@ describe('VolumeStore names up to NAME_MAX (issue 16 item 8)', () => {
     dirs.push(root);
     const s = new VolumeStore(root);
     await s.load();
-    const err = await s.create({ name: 'v'.repeat(256) }).then(() => undefined, (e: unknown) => e);
+    const err = await s.create({ name: 'v'.repeat(256) }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     const m = mapError(err);
     expect(m.status).toBe(400);
     expect(m.message).toContain('volume name is too long');

@@ -3,9 +3,26 @@ import { BufferRam } from '../../../src/vmm/memory.js';
 import { MiB, GiB, EBDA_START, CMDLINE_START, MMIO_HOLE_START, ramRegions } from '../../../src/vmm/layout.js';
 import { buildE820, validateE820, E820_RAM, E820_RESERVED } from '../../../src/vmm/boot/e820.js';
 import { Cmdline } from '../../../src/vmm/boot/cmdline.js';
-import { bootParams, setupHeader, buildBootParams, SETUP_HEADER_OFFSET, E820_TABLE_OFFSET, LOADER_TYPE_UNDEFINED, HDRS_MAGIC } from '../../../src/vmm/boot/boot-params.js';
+import {
+  bootParams,
+  setupHeader,
+  buildBootParams,
+  SETUP_HEADER_OFFSET,
+  E820_TABLE_OFFSET,
+  LOADER_TYPE_UNDEFINED,
+  HDRS_MAGIC,
+} from '../../../src/vmm/boot/boot-params.js';
 import { writeIdentityPageTables, walkPageTables } from '../../../src/vmm/boot/page-tables.js';
-import { gdtEntry, segmentFromEntry, bootGdt, bootSegments, writeGdt, GDT_FLAGS_CODE64, GDT_FLAGS_DATA, BOOT_CS } from '../../../src/vmm/boot/gdt.js';
+import {
+  gdtEntry,
+  segmentFromEntry,
+  bootGdt,
+  bootSegments,
+  writeGdt,
+  GDT_FLAGS_CODE64,
+  GDT_FLAGS_DATA,
+  BOOT_CS,
+} from '../../../src/vmm/boot/gdt.js';
 import { placeInitrd } from '../../../src/vmm/boot/initrd.js';
 import { InvalidParameterError } from '../../../src/errors.js';
 import { Layout } from '../../../src/kvm/layout.js';
@@ -21,11 +38,16 @@ function paths(l: Layout<object>, prefix = ''): string[] {
 }
 
 describe('boot_params and setup_header match <asm/bootparam.h>', () => {
-  const lines = [`printf("bp_size %zu\\n", sizeof(struct boot_params));`, `printf("hdr_size %zu\\n", sizeof(struct setup_header));`,
-    `printf("e820_size %zu\\n", sizeof(struct boot_e820_entry));`];
+  const lines = [
+    `printf("bp_size %zu\\n", sizeof(struct boot_params));`,
+    `printf("hdr_size %zu\\n", sizeof(struct setup_header));`,
+    `printf("e820_size %zu\\n", sizeof(struct boot_e820_entry));`,
+  ];
   for (const p of paths(bootParams)) lines.push(`printf("bp.${p} %zu\\n", offsetof(struct boot_params, ${p}));`);
   for (const p of paths(setupHeader)) lines.push(`printf("hdr.${p} %zu\\n", offsetof(struct setup_header, ${p}));`);
-  const got = parsePairs(runC(`#include <stdio.h>\n#include <stddef.h>\n#include <asm/bootparam.h>\nint main(void){${lines.join('\n')}return 0;}`));
+  const got = parsePairs(
+    runC(`#include <stdio.h>\n#include <stddef.h>\n#include <asm/bootparam.h>\nint main(void){${lines.join('\n')}return 0;}`),
+  );
   it('sizes', () => {
     expect(bootParams.size).toBe(got.get('bp_size'));
     expect(setupHeader.size).toBe(got.get('hdr_size'));
@@ -49,7 +71,12 @@ describe('e820', () => {
     expect(buildE820(ramRegions(64 * MiB))).toHaveLength(3);
   });
   it('rejects overlaps, empties and tiny RAM', () => {
-    expect(() => validateE820([{ addr: 0, size: 10, type: 1 }, { addr: 5, size: 10, type: 1 }])).toThrow(/overlaps/);
+    expect(() =>
+      validateE820([
+        { addr: 0, size: 10, type: 1 },
+        { addr: 5, size: 10, type: 1 },
+      ]),
+    ).toThrow(/overlaps/);
     expect(() => validateE820([{ addr: 0, size: 0, type: 1 }])).toThrow(/empty/);
     expect(() => buildE820([{ guestAddr: 0, size: 0x80000, hostOffset: 0 }])).toThrow(InvalidParameterError);
   });
@@ -89,8 +116,20 @@ describe('zero page', () => {
     expect(v.getUint32(E820_TABLE_OFFSET + 56, true)).toBe(E820_RAM);
   });
   it('keeps a bzImage setup header', () => {
-    const hdr = setupHeader.pack({ setup_sects: 27, boot_flag: 0xaa55, header: HDRS_MAGIC, version: 0x20f, loadflags: 1, kernel_alignment: 0x200000 });
-    const bp = buildBootParams({ setupHeaderBytes: hdr, cmdlinePtr: CMDLINE_START, cmdlineSize: 2048, e820: buildE820(ramRegions(64 * MiB)) });
+    const hdr = setupHeader.pack({
+      setup_sects: 27,
+      boot_flag: 0xaa55,
+      header: HDRS_MAGIC,
+      version: 0x20f,
+      loadflags: 1,
+      kernel_alignment: 0x200000,
+    });
+    const bp = buildBootParams({
+      setupHeaderBytes: hdr,
+      cmdlinePtr: CMDLINE_START,
+      cmdlineSize: 2048,
+      e820: buildE820(ramRegions(64 * MiB)),
+    });
     expect(bp[SETUP_HEADER_OFFSET]).toBe(27);
     expect((bootParams.decode(bp) as any).hdr.version).toBe(0x20f);
   });
@@ -114,8 +153,27 @@ describe('GDT', () => {
     expect(gdtEntry(GDT_FLAGS_DATA, 0, 0xfffff)).toBe(0x00cf93000000ffffn);
     expect(gdtEntry(0x4092, 0x12345678, 0x1234)).toBe(0x12409234_56781234n);
     const cs = segmentFromEntry(2, gdtEntry(GDT_FLAGS_CODE64, 0, 0xfffff));
-    expect(cs).toEqual({ base: 0n, limit: 0xffffffff, selector: 0x10, type: 11, s: 1, dpl: 0, present: 1, avl: 0, l: 1, db: 0, g: 1, unusable: 0 });
-    expect(segmentFromEntry(5, gdtEntry(0x4092, 0x12345678, 0x1234))).toMatchObject({ base: 0x12345678n, limit: 0x1234, g: 0, db: 1, type: 2 });
+    expect(cs).toEqual({
+      base: 0n,
+      limit: 0xffffffff,
+      selector: 0x10,
+      type: 11,
+      s: 1,
+      dpl: 0,
+      present: 1,
+      avl: 0,
+      l: 1,
+      db: 0,
+      g: 1,
+      unusable: 0,
+    });
+    expect(segmentFromEntry(5, gdtEntry(0x4092, 0x12345678, 0x1234))).toMatchObject({
+      base: 0x12345678n,
+      limit: 0x1234,
+      g: 0,
+      db: 1,
+      type: 2,
+    });
   });
   it('boot GDT: long-mode and 32-bit code, data, TSS at the boot protocol selectors', () => {
     const long = bootSegments(bootGdt('long'));

@@ -41,7 +41,12 @@ describe('VM build steps', () => {
   });
 
   it('Machine.create without a usable KVM device fails in the kvm step', async () => {
-    const err = await Machine.create({ image: { bytes: new Uint8Array([0xf4]), loadAddr: 0x1000, entry: 0x1000, mode: 'real' }, memMiB: 32, cpus: 1, device: '/nonexistent/tvm-split-kvm' }).catch((e: unknown) => e);
+    const err = await Machine.create({
+      image: { bytes: new Uint8Array([0xf4]), loadAddr: 0x1000, entry: 0x1000, mode: 'real' },
+      memMiB: 32,
+      cpus: 1,
+      device: '/nonexistent/tvm-split-kvm',
+    }).catch((e: unknown) => e);
     expect((err as VmBuildError).code).toBe('ERR_VMM_KVM');
     expect((err as Error).message).toMatch(/^opening KVM: missing \/nonexistent\/tvm-split-kvm/);
   });

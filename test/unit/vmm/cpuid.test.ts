@@ -57,7 +57,9 @@ describe('CPUID template', () => {
     expect((leaf(e, 4, 3).eax >> 14) & 0xfff).toBe(2);
     for (const fn of [0xb, 0x1f]) {
       expect(e.filter((x) => x.function === fn).map((x) => [x.index, x.eax, x.ebx, x.ecx, x.edx])).toEqual([
-        [0, 0, 1, 0x100, 1], [1, 2, 3, 0x201, 1], [2, 0, 0, 2, 1],
+        [0, 0, 1, 0x100, 1],
+        [1, 2, 3, 0x201, 1],
+        [2, 0, 0, 2, 1],
       ]);
     }
     expect(leaf(e, 0x80000008).ecx).toBe(2 | (2 << 12));
@@ -77,11 +79,18 @@ describe('boot MSRs', () => {
   });
   it('are written one at a time and refusals are reported', () => {
     const written: number[] = [];
-    const refused = writeMsrsEach((es) => {
-      if (es[0]!.index === MSR_KVM_ASYNC_PF_INT) return 0;
-      written.push(es[0]!.index);
-      return 1;
-    }, [{ index: 0x10, data: 0n }, { index: MSR_KVM_ASYNC_PF_INT, data: 0n }, { index: 0x1a0, data: 1n }]);
+    const refused = writeMsrsEach(
+      (es) => {
+        if (es[0]!.index === MSR_KVM_ASYNC_PF_INT) return 0;
+        written.push(es[0]!.index);
+        return 1;
+      },
+      [
+        { index: 0x10, data: 0n },
+        { index: MSR_KVM_ASYNC_PF_INT, data: 0n },
+        { index: 0x1a0, data: 1n },
+      ],
+    );
     expect(written).toEqual([0x10, 0x1a0]);
     expect(refused).toEqual([{ index: MSR_KVM_ASYNC_PF_INT, data: 0n }]);
   });

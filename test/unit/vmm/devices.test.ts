@@ -10,8 +10,13 @@ import { ConflictError } from '../../../src/errors.js';
 
 class Recorder implements BusDevice {
   log: string[] = [];
-  read(off: number, d: Uint8Array) { this.log.push(`r${off}/${d.length}`); d.fill(0xab); }
-  write(off: number, d: Uint8Array) { this.log.push(`w${off}=${[...d].join(',')}`); }
+  read(off: number, d: Uint8Array) {
+    this.log.push(`r${off}/${d.length}`);
+    d.fill(0xab);
+  }
+  write(off: number, d: Uint8Array) {
+    this.log.push(`w${off}=${[...d].join(',')}`);
+  }
 }
 
 describe('bus', () => {
@@ -154,7 +159,14 @@ function fakeVcpu(cs: { selector: number; dpl: number }, cr0 = 0x80050033n) {
   sregs.cs = { ...sregs.cs, ...cs };
   const events = kvmVcpuEvents.decode(kvmVcpuEvents.pack({ nmi: { injected: 0, pending: 1, masked: 1 }, flags: 0 }));
   const set: Partial<KvmVcpuEvents>[] = [];
-  return { vcpu: { getSregs: () => sregs, getVcpuEvents: () => structuredClone(events), setVcpuEvents: (e: Partial<KvmVcpuEvents>) => set.push(e) }, set };
+  return {
+    vcpu: {
+      getSregs: () => sregs,
+      getVcpuEvents: () => structuredClone(events),
+      setVcpuEvents: (e: Partial<KvmVcpuEvents>) => set.push(e),
+    },
+    set,
+  };
 }
 
 describe('PIO guard', () => {

@@ -77,7 +77,10 @@ describe('vCPU hand-off (worker loop <-> main thread devices)', () => {
     const pio = new Bus('pio');
     pio.insert(COM1_PORT, 8, 'serial', new Serial({ sink: (b) => out.push(...b), raiseIrq: () => {} }));
     const mmio = new Bus('mmio');
-    mmio.insert(0xd0000000, 0x1000, 'dev', { read: (off, d) => new DataView(d.buffer, d.byteOffset, d.byteLength).setUint32(0, 0x11220000 + off, true), write: () => {} });
+    mmio.insert(0xd0000000, 0x1000, 'dev', {
+      read: (off, d) => new DataView(d.buffer, d.byteOffset, d.byteLength).setUint32(0, 0x11220000 + off, true),
+      write: () => {},
+    });
     const runBytes = new Uint8Array(runSab);
     const runView = new DataView(runSab);
     const errors: unknown[] = [];
@@ -88,10 +91,14 @@ describe('vCPU hand-off (worker loop <-> main thread devices)', () => {
       w.on('error', reject);
     });
     await until('the worker to start', () => Atomics.load(ctl, CTL_STATE) !== State.STARTING);
-    const served = serveDeviceExits(ctl, () => {
-      if (exitReason(runView) === KvmExit.IO) dispatchIo(runBytes, pio);
-      else dispatchMmio(runBytes, mmio);
-    }, (e) => errors.push(e));
+    const served = serveDeviceExits(
+      ctl,
+      () => {
+        if (exitReason(runView) === KvmExit.IO) dispatchIo(runBytes, pio);
+        else dispatchMmio(runBytes, mmio);
+      },
+      (e) => errors.push(e),
+    );
 
     await until('PAUSED', () => Atomics.load(ctl, CTL_STATE) === State.PAUSED);
     expect(Atomics.load(ctl, CTL_EXITS)).toBe(0);

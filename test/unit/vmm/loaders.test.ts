@@ -3,12 +3,26 @@ import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BufferRam } from '../../../src/vmm/memory.js';
-import { MiB, MPTABLE_START, PVH_MEMMAP_START, PVH_MODLIST_START, PVH_INFO_START, CMDLINE_START, ramRegions } from '../../../src/vmm/layout.js';
+import {
+  MiB,
+  MPTABLE_START,
+  PVH_MEMMAP_START,
+  PVH_MODLIST_START,
+  PVH_INFO_START,
+  CMDLINE_START,
+  ramRegions,
+} from '../../../src/vmm/layout.js';
 import { loadElf, findPvhEntry, isElf } from '../../../src/vmm/boot/elf.js';
 import { loadBzImage, parseBzImage, STARTUP_64_OFFSET } from '../../../src/vmm/boot/bzimage.js';
 import { setupHeader, SETUP_HEADER_OFFSET, HDRS_MAGIC, XLF_KERNEL_64 } from '../../../src/vmm/boot/boot-params.js';
 import { writeMptable, mptableSize, mpfIntel, mpcTable, mpcCpu, mpcIoapic, checksum, MAX_CPUS } from '../../../src/vmm/boot/mptable.js';
-import { writePvhStartInfo, hvmStartInfo, hvmMemmapTableEntry, hvmModlistEntry, XEN_HVM_START_MAGIC_VALUE } from '../../../src/vmm/boot/pvh.js';
+import {
+  writePvhStartInfo,
+  hvmStartInfo,
+  hvmMemmapTableEntry,
+  hvmModlistEntry,
+  XEN_HVM_START_MAGIC_VALUE,
+} from '../../../src/vmm/boot/pvh.js';
 import { buildE820 } from '../../../src/vmm/boot/e820.js';
 import { FormatError } from '../../../src/errors.js';
 import { assembleElf } from '../../fixtures/guests/cc.js';
@@ -69,7 +83,9 @@ describe('ELF vmlinux loader', () => {
   it('parses 8-byte notes and rejects a note running past its segment', () => {
     const n = new Uint8Array(24);
     const v = new DataView(n.buffer);
-    v.setUint32(0, 4, true); v.setUint32(4, 8, true); v.setUint32(8, 18, true);
+    v.setUint32(0, 4, true);
+    v.setUint32(4, 8, true);
+    v.setUint32(8, 18, true);
     n.set([0x58, 0x65, 0x6e, 0], 12);
     v.setBigUint64(16, 0x1234n, true);
     expect(findPvhEntry(n)).toBe(0x1234);
@@ -82,11 +98,22 @@ function fakeBzImage(opts: { version?: number; xlf?: number; setupSects?: number
   const setupSects = opts.setupSects ?? 4;
   const payload = opts.payload ?? 8192;
   const img = new Uint8Array((setupSects + 1) * 512 + payload);
-  img.set(setupHeader.pack({
-    setup_sects: setupSects, boot_flag: 0xaa55, jump: 0x66eb, header: HDRS_MAGIC, version: opts.version ?? 0x020f,
-    xloadflags: opts.xlf ?? XLF_KERNEL_64, relocatable_kernel: 1, pref_address: 0x1000000n, init_size: 0x10000,
-    initrd_addr_max: 0x7fffffff, cmdline_size: 2047,
-  }), SETUP_HEADER_OFFSET);
+  img.set(
+    setupHeader.pack({
+      setup_sects: setupSects,
+      boot_flag: 0xaa55,
+      jump: 0x66eb,
+      header: HDRS_MAGIC,
+      version: opts.version ?? 0x020f,
+      xloadflags: opts.xlf ?? XLF_KERNEL_64,
+      relocatable_kernel: 1,
+      pref_address: 0x1000000n,
+      init_size: 0x10000,
+      initrd_addr_max: 0x7fffffff,
+      cmdline_size: 2047,
+    }),
+    SETUP_HEADER_OFFSET,
+  );
   img[(setupSects + 1) * 512] = 0xf4;
   return img;
 }
@@ -129,7 +156,12 @@ describe('MP table', () => {
     expect(t.lapic).toBe(0xfee00000);
     expect(checksum(all.subarray(16, size))).toBe(0);
     const cpus = [0, 1, 2, 3].map((i) => mpcCpu.decode(all, 60 + i * 20) as any);
-    expect(cpus.map((c) => [c.type, c.apicid, c.cpuflag])).toEqual([[0, 0, 3], [0, 1, 1], [0, 2, 1], [0, 3, 1]]);
+    expect(cpus.map((c) => [c.type, c.apicid, c.cpuflag])).toEqual([
+      [0, 0, 3],
+      [0, 1, 1],
+      [0, 2, 1],
+      [0, 3, 1],
+    ]);
     const io = mpcIoapic.decode(all, 60 + 80 + 8) as any;
     expect(io).toMatchObject({ type: 2, apicid: 4, flags: 1, apicaddr: 0xfec00000 });
   });
@@ -156,7 +188,15 @@ describe('PVH start info', () => {
     const e820 = buildE820(ramRegions(64 * MiB));
     expect(writePvhStartInfo(mem, { cmdlinePaddr: CMDLINE_START, e820, initrd: { addr: 0x3000000, size: 1234 } })).toBe(PVH_INFO_START);
     const si = hvmStartInfo.decode(mem.slice(PVH_INFO_START, 56)) as any;
-    expect(si).toMatchObject({ magic: XEN_HVM_START_MAGIC_VALUE, version: 1, nr_modules: 1, modlist_paddr: BigInt(PVH_MODLIST_START), cmdline_paddr: BigInt(CMDLINE_START), memmap_paddr: BigInt(PVH_MEMMAP_START), memmap_entries: 3 });
+    expect(si).toMatchObject({
+      magic: XEN_HVM_START_MAGIC_VALUE,
+      version: 1,
+      nr_modules: 1,
+      modlist_paddr: BigInt(PVH_MODLIST_START),
+      cmdline_paddr: BigInt(CMDLINE_START),
+      memmap_paddr: BigInt(PVH_MEMMAP_START),
+      memmap_entries: 3,
+    });
     expect(hvmModlistEntry.decode(mem.slice(PVH_MODLIST_START, 32))).toMatchObject({ paddr: 0x3000000n, size: 1234n });
     expect(hvmMemmapTableEntry.decode(mem.slice(PVH_MEMMAP_START + 48, 24))).toMatchObject({ addr: 0x100000n, type: 1 });
   });

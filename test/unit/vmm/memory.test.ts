@@ -25,9 +25,14 @@ describe('guest memory', () => {
     expect(() => ram.slice(0.5, 1)).toThrow(GuestMemoryError);
   });
   it('memfd-backed RAM is visible from a worker thread through its address, and close releases the fd', async () => {
-    const memfds = () => readdirSync('/proc/self/fd').filter((fd) => {
-      try { return readlinkSync(`/proc/self/fd/${fd}`).startsWith('/memfd:tvm-guest-ram'); } catch { return false; }
-    }).length;
+    const memfds = () =>
+      readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`).startsWith('/memfd:tvm-guest-ram');
+        } catch {
+          return false;
+        }
+      }).length;
     const before = memfds();
     const mem = GuestMemory.create(32 * MiB);
     expect(memfds()).toBe(before + 1);
@@ -42,7 +47,10 @@ describe('guest memory', () => {
         m.close();
         parentPort.postMessage(got); });`;
     const w = new Worker(code, { eval: true, workerData: { addr: mem.hostAddress, size: mem.size } });
-    const got = await new Promise((resolve, reject) => { w.on('message', resolve); w.on('error', reject); });
+    const got = await new Promise((resolve, reject) => {
+      w.on('message', resolve);
+      w.on('error', reject);
+    });
     expect(got).toBe('hello');
     expect(Buffer.from(mem.slice(0x300000, 2)).toString()).toBe('OK');
     mem.close();

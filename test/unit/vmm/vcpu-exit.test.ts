@@ -59,11 +59,21 @@ describe('exit dispatch', () => {
     expect(isDeviceExit(KvmExit.IO) && isDeviceExit(KvmExit.MMIO) && !isDeviceExit(KvmExit.HLT)).toBe(true);
     expect(terminalExit(view(run({ exit_reason: KvmExit.HLT })))).toEqual({ kind: 'halted' });
     expect(terminalExit(view(run({ exit_reason: KvmExit.SHUTDOWN })))!.kind).toBe('shutdown');
-    expect(terminalExit(view(run({ exit_reason: KvmExit.SYSTEM_EVENT, system_event: { type: KvmSystemEvent.RESET, ndata: 0 } })))!.kind).toBe('rebooted');
-    const ie = terminalExit(view(run({ exit_reason: KvmExit.INTERNAL_ERROR, internal: { suberror: 1, ndata: 2, data: [0xf0n, 0x1234n] } })));
+    expect(
+      terminalExit(view(run({ exit_reason: KvmExit.SYSTEM_EVENT, system_event: { type: KvmSystemEvent.RESET, ndata: 0 } })))!.kind,
+    ).toBe('rebooted');
+    const ie = terminalExit(
+      view(run({ exit_reason: KvmExit.INTERNAL_ERROR, internal: { suberror: 1, ndata: 2, data: [0xf0n, 0x1234n] } })),
+    );
     expect(ie).toMatchObject({ kind: 'internal-error', suberror: 1, data: [0xf0n, 0x1234n] });
     expect((ie as { detail: string }).detail).toBe('KVM internal error. Suberror: 1 (emulation failure) data: 0xf0 0x1234');
-    expect((terminalExit(view(run({ exit_reason: KvmExit.FAIL_ENTRY, fail_entry: { hardware_entry_failure_reason: 0x21n, cpu: 1 } }))) as { detail: string }).detail).toMatch(/0x21 on cpu 1/);
+    expect(
+      (
+        terminalExit(view(run({ exit_reason: KvmExit.FAIL_ENTRY, fail_entry: { hardware_entry_failure_reason: 0x21n, cpu: 1 } }))) as {
+          detail: string;
+        }
+      ).detail,
+    ).toMatch(/0x21 on cpu 1/);
     expect(terminalExit(view(run({ exit_reason: KvmExit.IO })))).toBeUndefined();
     expect(terminalExit(view(run({ exit_reason: KvmExit.INTR })))).toBeUndefined();
     expect(terminalExit(view(run({ exit_reason: 99 })))!.kind).toBe('unexpected-exit');
@@ -72,7 +82,9 @@ describe('exit dispatch', () => {
 
 describe('machine pieces without KVM', () => {
   it('adds default kernel arguments only where the user gave none', () => {
-    expect(buildKernelCmdline('root=/dev/vda', 'hardware', 2048).text).toBe('console=ttyS0 reboot=k panic=1 pci=off i8042.noaux i8042.nomux i8042.dumbkbd root=/dev/vda');
+    expect(buildKernelCmdline('root=/dev/vda', 'hardware', 2048).text).toBe(
+      'console=ttyS0 reboot=k panic=1 pci=off i8042.noaux i8042.nomux i8042.dumbkbd root=/dev/vda',
+    );
     const pvm = buildKernelCmdline('console=hvc0 reboot=t clearcpuid=x', 'pvm', 2048).text;
     expect(pvm).toBe('panic=1 pci=off i8042.noaux i8042.nomux i8042.dumbkbd noxsave console=hvc0 reboot=t clearcpuid=x');
     expect(() => buildKernelCmdline('x'.repeat(2100), 'hardware', 2048)).toThrow(/at most 2048/);

@@ -1,5 +1,11 @@
 import { describe, it, expect } from 'vitest';
-import { saveVcpuState, restoreVcpuState, validateVcpuState, type StatefulVcpu, type VcpuStateRecord } from '../../../src/vmm/vcpu-state.js';
+import {
+  saveVcpuState,
+  restoreVcpuState,
+  validateVcpuState,
+  type StatefulVcpu,
+  type VcpuStateRecord,
+} from '../../../src/vmm/vcpu-state.js';
 import { kvmRegs, kvmSregs, kvmFpu, kvmXcrs, kvmVcpuEvents, type KvmMsrEntry } from '../../../src/kvm/structs.js';
 import { FormatError } from '../../../src/errors.js';
 
@@ -7,19 +13,52 @@ import { FormatError } from '../../../src/errors.js';
 function fakeVcpu(id: number, refuse = -1) {
   const calls: string[] = [];
   const st = {
-    regs: kvmRegs.decode(kvmRegs.alloc()), sregs: kvmSregs.decode(kvmSregs.alloc()), fpu: kvmFpu.decode(kvmFpu.alloc()),
-    xcrs: kvmXcrs.decode(kvmXcrs.alloc()), lapic: new Uint8Array(1024) as Uint8Array, events: kvmVcpuEvents.decode(kvmVcpuEvents.alloc()),
-    mp: 0, msrs: new Map<number, bigint>(),
+    regs: kvmRegs.decode(kvmRegs.alloc()),
+    sregs: kvmSregs.decode(kvmSregs.alloc()),
+    fpu: kvmFpu.decode(kvmFpu.alloc()),
+    xcrs: kvmXcrs.decode(kvmXcrs.alloc()),
+    lapic: new Uint8Array(1024) as Uint8Array,
+    events: kvmVcpuEvents.decode(kvmVcpuEvents.alloc()),
+    mp: 0,
+    msrs: new Map<number, bigint>(),
   };
   const v: StatefulVcpu = {
     id,
-    getRegs: () => st.regs, setRegs: (r) => { calls.push('regs'); st.regs = r; },
-    getSregs: () => st.sregs, setSregs: (s) => { calls.push('sregs'); st.sregs = s; },
-    getFpu: () => st.fpu, setFpu: (f) => { calls.push('fpu'); st.fpu = f; },
-    getXcrs: () => st.xcrs, setXcrs: (x) => { calls.push('xcrs'); st.xcrs = x; },
-    getLapic: () => st.lapic, setLapic: (l) => { calls.push('lapic'); st.lapic = l; },
-    getVcpuEvents: () => st.events, setVcpuEvents: (e) => { calls.push('events'); st.events = e; },
-    getMpState: () => st.mp, setMpState: (m) => { calls.push('mp'); st.mp = m; },
+    getRegs: () => st.regs,
+    setRegs: (r) => {
+      calls.push('regs');
+      st.regs = r;
+    },
+    getSregs: () => st.sregs,
+    setSregs: (s) => {
+      calls.push('sregs');
+      st.sregs = s;
+    },
+    getFpu: () => st.fpu,
+    setFpu: (f) => {
+      calls.push('fpu');
+      st.fpu = f;
+    },
+    getXcrs: () => st.xcrs,
+    setXcrs: (x) => {
+      calls.push('xcrs');
+      st.xcrs = x;
+    },
+    getLapic: () => st.lapic,
+    setLapic: (l) => {
+      calls.push('lapic');
+      st.lapic = l;
+    },
+    getVcpuEvents: () => st.events,
+    setVcpuEvents: (e) => {
+      calls.push('events');
+      st.events = e;
+    },
+    getMpState: () => st.mp,
+    setMpState: (m) => {
+      calls.push('mp');
+      st.mp = m;
+    },
     getMsrs: (idx: number[]) => idx.filter((i) => st.msrs.has(i)).map((i) => ({ index: i, data: st.msrs.get(i)! })),
     setMsrs: (e: KvmMsrEntry[]) => {
       calls.push(`msr ${e[0]!.index.toString(16)}`);
@@ -45,7 +84,10 @@ describe('vCPU state', () => {
     a.st.msrs.set(0xc0000082, 0xffffffff81800000n);
     a.st.msrs.set(0x4b564d06, 0n);
     const rec = saveVcpuState(a.v, [0xc0000082, 0x4b564d06, 0x999], { xcrs: true });
-    expect(rec.msrs).toEqual([[0xc0000082, 'ffffffff81800000'], [0x4b564d06, '0']]);
+    expect(rec.msrs).toEqual([
+      [0xc0000082, 'ffffffff81800000'],
+      [0x4b564d06, '0'],
+    ]);
     const json = JSON.parse(JSON.stringify(rec)) as VcpuStateRecord;
     const b = fakeVcpu(0, 0x4b564d06);
     expect(restoreVcpuState(b.v, json)).toEqual([0x4b564d06]);

@@ -31,7 +31,11 @@ describe('vCPU worker thread start-up', () => {
     const runAddr = libc.mmap(0, runSize, libc.PROT_READ | libc.PROT_WRITE, libc.MAP_SHARED | libc.MAP_ANONYMOUS, -1, 0);
     const count = () => [readdirSync('/proc/self/fd').length, readdirSync('/proc/self/task').length];
     const once = async () => {
-      const t = new VcpuThread(Vcpu.borrow(fd, 0, runAddr, runSize), allocateControl(1), { guardPio: true, onDeviceExit: () => {}, onError: () => {} });
+      const t = new VcpuThread(Vcpu.borrow(fd, 0, runAddr, runSize), allocateControl(1), {
+        guardPio: true,
+        onDeviceExit: () => {},
+        onError: () => {},
+      });
       await t.start();
       await t.ended;
     };

@@ -65,7 +65,8 @@ export interface BlockLimits {
  * writable part is non-empty, since without it nothing can be reported at all).
  */
 export function parseBlockRequest(buf: ChainBuffers, limits: BlockLimits): BlockRequest | BlockRequestRefusal {
-  if (buf.readableLength < VIRTIO_BLK_OUTHDR.size) return { status: VIRTIO_BLK_S_IOERR, reason: `request header of ${buf.readableLength} bytes, need ${VIRTIO_BLK_OUTHDR.size}` };
+  if (buf.readableLength < VIRTIO_BLK_OUTHDR.size)
+    return { status: VIRTIO_BLK_S_IOERR, reason: `request header of ${buf.readableLength} bytes, need ${VIRTIO_BLK_OUTHDR.size}` };
   const h = new Uint8Array(VIRTIO_BLK_OUTHDR.size);
   buf.read(0, h);
   const hv = new DataView(h.buffer);
@@ -77,7 +78,10 @@ export function parseBlockRequest(buf: ChainBuffers, limits: BlockLimits): Block
   const range = (length: number, dir: string): { offset: number; length: number } | BlockRequestRefusal => {
     if (length % SECTOR_SIZE !== 0) return { status: VIRTIO_BLK_S_IOERR, reason: `${dir} of ${length} bytes is not whole sectors` };
     if (sector + BigInt(length >> SECTOR_SHIFT) > BigInt(limits.capacity)) {
-      return { status: VIRTIO_BLK_S_IOERR, reason: `${dir} of ${length >> SECTOR_SHIFT} sectors at sector ${sector} is past the disk's ${limits.capacity}` };
+      return {
+        status: VIRTIO_BLK_S_IOERR,
+        reason: `${dir} of ${length >> SECTOR_SHIFT} sectors at sector ${sector} is past the disk's ${limits.capacity}`,
+      };
     }
     return { offset: Number(sector) * SECTOR_SIZE, length };
   };
@@ -105,7 +109,8 @@ export function parseBlockRequest(buf: ChainBuffers, limits: BlockLimits): Block
       const what = discard ? 'discard' : 'write-zeroes';
       if (!limits.discard) return { status: VIRTIO_BLK_S_UNSUPP, reason: `${what} not offered` };
       if (limits.readOnly) return { status: VIRTIO_BLK_S_IOERR, reason: `${what} on a read-only disk` };
-      if (dataOut === 0 || dataOut % VIRTIO_BLK_DWZ.size !== 0) return { status: VIRTIO_BLK_S_IOERR, reason: `${what} with ${dataOut} bytes of segments` };
+      if (dataOut === 0 || dataOut % VIRTIO_BLK_DWZ.size !== 0)
+        return { status: VIRTIO_BLK_S_IOERR, reason: `${what} with ${dataOut} bytes of segments` };
       const segs = dataOut / VIRTIO_BLK_DWZ.size;
       const maxSeg = discard ? limits.maxDiscardSeg : limits.maxWriteZeroesSeg;
       const maxSectors = discard ? limits.maxDiscardSectors : limits.maxWriteZeroesSectors;
@@ -121,9 +126,11 @@ export function parseBlockRequest(buf: ChainBuffers, limits: BlockLimits): Block
         const n = v.getUint32(o + VIRTIO_BLK_DWZ.num_sectors, true);
         const flags = v.getUint32(o + VIRTIO_BLK_DWZ.flags, true);
         // DISCARD has no flags; WRITE_ZEROES only UNMAP (§5.2.6.2: other flags -> UNSUPP).
-        if (flags & ~(discard ? 0 : VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)) return { status: VIRTIO_BLK_S_UNSUPP, reason: `${what} segment ${i} with flags 0x${flags.toString(16)}` };
+        if (flags & ~(discard ? 0 : VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))
+          return { status: VIRTIO_BLK_S_UNSUPP, reason: `${what} segment ${i} with flags 0x${flags.toString(16)}` };
         if (n > maxSectors) return { status: VIRTIO_BLK_S_IOERR, reason: `${what} segment ${i} of ${n} sectors, at most ${maxSectors}` };
-        if (s + BigInt(n) > BigInt(limits.capacity)) return { status: VIRTIO_BLK_S_IOERR, reason: `${what} segment ${i} at sector ${s}+${n} is past the disk's ${limits.capacity}` };
+        if (s + BigInt(n) > BigInt(limits.capacity))
+          return { status: VIRTIO_BLK_S_IOERR, reason: `${what} segment ${i} at sector ${s}+${n} is past the disk's ${limits.capacity}` };
         unmap ||= (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) !== 0;
         extents.push({ offset: Number(s) * SECTOR_SIZE, length: n * SECTOR_SIZE });
       }

@@ -10,8 +10,14 @@ import { InvalidParameterError } from '../../../errors.js';
 import type { ChainBuffers } from './virtqueue.js';
 import { bit, serveQueue, VIRTIO_ID_BLOCK, type ActivateContext, type VirtioDevice } from './mmio.js';
 import {
-  parseBlockRequest, SECTOR_SIZE, VIRTIO_BLK_OUTHDR, VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK,
-  type BlockLimits, type BlockRequest,
+  parseBlockRequest,
+  SECTOR_SIZE,
+  VIRTIO_BLK_OUTHDR,
+  VIRTIO_BLK_ID_BYTES,
+  VIRTIO_BLK_S_IOERR,
+  VIRTIO_BLK_S_OK,
+  type BlockLimits,
+  type BlockRequest,
 } from './block-request.js';
 
 // Feature bits (virtio_blk.h).
@@ -26,11 +32,23 @@ export const VIRTIO_BLK_F_WRITE_ZEROES = 14;
 /** struct virtio_blk_config up to write_zeroes_may_unmap and its padding (Linux 6.1 uapi). */
 export const VIRTIO_BLK_CONFIG = {
   size: 60,
-  capacity: 0, size_max: 8, seg_max: 12, geometry: 16, blk_size: 20,
-  physical_block_exp: 24, alignment_offset: 25, min_io_size: 26, opt_io_size: 28,
-  wce: 32, num_queues: 34,
-  max_discard_sectors: 36, max_discard_seg: 40, discard_sector_alignment: 44,
-  max_write_zeroes_sectors: 48, max_write_zeroes_seg: 52, write_zeroes_may_unmap: 56,
+  capacity: 0,
+  size_max: 8,
+  seg_max: 12,
+  geometry: 16,
+  blk_size: 20,
+  physical_block_exp: 24,
+  alignment_offset: 25,
+  min_io_size: 26,
+  opt_io_size: 28,
+  wce: 32,
+  num_queues: 34,
+  max_discard_sectors: 36,
+  max_discard_seg: 40,
+  discard_sector_alignment: 44,
+  max_write_zeroes_sectors: 48,
+  max_write_zeroes_seg: 52,
+  write_zeroes_may_unmap: 56,
 } as const;
 
 export const BLOCK_QUEUE_SIZE = 256;
@@ -65,7 +83,17 @@ export class BlockDevice implements VirtioDevice {
   readonly features: bigint;
   readonly queueMaxSizes = [BLOCK_QUEUE_SIZE];
   readonly configSize = VIRTIO_BLK_CONFIG.size;
-  readonly stats: BlockStats = { reads: 0, writes: 0, flushes: 0, discards: 0, writeZeroes: 0, errors: 0, refused: 0, bytesRead: 0, bytesWritten: 0 };
+  readonly stats: BlockStats = {
+    reads: 0,
+    writes: 0,
+    flushes: 0,
+    discards: 0,
+    writeZeroes: 0,
+    errors: 0,
+    refused: 0,
+    bytesRead: 0,
+    bytesWritten: 0,
+  };
   private readonly config = new Uint8Array(VIRTIO_BLK_CONFIG.size);
   private readonly limits: BlockLimits;
   private readonly idBytes = new Uint8Array(VIRTIO_BLK_ID_BYTES);
@@ -75,14 +103,19 @@ export class BlockDevice implements VirtioDevice {
     const b = opts.backend;
     if (b.size % SECTOR_SIZE !== 0) throw new InvalidParameterError(`virtio-blk: disk size ${b.size} is not a multiple of ${SECTOR_SIZE}`);
     const id = new TextEncoder().encode(opts.id ?? '');
-    if (id.length > VIRTIO_BLK_ID_BYTES) throw new InvalidParameterError(`virtio-blk: id "${opts.id}" is longer than ${VIRTIO_BLK_ID_BYTES} bytes`);
+    if (id.length > VIRTIO_BLK_ID_BYTES)
+      throw new InvalidParameterError(`virtio-blk: id "${opts.id}" is longer than ${VIRTIO_BLK_ID_BYTES} bytes`);
     this.idBytes.set(id);
     const readOnly = b.readOnly || (opts.readOnly ?? false);
     const discard = !readOnly && b.discardGranularity > 0;
     this.limits = {
-      capacity: b.size / SECTOR_SIZE, readOnly, discard,
-      maxDiscardSectors: MAX_DISCARD_SECTORS, maxDiscardSeg: MAX_DISCARD_SEG,
-      maxWriteZeroesSectors: MAX_DISCARD_SECTORS, maxWriteZeroesSeg: MAX_DISCARD_SEG,
+      capacity: b.size / SECTOR_SIZE,
+      readOnly,
+      discard,
+      maxDiscardSectors: MAX_DISCARD_SECTORS,
+      maxDiscardSeg: MAX_DISCARD_SEG,
+      maxWriteZeroesSectors: MAX_DISCARD_SECTORS,
+      maxWriteZeroesSeg: MAX_DISCARD_SEG,
     };
     let f = bit(VIRTIO_BLK_F_SEG_MAX) | bit(VIRTIO_BLK_F_BLK_SIZE) | bit(VIRTIO_BLK_F_FLUSH);
     if (readOnly) f |= bit(VIRTIO_BLK_F_RO);
@@ -128,10 +161,15 @@ export class BlockDevice implements VirtioDevice {
   notify(index: number): void {
     const ctx = this.ctx;
     if (!ctx || index !== 0) return;
-    serveQueue(ctx, 0, (buf) => this.process(buf), (e) => {
-      this.opts.log?.(`virtio-blk: ${e.message}`);
-      this.stats.refused++;
-    });
+    serveQueue(
+      ctx,
+      0,
+      (buf) => this.process(buf),
+      (e) => {
+        this.opts.log?.(`virtio-blk: ${e.message}`);
+        this.stats.refused++;
+      },
+    );
   }
 
   /** Runs one request; returns the bytes written into the chain (data + status). */
@@ -222,4 +260,3 @@ function* segments(bufs: readonly Uint8Array[], start: number, length: number): 
     skip = 0;
   }
 }
-

@@ -12,7 +12,15 @@
 import type { BusDevice } from '../bus.js';
 import type { GuestRam } from '../../memory.js';
 import { FormatError } from '../../../errors.js';
-import { ChainBuffers, Virtqueue, VirtqueueError, type VirtqueueState, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC } from './virtqueue.js';
+import {
+  ChainBuffers,
+  Virtqueue,
+  VirtqueueError,
+  type VirtqueueState,
+  VIRTIO_F_VERSION_1,
+  VIRTIO_RING_F_EVENT_IDX,
+  VIRTIO_RING_F_INDIRECT_DESC,
+} from './virtqueue.js';
 
 /** Register offsets (virtio_mmio.h). */
 export const VIRTIO_MMIO_MAGIC_VALUE = 0x000;
@@ -157,7 +165,10 @@ export class MmioTransport implements BusDevice {
   readonly rejected: string[] = [];
   rejectedTotal = 0;
 
-  constructor(readonly device: VirtioDevice, private readonly opts: MmioTransportOptions) {
+  constructor(
+    readonly device: VirtioDevice,
+    private readonly opts: MmioTransportOptions,
+  ) {
     this.queues = device.queueMaxSizes.map((n) => new Virtqueue(n));
     this.offered = device.features | TRANSPORT_FEATURES;
   }
@@ -172,7 +183,8 @@ export class MmioTransport implements BusDevice {
     if (this.rejected.length > MAX_REJECTED_KEPT) this.rejected.splice(0, this.rejected.length - MAX_REJECTED_KEPT);
     // the log is bounded too: the first ones, then every power of two
     const n = this.rejectedTotal;
-    if (n <= MAX_REJECTED_KEPT || (n & (n - 1)) === 0) this.opts.log?.(`virtio-mmio (device ${this.device.deviceId}): ${what}${n > MAX_REJECTED_KEPT ? ` (${n} rejected so far)` : ''}`);
+    if (n <= MAX_REJECTED_KEPT || (n & (n - 1)) === 0)
+      this.opts.log?.(`virtio-mmio (device ${this.device.deviceId}): ${what}${n > MAX_REJECTED_KEPT ? ` (${n} rejected so far)` : ''}`);
   }
 
   private has(s: number): boolean {
@@ -186,9 +198,10 @@ export class MmioTransport implements BusDevice {
   /** Queue registers may be written between FEATURES_OK and DRIVER_OK, on a queue not ready. */
   private queueWritable(reg: string): Virtqueue | undefined {
     const q = this.queue;
-    if (!q) return this.reject(`${reg} for queue ${this.queueSel}, which does not exist`), undefined;
-    if (!this.has(VIRTIO_CONFIG_S_FEATURES_OK) || this.has(VIRTIO_CONFIG_S_DRIVER_OK) || (this.status & VIRTIO_CONFIG_S_FAILED)) return this.reject(`${reg} in status 0x${this.status.toString(16)}`), undefined;
-    if (q.ready) return this.reject(`${reg} for queue ${this.queueSel} while it is ready`), undefined;
+    if (!q) return (this.reject(`${reg} for queue ${this.queueSel}, which does not exist`), undefined);
+    if (!this.has(VIRTIO_CONFIG_S_FEATURES_OK) || this.has(VIRTIO_CONFIG_S_DRIVER_OK) || this.status & VIRTIO_CONFIG_S_FAILED)
+      return (this.reject(`${reg} in status 0x${this.status.toString(16)}`), undefined);
+    if (q.ready) return (this.reject(`${reg} for queue ${this.queueSel} while it is ready`), undefined);
     return q;
   }
 
@@ -207,17 +220,26 @@ export class MmioTransport implements BusDevice {
 
   private readRegister(offset: number): number {
     switch (offset) {
-      case VIRTIO_MMIO_MAGIC_VALUE: return VIRTIO_MMIO_MAGIC;
-      case VIRTIO_MMIO_VERSION: return VIRTIO_MMIO_VERSION_2;
-      case VIRTIO_MMIO_DEVICE_ID: return this.device.deviceId;
-      case VIRTIO_MMIO_VENDOR_ID: return TVM_VENDOR_ID;
+      case VIRTIO_MMIO_MAGIC_VALUE:
+        return VIRTIO_MMIO_MAGIC;
+      case VIRTIO_MMIO_VERSION:
+        return VIRTIO_MMIO_VERSION_2;
+      case VIRTIO_MMIO_DEVICE_ID:
+        return this.device.deviceId;
+      case VIRTIO_MMIO_VENDOR_ID:
+        return TVM_VENDOR_ID;
       case VIRTIO_MMIO_DEVICE_FEATURES:
         return this.deviceFeaturesSel > 1 ? 0 : Number((this.offered >> BigInt(32 * this.deviceFeaturesSel)) & 0xffff_ffffn);
-      case VIRTIO_MMIO_QUEUE_NUM_MAX: return this.queue?.maxSize ?? 0;
-      case VIRTIO_MMIO_QUEUE_READY: return this.queue?.ready ? 1 : 0;
-      case VIRTIO_MMIO_INTERRUPT_STATUS: return this.interruptStatus;
-      case VIRTIO_MMIO_STATUS: return this.status;
-      case VIRTIO_MMIO_CONFIG_GENERATION: return this.configGeneration;
+      case VIRTIO_MMIO_QUEUE_NUM_MAX:
+        return this.queue?.maxSize ?? 0;
+      case VIRTIO_MMIO_QUEUE_READY:
+        return this.queue?.ready ? 1 : 0;
+      case VIRTIO_MMIO_INTERRUPT_STATUS:
+        return this.interruptStatus;
+      case VIRTIO_MMIO_STATUS:
+        return this.status;
+      case VIRTIO_MMIO_CONFIG_GENERATION:
+        return this.configGeneration;
       default:
         this.reject(`read of write-only or unknown register 0x${offset.toString(16)}`);
         return 0;
@@ -228,7 +250,8 @@ export class MmioTransport implements BusDevice {
     if (offset >= VIRTIO_MMIO_CONFIG) {
       const off = offset - VIRTIO_MMIO_CONFIG;
       if (!this.has(VIRTIO_CONFIG_S_DRIVER)) return this.reject(`config write before DRIVER`);
-      if (off + data.length > this.device.configSize) return this.reject(`config write of ${data.length} at ${off} beyond ${this.device.configSize} bytes`);
+      if (off + data.length > this.device.configSize)
+        return this.reject(`config write of ${data.length} at ${off} beyond ${this.device.configSize} bytes`);
       this.device.writeConfig(off, data);
       return;
     }
@@ -241,23 +264,58 @@ export class MmioTransport implements BusDevice {
     const hi = (cur: number, val: number) => (cur % 2 ** 32) + val * 2 ** 32;
     const lo = (cur: number, val: number) => Math.floor(cur / 2 ** 32) * 2 ** 32 + val;
     switch (offset) {
-      case VIRTIO_MMIO_DEVICE_FEATURES_SEL: this.deviceFeaturesSel = v; return;
-      case VIRTIO_MMIO_DRIVER_FEATURES_SEL: this.driverFeaturesSel = v; return;
+      case VIRTIO_MMIO_DEVICE_FEATURES_SEL:
+        this.deviceFeaturesSel = v;
+        return;
+      case VIRTIO_MMIO_DRIVER_FEATURES_SEL:
+        this.driverFeaturesSel = v;
+        return;
       case VIRTIO_MMIO_DRIVER_FEATURES: {
-        if (!this.has(VIRTIO_CONFIG_S_DRIVER) || this.has(VIRTIO_CONFIG_S_FEATURES_OK)) return this.reject(`DriverFeatures in status 0x${this.status.toString(16)}`);
+        if (!this.has(VIRTIO_CONFIG_S_DRIVER) || this.has(VIRTIO_CONFIG_S_FEATURES_OK))
+          return this.reject(`DriverFeatures in status 0x${this.status.toString(16)}`);
         if (this.driverFeaturesSel > 1) return this.reject(`DriverFeatures with selector ${this.driverFeaturesSel}`);
         const shift = BigInt(32 * this.driverFeaturesSel);
         this.driverFeatures = (this.driverFeatures & ~(0xffff_ffffn << shift)) | (BigInt(v) << shift);
         return;
       }
-      case VIRTIO_MMIO_QUEUE_SEL: this.queueSel = v; return;
-      case VIRTIO_MMIO_QUEUE_NUM: { const q = this.queueWritable('QueueNum'); if (q) q.size = v; return; }
-      case VIRTIO_MMIO_QUEUE_DESC_LOW: { const q = this.queueWritable('QueueDescLow'); if (q) q.descTable = lo(q.descTable, v); return; }
-      case VIRTIO_MMIO_QUEUE_DESC_HIGH: { const q = this.queueWritable('QueueDescHigh'); if (q) q.descTable = hi(q.descTable, v); return; }
-      case VIRTIO_MMIO_QUEUE_AVAIL_LOW: { const q = this.queueWritable('QueueDriverLow'); if (q) q.availRing = lo(q.availRing, v); return; }
-      case VIRTIO_MMIO_QUEUE_AVAIL_HIGH: { const q = this.queueWritable('QueueDriverHigh'); if (q) q.availRing = hi(q.availRing, v); return; }
-      case VIRTIO_MMIO_QUEUE_USED_LOW: { const q = this.queueWritable('QueueDeviceLow'); if (q) q.usedRing = lo(q.usedRing, v); return; }
-      case VIRTIO_MMIO_QUEUE_USED_HIGH: { const q = this.queueWritable('QueueDeviceHigh'); if (q) q.usedRing = hi(q.usedRing, v); return; }
+      case VIRTIO_MMIO_QUEUE_SEL:
+        this.queueSel = v;
+        return;
+      case VIRTIO_MMIO_QUEUE_NUM: {
+        const q = this.queueWritable('QueueNum');
+        if (q) q.size = v;
+        return;
+      }
+      case VIRTIO_MMIO_QUEUE_DESC_LOW: {
+        const q = this.queueWritable('QueueDescLow');
+        if (q) q.descTable = lo(q.descTable, v);
+        return;
+      }
+      case VIRTIO_MMIO_QUEUE_DESC_HIGH: {
+        const q = this.queueWritable('QueueDescHigh');
+        if (q) q.descTable = hi(q.descTable, v);
+        return;
+      }
+      case VIRTIO_MMIO_QUEUE_AVAIL_LOW: {
+        const q = this.queueWritable('QueueDriverLow');
+        if (q) q.availRing = lo(q.availRing, v);
+        return;
+      }
+      case VIRTIO_MMIO_QUEUE_AVAIL_HIGH: {
+        const q = this.queueWritable('QueueDriverHigh');
+        if (q) q.availRing = hi(q.availRing, v);
+        return;
+      }
+      case VIRTIO_MMIO_QUEUE_USED_LOW: {
+        const q = this.queueWritable('QueueDeviceLow');
+        if (q) q.usedRing = lo(q.usedRing, v);
+        return;
+      }
+      case VIRTIO_MMIO_QUEUE_USED_HIGH: {
+        const q = this.queueWritable('QueueDeviceHigh');
+        if (q) q.usedRing = hi(q.usedRing, v);
+        return;
+      }
       case VIRTIO_MMIO_QUEUE_READY: {
         if (v === 0) {
           // Linux writes 0 when it tears a queue down (del_vq); only meaningful before DRIVER_OK here.
@@ -272,10 +330,17 @@ export class MmioTransport implements BusDevice {
         q.ready = true;
         return;
       }
-      case VIRTIO_MMIO_QUEUE_NOTIFY: this.notify(v & 0xffff); return;
-      case VIRTIO_MMIO_INTERRUPT_ACK: this.interruptStatus &= ~v; return;
-      case VIRTIO_MMIO_STATUS: this.writeStatus(v); return;
-      default: this.reject(`write of read-only or unknown register 0x${offset.toString(16)}`);
+      case VIRTIO_MMIO_QUEUE_NOTIFY:
+        this.notify(v & 0xffff);
+        return;
+      case VIRTIO_MMIO_INTERRUPT_ACK:
+        this.interruptStatus &= ~v;
+        return;
+      case VIRTIO_MMIO_STATUS:
+        this.writeStatus(v);
+        return;
+      default:
+        this.reject(`write of read-only or unknown register 0x${offset.toString(16)}`);
     }
   }
 
@@ -306,12 +371,16 @@ export class MmioTransport implements BusDevice {
       this.status |= VIRTIO_CONFIG_S_FAILED;
       return;
     }
-    const next = [VIRTIO_CONFIG_S_ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER, VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_DRIVER_OK].find((b) => !(cur & b));
-    if (next === undefined || added !== next || (cur & VIRTIO_CONFIG_S_FAILED)) return this.reject(`status 0x${cur.toString(16)} -> 0x${v.toString(16)} is out of order`);
+    const next = [VIRTIO_CONFIG_S_ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER, VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_DRIVER_OK].find(
+      (b) => !(cur & b),
+    );
+    if (next === undefined || added !== next || cur & VIRTIO_CONFIG_S_FAILED)
+      return this.reject(`status 0x${cur.toString(16)} -> 0x${v.toString(16)} is out of order`);
     if (added === VIRTIO_CONFIG_S_FEATURES_OK) {
       const unknown = this.driverFeatures & ~this.offered;
       if (unknown) return this.reject(`driver accepted features 0x${unknown.toString(16)} that were not offered: FEATURES_OK refused`);
-      if (!(this.driverFeatures & bit(VIRTIO_F_VERSION_1))) return this.reject(`driver did not accept VIRTIO_F_VERSION_1 (legacy drivers are not supported): FEATURES_OK refused`);
+      if (!(this.driverFeatures & bit(VIRTIO_F_VERSION_1)))
+        return this.reject(`driver did not accept VIRTIO_F_VERSION_1 (legacy drivers are not supported): FEATURES_OK refused`);
     }
     if (added === VIRTIO_CONFIG_S_DRIVER_OK) return this.activate();
     this.status |= added;
@@ -369,9 +438,15 @@ export class MmioTransport implements BusDevice {
 
   saveState(): MmioTransportState {
     return {
-      version: 1, deviceId: this.device.deviceId, status: this.status, interruptStatus: this.interruptStatus,
-      configGeneration: this.configGeneration, driverFeatures: this.driverFeatures.toString(16),
-      deviceFeaturesSel: this.deviceFeaturesSel, driverFeaturesSel: this.driverFeaturesSel, queueSel: this.queueSel,
+      version: 1,
+      deviceId: this.device.deviceId,
+      status: this.status,
+      interruptStatus: this.interruptStatus,
+      configGeneration: this.configGeneration,
+      driverFeatures: this.driverFeatures.toString(16),
+      deviceFeaturesSel: this.deviceFeaturesSel,
+      driverFeaturesSel: this.driverFeaturesSel,
+      queueSel: this.queueSel,
       queues: this.queues.map((q) => q.saveState()),
     };
   }
@@ -386,7 +461,8 @@ export class MmioTransport implements BusDevice {
     if (this.activated || this.status !== 0) throw bad('restore into a transport that is in use');
     if (s?.version !== 1) throw bad(`version ${String(s?.version)}, expected 1`);
     if (s.deviceId !== this.device.deviceId) throw bad(`saved from device type ${s.deviceId}`);
-    if (!Array.isArray(s.queues) || s.queues.length !== this.queues.length) throw bad(`${s.queues?.length} queues, the device has ${this.queues.length}`);
+    if (!Array.isArray(s.queues) || s.queues.length !== this.queues.length)
+      throw bad(`${s.queues?.length} queues, the device has ${this.queues.length}`);
     if (!/^[0-9a-f]{1,16}$/.test(s.driverFeatures)) throw bad(`driver features ${JSON.stringify(s.driverFeatures)}`);
     const features = BigInt(`0x${s.driverFeatures}`);
     if (features & ~this.offered) throw bad(`driver features 0x${s.driverFeatures} were not offered`);

@@ -15,7 +15,11 @@ export class TapPort implements FramePort {
   /** the first write error is logged; the rest only counted (a tap down in a dying namespace repeats) */
   private writeErrors = 0;
 
-  constructor(private readonly fd: number, private readonly poller: NotifyPoller, private readonly log?: (line: string) => void) {}
+  constructor(
+    private readonly fd: number,
+    private readonly poller: NotifyPoller,
+    private readonly log?: (line: string) => void,
+  ) {}
 
   send(frame: Uint8Array): boolean {
     if (this.closed) return false;

@@ -39,7 +39,16 @@ export const VIRTIO_NET_F_CTRL_VQ = 17;
 export const VIRTIO_NET_F_MQ = 22;
 
 /** struct virtio_net_hdr_v1: u8 flags, u8 gso_type, le16 hdr_len, le16 gso_size, le16 csum_start, le16 csum_offset, le16 num_buffers. */
-export const VIRTIO_NET_HDR = { size: 12, flags: 0, gso_type: 1, hdr_len: 2, gso_size: 4, csum_start: 6, csum_offset: 8, num_buffers: 10 } as const;
+export const VIRTIO_NET_HDR = {
+  size: 12,
+  flags: 0,
+  gso_type: 1,
+  hdr_len: 2,
+  gso_size: 4,
+  csum_start: 6,
+  csum_offset: 8,
+  num_buffers: 10,
+} as const;
 export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
 export const VIRTIO_NET_HDR_F_DATA_VALID = 2;
 export const VIRTIO_NET_HDR_GSO_NONE = 0;
@@ -100,8 +109,14 @@ export function parseMac(mac: string): Uint8Array {
 
 export class NetDevice implements VirtioDevice {
   readonly deviceId = VIRTIO_ID_NET;
-  readonly features = bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_CSUM) | bit(VIRTIO_NET_F_GUEST_CSUM) | bit(VIRTIO_NET_F_GUEST_TSO4) | bit(VIRTIO_NET_F_GUEST_TSO6)
-    | bit(VIRTIO_NET_F_HOST_TSO4) | bit(VIRTIO_NET_F_HOST_TSO6);
+  readonly features =
+    bit(VIRTIO_NET_F_MAC) |
+    bit(VIRTIO_NET_F_CSUM) |
+    bit(VIRTIO_NET_F_GUEST_CSUM) |
+    bit(VIRTIO_NET_F_GUEST_TSO4) |
+    bit(VIRTIO_NET_F_GUEST_TSO6) |
+    bit(VIRTIO_NET_F_HOST_TSO4) |
+    bit(VIRTIO_NET_F_HOST_TSO6);
   readonly queueMaxSizes = [NET_QUEUE_SIZE, NET_QUEUE_SIZE];
   readonly configSize = VIRTIO_NET_CONFIG.size;
   readonly stats: NetStats = { rxFrames: 0, rxBytes: 0, rxDropped: 0, txFrames: 0, txBytes: 0, txDropped: 0 };
@@ -149,10 +164,15 @@ export class NetDevice implements VirtioDevice {
     const ctx = this.ctx;
     if (!ctx) return;
     if (index === NET_TX_QUEUE) {
-      serveQueue(ctx, NET_TX_QUEUE, (buf) => this.transmit(buf), (e) => {
-        this.stats.txDropped++;
-        this.o.log?.(`virtio-net: tx: ${e.message}`);
-      });
+      serveQueue(
+        ctx,
+        NET_TX_QUEUE,
+        (buf) => this.transmit(buf),
+        (e) => {
+          this.stats.txDropped++;
+          this.o.log?.(`virtio-net: tx: ${e.message}`);
+        },
+      );
     } else if (index === NET_RX_QUEUE) {
       // new receive buffers: frames may flow again
       this.watch(true);
@@ -211,8 +231,10 @@ export class NetDevice implements VirtioDevice {
   /** Why the driver's header asks for what was not negotiated (the tap would refuse it or worse), or null. */
   private refusedHeader(p: Uint8Array): string | null {
     const has = (f: number) => (this.acked & bit(f)) !== 0n;
-    if (p[VIRTIO_NET_HDR.flags]! & VIRTIO_NET_HDR_F_NEEDS_CSUM && !has(VIRTIO_NET_F_CSUM)) return 'a partial checksum without VIRTIO_NET_F_CSUM';
-    if (p[VIRTIO_NET_HDR.flags]! & ~(VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID)) return `header flags 0x${p[VIRTIO_NET_HDR.flags]!.toString(16)}`;
+    if (p[VIRTIO_NET_HDR.flags]! & VIRTIO_NET_HDR_F_NEEDS_CSUM && !has(VIRTIO_NET_F_CSUM))
+      return 'a partial checksum without VIRTIO_NET_F_CSUM';
+    if (p[VIRTIO_NET_HDR.flags]! & ~(VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID))
+      return `header flags 0x${p[VIRTIO_NET_HDR.flags]!.toString(16)}`;
     switch (p[VIRTIO_NET_HDR.gso_type]) {
       case VIRTIO_NET_HDR_GSO_NONE:
         return null;

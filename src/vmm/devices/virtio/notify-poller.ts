@@ -99,9 +99,16 @@ export class NotifyPoller {
       w = new Worker(new URL('./notify-poller-worker.js', import.meta.url), opts);
     } else {
       // From sources (tsx, vitest) the worker registers tsx's loader in its own thread first.
-      const tsxApi = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
+      const tsxApi = pathToFileURL(
+        createRequire(import.meta.url)
+          .resolve('tsx/esm/api')
+          .replace(/\.cjs$/, '.mjs'),
+      ).href;
       const script = new URL('./notify-poller-worker.ts', import.meta.url).href;
-      w = new Worker(`import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(script)}); });`, { ...opts, eval: true });
+      w = new Worker(`import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(script)}); });`, {
+        ...opts,
+        eval: true,
+      });
     }
     this.stopped = new Promise<void>((resolve) => w.once('exit', () => resolve()));
     w.on('message', (m: number[] | 'stopped') => {

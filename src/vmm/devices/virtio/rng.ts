@@ -34,7 +34,12 @@ export class RngDevice implements VirtioDevice {
   notify(index: number): void {
     const ctx = this.ctx;
     if (!ctx || index !== 0) return;
-    serveQueue(ctx, 0, (buf) => this.fill(buf), (e) => this.log?.(`virtio-rng: ${e.message}`));
+    serveQueue(
+      ctx,
+      0,
+      (buf) => this.fill(buf),
+      (e) => this.log?.(`virtio-rng: ${e.message}`),
+    );
   }
 
   /** Fills the chain's writable buffers, at most RNG_MAX_CHAIN_BYTES; returns the bytes written. */

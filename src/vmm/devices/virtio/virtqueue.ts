@@ -71,8 +71,7 @@ export interface Descriptor {
 
 /** One chain taken off the available ring; `head` goes back in the used ring. */
 export type AvailableChain =
-  | { head: number; descriptors: Descriptor[]; error?: undefined }
-  | { head: number; descriptors?: undefined; error: VirtqueueError };
+  { head: number; descriptors: Descriptor[]; error?: undefined } | { head: number; descriptors?: undefined; error: VirtqueueError };
 
 const fenceWord = new Int32Array(new SharedArrayBuffer(4));
 /** A full memory barrier (a locked RMW on x86-64). */
@@ -135,8 +134,15 @@ export class Virtqueue {
   /** The queue as a plain record (snapshots). */
   saveState(): VirtqueueState {
     return {
-      size: this.size, ready: this.ready, descTable: this.descTable, availRing: this.availRing, usedRing: this.usedRing,
-      nextAvail: this.nextAvail, nextUsed: this.nextUsed, eventIdx: this.eventIdx, indirect: this.indirect,
+      size: this.size,
+      ready: this.ready,
+      descTable: this.descTable,
+      availRing: this.availRing,
+      usedRing: this.usedRing,
+      nextAvail: this.nextAvail,
+      nextUsed: this.nextUsed,
+      eventIdx: this.eventIdx,
+      indirect: this.indirect,
       signalledUsed: this.signalledValid ? this.signalledUsed : null,
     };
   }
@@ -145,11 +151,29 @@ export class Virtqueue {
   restoreState(s: VirtqueueState, memory: GuestRam): void {
     const u16ok = (n: unknown) => Number.isInteger(n) && (n as number) >= 0 && (n as number) <= 0xffff;
     const addrOk = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
-    if (!u16ok(s.nextAvail) || !u16ok(s.nextUsed) || !addrOk(s.descTable) || !addrOk(s.availRing) || !addrOk(s.usedRing) || !Number.isInteger(s.size) || (s.signalledUsed !== null && !u16ok(s.signalledUsed))) {
+    if (
+      !u16ok(s.nextAvail) ||
+      !u16ok(s.nextUsed) ||
+      !addrOk(s.descTable) ||
+      !addrOk(s.availRing) ||
+      !addrOk(s.usedRing) ||
+      !Number.isInteger(s.size) ||
+      (s.signalledUsed !== null && !u16ok(s.signalledUsed))
+    ) {
       throw new VirtqueueError('saved queue state has out-of-range fields', 'ERR_VIRTQUEUE_STATE');
     }
     const before = this.saveState();
-    Object.assign(this, { size: s.size, ready: s.ready === true, descTable: s.descTable, availRing: s.availRing, usedRing: s.usedRing, nextAvail: s.nextAvail, nextUsed: s.nextUsed, eventIdx: s.eventIdx === true, indirect: s.indirect === true });
+    Object.assign(this, {
+      size: s.size,
+      ready: s.ready === true,
+      descTable: s.descTable,
+      availRing: s.availRing,
+      usedRing: s.usedRing,
+      nextAvail: s.nextAvail,
+      nextUsed: s.nextUsed,
+      eventIdx: s.eventIdx === true,
+      indirect: s.indirect === true,
+    });
     this.signalledValid = s.signalledUsed !== null;
     this.signalledUsed = s.signalledUsed ?? 0;
     const why = this.ready ? this.invalidReason(memory) : null;
@@ -179,7 +203,11 @@ export class Virtqueue {
     if (this.descTable % 16 !== 0) return `descriptor table 0x${this.descTable.toString(16)} is not 16-byte aligned`;
     if (this.availRing % 2 !== 0) return `driver area 0x${this.availRing.toString(16)} is not 2-byte aligned`;
     if (this.usedRing % 4 !== 0) return `device area 0x${this.usedRing.toString(16)} is not 4-byte aligned`;
-    for (const [what, addr, len] of [['descriptor table', this.descTable, VIRTQ_DESC.size * n], ['driver area', this.availRing, availRingBytes(n)], ['device area', this.usedRing, usedRingBytes(n)]] as const) {
+    for (const [what, addr, len] of [
+      ['descriptor table', this.descTable, VIRTQ_DESC.size * n],
+      ['driver area', this.availRing, availRingBytes(n)],
+      ['device area', this.usedRing, usedRingBytes(n)],
+    ] as const) {
       try {
         memory.slice(addr, len);
       } catch {
@@ -205,7 +233,8 @@ export class Virtqueue {
     if (!this.ready || this.pending(memory) === 0) return undefined;
     const slot = this.nextAvail % this.size;
     const head = u16(memory, this.availRing + VIRTQ_AVAIL.ring + 2 * slot);
-    if (head >= this.size) throw new VirtqueueError(`available ring slot ${slot} holds head ${head} on a queue of ${this.size}`, 'ERR_VIRTQUEUE_BROKEN');
+    if (head >= this.size)
+      throw new VirtqueueError(`available ring slot ${slot} holds head ${head} on a queue of ${this.size}`, 'ERR_VIRTQUEUE_BROKEN');
     this.nextAvail = (this.nextAvail + 1) & 0xffff;
     if (this.eventIdx) {
       // avail_event: notify us when the driver passes this index.
@@ -233,7 +262,8 @@ export class Virtqueue {
       } catch {
         throw new VirtqueueError(`descriptor chain ${head}: buffer 0x${d.addr.toString(16)}+${d.len} is outside guest RAM`);
       }
-      if (out.length && out[out.length - 1]!.writable && !d.writable) throw new VirtqueueError(`descriptor chain ${head}: a device-readable buffer follows a device-writable one`);
+      if (out.length && out[out.length - 1]!.writable && !d.writable)
+        throw new VirtqueueError(`descriptor chain ${head}: a device-readable buffer follows a device-writable one`);
       total += d.len;
       if (total > 0xffff_ffff) throw new VirtqueueError(`descriptor chain ${head}: longer than 4 GiB`);
       out.push(d);
@@ -254,8 +284,10 @@ export class Virtqueue {
         if (!this.indirect) throw new VirtqueueError(`descriptor chain ${head}: INDIRECT without VIRTIO_RING_F_INDIRECT_DESC`);
         if (inIndirect) throw new VirtqueueError(`descriptor chain ${head}: INDIRECT inside an indirect table`);
         if (flags & VIRTQ_DESC_F_NEXT) throw new VirtqueueError(`descriptor chain ${head}: INDIRECT together with NEXT`);
-        if (len === 0 || len % VIRTQ_DESC.size !== 0 || len / VIRTQ_DESC.size > VIRTQ_MAX_SIZE) throw new VirtqueueError(`descriptor chain ${head}: indirect table of ${len} bytes`);
-        if (addr % 16 !== 0) throw new VirtqueueError(`descriptor chain ${head}: indirect table 0x${addr.toString(16)} is not 16-byte aligned`);
+        if (len === 0 || len % VIRTQ_DESC.size !== 0 || len / VIRTQ_DESC.size > VIRTQ_MAX_SIZE)
+          throw new VirtqueueError(`descriptor chain ${head}: indirect table of ${len} bytes`);
+        if (addr % 16 !== 0)
+          throw new VirtqueueError(`descriptor chain ${head}: indirect table 0x${addr.toString(16)} is not 16-byte aligned`);
         try {
           memory.slice(addr, len);
         } catch {

@@ -10,7 +10,17 @@ import { busyboxRootfsTar, packTar } from '../../../fixtures/rootfs.js';
 import { cleanup, debugfs, fsck, tempDir } from './helpers.js';
 
 const ID = 'sha256:' + 'ab'.repeat(32);
-const image = (id = ID): ImageRecord => ({ id, repoTags: [], repoDigests: [], created: '', architecture: 'amd64', os: 'linux', config: {}, diffIds: [], size: 0 });
+const image = (id = ID): ImageRecord => ({
+  id,
+  repoTags: [],
+  repoDigests: [],
+  created: '',
+  architecture: 'amd64',
+  os: 'linux',
+  config: {},
+  diffIds: [],
+  size: 0,
+});
 
 let work: string;
 let busybox: Buffer;
@@ -48,7 +58,7 @@ describe('BaseDiskCache', () => {
     expect(readdirSync(path.dirname(a))).toEqual([path.basename(a)]);
   });
 
-  it('honours the daemon\'s --storage-opt size= and rebuilds when it changes', async () => {
+  it("honours the daemon's --storage-opt size= and rebuilds when it changes", async () => {
     const dataRoot = path.join(work, 'root-size');
     let calls = 0;
     const layerStreams = async function* () {
@@ -85,13 +95,26 @@ describe('BaseDiskCache', () => {
     const p = cache.pathFor(ID);
     // what the previous writer version would have left behind
     await import('node:fs/promises').then((fs) => fs.mkdir(path.dirname(p), { recursive: true }));
-    await writeExt4FromLayers((async function* () { yield Readable.from([busybox]); })(), p, {
-      uuid: baseDiskUuid(ID, BASE_DISK_WRITER_VERSION - 1 || 999),
-      label: 'tvm-base',
-    });
+    await writeExt4FromLayers(
+      (async function* () {
+        yield Readable.from([busybox]);
+      })(),
+      p,
+      {
+        uuid: baseDiskUuid(ID, BASE_DISK_WRITER_VERSION - 1 || 999),
+        label: 'tvm-base',
+      },
+    );
     expect(await cache.isCurrent(ID)).toBe(false);
     // while containers use it, the old disk stays (their overlays sit on its blocks)
-    const pinned = new BaseDiskCache({ dataRoot, layerStreams: async function* () { calls++; yield* []; }, inUse: () => true });
+    const pinned = new BaseDiskCache({
+      dataRoot,
+      layerStreams: async function* () {
+        calls++;
+        yield* [];
+      },
+      inUse: () => true,
+    });
     expect(await pinned.ensure(image())).toBe(p);
     expect(calls).toBe(0);
     expect(await cache.isCurrent(ID)).toBe(false);

@@ -29,7 +29,10 @@ const extra: TarEntry[] = [
   { name: 'dev/sda', type: 'block-device', devmajor: 8, devminor: 0, mode: 0o660 },
 ];
 
-interface Got { h: Header; body: Buffer }
+interface Got {
+  h: Header;
+  body: Buffer;
+}
 async function untar(s: Readable): Promise<Map<string, Got>> {
   const out = new Map<string, Got>();
   const ex = extract();
@@ -75,8 +78,8 @@ beforeAll(async () => {
 });
 afterAll(() => cleanup(work));
 
-describe('a stopped VM container\'s disk, read offline', () => {
-  it('docker diff: the overlay against the base disk, with Docker\'s rules and order', async () => {
+describe("a stopped VM container's disk, read offline", () => {
+  it("docker diff: the overlay against the base disk, with Docker's rules and order", async () => {
     const b = await Ext4Reader.open(base);
     const t = await Ext4Reader.open(overlay);
     try {

@@ -58,7 +58,10 @@ describe('directory cycles on a guest-written disk', () => {
     const top = await Ext4Reader.open(looped);
     try {
       const err = await Promise.race([
-        diffDisks(base, top).then(() => undefined, (e: unknown) => e),
+        diffDisks(base, top).then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
         new Promise((r) => setTimeout(() => r(new Error('diff did not finish')), 15_000)),
       ]);
       expect(err).toBeInstanceOf(FormatError);
@@ -95,7 +98,10 @@ describe('Ext4Editor on a guest-written disk', () => {
     copyFileSync(looped, img);
     const before = readFileSync(img);
     const err = await Promise.race([
-      Ext4Editor.edit(img, (ed) => ed.remove('/a')).then(() => undefined, (e: unknown) => e),
+      Ext4Editor.edit(img, (ed) => ed.remove('/a')).then(
+        () => undefined,
+        (e: unknown) => e,
+      ),
       new Promise((r) => setTimeout(() => r(new Error('remove did not finish')), 20_000)),
     ]);
     expect(err).toBeInstanceOf(FormatError);

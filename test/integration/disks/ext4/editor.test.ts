@@ -61,7 +61,7 @@ const payload: TarEntry[] = [
   { name: 'app/hard', type: 'link', linkname: 'app/config.json' },
 ];
 
-describe('Ext4Editor: docker cp into a stopped VM container\'s qcow2 disk', () => {
+describe("Ext4Editor: docker cp into a stopped VM container's qcow2 disk", () => {
   it('detects formats by content', async () => {
     expect(detectDiskFormat(base)).toBe('raw');
     expect(detectDiskFormat(await overlay())).toBe('qcow2');
@@ -125,15 +125,23 @@ describe('Ext4Editor: docker cp into a stopped VM container\'s qcow2 disk', () =
     await Ext4Editor.edit(disk, (ed) => ed.extractTar('/tmp', Readable.from([Buffer.alloc(1024)])));
     const before = sha(readFileSync(disk));
     // a good entry first, then the bad one: the good one must not land either
-    const dotdot = await packTar([{ name: 'ok', content: Buffer.from('1') }, { name: '../evil', content: Buffer.from('x') }]);
+    const dotdot = await packTar([
+      { name: 'ok', content: Buffer.from('1') },
+      { name: '../evil', content: Buffer.from('x') },
+    ]);
     await expect(Ext4Editor.edit(disk, (ed) => ed.extractTar('/tmp', Readable.from([dotdot])))).rejects.toBeInstanceOf(FormatError);
-    const dev = await packTar([{ name: 'ok', content: Buffer.from('1') }, { name: 'null', type: 'character-device', devmajor: 1, devminor: 3 }]);
+    const dev = await packTar([
+      { name: 'ok', content: Buffer.from('1') },
+      { name: 'null', type: 'character-device', devmajor: 1, devminor: 3 },
+    ]);
     await expect(Ext4Editor.edit(disk, (ed) => ed.extractTar('/tmp', Readable.from([dev])))).rejects.toThrow(NotImplementedError);
     const good = await packTar([{ name: 'ok', content: Buffer.alloc(100_000, 1) }]);
     const truncated = good.subarray(0, 5000);
     await expect(Ext4Editor.edit(disk, (ed) => ed.extractTar('/tmp', Readable.from([truncated])))).rejects.toBeInstanceOf(FormatError);
     await expect(Ext4Editor.edit(disk, (ed) => ed.extractTar('/no/such/dir', Readable.from([good])))).rejects.toBeInstanceOf(NotFoundError);
-    await expect(Ext4Editor.edit(disk, (ed) => ed.extractTar('/bin/busybox', Readable.from([good])))).rejects.toBeInstanceOf(InvalidParameterError);
+    await expect(Ext4Editor.edit(disk, (ed) => ed.extractTar('/bin/busybox', Readable.from([good])))).rejects.toBeInstanceOf(
+      InvalidParameterError,
+    );
     expect(sha(readFileSync(disk))).toBe(before);
     expect(readdirSync(work).filter((f) => f.includes('.edit-'))).toEqual([]);
     expect(qemuCheck(disk).status).toBe(0);
@@ -142,10 +150,12 @@ describe('Ext4Editor: docker cp into a stopped VM container\'s qcow2 disk', () =
   it('noOverwriteDirNonDir refuses to replace a directory by a file, as docker cp asks', async () => {
     const disk = await overlay();
     const tar = await packTar([{ name: 'etc', content: Buffer.from('not a dir') }]);
-    await expect(Ext4Editor.edit(disk, (ed) => ed.extractTar('/', Readable.from([tar]), { noOverwriteDirNonDir: true }))).rejects.toThrow(/cannot overwrite directory/);
+    await expect(Ext4Editor.edit(disk, (ed) => ed.extractTar('/', Readable.from([tar]), { noOverwriteDirNonDir: true }))).rejects.toThrow(
+      /cannot overwrite directory/,
+    );
   });
 
-  it('an explicit format wins over what the file\'s first bytes say (a guest can write them on a raw disk)', async () => {
+  it("an explicit format wins over what the file's first bytes say (a guest can write them on a raw disk)", async () => {
     const raw = path.join(work, 'guest-written.ext4');
     copyFileSync(base, raw);
     // ext4 leaves its first 1024 bytes to the boot loader: a guest can put a qcow2 magic there

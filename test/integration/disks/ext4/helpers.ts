@@ -78,7 +78,6 @@ export interface Expect {
   linkGroup?: string;
 }
 
-
 function isUnder(p: string, dir: string): boolean {
   return dir === '' || p.startsWith(dir + '/');
 }
@@ -162,7 +161,14 @@ export function expectTreeEquals(root: string, expected: Map<string, Expect>, ig
               : st.isFIFO()
                 ? 'fifo'
                 : 'file';
-      const got: Expect & { ino: number } = { type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtimeSec: Math.floor(st.mtimeMs / 1000), ino: st.ino };
+      const got: Expect & { ino: number } = {
+        type,
+        mode: st.mode & 0o7777,
+        uid: st.uid,
+        gid: st.gid,
+        mtimeSec: Math.floor(st.mtimeMs / 1000),
+        ino: st.ino,
+      };
       if (type === 'file') got.sha256 = sha(readFileSync(full));
       if (type === 'symlink') got.linkname = readlinkSync(full);
       if (type === 'character-device' || type === 'block-device') {
@@ -205,7 +211,18 @@ export function makeDir(p: string): string {
  * A minimal tar writer for inputs tar-stream cannot produce: binary pax values, nanosecond pax
  * times, GNU sparse maps, and deliberately broken archives.
  */
-export function rawTarHeader(h: { name: string; type?: string; mode?: number; uid?: number; gid?: number; size?: number; mtime?: number; linkname?: string; devmajor?: number; devminor?: number }): Buffer {
+export function rawTarHeader(h: {
+  name: string;
+  type?: string;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  size?: number;
+  mtime?: number;
+  linkname?: string;
+  devmajor?: number;
+  devminor?: number;
+}): Buffer {
   const b = Buffer.alloc(512);
   const oct = (v: number, len: number) => v.toString(8).padStart(len - 1, '0') + '\0';
   b.write(h.name, 0, 100, 'latin1');
@@ -245,7 +262,11 @@ export function padBlock(b: Buffer): Buffer {
 }
 
 /** one raw tar member: optional pax header + header + padded body */
-export function rawMember(h: Parameters<typeof rawTarHeader>[0], body: Buffer = Buffer.alloc(0), pax?: [string, Buffer | string][]): Buffer {
+export function rawMember(
+  h: Parameters<typeof rawTarHeader>[0],
+  body: Buffer = Buffer.alloc(0),
+  pax?: [string, Buffer | string][],
+): Buffer {
   const parts: Buffer[] = [];
   if (pax) {
     const p = paxRecords(pax);

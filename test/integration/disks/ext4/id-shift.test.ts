@@ -33,7 +33,8 @@ describe('ext4 writer: idShift (base disks for --userns-remap)', () => {
     expect(debugfs(img, 'stat /home/app/data')).toMatch(/User:\s+101000\s+Group:\s+101000/);
     expect(debugfs(img, 'stat /var/lib/max')).toMatch(/User:\s+165535\s+Group:\s+100042/);
     // /home and /home/app are implied by the layer, / and lost+found are the writer's own
-    for (const p of ['/', '/home', '/home/app', '/lost+found']) expect(debugfs(img, `stat ${p}`)).toMatch(/User:\s+100000\s+Group:\s+100000/);
+    for (const p of ['/', '/home', '/home/app', '/lost+found'])
+      expect(debugfs(img, `stat ${p}`)).toMatch(/User:\s+100000\s+Group:\s+100000/);
     await withMount(img, (dir) => {
       expect(lstatSync(path.join(dir, 'home/app/data')).uid).toBe(101000);
     });
@@ -43,7 +44,9 @@ describe('ext4 writer: idShift (base disks for --userns-remap)', () => {
     const tar = await packTar([{ name: 'big', content: 'x', uid: 70000, gid: 0 }]);
     const dir = path.join(work, 'refused');
     mkdirSync(dir);
-    await expect(buildDisk([tar], path.join(dir, 'x.ext4'), { idShift: shift })).rejects.toThrow(/big: container uid 70000 cannot be mapped/);
+    await expect(buildDisk([tar], path.join(dir, 'x.ext4'), { idShift: shift })).rejects.toThrow(
+      /big: container uid 70000 cannot be mapped/,
+    );
     expect(readdirSync(dir)).toEqual([]);
   });
 
@@ -56,7 +59,19 @@ describe('ext4 writer: idShift (base disks for --userns-remap)', () => {
     writeFileSync(path.join(src, 'bin/ping'), 'ping');
     execFileSync('setcap', ['cap_net_raw+ep', path.join(src, 'bin/ping')]);
     const tarFile = path.join(work, 'cap.tar');
-    execFileSync('tar', ['--xattrs', '--xattrs-include=*', '--format=pax', '--numeric-owner', '--owner=0', '--group=0', '-C', src, '-cf', tarFile, '.']);
+    execFileSync('tar', [
+      '--xattrs',
+      '--xattrs-include=*',
+      '--format=pax',
+      '--numeric-owner',
+      '--owner=0',
+      '--group=0',
+      '-C',
+      src,
+      '-cf',
+      tarFile,
+      '.',
+    ]);
     const img = path.join(work, 'cap.ext4');
     await buildDisk([readFileSync(tarFile)], img, { idShift: shift });
     fsck(img);

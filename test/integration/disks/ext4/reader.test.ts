@@ -13,7 +13,6 @@ beforeAll(() => {
 });
 afterAll(() => cleanup(work));
 
-
 describe('Ext4Reader (libext2fs via WASM) reads what the writer wrote', () => {
   it('lists every entry with type, mode, owner, size, target and content, and never modifies the image', async () => {
     const extra: TarEntry[] = [
@@ -36,7 +35,14 @@ describe('Ext4Reader (libext2fs via WASM) reads what the writer wrote', () => {
       for await (const e of r.walk('/')) seen.set(e.path.slice(1), e);
       seen.delete('lost+found');
       expect([...seen.keys()].sort()).toEqual([...expected.keys()].sort());
-      const types = { file: 'file', directory: 'dir', symlink: 'symlink', 'character-device': 'char', 'block-device': 'block', fifo: 'fifo' } as const;
+      const types = {
+        file: 'file',
+        directory: 'dir',
+        symlink: 'symlink',
+        'character-device': 'char',
+        'block-device': 'block',
+        fifo: 'fifo',
+      } as const;
       for (const [p, exp] of expected) {
         const got = seen.get(p)!;
         expect(got.type, p).toBe(types[exp.type]);

@@ -1,7 +1,19 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { sha256Hex as sha } from '../../../fixtures/hash.js';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync, openSync, writeSync, readSync, closeSync, ftruncateSync, mkdirSync } from 'node:fs';
+import {
+  existsSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+  openSync,
+  writeSync,
+  readSync,
+  closeSync,
+  ftruncateSync,
+  mkdirSync,
+} from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { busyboxRootfsEntries, packTar, requireBusybox, type TarEntry } from '../../../fixtures/rootfs.js';
@@ -31,7 +43,6 @@ beforeAll(() => {
 });
 afterAll(() => cleanup(work));
 
-
 describe('ext4 writer: busybox rootfs', () => {
   it('is fsck-clean, matches the layer file by file, and runs /bin/busybox from a read-only loop mount', async () => {
     const entries = busyboxRootfsEntries();
@@ -44,13 +55,29 @@ describe('ext4 writer: busybox rootfs', () => {
     expect(statSync(img).blocks * 512).toBeLessThan(16 << 20);
     fsck(img);
     const features = debugfs(img, 'features');
-    for (const f of ['has_journal', 'ext_attr', 'dir_index', 'filetype', 'extent', '64bit', 'flex_bg', 'sparse_super', 'large_file', 'huge_file', 'dir_nlink', 'extra_isize', 'metadata_csum']) {
+    for (const f of [
+      'has_journal',
+      'ext_attr',
+      'dir_index',
+      'filetype',
+      'extent',
+      '64bit',
+      'flex_bg',
+      'sparse_super',
+      'large_file',
+      'huge_file',
+      'dir_nlink',
+      'extra_isize',
+      'metadata_csum',
+    ]) {
       expect(features).toContain(f);
     }
     const expected = referenceMerge([entries]);
     await withMount(img, (dir) => {
       expectTreeEquals(dir, expected);
-      const out = execFileSync('chroot', [dir, '/bin/busybox', 'sh', '-c', 'echo hi from $(cat /etc/hostname); ls /bin | wc -l'], { encoding: 'utf8' });
+      const out = execFileSync('chroot', [dir, '/bin/busybox', 'sh', '-c', 'echo hi from $(cat /etc/hostname); ls /bin | wc -l'], {
+        encoding: 'utf8',
+      });
       expect(out).toBe(`hi from localhost\n${entries.filter((e) => e.name.startsWith('bin/') && e.name !== 'bin/').length}\n`);
     });
     // an independent look at one inode through debugfs
@@ -70,7 +97,9 @@ describe('ext4 writer: busybox rootfs', () => {
     try {
       execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${wd}`, merged!]);
       try {
-        const out = execFileSync('chroot', [merged!, '/bin/sh', '-c', 'echo written > /etc/new; rm /etc/hostname; cat /etc/new; ls /etc'], { encoding: 'utf8' });
+        const out = execFileSync('chroot', [merged!, '/bin/sh', '-c', 'echo written > /etc/new; rm /etc/hostname; cat /etc/new; ls /etc'], {
+          encoding: 'utf8',
+        });
         expect(out).toBe('written\ngroup\nnew\npasswd\n');
       } finally {
         execFileSync('umount', [merged!]);
@@ -295,13 +324,17 @@ os.setxattr('${src}/large', 'user.other', b'v')`,
     await withMount(img, (dir) => {
       const out = execFileSync('getcap', [path.join(dir, 'bin/ping')], { encoding: 'utf8' });
       expect(out).toMatch(/cap_net_raw[=+]ep/);
-      const py = execFileSync('python3', [
-        '-c',
-        `import os,sys
+      const py = execFileSync(
+        'python3',
+        [
+          '-c',
+          `import os,sys
 print(os.getxattr('${dir}/small','user.mime').decode())
 print(os.getxattr('${dir}/small','trusted.bin').hex())
 print(len(os.getxattr('${dir}/large','user.big')), os.getxattr('${dir}/large','user.other').decode())`,
-      ], { encoding: 'utf8' });
+        ],
+        { encoding: 'utf8' },
+      );
       expect(py).toBe(`text/plain\n${Buffer.from(Array.from({ length: 16 }, (_, i) => i)).toString('hex')}\n1000 v\n`);
     });
     // in-inode vs block placement, seen through debugfs
@@ -392,23 +425,45 @@ describe('ext4 writer: big and sparse', () => {
     expect(groups).toMatch(/Group 20: .*\[INODE_UNINIT, BLOCK_UNINIT, ITABLE_ZEROED\]/);
     expect(groups).toMatch(/Group 0: .*\[ITABLE_ZEROED\]/);
     const small = path.join(work, 'small.ext4');
-    await expect(buildDisk([Buffer.concat([rawMember({ name: 'f' }, Buffer.alloc(40 << 20, 1)), TAR_END])], small, { sizeBytes: 32 << 20 })).rejects.toBeInstanceOf(InvalidParameterError);
+    await expect(
+      buildDisk([Buffer.concat([rawMember({ name: 'f' }, Buffer.alloc(40 << 20, 1)), TAR_END])], small, { sizeBytes: 32 << 20 }),
+    ).rejects.toBeInstanceOf(InvalidParameterError);
     expect(existsSync(small)).toBe(false);
   });
 });
 
 describe('ext4 writer: bad input', () => {
   const cases: [string, () => Promise<Buffer>, RegExp][] = [
-    ['dot-dot path', async () => Buffer.concat([rawMember({ name: 'a/../../etc/passwd' }, Buffer.from('x')), TAR_END]), /a\/\.\.\/\.\.\/etc\/passwd.*'\.\.'/],
-    ['absolute path', async () => Buffer.concat([rawMember({ name: '/etc/passwd' }, Buffer.from('x')), TAR_END]), /\/etc\/passwd.*absolute/],
-    ['hard link to a missing target', async () => Buffer.concat([rawMember({ name: 'link', type: '1', linkname: 'nowhere' }), TAR_END]), /link.*nowhere.*does not exist/],
-    ['truncated data', async () => Buffer.concat([rawMember({ name: 'file' }, Buffer.alloc(5000, 1))]).subarray(0, 3000), /truncated in entry file/],
+    [
+      'dot-dot path',
+      async () => Buffer.concat([rawMember({ name: 'a/../../etc/passwd' }, Buffer.from('x')), TAR_END]),
+      /a\/\.\.\/\.\.\/etc\/passwd.*'\.\.'/,
+    ],
+    [
+      'absolute path',
+      async () => Buffer.concat([rawMember({ name: '/etc/passwd' }, Buffer.from('x')), TAR_END]),
+      /\/etc\/passwd.*absolute/,
+    ],
+    [
+      'hard link to a missing target',
+      async () => Buffer.concat([rawMember({ name: 'link', type: '1', linkname: 'nowhere' }), TAR_END]),
+      /link.*nowhere.*does not exist/,
+    ],
+    [
+      'truncated data',
+      async () => Buffer.concat([rawMember({ name: 'file' }, Buffer.alloc(5000, 1))]).subarray(0, 3000),
+      /truncated in entry file/,
+    ],
     ['missing end-of-archive', async () => rawMember({ name: 'file' }, Buffer.alloc(10, 1)), /truncated after file/],
-    ['bad header checksum', async () => {
-      const m = rawMember({ name: 'file' }, Buffer.alloc(10, 1));
-      m[0] = 0x47;
-      return Buffer.concat([m, TAR_END]);
-    }, /checksum/],
+    [
+      'bad header checksum',
+      async () => {
+        const m = rawMember({ name: 'file' }, Buffer.alloc(10, 1));
+        m[0] = 0x47;
+        return Buffer.concat([m, TAR_END]);
+      },
+      /checksum/,
+    ],
   ];
   for (const [what, make, msg] of cases) {
     it(`rejects ${what} with a FormatError naming the entry and leaves no file`, async () => {
@@ -450,4 +505,3 @@ describe('ext4 writer: bad input', () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 });
-

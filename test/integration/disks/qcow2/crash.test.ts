@@ -51,7 +51,14 @@ async function runUntilCrash(cfg: Config, crashAfter: number, seed: number): Pro
   const dir = tempDir('crash');
   const base = baseFor(cfg.baseSize);
   const image = path.join(dir, 'ov.qcow2');
-  (await Qcow2Image.create(image, { size: cfg.size, backingFile: base.path, clusterBits: cfg.clusterBits, refcountOrder: cfg.refcountOrder })).closeSync();
+  (
+    await Qcow2Image.create(image, {
+      size: cfg.size,
+      backingFile: base.path,
+      clusterBits: cfg.clusterBits,
+      refcountOrder: cfg.refcountOrder,
+    })
+  ).closeSync();
   const cs = 2 ** cfg.clusterBits;
   let io: CrashingFileIo | undefined;
   const img = await Qcow2Image.open(image, {
@@ -138,7 +145,8 @@ async function verifyAfterCrash(o: Outcome, cfg: Config): Promise<number> {
   await rw.write(Buffer.alloc(5000, 0x78), 1000);
   await rw.close();
   const c2 = qemuCheck(o.image);
-  if (c2.corruptions !== 0 || (c2.status !== 0 && c2.status !== 3)) throw new Error(`qemu-img check after writing the crashed image: ${c2.raw}`);
+  if (c2.corruptions !== 0 || (c2.status !== 0 && c2.status !== 3))
+    throw new Error(`qemu-img check after writing the crashed image: ${c2.raw}`);
   // leaks can be reclaimed, after which QEMU finds the image clean
   const fixed = checkQcow2(o.image, { repair: 'leaks' });
   expect(fixed.leaksFixed).toBe(c2.leaks);
@@ -165,17 +173,29 @@ async function sweep(cfg: Config, seed: number, points: number): Promise<number>
 
 describe('crash consistency (power-failure model)', () => {
   it('64 KiB clusters: every crash point leaves a consistent image', async () => {
-    const n = await sweep({ clusterBits: 16, refcountOrder: 4, size: 4 * MiB, baseSize: 3 * MiB, ops: 80, prefill: 0, l2CacheTables: 32 }, 11, 20);
+    const n = await sweep(
+      { clusterBits: 16, refcountOrder: 4, size: 4 * MiB, baseSize: 3 * MiB, ops: 80, prefill: 0, l2CacheTables: 32 },
+      11,
+      20,
+    );
     expect(n).toBeGreaterThan(0);
   });
 
   it('4 KiB clusters with L2 evictions and refcount block allocation', async () => {
-    const n = await sweep({ clusterBits: 12, refcountOrder: 4, size: 6 * MiB, baseSize: 2 * MiB, ops: 80, prefill: 0, l2CacheTables: 1 }, 12, 14);
+    const n = await sweep(
+      { clusterBits: 12, refcountOrder: 4, size: 6 * MiB, baseSize: 2 * MiB, ops: 80, prefill: 0, l2CacheTables: 1 },
+      12,
+      14,
+    );
     expect(n).toBeGreaterThan(0);
   });
 
   it('512-byte clusters with 64-bit refcounts: crashes while the refcount table moves', async () => {
-    const n = await sweep({ clusterBits: 9, refcountOrder: 6, size: 3 * MiB, baseSize: MiB, ops: 40, prefill: 2560 * 1024, l2CacheTables: 4 }, 13, 16);
+    const n = await sweep(
+      { clusterBits: 9, refcountOrder: 6, size: 3 * MiB, baseSize: MiB, ops: 40, prefill: 2560 * 1024, l2CacheTables: 4 },
+      13,
+      16,
+    );
     expect(n).toBeGreaterThan(0);
   });
 });

@@ -39,7 +39,13 @@ export function qemuCheck(image: string): CheckResult {
   } catch {
     // leave empty: status says the rest
   }
-  return { status: r.status, corruptions: j.corruptions ?? 0, leaks: j.leaks ?? 0, checkErrors: j['check-errors'] ?? 0, raw: r.stdout + r.stderr };
+  return {
+    status: r.status,
+    corruptions: j.corruptions ?? 0,
+    leaks: j.leaks ?? 0,
+    checkErrors: j['check-errors'] ?? 0,
+    raw: r.stdout + r.stderr,
+  };
 }
 
 export function qemuCompare(a: string, b: string): { identical: boolean; out: string } {

@@ -25,7 +25,12 @@ function expectClean(image: string): void {
   expect(mine.leaks).toBe(0);
   const c = qemuCheck(image);
   expect(c.raw).not.toMatch(/ERROR|Leaked/);
-  expect({ status: c.status, corruptions: c.corruptions, leaks: c.leaks, checkErrors: c.checkErrors }).toEqual({ status: 0, corruptions: 0, leaks: 0, checkErrors: 0 });
+  expect({ status: c.status, corruptions: c.corruptions, leaks: c.leaks, checkErrors: c.checkErrors }).toEqual({
+    status: 0,
+    corruptions: 0,
+    leaks: 0,
+    checkErrors: 0,
+  });
 }
 
 function expectIdentical(image: string, raw: string): void {
@@ -89,7 +94,9 @@ describe('images we create', () => {
     const dir = tempDir('create-bad');
     writeFileSync(path.join(dir, 'exists.qcow2'), 'x');
     expect(() => Qcow2Image.createSync(path.join(dir, 'exists.qcow2'), { size: MiB })).toThrow(/already exists/);
-    expect(() => Qcow2Image.createSync(path.join(dir, 'n.qcow2'), { backingFile: 'nope.raw' })).toThrow(/backing file .*nope.raw does not exist/);
+    expect(() => Qcow2Image.createSync(path.join(dir, 'n.qcow2'), { backingFile: 'nope.raw' })).toThrow(
+      /backing file .*nope.raw does not exist/,
+    );
     expect(() => Qcow2Image.createSync(path.join(dir, 'n.qcow2'), { size: 1000 })).toThrow(/multiple of 512/);
     expect(readdirNames(dir)).toEqual(['exists.qcow2']);
   });
@@ -120,7 +127,13 @@ async function workload(o: WorkloadOpts): Promise<{ dir: string; image: string; 
   base.copy(ref, 0, 0, Math.min(o.baseSize, o.size));
   const image = path.join(dir, 'ov.qcow2');
   const cs = 2 ** o.clusterBits;
-  let img = await Qcow2Image.create(image, { size: o.size, backingFile: 'base.raw', backingFormat: 'raw', clusterBits: o.clusterBits, refcountOrder: o.refcountOrder ?? 4 });
+  let img = await Qcow2Image.create(image, {
+    size: o.size,
+    backingFile: 'base.raw',
+    backingFormat: 'raw',
+    clusterBits: o.clusterBits,
+    refcountOrder: o.refcountOrder ?? 4,
+  });
   const reopen = async () => {
     await img.close();
     img = await Qcow2Image.open(image, { readOnly: false, l2CacheTables: o.l2CacheTables ?? 32, refcountCacheBlocks: 2 });
@@ -191,7 +204,15 @@ describe('random workloads compared with a raw reference', () => {
   });
 
   it('512-byte clusters with 64-bit refcounts: refcount blocks and the refcount table grow', async () => {
-    const { image, ref } = await workload({ seed: 3, baseSize: 1 * MiB, size: 4 * MiB, clusterBits: 9, refcountOrder: 6, ops: 400, prefill: 3 * MiB });
+    const { image, ref } = await workload({
+      seed: 3,
+      baseSize: 1 * MiB,
+      size: 4 * MiB,
+      clusterBits: 9,
+      refcountOrder: 6,
+      ops: 400,
+      prefill: 3 * MiB,
+    });
     expectClean(image);
     expectIdentical(image, ref);
     const info = JSON.parse(runOk('qemu-img', ['info', '--output=json', image]));
@@ -234,7 +255,15 @@ describe('large virtual disks', () => {
     expect(z.subarray(0, 65536 * 4).every((x) => x === 0)).toBe(true);
     expect(z.subarray(65536 * 4, 65536 * 3 + 17 + 70000).every((x) => x === 0x13)).toBe(true);
     await ro.close();
-    runOk('qemu-io', ['-f', 'qcow2', '-c', `read -P 0x13 ${17 * 1024 * MiB + 65536 * 4} 4096`, '-c', `read -P 0x14 ${size - 70000} 70000`, image]);
+    runOk('qemu-io', [
+      '-f',
+      'qcow2',
+      '-c',
+      `read -P 0x13 ${17 * 1024 * MiB + 65536 * 4} 4096`,
+      '-c',
+      `read -P 0x14 ${size - 70000} 70000`,
+      image,
+    ]);
   });
 });
 
@@ -245,7 +274,19 @@ describe('images QEMU writes', () => {
     const base = makeBase(basePath, 4 * MiB);
     const image = path.join(dir, 'ov.qcow2');
     runOk('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', 'base.raw', '-F', 'raw', image, String(6 * MiB)]);
-    runOk('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0xab 0 64k', '-c', 'write -P 0xcd 100k 10k', '-c', 'write -z 1M 128k', '-c', 'write -P 0x11 5M 4k', image]);
+    runOk('qemu-io', [
+      '-f',
+      'qcow2',
+      '-c',
+      'write -P 0xab 0 64k',
+      '-c',
+      'write -P 0xcd 100k 10k',
+      '-c',
+      'write -z 1M 128k',
+      '-c',
+      'write -P 0x11 5M 4k',
+      image,
+    ]);
     const ref = Buffer.alloc(6 * MiB);
     base.copy(ref);
     ref.fill(0xab, 0, 65536);
@@ -374,7 +415,10 @@ describe('images QEMU writes', () => {
     const got = Buffer.alloc(2 * MiB);
     await img.read(got, 0);
     expect(got.equals(readFileSync(raw))).toBe(true);
-    await expect(img.write(Buffer.alloc(512, 1), 300000)).rejects.toMatchObject({ code: 'ERR_QCOW2_UNSUPPORTED', message: expect.stringMatching(/compressed cluster/) });
+    await expect(img.write(Buffer.alloc(512, 1), 300000)).rejects.toMatchObject({
+      code: 'ERR_QCOW2_UNSUPPORTED',
+      message: expect.stringMatching(/compressed cluster/),
+    });
     // discarding a compressed cluster frees its host clusters correctly
     await img.discard(5 * 65536, 65536);
     await img.close();
@@ -392,7 +436,10 @@ describe('images QEMU writes', () => {
     await ro.read(b, 0);
     expect(b.every((x) => x === 0x33)).toBe(true);
     await ro.close();
-    await expect(Qcow2Image.open(image, { readOnly: false })).rejects.toMatchObject({ code: 'ERR_QCOW2_UNSUPPORTED', message: expect.stringMatching(/internal snapshots/) });
+    await expect(Qcow2Image.open(image, { readOnly: false })).rejects.toMatchObject({
+      code: 'ERR_QCOW2_UNSUPPORTED',
+      message: expect.stringMatching(/internal snapshots/),
+    });
   });
 
   it('keeps unknown header extensions and clears autoclear bits it does not maintain', async () => {
@@ -453,7 +500,9 @@ describe('corrupt images are rejected', () => {
     const err = await ro.read(Buffer.alloc(512), 65536).catch((x) => x);
     expect(err).toBeInstanceOf(FormatError);
     expect(err.code).toBe('ERR_QCOW2_CORRUPT');
-    expect(err.message).toMatch(/L2 entry 1 of the L2 table at 0x[0-9a-f]+ \(guest offset 0x10000\) points to 0x40000000, past the end of the file/);
+    expect(err.message).toMatch(
+      /L2 entry 1 of the L2 table at 0x[0-9a-f]+ \(guest offset 0x10000\) points to 0x40000000, past the end of the file/,
+    );
     // other clusters still read (zeros)
     const ok = Buffer.alloc(512, 1);
     await ro.read(ok, 0);
@@ -467,7 +516,9 @@ describe('corrupt images are rejected', () => {
     const info = JSON.parse(runOk('qemu-img', ['info', '--output=json', '--force-share', image]));
     expect(info['format-specific'].data.corrupt).toBe(true);
     await expect(Qcow2Image.open(image, { readOnly: false })).rejects.toMatchObject({ code: 'ERR_QCOW2_CORRUPT' });
-    expect(checkQcow2(image).corruptions).toEqual([expect.stringMatching(/^L2 entry 1 of the L2 table at 0x[0-9a-f]+ points to 0x40000000 \(misaligned or past the end of the file\)$/)]);
+    expect(checkQcow2(image).corruptions).toEqual([
+      expect.stringMatching(/^L2 entry 1 of the L2 table at 0x[0-9a-f]+ points to 0x40000000 \(misaligned or past the end of the file\)$/),
+    ]);
   });
 
   it('an L1 entry pointing at the refcount table is refused as overlapping metadata', async () => {
@@ -482,7 +533,10 @@ describe('corrupt images are rejected', () => {
     writeSync(fd, e, 0, 8, l1);
     closeSync(fd);
     const ro = await Qcow2Image.open(image, { readOnly: true });
-    await expect(ro.read(Buffer.alloc(512), 0)).rejects.toMatchObject({ code: 'ERR_QCOW2_CORRUPT', message: expect.stringMatching(/L1 entry 0 .* overlaps the refcount table/) });
+    await expect(ro.read(Buffer.alloc(512), 0)).rejects.toMatchObject({
+      code: 'ERR_QCOW2_CORRUPT',
+      message: expect.stringMatching(/L1 entry 0 .* overlaps the refcount table/),
+    });
     await ro.close();
   });
 
@@ -491,7 +545,10 @@ describe('corrupt images are rejected', () => {
     makeBase(path.join(dir, 'base.raw'), MiB);
     runOk('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', 'base.raw', '-F', 'raw', path.join(dir, 'o.qcow2')]);
     runOk('rm', [path.join(dir, 'base.raw')]);
-    await expect(Qcow2Image.open(path.join(dir, 'o.qcow2'), { readOnly: true })).rejects.toMatchObject({ code: 'ERR_DISK_NOT_FOUND', message: expect.stringMatching(/base.raw does not exist/) });
+    await expect(Qcow2Image.open(path.join(dir, 'o.qcow2'), { readOnly: true })).rejects.toMatchObject({
+      code: 'ERR_DISK_NOT_FOUND',
+      message: expect.stringMatching(/base.raw does not exist/),
+    });
   });
 });
 
@@ -508,7 +565,9 @@ describe('raw backend', () => {
     await expect(r.read(Buffer.alloc(2), 65535)).rejects.toMatchObject({ code: 'ERR_BLOCK_RANGE' });
     await r.writeZeroes(1010, 50);
     await r.read(b, 1000);
-    expect([...b.subarray(0, 10)].every((x) => x === 9) && b.subarray(10, 60).every((x) => x === 0) && b.subarray(60).every((x) => x === 9)).toBe(true);
+    expect(
+      [...b.subarray(0, 10)].every((x) => x === 9) && b.subarray(10, 60).every((x) => x === 0) && b.subarray(60).every((x) => x === 9),
+    ).toBe(true);
     await r.close();
     const ro = RawFile.open(p, { readOnly: true });
     expect(() => ro.writeSync(Buffer.alloc(1), 0)).toThrow(TvmError);

@@ -15,7 +15,7 @@ function cgroup2Mount(): string {
     const f = line.split(' ');
     if (f[2] === 'cgroup2') return f[1]!;
   }
-  throw new Error('no cgroup2 hierarchy is mounted on this host (needed to test the agent\'s v2 path)');
+  throw new Error("no cgroup2 hierarchy is mounted on this host (needed to test the agent's v2 path)");
 }
 
 let env: Env;
@@ -25,7 +25,13 @@ let iso: HostIsolation;
 beforeAll(async () => {
   env = await setup();
   root = cgroup2Mount();
-  iso = new HostIsolation({ dataRoot: env.dataRoot, runRoot: env.runRoot, agentPath: AGENT, ...fakeImages(env.disk), cgroup: { version: 2, root } });
+  iso = new HostIsolation({
+    dataRoot: env.dataRoot,
+    runRoot: env.runRoot,
+    agentPath: AGENT,
+    ...fakeImages(env.disk),
+    cgroup: { version: 2, root },
+  });
 });
 
 afterAll(() => {
@@ -36,7 +42,11 @@ describe('HostIsolation on a cgroup v2 hierarchy', () => {
   // Issue 16 item 10: the container's own group is its /sys/fs/cgroup, read-only, as Docker's
   // cgroup namespace gives it (runtimes read their limits there).
   it('shows the container its own group at /sys/fs/cgroup, read-only', async () => {
-    const s = makeSpec(env, ['sh', '-c', 'cat /sys/fs/cgroup/cgroup.procs; ls /sys/fs/cgroup | grep -c "^cgroup.freeze$"; echo 1 > /sys/fs/cgroup/cgroup.freeze || echo refused']);
+    const s = makeSpec(env, [
+      'sh',
+      '-c',
+      'cat /sys/fs/cgroup/cgroup.procs; ls /sys/fs/cgroup | grep -c "^cgroup.freeze$"; echo 1 > /sys/fs/cgroup/cgroup.freeze || echo refused',
+    ]);
     const r = await run(env, s, iso);
     const out = r.stdout.trim().split('\n');
     expect(out[0]).toBe('1');
@@ -53,7 +63,13 @@ describe('HostIsolation on a cgroup v2 hierarchy', () => {
     const procs = readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').trim().split('\n').map(Number);
     expect(procs).toContain(info.pid);
     const counter = path.join(s.stateDir, 'upper/tmp/c');
-    const read = () => { try { return Number(readFileSync(counter, 'utf8')); } catch { return 0; } };
+    const read = () => {
+      try {
+        return Number(readFileSync(counter, 'utf8'));
+      } catch {
+        return 0;
+      }
+    };
     await until('the counter to run', () => read() > 2);
     await iso.pause(s);
     expect(readFileSync(path.join(dir, 'cgroup.events'), 'utf8')).toContain('frozen 1');
@@ -65,7 +81,25 @@ describe('HostIsolation on a cgroup v2 hierarchy', () => {
     expect((await iso.top(s)).some((p) => p.pid === info.pid)).toBe(true);
     // the eBPF device filter (the v1 devices controller is not in play for this container)
     const out = new Sink();
-    const e = await iso.exec(s, { process: { args: ['sh', '-c', 'mknod /tmp/disk b 7 0 && echo made; head -c 1 /tmp/disk >/dev/null; echo read=$?; head -c 1 /dev/urandom | wc -c'], env: [], cwd: '/', user: '', tty: false, openStdin: false }, privileged: false }, { stdout: out, stderr: new Sink() });
+    const e = await iso.exec(
+      s,
+      {
+        process: {
+          args: [
+            'sh',
+            '-c',
+            'mknod /tmp/disk b 7 0 && echo made; head -c 1 /tmp/disk >/dev/null; echo read=$?; head -c 1 /dev/urandom | wc -c',
+          ],
+          env: [],
+          cwd: '/',
+          user: '',
+          tty: false,
+          openStdin: false,
+        },
+        privileged: false,
+      },
+      { stdout: out, stderr: new Sink() },
+    );
     await e.wait();
     await e.attachment.done;
     expect(out.text).toBe('made\nread=1\n1\n');

@@ -98,7 +98,10 @@ describe('overlayChanges on a synthetic upper over a lower', () => {
       [`${path.join(upper, 'usr/share/doc/README')}|${OVERLAY_WHITEOUT_XATTR}`, Buffer.alloc(0)],
     ]);
     const getxattr = (f: string, n: string) => xattrs.get(`${f}|${n}`);
-    const out = await overlayChanges(upper, lower, { hidden: ['/dev', '/proc', '/sys', '/etc/hosts', '/etc/hostname', '/etc/resolv.conf'], getxattr });
+    const out = await overlayChanges(upper, lower, {
+      hidden: ['/dev', '/proc', '/sys', '/etc/hosts', '/etc/hostname', '/etc/resolv.conf'],
+      getxattr,
+    });
     expect(lines(out)).toEqual([
       'C /a',
       'A /a-b', // byte order: '-' sorts before '/'

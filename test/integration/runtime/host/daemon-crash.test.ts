@@ -17,10 +17,15 @@ afterAll(() => {
 function crashingDaemon(arg: unknown): Promise<{ stdout: string; signal: NodeJS.Signals | null }> {
   const child = path.join(import.meta.dirname, 'daemon-crash.child.ts');
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', child, JSON.stringify(arg)], { cwd: path.resolve(import.meta.dirname, '../../../..') }, (err, stdout, stderr) => {
-      if (err && !err.signal) throw new Error(`child daemon failed: ${stderr}`);
-      resolve({ stdout, signal: err?.signal ?? null });
-    });
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', child, JSON.stringify(arg)],
+      { cwd: path.resolve(import.meta.dirname, '../../../..') },
+      (err, stdout, stderr) => {
+        if (err && !err.signal) throw new Error(`child daemon failed: ${stderr}`);
+        resolve({ stdout, signal: err?.signal ?? null });
+      },
+    );
   });
 }
 
@@ -39,13 +44,20 @@ describe('daemon crash', () => {
     // a new daemon can attach and exec as if nothing happened
     const out = new Sink();
     const att = await iso.attach(s, { stdout: out, stderr: new Sink() });
-    const e = await iso.exec(s, { process: { args: ['touch', '/tmp/go'], env: [], cwd: '/', user: '', tty: false, openStdin: false }, privileged: false }, { stdout: new Sink(), stderr: new Sink() });
+    const e = await iso.exec(
+      s,
+      { process: { args: ['touch', '/tmp/go'], env: [], cwd: '/', user: '', tty: false, openStdin: false }, privileged: false },
+      { stdout: new Sink(), stderr: new Sink() },
+    );
     expect((await e.wait()).exitCode).toBe(0);
     const st = await iso.wait(s);
     await att.done;
     expect(st.exitCode).toBe(9);
     expect(out.text).toBe('after\n');
-    const lines = readFileSync(s.logPath, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { log: string }).log);
+    const lines = readFileSync(s.logPath, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { log: string }).log);
     expect(lines).toEqual(['before\n', 'after\n']);
     await iso.remove(s);
     expect(existsSync(s.stateDir)).toBe(false);

@@ -55,8 +55,15 @@ export async function makeBaseDisk(dir: string): Promise<string> {
 
 export function fakeImages(disk: string): { images: ImageStore; baseDisks: BaseDisks } {
   const rec: ImageRecord = {
-    id: IMAGE_ID, repoTags: ['busybox:test'], repoDigests: [], created: '2024-01-01T00:00:00Z',
-    architecture: 'amd64', os: 'linux', config: { Cmd: ['sh'] }, diffIds: [], size: 0,
+    id: IMAGE_ID,
+    repoTags: ['busybox:test'],
+    repoDigests: [],
+    created: '2024-01-01T00:00:00Z',
+    architecture: 'amd64',
+    os: 'linux',
+    config: { Cmd: ['sh'] },
+    diffIds: [],
+    size: 0,
   };
   const nope = () => Promise.reject(new Error('not used by these tests'));
   const images: ImageStore = {
@@ -64,7 +71,13 @@ export function fakeImages(disk: string): { images: ImageStore; baseDisks: BaseD
       if (ref !== IMAGE_ID && ref !== 'busybox:test') throw new Error(`no such image ${ref}`);
       return rec;
     },
-    list: async () => [rec], pull: nope, load: nope, save: nope, importRootfs: nope, tag: nope, remove: nope,
+    list: async () => [rec],
+    pull: nope,
+    load: nope,
+    save: nope,
+    importRootfs: nope,
+    tag: nope,
+    remove: nope,
     layerStreams: () => ({ [Symbol.asyncIterator]: () => ({ next: nope }) }),
   };
   return { images, baseDisks: { ensure: async () => disk } };
@@ -122,4 +135,3 @@ export async function run(env: Env, spec: ContainerSpec, iso = env.iso) {
   await att.done;
   return { info, status, stdout: stdout.text, stderr: stderr.text };
 }
-

@@ -34,7 +34,10 @@ function spec(args: string[], over = {}, proc = {}) {
 }
 
 function logLines(s: ReturnType<typeof makeSpec>) {
-  return readFileSync(s.logPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { log: string; stream: string; time: string });
+  return readFileSync(s.logPath, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { log: string; stream: string; time: string });
 }
 
 describe('HostIsolation: run', () => {
@@ -57,7 +60,11 @@ describe('HostIsolation: run', () => {
     const r = await run(env, s);
     expect(r.stdout).toBe('out\n');
     expect(r.stderr).toBe('err\n');
-    expect(logLines(s).map((l) => `${l.stream}:${l.log}`).sort()).toEqual(['stderr:err\n', 'stdout:out\n']);
+    expect(
+      logLines(s)
+        .map((l) => `${l.stream}:${l.log}`)
+        .sort(),
+    ).toEqual(['stderr:err\n', 'stdout:out\n']);
   });
 
   it('reports exit codes', async () => {
@@ -74,7 +81,7 @@ describe('HostIsolation: run', () => {
     expect(st.exitCode).toBe(137);
   });
 
-  it('fails start with Docker\'s error and exit 127 for a missing executable', async () => {
+  it("fails start with Docker's error and exit 127 for a missing executable", async () => {
     const s = spec(['nosuchcmd']);
     await env.iso.create(s);
     await expect(env.iso.start(s)).rejects.toThrow('exec: "nosuchcmd": executable file not found in $PATH');
@@ -107,7 +114,10 @@ describe('HostIsolation: run', () => {
     await expect(env.iso.start(s)).rejects.toThrow('unable to find user ghost');
     // the failed start is an exit status, and the supervisor and its cgroup go away
     expect(await env.iso.wait(s)).toMatchObject({ exitCode: 126, error: expect.stringContaining('unable to find user ghost') });
-    await until('the supervisor to go', async () => (await supervisorPid(s.stateDir)) === undefined && cgroupDirs(cgroupFor(s.id)).length === 0);
+    await until(
+      'the supervisor to go',
+      async () => (await supervisorPid(s.stateDir)) === undefined && cgroupDirs(cgroupFor(s.id)).length === 0,
+    );
   });
 
   it('sets the hostname and makes the workload PID 1 of a pid namespace that shows only its own processes', async () => {
@@ -120,7 +130,14 @@ describe('HostIsolation: run', () => {
   });
 
   it('writes /etc/hostname, /etc/hosts, /etc/resolv.conf and brings up lo in its own network namespace', async () => {
-    const r = await run(env, spec(['sh', '-c', 'cat /etc/hostname; grep -c localhost /etc/hosts; grep -c nameserver /etc/resolv.conf; cat /sys/class/net/lo/operstate; ls /sys/class/net']));
+    const r = await run(
+      env,
+      spec([
+        'sh',
+        '-c',
+        'cat /etc/hostname; grep -c localhost /etc/hosts; grep -c nameserver /etc/resolv.conf; cat /sys/class/net/lo/operstate; ls /sys/class/net',
+      ]),
+    );
     const lines = r.stdout.trim().split('\n');
     expect(lines[0]).toBe('box');
     expect(Number(lines[1])).toBeGreaterThan(0);
@@ -131,7 +148,22 @@ describe('HostIsolation: run', () => {
 
   it('has a private /dev with the standard nodes and /dev/pts, /dev/shm', async () => {
     const r = await run(env, spec(['sh', '-c', 'ls /dev; echo x > /dev/null && head -c 4 /dev/zero | wc -c; readlink /dev/ptmx']));
-    for (const n of ['null', 'zero', 'full', 'random', 'urandom', 'tty', 'pts', 'shm', 'mqueue', 'ptmx', 'fd', 'stdin', 'stdout', 'stderr']) {
+    for (const n of [
+      'null',
+      'zero',
+      'full',
+      'random',
+      'urandom',
+      'tty',
+      'pts',
+      'shm',
+      'mqueue',
+      'ptmx',
+      'fd',
+      'stdin',
+      'stdout',
+      'stderr',
+    ]) {
       expect(r.stdout.split('\n')).toContain(n);
     }
     expect(r.stdout).toContain('\n4\n');
@@ -157,7 +189,9 @@ describe('HostIsolation: run', () => {
   });
 
   it('writes every resource limit into the cgroup as Docker does', async () => {
-    const s = spec(['sleep', '1000'], { resources: { memory: 64 << 20, memorySwap: 96 << 20, nanoCpus: 500_000_000, cpuShares: 512, pidsLimit: 30, cpusetCpus: '0' } });
+    const s = spec(['sleep', '1000'], {
+      resources: { memory: 64 << 20, memorySwap: 96 << 20, nanoCpus: 500_000_000, cpuShares: 512, pidsLimit: 30, cpusetCpus: '0' },
+    });
     await env.iso.create(s);
     await env.iso.start(s);
     const cg = (ctrl: string, file: string) => readFileSync(path.join('/sys/fs/cgroup', ctrl, 'tvm', s.id, file), 'utf8').trim();
@@ -225,14 +259,24 @@ describe('HostIsolation: run', () => {
     const { mkdirSync, writeFileSync } = await import('node:fs');
     mkdirSync(host, { recursive: true });
     writeFileSync(path.join(host, 'f'), 'from host\n');
-    const r = await run(env, spec(['sh', '-c', 'cat /data/f; echo w > /data/w; echo rw=$?; echo x > /ro/x; echo ro=$?; echo t > /scratch/t && cat /scratch/t; touch /newfile; echo root=$?'], {
-      readonlyRootfs: true,
-      mounts: [
-        { type: 'bind', source: host, destination: '/data', readonly: false },
-        { type: 'bind', source: host, destination: '/ro', readonly: true },
-        { type: 'tmpfs', source: '', destination: '/scratch', readonly: false, options: ['size=1m'] },
-      ],
-    }));
+    const r = await run(
+      env,
+      spec(
+        [
+          'sh',
+          '-c',
+          'cat /data/f; echo w > /data/w; echo rw=$?; echo x > /ro/x; echo ro=$?; echo t > /scratch/t && cat /scratch/t; touch /newfile; echo root=$?',
+        ],
+        {
+          readonlyRootfs: true,
+          mounts: [
+            { type: 'bind', source: host, destination: '/data', readonly: false },
+            { type: 'bind', source: host, destination: '/ro', readonly: true },
+            { type: 'tmpfs', source: '', destination: '/scratch', readonly: false, options: ['size=1m'] },
+          ],
+        },
+      ),
+    );
     expect(r.stdout).toContain('from host');
     expect(r.stdout).toContain('rw=0');
     expect(r.stdout).not.toContain('ro=0');
@@ -278,25 +322,54 @@ describe('HostIsolation: interactive and running containers', () => {
     await env.iso.create(s);
     await env.iso.start(s);
     const out1 = new Sink();
-    const e1 = await env.iso.exec(s, { process: { args: ['sh', '-c', 'cat /proc/1/cmdline | tr "\\0" " "; echo; echo shared > /tmp/x'], env: [], cwd: '/', user: '', tty: false, openStdin: false }, privileged: false }, { stdout: out1, stderr: new Sink() });
+    const e1 = await env.iso.exec(
+      s,
+      {
+        process: {
+          args: ['sh', '-c', 'cat /proc/1/cmdline | tr "\\0" " "; echo; echo shared > /tmp/x'],
+          env: [],
+          cwd: '/',
+          user: '',
+          tty: false,
+          openStdin: false,
+        },
+        privileged: false,
+      },
+      { stdout: out1, stderr: new Sink() },
+    );
     expect(e1.pid).toBeGreaterThan(1);
     expect((await e1.wait()).exitCode).toBe(0);
     await e1.attachment.done;
     expect(out1.text).toBe('sleep 1000 \n');
     const out2 = new Sink();
-    const e2 = await env.iso.exec(s, { process: { args: ['sh', '-c', 'cat /tmp/x; hostname; exit 4'], env: [], cwd: '/', user: 'app', tty: false, openStdin: false }, privileged: false }, { stdout: out2, stderr: new Sink() });
+    const e2 = await env.iso.exec(
+      s,
+      {
+        process: { args: ['sh', '-c', 'cat /tmp/x; hostname; exit 4'], env: [], cwd: '/', user: 'app', tty: false, openStdin: false },
+        privileged: false,
+      },
+      { stdout: out2, stderr: new Sink() },
+    );
     expect((await e2.wait()).exitCode).toBe(4);
     await e2.attachment.done;
     expect(out2.text).toBe('shared\nbox\n');
     const ttyOut = new Sink();
-    const e3 = await env.iso.exec(s, { process: { args: ['sh', '-c', 'tty; stty size'], env: [], cwd: '/', user: '', tty: true, openStdin: false }, privileged: false }, { stdout: ttyOut, stderr: new Sink() });
+    const e3 = await env.iso.exec(
+      s,
+      { process: { args: ['sh', '-c', 'tty; stty size'], env: [], cwd: '/', user: '', tty: true, openStdin: false }, privileged: false },
+      { stdout: ttyOut, stderr: new Sink() },
+    );
     await e3.resize(12, 34).catch(() => {}); // may race with a fast exit; the size below is from before
     expect((await e3.wait()).exitCode).toBe(0);
     await e3.attachment.done;
     expect(ttyOut.text).toMatch(/^\/dev\/pts\/\d+\r\n/);
     const top = await env.iso.top(s);
     expect(top.map((p) => p.cmd)).toContain('sleep 1000');
-    const missing = await env.iso.exec(s, { process: { args: ['nope'], env: [], cwd: '/', user: '', tty: false, openStdin: false }, privileged: false }, { stdout: new Sink(), stderr: new Sink() });
+    const missing = await env.iso.exec(
+      s,
+      { process: { args: ['nope'], env: [], cwd: '/', user: '', tty: false, openStdin: false }, privileged: false },
+      { stdout: new Sink(), stderr: new Sink() },
+    );
     const ms = await missing.wait();
     expect(ms.exitCode).toBe(127);
     expect(ms.error).toContain('executable file not found');
@@ -309,7 +382,13 @@ describe('HostIsolation: interactive and running containers', () => {
     await env.iso.create(s);
     await env.iso.start(s);
     const counter = path.join(s.stateDir, 'upper/tmp/c');
-    const read = () => { try { return Number(readFileSync(counter, 'utf8')); } catch { return 0; } };
+    const read = () => {
+      try {
+        return Number(readFileSync(counter, 'utf8'));
+      } catch {
+        return 0;
+      }
+    };
     await until('the counter to run', () => read() > 2);
     await env.iso.pause(s);
     const a = read();
@@ -348,7 +427,11 @@ describe('HostIsolation: lifecycle', () => {
     const second = env.newIsolation();
     const rec = await second.recover(s);
     expect('running' in rec).toBe(true);
-    const touch = await second.exec(s, { process: { args: ['touch', '/tmp/go'], env: [], cwd: '/', user: '', tty: false, openStdin: false }, privileged: false }, { stdout: new Sink(), stderr: new Sink() });
+    const touch = await second.exec(
+      s,
+      { process: { args: ['touch', '/tmp/go'], env: [], cwd: '/', user: '', tty: false, openStdin: false }, privileged: false },
+      { stdout: new Sink(), stderr: new Sink() },
+    );
     expect((await touch.wait()).exitCode).toBe(0);
     const st = await second.wait(s);
     expect(st.exitCode).toBe(5);
@@ -409,7 +492,13 @@ describe('HostIsolation: lifecycle', () => {
     const live = spec(['sh', '-c', 'ln -s / /tmp/escape; echo inside > /tmp/f; sleep 1000']);
     await env.iso.create(live);
     await env.iso.start(live);
-    await until('the file to appear', async () => { try { return await env.iso.archive(live, '/tmp/f'); } catch { return undefined; } });
+    await until('the file to appear', async () => {
+      try {
+        return await env.iso.archive(live, '/tmp/f');
+      } catch {
+        return undefined;
+      }
+    });
     const t2 = await env.iso.archive(live, '/tmp/escape/etc/passwd');
     const ex2 = extract();
     let body2 = '';
@@ -487,6 +576,8 @@ describe('HostIsolation: lifecycle', () => {
       expect(cgroupDirs(cgroupFor(s.id))).toEqual([]);
       expect((await mountPoints()).has(mp)).toBe(false);
     }
-    await expect(env.iso.create(makeSpec(env, ['true'], { resources: { memory: 1000 } }))).rejects.toThrow('minimum memory limit allowed is 6MB');
+    await expect(env.iso.create(makeSpec(env, ['true'], { resources: { memory: 1000 } }))).rejects.toThrow(
+      'minimum memory limit allowed is 6MB',
+    );
   });
 });

@@ -15,7 +15,10 @@ import { busyboxRootfsEntries, packTar } from '../../../fixtures/rootfs.js';
 import { AGENT, fakeImages, makeSpec, run, setup, type Env } from './harness.js';
 
 const maps = {
-  uidMap: [{ containerID: 0, hostID: 200000, size: 1000 }, { containerID: 1000, hostID: 300000, size: 64536 }],
+  uidMap: [
+    { containerID: 0, hostID: 200000, size: 1000 },
+    { containerID: 1000, hostID: 300000, size: 64536 },
+  ],
   gidMap: [{ containerID: 0, hostID: 200000, size: 65536 }],
 };
 
@@ -31,8 +34,22 @@ beforeAll(async () => {
   entries.push({ name: 'bin/setpriv', type: 'symlink', linkname: 'busybox' });
   const tar = await packTar(entries);
   const { images, baseDisks } = fakeImages(env.disk);
-  const shifted = new BaseDiskCache({ dataRoot: env.dataRoot, layerStreams: () => (async function* () { yield Readable.from([tar]); })(), idShift: maps });
-  iso = new HostIsolation({ dataRoot: env.dataRoot, runRoot: env.runRoot, agentPath: AGENT, images, baseDisks, userns: { maps, baseDisks: shifted } });
+  const shifted = new BaseDiskCache({
+    dataRoot: env.dataRoot,
+    layerStreams: () =>
+      (async function* () {
+        yield Readable.from([tar]);
+      })(),
+    idShift: maps,
+  });
+  iso = new HostIsolation({
+    dataRoot: env.dataRoot,
+    runRoot: env.runRoot,
+    agentPath: AGENT,
+    images,
+    baseDisks,
+    userns: { maps, baseDisks: shifted },
+  });
 });
 
 afterAll(async () => {
@@ -73,10 +90,16 @@ describe('HostIsolation with a user namespace', () => {
     const s = spec(['sh', '-c', 'id -u; cat /proc/self/uid_map; stat -c "%u %g" /bin/busybox /home/app; touch /made-by-root']);
     const r = await run(env, s, iso);
     expect(r.status.exitCode, r.stderr).toBe(0);
-    const lines = r.stdout.trim().split('\n').map((l) => l.trim().split(/\s+/).join(' '));
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/).join(' '));
     expect(lines).toEqual(['0', '0 200000 1000', '1000 300000 64536', '0 0', '1000 1000']);
     // restarted as uid 1000 (the second range): its files are 300000 on the host
-    await iso.start({ ...s, process: { ...s.process, args: ['sh', '-c', 'touch /tmp/by-app; id -u; stat -c %u /tmp/by-app'], user: '1000:1000' } });
+    await iso.start({
+      ...s,
+      process: { ...s.process, args: ['sh', '-c', 'touch /tmp/by-app; id -u; stat -c %u /tmp/by-app'], user: '1000:1000' },
+    });
     expect((await iso.wait(s)).exitCode).toBe(0);
     const rec = JSON.parse(readFileSync(path.join(s.stateDir, 'host.json'), 'utf8')) as { userns?: unknown; lower: string };
     expect(rec.userns).toEqual(maps);

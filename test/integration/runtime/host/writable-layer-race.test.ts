@@ -10,7 +10,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mountPoints } from '../../../../src/runtime/host/base-mounts.js';
-import { createSizedLayer, LAYER_IMAGE, LAYER_MOUNT, mountSizedLayer, removeSizedLayer } from '../../../../src/runtime/host/writable-layer.js';
+import {
+  createSizedLayer,
+  LAYER_IMAGE,
+  LAYER_MOUNT,
+  mountSizedLayer,
+  removeSizedLayer,
+} from '../../../../src/runtime/host/writable-layer.js';
 
 let root: string;
 
@@ -41,7 +47,10 @@ afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-const mountsAt = (mp: string) => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.split(' ')[4] === mp).length;
+const mountsAt = (mp: string) =>
+  readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter((l) => l.split(' ')[4] === mp).length;
 
 describe('sized writable layer, concurrent remount', () => {
   it('concurrent mountSizedLayer calls mount once; remove then leaves no mount', async () => {

@@ -10,7 +10,13 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mountPoints } from '../../../../src/runtime/host/base-mounts.js';
 import {
-  createSizedLayer, LAYER_IMAGE, LAYER_MOUNT, layerDirs, mountSizedLayer, removeSizedLayer, writeLayerImage,
+  createSizedLayer,
+  LAYER_IMAGE,
+  LAYER_MOUNT,
+  layerDirs,
+  mountSizedLayer,
+  removeSizedLayer,
+  writeLayerImage,
 } from '../../../../src/runtime/host/writable-layer.js';
 
 const MiB = 1024 * 1024;
@@ -97,7 +103,11 @@ describe('writable layer', () => {
     await createSizedLayer(stateDir, 16 * MiB);
     await mountSizedLayer(stateDir); // already mounted: no second mount on top
     const real = path.join(root, 'real', 'c3', LAYER_MOUNT);
-    expect(readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.split(' ')[4] === real)).toHaveLength(1);
+    expect(
+      readFileSync('/proc/self/mountinfo', 'utf8')
+        .split('\n')
+        .filter((l) => l.split(' ')[4] === real),
+    ).toHaveLength(1);
     await removeSizedLayer(stateDir);
     expect((await mountPoints()).has(real)).toBe(false);
     expect(losetup()).not.toContain(path.join(root, 'real', 'c3'));

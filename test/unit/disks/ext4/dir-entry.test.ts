@@ -1,5 +1,13 @@
 import { describe, it, expect } from 'vitest';
-import { packDirectory, dirBlocksNeeded, dirEntrySize, DIR_ENTRY, DIR_TAIL, EXT4_FT, type DirEntry } from '../../../../src/disks/ext4/dir-entry.js';
+import {
+  packDirectory,
+  dirBlocksNeeded,
+  dirEntrySize,
+  DIR_ENTRY,
+  DIR_TAIL,
+  EXT4_FT,
+  type DirEntry,
+} from '../../../../src/disks/ext4/dir-entry.js';
 import { crc32cUpdate } from '../../../../src/disks/ext4/crc32c.js';
 
 function parse(block: Buffer): { name: string; inode: number; type: number }[] {
@@ -7,7 +15,11 @@ function parse(block: Buffer): { name: string; inode: number; type: number }[] {
   let at = 0;
   while (at < block.length - 12) {
     const e = DIR_ENTRY.decode(block, at);
-    out.push({ name: block.subarray(at + 8, at + 8 + (e.name_len as number)).toString(), inode: e.inode as number, type: e.file_type as number });
+    out.push({
+      name: block.subarray(at + 8, at + 8 + (e.name_len as number)).toString(),
+      inode: e.inode as number,
+      type: e.file_type as number,
+    });
     expect(e.rec_len as number).toBeGreaterThanOrEqual(dirEntrySize(e.name_len as number));
     at += e.rec_len as number;
   }
@@ -34,9 +46,18 @@ describe('directory blocks', () => {
   });
 
   it('spills into more blocks exactly as dirBlocksNeeded predicts', () => {
-    const entries: DirEntry[] = Array.from({ length: 1000 }, (_, i) => ({ name: Buffer.from(`entry-number-${i}`), inode: 100 + i, fileType: 1 }));
+    const entries: DirEntry[] = Array.from({ length: 1000 }, (_, i) => ({
+      name: Buffer.from(`entry-number-${i}`),
+      inode: 100 + i,
+      fileType: 1,
+    }));
     const blocks = packDirectory(entries, 4096, 0);
-    expect(blocks.length).toBe(dirBlocksNeeded(entries.map((e) => e.name.length), 4096));
+    expect(blocks.length).toBe(
+      dirBlocksNeeded(
+        entries.map((e) => e.name.length),
+        4096,
+      ),
+    );
     expect(blocks.length).toBeGreaterThan(1);
     const names = blocks.flatMap((b) => parse(b).map((e) => e.name));
     expect(names).toEqual(entries.map((e) => e.name.toString()));

@@ -28,7 +28,7 @@ describe('htree directories', () => {
 
   function leafHashes(block: Buffer): number[] {
     const out: number[] = [];
-    for (let at = 0; at < block.length - 12; ) {
+    for (let at = 0; at < block.length - 12;) {
       const e = DIR_ENTRY.decode(block, at);
       if ((e.inode as number) !== 0) out.push(dirHash(block.subarray(at + 8, at + 8 + (e.name_len as number)), SEED, true));
       at += e.rec_len as number;
@@ -71,7 +71,11 @@ describe('htree directories', () => {
   });
 
   it('adds a level of index nodes when the root is full', () => {
-    const entries: DirEntry[] = Array.from({ length: 60_000 }, (_, i) => ({ name: Buffer.from(`a-fairly-long-file-name-number-${i}`), inode: 20 + i, fileType: 1 }));
+    const entries: DirEntry[] = Array.from({ length: 60_000 }, (_, i) => ({
+      name: Buffer.from(`a-fairly-long-file-name-number-${i}`),
+      inode: 20 + i,
+      fileType: 1,
+    }));
     const blocks = packHashedDirectory(12, 2, entries, 4096, 1, SEED, true);
     expect(DX_ROOT_INFO.decode(blocks[0]!, 24).indirect_levels).toBe(1);
     const { count } = DX_COUNTLIMIT.decode(blocks[0]!, DX_ROOT_ENTRIES_OFFSET) as { count: number };

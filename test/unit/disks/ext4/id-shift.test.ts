@@ -3,7 +3,10 @@ import { shiftId, shiftXattr, type IdShift } from '../../../../src/disks/ext4/id
 
 const shift: IdShift = {
   uidMap: [{ containerID: 0, hostID: 100000, size: 65536 }],
-  gidMap: [{ containerID: 0, hostID: 200000, size: 1000 }, { containerID: 1000, hostID: 500000, size: 10 }],
+  gidMap: [
+    { containerID: 0, hostID: 200000, size: 1000 },
+    { containerID: 1000, hostID: 500000, size: 10 },
+  ],
 };
 
 function acl(entries: [tag: number, perm: number, id: number][]): Buffer {
@@ -28,15 +31,31 @@ describe('id shift', () => {
 
   it('shifts the user and group entries of POSIX ACLs, not the others', () => {
     // USER_OBJ, USER 1000, GROUP_OBJ, GROUP 7, MASK, OTHER (ids of tag-only entries are 0xffffffff)
-    const v = acl([[0x01, 7, 0xffffffff], [0x02, 6, 1000], [0x04, 5, 0xffffffff], [0x08, 4, 7], [0x10, 7, 0xffffffff], [0x20, 0, 0xffffffff]]);
+    const v = acl([
+      [0x01, 7, 0xffffffff],
+      [0x02, 6, 1000],
+      [0x04, 5, 0xffffffff],
+      [0x08, 4, 7],
+      [0x10, 7, 0xffffffff],
+      [0x20, 0, 0xffffffff],
+    ]);
     const out = shiftXattr('system.posix_acl_access', v, shift, 'f');
     expect(out.readUInt32LE(8)).toBe(0xffffffff);
     expect(out.readUInt32LE(16)).toBe(101000);
     expect(out.readUInt32LE(32)).toBe(200007);
     expect(out.readUInt32LE(48)).toBe(0xffffffff);
     expect(v.readUInt32LE(16)).toBe(1000); // the input is not changed
-    expect(shiftXattr('system.posix_acl_default', acl([[0x02, 6, 70000]]), { ...shift, uidMap: [{ containerID: 0, hostID: 1, size: 100000 }] }, 'f').readUInt32LE(8)).toBe(70001);
-    expect(() => shiftXattr('system.posix_acl_access', acl([[0x02, 6, 70000]]), shift, 'd/f')).toThrow(/d\/f \(system.posix_acl_access\): container uid 70000/);
+    expect(
+      shiftXattr(
+        'system.posix_acl_default',
+        acl([[0x02, 6, 70000]]),
+        { ...shift, uidMap: [{ containerID: 0, hostID: 1, size: 100000 }] },
+        'f',
+      ).readUInt32LE(8),
+    ).toBe(70001);
+    expect(() => shiftXattr('system.posix_acl_access', acl([[0x02, 6, 70000]]), shift, 'd/f')).toThrow(
+      /d\/f \(system.posix_acl_access\): container uid 70000/,
+    );
     expect(() => shiftXattr('system.posix_acl_access', Buffer.from([2, 0, 0, 0, 1]), shift, 'f')).toThrow(/malformed POSIX ACL/);
   });
 

@@ -2,7 +2,16 @@ import { describe, it, expect } from 'vitest';
 import { TarReader, parsePax, parsePaxTime, type TarHeader } from '../../../../src/disks/ext4/tar-reader.js';
 import { FormatError } from '../../../../src/errors.js';
 
-function header(h: { name: string; type?: string; mode?: number; size?: number; uid?: number; linkname?: string; prefix?: string; sizeField?: Buffer }): Buffer {
+function header(h: {
+  name: string;
+  type?: string;
+  mode?: number;
+  size?: number;
+  uid?: number;
+  linkname?: string;
+  prefix?: string;
+  sizeField?: Buffer;
+}): Buffer {
   const b = Buffer.alloc(512);
   const oct = (v: number, len: number) => v.toString(8).padStart(len - 1, '0') + '\0';
   b.write(h.name, 0, 100, 'latin1');
@@ -39,7 +48,11 @@ const END = Buffer.alloc(1024);
 async function readAll(tar: Buffer, chunk = 100): Promise<{ h: TarHeader; data: Buffer; offsets: number[] }[]> {
   const chunks: Buffer[] = [];
   for (let i = 0; i < tar.length; i += chunk) chunks.push(tar.subarray(i, i + chunk));
-  const r = new TarReader((async function* () { yield* chunks; })());
+  const r = new TarReader(
+    (async function* () {
+      yield* chunks;
+    })(),
+  );
   const out: { h: TarHeader; data: Buffer; offsets: number[] }[] = [];
   for (;;) {
     const h = await r.next();
@@ -92,7 +105,13 @@ describe('TarReader', () => {
       ['SCHILY.xattr.security.capability', cap],
       ['SCHILY.xattr.user.x', 'y'],
     ]);
-    const tar = Buffer.concat([header({ name: 'PaxHeader', type: 'x', size: p.length }), pad(p), header({ name: 'short', size: 1 }), pad(Buffer.from('z')), END]);
+    const tar = Buffer.concat([
+      header({ name: 'PaxHeader', type: 'x', size: p.length }),
+      pad(p),
+      header({ name: 'short', size: 1 }),
+      pad(Buffer.from('z')),
+      END,
+    ]);
     const [e] = await readAll(tar);
     expect(e!.h.name).toBe(long);
     expect(e!.h.mtime).toEqual({ sec: 1700000000, nsec: 500_000_000 });
@@ -103,7 +122,13 @@ describe('TarReader', () => {
 
   it('reads bsdtar LIBARCHIVE.xattr records and old-style directories', async () => {
     const p = pax([['LIBARCHIVE.xattr.user.a%20b', Buffer.from([0, 1, 2, 255]).toString('base64')]]);
-    const tar = Buffer.concat([header({ name: 'PaxHeader', type: 'x', size: p.length }), pad(p), header({ name: 'x', size: 0 }), header({ name: 'olddir/', type: '\0' }), END]);
+    const tar = Buffer.concat([
+      header({ name: 'PaxHeader', type: 'x', size: p.length }),
+      pad(p),
+      header({ name: 'x', size: 0 }),
+      header({ name: 'olddir/', type: '\0' }),
+      END,
+    ]);
     const [x, d] = await readAll(tar);
     expect(x!.h.xattrs.get('user.a b')).toEqual(Buffer.from([0, 1, 2, 255]));
     expect(d!.h.type).toBe('dir');
@@ -115,7 +140,13 @@ describe('TarReader', () => {
     const size = Buffer.alloc(12);
     size[0] = 0x80;
     size.writeUInt32BE(3, 8);
-    const tar = Buffer.concat([header({ name: '././@LongLink', type: 'L', size: l.length }), pad(l), header({ name: 'x', sizeField: size }), pad(Buffer.from('abc')), END]);
+    const tar = Buffer.concat([
+      header({ name: '././@LongLink', type: 'L', size: l.length }),
+      pad(l),
+      header({ name: 'x', sizeField: size }),
+      pad(Buffer.from('abc')),
+      END,
+    ]);
     const [e] = await readAll(tar);
     expect(e!.h.name).toBe(name);
     expect(e!.data.toString()).toBe('abc');
@@ -124,8 +155,17 @@ describe('TarReader', () => {
   it('reads GNU sparse 1.0 (map in the body) and 0.1 (map in pax) files', async () => {
     const map = pad(Buffer.from('2\n0\n3\n10000\n2\n'));
     const body = Buffer.concat([map, Buffer.from('abcde')]);
-    const p1 = pax([['GNU.sparse.major', '1'], ['GNU.sparse.minor', '0'], ['GNU.sparse.name', 'sp1'], ['GNU.sparse.realsize', '20000']]);
-    const p01 = pax([['GNU.sparse.map', '5,2,100,1'], ['GNU.sparse.size', '200'], ['GNU.sparse.name', 'sp01']]);
+    const p1 = pax([
+      ['GNU.sparse.major', '1'],
+      ['GNU.sparse.minor', '0'],
+      ['GNU.sparse.name', 'sp1'],
+      ['GNU.sparse.realsize', '20000'],
+    ]);
+    const p01 = pax([
+      ['GNU.sparse.map', '5,2,100,1'],
+      ['GNU.sparse.size', '200'],
+      ['GNU.sparse.name', 'sp01'],
+    ]);
     const tar = Buffer.concat([
       header({ name: 'PaxHeader', type: 'x', size: p1.length }),
       pad(p1),
@@ -140,7 +180,10 @@ describe('TarReader', () => {
     const [a, b] = await readAll(tar);
     expect(a!.h.name).toBe('sp1');
     expect(a!.h.size).toBe(20000);
-    expect(a!.h.sparseMap).toEqual([{ offset: 0, length: 3 }, { offset: 10000, length: 2 }]);
+    expect(a!.h.sparseMap).toEqual([
+      { offset: 0, length: 3 },
+      { offset: 10000, length: 2 },
+    ]);
     expect(a!.data.subarray(0, 3).toString()).toBe('abc');
     expect(a!.data.subarray(10000, 10002).toString()).toBe('de');
     expect(b!.h.name).toBe('sp01');
@@ -150,7 +193,11 @@ describe('TarReader', () => {
 
   it('skips unread bodies', async () => {
     const tar = Buffer.concat([header({ name: 'a', size: 1000 }), pad(Buffer.alloc(1000)), header({ name: 'b' }), END]);
-    const r = new TarReader((async function* () { yield tar; })());
+    const r = new TarReader(
+      (async function* () {
+        yield tar;
+      })(),
+    );
     expect((await r.next())!.name).toBe('a');
     expect((await r.next())!.name).toBe('b');
     expect(await r.next()).toBeNull();

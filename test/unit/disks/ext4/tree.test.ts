@@ -2,7 +2,15 @@ import { describe, it, expect } from 'vitest';
 import { FsNode, MergedTree, splitPath, type NodeMeta } from '../../../../src/disks/ext4/tree.js';
 import { FormatError } from '../../../../src/errors.js';
 
-const meta = (): NodeMeta => ({ mode: 0o644, uid: 0, gid: 0, atime: { sec: 0, nsec: 0 }, mtime: { sec: 0, nsec: 0 }, ctime: { sec: 0, nsec: 0 }, xattrs: new Map() });
+const meta = (): NodeMeta => ({
+  mode: 0o644,
+  uid: 0,
+  gid: 0,
+  atime: { sec: 0, nsec: 0 },
+  mtime: { sec: 0, nsec: 0 },
+  ctime: { sec: 0, nsec: 0 },
+  xattrs: new Map(),
+});
 
 function setup() {
   const freed: FsNode[] = [];

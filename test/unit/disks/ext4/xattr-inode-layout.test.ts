@@ -12,7 +12,15 @@ import {
   EXT4_XATTR_MAGIC,
   type Xattr,
 } from '../../../../src/disks/ext4/xattr.js';
-import { encodeTime, decodeTime, encodeDevice, decodeDevice, setInodeChecksum, INODE, inodeCsumSeed } from '../../../../src/disks/ext4/inode.js';
+import {
+  encodeTime,
+  decodeTime,
+  encodeDevice,
+  decodeDevice,
+  setInodeChecksum,
+  INODE,
+  inodeCsumSeed,
+} from '../../../../src/disks/ext4/inode.js';
 import { crc32cUpdate } from '../../../../src/disks/ext4/crc32c.js';
 import { hasSuperblockBackup, computeGeometry, trimBlocksCount, BLOCKS_PER_GROUP } from '../../../../src/disks/ext4/layout.js';
 import { BlockAllocator } from '../../../../src/disks/ext4/allocator.js';
@@ -32,7 +40,7 @@ describe('xattrs', () => {
     expect(xattrEntryHash(Buffer.from('a'), Buffer.alloc(0))).toBe(0x61);
     expect(xattrEntryHash(Buffer.from('ab'), Buffer.alloc(0))).toBe((0x61 << 5) ^ 0x62);
     const h = (0x61 << 5) ^ 0x62;
-    expect(xattrEntryHash(Buffer.from('ab'), Buffer.from([1]))).toBe((((h << 16) ^ (h >>> 16) ^ 1) >>> 0));
+    expect(xattrEntryHash(Buffer.from('ab'), Buffer.from([1]))).toBe(((h << 16) ^ (h >>> 16) ^ 1) >>> 0);
   });
 
   it('sorts by index, name length, name', () => {
@@ -76,7 +84,12 @@ describe('xattrs', () => {
   it('converts POSIX ACLs from the xattr form to the ext4 on-disk form', () => {
     const x = Buffer.alloc(4 + 8 * 4);
     x.writeUInt32LE(2, 0);
-    const ents = [[0x01, 6, 0xffffffff], [0x02, 4, 1000], [0x04, 4, 0xffffffff], [0x20, 0, 0xffffffff]];
+    const ents = [
+      [0x01, 6, 0xffffffff],
+      [0x02, 4, 1000],
+      [0x04, 4, 0xffffffff],
+      [0x20, 0, 0xffffffff],
+    ];
     ents.forEach(([t, p, id], i) => {
       x.writeUInt16LE(t!, 4 + i * 8);
       x.writeUInt16LE(p!, 6 + i * 8);
@@ -95,7 +108,12 @@ describe('inode fields', () => {
     expect(encodeTime({ sec: 1700000000, nsec: 123456789 })).toEqual({ base: 1700000000, extra: (123456789 << 2) >>> 0 });
     expect(encodeTime({ sec: -1, nsec: 0 })).toEqual({ base: 0xffffffff, extra: 0 });
     expect(encodeTime({ sec: 2 ** 31, nsec: 0 })).toEqual({ base: 2 ** 31, extra: 1 });
-    for (const t of [{ sec: 0, nsec: 1 }, { sec: -86401, nsec: 750000000 }, { sec: 4102444800, nsec: 999999999 }, { sec: 2 ** 33, nsec: 5 }]) {
+    for (const t of [
+      { sec: 0, nsec: 1 },
+      { sec: -86401, nsec: 750000000 },
+      { sec: 4102444800, nsec: 999999999 },
+      { sec: 2 ** 33, nsec: 5 },
+    ]) {
       const e = encodeTime(t);
       expect(decodeTime(e.base, e.extra)).toEqual(t);
     }

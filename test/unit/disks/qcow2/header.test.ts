@@ -174,7 +174,8 @@ describe('qcow2 header rejection', () => {
     return h;
   };
 
-  it('bad magic', () => expectCode(() => parseOk(mutate((b) => b.write('QFJ', 0, 'latin1'))), FormatError, 'ERR_QCOW2_BAD_MAGIC', /bad magic/));
+  it('bad magic', () =>
+    expectCode(() => parseOk(mutate((b) => b.write('QFJ', 0, 'latin1'))), FormatError, 'ERR_QCOW2_BAD_MAGIC', /bad magic/));
   it('too short', () => expectCode(() => parseHeader(valid.subarray(0, 40), 'img'), FormatError, 'ERR_QCOW2_BAD_MAGIC', /shorter/));
   it('version 1 and 4', () => {
     expectCode(() => parseOk(mutate((b) => b.writeUInt32BE(1, 4))), FormatError, 'ERR_QCOW2_BAD_VERSION', /version 1/);
@@ -188,16 +189,46 @@ describe('qcow2 header rejection', () => {
     expectCode(() => parseOk(mutate((b) => b.writeUInt32BE(108, 100))), FormatError, 'ERR_QCOW2_BAD_HEADER', /header_length 108/);
     expectCode(() => parseOk(mutate((b) => b.writeUInt32BE(96, 100))), FormatError, 'ERR_QCOW2_BAD_HEADER', /header_length 96/);
   });
-  it('refcount_order above 6', () => expectCode(() => parseOk(mutate((b) => b.writeUInt32BE(7, 96))), FormatError, 'ERR_QCOW2_BAD_HEADER', /refcount_order 7/));
-  it('L1 table misaligned', () => expectCode(() => parseOk(mutate((b) => b.writeBigUInt64BE(3n * 65536n + 512n, 40))), FormatError, 'ERR_QCOW2_BAD_HEADER', /L1 table.*not aligned/));
-  it('L1 table past EOF', () => expectCode(() => parseOk(mutate((b) => b.writeBigUInt64BE(9n * 65536n, 40))), FormatError, 'ERR_QCOW2_BAD_HEADER', /L1 table.*past the end/));
-  it('L1 table too small for the size', () => expectCode(() => parseOk(mutate((b) => b.writeBigUInt64BE(1n << 40n, 24))), FormatError, 'ERR_QCOW2_BAD_HEADER', /l1_size 1 is too small/));
+  it('refcount_order above 6', () =>
+    expectCode(() => parseOk(mutate((b) => b.writeUInt32BE(7, 96))), FormatError, 'ERR_QCOW2_BAD_HEADER', /refcount_order 7/));
+  it('L1 table misaligned', () =>
+    expectCode(
+      () => parseOk(mutate((b) => b.writeBigUInt64BE(3n * 65536n + 512n, 40))),
+      FormatError,
+      'ERR_QCOW2_BAD_HEADER',
+      /L1 table.*not aligned/,
+    ));
+  it('L1 table past EOF', () =>
+    expectCode(
+      () => parseOk(mutate((b) => b.writeBigUInt64BE(9n * 65536n, 40))),
+      FormatError,
+      'ERR_QCOW2_BAD_HEADER',
+      /L1 table.*past the end/,
+    ));
+  it('L1 table too small for the size', () =>
+    expectCode(
+      () => parseOk(mutate((b) => b.writeBigUInt64BE(1n << 40n, 24))),
+      FormatError,
+      'ERR_QCOW2_BAD_HEADER',
+      /l1_size 1 is too small/,
+    ));
   it('refcount table past EOF or misaligned or empty', () => {
-    expectCode(() => parseOk(mutate((b) => b.writeBigUInt64BE(4n * 65536n, 48))), FormatError, 'ERR_QCOW2_BAD_HEADER', /refcount table.*past the end/);
-    expectCode(() => parseOk(mutate((b) => b.writeBigUInt64BE(65536n + 8n, 48))), FormatError, 'ERR_QCOW2_BAD_HEADER', /refcount table.*not aligned/);
+    expectCode(
+      () => parseOk(mutate((b) => b.writeBigUInt64BE(4n * 65536n, 48))),
+      FormatError,
+      'ERR_QCOW2_BAD_HEADER',
+      /refcount table.*past the end/,
+    );
+    expectCode(
+      () => parseOk(mutate((b) => b.writeBigUInt64BE(65536n + 8n, 48))),
+      FormatError,
+      'ERR_QCOW2_BAD_HEADER',
+      /refcount table.*not aligned/,
+    );
     expectCode(() => parseOk(mutate((b) => b.writeUInt32BE(0, 56))), FormatError, 'ERR_QCOW2_BAD_HEADER', /refcount_table_clusters is 0/);
   });
-  it('L1 table overlapping the refcount table', () => expectCode(() => parseOk(mutate((b) => b.writeBigUInt64BE(65536n, 40))), FormatError, 'ERR_QCOW2_BAD_HEADER', /overlaps/));
+  it('L1 table overlapping the refcount table', () =>
+    expectCode(() => parseOk(mutate((b) => b.writeBigUInt64BE(65536n, 40))), FormatError, 'ERR_QCOW2_BAD_HEADER', /overlaps/));
   it('extension running past the cluster, or without an end marker', () => {
     expectCode(() => parseOk(mutate((b) => b.writeUInt32BE(70000, 116))), FormatError, 'ERR_QCOW2_BAD_HEADER', /extension 0xe2792aca/);
   });
@@ -206,7 +237,12 @@ describe('qcow2 header rejection', () => {
     expectCode(() => parseOk(mutate((b) => b.writeBigUInt64BE(65536n - 4n, 8))), FormatError, 'ERR_QCOW2_BAD_HEADER', /backing file name/);
   });
   it('compression type bit and field must agree', () => {
-    expectCode(() => parseOk(mutate((b) => b.writeBigUInt64BE(INCOMPAT_COMPRESSION, 72))), FormatError, 'ERR_QCOW2_BAD_HEADER', /compression type bit/);
+    expectCode(
+      () => parseOk(mutate((b) => b.writeBigUInt64BE(INCOMPAT_COMPRESSION, 72))),
+      FormatError,
+      'ERR_QCOW2_BAD_HEADER',
+      /compression type bit/,
+    );
     expectCode(() => parseOk(mutate((b) => b.writeUInt8(1, 104))), FormatError, 'ERR_QCOW2_BAD_HEADER', /compression_type 1/);
   });
 });
@@ -214,26 +250,65 @@ describe('qcow2 header rejection', () => {
 describe('qcow2 feature policy', () => {
   const h = (over: Partial<Qcow2Header>) => ({ ...parseHeader(bytesOf(base()), 'img'), ...over });
   it('refuses encryption by name', () => {
-    expectCode(() => checkSupported(h({ cryptMethod: 1 }), 'img', true), NotImplementedError, 'ERR_QCOW2_UNSUPPORTED', /encryption \(crypt_method AES\)/);
+    expectCode(
+      () => checkSupported(h({ cryptMethod: 1 }), 'img', true),
+      NotImplementedError,
+      'ERR_QCOW2_UNSUPPORTED',
+      /encryption \(crypt_method AES\)/,
+    );
     expectCode(() => checkSupported(h({ cryptMethod: 2 }), 'img', true), NotImplementedError, 'ERR_QCOW2_UNSUPPORTED', /LUKS/);
   });
   it('refuses external data files and extended L2 entries', () => {
-    expectCode(() => checkSupported(h({ incompatibleFeatures: INCOMPAT_DATA_FILE }), 'img', true), NotImplementedError, 'ERR_QCOW2_UNSUPPORTED', /external data file/);
-    expectCode(() => checkSupported(h({ incompatibleFeatures: INCOMPAT_EXTL2 }), 'img', true), NotImplementedError, 'ERR_QCOW2_UNSUPPORTED', /extended L2/);
+    expectCode(
+      () => checkSupported(h({ incompatibleFeatures: INCOMPAT_DATA_FILE }), 'img', true),
+      NotImplementedError,
+      'ERR_QCOW2_UNSUPPORTED',
+      /external data file/,
+    );
+    expectCode(
+      () => checkSupported(h({ incompatibleFeatures: INCOMPAT_EXTL2 }), 'img', true),
+      NotImplementedError,
+      'ERR_QCOW2_UNSUPPORTED',
+      /extended L2/,
+    );
   });
   it('refuses unknown incompatible bits, naming them from the feature table when it can', () => {
-    expectCode(() => checkSupported(h({ incompatibleFeatures: 1n << 9n }), 'img', true), NotImplementedError, 'ERR_QCOW2_UNSUPPORTED', /unknown incompatible feature bit 9/);
+    expectCode(
+      () => checkSupported(h({ incompatibleFeatures: 1n << 9n }), 'img', true),
+      NotImplementedError,
+      'ERR_QCOW2_UNSUPPORTED',
+      /unknown incompatible feature bit 9/,
+    );
     const named = h({ incompatibleFeatures: 1n << 9n, featureNames: [{ type: 0, bit: 9, name: 'shiny' }] });
     expectCode(() => checkSupported(named, 'img', true), NotImplementedError, 'ERR_QCOW2_UNSUPPORTED', /'shiny' \(bit 9\)/);
   });
   it('allows read-only opens of dirty, corrupt or snapshotted images; refuses writing them', () => {
-    for (const over of [{ incompatibleFeatures: INCOMPAT_DIRTY }, { incompatibleFeatures: INCOMPAT_CORRUPT }, { nbSnapshots: 1, snapshotsOffset: 65536 * 2 }]) {
+    for (const over of [
+      { incompatibleFeatures: INCOMPAT_DIRTY },
+      { incompatibleFeatures: INCOMPAT_CORRUPT },
+      { nbSnapshots: 1, snapshotsOffset: 65536 * 2 },
+    ]) {
       expect(() => checkSupported(h(over), 'img', true)).not.toThrow();
       expect(() => checkSupported(h(over), 'img', false)).toThrow();
     }
-    expectCode(() => checkSupported(h({ incompatibleFeatures: INCOMPAT_CORRUPT }), 'img', false), FormatError, 'ERR_QCOW2_CORRUPT', /corrupt bit/);
-    expectCode(() => checkSupported(h({ incompatibleFeatures: INCOMPAT_DIRTY }), 'img', false), NotImplementedError, 'ERR_QCOW2_UNSUPPORTED', /dirty bit/);
-    expectCode(() => checkSupported(h({ nbSnapshots: 2 }), 'img', false), NotImplementedError, 'ERR_QCOW2_UNSUPPORTED', /internal snapshots/);
+    expectCode(
+      () => checkSupported(h({ incompatibleFeatures: INCOMPAT_CORRUPT }), 'img', false),
+      FormatError,
+      'ERR_QCOW2_CORRUPT',
+      /corrupt bit/,
+    );
+    expectCode(
+      () => checkSupported(h({ incompatibleFeatures: INCOMPAT_DIRTY }), 'img', false),
+      NotImplementedError,
+      'ERR_QCOW2_UNSUPPORTED',
+      /dirty bit/,
+    );
+    expectCode(
+      () => checkSupported(h({ nbSnapshots: 2 }), 'img', false),
+      NotImplementedError,
+      'ERR_QCOW2_UNSUPPORTED',
+      /internal snapshots/,
+    );
   });
   it('ignores compatible bits (lazy refcounts)', () => {
     expect(() => checkSupported(h({ compatibleFeatures: 1n | (1n << 40n) }), 'img', false)).not.toThrow();

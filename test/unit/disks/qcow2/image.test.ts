@@ -152,6 +152,8 @@ describe('Qcow2Image', () => {
     expect(() => Qcow2Image.createSync(path.join(d, 'a.qcow2'), { size: CS, clusterBits: 8 })).toThrow(/clusterBits 8/);
     expect(() => Qcow2Image.createSync(path.join(d, 'a.qcow2'), { size: CS, refcountOrder: 7 })).toThrow(/refcountOrder 7/);
     expect(() => Qcow2Image.createSync(path.join(d, 'a.qcow2'), { size: 0 })).toThrow(/positive multiple of 512/);
-    expect(() => Qcow2Image.createSync(path.join(d, 'a.qcow2'), { size: CS, backingFile: 'x', backingFormat: 'qcow2' as 'raw' })).toThrow(/backing format 'qcow2'/);
+    expect(() => Qcow2Image.createSync(path.join(d, 'a.qcow2'), { size: CS, backingFile: 'x', backingFormat: 'qcow2' as 'raw' })).toThrow(
+      /backing format 'qcow2'/,
+    );
   });
 });

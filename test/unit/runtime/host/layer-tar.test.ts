@@ -7,14 +7,23 @@ import type { Readable } from 'node:stream';
 import { changesTar } from '../../../../src/runtime/host/layer-tar.js';
 import { CHANGE_ADDED, CHANGE_DELETED, CHANGE_MODIFIED } from '../../../../src/runtime/types.js';
 
-async function entries(tar: Readable): Promise<{ name: string; type: string; linkname?: string; size: number; body: string; uid: number }[]> {
+async function entries(
+  tar: Readable,
+): Promise<{ name: string; type: string; linkname?: string; size: number; body: string; uid: number }[]> {
   const out: { name: string; type: string; linkname?: string; size: number; body: string; uid: number }[] = [];
   const ex = extract();
   ex.on('entry', (h, stream, next) => {
     const chunks: Buffer[] = [];
     stream.on('data', (c: unknown) => void chunks.push(c as Buffer));
     stream.on('end', () => {
-      out.push({ name: h.name, type: h.type ?? 'file', ...(h.linkname && { linkname: h.linkname }), size: h.size ?? 0, body: Buffer.concat(chunks).toString(), uid: h.uid ?? 0 });
+      out.push({
+        name: h.name,
+        type: h.type ?? 'file',
+        ...(h.linkname && { linkname: h.linkname }),
+        size: h.size ?? 0,
+        body: Buffer.concat(chunks).toString(),
+        uid: h.uid ?? 0,
+      });
       next();
     });
   });
@@ -44,17 +53,19 @@ describe('changesTar: a writable layer as an image layer', () => {
   });
 
   it('packs added and modified paths from the upper, deletions as .wh. files, hard links once', async () => {
-    const got = await entries(changesTar(upper, [
-      { Path: '/etc', Kind: CHANGE_MODIFIED },
-      { Path: '/etc/conf', Kind: CHANGE_MODIFIED },
-      { Path: '/etc/gone', Kind: CHANGE_DELETED },
-      { Path: '/new', Kind: CHANGE_ADDED },
-      { Path: '/new/empty', Kind: CHANGE_ADDED },
-      { Path: '/new/one', Kind: CHANGE_ADDED },
-      { Path: '/new/sub', Kind: CHANGE_ADDED },
-      { Path: '/new/sub/ln', Kind: CHANGE_ADDED },
-      { Path: '/new/sub/same', Kind: CHANGE_ADDED },
-    ]));
+    const got = await entries(
+      changesTar(upper, [
+        { Path: '/etc', Kind: CHANGE_MODIFIED },
+        { Path: '/etc/conf', Kind: CHANGE_MODIFIED },
+        { Path: '/etc/gone', Kind: CHANGE_DELETED },
+        { Path: '/new', Kind: CHANGE_ADDED },
+        { Path: '/new/empty', Kind: CHANGE_ADDED },
+        { Path: '/new/one', Kind: CHANGE_ADDED },
+        { Path: '/new/sub', Kind: CHANGE_ADDED },
+        { Path: '/new/sub/ln', Kind: CHANGE_ADDED },
+        { Path: '/new/sub/same', Kind: CHANGE_ADDED },
+      ]),
+    );
     expect(got.map((e) => [e.name, e.type, e.linkname ?? e.body])).toEqual([
       ['etc', 'directory', ''],
       ['etc/conf', 'file', 'changed'],

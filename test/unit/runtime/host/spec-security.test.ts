@@ -24,14 +24,34 @@ describe('the agent spec carries the security and process options', () => {
   it('privileged and seccomp=unconfined: no filter; no-new-privileges and a custom profile pass through', () => {
     expect(agentSpec(spec({ privileged: true }), '/lower', cg).seccomp).toBeUndefined();
     expect(agentSpec(spec({ security: { seccomp: 'unconfined', noNewPrivileges: false } }), '/lower', cg).seccomp).toBeUndefined();
-    const custom = agentSpec(spec({ security: { seccomp: { profile: '{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}' }, noNewPrivileges: true } }), '/lower', cg);
+    const custom = agentSpec(
+      spec({
+        security: {
+          seccomp: { profile: '{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}' },
+          noNewPrivileges: true,
+        },
+      }),
+      '/lower',
+      cg,
+    );
     expect(custom.noNewPrivileges).toBe(true);
     expect(verdict(custom.seccomp!.filter, 'mkdir')).toBe((SECCOMP_RET_ERRNO | 1) >>> 0);
     expect(verdict(custom.seccomp!.filter, 'mount')).toBe(SECCOMP_RET_ALLOW);
   });
 
   it('process options become the agent keys', () => {
-    const a = agentSpec(spec({ processOptions: { init: true, shmSize: 1 << 20, ulimits: [{ name: 'nofile', soft: 1, hard: 2 }], domainname: 'example.org' } }), '/lower', cg);
-    expect(a).toMatchObject({ init: true, shmSize: 1 << 20, ulimits: [{ name: 'nofile', soft: 1, hard: 2 }], sysctls: { 'kernel.domainname': 'example.org' } });
+    const a = agentSpec(
+      spec({
+        processOptions: { init: true, shmSize: 1 << 20, ulimits: [{ name: 'nofile', soft: 1, hard: 2 }], domainname: 'example.org' },
+      }),
+      '/lower',
+      cg,
+    );
+    expect(a).toMatchObject({
+      init: true,
+      shmSize: 1 << 20,
+      ulimits: [{ name: 'nofile', soft: 1, hard: 2 }],
+      sysctls: { 'kernel.domainname': 'example.org' },
+    });
   });
 });

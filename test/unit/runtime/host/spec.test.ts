@@ -17,7 +17,9 @@ describe('host spec validation', () => {
 
   it('a bridge-networked container joins the namespace its networks prepared', () => {
     const cg = { version: 1 as const, root: '/sys/fs/cgroup', path: 'tvm/abc123' };
-    expect(agentSpec(spec({ network: 'bridge', netns: { path: '/run/tvm/netns/abc123', ip: '172.17.0.2' } }), '/l', cg).network).toEqual({ path: '/run/tvm/netns/abc123' });
+    expect(agentSpec(spec({ network: 'bridge', netns: { path: '/run/tvm/netns/abc123', ip: '172.17.0.2' } }), '/l', cg).network).toEqual({
+      path: '/run/tvm/netns/abc123',
+    });
     expect(() => agentSpec(spec({ network: 'bridge' }), '/l', cg)).toThrow('netns');
     expect(agentSpec(spec({ network: 'host' }), '/l', cg).network).toBe('host');
   });
@@ -44,8 +46,20 @@ describe('host spec validation', () => {
   });
 
   it('maps to the agent spec: overlay dirs in the state dir, defaults filled, empty limits left out', () => {
-    const a = agentSpec(spec({ resources: { memory: 32 << 20, pidsLimit: -1, nanoCpus: 0 }, mounts: [{ type: 'tmpfs', source: '', destination: '/t', readonly: false, options: ['size=1m'] }] }), '/run/tvm/base/aa', { version: 1, root: '/sys/fs/cgroup', path: 'tvm/abc123' });
-    expect(a.rootfs).toEqual({ lower: '/run/tvm/base/aa', upper: '/var/lib/tvm/containers/abc123/upper', work: '/var/lib/tvm/containers/abc123/work', target: '/var/lib/tvm/containers/abc123/rootfs' });
+    const a = agentSpec(
+      spec({
+        resources: { memory: 32 << 20, pidsLimit: -1, nanoCpus: 0 },
+        mounts: [{ type: 'tmpfs', source: '', destination: '/t', readonly: false, options: ['size=1m'] }],
+      }),
+      '/run/tvm/base/aa',
+      { version: 1, root: '/sys/fs/cgroup', path: 'tvm/abc123' },
+    );
+    expect(a.rootfs).toEqual({
+      lower: '/run/tvm/base/aa',
+      upper: '/var/lib/tvm/containers/abc123/upper',
+      work: '/var/lib/tvm/containers/abc123/work',
+      target: '/var/lib/tvm/containers/abc123/rootfs',
+    });
     expect(a.hostname).toBe('abc123');
     expect(a.process).toEqual({ args: ['sh'], env: ['A=1'], cwd: '/', user: '', tty: false, stdin: true });
     expect(a.resources).toEqual({ memory: 32 << 20 });

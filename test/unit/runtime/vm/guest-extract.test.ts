@@ -16,7 +16,15 @@ describe('docker cp entries for the guest agent', () => {
 
   it('maps tar headers to entry frames; devices and fifos are not copied', () => {
     expect(entryFrame({ name: 'f', type: 'file', size: 3, mode: 0o104755, uid: 5, gid: 6, mtime: new Date(2_000_500) })).toEqual({
-      v: 1, type: 'entry', path: 'f', kind: 'file', mode: 0o4755, uid: 5, gid: 6, size: 3, mtime: 2000,
+      v: 1,
+      type: 'entry',
+      path: 'f',
+      kind: 'file',
+      mode: 0o4755,
+      uid: 5,
+      gid: 6,
+      size: 3,
+      mtime: 2000,
     });
     expect(entryFrame({ name: 'd/', type: 'directory' })).toMatchObject({ kind: 'dir', mode: 0o755, size: 0 });
     expect(entryFrame({ name: 'l', type: 'symlink', linkname: '/etc/x' })).toMatchObject({ kind: 'symlink', linkname: '/etc/x' });

@@ -6,7 +6,11 @@ import path from 'node:path';
 import { JsonLogWriter, LOG_MAX_LINE } from '../../../../src/runtime/log-writer.js';
 import { readLog } from '../../../../src/runtime/log-file.js';
 
-const lines = (f: string) => readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { log: string; stream: string; time: string });
+const lines = (f: string) =>
+  readFileSync(f, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { log: string; stream: string; time: string });
 
 describe('JsonLogWriter', () => {
   it('splits at newlines per stream, keeps partial lines until they end, flushes at close', () => {
@@ -16,7 +20,12 @@ describe('JsonLogWriter', () => {
     w.write('stderr', Buffer.from('e1\n'));
     w.write('stdout', Buffer.from('c\nd'));
     w.close();
-    expect(lines(f).map((l) => [l.stream, l.log])).toEqual([['stdout', 'a\n'], ['stderr', 'e1\n'], ['stdout', 'bc\n'], ['stdout', 'd']]);
+    expect(lines(f).map((l) => [l.stream, l.log])).toEqual([
+      ['stdout', 'a\n'],
+      ['stderr', 'e1\n'],
+      ['stdout', 'bc\n'],
+      ['stdout', 'd'],
+    ]);
     expect(lines(f)[0]!.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/);
   });
 

@@ -8,7 +8,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { InvalidParameterError } from '../../../../src/errors.js';
 import { readCpio } from '../../../../src/disks/cpio.js';
-import { guestCpus, guestMemoryMiB, validateVmSpec, vmDiskSize, GUEST_MEMORY_MARGIN_MIB, DEFAULT_GUEST_MEMORY_MIB } from '../../../../src/runtime/vm/isolation.js';
+import {
+  guestCpus,
+  guestMemoryMiB,
+  validateVmSpec,
+  vmDiskSize,
+  GUEST_MEMORY_MARGIN_MIB,
+  DEFAULT_GUEST_MEMORY_MIB,
+} from '../../../../src/runtime/vm/isolation.js';
 import { agentInitramfs, writeVmInitramfs } from '../../../../src/runtime/vm/initrd.js';
 import { readLaunchConfig } from '../../../../src/runtime/vm/launch-config.js';
 import { chooseVmBackend } from '../../../../src/vmm/launch/backend.js';
@@ -41,13 +48,23 @@ describe('what --isolation=vm refuses (never ignores)', () => {
   it('refuses host directories, networks other than none, devices', () => {
     expect(() => validateVmSpec(spec())).not.toThrow();
     expect(() => validateVmSpec(spec({ mounts: [{ type: 'tmpfs', source: '', destination: '/t', readonly: false }] }))).not.toThrow();
-    expect(() => validateVmSpec(spec({ mounts: [{ type: 'bind', source: '/etc', destination: '/e', readonly: true }] }))).toThrow(/bind mounts \(\/e\) are not supported with --isolation=vm/);
-    expect(() => validateVmSpec(spec({ mounts: [{ type: 'volume', source: '/v', destination: '/d', readonly: false }] }))).toThrow(/named volumes/);
+    expect(() => validateVmSpec(spec({ mounts: [{ type: 'bind', source: '/etc', destination: '/e', readonly: true }] }))).toThrow(
+      /bind mounts \(\/e\) are not supported with --isolation=vm/,
+    );
+    expect(() => validateVmSpec(spec({ mounts: [{ type: 'volume', source: '/v', destination: '/d', readonly: false }] }))).toThrow(
+      /named volumes/,
+    );
     expect(() => validateVmSpec(spec({ network: 'host' }))).toThrow(InvalidParameterError);
-    expect(() => validateVmSpec(spec({ network: 'container' }))).toThrow(/--network container:<name\|id> is not supported with --isolation=vm: a microVM has its own network stack/);
+    expect(() => validateVmSpec(spec({ network: 'container' }))).toThrow(
+      /--network container:<name\|id> is not supported with --isolation=vm: a microVM has its own network stack/,
+    );
     expect(() => validateVmSpec(spec({ network: 'bridge' }))).not.toThrow();
     expect(() => validateVmSpec(spec({ storage: { sizeBytes: 1 << 30 } }))).not.toThrow();
-    expect(() => validateVmSpec(spec({ processOptions: { devices: [{ pathOnHost: '/dev/fuse', pathInContainer: '/dev/fuse', permissions: 'rwm' }] } }))).toThrow(/--device/);
+    expect(() =>
+      validateVmSpec(
+        spec({ processOptions: { devices: [{ pathOnHost: '/dev/fuse', pathInContainer: '/dev/fuse', permissions: 'rwm' }] } }),
+      ),
+    ).toThrow(/--device/);
   });
 });
 
@@ -85,10 +102,30 @@ describe('the VM initramfs', () => {
 describe('launch.json', () => {
   it('is refused when incomplete or of an unknown version', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'tvm-launch-'));
-    const good = { version: 1, backend: 'tcg', kernel: '/k', initrd: '/i', cmdline: '', memMiB: 256, cpus: 1, disk: '/d', diskId: 'x', cid: 3, spec: {}, logPath: '/l', bootTimeoutMs: 1000 };
+    const good = {
+      version: 1,
+      backend: 'tcg',
+      kernel: '/k',
+      initrd: '/i',
+      cmdline: '',
+      memMiB: 256,
+      cpus: 1,
+      disk: '/d',
+      diskId: 'x',
+      cid: 3,
+      spec: {},
+      logPath: '/l',
+      bootTimeoutMs: 1000,
+    };
     writeFileSync(path.join(dir, 'launch.json'), JSON.stringify(good));
     expect((await readLaunchConfig(dir)).backend).toBe('tcg');
-    for (const bad of [{ ...good, version: 2 }, { ...good, backend: 'xen' }, { ...good, memMiB: 0 }, { ...good, kernel: undefined }, { ...good, cpus: 1.5 }]) {
+    for (const bad of [
+      { ...good, version: 2 },
+      { ...good, backend: 'xen' },
+      { ...good, memMiB: 0 },
+      { ...good, kernel: undefined },
+      { ...good, cpus: 1.5 },
+    ]) {
       writeFileSync(path.join(dir, 'launch.json'), JSON.stringify(bad));
       await expect(readLaunchConfig(dir)).rejects.toThrow(/launch config|must be a positive integer|missing/);
     }

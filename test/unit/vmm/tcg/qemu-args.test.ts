@@ -3,8 +3,16 @@ import { qemuMicrovmArgs, type QemuMicrovmOptions } from '../../../../src/vmm/tc
 import { InvalidParameterError } from '../../../../src/errors.js';
 
 const base: QemuMicrovmOptions = {
-  kernel: '/k/bzImage', initrd: '/k/init.cpio', cmdline: 'console=ttyS0 reboot=t panic=-1', memoryMiB: 256, vcpus: 2,
-  vhostUser: [{ kind: 'blk', fd: 3 }, { kind: 'vsock', fd: 4 }, { kind: 'rng', fd: 5 }],
+  kernel: '/k/bzImage',
+  initrd: '/k/init.cpio',
+  cmdline: 'console=ttyS0 reboot=t panic=-1',
+  memoryMiB: 256,
+  vcpus: 2,
+  vhostUser: [
+    { kind: 'blk', fd: 3 },
+    { kind: 'vsock', fd: 4 },
+    { kind: 'rng', fd: 5 },
+  ],
 };
 
 /** The value following `flag` each time it occurs. */
@@ -28,7 +36,11 @@ describe('qemuMicrovmArgs', () => {
     expect(values(a, '-initrd')).toEqual(['/k/init.cpio']);
     expect(values(a, '-append')).toEqual(['console=ttyS0 reboot=t panic=-1']);
     expect(values(a, '-chardev')).toEqual(['socket,id=vhu0,fd=3', 'socket,id=vhu1,fd=4', 'socket,id=vhu2,fd=5']);
-    expect(values(a, '-device')).toEqual(['vhost-user-blk,chardev=vhu0', 'vhost-user-vsock-device,chardev=vhu1', 'vhost-user-rng,chardev=vhu2']);
+    expect(values(a, '-device')).toEqual([
+      'vhost-user-blk,chardev=vhu0',
+      'vhost-user-vsock-device,chardev=vhu1',
+      'vhost-user-rng,chardev=vhu2',
+    ]);
   });
 
   it('puts the NIC on a vhost-user netdev QEMU connects to by path, with its MAC', () => {
@@ -52,7 +64,15 @@ describe('qemuMicrovmArgs', () => {
     [{ kernel: '' }, /no kernel/],
     [{ cmdline: 'a\nb' }, /newline/],
     [{ vhostUser: [{ kind: 'blk', fd: 2 }] }, /fd 2; need 3/],
-    [{ vhostUser: [{ kind: 'blk', fd: 3 }, { kind: 'rng', fd: 3 }] }, /fd 3 given to two/],
+    [
+      {
+        vhostUser: [
+          { kind: 'blk', fd: 3 },
+          { kind: 'rng', fd: 3 },
+        ],
+      },
+      /fd 3 given to two/,
+    ],
     [{ vhostUser: [{ kind: 'net', fd: 3 }] }, /unknown vhost-user device kind "net"/],
     [{ net: { socket: 'net.sock', mac: '02:42:0a' } }, /NIC MAC/],
     [{ net: { socket: 'a,server=on', mac: '02:42:0a:00:00:02' } }, /NIC socket path/],

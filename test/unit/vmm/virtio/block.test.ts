@@ -6,10 +6,26 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { virtioTestbed, type VirtioMmioDriver } from '../../../fixtures/virtio-driver.js';
 import { requireTool } from '../../../fixtures/guests/cc.js';
-import { BlockDevice, VIRTIO_BLK_CONFIG, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_WRITE_ZEROES, VIRTIO_BLK_F_FLUSH, BLOCK_QUEUE_SIZE } from '../../../../src/vmm/devices/virtio/block.js';
 import {
-  VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_WRITE_ZEROES,
-  VIRTIO_BLK_S_OK, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP,
+  BlockDevice,
+  VIRTIO_BLK_CONFIG,
+  VIRTIO_BLK_F_RO,
+  VIRTIO_BLK_F_DISCARD,
+  VIRTIO_BLK_F_WRITE_ZEROES,
+  VIRTIO_BLK_F_FLUSH,
+  BLOCK_QUEUE_SIZE,
+} from '../../../../src/vmm/devices/virtio/block.js';
+import {
+  VIRTIO_BLK_T_IN,
+  VIRTIO_BLK_T_OUT,
+  VIRTIO_BLK_T_FLUSH,
+  VIRTIO_BLK_T_GET_ID,
+  VIRTIO_BLK_T_DISCARD,
+  VIRTIO_BLK_T_WRITE_ZEROES,
+  VIRTIO_BLK_S_OK,
+  VIRTIO_BLK_S_IOERR,
+  VIRTIO_BLK_S_UNSUPP,
+  VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP,
 } from '../../../../src/vmm/devices/virtio/block-request.js';
 import { bit } from '../../../../src/vmm/devices/virtio/mmio.js';
 import { VIRTIO_F_VERSION_1 } from '../../../../src/vmm/devices/virtio/virtqueue.js';
@@ -44,7 +60,12 @@ function segment(sector: number, n: number, flags = 0): Uint8Array {
 /** Posts one request, notifies, returns {status, used length, data read}. */
 function request(driver: VirtioMmioDriver, type: number, sector: number, opts: { out?: Uint8Array[]; inLen?: number[] } = {}) {
   const q = driver.queues[0]!;
-  const bufs = [{ data: header(type, sector) }, ...(opts.out ?? []).map((data) => ({ data })), ...(opts.inLen ?? []).map((writable) => ({ writable })), { writable: 1 }];
+  const bufs = [
+    { data: header(type, sector) },
+    ...(opts.out ?? []).map((data) => ({ data })),
+    ...(opts.inLen ?? []).map((writable) => ({ writable })),
+    { writable: 1 },
+  ];
   const p = driver.post(q, bufs);
   driver.notify(q);
   const used = driver.takeUsed(q);
@@ -192,7 +213,10 @@ describe('virtio-blk over a qcow2 overlay', () => {
     expect(request(driver, VIRTIO_BLK_T_OUT, 1024, { out: [w2.subarray(0, 65536), w2.subarray(65536)] }).status).toBe(VIRTIO_BLK_S_OK);
     w2.copy(expected, 1024 * 512);
     // write-zeroes of one whole cluster (sector 2048 = 1 MiB) with UNMAP, and of a partial range
-    expect(request(driver, VIRTIO_BLK_T_WRITE_ZEROES, 2048, { out: [segment(2048, 128, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP), segment(10, 2)] }).status).toBe(VIRTIO_BLK_S_OK);
+    expect(
+      request(driver, VIRTIO_BLK_T_WRITE_ZEROES, 2048, { out: [segment(2048, 128, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP), segment(10, 2)] })
+        .status,
+    ).toBe(VIRTIO_BLK_S_OK);
     expected.fill(0, 2048 * 512, 2176 * 512);
     expected.fill(0, 10 * 512, 12 * 512);
     // discard with flags is UNSUPP; DISCARD's content afterwards is unspecified, so compare outside it

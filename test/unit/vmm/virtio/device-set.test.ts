@@ -86,7 +86,10 @@ const fd = libc.eventfd();
 p.add(fd, () => {});
 await p.close();
 console.log('closed');`;
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', src], { encoding: 'utf8', cwd: path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..') });
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', src], {
+      encoding: 'utf8',
+      cwd: path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..'),
+    });
     expect([r.status, r.stdout.trim()], r.stderr).toEqual([0, 'closed']);
   });
 });
@@ -101,7 +104,10 @@ describe('VirtioDeviceSet', () => {
     let irqs = 0;
     let wake: () => void = () => {};
     const ctx: MmioDeviceContext = {
-      base: 0xd0000000, size: 0x1000, irq: 5, memory: mem,
+      base: 0xd0000000,
+      size: 0x1000,
+      irq: 5,
+      memory: mem,
       raiseIrq: () => (irqs++, wake()),
       ioeventfd: (offset, len, datamatch) => {
         const fd = libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK);
@@ -111,7 +117,9 @@ describe('VirtioDeviceSet', () => {
     };
     try {
       const bus = spec.create(ctx);
-      expect(fds.map(({ offset, len, datamatch }) => ({ offset, len, datamatch }))).toEqual([{ offset: VIRTIO_MMIO_QUEUE_NOTIFY, len: 4, datamatch: 0n }]);
+      expect(fds.map(({ offset, len, datamatch }) => ({ offset, len, datamatch }))).toEqual([
+        { offset: VIRTIO_MMIO_QUEUE_NOTIFY, len: 4, datamatch: 0n },
+      ]);
       expect(set.transport('rng0')).toBe(bus);
       const driver = new VirtioMmioDriver(bus, mem);
       driver.init(bit(VIRTIO_F_VERSION_1), 1);

@@ -2,45 +2,112 @@ import { describe, it, expect } from 'vitest';
 import { runC, parsePairs } from '../../../fixtures/guests/cc.js';
 import { virtioTestbed } from '../../../fixtures/virtio-driver.js';
 import {
-  NetDevice, parseMac, VIRTIO_ID_NET, VIRTIO_NET_CONFIG, VIRTIO_NET_HDR, VIRTIO_NET_F_MAC, VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM,
-  VIRTIO_NET_F_MTU, VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_STATUS, VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_MQ, VIRTIO_NET_HDR_F_NEEDS_CSUM,
-  VIRTIO_NET_HDR_GSO_NONE, NET_RX_QUEUE, NET_TX_QUEUE, NET_MAX_FRAME, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_HOST_TSO4,
-  VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6, type FramePort, type RxOffloads,
+  NetDevice,
+  parseMac,
+  VIRTIO_ID_NET,
+  VIRTIO_NET_CONFIG,
+  VIRTIO_NET_HDR,
+  VIRTIO_NET_F_MAC,
+  VIRTIO_NET_F_CSUM,
+  VIRTIO_NET_F_GUEST_CSUM,
+  VIRTIO_NET_F_MTU,
+  VIRTIO_NET_F_MRG_RXBUF,
+  VIRTIO_NET_F_STATUS,
+  VIRTIO_NET_F_CTRL_VQ,
+  VIRTIO_NET_F_MQ,
+  VIRTIO_NET_HDR_F_NEEDS_CSUM,
+  VIRTIO_NET_HDR_GSO_NONE,
+  NET_RX_QUEUE,
+  NET_TX_QUEUE,
+  NET_MAX_FRAME,
+  VIRTIO_NET_F_GUEST_TSO4,
+  VIRTIO_NET_F_GUEST_TSO6,
+  VIRTIO_NET_F_HOST_TSO4,
+  VIRTIO_NET_F_HOST_TSO6,
+  VIRTIO_NET_HDR_F_DATA_VALID,
+  VIRTIO_NET_HDR_GSO_TCPV4,
+  VIRTIO_NET_HDR_GSO_TCPV6,
+  type FramePort,
+  type RxOffloads,
 } from '../../../../src/vmm/devices/virtio/net.js';
 import { bit, VIRTIO_MMIO_DEVICE_ID, VIRTIO_CONFIG_S_NEEDS_RESET } from '../../../../src/vmm/devices/virtio/mmio.js';
 import { VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX } from '../../../../src/vmm/devices/virtio/virtqueue.js';
 import {
-  TUNSETIFF, IFF_TAP, IFF_NO_PI, IFREQ, IFNAMSIZ, O_NONBLOCK, IFF_VNET_HDR, TUNSETOFFLOAD, TUNSETVNETHDRSZ, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6,
+  TUNSETIFF,
+  IFF_TAP,
+  IFF_NO_PI,
+  IFREQ,
+  IFNAMSIZ,
+  O_NONBLOCK,
+  IFF_VNET_HDR,
+  TUNSETOFFLOAD,
+  TUNSETVNETHDRSZ,
+  TUN_F_CSUM,
+  TUN_F_TSO4,
+  TUN_F_TSO6,
 } from '../../../../src/kvm/tun.js';
 import { SOCKADDR_UN, SOCK_NONBLOCK } from '../../../../src/kvm/socket.js';
 import { parseEndpoint, guestNetArg, guestNameservers } from '../../../../src/runtime/vm/guest-net.js';
 
 const checks: [string, number][] = [
   ['sizeof(struct virtio_net_hdr_v1)', VIRTIO_NET_HDR.size],
-  ...(['flags', 'gso_type', 'hdr_len', 'gso_size', 'csum_start', 'csum_offset', 'num_buffers'] as const)
-    .map((f) => [`offsetof(struct virtio_net_hdr_v1, ${f})`, VIRTIO_NET_HDR[f]] as [string, number]),
-  ...(['mac', 'status', 'max_virtqueue_pairs', 'mtu'] as const).map((f) => [`offsetof(struct virtio_net_config, ${f})`, VIRTIO_NET_CONFIG[f]] as [string, number]),
+  ...(['flags', 'gso_type', 'hdr_len', 'gso_size', 'csum_start', 'csum_offset', 'num_buffers'] as const).map(
+    (f) => [`offsetof(struct virtio_net_hdr_v1, ${f})`, VIRTIO_NET_HDR[f]] as [string, number],
+  ),
+  ...(['mac', 'status', 'max_virtqueue_pairs', 'mtu'] as const).map(
+    (f) => [`offsetof(struct virtio_net_config, ${f})`, VIRTIO_NET_CONFIG[f]] as [string, number],
+  ),
   ['offsetof(struct virtio_net_config, mtu) + 2', VIRTIO_NET_CONFIG.size],
-  ['VIRTIO_NET_F_CSUM', VIRTIO_NET_F_CSUM], ['VIRTIO_NET_F_GUEST_CSUM', VIRTIO_NET_F_GUEST_CSUM], ['VIRTIO_NET_F_MTU', VIRTIO_NET_F_MTU],
-  ['VIRTIO_NET_F_MAC', VIRTIO_NET_F_MAC], ['VIRTIO_NET_F_MRG_RXBUF', VIRTIO_NET_F_MRG_RXBUF], ['VIRTIO_NET_F_STATUS', VIRTIO_NET_F_STATUS],
-  ['VIRTIO_NET_F_CTRL_VQ', VIRTIO_NET_F_CTRL_VQ], ['VIRTIO_NET_F_MQ', VIRTIO_NET_F_MQ],
-  ['VIRTIO_NET_HDR_F_NEEDS_CSUM', VIRTIO_NET_HDR_F_NEEDS_CSUM], ['VIRTIO_NET_HDR_GSO_NONE', VIRTIO_NET_HDR_GSO_NONE],
+  ['VIRTIO_NET_F_CSUM', VIRTIO_NET_F_CSUM],
+  ['VIRTIO_NET_F_GUEST_CSUM', VIRTIO_NET_F_GUEST_CSUM],
+  ['VIRTIO_NET_F_MTU', VIRTIO_NET_F_MTU],
+  ['VIRTIO_NET_F_MAC', VIRTIO_NET_F_MAC],
+  ['VIRTIO_NET_F_MRG_RXBUF', VIRTIO_NET_F_MRG_RXBUF],
+  ['VIRTIO_NET_F_STATUS', VIRTIO_NET_F_STATUS],
+  ['VIRTIO_NET_F_CTRL_VQ', VIRTIO_NET_F_CTRL_VQ],
+  ['VIRTIO_NET_F_MQ', VIRTIO_NET_F_MQ],
+  ['VIRTIO_NET_HDR_F_NEEDS_CSUM', VIRTIO_NET_HDR_F_NEEDS_CSUM],
+  ['VIRTIO_NET_HDR_GSO_NONE', VIRTIO_NET_HDR_GSO_NONE],
   ['VIRTIO_ID_NET', VIRTIO_ID_NET],
-  ['TUNSETIFF', TUNSETIFF], ['TUNSETOFFLOAD', TUNSETOFFLOAD], ['TUNSETVNETHDRSZ', TUNSETVNETHDRSZ], ['IFF_VNET_HDR', IFF_VNET_HDR],
-  ['TUN_F_CSUM', TUN_F_CSUM], ['TUN_F_TSO4', TUN_F_TSO4], ['TUN_F_TSO6', TUN_F_TSO6],
-  ['VIRTIO_NET_F_GUEST_TSO4', VIRTIO_NET_F_GUEST_TSO4], ['VIRTIO_NET_F_GUEST_TSO6', VIRTIO_NET_F_GUEST_TSO6],
-  ['VIRTIO_NET_F_HOST_TSO4', VIRTIO_NET_F_HOST_TSO4], ['VIRTIO_NET_F_HOST_TSO6', VIRTIO_NET_F_HOST_TSO6],
-  ['VIRTIO_NET_HDR_F_DATA_VALID', VIRTIO_NET_HDR_F_DATA_VALID], ['VIRTIO_NET_HDR_GSO_TCPV4', VIRTIO_NET_HDR_GSO_TCPV4], ['VIRTIO_NET_HDR_GSO_TCPV6', VIRTIO_NET_HDR_GSO_TCPV6],
-  ['IFF_TAP', IFF_TAP], ['IFF_NO_PI', IFF_NO_PI], ['IFNAMSIZ', IFNAMSIZ], ['O_NONBLOCK', O_NONBLOCK],
-  ['sizeof(struct ifreq)', IFREQ.size], ['offsetof(struct ifreq, ifr_name)', IFREQ.name], ['offsetof(struct ifreq, ifr_flags)', IFREQ.flags],
-  ['sizeof(struct sockaddr_un)', SOCKADDR_UN.size], ['offsetof(struct sockaddr_un, sun_path)', SOCKADDR_UN.path],
-  ['sizeof(((struct sockaddr_un*)0)->sun_path)', SOCKADDR_UN.pathMax], ['SOCK_NONBLOCK', SOCK_NONBLOCK],
+  ['TUNSETIFF', TUNSETIFF],
+  ['TUNSETOFFLOAD', TUNSETOFFLOAD],
+  ['TUNSETVNETHDRSZ', TUNSETVNETHDRSZ],
+  ['IFF_VNET_HDR', IFF_VNET_HDR],
+  ['TUN_F_CSUM', TUN_F_CSUM],
+  ['TUN_F_TSO4', TUN_F_TSO4],
+  ['TUN_F_TSO6', TUN_F_TSO6],
+  ['VIRTIO_NET_F_GUEST_TSO4', VIRTIO_NET_F_GUEST_TSO4],
+  ['VIRTIO_NET_F_GUEST_TSO6', VIRTIO_NET_F_GUEST_TSO6],
+  ['VIRTIO_NET_F_HOST_TSO4', VIRTIO_NET_F_HOST_TSO4],
+  ['VIRTIO_NET_F_HOST_TSO6', VIRTIO_NET_F_HOST_TSO6],
+  ['VIRTIO_NET_HDR_F_DATA_VALID', VIRTIO_NET_HDR_F_DATA_VALID],
+  ['VIRTIO_NET_HDR_GSO_TCPV4', VIRTIO_NET_HDR_GSO_TCPV4],
+  ['VIRTIO_NET_HDR_GSO_TCPV6', VIRTIO_NET_HDR_GSO_TCPV6],
+  ['IFF_TAP', IFF_TAP],
+  ['IFF_NO_PI', IFF_NO_PI],
+  ['IFNAMSIZ', IFNAMSIZ],
+  ['O_NONBLOCK', O_NONBLOCK],
+  ['sizeof(struct ifreq)', IFREQ.size],
+  ['offsetof(struct ifreq, ifr_name)', IFREQ.name],
+  ['offsetof(struct ifreq, ifr_flags)', IFREQ.flags],
+  ['sizeof(struct sockaddr_un)', SOCKADDR_UN.size],
+  ['offsetof(struct sockaddr_un, sun_path)', SOCKADDR_UN.path],
+  ['sizeof(((struct sockaddr_un*)0)->sun_path)', SOCKADDR_UN.pathMax],
+  ['SOCK_NONBLOCK', SOCK_NONBLOCK],
 ];
 
 describe('virtio-net, tun and sockaddr_un layouts match the kernel headers (gcc)', () => {
   const src = [
-    '#include <stdio.h>', '#include <stddef.h>', '#include <fcntl.h>', '#include <sys/ioctl.h>', '#include <sys/socket.h>', '#include <sys/un.h>', '#include <net/if.h>',
-    '#include <linux/if_tun.h>', '#include <linux/virtio_net.h>', '#include <linux/virtio_ids.h>',
+    '#include <stdio.h>',
+    '#include <stddef.h>',
+    '#include <fcntl.h>',
+    '#include <sys/ioctl.h>',
+    '#include <sys/socket.h>',
+    '#include <sys/un.h>',
+    '#include <net/if.h>',
+    '#include <linux/if_tun.h>',
+    '#include <linux/virtio_net.h>',
+    '#include <linux/virtio_ids.h>',
     'int main(void){',
     ...checks.map(([expr], i) => `printf("c${i} %lu\\n", (unsigned long)(${expr}));`),
     'return 0;}',
@@ -101,7 +168,13 @@ const hdr = (flags = 0, gso = 0, numBuffers = 0xabcd) => {
 const packet = (h: Uint8Array, f: Uint8Array) => Uint8Array.from([...h, ...f]);
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const WANT = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_RING_F_EVENT_IDX);
-const OFFLOADS = bit(VIRTIO_NET_F_CSUM) | bit(VIRTIO_NET_F_GUEST_CSUM) | bit(VIRTIO_NET_F_GUEST_TSO4) | bit(VIRTIO_NET_F_GUEST_TSO6) | bit(VIRTIO_NET_F_HOST_TSO4) | bit(VIRTIO_NET_F_HOST_TSO6);
+const OFFLOADS =
+  bit(VIRTIO_NET_F_CSUM) |
+  bit(VIRTIO_NET_F_GUEST_CSUM) |
+  bit(VIRTIO_NET_F_GUEST_TSO4) |
+  bit(VIRTIO_NET_F_GUEST_TSO6) |
+  bit(VIRTIO_NET_F_HOST_TSO4) |
+  bit(VIRTIO_NET_F_HOST_TSO6);
 
 function bed() {
   const port = new MemPort();
@@ -141,7 +214,10 @@ describe('virtio-net device', () => {
     const b = driver.post(tx, [{ data: hdr(0, 0, 0) }, { data: f2.subarray(0, 100) }, { data: f2.subarray(100) }]);
     driver.notify(tx);
     expect(port.sent.map(hex)).toEqual([packet(hdr(0, 0, 0), f1), packet(hdr(0, 0, 0), f2)].map(hex));
-    expect(driver.takeUsed(tx)).toEqual([{ id: a.head, len: 0 }, { id: b.head, len: 0 }]);
+    expect(driver.takeUsed(tx)).toEqual([
+      { id: a.head, len: 0 },
+      { id: b.head, len: 0 },
+    ]);
     expect(irq.count).toBe(1);
     expect(dev.stats).toMatchObject({ txFrames: 2, txBytes: 60 + 1514, txDropped: 0 });
   });
@@ -183,14 +259,26 @@ describe('virtio-net device', () => {
     const { driver, port, dev, irq } = bed();
     driver.init(WANT | OFFLOADS, 2);
     const rx = driver.queues[NET_RX_QUEUE]!;
-    const bufs = [driver.post(rx, [{ writable: 1526 }]), driver.post(rx, [{ writable: 12 }, { writable: 1514 }]), driver.post(rx, [{ writable: 12 }, ...Array.from({ length: 17 }, () => ({ writable: 4096 }))])];
+    const bufs = [
+      driver.post(rx, [{ writable: 1526 }]),
+      driver.post(rx, [{ writable: 12 }, { writable: 1514 }]),
+      driver.post(rx, [{ writable: 12 }, ...Array.from({ length: 17 }, () => ({ writable: 4096 }))]),
+    ];
     driver.notify(rx);
     const f1 = frame(60, 0x44);
     const f2 = frame(1514, 0x55);
     const f3 = frame(60000, 0x66);
     const before = irq.count;
-    port.arrive(packet(hdr(VIRTIO_NET_HDR_F_DATA_VALID), f1), packet(hdr(), f2), packet(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4), f3));
-    expect(driver.takeUsed(rx)).toEqual([{ id: bufs[0]!.head, len: 12 + 60 }, { id: bufs[1]!.head, len: 12 + 1514 }, { id: bufs[2]!.head, len: 12 + 60000 }]);
+    port.arrive(
+      packet(hdr(VIRTIO_NET_HDR_F_DATA_VALID), f1),
+      packet(hdr(), f2),
+      packet(hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4), f3),
+    );
+    expect(driver.takeUsed(rx)).toEqual([
+      { id: bufs[0]!.head, len: 12 + 60 },
+      { id: bufs[1]!.head, len: 12 + 1514 },
+      { id: bufs[2]!.head, len: 12 + 60000 },
+    ]);
     expect(irq.count).toBe(before + 1);
     expect(hex(driver.bytes(bufs[0]!.addrs[0]!, 12))).toBe(hex(hdr(VIRTIO_NET_HDR_F_DATA_VALID, 0, 1)));
     expect(hex(driver.bytes(bufs[0]!.addrs[0]! + 12, 60))).toBe(hex(f1));
@@ -230,7 +318,11 @@ describe('virtio-net device', () => {
     const good = driver.post(rx, [{ writable: 1526 }]);
     driver.notify(rx);
     port.arrive(packet(hdr(), frame(200, 1)), packet(hdr(), frame(60, 2)), packet(hdr(), frame(60, 3)), hdr());
-    expect(driver.takeUsed(rx)).toEqual([{ id: small.head, len: 0 }, { id: readable.head, len: 0 }, { id: good.head, len: 72 }]);
+    expect(driver.takeUsed(rx)).toEqual([
+      { id: small.head, len: 0 },
+      { id: readable.head, len: 0 },
+      { id: good.head, len: 72 },
+    ]);
     expect(dev.stats.rxDropped).toBe(2);
     expect(dev.stats.rxFrames).toBe(1);
     expect(hex(driver.bytes(good.addrs[0]! + 12, 60))).toBe(hex(frame(60, 3)));

@@ -15,7 +15,10 @@ describe('virtio-rng', () => {
     const a = driver.post(q, [{ writable: 64 }, { writable: 64 }]);
     const b = driver.post(q, [{ writable: 64 }], { indirect: true });
     driver.notify(q);
-    expect(driver.takeUsed(q)).toEqual([{ id: a.head, len: 128 }, { id: b.head, len: 64 }]);
+    expect(driver.takeUsed(q)).toEqual([
+      { id: a.head, len: 128 },
+      { id: b.head, len: 64 },
+    ]);
     expect(irq.count).toBe(1);
     const bufs = [driver.bytes(a.addrs[0]!, 64), driver.bytes(a.addrs[1]!, 64), driver.bytes(b.addrs[0]!, 64)].map((x) => Buffer.from(x));
     // 0xee is the driver's fill pattern: 64 random bytes all equal to it would be a 2^-512 event

@@ -13,8 +13,17 @@ import { execFileSync } from 'node:child_process';
 import * as libc from '../../../../src/kvm/libc.js';
 import { VhostUserBackend, vhostUserSocketPair } from '../../../../src/vmm/devices/virtio/vhost-user/backend.js';
 import {
-  VhostUserRequest as Q, encodeU64, encodeMessage, encodeMemory, vhostVringState, vhostVringAddr, VHOST_USER_F_PROTOCOL_FEATURES,
-  VHOST_USER_VERSION, VHOST_USER_NEED_REPLY_MASK, VHOST_USER_PROTOCOL_F_REPLY_ACK, VHOST_USER_PROTOCOL_F_CONFIG,
+  VhostUserRequest as Q,
+  encodeU64,
+  encodeMessage,
+  encodeMemory,
+  vhostVringState,
+  vhostVringAddr,
+  VHOST_USER_F_PROTOCOL_FEATURES,
+  VHOST_USER_VERSION,
+  VHOST_USER_NEED_REPLY_MASK,
+  VHOST_USER_PROTOCOL_F_REPLY_ACK,
+  VHOST_USER_PROTOCOL_F_CONFIG,
 } from '../../../../src/vmm/devices/virtio/vhost-user/messages.js';
 import { getCloexec } from '../../../../src/kvm/socket.js';
 import { NotifyPoller } from '../../../../src/vmm/devices/virtio/notify-poller.js';
@@ -27,7 +36,13 @@ import { bit, type VirtioDevice } from '../../../../src/vmm/devices/virtio/mmio.
 import { VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC } from '../../../../src/vmm/devices/virtio/virtqueue.js';
 import { VIRTIO_BLK_OUTHDR, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_S_OK } from '../../../../src/vmm/devices/virtio/block-request.js';
 import {
-  decodeHeader, encodeHeader, VSOCK_HDR, VIRTIO_VSOCK_OP_REQUEST, VIRTIO_VSOCK_OP_RESPONSE, VIRTIO_VSOCK_OP_RW, VIRTIO_VSOCK_TYPE_STREAM,
+  decodeHeader,
+  encodeHeader,
+  VSOCK_HDR,
+  VIRTIO_VSOCK_OP_REQUEST,
+  VIRTIO_VSOCK_OP_RESPONSE,
+  VIRTIO_VSOCK_OP_RW,
+  VIRTIO_VSOCK_TYPE_STREAM,
 } from '../../../../src/vmm/devices/virtio/vsock/packet.js';
 import { VhostUserFrontend, openFds, NOFD } from '../../../fixtures/vhost-user-frontend.js';
 
@@ -71,7 +86,14 @@ function connect(device: VirtioDevice, queues?: number) {
   const fe = new VhostUserFrontend();
   const logs: string[] = [];
   const closed: { err?: Error; done: boolean } = { done: false };
-  const be = new VhostUserBackend({ fd: fe.backendFd, device, queues, poller, log: (l) => logs.push(l), onClose: (err) => Object.assign(closed, { err, done: true }) });
+  const be = new VhostUserBackend({
+    fd: fe.backendFd,
+    device,
+    queues,
+    poller,
+    log: (l) => logs.push(l),
+    onClose: (err) => Object.assign(closed, { err, done: true }),
+  });
   be.start();
   cleanups.push(async () => {
     await be.close();
@@ -94,7 +116,10 @@ describe('vhost-user backend: virtio-rng', () => {
     const p2 = fe.driver.post(q!, [{ writable: 16 }, { writable: 16 }], { indirect: true });
     fe.kick(0);
     const used = await fe.used(q!, 2);
-    expect(used).toEqual([{ id: p.head, len: 64 }, { id: p2.head, len: 32 }]);
+    expect(used).toEqual([
+      { id: p.head, len: 64 },
+      { id: p2.head, len: 32 },
+    ]);
     expect(fe.ram.slice(p.addrs[0]!, 64).every((b) => b === 0xee)).toBe(false);
     await fe.until(() => fe.calls(0) > 0, 'an interrupt');
     expect(dev.bytesServed).toBe(96);
@@ -211,7 +236,18 @@ describe('vhost-user backend: virtio-vsock (2 of 3 queues; the event queue stays
       return { hdr: decodeHeader(b), payload: Buffer.from(b.subarray(VSOCK_HDR.size)) };
     };
     const send = (op: number, srcPort: number, dstPort: number, payload = new Uint8Array(0)) => {
-      const hdr = encodeHeader({ srcCid: 3n, dstCid: 2n, srcPort, dstPort, len: payload.length, type: VIRTIO_VSOCK_TYPE_STREAM, op, flags: 0, bufAlloc: 65536, fwdCnt: 0 });
+      const hdr = encodeHeader({
+        srcCid: 3n,
+        dstCid: 2n,
+        srcPort,
+        dstPort,
+        len: payload.length,
+        type: VIRTIO_VSOCK_TYPE_STREAM,
+        op,
+        flags: 0,
+        bufAlloc: 65536,
+        fwdCnt: 0,
+      });
       fe.driver.post(txq!, [{ data: hdr }, ...(payload.length ? [{ data: payload }] : [])]);
       fe.kick(VSOCK_TX_QUEUE);
     };
@@ -245,7 +281,14 @@ describe('vhost-user backend: malformed input closes the connection cleanly', ()
     const fe = new VhostUserFrontend();
     const logs: string[] = [];
     let closedWith: Error | undefined | null = null;
-    const be = new VhostUserBackend({ fd: fe.backendFd, device: new RngDevice(), queues: opts.queues, poller, log: (l) => logs.push(l), onClose: (e) => (closedWith = e) });
+    const be = new VhostUserBackend({
+      fd: fe.backendFd,
+      device: new RngDevice(),
+      queues: opts.queues,
+      poller,
+      log: (l) => logs.push(l),
+      onClose: (e) => (closedWith = e),
+    });
     be.start();
     try {
       await attack(fe);
@@ -276,13 +319,22 @@ describe('vhost-user backend: malformed input closes the connection cleanly', ()
   });
 
   it('a memory table whose region fds are missing (and extra fds are closed)', async () => {
-    await expectClosed(/2 regions: 1 file descriptors|1 file descriptors, expected 2/, (fe) => fe.send(Q.VHOST_USER_SET_MEM_TABLE, encodeMemory(fe.regions()), [fe.memFd], VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK));
-    await expectClosed(/3 file descriptors, expected 0/, (fe) => fe.send(Q.VHOST_USER_SET_OWNER, undefined, [fe.memFd, fe.memFd, fe.memFd]));
+    await expectClosed(/2 regions: 1 file descriptors|1 file descriptors, expected 2/, (fe) =>
+      fe.send(Q.VHOST_USER_SET_MEM_TABLE, encodeMemory(fe.regions()), [fe.memFd], VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK),
+    );
+    await expectClosed(/3 file descriptors, expected 0/, (fe) =>
+      fe.send(Q.VHOST_USER_SET_OWNER, undefined, [fe.memFd, fe.memFd, fe.memFd]),
+    );
   });
 
   it('too many regions', () =>
     expectClosed(/9 regions|payload of 296 bytes/, (fe) => {
-      const regions = Array.from({ length: 9 }, (_, i) => ({ guest_phys_addr: BigInt(i << 20), memory_size: 1n << 20n, userspace_addr: BigInt(i << 20), mmap_offset: 0n }));
+      const regions = Array.from({ length: 9 }, (_, i) => ({
+        guest_phys_addr: BigInt(i << 20),
+        memory_size: 1n << 20n,
+        userspace_addr: BigInt(i << 20),
+        mmap_offset: 0n,
+      }));
       fe.send(Q.VHOST_USER_SET_MEM_TABLE, encodeMemory(regions), []);
     }));
 
@@ -291,7 +343,17 @@ describe('vhost-user backend: malformed input closes the connection cleanly', ()
       fe.sendMemTable();
       await fe.replyU64(Q.VHOST_USER_SET_MEM_TABLE);
       fe.send(Q.VHOST_USER_SET_VRING_NUM, vhostVringState.pack({ index: 0, num: 256 }));
-      fe.send(Q.VHOST_USER_SET_VRING_ADDR, vhostVringAddr.pack({ index: 0, flags: 0, desc_user_addr: 0x1000n, used_user_addr: fe.uva(0x2000), avail_user_addr: fe.uva(0x3000), log_guest_addr: 0n }));
+      fe.send(
+        Q.VHOST_USER_SET_VRING_ADDR,
+        vhostVringAddr.pack({
+          index: 0,
+          flags: 0,
+          desc_user_addr: 0x1000n,
+          used_user_addr: fe.uva(0x2000),
+          avail_user_addr: fe.uva(0x3000),
+          log_guest_addr: 0n,
+        }),
+      );
     }));
 
   it('a ring that runs past the end of memory', () =>
@@ -300,7 +362,17 @@ describe('vhost-user backend: malformed input closes the connection cleanly', ()
       await fe.replyU64(Q.VHOST_USER_SET_MEM_TABLE);
       fe.send(Q.VHOST_USER_SET_VRING_NUM, vhostVringState.pack({ index: 0, num: 1024 }));
       const end = fe.memBytes - 16;
-      fe.send(Q.VHOST_USER_SET_VRING_ADDR, vhostVringAddr.pack({ index: 0, flags: 0, desc_user_addr: fe.uva(end), used_user_addr: fe.uva(0x2000), avail_user_addr: fe.uva(0x3000), log_guest_addr: 0n }));
+      fe.send(
+        Q.VHOST_USER_SET_VRING_ADDR,
+        vhostVringAddr.pack({
+          index: 0,
+          flags: 0,
+          desc_user_addr: fe.uva(end),
+          used_user_addr: fe.uva(0x2000),
+          avail_user_addr: fe.uva(0x3000),
+          log_guest_addr: 0n,
+        }),
+      );
     }));
 
   it('a ring index the backend does not serve (its fd is closed)', () =>

@@ -31,7 +31,10 @@ describe('VhostUserMemory', () => {
     ]);
     try {
       expect(mem.size).toBe(4 * MiB);
-      expect(mem.regions).toEqual([{ guestAddr: 0, size: MiB, hostOffset: 0 }, { guestAddr: 0x1_0000_0000, size: 3 * MiB, hostOffset: MiB }]);
+      expect(mem.regions).toEqual([
+        { guestAddr: 0, size: MiB, hostOffset: 0 },
+        { guestAddr: 0x1_0000_0000, size: 3 * MiB, hostOffset: MiB },
+      ]);
       m.bytes[100] = 0xab;
       m.bytes[MiB + 5] = 0xcd;
       expect(mem.slice(100, 1)[0]).toBe(0xab);
@@ -57,17 +60,23 @@ describe('VhostUserMemory', () => {
     const count = () => readdirSync('/proc/self/fd').length;
     const m = memfd(2 * MiB);
     const before = count();
-    VhostUserMemory.map(dup(m.fd, 1).map((fd) => ({ guest_phys_addr: 0n, memory_size: BigInt(MiB), userspace_addr: VA, mmap_offset: 0n, fd }))).close();
+    VhostUserMemory.map(
+      dup(m.fd, 1).map((fd) => ({ guest_phys_addr: 0n, memory_size: BigInt(MiB), userspace_addr: VA, mmap_offset: 0n, fd })),
+    ).close();
     expect(count()).toBe(before);
     const fds = dup(m.fd, 2);
-    expect(() => VhostUserMemory.map([
-      { guest_phys_addr: 0n, memory_size: BigInt(MiB), userspace_addr: VA, mmap_offset: 0n, fd: fds[0]! },
-      { guest_phys_addr: BigInt(MiB / 2), memory_size: BigInt(MiB), userspace_addr: VA, mmap_offset: 0n, fd: fds[1]! },
-    ])).toThrow(/overlaps another region/);
+    expect(() =>
+      VhostUserMemory.map([
+        { guest_phys_addr: 0n, memory_size: BigInt(MiB), userspace_addr: VA, mmap_offset: 0n, fd: fds[0]! },
+        { guest_phys_addr: BigInt(MiB / 2), memory_size: BigInt(MiB), userspace_addr: VA, mmap_offset: 0n, fd: fds[1]! },
+      ]),
+    ).toThrow(/overlaps another region/);
     expect(count()).toBe(before);
     for (const bad of [{ memory_size: 0n }, { mmap_offset: 17n }, { guest_phys_addr: 1n << 60n }]) {
       const [fd] = dup(m.fd, 1);
-      expect(() => VhostUserMemory.map([{ guest_phys_addr: 0n, memory_size: BigInt(MiB), userspace_addr: VA, mmap_offset: 0n, ...bad, fd: fd! }])).toThrow(/not a usable region/);
+      expect(() =>
+        VhostUserMemory.map([{ guest_phys_addr: 0n, memory_size: BigInt(MiB), userspace_addr: VA, mmap_offset: 0n, ...bad, fd: fd! }]),
+      ).toThrow(/not a usable region/);
     }
     expect(count()).toBe(before);
     m.unmap();

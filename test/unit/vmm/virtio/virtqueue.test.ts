@@ -4,8 +4,16 @@ import { RngDevice } from '../../../../src/vmm/devices/virtio/rng.js';
 import { bit, VIRTIO_CONFIG_S_NEEDS_RESET } from '../../../../src/vmm/devices/virtio/mmio.js';
 import { BufferRam } from '../../../../src/vmm/memory.js';
 import {
-  Virtqueue, ChainBuffers, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
-  VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_F_INDIRECT, VIRTQ_AVAIL_F_NO_INTERRUPT, VirtqueueError,
+  Virtqueue,
+  ChainBuffers,
+  VIRTIO_F_VERSION_1,
+  VIRTIO_RING_F_EVENT_IDX,
+  VIRTIO_RING_F_INDIRECT_DESC,
+  VIRTQ_DESC_F_NEXT,
+  VIRTQ_DESC_F_WRITE,
+  VIRTQ_DESC_F_INDIRECT,
+  VIRTQ_AVAIL_F_NO_INTERRUPT,
+  VirtqueueError,
 } from '../../../../src/vmm/devices/virtio/virtqueue.js';
 
 const V1 = bit(VIRTIO_F_VERSION_1);
@@ -132,7 +140,10 @@ describe('split virtqueue: descriptor chains', () => {
     const { driver, dq, vq, mem } = rawQueue();
     const p = driver.post(dq, [{ data: Uint8Array.of(1) }, { writable: 4 }], { indirect: true });
     const c = vq.pop(mem)!;
-    expect(c.descriptors).toEqual([{ addr: p.addrs[0], len: 1, writable: false }, { addr: p.addrs[1], len: 4, writable: true }]);
+    expect(c.descriptors).toEqual([
+      { addr: p.addrs[0], len: 1, writable: false },
+      { addr: p.addrs[1], len: 4, writable: true },
+    ]);
 
     const table = driver.alloc(32, 16);
     driver.writeDesc(dq, 0, driver.alloc(8), 8, VIRTQ_DESC_F_NEXT, 5, table); // next past the 2-entry table
@@ -171,7 +182,10 @@ describe('split virtqueue: descriptor chains', () => {
     tb.driver.pushAvail(q, 5);
     const p = tb.driver.post(q, [{ writable: 32 }]);
     tb.driver.notify(q);
-    expect(tb.driver.takeUsed(q)).toEqual([{ id: 5, len: 0 }, { id: p.head, len: 32 }]);
+    expect(tb.driver.takeUsed(q)).toEqual([
+      { id: 5, len: 0 },
+      { id: p.head, len: 32 },
+    ]);
     expect(tb.driver.status() & VIRTIO_CONFIG_S_NEEDS_RESET).toBe(0);
   });
 });

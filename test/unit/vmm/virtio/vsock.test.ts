@@ -10,9 +10,20 @@ import { VsockDevice, VSOCK_RX_QUEUE, VSOCK_TX_QUEUE } from '../../../../src/vmm
 import { VsockMuxer } from '../../../../src/vmm/devices/virtio/vsock/muxer.js';
 import { CONN_BUF_ALLOC } from '../../../../src/vmm/devices/virtio/vsock/connection.js';
 import {
-  decodeHeader, encodeHeader, VSOCK_HDR, VIRTIO_VSOCK_OP_REQUEST, VIRTIO_VSOCK_OP_RESPONSE, VIRTIO_VSOCK_OP_RST,
-  VIRTIO_VSOCK_OP_RW, VIRTIO_VSOCK_OP_SHUTDOWN, VIRTIO_VSOCK_OP_CREDIT_REQUEST, VIRTIO_VSOCK_OP_CREDIT_UPDATE,
-  VIRTIO_VSOCK_SHUTDOWN_RCV, VIRTIO_VSOCK_SHUTDOWN_SEND, VIRTIO_VSOCK_TYPE_STREAM, type VsockHeader,
+  decodeHeader,
+  encodeHeader,
+  VSOCK_HDR,
+  VIRTIO_VSOCK_OP_REQUEST,
+  VIRTIO_VSOCK_OP_RESPONSE,
+  VIRTIO_VSOCK_OP_RST,
+  VIRTIO_VSOCK_OP_RW,
+  VIRTIO_VSOCK_OP_SHUTDOWN,
+  VIRTIO_VSOCK_OP_CREDIT_REQUEST,
+  VIRTIO_VSOCK_OP_CREDIT_UPDATE,
+  VIRTIO_VSOCK_SHUTDOWN_RCV,
+  VIRTIO_VSOCK_SHUTDOWN_SEND,
+  VIRTIO_VSOCK_TYPE_STREAM,
+  type VsockHeader,
 } from '../../../../src/vmm/devices/virtio/vsock/packet.js';
 
 const CID = 3n;
@@ -31,8 +42,14 @@ afterEach(async () => {
 const tick = () => new Promise<void>((r) => setImmediate(r));
 
 /** A guest: rx buffers posted, packets sent on tx, received packets collected. */
-async function guest(opts: { bufAlloc?: number; rxBuffers?: number; rxSize?: number; connectTimeoutMs?: number; handshakeTimeoutMs?: number } = {}) {
-  const mux = new VsockMuxer({ udsPath: uds, connectTimeoutMs: opts.connectTimeoutMs ?? 60_000, handshakeTimeoutMs: opts.handshakeTimeoutMs });
+async function guest(
+  opts: { bufAlloc?: number; rxBuffers?: number; rxSize?: number; connectTimeoutMs?: number; handshakeTimeoutMs?: number } = {},
+) {
+  const mux = new VsockMuxer({
+    udsPath: uds,
+    connectTimeoutMs: opts.connectTimeoutMs ?? 60_000,
+    handshakeTimeoutMs: opts.handshakeTimeoutMs,
+  });
   await mux.listen();
   cleanups.push(() => mux.close());
   const dev = new VsockDevice(CID, mux);
@@ -62,7 +79,16 @@ async function guest(opts: { bufAlloc?: number; rxBuffers?: number; rxSize?: num
     if (used.length) tb.driver.notify(rxq);
   };
   const send = (h: Partial<VsockHeader> & { op: number; srcPort: number; dstPort: number }, payload = new Uint8Array(0)) => {
-    const hdr = encodeHeader({ srcCid: CID, dstCid: 2n, len: payload.length, type: VIRTIO_VSOCK_TYPE_STREAM, flags: 0, bufAlloc: opts.bufAlloc ?? 65536, fwdCnt, ...h });
+    const hdr = encodeHeader({
+      srcCid: CID,
+      dstCid: 2n,
+      len: payload.length,
+      type: VIRTIO_VSOCK_TYPE_STREAM,
+      flags: 0,
+      bufAlloc: opts.bufAlloc ?? 65536,
+      fwdCnt,
+      ...h,
+    });
     tb.driver.post(txq, [{ data: hdr }, ...(payload.length ? [{ data: payload }] : [])]);
     tb.driver.notify(txq);
     expect(tb.driver.takeUsed(txq)).toHaveLength(1);
@@ -117,7 +143,14 @@ describe('virtio-vsock with the unix-socket muxer', () => {
     const g = await guest();
     const s = await hostConnect(52, 'early');
     const req = await g.expectPacket((p) => p.hdr.op === VIRTIO_VSOCK_OP_REQUEST);
-    expect(req.hdr).toMatchObject({ srcCid: 2n, dstCid: CID, dstPort: 52, type: VIRTIO_VSOCK_TYPE_STREAM, bufAlloc: CONN_BUF_ALLOC, fwdCnt: 0 });
+    expect(req.hdr).toMatchObject({
+      srcCid: 2n,
+      dstCid: CID,
+      dstPort: 52,
+      type: VIRTIO_VSOCK_TYPE_STREAM,
+      bufAlloc: CONN_BUF_ALLOC,
+      fwdCnt: 0,
+    });
     const local = req.hdr.srcPort;
     expect(local).toBeGreaterThanOrEqual(2 ** 30);
     const ok = readUntil(s, (a) => a.includes('\n'));

@@ -22,12 +22,33 @@ import type { GuestRam } from '../../../memory.js';
 import type { RamRegion } from '../../../layout.js';
 import { NotifyPoller } from '../notify-poller.js';
 import { bit, type ActivateContext, type VirtioDevice } from '../mmio.js';
-import { Virtqueue, VirtqueueError, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC, VIRTQ_MAX_SIZE, VIRTQ_USED } from '../virtqueue.js';
+import {
+  Virtqueue,
+  VirtqueueError,
+  VIRTIO_F_VERSION_1,
+  VIRTIO_RING_F_EVENT_IDX,
+  VIRTIO_RING_F_INDIRECT_DESC,
+  VIRTQ_MAX_SIZE,
+  VIRTQ_USED,
+} from '../virtqueue.js';
 import { VhostUserMemory } from './memory.js';
 import {
-  VhostUserError, VhostUserRequest as Q, parseHeader, parsePayload, encodeReply, encodeU64, encodeConfig,
-  requestName, vhostUserHeader, vhostVringState, VHOST_USER_F_PROTOCOL_FEATURES, VHOST_USER_PROTOCOL_F_CONFIG,
-  VHOST_USER_PROTOCOL_F_REPLY_ACK, type VhostUserHeader, type VhostUserMessage, type VhostVringAddr,
+  VhostUserError,
+  VhostUserRequest as Q,
+  parseHeader,
+  parsePayload,
+  encodeReply,
+  encodeU64,
+  encodeConfig,
+  requestName,
+  vhostUserHeader,
+  vhostVringState,
+  VHOST_USER_F_PROTOCOL_FEATURES,
+  VHOST_USER_PROTOCOL_F_CONFIG,
+  VHOST_USER_PROTOCOL_F_REPLY_ACK,
+  type VhostUserHeader,
+  type VhostUserMessage,
+  type VhostVringAddr,
 } from './messages.js';
 
 export interface VhostUserBackendOptions {
@@ -118,12 +139,23 @@ export class VhostUserBackend {
     this.offered = o.device.features | RING_FEATURES | bit(VHOST_USER_F_PROTOCOL_FEATURES);
     this.protocolOffered = protocolFeaturesFor(o.device);
     // QEMU sizes every ring itself (1024 entries) whatever the device prefers.
-    this.rings = Array.from({ length: n }, () => ({ q: new Virtqueue(VIRTQ_MAX_SIZE), kickFd: -1, callFd: -1, errFd: -1, started: false, enabled: false }));
+    this.rings = Array.from({ length: n }, () => ({
+      q: new Virtqueue(VIRTQ_MAX_SIZE),
+      kickFd: -1,
+      callFd: -1,
+      errFd: -1,
+      started: false,
+      enabled: false,
+    }));
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- the getters below have their own `this`
     const self = this;
     this.ram = {
-      get size() { return self.memory?.size ?? 0; },
-      get regions(): readonly RamRegion[] { return self.memory?.regions ?? []; },
+      get size() {
+        return self.memory?.size ?? 0;
+      },
+      get regions(): readonly RamRegion[] {
+        return self.memory?.regions ?? [];
+      },
       slice: (gpa, len) => {
         if (!self.memory) throw new VhostUserError('guest memory: no SET_MEM_TABLE yet');
         return self.memory.slice(gpa, len);
@@ -136,7 +168,10 @@ export class VhostUserBackend {
   start(): void {
     if (this.started || this.closed) return;
     this.started = true;
-    this.poller.addReadable(this.o.fd, this.guarded(() => this.onReadable()));
+    this.poller.addReadable(
+      this.o.fd,
+      this.guarded(() => this.onReadable()),
+    );
   }
 
   /** Releases every fd, mapping and the poller thread; the device is reset if it was running. Idempotent. */
@@ -181,14 +216,20 @@ export class VhostUserBackend {
     if (this.closed) return;
     this.log(`closing: ${err.message}`);
     // both outcomes go to onClose: nothing is left to reject
-    void this.close().then(() => this.o.onClose?.(err), (e: Error) => this.o.onClose?.(e));
+    void this.close().then(
+      () => this.o.onClose?.(err),
+      (e: Error) => this.o.onClose?.(e),
+    );
   }
 
   private hangUp(): void {
     if (this.closed) return;
     this.log('front end hung up');
     // both outcomes go to onClose: nothing is left to reject
-    void this.close().then(() => this.o.onClose?.(), (e: Error) => this.o.onClose?.(e));
+    void this.close().then(
+      () => this.o.onClose?.(),
+      (e: Error) => this.o.onClose?.(e),
+    );
   }
 
   // ---- reading ----
@@ -212,7 +253,8 @@ export class VhostUserBackend {
     this.fds.push(...r.fds);
     if (r.bytes < 0) return false;
     if (r.bytes === 0) {
-      if (this.headerGot || this.hdr) throw new VhostUserError(`front end hung up in the middle of a message (${this.hdr ? requestName(this.hdr.request) : 'header'})`);
+      if (this.headerGot || this.hdr)
+        throw new VhostUserError(`front end hung up in the middle of a message (${this.hdr ? requestName(this.hdr.request) : 'header'})`);
       this.hangUp();
       return false;
     }
@@ -272,7 +314,8 @@ export class VhostUserBackend {
         this.reply(m.request, encodeU64(this.protocolOffered));
         return true;
       case Q.VHOST_USER_SET_PROTOCOL_FEATURES:
-        if (m.value & ~this.protocolOffered) throw new VhostUserError(`SET_PROTOCOL_FEATURES: 0x${(m.value & ~this.protocolOffered).toString(16)} were not offered`);
+        if (m.value & ~this.protocolOffered)
+          throw new VhostUserError(`SET_PROTOCOL_FEATURES: 0x${(m.value & ~this.protocolOffered).toString(16)} were not offered`);
         this.protocolAcked = m.value;
         return false;
       case Q.VHOST_USER_GET_QUEUE_NUM:
@@ -297,13 +340,15 @@ export class VhostUserBackend {
       case Q.VHOST_USER_SET_VRING_NUM: {
         const r = this.stoppedRing(m.request, m.state.index);
         const n = m.state.num;
-        if (n < 1 || n > VIRTQ_MAX_SIZE || (n & (n - 1)) !== 0) throw new VhostUserError(`SET_VRING_NUM: ring ${m.state.index} size ${n} is not a power of 2 up to ${VIRTQ_MAX_SIZE}`);
+        if (n < 1 || n > VIRTQ_MAX_SIZE || (n & (n - 1)) !== 0)
+          throw new VhostUserError(`SET_VRING_NUM: ring ${m.state.index} size ${n} is not a power of 2 up to ${VIRTQ_MAX_SIZE}`);
         r.q.size = n;
         return false;
       }
       case Q.VHOST_USER_SET_VRING_BASE: {
         const r = this.stoppedRing(m.request, m.state.index);
-        if (m.state.num > 0xffff) throw new VhostUserError(`SET_VRING_BASE: ring ${m.state.index} base ${m.state.num} is not a split-ring index`);
+        if (m.state.num > 0xffff)
+          throw new VhostUserError(`SET_VRING_BASE: ring ${m.state.index} base ${m.state.num} is not a split-ring index`);
         r.q.nextAvail = m.state.num;
         return false;
       }
@@ -359,7 +404,8 @@ export class VhostUserBackend {
       }
       case Q.VHOST_USER_SET_CONFIG: {
         const { offset, size, payload } = m.config;
-        if (offset + size > this.o.device.configSize) throw new VhostUserError(`SET_CONFIG: ${size} bytes at ${offset} beyond the device's ${this.o.device.configSize}`);
+        if (offset + size > this.o.device.configSize)
+          throw new VhostUserError(`SET_CONFIG: ${size} bytes at ${offset} beyond the device's ${this.o.device.configSize}`);
         this.o.device.writeConfig(offset, payload);
         return false;
       }
@@ -408,7 +454,10 @@ export class VhostUserBackend {
     r.kickFd = replaceFd(r.kickFd, fd);
     if (fd >= 0) {
       const index = this.rings.indexOf(r);
-      this.poller.add(fd, this.guarded(() => this.kicked(index)));
+      this.poller.add(
+        fd,
+        this.guarded(() => this.kicked(index)),
+      );
     }
   }
 

@@ -59,7 +59,8 @@ export class VhostUserMemory implements GuestRam {
           throw new GuestMemoryError(`${what}: not a usable region`);
         }
         for (const m of mapped) {
-          if (guestAddr < m.guestAddr + m.size && m.guestAddr < guestAddr + size) throw new GuestMemoryError(`${what}: overlaps another region`);
+          if (guestAddr < m.guestAddr + m.size && m.guestAddr < guestAddr + size)
+            throw new GuestMemoryError(`${what}: overlaps another region`);
         }
         const mapLen = offset + size;
         const addr = libc.mmap(0, mapLen, libc.PROT_READ | libc.PROT_WRITE, libc.MAP_SHARED | libc.MAP_NORESERVE, r.fd, 0);

@@ -10,9 +10,19 @@
  */
 import type { Socket } from 'node:net';
 import {
-  VIRTIO_VSOCK_OP_CREDIT_REQUEST, VIRTIO_VSOCK_OP_CREDIT_UPDATE, VIRTIO_VSOCK_OP_REQUEST, VIRTIO_VSOCK_OP_RESPONSE,
-  VIRTIO_VSOCK_OP_RST, VIRTIO_VSOCK_OP_RW, VIRTIO_VSOCK_OP_SHUTDOWN, VIRTIO_VSOCK_SHUTDOWN_RCV, VIRTIO_VSOCK_SHUTDOWN_SEND,
-  VIRTIO_VSOCK_TYPE_STREAM, VMADDR_CID_HOST, type VsockHeader, type VsockPacket,
+  VIRTIO_VSOCK_OP_CREDIT_REQUEST,
+  VIRTIO_VSOCK_OP_CREDIT_UPDATE,
+  VIRTIO_VSOCK_OP_REQUEST,
+  VIRTIO_VSOCK_OP_RESPONSE,
+  VIRTIO_VSOCK_OP_RST,
+  VIRTIO_VSOCK_OP_RW,
+  VIRTIO_VSOCK_OP_SHUTDOWN,
+  VIRTIO_VSOCK_SHUTDOWN_RCV,
+  VIRTIO_VSOCK_SHUTDOWN_SEND,
+  VIRTIO_VSOCK_TYPE_STREAM,
+  VMADDR_CID_HOST,
+  type VsockHeader,
+  type VsockPacket,
 } from './packet.js';
 
 /** Our receive buffer per connection, advertised as buf_alloc. */
@@ -127,8 +137,16 @@ export class VsockConnection {
   private header(op: number, len: number, flags: number): VsockHeader {
     this.fwdCntSent = this.fwdCnt;
     return {
-      srcCid: BigInt(VMADDR_CID_HOST), dstCid: this.guestCid, srcPort: this.localPort, dstPort: this.peerPort,
-      len, type: VIRTIO_VSOCK_TYPE_STREAM, op, flags, bufAlloc: CONN_BUF_ALLOC, fwdCnt: this.fwdCnt >>> 0,
+      srcCid: BigInt(VMADDR_CID_HOST),
+      dstCid: this.guestCid,
+      srcPort: this.localPort,
+      dstPort: this.peerPort,
+      len,
+      type: VIRTIO_VSOCK_TYPE_STREAM,
+      op,
+      flags,
+      bufAlloc: CONN_BUF_ALLOC,
+      fwdCnt: this.fwdCnt >>> 0,
     };
   }
 
@@ -192,7 +210,10 @@ export class VsockConnection {
     });
     socket.on('error', (e) => this.ev.log?.(`vsock ${this.key}: host socket: ${e.message}`));
     socket.on('close', () => {
-      if (this.state !== 'closing' && !(this.localShutdown & VIRTIO_VSOCK_SHUTDOWN_SEND && this.peerShutdown & VIRTIO_VSOCK_SHUTDOWN_SEND)) {
+      if (
+        this.state !== 'closing' &&
+        !(this.localShutdown & VIRTIO_VSOCK_SHUTDOWN_SEND && this.peerShutdown & VIRTIO_VSOCK_SHUTDOWN_SEND)
+      ) {
         if (this.shutdownAfterData || this.toGuestBytes > 0) return; // the data and SHUTDOWN go first; RST follows via finish()
         this.reset('host socket closed');
       }

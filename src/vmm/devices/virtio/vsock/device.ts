@@ -6,7 +6,18 @@
 import { ChainBuffers, VirtqueueError } from '../virtqueue.js';
 import { VIRTIO_ID_VSOCK, type ActivateContext, type VirtioDevice } from '../mmio.js';
 import { InvalidParameterError } from '../../../../errors.js';
-import { decodeHeader, encodeHeader, VIRTIO_VSOCK_EVENT_TRANSPORT_RESET, VSOCK_EVENT_SIZE, VSOCK_CONFIG_SIZE, VSOCK_HDR, VSOCK_MAX_PKT_BUF_SIZE, VMADDR_CID_HOST, type VsockHeader, type VsockPacket } from './packet.js';
+import {
+  decodeHeader,
+  encodeHeader,
+  VIRTIO_VSOCK_EVENT_TRANSPORT_RESET,
+  VSOCK_EVENT_SIZE,
+  VSOCK_CONFIG_SIZE,
+  VSOCK_HDR,
+  VSOCK_MAX_PKT_BUF_SIZE,
+  VMADDR_CID_HOST,
+  type VsockHeader,
+  type VsockPacket,
+} from './packet.js';
 
 export const VSOCK_RX_QUEUE = 0;
 export const VSOCK_TX_QUEUE = 1;
@@ -39,9 +50,14 @@ export class VsockDevice implements VirtioDevice {
   /** a queue could not be trusted: nothing runs until the driver resets the device */
   private broken = false;
 
-  constructor(readonly guestCid: bigint, private readonly backend: VsockBackend, private readonly log?: (line: string) => void) {
+  constructor(
+    readonly guestCid: bigint,
+    private readonly backend: VsockBackend,
+    private readonly log?: (line: string) => void,
+  ) {
     // CIDs 0-2 are reserved (hypervisor, local, host); u32 ~0 is VMADDR_CID_ANY.
-    if (guestCid <= BigInt(VMADDR_CID_HOST) || guestCid >= 0xffff_ffffn) throw new InvalidParameterError(`vsock guest CID ${guestCid}: must be 3..2^32-2`);
+    if (guestCid <= BigInt(VMADDR_CID_HOST) || guestCid >= 0xffff_ffffn)
+      throw new InvalidParameterError(`vsock guest CID ${guestCid}: must be 3..2^32-2`);
     backend.attach(() => this.kick(), guestCid);
   }
 

@@ -16,7 +16,12 @@ import { InvalidParameterError, TvmError } from '../../../../errors.js';
 import type { VsockBackend } from './device.js';
 import { VsockConnection, connKey } from './connection.js';
 import {
-  VIRTIO_VSOCK_OP_REQUEST, VIRTIO_VSOCK_OP_RST, VIRTIO_VSOCK_TYPE_STREAM, VMADDR_CID_HOST, type VsockHeader, type VsockPacket,
+  VIRTIO_VSOCK_OP_REQUEST,
+  VIRTIO_VSOCK_OP_RST,
+  VIRTIO_VSOCK_TYPE_STREAM,
+  VMADDR_CID_HOST,
+  type VsockHeader,
+  type VsockPacket,
 } from './packet.js';
 
 /** Longest handshake line we wait for ("CONNECT 4294967295\n" is 19 bytes). */
@@ -63,7 +68,9 @@ export class VsockMuxer implements VsockBackend {
     rmSync(this.opts.udsPath, { force: true });
     const server = net.createServer({ allowHalfOpen: true }, (s) => this.accept(s));
     await new Promise<void>((resolve, reject) => {
-      server.once('error', (e) => reject(new TvmError('ERR_VSOCK_LISTEN', `vsock: cannot listen on ${this.opts.udsPath}: ${e.message}`, 500, { cause: e })));
+      server.once('error', (e) =>
+        reject(new TvmError('ERR_VSOCK_LISTEN', `vsock: cannot listen on ${this.opts.udsPath}: ${e.message}`, 500, { cause: e })),
+      );
       server.listen(this.opts.udsPath, () => resolve());
     });
     this.server = server;
@@ -200,8 +207,16 @@ export class VsockMuxer implements VsockBackend {
     if (hdr.op === VIRTIO_VSOCK_OP_RST) return;
     this.log(`RST to guest port ${hdr.srcPort}: ${why}`);
     this.orphanRsts.push({
-      srcCid: BigInt(VMADDR_CID_HOST), dstCid: this.guestCid, srcPort: hdr.dstPort, dstPort: hdr.srcPort,
-      len: 0, type: VIRTIO_VSOCK_TYPE_STREAM, op: VIRTIO_VSOCK_OP_RST, flags: 0, bufAlloc: 0, fwdCnt: 0,
+      srcCid: BigInt(VMADDR_CID_HOST),
+      dstCid: this.guestCid,
+      srcPort: hdr.dstPort,
+      dstPort: hdr.srcPort,
+      len: 0,
+      type: VIRTIO_VSOCK_TYPE_STREAM,
+      op: VIRTIO_VSOCK_OP_RST,
+      flags: 0,
+      bufAlloc: 0,
+      fwdCnt: 0,
     });
     this.kick();
   }

@@ -7,7 +7,17 @@ import { FormatError } from '../../../../errors.js';
 
 /** struct virtio_vsock_hdr (packed). */
 export const VSOCK_HDR = {
-  size: 44, src_cid: 0, dst_cid: 8, src_port: 16, dst_port: 20, len: 24, type: 28, op: 30, flags: 32, buf_alloc: 36, fwd_cnt: 40,
+  size: 44,
+  src_cid: 0,
+  dst_cid: 8,
+  src_port: 16,
+  dst_port: 20,
+  len: 24,
+  type: 28,
+  op: 30,
+  flags: 32,
+  buf_alloc: 36,
+  fwd_cnt: 40,
 } as const;
 /** struct virtio_vsock_config: le64 guest_cid. */
 export const VSOCK_CONFIG_SIZE = 8;
@@ -61,7 +71,8 @@ export function encodeHeader(h: VsockHeader, out = new Uint8Array(VSOCK_HDR.size
 }
 
 export function decodeHeader(b: Uint8Array): VsockHeader {
-  if (b.length < VSOCK_HDR.size) throw new FormatError(`vsock packet header: ${b.length} bytes, need ${VSOCK_HDR.size}`, 'ERR_VSOCK_PACKET');
+  if (b.length < VSOCK_HDR.size)
+    throw new FormatError(`vsock packet header: ${b.length} bytes, need ${VSOCK_HDR.size}`, 'ERR_VSOCK_PACKET');
   const v = new DataView(b.buffer, b.byteOffset, VSOCK_HDR.size);
   return {
     srcCid: v.getBigUint64(VSOCK_HDR.src_cid, true),
