@@ -84,18 +84,18 @@ export function vsockConnector(udsPath: string, port: number): Connector {
   };
 }
 
-/** Sends hello and reads the agent's hello; returns it plus bytes that followed it. */
-async function handshake(
-  sock: net.Socket,
-  hello: Pick<HelloRequest, 'kind' | 'stream' | 'exec' | 'path'>,
-): Promise<{ reply: HelloReply; rest: Buffer }> {
+/**
+ * Reads one whole frame: the hello's answer, or the one answer of an extract connection. The
+ * socket is left paused with the bytes that followed the frame returned; `closed` names a
+ * connection that ended first.
+ */
+export function readFrame(sock: net.Socket, closed: () => Error): Promise<{ frame: Buffer; rest: Buffer }> {
   const dec = new FrameDecoder();
-  sock.write(encodeMessage({ v: PROTOCOL_VERSION, type: 'hello', versions: [...SUPPORTED_VERSIONS], ...hello }));
   return new Promise((resolve, reject) => {
-    const fail = (e: Error) => {
-      cleanup();
-      sock.destroy();
-      reject(e);
+    const cleanup = () => {
+      sock.off('data', onData);
+      sock.off('end', onEnd);
+      sock.off('error', onEnd);
     };
     const onData = (d: Buffer) => {
       let frame: Buffer | undefined;
@@ -103,34 +103,43 @@ async function handshake(
         dec.append(d);
         frame = dec.next();
       } catch (e) {
-        fail(e as Error);
+        cleanup();
+        reject(e);
         return;
       }
       if (!frame) return;
       cleanup();
       sock.pause();
-      try {
-        const r = decodeReply(frame);
-        if (r.type === 'error') throw AgentError.of(r);
-        if (r.type !== 'hello') throw new FormatError(`agent answered hello with ${r.type}`, 'ERR_AGENT_MESSAGE');
-        if (r.version !== PROTOCOL_VERSION) throw new FormatError(`agent chose protocol version ${r.version}`, 'ERR_AGENT_MESSAGE');
-        const rest = dec.remainder();
-        resolve({ reply: r, rest });
-      } catch (e) {
-        sock.destroy();
-        reject(e);
-      }
+      resolve({ frame, rest: dec.remainder() });
     };
-    const onEnd = () => fail(new TvmError('ERR_AGENT_CLOSED', 'agent closed the connection during hello'));
-    const cleanup = () => {
-      sock.off('data', onData);
-      sock.off('end', onEnd);
-      sock.off('error', fail);
+    const onEnd = () => {
+      cleanup();
+      reject(closed());
     };
     sock.on('data', onData);
     sock.on('end', onEnd);
-    sock.on('error', fail);
+    sock.on('error', onEnd);
+    sock.resume();
   });
+}
+
+/** Sends hello and reads the agent's hello; returns it plus bytes that followed it. */
+async function handshake(
+  sock: net.Socket,
+  hello: Pick<HelloRequest, 'kind' | 'stream' | 'exec' | 'path'>,
+): Promise<{ reply: HelloReply; rest: Buffer }> {
+  sock.write(encodeMessage({ v: PROTOCOL_VERSION, type: 'hello', versions: [...SUPPORTED_VERSIONS], ...hello }));
+  try {
+    const { frame, rest } = await readFrame(sock, () => new TvmError('ERR_AGENT_CLOSED', 'agent closed the connection during hello'));
+    const r = decodeReply(frame);
+    if (r.type === 'error') throw AgentError.of(r);
+    if (r.type !== 'hello') throw new FormatError(`agent answered hello with ${r.type}`, 'ERR_AGENT_MESSAGE');
+    if (r.version !== PROTOCOL_VERSION) throw new FormatError(`agent chose protocol version ${r.version}`, 'ERR_AGENT_MESSAGE');
+    return { reply: r, rest };
+  } catch (e) {
+    sock.destroy();
+    throw e;
+  }
 }
 
 interface Pending {

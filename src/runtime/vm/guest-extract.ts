@@ -9,8 +9,7 @@ import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { extract as tarExtract, type Header } from 'tar-stream';
 import { InvalidParameterError, NotFoundError } from '../../errors.js';
-import type { AgentClient } from '../../guest-agent/client.js';
-import { FrameDecoder } from '../../guest-agent/framing.js';
+import { readFrame, type AgentClient } from '../../guest-agent/client.js';
 import { AgentError, decodeReply, encodeMessage, PROTOCOL_VERSION, type ExtractEntry } from '../../guest-agent/protocol.js';
 
 const KINDS: Partial<Record<NonNullable<Header['type']>, ExtractEntry['kind']>> = {
@@ -48,39 +47,11 @@ export function entryFrame(h: Partial<Header> & { name: string }): ExtractEntry 
   return e;
 }
 
-function agentAnswer(sock: Socket): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const dec = new FrameDecoder();
-    const onData = (d: Buffer) => {
-      let frame: Buffer | undefined;
-      try {
-        dec.append(d);
-        frame = dec.next();
-        if (!frame) return;
-        const r = decodeReply(frame);
-        done();
-        if (r.type === 'error') reject(AgentError.of(r));
-        else resolve();
-      } catch (e) {
-        done();
-        reject(e);
-      }
-    };
-    const onEnd = () => {
-      done();
-      reject(new AgentError('ERR_PROTOCOL', 'the guest agent closed the copy without an answer'));
-    };
-    const done = () => {
-      sock.off('data', onData);
-      sock.off('end', onEnd);
-      sock.off('error', onEnd);
-    };
-    sock.on('data', onData);
-    sock.on('end', onEnd);
-    sock.on('error', onEnd);
-    // the handshake left the socket paused
-    sock.resume();
-  });
+/** The helper's one answer, once every entry was sent (or earlier, when it failed). */
+async function agentAnswer(sock: Socket): Promise<void> {
+  const { frame } = await readFrame(sock, () => new AgentError('ERR_PROTOCOL', 'the guest agent closed the copy without an answer'));
+  const r = decodeReply(frame);
+  if (r.type === 'error') throw AgentError.of(r);
 }
 
 export async function extractThroughAgent(client: AgentClient, dest: string, tar: Readable): Promise<void> {
@@ -94,9 +65,11 @@ export async function extractThroughAgent(client: AgentClient, dest: string, tar
       throw new InvalidParameterError(`extraction point ${dest} is not a directory`);
     throw e;
   }
-  const answer = agentAnswer(sock);
   // an early answer is an error: it stops the sending below
   let failed: Error | undefined;
+  // a write to a helper that has gone fails here too; the answer, read first, says why
+  sock.on('error', (e) => (failed ??= e));
+  const answer = agentAnswer(sock);
   const stopped = answer.then(
     () => undefined,
     (e: unknown) => {
