@@ -1,10 +1,10 @@
 import { describe, it, expect } from 'vitest';
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as libc from '../../../src/kvm/libc.js';
 import { detectKvm, requireKvm, KvmUnavailableError } from '../../../src/kvm/detect.js';
 import { Kvm } from '../../../src/kvm/kvm.js';
+import { scratchDir } from '../../fixtures/scratch.js';
 
 describe('libc bindings', () => {
   it('open/close and SysError with errno and syscall name', () => {
@@ -88,7 +88,7 @@ describe('libc bindings', () => {
 
 describe('KVM detection', () => {
   it('names the missing device and the PVM case', () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'tvm-detect-'));
+    const dir = scratchDir('tvm-detect-');
     mkdirSync(path.join(dir, 'sys', 'kvm_pvm'), { recursive: true });
     const dev = path.join(dir, 'kvm');
     expect(detectKvm(dev, path.join(dir, 'sys'))).toEqual({ device: dev, present: false, flavor: 'pvm' });

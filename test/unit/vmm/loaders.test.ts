@@ -1,6 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { writeFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { BufferRam } from '../../../src/vmm/memory.js';
 import {
@@ -26,6 +25,7 @@ import {
 import { buildE820 } from '../../../src/vmm/boot/e820.js';
 import { FormatError } from '../../../src/errors.js';
 import { assembleElf } from '../../fixtures/guests/cc.js';
+import { scratchDir } from '../../fixtures/scratch.js';
 
 // A vmlinux-shaped ELF: linked high (virtual 0xffffffff81000000), loaded at 16 MiB physical,
 // a .bss to zero-fill, and Xen's PHYS32_ENTRY note, as Linux's arch/x86/platform/pvh emits it.
@@ -55,7 +55,7 @@ SECTIONS {
 }`;
 
 describe('ELF vmlinux loader', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'tvm-elf-test-'));
+  const dir = scratchDir('tvm-elf-test-');
   writeFileSync(path.join(dir, 'k.lds'), LDS);
   const elf = assembleElf(SRC, ['-T', path.join(dir, 'k.lds'), '-z', 'max-page-size=4096']);
 

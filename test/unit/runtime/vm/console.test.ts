@@ -1,13 +1,13 @@
 /** The guest console as the VM supervisor keeps it: bounded file, tail, markers. */
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ConsoleSink } from '../../../../src/runtime/vm/console.js';
+import { scratchDir } from '../../../fixtures/scratch.js';
 
 describe('ConsoleSink', () => {
   it('keeps at most maxBytes in the file, the tail in memory, and the agent markers', async () => {
-    const f = path.join(mkdtempSync(path.join(tmpdir(), 'tvm-console-')), 'console.log');
+    const f = path.join(scratchDir('tvm-console-'), 'console.log');
     const c = new ConsoleSink(f, 1000);
     const seen: string[] = [];
     c.onLine((l) => seen.push(l));
@@ -25,7 +25,7 @@ describe('ConsoleSink', () => {
   });
 
   it('waitFor resolves on the marker, on abort, or at the timeout', async () => {
-    const f = path.join(mkdtempSync(path.join(tmpdir(), 'tvm-console-')), 'console.log');
+    const f = path.join(scratchDir('tvm-console-'), 'console.log');
     const c = new ConsoleSink(f);
     const p = c.waitFor('tvm-agent: ready', 10_000, () => false);
     c.stream.write('tvm-agent: ready\n');

@@ -1,10 +1,10 @@
 /** The VM supervisor's json-file writer: Docker's line splitting and the agent's rotation. */
 import { describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { JsonLogWriter, LOG_MAX_LINE } from '../../../../src/runtime/log-writer.js';
 import { readLog } from '../../../../src/runtime/log-file.js';
+import { scratchDir } from '../../../fixtures/scratch.js';
 
 const lines = (f: string) =>
   readFileSync(f, 'utf8')
@@ -14,7 +14,7 @@ const lines = (f: string) =>
 
 describe('JsonLogWriter', () => {
   it('splits at newlines per stream, keeps partial lines until they end, flushes at close', () => {
-    const f = path.join(mkdtempSync(path.join(tmpdir(), 'tvm-log-')), 'log.jsonl');
+    const f = path.join(scratchDir('tvm-log-'), 'log.jsonl');
     const w = new JsonLogWriter(f);
     w.write('stdout', Buffer.from('a\nb'));
     w.write('stderr', Buffer.from('e1\n'));
@@ -30,7 +30,7 @@ describe('JsonLogWriter', () => {
   });
 
   it('cuts a line at 16 KiB as the agent does', () => {
-    const f = path.join(mkdtempSync(path.join(tmpdir(), 'tvm-log-')), 'log.jsonl');
+    const f = path.join(scratchDir('tvm-log-'), 'log.jsonl');
     const w = new JsonLogWriter(f);
     w.write('stdout', Buffer.alloc(LOG_MAX_LINE + 10, 'x'));
     w.write('stdout', Buffer.from('\n'));
@@ -39,7 +39,7 @@ describe('JsonLogWriter', () => {
   });
 
   it('rotates by max-size and max-file; the reader sees every kept line in order', async () => {
-    const f = path.join(mkdtempSync(path.join(tmpdir(), 'tvm-log-')), 'log.jsonl');
+    const f = path.join(scratchDir('tvm-log-'), 'log.jsonl');
     const w = new JsonLogWriter(f, { maxSize: 300, maxFiles: 3 });
     for (let i = 0; i < 30; i++) w.write('stdout', Buffer.from(`line ${i}\n`));
     w.close();
@@ -53,7 +53,7 @@ describe('JsonLogWriter', () => {
   });
 
   it('starts over with max-file 1', () => {
-    const f = path.join(mkdtempSync(path.join(tmpdir(), 'tvm-log-')), 'log.jsonl');
+    const f = path.join(scratchDir('tvm-log-'), 'log.jsonl');
     const w = new JsonLogWriter(f, { maxSize: 200, maxFiles: 1 });
     for (let i = 0; i < 20; i++) w.write('stdout', Buffer.from(`line ${i}\n`));
     w.close();

@@ -3,8 +3,7 @@
  * per-VM initramfs (the agent archive with the VM's own files appended), backend choice.
  */
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { InvalidParameterError } from '../../../../src/errors.js';
 import { readCpio } from '../../../../src/disks/cpio.js';
@@ -21,6 +20,7 @@ import { readLaunchConfig } from '../../../../src/runtime/vm/launch-config.js';
 import { chooseVmBackend } from '../../../../src/vmm/launch/backend.js';
 import type { ContainerSpec } from '../../../../src/runtime/types.js';
 import { containerSpec } from '../../../fixtures/spec.js';
+import { scratchDir } from '../../../fixtures/scratch.js';
 
 const MiB = 1024 * 1024;
 
@@ -78,7 +78,7 @@ describe('the VM disk size', () => {
 
 describe('the VM initramfs', () => {
   it('is the cached agent archive (keyed by the agent) followed by the VM files at their own paths', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'tvm-initrd-'));
+    const dir = scratchDir('tvm-initrd-');
     const agent = path.join(dir, 'tvm-agent');
     writeFileSync(agent, Buffer.from('\x7fELF fake agent'));
     const base = await agentInitramfs(agent, path.join(dir, 'cache'));
@@ -101,7 +101,7 @@ describe('the VM initramfs', () => {
 
 describe('launch.json', () => {
   it('is refused when incomplete or of an unknown version', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'tvm-launch-'));
+    const dir = scratchDir('tvm-launch-');
     const good = {
       version: 1,
       backend: 'tcg',
@@ -134,7 +134,7 @@ describe('launch.json', () => {
 
 describe('backend choice', () => {
   it('picks kvm when the device is usable, else tcg when QEMU is on PATH, else none; a forced one must work', () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'tvm-backend-'));
+    const dir = scratchDir('tvm-backend-');
     const bin = path.join(dir, 'bin');
     mkdirSync(bin);
     const fakeKvm = path.join(dir, 'kvm');
