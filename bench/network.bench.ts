@@ -17,7 +17,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startTestDaemon, missingRealParts, DOCKER } from '../test/fixtures/daemon.js';
 import { busyboxDockerArchive } from '../test/fixtures/fake-images.js';
-import { DOCKERD, requireTools, startReferenceDockerd, type ReferenceDockerd, type TimedRun } from './lib/reference-dockerd.js';
+import {
+  DOCKERD,
+  makeNetns,
+  requireTools,
+  startReferenceDockerd,
+  timedDocker,
+  type ReferenceDockerd,
+  type TimedRun,
+} from './lib/reference-dockerd.js';
 import { summary } from './lib/stats.js';
 
 const args = process.argv.slice(2);
@@ -40,21 +48,9 @@ const missing = missingRealParts();
 if (missing.length > 0) throw new Error(`tvm parts missing: ${missing.join(', ')}`);
 
 const work = mkdtempSync(path.join(tmpdir(), 'tvm-bench-net-'));
-/** One docker CLI call, timed; a call that hangs fails the benchmark instead of stalling it. */
-function docker(host: string, cmd: string[]): TimedRun {
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(DOCKER, cmd, {
-    env: { ...process.env, DOCKER_HOST: host, DOCKER_CONFIG: path.join(work, 'cfg') },
-    encoding: 'utf8',
-    timeout: 120_000,
-  });
-  if (r.error) throw new Error(`docker ${cmd.join(' ')} against ${host}: ${r.error.message}`);
-  return { ms: Number(process.hrtime.bigint() - t0) / 1e6, code: r.status ?? -1, out: r.stdout, err: r.stderr };
-}
+const docker = (host: string, cmd: string[]): TimedRun => timedDocker(host, path.join(work, 'cfg'), cmd, undefined, 120_000);
 const dockerNetns = path.join(work, 'dockerd-netns');
-writeFileSync(dockerNetns, '');
-const mk = spawnSync('unshare', [`--net=${dockerNetns}`, 'ip', 'link', 'set', 'lo', 'up'], { encoding: 'utf8' });
-if (mk.status !== 0) throw new Error(`making dockerd's network namespace: ${mk.stderr}`);
+makeNetns(dockerNetns);
 
 /** Sends MIB MiB from the side's namespace to addr:port (busybox nc), timed; the receiver is `nc -l` in a container. */
 function send(netns: string, addr: string, port: number): number {

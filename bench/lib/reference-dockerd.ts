@@ -4,7 +4,7 @@
  * started and stopped by the benchmark. Plus the timed `docker` call both sides use.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { DOCKER } from '../../test/fixtures/daemon.js';
@@ -24,13 +24,16 @@ export function requireTools(tools: readonly (readonly [string, string])[]): voi
 }
 
 /** One docker CLI call against `host`, timed end to end (the CLI's own start included). */
-export function timedDocker(host: string, configDir: string, cmd: string[], input?: Buffer): TimedRun {
+export function timedDocker(host: string, configDir: string, cmd: string[], input?: Buffer, timeoutMs?: number): TimedRun {
   const t0 = process.hrtime.bigint();
   const r = spawnSync(DOCKER, cmd, {
     env: { ...process.env, DOCKER_HOST: host, DOCKER_CONFIG: configDir },
     ...(input && { input }),
+    ...(timeoutMs !== undefined && { timeout: timeoutMs }),
     encoding: 'utf8',
   });
+  // a call that hangs (past timeoutMs) fails the benchmark instead of stalling it
+  if (r.error) throw new Error(`docker ${cmd.join(' ')} against ${host}: ${r.error.message}`);
   return { ms: Number(process.hrtime.bigint() - t0) / 1e6, code: r.status ?? -1, out: r.stdout, err: r.stderr };
 }
 
@@ -98,4 +101,11 @@ export async function startReferenceDockerd(
   }
   await stop();
   throw new Error(`dockerd did not answer within 60 s:\n${log.slice(-3000)}`);
+}
+
+/** A network namespace bound at `file` with its lo up, for a reference dockerd of its own. */
+export function makeNetns(file: string): void {
+  writeFileSync(file, '');
+  const mk = spawnSync('unshare', [`--net=${file}`, 'ip', 'link', 'set', 'lo', 'up'], { encoding: 'utf8' });
+  if (mk.status !== 0) throw new Error(`making a network namespace at ${file}: ${mk.stderr}`);
 }
