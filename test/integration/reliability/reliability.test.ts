@@ -20,6 +20,7 @@ describe('reliability (real daemon, --isolation=container)', () => {
   });
   afterAll(async () => {
     if (!d) return;
+    if (process.env.TVM_REL_DEBUG) process.stderr.write(d.logs());
     await d.destroy();
     // a failed run of the loop-device case must not leave its device attached
     for (const dev of loopsOver(d.dataRoot)) await execa('losetup', ['-d', dev], { reject: false });
