@@ -20,7 +20,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import { mount, umount } from 'ext2fs';
+import { mount, umount } from './ext2fs.js';
 import { extract, type Header } from 'tar-stream';
 import { ConflictError, FormatError, InvalidParameterError, NotFoundError, NotImplementedError, TvmError } from '../../errors.js';
 import { safeEntryName, tarError } from '../../tar-safety.js';

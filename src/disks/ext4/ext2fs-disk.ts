@@ -4,7 +4,7 @@
  * a stopped container's disk), one keeps them in memory (libext2fs opens read-write even to
  * read, and a reader must never change the image).
  */
-import type { Ext2Disk } from 'ext2fs';
+import type { Ext2Disk } from './ext2fs.js';
 import type { BlockBackend } from '../block-backend.js';
 
 const SECTOR = 512;

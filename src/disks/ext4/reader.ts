@@ -6,7 +6,7 @@
  * Also the independent reader our writer's tests check against.
  */
 import type { Readable } from 'node:stream';
-import { mount, umount, type Ext2Fs } from 'ext2fs';
+import { mount, umount, type Ext2Fs } from './ext2fs.js';
 import { NotFoundError, FormatError, TvmError } from '../../errors.js';
 import type { BlockBackend } from '../block-backend.js';
 import { openDiskImage, type DiskFormat } from '../disk-image.js';

@@ -119,7 +119,7 @@ describe('reliability (real daemon, --isolation=container)', () => {
     for (let i = 0; i < 4; i++) ids.push(await ok(['create', 'busybox', 'true']));
     const rm = d.docker(['rm', '-f', ...ids]);
     await new Promise((r) => setTimeout(r, 150));
-    process.kill(d.pid()!, 'SIGKILL');
+    d.kill('SIGKILL');
     await rm;
     await d.start();
     const left = (await ok(['ps', '-aq'])).split('\n').filter(Boolean);
