@@ -99,129 +99,18 @@ static void set_clock(void) {
   if (clock_settime(CLOCK_REALTIME, &ts) < 0) say("set the clock: %s", strerror(errno));
 }
 
-/* The word "key=value" of a command line: a pointer to value and its length, or NULL. */
-static const char *cmdline_word(const char *cmdline, const char *key, size_t *len) {
-  size_t klen = strlen(key);
-  for (const char *p = cmdline; (p = strstr(p, key)) != NULL; p += klen) {
-    if (p != cmdline && p[-1] != ' ') continue;
-    const char *v = p + klen;
-    *len = strcspn(v, " \n");
-    return v;
-  }
-  return NULL;
-}
-
-static int parse_ipv4(const char *s, size_t n, unsigned char out[4]) {
-  char buf[16];
-  if (n == 0 || n >= sizeof buf) return -1;
-  memcpy(buf, s, n);
-  buf[n] = 0;
-  struct in_addr a;
-  if (inet_pton(AF_INET, buf, &a) != 1) return -1;
-  memcpy(out, &a.s_addr, 4);
-  return 0;
-}
-
-int guest_cmdline_net(const char *cmdline, guest_net *out) {
-  size_t n;
-  const char *v = cmdline_word(cmdline, "tvm.net=", &n);
-  if (!v) return 0;
-  memset(out, 0, sizeof *out);
-  /* ADDR/PREFIX */
-  const char *slash = memchr(v, '/', n), *c1 = memchr(v, ',', n);
-  if (!slash || !c1 || slash > c1 || parse_ipv4(v, (size_t)(slash - v), out->addr) < 0) return -1;
-  char *end;
-  errno = 0;
-  unsigned long prefix = strtoul(slash + 1, &end, 10);
-  if (errno || end != c1 || end == slash + 1 || prefix > 32) return -1;
-  out->prefix = (unsigned)prefix;
-  /* GATEWAY (may be empty) */
-  const char *g = c1 + 1, *c2 = memchr(g, ',', n - (size_t)(g - v));
-  if (!c2) return -1;
-  if (c2 > g) {
-    if (parse_ipv4(g, (size_t)(c2 - g), out->gateway) < 0) return -1;
-    out->has_gateway = 1;
-  }
-  /* MAC: exactly six hex pairs to the end of the word */
-  const char *m = c2 + 1;
-  if ((size_t)(v + n - m) != 17) return -1;
-  for (int i = 0; i < 6; i++) {
-    unsigned x;
-    char pair[3] = {m[i * 3], m[i * 3 + 1], 0};
-    if (!isxdigit((unsigned char)pair[0]) || !isxdigit((unsigned char)pair[1]) || (i < 5 && m[i * 3 + 2] != ':')) return -1;
-    x = (unsigned)strtoul(pair, NULL, 16);
-    out->mac[i] = (unsigned char)x;
-  }
-  return 1;
-}
-
-static void sin_of(struct sockaddr *sa, const unsigned char a[4]) {
-  struct sockaddr_in *in = (struct sockaddr_in *)sa;
-  memset(in, 0, sizeof *in);
-  in->sin_family = AF_INET;
-  memcpy(&in->sin_addr.s_addr, a, 4);
-}
-
-static int if_up(int s, const char *name) {
-  struct ifreq r;
-  memset(&r, 0, sizeof r);
-  snprintf(r.ifr_name, IFNAMSIZ, "%s", name);
-  if (ioctl(s, SIOCGIFFLAGS, &r) < 0) return -1;
-  r.ifr_flags |= IFF_UP | IFF_RUNNING;
-  return ioctl(s, SIOCSIFFLAGS, &r);
-}
-
 /* lo always (the workload shares the guest's network namespace); eth0 as the host's endpoint
  * was: its MAC, address and default route (the host joined the endpoint to this NIC's tap). A
  * failure is reported on the console and leaves the guest without that part of its network. */
 static void setup_network(void) {
-  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (s < 0) {
-    say("network: socket: %s", strerror(errno));
-    return;
-  }
-  if (if_up(s, "lo") < 0) say("network: bring up lo: %s", strerror(errno));
+  char err[512];
+  if (guest_net_init(err, sizeof err) < 0) say("network: %s", err);
   char *cmd = read_file("/proc/cmdline", NULL);
   guest_net n;
   int have = cmd ? guest_cmdline_net(cmd, &n) : 0;
   free(cmd);
   if (have < 0) say("network: malformed tvm.net= on the command line");
-  if (have <= 0) {
-    close(s);
-    return;
-  }
-  struct ifreq r;
-  memset(&r, 0, sizeof r);
-  snprintf(r.ifr_name, IFNAMSIZ, "eth0");
-  r.ifr_hwaddr.sa_family = ARPHRD_ETHER;
-  memcpy(r.ifr_hwaddr.sa_data, n.mac, 6);
-  const char *step = "set the MAC";
-  if (ioctl(s, SIOCSIFHWADDR, &r) < 0) goto fail;
-  sin_of(&r.ifr_addr, n.addr);
-  step = "set the address";
-  if (ioctl(s, SIOCSIFADDR, &r) < 0) goto fail;
-  uint32_t mask = n.prefix ? htonl(~0u << (32 - n.prefix)) : 0;
-  sin_of(&r.ifr_netmask, (unsigned char *)&mask);
-  step = "set the netmask";
-  if (ioctl(s, SIOCSIFNETMASK, &r) < 0) goto fail;
-  step = "bring it up";
-  if (if_up(s, "eth0") < 0) goto fail;
-  if (n.has_gateway) {
-    struct rtentry rt;
-    memset(&rt, 0, sizeof rt);
-    static const unsigned char any[4] = {0, 0, 0, 0};
-    sin_of(&rt.rt_dst, any);
-    sin_of(&rt.rt_genmask, any);
-    sin_of(&rt.rt_gateway, n.gateway);
-    rt.rt_flags = RTF_UP | RTF_GATEWAY;
-    step = "add the default route";
-    if (ioctl(s, SIOCADDRT, &rt) < 0) goto fail;
-  }
-  close(s);
-  return;
-fail:
-  say("network: eth0: %s: %s", step, strerror(errno));
-  close(s);
+  if (have > 0 && guest_nic_up("eth0", &n, err, sizeof err) < 0) say("network: %s", err);
 }
 
 static void mount_or_die(const char *src, const char *dst, const char *type, unsigned long flags, const char *data) {
@@ -310,7 +199,7 @@ int guest_main(void) {
   int lfd = listen_vsock();
   if (lfd < 0) fatal("listen on vsock port 1024");
   say("ready");
-  supervisor_opts o = {GUEST_STATE_DIR, lfd, 0, GUEST_DISK_DIR};
+  supervisor_opts o = {GUEST_STATE_DIR, lfd, 0, GUEST_DISK_DIR, 1};
   int rc = supervisor_run(&o);
   say("powering off (supervisor exited %d)", rc);
   power_off();

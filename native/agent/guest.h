@@ -1,6 +1,7 @@
 /* PID 1 in the microVM guest (see guest.c). */
 #ifndef TVM_GUEST_H
 #define TVM_GUEST_H
+#include "guest-net.h"
 
 /* The agent protocol's vsock port in the guest (docs/agent-protocol.md). */
 #define GUEST_AGENT_PORT 1024
@@ -13,14 +14,4 @@ int guest_main(void);
 /* Parses "tvm.time=<unix ms>" out of a kernel command line; 0 if absent or malformed. */
 long long guest_cmdline_time_ms(const char *cmdline);
 
-/* The NIC's settings from "tvm.net=ADDR/PREFIX,GATEWAY,MAC" (GATEWAY may be empty). */
-typedef struct {
-  unsigned char addr[4];
-  unsigned prefix;
-  int has_gateway;
-  unsigned char gateway[4];
-  unsigned char mac[6];
-} guest_net;
-/* 1 when the command line has a well-formed tvm.net=, 0 when it has none, -1 when malformed. */
-int guest_cmdline_net(const char *cmdline, guest_net *out);
 #endif

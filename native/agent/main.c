@@ -167,7 +167,7 @@ static int supervise(const char *dir, int linger, int foreground) {
     write_all(ready[1], "ok", 2);
     close(ready[1]);
   }
-  supervisor_opts o = {abs, lfd, linger, NULL};
+  supervisor_opts o = {abs, lfd, linger, NULL, 0};
   int rc = supervisor_run(&o);
   char sockp[4200];
   snprintf(sockp, sizeof sockp, "%s/agent.sock", abs);

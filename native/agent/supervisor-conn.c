@@ -282,6 +282,8 @@ static void on_request(conn *c, const jval *m) {
   else if (!strcmp(type, "update")) op_update(c, id, m);
   else if (!strcmp(type, "freeze-fs")) op_freeze_fs(c, id, 1);
   else if (!strcmp(type, "thaw-fs")) op_freeze_fs(c, id, 0);
+  else if (!strcmp(type, "net-up")) op_net(c, id, m, 1);
+  else if (!strcmp(type, "net-down")) op_net(c, id, m, 0);
   else {
     reply_error(c, id, "ERR_PROTOCOL", "unknown request type \"%s\"", type);
     c->closing = 1;

@@ -89,6 +89,7 @@ struct sup_globals {
   ev_src lsrc, ssrc;
   const char *freezable_fs;
   int fs_frozen;
+  int owns_network;
 };
 
 /* the one supervisor of this process (supervisor.c) */
@@ -114,6 +115,7 @@ void op_create(conn *c, uint32_t id, const jval *req);
 void op_exec(conn *c, uint32_t id, const jval *req);
 void op_freeze(conn *c, uint32_t id, int frozen);
 void op_freeze_fs(conn *c, uint32_t id, int freeze);
+void op_net(conn *c, uint32_t id, const jval *req, int up);
 void op_ps(conn *c, uint32_t id);
 void op_resize(conn *c, uint32_t id, const jval *req);
 void op_shutdown(conn *c, uint32_t id);

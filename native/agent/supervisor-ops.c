@@ -3,6 +3,7 @@
  * wait, signal, resize, freeze, update, stats, ps, state, freeze-fs, shutdown. */
 #include "supervisor-internal.h"
 #include "cgroup.h"
+#include "guest-net.h"
 #include "util.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -437,4 +438,38 @@ void op_shutdown(conn *c, uint32_t id) {
   if (c->wlen) write_all(c->fd, c->wbuf, c->wlen);
   c->wlen = 0;
   sup.quit = 1;
+}
+
+/* net-up {ifname, nic: "ADDR/PREFIX,GATEWAY,MAC"} and net-down {ifname}: the guest's side of
+ * `docker network connect`/`disconnect` (guest-net.c). */
+void op_net(conn *c, uint32_t id, const jval *req, int up) {
+  const char *what = up ? "net-up" : "net-down";
+  if (!sup.owns_network) {
+    reply_error(c, id, "ERR_STATE", "%s: only the guest agent has a network of its own to change", what);
+    return;
+  }
+  const jval *ifv = json_get(req, "ifname");
+  if (!ifv || ifv->type != J_STR || !guest_valid_ifname(ifv->str)) {
+    reply_error(c, id, "ERR_BAD_SPEC", "%s: ifname must be eth0..eth999", what);
+    return;
+  }
+  char err[512];
+  int rc;
+  if (up) {
+    const jval *nv = json_get(req, "nic");
+    guest_net n;
+    if (!nv || nv->type != J_STR || guest_parse_net(nv->str, nv->len, &n) < 0) {
+      reply_error(c, id, "ERR_BAD_SPEC", "net-up: nic must be \"ADDR/PREFIX,GATEWAY,MAC\"");
+      return;
+    }
+    rc = guest_nic_up(ifv->str, &n, err, sizeof err);
+  } else {
+    rc = guest_nic_down(ifv->str, err, sizeof err);
+  }
+  if (rc < 0) {
+    reply_error(c, id, errno == EEXIST ? "ERR_STATE" : "ERR_SYSTEM", "%s: %s", what, err);
+    return;
+  }
+  diag("%s %s", what, ifv->str);
+  reply_ok(c, id);
 }

@@ -259,6 +259,7 @@ int supervisor_run(const supervisor_opts *o) {
   sup.lfd = o->listen_fd;
   sup.linger = o->linger_seconds;
   sup.freezable_fs = o->freezable_fs;
+  sup.owns_network = o->owns_network;
   sup.log.fd = -1;
   sup.idle_since = time(NULL);
   signal(SIGPIPE, SIG_IGN);

@@ -1,6 +1,7 @@
 /* The guest's PID-1 helpers that can run on the host: the clock hint on the command line. */
 #include "check.h"
 #include "guest.h"
+#include <string.h>
 
 int main(void) {
   CHECK(guest_cmdline_time_ms("console=ttyS0 tvm.time=1765000000123 quiet") == 1765000000123LL);
@@ -26,5 +27,14 @@ int main(void) {
   CHECK(guest_cmdline_net("tvm.net=10.0.0.5/24,10.0.0,02:42:0a:00:00:05", &n) == -1);
   CHECK(guest_cmdline_net("tvm.net=10.0.0.5/24,,02:42:0a:00:00", &n) == -1); /* short MAC */
   CHECK(guest_cmdline_net("tvm.net=10.0.0.5/24,,02-42-0a-00-00-05", &n) == -1);
+  /* net-up's "nic": the same form, exactly n bytes */
+  const char *nic = "10.1.0.5/24,,02:42:0a:01:00:05";
+  CHECK(guest_parse_net(nic, strlen(nic), &n) == 0 && n.addr[3] == 5 && !n.has_gateway);
+  CHECK(guest_parse_net(nic, strlen(nic) - 1, &n) == -1); /* cut short */
+  CHECK(guest_parse_net("", 0, &n) == -1);
+  /* the interface names the host gives */
+  CHECK(guest_valid_ifname("eth0") && guest_valid_ifname("eth1") && guest_valid_ifname("eth12") && guest_valid_ifname("eth999"));
+  CHECK(!guest_valid_ifname("eth") && !guest_valid_ifname("eth01") && !guest_valid_ifname("eth1000") && !guest_valid_ifname("lo"));
+  CHECK(!guest_valid_ifname("eth1 ") && !guest_valid_ifname("eth-1") && !guest_valid_ifname("../eth1") && !guest_valid_ifname(""));
   CHECK_DONE("test_guest");
 }

@@ -270,6 +270,14 @@ export class AgentClient {
    * the host can read it offline while the VM runs; thawed by thawFs, shutdown, or when this
    * connection closes.
    */
+  /** The guest agent only: puts the guest's `ifname` on a network (`nic`: "ADDR/PREFIX,GATEWAY,MAC"). */
+  async netUp(ifname: string, nic: string): Promise<void> {
+    await this.request('net-up', { ifname, nic });
+  }
+  /** The guest agent only: takes the guest's `ifname` off its network. */
+  async netDown(ifname: string): Promise<void> {
+    await this.request('net-down', { ifname });
+  }
   async freezeFs(): Promise<void> {
     await this.request('freeze-fs');
   }

@@ -140,7 +140,9 @@ export type RequestType =
   | 'shutdown'
   | 'update'
   | 'freeze-fs'
-  | 'thaw-fs';
+  | 'thaw-fs'
+  | 'net-up'
+  | 'net-down';
 
 export const REQUEST_TYPES: readonly RequestType[] = [
   'create',
@@ -159,6 +161,8 @@ export const REQUEST_TYPES: readonly RequestType[] = [
   'update',
   'freeze-fs',
   'thaw-fs',
+  'net-up',
+  'net-down',
 ];
 
 export interface Request {

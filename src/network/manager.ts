@@ -65,6 +65,8 @@ export interface Sandbox {
   ip: string;
   /** on a user-defined network: the embedded DNS (127.0.0.11), in place of the host's nameservers */
   nameservers?: string[];
+  /** where 127.0.0.11 leads: the embedded server's address on the first user network (a VM's guest asks it there) */
+  dnsServer?: string;
 }
 
 export interface EndpointConfigBody {
@@ -689,8 +691,17 @@ export class NetworkManager {
         await this.applyRules().catch((err) => this.log(`restoring the netfilter rules: ${String(err)}`));
         throw e;
       }
-      return { path: file, ip: nets[0]!.member.endpoint!.ip, ...(user && { nameservers: [EMBEDDED_DNS_ADDRESS] }) };
+      return {
+        path: file,
+        ip: nets[0]!.member.endpoint!.ip,
+        ...(user && { nameservers: [EMBEDDED_DNS_ADDRESS], dnsServer: user.net.IPAM.Config[0]!.Gateway }),
+      };
     });
+  }
+
+  /** The container's endpoint on network `ref` (its interface in the namespace), if it has one. */
+  endpointOf(ref: string, containerId: string): Endpoint | undefined {
+    return this.get(ref).members[containerId]?.endpoint;
   }
 
   /** The network whose embedded server the container's 127.0.0.11 leads to: its first user-defined one with a live endpoint. */

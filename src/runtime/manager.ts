@@ -908,14 +908,19 @@ export class ContainerManager {
     const rec = this.get(ref);
     await this.locked(rec.id, async () => {
       const running = rec.state.status === 'running' || rec.state.status === 'paused';
-      // a microVM has one NIC, plugged at boot: no hot-plug, and no second network at start
-      if (rec.spec.isolation === 'vm')
-        throw new ConflictError(
-          `container ${rec.name.replace(/^\//, '')} runs with --isolation=vm: connecting it to another network is not supported (a microVM has one NIC, on the network it was created with)`,
-        );
       const mode = rec.spec.network === 'bridge' ? 'bridge' : rec.spec.network;
       await nm.connect(netRef, rec.id, rec.name, ep, mode, running);
       const n = nm.get(netRef);
+      const ifname = running ? nm.endpointOf(netRef, rec.id)?.ifname : undefined;
+      const iso = this.isolationFor(rec.spec.isolation);
+      if (ifname && iso.networkConnected) {
+        try {
+          await iso.networkConnected(rec.spec, ifname);
+        } catch (e) {
+          await nm.disconnect(netRef, rec.id).catch((err) => this.log(`undoing the connect of ${rec.id} to ${n.Name}: ${String(err)}`));
+          throw e;
+        }
+      }
       this.events.publish('network', 'connect', n.Id, { container: rec.id, name: n.Name, type: 'bridge' });
     });
   }
@@ -925,11 +930,10 @@ export class ContainerManager {
     const rec = this.get(ref);
     await this.locked(rec.id, async () => {
       const n = nm.get(netRef);
-      if (rec.spec.isolation === 'vm' && (rec.state.status === 'running' || rec.state.status === 'paused')) {
-        throw new ConflictError(
-          `container ${rec.name.replace(/^\//, '')} runs with --isolation=vm: its NIC cannot be unplugged while it runs (stop it first)`,
-        );
-      }
+      const running = rec.state.status === 'running' || rec.state.status === 'paused';
+      const ifname = running ? nm.endpointOf(netRef, rec.id)?.ifname : undefined;
+      const iso = this.isolationFor(rec.spec.isolation);
+      if (ifname && iso.networkDisconnecting) await iso.networkDisconnecting(rec.spec, ifname);
       await nm.disconnect(netRef, rec.id);
       this.events.publish('network', 'disconnect', n.Id, { container: rec.id, name: n.Name, type: 'bridge' });
     });

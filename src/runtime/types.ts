@@ -75,7 +75,7 @@ export interface ContainerSpec {
    */
   network: 'none' | 'host' | 'bridge' | 'container';
   /** bridge, container: the namespace to join for the current run and the container's primary address */
-  netns?: { path: string; ip: string; nameservers?: string[] };
+  netns?: { path: string; ip: string; nameservers?: string[]; dnsServer?: string };
   /** directory owned by this container: containers/<id>/ under the data root */
   stateDir: string;
   /** json-file log, written by the supervisor so logs outlive the daemon */
@@ -227,6 +227,14 @@ export interface Isolation {
    * those keys; pidsLimit <= 0 = unlimited) to its cgroup. Absent: the isolation cannot.
    */
   update?(spec: ContainerSpec, changes: Resources): Promise<void>;
+  /**
+   * `docker network connect` of a running (or paused) container, once the network manager has
+   * made endpoint `ifname` in its namespace: puts the workload on it. Absent: the namespace's
+   * endpoint already is the workload's (a host container lives in that namespace).
+   */
+  networkConnected?(spec: ContainerSpec, ifname: string): Promise<void>;
+  /** `docker network disconnect` of a running (or paused) container, before its endpoint `ifname` goes. */
+  networkDisconnecting?(spec: ContainerSpec, ifname: string): Promise<void>;
   extract(spec: ContainerSpec, containerPath: string, tar: Readable): Promise<void>;
   /** `docker diff`: the writable layer against the image, in Docker's order; optional for isolations that cannot tell */
   changes?(spec: ContainerSpec): Promise<Change[]>;

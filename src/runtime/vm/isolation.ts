@@ -41,7 +41,7 @@ import { AGENT_VSOCK_PORT, EXIT_FILE, LAUNCH_FILE, vsockSocketPath, type VmLaunc
 import { spawnVmSupervisor, vmSupervisorPid } from './supervisor.js';
 import { buildSupervisorBundle } from './supervisor-bundle.js';
 import { reachableSocketPath } from '../socket-path.js';
-import { guestNameservers, guestNetArg, plumbGuestNic } from './guest-net.js';
+import { guestNameservers, guestNetArg, nicSetting, plumbGuestNic, plumbGuestNics, unplugGuestNic, type GuestNic } from './guest-net.js';
 
 export const MiB = 1024 * 1024;
 /** guest RAM without --memory */
@@ -255,9 +255,10 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
     delete aspec.logRotate;
     // Docker's /etc files travel in the VM's initramfs, under a guest path of their own
     // on a network: the guest's own stack owns the NIC (guest-net.ts), the workload shares it
-    const nic = spec.network === 'bridge' && spec.netns ? await plumbGuestNic(spec.netns.path) : undefined;
+    const nics: GuestNic[] = spec.network === 'bridge' && spec.netns ? await plumbGuestNics(spec.netns.path) : [];
+    const nic = nics[0];
     if (nic) aspec.network = 'host';
-    const nameservers = nic && spec.netns ? guestNameservers(spec.netns.nameservers, nic) : undefined;
+    const nameservers = nic && spec.netns ? guestNameservers(spec.netns.nameservers, spec.netns.dnsServer) : undefined;
     const net = spec.netns && { ...spec.netns, ...(nameservers && { nameservers }) };
     const etc = await prepareEtcFiles(
       spec.stateDir,
@@ -313,10 +314,40 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
       throw e;
     }
     this.sessions.live(spec.id).client = client;
+    try {
+      // networks beyond the first (connected while the container was created): before the workload runs
+      for (const n of nics.slice(1)) await client.netUp(n.ifname, nicSetting(n));
+    } catch (e) {
+      process.kill(ready.pid, 'SIGTERM');
+      throw e;
+    }
     await this.sessions.connectPending(spec, client);
     const info = await this.sessions.startWorkload(spec, client);
     // the host pid of a VM container is its supervisor's (Docker's State.Pid for a VM)
     return { pid: ready.pid, startedAt: info.startedAt };
+  }
+
+  /** `docker network connect` while it runs: the endpoint joins the tap, the guest makes ethN (guest-net.ts). */
+  async networkConnected(spec: ContainerSpec, ifname: string): Promise<void> {
+    const netns = spec.netns?.path;
+    if (!netns) throw new ConflictError(`container ${spec.id} has no network namespace of its own to connect`);
+    const c = await this.sessions.running(spec);
+    const nic = await plumbGuestNic(netns, ifname);
+    try {
+      await c.netUp(ifname, nicSetting(nic));
+    } catch (e) {
+      await unplugGuestNic(netns, ifname).catch((err) => this.opts.log?.(`undoing ${ifname} of ${spec.id.slice(0, 12)}: ${String(err)}`));
+      throw e;
+    }
+  }
+
+  /** `docker network disconnect` while it runs: the guest's ethN goes, then the tap's way to the endpoint. */
+  async networkDisconnecting(spec: ContainerSpec, ifname: string): Promise<void> {
+    const netns = spec.netns?.path;
+    if (!netns) return;
+    const c = await this.sessions.running(spec);
+    await c.netDown(ifname);
+    await unplugGuestNic(netns, ifname);
   }
 
   override async kill(spec: ContainerSpec, signal: string | number): Promise<void> {

@@ -4,7 +4,9 @@
  * device, over vhost-user under TCG) on a tap joined by tc to the container's veth. One VM,
  * many checks: it serves HTTP on a user network, reached by name and alias from a host
  * container and through a published port; it resolves a host container by name; inspect shows
- * its address and MAC, which the guest holds; Docker's refusals; nothing left after rm -f.
+ * its address and MAC, which the guest holds; `docker network connect`/`disconnect` while it
+ * runs (eth1 comes and goes in the guest) and before it starts; Docker's refusals; nothing
+ * left after rm -f.
  * All traffic stays on that namespace's loopback and bridges.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
@@ -152,12 +154,59 @@ describe('--isolation=vm on bridge networks (docker CLI, daemon in its own netwo
     expect(await curl('http://127.0.0.1:18080/')).toBe(`hello from ${short}`);
     expect(await curl(`http://${ep.IPAddress}/`)).toBe(`hello from ${short}`);
 
-    // no hot-plug: connect is refused while it runs (and for a VM at all), disconnect while it runs
-    const conn = await run(['network', 'connect', 'bridge', 'vmnet-web']);
-    expect(conn.exitCode).not.toBe(0);
-    expect(conn.stderr).toContain('runs with --isolation=vm: connecting it to another network is not supported');
-    const disc = await run(['network', 'disconnect', 'vmnet-user', 'vmnet-web']);
-    expect(disc.stderr).toContain('its NIC cannot be unplugged while it runs');
+    // docker network connect while it runs: eth1 appears in the guest (a macvlan on its NIC) with
+    // the endpoint's MAC and address; the VM and that network's containers reach each other
+    await ok(['network', 'create', '--subnet', '10.218.0.0/24', 'vmnet-second']);
+    await ok(['run', '-d', '--name', 'vmnet-second-web', '--network', 'vmnet-second', 'busybox', 'sh', '-c', SERVE]);
+    await ok(['network', 'connect', '--alias', 'vmsecond', 'vmnet-second', 'vmnet-web']);
+    const ep2 = JSON.parse(await ok(['inspect', 'vmnet-web']))[0].NetworkSettings.Networks['vmnet-second'];
+    expect(ep2.IPAddress).toMatch(/^10\.218\.0\.\d+$/);
+    const eth1 = await ok(['exec', 'vmnet-web', 'sh', '-c', 'busybox ip -4 addr show eth1; busybox ip link show eth1; busybox ip route']);
+    expect(eth1).toContain(`inet ${ep2.IPAddress}/24`);
+    expect(eth1).toContain(`link/ether ${ep2.MacAddress}`);
+    // the first network keeps the default route, as with Docker
+    expect(eth1).toContain('default via 10.217.0.1 dev eth0');
+    const second = JSON.parse(await ok(['inspect', 'vmnet-second-web']))[0];
+    const secondIp = second.NetworkSettings.Networks['vmnet-second'].IPAddress as string;
+    expect(await ok(['exec', 'vmnet-web', 'sh', '-c', httpGet(secondIp)])).toBe(`hello from ${(second.Id as string).slice(0, 12)}`);
+    const fromSecond = ['run', '--rm', '--network', 'vmnet-second', 'busybox'];
+    expect(await lookup(fromSecond, 'vmsecond')).toBe(`Address: ${ep2.IPAddress}`);
+    expect(await ok([...fromSecond, 'sh', '-c', httpGet(ep2.IPAddress)])).toBe(`hello from ${short}`);
+    expect(await curl(`http://${ep.IPAddress}/`)).toBe(`hello from ${short}`);
+
+    // disconnect: eth1 goes from the guest, the second network no longer reaches the VM
+    await ok(['network', 'disconnect', 'vmnet-second', 'vmnet-web']);
+    expect(await ok(['exec', 'vmnet-web', 'busybox', 'ip', '-o', 'link'])).not.toContain('eth1');
+    // (from the container already there: a new one would be given the address just released)
+    const cut = await run(['exec', 'vmnet-second-web', 'busybox', 'ping', '-c', '1', '-W', '2', ep2.IPAddress]);
+    expect(cut.exitCode).not.toBe(0);
+    expect(await curl(`http://${ep.IPAddress}/`)).toBe(`hello from ${short}`);
+
+    // the first network too (the NIC stays, without an address), then back: eth0 again
+    await ok(['network', 'disconnect', 'vmnet-user', 'vmnet-web']);
+    expect(await ok(['exec', 'vmnet-web', 'busybox', 'ip', '-4', '-o', 'addr', 'show', 'eth0'])).toBe('');
+    await ok(['network', 'connect', 'vmnet-user', 'vmnet-web']);
+    const ep3 = JSON.parse(await ok(['inspect', 'vmnet-web']))[0].NetworkSettings.Networks['vmnet-user'];
+    expect(await ok(['exec', 'vmnet-web', 'busybox', 'ip', '-4', '-o', 'addr', 'show', 'eth0'])).toContain(`inet ${ep3.IPAddress}/24`);
+    expect(await curl(`http://${ep3.IPAddress}/`)).toBe(`hello from ${short}`);
+
+    // a network connected while it is stopped is there at the next boot, before the workload runs
+    await ok(['stop', '-t', '1', 'vmnet-web']);
+    await ok(['network', 'connect', 'vmnet-second', 'vmnet-web']);
+    await ok(['start', 'vmnet-web']);
+    const ep4 = JSON.parse(await ok(['inspect', 'vmnet-web']))[0].NetworkSettings.Networks['vmnet-second'];
+    expect(await ok(['exec', 'vmnet-web', 'busybox', 'ip', '-4', '-o', 'addr', 'show', 'eth1'])).toContain(`inet ${ep4.IPAddress}/24`);
+    const afterBoot = await until(
+      'the rebooted VM on the second network',
+      async () => {
+        const r = await run([...fromSecond, 'sh', '-c', httpGet(ep4.IPAddress)]);
+        lastError = `exit ${r.exitCode}: ${r.stdout} ${r.stderr}`;
+        return r.exitCode === 0 && r.stdout.trim() !== '' ? r.stdout.trim() : undefined;
+      },
+      10,
+    );
+    expect(afterBoot).toBe(`hello from ${short}`);
+    await ok(['rm', '-f', 'vmnet-second-web']);
 
     // what the VM holds on the host: its supervisor (in the container's namespace), a veth
     const execRoot = d.execRoot;
@@ -176,10 +225,38 @@ describe('--isolation=vm on bridge networks (docker CLI, daemon in its own netwo
     // only the host container's veth is left on the user network's bridge
     const rules = (await host(['iptables-save'])).stdout;
     expect(rules).not.toContain(ep.IPAddress);
+    expect(rules).not.toContain(ep3.IPAddress);
     expect(rules).not.toContain('18080');
     await ok(['rm', '-f', 'vmnet-hostweb']);
     expect((await host(['ip', '-o', 'link', 'show', 'type', 'veth'])).stdout.trim()).toBe('');
   }, 300_000);
+
+  it('a VM on an --internal network resolves its peers by name (the network has no route, its DNS is on the subnet)', async () => {
+    await ok(['network', 'create', '--internal', '--subnet', '10.219.0.0/24', 'vmnet-int']);
+    await ok(['run', '-d', '--name', 'vmnet-int-peer', '--network', 'vmnet-int', 'busybox', 'sleep', '600']);
+    const peer = JSON.parse(await ok(['inspect', 'vmnet-int-peer']))[0].NetworkSettings.Networks['vmnet-int'].IPAddress as string;
+    const out = await ok([
+      'run',
+      '--rm',
+      '--isolation=vm',
+      '--network',
+      'vmnet-int',
+      'busybox',
+      'sh',
+      '-c',
+      'cat /etc/resolv.conf; busybox ip route; busybox nslookup vmnet-int-peer',
+    ]);
+    expect(out).toContain('nameserver 10.219.0.1');
+    expect(out).not.toContain('default via');
+    expect(
+      out
+        .split('\n')
+        .filter((l) => l.startsWith('Address:'))
+        .pop(),
+    ).toBe(`Address: ${peer}`);
+    await ok(['rm', '-f', 'vmnet-int-peer']);
+    await ok(['network', 'rm', 'vmnet-int']);
+  }, 120_000);
 
   it('a VM defaults to the bridge; a killed supervisor takes QEMU, the tap and the namespace with it', async () => {
     const id = await ok(['run', '-d', '--isolation=vm', '--name', 'vmnet-default', 'busybox', 'sleep', '600']);

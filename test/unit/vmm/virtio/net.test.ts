@@ -47,7 +47,7 @@ import {
   TUN_F_TSO6,
 } from '../../../../src/kvm/tun.js';
 import { SOCKADDR_UN, SOCK_NONBLOCK } from '../../../../src/kvm/socket.js';
-import { parseEndpoint, guestNetArg, guestNameservers } from '../../../../src/runtime/vm/guest-net.js';
+import { parseEndpoints, guestNetArg, guestNameservers, nicSetting } from '../../../../src/runtime/vm/guest-net.js';
 
 const checks: [string, number][] = [
   ['sizeof(struct virtio_net_hdr_v1)', VIRTIO_NET_HDR.size],
@@ -352,28 +352,49 @@ describe('virtio-net device', () => {
   });
 });
 
-describe('the VM endpoint in its namespace (guest-net.ts)', () => {
-  it('reads MAC, address and gateway from ip -j output and passes them on the command line', () => {
-    const out = [
-      '[{"ifindex":3,"ifname":"eth0","address":"02:42:ac:12:00:02","addr_info":[{"family":"inet6","local":"fe80::1","prefixlen":64},{"family":"inet","local":"172.18.0.2","prefixlen":16}]}]',
-      '[{"dst":"default","gateway":"172.18.0.1","dev":"eth0"}]',
-    ].join('\n');
-    const ep = parseEndpoint(out);
-    expect(ep).toEqual({ mac: '02:42:ac:12:00:02', address: '172.18.0.2/16', gateway: '172.18.0.1' });
-    expect(guestNetArg({ tap: 'tap0', ...ep })).toBe('tvm.net=172.18.0.2/16,172.18.0.1,02:42:ac:12:00:02');
-    const internal = parseEndpoint(out.split('\n')[0]! + '\n[]');
-    expect(guestNetArg({ tap: 'tap0', ...internal })).toBe('tvm.net=172.18.0.2/16,,02:42:ac:12:00:02');
-    expect(() => parseEndpoint('[]\n[]')).toThrow(/no MAC/);
-    expect(() => parseEndpoint('[{"address":"02:42:ac:12:00:02","addr_info":[]}]\n[]')).toThrow(/no IPv4 address/);
-    expect(() => parseEndpoint('oops')).toThrow(/unexpected output/);
+describe('the VM endpoints in its namespace (guest-net.ts)', () => {
+  const eth0 =
+    '{"ifindex":3,"ifname":"eth0","address":"02:42:ac:12:00:02","addr_info":[{"family":"inet6","local":"fe80::1","prefixlen":64},{"family":"inet","local":"172.18.0.2","prefixlen":16}]}';
+  const eth1 =
+    '{"ifindex":5,"ifname":"eth1","address":"02:42:0a:01:00:05","addr_info":[{"family":"inet","local":"10.1.0.5","prefixlen":24}]}';
+  const lo = '{"ifindex":1,"ifname":"lo","address":"00:00:00:00:00:00","addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8}]}';
+  const tap = '{"ifindex":7,"ifname":"tap0","address":"5a:11:22:33:44:55","addr_info":[]}';
+
+  it('reads every endpoint: MAC, address, the gateway on the one the default route leaves by; eth0 on the command line', () => {
+    const out = [`[${lo},${eth1},${eth0},${tap}]`, '[{"dst":"default","gateway":"172.18.0.1","dev":"eth0"}]'].join('\n');
+    const eps = parseEndpoints(out);
+    expect(eps).toEqual([
+      { ifname: 'eth0', mac: '02:42:ac:12:00:02', address: '172.18.0.2/16', gateway: '172.18.0.1' },
+      { ifname: 'eth1', mac: '02:42:0a:01:00:05', address: '10.1.0.5/24' },
+    ]);
+    expect(guestNetArg(eps[0]!)).toBe('tvm.net=172.18.0.2/16,172.18.0.1,02:42:ac:12:00:02');
+    // the agent's net-up takes the same form (native/agent/guest-net.c)
+    expect(nicSetting(eps[1]!)).toBe('10.1.0.5/24,,02:42:0a:01:00:05');
+    // eth0 internal, eth1 routed: the gateway goes with eth1
+    const routedSecond = parseEndpoints([`[${eth0},${eth1}]`, '[{"dst":"default","gateway":"10.1.0.1","dev":"eth1"}]'].join('\n'));
+    expect(routedSecond.map((e) => e.gateway)).toEqual([undefined, '10.1.0.1']);
+    expect(guestNetArg(parseEndpoints(`[${eth0}]\n[]`)[0]!)).toBe('tvm.net=172.18.0.2/16,,02:42:ac:12:00:02');
   });
 
-  it("points the guest at the network's DNS server on the gateway, not at the namespace's 127.0.0.11", () => {
-    const nic = { tap: 'tap0', mac: '02:42:ac:12:00:02', address: '172.18.0.2/16', gateway: '172.18.0.1' };
-    expect(guestNameservers(['127.0.0.11'], nic)).toEqual(['172.18.0.1']);
-    expect(guestNameservers(['10.0.0.53', '127.0.0.11'], nic)).toEqual(['10.0.0.53', '172.18.0.1']);
-    expect(guestNameservers(undefined, nic)).toBeUndefined();
-    const { gateway: _, ...internal } = nic;
-    expect(guestNameservers(['127.0.0.11'], internal)).toEqual(['127.0.0.11']);
+  it('refuses endpoints it cannot pass on', () => {
+    expect(() => parseEndpoints('[{"ifname":"eth0","addr_info":[]}]\n[]')).toThrow(/eth0 has no MAC/);
+    expect(() => parseEndpoints('[{"ifname":"eth0","address":"02:42:ac:12:00:02","addr_info":[]}]\n[]')).toThrow(
+      /eth0 has no IPv4 address/,
+    );
+    expect(() =>
+      parseEndpoints(
+        '[{"ifname":"eth1000","address":"02:42:ac:12:00:02","addr_info":[{"family":"inet","local":"10.0.0.2","prefixlen":8}]}]\n[]',
+      ),
+    ).toThrow(/not an ethN name/);
+    expect(() => parseEndpoints('oops')).toThrow(/unexpected output/);
+    expect(parseEndpoints(`[${lo},${tap}]\n[]`)).toEqual([]);
+  });
+
+  it("points the guest at the network's DNS server, not at the namespace's 127.0.0.11", () => {
+    expect(guestNameservers(['127.0.0.11'], '172.18.0.1')).toEqual(['172.18.0.1']);
+    expect(guestNameservers(['10.0.0.53', '127.0.0.11'], '172.18.0.1')).toEqual(['10.0.0.53', '172.18.0.1']);
+    expect(guestNameservers(undefined, '172.18.0.1')).toBeUndefined();
+    // no embedded server known (the default bridge): the host's nameservers pass as they are
+    expect(guestNameservers(['127.0.0.11'], undefined)).toEqual(['127.0.0.11']);
   });
 });
