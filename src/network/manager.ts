@@ -736,7 +736,12 @@ export class NetworkManager {
     if (changed) await this.applyRules();
   }
 
-  /** `docker network connect`: recorded, and plumbed at once when the container runs. */
+  /**
+   * `docker network connect`: recorded, and plumbed at once when the container runs. A running
+   * container's first user-defined network also brings the embedded DNS to it (127.0.0.11 now
+   * leads to that network's server): `dnsServer` says so, for its resolv.conf (Docker's sandbox
+   * rebuilds it then).
+   */
   connect(
     ref: string,
     containerId: string,
@@ -744,7 +749,7 @@ export class NetworkManager {
     ep: EndpointConfigBody | undefined,
     mode: string,
     running: boolean,
-  ): Promise<void> {
+  ): Promise<{ dnsServer?: string }> {
     return this.serial(async () => {
       const n = this.get(ref);
       if (mode === 'host' || mode === 'none' || mode.startsWith('container:')) {
@@ -789,10 +794,14 @@ export class NetworkManager {
           undo.push(() => detachEndpoint(hostIf));
           member.endpoint = e;
         }
+        const hadDns = this.dnsTarget(containerId) !== undefined;
         n.members[containerId] = member;
         undo.push(async () => delete n.members[containerId]);
+        const dns = running && !hadDns ? this.dnsTarget(containerId) : undefined;
+        if (dns) await redirectDns(file, dns.net.IPAM.Config[0]!.Gateway, dns.member.endpoint!.ip);
         await this.store.save(n);
         await this.applyRules();
+        return dns ? { dnsServer: dns.net.IPAM.Config[0]!.Gateway } : {};
       } catch (e) {
         await undo.rollback(this.log);
         throw e;

@@ -38,6 +38,7 @@ import { planUpdate, validateUpdate, type UpdateBody } from './update.js';
 import { cpus } from 'node:os';
 import { readLog, logSize, type LogEntry, type ReadLogOptions } from './log-file.js';
 import type { EndpointConfigBody, NetworkAttach, NetworkManager } from '../network/manager.js';
+import { EMBEDDED_DNS_ADDRESS } from '../network/dns-netns.js';
 import type { RunningInfo } from './types.js';
 
 export type { ExecConfig, ExecCreateBody, ExecRecord } from './exec-store.js';
@@ -909,7 +910,7 @@ export class ContainerManager {
     await this.locked(rec.id, async () => {
       const running = rec.state.status === 'running' || rec.state.status === 'paused';
       const mode = rec.spec.network === 'bridge' ? 'bridge' : rec.spec.network;
-      await nm.connect(netRef, rec.id, rec.name, ep, mode, running);
+      const { dnsServer } = await nm.connect(netRef, rec.id, rec.name, ep, mode, running);
       const n = nm.get(netRef);
       const ifname = running ? nm.endpointOf(netRef, rec.id)?.ifname : undefined;
       const iso = this.isolationFor(rec.spec.isolation);
@@ -920,6 +921,12 @@ export class ContainerManager {
           await nm.disconnect(netRef, rec.id).catch((err) => this.log(`undoing the connect of ${rec.id} to ${n.Name}: ${String(err)}`));
           throw e;
         }
+      }
+      if (dnsServer && rec.spec.netns && !rec.spec.netns.nameservers) {
+        rec.spec.netns = { ...rec.spec.netns, nameservers: [EMBEDDED_DNS_ADDRESS], dnsServer };
+        await this.persist(rec);
+        // the network works either way: a resolv.conf left as it was is worth a log line, not a failed connect
+        await iso.embeddedDnsStarted?.(rec.spec).catch((e) => this.log(`pointing ${rec.id} at the embedded DNS: ${String(e)}`));
       }
       this.events.publish('network', 'connect', n.Id, { container: rec.id, name: n.Name, type: 'bridge' });
     });

@@ -233,6 +233,12 @@ export interface Isolation {
    * endpoint already is the workload's (a host container lives in that namespace).
    */
   networkConnected?(spec: ContainerSpec, ifname: string): Promise<void>;
+  /**
+   * A running container's namespace now answers at 127.0.0.11 (connected to its first
+   * user-defined network): its resolv.conf names the embedded server, as Docker rebuilds it.
+   * Absent: the isolation cannot change it while the container runs.
+   */
+  embeddedDnsStarted?(spec: ContainerSpec): Promise<void>;
   /** `docker network disconnect` of a running (or paused) container, before its endpoint `ifname` goes. */
   networkDisconnecting?(spec: ContainerSpec, ifname: string): Promise<void>;
   extract(spec: ContainerSpec, containerPath: string, tar: Readable): Promise<void>;

@@ -4,7 +4,7 @@
  * (the host's file with --network host), resolv.conf is the host's minus loopback nameservers a
  * separate network namespace cannot reach, or on a user-defined network the embedded DNS's.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../../atomic-file.js';
 import type { AgentMount } from '../../guest-agent/protocol.js';
@@ -96,6 +96,20 @@ export function embeddedResolvConf(host: string, dns: ProcessOptions['dns'], nam
     `options ${options.join(' ')}`,
   ];
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * The container connected to its first user-defined network while it runs: its resolv.conf
+ * names the embedded server from now on (Docker's sandbox rebuilds it so). Written in place:
+ * the container's bind mount holds this file's inode, which a rename would leave behind.
+ */
+export async function rewriteResolvConfForEmbeddedDns(
+  stateDir: string,
+  opts: ProcessOptions | undefined,
+  nameserver: string,
+): Promise<void> {
+  const host = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
+  await writeFile(path.join(stateDir, 'resolv.conf'), embeddedResolvConf(host, opts?.dns, nameserver));
 }
 
 /**

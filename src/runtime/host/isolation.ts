@@ -24,7 +24,8 @@ import { containerToHost, hostToContainer } from './remap-ids.js';
 import { idShiftTag } from '../../disks/base-disk.js';
 import { cgroupFor, removeCgroup, type CgroupConfig } from './cgroups.js';
 import { agentSpec, validateSpec } from './spec.js';
-import { prepareEtcFiles } from './etc-files.js';
+import { prepareEtcFiles, rewriteResolvConfForEmbeddedDns } from './etc-files.js';
+import { EMBEDDED_DNS_ADDRESS } from '../../network/dns-netns.js';
 import { connectSupervisor, spawnSupervisor, supervisorPid } from './supervisor.js';
 import { archiveFrom, extractTo, mountStoppedRoot, type RootView } from './archive.js';
 import { createSizedLayer, layerDirs, mountSizedLayer, removeSizedLayer } from './writable-layer.js';
@@ -387,6 +388,12 @@ export class HostIsolation extends AgentSessionIsolation implements Isolation {
     const f = await this.readExitFile(spec);
     if (f) return { exited: f };
     return { lost: true };
+  }
+
+  /** The embedded DNS now answers in the container's namespace: its resolv.conf says so (unless the user mounted their own). */
+  async embeddedDnsStarted(spec: ContainerSpec): Promise<void> {
+    if (spec.mounts.some((m) => m.destination === '/etc/resolv.conf')) return;
+    await rewriteResolvConfForEmbeddedDns(spec.stateDir, spec.processOptions, EMBEDDED_DNS_ADDRESS);
   }
 
   async archive(spec: ContainerSpec, containerPath: string, opts?: ArchiveOptions): Promise<Readable> {

@@ -163,4 +163,16 @@ describe('embedded DNS at 127.0.0.11 (docker CLI, daemon in its own network name
     await ok(['rm', '-f', 'm1', 'p2']);
     await ok(['network', 'rm', 'dnsnet2']);
   });
+
+  it('a container on the default bridge connected to a user network while it runs gets 127.0.0.11, as Docker rebuilds its resolv.conf', async () => {
+    await ok(['run', '-d', '--name', 'p3', '--network', 'dnsnet', 'busybox', 'sleep', '300']);
+    await ok(['run', '-d', '--name', 'b1', 'busybox', 'sleep', '300']);
+    expect(await ok(['exec', 'b1', 'cat', '/etc/resolv.conf'])).not.toContain('127.0.0.11');
+    await ok(['network', 'connect', 'dnsnet', 'b1']);
+    const conf = await ok(['exec', 'b1', 'cat', '/etc/resolv.conf']);
+    expect(`${conf}\n`).toBe(embeddedResolvConf(await readFile('/etc/resolv.conf', 'utf8'), undefined, '127.0.0.11'));
+    const p3Ip = await ok(['inspect', '-f', '{{.NetworkSettings.Networks.dnsnet.IPAddress}}', 'p3']);
+    expect((await run(['exec', 'b1', 'busybox', 'nslookup', 'p3'])).stdout).toContain(`Address: ${p3Ip}`);
+    await ok(['rm', '-f', 'b1', 'p3']);
+  });
 });
