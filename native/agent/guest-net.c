@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/if_link.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -291,4 +292,14 @@ int guest_nic_down(const char *ifname, char *err, size_t errlen) {
   if (rc < 0 && errno != EADDRNOTAVAIL) fail(err, errlen, "eth0: remove its address");
   close(s);
   return rc < 0 && errno != EADDRNOTAVAIL ? -1 : 0;
+}
+
+int guest_set_resolv_conf(const char *content, size_t len, char *err, size_t errlen) {
+  /* no O_CREAT: the file the container's bind mount shows must be the one written */
+  int fd = open(GUEST_RESOLV_CONF, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return fail(err, errlen, "open %s", GUEST_RESOLV_CONF);
+  int rc = write_all(fd, content, len);
+  if (rc < 0) fail(err, errlen, "write %s", GUEST_RESOLV_CONF);
+  close(fd);
+  return rc < 0 ? -1 : 0;
 }

@@ -26,6 +26,11 @@ int guest_net_init(char *err, size_t errlen);
  * eth0 is the VM's virtio NIC; any other name is made as a macvlan on it (the host sorts its
  * frames by MAC onto that network's endpoint). -1 with err filled on failure. */
 int guest_nic_up(const char *ifname, const guest_net *n, char *err, size_t errlen);
+/* Where the host's /etc files for the container travel in the initramfs (src/runtime/vm/isolation.ts
+ * GUEST_FILES_DIR); the container's /etc/resolv.conf is a bind mount of this one. */
+#define GUEST_RESOLV_CONF "/tvm/files/resolv.conf"
+/* Replaces the container's resolv.conf in place (the bind mount holds its inode). */
+int guest_set_resolv_conf(const char *content, size_t len, char *err, size_t errlen);
 /* Takes `ifname` off its network: a macvlan goes; eth0 (which carries the others) keeps no
  * address but stays up. */
 int guest_nic_down(const char *ifname, char *err, size_t errlen);

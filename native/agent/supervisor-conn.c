@@ -284,6 +284,7 @@ static void on_request(conn *c, const jval *m) {
   else if (!strcmp(type, "thaw-fs")) op_freeze_fs(c, id, 0);
   else if (!strcmp(type, "net-up")) op_net(c, id, m, 1);
   else if (!strcmp(type, "net-down")) op_net(c, id, m, 0);
+  else if (!strcmp(type, "resolv-conf")) op_resolv_conf(c, id, m);
   else {
     reply_error(c, id, "ERR_PROTOCOL", "unknown request type \"%s\"", type);
     c->closing = 1;

@@ -116,6 +116,7 @@ void op_exec(conn *c, uint32_t id, const jval *req);
 void op_freeze(conn *c, uint32_t id, int frozen);
 void op_freeze_fs(conn *c, uint32_t id, int freeze);
 void op_net(conn *c, uint32_t id, const jval *req, int up);
+void op_resolv_conf(conn *c, uint32_t id, const jval *req);
 void op_ps(conn *c, uint32_t id);
 void op_resize(conn *c, uint32_t id, const jval *req);
 void op_shutdown(conn *c, uint32_t id);

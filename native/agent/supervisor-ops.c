@@ -473,3 +473,23 @@ void op_net(conn *c, uint32_t id, const jval *req, int up) {
   diag("%s %s", what, ifv->str);
   reply_ok(c, id);
 }
+
+/* resolv-conf {content}: the container joined its first user-defined network while it runs, and
+ * its resolv.conf now names that network's DNS server (as Docker rebuilds it). */
+void op_resolv_conf(conn *c, uint32_t id, const jval *req) {
+  if (!sup.owns_network) {
+    reply_error(c, id, "ERR_STATE", "resolv-conf: only the guest agent has a resolv.conf of its own to change");
+    return;
+  }
+  const jval *cv = json_get(req, "content");
+  if (!cv || cv->type != J_STR || cv->len > 65536) {
+    reply_error(c, id, "ERR_BAD_SPEC", "resolv-conf: content must be a string of at most 64 KiB");
+    return;
+  }
+  char err[512];
+  if (guest_set_resolv_conf(cv->str, cv->len, err, sizeof err) < 0) {
+    reply_error(c, id, "ERR_SYSTEM", "resolv-conf: %s", err);
+    return;
+  }
+  reply_ok(c, id);
+}

@@ -274,6 +274,10 @@ export class AgentClient {
   async netUp(ifname: string, nic: string): Promise<void> {
     await this.request('net-up', { ifname, nic });
   }
+  /** The guest agent only: rewrites the container's /etc/resolv.conf in place. */
+  async resolvConf(content: string): Promise<void> {
+    await this.request('resolv-conf', { content });
+  }
   /** The guest agent only: takes the guest's `ifname` off its network. */
   async netDown(ifname: string): Promise<void> {
     await this.request('net-down', { ifname });

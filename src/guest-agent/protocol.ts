@@ -142,7 +142,8 @@ export type RequestType =
   | 'freeze-fs'
   | 'thaw-fs'
   | 'net-up'
-  | 'net-down';
+  | 'net-down'
+  | 'resolv-conf';
 
 export const REQUEST_TYPES: readonly RequestType[] = [
   'create',
@@ -163,6 +164,7 @@ export const REQUEST_TYPES: readonly RequestType[] = [
   'thaw-fs',
   'net-up',
   'net-down',
+  'resolv-conf',
 ];
 
 export interface Request {

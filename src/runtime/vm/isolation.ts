@@ -32,7 +32,7 @@ import type { VmBackendKind } from '../../vmm/launch/types.js';
 import { AgentSessionIsolation, readExitStatus, readStateRecord, SIGKILL, toExit } from '../agent-session.js';
 import { parseSignal } from '../signals.js';
 import { agentSpec, validateSpec } from '../host/spec.js';
-import { prepareEtcFiles } from '../host/etc-files.js';
+import { embeddedResolvConf, prepareEtcFiles } from '../host/etc-files.js';
 import { DOCKER_INIT_PATHS } from '../host/changes.js';
 import type { Change, ContainerSpec, ExitStatus, Isolation, RunningInfo, Stats } from '../types.js';
 import { extractThroughAgent } from './guest-extract.js';
@@ -339,6 +339,14 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
       await unplugGuestNic(netns, ifname).catch((err) => this.opts.log?.(`undoing ${ifname} of ${spec.id.slice(0, 12)}: ${String(err)}`));
       throw e;
     }
+  }
+
+  /** The container's first user network while it runs: the guest's resolv.conf names that network's server (on its gateway address). */
+  async embeddedDnsStarted(spec: ContainerSpec): Promise<void> {
+    const server = spec.netns?.dnsServer;
+    if (!server || spec.mounts.some((m) => m.destination === '/etc/resolv.conf')) return;
+    const host = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
+    await (await this.sessions.running(spec)).resolvConf(embeddedResolvConf(host, spec.processOptions?.dns, server));
   }
 
   /** `docker network disconnect` while it runs: the guest's ethN goes, then the tap's way to the endpoint. */

@@ -84,12 +84,13 @@ describe('agent protocol against tvm-agent', () => {
     expect(await raw([frame('[1,2]')])).toEqual([expect.objectContaining({ code: 'ERR_PROTOCOL' })]);
   });
 
-  it('refuses net-up/net-down on the host: only the guest agent owns its network', async () => {
+  it('refuses net-up/net-down/resolv-conf on the host: only the guest agent owns its network', async () => {
     const hello = encodeMessage({ v: 1, type: 'hello', versions: [1], kind: 'control' });
     const got = await raw([
       hello,
       frame('{"v":1,"type":"net-up","id":3,"ifname":"eth1","nic":"10.1.0.5/24,,02:42:0a:01:00:05"}'),
       frame('{"v":1,"type":"net-down","id":4,"ifname":"eth1"}'),
+      frame('{"v":1,"type":"resolv-conf","id":6,"content":"nameserver 10.1.0.1\\n"}'),
       // an unknown type closes the connection, which ends the read
       frame('{"v":1,"type":"frobnicate","id":5}'),
     ]);
@@ -97,6 +98,7 @@ describe('agent protocol against tvm-agent', () => {
       expect.objectContaining({ type: 'hello', version: 1 }),
       expect.objectContaining({ type: 'error', id: 3, code: 'ERR_STATE', message: expect.stringContaining('only the guest agent') }),
       expect.objectContaining({ type: 'error', id: 4, code: 'ERR_STATE' }),
+      expect.objectContaining({ type: 'error', id: 6, code: 'ERR_STATE' }),
       expect.objectContaining({ type: 'error', id: 5, code: 'ERR_PROTOCOL' }),
     ]);
   });

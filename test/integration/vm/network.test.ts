@@ -266,6 +266,12 @@ describe('--isolation=vm on bridge networks (docker CLI, daemon in its own netwo
     expect(ip).toMatch(/^10\.216\.0\.\d+$/);
     // the guest reaches the default bridge's gateway (the host's end)
     expect(await ok(['exec', 'vmnet-default', 'busybox', 'ping', '-c', '1', '-W', '5', '10.216.0.1'])).toContain('1 packets received');
+    // its first user network while it runs brings the network's DNS: resolv.conf is rebuilt in the guest
+    expect(await ok(['exec', 'vmnet-default', 'cat', '/etc/resolv.conf'])).not.toContain('nameserver 10.217.0.1');
+    await ok(['network', 'connect', 'vmnet-user', 'vmnet-default']);
+    expect(await ok(['exec', 'vmnet-default', 'cat', '/etc/resolv.conf'])).toMatch(/^nameserver 10\.217\.0\.1$/m);
+    const userIp = JSON.parse(await ok(['inspect', 'vmnet-default']))[0].NetworkSettings.Networks['vmnet-user'].IPAddress as string;
+    expect(await ok(['exec', 'vmnet-default', 'busybox', 'nslookup', 'vmnet-default'])).toContain(`Address: ${userIp}`);
     const supervisor = await supervisorOf(id);
     expect(supervisor).toBeDefined();
     const qemu = await childrenNamed(supervisor!, 'qemu-system');
