@@ -3,7 +3,7 @@
  * workload sees it. Paths are resolved inside the root by hand (symlinks included) so nothing a
  * container controls can point us at the host's files.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, type ReadStream } from 'node:fs';
 import { lstat, stat, mkdir, readdir, readlink, symlink, link, lchown, chmod, utimes, rm, mkdtemp, rmdir } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
@@ -185,20 +185,25 @@ export async function archiveFrom(view: RootView, containerPath: string, mapIds?
     if (!h) return;
     const crossesMount = h.type === 'directory' && !isTop && (await lstat(host)).dev !== rootDev;
     if (h.type === 'file') {
-      const rs = createReadStream(host);
+      let rs: ReadStream | undefined;
       try {
         await new Promise<void>((resolve, reject) => {
           const onAbort = () => reject(new Error('archive reader went away'));
           stop.signal.addEventListener('abort', onAbort, { once: true });
+          // throws once the pack is destroyed (the reader went away): before any file is opened
           const entry = pack.entry(h, (err) => {
             stop.signal.removeEventListener('abort', onAbort);
             if (err) reject(err);
             else resolve();
           });
-          rs.on('error', reject).pipe(entry);
+          // The listener comes with the stream: destroyed while its open is in flight, a stream
+          // still reports the open's failure (ENOENT once the view is unmounted), and an
+          // 'error' nobody listens to is an uncaught exception in the daemon.
+          rs = createReadStream(host).on('error', reject);
+          rs.pipe(entry);
         });
       } finally {
-        rs.destroy();
+        rs?.destroy();
       }
       return;
     }

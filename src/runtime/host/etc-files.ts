@@ -108,8 +108,14 @@ export async function rewriteResolvConfForEmbeddedDns(
   opts: ProcessOptions | undefined,
   nameserver: string,
 ): Promise<void> {
+  await writeFile(path.join(stateDir, 'resolv.conf'), await embeddedResolvConfOfHost(opts, nameserver));
+}
+
+/** embeddedResolvConf from this host's resolv.conf (a host without one gets the defaults). */
+export async function embeddedResolvConfOfHost(opts: ProcessOptions | undefined, nameserver: string): Promise<string> {
+  // no host file is a host without search domains or options: nothing to carry over
   const host = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
-  await writeFile(path.join(stateDir, 'resolv.conf'), embeddedResolvConf(host, opts?.dns, nameserver));
+  return embeddedResolvConf(host, opts?.dns, nameserver);
 }
 
 /**

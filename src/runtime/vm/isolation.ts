@@ -32,7 +32,7 @@ import type { VmBackendKind } from '../../vmm/launch/types.js';
 import { AgentSessionIsolation, readExitStatus, readStateRecord, SIGKILL, toExit } from '../agent-session.js';
 import { parseSignal } from '../signals.js';
 import { agentSpec, validateSpec } from '../host/spec.js';
-import { embeddedResolvConf, prepareEtcFiles } from '../host/etc-files.js';
+import { embeddedResolvConfOfHost, prepareEtcFiles } from '../host/etc-files.js';
 import { DOCKER_INIT_PATHS } from '../host/changes.js';
 import type { Change, ContainerSpec, ExitStatus, Isolation, RunningInfo, Stats } from '../types.js';
 import { extractThroughAgent } from './guest-extract.js';
@@ -345,8 +345,7 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
   async embeddedDnsStarted(spec: ContainerSpec): Promise<void> {
     const server = spec.netns?.dnsServer;
     if (!server || spec.mounts.some((m) => m.destination === '/etc/resolv.conf')) return;
-    const host = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
-    await (await this.sessions.running(spec)).resolvConf(embeddedResolvConf(host, spec.processOptions?.dns, server));
+    await (await this.sessions.running(spec)).resolvConf(await embeddedResolvConfOfHost(spec.processOptions, server));
   }
 
   /** `docker network disconnect` while it runs: the guest's ethN goes, then the tap's way to the endpoint. */
