@@ -6,7 +6,10 @@
  *      vhost-user, the guest's eth0 setup) versus `--network none`, alternating;
  *   2. TCP throughput host -> container to its bridge address: N MiB through busybox nc into
  *      a VM container (tap + tc + tvm's virtio-net) and into a host container (veth only),
- *      timed until the receiver has counted every byte.
+ *      timed until the receiver has counted every byte;
+ *   3. `docker network connect` + `disconnect` of a running container to a second network: a VM
+ *      (a macvlan made by the guest agent, tc filters by MAC) versus a host container (the veth
+ *      alone), alternating.
  * The backend is what the daemon picks here (tcg on a machine without /dev/kvm: QEMU's
  * software CPU, so the guest's own TCP stack is the bottleneck, not the device).
  *
@@ -106,6 +109,30 @@ try {
       process.stderr.write(`throughput ${i} ${iso}: ${(MIB / (ms / 1000)).toFixed(1)} MiB/s\n`);
     }
   }
+  const conn = {
+    vm: { connect: [] as number[], disconnect: [] as number[] },
+    container: { connect: [] as number[], disconnect: [] as number[] },
+  };
+  if (docker(['network', 'create', '--subnet', '10.234.0.0/24', 'bench-second']).code !== 0) throw new Error('network create failed');
+  const running = {
+    vm: docker(['run', '-d', '--isolation=vm', 'busybox', 'sleep', '3600']).out.trim(),
+    container: docker(['run', '-d', '--isolation=container', 'busybox', 'sleep', '3600']).out.trim(),
+  };
+  for (let i = 0; i < WARMUP + RUNS; i++) {
+    for (const iso of ['vm', 'container'] as const) {
+      const c = docker(['network', 'connect', 'bench-second', running[iso]]);
+      const d = docker(['network', 'disconnect', 'bench-second', running[iso]]);
+      if (c.code !== 0 || d.code !== 0) throw new Error(`connect/disconnect of ${iso} failed: ${c.err}${d.err}`);
+      process.stderr.write(`connect ${i} ${iso}: ${c.ms.toFixed(0)} ms, disconnect ${d.ms.toFixed(0)} ms\n`);
+      if (i >= WARMUP) {
+        conn[iso].connect.push(c.ms);
+        conn[iso].disconnect.push(d.ms);
+      }
+    }
+  }
+  docker(['rm', '-f', running.vm, running.container]);
+  docker(['network', 'rm', 'bench-second']);
+
   const out = process.stdout;
   const f = (x: number) => `${x.toFixed(0).padStart(6)} ms`;
   out.write(`docker run --rm --isolation=vm busybox true (backend ${backend}), ${RUNS} runs each (after ${WARMUP} warm-up), alternating\n`);
@@ -122,6 +149,12 @@ try {
   out.write('                         min   median\n');
   out.write(`  --isolation=vm     ${g(tv.min)} ${g(tv.median)}\n`);
   out.write(`  --isolation=container ${g(tc.min)} ${g(tc.median)}\n`);
+  out.write(`docker network connect / disconnect of a running container, ${RUNS} runs each, alternating (median)\n`);
+  for (const verb of ['connect', 'disconnect'] as const) {
+    const v = summary(conn.vm[verb]).median;
+    const c = summary(conn.container[verb]).median;
+    out.write(`  ${verb.padEnd(10)}  vm ${f(v)}   container ${f(c)}   vm/container ${(v / c).toFixed(2)}x\n`);
+  }
 } finally {
   await tvm.destroy();
   rmSync(work, { recursive: true, force: true });
