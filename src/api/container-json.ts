@@ -3,6 +3,7 @@ import { NetworkManager } from '../network/manager.js';
 import { portsJson } from '../network/ports.js';
 import type { ContainerRecord } from '../runtime/records.js';
 import { humanDuration } from './human-duration.js';
+import { goMap } from './go-map.js';
 
 // the CLI's tables use it too, from its own module (which keeps the network stack off the CLI's imports)
 export { humanDuration };
@@ -153,7 +154,7 @@ export function inspectJson(rec: ContainerRecord, execIds: string[], net?: Netwo
     HostConfig: rec.hostConfig,
     GraphDriver: { Name: rec.spec.isolation === 'vm' ? 'qcow2' : 'overlay2', Data: null },
     Mounts: mountsJson(rec),
-    Config: rec.config,
+    Config: { ...rec.config, Labels: goMap(rec.config.Labels as Record<string, string> | null | undefined) },
     NetworkSettings: {
       Bridge: '',
       SandboxID: rec.spec.netns && rec.state.pid ? rec.id : '',
@@ -186,7 +187,7 @@ export function listJson(rec: ContainerRecord, sizes?: { rw: number; rootFs: num
     Command: argv.join(' '),
     Created: Math.floor(Date.parse(rec.created) / 1000),
     Ports: portsList(rec, net),
-    Labels: rec.config.Labels ?? {},
+    Labels: goMap((rec.config.Labels as Record<string, string> | null | undefined) ?? {}),
     State: rec.state.status,
     Status: statusText(rec),
     HostConfig: { NetworkMode: rec.hostConfig.NetworkMode ?? rec.spec.network },

@@ -10,6 +10,7 @@ import { bodyStream } from './containers.js';
 import { pushRoute } from './push.js';
 import { familiarString, parseNormalized } from '../images/reference.js';
 import { mapError } from './errors.js';
+import { goMap } from './go-map.js';
 
 type Q = Record<string, string | string[] | undefined>;
 
@@ -25,7 +26,7 @@ export function imageSummary(img: ImageRecord, containers: number): Record<strin
     Created: Math.floor(Date.parse(img.created) / 1000) || 0,
     Size: img.size,
     SharedSize: -1,
-    Labels: img.config.Labels ?? {},
+    Labels: goMap(img.config.Labels ?? {}),
     Containers: containers,
   };
 }
@@ -57,7 +58,7 @@ export function imageInspect(img: ImageRecord): Record<string, unknown> {
       WorkingDir: img.config.WorkingDir ?? '',
       Entrypoint: img.config.Entrypoint ?? null,
       OnBuild: img.config.OnBuild ?? null,
-      Labels: img.config.Labels ?? null,
+      Labels: goMap(img.config.Labels) ?? null,
       ...(img.config.StopSignal && { StopSignal: img.config.StopSignal }),
       ...(img.config.Healthcheck && { Healthcheck: img.config.Healthcheck }),
       ...(img.config.Shell && { Shell: img.config.Shell }),

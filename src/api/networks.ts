@@ -7,6 +7,7 @@ import { checkFilterKeys, parseFilters, type Filters } from './filters.js';
 import { NotImplementedError } from '../errors.js';
 import { NetworkManager, type NetworkRecord } from '../network/manager.js';
 import type { ContainerManager } from '../runtime/manager.js';
+import { goMap } from './go-map.js';
 
 type Q = Record<string, string | undefined>;
 
@@ -112,8 +113,8 @@ function networkJson(n: NetworkRecord, withContainers: boolean): Record<string, 
     ConfigFrom: { Network: '' },
     ConfigOnly: false,
     Containers: containers,
-    Options: n.Options,
-    Labels: n.Labels,
+    Options: goMap(n.Options),
+    Labels: goMap(n.Labels),
   };
 }
 

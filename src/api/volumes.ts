@@ -5,6 +5,7 @@ import type { ApiContext } from './context.js';
 import { parseFilters, checkFilterKeys } from './filters.js';
 import { qbool } from './hijack.js';
 import type { VolumeRecord } from '../runtime/volumes.js';
+import { goMap } from './go-map.js';
 
 type Q = Record<string, string | undefined>;
 
@@ -20,7 +21,7 @@ export const volumeCreateSchema = {
 
 function volumeJson(v: VolumeRecord): Record<string, unknown> {
   const { Anonymous: _a, ...rest } = v;
-  return { ...rest, Labels: v.Anonymous ? { ...v.Labels, 'com.docker.volume.anonymous': '' } : v.Labels };
+  return { ...rest, Labels: goMap(v.Anonymous ? { ...v.Labels, 'com.docker.volume.anonymous': '' } : v.Labels) };
 }
 
 export function registerVolumeRoutes(app: FastifyInstance, ctx: ApiContext): void {
