@@ -12,7 +12,6 @@
  *
  *   npx tsx bench/dns.bench.ts [--runs N] [--warmup N] [--lookups N]
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -26,6 +25,7 @@ import {
   timedDocker,
   type ReferenceDockerd,
   type TimedRun,
+  unmountUnder,
 } from './lib/reference-dockerd.js';
 import { summary } from './lib/stats.js';
 
@@ -112,7 +112,6 @@ try {
   for (const host of [tvm.host, dockerd?.host]) if (host) docker(host, ['rm', '-f', 'peer', 'asker']);
   await dockerd?.stop();
   await tvm.destroy();
-  spawnSync('umount', ['-R', path.join(work, 'docker-data')], { stdio: 'ignore' });
-  spawnSync('umount', [dockerNetns], { stdio: 'ignore' });
+  unmountUnder(work);
   rmSync(work, { recursive: true, force: true });
 }

@@ -29,6 +29,7 @@ import {
   timedDocker,
   type ReferenceDockerd,
   type TimedRun,
+  unmountUnder,
 } from './lib/reference-dockerd.js';
 import { summary } from './lib/stats.js';
 
@@ -167,6 +168,10 @@ try {
       }
     }
   }
+  // the same dockerd limit as above: a fresh one for the connection runs
+  await dockerd.stop();
+  dockerd = await startReferenceDockerd(work, 'tvmbenchnet', { netns: dockerNetns, bip: '10.232.0.1/24' });
+  sides.docker.host = dockerd.host;
   // connection rate: CONNS sequential connections to busybox httpd, each a request line and a close
   const conns = { container: { tvm: [] as number[], docker: [] as number[] }, published: { tvm: [] as number[], docker: [] as number[] } };
   const loop = (addr: string, port: number) =>
@@ -255,7 +260,11 @@ try {
 } finally {
   await dockerd?.stop();
   await tvm.destroy();
-  spawnSync('umount', ['-R', path.join(work, 'docker-data')], { stdio: 'ignore' });
-  spawnSync('umount', [dockerNetns], { stdio: 'ignore' });
-  rmSync(work, { recursive: true, force: true });
+  unmountUnder(work);
+  try {
+    rmSync(work, { recursive: true, force: true });
+  } catch (e) {
+    // the figures (or the error that ended the run) matter more than a leftover temp dir: say it, do not mask them
+    process.stderr.write(`leaving ${work}: ${(e as Error).message}\n`);
+  }
 }

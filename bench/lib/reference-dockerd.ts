@@ -4,7 +4,7 @@
  * started and stopped by the benchmark. Plus the timed `docker` call both sides use.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { DOCKER } from '../../test/fixtures/daemon.js';
@@ -108,4 +108,13 @@ export function makeNetns(file: string): void {
   writeFileSync(file, '');
   const mk = spawnSync('unshare', [`--net=${file}`, 'ip', 'link', 'set', 'lo', 'up'], { encoding: 'utf8' });
   if (mk.status !== 0) throw new Error(`making a network namespace at ${file}: ${mk.stderr}`);
+}
+
+/** Unmounts what a reference dockerd leaves under `work` (its data root's mounts, netns/default, the namespace file), deepest first. */
+export function unmountUnder(work: string): void {
+  const mounts = readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[1] ?? '')
+    .filter((m) => m.startsWith(`${work}/`));
+  for (const m of mounts.sort((a, b) => b.length - a.length)) spawnSync('umount', [m], { stdio: 'ignore' });
 }
