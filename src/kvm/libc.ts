@@ -28,7 +28,12 @@ export class SysError extends TvmError {
 
 export const O_RDONLY = 0;
 export const O_RDWR = 2;
+export const O_WRONLY = 1;
+export const O_CREAT = 0o100;
+export const O_APPEND = 0o2000;
 export const O_CLOEXEC = 0o2000000;
+/** setns(2)'s nstype for a network namespace */
+export const CLONE_NEWNET = 0x40000000;
 export const PROT_NONE = 0;
 export const PROT_READ = 1;
 export const PROT_WRITE = 2;
@@ -79,6 +84,8 @@ const c = {
   read: lib.func('intptr_t read(int fd, void *buf, size_t count)'),
   write: lib.func('intptr_t write(int fd, const void *buf, size_t count)'),
   getpid: lib.func('int getpid(void)'),
+  setns: lib.func('int setns(int fd, int nstype)'),
+  dup2: lib.func('int dup2(int oldfd, int newfd)'),
   gettid: lib.func('int gettid(void)'),
   tgkill: lib.func('int tgkill(int tgid, int tid, int sig)'),
   signal: lib.func('intptr_t signal(int sig, intptr_t handler)'),
@@ -103,6 +110,13 @@ export function open(path: string, flags: number, mode = 0): number {
 }
 export function close(fd: number): void {
   check(c.close(fd), 'close');
+}
+/** Moves the calling thread (only it: the others stay where they are) into the namespace open at `fd`. */
+export function setns(fd: number, nstype: number): void {
+  check(c.setns(fd, nstype), 'setns');
+}
+export function dup2(oldfd: number, newfd: number): void {
+  check(c.dup2(oldfd, newfd), 'dup2');
 }
 /** ioctl whose argument is an integer (or none). Returns the non-negative result. */
 export function ioctl(fd: number, request: number, arg: number | bigint = 0, name?: string): number {

@@ -40,6 +40,7 @@ import { agentInitramfs, writeVmInitramfs } from './initrd.js';
 import { AGENT_VSOCK_PORT, EXIT_FILE, LAUNCH_FILE, vsockSocketPath, type VmLaunchConfig } from './launch-config.js';
 import { spawnVmSupervisor, vmSupervisorPid } from './supervisor.js';
 import { buildSupervisorBundle } from './supervisor-bundle.js';
+import { StandbySupervisor } from './standby.js';
 import { reachableSocketPath } from '../socket-path.js';
 import { guestNameservers, guestNetArg, nicSetting, plumbGuestNic, plumbGuestNics, unplugGuestNic, type GuestNic } from './guest-net.js';
 
@@ -147,9 +148,12 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
   private kernel?: Promise<{ bzImage: string; vmlinux: string }>;
   /** the supervisor bundled from these sources (undefined: run them through tsx) */
   private readonly bundle: Promise<string | undefined>;
+  /** a supervisor started ahead of the next VM (standby.ts) */
+  private readonly standby: StandbySupervisor;
 
   constructor(private readonly opts: VmIsolationOptions) {
     super();
+    this.standby = new StandbySupervisor(opts.backend, path.join(opts.dataRoot, 'vm', 'standby.log'), opts.log);
     this.bundle = import.meta.url.endsWith('.ts')
       ? buildSupervisorBundle().then(
           (b) => b.main,
@@ -300,7 +304,12 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
     await writeJsonAtomic(path.join(spec.stateDir, LAUNCH_FILE), launch);
     let ready;
     try {
-      ready = await spawnVmSupervisor(spec.stateDir, bootTimeoutMs + 15_000, await this.bundle, launch.net?.netns);
+      const bundle = await this.bundle;
+      try {
+        ready = await spawnVmSupervisor(spec.stateDir, bootTimeoutMs + 15_000, bundle, launch.net?.netns, this.standby.take());
+      } finally {
+        this.standby.fill(bundle);
+      }
     } catch (e) {
       // the user gets the reason; the daemon log also gets what the guest printed last
       const tail = (e as { consoleTail?: string }).consoleTail;

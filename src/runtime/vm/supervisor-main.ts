@@ -8,6 +8,13 @@
  *
  *   node supervisor-main.(ts|js) STATE_DIR
  * fd 1: the ready line; fd 2: diagnostics (STATE/supervisor.log, opened by the daemon).
+ *
+ *   node supervisor-main.(ts|js) --standby BACKEND PADDING
+ * A standby (standby.ts: the daemon keeps one started): Node, this program, koffi and the
+ * backend's modules are loaded and the poller thread runs before any container asks, which is
+ * most of a supervisor's start. Its order, one JSON line on stdin, names the state dir and the
+ * network namespace to enter; then it goes on as above (it opens STATE/supervisor.log itself).
+ * End of stdin first: the daemon went away; nothing to do.
  */
 import { closeSync, writeSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
@@ -34,9 +41,9 @@ import {
   type VmLaunchConfig,
 } from './launch-config.js';
 
-const t0 = Date.now();
+let t0 = Date.now();
 const marks: Record<string, number> = {};
-/** the daemon's spawn to this line: Node's start and loading this program */
+/** the daemon's spawn (or its order to a standby) to this line: Node's start and loading this program */
 const spawnedAt = Number(process.env.TVM_SPAWNED_AT);
 if (Number.isFinite(spawnedAt) && spawnedAt > 0) marks.processStart = t0 - spawnedAt;
 const mark = (name: string) => (marks[name] ??= Date.now() - t0);
@@ -116,10 +123,14 @@ function streamEnded(s: Duplex): Promise<void> {
   });
 }
 
-async function main(stateDir: string): Promise<number> {
-  // the tcg backend's poller thread loads while the rest starts (QEMU waits on its replies)
+/** the tcg backend's poller thread, loading while the rest starts (QEMU waits on its replies) */
+function startPoller(): NotifyPoller {
   const poller = new NotifyPoller((e) => diag(`notify poller: ${(e as Error).message}`));
   poller.warmUp();
+  return poller;
+}
+
+async function main(stateDir: string, poller = startPoller()): Promise<number> {
   const cfg = await readLaunchConfig(stateDir);
   // sockets are bound relative to the state dir, whose absolute path may not fit sun_path
   process.chdir(stateDir);
@@ -241,15 +252,94 @@ async function main(stateDir: string): Promise<number> {
   return rc;
 }
 
-const stateDir = process.argv[2];
-if (!stateDir) {
-  diag('usage: supervisor-main STATE_DIR');
-  process.exit(2);
+/** A standby's order (standby.ts): one JSON line on stdin. */
+interface StandbyOrder {
+  stateDir: string;
+  /** the network namespace to enter (the VM has a NIC: its tap is there) */
+  netns?: string;
+  /** when the daemon sent it (ms since the epoch) */
+  sentAt: number;
 }
-main(path.resolve(stateDir)).then(
-  (rc) => process.exit(rc),
-  (e: Error) => {
-    diag(`fatal: ${e.stack ?? e.message}`);
-    process.exit(1);
-  },
-);
+
+/** The first line on stdin, parsed; undefined at end of input (the daemon is gone). */
+function readOrder(): Promise<StandbyOrder | undefined> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const done = (v: StandbyOrder | undefined, e?: Error) => {
+      process.stdin.removeAllListeners('data');
+      process.stdin.destroy();
+      if (e) reject(e);
+      else resolve(v);
+    };
+    process.stdin.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      try {
+        const o = JSON.parse(buf.slice(0, nl)) as Partial<StandbyOrder>;
+        if (typeof o.stateDir !== 'string' || typeof o.sentAt !== 'number' || (o.netns !== undefined && typeof o.netns !== 'string'))
+          throw new Error(`a standby order needs stateDir and sentAt: ${buf.slice(0, 200)}`);
+        done(o as StandbyOrder);
+      } catch (e) {
+        done(undefined, e as Error);
+      }
+    });
+    process.stdin.once('end', () => done(undefined));
+    process.stdin.once('error', (e) => done(undefined, e));
+  });
+}
+
+async function standby(backend: string): Promise<number> {
+  const poller = startPoller();
+  // what the start of a VM would load: the backend and, through it, koffi and the device model
+  await (backend === 'kvm' ? import('../../vmm/launch/kvm.js') : import('../../vmm/launch/tcg.js'));
+  const libc = await import('../../kvm/libc.js');
+  const order = await readOrder();
+  if (!order) {
+    await poller.close();
+    return 0;
+  }
+  const stateDir = path.resolve(order.stateDir);
+  // diagnostics go to the container's log from here on, as for a supervisor started for it
+  const log = libc.open(path.join(stateDir, 'supervisor.log'), libc.O_WRONLY | libc.O_CREAT | libc.O_APPEND, 0o640);
+  libc.dup2(log, 2);
+  libc.close(log);
+  if (order.netns) {
+    // this thread only, and it is the one that opens the tap and starts QEMU (TUNSETIFF looks
+    // the tap up in the caller's namespace); the poller thread only waits on fds
+    const ns = libc.open(order.netns, libc.O_RDONLY);
+    try {
+      libc.setns(ns, libc.CLONE_NEWNET);
+    } finally {
+      libc.close(ns);
+    }
+  }
+  // the command line a supervisor started for this container would have (ps; the daemon finds
+  // its supervisors by it): the standby was started with room for it (standby.ts)
+  process.title = `${process.execPath} ${process.argv[1]} ${stateDir}`;
+  t0 = Date.now();
+  marks.processStart = Math.max(0, t0 - order.sentAt);
+  diag('a standby supervisor takes this container');
+  return main(stateDir, poller);
+}
+
+/** Runs to the process's end: `p`'s code, or 1 with its error in the log. */
+function exitWith(p: Promise<number>): void {
+  p.then(
+    (rc) => process.exit(rc),
+    (e: Error) => {
+      diag(`fatal: ${e.stack ?? e.message}`);
+      process.exit(1);
+    },
+  );
+}
+if (process.argv[2] === '--standby') {
+  exitWith(standby(process.argv[3] ?? 'tcg'));
+} else {
+  const stateDir = process.argv[2];
+  if (!stateDir) {
+    diag('usage: supervisor-main STATE_DIR | --standby BACKEND PADDING');
+    process.exit(2);
+  }
+  exitWith(main(path.resolve(stateDir)));
+}

@@ -2,7 +2,7 @@
  * The daemon's side of a VM supervisor process (supervisor-main.ts): starting it detached, so
  * it outlives the daemon; reading its one "ready" line; finding it again after a restart.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -13,7 +13,7 @@ import { PID_FILE } from './launch-config.js';
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 /** The bundle when there is one (supervisor-bundle.ts), else the sources through tsx. */
-function supervisorCommand(bundle?: string): string[] {
+export function supervisorCommand(bundle?: string): string[] {
   if (bundle) return [bundle];
   const ts = path.join(here, 'supervisor-main.ts');
   // --import is resolved from the child's cwd (/): name tsx's loader by its URL
@@ -34,29 +34,18 @@ export interface SupervisorReady {
  * container created). Its diagnostics go to STATE/supervisor.log. `netns`: the namespace it
  * runs in (the VM has a NIC).
  */
-export async function spawnVmSupervisor(stateDir: string, timeoutMs: number, bundle?: string, netns?: string): Promise<SupervisorReady> {
-  const logFd = openSync(path.join(stateDir, 'supervisor.log'), 'a', 0o640);
-  let child;
-  const argv = [process.execPath, ...supervisorCommand(bundle), stateDir];
-  // with a NIC it runs in the container's network namespace (its tap is there; TUNSETIFF looks
-  // in the caller's): nsenter execs it, so the pid is still the supervisor's
-  if (netns) argv.unshift('nsenter', `--net=${netns}`, '--');
-  try {
-    child = spawn(argv[0]!, argv.slice(1), {
-      detached: true,
-      stdio: ['ignore', 'pipe', logFd],
-      cwd: '/',
-      // the spawn time, so the supervisor's boot marks can include its own start-up
-      env: { ...process.env, NODE_OPTIONS: '', TVM_SPAWNED_AT: String(Date.now()) },
-    });
-  } finally {
-    closeSync(logFd);
-  }
-  const proc = child;
+export async function spawnVmSupervisor(
+  stateDir: string,
+  timeoutMs: number,
+  bundle?: string,
+  netns?: string,
+  standby?: ChildProcess,
+): Promise<SupervisorReady> {
+  const proc = standby ? orderStandby(standby, stateDir, netns) : spawnFresh(stateDir, bundle, netns);
   return new Promise<SupervisorReady>((resolve, reject) => {
     let buf = '';
     let settled = false;
-    let exited = false;
+    let exited = proc.exitCode !== null || proc.signalCode !== null;
     proc.once('exit', () => (exited = true));
     const finish = (f: () => void) => {
       if (settled) return;
@@ -131,6 +120,33 @@ export async function spawnVmSupervisor(stateDir: string, timeoutMs: number, bun
   });
 }
 
+function spawnFresh(stateDir: string, bundle: string | undefined, netns: string | undefined): ChildProcess {
+  const logFd = openSync(path.join(stateDir, 'supervisor.log'), 'a', 0o640);
+  const argv = [process.execPath, ...supervisorCommand(bundle), stateDir];
+  // with a NIC it runs in the container's network namespace (its tap is there; TUNSETIFF looks
+  // in the caller's): nsenter execs it, so the pid is still the supervisor's
+  if (netns) argv.unshift('nsenter', `--net=${netns}`, '--');
+  try {
+    return spawn(argv[0]!, argv.slice(1), {
+      detached: true,
+      stdio: ['ignore', 'pipe', logFd],
+      cwd: '/',
+      // the spawn time, so the supervisor's boot marks can include its own start-up
+      env: { ...process.env, NODE_OPTIONS: '', TVM_SPAWNED_AT: String(Date.now()) },
+    });
+  } finally {
+    closeSync(logFd);
+  }
+}
+
+/** A started standby (standby.ts) takes this container: its order is one line on its stdin. */
+function orderStandby(child: ChildProcess, stateDir: string, netns: string | undefined): ChildProcess {
+  // a standby that died since it was handed out reports through 'exit' (its ready never comes)
+  child.stdin!.on('error', () => {});
+  child.stdin!.end(`${JSON.stringify({ stateDir, ...(netns && { netns }), sentAt: Date.now() })}\n`);
+  return child;
+}
+
 /**
  * The supervisor's pid if its pid file names a live one. A zombie or a recycled pid does not
  * count: the process must be running (not 'Z' in /proc/PID/stat) and be our supervisor.
@@ -148,6 +164,7 @@ export async function vmSupervisorPid(stateDir: string): Promise<number | undefi
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
     // state is the field after the parenthesised command (which may itself hold spaces)
     if (stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z') return undefined;
+    // a standby that took this container renamed itself to the same command line (supervisor-main.ts)
     const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8');
     if (!cmd.includes('supervisor-main') || !cmd.includes(stateDir)) return undefined;
   } catch {
