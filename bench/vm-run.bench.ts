@@ -153,7 +153,7 @@ try {
   out(`ratio vm/container  min ${(v.min / c.min).toFixed(2)}x  median ${(v.median / c.median).toFixed(2)}x`);
   const keys = ['processStart', 'backendStarted', 'kernelFirstLine', 'kernelToInit', 'agentReady', 'created', 'total'];
   out(
-    `split of a VM run (${backend}; processStart: daemon's spawn to the supervisor's first line; the rest: ms after that line; total: the docker CLI's wall time), 3 runs:`,
+    `split of a VM run (${backend}; processStart: the daemon's spawn of the supervisor, or its order to the standby one, to the supervisor's first line; the rest: ms after that line; total: the docker CLI's wall time), 3 runs:`,
   );
   out(`  ${keys.map((k) => k.padStart(16)).join('')}`);
   for (const s of splits) out(`  ${keys.map((k) => String(Math.round(s[k] ?? NaN)).padStart(16)).join('')}`);
