@@ -49,6 +49,18 @@ describe('--isolation=vm on bridge networks (docker CLI, daemon in its own netwo
       return r.exitCode === 0 ? r.stdout.trim() : undefined;
     });
 
+  /** HTTP GET of addr from a container run with `where`, retried: the server may still be starting */
+  const httpFrom = (where: string[], addr: string, what: string) =>
+    until(
+      what,
+      async () => {
+        const r = await run([...where, 'sh', '-c', httpGet(addr)]);
+        lastError = `exit ${r.exitCode}: ${r.stdout} ${r.stderr}`;
+        return r.exitCode === 0 && r.stdout.trim() !== '' ? r.stdout.trim() : undefined;
+      },
+      10,
+    );
+
   beforeAll(async () => {
     requireDocker();
     const missing = missingRealParts();
@@ -135,16 +147,7 @@ describe('--isolation=vm on bridge networks (docker CLI, daemon in its own netwo
     const fromHost = ['run', '--rm', '--network', 'vmnet-user', 'busybox'];
     expect(await lookup(fromHost, 'vmnet-web')).toBe(`Address: ${ep.IPAddress}`);
     expect(await lookup(fromHost, 'vmalias')).toBe(`Address: ${ep.IPAddress}`);
-    const byAddr = await until(
-      'the VM over the bridge',
-      async () => {
-        const r = await run([...fromHost, 'sh', '-c', httpGet(ep.IPAddress)]);
-        lastError = `exit ${r.exitCode}: ${r.stdout} ${r.stderr}`;
-        return r.exitCode === 0 && r.stdout.trim() !== '' ? r.stdout.trim() : undefined;
-      },
-      10,
-    );
-    expect(byAddr).toBe(`hello from ${short}`);
+    expect(await httpFrom(fromHost, ep.IPAddress, 'the VM over the bridge')).toBe(`hello from ${short}`);
     // the VM resolves a host container by name (the embedded DNS on the gateway, over its NIC) and reaches it
     const hostweb = JSON.parse(await ok(['inspect', 'vmnet-hostweb']))[0];
     const hostwebIp = hostweb.NetworkSettings.Networks['vmnet-user'].IPAddress as string;
@@ -196,16 +199,7 @@ describe('--isolation=vm on bridge networks (docker CLI, daemon in its own netwo
     await ok(['start', 'vmnet-web']);
     const ep4 = JSON.parse(await ok(['inspect', 'vmnet-web']))[0].NetworkSettings.Networks['vmnet-second'];
     expect(await ok(['exec', 'vmnet-web', 'busybox', 'ip', '-4', '-o', 'addr', 'show', 'eth1'])).toContain(`inet ${ep4.IPAddress}/24`);
-    const afterBoot = await until(
-      'the rebooted VM on the second network',
-      async () => {
-        const r = await run([...fromSecond, 'sh', '-c', httpGet(ep4.IPAddress)]);
-        lastError = `exit ${r.exitCode}: ${r.stdout} ${r.stderr}`;
-        return r.exitCode === 0 && r.stdout.trim() !== '' ? r.stdout.trim() : undefined;
-      },
-      10,
-    );
-    expect(afterBoot).toBe(`hello from ${short}`);
+    expect(await httpFrom(fromSecond, ep4.IPAddress, 'the rebooted VM on the second network')).toBe(`hello from ${short}`);
     await ok(['rm', '-f', 'vmnet-second-web']);
 
     // what the VM holds on the host: its supervisor (in the container's namespace), a veth
