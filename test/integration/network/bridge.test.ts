@@ -11,6 +11,16 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { startTestDaemon, missingRealParts, requireDocker, type TestDaemon } from '../../fixtures/daemon.js';
 import { busyboxDockerArchive } from '../../fixtures/fake-images.js';
+import { busyboxRootfsEntries, packTar } from '../../fixtures/rootfs.js';
+import { buildStaticProgram } from '../../fixtures/tcg.js';
+
+const UDP_ECHO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../fixtures/guest-programs/udp-echo.c');
+/** One datagram to argv[1]:argv[2]; prints the answer, or fails after 1 s. */
+const UDP_CLIENT_JS = `const s = require('dgram').createSocket('udp4');
+const [host, port] = process.argv.slice(1);
+s.on('message', (m) => { console.log(m.toString()); process.exit(0); });
+s.send('ping', Number(port), host);
+setTimeout(() => { console.error('no answer'); process.exit(1); }, 1000);`;
 
 const SERVE = 'mkdir -p /www && echo "hello from $(hostname)" > /www/index.html && exec busybox httpd -f -p 80 -h /www';
 
@@ -119,6 +129,37 @@ describe('bridge networks (docker CLI, daemon in its own network namespace)', ()
     expect(hp).toMatch(/^0\.0\.0\.0:\d+$/);
     expect(await fetch(`http://127.0.0.1:${hp.split(':')[1]}/`)).toBe(`hello from ${p.slice(0, 12)}`);
     await ok(['rm', '-f', id, p]);
+  });
+
+  it('publishes UDP ports: -p host:container/udp on every address and on 127.0.0.1', async () => {
+    await writeFile(
+      path.join(tmp, 'udpecho.tar'),
+      await packTar([...busyboxRootfsEntries(), { name: 'udp-echo', mode: 0o755, content: buildStaticProgram(UDP_ECHO, tmp) }]),
+    );
+    await ok(['import', path.join(tmp, 'udpecho.tar'), 'udpecho:1']);
+    const id = await ok(['run', '-d', '-p', '18053:5353/udp', '-p', '127.0.0.1::5353/udp', 'udpecho:1', '/udp-echo', '5353']);
+    const ports = (await ok(['port', id, '5353/udp'])).split('\n');
+    expect(ports).toContain('0.0.0.0:18053');
+    const lo = ports.find((p) => p.startsWith('127.0.0.1:'))!;
+    expect(lo).toBeDefined();
+    const ask = async (host: string, port: string) => {
+      for (let i = 0; i < 30; i++) {
+        const r = await execa(
+          'nsenter',
+          [`--net=${path.join(path.dirname(d.dataRoot), 'netns')}`, process.execPath, '-e', UDP_CLIENT_JS, host, port],
+          {
+            reject: false,
+          },
+        );
+        if (r.exitCode === 0) return r.stdout.trim();
+      }
+      return undefined;
+    };
+    expect(await ask('127.0.0.1', '18053')).toBe('echo ping');
+    expect(await ask('10.213.0.1', '18053')).toBe('echo ping');
+    expect(await ask('127.0.0.1', lo.split(':')[1]!)).toBe('echo ping');
+    await ok(['rm', '-f', id]);
+    await ok(['rmi', 'udpecho:1']);
   });
 
   it("a host port another process holds is refused with Docker's error before the container starts", async () => {
