@@ -128,7 +128,14 @@ describe('bridge networks (docker CLI, daemon in its own network namespace)', ()
     const hp = await ok(['port', p, '80/tcp']);
     expect(hp).toMatch(/^0\.0\.0\.0:\d+$/);
     expect(await fetch(`http://127.0.0.1:${hp.split(':')[1]}/`)).toBe(`hello from ${p.slice(0, 12)}`);
-    await ok(['rm', '-f', id, p]);
+    // a host port range for one container port: a free one of the range; --expose adds to -P's set
+    const r = await ok(['run', '-d', '-p', '18090-18092:80', '--expose', '81', '-P', 'busybox', 'sh', '-c', SERVE]);
+    const inRange = await ok(['port', r, '80/tcp']);
+    expect(inRange.split('\n').some((l) => /^0\.0\.0\.0:1809[0-2]$/.test(l))).toBe(true);
+    const ranged = inRange.split('\n').find((l) => /^0\.0\.0\.0:1809[0-2]$/.test(l))!;
+    expect(await fetch(`http://127.0.0.1:${ranged.split(':')[1]}/`)).toBe(`hello from ${r.slice(0, 12)}`);
+    expect(await ok(['port', r, '81/tcp'])).toMatch(/^0\.0\.0\.0:\d+$/);
+    await ok(['rm', '-f', id, p, r]);
   });
 
   it('publishes UDP ports: -p host:container/udp on every address and on 127.0.0.1', async () => {
