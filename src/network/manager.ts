@@ -83,6 +83,22 @@ function predefinedId(name: string): string {
   return createHash('sha256').update(`tvm-network-${name}`).digest('hex');
 }
 
+/**
+ * A container's endpoint on a network: `ifname` inside its namespace, a host-side veth named
+ * from the container and network (stable across daemon restarts), the MAC from the address.
+ */
+function newEndpoint(containerId: string, networkId: string, ip: string, ifname: string, dns: string[] | undefined): Endpoint {
+  return {
+    id: randomBytes(32).toString('hex'),
+    ip,
+    mac: macFor(ip),
+    ifname,
+    hostIf: `${VETH_PREFIX}${createHash('sha256').update(`${containerId}/${networkId}`).digest('hex').slice(0, 11)}`,
+    ports: [],
+    ...(dns && { dns }),
+  };
+}
+
 export class NetworkManager {
   private readonly store: NetworkStore;
   private readonly nets = new Map<string, NetworkRecord>();
@@ -645,16 +661,8 @@ export class NetworkManager {
           const cfg = net.IPAM.Config[0]!;
           const addr = allocate(cfg, net.allocations, c.id, member.ipv4);
           undo.push(async () => release(net.allocations, c.id));
-          const hostIf = `${VETH_PREFIX}${createHash('sha256').update(`${c.id}/${net.Id}`).digest('hex').slice(0, 11)}`;
-          const ep: Endpoint = {
-            id: randomBytes(32).toString('hex'),
-            ip: addr,
-            mac: macFor(addr),
-            ifname: `eth${i}`,
-            hostIf,
-            ports: [],
-            ...(upstream.length > 0 && { dns: upstream }),
-          };
+          const ep = newEndpoint(c.id, net.Id, addr, `eth${i}`, upstream.length > 0 ? upstream : undefined);
+          const hostIf = ep.hostIf;
           const gateway = !routed && !net.Internal ? cfg.Gateway : undefined;
           if (gateway) routed = true;
           const plumbing = {
@@ -775,18 +783,10 @@ export class NetworkManager {
           const used = new Set(this.networksOf(containerId).map((x) => x.member.endpoint?.ifname));
           let i = 0;
           while (used.has(`eth${i}`)) i++;
-          const hostIf = `${VETH_PREFIX}${createHash('sha256').update(`${containerId}/${n.Id}`).digest('hex').slice(0, 11)}`;
           // the container's --dns servers, as its other endpoints have them
           const dns = this.networksOf(containerId).find((x) => x.member.endpoint?.dns)?.member.endpoint?.dns;
-          const e: Endpoint = {
-            id: randomBytes(32).toString('hex'),
-            ip: addr,
-            mac: macFor(addr),
-            ifname: `eth${i}`,
-            hostIf,
-            ports: [],
-            ...(dns && { dns }),
-          };
+          const e = newEndpoint(containerId, n.Id, addr, `eth${i}`, dns);
+          const hostIf = e.hostIf;
           await attachEndpoint(
             { netns: file, bridge: n.bridge, hostIf, ifname: e.ifname, address: `${addr}/${cidr(cfg.Subnet).prefix}`, mac: e.mac },
             this.log,
