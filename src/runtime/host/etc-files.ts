@@ -146,7 +146,7 @@ export async function prepareEtcFiles(
     [
       'resolv.conf',
       net?.nameservers?.[0]
-        ? embeddedResolvConf(await readHost('/etc/resolv.conf'), opts?.dns, net.nameservers[0])
+        ? await embeddedResolvConfOfHost(opts, net.nameservers[0])
         : withDnsOptions(resolvConf(await readHost('/etc/resolv.conf'), hostNet), opts?.dns),
     ],
   ];

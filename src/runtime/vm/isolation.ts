@@ -316,20 +316,18 @@ export class VmIsolation extends AgentSessionIsolation implements Isolation {
       this.opts.log?.(`VM of ${spec.id.slice(0, 12)} did not start: ${(e as Error).message}${tail ? `\nconsole tail:\n${tail}` : ''}`);
       throw e;
     }
+    let guest: AgentClient | undefined;
     try {
-      client = await this.connectGuest(spec);
-    } catch (e) {
-      process.kill(ready.pid, 'SIGTERM');
-      throw e;
-    }
-    this.sessions.live(spec.id).client = client;
-    try {
+      guest = await this.connectGuest(spec);
       // networks beyond the first (connected while the container was created): before the workload runs
-      for (const n of nics.slice(1)) await client.netUp(n.ifname, nicSetting(n));
+      for (const n of nics.slice(1)) await guest.netUp(n.ifname, nicSetting(n));
     } catch (e) {
+      guest?.close();
       process.kill(ready.pid, 'SIGTERM');
       throw e;
     }
+    client = guest;
+    this.sessions.live(spec.id).client = client;
     await this.sessions.connectPending(spec, client);
     const info = await this.sessions.startWorkload(spec, client);
     // the host pid of a VM container is its supervisor's (Docker's State.Pid for a VM)
