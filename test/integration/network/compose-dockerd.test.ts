@@ -11,6 +11,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { DOCKER, startTestDaemon, missingRealParts, requireDocker, type TestDaemon } from '../../fixtures/daemon.js';
 import { busyboxDockerArchive } from '../../fixtures/fake-images.js';
+import { COMPOSE, composeProject } from '../../fixtures/compose-project.js';
 import {
   DOCKERD,
   makeNetns,
@@ -19,30 +20,6 @@ import {
   unmountUnder,
   type ReferenceDockerd,
 } from '../../../bench/lib/reference-dockerd.js';
-
-const COMPOSE = '/usr/bin/docker-compose';
-
-const PROJECT = `version: "3.7"
-services:
-  db:
-    image: busybox
-    command: ["sh", "-c", "mkdir -p /data && echo stored-in-volume > /data/v && exec busybox httpd -f -p 7000 -h /data"]
-    volumes: ["data:/data"]
-    networks: [back]
-    labels: { tier: db, app: mx }
-  web:
-    image: busybox
-    depends_on: [db]
-    ports: ["18300:80"]
-    networks: [back]
-    command: ["sh", "-c", "mkdir -p /www; until busybox wget -qO /www/index.html http://db:7000/v; do sleep 0.2; done; echo web ready; exec busybox httpd -f -p 80 -h /www"]
-networks:
-  back:
-    ipam:
-      config: [{ subnet: 10.238.0.0/24 }]
-volumes:
-  data: {}
-`;
 
 /** compose's "Creating x ... done" lines, without its progress noise, in a stable order */
 const steps = (stderr: string, verbs: RegExp) =>
@@ -66,7 +43,7 @@ describe('docker-compose 1.29: the same project, the same observations on tvm an
     const missing = missingRealParts();
     if (missing.length > 0) throw new Error(`the real daemon needs parts that are missing: ${missing.join(', ')}`);
     work = await mkdtemp(path.join(os.tmpdir(), 'tvm-compose-dockerd-'));
-    await writeFile(path.join(work, 'docker-compose.yml'), PROJECT);
+    await writeFile(path.join(work, 'docker-compose.yml'), composeProject());
     await writeFile(path.join(work, 'busybox.tar'), await busyboxDockerArchive());
     const refNetns = path.join(work, 'dockerd-netns');
     makeNetns(refNetns);

@@ -12,30 +12,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { startTestDaemon, missingRealParts, requireDocker, type TestDaemon } from '../../fixtures/daemon.js';
 import { busyboxDockerArchive } from '../../fixtures/fake-images.js';
-
-const COMPOSE = '/usr/bin/docker-compose';
-
-/** `webIsolation`: the web service's `isolation:` (docker-compose passes it on as HostConfig.Isolation) */
-const project = (webIsolation?: string) => `version: "3.7"
-services:
-  db:
-    image: busybox
-    command: ["sh", "-c", "mkdir -p /data && echo stored-in-volume > /data/v && exec busybox httpd -f -p 7000 -h /data"]
-    volumes: ["data:/data"]
-    networks: [back]
-  web:
-    image: busybox${webIsolation ? `\n    isolation: ${webIsolation}` : ''}
-    depends_on: [db]
-    ports: ["18300:80"]
-    networks: [back]
-    command: ["sh", "-c", "mkdir -p /www; until busybox wget -qO /www/index.html http://db:7000/v; do sleep 0.2; done; echo web ready; exec busybox httpd -f -p 80 -h /www"]
-networks:
-  back:
-    ipam:
-      config: [{ subnet: 10.220.0.0/24 }]
-volumes:
-  data: {}
-`;
+import { COMPOSE, composeProject } from '../../fixtures/compose-project.js';
 
 describe('docker-compose 1.29 (two services, a network, a volume, a published port)', () => {
   let d: TestDaemon;
@@ -75,7 +52,7 @@ describe('docker-compose 1.29 (two services, a network, a volume, a published po
     ['container', undefined],
     ['vm', 'vm'],
   ])('web with --isolation=%s: up -d, ps, logs, exec, the published port, service names; down -v removes it all', async (_, iso) => {
-    await writeFile(path.join(dir, 'docker-compose.yml'), project(iso));
+    await writeFile(path.join(dir, 'docker-compose.yml'), composeProject(iso));
     // what an earlier variant left if it failed half-way (compose 1.29 cannot recreate over it)
     await compose(['down', '-v', '-t', '1']);
     const up = await compose(['up', '-d']);
